@@ -1,0 +1,59 @@
+import type { Logger } from '../log.js';
+import type { PopsyncError } from '../errors.js';
+import type { TlsMode } from '../pop3/types.js';
+
+export interface ImapOptions {
+  host: string;
+  port: number;
+  tls: TlsMode;
+  user: string;
+  password: string;
+  ca?: Array<string | Buffer>;
+  rejectUnauthorized?: boolean;
+  timeoutMs?: number;
+  logger?: Logger;
+}
+
+export interface FolderStatus {
+  /** The folder as the user named it: UTF-8, '/' separates levels. */
+  path: string;
+  uidValidity: bigint;
+  uidNext: number;
+}
+
+export interface AppendRequest {
+  body: Buffer;
+  flags: string[];
+  internalDate?: Date;
+}
+
+export type AppendOutcome =
+  | { ok: true; uid: number | null; uidValidity: bigint | null }
+  | { ok: false; error: PopsyncError };
+
+export interface DestinationMessage {
+  uid: number;
+  size: number;
+  messageId: string | null;
+}
+
+/**
+ * The destination, as the engine sees it. Folder paths are UTF-8 with '/' between levels;
+ * the sink maps them to the server's delimiter, namespace prefix and modified UTF-7.
+ *
+ * appendBatch takes many messages for one folder so that a faster path (MULTIAPPEND,
+ * pipelined LITERAL+) can replace the one-at-a-time imapflow path without touching the
+ * engine. A refusal of one message (NO, too big) is an outcome with ok:false; a lost
+ * connection throws PopsyncError('connection') and the outcomes of unsent items are unknown.
+ */
+export interface ImapSink {
+  readonly capabilities: ReadonlySet<string>;
+  /** Creates (and subscribes) the folder and its parents when missing. */
+  ensureFolder(path: string): Promise<FolderStatus>;
+  status(path: string): Promise<FolderStatus>;
+  appendBatch(path: string, items: AppendRequest[], onOutcome?: (index: number, outcome: AppendOutcome) => void): Promise<AppendOutcome[]>;
+  /** Messages with UID >= sinceUid, for reconciling appends whose outcome was not recorded. */
+  listSince(path: string, sinceUid: number): Promise<DestinationMessage[]>;
+  fetchBody(path: string, uid: number): Promise<Buffer>;
+  close(): Promise<void>;
+}

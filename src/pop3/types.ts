@@ -1,0 +1,76 @@
+import type { Readable } from 'node:stream';
+import type { Logger } from '../log.js';
+
+/** How the connection is secured. 'none' is only ever chosen by an explicit user option. */
+export type TlsMode = 'implicit' | 'starttls' | 'none';
+
+export type Pop3AuthMethod = 'auto' | 'user' | 'apop' | 'plain' | 'login';
+
+export interface Pop3Options {
+  host: string;
+  port: number;
+  tls: TlsMode;
+  user: string;
+  password: string;
+  /** 'auto': SASL PLAIN, then LOGIN, then APOP (if greeting has a timestamp), then USER/PASS. */
+  auth?: Pop3AuthMethod;
+  /** Extra trusted CAs (PEM). Node's NODE_EXTRA_CA_CERTS keeps working on top of these. */
+  ca?: Array<string | Buffer>;
+  /** false only when the user explicitly asked for it (--pop-insecure). */
+  rejectUnauthorized?: boolean;
+  /** Per-read inactivity timeout; every wait for the server is bounded by it. */
+  timeoutMs?: number;
+  connectTimeoutMs?: number;
+  /** Use PIPELINING when CAPA offers it (default true). */
+  pipelining?: boolean;
+  logger?: Logger;
+}
+
+export interface Pop3Stat {
+  count: number;
+  size: number;
+}
+
+export interface Pop3SizeEntry {
+  n: number;
+  size: number;
+}
+
+export interface Pop3UidlEntry {
+  n: number;
+  uidl: string;
+}
+
+/**
+ * An authenticated POP3 session in the TRANSACTION state.
+ *
+ * Every method returns a promise that settles with that command's response. Commands are
+ * queued in call order; when the server advertised PIPELINING, queued commands are written
+ * without waiting for earlier responses, so `Promise.all(ns.map((n) => s.retr(n)))` is a
+ * pipelined burst. Failures are PopsyncError: 'server' for -ERR (with the server's text and
+ * RESP-CODE), 'temporary' for [IN-USE]/[LOGIN-DELAY]/[SYS/TEMP], 'connection' for drops and
+ * timeouts (after which every pending and later command rejects with 'connection').
+ */
+export interface Pop3Session {
+  readonly greeting: string;
+  /** CAPA result: capability name (upper case) -> its arguments. Empty if CAPA unsupported. */
+  readonly capabilities: ReadonlyMap<string, string[]>;
+  readonly pipelining: boolean;
+  stat(): Promise<Pop3Stat>;
+  list(): Promise<Pop3SizeEntry[]>;
+  /** Rejects with kind 'server' when the server has no UIDL. */
+  uidl(): Promise<Pop3UidlEntry[]>;
+  /** Header block plus `lines` body lines, byte-exact (dot-unstuffed, terminator removed). */
+  top(n: number, lines: number): Promise<Buffer>;
+  /** The whole message, byte-exact. */
+  retr(n: number): Promise<Buffer>;
+  /** The whole message as a stream of byte-exact chunks; for messages too big to buffer. */
+  retrStream(n: number): Readable;
+  dele(n: number): Promise<void>;
+  rset(): Promise<void>;
+  noop(): Promise<void>;
+  /** QUIT: enters UPDATE; resolves only on +OK, which is when DELEs become real. */
+  quit(): Promise<void>;
+  /** Drop the connection without QUIT: the server deletes nothing. */
+  destroy(): void;
+}
