@@ -1,0 +1,87 @@
+/**
+ * TEST-ONLY. A kill switch for the crash-resume test, after isync's `-Ts k` / `countStep()`:
+ * the test runs a scenario once to count its journal steps, then for every step k kills the
+ * process just before or just after that step's commit, resumes, and checks that every message
+ * arrived exactly once. Production never sets these variables.
+ *
+ * A "step" is one committed write transaction of Journal (a beginAppend batch is one step).
+ * Opening a journal (schema and binding) is not a step: it changes no message's state.
+ *
+ *   POPSYNC_TEST_KILL_AT=<k>:<before|after>  SIGKILL self just before / just after commit of step k (1-based)
+ *   POPSYNC_TEST_STEPS_FILE=<path>           after each step, write the running step count to <path>
+ *
+ * "before" fires inside the transaction, after its writes and just ahead of COMMIT, which is the
+ * harshest point: the writes exist in SQLite's page cache (maybe in the WAL) but are not committed.
+ *
+ * SIGKILL rather than exit(): no exit handlers, no flushing, no finally blocks, just like a power
+ * cut or the OOM killer. With neither variable set each call is one boolean test.
+ */
+import { writeFileSync } from 'node:fs';
+import { PopsyncError } from '../errors.js';
+
+export interface KillAt {
+  step: number;
+  when: 'before' | 'after';
+}
+
+export function parseKillAt(value: string): KillAt {
+  const m = /^([1-9][0-9]*):(before|after)$/.exec(value.trim());
+  if (m === null || m[1] === undefined || m[2] === undefined) {
+    throw new PopsyncError('internal', `POPSYNC_TEST_KILL_AT must look like "3:before" or "3:after", not ${JSON.stringify(value)}`);
+  }
+  return { step: Number(m[1]), when: m[2] as KillAt['when'] };
+}
+
+interface HookConfig {
+  killAt: KillAt | null;
+  stepsFile: string | null;
+}
+
+let config: HookConfig | undefined;
+let active = false;
+let steps = 0;
+
+function load(): HookConfig {
+  const killRaw = process.env['POPSYNC_TEST_KILL_AT'];
+  const stepsRaw = process.env['POPSYNC_TEST_STEPS_FILE'];
+  const c: HookConfig = {
+    killAt: killRaw === undefined || killRaw === '' ? null : parseKillAt(killRaw),
+    stepsFile: stepsRaw === undefined || stepsRaw === '' ? null : stepsRaw,
+  };
+  active = c.killAt !== null || c.stepsFile !== null;
+  return c;
+}
+
+/** Reads the environment once; Journal.open calls it so a malformed value fails early. */
+export function initCrashHook(): void {
+  config ??= load();
+}
+
+function die(): never {
+  process.kill(process.pid, 'SIGKILL');
+  // SIGKILL to oneself is fatal before the syscall returns to JS; the wait only guarantees that
+  // not one more line of popsync runs should the kernel take a moment.
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10_000);
+  throw new PopsyncError('internal', 'POPSYNC_TEST_KILL_AT: SIGKILL did not stop the process');
+}
+
+/** Call as the last thing inside a write transaction, before COMMIT. */
+export function beforeCommit(): void {
+  if (!active) return;
+  const k = config?.killAt;
+  if (k != null && k.when === 'before' && k.step === steps + 1) die();
+}
+
+/** Call right after a write transaction committed. */
+export function afterCommit(): void {
+  steps += 1;
+  if (!active || config === undefined) return;
+  if (config.stepsFile !== null) writeFileSync(config.stepsFile, `${steps}\n`);
+  const k = config.killAt;
+  if (k !== null && k.when === 'after' && k.step === steps) die();
+}
+
+/** Steps committed by this process so far. */
+export function stepCount(): number {
+  return steps;
+}

@@ -1,0 +1,410 @@
+/**
+ * The state journal: one SQLite file per source account recording, per POP3 message, how far
+ * its copy to IMAP got. It carries popsync's central invariant, "a message is deleted from the
+ * POP3 server only after the journal durably records its copy", hence:
+ *
+ * - WAL + synchronous=FULL: a transaction that returned is on disk (the WAL is fsynced at every
+ *   commit), so a power cut after "done" cannot resurrect "appending" and re-copy, nor lose
+ *   "done" after DELE. WAL also lets `status` read while a run writes.
+ * - One committed transaction per state change (isync's "one journal line per transition";
+ *   SQLite gives us its snapshot + journal for free). Writes use BEGIN IMMEDIATE so a second
+ *   writer waits on busy_timeout instead of failing half-way through with SQLITE_BUSY.
+ * - Every transition goes through states.ts; an illegal one is a bug and changes nothing.
+ * - The file is bound to its source account on first open: feeding alice's journal to bob's
+ *   run would make popsync believe bob's messages were copied (same UIDLs are common).
+ * - Mode 0600: the journal names folders and Message-IDs. It never holds a secret.
+ *
+ * Every method is synchronous: a state change is durable when the call returns.
+ */
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { PopsyncError } from '../errors.js';
+import { afterCommit, beforeCommit, initCrashHook } from './crash-hook.js';
+import { migrate, readSchemaVersion } from './schema.js';
+import { assertTransition } from './states.js';
+import type { BeginAppend, JournalBinding, JournalCounts, JournalRow, RowState } from './types.js';
+
+export interface JournalOpenOptions {
+  /** Create the file when missing (default true). With false, a missing or empty file is an error. */
+  create?: boolean;
+  /** Clock for the *_at columns; tests pin it. */
+  now?: () => Date;
+}
+
+/** Long enough to outwait another process's single transaction, short enough to report a stuck one. */
+const BUSY_TIMEOUT_MS = 5_000;
+/** Server error texts can be long; the journal keeps enough to act on. */
+const MAX_ERROR_CHARS = 4_000;
+
+interface MessageRecord {
+  account: string;
+  uidl: string;
+  state: RowState;
+  size: number;
+  sha256: string | null;
+  message_id: string | null;
+  folder: string | null;
+  dest_uidvalidity: string | null;
+  dest_uidnext: number | null;
+  dest_uid: number | null;
+  attempts: number;
+  last_error: string | null;
+  first_seen_at: string;
+  updated_at: string;
+  copied_at: string | null;
+}
+
+function toRow(r: MessageRecord): JournalRow {
+  return {
+    account: r.account,
+    uidl: r.uidl,
+    state: r.state,
+    size: r.size,
+    sha256: r.sha256,
+    messageId: r.message_id,
+    folder: r.folder,
+    destUidValidity: r.dest_uidvalidity === null ? null : BigInt(r.dest_uidvalidity),
+    destUidNext: r.dest_uidnext,
+    destUid: r.dest_uid,
+    attempts: r.attempts,
+    lastError: r.last_error,
+    firstSeenAt: r.first_seen_at,
+    updatedAt: r.updated_at,
+    copiedAt: r.copied_at,
+  };
+}
+
+function isSqliteError(e: unknown): e is InstanceType<typeof Database.SqliteError> {
+  return e instanceof Database.SqliteError;
+}
+
+/**
+ * Turns whatever SQLite or the file system threw into a PopsyncError the CLI can print without
+ * a stack trace. Constraint violations are popsync bugs; busy means another writer holds the
+ * file; everything else (corrupt, not a database, I/O, disk full) means the journal is unusable.
+ */
+function journalError(e: unknown, path: string, doing: string): PopsyncError {
+  if (e instanceof PopsyncError) return e;
+  const detail = e instanceof Error ? e.message : String(e);
+  if (isSqliteError(e)) {
+    if (e.code.startsWith('SQLITE_CONSTRAINT')) {
+      return new PopsyncError('internal', `journal ${path}: ${doing} violated a constraint: ${detail}`, { hint: 'this is a bug in popsync; the journal was left unchanged' }, { cause: e });
+    }
+    if (e.code.startsWith('SQLITE_BUSY') || e.code.startsWith('SQLITE_LOCKED')) {
+      return new PopsyncError('locked', `journal ${path} is busy (${detail})`, { hint: 'another popsync run is using this journal; let it finish or stop it' }, { cause: e });
+    }
+    return new PopsyncError('journal', `journal ${path} is unusable while ${doing}: ${detail} (${e.code})`, {
+      hint: 'if the file is corrupt, restore it from a backup or move it aside; a fresh journal forgets what was already copied',
+    }, { cause: e });
+  }
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code === 'string') {
+    return new PopsyncError('journal', `cannot open journal ${path}: ${detail}`, {
+      hint: code === 'ENOENT' ? 'create the directory that holds the journal' : 'check the path and its permissions',
+    }, { cause: e });
+  }
+  return new PopsyncError('internal', `journal ${path}: ${doing} failed: ${detail}`, {}, { cause: e });
+}
+
+function checkUidValidity(v: bigint, what: string): string {
+  if (typeof v !== 'bigint' || v < 0n) throw new PopsyncError('internal', `${what}: UIDVALIDITY must be a non-negative bigint, got ${String(v)}`);
+  return v.toString();
+}
+
+function checkCount(n: number, what: string, min: number): void {
+  if (!Number.isSafeInteger(n) || n < min) throw new PopsyncError('internal', `${what} must be an integer >= ${min}, got ${String(n)}`);
+}
+
+export class Journal {
+  readonly path: string;
+  readonly source: string;
+  private readonly db: Database.Database;
+  private readonly now: () => Date;
+  private readonly stepTx: Database.Transaction<(fn: () => unknown) => unknown>;
+  private readonly sql;
+
+  static open(path: string, binding: JournalBinding, opts: JournalOpenOptions = {}): Journal {
+    initCrashHook();
+    const create = opts.create ?? true;
+    const now = opts.now ?? (() => new Date());
+    if (!existsSync(path)) {
+      if (!create) throw new PopsyncError('journal', `no journal at ${path}`, { account: binding.source, hint: 'run a sync first, or check the journal path' });
+      try {
+        // Created here, not by SQLite, so the file is 0600 from its first byte (SQLite would
+        // use 0644 minus umask); SQLite then gives -wal and -shm the same mode.
+        closeSync(openSync(path, 'a', 0o600));
+      } catch (e) {
+        throw journalError(e, path, 'creating the file');
+      }
+    }
+
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(path, { fileMustExist: true });
+      // busy_timeout first: switching to WAL itself needs a lock another process may hold.
+      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      // The first statement that reads the header: a non-SQLite file fails here (SQLITE_NOTADB).
+      const mode = db.pragma('journal_mode = WAL', { simple: true });
+      if (mode !== 'wal') throw new PopsyncError('journal', `journal ${path} cannot use write-ahead logging (SQLite reports journal_mode=${String(mode)})`, { hint: 'keep the journal on a local file system' });
+      db.pragma('synchronous = FULL');
+      db.pragma('foreign_keys = ON');
+      const opened = db;
+      opened
+        .transaction(() => {
+          if (!create && readSchemaVersion(opened, path) === 0) {
+            throw new PopsyncError('journal', `${path} is not a popsync journal (it is empty)`, { account: binding.source, hint: 'run a sync first, or check the journal path' });
+          }
+          migrate(opened, path);
+          bind(opened, path, binding, now);
+        })
+        .immediate();
+      const journal = new Journal(opened, path, binding, now);
+      tightenSidecars(path);
+      return journal;
+    } catch (e) {
+      try {
+        db?.close();
+      } catch {
+        // Already failing; the original error is the one worth reporting.
+      }
+      throw journalError(e, path, 'opening');
+    }
+  }
+
+  private constructor(db: Database.Database, path: string, binding: JournalBinding, now: () => Date) {
+    this.db = db;
+    this.path = path;
+    this.source = binding.source;
+    this.now = now;
+    this.stepTx = db.transaction((fn: () => unknown) => {
+      const result = fn();
+      beforeCommit();
+      return result;
+    });
+    this.sql = {
+      get: db.prepare<[string, string], MessageRecord>(`SELECT * FROM messages WHERE account = ? AND uidl = ?`),
+      all: db.prepare<[string], MessageRecord>(`SELECT * FROM messages WHERE account = ? ORDER BY rowid`),
+      inState: db.prepare<[string, string], MessageRecord>(`SELECT * FROM messages WHERE account = ? AND state = ? ORDER BY rowid`),
+      counts: db.prepare<[string], { state: RowState; n: number }>(`SELECT state, COUNT(*) AS n FROM messages WHERE account = ? GROUP BY state`),
+      begin: db.prepare(`
+        INSERT INTO messages (account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity, dest_uidnext,
+                              dest_uid, attempts, last_error, first_seen_at, updated_at, copied_at)
+        VALUES (@account, @uidl, 'appending', @size, @sha256, @messageId, @folder, @destUidValidity, @destUidNext,
+                NULL, 1, NULL, @now, @now, NULL)
+        ON CONFLICT (account, uidl) DO UPDATE SET
+          state = 'appending', size = excluded.size, sha256 = excluded.sha256, message_id = excluded.message_id,
+          folder = excluded.folder, dest_uidvalidity = excluded.dest_uidvalidity, dest_uidnext = excluded.dest_uidnext,
+          dest_uid = NULL, attempts = attempts + 1, updated_at = excluded.updated_at`),
+      confirm: db.prepare(`
+        UPDATE messages SET state = 'done', dest_uidvalidity = @destUidValidity, dest_uid = @destUid,
+                            copied_at = @now, updated_at = @now
+        WHERE account = @account AND uidl = @uidl`),
+      fail: db.prepare(`UPDATE messages SET state = 'failed', last_error = @error, updated_at = @now WHERE account = @account AND uidl = @uidl`),
+      doneUids: db.prepare<[string, string, string], { dest_uid: number }>(
+        `SELECT dest_uid FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ? AND state = 'done' AND dest_uid IS NOT NULL`,
+      ),
+      uidOwner: db.prepare<[string, string, string, number], { uidl: string }>(
+        `SELECT uidl FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ? AND dest_uid = ? AND state = 'done'`,
+      ),
+      folder: db.prepare<[string, string], { uidvalidity: string }>(`SELECT uidvalidity FROM folders WHERE account = ? AND folder = ?`),
+      addFolder: db.prepare(`INSERT INTO folders (account, folder, uidvalidity, first_seen_at) VALUES (?, ?, ?, ?)`),
+    };
+  }
+
+  /** One committed transaction = one crash-test step. */
+  private step<T>(doing: string, fn: () => T): T {
+    let result: T;
+    try {
+      result = this.stepTx.immediate(fn) as T;
+    } catch (e) {
+      throw journalError(e, this.path, doing);
+    }
+    afterCommit();
+    return result;
+  }
+
+  private read<T>(doing: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      throw journalError(e, this.path, doing);
+    }
+  }
+
+  /** A row's folder must still have the UIDVALIDITY the journal recorded for it, if any. */
+  private sameUidValidity(account: string, folder: string, value: string, uidl: string): void {
+    const known = this.sql.folder.get(account, folder);
+    if (known !== undefined && known.uidvalidity !== value) throw uidValidityChanged(account, folder, known.uidvalidity, value, uidl);
+  }
+
+  get(account: string, uidl: string): JournalRow | undefined {
+    return this.read('reading a message', () => {
+      const r = this.sql.get.get(account, uidl);
+      return r === undefined ? undefined : toRow(r);
+    });
+  }
+
+  rowsByUidl(account: string): Map<string, JournalRow> {
+    return this.read('reading messages', () => new Map(this.sql.all.all(account).map((r) => [r.uidl, toRow(r)] as const)));
+  }
+
+  rowsInState(account: string, state: RowState): JournalRow[] {
+    return this.read('reading messages', () => this.sql.inState.all(account, state).map(toRow));
+  }
+
+  counts(account: string): JournalCounts {
+    return this.read('counting messages', () => {
+      const c: JournalCounts = { done: 0, appending: 0, failed: 0 };
+      for (const { state, n } of this.sql.counts.all(account)) c[state] = n;
+      return c;
+    });
+  }
+
+  /**
+   * Records the intent to APPEND every item, in one transaction (one fsync for the batch, as
+   * isync does before copying). New rows start at attempts 1; a retried row counts up. An empty
+   * batch writes nothing and is not a step.
+   */
+  beginAppend(account: string, items: readonly BeginAppend[]): void {
+    if (items.length === 0) return;
+    const seen = new Set<string>();
+    const params = items.map((it) => {
+      if (seen.has(it.uidl)) throw new PopsyncError('internal', `beginAppend: message ${it.uidl} appears twice in one batch`, { account, uidl: it.uidl });
+      seen.add(it.uidl);
+      checkCount(it.size, `beginAppend ${it.uidl}: size`, 0);
+      checkCount(it.destUidNext, `beginAppend ${it.uidl}: destUidNext`, 1);
+      return {
+        account,
+        uidl: it.uidl,
+        size: it.size,
+        sha256: it.sha256,
+        messageId: it.messageId,
+        folder: it.folder,
+        destUidValidity: checkUidValidity(it.destUidValidity, `beginAppend ${it.uidl}`),
+        destUidNext: it.destUidNext,
+      };
+    });
+    this.step('recording messages about to be copied', () => {
+      const now = this.now().toISOString();
+      for (const p of params) {
+        assertTransition(this.sql.get.get(account, p.uidl)?.state ?? null, 'appending', { account, uidl: p.uidl });
+        this.sameUidValidity(account, p.folder, p.destUidValidity, p.uidl);
+        this.sql.begin.run({ ...p, now });
+      }
+    });
+  }
+
+  /**
+   * The copy exists in the destination. `destUid` is null when the server gave no UID and none
+   * was searched for. A UID already owned by another done row is refused: two rows pointing at
+   * one copy would mean one message was never copied.
+   */
+  confirm(account: string, uidl: string, to: { destUidValidity: bigint; destUid: number | null }): void {
+    const destUidValidity = checkUidValidity(to.destUidValidity, `confirm ${uidl}`);
+    if (to.destUid !== null) checkCount(to.destUid, `confirm ${uidl}: destUid`, 1);
+    this.step('recording a copied message', () => {
+      const row = this.sql.get.get(account, uidl);
+      assertTransition(row?.state ?? null, 'done', { account, uidl });
+      const folder = row?.folder ?? null;
+      if (folder === null) throw new PopsyncError('internal', `confirm: message ${uidl} has no destination folder`, { account, uidl });
+      this.sameUidValidity(account, folder, destUidValidity, uidl);
+      if (to.destUid !== null) {
+        const owner = this.sql.uidOwner.get(account, folder, destUidValidity, to.destUid);
+        if (owner !== undefined) {
+          throw new PopsyncError('internal', `UID ${to.destUid} in ${folder} already belongs to message ${owner.uidl}; it cannot also be the copy of ${uidl}`, {
+            account,
+            uidl,
+            folder,
+            hint: 'this is a bug in popsync; the journal was left unchanged',
+          });
+        }
+      }
+      this.sql.confirm.run({ account, uidl, destUidValidity, destUid: to.destUid, now: this.now().toISOString() });
+    });
+  }
+
+  /** The destination refused this message. The error text is kept (also across a later retry). */
+  fail(account: string, uidl: string, error: string): void {
+    this.step('recording a failed message', () => {
+      assertTransition(this.sql.get.get(account, uidl)?.state ?? null, 'failed', { account, uidl });
+      this.sql.fail.run({ account, uidl, error: error.slice(0, MAX_ERROR_CHARS), now: this.now().toISOString() });
+    });
+  }
+
+  /** UIDs already claimed by done rows, so reconcile never hands one UID to a second row. */
+  doneUidsIn(account: string, folder: string, uidValidity: bigint): Set<number> {
+    const v = checkUidValidity(uidValidity, 'doneUidsIn');
+    return this.read('reading copied UIDs', () => new Set(this.sql.doneUids.all(account, folder, v).map((r) => r.dest_uid)));
+  }
+
+  folderUidValidity(account: string, folder: string): bigint | null {
+    return this.read('reading a folder', () => {
+      const r = this.sql.folder.get(account, folder);
+      return r === undefined ? null : BigInt(r.uidvalidity);
+    });
+  }
+
+  /**
+   * First sight of a folder records its UIDVALIDITY (a step). The same value later is a no-op;
+   * a different one means the folder was recreated and every UID the journal holds for it may
+   * now name another message, so it is a loud stop, never a guess.
+   */
+  recordFolder(account: string, folder: string, uidValidity: bigint): void {
+    const v = checkUidValidity(uidValidity, `recordFolder ${folder}`);
+    const known = this.read('reading a folder', () => this.sql.folder.get(account, folder));
+    if (known !== undefined) {
+      if (known.uidvalidity !== v) throw uidValidityChanged(account, folder, known.uidvalidity, v);
+      return;
+    }
+    this.step('recording a folder', () => {
+      // Re-read inside the write lock: another process may have recorded it meanwhile.
+      const again = this.sql.folder.get(account, folder);
+      if (again !== undefined) {
+        if (again.uidvalidity !== v) throw uidValidityChanged(account, folder, again.uidvalidity, v);
+        return;
+      }
+      this.sql.addFolder.run(account, folder, v, this.now().toISOString());
+    });
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+function uidValidityChanged(account: string, folder: string, was: string, now: string, uidl?: string): PopsyncError {
+  return new PopsyncError('uidvalidity', `UIDVALIDITY of destination folder "${folder}" changed from ${was} to ${now}`, {
+    account,
+    folder,
+    ...(uidl === undefined ? {} : { uidl }),
+    hint: 'the folder was probably deleted and recreated, so the UIDs popsync recorded no longer mean anything; check the folder by hand. popsync stops rather than guess which copies survived',
+  });
+}
+
+/** Binds a fresh journal to its source account, or refuses a journal bound to another one. */
+function bind(db: Database.Database, path: string, binding: JournalBinding, now: () => Date): void {
+  const row = db.prepare(`SELECT value FROM meta WHERE key = 'source'`).get() as { value: string } | undefined;
+  if (row === undefined) {
+    const insert = db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?)`);
+    insert.run('source', binding.source);
+    insert.run('created_at', now().toISOString());
+    return;
+  }
+  if (row.value !== binding.source) {
+    throw new PopsyncError('journal-bound', `journal ${path} belongs to source account ${row.value}, not ${binding.source}`, {
+      account: binding.source,
+      hint: `each POP3 account needs its own journal: use ${row.value}'s journal only for that account, and give ${binding.source} a journal file of its own`,
+    });
+  }
+}
+
+/** SQLite copies the database's mode to -wal/-shm; this makes sure when umask or history differ. */
+function tightenSidecars(path: string): void {
+  for (const suffix of ['-wal', '-shm']) {
+    try {
+      chmodSync(path + suffix, 0o600);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * The journal's on-disk layout as an ordered list of migrations, with the version kept in the
+ * file itself (OfflineIMAP's `metadata.db_version`; isync's version line). A journal outlives
+ * the popsync that wrote it, so every open reads the version and either upgrades step by step or
+ * refuses: a journal written by a newer popsync may hold states this code does not understand,
+ * and guessing about which messages were copied is how mail gets duplicated or lost.
+ *
+ * Callers run `migrate` inside one write transaction, so a crash mid-upgrade leaves the old
+ * version intact rather than half a schema.
+ */
+import type Database from 'better-sqlite3';
+import { PopsyncError } from '../errors.js';
+
+export interface Migration {
+  /** The schema_version the file has after this migration. */
+  version: number;
+  description: string;
+  sql: string;
+}
+
+/**
+ * Version 1.
+ * - UIDVALIDITY is TEXT holding a decimal bigint: it is an unsigned 32-bit value and JS numbers
+ *   from SQLite must never silently lose precision in a field whose change means "stop".
+ * - The partial unique index makes "one destination UID settles at most one row" a property of
+ *   the file, not only of the reconcile code.
+ * - No column or meta key exists for a password or token: the journal never holds secrets.
+ */
+const V1 = `
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY NOT NULL,
+  value TEXT NOT NULL
+);
+
+CREATE TABLE messages (
+  account          TEXT    NOT NULL,
+  uidl             TEXT    NOT NULL,
+  state            TEXT    NOT NULL CHECK (state IN ('appending', 'done', 'failed')),
+  size             INTEGER NOT NULL CHECK (size >= 0),
+  sha256           TEXT,
+  message_id       TEXT,
+  folder           TEXT,
+  dest_uidvalidity TEXT,
+  dest_uidnext     INTEGER,
+  dest_uid         INTEGER,
+  attempts         INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+  last_error       TEXT,
+  first_seen_at    TEXT    NOT NULL,
+  updated_at       TEXT    NOT NULL,
+  copied_at        TEXT,
+  PRIMARY KEY (account, uidl)
+);
+
+CREATE INDEX messages_by_state ON messages (account, state);
+
+CREATE UNIQUE INDEX messages_done_uid ON messages (account, folder, dest_uidvalidity, dest_uid)
+  WHERE state = 'done' AND dest_uid IS NOT NULL;
+
+CREATE TABLE folders (
+  account     TEXT NOT NULL,
+  folder      TEXT NOT NULL,
+  uidvalidity TEXT NOT NULL,
+  first_seen_at TEXT NOT NULL,
+  PRIMARY KEY (account, folder)
+);
+`;
+
+export const MIGRATIONS: readonly Migration[] = [{ version: 1, description: 'messages, folders, meta', sql: V1 }];
+
+export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
+
+/** 0 for a fresh (empty) file. Throws 'journal' when the file is SQLite but not a popsync journal. */
+export function readSchemaVersion(db: Database.Database, path: string): number {
+  const hasMeta = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).get() !== undefined;
+  if (!hasMeta) {
+    const anyTable = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 1`).get() as { name: string } | undefined;
+    if (anyTable !== undefined) {
+      throw new PopsyncError('journal', `${path} is an SQLite database but not a popsync journal (it has a table "${anyTable.name}" and no meta table)`, {
+        hint: 'point popsync at its own journal file; it will not write into another program\'s database',
+      });
+    }
+    return 0;
+  }
+  const row = db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string } | undefined;
+  const version = row === undefined ? NaN : Number(row.value);
+  if (!Number.isSafeInteger(version) || version < 1) {
+    throw new PopsyncError('journal', `${path} has no valid schema_version (found ${row === undefined ? 'none' : JSON.stringify(row.value)})`, {
+      hint: 'the journal is damaged; restore it from a backup or move it aside (a fresh journal forgets what was already copied)',
+    });
+  }
+  return version;
+}
+
+/**
+ * Brings the file up to the newest version `migrations` knows. Must run inside a write
+ * transaction (Journal uses BEGIN IMMEDIATE). Returns the versions before and after.
+ */
+export function migrate(db: Database.Database, path: string, migrations: readonly Migration[] = MIGRATIONS): { from: number; to: number } {
+  const latest = migrations[migrations.length - 1]?.version ?? 0;
+  const from = readSchemaVersion(db, path);
+  if (from > latest) {
+    throw new PopsyncError('journal', `${path} has journal schema version ${from}, but this popsync only knows up to version ${latest}`, {
+      hint: 'a newer popsync wrote this journal; upgrade popsync to use it',
+    });
+  }
+  let current = from;
+  for (const m of migrations) {
+    if (m.version <= current) continue;
+    if (m.version !== current + 1) {
+      throw new PopsyncError('internal', `journal migrations are not contiguous: ${current} is followed by ${m.version}`);
+    }
+    db.exec(m.sql);
+    db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(String(m.version));
+    current = m.version;
+  }
+  return { from, to: current };
+}

@@ -1,0 +1,47 @@
+/**
+ * The legal life of a journal row, as a pure function with no SQLite in sight, so the rules can
+ * be read in one place, tested on their own, and reused by anything that replays or checks a
+ * journal. Journal calls it inside every write transaction: a transition the diagram in types.ts
+ * does not allow is a bug in popsync, so it stops the run (kind 'internal') instead of writing a
+ * row whose meaning nobody can trust afterwards.
+ *
+ * Why each edge exists:
+ * - none -> appending:      intent is recorded before the APPEND is sent (isync's idea).
+ * - appending -> appending: reconcile looked in the destination and found no copy; copy again.
+ * - appending -> done:      the server accepted the APPEND, or reconcile found the copy.
+ * - appending -> failed:    the destination refused this one message; the run goes on.
+ * - failed -> appending:    a later run retries a failed message.
+ * Nothing leaves 'done': copying a done message again would make a duplicate, which is the one
+ * thing popsync promises never to do.
+ */
+import { PopsyncError } from '../errors.js';
+import type { RowState } from './types.js';
+
+/** `null` is "no row yet". */
+export type FromState = RowState | null;
+
+const LEGAL: ReadonlyMap<FromState, ReadonlySet<RowState>> = new Map<FromState, ReadonlySet<RowState>>([
+  [null, new Set<RowState>(['appending'])],
+  ['appending', new Set<RowState>(['appending', 'done', 'failed'])],
+  ['failed', new Set<RowState>(['appending'])],
+  ['done', new Set<RowState>()],
+]);
+
+export function isLegalTransition(from: FromState, to: RowState): boolean {
+  return LEGAL.get(from)?.has(to) ?? false;
+}
+
+/** Throws PopsyncError('internal') naming the row and both states when the change is illegal. */
+export function assertTransition(from: FromState, to: RowState, where: { account: string; uidl: string }): void {
+  if (isLegalTransition(from, to)) return;
+  throw new PopsyncError('internal', `illegal journal transition ${from ?? '(no row)'} -> ${to} for message ${where.uidl}`, {
+    account: where.account,
+    uidl: where.uidl,
+    hint: 'this is a bug in popsync; the journal was left unchanged',
+  });
+}
+
+/** The states a row may move to from `from`, for diagnostics and tests. */
+export function nextStates(from: FromState): RowState[] {
+  return [...(LEGAL.get(from) ?? [])];
+}

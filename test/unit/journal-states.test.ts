@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import { PopsyncError } from '../../src/errors.js';
+import { assertTransition, isLegalTransition, nextStates, type FromState } from '../../src/journal/states.js';
+import type { RowState } from '../../src/journal/types.js';
+
+const FROM: FromState[] = [null, 'appending', 'done', 'failed'];
+const TO: RowState[] = ['appending', 'done', 'failed'];
+
+// The diagram in src/journal/types.ts, written out edge by edge.
+const LEGAL = new Set(['null->appending', 'failed->appending', 'appending->appending', 'appending->done', 'appending->failed']);
+
+describe('journal state transitions', () => {
+  for (const from of FROM) {
+    for (const to of TO) {
+      const key = `${String(from)}->${to}`;
+      const legal = LEGAL.has(key);
+      it(`${key} is ${legal ? 'legal' : 'illegal'}`, () => {
+        expect(isLegalTransition(from, to)).toBe(legal);
+        const where = { account: 'acct', uidl: 'U1' };
+        if (legal) {
+          expect(() => assertTransition(from, to, where)).not.toThrow();
+        } else {
+          let caught: unknown;
+          try {
+            assertTransition(from, to, where);
+          } catch (e) {
+            caught = e;
+          }
+          expect(caught).toBeInstanceOf(PopsyncError);
+          const err = caught as PopsyncError;
+          expect(err.kind).toBe('internal');
+          expect(err.context.uidl).toBe('U1');
+          expect(err.context.account).toBe('acct');
+          expect(err.message).toContain(to);
+        }
+      });
+    }
+  }
+
+  it('nothing leaves done (a second copy would be a duplicate)', () => {
+    expect(nextStates('done')).toEqual([]);
+  });
+
+  it('lists the successors of each state', () => {
+    expect(nextStates(null)).toEqual(['appending']);
+    expect(nextStates('failed')).toEqual(['appending']);
+    expect(new Set(nextStates('appending'))).toEqual(new Set(['appending', 'done', 'failed']));
+  });
+});

@@ -1,0 +1,424 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PopsyncError } from '../../src/errors.js';
+import { parseKillAt, stepCount } from '../../src/journal/crash-hook.js';
+import { Journal, SCHEMA_VERSION, type BeginAppend } from '../../src/journal/index.js';
+import { migrate, type Migration } from '../../src/journal/schema.js';
+
+const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const ALICE = { source: 'alice@pop.example.net:995' };
+const BOB = { source: 'bob@pop.example.net:995' };
+const A = 'alice';
+
+let dir: string;
+let path: string;
+const open: Journal[] = [];
+
+function openJournal(binding = ALICE, opts?: Parameters<typeof Journal.open>[2]): Journal {
+  const j = Journal.open(path, binding, opts);
+  open.push(j);
+  return j;
+}
+
+function item(uidl: string, over: Partial<BeginAppend> = {}): BeginAppend {
+  return { uidl, size: 100, sha256: 'a'.repeat(64), messageId: `<${uidl}@example.net>`, folder: 'INBOX', destUidValidity: 7n, destUidNext: 1, ...over };
+}
+
+function caught(fn: () => unknown): PopsyncError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(PopsyncError);
+    return e as PopsyncError;
+  }
+  throw new Error('expected a PopsyncError, nothing was thrown');
+}
+
+function mode(p: string): number {
+  return statSync(p).mode & 0o777;
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'popsync-journal-'));
+  path = join(dir, 'journal.db');
+});
+
+afterEach(() => {
+  for (const j of open.splice(0)) j.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('Journal.open', () => {
+  it('creates the journal and its -wal/-shm files with mode 0600', () => {
+    const j = openJournal();
+    j.beginAppend(A, [item('u1')]);
+    expect(mode(path)).toBe(0o600);
+    expect(mode(`${path}-wal`)).toBe(0o600);
+    expect(mode(`${path}-shm`)).toBe(0o600);
+  });
+
+  it('uses WAL, synchronous=FULL, a busy timeout and foreign keys', () => {
+    const j = openJournal();
+    const db = (j as unknown as { db: Database.Database }).db;
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(db.pragma('synchronous', { simple: true })).toBe(2);
+    expect(db.pragma('busy_timeout', { simple: true })).toBeGreaterThanOrEqual(1000);
+    expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
+  });
+
+  it('records the schema version and the binding, and nothing that could hold a secret', () => {
+    openJournal().close();
+    const db = new Database(path, { readonly: true });
+    const meta = Object.fromEntries((db.prepare('SELECT key, value FROM meta').all() as { key: string; value: string }[]).map((r) => [r.key, r.value]));
+    expect(meta['schema_version']).toBe(String(SCHEMA_VERSION));
+    expect(meta['source']).toBe(ALICE.source);
+    const names = [
+      ...Object.keys(meta),
+      ...(db.prepare(`SELECT p.name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table'`).all() as { name: string }[]).map((r) => r.name),
+    ];
+    db.close();
+    for (const n of names) expect(n).not.toMatch(/pass|secret|token|credential/i);
+  });
+
+  it('keeps data across close and reopen', () => {
+    const j = openJournal();
+    j.beginAppend(A, [item('u1'), item('u2')]);
+    j.confirm(A, 'u1', { destUidValidity: 7n, destUid: 3 });
+    j.recordFolder(A, 'INBOX', 7n);
+    j.close();
+    const again = openJournal();
+    expect(again.get(A, 'u1')).toMatchObject({ state: 'done', destUid: 3, destUidValidity: 7n });
+    expect(again.get(A, 'u2')).toMatchObject({ state: 'appending', attempts: 1 });
+    expect(again.folderUidValidity(A, 'INBOX')).toBe(7n);
+  });
+
+  it('refuses a journal bound to another source account, naming both', () => {
+    openJournal(ALICE).close();
+    const e = caught(() => openJournal(BOB));
+    expect(e.kind).toBe('journal-bound');
+    expect(e.message).toContain(ALICE.source);
+    expect(e.message).toContain(BOB.source);
+    expect(e.context.hint).toBeTruthy();
+    // The refusal changed nothing: alice can still open it.
+    expect(() => openJournal(ALICE)).not.toThrow();
+  });
+
+  it('refuses a journal whose schema is newer than this popsync', () => {
+    openJournal().close();
+    const db = new Database(path);
+    db.prepare(`UPDATE meta SET value = ? WHERE key = 'schema_version'`).run(String(SCHEMA_VERSION + 1));
+    db.close();
+    const e = caught(() => openJournal());
+    expect(e.kind).toBe('journal');
+    expect(e.message).toContain(path);
+    expect(e.context.hint).toMatch(/upgrade popsync/);
+  });
+
+  it('reports a file that is not SQLite as a journal error with the path', () => {
+    writeFileSync(path, 'From alice Mon Jan  1 00:00:00 2024\n'.repeat(200), { mode: 0o600 });
+    const e = caught(() => openJournal());
+    expect(e.kind).toBe('journal');
+    expect(e.message).toContain(path);
+  });
+
+  it('reports a corrupt SQLite file as a journal error', () => {
+    const j = openJournal();
+    j.beginAppend(A, Array.from({ length: 200 }, (_, i) => item(`u${i}`)));
+    j.close();
+    const bytes = readFileSync(path);
+    // Keep the header so SQLite recognises the file, wreck every page after it.
+    for (let i = 100; i < bytes.length; i++) bytes[i] = 0xa5;
+    writeFileSync(path, bytes);
+    const e = caught(() => {
+      const k = openJournal();
+      k.rowsByUidl(A);
+    });
+    expect(e.kind).toBe('journal');
+    expect(e.message).toContain(path);
+  });
+
+  it('refuses an SQLite database that belongs to another program', () => {
+    const db = new Database(path);
+    db.exec('CREATE TABLE notes (x TEXT)');
+    db.close();
+    const e = caught(() => openJournal());
+    expect(e.kind).toBe('journal');
+    expect(e.message).toMatch(/not a popsync journal/);
+  });
+
+  it('with create: false, refuses a missing journal', () => {
+    const e = caught(() => openJournal(ALICE, { create: false }));
+    expect(e.kind).toBe('journal');
+    expect(e.message).toContain(path);
+  });
+
+  it('reports a journal path in a missing directory as a journal error', () => {
+    path = join(dir, 'no', 'such', 'journal.db');
+    expect(caught(() => openJournal()).kind).toBe('journal');
+  });
+});
+
+describe('schema migrations', () => {
+  it('applies migrations in order inside the caller transaction, and a failing one leaves the old version', () => {
+    openJournal().close();
+    const v2: Migration = { version: SCHEMA_VERSION + 1, description: 'test', sql: 'CREATE TABLE extra (x INTEGER);' };
+    const broken: Migration = { version: SCHEMA_VERSION + 2, description: 'broken', sql: 'CREATE TABLE nope (;' };
+    const db = new Database(path);
+    const version = () => (db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string }).value;
+    expect(() => db.transaction(() => migrate(db, path, [{ version: 1, description: '', sql: '' }, v2, broken])).immediate()).toThrow();
+    expect(version()).toBe(String(SCHEMA_VERSION));
+    expect(db.prepare(`SELECT 1 FROM sqlite_master WHERE name = 'extra'`).get()).toBeUndefined();
+    const r = db.transaction(() => migrate(db, path, [{ version: 1, description: '', sql: '' }, v2])).immediate();
+    expect(r).toEqual({ from: SCHEMA_VERSION, to: SCHEMA_VERSION + 1 });
+    expect(version()).toBe(String(SCHEMA_VERSION + 1));
+    db.close();
+  });
+});
+
+describe('transitions', () => {
+  it('walks none -> appending -> done, recording what the engine knew', () => {
+    let clock = new Date('2024-01-01T00:00:00Z');
+    const j = openJournal(ALICE, { now: () => clock });
+    j.beginAppend(A, [item('u1', { destUidNext: 5 })]);
+    clock = new Date('2024-01-01T00:00:01Z');
+    expect(j.get(A, 'u1')).toMatchObject({ state: 'appending', attempts: 1, destUidNext: 5, destUid: null, copiedAt: null, folder: 'INBOX', size: 100 });
+    j.confirm(A, 'u1', { destUidValidity: 7n, destUid: 5 });
+    const row = j.get(A, 'u1');
+    expect(row).toMatchObject({ state: 'done', destUid: 5, destUidValidity: 7n, attempts: 1 });
+    expect(row?.firstSeenAt).toBe('2024-01-01T00:00:00.000Z');
+    expect(row?.copiedAt).toBe('2024-01-01T00:00:01.000Z');
+    expect(row?.updatedAt).toBe('2024-01-01T00:00:01.000Z');
+  });
+
+  it('counts attempts across fail, retry and re-begin', () => {
+    const j = openJournal();
+    j.beginAppend(A, [item('u1')]);
+    j.fail(A, 'u1', 'NO [OVERQUOTA] mailbox full');
+    expect(j.get(A, 'u1')).toMatchObject({ state: 'failed', attempts: 1, lastError: 'NO [OVERQUOTA] mailbox full' });
+    j.beginAppend(A, [item('u1', { destUidNext: 9 })]);
+    expect(j.get(A, 'u1')).toMatchObject({ state: 'appending', attempts: 2, destUidNext: 9 });
+    // Reconcile found no copy: begin again from appending.
+    j.beginAppend(A, [item('u1', { destUidNext: 12 })]);
+    expect(j.get(A, 'u1')).toMatchObject({ state: 'appending', attempts: 3, destUidNext: 12 });
+    j.confirm(A, 'u1', { destUidValidity: 7n, destUid: null });
+    expect(j.get(A, 'u1')).toMatchObject({ state: 'done', attempts: 3, destUid: null });
+  });
+
+  it('refuses illegal transitions with an internal error and changes nothing', () => {
+    const j = openJournal();
+    expect(caught(() => j.confirm(A, 'nope', { destUidValidity: 7n, destUid: 1 })).kind).toBe('internal');
+    expect(caught(() => j.fail(A, 'nope', 'x')).kind).toBe('internal');
+    expect(j.get(A, 'nope')).toBeUndefined();
+
+    j.beginAppend(A, [item('u1')]);
+    j.confirm(A, 'u1', { destUidValidity: 7n, destUid: 1 });
+    const before = j.get(A, 'u1');
+    expect(caught(() => j.beginAppend(A, [item('u1')])).kind).toBe('internal');
+    expect(caught(() => j.fail(A, 'u1', 'x')).kind).toBe('internal');
+    expect(caught(() => j.confirm(A, 'u1', { destUidValidity: 7n, destUid: 2 })).kind).toBe('internal');
+    expect(j.get(A, 'u1')).toEqual(before);
+
+    j.beginAppend(A, [item('u2')]);
+    j.fail(A, 'u2', 'refused');
+    expect(caught(() => j.fail(A, 'u2', 'again')).kind).toBe('internal');
+    expect(caught(() => j.confirm(A, 'u2', { destUidValidity: 7n, destUid: 2 })).kind).toBe('internal');
+  });
+
+  it('writes a batch all or nothing', () => {
+    const j = openJournal();
+    j.beginAppend(A, [item('done1')]);
+    j.confirm(A, 'done1', { destUidValidity: 7n, destUid: 1 });
+    const e = caught(() => j.beginAppend(A, [item('new1'), item('done1'), item('new2')]));
+    expect(e.kind).toBe('internal');
+    expect(e.context.uidl).toBe('done1');
+    expect(j.get(A, 'new1')).toBeUndefined();
+    expect(j.get(A, 'new2')).toBeUndefined();
+    expect(caught(() => j.beginAppend(A, [item('x'), item('x')])).kind).toBe('internal');
+    expect(j.get(A, 'x')).toBeUndefined();
+  });
+
+  it('keeps accounts apart', () => {
+    const j = openJournal();
+    j.beginAppend(A, [item('u1')]);
+    j.beginAppend('other', [item('u1')]);
+    j.confirm(A, 'u1', { destUidValidity: 7n, destUid: 1 });
+    expect(j.get('other', 'u1')?.state).toBe('appending');
+    expect(j.counts('other')).toEqual({ done: 0, appending: 1, failed: 0 });
+  });
+
+  it('answers counts, rowsInState and rowsByUidl', () => {
+    const j = openJournal();
+    j.beginAppend(A, [item('a'), item('b'), item('c'), item('d')]);
+    j.confirm(A, 'a', { destUidValidity: 7n, destUid: 1 });
+    j.confirm(A, 'b', { destUidValidity: 7n, destUid: 2 });
+    j.fail(A, 'c', 'no');
+    expect(j.counts(A)).toEqual({ done: 2, appending: 1, failed: 1 });
+    expect(j.rowsInState(A, 'done').map((r) => r.uidl)).toEqual(['a', 'b']);
+    expect(j.rowsInState(A, 'appending').map((r) => r.uidl)).toEqual(['d']);
+    const m = j.rowsByUidl(A);
+    expect([...m.keys()].sort()).toEqual(['a', 'b', 'c', 'd']);
+    expect(m.get('c')?.lastError).toBe('no');
+    expect(j.counts('nobody')).toEqual({ done: 0, appending: 0, failed: 0 });
+  });
+});
+
+describe('destination UIDs', () => {
+  it('doneUidsIn returns the UIDs claimed by done rows of one folder and UIDVALIDITY', () => {
+    const j = openJournal();
+    j.beginAppend(A, [item('a'), item('b'), item('c'), item('d', { folder: 'Archive' }), item('e', { destUidValidity: 8n, folder: 'Old' }), item('f')]);
+    j.confirm(A, 'a', { destUidValidity: 7n, destUid: 10 });
+    j.confirm(A, 'b', { destUidValidity: 7n, destUid: 11 });
+    j.confirm(A, 'c', { destUidValidity: 7n, destUid: null });
+    j.confirm(A, 'd', { destUidValidity: 7n, destUid: 12 });
+    j.confirm(A, 'e', { destUidValidity: 8n, destUid: 13 });
+    expect(j.doneUidsIn(A, 'INBOX', 7n)).toEqual(new Set([10, 11]));
+    expect(j.doneUidsIn(A, 'Archive', 7n)).toEqual(new Set([12]));
+    expect(j.doneUidsIn(A, 'Old', 8n)).toEqual(new Set([13]));
+    expect(j.doneUidsIn(A, 'INBOX', 99n)).toEqual(new Set());
+  });
+
+  it('refuses to give one UID to two rows', () => {
+    const j = openJournal();
+    j.beginAppend(A, [item('a'), item('b')]);
+    j.confirm(A, 'a', { destUidValidity: 7n, destUid: 10 });
+    const e = caught(() => j.confirm(A, 'b', { destUidValidity: 7n, destUid: 10 }));
+    expect(e.kind).toBe('internal');
+    expect(e.message).toContain('a');
+    expect(j.get(A, 'b')?.state).toBe('appending');
+  });
+
+  it('keeps a 32-bit UIDVALIDITY exact', () => {
+    const j = openJournal();
+    const big = 4_294_967_295n;
+    j.recordFolder(A, 'INBOX', big);
+    j.beginAppend(A, [item('a', { destUidValidity: big })]);
+    j.confirm(A, 'a', { destUidValidity: big, destUid: 1 });
+    expect(j.get(A, 'a')?.destUidValidity).toBe(big);
+    expect(j.folderUidValidity(A, 'INBOX')).toBe(big);
+    expect(j.doneUidsIn(A, 'INBOX', big)).toEqual(new Set([1]));
+  });
+});
+
+describe('UIDVALIDITY change detection', () => {
+  it('records a folder on first sight and accepts the same value again', () => {
+    const j = openJournal();
+    expect(j.folderUidValidity(A, 'INBOX')).toBeNull();
+    j.recordFolder(A, 'INBOX', 7n);
+    j.recordFolder(A, 'INBOX', 7n);
+    expect(j.folderUidValidity(A, 'INBOX')).toBe(7n);
+    expect(j.folderUidValidity('other', 'INBOX')).toBeNull();
+  });
+
+  it('stops loudly when the value changes, naming the folder and both values', () => {
+    const j = openJournal();
+    j.recordFolder(A, 'Lists/rust', 1700000000n);
+    j.close();
+    const k = openJournal();
+    const e = caught(() => k.recordFolder(A, 'Lists/rust', 1700000555n));
+    expect(e.kind).toBe('uidvalidity');
+    expect(e.context.folder).toBe('Lists/rust');
+    expect(e.message).toContain('Lists/rust');
+    expect(e.message).toContain('1700000000');
+    expect(e.message).toContain('1700000555');
+    expect(k.folderUidValidity(A, 'Lists/rust')).toBe(1700000000n);
+  });
+
+  it('refuses to begin or confirm against a UIDVALIDITY other than the recorded one', () => {
+    const j = openJournal();
+    j.recordFolder(A, 'INBOX', 7n);
+    expect(caught(() => j.beginAppend(A, [item('a', { destUidValidity: 8n })])).kind).toBe('uidvalidity');
+    j.beginAppend(A, [item('b')]);
+    expect(caught(() => j.confirm(A, 'b', { destUidValidity: 8n, destUid: 1 })).kind).toBe('uidvalidity');
+    expect(j.get(A, 'b')?.state).toBe('appending');
+  });
+});
+
+describe('crash hook', () => {
+  it('parses POPSYNC_TEST_KILL_AT and rejects nonsense', () => {
+    expect(parseKillAt('3:before')).toEqual({ step: 3, when: 'before' });
+    expect(parseKillAt('12:after')).toEqual({ step: 12, when: 'after' });
+    for (const bad of ['0:after', '3', 'x:before', '3:during', '-1:after']) {
+      expect(caught(() => parseKillAt(bad)).kind).toBe('internal');
+    }
+  });
+
+  it('counts one step per committed transaction, a batch being one', () => {
+    const j = openJournal();
+    const s0 = stepCount();
+    j.beginAppend(A, [item('a'), item('b'), item('c')]);
+    expect(stepCount()).toBe(s0 + 1);
+    j.confirm(A, 'a', { destUidValidity: 7n, destUid: 1 });
+    j.fail(A, 'b', 'no');
+    j.recordFolder(A, 'INBOX', 7n);
+    expect(stepCount()).toBe(s0 + 4);
+    // No write, no step: an empty batch, a known folder, a refused transition.
+    j.beginAppend(A, []);
+    j.recordFolder(A, 'INBOX', 7n);
+    caught(() => j.fail(A, 'a', 'no'));
+    expect(stepCount()).toBe(s0 + 4);
+  });
+
+  // A separate process, killed for real, as the crash-resume e2e test will do.
+  const CHILD = `
+const { Journal } = await import(process.env.JOURNAL_MODULE);
+const j = Journal.open(process.argv[2], { source: 'alice@pop.example.net:995' });
+const it = (uidl, next) => ({ uidl, size: 10, sha256: 'b'.repeat(64), messageId: null, folder: 'INBOX', destUidValidity: 7n, destUidNext: next });
+j.beginAppend('alice', [it('u1', 1), it('u2', 1)]);   // step 1
+j.confirm('alice', 'u1', { destUidValidity: 7n, destUid: 1 }); // step 2
+j.fail('alice', 'u2', 'refused');                   // step 3
+j.close();
+`;
+
+  function runChild(env: Record<string, string>): { signal: NodeJS.Signals | null; status: number | null; stderr: string } {
+    const script = join(dir, 'child.mjs');
+    writeFileSync(script, CHILD);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', script, path], {
+      cwd: REPO,
+      env: { ...process.env, POPSYNC_TEST_KILL_AT: '', POPSYNC_TEST_STEPS_FILE: '', JOURNAL_MODULE: join(REPO, 'src/journal/index.ts'), ...env },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    return { signal: r.signal, status: r.status, stderr: r.stderr };
+  }
+
+  function snapshot(): { u1: string | undefined; u2: string | undefined } {
+    const j = openJournal();
+    const s = { u1: j.get(A, 'u1')?.state, u2: j.get(A, 'u2')?.state };
+    j.close();
+    return s;
+  }
+
+  it('a clean run writes its step count to POPSYNC_TEST_STEPS_FILE', () => {
+    const stepsFile = join(dir, 'steps');
+    const r = runChild({ POPSYNC_TEST_STEPS_FILE: stepsFile });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(readFileSync(stepsFile, 'utf8').trim()).toBe('3');
+    expect(snapshot()).toEqual({ u1: 'done', u2: 'failed' });
+  });
+
+  it('2:after dies by SIGKILL with steps 1 and 2 committed', () => {
+    const stepsFile = join(dir, 'steps');
+    const r = runChild({ POPSYNC_TEST_KILL_AT: '2:after', POPSYNC_TEST_STEPS_FILE: stepsFile });
+    expect(r.signal).toBe('SIGKILL');
+    expect(readFileSync(stepsFile, 'utf8').trim()).toBe('2');
+    expect(snapshot()).toEqual({ u1: 'done', u2: 'appending' });
+  });
+
+  it('2:before dies by SIGKILL with only step 1 committed', () => {
+    const r = runChild({ POPSYNC_TEST_KILL_AT: '2:before' });
+    expect(r.signal).toBe('SIGKILL');
+    expect(snapshot()).toEqual({ u1: 'appending', u2: 'appending' });
+  });
+
+  it('1:before dies with nothing committed', () => {
+    const r = runChild({ POPSYNC_TEST_KILL_AT: '1:before' });
+    expect(r.signal).toBe('SIGKILL');
+    expect(snapshot()).toEqual({ u1: undefined, u2: undefined });
+  });
+});
