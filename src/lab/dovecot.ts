@@ -1,0 +1,716 @@
+/**
+ * A private, throw-away Dovecot for end-to-end tests, `npm run demo` and `npm run bench`.
+ *
+ * Every lab is one `dovecot -F -c <dir>/dovecot.conf` master whose config, sockets, state,
+ * logs, TLS material and mail all live in one mkdtemp directory, listening on loopback ports
+ * picked at runtime, so labs never collide with each other, with a system Dovecot, or with
+ * another engineer's test run. Nothing is read from /etc/dovecot: the config is complete.
+ *
+ * Facts about Dovecot 2.3.19 this module relies on (verified against the real binary; see
+ * test/e2e/lab.test.ts):
+ *  - `maxMessageSize` uses the quota plugin's `quota_max_mail_size`. An IMAP APPEND above it
+ *    is refused with a tagged `NO [LIMIT] Mail size is too large` (imapflow surfaces the
+ *    text in `err.response` / `err.serverResponseCode === 'LIMIT'`). Dovecot does not
+ *    advertise APPENDLIMIT for it, so a client only learns of the limit from the NO.
+ *  - POP3 has no per-command log events in 2.3, so commands are counted from the POP3
+ *    rawlog: `rawlog_dir` in `protocol pop3` makes every POP3 session write the client's
+ *    lines (after login, so never USER/PASS) to `<dir>/rawlog/<user>/*.in` (the directory must
+ *    exist beforehand or Dovecot silently skips the rawlog). countLogLines()
+ *    greps those plus dovecot.log; `countLogLines(/^RETR /)` counts RETR commands.
+ *    The `.out` half duplicates every byte served, so benches pass `pop3Rawlog: false`.
+ *  - The master's command line contains the lab dir (`-c <dir>/dovecot.conf`) and every child
+ *    process is titled `dovecot-<instance_name>/<service>`, which is how stop() proves that
+ *    nothing is left behind.
+ */
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+export interface LabEndpoint {
+  host: '127.0.0.1';
+  port: number;
+}
+
+export interface Lab {
+  /** Private temp dir holding config, logs, mail. */
+  dir: string;
+  /** Plaintext IMAP (STARTTLS available). */
+  imap: LabEndpoint;
+  /** Implicit TLS IMAP. */
+  imaps: LabEndpoint;
+  /** Plaintext POP3 (STLS available). */
+  pop3: LabEndpoint;
+  /** Implicit TLS POP3. */
+  pop3s: LabEndpoint;
+  /** PEM of the self-signed CA/leaf the TLS listeners use (CN localhost, SAN localhost + 127.0.0.1). */
+  caFile: string;
+  /** Every user logs in with this password (static passdb); use a fresh user per test. */
+  password: string;
+  /** The unique Dovecot instance_name: child process titles are `dovecot-<name>/<service>`. */
+  instanceName: string;
+  /** PID of the Dovecot master. */
+  pid: number;
+  /** A fresh unique user name (letters, digits, '-'). */
+  newUser(prefix?: string): string;
+  /**
+   * Put messages into the user's INBOX so POP3 lists them in the given order (message 1 =
+   * messages[0]). Bytes are stored exactly as given; see corpus.ts for what POP3 RETR and IMAP
+   * FETCH then return. May be called again to add more; the new ones come after the old ones.
+   * Call it before the user's first POP3/IMAP session or between sessions.
+   */
+  seedPop3(user: string, messages: Buffer[]): Promise<void>;
+  /** The user's Maildir (contains cur/ new/ tmp/). */
+  maildirOf(user: string): string;
+  /**
+   * Count lines matching `pattern` in dovecot.log and in every POP3 rawlog input file (the
+   * client's command lines after login, e.g. `RETR 3`, `TOP 3 0`, `UIDL`, `DELE 3`, `QUIT`).
+   * Count RETR with /^RETR /i and TOP with /^TOP /i. Rawlog files are written as the session
+   * runs and closed at logout, so count after the client has disconnected. With `user`, only
+   * that user's rawlog is searched (dovecot.log is not). Each session's logout line in
+   * dovecot.log also sums them up: `Logged out top=<n>/<bytes>, retr=<n>/<bytes>, ...`.
+   */
+  countLogLines(pattern: RegExp, user?: string): Promise<number>;
+  /** Kill the master and its children, wait until they are gone, remove the temp dir. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** IMAP APPEND of a message larger than this many bytes is refused with a tagged NO. */
+  maxMessageSize?: number;
+  /** More Dovecot logging (auth_verbose, mail_debug, IMAP rawlog). */
+  verbose?: boolean;
+  /** Record POP3 client commands for countLogLines (default true). Benches turn it off. */
+  pop3Rawlog?: boolean;
+}
+
+const HOST = '127.0.0.1' as const;
+const STARTUP_TIMEOUT_MS = 15_000;
+
+/** Labs not yet stopped; the exit hook kills them so a crashed test run leaves no daemons. */
+const live = new Set<{ pid: number; dir: string }>();
+let exitHookInstalled = false;
+
+export async function startDovecot(opts: StartOptions = {}): Promise<Lab> {
+  const dovecotBin = ensureDovecot();
+  const opensslBin = findExecutable('openssl');
+  if (opensslBin === undefined) {
+    throw new Error(
+      isRoot()
+        ? 'openssl is missing: apt-get install -y openssl'
+        : 'openssl is missing; run: sudo apt-get install -y openssl',
+    );
+  }
+
+  // Unix socket paths are limited to ~108 bytes, so the dir name stays short.
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pslab-'));
+  // Login and mail processes run as unprivileged users and must traverse into the dir.
+  await chmod(dir, 0o755);
+  const instanceName = `pslab-${path.basename(dir).slice('pslab-'.length)}`;
+  const password = `lab-${randomBytes(6).toString('hex')}`;
+  const mailOwner = pickMailOwner();
+
+  try {
+    const tlsDir = path.join(dir, 'tls');
+    await mkdir(tlsDir, { mode: 0o755 });
+    await makeCertificate(opensslBin, tlsDir);
+    const caFile = path.join(tlsDir, 'cert.pem');
+
+    for (const sub of ['home', 'rawlog']) {
+      await mkdir(path.join(dir, sub), { mode: 0o755 });
+      await chownIfRoot(path.join(dir, sub), mailOwner);
+    }
+
+    // Free ports are found by binding port 0 and releasing it; another process can grab one
+    // in between, in which case Dovecot fails to bind and we retry with fresh ports.
+    let lastError: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const ports = await freePorts(4);
+      const endpoints = {
+        imap: { host: HOST, port: ports[0]! },
+        imaps: { host: HOST, port: ports[1]! },
+        pop3: { host: HOST, port: ports[2]! },
+        pop3s: { host: HOST, port: ports[3]! },
+      };
+      const confPath = path.join(dir, 'dovecot.conf');
+      await writeFile(
+        confPath,
+        renderConfig({ dir, instanceName, password, mailOwner, endpoints, opts }),
+        { mode: 0o644 },
+      );
+      await rm(path.join(dir, 'run'), { recursive: true, force: true });
+
+      const child = spawn(dovecotBin, ['-F', '-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      child.once('error', () => {});
+      if (child.pid === undefined) throw new Error(`could not run ${dovecotBin}`);
+      const entry = { pid: child.pid, dir };
+      live.add(entry);
+      installExitHook();
+      const watchdog = startWatchdog(child.pid, dir);
+
+      try {
+        await waitForGreetings(endpoints, exited);
+      } catch (e) {
+        await killMaster(child, exited);
+        killWatchdog(watchdog);
+        live.delete(entry);
+        const log = readLogTail(dir);
+        lastError = new Error(`dovecot did not start: ${(e as Error).message}\n${stderr}${log}`);
+        if (/Address already in use|bind\(/.test(stderr + log)) continue;
+        throw lastError;
+      }
+
+      return makeLab({ dir, instanceName, password, mailOwner, endpoints, caFile, child, exited, entry, watchdog });
+    }
+    throw lastError;
+  } catch (e) {
+    await rm(dir, { recursive: true, force: true }).catch(() => {});
+    throw e;
+  }
+}
+
+interface MailOwner {
+  uid: number;
+  gid: number;
+  user: string;
+  group: string;
+}
+
+interface Endpoints {
+  imap: LabEndpoint;
+  imaps: LabEndpoint;
+  pop3: LabEndpoint;
+  pop3s: LabEndpoint;
+}
+
+function makeLab(a: {
+  dir: string;
+  instanceName: string;
+  password: string;
+  mailOwner: MailOwner;
+  endpoints: Endpoints;
+  caFile: string;
+  child: ChildProcess;
+  exited: Promise<number | null>;
+  entry: { pid: number; dir: string };
+  watchdog: number | undefined;
+}): Lab {
+  let counter = 0;
+  let stopped: Promise<void> | undefined;
+  // Seeding more mail later must sort after what Dovecot already saw (see seedPop3).
+  const nextStamp = new Map<string, number>();
+
+  const maildirOf = (user: string): string => path.join(a.dir, 'home', user, 'Maildir');
+  // Dovecot writes a rawlog only if the directory already exists, so each user gets one up
+  // front; users not made by newUser() get theirs from seedPop3().
+  const prepareRawlogDir = (user: string): void => {
+    const d = path.join(a.dir, 'rawlog', user);
+    mkdirSync(d, { recursive: true, mode: 0o755 });
+    if (isRoot()) chownSync(d, a.mailOwner.uid, a.mailOwner.gid);
+  };
+
+  return {
+    dir: a.dir,
+    ...a.endpoints,
+    caFile: a.caFile,
+    password: a.password,
+    instanceName: a.instanceName,
+    pid: a.child.pid!,
+    newUser(prefix = 'user') {
+      const clean = prefix.replace(/[^A-Za-z0-9-]/g, '-') || 'user';
+      counter += 1;
+      const user = `${clean}-${counter}-${randomBytes(3).toString('hex')}`;
+      prepareRawlogDir(user);
+      return user;
+    },
+    maildirOf,
+    async seedPop3(user, messages) {
+      if (!/^[A-Za-z0-9._@-]+$/.test(user) || user.startsWith('.')) throw new Error(`bad lab user name: ${user}`);
+      prepareRawlogDir(user);
+      const home = path.join(a.dir, 'home', user);
+      const md = maildirOf(user);
+      for (const d of [home, md, path.join(md, 'cur'), path.join(md, 'new'), path.join(md, 'tmp')]) {
+        await mkdir(d, { recursive: true, mode: 0o700 });
+        await chownIfRoot(d, a.mailOwner);
+      }
+      // Dovecot gives new maildir files UIDs in the order of the time stamp in their names
+      // (seconds, then the M<usecs> part), not in directory order; strictly increasing
+      // stamps make POP3 message numbers follow the array order. Files go to tmp/ first and
+      // are renamed into cur/, as maildir delivery requires, so a concurrent scan never sees
+      // a half-written message.
+      let stamp = nextStamp.get(user) ?? 1_000_000_000 * 1_000_000;
+      for (const [i, msg] of messages.entries()) {
+        stamp += 1;
+        const secs = Math.floor(stamp / 1_000_000);
+        const usecs = stamp % 1_000_000;
+        const base = `${secs}.M${usecs}P${process.pid}Q${i}.popsync-lab`;
+        const tmp = path.join(md, 'tmp', base);
+        await writeFile(tmp, msg, { mode: 0o600 });
+        await chownIfRoot(tmp, a.mailOwner);
+        await rename(tmp, path.join(md, 'cur', `${base}:2,`));
+      }
+      nextStamp.set(user, stamp);
+    },
+    async countLogLines(pattern, user) {
+      const re = new RegExp(pattern.source, pattern.flags.replace(/[gy]/g, ''));
+      const files =
+        user === undefined
+          ? [path.join(a.dir, 'dovecot.log'), ...(await listFiles(path.join(a.dir, 'rawlog'), '.in'))]
+          : await listFiles(path.join(a.dir, 'rawlog', user), '.in');
+      let n = 0;
+      for (const f of files) {
+        let text: string;
+        try {
+          text = await readFile(f, 'latin1');
+        } catch {
+          continue;
+        }
+        // Rawlog lines carry a "<secs>.<usecs> " time stamp; patterns should see the command.
+        const stamp = f.endsWith('.in') ? /^\d+\.\d+ / : undefined;
+        for (const raw of text.split(/\r?\n/)) {
+          const line = stamp ? raw.replace(stamp, '') : raw;
+          if (line !== '' && re.test(line)) n += 1;
+        }
+      }
+      return n;
+    },
+    stop() {
+      stopped ??= (async () => {
+        await killMaster(a.child, a.exited);
+        await reapChildren(a.instanceName);
+        killWatchdog(a.watchdog);
+        live.delete(a.entry);
+        await rm(a.dir, { recursive: true, force: true });
+      })();
+      return stopped;
+    },
+  };
+}
+
+function renderConfig(a: {
+  dir: string;
+  instanceName: string;
+  password: string;
+  mailOwner: MailOwner;
+  endpoints: Endpoints;
+  opts: StartOptions;
+}): string {
+  const { dir, endpoints: e, opts } = a;
+  const root = isRoot();
+  const me = os.userInfo();
+  const verbose = opts.verbose === true;
+  const maxSize = opts.maxMessageSize;
+  if (maxSize !== undefined && (!Number.isInteger(maxSize) || maxSize <= 0)) {
+    throw new Error(`maxMessageSize must be a positive integer, got ${maxSize}`);
+  }
+  // Without root Dovecot cannot switch users or chroot, so everything runs as the caller.
+  const internalUser = root ? 'dovecot' : me.username;
+  const loginUser = root ? 'dovenull' : me.username;
+  const chroot = root ? '' : '  chroot =\n';
+  const plugins = maxSize !== undefined ? 'quota' : '';
+
+  return `# Generated by popsync src/lab/dovecot.ts for one lab; deleted with it.
+instance_name = ${a.instanceName}
+base_dir = ${dir}/run
+state_dir = ${dir}/state
+log_path = ${dir}/dovecot.log
+info_log_path = ${dir}/dovecot.log
+debug_log_path = ${dir}/dovecot.log
+protocols = imap pop3
+listen = ${HOST}
+shutdown_clients = yes
+default_internal_user = ${internalUser}
+default_internal_group = ${root ? 'dovecot' : groupName(me.gid)}
+default_login_user = ${loginUser}
+first_valid_uid = 1
+first_valid_gid = 1
+# Plaintext auth on loopback is what the plaintext-endpoint tests are about.
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_verbose = ${verbose ? 'yes' : 'no'}
+mail_debug = ${verbose ? 'yes' : 'no'}
+verbose_proctitle = yes
+# A test opens many sessions per user quickly; the default of 10 would refuse some.
+mail_max_userip_connections = 1000
+
+ssl = yes
+ssl_cert = <${dir}/tls/cert.pem
+ssl_key = <${dir}/tls/key.pem
+ssl_min_protocol = TLSv1.2
+
+passdb {
+  driver = static
+  args = password=${a.password}
+}
+userdb {
+  driver = static
+  args = uid=${a.mailOwner.uid} gid=${a.mailOwner.gid} home=${dir}/home/%u
+}
+mail_location = maildir:~/Maildir
+mail_plugins = ${plugins}
+pop3_uidl_format = %08Xu%08Xv
+# Plain maildir is enough; fsync costs time the benches should spend in popsync.
+mail_fsync = never
+
+protocol pop3 {
+${opts.pop3Rawlog === false ? '' : `  rawlog_dir = ${dir}/rawlog/%u\n`}}
+protocol imap {
+${verbose ? `  rawlog_dir = ${dir}/rawlog/%u\n` : ''}}
+
+plugin {
+${maxSize !== undefined ? `  quota = count:Lab quota\n  quota_vsizes = yes\n  quota_rule = *:storage=0\n  quota_max_mail_size = ${maxSize}B\n` : ''}}
+
+service imap-login {
+  inet_listener imap {
+    address = ${HOST}
+    port = ${e.imap.port}
+  }
+  inet_listener imaps {
+    address = ${HOST}
+    port = ${e.imaps.port}
+    ssl = yes
+  }
+${chroot}}
+service pop3-login {
+  inet_listener pop3 {
+    address = ${HOST}
+    port = ${e.pop3.port}
+  }
+  inet_listener pop3s {
+    address = ${HOST}
+    port = ${e.pop3s.port}
+    ssl = yes
+  }
+${chroot}}
+service imap-urlauth-login {
+${chroot}}
+# Services that default to system paths or listeners we do not want.
+service submission-login {
+  inet_listener submission {
+    port = 0
+  }
+}
+service stats {
+  inet_listener http {
+    port = 0
+  }
+}
+${root ? '' : 'service anvil {\n  chroot =\n}\n'}`;
+}
+
+function groupName(gid: number): string {
+  try {
+    for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (f[2] === String(gid) && f[0]) return f[0];
+    }
+  } catch {
+    // fall through
+  }
+  return String(gid);
+}
+
+function pickMailOwner(): MailOwner {
+  if (!isRoot()) {
+    const me = os.userInfo();
+    return { uid: me.uid, gid: me.gid, user: me.username, group: groupName(me.gid) };
+  }
+  // `nobody` exists on every Debian system and is neither root nor Dovecot's own internal
+  // user, which Dovecot refuses as a mail owner in some code paths.
+  const pw = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .map((l) => l.split(':'))
+    .find((f) => f[0] === 'nobody');
+  if (pw === undefined) throw new Error('no "nobody" user on this system to own lab mail');
+  const uid = Number(pw[2]);
+  const gid = Number(pw[3]);
+  return { uid, gid, user: 'nobody', group: groupName(gid) };
+}
+
+async function chownIfRoot(p: string, owner: MailOwner): Promise<void> {
+  if (isRoot()) await chown(p, owner.uid, owner.gid);
+}
+
+function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+function findExecutable(name: string): string | undefined {
+  const dirs = (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/usr/bin', '/sbin', '/bin']);
+  for (const d of dirs) {
+    if (d === '') continue;
+    const p = path.join(d, name);
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+const INSTALL_CMD =
+  'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dovecot-imapd dovecot-pop3d';
+
+/**
+ * Find the dovecot binary, installing the Debian packages first when we are root. A lab needs
+ * only the binaries: a policy-rc.d that refuses service starts keeps the package from
+ * launching a system Dovecot on ports 110/143 during the install.
+ */
+function ensureDovecot(): string {
+  const found = findExecutable('dovecot');
+  if (found !== undefined) return found;
+  if (!isRoot()) {
+    throw new Error(`sudo sh -c '${INSTALL_CMD}'`);
+  }
+  const policy = '/usr/sbin/policy-rc.d';
+  const ownPolicy = !existsSync(policy);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  try {
+    if (ownPolicy) spawnSync('sh', ['-c', `printf '#!/bin/sh\\nexit 101\\n' > ${policy} && chmod 755 ${policy}`]);
+    const install = (): number | null =>
+      spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'dovecot-imapd', 'dovecot-pop3d'], {
+        env,
+        stdio: ['ignore', 'ignore', 'inherit'],
+      }).status;
+    if (install() !== 0) {
+      spawnSync('apt-get', ['update'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+      if (install() !== 0) throw new Error(`installing Dovecot failed; run: ${INSTALL_CMD}`);
+    }
+  } finally {
+    if (ownPolicy) rmSync(policy, { force: true });
+  }
+  const bin = findExecutable('dovecot');
+  if (bin === undefined) throw new Error(`dovecot still missing after install; run: ${INSTALL_CMD}`);
+  return bin;
+}
+
+async function makeCertificate(openssl: string, tlsDir: string): Promise<void> {
+  // Our own openssl config, so the system openssl.cnf cannot add or drop extensions. The
+  // cert is its own CA (CA:TRUE), which lets clients trust it with `ca: [pem]`.
+  const cnf = path.join(tlsDir, 'openssl.cnf');
+  await writeFile(
+    cnf,
+    [
+      '[req]',
+      'distinguished_name = dn',
+      'x509_extensions = ext',
+      'prompt = no',
+      '[dn]',
+      'CN = localhost',
+      'O = popsync lab',
+      '[ext]',
+      'basicConstraints = critical,CA:TRUE',
+      'keyUsage = critical,digitalSignature,keyCertSign',
+      'extendedKeyUsage = serverAuth',
+      'subjectAltName = DNS:localhost,IP:127.0.0.1',
+      'subjectKeyIdentifier = hash',
+      '',
+    ].join('\n'),
+  );
+  // P-256 instead of RSA: key generation takes milliseconds, which keeps startup fast.
+  const r = spawnSync(
+    openssl,
+    [
+      'req', '-x509', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-days', '30', '-config', cnf,
+      '-keyout', path.join(tlsDir, 'key.pem'), '-out', path.join(tlsDir, 'cert.pem'),
+    ],
+    { encoding: 'utf8' },
+  );
+  if (r.status !== 0) throw new Error(`openssl failed to make the lab certificate: ${r.stderr}`);
+  // The key is read by the root-run config process; only the cert needs to be public.
+  await chmod(path.join(tlsDir, 'key.pem'), 0o600);
+  await chmod(path.join(tlsDir, 'cert.pem'), 0o644);
+}
+
+async function freePorts(n: number): Promise<number[]> {
+  // Hold all of them open at once so the n ports are distinct.
+  const servers: net.Server[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const s = net.createServer();
+      servers.push(s);
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        s.listen(0, HOST, () => resolve());
+      });
+    }
+    return servers.map((s) => (s.address() as net.AddressInfo).port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
+}
+
+async function waitForGreetings(e: Endpoints, exited: Promise<number | null>): Promise<void> {
+  const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+  let dead = false;
+  void exited.then(() => (dead = true));
+  // The plaintext listeners prove the login processes are up; TLS ones share those processes.
+  for (const [ep, expect] of [
+    [e.imap, '* OK'],
+    [e.pop3, '+OK'],
+  ] as const) {
+    for (;;) {
+      if (dead) throw new Error('dovecot exited during startup');
+      if (Date.now() > deadline) throw new Error(`no greeting on ${ep.host}:${ep.port}`);
+      const line = await readGreeting(ep).catch(() => undefined);
+      if (line?.startsWith(expect)) break;
+      await sleep(15);
+    }
+  }
+}
+
+function readGreeting(ep: LabEndpoint): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(ep.port, ep.host);
+    let buf = '';
+    const timer = setTimeout(() => done(new Error('greeting timeout')), 2000);
+    const done = (err?: Error, line?: string): void => {
+      clearTimeout(timer);
+      sock.destroy();
+      if (err) reject(err);
+      else resolve(line ?? '');
+    };
+    sock.setEncoding('latin1');
+    sock.on('data', (d: string) => {
+      buf += d;
+      const i = buf.indexOf('\r\n');
+      if (i >= 0) done(undefined, buf.slice(0, i));
+    });
+    sock.on('error', (err) => done(err));
+    sock.on('close', () => done(new Error('closed before greeting')));
+  });
+}
+
+async function killMaster(child: ChildProcess, exited: Promise<number | null>): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  // SIGTERM lets the master take its children down with it (shutdown_clients = yes).
+  child.kill('SIGTERM');
+  const gone = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
+  if (!gone) {
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+/** PIDs of live processes titled `dovecot-<instanceName>/...` (Dovecot's children). */
+function childrenOf(instanceName: string): number[] {
+  const pids: number[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return pids;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${e}/cmdline`, 'latin1');
+      if (cmd.includes(`${instanceName}/`)) pids.push(Number(e));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
+}
+
+async function reapChildren(instanceName: string): Promise<void> {
+  // Children notice the master's death on their own, but not always before stop() returns.
+  const deadline = Date.now() + 3000;
+  for (;;) {
+    const pids = childrenOf(instanceName);
+    if (pids.length === 0) return;
+    const signal = Date.now() > deadline ? 'SIGKILL' : 'SIGTERM';
+    for (const pid of pids) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // already gone
+      }
+    }
+    await sleep(20);
+  }
+}
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const { pid, dir } of live) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+      // The watchdog deletes the dir once the master is gone; removing it now races with
+      // Dovecot still writing its log, so only try.
+      try {
+        rmSync(path.join(dir, 'home'), { recursive: true, force: true });
+      } catch {
+        // best effort
+      }
+    }
+  });
+}
+
+/**
+ * A detached shell that outlives a SIGKILLed test process: when our process disappears it
+ * stops Dovecot and removes the lab dir. It exits by itself when the lab stops normally.
+ */
+function startWatchdog(masterPid: number, dir: string): number | undefined {
+  const script = `
+while kill -0 ${process.pid} 2>/dev/null && kill -0 ${masterPid} 2>/dev/null; do sleep 1; done
+if kill -0 ${masterPid} 2>/dev/null; then
+  kill -TERM ${masterPid} 2>/dev/null
+  sleep 2
+  kill -KILL ${masterPid} 2>/dev/null
+  rm -rf '${dir.replace(/'/g, `'\\''`)}'
+fi`;
+  const w = spawn('sh', ['-c', script], { detached: true, stdio: 'ignore' });
+  w.on('error', () => {});
+  w.unref();
+  return w.pid;
+}
+
+/** Its command line names the lab dir, so it must go too before stop() reports success. */
+function killWatchdog(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL'); // its own process group: the shell and its `sleep`
+  } catch {
+    // already gone
+  }
+}
+
+function readLogTail(dir: string): string {
+  try {
+    const text = readFileSync(path.join(dir, 'dovecot.log'), 'utf8');
+    return text.split('\n').slice(-20).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+async function listFiles(root: string, suffix: string): Promise<string[]> {
+  const out: string[] = [];
+  let entries;
+  try {
+    entries = await readdir(root, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  for (const ent of entries) {
+    const p = path.join(root, ent.name);
+    if (ent.isDirectory()) out.push(...(await listFiles(p, suffix)));
+    else if (ent.name.endsWith(suffix)) out.push(p);
+  }
+  return out;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
