@@ -1,0 +1,70 @@
+/**
+ * The plan is data (changesets' idea): a pure function of what the POP3 server lists and what
+ * the journal holds, with a reason per message. The real run executes it; a dry run prints it.
+ * No I/O here, so every decision is unit-tested without sockets.
+ */
+import type { JournalRow } from '../journal/types.js';
+
+export interface ListedMessage {
+  /** Message number in this POP3 session. */
+  n: number;
+  uidl: string;
+  /** LIST size: a hint (servers may count LF line ends), never the literal length. */
+  size: number;
+}
+
+export type SkipReason = 'already-copied';
+export type InvalidReason = 'duplicate-uidl' | 'no-uidl';
+
+export interface Plan {
+  /** In server order. `retry` is true when an earlier attempt failed or was lost. */
+  copy: Array<ListedMessage & { retry: boolean }>;
+  skip: Array<ListedMessage & { reason: SkipReason }>;
+  /** Messages we cannot identify safely, reported as failures and never copied. */
+  invalid: Array<ListedMessage & { reason: InvalidReason }>;
+}
+
+export function joinListing(sizes: Array<{ n: number; size: number }>, uidls: Array<{ n: number; uidl: string }>): ListedMessage[] {
+  const byN = new Map(uidls.map((u) => [u.n, u.uidl]));
+  return sizes.map((s) => ({ n: s.n, size: s.size, uidl: byN.get(s.n) ?? '' }));
+}
+
+export function planCopy(listing: ListedMessage[], rows: ReadonlyMap<string, JournalRow>): Plan {
+  const plan: Plan = { copy: [], skip: [], invalid: [] };
+  const seen = new Map<string, number>();
+  for (const m of listing) seen.set(m.uidl, (seen.get(m.uidl) ?? 0) + 1);
+  for (const m of listing) {
+    if (m.uidl === '') {
+      plan.invalid.push({ ...m, reason: 'no-uidl' });
+    } else if ((seen.get(m.uidl) ?? 0) > 1) {
+      // Two messages under one UIDL cannot both be tracked; copying either risks a duplicate or a loss.
+      plan.invalid.push({ ...m, reason: 'duplicate-uidl' });
+    } else {
+      const row = rows.get(m.uidl);
+      if (row?.state === 'done') plan.skip.push({ ...m, reason: 'already-copied' });
+      else plan.copy.push({ ...m, retry: row !== undefined });
+    }
+  }
+  return plan;
+}
+
+/**
+ * Cuts the copy list into retrieval batches: whole batches are fetched with one pipelined RETR
+ * burst, so the byte cap bounds memory; a message larger than the cap travels alone.
+ */
+export function batchesOf<T extends { size: number }>(items: T[], maxMessages: number, maxBytes: number): T[][] {
+  const out: T[][] = [];
+  let cur: T[] = [];
+  let bytes = 0;
+  for (const it of items) {
+    if (cur.length > 0 && (cur.length >= maxMessages || bytes + it.size > maxBytes)) {
+      out.push(cur);
+      cur = [];
+      bytes = 0;
+    }
+    cur.push(it);
+    bytes += it.size;
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
+}

@@ -1,0 +1,333 @@
+/**
+ * The only place that joins the POP3 reader, the journal and the IMAP writer.
+ *
+ * A run is a loop of passes. Each pass connects what is not connected, lists the source,
+ * settles rows an earlier attempt left 'appending' (reconcile.ts), plans from the journal and
+ * copies. A dropped connection ends the pass; the next pass starts from the journal exactly as
+ * a fresh process after a kill would, so recovery from a drop and from a crash is one code
+ * path, and the crash test exercises both.
+ *
+ * Per batch the order is: RETR (pipelined) -> hash -> journal 'appending' with the folder's
+ * UIDNEXT (committed) -> APPEND -> journal 'done' with the UID. Memory is bounded by one batch
+ * (a byte cap, or one message larger than it), never by the mailbox.
+ */
+import type { ImapSink, FolderStatus, AppendRequest } from '../imap/types.js';
+import type { Journal } from '../journal/journal.js';
+import type { BeginAppend } from '../journal/types.js';
+import type { Logger } from '../log.js';
+import type { Pop3Session } from '../pop3/types.js';
+import { PopsyncError, isPopsyncError } from '../errors.js';
+import { parseHeaders, messageIdOf, type HeaderField } from '../mapping/headers.js';
+import { batchesOf, joinListing, planCopy, type ListedMessage } from './plan.js';
+import { reconcileFolder, sha256Hex } from './reconcile.js';
+import type { MessageFailure, ProgressListener, RunResult } from './types.js';
+
+export interface Routing {
+  folder: string;
+  flags: string[];
+  internalDate: Date | null;
+}
+
+/** Decides where a message goes and how it looks there (mapping/). */
+export type Router = (message: { body: Buffer; fields: HeaderField[]; uidl: string }) => Routing;
+
+export interface RetryPolicy {
+  /** Consecutive failed passes (no message settled in between) before giving up. */
+  maxAttempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export interface EngineOptions {
+  command: 'migrate' | 'sync';
+  /** Journal key and display name of the source: "user@host:port". */
+  account: string;
+  destination: string;
+  journal: Journal;
+  openSource: () => Promise<Pop3Session>;
+  openSink: () => Promise<ImapSink>;
+  route: Router;
+  logger: Logger;
+  progress?: ProgressListener;
+  batchMessages?: number;
+  batchBytes?: number;
+  retry?: Partial<RetryPolicy>;
+  signal?: AbortSignal;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 5, baseDelayMs: 1000, maxDelayMs: 30_000 };
+
+/** Errors a reconnect can cure. Everything else (auth, TLS, journal, UIDVALIDITY) stops the account. */
+function retryable(e: unknown): e is PopsyncError {
+  return isPopsyncError(e) && (e.kind === 'connection' || e.kind === 'temporary');
+}
+
+class Run {
+  private source: Pop3Session | null = null;
+  private sink: ImapSink | null = null;
+  /** Per folder: its status, and the lowest UID a new copy can get (raised by each APPENDUID). */
+  private folders = new Map<string, FolderStatus & { floor: number }>();
+  private failures = new Map<string, MessageFailure>();
+  private firstPass = true;
+  /** Which side the last failed await belonged to, for the reconnect message. */
+  private failedSide: 'pop3' | 'imap' = 'pop3';
+  private settledThisPass = 0;
+  readonly result: RunResult;
+
+  constructor(private readonly o: EngineOptions) {
+    this.result = {
+      command: o.command,
+      source: o.account,
+      destination: o.destination,
+      listed: 0,
+      listedBytes: 0,
+      copied: 0,
+      copiedBytes: 0,
+      alreadyCopied: 0,
+      reconciled: 0,
+      failed: [],
+      reconnects: 0,
+      startedAt: new Date().toISOString(),
+      durationMs: 0,
+    };
+  }
+
+  private emit: ProgressListener = (e) => this.o.progress?.(e);
+
+  async execute(): Promise<RunResult> {
+    const started = Date.now();
+    const policy = { ...DEFAULT_RETRY, ...this.o.retry };
+    const sleep = this.o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+    let attempt = 0;
+    try {
+      for (;;) {
+        this.settledThisPass = 0;
+        try {
+          await this.pass();
+          break;
+        } catch (e) {
+          if (!retryable(e) || this.o.signal?.aborted) throw e;
+          await this.dropConnections();
+          attempt = this.settledThisPass > 0 ? 1 : attempt + 1;
+          if (attempt > policy.maxAttempts) throw e.with({ hint: `gave up after ${policy.maxAttempts} reconnect attempts; run again later to resume` });
+          const delayMs = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
+          this.result.reconnects++;
+          this.o.logger.warn({ err: e.message, attempt, delayMs }, 'connection lost; reconnecting');
+          this.emit({ type: 'reconnect', side: this.failedSide, attempt, delayMs, reason: e.message });
+          await sleep(delayMs);
+        }
+      }
+      this.emit({ type: 'phase', phase: 'finishing' });
+      await this.finish();
+    } finally {
+      await this.dropConnections();
+      this.result.failed = [...this.failures.values()];
+      this.result.durationMs = Date.now() - started;
+    }
+    return this.result;
+  }
+
+  private async pass(): Promise<void> {
+    const { journal, account } = this.o;
+    if (!this.source) {
+      this.emit({ type: 'phase', phase: 'connect-source', detail: account });
+      this.source = await this.on('pop3', this.o.openSource());
+    }
+    const source = this.source;
+    this.emit({ type: 'phase', phase: 'listing' });
+    const [sizes, uidls] = await this.on('pop3', Promise.all([source.list(), source.uidl()]));
+    const listing = joinListing(sizes, uidls);
+
+    if (!this.sink) {
+      this.emit({ type: 'phase', phase: 'connect-destination', detail: this.o.destination });
+      this.sink = await this.on('imap', this.o.openSink());
+      this.folders.clear();
+    }
+    this.emit({ type: 'phase', phase: 'reconciling' });
+    await this.reconcile();
+
+    const plan = planCopy(listing, journal.rowsByUidl(account));
+    if (this.firstPass) {
+      this.firstPass = false;
+      this.result.listed = listing.length;
+      this.result.listedBytes = listing.reduce((a, m) => a + m.size, 0);
+      this.result.alreadyCopied = plan.skip.length;
+      for (const m of plan.invalid) {
+        const reason = m.reason === 'no-uidl' ? 'the server gave this message no UIDL' : `the server listed UIDL ${m.uidl} for more than one message`;
+        this.failures.set(`#${m.n}`, { uidl: m.uidl, n: m.n, size: m.size, folder: null, reason, serverResponse: null });
+      }
+      this.emit({
+        type: 'plan',
+        toCopy: plan.copy.length,
+        toCopyBytes: plan.copy.reduce((a, m) => a + m.size, 0),
+        alreadyCopied: plan.skip.length,
+      });
+    }
+    // A message refused earlier in this run is not retried by a reconnect pass of the same run.
+    const todo = plan.copy.filter((m) => !this.failures.has(m.uidl));
+    this.emit({ type: 'phase', phase: 'copying' });
+    for (const batch of batchesOf(todo, this.o.batchMessages ?? 50, this.o.batchBytes ?? 16 * 1024 * 1024)) {
+      if (this.o.signal?.aborted) throw new PopsyncError('interrupted', 'interrupted; the journal is consistent, run again to resume');
+      await this.copyBatch(source, this.sink, batch);
+    }
+  }
+
+  private async copyBatch(source: Pop3Session, sink: ImapSink, batch: ListedMessage[]): Promise<void> {
+    const { journal, account } = this.o;
+    const fetched = await this.on('pop3', Promise.all(
+      batch.map((m) =>
+        source.retr(m.n).then(
+          (body) => ({ m, body }),
+          (e: unknown) => {
+            // -ERR on one RETR fails that message only; a lost connection fails the pass.
+            if (isPopsyncError(e) && e.kind === 'server') {
+              this.fail(m, null, `the POP3 server refused to send it: ${e.message}`, e.context.serverResponse ?? null);
+              return null;
+            }
+            throw e;
+          },
+        ),
+      ),
+    ));
+
+    // Group by destination folder, keeping source order inside each group.
+    const groups = new Map<string, Array<{ m: ListedMessage; begin: BeginAppend; req: AppendRequest }>>();
+    for (const f of fetched) {
+      if (!f) continue;
+      const fields = parseHeaders(f.body);
+      const routing = this.o.route({ body: f.body, fields, uidl: f.m.uidl });
+      const group = groups.get(routing.folder) ?? [];
+      groups.set(routing.folder, group);
+      group.push({
+        m: f.m,
+        begin: {
+          uidl: f.m.uidl,
+          size: f.body.length,
+          sha256: sha256Hex(f.body),
+          messageId: messageIdOf(fields),
+          folder: routing.folder,
+          destUidValidity: 0n, // set below, once the folder is open
+          destUidNext: 0,
+        },
+        req: { body: f.body, flags: routing.flags, ...(routing.internalDate ? { internalDate: routing.internalDate } : {}) },
+      });
+    }
+
+    for (const [folder, items] of groups) {
+      const status = await this.openFolder(sink, folder);
+      for (const it of items) {
+        it.begin.destUidValidity = status.uidValidity;
+        it.begin.destUidNext = status.floor;
+      }
+      journal.beginAppend(account, items.map((it) => it.begin));
+      await this.on('imap', sink.appendBatch(
+        folder,
+        items.map((it) => it.req),
+        (i, outcome) => {
+          const it = items[i]!;
+          if (outcome.ok) {
+            journal.confirm(account, it.m.uidl, { destUidValidity: outcome.uidValidity ?? status.uidValidity, destUid: outcome.uid });
+            if (outcome.uid !== null) status.floor = Math.max(status.floor, outcome.uid + 1);
+            this.result.copied++;
+            this.result.copiedBytes += it.begin.size;
+            this.settledThisPass++;
+            this.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
+          } else {
+            journal.fail(account, it.m.uidl, outcome.error.message);
+            this.settledThisPass++;
+            this.fail(it.m, folder, outcome.error.message, outcome.error.context.serverResponse ?? null);
+          }
+        },
+      ));
+    }
+  }
+
+  private on<T>(side: 'pop3' | 'imap', p: Promise<T>): Promise<T> {
+    return p.catch((e: unknown) => {
+      this.failedSide = side;
+      throw e;
+    });
+  }
+
+  private fail(m: ListedMessage, folder: string | null, reason: string, serverResponse: string | null): void {
+    this.failures.set(m.uidl, { uidl: m.uidl, n: m.n, size: m.size, folder, reason, serverResponse });
+    this.emit({ type: 'message', uidl: m.uidl, bytes: m.size, outcome: 'failed' });
+  }
+
+  private async openFolder(sink: ImapSink, folder: string): Promise<FolderStatus & { floor: number }> {
+    let st = this.folders.get(folder);
+    if (!st) {
+      const s = await this.on('imap', sink.ensureFolder(folder));
+      // Throws 'uidvalidity' when the folder was recreated since the journal last saw it.
+      this.o.journal.recordFolder(this.o.account, folder, s.uidValidity);
+      st = { ...s, floor: s.uidNext };
+      this.folders.set(folder, st);
+    }
+    return st;
+  }
+
+  private async reconcile(): Promise<void> {
+    const { journal, account } = this.o;
+    const pending = journal.rowsInState(account, 'appending');
+    const byFolder = new Map<string, typeof pending>();
+    for (const r of pending) {
+      if (r.folder === null) continue;
+      const list = byFolder.get(r.folder) ?? [];
+      byFolder.set(r.folder, list);
+      list.push(r);
+    }
+    const sink = this.sink!;
+    for (const [folder, rows] of byFolder) {
+      const status = await this.openFolder(sink, folder);
+      const stale = rows.find((r) => r.destUidValidity !== null && r.destUidValidity !== status.uidValidity);
+      if (stale) {
+        throw new PopsyncError('uidvalidity', `destination folder "${folder}" was recreated (UIDVALIDITY ${stale.destUidValidity} is now ${status.uidValidity}); popsync cannot tell which copies survived`, {
+          account,
+          folder,
+          uidl: stale.uidl,
+          hint: 'check the destination folder by hand; to copy everything again into it, start with a new journal',
+        });
+      }
+      const claimed = journal.doneUidsIn(account, folder, status.uidValidity);
+      const decisions = await this.on('imap', reconcileFolder(rows, claimed, {
+        listSince: (since) => sink.listSince(folder, since),
+        fetchBody: (uid) => sink.fetchBody(folder, uid),
+      }));
+      for (const d of decisions) {
+        if (d.uid === null) {
+          this.o.logger.info({ uidl: d.uidl, folder }, 'interrupted copy not found in destination; copying again');
+          continue;
+        }
+        journal.confirm(account, d.uidl, { destUidValidity: status.uidValidity, destUid: d.uid });
+        status.floor = Math.max(status.floor, d.uid + 1);
+        this.result.reconciled++;
+        this.settledThisPass++;
+        this.o.logger.info({ uidl: d.uidl, folder, uid: d.uid, matchedBy: d.matchedBy }, 'interrupted copy found in destination');
+      }
+    }
+  }
+
+  private async finish(): Promise<void> {
+    // migrate deletes nothing, so QUIT only ends the session politely.
+    const source = this.source;
+    this.source = null;
+    if (source) await source.quit().catch((e: unknown) => this.o.logger.debug({ err: String(e) }, 'QUIT failed'));
+  }
+
+  private async dropConnections(): Promise<void> {
+    if (this.source) {
+      this.source.destroy();
+      this.source = null;
+    }
+    if (this.sink) {
+      const s = this.sink;
+      this.sink = null;
+      await s.close().catch(() => undefined);
+    }
+  }
+}
+
+export function runEngine(options: EngineOptions): Promise<RunResult> {
+  return new Run(options).execute();
+}

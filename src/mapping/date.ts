@@ -1,0 +1,93 @@
+/**
+ * RFC 5322 dates as real archives write them, and the arrival date (INTERNALDATE) a copy gets.
+ *
+ * Written by hand because Date.parse reads a zone-less date as local time (RFC 5322 says
+ * "-0000", i.e. UTC), rolls 31 Feb into March, and rejects CEST and military zones; luxon's
+ * fromRFC2822 rejects wrong weekdays, "UT" and missing zones, all common in real mail.
+ */
+import { allHeaders, firstHeader, type HeaderField } from './headers.js';
+
+const MONTHS: Record<string, number> = {
+  jan: 0, feb: 1, mar: 2, apr: 3, may: 4, jun: 5, jul: 6, aug: 7, sep: 8, oct: 9, nov: 10, dec: 11,
+};
+
+/** Minutes east of UTC. Obsolete and common non-standard names; military letters are unreliable (RFC 5322 4.3) and read as UTC. */
+const ZONES: Record<string, number> = {
+  ut: 0, utc: 0, gmt: 0, z: 0, wet: 0,
+  est: -300, edt: -240, cst: -360, cdt: -300, mst: -420, mdt: -360, pst: -480, pdt: -420,
+  bst: 60, cet: 60, met: 60, cest: 120, mest: 120, eet: 120, eest: 180, msk: 180, ist: 330, jst: 540,
+};
+
+const DATE_RE =
+  /^(?:[a-z]+,?\s*)?(\d{1,2})[\s-]+([a-z]+)[\s-]+(\d{2,4})\s+(\d{1,2})[:.](\d{2})(?:[:.](\d{2}))?\s*([+-]\d{4}|[a-z]+)?/i;
+
+function daysInMonth(year: number, month: number): number {
+  return new Date(Date.UTC(year, month + 1, 0)).getUTCDate();
+}
+
+/** Parses an RFC 5322 (or obsolete-syntax) date; null when it is not one. Never uses local time. */
+export function parseMailDate(input: string): Date | null {
+  const text = input.replace(/\([^()]*\)/g, ' ').replace(/\s+/g, ' ').trim();
+  const m = DATE_RE.exec(text);
+  if (!m) return null;
+  const [, dd, mon, yy, hh, mi, ss, zone] = m;
+  const month = MONTHS[mon!.slice(0, 3).toLowerCase()];
+  if (month === undefined) return null;
+  let year = Number(yy);
+  if (yy!.length === 2) year += year < 50 ? 2000 : 1900;
+  else if (yy!.length === 3) year += 1900;
+  const day = Number(dd);
+  const hour = Number(hh);
+  const minute = Number(mi);
+  // A leap second (":60") is legal; Date cannot hold it, so it is read as :59.
+  const second = Math.min(Number(ss ?? 0), 59);
+  if (day < 1 || day > daysInMonth(year, month) || hour > 23 || minute > 59 || Number(ss ?? 0) > 60) return null;
+  let offset = 0;
+  if (zone) {
+    if (/^[+-]\d{4}$/.test(zone)) {
+      const sign = zone[0] === '-' ? -1 : 1;
+      const h = Number(zone.slice(1, 3));
+      const mm = Number(zone.slice(3, 5));
+      if (h > 23 || mm > 59) return null;
+      offset = sign * (h * 60 + mm);
+    } else {
+      offset = ZONES[zone.toLowerCase()] ?? 0;
+    }
+  }
+  return new Date(Date.UTC(year, month, day, hour, minute, second) - offset * 60_000);
+}
+
+export type DateSource = 'received' | 'date' | 'none';
+
+export interface ArrivalDate {
+  date: Date | null;
+  source: DateSource;
+}
+
+/** Oldest date we accept: earlier ones are clock errors, not 1970s mail. */
+const EARLIEST = Date.UTC(1980, 0, 1);
+/** Slack for clock skew between the source server and us. */
+const FUTURE_SLACK_MS = 24 * 3600_000;
+
+function plausible(d: Date | null, now: Date): d is Date {
+  return d !== null && d.getTime() >= EARLIEST && d.getTime() <= now.getTime() + FUTURE_SLACK_MS;
+}
+
+/**
+ * When the POP server received the message: the topmost Received: line (added last, by the
+ * server we read from), else the Date: header, else none (the destination uses the copy time).
+ */
+export function arrivalDate(fields: HeaderField[], now: Date): ArrivalDate {
+  const received = allHeaders(fields, 'received')[0];
+  if (received !== undefined) {
+    const semi = received.lastIndexOf(';');
+    const d = semi >= 0 ? parseMailDate(received.slice(semi + 1)) : null;
+    if (plausible(d, now)) return { date: d, source: 'received' };
+  }
+  const dateHeader = firstHeader(fields, 'date');
+  if (dateHeader !== undefined) {
+    const d = parseMailDate(dateHeader);
+    if (plausible(d, now)) return { date: d, source: 'date' };
+  }
+  return { date: null, source: 'none' };
+}

@@ -1,0 +1,265 @@
+/**
+ * Engine behaviour over in-memory source and destination (no sockets): what it decides when
+ * a connection drops between APPEND and its answer, when a message is refused, when the
+ * source has identical messages. The same paths run against real Dovecot in test/e2e.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PopsyncError } from '../../src/errors.js';
+import { runEngine, type EngineOptions } from '../../src/engine/run.js';
+import type { AppendOutcome, AppendRequest, DestinationMessage, FolderStatus, ImapSink } from '../../src/imap/types.js';
+import { Journal } from '../../src/journal/journal.js';
+import { silentLogger } from '../../src/log.js';
+import { singleFolderRouter } from '../../src/mapping/route.js';
+import type { Pop3Session } from '../../src/pop3/types.js';
+
+const msg = (i: number, extra = '') => Buffer.from(`Message-ID: <m${i}@test>\r\nSubject: ${i}\r\n\r\nbody ${i}${extra}\r\n`);
+
+class MemorySource {
+  failRetrOnce = new Map<number, 'drop' | 'refuse'>();
+  retrCount = 0;
+  constructor(public messages: Array<{ uidl: string; body: Buffer }>) {}
+  session(): Pop3Session {
+    const dead = { v: false };
+    const check = () => {
+      if (dead.v) throw new PopsyncError('connection', 'connection closed');
+    };
+    return {
+      greeting: '+OK',
+      capabilities: new Map(),
+      pipelining: false,
+      stat: async () => ({ count: this.messages.length, size: 0 }),
+      list: async () => (check(), this.messages.map((m, i) => ({ n: i + 1, size: m.body.length }))),
+      uidl: async () => (check(), this.messages.map((m, i) => ({ n: i + 1, uidl: m.uidl }))),
+      top: async () => Buffer.alloc(0),
+      retr: async (n: number) => {
+        check();
+        this.retrCount++;
+        const f = this.failRetrOnce.get(n);
+        if (f) {
+          this.failRetrOnce.delete(n);
+          if (f === 'drop') {
+            dead.v = true;
+            throw new PopsyncError('connection', 'connection lost during RETR');
+          }
+          throw new PopsyncError('server', 'no such message', { serverResponse: '-ERR no such message' });
+        }
+        return this.messages[n - 1]!.body;
+      },
+      retrStream: () => Readable.from([]),
+      dele: async () => undefined,
+      rset: async () => undefined,
+      noop: async () => undefined,
+      quit: async () => undefined,
+      destroy: () => {
+        dead.v = true;
+      },
+    };
+  }
+}
+
+class MemoryDestination {
+  folders = new Map<string, { uidValidity: bigint; next: number; msgs: Array<{ uid: number; body: Buffer; flags: string[] }> }>();
+  /** Store the Nth append (1-based, counted across the destination's life) and then drop before answering. */
+  dropAfterStoring = new Set<number>();
+  refuse = new Set<number>();
+  appends = 0;
+
+  sink(): ImapSink {
+    let dead = false;
+    const check = () => {
+      if (dead) throw new PopsyncError('connection', 'IMAP connection closed');
+    };
+    const folder = (path: string) => {
+      const f = this.folders.get(path);
+      if (!f) throw new Error(`no folder ${path}`);
+      return f;
+    };
+    const status = (path: string): FolderStatus => ({ path, uidValidity: folder(path).uidValidity, uidNext: folder(path).next });
+    return {
+      capabilities: new Set(['UIDPLUS']),
+      ensureFolder: async (path) => {
+        check();
+        if (!this.folders.has(path)) this.folders.set(path, { uidValidity: 777n, next: 1, msgs: [] });
+        return status(path);
+      },
+      status: async (path) => (check(), status(path)),
+      appendBatch: async (path, items: AppendRequest[], onOutcome) => {
+        const out: AppendOutcome[] = [];
+        for (const [i, it] of items.entries()) {
+          check();
+          const k = ++this.appends;
+          let o: AppendOutcome;
+          if (this.refuse.has(k)) {
+            o = { ok: false, error: new PopsyncError('message', 'message too large', { serverResponse: 'NO [LIMIT] Mail size is too large' }) };
+          } else {
+            const f = folder(path);
+            const uid = f.next++;
+            f.msgs.push({ uid, body: it.body, flags: it.flags });
+            if (this.dropAfterStoring.has(k)) {
+              dead = true;
+              throw new PopsyncError('connection', 'IMAP connection lost before the tagged OK');
+            }
+            o = { ok: true, uid, uidValidity: f.uidValidity };
+          }
+          out.push(o);
+          onOutcome?.(i, o);
+        }
+        return out;
+      },
+      listSince: async (path, since): Promise<DestinationMessage[]> =>
+        (check(), folder(path).msgs.filter((m) => m.uid >= since).map((m) => ({ uid: m.uid, size: m.body.length, messageId: null }))),
+      fetchBody: async (path, uid) => (check(), folder(path).msgs.find((m) => m.uid === uid)!.body),
+      close: async () => {
+        dead = true;
+      },
+    };
+  }
+
+  bodies(path = 'INBOX'): string[] {
+    return (this.folders.get(path)?.msgs ?? []).map((m) => m.body.toString());
+  }
+}
+
+let dir: string;
+let journal: Journal;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'popsync-engine-'));
+  journal = Journal.open(join(dir, 'j.sqlite'), { source: 'alice@pop.test:110' });
+});
+afterEach(() => {
+  journal.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function options(src: MemorySource, dst: MemoryDestination, extra: Partial<EngineOptions> = {}): EngineOptions {
+  return {
+    command: 'migrate',
+    account: 'alice@pop.test:110',
+    destination: 'alice@imap.test:143',
+    journal,
+    openSource: async () => src.session(),
+    openSink: async () => dst.sink(),
+    route: singleFolderRouter({ folder: 'INBOX', flags: [] }),
+    logger: silentLogger,
+    batchMessages: 3,
+    retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 1 },
+    sleep: async () => undefined,
+    ...extra,
+  };
+}
+
+describe('engine', () => {
+  it('copies every message once and a second run copies nothing', async () => {
+    const src = new MemorySource([1, 2, 3, 4, 5].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    const dst = new MemoryDestination();
+    const r1 = await runEngine(options(src, dst));
+    expect(r1.copied).toBe(5);
+    expect(dst.bodies()).toEqual([1, 2, 3, 4, 5].map((i) => msg(i).toString()));
+    const retrBefore = src.retrCount;
+    const r2 = await runEngine(options(src, dst));
+    expect(r2.copied).toBe(0);
+    expect(r2.alreadyCopied).toBe(5);
+    expect(src.retrCount).toBe(retrBefore); // no RETR for known messages
+    expect(dst.bodies()).toHaveLength(5);
+  });
+
+  it('finds a copy the server stored before the connection dropped, instead of appending it again', async () => {
+    const src = new MemorySource([1, 2, 3, 4].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    const dst = new MemoryDestination();
+    dst.dropAfterStoring.add(2);
+    const r = await runEngine(options(src, dst));
+    expect(r.reconnects).toBe(1);
+    expect(r.reconciled).toBe(1);
+    expect(r.copied).toBe(3);
+    expect(dst.bodies()).toEqual([1, 2, 3, 4].map((i) => msg(i).toString()));
+    expect(journal.counts('alice@pop.test:110')).toEqual({ done: 4, appending: 0, failed: 0 });
+  });
+
+  it('delivers identical source messages twice even when one copy is settled by reconciliation', async () => {
+    const same = msg(9);
+    const src = new MemorySource([
+      { uidl: 'a', body: same },
+      { uidl: 'b', body: same },
+      { uidl: 'c', body: same },
+    ]);
+    const dst = new MemoryDestination();
+    dst.dropAfterStoring.add(2);
+    await runEngine(options(src, dst));
+    expect(dst.bodies()).toEqual([same.toString(), same.toString(), same.toString()]);
+    await runEngine(options(src, dst));
+    expect(dst.bodies()).toHaveLength(3);
+  });
+
+  it('reports a refused message with the server text, copies the rest, and retries it next run', async () => {
+    const src = new MemorySource([1, 2, 3].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    const dst = new MemoryDestination();
+    dst.refuse.add(2);
+    const r = await runEngine(options(src, dst));
+    expect(r.copied).toBe(2);
+    expect(r.failed).toEqual([
+      expect.objectContaining({ uidl: 'u2', n: 2, folder: 'INBOX', serverResponse: 'NO [LIMIT] Mail size is too large' }),
+    ]);
+    expect(journal.get('alice@pop.test:110', 'u2')?.state).toBe('failed');
+    const r2 = await runEngine(options(src, dst));
+    expect(r2.copied).toBe(1);
+    expect(r2.failed).toEqual([]);
+    expect(dst.bodies()).toHaveLength(3);
+  });
+
+  it('fails one message on a RETR -ERR and goes on', async () => {
+    const src = new MemorySource([1, 2, 3].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    src.failRetrOnce.set(2, 'refuse');
+    const r = await runEngine(options(src, new MemoryDestination()));
+    expect(r.copied).toBe(2);
+    expect(r.failed.map((f) => [f.uidl, f.serverResponse])).toEqual([['u2', '-ERR no such message']]);
+  });
+
+  it('reconnects after a POP3 drop mid-batch and still copies everything once', async () => {
+    const src = new MemorySource([1, 2, 3, 4, 5, 6, 7].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    src.failRetrOnce.set(5, 'drop');
+    const dst = new MemoryDestination();
+    const r = await runEngine(options(src, dst));
+    expect(r.reconnects).toBe(1);
+    expect(dst.bodies()).toEqual([1, 2, 3, 4, 5, 6, 7].map((i) => msg(i).toString()));
+  });
+
+  it('gives up with a connection error after the retry budget', async () => {
+    const src = new MemorySource([{ uidl: 'u1', body: msg(1) }]);
+    const dst = new MemoryDestination();
+    for (let k = 1; k <= 10; k++) dst.dropAfterStoring.add(k);
+    // Every pass stores the message and drops, but reconciliation then settles it: progress, so no give-up.
+    const r = await runEngine(options(src, dst));
+    expect(dst.bodies()).toHaveLength(1);
+    expect(r.reconciled).toBe(1);
+
+    const src2 = new MemorySource([{ uidl: 'u1', body: msg(1) }]);
+    const failing = { ...options(src2, dst), openSource: async () => Promise.reject(new PopsyncError('connection', 'connect ECONNREFUSED')) };
+    await expect(runEngine(failing)).rejects.toMatchObject({ kind: 'connection' });
+  });
+
+  it('refuses messages listed under one UIDL twice instead of guessing', async () => {
+    const src = new MemorySource([
+      { uidl: 'dup', body: msg(1) },
+      { uidl: 'dup', body: msg(2) },
+      { uidl: 'ok', body: msg(3) },
+    ]);
+    const dst = new MemoryDestination();
+    const r = await runEngine(options(src, dst));
+    expect(r.copied).toBe(1);
+    expect(r.failed).toHaveLength(2);
+    expect(r.failed[0]!.reason).toMatch(/more than one message/);
+  });
+
+  it('stops loudly when the destination folder was recreated under an interrupted copy', async () => {
+    const src = new MemorySource([1, 2].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    const dst = new MemoryDestination();
+    dst.dropAfterStoring.add(1);
+    await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({ kind: 'connection' });
+    dst.folders.get('INBOX')!.uidValidity = 778n;
+    await expect(runEngine(options(src, dst))).rejects.toMatchObject({ kind: 'uidvalidity' });
+  });
+});

@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { arrivalDate, parseMailDate } from '../../src/mapping/date.js';
+import { parseHeaders } from '../../src/mapping/headers.js';
+
+const iso = (s: string) => parseMailDate(s)?.toISOString() ?? null;
+
+describe('parseMailDate', () => {
+  it('reads standard dates with numeric zones', () => {
+    expect(iso('Mon, 1 Jan 2024 10:00:00 +0100')).toBe('2024-01-01T09:00:00.000Z');
+    expect(iso('Tue, 15 Nov 1994 08:12:31 -0800 (PST)')).toBe('1994-11-15T16:12:31.000Z');
+  });
+  it('reads a zone-less date as UTC, whatever the local zone', () => {
+    expect(iso('Mon, 1 Jan 2024 10:00:00')).toBe('2024-01-01T10:00:00.000Z');
+  });
+  it('accepts names Date.parse rejects', () => {
+    expect(iso('1 Jul 2023 12:00:00 CEST')).toBe('2023-07-01T10:00:00.000Z');
+    expect(iso('1 Jul 2023 12:00:00 MSK')).toBe('2023-07-01T09:00:00.000Z');
+    expect(iso('1 Jul 2023 12:00:00 A')).toBe('2023-07-01T12:00:00.000Z');
+  });
+  it('ignores a wrong weekday, handles two- and three-digit years and no seconds', () => {
+    expect(iso('Fri, 1 Jan 2024 10:00 +0000')).toBe('2024-01-01T10:00:00.000Z');
+    expect(iso('1 Jan 99 10:00:00 +0000')).toBe('1999-01-01T10:00:00.000Z');
+    expect(iso('1 Jan 24 10:00:00 +0000')).toBe('2024-01-01T10:00:00.000Z');
+    expect(iso('1 Jan 103 10:00:00 +0000')).toBe('2003-01-01T10:00:00.000Z');
+  });
+  it('rejects impossible dates instead of rolling them over', () => {
+    expect(iso('31 Feb 2024 10:00:00 +0000')).toBeNull();
+    expect(iso('29 Feb 2023 10:00:00 +0000')).toBeNull();
+    expect(iso('29 Feb 2024 10:00:00 +0000')).toBe('2024-02-29T10:00:00.000Z');
+    expect(iso('1 Foo 2024 10:00:00 +0000')).toBeNull();
+    expect(iso('garbage')).toBeNull();
+  });
+  it('reads a leap second as :59 and dotted times', () => {
+    expect(iso('31 Dec 2016 23:59:60 +0000')).toBe('2016-12-31T23:59:59.000Z');
+    expect(iso('1 Jan 2024 10.00.00 +0000')).toBe('2024-01-01T10:00:00.000Z');
+  });
+});
+
+describe('arrivalDate', () => {
+  const now = new Date('2026-01-01T00:00:00Z');
+  const msg = (h: string) => parseHeaders(Buffer.from(h + '\r\n\r\nbody\r\n'));
+
+  it('prefers the topmost Received line', () => {
+    const f = msg(
+      'Received: from b by pop.example (Dovecot);\r\n  Tue, 2 Jan 2024 10:00:00 +0000\r\nReceived: from a by b; Mon, 1 Jan 2024 09:00:00 +0000\r\nDate: Sun, 31 Dec 2023 08:00:00 +0000',
+    );
+    expect(arrivalDate(f, now)).toEqual({ date: new Date('2024-01-02T10:00:00Z'), source: 'received' });
+  });
+  it('falls back to Date: when Received has no usable date', () => {
+    const f = msg('Received: from a by b\r\nDate: Sun, 31 Dec 2023 08:00:00 +0000');
+    expect(arrivalDate(f, now)).toEqual({ date: new Date('2023-12-31T08:00:00Z'), source: 'date' });
+  });
+  it('refuses dates in the future or before 1980', () => {
+    expect(arrivalDate(msg('Date: 1 Jan 2030 00:00:00 +0000'), now).source).toBe('none');
+    expect(arrivalDate(msg('Date: 1 Jan 1970 00:00:00 +0000'), now).source).toBe('none');
+  });
+});
