@@ -158,7 +158,7 @@ export async function startDovecot(opts: StartOptions = {}): Promise<Lab> {
       try {
         await waitForGreetings(endpoints, exited);
       } catch (e) {
-        await killMaster(child, exited);
+        await killMaster(child, exited, instanceName);
         killWatchdog(watchdog);
         live.delete(entry);
         const log = readLogTail(dir);
@@ -283,7 +283,7 @@ function makeLab(a: {
     },
     stop() {
       stopped ??= (async () => {
-        await killMaster(a.child, a.exited);
+        await killMaster(a.child, a.exited, a.instanceName);
         await reapChildren(a.instanceName);
         killWatchdog(a.watchdog);
         live.delete(a.entry);
@@ -586,9 +586,17 @@ function readGreeting(ep: LabEndpoint): Promise<string> {
   });
 }
 
-async function killMaster(child: ChildProcess, exited: Promise<number | null>): Promise<void> {
+async function killMaster(child: ChildProcess, exited: Promise<number | null>, instanceName: string): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
-  // SIGTERM lets the master take its children down with it (shutdown_clients = yes).
+  // Told alone, the master spends over a second waiting for its children to wind down;
+  // signalling them together makes stop() take milliseconds.
+  for (const pid of childrenOf(instanceName)) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  }
   child.kill('SIGTERM');
   const gone = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
   if (!gone) {
