@@ -1,0 +1,255 @@
+/**
+ * Turns what the user typed (a URL, separate flags, or both) into connection settings for the
+ * POP3 source and the IMAP destination. Pure: no I/O, no environment, so every rule is a test.
+ *
+ * URL schemes (secure unless the user says otherwise, in words they can see on the command line):
+ *
+ *   pop3s://user@host[:port]   implicit TLS, default port 995
+ *   pop3://user@host[:port]    plain connection upgraded with STLS, which is REQUIRED, port 110
+ *   imaps://user@host[:port]   implicit TLS, default port 993
+ *   imap://user@host[:port]    STARTTLS REQUIRED, port 143
+ *
+ * The only query parameters are `tls=implicit|starttls|none` (both sides) and
+ * `auth=auto|user|apop|plain|login` (POP3 only). Plaintext is never a default: it takes
+ * `?tls=none` or `--pop-tls none` / `--imap-tls none`. Precedence is flag > query > scheme, and
+ * the default port follows the final TLS mode (so `pop3://h?tls=implicit` connects to 995).
+ * Without a URL, flags alone need a host and a user, and TLS defaults to implicit.
+ *
+ * User names are percent-decoded (`alice%40example.com@pop.example.net` is user
+ * `alice@example.com`); an unencoded '@' also works because the last '@' ends the user name.
+ * A password in the URL is refused, not ignored: it would sit in `ps` output and shell history,
+ * and silently dropping it would leave the user wondering why the prompt appears.
+ *
+ * Error messages never repeat the URL's user-info, so a refused URL cannot leak a secret
+ * through an error either.
+ */
+
+import { PopsyncError } from '../errors.js';
+import type { ImapOptions } from '../imap/types.js';
+import type { Pop3AuthMethod, Pop3Options, TlsMode } from '../pop3/types.js';
+
+export type Side = 'pop3' | 'imap';
+
+/** What commander hands over for one side. Every field is optional; strings as typed. */
+export interface EndpointInput {
+  /** `pop3s://user@host:port` and friends. */
+  url?: string;
+  host?: string;
+  port?: string | number;
+  user?: string;
+  tls?: string;
+  /** POP3 only. */
+  auth?: string;
+  /** Skip certificate verification (the user asked for it by name). */
+  insecure?: boolean;
+}
+
+export type Pop3Endpoint = Omit<Pop3Options, 'password' | 'logger'> & {
+  /** "user@host:port" for logs, reports and the journal; never a secret. */
+  display: string;
+};
+
+export type ImapEndpoint = Omit<ImapOptions, 'password' | 'logger'> & {
+  display: string;
+};
+
+const TLS_MODES: readonly TlsMode[] = ['implicit', 'starttls', 'none'];
+const POP3_AUTH: readonly Pop3AuthMethod[] = ['auto', 'user', 'apop', 'plain', 'login'];
+
+interface SideRules {
+  /** Option prefix: --pop-host, --imap-tls, ... */
+  prefix: string;
+  label: string;
+  schemes: Readonly<Record<string, TlsMode>>;
+  ports: Readonly<Record<TlsMode, number>>;
+  queryKeys: readonly string[];
+}
+
+const RULES: Readonly<Record<Side, SideRules>> = {
+  pop3: {
+    prefix: 'pop',
+    label: 'POP3',
+    schemes: { pop3s: 'implicit', pop3: 'starttls' },
+    ports: { implicit: 995, starttls: 110, none: 110 },
+    queryKeys: ['tls', 'auth'],
+  },
+  imap: {
+    prefix: 'imap',
+    label: 'IMAP',
+    schemes: { imaps: 'implicit', imap: 'starttls' },
+    ports: { implicit: 993, starttls: 143, none: 143 },
+    queryKeys: ['tls'],
+  },
+};
+
+/** The command-line option for one side, e.g. optionName('imap', 'password-env') → "--imap-password-env". */
+export function optionName(side: Side, suffix: string): string {
+  return `--${RULES[side].prefix}-${suffix}`;
+}
+
+/** Settings for the POP3 source. Throws PopsyncError('usage') on anything it cannot use. */
+export function resolvePop3Endpoint(input: EndpointInput): Pop3Endpoint {
+  const r = resolveCommon('pop3', input);
+  const ep: Pop3Endpoint = { host: r.host, port: r.port, tls: r.tls, user: r.user, display: r.display };
+  const auth = input.auth ?? r.query.get('auth');
+  if (auth !== undefined) ep.auth = pick('pop3', 'auth', auth, POP3_AUTH);
+  if (input.insecure === true) ep.rejectUnauthorized = false;
+  return ep;
+}
+
+/** Settings for the IMAP destination. Throws PopsyncError('usage') on anything it cannot use. */
+export function resolveImapEndpoint(input: EndpointInput): ImapEndpoint {
+  if (input.auth !== undefined) throw usage(`${optionName('imap', 'auth')} is not supported; the IMAP side picks its login method itself`);
+  const r = resolveCommon('imap', input);
+  const ep: ImapEndpoint = { host: r.host, port: r.port, tls: r.tls, user: r.user, display: r.display };
+  if (input.insecure === true) ep.rejectUnauthorized = false;
+  return ep;
+}
+
+/** "user@host:port", with IPv6 literals bracketed so the port stays readable. */
+export function formatEndpoint(user: string, host: string, port: number): string {
+  return `${user}@${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+interface ParsedUrl {
+  tls: TlsMode;
+  user?: string;
+  host: string;
+  port?: number;
+  query: Map<string, string>;
+}
+
+function resolveCommon(side: Side, input: EndpointInput) {
+  const rules = RULES[side];
+  const parsed = input.url === undefined ? undefined : parseUrl(side, input.url);
+
+  const tlsText = input.tls ?? parsed?.query.get('tls');
+  const tls: TlsMode = tlsText !== undefined ? pick(side, 'tls', tlsText, TLS_MODES) : (parsed?.tls ?? 'implicit');
+
+  const host = input.host !== undefined ? parseHost(side, input.host, optionName(side, 'host')) : parsed?.host;
+  if (host === undefined) {
+    throw usage(`no ${rules.label} server given: use ${exampleUrl(side)} or ${optionName(side, 'host')}`);
+  }
+
+  const port = input.port !== undefined ? parsePort(side, String(input.port), optionName(side, 'port')) : (parsed?.port ?? rules.ports[tls]);
+
+  const user = input.user ?? parsed?.user;
+  if (user === undefined || user === '') {
+    throw usage(`no ${rules.label} user given: put it in the URL (${exampleUrl(side)}) or use ${optionName(side, 'user')}`);
+  }
+
+  return { host, port, tls, user, display: formatEndpoint(user, host, port), query: parsed?.query ?? new Map<string, string>() };
+}
+
+function parseUrl(side: Side, raw: string): ParsedUrl {
+  const rules = RULES[side];
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)([^?#]*)(?:\?([^#]*))?(#.*)?$/.exec(raw.trim());
+  if (m === null) {
+    throw usage(`not a ${rules.label} URL: expected ${exampleUrl(side)}`);
+  }
+  const [, schemeRaw = '', authority = '', path = '', queryText, fragment] = m;
+  const scheme = schemeRaw.toLowerCase();
+  const tls = rules.schemes[scheme];
+  if (tls === undefined) {
+    const known = Object.keys(rules.schemes).map((s) => `${s}://`).join(' or ');
+    throw usage(`unknown ${rules.label} URL scheme "${scheme}://": use ${known}`);
+  }
+
+  const at = authority.lastIndexOf('@');
+  const userinfo = at === -1 ? undefined : authority.slice(0, at);
+  const hostport = at === -1 ? authority : authority.slice(at + 1);
+
+  let user: string | undefined;
+  if (userinfo !== undefined) {
+    if (userinfo.includes(':')) {
+      throw usage(
+        `the ${rules.label} URL contains a password, which popsync refuses: a command line is visible to other users (ps) and kept in shell history`,
+        `remove ":password" from the URL and give the password with ${optionName(side, 'password-env')} NAME, ${optionName(side, 'password-file')} PATH, or at the prompt; a ':' inside a user name is written %3A`,
+      );
+    }
+    try {
+      user = decodeURIComponent(userinfo);
+    } catch {
+      throw usage(`the user name in the ${rules.label} URL has a broken %-escape`);
+    }
+  }
+
+  if (path !== '' && path !== '/') {
+    throw usage(`a ${rules.label} URL takes no path (got "${path}")`);
+  }
+  if (fragment !== undefined) {
+    throw usage(`a ${rules.label} URL takes no #fragment`);
+  }
+
+  const portSep = hostport.startsWith('[') ? hostport.indexOf(']:') + 1 : hostport.lastIndexOf(':');
+  const hostText = portSep > 0 ? hostport.slice(0, portSep) : hostport;
+  const portText = portSep > 0 ? hostport.slice(portSep + 1) : undefined;
+  if (hostText === '') {
+    throw usage(`the ${rules.label} URL has no host: expected ${exampleUrl(side)}`);
+  }
+  const host = parseHost(side, hostText, `the ${rules.label} URL`);
+  const port = portText === undefined ? undefined : parsePort(side, portText, `the ${rules.label} URL`);
+
+  const query = new Map<string, string>();
+  if (queryText !== undefined && queryText !== '') {
+    for (const pair of queryText.split('&')) {
+      const eq = pair.indexOf('=');
+      const key = (eq === -1 ? pair : pair.slice(0, eq)).toLowerCase();
+      const value = eq === -1 ? '' : pair.slice(eq + 1);
+      if (!rules.queryKeys.includes(key)) {
+        throw usage(`unknown ${rules.label} URL parameter "${key}": known are ${rules.queryKeys.map((k) => `${k}=`).join(', ')}`);
+      }
+      if (query.has(key)) throw usage(`${rules.label} URL parameter "${key}" is given twice`);
+      query.set(key, safeDecode(value));
+    }
+  }
+
+  const out: ParsedUrl = { tls, host, query };
+  if (user !== undefined) out.user = user;
+  if (port !== undefined) out.port = port;
+  return out;
+}
+
+function parseHost(side: Side, text: string, where: string): string {
+  if (text.startsWith('[') && text.endsWith(']')) {
+    const v6 = text.slice(1, -1);
+    if (/^[0-9A-Fa-f:.]+$/.test(v6) && v6.includes(':')) return v6.toLowerCase();
+  } else if (/^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$/.test(text) || (/^[0-9A-Fa-f:.]+$/.test(text) && text.includes(':'))) {
+    // A bare IPv6 literal is accepted from --*-host, where brackets are optional.
+    return text.toLowerCase();
+  }
+  throw usage(`${where}: "${text}" is not a host name or IP address`);
+}
+
+function parsePort(side: Side, text: string, where: string): number {
+  const port = /^[0-9]{1,5}$/.test(text) ? Number(text) : NaN;
+  if (!(port >= 1 && port <= 65535)) {
+    throw usage(`${where}: port "${text}" is not a number from 1 to 65535`);
+  }
+  return port;
+}
+
+function pick<T extends string>(side: Side, what: string, value: string, allowed: readonly T[]): T {
+  const v = value.toLowerCase();
+  const found = allowed.find((a) => a === v);
+  if (found === undefined) {
+    throw usage(`${RULES[side].label} ${what} "${value}" is not one of ${allowed.join(', ')} (${optionName(side, what)} or ?${what}=)`);
+  }
+  return found;
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+function exampleUrl(side: Side): string {
+  return side === 'pop3' ? 'pop3s://user@host[:port]' : 'imaps://user@host[:port]';
+}
+
+function usage(message: string, hint?: string): PopsyncError {
+  return new PopsyncError('usage', message, hint === undefined ? {} : { hint });
+}

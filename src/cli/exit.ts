@@ -1,0 +1,139 @@
+/**
+ * The one place that turns a failure into what the user reads and the exit code cron sees.
+ * Commands throw; main.ts catches once and calls reportError / reportAndExit.
+ *
+ * Three kinds of failure, three treatments:
+ *   - PopsyncError: something the user can act on. A message plus the context that locates it
+ *     (account, message, folder, the server's own words, a hint); never a stack trace.
+ *   - CommanderError: a bad command line, exit 2 (help and --version, exit 0). For commander's
+ *     message to be printed once and in our format, main.ts configures the program with
+ *     `.exitOverride()` and `.configureOutput({ outputError: () => {} })`.
+ *   - Anything else is a bug in popsync: exit 70 with the stack and a request to report it.
+ */
+
+import { CommanderError } from 'commander';
+import { ExitCode, exitCodeFor, isPopsyncError, type PopsyncError } from '../errors.js';
+import type { RunResult } from '../engine/types.js';
+import { printable } from '../report/summary.js';
+
+export interface ErrorReport {
+  code: number;
+  /** Ready to write to stderr, newline-terminated; '' when there is nothing to say. */
+  message: string;
+}
+
+const COMMANDER_ALREADY_SHOWN = new Set(['commander.helpDisplayed', 'commander.help', 'commander.version']);
+
+/** Message and exit code for anything thrown. Pure; never throws. */
+export function describeError(err: unknown): ErrorReport {
+  if (isPopsyncError(err)) {
+    return { code: exitCodeFor(err.kind), message: describePopsyncError(err) };
+  }
+  if (err instanceof CommanderError) {
+    const code = err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    if (COMMANDER_ALREADY_SHOWN.has(err.code)) return { code, message: '' };
+    const text = err.message.replace(/^error: /, '');
+    return { code, message: `popsync: ${printable(text)}\n(see popsync --help)\n` };
+  }
+  return { code: ExitCode.internal, message: describeBug(err) };
+}
+
+/** Writes describeError's message to `stream` (stderr by default) and returns the exit code. */
+export function reportError(err: unknown, stream: NodeJS.WritableStream = process.stderr): number {
+  const { code, message } = describeError(err);
+  if (message !== '') stream.write(message);
+  return code;
+}
+
+/**
+ * reportError, then exit once stderr has taken the message. For the top of main.ts, where
+ * open sockets could otherwise keep the process alive after a fatal error.
+ */
+export function reportAndExit(
+  err: unknown,
+  opts: { stream?: NodeJS.WritableStream; exit?: (code: number) => void } = {},
+): void {
+  const stream = opts.stream ?? process.stderr;
+  const exit = opts.exit ?? ((code: number) => process.exit(code));
+  const { code, message } = describeError(err);
+  if (message === '') exit(code);
+  else stream.write(message, () => exit(code));
+}
+
+/** Exit code of a run that finished: 0 (even when nothing was new), or 1 if any message failed. */
+export function exitCodeForResult(result: RunResult): number {
+  return result.failed.length > 0 ? ExitCode.partial : ExitCode.ok;
+}
+
+const MEANING: Record<keyof typeof ExitCode, string> = {
+  ok: 'done, including "nothing new to copy"',
+  partial: 'the run finished, but some messages were not copied (see the report)',
+  usage: 'bad command line, option value or configuration',
+  auth: 'a server rejected the credentials',
+  connection: 'connection, TLS or protocol failure',
+  journalBound: 'the journal is unusable or belongs to another account',
+  uidvalidity: "the destination folder's UIDVALIDITY changed: needs a human",
+  locked: 'another popsync run holds this account',
+  internal: 'a bug in popsync (please report it)',
+  temporary: 'the server said to try again later; rerun later',
+  interrupted: 'interrupted (SIGINT/SIGTERM); rerunning resumes',
+};
+
+/** The exit-code table, in code order, for docs and tests. */
+export const EXIT_CODES: ReadonlyArray<{ code: number; name: keyof typeof ExitCode; meaning: string }> = (
+  Object.keys(ExitCode) as Array<keyof typeof ExitCode>
+)
+  .map((name) => ({ code: ExitCode[name], name, meaning: MEANING[name] }))
+  .sort((a, b) => a.code - b.code);
+
+/** An "Exit codes:" section (no surrounding blank lines) for `program.addHelpText('after', ...)`. */
+export function exitCodesHelp(): string {
+  return ['Exit codes:', ...EXIT_CODES.map((e) => `  ${String(e.code).padEnd(5)}${e.meaning}`)].join('\n');
+}
+
+/** exitCodesHelp(), computed once. */
+export const EXIT_CODES_HELP: string = exitCodesHelp();
+
+function describePopsyncError(e: PopsyncError): string {
+  const c = e.context;
+  const lines = [`popsync: ${printable(e.message)}`];
+  if (c.account !== undefined) lines.push(`  account: ${printable(c.account)}`);
+  if (c.uidl !== undefined || c.messageNumber !== undefined) {
+    const parts: string[] = [];
+    if (c.uidl !== undefined) parts.push(`UIDL ${printable(c.uidl)}`);
+    if (c.messageNumber !== undefined) parts.push(`#${c.messageNumber}`);
+    lines.push(`  message: ${parts.length === 2 ? `${parts[0]} (${parts[1]})` : parts[0]}`);
+  }
+  if (c.folder !== undefined) lines.push(`  folder: ${printable(c.folder)}`);
+  if (c.serverResponse !== undefined) {
+    lines.push(`  server said: "${printable(c.serverResponse)}"`);
+  } else if (c.responseCode !== undefined) {
+    lines.push(`  server response code: ${printable(c.responseCode)}`);
+  }
+  // A low-level cause (ECONNREFUSED, a certificate error) often says what the message cannot.
+  const cause = e.cause;
+  if (cause instanceof Error && cause.message !== '' && !e.message.includes(cause.message)) {
+    lines.push(`  cause: ${printable(cause.message)}`);
+  }
+  if (c.hint !== undefined) lines.push(`  hint: ${printable(c.hint)}`);
+  if (e.kind === 'internal') lines.push('This is a bug in popsync. Please report it with this output and `popsync --version`.');
+  return lines.join('\n') + '\n';
+}
+
+function describeBug(err: unknown): string {
+  const detail = err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : `thrown value: ${safeString(err)}`;
+  return [
+    'popsync: internal error (a bug in popsync)',
+    detail,
+    'Please report it with this output and `popsync --version`.',
+    '',
+  ].join('\n');
+}
+
+function safeString(v: unknown): string {
+  try {
+    return typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * Builds the run's Logger (src/log.ts) on pino. stdout is the report's, so every log line goes
+ * to stderr (human text, warnings only unless --verbose) and optionally to a --log-file (JSON
+ * lines at debug, created 0600 because protocol traces name accounts and folders).
+ *
+ * Secrets are kept out twice: pino's `redact` for the known key names at the top level and one
+ * level down, and a deep scrub of logged objects for the same names at any depth and in any
+ * letter case, since protocol code logs option objects whose shape we do not control.
+ * Neither can catch a password pasted into a message string; constructors of log messages
+ * must not do that (PopsyncError contexts carry no credentials by contract).
+ */
+
+import { fchmodSync, fstatSync, openSync } from 'node:fs';
+import pino from 'pino';
+import { PopsyncError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { printable } from '../report/summary.js';
+
+export interface LoggerOptions {
+  /** --verbose: debug lines on stderr. */
+  verbose?: boolean;
+  /** --quiet: only errors on stderr (warnings still reach the log file). */
+  quiet?: boolean;
+  /** --log-file PATH: JSON lines at debug level, appended. */
+  logFile?: string;
+  /** Where human lines go; process.stderr unless a test says otherwise. */
+  stderr?: NodeJS.WritableStream;
+}
+
+/** Key names whose values never reach a log line, compared case-insensitively. */
+export const SECRET_KEYS: readonly string[] = [
+  'password',
+  'pass',
+  'passwd',
+  'pw',
+  'secret',
+  'token',
+  'accessToken',
+  'refreshToken',
+  'auth',
+  'authorization',
+];
+
+export const REDACTED = '[redacted]';
+
+const SECRET_SET = new Set(SECRET_KEYS.map((k) => k.toLowerCase()));
+const MAX_SCRUB_DEPTH = 10;
+
+/**
+ * Creates the logger; throws PopsyncError('usage') if the log file cannot be opened. Writes are
+ * synchronous, so a crash loses no line and there is nothing to flush or close: the file
+ * descriptor lives as long as the process.
+ */
+export function createLogger(opts: LoggerOptions = {}): Logger {
+  const stderr = opts.stderr ?? process.stderr;
+  const stderrLevel = opts.verbose === true ? 'debug' : opts.quiet === true ? 'error' : 'warn';
+  const streams: pino.StreamEntry[] = [{ level: stderrLevel, stream: humanStream(stderr, opts.verbose === true) }];
+
+  const fd = opts.logFile === undefined ? null : openLogFile(opts.logFile);
+  if (fd !== null) {
+    streams.push({ level: 'debug', stream: pino.destination({ fd, sync: true }) });
+  }
+
+  const instance = pino(
+    {
+      level: fd !== null ? 'debug' : stderrLevel,
+      base: { pid: process.pid },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      redact: { paths: SECRET_KEYS.flatMap((k) => [k, `*.${k}`]), censor: REDACTED },
+      formatters: {
+        log: (obj) => scrubSecrets(obj) as Record<string, unknown>,
+        bindings: (b) => scrubSecrets(b) as Record<string, unknown>,
+      },
+    },
+    pino.multistream(streams),
+  );
+
+  // pino's logger is a structural superset of ours (and keeps trace/fatal for imapflow); only
+  // its overloaded method types keep TypeScript from seeing that.
+  return instance as unknown as Logger;
+}
+
+/**
+ * A copy of `value` with every property named like a secret replaced by "[redacted]", at any
+ * depth. Only plain objects and arrays are walked; errors, buffers and dates pass unchanged.
+ */
+export function scrubSecrets(value: unknown, depth = 0, seen = new WeakSet<object>()): unknown {
+  if (value === null || typeof value !== 'object' || depth > MAX_SCRUB_DEPTH) return value;
+  if (seen.has(value)) return value;
+  if (Array.isArray(value)) {
+    seen.add(value);
+    return value.map((v) => scrubSecrets(v, depth + 1, seen));
+  }
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) return value;
+  seen.add(value);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    out[k] = SECRET_SET.has(k.toLowerCase()) ? REDACTED : scrubSecrets(v, depth + 1, seen);
+  }
+  return out;
+}
+
+const LEVEL_NAMES: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warning', 50: 'error', 60: 'fatal' };
+const NOT_SHOWN = new Set(['level', 'time', 'pid', 'hostname', 'msg']);
+
+/**
+ * One pino JSON line as a human stderr line:
+ *   popsync: warning: password file /p can be read by other users (path=/p mode=0644)
+ * and with `withTime` (--verbose): "12:03:04.123 debug: <msg> key=value ...".
+ */
+export function formatLogLine(json: string, withTime: boolean): string {
+  let rec: Record<string, unknown>;
+  try {
+    rec = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return printable(json.trimEnd()) + '\n';
+  }
+  const level = LEVEL_NAMES[Number(rec.level)] ?? String(rec.level);
+  const msg = typeof rec.msg === 'string' ? rec.msg : '';
+  const fields = Object.entries(rec)
+    .filter(([k, v]) => !NOT_SHOWN.has(k) && v !== undefined)
+    .map(([k, v]) => `${k}=${fieldText(k, v)}`);
+  if (withTime) {
+    const t = typeof rec.time === 'string' ? rec.time.slice(11, 23) : '';
+    return printable(`${t} ${level}: ${msg}${fields.length > 0 ? ` ${fields.join(' ')}` : ''}`) + '\n';
+  }
+  return printable(`popsync: ${level}: ${msg}${fields.length > 0 ? ` (${fields.join(' ')})` : ''}`) + '\n';
+}
+
+function fieldText(key: string, v: unknown): string {
+  if (key === 'err' && typeof v === 'object' && v !== null && 'message' in v) {
+    // The stack belongs in the log file; on stderr the message is what helps.
+    return JSON.stringify(String((v as { message: unknown }).message));
+  }
+  if (typeof v === 'string') return /^[^\s"=]+$/.test(v) ? v : JSON.stringify(v);
+  return JSON.stringify(v) ?? String(v);
+}
+
+function humanStream(out: NodeJS.WritableStream, withTime: boolean): pino.DestinationStream {
+  return {
+    write(line: string) {
+      out.write(formatLogLine(line, withTime));
+    },
+  };
+}
+
+function openLogFile(path: string): number {
+  let fd: number;
+  try {
+    fd = openSync(path, 'a', 0o600);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'error';
+    throw new PopsyncError('usage', `--log-file: cannot open ${path} (${code})`, {}, { cause: e });
+  }
+  // openSync's mode applies only when it creates the file; an older log that others can read
+  // is tightened, since it is about to receive protocol traces.
+  try {
+    if (process.platform !== 'win32' && (fstatSync(fd).mode & 0o077) !== 0) fchmodSync(fd, 0o600);
+  } catch {
+    // Not our file to chmod (e.g. /dev/stderr): log into it anyway.
+  }
+  return fd;
+}

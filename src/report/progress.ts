@@ -1,0 +1,261 @@
+/**
+ * Live progress on stderr while the engine runs (stdout is reserved for the final report).
+ *
+ * On a terminal: an ora spinner while connecting, listing and reconciling, then two cli-progress
+ * bars (messages and bytes, with rate and ETA) while copying; reconnects and the plan are
+ * printed as lines above them. Elsewhere (cron, a pipe, a CI log): plain lines with no escape
+ * codes, and copy progress throttled to one line per 10% step or per interval, so a 50,000
+ * message run does not fill a cron mail. Quiet: nothing at all.
+ *
+ * The engine only emits ProgressEvents; which of these renderers listens is decided here, so
+ * the engine never knows whether anyone is watching.
+ */
+
+import { MultiBar, type SingleBar } from 'cli-progress';
+import ora, { type Ora } from 'ora';
+import type { Phase, ProgressEvent, ProgressListener } from '../engine/types.js';
+import { formatBytes, formatDuration, printable, rateText } from './summary.js';
+
+export interface ProgressOptions {
+  /** Draw spinners and bars. Only when stderr is a terminal and the user did not opt out. */
+  tty: boolean;
+  /** Print nothing (--quiet, --no-progress, --json). */
+  quiet: boolean;
+  /** Default process.stderr. */
+  stream?: NodeJS.WritableStream;
+  /** Plain mode: longest gap between two progress lines while copying. Default 5 s. */
+  intervalMs?: number;
+  /** Clock, for tests. */
+  now?: () => number;
+}
+
+export interface Progress {
+  listener: ProgressListener;
+  /** Stops spinner and bars and restores the cursor. Safe to call more than once. */
+  stop(): void;
+}
+
+const PHASE_TEXT: Record<Phase, string> = {
+  'connect-source': 'connecting to the source',
+  'connect-destination': 'connecting to the destination',
+  listing: 'listing messages',
+  reconciling: 'checking copies an earlier run left unfinished',
+  copying: 'copying',
+  finishing: 'finishing',
+};
+
+const SIDE_LABEL = { pop3: 'POP3', imap: 'IMAP' } as const;
+
+/** Picks the renderer for this run. */
+export function createProgress(opts: ProgressOptions): Progress {
+  if (opts.quiet) return { listener: () => {}, stop: () => {} };
+  const stream = opts.stream ?? process.stderr;
+  const now = opts.now ?? Date.now;
+  return opts.tty ? ttyProgress(stream, now) : plainProgress(stream, now, opts.intervalMs ?? 5000);
+}
+
+/** Counters both renderers keep. */
+class Tally {
+  toCopy = 0;
+  toCopyBytes = 0;
+  done = 0;
+  doneBytes = 0;
+  failed = 0;
+  startedAt: number | null = null;
+
+  constructor(private readonly now: () => number) {}
+
+  start(): void {
+    this.startedAt ??= this.now();
+  }
+
+  add(e: Extract<ProgressEvent, { type: 'message' }>): void {
+    this.start();
+    this.done++;
+    this.doneBytes += e.bytes;
+    if (e.outcome === 'failed') this.failed++;
+  }
+
+  elapsedMs(): number {
+    return this.startedAt === null ? 0 : this.now() - this.startedAt;
+  }
+
+  /** Remaining time from the byte rate (bytes, not messages, decide how long RETR+APPEND take). */
+  etaMs(): number | null {
+    const elapsed = this.elapsedMs();
+    if (elapsed <= 0) return null;
+    if (this.toCopyBytes > 0 && this.doneBytes > 0) {
+      return Math.max(0, ((this.toCopyBytes - this.doneBytes) * elapsed) / this.doneBytes);
+    }
+    if (this.toCopy > 0 && this.done > 0) return Math.max(0, ((this.toCopy - this.done) * elapsed) / this.done);
+    return null;
+  }
+}
+
+function phaseText(phase: Phase, detail?: string): string {
+  return PHASE_TEXT[phase] + (detail === undefined || detail === '' ? '' : `: ${printable(detail)}`);
+}
+
+function planText(e: Extract<ProgressEvent, { type: 'plan' }>): string {
+  return `${e.toCopy} message${e.toCopy === 1 ? '' : 's'} (${formatBytes(e.toCopyBytes)}) to copy, ${e.alreadyCopied} already copied`;
+}
+
+function reconnectText(e: Extract<ProgressEvent, { type: 'reconnect' }>): string {
+  return `${SIDE_LABEL[e.side]} connection lost (${printable(e.reason)}); reconnecting in ${formatDuration(e.delayMs)}, attempt ${e.attempt}`;
+}
+
+/**
+ * Cron and pipe output. Phase, plan and reconnect lines are printed as they happen (they are
+ * few); copy progress only when it crosses a 10% step or `intervalMs` passed since the last line.
+ */
+function plainProgress(stream: NodeJS.WritableStream, now: () => number, intervalMs: number): Progress {
+  const t = new Tally(now);
+  const line = (s: string) => stream.write(`popsync: ${s}\n`);
+  let lastLineAt = 0;
+  let lastStep = 0;
+
+  const progressLine = (): string => {
+    const parts = [`${t.done}/${t.toCopy} messages`];
+    if (t.toCopy > 0) parts[0] += ` (${Math.floor((t.done * 100) / t.toCopy)}%)`;
+    parts.push(`${formatBytes(t.doneBytes)} of ${formatBytes(t.toCopyBytes)}`);
+    const rate = rateText(t.doneBytes, t.elapsedMs());
+    if (rate !== null) parts.push(rate);
+    const eta = t.etaMs();
+    if (eta !== null && t.done < t.toCopy) parts.push(`about ${formatDuration(eta)} left`);
+    if (t.failed > 0) parts.push(`${t.failed} failed`);
+    return parts.join(', ');
+  };
+
+  const listener: ProgressListener = (e) => {
+    switch (e.type) {
+      case 'phase':
+        if (e.phase === 'copying') {
+          t.start();
+          lastLineAt = now();
+        }
+        line(phaseText(e.phase, e.detail));
+        break;
+      case 'plan':
+        t.toCopy = e.toCopy;
+        t.toCopyBytes = e.toCopyBytes;
+        line(planText(e));
+        break;
+      case 'message': {
+        if (t.startedAt === null) lastLineAt = now();
+        t.add(e);
+        const step = t.toCopy > 0 ? Math.floor((t.done * 10) / t.toCopy) : 0;
+        if (step > lastStep || now() - lastLineAt >= intervalMs) {
+          lastStep = step;
+          lastLineAt = now();
+          line(progressLine());
+        }
+        break;
+      }
+      case 'reconnect':
+        line(reconnectText(e));
+        break;
+    }
+  };
+  return { listener, stop: () => {} };
+}
+
+/** A terminal: spinner for the waiting phases, two bars while copying. */
+function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress {
+  const t = new Tally(now);
+  // discardStdin would put stdin into raw mode and take Ctrl-C's SIGINT away from main.ts.
+  const spinner: Ora = ora({ stream, isEnabled: true, discardStdin: false, hideCursor: true });
+  let bars: { multi: MultiBar; messages: SingleBar; bytes: SingleBar } | null = null;
+
+  const payload = () => {
+    const secs = t.elapsedMs() / 1000;
+    return {
+      doneBytes: formatBytes(t.doneBytes),
+      totalBytes: formatBytes(t.toCopyBytes),
+      msgRate: secs > 0 ? `${(t.done / secs).toFixed(1)} msg/s` : '- msg/s',
+      byteRate: rateText(t.doneBytes, t.elapsedMs()) ?? '- B/s',
+      failedText: t.failed > 0 ? `, ${t.failed} failed` : '',
+    };
+  };
+
+  const startBars = () => {
+    spinner.stop();
+    t.start();
+    const multi = new MultiBar({
+      stream: stream as NodeJS.WritableStream & { isTTY: true },
+      format: ' {label} {bar} {percentage}% | {counts} | {rate} | ETA {eta_formatted}{failedText}',
+      barsize: 30,
+      hideCursor: true,
+      clearOnComplete: false,
+      stopOnComplete: false,
+      emptyOnZero: true,
+      gracefulExit: false, // main.ts owns the signals; stop() restores the cursor
+      fps: 5,
+    });
+    const p = payload();
+    bars = {
+      multi,
+      messages: multi.create(t.toCopy, 0, { label: 'messages', counts: `${t.done}/${t.toCopy}`, rate: p.msgRate, failedText: p.failedText }),
+      bytes: multi.create(t.toCopyBytes, 0, { label: 'bytes   ', counts: `${p.doneBytes}/${p.totalBytes}`, rate: p.byteRate, failedText: '' }),
+    };
+  };
+
+  const stopBars = () => {
+    if (bars !== null) {
+      // log() only buffers until the next redraw; draw once more so no line is lost.
+      bars.multi.update();
+      bars.multi.stop();
+      bars = null;
+    }
+  };
+
+  const updateBars = () => {
+    if (bars === null) return;
+    const p = payload();
+    bars.messages.setTotal(t.toCopy);
+    bars.bytes.setTotal(t.toCopyBytes);
+    bars.messages.update(t.done, { counts: `${t.done}/${t.toCopy}`, rate: p.msgRate, failedText: p.failedText });
+    bars.bytes.update(t.doneBytes, { counts: `${p.doneBytes}/${p.totalBytes}`, rate: p.byteRate });
+  };
+
+  const logLine = (s: string) => {
+    // Above the bars, or above the spinner (ora clears and redraws around foreign writes).
+    if (bars !== null) bars.multi.log(`${s}\n`);
+    else stream.write(`${s}\n`);
+  };
+
+  const listener: ProgressListener = (e) => {
+    switch (e.type) {
+      case 'phase':
+        if (e.phase === 'copying') {
+          startBars();
+        } else {
+          stopBars();
+          const text = phaseText(e.phase, e.detail);
+          if (spinner.isSpinning) spinner.text = text;
+          else spinner.start(text);
+        }
+        break;
+      case 'plan':
+        t.toCopy = e.toCopy;
+        t.toCopyBytes = e.toCopyBytes;
+        logLine(planText(e));
+        updateBars();
+        break;
+      case 'message':
+        t.add(e);
+        updateBars();
+        break;
+      case 'reconnect':
+        logLine(reconnectText(e));
+        break;
+    }
+  };
+
+  return {
+    listener,
+    stop() {
+      stopBars();
+      spinner.stop();
+    },
+  };
+}

@@ -1,0 +1,113 @@
+/**
+ * The end-of-run report: human text for a terminal or a cron mail, and JSON for scripts. Both
+ * go to stdout (the CLI's only stdout output); the numbers are the engine's RunResult as is.
+ *
+ * Also home to the small formatting helpers the other reporters share (sizes, durations, and
+ * neutralising control characters in text that came from a server).
+ */
+
+import type { MessageFailure, RunResult } from '../engine/types.js';
+
+/** Bumped only when a field changes meaning or disappears; scripts can check it. */
+export const SUMMARY_JSON_VERSION = 1;
+
+/**
+ * Human summary, one fact per line, without a final newline (the caller adds it), e.g.
+ *
+ *   popsync migrate: alice@pop.example.net:995 -> bob@imap.example.net:993
+ *     listed:          120 messages, 3.4 MiB
+ *     copied:          100 messages, 3.0 MiB in 1m 02s (49.5 KiB/s)
+ *     already copied:  15
+ *     reconciled:      2
+ *     failed:          3
+ *       UIDL abc (#5, 12.0 KiB): too big — server said: "NO [TOOBIG] ..."
+ *     reconnects:      1
+ */
+export function formatSummary(result: RunResult): string {
+  const lines: string[] = [];
+  lines.push(`popsync ${result.command}: ${printable(result.source)} -> ${printable(result.destination)}`);
+  lines.push(row('listed', `${count(result.listed, 'message')}, ${formatBytes(result.listedBytes)}`));
+
+  let copied = `${count(result.copied, 'message')}, ${formatBytes(result.copiedBytes)} in ${formatDuration(result.durationMs)}`;
+  const rate = rateText(result.copiedBytes, result.durationMs);
+  if (rate !== null && result.copied > 0) copied += ` (${rate})`;
+  lines.push(row('copied', copied));
+
+  lines.push(row('already copied', String(result.alreadyCopied)));
+  lines.push(row('reconciled', String(result.reconciled)));
+  lines.push(row('failed', String(result.failed.length)));
+  for (const f of result.failed) lines.push(`    ${formatFailure(f)}`);
+  lines.push(row('reconnects', String(result.reconnects)));
+  return lines.join('\n');
+}
+
+/** One failed message: `UIDL abc (#5, 12.0 KiB, folder Archive): reason — server said: "..."`. */
+export function formatFailure(f: MessageFailure): string {
+  const where = [f.n === null ? null : `#${f.n}`, formatBytes(f.size), f.folder === null ? null : `folder ${printable(f.folder)}`]
+    .filter((x): x is string => x !== null)
+    .join(', ');
+  let line = `UIDL ${printable(f.uidl)} (${where}): ${printable(f.reason)}`;
+  if (f.serverResponse !== null) line += ` — server said: "${printable(f.serverResponse)}"`;
+  return line;
+}
+
+/**
+ * The RunResult as pretty JSON (no final newline) with a version field first, plus nothing derived: scripts compute
+ * rates themselves, and every number here is one the engine counted.
+ */
+export function summaryJson(result: RunResult): string {
+  return JSON.stringify({ version: SUMMARY_JSON_VERSION, ...result }, null, 2);
+}
+
+/** 1023 B, 1.0 KiB, 3.4 MiB, 1.2 GiB. Binary units: providers' quotas are in these. */
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i]}`;
+}
+
+/** 0.4s, 42s, 1m 02s, 2h 03m 04s. */
+export function formatDuration(ms: number): string {
+  if (ms < 10_000) return `${(ms / 1000).toFixed(1)}s`;
+  const total = Math.round(ms / 1000);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  const pad = (x: number) => String(x).padStart(2, '0');
+  if (h > 0) return `${h}h ${pad(m)}m ${pad(s)}s`;
+  if (m > 0) return `${m}m ${pad(s)}s`;
+  return `${s}s`;
+}
+
+/** "49.5 KiB/s", or null when no time has passed (a rate would be infinite or noise). */
+export function rateText(bytes: number, ms: number): string | null {
+  if (ms <= 0) return null;
+  return `${formatBytes(Math.round((bytes * 1000) / ms))}/s`;
+}
+
+/**
+ * Server text and UIDLs are untrusted: a hostile server could send ANSI escapes that rewrite
+ * the user's terminal or forge report lines, and bidi overrides can make text read backwards.
+ * Those characters become visible \xNN / \uNNNN escapes; tabs stay.
+ */
+export function printable(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    const code = c.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
+}
+
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
+function row(label: string, value: string): string {
+  return `  ${`${label}:`.padEnd(17)}${value}`;
+}

@@ -1,0 +1,178 @@
+import { Command } from 'commander';
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { describeError, EXIT_CODES, EXIT_CODES_HELP, exitCodeForResult, exitCodesHelp, reportAndExit, reportError } from '../../src/cli/exit.js';
+import type { RunResult } from '../../src/engine/types.js';
+import { PopsyncError } from '../../src/errors.js';
+
+function sink() {
+  let text = '';
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      text += chunk.toString();
+      cb();
+    },
+  });
+  return { stream, text: () => text };
+}
+
+function commanderFailure(argv: string[]): unknown {
+  const program = new Command('popsync')
+    .exitOverride()
+    .configureOutput({ outputError: () => {}, writeOut: () => {}, writeErr: () => {} })
+    .version('0.1.0')
+    .option('--journal <path>');
+  try {
+    program.parse(argv, { from: 'user' });
+  } catch (e) {
+    return e;
+  }
+  throw new Error('commander accepted the arguments');
+}
+
+describe('PopsyncError', () => {
+  it('prints the message and every context line, no stack', () => {
+    const e = new PopsyncError('server', 'the destination refused the message', {
+      account: 'alice@pop.example.net:995',
+      uidl: '000001a2b3',
+      messageNumber: 17,
+      folder: 'Archive/2019',
+      serverResponse: 'NO [OVERQUOTA] Mailbox is full',
+      responseCode: 'OVERQUOTA',
+      hint: 'free some space in the destination and run again',
+    });
+    expect(describeError(e)).toEqual({
+      code: 4,
+      message: [
+        'popsync: the destination refused the message',
+        '  account: alice@pop.example.net:995',
+        '  message: UIDL 000001a2b3 (#17)',
+        '  folder: Archive/2019',
+        '  server said: "NO [OVERQUOTA] Mailbox is full"',
+        '  hint: free some space in the destination and run again',
+        '',
+      ].join('\n'),
+    });
+  });
+
+  it('prints only the lines it has, the response code when the server text is missing, and the cause', () => {
+    const e = new PopsyncError('connection', 'cannot connect to pop.example.net:995', { responseCode: 'SYS/TEMP', messageNumber: 3 }, { cause: new Error('connect ECONNREFUSED 10.0.0.1:995') });
+    expect(describeError(e).message).toBe(
+      [
+        'popsync: cannot connect to pop.example.net:995',
+        '  message: #3',
+        '  server response code: SYS/TEMP',
+        '  cause: connect ECONNREFUSED 10.0.0.1:995',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('maps kinds to the documented exit codes', () => {
+    const code = (k: ConstructorParameters<typeof PopsyncError>[0]) => describeError(new PopsyncError(k, 'x')).code;
+    expect([code('usage'), code('config'), code('auth'), code('tls'), code('journal-bound'), code('uidvalidity'), code('locked'), code('temporary'), code('interrupted')]).toEqual([
+      2, 2, 3, 4, 5, 6, 7, 75, 130,
+    ]);
+  });
+
+  it('escapes control characters a server sent', () => {
+    const e = new PopsyncError('server', 'refused', { serverResponse: '-ERR \x1b[2J\x1b[31mgotcha\r\nfake line' });
+    const { message } = describeError(e);
+    expect(message).toContain('  server said: "-ERR \\x1b[2J\\x1b[31mgotcha\\x0d\\x0afake line"');
+    expect(message).not.toContain('\x1b');
+  });
+
+  it('never prints a stack, even for an internal PopsyncError, which asks for a report', () => {
+    const e = new PopsyncError('internal', 'journal row in impossible state appended->appending');
+    const { code, message } = describeError(e);
+    expect(code).toBe(70);
+    expect(message).not.toMatch(/\n\s+at /);
+    expect(message).toContain('This is a bug in popsync. Please report it');
+  });
+});
+
+describe('commander errors', () => {
+  it('a usage mistake is exit 2 with commander\'s message in our format', () => {
+    expect(describeError(commanderFailure(['--bogus']))).toEqual({
+      code: 2,
+      message: "popsync: unknown option '--bogus'\n(see popsync --help)\n",
+    });
+    expect(describeError(commanderFailure(['--journal'])).message).toBe("popsync: option '--journal <path>' argument missing\n(see popsync --help)\n");
+  });
+
+  it('--help and --version are exit 0 with nothing more to print', () => {
+    expect(describeError(commanderFailure(['--help']))).toEqual({ code: 0, message: '' });
+    expect(describeError(commanderFailure(['--version']))).toEqual({ code: 0, message: '' });
+  });
+});
+
+describe('bugs', () => {
+  it('are exit 70 with the stack and a request to report', () => {
+    const err = new TypeError("Cannot read properties of undefined (reading 'uid')");
+    const { code, message } = describeError(err);
+    expect(code).toBe(70);
+    expect(message.split('\n')[0]).toBe('popsync: internal error (a bug in popsync)');
+    expect(message).toContain("TypeError: Cannot read properties of undefined (reading 'uid')\n    at ");
+    expect(message.endsWith('Please report it with this output and `popsync --version`.\n')).toBe(true);
+  });
+
+  it('handle thrown non-errors', () => {
+    expect(describeError('oops')).toEqual({
+      code: 70,
+      message: 'popsync: internal error (a bug in popsync)\nthrown value: oops\nPlease report it with this output and `popsync --version`.\n',
+    });
+    expect(describeError({ a: 1 }).message).toContain('thrown value: {"a":1}');
+  });
+});
+
+describe('writing and exiting', () => {
+  it('reportError writes to the stream and returns the code', () => {
+    const s = sink();
+    expect(reportError(new PopsyncError('auth', 'POP3 login failed'), s.stream)).toBe(3);
+    expect(s.text()).toBe('popsync: POP3 login failed\n');
+  });
+
+  it('reportAndExit exits only after the message is written', async () => {
+    const s = sink();
+    const code = await new Promise<number>((resolve) => reportAndExit(new PopsyncError('locked', 'another run holds alice@h:995'), { stream: s.stream, exit: resolve }));
+    expect(code).toBe(7);
+    expect(s.text()).toBe('popsync: another run holds alice@h:995\n');
+    expect(await new Promise<number>((resolve) => reportAndExit(commanderFailure(['--help']), { stream: s.stream, exit: resolve }))).toBe(0);
+  });
+
+  it('exitCodeForResult: 0 unless a message failed', () => {
+    const base: RunResult = {
+      command: 'migrate',
+      source: 's',
+      destination: 'd',
+      listed: 0,
+      listedBytes: 0,
+      copied: 0,
+      copiedBytes: 0,
+      alreadyCopied: 0,
+      reconciled: 0,
+      failed: [],
+      reconnects: 0,
+      startedAt: '2025-01-01T00:00:00.000Z',
+      durationMs: 1,
+    };
+    expect(exitCodeForResult(base)).toBe(0);
+    expect(exitCodeForResult({ ...base, failed: [{ uidl: 'u', n: 1, size: 1, folder: null, reason: 'r', serverResponse: null }] })).toBe(1);
+  });
+});
+
+describe('exit code table', () => {
+  it('lists every code once, in order', () => {
+    expect(EXIT_CODES.map((e) => e.code)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 70, 75, 130]);
+  });
+
+  it('renders a help section', () => {
+    const lines = exitCodesHelp().split('\n');
+    expect(lines[0]).toBe('Exit codes:');
+    expect(lines).toContain('  0    done, including "nothing new to copy"');
+    expect(lines).toContain('  2    bad command line, option value or configuration');
+    expect(lines).toContain('  130  interrupted (SIGINT/SIGTERM); rerunning resumes');
+    expect(lines).toHaveLength(12);
+    expect(EXIT_CODES_HELP).toBe(exitCodesHelp());
+  });
+});

@@ -1,0 +1,145 @@
+import { clearLine, cursorTo, moveCursor } from 'node:readline';
+import { Writable } from 'node:stream';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { ProgressEvent } from '../../src/engine/types.js';
+import { createProgress } from '../../src/report/progress.js';
+
+afterEach(() => vi.restoreAllMocks());
+
+/** A stderr stand-in. With tty: true it has what ora and cli-progress use of a tty.WriteStream. */
+function fakeStream(tty: boolean) {
+  let text = '';
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      text += chunk.toString();
+      cb();
+    },
+  });
+  if (tty) {
+    Object.assign(stream, {
+      isTTY: true,
+      columns: 100,
+      rows: 30,
+      cursorTo: (x: number, y?: number) => cursorTo(stream, x, y),
+      moveCursor: (dx: number, dy: number) => moveCursor(stream, dx, dy),
+      clearLine: (dir: -1 | 0 | 1) => clearLine(stream, dir),
+    });
+  }
+  return { stream, text: () => text };
+}
+
+function clock() {
+  let t = 1_000_000;
+  return { now: () => t, advance: (ms: number) => (t += ms) };
+}
+
+describe('quiet', () => {
+  it('prints nothing at all', () => {
+    const s = fakeStream(false);
+    const p = createProgress({ tty: false, quiet: true, stream: s.stream });
+    p.listener({ type: 'phase', phase: 'connect-source' });
+    p.listener({ type: 'reconnect', side: 'pop3', attempt: 1, delayMs: 1000, reason: 'x' });
+    p.stop();
+    expect(s.text()).toBe('');
+  });
+});
+
+describe('plain lines (not a terminal)', () => {
+  it('prints phases, the plan and a progress line per 10% step', () => {
+    const s = fakeStream(false);
+    const c = clock();
+    const p = createProgress({ tty: false, quiet: false, stream: s.stream, now: c.now, intervalMs: 60_000 });
+    p.listener({ type: 'phase', phase: 'connect-source', detail: 'alice@pop.example.net:995' });
+    p.listener({ type: 'phase', phase: 'connect-destination' });
+    p.listener({ type: 'phase', phase: 'listing' });
+    p.listener({ type: 'plan', toCopy: 20, toCopyBytes: 20 * 1024, alreadyCopied: 3 });
+    p.listener({ type: 'phase', phase: 'copying' });
+    for (let i = 0; i < 20; i++) {
+      c.advance(100);
+      p.listener({ type: 'message', uidl: `u${i}`, bytes: 1024, outcome: i === 4 ? 'failed' : 'copied' });
+    }
+    p.listener({ type: 'phase', phase: 'finishing' });
+    p.stop();
+
+    const lines = s.text().split('\n');
+    expect(lines.slice(0, 5)).toEqual([
+      'popsync: connecting to the source: alice@pop.example.net:995',
+      'popsync: connecting to the destination',
+      'popsync: listing messages',
+      'popsync: 20 messages (20.0 KiB) to copy, 3 already copied',
+      'popsync: copying',
+    ]);
+    const progress = lines.filter((l) => l.includes('/20 messages'));
+    expect(progress).toHaveLength(10);
+    expect(progress[0]).toBe('popsync: 2/20 messages (10%), 2.0 KiB of 20.0 KiB, 10.0 KiB/s, about 1.8s left');
+    expect(progress[2]).toBe('popsync: 6/20 messages (30%), 6.0 KiB of 20.0 KiB, 10.0 KiB/s, about 1.4s left, 1 failed');
+    expect(progress[9]).toBe('popsync: 20/20 messages (100%), 20.0 KiB of 20.0 KiB, 10.0 KiB/s, 1 failed');
+    expect(lines.at(-2)).toBe('popsync: finishing');
+    expect(s.text()).not.toContain('\x1b');
+  });
+
+  it('prints at most one line per interval between 10% steps', () => {
+    const s = fakeStream(false);
+    const c = clock();
+    const p = createProgress({ tty: false, quiet: false, stream: s.stream, now: c.now, intervalMs: 5000 });
+    p.listener({ type: 'plan', toCopy: 1000, toCopyBytes: 1000 * 500, alreadyCopied: 0 });
+    p.listener({ type: 'phase', phase: 'copying' });
+    for (let i = 0; i < 21; i++) {
+      c.advance(1000);
+      p.listener({ type: 'message', uidl: `u${i}`, bytes: 500, outcome: 'copied' });
+    }
+    const progress = s.text().split('\n').filter((l) => l.includes('/1000 messages'));
+    expect(progress.map((l) => l.slice(0, l.indexOf(' messages')))).toEqual(['popsync: 5/1000', 'popsync: 10/1000', 'popsync: 15/1000', 'popsync: 20/1000']);
+    expect(progress[0]).toBe('popsync: 5/1000 messages (0%), 2.4 KiB of 488.3 KiB, 500 B/s, about 16m 35s left');
+  });
+
+  it('prints reconnects as they happen, escaping what the server sent', () => {
+    const s = fakeStream(false);
+    const p = createProgress({ tty: false, quiet: false, stream: s.stream });
+    p.listener({ type: 'reconnect', side: 'pop3', attempt: 2, delayMs: 2000, reason: 'read ECONNRESET' });
+    p.listener({ type: 'reconnect', side: 'imap', attempt: 1, delayMs: 30_000, reason: '* BYE \x1b[31mthrottled' });
+    expect(s.text()).toBe(
+      'popsync: POP3 connection lost (read ECONNRESET); reconnecting in 2.0s, attempt 2\n' +
+        'popsync: IMAP connection lost (* BYE \\x1b[31mthrottled); reconnecting in 30s, attempt 1\n',
+    );
+  });
+});
+
+describe('terminal', () => {
+  it('draws a spinner, then message and byte bars, on the given stream only', () => {
+    const stdout = vi.spyOn(process.stdout, 'write');
+    const s = fakeStream(true);
+    const c = clock();
+    const p = createProgress({ tty: true, quiet: false, stream: s.stream as unknown as NodeJS.WriteStream, now: c.now });
+    const events: ProgressEvent[] = [
+      { type: 'phase', phase: 'connect-source', detail: 'alice@pop.example.net:995' },
+      { type: 'phase', phase: 'listing' },
+      { type: 'plan', toCopy: 4, toCopyBytes: 4096, alreadyCopied: 1 },
+      { type: 'phase', phase: 'copying' },
+    ];
+    events.forEach(p.listener);
+    for (let i = 0; i < 4; i++) {
+      c.advance(500);
+      p.listener({ type: 'message', uidl: `u${i}`, bytes: 1024, outcome: i === 0 ? 'failed' : 'copied' });
+    }
+    p.listener({ type: 'reconnect', side: 'imap', attempt: 1, delayMs: 1000, reason: 'socket hang up' });
+    p.stop();
+
+    const out = s.text();
+    expect(out).toContain('connecting to the source: alice@pop.example.net:995');
+    expect(out).toContain('4 messages (4.0 KiB) to copy, 1 already copied\n');
+    expect(out).toContain('IMAP connection lost (socket hang up); reconnecting in 1.0s, attempt 1\n');
+    expect(out).toMatch(/ messages \S+ 100% \| 4\/4 \| 2\.0 msg\/s \| ETA 0s, 1 failed/);
+    expect(out).toMatch(/ bytes {4}\S+ 100% \| 4\.0 KiB\/4\.0 KiB \| 2\.0 KiB\/s \| ETA 0s/);
+    expect(out).toContain('\x1b[');
+    expect(stdout).not.toHaveBeenCalled();
+  });
+
+  it('stop() is safe before anything happened and twice', () => {
+    const s = fakeStream(true);
+    const p = createProgress({ tty: true, quiet: false, stream: s.stream as unknown as NodeJS.WriteStream });
+    p.stop();
+    p.stop();
+    expect(s.text()).not.toContain('messages');
+  });
+});
