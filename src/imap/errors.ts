@@ -1,0 +1,201 @@
+/**
+ * Turns imapflow's errors into PopsyncError kinds.
+ *
+ * imapflow throws plain Errors with ad-hoc properties: `responseStatus` NO/BAD for a tagged
+ * refusal, `serverResponseCode` for the [CODE], `response` (the tagged line, once its command
+ * handler has "enhanced" it) or a parsed object (when it has not), `authenticationFailed`,
+ * `tlsFailed`, and a `code` that is either one of its own (NoConnection, ETIMEOUT, ...) or
+ * Node's (ECONNREFUSED, CERT_HAS_EXPIRED, ...). Everything that is not a tagged refusal means
+ * the conversation is over; the engine must treat it as a lost connection and reconnect.
+ */
+
+import { PopsyncError, type ErrorContext, type ErrorKind } from '../errors.js';
+
+/** The properties imapflow puts on its errors; all optional because none is guaranteed. */
+export interface ImapFlowErrorLike {
+  message?: string;
+  code?: string;
+  responseStatus?: string;
+  responseText?: string;
+  response?: unknown;
+  serverResponseCode?: string;
+  authenticationFailed?: boolean;
+  tlsFailed?: boolean;
+}
+
+function asLike(err: unknown): ImapFlowErrorLike {
+  return err !== null && typeof err === 'object' ? (err as ImapFlowErrorLike) : { message: String(err) };
+}
+
+/** Response codes that say "the server, not this message, is the problem; try later". */
+const TEMPORARY_CODES = new Set(['UNAVAILABLE', 'INUSE']);
+
+/** Node's certificate verification failures carry OpenSSL's X509 names as `code`. */
+const CERT_CODE = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY|DECRYPT)|^ERR_TLS_|^ERR_SSL_|^EPROTO$/;
+
+const CONNECTION_CODES = new Set([
+  'NoConnection',
+  'EConnectionClosed',
+  'StateLogout',
+  'ClosedAfterConnectText',
+  'ClosedAfterConnectTLS',
+  'CONNECT_TIMEOUT',
+  'GREETING_TIMEOUT',
+  'UPGRADE_TIMEOUT',
+  'ETIMEOUT',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/** A tagged NO/BAD: the server is still talking to us and refused only this command. */
+export function isRefusal(err: unknown): boolean {
+  const e = asLike(err);
+  return (e.responseStatus === 'NO' || e.responseStatus === 'BAD') && e.code !== 'ETHROTTLE';
+}
+
+export function responseCodeOf(err: unknown): string | undefined {
+  const e = asLike(err);
+  if (typeof e.serverResponseCode === 'string' && e.serverResponseCode) return e.serverResponseCode.toUpperCase();
+  // Unenhanced errors still hold the parsed response: attributes[0].section[0] is the [CODE].
+  const r = e.response as { attributes?: Array<{ section?: Array<{ value?: unknown }> }> } | undefined;
+  const v = r && typeof r === 'object' ? r.attributes?.[0]?.section?.[0]?.value : undefined;
+  return typeof v === 'string' && v ? v.toUpperCase() : undefined;
+}
+
+/**
+ * The server's own words, minus the tag ("NO [OVERQUOTA] Quota exceeded"). `secret` is blanked
+ * out should a server echo it back (some echo the failed command line in their BAD text).
+ */
+export function serverTextOf(err: unknown, secret?: string): string | undefined {
+  const e = asLike(err);
+  let text: string | undefined;
+  if (typeof e.response === 'string' && e.response) {
+    text = e.response.replace(/^\S+\s+(?=(OK|NO|BAD|BYE)\b)/i, '');
+  } else if (e.responseStatus) {
+    const code = responseCodeOf(err);
+    const body = e.responseText ?? '';
+    text = `${e.responseStatus}${code && !body.includes(`[${code}`) ? ` [${code}]` : ''}${body ? ` ${body}` : ''}`;
+  }
+  if (text && secret && secret.length >= 3) text = text.split(secret).join('****');
+  return text?.trim() || undefined;
+}
+
+export function isTlsFailure(err: unknown): boolean {
+  const e = asLike(err);
+  return e.tlsFailed === true || (typeof e.code === 'string' && CERT_CODE.test(e.code));
+}
+
+function isTemporary(err: unknown): boolean {
+  const e = asLike(err);
+  if (e.code === 'ETHROTTLE') return true;
+  const code = responseCodeOf(err);
+  return code !== undefined && TEMPORARY_CODES.has(code);
+}
+
+/** Anything the socket layer or imapflow's connection state says; also the catch-all. */
+function connectionError(what: string, err: unknown, ctx: ErrorContext): PopsyncError {
+  const e = asLike(err);
+  const detail = e.code && CONNECTION_CODES.has(e.code) ? `${e.code}: ${e.message ?? ''}` : (e.message ?? String(err));
+  return new PopsyncError('connection', `IMAP ${what}: connection lost or unusable (${detail.trim()})`, ctx, { cause: err });
+}
+
+export interface ConnectContext {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+}
+
+/** Errors from ImapFlow.connect(): greeting, STARTTLS, login, NAMESPACE. */
+export function mapConnectError(err: unknown, c: ConnectContext): PopsyncError {
+  if (err instanceof PopsyncError) return err;
+  const e = asLike(err);
+  const where = `${c.host}:${c.port}`;
+  const serverResponse = serverTextOf(err, c.password);
+  const responseCode = responseCodeOf(err);
+  const ctx: ErrorContext = {};
+  if (serverResponse) ctx.serverResponse = serverResponse;
+  if (responseCode) ctx.responseCode = responseCode;
+
+  if (e.authenticationFailed) {
+    if (isTemporary(err)) {
+      return new PopsyncError('temporary', `IMAP server ${where} cannot log in ${c.user} right now`, { ...ctx, hint: 'Try again later' }, { cause: err });
+    }
+    return new PopsyncError('auth', `IMAP server ${where} rejected the login for ${c.user}${serverResponse ? `: ${serverResponse}` : ''}`, {
+      ...ctx,
+      hint: 'Check the IMAP user name and password',
+    }, { cause: err });
+  }
+  if (isTlsFailure(err)) {
+    return new PopsyncError('tls', `TLS with IMAP server ${where} failed: ${e.message ?? String(err)}`, {
+      ...ctx,
+      hint: "Check the server's certificate and the CA option; with tls: starttls the server must offer STARTTLS",
+    }, { cause: err });
+  }
+  if (isRefusal(err)) {
+    const kind: ErrorKind = isTemporary(err) ? 'temporary' : 'server';
+    return new PopsyncError(kind, `IMAP server ${where} refused the session setup${serverResponse ? `: ${serverResponse}` : ''}`, ctx, { cause: err });
+  }
+  return connectionError(`connect to ${where}`, err, ctx);
+}
+
+/**
+ * Errors from a command on an established session (STATUS, CREATE, SELECT, FETCH). A refusal
+ * is 'server' (or 'temporary'); everything else is a lost connection.
+ */
+export function mapCommandError(err: unknown, what: string, folder: string | undefined, secret?: string): PopsyncError {
+  if (err instanceof PopsyncError) return err;
+  const ctx: ErrorContext = {};
+  if (folder !== undefined) ctx.folder = folder;
+  const serverResponse = serverTextOf(err, secret);
+  const responseCode = responseCodeOf(err);
+  if (serverResponse) ctx.serverResponse = serverResponse;
+  if (responseCode) ctx.responseCode = responseCode;
+  if (isRefusal(err) || asLike(err).code === 'ETHROTTLE') {
+    const kind: ErrorKind = isTemporary(err) ? 'temporary' : 'server';
+    return new PopsyncError(kind, `IMAP ${what} refused${serverResponse ? `: ${serverResponse}` : ''}`, ctx, { cause: err });
+  }
+  return connectionError(what, err, ctx);
+}
+
+export type AppendFailure =
+  | { scope: 'message'; error: PopsyncError } // this message only; go on with the next
+  | { scope: 'session'; error: PopsyncError }; // stop the batch (connection lost, server unwell)
+
+/**
+ * Classifies a failed APPEND. Only a refusal that is about this message is a message-scope
+ * outcome: too big, over quota, bad bytes. A missing folder ([TRYCREATE]) or a server that is
+ * temporarily unwell would fail every following message too, so those stop the batch.
+ */
+export function classifyAppendError(err: unknown, folder: string): AppendFailure {
+  const e = asLike(err);
+  const code = responseCodeOf(err);
+  const serverResponse = serverTextOf(err);
+  const ctx: ErrorContext = { folder };
+  if (serverResponse) ctx.serverResponse = serverResponse;
+  if (code) ctx.responseCode = code;
+
+  // Refused by imapflow before anything was sent: APPENDLIMIT pre-check, unsendable content.
+  if (!e.responseStatus && (code === 'APPENDLIMIT' || e.code === 'InvalidMessageContent')) {
+    return { scope: 'message', error: new PopsyncError('message', `IMAP APPEND to "${folder}" not attempted: ${e.message ?? ''}`.trim(), { ...ctx, serverResponse: serverResponse ?? e.message ?? '' }, { cause: err }) };
+  }
+  if (isRefusal(err)) {
+    if (code === 'TRYCREATE') {
+      return { scope: 'session', error: new PopsyncError('server', `IMAP folder "${folder}" does not exist (it was there when the run started)`, { ...ctx, hint: 'Was the folder deleted or renamed during the run?' }, { cause: err }) };
+    }
+    if (isTemporary(err)) {
+      return { scope: 'session', error: new PopsyncError('temporary', `IMAP server refused APPEND to "${folder}" for now${serverResponse ? `: ${serverResponse}` : ''}`, ctx, { cause: err }) };
+    }
+    return { scope: 'message', error: new PopsyncError('message', `IMAP server refused the message for "${folder}"${serverResponse ? `: ${serverResponse}` : ''}`, ctx, { cause: err }) };
+  }
+  if (e.code === 'ETHROTTLE') {
+    return { scope: 'session', error: new PopsyncError('temporary', `IMAP server is throttling APPEND to "${folder}"`, ctx, { cause: err }) };
+  }
+  return { scope: 'session', error: connectionError(`APPEND to "${folder}"`, err, ctx) };
+}

@@ -1,0 +1,473 @@
+/**
+ * A tiny scripted IMAP server for protocol and engine fault tests.
+ *
+ * It speaks just enough IMAP4rev1 for imapflow to connect (greeting, CAPABILITY, LOGIN, LIST
+ * "" "" for the delimiter), and for ImapSink to work: LIST/LSUB, STATUS, CREATE, SUBSCRIBE,
+ * SELECT/EXAMINE, CLOSE/UNSELECT, UID FETCH (UID, RFC822.SIZE, FLAGS, INTERNALDATE, ENVELOPE with
+ * only Message-ID, BODY[]/BODY.PEEK[]), NOOP, LOGOUT and APPEND with synchronizing and LITERAL+
+ * literals. Everything else gets BAD. It is not a correct IMAP server; it is a stage on which
+ * tests can make a server misbehave at exactly one point:
+ *
+ *   const imap = await startFakeImap({
+ *     onAppend: (a) => (a.n === 2 ? { kind: 'no', text: '[OVERQUOTA] Quota exceeded' } : undefined),
+ *   });
+ *
+ * - `onAppend` answers the n-th APPEND (counted across connections, from 1) after its literal
+ *   has been read: `{kind:'ok', appendUid:false}` omits APPENDUID; `{kind:'drop'}` stores the
+ *   message and closes the socket before the tagged reply (the duplicate window;
+ *   `store:false` loses it instead); `{kind:'hang'}` never answers.
+ * - `onCommand` can replace the answer to any other command (e.g. CREATE answered with a bare
+ *   NO, LOGIN with NO [UNAVAILABLE]). Return undefined to get the normal behaviour.
+ * - `received` records every command line (literals shown as {n bytes}, LOGIN password masked),
+ *   `appends` every APPEND the server read, and `mailboxes` the stored state, for assertions.
+ *
+ * Mailbox names are stored as they travel on the wire (modified UTF-7 is not decoded).
+ */
+
+import net from 'node:net';
+
+export interface FakeMessage {
+  uid: number;
+  flags: string[];
+  internalDate: string;
+  body: Buffer;
+}
+
+export interface FakeMailbox {
+  name: string;
+  uidValidity: number;
+  uidNext: number;
+  messages: FakeMessage[];
+  subscribed: boolean;
+}
+
+export interface FakeAppend {
+  /** 1-based count of APPENDs this server has read, across connections. */
+  n: number;
+  mailbox: string;
+  flags: string[];
+  date: string | null;
+  body: Buffer;
+}
+
+export type FakeReply =
+  | { kind: 'ok' | 'no' | 'bad'; text?: string }
+  | { kind: 'drop' } // close the socket without answering
+  | { kind: 'hang' }; // never answer
+
+export type FakeAppendReply =
+  | { kind: 'ok'; appendUid?: boolean }
+  | { kind: 'no' | 'bad'; text: string }
+  | { kind: 'drop'; store?: boolean }
+  | { kind: 'hang' };
+
+export interface FakeCommand {
+  tag: string;
+  name: string;
+  args: Token[];
+}
+
+export interface FakeImapOptions {
+  /** Default: IMAP4rev1 UIDPLUS LITERAL+ */
+  capabilities?: string[];
+  /** Default: { alice: 'secret' } */
+  users?: Record<string, string>;
+  /** Default: '/' */
+  delimiter?: string;
+  /** Mailboxes to create besides INBOX (wire names). */
+  mailboxes?: string[];
+  onAppend?: (append: FakeAppend) => FakeAppendReply | undefined;
+  onCommand?: (cmd: FakeCommand) => FakeReply | undefined;
+}
+
+export interface FakeImap {
+  host: string;
+  port: number;
+  received: string[];
+  appends: FakeAppend[];
+  mailboxes: Map<string, FakeMailbox>;
+  /** Connections accepted so far. */
+  connections: number;
+  close(): Promise<void>;
+}
+
+/** A parsed argument: atom or quoted string, literal bytes, or a parenthesized list. */
+export type Token = string | Buffer | Token[];
+
+export const FAKE_USER = 'alice';
+export const FAKE_PASSWORD = 'secret';
+
+export async function startFakeImap(options: FakeImapOptions = {}): Promise<FakeImap> {
+  const caps = options.capabilities ?? ['IMAP4rev1', 'UIDPLUS', 'LITERAL+'];
+  const users = options.users ?? { [FAKE_USER]: FAKE_PASSWORD };
+  const delim = options.delimiter ?? '/';
+  const mailboxes = new Map<string, FakeMailbox>();
+  let nextValidity = 1000;
+  const addMailbox = (name: string): FakeMailbox => {
+    const mb: FakeMailbox = { name, uidValidity: nextValidity++, uidNext: 1, messages: [], subscribed: true };
+    mailboxes.set(name, mb);
+    return mb;
+  };
+  addMailbox('INBOX');
+  for (const m of options.mailboxes ?? []) addMailbox(m);
+
+  const sockets = new Set<net.Socket>();
+  const state: FakeImap = {
+    host: '127.0.0.1',
+    port: 0,
+    received: [],
+    appends: [],
+    mailboxes,
+    connections: 0,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+
+  const server = net.createServer((socket) => {
+    state.connections++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    socket.setNoDelay(true);
+    const session = new Session(socket, state, { caps, users, delim, addMailbox, options });
+    socket.write(`* OK [CAPABILITY ${caps.join(' ')}] fake IMAP ready\r\n`);
+    socket.on('data', (chunk) => session.feed(chunk));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  state.port = (server.address() as net.AddressInfo).port;
+  return state;
+}
+
+interface SessionConfig {
+  caps: string[];
+  users: Record<string, string>;
+  delim: string;
+  addMailbox: (name: string) => FakeMailbox;
+  options: FakeImapOptions;
+}
+
+class Session {
+  private buf = Buffer.alloc(0);
+  /** Text and literal pieces of the command being read. */
+  private pieces: Array<string | Buffer> = [];
+  private literalNeed = -1;
+  private authed = false;
+  private selected: FakeMailbox | null = null;
+  private gone = false;
+
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly fake: FakeImap,
+    private readonly cfg: SessionConfig,
+  ) {}
+
+  feed(chunk: Buffer): void {
+    this.buf = Buffer.concat([this.buf, chunk]);
+    while (!this.gone) {
+      if (this.literalNeed >= 0) {
+        if (this.buf.length < this.literalNeed) return;
+        this.pieces.push(this.buf.subarray(0, this.literalNeed));
+        this.buf = this.buf.subarray(this.literalNeed);
+        this.literalNeed = -1;
+        continue;
+      }
+      const eol = this.buf.indexOf('\r\n');
+      if (eol < 0) return;
+      const line = this.buf.subarray(0, eol).toString('utf8');
+      this.buf = this.buf.subarray(eol + 2);
+      const lit = /\{(\d+)(\+?)\}$/.exec(line);
+      if (lit) {
+        this.pieces.push(line.slice(0, lit.index));
+        this.literalNeed = Number(lit[1]);
+        if (!lit[2]) this.write('+ Ready for literal data');
+        continue;
+      }
+      this.pieces.push(line);
+      const pieces = this.pieces;
+      this.pieces = [];
+      this.command(pieces);
+    }
+  }
+
+  private write(line: string | Buffer): void {
+    if (!this.gone) this.socket.write(typeof line === 'string' ? line + '\r\n' : line);
+  }
+
+  private drop(): void {
+    this.gone = true;
+    this.socket.destroy();
+  }
+
+  private command(pieces: Array<string | Buffer>): void {
+    const tokens = tokenize(pieces);
+    const tag = typeof tokens[0] === 'string' ? tokens[0] : '*';
+    let name = typeof tokens[1] === 'string' ? tokens[1].toUpperCase() : '';
+    let args = tokens.slice(2);
+    if (name === 'UID' && typeof args[0] === 'string') {
+      name = `UID ${args[0].toUpperCase()}`;
+      args = args.slice(1);
+    }
+    this.fake.received.push(describe(pieces, name));
+    const reply = name === 'APPEND' ? undefined : this.cfg.options.onCommand?.({ tag, name, args });
+    if (reply) return this.scripted(tag, name, reply);
+    try {
+      this.handle(tag, name, args);
+    } catch (err) {
+      this.write(`${tag} BAD ${(err as Error).message}`);
+    }
+  }
+
+  private scripted(tag: string, name: string, reply: FakeReply): void {
+    if (reply.kind === 'drop') return this.drop();
+    if (reply.kind === 'hang') return;
+    this.write(`${tag} ${reply.kind.toUpperCase()} ${reply.text ?? `${name} scripted`}`);
+  }
+
+  private mailbox(name: Token | undefined): FakeMailbox | undefined {
+    const n = str(name);
+    return this.fake.mailboxes.get(n.toUpperCase() === 'INBOX' ? 'INBOX' : n);
+  }
+
+  private handle(tag: string, name: string, args: Token[]): void {
+    const ok = (text = `${name} completed`): void => this.write(`${tag} OK ${text}`);
+    if (!this.authed && !['CAPABILITY', 'NOOP', 'LOGOUT', 'LOGIN', 'ID'].includes(name)) {
+      return this.write(`${tag} BAD not authenticated`);
+    }
+    switch (name) {
+      case 'CAPABILITY':
+        this.write(`* CAPABILITY ${this.cfg.caps.join(' ')}`);
+        return ok();
+      case 'NOOP':
+        return ok();
+      case 'LOGOUT':
+        this.write('* BYE logging out');
+        ok();
+        this.gone = true;
+        this.socket.end();
+        return;
+      case 'LOGIN': {
+        const [user, pass] = [str(args[0]), str(args[1])];
+        if (this.cfg.users[user] !== undefined && this.cfg.users[user] === pass) {
+          this.authed = true;
+          return ok(`[CAPABILITY ${this.cfg.caps.join(' ')}] Logged in`);
+        }
+        return this.write(`${tag} NO [AUTHENTICATIONFAILED] Authentication failed.`);
+      }
+      case 'ID':
+        this.write('* ID NIL');
+        return ok();
+      case 'NAMESPACE':
+        this.write(`* NAMESPACE (("" ${quote(this.cfg.delim)})) NIL NIL`);
+        return ok();
+      case 'LIST':
+      case 'LSUB': {
+        const pattern = str(args[1]);
+        if (pattern === '') {
+          this.write(`* LIST (\\Noselect) ${quote(this.cfg.delim)} ""`);
+          return ok();
+        }
+        const re = patternRegex(pattern, this.cfg.delim);
+        for (const mb of this.fake.mailboxes.values()) {
+          if (!re.test(mb.name) || (name === 'LSUB' && !mb.subscribed)) continue;
+          this.write(`* ${name} (${mb.name === 'INBOX' ? '' : '\\HasNoChildren'}) ${quote(this.cfg.delim)} ${quote(mb.name)}`);
+        }
+        return ok();
+      }
+      case 'STATUS': {
+        const mb = this.mailbox(args[0]);
+        if (!mb) return this.write(`${tag} NO [NONEXISTENT] Mailbox doesn't exist: ${str(args[0])}`);
+        this.write(`* STATUS ${quote(mb.name)} (MESSAGES ${mb.messages.length} UIDNEXT ${mb.uidNext} UIDVALIDITY ${mb.uidValidity})`);
+        return ok();
+      }
+      case 'CREATE': {
+        if (this.mailbox(args[0])) return this.write(`${tag} NO [ALREADYEXISTS] Mailbox already exists`);
+        this.cfg.addMailbox(str(args[0]));
+        return ok();
+      }
+      case 'SUBSCRIBE':
+      case 'UNSUBSCRIBE': {
+        const mb = this.mailbox(args[0]);
+        if (mb) mb.subscribed = name === 'SUBSCRIBE';
+        return ok();
+      }
+      case 'SELECT':
+      case 'EXAMINE': {
+        const mb = this.mailbox(args[0]);
+        if (!mb) return this.write(`${tag} NO [NONEXISTENT] Mailbox doesn't exist`);
+        this.selected = mb;
+        this.write('* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)');
+        this.write('* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted');
+        this.write(`* ${mb.messages.length} EXISTS`);
+        this.write('* 0 RECENT');
+        this.write(`* OK [UIDVALIDITY ${mb.uidValidity}] UIDs valid`);
+        this.write(`* OK [UIDNEXT ${mb.uidNext}] Predicted next UID`);
+        return ok(`[${name === 'SELECT' ? 'READ-WRITE' : 'READ-ONLY'}] ${name} completed`);
+      }
+      case 'CLOSE':
+      case 'UNSELECT':
+        this.selected = null;
+        return ok();
+      case 'UID FETCH':
+        return this.uidFetch(tag, args);
+      case 'APPEND':
+        return this.append(tag, args);
+      default:
+        return this.write(`${tag} BAD unknown command ${name}`);
+    }
+  }
+
+  private uidFetch(tag: string, args: Token[]): void {
+    const mb = this.selected;
+    if (!mb) return this.write(`${tag} BAD no mailbox selected`);
+    const uids = mb.messages.map((m) => m.uid);
+    const max = uids.length ? Math.max(...uids) : 0;
+    const wanted = new Set<number>();
+    for (const part of str(args[0]).split(',')) {
+      const [a, b = a] = part.split(':').map((x) => (x === '*' ? max : Number(x)));
+      // As in real servers, "N:*" with N above every UID still matches the highest one.
+      const [lo, hi] = [Math.min(a!, b!), Math.max(a!, b!)];
+      for (const u of uids) if (u >= lo && u <= hi) wanted.add(u);
+    }
+    const items = flatten(args[1]).map((t) => t.toUpperCase());
+    mb.messages.forEach((m, i) => {
+      if (!wanted.has(m.uid)) return;
+      const out: Array<string | Buffer> = [`* ${i + 1} FETCH (UID ${m.uid}`];
+      for (const item of items) {
+        if (item === 'RFC822.SIZE') out.push(` RFC822.SIZE ${m.body.length}`);
+        else if (item === 'FLAGS') out.push(` FLAGS (${m.flags.join(' ')})`);
+        else if (item === 'INTERNALDATE') out.push(` INTERNALDATE ${quote(m.internalDate)}`);
+        else if (item === 'ENVELOPE') {
+          const id = messageIdOf(m.body);
+          out.push(` ENVELOPE (NIL NIL NIL NIL NIL NIL NIL NIL NIL ${id ? quote(id) : 'NIL'})`);
+        } else if (item.startsWith('BODY[]') || item.startsWith('BODY.PEEK[]')) {
+          out.push(` BODY[] {${m.body.length}}\r\n`, m.body);
+          if (item.startsWith('BODY[]') && !m.flags.includes('\\Seen')) m.flags.push('\\Seen');
+        }
+      }
+      out.push(')\r\n');
+      this.write(Buffer.concat(out.map((p) => (typeof p === 'string' ? Buffer.from(p) : p))));
+    });
+    this.write(`${tag} OK UID FETCH completed`);
+  }
+
+  private append(tag: string, args: Token[]): void {
+    const body = args[args.length - 1];
+    if (!Buffer.isBuffer(body)) return this.write(`${tag} BAD APPEND needs a literal`);
+    const flags = Array.isArray(args[1]) ? flatten(args[1]) : [];
+    const dateTok = args.find((a, i) => i > 0 && i < args.length - 1 && typeof a === 'string');
+    const append: FakeAppend = {
+      n: this.fake.appends.length + 1,
+      mailbox: str(args[0]),
+      flags,
+      date: typeof dateTok === 'string' ? dateTok : null,
+      body: Buffer.from(body),
+    };
+    this.fake.appends.push(append);
+    const mb = this.mailbox(args[0]);
+    const reply: FakeAppendReply = this.cfg.options.onAppend?.(append) ?? { kind: 'ok' };
+    if (reply.kind === 'hang') return;
+    if (reply.kind === 'no' || reply.kind === 'bad') return this.write(`${tag} ${reply.kind.toUpperCase()} ${reply.text}`);
+    if (!mb) return this.write(`${tag} NO [TRYCREATE] Mailbox doesn't exist`);
+    if (reply.kind === 'drop' && reply.store === false) return this.drop();
+    const uid = mb.uidNext++;
+    mb.messages.push({ uid, flags, internalDate: append.date ?? '01-Jan-2020 00:00:00 +0000', body: append.body });
+    if (reply.kind === 'drop') return this.drop();
+    const withUid = !(reply.kind === 'ok' && reply.appendUid === false) && this.cfg.caps.includes('UIDPLUS');
+    this.write(`${tag} OK ${withUid ? `[APPENDUID ${mb.uidValidity} ${uid}] ` : ''}Append completed`);
+  }
+}
+
+function str(t: Token | undefined): string {
+  if (t === undefined) return '';
+  if (Buffer.isBuffer(t)) return t.toString('utf8');
+  if (Array.isArray(t)) throw new Error('expected a string, got a list');
+  return t;
+}
+
+function flatten(t: Token | undefined): string[] {
+  if (t === undefined) return [];
+  return Array.isArray(t) ? t.flatMap((x) => flatten(x)) : [str(t)];
+}
+
+function quote(s: string): string {
+  return `"${s.replace(/[\\"]/g, (c) => '\\' + c)}"`;
+}
+
+function patternRegex(pattern: string, delim: string): RegExp {
+  const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const body = pattern
+    .split('')
+    .map((c) => (c === '*' ? '.*' : c === '%' ? `[^${esc(delim)}]*` : esc(c)))
+    .join('');
+  return new RegExp(`^${body}$`, pattern.toUpperCase().startsWith('INBOX') ? 'i' : '');
+}
+
+function messageIdOf(body: Buffer): string | null {
+  const end = body.indexOf('\r\n\r\n');
+  const head = body.subarray(0, end < 0 ? body.length : end).toString('latin1');
+  return /^Message-ID:\s*(<[^>\r\n]*>)/im.exec(head)?.[1] ?? null;
+}
+
+/** The command as text for `received`: literals as {n bytes}, the LOGIN password masked. */
+function describe(pieces: Array<string | Buffer>, name: string): string {
+  const text = pieces.map((p) => (typeof p === 'string' ? p : `{${p.length} bytes}`)).join('');
+  return name === 'LOGIN' ? text.replace(/^(\S+ LOGIN \S+ ).*$/i, '$1****') : text;
+}
+
+/**
+ * Splits a command into tokens. Literal pieces arrive already cut out of the text (each text
+ * piece ended in its {n} marker), so a Buffer piece is simply the next token.
+ */
+function tokenize(pieces: Array<string | Buffer>): Token[] {
+  const root: Token[] = [];
+  const stack: Token[][] = [root];
+  const top = (): Token[] => stack[stack.length - 1]!;
+  for (const piece of pieces) {
+    if (Buffer.isBuffer(piece)) {
+      top().push(piece);
+      continue;
+    }
+    let i = 0;
+    while (i < piece.length) {
+      const c = piece[i]!;
+      if (c === ' ') {
+        i++;
+      } else if (c === '(') {
+        const list: Token[] = [];
+        top().push(list);
+        stack.push(list);
+        i++;
+      } else if (c === ')') {
+        if (stack.length > 1) stack.pop();
+        i++;
+      } else if (c === '"') {
+        let s = '';
+        i++;
+        while (i < piece.length && piece[i] !== '"') {
+          if (piece[i] === '\\') i++;
+          s += piece[i] ?? '';
+          i++;
+        }
+        i++;
+        top().push(s);
+      } else {
+        // An atom; brackets may contain spaces and parens (BODY.PEEK[HEADER.FIELDS (A B)]).
+        let s = '';
+        let depth = 0;
+        while (i < piece.length) {
+          const d = piece[i]!;
+          if (d === '[') depth++;
+          if (d === ']') depth--;
+          if (depth === 0 && (d === ' ' || d === '(' || d === ')')) break;
+          s += d;
+          i++;
+        }
+        top().push(s);
+      }
+    }
+  }
+  return root;
+}
