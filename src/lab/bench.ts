@@ -1,0 +1,186 @@
+/**
+ * `npm run bench`: popsync's throughput and memory beside the raw limit of the same servers,
+ * measured in the same run on the same corpus. Figures only, no thresholds: they go into
+ * notes and issues, never into a timed test.
+ *
+ * The raw ceilings use bare sockets, not our clients, so they measure the servers:
+ *  - POP3: every RETR written at once down one connection (PIPELINING), bytes counted as they
+ *    arrive until the last terminator;
+ *  - IMAP: every APPEND written with a non-synchronising literal ({n+}, LITERAL+) down one
+ *    connection, until the last tagged OK.
+ * popsync runs as the real CLI in its own process; peak RSS is sampled from /proc.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { benchMix } from './corpus.js';
+import { startDovecot, type Lab } from './dovecot.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const MB = 1024 * 1024;
+
+/** Reads lines/bytes from a socket until `done(buffer)` says so. */
+function session(port: number): { sock: net.Socket; until(pred: (all: string) => boolean): Promise<string> } {
+  const sock = net.connect(port, '127.0.0.1');
+  let acc = '';
+  let waiter: { pred: (s: string) => boolean; resolve: (s: string) => void } | null = null;
+  sock.on('data', (d: Buffer) => {
+    acc += d.toString('latin1');
+    if (waiter && waiter.pred(acc)) {
+      const w = waiter;
+      waiter = null;
+      const out = acc;
+      acc = '';
+      w.resolve(out);
+    }
+  });
+  return {
+    sock,
+    until: (pred) =>
+      new Promise((resolve, reject) => {
+        sock.once('error', reject);
+        if (pred(acc)) {
+          const out = acc;
+          acc = '';
+          resolve(out);
+        } else waiter = { pred, resolve };
+      }),
+  };
+}
+
+async function rawPop3(lab: Lab, user: string, count: number): Promise<number> {
+  const s = session(lab.pop3.port);
+  await s.until((a) => a.includes('\r\n'));
+  s.sock.write(`USER ${user}\r\nPASS ${lab.password}\r\n`);
+  await s.until((a) => (a.match(/\r\n/g) ?? []).length >= 2);
+  const t0 = performance.now();
+  let cmds = '';
+  for (let i = 1; i <= count; i++) cmds += `RETR ${i}\r\n`;
+  s.sock.write(cmds);
+  // A dot-stuffed body never contains CRLF.CRLF, so terminators count whole messages.
+  let seen = 0;
+  let tail = '';
+  await new Promise<void>((resolve) => {
+    s.sock.removeAllListeners('data');
+    s.sock.on('data', (d: Buffer) => {
+      const text = tail + d.toString('latin1');
+      let i = text.indexOf('\r\n.\r\n');
+      while (i >= 0) {
+        seen++;
+        i = text.indexOf('\r\n.\r\n', i + 5);
+      }
+      tail = text.slice(-4);
+      if (seen >= count) resolve();
+    });
+  });
+  const ms = performance.now() - t0;
+  s.sock.end('QUIT\r\n');
+  return ms;
+}
+
+async function rawImap(lab: Lab, user: string, messages: Buffer[]): Promise<number> {
+  const s = session(lab.imap.port);
+  await s.until((a) => a.includes('\r\n'));
+  s.sock.write(`a LOGIN ${user} ${lab.password}\r\n`);
+  await s.until((a) => /^a (OK|NO|BAD)/m.test(a));
+  const t0 = performance.now();
+  let okCount = 0;
+  const done = new Promise<void>((resolve, reject) => {
+    s.sock.removeAllListeners('data');
+    let acc = '';
+    s.sock.on('data', (d: Buffer) => {
+      acc += d.toString('latin1');
+      const lines = acc.split('\r\n');
+      acc = lines.pop() ?? '';
+      for (const l of lines) {
+        if (/^t\d+ OK/.test(l)) okCount++;
+        else if (/^t\d+ (NO|BAD)/.test(l)) reject(new Error(`raw APPEND refused: ${l}`));
+      }
+      if (okCount >= messages.length) resolve();
+    });
+  });
+  for (const [i, m] of messages.entries()) {
+    const ok = s.sock.write(Buffer.concat([Buffer.from(`t${i} APPEND INBOX {${m.length}+}\r\n`), m, Buffer.from('\r\n')]));
+    if (!ok) await new Promise((r) => s.sock.once('drain', r));
+  }
+  await done;
+  const ms = performance.now() - t0;
+  s.sock.end('z LOGOUT\r\n');
+  return ms;
+}
+
+interface CliRun {
+  ms: number;
+  peakRssMb: number;
+  summary: { copied: number; copiedBytes: number; failed: unknown[] };
+}
+
+function popsync(lab: Lab, popUser: string, imapUser: string, journal: string): Promise<CliRun> {
+  const args = [
+    join(ROOT, 'bin', 'popsync.js'), 'migrate',
+    '--pop', `pop3://${popUser}@127.0.0.1:${lab.pop3.port}`, '--pop-tls', 'none',
+    '--imap', `imap://${imapUser}@127.0.0.1:${lab.imap.port}`, '--imap-tls', 'none',
+    '--pop-password-env', 'PW', '--imap-password-env', 'PW',
+    '--journal', journal, '--json', '--no-progress',
+  ];
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, args, { env: { ...process.env, PW: lab.password }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    let peakKb = 0;
+    const sample = setInterval(() => {
+      try {
+        const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        if (m) peakKb = Math.max(peakKb, Number(m[1]));
+      } catch {
+        /* process already gone */
+      }
+    }, 25);
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearInterval(sample);
+      const ms = performance.now() - t0;
+      if (code !== 0) return reject(new Error(`popsync exited ${code}: ${out}`));
+      resolve({ ms, peakRssMb: peakKb / 1024, summary: JSON.parse(out) });
+    });
+  });
+}
+
+function row(label: string, msgs: number, bytes: number, ms: number, extra = ''): string {
+  const s = ms / 1000;
+  return `${label.padEnd(34)} ${(msgs / s).toFixed(0).padStart(8)} msg/s ${(bytes / MB / s).toFixed(1).padStart(8)} MB/s ${s.toFixed(2).padStart(8)} s ${extra}`;
+}
+
+async function main(): Promise<void> {
+  const count = Number(process.env.BENCH_MESSAGES ?? 3000);
+  const messages = benchMix(count, 42);
+  const bytes = messages.reduce((a, m) => a + m.length, 0);
+  const lab = await startDovecot({ pop3Rawlog: false });
+  try {
+    await lab.seedPop3('bench-src', messages);
+    process.stdout.write(`corpus: ${count} messages, ${(bytes / MB).toFixed(1)} MB (largest ${(Math.max(...messages.map((m) => m.length)) / MB).toFixed(1)} MB); Dovecot on loopback, ${process.env.HOSTNAME ?? 'this machine'}\n\n`);
+
+    const popMs = await rawPop3(lab, 'bench-src', count);
+    const imapMs = await rawImap(lab, 'bench-raw-dst', messages);
+    const run = await popsync(lab, 'bench-src', 'bench-dst', join(lab.dir, 'bench.sqlite'));
+    const noop = await popsync(lab, 'bench-src', 'bench-dst', join(lab.dir, 'bench.sqlite'));
+    if (run.summary.copied !== count) throw new Error(`popsync copied ${run.summary.copied} of ${count}`);
+
+    const ceilingMs = Math.max(popMs, imapMs);
+    process.stdout.write(row('raw POP3 RETR, pipelined, 1 conn', count, bytes, popMs) + '\n');
+    process.stdout.write(row('raw IMAP APPEND {n+}, 1 conn', count, bytes, imapMs) + '\n');
+    process.stdout.write(row('popsync migrate (whole process)', count, bytes, run.ms, `peak RSS ${run.peakRssMb.toFixed(0)} MB`) + '\n');
+    process.stdout.write(`\npopsync vs the slower raw side: ${((ceilingMs / run.ms) * 100).toFixed(0)}% of its rate (raw POP3 ${((popMs / run.ms) * 100).toFixed(0)}%, raw IMAP ${((imapMs / run.ms) * 100).toFixed(0)}%)\n`);
+    process.stdout.write(`popsync no-op rerun (${count} journaled): ${(noop.ms / 1000).toFixed(2)} s, start-up included, peak RSS ${noop.peakRssMb.toFixed(0)} MB\n`);
+  } finally {
+    await lab.stop();
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench failed: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exitCode = 1;
+});

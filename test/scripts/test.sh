@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# `npm test`: the whole suite, on a fresh machine too. Installs what it needs (Debian's Dovecot,
+# npm packages, the build) through ensure-env.sh, runs vitest, and ends with one plain line
+# "N passed, N failed" because CI reads that line, not vitest's own summary.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bash test/scripts/ensure-env.sh
+report="$(mktemp -t popsync-vitest-XXXXXX.json)"
+trap 'rm -f "$report"' EXIT
+set +e
+npx --no-install vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@"
+status=$?
+set -e
+node -e '
+  const fs = require("node:fs");
+  let r = {};
+  try { r = JSON.parse(fs.readFileSync(process.argv[1], "utf8")); } catch {}
+  const passed = r.numPassedTests ?? 0;
+  const failed = (r.numFailedTests ?? 0) + (r.numRuntimeErrors ?? 0);
+  const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+  console.log(`${passed} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ""));
+' "$report"
+exit "$status"
