@@ -92,7 +92,7 @@ const HOST = '127.0.0.1' as const;
 const STARTUP_TIMEOUT_MS = 15_000;
 
 /** Labs not yet stopped; the exit hook kills them so a crashed test run leaves no daemons. */
-const live = new Set<{ pid: number; dir: string }>();
+const live = new Set<{ pid: number; dir: string; instanceName: string }>();
 let exitHookInstalled = false;
 
 export async function startDovecot(opts: StartOptions = {}): Promise<Lab> {
@@ -150,7 +150,7 @@ export async function startDovecot(opts: StartOptions = {}): Promise<Lab> {
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
       child.once('error', () => {});
       if (child.pid === undefined) throw new Error(`could not run ${dovecotBin}`);
-      const entry = { pid: child.pid, dir };
+      const entry = { pid: child.pid, dir, instanceName };
       live.add(entry);
       installExitHook();
       const watchdog = startWatchdog(child.pid, dir);
@@ -199,7 +199,7 @@ function makeLab(a: {
   caFile: string;
   child: ChildProcess;
   exited: Promise<number | null>;
-  entry: { pid: number; dir: string };
+  entry: { pid: number; dir: string; instanceName: string };
   watchdog: number | undefined;
 }): Lab {
   let counter = 0;
@@ -648,11 +648,13 @@ function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on('exit', () => {
-    for (const { pid, dir } of live) {
-      try {
-        process.kill(pid, 'SIGTERM');
-      } catch {
-        // already gone
+    for (const { pid, dir, instanceName } of live) {
+      for (const p of [...childrenOf(instanceName), pid]) {
+        try {
+          process.kill(p, 'SIGTERM');
+        } catch {
+          // already gone
+        }
       }
       // The watchdog deletes the dir once the master is gone; removing it now races with
       // Dovecot still writing its log, so only try.
@@ -670,14 +672,24 @@ function installExitHook(): void {
  * stops Dovecot and removes the lab dir. It exits by itself when the lab stops normally.
  */
 function startWatchdog(masterPid: number, dir: string): number | undefined {
+  const quoted = `'${dir.replace(/'/g, `'\\''`)}'`;
+  // `kill -0` succeeds on zombies, and in containers whose PID 1 does not reap, an orphaned
+  // master stays a zombie forever; so liveness is read from the state field of /proc/PID/stat.
   const script = `
-while kill -0 ${process.pid} 2>/dev/null && kill -0 ${masterPid} 2>/dev/null; do sleep 1; done
-if kill -0 ${masterPid} 2>/dev/null; then
-  kill -TERM ${masterPid} 2>/dev/null
-  sleep 2
-  kill -KILL ${masterPid} 2>/dev/null
-  rm -rf '${dir.replace(/'/g, `'\\''`)}'
-fi`;
+st() { sed 's/.*) //' /proc/$1/stat 2>/dev/null | cut -c1; }
+alive() { s=$(st $1); [ -n "$s" ] && [ "$s" != Z ]; }
+while alive ${process.pid} && alive ${masterPid}; do sleep 1; done
+alive ${process.pid} && exit 0
+for f in /proc/[0-9]*/stat; do
+  set -- $(sed 's/.*) //' $f 2>/dev/null)
+  p=\${f#/proc/}
+  [ "$2" = ${masterPid} ] && kill -TERM \${p%/stat} 2>/dev/null
+done
+kill -TERM ${masterPid} 2>/dev/null
+n=0
+while alive ${masterPid} && [ $n -lt 30 ]; do sleep 0.1; n=$((n+1)); done
+kill -KILL ${masterPid} 2>/dev/null
+rm -rf ${quoted}`;
   const w = spawn('sh', ['-c', script], { detached: true, stdio: 'ignore' });
   w.on('error', () => {});
   w.unref();
