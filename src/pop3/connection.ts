@@ -1,0 +1,434 @@
+/**
+ * One POP3 connection: the socket (plain, implicit TLS, or upgraded by STLS), the response
+ * decoder, the command queue and the timers. It knows nothing about what commands mean beyond
+ * "does +OK start a body"; client.ts and sasl.ts give commands their meaning.
+ *
+ * Ordering: commands are written in call order and responses are matched to them in the same
+ * order (POP3 has no tags). With a window of 1 we wait for each response before writing the
+ * next; with PIPELINING the window is larger, so a burst of RETRs costs one round trip.
+ *
+ * Failure is sticky: after a drop, timeout or protocol violation we can no longer tell which
+ * bytes belong to which command, so every in-flight, queued and later command rejects with the
+ * same cause. Callers must not retry on the same connection.
+ *
+ * Secrets: the debug log shows `label`, never `line`, and never SASL responses.
+ */
+
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import { PopsyncError, type ErrorContext, type ErrorKind } from '../errors.js';
+import type { Logger } from '../log.js';
+import { ResponseDecoder, type FrameEvent, type StatusLine } from './framing.js';
+
+export interface CommandSpec {
+  /** The command as written, without CRLF. */
+  line: string;
+  /** What logs and error messages show: `line` with credentials replaced. */
+  label: string;
+  /** Whether +OK is followed by a dot-terminated body. */
+  multiline: boolean;
+  messageNumber?: number;
+  /** Body chunks as they arrive (otherwise they are collected). Return false to pause reading. */
+  onData?: (chunk: Buffer) => boolean;
+  /** SASL: answer a `+ challenge` line with the next client line (never logged). */
+  onContinue?: (status: StatusLine) => string;
+  /** STLS: stop decoding after this reply, so no plaintext byte is read past it. */
+  upgrade?: boolean;
+}
+
+export interface Reply {
+  status: StatusLine;
+  /** The decoded body of a multi-line +OK, unless the command streamed it via onData. */
+  body?: Buffer;
+}
+
+/** The narrow view of a connection that command code needs. */
+export interface CommandChannel {
+  send(spec: CommandSpec): Promise<Reply>;
+}
+
+export interface ConnectionOptions {
+  host: string;
+  port: number;
+  implicitTls: boolean;
+  ca?: Array<string | Buffer>;
+  rejectUnauthorized: boolean;
+  timeoutMs: number;
+  connectTimeoutMs: number;
+  logger: Logger;
+}
+
+interface Pending {
+  spec: CommandSpec;
+  status?: StatusLine;
+  chunks: Buffer[];
+  resolve: (r: Reply) => void;
+  reject: (e: PopsyncError) => void;
+}
+
+const GREETING: CommandSpec = { line: '', label: '(greeting)', multiline: false };
+
+export class Pop3Connection implements CommandChannel {
+  private socket: net.Socket;
+  private readonly decoder = new ResponseDecoder();
+  private readonly queue: Pending[] = [];
+  private readonly inflight: Pending[] = [];
+  private window = 1;
+  private failure: PopsyncError | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private paused = false;
+  private upgrading = false;
+  private readonly onSocketData = (chunk: Buffer): void => this.receive(chunk);
+  private readonly onSocketError = (e: Error): void => {
+    this.fail('connection', `POP3 connection error: ${e.message}`, e);
+  };
+  private readonly onSocketClose = (): void => {
+    this.fail('connection', 'POP3 server closed the connection');
+  };
+
+  /** Resolves with the server greeting (which may be -ERR). */
+  readonly greeting: Promise<Reply>;
+
+  private constructor(
+    socket: net.Socket,
+    private readonly opts: ConnectionOptions,
+  ) {
+    this.socket = socket;
+    this.greeting = new Promise<Reply>((resolve, reject) => {
+      this.inflight.push({ spec: GREETING, chunks: [], resolve, reject });
+    });
+    this.attach();
+    this.updateTimer();
+  }
+
+  /** Opens TCP (and TLS for implicit mode). The greeting is not awaited here. */
+  static async open(opts: ConnectionOptions): Promise<Pop3Connection> {
+    const socket = await openSocket(opts);
+    socket.setNoDelay(true);
+    return new Pop3Connection(socket, opts);
+  }
+
+  /** 1 = one command at a time; more = PIPELINING. */
+  setWindow(n: number): void {
+    this.window = Math.max(1, n);
+    this.pump();
+  }
+
+  send(spec: CommandSpec): Promise<Reply> {
+    if (this.failure) return Promise.reject(this.laterError(spec));
+    return new Promise<Reply>((resolve, reject) => {
+      this.queue.push({ spec, chunks: [], resolve, reject });
+      this.pump();
+    });
+  }
+
+  /** Restart reading after an onData consumer returned false. */
+  resumeReading(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    if (!this.failure) this.socket.resume();
+    this.updateTimer();
+  }
+
+  /**
+   * RFC 2595 STLS: wrap the same TCP socket in TLS. Call after the STLS command (sent with
+   * `upgrade: true`) returned +OK.
+   */
+  async upgradeTls(): Promise<void> {
+    if (this.failure) throw this.laterError({ line: 'STLS', label: 'STLS', multiline: false });
+    if (this.decoder.buffered > 0 || this.inflight.length > 0) {
+      // Bytes after the +OK arrived in plaintext; accepting them would let an attacker inject responses.
+      throw this.fail('tls', 'POP3 server sent data after the STLS reply, before the TLS handshake');
+    }
+    this.detach();
+    const raw = this.socket;
+    // The TLS socket reports failures from here on; an unlistened 'error' on raw would crash.
+    raw.on('error', () => {});
+    let secure: tls.TLSSocket;
+    try {
+      secure = await handshake(
+        () => tls.connect({ ...tlsConnectOptions(this.opts), socket: raw }),
+        this.opts,
+        'secureConnect',
+      );
+    } catch (e) {
+      raw.destroy();
+      const he = e instanceof PopsyncError ? e : new PopsyncError('tls', String(e));
+      // Whatever went wrong, STLS was required and did not happen: that is a TLS failure.
+      throw this.fail('tls', he.message, he.cause ?? he, he.context);
+    }
+    this.socket = secure;
+    this.upgrading = false;
+    this.attach();
+    this.pump();
+  }
+
+  /** After QUIT's +OK: close politely; later commands reject. */
+  end(): void {
+    if (this.failure) return;
+    this.failure = new PopsyncError('connection', 'POP3 session already ended with QUIT');
+    this.clearTimer();
+    this.detach();
+    this.socket.on('error', () => {});
+    this.socket.end();
+  }
+
+  /** Drop the connection; pending commands reject with 'connection'. */
+  destroy(reason = 'POP3 connection closed by popsync'): void {
+    this.fail('connection', reason);
+    // After QUIT the socket may still be half-open; destroy means gone.
+    this.socket.destroy();
+  }
+
+  private attach(): void {
+    this.socket.on('data', this.onSocketData);
+    this.socket.on('error', this.onSocketError);
+    this.socket.on('close', this.onSocketClose);
+  }
+
+  private detach(): void {
+    this.socket.off('data', this.onSocketData);
+    this.socket.off('error', this.onSocketError);
+    this.socket.off('close', this.onSocketClose);
+  }
+
+  private pump(): void {
+    if (this.failure || this.upgrading) return;
+    let corked = false;
+    while (this.queue.length > 0 && this.inflight.length < this.window) {
+      const p = this.queue.shift() as Pending;
+      this.inflight.push(p);
+      if (!corked) {
+        this.socket.cork();
+        corked = true;
+      }
+      this.opts.logger.debug({ command: p.spec.label }, 'pop3 >');
+      this.socket.write(`${p.spec.line}\r\n`);
+      // STLS must be the last thing written in plaintext.
+      if (p.spec.upgrade) break;
+    }
+    if (corked) this.socket.uncork();
+    this.updateTimer();
+  }
+
+  private receive(chunk: Buffer): void {
+    if (this.failure) return;
+    this.timer?.refresh();
+    this.decoder.push(chunk);
+    try {
+      while (!this.upgrading && !this.failure) {
+        const ev = this.decoder.next();
+        if (!ev) break;
+        this.handle(ev);
+      }
+    } catch (e) {
+      if (e instanceof PopsyncError) this.fail(e.kind, e.message, e);
+      else this.fail('internal', `POP3 client bug: ${(e as Error).message}`, e);
+    }
+    this.updateTimer();
+  }
+
+  private handle(ev: FrameEvent): void {
+    const p = this.inflight[0];
+    if (!p) {
+      // Typically a farewell such as "-ERR Disconnected for inactivity" before the server hangs up.
+      const line = ev.type === 'status' ? ev.status.line.slice(0, 200) : '';
+      throw new PopsyncError('connection', `POP3 server sent an unsolicited line and cannot be trusted to stay in step: ${line}`, {
+        serverResponse: line,
+      });
+    }
+    switch (ev.type) {
+      case 'status': {
+        const s = ev.status;
+        if (s.kind === 'continue') {
+          if (!p.spec.onContinue) {
+            throw new PopsyncError('protocol', `POP3 server sent a continuation to ${p.spec.label}`, { serverResponse: s.line });
+          }
+          this.opts.logger.debug({ response: '+ (challenge)' }, 'pop3 <');
+          const answer = p.spec.onContinue(s);
+          this.opts.logger.debug({ command: '(SASL response)' }, 'pop3 >');
+          this.socket.write(`${answer}\r\n`);
+          return;
+        }
+        this.opts.logger.debug({ response: s.line }, 'pop3 <');
+        if (s.kind === 'ok' && p.spec.multiline) {
+          p.status = s;
+          this.decoder.beginBody();
+          return;
+        }
+        this.inflight.shift();
+        if (p.spec.upgrade && s.kind === 'ok') this.upgrading = true;
+        p.resolve({ status: s });
+        this.pump();
+        return;
+      }
+      case 'data':
+        if (p.spec.onData) {
+          if (!p.spec.onData(ev.chunk) && !this.paused) {
+            this.paused = true;
+            this.socket.pause();
+          }
+        } else {
+          p.chunks.push(ev.chunk);
+        }
+        return;
+      case 'end': {
+        this.inflight.shift();
+        const status = p.status as StatusLine;
+        if (p.spec.onData) p.resolve({ status });
+        else p.resolve({ status, body: Buffer.concat(p.chunks) });
+        this.pump();
+        return;
+      }
+    }
+  }
+
+  private updateTimer(): void {
+    const waiting = this.inflight.length > 0 && !this.paused && !this.failure && !this.upgrading;
+    if (!waiting) {
+      this.clearTimer();
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => this.onTimeout(), this.opts.timeoutMs);
+    }
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private onTimeout(): void {
+    this.timer = undefined;
+    const head = this.inflight[0];
+    this.fail('connection', `POP3 server sent nothing for ${this.opts.timeoutMs} ms while popsync waited for ${head?.spec.label ?? 'a reply'}`);
+  }
+
+  /** Makes the connection unusable and rejects everything pending; returns the error. */
+  private fail(kind: ErrorKind, reason: string, cause?: unknown, context: ErrorContext = {}): PopsyncError {
+    if (this.failure) return this.failure;
+    const pending = [...this.inflight, ...this.queue];
+    this.inflight.length = 0;
+    this.queue.length = 0;
+    const shown = pending.slice(0, 8).map((p) => p.spec.label);
+    const more = pending.length > shown.length ? ` and ${pending.length - shown.length} more` : '';
+    const message = pending.length > 0 ? `${reason} (pending: ${shown.join(', ')}${more})` : reason;
+    this.failure = new PopsyncError(kind, message, context, { cause });
+    this.clearTimer();
+    this.detach();
+    this.socket.on('error', () => {});
+    this.socket.destroy();
+    for (const p of pending) {
+      const ctx = p.spec.messageNumber === undefined ? context : { ...context, messageNumber: p.spec.messageNumber };
+      p.reject(new PopsyncError(kind, message, ctx, { cause }));
+    }
+    return this.failure;
+  }
+
+  private laterError(spec: CommandSpec): PopsyncError {
+    const f = this.failure as PopsyncError;
+    const ctx = spec.messageNumber === undefined ? {} : { messageNumber: spec.messageNumber };
+    const kind = f.kind === 'tls' || f.kind === 'protocol' ? f.kind : 'connection';
+    return new PopsyncError(kind, `cannot send ${spec.label}: ${f.message}`, ctx, { cause: f });
+  }
+}
+
+function tlsConnectOptions(opts: ConnectionOptions): tls.ConnectionOptions {
+  return {
+    host: opts.host,
+    // SNI must be a host name; Node warns when given an IP. Verification still uses `host`.
+    ...(net.isIP(opts.host) === 0 ? { servername: opts.host } : {}),
+    ...(opts.ca ? { ca: trustedCas(opts.ca) } : {}),
+    rejectUnauthorized: opts.rejectUnauthorized,
+  };
+}
+
+/**
+ * Node's `ca` option replaces the whole trust store, including NODE_EXTRA_CA_CERTS (checked on
+ * Node 20). Users expect the extra CAs to add to what they already trust, so we rebuild it.
+ */
+function trustedCas(extra: Array<string | Buffer>): Array<string | Buffer> {
+  const cas: Array<string | Buffer> = [...tls.rootCertificates];
+  const envFile = process.env['NODE_EXTRA_CA_CERTS'];
+  if (envFile) {
+    try {
+      cas.push(readFileSync(envFile));
+    } catch {
+      // Node already warned about an unreadable file at startup; it trusts nothing from it either.
+    }
+  }
+  return [...cas, ...extra];
+}
+
+/** TCP-level failures are 'connection'; anything else while TLS is being set up is 'tls'. */
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE', 'EADDRNOTAVAIL']);
+
+function openSocket(opts: ConnectionOptions): Promise<net.Socket> {
+  if (!opts.implicitTls) {
+    return handshake(() => net.connect({ host: opts.host, port: opts.port }), opts, 'connect');
+  }
+  return handshake(() => tls.connect({ ...tlsConnectOptions(opts), port: opts.port }), opts, 'secureConnect');
+}
+
+/**
+ * Waits for `event` under connectTimeoutMs and turns failures into PopsyncError: 'connection'
+ * for network trouble, 'tls' for certificate and handshake trouble.
+ */
+function handshake<S extends net.Socket>(make: () => S, opts: ConnectionOptions, event: 'connect' | 'secureConnect'): Promise<S> {
+  const where = `${opts.host}:${opts.port}`;
+  return new Promise<S>((resolve, reject) => {
+    let socket: S;
+    try {
+      socket = make();
+    } catch (e) {
+      // Bad options (an unparseable CA, say) throw synchronously.
+      const kind = event === 'secureConnect' ? 'tls' : 'connection';
+      reject(new PopsyncError(kind, `cannot set up the connection to ${where}: ${(e as Error).message}`, {}, { cause: e }));
+      return;
+    }
+    let tcpUp = event === 'secureConnect' && !socket.connecting;
+    const timer = setTimeout(() => {
+      finish(
+        new PopsyncError(
+          event === 'secureConnect' && tcpUp ? 'tls' : 'connection',
+          `${event === 'secureConnect' && tcpUp ? 'TLS handshake with' : 'could not connect to'} ${where} within ${opts.connectTimeoutMs} ms`,
+        ),
+      );
+    }, opts.connectTimeoutMs);
+    const onConnect = (): void => {
+      tcpUp = true;
+    };
+    const onError = (e: NodeJS.ErrnoException): void => {
+      const code = e.code ?? '';
+      if (event === 'connect' || !tcpUp || NETWORK_CODES.has(code)) {
+        finish(new PopsyncError('connection', `cannot connect to POP3 server ${where}: ${e.message}`, {}, { cause: e }));
+      } else {
+        finish(
+          new PopsyncError('tls', `TLS with POP3 server ${where} failed: ${e.message}${code ? ` (${code})` : ''}`, {
+            hint: 'If the server uses a private CA or a self-signed certificate, give its CA certificate (ca option).',
+          }, { cause: e }),
+        );
+      }
+    };
+    const onClose = (): void => finish(new PopsyncError(tcpUp ? 'tls' : 'connection', `POP3 server ${where} closed the connection during ${event === 'connect' ? 'connect' : 'the TLS handshake'}`));
+    const onDone = (): void => finish(undefined);
+    function finish(err: PopsyncError | undefined): void {
+      clearTimeout(timer);
+      socket.off('connect', onConnect);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+      socket.off(event, onDone);
+      if (err) {
+        socket.on('error', () => {});
+        socket.destroy();
+        reject(err);
+      } else {
+        resolve(socket);
+      }
+    }
+    socket.on('connect', onConnect);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    socket.once(event, onDone);
+  });
+}

@@ -1,0 +1,570 @@
+/**
+ * The POP3 client against the scripted fake server (test/support/fake-pop3.ts): login methods,
+ * TLS, every command, pipelining, and the failures popsync must classify correctly.
+ */
+
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { PopsyncError } from '../../src/errors.js';
+import type { Logger } from '../../src/log.js';
+import { connectPop3, type Pop3Session } from '../../src/pop3/index.js';
+import { generateTestCertificate, multiline, startFakePop3, type FakePop3, type FakePop3Options } from '../support/fake-pop3.js';
+
+const servers: FakePop3[] = [];
+const sessions: Pop3Session[] = [];
+
+async function fake(opts: FakePop3Options = {}): Promise<FakePop3> {
+  const pop = await startFakePop3(opts);
+  servers.push(pop);
+  return pop;
+}
+
+async function connect(pop: FakePop3, extra: Parameters<FakePop3['clientOptions']>[0] = {}): Promise<Pop3Session> {
+  const s = await connectPop3(pop.clientOptions(extra));
+  sessions.push(s);
+  return s;
+}
+
+afterEach(async () => {
+  for (const s of sessions.splice(0)) s.destroy();
+  await Promise.all(servers.splice(0).map((p) => p.close()));
+});
+
+/** Awaits a rejection and returns it as a PopsyncError (fails the test otherwise). */
+async function failure(p: Promise<unknown>): Promise<PopsyncError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(PopsyncError);
+    return e as PopsyncError;
+  }
+  throw new Error('expected a rejection');
+}
+
+function capturingLogger(): { logger: Logger; text: () => string } {
+  const entries: unknown[] = [];
+  const logger: Logger = {
+    debug: (o, m) => void entries.push([o, m]),
+    info: (o, m) => void entries.push([o, m]),
+    warn: (o, m) => void entries.push([o, m]),
+    error: (o, m) => void entries.push([o, m]),
+    child: () => logger,
+  };
+  return { logger, text: () => JSON.stringify(entries) };
+}
+
+const b = (s: string): Buffer => Buffer.from(s, 'latin1');
+
+/** A message that breaks naive clients: stuffed dots, a lone ".", status-like lines, 8-bit, bare LF. */
+const TRICKY = Buffer.concat([
+  b('Subject: dots\r\nX-8bit: caf'),
+  Buffer.from([0xe9, 0x00, 0xff]),
+  b('\r\n\r\n.leading\r\n.\r\n..\r\n+OK not status\r\n-ERR nor this\r\nbare\nlf\n.\n'),
+  b('end without CRLF? no: ends with one\r\n'),
+]);
+
+describe('login', () => {
+  it('USER/PASS when nothing better is offered', async () => {
+    const pop = await fake({ sasl: [], messages: ['a\r\n'] });
+    const s = await connect(pop);
+    expect(pop.commands()).toEqual(['CAPA', 'USER alice', 'PASS secret', 'CAPA']);
+    expect((await s.stat()).count).toBe(1);
+  });
+
+  it('APOP with the md5 of greeting timestamp and password', async () => {
+    const pop = await fake({ sasl: [], apop: '<1896.697170952@dbc.mtview.ca.us>' });
+    await connect(pop);
+    const digest = createHash('md5').update('<1896.697170952@dbc.mtview.ca.us>secret').digest('hex');
+    expect(pop.commands('APOP')).toEqual([`APOP alice ${digest}`]);
+    expect(pop.commands('PASS')).toEqual([]);
+  });
+
+  it('AUTH PLAIN with an initial response, preferred over everything', async () => {
+    const pop = await fake({ apop: true });
+    await connect(pop);
+    expect(pop.commands('AUTH')).toEqual([`AUTH PLAIN ${Buffer.from('\0alice\0secret').toString('base64')}`]);
+  });
+
+  it('AUTH PLAIN through a "+ " continuation when the initial response would exceed 255 octets', async () => {
+    const password = 'p'.repeat(300);
+    const pop = await fake({ password });
+    await connect(pop);
+    const lines = pop.received.map((r) => r.line);
+    const at = lines.indexOf('AUTH PLAIN');
+    expect(at).toBeGreaterThan(-1);
+    expect(lines[at + 1]).toBe(Buffer.from(`\0alice\0${password}`).toString('base64'));
+  });
+
+  it('AUTH LOGIN answering Username: and Password: challenges', async () => {
+    const pop = await fake({ sasl: ['LOGIN'] });
+    await connect(pop);
+    const lines = pop.received.map((r) => r.line);
+    const at = lines.indexOf('AUTH LOGIN');
+    expect(lines.slice(at, at + 3)).toEqual(['AUTH LOGIN', Buffer.from('alice').toString('base64'), Buffer.from('secret').toString('base64')]);
+  });
+
+  it('an explicit method is used even when auto would pick another', async () => {
+    const pop = await fake();
+    await connect(pop, { auth: 'user' });
+    expect(pop.commands('AUTH')).toEqual([]);
+    expect(pop.commands('PASS')).toEqual(['PASS secret']);
+  });
+
+  it('a wrong password is kind auth, carries the server text, never the password', async () => {
+    for (const auth of ['user', 'plain', 'login'] as const) {
+      const pop = await fake({ password: 'right-one' });
+      const err = await failure(connectPop3(pop.clientOptions({ password: 'hunter2-wrong', auth })));
+      expect(err.kind, auth).toBe('auth');
+      expect(err.context.serverResponse).toBe('-ERR [AUTH] Authentication failed');
+      expect(err.context.responseCode).toBe('AUTH');
+      expect(JSON.stringify({ m: err.message, c: err.context })).not.toContain('hunter2');
+    }
+  });
+
+  it('RESP-CODES on login decide the kind: IN-USE/LOGIN-DELAY/SYS/TEMP temporary, SYS/PERM server', async () => {
+    const cases = [
+      ['-ERR [IN-USE] mailbox locked by another session', 'temporary', 'IN-USE'],
+      ['-ERR [LOGIN-DELAY] wait 15 minutes', 'temporary', 'LOGIN-DELAY'],
+      ['-ERR [SYS/TEMP] disk trouble', 'temporary', 'SYS/TEMP'],
+      ['-ERR [SYS/PERM] account disabled', 'server', 'SYS/PERM'],
+      ['-ERR nope', 'auth', undefined],
+    ] as const;
+    for (const [line, kind, code] of cases) {
+      const pop = await fake({ sasl: [], handlers: { PASS: (ctx) => ctx.reply(line) } });
+      const err = await failure(connectPop3(pop.clientOptions()));
+      expect(err.kind, line).toBe(kind);
+      expect(err.context.responseCode).toBe(code);
+      expect(err.context.serverResponse).toBe(line);
+    }
+  });
+
+  it('an -ERR [IN-USE] greeting is temporary', async () => {
+    const pop = await fake({ handlers: { GREETING: (ctx) => ctx.reply('-ERR [IN-USE] busy') } });
+    expect((await failure(connectPop3(pop.clientOptions()))).kind).toBe('temporary');
+  });
+
+  it('never logs the password or SASL payloads; logs commands with credentials redacted', async () => {
+    for (const auth of ['user', 'plain', 'login', 'apop'] as const) {
+      const pop = await fake({ apop: true, password: 'Sup3rS3cret' });
+      const { logger, text } = capturingLogger();
+      const s = await connect(pop, { auth, logger });
+      await s.quit();
+      const log = text();
+      expect(log, auth).not.toContain('Sup3rS3cret');
+      expect(log).not.toContain(Buffer.from('Sup3rS3cret').toString('base64'));
+      expect(log).not.toContain(Buffer.from('\0alice\0Sup3rS3cret').toString('base64'));
+      for (const r of pop.received.filter((x) => x.connection === 0)) {
+        // Every command is logged, in its redacted form when it carries a secret.
+        if (['CAPA', 'QUIT', 'USER'].includes(r.verb)) expect(log).toContain(r.line);
+      }
+      if (auth === 'user') expect(log).toContain('PASS ***');
+    }
+  });
+
+  it('refuses user names that would inject commands', async () => {
+    const pop = await fake();
+    const err = await failure(connectPop3(pop.clientOptions({ user: 'alice\r\nDELE 1' })));
+    expect(err.kind).toBe('config');
+    expect(pop.connections).toBe(0);
+  });
+});
+
+describe('CAPA', () => {
+  it('parses capabilities into upper-case names with arguments', async () => {
+    const pop = await fake({ pipelining: true });
+    const s = await connect(pop);
+    expect(s.capabilities.get('SASL')).toEqual(['PLAIN', 'LOGIN']);
+    expect(s.capabilities.get('UIDL')).toEqual([]);
+    expect(s.capabilities.has('PIPELINING')).toBe(true);
+    expect(s.pipelining).toBe(true);
+  });
+
+  it('a server without CAPA gives empty capabilities and no pipelining, and login still works', async () => {
+    const pop = await fake({ capa: false, messages: ['x\r\n'] });
+    const s = await connect(pop);
+    expect(s.capabilities.size).toBe(0);
+    expect(s.pipelining).toBe(false);
+    expect(pop.commands()).toEqual(['CAPA', 'USER alice', 'PASS secret']);
+    expect(await s.retr(1)).toEqual(b('x\r\n'));
+  });
+});
+
+describe('TRANSACTION commands', () => {
+  const messages = [
+    { body: b('Subject: one\r\n\r\nline 1\r\nline 2\r\nline 3\r\n'), uidl: 'AAA111' },
+    { body: TRICKY, uidl: 'BBB222' },
+    { body: b(''), uidl: 'CCC333' },
+  ];
+
+  it('STAT, LIST, UIDL, TOP, RETR byte-exact', async () => {
+    const pop = await fake({ messages });
+    const s = await connect(pop);
+    expect(await s.stat()).toEqual({ count: 3, size: messages[0]!.body.length + TRICKY.length });
+    expect(await s.list()).toEqual([
+      { n: 1, size: messages[0]!.body.length },
+      { n: 2, size: TRICKY.length },
+      { n: 3, size: 0 },
+    ]);
+    expect(await s.uidl()).toEqual([
+      { n: 1, uidl: 'AAA111' },
+      { n: 2, uidl: 'BBB222' },
+      { n: 3, uidl: 'CCC333' },
+    ]);
+    expect(await s.top(1, 1)).toEqual(b('Subject: one\r\n\r\nline 1\r\n'));
+    expect(await s.top(1, 0)).toEqual(b('Subject: one\r\n\r\n'));
+    expect((await s.retr(2)).toString('hex')).toBe(TRICKY.toString('hex'));
+    expect((await s.retr(1)).toString('hex')).toBe(messages[0]!.body.toString('hex'));
+    expect((await s.retr(3)).length).toBe(0);
+  });
+
+  it('retrStream streams the same bytes, also for a large message', async () => {
+    // Ends in a line end: a message without one comes back with the CRLF the wire adds (framing.ts).
+    const big = Buffer.alloc(4 * 1024 * 1024);
+    for (let i = 0; i < big.length; i++) big[i] = i % 97 === 0 ? 0x0a : i % 89 === 0 ? 0x2e : 0x41 + (i % 26);
+    big[big.length - 1] = 0x0a;
+    const pop = await fake({ messages: [TRICKY, big] });
+    const s = await connect(pop);
+    const collect = async (n: number): Promise<{ data: Buffer; chunks: number }> => {
+      const parts: Buffer[] = [];
+      for await (const c of s.retrStream(n)) parts.push(c as Buffer);
+      return { data: Buffer.concat(parts), chunks: parts.length };
+    };
+    expect((await collect(1)).data.toString('hex')).toBe(TRICKY.toString('hex'));
+    const got = await collect(2);
+    expect(got.data.equals(big)).toBe(true);
+    expect(got.chunks).toBeGreaterThan(1);
+    expect(await s.noop()).toBeUndefined(); // still in step after the stream
+  });
+
+  it('retrStream applies backpressure: a slow reader keeps memory bounded and is not timed out', async () => {
+    const big = Buffer.concat([Buffer.alloc(2 * 1024 * 1024, 0x64), b('\r\n')]);
+    const pop = await fake({ messages: [big, b('next\r\n')] });
+    const s = await connect(pop, { timeoutMs: 200 });
+    const stream = s.retrStream(1);
+    let total = 0;
+    let first = true;
+    let maxBuffered = 0;
+    for await (const c of stream) {
+      total += (c as Buffer).length;
+      if (first) {
+        first = false;
+        await new Promise((r) => setTimeout(r, 450)); // well past timeoutMs
+        maxBuffered = stream.readableLength;
+      }
+    }
+    expect(total).toBe(big.length);
+    expect(maxBuffered).toBeLessThan(256 * 1024);
+    expect(await s.retr(2)).toEqual(b('next\r\n'));
+  });
+
+  it('a stream destroyed early still leaves the session in step', async () => {
+    const big = Buffer.concat([Buffer.alloc(1024 * 1024, 0x65), b('\r\n')]);
+    const pop = await fake({ messages: [big, b('second\r\n')] });
+    const s = await connect(pop);
+    const stream = s.retrStream(1);
+    await new Promise<void>((resolve) => stream.once('data', () => resolve()));
+    stream.destroy();
+    expect(await s.retr(2)).toEqual(b('second\r\n'));
+  });
+
+  it('DELE takes effect only when QUIT gets +OK; RSET undoes it', async () => {
+    const pop = await fake({ messages });
+    const s = await connect(pop);
+    await s.dele(1);
+    await s.rset();
+    await s.dele(2);
+    expect((await failure(s.dele(2))).kind).toBe('server'); // already deleted
+    expect((await s.stat()).count).toBe(2);
+    expect(pop.mailbox.map((m) => m.uidl)).toEqual(['AAA111', 'BBB222', 'CCC333']);
+    await s.quit();
+    expect(pop.mailbox.map((m) => m.uidl)).toEqual(['AAA111', 'CCC333']);
+    const later = await failure(s.noop());
+    expect(later.kind).toBe('connection');
+  });
+
+  it('a lost QUIT reply rejects with connection and deletes nothing', async () => {
+    const pop = await fake({ messages, handlers: { QUIT: (ctx) => ctx.drop() } });
+    const s = await connect(pop);
+    await s.dele(1);
+    const err = await failure(s.quit());
+    expect(err.kind).toBe('connection');
+    expect(err.message).toContain('QUIT');
+    expect(pop.mailbox).toHaveLength(3);
+  });
+
+  it('-ERR on RETR is kind server with the text and number, and the session keeps working', async () => {
+    const pop = await fake({
+      messages,
+      pipelining: true,
+      handlers: { RETR: (ctx, [n]) => (n === '2' ? ctx.reply('-ERR message 2 is unreadable') : ctx.useDefault()) },
+    });
+    const s = await connect(pop);
+    const [one, two, three] = await Promise.allSettled([s.retr(1), s.retr(2), s.retr(3)]);
+    expect(one.status === 'fulfilled' && one.value.equals(messages[0]!.body)).toBe(true);
+    expect(three.status === 'fulfilled' && three.value.length === 0).toBe(true);
+    expect(two.status).toBe('rejected');
+    const err = (two as PromiseRejectedResult).reason as PopsyncError;
+    expect(err.kind).toBe('server');
+    expect(err.context).toMatchObject({ serverResponse: '-ERR message 2 is unreadable', messageNumber: 2 });
+    expect(await s.retr(1)).toEqual(messages[0]!.body);
+  });
+
+  it('-ERR [SYS/TEMP] on RETR is temporary; a stream gets the same error', async () => {
+    const pop = await fake({ messages, handlers: { RETR: (ctx) => ctx.reply('-ERR [SYS/TEMP] try later') } });
+    const s = await connect(pop);
+    const err = await failure(s.retr(1));
+    expect(err.kind).toBe('temporary');
+    expect(err.context.responseCode).toBe('SYS/TEMP');
+    const streamErr = await failure((async () => {
+      for await (const _ of s.retrStream(1)) void _;
+    })());
+    expect(streamErr.kind).toBe('temporary');
+    expect(streamErr.context.messageNumber).toBe(1);
+  });
+
+  it('UIDL unsupported is kind server', async () => {
+    const pop = await fake({ messages, handlers: { UIDL: (ctx) => ctx.reply('-ERR unknown command') } });
+    const s = await connect(pop);
+    expect((await failure(s.uidl())).kind).toBe('server');
+  });
+
+  it('a malformed STAT reply is a protocol error', async () => {
+    const pop = await fake({ handlers: { STAT: (ctx) => ctx.reply('+OK lots') } });
+    const s = await connect(pop);
+    expect((await failure(s.stat())).kind).toBe('protocol');
+  });
+});
+
+describe('pipelining', () => {
+  const many = Array.from({ length: 150 }, (_, i) => ({ body: b(`Subject: ${i}\r\n\r\n..dot ${i}\r\n${'x'.repeat(i * 37)}\r\n.\r\n`), uidl: `u${i}` }));
+
+  it('a RETR burst is written ahead of the replies (window 64) and comes back in order, byte-exact', async () => {
+    const pop = await fake({ messages: many, pipelining: true });
+    const s = await connect(pop);
+    expect(s.pipelining).toBe(true);
+    const bodies = await Promise.all(many.map((_, i) => s.retr(i + 1)));
+    bodies.forEach((body, i) => expect(body.toString('hex'), `message ${i + 1}`).toBe(many[i]!.body.toString('hex')));
+    const retrs = pop.received.filter((r) => r.verb === 'RETR');
+    expect(retrs.map((r) => r.line)).toEqual(many.map((_, i) => `RETR ${i + 1}`));
+    const base = retrs[0]!.repliesBefore;
+    // RETR 2 reached the server before it had answered RETR 1: really pipelined.
+    expect(retrs[1]!.repliesBefore).toBe(base);
+    // Never more than 64 commands without their replies.
+    retrs.forEach((r, k) => expect(r.repliesBefore - base, `RETR ${k + 1}`).toBeGreaterThanOrEqual(k - 63));
+    expect(retrs.every((r) => r.crlf)).toBe(true);
+  });
+
+  it('without PIPELINING (or with pipelining: false) commands go one at a time', async () => {
+    for (const [advertise, option] of [
+      [false, undefined],
+      [true, false],
+    ] as const) {
+      const pop = await fake({ messages: many.slice(0, 10), pipelining: advertise });
+      const s = await connect(pop, option === undefined ? {} : { pipelining: option });
+      expect(s.pipelining).toBe(false);
+      const bodies = await Promise.all(many.slice(0, 10).map((_, i) => s.retr(i + 1)));
+      expect(bodies.map((x) => x.toString('hex'))).toEqual(many.slice(0, 10).map((m) => m.body.toString('hex')));
+      const retrs = pop.received.filter((r) => r.verb === 'RETR');
+      const base = retrs[0]!.repliesBefore;
+      expect(retrs.map((r) => r.repliesBefore - base)).toEqual(retrs.map((_, k) => k));
+    }
+  });
+});
+
+describe('connection failures', () => {
+  it('a drop in the middle of RETR rejects it and everything after it with connection', async () => {
+    const msgs = [b('first\r\n'), Buffer.concat([Buffer.alloc(10_000, 0x61), b('\r\n')]), b('third\r\n')];
+    const pop = await fake({
+      messages: msgs,
+      pipelining: true,
+      handlers: {
+        RETR: async (ctx, [n]) => {
+          if (n !== '2') return ctx.useDefault();
+          ctx.write(multiline('+OK', msgs[1]!).subarray(0, 5000));
+          // Let the client see the partial body before the drop; block the server meanwhile.
+          await new Promise((r) => setTimeout(r, 20));
+          ctx.drop();
+        },
+      },
+    });
+    const s = await connect(pop);
+    const results = await Promise.allSettled([s.retr(1), s.retr(2), s.retr(3)]);
+    expect(results[0]).toEqual({ status: 'fulfilled', value: msgs[0] });
+    const two = (results[1] as PromiseRejectedResult).reason as PopsyncError;
+    const three = (results[2] as PromiseRejectedResult).reason as PopsyncError;
+    expect(two.kind).toBe('connection');
+    expect(two.context.messageNumber).toBe(2);
+    expect(two.message).toContain('RETR 2');
+    expect(three.kind).toBe('connection');
+    expect(three.context.messageNumber).toBe(3);
+    const later = await failure(s.noop());
+    expect(later.kind).toBe('connection');
+  });
+
+  it('a drop mid-stream errors the stream with connection', async () => {
+    const pop = await fake({
+      messages: [Buffer.alloc(50_000, 0x62)],
+      handlers: {
+        RETR: async (ctx) => {
+          ctx.write(multiline('+OK', Buffer.alloc(50_000, 0x62)).subarray(0, 20_000));
+          await new Promise((r) => setTimeout(r, 20));
+          ctx.drop();
+        },
+      },
+    });
+    const s = await connect(pop);
+    let got = 0;
+    const err = await failure((async () => {
+      for await (const c of s.retrStream(1)) got += (c as Buffer).length;
+    })());
+    expect(err.kind).toBe('connection');
+    expect(got).toBeGreaterThan(0);
+    expect(got).toBeLessThan(50_000);
+  });
+
+  it('a silent server times out with connection, naming the command', async () => {
+    const pop = await fake({ handlers: { NOOP: () => {} } });
+    const s = await connect(pop, { timeoutMs: 150 });
+    const started = Date.now();
+    const err = await failure(s.noop());
+    expect(err.kind).toBe('connection');
+    expect(err.message).toContain('NOOP');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    expect((await failure(s.stat())).kind).toBe('connection');
+  });
+
+  it('a silent greeting times out', async () => {
+    const pop = await fake({ handlers: { GREETING: () => {} } });
+    const err = await failure(connectPop3(pop.clientOptions({ timeoutMs: 150 })));
+    expect(err.kind).toBe('connection');
+    expect(err.message).toContain('greeting');
+  });
+
+  it('a slow server within the timeout is fine: the timer is per read, not per command', async () => {
+    const body = Buffer.concat([Buffer.alloc(4000, 0x63), b('\r\n')]);
+    const pop = await fake({
+      messages: [body],
+      handlers: {
+        RETR: async (ctx) => {
+          const wire = multiline('+OK', body);
+          // Four gaps of 100 ms: the whole reply takes longer than timeoutMs, no single wait does.
+          for (let i = 0; i < wire.length; i += 1000) {
+            if (i > 0) await new Promise((r) => setTimeout(r, 100));
+            ctx.write(wire.subarray(i, i + 1000));
+          }
+        },
+      },
+    });
+    const s = await connect(pop, { timeoutMs: 250 });
+    expect((await s.retr(1)).equals(body)).toBe(true);
+  });
+
+  it('connection refused is kind connection', async () => {
+    const pop = await fake();
+    const port = pop.port;
+    await pop.close();
+    servers.splice(servers.indexOf(pop), 1);
+    const err = await failure(connectPop3({ host: '127.0.0.1', port, tls: 'none', user: 'a', password: 'b' }));
+    expect(err.kind).toBe('connection');
+  });
+
+  it('an unsolicited farewell line makes later commands fail with connection and the server text', async () => {
+    const pop = await fake({ handlers: { NOOP: (ctx) => ctx.write('+OK\r\n-ERR Disconnected for inactivity.\r\n') } });
+    const s = await connect(pop);
+    await s.noop();
+    const err = await failure(s.stat());
+    expect(err.kind).toBe('connection');
+    expect(err.message).toContain('-ERR Disconnected for inactivity.');
+  });
+
+  it('destroy() rejects pending and later commands with connection', async () => {
+    const pop = await fake({ handlers: { NOOP: () => {} } });
+    const s = await connect(pop);
+    const pending = s.noop();
+    s.destroy();
+    expect((await failure(pending)).kind).toBe('connection');
+    expect((await failure(s.stat())).kind).toBe('connection');
+  });
+});
+
+describe('TLS', () => {
+  let cert: { key: string; cert: string };
+  beforeAll(() => {
+    cert = generateTestCertificate();
+  });
+
+  it('STLS upgrades the socket with a CA given via ca, re-reads CAPA, then logs in', async () => {
+    const pop = await fake({ tls: { ...cert, mode: 'starttls' }, messages: [TRICKY] });
+    const s = await connect(pop, { tls: 'starttls', ca: [cert.cert] });
+    expect(pop.commands().slice(0, 4)).toEqual(['CAPA', 'STLS', 'CAPA', `AUTH PLAIN ${Buffer.from('\0alice\0secret').toString('base64')}`]);
+    expect(s.capabilities.has('STLS')).toBe(false);
+    expect((await s.retr(1)).equals(TRICKY)).toBe(true);
+    await s.quit();
+  });
+
+  it('STLS with default verification rejects a self-signed certificate (tls) before any credential', async () => {
+    const pop = await fake({ tls: { ...cert, mode: 'starttls' } });
+    const err = await failure(connectPop3(pop.clientOptions({ tls: 'starttls' })));
+    expect(err.kind).toBe('tls');
+    expect(err.message).toMatch(/self[- ]signed/i);
+    expect(pop.commands()).toEqual(['CAPA', 'STLS']);
+  });
+
+  it('rejectUnauthorized: false (an explicit user choice) accepts it', async () => {
+    const pop = await fake({ tls: { ...cert, mode: 'starttls' } });
+    await connect(pop, { tls: 'starttls', rejectUnauthorized: false });
+    expect(pop.commands('PASS').length + pop.commands('AUTH').length).toBe(1);
+  });
+
+  it('starttls against a server without STLS fails with tls and sends no credentials', async () => {
+    const pop = await fake();
+    const err = await failure(connectPop3(pop.clientOptions({ tls: 'starttls', ca: [cert.cert] })));
+    expect(err.kind).toBe('tls');
+    expect(pop.commands()).toEqual(['CAPA']);
+  });
+
+  it('STLS answered with -ERR fails with tls', async () => {
+    const pop = await fake({ tls: { ...cert, mode: 'starttls' }, handlers: { STLS: (ctx) => ctx.reply('-ERR [SYS/TEMP] no TLS today') } });
+    const err = await failure(connectPop3(pop.clientOptions({ tls: 'starttls', ca: [cert.cert] })));
+    expect(err.kind).toBe('tls');
+    expect(err.context.serverResponse).toBe('-ERR [SYS/TEMP] no TLS today');
+  });
+
+  it('plaintext injected after the STLS reply is refused (tls)', async () => {
+    const pop = await fake({
+      tls: { ...cert, mode: 'starttls' },
+      handlers: { STLS: (ctx) => ctx.write('+OK begin TLS\r\n+OK injected\r\n') },
+    });
+    const err = await failure(connectPop3(pop.clientOptions({ tls: 'starttls', ca: [cert.cert] })));
+    expect(err.kind).toBe('tls');
+    expect(pop.commands()).toEqual(['CAPA', 'STLS']);
+  });
+
+  it('NODE_EXTRA_CA_CERTS stays trusted when ca adds another CA', async () => {
+    const other = generateTestCertificate();
+    const dir = mkdtempSync(join(tmpdir(), 'popsync-extra-ca-'));
+    const file = join(dir, 'extra.pem');
+    writeFileSync(file, cert.cert);
+    const saved = process.env['NODE_EXTRA_CA_CERTS'];
+    process.env['NODE_EXTRA_CA_CERTS'] = file;
+    try {
+      const pop = await fake({ tls: { ...cert, mode: 'implicit' } });
+      await connect(pop, { tls: 'implicit', ca: [other.cert] });
+    } finally {
+      if (saved === undefined) delete process.env['NODE_EXTRA_CA_CERTS'];
+      else process.env['NODE_EXTRA_CA_CERTS'] = saved;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('implicit TLS works with the CA and fails verification without it', async () => {
+    const pop = await fake({ tls: { ...cert, mode: 'implicit' }, messages: ['hi\r\n'] });
+    const s = await connect(pop, { tls: 'implicit', ca: [cert.cert] });
+    expect(await s.retr(1)).toEqual(b('hi\r\n'));
+    const err = await failure(connectPop3(pop.clientOptions({ tls: 'implicit' })));
+    expect(err.kind).toBe('tls');
+  });
+});
