@@ -46,7 +46,7 @@ export async function destinationMessages(lab: Lab, user: string, folder: string
       const exists = typeof client.mailbox === 'object' && client.mailbox ? client.mailbox.exists : 0;
       if (exists === 0) return out;
       for await (const m of client.fetch('1:*', { uid: true, source: true, flags: true, internalDate: true })) {
-        out.push({ uid: m.uid, body: m.source as Buffer, flags: [...(m.flags ?? [])].sort(), internalDate: new Date(m.internalDate as Date) });
+        out.push({ uid: m.uid, body: m.source as Buffer, flags: [...(m.flags ?? [])].filter((f) => f !== '\\Recent').sort(), internalDate: new Date(m.internalDate as Date) });
       }
       return out;
     } finally {
