@@ -89,22 +89,23 @@ describe('kill at every journal step, then resume', () => {
   it('survives SIGKILL at random instants', async () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
-    await lab.seedPop3(pop, realisticMix(120, 23));
+    await lab.seedPop3(pop, realisticMix(400, 23));
     const expected = digests(await sourceMessages(lab, pop));
     const journal = join(dir, `${pop}.sqlite`);
     // Deterministic "random" delays, so a failure can be replayed.
     let seed = 12345;
     const next = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
     let kills = 0;
-    for (let i = 0; i < 12; i++) {
-      const r = await runCli(migrateArgs(pop, imap, journal, ['--batch-messages', '5']), { env: { PW: lab.password }, killAfterMs: 250 + Math.floor(next() * 900) });
+    for (let i = 0; i < 25; i++) {
+      const r = await runCli(migrateArgs(pop, imap, journal, ['--batch-messages', '5']), { env: { PW: lab.password }, killAfterMs: 300 + Math.floor(next() * 700) });
       if (r.signal === 'SIGKILL') kills++;
       else {
         expect(r.code, r.stderr).toBe(0);
         break;
       }
     }
-    expect(kills).toBeGreaterThan(0);
+    console.log(`random kills: ${kills} SIGKILLs before a run completed`);
+    expect(kills).toBeGreaterThan(2);
     const final = await runCli(migrateArgs(pop, imap, journal), { env: { PW: lab.password } });
     expect(final.code, final.stderr).toBe(0);
     const dest = await destinationMessages(lab, imap);
