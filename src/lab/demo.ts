@@ -63,7 +63,9 @@ async function main(): Promise<void> {
       logger: false,
     });
     await client.connect();
-    const status = await client.status('Migrated/Old POP3', { messages: true });
+    // The server's delimiter need not be '/': find the folder by its levels.
+    const box = (await client.list()).find((b) => b.path.split(b.delimiter).join('/') === 'Migrated/Old POP3');
+    const status = box ? await client.status(box.path, { messages: true }) : false;
     await client.logout();
     const held = status === false ? 0 : (status.messages ?? 0);
     process.stdout.write(`\nIMAP folder "Migrated/Old POP3" of ${imapUser} now holds ${held} messages (source: ${messages.length}).\n`);
