@@ -26,6 +26,10 @@ export interface Routing {
   folder: string;
   flags: string[];
   internalDate: Date | null;
+  /** Recorded in the journal with the copy; reports show it. */
+  dateSource: string;
+  seenSource: string | null;
+  folderRule: string | null;
 }
 
 /** Decides where a message goes and how it looks there (mapping/). */
@@ -209,6 +213,13 @@ class Run {
           folder: routing.folder,
           destUidValidity: 0n, // set below, once the folder is open
           destUidNext: 0,
+          provenance: {
+            flags: routing.flags,
+            internalDate: routing.internalDate?.toISOString() ?? null,
+            dateSource: routing.dateSource,
+            seenSource: routing.seenSource,
+            folderRule: routing.folderRule,
+          },
         },
         req: { body: f.body, flags: routing.flags, ...(routing.internalDate ? { internalDate: routing.internalDate } : {}) },
       });

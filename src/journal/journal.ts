@@ -52,6 +52,11 @@ interface MessageRecord {
   first_seen_at: string;
   updated_at: string;
   copied_at: string | null;
+  flags: string | null;
+  internal_date: string | null;
+  date_source: string | null;
+  seen_source: string | null;
+  folder_rule: string | null;
 }
 
 function toRow(r: MessageRecord): JournalRow {
@@ -71,6 +76,16 @@ function toRow(r: MessageRecord): JournalRow {
     firstSeenAt: r.first_seen_at,
     updatedAt: r.updated_at,
     copiedAt: r.copied_at,
+    provenance:
+      r.date_source === null
+        ? null
+        : {
+            flags: r.flags === null ? [] : (JSON.parse(r.flags) as string[]),
+            internalDate: r.internal_date,
+            dateSource: r.date_source,
+            seenSource: r.seen_source,
+            folderRule: r.folder_rule,
+          },
   };
 }
 
@@ -188,13 +203,16 @@ export class Journal {
       counts: db.prepare<[string], { state: RowState; n: number }>(`SELECT state, COUNT(*) AS n FROM messages WHERE account = ? GROUP BY state`),
       begin: db.prepare(`
         INSERT INTO messages (account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity, dest_uidnext,
-                              dest_uid, attempts, last_error, first_seen_at, updated_at, copied_at)
+                              dest_uid, attempts, last_error, first_seen_at, updated_at, copied_at,
+                              flags, internal_date, date_source, seen_source, folder_rule)
         VALUES (@account, @uidl, 'appending', @size, @sha256, @messageId, @folder, @destUidValidity, @destUidNext,
-                NULL, 1, NULL, @now, @now, NULL)
+                NULL, 1, NULL, @now, @now, NULL, @flags, @internalDate, @dateSource, @seenSource, @folderRule)
         ON CONFLICT (account, uidl) DO UPDATE SET
           state = 'appending', size = excluded.size, sha256 = excluded.sha256, message_id = excluded.message_id,
           folder = excluded.folder, dest_uidvalidity = excluded.dest_uidvalidity, dest_uidnext = excluded.dest_uidnext,
-          dest_uid = NULL, attempts = attempts + 1, updated_at = excluded.updated_at`),
+          dest_uid = NULL, attempts = attempts + 1, updated_at = excluded.updated_at,
+          flags = excluded.flags, internal_date = excluded.internal_date, date_source = excluded.date_source,
+          seen_source = excluded.seen_source, folder_rule = excluded.folder_rule`),
       confirm: db.prepare(`
         UPDATE messages SET state = 'done', dest_uidvalidity = @destUidValidity, dest_uid = @destUid,
                             copied_at = @now, updated_at = @now
@@ -282,6 +300,11 @@ export class Journal {
         folder: it.folder,
         destUidValidity: checkUidValidity(it.destUidValidity, `beginAppend ${it.uidl}`),
         destUidNext: it.destUidNext,
+        flags: it.provenance ? JSON.stringify(it.provenance.flags) : null,
+        internalDate: it.provenance?.internalDate ?? null,
+        dateSource: it.provenance?.dateSource ?? null,
+        seenSource: it.provenance?.seenSource ?? null,
+        folderRule: it.provenance?.folderRule ?? null,
       };
     });
     this.step('recording messages about to be copied', () => {

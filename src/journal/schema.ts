@@ -65,7 +65,23 @@ CREATE TABLE folders (
 );
 `;
 
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, description: 'messages, folders, meta', sql: V1 }];
+/**
+ * Version 2: how each copy was made, so reports and `status` can say why a message went where
+ * it went and looks how it looks (folder rule, seen rule, flags, arrival date and its source).
+ * All nullable: rows written by version 1 simply have no provenance.
+ */
+const V2 = `
+ALTER TABLE messages ADD COLUMN flags TEXT;
+ALTER TABLE messages ADD COLUMN internal_date TEXT;
+ALTER TABLE messages ADD COLUMN date_source TEXT;
+ALTER TABLE messages ADD COLUMN seen_source TEXT;
+ALTER TABLE messages ADD COLUMN folder_rule TEXT;
+`;
+
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, description: 'messages, folders, meta', sql: V1 },
+  { version: 2, description: 'routing provenance per message', sql: V2 },
+];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 

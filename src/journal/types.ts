@@ -30,6 +30,21 @@ export interface JournalRow {
   firstSeenAt: string;
   updatedAt: string;
   copiedAt: string | null;
+  /** How the copy was made (schema v2); null on rows from older journals. */
+  provenance: Provenance | null;
+}
+
+/** Why a copy went where it went and looks how it looks; recorded with the intent to append. */
+export interface Provenance {
+  flags: string[];
+  /** ISO time given as INTERNALDATE, or null when the server chose (copy time). */
+  internalDate: string | null;
+  /** Where the arrival date came from: 'received', 'date', 'none', ... */
+  dateSource: string;
+  /** Which seen-policy rule decided \\Seen, or null when no policy applies. */
+  seenSource: string | null;
+  /** Which folder rule chose the folder, or null for the default. */
+  folderRule: string | null;
 }
 
 /** What the engine knows just before sending an APPEND. */
@@ -41,6 +56,7 @@ export interface BeginAppend {
   folder: string;
   destUidValidity: bigint;
   destUidNext: number;
+  provenance?: Provenance;
 }
 
 /** The source account a journal belongs to: "user@host:port" of the POP3 side. */

@@ -23,9 +23,8 @@ export function normaliseFolder(name: string): string {
 export function singleFolderRouter(o: SimpleRouteOptions): Router {
   const folder = normaliseFolder(o.folder);
   const now = o.now ?? (() => new Date());
-  return ({ fields }) => ({
-    folder,
-    flags: [...o.flags],
-    internalDate: o.keepCopyDate ? null : arrivalDate(fields, now()).date,
-  });
+  return ({ fields }) => {
+    const arrival = o.keepCopyDate ? { date: null, source: 'copy-time' } : arrivalDate(fields, now());
+    return { folder, flags: [...o.flags], internalDate: arrival.date, dateSource: arrival.source, seenSource: null, folderRule: null };
+  };
 }

@@ -1,0 +1,52 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Journal } from '../../src/journal/journal.js';
+import { MIGRATIONS, migrate, readSchemaVersion } from '../../src/journal/schema.js';
+
+let dir: string;
+beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'popsync-prov-'))));
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+const begin = { uidl: 'u1', size: 10, sha256: 'ab', messageId: null, folder: 'INBOX', destUidValidity: 5n, destUidNext: 1 };
+
+describe('journal provenance (schema v2)', () => {
+  it('keeps how a copy was made, and rows without it read as null', () => {
+    const j = Journal.open(join(dir, 'j.sqlite'), { source: 's' });
+    j.beginAppend('s', [
+      { ...begin, provenance: { flags: ['\\Seen', '$Migrated'], internalDate: '2024-01-02T10:00:00.000Z', dateSource: 'received', seenSource: 'status-header', folderRule: 'lists' } },
+      { ...begin, uidl: 'u2' },
+    ]);
+    expect(j.get('s', 'u1')?.provenance).toEqual({
+      flags: ['\\Seen', '$Migrated'],
+      internalDate: '2024-01-02T10:00:00.000Z',
+      dateSource: 'received',
+      seenSource: 'status-header',
+      folderRule: 'lists',
+    });
+    expect(j.get('s', 'u2')?.provenance).toBeNull();
+    j.close();
+  });
+
+  it('upgrades a version 1 journal in place and keeps its rows', () => {
+    const path = join(dir, 'old.sqlite');
+    const db = new Database(path);
+    db.transaction(() => migrate(db, path, MIGRATIONS.slice(0, 1)))();
+    db.prepare(`INSERT INTO meta (key, value) VALUES ('source', 's')`).run();
+    db.prepare(
+      `INSERT INTO messages (account, uidl, state, size, sha256, folder, dest_uidvalidity, dest_uidnext, dest_uid, attempts, first_seen_at, updated_at, copied_at)
+       VALUES ('s', 'old', 'done', 5, 'cd', 'INBOX', '5', 1, 1, 1, 't', 't', 't')`,
+    ).run();
+    expect(readSchemaVersion(db, path)).toBe(1);
+    db.close();
+
+    const j = Journal.open(path, { source: 's' });
+    expect(j.get('s', 'old')).toMatchObject({ state: 'done', destUid: 1, provenance: null });
+    j.close();
+    const check = new Database(path, { readonly: true });
+    expect(readSchemaVersion(check, path)).toBe(2);
+    check.close();
+  });
+});
