@@ -1,0 +1,101 @@
+/**
+ * Option sets shared by the commands that act on an account (migrate, sync, plan, status), so
+ * every command spells an option the same way and documents it the same way, and the
+ * commander-shaped values are turned into typed input in one place.
+ */
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import type { SideFlags } from './account.js';
+
+export function positiveInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a whole number above 0`);
+    return n;
+  };
+}
+
+export const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+function addSide(cmd: Command, side: 'pop' | 'imap', label: string, scheme: string): void {
+  cmd
+    .option(`--${side} <url>`, `${label} account as a URL, e.g. ${scheme}://user@host[:port] (no password in it)`)
+    .option(`--${side}-host <host>`, `${label} host (overrides the URL)`)
+    .option(`--${side}-port <port>`, `${label} port`)
+    .option(`--${side}-user <user>`, `${label} user name`)
+    .addOption(new Option(`--${side}-tls <mode>`, `${label} connection security; 'none' sends the password in clear`).choices(['implicit', 'starttls', 'none']))
+    .option(`--${side}-ca-file <path>`, `trust this CA (PEM) for ${label}, on top of the system CAs`)
+    .option(`--${side}-insecure`, `do NOT verify the ${label} server's TLS certificate (dangerous)`)
+    .option(`--${side}-password-env <name>`, `read the ${label} password from this environment variable`)
+    .option(`--${side}-password-file <path>`, `read the ${label} password from this file (one trailing newline is ignored)`);
+}
+
+/** Source, destination, secrets and journal: what identifies the work. */
+export function addAccountOptions(cmd: Command): Command {
+  addSide(cmd, 'pop', 'POP3 source', 'pop3s');
+  cmd.addOption(new Option('--pop-auth <method>', 'POP3 login method').choices(['auto', 'user', 'apop', 'plain', 'login']).default('auto'));
+  addSide(cmd, 'imap', 'IMAP destination', 'imaps');
+  cmd.option('--journal <path>', 'state journal (SQLite); default ~/.local/state/popsync/<user@host:port>.sqlite');
+  cmd.option('--timeout <seconds>', 'network inactivity timeout', positiveInt('--timeout'), 60);
+  return cmd;
+}
+
+/** How copies look: folder, flags, arrival date. */
+export function addRoutingOptions(cmd: Command): Command {
+  return cmd
+    .option('--folder <name>', "destination folder, UTF-8, '/' between levels; created when missing", 'INBOX')
+    .option('--flag <flag>', 'add this flag or keyword to every copy (repeatable), e.g. \\Seen or $Migrated', collect, [])
+    .option('--no-arrival-date', 'give copies the copy time as arrival date instead of the date from their Received:/Date: headers');
+}
+
+/** Batching: how much is fetched before it is appended. */
+export function addTransferOptions(cmd: Command): Command {
+  return cmd
+    .option('--batch-messages <n>', 'messages fetched per pipelined batch', positiveInt('--batch-messages'), 50)
+    .option('--batch-mb <n>', 'megabytes fetched per batch (bounds memory)', positiveInt('--batch-mb'), 16);
+}
+
+export function addOutputOptions(cmd: Command): Command {
+  return cmd
+    .option('--json', 'print the summary as one JSON object on stdout')
+    .option('--no-progress', 'no spinner or progress bars')
+    .option('-q, --quiet', 'print nothing unless something failed')
+    .option('-v, --verbose', 'log protocol steps to stderr (passwords are never logged)')
+    .option('--log-file <path>', 'also write a JSON-lines debug log to this file (mode 0600)');
+}
+
+export interface OutputOptions {
+  json: boolean;
+  progress: boolean;
+  quiet: boolean;
+  verbose: boolean;
+  logFile?: string;
+}
+
+export function outputOptions(o: Record<string, unknown>): OutputOptions {
+  return {
+    json: o.json === true,
+    progress: o.progress !== false,
+    quiet: o.quiet === true,
+    verbose: o.verbose === true,
+    ...(typeof o.logFile === 'string' ? { logFile: o.logFile } : {}),
+  };
+}
+
+export function sideFlags(o: Record<string, unknown>, side: 'pop' | 'imap'): SideFlags {
+  const f: SideFlags = {};
+  const str = (k: string) => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
+  const set = <K extends keyof SideFlags>(key: K, v: SideFlags[K] | undefined) => {
+    if (v !== undefined) f[key] = v;
+  };
+  set('url', str(side));
+  set('host', str(`${side}Host`));
+  set('port', str(`${side}Port`));
+  set('user', str(`${side}User`));
+  set('tls', str(`${side}Tls`));
+  set('caFile', str(`${side}CaFile`));
+  set('passwordEnv', str(`${side}PasswordEnv`));
+  set('passwordFile', str(`${side}PasswordFile`));
+  if (o[`${side}Insecure`] === true) f.insecure = true;
+  if (side === 'pop') set('auth', str('popAuth'));
+  return f;
+}
