@@ -20,7 +20,7 @@ import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { PopsyncError } from '../errors.js';
 import { afterCommit, beforeCommit, initCrashHook } from './crash-hook.js';
-import { migrate, readSchemaVersion } from './schema.js';
+import { migrate, readSchemaVersion, SCHEMA_VERSION } from './schema.js';
 import { assertTransition } from './states.js';
 import type { BeginAppend, JournalBinding, JournalCounts, JournalRow, RowState } from './types.js';
 
@@ -77,7 +77,7 @@ function toRow(r: MessageRecord): JournalRow {
     updatedAt: r.updated_at,
     copiedAt: r.copied_at,
     provenance:
-      r.date_source === null
+      r.date_source == null
         ? null
         : {
             flags: r.flags === null ? [] : (JSON.parse(r.flags) as string[]),
@@ -137,6 +137,36 @@ export class Journal {
   private readonly now: () => Date;
   private readonly stepTx: Database.Transaction<(fn: () => unknown) => unknown>;
   private readonly sql;
+
+  /**
+   * The rows of `account` without writing anything (for dry runs): no file is created, no
+   * schema is upgraded, but the source binding is still enforced. No journal yet: null.
+   */
+  static peek(path: string, binding: JournalBinding, account: string): Map<string, JournalRow> | null {
+    if (!existsSync(path)) return null;
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(path, { readonly: true, fileMustExist: true });
+      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      const version = readSchemaVersion(db, path);
+      if (version === 0) return null;
+      if (version > SCHEMA_VERSION) {
+        throw new PopsyncError('journal', `${path} has journal schema version ${version}, but this popsync only knows up to version ${SCHEMA_VERSION}`, {
+          hint: 'a newer popsync wrote this journal; upgrade popsync to use it',
+        });
+      }
+      const owner = db.prepare(`SELECT value FROM meta WHERE key = 'source'`).get() as { value: string } | undefined;
+      if (owner !== undefined && owner.value !== binding.source) {
+        throw new PopsyncError('journal-bound', `journal ${path} belongs to source account ${owner.value}, not ${binding.source}`, { account: binding.source });
+      }
+      const rows = db.prepare<[string], MessageRecord>(`SELECT * FROM messages WHERE account = ? ORDER BY rowid`).all(account);
+      return new Map(rows.map((r) => [r.uidl, toRow(r)] as const));
+    } catch (e) {
+      throw e instanceof PopsyncError ? e : journalError(e, path, 'reading');
+    } finally {
+      db?.close();
+    }
+  }
 
   static open(path: string, binding: JournalBinding, opts: JournalOpenOptions = {}): Journal {
     initCrashHook();

@@ -50,3 +50,20 @@ describe('journal provenance (schema v2)', () => {
     check.close();
   });
 });
+
+describe('Journal.peek (dry runs)', () => {
+  it('reads rows without creating, upgrading or writing anything', async () => {
+    const { statSync, existsSync } = await import('node:fs');
+    const path = join(dir, 'p.sqlite');
+    expect(Journal.peek(path, { source: 's' }, 's')).toBeNull();
+    expect(existsSync(path)).toBe(false);
+    const j = Journal.open(path, { source: 's' });
+    j.beginAppend('s', [begin]);
+    j.close();
+    const before = statSync(path).mtimeMs;
+    const rows = Journal.peek(path, { source: 's' }, 's');
+    expect(rows?.get('u1')?.state).toBe('appending');
+    expect(statSync(path).mtimeMs).toBe(before);
+    expect(() => Journal.peek(path, { source: 'other' }, 'other')).toThrow(/belongs to source account s/);
+  });
+});

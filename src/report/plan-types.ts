@@ -1,0 +1,75 @@
+/**
+ * The dry-run plan as data: what `popsync plan` computes (engine + mapping, no bodies fetched,
+ * nothing written) and every renderer (table, json, csv, markdown, html) prints. Plain and
+ * serialisable; renderers derive their charts from `messages`.
+ */
+
+export type PlanStatus =
+  /** Would be copied by the next run. */
+  | 'new'
+  /** An earlier attempt failed or was interrupted; would be tried again. */
+  | 'retry'
+  /** The journal records it as copied. */
+  | 'already-copied'
+  /** Would not be copied: too big for the server, over a size rule, no usable UIDL... */
+  | 'would-fail';
+
+export interface PlanMessage {
+  /** POP3 message number in the session that planned. */
+  n: number;
+  uidl: string;
+  size: number;
+  /** Decoded (RFC 2047) for display; null when absent. */
+  subject: string | null;
+  from: string | null;
+  messageId: string | null;
+  folder: string;
+  /** Name of the folder rule that matched, or null for the default. */
+  folderRule: string | null;
+  flags: string[];
+  /** Which seen-policy step decided \Seen (e.g. 'status-header', 'older-than:30d', 'all'), or null. */
+  seenSource: string | null;
+  /** ISO INTERNALDATE the copy would get, or null (server's time). */
+  internalDate: string | null;
+  /** 'received' | 'date' | 'none' | 'copy-time' | 'clamped-future' | 'clamped-old' ... */
+  dateSource: string;
+  status: PlanStatus;
+  /** Why it would fail, or why it is retried; null otherwise. */
+  reason: string | null;
+}
+
+export interface PlanFolder {
+  folder: string;
+  /** Already exists on the destination (false: would be created). */
+  exists: boolean;
+  messages: number;
+  bytes: number;
+  new: number;
+  newBytes: number;
+  alreadyCopied: number;
+  wouldFail: number;
+}
+
+export interface PlanReport {
+  version: 1;
+  generatedAt: string;
+  source: string;
+  destination: string;
+  totals: {
+    messages: number;
+    bytes: number;
+    new: number;
+    newBytes: number;
+    retry: number;
+    alreadyCopied: number;
+    wouldFail: number;
+  };
+  folders: PlanFolder[];
+  /** How many messages each seen-policy step decided; key 'none' when no policy applied. */
+  seenSources: Record<string, number>;
+  /** How many messages got their arrival date from each source. */
+  dateSources: Record<string, number>;
+  /** Time estimate for the new bytes; null when no rate is known. */
+  estimate: { bytesPerSecond: number; seconds: number; basis: string } | null;
+  messages: PlanMessage[];
+}
