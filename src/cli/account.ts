@@ -36,6 +36,12 @@ export interface AccountInput {
 
 export interface ResolvedAccount {
   name: string;
+  /**
+   * The source mailbox's identity, "user@host": the journal's binding and row key. Not the
+   * port or TLS mode, which are how we reach it: switching 110+STLS to 995 must not make every
+   * message look new.
+   */
+  sourceKey: string;
   pop: Pop3Endpoint;
   imap: ImapEndpoint;
   journalPath: string;
@@ -43,10 +49,10 @@ export interface ResolvedAccount {
   openSink(): Promise<ImapSink>;
 }
 
-/** Where a journal goes when the user names none: one file per source account, like getmail's oldmail. */
-export function defaultJournalPath(sourceDisplay: string, env: NodeJS.ProcessEnv = process.env): string {
+/** Where a journal goes when the user names none: one file per source mailbox, like getmail's oldmail. */
+export function defaultJournalPath(sourceKey: string, env: NodeJS.ProcessEnv = process.env): string {
   const base = env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
-  return join(base, 'popsync', `${sourceDisplay.replace(/[^A-Za-z0-9@._-]+/g, '_')}.sqlite`);
+  return join(base, 'popsync', `${sourceKey.replace(/[^A-Za-z0-9@._-]+/g, '_')}.sqlite`);
 }
 
 function readCa(path: string | undefined, what: string): Array<string | Buffer> | undefined {
@@ -69,6 +75,11 @@ function passwordSource(f: SideFlags): PasswordSource {
   return s;
 }
 
+export function sourceKeyOf(pop: { user: string; host: string }): string {
+  const host = pop.host.toLowerCase();
+  return `${pop.user}@${host.includes(':') ? `[${host}]` : host}`;
+}
+
 export interface ResolveOptions {
   logger: Logger;
   /** plan reads nothing it would write: it skips creating the journal's folder. */
@@ -83,7 +94,7 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
   const popPassword = await resolvePassword('pop3', passwordSource(input.pop), { logger: o.logger, account: pop.display });
   const imapPassword = await resolvePassword('imap', passwordSource(input.imap), { logger: o.logger, account: imap.display });
 
-  const journalPath = input.journal ?? defaultJournalPath(pop.display);
+  const journalPath = input.journal ?? defaultJournalPath(sourceKeyOf(pop));
   if (input.journal === undefined && o.createJournalDir !== false) {
     try {
       mkdirSync(dirname(journalPath), { recursive: true, mode: 0o700 });
@@ -97,6 +108,7 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
   };
   return {
     name: input.name ?? pop.display,
+    sourceKey: sourceKeyOf(pop),
     pop,
     imap,
     journalPath,

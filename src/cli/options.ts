@@ -14,6 +14,14 @@ export function positiveInt(name: string) {
   };
 }
 
+export function nonNegativeInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number, 0 or more`);
+    return n;
+  };
+}
+
 export const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 function addSide(cmd: Command, side: 'pop' | 'imap', label: string, scheme: string): void {
@@ -34,7 +42,7 @@ export function addAccountOptions(cmd: Command): Command {
   addSide(cmd, 'pop', 'POP3 source', 'pop3s');
   cmd.addOption(new Option('--pop-auth <method>', 'POP3 login method').choices(['auto', 'user', 'apop', 'plain', 'login']).default('auto'));
   addSide(cmd, 'imap', 'IMAP destination', 'imaps');
-  cmd.option('--journal <path>', 'state journal (SQLite); default ~/.local/state/popsync/<user@host:port>.sqlite');
+  cmd.option('--journal <path>', 'state journal (SQLite); default ~/.local/state/popsync/<user@host>.sqlite');
   cmd.option('--timeout <seconds>', 'network inactivity timeout', positiveInt('--timeout'), 60);
   return cmd;
 }
@@ -51,7 +59,8 @@ export function addRoutingOptions(cmd: Command): Command {
 export function addTransferOptions(cmd: Command): Command {
   return cmd
     .option('--batch-messages <n>', 'messages fetched per pipelined batch', positiveInt('--batch-messages'), 50)
-    .option('--batch-mb <n>', 'megabytes fetched per batch (bounds memory)', positiveInt('--batch-mb'), 16);
+    .option('--batch-mb <n>', 'megabytes fetched per batch (bounds memory)', positiveInt('--batch-mb'), 16)
+    .option('--reconnect-attempts <n>', 'after a dropped connection, reconnect up to this many times in a row without progress (backoff 1 s, 2 s, 4 s ... 30 s)', nonNegativeInt('--reconnect-attempts'), 5);
 }
 
 export function addOutputOptions(cmd: Command): Command {

@@ -44,8 +44,10 @@ export interface RetryPolicy {
 
 export interface EngineOptions {
   command: 'migrate' | 'sync';
-  /** Journal key and display name of the source: "user@host:port". */
+  /** Journal key of the source mailbox: "user@host" (the port is transport, not identity). */
   account: string;
+  /** How reports name the source, e.g. "user@host:port"; defaults to `account`. */
+  sourceDisplay?: string;
   destination: string;
   journal: Journal;
   openSource: () => Promise<Pop3Session>;
@@ -82,7 +84,7 @@ class Run {
   constructor(private readonly o: EngineOptions) {
     this.result = {
       command: o.command,
-      source: o.account,
+      source: o.sourceDisplay ?? o.account,
       destination: o.destination,
       listed: 0,
       listedBytes: 0,

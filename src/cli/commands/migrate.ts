@@ -31,11 +31,12 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
         { logger: out.logger },
       );
       out.logger.debug({ journal: account.journalPath }, 'journal');
-      const journal = Journal.open(account.journalPath, { source: account.pop.display });
+      const journal = Journal.open(account.journalPath, { source: account.sourceKey });
       try {
         const result = await runEngine({
           command: 'migrate',
-          account: account.pop.display,
+          account: account.sourceKey,
+          sourceDisplay: account.pop.display,
           destination: account.imap.display,
           journal,
           openSource: account.openSource,
@@ -44,6 +45,7 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
           logger: out.logger,
           batchMessages: opts.batchMessages as number,
           batchBytes: (opts.batchMb as number) * 1024 * 1024,
+          retry: { maxAttempts: opts.reconnectAttempts as number },
           progress: out.progress,
           signal: ctx.signal,
         });

@@ -1,0 +1,96 @@
+/**
+ * Dropped links against real Dovecot, through a relay that cuts at the worst moments: after
+ * Dovecot stored an APPEND but before popsync hears the OK (the window in which a naive resume
+ * duplicates), and in the middle of a RETR. The run must reconnect on its own and end with
+ * every source message in the destination exactly once.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { realisticMix } from '../../src/lab/corpus.js';
+import { startDovecot, type Lab } from '../../src/lab/dovecot.js';
+import { runCli } from '../support/cli.js';
+import { startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.js';
+import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
+
+let lab: Lab;
+let dir: string;
+const proxies: CuttingProxy[] = [];
+
+beforeAll(async () => {
+  lab = await startDovecot();
+  dir = mkdtempSync(join(tmpdir(), 'popsync-faults-'));
+});
+afterAll(async () => {
+  await Promise.all(proxies.map((p) => p.close()));
+  await lab?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function args(pop: string, popPort: number, imap: string, imapPort: number, extra: string[] = []): string[] {
+  return [
+    'migrate',
+    '--pop', `pop3://${pop}@127.0.0.1:${popPort}`, '--pop-tls', 'none',
+    '--imap', `imap://${imap}@127.0.0.1:${imapPort}`, '--imap-tls', 'none',
+    '--pop-password-env', 'PW', '--imap-password-env', 'PW',
+    '--journal', join(dir, `${pop}.sqlite`),
+    '--no-progress', '--json', '--batch-messages', '4',
+    ...extra,
+  ];
+}
+
+async function seeded(count: number, seed: number): Promise<{ pop: string; imap: string; expected: string[] }> {
+  const pop = lab.newUser('src');
+  await lab.seedPop3(pop, realisticMix(count, seed));
+  return { pop, imap: lab.newUser('dst'), expected: digests(await sourceMessages(lab, pop)) };
+}
+
+describe('dropped connections against Dovecot', () => {
+  it('finds the copy Dovecot stored when the link dropped before the APPEND OK, instead of appending it twice', async () => {
+    const { pop, imap, expected } = await seeded(12, 31);
+    let appendUids = 0;
+    const imapProxy = await startCuttingProxy(lab.imap.port, {
+      // Cut the first connection on the 5th APPENDUID: that message is stored, its OK never arrives.
+      cutServerData: ({ connection, chunk }) => connection === 0 && chunk.includes('APPENDUID') && ++appendUids === 5,
+    });
+    proxies.push(imapProxy);
+    const r = await runCli(args(pop, lab.pop3.port, imap, imapProxy.port), { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(imapProxy.cuts()).toBe(1);
+    const summary = JSON.parse(r.stdout);
+    expect(summary).toMatchObject({ reconnects: 1, reconciled: 1, copied: 11, failed: [] });
+    expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(expected);
+  });
+
+  it('reconnects after the POP3 link drops mid-RETR, twice, and copies everything once', async () => {
+    const { pop, imap, expected } = await seeded(20, 32);
+    const popProxy = await startCuttingProxy(lab.pop3.port, {
+      // The first two sessions die 150 KB into their downloads.
+      cutServerData: ({ connection, chunk, seenBefore }) => connection < 2 && seenBefore + chunk.length > 150_000,
+    });
+    proxies.push(popProxy);
+    const r = await runCli(args(pop, popProxy.port, imap, lab.imap.port), { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(popProxy.cuts()).toBe(2);
+    expect(JSON.parse(r.stdout)).toMatchObject({ reconnects: 2, failed: [] });
+    expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(expected);
+  });
+
+  it('gives up with exit 4 and a clear message when the link keeps dropping, and a later run finishes the job', async () => {
+    const { pop, imap, expected } = await seeded(6, 33);
+    const popProxy = await startCuttingProxy(lab.pop3.port, {
+      cutServerData: ({ chunk, seenBefore }) => seenBefore > 0 && chunk.length > 0,
+    });
+    proxies.push(popProxy);
+    const r = await runCli(args(pop, popProxy.port, imap, lab.imap.port, ['--reconnect-attempts', '1']), { env: { PW: lab.password } });
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(/popsync: /);
+    expect(r.stderr).toMatch(/run again later|reconnect/i);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+
+    const again = await runCli(args(pop, lab.pop3.port, imap, lab.imap.port), { env: { PW: lab.password } });
+    expect(again.code, again.stderr).toBe(0);
+    expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(expected);
+  });
+});

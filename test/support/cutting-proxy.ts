@@ -1,0 +1,82 @@
+/**
+ * A loopback TCP relay in front of a real server that can cut a connection at a chosen
+ * moment: after the server has done something (e.g. stored an APPEND) but before the client
+ * hears about it. This puts real Dovecot into the failure windows that matter for exactly-once
+ * delivery, which a scripted fake server could only imitate.
+ */
+import net from 'node:net';
+
+export interface CutDecision {
+  /** Which connection this is, counting from 0 in accept order. */
+  connection: number;
+  /** The chunk about to be relayed, and everything this direction carried before it. */
+  chunk: Buffer;
+  seenBefore: number;
+}
+
+export interface CuttingProxy {
+  port: number;
+  connections(): number;
+  cuts(): number;
+  close(): Promise<void>;
+}
+
+export interface ProxyRules {
+  /** Return true to drop both sockets instead of relaying this server->client chunk. */
+  cutServerData?: (d: CutDecision) => boolean;
+  /** Return true to drop both sockets instead of relaying this client->server chunk. */
+  cutClientData?: (d: CutDecision) => boolean;
+}
+
+export async function startCuttingProxy(targetPort: number, rules: ProxyRules): Promise<CuttingProxy> {
+  let accepted = 0;
+  let cuts = 0;
+  const open = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const connection = accepted++;
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    client.setNoDelay(true);
+    upstream.setNoDelay(true);
+    open.add(client);
+    open.add(upstream);
+    const cut = () => {
+      cuts++;
+      client.destroy();
+      upstream.destroy();
+    };
+    let fromServer = 0;
+    let fromClient = 0;
+    upstream.on('data', (chunk: Buffer) => {
+      if (rules.cutServerData?.({ connection, chunk, seenBefore: fromServer })) return cut();
+      fromServer += chunk.length;
+      client.write(chunk);
+    });
+    client.on('data', (chunk: Buffer) => {
+      if (rules.cutClientData?.({ connection, chunk, seenBefore: fromClient })) return cut();
+      fromClient += chunk.length;
+      upstream.write(chunk);
+    });
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+      open.delete(client);
+      open.delete(upstream);
+    };
+    client.on('close', close);
+    upstream.on('close', close);
+    client.on('error', close);
+    upstream.on('error', close);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    connections: () => accepted,
+    cuts: () => cuts,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of open) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
