@@ -92,6 +92,12 @@ class Tally {
   }
 }
 
+function etaText(t: Tally): string {
+  if (t.done >= t.toCopy) return 'ETA 0s';
+  const eta = t.etaMs();
+  return eta === null ? 'ETA -' : `ETA ${formatDuration(eta)}`;
+}
+
 function phaseText(phase: Phase, detail?: string): string {
   return PHASE_TEXT[phase] + (detail === undefined || detail === '' ? '' : `: ${printable(detail)}`);
 }
@@ -174,15 +180,20 @@ function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress
       msgRate: secs > 0 ? `${(t.done / secs).toFixed(1)} msg/s` : '- msg/s',
       byteRate: rateText(t.doneBytes, t.elapsedMs()) ?? '- B/s',
       failedText: t.failed > 0 ? `, ${t.failed} failed` : '',
+      // One ETA for both bars, from the overall byte rate: cli-progress's own estimate works per
+      // bar from its last few updates, so the two bars disagreed (8 s vs 40 s, seen in a demo).
+      etaText: etaText(t),
     };
   };
 
   const startBars = () => {
     spinner.stop();
+    // Nothing to copy: no empty 0/0 bars, the plan line already said so.
+    if (t.toCopy === 0) return;
     t.start();
     const multi = new MultiBar({
       stream: stream as NodeJS.WritableStream & { isTTY: true },
-      format: ' {label} {bar} {percentage}% | {counts} | {rate} | ETA {eta_formatted}{failedText}',
+      format: ' {label} {bar} {percentage}% | {counts} | {rate} | {etaText}{failedText}',
       barsize: 30,
       hideCursor: true,
       clearOnComplete: false,
@@ -194,8 +205,8 @@ function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress
     const p = payload();
     bars = {
       multi,
-      messages: multi.create(t.toCopy, 0, { label: 'messages', counts: `${t.done}/${t.toCopy}`, rate: p.msgRate, failedText: p.failedText }),
-      bytes: multi.create(t.toCopyBytes, 0, { label: 'bytes   ', counts: `${p.doneBytes}/${p.totalBytes}`, rate: p.byteRate, failedText: '' }),
+      messages: multi.create(t.toCopy, 0, { label: 'messages', counts: `${t.done}/${t.toCopy}`, rate: p.msgRate, etaText: p.etaText, failedText: p.failedText }),
+      bytes: multi.create(t.toCopyBytes, 0, { label: 'bytes   ', counts: `${p.doneBytes}/${p.totalBytes}`, rate: p.byteRate, etaText: p.etaText, failedText: '' }),
     };
   };
 
@@ -213,8 +224,8 @@ function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress
     const p = payload();
     bars.messages.setTotal(t.toCopy);
     bars.bytes.setTotal(t.toCopyBytes);
-    bars.messages.update(t.done, { counts: `${t.done}/${t.toCopy}`, rate: p.msgRate, failedText: p.failedText });
-    bars.bytes.update(t.doneBytes, { counts: `${p.doneBytes}/${p.totalBytes}`, rate: p.byteRate });
+    bars.messages.update(t.done, { counts: `${t.done}/${t.toCopy}`, rate: p.msgRate, etaText: p.etaText, failedText: p.failedText });
+    bars.bytes.update(t.doneBytes, { counts: `${p.doneBytes}/${p.totalBytes}`, rate: p.byteRate, etaText: p.etaText });
   };
 
   const logLine = (s: string) => {
