@@ -5,17 +5,22 @@
  * files but opens no connection: connections are opened by `openSource`/`openSink`, which the
  * engine calls (and calls again after a drop).
  */
+import type { Command } from 'commander';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { rootCertificates } from 'node:tls';
+import { loadConfigFile } from '../config/load.js';
+import { BUILTIN, configuredAccounts, type RoutingOverrides } from '../config/resolve.js';
 import { PopsyncError, isPopsyncError } from '../errors.js';
+import type { RoutingSpec } from '../mapping/rules.js';
 import { connectImap } from '../imap/index.js';
 import type { ImapSink } from '../imap/types.js';
 import type { Logger } from '../log.js';
 import { connectPop3 } from '../pop3/index.js';
 import type { Pop3Session } from '../pop3/types.js';
 import { resolveImapEndpoint, resolvePop3Endpoint, type EndpointInput, type ImapEndpoint, type Pop3Endpoint } from './endpoints.js';
+import { sideFlags } from './options.js';
 import { resolvePassword, type PasswordSource } from './secrets.js';
 
 export interface SideFlags extends EndpointInput {
@@ -117,4 +122,94 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
     openSink: () =>
       connectImap({ ...imap, password: imapPassword, timeoutMs, logger: o.logger.child({ side: 'imap' }), ...(imapCa ? { ca: imapCa } : {}) }).catch(tag(imap.display)),
   };
+}
+
+/** One account's work as a command runs it: who to connect to, how to route, how to batch. */
+export interface AccountJob {
+  input: AccountInput;
+  routing: RoutingSpec;
+  batchMessages: number;
+  batchBytes: number;
+  reconnectAttempts: number;
+}
+
+const PASSWORD_KEYS = ['passwordEnv', 'passwordFile', 'passwordCommand'] as const;
+
+/** Config values for one side with the flags given on the command line on top. */
+function mergeSide(config: SideFlags, flags: SideFlags): SideFlags {
+  // A password source on the command line replaces the config's: there is only ever one.
+  const base: SideFlags = { ...config };
+  if (PASSWORD_KEYS.some((k) => flags[k] !== undefined)) for (const k of PASSWORD_KEYS) delete base[k];
+  // A URL on the command line is a new endpoint: host/port/user/tls from the config would mix two servers.
+  if (flags.url !== undefined) for (const k of ['host', 'port', 'user', 'tls'] as const) delete base[k];
+  return { ...base, ...flags };
+}
+
+/**
+ * The accounts a command acts on, from its options. Without --config: one account from the
+ * flags. With --config: the file's accounts (or the one --account picks), where a flag the
+ * user typed beats the account's key, which beats `defaults:`, which beats the built-in
+ * default. Connection flags (--pop..., --imap..., --journal) only make sense for one account.
+ */
+export function accountJobs(opts: Record<string, unknown>, cmd: Pick<Command, 'getOptionValueSource'>): AccountJob[] {
+  const typed = (key: string) => cmd.getOptionValueSource(key) === 'cli';
+  const overrides: RoutingOverrides = {
+    folder: typed('folder') ? (opts.folder as string) : undefined,
+    flags: typed('flag') ? (opts.flag as string[]) : undefined,
+    arrivalDate: typed('arrivalDate') ? (opts.arrivalDate as boolean) : undefined,
+    batchMessages: typed('batchMessages') ? (opts.batchMessages as number) : undefined,
+    batchMb: typed('batchMb') ? (opts.batchMb as number) : undefined,
+    timeoutSeconds: typed('timeout') ? (opts.timeout as number) : undefined,
+    reconnectAttempts: typed('reconnectAttempts') ? (opts.reconnectAttempts as number) : undefined,
+  };
+  const pop = sideFlags(opts, 'pop');
+  const imap = sideFlags(opts, 'imap');
+  // --pop-auth has a default ('auto'): only a typed one counts as a flag here.
+  if (!typed('popAuth')) delete pop.auth;
+  const journal = typeof opts.journal === 'string' ? opts.journal : undefined;
+
+  if (typeof opts.config !== 'string') {
+    if (typeof opts.account === 'string') throw new PopsyncError('usage', '--account needs --config FILE');
+    if (opts.popAuth !== undefined) pop.auth = opts.popAuth as string;
+    return [
+      {
+        input: { pop, imap, ...(journal !== undefined ? { journal } : {}), timeoutSeconds: overrides.timeoutSeconds ?? (opts.timeout as number | undefined) ?? BUILTIN.timeoutSeconds },
+        routing: {
+          rules: [],
+          defaultFolder: (opts.folder as string | undefined) ?? BUILTIN.folder,
+          flags: (opts.flag as string[] | undefined) ?? [],
+          seen: [],
+          arrivalDate: opts.arrivalDate !== false,
+        },
+        batchMessages: (opts.batchMessages as number | undefined) ?? BUILTIN.batchMessages,
+        batchBytes: ((opts.batchMb as number | undefined) ?? BUILTIN.batchMb) * 1024 * 1024,
+        reconnectAttempts: (opts.reconnectAttempts as number | undefined) ?? BUILTIN.reconnectAttempts,
+      },
+    ];
+  }
+
+  const loaded = loadConfigFile(opts.config);
+  const accounts = configuredAccounts(loaded, overrides, typeof opts.account === 'string' ? opts.account : undefined);
+  const connectionFlags = Object.keys(pop).length + Object.keys(imap).length + (journal !== undefined ? 1 : 0);
+  if (connectionFlags > 0 && accounts.length > 1) {
+    throw new PopsyncError('usage', `${loaded.path} has ${accounts.length} accounts: connection flags (--pop..., --imap..., --journal) apply to one account only`, {
+      hint: 'pick one with --account NAME, or put the setting in the config file',
+    });
+  }
+  return accounts.map((a) => {
+    const j = journal ?? a.journal;
+    return {
+      input: {
+        ...(a.name !== null ? { name: a.name } : {}),
+        pop: mergeSide(a.pop, pop),
+        imap: mergeSide(a.imap, imap),
+        ...(j !== undefined ? { journal: j } : {}),
+        timeoutSeconds: a.timeoutSeconds,
+      },
+      routing: a.routing,
+      batchMessages: a.batchMessages,
+      batchBytes: a.batchMb * 1024 * 1024,
+      reconnectAttempts: a.reconnectAttempts,
+    };
+  });
 }

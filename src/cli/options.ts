@@ -37,6 +37,13 @@ function addSide(cmd: Command, side: 'pop' | 'imap', label: string, scheme: stri
     .option(`--${side}-password-file <path>`, `read the ${label} password from this file (one trailing newline is ignored)`);
 }
 
+/** A config file instead of (or under) the flags; see cli/account.ts accountJobs for precedence. */
+export function addConfigOptions(cmd: Command): Command {
+  return cmd
+    .option('--config <file>', 'read accounts, rules and settings from this YAML file (flags given too override it)')
+    .option('--account <name>', 'with --config: only this account (its name, or its position from 1)');
+}
+
 /** Source, destination, secrets and journal: what identifies the work. */
 export function addAccountOptions(cmd: Command): Command {
   addSide(cmd, 'pop', 'POP3 source', 'pop3s');

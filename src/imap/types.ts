@@ -55,5 +55,10 @@ export interface ImapSink {
   /** Messages with UID >= sinceUid, for reconciling appends whose outcome was not recorded. */
   listSince(path: string, sinceUid: number): Promise<DestinationMessage[]>;
   fetchBody(path: string, uid: number): Promise<Buffer>;
+  /**
+   * SPECIAL-USE role ('\Archive', '\Sent' ...) -> folder path ('/' between levels), from one
+   * LIST; optional so fakes need not implement it. Rule targets like `\Junk` resolve through it.
+   */
+  specialUse?(): Promise<Map<string, string>>;
   close(): Promise<void>;
 }

@@ -221,6 +221,24 @@ class ImapWriter implements ImapSink {
     });
   }
 
+  specialUse(): Promise<Map<string, string>> {
+    return this.serial('LIST (SPECIAL-USE)', async () => {
+      const ns = this.client.namespace;
+      const roles = new Map<string, string>();
+      for (const f of await this.client.list({ listOnly: true })) {
+        if (!f.specialUse || roles.has(f.specialUse)) continue;
+        // Back to the engine's naming: no namespace prefix, '/' between levels.
+        let name = f.path;
+        if (ns?.prefix && name.startsWith(ns.prefix)) name = name.slice(ns.prefix.length);
+        const delimiter = f.delimiter ?? ns?.delimiter;
+        const levels = delimiter ? name.split(delimiter) : [name];
+        if (levels.some((l) => l.includes('/') || l === '')) continue; // not expressible as a '/' path
+        roles.set(f.specialUse, levels.join('/'));
+      }
+      return roles;
+    });
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

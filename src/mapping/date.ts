@@ -57,7 +57,12 @@ export function parseMailDate(input: string): Date | null {
   return new Date(Date.UTC(year, month, day, hour, minute, second) - offset * 60_000);
 }
 
-export type DateSource = 'received' | 'date' | 'none';
+/**
+ * Where an arrival date came from. 'clamped-*': the only dates the message carries are before
+ * 1980 or in the future (clock errors); the copy gets the nearest plausible date instead and
+ * the report says so, rather than silently losing the date.
+ */
+export type DateSource = 'received' | 'date' | 'none' | 'clamped-future' | 'clamped-old';
 
 export interface ArrivalDate {
   date: Date | null;
@@ -65,7 +70,7 @@ export interface ArrivalDate {
 }
 
 /** Oldest date we accept: earlier ones are clock errors, not 1970s mail. */
-const EARLIEST = Date.UTC(1980, 0, 1);
+export const EARLIEST = Date.UTC(1980, 0, 1);
 /** Slack for clock skew between the source server and us. */
 const FUTURE_SLACK_MS = 24 * 3600_000;
 
@@ -76,18 +81,22 @@ function plausible(d: Date | null, now: Date): d is Date {
 /**
  * When the POP server received the message: the topmost Received: line (added last, by the
  * server we read from), else the Date: header, else none (the destination uses the copy time).
+ * A plausible date from a later source beats an implausible one from an earlier source (a
+ * relay with a broken clock is common); only when no source is plausible is the first parsed
+ * date clamped: to 1980-01-01 when older, to `now` when in the future.
  */
 export function arrivalDate(fields: HeaderField[], now: Date): ArrivalDate {
+  const candidates: Array<{ date: Date | null; source: 'received' | 'date' }> = [];
   const received = allHeaders(fields, 'received')[0];
   if (received !== undefined) {
     const semi = received.lastIndexOf(';');
-    const d = semi >= 0 ? parseMailDate(received.slice(semi + 1)) : null;
-    if (plausible(d, now)) return { date: d, source: 'received' };
+    candidates.push({ date: semi >= 0 ? parseMailDate(received.slice(semi + 1)) : null, source: 'received' });
   }
   const dateHeader = firstHeader(fields, 'date');
-  if (dateHeader !== undefined) {
-    const d = parseMailDate(dateHeader);
-    if (plausible(d, now)) return { date: d, source: 'date' };
-  }
-  return { date: null, source: 'none' };
+  if (dateHeader !== undefined) candidates.push({ date: parseMailDate(dateHeader), source: 'date' });
+  for (const c of candidates) if (plausible(c.date, now)) return { date: c.date, source: c.source };
+  const first = candidates.find((c) => c.date !== null)?.date;
+  if (!first) return { date: null, source: 'none' };
+  if (first.getTime() < EARLIEST) return { date: new Date(EARLIEST), source: 'clamped-old' };
+  return { date: new Date(now.getTime()), source: 'clamped-future' };
 }

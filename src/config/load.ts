@@ -1,0 +1,129 @@
+/**
+ * Reads popsync.yml: YAML (duplicate keys are errors) validated by schema.ts, every problem
+ * reported as `file:line: key.path: what is wrong`, so the user can go straight to the line.
+ * Throws PopsyncError('config') (exit 2) before anything connects. Reads no secret: password
+ * keys are names of variables, files and commands, resolved later by cli/secrets.ts.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { isMap, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import type { z } from 'zod';
+import { PopsyncError } from '../errors.js';
+import { configFile, type ConfigFile } from './schema.js';
+
+export interface LoadedConfig {
+  /** Absolute path of the file; relative paths inside it are relative to its folder. */
+  path: string;
+  dir: string;
+  config: ConfigFile;
+}
+
+export interface ConfigProblem {
+  line: number | null;
+  /** `accounts[0].rules[2].match.subject`, or '' for the whole file. */
+  key: string;
+  message: string;
+}
+
+export function formatKey(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : `${out === '' ? '' : '.'}${String(p)}`;
+  return out;
+}
+
+/** The deepest node of `path` that exists, and its key's node when the last step names a map key. */
+function locate(doc: Document, path: ReadonlyArray<PropertyKey>, wantKey: boolean): Node | null {
+  let node: unknown = doc.contents;
+  let found: Node | null = (node as Node | null) ?? null;
+  for (const [i, step] of path.entries()) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => (p.key as { value?: unknown } | null)?.value === step);
+      if (!pair) break;
+      const last = i === path.length - 1;
+      found = (last && wantKey ? (pair.key as Node) : ((pair.value as Node | null) ?? (pair.key as Node))) ?? found;
+      node = pair.value;
+    } else if (isSeq(node) && typeof step === 'number') {
+      const item = node.items[step] as Node | undefined;
+      if (!item) break;
+      found = item;
+      node = item;
+    } else break;
+  }
+  return found;
+}
+
+function lineOf(doc: Document, lc: LineCounter, path: ReadonlyArray<PropertyKey>, wantKey = false): number | null {
+  const node = locate(doc, path, wantKey);
+  const offset = node?.range?.[0];
+  return offset === undefined ? null : lc.linePos(offset).line;
+}
+
+/** Union failures list every branch's complaint; the custom one (bad regex...) is what the user needs. */
+function pickIssue(issue: z.core.$ZodIssue): { path: PropertyKey[]; message: string } {
+  if (issue.code === 'invalid_union') {
+    for (const branch of issue.errors) {
+      const custom = branch.find((i) => i.code === 'custom' || i.code === 'too_small');
+      if (custom) return { path: [...issue.path, ...custom.path], message: custom.message };
+    }
+    for (const branch of issue.errors) {
+      const keys = branch.find((i) => i.code === 'unrecognized_keys');
+      if (keys && keys.code === 'unrecognized_keys' && !branch.some((i) => i.code === 'invalid_type' && i.path.length === 0)) {
+        return { path: [...issue.path, ...keys.path, keys.keys[0]!], message: 'unknown key' };
+      }
+    }
+    const last = issue.path[issue.path.length - 1];
+    const hint = ['from', 'to', 'cc', 'delivered_to', 'x_original_to', 'list_id', 'subject'].includes(String(last)) || typeof last === 'number'
+      ? 'expected a glob string, {glob: ..., case_sensitive: true} or {regex: ..., case_sensitive: true}, or a list of them'
+      : issue.message;
+    return { path: [...issue.path], message: hint };
+  }
+  return { path: [...issue.path], message: issue.message };
+}
+
+export function problemsOf(doc: Document, lc: LineCounter, issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
+  const out: ConfigProblem[] = [];
+  for (const issue of issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const k of issue.keys) {
+        const path = [...issue.path, k];
+        out.push({ line: lineOf(doc, lc, path, true), key: formatKey(path), message: 'unknown key' });
+      }
+      continue;
+    }
+    const { path, message } = pickIssue(issue);
+    out.push({ line: lineOf(doc, lc, path), key: formatKey(path), message: message.replace(/^Invalid input: /, '') });
+  }
+  return out.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
+}
+
+export function formatProblems(file: string, problems: ConfigProblem[]): string {
+  return problems.map((p) => `${file}${p.line === null ? '' : `:${p.line}`}: ${p.key === '' ? '' : `${p.key}: `}${p.message}`).join('\n');
+}
+
+/** Parses and validates config text; `file` is only used in messages. */
+export function parseConfig(textIn: string, file: string): ConfigFile {
+  const lc = new LineCounter();
+  const doc = parseDocument(textIn, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
+  const fail = (problems: ConfigProblem[]): never => {
+    throw new PopsyncError('config', formatProblems(file, problems), { hint: 'see README "Configuration file"; `popsync config check FILE` checks a file without connecting' });
+  };
+  if (doc.errors.length > 0) {
+    fail(doc.errors.map((e) => ({ line: lc.linePos(e.pos[0]).line, key: '', message: e.code === 'DUPLICATE_KEY' ? 'duplicate key' : e.message.split('\n')[0]! })));
+  }
+  const data: unknown = doc.toJS();
+  if (data === null || data === undefined) fail([{ line: null, key: '', message: 'the file is empty; it needs an `accounts:` list' }]);
+  const parsed = configFile.safeParse(data);
+  if (!parsed.success) fail(problemsOf(doc, lc, parsed.error.issues));
+  return parsed.data!;
+}
+
+export function loadConfigFile(path: string): LoadedConfig {
+  const abs = resolve(path);
+  let textIn: string;
+  try {
+    textIn = readFileSync(abs, 'utf8');
+  } catch (e) {
+    throw new PopsyncError('config', `cannot read the config file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  return { path: abs, dir: dirname(abs), config: parseConfig(textIn, path) };
+}

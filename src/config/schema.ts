@@ -1,0 +1,146 @@
+/**
+ * The shape of popsync.yml, as zod schemas. Everything a user can get wrong is checked here,
+ * at load time, with the exact key path (load.ts adds the line): unknown keys (`.strict`
+ * objects), bad regexes, templates, durations, sizes, dates, SPECIAL-USE roles and flags. So
+ * a broken config stops before any connection, and compiling rules later cannot fail.
+ *
+ * Keys are snake_case and mirror the migrate flags (`--batch-mb` is `batch_mb`); see README
+ * "Configuration file" for the reference.
+ */
+import { z } from 'zod';
+import { SPECIAL_USE_ROLES, specialUseRole } from '../mapping/rules.js';
+import { parseTemplate } from '../mapping/template.js';
+import { parseDay, parseDuration, parseSize } from './units.js';
+
+const text = z.string().min(1, 'must not be empty');
+
+const duration = z.string().refine((s) => parseDuration(s) !== null, { message: 'invalid duration; write e.g. 30d, 12h, 90s, 2w, 1y' });
+const size = z.union([z.number(), z.string()]).refine((s) => parseSize(s) !== null, { message: 'invalid size; write e.g. 10MB, 512KB, 2048' });
+const day = z.string().refine((s) => parseDay(s) !== null, { message: 'invalid date; write YYYY-MM-DD or an ISO 8601 time with a zone' });
+
+/** IMAP system flags a client may set, or a keyword atom (RFC 3501 flag-keyword). */
+const FLAG_RE = /^(\\(Seen|Answered|Flagged|Deleted|Draft)|[^\s(){%*"\\\]\x00-\x1f\x7f]+)$/i;
+export const flag = z.string().regex(FLAG_RE, 'invalid flag: use \\Seen, \\Answered, \\Flagged, \\Deleted, \\Draft or a keyword like $Migrated');
+
+/** A folder template or a SPECIAL-USE role. */
+export const folder = text.superRefine((s, ctx) => {
+  if (s.startsWith('\\')) {
+    if (!specialUseRole(s)) ctx.addIssue({ code: 'custom', message: `unknown SPECIAL-USE role "${s}"; known: ${SPECIAL_USE_ROLES.join(', ')}` });
+    return;
+  }
+  const t = parseTemplate(s);
+  if (!t.ok) ctx.addIssue({ code: 'custom', message: `invalid template: ${t.error}` });
+  else if (s.split('/').some((l) => l.trim() === '')) ctx.addIssue({ code: 'custom', message: "empty folder level; use '/' only between levels" });
+});
+
+const regexSource = text.superRefine((s, ctx) => {
+  try {
+    new RegExp(s);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: `invalid regular expression: ${(e as Error).message}` });
+  }
+});
+
+const patternItem = z.union([
+  text,
+  z.strictObject({ glob: text, case_sensitive: z.boolean().optional() }),
+  z.strictObject({ regex: regexSource, case_sensitive: z.boolean().optional() }),
+]);
+export type PatternItem = z.infer<typeof patternItem>;
+const pattern = z.union([patternItem, z.array(patternItem).min(1)]);
+
+export const match = z.strictObject({
+  from: pattern.optional(),
+  to: pattern.optional(),
+  cc: pattern.optional(),
+  delivered_to: pattern.optional(),
+  x_original_to: pattern.optional(),
+  list_id: pattern.optional(),
+  subject: pattern.optional(),
+  larger_than: size.optional(),
+  smaller_than: size.optional(),
+  before: day.optional(),
+  after: day.optional(),
+  older_than: duration.optional(),
+  newer_than: duration.optional(),
+});
+export type MatchConfig = z.infer<typeof match>;
+
+export const rule = z.strictObject({
+  name: text.optional(),
+  match: match.optional(),
+  folder,
+  flags: z.array(flag).optional(),
+});
+
+/** `status-header`, `older-than: 30d` (or `older-than 30d`), `all`, `none`. */
+export const SEEN_STEP_RE = /^(status-header|all|none|older-than[:\s]\s*(\S+))$/i;
+const seenStep = z.string().superRefine((s, ctx) => {
+  const m = SEEN_STEP_RE.exec(s.trim());
+  if (!m) ctx.addIssue({ code: 'custom', message: `unknown seen step "${s}"; use status-header, older-than: 30d, all or none` });
+  else if (m[2] !== undefined && parseDuration(m[2]) === null) ctx.addIssue({ code: 'custom', message: `invalid duration "${m[2]}" in seen step; write e.g. 30d` });
+});
+
+const seconds = z.union([z.number().int().positive(), duration]);
+
+/** What an account and `defaults` share: how copies look and how they travel. */
+const routingKeys = {
+  folder: folder.optional(),
+  flags: z.array(flag).optional(),
+  arrival_date: z.boolean().optional(),
+  seen: z.array(seenStep).optional(),
+  rules: z.array(rule).optional(),
+  batch_messages: z.number().int().positive().optional(),
+  batch_mb: z.number().int().positive().optional(),
+  timeout: seconds.optional(),
+  reconnect_attempts: z.number().int().min(0).optional(),
+};
+
+const endpointKeys = {
+  url: text.optional(),
+  host: text.optional(),
+  port: z.number().int().min(1).max(65535).optional(),
+  user: text.optional(),
+  tls: z.enum(['implicit', 'starttls', 'none']).optional(),
+  ca_file: text.optional(),
+  insecure: z.boolean().optional(),
+  password_env: text.optional(),
+  password_file: text.optional(),
+  password_command: text.optional(),
+};
+
+function onePassword(v: { password_env?: string | undefined; password_file?: string | undefined; password_command?: string | undefined }, ctx: z.RefinementCtx): void {
+  const given = (['password_env', 'password_file', 'password_command'] as const).filter((k) => v[k] !== undefined);
+  if (given.length > 1) ctx.addIssue({ code: 'custom', path: [given[1]!], message: `give the password one way only, not ${given.join(' and ')}` });
+}
+
+export const source = z.strictObject({ ...endpointKeys, auth: z.enum(['auto', 'user', 'apop', 'plain', 'login']).optional() }).superRefine(onePassword);
+export const destination = z.strictObject(endpointKeys).superRefine(onePassword);
+export type EndpointConfig = z.infer<typeof destination> & { auth?: string | undefined };
+
+export const account = z.strictObject({
+  name: text.optional(),
+  source,
+  destination,
+  journal: text.optional(),
+  ...routingKeys,
+});
+export type AccountConfig = z.infer<typeof account>;
+
+export const defaults = z.strictObject(routingKeys);
+export type DefaultsConfig = z.infer<typeof defaults>;
+
+export const configFile = z
+  .strictObject({
+    defaults: defaults.optional(),
+    accounts: z.array(account).min(1, 'list at least one account'),
+  })
+  .superRefine((c, ctx) => {
+    const names = new Map<string, number>();
+    c.accounts.forEach((a, i) => {
+      if (a.name === undefined) return;
+      if (names.has(a.name)) ctx.addIssue({ code: 'custom', path: ['accounts', i, 'name'], message: `duplicate account name "${a.name}" (also accounts[${names.get(a.name)}])` });
+      else names.set(a.name, i);
+    });
+  });
+export type ConfigFile = z.infer<typeof configFile>;
