@@ -6,11 +6,13 @@
 import { Command, CommanderError } from 'commander';
 import { ExitCode } from '../errors.js';
 import { registerMigrate } from './commands/migrate.js';
+import { registerStatus } from './commands/status.js';
+import { registerSync } from './commands/sync.js';
 import { createContext, type CommandContext } from './context.js';
 import { describeError, EXIT_CODES_HELP } from './exit.js';
 
 /** Each command adds itself to the program; the order is the order in --help. */
-const COMMANDS: Array<(program: Command, ctx: CommandContext) => void> = [registerMigrate];
+const COMMANDS: Array<(program: Command, ctx: CommandContext) => void> = [registerMigrate, registerSync, registerStatus];
 
 export function buildProgram(ctx: CommandContext): Command {
   const program = new Command('popsync')

@@ -41,7 +41,8 @@ export function planCopy(listing: ListedMessage[], rows: ReadonlyMap<string, Jou
       plan.invalid.push({ ...m, reason: 'duplicate-uidl' });
     } else {
       const row = rows.get(m.uidl);
-      if (row?.state === 'done') plan.skip.push({ ...m, reason: 'already-copied' });
+      // A copy exists in every state from 'done' on; 'deleting'/'deleted' rows are no exception.
+      if (row !== undefined && (row.state === 'done' || row.state === 'deleting' || row.state === 'deleted')) plan.skip.push({ ...m, reason: 'already-copied' });
       else plan.copy.push({ ...m, retry: row !== undefined });
     }
   }

@@ -10,6 +10,12 @@
  * Per batch the order is: RETR (pipelined) -> hash -> journal 'appending' with the folder's
  * UIDNEXT (committed) -> APPEND -> journal 'done' with the UID. Memory is bounded by one batch
  * (a byte cap, or one message larger than it), never by the mailbox.
+ *
+ * Before planning, listed messages are matched to journal rows beyond their UIDL
+ * (identity.ts), and rows an aborted deletion left 'deleting' are settled by the listing. With
+ * a deletion policy, the run ends with: identity check (TOP n 0 against the journaled header
+ * hash) -> optional destination check -> rows 'deleting' (committed) -> DELE -> QUIT -> rows
+ * 'deleted' only once QUIT said +OK, since POP3 removes nothing before its UPDATE state.
  */
 import type { ImapSink, FolderStatus, AppendRequest } from '../imap/types.js';
 import type { Journal } from '../journal/journal.js';
@@ -18,9 +24,12 @@ import type { Logger } from '../log.js';
 import type { Pop3Session } from '../pop3/types.js';
 import { PopsyncError, isPopsyncError } from '../errors.js';
 import { parseHeaders, messageIdOf, type HeaderField } from '../mapping/headers.js';
+import { planDeletion, type DeletionCandidate, type DeletionPolicy } from './deletion.js';
+import { headerHash, identify, needsHeaders } from './identity.js';
 import { batchesOf, joinListing, planCopy, type ListedMessage } from './plan.js';
 import { reconcileFolder, sha256Hex } from './reconcile.js';
 import type { MessageFailure, ProgressListener, RunResult } from './types.js';
+import { windowWarnings } from './window.js';
 
 export interface Routing {
   folder: string;
@@ -60,6 +69,11 @@ export interface EngineOptions {
   retry?: Partial<RetryPolicy>;
   signal?: AbortSignal;
   sleep?: (ms: number) => Promise<void>;
+  /** Connect to IMAP only when there is something to do there (sync's cheap no-op run). */
+  lazyDestination?: boolean;
+  /** Remove copied messages from the source; absent: the source is never modified. */
+  deletion?: DeletionPolicy | null;
+  now?: () => Date;
 }
 
 const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 5, baseDelayMs: 1000, maxDelayMs: 30_000 };
@@ -79,6 +93,11 @@ class Run {
   /** Which side the last failed await belonged to, for the reconnect message. */
   private failedSide: 'pop3' | 'imap' = 'pop3';
   private settledThisPass = 0;
+  private uidlSupported = true;
+  /** This pass's listing, each message under its journal key. */
+  private listing: ListedMessage[] = [];
+  private vanished = 0;
+  private readonly now: () => Date;
   readonly result: RunResult;
 
   constructor(private readonly o: EngineOptions) {
@@ -94,9 +113,18 @@ class Run {
       reconciled: 0,
       failed: [],
       reconnects: 0,
-      startedAt: new Date().toISOString(),
+      startedAt: (o.now ?? (() => new Date()))().toISOString(),
       durationMs: 0,
+      newMessages: 0,
+      identity: 'uidl',
+      recognised: 0,
+      reusedUidls: [],
+      deleted: 0,
+      deletionWaiting: 0,
+      deletionRefused: null,
+      warnings: [],
     };
+    this.now = o.now ?? (() => new Date());
   }
 
   private emit: ProgressListener = (e) => this.o.progress?.(e);
@@ -106,6 +134,9 @@ class Run {
     const policy = { ...DEFAULT_RETRY, ...this.o.retry };
     const sleep = this.o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
     let attempt = 0;
+    const runId = this.o.journal.beginRun(this.o.account, this.o.command);
+    const previousRuns = this.o.journal.recentRuns(this.o.account, 5).filter((r) => r.id !== runId && r.finishedAt !== null);
+    let error: unknown = null;
     try {
       for (;;) {
         this.settledThisPass = 0;
@@ -126,12 +157,35 @@ class Run {
       }
       this.emit({ type: 'phase', phase: 'finishing' });
       await this.finish();
+      for (const w of windowWarnings({ listed: this.result.listed, newCount: this.result.newMessages ?? 0, vanished: this.vanished, previous: previousRuns })) this.warn(w);
+    } catch (e) {
+      error = e;
+      throw e;
     } finally {
       await this.dropConnections();
       this.result.failed = [...this.failures.values()];
       this.result.durationMs = Date.now() - started;
+      this.recordRun(runId, error);
     }
     return this.result;
+  }
+
+  private recordRun(id: number, error: unknown): void {
+    const r = this.result;
+    try {
+      this.o.journal.finishRun(id, {
+        listed: r.listed,
+        newCount: r.newMessages ?? null,
+        copied: r.copied + r.reconciled,
+        failed: r.failed.length,
+        deleted: r.deleted ?? 0,
+        result: error !== null ? 'error' : r.failed.length > 0 || r.deletionRefused ? 'partial' : 'ok',
+        error: error === null ? (r.deletionRefused ?? null) : error instanceof Error ? error.message : String(error),
+      });
+    } catch (e) {
+      // The run's own outcome matters more than its record.
+      this.o.logger.warn({ err: String(e) }, 'could not record the run in the journal');
+    }
   }
 
   private async pass(): Promise<void> {
@@ -142,20 +196,20 @@ class Run {
     }
     const source = this.source;
     this.emit({ type: 'phase', phase: 'listing' });
-    const [sizes, uidls] = await this.on('pop3', Promise.all([source.list(), source.uidl()]));
-    const listing = joinListing(sizes, uidls);
+    const listing = await this.on('pop3', this.list(source));
+    if (!this.o.lazyDestination) await this.connectSink();
+    await this.identify(source, listing);
+    this.settleDeleting();
 
-    if (!this.sink) {
-      this.emit({ type: 'phase', phase: 'connect-destination', detail: this.o.destination });
-      this.sink = await this.on('imap', this.o.openSink());
-      this.folders.clear();
+    if (journal.rowsInState(account, 'appending').length > 0) {
+      this.emit({ type: 'phase', phase: 'reconciling' });
+      await this.reconcile(await this.connectSink());
     }
-    this.emit({ type: 'phase', phase: 'reconciling' });
-    await this.reconcile();
 
-    const plan = planCopy(listing, journal.rowsByUidl(account));
+    const plan = planCopy(this.listing, journal.rowsByUidl(account));
     if (this.firstPass) {
       this.firstPass = false;
+      this.result.newMessages = plan.copy.filter((m) => !m.retry).length;
       this.result.listed = listing.length;
       this.result.listedBytes = listing.reduce((a, m) => a + m.size, 0);
       this.result.alreadyCopied = plan.skip.length;
@@ -172,11 +226,89 @@ class Run {
     }
     // A message refused earlier in this run is not retried by a reconnect pass of the same run.
     const todo = plan.copy.filter((m) => !this.failures.has(m.uidl));
+    if (todo.length === 0) return;
+    const sink = await this.connectSink();
     this.emit({ type: 'phase', phase: 'copying' });
     for (const batch of batchesOf(todo, this.o.batchMessages ?? 50, this.o.batchBytes ?? 16 * 1024 * 1024)) {
       if (this.o.signal?.aborted) throw new PopsyncError('interrupted', 'interrupted; the journal is consistent, run again to resume');
-      await this.copyBatch(source, this.sink, batch);
+      await this.copyBatch(source, sink, batch);
     }
+  }
+
+  private async connectSink(): Promise<ImapSink> {
+    if (!this.sink) {
+      this.emit({ type: 'phase', phase: 'connect-destination', detail: this.o.destination });
+      this.sink = await this.on('imap', this.o.openSink());
+      this.folders.clear();
+    }
+    return this.sink;
+  }
+
+  /** LIST and UIDL together; a server without UIDL (-ERR) is not an error, it changes the identity. */
+  private async list(source: Pop3Session): Promise<ListedMessage[]> {
+    const [sizes, uidls] = await Promise.all([
+      source.list(),
+      source.uidl().catch((e: unknown) => {
+        if (isPopsyncError(e) && e.kind === 'server') return null;
+        throw e;
+      }),
+    ]);
+    if (uidls !== null) return joinListing(sizes, uidls);
+    if (this.uidlSupported) {
+      this.uidlSupported = false;
+      this.result.identity = 'header-hash';
+      this.warn('the POP3 server does not support UIDL: messages are identified by a hash of their headers and their size (identical messages by their order), which costs a TOP per message on every run');
+    }
+    return sizes.map((m) => ({ n: m.n, size: m.size, uidl: '' }));
+  }
+
+  /** Matches the listing to journal rows (identity.ts) and writes what that changes. */
+  private async identify(source: Pop3Session, listing: ListedMessage[]): Promise<void> {
+    const { journal, account } = this.o;
+    const rows = journal.rowsByUidl(account);
+    const need = needsHeaders(listing, rows, this.uidlSupported);
+    const hashes = new Map<number, string>();
+    if (need.length > 0) {
+      const tops = await this.on('pop3', Promise.all(need.map((n) => this.topHash(source, n))));
+      need.forEach((n, i) => {
+        const h = tops[i];
+        if (h !== null && h !== undefined) hashes.set(n, h);
+      });
+    }
+    const id = identify(listing, rows, hashes, { uidlSupported: this.uidlSupported, now: this.now() });
+    journal.rekey(account, id.rekeys);
+    journal.setListSizes(account, id.listSizes);
+    journal.markVanished(account, id.vanished);
+    for (const uidl of id.reused) this.o.logger.warn({ account, uidl }, 'the server reused this UIDL for a different message; the old row was moved aside and the new message is copied');
+    if (id.recognised > 0) this.o.logger.info({ account, recognised: id.recognised }, 'messages recognised under new UIDLs');
+    this.result.recognised = (this.result.recognised ?? 0) + id.recognised;
+    this.result.reusedUidls!.push(...id.reused);
+    this.vanished += id.vanished.length;
+    this.listing = id.listing;
+  }
+
+  /** Header hash from TOP n 0; null when the server refuses TOP for this message. */
+  private topHash(source: Pop3Session, n: number): Promise<string | null> {
+    return source.top(n, 0).then(headerHash, (e: unknown) => {
+      if (isPopsyncError(e) && e.kind === 'server') return null;
+      throw e;
+    });
+  }
+
+  /**
+   * Rows an interrupted deletion left 'deleting': still listed means the server removed
+   * nothing (no QUIT +OK), so they are 'done' again; gone means the QUIT did happen.
+   */
+  private settleDeleting(): void {
+    const { journal, account } = this.o;
+    const rows = journal.rowsInState(account, 'deleting');
+    if (rows.length === 0) return;
+    const listed = new Set(this.listing.map((m) => m.uidl));
+    const kept = rows.filter((r) => listed.has(r.uidl)).map((r) => r.uidl);
+    const deleted = rows.filter((r) => !listed.has(r.uidl)).map((r) => r.uidl);
+    journal.settleDeleting(account, { deleted, kept });
+    this.result.deleted! += deleted.length;
+    this.o.logger.info({ account, deleted: deleted.length, kept: kept.length }, 'settled an interrupted deletion');
   }
 
   private async copyBatch(source: Pop3Session, sink: ImapSink, batch: ListedMessage[]): Promise<void> {
@@ -211,6 +343,8 @@ class Run {
           uidl: f.m.uidl,
           size: f.body.length,
           sha256: sha256Hex(f.body),
+          headerHash: headerHash(f.body),
+          listSize: f.m.size,
           messageId: messageIdOf(fields),
           folder: routing.folder,
           destUidValidity: 0n, // set below, once the folder is open
@@ -280,7 +414,7 @@ class Run {
     return st;
   }
 
-  private async reconcile(): Promise<void> {
+  private async reconcile(sink: ImapSink): Promise<void> {
     const { journal, account } = this.o;
     const pending = journal.rowsInState(account, 'appending');
     const byFolder = new Map<string, typeof pending>();
@@ -290,7 +424,6 @@ class Run {
       byFolder.set(r.folder, list);
       list.push(r);
     }
-    const sink = this.sink!;
     for (const [folder, rows] of byFolder) {
       const status = await this.openFolder(sink, folder);
       const stale = rows.find((r) => r.destUidValidity !== null && r.destUidValidity !== status.uidValidity);
@@ -322,10 +455,84 @@ class Run {
   }
 
   private async finish(): Promise<void> {
-    // migrate deletes nothing, so QUIT only ends the session politely.
+    if (this.o.deletion && this.source) {
+      await this.deleteFromSource(this.source, this.o.deletion);
+      return;
+    }
+    // Nothing was deleted, so QUIT only ends the session politely.
     const source = this.source;
     this.source = null;
     if (source) await source.quit().catch((e: unknown) => this.o.logger.debug({ err: String(e) }, 'QUIT failed'));
+  }
+
+  private async deleteFromSource(source: Pop3Session, policy: DeletionPolicy): Promise<void> {
+    const { journal, account } = this.o;
+    const plan = planDeletion(this.listing, journal.rowsByUidl(account), policy, this.now());
+    this.result.deletionWaiting = plan.waiting;
+    this.result.deletionRefused = plan.refused;
+    let due = plan.delete;
+    if (due.length > 0) {
+      due = await this.sameMessages(source, due);
+      if (policy.verify) due = await this.copiesPresent(due);
+    }
+    if (due.length > 0) {
+      journal.markDeleting(account, due.map((c) => c.uidl));
+      const ok = await this.on('pop3', Promise.all(due.map((c) => source.dele(c.n).then(
+        () => true,
+        (e: unknown) => {
+          if (!isPopsyncError(e) || e.kind !== 'server') throw e;
+          this.warn(`UIDL ${c.uidl}: the POP3 server refused to delete it: ${e.message}`);
+          return false;
+        },
+      ))));
+      this.source = null;
+      // Rejects on anything but +OK; the rows stay 'deleting' and the next run settles them.
+      await this.on('pop3', source.quit());
+      journal.settleDeleting(account, { deleted: due.filter((_, i) => ok[i]).map((c) => c.uidl), kept: due.filter((_, i) => !ok[i]).map((c) => c.uidl) });
+      this.result.deleted! += ok.filter(Boolean).length;
+      return;
+    }
+    this.source = null;
+    await source.quit().catch((e: unknown) => this.o.logger.debug({ err: String(e) }, 'QUIT failed'));
+  }
+
+  /** Just before DELE: the message under this number still has the headers that were copied. */
+  private async sameMessages(source: Pop3Session, due: DeletionCandidate[]): Promise<DeletionCandidate[]> {
+    const hashes = await this.on('pop3', Promise.all(due.map((c) => (c.row.headerHash === null ? Promise.resolve(null) : this.topHash(source, c.n)))));
+    return due.filter((c, i) => {
+      if (c.row.headerHash === null || hashes[i] === c.row.headerHash) return true;
+      this.warn(`UIDL ${c.uidl}: not deleted from the source: its headers differ from the copy's (the server may have reused the UIDL)`);
+      return false;
+    });
+  }
+
+  /** --verify-before-delete: the copy is still in the destination, same UID and size. */
+  private async copiesPresent(due: DeletionCandidate[]): Promise<DeletionCandidate[]> {
+    const sink = await this.connectSink();
+    const present = new Map<string, Map<number, number>>();
+    for (const folder of new Set(due.map((c) => c.row.folder).filter((f): f is string => f !== null))) {
+      const status = await this.openFolder(sink, folder);
+      const rows = due.filter((c) => c.row.folder === folder && c.row.destUidValidity === status.uidValidity && c.row.destUid !== null);
+      if (rows.length === 0) continue;
+      const since = Math.min(...rows.map((c) => c.row.destUid!));
+      const list = await this.on('imap', sink.listSince(folder, since));
+      present.set(folder, new Map(list.map((m) => [m.uid, m.size])));
+    }
+    return due.filter((c) => {
+      const size = c.row.folder === null || c.row.destUid === null ? undefined : present.get(c.row.folder)?.get(c.row.destUid);
+      if (size === c.row.size) return true;
+      this.warn(
+        c.row.destUid === null
+          ? `UIDL ${c.uidl}: not deleted from the source: the destination gave its copy no UID, so it cannot be verified`
+          : `UIDL ${c.uidl}: not deleted from the source: its copy (UID ${c.row.destUid} in ${c.row.folder ?? '?'}) is ${size === undefined ? 'missing from' : 'a different size in'} the destination`,
+      );
+      return false;
+    });
+  }
+
+  private warn(text: string): void {
+    this.result.warnings!.push(text);
+    this.o.logger.warn({ account: this.o.account }, text);
   }
 
   private async dropConnections(): Promise<void> {

@@ -30,6 +30,22 @@ export interface RunResult {
   reconnects: number;
   startedAt: string;
   durationMs: number;
+  /** Listed messages the journal had never seen (before any copy). */
+  newMessages?: number;
+  /** How messages were identified: by UIDL, or by header hash when the server has no UIDL. */
+  identity?: 'uidl' | 'header-hash';
+  /** Messages recognised under a new UIDL (the server changed its UIDL scheme): not copied again. */
+  recognised?: number;
+  /** UIDLs the server reused for a different message than the one copied under them. */
+  reusedUidls?: string[];
+  /** Removed from the source by this run (QUIT confirmed). */
+  deleted?: number;
+  /** Copied and listed, kept on the source until --delete-after-days has passed. */
+  deletionWaiting?: number;
+  /** Why deletion was refused this run (--max-delete), or null. */
+  deletionRefused?: string | null;
+  /** Things a human should know that are not failures (no UIDL, windowed source, skipped deletions). */
+  warnings?: string[];
 }
 
 export type Phase = 'connect-source' | 'connect-destination' | 'listing' | 'reconciling' | 'copying' | 'finishing';

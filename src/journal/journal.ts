@@ -16,13 +16,52 @@
  *
  * Every method is synchronous: a state change is durable when the call returns.
  */
+import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
+import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
 import { PopsyncError } from '../errors.js';
 import { afterCommit, beforeCommit, initCrashHook } from './crash-hook.js';
+import { decideLock, processAlive, type LockRecord } from './lock.js';
 import { migrate, readSchemaVersion, SCHEMA_VERSION } from './schema.js';
 import { assertTransition } from './states.js';
 import type { BeginAppend, JournalBinding, JournalCounts, JournalRow, RowState } from './types.js';
+
+/** One run of popsync on one account, as `status` and windowed-source detection read it. */
+export interface RunRecord {
+  id: number;
+  account: string;
+  command: string;
+  startedAt: string;
+  finishedAt: string | null;
+  listed: number | null;
+  /** Messages the listing held that the journal had not seen. */
+  newCount: number | null;
+  copied: number | null;
+  failed: number | null;
+  deleted: number | null;
+  /** 'ok' | 'partial' | 'error'; null while running or when the run was killed. */
+  result: string | null;
+  error: string | null;
+}
+
+/** Everything `status` shows, read without writing. */
+export interface JournalSnapshot {
+  source: string | null;
+  schemaVersion: number;
+  accounts: Array<{ account: string; rows: JournalRow[]; runs: RunRecord[]; lock: LockRecord | null }>;
+}
+
+export interface LockOptions {
+  command: string;
+  /** Tests replace the liveness probe, host name and clock. */
+  isAlive?: (pid: number) => boolean;
+  hostname?: string;
+  pid?: number;
+  staleMs?: number;
+}
+
+export type LockAttempt = { ok: true; token: string; tookOver: (LockRecord & { reason: string }) | null } | { ok: false; holder: LockRecord };
 
 export interface JournalOpenOptions {
   /** Create the file when missing (default true). With false, a missing or empty file is an error. */
@@ -57,6 +96,56 @@ interface MessageRecord {
   date_source: string | null;
   seen_source: string | null;
   folder_rule: string | null;
+  header_hash?: string | null;
+  list_size?: number | null;
+  deleted_at?: string | null;
+  vanished_at?: string | null;
+}
+
+interface LockRow {
+  account: string;
+  pid: number;
+  hostname: string;
+  holder_id: string;
+  command: string;
+  started_at: string;
+  heartbeat_at: string;
+}
+
+interface RunRow {
+  id: number;
+  account: string;
+  command: string;
+  started_at: string;
+  finished_at: string | null;
+  listed: number | null;
+  new_count: number | null;
+  copied: number | null;
+  failed: number | null;
+  deleted: number | null;
+  result: string | null;
+  error: string | null;
+}
+
+function toLock(r: LockRow): LockRecord {
+  return { account: r.account, pid: r.pid, hostname: r.hostname, token: r.holder_id, command: r.command, startedAt: r.started_at, heartbeatAt: r.heartbeat_at };
+}
+
+function toRun(r: RunRow): RunRecord {
+  return {
+    id: r.id,
+    account: r.account,
+    command: r.command,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    listed: r.listed,
+    newCount: r.new_count,
+    copied: r.copied,
+    failed: r.failed,
+    deleted: r.deleted,
+    result: r.result,
+    error: r.error,
+  };
 }
 
 function toRow(r: MessageRecord): JournalRow {
@@ -86,6 +175,10 @@ function toRow(r: MessageRecord): JournalRow {
             seenSource: r.seen_source,
             folderRule: r.folder_rule,
           },
+    headerHash: r.header_hash ?? null,
+    listSize: r.list_size ?? null,
+    deletedAt: r.deleted_at ?? null,
+    vanishedAt: r.vanished_at ?? null,
   };
 }
 
@@ -234,28 +327,48 @@ export class Journal {
       begin: db.prepare(`
         INSERT INTO messages (account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity, dest_uidnext,
                               dest_uid, attempts, last_error, first_seen_at, updated_at, copied_at,
-                              flags, internal_date, date_source, seen_source, folder_rule)
+                              flags, internal_date, date_source, seen_source, folder_rule, header_hash, list_size)
         VALUES (@account, @uidl, 'appending', @size, @sha256, @messageId, @folder, @destUidValidity, @destUidNext,
-                NULL, 1, NULL, @now, @now, NULL, @flags, @internalDate, @dateSource, @seenSource, @folderRule)
+                NULL, 1, NULL, @now, @now, NULL, @flags, @internalDate, @dateSource, @seenSource, @folderRule,
+                @headerHash, @listSize)
         ON CONFLICT (account, uidl) DO UPDATE SET
           state = 'appending', size = excluded.size, sha256 = excluded.sha256, message_id = excluded.message_id,
           folder = excluded.folder, dest_uidvalidity = excluded.dest_uidvalidity, dest_uidnext = excluded.dest_uidnext,
           dest_uid = NULL, attempts = attempts + 1, updated_at = excluded.updated_at,
           flags = excluded.flags, internal_date = excluded.internal_date, date_source = excluded.date_source,
-          seen_source = excluded.seen_source, folder_rule = excluded.folder_rule`),
+          seen_source = excluded.seen_source, folder_rule = excluded.folder_rule,
+          header_hash = excluded.header_hash, list_size = COALESCE(excluded.list_size, list_size)`),
       confirm: db.prepare(`
         UPDATE messages SET state = 'done', dest_uidvalidity = @destUidValidity, dest_uid = @destUid,
                             copied_at = @now, updated_at = @now
         WHERE account = @account AND uidl = @uidl`),
       fail: db.prepare(`UPDATE messages SET state = 'failed', last_error = @error, updated_at = @now WHERE account = @account AND uidl = @uidl`),
       doneUids: db.prepare<[string, string, string], { dest_uid: number }>(
-        `SELECT dest_uid FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ? AND state = 'done' AND dest_uid IS NOT NULL`,
+        `SELECT dest_uid FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ? AND state IN ('done', 'deleting', 'deleted') AND dest_uid IS NOT NULL`,
       ),
       uidOwner: db.prepare<[string, string, string, number], { uidl: string }>(
-        `SELECT uidl FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ? AND dest_uid = ? AND state = 'done'`,
+        `SELECT uidl FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ? AND dest_uid = ? AND state IN ('done', 'deleting', 'deleted')`,
       ),
       folder: db.prepare<[string, string], { uidvalidity: string }>(`SELECT uidvalidity FROM folders WHERE account = ? AND folder = ?`),
       addFolder: db.prepare(`INSERT INTO folders (account, folder, uidvalidity, first_seen_at) VALUES (?, ?, ?, ?)`),
+      setState: db.prepare(`UPDATE messages SET state = @state, updated_at = @now WHERE account = @account AND uidl = @uidl`),
+      setDeleted: db.prepare(`UPDATE messages SET state = 'deleted', deleted_at = @now, updated_at = @now WHERE account = @account AND uidl = @uidl`),
+      setListSize: db.prepare(`UPDATE messages SET list_size = @listSize, vanished_at = NULL WHERE account = @account AND uidl = @uidl`),
+      setVanished: db.prepare(`UPDATE messages SET vanished_at = @now WHERE account = @account AND uidl = @uidl AND vanished_at IS NULL`),
+      rekey: db.prepare(`UPDATE messages SET uidl = @to, updated_at = @now WHERE account = @account AND uidl = @from`),
+      lockGet: db.prepare<[string], LockRow>(`SELECT * FROM locks WHERE account = ?`),
+      lockPut: db.prepare(`
+        INSERT INTO locks (account, pid, hostname, holder_id, command, started_at, heartbeat_at)
+        VALUES (@account, @pid, @hostname, @token, @command, @now, @now)
+        ON CONFLICT (account) DO UPDATE SET pid = excluded.pid, hostname = excluded.hostname, holder_id = excluded.holder_id,
+          command = excluded.command, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at`),
+      lockBeat: db.prepare(`UPDATE locks SET heartbeat_at = @now WHERE account = @account AND holder_id = @token`),
+      lockDrop: db.prepare(`DELETE FROM locks WHERE account = ? AND holder_id = ?`),
+      runBegin: db.prepare(`INSERT INTO runs (account, command, started_at) VALUES (?, ?, ?)`),
+      runEnd: db.prepare(`
+        UPDATE runs SET finished_at = @now, listed = @listed, new_count = @newCount, copied = @copied, failed = @failed,
+          deleted = @deleted, result = @result, error = @error WHERE id = @id`),
+      runsRecent: db.prepare<[string, number], RunRow>(`SELECT * FROM runs WHERE account = ? ORDER BY id DESC LIMIT ?`),
     };
   }
 
@@ -335,6 +448,8 @@ export class Journal {
         dateSource: it.provenance?.dateSource ?? null,
         seenSource: it.provenance?.seenSource ?? null,
         folderRule: it.provenance?.folderRule ?? null,
+        headerHash: it.headerHash ?? null,
+        listSize: it.listSize ?? null,
       };
     });
     this.step('recording messages about to be copied', () => {
@@ -420,8 +535,193 @@ export class Journal {
     });
   }
 
+  /**
+   * Records the LIST size of rows that have none yet (journals from before v3) and clears
+   * vanished_at of rows listed again. One step, and only when there is something to write.
+   */
+  setListSizes(account: string, entries: ReadonlyArray<{ uidl: string; listSize: number }>): void {
+    if (entries.length === 0) return;
+    this.step('recording listed sizes', () => {
+      for (const e of entries) this.sql.setListSize.run({ account, uidl: e.uidl, listSize: e.listSize });
+    });
+  }
+
+  /** Copied messages that left the listing although popsync did not delete them. */
+  markVanished(account: string, uidls: readonly string[]): void {
+    if (uidls.length === 0) return;
+    this.step('recording vanished messages', () => {
+      const now = this.now().toISOString();
+      for (const uidl of uidls) this.sql.setVanished.run({ account, uidl, now });
+    });
+  }
+
+  /**
+   * Gives rows new keys in one step: a message the server now lists under another UIDL, or an
+   * old row moved aside because its UIDL now names a different message. The target key must be
+   * free; the source row keeps its state, copy and history.
+   */
+  rekey(account: string, moves: ReadonlyArray<{ from: string; to: string }>): void {
+    if (moves.length === 0) return;
+    this.step('re-keying messages', () => {
+      const now = this.now().toISOString();
+      for (const m of moves) {
+        if (this.sql.get.get(account, m.from) === undefined) throw new PopsyncError('internal', `rekey: no message ${m.from}`, { account, uidl: m.from });
+        if (this.sql.get.get(account, m.to) !== undefined) throw new PopsyncError('internal', `rekey: ${m.to} is already taken`, { account, uidl: m.to });
+        this.sql.rekey.run({ account, from: m.from, to: m.to, now });
+      }
+    });
+  }
+
+  /** done -> deleting for every row, committed before the first DELE is sent. */
+  markDeleting(account: string, uidls: readonly string[]): void {
+    this.moveAll(account, uidls, 'deleting', 'recording messages about to be deleted');
+  }
+
+  /**
+   * Settles 'deleting' rows: `deleted` ones are gone from the server (QUIT said +OK, or they
+   * are no longer listed), `kept` ones are still there and go back to 'done'. One step.
+   */
+  settleDeleting(account: string, outcome: { deleted: readonly string[]; kept: readonly string[] }): void {
+    if (outcome.deleted.length === 0 && outcome.kept.length === 0) return;
+    this.step('recording deleted messages', () => {
+      const now = this.now().toISOString();
+      for (const uidl of outcome.deleted) {
+        assertTransition(this.sql.get.get(account, uidl)?.state ?? null, 'deleted', { account, uidl });
+        this.sql.setDeleted.run({ account, uidl, now });
+      }
+      for (const uidl of outcome.kept) {
+        assertTransition(this.sql.get.get(account, uidl)?.state ?? null, 'done', { account, uidl });
+        this.sql.setState.run({ account, uidl, state: 'done', now });
+      }
+    });
+  }
+
+  private moveAll(account: string, uidls: readonly string[], to: RowState, doing: string): void {
+    if (uidls.length === 0) return;
+    this.step(doing, () => {
+      const now = this.now().toISOString();
+      for (const uidl of uidls) {
+        assertTransition(this.sql.get.get(account, uidl)?.state ?? null, to, { account, uidl });
+        this.sql.setState.run({ account, uidl, state: to, now });
+      }
+    });
+  }
+
+  /**
+   * Takes the account's run lock, or reports its holder. One IMMEDIATE transaction, so two
+   * processes cannot both see "free". Lock bookkeeping is not a crash-test step: it changes no
+   * message's state, and a killed holder is exactly what takeover handles.
+   */
+  tryLock(account: string, o: LockOptions): LockAttempt {
+    const host = o.hostname ?? hostname();
+    const pid = o.pid ?? process.pid;
+    try {
+      return this.db
+        .transaction((): LockAttempt => {
+          const now = this.now();
+          const existing = this.sql.lockGet.get(account);
+          const held = existing === undefined ? undefined : toLock(existing);
+          const d = decideLock(held, { hostname: host, now, isAlive: o.isAlive ?? processAlive, ...(o.staleMs === undefined ? {} : { staleMs: o.staleMs }) });
+          if (d.action === 'held') return { ok: false, holder: held! };
+          const token = randomBytes(12).toString('hex');
+          this.sql.lockPut.run({ account, pid, hostname: host, token, command: o.command, now: now.toISOString() });
+          return { ok: true, token, tookOver: held === undefined || d.takeover === null ? null : { ...held, reason: d.takeover } };
+        })
+        .immediate();
+    } catch (e) {
+      throw journalError(e, this.path, 'taking the account lock');
+    }
+  }
+
+  /** Refreshes the heartbeat; false when the lock is no longer ours (taken over). */
+  heartbeat(account: string, token: string): boolean {
+    try {
+      return this.sql.lockBeat.run({ account, token, now: this.now().toISOString() }).changes === 1;
+    } catch (e) {
+      throw journalError(e, this.path, 'refreshing the account lock');
+    }
+  }
+
+  releaseLock(account: string, token: string): void {
+    if (!this.db.open) return;
+    try {
+      this.sql.lockDrop.run(account, token);
+    } catch (e) {
+      throw journalError(e, this.path, 'releasing the account lock');
+    }
+  }
+
+  lockHolder(account: string): LockRecord | null {
+    return this.read('reading the account lock', () => {
+      const r = this.sql.lockGet.get(account);
+      return r === undefined ? null : toLock(r);
+    });
+  }
+
+  /** Starts a run record (not a crash-test step: no message changes state). */
+  beginRun(account: string, command: string): number {
+    try {
+      return Number(this.sql.runBegin.run(account, command, this.now().toISOString()).lastInsertRowid);
+    } catch (e) {
+      throw journalError(e, this.path, 'recording a run');
+    }
+  }
+
+  finishRun(
+    id: number,
+    r: { listed: number | null; newCount: number | null; copied: number; failed: number; deleted: number; result: 'ok' | 'partial' | 'error'; error: string | null },
+  ): void {
+    try {
+      this.sql.runEnd.run({ id, now: this.now().toISOString(), ...r, error: r.error === null ? null : r.error.slice(0, MAX_ERROR_CHARS) });
+    } catch (e) {
+      throw journalError(e, this.path, 'recording a run');
+    }
+  }
+
+  /** Newest first. */
+  recentRuns(account: string, limit = 10): RunRecord[] {
+    return this.read('reading runs', () => this.sql.runsRecent.all(account, limit).map(toRun));
+  }
+
   close(): void {
     if (this.db.open) this.db.close();
+  }
+
+  /**
+   * Everything `status` shows, read-only: no file is created, nothing is upgraded, journals of
+   * older versions are read as they are (no runs or locks before v3). No journal: null.
+   */
+  static inspect(path: string): JournalSnapshot | null {
+    if (!existsSync(path)) return null;
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(path, { readonly: true, fileMustExist: true });
+      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      const version = readSchemaVersion(db, path);
+      if (version === 0) return null;
+      if (version > SCHEMA_VERSION) {
+        throw new PopsyncError('journal', `${path} has journal schema version ${version}, but this popsync only knows up to version ${SCHEMA_VERSION}`, {
+          hint: 'a newer popsync wrote this journal; upgrade popsync to read it',
+        });
+      }
+      const conn = db;
+      const source = (conn.prepare(`SELECT value FROM meta WHERE key = 'source'`).get() as { value: string } | undefined)?.value ?? null;
+      const v3 = version >= 3;
+      const names = new Set<string>(
+        (conn.prepare(`SELECT account FROM messages UNION SELECT account FROM ${v3 ? 'runs UNION SELECT account FROM locks' : 'folders'}`).all() as Array<{ account: string }>).map((r) => r.account),
+      );
+      const accounts = [...names].sort().map((account) => ({
+        account,
+        rows: conn.prepare<[string], MessageRecord>(`SELECT * FROM messages WHERE account = ? ORDER BY rowid`).all(account).map(toRow),
+        runs: v3 ? conn.prepare<[string], RunRow>(`SELECT * FROM runs WHERE account = ? ORDER BY id DESC LIMIT 20`).all(account).map(toRun) : [],
+        lock: v3 ? ((r) => (r === undefined ? null : toLock(r)))(conn.prepare<[string], LockRow>(`SELECT * FROM locks WHERE account = ?`).get(account)) : null,
+      }));
+      return { source, schemaVersion: version, accounts };
+    } catch (e) {
+      throw e instanceof PopsyncError ? e : journalError(e, path, 'reading');
+    } finally {
+      db?.close();
+    }
   }
 }
 

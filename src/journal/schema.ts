@@ -78,9 +78,100 @@ ALTER TABLE messages ADD COLUMN seen_source TEXT;
 ALTER TABLE messages ADD COLUMN folder_rule TEXT;
 `;
 
+/**
+ * Version 3: what cron-driven `sync` needs.
+ * - Two more states, 'deleting' and 'deleted'. SQLite cannot change a CHECK constraint in
+ *   place, so the messages table is rebuilt (inside the caller's transaction, rows copied in
+ *   rowid order so "ORDER BY rowid" still means "first seen first").
+ * - header_hash and list_size: the second identity key beside the UIDL (engine/identity.ts).
+ *   Nullable: rows from older journals have neither; list_size is back-filled from the next
+ *   listing, header_hash is only known for messages copied from v3 on.
+ * - deleted_at / vanished_at: when popsync removed a message from the source, and when a copied
+ *   message disappeared from the listing without popsync deleting it (windowed sources).
+ * - A destination UID stays claimed after its source message is deleted, so the unique index
+ *   now covers every state that owns a copy.
+ * - locks: one row per account held by a running process (journal/lock.ts).
+ * - runs: one row per run, for `status` and windowed-source detection.
+ */
+const V3 = `
+CREATE TABLE messages_v3 (
+  account          TEXT    NOT NULL,
+  uidl             TEXT    NOT NULL,
+  state            TEXT    NOT NULL CHECK (state IN ('appending', 'done', 'failed', 'deleting', 'deleted')),
+  size             INTEGER NOT NULL CHECK (size >= 0),
+  sha256           TEXT,
+  message_id       TEXT,
+  folder           TEXT,
+  dest_uidvalidity TEXT,
+  dest_uidnext     INTEGER,
+  dest_uid         INTEGER,
+  attempts         INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+  last_error       TEXT,
+  first_seen_at    TEXT    NOT NULL,
+  updated_at       TEXT    NOT NULL,
+  copied_at        TEXT,
+  flags            TEXT,
+  internal_date    TEXT,
+  date_source      TEXT,
+  seen_source      TEXT,
+  folder_rule      TEXT,
+  header_hash      TEXT,
+  list_size        INTEGER,
+  deleted_at       TEXT,
+  vanished_at      TEXT,
+  PRIMARY KEY (account, uidl)
+);
+
+INSERT INTO messages_v3 (account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity, dest_uidnext, dest_uid,
+                         attempts, last_error, first_seen_at, updated_at, copied_at, flags, internal_date, date_source,
+                         seen_source, folder_rule)
+  SELECT account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity, dest_uidnext, dest_uid,
+         attempts, last_error, first_seen_at, updated_at, copied_at, flags, internal_date, date_source,
+         seen_source, folder_rule
+  FROM messages ORDER BY rowid;
+
+DROP TABLE messages;
+ALTER TABLE messages_v3 RENAME TO messages;
+
+CREATE INDEX messages_by_state ON messages (account, state);
+
+CREATE UNIQUE INDEX messages_done_uid ON messages (account, folder, dest_uidvalidity, dest_uid)
+  WHERE state IN ('done', 'deleting', 'deleted') AND dest_uid IS NOT NULL;
+
+CREATE INDEX messages_by_header ON messages (account, header_hash, list_size) WHERE header_hash IS NOT NULL;
+
+CREATE TABLE locks (
+  account      TEXT    PRIMARY KEY NOT NULL,
+  pid          INTEGER NOT NULL,
+  hostname     TEXT    NOT NULL,
+  holder_id    TEXT    NOT NULL,
+  command      TEXT    NOT NULL,
+  started_at   TEXT    NOT NULL,
+  heartbeat_at TEXT    NOT NULL
+);
+
+CREATE TABLE runs (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  account     TEXT    NOT NULL,
+  command     TEXT    NOT NULL,
+  started_at  TEXT    NOT NULL,
+  finished_at TEXT,
+  listed      INTEGER,
+  new_count   INTEGER,
+  copied      INTEGER,
+  failed      INTEGER,
+  deleted     INTEGER,
+  result      TEXT,
+  error       TEXT
+);
+
+CREATE INDEX runs_by_account ON runs (account, id);
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'messages, folders, meta', sql: V1 },
   { version: 2, description: 'routing provenance per message', sql: V2 },
+  { version: 3, description: 'deletion states, second identity key, locks, runs', sql: V3 },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

@@ -11,8 +11,15 @@
  * - appending -> done:      the server accepted the APPEND, or reconcile found the copy.
  * - appending -> failed:    the destination refused this one message; the run goes on.
  * - failed -> appending:    a later run retries a failed message.
- * Nothing leaves 'done': copying a done message again would make a duplicate, which is the one
- * thing popsync promises never to do.
+ * - done -> deleting:       the intent to DELE is committed before DELE is sent.
+ * - deleting -> deleted:    QUIT answered +OK, so the server really removed it (POP3 removes
+ *                           nothing before the UPDATE state).
+ * - deleting -> done:       the session ended without that +OK (drop, kill, -ERR on DELE) and
+ *                           the message is still listed: nothing was removed, it may be
+ *                           deleted again later.
+ * Nothing goes back to 'appending' once a copy exists (done, deleting, deleted): copying it
+ * again would make a duplicate, which is the one thing popsync promises never to do. 'deleted'
+ * is final.
  */
 import { PopsyncError } from '../errors.js';
 import type { RowState } from './types.js';
@@ -24,7 +31,9 @@ const LEGAL: ReadonlyMap<FromState, ReadonlySet<RowState>> = new Map<FromState, 
   [null, new Set<RowState>(['appending'])],
   ['appending', new Set<RowState>(['appending', 'done', 'failed'])],
   ['failed', new Set<RowState>(['appending'])],
-  ['done', new Set<RowState>()],
+  ['done', new Set<RowState>(['deleting'])],
+  ['deleting', new Set<RowState>(['deleted', 'done'])],
+  ['deleted', new Set<RowState>()],
 ]);
 
 export function isLegalTransition(from: FromState, to: RowState): boolean {

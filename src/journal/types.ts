@@ -6,11 +6,17 @@
  *                          |  |
  *                          +--+ begin again (reconcile found no copy: copy it again)
  *
+ *   done --mark--> deleting --QUIT +OK--> deleted
+ *                     \--still listed next run--> done
+ *
  * 'appending' is written and committed BEFORE the APPEND is sent, with the lower bound of the
  * UID the copy can get (the folder's UIDNEXT). A row still 'appending' at start-up is settled by
  * looking in the destination, never by guessing (engine/reconcile.ts).
  */
-export type RowState = 'appending' | 'done' | 'failed';
+export type RowState = 'appending' | 'done' | 'failed' | 'deleting' | 'deleted';
+
+/** States in which a copy exists in the destination. */
+export const COPIED_STATES: readonly RowState[] = ['done', 'deleting', 'deleted'];
 
 export interface JournalRow {
   account: string;
@@ -32,6 +38,13 @@ export interface JournalRow {
   copiedAt: string | null;
   /** How the copy was made (schema v2); null on rows from older journals. */
   provenance: Provenance | null;
+  /** sha256 of the header block without volatile fields (engine/identity.ts); null before v3. */
+  headerHash: string | null;
+  /** The size the POP3 server's LIST reported, to notice a UIDL reused for another message. */
+  listSize: number | null;
+  deletedAt: string | null;
+  /** When a copied message was first missing from a listing without popsync deleting it. */
+  vanishedAt: string | null;
 }
 
 /** Why a copy went where it went and looks how it looks; recorded with the intent to append. */
@@ -57,6 +70,8 @@ export interface BeginAppend {
   destUidValidity: bigint;
   destUidNext: number;
   provenance?: Provenance;
+  headerHash?: string | null;
+  listSize?: number | null;
 }
 
 /** The source account a journal belongs to: "user@host:port" of the POP3 side. */
@@ -68,4 +83,7 @@ export interface JournalCounts {
   done: number;
   appending: number;
   failed: number;
+  /** Present only when some row is in that state (journals without deletion look as before). */
+  deleting?: number;
+  deleted?: number;
 }

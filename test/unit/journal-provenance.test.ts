@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Journal } from '../../src/journal/journal.js';
-import { MIGRATIONS, migrate, readSchemaVersion } from '../../src/journal/schema.js';
+import { SCHEMA_VERSION, MIGRATIONS, migrate, readSchemaVersion } from '../../src/journal/schema.js';
 
 let dir: string;
 beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'popsync-prov-'))));
@@ -46,7 +46,7 @@ describe('journal provenance (schema v2)', () => {
     expect(j.get('s', 'old')).toMatchObject({ state: 'done', destUid: 1, provenance: null });
     j.close();
     const check = new Database(path, { readonly: true });
-    expect(readSchemaVersion(check, path)).toBe(2);
+    expect(readSchemaVersion(check, path)).toBe(SCHEMA_VERSION);
     check.close();
   });
 });

@@ -3,11 +3,20 @@ import { PopsyncError } from '../../src/errors.js';
 import { assertTransition, isLegalTransition, nextStates, type FromState } from '../../src/journal/states.js';
 import type { RowState } from '../../src/journal/types.js';
 
-const FROM: FromState[] = [null, 'appending', 'done', 'failed'];
-const TO: RowState[] = ['appending', 'done', 'failed'];
+const FROM: FromState[] = [null, 'appending', 'done', 'failed', 'deleting', 'deleted'];
+const TO: RowState[] = ['appending', 'done', 'failed', 'deleting', 'deleted'];
 
 // The diagram in src/journal/types.ts, written out edge by edge.
-const LEGAL = new Set(['null->appending', 'failed->appending', 'appending->appending', 'appending->done', 'appending->failed']);
+const LEGAL = new Set([
+  'null->appending',
+  'failed->appending',
+  'appending->appending',
+  'appending->done',
+  'appending->failed',
+  'done->deleting',
+  'deleting->deleted',
+  'deleting->done',
+]);
 
 describe('journal state transitions', () => {
   for (const from of FROM) {
@@ -37,8 +46,10 @@ describe('journal state transitions', () => {
     }
   }
 
-  it('nothing leaves done (a second copy would be a duplicate)', () => {
-    expect(nextStates('done')).toEqual([]);
+  it('nothing with a copy goes back to appending (a second copy would be a duplicate)', () => {
+    for (const s of ['done', 'deleting', 'deleted'] as const) expect(nextStates(s)).not.toContain('appending');
+    expect(nextStates('done')).toEqual(['deleting']);
+    expect(nextStates('deleted')).toEqual([]);
   });
 
   it('lists the successors of each state', () => {

@@ -8,9 +8,9 @@
  * (so cron sees the worst). An interruption stops them all.
  */
 import type { Command } from 'commander';
+import { withLockedJournal } from '../../engine/lock.js';
 import { runEngine } from '../../engine/run.js';
 import { ExitCode, isPopsyncError } from '../../errors.js';
-import { Journal } from '../../journal/journal.js';
 import { compileRouting, engineRouter } from '../../mapping/rules.js';
 import { resolvingRoles } from '../../mapping/roles.js';
 import { accountJobs, resolveAccount, type AccountJob } from '../account.js';
@@ -23,8 +23,8 @@ async function migrateOne(job: AccountJob, out: CommandOutput, ctx: CommandConte
   const routing = compileRouting(job.routing);
   const sink = resolvingRoles(routing.roles, account.openSink);
   out.logger.debug({ journal: account.journalPath }, 'journal');
-  const journal = Journal.open(account.journalPath, { source: account.sourceKey });
-  try {
+  // The account lock: two overlapping runs on one account must never both copy.
+  await withLockedJournal(account.journalPath, account.sourceKey, { command: 'migrate', logger: out.logger, signal: ctx.signal }, async (journal) => {
     const result = await runEngine({
       command: 'migrate',
       account: account.sourceKey,
@@ -42,9 +42,7 @@ async function migrateOne(job: AccountJob, out: CommandOutput, ctx: CommandConte
       signal: ctx.signal,
     });
     out.finish(result);
-  } finally {
-    journal.close();
-  }
+  });
 }
 
 export function registerMigrate(program: Command, ctx: CommandContext): void {

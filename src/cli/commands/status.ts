@@ -1,0 +1,88 @@
+/**
+ * `popsync status`: what the journal says, per account: copied, pending, failed (with the
+ * reasons), deleted from the source, the last run and the last error, and who holds the lock.
+ * Read-only (Journal.inspect opens the file read-only and upgrades nothing), needs no password
+ * and contacts no server, so it is safe to run while a sync is in progress.
+ */
+import type { Command } from 'commander';
+import { PopsyncError } from '../../errors.js';
+import { Journal, type JournalSnapshot, type RunRecord } from '../../journal/journal.js';
+import type { LockRecord } from '../../journal/lock.js';
+import type { JournalRow } from '../../journal/types.js';
+import { printable } from '../../report/summary.js';
+import { defaultJournalPath, sourceKeyOf } from '../account.js';
+import { resolvePop3Endpoint } from '../endpoints.js';
+import { addAccountOptions, sideFlags } from '../options.js';
+
+export interface AccountStatus {
+  account: string;
+  copied: number;
+  pending: { appending: number; deleting: number };
+  failed: Array<{ uidl: string; error: string | null; attempts: number }>;
+  deleted: number;
+  lastRun: RunRecord | null;
+  lastError: { at: string; error: string } | null;
+  lock: Omit<LockRecord, 'token'> | null;
+}
+
+/** Pure: the snapshot's rows and runs folded into what `status` prints. */
+export function summarise(account: string, rows: readonly JournalRow[], runs: readonly RunRecord[], lock: LockRecord | null): AccountStatus {
+  const count = (...states: string[]) => rows.filter((r) => states.includes(r.state)).length;
+  const errored = runs.find((r) => r.error !== null);
+  let holder: Omit<LockRecord, 'token'> | null = null;
+  if (lock) {
+    const { token: _token, ...rest } = lock;
+    holder = rest;
+  }
+  return {
+    account,
+    copied: count('done', 'deleting', 'deleted'),
+    pending: { appending: count('appending'), deleting: count('deleting') },
+    failed: rows.filter((r) => r.state === 'failed').map((r) => ({ uidl: r.uidl, error: r.lastError, attempts: r.attempts })),
+    deleted: count('deleted'),
+    lastRun: runs[0] ?? null,
+    lastError: errored ? { at: errored.finishedAt ?? errored.startedAt, error: errored.error! } : null,
+    lock: holder,
+  };
+}
+
+export function formatStatus(path: string, s: AccountStatus): string {
+  const lines = [`${printable(s.account)}  (journal ${printable(path)})`];
+  lines.push(`  copied:   ${s.copied}${s.deleted > 0 ? ` (${s.deleted} of them deleted from the source)` : ''}`);
+  lines.push(`  pending:  ${s.pending.appending} being copied, ${s.pending.deleting} being deleted (settled by the next run)`);
+  lines.push(`  failed:   ${s.failed.length}`);
+  for (const f of s.failed) lines.push(`    UIDL ${printable(f.uidl)} (${f.attempts} attempt${f.attempts === 1 ? '' : 's'}): ${printable(f.error ?? 'no reason recorded')}`);
+  const r = s.lastRun;
+  if (r === null) lines.push('  last run: none recorded');
+  else {
+    const outcome = r.result === null ? (s.lock ? 'running' : 'did not finish (killed?)') : r.result;
+    lines.push(
+      `  last run: ${r.startedAt} ${r.command}, ${outcome}` +
+        (r.listed === null ? '' : ` (listed ${r.listed}, new ${r.newCount ?? 0}, copied ${r.copied ?? 0}, failed ${r.failed ?? 0}, deleted ${r.deleted ?? 0})`),
+    );
+  }
+  if (s.lastError) lines.push(`  last error: ${s.lastError.at}: ${printable(s.lastError.error)}`);
+  if (s.lock) lines.push(`  lock:     held by pid ${s.lock.pid} on ${printable(s.lock.hostname)} (${s.lock.command} since ${s.lock.startedAt}, heartbeat ${s.lock.heartbeatAt})`);
+  return lines.join('\n');
+}
+
+export function registerStatus(program: Command): void {
+  const cmd = program.command('status').description('Show what the journal records per account: copied, pending, failed with reasons, deleted, last run, last error. Reads only.');
+  addAccountOptions(cmd);
+  cmd.option('--json', 'print one JSON object on stdout');
+  cmd.action((opts: Record<string, unknown>) => {
+    let path: string;
+    let only: string | null = null;
+    const pop = sideFlags(opts, 'pop');
+    if (pop.url !== undefined || pop.host !== undefined) only = sourceKeyOf(resolvePop3Endpoint(pop));
+    if (typeof opts.journal === 'string') path = opts.journal;
+    else if (only !== null) path = defaultJournalPath(only);
+    else throw new PopsyncError('usage', 'status needs --journal PATH or the source account (--pop URL)');
+
+    const snap: JournalSnapshot | null = Journal.inspect(path);
+    if (snap === null) throw new PopsyncError('journal', `no journal at ${path}`, { hint: 'run a sync first, or check the journal path' });
+    const accounts = snap.accounts.filter((a) => only === null || a.account === only).map((a) => summarise(a.account, a.rows, a.runs, a.lock));
+    if (opts.json === true) process.stdout.write(JSON.stringify({ journal: path, source: snap.source, schemaVersion: snap.schemaVersion, accounts }) + '\n');
+    else process.stdout.write((accounts.length === 0 ? `${printable(path)}: no runs recorded yet` : accounts.map((a) => formatStatus(path, a)).join('\n\n')) + '\n');
+  });
+}

@@ -1,0 +1,187 @@
+/**
+ * `popsync sync`: the cron-grade incremental run. Same engine, options and journal as
+ * `migrate`, with what a job run every few minutes for months needs:
+ * - silence and exit 0 when nothing is new (fetchmail's exit 1 for "no mail" breaks cron);
+ *   one summary line when something happened; one JSON object with --json;
+ * - the account lock (exit 7 when another run holds it, or --wait);
+ * - IMAP is contacted only when there is something to do there, so a no-op run is LIST+UIDL;
+ * - connection failures are "try again later" (75): cron will run it again anyway;
+ * - optional deletion from the source (engine/deletion.ts for the rules).
+ */
+import { InvalidArgumentError, type Command } from 'commander';
+import { now } from '../../engine/clock.js';
+import { parseMaxDelete, type DeletionPolicy } from '../../engine/deletion.js';
+import { withLockedJournal } from '../../engine/lock.js';
+import { runEngine } from '../../engine/run.js';
+import type { ProgressListener, RunResult } from '../../engine/types.js';
+import { ExitCode, PopsyncError, isPopsyncError } from '../../errors.js';
+import { resolvingRoles } from '../../mapping/roles.js';
+import { compileRouting, engineRouter } from '../../mapping/rules.js';
+import { SUMMARY_JSON_VERSION, formatBytes, formatFailure } from '../../report/summary.js';
+import { accountJobs, resolveAccount, type AccountJob } from '../account.js';
+import type { CommandContext } from '../context.js';
+import { describeError } from '../exit.js';
+import {
+  addAccountOptions,
+  addConfigOptions,
+  addOutputOptions,
+  addRoutingOptions,
+  addTransferOptions,
+  outputOptions,
+  type OutputOptions,
+} from '../options.js';
+
+function nonNegative(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${name} must be a number of at least 0`);
+    return n;
+  };
+}
+
+/** --wait, shared by every command that takes the account lock. */
+export function addLockOptions(cmd: Command): Command {
+  return cmd.option('--wait <seconds>', 'when another run holds the account, wait up to this long for it instead of exiting 7', nonNegative('--wait'));
+}
+
+export function addDeletionOptions(cmd: Command): Command {
+  return cmd
+    .option('--delete', 'remove messages from the POP3 server once their copy is confirmed by the IMAP server')
+    .option('--delete-after-days <n>', 'like --delete, but keep each message on the server N days after its first confirmed copy', nonNegative('--delete-after-days'))
+    .option('--max-delete <n|p%>', 'refuse to delete more than N messages (or P% of those listed) in one run; nothing is deleted then (exit 1)', parseMaxDelete)
+    .option('--force', 'delete even beyond --max-delete')
+    .option('--verify-before-delete', 'just before DELE, check that the copy is still in the destination with the same UID and size');
+}
+
+/** The policy from the command line; null: the source is never modified. */
+export function deletionPolicy(o: Record<string, unknown>): DeletionPolicy | null {
+  const days = typeof o.deleteAfterDays === 'number' ? o.deleteAfterDays : null;
+  if (o.delete !== true && days === null) {
+    for (const flag of ['maxDelete', 'force', 'verifyBeforeDelete'] as const) {
+      if (o[flag] !== undefined) throw new PopsyncError('usage', `--${flag.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} only applies with --delete or --delete-after-days`);
+    }
+    return null;
+  }
+  return {
+    afterDays: days ?? 0,
+    maxDelete: (o.maxDelete as DeletionPolicy['maxDelete'] | undefined) ?? null,
+    force: o.force === true,
+    verify: o.verifyBeforeDelete === true,
+  };
+}
+
+/** Something a cron mail should say: a copy, a deletion, a failure, a refusal, a recognition. */
+export function somethingHappened(r: RunResult): boolean {
+  return r.copied + r.reconciled > 0 || (r.deleted ?? 0) > 0 || r.failed.length > 0 || (r.recognised ?? 0) > 0 || (r.reusedUidls?.length ?? 0) > 0 || !!r.deletionRefused;
+}
+
+/** One line, then one line per failure: what cron mails to its owner. */
+export function formatSyncReport(r: RunResult): string {
+  const copied = r.copied + r.reconciled;
+  const parts = [`popsync: ${copied} new message${copied === 1 ? '' : 's'} copied (${formatBytes(r.copiedBytes)}) from ${r.source} to ${r.destination}`];
+  if ((r.deleted ?? 0) > 0) parts.push(`${r.deleted} deleted from the source`);
+  if ((r.recognised ?? 0) > 0) parts.push(`recognised ${r.recognised} message${r.recognised === 1 ? '' : 's'} under new UIDLs`);
+  if ((r.reusedUidls?.length ?? 0) > 0) parts.push(`${r.reusedUidls!.length} reused UIDL${r.reusedUidls!.length === 1 ? '' : 's'} (new messages)`);
+  if (r.failed.length > 0) parts.push(`${r.failed.length} failed`);
+  const lines = [parts.join(', ')];
+  for (const f of r.failed) lines.push(`  ${formatFailure(f)}`);
+  if (r.deletionRefused) lines.push(`popsync: ${r.deletionRefused}`);
+  return lines.join('\n');
+}
+
+/** Progress only once there is something to copy: a no-op run shows nothing, even on a terminal. */
+function gated(listener: ProgressListener): ProgressListener {
+  let open = false;
+  return (e) => {
+    if (e.type === 'plan' && e.toCopy > 0) open = true;
+    if (open) listener(e);
+  };
+}
+
+async function syncOne(job: AccountJob, o: OutputOptions, deletion: DeletionPolicy | null, wait: number | undefined, ctx: CommandContext): Promise<number> {
+  const out = ctx.startOutput({ ...o, progress: o.progress && !o.quiet && process.stderr.isTTY === true });
+  try {
+    const account = await resolveAccount(job.input, { logger: out.logger });
+    const routing = compileRouting(job.routing);
+    const sink = resolvingRoles(routing.roles, account.openSink);
+    const result = await withLockedJournal(
+      account.journalPath,
+      account.sourceKey,
+      { command: 'sync', logger: out.logger, now, signal: ctx.signal, ...(wait === undefined ? {} : { waitSeconds: wait }) },
+      (journal) =>
+        runEngine({
+          command: 'sync',
+          account: account.sourceKey,
+          sourceDisplay: account.pop.display,
+          destination: account.imap.display,
+          journal,
+          openSource: account.openSource,
+          openSink: sink.openSink,
+          route: engineRouter(routing, { roles: sink.roles }),
+          logger: out.logger,
+          batchMessages: job.batchMessages,
+          batchBytes: job.batchBytes,
+          retry: { maxAttempts: job.reconnectAttempts },
+          progress: gated(out.progress),
+          signal: ctx.signal,
+          lazyDestination: true,
+          deletion,
+          now,
+        }),
+    ).catch((e: unknown) => {
+      // Cron runs sync again in a few minutes: an unreachable server is "later", not "broken".
+      // TLS and certificate failures keep their own kind (exit 4): waiting does not fix them.
+      if (isPopsyncError(e) && e.kind === 'connection') {
+        throw new PopsyncError('temporary', e.message, { ...e.context, hint: e.context.hint ?? 'the next run will try again' }, { cause: e.cause ?? e });
+      }
+      throw e;
+    });
+    out.stop();
+    const happened = somethingHappened(result);
+    if (o.json) process.stdout.write(JSON.stringify({ version: SUMMARY_JSON_VERSION, ...result }) + '\n');
+    else if (happened ? !o.quiet || result.failed.length > 0 || !!result.deletionRefused : o.verbose) {
+      process.stdout.write(
+        happened ? formatSyncReport(result) + '\n' : `popsync: nothing new on ${result.source} (${result.listed} listed, ${result.alreadyCopied} already copied)\n`,
+      );
+    }
+    return result.failed.length > 0 || result.deletionRefused ? ExitCode.partial : ExitCode.ok;
+  } finally {
+    out.stop();
+  }
+}
+
+export function registerSync(program: Command, ctx: CommandContext): void {
+  const cmd = program
+    .command('sync')
+    .description('Copy the messages the journal has not seen yet (for cron and timers): silent when there is nothing new, one line when there is.');
+  addConfigOptions(cmd);
+  addAccountOptions(cmd);
+  addRoutingOptions(cmd);
+  addTransferOptions(cmd);
+  addOutputOptions(cmd);
+  addLockOptions(cmd);
+  addDeletionOptions(cmd);
+  cmd.addHelpText(
+    'after',
+    `\nExample (crontab, every 5 minutes):\n  */5 * * * * popsync sync --pop pop3s://alice@pop.example.net --imap imaps://alice@imap.example.net \\\n    --pop-password-file ~/.popsync/pop --imap-password-file ~/.popsync/imap --quiet --log-file ~/.popsync/alice.log`,
+  );
+  cmd.action(async (opts: Record<string, unknown>, command: Command) => {
+    const o = outputOptions(opts);
+    const deletion = deletionPolicy(opts);
+    const wait = typeof opts.wait === 'number' ? opts.wait : undefined;
+    const jobs = accountJobs(opts, command);
+    let worst: number = ExitCode.ok;
+    for (const job of jobs) {
+      try {
+        worst = Math.max(worst, await syncOne(job, o, deletion, wait, ctx));
+      } catch (e) {
+        // One account alone reports through main.ts; with several, the others still run.
+        if (jobs.length === 1 || (isPopsyncError(e) && e.kind === 'interrupted')) throw e;
+        const { code, message } = describeError(e);
+        process.stderr.write(`popsync: account ${job.input.name ?? job.input.pop.user ?? 'account'}:\n${message}`);
+        worst = Math.max(worst, code);
+      }
+    }
+    process.exitCode = worst;
+  });
+}

@@ -1,0 +1,203 @@
+/**
+ * Which journal row a listed POP3 message is. The UIDL is the primary key, but servers break
+ * it in three ways, and each is handled here as a pure function of the listing, the journal and
+ * the header hashes of the few messages worth a `TOP n 0`:
+ *
+ * 1. UIDL reuse: a known UIDL now names a different message (some servers recycle UIDLs after
+ *    a message is deleted). A LIST size that differs from the one journaled is the cheap hint;
+ *    then the header hash decides. A different message gets the UIDL, and the old row is moved
+ *    aside under `<uidl> reused <time>`: a space cannot occur in a real UIDL (RFC 1939: 0x21 to
+ *    0x7E), so the renamed key never collides, and the old row keeps its copy and history (its
+ *    destination UID stays claimed, `status` still counts it).
+ * 2. A changed UIDL scheme (server upgrade or move): unknown UIDLs whose header hash and LIST
+ *    size equal those of a copied row that is no longer listed are that row under a new name;
+ *    the row is re-keyed, nothing is copied again.
+ * 3. No UIDL at all (UIDL answers -ERR): the header hash and LIST size are the identity, with an
+ *    occurrence number telling exact duplicates apart: `header:<sha256>:<size>#<k>`.
+ *
+ * The header hash follows Dovecot's pop3-migration: sha256 of the header block with volatile
+ * fields removed, the ones that POP servers and local delivery agents add or rewrite.
+ */
+import { createHash } from 'node:crypto';
+import type { JournalRow } from '../journal/types.js';
+import { headerBlockEnd } from '../mapping/headers.js';
+import type { ListedMessage } from './plan.js';
+
+export const VOLATILE_HEADERS: ReadonlySet<string> = new Set([
+  'status',
+  'x-status',
+  'x-uid',
+  'x-uidl',
+  'x-keywords',
+  'x-imap',
+  'x-imapbase',
+  'content-length',
+  'return-path',
+  'lines',
+]);
+
+/**
+ * sha256 (hex) of the header block of `message` (a whole message or a TOP n 0 answer) with
+ * volatile fields removed. Fields are unfolded and line ends normalised, so a server that
+ * refolds or turns CRLF into LF does not change the identity; names compare case-insensitively.
+ */
+export function headerHash(message: Buffer): string {
+  const block = message.subarray(0, headerBlockEnd(message)).toString('latin1');
+  const fields: string[] = [];
+  for (const line of block.split(/\r?\n/)) {
+    if (line === '') break;
+    if ((line.startsWith(' ') || line.startsWith('\t')) && fields.length > 0) {
+      fields[fields.length - 1] += line;
+      continue;
+    }
+    fields.push(line);
+  }
+  const h = createHash('sha256');
+  for (const f of fields) {
+    const colon = f.indexOf(':');
+    const name = (colon > 0 ? f.slice(0, colon) : f).trim().toLowerCase();
+    if (colon > 0 && VOLATILE_HEADERS.has(name)) continue;
+    h.update(colon > 0 ? `${name}:${f.slice(colon + 1).trimEnd()}\n` : `${f.trimEnd()}\n`, 'latin1');
+  }
+  return h.digest('hex');
+}
+
+const COPIED = new Set(['done', 'deleting', 'deleted']);
+
+export const isMovedAside = (key: string): boolean => key.includes(' ');
+
+export function headerKey(hash: string, listSize: number, occurrence: number): string {
+  return `header:${hash}:${listSize}#${occurrence}`;
+}
+
+/** Copied rows whose key the listing does not hold (deleted ones are gone from the server). */
+function orphans(listed: ReadonlySet<string>, rows: ReadonlyMap<string, JournalRow>): JournalRow[] {
+  return [...rows.values()].filter((r) => (r.state === 'done' || r.state === 'deleting') && r.headerHash !== null && !listed.has(r.uidl));
+}
+
+/**
+ * Message numbers that need `TOP n 0` before the listing can be trusted. With a UIDL: known
+ * UIDLs whose LIST size changed, and unknown UIDLs only while some copied row has gone missing
+ * (otherwise no row could be theirs). Without UIDL: every message.
+ */
+export function needsHeaders(listing: readonly ListedMessage[], rows: ReadonlyMap<string, JournalRow>, uidlSupported: boolean): number[] {
+  if (!uidlSupported) return listing.map((m) => m.n);
+  const listed = new Set(listing.map((m) => m.uidl));
+  const anyOrphan = orphans(listed, rows).length > 0;
+  const out: number[] = [];
+  for (const m of listing) {
+    const row = rows.get(m.uidl);
+    if (row === undefined) {
+      if (anyOrphan) out.push(m.n);
+    } else if (COPIED.has(row.state) && row.listSize !== null && row.listSize !== m.size) {
+      out.push(m.n);
+    }
+  }
+  return out;
+}
+
+export interface Identification {
+  /** The listing with each message's journal key in `uidl`. */
+  listing: ListedMessage[];
+  /** Applied in order, in one journal step. */
+  rekeys: Array<{ from: string; to: string }>;
+  /** Messages recognised under a new UIDL (scheme change): not copied again. */
+  recognised: number;
+  /** UIDLs now naming a different message than the one copied under them. */
+  reused: string[];
+  /** Rows whose list_size is missing or outdated, or whose vanished mark is to be cleared. */
+  listSizes: Array<{ uidl: string; listSize: number }>;
+  /** Copied rows missing from the listing for the first time, not deleted by popsync. */
+  vanished: string[];
+}
+
+/**
+ * `hashes` holds the header hash of every message `needsHeaders` asked for (a message whose
+ * TOP failed is simply absent: it is then trusted by UIDL, or, without UIDL, left unidentified
+ * with an empty key, which the planner reports and never copies).
+ */
+export function identify(
+  listing: readonly ListedMessage[],
+  rows: ReadonlyMap<string, JournalRow>,
+  hashes: ReadonlyMap<number, string>,
+  o: { uidlSupported: boolean; now: Date },
+): Identification {
+  const out: Identification = { listing: [], rekeys: [], recognised: 0, reused: [], listSizes: [], vanished: [] };
+  if (!o.uidlSupported) return identifyByHeaders(listing, rows, hashes, out);
+
+  const listed = new Set(listing.map((m) => m.uidl));
+  const pool = orphans(listed, rows).map((r) => ({ key: r.uidl, hash: r.headerHash!, size: r.listSize }));
+  const stamp = o.now.toISOString();
+  for (const m of listing) {
+    const row = rows.get(m.uidl);
+    const hash = hashes.get(m.n);
+    if (row !== undefined && COPIED.has(row.state) && row.listSize !== null && row.listSize !== m.size && hash !== undefined) {
+      if (row.headerHash !== null && row.headerHash !== hash) {
+        const aside = `${m.uidl} reused ${stamp}`;
+        out.rekeys.push({ from: m.uidl, to: aside });
+        out.reused.push(m.uidl);
+        // The moved row may be the message a new UIDL names now (UIDLs shuffled).
+        pool.push({ key: aside, hash: row.headerHash, size: row.listSize });
+      } else {
+        out.listSizes.push({ uidl: m.uidl, listSize: m.size });
+      }
+    } else if (row !== undefined && (row.listSize === null || row.vanishedAt !== null)) {
+      out.listSizes.push({ uidl: m.uidl, listSize: m.size });
+    }
+  }
+  const movedAside = new Set(out.reused);
+  for (const m of listing) {
+    if (rows.has(m.uidl) && !movedAside.has(m.uidl)) continue;
+    const hash = hashes.get(m.n);
+    if (hash === undefined) continue;
+    const i = pool.findIndex((p) => p.hash === hash && (p.size === null || p.size === m.size));
+    if (i < 0) continue;
+    const [match] = pool.splice(i, 1);
+    out.rekeys.push({ from: match!.key, to: m.uidl });
+    out.recognised++;
+  }
+  out.listing = listing.map((m) => ({ ...m }));
+  const adopted = new Set(out.rekeys.map((r) => r.from));
+  for (const r of rows.values()) {
+    if (r.state === 'done' && r.vanishedAt === null && !listed.has(r.uidl) && !adopted.has(r.uidl) && !isMovedAside(r.uidl)) out.vanished.push(r.uidl);
+  }
+  return out;
+}
+
+function identifyByHeaders(
+  listing: readonly ListedMessage[],
+  rows: ReadonlyMap<string, JournalRow>,
+  hashes: ReadonlyMap<number, string>,
+  out: Identification,
+): Identification {
+  // Per (hash, size): the live rows in occurrence order, and the highest occurrence ever used.
+  const groups = new Map<string, { live: string[]; max: number }>();
+  for (const r of rows.values()) {
+    const m = /^(header:[0-9a-f]{64}:\d+)#(\d+)$/.exec(r.uidl);
+    if (!m) continue;
+    const g = groups.get(m[1]!) ?? { live: [], max: 0 };
+    groups.set(m[1]!, g);
+    g.max = Math.max(g.max, Number(m[2]));
+    if (r.state !== 'deleted') g.live.push(r.uidl);
+  }
+  for (const g of groups.values()) g.live.sort((a, b) => Number(a.split('#')[1]) - Number(b.split('#')[1]));
+  const used = new Set<string>();
+  for (const m of listing) {
+    const hash = hashes.get(m.n);
+    if (hash === undefined) {
+      out.listing.push({ ...m, uidl: '' });
+      continue;
+    }
+    const prefix = `header:${hash}:${m.size}`;
+    const g = groups.get(prefix) ?? { live: [], max: 0 };
+    groups.set(prefix, g);
+    let key = g.live.shift();
+    if (key === undefined) key = headerKey(hash, m.size, ++g.max);
+    used.add(key);
+    out.listing.push({ ...m, uidl: key });
+  }
+  for (const r of rows.values()) {
+    if (r.state === 'done' && r.vanishedAt === null && r.uidl.startsWith('header:') && !used.has(r.uidl)) out.vanished.push(r.uidl);
+  }
+  return out;
+}
