@@ -118,6 +118,9 @@ class ImapWriter implements ImapSink {
     socketTimeout: number,
   ) {
     this.capabilities = new Set(client.capabilities.keys());
+    // imapflow keeps APPENDLIMIT's value apart from its name; plans need the number.
+    const limit = client.capabilities.get('APPENDLIMIT');
+    if (typeof limit === 'number' && limit > 0) (this.capabilities as Set<string>).add(`APPENDLIMIT=${limit}`);
     client.on('error', (err: unknown) => {
       this.markDead(mapCommandError(err, 'session', undefined, this.secret));
     });

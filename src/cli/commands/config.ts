@@ -1,0 +1,93 @@
+/**
+ * `popsync config check FILE`: validate a config and show what it resolves to, without
+ * connecting anywhere and without reading any secret. Password sources are described, never
+ * used: an environment variable is reported as set or not, a file as readable or not, a
+ * command by its text (it is not run).
+ */
+import { accessSync, constants } from 'node:fs';
+import type { Command } from 'commander';
+import { loadConfigFile } from '../../config/load.js';
+import { configuredAccounts, type ConfiguredAccount } from '../../config/resolve.js';
+import { compileRouting, type PatternSpec, type RuleSpec } from '../../mapping/rules.js';
+import { stepName } from '../../mapping/seen.js';
+import type { SideFlags } from '../account.js';
+import { resolveImapEndpoint, resolvePop3Endpoint } from '../endpoints.js';
+import { PopsyncError, isPopsyncError } from '../../errors.js';
+
+export function describePassword(f: SideFlags, env: NodeJS.ProcessEnv = process.env): string {
+  if (f.passwordEnv !== undefined) return `password_env: ${f.passwordEnv} (${env[f.passwordEnv] ? 'set' : 'NOT SET'})`;
+  if (f.passwordFile !== undefined) {
+    let readable = true;
+    try {
+      accessSync(f.passwordFile, constants.R_OK);
+    } catch {
+      readable = false;
+    }
+    return `password_file: ${f.passwordFile} (${readable ? 'readable' : 'NOT READABLE'})`;
+  }
+  if (f.passwordCommand !== undefined) return `password_command: ${f.passwordCommand} (not run by check)`;
+  return 'password: none given (popsync asks on a terminal)';
+}
+
+function pattern(p: PatternSpec): string {
+  return `${p.kind === 'regex' ? `/${p.source}/` : p.source}${p.caseSensitive ? ' (case-sensitive)' : ''}`;
+}
+
+function describeRule(r: RuleSpec): string {
+  const m = r.match;
+  const conds = [
+    ...m.headers.map((h) => `${h.header} ~ ${h.patterns.map(pattern).join(' | ')}`),
+    ...(m.largerThan !== undefined ? [`size > ${m.largerThan} B`] : []),
+    ...(m.smallerThan !== undefined ? [`size < ${m.smallerThan} B`] : []),
+    ...(m.before ? [`arrived before ${m.before.toISOString()}`] : []),
+    ...(m.after ? [`arrived at/after ${m.after.toISOString()}`] : []),
+    ...(m.olderThanMs !== undefined ? [`older than ${m.olderThanMs / 86_400_000} d`] : []),
+    ...(m.newerThanMs !== undefined ? [`newer than ${m.newerThanMs / 86_400_000} d`] : []),
+  ];
+  return `${r.name}: ${conds.length ? conds.join(' and ') : 'every message'} -> ${r.folder}${r.flags.length ? ` +${r.flags.join(' +')}` : ''}`;
+}
+
+function endpoint(side: 'pop3' | 'imap', f: SideFlags): string {
+  try {
+    const e = side === 'pop3' ? resolvePop3Endpoint(f) : resolveImapEndpoint(f);
+    return `${e.display} (tls ${e.tls}${e.rejectUnauthorized === false ? ', certificate NOT verified' : ''})`;
+  } catch (err) {
+    // Same rules as a real run, reported here instead of at connect time.
+    throw isPopsyncError(err) ? new PopsyncError('config', err.message, err.context) : err;
+  }
+}
+
+export function describeAccount(a: ConfiguredAccount, env: NodeJS.ProcessEnv = process.env): string {
+  compileRouting(a.routing);
+  const r = a.routing;
+  const lines = [
+    `account ${a.name ?? `#${a.index + 1}`}`,
+    `  source:       ${endpoint('pop3', a.pop)}`,
+    `                ${describePassword(a.pop, env)}${a.pop.caFile ? `; ca_file ${a.pop.caFile}` : ''}`,
+    `  destination:  ${endpoint('imap', a.imap)}`,
+    `                ${describePassword(a.imap, env)}${a.imap.caFile ? `; ca_file ${a.imap.caFile}` : ''}`,
+    `  journal:      ${a.journal ?? '(default: ~/.local/state/popsync/<user@host>.sqlite)'}`,
+    `  transfer:     batch ${a.batchMessages} messages / ${a.batchMb} MB, timeout ${a.timeoutSeconds} s, ${a.reconnectAttempts} reconnect attempts`,
+    `  arrival date: ${r.arrivalDate ? 'Received:, else Date:, else copy time' : 'copy time (arrival_date: false)'}`,
+    `  seen policy:  ${r.seen.length ? r.seen.map(stepName).join(' -> ') : '(none: copies arrive unread)'}`,
+    `  flags:        ${r.flags.length ? r.flags.join(' ') : '(none)'}`,
+    `  rules:        ${r.rules.length ? '' : '(none)'}`,
+    ...r.rules.map((x, i) => `    ${i + 1}. ${describeRule(x)}`),
+    `  default:      ${r.defaultFolder}`,
+  ];
+  return lines.join('\n');
+}
+
+export function registerConfig(program: Command): void {
+  const config = program.command('config').description('Work with popsync.yml configuration files.');
+  config
+    .command('check')
+    .description('Validate a config file and print what it resolves to (secrets masked). Connects to nothing.')
+    .argument('<file>', 'the YAML config file')
+    .action((file: string) => {
+      const loaded = loadConfigFile(file);
+      const accounts = configuredAccounts(loaded);
+      const text = accounts.map((a) => describeAccount(a)).join('\n\n');
+      process.stdout.write(`${loaded.path}: OK, ${accounts.length} account${accounts.length === 1 ? '' : 's'}\n\n${text}\n`);
+    });
+}

@@ -1,0 +1,191 @@
+/**
+ * `popsync plan`: the dry run. Takes the same options as migrate (or a config file), asks the
+ * source only UIDL, LIST and `TOP n 0` (headers, never bodies), reads the journal without
+ * writing it (Journal.peek), and asks the destination only what exists (LOGIN, capabilities,
+ * LIST/STATUS, SPECIAL-USE). The routing is the one migrate compiles from the same options, so
+ * the plan says what the run will do. Decisions live in mapping/plan-report.ts; this file
+ * gathers inputs and prints.
+ */
+import { renameSync, writeFileSync } from 'node:fs';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { joinListing, planCopy } from '../../engine/plan.js';
+import { PopsyncError, isPopsyncError } from '../../errors.js';
+import type { ImapSink } from '../../imap/types.js';
+import { Journal } from '../../journal/journal.js';
+import type { Logger } from '../../log.js';
+import { decodedHeader } from '../../mapping/decode.js';
+import { messageIdOf, parseHeaders } from '../../mapping/headers.js';
+import { appendLimitOf, buildPlanReport, type RoutedMessage } from '../../mapping/plan-report.js';
+import { resolveRoles } from '../../mapping/roles.js';
+import { compileRouting } from '../../mapping/rules.js';
+import type { Pop3Session } from '../../pop3/types.js';
+import type { PlanReport } from '../../report/plan-types.js';
+import { accountJobs, resolveAccount, type AccountJob } from '../account.js';
+import type { CommandContext } from '../context.js';
+import { addAccountOptions, addConfigOptions, addRoutingOptions, addTransferOptions, outputOptions } from '../options.js';
+
+export const PLAN_FORMATS = ['table', 'json', 'csv', 'markdown', 'html'] as const;
+type Format = (typeof PLAN_FORMATS)[number];
+
+/** TOP commands in flight at once: pipelined, but bounded so 20,000 headers never sit in memory together with their promises. */
+const TOP_CHUNK = 500;
+/** Stated in the report when no --rate is given; a modest broadband upload. */
+const DEFAULT_RATE_MB = 1;
+
+function rateOption(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('--rate must be a number of megabytes per second above 0');
+  return n;
+}
+
+function render(report: PlanReport, _format: Format): string {
+  // Until the renderer registry (report/plan-render.ts) is in, every format prints the JSON report.
+  return `${JSON.stringify(report, null, 2)}\n`;
+}
+
+/** Written next to the target and renamed over it, so a reader never sees half a report. */
+export function writeAtomically(path: string, text: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, text, { mode: 0o644 });
+    renameSync(tmp, path);
+  } catch (e) {
+    throw new PopsyncError('usage', `cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+}
+
+async function topAll(source: Pop3Session, ns: number[], logger: Logger): Promise<Map<number, Buffer | { error: string }>> {
+  const out = new Map<number, Buffer | { error: string }>();
+  for (let i = 0; i < ns.length; i += TOP_CHUNK) {
+    const chunk = ns.slice(i, i + TOP_CHUNK);
+    // The POP3 client pipelines when the server advertises PIPELINING: one burst per chunk.
+    const got = await Promise.all(
+      chunk.map((n) =>
+        source.top(n, 0).then(
+          (b): Buffer | { error: string } => b,
+          (e: unknown) => {
+            // -ERR for one message (deleted meanwhile, TOP refused) fails that message only.
+            if (isPopsyncError(e) && e.kind === 'server') return { error: `the POP3 server refused TOP: ${e.message}` };
+            throw e;
+          },
+        ),
+      ),
+    );
+    chunk.forEach((n, k) => out.set(n, got[k]!));
+    logger.debug({ done: Math.min(i + TOP_CHUNK, ns.length), of: ns.length }, 'TOP');
+  }
+  return out;
+}
+
+export async function planAccount(job: AccountJob, o: { logger: Logger; rateMBps?: number; now?: () => Date }): Promise<PlanReport> {
+  const now = o.now ?? (() => new Date());
+  const account = await resolveAccount(job.input, { logger: o.logger, createJournalDir: false });
+  const routing = compileRouting(job.routing);
+  const rows = Journal.peek(account.journalPath, { source: account.sourceKey }, account.sourceKey) ?? new Map();
+  let sink: ImapSink | null = null;
+  let source: Pop3Session | null = null;
+  try {
+    sink = await account.openSink();
+    const roles = await resolveRoles(sink, routing.roles);
+    const appendLimit = appendLimitOf(sink.capabilities);
+    source = await account.openSource();
+    const [sizes, uidls] = await Promise.all([source.list(), source.uidl()]);
+    const listing = joinListing(sizes, uidls);
+    const plan = planCopy(listing, rows);
+    const wanted = [...plan.copy, ...plan.invalid].sort((a, b) => a.n - b.n);
+    const started = Date.now();
+    const headers = await topAll(source, wanted.map((m) => m.n), o.logger);
+    o.logger.info({ messages: wanted.length, ms: Date.now() - started }, 'read headers with TOP n 0');
+    await source.quit().catch(() => undefined);
+    source = null;
+
+    const routed = new Map<number, RoutedMessage | { error: string }>();
+    const at = now();
+    for (const m of wanted) {
+      const h = headers.get(m.n)!;
+      if (!Buffer.isBuffer(h)) {
+        routed.set(m.n, h);
+        continue;
+      }
+      const fields = parseHeaders(h);
+      routed.set(m.n, {
+        routing: routing.route({ fields, size: m.size }, { now: at, roles }),
+        subject: decodedHeader(fields, 'subject'),
+        from: decodedHeader(fields, 'from'),
+        messageId: messageIdOf(fields),
+      });
+    }
+    const folders = new Set<string>();
+    for (const r of routed.values()) if (!('error' in r)) folders.add(r.routing.folder);
+    for (const m of plan.skip) {
+      const f = rows.get(m.uidl)?.folder;
+      if (f) folders.add(f);
+    }
+    const existing = new Set<string>();
+    for (const f of folders) {
+      try {
+        await sink.status(f);
+        existing.add(f);
+      } catch (e) {
+        // STATUS on a missing folder is the answer "would be created", not a failure.
+        if (!(isPopsyncError(e) && e.kind === 'server')) throw e;
+      }
+    }
+    const rate = o.rateMBps !== undefined
+      ? { bytesPerSecond: o.rateMBps * 1024 * 1024, basis: `--rate ${o.rateMBps} MB/s` }
+      : { bytesPerSecond: DEFAULT_RATE_MB * 1024 * 1024, basis: `assumed ${DEFAULT_RATE_MB} MB/s (no --rate given; measure with a small migrate run)` };
+    return buildPlanReport({
+      source: account.pop.display,
+      destination: account.imap.display,
+      generatedAt: at,
+      listing,
+      plan,
+      rows,
+      routed,
+      existingFolders: existing,
+      appendLimit,
+      rate,
+    });
+  } finally {
+    source?.destroy();
+    await sink?.close().catch(() => undefined);
+  }
+}
+
+export function registerPlan(program: Command, ctx: CommandContext): void {
+  const cmd = program
+    .command('plan')
+    .description('Dry run: show where every message would go, with which flags and date, and what would fail. Reads headers only (TOP n 0); writes nothing.');
+  addConfigOptions(cmd);
+  addAccountOptions(cmd);
+  addRoutingOptions(cmd);
+  addTransferOptions(cmd);
+  cmd
+    .addOption(new Option('--format <format>', 'output format').choices([...PLAN_FORMATS]).default('table'))
+    .option('--output <file>', 'write the report to this file instead of stdout (required for html)')
+    .option('--rate <MBps>', 'transfer rate in megabytes per second for the time estimate', rateOption)
+    .option('-v, --verbose', 'log protocol steps to stderr (passwords are never logged)')
+    .option('--log-file <path>', 'also write a JSON-lines debug log to this file (mode 0600)');
+  cmd.action(async (opts: Record<string, unknown>, command: Command) => {
+    const format = opts.format as Format;
+    const output = typeof opts.output === 'string' ? opts.output : undefined;
+    if (format === 'html' && output === undefined) throw new PopsyncError('usage', '--format html needs --output FILE');
+    const jobs = accountJobs(opts, command);
+    if (jobs.length > 1 && format !== 'table' && format !== 'markdown') {
+      throw new PopsyncError('usage', `--format ${format} holds one account's plan; the config has ${jobs.length}`, { hint: 'pick one with --account NAME' });
+    }
+    const out = ctx.startOutput({ ...outputOptions(opts), progress: false, json: false });
+    try {
+      const texts: string[] = [];
+      for (const job of jobs) {
+        const report = await planAccount(job, { logger: out.logger, ...(typeof opts.rate === 'number' ? { rateMBps: opts.rate } : {}) });
+        texts.push(render(report, format));
+      }
+      const text = texts.join('\n');
+      if (output !== undefined) writeAtomically(output, text);
+      else process.stdout.write(text);
+    } finally {
+      out.stop();
+    }
+  });
+}

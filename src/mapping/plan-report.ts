@@ -1,0 +1,142 @@
+/**
+ * The dry-run report as a pure function: what the POP3 server lists, what the journal holds,
+ * how the router (the same one `migrate` uses) routes each message from its headers, which
+ * folders exist, and the server's APPENDLIMIT, in; a PlanReport out. No I/O, so every rule of
+ * the report is a unit test; `popsync plan` only gathers the inputs.
+ *
+ * Counting conventions: `new`/`newBytes` of a folder and `totals.newBytes` cover everything the
+ * next run would copy (new and retried messages); `totals.new` counts only never-tried ones,
+ * `totals.retry` the others. Seen and date sources are tallied over the messages that would be
+ * copied, since that is what the person signing off decides on.
+ */
+import type { Routing } from '../engine/run.js';
+import type { ListedMessage, Plan } from '../engine/plan.js';
+import type { JournalRow } from '../journal/types.js';
+import type { PlanFolder, PlanMessage, PlanReport } from '../report/plan-types.js';
+
+export interface RoutedMessage {
+  routing: Routing;
+  subject: string | null;
+  from: string | null;
+  messageId: string | null;
+}
+
+export interface PlanInput {
+  source: string;
+  destination: string;
+  generatedAt: Date;
+  listing: ListedMessage[];
+  plan: Plan;
+  rows: ReadonlyMap<string, JournalRow>;
+  /** By message number: routed from `TOP n 0`, or the reason the headers could not be read. */
+  routed: ReadonlyMap<number, RoutedMessage | { error: string }>;
+  existingFolders: ReadonlySet<string>;
+  /** APPENDLIMIT from the destination's capabilities, in bytes; null when not advertised. */
+  appendLimit: number | null;
+  rate: { bytesPerSecond: number; basis: string } | null;
+}
+
+const INVALID_REASON = {
+  'no-uidl': 'the server gave this message no UIDL, so a copy could not be tracked',
+  'duplicate-uidl': 'the server listed this UIDL for more than one message',
+} as const;
+
+export function buildPlanReport(i: PlanInput): PlanReport {
+  const status = new Map<number, { status: PlanMessage['status']; reason: string | null }>();
+  for (const m of i.plan.invalid) status.set(m.n, { status: 'would-fail', reason: INVALID_REASON[m.reason] });
+  for (const m of i.plan.skip) status.set(m.n, { status: 'already-copied', reason: null });
+  for (const m of i.plan.copy) {
+    const row = i.rows.get(m.uidl);
+    status.set(m.n, m.retry ? { status: 'retry', reason: row?.lastError ?? 'an earlier copy was interrupted or refused' } : { status: 'new', reason: null });
+  }
+
+  const messages: PlanMessage[] = i.listing.map((m) => {
+    const st = status.get(m.n) ?? { status: 'would-fail' as const, reason: 'not planned' };
+    const row = i.rows.get(m.uidl);
+    const r = i.routed.get(m.n);
+    const base = { n: m.n, uidl: m.uidl, size: m.size };
+    if (st.status === 'already-copied' && row) {
+      // Not fetched again: the journal says where it went and how.
+      const p = row.provenance;
+      return {
+        ...base, subject: null, from: null, messageId: row.messageId, folder: row.folder ?? '', folderRule: p?.folderRule ?? null,
+        flags: p?.flags ?? [], seenSource: p?.seenSource ?? null, internalDate: p?.internalDate ?? null, dateSource: p?.dateSource ?? 'unknown',
+        status: st.status, reason: null,
+      };
+    }
+    if (!r || 'error' in r) {
+      return {
+        ...base, subject: null, from: null, messageId: null, folder: '', folderRule: null, flags: [], seenSource: null, internalDate: null,
+        dateSource: 'unknown', status: 'would-fail', reason: st.status === 'would-fail' ? st.reason : (r && 'error' in r ? r.error : 'headers not read'),
+      };
+    }
+    let { status: s, reason } = st;
+    if ((s === 'new' || s === 'retry') && i.appendLimit !== null && m.size > i.appendLimit) {
+      s = 'would-fail';
+      reason = `larger than the destination's APPENDLIMIT (${m.size} > ${i.appendLimit} bytes)`;
+    }
+    return {
+      ...base, subject: r.subject, from: r.from, messageId: r.messageId, folder: r.routing.folder, folderRule: r.routing.folderRule,
+      flags: r.routing.flags, seenSource: r.routing.seenSource, internalDate: r.routing.internalDate?.toISOString() ?? null,
+      dateSource: r.routing.dateSource, status: s, reason,
+    };
+  });
+
+  const folders = new Map<string, PlanFolder>();
+  const totals = { messages: 0, bytes: 0, new: 0, newBytes: 0, retry: 0, alreadyCopied: 0, wouldFail: 0 };
+  const seenSources: Record<string, number> = {};
+  const dateSources: Record<string, number> = {};
+  for (const m of messages) {
+    totals.messages++;
+    totals.bytes += m.size;
+    let f = folders.get(m.folder);
+    if (!f) {
+      f = { folder: m.folder, exists: i.existingFolders.has(m.folder), messages: 0, bytes: 0, new: 0, newBytes: 0, alreadyCopied: 0, wouldFail: 0 };
+      folders.set(m.folder, f);
+    }
+    f.messages++;
+    f.bytes += m.size;
+    switch (m.status) {
+      case 'new':
+      case 'retry':
+        if (m.status === 'new') totals.new++;
+        else totals.retry++;
+        totals.newBytes += m.size;
+        f.new++;
+        f.newBytes += m.size;
+        seenSources[m.seenSource ?? 'none'] = (seenSources[m.seenSource ?? 'none'] ?? 0) + 1;
+        dateSources[m.dateSource] = (dateSources[m.dateSource] ?? 0) + 1;
+        break;
+      case 'already-copied':
+        totals.alreadyCopied++;
+        f.alreadyCopied++;
+        break;
+      case 'would-fail':
+        totals.wouldFail++;
+        f.wouldFail++;
+        break;
+    }
+  }
+
+  return {
+    version: 1,
+    generatedAt: i.generatedAt.toISOString(),
+    source: i.source,
+    destination: i.destination,
+    totals,
+    folders: [...folders.values()].sort((a, b) => b.messages - a.messages || a.folder.localeCompare(b.folder)),
+    seenSources,
+    dateSources,
+    estimate: i.rate ? { bytesPerSecond: i.rate.bytesPerSecond, seconds: Math.ceil(totals.newBytes / i.rate.bytesPerSecond), basis: i.rate.basis } : null,
+    messages,
+  };
+}
+
+/** APPENDLIMIT=n from IMAP capabilities (RFC 7889); a bare APPENDLIMIT (per-folder limits) gives null. */
+export function appendLimitOf(capabilities: Iterable<string>): number | null {
+  for (const c of capabilities) {
+    const m = /^APPENDLIMIT=(\d+)$/i.exec(c);
+    if (m) return Number(m[1]);
+  }
+  return null;
+}

@@ -1,0 +1,94 @@
+/** popsync.yml: every kind of mistake names its key path and line; a valid file resolves as documented. */
+import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { loadConfigFile, parseConfig } from '../../src/config/load.js';
+import { configuredAccounts } from '../../src/config/resolve.js';
+import { PopsyncError } from '../../src/errors.js';
+import { ROOT } from '../support/cli.js';
+
+const base = `accounts:
+  - name: a
+    source: { url: 'pop3s://u@pop.example', password_env: P }
+    destination: { url: 'imaps://u@imap.example', password_env: I }
+`;
+
+function errorOf(text: string): PopsyncError {
+  try {
+    parseConfig(text, 'popsync.yml');
+  } catch (e) {
+    expect(e).toBeInstanceOf(PopsyncError);
+    expect((e as PopsyncError).kind).toBe('config');
+    return e as PopsyncError;
+  }
+  throw new Error('expected a config error');
+}
+
+describe('config errors name the key and the line', () => {
+  it('unknown key', () => {
+    expect(errorOf(base.replace('password_env: P', 'pasword_env: P')).message).toBe('popsync.yml:3: accounts[0].source.pasword_env: unknown key');
+  });
+  it('bad regular expression', () => {
+    const e = errorOf(`${base}    rules:\n      - folder: X\n      - match:\n          subject: { regex: '([a-' }\n        folder: Y\n`);
+    expect(e.message).toMatch(/^popsync\.yml:8: accounts\[0\]\.rules\[1\]\.match\.subject\.regex: invalid regular expression: /);
+  });
+  it('unknown template', () => {
+    expect(errorOf(`${base}    folder: 'Archive/{yaer}'\n`).message).toMatch(/^popsync\.yml:5: accounts\[0\]\.folder: invalid template: unknown template "\{yaer\}"/);
+  });
+  it('bad duration, size and date', () => {
+    const e = errorOf(`${base}    rules:\n      - match: { older_than: 30 days }\n        folder: A\n      - match: { larger_than: 10XB }\n        folder: B\n      - match: { before: 2020-02-31 }\n        folder: C\n`);
+    const lines = e.message.split('\n');
+    expect(lines[0]).toMatch(/^popsync\.yml:6: accounts\[0\]\.rules\[0\]\.match\.older_than: invalid duration/);
+    expect(lines[1]).toMatch(/^popsync\.yml:8: accounts\[0\]\.rules\[1\]\.match\.larger_than: invalid size/);
+    expect(lines[2]).toMatch(/^popsync\.yml:10: accounts\[0\]\.rules\[2\]\.match\.before: invalid date/);
+  });
+  it('unknown SPECIAL-USE role', () => {
+    expect(errorOf(`${base}    folder: '\\Spam'\n`).message).toMatch(/^popsync\.yml:5: accounts\[0\]\.folder: unknown SPECIAL-USE role "\\Spam"/);
+  });
+  it('unknown seen step and bad flag', () => {
+    expect(errorOf(`${base}    seen: [status-header, sometimes]\n`).message).toMatch(/^popsync\.yml:5: accounts\[0\]\.seen\[1\]: unknown seen step "sometimes"/);
+    expect(errorOf(`${base}    flags: ['two words']\n`).message).toMatch(/^popsync\.yml:5: accounts\[0\]\.flags\[0\]: invalid flag/);
+  });
+  it('wrong type, bad enum, two password sources, duplicate keys and names', () => {
+    expect(errorOf(base.replace("url: 'pop3s://u@pop.example'", 'port: "995"')).message).toMatch(/^popsync\.yml:3: accounts\[0\]\.source\.port: expected number/);
+    expect(errorOf(base.replace("url: 'pop3s://u@pop.example'", 'tls: maybe')).message).toMatch(/^popsync\.yml:3: accounts\[0\]\.source\.tls: Invalid option/);
+    expect(errorOf(base.replace('password_env: I', 'password_env: I, password_file: f')).message).toMatch(/^popsync\.yml:4: accounts\[0\]\.destination\.password_file: give the password one way only/);
+    expect(errorOf(`${base}    journal: a\n    journal: b\n`).message).toBe('popsync.yml:6: duplicate key');
+    expect(errorOf(`${base}${base.replace('accounts:\n', '')}`).message).toMatch(/^popsync\.yml:5: accounts\[1\]\.name: duplicate account name "a"/);
+  });
+  it('empty file and missing accounts', () => {
+    expect(errorOf('').message).toMatch(/empty/);
+    expect(errorOf('defaults: {}\n').message).toMatch(/^popsync\.yml:1: accounts: /);
+  });
+  it('a pattern of the wrong shape says what shapes exist', () => {
+    expect(errorOf(`${base}    rules:\n      - match: { from: { rgx: 'a' } }\n        folder: X\n`).message).toMatch(/^popsync\.yml:6: accounts\[0\]\.rules\[0\]\.match\.from: expected a glob string, \{glob: \.\.\., case_sensitive: true\} or \{regex/);
+  });
+});
+
+describe('a valid config', () => {
+  const loaded = loadConfigFile(join(ROOT, 'fixtures', 'config', 'full.yml'));
+  const [alice, bob] = configuredAccounts(loaded);
+
+  it('resolves paths against the file, defaults under accounts', () => {
+    expect(alice!.journal).toBe(join(ROOT, 'fixtures', 'config', 'alice.sqlite'));
+    expect(alice!.imap.passwordFile).toBe(join(ROOT, 'fixtures', 'config', 'secrets', 'imap-alice'));
+    expect(alice!.batchMessages).toBe(100);
+    expect(alice!.timeoutSeconds).toBe(120);
+    expect(alice!.routing.flags).toEqual(['$Migrated']);
+    expect(alice!.routing.seen.map((s) => s.kind)).toEqual(['status-header', 'older-than', 'none']);
+    expect(alice!.routing.rules.map((r) => r.name)).toEqual(['lists', 'big', 'old', 'rule 4']);
+    expect(alice!.routing.rules[1]!.match.largerThan).toBe(10 * 1024 * 1024);
+    expect(bob!.routing).toMatchObject({ arrivalDate: false, defaultFolder: 'INBOX', seen: [{ kind: 'all' }] });
+    expect(bob!.pop).toMatchObject({ host: 'pop.example.net', port: 995, passwordCommand: 'pass show pop/bob' });
+  });
+  it('command-line flags beat the account, which beats defaults', () => {
+    const [a] = configuredAccounts(loaded, { folder: 'Other', batchMessages: 7, flags: [] });
+    expect(a!.routing.defaultFolder).toBe('Other');
+    expect(a!.routing.flags).toEqual([]);
+    expect(a!.batchMessages).toBe(7);
+  });
+  it('--account picks by name or position, and names the choices otherwise', () => {
+    expect(configuredAccounts(loaded, {}, 'bob').map((a) => a.name)).toEqual(['bob']);
+    expect(configuredAccounts(loaded, {}, '1').map((a) => a.name)).toEqual(['alice']);
+    expect(() => configuredAccounts(loaded, {}, 'carol')).toThrow(/accounts: alice, bob/);
+  });
+});
