@@ -8,11 +8,13 @@ import { ExitCode } from '../errors.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerPlan } from './commands/plan.js';
 import { registerConfig } from './commands/config.js';
+import { registerStatus } from './commands/status.js';
+import { registerSync } from './commands/sync.js';
 import { createContext, type CommandContext } from './context.js';
 import { describeError, EXIT_CODES_HELP } from './exit.js';
 
 /** Each command adds itself to the program; the order is the order in --help. */
-const COMMANDS: Array<(program: Command, ctx: CommandContext) => void> = [registerMigrate, registerPlan, registerConfig];
+const COMMANDS: Array<(program: Command, ctx: CommandContext) => void> = [registerMigrate, registerPlan, registerSync, registerStatus, registerConfig];
 
 export function buildProgram(ctx: CommandContext): Command {
   const program = new Command('popsync')
