@@ -9,7 +9,6 @@ import type { Command } from 'commander';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { rootCertificates } from 'node:tls';
 import { loadConfigFile } from '../config/load.js';
 import { BUILTIN, configuredAccounts, type RoutingOverrides } from '../config/resolve.js';
 import { PopsyncError, isPopsyncError } from '../errors.js';
@@ -68,8 +67,8 @@ function readCa(path: string | undefined, what: string): Array<string | Buffer> 
   } catch (e) {
     throw new PopsyncError('usage', `cannot read the ${what} CA file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
   }
-  // `ca` replaces Node's bundled roots; keep them so a private CA adds trust instead of swapping it.
-  return [...rootCertificates, pem];
+  // Only the extra CA: the protocol clients add it to the system roots themselves.
+  return [pem];
 }
 
 function passwordSource(f: SideFlags): PasswordSource {
