@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes a fresh Debian machine able to run `npm test`, `npm run demo` and `npm run bench`:
-# Dovecot (for the private lab in src/lab/dovecot.ts), openssl (its certificates),
-# node_modules matching package-lock.json, and a dist/ built from the current src/.
+# Dovecot (for the private lab in src/lab/dovecot.ts), openssl (its certificates), Chromium
+# (headless, for the test that opens the plan's HTML page in a real browser), node_modules
+# matching package-lock.json, and a dist/ built from the current src/.
 #
 # Idempotent and silent when everything is in place, so the npm scripts can call it every
 # time; it only speaks when it changes something or cannot. Without root it installs nothing
@@ -71,13 +72,15 @@ need_pkgs() {
   fi
 }
 
-# Both missing at once is the fresh-machine case: one apt run, one command to print.
+# All missing at once is the fresh-machine case: one apt run, one command to print.
 missing=()
 have dovecot || missing+=(dovecot-imapd dovecot-pop3d)
 have openssl || missing+=(openssl)
+have chromium || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
   need_pkgs "missing packages" "${missing[@]}"
   have dovecot || { say "dovecot still missing after install"; exit 1; }
+  have chromium || { say "chromium still missing after install"; exit 1; }
 fi
 
 # npm writes node_modules/.package-lock.json on every install; older than the lock file

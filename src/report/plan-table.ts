@@ -1,0 +1,139 @@
+/**
+ * The plan for a terminal: plain aligned text, no colour (it is read in terminals, pasted into
+ * mails and piped to `less`, where escape codes are noise). Sections: folders, how seen flags
+ * and dates were decided, what would fail (capped; csv lists all), totals and the estimate.
+ *
+ * Every string from the report goes through printable(): folder names, UIDLs and reasons come
+ * from servers and mail, and a control character there could rewrite the user's screen.
+ */
+
+import type { PlanReport } from './plan-types.js';
+import { estimateText, failures, FOLDER_COLUMNS, folderCells, sortedCounts, totalCells } from './plan-stats.js';
+import { formatBytes, printable } from './summary.js';
+
+export interface PlanTableOptions {
+  /** Failed messages listed before "and N more"; the rest are in `--format csv`. */
+  maxFailures?: number;
+}
+
+export const DEFAULT_MAX_FAILURES = 20;
+
+type Align = 'left' | 'right';
+
+export function renderPlanTable(report: PlanReport, options: PlanTableOptions = {}): string {
+  const maxFailures = options.maxFailures ?? DEFAULT_MAX_FAILURES;
+  const t = report.totals;
+  const out: string[] = [];
+  out.push(`popsync plan: ${cell(report.source)} -> ${cell(report.destination)}`);
+  out.push(`generated ${cell(report.generatedAt)}`);
+
+  out.push('', 'Folders');
+  if (report.folders.length === 0) {
+    out.push('  (no messages)');
+  } else {
+    const rows = report.folders.map((f) => [cell(f.folder), ...folderCells(f)]);
+    rows.push(['total', ...totalCells(t)]);
+    out.push(
+      ...grid(
+        ['folder', ...FOLDER_COLUMNS],
+        ['left', 'right', 'right', 'right', 'right', 'right', 'left'],
+        rows,
+      ),
+    );
+  }
+
+  out.push('', 'Seen flag decided by');
+  out.push(...tally(report.seenSources, 'seen policy step'));
+  out.push('', 'Arrival date from');
+  out.push(...tally(report.dateSources, 'date source'));
+
+  const failed = failures(report);
+  out.push('', `Would fail: ${failed.length === 0 ? 'none' : failed.length}`);
+  if (failed.length > 0) {
+    const shown = failed.slice(0, Math.max(0, maxFailures));
+    out.push(
+      ...grid(
+        ['UIDL', 'size', 'reason'],
+        ['left', 'right', 'left'],
+        shown.map((m) => [cell(m.uidl), formatBytes(m.size), cell(m.reason ?? '')]),
+      ),
+    );
+    const more = failed.length - shown.length;
+    if (more > 0) out.push(`  and ${more} more (--format csv lists all)`);
+  }
+
+  out.push('', 'Totals');
+  out.push(
+    ...grid(
+      null,
+      ['left', 'left'],
+      [
+        ['messages:', `${t.messages}, ${formatBytes(t.bytes)}`],
+        ['new:', `${t.new}, ${formatBytes(t.newBytes)}`],
+        ['retry:', String(t.retry)],
+        ['already copied:', String(t.alreadyCopied)],
+        ['would fail:', String(t.wouldFail)],
+        ['estimate:', cell(estimateText(report))],
+      ],
+    ),
+  );
+  return `${out.join('\n')}\n`;
+}
+
+function tally(counts: Readonly<Record<string, number>>, heading: string): string[] {
+  const rows = sortedCounts(counts).map(([k, v]) => [cell(k), String(v)]);
+  if (rows.length === 0) return ['  (none)'];
+  return grid([heading, 'messages'], ['left', 'right'], rows);
+}
+
+/** One line per row, header (if any) first, two spaces of indent and of gutter; last column unpadded. */
+function grid(header: string[] | null, align: Align[], rows: string[][]): string[] {
+  const all = header ? [header, ...rows] : rows;
+  const widths = align.map((_, i) => Math.max(0, ...all.map((r) => displayWidth(r[i] ?? ''))));
+  return all.map((r) => {
+    const cells = r.map((c, i) => {
+      const last = i === r.length - 1;
+      if (align[i] === 'right') return pad(c, widths[i]!, 'right');
+      return last ? c : pad(c, widths[i]!, 'left');
+    });
+    return `  ${cells.join('  ')}`.trimEnd();
+  });
+}
+
+function pad(s: string, width: number, align: Align): string {
+  const fill = ' '.repeat(Math.max(0, width - displayWidth(s)));
+  return align === 'right' ? fill + s : s + fill;
+}
+
+/** Tabs would break the alignment that printable() deliberately leaves them in for. */
+function cell(s: string): string {
+  return printable(s).replace(/\t/g, ' ');
+}
+
+/**
+ * Terminal columns a string takes: combining marks none, East Asian wide and fullwidth
+ * characters (the `日本語` folder) two. An approximation of UAX #11 good enough for names.
+ */
+export function displayWidth(s: string): number {
+  let w = 0;
+  for (const ch of s) {
+    if (/\p{M}/u.test(ch) || ch === '\u200d') continue;
+    w += isWide(ch.codePointAt(0)!) ? 2 : 1;
+  }
+  return w;
+}
+
+function isWide(cp: number): boolean {
+  return (
+    (cp >= 0x1100 && cp <= 0x115f) ||
+    (cp >= 0x2e80 && cp <= 0xa4cf && cp !== 0x303f) ||
+    (cp >= 0xac00 && cp <= 0xd7a3) ||
+    (cp >= 0xf900 && cp <= 0xfaff) ||
+    (cp >= 0xfe30 && cp <= 0xfe4f) ||
+    (cp >= 0xff00 && cp <= 0xff60) ||
+    (cp >= 0xffe0 && cp <= 0xffe6) ||
+    (cp >= 0x1f300 && cp <= 0x1f64f) ||
+    (cp >= 0x1f900 && cp <= 0x1f9ff) ||
+    (cp >= 0x20000 && cp <= 0x3fffd)
+  );
+}
