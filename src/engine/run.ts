@@ -71,6 +71,12 @@ export interface EngineOptions {
   sleep?: (ms: number) => Promise<void>;
   /** Connect to IMAP only when there is something to do there (sync's cheap no-op run). */
   lazyDestination?: boolean;
+  /**
+   * false: a server that cannot be reached at all on the first attempt ends the run at once
+   * (sync: cron tries again in a few minutes anyway). Drops after a connection existed are
+   * always retried.
+   */
+  retryFirstConnect?: boolean;
   /** Remove copied messages from the source; absent: the source is never modified. */
   deletion?: DeletionPolicy | null;
   now?: () => Date;
@@ -94,6 +100,7 @@ class Run {
   private failedSide: 'pop3' | 'imap' = 'pop3';
   private settledThisPass = 0;
   private uidlSupported = true;
+  private connectedOnce = false;
   /** This pass's listing, each message under its journal key. */
   private listing: ListedMessage[] = [];
   private vanished = 0;
@@ -145,6 +152,7 @@ class Run {
           break;
         } catch (e) {
           if (!retryable(e) || this.o.signal?.aborted) throw e;
+          if (!this.connectedOnce && this.o.retryFirstConnect === false) throw e;
           await this.dropConnections();
           attempt = this.settledThisPass > 0 ? 1 : attempt + 1;
           if (attempt > policy.maxAttempts) throw e.with({ hint: `gave up after ${policy.maxAttempts} reconnect attempts; run again later to resume` });
@@ -193,6 +201,7 @@ class Run {
     if (!this.source) {
       this.emit({ type: 'phase', phase: 'connect-source', detail: account });
       this.source = await this.on('pop3', this.o.openSource());
+      this.connectedOnce = true;
     }
     const source = this.source;
     this.emit({ type: 'phase', phase: 'listing' });

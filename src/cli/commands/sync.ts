@@ -125,6 +125,7 @@ async function syncOne(job: AccountJob, o: OutputOptions, deletion: DeletionPoli
           progress: gated(out.progress),
           signal: ctx.signal,
           lazyDestination: true,
+          retryFirstConnect: false,
           deletion,
           now,
         }),
