@@ -236,29 +236,14 @@ export class Journal {
    * schema is upgraded, but the source binding is still enforced. No journal yet: null.
    */
   static peek(path: string, binding: JournalBinding, account: string): Map<string, JournalRow> | null {
-    if (!existsSync(path)) return null;
-    let db: Database.Database | undefined;
-    try {
-      db = new Database(path, { readonly: true, fileMustExist: true });
-      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-      const version = readSchemaVersion(db, path);
-      if (version === 0) return null;
-      if (version > SCHEMA_VERSION) {
-        throw new PopsyncError('journal', `${path} has journal schema version ${version}, but this popsync only knows up to version ${SCHEMA_VERSION}`, {
-          hint: 'a newer popsync wrote this journal; upgrade popsync to use it',
-        });
-      }
+    return readOnly(path, (db) => {
       const owner = db.prepare(`SELECT value FROM meta WHERE key = 'source'`).get() as { value: string } | undefined;
       if (owner !== undefined && owner.value !== binding.source) {
         throw new PopsyncError('journal-bound', `journal ${path} belongs to source account ${owner.value}, not ${binding.source}`, { account: binding.source });
       }
       const rows = db.prepare<[string], MessageRecord>(`SELECT * FROM messages WHERE account = ? ORDER BY rowid`).all(account);
       return new Map(rows.map((r) => [r.uidl, toRow(r)] as const));
-    } catch (e) {
-      throw e instanceof PopsyncError ? e : journalError(e, path, 'reading');
-    } finally {
-      db?.close();
-    }
+    });
   }
 
   static open(path: string, binding: JournalBinding, opts: JournalOpenOptions = {}): Journal {
@@ -692,19 +677,7 @@ export class Journal {
    * older versions are read as they are (no runs or locks before v3). No journal: null.
    */
   static inspect(path: string): JournalSnapshot | null {
-    if (!existsSync(path)) return null;
-    let db: Database.Database | undefined;
-    try {
-      db = new Database(path, { readonly: true, fileMustExist: true });
-      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-      const version = readSchemaVersion(db, path);
-      if (version === 0) return null;
-      if (version > SCHEMA_VERSION) {
-        throw new PopsyncError('journal', `${path} has journal schema version ${version}, but this popsync only knows up to version ${SCHEMA_VERSION}`, {
-          hint: 'a newer popsync wrote this journal; upgrade popsync to read it',
-        });
-      }
-      const conn = db;
+    return readOnly(path, (conn, version) => {
       const source = (conn.prepare(`SELECT value FROM meta WHERE key = 'source'`).get() as { value: string } | undefined)?.value ?? null;
       const v3 = version >= 3;
       const names = new Set<string>(
@@ -717,11 +690,32 @@ export class Journal {
         lock: v3 ? ((r) => (r === undefined ? null : toLock(r)))(conn.prepare<[string], LockRow>(`SELECT * FROM locks WHERE account = ?`).get(account)) : null,
       }));
       return { source, schemaVersion: version, accounts };
-    } catch (e) {
-      throw e instanceof PopsyncError ? e : journalError(e, path, 'reading');
-    } finally {
-      db?.close();
+    });
+  }
+}
+
+/**
+ * Runs `fn` on a read-only connection: nothing is created, upgraded or written. No journal (no
+ * file, or an empty one): null. A journal newer than this popsync is refused, not guessed at.
+ */
+function readOnly<T>(path: string, fn: (db: Database.Database, version: number) => T): T | null {
+  if (!existsSync(path)) return null;
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true });
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    const version = readSchemaVersion(db, path);
+    if (version === 0) return null;
+    if (version > SCHEMA_VERSION) {
+      throw new PopsyncError('journal', `${path} has journal schema version ${version}, but this popsync only knows up to version ${SCHEMA_VERSION}`, {
+        hint: 'a newer popsync wrote this journal; upgrade popsync to use it',
+      });
     }
+    return fn(db, version);
+  } catch (e) {
+    throw e instanceof PopsyncError ? e : journalError(e, path, 'reading');
+  } finally {
+    db?.close();
   }
 }
 
