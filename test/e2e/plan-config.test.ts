@@ -94,6 +94,14 @@ describe('plan predicts what migrate --config does', () => {
     expect(plan.messages[6]!.dateSource).toBe('clamped-future');
     expect(plan.messages[7]!.seenSource).toBe('none');
     expect(plan.folders.every((f) => f.exists === false)).toBe(true);
+    const table = await runCli(['plan', '--config', config], { env: env() });
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).toContain('Entwürfe');
+    const html = join(dir, `${pop}.html`);
+    const page = await runCli(['plan', '--config', config, '--format', 'html', '--output', html], { env: env() });
+    expect(page.code, page.stderr).toBe(0);
+    expect(readFileSync(html, 'utf8')).toMatch(/^<!DOCTYPE html>/i);
+    expect((await runCli(['plan', '--config', config, '--format', 'html'], { env: env() })).code).toBe(2);
     // plan wrote no journal and created no folder.
     expect(() => readFileSync(join(dir, `${pop}.sqlite`))).toThrow();
 

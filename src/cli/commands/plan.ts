@@ -19,13 +19,11 @@ import { appendLimitOf, buildPlanReport, type RoutedMessage } from '../../mappin
 import { resolveRoles } from '../../mapping/roles.js';
 import { compileRouting } from '../../mapping/rules.js';
 import type { Pop3Session } from '../../pop3/types.js';
+import { PLAN_FORMATS, renderPlan, type PlanFormat } from '../../report/plan-render.js';
 import type { PlanReport } from '../../report/plan-types.js';
 import { accountJobs, resolveAccount, type AccountJob } from '../account.js';
 import type { CommandContext } from '../context.js';
 import { addAccountOptions, addConfigOptions, addRoutingOptions, addTransferOptions, outputOptions } from '../options.js';
-
-export const PLAN_FORMATS = ['table', 'json', 'csv', 'markdown', 'html'] as const;
-type Format = (typeof PLAN_FORMATS)[number];
 
 /** TOP commands in flight at once: pipelined, but bounded so 20,000 headers never sit in memory together with their promises. */
 const TOP_CHUNK = 500;
@@ -36,11 +34,6 @@ function rateOption(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('--rate must be a number of megabytes per second above 0');
   return n;
-}
-
-function render(report: PlanReport, _format: Format): string {
-  // Until the renderer registry (report/plan-render.ts) is in, every format prints the JSON report.
-  return `${JSON.stringify(report, null, 2)}\n`;
 }
 
 /** Written next to the target and renamed over it, so a reader never sees half a report. */
@@ -167,7 +160,7 @@ export function registerPlan(program: Command, ctx: CommandContext): void {
     .option('-v, --verbose', 'log protocol steps to stderr (passwords are never logged)')
     .option('--log-file <path>', 'also write a JSON-lines debug log to this file (mode 0600)');
   cmd.action(async (opts: Record<string, unknown>, command: Command) => {
-    const format = opts.format as Format;
+    const format = opts.format as PlanFormat;
     const output = typeof opts.output === 'string' ? opts.output : undefined;
     if (format === 'html' && output === undefined) throw new PopsyncError('usage', '--format html needs --output FILE');
     const jobs = accountJobs(opts, command);
@@ -179,7 +172,7 @@ export function registerPlan(program: Command, ctx: CommandContext): void {
       const texts: string[] = [];
       for (const job of jobs) {
         const report = await planAccount(job, { logger: out.logger, ...(typeof opts.rate === 'number' ? { rateMBps: opts.rate } : {}) });
-        texts.push(render(report, format));
+        texts.push(renderPlan(report, format));
       }
       const text = texts.join('\n');
       if (output !== undefined) writeAtomically(output, text);
