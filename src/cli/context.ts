@@ -1,8 +1,8 @@
 /**
  * What every command gets from the program: the interrupt signal, and a way to set up its
  * output (logger on stderr/log file, progress on stderr, report on stdout) from the shared
- * output options. `finish` prints a run's summary and sets the exit code from it, so "some
- * messages failed" means exit 1 for every command alike.
+ * output options. `finish` prints a run's summary and says which exit code it calls for, so
+ * "some messages failed" means exit 1 for every command alike.
  */
 import type { RunResult, ProgressListener } from '../engine/types.js';
 import { ExitCode } from '../errors.js';
@@ -15,8 +15,8 @@ import type { OutputOptions } from './options.js';
 export interface CommandOutput {
   logger: Logger;
   progress: ProgressListener;
-  /** Prints the summary (text or JSON) and sets process.exitCode from the result. */
-  finish(result: RunResult): void;
+  /** Prints the summary (text or JSON); returns the exit code the result calls for. */
+  finish(result: RunResult): number;
   stop(): void;
 }
 
@@ -39,7 +39,7 @@ export function createContext(signal: AbortSignal): CommandContext {
           progress.stop();
           if (o.json) process.stdout.write(summaryJson(result) + '\n');
           else if (!o.quiet || result.failed.length > 0) process.stdout.write(formatSummary(result) + '\n');
-          process.exitCode = result.failed.length > 0 ? ExitCode.partial : ExitCode.ok;
+          return result.failed.length > 0 ? ExitCode.partial : ExitCode.ok;
         },
         stop: () => progress.stop(),
       };

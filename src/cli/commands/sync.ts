@@ -11,16 +11,12 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { now } from '../../engine/clock.js';
 import { parseMaxDelete, type DeletionPolicy } from '../../engine/deletion.js';
-import { withLockedJournal } from '../../engine/lock.js';
-import { runEngine } from '../../engine/run.js';
 import type { ProgressListener, RunResult } from '../../engine/types.js';
 import { ExitCode, PopsyncError, isPopsyncError } from '../../errors.js';
-import { resolvingRoles } from '../../mapping/roles.js';
-import { compileRouting, engineRouter } from '../../mapping/rules.js';
 import { SUMMARY_JSON_VERSION, formatBytes, formatFailure } from '../../report/summary.js';
-import { accountJobs, resolveAccount, type AccountJob } from '../account.js';
+import { accountJobs, type AccountJob } from '../account.js';
+import { runAccountJob, runJobs } from '../jobs.js';
 import type { CommandContext } from '../context.js';
-import { describeError } from '../exit.js';
 import {
   addAccountOptions,
   addConfigOptions,
@@ -101,35 +97,17 @@ function gated(listener: ProgressListener): ProgressListener {
 async function syncOne(job: AccountJob, o: OutputOptions, deletion: DeletionPolicy | null, wait: number | undefined, ctx: CommandContext): Promise<number> {
   const out = ctx.startOutput({ ...o, progress: o.progress && !o.quiet && process.stderr.isTTY === true });
   try {
-    const account = await resolveAccount(job.input, { logger: out.logger });
-    const routing = compileRouting(job.routing);
-    const sink = resolvingRoles(routing.roles, account.openSink);
-    const result = await withLockedJournal(
-      account.journalPath,
-      account.sourceKey,
-      { command: 'sync', logger: out.logger, now, signal: ctx.signal, ...(wait === undefined ? {} : { waitSeconds: wait }) },
-      (journal) =>
-        runEngine({
-          command: 'sync',
-          account: account.sourceKey,
-          sourceDisplay: account.pop.display,
-          destination: account.imap.display,
-          journal,
-          openSource: account.openSource,
-          openSink: sink.openSink,
-          route: engineRouter(routing, { roles: sink.roles }),
-          logger: out.logger,
-          batchMessages: job.batchMessages,
-          batchBytes: job.batchBytes,
-          retry: { maxAttempts: job.reconnectAttempts },
-          progress: gated(out.progress),
-          signal: ctx.signal,
-          lazyDestination: true,
-          retryFirstConnect: false,
-          deletion,
-          now,
-        }),
-    ).catch((e: unknown) => {
+    const result = await runAccountJob(job, {
+      command: 'sync',
+      logger: out.logger,
+      progress: gated(out.progress),
+      signal: ctx.signal,
+      lazyDestination: true,
+      retryFirstConnect: false,
+      deletion,
+      now,
+      ...(wait === undefined ? {} : { waitSeconds: wait }),
+    }).catch((e: unknown) => {
       // Cron runs sync again in a few minutes: an unreachable server is "later", not "broken".
       // TLS and certificate failures keep their own kind (exit 4): waiting does not fix them.
       if (isPopsyncError(e) && e.kind === 'connection') {
@@ -170,19 +148,6 @@ export function registerSync(program: Command, ctx: CommandContext): void {
     const o = outputOptions(opts);
     const deletion = deletionPolicy(opts);
     const wait = typeof opts.wait === 'number' ? opts.wait : undefined;
-    const jobs = accountJobs(opts, command);
-    let worst: number = ExitCode.ok;
-    for (const job of jobs) {
-      try {
-        worst = Math.max(worst, await syncOne(job, o, deletion, wait, ctx));
-      } catch (e) {
-        // One account alone reports through main.ts; with several, the others still run.
-        if (jobs.length === 1 || (isPopsyncError(e) && e.kind === 'interrupted')) throw e;
-        const { code, message } = describeError(e);
-        process.stderr.write(`popsync: account ${job.input.name ?? job.input.pop.user ?? 'account'}:\n${message}`);
-        worst = Math.max(worst, code);
-      }
-    }
-    process.exitCode = worst;
+    process.exitCode = await runJobs(accountJobs(opts, command), (job) => syncOne(job, o, deletion, wait, ctx));
   });
 }

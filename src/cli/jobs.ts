@@ -1,0 +1,77 @@
+/**
+ * How the commands that copy (migrate, sync) run their accounts: one engine run per account
+ * job, under the account lock, with the job's routing; and a batch of jobs where one failing
+ * account is reported and the next still runs, and the exit code is the worst any got (so
+ * cron sees it). Kept here so migrate and sync differ only in what is really theirs.
+ */
+import type { EngineOptions } from '../engine/run.js';
+import { withLockedJournal } from '../engine/lock.js';
+import { runEngine } from '../engine/run.js';
+import type { RunResult } from '../engine/types.js';
+import { ExitCode, isPopsyncError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { resolvingRoles } from '../mapping/roles.js';
+import { compileRouting, engineRouter } from '../mapping/rules.js';
+import { resolveAccount, type AccountJob } from './account.js';
+import { describeError } from './exit.js';
+
+/** What a command adds to the engine run beyond the account job itself. */
+export type RunExtras = Omit<
+  EngineOptions,
+  'account' | 'sourceDisplay' | 'destination' | 'journal' | 'openSource' | 'openSink' | 'route' | 'batchMessages' | 'batchBytes' | 'retry' | 'logger'
+> & {
+  logger: Logger;
+  /** --wait: seconds to wait for another run's lock. */
+  waitSeconds?: number;
+};
+
+export async function runAccountJob(job: AccountJob, extras: RunExtras): Promise<RunResult> {
+  const { waitSeconds, ...engine } = extras;
+  const account = await resolveAccount(job.input, { logger: extras.logger });
+  const routing = compileRouting(job.routing);
+  const sink = resolvingRoles(routing.roles, account.openSink);
+  extras.logger.debug({ journal: account.journalPath }, 'journal');
+  // The account lock: two overlapping runs on one account must never both copy.
+  return withLockedJournal(
+    account.journalPath,
+    account.sourceKey,
+    {
+      command: extras.command,
+      logger: extras.logger,
+      ...(extras.signal ? { signal: extras.signal } : {}),
+      ...(extras.now ? { now: extras.now } : {}),
+      ...(waitSeconds === undefined ? {} : { waitSeconds }),
+    },
+    (journal) =>
+      runEngine({
+        ...engine,
+        account: account.sourceKey,
+        sourceDisplay: account.pop.display,
+        destination: account.imap.display,
+        journal,
+        openSource: account.openSource,
+        openSink: sink.openSink,
+        route: engineRouter(routing, { roles: sink.roles }),
+        batchMessages: job.batchMessages,
+        batchBytes: job.batchBytes,
+        retry: { maxAttempts: job.reconnectAttempts },
+      }),
+  );
+}
+
+/** Runs every job in order; returns the worst exit code. One job alone throws as usual. */
+export async function runJobs(jobs: AccountJob[], one: (job: AccountJob) => Promise<number>): Promise<number> {
+  let worst: number = ExitCode.ok;
+  for (const job of jobs) {
+    try {
+      worst = Math.max(worst, await one(job));
+    } catch (e) {
+      // One account alone reports through main.ts; with several, the others still run.
+      if (jobs.length === 1 || (isPopsyncError(e) && e.kind === 'interrupted')) throw e;
+      const { code, message } = describeError(e);
+      process.stderr.write(`popsync: account ${job.input.name ?? job.input.pop.user ?? 'account'}:\n${message}`);
+      worst = Math.max(worst, code);
+    }
+  }
+  return worst;
+}
