@@ -69,3 +69,23 @@ export function batchesOf<T extends { size: number }>(items: T[], maxMessages: n
   if (cur.length > 0) out.push(cur);
   return out;
 }
+
+/**
+ * skip_larger_than: the messages of a copy list over the limit, judged on the LIST size so
+ * the run decides before RETR (no body fetched for a message it will not copy) and `plan`,
+ * which never fetches bodies, judges the same number. Not journaled: the next run judges
+ * again for the cost of a LIST line, and raising the limit copies them without a reset.
+ */
+export function splitBySizeRule<T extends ListedMessage>(copy: T[], limit: number | null): { copy: T[]; over: T[] } {
+  if (limit === null) return { copy, over: [] };
+  const over = copy.filter((m) => m.size > limit);
+  return over.length === 0 ? { copy, over } : { copy: copy.filter((m) => m.size <= limit), over };
+}
+
+/** The reason a report gives: "over the size rule (25 MiB)", the limit in the unit it was written in. */
+export function sizeRuleReason(limit: number): string {
+  for (const [unit, n] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
+    if (limit >= n && limit % n === 0) return `over the size rule (${limit / n} ${unit})`;
+  }
+  return `over the size rule (${limit} bytes)`;
+}

@@ -16,19 +16,24 @@
  * a deletion policy, the run ends with: identity check (TOP n 0 against the journaled header
  * hash) -> optional destination check -> rows 'deleting' (committed) -> DELE -> QUIT -> rows
  * 'deleted' only once QUIT said +OK, since POP3 removes nothing before its UPDATE state.
+ *
+ * skip_larger_than is applied to the plan on LIST sizes, before any RETR (plan.ts). With
+ * `detail`, the run also keeps one MessageDetail per listed message for `--report`; without
+ * it, nothing per message outlives its batch.
  */
 import type { ImapSink, FolderStatus, AppendRequest } from '../imap/types.js';
 import type { Journal } from '../journal/journal.js';
-import type { BeginAppend, JournalRow } from '../journal/types.js';
+import type { BeginAppend, JournalRow, Provenance } from '../journal/types.js';
 import type { Logger } from '../log.js';
 import type { Pop3Session } from '../pop3/types.js';
 import { PopsyncError, isPopsyncError } from '../errors.js';
+import { decodedHeader } from '../mapping/decode.js';
 import { parseHeaders, messageIdOf, type HeaderField } from '../mapping/headers.js';
 import { planDeletion, type DeletionCandidate, type DeletionPolicy } from './deletion.js';
 import { headerHash, identify, needsHeaders } from './identity.js';
-import { batchesOf, joinListing, planCopy, type ListedMessage } from './plan.js';
+import { batchesOf, joinListing, planCopy, sizeRuleReason, splitBySizeRule, type ListedMessage } from './plan.js';
 import { reconcileFolder, sha256Hex } from './reconcile.js';
-import type { MessageFailure, ProgressListener, RunResult } from './types.js';
+import type { MessageDetail, MessageFailure, ProgressListener, RunResult } from './types.js';
 import { windowWarnings } from './window.js';
 
 export interface Routing {
@@ -80,6 +85,10 @@ export interface EngineOptions {
   /** Remove copied messages from the source; absent: the source is never modified. */
   deletion?: DeletionPolicy | null;
   now?: () => Date;
+  /** skip_larger_than: messages whose LIST size exceeds this are not fetched nor copied. */
+  skipLargerThan?: number | null;
+  /** Keep a MessageDetail per listed message in RunResult.messages (`--report`). */
+  detail?: boolean;
 }
 
 const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 5, baseDelayMs: 1000, maxDelayMs: 30_000 };
@@ -104,6 +113,8 @@ class Run {
   /** This pass's listing, each message under its journal key. */
   private listing: ListedMessage[] = [];
   private vanished = 0;
+  /** Per listed message, by UIDL ('#n' for unidentifiable ones); null unless `detail`. */
+  private readonly details: Map<string, MessageDetail> | null;
   private readonly now: () => Date;
   readonly result: RunResult;
 
@@ -132,6 +143,11 @@ class Run {
       warnings: [],
     };
     this.now = o.now ?? (() => new Date());
+    this.details = o.detail ? new Map() : null;
+  }
+
+  private record(key: string, d: MessageDetail, overwrite = true): void {
+    if (this.details && (overwrite || !this.details.has(key))) this.details.set(key, d);
   }
 
   private emit: ProgressListener = (e) => this.o.progress?.(e);
@@ -173,6 +189,7 @@ class Run {
       await this.dropConnections();
       this.result.failed = [...this.failures.values()];
       this.result.durationMs = Date.now() - started;
+      if (this.details) this.result.messages = [...this.details.values()].sort((a, b) => a.n - b.n);
       this.recordRun(runId, error);
     }
     return this.result;
@@ -185,6 +202,8 @@ class Run {
         listed: r.listed,
         newCount: r.newMessages ?? null,
         copied: r.copied + r.reconciled,
+        copiedBytes: r.copiedBytes,
+        durationMs: r.durationMs,
         failed: r.failed.length,
         deleted: r.deleted ?? 0,
         result: error !== null ? 'error' : r.failed.length > 0 || r.deletionRefused ? 'partial' : 'ok',
@@ -218,26 +237,42 @@ class Run {
       rows = null;
     }
 
-    const plan = planCopy(this.listing, rows ?? journal.rowsByUidl(account));
+    const current = rows ?? journal.rowsByUidl(account);
+    const plan = planCopy(this.listing, current);
+    const limit = this.o.skipLargerThan ?? null;
+    const { copy, over } = splitBySizeRule(plan.copy, limit);
     if (this.firstPass) {
       this.firstPass = false;
-      this.result.newMessages = plan.copy.filter((m) => !m.retry).length;
+      // Skipped messages are listed again every run: counting them as new would make every
+      // sync "see new mail" and trip the windowed-source check.
+      this.result.newMessages = copy.filter((m) => !m.retry).length;
+      this.result.skippedByRule = over.length;
+      if (over.length > 0) this.o.logger.info({ account, messages: over.length, limit }, 'not copied: over skip_larger_than');
+      for (const m of over) this.record(m.uidl, this.bare(m, 'skipped-by-rule', sizeRuleReason(limit!), null));
+      if (this.details) {
+        for (const m of plan.skip) {
+          const row = current.get(m.uidl);
+          // Reconciled above (found in the destination this run) counts as copied, not already-copied.
+          this.record(m.uidl, { ...this.bare(m, 'already-copied', null, null), ...fromRow(row) }, false);
+        }
+      }
       this.result.listed = listing.length;
       this.result.listedBytes = listing.reduce((a, m) => a + m.size, 0);
       this.result.alreadyCopied = plan.skip.length;
       for (const m of plan.invalid) {
         const reason = m.reason === 'no-uidl' ? 'the server gave this message no UIDL' : `the server listed UIDL ${m.uidl} for more than one message`;
         this.failures.set(`#${m.n}`, { uidl: m.uidl, n: m.n, size: m.size, folder: null, reason, serverResponse: null });
+        this.record(`#${m.n}`, this.bare(m, 'failed', reason, null));
       }
       this.emit({
         type: 'plan',
-        toCopy: plan.copy.length,
-        toCopyBytes: plan.copy.reduce((a, m) => a + m.size, 0),
+        toCopy: copy.length,
+        toCopyBytes: copy.reduce((a, m) => a + m.size, 0),
         alreadyCopied: plan.skip.length,
       });
     }
     // A message refused earlier in this run is not retried by a reconnect pass of the same run.
-    const todo = plan.copy.filter((m) => !this.failures.has(m.uidl));
+    const todo = copy.filter((m) => !this.failures.has(m.uidl));
     if (todo.length === 0) return;
     const sink = await this.connectSink();
     this.emit({ type: 'phase', phase: 'copying' });
@@ -347,7 +382,7 @@ class Run {
     ));
 
     // Group by destination folder, keeping source order inside each group.
-    const groups = new Map<string, Array<{ m: ListedMessage; begin: BeginAppend; req: AppendRequest }>>();
+    const groups = new Map<string, Array<{ m: ListedMessage; begin: BeginAppend; req: AppendRequest; shown?: { subject: string | null; from: string | null } }>>();
     for (const f of fetched) {
       if (!f) continue;
       const fields = parseHeaders(f.body);
@@ -356,6 +391,7 @@ class Run {
       groups.set(routing.folder, group);
       group.push({
         m: f.m,
+        ...(this.details ? { shown: { subject: decodedHeader(fields, 'subject'), from: decodedHeader(fields, 'from') } } : {}),
         begin: {
           uidl: f.m.uidl,
           size: f.body.length,
@@ -397,10 +433,12 @@ class Run {
             this.result.copiedBytes += it.begin.size;
             this.settledThisPass++;
             this.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
+            this.record(it.m.uidl, this.routed(it, 'copied', null, null));
           } else {
             journal.fail(account, it.m.uidl, outcome.error.message);
             this.settledThisPass++;
             this.fail(it.m, folder, outcome.error.message, outcome.error.context.serverResponse ?? null);
+            this.record(it.m.uidl, this.routed(it, 'failed', outcome.error.message, outcome.error.context.serverResponse ?? null));
           }
         },
       ));
@@ -417,6 +455,25 @@ class Run {
   private fail(m: ListedMessage, folder: string | null, reason: string, serverResponse: string | null): void {
     this.failures.set(m.uidl, { uidl: m.uidl, n: m.n, size: m.size, folder, reason, serverResponse });
     this.emit({ type: 'message', uidl: m.uidl, bytes: m.size, outcome: 'failed' });
+    // Before routing (RETR refused); a routed failure overwrites this with where it was going.
+    this.record(m.uidl, this.bare(m, 'failed', reason, serverResponse));
+  }
+
+  /** A detail row for a message that was never routed. */
+  private bare(m: ListedMessage, outcome: MessageDetail['outcome'], reason: string | null, serverResponse: string | null): MessageDetail {
+    return { n: m.n, uidl: m.uidl, size: m.size, outcome, folder: null, provenance: null, subject: null, from: null, messageId: null, reason, serverResponse };
+  }
+
+  private routed(
+    it: { m: ListedMessage; begin: BeginAppend; shown?: { subject: string | null; from: string | null } },
+    outcome: MessageDetail['outcome'],
+    reason: string | null,
+    serverResponse: string | null,
+  ): MessageDetail {
+    return {
+      n: it.m.n, uidl: it.m.uidl, size: it.m.size, outcome, folder: it.begin.folder, provenance: it.begin.provenance ?? null,
+      subject: it.shown?.subject ?? null, from: it.shown?.from ?? null, messageId: it.begin.messageId, reason, serverResponse,
+    };
   }
 
   private async openFolder(sink: ImapSink, folder: string): Promise<FolderStatus & { floor: number }> {
@@ -465,6 +522,11 @@ class Run {
         journal.confirm(account, d.uidl, { destUidValidity: status.uidValidity, destUid: d.uid });
         status.floor = Math.max(status.floor, d.uid + 1);
         this.result.reconciled++;
+        if (this.details) {
+          const m = this.listing.find((x) => x.uidl === d.uidl);
+          const row = rows.find((x) => x.uidl === d.uidl);
+          if (m) this.record(d.uidl, { ...this.bare(m, 'copied', null, null), ...fromRow(row) });
+        }
         this.settledThisPass++;
         this.o.logger.info({ uidl: d.uidl, folder, uid: d.uid, matchedBy: d.matchedBy }, 'interrupted copy found in destination');
       }
@@ -563,6 +625,13 @@ class Run {
       await s.close().catch(() => undefined);
     }
   }
+}
+
+/** What the journal says about an earlier copy, for its detail row. */
+function fromRow(row: JournalRow | undefined): Pick<MessageDetail, 'folder' | 'provenance' | 'messageId'> {
+  if (!row) return { folder: null, provenance: null, messageId: null };
+  const provenance: Provenance | null = row.provenance;
+  return { folder: row.folder, provenance, messageId: row.messageId };
 }
 
 export function runEngine(options: EngineOptions): Promise<RunResult> {

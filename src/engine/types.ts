@@ -1,4 +1,25 @@
 /** Data the engine hands to reports and the CLI. Plain and serialisable (JSON report). */
+import type { Provenance } from '../journal/types.js';
+
+/**
+ * What one run did with one listed message, for `--report`. Kept only when asked for
+ * (EngineOptions.detail): a 100k-message mailbox would otherwise cost a row each every run.
+ */
+export interface MessageDetail {
+  n: number;
+  uidl: string;
+  /** LIST size (what the size rule and plans judge), or the bytes copied once known. */
+  size: number;
+  outcome: 'copied' | 'already-copied' | 'failed' | 'skipped-by-rule';
+  folder: string | null;
+  /** How the copy was (or would have been) made; null when the message was never routed. */
+  provenance: Provenance | null;
+  subject: string | null;
+  from: string | null;
+  messageId: string | null;
+  reason: string | null;
+  serverResponse: string | null;
+}
 
 export interface MessageFailure {
   uidl: string;
@@ -46,6 +67,10 @@ export interface RunResult {
   deletionRefused?: string | null;
   /** Things a human should know that are not failures (no UIDL, windowed source, skipped deletions). */
   warnings?: string[];
+  /** Not copied because of skip_larger_than: deliberate, so not failures (exit 0). */
+  skippedByRule?: number;
+  /** Per listed message, only with EngineOptions.detail (`--report`); the CLI removes it before printing. */
+  messages?: MessageDetail[];
 }
 
 export type Phase = 'connect-source' | 'connect-destination' | 'listing' | 'reconciling' | 'copying' | 'finishing';

@@ -168,10 +168,20 @@ CREATE TABLE runs (
 CREATE INDEX runs_by_account ON runs (account, id);
 `;
 
+/**
+ * Version 4: what a run moved and how long it took, so `plan` can estimate at the rate this
+ * account really achieved. Added columns only, nullable: runs recorded before have no rate.
+ */
+const V4 = `
+ALTER TABLE runs ADD COLUMN copied_bytes INTEGER;
+ALTER TABLE runs ADD COLUMN duration_ms INTEGER;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'messages, folders, meta', sql: V1 },
   { version: 2, description: 'routing provenance per message', sql: V2 },
   { version: 3, description: 'deletion states, second identity key, locks, runs', sql: V3 },
+  { version: 4, description: 'bytes and duration per run (measured transfer rate)', sql: V4 },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

@@ -91,7 +91,7 @@ export function buildPlanReport(i: PlanInput): PlanReport {
     totals.bytes += m.size;
     let f = folders.get(m.folder);
     if (!f) {
-      f = { folder: m.folder, exists: i.existingFolders.has(m.folder), messages: 0, bytes: 0, new: 0, newBytes: 0, alreadyCopied: 0, wouldFail: 0 };
+      f = { folder: m.folder, exists: i.existingFolders.has(m.folder), messages: 0, bytes: 0, new: 0, newBytes: 0, retry: 0, alreadyCopied: 0, wouldFail: 0 };
       folders.set(m.folder, f);
     }
     f.messages++;
@@ -100,7 +100,10 @@ export function buildPlanReport(i: PlanInput): PlanReport {
       case 'new':
       case 'retry':
         if (m.status === 'new') totals.new++;
-        else totals.retry++;
+        else {
+          totals.retry++;
+          f.retry++;
+        }
         totals.newBytes += m.size;
         f.new++;
         f.newBytes += m.size;
@@ -111,7 +114,8 @@ export function buildPlanReport(i: PlanInput): PlanReport {
         totals.alreadyCopied++;
         f.alreadyCopied++;
         break;
-      case 'would-fail':
+      default:
+        // would-fail, and run statuses a plan never produces.
         totals.wouldFail++;
         f.wouldFail++;
         break;

@@ -1,5 +1,5 @@
 /**
- * The plan as CSV, one row per message, for spreadsheets and scripts: RFC 4180 (header row,
+ * The plan (or a run's report) as CSV, one row per message, for spreadsheets and scripts: RFC 4180 (header row,
  * CRLF line ends, fields with a comma, quote, CR or LF quoted, quotes doubled).
  *
  * Formula injection: Excel, LibreOffice and Google Sheets run a cell that starts with =, +, -
@@ -30,6 +30,7 @@ export const CSV_COLUMNS = [
   'from',
   'message_id',
   'reason',
+  'server_response',
 ] as const;
 
 /** Messages in POP3 order, whatever order the planner collected them in. */
@@ -54,6 +55,7 @@ function csvRow(m: PlanMessage): string {
     textField(m.from),
     textField(m.messageId),
     textField(m.reason),
+    textField(m.serverResponse ?? null),
   ].join(',');
 }
 

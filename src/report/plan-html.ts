@@ -9,29 +9,46 @@
  * come from strangers and servers) and goes through text(): printable() for control and bidi
  * characters, then HTML escaping. Nothing from the report is ever placed unescaped, including
  * inside SVG and attributes.
+ *
+ * A run report (`migrate`/`sync --report`) is the same page worded for what happened: cards,
+ * folder columns, chart segments and the failure table say copied / failed / skipped.
  */
 
 import type { PlanMessage, PlanReport } from './plan-types.js';
-import { type Bucket, bytesPerYear, estimateText, failures, sizeHistogram, sortedCounts } from './plan-stats.js';
+import {
+  type Bucket,
+  bytesPerYear,
+  estimateText,
+  failures,
+  failuresHeading,
+  folderCells,
+  folderColumns,
+  reportTitle,
+  sizeHistogram,
+  sortedCounts,
+  totalCells,
+} from './plan-stats.js';
 import { formatBytes, printable } from './summary.js';
 
 export function renderPlanHtml(report: PlanReport): string {
   const t = report.totals;
   const route = `${report.source} → ${report.destination}`;
   const failed = failures(report);
+  const title = reportTitle(report);
+  const kicker = report.run ? `popsync ${report.run.command} report · what the run did` : 'popsync migration plan · dry run, nothing was written';
   return `<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="popsync plan">
-<title>popsync plan: ${text(route)}</title>
+<meta name="generator" content="${text(title)}">
+<title>${text(title)}: ${text(route)}</title>
 <style>${STYLE}</style>
 </head>
 <body>
 <header>
-<p class="kicker">popsync migration plan · dry run, nothing was written</p>
+<p class="kicker">${text(kicker)}</p>
 <h1><span class="endpoint">${text(report.source)}</span> <span class="arrow" aria-label="to">→</span> <span class="endpoint">${text(report.destination)}</span></h1>
 <p class="meta">Generated <time datetime="${text(report.generatedAt)}">${text(readableTime(report.generatedAt))}</time></p>
 </header>
@@ -39,11 +56,7 @@ export function renderPlanHtml(report: PlanReport): string {
 <section aria-labelledby="h-summary">
 <h2 id="h-summary">Summary</h2>
 <dl class="cards">
-${card('Messages', String(t.messages), formatBytes(t.bytes))}
-${card('New', String(t.new), `${formatBytes(t.newBytes)}${t.retry > 0 ? ` · ${t.retry} retry` : ''}`, 'new')}
-${card('Already copied', String(t.alreadyCopied), 'in the journal', 'done')}
-${card('Would fail', String(t.wouldFail), t.wouldFail === 0 ? 'none' : 'see below', t.wouldFail > 0 ? 'fail' : '')}
-${card('Estimated time', ...estimateParts(report))}
+${cards(report)}
 </dl>
 </section>
 <section aria-labelledby="h-folders">
@@ -78,12 +91,16 @@ ${tallyTable('Seen flag decided by', 'Seen policy step', report.seenSources)}
 ${tallyTable('Arrival date (INTERNALDATE) from', 'Date source', report.dateSources)}
 </section>
 <section aria-labelledby="h-fail">
-<h2 id="h-fail">Would fail: ${failed.length === 0 ? 'none' : failed.length}</h2>
-${failed.length === 0 ? '<p>Every message can be copied.</p>' : failureTable(failed)}
+<h2 id="h-fail">${failuresHeading(report)}: ${failed.length === 0 ? 'none' : failed.length}</h2>
+${failed.length === 0 ? `<p>${report.run ? 'Every listed message is in the destination.' : 'Every message can be copied.'}</p>` : failureTable(failed, report.run !== undefined)}
 </section>
 </main>
 <footer>
-<p>Made by <code>popsync plan</code>. A dry run: only UIDL, LIST and headers were read; nothing was written to the journal or the destination. This page loads nothing from the network.</p>
+<p>${
+    report.run
+      ? `Made by <code>popsync ${report.run.command} --report</code> at the end of the run: what it copied, found already copied, and did not copy. This page loads nothing from the network.`
+      : 'Made by <code>popsync plan</code>. A dry run: only UIDL, LIST and headers were read; nothing was written to the journal or the destination. This page loads nothing from the network.'
+  }</p>
 </footer>
 </body>
 </html>
@@ -96,6 +113,27 @@ export function text(s: string): string {
 }
 
 const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+function cards(report: PlanReport): string {
+  const t = report.totals;
+  if (report.run) {
+    const notCopied = (t.failed ?? 0) + (t.skippedByRule ?? 0);
+    return [
+      card('Messages', String(t.messages), formatBytes(t.bytes)),
+      card('Copied', String(t.copied ?? 0), formatBytes(t.copiedBytes ?? 0), 'new'),
+      card('Already copied', String(t.alreadyCopied), 'before this run', 'done'),
+      card('Not copied', String(notCopied), `${t.failed ?? 0} failed · ${t.skippedByRule ?? 0} skipped by rule`, (t.failed ?? 0) > 0 ? 'fail' : ''),
+      card('Transfer', estimateText(report), ''),
+    ].join('\n');
+  }
+  return [
+    card('Messages', String(t.messages), formatBytes(t.bytes)),
+    card('New', String(t.new), `${formatBytes(t.newBytes)}${t.retry > 0 ? ` · ${t.retry} retry` : ''}`, 'new'),
+    card('Already copied', String(t.alreadyCopied), 'in the journal', 'done'),
+    card('Would fail', String(t.wouldFail), t.wouldFail === 0 ? 'none' : 'see below', t.wouldFail > 0 ? 'fail' : ''),
+    card('Estimated time', ...estimateParts(report)),
+  ].join('\n');
+}
 
 function card(label: string, value: string, detail: string, kind = ''): string {
   return `<div class="card${kind ? ` ${kind}` : ''}"><dt>${text(label)}</dt><dd><span class="big">${text(value)}</span><span class="detail">${text(detail)}</span></dd></div>`;
@@ -115,6 +153,7 @@ function readableTime(iso: string): string {
 }
 
 function folderTable(report: PlanReport): string {
+  if (report.run) return runFolderTable(report);
   const t = report.totals;
   const rows = report.folders
     .map(
@@ -129,6 +168,21 @@ function folderTable(report: PlanReport): string {
 ${rows}
 </tbody>
 <tfoot><tr><th scope="row">Total</th>${num(t.messages)}<td class="num">${formatBytes(t.bytes)}</td>${num(t.new)}${num(t.alreadyCopied)}${num(t.wouldFail)}<td></td></tr></tfoot>
+</table>`;
+}
+
+/** The run's columns, from the same cells the text formats print. */
+function runFolderTable(report: PlanReport): string {
+  const row = (cells: string[]) => cells.map((c) => `<td class="num">${text(c)}</td>`).join('');
+  const head = folderColumns(report).map((c) => `<th scope="col" class="num">${text(c.charAt(0).toUpperCase() + c.slice(1))}</th>`).join('');
+  const rows = report.folders.map((f) => `<tr><th scope="row">${text(f.folder)}</th>${row(folderCells(f, report))}</tr>`).join('\n');
+  return `<table class="folders">
+<caption>Messages per destination folder</caption>
+<thead><tr><th scope="col">Folder</th>${head}</tr></thead>
+<tbody>
+${rows}
+</tbody>
+<tfoot><tr><th scope="row">Total</th>${row(totalCells(report.totals, report))}</tr></tfoot>
 </table>`;
 }
 
@@ -151,15 +205,16 @@ ${body}
 </table>`;
 }
 
-function failureTable(failed: PlanMessage[]): string {
+function failureTable(failed: PlanMessage[], run: boolean): string {
+  const why = (m: PlanMessage) => `${run ? `${m.status}: ` : ''}${m.reason ?? ''}${m.serverResponse ? ` (server said: ${m.serverResponse})` : ''}`;
   const rows = failed
     .map(
       (m) =>
-        `<tr><td class="num">${m.n}</td><th scope="row"><code>${text(m.uidl)}</code></th><td class="num">${formatBytes(m.size)}</td><td>${text(m.folder)}</td><td class="free">${text(m.subject ?? '')}</td><td class="free">${text(m.from ?? '')}</td><td class="free">${text(m.reason ?? '')}</td></tr>`,
+        `<tr><td class="num">${m.n}</td><th scope="row"><code>${text(m.uidl)}</code></th><td class="num">${formatBytes(m.size)}</td><td>${text(m.folder)}</td><td class="free">${text(m.subject ?? '')}</td><td class="free">${text(m.from ?? '')}</td><td class="free">${text(why(m))}</td></tr>`,
     )
     .join('\n');
   return `<table class="failures">
-<caption>Messages that would not be copied, and why</caption>
+<caption>${run ? 'Messages this run did not copy, and why' : 'Messages that would not be copied, and why'}</caption>
 <thead><tr><th scope="col" class="num">#</th><th scope="col">UIDL</th><th scope="col" class="num">Size</th><th scope="col">Folder</th><th scope="col">Subject</th><th scope="col">From</th><th scope="col">Reason</th></tr></thead>
 <tbody>
 ${rows}
@@ -170,19 +225,27 @@ ${rows}
 // ---- charts: inline SVG, sized in viewBox units and scaled by CSS to the page width ----
 
 const CHART_W = 960;
-const SEGMENTS = [
+type SegmentKey = 'new' | 'retry' | 'done' | 'fail';
+const PLAN_SEGMENTS: readonly { key: SegmentKey; label: string; cls: string }[] = [
   { key: 'new', label: 'new', cls: 'seg-new' },
-  { key: 'retry', label: 'retry / other', cls: 'seg-retry' },
+  { key: 'retry', label: 'retry', cls: 'seg-retry' },
   { key: 'done', label: 'already copied', cls: 'seg-done' },
   { key: 'fail', label: 'would fail', cls: 'seg-fail' },
-] as const;
+];
+/** A run: copied, already copied, failed, and skipped on purpose (drawn in the retry colour). */
+const RUN_SEGMENTS: readonly { key: SegmentKey; label: string; cls: string }[] = [
+  { key: 'new', label: 'copied', cls: 'seg-new' },
+  { key: 'retry', label: 'skipped by rule', cls: 'seg-retry' },
+  { key: 'done', label: 'already copied', cls: 'seg-done' },
+  { key: 'fail', label: 'failed', cls: 'seg-fail' },
+];
 
 /**
- * One horizontal bar per folder, largest first, stacked by what would happen to its messages.
- * PlanFolder has no retry count, so whatever is neither new, copied nor failing is drawn as
- * "retry / other" and the bar always adds up to the folder's messages.
+ * One horizontal bar per folder, largest first, stacked by what would happen (a run: what
+ * happened) to its messages. A plan folder's `new` includes its retries, drawn apart.
  */
 function folderChart(report: PlanReport): string {
+  const SEGMENTS = report.run ? RUN_SEGMENTS : PLAN_SEGMENTS;
   const folders = [...report.folders].sort((a, b) => b.messages - a.messages || (a.folder < b.folder ? -1 : 1));
   const row = 26;
   const top = 34;
@@ -199,8 +262,11 @@ function folderChart(report: PlanReport): string {
   const bars = folders
     .map((f, i) => {
       const y = top + i * row;
-      const other = Math.max(0, f.messages - f.new - f.alreadyCopied - f.wouldFail);
-      const parts: Record<(typeof SEGMENTS)[number]['key'], number> = { new: f.new, retry: other, done: f.alreadyCopied, fail: f.wouldFail };
+      const retry = f.retry ?? 0;
+      const parts: Record<SegmentKey, number> = report.run
+        ? { new: f.copied ?? 0, retry: f.skippedByRule ?? 0, done: f.alreadyCopied, fail: f.failed ?? 0 }
+        : // `new` includes retries in plan-report.ts; clamped so a report that counted them apart draws the same bar.
+          { new: Math.max(0, Math.min(f.new, f.messages - retry - f.alreadyCopied - f.wouldFail)), retry, done: f.alreadyCopied, fail: f.wouldFail };
       let x = labelW;
       const segs = SEGMENTS.map((s) => {
         const w = (parts[s.key] / max) * plotW;
@@ -208,7 +274,9 @@ function folderChart(report: PlanReport): string {
         x += w;
         return r;
       }).join('');
-      const tip = `${f.folder}: ${plural(f.messages, 'message')} (${f.new} new, ${f.alreadyCopied} already copied, ${f.wouldFail} would fail)`;
+      const tip = report.run
+        ? `${f.folder}: ${plural(f.messages, 'message')} (${f.copied ?? 0} copied, ${f.alreadyCopied} already copied, ${f.failed ?? 0} failed, ${f.skippedByRule ?? 0} skipped by rule)`
+        : `${f.folder}: ${plural(f.messages, 'message')} (${f.new} new, ${f.alreadyCopied} already copied, ${f.wouldFail} would fail)`;
       return `<g class="bar"><title>${text(tip)}</title><text class="label" x="${labelW - 8}" y="${y + row / 2 + 4}" text-anchor="end">${text(ellipsis(f.folder, 34))}</text>${segs}<text class="value" x="${fx(x + 6)}" y="${y + row / 2 + 4}">${f.messages}</text></g>`;
     })
     .join('\n');

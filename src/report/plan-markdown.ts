@@ -13,7 +13,7 @@
 
 import type { PlanReport } from './plan-types.js';
 import { DEFAULT_MAX_FAILURES } from './plan-table.js';
-import { estimateText, failures, FOLDER_COLUMNS, folderCells, sortedCounts, totalCells } from './plan-stats.js';
+import { estimateText, failures, failuresHeading, folderCells, folderColumns, reportTitle, sortedCounts, totalCells, totalLines } from './plan-stats.js';
 import { formatBytes, printable } from './summary.js';
 
 export interface PlanMarkdownOptions {
@@ -25,17 +25,17 @@ export function renderPlanMarkdown(report: PlanReport, options: PlanMarkdownOpti
   const maxFailures = options.maxFailures ?? DEFAULT_MAX_FAILURES;
   const t = report.totals;
   const out: string[] = [];
-  out.push(`## popsync plan: ${md(report.source)} → ${md(report.destination)}`, '');
+  out.push(`## ${reportTitle(report)}: ${md(report.source)} → ${md(report.destination)}`, '');
   out.push(`Generated ${md(report.generatedAt)}.`, '');
 
   out.push('### Folders', '');
   out.push(
     ...table(
-      ['Folder', ...FOLDER_COLUMNS.map(capitalise)],
-      'lrrrrrl',
+      ['Folder', ...folderColumns(report).map(capitalise)],
+      report.run ? 'lrrrrrr' : 'lrrrrrl',
       [
-        ...report.folders.map((f) => [md(f.folder), ...folderCells(f)]),
-        ['**Total**', ...totalCells(t).map((c) => (c === '' ? '' : `**${c}**`))],
+        ...report.folders.map((f) => [md(f.folder), ...folderCells(f, report)]),
+        ['**Total**', ...totalCells(t, report).map((c) => (c === '' ? '' : `**${c}**`))],
       ],
     ),
     '',
@@ -47,14 +47,21 @@ export function renderPlanMarkdown(report: PlanReport, options: PlanMarkdownOpti
   out.push(...table(['Date source', 'Messages'], 'lr', sortedCounts(report.dateSources).map(([k, v]) => [md(k), String(v)])), '');
 
   const failed = failures(report);
-  out.push(`### Would fail: ${failed.length === 0 ? 'none' : failed.length}`, '');
+  out.push(`### ${failuresHeading(report)}: ${failed.length === 0 ? 'none' : failed.length}`, '');
   if (failed.length > 0) {
     const shown = failed.slice(0, Math.max(0, maxFailures));
     out.push(
       ...table(
         ['#', 'UIDL', 'Size', 'Folder', 'Subject', 'Reason'],
         'rlrlll',
-        shown.map((m) => [String(m.n), code(m.uidl), formatBytes(m.size), md(m.folder), md(m.subject ?? ''), md(m.reason ?? '')]),
+        shown.map((m) => [
+          String(m.n),
+          code(m.uidl),
+          formatBytes(m.size),
+          md(m.folder),
+          md(m.subject ?? ''),
+          md(`${report.run ? `${m.status}: ` : ''}${m.reason ?? ''}${m.serverResponse ? ` (server said: ${m.serverResponse})` : ''}`),
+        ]),
       ),
     );
     const more = failed.length - shown.length;
@@ -63,6 +70,10 @@ export function renderPlanMarkdown(report: PlanReport, options: PlanMarkdownOpti
   }
 
   out.push('### Totals', '');
+  if (report.run) {
+    for (const [k, v] of totalLines(report)) out.push(`- ${capitalise(k)}: ${md(v)}`);
+    return `${out.join('\n')}\n`;
+  }
   out.push(`- **${t.messages}** messages, ${formatBytes(t.bytes)}`);
   out.push(`- **${t.new}** new (${formatBytes(t.newBytes)}), ${t.retry} retry, ${t.alreadyCopied} already copied, ${t.wouldFail} would fail`);
   out.push(`- Estimate: ${md(estimateText(report))}`);

@@ -1,5 +1,5 @@
 /**
- * One entry point for every way `popsync plan` (and later `migrate --report`) prints a
+ * One entry point for every way `popsync plan` and `migrate`/`sync --report` print a
  * PlanReport. The CLI validates `--format` against PLAN_FORMATS and writes the returned text as
  * is: every format ends with its own line terminator (CRLF for csv), so stdout and `--output`
  * files get the same bytes.
@@ -56,14 +56,15 @@ export function renderPlanJson(report: PlanReport, compact = false): string {
   return `${JSON.stringify(canonical(report, 'report'), null, compact ? undefined : 2)}\n`;
 }
 
-type Shape = 'report' | 'totals' | 'folder' | 'message' | 'estimate' | 'tally';
+type Shape = 'report' | 'totals' | 'folder' | 'message' | 'estimate' | 'run' | 'tally';
 
 const KEY_ORDER: Record<Exclude<Shape, 'tally'>, readonly string[]> = {
-  report: ['version', 'generatedAt', 'source', 'destination', 'totals', 'folders', 'seenSources', 'dateSources', 'estimate', 'messages'],
-  totals: ['messages', 'bytes', 'new', 'newBytes', 'retry', 'alreadyCopied', 'wouldFail'],
-  folder: ['folder', 'exists', 'messages', 'bytes', 'new', 'newBytes', 'alreadyCopied', 'wouldFail'],
-  message: ['n', 'uidl', 'size', 'status', 'folder', 'folderRule', 'flags', 'seenSource', 'internalDate', 'dateSource', 'subject', 'from', 'messageId', 'reason'],
+  report: ['version', 'generatedAt', 'source', 'destination', 'run', 'totals', 'folders', 'seenSources', 'dateSources', 'estimate', 'messages'],
+  totals: ['messages', 'bytes', 'new', 'newBytes', 'retry', 'alreadyCopied', 'wouldFail', 'copied', 'copiedBytes', 'failed', 'skippedByRule'],
+  folder: ['folder', 'exists', 'messages', 'bytes', 'new', 'newBytes', 'retry', 'alreadyCopied', 'wouldFail', 'copied', 'failed', 'skippedByRule'],
+  message: ['n', 'uidl', 'size', 'status', 'folder', 'folderRule', 'flags', 'seenSource', 'internalDate', 'dateSource', 'subject', 'from', 'messageId', 'reason', 'serverResponse'],
   estimate: ['bytesPerSecond', 'seconds', 'basis'],
+  run: ['command', 'startedAt', 'durationMs', 'copiedBytes'],
 };
 
 const CHILD_SHAPE: Partial<Record<string, Shape>> = {
@@ -71,6 +72,7 @@ const CHILD_SHAPE: Partial<Record<string, Shape>> = {
   folders: 'folder',
   messages: 'message',
   estimate: 'estimate',
+  run: 'run',
   seenSources: 'tally',
   dateSources: 'tally',
 };

@@ -99,9 +99,27 @@ export function sortedCounts(counts: Readonly<Record<string, number>>): [string,
   return Object.entries(counts).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
 }
 
-/** Messages that would not be copied, in POP3 order (the order a user can check them in). */
+/** The report of a real run (`--report`), as opposed to a plan. */
+export function isRunReport(report: PlanReport): boolean {
+  return report.run !== undefined;
+}
+
+/** "popsync plan", "popsync migrate report": the first words of every format. */
+export function reportTitle(report: PlanReport): string {
+  return report.run ? `popsync ${report.run.command} report` : 'popsync plan';
+}
+
+/** Statuses listed under the failure heading: what was (or would be) not copied. */
+const NOT_COPIED: ReadonlySet<PlanMessage['status']> = new Set(['would-fail', 'failed', 'skipped-by-rule']);
+
+/** Messages that would not be copied (a run: were not), in POP3 order (the order a user can check them in). */
 export function failures(report: PlanReport): PlanMessage[] {
-  return report.messages.filter((m) => m.status === 'would-fail').sort((a, b) => a.n - b.n);
+  return report.messages.filter((m) => NOT_COPIED.has(m.status)).sort((a, b) => a.n - b.n);
+}
+
+/** "Would fail" for a plan; a run says what happened. */
+export function failuresHeading(report: PlanReport): string {
+  return isRunReport(report) ? 'Not copied' : 'Would fail';
 }
 
 /**
@@ -110,9 +128,23 @@ export function failures(report: PlanReport): PlanMessage[] {
  */
 export function estimateText(report: PlanReport): string {
   const e = report.estimate;
+  if (report.run) {
+    const bytes = report.run.copiedBytes;
+    const secs = report.run.durationMs / 1000;
+    const rate = secs > 0 && bytes > 0 ? ` at ${formatBytes(Math.round(bytes / secs))}/s` : '';
+    return `${formatBytes(bytes)} copied in ${formatSeconds(secs)}${rate}`;
+  }
   if (report.totals.newBytes === 0 && report.totals.new === 0 && report.totals.retry === 0) return 'nothing to copy';
   if (e === null) return 'no estimate (no transfer rate measured yet)';
   return `${approxDuration(e.seconds)} at ${formatBytes(Math.round(e.bytesPerSecond))}/s (basis: ${e.basis})`;
+}
+
+/** A run's measured duration, to the second: unlike an estimate it is a fact. */
+function formatSeconds(s: number): string {
+  const whole = Math.round(s);
+  if (whole < 60) return `${whole} s`;
+  const m = Math.floor(whole / 60);
+  return m < 60 ? `${m} min ${String(whole % 60).padStart(2, '0')} s` : `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, '0')} min`;
 }
 
 /** "under a minute", "about 4 min", "about 2 h 05 min". */
@@ -128,14 +160,49 @@ export function approxDuration(seconds: number): string {
 /**
  * The numeric columns of the folder table (after the name), shared by the text formats so
  * they list the same facts in the same order; each format escapes the name its own way.
+ * A plan says what would happen, a run report what did.
  */
 export const FOLDER_COLUMNS = ['messages', 'bytes', 'new', 'already copied', 'would fail', 'destination'] as const;
+export const RUN_FOLDER_COLUMNS = ['messages', 'bytes', 'copied', 'already copied', 'failed', 'skipped by rule'] as const;
 
-export function folderCells(f: PlanFolder): string[] {
+export function folderColumns(report: PlanReport): readonly string[] {
+  return isRunReport(report) ? RUN_FOLDER_COLUMNS : FOLDER_COLUMNS;
+}
+
+export function folderCells(f: PlanFolder, report?: PlanReport): string[] {
+  if (report && isRunReport(report)) {
+    return [String(f.messages), formatBytes(f.bytes), String(f.copied ?? 0), String(f.alreadyCopied), String(f.failed ?? 0), String(f.skippedByRule ?? 0)];
+  }
   return [String(f.messages), formatBytes(f.bytes), String(f.new), String(f.alreadyCopied), String(f.wouldFail), f.exists ? 'exists' : 'created'];
 }
 
 /** The same columns for the total row; 'destination' has no total. */
-export function totalCells(t: PlanReport['totals']): string[] {
+export function totalCells(t: PlanReport['totals'], report?: PlanReport): string[] {
+  if (report && isRunReport(report)) {
+    return [String(t.messages), formatBytes(t.bytes), String(t.copied ?? 0), String(t.alreadyCopied), String(t.failed ?? 0), String(t.skippedByRule ?? 0)];
+  }
   return [String(t.messages), formatBytes(t.bytes), String(t.new), String(t.alreadyCopied), String(t.wouldFail), ''];
+}
+
+/** The totals section as label/value pairs, shared by the table and markdown. */
+export function totalLines(report: PlanReport): [string, string][] {
+  const t = report.totals;
+  if (isRunReport(report)) {
+    return [
+      ['messages', `${t.messages}, ${formatBytes(t.bytes)}`],
+      ['copied', `${t.copied ?? 0}, ${formatBytes(t.copiedBytes ?? 0)}`],
+      ['already copied', String(t.alreadyCopied)],
+      ['failed', String(t.failed ?? 0)],
+      ['skipped by rule', String(t.skippedByRule ?? 0)],
+      ['transfer', estimateText(report)],
+    ];
+  }
+  return [
+    ['messages', `${t.messages}, ${formatBytes(t.bytes)}`],
+    ['new', `${t.new}, ${formatBytes(t.newBytes)}`],
+    ['retry', String(t.retry)],
+    ['already copied', String(t.alreadyCopied)],
+    ['would fail', String(t.wouldFail)],
+    ['estimate', estimateText(report)],
+  ];
 }

@@ -2,13 +2,14 @@
  * The plan for a terminal: plain aligned text, no colour (it is read in terminals, pasted into
  * mails and piped to `less`, where escape codes are noise). Sections: folders, how seen flags
  * and dates were decided, what would fail (capped; csv lists all), totals and the estimate.
+ * A run report (`--report`) has the same sections, worded for what happened.
  *
  * Every string from the report goes through printable(): folder names, UIDLs and reasons come
  * from servers and mail, and a control character there could rewrite the user's screen.
  */
 
 import type { PlanReport } from './plan-types.js';
-import { estimateText, failures, FOLDER_COLUMNS, folderCells, sortedCounts, totalCells } from './plan-stats.js';
+import { failures, failuresHeading, folderCells, folderColumns, reportTitle, sortedCounts, totalCells, totalLines } from './plan-stats.js';
 import { formatBytes, printable } from './summary.js';
 
 export interface PlanTableOptions {
@@ -24,19 +25,19 @@ export function renderPlanTable(report: PlanReport, options: PlanTableOptions = 
   const maxFailures = options.maxFailures ?? DEFAULT_MAX_FAILURES;
   const t = report.totals;
   const out: string[] = [];
-  out.push(`popsync plan: ${cell(report.source)} -> ${cell(report.destination)}`);
+  out.push(`${reportTitle(report)}: ${cell(report.source)} -> ${cell(report.destination)}`);
   out.push(`generated ${cell(report.generatedAt)}`);
 
   out.push('', 'Folders');
   if (report.folders.length === 0) {
     out.push('  (no messages)');
   } else {
-    const rows = report.folders.map((f) => [cell(f.folder), ...folderCells(f)]);
-    rows.push(['total', ...totalCells(t)]);
+    const rows = report.folders.map((f) => [cell(f.folder), ...folderCells(f, report)]);
+    rows.push(['total', ...totalCells(t, report)]);
     out.push(
       ...grid(
-        ['folder', ...FOLDER_COLUMNS],
-        ['left', 'right', 'right', 'right', 'right', 'right', 'left'],
+        ['folder', ...folderColumns(report)],
+        ['left', 'right', 'right', 'right', 'right', 'right', report.run ? 'right' : 'left'],
         rows,
       ),
     );
@@ -48,14 +49,17 @@ export function renderPlanTable(report: PlanReport, options: PlanTableOptions = 
   out.push(...tally(report.dateSources, 'date source'));
 
   const failed = failures(report);
-  out.push('', `Would fail: ${failed.length === 0 ? 'none' : failed.length}`);
+  out.push('', `${failuresHeading(report)}: ${failed.length === 0 ? 'none' : failed.length}`);
   if (failed.length > 0) {
     const shown = failed.slice(0, Math.max(0, maxFailures));
+    // A run report says which of them were skipped on purpose and which failed.
+    const reason = (m: (typeof failed)[number]) =>
+      cell(`${report.run ? `${m.status}: ` : ''}${m.reason ?? ''}${m.serverResponse ? ` (server said: ${m.serverResponse})` : ''}`);
     out.push(
       ...grid(
         ['UIDL', 'size', 'reason'],
         ['left', 'right', 'left'],
-        shown.map((m) => [cell(m.uidl), formatBytes(m.size), cell(m.reason ?? '')]),
+        shown.map((m) => [cell(m.uidl), formatBytes(m.size), reason(m)]),
       ),
     );
     const more = failed.length - shown.length;
@@ -63,20 +67,7 @@ export function renderPlanTable(report: PlanReport, options: PlanTableOptions = 
   }
 
   out.push('', 'Totals');
-  out.push(
-    ...grid(
-      null,
-      ['left', 'left'],
-      [
-        ['messages:', `${t.messages}, ${formatBytes(t.bytes)}`],
-        ['new:', `${t.new}, ${formatBytes(t.newBytes)}`],
-        ['retry:', String(t.retry)],
-        ['already copied:', String(t.alreadyCopied)],
-        ['would fail:', String(t.wouldFail)],
-        ['estimate:', cell(estimateText(report))],
-      ],
-    ),
-  );
+  out.push(...grid(null, ['left', 'left'], totalLines(report).map(([k, v]) => [`${k}:`, cell(v)])));
   return `${out.join('\n')}\n`;
 }
 

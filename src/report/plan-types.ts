@@ -2,6 +2,11 @@
  * The dry-run plan as data: what `popsync plan` computes (engine + mapping, no bodies fetched,
  * nothing written) and every renderer (table, json, csv, markdown, html) prints. Plain and
  * serialisable; renderers derive their charts from `messages`.
+ *
+ * The same shape reports what a real `migrate`/`sync` did (`--report FILE`), so a plan and the
+ * run after it can be compared row by row with one tool: such a report carries `run`, and its
+ * messages the statuses of things done (copied, failed, skipped-by-rule) besides
+ * already-copied. Everything added for that is optional, so plans written before still read.
  */
 
 export type PlanStatus =
@@ -12,7 +17,13 @@ export type PlanStatus =
   /** The journal records it as copied. */
   | 'already-copied'
   /** Would not be copied: too big for the server, over a size rule, no usable UIDL... */
-  | 'would-fail';
+  | 'would-fail'
+  /** Run report: copied by this run (or an interrupted earlier copy this run found and confirmed). */
+  | 'copied'
+  /** Run report: this run tried and the source or destination refused, or it could not be tracked. */
+  | 'failed'
+  /** Run report: not copied because a rule said so (skip_larger_than); not an error. */
+  | 'skipped-by-rule';
 
 export interface PlanMessage {
   /** POP3 message number in the session that planned. */
@@ -36,6 +47,8 @@ export interface PlanMessage {
   status: PlanStatus;
   /** Why it would fail, or why it is retried; null otherwise. */
   reason: string | null;
+  /** Run report: the server's words, verbatim, when a server refused; absent in plans. */
+  serverResponse?: string | null;
 }
 
 export interface PlanFolder {
@@ -46,8 +59,23 @@ export interface PlanFolder {
   bytes: number;
   new: number;
   newBytes: number;
+  /** Of `new`, how many were tried before (0 in plans written before this field existed). */
+  retry: number;
   alreadyCopied: number;
   wouldFail: number;
+  /** Run report only. */
+  copied?: number;
+  failed?: number;
+  skippedByRule?: number;
+}
+
+/** What makes a PlanReport the report of a real run. */
+export interface RunInfo {
+  command: 'migrate' | 'sync';
+  startedAt: string;
+  durationMs: number;
+  /** Bytes copied by this run (what the rate is measured on). */
+  copiedBytes: number;
 }
 
 export interface PlanReport {
@@ -63,6 +91,11 @@ export interface PlanReport {
     retry: number;
     alreadyCopied: number;
     wouldFail: number;
+    /** Run report only. */
+    copied?: number;
+    copiedBytes?: number;
+    failed?: number;
+    skippedByRule?: number;
   };
   folders: PlanFolder[];
   /** How many messages each seen-policy step decided; key 'none' when no policy applied. */
@@ -72,4 +105,6 @@ export interface PlanReport {
   /** Time estimate for the new bytes; null when no rate is known. */
   estimate: { bytesPerSecond: number; seconds: number; basis: string } | null;
   messages: PlanMessage[];
+  /** Present in the report of a real run (`migrate`/`sync --report`), absent in a plan. */
+  run?: RunInfo;
 }
