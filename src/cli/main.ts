@@ -12,6 +12,7 @@ import { registerStatus } from './commands/status.js';
 import { registerSync } from './commands/sync.js';
 import { createContext, type CommandContext } from './context.js';
 import { describeError, EXIT_CODES_HELP } from './exit.js';
+import { loadTtyLibraries } from '../report/progress.js';
 
 /** Each command adds itself to the program; the order is the order in --help. */
 const COMMANDS: Array<(program: Command, ctx: CommandContext) => void> = [registerMigrate, registerPlan, registerSync, registerStatus, registerConfig];
@@ -56,6 +57,7 @@ export async function main(argv: string[]): Promise<void> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
+    if (process.stderr.isTTY === true) await loadTtyLibraries();
     await buildProgram(createContext(controller.signal)).parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {

@@ -12,8 +12,8 @@ import { PopsyncError } from '../errors.js';
 import type { HeaderKey, MatchSpec, PatternSpec, RoutingSpec, RuleSpec } from '../mapping/rules.js';
 import type { SeenStep } from '../mapping/seen.js';
 import type { LoadedConfig } from './load.js';
-import { SEEN_STEP_RE, type AccountConfig, type DefaultsConfig, type EndpointConfig, type MatchConfig, type PatternItem } from './schema.js';
-import { parseDay, parseDuration, parseSize } from './units.js';
+import type { AccountConfig, DefaultsConfig, EndpointConfig, MatchConfig, PatternItem } from './schema.js';
+import { parseDay, parseDuration, parseSize, SEEN_STEP_RE } from './units.js';
 
 export const BUILTIN = { folder: 'INBOX', batchMessages: 50, batchMb: 16, timeoutSeconds: 60, arrivalDate: true, reconnectAttempts: 5 } as const;
 
@@ -116,6 +116,7 @@ export function routingSpecOf(a: Partial<AccountConfig> & DefaultsConfig, d: Def
     flags: o.flags ?? a.flags ?? d.flags ?? [],
     seen: (a.seen ?? d.seen ?? []).map(seenStepOf),
     arrivalDate: o.arrivalDate ?? a.arrival_date ?? d.arrival_date ?? BUILTIN.arrivalDate,
+    skipLargerThan: ((v) => (v === undefined ? null : parseSize(v)))(a.skip_larger_than ?? d.skip_larger_than),
   };
 }
 

@@ -73,8 +73,8 @@ export const rule = z.strictObject({
   flags: z.array(flag).optional(),
 });
 
-/** `status-header`, `older-than: 30d` (or `older-than 30d`), `all`, `none`. */
-export const SEEN_STEP_RE = /^(status-header|all|none|older-than[:\s]\s*(\S+))$/i;
+import { SEEN_STEP_RE } from './units.js';
+export { SEEN_STEP_RE };
 const seenStep = z.string().superRefine((s, ctx) => {
   const m = SEEN_STEP_RE.exec(s.trim());
   if (!m) ctx.addIssue({ code: 'custom', message: `unknown seen step "${s}"; use status-header, older-than: 30d, all or none` });
@@ -88,6 +88,7 @@ const routingKeys = {
   folder: folder.optional(),
   flags: z.array(flag).optional(),
   arrival_date: z.boolean().optional(),
+  skip_larger_than: size.optional(),
   seen: z.array(seenStep).optional(),
   rules: z.array(rule).optional(),
   batch_messages: z.number().int().positive().optional(),

@@ -15,6 +15,9 @@ const DURATION_UNITS: Record<string, number> = {
 };
 
 /** Milliseconds of `30d`, `12h`, `90s`, `2w`, `1y` (`m` is minutes); null when malformed. */
+/** Seen-policy steps: `status-header`, `older-than: 30d` (or `older-than 30d`), `all`, `none`. */
+export const SEEN_STEP_RE = /^(status-header|all|none|older-than[:\s]\s*(\S+))$/i;
+
 export function parseDuration(text: string): number | null {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w|y)\s*$/i.exec(text);
   if (!m) return null;

@@ -11,8 +11,8 @@
  * the engine never knows whether anyone is watching.
  */
 
-import { MultiBar, type SingleBar } from 'cli-progress';
-import ora, { type Ora } from 'ora';
+import type { MultiBar, SingleBar } from 'cli-progress';
+import type { Ora } from 'ora';
 import type { Phase, ProgressEvent, ProgressListener } from '../engine/types.js';
 import { formatBytes, formatDuration, printable, rateText } from './summary.js';
 
@@ -47,11 +47,24 @@ const PHASE_TEXT: Record<Phase, string> = {
 const SIDE_LABEL = { pop3: 'POP3', imap: 'IMAP' } as const;
 
 /** Picks the renderer for this run. */
+/**
+ * ora and cli-progress are loaded only for a terminal (main.ts calls this when stderr is one):
+ * a cron run never draws a bar and should not pay ~85 ms of start-up for them.
+ */
+let ttyLibraries: { ora: typeof import('ora').default; MultiBar: typeof MultiBar } | null = null;
+
+export async function loadTtyLibraries(): Promise<void> {
+  if (ttyLibraries) return;
+  const [oraModule, cliProgress] = await Promise.all([import('ora'), import('cli-progress')]);
+  ttyLibraries = { ora: oraModule.default, MultiBar: cliProgress.MultiBar };
+}
+
 export function createProgress(opts: ProgressOptions): Progress {
   if (opts.quiet) return { listener: () => {}, stop: () => {} };
   const stream = opts.stream ?? process.stderr;
   const now = opts.now ?? Date.now;
-  return opts.tty ? ttyProgress(stream, now) : plainProgress(stream, now, opts.intervalMs ?? 5000);
+  // Without the terminal libraries loaded (see loadTtyLibraries) plain lines are still right.
+  return opts.tty && ttyLibraries ? ttyProgress(stream, now) : plainProgress(stream, now, opts.intervalMs ?? 5000);
 }
 
 /** Counters both renderers keep. */
@@ -169,6 +182,7 @@ function plainProgress(stream: NodeJS.WritableStream, now: () => number, interva
 function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress {
   const t = new Tally(now);
   // discardStdin would put stdin into raw mode and take Ctrl-C's SIGINT away from main.ts.
+  const { ora, MultiBar } = ttyLibraries!;
   const spinner: Ora = ora({ stream, isEnabled: true, discardStdin: false, hideCursor: true });
   let bars: { multi: MultiBar; messages: SingleBar; bytes: SingleBar } | null = null;
 

@@ -1,8 +1,8 @@
 import { clearLine, cursorTo, moveCursor } from 'node:readline';
 import { Writable } from 'node:stream';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ProgressEvent } from '../../src/engine/types.js';
-import { createProgress } from '../../src/report/progress.js';
+import { createProgress, loadTtyLibraries } from '../../src/report/progress.js';
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -106,6 +106,7 @@ describe('plain lines (not a terminal)', () => {
 });
 
 describe('terminal', () => {
+  beforeAll(() => loadTtyLibraries());
   it('draws a spinner, then message and byte bars, on the given stream only', () => {
     const stdout = vi.spyOn(process.stdout, 'write');
     const s = fakeStream(true);

@@ -6,7 +6,6 @@
  */
 import { accessSync, constants } from 'node:fs';
 import type { Command } from 'commander';
-import { loadConfigFile } from '../../config/load.js';
 import { configuredAccounts, type ConfiguredAccount } from '../../config/resolve.js';
 import { compileRouting, type PatternSpec, type RuleSpec } from '../../mapping/rules.js';
 import { stepName } from '../../mapping/seen.js';
@@ -71,6 +70,7 @@ export function describeAccount(a: ConfiguredAccount, env: NodeJS.ProcessEnv = p
     `  arrival date: ${r.arrivalDate ? 'Received:, else Date:, else copy time' : 'copy time (arrival_date: false)'}`,
     `  seen policy:  ${r.seen.length ? r.seen.map(stepName).join(' -> ') : '(none: copies arrive unread)'}`,
     `  flags:        ${r.flags.length ? r.flags.join(' ') : '(none)'}`,
+    ...(r.skipLargerThan != null ? [`  skip:         messages larger than ${r.skipLargerThan} bytes are not copied (skip_larger_than)`] : []),
     `  rules:        ${r.rules.length ? '' : '(none)'}`,
     ...r.rules.map((x, i) => `    ${i + 1}. ${describeRule(x)}`),
     `  default:      ${r.defaultFolder}`,
@@ -84,7 +84,9 @@ export function registerConfig(program: Command): void {
     .command('check')
     .description('Validate a config file and print what it resolves to (secrets masked). Connects to nothing.')
     .argument('<file>', 'the YAML config file')
-    .action((file: string) => {
+    .action(async (file: string) => {
+      // yaml and zod load only when a config file is read (start-up of every other command).
+      const { loadConfigFile } = await import('../../config/load.js');
       const loaded = loadConfigFile(file);
       const accounts = configuredAccounts(loaded);
       const text = accounts.map((a) => describeAccount(a)).join('\n\n');

@@ -11,6 +11,7 @@ import type { Command } from 'commander';
 import { accountJobs } from '../account.js';
 import type { CommandContext } from '../context.js';
 import { runAccountJob, runJobs } from '../jobs.js';
+import { addReportOptions, reportTarget } from '../report-file.js';
 import { addAccountOptions, addConfigOptions, addOutputOptions, addRoutingOptions, addTransferOptions, outputOptions } from '../options.js';
 
 export function registerMigrate(program: Command, ctx: CommandContext): void {
@@ -22,15 +23,18 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
   addRoutingOptions(cmd);
   addTransferOptions(cmd);
   addOutputOptions(cmd);
+  addReportOptions(cmd);
   cmd.addHelpText(
     'after',
     `\nExamples:\n  POP_PW=... IMAP_PW=... popsync migrate --pop pop3s://alice@pop.example.net \\\n    --imap imaps://alice@imap.example.net --pop-password-env POP_PW --imap-password-env IMAP_PW \\\n    --journal ./alice.sqlite\n  popsync migrate --config popsync.yml [--account alice]`,
   );
   cmd.action(async (opts: Record<string, unknown>, command: Command) => {
-    process.exitCode = await runJobs(accountJobs(opts, command), async (job) => {
+    const jobs = await accountJobs(opts, command);
+    process.exitCode = await runJobs(jobs, async (job) => {
       const out = ctx.startOutput(outputOptions(opts));
       try {
-        const result = await runAccountJob(job, { command: 'migrate', logger: out.logger, progress: out.progress, signal: ctx.signal });
+        const report = reportTarget(opts, { name: job.input.name, index: jobs.indexOf(job), count: jobs.length });
+        const result = await runAccountJob(job, { command: 'migrate', logger: out.logger, progress: out.progress, signal: ctx.signal, ...(report ? { report } : {}) });
         return out.finish(result);
       } finally {
         out.stop();

@@ -6,7 +6,6 @@
  * the plan says what the run will do. Decisions live in mapping/plan-report.ts; this file
  * gathers inputs and prints.
  */
-import { renameSync, writeFileSync } from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { joinListing, planCopy } from '../../engine/plan.js';
 import { PopsyncError, isPopsyncError } from '../../errors.js';
@@ -21,8 +20,10 @@ import { compileRouting } from '../../mapping/rules.js';
 import type { Pop3Session } from '../../pop3/types.js';
 import { PLAN_FORMATS, renderPlan, type PlanFormat } from '../../report/plan-render.js';
 import type { PlanReport } from '../../report/plan-types.js';
+import { formatBytes } from '../../report/summary.js';
 import { accountJobs, resolveAccount, type AccountJob } from '../account.js';
 import type { CommandContext } from '../context.js';
+import { writeAtomically } from '../report-file.js';
 import { addAccountOptions, addConfigOptions, addRoutingOptions, addTransferOptions, outputOptions } from '../options.js';
 
 /** TOP commands in flight at once: pipelined, but bounded so 20,000 headers never sit in memory together with their promises. */
@@ -34,17 +35,6 @@ function rateOption(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('--rate must be a number of megabytes per second above 0');
   return n;
-}
-
-/** Written next to the target and renamed over it, so a reader never sees half a report. */
-export function writeAtomically(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, text, { mode: 0o644 });
-    renameSync(tmp, path);
-  } catch (e) {
-    throw new PopsyncError('usage', `cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
 }
 
 async function topAll(source: Pop3Session, ns: number[], logger: Logger): Promise<Map<number, Buffer | { error: string }>> {
@@ -124,9 +114,15 @@ export async function planAccount(job: AccountJob, o: { logger: Logger; rateMBps
         if (!(isPopsyncError(e) && e.kind === 'server')) throw e;
       }
     }
+    // Earlier runs of this account measured what its servers and network really do.
+    const measured = o.rateMBps === undefined ? Journal.measuredRate(account.journalPath, { source: account.sourceKey }, account.sourceKey) : null;
     const rate = o.rateMBps !== undefined
       ? { bytesPerSecond: o.rateMBps * 1024 * 1024, basis: `--rate ${o.rateMBps} MB/s` }
-      : { bytesPerSecond: DEFAULT_RATE_MB * 1024 * 1024, basis: `assumed ${DEFAULT_RATE_MB} MB/s (no --rate given; measure with a small migrate run)` };
+      : measured !== null
+        ? ((bps: number) => ({ bytesPerSecond: bps, basis: `measured: ${measured.runs} earlier run${measured.runs === 1 ? '' : 's'}, ${formatBytes(Math.round(bps))}/s` }))(
+            (measured.bytes / measured.ms) * 1000,
+          )
+        : { bytesPerSecond: DEFAULT_RATE_MB * 1024 * 1024, basis: `assumed ${DEFAULT_RATE_MB} MB/s (no --rate given; measure with a small migrate run)` };
     return buildPlanReport({
       source: account.pop.display,
       destination: account.imap.display,
@@ -137,6 +133,7 @@ export async function planAccount(job: AccountJob, o: { logger: Logger; rateMBps
       routed,
       existingFolders: existing,
       appendLimit,
+      skipLargerThan: job.routing.skipLargerThan ?? null,
       rate,
     });
   } finally {
@@ -163,7 +160,7 @@ export function registerPlan(program: Command, ctx: CommandContext): void {
     const format = opts.format as PlanFormat;
     const output = typeof opts.output === 'string' ? opts.output : undefined;
     if (format === 'html' && output === undefined) throw new PopsyncError('usage', '--format html needs --output FILE');
-    const jobs = accountJobs(opts, command);
+    const jobs = await accountJobs(opts, command);
     if (jobs.length > 1 && format !== 'table' && format !== 'markdown') {
       throw new PopsyncError('usage', `--format ${format} holds one account's plan; the config has ${jobs.length}`, { hint: 'pick one with --account NAME' });
     }

@@ -16,6 +16,7 @@ import { ExitCode, PopsyncError, isPopsyncError } from '../../errors.js';
 import { SUMMARY_JSON_VERSION, formatBytes, formatFailure } from '../../report/summary.js';
 import { accountJobs, type AccountJob } from '../account.js';
 import { runAccountJob, runJobs } from '../jobs.js';
+import { addReportOptions, reportTarget, type ReportTarget } from '../report-file.js';
 import type { CommandContext } from '../context.js';
 import {
   addAccountOptions,
@@ -94,7 +95,14 @@ function gated(listener: ProgressListener): ProgressListener {
   };
 }
 
-async function syncOne(job: AccountJob, o: OutputOptions, deletion: DeletionPolicy | null, wait: number | undefined, ctx: CommandContext): Promise<number> {
+async function syncOne(
+  job: AccountJob,
+  o: OutputOptions,
+  deletion: DeletionPolicy | null,
+  wait: number | undefined,
+  ctx: CommandContext,
+  report?: ReportTarget,
+): Promise<number> {
   const out = ctx.startOutput({ ...o, progress: o.progress && !o.quiet && process.stderr.isTTY === true });
   try {
     const result = await runAccountJob(job, {
@@ -103,6 +111,7 @@ async function syncOne(job: AccountJob, o: OutputOptions, deletion: DeletionPoli
       progress: gated(out.progress),
       signal: ctx.signal,
       lazyDestination: true,
+      ...(report ? { report } : {}),
       retryFirstConnect: false,
       deletion,
       now,
@@ -140,6 +149,7 @@ export function registerSync(program: Command, ctx: CommandContext): void {
   addOutputOptions(cmd);
   addLockOptions(cmd);
   addDeletionOptions(cmd);
+  addReportOptions(cmd);
   cmd.addHelpText(
     'after',
     `\nExample (crontab, every 5 minutes):\n  */5 * * * * popsync sync --pop pop3s://alice@pop.example.net --imap imaps://alice@imap.example.net \\\n    --pop-password-file ~/.popsync/pop --imap-password-file ~/.popsync/imap --quiet --log-file ~/.popsync/alice.log`,
@@ -148,6 +158,9 @@ export function registerSync(program: Command, ctx: CommandContext): void {
     const o = outputOptions(opts);
     const deletion = deletionPolicy(opts);
     const wait = typeof opts.wait === 'number' ? opts.wait : undefined;
-    process.exitCode = await runJobs(accountJobs(opts, command), (job) => syncOne(job, o, deletion, wait, ctx));
+    const jobs = await accountJobs(opts, command);
+    process.exitCode = await runJobs(jobs, (job) =>
+      syncOne(job, o, deletion, wait, ctx, reportTarget(opts, { name: job.input.name, index: jobs.indexOf(job), count: jobs.length })),
+    );
   });
 }
