@@ -3,6 +3,9 @@
  * job, under the account lock, with the job's routing; and a batch of jobs where one failing
  * account is reported and the next still runs, and the exit code is the worst any got (so
  * cron sees it). Kept here so migrate and sync differ only in what is really theirs.
+ *
+ * `--report` is written here too, after the engine returns and before the summary is printed;
+ * a run that ends in an error (exit 2+) writes none, since it did not finish what it reports on.
  */
 import type { EngineOptions } from '../engine/run.js';
 import { withLockedJournal } from '../engine/lock.js';
@@ -14,25 +17,28 @@ import { resolvingRoles } from '../mapping/roles.js';
 import { compileRouting, engineRouter } from '../mapping/rules.js';
 import { resolveAccount, type AccountJob } from './account.js';
 import { describeError } from './exit.js';
+import { writeRunReport, type ReportTarget } from './report-file.js';
 
 /** What a command adds to the engine run beyond the account job itself. */
 export type RunExtras = Omit<
   EngineOptions,
-  'account' | 'sourceDisplay' | 'destination' | 'journal' | 'openSource' | 'openSink' | 'route' | 'batchMessages' | 'batchBytes' | 'retry' | 'logger'
+  'account' | 'sourceDisplay' | 'destination' | 'journal' | 'openSource' | 'openSink' | 'route' | 'batchMessages' | 'batchBytes' | 'retry' | 'logger' | 'detail' | 'skipLargerThan'
 > & {
   logger: Logger;
+  /** --report: where the per-message report of this account's run goes. */
+  report?: ReportTarget;
   /** --wait: seconds to wait for another run's lock. */
   waitSeconds?: number;
 };
 
 export async function runAccountJob(job: AccountJob, extras: RunExtras): Promise<RunResult> {
-  const { waitSeconds, ...engine } = extras;
+  const { waitSeconds, report, ...engine } = extras;
   const account = await resolveAccount(job.input, { logger: extras.logger });
   const routing = compileRouting(job.routing);
   const sink = resolvingRoles(routing.roles, account.openSink);
   extras.logger.debug({ journal: account.journalPath }, 'journal');
   // The account lock: two overlapping runs on one account must never both copy.
-  return withLockedJournal(
+  const result = await withLockedJournal(
     account.journalPath,
     account.sourceKey,
     {
@@ -55,8 +61,20 @@ export async function runAccountJob(job: AccountJob, extras: RunExtras): Promise
         batchMessages: job.batchMessages,
         batchBytes: job.batchBytes,
         retry: { maxAttempts: job.reconnectAttempts },
+        skipLargerThan: job.routing.skipLargerThan ?? null,
+        detail: report !== undefined,
       }),
   );
+  if (report) {
+    try {
+      await writeRunReport(result, report);
+      extras.logger.info({ path: report.path, format: report.format }, 'wrote the run report');
+    } finally {
+      // Per-message rows are for the report only: summaries and --json stay their usual size.
+      delete result.messages;
+    }
+  }
+  return result;
 }
 
 /** Runs every job in order; returns the worst exit code. One job alone throws as usual. */

@@ -10,7 +10,7 @@
  * copied, since that is what the person signing off decides on.
  */
 import type { Routing } from '../engine/run.js';
-import type { ListedMessage, Plan } from '../engine/plan.js';
+import { sizeRuleReason, type ListedMessage, type Plan } from '../engine/plan.js';
 import type { JournalRow } from '../journal/types.js';
 import type { PlanFolder, PlanMessage, PlanReport } from '../report/plan-types.js';
 
@@ -33,6 +33,8 @@ export interface PlanInput {
   existingFolders: ReadonlySet<string>;
   /** APPENDLIMIT from the destination's capabilities, in bytes; null when not advertised. */
   appendLimit: number | null;
+  /** skip_larger_than in bytes, judged on the LIST size as the real run judges it; null: no rule. */
+  skipLargerThan?: number | null;
   rate: { bytesPerSecond: number; basis: string } | null;
 }
 
@@ -71,7 +73,11 @@ export function buildPlanReport(i: PlanInput): PlanReport {
       };
     }
     let { status: s, reason } = st;
-    if ((s === 'new' || s === 'retry') && i.appendLimit !== null && m.size > i.appendLimit) {
+    const limit = i.skipLargerThan ?? null;
+    if ((s === 'new' || s === 'retry') && limit !== null && m.size > limit) {
+      s = 'would-fail';
+      reason = sizeRuleReason(limit);
+    } else if ((s === 'new' || s === 'retry') && i.appendLimit !== null && m.size > i.appendLimit) {
       s = 'would-fail';
       reason = `larger than the destination's APPENDLIMIT (${m.size} > ${i.appendLimit} bytes)`;
     }

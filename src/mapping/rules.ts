@@ -71,6 +71,11 @@ export interface RoutingSpec {
   seen: SeenStep[];
   /** false: INTERNALDATE is the copy time (--no-arrival-date); rules still see the arrival date. */
   arrivalDate: boolean;
+  /**
+   * skip_larger_than, in bytes: such messages are not copied at all. Applied by the engine and
+   * the planner on LIST sizes (engine/plan.ts), not here, so no body is fetched for them.
+   */
+  skipLargerThan?: number | null;
 }
 
 export interface RouteInput {

@@ -11,10 +11,9 @@ import { renderPlanCsv } from './plan-csv.js';
 import { renderPlanHtml } from './plan-html.js';
 import { renderPlanMarkdown } from './plan-markdown.js';
 import { renderPlanTable } from './plan-table.js';
-import type { PlanReport } from './plan-types.js';
+import { PLAN_FORMATS, type PlanFormat, type PlanReport } from './plan-types.js';
 
-export const PLAN_FORMATS = ['table', 'json', 'csv', 'markdown', 'html'] as const;
-export type PlanFormat = (typeof PLAN_FORMATS)[number];
+export { PLAN_FORMATS, type PlanFormat };
 
 export interface PlanRenderOptions {
   /** json: one line instead of two-space indentation. */

@@ -9,6 +9,10 @@
  * already-copied. Everything added for that is optional, so plans written before still read.
  */
 
+/** Every way a PlanReport can be printed (report/plan-render.ts); here so option parsing needs no renderer. */
+export const PLAN_FORMATS = ['table', 'json', 'csv', 'markdown', 'html'] as const;
+export type PlanFormat = (typeof PLAN_FORMATS)[number];
+
 export type PlanStatus =
   /** Would be copied by the next run. */
   | 'new'

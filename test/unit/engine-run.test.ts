@@ -262,4 +262,35 @@ describe('engine', () => {
     dst.folders.get('INBOX')!.uidValidity = 778n;
     await expect(runEngine(options(src, dst))).rejects.toMatchObject({ kind: 'uidvalidity' });
   });
+
+  it('skips messages over skip_larger_than on their LIST size, without RETR, a failure or a journal row', async () => {
+    const src = new MemorySource([msg(1), msg(2, 'x'.repeat(500)), msg(3)].map((body, i) => ({ uidl: `u${i + 1}`, body })));
+    const dst = new MemoryDestination();
+    const r = await runEngine(options(src, dst, { skipLargerThan: 200 }));
+    expect(r).toMatchObject({ copied: 2, skippedByRule: 1, failed: [], newMessages: 2 });
+    expect(r.messages).toBeUndefined();
+    expect(src.retrCount).toBe(2);
+    expect(journal.get('alice@pop.test:110', 'u2')).toBeUndefined();
+    // Raising the limit copies it: nothing was recorded that would have to be undone.
+    const r2 = await runEngine(options(src, dst, { skipLargerThan: null }));
+    expect(r2).toMatchObject({ copied: 1, alreadyCopied: 2, skippedByRule: 0 });
+  });
+
+  it('with detail, keeps one row per listed message: copied, already copied, failed, skipped', async () => {
+    const src = new MemorySource([msg(1), msg(2), msg(3), msg(4, 'x'.repeat(500))].map((body, i) => ({ uidl: `u${i + 1}`, body })));
+    const dst = new MemoryDestination();
+    await runEngine(options(new MemorySource([src.messages[0]!]), dst));
+    dst.refuse.add(3);
+    const r = await runEngine(options(src, dst, { detail: true, skipLargerThan: 200 }));
+    expect(r.messages!.map((m) => [m.n, m.uidl, m.outcome])).toEqual([
+      [1, 'u1', 'already-copied'],
+      [2, 'u2', 'copied'],
+      [3, 'u3', 'failed'],
+      [4, 'u4', 'skipped-by-rule'],
+    ]);
+    expect(r.messages![0]).toMatchObject({ folder: 'INBOX', messageId: '<m1@test>', provenance: { dateSource: expect.any(String) } });
+    expect(r.messages![1]).toMatchObject({ folder: 'INBOX', subject: '2', messageId: '<m2@test>', reason: null });
+    expect(r.messages![2]).toMatchObject({ folder: 'INBOX', reason: expect.any(String), serverResponse: expect.any(String) });
+    expect(r.messages![3]).toMatchObject({ folder: null, reason: 'over the size rule (200 bytes)' });
+  });
 });

@@ -46,7 +46,7 @@ describe('buildPlanReport', () => {
   });
   it('tallies totals, folders, seen and date sources over what would be copied', () => {
     expect(report.totals).toEqual({ messages: 6, bytes: 5200, new: 1, newBytes: 120, retry: 1, alreadyCopied: 1, wouldFail: 3 });
-    expect(report.folders.find((f) => f.folder === 'X')).toMatchObject({ exists: false, messages: 3, new: 2, newBytes: 120, wouldFail: 1 });
+    expect(report.folders.find((f) => f.folder === 'X')).toMatchObject({ exists: false, messages: 3, new: 2, newBytes: 120, retry: 1, wouldFail: 1 });
     expect(report.folders.find((f) => f.folder === 'Old')).toMatchObject({ exists: true, alreadyCopied: 1 });
     expect(report.seenSources).toEqual({ all: 1, none: 1 });
     expect(report.dateSources).toEqual({ received: 2 });
@@ -55,5 +55,20 @@ describe('buildPlanReport', () => {
   it('reads APPENDLIMIT=n only', () => {
     expect(appendLimitOf(['IMAP4rev1', 'APPENDLIMIT=35651584'])).toBe(35651584);
     expect(appendLimitOf(['APPENDLIMIT'])).toBeNull();
+  });
+  it('a size rule fails what a run would skip, before APPENDLIMIT, judged on the LIST size', () => {
+    const r = buildPlanReport({
+      source: 's', destination: 'd', generatedAt: new Date(0), listing, plan, rows,
+      routed: new Map<number, RoutedMessage | { error: string }>([[1, routed('X')], [2, routed('X')], [4, routed('X')], [5, routed('Y')], [6, routed('X')]]),
+      existingFolders: new Set(), appendLimit: 1000, skipLargerThan: 50, rate: null,
+    });
+    expect(r.messages.map((m) => [m.n, m.status, m.reason])).toEqual([
+      [1, 'would-fail', 'over the size rule (50 bytes)'],
+      [2, 'would-fail', 'over the size rule (50 bytes)'],
+      [3, 'already-copied', null],
+      [4, 'retry', 'NO [LIMIT] too big'],
+      [5, 'would-fail', expect.stringMatching(/no UIDL/)],
+      [6, 'new', null],
+    ]);
   });
 });

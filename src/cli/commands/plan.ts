@@ -10,7 +10,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { joinListing, planCopy } from '../../engine/plan.js';
 import { PopsyncError, isPopsyncError } from '../../errors.js';
 import type { ImapSink } from '../../imap/types.js';
-import { Journal } from '../../journal/journal.js';
+import { Journal, type MeasuredRate } from '../../journal/journal.js';
 import type { Logger } from '../../log.js';
 import { decodedHeader } from '../../mapping/decode.js';
 import { messageIdOf, parseHeaders } from '../../mapping/headers.js';
@@ -35,6 +35,20 @@ function rateOption(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('--rate must be a number of megabytes per second above 0');
   return n;
+}
+
+/**
+ * The rate the estimate uses: --rate when given, else what earlier runs of this account
+ * measured (their servers and network, not a guess), else the stated assumption.
+ */
+export function rateFor(rateMBps: number | undefined, measured: () => MeasuredRate | null): { bytesPerSecond: number; basis: string } {
+  if (rateMBps !== undefined) return { bytesPerSecond: rateMBps * 1024 * 1024, basis: `--rate ${rateMBps} MB/s` };
+  const m = measured();
+  if (m !== null) {
+    const bps = (m.bytes / m.ms) * 1000;
+    return { bytesPerSecond: bps, basis: `measured: ${m.runs} earlier run${m.runs === 1 ? '' : 's'}, ${formatBytes(Math.round(bps))}/s` };
+  }
+  return { bytesPerSecond: DEFAULT_RATE_MB * 1024 * 1024, basis: `assumed ${DEFAULT_RATE_MB} MB/s (no --rate given; measure with a small migrate run)` };
 }
 
 async function topAll(source: Pop3Session, ns: number[], logger: Logger): Promise<Map<number, Buffer | { error: string }>> {
@@ -114,15 +128,7 @@ export async function planAccount(job: AccountJob, o: { logger: Logger; rateMBps
         if (!(isPopsyncError(e) && e.kind === 'server')) throw e;
       }
     }
-    // Earlier runs of this account measured what its servers and network really do.
-    const measured = o.rateMBps === undefined ? Journal.measuredRate(account.journalPath, { source: account.sourceKey }, account.sourceKey) : null;
-    const rate = o.rateMBps !== undefined
-      ? { bytesPerSecond: o.rateMBps * 1024 * 1024, basis: `--rate ${o.rateMBps} MB/s` }
-      : measured !== null
-        ? ((bps: number) => ({ bytesPerSecond: bps, basis: `measured: ${measured.runs} earlier run${measured.runs === 1 ? '' : 's'}, ${formatBytes(Math.round(bps))}/s` }))(
-            (measured.bytes / measured.ms) * 1000,
-          )
-        : { bytesPerSecond: DEFAULT_RATE_MB * 1024 * 1024, basis: `assumed ${DEFAULT_RATE_MB} MB/s (no --rate given; measure with a small migrate run)` };
+    const rate = rateFor(o.rateMBps, () => Journal.measuredRate(account.journalPath, { source: account.sourceKey }, account.sourceKey));
     return buildPlanReport({
       source: account.pop.display,
       destination: account.imap.display,
