@@ -41,6 +41,12 @@ describe('config errors name the key and the line', () => {
     expect(lines[1]).toMatch(/^popsync\.yml:8: accounts\[0\]\.rules\[1\]\.match\.larger_than: invalid size/);
     expect(lines[2]).toMatch(/^popsync\.yml:10: accounts\[0\]\.rules\[2\]\.match\.before: invalid date/);
   });
+  it('skip_larger_than: a size, resolved in bytes, the account beating defaults', () => {
+    expect(errorOf(`${base}    skip_larger_than: 25 parsecs\n`).message).toMatch(/^popsync\.yml:5: accounts\[0\]\.skip_larger_than: invalid size/);
+    const cfg = (extra: string) => ({ config: parseConfig(`defaults:\n  skip_larger_than: 25MB\n${base}${extra}`, 'popsync.yml'), dir: '/', path: 'popsync.yml' });
+    expect(configuredAccounts(cfg(''))[0]!.routing.skipLargerThan).toBe(25 * 1024 * 1024);
+    expect(configuredAccounts(cfg('    skip_larger_than: 512KB\n'))[0]!.routing.skipLargerThan).toBe(512 * 1024);
+  });
   it('unknown SPECIAL-USE role', () => {
     expect(errorOf(`${base}    folder: '\\Spam'\n`).message).toMatch(/^popsync\.yml:5: accounts\[0\]\.folder: unknown SPECIAL-USE role "\\Spam"/);
   });
