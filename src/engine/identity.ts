@@ -19,7 +19,7 @@
  * fields removed, the ones that POP servers and local delivery agents add or rewrite.
  */
 import { createHash } from 'node:crypto';
-import type { JournalRow } from '../journal/types.js';
+import type { JournalIndexRow } from '../journal/types.js';
 import { headerBlockEnd } from '../mapping/headers.js';
 import type { ListedMessage } from './plan.js';
 
@@ -71,7 +71,7 @@ export function headerKey(hash: string, listSize: number, occurrence: number): s
 }
 
 /** Copied rows whose key the listing does not hold (deleted ones are gone from the server). */
-function orphans(listed: ReadonlySet<string>, rows: ReadonlyMap<string, JournalRow>): JournalRow[] {
+function orphans(listed: ReadonlySet<string>, rows: ReadonlyMap<string, JournalIndexRow>): JournalIndexRow[] {
   return [...rows.values()].filter((r) => (r.state === 'done' || r.state === 'deleting') && r.headerHash !== null && !listed.has(r.uidl));
 }
 
@@ -80,7 +80,7 @@ function orphans(listed: ReadonlySet<string>, rows: ReadonlyMap<string, JournalR
  * UIDLs whose LIST size changed, and unknown UIDLs only while some copied row has gone missing
  * (otherwise no row could be theirs). Without UIDL: every message.
  */
-export function needsHeaders(listing: readonly ListedMessage[], rows: ReadonlyMap<string, JournalRow>, uidlSupported: boolean): number[] {
+export function needsHeaders(listing: readonly ListedMessage[], rows: ReadonlyMap<string, JournalIndexRow>, uidlSupported: boolean): number[] {
   if (!uidlSupported) return listing.map((m) => m.n);
   const listed = new Set(listing.map((m) => m.uidl));
   const anyOrphan = orphans(listed, rows).length > 0;
@@ -118,7 +118,7 @@ export interface Identification {
  */
 export function identify(
   listing: readonly ListedMessage[],
-  rows: ReadonlyMap<string, JournalRow>,
+  rows: ReadonlyMap<string, JournalIndexRow>,
   hashes: ReadonlyMap<number, string>,
   o: { uidlSupported: boolean; now: Date },
 ): Identification {
@@ -166,7 +166,7 @@ export function identify(
 
 function identifyByHeaders(
   listing: readonly ListedMessage[],
-  rows: ReadonlyMap<string, JournalRow>,
+  rows: ReadonlyMap<string, JournalIndexRow>,
   hashes: ReadonlyMap<number, string>,
   out: Identification,
 ): Identification {

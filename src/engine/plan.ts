@@ -3,7 +3,7 @@
  * the journal holds, with a reason per message. The real run executes it; a dry run prints it.
  * No I/O here, so every decision is unit-tested without sockets.
  */
-import type { JournalRow } from '../journal/types.js';
+import type { JournalIndexRow } from '../journal/types.js';
 
 export interface ListedMessage {
   /** Message number in this POP3 session. */
@@ -29,7 +29,7 @@ export function joinListing(sizes: Array<{ n: number; size: number }>, uidls: Ar
   return sizes.map((s) => ({ n: s.n, size: s.size, uidl: byN.get(s.n) ?? '' }));
 }
 
-export function planCopy(listing: ListedMessage[], rows: ReadonlyMap<string, JournalRow>): Plan {
+export function planCopy(listing: ListedMessage[], rows: ReadonlyMap<string, JournalIndexRow>): Plan {
   const plan: Plan = { copy: [], skip: [], invalid: [] };
   const seen = new Map<string, number>();
   for (const m of listing) seen.set(m.uidl, (seen.get(m.uidl) ?? 0) + 1);

@@ -23,7 +23,7 @@
  */
 import type { ImapSink, FolderStatus, AppendRequest } from '../imap/types.js';
 import type { Journal } from '../journal/journal.js';
-import type { BeginAppend, JournalRow, Provenance } from '../journal/types.js';
+import type { BeginAppend, JournalIndexRow, JournalRow, Provenance } from '../journal/types.js';
 import type { Logger } from '../log.js';
 import type { Pop3Session } from '../pop3/types.js';
 import { PopsyncError, isPopsyncError } from '../errors.js';
@@ -228,7 +228,7 @@ class Run {
     if (!this.o.lazyDestination) await this.connectSink();
     // Reading every row costs ~15 µs each (a quarter second at 20,000): read again only when
     // identification, settling or reconciliation changed something.
-    let rows: Map<string, JournalRow> | null = await this.identify(source, listing);
+    let rows: Map<string, JournalIndexRow> | null = await this.identify(source, listing);
     if (this.settleDeleting()) rows = null;
 
     if (journal.rowsInState(account, 'appending').length > 0) {
@@ -237,7 +237,7 @@ class Run {
       rows = null;
     }
 
-    const current = rows ?? journal.rowsByUidl(account);
+    const current = rows ?? journal.indexByUidl(account);
     const plan = planCopy(this.listing, current);
     const limit = this.o.skipLargerThan ?? null;
     const { copy, over } = splitBySizeRule(plan.copy, limit);
@@ -251,7 +251,8 @@ class Run {
       for (const m of over) this.record(m.uidl, this.bare(m, 'skipped-by-rule', sizeRuleReason(limit!), null));
       if (this.details) {
         for (const m of plan.skip) {
-          const row = current.get(m.uidl);
+          // Only a report wants the whole row (folder, flags, dates) of a message copied earlier.
+          const row = journal.get(account, m.uidl);
           // Reconciled above (found in the destination this run) counts as copied, not already-copied.
           this.record(m.uidl, { ...this.bare(m, 'already-copied', null, null), ...fromRow(row) }, false);
         }
@@ -313,9 +314,9 @@ class Run {
    * Matches the listing to journal rows (identity.ts) and writes what that changes. Returns the
    * rows it read when it wrote nothing (still current), else null.
    */
-  private async identify(source: Pop3Session, listing: ListedMessage[]): Promise<Map<string, JournalRow> | null> {
+  private async identify(source: Pop3Session, listing: ListedMessage[]): Promise<Map<string, JournalIndexRow> | null> {
     const { journal, account } = this.o;
-    const rows = journal.rowsByUidl(account);
+    const rows = journal.indexByUidl(account);
     const need = needsHeaders(listing, rows, this.uidlSupported);
     const hashes = new Map<number, string>();
     if (need.length > 0) {

@@ -33,7 +33,7 @@ import { afterCommit, beforeCommit, initCrashHook } from './crash-hook.js';
 import { decideLock, processAlive, type LockRecord } from './lock.js';
 import { migrate, readSchemaVersion, SCHEMA_VERSION } from './schema.js';
 import { assertTransition } from './states.js';
-import type { BeginAppend, JournalBinding, JournalCounts, JournalRow, RowState } from './types.js';
+import type { BeginAppend, JournalBinding, JournalCounts, JournalIndexRow, JournalRow, RowState } from './types.js';
 
 /** One run of popsync on one account, as `status` and windowed-source detection read it. */
 export interface RunRecord {
@@ -330,6 +330,9 @@ export class Journal {
     this.sql = {
       get: db.prepare<[string, string], MessageRecord>(`SELECT * FROM messages WHERE account = ? AND uidl = ?`),
       all: db.prepare<[string], MessageRecord>(`SELECT * FROM messages WHERE account = ? ORDER BY rowid`),
+      index: db.prepare<[string], Pick<MessageRecord, 'uidl' | 'state' | 'size' | 'copied_at'> & { list_size: number | null; header_hash: string | null; vanished_at: string | null }>(
+        `SELECT uidl, state, size, list_size, header_hash, vanished_at, copied_at FROM messages WHERE account = ? ORDER BY rowid`,
+      ),
       inState: db.prepare<[string, string], MessageRecord>(`SELECT * FROM messages WHERE account = ? AND state = ? ORDER BY rowid`),
       counts: db.prepare<[string], { state: RowState; n: number }>(`SELECT state, COUNT(*) AS n FROM messages WHERE account = ? GROUP BY state`),
       begin: db.prepare(`
@@ -419,6 +422,17 @@ export class Journal {
     return this.read('reading a message', () => {
       const r = this.sql.get.get(account, uidl);
       return r === undefined ? undefined : toRow(r);
+    });
+  }
+
+  /** uidl -> the fields that decide what a run does (types.ts JournalIndexRow), cheaply. */
+  indexByUidl(account: string): Map<string, JournalIndexRow> {
+    return this.read('reading messages', () => {
+      const out = new Map<string, JournalIndexRow>();
+      for (const r of this.sql.index.all(account)) {
+        out.set(r.uidl, { uidl: r.uidl, state: r.state, size: r.size, listSize: r.list_size, headerHash: r.header_hash, vanishedAt: r.vanished_at, copiedAt: r.copied_at });
+      }
+      return out;
     });
   }
 
