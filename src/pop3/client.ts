@@ -12,7 +12,7 @@
 
 import { Readable } from 'node:stream';
 import { PopsyncError } from '../errors.js';
-import { silentLogger, type Logger } from '../log.js';
+import { silentLogger } from '../log.js';
 import { Pop3Connection, type CommandSpec, type Reply } from './connection.js';
 import { replyError } from './reply-errors.js';
 import { authenticate, chooseAuthMethod } from './sasl.js';

@@ -31,7 +31,6 @@ import {
 import { formatBytes, printable } from './summary.js';
 
 export function renderPlanHtml(report: PlanReport): string {
-  const t = report.totals;
   const route = `${report.source} → ${report.destination}`;
   const failed = failures(report);
   const title = reportTitle(report);

@@ -4,41 +4,25 @@
  * test-only hook), resumed, and the destination must hold every source message exactly once,
  * byte for byte; one more run must change nothing. Then random SIGKILLs at arbitrary instants.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { realisticMix } from '../../src/lab/corpus.js';
-import { startDovecot, type Lab } from '../../src/lab/dovecot.js';
+import type { Lab } from '../../src/lab/dovecot.js';
+import { labArgs, useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
 
 let lab: Lab;
 let dir: string;
 
-beforeAll(async () => {
-  lab = await startDovecot();
-  dir = mkdtempSync(join(tmpdir(), 'popsync-crash-'));
-});
-afterAll(async () => {
-  await lab?.stop();
-  rmSync(dir, { recursive: true, force: true });
+useLab('crash', {}, (l, d) => {
+  lab = l;
+  dir = d;
 });
 
 function migrateArgs(pop: string, imap: string, journal: string, extra: string[] = []): string[] {
-  return [
-    'migrate',
-    '--pop', `pop3://${pop}@127.0.0.1:${lab.pop3.port}`,
-    '--pop-tls', 'none',
-    '--imap', `imap://${imap}@127.0.0.1:${lab.imap.port}`,
-    '--imap-tls', 'none',
-    '--pop-password-env', 'PW',
-    '--imap-password-env', 'PW',
-    '--journal', journal,
-    '--no-progress',
-    '--json',
-    ...extra,
-  ];
+  return labArgs('migrate', lab, pop, imap, journal, ['--no-progress', '--json', ...extra]);
 }
 
 /** A small source with an identical pair: both copies must arrive, through any crash. */

@@ -4,12 +4,11 @@
  * duplicates), and in the middle of a RETR. The run must reconnect on its own and end with
  * every source message in the destination exactly once.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { realisticMix } from '../../src/lab/corpus.js';
-import { startDovecot, type Lab } from '../../src/lab/dovecot.js';
+import type { Lab } from '../../src/lab/dovecot.js';
+import { useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';
 import { startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
@@ -18,14 +17,12 @@ let lab: Lab;
 let dir: string;
 const proxies: CuttingProxy[] = [];
 
-beforeAll(async () => {
-  lab = await startDovecot();
-  dir = mkdtempSync(join(tmpdir(), 'popsync-faults-'));
+useLab('faults', {}, (l, d) => {
+  lab = l;
+  dir = d;
 });
 afterAll(async () => {
   await Promise.all(proxies.map((p) => p.close()));
-  await lab?.stop();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 function args(pop: string, popPort: number, imap: string, imapPort: number, extra: string[] = []): string[] {

@@ -4,24 +4,19 @@
  * exact duplicates, dot-stuffed lines, 8-bit headers, bare LF line ends, no final newline,
  * very long lines) lands in Dovecot byte for byte; a second run copies nothing.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { edgeCases, realisticMix } from '../../src/lab/corpus.js';
-import { startDovecot, type Lab } from '../../src/lab/dovecot.js';
+import type { Lab } from '../../src/lab/dovecot.js';
+import { useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
 
 let lab: Lab;
 let dir: string;
-beforeAll(async () => {
-  lab = await startDovecot({ pop3Rawlog: false });
-  dir = mkdtempSync(join(tmpdir(), 'popsync-large-'));
-});
-afterAll(async () => {
-  await lab?.stop();
-  rmSync(dir, { recursive: true, force: true });
+useLab('large', { pop3Rawlog: false }, (l, d) => {
+  lab = l;
+  dir = d;
 });
 
 it('copies 2,000 mixed messages plus every edge case, 25 MB included, exactly once', async () => {

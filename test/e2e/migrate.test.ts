@@ -3,26 +3,22 @@
  * arrives byte for byte exactly once, a rerun copies nothing, refusals and user mistakes get
  * clear errors and the documented exit codes.
  */
-import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDovecot, type Lab } from '../../src/lab/dovecot.js';
+import { describe, expect, it } from 'vitest';
+import type { Lab } from '../../src/lab/dovecot.js';
 import { edgeCases, realisticMix } from '../../src/lab/corpus.js';
 import { runCli } from '../support/cli.js';
+import { useLab } from '../support/lab-fixture.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
 
 let lab: Lab;
 let dir: string;
 const MAX = 3 * 1024 * 1024;
 
-beforeAll(async () => {
-  lab = await startDovecot({ maxMessageSize: MAX });
-  dir = mkdtempSync(join(tmpdir(), 'popsync-e2e-'));
-});
-afterAll(async () => {
-  await lab?.stop();
-  rmSync(dir, { recursive: true, force: true });
+useLab('e2e', { maxMessageSize: MAX }, (l, d) => {
+  lab = l;
+  dir = d;
 });
 
 function args(popUser: string, imapUser: string, journal: string, extra: string[] = []): string[] {

@@ -3,28 +3,24 @@
  * (folder, flags, INTERNALDATE) is what migrate does; non-ASCII folder names arrive readable;
  * a broken config connects to nothing; a 20,000-message plan reads headers only.
  */
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { writeFileSync, readFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDovecot, type Lab } from '../../src/lab/dovecot.js';
+import { describe, expect, it } from 'vitest';
+import type { Lab } from '../../src/lab/dovecot.js';
 import { parseHeaders, messageIdOf } from '../../src/mapping/headers.js';
 import type { PlanReport } from '../../src/report/plan-types.js';
+import { useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';
 import { destinationMessages } from '../support/mailboxes.js';
 
 let lab: Lab;
 let dir: string;
 
-beforeAll(async () => {
-  lab = await startDovecot();
-  dir = mkdtempSync(join(tmpdir(), 'popsync-plan-'));
-});
-afterAll(async () => {
-  await lab?.stop();
-  rmSync(dir, { recursive: true, force: true });
+useLab('plan', {}, (l, d) => {
+  lab = l;
+  dir = d;
 });
 
 const env = () => ({ POP_PW: lab.password, IMAP_PW: lab.password });

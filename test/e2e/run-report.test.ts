@@ -4,28 +4,24 @@
  * made before; a message over the size rule is predicted by plan, not copied, reported with
  * the reason, and does not fail the run; after one real run the plan's estimate is measured.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDovecot, type Lab } from '../../src/lab/dovecot.js';
+import { describe, expect, it } from 'vitest';
+import type { Lab } from '../../src/lab/dovecot.js';
 import { messageIdOf, parseHeaders } from '../../src/mapping/headers.js';
 import type { PlanMessage, PlanReport } from '../../src/report/plan-types.js';
 import { runChromium } from '../support/chromium.js';
+import { useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';
 import { destinationMessages } from '../support/mailboxes.js';
 
 let lab: Lab;
 let dir: string;
 
-beforeAll(async () => {
-  lab = await startDovecot();
-  dir = mkdtempSync(join(tmpdir(), 'popsync-report-'));
-});
-afterAll(async () => {
-  await lab?.stop();
-  rmSync(dir, { recursive: true, force: true });
+useLab('report', {}, (l, d) => {
+  lab = l;
+  dir = d;
 });
 
 const env = () => ({ POP_PW: lab.password, IMAP_PW: lab.password });

@@ -5,12 +5,12 @@
  * missing from both sides, none is duplicated in the destination, and everything copied has
  * left the source.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { realisticMix } from '../../src/lab/corpus.js';
-import { startDovecot, type Lab } from '../../src/lab/dovecot.js';
+import type { Lab } from '../../src/lab/dovecot.js';
+import { useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
 import { syncArgs } from './sync-helpers.js';
@@ -18,13 +18,9 @@ import { syncArgs } from './sync-helpers.js';
 let lab: Lab;
 let dir: string;
 
-beforeAll(async () => {
-  lab = await startDovecot();
-  dir = mkdtempSync(join(tmpdir(), 'popsync-sync-crash-'));
-});
-afterAll(async () => {
-  await lab?.stop();
-  rmSync(dir, { recursive: true, force: true });
+useLab('sync-crash', {}, (l, d) => {
+  lab = l;
+  dir = d;
 });
 
 /** Small, with an identical pair: both copies must arrive and both must be deleted. */

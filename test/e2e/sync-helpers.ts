@@ -1,18 +1,9 @@
 /** Shared by the sync end-to-end tests: the command line cron would run against the lab. */
 import type { Lab } from '../../src/lab/dovecot.js';
+import { labArgs } from '../support/lab-fixture.js';
 
 export function syncArgs(lab: Lab, pop: string, imap: string, journal: string, extra: string[] = []): string[] {
-  return [
-    'sync',
-    '--pop', `pop3://${pop}@127.0.0.1:${lab.pop3.port}`,
-    '--pop-tls', 'none',
-    '--imap', `imap://${imap}@127.0.0.1:${lab.imap.port}`,
-    '--imap-tls', 'none',
-    '--pop-password-env', 'PW',
-    '--imap-password-env', 'PW',
-    '--journal', journal,
-    ...extra,
-  ];
+  return labArgs('sync', lab, pop, imap, journal, extra);
 }
 
 /** A distinct small message; `tag` keeps every message of every test unique. */

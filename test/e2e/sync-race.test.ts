@@ -3,11 +3,10 @@
  * real Dovecot: never a duplicate in the destination; each time either one of them exits 7
  * (locked) or both exit 0 because one finished before the other took the lock.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDovecot, type Lab } from '../../src/lab/dovecot.js';
+import { describe, expect, it } from 'vitest';
+import type { Lab } from '../../src/lab/dovecot.js';
+import { useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';
 import { destinationMessages, digests } from '../support/mailboxes.js';
 import { mail, syncArgs as base } from './sync-helpers.js';
@@ -15,13 +14,9 @@ import { mail, syncArgs as base } from './sync-helpers.js';
 let lab: Lab;
 let dir: string;
 
-beforeAll(async () => {
-  lab = await startDovecot();
-  dir = mkdtempSync(join(tmpdir(), 'popsync-race-'));
-});
-afterAll(async () => {
-  await lab?.stop();
-  rmSync(dir, { recursive: true, force: true });
+useLab('race', {}, (l, d) => {
+  lab = l;
+  dir = d;
 });
 
 const syncArgs = (pop: string, imap: string, journal: string) => base(lab, pop, imap, journal);

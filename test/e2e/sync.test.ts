@@ -5,12 +5,11 @@
  * (the test moves the clock with POPSYNC_TEST_NOW); --wait queues a second run;
  * exit 75 when the server cannot be reached; `status` reads the journal.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { realisticMix } from '../../src/lab/corpus.js';
-import { startDovecot, type Lab } from '../../src/lab/dovecot.js';
+import type { Lab } from '../../src/lab/dovecot.js';
+import { useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
 import { mail, syncArgs as base } from './sync-helpers.js';
@@ -18,13 +17,9 @@ import { mail, syncArgs as base } from './sync-helpers.js';
 let lab: Lab;
 let dir: string;
 
-beforeAll(async () => {
-  lab = await startDovecot();
-  dir = mkdtempSync(join(tmpdir(), 'popsync-sync-'));
-});
-afterAll(async () => {
-  await lab?.stop();
-  rmSync(dir, { recursive: true, force: true });
+useLab('sync', {}, (l, d) => {
+  lab = l;
+  dir = d;
 });
 
 const syncArgs = (pop: string, imap: string, journal: string, extra: string[] = []) => base(lab, pop, imap, journal, extra);

@@ -5,6 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash test/scripts/ensure-env.sh
+# Vitest strips types without checking them: check the tests (and src) against the types first.
+if ! npx --no-install tsc -p tsconfig.test.json; then
+  echo "typecheck: 0 passed, 1 failed"
+  exit 1
+fi
 report="$(mktemp -t popsync-vitest-XXXXXX.json)"
 trap 'rm -f "$report"' EXIT
 set +e

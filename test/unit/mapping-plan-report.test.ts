@@ -15,6 +15,7 @@ function row(uidl: string, state: JournalRow['state'], folder: string): JournalR
   return {
     account: 'a', uidl, state, size: 10, sha256: null, messageId: '<j@x>', folder, destUidValidity: 1n, destUidNext: 1, destUid: 1, attempts: 1,
     lastError: state === 'failed' ? 'NO [LIMIT] too big' : null, firstSeenAt: '', updatedAt: '', copiedAt: null,
+    headerHash: null, listSize: null, deletedAt: null, vanishedAt: null,
     provenance: { flags: ['$M'], internalDate: null, dateSource: 'date', seenSource: 'all', folderRule: 'r' },
   };
 }

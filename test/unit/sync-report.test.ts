@@ -34,8 +34,8 @@ describe('status', () => {
   it('counts copied, pending, failed with reasons, deleted, and shows the last run and error', () => {
     const r = (uidl: string, state: JournalRow['state'], lastError: string | null = null) => ({ uidl, state, lastError, attempts: 2 }) as JournalRow;
     const runs = [
-      { id: 2, account: 'a', command: 'sync', startedAt: 't2', finishedAt: 't2e', listed: 4, newCount: 1, copied: 1, failed: 1, deleted: 1, result: 'partial', error: null },
-      { id: 1, account: 'a', command: 'sync', startedAt: 't1', finishedAt: 't1e', listed: null, newCount: null, copied: 0, failed: 0, deleted: 0, result: 'error', error: 'connection refused' },
+      { id: 2, account: 'a', command: 'sync', startedAt: 't2', finishedAt: 't2e', listed: 4, newCount: 1, copied: 1, failed: 1, deleted: 1, result: 'partial', error: null, copiedBytes: 100, durationMs: 1000 },
+      { id: 1, account: 'a', command: 'sync', startedAt: 't1', finishedAt: 't1e', listed: null, newCount: null, copied: 0, failed: 0, deleted: 0, result: 'error', error: 'connection refused', copiedBytes: 0, durationMs: 50 },
     ];
     const s = summarise('a', [r('1', 'done'), r('2', 'deleted'), r('3', 'deleting'), r('4', 'appending'), r('5', 'failed', 'NO too big')], runs, null);
     expect(s).toMatchObject({ copied: 3, deleted: 1, pending: { appending: 1, deleting: 1 }, failed: [{ uidl: '5', error: 'NO too big' }], lastRun: { id: 2 }, lastError: { at: 't1e', error: 'connection refused' } });

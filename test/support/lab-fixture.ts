@@ -1,0 +1,35 @@
+/**
+ * The lab lifecycle every end-to-end file needs: one private Dovecot and one temp dir for the
+ * file, started before its tests and removed after them, even when a test fails.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
+import { startDovecot, type Lab, type StartOptions } from '../../src/lab/dovecot.js';
+
+export function useLab(prefix: string, options: StartOptions, bind: (lab: Lab, dir: string) => void): void {
+  let lab: Lab | undefined;
+  let dir: string | undefined;
+  beforeAll(async () => {
+    lab = await startDovecot(options);
+    dir = mkdtempSync(join(tmpdir(), `popsync-${prefix}-`));
+    bind(lab, dir);
+  });
+  afterAll(async () => {
+    await lab?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+}
+
+/** A command line against the lab over plaintext loopback, passwords from $PW. */
+export function labArgs(command: string, lab: Lab, pop: string, imap: string, journal: string, extra: string[] = []): string[] {
+  return [
+    command,
+    '--pop', `pop3://${pop}@127.0.0.1:${lab.pop3.port}`, '--pop-tls', 'none',
+    '--imap', `imap://${imap}@127.0.0.1:${lab.imap.port}`, '--imap-tls', 'none',
+    '--pop-password-env', 'PW', '--imap-password-env', 'PW',
+    '--journal', journal,
+    ...extra,
+  ];
+}
