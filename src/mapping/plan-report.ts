@@ -12,7 +12,8 @@
 import type { Routing } from '../engine/run.js';
 import { sizeRuleReason, type ListedMessage, type Plan } from '../engine/plan.js';
 import type { JournalRow } from '../journal/types.js';
-import type { PlanFolder, PlanMessage, PlanReport } from '../report/plan-types.js';
+import type { PlanMessage, PlanReport } from '../report/plan-types.js';
+import { tallyMessages } from '../report/plan-tally.js';
 
 export interface RoutedMessage {
   routing: Routing;
@@ -88,45 +89,7 @@ export function buildPlanReport(i: PlanInput): PlanReport {
     };
   });
 
-  const folders = new Map<string, PlanFolder>();
-  const totals = { messages: 0, bytes: 0, new: 0, newBytes: 0, retry: 0, alreadyCopied: 0, wouldFail: 0 };
-  const seenSources: Record<string, number> = {};
-  const dateSources: Record<string, number> = {};
-  for (const m of messages) {
-    totals.messages++;
-    totals.bytes += m.size;
-    let f = folders.get(m.folder);
-    if (!f) {
-      f = { folder: m.folder, exists: i.existingFolders.has(m.folder), messages: 0, bytes: 0, new: 0, newBytes: 0, retry: 0, alreadyCopied: 0, wouldFail: 0 };
-      folders.set(m.folder, f);
-    }
-    f.messages++;
-    f.bytes += m.size;
-    switch (m.status) {
-      case 'new':
-      case 'retry':
-        if (m.status === 'new') totals.new++;
-        else {
-          totals.retry++;
-          f.retry++;
-        }
-        totals.newBytes += m.size;
-        f.new++;
-        f.newBytes += m.size;
-        seenSources[m.seenSource ?? 'none'] = (seenSources[m.seenSource ?? 'none'] ?? 0) + 1;
-        dateSources[m.dateSource] = (dateSources[m.dateSource] ?? 0) + 1;
-        break;
-      case 'already-copied':
-        totals.alreadyCopied++;
-        f.alreadyCopied++;
-        break;
-      default:
-        // would-fail, and run statuses a plan never produces.
-        totals.wouldFail++;
-        f.wouldFail++;
-        break;
-    }
-  }
+  const { totals, folders, seenSources, dateSources } = tallyMessages(messages, { exists: (f) => i.existingFolders.has(f), run: false });
 
   return {
     version: 1,
@@ -134,7 +97,7 @@ export function buildPlanReport(i: PlanInput): PlanReport {
     source: i.source,
     destination: i.destination,
     totals,
-    folders: [...folders.values()].sort((a, b) => b.messages - a.messages || a.folder.localeCompare(b.folder)),
+    folders,
     seenSources,
     dateSources,
     estimate: i.rate ? { bytesPerSecond: i.rate.bytesPerSecond, seconds: Math.ceil(totals.newBytes / i.rate.bytesPerSecond), basis: i.rate.basis } : null,

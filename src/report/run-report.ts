@@ -11,52 +11,14 @@
  * their plan meaning and are 0 here, so no renderer mistakes a report for a plan.
  */
 import type { MessageDetail, RunResult } from '../engine/types.js';
-import type { PlanFolder, PlanMessage, PlanReport } from './plan-types.js';
+import type { PlanMessage, PlanReport } from './plan-types.js';
+import { tallyMessages } from './plan-tally.js';
 
 export function buildRunReport(result: RunResult, generatedAt: Date): PlanReport {
   const details = result.messages ?? [];
   const messages = details.map(toPlanMessage);
-  const totals: Required<PlanReport['totals']> = {
-    messages: 0, bytes: 0, new: 0, newBytes: 0, retry: 0, alreadyCopied: 0, wouldFail: 0, copied: 0, copiedBytes: 0, failed: 0, skippedByRule: 0,
-  };
-  const folders = new Map<string, PlanFolder>();
-  const seenSources: Record<string, number> = {};
-  const dateSources: Record<string, number> = {};
-  for (const m of messages) {
-    totals.messages++;
-    totals.bytes += m.size;
-    let f = folders.get(m.folder);
-    if (!f) {
-      // A folder a copy went to (now or before) exists; one only failed messages name may not.
-      f = { folder: m.folder, exists: false, messages: 0, bytes: 0, new: 0, newBytes: 0, retry: 0, alreadyCopied: 0, wouldFail: 0, copied: 0, failed: 0, skippedByRule: 0 };
-      folders.set(m.folder, f);
-    }
-    f.messages++;
-    f.bytes += m.size;
-    switch (m.status) {
-      case 'copied':
-        totals.copied++;
-        totals.copiedBytes += m.size;
-        f.copied!++;
-        f.exists = true;
-        seenSources[m.seenSource ?? 'none'] = (seenSources[m.seenSource ?? 'none'] ?? 0) + 1;
-        dateSources[m.dateSource] = (dateSources[m.dateSource] ?? 0) + 1;
-        break;
-      case 'already-copied':
-        totals.alreadyCopied++;
-        f.alreadyCopied++;
-        f.exists = true;
-        break;
-      case 'skipped-by-rule':
-        totals.skippedByRule++;
-        f.skippedByRule!++;
-        break;
-      default:
-        totals.failed++;
-        f.failed!++;
-        break;
-    }
-  }
+  // Folders exist when a copy went there (now or before); one only failures name may not.
+  const { totals, folders, seenSources, dateSources } = tallyMessages(messages, { exists: () => false, run: true });
   // The engine's byte count is of the bodies as copied; LIST sizes above are the server's hint.
   totals.copiedBytes = result.copiedBytes;
   return {
@@ -66,7 +28,7 @@ export function buildRunReport(result: RunResult, generatedAt: Date): PlanReport
     destination: result.destination,
     run: { command: result.command, startedAt: result.startedAt, durationMs: result.durationMs, copiedBytes: result.copiedBytes },
     totals,
-    folders: [...folders.values()].sort((a, b) => b.messages - a.messages || a.folder.localeCompare(b.folder)),
+    folders,
     seenSources,
     dateSources,
     estimate: null,
