@@ -218,7 +218,7 @@ class Run {
   private async pass(): Promise<void> {
     const { journal, account } = this.o;
     if (!this.source) {
-      this.emit({ type: 'phase', phase: 'connect-source', detail: account });
+      this.emit({ type: 'phase', phase: 'connect-source', detail: this.o.sourceDisplay ?? account });
       this.source = await this.on('pop3', this.o.openSource());
       this.connectedOnce = true;
     }
