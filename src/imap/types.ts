@@ -12,6 +12,12 @@ export interface ImapOptions {
   rejectUnauthorized?: boolean;
   timeoutMs?: number;
   logger?: Logger;
+  /**
+   * How appendBatch sends: 'auto' (default) pipelines APPENDs on a second connection when the
+   * server offers LITERAL+ and UIDPLUS (pipeline.ts), else one at a time through imapflow.
+   * 'imapflow' and 'pipelined' force a path (tests); 'pipelined' fails if the server cannot.
+   */
+  appendPath?: 'auto' | 'pipelined' | 'imapflow';
 }
 
 export interface FolderStatus {
@@ -60,5 +66,7 @@ export interface ImapSink {
    * LIST; optional so fakes need not implement it. Rule targets like `\Junk` resolve through it.
    */
   specialUse?(): Promise<Map<string, string>>;
+  /** Messages sent per APPEND path so far; for tests and diagnostics. */
+  readonly appendCounts?: { readonly pipelined: number; readonly imapflow: number };
   close(): Promise<void>;
 }

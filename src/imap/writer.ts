@@ -17,6 +17,9 @@
  * - Mailboxes are only ever opened read-only (EXAMINE). That keeps \Seen untouched, makes the
  *   CLOSE we send before appending to the open mailbox expunge-free (RFC 3501 6.4.2), and means
  *   imapflow never filters APPEND flags by a mailbox's PERMANENTFLAGS.
+ * - APPEND goes pipelined down a second connection of our own (pipeline.ts) when the server
+ *   offers LITERAL+ and UIDPLUS; that connection is opened first, before imapflow's, and lives
+ *   and dies with the sink. The loop below stays as the fallback.
  * - Nothing reaches stdout: imapflow's default logger is pino at info on stdout, so it always
  *   gets our logger.
  */
@@ -28,6 +31,8 @@ import { silentLogger, type Logger } from '../log.js';
 import type { AppendOutcome, AppendRequest, DestinationMessage, FolderStatus, ImapOptions, ImapSink } from './types.js';
 import { classifyAppendError, mapCommandError, mapConnectError, responseCodeOf, isRefusal } from './errors.js';
 import { checkLevels, folderLevels, serverName } from './folders.js';
+import { PipelinedAppender, PipelineUnsupported, type PipelineItem } from './pipeline.js';
+import { encodePath, formatDateTime, formatFlag, normalizePath } from 'imapflow/lib/tools.js';
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 const DEFAULT_SOCKET_TIMEOUT_MS = 5 * 60_000;
@@ -67,6 +72,23 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
       throw new PopsyncError('config', `Unknown IMAP tls mode: ${String(opts.tls)}`);
   }
   const socketTimeout = opts.timeoutMs ?? DEFAULT_SOCKET_TIMEOUT_MS;
+  const ca = opts.ca && opts.ca.length ? [...rootCertificates, ...opts.ca] : undefined;
+  // The APPEND connection first: its login fails the same way imapflow's would, and it is the
+  // first connection the server sees (the one that carries the messages).
+  let pipeline: PipelinedAppender | null = null;
+  const appendPath = opts.appendPath ?? 'auto';
+  if (appendPath !== 'imapflow') {
+    try {
+      pipeline = await PipelinedAppender.open(opts, opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, log, ca);
+    } catch (err) {
+      if (!(err instanceof PipelineUnsupported)) {
+        log.debug({ err, kind: (err as PopsyncError).kind }, 'IMAP connect failed');
+        throw err;
+      }
+      if (appendPath === 'pipelined') throw new PopsyncError('config', `IMAP server ${opts.host}:${opts.port} cannot take pipelined APPEND: ${err.message}`);
+      log.debug({ reason: err.message }, 'IMAP APPEND goes through imapflow, one at a time');
+    }
+  }
   const client = new ImapFlow({
     host: opts.host,
     port: opts.port,
@@ -75,7 +97,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     tls: {
       rejectUnauthorized: opts.rejectUnauthorized ?? true,
       // Node's `ca` replaces the system store; the option promises extra CAs, so keep both.
-      ...(opts.ca && opts.ca.length ? { ca: [...rootCertificates, ...opts.ca] } : {}),
+      ...(ca ? { ca } : {}),
     },
     logger: imapflowLogger(log),
     clientInfo: { name: 'popsync' },
@@ -94,12 +116,15 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     await client.connect();
   } catch (err) {
     client.close();
+    pipeline?.destroy();
     const mapped = mapConnectError(err, opts);
     log.debug({ err: mapped, kind: mapped.kind }, 'IMAP connect failed');
     throw mapped;
   }
   client.off('error', ignore);
-  return new ImapWriter(client, log, opts.password, socketTimeout);
+  return new ImapWriter(client, log, opts.password, socketTimeout, pipeline, () =>
+    PipelinedAppender.open(opts, opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, log, ca),
+  );
 }
 
 class ImapWriter implements ImapSink {
@@ -110,12 +135,15 @@ class ImapWriter implements ImapSink {
   private busy = false;
   private lastUse = Date.now();
   private keepalive: NodeJS.Timeout | null = null;
+  private readonly counts = { pipelined: 0, imapflow: 0 };
 
   constructor(
     private readonly client: ImapFlow,
     private readonly log: Logger,
     private readonly secret: string,
     socketTimeout: number,
+    private pipeline: PipelinedAppender | null = null,
+    private readonly reopenPipeline: () => Promise<PipelinedAppender> = () => Promise.reject(new Error('no pipeline')),
   ) {
     this.capabilities = new Set(client.capabilities.keys());
     // imapflow keeps APPENDLIMIT's value apart from its name; plans need the number.
@@ -165,16 +193,25 @@ class ImapWriter implements ImapSink {
     });
   }
 
+  get appendCounts(): { pipelined: number; imapflow: number } {
+    return { ...this.counts };
+  }
+
   appendBatch(path: string, items: AppendRequest[], onOutcome?: (index: number, outcome: AppendOutcome) => void): Promise<AppendOutcome[]> {
     return this.serial(`APPEND to "${path}"`, async () => {
       const levels = this.levelsOf(path);
       // Appending to the open mailbox makes imapflow chase the new message's sequence number
-      // (NOOP, and SEARCH without UIDPLUS) after every APPEND. One CLOSE is cheaper.
+      // (NOOP, and SEARCH without UIDPLUS) after every APPEND. One CLOSE is cheaper. Also before
+      // a pipelined batch: imapflow would otherwise answer STATUS of it from a stale selection.
       if (this.isSelected(levels)) await this.client.mailboxClose();
+      if (this.pipeline && items.length > 0 && (this.pipeline.capabilities.has('BINARY') || !items.some((it) => it.body.includes(0)))) {
+        return this.appendPipelined(path, levels, items, onOutcome);
+      }
       const outcomes: AppendOutcome[] = [];
       for (const [index, item] of items.entries()) {
         let outcome: AppendOutcome;
         try {
+          this.counts.imapflow++;
           const res = await this.client.append(levels, item.body, item.flags, item.internalDate);
           if (!res) throw new PopsyncError('connection', `IMAP APPEND to "${path}": session no longer authenticated`, { folder: path });
           // imapflow only sets uidValidity from a real APPENDUID; a UID it guessed via SEARCH
@@ -195,6 +232,41 @@ class ImapWriter implements ImapSink {
       }
       return outcomes;
     });
+  }
+
+  /**
+   * The batch down the APPEND connection, with imapflow's own encoding of the name, flags and
+   * date (so both paths store the same thing) and its APPENDLIMIT pre-check.
+   */
+  private async appendPipelined(path: string, levels: string[], items: AppendRequest[], onOutcome?: (index: number, outcome: AppendOutcome) => void): Promise<AppendOutcome[]> {
+    // Closed while idle (the server's autologout): nothing of this batch was sent yet, so a
+    // fresh connection is safe. A drop once writing has begun is the caller's to handle.
+    if (!this.pipeline!.usable) {
+      this.pipeline!.destroy();
+      this.pipeline = await this.reopenPipeline();
+    }
+    const pipeline = this.pipeline!;
+    const mailbox = encodePath(this.client, normalizePath(this.client, levels));
+    const limit = this.client.capabilities.get('APPENDLIMIT');
+    const prepared = items.map((item): PipelineItem | { skip: AppendOutcome } => {
+      if (typeof limit === 'number' && limit < item.body.length) {
+        const err = Object.assign(new Error(`Message content too big for APPENDLIMIT=${limit}`), { serverResponseCode: 'APPENDLIMIT' });
+        return { skip: { ok: false, error: classifyAppendError(err, path).error } };
+      }
+      const flags: string[] = [];
+      for (const f of item.flags) {
+        const formatted = f ? formatFlag(f) : false;
+        if (formatted) flags.push(formatted);
+        else if (f) this.log.info({ folder: path, flag: f }, 'Dropped a flag IMAP cannot carry');
+      }
+      return { body: item.body, flags, date: item.internalDate ? formatDateTime(item.internalDate) : undefined };
+    });
+    const before = pipeline.appended;
+    try {
+      return await pipeline.append(mailbox, path, prepared, (i, o) => onOutcome?.(i, o));
+    } finally {
+      this.counts.pipelined += pipeline.appended - before;
+    }
   }
 
   listSince(path: string, sinceUid: number): Promise<DestinationMessage[]> {
@@ -248,6 +320,7 @@ class ImapWriter implements ImapSink {
     if (this.keepalive) clearInterval(this.keepalive);
     // Let a running operation finish rather than cut it mid-APPEND.
     await this.chain.catch(() => {});
+    await this.pipeline?.close();
     try {
       if (!this.dead && this.client.usable) await this.client.logout();
     } catch (err) {
@@ -287,6 +360,7 @@ class ImapWriter implements ImapSink {
       this.log.debug({ err: this.dead }, 'IMAP session is dead');
       if (this.keepalive) clearInterval(this.keepalive);
       this.client.close();
+      this.pipeline?.destroy();
     }
     return err.kind === 'connection' ? err : this.dead;
   }

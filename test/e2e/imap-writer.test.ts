@@ -224,3 +224,45 @@ describe('ImapSink against Dovecot', () => {
     expect(JSON.stringify([err.message, err.context])).not.toContain('not-the-password');
   });
 });
+
+describe('pipelined APPEND against Dovecot (STARTTLS, lab CA)', () => {
+  it('stores the same bytes, flags and INTERNALDATE as the imapflow path, with matching APPENDUIDs', async () => {
+    const user = lab.newUser('pipelined');
+    const items = [0, 1, 2, 3, 4, 5].map((n) => ({
+      body: message(`pipe-${n}`, n === 5 ? 'x'.repeat(60_000) : ''), // one above imapflow's 4 KiB LITERAL+ limit
+      flags: n % 2 ? ['\\Seen', '$Migrated'] : [],
+      internalDate: new Date(Date.UTC(2019, 3, 2, 8, n, 7)),
+    }));
+    const results: Record<string, Array<{ ok: boolean; uid?: number | null }>> = {};
+    for (const path of ['imapflow', 'pipelined'] as const) {
+      const sink = await connectImap(options(user, { appendPath: path }));
+      try {
+        await sink.ensureFolder(`Via/${path}`);
+        results[path] = (await sink.appendBatch(`Via/${path}`, items)) as Array<{ ok: boolean; uid?: number | null }>;
+        expect(sink.appendCounts).toEqual(path === 'pipelined' ? { pipelined: 6, imapflow: 0 } : { pipelined: 0, imapflow: 6 });
+      } finally {
+        await sink.close();
+      }
+    }
+    // auto picks the pipelined path on Dovecot
+    await withSink(user, async (sink) => {
+      await sink.appendBatch('INBOX', items.slice(0, 2));
+      expect(sink.appendCounts).toEqual({ pipelined: 2, imapflow: 0 });
+    });
+    const stored = await withInspector(user, async (client) => {
+      const out: Record<string, Array<{ uid: number; flags: string[]; date: string; source: string }>> = {};
+      for (const path of ['imapflow', 'pipelined']) {
+        await client.mailboxOpen(`Via.${path}`, { readOnly: true });
+        const rows = await client.fetchAll('1:*', { uid: true, flags: true, internalDate: true, source: true }, { uid: true });
+        out[path] = rows.map((r) => ({ uid: r.uid, flags: [...(r.flags ?? [])].sort(), date: new Date(r.internalDate!).toISOString(), source: r.source!.toString('latin1') }));
+        await client.mailboxClose();
+      }
+      return out;
+    });
+    expect(stored.pipelined).toEqual(stored.imapflow);
+    expect(stored.pipelined!.map((r) => r.source)).toEqual(items.map((it) => it.body.toString('latin1')));
+    expect(stored.pipelined!.map((r) => r.date)).toEqual(items.map((it) => it.internalDate.toISOString()));
+    expect(results.pipelined!.map((o) => o.uid)).toEqual(stored.pipelined!.map((r) => r.uid));
+    expect(results.pipelined!.every((o) => o.ok)).toBe(true);
+  });
+});

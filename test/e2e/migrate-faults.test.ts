@@ -48,15 +48,24 @@ describe('dropped connections against Dovecot', () => {
     const { pop, imap, expected } = await seeded(12, 31);
     let appendUids = 0;
     const imapProxy = await startCuttingProxy(lab.imap.port, {
-      // Cut the first connection on the 5th APPENDUID: that message is stored, its OK never arrives.
-      cutServerData: ({ connection, chunk }) => connection === 0 && chunk.includes('APPENDUID') && ++appendUids === 5,
+      // Cut the first connection in the chunk that carries the 5th APPENDUID reply: that message
+      // (and any other whose OK shares the chunk, as pipelined replies do) is stored, but its OK
+      // never arrives.
+      cutServerData: ({ connection, chunk }) => {
+        if (connection !== 0 || appendUids >= 5) return false;
+        appendUids += chunk.toString('latin1').split('APPENDUID').length - 1;
+        return appendUids >= 5;
+      },
     });
     proxies.push(imapProxy);
     const r = await runCli(args(pop, lab.pop3.port, imap, imapProxy.port), { env: { PW: lab.password } });
     expect(r.code, r.stderr).toBe(0);
     expect(imapProxy.cuts()).toBe(1);
     const summary = JSON.parse(r.stdout);
-    expect(summary).toMatchObject({ reconnects: 1, reconciled: 1, copied: 11, failed: [] });
+    expect(summary).toMatchObject({ reconnects: 1, failed: [] });
+    // At least the 5th was found in the destination instead of being appended again.
+    expect(summary.reconciled).toBeGreaterThanOrEqual(1);
+    expect(summary.copied + summary.reconciled).toBe(12);
     expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(expected);
   });
 

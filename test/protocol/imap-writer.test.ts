@@ -5,7 +5,8 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectImap } from '../../src/imap/index.js';
-import type { AppendOutcome, ImapSink } from '../../src/imap/index.js';
+import type { AppendOutcome, ImapOptions, ImapSink } from '../../src/imap/index.js';
+import type { Logger } from '../../src/log.js';
 import { PopsyncError } from '../../src/errors.js';
 import { startFakeImap, FAKE_PASSWORD, FAKE_USER, type FakeImap, type FakeImapOptions } from '../support/fake-imap.js';
 
@@ -18,11 +19,11 @@ afterEach(async () => {
   }
 });
 
-async function setup(opts: FakeImapOptions = {}, password = FAKE_PASSWORD): Promise<{ fake: FakeImap; sink: ImapSink }> {
+async function setup(opts: FakeImapOptions = {}, password = FAKE_PASSWORD, extra: Partial<ImapOptions> = {}): Promise<{ fake: FakeImap; sink: ImapSink }> {
   const fake = await startFakeImap({ mailboxes: ['Archive'], ...opts });
   const entry: { fake: FakeImap; sink?: ImapSink } = { fake };
   open.push(entry);
-  entry.sink = await connectImap({ host: fake.host, port: fake.port, tls: 'none', user: FAKE_USER, password, timeoutMs: 5000 });
+  entry.sink = await connectImap({ host: fake.host, port: fake.port, tls: 'none', user: FAKE_USER, password, timeoutMs: 5000, ...extra });
   return { fake, sink: entry.sink };
 }
 
@@ -109,7 +110,7 @@ describe('ImapSink against the fake server', () => {
     await new Promise((r) => setTimeout(r, 1500));
     expect((await sink.status('Archive')).uidNext).toBe(1);
     expect(fake.received.filter((l) => / NOOP$/.test(l)).length).toBeGreaterThan(0);
-    expect(fake.connections).toBe(1);
+    expect(fake.connections).toBe(2); // imapflow's and the APPEND connection, neither reopened
   });
 
   it('gives uid null when the server has no UIDPLUS / sends no APPENDUID', async () => {
@@ -184,7 +185,7 @@ describe('ImapSink against the fake server', () => {
   });
 
   it('listSince filters the extra row "N:*" returns, and fetchBody returns exact bytes without \\Seen', async () => {
-    const { fake, sink } = await setup();
+    const { fake, sink } = await setup({}, FAKE_PASSWORD, { appendPath: 'imapflow' });
     await sink.appendBatch('Archive', [1, 2, 3].map((n) => ({ body: msg(n), flags: [] })));
     expect(await sink.listSince('Archive', 2)).toEqual([
       { uid: 2, size: msg(2).length, messageId: '<m2@test>' },
@@ -200,5 +201,97 @@ describe('ImapSink against the fake server', () => {
     await sink.appendBatch('Archive', [{ body: msg(4), flags: [] }]);
     const tail = fake.received.slice(-2).map((l) => l.split(' ')[1]);
     expect(tail).toEqual(['CLOSE', 'APPEND']);
+  });
+});
+
+describe('pipelined APPEND (LITERAL+ and UIDPLUS) against the fake server', () => {
+  const five = (): Array<{ body: Buffer; flags: string[]; internalDate: Date }> =>
+    [1, 2, 3, 4, 5].map((n) => ({ body: msg(n), flags: ['\\Seen', '$Migrated'], internalDate: new Date(Date.UTC(2019, 3, n, 8, 0, 0)) }));
+
+  it('writes every APPEND before any reply and reports outcomes in order', async () => {
+    // the server holds its replies until it has read all five APPENDs: a serial client would stall
+    const { fake, sink } = await setup({ holdAppendReplies: 5 });
+    const seen: number[] = [];
+    const outcomes = await sink.appendBatch('Archive', five(), (i) => seen.push(i));
+    expect(seen).toEqual([0, 1, 2, 3, 4]);
+    expect(outcomes).toEqual([1, 2, 3, 4, 5].map((uid) => ({ ok: true, uid, uidValidity: 1001n })));
+    expect(sink.appendCounts).toEqual({ pipelined: 5, imapflow: 0 });
+    expect(fake.received.filter((l) => / APPEND /.test(l)).every((l) => /\{\d+ bytes\}$/.test(l))).toBe(true);
+    const stored = fake.mailboxes.get('Archive')!.messages;
+    expect(stored.map((m) => m.body.toString())).toEqual([1, 2, 3, 4, 5].map((n) => msg(n).toString()));
+    expect(stored[0]!.flags).toEqual(['\\Seen', '$Migrated']);
+    expect(stored[0]!.internalDate).toBe(' 1-Apr-2019 08:00:00 +0000');
+  });
+
+  it('stores what the imapflow path stores (same command text apart from the literal marker)', async () => {
+    const a = await setup({}, FAKE_PASSWORD, { appendPath: 'imapflow' });
+    const b = await setup({}, FAKE_PASSWORD, { appendPath: 'pipelined' });
+    await a.sink.appendBatch('Archive', five());
+    await b.sink.appendBatch('Archive', five());
+    const strip = (f: FakeImap): string[] => f.received.filter((l) => / APPEND /.test(l)).map((l) => l.replace(/^\S+ /, ''));
+    expect(strip(b.fake)).toEqual(strip(a.fake));
+    expect(a.sink.appendCounts).toEqual({ pipelined: 0, imapflow: 5 });
+  });
+
+  it('a NO for the 3rd of 5 is an ok:false outcome for it only', async () => {
+    const { sink } = await setup({ holdAppendReplies: 5, onAppend: (a) => (a.n === 3 ? { kind: 'no', text: '[OVERQUOTA] Quota exceeded' } : undefined) });
+    const seen: number[] = [];
+    const outcomes = await sink.appendBatch('Archive', five(), (i) => seen.push(i));
+    expect(seen).toEqual([0, 1, 2, 3, 4]);
+    expect(outcomes.map((o) => o.ok)).toEqual([true, true, false, true, true]);
+    const failed = outcomes[2]!;
+    if (failed.ok) throw new Error('unreachable');
+    expect(failed.error.kind).toBe('message');
+    expect(failed.error.context.responseCode).toBe('OVERQUOTA');
+    expect(failed.error.context.serverResponse).toBe('NO [OVERQUOTA] Quota exceeded');
+    expect(outcomes[3]).toEqual({ ok: true, uid: 3, uidValidity: 1001n });
+    // still usable
+    expect(await sink.appendBatch('Archive', [{ body: msg(6), flags: [] }])).toEqual([{ ok: true, uid: 5, uidValidity: 1001n }]);
+  });
+
+  it('a drop after the server stored the 3rd, before its OK: outcomes 1-2 only, then connection', async () => {
+    const { fake, sink } = await setup({ onAppend: (a) => (a.n === 3 ? { kind: 'drop' } : undefined) });
+    const seen: number[] = [];
+    const err = await rejection(sink.appendBatch('Archive', five(), (i) => seen.push(i)));
+    expect(err.kind).toBe('connection');
+    expect(seen).toEqual([0, 1]);
+    expect(fake.mailboxes.get('Archive')!.messages).toHaveLength(3);
+    expect((await rejection(sink.status('Archive'))).kind).toBe('connection');
+  });
+
+  it('[TRYCREATE] throws server and [UNAVAILABLE] throws temporary, after the earlier outcomes', async () => {
+    const { sink } = await setup({ onAppend: (a) => (a.n === 2 ? { kind: 'no', text: '[UNAVAILABLE] Try later' } : undefined) });
+    const seen: number[] = [];
+    expect((await rejection(sink.appendBatch('Archive', five(), (i) => seen.push(i)))).kind).toBe('temporary');
+    expect(seen).toEqual([0]);
+    // the spent APPEND connection is replaced; the sink goes on
+    expect((await rejection(sink.appendBatch('Missing', five()))).kind).toBe('server');
+    expect((await sink.appendBatch('Archive', [{ body: msg(9), flags: [] }]))[0]!.ok).toBe(true);
+  });
+
+  it('falls back to imapflow without LITERAL+, and for NUL bytes without BINARY', async () => {
+    const { sink } = await setup({ capabilities: ['IMAP4rev1', 'UIDPLUS'] });
+    await sink.appendBatch('Archive', five());
+    expect(sink.appendCounts).toEqual({ pipelined: 0, imapflow: 5 });
+    const other = await setup();
+    await other.sink.appendBatch('Archive', [{ body: Buffer.from('Subject: x\r\n\r\na\0b\r\n'), flags: [] }]);
+    expect(other.sink.appendCounts).toEqual({ pipelined: 0, imapflow: 1 });
+  });
+
+  it('never logs the password, which travels as a quoted string', async () => {
+    const password = 'p"w\\ s3cr3t-Xy';
+    const lines: string[] = [];
+    const logger: Logger = {
+      debug: (o, m) => void lines.push(JSON.stringify([o, m], (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v instanceof Error ? `${v.message} ${JSON.stringify(v)}` : v))),
+      info: (o, m) => logger.debug(o, m),
+      warn: (o, m) => logger.debug(o, m),
+      error: (o, m) => logger.debug(o, m),
+      child: () => logger,
+    };
+    const { sink } = await setup({ users: { [FAKE_USER]: password }, onAppend: (a) => (a.n === 2 ? { kind: 'bad', text: 'Invalid arguments' } : a.n === 4 ? { kind: 'drop' } : undefined) }, password, { logger, appendPath: 'pipelined' });
+    await sink.appendBatch('Archive', [1, 2, 3].map((n) => ({ body: msg(n), flags: [] })));
+    await rejection(sink.appendBatch('Archive', [{ body: msg(4), flags: [] }]));
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.join('\n')).not.toContain('s3cr3t');
   });
 });

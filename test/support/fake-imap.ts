@@ -78,6 +78,11 @@ export interface FakeImapOptions {
   mailboxes?: string[];
   onAppend?: (append: FakeAppend) => FakeAppendReply | undefined;
   onCommand?: (cmd: FakeCommand) => FakeReply | undefined;
+  /**
+   * Hold each connection's APPEND replies until it has read this many APPENDs, then send them
+   * in order: a client that waits for each reply before the next APPEND (no pipelining) stalls.
+   */
+  holdAppendReplies?: number;
 }
 
 export interface FakeImap {
@@ -157,6 +162,8 @@ class Session {
   private authed = false;
   private selected: FakeMailbox | null = null;
   private gone = false;
+  private appendsRead = 0;
+  private held: string[] | null = null;
 
   constructor(
     private readonly socket: net.Socket,
@@ -366,17 +373,30 @@ class Session {
       body: Buffer.from(body),
     };
     this.fake.appends.push(append);
+    this.appendsRead++;
+    const hold = this.cfg.options.holdAppendReplies;
+    if (hold !== undefined && this.held === null && this.appendsRead === 1) this.held = [];
     const mb = this.mailbox(args[0]);
     const reply: FakeAppendReply = this.cfg.options.onAppend?.(append) ?? { kind: 'ok' };
     if (reply.kind === 'hang') return;
-    if (reply.kind === 'no' || reply.kind === 'bad') return this.write(`${tag} ${reply.kind.toUpperCase()} ${reply.text}`);
-    if (!mb) return this.write(`${tag} NO [TRYCREATE] Mailbox doesn't exist`);
+    if (reply.kind === 'no' || reply.kind === 'bad') return this.appendReply(`${tag} ${reply.kind.toUpperCase()} ${reply.text}`);
+    if (!mb) return this.appendReply(`${tag} NO [TRYCREATE] Mailbox doesn't exist`);
     if (reply.kind === 'drop' && reply.store === false) return this.drop();
     const uid = mb.uidNext++;
     mb.messages.push({ uid, flags, internalDate: append.date ?? '01-Jan-2020 00:00:00 +0000', body: append.body });
     if (reply.kind === 'drop') return this.drop();
     const withUid = !(reply.kind === 'ok' && reply.appendUid === false) && this.cfg.caps.includes('UIDPLUS');
-    this.write(`${tag} OK ${withUid ? `[APPENDUID ${mb.uidValidity} ${uid}] ` : ''}Append completed`);
+    this.appendReply(`${tag} OK ${withUid ? `[APPENDUID ${mb.uidValidity} ${uid}] ` : ''}Append completed`);
+  }
+
+  private appendReply(line: string): void {
+    if (this.held === null) return this.write(line);
+    this.held.push(line);
+    if (this.appendsRead >= (this.cfg.options.holdAppendReplies ?? 0)) {
+      const out = this.held;
+      this.held = null;
+      for (const l of out) this.write(l);
+    }
   }
 }
 

@@ -1,0 +1,419 @@
+/**
+ * Pipelined APPEND on a second, hand-written IMAP connection (RFC 7888 LITERAL+, RFC 4315 UIDPLUS).
+ *
+ * Why hand-written: imapflow keeps one command in flight and sends `{n+}` only up to 4 KiB, so
+ * every APPEND waits for its tagged OK (and a large one also for '+'): about half of what the
+ * server can take. It has no MULTIAPPEND or pipelining, and writing our own commands down its
+ * socket would confuse its parser. So this module owns one more connection, used for APPEND
+ * only, and writes every APPEND of a batch at once with non-synchronizing literals, reading
+ * the tagged replies in order as they come back.
+ *
+ * What it reuses from imapflow (its exported `lib/` modules): the command compiler (quoting of
+ * the mailbox name, flags, date, LOGIN strings), and the caller hands in the mailbox name
+ * already encoded by imapflow's own normalizePath/encodePath, so both connections name the same
+ * folder. Error kinds come from errors.ts, exactly as for the imapflow path.
+ *
+ * What it does not do: SELECT, FETCH or anything but APPEND; sync literals (no LITERAL+ means
+ * no pipelined path); SASL mechanisms other than PLAIN (with SASL-IR) and LOGIN; COMPRESS;
+ * reconnects mid-batch (a drop throws 'connection' and unreported outcomes stay unknown, which
+ * the engine reconciles by content). The password is never logged: only command names are.
+ */
+
+import net from 'node:net';
+import tls from 'node:tls';
+import compiler from 'imapflow/lib/handler/imap-compiler.js';
+import { PopsyncError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { AppendOutcome, ImapOptions } from './types.js';
+import { classifyAppendError, isTlsFailure, mapConnectError, type ImapFlowErrorLike } from './errors.js';
+
+/** Unacknowledged bytes written before we wait for replies: keeps memory and socket buffers flat. */
+const MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024;
+
+/** The session lacks what the pipelined path needs; the caller falls back to imapflow. */
+export class PipelineUnsupported extends Error {}
+
+interface Tagged {
+  tag: string;
+  status: 'OK' | 'NO' | 'BAD';
+  code: string | undefined;
+  line: string;
+}
+
+/** Response lines off a socket; an untagged line's literals are skipped (we need none). */
+class LineReader {
+  private buf: Buffer = Buffer.alloc(0);
+  private lines: string[] = [];
+  private partial = '';
+  private skip = 0;
+  private waiter: { resolve: (l: string) => void; reject: (e: Error) => void; timer: NodeJS.Timeout } | null = null;
+  private ended: PopsyncError | null = null;
+
+  constructor(
+    private readonly sock: net.Socket,
+    private readonly timeoutMs: number,
+    private readonly where: string,
+  ) {
+    sock.on('data', this.onData);
+    sock.on('error', this.onError);
+    sock.on('close', this.onClose);
+  }
+
+  get usable(): boolean {
+    return !this.ended && !this.sock.destroyed;
+  }
+
+  /** Bytes that arrived after the last line handed out (must be none after STARTTLS's OK). */
+  get buffered(): number {
+    return this.buf.length + this.lines.length;
+  }
+
+  detach(): void {
+    this.sock.off('data', this.onData);
+    this.sock.off('error', this.onError);
+    this.sock.off('close', this.onClose);
+  }
+
+  next(): Promise<string> {
+    const line = this.lines.shift();
+    if (line !== undefined) return Promise.resolve(line);
+    if (this.ended) return Promise.reject(this.ended);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.fail(new PopsyncError('connection', `IMAP ${this.where}: no response within ${this.timeoutMs} ms`, {}, { cause: Object.assign(new Error('timeout'), { code: 'ETIMEOUT' }) }));
+        this.sock.destroy();
+      }, this.timeoutMs);
+      this.waiter = { resolve, reject, timer };
+    });
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    for (;;) {
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, this.buf.length);
+        this.buf = this.buf.subarray(n);
+        this.skip -= n;
+        if (this.skip > 0) return;
+      }
+      const eol = this.buf.indexOf('\r\n');
+      if (eol < 0) return;
+      const text = this.buf.subarray(0, eol).toString('utf8');
+      this.buf = this.buf.subarray(eol + 2);
+      const lit = /\{(\d+)\}$/.exec(text);
+      if (lit) {
+        this.partial += text;
+        this.skip = Number(lit[1]);
+        continue;
+      }
+      this.push(this.partial + text);
+      this.partial = '';
+    }
+  };
+
+  private push(line: string): void {
+    const w = this.waiter;
+    if (w) {
+      this.waiter = null;
+      clearTimeout(w.timer);
+      w.resolve(line);
+    } else this.lines.push(line);
+  }
+
+  private readonly onError = (err: Error): void => {
+    const code = (err as { code?: string }).code;
+    this.fail(new PopsyncError(isTlsFailure(err) ? 'tls' : 'connection', `IMAP ${this.where}: ${isTlsFailure(err) ? 'TLS failed' : 'connection lost'} (${code ? `${code}: ` : ''}${err.message})`, {}, { cause: err }));
+  };
+
+  private readonly onClose = (): void => {
+    this.fail(new PopsyncError('connection', `IMAP ${this.where}: connection closed by the server`));
+  };
+
+  private fail(err: PopsyncError): void {
+    if (!this.ended) this.ended = err;
+    const w = this.waiter;
+    if (w) {
+      this.waiter = null;
+      clearTimeout(w.timer);
+      w.reject(this.ended);
+    }
+  }
+}
+
+function parseTagged(line: string): Tagged | null {
+  const m = /^(\S+) (OK|NO|BAD)(?: \[([^\]]*)\])?/i.exec(line);
+  if (!m || m[1] === '*' || m[1] === '+') return null;
+  return { tag: m[1]!, status: m[2]!.toUpperCase() as Tagged['status'], code: m[3], line };
+}
+
+function capabilitiesOf(line: string): Set<string> | null {
+  const m = /^\* (?:OK \[)?CAPABILITY ([^\]]*)/i.exec(line) ?? /\[CAPABILITY ([^\]]*)\]/i.exec(line);
+  return m ? new Set(m[1]!.trim().split(/\s+/).map((c) => c.toUpperCase())) : null;
+}
+
+/** The error-like shape errors.ts classifies (the same properties imapflow puts on its errors). */
+function refusal(t: Tagged, extra: ImapFlowErrorLike = {}): ImapFlowErrorLike {
+  const text = t.line.replace(/^\S+\s+/, '');
+  const throttled = /Request is throttled/i.test(text) && /Backoff Time/i.test(text);
+  return {
+    message: `Command failed: ${text}`,
+    responseStatus: t.status,
+    response: t.line,
+    ...(t.code ? { serverResponseCode: t.code.split(' ')[0]!.toUpperCase() } : {}),
+    ...(throttled ? { code: 'ETHROTTLE' } : {}),
+    ...extra,
+  };
+}
+
+export interface PipelineItem {
+  body: Buffer;
+  /** Flags already formatted by imapflow's formatFlag. */
+  flags: string[];
+  /** imapflow's formatDateTime() of the internal date. */
+  date: string | undefined;
+}
+
+export class PipelinedAppender {
+  /** Messages sent down this connection; for tests and diagnostics. */
+  appended = 0;
+  private seq = 0;
+
+  private constructor(
+    private sock: net.Socket,
+    private reader: LineReader,
+    readonly capabilities: ReadonlySet<string>,
+    private readonly log: Logger,
+  ) {}
+
+  get usable(): boolean {
+    return this.reader.usable;
+  }
+
+  /**
+   * Connects, secures and logs in like imapflow does (same TLS mode, CA, verification and SNI),
+   * then checks LITERAL+ and UIDPLUS. Throws PipelineUnsupported when they are missing (the
+   * connection is closed), a PopsyncError like connectImap's for everything else.
+   */
+  static async open(opts: ImapOptions, timeoutMs: number, log: Logger, ca: Array<string | Buffer> | undefined): Promise<PipelinedAppender> {
+    const where = `${opts.host}:${opts.port}`;
+    const servername = net.isIP(opts.host) ? {} : { servername: opts.host };
+    const tlsOpts = { rejectUnauthorized: opts.rejectUnauthorized ?? true, ...(ca ? { ca } : {}), ...servername };
+    const fail = (err: unknown): PopsyncError => mapConnectError(err, opts);
+    let sock: net.Socket;
+    try {
+      sock = await connectSocket(opts.tls === 'implicit' ? () => tls.connect({ host: opts.host, port: opts.port, ...tlsOpts }) : () => net.connect({ host: opts.host, port: opts.port }), opts.tls === 'implicit', timeoutMs);
+    } catch (err) {
+      throw fail(err);
+    }
+    let reader = new LineReader(sock, timeoutMs, `APPEND connection to ${where}`);
+    const a = new PipelinedAppender(sock, reader, new Set(), log);
+    try {
+      const greeting = await reader.next();
+      if (!/^\* (OK|PREAUTH)\b/i.test(greeting)) throw new PopsyncError('connection', `IMAP server ${where} did not greet us: ${greeting.slice(0, 200)}`);
+      let caps = capabilitiesOf(greeting) ?? (await a.capability());
+      if (opts.tls === 'starttls') {
+        if (!caps.has('STARTTLS')) {
+          throw new PopsyncError('tls', `IMAP server ${where} does not offer STARTTLS`, { hint: "Check the server's certificate and the CA option; with tls: starttls the server must offer STARTTLS" });
+        }
+        const t = await a.simple(Buffer.from(`S STARTTLS\r\n`), 'S');
+        if (t.status !== 'OK') throw fail(refusal(t));
+        if (reader.buffered) throw new PopsyncError('protocol', `IMAP server ${where} sent data after STARTTLS's OK`);
+        reader.detach();
+        try {
+          sock = await connectSocket(() => tls.connect({ socket: sock, ...tlsOpts }), true, timeoutMs);
+        } catch (err) {
+          throw fail(err);
+        }
+        reader = new LineReader(sock, timeoutMs, `APPEND connection to ${where}`);
+        a.sock = sock;
+        a.reader = reader;
+        caps = await a.capability();
+      }
+      if (!/^\* PREAUTH\b/i.test(greeting)) {
+        let cmd: Buffer;
+        if (caps.has('AUTH=PLAIN') && caps.has('SASL-IR')) {
+          const token = Buffer.from(`\0${opts.user}\0${opts.password}`).toString('base64');
+          cmd = Buffer.from(`L AUTHENTICATE PLAIN ${token}\r\n`);
+        } else if (!caps.has('LOGINDISABLED') && caps.has('LITERAL+')) {
+          cmd = Buffer.concat([
+            compiler({ tag: 'L', command: 'LOGIN', attributes: [{ type: 'STRING', value: opts.user }, { type: 'STRING', value: opts.password }] }, { literalPlus: true }),
+            Buffer.from('\r\n'),
+          ]);
+        } else {
+          throw new PipelineUnsupported('no AUTH=PLAIN with SASL-IR and no LOGIN with LITERAL+');
+        }
+        const t = await a.simple(cmd, 'L');
+        if (t.status !== 'OK') throw fail(refusal(t, { authenticationFailed: true }));
+        caps = await a.capability();
+      }
+      if (!caps.has('LITERAL+') || !caps.has('UIDPLUS')) throw new PipelineUnsupported('no LITERAL+ or no UIDPLUS after login');
+      (a as { capabilities: ReadonlySet<string> }).capabilities = caps;
+      log.debug({ host: opts.host }, 'IMAP APPEND connection ready (pipelined LITERAL+)');
+      return a;
+    } catch (err) {
+      if (err instanceof PipelineUnsupported) await a.close();
+      else a.destroy();
+      throw err instanceof PopsyncError || err instanceof PipelineUnsupported ? err : fail(err);
+    }
+  }
+
+  /**
+   * Writes one APPEND per item, all at once (bounded by MAX_IN_FLIGHT_BYTES), and reports each
+   * tagged reply in order. `mailbox` is the name exactly as imapflow would send it. Items with
+   * `skip` set get that outcome at their place and are not sent.
+   */
+  async append(
+    mailbox: string,
+    folder: string,
+    items: Array<PipelineItem | { skip: AppendOutcome }>,
+    onOutcome: (index: number, outcome: AppendOutcome) => void,
+  ): Promise<AppendOutcome[]> {
+    const tags = items.map(() => `P${++this.seq}`);
+    let inFlight = 0;
+    let aborted = false;
+    let acked: (() => void) | null = null;
+    const sock = this.sock;
+    const waitFor = (event: 'drain'): Promise<void> =>
+      new Promise((resolve) => {
+        const done = (): void => {
+          sock.off(event, done);
+          sock.off('close', done);
+          resolve();
+        };
+        sock.once(event, done);
+        sock.once('close', done);
+      });
+    const sizes = items.map((it) => ('skip' in it ? 0 : it.body.length));
+    const writer = (async () => {
+      for (const [i, it] of items.entries()) {
+        if (aborted || sock.destroyed) return;
+        if ('skip' in it) continue;
+        while (inFlight > 0 && inFlight + it.body.length > MAX_IN_FLIGHT_BYTES && !aborted) {
+          await new Promise<void>((r) => (acked = r));
+        }
+        if (aborted || sock.destroyed) return;
+        const nul = it.body.indexOf(0) >= 0;
+        const head = compiler({
+          tag: tags[i]!,
+          command: 'APPEND',
+          attributes: [
+            { type: 'ATOM', value: mailbox },
+            ...(it.flags.length || it.date ? [it.flags.map((f) => ({ type: 'ATOM' as const, value: f }))] : []),
+            ...(it.date ? [{ type: 'STRING' as const, value: it.date }] : []),
+          ],
+        });
+        inFlight += it.body.length;
+        this.appended++;
+        sock.write(Buffer.concat([head, Buffer.from(` ${nul ? '~' : ''}{${it.body.length}+}\r\n`)]));
+        sock.write(it.body);
+        if (!sock.write('\r\n')) await waitFor('drain');
+      }
+    })();
+    const outcomes: AppendOutcome[] = [];
+    try {
+      for (const [i, it] of items.entries()) {
+        let outcome: AppendOutcome;
+        if ('skip' in it) {
+          outcome = it.skip;
+        } else {
+          const t = await this.tagged(tags[i]!);
+          inFlight -= sizes[i]!;
+          const wake = acked as (() => void) | null;
+          acked = null;
+          wake?.();
+          if (t.status === 'OK') {
+            const m = /^APPENDUID (\d+) (\d+)$/i.exec(t.code ?? '');
+            outcome = m ? { ok: true, uid: Number(m[2]), uidValidity: BigInt(m[1]!) } : { ok: true, uid: null, uidValidity: null };
+          } else {
+            const failure = classifyAppendError(refusal(t), folder);
+            if (failure.scope === 'session') throw failure.error;
+            outcome = { ok: false, error: failure.error };
+            this.log.debug({ folder, index: i, serverResponse: failure.error.context.serverResponse }, 'APPEND refused');
+          }
+        }
+        outcomes.push(outcome);
+        onOutcome(i, outcome);
+      }
+      await writer;
+      return outcomes;
+    } catch (err) {
+      // Replies to commands already written would still arrive: this connection is spent.
+      aborted = true;
+      (acked as (() => void) | null)?.();
+      this.destroy();
+      await writer.catch(() => {});
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (!this.usable) return this.destroy();
+    try {
+      this.sock.write('Z LOGOUT\r\n');
+      for (;;) if (parseTagged(await this.reader.next())?.tag === 'Z') break;
+    } catch {
+      // closing anyway
+    } finally {
+      this.destroy();
+    }
+  }
+
+  destroy(): void {
+    this.sock.destroy();
+  }
+
+  private async tagged(tag: string): Promise<Tagged> {
+    for (;;) {
+      const line = await this.reader.next();
+      const t = parseTagged(line);
+      if (!t) continue; // untagged (EXISTS of nothing selected, alerts) or stray continuation
+      if (t.tag !== tag) throw new PopsyncError('protocol', `IMAP APPEND connection: expected a reply to ${tag}, got one to ${t.tag}`);
+      return t;
+    }
+  }
+
+  private async simple(cmd: Buffer, tag: string): Promise<Tagged> {
+    this.sock.write(cmd);
+    return this.tagged(tag);
+  }
+
+  private async capability(): Promise<Set<string>> {
+    const tag = `C${++this.seq}`;
+    this.sock.write(`${tag} CAPABILITY\r\n`);
+    let caps: Set<string> | null = null;
+    for (;;) {
+      const line = await this.reader.next();
+      const t = parseTagged(line);
+      if (!t) {
+        caps = capabilitiesOf(line) ?? caps;
+        continue;
+      }
+      if (t.tag !== tag) throw new PopsyncError('protocol', `IMAP APPEND connection: unexpected reply to ${t.tag}`);
+      if (t.status !== 'OK' || !caps) throw new PopsyncError('protocol', 'IMAP CAPABILITY failed on the APPEND connection');
+      return caps;
+    }
+  }
+}
+
+function connectSocket(make: () => net.Socket, secure: boolean, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = make();
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(Object.assign(new Error(`connect timed out after ${timeoutMs} ms`), { code: 'CONNECT_TIMEOUT' }));
+    }, timeoutMs);
+    const ok = (): void => {
+      clearTimeout(timer);
+      sock.off('error', bad);
+      sock.setNoDelay(true);
+      resolve(sock);
+    };
+    const bad = (err: Error): void => {
+      clearTimeout(timer);
+      sock.destroy();
+      reject(err);
+    };
+    sock.once(secure ? 'secureConnect' : 'connect', ok);
+    sock.once('error', bad);
+  });
+}
