@@ -1,13 +1,13 @@
 /**
  * The IMAP destination (ImapSink) on top of imapflow 2.10.
  *
- * Appends go one APPEND at a time. imapflow has no MULTIAPPEND and no pipelining (it keeps one
- * command in flight, and sends a non-synchronizing literal only up to 4 KiB, so a larger
- * message costs two round trips). Measured on Dovecot, MULTIAPPEND would be 1.5-6.6x faster
- * than plain APPEND. We still use imapflow because the alternative is our own IMAP parser and
- * compiler: it gives us STARTTLS/SASL, APPENDUID parsing, modified UTF-7 and a tested response
- * parser. The batch-shaped interface stays so that a MULTIAPPEND path can replace the loop in
- * appendBatch() without the engine noticing.
+ * imapflow does everything but the bulk of APPEND: STARTTLS/SASL, folders (modified UTF-7,
+ * delimiter, namespace), STATUS, LIST, FETCH for reconciliation. It has no MULTIAPPEND and no
+ * pipelining (one command in flight; a non-synchronizing literal only up to 4 KiB, so a larger
+ * message costs two round trips), which held popsync to about half of what Dovecot accepts.
+ * So when the server offers LITERAL+ and UIDPLUS, appendBatch() writes the whole batch down a
+ * second connection of our own (pipeline.ts); otherwise it appends one at a time through
+ * imapflow. The engine sees the same batch interface either way.
  *
  * Session rules this module enforces, because imapflow does not:
  * - One operation at a time (`serial`): listSince() has to SELECT and then FETCH with nothing
