@@ -133,7 +133,12 @@ class ImapWriter implements ImapSink {
   private closed = false;
   private chain: Promise<unknown> = Promise.resolve();
   private busy = false;
+  /** Last time imapflow's own connection carried a command (pipelined APPENDs do not). */
   private lastUse = Date.now();
+  /** A pipelined batch is running: the serial slot is taken, imapflow's socket is idle. */
+  private pipelining = false;
+  /** Set by a pipelined batch so serial() does not count it as use of imapflow's connection. */
+  private lastUseOverride: number | null = null;
   private keepalive: NodeJS.Timeout | null = null;
   private readonly counts = { pipelined: 0, imapflow: 0 };
 
@@ -163,7 +168,15 @@ class ImapWriter implements ImapSink {
     // third of it keeps the session and still lets the timer catch a silent server mid-command.
     const every = Math.max(100, Math.floor(socketTimeout / 3));
     this.keepalive = setInterval(() => {
-      if (this.busy || this.dead || this.closed || Date.now() - this.lastUse < every) return;
+      if (this.dead || this.closed || Date.now() - this.lastUse < every) return;
+      if (this.pipelining) {
+        // Seen on Dovecot: 20,000 pipelined APPENDs left imapflow's session silent for 60 s and
+        // its timer closed it. The pipelined batch does not use imapflow, so a NOOP may go now.
+        this.lastUse = Date.now();
+        this.client.noop().catch(() => {});
+        return;
+      }
+      if (this.busy) return;
       this.serial('NOOP', () => this.client.noop()).catch(() => {});
     }, every);
     this.keepalive.unref();
@@ -262,10 +275,15 @@ class ImapWriter implements ImapSink {
       return { body: item.body, flags, date: item.internalDate ? formatDateTime(item.internalDate) : undefined };
     });
     const before = pipeline.appended;
+    const imapflowUsedAt = this.lastUse;
+    this.pipelining = true;
     try {
       return await pipeline.append(mailbox, path, prepared, (i, o) => onOutcome?.(i, o));
     } finally {
+      this.pipelining = false;
       this.counts.pipelined += pipeline.appended - before;
+      // serial() is about to mark "used"; imapflow's socket was not, unless a NOOP went meanwhile.
+      this.lastUseOverride = Math.max(imapflowUsedAt, this.lastUse);
     }
   }
 
@@ -346,7 +364,8 @@ class ImapWriter implements ImapSink {
         throw mapped;
       } finally {
         this.busy = false;
-        this.lastUse = Date.now();
+        this.lastUse = this.lastUseOverride ?? Date.now();
+        this.lastUseOverride = null;
       }
     };
     const p = this.chain.then(run, run);

@@ -113,6 +113,25 @@ describe('ImapSink against the fake server', () => {
     expect(fake.connections).toBe(2); // imapflow's and the APPEND connection, neither reopened
   });
 
+  it('keeps imapflow\'s session alive while pipelined batches run on the other connection', async () => {
+    // Seen on Dovecot: 20,000 pipelined APPENDs kept the sink busy but left imapflow's own
+    // session silent until its inactivity timer closed it.
+    const fake = await startFakeImap({ mailboxes: ['Archive'] });
+    const entry: { fake: FakeImap; sink?: ImapSink } = { fake };
+    open.push(entry);
+    const sink = (entry.sink = await connectImap({ host: fake.host, port: fake.port, tls: 'none', user: FAKE_USER, password: FAKE_PASSWORD, timeoutMs: 600 }));
+    const until = Date.now() + 2000;
+    let n = 0;
+    while (Date.now() < until) {
+      const out = await sink.appendBatch('Archive', [{ body: msg(++n), flags: [] }]);
+      expect(out[0]?.ok).toBe(true);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect((await sink.status('Archive')).uidNext).toBe(n + 1);
+    expect(fake.received.filter((l) => / NOOP$/.test(l)).length).toBeGreaterThan(0);
+    expect(fake.connections).toBe(2);
+  });
+
   it('gives uid null when the server has no UIDPLUS / sends no APPENDUID', async () => {
     const { sink } = await setup({ onAppend: () => ({ kind: 'ok', appendUid: false }) });
     expect(await sink.appendBatch('Archive', [{ body: msg(1), flags: [] }])).toEqual([{ ok: true, uid: null, uidValidity: null }]);
