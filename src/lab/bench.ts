@@ -163,15 +163,20 @@ async function main(): Promise<void> {
     await lab.seedPop3('bench-src', messages);
     process.stdout.write(`corpus: ${count} messages, ${(bytes / MB).toFixed(1)} MB (largest ${(Math.max(...messages.map((m) => m.length)) / MB).toFixed(1)} MB); Dovecot on loopback, ${process.env.HOSTNAME ?? 'this machine'}\n\n`);
 
-    const popMs = await rawPop3(lab, 'bench-src', count);
-    const imapMs = await rawImap(lab, 'bench-raw-dst', messages);
+    // The raw sides are measured before and after popsync and the faster kept: right after
+    // seeding 260 MB the disk is still flushing, and a ceiling measured then alone came out
+    // below popsync's own rate (seen: 258 vs 463 msg/s), which says nothing about the servers.
+    const popBefore = await rawPop3(lab, 'bench-src', count);
+    const imapBefore = await rawImap(lab, 'bench-raw-dst', messages);
     const run = await popsync(lab, 'bench-src', 'bench-dst', join(lab.dir, 'bench.sqlite'));
+    const popMs = Math.min(popBefore, await rawPop3(lab, 'bench-src', count));
+    const imapMs = Math.min(imapBefore, await rawImap(lab, 'bench-raw-dst2', messages));
     const noop = await popsync(lab, 'bench-src', 'bench-dst', join(lab.dir, 'bench.sqlite'));
     if (run.summary.copied + run.summary.reconciled !== count) throw new Error(`popsync copied ${run.summary.copied} (+${run.summary.reconciled} reconciled) of ${count}`);
 
     const ceilingMs = Math.max(popMs, imapMs);
-    process.stdout.write(row('raw POP3 RETR, pipelined, 1 conn', count, bytes, popMs) + '\n');
-    process.stdout.write(row('raw IMAP APPEND {n+}, 1 conn', count, bytes, imapMs) + '\n');
+    process.stdout.write(row('raw POP3 RETR, pipelined, 1 conn', count, bytes, popMs, '(faster of before/after)') + '\n');
+    process.stdout.write(row('raw IMAP APPEND {n+}, 1 conn', count, bytes, imapMs, '(faster of before/after)') + '\n');
     process.stdout.write(row('popsync migrate (whole process)', count, bytes, run.ms, `peak RSS ${run.peakRssMb.toFixed(0)} MB`) + '\n');
     process.stdout.write(`\npopsync vs the slower raw side: ${((ceilingMs / run.ms) * 100).toFixed(0)}% of its rate (raw POP3 ${((popMs / run.ms) * 100).toFixed(0)}%, raw IMAP ${((imapMs / run.ms) * 100).toFixed(0)}%)\n`);
     process.stdout.write(`popsync no-op rerun (${count} journaled): ${(noop.ms / 1000).toFixed(2)} s, start-up included, peak RSS ${noop.peakRssMb.toFixed(0)} MB\n`);
