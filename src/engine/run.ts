@@ -169,13 +169,15 @@ class Run {
         } catch (e) {
           if (!retryable(e) || this.o.signal?.aborted) throw e;
           if (!this.connectedOnce && this.o.retryFirstConnect === false) throw e;
+          // Before dropping: an abandoned prefetch then fails on POP3 and would relabel it.
+          const side = this.failedSide;
           await this.dropConnections();
           attempt = this.settledThisPass > 0 ? 1 : attempt + 1;
           if (attempt > policy.maxAttempts) throw e.with({ hint: `gave up after ${policy.maxAttempts} reconnect attempts; run again later to resume` });
           const delayMs = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
           this.result.reconnects++;
           this.o.logger.warn({ err: e.message, attempt, delayMs }, 'connection lost; reconnecting');
-          this.emit({ type: 'reconnect', side: this.failedSide, attempt, delayMs, reason: e.message });
+          this.emit({ type: 'reconnect', side, attempt, delayMs, reason: e.message });
           await sleep(delayMs);
         }
       }
@@ -277,9 +279,19 @@ class Run {
     if (todo.length === 0) return;
     const sink = await this.connectSink();
     this.emit({ type: 'phase', phase: 'copying' });
-    for (const batch of batchesOf(todo, this.o.batchMessages ?? 50, this.o.batchBytes ?? 16 * 1024 * 1024)) {
+    // While one batch is appended, the next is already being fetched: POP3 and IMAP work at
+    // once, and memory holds at most two batches. Fetching has no side effect on either server,
+    // so a batch fetched but never stored (drop, interrupt) is simply fetched again later.
+    const batches = batchesOf(todo, this.o.batchMessages ?? 50, this.o.batchBytes ?? 16 * 1024 * 1024);
+    let next: Promise<Fetched> | null = batches[0] ? this.fetchBatch(source, batches[0]) : null;
+    for (let i = 0; next !== null; i++) {
+      const fetched: Promise<Fetched> = next;
+      const following = batches[i + 1];
+      next = following ? this.fetchBatch(source, following) : null;
+      // Awaited in its turn; until then a rejection must not count as unhandled.
+      next?.catch(() => undefined);
       if (this.o.signal?.aborted) throw new PopsyncError('interrupted', 'interrupted; the journal is consistent, run again to resume');
-      await this.copyBatch(source, sink, batch);
+      await this.storeBatch(sink, await fetched);
     }
   }
 
@@ -364,9 +376,9 @@ class Run {
     return true;
   }
 
-  private async copyBatch(source: Pop3Session, sink: ImapSink, batch: ListedMessage[]): Promise<void> {
-    const { journal, account } = this.o;
-    const fetched = await this.on('pop3', Promise.all(
+  /** RETR of one batch, pipelined; a message the server refuses to send is failed and left out. */
+  private fetchBatch(source: Pop3Session, batch: ListedMessage[]): Promise<Fetched> {
+    return this.on('pop3', Promise.all(
       batch.map((m) =>
         source.retr(m.n).then(
           (body) => ({ m, body }),
@@ -381,7 +393,11 @@ class Run {
         ),
       ),
     ));
+  }
 
+  /** Route, journal the intent, append, journal each outcome: one fetched batch. */
+  private async storeBatch(sink: ImapSink, fetched: Fetched): Promise<void> {
+    const { journal, account } = this.o;
     // Group by destination folder, keeping source order inside each group.
     const groups = new Map<string, Array<{ m: ListedMessage; begin: BeginAppend; req: AppendRequest; shown?: { subject: string | null; from: string | null } }>>();
     for (const f of fetched) {
@@ -634,6 +650,9 @@ function fromRow(row: JournalRow | undefined): Pick<MessageDetail, 'folder' | 'p
   const provenance: Provenance | null = row.provenance;
   return { folder: row.folder, provenance, messageId: row.messageId };
 }
+
+/** One batch as RETR returned it; null where the server refused to send the message. */
+type Fetched = Array<{ m: ListedMessage; body: Buffer } | null>;
 
 export function runEngine(options: EngineOptions): Promise<RunResult> {
   return new Run(options).execute();

@@ -19,6 +19,8 @@ import type { Pop3Session } from '../../src/pop3/types.js';
 const msg = (i: number, extra = '') => Buffer.from(`Message-ID: <m${i}@test>\r\nSubject: ${i}\r\n\r\nbody ${i}${extra}\r\n`);
 
 class MemorySource {
+  /** When set, the order in which RETRs were issued, interleaved with the destination's events. */
+  events: string[] | null = null;
   failRetrOnce = new Map<number, 'drop' | 'refuse'>();
   retrCount = 0;
   constructor(public messages: Array<{ uidl: string; body: Buffer }>) {}
@@ -38,6 +40,7 @@ class MemorySource {
       retr: async (n: number) => {
         check();
         this.retrCount++;
+        this.events?.push(`retr ${n}`);
         const f = this.failRetrOnce.get(n);
         if (f) {
           this.failRetrOnce.delete(n);
@@ -67,6 +70,7 @@ class MemoryDestination {
   dropAfterStoring = new Set<number>();
   refuse = new Set<number>();
   appends = 0;
+  events: string[] | null = null;
 
   sink(): ImapSink {
     let dead = false;
@@ -88,6 +92,9 @@ class MemoryDestination {
       },
       status: async (path) => (check(), status(path)),
       appendBatch: async (path, items: AppendRequest[], onOutcome) => {
+        this.events?.push('append start');
+        // A real server takes time: long enough for the engine to be fetching the next batch.
+        if (this.events) await new Promise((r) => setTimeout(r, 10));
         const out: AppendOutcome[] = [];
         for (const [i, it] of items.entries()) {
           check();
@@ -108,6 +115,7 @@ class MemoryDestination {
           out.push(o);
           onOutcome?.(i, o);
         }
+        this.events?.push('append end');
         return out;
       },
       listSince: async (path, since): Promise<DestinationMessage[]> =>
@@ -239,6 +247,19 @@ describe('engine', () => {
     const src2 = new MemorySource([{ uidl: 'u1', body: msg(1) }]);
     const failing = { ...options(src2, dst), openSource: async () => Promise.reject(new PopsyncError('connection', 'connect ECONNREFUSED')) };
     await expect(runEngine(failing)).rejects.toMatchObject({ kind: 'connection' });
+  });
+
+  it('fetches the next batch while the current one is being appended, and still copies in order', async () => {
+    const src = new MemorySource([1, 2, 3, 4, 5, 6].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    const dst = new MemoryDestination();
+    const events: string[] = [];
+    src.events = events;
+    dst.events = events;
+    await runEngine(options(src, dst, { batchMessages: 2 }));
+    // Batch 2 (messages 3, 4) is requested before batch 1's APPENDs finish.
+    expect(events.indexOf('retr 3')).toBeLessThan(events.indexOf('append end'));
+    expect(events.indexOf('retr 5')).toBeLessThan(events.lastIndexOf('append start'));
+    expect(dst.bodies()).toEqual([1, 2, 3, 4, 5, 6].map((i) => msg(i).toString()));
   });
 
   it('refuses messages listed under one UIDL twice instead of guessing', async () => {
