@@ -408,13 +408,6 @@ export function edgeCases(opts: { huge?: boolean } = {}): EdgeCase[] {
   return out;
 }
 
-/** One edge case by name; throws on an unknown name so a typo fails loudly. */
-export function edgeCase(name: string): EdgeCase {
-  const c = edgeCases({ huge: name === 'huge-25mb' }).find((e) => e.name === name);
-  if (c === undefined) throw new Error(`no edge case named ${name}`);
-  return c;
-}
-
 // ---------------------------------------------------------------------------------------
 // What the servers hand back (Dovecot 2.3, maildir; see the module comment)
 

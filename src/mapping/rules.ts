@@ -20,7 +20,6 @@ import { PopsyncError } from '../errors.js';
 import { arrivalDate } from './date.js';
 import { addressesOf, decodeHeaderValue, listIdOf } from './decode.js';
 import { allHeaders, type HeaderField } from './headers.js';
-import { normaliseFolder } from './route.js';
 import { decideSeen, type SeenStep } from './seen.js';
 import { parseTemplate, renderTemplate, type TemplateName, type TemplatePart } from './template.js';
 
@@ -82,6 +81,12 @@ export interface RouteInput {
   fields: HeaderField[];
   /** Bytes; the message length in a run, the LIST size in a plan. */
   size: number;
+}
+
+/** 'inbox' in any case is INBOX (RFC 3501 5.1); leading and trailing '/' mean nothing. */
+export function normaliseFolder(name: string): string {
+  const trimmed = name.replace(/^\/+|\/+$/g, '');
+  return /^inbox$/i.test(trimmed) ? 'INBOX' : trimmed;
 }
 
 export function globToRegExp(glob: string, caseSensitive: boolean): RegExp {

@@ -13,7 +13,7 @@ import { runEngine, type EngineOptions } from '../../src/engine/run.js';
 import type { AppendOutcome, AppendRequest, DestinationMessage, FolderStatus, ImapSink } from '../../src/imap/types.js';
 import { Journal } from '../../src/journal/journal.js';
 import { silentLogger } from '../../src/log.js';
-import { singleFolderRouter } from '../../src/mapping/route.js';
+import { compileRouting, engineRouter } from '../../src/mapping/rules.js';
 import type { Pop3Session } from '../../src/pop3/types.js';
 
 const msg = (i: number, extra = '') => Buffer.from(`Message-ID: <m${i}@test>\r\nSubject: ${i}\r\n\r\nbody ${i}${extra}\r\n`);
@@ -151,7 +151,8 @@ function options(src: MemorySource, dst: MemoryDestination, extra: Partial<Engin
     journal,
     openSource: async () => src.session(),
     openSink: async () => dst.sink(),
-    route: singleFolderRouter({ folder: 'INBOX', flags: [] }),
+    // The production router with no rules: what `--folder INBOX` resolves to.
+    route: engineRouter(compileRouting({ rules: [], defaultFolder: 'INBOX', flags: [], seen: [], arrivalDate: true })),
     logger: silentLogger,
     batchMessages: 3,
     retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 1 },
