@@ -338,7 +338,7 @@ first_valid_uid = 1
 first_valid_gid = 1
 # Plaintext auth on loopback is what the plaintext-endpoint tests are about.
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login apop
 # Wrong-password tests would otherwise slow every later login from 127.0.0.1 by seconds.
 auth_failure_delay = 0
 auth_verbose = ${verbose ? 'yes' : 'no'}
