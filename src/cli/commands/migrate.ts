@@ -17,7 +17,7 @@ import { addAccountOptions, addConfigOptions, addOutputOptions, addRoutingOption
 export function registerMigrate(program: Command, ctx: CommandContext): void {
   const cmd = program
     .command('migrate')
-    .description('Copy every message of a POP3 mailbox into an IMAP folder. Safe to kill and rerun: the journal resumes it.');
+    .description('Copy every message of a POP3 mailbox into IMAP: one folder, or the folders chosen by config rules. Safe to kill and rerun: the journal resumes it.');
   addConfigOptions(cmd);
   addAccountOptions(cmd);
   addRoutingOptions(cmd);
