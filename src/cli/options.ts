@@ -22,6 +22,15 @@ export function nonNegativeInt(name: string) {
   };
 }
 
+/** --wait, shared by every command that takes the account lock (migrate, sync). */
+export function addLockOptions(cmd: Command): Command {
+  return cmd.option('--wait <seconds>', 'when another run holds the account, wait up to this long for it instead of exiting 7', (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('--wait must be a number of at least 0');
+    return n;
+  });
+}
+
 export const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 function addSide(cmd: Command, side: 'pop' | 'imap', label: string, scheme: string): void {

@@ -12,7 +12,7 @@ import { accountJobs } from '../account.js';
 import type { CommandContext } from '../context.js';
 import { runAccountJob, runJobs } from '../jobs.js';
 import { addReportOptions, reportTarget } from '../report-file.js';
-import { addAccountOptions, addConfigOptions, addOutputOptions, addRoutingOptions, addTransferOptions, outputOptions } from '../options.js';
+import { addAccountOptions, addConfigOptions, addLockOptions, addOutputOptions, addRoutingOptions, addTransferOptions, outputOptions } from '../options.js';
 
 export function registerMigrate(program: Command, ctx: CommandContext): void {
   const cmd = program
@@ -23,6 +23,7 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
   addRoutingOptions(cmd);
   addTransferOptions(cmd);
   addOutputOptions(cmd);
+  addLockOptions(cmd);
   addReportOptions(cmd);
   cmd.addHelpText(
     'after',
@@ -30,11 +31,19 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
   );
   cmd.action(async (opts: Record<string, unknown>, command: Command) => {
     const jobs = await accountJobs(opts, command);
+    const wait = typeof opts.wait === 'number' ? opts.wait : undefined;
     process.exitCode = await runJobs(jobs, async (job) => {
       const out = ctx.startOutput(outputOptions(opts));
       try {
         const report = reportTarget(opts, { name: job.input.name, index: jobs.indexOf(job), count: jobs.length });
-        const result = await runAccountJob(job, { command: 'migrate', logger: out.logger, progress: out.progress, signal: ctx.signal, ...(report ? { report } : {}) });
+        const result = await runAccountJob(job, {
+          command: 'migrate',
+          logger: out.logger,
+          progress: out.progress,
+          signal: ctx.signal,
+          ...(report ? { report } : {}),
+          ...(wait === undefined ? {} : { waitSeconds: wait }),
+        });
         return out.finish(result);
       } finally {
         out.stop();

@@ -21,6 +21,7 @@ import type { CommandContext } from '../context.js';
 import {
   addAccountOptions,
   addConfigOptions,
+  addLockOptions,
   addOutputOptions,
   addRoutingOptions,
   addTransferOptions,
@@ -34,11 +35,6 @@ function nonNegative(name: string) {
     if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${name} must be a number of at least 0`);
     return n;
   };
-}
-
-/** --wait, shared by every command that takes the account lock. */
-export function addLockOptions(cmd: Command): Command {
-  return cmd.option('--wait <seconds>', 'when another run holds the account, wait up to this long for it instead of exiting 7', nonNegative('--wait'));
 }
 
 export function addDeletionOptions(cmd: Command): Command {
