@@ -3,19 +3,21 @@
  * account when a config runs several), which format a name asks for, and writing it so that a
  * reader (a browser reloading, a script polling) never sees half of it.
  */
-import { renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { Option, type Command } from 'commander';
 import type { RunResult } from '../engine/types.js';
 import { PopsyncError } from '../errors.js';
 import { PLAN_FORMATS, type PlanFormat } from '../report/plan-types.js';
+import { writePrivateFile } from './private-file.js';
 
-/** Written next to the target and renamed over it, so a reader never sees half a report. */
+/**
+ * A report names senders and subjects: it is written 0600 like the journal, through an
+ * exclusive temporary file (private-file.ts), so a reader never sees half of it and a planted
+ * symlink never redirects it.
+ */
 export function writeAtomically(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
   try {
-    writeFileSync(tmp, text, { mode: 0o644 });
-    renameSync(tmp, path);
+    writePrivateFile(path, text);
   } catch (e) {
     throw new PopsyncError('usage', `cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
   }
