@@ -15,7 +15,7 @@
  * glob must match a whole candidate ('*@example.org'); a regex may match anywhere in it (add
  * ^...$ to anchor). Both ignore case unless case_sensitive is set.
  */
-import type { Router, Routing } from '../engine/run.js';
+import type { Router, Routing } from './types.js';
 import { PopsyncError } from '../errors.js';
 import { arrivalDate } from './date.js';
 import { addressesOf, decodeHeaderValue, listIdOf } from './decode.js';

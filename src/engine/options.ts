@@ -1,0 +1,55 @@
+/** What a caller (the CLI's jobs) hands the engine for one account. */
+import type { Journal } from '../journal/journal.js';
+import type { Logger } from '../log.js';
+import type { ImapSink } from '../imap/types.js';
+import type { Router } from '../mapping/types.js';
+import type { Pop3Session } from '../pop3/types.js';
+import type { DeletionPolicy } from './deletion.js';
+import type { ProgressListener } from './types.js';
+
+export interface RetryPolicy {
+  /** Consecutive failed passes (no message settled in between) before giving up. */
+  maxAttempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 5, baseDelayMs: 1000, maxDelayMs: 30_000 };
+/** A batch is fetched whole before it is appended: these two caps bound the memory it takes. */
+export const DEFAULT_BATCH_MESSAGES = 50;
+export const DEFAULT_BATCH_BYTES = 16 * 1024 * 1024;
+
+export interface EngineOptions {
+  command: 'migrate' | 'sync';
+  /** Journal key of the source mailbox: "user@host" (the port is transport, not identity). */
+  account: string;
+  /** How reports name the source, e.g. "user@host:port"; defaults to `account`. */
+  sourceDisplay?: string;
+  destination: string;
+  journal: Journal;
+  openSource: () => Promise<Pop3Session>;
+  openSink: () => Promise<ImapSink>;
+  route: Router;
+  logger: Logger;
+  progress?: ProgressListener;
+  batchMessages?: number;
+  batchBytes?: number;
+  retry?: Partial<RetryPolicy>;
+  signal?: AbortSignal;
+  sleep?: (ms: number) => Promise<void>;
+  /** Connect to IMAP only when there is something to do there (sync's cheap no-op run). */
+  lazyDestination?: boolean;
+  /**
+   * false: a server that cannot be reached at all on the first attempt ends the run at once
+   * (sync: cron tries again in a few minutes anyway). Drops after a connection existed are
+   * always retried.
+   */
+  retryFirstConnect?: boolean;
+  /** Remove copied messages from the source; absent: the source is never modified. */
+  deletion?: DeletionPolicy | null;
+  now?: () => Date;
+  /** skip_larger_than: messages whose LIST size exceeds this are not fetched nor copied. */
+  skipLargerThan?: number | null;
+  /** Keep a MessageDetail per listed message in RunResult.messages (`--report`). */
+  detail?: boolean;
+}

@@ -1,0 +1,113 @@
+/**
+ * The run's account of itself: the RunResult the CLI prints, the failures by message, the
+ * warnings, and (only for `--report`) one MessageDetail per listed message. Every other part of
+ * the engine reports here instead of touching the result object, so a status is counted once.
+ */
+import type { JournalRow, Provenance } from '../journal/types.js';
+import type { Logger } from '../log.js';
+import type { EngineOptions } from './options.js';
+import type { ListedMessage } from './plan.js';
+import type { MessageDetail, MessageFailure, ProgressListener, RunResult } from './types.js';
+
+/** A message on its way to a folder, as the copier holds it; enough to describe it in a report. */
+export interface RoutedItem {
+  m: ListedMessage;
+  begin: { folder: string; messageId: string | null; provenance?: Provenance | null };
+  shown?: { subject: string | null; from: string | null };
+}
+
+export class RunRecorder {
+  readonly result: RunResult;
+  private readonly failures = new Map<string, MessageFailure>();
+  /** Per listed message, by UIDL ('#n' for unidentifiable ones); null unless `detail`. */
+  private readonly details: Map<string, MessageDetail> | null;
+  private readonly logger: Logger;
+  private readonly account: string;
+
+  constructor(o: EngineOptions, startedAt: Date, private readonly emit: ProgressListener) {
+    this.logger = o.logger;
+    this.account = o.account;
+    this.details = o.detail ? new Map() : null;
+    this.result = {
+      command: o.command,
+      source: o.sourceDisplay ?? o.account,
+      destination: o.destination,
+      listed: 0,
+      listedBytes: 0,
+      copied: 0,
+      copiedBytes: 0,
+      alreadyCopied: 0,
+      reconciled: 0,
+      failed: [],
+      reconnects: 0,
+      startedAt: startedAt.toISOString(),
+      durationMs: 0,
+      newMessages: 0,
+      identity: 'uidl',
+      recognised: 0,
+      reusedUidls: [],
+      deleted: 0,
+      deletionWaiting: 0,
+      deletionRefused: null,
+      warnings: [],
+    };
+  }
+
+  /** Whether per-message detail is kept (`--report`): callers skip work only a report needs. */
+  get detailed(): boolean {
+    return this.details !== null;
+  }
+
+  hasFailed(key: string): boolean {
+    return this.failures.has(key);
+  }
+
+  record(key: string, d: MessageDetail, overwrite = true): void {
+    if (this.details && (overwrite || !this.details.has(key))) this.details.set(key, d);
+  }
+
+  /** A message that could not be copied. */
+  fail(m: ListedMessage, folder: string | null, reason: string, serverResponse: string | null): void {
+    this.failures.set(m.uidl, { uidl: m.uidl, n: m.n, size: m.size, folder, reason, serverResponse });
+    this.emit({ type: 'message', uidl: m.uidl, bytes: m.size, outcome: 'failed' });
+    // Before routing (RETR refused); a routed failure overwrites this with where it was going.
+    this.record(m.uidl, this.bare(m, 'failed', reason, serverResponse));
+  }
+
+  /** A listed message with no usable identity: keyed by its number, never copied. */
+  failUnidentified(m: ListedMessage, reason: string): void {
+    this.failures.set(`#${m.n}`, { uidl: m.uidl, n: m.n, size: m.size, folder: null, reason, serverResponse: null });
+    this.record(`#${m.n}`, this.bare(m, 'failed', reason, null));
+  }
+
+  /** A detail row for a message that was never routed. */
+  bare(m: ListedMessage, outcome: MessageDetail['outcome'], reason: string | null, serverResponse: string | null): MessageDetail {
+    return { n: m.n, uidl: m.uidl, size: m.size, outcome, folder: null, provenance: null, subject: null, from: null, messageId: null, reason, serverResponse };
+  }
+
+  routed(it: RoutedItem, outcome: MessageDetail['outcome'], reason: string | null, serverResponse: string | null): MessageDetail {
+    return {
+      n: it.m.n, uidl: it.m.uidl, size: it.m.size, outcome, folder: it.begin.folder, provenance: it.begin.provenance ?? null,
+      subject: it.shown?.subject ?? null, from: it.shown?.from ?? null, messageId: it.begin.messageId, reason, serverResponse,
+    };
+  }
+
+  warn(text: string): void {
+    this.result.warnings!.push(text);
+    this.logger.warn({ account: this.account }, text);
+  }
+
+  /** Copies the bookkeeping into the result once the run is over. */
+  finish(durationMs: number): RunResult {
+    this.result.failed = [...this.failures.values()];
+    this.result.durationMs = durationMs;
+    if (this.details) this.result.messages = [...this.details.values()].sort((a, b) => a.n - b.n);
+    return this.result;
+  }
+}
+
+/** What the journal says about an earlier copy, for its detail row. */
+export function fromRow(row: JournalRow | undefined): Pick<MessageDetail, 'folder' | 'provenance' | 'messageId'> {
+  if (!row) return { folder: null, provenance: null, messageId: null };
+  return { folder: row.folder, provenance: row.provenance, messageId: row.messageId };
+}
