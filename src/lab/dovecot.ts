@@ -33,6 +33,7 @@ import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile 
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { startImapFront, type FrontStats, type ImapFront } from './imap-front.js';
 
 export interface LabEndpoint {
   host: '127.0.0.1';
@@ -42,7 +43,10 @@ export interface LabEndpoint {
 export interface Lab {
   /** Private temp dir holding config, logs, mail. */
   dir: string;
-  /** Plaintext IMAP (STARTTLS available). */
+  /**
+   * Plaintext IMAP (STARTTLS available). With `imapWithout` this is the relay of
+   * imap-front.ts in front of Dovecot, so everything a client says and hears passes it.
+   */
   imap: LabEndpoint;
   /** Implicit TLS IMAP. */
   imaps: LabEndpoint;
@@ -58,6 +62,8 @@ export interface Lab {
   instanceName: string;
   /** PID of the Dovecot master. */
   pid: number;
+  /** What IMAP clients sent and were spared through `imap` (only with `imapWithout`). */
+  imapWire(): FrontStats | undefined;
   /** A fresh unique user name (letters, digits, '-'). */
   newUser(prefix?: string): string;
   /**
@@ -91,6 +97,36 @@ export interface StartOptions {
   verbose?: boolean;
   /** Record POP3 client commands for countLogLines (default true). Benches turn it off. */
   pop3Rawlog?: boolean;
+  /**
+   * IMAP capabilities to withhold, to make Dovecot look like a server without them, e.g.
+   * ['UIDPLUS', 'LITERAL+']. Set through Dovecot's `imap_capability` (so before and after
+   * login). Dovecot still honours what it no longer lists, so the plaintext `imap` endpoint
+   * becomes the relay of imap-front.ts: it hides the APPENDUID/COPYUID answers when UIDPLUS
+   * is withheld and counts `{n+}` literals (imapWire()). Over TLS nothing is hidden.
+   */
+  imapWithout?: string[];
+}
+
+/**
+ * What Dovecot 2.3.19 lists after login with no imap_capability set (its CAPABILITY_STRING
+ * plus the LITERAL+ and NOTIFY it adds itself); an explicit imap_capability replaces all of
+ * it. test/e2e/lab.test.ts compares a trimmed lab against a default one, so drift shows.
+ */
+const DOVECOT_IMAP_CAPABILITY =
+  'IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=REFS ' +
+  'THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE UIDPLUS ' +
+  'LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH ' +
+  'LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE SAVEDATE LITERAL+ NOTIFY';
+
+/** The capability list a lab with `imapWithout` advertises, or undefined for Dovecot's own. */
+export function trimmedImapCapability(without: readonly string[] | undefined): string | undefined {
+  if (without === undefined || without.length === 0) return undefined;
+  const all = DOVECOT_IMAP_CAPABILITY.split(' ');
+  const drop = new Set(without.map((c) => c.toUpperCase()));
+  for (const c of drop) {
+    if (!all.includes(c)) throw new Error(`imapWithout: Dovecot does not offer ${c} (it offers ${all.join(' ')})`);
+  }
+  return all.filter((c) => !drop.has(c)).join(' ');
 }
 
 const HOST = '127.0.0.1' as const;
@@ -172,7 +208,19 @@ export async function startDovecot(opts: StartOptions = {}): Promise<Lab> {
         throw lastError;
       }
 
-      return makeLab({ dir, instanceName, password, mailOwner, endpoints, caFile, child, exited, entry, watchdog });
+      let front: ImapFront | undefined;
+      if (trimmedImapCapability(opts.imapWithout) !== undefined) {
+        try {
+          front = await startImapFront(endpoints.imap.port, { hideUidplus: opts.imapWithout!.some((c) => c.toUpperCase() === 'UIDPLUS') });
+        } catch (e) {
+          await killMaster(child, exited, instanceName);
+          killWatchdog(watchdog);
+          live.delete(entry);
+          throw e;
+        }
+      }
+      const visible = front ? { ...endpoints, imap: { host: HOST, port: front.port } } : endpoints;
+      return makeLab({ dir, instanceName, password, mailOwner, endpoints: visible, caFile, child, exited, entry, watchdog, front });
     }
     throw lastError;
   } catch (e) {
@@ -206,6 +254,7 @@ function makeLab(a: {
   exited: Promise<number | null>;
   entry: { pid: number; dir: string; instanceName: string };
   watchdog: number | undefined;
+  front: ImapFront | undefined;
 }): Lab {
   let counter = 0;
   let stopped: Promise<void> | undefined;
@@ -228,6 +277,7 @@ function makeLab(a: {
     password: a.password,
     instanceName: a.instanceName,
     pid: a.child.pid!,
+    imapWire: () => a.front?.stats(),
     newUser(prefix = 'user') {
       const clean = prefix.replace(/[^A-Za-z0-9-]/g, '-') || 'user';
       counter += 1;
@@ -288,6 +338,7 @@ function makeLab(a: {
     },
     stop() {
       stopped ??= (async () => {
+        await a.front?.close();
         await killMaster(a.child, a.exited, a.instanceName);
         await reapChildren(a.instanceName);
         killWatchdog(a.watchdog);
@@ -320,6 +371,7 @@ function renderConfig(a: {
   const loginUser = root ? 'dovenull' : me.username;
   const chroot = root ? '' : '  chroot =\n';
   const plugins = maxSize !== undefined ? 'quota' : '';
+  const capability = trimmedImapCapability(opts.imapWithout);
 
   return `# Generated by popsync src/lab/dovecot.ts for one lab; deleted with it.
 instance_name = ${a.instanceName}
@@ -346,7 +398,7 @@ mail_debug = ${verbose ? 'yes' : 'no'}
 verbose_proctitle = yes
 # A test opens many sessions per user quickly; the default of 10 would refuse some.
 mail_max_userip_connections = 1000
-
+${capability !== undefined ? `imap_capability = ${capability}\n` : ''}
 ssl = yes
 ssl_cert = <${dir}/tls/cert.pem
 ssl_key = <${dir}/tls/key.pem

@@ -7,13 +7,18 @@
  */
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import tls from 'node:tls';
 import { ImapFlow } from 'imapflow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { edgeCases, expectedImapBytes, expectedPop3Bytes, realisticMix, toCrlf } from '../../src/lab/corpus.js';
 import { startDovecot, type Lab } from '../../src/lab/dovecot.js';
+import { runCli } from '../support/cli.js';
+import { labArgs } from '../support/lab-fixture.js';
+import { destinationMessages, digests } from '../support/mailboxes.js';
 
 const MAX = 64 * 1024;
 
@@ -295,3 +300,150 @@ describe('dovecot lab', () => {
     expect(children).toEqual([]);
   });
 });
+
+/**
+ * A Dovecot that looks like a server without UIDPLUS and LITERAL+. What matters is what the
+ * client sees on the wire, before and after login, and that popsync then really takes its
+ * one-at-a-time imapflow APPEND path and gets no UID back.
+ */
+describe('dovecot lab without UIDPLUS and LITERAL+', () => {
+  let trimmed: Lab;
+  let full: Lab;
+  let dir: string;
+
+  beforeAll(async () => {
+    trimmed = await startDovecot({ imapWithout: ['UIDPLUS', 'LITERAL+'], verbose: true });
+    full = await startDovecot({});
+    dir = mkdtempSync(join(tmpdir(), 'popsync-labcaps-'));
+  });
+
+  afterAll(async () => {
+    await trimmed?.stop();
+    await full?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('advertises neither before nor after login, and answers APPEND without APPENDUID', async () => {
+    const user = trimmed.newUser('caps');
+    const c = await RawImap.open(trimmed.imap.port);
+    const pre = capsOf(c.greeting);
+    expect(pre).not.toContain('UIDPLUS');
+    expect(pre).not.toContain('LITERAL+');
+    expect(capsOf((await c.cmd('CAPABILITY')).join('\n'))).toEqual(pre);
+
+    const login = await c.cmd(`LOGIN ${user} ${trimmed.password}`);
+    const post = capsOf(login.join("\n"));
+    const asked = capsOf((await c.cmd('CAPABILITY')).join('\n'));
+    expect(asked).toEqual(post);
+
+    // Everything else a default Dovecot lists after login is still there.
+    const f = await RawImap.open(full.imap.port);
+    const fullPost = capsOf((await f.cmd(`LOGIN ${full.newUser("caps")} ${full.password}`)).join("\n"));
+    await f.cmd('LOGOUT');
+    expect(fullPost).toContain('UIDPLUS');
+    expect(fullPost).toContain('LITERAL+');
+    expect(post).toEqual(fullPost.filter((x) => x !== 'UIDPLUS' && x !== 'LITERAL+'));
+
+    const msg = 'Subject: caps\r\n\r\nbody\r\n';
+    // Dovecot takes {n+} even unlisted; the relay counts it, so tests can show a client never did.
+    const wire0 = trimmed.imapWire()!;
+    expect((await c.cmd(`APPEND INBOX {${msg.length}+}\r\n${msg}`)).at(-1)).toMatch(/^\S+ OK /);
+    expect(trimmed.imapWire()!.nonSyncLiterals - wire0.nonSyncLiterals).toBe(1);
+    const appended = await c.cmdWithLiteral('APPEND INBOX', msg);
+    expect(appended.at(-1)).toMatch(/^\S+ OK /);
+    expect(appended.join('\n')).not.toMatch(/APPENDUID/i);
+    await c.cmd('LOGOUT');
+    expect(trimmed.imapWire()?.hiddenUidCodes).toBeGreaterThanOrEqual(1);
+  });
+
+  it('makes popsync append one at a time through imapflow, with sync literals and no UID back', async () => {
+    const pop = trimmed.newUser('src');
+    const imapUser = trimmed.newUser('dst');
+    const messages = realisticMix(6, 3);
+    await trimmed.seedPop3(pop, messages);
+    const before = trimmed.imapWire()!;
+    const logFile = join(dir, 'popsync.log');
+    const r = await runCli(
+      labArgs('migrate', trimmed, pop, imapUser, join(dir, 'j.sqlite'), ['--no-progress', '--json', '--log-file', logFile]),
+      { env: { PW: trimmed.password } },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ copied: 6 });
+    expect(readFileSync(logFile, 'utf8')).toMatch(/IMAP APPEND goes through imapflow, one at a time/);
+    const after = trimmed.imapWire()!;
+    expect(after.appends - before.appends).toBe(6);
+    expect(after.nonSyncLiterals - before.nonSyncLiterals).toBe(0);
+    expect(after.hiddenUidCodes - before.hiddenUidCodes).toBe(6);
+    // Dovecot's own record of what the client sent agrees: 6 APPENDs, each with {n}.
+    expect(await trimmed.countLogLines(/^\S+ APPEND .*\{\d+\}$/, imapUser)).toBe(6);
+    expect(await trimmed.countLogLines(/\{\d+\+\}$/, imapUser)).toBe(0);
+    expect(digests((await destinationMessages(trimmed, imapUser)).map((m) => m.body))).toEqual(digests(messages));
+  });
+});
+
+function capsOf(line: string): string[] {
+  const m = /CAPABILITY ([^\]\r\n]*)/i.exec(line);
+  if (!m) throw new Error(`no capability list in ${JSON.stringify(line)}`);
+  return m[1]!.trim().split(/\s+/).filter((c) => c !== 'STARTTLS' && !/^AUTH=/i.test(c) && c !== 'LOGINDISABLED');
+}
+
+/** Just enough IMAP to read capability lists and send an APPEND, line by line. */
+class RawImap {
+  private buf = '';
+  private waiters: Array<() => void> = [];
+  private tag = 0;
+  greeting = '';
+
+  private constructor(private readonly sock: net.Socket) {
+    sock.on('data', (d: Buffer) => {
+      this.buf += d.toString('latin1');
+      for (const w of this.waiters.splice(0)) w();
+    });
+    sock.on('error', () => {});
+  }
+
+  static async open(port: number): Promise<RawImap> {
+    const c = new RawImap(net.connect(port, '127.0.0.1'));
+    c.greeting = await c.line();
+    return c;
+  }
+
+  private async line(): Promise<string> {
+    for (;;) {
+      const i = this.buf.indexOf('\r\n');
+      if (i >= 0) {
+        const l = this.buf.slice(0, i);
+        this.buf = this.buf.slice(i + 2);
+        return l;
+      }
+      await new Promise<void>((r) => this.waiters.push(r));
+    }
+  }
+
+  /** All lines up to and including the tagged answer. */
+  async cmd(c: string): Promise<string[]> {
+    const tag = `t${++this.tag}`;
+    this.sock.write(`${tag} ${c}\r\n`);
+    const lines: string[] = [];
+    for (;;) {
+      const l = await this.line();
+      lines.push(l);
+      if (l.startsWith(`${tag} `)) return lines;
+    }
+  }
+
+  /** A command ending in a synchronizing literal: waits for the server's "+" first. */
+  async cmdWithLiteral(c: string, literal: string): Promise<string[]> {
+    const tag = `t${++this.tag}`;
+    this.sock.write(`${tag} ${c} {${Buffer.byteLength(literal, 'latin1')}}\r\n`);
+    const cont = await this.line();
+    if (!cont.startsWith('+')) return [cont];
+    this.sock.write(`${literal}\r\n`);
+    const lines: string[] = [];
+    for (;;) {
+      const l = await this.line();
+      lines.push(l);
+      if (l.startsWith(`${tag} `)) return lines;
+    }
+  }
+}

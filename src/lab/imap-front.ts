@@ -1,0 +1,161 @@
+/**
+ * A loopback relay in front of the lab Dovecot's plaintext IMAP listener that makes it behave
+ * like a server without UIDPLUS, and watches what the client sends.
+ *
+ * Dovecot's `imap_capability` only changes what is *advertised*: measured on 2.3.19, a
+ * Dovecot that does not list UIDPLUS still answers every APPEND with `OK [APPENDUID v u]`, and
+ * imapflow takes that UID whatever the capability list says. A client tested against it would
+ * never meet the case the test is about (a copy whose UID is unknown). So this relay removes
+ * the UIDPLUS response codes (APPENDUID, COPYUID) from what the server sends. Dovecot also
+ * still accepts `{n+}` literals when LITERAL+ is not listed, so the relay counts them: a test
+ * can then show that the client never used one.
+ *
+ * Both directions are parsed as IMAP: lines, and literals (`{n}`, `{n+}`, `~{n}`) passed
+ * through untouched by byte count, so a message body that happens to contain "APPENDUID" is
+ * never rewritten. After the client says STARTTLS the bytes are TLS and the relay only copies
+ * them: nothing is hidden over TLS, which is why the no-UIDPLUS lab is used over plaintext.
+ */
+import net from 'node:net';
+
+export interface FrontStats {
+  /** APPEND commands the client sent. */
+  appends: number;
+  /** Literals the client sent in the non-synchronizing form ({n+}), which needs LITERAL+. */
+  nonSyncLiterals: number;
+  /** APPENDUID / COPYUID response codes removed from server answers. */
+  hiddenUidCodes: number;
+}
+
+export interface ImapFront {
+  port: number;
+  stats(): FrontStats;
+  close(): Promise<void>;
+}
+
+export interface FrontOptions {
+  /** Remove APPENDUID and COPYUID response codes (a server without UIDPLUS). */
+  hideUidplus: boolean;
+}
+
+const CRLF = Buffer.from('\r\n');
+const LITERAL_AT_END = /~?\{(\d+)(\+|-)?\}$/;
+const UID_CODE = /^((?:\S+|\*) OK )\[(?:APPENDUID|COPYUID) [^\]]*\] ?/i;
+
+/**
+ * Splits one direction of an IMAP stream into lines and literals. `onLine` may return a
+ * replacement line (without CRLF); literals pass unchanged. Memory is bounded by the longest
+ * line, never by a literal.
+ */
+class ImapStreamSplitter {
+  private pending = Buffer.alloc(0);
+  private literalLeft = 0;
+  private raw = false;
+
+  constructor(
+    private readonly onLine: (line: Buffer) => Buffer,
+    private readonly onLiteral: (line: Buffer) => void = () => {},
+  ) {}
+
+  /** From now on bytes are copied as they are (TLS after STARTTLS). */
+  passThrough(): void {
+    this.raw = true;
+  }
+
+  push(chunk: Buffer): Buffer {
+    if (this.raw) return chunk;
+    const out: Buffer[] = [];
+    let data = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pending = Buffer.alloc(0);
+    while (data.length > 0) {
+      if (this.literalLeft > 0) {
+        const n = Math.min(this.literalLeft, data.length);
+        out.push(data.subarray(0, n));
+        this.literalLeft -= n;
+        data = data.subarray(n);
+        continue;
+      }
+      const eol = data.indexOf(CRLF);
+      if (eol < 0) {
+        this.pending = Buffer.from(data);
+        break;
+      }
+      const line = data.subarray(0, eol);
+      data = data.subarray(eol + 2);
+      const m = LITERAL_AT_END.exec(line.toString('latin1'));
+      if (m) {
+        this.literalLeft = Number(m[1]);
+        this.onLiteral(line);
+      }
+      out.push(this.onLine(line), CRLF);
+      if (this.raw) {
+        out.push(data);
+        break;
+      }
+    }
+    return Buffer.concat(out);
+  }
+}
+
+export async function startImapFront(targetPort: number, opts: FrontOptions): Promise<ImapFront> {
+  const stats: FrontStats = { appends: 0, nonSyncLiterals: 0, hiddenUidCodes: 0 };
+  const open = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    open.add(client);
+    open.add(upstream);
+    client.setNoDelay(true);
+    upstream.setNoDelay(true);
+    const fromServer = new ImapStreamSplitter((line) => {
+      if (!opts.hideUidplus) return line;
+      const text = line.toString('latin1');
+      if (!UID_CODE.test(text)) return line;
+      stats.hiddenUidCodes++;
+      return Buffer.from(text.replace(UID_CODE, '$1'), 'latin1');
+    });
+    const fromClient = new ImapStreamSplitter(
+      (line) => {
+        const text = line.toString('latin1');
+        if (/^\S+ (UID )?APPEND /i.test(text)) stats.appends++;
+        if (/^\S+ STARTTLS$/i.test(text)) {
+          fromClient.passThrough();
+          fromServer.passThrough();
+        }
+        return line;
+      },
+      (line) => {
+        if (/\{\d+\+\}$/.test(line.toString('latin1'))) stats.nonSyncLiterals++;
+      },
+    );
+    upstream.on('data', (d: Buffer) => {
+      const out = fromServer.push(d);
+      if (out.length) client.write(out);
+    });
+    client.on('data', (d: Buffer) => {
+      const out = fromClient.push(d);
+      if (out.length) upstream.write(out);
+    });
+    const close = (): void => {
+      client.destroy();
+      upstream.destroy();
+      open.delete(client);
+      open.delete(upstream);
+    };
+    for (const s of [client, upstream]) {
+      s.on('close', close);
+      s.on('error', close);
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    stats: () => ({ ...stats }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of open) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
