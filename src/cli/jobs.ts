@@ -13,7 +13,7 @@ import { runEngine } from '../engine/run.js';
 import type { RunResult } from '../engine/types.js';
 import { ExitCode, isPopsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { resolvingRoles } from '../mapping/roles.js';
+import { resolvingRoles } from '../engine/roles.js';
 import { compileRouting, engineRouter } from '../mapping/rules.js';
 import { resolveAccount, type AccountJob } from './account.js';
 import { describeError } from './exit.js';

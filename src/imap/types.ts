@@ -1,6 +1,6 @@
 import type { Logger } from '../log.js';
 import type { PopsyncError } from '../errors.js';
-import type { TlsMode } from '../pop3/types.js';
+import type { TlsMode } from '../tls.js';
 
 export interface ImapOptions {
   host: string;

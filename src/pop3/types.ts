@@ -1,8 +1,9 @@
 import type { Readable } from 'node:stream';
 import type { Logger } from '../log.js';
 
-/** How the connection is secured. 'none' is only ever chosen by an explicit user option. */
-export type TlsMode = 'implicit' | 'starttls' | 'none';
+import type { TlsMode } from '../tls.js';
+
+export type { TlsMode } from '../tls.js';
 
 export type Pop3AuthMethod = 'auto' | 'user' | 'apop' | 'plain' | 'login';
 

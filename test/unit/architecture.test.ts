@@ -3,7 +3,7 @@
  * import fails here, and so does a known one that was removed without taking it off the list,
  * so the list below only ever shrinks.
  *
- * Layers, lowest first: errors.ts and log.ts (everyone's), then the protocol clients and the
+ * Layers, lowest first: errors.ts, log.ts and tls.ts (everyone's), then the protocol clients and the
  * journal (pop3/, imap/, journal/: nothing above them, nor each other), mapping/ (pure routing),
  * engine/, report/ (reads engine types), config/ (reads mapping's rule types), app/, cli/. The
  * lab (src/lab/) is tooling: it may import the product, the product never imports it.
@@ -18,27 +18,22 @@ const SRC = path.resolve(__dirname, '../../src');
 const ALLOWED: Record<string, readonly string[]> = {
   errors: [],
   log: [],
-  pop3: ['errors', 'log'],
-  imap: ['errors', 'log'],
+  tls: [],
+  pop3: ['errors', 'log', 'tls'],
+  imap: ['errors', 'log', 'tls'],
   journal: ['errors', 'log'],
   mapping: ['errors', 'log'],
-  engine: ['errors', 'log', 'pop3', 'imap', 'journal', 'mapping'],
-  report: ['errors', 'log', 'engine', 'mapping', 'journal'],
-  config: ['errors', 'log', 'mapping'],
-  app: ['errors', 'log', 'pop3', 'imap', 'journal', 'mapping', 'engine', 'report', 'config'],
-  cli: ['errors', 'log', 'pop3', 'imap', 'journal', 'mapping', 'engine', 'report', 'config', 'app'],
-  lab: ['errors', 'log', 'pop3', 'imap', 'journal', 'mapping', 'engine', 'report', 'config', 'app', 'cli'],
+  engine: ['errors', 'log', 'tls', 'pop3', 'imap', 'journal', 'mapping'],
+  report: ['errors', 'log', 'tls', 'engine', 'mapping', 'journal'],
+  config: ['errors', 'log', 'tls', 'mapping'],
+  app: ['errors', 'log', 'tls', 'pop3', 'imap', 'journal', 'mapping', 'engine', 'report', 'config'],
+  cli: ['errors', 'log', 'tls', 'pop3', 'imap', 'journal', 'mapping', 'engine', 'report', 'config', 'app'],
+  lab: ['errors', 'log', 'tls', 'pop3', 'imap', 'journal', 'mapping', 'engine', 'report', 'config', 'app', 'cli'],
 };
 
 /** Uphill imports that exist today, file -> imported file, to be removed by the restructuring. */
 const KNOWN = new Set([
   'config/resolve.ts -> cli/account.ts',
-  'imap/types.ts -> pop3/types.ts',
-  'mapping/plan-report.ts -> engine/plan.ts',
-  'mapping/plan-report.ts -> journal/types.ts',
-  'mapping/plan-report.ts -> report/plan-tally.ts',
-  'mapping/plan-report.ts -> report/plan-types.ts',
-  'mapping/roles.ts -> imap/types.ts',
 ]);
 
 function sourceFiles(dir: string): string[] {

@@ -6,7 +6,7 @@ import { parseHeaders } from '../../src/mapping/headers.js';
 import { compileRouting, globToRegExp, type RoutingSpec } from '../../src/mapping/rules.js';
 import { decideSeen } from '../../src/mapping/seen.js';
 import { parseTemplate, renderTemplate } from '../../src/mapping/template.js';
-import { resolveRoles } from '../../src/mapping/roles.js';
+import { resolveRoles } from '../../src/engine/roles.js';
 import type { ImapSink } from '../../src/imap/types.js';
 
 const now = new Date('2026-06-01T00:00:00Z');

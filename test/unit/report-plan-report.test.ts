@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { planCopy, type ListedMessage } from '../../src/engine/plan.js';
 import type { JournalRow } from '../../src/journal/types.js';
-import { appendLimitOf, buildPlanReport, type RoutedMessage } from '../../src/mapping/plan-report.js';
+import { appendLimitOf, buildPlanReport, type RoutedMessage } from '../../src/report/plan-report.js';
 
 const routed = (folder: string, seenSource: string | null = null): RoutedMessage => ({
   routing: { folder, flags: seenSource ? ['\\Seen'] : [], internalDate: new Date('2024-01-01T00:00:00Z'), dateSource: 'received', seenSource, folderRule: null },

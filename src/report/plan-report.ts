@@ -9,11 +9,11 @@
  * `totals.retry` the others. Seen and date sources are tallied over the messages that would be
  * copied, since that is what the person signing off decides on.
  */
-import type { Routing } from './types.js';
+import type { Routing } from '../mapping/types.js';
 import { sizeRuleReason, type ListedMessage, type Plan } from '../engine/plan.js';
 import type { JournalRow } from '../journal/types.js';
-import type { PlanMessage, PlanReport } from '../report/plan-types.js';
-import { tallyMessages } from '../report/plan-tally.js';
+import type { PlanMessage, PlanReport } from './plan-types.js';
+import { tallyMessages } from './plan-tally.js';
 
 export interface RoutedMessage {
   routing: Routing;
