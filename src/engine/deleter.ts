@@ -1,16 +1,23 @@
 /**
  * Removing copied messages from the source, the one irreversible step, so every check comes
- * first: the deletion policy (deletion.ts) -> the message under this number still has the
- * headers that were copied (TOP n 0) -> optionally the copy is still in the destination ->
- * rows 'deleting' (committed) -> DELE -> QUIT -> rows 'deleted' only once QUIT said +OK, since
- * POP3 removes nothing before its UPDATE state.
+ * first: the run was not interrupted -> the deletion policy (deletion.ts) -> the message under
+ * this number still has the headers that were copied (TOP n 0) -> its copy is in the
+ * destination (always: one batched FETCH of UID, size and header digest; with
+ * --verify-before-delete the stored bytes' sha256) -> not interrupted meanwhile -> rows
+ * 'deleting' (committed) -> DELE -> QUIT -> rows 'deleted' only once QUIT said +OK, since POP3
+ * removes nothing before its UPDATE state.
+ *
+ * A copy proven missing (verify.ts) goes back to be copied by the next run (done -> failed); a
+ * copy that differs or cannot be looked up keeps its original on the source. Both are reported
+ * as copy problems, and the run exits 1: a server that answers OK to APPEND without storing, or
+ * rewrites what it stored, must never cost the original.
  */
-import { isPopsyncError } from '../errors.js';
+import { PopsyncError, isPopsyncError } from '../errors.js';
 import type { Pop3Session } from '../pop3/types.js';
 import type { RunContext } from './context.js';
 import { planDeletion, type DeletionCandidate, type DeletionPolicy } from './deletion.js';
-import { openFolder } from './folders.js';
 import { topHash } from './inventory.js';
+import { checkCopies } from './verifier.js';
 
 /** Ends the source session: deleting what the policy allows first, when there is a policy. */
 export async function finishSource(ctx: RunContext, source: Pop3Session, policy: DeletionPolicy | null): Promise<void> {
@@ -18,23 +25,41 @@ export async function finishSource(ctx: RunContext, source: Pop3Session, policy:
     const done = await deleteFromSource(ctx, source, policy);
     if (done) return;
   }
-  // Nothing was deleted, so QUIT only ends the session politely.
-  await source.quit().catch((e: unknown) => ctx.o.logger.debug({ err: String(e) }, 'QUIT failed'));
+  await quietly(ctx, source);
+}
+
+// Nothing was deleted, so QUIT only ends the session politely.
+function quietly(ctx: RunContext, source: Pop3Session): Promise<void> {
+  return source.quit().catch((e: unknown) => ctx.o.logger.debug({ err: String(e) }, 'QUIT failed'));
+}
+
+/**
+ * A SIGINT/SIGTERM that arrived after the last batch still stops the run before its one
+ * irreversible step: the copies are confirmed, so the next run deletes what is due.
+ */
+async function stopIfInterrupted(ctx: RunContext, source: Pop3Session): Promise<void> {
+  if (!ctx.o.signal?.aborted) return;
+  await quietly(ctx, source);
+  throw new PopsyncError('interrupted', 'interrupted before deleting from the source: nothing was deleted; every copy made is recorded, run again to delete', {
+    account: ctx.o.account,
+  });
 }
 
 /** True when it sent DELEs and its QUIT ended the session; false when there was nothing to delete. */
 async function deleteFromSource(ctx: RunContext, source: Pop3Session, policy: DeletionPolicy): Promise<boolean> {
   const { journal, account } = ctx.o;
   const { result } = ctx.rec;
+  await stopIfInterrupted(ctx, source);
   const plan = planDeletion(ctx.listing, journal.rowsByUidl(account), policy, ctx.now());
   result.deletionWaiting = plan.waiting;
   result.deletionRefused = plan.refused;
   let due = plan.delete;
   if (due.length > 0) {
     due = await sameMessages(ctx, source, due);
-    if (policy.verify) due = await copiesPresent(ctx, due);
+    due = await copiesPresent(ctx, due, policy.verify);
   }
   if (due.length === 0) return false;
+  await stopIfInterrupted(ctx, source);
   journal.markDeleting(account, due.map((c) => c.uidl));
   const ok = await ctx.on('pop3', Promise.all(due.map((c) => source.dele(c.n).then(
     () => true,
@@ -61,26 +86,27 @@ async function sameMessages(ctx: RunContext, source: Pop3Session, due: DeletionC
   });
 }
 
-/** --verify-before-delete: the copy is still in the destination, same UID and size. */
-async function copiesPresent(ctx: RunContext, due: DeletionCandidate[]): Promise<DeletionCandidate[]> {
+/**
+ * The copy is in the destination, as copied: by UID, size and header digest (one batched FETCH
+ * per folder), or with `byContent` by the sha256 of the stored bytes.
+ */
+async function copiesPresent(ctx: RunContext, due: DeletionCandidate[], byContent: boolean): Promise<DeletionCandidate[]> {
+  const { journal, account } = ctx.o;
   const sink = await ctx.connectSink();
-  const present = new Map<string, Map<number, number>>();
-  for (const folder of new Set(due.map((c) => c.row.folder).filter((f): f is string => f !== null))) {
-    const status = await openFolder(ctx, sink, folder);
-    const rows = due.filter((c) => c.row.folder === folder && c.row.destUidValidity === status.uidValidity && c.row.destUid !== null);
-    if (rows.length === 0) continue;
-    const since = Math.min(...rows.map((c) => c.row.destUid!));
-    const list = await ctx.on('imap', sink.listSince(folder, since));
-    present.set(folder, new Map(list.map((m) => [m.uid, m.size])));
-  }
+  const verdicts = await ctx.on('imap', checkCopies(sink, due.map((c) => c.row), byContent ? 'content' : 'look', (folder, v) => journal.doneUidsIn(account, folder, v)));
   return due.filter((c) => {
-    const size = c.row.folder === null || c.row.destUid === null ? undefined : present.get(c.row.folder)?.get(c.row.destUid);
-    if (size === c.row.size) return true;
-    ctx.rec.warn(
-      c.row.destUid === null
-        ? `UIDL ${c.uidl}: not deleted from the source: the destination gave its copy no UID, so it cannot be verified`
-        : `UIDL ${c.uidl}: not deleted from the source: its copy (UID ${c.row.destUid} in ${c.row.folder ?? '?'}) is ${size === undefined ? 'missing from' : 'a different size in'} the destination`,
-    );
+    const v = verdicts.get(c.uidl);
+    if (v?.status === 'same') return true;
+    if (v === undefined) return false;
+    if (v.status === 'missing') {
+      const detail = `${v.detail ?? 'its copy is missing'}; the original stays on the source and the next run copies it again`;
+      // Only a copy proven gone goes back to be copied: the journal checks it is this row's copy.
+      journal.markCopyMissing(account, c.uidl, { folder: v.folder!, uidValidity: v.uidValidity!, uid: v.uid! }, `copy missing from the destination: ${v.detail ?? ''}`);
+      ctx.rec.copyProblem({ uidl: c.uidl, folder: v.folder, uid: v.uid, problem: 'missing', detail });
+    } else {
+      const detail = `${v.detail ?? 'its copy could not be checked'}; not deleted from the source`;
+      ctx.rec.copyProblem({ uidl: c.uidl, folder: v.folder, uid: v.uid, problem: v.status === 'differs' ? 'differs' : 'unknown', detail });
+    }
     return false;
   });
 }

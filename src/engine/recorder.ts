@@ -7,7 +7,7 @@ import type { JournalRow, Provenance } from '../journal/types.js';
 import type { Logger } from '../log.js';
 import type { EngineOptions } from './options.js';
 import type { ListedMessage } from './plan.js';
-import type { MessageDetail, MessageFailure, ProgressListener, RunResult } from './types.js';
+import type { CopyProblem, MessageDetail, MessageFailure, ProgressListener, RunResult } from './types.js';
 
 /** A message on its way to a folder, as the copier holds it; enough to describe it in a report. */
 export interface RoutedItem {
@@ -49,6 +49,7 @@ export class RunRecorder {
       deleted: 0,
       deletionWaiting: 0,
       deletionRefused: null,
+      copyProblems: [],
       warnings: [],
     };
   }
@@ -90,6 +91,12 @@ export class RunRecorder {
       n: it.m.n, uidl: it.m.uidl, size: it.m.size, outcome, folder: it.begin.folder, provenance: it.begin.provenance ?? null,
       subject: it.shown?.subject ?? null, from: it.shown?.from ?? null, messageId: it.begin.messageId, reason, serverResponse,
     };
+  }
+
+  /** A copy found missing or changed: reported with the result, and the run exits 1. */
+  copyProblem(p: CopyProblem): void {
+    this.result.copyProblems!.push(p);
+    this.logger.warn({ account: this.account, uidl: p.uidl }, `copy ${p.problem}: ${p.detail}`);
   }
 
   warn(text: string): void {

@@ -114,7 +114,7 @@ class Run implements RunContext {
         durationMs: r.durationMs,
         failed: r.failed.length,
         deleted: r.deleted ?? 0,
-        result: error !== null ? 'error' : r.failed.length > 0 || r.deletionRefused ? 'partial' : 'ok',
+        result: error !== null ? 'error' : r.failed.length > 0 || r.deletionRefused || (r.copyProblems?.length ?? 0) > 0 ? 'partial' : 'ok',
         error: error === null ? (r.deletionRefused ?? null) : error instanceof Error ? error.message : String(error),
       });
     } catch (e) {

@@ -32,6 +32,20 @@ export interface MessageFailure {
   serverResponse: string | null;
 }
 
+/**
+ * A copy that was not as the journal records it when popsync looked (before deleting, or in
+ * `verify`). The source message was kept; 'missing' ones are copied again by the next run.
+ */
+export interface CopyProblem {
+  uidl: string;
+  folder: string | null;
+  uid: number | null;
+  /** missing: proven gone; differs: not the bytes copied; unknown: popsync cannot look it up. */
+  problem: 'missing' | 'differs' | 'unknown';
+  /** What was found and, for 'differs', the server setting that likely did it. */
+  detail: string;
+}
+
 export interface RunResult {
   command: 'migrate' | 'sync';
   /** Source account, "user@host:port" (never a password). */
@@ -65,6 +79,8 @@ export interface RunResult {
   deletionWaiting?: number;
   /** Why deletion was refused this run (--max-delete), or null. */
   deletionRefused?: string | null;
+  /** Copies found missing or changed just before deleting their originals (kept on the source). */
+  copyProblems?: CopyProblem[];
   /** Things a human should know that are not failures (no UIDL, windowed source, skipped deletions). */
   warnings?: string[];
   /** Not copied because of skip_larger_than: deliberate, so not failures (exit 0). */

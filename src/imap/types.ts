@@ -43,6 +43,21 @@ export interface DestinationMessage {
   messageId: string | null;
 }
 
+/** One stored message as a batched `UID FETCH (UID RFC822.SIZE BODY.PEEK[HEADER])` returns it. */
+export interface StoredHeader {
+  uid: number;
+  size: number;
+  /** The header block as stored, including the empty line that ends it. */
+  header: Buffer;
+}
+
+/** Receives a message's stored bytes piece by piece (readBodies). */
+export interface BodyReader {
+  chunk(uid: number, bytes: Buffer): void;
+  /** After the last piece of `uid`; not called for a UID the folder does not hold. */
+  end(uid: number): void;
+}
+
 /**
  * The destination, as the engine sees it. Folder paths are UTF-8 with '/' between levels;
  * the sink maps them to the server's delimiter, namespace prefix and modified UTF-7.
@@ -61,6 +76,20 @@ export interface ImapSink {
   /** Messages with UID >= sinceUid, for reconciling appends whose outcome was not recorded. */
   listSince(path: string, sinceUid: number): Promise<DestinationMessage[]>;
   fetchBody(path: string, uid: number): Promise<Buffer>;
+  /**
+   * UID, RFC822.SIZE and header block of the messages `which` names (these UIDs, or every UID
+   * from `since` on), in a few batched FETCHes, each handed to `each` as it arrives and then
+   * dropped: a folder of any size costs one header in memory. A UID the folder does not hold is
+   * simply not reported. Resolves to the UIDVALIDITY those UIDs belong to, or null when the
+   * folder does not exist (nothing is created).
+   */
+  scanHeaders(path: string, which: { uids: readonly number[] } | { since: number }, each: (m: StoredHeader) => void): Promise<{ uidValidity: bigint } | null>;
+  /**
+   * The exact stored bytes (BODY.PEEK[], \Seen untouched) of each UID, streamed into `reader`:
+   * small messages batched in one FETCH, large ones in partial FETCHes, so memory never holds
+   * more than one piece (at most ~4 MiB). `size` is the expected RFC822.SIZE, used to batch.
+   */
+  readBodies(path: string, uids: ReadonlyArray<{ uid: number; size: number }>, reader: BodyReader): Promise<void>;
   /**
    * SPECIAL-USE role ('\Archive', '\Sent' ...) -> folder path ('/' between levels), from one
    * LIST; optional so fakes need not implement it. Rule targets like `\Junk` resolve through it.

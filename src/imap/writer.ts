@@ -28,13 +28,39 @@ import { rootCertificates } from 'node:tls';
 import { ImapFlow, type ImapFlowOptions } from 'imapflow';
 import { PopsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import type { AppendOutcome, AppendRequest, DestinationMessage, FolderStatus, ImapOptions, ImapSink } from './types.js';
+import type { AppendOutcome, AppendRequest, BodyReader, DestinationMessage, FolderStatus, ImapOptions, ImapSink, StoredHeader } from './types.js';
 import { classifyAppendError, mapCommandError, mapConnectError, responseCodeOf, isRefusal } from './errors.js';
 import { checkLevels, folderLevels, serverName } from './folders.js';
 import { PipelinedAppender, PipelineUnsupported, type PipelineItem } from './pipeline.js';
 import { encodePath, formatDateTime, formatFlag, normalizePath } from 'imapflow/lib/tools.js';
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+/** readBodies: messages up to this size travel whole in one batched FETCH, larger ones in pieces of it. */
+const BODY_PIECE_BYTES = 4 * 1024 * 1024;
+/** UIDs per FETCH command: keeps the command line far below servers' limits (Dovecot: 64 KiB). */
+const UIDS_PER_FETCH = 500;
+
+/** UID sets of at most UIDS_PER_FETCH UIDs each, runs written as ranges ("3:7,9"). */
+export function uidSets(uids: readonly number[]): string[] {
+  const sorted = [...new Set(uids)].sort((a, b) => a - b);
+  const out: string[] = [];
+  for (let i = 0; i < sorted.length; i += UIDS_PER_FETCH) {
+    const part = sorted.slice(i, i + UIDS_PER_FETCH);
+    const ranges: string[] = [];
+    let lo = part[0]!;
+    let hi = lo;
+    for (const u of part.slice(1)) {
+      if (u === hi + 1) hi = u;
+      else {
+        ranges.push(lo === hi ? String(lo) : `${lo}:${hi}`);
+        lo = hi = u;
+      }
+    }
+    ranges.push(lo === hi ? String(lo) : `${lo}:${hi}`);
+    out.push(ranges.join(','));
+  }
+  return out;
+}
 const DEFAULT_SOCKET_TIMEOUT_MS = 5 * 60_000;
 
 /**
@@ -311,6 +337,59 @@ class ImapWriter implements ImapSink {
         throw new PopsyncError('server', `IMAP folder "${path}" has no message with UID ${uid}`, { folder: path, messageNumber: uid });
       }
       return msg.source;
+    });
+  }
+
+  scanHeaders(path: string, which: { uids: readonly number[] } | { since: number }, each: (m: StoredHeader) => void): Promise<{ uidValidity: bigint } | null> {
+    return this.serial(`FETCH headers from "${path}"`, async () => {
+      const levels = this.levelsOf(path);
+      if ((await this.statusOrNull(levels, path)) === null) return null;
+      // Always re-select: EXISTS from other writers is only learned at SELECT or a NOOP.
+      await this.open(levels, path);
+      // The UIDVALIDITY of the session that FETCHes: the UIDs below belong to it, whatever
+      // happened to the folder between STATUS and EXAMINE.
+      const uidValidity = this.client.mailbox ? this.client.mailbox.uidValidity : undefined;
+      if (uidValidity === undefined) throw new PopsyncError('protocol', `IMAP server gave no UIDVALIDITY when opening "${path}"`, { folder: path });
+      const since = 'since' in which ? Math.max(1, Math.floor(which.since)) : null;
+      const wanted = 'uids' in which ? new Set(which.uids) : null;
+      const sets = wanted !== null ? uidSets([...wanted]) : [`${since}:*`];
+      for (const set of sets) {
+        // fetch() hands over one message at a time (backpressure), so nothing accumulates.
+        for await (const m of this.client.fetch(set, { uid: true, size: true, headers: true }, { uid: true })) {
+          // "N:*" also answers the highest UID when every UID is below N (RFC 3501 6.4.8).
+          if (wanted !== null ? !wanted.has(m.uid) : m.uid < since!) continue;
+          each({ uid: m.uid, size: m.size ?? 0, header: m.headers ?? Buffer.alloc(0) });
+        }
+      }
+      return { uidValidity };
+    });
+  }
+
+  readBodies(path: string, uids: ReadonlyArray<{ uid: number; size: number }>, reader: BodyReader): Promise<void> {
+    return this.serial(`FETCH bodies from "${path}"`, async () => {
+      const levels = this.levelsOf(path);
+      if (!this.isSelected(levels)) await this.open(levels, path);
+      const small = uids.filter((u) => u.size <= BODY_PIECE_BYTES).map((u) => u.uid);
+      for (const set of uidSets(small)) {
+        for await (const m of this.client.fetch(set, { uid: true, source: true }, { uid: true })) {
+          if (!m.source) continue;
+          reader.chunk(m.uid, m.source);
+          reader.end(m.uid);
+        }
+      }
+      // A large message in pieces: one round trip each, but memory stays at one piece.
+      for (const { uid } of uids.filter((u) => u.size > BODY_PIECE_BYTES)) {
+        for (let start = 0; ; start += BODY_PIECE_BYTES) {
+          const m = await this.client.fetchOne(String(uid), { uid: true, source: { start, maxLength: BODY_PIECE_BYTES } }, { uid: true });
+          if (!m) break;
+          const piece = m.source ?? Buffer.alloc(0);
+          if (piece.length > 0) reader.chunk(uid, piece);
+          if (piece.length < BODY_PIECE_BYTES) {
+            reader.end(uid);
+            break;
+          }
+        }
+      }
     });
   }
 

@@ -354,6 +354,9 @@ export class Journal {
                             copied_at = @now, updated_at = @now
         WHERE account = @account AND uidl = @uidl`),
       fail: db.prepare(`UPDATE messages SET state = 'failed', last_error = @error, updated_at = @now WHERE account = @account AND uidl = @uidl`),
+      copyMissing: db.prepare(
+        `UPDATE messages SET state = 'failed', last_error = @error, dest_uid = NULL, copied_at = NULL, updated_at = @now WHERE account = @account AND uidl = @uidl`,
+      ),
       doneUids: db.prepare<[string, string, string], { dest_uid: number }>(
         `SELECT dest_uid FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ? AND state IN ('done', 'deleting', 'deleted') AND dest_uid IS NOT NULL`,
       ),
@@ -525,7 +528,16 @@ export class Journal {
   /** The destination refused this message. The error text is kept (also across a later retry). */
   fail(account: string, uidl: string, error: string): void {
     this.step('recording a failed message', () => {
-      assertTransition(this.sql.get.get(account, uidl)?.state ?? null, 'failed', { account, uidl });
+      const from = this.sql.get.get(account, uidl)?.state ?? null;
+      // done -> failed is legal only with the proof markCopyMissing takes, never for a refusal.
+      if (from === 'done') {
+        throw new PopsyncError('internal', `illegal journal transition done -> failed for message ${uidl}: a confirmed copy fails only when proven missing`, {
+          account,
+          uidl,
+          hint: 'this is a bug in popsync; the journal was left unchanged',
+        });
+      }
+      assertTransition(from, 'failed', { account, uidl });
       this.sql.fail.run({ account, uidl, error: error.slice(0, MAX_ERROR_CHARS), now: this.now().toISOString() });
     });
   }
@@ -600,6 +612,28 @@ export class Journal {
         if (this.sql.get.get(account, m.to) !== undefined) throw new PopsyncError('internal', `rekey: ${m.to} is already taken`, { account, uidl: m.to });
         this.sql.rekey.run({ account, from: m.from, to: m.to, now });
       }
+    });
+  }
+
+  /**
+   * done -> failed for a copy proven absent: `seen` says where it was looked for, and must be
+   * exactly the copy this row records (folder, UIDVALIDITY, UID), else nothing is written: a
+   * look at another folder or an older UIDVALIDITY proves nothing about this copy. The row then
+   * is an ordinary failed message with `reason`, and the next run copies it again.
+   */
+  markCopyMissing(account: string, uidl: string, seen: { folder: string; uidValidity: bigint; uid: number }, reason: string): void {
+    const v = checkUidValidity(seen.uidValidity, `markCopyMissing ${uidl}`);
+    this.step('recording a copy missing from the destination', () => {
+      const row = this.sql.get.get(account, uidl);
+      assertTransition(row?.state ?? null, 'failed', { account, uidl });
+      if (row!.folder !== seen.folder || row!.dest_uidvalidity !== v || row!.dest_uid !== seen.uid) {
+        throw new PopsyncError('internal', `markCopyMissing: message ${uidl} was copied to UID ${row!.dest_uid ?? '?'} in ${row!.folder ?? '?'} (UIDVALIDITY ${row!.dest_uidvalidity ?? '?'}), not where it was looked for`, {
+          account,
+          uidl,
+          hint: 'this is a bug in popsync; the journal was left unchanged',
+        });
+      }
+      this.sql.copyMissing.run({ account, uidl, error: reason.slice(0, MAX_ERROR_CHARS), now: this.now().toISOString() });
     });
   }
 

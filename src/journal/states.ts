@@ -12,14 +12,19 @@
  * - appending -> failed:    the destination refused this one message; the run goes on.
  * - failed -> appending:    a later run retries a failed message.
  * - done -> deleting:       the intent to DELE is committed before DELE is sent.
+ * - done -> failed:         the copy was proven absent (Journal.markCopyMissing): its folder
+ *                           still has the UIDVALIDITY of the copy and a FETCH of its UID found
+ *                           nothing. UIDs are never reused under one UIDVALIDITY, so that copy
+ *                           is gone for good and copying again cannot duplicate it. (A server
+ *                           that answered OK to APPEND without storing looks exactly like this.)
  * - deleting -> deleted:    QUIT answered +OK, so the server really removed it (POP3 removes
  *                           nothing before the UPDATE state).
  * - deleting -> done:       the session ended without that +OK (drop, kill, -ERR on DELE) and
  *                           the message is still listed: nothing was removed, it may be
  *                           deleted again later.
  * Nothing goes back to 'appending' once a copy exists (done, deleting, deleted): copying it
- * again would make a duplicate, which is the one thing popsync promises never to do. 'deleted'
- * is final.
+ * again would make a duplicate, which is the one thing popsync promises never to do; the one way
+ * back is done -> failed, only on that proof. 'deleted' is final.
  */
 import { PopsyncError } from '../errors.js';
 import type { RowState } from './types.js';
@@ -31,7 +36,7 @@ const LEGAL: ReadonlyMap<FromState, ReadonlySet<RowState>> = new Map<FromState, 
   [null, new Set<RowState>(['appending'])],
   ['appending', new Set<RowState>(['appending', 'done', 'failed'])],
   ['failed', new Set<RowState>(['appending'])],
-  ['done', new Set<RowState>(['deleting'])],
+  ['done', new Set<RowState>(['deleting', 'failed'])],
   ['deleting', new Set<RowState>(['deleted', 'done'])],
   ['deleted', new Set<RowState>()],
 ]);

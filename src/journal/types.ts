@@ -7,7 +7,8 @@
  *                          +--+ begin again (reconcile found no copy: copy it again)
  *
  *   done --mark--> deleting --QUIT +OK--> deleted
- *                     \--still listed next run--> done
+ *    |                \--still listed next run--> done
+ *    +--copy proven absent from the destination--> failed (copied again by the next run)
  *
  * 'appending' is written and committed BEFORE the APPEND is sent, with the lower bound of the
  * UID the copy can get (the folder's UIDNEXT). A row still 'appending' at start-up is settled by

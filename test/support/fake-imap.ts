@@ -4,7 +4,7 @@
  * It speaks just enough IMAP4rev1 for imapflow to connect (greeting, CAPABILITY, LOGIN, LIST
  * "" "" for the delimiter), and for ImapSink to work: LIST/LSUB, STATUS, CREATE, SUBSCRIBE,
  * SELECT/EXAMINE, CLOSE/UNSELECT, UID FETCH (UID, RFC822.SIZE, FLAGS, INTERNALDATE, ENVELOPE with
- * only Message-ID, BODY[]/BODY.PEEK[]), NOOP, LOGOUT and APPEND with synchronizing and LITERAL+
+ * only Message-ID, BODY[]/BODY.PEEK[] also partial <o.n>, BODY.PEEK[HEADER]), NOOP, LOGOUT and APPEND with synchronizing and LITERAL+
  * literals. Everything else gets BAD. It is not a correct IMAP server; it is a stage on which
  * tests can make a server misbehave at exactly one point:
  *
@@ -13,9 +13,11 @@
  *   });
  *
  * - `onAppend` answers the n-th APPEND (counted across connections, from 1) after its literal
- *   has been read: `{kind:'ok', appendUid:false}` omits APPENDUID; `{kind:'drop'}` stores the
- *   message and closes the socket before the tagged reply (the duplicate window;
- *   `store:false` loses it instead); `{kind:'hang'}` never answers.
+ *   has been read: `{kind:'ok', appendUid:false}` omits APPENDUID; `{kind:'ok', store:false}`
+ *   answers OK (with an APPENDUID) but stores nothing, like a broken server; `{kind:'ok',
+ *   after}` holds the reply until the promise settles; `{kind:'drop'}` stores the message and
+ *   closes the socket before the tagged reply (the duplicate window; `store:false` loses it
+ *   instead); `{kind:'hang'}` never answers.
  * - `onCommand` can replace the answer to any other command (e.g. CREATE answered with a bare
  *   NO, LOGIN with NO [UNAVAILABLE]). Return undefined to get the normal behaviour.
  * - `received` records every command line (literals shown as {n bytes}, LOGIN password masked),
@@ -56,7 +58,7 @@ export type FakeReply =
   | { kind: 'hang' }; // never answer
 
 export type FakeAppendReply =
-  | { kind: 'ok'; appendUid?: boolean }
+  | { kind: 'ok'; appendUid?: boolean; store?: boolean; after?: Promise<unknown> }
   | { kind: 'no' | 'bad'; text: string }
   | { kind: 'drop'; store?: boolean }
   | { kind: 'hang' };
@@ -350,8 +352,15 @@ class Session {
           const id = messageIdOf(m.body);
           out.push(` ENVELOPE (NIL NIL NIL NIL NIL NIL NIL NIL NIL ${id ? quote(id) : 'NIL'})`);
         } else if (item.startsWith('BODY[]') || item.startsWith('BODY.PEEK[]')) {
-          out.push(` BODY[] {${m.body.length}}\r\n`, m.body);
+          const partial = /<(\d+)\.(\d+)>$/.exec(item);
+          const start = partial ? Number(partial[1]) : 0;
+          const part = partial ? m.body.subarray(start, start + Number(partial[2])) : m.body;
+          out.push(` BODY[]${partial ? `<${start}>` : ''} {${part.length}}\r\n`, part);
           if (item.startsWith('BODY[]') && !m.flags.includes('\\Seen')) m.flags.push('\\Seen');
+        } else if (item === 'BODY.PEEK[HEADER]' || item === 'BODY[HEADER]') {
+          const end = m.body.indexOf('\r\n\r\n');
+          const head = end < 0 ? m.body : m.body.subarray(0, end + 4);
+          out.push(` BODY[HEADER] {${head.length}}\r\n`, head);
         }
       }
       out.push(')\r\n');
@@ -383,10 +392,15 @@ class Session {
     if (!mb) return this.appendReply(`${tag} NO [TRYCREATE] Mailbox doesn't exist`);
     if (reply.kind === 'drop' && reply.store === false) return this.drop();
     const uid = mb.uidNext++;
-    mb.messages.push({ uid, flags, internalDate: append.date ?? '01-Jan-2020 00:00:00 +0000', body: append.body });
+    if (!(reply.kind === 'ok' && reply.store === false)) mb.messages.push({ uid, flags, internalDate: append.date ?? '01-Jan-2020 00:00:00 +0000', body: append.body });
     if (reply.kind === 'drop') return this.drop();
     const withUid = !(reply.kind === 'ok' && reply.appendUid === false) && this.cfg.caps.includes('UIDPLUS');
-    this.appendReply(`${tag} OK ${withUid ? `[APPENDUID ${mb.uidValidity} ${uid}] ` : ''}Append completed`);
+    const line = `${tag} OK ${withUid ? `[APPENDUID ${mb.uidValidity} ${uid}] ` : ''}Append completed`;
+    if (reply.kind === 'ok' && reply.after) {
+      void reply.after.finally(() => this.appendReply(line));
+      return;
+    }
+    this.appendReply(line);
   }
 
   private appendReply(line: string): void {

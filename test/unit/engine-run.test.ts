@@ -121,6 +121,26 @@ class MemoryDestination {
       listSince: async (path, since): Promise<DestinationMessage[]> =>
         (check(), folder(path).msgs.filter((m) => m.uid >= since).map((m) => ({ uid: m.uid, size: m.body.length, messageId: null }))),
       fetchBody: async (path, uid) => (check(), folder(path).msgs.find((m) => m.uid === uid)!.body),
+      scanHeaders: async (path, which, each) => {
+        check();
+        const f = this.folders.get(path);
+        if (!f) return null;
+        for (const m of f.msgs) {
+          if ('uids' in which ? !which.uids.includes(m.uid) : m.uid < which.since) continue;
+          const end = m.body.indexOf('\r\n\r\n');
+          each({ uid: m.uid, size: m.body.length, header: end < 0 ? m.body : m.body.subarray(0, end + 4) });
+        }
+        return { uidValidity: f.uidValidity };
+      },
+      readBodies: async (path, uids, reader) => {
+        check();
+        for (const { uid } of uids) {
+          const m = folder(path).msgs.find((x) => x.uid === uid);
+          if (!m) continue;
+          reader.chunk(uid, m.body);
+          reader.end(uid);
+        }
+      },
       close: async () => {
         dead = true;
       },

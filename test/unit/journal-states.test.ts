@@ -14,6 +14,7 @@ const LEGAL = new Set([
   'appending->done',
   'appending->failed',
   'done->deleting',
+  'done->failed',
   'deleting->deleted',
   'deleting->done',
 ]);
@@ -48,7 +49,7 @@ describe('journal state transitions', () => {
 
   it('nothing with a copy goes back to appending (a second copy would be a duplicate)', () => {
     for (const s of ['done', 'deleting', 'deleted'] as const) expect(nextStates(s)).not.toContain('appending');
-    expect(nextStates('done')).toEqual(['deleting']);
+    expect(nextStates('done')).toEqual(['deleting', 'failed']);
     expect(nextStates('deleted')).toEqual([]);
   });
 

@@ -229,6 +229,30 @@ describe('transitions', () => {
     expect(caught(() => j.confirm(A, 'u2', { destUidValidity: 7n, destUid: 2 })).kind).toBe('internal');
   });
 
+  it('sends a copy proven missing back to be copied (done -> failed), only with the proof of its own copy', () => {
+    const j = openJournal();
+    j.beginAppend(A, [item('u1', { destUidNext: 4 })]);
+    j.confirm(A, 'u1', { destUidValidity: 7n, destUid: 4 });
+    const before = j.get(A, 'u1');
+    // A look at another folder, another UIDVALIDITY or another UID proves nothing about this copy.
+    for (const seen of [{ folder: 'Other', uidValidity: 7n, uid: 4 }, { folder: 'INBOX', uidValidity: 8n, uid: 4 }, { folder: 'INBOX', uidValidity: 7n, uid: 5 }]) {
+      expect(caught(() => j.markCopyMissing(A, 'u1', seen, 'gone')).kind).toBe('internal');
+    }
+    expect(j.get(A, 'u1')).toEqual(before);
+    // A refusal never turns a confirmed copy into a failure.
+    expect(caught(() => j.fail(A, 'u1', 'x')).kind).toBe('internal');
+
+    j.markCopyMissing(A, 'u1', { folder: 'INBOX', uidValidity: 7n, uid: 4 }, 'copy missing from the destination');
+    expect(j.get(A, 'u1')).toMatchObject({ state: 'failed', destUid: null, copiedAt: null, lastError: 'copy missing from the destination' });
+    // An ordinary failed message now: the next run copies it again.
+    j.beginAppend(A, [item('u1', { destUidNext: 9 })]);
+    j.confirm(A, 'u1', { destUidValidity: 7n, destUid: 9 });
+    expect(j.get(A, 'u1')).toMatchObject({ state: 'done', destUid: 9, attempts: 2 });
+    // Only from 'done': a row being deleted or deleted has nothing to go back to.
+    j.markDeleting(A, ['u1']);
+    expect(caught(() => j.markCopyMissing(A, 'u1', { folder: 'INBOX', uidValidity: 7n, uid: 9 }, 'gone')).kind).toBe('internal');
+  });
+
   it('writes a batch all or nothing', () => {
     const j = openJournal();
     j.beginAppend(A, [item('done1')]);

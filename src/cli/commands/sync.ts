@@ -13,7 +13,7 @@ import { now } from '../../engine/clock.js';
 import { parseMaxDelete, type DeletionPolicy } from '../../engine/deletion.js';
 import type { ProgressListener, RunResult } from '../../engine/types.js';
 import { ExitCode, PopsyncError, isPopsyncError } from '../../errors.js';
-import { SUMMARY_JSON_VERSION, formatBytes, formatFailure } from '../../report/summary.js';
+import { SUMMARY_JSON_VERSION, formatBytes, formatFailure, printable } from '../../report/summary.js';
 import { accountJobs, type AccountJob } from '../account.js';
 import { runAccountJob, runJobs } from '../jobs.js';
 import { addReportOptions, reportTarget, type ReportTarget } from '../report-file.js';
@@ -43,7 +43,7 @@ export function addDeletionOptions(cmd: Command): Command {
     .option('--delete-after-days <n>', 'like --delete, but keep each message on the server N days after its first confirmed copy', nonNegative('--delete-after-days'))
     .option('--max-delete <n|p%>', 'refuse to delete more than N messages (or P% of those listed) in one run; nothing is deleted then (exit 1)', parseMaxDelete)
     .option('--force', 'delete even beyond --max-delete')
-    .option('--verify-before-delete', 'just before DELE, check that the copy is still in the destination with the same UID and size');
+    .option('--verify-before-delete', 'just before DELE, compare the stored bytes of each copy (sha256) with the message copied; without it popsync checks UID, size and headers');
 }
 
 /** The policy from the command line; null: the source is never modified. */
@@ -65,7 +65,12 @@ export function deletionPolicy(o: Record<string, unknown>): DeletionPolicy | nul
 
 /** Something a cron mail should say: a copy, a deletion, a failure, a refusal, a recognition. */
 export function somethingHappened(r: RunResult): boolean {
-  return r.copied + r.reconciled > 0 || (r.deleted ?? 0) > 0 || r.failed.length > 0 || (r.recognised ?? 0) > 0 || (r.reusedUidls?.length ?? 0) > 0 || !!r.deletionRefused;
+  return r.copied + r.reconciled > 0 || (r.deleted ?? 0) > 0 || r.failed.length > 0 || (r.recognised ?? 0) > 0 || (r.reusedUidls?.length ?? 0) > 0 || !!r.deletionRefused || needsAHuman(r);
+}
+
+/** Copies found missing or changed before deleting: exit 1, like a failed message. */
+function needsAHuman(r: RunResult): boolean {
+  return (r.copyProblems?.length ?? 0) > 0;
 }
 
 /** One line, then one line per failure: what cron mails to its owner. */
@@ -76,8 +81,11 @@ export function formatSyncReport(r: RunResult): string {
   if ((r.recognised ?? 0) > 0) parts.push(`recognised ${r.recognised} message${r.recognised === 1 ? '' : 's'} under new UIDLs`);
   if ((r.reusedUidls?.length ?? 0) > 0) parts.push(`${r.reusedUidls!.length} reused UIDL${r.reusedUidls!.length === 1 ? '' : 's'} (new messages)`);
   if (r.failed.length > 0) parts.push(`${r.failed.length} failed`);
+  const problems = r.copyProblems ?? [];
+  if (problems.length > 0) parts.push(`${problems.length} cop${problems.length === 1 ? 'y' : 'ies'} missing or changed in the destination (kept on the source)`);
   const lines = [parts.join(', ')];
   for (const f of r.failed) lines.push(`  ${formatFailure(f)}`);
+  for (const p of problems) lines.push(`  UIDL ${printable(p.uidl)}: copy ${p.problem}: ${printable(p.detail)}`);
   if (r.deletionRefused) lines.push(`popsync: ${r.deletionRefused}`);
   return lines.join('\n');
 }
@@ -123,12 +131,12 @@ async function syncOne(
     out.stop();
     const happened = somethingHappened(result);
     if (o.json) process.stdout.write(JSON.stringify({ version: SUMMARY_JSON_VERSION, ...result }) + '\n');
-    else if (happened ? !o.quiet || result.failed.length > 0 || !!result.deletionRefused : o.verbose) {
+    else if (happened ? !o.quiet || result.failed.length > 0 || !!result.deletionRefused || needsAHuman(result) : o.verbose) {
       process.stdout.write(
         happened ? formatSyncReport(result) + '\n' : `popsync: nothing new on ${result.source} (${result.listed} listed, ${result.alreadyCopied} already copied)\n`,
       );
     }
-    return result.failed.length > 0 || result.deletionRefused ? ExitCode.partial : ExitCode.ok;
+    return result.failed.length > 0 || result.deletionRefused || needsAHuman(result) ? ExitCode.partial : ExitCode.ok;
   } finally {
     out.stop();
   }

@@ -1,0 +1,119 @@
+/**
+ * `sync --delete` looks at every copy before it deletes the original: a server that answered
+ * OK to APPEND without storing (scripted), a copy removed behind popsync's back and a copy whose
+ * stored bytes were changed (both on the real Dovecot, by editing its Maildir). A missing copy
+ * is copied again, a changed one keeps its original, and the run exits 1 saying so.
+ */
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Lab } from '../../src/lab/dovecot.js';
+import { useLab } from '../support/lab-fixture.js';
+import { runCli } from '../support/cli.js';
+import { FAKE_PASSWORD, FAKE_USER, startFakeImap, type FakeImap } from '../support/fake-imap.js';
+import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
+import { alterStored, storedFile } from '../support/stored-copies.js';
+import { mail, syncArgs as base } from './sync-helpers.js';
+
+let lab: Lab;
+let dir: string;
+const fakes: FakeImap[] = [];
+
+useLab('delete-checks', {}, (l, d) => {
+  lab = l;
+  dir = d;
+});
+afterAll(async () => {
+  await Promise.all(fakes.map((f) => f.close()));
+});
+
+const syncArgs = (pop: string, imap: string, extra: string[] = []) => base(lab, pop, imap, join(dir, `${pop}.sqlite`), ['--no-progress', ...extra]);
+
+describe('sync --delete checks every copy before deleting its original', () => {
+  it('a server that answers OK to APPEND without storing: nothing is deleted without a copy, the lost copies are made again (exit 1, then 0)', async () => {
+    let broken = true;
+    const fake = await startFakeImap({ onAppend: (a) => (broken && a.n % 2 === 0 ? { kind: 'ok', store: false } : undefined) });
+    fakes.push(fake);
+    const pop = lab.newUser('src');
+    const sent = [1, 2, 3, 4, 5, 6].map((i) => mail(`ok-unstored-${i}`));
+    await lab.seedPop3(pop, sent);
+    const args = (extra: string[]) => [
+      ...syncArgs(pop, 'unused', extra).map((a) => a.replace(`imap://unused@127.0.0.1:${lab.imap.port}`, `imap://${FAKE_USER}@127.0.0.1:${fake.port}`)),
+      '--imap-password-env', 'IPW',
+    ];
+
+    const first = await runCli(args(['--delete', '--json']), { env: { PW: lab.password, IPW: FAKE_PASSWORD } });
+    expect(first.code, first.stderr).toBe(1);
+    const r1 = JSON.parse(first.stdout);
+    expect(r1).toMatchObject({ copied: 6, deleted: 3 });
+    expect(r1.copyProblems).toHaveLength(3);
+    for (const p of r1.copyProblems) expect(p).toMatchObject({ problem: 'missing', folder: 'INBOX', detail: expect.stringMatching(/no longer in the destination.*copies it again/) });
+    // The three whose copy exists are gone from the source; the three without one are not.
+    expect((await sourceMessages(lab, pop)).map(String).sort()).toEqual([sent[1], sent[3], sent[5]].map(String).sort());
+    const status = JSON.parse((await runCli(['status', '--journal', join(dir, `${pop}.sqlite`), '--json'])).stdout);
+    expect(status.accounts[0].failed.map((f: { error: string }) => f.error)).toEqual([expect.stringMatching(/copy missing/), expect.stringMatching(/copy missing/), expect.stringMatching(/copy missing/)]);
+
+    broken = false;
+    const second = await runCli(args(['--delete', '--json']), { env: { PW: lab.password, IPW: FAKE_PASSWORD } });
+    expect(second.code, second.stderr).toBe(0);
+    expect(JSON.parse(second.stdout)).toMatchObject({ copied: 3, deleted: 3, copyProblems: [] });
+    expect(await sourceMessages(lab, pop)).toHaveLength(0);
+    expect(digests(fake.mailboxes.get('INBOX')!.messages.map((m) => m.body))).toEqual(digests(sent));
+  });
+
+  it('Dovecot: a copy deleted behind popsync\'s back is copied again before its original may go', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    const sent = ['a', 'b', 'c'].map((t) => mail(`behind-${t}`));
+    await lab.seedPop3(pop, sent);
+    let r = await runCli(syncArgs(pop, imap), { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(0);
+    rmSync(storedFile(lab.maildirOf(imap), 'behind-b'));
+
+    r = await runCli(syncArgs(pop, imap, ['--delete']), { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).toMatch(/2 deleted from the source, 1 copy missing or changed in the destination/);
+    expect(r.stdout).toMatch(/UIDL \S+: copy missing: its copy \(UID 2 in INBOX\) is no longer in the destination/);
+    expect((await sourceMessages(lab, pop)).map(String)).toEqual([String(sent[1])]);
+
+    r = await runCli(syncArgs(pop, imap, ['--delete']), { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^popsync: 1 new message copied .*, 1 deleted from the source\n$/);
+    expect(await sourceMessages(lab, pop)).toHaveLength(0);
+    expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(digests(sent));
+  });
+
+  it('Dovecot: a copy rewritten after the APPEND keeps its original, naming the likely server setting', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    const eight = Buffer.from('From: a@example.org\r\nSubject: caf\xe9 munged\r\nMessage-ID: <munged@lab>\r\n\r\nbody\r\n', 'latin1');
+    const body = mail('body-changed');
+    const fine = mail('untouched');
+    await lab.seedPop3(pop, [eight, body, fine]);
+    let r = await runCli(syncArgs(pop, imap), { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(0);
+    const md = lab.maildirOf(imap);
+    // What Cyrus' munge8bit does to a header, and an edit of the body that keeps size and headers.
+    alterStored(md, 'munged@lab', 'caf\xe9', 'cafX');
+    alterStored(md, 'body-changed@lab', 'body body-changed', 'BODY body-changed');
+
+    // The content check sees both; the untouched copy's original goes.
+    r = await runCli(syncArgs(pop, imap, ['--delete', '--verify-before-delete', '--json']), { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(1);
+    const res = JSON.parse(r.stdout);
+    expect(res).toMatchObject({ deleted: 1, copied: 0 });
+    expect(res.copyProblems).toEqual([
+      expect.objectContaining({ problem: 'differs', uid: 1, detail: expect.stringMatching(/UID 1 in INBOX.*same size.*Cyrus munge8bit.*not deleted from the source/) }),
+      expect.objectContaining({ problem: 'differs', uid: 2, detail: expect.stringMatching(/UID 2 in INBOX.*changed after the copy.*not deleted from the source/) }),
+    ]);
+    expect((await sourceMessages(lab, pop)).map(String)).toEqual([eight, body].map(String));
+
+    // The default check (UID, size, header digest) still sees the munged header.
+    r = await runCli(syncArgs(pop, imap, ['--delete']), { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).toMatch(/copy differs: its copy \(UID 1 in INBOX\) is not the message copied .*munge8bit/);
+    expect((await sourceMessages(lab, pop)).map(String)).toContain(String(eight));
+    // Nothing was copied again: a changed copy is still a copy.
+    expect(await destinationMessages(lab, imap)).toHaveLength(3);
+  });
+});
