@@ -2,14 +2,16 @@
  * `sync --delete` looks at every copy before it deletes the original: a server that answered
  * OK to APPEND without storing (scripted), a copy removed behind popsync's back and a copy whose
  * stored bytes were changed (both on the real Dovecot, by editing its Maildir). A missing copy
- * is copied again, a changed one keeps its original, and the run exits 1 saying so.
+ * is copied again, a changed one keeps its original, and the run exits 1 saying so. And a
+ * SIGTERM that arrives while the last batch is appended stops the run before it deletes.
  */
+import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../src/lab/dovecot.js';
 import { useLab } from '../support/lab-fixture.js';
-import { runCli } from '../support/cli.js';
+import { BIN, ROOT, runCli } from '../support/cli.js';
 import { FAKE_PASSWORD, FAKE_USER, startFakeImap, type FakeImap } from '../support/fake-imap.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
 import { alterStored, storedFile } from '../support/stored-copies.js';
@@ -115,5 +117,47 @@ describe('sync --delete checks every copy before deleting its original', () => {
     expect((await sourceMessages(lab, pop)).map(String)).toContain(String(eight));
     // Nothing was copied again: a changed copy is still a copy.
     expect(await destinationMessages(lab, imap)).toHaveLength(3);
+  });
+
+  it('a SIGTERM during the last batch: the batch is finished and recorded, nothing is deleted (exit 130); the next run deletes', async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    // The third APPEND's OK waits for the test: the run is inside its last batch until then.
+    const fake = await startFakeImap({ onAppend: (a) => (a.n === 3 ? { kind: 'ok', after: gate } : undefined) });
+    fakes.push(fake);
+    const pop = lab.newUser('src');
+    const sent = [1, 2, 3].map((i) => mail(`sigterm-${i}`));
+    await lab.seedPop3(pop, sent);
+    const args = (extra: string[]) => [
+      ...syncArgs(pop, 'unused', extra).map((a) => a.replace(`imap://unused@127.0.0.1:${lab.imap.port}`, `imap://${FAKE_USER}@127.0.0.1:${fake.port}`)),
+      '--imap-password-env', 'IPW',
+    ];
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', NO_COLOR: '1', PW: lab.password, IPW: FAKE_PASSWORD };
+    const child = spawn(process.execPath, [BIN, ...args(['--delete'])], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    const until = async (what: string, ok: () => boolean) => {
+      for (let i = 0; !ok(); i++) {
+        if (i > 3000) throw new Error(`timed out waiting for ${what}; stderr: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    await until('the third APPEND', () => fake.appends.length === 3);
+    child.kill('SIGTERM');
+    // The handler writes this just before it aborts: from here on, the run knows.
+    await until('the SIGTERM notice', () => stderr.includes('SIGTERM: finishing the batch in flight'));
+    release();
+    expect(await exited, stderr).toBe(130);
+    expect(stderr).toMatch(/interrupted before deleting from the source: nothing was deleted/);
+    expect(await sourceMessages(lab, pop)).toHaveLength(3);
+    expect(fake.mailboxes.get('INBOX')!.messages).toHaveLength(3);
+    const status = JSON.parse((await runCli(['status', '--journal', join(dir, `${pop}.sqlite`), '--json'])).stdout);
+    expect(status.accounts[0]).toMatchObject({ copied: 3, deleted: 0, pending: { appending: 0, deleting: 0 } });
+
+    const again = await runCli(args(['--delete', '--json']), { env: { PW: lab.password, IPW: FAKE_PASSWORD } });
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ copied: 0, deleted: 3 });
+    expect(await sourceMessages(lab, pop)).toHaveLength(0);
   });
 });
