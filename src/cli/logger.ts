@@ -1,7 +1,8 @@
 /**
  * Builds the run's Logger (src/log.ts) on pino. stdout is the report's, so every log line goes
  * to stderr (human text, warnings only unless --verbose) and optionally to a --log-file (JSON
- * lines at debug, created 0600 because protocol traces name accounts and folders).
+ * lines at debug, created 0600 - and its missing directories 0700 - because protocol traces
+ * name accounts and folders).
  *
  * Secrets are kept out twice: pino's `redact` for the known key names at the top level and one
  * level down, and a deep scrub of logged objects for the same names at any depth and in any
@@ -10,7 +11,8 @@
  * must not do that (PopsyncError contexts carry no credentials by contract).
  */
 
-import { fchmodSync, fstatSync, openSync } from 'node:fs';
+import { fchmodSync, fstatSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import pino from 'pino';
 import { PopsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -146,6 +148,14 @@ function humanStream(out: NodeJS.WritableStream, withTime: boolean): pino.Destin
 }
 
 function openLogFile(path: string): number {
+  // A cron line's first run must not fail on ~/.local/state/popsync/ not existing yet. Only
+  // directories created here get 0700 (the log names accounts); existing ones are left alone.
+  // A failure here is reported by the open below, whose error code names the real obstacle.
+  try {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  } catch {
+    // reported below
+  }
   let fd: number;
   try {
     fd = openSync(path, 'a', 0o600);

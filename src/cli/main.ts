@@ -13,6 +13,7 @@ import { registerSync } from './commands/sync.js';
 import { createContext, type CommandContext } from './context.js';
 import { describeError, EXIT_CODES_HELP } from './exit.js';
 import { loadTtyLibraries } from '../report/progress.js';
+import { packageVersion } from './version.js';
 
 /** Each command adds itself to the program; the order is the order in --help. */
 const COMMANDS: Array<(program: Command, ctx: CommandContext) => void> = [registerMigrate, registerPlan, registerSync, registerStatus, registerConfig];
@@ -20,7 +21,7 @@ const COMMANDS: Array<(program: Command, ctx: CommandContext) => void> = [regist
 export function buildProgram(ctx: CommandContext): Command {
   const program = new Command('popsync')
     .description('Move mail from POP3 mailboxes into IMAP mailboxes, exactly once, resumable after any crash.')
-    .version('0.1.0')
+    .version(packageVersion())
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     .exitOverride();

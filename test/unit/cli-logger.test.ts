@@ -87,16 +87,26 @@ describe('log file', () => {
     expect(statSync(path).mode & 0o777).toBe(0o600);
   });
 
+  it('creates missing directories 0700, as a first cron run needs', () => {
+    const path = join(dir, 'state', 'popsync', 'x.log');
+    createLogger({ logFile: path, stderr: sink().stream }).info('x');
+    expect(fileLines(path).map((l) => l.msg)).toEqual(['x']);
+    expect(statSync(join(dir, 'state')).mode & 0o777).toBe(0o700 & ~process.umask());
+    expect(statSync(join(dir, 'state', 'popsync')).mode & 0o777).toBe(0o700 & ~process.umask());
+  });
+
   it('refuses a log file it cannot open with a usage error', () => {
+    const notADir = join(dir, 'plain-file');
+    writeFileSync(notADir, '');
     let e: unknown;
     try {
-      createLogger({ logFile: join(dir, 'missing-dir', 'x.log') });
+      createLogger({ logFile: join(notADir, 'x.log') });
     } catch (x) {
       e = x;
     }
     expect(e).toBeInstanceOf(PopsyncError);
     expect((e as PopsyncError).kind).toBe('usage');
-    expect((e as PopsyncError).message).toBe(`--log-file: cannot open ${join(dir, 'missing-dir', 'x.log')} (ENOENT)`);
+    expect((e as PopsyncError).message).toBe(`--log-file: cannot open ${join(notADir, 'x.log')} (ENOTDIR)`);
   });
 });
 

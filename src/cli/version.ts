@@ -1,0 +1,13 @@
+/**
+ * The version `popsync --version` prints, read from the package.json that ships beside dist/
+ * (dist/cli/version.js and src/cli/version.ts both sit two levels below it), so a release only
+ * ever changes one number and an installed tarball reports what it is.
+ */
+import { readFileSync } from 'node:fs';
+
+export function packageVersion(): string {
+  const raw = readFileSync(new URL('../../package.json', import.meta.url), 'utf8');
+  const version = (JSON.parse(raw) as { version?: unknown }).version;
+  if (typeof version !== 'string') throw new Error('package.json has no version');
+  return version;
+}
