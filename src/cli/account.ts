@@ -86,6 +86,11 @@ export interface ResolveOptions {
   logger: Logger;
   /** plan reads nothing it would write: it skips creating the journal's folder. */
   createJournalDir?: boolean;
+  /**
+   * false: the command never connects to the POP3 server (verify), so no POP3 password is
+   * asked for and openSource refuses. The POP3 user and host still name the journal.
+   */
+  source?: boolean;
 }
 
 export async function resolveAccount(input: AccountInput, o: ResolveOptions): Promise<ResolvedAccount> {
@@ -93,7 +98,7 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
   const imap = resolveImapEndpoint(input.imap);
   const popCa = readCa(input.pop.caFile, 'POP3');
   const imapCa = readCa(input.imap.caFile, 'IMAP');
-  const popPassword = await resolvePassword('pop3', passwordSource(input.pop), { logger: o.logger, account: pop.display });
+  const popPassword = o.source === false ? null : await resolvePassword('pop3', passwordSource(input.pop), { logger: o.logger, account: pop.display });
   const imapPassword = await resolvePassword('imap', passwordSource(input.imap), { logger: o.logger, account: imap.display });
 
   const journalPath = input.journal ?? defaultJournalPath(sourceKeyOf(pop));
@@ -115,7 +120,9 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
     imap,
     journalPath,
     openSource: () =>
-      connectPop3({ ...pop, password: popPassword, timeoutMs, logger: o.logger.child({ side: 'pop3' }), ...(popCa ? { ca: popCa } : {}) }).catch(tag(pop.display)),
+      popPassword === null
+        ? Promise.reject(new PopsyncError('internal', 'this command does not connect to the POP3 server'))
+        : connectPop3({ ...pop, password: popPassword, timeoutMs, logger: o.logger.child({ side: 'pop3' }), ...(popCa ? { ca: popCa } : {}) }).catch(tag(pop.display)),
     // Loaded on first use: imapflow is a sixth of start-up, and a no-op sync never needs it.
     openSink: async () =>
       (await import('../imap/index.js')).connectImap({ ...imap, password: imapPassword, timeoutMs, logger: o.logger.child({ side: 'imap' }), ...(imapCa ? { ca: imapCa } : {}) }).catch(tag(imap.display)),

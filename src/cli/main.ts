@@ -10,13 +10,14 @@ import { registerPlan } from './commands/plan.js';
 import { registerConfig } from './commands/config.js';
 import { registerStatus } from './commands/status.js';
 import { registerSync } from './commands/sync.js';
+import { registerVerify } from './commands/verify.js';
 import { createContext, type CommandContext } from './context.js';
 import { describeError, EXIT_CODES_HELP } from './exit.js';
 import { loadTtyLibraries } from '../report/progress.js';
 import { packageVersion } from './version.js';
 
 /** Each command adds itself to the program; the order is the order in --help. */
-const COMMANDS: Array<(program: Command, ctx: CommandContext) => void> = [registerMigrate, registerPlan, registerSync, registerStatus, registerConfig];
+const COMMANDS: Array<(program: Command, ctx: CommandContext) => void> = [registerMigrate, registerPlan, registerSync, registerStatus, registerVerify, registerConfig];
 
 export function buildProgram(ctx: CommandContext): Command {
   const program = new Command('popsync')

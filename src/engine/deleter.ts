@@ -96,7 +96,8 @@ async function copiesPresent(ctx: RunContext, due: DeletionCandidate[], byConten
   const verdicts = await ctx.on('imap', checkCopies(sink, due.map((c) => c.row), byContent ? 'content' : 'look', (folder, v) => journal.doneUidsIn(account, folder, v)));
   return due.filter((c) => {
     const v = verdicts.get(c.uidl);
-    if (v?.status === 'same') return true;
+    // A copy whose server only rewrote its line ends holds the whole message.
+    if (v?.status === 'same' || (v?.status === 'rewritten' && v.lossless === true)) return true;
     if (v === undefined) return false;
     if (v.status === 'missing') {
       const detail = `${v.detail ?? 'its copy is missing'}; the original stays on the source and the next run copies it again`;
@@ -105,7 +106,7 @@ async function copiesPresent(ctx: RunContext, due: DeletionCandidate[], byConten
       ctx.rec.copyProblem({ uidl: c.uidl, folder: v.folder, uid: v.uid, problem: 'missing', detail });
     } else {
       const detail = `${v.detail ?? 'its copy could not be checked'}; not deleted from the source`;
-      ctx.rec.copyProblem({ uidl: c.uidl, folder: v.folder, uid: v.uid, problem: v.status === 'differs' ? 'differs' : 'unknown', detail });
+      ctx.rec.copyProblem({ uidl: c.uidl, folder: v.folder, uid: v.uid, problem: v.status === 'unknown' ? 'unknown' : 'differs', detail });
     }
     return false;
   });

@@ -6,12 +6,14 @@
  */
 import type { ImapSink } from '../imap/types.js';
 import {
+  auditReport,
   duplicateCandidates,
   judgeContent,
   judgeLook,
   locateUidless,
   lookOf,
   StoredDigester,
+  type AuditReport,
   type CopyRecord,
   type FolderSeen,
   type StoredContent,
@@ -135,7 +137,31 @@ export async function inspectFolder(
   for (const [uid, uidl] of candidates) {
     const c = contents.get(uid);
     const r = rowOf.get(uidl);
-    if (c && r && r.sha256 !== null && c.sha256 === r.sha256) duplicates.set(uid, uidl);
+    if (c && r && ((r.sha256 !== null && c.sha256 === r.sha256) || (r.fingerprint != null && c.fingerprint === r.fingerprint))) duplicates.set(uid, uidl);
   }
   return { folder, seen, verdicts, duplicates };
+}
+
+/**
+ * `popsync verify` for one account: every copy the journal records, folder by folder, by the
+ * sha256 of its stored bytes, and every other stored message of those folders whose headers
+ * match a copy checked for being a second copy. Reads the whole of each copy once.
+ */
+export async function auditCopies(sink: ImapSink, rows: readonly CopyRecord[]): Promise<AuditReport> {
+  const copies = rows.filter((r) => r.state === 'done' || r.state === 'deleting' || r.state === 'deleted');
+  const verdicts = new Map<string, Verdict>();
+  const duplicates: Array<{ folder: string; uid: number; uidl: string }> = [];
+  for (const [folder, list] of byFolder(copies)) {
+    if (folder === null) {
+      for (const r of list) verdicts.set(r.uidl, judgeLook(r, null, undefined));
+      continue;
+    }
+    // Every recorded copy in the folder is owned, whichever of them is being checked.
+    const owned = (_: string, uidValidity: bigint) =>
+      new Set(list.filter((r) => r.destUid !== null && r.destUidValidity === uidValidity).map((r) => r.destUid!));
+    const result = await inspectFolder(sink, folder, list, 'content', owned, true);
+    for (const [uidl, v] of result.verdicts) verdicts.set(uidl, v);
+    for (const [uid, uidl] of result.duplicates) duplicates.push({ folder, uid, uidl });
+  }
+  return auditReport(copies, verdicts, duplicates);
 }

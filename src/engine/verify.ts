@@ -18,10 +18,16 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import type { JournalRow } from '../journal/types.js';
+import { Fingerprinter } from './fingerprint.js';
 import { headerHash } from './identity.js';
 
-/** The fields of a journal row that describe its copy. */
-export type CopyRecord = Pick<JournalRow, 'uidl' | 'state' | 'folder' | 'destUidValidity' | 'destUidNext' | 'destUid' | 'size' | 'sha256' | 'headerHash' | 'messageId'>;
+/**
+ * The fields of a journal row that describe its copy. `fingerprint` (engine/fingerprint.ts) is
+ * recorded by newer journals; without it a rewritten copy cannot be told from another message.
+ */
+export type CopyRecord = Pick<JournalRow, 'uidl' | 'state' | 'folder' | 'destUidValidity' | 'destUidNext' | 'destUid' | 'size' | 'sha256' | 'headerHash' | 'messageId'> & {
+  fingerprint?: string | null;
+};
 
 /** One stored message as the batched header FETCH showed it. */
 export interface StoredLook {
@@ -52,10 +58,16 @@ export interface StoredContent {
   uid: number;
   size: number;
   sha256: string;
+  /** Normalised content fingerprint (engine/fingerprint.ts). */
+  fingerprint: string;
   shape: ByteShape;
 }
 
-export type CopyStatus = 'same' | 'missing' | 'differs' | 'unknown';
+/**
+ * same: the bytes copied. rewritten: other bytes, but the normalised fingerprint says it is the
+ * copied message as this server keeps it. differs: not recognisably the message copied.
+ */
+export type CopyStatus = 'same' | 'rewritten' | 'missing' | 'differs' | 'unknown';
 
 export interface Verdict {
   status: CopyStatus;
@@ -66,8 +78,13 @@ export interface Verdict {
   uidValidity: bigint | null;
   /** For humans: why it is not 'same', and for 'differs' the likely server setting. */
   detail: string | null;
-  /** differs: the rewrites the stored bytes suggest (likelyRewrites); empty otherwise. */
+  /** rewritten/differs: the rewrites the stored bytes suggest (likelyRewrites); empty otherwise. */
   likely: string[];
+  /**
+   * rewritten only in line ends (CRLF for bare LF, a final newline): nothing of the message was
+   * lost, so its original may be deleted. Munged headers, NUL or stripped bytes are not.
+   */
+  lossless?: boolean;
 }
 
 const CR = 0x0d;
@@ -79,6 +96,7 @@ const LF = 0x0a;
  */
 export class StoredDigester {
   private readonly hash: Hash = createHash('sha256');
+  private readonly fingerprint = new Fingerprinter();
   private size = 0;
   private prev = -1;
   private inHeader = true;
@@ -88,6 +106,7 @@ export class StoredDigester {
 
   update(chunk: Uint8Array): this {
     this.hash.update(chunk);
+    this.fingerprint.update(chunk);
     this.size += chunk.length;
     const s = this.shape;
     for (let i = 0; i < chunk.length; i++) {
@@ -112,7 +131,7 @@ export class StoredDigester {
   digest(uid: number): StoredContent {
     if (this.prev === CR) this.shape.bareCr++;
     this.shape.endsWithNewline = this.prev === LF;
-    return { uid, size: this.size, sha256: this.hash.digest('hex'), shape: { ...this.shape } };
+    return { uid, size: this.size, sha256: this.hash.digest('hex'), fingerprint: this.fingerprint.digest(), shape: { ...this.shape } };
   }
 }
 
@@ -168,6 +187,12 @@ export function judgeContent(row: CopyRecord, folder: FolderSeen, stored: Stored
   if (row.sha256 !== null && stored.sha256 === row.sha256) return { ...base, status: 'same', detail: null, likely: [] };
   const likely = likelyRewrites(row.size, stored, headersSame);
   const sizes = stored.size === row.size ? `same size, ${row.size} bytes` : `${stored.size} bytes, not ${row.size}`;
+  if (row.fingerprint != null && stored.fingerprint === row.fingerprint) {
+    // Only line ends can have changed when the headers hash alike (line ends and folding aside),
+    // the server added no 0x80 or NUL, and nothing was removed.
+    const lossless = headersSame === true && stored.size >= row.size && stored.shape.x80 === 0 && stored.shape.nul === 0 && stored.shape.bareLf === 0;
+    return { ...base, status: 'rewritten', detail: `its copy (${where(row)}) was rewritten by the server (${sizes}): ${likely.join('; ')}`, likely, lossless };
+  }
   return { ...base, status: 'differs', detail: `its copy (${where(row)}) is not the message copied (${sizes}); likely: ${likely.join('; ')}`, likely };
 }
 
@@ -224,4 +249,61 @@ export function duplicateCandidates(rows: readonly CopyRecord[], looks: readonly
     if (uidl !== undefined) out.set(l.uid, uidl);
   }
   return out;
+}
+
+/** One thing `popsync verify` found, by UIDL. */
+export interface AuditFinding {
+  uidl: string;
+  folder: string | null;
+  /** The stored message concerned: the copy, or for 'duplicated' the extra one. */
+  uid: number | null;
+  status: Exclude<CopyStatus, 'same'> | 'duplicated';
+  detail: string;
+  likely: string[];
+  /** Whether the original is still on the POP3 server (its row is not 'deleted'). */
+  originalOnSource: boolean;
+}
+
+export interface AuditReport {
+  /** Copies the journal records (done, deleting or deleted). */
+  checked: number;
+  /** Of those, stored exactly as copied. */
+  same: number;
+  findings: AuditFinding[];
+}
+
+/**
+ * The audit's verdicts and duplicates folded into what `verify` reports: every copy that is
+ * not byte for byte what was copied, and every extra copy, in folder and UIDL order.
+ */
+export function auditReport(rows: readonly CopyRecord[], verdicts: ReadonlyMap<string, Verdict>, duplicates: ReadonlyArray<{ folder: string; uid: number; uidl: string }>): AuditReport {
+  const findings: AuditFinding[] = [];
+  let same = 0;
+  const byUidl = new Map(rows.map((r) => [r.uidl, r]));
+  for (const r of rows) {
+    const v = verdicts.get(r.uidl);
+    if (v?.status === 'same') {
+      same++;
+      continue;
+    }
+    const onSource = r.state !== 'deleted';
+    const status = v?.status ?? 'unknown';
+    let detail = v?.detail ?? 'not looked at';
+    if (status === 'missing') detail += onSource ? '; the original is still on the source' : '; its original was deleted from the source, so this message is now in neither place';
+    findings.push({ uidl: r.uidl, folder: v?.folder ?? r.folder, uid: v?.uid ?? r.destUid, status: status as AuditFinding['status'], detail, likely: v?.likely ?? [], originalOnSource: onSource });
+  }
+  for (const d of duplicates) {
+    const r = byUidl.get(d.uidl);
+    findings.push({
+      uidl: d.uidl,
+      folder: d.folder,
+      uid: d.uid,
+      status: 'duplicated',
+      detail: `UID ${d.uid} in ${d.folder} is a second copy of it (the copy popsync made is UID ${verdicts.get(d.uidl)?.uid ?? r?.destUid ?? '?'})`,
+      likely: [],
+      originalOnSource: r?.state !== 'deleted',
+    });
+  }
+  findings.sort((a, b) => (a.folder ?? '').localeCompare(b.folder ?? '') || a.uidl.localeCompare(b.uidl) || (a.uid ?? 0) - (b.uid ?? 0));
+  return { checked: rows.length, same, findings };
 }

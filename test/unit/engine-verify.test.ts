@@ -5,8 +5,10 @@
  */
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { fingerprint } from '../../src/engine/fingerprint.js';
 import { headerHash } from '../../src/engine/identity.js';
 import {
+  auditReport,
   duplicateCandidates,
   judgeContent,
   judgeLook,
@@ -90,6 +92,23 @@ describe('judgeContent (sha256 of the stored bytes) and the likely server settin
     expect(likelyRewrites(bodyEdit.length, digest(bodyEdit), true)).toEqual([expect.stringMatching(/changed after the copy/)]);
   });
 
+  it('with a recorded fingerprint, a rewrite is recognised as ours; only a line-end rewrite loses nothing', () => {
+    const munged = Buffer.from(original.toString('latin1').replace('\xe9', 'X'), 'latin1');
+    const withFp = row(original, { fingerprint: fingerprint(original) });
+    expect(judgeContent(withFp, seen, digest(munged), false)).toMatchObject({ status: 'rewritten', lossless: false, likely: [expect.stringMatching(/munge8bit/)] });
+    // Without the fingerprint the same copy cannot be told from another message.
+    expect(judgeContent(row(original), seen, digest(munged), false).status).toBe('differs');
+
+    const lf = Buffer.from('Subject: a\n\nline one\nline two\n');
+    const crlf = Buffer.from(lf.toString().replace(/\n/g, '\r\n'));
+    expect(judgeContent(row(lf, { fingerprint: fingerprint(lf) }), seen, digest(crlf), headerHash(crlf) === headerHash(lf))).toMatchObject({ status: 'rewritten', lossless: true, likely: [expect.stringMatching(/bare LF/)] });
+    const nul = Buffer.from('Subject: a\r\n\r\nbody\0x\r\n', 'latin1');
+    const x80 = Buffer.from(nul.toString('latin1').replace('\0', '\x80'), 'latin1');
+    expect(judgeContent(row(nul, { fingerprint: fingerprint(nul) }), seen, digest(x80), true)).toMatchObject({ status: 'rewritten', lossless: false });
+    // Another message altogether is not rescued by a fingerprint.
+    expect(judgeContent(withFp, seen, digest(Buffer.from('Subject: other\r\n\r\nx\r\n')), false).status).toBe('differs');
+  });
+
   it('a gone UID is missing here too', () => {
     expect(judgeContent(row(original), seen, undefined).status).toBe('missing');
   });
@@ -99,7 +118,7 @@ describe('StoredDigester', () => {
   it('gives the same digest and shape however the bytes are split', () => {
     const b = Buffer.from('Subject: \xe9\r\nX: 1\n\r\nbody\r\r\nend\0\x80\r', 'latin1');
     const whole = digest(b);
-    expect(whole).toMatchObject({ size: b.length, sha256: sha(b), shape: { crlf: 3, bareLf: 1, bareCr: 2, nul: 1, x80: 1, header8bit: 1, endsWithNewline: false } });
+    expect(whole).toMatchObject({ size: b.length, sha256: sha(b), fingerprint: fingerprint(b), shape: { crlf: 3, bareLf: 1, bareCr: 2, nul: 1, x80: 1, header8bit: 1, endsWithNewline: false } });
     for (let cut = 1; cut < b.length; cut++) {
       expect(new StoredDigester().update(b.subarray(0, cut)).update(b.subarray(cut)).digest(5)).toEqual(whole);
     }
@@ -120,5 +139,28 @@ describe('copies without a UID, and duplicates', () => {
     const other = Buffer.from('Subject: other\r\n\r\nx\r\n');
     const looks = [lookOf(5, original.length, head(original)), lookOf(9, original.length, head(original)), lookOf(10, other.length, head(other))];
     expect(duplicateCandidates([row(original)], looks, new Set([5]))).toEqual(new Map([[9, 'U1']]));
+  });
+});
+
+describe('auditReport', () => {
+  it('counts what is as copied and lists the rest by UIDL, saying where the original is', () => {
+    const a = row(original, { uidl: 'a', destUid: 1 });
+    const b = row(original, { uidl: 'b', destUid: 2, state: 'deleted' });
+    const c = row(original, { uidl: 'c', destUid: 3 });
+    const verdicts = new Map([
+      ['a', judgeLook(a, seen, lookOf(1, original.length, head(original)))],
+      ['b', judgeLook(b, seen, undefined)],
+      ['c', judgeLook(c, seen, undefined)],
+    ]);
+    const r = auditReport([a, b, c], verdicts, [{ folder: 'INBOX', uid: 9, uidl: 'a' }]);
+    expect(r).toMatchObject({ checked: 3, same: 1 });
+    expect(r.findings.map((f) => [f.uidl, f.status, f.uid, f.originalOnSource])).toEqual([
+      ['a', 'duplicated', 9, true],
+      ['b', 'missing', 2, false],
+      ['c', 'missing', 3, true],
+    ]);
+    expect(r.findings[1]!.detail).toMatch(/in neither place/);
+    expect(r.findings[2]!.detail).toMatch(/still on the source/);
+    expect(r.findings[0]!.detail).toMatch(/UID 9 in INBOX is a second copy of it \(the copy popsync made is UID 1\)/);
   });
 });
