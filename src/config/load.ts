@@ -4,12 +4,25 @@
  * Throws PopsyncError('config') (exit 2) before anything connects. Reads no secret: password
  * keys are names of variables, files and commands, resolved later by cli/secrets.ts.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { isMap, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { PopsyncError } from '../errors.js';
 import { configFile, type ConfigFile } from './schema.js';
+
+/**
+ * A hand-written config is a few kilobytes; 1,900 accounts with a rule each fit in this.
+ * Parsing costs up to several hundred times the file's size in memory (a 19.5 MB file took
+ * 2.4 GB; 512 KB of nested brackets, the worst shape measured, 400 MB), so anything larger is
+ * refused before it is parsed.
+ */
+export const MAX_CONFIG_BYTES = 512 * 1024;
+/**
+ * YAML aliases expand on use: a few lines of nested `*a` references (a "billion laughs")
+ * become gigabytes. A config needs an anchor for shared settings now and then, not hundreds.
+ */
+export const MAX_CONFIG_ALIASES = 100;
 
 export interface LoadedConfig {
   /** Absolute path of the file; relative paths inside it are relative to its folder. */
@@ -110,20 +123,56 @@ export function parseConfig(textIn: string, file: string): ConfigFile {
   if (doc.errors.length > 0) {
     fail(doc.errors.map((e) => ({ line: lc.linePos(e.pos[0]).line, key: '', message: e.code === 'DUPLICATE_KEY' ? 'duplicate key' : e.message.split('\n')[0]! })));
   }
-  const data: unknown = doc.toJS();
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: MAX_CONFIG_ALIASES });
+  } catch (e) {
+    // yaml throws a plain ReferenceError for an expansion past the limit (and for an alias to
+    // no anchor, which parseDocument already reported): the user's file, not our bug.
+    if (!(e instanceof ReferenceError)) throw e;
+    fail([{ line: null, key: '', message: `too many YAML alias expansions (over ${MAX_CONFIG_ALIASES}); write the settings out, or share them with \`defaults:\`` }]);
+  }
   if (data === null || data === undefined) fail([{ line: null, key: '', message: 'the file is empty; it needs an `accounts:` list' }]);
   const parsed = configFile.safeParse(data);
   if (!parsed.success) fail(problemsOf(doc, lc, parsed.error.issues));
   return parsed.data!;
 }
 
+/**
+ * At most `limit` bytes of the file, or null when it holds more. Counted while reading, not
+ * only from fstat: a FIFO or /dev/stdin has no size until it is read.
+ */
+export function readBounded(path: string, limit: number): Buffer | null {
+  const fd = openSync(path, 'r');
+  try {
+    const st = fstatSync(fd);
+    if (st.isFile() && st.size > limit) return null;
+    const buf = Buffer.alloc(limit + 1);
+    let n = 0;
+    for (;;) {
+      const got = readSync(fd, buf, n, buf.length - n, null);
+      if (got === 0) break;
+      n += got;
+      if (n > limit) return null;
+    }
+    return buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export function loadConfigFile(path: string): LoadedConfig {
   const abs = resolve(path);
-  let textIn: string;
+  let bytes: Buffer | null;
   try {
-    textIn = readFileSync(abs, 'utf8');
+    bytes = readBounded(abs, MAX_CONFIG_BYTES);
   } catch (e) {
     throw new PopsyncError('config', `cannot read the config file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
   }
-  return { path: abs, dir: dirname(abs), config: parseConfig(textIn, path) };
+  if (bytes === null) {
+    throw new PopsyncError('config', `the config file ${path} is larger than ${MAX_CONFIG_BYTES / 1024} KB; popsync reads config files up to that size`, {
+      hint: 'is this the right file? a config with many accounts can be split and run with one --config per file',
+    });
+  }
+  return { path: abs, dir: dirname(abs), config: parseConfig(bytes.toString('utf8'), path) };
 }

@@ -1,7 +1,9 @@
 /** popsync.yml: every kind of mistake names its key path and line; a valid file resolves as documented. */
 import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfigFile, parseConfig } from '../../src/config/load.js';
+import { loadConfigFile, MAX_CONFIG_BYTES, parseConfig, readBounded } from '../../src/config/load.js';
 import { configuredAccounts } from '../../src/config/resolve.js';
 import { PopsyncError } from '../../src/errors.js';
 import { ROOT } from '../support/cli.js';
@@ -96,5 +98,52 @@ describe('a valid config', () => {
     expect(configuredAccounts(loaded, {}, 'bob').map((a) => a.name)).toEqual(['bob']);
     expect(configuredAccounts(loaded, {}, '1').map((a) => a.name)).toEqual(['alice']);
     expect(() => configuredAccounts(loaded, {}, 'carol')).toThrow(/accounts: alice, bob/);
+  });
+});
+
+describe('config files that would exhaust memory are refused with exit 2', () => {
+  /** Nine levels of nine aliases each: 9^9 strings once expanded ("billion laughs"). */
+  function aliasBomb(): string {
+    const lines = ['l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]'];
+    for (let i = 1; i < 9; i++) lines.push(`l${i}: &l${i} [${Array(9).fill(`*l${i - 1}`).join(', ')}]`);
+    return `${base}${lines.map((l) => `# ${l}`).join('\n')}\n${lines.join('\n')}\n`;
+  }
+
+  it('an alias bomb, before expanding it', () => {
+    expect(errorOf(aliasBomb()).message).toBe('popsync.yml: too many YAML alias expansions (over 100); write the settings out, or share them with `defaults:`');
+  });
+
+  it('a few aliases for shared settings are fine', () => {
+    const text = `x-pw: &pw { password_env: P }\naccounts:\n  - name: a\n    source: { url: 'pop3s://u@pop.example', password_env: P }\n    destination: { url: 'imaps://u@imap.example', password_env: I }\n`;
+    // The shape check rejects the unknown top-level key, not the alias: the alias limit is not in the way.
+    expect(errorOf(text).message).toMatch(/x-pw: unknown key/);
+  });
+
+  it('a file over the size limit, without parsing it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'popsync-config-'));
+    try {
+      const file = join(dir, 'huge.yml');
+      writeFileSync(file, base + `# ${'x'.repeat(MAX_CONFIG_BYTES)}\n`);
+      const e = (() => {
+        try {
+          loadConfigFile(file);
+        } catch (err) {
+          return err as PopsyncError;
+        }
+        throw new Error('expected a config error');
+      })();
+      expect(e.kind).toBe('config');
+      expect(e.message).toBe(`the config file ${file} is larger than 512 KB; popsync reads config files up to that size`);
+      // Just under the limit still loads.
+      writeFileSync(file, base + `# ${'x'.repeat(MAX_CONFIG_BYTES - base.length - 10)}\n`);
+      expect(loadConfigFile(file).config.accounts).toHaveLength(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('readBounded counts what it reads, for files whose size fstat does not know', () => {
+    expect(readBounded('/dev/zero', 1000)).toBeNull();
+    expect(readBounded('/dev/null', 1000)).toEqual(Buffer.alloc(0));
   });
 });
