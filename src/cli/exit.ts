@@ -14,7 +14,7 @@
 import { CommanderError } from 'commander';
 import { ExitCode, exitCodeFor, isPopsyncError, type PopsyncError } from '../errors.js';
 import type { RunResult } from '../engine/types.js';
-import { printable } from '../report/summary.js';
+import { printable, SUMMARY_JSON_VERSION } from '../report/summary.js';
 
 export interface ErrorReport {
   code: number;
@@ -36,6 +36,24 @@ export function describeError(err: unknown): ErrorReport {
     return { code, message: `popsync: ${printable(text)}\n(see popsync --help)\n` };
   }
   return { code: ExitCode.internal, message: describeBug(err) };
+}
+
+/**
+ * What `--json` prints when a run ends in an error instead of a summary, so a script reading
+ * stdout always gets exactly one object: the exit code, and the same facts the text on
+ * stderr gives (kind, message, account, message UIDL, folder, server response, hint).
+ */
+export function errorJson(err: unknown, command: string): string {
+  const { code } = describeError(err);
+  let error: Record<string, unknown>;
+  if (isPopsyncError(err)) {
+    error = { kind: err.kind, message: err.message, ...err.context };
+  } else if (err instanceof CommanderError) {
+    error = { kind: 'usage', message: err.message.replace(/^error: /, '') };
+  } else {
+    error = { kind: 'internal', message: err instanceof Error ? err.message : safeString(err) };
+  }
+  return JSON.stringify({ version: SUMMARY_JSON_VERSION, command, ok: false, exitCode: code, error });
 }
 
 /** Writes describeError's message to `stream` (stderr by default) and returns the exit code. */

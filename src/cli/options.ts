@@ -4,6 +4,8 @@
  * commander-shaped values are turned into typed input in one place.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { MAX_TIMEOUT_SECONDS } from '../config/units.js';
+import { flagProblem, folderNameProblem } from '../mapping/rules.js';
 import type { SideFlags } from './account.js';
 
 export function positiveInt(name: string) {
@@ -30,6 +32,24 @@ export function addLockOptions(cmd: Command): Command {
     return n;
   });
 }
+
+function timeoutSeconds(v: string): number {
+  const n = positiveInt('--timeout')(v);
+  if (n > MAX_TIMEOUT_SECONDS) throw new InvalidArgumentError(`--timeout must be at most ${MAX_TIMEOUT_SECONDS} seconds (24 days)`);
+  return n;
+}
+
+function folderName(v: string): string {
+  const bad = folderNameProblem(v);
+  if (bad !== null) throw new InvalidArgumentError(bad);
+  return v;
+}
+
+const collectFlag = (v: string, prev: string[]): string[] => {
+  const bad = flagProblem(v);
+  if (bad !== null) throw new InvalidArgumentError(bad);
+  return [...prev, v];
+};
 
 export const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -59,15 +79,15 @@ export function addAccountOptions(cmd: Command): Command {
   cmd.addOption(new Option('--pop-auth <method>', 'POP3 login method').choices(['auto', 'user', 'apop', 'plain', 'login']).default('auto'));
   addSide(cmd, 'imap', 'IMAP destination', 'imaps');
   cmd.option('--journal <path>', 'state journal (SQLite); default ~/.local/state/popsync/<user@host>.sqlite');
-  cmd.option('--timeout <seconds>', 'network inactivity timeout', positiveInt('--timeout'), 60);
+  cmd.option('--timeout <seconds>', `network inactivity timeout (at most ${MAX_TIMEOUT_SECONDS})`, timeoutSeconds, 60);
   return cmd;
 }
 
 /** How copies look: folder, flags, arrival date. */
 export function addRoutingOptions(cmd: Command): Command {
   return cmd
-    .option('--folder <name>', "destination folder, UTF-8, '/' between levels; created when missing", 'INBOX')
-    .option('--flag <flag>', 'add this flag or keyword to every copy (repeatable), e.g. \\Seen or $Migrated', collect, [])
+    .option('--folder <name>', "destination folder, UTF-8, '/' between levels; created when missing", folderName, 'INBOX')
+    .option('--flag <flag>', 'add this flag or keyword to every copy (repeatable), e.g. \\Seen or $Migrated; \\Deleted and \\Recent are refused', collectFlag, [])
     .option('--no-arrival-date', 'give copies the copy time as arrival date instead of the date from their Received:/Date: headers');
 }
 

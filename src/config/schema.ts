@@ -8,9 +8,9 @@
  * "Configuration file" for the reference.
  */
 import { z } from 'zod';
-import { SPECIAL_USE_ROLES, specialUseRole } from '../mapping/rules.js';
+import { flagProblem, folderNameProblem, SPECIAL_USE_ROLES, specialUseRole } from '../mapping/rules.js';
 import { parseTemplate } from '../mapping/template.js';
-import { parseDay, parseDuration, parseSize } from './units.js';
+import { MAX_TIMEOUT_SECONDS, parseDay, parseDuration, parseSize } from './units.js';
 
 const text = z.string().min(1, 'must not be empty');
 
@@ -18,12 +18,19 @@ const duration = z.string().refine((s) => parseDuration(s) !== null, { message: 
 const size = z.union([z.number(), z.string()]).refine((s) => parseSize(s) !== null, { message: 'invalid size; write e.g. 10MB, 512KB, 2048' });
 const day = z.string().refine((s) => parseDay(s) !== null, { message: 'invalid date; write YYYY-MM-DD or an ISO 8601 time with a zone' });
 
-/** IMAP system flags a client may set, or a keyword atom (RFC 3501 flag-keyword). */
-const FLAG_RE = /^(\\(Seen|Answered|Flagged|Deleted|Draft)|[^\s(){%*"\\\]\x00-\x1f\x7f]+)$/i;
-export const flag = z.string().regex(FLAG_RE, 'invalid flag: use \\Seen, \\Answered, \\Flagged, \\Deleted, \\Draft or a keyword like $Migrated');
+/** A system flag a client may set, or a keyword atom; rules.ts flagProblem says why not. */
+export const flag = z.string().superRefine((s, ctx) => {
+  const bad = flagProblem(s);
+  if (bad !== null) ctx.addIssue({ code: 'custom', message: bad });
+});
 
 /** A folder template or a SPECIAL-USE role. */
 export const folder = text.superRefine((s, ctx) => {
+  const bad = folderNameProblem(s);
+  if (bad !== null) {
+    ctx.addIssue({ code: 'custom', message: bad });
+    return;
+  }
   if (s.startsWith('\\')) {
     if (!specialUseRole(s)) ctx.addIssue({ code: 'custom', message: `unknown SPECIAL-USE role "${s}"; known: ${SPECIAL_USE_ROLES.join(', ')}` });
     return;
@@ -81,7 +88,11 @@ const seenStep = z.string().superRefine((s, ctx) => {
   else if (m[2] !== undefined && parseDuration(m[2]) === null) ctx.addIssue({ code: 'custom', message: `invalid duration "${m[2]}" in seen step; write e.g. 30d` });
 });
 
-const seconds = z.union([z.number().int().positive(), duration]);
+const seconds = z
+  .union([z.number().int().positive(), duration])
+  .refine((v) => (typeof v === 'number' ? v : Math.round(parseDuration(v)! / 1000)) <= MAX_TIMEOUT_SECONDS, {
+    message: `at most ${MAX_TIMEOUT_SECONDS} seconds (24 days)`,
+  });
 
 /** What an account and `defaults` share: how copies look and how they travel. */
 const routingKeys = {

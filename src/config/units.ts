@@ -4,6 +4,13 @@
  * and line. Sizes are binary (1 KB = 1024 bytes), as mail servers and quota tools count them.
  */
 
+/**
+ * The longest --timeout / `timeout:` in seconds. Node's timers hold at most 2^31-1 ms
+ * (24.8 days); a longer delay fires after 1 ms instead, which turned `--timeout 2147484`
+ * into a timeout on every command.
+ */
+export const MAX_TIMEOUT_SECONDS = Math.floor(0x7fffffff / 1000);
+
 const DURATION_UNITS: Record<string, number> = {
   s: 1000,
   m: 60_000,

@@ -89,6 +89,33 @@ export function normaliseFolder(name: string): string {
   return /^inbox$/i.test(trimmed) ? 'INBOX' : trimmed;
 }
 
+const CONTROL_NAMES: Record<string, string> = { '\r': 'CR', '\n': 'a line break (LF)', '\0': 'NUL', '\t': 'a tab' };
+
+/**
+ * Why `name` cannot be a folder name, or null. A name travels inside IMAP commands: CR or LF
+ * would end the command line early (a newline was retried five times as a lost connection),
+ * NUL is refused by every server, and no server takes other control characters.
+ */
+export function folderNameProblem(name: string): string | null {
+  const m = /[\x00-\x1f\x7f]/.exec(name);
+  if (!m) return null;
+  const c = m[0];
+  return `the folder name contains ${CONTROL_NAMES[c] ?? `the control character U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`}; folder names cannot hold line breaks, NUL or other control characters`;
+}
+
+/**
+ * Why `flag` cannot be added to copies, or null. Checked where the user writes flags (config
+ * and --flag), so nothing the user asked for is dropped later: imapflow silently leaves out a
+ * keyword that is not an IMAP atom (RFC 3501 atom: printable ASCII without `(){%*"\]`).
+ */
+export function flagProblem(flag: string): string | null {
+  if (/^\\deleted$/i.test(flag)) return 'the flag \\Deleted is refused: copies would arrive marked for deletion, and the next EXPUNGE would remove them';
+  if (/^\\recent$/i.test(flag)) return 'the flag \\Recent is refused: only the server sets it (RFC 3501 2.3.2)';
+  if (/^\\(seen|answered|flagged|draft)$/i.test(flag)) return null;
+  if (/^[\x21-\x7e]+$/.test(flag) && !/[(){%*"\\\]]/.test(flag)) return null;
+  return `invalid flag "${flag}": use \\Seen, \\Answered, \\Flagged, \\Draft or a keyword of printable ASCII without spaces or ( ) { % * " \\ ] (e.g. $Migrated)`;
+}
+
 export function globToRegExp(glob: string, caseSensitive: boolean): RegExp {
   let re = '';
   for (const ch of glob) {
@@ -114,6 +141,8 @@ interface CompiledRule {
 }
 
 function compileTarget(folder: string, where: string): Target {
+  const bad = folderNameProblem(folder);
+  if (bad !== null) throw new PopsyncError('config', `${where}: ${bad}`);
   const role = specialUseRole(folder);
   if (role) return { role };
   if (folder.startsWith('\\')) throw new PopsyncError('config', `${where}: unknown SPECIAL-USE role "${folder}"; known: ${SPECIAL_USE_ROLES.join(', ')}`);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { routingSpecOf } from '../../src/config/resolve.js';
 import { parseHeaders } from '../../src/mapping/headers.js';
-import { compileRouting, globToRegExp, type RoutingSpec } from '../../src/mapping/rules.js';
+import { compileRouting, flagProblem, folderNameProblem, globToRegExp, type RoutingSpec } from '../../src/mapping/rules.js';
 import { decideSeen } from '../../src/mapping/seen.js';
 import { parseTemplate, renderTemplate } from '../../src/mapping/template.js';
 import { resolveRoles } from '../../src/engine/roles.js';
@@ -135,5 +135,24 @@ describe('SPECIAL-USE resolution', () => {
     await expect(resolveRoles(sink(new Map()), ['\\Archive'])).rejects.toThrow(/no folder marked \\Archive/);
     await expect(resolveRoles(sink(null), ['\\Archive'])).rejects.toThrow(/cannot list SPECIAL-USE/);
     await expect(resolveRoles(sink(null), [])).resolves.toEqual(new Map());
+  });
+});
+
+describe('what a user may name as a folder or a flag', () => {
+  it('folder names: no line break, CR, NUL or other control character', () => {
+    expect(folderNameProblem('Archive/2019')).toBeNull();
+    expect(folderNameProblem('Entwürfe')).toBeNull();
+    expect(folderNameProblem('a\nb')).toMatch(/a line break \(LF\)/);
+    expect(folderNameProblem('a\rb')).toMatch(/contains CR/);
+    expect(folderNameProblem('a\0b')).toMatch(/contains NUL/);
+    expect(folderNameProblem('a\u007fb')).toMatch(/U\+007F/);
+    expect(() => compileRouting({ rules: [], defaultFolder: 'x\ny', flags: [], seen: [], arrivalDate: true })).toThrow(/default folder: the folder name contains a line break/);
+  });
+  it('flags: \\Deleted and \\Recent refused; keywords must be IMAP atoms', () => {
+    for (const ok of ['\\Seen', '\\answered', '\\Flagged', '\\Draft', '$Migrated', 'Junk', 'a.b-c_d']) expect(flagProblem(ok), ok).toBeNull();
+    expect(flagProblem('\\Deleted')).toMatch(/\\Deleted is refused/);
+    expect(flagProblem('\\DELETED')).toMatch(/\\Deleted is refused/);
+    expect(flagProblem('\\Recent')).toMatch(/\\Recent is refused/);
+    for (const bad of ['\\Important', 'two words', 'Müll', 'a]b', 'a(b', '%x', '', 'a\r\nb']) expect(flagProblem(bad), bad).toMatch(/invalid flag/);
   });
 });

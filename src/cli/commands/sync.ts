@@ -17,6 +17,7 @@ import { SUMMARY_JSON_VERSION, formatBytes, formatFailure, printable } from '../
 import { accountJobs, type AccountJob } from '../account.js';
 import { runAccountJob, runJobs } from '../jobs.js';
 import { addReportOptions, reportTarget, type ReportTarget } from '../report-file.js';
+import { errorJson } from '../exit.js';
 import type { CommandContext } from '../context.js';
 import {
   addAccountOptions,
@@ -130,16 +131,31 @@ async function syncOne(
     });
     out.stop();
     const happened = somethingHappened(result);
-    if (o.json) process.stdout.write(JSON.stringify({ version: SUMMARY_JSON_VERSION, ...result }) + '\n');
+    const code = result.failed.length > 0 || result.deletionRefused || needsAHuman(result) ? ExitCode.partial : ExitCode.ok;
+    if (o.json) process.stdout.write(JSON.stringify({ version: SUMMARY_JSON_VERSION, ...result, ok: code === ExitCode.ok, exitCode: code }) + '\n');
     else if (happened ? !o.quiet || result.failed.length > 0 || !!result.deletionRefused || needsAHuman(result) : o.verbose) {
       process.stdout.write(
         happened ? formatSyncReport(result) + '\n' : `popsync: nothing new on ${result.source} (${result.listed} listed, ${result.alreadyCopied} already copied)\n`,
       );
     }
-    return result.failed.length > 0 || result.deletionRefused || needsAHuman(result) ? ExitCode.partial : ExitCode.ok;
+    return code;
+  } catch (e) {
+    if (o.json) printJsonFailure(e);
+    throw e;
   } finally {
     out.stop();
   }
+}
+
+/** Errors whose JSON object is already on stdout: one object per account, never two. */
+const printedAsJson = new WeakSet<object>();
+
+function printJsonFailure(e: unknown): void {
+  if (typeof e === 'object' && e !== null) {
+    if (printedAsJson.has(e)) return;
+    printedAsJson.add(e);
+  }
+  process.stdout.write(errorJson(e, 'sync') + '\n');
 }
 
 export function registerSync(program: Command, ctx: CommandContext): void {
@@ -160,11 +176,17 @@ export function registerSync(program: Command, ctx: CommandContext): void {
   );
   cmd.action(async (opts: Record<string, unknown>, command: Command) => {
     const o = outputOptions(opts);
-    const deletion = deletionPolicy(opts);
-    const wait = typeof opts.wait === 'number' ? opts.wait : undefined;
-    const jobs = await accountJobs(opts, command);
-    process.exitCode = await runJobs(jobs, (job) =>
-      syncOne(job, o, deletion, wait, ctx, reportTarget(opts, { name: job.input.name, index: jobs.indexOf(job), count: jobs.length })),
-    );
+    try {
+      const deletion = deletionPolicy(opts);
+      const wait = typeof opts.wait === 'number' ? opts.wait : undefined;
+      const jobs = await accountJobs(opts, command);
+      process.exitCode = await runJobs(jobs, (job) =>
+        syncOne(job, o, deletion, wait, ctx, reportTarget(opts, { name: job.input.name, index: jobs.indexOf(job), count: jobs.length })),
+      );
+    } catch (e) {
+      // Before any account ran (a bad config, a bad option combination), or the one account's error.
+      if (o.json) printJsonFailure(e);
+      throw e;
+    }
   });
 }

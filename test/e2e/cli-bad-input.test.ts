@@ -1,0 +1,124 @@
+/**
+ * Bad input through the real binary, as a user or cron meets it: every case ends with the
+ * documented exit code, a message that says what is wrong, no stack trace and no secret.
+ * Nothing here needs a server: each case must be refused before popsync connects anywhere
+ * (the addresses given are closed ports, so a case that did connect would show as exit 4/75).
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCli, type CliResult } from '../support/cli.js';
+
+const SECRET = 'hunter2-bad-input-secret';
+const dir = mkdtempSync(join(tmpdir(), 'popsync-bad-input-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Exit code, and the user-facing promises that hold on every failure. */
+function expectCleanFailure(r: CliResult, code: number): void {
+  expect(r.signal, r.stderr).toBeNull();
+  expect(r.code, r.stderr).toBe(code);
+  expect(r.stderr).not.toMatch(/^\s+at /m);
+  expect(r.stderr + r.stdout).not.toContain(SECRET);
+  expect(r.stderr).not.toMatch(/internal error/);
+}
+
+const env = { PW: SECRET };
+const account = (extra: string[] = []) => [
+  '--pop', 'pop3://alice@127.0.0.1:9', '--pop-tls', 'none', '--pop-password-env', 'PW',
+  '--imap', 'imap://alice@127.0.0.1:9', '--imap-tls', 'none', '--imap-password-env', 'PW',
+  '--journal', join(dir, 'j.sqlite'), '--no-progress',
+  ...extra,
+];
+
+function configFile(name: string, text: string): string {
+  const file = join(dir, name);
+  writeFileSync(file, text);
+  return file;
+}
+
+const ACCOUNT_YAML = `accounts:
+  - name: a
+    source: { url: 'pop3://alice@127.0.0.1:9', tls: none, password_env: PW }
+    destination: { url: 'imap://alice@127.0.0.1:9', tls: none, password_env: PW }
+`;
+
+describe('config files', () => {
+  it('a 19.5 MB config is refused before it is parsed (exit 2)', async () => {
+    const file = configFile('huge.yml', ACCOUNT_YAML + `    rules:\n${'      - { match: { subject: spam }, folder: Junk }\n'.repeat(400_000)}`.slice(0, 19.5 * 1024 * 1024));
+    const r = await runCli(['migrate', '--config', file, '--no-progress'], { env });
+    expectCleanFailure(r, 2);
+    expect(r.stderr).toMatch(/the config file .*huge\.yml is larger than 512 KB/);
+  });
+
+  it('a YAML alias bomb is exit 2, not an out-of-memory crash or exit 70', async () => {
+    const lines = ['l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]'];
+    for (let i = 1; i < 9; i++) lines.push(`l${i}: &l${i} [${Array(9).fill(`*l${i - 1}`).join(', ')}]`);
+    const file = configFile('bomb.yml', `${lines.join('\n')}\n${ACCOUNT_YAML}`);
+    for (const args of [['config', 'check', file], ['sync', '--config', file, '--no-progress']]) {
+      const r = await runCli(args, { env });
+      expectCleanFailure(r, 2);
+      expect(r.stderr).toContain('too many YAML alias expansions');
+    }
+  });
+});
+
+
+describe('option values that cannot work are usage errors before connecting', () => {
+  it('--timeout of 2,147,484 s or more (Node would fire it after 1 ms): exit 2', async () => {
+    const r = await runCli(['migrate', ...account(['--timeout', '2147484'])], { env });
+    expectCleanFailure(r, 2);
+    expect(r.stderr).toMatch(/--timeout must be at most 2147483 seconds/);
+    const file = configFile('timeout.yml', `${ACCOUNT_YAML}    timeout: 30d\n`);
+    const c = await runCli(['config', 'check', file], { env });
+    expectCleanFailure(c, 2);
+    expect(c.stderr).toMatch(/timeout\.yml:5: accounts\[0\]\.timeout: at most 2147483 seconds/);
+  });
+
+  it('a folder name with a newline, CR or NUL: exit 2, on the command line and in a config', async () => {
+    for (const name of ['Archive\nINBOX', 'Archive\r', 'Arch\u0001ive']) {
+      const r = await runCli(['migrate', ...account(['--folder', name])], { env });
+      expectCleanFailure(r, 2);
+      expect(r.stderr).toMatch(/--folder[\s\S]*the folder name contains (a line break \(LF\)|CR|the control character U\+0001)/);
+    }
+    const file = configFile('folder.yml', `${ACCOUNT_YAML}    rules:\n      - match: { subject: x }\n        folder: "Lists\\0/x"\n`);
+    const c = await runCli(['migrate', '--config', file], { env });
+    expectCleanFailure(c, 2);
+    expect(c.stderr).toMatch(/folder\.yml:7: accounts\[0\]\.rules\[0\]\.folder: the folder name contains NUL/);
+  });
+
+  it('--flag \\Deleted and \\Recent are refused (copies would arrive marked for deletion): exit 2', async () => {
+    for (const flag of ['\\Deleted', '\\deleted', '\\Recent']) {
+      const r = await runCli(['sync', ...account(['--flag', '$Migrated', '--flag', flag])], { env });
+      expectCleanFailure(r, 2);
+      expect(r.stderr).toMatch(/the flag \\(Deleted|Recent) is refused/);
+    }
+    // A keyword IMAP cannot carry used to be dropped without a word.
+    const r = await runCli(['sync', ...account(['--flag', 'Müll'])], { env });
+    expectCleanFailure(r, 2);
+    expect(r.stderr).toMatch(/invalid flag "Müll"/);
+    const file = configFile('flags.yml', `${ACCOUNT_YAML}    flags: ['$Migrated', '\\Deleted']\n`);
+    const c = await runCli(['sync', '--config', file], { env });
+    expectCleanFailure(c, 2);
+    expect(c.stderr).toMatch(/flags\.yml:5: accounts\[0\]\.flags\[1\]: the flag \\Deleted is refused/);
+  });
+});
+
+describe('sync --json prints exactly one JSON object, also when the run fails', () => {
+  it('a config error (exit 2)', async () => {
+    const file = configFile('bad.yml', `${ACCOUNT_YAML}    batch_mb: lots\n`);
+    const r = await runCli(['sync', '--config', file, '--json'], { env });
+    expectCleanFailure(r, 2);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ version: 1, command: 'sync', ok: false, exitCode: 2, error: { kind: 'config', message: expect.stringMatching(/batch_mb/) } });
+  });
+
+  it('a server that cannot be reached (exit 75, "try later")', async () => {
+    const r = await runCli(['sync', ...account(['--json'])], { env });
+    expectCleanFailure(r, 75);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ ok: false, exitCode: 75, error: { kind: 'temporary', account: 'alice@127.0.0.1:9' } });
+  });
+});
