@@ -17,6 +17,7 @@ import { resolvingRoles } from '../engine/roles.js';
 import { compileRouting, engineRouter } from '../mapping/rules.js';
 import { resolveAccount, type AccountJob } from './account.js';
 import { describeError } from './exit.js';
+import { abortableSleep, asInterrupted, interruptible } from './interrupt.js';
 import { writeRunReport, type ReportTarget } from './report-file.js';
 
 /** What a command adds to the engine run beyond the account job itself. */
@@ -36,6 +37,8 @@ export async function runAccountJob(job: AccountJob, extras: RunExtras): Promise
   const account = await resolveAccount(job.input, { logger: extras.logger });
   const routing = compileRouting(job.routing);
   const sink = resolvingRoles(routing.roles, account.openSink);
+  // An interrupt ends a wait for a server at once instead of at --timeout (interrupt.ts).
+  const cuts = interruptible({ openSource: account.openSource, openSink: sink.openSink }, extras.signal);
   extras.logger.debug({ journal: account.journalPath }, 'journal');
   // The account lock: two overlapping runs on one account must never both copy.
   const result = await withLockedJournal(
@@ -55,8 +58,9 @@ export async function runAccountJob(job: AccountJob, extras: RunExtras): Promise
         sourceDisplay: account.pop.display,
         destination: account.imap.display,
         journal,
-        openSource: account.openSource,
-        openSink: sink.openSink,
+        openSource: () => cuts.openSource(),
+        openSink: () => cuts.openSink(),
+        sleep: engine.sleep ?? abortableSleep(extras.signal),
         route: engineRouter(routing, { roles: sink.roles }),
         batchMessages: job.batchMessages,
         batchBytes: job.batchBytes,
@@ -64,7 +68,11 @@ export async function runAccountJob(job: AccountJob, extras: RunExtras): Promise
         skipLargerThan: job.routing.skipLargerThan ?? null,
         detail: report !== undefined,
       }),
-  );
+  )
+    .catch((e: unknown) => {
+      throw asInterrupted(e, extras.signal);
+    })
+    .finally(() => cuts.dispose());
   if (report) {
     try {
       await writeRunReport(result, report);

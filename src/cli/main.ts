@@ -68,8 +68,12 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     const { code, message } = describeError(err);
-    process.stderr.write(message.endsWith('\n') || message === '' ? message : message + '\n');
     process.exitCode = code;
+    const text = message.endsWith('\n') || message === '' ? message : message + '\n';
+    // Interrupted: a connect the interrupt abandoned (interrupt.ts) may hold its socket until
+    // --timeout. Everything of ours is closed by now (journal, lock), so nothing is lost by not waiting.
+    if (code === ExitCode.interrupted) process.stderr.write(text, () => process.exit(code));
+    else process.stderr.write(text);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -148,8 +148,14 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     throw mapped;
   }
   client.off('error', ignore);
-  return new ImapWriter(client, log, opts.password, socketTimeout, pipeline, () =>
-    PipelinedAppender.open(opts, opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, log, ca),
+  return new ImapWriter(
+    client,
+    log,
+    opts.password,
+    socketTimeout,
+    pipeline,
+    () => PipelinedAppender.open(opts, opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, log, ca),
+    `IMAP server ${opts.host}:${opts.port}`,
   );
 }
 
@@ -167,6 +173,8 @@ class ImapWriter implements ImapSink {
   private lastUseOverride: number | null = null;
   private keepalive: NodeJS.Timeout | null = null;
   private readonly counts = { pipelined: 0, imapflow: 0 };
+  /** Per folder and UIDVALIDITY, the highest UID an APPENDUID of this session has named. */
+  private readonly lastAppendUid = new Map<string, number>();
 
   constructor(
     private readonly client: ImapFlow,
@@ -175,6 +183,7 @@ class ImapWriter implements ImapSink {
     socketTimeout: number,
     private pipeline: PipelinedAppender | null = null,
     private readonly reopenPipeline: () => Promise<PipelinedAppender> = () => Promise.reject(new Error('no pipeline')),
+    private readonly server = 'the IMAP server',
   ) {
     this.capabilities = new Set(client.capabilities.keys());
     // imapflow keeps APPENDLIMIT's value apart from its name; plans need the number.
@@ -236,7 +245,31 @@ class ImapWriter implements ImapSink {
     return { ...this.counts };
   }
 
-  appendBatch(path: string, items: AppendRequest[], onOutcome?: (index: number, outcome: AppendOutcome) => void): Promise<AppendOutcome[]> {
+  /**
+   * A server assigns UIDs in strictly ascending order (RFC 3501 2.3.1.1), so an APPENDUID that
+   * is not above every earlier one of this session names a message that already has that UID:
+   * one of the two copies could never be found again. Seen: a server answering UID 7 to every
+   * APPEND. It is the server's fault, and nothing of it may reach the journal.
+   */
+  private ascending(path: string, onOutcome?: (index: number, outcome: AppendOutcome) => void): (index: number, outcome: AppendOutcome) => void {
+    return (index, outcome) => {
+      if (outcome.ok && outcome.uid !== null && outcome.uidValidity !== null) {
+        const key = `${outcome.uidValidity}/${path}`;
+        const last = this.lastAppendUid.get(key);
+        if (last !== undefined && outcome.uid <= last) {
+          throw new PopsyncError('protocol', `${this.server} gave UID ${outcome.uid} in "${path}" to a new message after it had already given UID ${last}; UIDs of new messages must ascend`, {
+            folder: path,
+            hint: 'the server is at fault: two messages cannot share a UID. That message is not recorded as copied; the next run looks for it in the destination',
+          });
+        }
+        this.lastAppendUid.set(key, outcome.uid);
+      }
+      onOutcome?.(index, outcome);
+    };
+  }
+
+  appendBatch(path: string, items: AppendRequest[], given?: (index: number, outcome: AppendOutcome) => void): Promise<AppendOutcome[]> {
+    const onOutcome = this.ascending(path, given);
     return this.serial(`APPEND to "${path}"`, async () => {
       const levels = this.levelsOf(path);
       // Appending to the open mailbox makes imapflow chase the new message's sequence number
@@ -267,7 +300,7 @@ class ImapWriter implements ImapSink {
           this.log.debug({ folder: path, index, serverResponse: failure.error.context.serverResponse }, 'APPEND refused');
         }
         outcomes.push(outcome);
-        onOutcome?.(index, outcome);
+        onOutcome(index, outcome);
       }
       return outcomes;
     });
@@ -277,7 +310,7 @@ class ImapWriter implements ImapSink {
    * The batch down the APPEND connection, with imapflow's own encoding of the name, flags and
    * date (so both paths store the same thing) and its APPENDLIMIT pre-check.
    */
-  private async appendPipelined(path: string, levels: string[], items: AppendRequest[], onOutcome?: (index: number, outcome: AppendOutcome) => void): Promise<AppendOutcome[]> {
+  private async appendPipelined(path: string, levels: string[], items: AppendRequest[], onOutcome: (index: number, outcome: AppendOutcome) => void): Promise<AppendOutcome[]> {
     // Closed while idle (the server's autologout): nothing of this batch was sent yet, so a
     // fresh connection is safe. A drop once writing has begun is the caller's to handle.
     if (!this.pipeline!.usable) {
@@ -304,7 +337,7 @@ class ImapWriter implements ImapSink {
     const imapflowUsedAt = this.lastUse;
     this.pipelining = true;
     try {
-      return await pipeline.append(mailbox, path, prepared, (i, o) => onOutcome?.(i, o));
+      return await pipeline.append(mailbox, path, prepared, onOutcome);
     } finally {
       this.pipelining = false;
       this.counts.pipelined += pipeline.appended - before;

@@ -58,7 +58,8 @@ export type FakeReply =
   | { kind: 'hang' }; // never answer
 
 export type FakeAppendReply =
-  | { kind: 'ok'; appendUid?: boolean; store?: boolean; after?: Promise<unknown> }
+  /** appendUid: false omits APPENDUID; a number is announced instead of the UID really given (a lying server). */
+  | { kind: 'ok'; appendUid?: boolean | number; store?: boolean; after?: Promise<unknown> }
   | { kind: 'no' | 'bad'; text: string }
   | { kind: 'drop'; store?: boolean }
   | { kind: 'hang' };
@@ -395,7 +396,8 @@ class Session {
     if (!(reply.kind === 'ok' && reply.store === false)) mb.messages.push({ uid, flags, internalDate: append.date ?? '01-Jan-2020 00:00:00 +0000', body: append.body });
     if (reply.kind === 'drop') return this.drop();
     const withUid = !(reply.kind === 'ok' && reply.appendUid === false) && this.cfg.caps.includes('UIDPLUS');
-    const line = `${tag} OK ${withUid ? `[APPENDUID ${mb.uidValidity} ${uid}] ` : ''}Append completed`;
+    const announced = reply.kind === 'ok' && typeof reply.appendUid === 'number' ? reply.appendUid : uid;
+    const line = `${tag} OK ${withUid ? `[APPENDUID ${mb.uidValidity} ${announced}] ` : ''}Append completed`;
     if (reply.kind === 'ok' && reply.after) {
       void reply.after.finally(() => this.appendReply(line));
       return;

@@ -1,0 +1,143 @@
+/**
+ * How a run ends when it is stopped or a server lies, through the real binary against the
+ * scripted servers: the documented exit code, one clear message, no stack trace, no secret,
+ * and with `--json` exactly one JSON object on stdout whatever happened.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { BIN, ROOT, type CliResult } from '../support/cli.js';
+import { startFakeImap, FAKE_PASSWORD, FAKE_USER, type FakeImap, type FakeImapOptions } from '../support/fake-imap.js';
+import { startFakePop3, type FakePop3, type FakePop3Options } from '../support/fake-pop3.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'popsync-endings-'));
+let servers: Array<FakePop3 | FakeImap> = [];
+afterEach(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+  servers = [];
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const POP_PASSWORD = 'pop-secret-in-endings';
+let journals = 0;
+
+function message(i: number): string {
+  return `From: a${i}@example.org\r\nTo: b@example.org\r\nSubject: message ${i}\r\nMessage-ID: <m${i}@example.org>\r\n\r\nbody ${i}\r\n`;
+}
+
+async function servePair(pop: FakePop3Options, imap: FakeImapOptions = {}, timeoutSeconds = 30): Promise<{ pop: FakePop3; imap: FakeImap; args: (cmd: string, extra?: string[]) => string[] }> {
+  const p = await startFakePop3({ user: 'src', password: POP_PASSWORD, ...pop });
+  const i = await startFakeImap(imap);
+  servers.push(p, i);
+  const journal = join(dir, `j${journals++}.sqlite`);
+  return {
+    pop: p,
+    imap: i,
+    args: (cmd, extra = []) => [
+      cmd,
+      '--pop', `pop3://src@127.0.0.1:${p.port}`, '--pop-tls', 'none', '--pop-password-env', 'POP_PW',
+      '--imap', `imap://${FAKE_USER}@127.0.0.1:${i.port}`, '--imap-tls', 'none', '--imap-password-env', 'IMAP_PW',
+      '--journal', journal, '--no-progress', '--timeout', String(timeoutSeconds),
+      ...extra,
+    ],
+  };
+}
+
+interface Spawned {
+  child: ReturnType<typeof spawn>;
+  done: Promise<CliResult>;
+  /** What it has written to stderr so far. */
+  stderr(): string;
+}
+
+function spawnCli(args: string[]): Spawned {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, NO_COLOR: '1', POP_PW: POP_PASSWORD, IMAP_PW: FAKE_PASSWORD },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  // A generous bound on the whole child, not a timing assertion: a hang fails the test, not the suite.
+  const guard = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const done = new Promise<CliResult>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(guard);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+  return { child, done, stderr: () => stderr };
+}
+
+function expectClean(r: CliResult, code: number): void {
+  expect(r.signal, r.stderr).toBeNull();
+  expect(r.code, r.stderr).toBe(code);
+  expect(r.stderr).not.toMatch(/^\s+at /m);
+  expect(r.stderr).not.toMatch(/internal error/);
+  expect(r.stderr + r.stdout).not.toContain(POP_PASSWORD);
+  expect(r.stderr + r.stdout).not.toContain(FAKE_PASSWORD);
+}
+
+/** Resolves once `cond` holds, checking whenever the servers saw something. */
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setTimeout(r, 20));
+}
+
+/** Written when the signal arrives; then one closing line. */
+const NOTICE = '\npopsync: SIGTERM: finishing the batch in flight (press Ctrl-C again to stop at once)\n';
+
+describe('interrupted before anything was stored', () => {
+  it('SIGTERM while the first batch is being fetched: exit 130, the notice and one closing line, no stack trace', async () => {
+    const { pop, args } = await servePair({
+      messages: [message(1), message(2)],
+      // The first RETR never answers: the run is stopped while it waits for it.
+      handlers: { RETR: () => undefined },
+    });
+    const run = spawnCli(args('migrate'));
+    await until(() => pop.commands('RETR').length > 0);
+    run.child.kill('SIGTERM');
+    const r = await run.done;
+    expectClean(r, 130);
+    expect(r.stderr).toBe(`${NOTICE}popsync: interrupted; the journal is consistent, run again to resume\n`);
+    expect(r.stdout).toBe('');
+  });
+
+  it('SIGTERM while the POP3 server has not even greeted: exit 130 at once, not at --timeout', async () => {
+    // A timeout longer than the child's guard: only the interrupt can end this run in time.
+    const { pop, args } = await servePair({ messages: [message(1)], handlers: { GREETING: () => undefined } }, {}, 600);
+    const run = spawnCli(args('sync'));
+    await until(() => pop.connections > 0);
+    run.child.kill('SIGTERM');
+    const r = await run.done;
+    expectClean(r, 130);
+    expect(r.stderr).toBe(`${NOTICE}popsync: interrupted; the journal is consistent, run again to resume\n`);
+  });
+
+  it('SIGTERM during the reconnect backoff ends the wait: no further connection is made', async () => {
+    const { pop, args } = await servePair({ messages: [message(1), message(2)], handlers: { RETR: (ctx) => ctx.drop() } });
+    const run = spawnCli(args('migrate', ['--reconnect-attempts', '10']));
+    // The second backoff is 2 s; the signal arrives while the run sleeps through it.
+    await until(() => run.stderr().split('reconnecting').length - 1 >= 2);
+    const connections = pop.connections;
+    run.child.kill('SIGTERM');
+    const r = await run.done;
+    expectClean(r, 130);
+    expect(r.stderr).toMatch(/popsync: interrupted; the journal is consistent, run again to resume\n$/);
+    expect(pop.connections).toBe(connections);
+  });
+});
+
+describe('an IMAP server that lies about the UIDs it gave', () => {
+  it('the same APPENDUID for every APPEND is a server fault: exit 4, naming the server', async () => {
+    const { imap, args } = await servePair({ messages: [message(1), message(2), message(3)] }, { onAppend: () => ({ kind: 'ok', appendUid: 7 }) });
+    const r = await (spawnCli(args('migrate')).done);
+    expectClean(r, 4);
+    expect(r.stderr).toContain(`127.0.0.1:${imap.port}`);
+    expect(r.stderr).toMatch(/UID 7/);
+  });
+});
