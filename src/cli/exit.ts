@@ -85,7 +85,7 @@ export function exitCodeForResult(result: RunResult): number {
 
 const MEANING: Record<keyof typeof ExitCode, string> = {
   ok: 'done, including "nothing new to copy"',
-  partial: 'the run finished, but some messages were not copied (see the report)',
+  partial: 'the run finished, but some messages were not copied, or a copy is missing or changed (see the report)',
   usage: 'bad command line, option value or configuration',
   auth: 'a server rejected the credentials',
   connection: 'connection, TLS or protocol failure',
