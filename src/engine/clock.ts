@@ -1,23 +1,18 @@
 /**
- * The one clock of a run (journal times, deletion ages, lock heartbeats). TEST-ONLY:
- * POPSYNC_TEST_NOW=<ISO time> starts the clock at that instant instead of the real time, so
- * end-to-end tests can make "3 days passed" between two runs, as the crash hook lets them kill
- * at a journal step. Production never sets it. Read here and nowhere else.
+ * The one clock of a run (journal times, deletion ages). Real time unless a test entry point
+ * (test/support/popsync-with-hooks.mjs) moved it with setClockStart before the program ran,
+ * so end-to-end tests can make "3 days passed" between two runs. Nothing here reads the
+ * environment: a stray variable in a user's shell must never shift `--delete-after-days`.
  */
-import { PopsyncError } from '../errors.js';
+let offsetMs = 0;
 
-let offsetMs: number | undefined;
-
-function load(): number {
-  const raw = process.env['POPSYNC_TEST_NOW'];
-  if (raw === undefined || raw === '') return 0;
-  const t = Date.parse(raw);
-  if (!Number.isFinite(t)) throw new PopsyncError('internal', `POPSYNC_TEST_NOW must be an ISO time, not ${JSON.stringify(raw)}`);
-  return t - Date.now();
+/** Real time, or test time that starts at the injected instant and runs at the real pace. */
+export function now(): Date {
+  return new Date(Date.now() + offsetMs);
 }
 
-/** Real time, or test time that starts at POPSYNC_TEST_NOW and runs at the real pace. */
-export function now(): Date {
-  offsetMs ??= load();
-  return new Date(Date.now() + offsetMs);
+/** TEST ENTRY POINT ONLY: the clock reads `start` now and runs on from there. */
+export function setClockStart(start: Date): void {
+  if (!Number.isFinite(start.getTime())) throw new TypeError('setClockStart needs a valid Date');
+  offsetMs = start.getTime() - Date.now();
 }

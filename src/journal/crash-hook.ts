@@ -2,19 +2,23 @@
  * TEST-ONLY. A kill switch for the crash-resume test, after isync's `-Ts k` / `countStep()`:
  * the test runs a scenario once to count its journal steps, then for every step k kills the
  * process just before or just after that step's commit, resumes, and checks that every message
- * arrived exactly once. Production never sets these variables.
+ * arrived exactly once.
  *
  * A "step" is one committed write transaction of Journal (a beginAppend batch is one step).
  * Opening a journal (schema and binding) is not a step: it changes no message's state.
  *
- *   POPSYNC_TEST_KILL_AT=<k>:<before|after>  SIGKILL self just before / just after commit of step k (1-based)
- *   POPSYNC_TEST_STEPS_FILE=<path>           after each step, write the running step count to <path>
+ * Only a test entry point arms it (configureCrashHook; test/support/popsync-with-hooks.mjs for
+ * the CLI): the shipped binary reads no environment variable here, so nothing a user's shell
+ * holds can make popsync kill itself. Disarmed, each call is one boolean test.
+ *
+ *   killAt {step k, before|after}  SIGKILL self just before / just after commit of step k (1-based)
+ *   stepsFile <path>               after each step, write the running step count to <path>
  *
  * "before" fires inside the transaction, after its writes and just ahead of COMMIT, which is the
  * harshest point: the writes exist in SQLite's page cache (maybe in the WAL) but are not committed.
  *
  * SIGKILL rather than exit(): no exit handlers, no flushing, no finally blocks, just like a power
- * cut or the OOM killer. With neither variable set each call is one boolean test.
+ * cut or the OOM killer.
  */
 import { writeFileSync } from 'node:fs';
 import { PopsyncError } from '../errors.js';
@@ -27,34 +31,24 @@ export interface KillAt {
 export function parseKillAt(value: string): KillAt {
   const m = /^([1-9][0-9]*):(before|after)$/.exec(value.trim());
   if (m === null || m[1] === undefined || m[2] === undefined) {
-    throw new PopsyncError('internal', `POPSYNC_TEST_KILL_AT must look like "3:before" or "3:after", not ${JSON.stringify(value)}`);
+    throw new PopsyncError('internal', `a kill point must look like "3:before" or "3:after", not ${JSON.stringify(value)}`);
   }
   return { step: Number(m[1]), when: m[2] as KillAt['when'] };
 }
 
-interface HookConfig {
+export interface HookConfig {
   killAt: KillAt | null;
   stepsFile: string | null;
 }
 
-let config: HookConfig | undefined;
+let config: HookConfig = { killAt: null, stepsFile: null };
 let active = false;
 let steps = 0;
 
-function load(): HookConfig {
-  const killRaw = process.env['POPSYNC_TEST_KILL_AT'];
-  const stepsRaw = process.env['POPSYNC_TEST_STEPS_FILE'];
-  const c: HookConfig = {
-    killAt: killRaw === undefined || killRaw === '' ? null : parseKillAt(killRaw),
-    stepsFile: stepsRaw === undefined || stepsRaw === '' ? null : stepsRaw,
-  };
+/** TEST ENTRY POINT ONLY: arms (or, with nulls, disarms) the hook for this process. */
+export function configureCrashHook(c: HookConfig): void {
+  config = { ...c };
   active = c.killAt !== null || c.stepsFile !== null;
-  return c;
-}
-
-/** Reads the environment once; Journal.open calls it so a malformed value fails early. */
-export function initCrashHook(): void {
-  config ??= load();
 }
 
 function die(): never {
@@ -62,20 +56,20 @@ function die(): never {
   // SIGKILL to oneself is fatal before the syscall returns to JS; the wait only guarantees that
   // not one more line of popsync runs should the kernel take a moment.
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10_000);
-  throw new PopsyncError('internal', 'POPSYNC_TEST_KILL_AT: SIGKILL did not stop the process');
+  throw new PopsyncError('internal', 'crash hook: SIGKILL did not stop the process');
 }
 
 /** Call as the last thing inside a write transaction, before COMMIT. */
 export function beforeCommit(): void {
   if (!active) return;
-  const k = config?.killAt;
-  if (k != null && k.when === 'before' && k.step === steps + 1) die();
+  const k = config.killAt;
+  if (k !== null && k.when === 'before' && k.step === steps + 1) die();
 }
 
 /** Call right after a write transaction committed. */
 export function afterCommit(): void {
   steps += 1;
-  if (!active || config === undefined) return;
+  if (!active) return;
   if (config.stepsFile !== null) writeFileSync(config.stepsFile, `${steps}\n`);
   const k = config.killAt;
   if (k !== null && k.when === 'after' && k.step === steps) die();

@@ -29,7 +29,7 @@ import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
 import { PopsyncError } from '../errors.js';
-import { afterCommit, beforeCommit, initCrashHook } from './crash-hook.js';
+import { afterCommit, beforeCommit } from './crash-hook.js';
 import { decideLock, processAlive, type LockRecord } from './lock.js';
 import { migrate, readSchemaVersion, SCHEMA_VERSION } from './schema.js';
 import { assertTransition } from './states.js';
@@ -269,7 +269,6 @@ export class Journal {
   }
 
   static open(path: string, binding: JournalBinding, opts: JournalOpenOptions = {}): Journal {
-    initCrashHook();
     const create = opts.create ?? true;
     const now = opts.now ?? (() => new Date());
     if (!existsSync(path)) {

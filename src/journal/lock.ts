@@ -28,6 +28,14 @@ export const HEARTBEAT_MS = 20_000;
 /** ...and a lock whose heartbeat is older than this is abandoned (six missed beats). */
 export const STALE_MS = 120_000;
 
+let staleLimitMs = STALE_MS;
+
+/** TEST ENTRY POINT ONLY: a shorter stale limit, so a test need not wait two minutes. */
+export function setStaleLimitMs(ms: number): void {
+  if (!Number.isFinite(ms) || ms < 0) throw new TypeError('setStaleLimitMs needs a number of milliseconds >= 0');
+  staleLimitMs = ms;
+}
+
 export type LockDecision =
   | { action: 'take'; takeover: null }
   | { action: 'take'; takeover: 'dead-pid' | 'stale-heartbeat' }
@@ -44,7 +52,7 @@ export function decideLock(existing: LockRecord | undefined, env: LockEnvironmen
   if (existing === undefined) return { action: 'take', takeover: null };
   if (existing.hostname === env.hostname && !env.isAlive(existing.pid)) return { action: 'take', takeover: 'dead-pid' };
   const beat = Date.parse(existing.heartbeatAt);
-  if (!Number.isFinite(beat) || env.now.getTime() - beat > (env.staleMs ?? STALE_MS)) return { action: 'take', takeover: 'stale-heartbeat' };
+  if (!Number.isFinite(beat) || env.now.getTime() - beat > (env.staleMs ?? staleLimitMs)) return { action: 'take', takeover: 'stale-heartbeat' };
   return { action: 'held' };
 }
 

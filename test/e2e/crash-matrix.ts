@@ -79,7 +79,8 @@ export function defineCrashMatrix(v: CrashVariant): MatrixLab {
       const stepsFile = join(dir, 'steps');
       const logFile = join(dir, 'clean.log');
       const clean = await runCli(migrateArgs(pop0, lab.newUser('dst'), join(dir, 'clean.sqlite'), [...extra, '--log-file', logFile]), {
-        env: { PW: lab.password, POPSYNC_TEST_STEPS_FILE: stepsFile },
+        env: { PW: lab.password },
+        hooks: { stepsFile },
       });
       expect(clean.code, clean.stderr).toBe(0);
       expect(readFileSync(logFile, 'utf8'), `${v.name}: APPEND path`).toMatch(PATH_LOG[v.appendPath]);
@@ -94,7 +95,7 @@ export function defineCrashMatrix(v: CrashVariant): MatrixLab {
           const imap = lab.newUser('dst');
           await lab.seedPop3(pop, messages);
           const journal = join(dir, `${pop}.sqlite`);
-          const killed = await runCli(migrateArgs(pop, imap, journal, extra), { env: { PW: lab.password, POPSYNC_TEST_KILL_AT: `${k}:${when}` } });
+          const killed = await runCli(migrateArgs(pop, imap, journal, extra), { env: { PW: lab.password }, hooks: { killAt: `${k}:${when}` } });
           expect(killed.signal, `step ${k} ${when}: ${killed.stderr}`).toBe('SIGKILL');
           killPoints++;
 

@@ -2,7 +2,7 @@
  * `popsync sync` as cron runs it, against a real Dovecot: mail delivered between runs arrives
  * exactly once; a run with nothing new prints nothing, exits 0 and sends no TOP or RETR;
  * --delete-after-days removes messages only after the copy is confirmed and the age has passed
- * (the test moves the clock with POPSYNC_TEST_NOW); --wait queues a second run;
+ * (the test moves the clock through the test launcher's `now` hook); --wait queues a second run;
  * exit 75 when the server cannot be reached; `status` reads the journal.
  */
 import { join } from 'node:path';
@@ -69,32 +69,32 @@ describe('sync against Dovecot', () => {
     const imap = lab.newUser('dst');
     const journal = join(dir, `${pop}.sqlite`);
     // Each later run starts an hour into its day, so "3 days after the copy" has surely passed.
-    const day = (d: number) => ({ POPSYNC_TEST_NOW: new Date(Date.UTC(2031, 0, 1 + d, d === 0 ? 12 : 13)).toISOString() });
+    const day = (d: number) => ({ now: new Date(Date.UTC(2031, 0, 1 + d, d === 0 ? 12 : 13)).toISOString() });
     const del = ['--delete-after-days', '3', '--verify-before-delete'];
 
     await lab.seedPop3(pop, [mail('d0-a'), mail('d0-b')]);
-    let r = await runCli(syncArgs(pop, imap, journal, del), { env: env(day(0)) });
+    let r = await runCli(syncArgs(pop, imap, journal, del), { env: env(), hooks: day(0) });
     expect(r.code, r.stderr).toBe(0);
     expect(await sourceMessages(lab, pop)).toHaveLength(2);
 
     await lab.seedPop3(pop, [mail('d2-c')]);
-    r = await runCli(syncArgs(pop, imap, journal, del), { env: env(day(2)) });
+    r = await runCli(syncArgs(pop, imap, journal, del), { env: env(), hooks: day(2) });
     expect(r.code, r.stderr).toBe(0);
     expect(await sourceMessages(lab, pop)).toHaveLength(3);
 
     // Day 3: the first two are 3 days old; the third is one day old and stays.
-    r = await runCli(syncArgs(pop, imap, journal, [...del, '--json']), { env: env(day(3)) });
+    r = await runCli(syncArgs(pop, imap, journal, [...del, '--json']), { env: env(), hooks: day(3) });
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ copied: 0, deleted: 2, deletionWaiting: 1 });
     expect((await sourceMessages(lab, pop)).map((b) => b.toString())).toEqual([mail('d2-c').toString()]);
 
     // A ceiling lower than what is due refuses all deletion (exit 1); --force overrides it.
     await lab.seedPop3(pop, [mail('d9-d')]);
-    r = await runCli(syncArgs(pop, imap, journal, [...del, '--max-delete', '0']), { env: env(day(9)) });
+    r = await runCli(syncArgs(pop, imap, journal, [...del, '--max-delete', '0']), { env: env(), hooks: day(9) });
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/^popsync: 1 new message copied .*\npopsync: refusing to delete 1 message .*nothing was deleted/);
     expect(await sourceMessages(lab, pop)).toHaveLength(2);
-    r = await runCli(syncArgs(pop, imap, journal, [...del, '--max-delete', '0', '--force']), { env: env(day(13)) });
+    r = await runCli(syncArgs(pop, imap, journal, [...del, '--max-delete', '0', '--force']), { env: env(), hooks: day(13) });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^popsync: 0 new messages copied .*, 2 deleted from the source\n$/);
     expect(await sourceMessages(lab, pop)).toHaveLength(0);
@@ -102,6 +102,27 @@ describe('sync against Dovecot', () => {
 
     const st = JSON.parse((await runCli(['status', '--journal', journal, '--json'])).stdout);
     expect(st.accounts[0]).toMatchObject({ copied: 4, deleted: 4 });
+  });
+
+  it('the shipped binary ignores POPSYNC_TEST_NOW: only the test launcher can move the clock', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    const journal = join(dir, `${pop}.sqlite`);
+    const del = ['--delete-after-days', '3', '--json'];
+    await lab.seedPop3(pop, [mail('n-a'), mail('n-b')]);
+    let r = await runCli(syncArgs(pop, imap, journal, del), { env: env() });
+    expect(JSON.parse(r.stdout)).toMatchObject({ copied: 2, deleted: 0 });
+    // A stray variable ten years ahead: the copies are minutes old, so nothing may go.
+    const later = new Date(Date.now() + 3650 * 86_400_000).toISOString();
+    r = await runCli(syncArgs(pop, imap, journal, del), { env: env({ POPSYNC_TEST_NOW: later, POPSYNC_TEST_KILL_AT: '1:before' }) });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ deleted: 0, deletionWaiting: 2 });
+    expect(await sourceMessages(lab, pop)).toHaveLength(2);
+    // The same instant through the test launcher does move the clock (the control).
+    r = await runCli(syncArgs(pop, imap, journal, del), { env: env(), hooks: { now: later } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ deleted: 2 });
+    expect(await sourceMessages(lab, pop)).toHaveLength(0);
   });
 
   it('--wait lets the second run wait for the first instead of exiting 7', async () => {

@@ -363,7 +363,7 @@ describe('UIDVALIDITY change detection', () => {
 });
 
 describe('crash hook', () => {
-  it('parses POPSYNC_TEST_KILL_AT and rejects nonsense', () => {
+  it('parses a kill point and rejects nonsense', () => {
     expect(parseKillAt('3:before')).toEqual({ step: 3, when: 'before' });
     expect(parseKillAt('12:after')).toEqual({ step: 12, when: 'after' });
     for (const bad of ['0:after', '3', 'x:before', '3:during', '-1:after']) {
@@ -390,6 +390,9 @@ describe('crash hook', () => {
   // A separate process, killed for real, as the crash-resume e2e test will do.
   const CHILD = `
 const { Journal } = await import(process.env.JOURNAL_MODULE);
+const { configureCrashHook, parseKillAt } = await import(process.env.CRASH_HOOK_MODULE);
+const hooks = JSON.parse(process.argv[3]);
+configureCrashHook({ killAt: hooks.killAt ? parseKillAt(hooks.killAt) : null, stepsFile: hooks.stepsFile ?? null });
 const j = Journal.open(process.argv[2], { source: 'alice@pop.example.net:995' });
 const it = (uidl, next) => ({ uidl, size: 10, sha256: 'b'.repeat(64), messageId: null, folder: 'INBOX', destUidValidity: 7n, destUidNext: next });
 j.beginAppend('alice', [it('u1', 1), it('u2', 1)]);   // step 1
@@ -398,12 +401,12 @@ j.fail('alice', 'u2', 'refused');                   // step 3
 j.close();
 `;
 
-  function runChild(env: Record<string, string>): { signal: NodeJS.Signals | null; status: number | null; stderr: string } {
+  function runChild(hooks: { killAt?: string; stepsFile?: string }): { signal: NodeJS.Signals | null; status: number | null; stderr: string } {
     const script = join(dir, 'child.mjs');
     writeFileSync(script, CHILD);
-    const r = spawnSync(process.execPath, ['--import', 'tsx', script, path], {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', script, path, JSON.stringify(hooks)], {
       cwd: REPO,
-      env: { ...process.env, POPSYNC_TEST_KILL_AT: '', POPSYNC_TEST_STEPS_FILE: '', JOURNAL_MODULE: join(REPO, 'src/journal/index.ts'), ...env },
+      env: { ...process.env, JOURNAL_MODULE: join(REPO, 'src/journal/index.ts'), CRASH_HOOK_MODULE: join(REPO, 'src/journal/crash-hook.ts') },
       encoding: 'utf8',
       timeout: 30_000,
     });
@@ -417,9 +420,9 @@ j.close();
     return s;
   }
 
-  it('a clean run writes its step count to POPSYNC_TEST_STEPS_FILE', () => {
+  it('a clean run writes its step count to the steps file', () => {
     const stepsFile = join(dir, 'steps');
-    const r = runChild({ POPSYNC_TEST_STEPS_FILE: stepsFile });
+    const r = runChild({ stepsFile });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(readFileSync(stepsFile, 'utf8').trim()).toBe('3');
@@ -428,20 +431,20 @@ j.close();
 
   it('2:after dies by SIGKILL with steps 1 and 2 committed', () => {
     const stepsFile = join(dir, 'steps');
-    const r = runChild({ POPSYNC_TEST_KILL_AT: '2:after', POPSYNC_TEST_STEPS_FILE: stepsFile });
+    const r = runChild({ killAt: '2:after', stepsFile });
     expect(r.signal).toBe('SIGKILL');
     expect(readFileSync(stepsFile, 'utf8').trim()).toBe('2');
     expect(snapshot()).toEqual({ u1: 'done', u2: 'appending' });
   });
 
   it('2:before dies by SIGKILL with only step 1 committed', () => {
-    const r = runChild({ POPSYNC_TEST_KILL_AT: '2:before' });
+    const r = runChild({ killAt: '2:before' });
     expect(r.signal).toBe('SIGKILL');
     expect(snapshot()).toEqual({ u1: 'appending', u2: 'appending' });
   });
 
   it('1:before dies with nothing committed', () => {
-    const r = runChild({ POPSYNC_TEST_KILL_AT: '1:before' });
+    const r = runChild({ killAt: '1:before' });
     expect(r.signal).toBe('SIGKILL');
     expect(snapshot()).toEqual({ u1: undefined, u2: undefined });
   });

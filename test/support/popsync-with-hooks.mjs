@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+/**
+ * TEST-ONLY entry point: the built popsync with test hooks injected, for end-to-end tests that
+ * need to move the clock, kill at a journal step, or count steps. bin/popsync.js never reads
+ * these hooks; this launcher arms them through the product's injection functions before the
+ * program starts, so a variable in a user's environment cannot.
+ *
+ *   node test/support/popsync-with-hooks.mjs '<json hooks>' <popsync arguments...>
+ *
+ * hooks: { "now": ISO time, "killAt": "3:before", "stepsFile": path, "staleMs": number }
+ * (test/support/cli.ts builds the call from CliOptions.hooks).
+ */
+const [node, , json, ...args] = process.argv;
+const hooks = JSON.parse(json ?? '{}');
+const dist = new URL('../../dist/', import.meta.url);
+const { setClockStart } = await import(new URL('engine/clock.js', dist).href);
+const { configureCrashHook, parseKillAt } = await import(new URL('journal/crash-hook.js', dist).href);
+const { setStaleLimitMs } = await import(new URL('journal/lock.js', dist).href);
+if (hooks.now !== undefined) setClockStart(new Date(hooks.now));
+if (hooks.staleMs !== undefined) setStaleLimitMs(hooks.staleMs);
+configureCrashHook({ killAt: hooks.killAt === undefined ? null : parseKillAt(hooks.killAt), stepsFile: hooks.stepsFile ?? null });
+const { main } = await import(new URL('cli/main.js', dist).href);
+// main() parses argv as node does: the interpreter, a script, then the arguments.
+await main([node, 'popsync', ...args]);
