@@ -1,14 +1,17 @@
 /**
- * Holding the account lock for the length of a run: take it (or wait for it with --wait), keep
- * its heartbeat fresh while the run lasts, give it back at the end. The rules for when a lock
- * is free or abandoned live in journal/lock.ts; this is the part with timers.
+ * Holding the account lock for the length of a run: take the lock file, then open the journal
+ * and write the lock row (or wait for both with --wait), keep the row's heartbeat fresh while
+ * the run lasts, give everything back at the end. The rules live in journal/lock.ts (the row)
+ * and journal/lock-file.ts (the kernel lock); this is the part with timers.
  *
- * A process killed with SIGKILL cannot release anything; the next run takes its lock over
- * because the pid is dead (or, on another host, because the heartbeat went stale).
+ * The lock file comes first: a second run on this host never touches the journal while a
+ * first one, running or stopped, holds it. A process killed with SIGKILL cannot release
+ * anything, and need not: the kernel frees its lock file, and the next run replaces its row.
  */
 import { PopsyncError } from '../errors.js';
 import { Journal, type LockOptions } from '../journal/journal.js';
-import { HEARTBEAT_MS, type LockRecord } from '../journal/lock.js';
+import { LockFile, lockFilePath } from '../journal/lock-file.js';
+import { describeHolder, HEARTBEAT_MS, type LockRecord } from '../journal/lock.js';
 import type { Logger } from '../log.js';
 
 export interface HoldOptions extends LockOptions {
@@ -18,82 +21,114 @@ export interface HoldOptions extends LockOptions {
   signal?: AbortSignal;
   sleep?: (ms: number) => Promise<void>;
   heartbeatMs?: number;
+  /** Clock for the journal's *_at columns. */
+  now?: () => Date;
 }
 
 export interface HeldLock {
+  journal: Journal;
+  /** Drops the row, closes the journal, frees the lock file. Idempotent. */
   release(): void;
 }
 
 const POLL_MS = 250;
 
-export function describeHolder(h: LockRecord): string {
-  return `pid ${h.pid} on ${h.hostname} (${h.command}, started ${h.startedAt}, last heartbeat ${h.heartbeatAt})`;
+type Refusal = { holder: LockRecord | null; why: 'lock-file' | 'live-row' | 'other-host' };
+
+/** One attempt: the lock file, the journal and the row, or who holds them. */
+function attempt(path: string, account: string, o: HoldOptions): HeldLock | Refusal {
+  const lockFile = LockFile.tryAcquire(lockFilePath(path));
+  if (lockFile === null) return { holder: Journal.lockHolderAt(path, account), why: 'lock-file' };
+  let journal: Journal | undefined;
+  try {
+    journal = Journal.open(path, { source: account }, o.now ? { now: o.now } : {});
+    const row = journal.tryLock(account, lockFile, o);
+    if (!row.ok) {
+      journal.close();
+      lockFile.release();
+      return { holder: row.holder, why: row.why };
+    }
+    if (row.tookOver) {
+      const { reason, ...previous } = row.tookOver;
+      o.logger.warn(
+        { account, previous },
+        reason === 'stale-heartbeat'
+          ? `took over the lock of a run on another host that sent no heartbeat for too long: ${describeHolder(previous)}`
+          : `replaced the lock row of a run that has ended: ${describeHolder(previous)}`,
+      );
+    }
+    return hold(journal, lockFile, account, row.token, o);
+  } catch (e) {
+    journal?.close();
+    lockFile.release();
+    throw e;
+  }
 }
 
-export async function holdAccountLock(journal: Journal, account: string, o: HoldOptions): Promise<HeldLock> {
+function hold(journal: Journal, lockFile: LockFile, account: string, token: string, o: HoldOptions): HeldLock {
+  const timer = setInterval(() => {
+    try {
+      if (!journal.heartbeat(account, token)) o.logger.error({ account }, 'the account lock row was taken over by another run; this run stops before its next journal write');
+    } catch (e) {
+      o.logger.warn({ err: String(e) }, 'could not refresh the account lock heartbeat');
+    }
+  }, o.heartbeatMs ?? HEARTBEAT_MS);
+  timer.unref();
+  let released = false;
+  return {
+    journal,
+    release() {
+      if (released) return;
+      released = true;
+      clearInterval(timer);
+      try {
+        journal.releaseLock(account, token);
+      } catch (e) {
+        // The next run replaces a row whose holder is gone; a failed release must not hide the run's result.
+        o.logger.warn({ err: String(e) }, 'could not release the account lock');
+      } finally {
+        journal.close();
+        lockFile.release();
+      }
+    },
+  };
+}
+
+function lockedError(path: string, account: string, r: Refusal, waitSeconds: number | undefined): PopsyncError {
+  const who = r.holder === null ? `the lock file ${lockFilePath(path)} (it has not recorded its pid yet)` : describeHolder(r.holder);
+  const because =
+    r.why === 'other-host'
+      ? 'a run on another host holds it; it is taken over only once its heartbeat is older than 2 minutes'
+      : r.why === 'live-row'
+        ? 'a live process on this host holds it without the lock file (an older popsync?)'
+        : 'a stopped run (Ctrl-Z, SIGSTOP, a suspended machine) keeps it until it continues and ends; a killed one frees it at once';
+  return new PopsyncError('locked', `another popsync run holds ${account}: ${who}`, {
+    account,
+    hint: waitSeconds ? `it did not finish within --wait ${waitSeconds}; try again later (${because})` : `let it finish, or pass --wait SECONDS to wait for it; ${because}`,
+  });
+}
+
+export async function holdAccountLock(path: string, account: string, o: HoldOptions): Promise<HeldLock> {
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const deadline = Date.now() + (o.waitSeconds ?? 0) * 1000;
   for (;;) {
-    const attempt = journal.tryLock(account, o);
-    if (attempt.ok) {
-      if (attempt.tookOver) {
-        o.logger.warn({ account, previous: attempt.tookOver }, `took over the lock of a run that is gone (${attempt.tookOver.reason}): ${describeHolder(attempt.tookOver)}`);
-      }
-      const token = attempt.token;
-      const timer = setInterval(() => {
-        try {
-          if (!journal.heartbeat(account, token)) o.logger.error({ account }, 'the account lock was taken over by another run while this one was running');
-        } catch (e) {
-          o.logger.warn({ err: String(e) }, 'could not refresh the account lock heartbeat');
-        }
-      }, o.heartbeatMs ?? HEARTBEAT_MS);
-      timer.unref();
-      let released = false;
-      return {
-        release() {
-          if (released) return;
-          released = true;
-          clearInterval(timer);
-          try {
-            journal.releaseLock(account, token);
-          } catch (e) {
-            // The next run takes an abandoned lock over; a failed release must not hide the run's result.
-            o.logger.warn({ err: String(e) }, 'could not release the account lock');
-          }
-        },
-      };
-    }
-    if (Date.now() >= deadline || o.signal?.aborted) {
-      throw new PopsyncError('locked', `another popsync run holds ${account}: ${describeHolder(attempt.holder)}`, {
-        account,
-        hint: o.waitSeconds
-          ? `it did not finish within --wait ${o.waitSeconds}; try again later`
-          : 'let it finish, or pass --wait SECONDS to wait for it; a lock left by a killed run is taken over automatically',
-      });
-    }
+    const got = attempt(path, account, o);
+    if ('journal' in got) return got;
+    if (Date.now() >= deadline || o.signal?.aborted) throw lockedError(path, account, got, o.waitSeconds);
     await sleep(Math.min(POLL_MS, Math.max(1, deadline - Date.now())));
   }
 }
 
 /**
- * Opens the journal, holds the account lock around `fn`, and gives both back whatever happens
- * (SIGKILL aside, which takeover covers). Every command that writes the journal goes through here.
+ * Holds the account lock (and so the journal) around `fn`, and gives both back whatever
+ * happens (SIGKILL aside, which the kernel covers). Every command that writes the journal
+ * goes through here.
  */
-export async function withLockedJournal<T>(
-  path: string,
-  source: string,
-  o: HoldOptions & { now?: () => Date },
-  fn: (journal: Journal) => Promise<T>,
-): Promise<T> {
-  const journal = Journal.open(path, { source }, o.now ? { now: o.now } : {});
+export async function withLockedJournal<T>(path: string, source: string, o: HoldOptions, fn: (journal: Journal) => Promise<T>): Promise<T> {
+  const lock = await holdAccountLock(path, source, o);
   try {
-    const lock = await holdAccountLock(journal, source, o);
-    try {
-      return await fn(journal);
-    } finally {
-      lock.release();
-    }
+    return await fn(lock.journal);
   } finally {
-    journal.close();
+    lock.release();
   }
 }

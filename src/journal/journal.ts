@@ -30,7 +30,8 @@ import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
 import { PopsyncError } from '../errors.js';
 import { afterCommit, beforeCommit } from './crash-hook.js';
-import { decideLock, processAlive, type LockRecord } from './lock.js';
+import { decideLock, describeHolder, processAlive, type LockRecord } from './lock.js';
+import type { LockFile } from './lock-file.js';
 import { migrate, readSchemaVersion, SCHEMA_VERSION } from './schema.js';
 import { assertTransition } from './states.js';
 import type { BeginAppend, JournalBinding, JournalCounts, JournalIndexRow, JournalRow, RowState } from './types.js';
@@ -72,7 +73,9 @@ export interface LockOptions {
   staleMs?: number;
 }
 
-export type LockAttempt = { ok: true; token: string; tookOver: (LockRecord & { reason: string }) | null } | { ok: false; holder: LockRecord };
+export type LockAttempt =
+  | { ok: true; token: string; tookOver: (LockRecord & { reason: string }) | null }
+  | { ok: false; holder: LockRecord; why: 'live-row' | 'other-host' };
 
 export interface JournalOpenOptions {
   /** Create the file when missing (default true). With false, a missing or empty file is an error. */
@@ -252,6 +255,8 @@ export class Journal {
   private readonly now: () => Date;
   private readonly stepTx: Database.Transaction<(fn: () => unknown) => unknown>;
   private readonly sql;
+  /** The lock row this connection wrote (tryLock); every write step first checks it is still ours. */
+  private held: { account: string; token: string } | null = null;
 
   /**
    * The rows of `account` without writing anything (for dry runs): no file is created, no
@@ -322,6 +327,7 @@ export class Journal {
     this.source = binding.source;
     this.now = now;
     this.stepTx = db.transaction((fn: () => unknown) => {
+      this.assertStillHeld();
       const result = fn();
       beforeCommit();
       return result;
@@ -404,6 +410,23 @@ export class Journal {
     }
     afterCommit();
     return result;
+  }
+
+  /**
+   * Inside the write transaction, so no takeover can slip in between the check and the write.
+   * A run whose lock row was taken over (possible only across hosts, see lock.ts) stops here,
+   * before the intent that would precede its next APPEND or DELE, rather than copy beside the
+   * run that now owns the account.
+   */
+  private assertStillHeld(): void {
+    if (this.held === null) return;
+    const { account, token } = this.held;
+    const row = this.sql.lockGet.get(account);
+    if (row?.holder_id === token) return;
+    throw new PopsyncError('locked', `this run no longer holds the lock of ${account}: ${row === undefined ? 'its lock row is gone' : `it is now held by ${describeHolder(toLock(row))}`}; stopped before writing to the journal`, {
+      account,
+      hint: 'another run took the lock over, which happens only when this one, on another host, sent no heartbeat for longer than the stale limit; that run carries on. Nothing was copied twice by this run; run again once it has finished',
+    });
   }
 
   private read<T>(doing: string, fn: () => T): T {
@@ -677,26 +700,29 @@ export class Journal {
   }
 
   /**
-   * Takes the account's run lock, or reports its holder. One IMMEDIATE transaction, so two
-   * processes cannot both see "free". Lock bookkeeping is not a crash-test step: it changes no
-   * message's state, and a killed holder is exactly what takeover handles.
+   * Writes this run's lock row, or reports the holder the row names. Only for a run that holds
+   * the lock file (the kernel half, lock-file.ts; the parameter is the proof). One IMMEDIATE
+   * transaction, so two processes cannot both see "free". Lock bookkeeping is not a crash-test
+   * step: it changes no message's state.
    */
-  tryLock(account: string, o: LockOptions): LockAttempt {
+  tryLock(account: string, _lockFile: LockFile, o: LockOptions): LockAttempt {
     const host = o.hostname ?? hostname();
     const pid = o.pid ?? process.pid;
     try {
-      return this.db
+      const attempt = this.db
         .transaction((): LockAttempt => {
           const now = this.now();
           const existing = this.sql.lockGet.get(account);
           const held = existing === undefined ? undefined : toLock(existing);
           const d = decideLock(held, { hostname: host, now, isAlive: o.isAlive ?? processAlive, ...(o.staleMs === undefined ? {} : { staleMs: o.staleMs }) });
-          if (d.action === 'held') return { ok: false, holder: held! };
+          if (d.action === 'held') return { ok: false, holder: held!, why: d.why };
           const token = randomBytes(12).toString('hex');
           this.sql.lockPut.run({ account, pid, hostname: host, token, command: o.command, now: now.toISOString() });
           return { ok: true, token, tookOver: held === undefined || d.takeover === null ? null : { ...held, reason: d.takeover } };
         })
         .immediate();
+      if (attempt.ok) this.held = { account, token: attempt.token };
+      return attempt;
     } catch (e) {
       throw journalError(e, this.path, 'taking the account lock');
     }
@@ -712,6 +738,7 @@ export class Journal {
   }
 
   releaseLock(account: string, token: string): void {
+    if (this.held?.token === token) this.held = null;
     if (!this.db.open) return;
     try {
       this.sql.lockDrop.run(account, token);
@@ -790,6 +817,18 @@ export class Journal {
         .all(account, limit);
       if (runs.length === 0) return null;
       return { runs: runs.length, bytes: runs.reduce((a, r) => a + r.copied_bytes, 0), ms: runs.reduce((a, r) => a + r.duration_ms, 0) };
+    });
+  }
+
+  /**
+   * Who the lock row names, read-only (for the "locked" message of a run that could not take
+   * the lock file). No journal, no row, or a journal from before locks: null.
+   */
+  static lockHolderAt(path: string, account: string): LockRecord | null {
+    return readOnly(path, (db, version) => {
+      if (version < 3) return null;
+      const r = db.prepare<[string], LockRow>(`SELECT * FROM locks WHERE account = ?`).get(account);
+      return r === undefined ? null : toLock(r);
     });
   }
 

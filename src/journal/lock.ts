@@ -1,15 +1,21 @@
 /**
- * The per-account run lock, kept in the journal itself (a `locks` row), not in a pid file beside
- * it: the journal is what two runs would corrupt, it moves with the journal, and SQLite's
- * BEGIN IMMEDIATE makes "look, then take" one atomic step across processes.
+ * The per-account run lock has two halves. The kernel half (lock-file.ts) decides on this
+ * host: its lock is released only by the holder's death, so a live holder, even one stopped
+ * for hours, is never taken over. The journal half is a `locks` row naming the holder (pid,
+ * host, a random token, start and heartbeat times): what the "locked" error and `status` show,
+ * the token every journal write checks (journal.ts), and the only defence left when two hosts
+ * share a journal on a file system that does not pass fcntl locks between them.
  *
- * A lock row names its holder (pid, host, a random token, start and heartbeat times). It is
- * taken over, never broken silently, when the holder is provably gone:
- * - same host and the pid no longer exists (or is a zombie: it will never write again), or
- * - its heartbeat is older than the stale limit (holder on another host, a frozen process, or
- *   a pid that was reused after the holder died).
- * Everything else means "held". The decision is a pure function so the rules are tested with
- * fake pids and clocks.
+ * Once a run holds the lock file, the row it finds means:
+ * - none, or this host's row of a process that is gone: take it;
+ * - this host's row of a live pid with a fresh heartbeat: held. No popsync that uses the lock
+ *   file can be behind it, so it is an older popsync that only knew the row (or a reused pid,
+ *   which clears when the heartbeat ages); waiting is cheap, running beside it is not;
+ * - another host's row with a fresh heartbeat: held (its lock file may not reach us);
+ * - another host's row whose heartbeat is older than the stale limit: taken over, with a
+ *   warning. That host may only be frozen; if it wakes, its next journal write finds the row
+ *   is no longer its own and it stops before any side effect.
+ * The decision is a pure function so the rules are tested with fake pids and clocks.
  */
 import { readFileSync } from 'node:fs';
 
@@ -23,9 +29,13 @@ export interface LockRecord {
   heartbeatAt: string;
 }
 
+export function describeHolder(h: LockRecord): string {
+  return `pid ${h.pid} on ${h.hostname} (${h.command}, started ${h.startedAt}, last heartbeat ${h.heartbeatAt})`;
+}
+
 /** The holder writes a heartbeat this often... */
 export const HEARTBEAT_MS = 20_000;
-/** ...and a lock whose heartbeat is older than this is abandoned (six missed beats). */
+/** ...and another host's row whose heartbeat is older than this is abandoned (six missed beats). */
 export const STALE_MS = 120_000;
 
 let staleLimitMs = STALE_MS;
@@ -38,9 +48,10 @@ export function setStaleLimitMs(ms: number): void {
 
 export type LockDecision =
   | { action: 'take'; takeover: null }
-  | { action: 'take'; takeover: 'dead-pid' | 'stale-heartbeat' }
-  | { action: 'held' };
+  | { action: 'take'; takeover: 'holder-gone' | 'stale-heartbeat' }
+  | { action: 'held'; why: 'live-row' | 'other-host' };
 
+/** For a run that already holds the lock file: without it, the lock is held, whatever the row says. */
 export interface LockEnvironment {
   hostname: string;
   now: Date;
@@ -50,10 +61,12 @@ export interface LockEnvironment {
 
 export function decideLock(existing: LockRecord | undefined, env: LockEnvironment): LockDecision {
   if (existing === undefined) return { action: 'take', takeover: null };
-  if (existing.hostname === env.hostname && !env.isAlive(existing.pid)) return { action: 'take', takeover: 'dead-pid' };
   const beat = Date.parse(existing.heartbeatAt);
-  if (!Number.isFinite(beat) || env.now.getTime() - beat > (env.staleMs ?? staleLimitMs)) return { action: 'take', takeover: 'stale-heartbeat' };
-  return { action: 'held' };
+  const fresh = Number.isFinite(beat) && env.now.getTime() - beat <= (env.staleMs ?? staleLimitMs);
+  if (existing.hostname === env.hostname) {
+    return fresh && env.isAlive(existing.pid) ? { action: 'held', why: 'live-row' } : { action: 'take', takeover: 'holder-gone' };
+  }
+  return fresh ? { action: 'held', why: 'other-host' } : { action: 'take', takeover: 'stale-heartbeat' };
 }
 
 /**

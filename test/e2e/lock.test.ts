@@ -1,14 +1,18 @@
 /**
  * The account lock between processes, against the real Dovecot: runs on one account queue or
- * refuse (exit 7), and never both copy.
+ * refuse (exit 7), and never both copy. A stopped holder (SIGSTOP: Ctrl-Z, a suspended
+ * laptop) is never taken over, however old its heartbeat; a killed one frees the lock at once.
  */
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { realisticMix } from '../../src/lab/corpus.js';
 import type { Lab } from '../../src/lab/dovecot.js';
+import { LockFile, lockFilePath } from '../../src/journal/lock-file.js';
 import { labArgs, useLab } from '../support/lab-fixture.js';
-import { runCli } from '../support/cli.js';
-import { destinationMessages } from '../support/mailboxes.js';
+import { runCli, startCli } from '../support/cli.js';
+import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
 
 let lab: Lab;
 let dir: string;
@@ -19,6 +23,16 @@ useLab('lock', {}, (l, d) => {
 });
 
 const env = () => ({ PW: lab.password });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until the run has committed `n` journal steps: it is copying, not connecting. */
+async function waitForSteps(stepsFile: string, n: number, child: ChildProcess): Promise<void> {
+  for (;;) {
+    if (existsSync(stepsFile) && Number(readFileSync(stepsFile, 'utf8').trim()) >= n) return;
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error('the first run ended before it was stopped');
+    await sleep(5);
+  }
+}
 
 describe('the account lock', () => {
   it('migrate --wait queues a second run behind the first instead of exiting 7', async () => {
@@ -29,5 +43,88 @@ describe('the account lock', () => {
     const [a, b] = await Promise.all([0, 1].map(() => runCli(labArgs('migrate', lab, pop, imap, journal, ['--wait', '60']), { env: env() })));
     expect([a!.code, b!.code], a!.stderr + b!.stderr).toEqual([0, 0]);
     expect(await destinationMessages(lab, imap)).toHaveLength(30);
+  });
+
+  it('a stopped run is never taken over, even long past the stale limit: 0 duplicates after SIGCONT', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    const journal = join(dir, `${pop}.sqlite`);
+    const stepsFile = join(dir, `${pop}.steps`);
+    const count = 300;
+    await lab.seedPop3(pop, realisticMix(count, 47));
+    const args = (cmd: string, extra: string[] = []) => labArgs(cmd, lab, pop, imap, journal, ['--batch-messages', '5', ...extra]);
+
+    const first = startCli(args('migrate'), { env: env(), hooks: { stepsFile } });
+    await waitForSteps(stepsFile, 3, first.child);
+    first.child.kill('SIGSTOP');
+    try {
+      const copiedWhileStopped = (await destinationMessages(lab, imap)).length;
+      expect(copiedWhileStopped).toBeLessThan(count);
+      // Its heartbeat is now far older than the (shortened) stale limit: the old rule took over here.
+      await sleep(300);
+      const second = await runCli(args('migrate'), { env: env(), hooks: { staleMs: 100 } });
+      expect(second.code, second.stderr).toBe(7);
+      expect(second.stderr).toContain(`pid ${first.child.pid}`);
+      expect(second.stderr).toMatch(/a stopped run .* keeps it/);
+      const third = startCli(args('sync', ['--wait', '120']), { env: env(), hooks: { staleMs: 100 } });
+      await sleep(1000);
+      expect(third.child.exitCode, 'sync --wait must still be waiting').toBeNull();
+      first.child.kill('SIGCONT');
+      const [a, c] = await Promise.all([first.done, third.done]);
+      expect(a.code, a.stderr).toBe(0);
+      expect(c.code, c.stderr).toBe(0);
+    } finally {
+      first.child.kill('SIGCONT');
+    }
+    const dest = await destinationMessages(lab, imap);
+    expect(dest).toHaveLength(count);
+    expect(digests(dest.map((m) => m.body))).toEqual(digests(await sourceMessages(lab, pop)));
+  });
+
+  it('a killed run frees the lock at once: the next run (no --wait) resumes it, 0 duplicates', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    const journal = join(dir, `${pop}.sqlite`);
+    const stepsFile = join(dir, `${pop}.steps`);
+    const count = 200;
+    await lab.seedPop3(pop, realisticMix(count, 53));
+    const args = labArgs('migrate', lab, pop, imap, journal, ['--batch-messages', '5']);
+    const first = startCli(args, { env: env(), hooks: { stepsFile } });
+    await waitForSteps(stepsFile, 3, first.child);
+    first.child.kill('SIGKILL');
+    expect((await first.done).signal).toBe('SIGKILL');
+    const next = await runCli(args, { env: env() });
+    expect(next.code, next.stderr).toBe(0);
+    expect(next.stderr).toMatch(/replaced the lock row of a run that has ended/);
+    const dest = await destinationMessages(lab, imap);
+    expect(dest).toHaveLength(count);
+    expect(digests(dest.map((m) => m.body))).toEqual(digests(await sourceMessages(lab, pop)));
+  });
+
+  it('the lock file is the kernel lock: held by a stopped process, free the moment it is killed', async () => {
+    const journal = join(dir, 'kernel.sqlite');
+    const module = join(process.cwd(), 'src/journal/lock-file.ts');
+    const script = `const { LockFile } = await import(${JSON.stringify(module)});
+if (!LockFile.tryAcquire(${JSON.stringify(lockFilePath(journal))})) process.exit(3);
+process.stdout.write('held\\n');
+setInterval(() => {}, 1000);`;
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.once('data', () => resolve());
+        child.once('exit', (code) => reject(new Error(`holder exited ${code}`)));
+      });
+      child.kill('SIGSTOP');
+      expect(LockFile.tryAcquire(lockFilePath(journal))).toBeNull();
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await gone;
+      const mine = LockFile.tryAcquire(lockFilePath(journal));
+      expect(mine).not.toBeNull();
+      mine!.release();
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });

@@ -1,14 +1,18 @@
 /**
- * The account lock: the takeover rules as a pure function with fake pids and clocks, then the
- * journal's atomic take/held/release between two connections to one file.
+ * The account lock: the row rules as a pure function with fake pids and clocks; the lock file
+ * (the kernel half) within this process (against a stopped, then killed process: e2e/lock);
+ * the row's take/held/release and a taken-over holder that must stop writing; and
+ * holdAccountLock with and without --wait.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { holdAccountLock } from '../../src/engine/lock.js';
+import { isPopsyncError } from '../../src/errors.js';
 import { Journal } from '../../src/journal/journal.js';
+import { LockFile, lockFilePath } from '../../src/journal/lock-file.js';
 import { decideLock, processAlive, STALE_MS, type LockRecord } from '../../src/journal/lock.js';
 import { silentLogger } from '../../src/log.js';
 
@@ -24,24 +28,29 @@ const rec = (o: Partial<LockRecord> = {}): LockRecord => ({
   ...o,
 });
 const alive = (pids: number[]) => (pid: number) => pids.includes(pid);
+const at = (ms: number) => new Date(T0.getTime() + ms);
 
-describe('decideLock', () => {
+describe('decideLock (for a run that holds the lock file)', () => {
   it('takes a free lock', () => {
     expect(decideLock(undefined, { hostname: 'here', now: T0, isAlive: alive([]) })).toEqual({ action: 'take', takeover: null });
   });
-  it('is held while the holder lives and beats', () => {
-    expect(decideLock(rec(), { hostname: 'here', now: new Date(T0.getTime() + 30_000), isAlive: alive([4242]) })).toEqual({ action: 'held' });
+  it("replaces this host's row of a process that has ended, at once", () => {
+    expect(decideLock(rec(), { hostname: 'here', now: T0, isAlive: alive([]) })).toEqual({ action: 'take', takeover: 'holder-gone' });
   });
-  it('takes over a dead pid on this host at once', () => {
-    expect(decideLock(rec(), { hostname: 'here', now: T0, isAlive: alive([]) })).toEqual({ action: 'take', takeover: 'dead-pid' });
+  it("waits for this host's live, beating row: an older popsync that does not use the lock file", () => {
+    expect(decideLock(rec(), { hostname: 'here', now: at(30_000), isAlive: alive([4242]) })).toEqual({ action: 'held', why: 'live-row' });
+  });
+  it("replaces this host's live row once its heartbeat is stale (the lock file proves no popsync holds it)", () => {
+    expect(decideLock(rec(), { hostname: 'here', now: at(STALE_MS + 1), isAlive: alive([4242]) })).toEqual({ action: 'take', takeover: 'holder-gone' });
   });
   it('never judges a pid of another host, only its heartbeat', () => {
     const env = { hostname: 'elsewhere', isAlive: alive([]) };
-    expect(decideLock(rec(), { ...env, now: new Date(T0.getTime() + STALE_MS) })).toEqual({ action: 'held' });
-    expect(decideLock(rec(), { ...env, now: new Date(T0.getTime() + STALE_MS + 1) })).toEqual({ action: 'take', takeover: 'stale-heartbeat' });
+    expect(decideLock(rec(), { ...env, now: at(STALE_MS) })).toEqual({ action: 'held', why: 'other-host' });
+    expect(decideLock(rec(), { ...env, now: at(STALE_MS + 1) })).toEqual({ action: 'take', takeover: 'stale-heartbeat' });
+    expect(decideLock(rec(), { ...env, now: at(1), staleMs: 0 })).toEqual({ action: 'take', takeover: 'stale-heartbeat' });
   });
-  it('takes over a live pid whose heartbeat went stale (pid reused, frozen process)', () => {
-    expect(decideLock(rec(), { hostname: 'here', now: new Date(T0.getTime() + STALE_MS + 1), isAlive: alive([4242]) })).toEqual({ action: 'take', takeover: 'stale-heartbeat' });
+  it('treats an unreadable heartbeat as stale', () => {
+    expect(decideLock(rec({ hostname: 'x', heartbeatAt: 'garbage' }), { hostname: 'here', now: T0, isAlive: alive([4242]) })).toEqual({ action: 'take', takeover: 'stale-heartbeat' });
   });
 });
 
@@ -55,67 +64,134 @@ describe('processAlive', () => {
 });
 
 let dir: string;
-let a: Journal;
-let b: Journal;
-let clock = T0;
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'popsync-lock-'));
-  a = Journal.open(join(dir, 'j.sqlite'), { source: 's' }, { now: () => clock });
-  b = Journal.open(join(dir, 'j.sqlite'), { source: 's' }, { now: () => clock });
-  clock = T0;
 });
 afterEach(() => {
-  a.close();
-  b.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-describe('Journal lock', () => {
-  it('lets one of two connections hold an account, and the other after release', () => {
-    const first = a.tryLock('acct', { command: 'sync', isAlive: () => true });
-    expect(first.ok).toBe(true);
-    const second = b.tryLock('acct', { command: 'sync', isAlive: () => true });
-    expect(second).toMatchObject({ ok: false, holder: { pid: process.pid, command: 'sync' } });
-    expect(b.tryLock('other-account', { command: 'sync' }).ok).toBe(true);
-    if (first.ok) a.releaseLock('acct', first.token);
-    expect(b.tryLock('acct', { command: 'migrate' }).ok).toBe(true);
+describe('LockFile', () => {
+  it('admits one holder at a time within a process, and the next after release; the file is 0600', () => {
+    const path = lockFilePath(join(dir, 'j.sqlite'));
+    const first = LockFile.tryAcquire(path);
+    expect(first).not.toBeNull();
+    expect(LockFile.tryAcquire(path)).toBeNull();
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    first!.release();
+    first!.release();
+    const second = LockFile.tryAcquire(path);
+    expect(second).not.toBeNull();
+    second!.release();
   });
 
-  it('takes over a lock whose holder died, and the old holder can no longer beat or release it', () => {
-    const first = a.tryLock('acct', { command: 'sync', pid: 999_999_9 });
+  it('names the file when it cannot be created', () => {
+    expect(() => LockFile.tryAcquire(join(dir, 'missing', 'j.sqlite.lock'))).toThrow(/lock file .*missing/);
+  });
+});
+
+describe('the lock row', () => {
+  let a: Journal;
+  let b: Journal;
+  let lockFile: LockFile;
+  let clock = T0;
+  const item = (uidl: string) => ({ uidl, size: 10, sha256: 'c'.repeat(64), messageId: null, folder: 'INBOX', destUidValidity: 7n, destUidNext: 1 });
+  beforeEach(() => {
+    clock = T0;
+    a = Journal.open(join(dir, 'j.sqlite'), { source: 's' }, { now: () => clock });
+    b = Journal.open(join(dir, 'j.sqlite'), { source: 's' }, { now: () => clock });
+    // One process can hold the lock file once; both connections use it as their proof.
+    lockFile = LockFile.tryAcquire(lockFilePath(join(dir, 'j.sqlite')))!;
+  });
+  afterEach(() => {
+    a.close();
+    b.close();
+    lockFile.release();
+  });
+
+  it('is replaced when its holder has ended; the old holder can no longer beat or release it', () => {
+    const first = a.tryLock('acct', lockFile, { command: 'sync', pid: 999_999_9 });
     expect(first.ok).toBe(true);
-    const second = b.tryLock('acct', { command: 'sync', isAlive: (pid) => pid !== 999_999_9 });
-    expect(second).toMatchObject({ ok: true, tookOver: { pid: 999_999_9, reason: 'dead-pid' } });
+    const second = b.tryLock('acct', lockFile, { command: 'sync', isAlive: (pid) => pid !== 999_999_9 });
+    expect(second).toMatchObject({ ok: true, tookOver: { pid: 999_999_9, reason: 'holder-gone' } });
     if (!first.ok || !second.ok) return;
     expect(a.heartbeat('acct', first.token)).toBe(false);
     a.releaseLock('acct', first.token);
     expect(b.lockHolder('acct')?.token).toBe(second.token);
   });
 
-  it('takes over a stale heartbeat, and a heartbeat keeps a lock fresh', () => {
-    const first = a.tryLock('acct', { command: 'sync', isAlive: () => true, hostname: 'other' });
+  it("another host's row is held while it beats, taken over when stale, and the frozen holder then stops before writing", () => {
+    const first = a.tryLock('acct', lockFile, { command: 'sync', hostname: 'other' });
     if (!first.ok) throw new Error('not taken');
-    clock = new Date(T0.getTime() + STALE_MS - 1000);
+    a.beginAppend('acct', [item('u1'), item('u2')]);
+    clock = at(STALE_MS - 1000);
     expect(a.heartbeat('acct', first.token)).toBe(true);
-    clock = new Date(T0.getTime() + STALE_MS + 1000);
-    expect(b.tryLock('acct', { command: 'sync', isAlive: () => true }).ok).toBe(false);
-    clock = new Date(T0.getTime() + 2 * STALE_MS);
-    expect(b.tryLock('acct', { command: 'sync', isAlive: () => true })).toMatchObject({ ok: true, tookOver: { reason: 'stale-heartbeat' } });
+    clock = at(STALE_MS + 1000);
+    expect(b.tryLock('acct', lockFile, { command: 'sync' })).toMatchObject({ ok: false, why: 'other-host', holder: { hostname: 'other' } });
+    clock = at(2 * STALE_MS);
+    const second = b.tryLock('acct', lockFile, { command: 'sync' });
+    expect(second).toMatchObject({ ok: true, tookOver: { reason: 'stale-heartbeat' } });
+    b.confirm('acct', 'u1', { destUidValidity: 7n, destUid: 1 });
+
+    // The frozen holder wakes: every write refuses, naming the new holder, and changes nothing.
+    const refused = (fn: () => void) => {
+      try {
+        fn();
+      } catch (e) {
+        return e;
+      }
+      throw new Error('did not throw');
+    };
+    for (const write of [
+      () => a.beginAppend('acct', [item('u3')]),
+      () => a.confirm('acct', 'u2', { destUidValidity: 7n, destUid: 2 }),
+      () => a.markDeleting('acct', ['u1']),
+    ]) {
+      const e = refused(write);
+      expect(isPopsyncError(e) && e.kind).toBe('locked');
+      expect((e as Error).message).toMatch(new RegExp(`no longer holds the lock of acct: it is now held by pid ${process.pid}`));
+    }
+    expect(b.get('acct', 'u3')).toBeUndefined();
+    expect(b.get('acct', 'u2')?.state).toBe('appending');
+    expect(b.get('acct', 'u1')?.state).toBe('done');
+    // The new holder writes on.
+    b.confirm('acct', 'u2', { destUidValidity: 7n, destUid: 2 });
   });
 
-  it('holdAccountLock fails with kind locked naming the holder, or waits with --wait', async () => {
-    const held = await holdAccountLock(a, 'acct', { command: 'sync', logger: silentLogger });
-    await expect(holdAccountLock(b, 'acct', { command: 'sync', logger: silentLogger })).rejects.toMatchObject({
+  it('a connection that took no lock (tests, tools) writes as before', () => {
+    a.beginAppend('acct', [item('u1')]);
+    expect(a.get('acct', 'u1')?.state).toBe('appending');
+  });
+});
+
+describe('holdAccountLock', () => {
+  const o = { command: 'sync', logger: silentLogger } as const;
+
+  it('fails with kind locked naming the holder, or waits with --wait; release frees lock file and row', async () => {
+    const path = join(dir, 'j.sqlite');
+    const held = await holdAccountLock(path, 'acct', o);
+    await expect(holdAccountLock(path, 'acct', o)).rejects.toMatchObject({
       kind: 'locked',
       message: expect.stringContaining(`pid ${process.pid}`),
+      context: { hint: expect.stringMatching(/--wait SECONDS.*a stopped run .* keeps it/) },
     });
     setTimeout(() => held.release(), 300);
-    const t0 = Date.now();
-    const second = await holdAccountLock(b, 'acct', { command: 'sync', logger: silentLogger, waitSeconds: 5 });
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    const second = await holdAccountLock(path, 'acct', { ...o, waitSeconds: 30 });
+    expect(held.journal.path).toBe(path);
     second.release();
-    const third = await holdAccountLock(a, 'acct', { command: 'sync', logger: silentLogger });
-    await expect(holdAccountLock(b, 'acct', { command: 'sync', logger: silentLogger, waitSeconds: 0.3 })).rejects.toMatchObject({ kind: 'locked' });
+    const third = await holdAccountLock(path, 'acct', o);
+    await expect(holdAccountLock(path, 'acct', { ...o, waitSeconds: 0.3 })).rejects.toMatchObject({ kind: 'locked', context: { hint: expect.stringContaining('within --wait 0.3') } });
     third.release();
+    expect(Journal.lockHolderAt(path, 'acct')).toBeNull();
+  });
+
+  it('waits for a live row on this host that holds no lock file (an older popsync)', async () => {
+    const path = join(dir, 'j.sqlite');
+    const j = Journal.open(path, { source: 'acct' });
+    const lf = LockFile.tryAcquire(lockFilePath(path))!;
+    expect(j.tryLock('acct', lf, { command: 'sync' }).ok).toBe(true);
+    lf.release();
+    await expect(holdAccountLock(path, 'acct', o)).rejects.toMatchObject({ kind: 'locked', context: { hint: expect.stringContaining('older popsync') } });
+    j.close();
   });
 });
