@@ -32,13 +32,16 @@ export interface HeldLock {
 }
 
 const POLL_MS = 250;
+/** Up to 2 s for a fresh holder's row to appear, for the message. */
+const NAME_POLL_MS = 25;
+const NAME_WAIT_POLLS = 80;
 
 type Refusal = { holder: LockRecord | null; why: 'lock-file' | 'live-row' | 'other-host' };
 
 /** One attempt: the lock file, the journal and the row, or who holds them. */
 function attempt(path: string, account: string, o: HoldOptions): HeldLock | Refusal {
   const lockFile = LockFile.tryAcquire(lockFilePath(path));
-  if (lockFile === null) return { holder: Journal.lockHolderAt(path, account), why: 'lock-file' };
+  if (lockFile === null) return { holder: holderRow(path, account), why: 'lock-file' };
   let journal: Journal | undefined;
   try {
     journal = Journal.open(path, { source: account }, o.now ? { now: o.now } : {});
@@ -62,6 +65,15 @@ function attempt(path: string, account: string, o: HoldOptions): HeldLock | Refu
     journal?.close();
     lockFile.release();
     throw e;
+  }
+}
+
+/** Who the row names, for the message only: a journal being created this instant may not read. */
+function holderRow(path: string, account: string): LockRecord | null {
+  try {
+    return Journal.lockHolderAt(path, account);
+  } catch {
+    return null;
   }
 }
 
@@ -112,9 +124,21 @@ export async function holdAccountLock(path: string, account: string, o: HoldOpti
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const deadline = Date.now() + (o.waitSeconds ?? 0) * 1000;
   for (;;) {
-    const got = attempt(path, account, o);
+    let got = attempt(path, account, o);
     if ('journal' in got) return got;
-    if (Date.now() >= deadline || o.signal?.aborted) throw lockedError(path, account, got, o.waitSeconds);
+    if (Date.now() >= deadline || o.signal?.aborted) {
+      // A holder that took the lock file an instant ago writes its row next. Give it a moment,
+      // so the message names a pid and not only a file; if it finishes meanwhile, so much the
+      // better: the lock is ours.
+      let polls = 0;
+      while (got.holder === null && polls++ < NAME_WAIT_POLLS && !o.signal?.aborted) {
+        await sleep(NAME_POLL_MS);
+        const again = attempt(path, account, o);
+        if ('journal' in again) return again;
+        got = again;
+      }
+      throw lockedError(path, account, got, o.waitSeconds);
+    }
     await sleep(Math.min(POLL_MS, Math.max(1, deadline - Date.now())));
   }
 }
