@@ -464,7 +464,7 @@ service stats {
 ${root ? '' : 'service anvil {\n  chroot =\n}\n'}`;
 }
 
-function groupName(gid: number): string {
+export function groupName(gid: number): string {
   try {
     for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
       const f = line.split(':');
@@ -497,7 +497,7 @@ async function chownIfRoot(p: string, owner: MailOwner): Promise<void> {
   if (isRoot()) await chown(p, owner.uid, owner.gid);
 }
 
-function isRoot(): boolean {
+export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
 }
 
@@ -586,7 +586,7 @@ async function makeCertificate(openssl: string, tlsDir: string): Promise<void> {
   await chmod(path.join(tlsDir, 'cert.pem'), 0o644);
 }
 
-async function freePorts(n: number): Promise<number[]> {
+export async function freePorts(n: number): Promise<number[]> {
   // Hold all of them open at once so the n ports are distinct.
   const servers: net.Server[] = [];
   try {
@@ -623,7 +623,7 @@ async function waitForGreetings(e: Endpoints, exited: Promise<number | null>): P
   }
 }
 
-function readGreeting(ep: LabEndpoint): Promise<string> {
+export function readGreeting(ep: LabEndpoint): Promise<string> {
   return new Promise((resolve, reject) => {
     const sock = net.connect(ep.port, ep.host);
     let buf = '';
@@ -730,7 +730,7 @@ function installExitHook(): void {
  * A detached shell that outlives a SIGKILLed test process: when our process disappears it
  * stops Dovecot and removes the lab dir. It exits by itself when the lab stops normally.
  */
-function startWatchdog(masterPid: number, dir: string): number | undefined {
+export function startWatchdog(masterPid: number, dir: string): number | undefined {
   const quoted = `'${dir.replace(/'/g, `'\\''`)}'`;
   // `kill -0` succeeds on zombies, and in containers whose PID 1 does not reap, an orphaned
   // master stays a zombie forever; so liveness is read from the state field of /proc/PID/stat.
@@ -756,7 +756,7 @@ rm -rf ${quoted}`;
 }
 
 /** Its command line names the lab dir, so it must go too before stop() reports success. */
-function killWatchdog(pid: number | undefined): void {
+export function killWatchdog(pid: number | undefined): void {
   if (pid === undefined) return;
   try {
     process.kill(-pid, 'SIGKILL'); // its own process group: the shell and its `sleep`

@@ -83,6 +83,45 @@ if [ "${#missing[@]}" -gt 0 ]; then
   have chromium || { say "chromium still missing after install"; exit 1; }
 fi
 
+# Cyrus (src/lab/cyrus.ts) is unpacked, not installed: Debian's cyrus-imapd/-pop3d conflict
+# with the imap-server/pop3-server that Dovecot provides, so apt would remove Dovecot. Only
+# the libraries they need are installed (no conflicts); `dpkg-deb -x` unpacks the rest, so
+# dpkg never registers Cyrus and no service is set up.
+CYRUS_ROOT="${POPSYNC_CYRUS_ROOT:-/var/cache/popsync-lab/cyrus}"
+cyrus_libs=(libical3 libxapian30 libpcre3)
+cyrus_libs_ok() {
+  ldconfig -p | grep -q 'libical\.so\.3 ' && ldconfig -p | grep -q 'libxapian\.so\.30 ' && ldconfig -p | grep -q 'libpcreposix\.so\.3 '
+}
+if [ ! -x "$CYRUS_ROOT/usr/lib/cyrus/bin/master" ] || ! cyrus_libs_ok; then
+  if ! is_root; then
+    say "Cyrus for the second-server lab; run:"
+    printf "sudo sh -c 'apt-get update && apt-get install -y --no-install-recommends %s && d=\$(mktemp -d) && chmod 755 \$d && cd \$d && apt-get download cyrus-common cyrus-imapd cyrus-pop3d && mkdir -p %s && for f in *.deb; do dpkg-deb -x \$f %s; done'\n" "${cyrus_libs[*]}" "$CYRUS_ROOT" "$CYRUS_ROOT"
+    exit 1
+  fi
+  cyrus_libs_ok || { say "installing libraries for Cyrus: ${cyrus_libs[*]}"; apt_install "${cyrus_libs[@]}"; }
+  if [ ! -x "$CYRUS_ROOT/usr/lib/cyrus/bin/master" ]; then
+    say "unpacking Cyrus IMAP/POP3 into $CYRUS_ROOT (beside Dovecot, not installed)"
+    tmp="$(mktemp -d)"
+    chmod 755 "$tmp" # apt-get download drops to the _apt user
+    log="$(mktemp)"
+    if ! (cd "$tmp" && apt-get download cyrus-common cyrus-imapd cyrus-pop3d) >"$log" 2>&1; then
+      # A stale package list 404s; update once and retry.
+      if ! (apt-get update && cd "$tmp" && apt-get download cyrus-common cyrus-imapd cyrus-pop3d) >>"$log" 2>&1; then
+        cat "$log" >&2
+        rm -rf "$tmp" "$log"
+        say "downloading Cyrus failed (apt output above)"
+        exit 1
+      fi
+    fi
+    rm -f "$log"
+    rm -rf "$CYRUS_ROOT.partial"
+    mkdir -p "$CYRUS_ROOT.partial"
+    for f in "$tmp"/*.deb; do dpkg-deb -x "$f" "$CYRUS_ROOT.partial"; done
+    rm -rf "$tmp"
+    mv "$CYRUS_ROOT.partial" "$CYRUS_ROOT"
+  fi
+fi
+
 # npm writes node_modules/.package-lock.json on every install; older than the lock file
 # means the dependencies changed since.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -50,8 +50,8 @@ export function hostileCorpus(count: number, seed: string, repeat: number[] = []
 /**
  * The canonical form under the rewrites Dovecot 2.3 applies (measured, see
  * test/e2e/normalisation.test.ts): line ends CRLF (a bare LF gains its CR), NUL becomes 0x80,
- * trailing line ends do not count. What Courier (bare CR stripped) and Cyrus (8-bit header
- * bytes to 'X') do is not folded in: they are not in this lab.
+ * trailing line ends do not count. Cyrus's rewrites are cyrusCanonical's; Courier's (bare
+ * CR stripped) are not folded in anywhere: no Courier lab exists.
  */
 export function dovecotCanonical(b: Buffer): Buffer {
   const out = Buffer.allocUnsafe(b.length * 2);
@@ -64,6 +64,28 @@ export function dovecotCanonical(b: Buffer): Buffer {
   let end = j;
   while (end >= 2 && out[end - 2] === 0x0d && out[end - 1] === 0x0a) end -= 2;
   return out.subarray(0, end);
+}
+
+/**
+ * The canonical form under what Cyrus 3.6 (Debian defaults) does on APPEND (measured, see
+ * test/e2e/cyrus.test.ts): every 8-bit byte in the header section becomes 'X' (munge8bit,
+ * length kept); NUL, bare CR and a missing final newline are kept; bare LF is refused
+ * outright ("Message contains bare newlines"), so it never needs folding.
+ */
+export function cyrusCanonical(b: Buffer): Buffer {
+  const out = Buffer.from(b);
+  let end = out.indexOf('\r\n\r\n');
+  if (end < 0) end = out.length;
+  for (let i = 0; i < end; i++) if (out[i]! >= 0x80) out[i] = 0x58;
+  let len = out.length;
+  while (len >= 2 && out[len - 2] === 0x0d && out[len - 1] === 0x0a) len -= 2;
+  return out.subarray(0, len);
+}
+
+/** Whether a message has a LF without CR before it (Cyrus refuses those). */
+export function hasBareLf(b: Buffer): boolean {
+  for (let i = b.indexOf(0x0a); i >= 0; i = b.indexOf(0x0a, i + 1)) if (i === 0 || b[i - 1] !== 0x0d) return true;
+  return false;
 }
 
 /** Sorted digests of the canonical forms: equal lists mean each message exactly once. */
