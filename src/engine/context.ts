@@ -23,6 +23,8 @@ export interface RunContext {
   listing: ListedMessage[];
   /** Messages settled (copied, refused, reconciled) in this pass: progress resets the retry budget. */
   settledThisPass: number;
+  /** Per UIDL, the attempts to receive it that ended with a broken connection, in this run. */
+  readonly receiveFailures: Map<string, number>;
   now(): Date;
   emit: ProgressListener;
   /** Tags a rejection with the side it came from, for the reconnect message. */

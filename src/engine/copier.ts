@@ -1,54 +1,31 @@
 /**
- * Moving one batch: RETR (pipelined) -> route -> hash -> journal 'appending' with the folder's
- * UIDNEXT (committed) -> APPEND -> journal 'done' with the UID, or 'failed' for a message the
- * destination refused. Memory is bounded by the batch (a byte cap, or one message larger than
- * it), never by the mailbox. A message refused by either server fails alone; a lost connection
- * rejects and ends the pass (run.ts retries it from the journal).
+ * Storing one received batch: route -> journal 'appending' with the folder's UIDNEXT
+ * (committed) -> APPEND -> journal 'done' with the UID, or 'failed' for a message the
+ * destination refused. Receiving is receiver.ts's job; what arrives here is whole messages,
+ * each in memory or in a spool file, with its size, sha256 and head already known, so nothing
+ * here reads a body: routing and identity read only the head (mapping/headers.ts caps it). A
+ * message refused by the destination fails alone; a lost connection rejects and ends the pass
+ * (run.ts retries it from the journal).
  */
 import type { AppendRequest, ImapSink } from '../imap/types.js';
 import type { BeginAppend } from '../journal/types.js';
-import { isPopsyncError } from '../errors.js';
 import { decodedHeader } from '../mapping/decode.js';
 import { messageIdOf, parseHeaders } from '../mapping/headers.js';
-import type { Pop3Session } from '../pop3/types.js';
 import type { RunContext } from './context.js';
 import { openFolder } from './folders.js';
 import { headerHash } from './identity.js';
-import type { ListedMessage } from './plan.js';
-import { sha256Hex } from './reconcile.js';
+import type { Received } from './receiver.js';
 import type { RoutedItem } from './recorder.js';
-
-/** One batch as RETR returned it; null where the server refused to send the message. */
-export type Fetched = Array<{ m: ListedMessage; body: Buffer } | null>;
 
 type Item = RoutedItem & { begin: BeginAppend; req: AppendRequest };
 
-/** RETR of one batch, pipelined; a message the server refuses to send is failed and left out. */
-export function fetchBatch(ctx: RunContext, source: Pop3Session, batch: ListedMessage[]): Promise<Fetched> {
-  return ctx.on('pop3', Promise.all(
-    batch.map((m) =>
-      source.retr(m.n).then(
-        (body) => ({ m, body }),
-        (e: unknown) => {
-          // -ERR on one RETR fails that message only; a lost connection fails the pass.
-          if (isPopsyncError(e) && e.kind === 'server') {
-            ctx.rec.fail(m, null, `the POP3 server refused to send it: ${e.message}`, e.context.serverResponse ?? null);
-            return null;
-          }
-          throw e;
-        },
-      ),
-    ),
-  ));
-}
-
-/** Routes each fetched message and groups them by destination folder, in source order. */
-function route(ctx: RunContext, fetched: Fetched): Map<string, Item[]> {
+/** Routes each received message and groups them by destination folder, in source order. */
+function route(ctx: RunContext, received: Received[]): Map<string, Item[]> {
   const groups = new Map<string, Item[]>();
-  for (const f of fetched) {
-    if (!f) continue;
-    const fields = parseHeaders(f.body);
-    const routing = ctx.o.route({ body: f.body, fields, uidl: f.m.uidl });
+  for (const f of received) {
+    const { head } = f.body;
+    const fields = parseHeaders(head);
+    const routing = ctx.o.route({ size: f.body.size, fields, uidl: f.m.uidl });
     const group = groups.get(routing.folder) ?? [];
     groups.set(routing.folder, group);
     group.push({
@@ -56,9 +33,9 @@ function route(ctx: RunContext, fetched: Fetched): Map<string, Item[]> {
       ...(ctx.rec.detailed ? { shown: { subject: decodedHeader(fields, 'subject'), from: decodedHeader(fields, 'from') } } : {}),
       begin: {
         uidl: f.m.uidl,
-        size: f.body.length,
-        sha256: sha256Hex(f.body),
-        headerHash: headerHash(f.body),
+        size: f.body.size,
+        sha256: f.body.sha256,
+        headerHash: headerHash(head),
         listSize: f.m.size,
         messageId: messageIdOf(fields),
         folder: routing.folder,
@@ -72,17 +49,21 @@ function route(ctx: RunContext, fetched: Fetched): Map<string, Item[]> {
           folderRule: routing.folderRule,
         },
       },
-      req: { body: f.body, flags: routing.flags, ...(routing.internalDate ? { internalDate: routing.internalDate } : {}) },
+      req: {
+        body: f.body.bytes ?? { file: f.body.file!, size: f.body.size, hasNul: f.body.hasNul },
+        flags: routing.flags,
+        ...(routing.internalDate ? { internalDate: routing.internalDate } : {}),
+      },
     });
   }
   return groups;
 }
 
-/** Route, journal the intent, append, journal each outcome: one fetched batch. */
-export async function storeBatch(ctx: RunContext, sink: ImapSink, fetched: Fetched): Promise<void> {
+/** Route, journal the intent, append, journal each outcome: one received batch. */
+export async function storeBatch(ctx: RunContext, sink: ImapSink, received: Received[]): Promise<void> {
   const { journal, account } = ctx.o;
   const { rec } = ctx;
-  for (const [folder, items] of route(ctx, fetched)) {
+  for (const [folder, items] of route(ctx, received)) {
     const status = await openFolder(ctx, sink, folder);
     for (const it of items) {
       it.begin.destUidValidity = status.uidValidity;

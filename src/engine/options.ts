@@ -15,9 +15,16 @@ export interface RetryPolicy {
 }
 
 export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 5, baseDelayMs: 1000, maxDelayMs: 30_000 };
-/** A batch is fetched whole before it is appended: these two caps bound the memory it takes. */
+/**
+ * A batch is received whole before it is appended: these two caps bound the memory it takes,
+ * counted on the bytes that arrived (never on LIST sizes, which a server may understate).
+ */
 export const DEFAULT_BATCH_MESSAGES = 50;
 export const DEFAULT_BATCH_BYTES = 16 * 1024 * 1024;
+/** A message larger than this goes through a temporary file instead of memory (spool.ts). */
+export const DEFAULT_SPILL_BYTES = 4 * 1024 * 1024;
+/** Failed attempts to receive one message in a run before it is set aside (receiver.ts). */
+export const DEFAULT_SET_ASIDE_AFTER = 3;
 
 export interface EngineOptions {
   command: 'migrate' | 'sync';
@@ -34,6 +41,12 @@ export interface EngineOptions {
   progress?: ProgressListener;
   batchMessages?: number;
   batchBytes?: number;
+  /** Messages larger than this are spooled to a temporary file (default DEFAULT_SPILL_BYTES). */
+  spillBytes?: number;
+  /** Where the spool's private directory is made (default: the system temp dir). */
+  spoolDir?: string;
+  /** Failed receive attempts before a message is set aside (default 3, at most retry.maxAttempts). */
+  setAsideAfter?: number;
   retry?: Partial<RetryPolicy>;
   signal?: AbortSignal;
   sleep?: (ms: number) => Promise<void>;

@@ -50,27 +50,6 @@ export function planCopy(listing: ListedMessage[], rows: ReadonlyMap<string, Jou
 }
 
 /**
- * Cuts the copy list into retrieval batches: whole batches are fetched with one pipelined RETR
- * burst, so the byte cap bounds memory; a message larger than the cap travels alone.
- */
-export function batchesOf<T extends { size: number }>(items: T[], maxMessages: number, maxBytes: number): T[][] {
-  const out: T[][] = [];
-  let cur: T[] = [];
-  let bytes = 0;
-  for (const it of items) {
-    if (cur.length > 0 && (cur.length >= maxMessages || bytes + it.size > maxBytes)) {
-      out.push(cur);
-      cur = [];
-      bytes = 0;
-    }
-    cur.push(it);
-    bytes += it.size;
-  }
-  if (cur.length > 0) out.push(cur);
-  return out;
-}
-
-/**
  * skip_larger_than: the messages of a copy list over the limit, judged on the LIST size so
  * the run decides before RETR (no body fetched for a message it will not copy) and `plan`,
  * which never fetches bodies, judges the same number. Not journaled: the next run judges

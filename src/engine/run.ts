@@ -20,13 +20,15 @@ import type { JournalIndexRow } from '../journal/types.js';
 import type { Pop3Session } from '../pop3/types.js';
 import { PopsyncError, isPopsyncError } from '../errors.js';
 import type { OpenFolder, RunContext, Side } from './context.js';
-import { fetchBatch, storeBatch, type Fetched } from './copier.js';
+import { storeBatch } from './copier.js';
 import { finishSource } from './deleter.js';
 import { Inventory } from './inventory.js';
-import { DEFAULT_BATCH_BYTES, DEFAULT_BATCH_MESSAGES, DEFAULT_RETRY, type EngineOptions } from './options.js';
-import { batchesOf, planCopy, sizeRuleReason, splitBySizeRule, type ListedMessage } from './plan.js';
+import { DEFAULT_BATCH_BYTES, DEFAULT_BATCH_MESSAGES, DEFAULT_RETRY, DEFAULT_SET_ASIDE_AFTER, DEFAULT_SPILL_BYTES, type EngineOptions, type RetryPolicy } from './options.js';
+import { planCopy, sizeRuleReason, splitBySizeRule, type ListedMessage } from './plan.js';
+import { Receiver, type ReceivedBatch } from './receiver.js';
 import { reconcilePending } from './reconciler.js';
 import { fromRow, RunRecorder } from './recorder.js';
+import { Spool } from './spool.js';
 import type { ProgressListener, RunResult } from './types.js';
 import { windowWarnings } from './window.js';
 
@@ -44,6 +46,9 @@ class Run implements RunContext {
   readonly rec: RunRecorder;
   listing: ListedMessage[] = [];
   settledThisPass = 0;
+  readonly receiveFailures = new Map<string, number>();
+  private readonly spool: Spool;
+  private readonly retryPolicy: RetryPolicy;
   private firstPass = true;
   /** Which side the last failed await belonged to, for the reconnect message. */
   private failedSide: Side = 'pop3';
@@ -55,13 +60,15 @@ class Run implements RunContext {
     this.now = o.now ?? (() => new Date());
     this.rec = new RunRecorder(o, this.now(), this.emit);
     this.inventory = new Inventory(this);
+    this.spool = new Spool(o.spoolDir);
+    this.retryPolicy = { ...DEFAULT_RETRY, ...o.retry };
   }
 
   readonly emit: ProgressListener = (e) => this.o.progress?.(e);
 
   async execute(): Promise<RunResult> {
     const started = Date.now();
-    const policy = { ...DEFAULT_RETRY, ...this.o.retry };
+    const policy = this.retryPolicy;
     const sleep = this.o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
     const { result } = this.rec;
     let attempt = 0;
@@ -97,6 +104,7 @@ class Run implements RunContext {
       throw e;
     } finally {
       await this.dropConnections();
+      this.spool.dispose();
       this.rec.finish(Date.now() - started);
       this.recordRun(runId, error);
     }
@@ -185,19 +193,46 @@ class Run implements RunContext {
     if (todo.length === 0) return;
     const sink = await this.connectSink();
     this.emit({ type: 'phase', phase: 'copying' });
-    // While one batch is appended, the next is already being fetched: POP3 and IMAP work at
-    // once, and memory holds at most two batches. Fetching has no side effect on either server,
-    // so a batch fetched but never stored (drop, interrupt) is simply fetched again later.
-    const batches = batchesOf(todo, this.o.batchMessages ?? DEFAULT_BATCH_MESSAGES, this.o.batchBytes ?? DEFAULT_BATCH_BYTES);
-    let next: Promise<Fetched> | null = batches[0] ? fetchBatch(this, source, batches[0]) : null;
-    for (let i = 0; next !== null; i++) {
-      const fetched: Promise<Fetched> = next;
-      const following = batches[i + 1];
-      next = following ? fetchBatch(this, source, following) : null;
-      // Awaited in its turn; until then a rejection must not count as unhandled.
-      next?.catch(() => undefined);
-      if (this.o.signal?.aborted) throw new PopsyncError('interrupted', 'interrupted; the journal is consistent, run again to resume');
-      await storeBatch(this, sink, await fetched);
+    // While one batch is appended, the next is already being received: POP3 and IMAP work at
+    // once, and memory holds at most two batches (receiver.ts bounds them by received bytes).
+    // Receiving has no side effect on either server, so a batch received but never stored
+    // (drop, interrupt) is simply received again later; its spool files go when the pass ends.
+    const batchMessages = this.o.batchMessages ?? DEFAULT_BATCH_MESSAGES;
+    const batchBytes = this.o.batchBytes ?? DEFAULT_BATCH_BYTES;
+    const receiver = new Receiver(this, source, todo, this.spool, {
+      messages: batchMessages,
+      bytes: batchBytes,
+      spillAt: Math.min(this.o.spillBytes ?? DEFAULT_SPILL_BYTES, batchBytes),
+      // Within the reconnect budget, so a message is set aside before the run gives up on it.
+      setAsideAfter: Math.max(1, Math.min(this.o.setAsideAfter ?? DEFAULT_SET_ASIDE_AFTER, this.retryPolicy.maxAttempts)),
+    });
+    let next: Promise<ReceivedBatch | null> | null = receiver.batch();
+    try {
+      while (next !== null) {
+        const got: ReceivedBatch | null = await next;
+        if (got === null) break;
+        next = got.error ? null : receiver.batch();
+        // Awaited in its turn; until then a rejection must not count as unhandled.
+        next?.catch(() => undefined);
+        if (this.o.signal?.aborted) throw new PopsyncError('interrupted', 'interrupted; the journal is consistent, run again to resume');
+        try {
+          await storeBatch(this, sink, got.items);
+        } finally {
+          await Promise.all(got.items.map((r) => (r.body.file ? this.spool.discard(r.body.file) : undefined)));
+        }
+        if (got.error) {
+          this.failedSide = 'pop3';
+          throw got.error;
+        }
+      }
+    } catch (e) {
+      // A batch being received must not outlive the pass: dropping the source ends its reads.
+      receiver.close();
+      this.source?.destroy();
+      await next?.catch(() => undefined);
+      throw e;
+    } finally {
+      await this.spool.clear();
     }
   }
 

@@ -13,10 +13,16 @@
  * already encoded by imapflow's own normalizePath/encodePath, so both connections name the same
  * folder. Error kinds come from errors.ts, exactly as for the imapflow path.
  *
- * What it does not do: SELECT, FETCH or anything but APPEND; sync literals (no LITERAL+ means
- * no pipelined path); SASL mechanisms other than PLAIN (with SASL-IR) and LOGIN; COMPRESS;
- * reconnects mid-batch (a drop throws 'connection' and unreported outcomes stay unknown, which
- * the engine reconciles by content). The password is never logged: only command names are.
+ * It is also the only way a message kept in a file (too large for memory, engine/spool.ts) can
+ * be sent, since imapflow's append takes a Buffer: the literal is streamed from the file. So on
+ * a server without LITERAL+ or UIDPLUS the writer still opens this connection, in 'streaming'
+ * mode, for such messages: one APPEND at a time with a synchronising literal (command, wait for
+ * '+', then the bytes), and no UID where the server gives no APPENDUID.
+ *
+ * What it does not do: SELECT, FETCH or anything but APPEND; SASL mechanisms other than PLAIN
+ * (with SASL-IR) and LOGIN; COMPRESS; reconnects mid-batch (a drop throws 'connection' and
+ * unreported outcomes stay unknown, which the engine reconciles by content). The password is
+ * never logged: only command names are.
  */
 
 import net from 'node:net';
@@ -24,6 +30,7 @@ import tls from 'node:tls';
 import compiler from 'imapflow/lib/handler/imap-compiler.js';
 import { PopsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { bodyChunks, bodySize, type MessageBody } from './body.js';
 import type { AppendOutcome, ImapOptions } from './types.js';
 import { classifyAppendError, isTlsFailure, mapConnectError, type ImapFlowErrorLike } from './errors.js';
 
@@ -166,7 +173,9 @@ function refusal(t: Tagged, extra: ImapFlowErrorLike = {}): ImapFlowErrorLike {
 }
 
 export interface PipelineItem {
-  body: Buffer;
+  body: MessageBody;
+  /** Whether the body holds a NUL (sent as a binary literal where the server offers BINARY). */
+  hasNul: boolean;
   /** Flags already formatted by imapflow's formatFlag. */
   flags: string[];
   /** imapflow's formatDateTime() of the internal date. */
@@ -191,10 +200,17 @@ export class PipelinedAppender {
 
   /**
    * Connects, secures and logs in like imapflow does (same TLS mode, CA, verification and SNI),
-   * then checks LITERAL+ and UIDPLUS. Throws PipelineUnsupported when they are missing (the
-   * connection is closed), a PopsyncError like connectImap's for everything else.
+   * then, in 'pipelined' mode, checks LITERAL+ and UIDPLUS. Throws PipelineUnsupported when the
+   * session lacks what the mode needs (the connection is closed), a PopsyncError like
+   * connectImap's for everything else. 'streaming' mode needs neither extension.
    */
-  static async open(opts: ImapOptions, timeoutMs: number, log: Logger, ca: Array<string | Buffer> | undefined): Promise<PipelinedAppender> {
+  static async open(
+    opts: ImapOptions,
+    timeoutMs: number,
+    log: Logger,
+    ca: Array<string | Buffer> | undefined,
+    mode: 'pipelined' | 'streaming' = 'pipelined',
+  ): Promise<PipelinedAppender> {
     const where = `${opts.host}:${opts.port}`;
     const servername = net.isIP(opts.host) ? {} : { servername: opts.host };
     const tlsOpts = { rejectUnauthorized: opts.rejectUnauthorized ?? true, ...(ca ? { ca } : {}), ...servername };
@@ -234,7 +250,8 @@ export class PipelinedAppender {
         if (caps.has('AUTH=PLAIN') && caps.has('SASL-IR')) {
           const token = Buffer.from(`\0${opts.user}\0${opts.password}`).toString('base64');
           cmd = Buffer.from(`L AUTHENTICATE PLAIN ${token}\r\n`);
-        } else if (!caps.has('LOGINDISABLED') && caps.has('LITERAL+')) {
+        } else if (!caps.has('LOGINDISABLED') && (caps.has('LITERAL+') || mode === 'streaming')) {
+          // The compiler sends STRING values quoted, never as literals, so LOGIN needs no '+' wait.
           cmd = Buffer.concat([
             compiler({ tag: 'L', command: 'LOGIN', attributes: [{ type: 'STRING', value: opts.user }, { type: 'STRING', value: opts.password }] }, { literalPlus: true }),
             Buffer.from('\r\n'),
@@ -246,9 +263,10 @@ export class PipelinedAppender {
         if (t.status !== 'OK') throw fail(refusal(t, { authenticationFailed: true }));
         caps = await a.capability();
       }
-      if (!caps.has('LITERAL+') || !caps.has('UIDPLUS')) throw new PipelineUnsupported('no LITERAL+ or no UIDPLUS after login');
+      if (mode === 'pipelined' && (!caps.has('LITERAL+') || !caps.has('UIDPLUS'))) throw new PipelineUnsupported('no LITERAL+ or no UIDPLUS after login');
       (a as { capabilities: ReadonlySet<string> }).capabilities = caps;
-      log.debug({ host: opts.host }, 'IMAP APPEND connection ready (pipelined LITERAL+)');
+      // Tests find the path taken by these words.
+      log.debug({ host: opts.host }, mode === 'pipelined' ? 'IMAP APPEND connection ready (pipelined LITERAL+)' : 'IMAP APPEND connection ready (streaming, one at a time)');
       return a;
     } catch (err) {
       if (err instanceof PipelineUnsupported) await a.close();
@@ -260,7 +278,8 @@ export class PipelinedAppender {
   /**
    * Writes one APPEND per item, all at once (bounded by MAX_IN_FLIGHT_BYTES), and reports each
    * tagged reply in order. `mailbox` is the name exactly as imapflow would send it. Items with
-   * `skip` set get that outcome at their place and are not sent.
+   * `skip` set get that outcome at their place and are not sent. Without LITERAL+ the items go
+   * one at a time with synchronising literals instead.
    */
   async append(
     mailbox: string,
@@ -268,6 +287,7 @@ export class PipelinedAppender {
     items: Array<PipelineItem | { skip: AppendOutcome }>,
     onOutcome: (index: number, outcome: AppendOutcome) => void,
   ): Promise<AppendOutcome[]> {
+    if (!this.capabilities.has('LITERAL+')) return this.appendOneByOne(mailbox, folder, items, onOutcome);
     const tags = items.map(() => `P${++this.seq}`);
     let inFlight = 0;
     let aborted = false;
@@ -283,32 +303,30 @@ export class PipelinedAppender {
         sock.once(event, done);
         sock.once('close', done);
       });
-    const sizes = items.map((it) => ('skip' in it ? 0 : it.body.length));
+    const sizes = items.map((it) => ('skip' in it ? 0 : bodySize(it.body)));
     const writer = (async () => {
       for (const [i, it] of items.entries()) {
         if (aborted || sock.destroyed) return;
         if ('skip' in it) continue;
-        while (inFlight > 0 && inFlight + it.body.length > MAX_IN_FLIGHT_BYTES && !aborted) {
+        const size = sizes[i]!;
+        while (inFlight > 0 && inFlight + size > MAX_IN_FLIGHT_BYTES && !aborted) {
           await new Promise<void>((r) => (acked = r));
         }
         if (aborted || sock.destroyed) return;
-        const nul = it.body.indexOf(0) >= 0;
-        const head = compiler({
-          tag: tags[i]!,
-          command: 'APPEND',
-          attributes: [
-            { type: 'ATOM', value: mailbox },
-            ...(it.flags.length || it.date ? [it.flags.map((f) => ({ type: 'ATOM' as const, value: f }))] : []),
-            ...(it.date ? [{ type: 'STRING' as const, value: it.date }] : []),
-          ],
-        });
-        inFlight += it.body.length;
+        inFlight += size;
         this.appended++;
-        sock.write(Buffer.concat([head, Buffer.from(` ${nul ? '~' : ''}{${it.body.length}+}\r\n`)]));
-        sock.write(it.body);
+        sock.write(this.command(tags[i]!, mailbox, it, '+'));
+        // A file body is read in pieces as the socket drains: never whole in memory.
+        for await (const chunk of bodyChunks(it.body)) {
+          if (aborted || sock.destroyed) return;
+          if (!sock.write(chunk)) await waitFor('drain');
+        }
         if (!sock.write('\r\n')) await waitFor('drain');
       }
     })();
+    // A body that cannot be read (spool file gone) leaves a literal unfinished: the connection
+    // is spent, and closing it makes the reply loop below fail instead of waiting for a reply.
+    writer.catch(() => this.destroy());
     const outcomes: AppendOutcome[] = [];
     try {
       for (const [i, it] of items.entries()) {
@@ -321,15 +339,7 @@ export class PipelinedAppender {
           const wake = acked as (() => void) | null;
           acked = null;
           wake?.();
-          if (t.status === 'OK') {
-            const m = /^APPENDUID (\d+) (\d+)$/i.exec(t.code ?? '');
-            outcome = m ? { ok: true, uid: Number(m[2]), uidValidity: BigInt(m[1]!) } : { ok: true, uid: null, uidValidity: null };
-          } else {
-            const failure = classifyAppendError(refusal(t), folder);
-            if (failure.scope === 'session') throw failure.error;
-            outcome = { ok: false, error: failure.error };
-            this.log.debug({ folder, index: i, serverResponse: failure.error.context.serverResponse }, 'APPEND refused');
-          }
+          outcome = this.outcomeOf(t, folder, i);
         }
         outcomes.push(outcome);
         onOutcome(i, outcome);
@@ -344,6 +354,105 @@ export class PipelinedAppender {
       await writer.catch(() => {});
       throw err;
     }
+  }
+
+  /**
+   * The APPEND command up to and including its literal's announcement. A binary literal (RFC
+   * 3516) only where the server offers BINARY; otherwise a NUL goes in a plain literal, as
+   * imapflow sends it, and the server decides.
+   */
+  private command(tag: string, mailbox: string, it: PipelineItem, plus: '+' | ''): Buffer {
+    const head = compiler({
+      tag,
+      command: 'APPEND',
+      attributes: [
+        { type: 'ATOM', value: mailbox },
+        ...(it.flags.length || it.date ? [it.flags.map((f) => ({ type: 'ATOM' as const, value: f }))] : []),
+        ...(it.date ? [{ type: 'STRING' as const, value: it.date }] : []),
+      ],
+    });
+    const binary = it.hasNul && this.capabilities.has('BINARY');
+    return Buffer.concat([head, Buffer.from(` ${binary ? '~' : ''}{${bodySize(it.body)}${plus}}\r\n`)]);
+  }
+
+  /**
+   * Without LITERAL+: each APPEND announces a synchronising literal and waits for the server's
+   * '+' before sending the bytes, streamed from memory or file; a tagged NO instead of '+' is
+   * that message's refusal (nothing was sent). No APPENDUID (no UIDPLUS) means no UID.
+   */
+  private async appendOneByOne(
+    mailbox: string,
+    folder: string,
+    items: Array<PipelineItem | { skip: AppendOutcome }>,
+    onOutcome: (index: number, outcome: AppendOutcome) => void,
+  ): Promise<AppendOutcome[]> {
+    const outcomes: AppendOutcome[] = [];
+    try {
+      for (const [i, it] of items.entries()) {
+        let outcome: AppendOutcome;
+        if ('skip' in it) {
+          outcome = it.skip;
+        } else {
+          const tag = `P${++this.seq}`;
+          this.appended++;
+          this.sock.write(this.command(tag, mailbox, it, ''));
+          let t = await this.continuationOr(tag);
+          if (t === null) {
+            for await (const chunk of bodyChunks(it.body)) {
+              if (this.sock.destroyed) break;
+              if (!this.sock.write(chunk)) await this.drained();
+            }
+            this.sock.write('\r\n');
+            t = await this.tagged(tag);
+          }
+          outcome = this.outcomeOf(t, folder, i);
+        }
+        outcomes.push(outcome);
+        onOutcome(i, outcome);
+      }
+      return outcomes;
+    } catch (err) {
+      // A literal cut short or a reply lost: the server's reading of the stream is unknown.
+      this.destroy();
+      throw err;
+    }
+  }
+
+  /** A tagged reply as an outcome; a session-wide failure (BYE, auth) is thrown. */
+  private outcomeOf(t: Tagged, folder: string, index: number): AppendOutcome {
+    if (t.status === 'OK') {
+      const m = /^APPENDUID (\d+) (\d+)$/i.exec(t.code ?? '');
+      return m ? { ok: true, uid: Number(m[2]), uidValidity: BigInt(m[1]!) } : { ok: true, uid: null, uidValidity: null };
+    }
+    const failure = classifyAppendError(refusal(t), folder);
+    if (failure.scope === 'session') throw failure.error;
+    this.log.debug({ folder, index, serverResponse: failure.error.context.serverResponse }, 'APPEND refused');
+    return { ok: false, error: failure.error };
+  }
+
+  /** Waits for '+' (null) or the command's tagged reply, skipping untagged lines. */
+  private async continuationOr(tag: string): Promise<Tagged | null> {
+    for (;;) {
+      const line = await this.reader.next();
+      if (line.startsWith('+')) return null;
+      const t = parseTagged(line);
+      if (!t) continue;
+      if (t.tag !== tag) throw new PopsyncError('protocol', `IMAP APPEND connection: expected a reply to ${tag}, got one to ${t.tag}`);
+      return t;
+    }
+  }
+
+  private drained(): Promise<void> {
+    const sock = this.sock;
+    return new Promise((resolve) => {
+      const done = (): void => {
+        sock.off('drain', done);
+        sock.off('close', done);
+        resolve();
+      };
+      sock.once('drain', done);
+      sock.once('close', done);
+    });
   }
 
   async close(): Promise<void> {

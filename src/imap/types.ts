@@ -27,8 +27,19 @@ export interface FolderStatus {
   uidNext: number;
 }
 
+/**
+ * A message kept in a file because it is too large to hold in memory (engine/spool.ts). Only
+ * our own APPEND connection (pipeline.ts) can send it: imapflow takes a Buffer.
+ */
+export interface FileBody {
+  file: string;
+  size: number;
+  /** Whether it holds a NUL byte (then a binary literal where the server offers BINARY). */
+  hasNul: boolean;
+}
+
 export interface AppendRequest {
-  body: Buffer;
+  body: Buffer | FileBody;
   flags: string[];
   internalDate?: Date;
 }
@@ -96,6 +107,6 @@ export interface ImapSink {
    */
   specialUse?(): Promise<Map<string, string>>;
   /** Messages sent per APPEND path so far; for tests and diagnostics. */
-  readonly appendCounts?: { readonly pipelined: number; readonly imapflow: number };
+  readonly appendCounts?: { readonly pipelined: number; readonly imapflow: number; readonly streamed?: number };
   close(): Promise<void>;
 }

@@ -20,6 +20,11 @@
  * - APPEND goes pipelined down a second connection of our own (pipeline.ts) when the server
  *   offers LITERAL+ and UIDPLUS; that connection is opened first, before imapflow's, and lives
  *   and dies with the sink. The loop below stays as the fallback.
+ * - A message kept in a file (too large for memory) never goes through imapflow, whose append
+ *   takes a Buffer: without the pipelined connection, a 'streaming' one of our own is opened
+ *   the first time such a message comes, and sends it with a synchronising literal read from
+ *   the file. Only if the server cannot take even that (no AUTH=PLAIN with SASL-IR and
+ *   LOGINDISABLED) is the file read into memory for imapflow.
  * - Nothing reaches stdout: imapflow's default logger is pino at info on stdout, so it always
  *   gets our logger.
  */
@@ -31,6 +36,7 @@ import { silentLogger, type Logger } from '../log.js';
 import type { AppendOutcome, AppendRequest, BodyReader, DestinationMessage, FolderStatus, ImapOptions, ImapSink, StoredHeader } from './types.js';
 import { classifyAppendError, mapCommandError, mapConnectError, responseCodeOf, isRefusal } from './errors.js';
 import { checkLevels, folderLevels, serverName } from './folders.js';
+import { bodyBuffer, bodyHasNul, bodySize } from './body.js';
 import { PipelinedAppender, PipelineUnsupported, type PipelineItem } from './pipeline.js';
 import { encodePath, formatDateTime, formatFlag, normalizePath } from 'imapflow/lib/tools.js';
 
@@ -154,7 +160,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     opts.password,
     socketTimeout,
     pipeline,
-    () => PipelinedAppender.open(opts, opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, log, ca),
+    (mode) => PipelinedAppender.open(opts, opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, log, ca, mode),
     `IMAP server ${opts.host}:${opts.port}`,
   );
 }
@@ -172,9 +178,13 @@ class ImapWriter implements ImapSink {
   /** Set by a pipelined batch so serial() does not count it as use of imapflow's connection. */
   private lastUseOverride: number | null = null;
   private keepalive: NodeJS.Timeout | null = null;
-  private readonly counts = { pipelined: 0, imapflow: 0 };
+  private readonly counts = { pipelined: 0, imapflow: 0, streamed: 0 };
   /** Per folder and UIDVALIDITY, the highest UID an APPENDUID of this session has named. */
   private readonly lastAppendUid = new Map<string, number>();
+  /** Our APPEND connection for file bodies when there is no pipelined one; opened on first use. */
+  private streamer: PipelinedAppender | null = null;
+  /** The server refused even a streaming connection: file bodies go through imapflow in memory. */
+  private streamerUnsupported = false;
 
   constructor(
     private readonly client: ImapFlow,
@@ -182,7 +192,7 @@ class ImapWriter implements ImapSink {
     private readonly secret: string,
     socketTimeout: number,
     private pipeline: PipelinedAppender | null = null,
-    private readonly reopenPipeline: () => Promise<PipelinedAppender> = () => Promise.reject(new Error('no pipeline')),
+    private readonly openAppender: (mode: 'pipelined' | 'streaming') => Promise<PipelinedAppender> = () => Promise.reject(new Error('no pipeline')),
     private readonly server = 'the IMAP server',
   ) {
     this.capabilities = new Set(client.capabilities.keys());
@@ -241,7 +251,7 @@ class ImapWriter implements ImapSink {
     });
   }
 
-  get appendCounts(): { pipelined: number; imapflow: number } {
+  get appendCounts(): { pipelined: number; imapflow: number; streamed: number } {
     return { ...this.counts };
   }
 
@@ -276,15 +286,20 @@ class ImapWriter implements ImapSink {
       // (NOOP, and SEARCH without UIDPLUS) after every APPEND. One CLOSE is cheaper. Also before
       // a pipelined batch: imapflow would otherwise answer STATUS of it from a stale selection.
       if (this.isSelected(levels)) await this.client.mailboxClose();
-      if (this.pipeline && items.length > 0 && (this.pipeline.capabilities.has('BINARY') || !items.some((it) => it.body.includes(0)))) {
-        return this.appendPipelined(path, levels, items, onOutcome);
+      if (items.length === 0) return [];
+      if (this.pipeline && (this.pipeline.capabilities.has('BINARY') || !items.some((it) => bodyHasNul(it.body)))) {
+        return this.appendPipelined(path, levels, items, onOutcome, await this.pipelined());
+      }
+      if (items.some((it) => !Buffer.isBuffer(it.body))) {
+        const streamer = await this.streaming();
+        if (streamer) return this.appendPipelined(path, levels, items, onOutcome, streamer);
       }
       const outcomes: AppendOutcome[] = [];
       for (const [index, item] of items.entries()) {
         let outcome: AppendOutcome;
         try {
           this.counts.imapflow++;
-          const res = await this.client.append(levels, item.body, item.flags, item.internalDate);
+          const res = await this.client.append(levels, await bodyBuffer(item.body), item.flags, item.internalDate);
           if (!res) throw new PopsyncError('connection', `IMAP APPEND to "${path}": session no longer authenticated`, { folder: path });
           // imapflow only sets uidValidity from a real APPENDUID; a UID it guessed via SEARCH
           // (no UIDPLUS) comes without one and is not an identity we can journal.
@@ -310,18 +325,17 @@ class ImapWriter implements ImapSink {
    * The batch down the APPEND connection, with imapflow's own encoding of the name, flags and
    * date (so both paths store the same thing) and its APPENDLIMIT pre-check.
    */
-  private async appendPipelined(path: string, levels: string[], items: AppendRequest[], onOutcome: (index: number, outcome: AppendOutcome) => void): Promise<AppendOutcome[]> {
-    // Closed while idle (the server's autologout): nothing of this batch was sent yet, so a
-    // fresh connection is safe. A drop once writing has begun is the caller's to handle.
-    if (!this.pipeline!.usable) {
-      this.pipeline!.destroy();
-      this.pipeline = await this.reopenPipeline();
-    }
-    const pipeline = this.pipeline!;
+  private async appendPipelined(
+    path: string,
+    levels: string[],
+    items: AppendRequest[],
+    onOutcome: (index: number, outcome: AppendOutcome) => void,
+    pipeline: PipelinedAppender,
+  ): Promise<AppendOutcome[]> {
     const mailbox = encodePath(this.client, normalizePath(this.client, levels));
     const limit = this.client.capabilities.get('APPENDLIMIT');
     const prepared = items.map((item): PipelineItem | { skip: AppendOutcome } => {
-      if (typeof limit === 'number' && limit < item.body.length) {
+      if (typeof limit === 'number' && limit < bodySize(item.body)) {
         const err = Object.assign(new Error(`Message content too big for APPENDLIMIT=${limit}`), { serverResponseCode: 'APPENDLIMIT' });
         return { skip: { ok: false, error: classifyAppendError(err, path).error } };
       }
@@ -331,7 +345,7 @@ class ImapWriter implements ImapSink {
         if (formatted) flags.push(formatted);
         else if (f) this.log.info({ folder: path, flag: f }, 'Dropped a flag IMAP cannot carry');
       }
-      return { body: item.body, flags, date: item.internalDate ? formatDateTime(item.internalDate) : undefined };
+      return { body: item.body, hasNul: bodyHasNul(item.body), flags, date: item.internalDate ? formatDateTime(item.internalDate) : undefined };
     });
     const before = pipeline.appended;
     const imapflowUsedAt = this.lastUse;
@@ -340,9 +354,39 @@ class ImapWriter implements ImapSink {
       return await pipeline.append(mailbox, path, prepared, onOutcome);
     } finally {
       this.pipelining = false;
-      this.counts.pipelined += pipeline.appended - before;
+      this.counts[pipeline === this.pipeline ? 'pipelined' : 'streamed'] += pipeline.appended - before;
       // serial() is about to mark "used"; imapflow's socket was not, unless a NOOP went meanwhile.
       this.lastUseOverride = Math.max(imapflowUsedAt, this.lastUse);
+    }
+  }
+
+  /**
+   * The pipelined connection, reopened if it closed while idle (the server's autologout):
+   * nothing of the batch was sent yet, so a fresh connection is safe. A drop once writing has
+   * begun is the caller's to handle.
+   */
+  private async pipelined(): Promise<PipelinedAppender> {
+    if (!this.pipeline!.usable) {
+      this.pipeline!.destroy();
+      this.pipeline = await this.openAppender('pipelined');
+    }
+    return this.pipeline!;
+  }
+
+  /** A connection that can stream a file body, or null when the server allows none. */
+  private async streaming(): Promise<PipelinedAppender | null> {
+    if (this.streamerUnsupported) return null;
+    if (this.streamer?.usable) return this.streamer;
+    this.streamer?.destroy();
+    this.streamer = null;
+    try {
+      this.streamer = await this.openAppender('streaming');
+      return this.streamer;
+    } catch (err) {
+      if (!(err instanceof PipelineUnsupported)) throw err;
+      this.streamerUnsupported = true;
+      this.log.info({ reason: err.message }, 'large messages go through imapflow, whole in memory: the server allows no APPEND connection of our own');
+      return null;
     }
   }
 
@@ -451,6 +495,7 @@ class ImapWriter implements ImapSink {
     // Let a running operation finish rather than cut it mid-APPEND.
     await this.chain.catch(() => {});
     await this.pipeline?.close();
+    await this.streamer?.close();
     try {
       if (!this.dead && this.client.usable) await this.client.logout();
     } catch (err) {
@@ -492,6 +537,7 @@ class ImapWriter implements ImapSink {
       if (this.keepalive) clearInterval(this.keepalive);
       this.client.close();
       this.pipeline?.destroy();
+      this.streamer?.destroy();
     }
     return err.kind === 'connection' ? err : this.dead;
   }

@@ -12,15 +12,28 @@ export interface HeaderField {
   value: string;
 }
 
-/** Offset just past the blank line that ends the header block (or the whole length). */
+/**
+ * How much of a message's header block is ever read: routing, Message-ID and the identity hash
+ * see the fields within the first 1 MiB only. Real header blocks are kilobytes (Postfix refuses
+ * over 100 KB); a 100 MB one was parsed whole and took about 700 MB of memory. The same cut
+ * applies wherever a header block is read (whole message, TOP answer, the head of a streamed
+ * one), so every path computes the same header hash.
+ */
+export const HEADER_PARSE_LIMIT = 1024 * 1024;
+
+/**
+ * Offset just past the blank line that ends the header block, or HEADER_PARSE_LIMIT (or the
+ * whole length, if shorter) when none is found within it.
+ */
 export function headerBlockEnd(message: Buffer): number {
-  for (let i = 0; i < message.length; i++) {
+  const scan = Math.min(message.length, HEADER_PARSE_LIMIT);
+  for (let i = 0; i < scan; i++) {
     if (message[i] !== 0x0a) continue;
     // A blank line is LF followed by LF, or LF followed by CR LF.
     if (message[i + 1] === 0x0a) return i + 2;
     if (message[i + 1] === 0x0d && message[i + 2] === 0x0a) return i + 3;
   }
-  return message.length;
+  return scan;
 }
 
 export function parseHeaders(message: Buffer): HeaderField[] {

@@ -327,5 +327,5 @@ export function compileRouting(spec: RoutingSpec): CompiledRouting {
  */
 export function engineRouter(c: CompiledRouting, o: { roles?: () => ReadonlyMap<string, string> | null; now?: () => Date } = {}): Router {
   const now = o.now ?? (() => new Date());
-  return ({ body, fields }) => c.route({ fields, size: body.length }, { now: now(), roles: o.roles?.() ?? null });
+  return ({ size, fields }) => c.route({ fields, size }, { now: now(), roles: o.roles?.() ?? null });
 }

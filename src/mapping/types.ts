@@ -14,5 +14,8 @@ export interface Routing {
   folderRule: string | null;
 }
 
-/** Decides where a message goes and how it looks there. */
-export type Router = (message: { body: Buffer; fields: HeaderField[]; uidl: string }) => Routing;
+/**
+ * Decides where a message goes and how it looks there, from its header fields and size alone:
+ * the body of a large message is on disk by then (engine/spool.ts).
+ */
+export type Router = (message: { size: number; fields: HeaderField[]; uidl: string }) => Routing;

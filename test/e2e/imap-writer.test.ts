@@ -239,7 +239,7 @@ describe('pipelined APPEND against Dovecot (STARTTLS, lab CA)', () => {
       try {
         await sink.ensureFolder(`Via/${path}`);
         results[path] = (await sink.appendBatch(`Via/${path}`, items)) as Array<{ ok: boolean; uid?: number | null }>;
-        expect(sink.appendCounts).toEqual(path === 'pipelined' ? { pipelined: 6, imapflow: 0 } : { pipelined: 0, imapflow: 6 });
+        expect(sink.appendCounts).toEqual(path === 'pipelined' ? { pipelined: 6, imapflow: 0, streamed: 0 } : { pipelined: 0, imapflow: 6, streamed: 0 });
       } finally {
         await sink.close();
       }
@@ -247,7 +247,7 @@ describe('pipelined APPEND against Dovecot (STARTTLS, lab CA)', () => {
     // auto picks the pipelined path on Dovecot
     await withSink(user, async (sink) => {
       await sink.appendBatch('INBOX', items.slice(0, 2));
-      expect(sink.appendCounts).toEqual({ pipelined: 2, imapflow: 0 });
+      expect(sink.appendCounts).toEqual({ pipelined: 2, imapflow: 0, streamed: 0 });
     });
     const stored = await withInspector(user, async (client) => {
       const out: Record<string, Array<{ uid: number; flags: string[]; date: string; source: string }>> = {};

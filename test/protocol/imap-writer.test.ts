@@ -3,9 +3,13 @@
  * accident (a refusal mid-batch, a drop between literal and tagged reply, no UIDPLUS).
  */
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { connectImap } from '../../src/imap/index.js';
 import type { AppendOutcome, ImapOptions, ImapSink } from '../../src/imap/index.js';
+import type { FileBody } from '../../src/imap/types.js';
 import type { Logger } from '../../src/log.js';
 import { PopsyncError } from '../../src/errors.js';
 import { startFakeImap, FAKE_PASSWORD, FAKE_USER, type FakeImap, type FakeImapOptions } from '../support/fake-imap.js';
@@ -269,7 +273,7 @@ describe('pipelined APPEND (LITERAL+ and UIDPLUS) against the fake server', () =
     const outcomes = await sink.appendBatch('Archive', five(), (i) => seen.push(i));
     expect(seen).toEqual([0, 1, 2, 3, 4]);
     expect(outcomes).toEqual([1, 2, 3, 4, 5].map((uid) => ({ ok: true, uid, uidValidity: 1001n })));
-    expect(sink.appendCounts).toEqual({ pipelined: 5, imapflow: 0 });
+    expect(sink.appendCounts).toEqual({ pipelined: 5, imapflow: 0, streamed: 0 });
     expect(fake.received.filter((l) => / APPEND /.test(l)).every((l) => /\{\d+ bytes\}$/.test(l))).toBe(true);
     const stored = fake.mailboxes.get('Archive')!.messages;
     expect(stored.map((m) => m.body.toString())).toEqual([1, 2, 3, 4, 5].map((n) => msg(n).toString()));
@@ -284,7 +288,7 @@ describe('pipelined APPEND (LITERAL+ and UIDPLUS) against the fake server', () =
     await b.sink.appendBatch('Archive', five());
     const strip = (f: FakeImap): string[] => f.received.filter((l) => / APPEND /.test(l)).map((l) => l.replace(/^\S+ /, ''));
     expect(strip(b.fake)).toEqual(strip(a.fake));
-    expect(a.sink.appendCounts).toEqual({ pipelined: 0, imapflow: 5 });
+    expect(a.sink.appendCounts).toEqual({ pipelined: 0, imapflow: 5, streamed: 0 });
   });
 
   it('a NO for the 3rd of 5 is an ok:false outcome for it only', async () => {
@@ -326,10 +330,10 @@ describe('pipelined APPEND (LITERAL+ and UIDPLUS) against the fake server', () =
   it('falls back to imapflow without LITERAL+, and for NUL bytes without BINARY', async () => {
     const { sink } = await setup({ capabilities: ['IMAP4rev1', 'UIDPLUS'] });
     await sink.appendBatch('Archive', five());
-    expect(sink.appendCounts).toEqual({ pipelined: 0, imapflow: 5 });
+    expect(sink.appendCounts).toEqual({ pipelined: 0, imapflow: 5, streamed: 0 });
     const other = await setup();
     await other.sink.appendBatch('Archive', [{ body: Buffer.from('Subject: x\r\n\r\na\0b\r\n'), flags: [] }]);
-    expect(other.sink.appendCounts).toEqual({ pipelined: 0, imapflow: 1 });
+    expect(other.sink.appendCounts).toEqual({ pipelined: 0, imapflow: 1, streamed: 0 });
   });
 
   it('never logs the password, which travels as a quoted string', async () => {
@@ -347,5 +351,83 @@ describe('pipelined APPEND (LITERAL+ and UIDPLUS) against the fake server', () =
     await rejection(sink.appendBatch('Archive', [{ body: msg(4), flags: [] }]));
     expect(lines.length).toBeGreaterThan(0);
     expect(lines.join('\n')).not.toContain('s3cr3t');
+  });
+});
+
+describe('messages kept in a file (too large for memory) against the fake server', () => {
+  let tmp: string;
+  beforeEach(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'popsync-filebody-'));
+  });
+  afterEach(() => rmSync(tmp, { recursive: true, force: true }));
+
+  function fileBody(name: string, bytes: Buffer): FileBody {
+    const file = join(tmp, name);
+    writeFileSync(file, bytes);
+    return { file, size: bytes.length, hasNul: bytes.includes(0) };
+  }
+  const large = (n: number): Buffer => Buffer.concat([msg(n), Buffer.alloc(600 * 1024, `${n}`), Buffer.from('\r\n')]);
+
+  it('streams the literal from the file down the pipelined connection, byte-exact, with APPENDUID', async () => {
+    const { fake, sink } = await setup();
+    const outcomes = await sink.appendBatch('Archive', [
+      { body: fileBody('a', large(1)), flags: ['\\Seen'] },
+      { body: msg(2), flags: [] },
+    ]);
+    expect(outcomes).toEqual([
+      { ok: true, uid: 1, uidValidity: 1001n },
+      { ok: true, uid: 2, uidValidity: 1001n },
+    ]);
+    expect(sink.appendCounts).toEqual({ pipelined: 2, imapflow: 0, streamed: 0 });
+    const stored = fake.mailboxes.get('Archive')!.messages;
+    expect(stored[0]!.body.equals(large(1))).toBe(true);
+    expect(stored[1]!.body.equals(msg(2))).toBe(true);
+  });
+
+  it('without LITERAL+ and UIDPLUS: a connection of its own, one synchronising literal at a time, no UID', async () => {
+    const { fake, sink } = await setup({ capabilities: ['IMAP4rev1'] });
+    const seen: number[] = [];
+    const outcomes = await sink.appendBatch(
+      'Archive',
+      [
+        { body: fileBody('a', large(1)), flags: ['\\Seen'], internalDate: new Date(Date.UTC(2019, 3, 1, 8)) },
+        { body: msg(2), flags: [] },
+        { body: fileBody('c', large(3)), flags: [] },
+      ],
+      (i) => seen.push(i),
+    );
+    expect(seen).toEqual([0, 1, 2]);
+    expect(outcomes).toEqual([1, 2, 3].map(() => ({ ok: true, uid: null, uidValidity: null })));
+    expect(sink.appendCounts).toEqual({ pipelined: 0, imapflow: 0, streamed: 3 });
+    // Synchronising literals only: the fake answered '+' before each one was sent.
+    const appends = fake.received.filter((l) => / APPEND /.test(l));
+    expect(appends).toHaveLength(3);
+    const stored = fake.mailboxes.get('Archive')!.messages;
+    expect(stored.map((m) => m.body.equals([large(1), msg(2), large(3)][m.uid - 1]!))).toEqual([true, true, true]);
+    expect(stored[0]!.flags).toEqual(['\\Seen']);
+    expect(stored[0]!.internalDate).toBe(' 1-Apr-2019 08:00:00 +0000');
+    // Batches of small messages still go through imapflow.
+    await sink.appendBatch('Archive', [{ body: msg(4), flags: [] }]);
+    expect(sink.appendCounts).toEqual({ pipelined: 0, imapflow: 1, streamed: 3 });
+  });
+
+  it('without LITERAL+: a NO for one streamed message fails it alone', async () => {
+    const { sink } = await setup({ capabilities: ['IMAP4rev1'], onAppend: (a) => (a.n === 1 ? { kind: 'no', text: '[LIMIT] Mail size is too large' } : undefined) });
+    const outcomes = await sink.appendBatch('Archive', [
+      { body: fileBody('a', large(1)), flags: [] },
+      { body: fileBody('b', large(2)), flags: [] },
+    ]);
+    expect(outcomes.map((o) => o.ok)).toEqual([false, true]);
+    const failed = outcomes[0]!;
+    if (failed.ok) throw new Error('unreachable');
+    expect(failed.error.context.serverResponse).toBe('NO [LIMIT] Mail size is too large');
+  });
+
+  it('a drop while a streamed message is unanswered is a connection error, reported after the earlier outcomes', async () => {
+    const { sink } = await setup({ capabilities: ['IMAP4rev1'], onAppend: (a) => (a.n === 2 ? { kind: 'drop' } : undefined) });
+    const seen: number[] = [];
+    const err = await rejection(sink.appendBatch('Archive', [1, 2, 3].map((n) => ({ body: fileBody(String(n), large(n)), flags: [] })), (i) => seen.push(i)));
+    expect(err.kind).toBe('connection');
+    expect(seen).toEqual([0]);
   });
 });

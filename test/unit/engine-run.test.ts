@@ -3,10 +3,11 @@
  * a connection drops between APPEND and its answer, when a message is refused, when the
  * source has identical messages. The same paths run against real Dovecot in test/e2e.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
 import { runEngine, type EngineOptions } from '../../src/engine/run.js';
@@ -22,37 +23,57 @@ class MemorySource {
   /** When set, the order in which RETRs were issued, interleaved with the destination's events. */
   events: string[] | null = null;
   failRetrOnce = new Map<number, 'drop' | 'refuse'>();
+  /** Messages whose every RETR drops the connection. */
+  alwaysDrop = new Set<number>();
+  /** What LIST claims for message n (default: its real size). */
+  listSize: ((n: number, real: number) => number) | null = null;
   retrCount = 0;
+  /** RETRs per message number. */
+  retrs = new Map<number, number>();
   constructor(public messages: Array<{ uidl: string; body: Buffer }>) {}
   session(): Pop3Session {
     const dead = { v: false };
     const check = () => {
       if (dead.v) throw new PopsyncError('connection', 'connection closed');
     };
+    const retr = async (n: number): Promise<Buffer> => {
+      check();
+      this.retrCount++;
+      this.retrs.set(n, (this.retrs.get(n) ?? 0) + 1);
+      this.events?.push(`retr ${n}`);
+      if (this.alwaysDrop.has(n)) {
+        dead.v = true;
+        throw new PopsyncError('connection', 'POP3 server closed the connection');
+      }
+      const f = this.failRetrOnce.get(n);
+      if (f) {
+        this.failRetrOnce.delete(n);
+        if (f === 'drop') {
+          dead.v = true;
+          throw new PopsyncError('connection', 'connection lost during RETR');
+        }
+        throw new PopsyncError('server', 'no such message', { serverResponse: '-ERR no such message' });
+      }
+      return this.messages[n - 1]!.body;
+    };
     return {
       greeting: '+OK',
       capabilities: new Map(),
       pipelining: false,
       stat: async () => ({ count: this.messages.length, size: 0 }),
-      list: async () => (check(), this.messages.map((m, i) => ({ n: i + 1, size: m.body.length }))),
+      list: async () => (check(), this.messages.map((m, i) => ({ n: i + 1, size: this.listSize ? this.listSize(i + 1, m.body.length) : m.body.length }))),
       uidl: async () => (check(), this.messages.map((m, i) => ({ n: i + 1, uidl: m.uidl }))),
       top: async () => Buffer.alloc(0),
-      retr: async (n: number) => {
-        check();
-        this.retrCount++;
-        this.events?.push(`retr ${n}`);
-        const f = this.failRetrOnce.get(n);
-        if (f) {
-          this.failRetrOnce.delete(n);
-          if (f === 'drop') {
-            dead.v = true;
-            throw new PopsyncError('connection', 'connection lost during RETR');
-          }
-          throw new PopsyncError('server', 'no such message', { serverResponse: '-ERR no such message' });
-        }
-        return this.messages[n - 1]!.body;
+      retr,
+      // The engine reads bodies as streams; these carry exactly what retr() would answer.
+      retrStream: (n: number) => {
+        const out = new PassThrough();
+        retr(n).then(
+          (b) => out.end(b),
+          (e: Error) => out.destroy(e),
+        );
+        return out;
       },
-      retrStream: () => Readable.from([]),
       dele: async () => undefined,
       rset: async () => undefined,
       noop: async () => undefined,
@@ -71,6 +92,8 @@ class MemoryDestination {
   refuse = new Set<number>();
   appends = 0;
   events: string[] | null = null;
+  /** Per appendBatch call, the sizes of its messages and whether each came as a file. */
+  batches: Array<Array<{ size: number; file: boolean }>> = [];
 
   sink(): ImapSink {
     let dead = false;
@@ -93,6 +116,7 @@ class MemoryDestination {
       status: async (path) => (check(), status(path)),
       appendBatch: async (path, items: AppendRequest[], onOutcome) => {
         this.events?.push('append start');
+        this.batches.push(items.map((it) => ({ size: Buffer.isBuffer(it.body) ? it.body.length : it.body.size, file: !Buffer.isBuffer(it.body) })));
         // A real server takes time: long enough for the engine to be fetching the next batch.
         if (this.events) await new Promise((r) => setTimeout(r, 10));
         const out: AppendOutcome[] = [];
@@ -105,7 +129,7 @@ class MemoryDestination {
           } else {
             const f = folder(path);
             const uid = f.next++;
-            f.msgs.push({ uid, body: it.body, flags: it.flags });
+            f.msgs.push({ uid, body: Buffer.isBuffer(it.body) ? it.body : readFileSync(it.body.file), flags: it.flags });
             if (this.dropAfterStoring.has(k)) {
               dead = true;
               throw new PopsyncError('connection', 'IMAP connection lost before the tagged OK');
@@ -281,6 +305,85 @@ describe('engine', () => {
     expect(events.indexOf('retr 3')).toBeLessThan(events.indexOf('append end'));
     expect(events.indexOf('retr 5')).toBeLessThan(events.lastIndexOf('append start'));
     expect(dst.bodies()).toEqual([1, 2, 3, 4, 5, 6].map((i) => msg(i).toString()));
+  });
+
+  it('keeps the messages of a batch that arrived before a drop: they are stored, not fetched again', async () => {
+    const src = new MemorySource([1, 2, 3, 4, 5, 6, 7, 8].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    src.failRetrOnce.set(6, 'drop');
+    const dst = new MemoryDestination();
+    const r = await runEngine(options(src, dst, { batchMessages: 10 }));
+    expect(r.reconnects).toBe(1);
+    // One batch of eight; the five that arrived before the drop were stored before reconnecting.
+    expect([1, 2, 3, 4, 5].map((n) => src.retrs.get(n))).toEqual([1, 1, 1, 1, 1]);
+    expect(dst.bodies()).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((i) => msg(i).toString()));
+  });
+
+  it('sets aside a message whose every RETR drops the connection, copies the rest, and tries it again next run', async () => {
+    const src = new MemorySource([1, 2, 3, 4, 5, 6].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    src.alwaysDrop.add(3);
+    const dst = new MemoryDestination();
+    const r = await runEngine(options(src, dst, { retry: { maxAttempts: 5, baseDelayMs: 1, maxDelayMs: 1 } }));
+    expect(r.copied).toBe(5);
+    expect(r.failed).toEqual([expect.objectContaining({ uidl: 'u3', n: 3, reason: expect.stringMatching(/set aside: receiving it from the POP3 server failed 3 times \(last: POP3 server closed the connection\); it stays on the server/) })]);
+    expect(src.retrs.get(3)).toBe(3);
+    expect(dst.bodies()).toEqual([1, 2, 4, 5, 6].map((i) => msg(i).toString()));
+    // Never journaled (it never arrived), so nothing marks it: the next run simply tries again.
+    expect(journal.get('alice@pop.test:110', 'u3')).toBeUndefined();
+    src.alwaysDrop.clear();
+    const r2 = await runEngine(options(src, dst));
+    expect(r2).toMatchObject({ copied: 1, failed: [] });
+    expect(dst.bodies()).toHaveLength(6);
+  });
+
+  it('sets a message aside within a small reconnect budget instead of giving up the run', async () => {
+    const src = new MemorySource([1, 2, 3].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    src.alwaysDrop.add(1);
+    const dst = new MemoryDestination();
+    const r = await runEngine(options(src, dst, { retry: { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 1 } }));
+    expect(r.failed.map((f) => f.uidl)).toEqual(['u1']);
+    expect(dst.bodies()).toEqual([2, 3].map((i) => msg(i).toString()));
+  });
+
+  it('bounds a batch by the bytes that arrived, not by the LIST sizes the server claimed', async () => {
+    const big = (i: number) => Buffer.concat([msg(i), Buffer.alloc(300 * 1024, 'x'), Buffer.from('\r\n')]);
+    const src = new MemorySource(Array.from({ length: 12 }, (_, i) => ({ uidl: `u${i + 1}`, body: big(i + 1) })));
+    // Every message claims a third of its size: within what a RETR may carry, but a lie.
+    src.listSize = (_n, real) => Math.ceil(real / 3);
+    const dst = new MemoryDestination();
+    const r = await runEngine(options(src, dst, { batchMessages: 50, batchBytes: 1024 * 1024 }));
+    expect(r).toMatchObject({ copied: 12, failed: [] });
+    const held = dst.batches.map((b) => b.reduce((a, m) => a + m.size, 0));
+    // Closed once the cap is reached: at most one message past it.
+    expect(Math.max(...held)).toBeLessThan(1024 * 1024 + 310 * 1024);
+    expect(dst.batches.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('sets aside at once a message whose RETR carries more than its LIST size allows, and copies the rest', async () => {
+    const src = new MemorySource([1, 2, 3].map((i) => ({ uidl: `u${i}`, body: i === 2 ? Buffer.concat([msg(2), Buffer.alloc(400 * 1024, 'y')]) : msg(i) })));
+    src.listSize = (n, real) => (n === 2 ? 10 : real);
+    const dst = new MemoryDestination();
+    const r = await runEngine(options(src, dst));
+    expect(r.copied).toBe(2);
+    expect(r.failed).toEqual([expect.objectContaining({ uidl: 'u2', reason: expect.stringMatching(/more than 131092 bytes for message 2, which LIST said was 10 bytes/) })]);
+    expect(src.retrs.get(2)).toBe(1);
+    expect(dst.bodies()).toEqual([msg(1).toString(), msg(3).toString()]);
+  });
+
+  it('sends a message past the spill threshold from a private temp file, byte-exact, and removes the file', async () => {
+    const spoolDir = join(dir, 'tmp');
+    mkdirSync(spoolDir);
+    const large = Buffer.concat([msg(1), Buffer.alloc(200 * 1024, 'z'), Buffer.from('\0end\r\n')]);
+    const src = new MemorySource([{ uidl: 'u1', body: large }, { uidl: 'u2', body: msg(2) }]);
+    const dst = new MemoryDestination();
+    const r = await runEngine(options(src, dst, { spillBytes: 64 * 1024, spoolDir }));
+    expect(r.copied).toBe(2);
+    expect(dst.batches.flat()).toEqual([
+      { size: large.length, file: true },
+      { size: msg(2).length, file: false },
+    ]);
+    expect(dst.folders.get('INBOX')!.msgs[0]!.body.equals(large)).toBe(true);
+    expect(journal.get('alice@pop.test:110', 'u1')).toMatchObject({ size: large.length, sha256: createHash('sha256').update(large).digest('hex') });
+    expect(readdirSync(spoolDir)).toEqual([]);
   });
 
   it('refuses messages listed under one UIDL twice instead of guessing', async () => {

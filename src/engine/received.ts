@@ -1,0 +1,102 @@
+/**
+ * One message as it arrives from RETR, reduced on the way to what the copy needs: its size,
+ * sha256, whether it holds a NUL (IMAP then needs a binary literal), the head (the part of the
+ * header block anything ever parses, mapping/headers.ts) and the bytes themselves - in memory
+ * while small, in a spool file (spool.ts) once it has grown past `spillAt`. So a message costs
+ * at most `spillAt` bytes of memory plus the head however large it is or claims to be, and
+ * nothing is hashed or parsed twice.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { HEADER_PARSE_LIMIT } from '../mapping/headers.js';
+import type { Spool, SpoolFile } from './spool.js';
+
+/** headerBlockEnd() peeks two bytes past the limit to recognise a blank line ending on it. */
+const HEAD_BYTES = HEADER_PARSE_LIMIT + 2;
+
+export interface ReceivedBody {
+  size: number;
+  sha256: string;
+  hasNul: boolean;
+  /** The first bytes of the message, enough for every header parse (HEADER_PARSE_LIMIT). */
+  head: Buffer;
+  /** The whole message when it stayed in memory; null when it is in `file`. */
+  bytes: Buffer | null;
+  /** The spool file holding the whole message; null when it is in `bytes`. */
+  file: string | null;
+}
+
+export class BodyCollector {
+  private readonly hash: Hash = createHash('sha256');
+  private chunks: Buffer[] = [];
+  private held = 0;
+  private size = 0;
+  private hasNul = false;
+  private head: Buffer | null = null;
+  private file: SpoolFile | null = null;
+
+  constructor(
+    private readonly spool: Spool,
+    private readonly spillAt: number,
+  ) {}
+
+  /** Bytes received so far. */
+  get received(): number {
+    return this.size;
+  }
+
+  /** Bytes of this message held in memory right now. */
+  get inMemory(): number {
+    return this.held + (this.head?.length ?? 0);
+  }
+
+  async add(chunk: Buffer): Promise<void> {
+    if (chunk.length === 0) return;
+    this.size += chunk.length;
+    this.hash.update(chunk);
+    if (!this.hasNul && chunk.includes(0)) this.hasNul = true;
+    if (this.file) {
+      // Spilled before the head was complete: keep filling it.
+      const head = this.head!;
+      if (head.length < HEAD_BYTES) this.head = Buffer.concat([head, chunk.subarray(0, HEAD_BYTES - head.length)]);
+      await this.file.write(chunk);
+      return;
+    }
+    this.chunks.push(chunk);
+    this.held += chunk.length;
+    if (this.held > this.spillAt) await this.spill();
+  }
+
+  /** Moves what is held to a spool file, keeping only the head in memory. */
+  private async spill(): Promise<void> {
+    const held = Buffer.concat(this.chunks, this.held);
+    this.chunks = [];
+    this.held = 0;
+    // A copy: a view would keep the whole concatenation alive.
+    this.head = Buffer.from(held.subarray(0, HEAD_BYTES));
+    this.file = await this.spool.create();
+    await this.file.write(held);
+  }
+
+  async finish(): Promise<ReceivedBody> {
+    const sha256 = this.hash.digest('hex');
+    if (this.file) {
+      await this.file.close();
+      return { size: this.size, sha256, hasNul: this.hasNul, head: this.head!, bytes: null, file: this.file.path };
+    }
+    const bytes = Buffer.concat(this.chunks, this.held);
+    this.chunks = [];
+    return { size: this.size, sha256, hasNul: this.hasNul, head: bytes.subarray(0, HEAD_BYTES), bytes, file: null };
+  }
+
+  /** The message will not be used: drop what is held and its spool file. */
+  async abandon(): Promise<void> {
+    this.chunks = [];
+    this.held = 0;
+    const f = this.file;
+    this.file = null;
+    if (f) {
+      await f.close().catch(() => undefined);
+      await this.spool.discard(f.path);
+    }
+  }
+}

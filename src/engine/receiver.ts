@@ -1,0 +1,174 @@
+/**
+ * Receiving the copy list from POP3, message by message, into batches bounded by what arrived.
+ *
+ * LIST sizes are the server's claim, and a server that understated them once made one 16 MB
+ * batch take 2.2 GB. So LIST sizes decide nothing here: RETRs are written ahead (pipelined, a
+ * batch's worth of commands), but every body is read as a stream, and reading stops - which
+ * stops the socket, and TCP stops the server - while a full batch waits for the destination.
+ * A batch closes when the bytes it holds in memory reach the byte cap or it has its count of
+ * messages; a message past `spillAt` goes to a spool file instead of memory (received.ts). So
+ * memory holds at most two batches (one being stored, one being filled) plus one message up to
+ * `spillAt`, whatever the server claims or sends.
+ *
+ * Progress is per message: a batch cut by a dropped connection still delivers every message
+ * that arrived whole before the drop, so a link that stalls every 12 MB moves 12 MB per pass
+ * instead of nothing. The message that was arriving when the connection failed is charged one
+ * failed attempt; after `setAsideAfter` of them in one run it is set aside (reported as failed
+ * with the reason, left on the server, tried again by the next run) so one message whose RETR
+ * always kills the connection cannot block the rest of the mailbox. Counting per run is enough
+ * because the run reconnects by itself; a message is never journaled before it arrived whole.
+ */
+import type { Readable } from 'node:stream';
+import { isPopsyncError, PopsyncError } from '../errors.js';
+import type { Pop3Session } from '../pop3/types.js';
+import type { RunContext } from './context.js';
+import type { ListedMessage } from './plan.js';
+import { BodyCollector, type ReceivedBody } from './received.js';
+import type { Spool } from './spool.js';
+
+export interface Received {
+  m: ListedMessage;
+  body: ReceivedBody;
+}
+
+export interface ReceivedBatch {
+  items: Received[];
+  /** Set when the connection failed after `items` arrived: store them, then end the pass with it. */
+  error: PopsyncError | null;
+}
+
+export interface ReceiveLimits {
+  /** Messages per batch. */
+  messages: number;
+  /** Bytes of message held in memory per batch. */
+  bytes: number;
+  /** A message larger than this is spooled to disk as it arrives. */
+  spillAt: number;
+  /** Failed attempts to receive one message, in one run, before it is set aside. */
+  setAsideAfter: number;
+}
+
+/**
+ * The most a RETR may carry for a message LIST called `listSize` bytes: twice the claim (a server
+ * counting LF line ends that sends CRLF) plus 128 KiB (headers a POP server adds on the fly),
+ * the bound the POP3 client's own reply ceilings use. Past it the server is lying or broken: the
+ * message is set aside at once, as the rest of the reply would only fill the disk.
+ */
+export function retrCeiling(listSize: number): number {
+  return 2 * listSize + 128 * 1024;
+}
+
+export class Receiver {
+  private readonly ahead: Array<{ m: ListedMessage; stream: Readable }> = [];
+  private next = 0;
+  private failed: PopsyncError | null = null;
+  /** The error of a reply past retrCeiling: a server fault, so the message is set aside at once. */
+  private overCeiling: PopsyncError | null = null;
+
+  constructor(
+    private readonly ctx: RunContext,
+    private readonly source: Pop3Session,
+    private readonly todo: readonly ListedMessage[],
+    private readonly spool: Spool,
+    private readonly limits: ReceiveLimits,
+  ) {}
+
+  /** The next batch of whole messages; null when the copy list is done or the connection failed. */
+  async batch(): Promise<ReceivedBatch | null> {
+    if (this.failed) return null;
+    const items: Received[] = [];
+    let held = 0;
+    while (items.length < this.limits.messages && held < this.limits.bytes) {
+      this.issue();
+      const x = this.ahead.shift();
+      if (!x) break;
+      let body: ReceivedBody | null;
+      try {
+        body = await this.receive(x.m, x.stream);
+      } catch (e) {
+        this.failed = this.charge(x.m, e);
+        this.abandonAhead();
+        return { items, error: this.failed };
+      }
+      if (!body) continue;
+      items.push({ m: x.m, body });
+      held += body.bytes ? body.size : body.head.length;
+    }
+    return items.length > 0 ? { items, error: null } : null;
+  }
+
+  /** Ends reading: RETRs written ahead are left to the connection, which the caller drops. */
+  close(): void {
+    this.abandonAhead();
+  }
+
+  /** Keeps a batch's worth of RETRs written ahead: they cost nothing until read (backpressure). */
+  private issue(): void {
+    while (this.ahead.length < this.limits.messages && this.next < this.todo.length) {
+      const m = this.todo[this.next++]!;
+      const stream = this.source.retrStream(m.n);
+      // Errors are read from the iterator in turn; until then one must not crash the process.
+      stream.on('error', () => undefined);
+      this.ahead.push({ m, stream });
+    }
+  }
+
+  private abandonAhead(): void {
+    for (const x of this.ahead.splice(0)) x.stream.destroy();
+  }
+
+  /** One whole message, or null when the server refused to send it (-ERR: that message only). */
+  private async receive(m: ListedMessage, stream: Readable): Promise<ReceivedBody | null> {
+    const body = new BodyCollector(this.spool, this.limits.spillAt);
+    const ceiling = retrCeiling(m.size);
+    try {
+      for await (const chunk of stream) {
+        await body.add(chunk as Buffer);
+        if (body.received > ceiling) {
+          stream.destroy();
+          // The rest of the reply is unread, so the session is out of step: it ends here.
+          this.source.destroy();
+          this.overCeiling = new PopsyncError('protocol', `the POP3 server sent more than ${ceiling} bytes for message ${m.n}, which LIST said was ${m.size} bytes`, {
+            uidl: m.uidl,
+            messageNumber: m.n,
+          });
+          throw this.overCeiling;
+        }
+      }
+      return await body.finish();
+    } catch (e) {
+      await body.abandon();
+      if (isPopsyncError(e) && e.kind === 'server') {
+        this.ctx.rec.fail(m, null, `the POP3 server refused to send it: ${e.message}`, e.context.serverResponse ?? null);
+        return null;
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * A failure while `m` was arriving: one more failed attempt for it (set aside at the limit).
+   * A broken connection or protocol is retried on a new connection by the supervisor; anything
+   * else (a full temp dir, an interrupt) is returned as it is.
+   */
+  private charge(m: ListedMessage, e: unknown): PopsyncError {
+    const err = isPopsyncError(e) ? e : new PopsyncError('internal', `receiving message ${m.n}: ${String(e)}`, {}, { cause: e });
+    if (err.kind !== 'connection' && err.kind !== 'protocol') return err;
+    const attempts = err === this.overCeiling ? this.limits.setAsideAfter : (this.ctx.receiveFailures.get(m.uidl) ?? 0) + 1;
+    this.ctx.receiveFailures.set(m.uidl, attempts);
+    if (attempts >= this.limits.setAsideAfter) {
+      const times = attempts === 1 ? 'once' : `${attempts} times`;
+      this.ctx.rec.fail(
+        m,
+        null,
+        `set aside: receiving it from the POP3 server failed ${times} (last: ${err.message}); it stays on the server and the next run tries it again`,
+        err.context.serverResponse ?? null,
+      );
+      this.ctx.o.logger.warn({ account: this.ctx.o.account, uidl: m.uidl, attempts }, 'message set aside: the POP3 server failed while sending it');
+      // Settling it counts as progress, so the reconnect budget does not run out on its account.
+      this.ctx.settledThisPass++;
+    }
+    if (err.kind === 'connection') return err;
+    return new PopsyncError('connection', err.message, { ...err.context, uidl: m.uidl, messageNumber: m.n }, { cause: err });
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * Where message bodies too large to hold in memory wait between RETR and APPEND.
+ *
+ * Bodies are mail, so nobody else on the machine may read them, and a file or symlink planted
+ * in a shared temp directory must never be written through: the spool is a private directory
+ * (mkdtemp: random name, mode 0700) under the system temp dir, and each body is a file created
+ * exclusively (O_EXCL) with mode 0600 under a random name. A file is removed as soon as its
+ * message is settled, every file of a pass when the pass ends (a dropped connection included),
+ * and the directory when the run ends, whatever the outcome. Only SIGKILL or a power cut can
+ * leave a `popsync-spool-*` directory behind.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PopsyncError } from '../errors.js';
+
+export class SpoolFile {
+  private constructor(
+    readonly path: string,
+    private handle: FileHandle | null,
+  ) {}
+
+  static async create(dir: string): Promise<SpoolFile> {
+    const path = join(dir, randomBytes(12).toString('hex'));
+    return new SpoolFile(path, await open(path, 'wx', 0o600));
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (!this.handle) throw new PopsyncError('internal', 'spool file written after it was closed');
+    try {
+      let done = 0;
+      while (done < chunk.length) done += (await this.handle.write(chunk, done, chunk.length - done)).bytesWritten;
+    } catch (e) {
+      throw new PopsyncError('temporary', `cannot write a large message to its temporary file ${this.path}: ${(e as Error).message}`, {
+        hint: 'large messages pass through a temporary file; set TMPDIR to a directory with room for the largest message',
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    const h = this.handle;
+    this.handle = null;
+    await h?.close();
+  }
+}
+
+export class Spool {
+  private dir: string | null = null;
+  private readonly live = new Set<string>();
+
+  constructor(private readonly root: string = tmpdir()) {}
+
+  /** A new, empty, private file; its path stays valid until discard(), clear() or dispose(). */
+  async create(): Promise<SpoolFile> {
+    try {
+      this.dir ??= mkdtempSync(join(this.root, 'popsync-spool-'));
+      const f = await SpoolFile.create(this.dir);
+      this.live.add(f.path);
+      return f;
+    } catch (e) {
+      if (e instanceof PopsyncError) throw e;
+      // Usually a full or read-only temp dir: the environment's to fix, and a later run may succeed.
+      throw new PopsyncError('temporary', `cannot create a temporary file for a large message in ${this.root}: ${(e as Error).message}`, {
+        hint: 'large messages pass through a temporary file; set TMPDIR to a writable directory with room for the largest message',
+      });
+    }
+  }
+
+  async discard(path: string): Promise<void> {
+    if (!this.live.delete(path)) return;
+    await unlink(path).catch(() => undefined);
+  }
+
+  /** Removes every file still held (the end of a pass: its unstored bodies are fetched again). */
+  async clear(): Promise<void> {
+    await Promise.all([...this.live].map((p) => this.discard(p)));
+  }
+
+  /** Removes the directory and everything in it; the spool can be used again afterwards. */
+  dispose(): void {
+    this.live.clear();
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+    this.dir = null;
+  }
+
+  /** Files currently held; for tests. */
+  get files(): number {
+    return this.live.size;
+  }
+
+  /** The private directory, once one was made; for tests. */
+  get directory(): string | null {
+    return this.dir;
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * The spool (private temp files for large bodies) and the collector that decides, byte by byte
+ * as a message arrives, whether it stays in memory or goes to disk.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BodyCollector } from '../../src/engine/received.js';
+import { Spool } from '../../src/engine/spool.js';
+import { HEADER_PARSE_LIMIT, parseHeaders } from '../../src/mapping/headers.js';
+import { headerHash } from '../../src/engine/identity.js';
+
+let root: string;
+let spool: Spool;
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), 'popsync-spool-test-'));
+  spool = new Spool(root);
+});
+afterEach(() => {
+  spool.dispose();
+  rmSync(root, { recursive: true, force: true });
+});
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+async function collect(message: Buffer, spillAt: number, chunk = 1000): Promise<Awaited<ReturnType<BodyCollector['finish']>>> {
+  const c = new BodyCollector(spool, spillAt);
+  for (let i = 0; i < message.length; i += chunk) await c.add(message.subarray(i, i + chunk));
+  return c.finish();
+}
+
+describe('Spool', () => {
+  it('makes a private directory and 0600 files with random names, and removes them', async () => {
+    const a = await spool.create();
+    const b = await spool.create();
+    await a.write(Buffer.from('mail'));
+    await a.close();
+    await b.close();
+    const dir = spool.directory!;
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    expect(statSync(a.path).mode & 0o777).toBe(0o600);
+    expect(a.path).not.toBe(b.path);
+    expect(readFileSync(a.path, 'utf8')).toBe('mail');
+    await spool.discard(a.path);
+    expect(existsSync(a.path)).toBe(false);
+    expect(spool.files).toBe(1);
+    await spool.clear();
+    expect(readdirSync(dir)).toEqual([]);
+    spool.dispose();
+    expect(existsSync(dir)).toBe(false);
+  });
+});
+
+describe('BodyCollector', () => {
+  const small = Buffer.from('Subject: hi\r\nMessage-ID: <a@b>\r\n\r\nbody with a \0 NUL\r\n');
+
+  it('keeps a small message in memory, with its sha256, size, head and NUL flag', async () => {
+    const r = await collect(small, 1024, 7);
+    expect(r.file).toBeNull();
+    expect(r.bytes!.equals(small)).toBe(true);
+    expect(r).toMatchObject({ size: small.length, sha256: sha(small), hasNul: true });
+    expect(r.head.equals(small)).toBe(true);
+    expect(spool.files).toBe(0);
+  });
+
+  it('moves a message to a spool file once it grows past the threshold, holding only its head', async () => {
+    const big = Buffer.concat([Buffer.from('Subject: big\r\n\r\n'), Buffer.alloc(3 * HEADER_PARSE_LIMIT, 'x')]);
+    const r = await collect(big, 64 * 1024, 65_536);
+    expect(r.bytes).toBeNull();
+    expect(r.file).not.toBeNull();
+    expect(readFileSync(r.file!).equals(big)).toBe(true);
+    expect(statSync(r.file!).mode & 0o777).toBe(0o600);
+    expect(r).toMatchObject({ size: big.length, sha256: sha(big), hasNul: false });
+    expect(r.head.length).toBe(HEADER_PARSE_LIMIT + 2);
+    expect(r.head.equals(big.subarray(0, HEADER_PARSE_LIMIT + 2))).toBe(true);
+  });
+
+  it('abandon() removes the spool file of a message cut off mid-way', async () => {
+    const c = new BodyCollector(spool, 10);
+    await c.add(Buffer.alloc(100, 'a'));
+    expect(spool.files).toBe(1);
+    await c.abandon();
+    expect(spool.files).toBe(0);
+    expect(readdirSync(spool.directory!)).toEqual([]);
+  });
+
+  it('gives the same header hash and fields from the head as from the whole message, also past the parse limit', async () => {
+    // A header block far larger than the limit: only its first HEADER_PARSE_LIMIT bytes count.
+    const fold = `X-Pad: ${'p'.repeat(998)}\r\n`;
+    const header = `Subject: huge\r\nMessage-ID: <h@x>\r\n${fold.repeat(Math.ceil((3 * HEADER_PARSE_LIMIT) / fold.length))}`;
+    const message = Buffer.concat([Buffer.from(header), Buffer.from('\r\nbody\r\n')]);
+    const r = await collect(message, 256 * 1024, 100_000);
+    expect(r.file).not.toBeNull();
+    expect(headerHash(r.head)).toBe(headerHash(message));
+    const fields = parseHeaders(r.head);
+    expect(fields.slice(0, 2).map((f) => f.name)).toEqual(['subject', 'message-id']);
+    // Capped: about a thousand 1 KB fields, not three thousand.
+    expect(fields.length).toBeLessThan(HEADER_PARSE_LIMIT / 1000 + 3);
+    // And a blank line exactly at the limit is found the same way in the head and the whole.
+    const edge = Buffer.concat([Buffer.from('A: '), Buffer.alloc(HEADER_PARSE_LIMIT - 5, 'a'), Buffer.from('\n\nrest')]);
+    const e = await collect(edge, 1024, 4096);
+    expect(headerHash(e.head)).toBe(headerHash(edge));
+  });
+});
