@@ -114,7 +114,9 @@ export const EXIT_CODES_HELP: string = exitCodesHelp();
 
 function describePopsyncError(e: PopsyncError): string {
   const c = e.context;
-  const lines = [`popsync: ${printable(e.message)}`];
+  // A config error lists one problem per line (file:line: key: what); those line breaks are
+  // ours. Anywhere else a line break came from outside and is shown escaped.
+  const lines = e.kind === 'config' ? e.message.split('\n').map((l, i) => `${i === 0 ? 'popsync: ' : ''}${printable(l)}`) : [`popsync: ${printable(e.message)}`];
   if (c.account !== undefined) lines.push(`  account: ${printable(c.account)}`);
   if (c.uidl !== undefined || c.messageNumber !== undefined) {
     const parts: string[] = [];

@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import { flagProblem, folderNameProblem, SPECIAL_USE_ROLES, specialUseRole } from '../mapping/rules.js';
+import { regexProblem } from '../mapping/patterns.js';
 import { parseTemplate } from '../mapping/template.js';
 import { MAX_TIMEOUT_SECONDS, parseDay, parseDuration, parseSize } from './units.js';
 
@@ -40,12 +41,10 @@ export const folder = text.superRefine((s, ctx) => {
   else if (s.split('/').some((l) => l.trim() === '')) ctx.addIssue({ code: 'custom', message: "empty folder level; use '/' only between levels" });
 });
 
+/** RE2 syntax (mapping/patterns.ts): what the linear-time engine cannot run is an error here. */
 const regexSource = text.superRefine((s, ctx) => {
-  try {
-    new RegExp(s);
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: `invalid regular expression: ${(e as Error).message}` });
-  }
+  const bad = regexProblem(s);
+  if (bad !== null) ctx.addIssue({ code: 'custom', message: bad });
 });
 
 const patternItem = z.union([

@@ -20,6 +20,7 @@ import { PopsyncError } from '../errors.js';
 import { arrivalDate } from './date.js';
 import { addressesOf, decodeHeaderValue, listIdOf } from './decode.js';
 import { allHeaders, type HeaderField } from './headers.js';
+import { compileGlob, compileRegex, type Matcher } from './patterns.js';
 import { decideSeen, type SeenStep } from './seen.js';
 import { parseTemplate, renderTemplate, type TemplateName, type TemplatePart } from './template.js';
 
@@ -116,25 +117,16 @@ export function flagProblem(flag: string): string | null {
   return `invalid flag "${flag}": use \\Seen, \\Answered, \\Flagged, \\Draft or a keyword of printable ASCII without spaces or ( ) { % * " \\ ] (e.g. $Migrated)`;
 }
 
-export function globToRegExp(glob: string, caseSensitive: boolean): RegExp {
-  let re = '';
-  for (const ch of glob) {
-    if (ch === '*') re += '.*';
-    else if (ch === '?') re += '.';
-    else re += ch.replace(/[\\^$.+()[\]{}|/-]/g, '\\$&');
-  }
-  return new RegExp(`^${re}$`, caseSensitive ? 's' : 'is');
-}
-
-export function compilePattern(p: PatternSpec): RegExp {
-  return p.kind === 'glob' ? globToRegExp(p.source, p.caseSensitive) : new RegExp(p.source, p.caseSensitive ? '' : 'i');
+/** Linear-time matchers (patterns.ts): a header a stranger wrote must not be able to hang the run. */
+export function compilePattern(p: PatternSpec): Matcher {
+  return p.kind === 'glob' ? compileGlob(p.source, p.caseSensitive) : compileRegex(p.source, p.caseSensitive);
 }
 
 type Target = { role: SpecialUseRole } | { parts: TemplatePart[] };
 
 interface CompiledRule {
   name: string;
-  headers: Array<{ header: HeaderKey; res: RegExp[] }>;
+  headers: Array<{ header: HeaderKey; res: Matcher[] }>;
   match: MatchSpec;
   target: Target;
   flags: string[];

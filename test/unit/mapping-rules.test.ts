@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { routingSpecOf } from '../../src/config/resolve.js';
 import { parseHeaders } from '../../src/mapping/headers.js';
-import { compileRouting, flagProblem, folderNameProblem, globToRegExp, type RoutingSpec } from '../../src/mapping/rules.js';
+import { compileGlob, compileRegex, regexProblem } from '../../src/mapping/patterns.js';
+import { compileRouting, flagProblem, folderNameProblem, type RoutingSpec } from '../../src/mapping/rules.js';
 import { decideSeen } from '../../src/mapping/seen.js';
 import { parseTemplate, renderTemplate } from '../../src/mapping/template.js';
 import { resolveRoles } from '../../src/engine/roles.js';
@@ -90,8 +91,8 @@ describe('folder rules', () => {
     expect(() => route(s, 'Subject: spam offer')).toThrow(/no folder marked \\Junk/);
   });
   it('globs escape regex characters', () => {
-    expect(globToRegExp('a.b+(c)*', false).test('A.B+(C)xyz')).toBe(true);
-    expect(globToRegExp('a.b', false).test('axb')).toBe(false);
+    expect(compileGlob('a.b+(c)*', false).test('A.B+(C)xyz')).toBe(true);
+    expect(compileGlob('a.b', false).test('axb')).toBe(false);
   });
 });
 
@@ -154,5 +155,28 @@ describe('what a user may name as a folder or a flag', () => {
     expect(flagProblem('\\DELETED')).toMatch(/\\Deleted is refused/);
     expect(flagProblem('\\Recent')).toMatch(/\\Recent is refused/);
     for (const bad of ['\\Important', 'two words', 'Müll', 'a]b', 'a(b', '%x', '', 'a\r\nb']) expect(flagProblem(bad), bad).toMatch(/invalid flag/);
+  });
+});
+
+describe('rule patterns run on a linear-time engine (RE2)', () => {
+  it('regexes: RE2 syntax, anywhere unless anchored, case as asked', () => {
+    expect(compileRegex('^\\[T#\\d+\\]', true).test('[T#42] help')).toBe(true);
+    expect(compileRegex('invoice', false).test('Your INVOICE')).toBe(true);
+    expect(compileRegex('invoice', true).test('Your INVOICE')).toBe(false);
+    expect(compileRegex('\\p{Greek}+', true).test('Ωμέγα')).toBe(true);
+  });
+  it('globs: whole value, * across a folded line, special characters literal', () => {
+    expect(compileGlob('*@example.org', false).test('Bob@EXAMPLE.org')).toBe(true);
+    expect(compileGlob('*@example.org', false).test('bob@example.org.evil')).toBe(false);
+    expect(compileGlob('list*', false).test('list\n folded')).toBe(true);
+    expect(compileGlob('[a]+(b)|{c}$^', true).test('[a]+(b)|{c}$^')).toBe(true);
+  });
+  it('what RE2 cannot run is named, with the reason, for the config loader', () => {
+    expect(regexProblem('^(a+)+$')).toBeNull();
+    expect(regexProblem('([a-')).toMatch(/^invalid regular expression: missing closing \]/);
+    expect(regexProblem('^(?!Re:)')).toMatch(/unsupported Perl syntax.*lookahead, lookbehind and backreferences are not supported/);
+    expect(regexProblem('(?<=x)y')).toMatch(/lookahead, lookbehind and backreferences are not supported/);
+    expect(regexProblem('(a)\\1')).toMatch(/invalid escape sequence.*backreferences are not supported/);
+    expect(regexProblem('a{1001}')).toMatch(/invalid repeat count/);
   });
 });
