@@ -12,10 +12,12 @@
 
 import { Readable } from 'node:stream';
 import { PopsyncError } from '../errors.js';
-import { silentLogger } from '../log.js';
+import { silentLogger, type Logger } from '../log.js';
 import { Pop3Connection, type CommandSpec, type Reply } from './connection.js';
+import { listingCeiling, MAX_LISTED_MESSAGES, messageCeiling } from './limits.js';
+import { redact, secretForms } from './redact.js';
 import { replyError } from './reply-errors.js';
-import { authenticate, chooseAuthMethod } from './sasl.js';
+import { authenticate, authMethods, METHOD_NAMES } from './sasl.js';
 import type { Pop3Options, Pop3Session, Pop3SizeEntry, Pop3Stat, Pop3UidlEntry } from './types.js';
 
 export const DEFAULT_TIMEOUT_MS = 60_000;
@@ -23,10 +25,81 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 /** How many commands may be written ahead of their responses when PIPELINING is on. */
 export const PIPELINE_WINDOW = 64;
 
-/** Connects, reads the greeting, runs CAPA, STLS if asked, logs in; returns a TRANSACTION session. */
+/** The longest LOGIN-DELAY popsync waits out before logging in again (once); longer ones exit 75. */
+export const MAX_LOGIN_DELAY_WAIT_S = 60;
+
+/**
+ * Connects, reads the greeting, runs CAPA, STLS if asked, logs in; returns a TRANSACTION session.
+ * A server that refuses the login with [LOGIN-DELAY] and states a short delay in CAPA is waited
+ * for once (loginDelayWait); otherwise its refusal ends the attempt as 'temporary' at once.
+ */
 export async function connectPop3(opts: Pop3Options): Promise<Pop3Session> {
   checkOptions(opts);
   const logger = (opts.logger ?? silentLogger).child({ pop3: `${opts.host}:${opts.port}` });
+  for (let waited = false; ; waited = true) {
+    try {
+      return await connectOnce(opts, logger);
+    } catch (e) {
+      if (!(e instanceof LoginDelayed)) throw e;
+      const ms = loginDelayWait(e.statedSeconds, waited);
+      if (ms === null) throw e.error.with({ hint: loginDelayHint(e.statedSeconds, waited) });
+      logger.warn({ seconds: e.statedSeconds }, `the POP3 server asks for ${e.statedSeconds} s between logins (LOGIN-DELAY); waiting, then logging in again`);
+      await sleep(ms, opts.signal);
+    }
+  }
+}
+
+/**
+ * How long to wait before the one further login attempt after a [LOGIN-DELAY] refusal, or null
+ * to give up at once: the server must have stated its delay (CAPA LOGIN-DELAY), it must be short,
+ * and we wait only once (a second refusal means our idea of the delay is wrong).
+ */
+export function loginDelayWait(statedSeconds: number | undefined, alreadyWaited: boolean): number | null {
+  if (alreadyWaited || statedSeconds === undefined || statedSeconds > MAX_LOGIN_DELAY_WAIT_S) return null;
+  // A second beyond the stated minimum, so clock granularity on the server cannot refuse us again.
+  return (statedSeconds + 1) * 1000;
+}
+
+function loginDelayHint(statedSeconds: number | undefined, waited: boolean): string {
+  if (waited) return `popsync waited the ${statedSeconds} s the server asked for and it refused again; run again later`;
+  if (statedSeconds === undefined) return 'the server did not say how long to wait (no LOGIN-DELAY in its CAPA); run again later';
+  return `the server allows one login every ${statedSeconds} s; popsync waits at most ${MAX_LOGIN_DELAY_WAIT_S} s, so run again later and schedule runs at least that far apart`;
+}
+
+/** An internal signal from connectOnce to connectPop3: a [LOGIN-DELAY] refusal and what CAPA said. */
+class LoginDelayed {
+  constructor(
+    readonly error: PopsyncError,
+    readonly statedSeconds: number | undefined,
+  ) {}
+}
+
+/** RFC 2449 §6.5: `LOGIN-DELAY <seconds>` (absent, or USER without a number, means unknown). */
+function statedLoginDelay(caps: ReadonlyMap<string, string[]>): number | undefined {
+  const arg = caps.get('LOGIN-DELAY')?.[0];
+  return arg !== undefined && /^\d{1,9}$/.test(arg) ? Number(arg) : undefined;
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new PopsyncError('interrupted', 'interrupted while waiting out the POP3 LOGIN-DELAY'));
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(new PopsyncError('interrupted', 'interrupted while waiting out the POP3 LOGIN-DELAY'));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+async function connectOnce(opts: Pop3Options, logger: Logger): Promise<Pop3Session> {
+  const secrets = secretForms(opts.user, opts.password);
   const conn = await Pop3Connection.open({
     host: opts.host,
     port: opts.port,
@@ -36,6 +109,7 @@ export async function connectPop3(opts: Pop3Options): Promise<Pop3Session> {
     timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     logger,
+    secrets,
   });
   try {
     const hello = await conn.greeting;
@@ -58,22 +132,63 @@ export async function connectPop3(opts: Pop3Options): Promise<Pop3Session> {
       caps = await capa(conn);
     }
 
-    const method = chooseAuthMethod(opts.auth ?? 'auto', caps, greeting);
-    logger.debug({ method }, 'pop3 login');
-    await authenticate(conn, { user: opts.user, password: opts.password }, method, greeting);
+    try {
+      await logIn(conn, opts, caps, greeting, logger);
+    } catch (e) {
+      if (e instanceof PopsyncError && e.context.responseCode === 'LOGIN-DELAY') throw new LoginDelayed(e, statedLoginDelay(caps));
+      throw e;
+    }
 
     // RFC 2449 §5: capabilities may differ in TRANSACTION state (PIPELINING in particular).
+    const before = caps;
     if (caps.size > 0) {
       const after = await capa(conn);
       if (after.size > 0) caps = after;
     }
+    if (caps.has('UTF8') || before.has('UTF8')) await enableUtf8(conn, logger);
     const pipelining = opts.pipelining !== false && caps.has('PIPELINING');
     conn.setWindow(pipelining ? PIPELINE_WINDOW : 1);
-    return new Session(conn, greeting, caps, pipelining);
+    return new Session(conn, greeting, caps, pipelining, secrets);
   } catch (e) {
     conn.destroy();
     throw e;
   }
+}
+
+/**
+ * Tries the login methods in order (sasl.ts decides which); moves on only after a refusal of
+ * kind 'auth'. A server that hangs up after a refusal ends the attempt with that refusal.
+ */
+async function logIn(conn: Pop3Connection, opts: Pop3Options, caps: ReadonlyMap<string, string[]>, greeting: string, logger: Logger): Promise<void> {
+  const refused: string[] = [];
+  let last: PopsyncError | undefined;
+  for (const method of authMethods(opts.auth ?? 'auto', caps, greeting)) {
+    logger.debug({ method }, 'pop3 login');
+    try {
+      await authenticate(conn, { user: opts.user, password: opts.password }, method, greeting);
+      if (refused.length > 0) logger.info({ method: METHOD_NAMES[method], refused }, `POP3 login with ${METHOD_NAMES[method]} after the server refused ${refused.join(', ')}`);
+      return;
+    } catch (e) {
+      if (last !== undefined && e instanceof PopsyncError && e.kind === 'connection') {
+        throw last.with({ hint: `the server closed the connection after refusing ${refused.join(', ')}; choose another login method with --pop-auth` });
+      }
+      if (!(e instanceof PopsyncError) || e.kind !== 'auth') throw e;
+      refused.push(METHOD_NAMES[method]);
+      last = e;
+    }
+  }
+  if (last === undefined) throw new PopsyncError('internal', 'POP3 login: no method to try');
+  throw refused.length > 1 ? last.with({ hint: `tried ${refused.join(', then ')}; the server refused each. Check the POP3 user name and password` }) : last;
+}
+
+/**
+ * RFC 6856: without UTF8, a server may replace messages with 8-bit headers (Courier serves a
+ * "Cannot display Unicode content" notice, different on every download). popsync copies bytes
+ * and never needs them downgraded. A refusal changes nothing, so it is not an error.
+ */
+async function enableUtf8(conn: Pop3Connection, logger: Logger): Promise<void> {
+  const r = await conn.send({ line: 'UTF8', label: 'UTF8', multiline: false });
+  if (r.status.kind !== 'ok') logger.debug({ response: r.status.line }, 'POP3 server refused UTF8; messages are served as it sees fit');
 }
 
 function checkOptions(opts: Pop3Options): void {
@@ -116,30 +231,64 @@ function checkMessageNumber(n: number): void {
   }
 }
 
-function protocolError(what: string, line: string): PopsyncError {
-  return new PopsyncError('protocol', `POP3 server sent a malformed ${what}: ${JSON.stringify(line.slice(0, 200))}`, {
-    serverResponse: line.slice(0, 200),
+function protocolError(what: string, line: string, secrets: readonly string[] = []): PopsyncError {
+  const shown = redact(line.slice(0, 200), secrets);
+  return new PopsyncError('protocol', `POP3 server sent a malformed ${what}: ${JSON.stringify(shown)}`, {
+    serverResponse: shown,
   });
 }
 
-/** "n value" lines of LIST and UIDL. */
-function parseListing(body: Buffer | undefined, what: string): Array<{ n: number; value: string }> {
+/** "n value" lines of LIST; the value ends at the first whitespace. */
+function parseListing(body: Buffer | undefined, what: string, secrets: readonly string[]): Array<{ n: number; value: string }> {
   const out: Array<{ n: number; value: string }> = [];
   for (const line of bodyLines(body)) {
     if (line.trim() === '') continue;
     const m = /^\s*(\d+)\s+(\S+)/.exec(line);
-    if (!m) throw protocolError(`${what} line`, line);
+    if (!m) throw protocolError(`${what} line`, line, secrets);
     out.push({ n: Number(m[1]), value: m[2] as string });
   }
   return out;
 }
 
+const UIDL_CHARS = /^[\x21-\x7e]+$/;
+
+/**
+ * UIDL lines: the UIDL is the rest of the line, checked against RFC 1939's 0x21-0x7E rather than
+ * cut at a space (two UIDLs differing after a space would become one). Read as latin1 so every
+ * byte outside the range is seen as what it is.
+ */
+export function parseUidlListing(body: Buffer | undefined, secrets: readonly string[] = []): Pop3UidlEntry[] {
+  const out: Pop3UidlEntry[] = [];
+  if (!body || body.length === 0) return out;
+  for (const line of body.toString('latin1').split(/\r?\n/)) {
+    if (line.trim() === '') continue;
+    const m = /^\s*(\d+)[ \t]+(.*?)[ \t\r]*$/.exec(line);
+    if (!m) throw protocolError('UIDL line', line, secrets);
+    const n = Number(m[1]);
+    const uidl = m[2] as string;
+    if (UIDL_CHARS.test(uidl)) {
+      out.push({ n, uidl });
+    } else {
+      // Every byte outside the range shown as \xNN, so a space or a control byte is visible.
+      const shown = redact(uidl.slice(0, 100), secrets).replace(/[^\x21-\x7e]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+      out.push({ n, uidl: '', fault: `the POP3 server gave it the UIDL "${shown}", which holds bytes RFC 1939 does not allow in a UIDL (only 0x21-0x7E)` });
+    }
+  }
+  return out;
+}
+
 class Session implements Pop3Session {
+  /** STAT's count, asked once: it bounds what LIST and UIDL may send (limits.ts). */
+  private count: Promise<number> | null = null;
+  /** LIST sizes by message number: they bound what RETR and TOP may send. */
+  private readonly sizes = new Map<number, number>();
+
   constructor(
     private readonly conn: Pop3Connection,
     readonly greeting: string,
     readonly capabilities: ReadonlyMap<string, string[]>,
     readonly pipelining: boolean,
+    private readonly secrets: readonly string[] = [],
   ) {}
 
   /** Sends a command and turns -ERR into PopsyncError('server'/'temporary'). */
@@ -155,39 +304,69 @@ class Session implements Pop3Session {
     return this.run({ line, label: line, multiline: false, ...(messageNumber === undefined ? {} : { messageNumber }) });
   }
 
-  private async multi(line: string, messageNumber?: number): Promise<Buffer> {
-    const r = await this.run({ line, label: line, multiline: true, ...(messageNumber === undefined ? {} : { messageNumber }) });
+  private async multi(line: string, ceiling: number, messageNumber?: number): Promise<Buffer> {
+    const r = await this.run({ line, label: line, multiline: true, ceiling, ...(messageNumber === undefined ? {} : { messageNumber }) });
     return r.body ?? Buffer.alloc(0);
   }
 
   async stat(): Promise<Pop3Stat> {
     const r = await this.simple('STAT');
     const m = /^(\d+)\s+(\d+)/.exec(r.status.text);
-    if (!m) throw protocolError('STAT reply', r.status.line);
+    if (!m) throw protocolError('STAT reply', r.status.line, this.secrets);
     return { count: Number(m[1]), size: Number(m[2]) };
   }
 
+  private listedCount(): Promise<number> {
+    this.count ??= this.stat().then(({ count }) => {
+      if (count > MAX_LISTED_MESSAGES) {
+        throw new PopsyncError('protocol', `POP3 server claims ${count} messages; popsync handles at most ${MAX_LISTED_MESSAGES} in one mailbox`);
+      }
+      return count;
+    });
+    return this.count;
+  }
+
   async list(): Promise<Pop3SizeEntry[]> {
-    return parseListing(await this.multi('LIST'), 'LIST').map(({ n, value }) => {
+    const body = await this.multi('LIST', listingCeiling(await this.listedCount()));
+    const out = parseListing(body, 'LIST', this.secrets).map(({ n, value }) => {
       const size = Number(value);
-      if (!Number.isSafeInteger(size)) throw protocolError('LIST size', value);
+      if (!Number.isSafeInteger(size)) throw protocolError('LIST size', value, this.secrets);
       return { n, size };
     });
+    for (const { n, size } of out) this.sizes.set(n, size);
+    return out;
   }
 
   async uidl(): Promise<Pop3UidlEntry[]> {
-    return parseListing(await this.multi('UIDL'), 'UIDL').map(({ n, value }) => ({ n, uidl: value }));
+    return parseUidlListing(await this.multi('UIDL', listingCeiling(await this.listedCount())), this.secrets);
+  }
+
+  /**
+   * The reply ceiling for RETR n / TOP n k. Synchronous when LIST was read, so a pipelined burst
+   * keeps its order; otherwise `LIST n` asks for the size first.
+   */
+  private messageCeiling(n: number): number | Promise<number> {
+    const size = this.sizes.get(n);
+    if (size !== undefined) return messageCeiling(size);
+    return this.simple(`LIST ${n}`, n).then((r) => {
+      const m = /^\d+\s+(\d+)/.exec(r.status.text);
+      if (!m || !Number.isSafeInteger(Number(m[1]))) throw protocolError('LIST reply', r.status.line, this.secrets);
+      this.sizes.set(n, Number(m[1]));
+      return messageCeiling(Number(m[1]));
+    });
   }
 
   async top(n: number, lines: number): Promise<Buffer> {
     checkMessageNumber(n);
     if (!Number.isSafeInteger(lines) || lines < 0) throw new PopsyncError('internal', `TOP line count must be >= 0; got ${String(lines)}`);
-    return this.multi(`TOP ${n} ${lines}`, n);
+    const ceiling = this.messageCeiling(n);
+    return this.multi(`TOP ${n} ${lines}`, typeof ceiling === 'number' ? ceiling : await ceiling, n);
   }
 
   async retr(n: number): Promise<Buffer> {
     checkMessageNumber(n);
-    return this.multi(`RETR ${n}`, n);
+    const ceiling = this.messageCeiling(n);
+    return this.multi(`RETR ${n}`, typeof ceiling === 'number' ? ceiling : await ceiling, n);
   }
 
   retrStream(n: number): Readable {
@@ -208,13 +387,17 @@ class Session implements Pop3Session {
       return stream;
     }
     const line = `RETR ${n}`;
-    this.run({
-      line,
-      label: line,
-      multiline: true,
-      messageNumber: n,
-      onData: (chunk) => (stream.destroyed ? true : stream.push(chunk)),
-    }).then(
+    const send = (ceiling: number): Promise<Reply> =>
+      this.run({
+        line,
+        label: line,
+        multiline: true,
+        messageNumber: n,
+        ceiling,
+        onData: (chunk) => (stream.destroyed ? true : stream.push(chunk)),
+      });
+    const ceiling = this.messageCeiling(n);
+    (typeof ceiling === 'number' ? send(ceiling) : ceiling.then(send)).then(
       () => {
         if (!stream.destroyed) stream.push(null);
       },

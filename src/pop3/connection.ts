@@ -11,7 +11,8 @@
  * bytes belong to which command, so every in-flight, queued and later command rejects with the
  * same cause. Callers must not retry on the same connection.
  *
- * Secrets: the debug log shows `label`, never `line`, and never SASL responses.
+ * Secrets: the debug log shows `label`, never `line`, and never SASL responses; server lines
+ * are redacted (redact.ts) before they reach a log, an error or a caller.
  */
 
 import { readFileSync } from 'node:fs';
@@ -20,6 +21,8 @@ import tls from 'node:tls';
 import { PopsyncError, type ErrorContext, type ErrorKind } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ResponseDecoder, type FrameEvent, type StatusLine } from './framing.js';
+import { formatBytes, MIN_BYTES_PER_SECOND, ReplyBudget, SMALL_REPLY_MAX } from './limits.js';
+import { redact } from './redact.js';
 
 export interface CommandSpec {
   /** The command as written, without CRLF. */
@@ -35,6 +38,8 @@ export interface CommandSpec {
   onContinue?: (status: StatusLine) => string;
   /** STLS: stop decoding after this reply, so no plaintext byte is read past it. */
   upgrade?: boolean;
+  /** Most decoded bytes the reply may hold (limits.ts); SMALL_REPLY_MAX when absent. */
+  ceiling?: number;
 }
 
 export interface Reply {
@@ -57,10 +62,14 @@ export interface ConnectionOptions {
   timeoutMs: number;
   connectTimeoutMs: number;
   logger: Logger;
+  /** Credential forms (redact.ts) blanked out of every server line before it is used. */
+  secrets?: readonly string[];
 }
 
 interface Pending {
   spec: CommandSpec;
+  /** Created when this reply becomes the next one due. */
+  budget?: ReplyBudget;
   status?: StatusLine;
   chunks: Buffer[];
   resolve: (r: Reply) => void;
@@ -77,6 +86,9 @@ export class Pop3Connection implements CommandChannel {
   private window = 1;
   private failure: PopsyncError | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** Enforces the head reply's pace (limits.ts); `paceFor` is the reply it was armed for. */
+  private paceTimer: NodeJS.Timeout | undefined;
+  private paceFor: Pending | undefined;
   private paused = false;
   private upgrading = false;
   private readonly onSocketData = (chunk: Buffer): void => this.receive(chunk);
@@ -127,6 +139,9 @@ export class Pop3Connection implements CommandChannel {
   resumeReading(): void {
     if (!this.paused) return;
     this.paused = false;
+    this.inflight[0]?.budget?.resume(now());
+    // Re-armed below for the time the budget has left.
+    this.clearPace();
     if (!this.failure) this.socket.resume();
     this.updateTimer();
   }
@@ -223,8 +238,13 @@ export class Pop3Connection implements CommandChannel {
         this.handle(ev);
       }
     } catch (e) {
-      if (e instanceof PopsyncError) this.fail(e.kind, e.message, e);
-      else this.fail('internal', `POP3 client bug: ${(e as Error).message}`, e);
+      if (e instanceof PopsyncError) {
+        // Decoder errors quote the offending line; the cause would carry it unredacted.
+        const context = e.context.serverResponse === undefined ? e.context : { ...e.context, serverResponse: this.redact(e.context.serverResponse) };
+        this.fail(e.kind, this.redact(e.message), undefined, context);
+      } else {
+        this.fail('internal', `POP3 client bug: ${(e as Error).message}`, e);
+      }
     }
     this.updateTimer();
   }
@@ -238,9 +258,11 @@ export class Pop3Connection implements CommandChannel {
         serverResponse: line,
       });
     }
+    this.charge(p, ev.type === 'status' ? Buffer.byteLength(ev.status.line) + 2 : ev.type === 'data' ? ev.chunk.length : 0);
     switch (ev.type) {
       case 'status': {
-        const s = ev.status;
+        // The greeting precedes every credential, and APOP needs its timestamp as sent.
+        const s = p.spec === GREETING ? ev.status : this.redactStatus(ev.status);
         if (s.kind === 'continue') {
           if (!p.spec.onContinue) {
             throw new PopsyncError('protocol', `POP3 server sent a continuation to ${p.spec.label}`, { serverResponse: s.line });
@@ -267,6 +289,7 @@ export class Pop3Connection implements CommandChannel {
         if (p.spec.onData) {
           if (!p.spec.onData(ev.chunk) && !this.paused) {
             this.paused = true;
+            p.budget?.pause(now());
             this.socket.pause();
           }
         } else {
@@ -291,11 +314,88 @@ export class Pop3Connection implements CommandChannel {
     } else if (!this.timer) {
       this.timer = setTimeout(() => this.onTimeout(), this.opts.timeoutMs);
     }
+    this.armPace();
   }
 
   private clearTimer(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.clearPace();
+  }
+
+  /** The reply due next gets its budgets; the pace timer follows whichever reply is due. */
+  private armPace(): void {
+    const head = this.inflight[0];
+    if (!head || this.failure || this.upgrading) {
+      this.clearPace();
+      return;
+    }
+    head.budget ??= new ReplyBudget(head.spec.ceiling ?? SMALL_REPLY_MAX, this.opts.timeoutMs, now());
+    if (this.paceFor === head && this.paceTimer) return;
+    this.clearPace();
+    const left = head.budget.msLeft(now());
+    if (left === Infinity) return;
+    this.paceFor = head;
+    this.paceTimer = setTimeout(() => this.onPace(), Math.max(0, Math.ceil(left)));
+  }
+
+  private clearPace(): void {
+    if (this.paceTimer) clearTimeout(this.paceTimer);
+    this.paceTimer = undefined;
+    this.paceFor = undefined;
+  }
+
+  /** Rather than re-arming on every chunk, the timer re-checks when it fires. */
+  private onPace(): void {
+    this.paceTimer = undefined;
+    const head = this.inflight[0];
+    if (!head?.budget || head !== this.paceFor || this.failure) {
+      this.paceFor = undefined;
+      this.armPace();
+      return;
+    }
+    const t = now();
+    if (head.budget.msLeft(t) > 0) {
+      this.paceFor = undefined;
+      this.armPace();
+      return;
+    }
+    const seconds = Math.round(head.budget.elapsed(t) / 1000);
+    this.fail(
+      'protocol',
+      `POP3 server ${this.where} sends its reply to ${head.spec.label} too slowly: ${head.budget.received} bytes in ${seconds} s`,
+      undefined,
+      {
+        hint: `popsync waits ${this.opts.timeoutMs / 1000} s (--timeout) plus 1 s per ${formatBytes(MIN_BYTES_PER_SECOND)} received for a reply, so a trickle cannot hold a run forever; if the link is really that slow, raise --timeout`,
+      },
+    );
+  }
+
+  /** Counts a reply's decoded bytes against its ceiling; a reply over it ends the connection. */
+  private charge(p: Pending, bytes: number): void {
+    const budget = (p.budget ??= new ReplyBudget(p.spec.ceiling ?? SMALL_REPLY_MAX, this.opts.timeoutMs, now()));
+    if (budget.add(bytes)) return;
+    throw new PopsyncError(
+      'protocol',
+      `POP3 server ${this.where} sent more than ${formatBytes(budget.ceiling)} in reply to ${p.spec.label}, more than that reply can hold`,
+      {
+        ...(p.spec.messageNumber === undefined ? {} : { messageNumber: p.spec.messageNumber }),
+        hint: 'popsync stops reading a reply at a ceiling derived from what it can hold (for RETR and TOP: twice the LIST size plus 64 KiB); the server is broken or hostile',
+      },
+    );
+  }
+
+  private redact(text: string): string {
+    return this.opts.secrets ? redact(text, this.opts.secrets) : text;
+  }
+
+  private redactStatus(s: StatusLine): StatusLine {
+    if (!this.opts.secrets || this.opts.secrets.length === 0) return s;
+    return { ...s, line: this.redact(s.line), text: this.redact(s.text) };
+  }
+
+  private get where(): string {
+    return `${this.opts.host}:${this.opts.port}`;
   }
 
   private onTimeout(): void {
@@ -331,6 +431,11 @@ export class Pop3Connection implements CommandChannel {
     const kind = f.kind === 'tls' || f.kind === 'protocol' ? f.kind : 'connection';
     return new PopsyncError(kind, `cannot send ${spec.label}: ${f.message}`, ctx, { cause: f });
   }
+}
+
+/** Monotonic milliseconds: wall-clock jumps must not fake a slow server. */
+function now(): number {
+  return performance.now();
 }
 
 function tlsConnectOptions(opts: ConnectionOptions): tls.ConnectionOptions {

@@ -1,9 +1,13 @@
 /**
  * POP3 login: USER/PASS (RFC 1939), APOP (RFC 1939 §7) and AUTH PLAIN / AUTH LOGIN (RFC 5034).
  *
- * 'auto' makes exactly one attempt with the best advertised method, in the order SASL PLAIN,
- * SASL LOGIN, APOP (when the greeting carries a timestamp), USER/PASS. We never fall back to
- * another method after a refusal: each failed attempt can count towards a provider's lockout.
+ * 'auto' tries the advertised methods in the order SASL PLAIN, SASL LOGIN, APOP (when the
+ * greeting carries a timestamp), USER/PASS, and moves to the next only when one is refused as a
+ * login failure: a server may offer a method it cannot serve for this user (GNU Mailutils puts
+ * an APOP timestamp in every greeting, but APOP needs a separate secret most users lack). Each
+ * refusal can count towards a provider's lockout, so the list holds only what the server offers,
+ * and a method the user chose explicitly is the only one ever tried. All methods run on the same
+ * connection, so a fallback never changes its TLS.
  *
  * Credentials only ever appear in `line`, never in `label`, so they cannot reach logs or errors.
  */
@@ -29,19 +33,27 @@ export function apopTimestamp(greeting: string): string | undefined {
   return /<[^<>\s]+>/.exec(greeting)?.[0];
 }
 
-export function chooseAuthMethod(requested: Pop3AuthMethod, caps: ReadonlyMap<string, string[]>, greeting: string): Exclude<Pop3AuthMethod, 'auto'> {
-  if (requested !== 'auto') return requested;
+export type LoginMethod = Exclude<Pop3AuthMethod, 'auto'>;
+
+/** The methods to try, in order: the explicit one alone, or every method the server offers. */
+export function authMethods(requested: Pop3AuthMethod, caps: ReadonlyMap<string, string[]>, greeting: string): LoginMethod[] {
+  if (requested !== 'auto') return [requested];
   const sasl = (caps.get('SASL') ?? []).map((m) => m.toUpperCase());
-  if (sasl.includes('PLAIN')) return 'plain';
-  if (sasl.includes('LOGIN')) return 'login';
-  if (apopTimestamp(greeting) !== undefined) return 'apop';
-  return 'user';
+  const out: LoginMethod[] = [];
+  if (sasl.includes('PLAIN')) out.push('plain');
+  if (sasl.includes('LOGIN')) out.push('login');
+  if (apopTimestamp(greeting) !== undefined) out.push('apop');
+  // Without CAPA we cannot know, and USER/PASS is the RFC 1939 baseline.
+  if (caps.size === 0 || caps.has('USER') || out.length === 0) out.push('user');
+  return out;
 }
+
+export const METHOD_NAMES: Record<LoginMethod, string> = { user: 'USER/PASS', apop: 'APOP', plain: 'AUTH PLAIN', login: 'AUTH LOGIN' };
 
 export async function authenticate(
   conn: CommandChannel,
   creds: Credentials,
-  method: Exclude<Pop3AuthMethod, 'auto'>,
+  method: LoginMethod,
   greeting: string,
 ): Promise<void> {
   switch (method) {

@@ -25,6 +25,8 @@ export interface Pop3Options {
   /** Use PIPELINING when CAPA offers it (default true). */
   pipelining?: boolean;
   logger?: Logger;
+  /** Aborts a wait for the server's LOGIN-DELAY (SIGINT/SIGTERM). */
+  signal?: AbortSignal;
 }
 
 export interface Pop3Stat {
@@ -39,7 +41,14 @@ export interface Pop3SizeEntry {
 
 export interface Pop3UidlEntry {
   n: number;
+  /** '' when the server's UIDL is not one (see `fault`). */
   uidl: string;
+  /**
+   * Why the server's UIDL for this message cannot be used: RFC 1939 allows 0x21-0x7E only, and
+   * cutting at a space or dropping bytes could make two messages one. A server fault for this
+   * message alone.
+   */
+  fault?: string;
 }
 
 /**

@@ -1,0 +1,294 @@
+/**
+ * The POP3 client against servers that misbehave on purpose: endless replies, trickles, lying
+ * sizes, UIDLs RFC 1939 does not allow, and a server that echoes the password. Each must end in
+ * a clear PopsyncError naming the server and the command, with bounded memory and time (the
+ * process-level RSS and wall-clock bounds are in pop3-hostile-cli.test.ts).
+ */
+
+import { afterEach, describe, expect, it } from 'vitest';
+import { PopsyncError } from '../../src/errors.js';
+import type { Logger } from '../../src/log.js';
+import { connectPop3, type Pop3Session } from '../../src/pop3/index.js';
+import { SMALL_REPLY_MAX } from '../../src/pop3/limits.js';
+import { startFakePop3, type FakeContext, type FakePop3, type FakePop3Options } from '../support/fake-pop3.js';
+
+const servers: FakePop3[] = [];
+const sessions: Pop3Session[] = [];
+
+async function fake(opts: FakePop3Options = {}): Promise<FakePop3> {
+  const pop = await startFakePop3(opts);
+  servers.push(pop);
+  return pop;
+}
+
+async function connect(pop: FakePop3, extra: Parameters<FakePop3['clientOptions']>[0] = {}): Promise<Pop3Session> {
+  const s = await connectPop3(pop.clientOptions(extra));
+  sessions.push(s);
+  return s;
+}
+
+afterEach(async () => {
+  for (const s of sessions.splice(0)) s.destroy();
+  await Promise.all(servers.splice(0).map((p) => p.close()));
+});
+
+async function failure(p: Promise<unknown>): Promise<PopsyncError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(PopsyncError);
+    return e as PopsyncError;
+  }
+  throw new Error('expected a rejection');
+}
+
+/** Resolves once the client has hung up on this connection. */
+function hungUp(ctx: FakeContext): { closed: () => boolean } {
+  let closed = false;
+  const watch = async (): Promise<void> => {
+    while ((await ctx.readLine()) !== null);
+    closed = true;
+  };
+  void watch();
+  return { closed: () => closed };
+}
+
+/** Writes `status`, then `unit` over and over until the client hangs up; counts what it wrote. */
+function flood(status: string, unit: string, sent: { bytes: number }) {
+  return async (ctx: FakeContext): Promise<void> => {
+    ctx.write(`${status}\r\n`);
+    const h = hungUp(ctx);
+    const chunk = unit.repeat(Math.max(1, Math.floor(16384 / unit.length)));
+    while (!h.closed() && sent.bytes < 64 * 1024 * 1024) {
+      ctx.write(chunk);
+      sent.bytes += chunk.length;
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  };
+}
+
+/** Writes `text` one byte every `everyMs` until done or the client hangs up. */
+function trickle(text: string, everyMs: number) {
+  return async (ctx: FakeContext): Promise<void> => {
+    const h = hungUp(ctx);
+    for (const ch of text) {
+      if (h.closed()) return;
+      ctx.write(ch);
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  };
+}
+
+const MSG = 'Subject: hi\r\n\r\nhello\r\n';
+
+describe('reply ceilings', () => {
+  it('an endless CAPA ends in a protocol error naming the server and CAPA, after little more than the ceiling', async () => {
+    const sent = { bytes: 0 };
+    const pop = await fake({ handlers: { CAPA: flood('+OK', 'X-JUNK AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n', sent) } });
+    const err = await failure(connectPop3(pop.clientOptions()));
+    expect(err.kind).toBe('protocol');
+    expect(err.message).toContain(`127.0.0.1:${pop.port}`);
+    expect(err.message).toMatch(/more than 64 KiB in reply to CAPA/);
+    // The client stopped reading at the ceiling (plus what was in flight), not at the flood's cap.
+    expect(sent.bytes).toBeLessThan(16 * 1024 * 1024);
+  });
+
+  it('an endless LIST or UIDL is bounded by the count STAT gave', async () => {
+    for (const verb of ['LIST', 'UIDL'] as const) {
+      const sent = { bytes: 0 };
+      const pop = await fake({ messages: [MSG, MSG], handlers: { [verb]: flood('+OK', '1 1234567\r\n', sent) } });
+      const s = await connect(pop);
+      const err = await failure(verb === 'LIST' ? s.list() : s.uidl());
+      expect(err.kind, verb).toBe('protocol');
+      expect(err.message).toMatch(new RegExp(`127\\.0\\.0\\.1:${pop.port} sent more than .* in reply to ${verb}`));
+      expect(pop.commands('STAT')).toEqual(['STAT']);
+    }
+  });
+
+  it('a LIST within its ceiling for many messages is fine, and STAT is asked once per session', async () => {
+    const pop = await fake({ messages: Array.from({ length: 500 }, (_, i) => `Subject: ${i}\r\n\r\nx\r\n`) });
+    const s = await connect(pop);
+    const [sizes, uidls] = await Promise.all([s.list(), s.uidl()]);
+    expect(sizes).toHaveLength(500);
+    expect(uidls).toHaveLength(500);
+    expect(pop.commands('STAT')).toHaveLength(1);
+  });
+
+  it('an endless RETR or TOP is cut at twice its LIST size plus the slack, naming the command and message', async () => {
+    for (const verb of ['RETR', 'TOP'] as const) {
+      const sent = { bytes: 0 };
+      const pop = await fake({ messages: [MSG], handlers: { [verb]: flood('+OK', 'more and more body\r\n', sent) } });
+      const s = await connect(pop);
+      await s.list();
+      const err = await failure(verb === 'RETR' ? s.retr(1) : s.top(1, 0));
+      expect(err.kind, verb).toBe('protocol');
+      expect(err.message).toMatch(new RegExp(`in reply to ${verb} 1`));
+      expect(err.context.messageNumber).toBe(1);
+      expect(sent.bytes).toBeLessThan(16 * 1024 * 1024);
+    }
+  });
+
+  it('a RETR without a LIST first asks LIST n for its ceiling', async () => {
+    const sent = { bytes: 0 };
+    const pop = await fake({ messages: [MSG], handlers: { RETR: flood('+OK', 'body line\r\n', sent) } });
+    const s = await connect(pop);
+    const err = await failure(s.retr(1));
+    expect(err.kind).toBe('protocol');
+    expect(pop.commands('LIST')).toEqual(['LIST 1']);
+  });
+
+  it('a server whose LIST counts LF line ends but sends CRLF, and adds headers, still delivers', async () => {
+    // 5,000 empty lines: the CRLF message is twice its LF-counted size.
+    const body = `Subject: lf\r\n\r\n${'\r\n'.repeat(5000)}`;
+    const lfSize = body.replace(/\r\n/g, '\n').length;
+    const added = `X-UIDL: 1234\r\nStatus: RO\r\n`;
+    const pop = await fake({
+      messages: [body],
+      handlers: {
+        LIST: (ctx, a) => (a[0] ? ctx.reply(`+OK 1 ${lfSize}`) : ctx.replyMulti('+OK', `1 ${lfSize}\r\n`)),
+        RETR: (ctx) => ctx.replyMulti('+OK', added + body),
+      },
+    });
+    const s = await connect(pop);
+    await s.list();
+    expect((await s.retr(1)).toString('latin1')).toBe(added + body);
+  });
+
+  it('endless SASL continuations end at the ceiling instead of being answered forever', async () => {
+    const sent = { bytes: 0 };
+    const pop = await fake({
+      handlers: {
+        AUTH: async (ctx) => {
+          const h = hungUp(ctx);
+          while (!h.closed() && sent.bytes < 8 * 1024 * 1024) {
+            ctx.write('+ \r\n'.repeat(1000));
+            sent.bytes += 4000;
+            await new Promise((r) => setTimeout(r, 1));
+          }
+        },
+      },
+    });
+    const err = await failure(connectPop3(pop.clientOptions({ auth: 'plain' })));
+    expect(err.kind).toBe('protocol');
+    expect(err.message).toMatch(/in reply to AUTH PLAIN/);
+    expect(sent.bytes).toBeLessThan(SMALL_REPLY_MAX * 64);
+  });
+});
+
+describe('reply pace', () => {
+  it('a trickle of one byte every 100 ms ends in a protocol error although every read is within --timeout', { timeout: 30_000 }, async () => {
+    const pop = await fake({ handlers: { CAPA: trickle(`+OK\r\n${'X-JUNK\r\n'.repeat(1000)}.\r\n`, 100) } });
+    const err = await failure(connectPop3(pop.clientOptions({ timeoutMs: 500 })));
+    expect(err.kind).toBe('protocol');
+    expect(err.message).toMatch(new RegExp(`127\\.0\\.0\\.1:${pop.port} sends its reply to CAPA too slowly`));
+    expect(err.context.hint).toMatch(/--timeout/);
+  });
+
+  it('a RETR body trickle ends the same way, naming RETR and the message', { timeout: 30_000 }, async () => {
+    const pop = await fake({ messages: [MSG], handlers: { RETR: trickle(`+OK\r\n${'y'.repeat(200)}`, 100) } });
+    const s = await connect(pop, { timeoutMs: 500 });
+    await s.list();
+    const err = await failure(s.retr(1));
+    expect(err.message).toMatch(/reply to RETR 1 too slowly/);
+    expect(err.context.messageNumber).toBe(1);
+  });
+
+  it('a slow but steady transfer, and a pause shorter than --timeout, are fine', { timeout: 30_000 }, async () => {
+    const body = `Subject: slow\r\n\r\n${'z'.repeat(78)}\r\n`.repeat(400); // ~38 KB
+    const pop = await fake({
+      messages: [body],
+      handlers: {
+        RETR: async (ctx) => {
+          await new Promise((r) => setTimeout(r, 300)); // thinks before answering
+          const wire = Buffer.concat([Buffer.from('+OK\r\n'), Buffer.from(body), Buffer.from('.\r\n')]);
+          for (let i = 0; i < wire.length; i += 4096) {
+            ctx.write(wire.subarray(i, i + 4096));
+            await new Promise((r) => setTimeout(r, 100)); // ~40 KB/s
+          }
+        },
+      },
+    });
+    const s = await connect(pop, { timeoutMs: 500 });
+    await s.list();
+    expect((await s.retr(1)).toString('latin1')).toBe(body);
+  });
+
+  it('a paused stream reader is not blamed on the server', { timeout: 30_000 }, async () => {
+    const body = `Subject: big\r\n\r\n${'q'.repeat(1000)}\r\n`.repeat(2000); // ~2 MB
+    const pop = await fake({ messages: [body] });
+    const s = await connect(pop, { timeoutMs: 300 });
+    await s.list();
+    const stream = s.retrStream(1);
+    const chunks: Buffer[] = [];
+    await new Promise((r) => setTimeout(r, 1000)); // nobody reads: the socket is paused
+    for await (const c of stream) chunks.push(c as Buffer);
+    expect(Buffer.concat(chunks).toString('latin1')).toBe(body);
+  });
+});
+
+describe('UIDL', () => {
+  it('keeps a UIDL whole and marks one with bytes outside 0x21-0x7E as a fault of that message', async () => {
+    const pop = await fake({
+      messages: [MSG, MSG, MSG, MSG, MSG],
+      handlers: {
+        UIDL: (ctx) => ctx.write(Buffer.concat([Buffer.from('+OK\r\n1 abc-123\r\n2 has space\r\n3 tab\there\r\n4 caf'), Buffer.from([0xe9]), Buffer.from('\r\n5 trailing  \r\n.\r\n')])),
+      },
+    });
+    const s = await connect(pop);
+    const u = await s.uidl();
+    expect(u.map((e) => e.uidl)).toEqual(['abc-123', '', '', '', 'trailing']);
+    expect(u[1]!.fault).toMatch(/"has\\x20space".*0x21-0x7E/);
+    expect(u[2]!.fault).toContain('"tab\\x09here"');
+    expect(u[3]!.fault).toContain('"caf\\xe9"');
+    expect(u[0]!.fault).toBeUndefined();
+  });
+});
+
+describe('a server that echoes the password', () => {
+  function capturingLogger(): { logger: Logger; text: () => string } {
+    const entries: unknown[] = [];
+    const logger: Logger = {
+      debug: (o, m) => void entries.push([o, m]),
+      info: (o, m) => void entries.push([o, m]),
+      warn: (o, m) => void entries.push([o, m]),
+      error: (o, m) => void entries.push([o, m]),
+      child: () => logger,
+    };
+    return { logger, text: () => JSON.stringify(entries) };
+  }
+
+  it('never lets it into the error, the server text or the log, whatever the login method', async () => {
+    const pw = 'Echo-Me-9';
+    for (const auth of ['user', 'plain', 'login'] as const) {
+      const pop = await fake({
+        password: 'something-else',
+        handlers: {
+          PASS: (ctx, a) => ctx.reply(`-ERR [AUTH] password ${a.join(' ')} is wrong`),
+          AUTH: async (ctx, a) => {
+            if ((a[0] ?? '').toUpperCase() === 'PLAIN') return ctx.reply(`-ERR [AUTH] bad credentials ${a[1] ?? ''}`);
+            ctx.write('+ VXNlcm5hbWU6\r\n');
+            const u = await ctx.readLine();
+            ctx.write('+ UGFzc3dvcmQ6\r\n');
+            const p = await ctx.readLine();
+            ctx.reply(`-ERR [AUTH] ${u} ${p} means ${Buffer.from(p ?? '', 'base64').toString()} is wrong`);
+          },
+        },
+      });
+      const { logger, text } = capturingLogger();
+      const err = await failure(connectPop3(pop.clientOptions({ password: pw, auth, logger })));
+      expect(err.kind, auth).toBe('auth');
+      const seen = JSON.stringify({ m: err.message, c: err.context, cause: String(err.cause), log: text() });
+      expect(seen, auth).not.toContain(pw);
+      expect(seen, auth).not.toContain(Buffer.from(pw).toString('base64'));
+      expect(seen, auth).not.toContain(Buffer.from(`\0alice\0${pw}`).toString('base64'));
+      expect(err.context.serverResponse, auth).toContain('****');
+    }
+  });
+
+  it('redacts it from a malformed line too', async () => {
+    const pop = await fake({ handlers: { PASS: (ctx, a) => ctx.reply(`?? ${a.join(' ')}`) } });
+    const err = await failure(connectPop3(pop.clientOptions({ password: 'Echo-Me-9', auth: 'user' })));
+    expect(err.kind).toBe('protocol');
+    expect(JSON.stringify({ m: err.message, c: err.context, cause: String(err.cause) })).not.toContain('Echo-Me-9');
+  });
+});
