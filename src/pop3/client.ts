@@ -17,7 +17,7 @@ import { Pop3Connection, type CommandSpec, type Reply } from './connection.js';
 import { listingCeiling, MAX_LISTED_MESSAGES, messageCeiling } from './limits.js';
 import { redact, secretForms } from './redact.js';
 import { replyError } from './reply-errors.js';
-import { authenticate, authMethods, METHOD_NAMES } from './sasl.js';
+import { authenticate, authMethods, fallsBack, METHOD_NAMES } from './sasl.js';
 import type { Pop3Options, Pop3Session, Pop3SizeEntry, Pop3Stat, Pop3UidlEntry } from './types.js';
 
 export const DEFAULT_TIMEOUT_MS = 60_000;
@@ -156,8 +156,8 @@ async function connectOnce(opts: Pop3Options, logger: Logger): Promise<Pop3Sessi
 }
 
 /**
- * Tries the login methods in order (sasl.ts decides which); moves on only after a refusal of
- * kind 'auth'. A server that hangs up after a refusal ends the attempt with that refusal.
+ * Tries the login methods in order (sasl.ts decides which and when to move on); only a refusal
+ * of kind 'auth' can move on. A server that hangs up after a refusal ends the attempt with it.
  */
 async function logIn(conn: Pop3Connection, opts: Pop3Options, caps: ReadonlyMap<string, string[]>, greeting: string, logger: Logger): Promise<void> {
   const refused: string[] = [];
@@ -175,6 +175,7 @@ async function logIn(conn: Pop3Connection, opts: Pop3Options, caps: ReadonlyMap<
       if (!(e instanceof PopsyncError) || e.kind !== 'auth') throw e;
       refused.push(METHOD_NAMES[method]);
       last = e;
+      if (!fallsBack(method, e.context.responseCode)) break;
     }
   }
   if (last === undefined) throw new PopsyncError('internal', 'POP3 login: no method to try');

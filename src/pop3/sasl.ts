@@ -2,10 +2,11 @@
  * POP3 login: USER/PASS (RFC 1939), APOP (RFC 1939 §7) and AUTH PLAIN / AUTH LOGIN (RFC 5034).
  *
  * 'auto' tries the advertised methods in the order SASL PLAIN, SASL LOGIN, APOP (when the
- * greeting carries a timestamp), USER/PASS, and moves to the next only when one is refused as a
- * login failure: a server may offer a method it cannot serve for this user (GNU Mailutils puts
- * an APOP timestamp in every greeting, but APOP needs a separate secret most users lack). Each
- * refusal can count towards a provider's lockout, so the list holds only what the server offers,
+ * greeting carries a timestamp), USER/PASS, and moves to the next only when a refusal may be the
+ * method's fault rather than the password's (fallsBack): a server may offer a method it cannot
+ * serve for this user (GNU Mailutils puts an APOP timestamp in every greeting, but APOP needs a
+ * separate secret most users lack). Each refusal can count towards a lockout (fail2ban), so the
+ * list holds only what the server offers, a refusal that names the credentials stops at once,
  * and a method the user chose explicitly is the only one ever tried. All methods run on the same
  * connection, so a fallback never changes its TLS.
  *
@@ -46,6 +47,16 @@ export function authMethods(requested: Pop3AuthMethod, caps: ReadonlyMap<string,
   // Without CAPA we cannot know, and USER/PASS is the RFC 1939 baseline.
   if (caps.size === 0 || caps.has('USER') || out.length === 0) out.push('user');
   return out;
+}
+
+/**
+ * Whether to try the next method after `method` was refused with `responseCode`. RFC 3206 [AUTH]
+ * says the credentials are wrong; PLAIN, LOGIN and USER/PASS all send the same password, so
+ * another of them would only add a failed login. APOP checks a separate secret, so its refusal
+ * says nothing about the password.
+ */
+export function fallsBack(method: LoginMethod, responseCode: string | undefined): boolean {
+  return method === 'apop' || responseCode !== 'AUTH';
 }
 
 export const METHOD_NAMES: Record<LoginMethod, string> = { user: 'USER/PASS', apop: 'APOP', plain: 'AUTH PLAIN', login: 'AUTH LOGIN' };

@@ -113,6 +113,13 @@ describe('GNU Mailutils: auto falls back after a refused method', () => {
     expect(err.context.hint).toMatch(/tried APOP, then USER\/PASS/);
   });
 
+  it('stops at a refusal that blames the credentials ([AUTH]) when the next method sends the same password', async () => {
+    const pop = await fake({ apop: true, capa: ['USER', 'SASL PLAIN LOGIN', 'RESP-CODES', 'AUTH-RESP-CODE'] });
+    const err = await failure(connectPop3(pop.clientOptions({ password: 'wrong' })));
+    expect(err.kind).toBe('auth');
+    expect(pop.received.map((r) => r.verb).filter((v) => ['AUTH', 'APOP', 'USER', 'PASS'].includes(v))).toEqual(['AUTH']);
+  });
+
   it('a server that hangs up after the first refusal ends in that refusal (exit 3), not a lost connection', async () => {
     const pop = await fake(
       mailutils({

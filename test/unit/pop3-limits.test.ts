@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { loginDelayWait, MAX_LOGIN_DELAY_WAIT_S } from '../../src/pop3/client.js';
 import { formatBytes, listingCeiling, MIN_BYTES_PER_SECOND, messageCeiling, ReplyBudget, RETR_SLACK, SMALL_REPLY_MAX } from '../../src/pop3/limits.js';
 import { redact, secretForms } from '../../src/pop3/redact.js';
-import { authMethods } from '../../src/pop3/sasl.js';
+import { authMethods, fallsBack } from '../../src/pop3/sasl.js';
 
 describe('ceilings', () => {
   it('grow with what a reply can hold: messages listed, LIST size', () => {
@@ -75,6 +75,13 @@ describe('login methods', () => {
     expect(authMethods('auto', new Map(), '+OK hi')).toEqual(['user']);
     expect(authMethods('auto', caps('TOP'), '+OK hi')).toEqual(['user']);
     expect(authMethods('apop', caps('USER', 'SASL PLAIN'), apopGreeting)).toEqual(['apop']);
+  });
+
+  it('moves on after an APOP refusal, or one that does not blame the credentials; stops on [AUTH] otherwise', () => {
+    expect(fallsBack('apop', 'AUTH')).toBe(true);
+    expect(fallsBack('plain', undefined)).toBe(true);
+    expect(fallsBack('plain', 'AUTH')).toBe(false);
+    expect(fallsBack('login', 'AUTH')).toBe(false);
   });
 
   it('waits out a short stated LOGIN-DELAY once; gives up on a long, unknown or repeated one', () => {
