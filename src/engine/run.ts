@@ -34,9 +34,15 @@ import { windowWarnings } from './window.js';
 
 export type { EngineOptions, RetryPolicy } from './options.js';
 
-/** Errors a reconnect can cure. Everything else (auth, TLS, journal, UIDVALIDITY) stops the account. */
+/**
+ * Errors a reconnect can cure. Everything else (auth, TLS, journal, UIDVALIDITY) stops the
+ * account, and so does a POP3 [LOGIN-DELAY]: the client already waited as long as it may
+ * (pop3/client.ts), and each early login only restarts the server's clock.
+ */
 function retryable(e: unknown): e is PopsyncError {
-  return isPopsyncError(e) && (e.kind === 'connection' || e.kind === 'temporary');
+  if (!isPopsyncError(e)) return false;
+  if (e.kind === 'temporary') return e.context.responseCode !== 'LOGIN-DELAY';
+  return e.kind === 'connection';
 }
 
 class Run implements RunContext {
