@@ -20,6 +20,7 @@
  */
 import type { Readable } from 'node:stream';
 import { isPopsyncError, PopsyncError } from '../errors.js';
+import { isOverCeiling, messageCeiling } from '../pop3/index.js';
 import type { Pop3Session } from '../pop3/types.js';
 import type { RunContext } from './context.js';
 import type { ListedMessage } from './plan.js';
@@ -49,13 +50,12 @@ export interface ReceiveLimits {
 }
 
 /**
- * The most a RETR may carry for a message LIST called `listSize` bytes: twice the claim (a server
- * counting LF line ends that sends CRLF) plus 128 KiB (headers a POP server adds on the fly),
- * the bound the POP3 client's own reply ceilings use. Past it the server is lying or broken: the
- * message is set aside at once, as the rest of the reply would only fill the disk.
+ * The most a RETR may carry for a message LIST called `listSize` bytes: the POP3 client's own
+ * reply ceiling (pop3/limits.ts: twice the claim plus 128 KiB). Past it the server is lying or
+ * broken: the message is set aside at once, as the rest of the reply would only fill the disk.
  */
 export function retrCeiling(listSize: number): number {
-  return 2 * listSize + 128 * 1024;
+  return messageCeiling(listSize);
 }
 
 export class Receiver {
@@ -154,7 +154,8 @@ export class Receiver {
   private charge(m: ListedMessage, e: unknown): PopsyncError {
     const err = isPopsyncError(e) ? e : new PopsyncError('internal', `receiving message ${m.n}: ${String(e)}`, {}, { cause: e });
     if (err.kind !== 'connection' && err.kind !== 'protocol') return err;
-    const attempts = err === this.overCeiling ? this.limits.setAsideAfter : (this.ctx.receiveFailures.get(m.uidl) ?? 0) + 1;
+    // The connection usually trips first (its count includes the status line): same verdict.
+    const attempts = err === this.overCeiling || isOverCeiling(err) ? this.limits.setAsideAfter : (this.ctx.receiveFailures.get(m.uidl) ?? 0) + 1;
     this.ctx.receiveFailures.set(m.uidl, attempts);
     if (attempts >= this.limits.setAsideAfter) {
       const times = attempts === 1 ? 'once' : `${attempts} times`;

@@ -21,7 +21,7 @@ import tls from 'node:tls';
 import { PopsyncError, type ErrorContext, type ErrorKind } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ResponseDecoder, type FrameEvent, type StatusLine } from './framing.js';
-import { formatBytes, MIN_BYTES_PER_SECOND, ReplyBudget, SMALL_REPLY_MAX } from './limits.js';
+import { formatBytes, MIN_BYTES_PER_SECOND, ReplyBudget, ReplyOverCeiling, SMALL_REPLY_MAX } from './limits.js';
 import { redact } from './redact.js';
 
 export interface CommandSpec {
@@ -239,9 +239,10 @@ export class Pop3Connection implements CommandChannel {
       }
     } catch (e) {
       if (e instanceof PopsyncError) {
-        // Decoder errors quote the offending line; the cause would carry it unredacted.
+        // Decoder errors quote the offending line; the cause would carry it unredacted. Only a
+        // ceiling's marker (no server text in it) is passed on.
         const context = e.context.serverResponse === undefined ? e.context : { ...e.context, serverResponse: this.redact(e.context.serverResponse) };
-        this.fail(e.kind, this.redact(e.message), undefined, context);
+        this.fail(e.kind, this.redact(e.message), e.cause instanceof ReplyOverCeiling ? e.cause : undefined, context);
       } else {
         this.fail('internal', `POP3 client bug: ${(e as Error).message}`, e);
       }
@@ -380,8 +381,9 @@ export class Pop3Connection implements CommandChannel {
       `POP3 server ${this.where} sent more than ${formatBytes(budget.ceiling)} in reply to ${p.spec.label}, more than that reply can hold`,
       {
         ...(p.spec.messageNumber === undefined ? {} : { messageNumber: p.spec.messageNumber }),
-        hint: 'popsync stops reading a reply at a ceiling derived from what it can hold (for RETR and TOP: twice the LIST size plus 64 KiB); the server is broken or hostile',
+        hint: 'popsync stops reading a reply at a ceiling derived from what it can hold (for RETR and TOP: twice the LIST size plus 128 KiB); the server is broken or hostile',
       },
+      { cause: new ReplyOverCeiling(budget.ceiling) },
     );
   }
 
@@ -418,9 +420,11 @@ export class Pop3Connection implements CommandChannel {
     this.detach();
     this.socket.on('error', () => {});
     this.socket.destroy();
-    for (const p of pending) {
+    for (const [i, p] of pending.entries()) {
       const ctx = p.spec.messageNumber === undefined ? context : { ...context, messageNumber: p.spec.messageNumber };
-      p.reject(new PopsyncError(kind, message, ctx, { cause }));
+      // A ceiling is the fault of the reply being read (the head), not of the commands behind it.
+      const own = cause instanceof ReplyOverCeiling && i > 0 ? undefined : cause;
+      p.reject(new PopsyncError(kind, message, ctx, { cause: own }));
     }
     return this.failure;
   }

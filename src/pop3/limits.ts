@@ -10,7 +10,8 @@
  *   may not exceed it. Small fixed ceilings for status-only replies and CAPA; a bound per
  *   listed message for LIST and UIDL, whose count STAT gave first; for RETR and TOP, twice the
  *   LIST size plus a fixed slack (a server that counts LF line ends in LIST but sends CRLF can
- *   at most double a message, and servers add a few headers such as X-UIDL or Status on the fly);
+ *   at most double a message, and servers add a few headers such as X-UIDL or Status on the fly).
+ *   The engine's streaming receiver applies the same `messageCeiling` to what it reads;
  * - a pace: the reply may take `--timeout` plus one millisecond per byte at MIN_BYTES_PER_SECOND
  *   (i.e. each received byte buys a little time, a trickle buys almost none). `--timeout` stays
  *   the idle limit on its own timer.
@@ -32,11 +33,28 @@ export const LISTING_LINE_MAX = 256;
 /** More listed messages than this is not a mailbox but a broken or hostile server. */
 export const MAX_LISTED_MESSAGES = 5_000_000;
 
-/** What a RETR or TOP may carry beyond twice its LIST size (headers a POP server adds). */
-export const RETR_SLACK = 64 * 1024;
+/** What a RETR or TOP may carry beyond twice its LIST size: its status line, headers a POP server adds. */
+export const RETR_SLACK = 128 * 1024;
 
 /** The slowest average rate a reply may arrive at, once `--timeout` of grace is spent. */
 export const MIN_BYTES_PER_SECOND = 1024;
+
+/**
+ * The cause attached to the error of a reply that broke its byte ceiling. Such a reply is the
+ * fault of its command (for RETR: of that one message), not of the link, so a reader of message
+ * bodies can set that message aside at once instead of fetching it again (isOverCeiling).
+ */
+export class ReplyOverCeiling extends Error {
+  constructor(readonly ceiling: number) {
+    super(`reply larger than its ceiling of ${ceiling} bytes`);
+    this.name = 'ReplyOverCeiling';
+  }
+}
+
+/** Whether `e` (a rejection from a POP3 command) is that command's reply breaking its ceiling. */
+export function isOverCeiling(e: unknown): boolean {
+  return e instanceof Error && e.cause instanceof ReplyOverCeiling;
+}
 
 /** LIST and UIDL (multi-line): their fixed status line plus one line per message STAT counted. */
 export function listingCeiling(count: number): number {
@@ -45,7 +63,7 @@ export function listingCeiling(count: number): number {
 
 /** RETR n, and TOP n k (which can never exceed the whole message), from the LIST size of n. */
 export function messageCeiling(listSize: number): number {
-  return SMALL_REPLY_MAX + 2 * listSize + RETR_SLACK;
+  return 2 * listSize + RETR_SLACK;
 }
 
 /** For error messages: "64 KiB", "1.5 MiB", "812 bytes". */

@@ -1,11 +1,12 @@
 /**
  * The real binary against a scripted hostile POP3 server (issue 7): endless replies and a
- * trickle end in exit 4 naming the server and the command, within an RSS ceiling and a
- * generous wall-clock bound on the child; a server that echoes the password leaks it neither
+ * trickle end in exit 4 naming the server and the command (a RETR that does so fails only its
+ * message, which is set aside: exit 1), within an RSS ceiling and a generous wall-clock bound on
+ * the child; a server that echoes the password leaks it neither
  * to stderr nor to --log-file; a Cyrus-like [LOGIN-DELAY] exits 75 without reconnecting.
  *
- * Peak RSS is the child's VmHWM from /proc, read just before it exits (the child is started
- * paused under a small wrapper so its pid is the one measured).
+ * Peak RSS is the child's VmHWM (the kernel's high-water mark) from /proc, sampled every 20 ms
+ * until it exits.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -90,7 +91,7 @@ function runMeasured(args: string[]): Promise<Measured> {
   });
 }
 
-function expectBoundedFailure(r: Measured, code: number): void {
+function expectBounded(r: Measured, code: number): void {
   expect(r.signal, r.stderr).toBeNull();
   expect(r.code, r.stderr).toBe(code);
   expect(r.stderr).not.toMatch(/^\s+at /m);
@@ -118,40 +119,66 @@ function flood(status: string, unit: string) {
 }
 
 describe('a POP3 server that never stops answering', () => {
-  for (const verb of ['CAPA', 'LIST', 'UIDL', 'RETR'] as const) {
+  for (const verb of ['CAPA', 'LIST', 'UIDL'] as const) {
     it(`an endless ${verb}: exit 4 naming the server and ${verb}, within the RSS ceiling`, { timeout: 130_000 }, async () => {
       const { pop, args } = await pair({ messages: [message(1), message(2)], handlers: { [verb]: flood('+OK', verb === 'CAPA' ? 'X-JUNK AAAAAAAA\r\n' : '1 12345 more junk\r\n') } });
       const r = await runMeasured(args('migrate'));
-      expectBoundedFailure(r, 4);
+      expectBounded(r, 4);
       expect(r.stderr).toContain(`127.0.0.1:${pop.port}`);
       expect(r.stderr).toMatch(new RegExp(`in reply to ${verb}`));
       console.log(`endless ${verb}: exit ${r.code}, peak RSS ${r.peakRssMb.toFixed(0)} MB (ceiling ${RSS_CEILING_MB}), ${r.ms} ms`);
     });
   }
 
-  it('a trickle of one byte every 300 ms with --timeout 2: exit 4, too slow, named', { timeout: 130_000 }, async () => {
-    const { pop, args } = await pair({
-      messages: [message(1)],
-      handlers: {
-        RETR: async (ctx) => {
-          let closed = false;
-          void (async () => {
-            while ((await ctx.readLine()) !== null);
-            closed = true;
-          })();
-          const wire = `+OK\r\n${'t'.repeat(100_000)}`;
-          for (let i = 0; i < wire.length && !closed; i++) {
-            ctx.write(wire[i]!);
-            await new Promise((r) => setTimeout(r, 300));
-          }
-        },
-      },
-    });
+  it('an endless RETR: that message is set aside at once (exit 1, server and command named), the others are copied', { timeout: 130_000 }, async () => {
+    const endless = flood('+OK', 'more and more body\r\n');
+    const { pop, imap, args } = await pair({ messages: [message(1), message(2)], handlers: { RETR: (ctx, a) => (a[0] === '1' ? endless(ctx) : ctx.useDefault()) } });
+    const r = await runMeasured(args('migrate', ['--json']));
+    expectBounded(r, 1);
+    const failed = JSON.parse(r.stdout).failed as Array<{ n: number; reason: string }>;
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.n).toBe(1);
+    expect(failed[0]!.reason).toMatch(new RegExp(`set aside.*127\\.0\\.0\\.1:${pop.port} sent more than .* in reply to RETR 1`));
+    expect(imap.appends.map((a) => a.body.toString())).toEqual([message(2)]);
+    console.log(`endless RETR: exit ${r.code}, peak RSS ${r.peakRssMb.toFixed(0)} MB (ceiling ${RSS_CEILING_MB}), ${r.ms} ms`);
+  });
+});
+
+/** Sends `wire` one byte every `everyMs` until done or the client hangs up. */
+function trickle(wire: string, everyMs: number) {
+  return async (ctx: FakeContext): Promise<void> => {
+    let closed = false;
+    void (async () => {
+      while ((await ctx.readLine()) !== null);
+      closed = true;
+    })();
+    for (let i = 0; i < wire.length && !closed; i++) {
+      ctx.write(wire[i]!);
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  };
+}
+
+describe('a POP3 server that trickles', () => {
+  it('one byte of LIST every 300 ms with --timeout 2: exit 4, too slow, named', { timeout: 130_000 }, async () => {
+    const { pop, args } = await pair({ messages: [message(1)], handlers: { LIST: trickle(`+OK\r\n${'1 100\r\n'.repeat(1000)}`, 300) } });
     const r = await runMeasured(args('migrate', ['--timeout', '2']));
-    expectBoundedFailure(r, 4);
+    expectBounded(r, 4);
     expect(r.stderr).toContain(`127.0.0.1:${pop.port}`);
-    expect(r.stderr).toMatch(/reply to RETR 1 too slowly/);
-    console.log(`trickle: exit ${r.code}, peak RSS ${r.peakRssMb.toFixed(0)} MB, ${r.ms} ms`);
+    expect(r.stderr).toMatch(/reply to LIST too slowly/);
+    console.log(`LIST trickle: exit ${r.code}, peak RSS ${r.peakRssMb.toFixed(0)} MB, ${r.ms} ms`);
+  });
+
+  it('one byte of a RETR every 300 ms: tried again, then set aside (exit 1); the other message is copied', { timeout: 130_000 }, async () => {
+    const slow = trickle(`+OK\r\n${'t'.repeat(100_000)}`, 300);
+    const { imap, args } = await pair({ messages: [message(1), message(2)], handlers: { RETR: (ctx, a) => (a[0] === '1' ? slow(ctx) : ctx.useDefault()) } });
+    const r = await runMeasured(args('migrate', ['--timeout', '2', '--json']));
+    expectBounded(r, 1);
+    const failed = JSON.parse(r.stdout).failed as Array<{ n: number; reason: string }>;
+    expect(failed.map((f) => f.n)).toEqual([1]);
+    expect(failed[0]!.reason).toMatch(/set aside.*reply to RETR 1 too slowly/);
+    expect(imap.appends.map((a) => a.body.toString())).toEqual([message(2)]);
+    console.log(`RETR trickle: exit ${r.code}, peak RSS ${r.peakRssMb.toFixed(0)} MB, ${r.ms} ms`);
   });
 });
 

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { connectPop3, type Pop3Session } from '../../src/pop3/index.js';
-import { SMALL_REPLY_MAX } from '../../src/pop3/limits.js';
+import { isOverCeiling, SMALL_REPLY_MAX } from '../../src/pop3/limits.js';
 import { startFakePop3, type FakeContext, type FakePop3, type FakePop3Options } from '../support/fake-pop3.js';
 
 const servers: FakePop3[] = [];
@@ -126,6 +126,18 @@ describe('reply ceilings', () => {
       expect(err.context.messageNumber).toBe(1);
       expect(sent.bytes).toBeLessThan(16 * 1024 * 1024);
     }
+  });
+
+  it('marks only the reply that broke its ceiling as over it, not the commands queued behind it', async () => {
+    const sent = { bytes: 0 };
+    const endless = flood('+OK', 'body line\r\n', sent);
+    const pop = await fake({ messages: [MSG, MSG], pipelining: true, handlers: { RETR: (ctx, a) => (a[0] === '1' ? endless(ctx) : ctx.useDefault()) } });
+    const s = await connect(pop);
+    await s.list();
+    const [first, second] = await Promise.all([failure(s.retr(1)), failure(s.retr(2))]);
+    expect(isOverCeiling(first)).toBe(true);
+    expect(isOverCeiling(second)).toBe(false);
+    expect(second.context.messageNumber).toBe(2);
   });
 
   it('a RETR without a LIST first asks LIST n for its ceiling', async () => {
