@@ -181,6 +181,8 @@ class ImapWriter implements ImapSink {
   private readonly counts = { pipelined: 0, imapflow: 0, streamed: 0 };
   /** Per folder and UIDVALIDITY, the highest UID an APPENDUID of this session has named. */
   private readonly lastAppendUid = new Map<string, number>();
+  /** Folders whose kept flags were read back this session (reportRefusedFlags). */
+  private readonly flagsChecked = new Set<string>();
   /** Our APPEND connection for file bodies when there is no pipelined one; opened on first use. */
   private streamer: PipelinedAppender | null = null;
   /** The server refused even a streaming connection: file bodies go through imapflow in memory. */
@@ -282,43 +284,84 @@ class ImapWriter implements ImapSink {
     const onOutcome = this.ascending(path, given);
     return this.serial(`APPEND to "${path}"`, async () => {
       const levels = this.levelsOf(path);
-      // Appending to the open mailbox makes imapflow chase the new message's sequence number
-      // (NOOP, and SEARCH without UIDPLUS) after every APPEND. One CLOSE is cheaper. Also before
-      // a pipelined batch: imapflow would otherwise answer STATUS of it from a stale selection.
-      if (this.isSelected(levels)) await this.client.mailboxClose();
-      if (items.length === 0) return [];
-      if (this.pipeline && (this.pipeline.capabilities.has('BINARY') || !items.some((it) => bodyHasNul(it.body)))) {
-        return this.appendPipelined(path, levels, items, onOutcome, await this.pipelined());
-      }
-      if (items.some((it) => !Buffer.isBuffer(it.body))) {
-        const streamer = await this.streaming();
-        if (streamer) return this.appendPipelined(path, levels, items, onOutcome, streamer);
-      }
-      const outcomes: AppendOutcome[] = [];
-      for (const [index, item] of items.entries()) {
-        let outcome: AppendOutcome;
-        try {
-          this.counts.imapflow++;
-          const res = await this.client.append(levels, await bodyBuffer(item.body), item.flags, item.internalDate);
-          if (!res) throw new PopsyncError('connection', `IMAP APPEND to "${path}": session no longer authenticated`, { folder: path });
-          // imapflow only sets uidValidity from a real APPENDUID; a UID it guessed via SEARCH
-          // (no UIDPLUS) comes without one and is not an identity we can journal.
-          outcome =
-            res.uid !== undefined && res.uidValidity !== undefined
-              ? { ok: true, uid: res.uid, uidValidity: res.uidValidity }
-              : { ok: true, uid: null, uidValidity: null };
-        } catch (err) {
-          if (err instanceof PopsyncError) throw err;
-          const failure = classifyAppendError(err, path);
-          if (failure.scope === 'session') throw failure.error;
-          outcome = { ok: false, error: failure.error };
-          this.log.debug({ folder: path, index, serverResponse: failure.error.context.serverResponse }, 'APPEND refused');
-        }
-        outcomes.push(outcome);
-        onOutcome(index, outcome);
-      }
+      const outcomes = await this.appendNow(path, levels, items, onOutcome);
+      await this.reportRefusedFlags(path, levels, items, outcomes);
       return outcomes;
     });
+  }
+
+  /**
+   * A server keeps on an appended message only the flags its PERMANENTFLAGS allow (a keyword
+   * like $Migrated needs `\*`) and says nothing about the others. So, once per folder and
+   * session, the flags of the batch's copies are read back and those missing are named in a
+   * warning. Not from PERMANENTFLAGS itself: popsync only EXAMINEs, and Dovecot reports an
+   * empty list for a read-only selection.
+   */
+  private async reportRefusedFlags(path: string, levels: string[], items: AppendRequest[], outcomes: AppendOutcome[]): Promise<void> {
+    if (this.flagsChecked.has(path)) return;
+    const asked = new Map<number, string[]>();
+    outcomes.forEach((o, i) => {
+      if (o.ok && o.uid !== null && items[i]!.flags.length > 0) asked.set(o.uid, items[i]!.flags);
+    });
+    if (asked.size === 0) return;
+    this.flagsChecked.add(path);
+    const refused = new Set<string>();
+    try {
+      await this.open(levels, path);
+      for (const set of uidSets([...asked.keys()])) {
+        for await (const m of this.client.fetch(set, { uid: true, flags: true }, { uid: true })) {
+          const kept = new Set([...(m.flags ?? [])].map((f) => f.toLowerCase()));
+          for (const f of asked.get(m.uid) ?? []) if (!kept.has(f.toLowerCase())) refused.add(f);
+        }
+      }
+    } catch (err) {
+      // The copies are stored either way; a session that died here fails the next command.
+      this.log.debug({ folder: path, err: String(err) }, 'could not read back the flags of appended copies');
+      return;
+    }
+    if (refused.size > 0) {
+      const names = [...refused].join(' ');
+      this.log.warn({ folder: path, flags: [...refused] }, `${this.server} did not keep ${names} on the copies in "${path}" (not among the flags it stores there); the copies arrived without ${refused.size === 1 ? 'it' : 'them'}`);
+    }
+  }
+
+  private async appendNow(path: string, levels: string[], items: AppendRequest[], onOutcome: (index: number, outcome: AppendOutcome) => void): Promise<AppendOutcome[]> {
+    // Appending to the open mailbox makes imapflow chase the new message's sequence number
+    // (NOOP, and SEARCH without UIDPLUS) after every APPEND. One CLOSE is cheaper. Also before
+    // a pipelined batch: imapflow would otherwise answer STATUS of it from a stale selection.
+    if (this.isSelected(levels)) await this.client.mailboxClose();
+    if (items.length === 0) return [];
+    if (this.pipeline && (this.pipeline.capabilities.has('BINARY') || !items.some((it) => bodyHasNul(it.body)))) {
+      return this.appendPipelined(path, levels, items, onOutcome, await this.pipelined());
+    }
+    if (items.some((it) => !Buffer.isBuffer(it.body))) {
+      const streamer = await this.streaming();
+      if (streamer) return this.appendPipelined(path, levels, items, onOutcome, streamer);
+    }
+    const outcomes: AppendOutcome[] = [];
+    for (const [index, item] of items.entries()) {
+      let outcome: AppendOutcome;
+      try {
+        this.counts.imapflow++;
+        const res = await this.client.append(levels, await bodyBuffer(item.body), item.flags, item.internalDate);
+        if (!res) throw new PopsyncError('connection', `IMAP APPEND to "${path}": session no longer authenticated`, { folder: path });
+        // imapflow only sets uidValidity from a real APPENDUID; a UID it guessed via SEARCH
+        // (no UIDPLUS) comes without one and is not an identity we can journal.
+        outcome =
+          res.uid !== undefined && res.uidValidity !== undefined
+            ? { ok: true, uid: res.uid, uidValidity: res.uidValidity }
+            : { ok: true, uid: null, uidValidity: null };
+      } catch (err) {
+        if (err instanceof PopsyncError) throw err;
+        const failure = classifyAppendError(err, path);
+        if (failure.scope === 'session') throw failure.error;
+        outcome = { ok: false, error: failure.error };
+        this.log.debug({ folder: path, index, serverResponse: failure.error.context.serverResponse }, 'APPEND refused');
+      }
+      outcomes.push(outcome);
+      onOutcome(index, outcome);
+    }
+    return outcomes;
   }
 
   /**

@@ -141,3 +141,20 @@ describe('an IMAP server that lies about the UIDs it gave', () => {
     expect(r.stderr).toMatch(/UID 7/);
   });
 });
+
+describe('flags the destination does not keep', () => {
+  it('are named in a warning (once per folder), not dropped silently; the run succeeds', async () => {
+    const { imap, args } = await servePair(
+      { messages: [message(1), message(2), message(3)] },
+      // Like a server whose PERMANENTFLAGS lack \*: system flags stay, keywords vanish.
+      { keepFlag: (f) => f.startsWith('\\') },
+    );
+    const r = await spawnCli(args('migrate', ['--flag', '$Migrated', '--flag', '\\Seen', '--batch-messages', '1'])).done;
+    expectClean(r, 0);
+    const warnings = r.stderr.split('\n').filter((l) => l.includes('did not keep'));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain(`IMAP server 127.0.0.1:${imap.port} did not keep $Migrated on the copies in "INBOX"`);
+    expect(warnings[0]).not.toContain('\\Seen');
+    expect(imap.mailboxes.get('INBOX')!.messages.map((m) => m.flags)).toEqual([['\\Seen'], ['\\Seen'], ['\\Seen']]);
+  });
+});

@@ -86,6 +86,8 @@ export interface FakeImapOptions {
    * in order: a client that waits for each reply before the next APPEND (no pipelining) stalls.
    */
   holdAppendReplies?: number;
+  /** Which APPEND flags the server stores (default all); a server without `\*` in PERMANENTFLAGS drops keywords silently. */
+  keepFlag?: (flag: string) => boolean;
 }
 
 export interface FakeImap {
@@ -393,7 +395,8 @@ class Session {
     if (!mb) return this.appendReply(`${tag} NO [TRYCREATE] Mailbox doesn't exist`);
     if (reply.kind === 'drop' && reply.store === false) return this.drop();
     const uid = mb.uidNext++;
-    if (!(reply.kind === 'ok' && reply.store === false)) mb.messages.push({ uid, flags, internalDate: append.date ?? '01-Jan-2020 00:00:00 +0000', body: append.body });
+    const kept = this.cfg.options.keepFlag ? flags.filter(this.cfg.options.keepFlag) : flags;
+    if (!(reply.kind === 'ok' && reply.store === false)) mb.messages.push({ uid, flags: kept, internalDate: append.date ?? '01-Jan-2020 00:00:00 +0000', body: append.body });
     if (reply.kind === 'drop') return this.drop();
     const withUid = !(reply.kind === 'ok' && reply.appendUid === false) && this.cfg.caps.includes('UIDPLUS');
     const announced = reply.kind === 'ok' && typeof reply.appendUid === 'number' ? reply.appendUid : uid;
