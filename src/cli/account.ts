@@ -136,6 +136,8 @@ export interface AccountJob {
   batchMessages: number;
   batchBytes: number;
   reconnectAttempts: number;
+  /** The config's `every:` for this account (sync keeps running); --every beats it. */
+  everyMs?: number;
 }
 
 const PASSWORD_KEYS = ['passwordEnv', 'passwordFile', 'passwordCommand'] as const;
@@ -217,6 +219,7 @@ export async function accountJobs(opts: Record<string, unknown>, cmd: Pick<Comma
       batchMessages: a.batchMessages,
       batchBytes: a.batchMb * 1024 * 1024,
       reconnectAttempts: a.reconnectAttempts,
+      ...(a.everyMs !== undefined ? { everyMs: a.everyMs } : {}),
     };
   });
 }

@@ -12,7 +12,7 @@
  */
 
 import { fchmodSync, fstatSync, mkdirSync, openSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import pino from 'pino';
 import { PopsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -147,7 +147,22 @@ function humanStream(out: NodeJS.WritableStream, withTime: boolean): pino.Destin
   };
 }
 
+/**
+ * One descriptor per log file for the life of the process: `sync --every` builds a logger per
+ * cycle, and a descriptor opened per cycle would run out after a few days.
+ */
+const openLogFiles = new Map<string, number>();
+
 function openLogFile(path: string): number {
+  const key = resolve(path);
+  const open = openLogFiles.get(key);
+  if (open !== undefined) return open;
+  const fd = openNewLogFile(path);
+  openLogFiles.set(key, fd);
+  return fd;
+}
+
+function openNewLogFile(path: string): number {
   // A cron line's first run must not fail on ~/.local/state/popsync/ not existing yet. Only
   // directories created here get 0700 (the log names accounts); existing ones are left alone.
   // A failure here is reported by the open below, whose error code names the real obstacle.

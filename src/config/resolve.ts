@@ -13,7 +13,7 @@ import type { HeaderKey, MatchSpec, PatternSpec, RoutingSpec, RuleSpec } from '.
 import type { SeenStep } from '../mapping/seen.js';
 import type { LoadedConfig } from './load.js';
 import type { AccountConfig, DefaultsConfig, EndpointConfig, MatchConfig, PatternItem } from './schema.js';
-import { parseDay, parseDuration, parseSize, SEEN_STEP_RE } from './units.js';
+import { parseDay, parseDuration, parseInterval, parseSize, SEEN_STEP_RE } from './units.js';
 
 export const BUILTIN = { folder: 'INBOX', batchMessages: 50, batchMb: 16, timeoutSeconds: 60, arrivalDate: true, reconnectAttempts: 5 } as const;
 
@@ -40,6 +40,8 @@ export interface ConfiguredAccount {
   batchMb: number;
   reconnectAttempts: number;
   routing: RoutingSpec;
+  /** `every:` (account, else defaults): how often `sync` syncs it when it keeps running. */
+  everyMs?: number;
 }
 
 function pathIn(dir: string, p: string | undefined): string | undefined {
@@ -126,6 +128,7 @@ export function configuredAccounts(loaded: LoadedConfig, o: RoutingOverrides = {
   const d = config.defaults ?? {};
   const all = config.accounts.map((a, index): ConfiguredAccount => {
     const journal = pathIn(dir, a.journal);
+    const every = a.every ?? d.every;
     return {
       name: a.name ?? null,
       index,
@@ -137,6 +140,7 @@ export function configuredAccounts(loaded: LoadedConfig, o: RoutingOverrides = {
       batchMb: o.batchMb ?? a.batch_mb ?? d.batch_mb ?? BUILTIN.batchMb,
       reconnectAttempts: o.reconnectAttempts ?? a.reconnect_attempts ?? d.reconnect_attempts ?? BUILTIN.reconnectAttempts,
       routing: routingSpecOf(a, d, o),
+      ...(every !== undefined ? { everyMs: parseInterval(every)! } : {}),
     };
   });
   if (select === undefined) return all;

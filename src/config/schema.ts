@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { flagProblem, folderNameProblem, SPECIAL_USE_ROLES, specialUseRole } from '../mapping/rules.js';
 import { regexProblem } from '../mapping/patterns.js';
 import { parseTemplate } from '../mapping/template.js';
-import { MAX_TIMEOUT_SECONDS, parseDay, parseDuration, parseSize } from './units.js';
+import { MAX_INTERVAL_DAYS, MAX_TIMEOUT_SECONDS, parseDay, parseDuration, parseInterval, parseSize } from './units.js';
 
 const text = z.string().min(1, 'must not be empty');
 
@@ -92,6 +92,7 @@ const seconds = z
   .refine((v) => (typeof v === 'number' ? v : Math.round(parseDuration(v)! / 1000)) <= MAX_TIMEOUT_SECONDS, {
     message: `at most ${MAX_TIMEOUT_SECONDS} seconds (24 days)`,
   });
+const interval = z.union([z.number(), z.string()]).refine((v) => parseInterval(v) !== null, { message: `invalid interval; write e.g. 5m, 90s or 300 (seconds), at least 1s and at most ${MAX_INTERVAL_DAYS} days` });
 
 /** What an account and `defaults` share: how copies look and how they travel. */
 const routingKeys = {
@@ -105,6 +106,8 @@ const routingKeys = {
   batch_mb: z.number().int().positive().optional(),
   timeout: seconds.optional(),
   reconnect_attempts: z.number().int().min(0).optional(),
+  /** `sync` keeps running and syncs the account this often (`sync --every`). */
+  every: interval.optional(),
 };
 
 const endpointKeys = {

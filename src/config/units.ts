@@ -31,6 +31,18 @@ export function parseDuration(text: string): number | null {
   return Math.round(Number(m[1]) * DURATION_UNITS[m[2]!.toLowerCase()]!);
 }
 
+/** Shortest `sync --every` / `every:` interval: tests use 1s; real deployments want minutes. */
+export const MIN_INTERVAL_MS = 1000;
+/** Longest: a typo like `5d` for `5m` is plausible, `50y` is not; and well inside Node's timer range. */
+export const MAX_INTERVAL_DAYS = 20;
+
+/** `5m`, `90s`, `1h`, or plain seconds (`300`, or a number in YAML); null when malformed or out of range. */
+export function parseInterval(text: string | number): number | null {
+  const s = String(text);
+  const ms = /^\s*\d+(\.\d+)?\s*$/.test(s) ? Math.round(Number(s) * 1000) : parseDuration(s);
+  return ms === null || !Number.isFinite(ms) || ms < MIN_INTERVAL_MS || ms > MAX_INTERVAL_DAYS * 86_400_000 ? null : ms;
+}
+
 const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
 
 /** Bytes of `10MB`, `512k`, `1.5 GiB`, `2048`; null when malformed. */

@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -85,6 +85,16 @@ describe('log file', () => {
     chmodSync(path, 0o644);
     createLogger({ logFile: path, stderr: sink().stream }).info('x');
     expect(statSync(path).mode & 0o777).toBe(0o600);
+  });
+
+  it('keeps one descriptor per file however many loggers write to it (sync --every makes one per cycle)', () => {
+    const path = join(dir, 'cycles.log');
+    const fds = () => readdirSync('/proc/self/fd').length;
+    createLogger({ logFile: path, stderr: sink().stream }).info('cycle 0');
+    const before = fds();
+    for (let i = 1; i <= 50; i++) createLogger({ logFile: path, stderr: sink().stream }).info(`cycle ${i}`);
+    expect(fds()).toBe(before);
+    expect(fileLines(path)).toHaveLength(51);
   });
 
   it('creates missing directories 0700, as a first cron run needs', () => {

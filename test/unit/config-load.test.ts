@@ -49,6 +49,15 @@ describe('config errors name the key and the line', () => {
     expect(configuredAccounts(cfg(''))[0]!.routing.skipLargerThan).toBe(25 * 1024 * 1024);
     expect(configuredAccounts(cfg('    skip_larger_than: 512KB\n'))[0]!.routing.skipLargerThan).toBe(512 * 1024);
   });
+  it('every: an interval of at least a second, the account beating defaults', () => {
+    expect(errorOf(`${base}    every: 0.5s\n`).message).toMatch(/^popsync\.yml:5: accounts\[0\]\.every: invalid interval; write e\.g\. 5m, 90s or 300 \(seconds\), at least 1s/);
+    expect(errorOf(`${base}    every: often\n`).message).toMatch(/^popsync\.yml:5: accounts\[0\]\.every: invalid interval/);
+    const cfg = (extra: string) => ({ config: parseConfig(`defaults:\n  every: 5m\n${base}${extra}`, 'popsync.yml'), dir: '/', path: 'popsync.yml' });
+    expect(configuredAccounts(cfg(''))[0]!.everyMs).toBe(300_000);
+    expect(configuredAccounts(cfg('    every: 90\n'))[0]!.everyMs).toBe(90_000);
+    const none = { config: parseConfig(base, 'popsync.yml'), dir: '/', path: 'popsync.yml' };
+    expect(configuredAccounts(none)[0]!.everyMs).toBeUndefined();
+  });
   it('unknown SPECIAL-USE role', () => {
     expect(errorOf(`${base}    folder: '\\Spam'\n`).message).toMatch(/^popsync\.yml:5: accounts\[0\]\.folder: unknown SPECIAL-USE role "\\Spam"/);
   });

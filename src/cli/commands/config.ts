@@ -6,6 +6,7 @@
  */
 import { accessSync, constants } from 'node:fs';
 import type { Command } from 'commander';
+import { formatDelay } from '../../app/daemon.js';
 import { configuredAccounts, type ConfiguredAccount } from '../../config/resolve.js';
 import { compileRouting, type PatternSpec, type RuleSpec } from '../../mapping/rules.js';
 import { stepName } from '../../mapping/seen.js';
@@ -70,6 +71,7 @@ export function describeAccount(a: ConfiguredAccount, env: NodeJS.ProcessEnv = p
     `  arrival date: ${r.arrivalDate ? 'Received:, else Date:, else copy time' : 'copy time (arrival_date: false)'}`,
     `  seen policy:  ${r.seen.length ? r.seen.map(stepName).join(' -> ') : '(none: copies arrive unread)'}`,
     `  flags:        ${r.flags.length ? r.flags.join(' ') : '(none)'}`,
+    ...(a.everyMs !== undefined ? [`  every:        sync keeps running and syncs this account every ${formatDelay(a.everyMs)} (every:)`] : []),
     ...(r.skipLargerThan != null ? [`  skip:         messages larger than ${r.skipLargerThan} bytes are not copied (skip_larger_than)`] : []),
     `  rules:        ${r.rules.length ? '' : '(none)'}`,
     ...r.rules.map((x, i) => `    ${i + 1}. ${describeRule(x)}`),

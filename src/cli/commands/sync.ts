@@ -19,6 +19,7 @@ import { runAccountJob, runJobs } from '../jobs.js';
 import { addReportOptions, reportTarget, type ReportTarget } from '../report-file.js';
 import { errorJson } from '../exit.js';
 import type { CommandContext } from '../context.js';
+import { addEveryOption, everyIntervals, runEvery } from '../every.js';
 import {
   addAccountOptions,
   addConfigOptions,
@@ -170,6 +171,7 @@ export function registerSync(program: Command, ctx: CommandContext): void {
   addLockOptions(cmd);
   addDeletionOptions(cmd);
   addReportOptions(cmd);
+  addEveryOption(cmd);
   cmd.addHelpText(
     'after',
     `\nExample (crontab, every 5 minutes):\n  */5 * * * * popsync sync --pop pop3s://alice@pop.example.net --imap imaps://alice@imap.example.net \\\n    --pop-password-file ~/.popsync/pop --imap-password-file ~/.popsync/imap --quiet --log-file ~/.popsync/alice.log`,
@@ -180,9 +182,9 @@ export function registerSync(program: Command, ctx: CommandContext): void {
       const deletion = deletionPolicy(opts);
       const wait = typeof opts.wait === 'number' ? opts.wait : undefined;
       const jobs = await accountJobs(opts, command);
-      process.exitCode = await runJobs(jobs, (job) =>
-        syncOne(job, o, deletion, wait, ctx, reportTarget(opts, { name: job.input.name, index: jobs.indexOf(job), count: jobs.length })),
-      );
+      const one = (job: AccountJob) => syncOne(job, o, deletion, wait, ctx, reportTarget(opts, { name: job.input.name, index: jobs.indexOf(job), count: jobs.length }));
+      const every = everyIntervals(opts, jobs);
+      process.exitCode = every ? await runEvery(jobs, every, one, ctx.signal, o) : await runJobs(jobs, one);
     } catch (e) {
       // Before any account ran (a bad config, a bad option combination), or the one account's error.
       if (o.json) printJsonFailure(e);
