@@ -61,7 +61,7 @@ export async function runEvery(
   o: OutputOptions,
 ): Promise<number> {
   const several = jobs.length > 1;
-  return runDaemon({
+  const code = await runDaemon({
     accounts: jobs.map((job, i) => ({ account: job, name: jobName(job), intervalMs: intervals[i]! })),
     signal,
     cycle: async (job) => {
@@ -78,4 +78,11 @@ export async function runEvery(
       if (!o.quiet || kind === 'stopped') process.stderr.write(line + '\n');
     },
   });
+  if (signal.aborted) {
+    // Stopped by SIGTERM/SIGINT: a connect the interrupt abandoned may hold its socket until
+    // --timeout, and a service manager waits for us. Journal and lock are closed by now.
+    await new Promise<void>((resolve) => process.stdout.write('', () => process.stderr.write('', () => resolve())));
+    process.exit(code);
+  }
+  return code;
 }
