@@ -111,7 +111,8 @@ describe('sync --every', () => {
     const account = JSON.parse(status.stdout).accounts[0];
     expect(account.copied).toBe(5);
     expect(account.lastRun).toMatchObject({ command: 'sync' });
-    expect(['ok', null]).toContain(account.lastRun.result);
+    // The cycle SIGTERM met: finished, or (on a slow machine, mid-cycle) recorded as interrupted.
+    if (account.lastRun.result !== 'ok') expect(account.lastRun).toMatchObject({ result: 'error', error: expect.stringMatching(/interrupted/) });
     expect(account.lock).toBeNull();
   });
 
