@@ -7,8 +7,7 @@
  */
 import type { Command } from 'commander';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { BUILTIN, configuredAccounts, type RoutingOverrides } from '../config/resolve.js';
 import { PopsyncError, isPopsyncError } from '../errors.js';
 import type { RoutingSpec } from '../mapping/rules.js';
@@ -16,6 +15,7 @@ import type { ImapSink } from '../imap/types.js';
 import type { Logger } from '../log.js';
 import { connectPop3 } from '../pop3/index.js';
 import type { Pop3Session } from '../pop3/types.js';
+import { locateJournal } from './journal-identity.js';
 import { resolveImapEndpoint, resolvePop3Endpoint, type EndpointInput, type ImapEndpoint, type Pop3Endpoint } from './endpoints.js';
 import { sideFlags } from './options.js';
 import { resolvePassword, type PasswordSource } from './secrets.js';
@@ -39,9 +39,8 @@ export interface AccountInput {
 export interface ResolvedAccount {
   name: string;
   /**
-   * The source mailbox's identity, "user@host": the journal's binding and row key. Not the
-   * port or TLS mode, which are how we reach it: switching 110+STLS to 995 must not make every
-   * message look new.
+   * The source mailbox's identity, "user@host": the journal's binding and row key
+   * (journal-identity.ts: canonical host, user as typed, port and TLS mode left out).
    */
   sourceKey: string;
   pop: Pop3Endpoint;
@@ -49,12 +48,6 @@ export interface ResolvedAccount {
   journalPath: string;
   openSource(): Promise<Pop3Session>;
   openSink(): Promise<ImapSink>;
-}
-
-/** Where a journal goes when the user names none: one file per source mailbox, like getmail's oldmail. */
-export function defaultJournalPath(sourceKey: string, env: NodeJS.ProcessEnv = process.env): string {
-  const base = env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
-  return join(base, 'popsync', `${sourceKey.replace(/[^A-Za-z0-9@._-]+/g, '_')}.sqlite`);
 }
 
 function readCa(path: string | undefined, what: string): Array<string | Buffer> | undefined {
@@ -77,11 +70,6 @@ function passwordSource(f: SideFlags): PasswordSource {
   return s;
 }
 
-export function sourceKeyOf(pop: { user: string; host: string }): string {
-  const host = pop.host.toLowerCase();
-  return `${pop.user}@${host.includes(':') ? `[${host}]` : host}`;
-}
-
 export interface ResolveOptions {
   logger: Logger;
   /** plan reads nothing it would write: it skips creating the journal's folder. */
@@ -101,7 +89,7 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
   const popPassword = o.source === false ? null : await resolvePassword('pop3', passwordSource(input.pop), { logger: o.logger, account: pop.display });
   const imapPassword = await resolvePassword('imap', passwordSource(input.imap), { logger: o.logger, account: imap.display });
 
-  const journalPath = input.journal ?? defaultJournalPath(sourceKeyOf(pop));
+  const { path: journalPath, sourceKey } = locateJournal(pop, input.journal);
   if (input.journal === undefined && o.createJournalDir !== false) {
     try {
       mkdirSync(dirname(journalPath), { recursive: true, mode: 0o700 });
@@ -115,7 +103,7 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
   };
   return {
     name: input.name ?? pop.display,
-    sourceKey: sourceKeyOf(pop),
+    sourceKey,
     pop,
     imap,
     journalPath,

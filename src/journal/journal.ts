@@ -34,6 +34,7 @@ import { decideLock, describeHolder, processAlive, type LockRecord } from './loc
 import type { LockFile } from './lock-file.js';
 import { migrate, readSchemaVersion, SCHEMA_VERSION } from './schema.js';
 import { assertTransition } from './states.js';
+import { assertWalIntact, checkpointKeepingWal, clearInUse, fileState, markInUse } from './wal-guard.js';
 import type { BeginAppend, JournalBinding, JournalCounts, JournalIndexRow, JournalRow, RowState } from './types.js';
 
 /** One run of popsync on one account, as `status` and windowed-source detection read it. */
@@ -292,22 +293,40 @@ export class Journal {
       db = new Database(path, { fileMustExist: true });
       // busy_timeout first: switching to WAL itself needs a lock another process may hold.
       db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-      // The first statement that reads the header: a non-SQLite file fails here (SQLITE_NOTADB).
+      // The first read rolls back a creation that was killed half-way (hot -journal), so the
+      // sizes below are the file's real state. A non-SQLite file fails here (SQLITE_NOTADB).
+      db.prepare(`SELECT 1 FROM sqlite_master LIMIT 1`).get();
+      const file = fileState(path);
+      const opened = db;
+      if (create && file.bytes === 0 && file.walBytes === 0) {
+        // A new journal: its tables go into the main file (rollback mode) before WAL is on, so
+        // that a journal file without tables can only mean a lost WAL (wal-guard.ts).
+        opened
+          .transaction(() => {
+            migrate(opened, path);
+            bind(opened, path, binding, now);
+          })
+          .immediate();
+      }
       const mode = db.pragma('journal_mode = WAL', { simple: true });
       if (mode !== 'wal') throw new PopsyncError('journal', `journal ${path} cannot use write-ahead logging (SQLite reports journal_mode=${String(mode)})`, { hint: 'keep the journal on a local file system' });
       // Outcomes; intents raise it to FULL for their own commit (see step()).
       db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');
-      const opened = db;
       opened
         .transaction(() => {
-          if (!create && readSchemaVersion(opened, path) === 0) {
+          const version = readSchemaVersion(opened, path);
+          if (!create && version === 0 && file.bytes === 0) {
             throw new PopsyncError('journal', `${path} is not a popsync journal (it is empty)`, { account: binding.source, hint: 'run a sync first, or check the journal path' });
           }
+          assertWalIntact(opened, path, version, file);
           migrate(opened, path);
           bind(opened, path, binding, now);
+          markInUse(opened, `${now().toISOString()} by pid ${process.pid} on ${hostname()}`);
         })
         .immediate();
+      // The mark must be in the main file, not only in the WAL it guards.
+      checkpointKeepingWal(opened);
       const journal = new Journal(opened, path, binding, now);
       tightenSidecars(path);
       return journal;
@@ -797,7 +816,13 @@ export class Journal {
   }
 
   close(): void {
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return;
+    try {
+      clearInUse(this.db);
+    } catch {
+      // The mark stays: at worst a later open asks for a -wal that held nothing more.
+    }
+    this.db.close();
   }
 
   /**
@@ -818,6 +843,11 @@ export class Journal {
       if (runs.length === 0) return null;
       return { runs: runs.length, bytes: runs.reduce((a, r) => a + r.copied_bytes, 0), ms: runs.reduce((a, r) => a + r.duration_ms, 0) };
     });
+  }
+
+  /** The source account a journal is bound to, read-only; no journal (or none bound yet): null. */
+  static boundSource(path: string): string | null {
+    return readOnly(path, (db) => (db.prepare(`SELECT value FROM meta WHERE key = 'source'`).get() as { value: string } | undefined)?.value ?? null);
   }
 
   /**
@@ -862,9 +892,13 @@ function readOnly<T>(path: string, fn: (db: Database.Database, version: number) 
   if (!existsSync(path)) return null;
   let db: Database.Database | undefined;
   try {
+    const file = fileState(path);
     db = new Database(path, { readonly: true, fileMustExist: true });
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     const version = readSchemaVersion(db, path);
+    // A journal that lost its WAL is refused here too: plan would otherwise predict copying
+    // everything again, and status would show a journal that knows nothing.
+    assertWalIntact(db, path, version, file);
     if (version === 0) return null;
     if (version > SCHEMA_VERSION) {
       throw new PopsyncError('journal', `${path} has journal schema version ${version}, but this popsync only knows up to version ${SCHEMA_VERSION}`, {

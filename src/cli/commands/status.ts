@@ -10,7 +10,7 @@ import { Journal, type JournalSnapshot, type RunRecord } from '../../journal/jou
 import type { LockRecord } from '../../journal/lock.js';
 import type { JournalRow } from '../../journal/types.js';
 import { printable } from '../../report/summary.js';
-import { defaultJournalPath, sourceKeyOf } from '../account.js';
+import { locateJournal } from '../journal-identity.js';
 import { resolvePop3Endpoint } from '../endpoints.js';
 import { addAccountOptions, sideFlags } from '../options.js';
 
@@ -74,9 +74,9 @@ export function registerStatus(program: Command): void {
     let path: string;
     let only: string | null = null;
     const pop = sideFlags(opts, 'pop');
-    if (pop.url !== undefined || pop.host !== undefined) only = sourceKeyOf(resolvePop3Endpoint(pop));
-    if (typeof opts.journal === 'string') path = opts.journal;
-    else if (only !== null) path = defaultJournalPath(only);
+    const explicit = typeof opts.journal === 'string' ? opts.journal : undefined;
+    if (pop.url !== undefined || pop.host !== undefined) ({ path, sourceKey: only } = locateJournal(resolvePop3Endpoint(pop), explicit));
+    else if (explicit !== undefined) path = explicit;
     else throw new PopsyncError('usage', 'status needs --journal PATH or the source account (--pop URL)');
 
     const snap: JournalSnapshot | null = Journal.inspect(path);

@@ -1,0 +1,129 @@
+/**
+ * Which journal belongs to a POP3 mailbox, and under which key. A second journal for a
+ * mailbox already copied starts from nothing, so two spellings of one mailbox must never get
+ * two journals: `src@localhost`, `src@127.0.0.1` and `src@LOCALHOST.` used to make three.
+ *
+ * The key is "user@host", host canonical:
+ * - case-insensitive (DNS is), a trailing dot dropped, internationalised names in their ASCII
+ *   (punycode) form, IPv6 written one way (`::1`, not `0:0:0:0:0:0:0:1`);
+ * - every loopback spelling (`localhost`, `localhost.localdomain`, `127.x.y.z`, `::1`, the
+ *   IPv4-mapped `::ffff:127.0.0.1`) is `localhost`: they all reach this machine.
+ * Other names of one machine (a CNAME, a second A record) are not guessed at: resolving them
+ * would tie a mailbox's identity to DNS of the day.
+ *
+ * The user part keeps its case. Most POP3 servers treat it case-insensitively, but not all
+ * (Dovecot with a passwd or SQL user database without `%Lu`, popa3d, qpopper: system users,
+ * where `Bob` and `bob` can be two people). Folding would then hand one person's journal to
+ * another: their UIDLs can coincide, their messages would count as copied and, with
+ * `--delete`, be deleted without a copy. Not folding costs at worst a second journal, which
+ * is a duplicate risk, never a loss; `--journal` names the one to use.
+ *
+ * The port and TLS mode are not part of the key: they are how we reach the mailbox, and
+ * switching 110+STLS to 995 must not make every message look new.
+ *
+ * Journals made before this rule are bound to the key spelled as it was then. They keep
+ * working: without --journal, a default file under another spelling of the same mailbox is
+ * found when the canonical one does not exist, and a journal bound to another spelling of the
+ * same mailbox is used under the key it is bound to.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { isIPv4, isIPv6 } from 'node:net';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { domainToASCII } from 'node:url';
+import { PopsyncError } from '../errors.js';
+import { Journal } from '../journal/journal.js';
+
+const LOOPBACK_NAMES = new Set(['localhost', 'localhost.localdomain', 'ip6-localhost', 'ip6-loopback']);
+
+function canonicalIPv6(h: string): string {
+  // The URL parser writes IPv6 the one RFC 5952 way.
+  return new URL(`http://[${h}]`).hostname.slice(1, -1);
+}
+
+export function canonicalHost(host: string): string {
+  let h = host.trim().toLowerCase();
+  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
+  h = h.replace(/\.+$/, '');
+  if (isIPv4(h)) return h.startsWith('127.') ? 'localhost' : h;
+  if (isIPv6(h)) {
+    const v6 = canonicalIPv6(h);
+    if (v6 === '::1') return 'localhost';
+    // IPv4-mapped loopback, which the URL parser writes in hex: ::ffff:7fxx:xxxx.
+    if (/^::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}$/.test(v6)) return 'localhost';
+    return v6;
+  }
+  // Only a name with non-ASCII letters needs punycode.
+  if (/[^\x20-\x7e]/.test(h)) h = domainToASCII(h) || h;
+  return LOOPBACK_NAMES.has(h) ? 'localhost' : h;
+}
+
+/** The mailbox's identity: the journal's binding and row key. */
+export function sourceKeyOf(pop: { user: string; host: string }): string {
+  const host = canonicalHost(pop.host);
+  return `${pop.user}@${host.includes(':') ? `[${host}]` : host}`;
+}
+
+/** How the key was spelled before canonical hosts: lower-cased host, nothing else. */
+export function legacySourceKeyOf(pop: { user: string; host: string }): string {
+  const host = pop.host.toLowerCase();
+  return `${pop.user}@${host.includes(':') ? `[${host}]` : host}`;
+}
+
+/** Whether two keys name one mailbox (a journal bound to either serves both). */
+export function sameMailbox(a: string, b: string): boolean {
+  const split = (k: string) => {
+    const at = k.lastIndexOf('@');
+    return at < 0 ? null : { user: k.slice(0, at), host: canonicalHost(k.slice(at + 1)) };
+  };
+  const x = split(a);
+  const y = split(b);
+  return x !== null && y !== null && x.user === y.user && x.host === y.host;
+}
+
+/** Where a journal goes when the user names none: one file per source mailbox, like getmail's oldmail. */
+export function defaultJournalPath(sourceKey: string, env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
+  return join(base, 'popsync', `${sourceKey.replace(/[^A-Za-z0-9@._-]+/g, '_')}.sqlite`);
+}
+
+export interface JournalLocation {
+  path: string;
+  /** The key the journal at `path` is bound to when that is a spelling of this mailbox; else the canonical key. */
+  sourceKey: string;
+}
+
+/**
+ * The journal of a mailbox: `explicit` (--journal) when given; else the default file of the
+ * canonical key; else the one default file another spelling of this mailbox made (journals
+ * from before canonical keys, e.g. `src@127.0.0.1.sqlite` for `src@localhost`). Two such
+ * files are two journals of one mailbox: which one knows what is not ours to guess.
+ */
+export function locateJournal(pop: { user: string; host: string }, explicit?: string, env: NodeJS.ProcessEnv = process.env): JournalLocation {
+  const key = sourceKeyOf(pop);
+  const path = explicit ?? defaultFor(key, env);
+  const bound = Journal.boundSource(path);
+  return { path, sourceKey: bound !== null && bound !== key && sameMailbox(bound, key) ? bound : key };
+}
+
+function defaultFor(key: string, env: NodeJS.ProcessEnv): string {
+  const path = defaultJournalPath(key, env);
+  if (existsSync(path)) return path;
+  const dir = dirname(path);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return path;
+  }
+  const others = names
+    .filter((n) => n.endsWith('.sqlite') && sameMailbox(n.slice(0, -'.sqlite'.length), key))
+    .sort()
+    .map((n) => join(dir, n));
+  if (others.length === 0) return path;
+  if (others.length === 1) return others[0]!;
+  throw new PopsyncError('journal', `${others.length} journals belong to ${key}, each under another spelling of its host: ${others.join(', ')}`, {
+    account: key,
+    hint: 'pick the one to keep with --journal PATH (popsync status --journal PATH shows what each knows) and move the others aside',
+  });
+}

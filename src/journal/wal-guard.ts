@@ -1,0 +1,77 @@
+/**
+ * Refusing a journal that lost its write-ahead log, instead of taking it for a new one.
+ *
+ * In WAL mode a run's writes live in `<journal>-wal` until a checkpoint copies them into the
+ * main file. A journal copied or restored without its `-wal`, or whose `-wal` a cleanup
+ * deleted after a killed run, still opens: SQLite simply reads the main file as it was at the
+ * last checkpoint. For a journal created and killed in the same run that is a 4 KB file with
+ * no tables, which used to be taken for a new journal: every message was copied again.
+ *
+ * Two facts, kept in the main file, make the loss visible:
+ * - A new journal gets its schema in rollback mode, straight into the main file, before WAL is
+ *   switched on (journal.ts). So a journal file with bytes but no tables never comes from
+ *   popsync's own crashes: its tables are in a WAL that is gone.
+ * - A writer marks the journal "in use" and checkpoints the mark into the main file when it
+ *   opens, and clears it when it closes cleanly. The opening checkpoint does not truncate the
+ *   WAL, so from then on the writer's `-wal` is never empty: a killed run leaves the mark and
+ *   a `-wal` with frames (SQLite deletes `-wal` only when the last connection closes cleanly,
+ *   after checkpointing all of it, clearing included). So "marked, and the -wal is missing or
+ *   empty" means the log holding that run's records is gone. (Empty, not only missing: a
+ *   read-only open, e.g. `status`, creates an empty `-wal` where none was.)
+ * Journals written before the mark existed are only protected by the first rule.
+ */
+import { existsSync, statSync } from 'node:fs';
+import type Database from 'better-sqlite3';
+import { PopsyncError } from '../errors.js';
+
+const IN_USE_KEY = 'wal_in_use';
+
+/** The file's state before popsync opened it: what SQLite will hide once it is open. */
+export interface FileState {
+  bytes: number;
+  /** Size of `-wal`; 0 when there is none. */
+  walBytes: number;
+}
+
+export function fileState(path: string): FileState {
+  return { bytes: statSync(path).size, walBytes: existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size : 0 };
+}
+
+export function walLost(path: string, why: string): PopsyncError {
+  return new PopsyncError('journal', `journal ${path} has lost its write-ahead log (${path}-wal): ${why}; what it recorded since its last checkpoint is gone`, {
+    hint:
+      `put the ${path}-wal file back beside it (from wherever the journal was copied or backed up from) and run again. ` +
+      'popsync will not treat it as a new journal: that would copy again every message it had recorded',
+  });
+}
+
+/** Inside the open transaction, with the schema version just read. */
+export function assertWalIntact(db: Database.Database, path: string, version: number, file: FileState): void {
+  if (version === 0) {
+    if (file.bytes > 0) throw walLost(path, 'the file has an SQLite header but no tables, which only a journal whose tables were never checkpointed leaves behind');
+    return;
+  }
+  if (file.walBytes > 0) return;
+  const mark = db.prepare(`SELECT value FROM meta WHERE key = ?`).get(IN_USE_KEY) as { value: string } | undefined;
+  if (mark !== undefined) throw walLost(path, `a run that opened it at ${mark.value} did not close it, and its -wal file is missing or empty`);
+}
+
+/** Inside the open transaction of a writer; the caller then checkpoints it (checkpointKeepingWal). */
+export function markInUse(db: Database.Database, at: string): void {
+  db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(IN_USE_KEY, at);
+}
+
+/** Copies the WAL into the main file and leaves the -wal file as it is (never empty again). */
+export function checkpointKeepingWal(db: Database.Database): void {
+  db.pragma('wal_checkpoint(FULL)');
+}
+
+/**
+ * A clean close. The clearing is a write like any other: it reaches the main file with the
+ * checkpoint, and SQLite deletes `-wal` only after checkpointing all of it; so the main file
+ * loses its mark exactly when nothing is left in a WAL to lose.
+ */
+export function clearInUse(db: Database.Database): void {
+  db.prepare(`DELETE FROM meta WHERE key = ?`).run(IN_USE_KEY);
+  db.pragma('wal_checkpoint(TRUNCATE)');
+}
