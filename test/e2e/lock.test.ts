@@ -66,6 +66,8 @@ describe('the account lock', () => {
       expect(second.code, second.stderr).toBe(7);
       expect(second.stderr).toContain(`pid ${first.child.pid}`);
       expect(second.stderr).toMatch(/a stopped run .* keeps it/);
+      const status = JSON.parse((await runCli(['status', '--journal', journal, '--json'])).stdout);
+      expect(status.accounts[0].lock).toMatchObject({ pid: first.child.pid, command: 'migrate' });
       const third = startCli(args('sync', ['--wait', '120']), { env: env(), hooks: { staleMs: 100 } });
       await sleep(1000);
       expect(third.child.exitCode, 'sync --wait must still be waiting').toBeNull();
@@ -93,6 +95,9 @@ describe('the account lock', () => {
     await waitForSteps(stepsFile, 3, first.child);
     first.child.kill('SIGKILL');
     expect((await first.done).signal).toBe('SIGKILL');
+    // Its row is still in the journal, but status knows the holder is gone.
+    const status = JSON.parse((await runCli(['status', '--journal', journal, '--json'])).stdout);
+    expect(status.accounts[0].lock).toBeNull();
     const next = await runCli(args, { env: env() });
     expect(next.code, next.stderr).toBe(0);
     expect(next.stderr).toMatch(/replaced the lock row of a run that has ended/);

@@ -5,9 +5,10 @@
  * and contacts no server, so it is safe to run while a sync is in progress.
  */
 import type { Command } from 'commander';
+import { hostname } from 'node:os';
 import { PopsyncError } from '../../errors.js';
 import { Journal, type JournalSnapshot, type RunRecord } from '../../journal/journal.js';
-import type { LockRecord } from '../../journal/lock.js';
+import { processAlive, type LockRecord } from '../../journal/lock.js';
 import type { JournalRow } from '../../journal/types.js';
 import { printable } from '../../report/summary.js';
 import { locateJournal } from '../journal-identity.js';
@@ -81,7 +82,9 @@ export function registerStatus(program: Command): void {
 
     const snap: JournalSnapshot | null = Journal.inspect(path);
     if (snap === null) throw new PopsyncError('journal', `no journal at ${path}`, { hint: 'run a sync first, or check the journal path' });
-    const accounts = snap.accounts.filter((a) => only === null || a.account === only).map((a) => summarise(a.account, a.rows, a.runs, a.lock));
+    // A row left by a run killed on this host names nobody: the kernel already freed its lock.
+    const holding = (l: LockRecord | null) => (l !== null && l.hostname === hostname() && !processAlive(l.pid) ? null : l);
+    const accounts = snap.accounts.filter((a) => only === null || a.account === only).map((a) => summarise(a.account, a.rows, a.runs, holding(a.lock)));
     if (opts.json === true) process.stdout.write(JSON.stringify({ journal: path, source: snap.source, schemaVersion: snap.schemaVersion, accounts }) + '\n');
     else process.stdout.write((accounts.length === 0 ? `${printable(path)}: no runs recorded yet` : accounts.map((a) => formatStatus(path, a)).join('\n\n')) + '\n');
   });
