@@ -83,44 +83,53 @@ if [ "${#missing[@]}" -gt 0 ]; then
   have chromium || { say "chromium still missing after install"; exit 1; }
 fi
 
-# Cyrus (src/lab/cyrus.ts) is unpacked, not installed: Debian's cyrus-imapd/-pop3d conflict
-# with the imap-server/pop3-server that Dovecot provides, so apt would remove Dovecot. Only
-# the libraries they need are installed (no conflicts); `dpkg-deb -x` unpacks the rest, so
-# dpkg never registers Cyrus and no service is set up.
-CYRUS_ROOT="${POPSYNC_CYRUS_ROOT:-/var/cache/popsync-lab/cyrus}"
-cyrus_libs=(libical3 libxapian30 libpcre3)
-cyrus_libs_ok() {
-  ldconfig -p | grep -q 'libical\.so\.3 ' && ldconfig -p | grep -q 'libxapian\.so\.30 ' && ldconfig -p | grep -q 'libpcreposix\.so\.3 '
-}
-if [ ! -x "$CYRUS_ROOT/usr/lib/cyrus/bin/master" ] || ! cyrus_libs_ok; then
+# Cyrus (src/lab/cyrus.ts) and Courier (src/lab/courier.ts) are unpacked, not installed:
+# Debian's cyrus-imapd/-pop3d and courier-imap/-pop conflict with the imap-server/pop3-server
+# that Dovecot provides, so apt would remove Dovecot. Only the libraries they need are
+# installed (no conflicts); `dpkg-deb -x` unpacks the rest, so dpkg never registers them and
+# no service is set up.
+#   unpack_beside NAME ROOT CHECK_BINARY "LIB_SONAMES" "LIB_PACKAGES" "PACKAGES"
+unpack_beside() {
+  local name="$1" root="$2" check="$3" sonames="$4" libs="$5" pkgs="$6" so libs_ok=1
+  for so in $sonames; do ldconfig -p | grep -q "^[[:space:]]*$so " || libs_ok=0; done
+  [ -x "$root/$check" ] && [ "$libs_ok" -eq 1 ] && return 0
   if ! is_root; then
-    say "Cyrus for the second-server lab; run:"
-    printf "sudo sh -c 'apt-get update && apt-get install -y --no-install-recommends %s && d=\$(mktemp -d) && chmod 755 \$d && cd \$d && apt-get download cyrus-common cyrus-imapd cyrus-pop3d && mkdir -p %s && for f in *.deb; do dpkg-deb -x \$f %s; done'\n" "${cyrus_libs[*]}" "$CYRUS_ROOT" "$CYRUS_ROOT"
+    say "$name for the other-servers lab; run:"
+    printf "sudo sh -c 'apt-get update && apt-get install -y --no-install-recommends %s && d=\$(mktemp -d) && chmod 755 \$d && cd \$d && apt-get download %s && mkdir -p %s && for f in *.deb; do dpkg-deb -x \$f %s; done'\n" "$libs" "$pkgs" "$root" "$root"
     exit 1
   fi
-  cyrus_libs_ok || { say "installing libraries for Cyrus: ${cyrus_libs[*]}"; apt_install "${cyrus_libs[@]}"; }
-  if [ ! -x "$CYRUS_ROOT/usr/lib/cyrus/bin/master" ]; then
-    say "unpacking Cyrus IMAP/POP3 into $CYRUS_ROOT (beside Dovecot, not installed)"
-    tmp="$(mktemp -d)"
-    chmod 755 "$tmp" # apt-get download drops to the _apt user
-    log="$(mktemp)"
-    if ! (cd "$tmp" && apt-get download cyrus-common cyrus-imapd cyrus-pop3d) >"$log" 2>&1; then
-      # A stale package list 404s; update once and retry.
-      if ! (apt-get update && cd "$tmp" && apt-get download cyrus-common cyrus-imapd cyrus-pop3d) >>"$log" 2>&1; then
-        cat "$log" >&2
-        rm -rf "$tmp" "$log"
-        say "downloading Cyrus failed (apt output above)"
-        exit 1
-      fi
+  # shellcheck disable=SC2086
+  [ "$libs_ok" -eq 1 ] || { say "installing libraries for $name: $libs"; apt_install $libs; }
+  [ -x "$root/$check" ] && return 0
+  say "unpacking $name into $root (beside Dovecot, not installed)"
+  local tmp log f
+  tmp="$(mktemp -d)"
+  chmod 755 "$tmp" # apt-get download drops to the _apt user
+  log="$(mktemp)"
+  # shellcheck disable=SC2086
+  if ! (cd "$tmp" && apt-get download $pkgs) >"$log" 2>&1; then
+    # A stale package list 404s; update once and retry.
+    # shellcheck disable=SC2086
+    if ! (apt-get update && cd "$tmp" && apt-get download $pkgs) >>"$log" 2>&1; then
+      cat "$log" >&2
+      rm -rf "$tmp" "$log"
+      say "downloading $name failed (apt output above)"
+      exit 1
     fi
-    rm -f "$log"
-    rm -rf "$CYRUS_ROOT.partial"
-    mkdir -p "$CYRUS_ROOT.partial"
-    for f in "$tmp"/*.deb; do dpkg-deb -x "$f" "$CYRUS_ROOT.partial"; done
-    rm -rf "$tmp"
-    mv "$CYRUS_ROOT.partial" "$CYRUS_ROOT"
   fi
-fi
+  rm -f "$log"
+  rm -rf "$root.partial"
+  mkdir -p "$root.partial"
+  for f in "$tmp"/*.deb; do dpkg-deb -x "$f" "$root.partial"; done
+  rm -rf "$tmp"
+  mv "$root.partial" "$root"
+}
+unpack_beside Cyrus "${POPSYNC_CYRUS_ROOT:-/var/cache/popsync-lab/cyrus}" usr/lib/cyrus/bin/master \
+  "libical.so.3 libxapian.so.30 libpcreposix.so.3" "libical3 libxapian30 libpcre3" \
+  "cyrus-common cyrus-imapd cyrus-pop3d"
+unpack_beside Courier "${POPSYNC_COURIER_ROOT:-/var/cache/popsync-lab/courier}" usr/bin/imapd \
+  "libidn.so.12 libfam.so.0" "libidn12 libgamin0" \
+  "courier-imap courier-pop courier-base courier-authlib libcourier-unicode4"
 
 # npm writes node_modules/.package-lock.json on every install; older than the lock file
 # means the dependencies changed since.

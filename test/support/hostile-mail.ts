@@ -50,8 +50,7 @@ export function hostileCorpus(count: number, seed: string, repeat: number[] = []
 /**
  * The canonical form under the rewrites Dovecot 2.3 applies (measured, see
  * test/e2e/normalisation.test.ts): line ends CRLF (a bare LF gains its CR), NUL becomes 0x80,
- * trailing line ends do not count. Cyrus's rewrites are cyrusCanonical's; Courier's (bare
- * CR stripped) are not folded in anywhere: no Courier lab exists.
+ * trailing line ends do not count. Cyrus's and Courier's rewrites have their own functions.
  */
 export function dovecotCanonical(b: Buffer): Buffer {
   const out = Buffer.allocUnsafe(b.length * 2);
@@ -80,6 +79,25 @@ export function cyrusCanonical(b: Buffer): Buffer {
   let len = out.length;
   while (len >= 2 && out[len - 2] === 0x0d && out[len - 1] === 0x0a) len -= 2;
   return out.subarray(0, len);
+}
+
+/**
+ * The canonical form under what Courier 5.0 (imapd, maildir) does on APPEND (measured, see
+ * test/e2e/courier.test.ts): a bare LF gains its CR, a bare CR is dropped, NUL and 8-bit
+ * header bytes are kept; trailing line ends do not count.
+ */
+export function courierCanonical(b: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(b.length * 2);
+  let j = 0;
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i]!;
+    if (c === 0x0d && b[i + 1] !== 0x0a) continue;
+    if (c === 0x0a && (i === 0 || b[i - 1] !== 0x0d)) out[j++] = 0x0d;
+    out[j++] = c;
+  }
+  let end = j;
+  while (end >= 2 && out[end - 2] === 0x0d && out[end - 1] === 0x0a) end -= 2;
+  return out.subarray(0, end);
 }
 
 /** Whether a message has a LF without CR before it (Cyrus refuses those). */

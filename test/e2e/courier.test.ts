@@ -1,0 +1,158 @@
+/**
+ * popsync against Courier IMAP/POP3 (Debian's, in the private lab of src/lab/courier.ts: a
+ * login front, then Courier's own imapd / courierpop3d). Courier as the destination (its UIDs,
+ * APPENDUID, maildir storage) and as the source (its UIDLs, its CR-adding POP3): each copy
+ * exactly once, also after a dropped IMAP link and a kill at every journal step.
+ */
+import { join } from 'node:path';
+import { ImapFlow } from 'imapflow';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { realisticMix } from '../../src/lab/corpus.js';
+import { startCourier, type CourierLab } from '../../src/lab/courier.js';
+import type { Lab } from '../../src/lab/dovecot.js';
+import { runCli } from '../support/cli.js';
+import { startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.js';
+import { useLab } from '../support/lab-fixture.js';
+import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
+import { duplicateCorpus } from './crash-matrix.js';
+
+let dovecot: Lab;
+let courier: CourierLab;
+let dir: string;
+const proxies: CuttingProxy[] = [];
+
+useLab('courier', {}, (l, d) => {
+  dovecot = l;
+  dir = d;
+});
+beforeAll(async () => {
+  courier = await startCourier();
+});
+afterAll(async () => {
+  await Promise.all(proxies.map((p) => p.close()));
+  await courier?.stop();
+});
+
+interface Side {
+  user: string;
+  port: number;
+  password: string;
+}
+
+function migrate(pop: Side, imap: Side, journal: string, extra: string[] = []): string[] {
+  return [
+    'migrate',
+    '--pop', `pop3://${pop.user}@127.0.0.1:${pop.port}`, '--pop-tls', 'none',
+    '--imap', `imap://${imap.user}@127.0.0.1:${imap.port}`, '--imap-tls', 'none',
+    '--pop-password-env', 'POP_PW', '--imap-password-env', 'IMAP_PW',
+    '--journal', journal, '--no-progress', '--json',
+    ...extra,
+  ];
+}
+const env = (pop: Side, imap: Side): Record<string, string> => ({ POP_PW: pop.password, IMAP_PW: imap.password });
+
+async function courierMessages(user: string): Promise<Buffer[]> {
+  const c = new ImapFlow({ host: courier.imap.host, port: courier.imap.port, secure: false, doSTARTTLS: false, auth: { user, pass: courier.password }, logger: false });
+  await c.connect();
+  try {
+    const lock = await c.getMailboxLock('INBOX', { readOnly: true });
+    try {
+      const out: Buffer[] = [];
+      if (typeof c.mailbox === 'object' && c.mailbox && c.mailbox.exists === 0) return out;
+      for await (const m of c.fetch('1:*', { uid: true, source: true })) out.push(m.source as Buffer);
+      return out;
+    } finally {
+      lock.release();
+    }
+  } finally {
+    await c.logout();
+  }
+}
+
+async function dovecotSource(messages: Buffer[]): Promise<{ pop: Side; expected: string[] }> {
+  const user = dovecot.newUser('src');
+  await dovecot.seedPop3(user, messages);
+  return { pop: { user, port: dovecot.pop3.port, password: dovecot.password }, expected: digests(await sourceMessages(dovecot, user)) };
+}
+
+const courierSide = async (port = courier.imap.port): Promise<Side> => ({ user: await courier.newUser('dst'), port, password: courier.password });
+
+describe('Courier as the IMAP destination', () => {
+  it('copies a mailbox with identical messages once; a rerun copies nothing', async () => {
+    const { pop, expected } = await dovecotSource([...realisticMix(30, 91), ...duplicateCorpus(92)]);
+    const imap = await courierSide();
+    const journal = join(dir, `${imap.user}.sqlite`);
+    const r = await runCli(migrate(pop, imap, journal), { env: env(pop, imap) });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ copied: 37, failed: [] });
+    expect(digests(await courierMessages(imap.user))).toEqual(expected);
+    const again = await runCli(migrate(pop, imap, journal), { env: env(pop, imap) });
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ copied: 0, alreadyCopied: 37 });
+  });
+
+  it('finds what Courier stored when the link dropped before the APPEND OK, and copies the rest once', async () => {
+    const { pop, expected } = await dovecotSource([...realisticMix(12, 93), ...duplicateCorpus(94)]);
+    const imap = await courierSide();
+    let appendUids = 0;
+    const proxy = await startCuttingProxy(courier.imap.port, {
+      // Courier has no LITERAL+: popsync appends one at a time; cut twice, after the 4th and 9th OK.
+      cutServerData: ({ chunk }) => {
+        const before = appendUids;
+        appendUids += chunk.toString('latin1').split('APPENDUID').length - 1;
+        return (before < 4 && appendUids >= 4) || (before < 9 && appendUids >= 9);
+      },
+    });
+    proxies.push(proxy);
+    const r = await runCli(migrate(pop, { ...imap, port: proxy.port }, join(dir, `${imap.user}.sqlite`)), { env: env(pop, imap) });
+    expect(proxy.cuts()).toBe(2);
+    const dest = await courierMessages(imap.user);
+    expect(dest.length, `copies in Courier (exit ${r.code}: ${r.stderr.slice(0, 300)})`).toBe(expected.length);
+    expect(digests(dest)).toEqual(expected);
+    expect(r.code, r.stderr).toBe(0);
+  });
+});
+
+describe('Courier facts the tests rely on', () => {
+  it("an empty INBOX's UIDVALIDITY changes every second until something is stored in it", async () => {
+    const user = await courier.newUser('fresh');
+    const c = new ImapFlow({ host: courier.imap.host, port: courier.imap.port, secure: false, doSTARTTLS: false, auth: { user, pass: courier.password }, logger: false });
+    await c.connect();
+    try {
+      const uv = async (): Promise<bigint | number | undefined> => {
+        const st = await c.status('INBOX', { uidValidity: true });
+        return st === false ? undefined : st.uidValidity;
+      };
+      const first = await uv();
+      await new Promise((r) => setTimeout(r, 1100));
+      const second = await uv();
+      expect(second, 'fresh INBOX').not.toEqual(first);
+      await c.append('INBOX', Buffer.from('Subject: settle\r\n\r\nx\r\n'));
+      const third = await uv();
+      await new Promise((r) => setTimeout(r, 1100));
+      expect(await uv(), 'INBOX after the first message').toEqual(third);
+    } finally {
+      await c.logout();
+    }
+  });
+});
+
+describe('Courier as the POP3 source', () => {
+  it('copies every message Courier serves into Dovecot once, identical ones included; a rerun copies nothing', async () => {
+    const user = await courier.newUser('src');
+    const messages = [...realisticMix(30, 96), ...duplicateCorpus(97)];
+    await courier.seedPop3(user, messages);
+    const pop = { user, port: courier.pop3.port, password: courier.password };
+    const imapUser = dovecot.newUser('dst');
+    const imap = { user: imapUser, port: dovecot.imap.port, password: dovecot.password };
+    const journal = join(dir, `${user}.sqlite`);
+    const r = await runCli(migrate(pop, imap, journal), { env: env(pop, imap) });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ copied: messages.length, failed: [] });
+    // Seeded with LF line ends as a delivery agent stores them; Courier serves CRLF again.
+    expect(digests((await destinationMessages(dovecot, imapUser)).map((m) => m.body))).toEqual(digests(messages));
+    const again = await runCli(migrate(pop, imap, journal), { env: env(pop, imap) });
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ copied: 0 });
+  });
+});
