@@ -1,8 +1,23 @@
 #!/usr/bin/env node
-// Thin shim: the program lives in dist/ (built by `npm run build` in a checkout; shipped built in the npm package).
-import('../dist/cli/main.js').then((m) => m.main(process.argv)).catch((err) => {
+// Thin shim: the program lives in dist/ (built by `npm run build`, which `npm ci` runs via `prepare`).
+
+// Loading the program takes half a second on a busy machine; a SIGTERM or Ctrl-C in that time
+// would kill the process without a word or exit code 130. Nothing has started yet (no journal,
+// no connection), so stopping at once is right; main() installs the real handlers.
+const early = (signal) => {
+  process.stderr.write(`popsync: interrupted (${signal}) before it started; nothing was done\n`);
+  process.exit(130);
+};
+process.on('SIGINT', early);
+process.on('SIGTERM', early);
+
+import('../dist/cli/main.js').then((m) => {
+  process.off('SIGINT', early);
+  process.off('SIGTERM', early);
+  return m.main(process.argv);
+}).catch((err) => {
   if (err && err.code === 'ERR_MODULE_NOT_FOUND') {
-    process.stderr.write('popsync: not built yet. Run `npm run build` first.\n');
+    process.stderr.write('popsync: not built yet. Run `npm run build` (or `npm ci`) first.\n');
     process.exit(70);
   }
   throw err;

@@ -56,6 +56,18 @@ export function errorJson(err: unknown, command: string): string {
   return JSON.stringify({ version: SUMMARY_JSON_VERSION, command, ok: false, exitCode: code, error });
 }
 
+/** Errors whose JSON object is already written: one object per account, never two. */
+const writtenAsJson = new WeakSet<object>();
+
+/** errorJson as a line on `stream` (stdout), once per error however many layers catch it. */
+export function writeErrorJson(err: unknown, command: string, stream: NodeJS.WritableStream = process.stdout): void {
+  if (typeof err === 'object' && err !== null) {
+    if (writtenAsJson.has(err)) return;
+    writtenAsJson.add(err);
+  }
+  stream.write(errorJson(err, command) + '\n');
+}
+
 /** Writes describeError's message to `stream` (stderr by default) and returns the exit code. */
 export function reportError(err: unknown, stream: NodeJS.WritableStream = process.stderr): number {
   const { code, message } = describeError(err);

@@ -12,7 +12,7 @@ import { registerStatus } from './commands/status.js';
 import { registerSync } from './commands/sync.js';
 import { registerVerify } from './commands/verify.js';
 import { createContext, type CommandContext } from './context.js';
-import { describeError, EXIT_CODES_HELP } from './exit.js';
+import { describeError, EXIT_CODES_HELP, writeErrorJson } from './exit.js';
 import { loadTtyLibraries } from '../report/progress.js';
 import { packageVersion } from './version.js';
 
@@ -65,6 +65,10 @@ export async function main(argv: string[]): Promise<void> {
     if (err instanceof CommanderError) {
       // --help and --version end here with code 0; usage mistakes were already printed by commander.
       process.exitCode = err.exitCode === 0 ? 0 : ExitCode.usage;
+      // A script that asked migrate/sync for --json reads one object from stdout, also when
+      // the command line itself was wrong (commander stops before the command's own handler).
+      const command = argv.slice(2).find((a) => !a.startsWith('-'));
+      if (err.exitCode !== 0 && (command === 'sync' || command === 'migrate') && argv.includes('--json')) writeErrorJson(err, command);
       return;
     }
     const { code, message } = describeError(err);

@@ -114,6 +114,20 @@ describe('sync --json prints exactly one JSON object, also when the run fails', 
     expect(JSON.parse(lines[0]!)).toMatchObject({ version: 1, command: 'sync', ok: false, exitCode: 2, error: { kind: 'config', message: expect.stringMatching(/batch_mb/) } });
   });
 
+  it('a command line commander refuses (exit 2)', async () => {
+    const r = await runCli(['sync', ...account(['--json', '--timeout', '2147484'])], { env });
+    expectCleanFailure(r, 2);
+    expect(JSON.parse(r.stdout)).toMatchObject({ command: 'sync', ok: false, exitCode: 2, error: { kind: 'usage', message: expect.stringMatching(/--timeout must be at most/) } });
+  });
+
+  it('migrate --json too, e.g. on a bad option combination (exit 2)', async () => {
+    const r = await runCli(['migrate', ...account(['--json', '--report-format', 'csv'])], { env });
+    expectCleanFailure(r, 2);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ command: 'migrate', ok: false, exitCode: 2, error: { kind: 'usage', message: '--report-format needs --report FILE' } });
+  });
+
   it('a server that cannot be reached (exit 75, "try later")', async () => {
     const r = await runCli(['sync', ...account(['--json'])], { env });
     expectCleanFailure(r, 75);

@@ -10,6 +10,7 @@
 import type { Command } from 'commander';
 import { accountJobs } from '../account.js';
 import type { CommandContext } from '../context.js';
+import { writeErrorJson } from '../exit.js';
 import { runAccountJob, runJobs } from '../jobs.js';
 import { addReportOptions, reportTarget } from '../report-file.js';
 import { addAccountOptions, addConfigOptions, addLockOptions, addOutputOptions, addRoutingOptions, addTransferOptions, outputOptions } from '../options.js';
@@ -30,7 +31,12 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
     `\nExamples:\n  POP_PW=... IMAP_PW=... popsync migrate --pop pop3s://alice@pop.example.net \\\n    --imap imaps://alice@imap.example.net --pop-password-env POP_PW --imap-password-env IMAP_PW \\\n    --journal ./alice.sqlite\n  popsync migrate --config popsync.yml [--account alice]`,
   );
   cmd.action(async (opts: Record<string, unknown>, command: Command) => {
-    const jobs = await accountJobs(opts, command);
+    // --json: one object per account also when it fails (exit.ts errorJson), as for sync.
+    const json = outputOptions(opts).json;
+    const jobs = await accountJobs(opts, command).catch((e: unknown) => {
+      if (json) writeErrorJson(e, 'migrate');
+      throw e;
+    });
     const wait = typeof opts.wait === 'number' ? opts.wait : undefined;
     process.exitCode = await runJobs(jobs, async (job) => {
       const out = ctx.startOutput(outputOptions(opts));
@@ -45,6 +51,9 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
           ...(wait === undefined ? {} : { waitSeconds: wait }),
         });
         return out.finish(result);
+      } catch (e) {
+        if (json) writeErrorJson(e, 'migrate');
+        throw e;
       } finally {
         out.stop();
       }

@@ -17,7 +17,7 @@ import { SUMMARY_JSON_VERSION, formatBytes, formatFailure, printable } from '../
 import { accountJobs, type AccountJob } from '../account.js';
 import { runAccountJob, runJobs } from '../jobs.js';
 import { addReportOptions, reportTarget, type ReportTarget } from '../report-file.js';
-import { errorJson } from '../exit.js';
+import { writeErrorJson } from '../exit.js';
 import type { CommandContext } from '../context.js';
 import { addEveryOption, everyIntervals, runEvery } from '../every.js';
 import {
@@ -148,15 +148,8 @@ async function syncOne(
   }
 }
 
-/** Errors whose JSON object is already on stdout: one object per account, never two. */
-const printedAsJson = new WeakSet<object>();
-
 function printJsonFailure(e: unknown): void {
-  if (typeof e === 'object' && e !== null) {
-    if (printedAsJson.has(e)) return;
-    printedAsJson.add(e);
-  }
-  process.stdout.write(errorJson(e, 'sync') + '\n');
+  writeErrorJson(e, 'sync');
 }
 
 export function registerSync(program: Command, ctx: CommandContext): void {
