@@ -90,8 +90,10 @@ fi
 # no service is set up.
 #   unpack_beside NAME ROOT CHECK_BINARY "LIB_SONAMES" "LIB_PACKAGES" "PACKAGES"
 unpack_beside() {
-  local name="$1" root="$2" check="$3" sonames="$4" libs="$5" pkgs="$6" so libs_ok=1
-  for so in $sonames; do ldconfig -p | grep -q "^[[:space:]]*$so " || libs_ok=0; done
+  local name="$1" root="$2" check="$3" sonames="$4" libs="$5" pkgs="$6" so libs_ok=1 cache
+  # Read once: with pipefail, `ldconfig -p | grep -q` fails when grep stops reading early.
+  cache="$(ldconfig -p)"
+  for so in $sonames; do grep -qF "$so (" <<<"$cache" || libs_ok=0; done
   [ -x "$root/$check" ] && [ "$libs_ok" -eq 1 ] && return 0
   if ! is_root; then
     say "$name for the other-servers lab; run:"
