@@ -14,6 +14,13 @@
  *    the row is re-keyed, nothing is copied again.
  * 3. No UIDL at all (UIDL answers -ERR): the header hash and LIST size are the identity, with an
  *    occurrence number telling exact duplicates apart: `header:<sha256>:<size>#<k>`.
+ * 4. One UIDL for several messages (popa3d derives UIDLs from content, so identical messages
+ *    share one): those messages alone are keyed as in 3, the others keep their UIDLs. A row
+ *    copied under that UIDL while it was still unique joins their group, so its copy is claimed
+ *    by one of them; when the UIDL is unique again, case 2 gives the surviving row its UIDL back.
+ * 5. A UIDL popsync itself deleted ('deleted') listed again: the server reused it for a new
+ *    message (the deleted one is gone), so the old row is moved aside as in 1 without asking.
+ *    Should copied rows be missing, the message is still checked against them as in 2.
  *
  * The header hash follows Dovecot's pop3-migration: sha256 of the header block with volatile
  * fields removed, the ones that POP servers and local delivery agents add or rewrite.
@@ -83,17 +90,32 @@ function orphans(listed: ReadonlySet<string>, rows: ReadonlyMap<string, JournalI
 export function needsHeaders(listing: readonly ListedMessage[], rows: ReadonlyMap<string, JournalIndexRow>, uidlSupported: boolean): number[] {
   if (!uidlSupported) return listing.map((m) => m.n);
   const listed = new Set(listing.map((m) => m.uidl));
+  const shared = sharedUidls(listing);
   const anyOrphan = orphans(listed, rows).length > 0;
   const out: number[] = [];
   for (const m of listing) {
     const row = rows.get(m.uidl);
-    if (row === undefined) {
+    if (shared.has(m.uidl)) {
+      out.push(m.n);
+    } else if (row === undefined || row.state === 'deleted') {
       if (anyOrphan) out.push(m.n);
     } else if (COPIED.has(row.state) && row.listSize !== null && row.listSize !== m.size) {
       out.push(m.n);
     }
   }
   return out;
+}
+
+/** UIDLs the listing gives to more than one message ('' is no UIDL, not a shared one). */
+export function sharedUidls(listing: readonly ListedMessage[]): Set<string> {
+  const seen = new Set<string>();
+  const shared = new Set<string>();
+  for (const m of listing) {
+    if (m.uidl === '') continue;
+    if (seen.has(m.uidl)) shared.add(m.uidl);
+    seen.add(m.uidl);
+  }
+  return shared;
 }
 
 export interface Identification {
@@ -125,13 +147,22 @@ export function identify(
   const out: Identification = { listing: [], rekeys: [], recognised: 0, reused: [], listSizes: [], vanished: [] };
   if (!o.uidlSupported) return identifyByHeaders(listing, rows, hashes, out);
 
-  const listed = new Set(listing.map((m) => m.uidl));
+  const shared = sharedUidls(listing);
+  const byHeaders = shared.size === 0 ? null : keySharedByHeaders(listing, shared, rows, hashes);
+  if (byHeaders) out.rekeys.push(...byHeaders.adopted);
+  const keyOf = (m: ListedMessage): string => byHeaders?.keys.get(m.n) ?? m.uidl;
+  const listed = new Set(listing.map(keyOf));
   const pool = orphans(listed, rows).map((r) => ({ key: r.uidl, hash: r.headerHash!, size: r.listSize }));
   const stamp = o.now.toISOString();
   for (const m of listing) {
+    if (shared.has(m.uidl)) continue;
     const row = rows.get(m.uidl);
     const hash = hashes.get(m.n);
-    if (row !== undefined && COPIED.has(row.state) && row.listSize !== null && row.listSize !== m.size && hash !== undefined) {
+    if (row !== undefined && row.state === 'deleted') {
+      // Deleted by popsync means gone from the server: this is a new message under a reused UIDL.
+      out.rekeys.push({ from: m.uidl, to: `${m.uidl} reused ${stamp}` });
+      out.reused.push(m.uidl);
+    } else if (row !== undefined && COPIED.has(row.state) && row.listSize !== null && row.listSize !== m.size && hash !== undefined) {
       if (row.headerHash !== null && row.headerHash !== hash) {
         const aside = `${m.uidl} reused ${stamp}`;
         out.rekeys.push({ from: m.uidl, to: aside });
@@ -147,7 +178,7 @@ export function identify(
   }
   const movedAside = new Set(out.reused);
   for (const m of listing) {
-    if (rows.has(m.uidl) && !movedAside.has(m.uidl)) continue;
+    if (shared.has(m.uidl) || (rows.has(m.uidl) && !movedAside.has(m.uidl))) continue;
     const hash = hashes.get(m.n);
     if (hash === undefined) continue;
     const i = pool.findIndex((p) => p.hash === hash && (p.size === null || p.size === m.size));
@@ -156,12 +187,72 @@ export function identify(
     out.rekeys.push({ from: match!.key, to: m.uidl });
     out.recognised++;
   }
-  out.listing = listing.map((m) => ({ ...m }));
+  out.listing = listing.map((m) => {
+    if (!shared.has(m.uidl)) return { ...m };
+    const key = keyOf(m);
+    if (key !== m.uidl) return { ...m, uidl: key };
+    return { ...m, uidl: '', fault: `the POP3 server listed its UIDL ${m.uidl} for more than one message and refused TOP, so popsync cannot tell them apart` };
+  });
   const adopted = new Set(out.rekeys.map((r) => r.from));
   for (const r of rows.values()) {
     if (r.state === 'done' && r.vanishedAt === null && !listed.has(r.uidl) && !adopted.has(r.uidl) && !isMovedAside(r.uidl)) out.vanished.push(r.uidl);
   }
   return out;
+}
+
+/**
+ * Header keys for the messages listed under a shared UIDL (case 4), and the rows copied under
+ * such a UIDL before it was shared, moved into their header group so one message claims them.
+ */
+function keySharedByHeaders(
+  listing: readonly ListedMessage[],
+  shared: ReadonlySet<string>,
+  rows: ReadonlyMap<string, JournalIndexRow>,
+  hashes: ReadonlyMap<number, string>,
+): { keys: Map<number, string>; adopted: Array<{ from: string; to: string }> } {
+  const groups = headerGroups(rows);
+  const adopted: Array<{ from: string; to: string }> = [];
+  for (const u of shared) {
+    const r = rows.get(u);
+    if (r === undefined || r.state === 'deleted' || r.headerHash === null || r.listSize === null) continue;
+    const g = group(groups, `header:${r.headerHash}:${r.listSize}`);
+    const key = headerKey(r.headerHash, r.listSize, ++g.max);
+    adopted.push({ from: u, to: key });
+    g.live.push(key);
+  }
+  const keys = new Map<number, string>();
+  for (const m of listing) {
+    const hash = hashes.get(m.n);
+    if (!shared.has(m.uidl) || hash === undefined) continue;
+    const g = group(groups, `header:${hash}:${m.size}`);
+    keys.set(m.n, g.live.shift() ?? headerKey(hash, m.size, ++g.max));
+  }
+  return { keys, adopted };
+}
+
+type HeaderGroups = Map<string, { live: string[]; max: number }>;
+
+/** Per (hash, size): the live header-keyed rows in occurrence order, and the highest occurrence ever used. */
+function headerGroups(rows: ReadonlyMap<string, JournalIndexRow>): HeaderGroups {
+  const groups: HeaderGroups = new Map();
+  for (const r of rows.values()) {
+    const m = /^(header:[0-9a-f]{64}:\d+)#(\d+)$/.exec(r.uidl);
+    if (!m) continue;
+    const g = group(groups, m[1]!);
+    g.max = Math.max(g.max, Number(m[2]));
+    if (r.state !== 'deleted') g.live.push(r.uidl);
+  }
+  for (const g of groups.values()) g.live.sort((a, b) => Number(a.split('#')[1]) - Number(b.split('#')[1]));
+  return groups;
+}
+
+function group(groups: HeaderGroups, prefix: string): { live: string[]; max: number } {
+  let g = groups.get(prefix);
+  if (!g) {
+    g = { live: [], max: 0 };
+    groups.set(prefix, g);
+  }
+  return g;
 }
 
 function identifyByHeaders(
@@ -170,17 +261,7 @@ function identifyByHeaders(
   hashes: ReadonlyMap<number, string>,
   out: Identification,
 ): Identification {
-  // Per (hash, size): the live rows in occurrence order, and the highest occurrence ever used.
-  const groups = new Map<string, { live: string[]; max: number }>();
-  for (const r of rows.values()) {
-    const m = /^(header:[0-9a-f]{64}:\d+)#(\d+)$/.exec(r.uidl);
-    if (!m) continue;
-    const g = groups.get(m[1]!) ?? { live: [], max: 0 };
-    groups.set(m[1]!, g);
-    g.max = Math.max(g.max, Number(m[2]));
-    if (r.state !== 'deleted') g.live.push(r.uidl);
-  }
-  for (const g of groups.values()) g.live.sort((a, b) => Number(a.split('#')[1]) - Number(b.split('#')[1]));
+  const groups = headerGroups(rows);
   const used = new Set<string>();
   for (const m of listing) {
     const hash = hashes.get(m.n);
@@ -188,9 +269,7 @@ function identifyByHeaders(
       out.listing.push({ ...m, uidl: '' });
       continue;
     }
-    const prefix = `header:${hash}:${m.size}`;
-    const g = groups.get(prefix) ?? { live: [], max: 0 };
-    groups.set(prefix, g);
+    const g = group(groups, `header:${hash}:${m.size}`);
     let key = g.live.shift();
     if (key === undefined) key = headerKey(hash, m.size, ++g.max);
     used.add(key);

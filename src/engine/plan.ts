@@ -11,10 +11,16 @@ export interface ListedMessage {
   uidl: string;
   /** LIST size: a hint (servers may count LF line ends), never the literal length. */
   size: number;
+  /**
+   * Why this message has no usable key although the server has UIDL: its UIDL breaks RFC 1939,
+   * or it is shared with other messages and TOP could not tell them apart. A server fault for
+   * this message, reported with these words.
+   */
+  fault?: string;
 }
 
 export type SkipReason = 'already-copied';
-export type InvalidReason = 'duplicate-uidl' | 'no-uidl';
+export type InvalidReason = 'duplicate-uidl' | 'no-uidl' | 'unusable-uidl';
 
 export interface Plan {
   /** In server order. `retry` is true when an earlier attempt failed or was lost. */
@@ -24,9 +30,24 @@ export interface Plan {
   invalid: Array<ListedMessage & { reason: InvalidReason }>;
 }
 
-export function joinListing(sizes: Array<{ n: number; size: number }>, uidls: Array<{ n: number; uidl: string }>): ListedMessage[] {
-  const byN = new Map(uidls.map((u) => [u.n, u.uidl]));
-  return sizes.map((s) => ({ n: s.n, size: s.size, uidl: byN.get(s.n) ?? '' }));
+export function joinListing(sizes: Array<{ n: number; size: number }>, uidls: Array<{ n: number; uidl: string; fault?: string }>): ListedMessage[] {
+  const byN = new Map(uidls.map((u) => [u.n, u]));
+  return sizes.map((s) => {
+    const u = byN.get(s.n);
+    return { n: s.n, size: s.size, uidl: u?.uidl ?? '', ...(u?.fault === undefined ? {} : { fault: u.fault }) };
+  });
+}
+
+/** What a report says about a message the plan cannot identify. */
+export function invalidReasonText(m: ListedMessage & { reason: InvalidReason }): string {
+  switch (m.reason) {
+    case 'unusable-uidl':
+      return m.fault ?? 'the server gave this message a UIDL popsync cannot use';
+    case 'no-uidl':
+      return 'the server gave this message no UIDL, so a copy could not be tracked';
+    case 'duplicate-uidl':
+      return `the server listed UIDL ${m.uidl} for more than one message`;
+  }
 }
 
 export function planCopy(listing: ListedMessage[], rows: ReadonlyMap<string, JournalIndexRow>): Plan {
@@ -34,7 +55,9 @@ export function planCopy(listing: ListedMessage[], rows: ReadonlyMap<string, Jou
   const seen = new Map<string, number>();
   for (const m of listing) seen.set(m.uidl, (seen.get(m.uidl) ?? 0) + 1);
   for (const m of listing) {
-    if (m.uidl === '') {
+    if (m.fault !== undefined) {
+      plan.invalid.push({ ...m, reason: 'unusable-uidl' });
+    } else if (m.uidl === '') {
       plan.invalid.push({ ...m, reason: 'no-uidl' });
     } else if ((seen.get(m.uidl) ?? 0) > 1) {
       // Two messages under one UIDL cannot both be tracked; copying either risks a duplicate or a loss.

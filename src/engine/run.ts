@@ -24,7 +24,7 @@ import { storeBatch } from './copier.js';
 import { finishSource } from './deleter.js';
 import { Inventory } from './inventory.js';
 import { DEFAULT_BATCH_BYTES, DEFAULT_BATCH_MESSAGES, DEFAULT_RETRY, DEFAULT_SET_ASIDE_AFTER, DEFAULT_SPILL_BYTES, type EngineOptions, type RetryPolicy } from './options.js';
-import { planCopy, sizeRuleReason, splitBySizeRule, type ListedMessage } from './plan.js';
+import { invalidReasonText, planCopy, sizeRuleReason, splitBySizeRule, type ListedMessage } from './plan.js';
 import { Receiver, type ReceivedBatch } from './receiver.js';
 import { reconcilePending } from './reconciler.js';
 import { fromRow, RunRecorder } from './recorder.js';
@@ -185,7 +185,7 @@ class Run implements RunContext {
       result.listedBytes = listing.reduce((a, m) => a + m.size, 0);
       result.alreadyCopied = plan.skip.length;
       for (const m of plan.invalid) {
-        rec.failUnidentified(m, m.reason === 'no-uidl' ? 'the server gave this message no UIDL' : `the server listed UIDL ${m.uidl} for more than one message`);
+        rec.failUnidentified(m, invalidReasonText(m));
       }
       this.emit({
         type: 'plan',

@@ -10,7 +10,7 @@
  * copied, since that is what the person signing off decides on.
  */
 import type { Routing } from '../mapping/types.js';
-import { sizeRuleReason, type ListedMessage, type Plan } from '../engine/plan.js';
+import { invalidReasonText, sizeRuleReason, type ListedMessage, type Plan } from '../engine/plan.js';
 import type { JournalRow } from '../journal/types.js';
 import type { PlanMessage, PlanReport } from './plan-types.js';
 import { tallyMessages } from './plan-tally.js';
@@ -39,14 +39,10 @@ export interface PlanInput {
   rate: { bytesPerSecond: number; basis: string } | null;
 }
 
-const INVALID_REASON = {
-  'no-uidl': 'the server gave this message no UIDL, so a copy could not be tracked',
-  'duplicate-uidl': 'the server listed this UIDL for more than one message',
-} as const;
 
 export function buildPlanReport(i: PlanInput): PlanReport {
   const status = new Map<number, { status: PlanMessage['status']; reason: string | null }>();
-  for (const m of i.plan.invalid) status.set(m.n, { status: 'would-fail', reason: INVALID_REASON[m.reason] });
+  for (const m of i.plan.invalid) status.set(m.n, { status: 'would-fail', reason: invalidReasonText(m) });
   for (const m of i.plan.skip) status.set(m.n, { status: 'already-copied', reason: null });
   for (const m of i.plan.copy) {
     const row = i.rows.get(m.uidl);

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { planDeletion, parseMaxDelete, type DeletionPolicy } from '../../src/engine/deletion.js';
 import { headerHash, identify, needsHeaders } from '../../src/engine/identity.js';
+import { invalidReasonText, joinListing, planCopy } from '../../src/engine/plan.js';
 import { windowWarnings } from '../../src/engine/window.js';
 import type { JournalRow } from '../../src/journal/types.js';
 
@@ -77,6 +78,70 @@ describe('identify', () => {
   });
 });
 
+describe('identify: shared UIDLs (popa3d) and UIDLs popsync deleted', () => {
+  const H = (c: string) => c.repeat(64);
+  const opts = { uidlSupported: true, now: NOW };
+
+  it('keys only the messages under a shared UIDL by header hash, size and occurrence', () => {
+    const listing = [{ n: 1, uidl: 'p', size: 10 }, { n: 2, uidl: 'p', size: 10 }, { n: 3, uidl: 'q', size: 30 }];
+    expect(needsHeaders(listing, new Map(), true)).toEqual([1, 2]);
+    const id = identify(listing, new Map(), new Map([[1, H('a')], [2, H('a')]]), opts);
+    expect(id.listing.map((m) => m.uidl)).toEqual([`header:${H('a')}:10#1`, `header:${H('a')}:10#2`, 'q']);
+    expect(id.rekeys).toEqual([]);
+    const plan = planCopy(id.listing, new Map());
+    expect(plan.invalid).toEqual([]);
+    expect(plan.copy).toHaveLength(3);
+  });
+
+  it('a message copied under a UIDL that is now shared keeps its copy: its row joins the header group', () => {
+    const listing = [{ n: 1, uidl: 'p', size: 10 }, { n: 2, uidl: 'p', size: 10 }];
+    const before = rows(row('p', { headerHash: H('a'), listSize: 10 }));
+    const id = identify(listing, before, new Map([[1, H('a')], [2, H('a')]]), opts);
+    expect(id.rekeys).toEqual([{ from: 'p', to: `header:${H('a')}:10#1` }]);
+    expect(id.listing.map((m) => m.uidl)).toEqual([`header:${H('a')}:10#1`, `header:${H('a')}:10#2`]);
+    expect(id.vanished).toEqual([]);
+    const after = rows(row(`header:${H('a')}:10#1`, { headerHash: H('a'), listSize: 10 }));
+    expect(planCopy(id.listing, after).copy.map((m) => m.n)).toEqual([2]);
+  });
+
+  it('when the UIDL is unique again, the surviving header row gets it back instead of a second copy', () => {
+    const key1 = `header:${H('a')}:10#1`;
+    const key2 = `header:${H('a')}:10#2`;
+    const j = rows(row(key1, { headerHash: H('a'), listSize: 10, state: 'deleted' }), row(key2, { headerHash: H('a'), listSize: 10 }));
+    const listing = [{ n: 1, uidl: 'p', size: 10 }];
+    expect(needsHeaders(listing, j, true)).toEqual([1]);
+    const id = identify(listing, j, new Map([[1, H('a')]]), opts);
+    expect(id.rekeys).toEqual([{ from: key2, to: 'p' }]);
+    expect(id.recognised).toBe(1);
+  });
+
+  it('a shared UIDL whose TOP failed is a fault of that message, named', () => {
+    const listing = [{ n: 1, uidl: 'p', size: 10 }, { n: 2, uidl: 'p', size: 10 }];
+    const id = identify(listing, new Map(), new Map([[1, H('a')]]), opts);
+    expect(id.listing[1]).toMatchObject({ uidl: '', fault: expect.stringMatching(/UIDL p for more than one message/) });
+    const plan = planCopy(id.listing, new Map());
+    expect(plan.invalid.map((m) => [m.n, m.reason, invalidReasonText(m)])).toEqual([[2, 'unusable-uidl', id.listing[1]!.fault]]);
+  });
+
+  it('a UIDL popsync deleted and sees again is a new message: the old row is moved aside', () => {
+    const listing = [{ n: 1, uidl: 'u1', size: 100 }, { n: 2, uidl: 'u2', size: 100 }];
+    const j = rows(row('u1', { state: 'deleted' }), row('u2'));
+    expect(needsHeaders(listing, j, true)).toEqual([]);
+    const id = identify(listing, j, new Map(), opts);
+    expect(id.rekeys).toEqual([{ from: 'u1', to: `u1 reused ${NOW.toISOString()}` }]);
+    expect(id.reused).toEqual(['u1']);
+    const after = rows(row(`u1 reused ${NOW.toISOString()}`, { state: 'deleted' }), row('u2'));
+    expect(planCopy(id.listing, after).copy.map((m) => m.uidl)).toEqual(['u1']);
+  });
+
+  it('a UIDL with bytes RFC 1939 forbids is a reported fault, never cut or guessed', () => {
+    const listing = joinListing([{ n: 1, size: 5 }, { n: 2, size: 6 }], [{ n: 1, uidl: '', fault: 'bad UIDL "a\\x20b"' }, { n: 2, uidl: 'ok' }]);
+    const plan = planCopy(listing, new Map());
+    expect(plan.invalid.map((m) => invalidReasonText(m))).toEqual(['bad UIDL "a\\x20b"']);
+    expect(plan.copy.map((m) => m.uidl)).toEqual(['ok']);
+  });
+});
+
 describe('planDeletion', () => {
   const policy = (o: Partial<DeletionPolicy> = {}): DeletionPolicy => ({ afterDays: 0, maxDelete: null, force: false, verify: false, ...o });
   const listing = ['a', 'b', 'c', 'd', 'e'].map((uidl, i) => ({ n: i + 1, uidl, size: 100 }));
@@ -111,16 +176,24 @@ describe('planDeletion', () => {
 
 describe('windowWarnings', () => {
   it('warns when a round count repeats while new mail arrives, and never says "all"', () => {
-    const w = windowWarnings({ listed: 250, newCount: 3, vanished: 0, previous: [{ listed: 250, deleted: 0 }] });
+    const w = windowWarnings({ listed: 250, newCount: 3, vanished: 0, previous: [{ listed: 250, deleted: 0, result: 'ok' }] });
     expect(w).toHaveLength(1);
     expect(w[0]).toMatch(/exactly 250 .*newest 250/);
     expect(w[0]).not.toMatch(/\ball\b/);
   });
   it('stays quiet for a first run, an odd count, no new mail, or a run that deleted', () => {
     expect(windowWarnings({ listed: 250, newCount: 3, vanished: 0, previous: [] })).toEqual([]);
-    expect(windowWarnings({ listed: 251, newCount: 3, vanished: 0, previous: [{ listed: 251, deleted: 0 }] })).toEqual([]);
-    expect(windowWarnings({ listed: 250, newCount: 0, vanished: 0, previous: [{ listed: 250, deleted: 0 }] })).toEqual([]);
-    expect(windowWarnings({ listed: 250, newCount: 3, vanished: 0, previous: [{ listed: 250, deleted: 3 }] })).toEqual([]);
+    expect(windowWarnings({ listed: 251, newCount: 3, vanished: 0, previous: [{ listed: 251, deleted: 0, result: 'ok' }] })).toEqual([]);
+    expect(windowWarnings({ listed: 250, newCount: 0, vanished: 0, previous: [{ listed: 250, deleted: 0, result: 'ok' }] })).toEqual([]);
+    expect(windowWarnings({ listed: 250, newCount: 3, vanished: 0, previous: [{ listed: 250, deleted: 3, result: 'ok' }] })).toEqual([]);
+  });
+  it('stays quiet when the previous run did not end ok: its listed messages may still be unknown to the journal', () => {
+    // A 500-message migration interrupted after 200, then resumed: 300 unknown, none arrived.
+    expect(windowWarnings({ listed: 500, newCount: 300, vanished: 0, previous: [{ listed: 500, deleted: 0, result: 'error' }] })).toEqual([]);
+    // Nor does an older ok run behind it count: the interrupted one is the last word.
+    expect(windowWarnings({ listed: 500, newCount: 300, vanished: 0, previous: [{ listed: 500, deleted: 0, result: 'error' }, { listed: 500, deleted: 0, result: 'ok' }] })).toEqual([]);
+    // Set-aside messages are not journaled: a 'partial' run proves nothing either.
+    expect(windowWarnings({ listed: 500, newCount: 2, vanished: 0, previous: [{ listed: 500, deleted: 0, result: 'partial' }] })).toEqual([]);
   });
   it('warns when copied messages vanished without popsync deleting them', () => {
     expect(windowWarnings({ listed: 7, newCount: 0, vanished: 2, previous: [] })[0]).toMatch(/^2 messages copied earlier are no longer listed/);
