@@ -119,6 +119,12 @@ describe('the packed and installed popsync', () => {
     expect(page).toContain('\\-\\-pop\\-password\\-env');
   });
 
+  it('runs through npx from the tarball, without installing it', () => {
+    const r = run('npx', ['--yes', '--prefer-offline', '--allow-scripts=better-sqlite3', '--package', tarball, 'popsync', '--version'], work);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe(pkg.version);
+  });
+
   it('migrates a real mailbox, run from outside the checkout', async () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
