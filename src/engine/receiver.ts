@@ -12,11 +12,12 @@
  *
  * Progress is per message: a batch cut by a dropped connection still delivers every message
  * that arrived whole before the drop, so a link that stalls every 12 MB moves 12 MB per pass
- * instead of nothing. The message that was arriving when the connection failed is charged one
+ * instead of nothing. The message that was arriving when the connection dropped is charged one
  * failed attempt; after `setAsideAfter` of them in one run it is set aside (reported as failed
  * with the reason, left on the server, tried again by the next run) so one message whose RETR
- * always kills the connection cannot block the rest of the mailbox. Counting per run is enough
- * because the run reconnects by itself; a message is never journaled before it arrived whole.
+ * always kills the connection cannot block the rest of the mailbox. A reply larger than the
+ * message can be (retrCeiling) has it set aside at once. Counting per run is enough because
+ * the run reconnects by itself; a message is never journaled before it arrived whole.
  */
 import type { Readable } from 'node:stream';
 import { isPopsyncError, PopsyncError } from '../errors.js';
@@ -62,7 +63,7 @@ export class Receiver {
   private readonly ahead: Array<{ m: ListedMessage; stream: Readable }> = [];
   private next = 0;
   private failed: PopsyncError | null = null;
-  /** The error of a reply past retrCeiling: a server fault, so the message is set aside at once. */
+  /** The error of a reply past retrCeiling that this receiver cut off itself. */
   private overCeiling: PopsyncError | null = null;
 
   constructor(
@@ -147,24 +148,22 @@ export class Receiver {
   }
 
   /**
-   * A failure while `m` was arriving: one more failed attempt for it (set aside at the limit).
-   * A broken connection or protocol is retried on a new connection by the supervisor; anything
-   * else (a full temp dir, an interrupt) is returned as it is.
+   * A failure while `m` was arriving. A reply past its ceiling is the server lying about this
+   * message: it is set aside at once. A drop, a timeout or a trickle may be the link's fault:
+   * one more failed attempt, set aside at the limit. Either way the supervisor goes on with a
+   * new connection; anything else (a full temp dir, an interrupt) is returned as it is.
    */
   private charge(m: ListedMessage, e: unknown): PopsyncError {
     const err = isPopsyncError(e) ? e : new PopsyncError('internal', `receiving message ${m.n}: ${String(e)}`, {}, { cause: e });
     if (err.kind !== 'connection' && err.kind !== 'protocol') return err;
-    // The connection usually trips first (its count includes the status line): same verdict.
-    const attempts = err === this.overCeiling || isOverCeiling(err) ? this.limits.setAsideAfter : (this.ctx.receiveFailures.get(m.uidl) ?? 0) + 1;
+    // A reply past its ceiling is the server's fault, whichever side cut it (the connection usually
+    // trips first: its count includes the status line).
+    const overCeiling = err === this.overCeiling || isOverCeiling(err);
+    const attempts = (this.ctx.receiveFailures.get(m.uidl) ?? 0) + 1;
     this.ctx.receiveFailures.set(m.uidl, attempts);
-    if (attempts >= this.limits.setAsideAfter) {
-      const times = attempts === 1 ? 'once' : `${attempts} times`;
-      this.ctx.rec.fail(
-        m,
-        null,
-        `set aside: receiving it from the POP3 server failed ${times} (last: ${err.message}); it stays on the server and the next run tries it again`,
-        err.context.serverResponse ?? null,
-      );
+    if (overCeiling || attempts >= this.limits.setAsideAfter) {
+      const why = overCeiling ? err.message : `receiving it from the POP3 server failed ${attempts === 1 ? 'once' : `${attempts} times`} (last: ${err.message})`;
+      this.ctx.rec.fail(m, null, `set aside: ${why}; it stays on the server and the next run tries it again`, err.context.serverResponse ?? null);
       this.ctx.o.logger.warn({ account: this.ctx.o.account, uidl: m.uidl, attempts }, 'message set aside: the POP3 server failed while sending it');
       // Settling it counts as progress, so the reconnect budget does not run out on its account.
       this.ctx.settledThisPass++;

@@ -9,17 +9,22 @@
  *  - IMAP: every APPEND written with a non-synchronising literal ({n+}, LITERAL+) down one
  *    connection, until the last tagged OK.
  * popsync runs as the real CLI in its own process; peak RSS is sampled from /proc.
+ *
+ * Then the memory cases of issue 7: one 200 MB message (BENCH_LARGE_MB), and one whose header
+ * block alone is 100 MB (BENCH_HEADER_MB), each copied alone, peak RSS beside the README's bound.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { benchMix } from './corpus.js';
+import { benchMix, hugeMessage } from './corpus.js';
 import { startDovecot, type Lab } from './dovecot.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const MB = 1024 * 1024;
+/** README "Memory": the peak RSS popsync stays under whatever the message sizes. */
+const PEAK_RSS_BOUND_MB = 200;
 
 /** Reads lines/bytes from a socket until `done(buffer)` says so. */
 function session(port: number): { sock: net.Socket; until(pred: (all: string) => boolean): Promise<string> } {
@@ -197,8 +202,38 @@ async function main(): Promise<void> {
     process.stdout.write(
       `popsync sync no-op (${syncCount} journaled), 3 runs: ${idle.map((r) => (r.ms / 1000).toFixed(2)).join(' s, ')} s, start-up included, peak RSS ${Math.max(...idle.map((r) => r.peakRssMb)).toFixed(0)} MB\n`,
     );
+
+    process.stdout.write('\n');
+    await largeMessages(lab);
   } finally {
     await lab.stop();
+  }
+}
+
+/** A message of `headerMb` MB whose header block is all of it but a short body. */
+function hugeHeader(headerMb: number): Buffer {
+  const field = `X-Filler: ${'h'.repeat(986)}\r\n`;
+  const count = Math.ceil((headerMb * MB) / field.length);
+  return Buffer.concat([
+    Buffer.from('From: "Big Header" <big@example.com>\r\nTo: <someone@example.org>\r\nSubject: a 100 MB header block\r\nMessage-ID: <huge-header@example.com>\r\n'),
+    Buffer.from(field.repeat(count)),
+    Buffer.from('\r\nA short body.\r\n'),
+  ]);
+}
+
+async function largeMessages(lab: Lab): Promise<void> {
+  const cases: Array<[string, () => Buffer]> = [
+    [`one ${Number(process.env.BENCH_LARGE_MB ?? 200)} MB message`, () => hugeMessage(Number(process.env.BENCH_LARGE_MB ?? 200) * MB, 200)],
+    [`one message with a ${Number(process.env.BENCH_HEADER_MB ?? 100)} MB header block`, () => hugeHeader(Number(process.env.BENCH_HEADER_MB ?? 100))],
+  ];
+  for (const [i, [label, make]] of cases.entries()) {
+    await lab.seedPop3(`bench-large-src-${i}`, [make()]);
+    const run = await popsync(lab, `bench-large-src-${i}`, `bench-large-dst-${i}`, join(lab.dir, `bench-large-${i}.sqlite`));
+    if (run.summary.copied !== 1) throw new Error(`popsync copied ${run.summary.copied} of 1 (${label})`);
+    const verdict = run.peakRssMb < PEAK_RSS_BOUND_MB ? 'within' : 'OVER';
+    process.stdout.write(
+      `popsync migrate, ${label}: ${(run.ms / 1000).toFixed(2)} s, peak RSS ${run.peakRssMb.toFixed(0)} MB (bound ${PEAK_RSS_BOUND_MB} MB: ${verdict})\n`,
+    );
   }
 }
 

@@ -7,9 +7,10 @@
  * the shipped binary has no way to receive them.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = join(ROOT, 'bin', 'popsync.js');
@@ -25,6 +26,8 @@ export interface TestHooks {
   stepsFile?: string;
   /** A lock row of another host whose heartbeat is older than this is taken over. */
   staleMs?: number;
+  /** At exit, write the process's peak RSS (VmHWM from /proc/self/status, in KiB) to this file. */
+  peakRssFile?: string;
 }
 
 export interface CliResult {
@@ -32,6 +35,8 @@ export interface CliResult {
   signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
+  /** With `peakRss`: the child's peak resident set (VmHWM, read as it exits) in MiB. */
+  peakRssMb?: number;
 }
 
 export interface CliOptions {
@@ -40,6 +45,8 @@ export interface CliOptions {
   killAfterMs?: number;
   timeoutMs?: number;
   hooks?: TestHooks;
+  /** Report the child's peak RSS (Linux; through the hooked launcher). */
+  peakRss?: boolean;
 }
 
 export function runCli(args: string[], o: CliOptions = {}): Promise<CliResult> {
@@ -51,7 +58,9 @@ export function startCli(args: string[], o: CliOptions = {}): { child: ChildProc
   if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
     throw new Error('dist/ is missing: run `npm run build` (npm test does it for you)');
   }
-  const argv = o.hooks === undefined ? [BIN, ...args] : [HOOKED_BIN, JSON.stringify(o.hooks), ...args];
+  const rssFile = o.peakRss ? join(mkdtempSync(join(tmpdir(), 'popsync-rss-')), 'peak') : null;
+  const hooks = rssFile === null ? o.hooks : { ...o.hooks, peakRssFile: rssFile };
+  const argv = hooks === undefined ? [BIN, ...args] : [HOOKED_BIN, JSON.stringify(hooks), ...args];
   let child!: ChildProcess;
   const done = new Promise<CliResult>((resolve, reject) => {
     child = spawn(process.execPath, argv, {
@@ -69,7 +78,12 @@ export function startCli(args: string[], o: CliOptions = {}): { child: ChildProc
     child.on('error', reject);
     child.on('close', (code, signal) => {
       for (const t of timers) clearTimeout(t);
-      resolve({ code, signal, stdout, stderr });
+      let peak: { peakRssMb?: number } = {};
+      if (rssFile !== null) {
+        peak = existsSync(rssFile) ? { peakRssMb: Number(readFileSync(rssFile, 'utf8')) / 1024 } : {};
+        rmSync(dirname(rssFile), { recursive: true, force: true });
+      }
+      resolve({ code, signal, stdout, stderr, ...peak });
     });
   });
   return { child, done };

@@ -99,6 +99,11 @@ export interface FakeContext {
   replyMulti(status: string, body: Buffer | string): void;
   /** Writes raw bytes, exactly as given (not counted as a reply). */
   write(bytes: Buffer | string): void;
+  /**
+   * write(), then waits until the socket has taken the bytes, so a handler sending without end
+   * follows the client's pace; false once the client is gone.
+   */
+  writeWait(bytes: Buffer | string): Promise<boolean>;
   /** Reads the client's next line (for SASL exchanges); null if the client went away. */
   readLine(): Promise<string | null>;
   /** Destroys the socket at once, as a crash or network drop would. */
@@ -277,6 +282,20 @@ export async function startFakePop3(options: FakePop3Options = {}): Promise<Fake
       },
       write(bytes) {
         if (!socket.destroyed) socket.write(bytes);
+      },
+      writeWait(bytes) {
+        if (socket.destroyed || closed) return Promise.resolve(false);
+        if (socket.write(bytes)) return Promise.resolve(true);
+        const s = socket;
+        return new Promise<boolean>((resolve) => {
+          const done = (): void => {
+            s.off('drain', done);
+            s.off('close', done);
+            resolve(!s.destroyed);
+          };
+          s.once('drain', done);
+          s.once('close', done);
+        });
       },
       readLine: () =>
         new Promise<string | null>((resolve) => {

@@ -7,7 +7,8 @@
  *
  *   node test/support/popsync-with-hooks.mjs '<json hooks>' <popsync arguments...>
  *
- * hooks: { "now": ISO time, "killAt": "3:before", "stepsFile": path, "staleMs": number }
+ * hooks: { "now": ISO time, "killAt": "3:before", "stepsFile": path, "staleMs": number,
+ *          "peakRssFile": path }
  * (test/support/cli.ts builds the call from CliOptions.hooks).
  */
 const [node, , json, ...args] = process.argv;
@@ -17,6 +18,14 @@ const { setClockStart } = await import(new URL('engine/clock.js', dist).href);
 const { configureCrashHook, parseKillAt } = await import(new URL('journal/crash-hook.js', dist).href);
 const { setStaleLimitMs } = await import(new URL('journal/lock.js', dist).href);
 if (hooks.now !== undefined) setClockStart(new Date(hooks.now));
+if (hooks.peakRssFile !== undefined) {
+  // 'exit' handlers run synchronously as the process ends, after everything else it did.
+  const { readFileSync, writeFileSync } = await import('node:fs');
+  process.on('exit', () => {
+    const m = /VmHWM:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) writeFileSync(hooks.peakRssFile, m[1]);
+  });
+}
 if (hooks.staleMs !== undefined) setStaleLimitMs(hooks.staleMs);
 configureCrashHook({ killAt: hooks.killAt === undefined ? null : parseKillAt(hooks.killAt), stepsFile: hooks.stepsFile ?? null });
 const { main } = await import(new URL('cli/main.js', dist).href);
