@@ -6,6 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Journal, type RunRecord } from '../../src/journal/journal.js';
@@ -114,6 +115,38 @@ describe('sync --every', () => {
     // The cycle SIGTERM met: finished, or (on a slow machine, mid-cycle) recorded as interrupted.
     if (account.lastRun.result !== 'ok') expect(account.lastRun).toMatchObject({ result: 'error', error: expect.stringMatching(/interrupted/) });
     expect(account.lock).toBeNull();
+  });
+
+  it('every: in the config file keeps sync running the same way', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    const config = join(dir, `${pop}.yml`);
+    writeFileSync(
+      config,
+      [
+        'defaults:',
+        '  every: 1s',
+        'accounts:',
+        `  - name: ${pop}`,
+        `    source: { url: 'pop3://${pop}@127.0.0.1:${lab.pop3.port}', tls: none, password_env: PW }`,
+        `    destination: { url: 'imap://${imap}@127.0.0.1:${lab.imap.port}', tls: none, password_env: PW }`,
+        `    journal: ${pop}.sqlite`,
+        '',
+      ].join('\n'),
+    );
+    const d = startDaemon(['sync', '--config', config, '--no-progress'], { PW: lab.password });
+    try {
+      await until('the first cycle', () => finishedRuns(join(dir, `${pop}.sqlite`)).length >= 1);
+      await lab.seedPop3(pop, [mail(`${pop}-1`), mail(`${pop}-2`)]);
+      await until('the two messages', async () => (await destinationMessages(lab, imap)).length >= 2);
+    } catch (e) {
+      throw new Error(`${String(e)}\nstdout:\n${d.stdout()}\nstderr:\n${d.stderr()}`);
+    } finally {
+      d.child.kill('SIGTERM');
+    }
+    expect(await d.exited).toEqual({ code: 0, signal: null });
+    expect(copiedIn(d.stdout()).reduce((a, b) => a + b, 0)).toBe(2);
+    expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(digests(await sourceMessages(lab, pop)));
   });
 
   it('backs off while the server cannot be reached, and SIGTERM while it waits exits 0 at once', async () => {
