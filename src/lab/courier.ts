@@ -163,6 +163,9 @@ export async function startCourier(): Promise<CourierLab> {
     sock.write('+OK Hello there.\r\n');
     let buf = Buffer.alloc(0);
     let user: string | null = null;
+    // pop3login exports UTF8=1 only to a client that sent UTF8 before logging in; courierpop3d
+    // then serves 8-bit messages as a "Cannot display Unicode content" notice until it is sent.
+    let utf8 = false;
     const onData = (d: Buffer): void => {
       buf = Buffer.concat([buf, d]);
       for (let i = buf.indexOf('\r\n'); i >= 0; i = buf.indexOf('\r\n')) {
@@ -172,6 +175,10 @@ export async function startCourier(): Promise<CourierLab> {
         switch (verb.toUpperCase()) {
           case 'CAPA':
             sock.write(`+OK Here's what I can do:\r\n${POP3_CAPA.join('\r\n')}\r\n.\r\n`);
+            break;
+          case 'UTF8':
+            utf8 = true;
+            sock.write('+OK UTF8 enabled\r\n');
             break;
           case 'USER':
             user = args.join(' ');
@@ -184,7 +191,7 @@ export async function startCourier(): Promise<CourierLab> {
               break;
             }
             sock.off('data', onData);
-            run(POP3D, user, sock, { MIME_UNICODE_MESSAGE_TYPE: 'message/global' }, buf);
+            run(POP3D, user, sock, { MIME_UNICODE_MESSAGE_TYPE: 'message/global', UTF8: utf8 ? '1' : '0' }, buf);
             return;
           case 'QUIT':
             sock.end('+OK Better luck next time.\r\n');
