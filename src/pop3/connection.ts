@@ -337,7 +337,8 @@ export class Pop3Connection implements CommandChannel {
     const left = head.budget.msLeft(now());
     if (left === Infinity) return;
     this.paceFor = head;
-    this.paceTimer = setTimeout(() => this.onPace(), Math.max(0, Math.ceil(left)));
+    // Node turns a delay past 2^31-1 ms into 1 ms; the re-check on firing makes a shorter wait safe.
+    this.paceTimer = setTimeout(() => this.onPace(), Math.min(MAX_TIMER_MS, Math.max(0, Math.ceil(left))));
   }
 
   private clearPace(): void {
@@ -436,6 +437,9 @@ export class Pop3Connection implements CommandChannel {
     return new PopsyncError(kind, `cannot send ${spec.label}: ${f.message}`, ctx, { cause: f });
   }
 }
+
+/** The longest delay setTimeout keeps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Monotonic milliseconds: wall-clock jumps must not fake a slow server. */
 function now(): number {

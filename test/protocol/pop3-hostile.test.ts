@@ -225,6 +225,29 @@ describe('reply pace', () => {
     expect((await s.retr(1)).toString('latin1')).toBe(body);
   });
 
+  it('the longest --timeout does not overflow the pace timer into a busy loop', { timeout: 30_000 }, async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      // The credit of a large reply on top of the longest grace: re-armed after each pause.
+      const body = `Subject: big\r\n\r\n${'q'.repeat(1000)}\r\n`.repeat(4000); // ~4 MB
+      const pop = await fake({ messages: [body] });
+      const s = await connect(pop, { timeoutMs: 2_147_483_000 });
+      await s.list();
+      const chunks: Buffer[] = [];
+      for await (const c of s.retrStream(1)) {
+        chunks.push(c as Buffer);
+        await new Promise((r) => setImmediate(r)); // a slow reader: the socket pauses and resumes
+      }
+      expect(Buffer.concat(chunks).length).toBe(body.length);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(warnings).not.toContain('TimeoutOverflowWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('a paused stream reader is not blamed on the server', { timeout: 30_000 }, async () => {
     const body = `Subject: big\r\n\r\n${'q'.repeat(1000)}\r\n`.repeat(2000); // ~2 MB
     const pop = await fake({ messages: [body] });
