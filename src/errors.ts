@@ -22,6 +22,7 @@ export type ErrorKind =
   | 'journal' // journal unreadable, newer schema, corrupt
   | 'journal-bound' // journal belongs to another source account
   | 'uidvalidity' // destination folder's UIDVALIDITY changed since the journal saw it
+  | 'undecidable' // popsync cannot tell which destination message is its copy: needs a human
   | 'locked' // another run holds this account
   | 'interrupted' // SIGINT / SIGTERM
   | 'internal'; // a bug
@@ -91,7 +92,7 @@ export const ExitCode = {
   auth: 3,
   connection: 4, // connection or TLS failure
   journalBound: 5, // journal belongs to another account, or is unusable
-  uidvalidity: 6, // destination UIDVALIDITY changed: needs a human
+  uidvalidity: 6, // a destination folder needs a human: which copy is ours is undecidable
   locked: 7, // another run holds the account
   internal: 70, // EX_SOFTWARE: a bug in popsync
   temporary: 75, // EX_TEMPFAIL: the server said try later
@@ -116,6 +117,7 @@ export function exitCodeFor(kind: ErrorKind): number {
     case 'journal-bound':
       return ExitCode.journalBound;
     case 'uidvalidity':
+    case 'undecidable':
       return ExitCode.uidvalidity;
     case 'locked':
       return ExitCode.locked;

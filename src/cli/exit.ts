@@ -102,7 +102,7 @@ const MEANING: Record<keyof typeof ExitCode, string> = {
   auth: 'a server rejected the credentials',
   connection: 'connection, TLS or protocol failure',
   journalBound: 'the journal is unusable or belongs to another account',
-  uidvalidity: "the destination folder's UIDVALIDITY changed: needs a human",
+  uidvalidity: 'popsync cannot tell which message in a destination folder is its copy: needs a human',
   locked: 'another popsync run holds this account',
   internal: 'a bug in popsync (please report it)',
   temporary: 'the server said to try again later; rerun later',

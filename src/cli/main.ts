@@ -8,6 +8,7 @@ import { ExitCode } from '../errors.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerPlan } from './commands/plan.js';
 import { registerConfig } from './commands/config.js';
+import { registerJournal } from './commands/journal.js';
 import { registerStatus } from './commands/status.js';
 import { registerSync } from './commands/sync.js';
 import { registerVerify } from './commands/verify.js';
@@ -17,7 +18,7 @@ import { loadTtyLibraries } from '../report/progress.js';
 import { packageVersion } from './version.js';
 
 /** Each command adds itself to the program; the order is the order in --help. */
-const COMMANDS: Array<(program: Command, ctx: CommandContext) => void> = [registerMigrate, registerPlan, registerSync, registerStatus, registerVerify, registerConfig];
+const COMMANDS: Array<(program: Command, ctx: CommandContext) => void> = [registerMigrate, registerPlan, registerSync, registerStatus, registerVerify, registerJournal, registerConfig];
 
 export function buildProgram(ctx: CommandContext): Command {
   const program = new Command('popsync')

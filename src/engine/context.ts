@@ -11,8 +11,11 @@ import type { ProgressListener } from './types.js';
 
 export type Side = 'pop3' | 'imap';
 
-/** A destination folder as this run knows it: its status, and the lowest UID a new copy can get. */
-export type OpenFolder = FolderStatus & { floor: number };
+/**
+ * A destination folder as this run knows it: its status, the lowest UID a new copy can get, and
+ * (while the journal is adopting copies it did not make there) the UID below which to search.
+ */
+export type OpenFolder = FolderStatus & { floor: number; adoptBelow: number | null };
 
 export interface RunContext {
   readonly o: EngineOptions;

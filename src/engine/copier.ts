@@ -1,7 +1,9 @@
 /**
- * Storing one received batch: route -> journal 'appending' with the folder's UIDNEXT
+ * Storing one received batch: route -> copies already in a folder this journal is adopting
+ * are recorded, not appended (adopter.ts) -> journal 'appending' with the folder's UIDNEXT
  * (committed) -> APPEND -> journal 'done' with the UID, or 'failed' for a message the
- * destination refused. Receiving is receiver.ts's job; what arrives here is whole messages,
+ * destination refused -> for copies stored without a UID (no UIDPLUS), the UID found by
+ * content (reconciler.ts learnUids). Receiving is receiver.ts's job; what arrives here is whole messages,
  * each in memory or in a spool file, with its size, sha256 and head already known, so nothing
  * here reads a body: routing and identity read only the head (mapping/headers.ts caps it). A
  * message refused by the destination fails alone; a lost connection rejects and ends the pass
@@ -12,12 +14,14 @@ import type { BeginAppend } from '../journal/types.js';
 import { decodedHeader } from '../mapping/decode.js';
 import { messageIdOf, parseHeaders } from '../mapping/headers.js';
 import type { RunContext } from './context.js';
+import { adoptExisting } from './adopter.js';
 import { openFolder } from './folders.js';
 import { headerHash } from './identity.js';
 import type { Received } from './receiver.js';
+import { learnUids } from './reconciler.js';
 import type { RoutedItem } from './recorder.js';
 
-type Item = RoutedItem & { begin: BeginAppend; req: AppendRequest };
+type Item = RoutedItem & { begin: BeginAppend; req: AppendRequest; head: Buffer };
 
 /** Routes each received message and groups them by destination folder, in source order. */
 function route(ctx: RunContext, received: Received[]): Map<string, Item[]> {
@@ -35,6 +39,7 @@ function route(ctx: RunContext, received: Received[]): Map<string, Item[]> {
         uidl: f.m.uidl,
         size: f.body.size,
         sha256: f.body.sha256,
+        fingerprint: f.body.fingerprint,
         headerHash: headerHash(head),
         listSize: f.m.size,
         messageId: messageIdOf(fields),
@@ -49,6 +54,7 @@ function route(ctx: RunContext, received: Received[]): Map<string, Item[]> {
           folderRule: routing.folderRule,
         },
       },
+      head,
       req: {
         body: f.body.bytes ?? { file: f.body.file!, size: f.body.size, hasNul: f.body.hasNul },
         flags: routing.flags,
@@ -63,12 +69,25 @@ function route(ctx: RunContext, received: Received[]): Map<string, Item[]> {
 export async function storeBatch(ctx: RunContext, sink: ImapSink, received: Received[]): Promise<void> {
   const { journal, account } = ctx.o;
   const { rec } = ctx;
-  for (const [folder, items] of route(ctx, received)) {
+  for (const [folder, routed] of route(ctx, received)) {
     const status = await openFolder(ctx, sink, folder);
-    for (const it of items) {
+    const floor = status.floor;
+    for (const it of routed) {
       it.begin.destUidValidity = status.uidValidity;
-      it.begin.destUidNext = status.floor;
+      it.begin.destUidNext = floor;
     }
+    const adopted = await adoptExisting(ctx, sink, folder, status, routed.map((it) => ({ begin: it.begin, head: it.head })));
+    for (const it of routed) {
+      const uid = adopted.get(it.m.uidl);
+      if (uid === undefined) continue;
+      rec.result.adopted = (rec.result.adopted ?? 0) + 1;
+      ctx.settledThisPass++;
+      ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
+      rec.record(it.m.uidl, rec.routed(it, 'already-copied', `its copy was already in the destination (UID ${uid}); not copied again`, null));
+    }
+    const items = routed.filter((it) => !adopted.has(it.m.uidl));
+    if (items.length === 0) continue;
+    const uidless: string[] = [];
     journal.beginAppend(account, items.map((it) => it.begin));
     await ctx.on('imap', sink.appendBatch(
       folder,
@@ -78,6 +97,7 @@ export async function storeBatch(ctx: RunContext, sink: ImapSink, received: Rece
         if (outcome.ok) {
           journal.confirm(account, it.m.uidl, { destUidValidity: outcome.uidValidity ?? status.uidValidity, destUid: outcome.uid });
           if (outcome.uid !== null) status.floor = Math.max(status.floor, outcome.uid + 1);
+          else uidless.push(it.m.uidl);
           rec.result.copied++;
           rec.result.copiedBytes += it.begin.size;
           ctx.settledThisPass++;
@@ -92,5 +112,8 @@ export async function storeBatch(ctx: RunContext, sink: ImapSink, received: Rece
         }
       },
     ));
+    // Without a UID the copy claims no destination message, and an identical message's
+    // interrupted copy could later settle on it: find it now, while the range is small.
+    await learnUids(ctx, sink, folder, status, floor, uidless.map((uidl) => journal.get(account, uidl)!));
   }
 }

@@ -8,6 +8,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { HEADER_PARSE_LIMIT } from '../mapping/headers.js';
+import { Fingerprinter } from './fingerprint.js';
 import type { Spool, SpoolFile } from './spool.js';
 
 /** headerBlockEnd() peeks two bytes past the limit to recognise a blank line ending on it. */
@@ -16,6 +17,8 @@ const HEAD_BYTES = HEADER_PARSE_LIMIT + 2;
 export interface ReceivedBody {
   size: number;
   sha256: string;
+  /** The normalised content fingerprint (fingerprint.ts): recognises the copy after a server rewrote it. */
+  fingerprint: string;
   hasNul: boolean;
   /** The first bytes of the message, enough for every header parse (HEADER_PARSE_LIMIT). */
   head: Buffer;
@@ -27,6 +30,7 @@ export interface ReceivedBody {
 
 export class BodyCollector {
   private readonly hash: Hash = createHash('sha256');
+  private readonly fingerprint = new Fingerprinter();
   private chunks: Buffer[] = [];
   private held = 0;
   private size = 0;
@@ -53,6 +57,7 @@ export class BodyCollector {
     if (chunk.length === 0) return;
     this.size += chunk.length;
     this.hash.update(chunk);
+    this.fingerprint.update(chunk);
     if (!this.hasNul && chunk.includes(0)) this.hasNul = true;
     if (this.file) {
       // Spilled before the head was complete: keep filling it.
@@ -79,13 +84,14 @@ export class BodyCollector {
 
   async finish(): Promise<ReceivedBody> {
     const sha256 = this.hash.digest('hex');
+    const fingerprint = this.fingerprint.digest();
     if (this.file) {
       await this.file.close();
-      return { size: this.size, sha256, hasNul: this.hasNul, head: this.head!, bytes: null, file: this.file.path };
+      return { size: this.size, sha256, fingerprint, hasNul: this.hasNul, head: this.head!, bytes: null, file: this.file.path };
     }
     const bytes = Buffer.concat(this.chunks, this.held);
     this.chunks = [];
-    return { size: this.size, sha256, hasNul: this.hasNul, head: bytes.subarray(0, HEAD_BYTES), bytes, file: null };
+    return { size: this.size, sha256, fingerprint, hasNul: this.hasNul, head: bytes.subarray(0, HEAD_BYTES), bytes, file: null };
   }
 
   /** The message will not be used: drop what is held and its spool file. */

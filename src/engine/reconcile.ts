@@ -1,70 +1,197 @@
 /**
- * Settles journal rows left 'appending' by a run that died (or lost its connection) between
- * committing its intent and recording the server's answer. Dovecot stores an APPEND even when
- * the client vanishes before the tagged OK, so "not recorded" does not mean "not copied".
+ * Which destination message is our copy: the matching rules of reconciliation, UID learning and
+ * adoption, with no sockets (the destination is reached through `Probe`).
  *
- * isync finds such copies by a token header it stamps into each message; we promise byte-exact
- * copies, so we match by content instead: a candidate is a destination message with UID at or
- * above the UIDNEXT saved before the APPEND, of the same size, and the same sha256 (or, when the
- * server rewrites bytes, the same Message-ID). Each destination UID settles at most one row, and
- * UIDs already owned by 'done' rows are never candidates: identical messages in a source are
- * legal and each must arrive.
+ * A copy is recognised by content: the exact sha256, else the normalised fingerprint
+ * (fingerprint.ts), which survives what servers do to stored mail (Dovecot turns bare LF into
+ * CRLF and NUL into 0x80, Courier strips bare CR, Cyrus munges 8-bit header bytes, servers add
+ * a final newline). Size is only a hint: those rewrites change it, so a candidate is excluded
+ * only when it is larger than any rewrite of the message could make it.
+ *
+ * Cost is bounded by narrowing before any body is fetched: only UIDs at or above the UIDNEXT
+ * saved before the APPEND (or, when adopting, below the UIDNEXT the folder had when the journal
+ * first saw it), then the Message-ID from the listing (ENVELOPE), then, where the caller knows
+ * the wanted header, the header fingerprint (BODY.PEEK[HEADER]). Bodies are fetched one at a
+ * time and only for the candidates that remain.
+ *
+ * Each destination UID is claimed by at most one row, and UIDs already claimed are never
+ * candidates: identical messages in a source are legal and each must arrive, so a copy can be
+ * counted once only. Content-equal candidates are interchangeable, so taking the lowest
+ * eligible UID is not a guess. Where the rules cannot decide (several different candidates
+ * share the Message-ID and none has the content, or an old row without a fingerprint has a
+ * plausible candidate), the answer is 'undecided' and the caller stops: copying again on a
+ * guess would duplicate, settling on a guess could lose a message.
  */
 import { createHash } from 'node:crypto';
 import type { DestinationMessage } from '../imap/types.js';
-import type { JournalRow } from '../journal/types.js';
-
-export interface ReconcileDecision {
-  uidl: string;
-  /** The destination UID holding this row's copy, or null: not there, copy it again. */
-  uid: number | null;
-  matchedBy: 'sha256' | 'message-id' | null;
-}
-
-export interface ReconcileSource {
-  listSince(sinceUid: number): Promise<DestinationMessage[]>;
-  fetchBody(uid: number): Promise<Buffer>;
-}
+import { Fingerprinter, fingerprint } from './fingerprint.js';
 
 export function sha256Hex(body: Buffer): string {
   return createHash('sha256').update(body).digest('hex');
 }
 
-/** Rows of one folder and one UIDVALIDITY (the caller checks UIDVALIDITY first). */
-export async function reconcileFolder(rows: JournalRow[], claimed: ReadonlySet<number>, dest: ReconcileSource): Promise<ReconcileDecision[]> {
-  if (rows.length === 0) return [];
-  const sorted = [...rows].sort((a, b) => (a.destUidNext ?? 0) - (b.destUidNext ?? 0));
-  const floor = Math.max(1, Math.min(...sorted.map((r) => r.destUidNext ?? 1)));
-  const candidates = (await dest.listSince(floor)).filter((c) => !claimed.has(c.uid)).sort((a, b) => a.uid - b.uid);
-  const taken = new Set<number>();
-  const hashes = new Map<number, string>();
-  const hashOf = async (uid: number): Promise<string> => {
-    let h = hashes.get(uid);
-    if (h === undefined) {
-      h = sha256Hex(await dest.fetchBody(uid));
-      hashes.set(uid, h);
-    }
-    return h;
+/** What a copy looks like by content. */
+export interface Digest {
+  sha256: string;
+  fingerprint: string;
+}
+
+export function digestOf(body: Buffer): Digest {
+  return { sha256: sha256Hex(body), fingerprint: fingerprint(body) };
+}
+
+/**
+ * The fingerprint of a header block alone (a message's, or a BODY[HEADER] answer): the same
+ * rules, so a rewritten copy's header matches its original's.
+ */
+export function headerFingerprint(message: Buffer): string {
+  return new Fingerprinter().update(message.subarray(0, headerEnd(message) ?? message.length)).digest();
+}
+
+/** Whether `m` holds its whole header block (the empty line that ends it). */
+export function headerComplete(m: Buffer): boolean {
+  return headerEnd(m) !== null;
+}
+
+/** After the first empty line (LF [CR...] LF, bare CRs ignored as the fingerprint does); null: none. */
+function headerEnd(m: Buffer): number | null {
+  let lf = false;
+  for (let i = 0; i < m.length; i++) {
+    const c = m[i]!;
+    if (c === 0x0d || c === 0x00 || c === 0x80) continue;
+    if (c === 0x0a) {
+      if (lf) return i + 1;
+      lf = true;
+    } else lf = false;
+  }
+  return null;
+}
+
+/**
+ * A Message-ID for comparison: the <...> part, without bytes a server may have rewritten (the
+ * same header rules as the fingerprint: 8-bit bytes, 'X', NUL, CR).
+ */
+export function messageIdKey(id: string | null): string | null {
+  if (id === null) return null;
+  const m = /<[^<>\s]+>/.exec(id);
+  const key = (m ? m[0] : id.trim()).replace(/[^\x01-\x7f]|[X\r]/g, '');
+  return key === '' ? null : key;
+}
+
+/** A message whose copy is looked for. */
+export interface Wanted {
+  /** The journal key (UIDL). */
+  key: string;
+  sha256: string | null;
+  /** Null on rows journaled before fingerprints existed. */
+  fingerprint: string | null;
+  messageId: string | null;
+  size: number;
+  /** Lowest UID the copy can have (the UIDNEXT saved before its APPEND); 1 when unknown. */
+  floor: number;
+  /** The header fingerprint, when the message itself is at hand (adoption). */
+  headerFingerprint?: string | null;
+  /**
+   * An APPEND of it was sent, so a lone candidate with its Message-ID may be its copy rewritten
+   * beyond the known rules (logged loudly). Never for adoption: a copy of another message with
+   * the same Message-ID (the same mail delivered to two accounts) must not stop this one.
+   */
+  messageIdFallback: boolean;
+}
+
+export type Match =
+  | { key: string; uid: number; by: 'sha256' | 'fingerprint' | 'message-id' }
+  | { key: string; uid: null }
+  | { key: string; undecided: string };
+
+/** The destination, as matching needs it; implementations cache and count what they fetch. */
+export interface Probe {
+  /** `size` is the listed RFC822.SIZE (for batching the fetch). */
+  digest(uid: number, size: number): Promise<Digest>;
+  /** Header fingerprints of these UIDs; absent: narrowing by header is skipped. */
+  headerFingerprints?(uids: readonly number[]): Promise<Map<number, string>>;
+}
+
+/**
+ * A rewrite never more than doubles a message (every byte a bare LF turned into CRLF) plus a
+ * final CRLF; a larger candidate cannot be its copy.
+ */
+function sizePlausible(c: DestinationMessage, w: Wanted): boolean {
+  return c.size <= 2 * w.size + 2;
+}
+
+/**
+ * Finds the copies of `wanted` among `candidates` (minus `claimed`, which it extends with every
+ * UID it hands out). Content matches first for all rows (in floor order, lowest UID first), then
+ * the Message-ID fallback for the rows left, so a fallback never takes a candidate that is
+ * another row's copy by content.
+ */
+export async function matchCopies(wanted: readonly Wanted[], candidates: readonly DestinationMessage[], claimed: Set<number>, probe: Probe): Promise<Match[]> {
+  const sorted = [...candidates].sort((a, b) => a.uid - b.uid);
+  const idOf = new Map(sorted.map((c) => [c.uid, messageIdKey(c.messageId)] as const));
+  const order = [...wanted].sort((a, b) => a.floor - b.floor);
+  const result = new Map<string, Match>();
+  const headerCache = new Map<number, string>();
+
+  /**
+   * A copy keeps its Message-ID, so candidates with another one are out. One listed without
+   * any stays in: the server may not have parsed it (the body decides).
+   */
+  const narrowed = (w: Wanted): DestinationMessage[] => {
+    const id = messageIdKey(w.messageId);
+    return sorted.filter((c) => !claimed.has(c.uid) && c.uid >= w.floor && (idOf.get(c.uid) === null || idOf.get(c.uid) === id) && sizePlausible(c, w));
+  };
+  const withSameId = (w: Wanted): DestinationMessage[] => {
+    const id = messageIdKey(w.messageId);
+    return id === null ? [] : narrowed(w).filter((c) => idOf.get(c.uid) === id);
   };
 
-  const decisions: ReconcileDecision[] = [];
-  for (const row of sorted) {
-    const eligible = candidates.filter((c) => !taken.has(c.uid) && c.uid >= (row.destUidNext ?? 1));
-    let found: DestinationMessage | undefined;
-    let matchedBy: ReconcileDecision['matchedBy'] = null;
-    for (const c of eligible) {
-      if (c.size === row.size && row.sha256 !== null && (await hashOf(c.uid)) === row.sha256) {
-        found = c;
-        matchedBy = 'sha256';
-        break;
-      }
+  const byHeader = async (w: Wanted, list: DestinationMessage[]): Promise<DestinationMessage[]> => {
+    if (!w.headerFingerprint || !probe.headerFingerprints || list.length === 0) return list;
+    const missing = list.map((c) => c.uid).filter((u) => !headerCache.has(u));
+    if (missing.length > 0) for (const [uid, h] of await probe.headerFingerprints(missing)) headerCache.set(uid, h);
+    // A UID the server did not answer for is kept: the body decides.
+    return list.filter((c) => headerCache.get(c.uid) === undefined || headerCache.get(c.uid) === w.headerFingerprint);
+  };
+
+  for (const w of order) {
+    let found: { uid: number; by: 'sha256' | 'fingerprint' } | null = null;
+    for (const c of await byHeader(w, narrowed(w))) {
+      const d = await probe.digest(c.uid, c.size);
+      if (w.sha256 !== null && d.sha256 === w.sha256) found = { uid: c.uid, by: 'sha256' };
+      else if (w.fingerprint !== null && d.fingerprint === w.fingerprint) found = { uid: c.uid, by: 'fingerprint' };
+      if (found) break;
     }
-    if (!found && row.messageId !== null) {
-      found = eligible.find((c) => c.size === row.size && c.messageId === row.messageId);
-      if (found) matchedBy = 'message-id';
+    if (found) {
+      claimed.add(found.uid);
+      result.set(w.key, { key: w.key, ...found });
     }
-    if (found) taken.add(found.uid);
-    decisions.push({ uidl: row.uidl, uid: found?.uid ?? null, matchedBy });
   }
-  return decisions;
+
+  for (const w of order) {
+    if (result.has(w.key)) continue;
+    const id = messageIdKey(w.messageId);
+    const sameId = withSameId(w);
+    if (w.fingerprint === null && (id === null ? narrowed(w).length > 0 : sameId.length > 0)) {
+      result.set(w.key, {
+        key: w.key,
+        undecided: `it was journaled before popsync kept content fingerprints, and ${id === null ? 'a message without a Message-ID' : `a message with its Message-ID ${id}`} arrived in the destination after it; popsync cannot tell whether that is its copy rewritten by the server`,
+      });
+      continue;
+    }
+    if (!w.messageIdFallback || sameId.length === 0) {
+      result.set(w.key, { key: w.key, uid: null });
+      continue;
+    }
+    if (sameId.length > 1) {
+      result.set(w.key, {
+        key: w.key,
+        undecided: `${sameId.length} messages with its Message-ID ${id} (UIDs ${sameId.map((c) => c.uid).join(', ')}) arrived in the destination after its APPEND, none with its content; popsync cannot tell which, if any, is its copy`,
+      });
+      continue;
+    }
+    claimed.add(sameId[0]!.uid);
+    result.set(w.key, { key: w.key, uid: sameId[0]!.uid, by: 'message-id' });
+  }
+  return wanted.map((w) => result.get(w.key)!);
 }

@@ -1,15 +1,95 @@
 /**
- * The I/O half of reconciliation: rows an earlier attempt left 'appending' are looked up in
- * their destination folder (the matching rules are pure, in reconcile.ts) and settled, either
- * 'done' with the UID found, or left to be copied again.
+ * The I/O half of reconciliation (the matching rules are pure, in reconcile.ts):
+ *
+ * - Rows an earlier attempt left 'appending' are looked up in their destination folder and
+ *   settled: 'done' with the UID found, or left to be copied again. A row whose folder changed
+ *   UIDVALIDITY since (recreated folder, Courier's fresh INBOX) is looked for by content in the
+ *   whole folder (isync's re-approval); only when that cannot decide does the run stop.
+ * - Before that, copies recorded 'done' without a UID (a server without UIDPLUS, or a crash
+ *   before the UID was learned) claim their destination message by content, so an identical
+ *   'appending' row can never settle on a copy that is already counted (issue: of identical
+ *   messages a, copied, and b, intended but never sent, b was taken for copied).
+ * - learnUids: right after a batch the server stored without saying where, the same search
+ *   above the UIDNEXT saved before it (isync does this with a header search).
  */
+import { createHash } from 'node:crypto';
 import { PopsyncError } from '../errors.js';
-import type { ImapSink } from '../imap/types.js';
+import type { DestinationMessage, ImapSink } from '../imap/types.js';
 import type { JournalRow } from '../journal/types.js';
-import type { RunContext } from './context.js';
+import type { OpenFolder, RunContext } from './context.js';
 import { openFolder } from './folders.js';
-import { reconcileFolder } from './reconcile.js';
+import { Fingerprinter } from './fingerprint.js';
+import { headerFingerprint, matchCopies, messageIdKey, type Digest, type Match, type Probe, type Wanted } from './reconcile.js';
 import { fromRow } from './recorder.js';
+
+/**
+ * The destination folder as matching sees it: each body streamed through sha256 and the
+ * fingerprint once (never whole in memory), headers in one batched FETCH.
+ */
+export function folderProbe(ctx: RunContext, sink: ImapSink, folder: string): Probe {
+  const digests = new Map<number, Digest>();
+  return {
+    digest: async (uid, size) => {
+      let d = digests.get(uid);
+      if (d === undefined) {
+        const sha = createHash('sha256');
+        const fp = new Fingerprinter();
+        let found = false;
+        await ctx.on('imap', sink.readBodies(folder, [{ uid, size }], {
+          chunk: (_uid, bytes) => {
+            sha.update(bytes);
+            fp.update(bytes);
+          },
+          end: () => {
+            found = true;
+          },
+        }));
+        // Expunged by someone else since it was listed: it matches nothing.
+        d = found ? { sha256: sha.digest('hex'), fingerprint: fp.digest() } : { sha256: '', fingerprint: '' };
+        digests.set(uid, d);
+      }
+      return d;
+    },
+    headerFingerprints: async (uids) => {
+      const out = new Map<number, string>();
+      await ctx.on('imap', sink.scanHeaders(folder, { uids }, (m) => out.set(m.uid, headerFingerprint(m.header))));
+      return out;
+    },
+  };
+}
+
+export function wantedOf(row: JournalRow, floor: number, messageIdFallback: boolean): Wanted {
+  return { key: row.uidl, sha256: row.sha256, fingerprint: row.fingerprint ?? null, messageId: row.messageId, size: row.size, floor, messageIdFallback };
+}
+
+function undecidable(ctx: RunContext, folder: string, m: Extract<Match, { undecided: string }>): PopsyncError {
+  return new PopsyncError('undecidable', `popsync cannot tell whether message ${m.key} is already in destination folder "${folder}": ${m.undecided}`, {
+    account: ctx.o.account,
+    uidl: m.key,
+    folder,
+    hint: `look in "${folder}" for this message. If its copy is there, nothing needs copying; if not, or to let popsync search the folder afresh, run \`popsync journal forget-folder --folder '${folder}'\` with this account's journal options: the next run adopts every copy it recognises there and copies only what is missing`,
+  });
+}
+
+/**
+ * Copies journaled done without a UID claim the destination message holding their content.
+ * Returns the rows that found none (their copy was removed, or rewritten beyond recognition):
+ * they claim nothing, and 'appending' rows that could be them are not settled on a guess.
+ */
+async function claimUidless(ctx: RunContext, sink: ImapSink, folder: string, status: OpenFolder, probe: Probe): Promise<JournalRow[]> {
+  const { journal, account, logger } = ctx.o;
+  const rows = journal.copiesWithoutUid(account, folder, status.uidValidity);
+  if (rows.length === 0) return [];
+  const floor = Math.max(1, Math.min(...rows.map((r) => r.destUidNext ?? 1)));
+  const candidates = await ctx.on('imap', sink.listSince(folder, floor));
+  const matches = await matchCopies(rows.map((r) => wantedOf(r, r.destUidNext ?? 1, false)), candidates, journal.doneUidsIn(account, folder, status.uidValidity), probe);
+  const found: Array<{ uidl: string; destUid: number }> = [];
+  for (const m of matches) if ('uid' in m && m.uid !== null) found.push({ uidl: m.key, destUid: m.uid });
+  journal.learnUids(account, found);
+  const unresolved = rows.filter((r) => !found.some((f) => f.uidl === r.uidl));
+  if (unresolved.length > 0) logger.warn({ folder, uidls: unresolved.map((r) => r.uidl) }, 'copies recorded without a UID were not found in the destination by content');
+  return unresolved;
+}
 
 export async function reconcilePending(ctx: RunContext, sink: ImapSink): Promise<void> {
   const { journal, account, logger } = ctx.o;
@@ -22,36 +102,65 @@ export async function reconcilePending(ctx: RunContext, sink: ImapSink): Promise
     list.push(r);
   }
   for (const [folder, rows] of byFolder) {
+    // Accepts a changed UIDVALIDITY (folders.ts); rows begun under the old one are 'stale'.
     const status = await openFolder(ctx, sink, folder);
-    const stale = rows.find((r) => r.destUidValidity !== null && r.destUidValidity !== status.uidValidity);
-    if (stale) {
-      throw new PopsyncError('uidvalidity', `destination folder "${folder}" was recreated (UIDVALIDITY ${stale.destUidValidity} is now ${status.uidValidity}); popsync cannot tell which copies survived`, {
-        account,
-        folder,
-        uidl: stale.uidl,
-        hint: 'check the destination folder by hand; to copy everything again into it, start with a new journal',
-      });
-    }
+    const probe = folderProbe(ctx, sink, folder);
+    const unresolved = await claimUidless(ctx, sink, folder, status, probe);
+    // A stale row's saved UIDNEXT means nothing in the recreated folder: search all of it.
+    const floorOf = (r: JournalRow) => (r.destUidValidity === status.uidValidity ? (r.destUidNext ?? 1) : 1);
+    const floor = Math.max(1, Math.min(...rows.map(floorOf)));
+    const candidates: DestinationMessage[] = await ctx.on('imap', sink.listSince(folder, floor));
     const claimed = journal.doneUidsIn(account, folder, status.uidValidity);
-    const decisions = await ctx.on('imap', reconcileFolder(rows, claimed, {
-      listSince: (since) => sink.listSince(folder, since),
-      fetchBody: (uid) => sink.fetchBody(folder, uid),
-    }));
-    for (const d of decisions) {
-      if (d.uid === null) {
-        logger.info({ uidl: d.uidl, folder }, 'interrupted copy not found in destination; copying again');
+    const matches = await matchCopies(rows.map((r) => wantedOf(r, floorOf(r), true)), candidates, claimed, probe);
+    for (const m of matches) {
+      if ('undecided' in m) throw undecidable(ctx, folder, m);
+      if (m.uid === null) continue;
+      // A copy recorded without a UID and not found could be this very message: do not guess.
+      const row = rows.find((r) => r.uidl === m.key)!;
+      const rival = unresolved.find((u) => messageIdKey(u.messageId) === messageIdKey(row.messageId) && (u.destUidNext ?? 1) <= m.uid);
+      if (rival) {
+        throw undecidable(ctx, folder, {
+          key: m.key,
+          undecided: `UID ${m.uid} looks like its copy, but message ${rival.uidl}, recorded as copied without a UID, may own it and was not recognised by content`,
+        });
+      }
+    }
+    for (const m of matches) {
+      const row = rows.find((r) => r.uidl === m.key)!;
+      if (!('uid' in m) || m.uid === null) {
+        logger.info({ uidl: m.key, folder }, 'interrupted copy not found in destination; copying again');
         continue;
       }
-      journal.confirm(account, d.uidl, { destUidValidity: status.uidValidity, destUid: d.uid });
-      status.floor = Math.max(status.floor, d.uid + 1);
+      journal.confirm(account, m.key, { destUidValidity: status.uidValidity, destUid: m.uid });
+      status.floor = Math.max(status.floor, m.uid + 1);
       ctx.rec.result.reconciled++;
+      if (m.by === 'message-id') {
+        ctx.rec.warn(`UIDL ${m.key}: its interrupted copy in "${folder}" was recognised by Message-ID only (UID ${m.uid}): its content differs from what was sent beyond the rewrites popsync knows; check that message`);
+      }
       if (ctx.rec.detailed) {
-        const m = ctx.listing.find((x) => x.uidl === d.uidl);
-        const row = rows.find((x) => x.uidl === d.uidl);
-        if (m) ctx.rec.record(d.uidl, { ...ctx.rec.bare(m, 'copied', null, null), ...fromRow(row) });
+        const listed = ctx.listing.find((x) => x.uidl === m.key);
+        if (listed) ctx.rec.record(m.key, { ...ctx.rec.bare(listed, 'copied', null, null), ...fromRow(row) });
       }
       ctx.settledThisPass++;
-      logger.info({ uidl: d.uidl, folder, uid: d.uid, matchedBy: d.matchedBy }, 'interrupted copy found in destination');
+      logger.info({ uidl: m.key, folder, uid: m.uid, matchedBy: m.by }, 'interrupted copy found in destination');
     }
   }
+}
+
+/**
+ * After a batch the server stored without APPENDUID: finds each copy by content among the
+ * UIDs at or above the folder's UIDNEXT saved before the batch, and records its UID. A copy not
+ * found stays without one (claimUidless tries again before any later reconciliation).
+ */
+export async function learnUids(ctx: RunContext, sink: ImapSink, folder: string, status: OpenFolder, floor: number, rows: readonly JournalRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const { journal, account, logger } = ctx.o;
+  const candidates = await ctx.on('imap', sink.listSince(folder, floor));
+  const matches = await matchCopies(rows.map((r) => wantedOf(r, floor, false)), candidates, journal.doneUidsIn(account, folder, status.uidValidity), folderProbe(ctx, sink, folder));
+  const found: Array<{ uidl: string; destUid: number }> = [];
+  for (const m of matches) if ('uid' in m && m.uid !== null) found.push({ uidl: m.key, destUid: m.uid });
+  journal.learnUids(account, found);
+  for (const f of found) status.floor = Math.max(status.floor, f.destUid + 1);
+  const missing = rows.filter((r) => !found.some((f) => f.uidl === r.uidl));
+  if (missing.length > 0) logger.warn({ folder, uidls: missing.map((r) => r.uidl) }, 'the server accepted these copies without naming their UID, and they were not found by content');
 }

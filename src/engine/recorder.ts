@@ -38,6 +38,7 @@ export class RunRecorder {
       copiedBytes: 0,
       alreadyCopied: 0,
       reconciled: 0,
+      adopted: 0,
       failed: [],
       reconnects: 0,
       startedAt: startedAt.toISOString(),

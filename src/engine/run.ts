@@ -102,6 +102,9 @@ class Run implements RunContext {
           await sleep(delayMs);
         }
       }
+      // Every listed message went through the copier: those whose copies existed before the
+      // journal knew their folder were found then. Later mail cannot have such copies.
+      if (result.failed.length === 0) this.o.journal.endAdoption(this.o.account);
       this.emit({ type: 'phase', phase: 'finishing' });
       await this.finish();
       for (const w of windowWarnings({ listed: result.listed, newCount: result.newMessages ?? 0, vanished: this.inventory.vanished, previous: previousRuns })) this.rec.warn(w);

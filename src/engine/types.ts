@@ -61,6 +61,11 @@ export interface RunResult {
   alreadyCopied: number;
   /** Rows left 'appending' by an earlier run whose copy was found in the destination. */
   reconciled: number;
+  /**
+   * Copies found in the destination that this journal did not know of (a lost, new or second
+   * journal; another tool's partial run): recorded as copied, not copied again.
+   */
+  adopted?: number;
   failed: MessageFailure[];
   reconnects: number;
   startedAt: string;

@@ -25,6 +25,8 @@ export interface FolderStatus {
   path: string;
   uidValidity: bigint;
   uidNext: number;
+  /** How many messages it holds (STATUS MESSAGES); absent when the sink cannot tell. */
+  messages?: number;
 }
 
 /**
@@ -84,8 +86,11 @@ export interface ImapSink {
   ensureFolder(path: string): Promise<FolderStatus>;
   status(path: string): Promise<FolderStatus>;
   appendBatch(path: string, items: AppendRequest[], onOutcome?: (index: number, outcome: AppendOutcome) => void): Promise<AppendOutcome[]>;
-  /** Messages with UID >= sinceUid, for reconciling appends whose outcome was not recorded. */
-  listSince(path: string, sinceUid: number): Promise<DestinationMessage[]>;
+  /**
+   * Messages with UID >= sinceUid (and < belowUid when given), for reconciling appends whose
+   * outcome was not recorded and for adopting copies made before the journal knew the folder.
+   */
+  listSince(path: string, sinceUid: number, belowUid?: number): Promise<DestinationMessage[]>;
   fetchBody(path: string, uid: number): Promise<Buffer>;
   /**
    * UID, RFC822.SIZE and header block of the messages `which` names (these UIDs, or every UID

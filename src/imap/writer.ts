@@ -433,16 +433,21 @@ class ImapWriter implements ImapSink {
     }
   }
 
-  listSince(path: string, sinceUid: number): Promise<DestinationMessage[]> {
+  listSince(path: string, sinceUid: number, belowUid?: number): Promise<DestinationMessage[]> {
     return this.serial(`FETCH from "${path}"`, async () => {
       const levels = this.levelsOf(path);
       // Always re-select: EXISTS from other writers is only learned at SELECT or a NOOP.
       await this.open(levels, path);
       const from = Math.max(1, Math.floor(sinceUid));
-      const rows = await this.client.fetchAll(`${from}:*`, { uid: true, size: true, envelope: true }, { uid: true });
+      const below = belowUid === undefined ? Infinity : Math.floor(belowUid);
+      if (below <= from) return [];
+      // An empty mailbox answers "1:*" with NO on some servers; nothing to list anyway.
+      if (this.client.mailbox && this.client.mailbox.exists === 0) return [];
+      const range = below === Infinity ? `${from}:*` : `${from}:${below - 1}`;
+      const rows = await this.client.fetchAll(range, { uid: true, size: true, envelope: true }, { uid: true });
       // "N:*" also matches the highest UID when every UID is below N (RFC 3501 6.4.8).
       return rows
-        .filter((m) => m.uid >= from)
+        .filter((m) => m.uid >= from && m.uid < below)
         .map((m) => ({ uid: m.uid, size: m.size ?? 0, messageId: m.envelope?.messageId ?? null }));
     });
   }
@@ -608,7 +613,7 @@ class ImapWriter implements ImapSink {
   private async statusOrNull(levels: string[], path: string): Promise<FolderStatus | null> {
     let st;
     try {
-      st = await this.client.status(levels, { uidValidity: true, uidNext: true });
+      st = await this.client.status(levels, { uidValidity: true, uidNext: true, messages: true });
     } catch (err) {
       if ((err as { code?: string }).code === 'NotFound') return null;
       throw mapCommandError(err, `STATUS "${path}"`, path, this.secret);
@@ -621,7 +626,7 @@ class ImapWriter implements ImapSink {
     if (st.uidValidity === undefined || st.uidNext === undefined) {
       throw new PopsyncError('protocol', `IMAP server did not return UIDVALIDITY/UIDNEXT for "${path}"`, { folder: path });
     }
-    return { path, uidValidity: st.uidValidity, uidNext: st.uidNext };
+    return { path, uidValidity: st.uidValidity, uidNext: st.uidNext, ...(st.messages === undefined ? {} : { messages: st.messages }) };
   }
 
   private async createLevel(levels: string[], path: string): Promise<void> {

@@ -35,7 +35,7 @@ import type { LockFile } from './lock-file.js';
 import { migrate, readSchemaVersion, SCHEMA_VERSION } from './schema.js';
 import { assertTransition } from './states.js';
 import { assertWalIntact, checkpointKeepingWal, clearInUse, fileState, markInUse } from './wal-guard.js';
-import type { BeginAppend, JournalBinding, JournalCounts, JournalIndexRow, JournalRow, RowState } from './types.js';
+import type { Adopted, BeginAppend, FolderRecord, JournalBinding, JournalCounts, JournalIndexRow, JournalRow, RowState } from './types.js';
 
 /** One run of popsync on one account, as `status` and windowed-source detection read it. */
 export interface RunRecord {
@@ -115,6 +115,7 @@ interface MessageRecord {
   list_size?: number | null;
   deleted_at?: string | null;
   vanished_at?: string | null;
+  fingerprint?: string | null;
 }
 
 interface LockRow {
@@ -202,6 +203,7 @@ function toRow(r: MessageRecord): JournalRow {
             folderRule: r.folder_rule,
           },
     headerHash: r.header_hash ?? null,
+    fingerprint: r.fingerprint ?? null,
     listSize: r.list_size ?? null,
     deletedAt: r.deleted_at ?? null,
     vanishedAt: r.vanished_at ?? null,
@@ -362,17 +364,42 @@ export class Journal {
       begin: db.prepare(`
         INSERT INTO messages (account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity, dest_uidnext,
                               dest_uid, attempts, last_error, first_seen_at, updated_at, copied_at,
-                              flags, internal_date, date_source, seen_source, folder_rule, header_hash, list_size)
+                              flags, internal_date, date_source, seen_source, folder_rule, header_hash, list_size, fingerprint)
         VALUES (@account, @uidl, 'appending', @size, @sha256, @messageId, @folder, @destUidValidity, @destUidNext,
                 NULL, 1, NULL, @now, @now, NULL, @flags, @internalDate, @dateSource, @seenSource, @folderRule,
-                @headerHash, @listSize)
+                @headerHash, @listSize, @fingerprint)
         ON CONFLICT (account, uidl) DO UPDATE SET
           state = 'appending', size = excluded.size, sha256 = excluded.sha256, message_id = excluded.message_id,
           folder = excluded.folder, dest_uidvalidity = excluded.dest_uidvalidity, dest_uidnext = excluded.dest_uidnext,
           dest_uid = NULL, attempts = attempts + 1, updated_at = excluded.updated_at,
           flags = excluded.flags, internal_date = excluded.internal_date, date_source = excluded.date_source,
           seen_source = excluded.seen_source, folder_rule = excluded.folder_rule,
-          header_hash = excluded.header_hash, list_size = COALESCE(excluded.list_size, list_size)`),
+          header_hash = excluded.header_hash, list_size = COALESCE(excluded.list_size, list_size),
+          fingerprint = excluded.fingerprint`),
+      adopt: db.prepare(`
+        INSERT INTO messages (account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity, dest_uidnext,
+                              dest_uid, attempts, last_error, first_seen_at, updated_at, copied_at,
+                              flags, internal_date, date_source, seen_source, folder_rule, header_hash, list_size, fingerprint)
+        VALUES (@account, @uidl, 'done', @size, @sha256, @messageId, @folder, @destUidValidity, @destUid,
+                @destUid, 0, NULL, @now, @now, @now, @flags, @internalDate, @dateSource, @seenSource, @folderRule,
+                @headerHash, @listSize, @fingerprint)
+        ON CONFLICT (account, uidl) DO UPDATE SET
+          state = 'done', size = excluded.size, sha256 = excluded.sha256, message_id = excluded.message_id,
+          folder = excluded.folder, dest_uidvalidity = excluded.dest_uidvalidity, dest_uidnext = excluded.dest_uidnext,
+          dest_uid = excluded.dest_uid, copied_at = excluded.copied_at, updated_at = excluded.updated_at,
+          flags = excluded.flags, internal_date = excluded.internal_date, date_source = excluded.date_source,
+          seen_source = excluded.seen_source, folder_rule = excluded.folder_rule,
+          header_hash = excluded.header_hash, list_size = COALESCE(excluded.list_size, list_size),
+          fingerprint = excluded.fingerprint`),
+      learnUid: db.prepare(`
+        UPDATE messages SET dest_uid = @destUid, updated_at = @now
+        WHERE account = @account AND uidl = @uidl AND dest_uid IS NULL AND state IN ('done', 'deleting', 'deleted')`),
+      uidless: db.prepare<[string, string, string], MessageRecord>(
+        `SELECT * FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ? AND state IN ('done', 'deleting', 'deleted') AND dest_uid IS NULL ORDER BY rowid`,
+      ),
+      inFolderState: db.prepare<[string, string], { state: RowState; n: number }>(`SELECT state, COUNT(*) AS n FROM messages WHERE account = ? AND folder = ? GROUP BY state`),
+      forgetRows: db.prepare(`DELETE FROM messages WHERE account = ? AND folder = ? AND state IN ('appending', 'done', 'failed')`),
+      forgetFolder: db.prepare(`DELETE FROM folders WHERE account = ? AND folder = ?`),
       confirm: db.prepare(`
         UPDATE messages SET state = 'done', dest_uidvalidity = @destUidValidity, dest_uid = @destUid,
                             copied_at = @now, updated_at = @now
@@ -387,8 +414,10 @@ export class Journal {
       uidOwner: db.prepare<[string, string, string, number], { uidl: string }>(
         `SELECT uidl FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ? AND dest_uid = ? AND state IN ('done', 'deleting', 'deleted')`,
       ),
-      folder: db.prepare<[string, string], { uidvalidity: string }>(`SELECT uidvalidity FROM folders WHERE account = ? AND folder = ?`),
-      addFolder: db.prepare(`INSERT INTO folders (account, folder, uidvalidity, first_seen_at) VALUES (?, ?, ?, ?)`),
+      folder: db.prepare<[string, string], { uidvalidity: string; adopt_below: number | null }>(`SELECT uidvalidity, adopt_below FROM folders WHERE account = ? AND folder = ?`),
+      addFolder: db.prepare(`INSERT INTO folders (account, folder, uidvalidity, first_seen_at, adopt_below) VALUES (?, ?, ?, ?, ?)`),
+      replaceFolder: db.prepare(`UPDATE folders SET uidvalidity = ?, adopt_below = ? WHERE account = ? AND folder = ?`),
+      endAdoption: db.prepare(`UPDATE folders SET adopt_below = NULL WHERE account = ? AND adopt_below IS NOT NULL`),
       setState: db.prepare(`UPDATE messages SET state = @state, updated_at = @now WHERE account = @account AND uidl = @uidl`),
       setDeleted: db.prepare(`UPDATE messages SET state = 'deleted', deleted_at = @now, updated_at = @now WHERE account = @account AND uidl = @uidl`),
       setListSize: db.prepare(`UPDATE messages SET list_size = @listSize, vanished_at = NULL WHERE account = @account AND uidl = @uidl`),
@@ -453,6 +482,19 @@ export class Journal {
       return fn();
     } catch (e) {
       throw journalError(e, this.path, doing);
+    }
+  }
+
+  /** The UID must not already be some row's copy: two rows on one copy lose a message. */
+  private claimable(account: string, folder: string, uidValidity: string, uid: number, uidl: string): void {
+    const owner = this.sql.uidOwner.get(account, folder, uidValidity, uid);
+    if (owner !== undefined && owner.uidl !== uidl) {
+      throw new PopsyncError('internal', `UID ${uid} in ${folder} already belongs to message ${owner.uidl}; it cannot also be the copy of ${uidl}`, {
+        account,
+        uidl,
+        folder,
+        hint: 'this is a bug in popsync; the journal was left unchanged',
+      });
     }
   }
 
@@ -525,6 +567,7 @@ export class Journal {
         folderRule: it.provenance?.folderRule ?? null,
         headerHash: it.headerHash ?? null,
         listSize: it.listSize ?? null,
+        fingerprint: it.fingerprint ?? null,
       };
     });
     this.step('recording messages about to be copied', () => {
@@ -548,6 +591,14 @@ export class Journal {
     this.step('recording a copied message', () => {
       const row = this.sql.get.get(account, uidl);
       assertTransition(row?.state ?? null, 'done', { account, uidl });
+      // An APPEND's outcome settles its intent; the other ways into 'done' are adopt()'s.
+      if (row?.state !== 'appending') {
+        throw new PopsyncError('internal', `illegal journal transition ${row?.state ?? '(no row)'} -> done (confirm) for message ${uidl}`, {
+          account,
+          uidl,
+          hint: 'this is a bug in popsync; the journal was left unchanged',
+        });
+      }
       const folder = row?.folder ?? null;
       if (folder === null) throw new PopsyncError('internal', `confirm: message ${uidl} has no destination folder`, { account, uidl });
       this.sameUidValidity(account, folder, destUidValidity, uidl);
@@ -597,25 +648,130 @@ export class Journal {
   }
 
   /**
-   * First sight of a folder records its UIDVALIDITY (a step). The same value later is a no-op;
-   * a different one means the folder was recreated and every UID the journal holds for it may
-   * now name another message, so it is a loud stop, never a guess.
+   * What the journal knows of a folder a run opens, recording what changed (a step, only when
+   * something did). First sight records its UIDVALIDITY, and when the folder already holds mail
+   * that this journal did not put there, `adoptBelow` (its UIDNEXT): copies below it are looked
+   * for before anything is appended (engine/adopter.ts). A changed UIDVALIDITY (the folder was
+   * deleted and recreated, or Courier renumbered a fresh INBOX) is accepted the same way: every
+   * UID recorded under the old value may now name another message, so rows done under it keep
+   * their history but claim nothing, rows still 'appending' under it are settled by content
+   * (engine/reconciler.ts), and the folder's mail is searched again like a folder never seen.
    */
-  recordFolder(account: string, folder: string, uidValidity: bigint): void {
+  recordFolder(account: string, folder: string, uidValidity: bigint, seen: { uidNext: number; messages: number | null } = { uidNext: 0, messages: null }): FolderRecord {
     const v = checkUidValidity(uidValidity, `recordFolder ${folder}`);
+    // A folder that holds no message has nothing to adopt; an unknown count may hold some.
+    const adoptBelow = seen.messages === 0 || seen.uidNext <= 1 ? null : seen.uidNext;
     const known = this.read('reading a folder', () => this.sql.folder.get(account, folder));
-    if (known !== undefined) {
-      if (known.uidvalidity !== v) throw uidValidityChanged(account, folder, known.uidvalidity, v);
-      return;
-    }
-    this.step('recording a folder', () => {
+    if (known !== undefined && known.uidvalidity === v) return { first: false, replaced: null, adoptBelow: known.adopt_below };
+    return this.step('recording a folder', () => {
       // Re-read inside the write lock: another process may have recorded it meanwhile.
       const again = this.sql.folder.get(account, folder);
-      if (again !== undefined) {
-        if (again.uidvalidity !== v) throw uidValidityChanged(account, folder, again.uidvalidity, v);
-        return;
+      if (again === undefined) {
+        this.sql.addFolder.run(account, folder, v, this.now().toISOString(), adoptBelow);
+        return { first: true, replaced: null, adoptBelow };
       }
-      this.sql.addFolder.run(account, folder, v, this.now().toISOString());
+      if (again.uidvalidity === v) return { first: false, replaced: null, adoptBelow: again.adopt_below };
+      this.sql.replaceFolder.run(v, adoptBelow, account, folder);
+      return { first: false, replaced: BigInt(again.uidvalidity), adoptBelow };
+    });
+  }
+
+  /**
+   * Copies found in the destination before any APPEND of them (adoption): rows with no row,
+   * 'failed' or 'appending' become 'done' with the UID found, in one step. The UID must be
+   * free, like confirm's.
+   */
+  adopt(account: string, items: readonly Adopted[]): void {
+    if (items.length === 0) return;
+    this.step('recording copies found in the destination', () => {
+      const now = this.now().toISOString();
+      for (const it of items) {
+        checkCount(it.destUid, `adopt ${it.uidl}: destUid`, 1);
+        const v = checkUidValidity(it.destUidValidity, `adopt ${it.uidl}`);
+        assertTransition(this.sql.get.get(account, it.uidl)?.state ?? null, 'done', { account, uidl: it.uidl });
+        this.sameUidValidity(account, it.folder, v, it.uidl);
+        this.claimable(account, it.folder, v, it.destUid, it.uidl);
+        this.sql.adopt.run({
+          account,
+          uidl: it.uidl,
+          size: it.size,
+          sha256: it.sha256,
+          messageId: it.messageId,
+          folder: it.folder,
+          destUidValidity: v,
+          destUid: it.destUid,
+          flags: it.provenance ? JSON.stringify(it.provenance.flags) : null,
+          internalDate: it.provenance?.internalDate ?? null,
+          dateSource: it.provenance?.dateSource ?? null,
+          seenSource: it.provenance?.seenSource ?? null,
+          folderRule: it.provenance?.folderRule ?? null,
+          headerHash: it.headerHash ?? null,
+          listSize: it.listSize ?? null,
+          fingerprint: it.fingerprint ?? null,
+          now,
+        });
+      }
+    });
+  }
+
+  /**
+   * The UIDs of copies the server stored without saying where (no UIDPLUS), once found by
+   * content: each row with a copy but no UID gets the one given. One step for all.
+   */
+  learnUids(account: string, found: ReadonlyArray<{ uidl: string; destUid: number }>): void {
+    if (found.length === 0) return;
+    this.step('recording the UIDs of copies', () => {
+      const now = this.now().toISOString();
+      for (const f of found) {
+        checkCount(f.destUid, `learnUids ${f.uidl}: destUid`, 1);
+        const row = this.sql.get.get(account, f.uidl);
+        if (row === undefined || row.folder === null || row.dest_uidvalidity === null || row.dest_uid !== null || !['done', 'deleting', 'deleted'].includes(row.state)) {
+          throw new PopsyncError('internal', `learnUids: message ${f.uidl} is not a copy without a UID`, { account, uidl: f.uidl });
+        }
+        this.claimable(account, row.folder, row.dest_uidvalidity, f.destUid, f.uidl);
+        this.sql.learnUid.run({ account, uidl: f.uidl, destUid: f.destUid, now });
+      }
+    });
+  }
+
+  /** Rows with a copy in `folder` (under this UIDVALIDITY) whose UID the server never told. */
+  copiesWithoutUid(account: string, folder: string, uidValidity: bigint): JournalRow[] {
+    const v = checkUidValidity(uidValidity, 'copiesWithoutUid');
+    return this.read('reading copies without a UID', () => this.sql.uidless.all(account, folder, v).map(toRow));
+  }
+
+  /**
+   * A run went through its whole listing: every message that could have a copy made before
+   * this journal knew the folder has been looked for, so later runs stop searching.
+   */
+  endAdoption(account: string): void {
+    const pending = this.read('reading folders', () => this.db.prepare(`SELECT 1 FROM folders WHERE account = ? AND adopt_below IS NOT NULL LIMIT 1`).get(account));
+    if (pending === undefined) return;
+    this.step('recording folders searched for copies', () => {
+      this.sql.endAdoption.run(account);
+    });
+  }
+
+  /**
+   * Forgets one destination folder: its record and the rows of messages copied (or being
+   * copied, or refused) into it, so the next run treats the folder as never seen, adopts the
+   * copies still there and copies only what is missing. Rows deleted from the source stay (they
+   * cannot be copied again and their UIDs stay claimed). Refused while a deletion is in
+   * flight. Returns how many rows were forgotten and how many deleted ones were kept.
+   */
+  forgetFolder(account: string, folder: string): { forgotten: number; kept: number } {
+    return this.step('forgetting a folder', () => {
+      const counts = new Map(this.sql.inFolderState.all(account, folder).map((r) => [r.state, r.n] as const));
+      if ((counts.get('deleting') ?? 0) > 0) {
+        throw new PopsyncError('usage', `${counts.get('deleting')} message(s) copied into "${folder}" are being deleted from the source`, {
+          account,
+          folder,
+          hint: 'run sync once more to settle the deletion (no mail is copied twice), then forget the folder',
+        });
+      }
+      const forgotten = this.sql.forgetRows.run(account, folder).changes;
+      this.sql.forgetFolder.run(account, folder);
+      return { forgotten, kept: counts.get('deleted') ?? 0 };
     });
   }
 
@@ -918,7 +1074,7 @@ function uidValidityChanged(account: string, folder: string, was: string, now: s
     account,
     folder,
     ...(uidl === undefined ? {} : { uidl }),
-    hint: 'the folder was probably deleted and recreated, so the UIDs popsync recorded no longer mean anything; check the folder by hand. popsync stops rather than guess which copies survived',
+    hint: 'the folder was deleted and recreated while this run used it; run again: popsync then takes the new value and recognises the copies in it by content, copying nothing twice',
   });
 }
 

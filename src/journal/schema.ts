@@ -177,11 +177,28 @@ ALTER TABLE runs ADD COLUMN copied_bytes INTEGER;
 ALTER TABLE runs ADD COLUMN duration_ms INTEGER;
 `;
 
+/**
+ * Version 5: recognising a copy the destination server rewrote, and adopting copies a journal
+ * never made (engine/reconcile.ts).
+ * - fingerprint: the normalised content fingerprint (engine/fingerprint.ts) of what was
+ *   appended. sha256 proves a byte-exact copy; the fingerprint recognises the copy after the
+ *   server changed line ends, NUL or 8-bit header bytes. Null on rows written before v5.
+ * - folders.adopt_below: the folder held mail this journal did not put there (first seen with
+ *   messages, or its UIDVALIDITY changed); messages with a UID below it are searched for
+ *   copies before anything is appended, until a run has gone through the whole listing
+ *   (then adopt_below is cleared). Null: nothing to adopt.
+ */
+const V5 = `
+ALTER TABLE messages ADD COLUMN fingerprint TEXT;
+ALTER TABLE folders ADD COLUMN adopt_below INTEGER;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'messages, folders, meta', sql: V1 },
   { version: 2, description: 'routing provenance per message', sql: V2 },
   { version: 3, description: 'deletion states, second identity key, locks, runs', sql: V3 },
   { version: 4, description: 'bytes and duration per run (measured transfer rate)', sql: V4 },
+  { version: 5, description: 'content fingerprint per copy, folders to adopt copies from', sql: V5 },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

@@ -7,6 +7,10 @@
  *
  * Why each edge exists:
  * - none -> appending:      intent is recorded before the APPEND is sent (isync's idea).
+ * - none -> done,
+ *   failed -> done:         adoption: the copy was found in the destination before popsync
+ *                           appended it (a lost or second journal, another tool's partial run;
+ *                           engine/reconcile.ts); nothing is sent, so no intent precedes it.
  * - appending -> appending: reconcile looked in the destination and found no copy; copy again.
  * - appending -> done:      the server accepted the APPEND, or reconcile found the copy.
  * - appending -> failed:    the destination refused this one message; the run goes on.
@@ -33,9 +37,9 @@ import type { RowState } from './types.js';
 export type FromState = RowState | null;
 
 const LEGAL: ReadonlyMap<FromState, ReadonlySet<RowState>> = new Map<FromState, ReadonlySet<RowState>>([
-  [null, new Set<RowState>(['appending'])],
+  [null, new Set<RowState>(['appending', 'done'])],
   ['appending', new Set<RowState>(['appending', 'done', 'failed'])],
-  ['failed', new Set<RowState>(['appending'])],
+  ['failed', new Set<RowState>(['appending', 'done'])],
   ['done', new Set<RowState>(['deleting', 'failed'])],
   ['deleting', new Set<RowState>(['deleted', 'done'])],
   ['deleted', new Set<RowState>()],

@@ -6,6 +6,8 @@
  *                          |  |
  *                          +--+ begin again (reconcile found no copy: copy it again)
  *
+ *   (no row), failed --adopt (the copy was in the destination before any APPEND)--> done
+ *
  *   done --mark--> deleting --QUIT +OK--> deleted
  *    |                \--still listed next run--> done
  *    +--copy proven absent from the destination--> failed (copied again by the next run)
@@ -41,6 +43,11 @@ export interface JournalRow {
   provenance: Provenance | null;
   /** sha256 of the header block without volatile fields (engine/identity.ts); null before v3. */
   headerHash: string | null;
+  /**
+   * The normalised content fingerprint of the copy (engine/fingerprint.ts), to recognise it
+   * after the server rewrote it; null (or absent) on rows from before v5.
+   */
+  fingerprint?: string | null;
   /** The size the POP3 server's LIST reported, to notice a UIDL reused for another message. */
   listSize: number | null;
   deletedAt: string | null;
@@ -80,6 +87,20 @@ export interface BeginAppend {
   provenance?: Provenance;
   headerHash?: string | null;
   listSize?: number | null;
+  fingerprint?: string | null;
+}
+
+/** A copy found in the destination before any APPEND of it was journaled (adoption). */
+export type Adopted = BeginAppend & { destUid: number };
+
+/** What the journal knew of a destination folder when a run opened it. */
+export interface FolderRecord {
+  /** No record before: the journal never copied into this folder. */
+  first: boolean;
+  /** The UIDVALIDITY recorded before, when the folder's has changed since; else null. */
+  replaced: bigint | null;
+  /** Copies below this UID predate what this journal knows of the folder (adoption); or null. */
+  adoptBelow: number | null;
 }
 
 /** The source account a journal belongs to: "user@host:port" of the POP3 side. */

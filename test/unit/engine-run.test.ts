@@ -14,6 +14,7 @@ import { runEngine, type EngineOptions } from '../../src/engine/run.js';
 import type { AppendOutcome, AppendRequest, DestinationMessage, FolderStatus, ImapSink } from '../../src/imap/types.js';
 import { Journal } from '../../src/journal/journal.js';
 import { silentLogger } from '../../src/log.js';
+import { headerBlockEnd, messageIdOf, parseHeaders } from '../../src/mapping/headers.js';
 import { compileRouting, engineRouter } from '../../src/mapping/rules.js';
 import type { Pop3Session } from '../../src/pop3/types.js';
 
@@ -90,8 +91,15 @@ class MemoryDestination {
   folders = new Map<string, { uidValidity: bigint; next: number; msgs: Array<{ uid: number; body: Buffer; flags: string[] }> }>();
   /** Store the Nth append (1-based, counted across the destination's life) and then drop before answering. */
   dropAfterStoring = new Set<number>();
+  /** Drop before storing the Nth append: its intent is journaled, it was never sent. */
+  dropBeforeStoring = new Set<number>();
   refuse = new Set<number>();
   appends = 0;
+  /** false: a server without UIDPLUS (APPEND answers no UID). */
+  uidplus = true;
+  /** What the server does to a message when storing it (Dovecot: bare LF -> CRLF, NUL -> 0x80). */
+  rewrite: (body: Buffer) => Buffer = (b) => b;
+  bodyFetches = 0;
   events: string[] | null = null;
   /** Per appendBatch call, the sizes of its messages and whether each came as a file. */
   batches: Array<Array<{ size: number; file: boolean }>> = [];
@@ -108,7 +116,7 @@ class MemoryDestination {
     };
     const status = (path: string): FolderStatus => ({ path, uidValidity: folder(path).uidValidity, uidNext: folder(path).next });
     return {
-      capabilities: new Set(['UIDPLUS']),
+      capabilities: new Set(this.uidplus ? ['UIDPLUS'] : []),
       ensureFolder: async (path) => {
         check();
         if (!this.folders.has(path)) this.folders.set(path, { uidValidity: 777n, next: 1, msgs: [] });
@@ -124,18 +132,22 @@ class MemoryDestination {
         for (const [i, it] of items.entries()) {
           check();
           const k = ++this.appends;
+          if (this.dropBeforeStoring.has(k)) {
+            dead = true;
+            throw new PopsyncError('connection', 'IMAP connection lost before the APPEND was sent');
+          }
           let o: AppendOutcome;
           if (this.refuse.has(k)) {
             o = { ok: false, error: new PopsyncError('message', 'message too large', { serverResponse: 'NO [LIMIT] Mail size is too large' }) };
           } else {
             const f = folder(path);
             const uid = f.next++;
-            f.msgs.push({ uid, body: Buffer.isBuffer(it.body) ? it.body : readFileSync(it.body.file), flags: it.flags });
+            f.msgs.push({ uid, body: this.rewrite(Buffer.isBuffer(it.body) ? it.body : readFileSync(it.body.file)), flags: it.flags });
             if (this.dropAfterStoring.has(k)) {
               dead = true;
               throw new PopsyncError('connection', 'IMAP connection lost before the tagged OK');
             }
-            o = { ok: true, uid, uidValidity: f.uidValidity };
+            o = this.uidplus ? { ok: true, uid, uidValidity: f.uidValidity } : { ok: true, uid: null, uidValidity: null };
           }
           out.push(o);
           onOutcome?.(i, o);
@@ -143,17 +155,19 @@ class MemoryDestination {
         this.events?.push('append end');
         return out;
       },
-      listSince: async (path, since): Promise<DestinationMessage[]> =>
-        (check(), folder(path).msgs.filter((m) => m.uid >= since).map((m) => ({ uid: m.uid, size: m.body.length, messageId: null }))),
-      fetchBody: async (path, uid) => (check(), folder(path).msgs.find((m) => m.uid === uid)!.body),
+      listSince: async (path, since, below = Infinity): Promise<DestinationMessage[]> =>
+        (check(),
+        folder(path)
+          .msgs.filter((m) => m.uid >= since && m.uid < below)
+          .map((m) => ({ uid: m.uid, size: m.body.length, messageId: messageIdOf(parseHeaders(m.body)) }))),
+      fetchBody: async (path, uid) => (check(), this.bodyFetches++, folder(path).msgs.find((m) => m.uid === uid)!.body),
       scanHeaders: async (path, which, each) => {
         check();
         const f = this.folders.get(path);
         if (!f) return null;
         for (const m of f.msgs) {
           if ('uids' in which ? !which.uids.includes(m.uid) : m.uid < which.since) continue;
-          const end = m.body.indexOf('\r\n\r\n');
-          each({ uid: m.uid, size: m.body.length, header: end < 0 ? m.body : m.body.subarray(0, end + 4) });
+          each({ uid: m.uid, size: m.body.length, header: m.body.subarray(0, headerBlockEnd(m.body)) });
         }
         return { uidValidity: f.uidValidity };
       },
@@ -162,6 +176,7 @@ class MemoryDestination {
         for (const { uid } of uids) {
           const m = folder(path).msgs.find((x) => x.uid === uid);
           if (!m) continue;
+          this.bodyFetches++;
           reader.chunk(uid, m.body);
           reader.end(uid);
         }
@@ -405,13 +420,37 @@ describe('engine', () => {
     expect(dst.bodies()).toHaveLength(4);
   });
 
-  it('stops loudly when the destination folder was recreated under an interrupted copy', async () => {
+  it('settles an interrupted copy by content when the folder changed UIDVALIDITY under it (the copy survived)', async () => {
     const src = new MemorySource([1, 2].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
     const dst = new MemoryDestination();
     dst.dropAfterStoring.add(1);
     await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({ kind: 'connection' });
-    dst.folders.get('INBOX')!.uidValidity = 778n;
-    await expect(runEngine(options(src, dst))).rejects.toMatchObject({ kind: 'uidvalidity' });
+    // Same mail, new UIDVALIDITY and new UIDs (a server that renumbered, or a restore).
+    const inbox = dst.folders.get('INBOX')!;
+    inbox.uidValidity = 778n;
+    inbox.msgs = inbox.msgs.map((m) => ({ ...m, uid: m.uid + 50 }));
+    inbox.next = 60;
+    const r = await runEngine(options(src, dst));
+    expect(r).toMatchObject({ reconciled: 1, copied: 1 });
+    expect(r.warnings!.join('\n')).toMatch(/was recreated \(UIDVALIDITY 777 is now 778\)/);
+    expect(dst.bodies()).toEqual([msg(1), msg(2)].map(String));
+    expect(journal.get('alice@pop.test:110', 'u1')).toMatchObject({ state: 'done', destUidValidity: 778n, destUid: 51 });
+  });
+
+  it('copies again when the folder was deleted and recreated empty under an interrupted copy, and goes on with new mail', async () => {
+    const src = new MemorySource([1, 2].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    const dst = new MemoryDestination();
+    dst.dropAfterStoring.add(2);
+    await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({ kind: 'connection' });
+    dst.folders.set('INBOX', { uidValidity: 900n, next: 1, msgs: [] });
+    const r = await runEngine(options(src, dst));
+    // u1 was confirmed before: it stays done (its history), u2 was in flight: copied again.
+    expect(r).toMatchObject({ reconciled: 0, copied: 1, alreadyCopied: 1 });
+    expect(dst.bodies()).toEqual([msg(2)].map(String));
+    src.messages.push({ uidl: 'u3', body: msg(3) });
+    const r2 = await runEngine(options(src, dst));
+    expect(r2).toMatchObject({ copied: 1, warnings: [] });
+    expect(dst.bodies()).toEqual([msg(2), msg(3)].map(String));
   });
 
   it('skips messages over skip_larger_than on their LIST size, without RETR, a failure or a journal row', async () => {
@@ -470,5 +509,155 @@ describe('windowed-source check across an interrupted run', () => {
     expect(resumed.copied).toBeGreaterThan(0);
     expect(resumed.warnings).toEqual([]);
     expect(dst.bodies()).toHaveLength(100);
+  });
+});
+
+/** Dovecot's rewrites on APPEND: every bare LF becomes CRLF, NUL becomes 0x80. */
+const dovecotRewrite = (b: Buffer): Buffer => Buffer.from(b.toString('latin1').replace(/\r?\n/g, '\r\n').replace(/\0/g, '\x80'), 'latin1');
+/** A message as a non-Dovecot POP3 server may serve it: bare LF line ends, a NUL, maybe no Message-ID. */
+const lfMsg = (i: number, withId = true): Buffer => Buffer.from(`${withId ? `Message-ID: <lf${i}@test>\n` : ''}Subject: lf ${i}\n\nbody\0 ${i}\nline two\n`, 'latin1');
+
+describe('engine: exactly once on servers that rewrite, lack UIDPLUS, or were written by another journal', () => {
+  const A = 'alice@pop.test:110';
+
+  for (const withId of [true, false]) {
+    it(`recognises its interrupted copy after the server rewrote line ends and NUL (${withId ? 'with' : 'without'} Message-ID)`, async () => {
+      const src = new MemorySource([1, 2, 3, 4].map((i) => ({ uidl: `u${i}`, body: lfMsg(i, withId) })));
+      const dst = new MemoryDestination();
+      dst.rewrite = dovecotRewrite;
+      dst.dropAfterStoring.add(2);
+      const r = await runEngine(options(src, dst));
+      expect(r).toMatchObject({ reconnects: 1, reconciled: 1, copied: 3 });
+      expect(dst.bodies()).toHaveLength(4);
+      expect(journal.counts(A)).toEqual({ done: 4, appending: 0, failed: 0 });
+    });
+  }
+
+  it('no UIDPLUS: of identical messages a (copied) and b (intended, never sent), b is still copied', async () => {
+    const same = msg(7);
+    const src = new MemorySource([
+      { uidl: 'a', body: same },
+      { uidl: 'b', body: same },
+    ]);
+    const dst = new MemoryDestination();
+    dst.uidplus = false;
+    dst.dropBeforeStoring.add(2);
+    await runEngine(options(src, dst));
+    expect(dst.bodies()).toEqual([same.toString(), same.toString()]);
+    // Both copies are accounted for by UID, learned by content.
+    expect(journal.get(A, 'a')).toMatchObject({ state: 'done', destUid: 1 });
+    expect(journal.get(A, 'b')).toMatchObject({ state: 'done', destUid: 2 });
+  });
+
+  it('no UIDPLUS: learns each copy\'s UID right after its batch, identical messages each their own', async () => {
+    const same = msg(8);
+    const src = new MemorySource([msg(1), same, same, msg(2), same].map((body, i) => ({ uidl: `u${i + 1}`, body })));
+    const dst = new MemoryDestination();
+    dst.uidplus = false;
+    dst.rewrite = dovecotRewrite;
+    const r = await runEngine(options(src, dst, { batchMessages: 2 }));
+    expect(r.copied).toBe(5);
+    const uids = ['u1', 'u2', 'u3', 'u4', 'u5'].map((u) => journal.get(A, u)!.destUid);
+    expect(uids).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('stops, instead of guessing, when several messages share the Message-ID and none has the content', async () => {
+    const src = new MemorySource([{ uidl: 'u1', body: msg(1) }]);
+    const dst = new MemoryDestination();
+    dst.dropAfterStoring.add(1);
+    // The server changed the copy beyond recognition, and another message with its Message-ID arrived.
+    dst.rewrite = (b) => Buffer.concat([Buffer.from('X-Added: by the server\r\n'), b]);
+    await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({ kind: 'connection' });
+    dst.folders.get('INBOX')!.msgs.push({ uid: 2, body: Buffer.from('Message-ID: <m1@test>\r\nSubject: other\r\n\r\nother\r\n'), flags: [] });
+    dst.folders.get('INBOX')!.next = 3;
+    const e = await runEngine(options(src, dst)).catch((x: unknown) => x);
+    expect(e).toMatchObject({ kind: 'undecidable', context: { uidl: 'u1', folder: 'INBOX' } });
+    expect((e as PopsyncError).context.hint).toMatch(/forget-folder/);
+    expect((e as PopsyncError).context.hint).not.toMatch(/new journal/);
+    expect(dst.bodies()).toHaveLength(2);
+  });
+
+  it('settles on a lone Message-ID match, loudly, when the content differs beyond the known rewrites', async () => {
+    const src = new MemorySource([{ uidl: 'u1', body: msg(1) }]);
+    const dst = new MemoryDestination();
+    dst.dropAfterStoring.add(1);
+    dst.rewrite = (b) => Buffer.concat([Buffer.from('X-Added: by the server\r\n'), b]);
+    const r = await runEngine(options(src, dst));
+    expect(r).toMatchObject({ reconciled: 1, copied: 0 });
+    expect(r.warnings!.join('\n')).toMatch(/UIDL u1: .*recognised by Message-ID only \(UID 1\)/);
+    expect(dst.bodies()).toHaveLength(1);
+  });
+
+  it('a second (or lost) journal adopts the copies already in the destination: 0 copied again', async () => {
+    const same = lfMsg(5, false);
+    const bodies = [lfMsg(1), lfMsg(2, false), same, same, msg(3)];
+    const src = new MemorySource(bodies.map((body, i) => ({ uidl: `u${i + 1}`, body })));
+    const dst = new MemoryDestination();
+    dst.rewrite = dovecotRewrite;
+    expect((await runEngine(options(src, dst))).copied).toBe(5);
+    const other = Journal.open(join(dir, 'second.sqlite'), { source: A });
+    try {
+      const fetchesBefore = dst.bodyFetches;
+      const r = await runEngine({ ...options(src, dst), journal: other });
+      expect(r).toMatchObject({ copied: 0, adopted: 5 });
+      expect(dst.bodies()).toHaveLength(5);
+      // Bodies fetched only for candidates that passed the Message-ID/header narrowing.
+      expect(dst.bodyFetches - fetchesBefore).toBeLessThanOrEqual(5 + 1);
+      expect(other.counts(A)).toEqual({ done: 5, appending: 0, failed: 0 });
+      // Identical messages claimed one copy each.
+      expect(new Set(['u3', 'u4'].map((u) => other.get(A, u)!.destUid)).size).toBe(2);
+      // A completed run ends the search: new mail is copied without looking.
+      src.messages.push({ uidl: 'u6', body: msg(6) });
+      expect(await runEngine({ ...options(src, dst), journal: other })).toMatchObject({ copied: 1, adopted: 0 });
+    } finally {
+      other.close();
+    }
+  });
+
+  it('adoption copies what is missing: one of three identical messages and a message never copied', async () => {
+    const same = msg(9);
+    const dst = new MemoryDestination();
+    await runEngine(options(new MemorySource([{ uidl: 'x1', body: same }, { uidl: 'x2', body: msg(1) }]), dst));
+    const other = Journal.open(join(dir, 'second.sqlite'), { source: A });
+    try {
+      const src = new MemorySource([same, same, msg(1), same, msg(2)].map((body, i) => ({ uidl: `u${i + 1}`, body })));
+      const r = await runEngine({ ...options(src, dst), journal: other });
+      expect(r).toMatchObject({ adopted: 2, copied: 3 });
+      expect(dst.bodies().filter((b) => b === same.toString())).toHaveLength(3);
+      expect(dst.bodies()).toHaveLength(5);
+    } finally {
+      other.close();
+    }
+  });
+
+  it('adoption never takes a copy by Message-ID alone (the same mail delivered to another account)', async () => {
+    const dst = new MemoryDestination();
+    const theirs = Buffer.from('Message-ID: <list@test>\r\nDelivered-To: bob@test\r\nSubject: s\r\n\r\nhi\r\n');
+    const ours = Buffer.from('Message-ID: <list@test>\r\nDelivered-To: alice@test\r\nSubject: s\r\n\r\nhi\r\n');
+    dst.folders.set('INBOX', { uidValidity: 5n, next: 2, msgs: [{ uid: 1, body: theirs, flags: [] }] });
+    const r = await runEngine(options(new MemorySource([{ uidl: 'u1', body: ours }]), dst));
+    expect(r).toMatchObject({ adopted: 0, copied: 1 });
+    expect(dst.bodies()).toEqual([theirs.toString(), ours.toString()]);
+  });
+
+  it('adoption survives a crash mid-run: the next run keeps searching until one completes', async () => {
+    const dst = new MemoryDestination();
+    const bodies = [1, 2, 3, 4, 5, 6].map((i) => msg(i));
+    await runEngine(options(new MemorySource(bodies.map((body, i) => ({ uidl: `u${i + 1}`, body }))), dst));
+    const other = Journal.open(join(dir, 'second.sqlite'), { source: A });
+    try {
+      const src = new MemorySource(bodies.map((body, i) => ({ uidl: `u${i + 1}`, body })));
+      src.failRetrOnce.set(5, 'drop');
+      // The first attempt dies on RETR of #5, after adopting the first batch(es), no retries.
+      await expect(runEngine({ ...options(src, dst, { retry: { maxAttempts: 0 } }), journal: other })).rejects.toMatchObject({ kind: 'connection' });
+      const first = other.counts(A).done;
+      expect(first).toBeGreaterThan(0);
+      expect(first).toBeLessThan(6);
+      const r = await runEngine({ ...options(src, dst), journal: other });
+      expect(r).toMatchObject({ copied: 0, adopted: 6 - first });
+      expect(dst.bodies()).toHaveLength(6);
+    } finally {
+      other.close();
+    }
   });
 });

@@ -9,7 +9,9 @@ const TO: RowState[] = ['appending', 'done', 'failed', 'deleting', 'deleted'];
 // The diagram in src/journal/types.ts, written out edge by edge.
 const LEGAL = new Set([
   'null->appending',
+  'null->done', // adoption: the copy was already in the destination
   'failed->appending',
+  'failed->done', // adoption
   'appending->appending',
   'appending->done',
   'appending->failed',
@@ -54,8 +56,8 @@ describe('journal state transitions', () => {
   });
 
   it('lists the successors of each state', () => {
-    expect(nextStates(null)).toEqual(['appending']);
-    expect(nextStates('failed')).toEqual(['appending']);
+    expect(nextStates(null)).toEqual(['appending', 'done']);
+    expect(nextStates('failed')).toEqual(['appending', 'done']);
     expect(new Set(nextStates('appending'))).toEqual(new Set(['appending', 'done', 'failed']));
   });
 });

@@ -338,18 +338,29 @@ describe('UIDVALIDITY change detection', () => {
     expect(j.folderUidValidity('other', 'INBOX')).toBeNull();
   });
 
-  it('stops loudly when the value changes, naming the folder and both values', () => {
+  it('accepts a changed value: the old one is reported, done rows keep their history', () => {
     const j = openJournal();
-    j.recordFolder(A, 'Lists/rust', 1700000000n);
+    expect(j.recordFolder(A, 'Lists/rust', 1700000000n, { uidNext: 1, messages: 0 })).toEqual({ first: true, replaced: null, adoptBelow: null });
+    j.beginAppend(A, [item('a', { folder: 'Lists/rust', destUidValidity: 1700000000n })]);
+    j.confirm(A, 'a', { destUidValidity: 1700000000n, destUid: 1 });
     j.close();
     const k = openJournal();
-    const e = caught(() => k.recordFolder(A, 'Lists/rust', 1700000555n));
-    expect(e.kind).toBe('uidvalidity');
-    expect(e.context.folder).toBe('Lists/rust');
-    expect(e.message).toContain('Lists/rust');
-    expect(e.message).toContain('1700000000');
-    expect(e.message).toContain('1700000555');
-    expect(k.folderUidValidity(A, 'Lists/rust')).toBe(1700000000n);
+    // Recreated and holding mail again: the new value, and its mail is searched for copies.
+    expect(k.recordFolder(A, 'Lists/rust', 1700000555n, { uidNext: 4, messages: 3 })).toEqual({ first: false, replaced: 1700000000n, adoptBelow: 4 });
+    expect(k.folderUidValidity(A, 'Lists/rust')).toBe(1700000555n);
+    expect(k.get(A, 'a')).toMatchObject({ state: 'done', destUidValidity: 1700000000n, destUid: 1 });
+    // The old copy's UID claims nothing under the new value.
+    expect(k.doneUidsIn(A, 'Lists/rust', 1700000555n)).toEqual(new Set());
+    expect(k.recordFolder(A, 'Lists/rust', 1700000555n, { uidNext: 9, messages: 8 })).toEqual({ first: false, replaced: null, adoptBelow: 4 });
+  });
+
+  it('asks for adoption only when a folder first seen holds mail, until endAdoption', () => {
+    const j = openJournal();
+    expect(j.recordFolder(A, 'Empty', 5n, { uidNext: 20, messages: 0 }).adoptBelow).toBeNull();
+    expect(j.recordFolder(A, 'Full', 5n, { uidNext: 20, messages: 12 }).adoptBelow).toBe(20);
+    expect(j.recordFolder(A, 'Unknown', 5n, { uidNext: 3, messages: null }).adoptBelow).toBe(3);
+    j.endAdoption(A);
+    expect(j.recordFolder(A, 'Full', 5n, { uidNext: 25, messages: 17 }).adoptBelow).toBeNull();
   });
 
   it('refuses to begin or confirm against a UIDVALIDITY other than the recorded one', () => {
@@ -447,5 +458,55 @@ j.close();
     const r = runChild({ killAt: '1:before' });
     expect(r.signal).toBe('SIGKILL');
     expect(snapshot()).toEqual({ u1: undefined, u2: undefined });
+  });
+});
+
+describe('adoption, UID learning, forgetting a folder', () => {
+  it('adopts copies found in the destination as done, from no row or a failed row', () => {
+    const j = openJournal();
+    j.recordFolder(A, 'INBOX', 7n);
+    j.beginAppend(A, [item('f')]);
+    j.fail(A, 'f', 'refused');
+    j.adopt(A, [
+      { ...item('new', { fingerprint: 'v1:x' }), destUid: 4 },
+      { ...item('f'), destUid: 5 },
+    ]);
+    expect(j.get(A, 'new')).toMatchObject({ state: 'done', destUid: 4, fingerprint: 'v1:x', attempts: 0 });
+    expect(j.get(A, 'f')).toMatchObject({ state: 'done', destUid: 5 });
+    expect(caught(() => j.adopt(A, [{ ...item('other'), destUid: 4 }])).kind).toBe('internal');
+    expect(caught(() => j.adopt(A, [{ ...item('new'), destUid: 6 }])).kind).toBe('internal'); // done -> done
+  });
+
+  it('learns the UID of a copy recorded without one, once, and never a claimed one', () => {
+    const j = openJournal();
+    j.beginAppend(A, [item('a'), item('b')]);
+    j.confirm(A, 'a', { destUidValidity: 7n, destUid: null });
+    j.confirm(A, 'b', { destUidValidity: 7n, destUid: 3 });
+    expect(j.copiesWithoutUid(A, 'INBOX', 7n).map((r) => r.uidl)).toEqual(['a']);
+    expect(caught(() => j.learnUids(A, [{ uidl: 'a', destUid: 3 }])).kind).toBe('internal');
+    j.learnUids(A, [{ uidl: 'a', destUid: 2 }]);
+    expect(j.get(A, 'a')).toMatchObject({ state: 'done', destUid: 2 });
+    expect(j.copiesWithoutUid(A, 'INBOX', 7n)).toEqual([]);
+    expect(caught(() => j.learnUids(A, [{ uidl: 'a', destUid: 9 }])).kind).toBe('internal');
+  });
+
+  it('forgets one folder: its record and its rows, keeping rows deleted from the source', () => {
+    const j = openJournal();
+    j.recordFolder(A, 'INBOX', 7n);
+    j.recordFolder(A, 'Old', 7n);
+    j.beginAppend(A, [item('keep'), item('x', { folder: 'Old' }), item('y', { folder: 'Old' }), item('z', { folder: 'Old' })]);
+    j.confirm(A, 'keep', { destUidValidity: 7n, destUid: 1 });
+    j.confirm(A, 'x', { destUidValidity: 7n, destUid: 1 });
+    j.confirm(A, 'z', { destUidValidity: 7n, destUid: 2 });
+    j.markDeleting(A, ['z']);
+    expect(caught(() => j.forgetFolder(A, 'Old')).kind).toBe('usage');
+    j.settleDeleting(A, { deleted: ['z'], kept: [] });
+    expect(j.forgetFolder(A, 'Old')).toEqual({ forgotten: 2, kept: 1 });
+    expect(j.get(A, 'x')).toBeUndefined();
+    expect(j.get(A, 'y')).toBeUndefined();
+    expect(j.get(A, 'z')?.state).toBe('deleted');
+    expect(j.get(A, 'keep')?.state).toBe('done');
+    expect(j.folderUidValidity(A, 'Old')).toBeNull();
+    expect(j.folderUidValidity(A, 'INBOX')).toBe(7n);
   });
 });
