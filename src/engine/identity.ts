@@ -280,3 +280,15 @@ function identifyByHeaders(
   }
   return out;
 }
+
+/** The rows as they would be after `rekeys`, for callers that must not write (plan). */
+export function withRekeys<R extends { uidl: string }>(rows: ReadonlyMap<string, R>, rekeys: ReadonlyArray<{ from: string; to: string }>): Map<string, R> {
+  const out = new Map(rows);
+  for (const { from, to } of rekeys) {
+    const r = out.get(from);
+    if (r === undefined) continue;
+    out.delete(from);
+    out.set(to, { ...r, uidl: to });
+  }
+  return out;
+}

@@ -40,7 +40,8 @@ async function pair(pop: FakePop3Options): Promise<{ pop: FakePop3; imap: FakeIm
         cmd,
         '--pop', `pop3://src@127.0.0.1:${p.port}`, '--pop-tls', 'none', '--pop-password-env', 'POP_PW',
         '--imap', `imap://${FAKE_USER}@127.0.0.1:${i.port}`, '--imap-tls', 'none', '--imap-password-env', 'IMAP_PW',
-        '--journal', journal, '--no-progress', '--json',
+        '--journal', journal,
+        ...(cmd === 'plan' ? ['--format', 'json'] : ['--no-progress', '--json']),
         ...extra,
       ];
       const child = spawn(process.execPath, [BIN, ...args], {
@@ -74,6 +75,9 @@ describe('popa3d: one UIDL for identical messages', () => {
         { body: same, uidl: 'c4ca4238a0b923820dcc509a6f75849b' },
       ],
     });
+    const plan = await run('plan');
+    expect(plan.code, plan.stderr).toBe(0);
+    expect((JSON.parse(plan.stdout).messages as Array<{ status: string }>).map((m) => m.status)).toEqual(['new', 'new', 'new']);
     const first = await run('migrate');
     expect(first.code, first.stderr).toBe(0);
     expect(JSON.parse(first.stdout)).toMatchObject({ copied: 3, failed: [] });
@@ -106,6 +110,9 @@ describe('a UIDL popsync deleted, reused by the server', () => {
     expect(pop.mailbox).toHaveLength(0);
     // The server hands the same UIDL to the next message of the same size.
     pop.mailbox.push({ uidl: 'reuse-me', body: Buffer.from(message(2), 'latin1') });
+    const plan = await run('plan');
+    expect(plan.code, plan.stderr).toBe(0);
+    expect((JSON.parse(plan.stdout).messages as Array<{ status: string }>).map((m) => m.status)).toEqual(['new']);
     const second = await run('sync');
     expect(second.code, second.stderr).toBe(0);
     expect(JSON.parse(second.stdout)).toMatchObject({ copied: 1, reusedUidls: ['reuse-me'] });

@@ -7,6 +7,7 @@
  * gathers inputs and prints.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { headerHash, identify, needsHeaders, withRekeys } from '../../engine/identity.js';
 import { joinListing, planCopy } from '../../engine/plan.js';
 import { PopsyncError, isPopsyncError } from '../../errors.js';
 import type { ImapSink } from '../../imap/types.js';
@@ -87,11 +88,18 @@ export async function planAccount(job: AccountJob, o: { logger: Logger; rateMBps
     const appendLimit = appendLimitOf(sink.capabilities);
     source = await account.openSource();
     const [sizes, uidls] = await Promise.all([source.list(), source.uidl()]);
-    const listing = joinListing(sizes, uidls);
-    const plan = planCopy(listing, rows);
-    const wanted = [...plan.copy, ...plan.invalid].sort((a, b) => a.n - b.n);
+    const listed = joinListing(sizes, uidls);
     const started = Date.now();
-    const headers = await topAll(source, wanted.map((m) => m.n), o.logger);
+    // Identified as a run would (shared UIDLs, reused ones), without writing: the plan then
+    // reads the journal as that run would leave it.
+    const known = await topAll(source, needsHeaders(listed, rows, true), o.logger);
+    const hashes = new Map([...known].flatMap(([n, h]) => (Buffer.isBuffer(h) ? [[n, headerHash(h)] as const] : [])));
+    const id = identify(listed, rows, hashes, { uidlSupported: true, now: now() });
+    const listing = id.listing;
+    const identified = withRekeys(rows, id.rekeys);
+    const plan = planCopy(listing, identified);
+    const wanted = [...plan.copy, ...plan.invalid].sort((a, b) => a.n - b.n);
+    const headers = new Map([...known, ...(await topAll(source, wanted.map((m) => m.n).filter((n) => !known.has(n)), o.logger))]);
     o.logger.info({ messages: wanted.length, ms: Date.now() - started }, 'read headers with TOP n 0');
     await source.quit().catch(() => undefined);
     source = null;
@@ -115,7 +123,7 @@ export async function planAccount(job: AccountJob, o: { logger: Logger; rateMBps
     const folders = new Set<string>();
     for (const r of routed.values()) if (!('error' in r)) folders.add(r.routing.folder);
     for (const m of plan.skip) {
-      const f = rows.get(m.uidl)?.folder;
+      const f = identified.get(m.uidl)?.folder;
       if (f) folders.add(f);
     }
     const existing = new Set<string>();
@@ -135,7 +143,7 @@ export async function planAccount(job: AccountJob, o: { logger: Logger; rateMBps
       generatedAt: at,
       listing,
       plan,
-      rows,
+      rows: identified,
       routed,
       existingFolders: existing,
       appendLimit,
