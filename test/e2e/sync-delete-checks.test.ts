@@ -12,14 +12,16 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../src/lab/dovecot.js';
 import { useLab } from '../support/lab-fixture.js';
 import { BIN, ROOT, runCli } from '../support/cli.js';
-import { FAKE_PASSWORD, FAKE_USER, startFakeImap, type FakeImap } from '../support/fake-imap.js';
+import { FAKE_PASSWORD, FAKE_USER, startFakeImap } from '../support/fake-imap.js';
+import { startFakePop3 } from '../support/fake-pop3.js';
+import { hostileMessage } from '../support/hostile-mail.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
 import { alterStored, storedFile } from '../support/stored-copies.js';
 import { mail, syncArgs as base } from './sync-helpers.js';
 
 let lab: Lab;
 let dir: string;
-const fakes: FakeImap[] = [];
+const fakes: Array<{ close(): Promise<void> }> = [];
 
 useLab('delete-checks', {}, (l, d) => {
   lab = l;
@@ -160,5 +162,42 @@ describe('sync --delete checks every copy before deleting its original', () => {
     expect(again.code, again.stderr).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ copied: 0, deleted: 3 });
     expect(await sourceMessages(lab, pop)).toHaveLength(0);
+  });
+
+  it('--verify-before-delete on what Dovecot rewrote: a copy changed only in line ends lets its original go, NUL stored as 0x80 keeps it; verify names both', async () => {
+    // Each kind as a scripted POP3 server serves it; Dovecot stores bare LF as CRLF, adds a
+    // final CRLF, and turns NUL into 0x80 (test/e2e/normalisation.test.ts measures it).
+    const kinds = ['bare-lf', 'no-final-newline', 'nul', 'bare-cr'] as const;
+    const served = kinds.map((k) => hostileMessage(k, `delete-${k}`));
+    const src = await startFakePop3({ messages: served, user: 'src', password: lab.password, pipelining: true });
+    fakes.push(src);
+    const imap = lab.newUser('dst');
+    const journal = join(dir, `hostile-${imap}.sqlite`);
+    const args = (command: string, extra: string[]) => [
+      command,
+      '--pop', `pop3://src@127.0.0.1:${src.port}`, '--pop-tls', 'none',
+      '--imap', `imap://${imap}@127.0.0.1:${lab.imap.port}`, '--imap-tls', 'none',
+      '--pop-password-env', 'PW', '--imap-password-env', 'PW', '--journal', journal, '--no-progress', ...extra,
+    ];
+    let r = await runCli(args('sync', ['--json']), { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(0);
+
+    r = await runCli(args('sync', ['--delete', '--verify-before-delete', '--json']), { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(1);
+    const res = JSON.parse(r.stdout);
+    // bare-lf: line ends only; no-final-newline (POP3 framing adds the CRLF) and bare-cr: stored as received.
+    expect(res).toMatchObject({ copied: 0, deleted: 3 });
+    expect(res.copyProblems).toEqual([expect.objectContaining({ problem: 'differs', detail: expect.stringMatching(/rewritten by the server .*NUL bytes stored as 0x80 \(Dovecot\).*not deleted/) })]);
+    expect(src.mailbox.map((m) => m.body)).toEqual([served[2]]);
+
+    // verify names every rewrite, the deleted originals' copies included.
+    r = await runCli(['verify', ...args('x', ['--json']).slice(1)], { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(1);
+    const audit = JSON.parse(r.stdout).accounts[0];
+    expect(audit).toMatchObject({ checked: 4, same: 2 });
+    expect(audit.findings.map((f: { uidl: string; status: string; likely: string[]; originalOnSource: boolean }) => [f.uidl, f.status, f.originalOnSource, f.likely.join(' | ')])).toEqual([
+      ['uid-1', 'rewritten', false, expect.stringMatching(/bare LF line ends stored as CRLF/)],
+      ['uid-3', 'rewritten', true, expect.stringMatching(/NUL bytes stored as 0x80/)],
+    ]);
   });
 });
