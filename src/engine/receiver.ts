@@ -156,6 +156,8 @@ export class Receiver {
   private charge(m: ListedMessage, e: unknown): PopsyncError {
     const err = isPopsyncError(e) ? e : new PopsyncError('internal', `receiving message ${m.n}: ${String(e)}`, {}, { cause: e });
     if (err.kind !== 'connection' && err.kind !== 'protocol') return err;
+    // An interrupt drops the POP3 session on purpose: not the message's fault.
+    if (this.ctx.o.signal?.aborted) return err;
     // A reply past its ceiling is the server's fault, whichever side cut it (the connection usually
     // trips first: its count includes the status line).
     const overCeiling = err === this.overCeiling || isOverCeiling(err);

@@ -6,8 +6,9 @@
  * (mkdtemp: random name, mode 0700) under the system temp dir, and each body is a file created
  * exclusively (O_EXCL) with mode 0600 under a random name. A file is removed as soon as its
  * message is settled, every file of a pass when the pass ends (a dropped connection included),
- * and the directory when the run ends, whatever the outcome. Only SIGKILL or a power cut can
- * leave a `popsync-spool-*` directory behind.
+ * and the directory when the run ends, whatever the outcome - also when the process leaves
+ * through process.exit (a second Ctrl-C, a closed stdout), which skips every `finally`. Only
+ * SIGKILL or a power cut can leave a `popsync-spool-*` directory behind.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -49,13 +50,17 @@ export class SpoolFile {
 export class Spool {
   private dir: string | null = null;
   private readonly live = new Set<string>();
+  private readonly onExit = (): void => this.dispose();
 
   constructor(private readonly root: string = tmpdir()) {}
 
   /** A new, empty, private file; its path stays valid until discard(), clear() or dispose(). */
   async create(): Promise<SpoolFile> {
     try {
-      this.dir ??= mkdtempSync(join(this.root, 'popsync-spool-'));
+      if (this.dir === null) {
+        this.dir = mkdtempSync(join(this.root, 'popsync-spool-'));
+        process.on('exit', this.onExit);
+      }
       const f = await SpoolFile.create(this.dir);
       this.live.add(f.path);
       return f;
@@ -83,6 +88,7 @@ export class Spool {
     this.live.clear();
     if (this.dir) rmSync(this.dir, { recursive: true, force: true });
     this.dir = null;
+    process.off('exit', this.onExit);
   }
 
   /** Files currently held; for tests. */

@@ -122,11 +122,19 @@ interface CliRun {
   summary: { copied: number; copiedBytes: number; reconciled: number; reconnects: number; failed: unknown[] };
 }
 
-function popsync(lab: Lab, popUser: string, imapUser: string, journal: string, command: 'migrate' | 'sync' = 'migrate'): Promise<CliRun> {
+function popsync(lab: Lab, popUser: string, imapUser: string, journal: string, command: 'migrate' | 'sync' = 'migrate', tls = false): Promise<CliRun> {
+  const endpoints = tls
+    ? [
+        '--pop', `pop3s://${popUser}@127.0.0.1:${lab.pop3s.port}`, '--pop-ca-file', lab.caFile,
+        '--imap', `imaps://${imapUser}@127.0.0.1:${lab.imaps.port}`, '--imap-ca-file', lab.caFile,
+      ]
+    : [
+        '--pop', `pop3://${popUser}@127.0.0.1:${lab.pop3.port}`, '--pop-tls', 'none',
+        '--imap', `imap://${imapUser}@127.0.0.1:${lab.imap.port}`, '--imap-tls', 'none',
+      ];
   const args = [
     join(ROOT, 'bin', 'popsync.js'), command,
-    '--pop', `pop3://${popUser}@127.0.0.1:${lab.pop3.port}`, '--pop-tls', 'none',
-    '--imap', `imap://${imapUser}@127.0.0.1:${lab.imap.port}`, '--imap-tls', 'none',
+    ...endpoints,
     '--pop-password-env', 'PW', '--imap-password-env', 'PW',
     '--journal', journal, '--json', '--no-progress',
   ];
@@ -222,13 +230,15 @@ function hugeHeader(headerMb: number): Buffer {
 }
 
 async function largeMessages(lab: Lab): Promise<void> {
-  const cases: Array<[string, () => Buffer]> = [
-    [`one ${Number(process.env.BENCH_LARGE_MB ?? 200)} MB message`, () => hugeMessage(Number(process.env.BENCH_LARGE_MB ?? 200) * MB, 200)],
-    [`one message with a ${Number(process.env.BENCH_HEADER_MB ?? 100)} MB header block`, () => hugeHeader(Number(process.env.BENCH_HEADER_MB ?? 100))],
+  const largeMb = Number(process.env.BENCH_LARGE_MB ?? 200);
+  const cases: Array<[string, () => Buffer, boolean]> = [
+    [`one ${largeMb} MB message`, () => hugeMessage(largeMb * MB, 200), false],
+    [`one ${largeMb} MB message, TLS both sides`, () => hugeMessage(largeMb * MB, 201), true],
+    [`one message with a ${Number(process.env.BENCH_HEADER_MB ?? 100)} MB header block`, () => hugeHeader(Number(process.env.BENCH_HEADER_MB ?? 100)), false],
   ];
-  for (const [i, [label, make]] of cases.entries()) {
+  for (const [i, [label, make, tls]] of cases.entries()) {
     await lab.seedPop3(`bench-large-src-${i}`, [make()]);
-    const run = await popsync(lab, `bench-large-src-${i}`, `bench-large-dst-${i}`, join(lab.dir, `bench-large-${i}.sqlite`));
+    const run = await popsync(lab, `bench-large-src-${i}`, `bench-large-dst-${i}`, join(lab.dir, `bench-large-${i}.sqlite`), 'migrate', tls);
     if (run.summary.copied !== 1) throw new Error(`popsync copied ${run.summary.copied} of 1 (${label})`);
     const verdict = run.peakRssMb < PEAK_RSS_BOUND_MB ? 'within' : 'OVER';
     process.stdout.write(

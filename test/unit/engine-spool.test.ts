@@ -53,6 +53,20 @@ describe('Spool', () => {
   });
 });
 
+describe('Spool at process exit', () => {
+  it('removes its directory from an exit handler, which process.exit still runs (finally blocks do not)', async () => {
+    const before = process.listeners('exit');
+    const f = await spool.create();
+    await f.close();
+    const added = process.listeners('exit').filter((l) => !before.includes(l));
+    expect(added).toHaveLength(1);
+    const dir = spool.directory!;
+    (added[0] as () => void)();
+    expect(existsSync(dir)).toBe(false);
+    expect(process.listeners('exit').filter((l) => !before.includes(l))).toHaveLength(0);
+  });
+});
+
 describe('BodyCollector', () => {
   const small = Buffer.from('Subject: hi\r\nMessage-ID: <a@b>\r\n\r\nbody with a \0 NUL\r\n');
 
