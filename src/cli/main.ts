@@ -37,6 +37,9 @@ export function buildProgram(ctx: CommandContext): Command {
   return program;
 }
 
+/** Commands that store mail: the first signal lets them finish the batch in flight. */
+const COPYING_COMMANDS: ReadonlySet<string> = new Set(['migrate', 'sync']);
+
 export async function main(argv: string[]): Promise<void> {
   // `popsync ... | head` closes stdout early: that is the reader's choice, not a crash.
   for (const stream of [process.stdout, process.stderr]) {
@@ -47,8 +50,15 @@ export async function main(argv: string[]): Promise<void> {
   }
   const controller = new AbortController();
   let interrupts = 0;
+  const command = argv.slice(2).find((a) => !a.startsWith('-'));
   const onSignal = (sig: NodeJS.Signals) => {
     interrupts++;
+    if (!COPYING_COMMANDS.has(command ?? '')) {
+      // plan, verify, status and config only read (a plan file is written synchronously, so
+      // never half): there is no batch to finish, and they do not watch the signal.
+      process.stderr.write(`\npopsync: interrupted (${sig}); nothing was changed\n`);
+      process.exit(ExitCode.interrupted);
+    }
     if (interrupts > 1) {
       // The journal is consistent at every instant, so leaving now loses nothing.
       process.stderr.write('\npopsync: stopped; run again to resume\n');

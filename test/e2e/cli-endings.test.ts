@@ -4,7 +4,7 @@
  * and with `--json` exactly one JSON object on stdout whatever happened.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -156,5 +156,19 @@ describe('flags the destination does not keep', () => {
     expect(warnings[0]).toContain(`IMAP server 127.0.0.1:${imap.port} did not keep $Migrated on the copies in "INBOX"`);
     expect(warnings[0]).not.toContain('\\Seen');
     expect(imap.mailboxes.get('INBOX')!.messages.map((m) => m.flags)).toEqual([['\\Seen'], ['\\Seen'], ['\\Seen']]);
+  });
+});
+
+describe('interrupting a command that only reads', () => {
+  it('plan waiting for a silent server stops at the first SIGTERM: exit 130, nothing written', async () => {
+    const { pop, args } = await servePair({ messages: [message(1), message(2)], handlers: { TOP: () => undefined } }, {}, 600);
+    const output = join(dir, 'plan.html');
+    const run = spawnCli(args('plan', ['--output', output]).filter((a) => a !== '--no-progress'));
+    await until(() => pop.commands('TOP').length > 0);
+    run.child.kill('SIGTERM');
+    const r = await run.done;
+    expectClean(r, 130);
+    expect(r.stderr).toBe('\npopsync: interrupted (SIGTERM); nothing was changed\n');
+    expect(existsSync(output)).toBe(false);
   });
 });
