@@ -3,11 +3,11 @@
  * (issue 7 items 2, 3 and 5), measured on the real process: peak RSS (VmHWM, read as the child
  * exits) is printed and asserted.
  *
- * - A 60 MB message through real Dovecot, byte-exact, on both APPEND paths: pipelined LITERAL+,
- *   and one-at-a-time synchronising literals on a Dovecot that hides LITERAL+ and UIDPLUS.
- *   The bound is relative: the run with it may peak at most three quarters of its size above
- *   the same mailbox without it, so the message was never whole in memory, and under the
- *   README's bound (`npm run bench` has the 200 MB case).
+ * - A 100 MB message through real Dovecot, byte-exact, on both APPEND paths: pipelined
+ *   LITERAL+, and one-at-a-time synchronising literals on a Dovecot that hides LITERAL+ and
+ *   UIDPLUS (the UID then learnt by content). The bound is relative: the run with it may peak
+ *   at most 60% of its size above the same mailbox without it, so the message was never whole
+ *   in memory, and under the README's bound (`npm run bench` has the 200 MB case).
  * - A scripted POP3 server that lies about a size and drops the connection on every RETR of
  *   another message: both are set aside with their reason, the rest arrives (exit 1).
  * - A link that breaks every 2.5 MB: every pass keeps the whole messages it received, so the
@@ -51,13 +51,13 @@ function peak(r: CliResult, what: string): number {
 
 describe('a message far larger than the batch cap, into real Dovecot', () => {
   const small = realisticMix(6, 71);
-  const large = hugeMessage(60 * MB, 72);
+  const large = hugeMessage(100 * MB, 72);
 
   for (const [name, without] of [
     ['pipelined LITERAL+', false],
     ['synchronising literals, no LITERAL+ nor UIDPLUS', true],
   ] as const) {
-    it(`copies 60 MB byte-exact with ${name}, never holding it whole in memory`, async () => {
+    it(`copies 100 MB byte-exact with ${name}, never holding it whole in memory`, async () => {
       const l = without ? bare : lab;
       const d = without ? bareDir : dir;
       const run = async (messages: Buffer[], tag: string): Promise<{ r: CliResult; imap: string; pop: string }> => {
@@ -79,12 +79,13 @@ describe('a message far larger than the batch cap, into real Dovecot', () => {
       const expected = digests(await sourceMessages(l, withLarge.pop));
       const stored = await destinationMessages(l, withLarge.imap);
       expect(digests(stored.map((m) => m.body))).toEqual(expected);
-      expect(stored.some((m) => m.body.length >= 60 * MB && sha(m.body) === expected.find((e) => e === sha(m.body)))).toBe(true);
+      expect(stored.some((m) => m.body.length >= 100 * MB && sha(m.body) === expected.find((e) => e === sha(m.body)))).toBe(true);
       const baseline = peak(base.r, `${name}: 6 small messages`);
-      const withIt = peak(withLarge.r, `${name}: the same plus one of 60 MB`);
-      // Holding it whole even once would add 60 MB (the previous engine added 112-118); what is
-      // added now (26-35 MB measured) is buffers it passed through, awaiting GC.
-      expect(withIt - baseline).toBeLessThan(45);
+      const withIt = peak(withLarge.r, `${name}: the same plus one of 100 MB`);
+      // Holding it whole even once would add 100 MB (the previous engine added about twice its
+      // size); what is added now is buffers it passed through, awaiting GC (26-43 MB measured
+      // with 60 MB: V8 collects them after tens of MB of external memory, whatever the size).
+      expect(withIt - baseline).toBeLessThan(60);
       expect(withIt).toBeLessThan(PEAK_RSS_BOUND_MB);
     }, 300_000);
   }
