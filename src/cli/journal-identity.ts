@@ -64,12 +64,6 @@ export function sourceKeyOf(pop: { user: string; host: string }): string {
   return `${pop.user}@${host.includes(':') ? `[${host}]` : host}`;
 }
 
-/** How the key was spelled before canonical hosts: lower-cased host, nothing else. */
-export function legacySourceKeyOf(pop: { user: string; host: string }): string {
-  const host = pop.host.toLowerCase();
-  return `${pop.user}@${host.includes(':') ? `[${host}]` : host}`;
-}
-
 /** Whether two keys name one mailbox (a journal bound to either serves both). */
 export function sameMailbox(a: string, b: string): boolean {
   const split = (k: string) => {

@@ -37,7 +37,7 @@ export function fileState(path: string): FileState {
   return { bytes: statSync(path).size, walBytes: existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size : 0 };
 }
 
-export function walLost(path: string, why: string): PopsyncError {
+function walLost(path: string, why: string): PopsyncError {
   return new PopsyncError('journal', `journal ${path} has lost its write-ahead log (${path}-wal): ${why}; what it recorded since its last checkpoint is gone`, {
     hint:
       `put the ${path}-wal file back beside it (from wherever the journal was copied or backed up from) and run again. ` +
