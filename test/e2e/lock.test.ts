@@ -6,6 +6,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { realisticMix } from '../../src/lab/corpus.js';
 import type { Lab } from '../../src/lab/dovecot.js';
@@ -104,6 +105,30 @@ describe('the account lock', () => {
     const dest = await destinationMessages(lab, imap);
     expect(dest).toHaveLength(count);
     expect(digests(dest.map((m) => m.body))).toEqual(digests(await sourceMessages(lab, pop)));
+  });
+
+  it("another host's lock row is respected while it beats, and taken over once its heartbeat is stale", async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    const journal = join(dir, `${pop}.sqlite`);
+    await lab.seedPop3(pop, realisticMix(3, 71));
+    const args = labArgs('migrate', lab, pop, imap, journal);
+    expect((await runCli(args, { env: env() })).code).toBe(0);
+    // A run on another host sharing this journal (a network file system whose locks do not reach us).
+    const setRow = (heartbeat: Date) => {
+      const db = new Database(journal);
+      db.prepare(`INSERT OR REPLACE INTO locks (account, pid, hostname, holder_id, command, started_at, heartbeat_at) VALUES (?, 4242, 'elsewhere.example', 'x', 'sync', ?, ?)`).run(`${pop}@localhost`, heartbeat.toISOString(), heartbeat.toISOString());
+      db.close();
+    };
+    setRow(new Date());
+    const held = await runCli(args, { env: env() });
+    expect(held.code, held.stderr).toBe(7);
+    expect(held.stderr).toMatch(/pid 4242 on elsewhere\.example.*\n.*a run on another host holds it/s);
+    setRow(new Date(Date.now() - 3_600_000));
+    const taken = await runCli(args, { env: env() });
+    expect(taken.code, taken.stderr).toBe(0);
+    expect(taken.stderr).toMatch(/took over the lock of a run on another host that sent no heartbeat for too long: pid 4242 on elsewhere\.example/);
+    expect(await destinationMessages(lab, imap)).toHaveLength(3);
   });
 
   it('the lock file is the kernel lock: held by a stopped process, free the moment it is killed', async () => {
