@@ -95,10 +95,12 @@ function abandonedOnAbort<T>(pending: Promise<T>, signal: AbortSignal, dispose: 
 }
 
 /**
- * After an interrupt, a lost connection is the cut above, not a network failure: report the
- * interruption. Anything else (a refused login, a bad journal) keeps its own meaning.
+ * After an interrupt, a lost connection is the cut above, not a network failure, and a lock
+ * refusal is the end of a --wait the user cut short: report the interruption. Anything else
+ * (a refused login, a bad journal) keeps its own meaning.
  */
 export function asInterrupted(e: unknown, signal: AbortSignal | undefined): unknown {
   if (!signal?.aborted || !isPopsyncError(e)) return e;
-  return e.kind === 'connection' || e.kind === 'temporary' ? interruptedError() : e;
+  // 'locked': the interrupt ended a --wait for another run's lock.
+  return e.kind === 'connection' || e.kind === 'temporary' || e.kind === 'locked' ? interruptedError() : e;
 }

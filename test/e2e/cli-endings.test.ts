@@ -172,3 +172,21 @@ describe('interrupting a command that only reads', () => {
     expect(existsSync(output)).toBe(false);
   });
 });
+
+describe('interrupting a run that waits for the lock another run holds', () => {
+  it('SIGTERM during --wait: exit 130 (interrupted), not 7 (locked)', async () => {
+    const { pop, args } = await servePair({ messages: [message(1)], handlers: { RETR: () => undefined } }, {}, 600);
+    // The first run holds the lock while it waits for a RETR that never comes.
+    const holder = spawnCli(args('sync'));
+    await until(() => pop.commands('RETR').length > 0);
+    const waiter = spawnCli(args('sync', ['--wait', '600', '--verbose']));
+    // The account is resolved and the journal named just before the lock is tried.
+    await until(() => /journal/.test(waiter.stderr()));
+    waiter.child.kill('SIGTERM');
+    const r = await waiter.done;
+    expectClean(r, 130);
+    expect(r.stderr).toMatch(/popsync: interrupted; the journal is consistent, run again to resume\n$/);
+    holder.child.kill('SIGKILL');
+    await holder.done;
+  });
+});

@@ -49,6 +49,7 @@ describe('what an interrupt does to the waits of a run', () => {
     c.abort();
     expect((asInterrupted(lost, c.signal) as PopsyncError).kind).toBe('interrupted');
     expect((asInterrupted(new PopsyncError('temporary', 'x'), c.signal) as PopsyncError).kind).toBe('interrupted');
+    expect((asInterrupted(new PopsyncError('locked', 'held by pid 1'), c.signal) as PopsyncError).kind).toBe('interrupted');
     expect(asInterrupted(auth, c.signal)).toBe(auth);
   });
 });
