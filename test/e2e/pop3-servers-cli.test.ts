@@ -102,6 +102,28 @@ describe('popa3d: one UIDL for identical messages', () => {
   });
 });
 
+describe('popa3d with sync --delete', () => {
+  it('deletes identical messages under one UIDL only after each was copied, and one arriving later is copied too', async () => {
+    const same = message(3);
+    const { pop, imap, run } = await pair({
+      messages: [
+        { body: same, uidl: 'eccbc87e' },
+        { body: message(4), uidl: 'a87ff679' },
+        { body: same, uidl: 'eccbc87e' },
+      ],
+    });
+    const r = await run('sync', ['--delete']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ copied: 3, deleted: 3, failed: [] });
+    expect(pop.mailbox).toHaveLength(0);
+    pop.mailbox.push({ uidl: 'eccbc87e', body: Buffer.from(same, 'latin1') });
+    const later = await run('sync', ['--delete']);
+    expect(later.code, later.stderr).toBe(0);
+    expect(JSON.parse(later.stdout)).toMatchObject({ copied: 1, deleted: 1 });
+    expect(appended(imap).sort()).toEqual([same, same, same, message(4)].sort());
+  });
+});
+
 describe('a UIDL popsync deleted, reused by the server', () => {
   it('is a new message: copied (before: "nothing new", exit 0, never copied)', async () => {
     const { pop, imap, run } = await pair({ messages: [{ body: message(1), uidl: 'reuse-me' }] });
