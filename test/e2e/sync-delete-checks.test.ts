@@ -5,13 +5,12 @@
  * is copied again, a changed one keeps its original, and the run exits 1 saying so. And a
  * SIGTERM that arrives while the last batch is appended stops the run before it deletes.
  */
-import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../src/lab/dovecot.js';
 import { useLab } from '../support/lab-fixture.js';
-import { BIN, ROOT, runCli } from '../support/cli.js';
+import { runCli, startCli } from '../support/cli.js';
 import { FAKE_PASSWORD, FAKE_USER, startFakeImap } from '../support/fake-imap.js';
 import { startFakePop3 } from '../support/fake-pop3.js';
 import { hostileMessage } from '../support/hostile-mail.js';
@@ -135,11 +134,9 @@ describe('sync --delete checks every copy before deleting its original', () => {
       ...syncArgs(pop, 'unused', extra).map((a) => a.replace(`imap://unused@127.0.0.1:${lab.imap.port}`, `imap://${FAKE_USER}@127.0.0.1:${fake.port}`)),
       '--imap-password-env', 'IPW',
     ];
-    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', NO_COLOR: '1', PW: lab.password, IPW: FAKE_PASSWORD };
-    const child = spawn(process.execPath, [BIN, ...args(['--delete'])], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const { child, done } = startCli(args(['--delete']), { env: { PW: lab.password, IPW: FAKE_PASSWORD } });
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const until = async (what: string, ok: () => boolean) => {
       for (let i = 0; !ok(); i++) {
         if (i > 3000) throw new Error(`timed out waiting for ${what}; stderr: ${stderr}`);
@@ -151,8 +148,9 @@ describe('sync --delete checks every copy before deleting its original', () => {
     // The handler writes this just before it aborts: from here on, the run knows.
     await until('the SIGTERM notice', () => stderr.includes('SIGTERM: finishing the batch in flight'));
     release();
-    expect(await exited, stderr).toBe(130);
-    expect(stderr).toMatch(/interrupted before deleting from the source: nothing was deleted/);
+    const ended = await done;
+    expect(ended.code, ended.stderr).toBe(130);
+    expect(ended.stderr).toMatch(/interrupted before deleting from the source: nothing was deleted/);
     expect(await sourceMessages(lab, pop)).toHaveLength(3);
     expect(fake.mailboxes.get('INBOX')!.messages).toHaveLength(3);
     const status = JSON.parse((await runCli(['status', '--journal', join(dir, `${pop}.sqlite`), '--json'])).stdout);
