@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { PopsyncError } from '../errors.js';
 import type { DestinationMessage, ImapSink } from '../imap/types.js';
 import type { JournalRow } from '../journal/types.js';
+import type { Pop3Session } from '../pop3/types.js';
 import type { OpenFolder, RunContext } from './context.js';
 import { openFolder } from './folders.js';
 import { Fingerprinter } from './fingerprint.js';
@@ -91,9 +92,42 @@ async function claimUidless(ctx: RunContext, sink: ImapSink, folder: string, sta
   return unresolved;
 }
 
-export async function reconcilePending(ctx: RunContext, sink: ImapSink): Promise<void> {
+/**
+ * Rows journaled by a popsync from before fingerprints carry only the sha256 of what was sent;
+ * a server that rewrote the copy defeats it. The message is still on the source (it was never
+ * confirmed, so never deleted): read it again, and when it is the same bytes, its fingerprint
+ * is the one the copy must have. Streamed, not held whole. Rows not listed stay without one.
+ */
+async function withSourceFingerprints(ctx: RunContext, source: Pop3Session | undefined, rows: JournalRow[]): Promise<JournalRow[]> {
+  if (!source) return rows;
+  const out: JournalRow[] = [];
+  for (const r of rows) {
+    const m = r.fingerprint == null && r.sha256 !== null ? ctx.listing.find((x) => x.uidl === r.uidl) : undefined;
+    if (!m) {
+      out.push(r);
+      continue;
+    }
+    const sha = createHash('sha256');
+    const fp = new Fingerprinter();
+    await ctx.on('pop3', new Promise<void>((resolve, reject) => {
+      const stream = source.retrStream(m.n);
+      stream.on('data', (chunk: Buffer) => {
+        sha.update(chunk);
+        fp.update(chunk);
+      });
+      stream.on('end', resolve);
+      stream.on('error', reject);
+    }));
+    const same = sha.digest('hex') === r.sha256;
+    out.push(same ? { ...r, fingerprint: fp.digest() } : r);
+    if (!same) ctx.o.logger.info({ uidl: r.uidl }, 'the source now serves other bytes under this UIDL; its interrupted copy is matched by sha256 only');
+  }
+  return out;
+}
+
+export async function reconcilePending(ctx: RunContext, sink: ImapSink, source?: Pop3Session): Promise<void> {
   const { journal, account, logger } = ctx.o;
-  const pending = journal.rowsInState(account, 'appending');
+  const pending = await withSourceFingerprints(ctx, source, journal.rowsInState(account, 'appending'));
   const byFolder = new Map<string, JournalRow[]>();
   for (const r of pending) {
     if (r.folder === null) continue;

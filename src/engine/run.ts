@@ -159,7 +159,7 @@ class Run implements RunContext {
 
     if (journal.rowsInState(account, 'appending').length > 0) {
       this.emit({ type: 'phase', phase: 'reconciling' });
-      await reconcilePending(this, await this.connectSink());
+      await reconcilePending(this, await this.connectSink(), source);
       rows = null;
     }
 

@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
 import { runEngine, type EngineOptions } from '../../src/engine/run.js';
@@ -575,6 +576,21 @@ describe('engine: exactly once on servers that rewrite, lack UIDPLUS, or were wr
     expect((e as PopsyncError).context.hint).toMatch(/forget-folder/);
     expect((e as PopsyncError).context.hint).not.toMatch(/new journal/);
     expect(dst.bodies()).toHaveLength(2);
+  });
+
+  it('a row journaled before fingerprints: the source is read again, so a rewritten copy is still recognised', async () => {
+    const src = new MemorySource([1, 2, 3].map((i) => ({ uidl: `u${i}`, body: lfMsg(i, i !== 2) })));
+    const dst = new MemoryDestination();
+    dst.rewrite = dovecotRewrite;
+    dst.dropAfterStoring.add(2);
+    await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({ kind: 'connection' });
+    // What a popsync before schema v5 left behind: no fingerprint on the interrupted row.
+    const raw = new Database(journal.path);
+    expect(raw.prepare(`UPDATE messages SET fingerprint = NULL WHERE state = 'appending'`).run().changes).toBe(2);
+    raw.close();
+    const r = await runEngine(options(src, dst));
+    expect(r).toMatchObject({ reconciled: 1, copied: 1 });
+    expect(dst.bodies()).toHaveLength(3);
   });
 
   it('settles on a lone Message-ID match, loudly, when the content differs beyond the known rewrites', async () => {
