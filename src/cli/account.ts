@@ -15,6 +15,7 @@ import type { ImapSink } from '../imap/types.js';
 import type { Logger } from '../log.js';
 import { connectPop3 } from '../pop3/index.js';
 import type { Pop3Session } from '../pop3/types.js';
+import { batchedJobs, listedAccountJobs } from './account-list.js';
 import { locateJournal } from './journal-identity.js';
 import { resolveImapEndpoint, resolvePop3Endpoint, type EndpointInput, type ImapEndpoint, type Pop3Endpoint } from './endpoints.js';
 import { sideFlags } from './options.js';
@@ -25,6 +26,8 @@ export interface SideFlags extends EndpointInput {
   passwordEnv?: string;
   passwordFile?: string;
   passwordCommand?: string;
+  /** From an account list's password column (a file only its owner can read); never from argv. */
+  password?: string;
 }
 
 export interface AccountInput {
@@ -86,8 +89,8 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
   const imap = resolveImapEndpoint(input.imap);
   const popCa = readCa(input.pop.caFile, 'POP3');
   const imapCa = readCa(input.imap.caFile, 'IMAP');
-  const popPassword = o.source === false ? null : await resolvePassword('pop3', passwordSource(input.pop), { logger: o.logger, account: pop.display });
-  const imapPassword = await resolvePassword('imap', passwordSource(input.imap), { logger: o.logger, account: imap.display });
+  const popPassword = o.source === false ? null : (input.pop.password ?? (await resolvePassword('pop3', passwordSource(input.pop), { logger: o.logger, account: pop.display })));
+  const imapPassword = input.imap.password ?? (await resolvePassword('imap', passwordSource(input.imap), { logger: o.logger, account: imap.display }));
 
   const { path: journalPath, sourceKey } = locateJournal(pop, input.journal);
   if (input.journal === undefined && o.createJournalDir !== false) {
@@ -146,7 +149,17 @@ function mergeSide(config: SideFlags, flags: SideFlags): SideFlags {
  * user typed beats the account's key, which beats `defaults:`, which beats the built-in
  * default. Connection flags (--pop..., --imap..., --journal) only make sense for one account.
  */
-export async function accountJobs(opts: Record<string, unknown>, cmd: Pick<Command, 'getOptionValueSource'>): Promise<AccountJob[]> {
+export async function accountJobs(
+  opts: Record<string, unknown>,
+  cmd: Pick<Command, 'getOptionValueSource'>,
+  o: { createJournalDir?: boolean } = {},
+): Promise<AccountJob[]> {
+  const jobs = await unbatchedJobs(opts, cmd);
+  // --journal-dir and --shard (account-list.ts) apply to a CSV list and a config file alike.
+  return typeof opts.journalDir === 'string' || typeof opts.shard === 'string' ? batchedJobs(jobs, opts, { createJournalDir: o.createJournalDir !== false }) : jobs;
+}
+
+async function unbatchedJobs(opts: Record<string, unknown>, cmd: Pick<Command, 'getOptionValueSource'>): Promise<AccountJob[]> {
   const typed = (key: string) => cmd.getOptionValueSource(key) === 'cli';
   const overrides: RoutingOverrides = {
     folder: typed('folder') ? (opts.folder as string) : undefined,
@@ -163,10 +176,14 @@ export async function accountJobs(opts: Record<string, unknown>, cmd: Pick<Comma
   if (!typed('popAuth')) delete pop.auth;
   const journal = typeof opts.journal === 'string' ? opts.journal : undefined;
 
+  if (typeof opts.accounts === 'string' && typeof opts.config === 'string') throw new PopsyncError('usage', 'give --accounts FILE.csv or --config FILE, not both');
   if (typeof opts.config !== 'string') {
     if (typeof opts.account === 'string') throw new PopsyncError('usage', '--account needs --config FILE');
+    if (typeof opts.accounts !== 'string' && (typeof opts.journalDir === 'string' || typeof opts.shard === 'string')) {
+      throw new PopsyncError('usage', `${typeof opts.shard === 'string' ? '--shard' : '--journal-dir'} needs a list of accounts: --accounts FILE.csv or --config FILE`);
+    }
     if (opts.popAuth !== undefined) pop.auth = opts.popAuth as string;
-    return [
+    const flagsJob: AccountJob =
       {
         input: { pop, imap, ...(journal !== undefined ? { journal } : {}), timeoutSeconds: overrides.timeoutSeconds ?? (opts.timeout as number | undefined) ?? BUILTIN.timeoutSeconds },
         routing: {
@@ -179,8 +196,12 @@ export async function accountJobs(opts: Record<string, unknown>, cmd: Pick<Comma
         batchMessages: (opts.batchMessages as number | undefined) ?? BUILTIN.batchMessages,
         batchBytes: ((opts.batchMb as number | undefined) ?? BUILTIN.batchMb) * 1024 * 1024,
         reconnectAttempts: (opts.reconnectAttempts as number | undefined) ?? BUILTIN.reconnectAttempts,
-      },
-    ];
+      };
+    if (typeof opts.accounts === 'string') {
+      if (journal !== undefined) throw new PopsyncError('usage', '--journal names one journal: with --accounts, use --journal-dir DIR (one journal per account)');
+      return listedAccountJobs(opts.accounts, pop, imap, flagsJob, typed('folder'));
+    }
+    return [flagsJob];
   }
 
   // yaml and zod load only for a config file: a flags-only cron run does not pay for them.

@@ -4,11 +4,12 @@
  * output options. `finish` prints a run's summary and says which exit code it calls for, so
  * "some messages failed" means exit 1 for every command alike.
  */
+import { Writable } from 'node:stream';
 import type { RunResult, ProgressListener } from '../engine/types.js';
 import { ExitCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { createProgress } from '../report/progress.js';
-import { formatSummary, summaryJson } from '../report/summary.js';
+import { SUMMARY_JSON_VERSION, formatSummary, summaryJson } from '../report/summary.js';
 import { createLogger } from './logger.js';
 import type { OutputOptions } from './options.js';
 
@@ -22,27 +23,48 @@ export interface CommandOutput {
 
 export interface CommandContext {
   signal: AbortSignal;
-  startOutput(o: OutputOptions): CommandOutput;
+  /**
+   * `account`: name the account on every log line, progress line and summary (batches, where
+   * accounts run side by side and a bare "3 copied" says nothing).
+   */
+  startOutput(o: OutputOptions, account?: string): CommandOutput;
 }
 
 export function createContext(signal: AbortSignal): CommandContext {
   return {
     signal,
-    startOutput(o) {
-      const logger = createLogger({ verbose: o.verbose, quiet: o.quiet, ...(o.logFile ? { logFile: o.logFile } : {}) });
-      const tty = process.stderr.isTTY === true && o.progress && !o.json;
-      const progress = createProgress({ tty, quiet: o.quiet || !o.progress });
+    startOutput(o, account) {
+      const base = createLogger({ verbose: o.verbose, quiet: o.quiet, ...(o.logFile ? { logFile: o.logFile } : {}) });
+      // `name`, not `account`: engine and lock lines bind `account` to the source's user@host.
+      const logger = account === undefined ? base : base.child({ name: account });
+      // Bars redraw one screen region: accounts side by side get plain, named lines instead.
+      const tty = process.stderr.isTTY === true && o.progress && !o.json && account === undefined;
+      const progress = createProgress({ tty, quiet: o.quiet || !o.progress, ...(account === undefined ? {} : { stream: prefixLines(process.stderr, `${account}: `) }) });
       return {
         logger,
         progress: progress.listener,
         finish(result) {
           progress.stop();
-          if (o.json) process.stdout.write(summaryJson(result) + '\n');
-          else if (!o.quiet || result.failed.length > 0) process.stdout.write(formatSummary(result) + '\n');
+          if (o.json) process.stdout.write((account === undefined ? summaryJson(result) : JSON.stringify({ version: SUMMARY_JSON_VERSION, name: account, ...result }, null, 2)) + '\n');
+          else if (!o.quiet || result.failed.length > 0) process.stdout.write((account === undefined ? formatSummary(result) : prefix(formatSummary(result), `${account}: `)) + '\n');
           return result.failed.length > 0 ? ExitCode.partial : ExitCode.ok;
         },
         stop: () => progress.stop(),
       };
     },
   };
+}
+
+function prefix(text: string, p: string): string {
+  return text.split('\n').map((l) => (l === '' ? l : p + l)).join('\n');
+}
+
+/** A stream that puts `p` before every line written to `out` (progress renderers write whole lines). */
+function prefixLines(out: NodeJS.WritableStream, p: string): NodeJS.WritableStream {
+  return new Writable({
+    write(chunk: Buffer | string, _enc, cb) {
+      out.write(prefix(chunk.toString(), p));
+      cb();
+    },
+  });
 }

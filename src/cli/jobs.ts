@@ -11,11 +11,15 @@ import type { EngineOptions } from '../engine/run.js';
 import { withLockedJournal } from '../engine/lock.js';
 import { runEngine } from '../engine/run.js';
 import type { RunResult } from '../engine/types.js';
-import { ExitCode, isPopsyncError } from '../errors.js';
+import { runBatch } from '../app/batch.js';
+import { createHostSlots } from '../app/host-slots.js';
+import { isPopsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { resolvingRoles } from '../engine/roles.js';
 import { compileRouting, engineRouter } from '../mapping/rules.js';
 import { resolveAccount, type AccountJob } from './account.js';
+import { hostKeys } from './account-list.js';
+import type { ParallelOptions } from './options.js';
 import { describeError } from './exit.js';
 import { abortableSleep, asInterrupted, interruptible } from './interrupt.js';
 import { writeRunReport, type ReportTarget } from './report-file.js';
@@ -85,19 +89,31 @@ export async function runAccountJob(job: AccountJob, extras: RunExtras): Promise
   return result;
 }
 
-/** Runs every job in order; returns the worst exit code. One job alone throws as usual. */
-export async function runJobs(jobs: AccountJob[], one: (job: AccountJob) => Promise<number>): Promise<number> {
-  let worst: number = ExitCode.ok;
-  for (const job of jobs) {
-    try {
-      worst = Math.max(worst, await one(job));
-    } catch (e) {
-      // One account alone reports through main.ts; with several, the others still run.
-      if (jobs.length === 1 || (isPopsyncError(e) && e.kind === 'interrupted')) throw e;
-      const { code, message } = describeError(e);
-      process.stderr.write(`popsync: account ${job.input.name ?? job.input.pop.user ?? 'account'}:\n${message}`);
-      worst = Math.max(worst, code);
-    }
-  }
-  return worst;
+/**
+ * Runs the jobs, `parallel` at once (app/batch.ts) within the per-host cap, in list order;
+ * returns the worst exit code. One job alone throws as usual.
+ */
+export async function runJobs(jobs: AccountJob[], one: (job: AccountJob) => Promise<number>, batch: ParallelOptions & { signal?: AbortSignal } = { parallel: 1, maxPerHost: 1 }): Promise<number> {
+  return runBatch({
+    accounts: jobs,
+    parallel: batch.parallel,
+    ...(batch.parallel > 1 ? { slots: createHostSlots(batch.maxPerHost), hostsOf: hostKeys } : {}),
+    ...(batch.signal ? { signal: batch.signal } : {}),
+    run: async (job) => {
+      try {
+        return await one(job);
+      } catch (e) {
+        // One account alone reports through main.ts; with several, the others still run.
+        if (jobs.length === 1 || (isPopsyncError(e) && e.kind === 'interrupted')) throw e;
+        const { code, message } = describeError(e);
+        process.stderr.write(`popsync: account ${job.input.name ?? job.input.pop.user ?? 'account'}:\n${message}`);
+        return code;
+      }
+    },
+  });
+}
+
+/** Whether output names the account on every line: a list, or accounts running side by side. */
+export function namesAccounts(opts: Record<string, unknown>): boolean {
+  return typeof opts.accounts === 'string' || (typeof opts.parallel === 'number' && opts.parallel > 1);
 }

@@ -144,3 +144,27 @@ export function sideFlags(o: Record<string, unknown>, side: 'pop' | 'imap'): Sid
   if (side === 'pop') set('auth', str('popAuth'));
   return f;
 }
+
+/** Many accounts (README "Many accounts"): a CSV list, one journal each, a share of the list. */
+export function addAccountListOptions(cmd: Command): Command {
+  return cmd
+    .option('--accounts <file.csv>', 'the accounts from a CSV file with a header row: name,source,destination[,source_password,destination_password,folder]')
+    .option('--journal-dir <dir>', 'one journal per account in this folder, named <name>.sqlite (with --accounts, or --config with named accounts)')
+    .option('--shard <K/N>', 'only the accounts whose name hashes to share K of N (K from 0), e.g. --shard "$JOB_COMPLETION_INDEX/20"');
+}
+
+/** How many accounts run at once, and how hard they may lean on one server. */
+export function addParallelOptions(cmd: Command): Command {
+  return cmd
+    .option('--parallel <n>', 'run this many accounts at once', positiveInt('--parallel'), 1)
+    .option('--max-connections-per-host <n>', 'at most this many accounts at once on each source host and on each destination host', positiveInt('--max-connections-per-host'), 4);
+}
+
+export interface ParallelOptions {
+  parallel: number;
+  maxPerHost: number;
+}
+
+export function parallelOptions(o: Record<string, unknown>): ParallelOptions {
+  return { parallel: typeof o.parallel === 'number' ? o.parallel : 1, maxPerHost: typeof o.maxConnectionsPerHost === 'number' ? o.maxConnectionsPerHost : 4 };
+}

@@ -11,15 +11,28 @@ import type { Command } from 'commander';
 import { accountJobs } from '../account.js';
 import type { CommandContext } from '../context.js';
 import { writeErrorJson } from '../exit.js';
-import { runAccountJob, runJobs } from '../jobs.js';
+import { namesAccounts, runAccountJob, runJobs } from '../jobs.js';
 import { addReportOptions, reportTarget } from '../report-file.js';
-import { addAccountOptions, addConfigOptions, addLockOptions, addOutputOptions, addRoutingOptions, addTransferOptions, outputOptions } from '../options.js';
+import {
+  addAccountListOptions,
+  addAccountOptions,
+  addConfigOptions,
+  addLockOptions,
+  addOutputOptions,
+  addParallelOptions,
+  addRoutingOptions,
+  addTransferOptions,
+  outputOptions,
+  parallelOptions,
+} from '../options.js';
 
 export function registerMigrate(program: Command, ctx: CommandContext): void {
   const cmd = program
     .command('migrate')
     .description('Copy every message of a POP3 mailbox into IMAP: one folder, or the folders chosen by config rules. Safe to kill and rerun: the journal resumes it.');
   addConfigOptions(cmd);
+  addAccountListOptions(cmd);
+  addParallelOptions(cmd);
   addAccountOptions(cmd);
   addRoutingOptions(cmd);
   addTransferOptions(cmd);
@@ -38,8 +51,9 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
       throw e;
     });
     const wait = typeof opts.wait === 'number' ? opts.wait : undefined;
+    const named = namesAccounts(opts);
     process.exitCode = await runJobs(jobs, async (job) => {
-      const out = ctx.startOutput(outputOptions(opts));
+      const out = ctx.startOutput(outputOptions(opts), named ? job.input.name : undefined);
       try {
         const report = reportTarget(opts, { name: job.input.name, index: jobs.indexOf(job), count: jobs.length });
         const result = await runAccountJob(job, {
@@ -57,6 +71,6 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
       } finally {
         out.stop();
       }
-    });
+    }, { ...parallelOptions(opts), signal: ctx.signal });
   });
 }

@@ -25,7 +25,7 @@ import { formatBytes } from '../../report/summary.js';
 import { accountJobs, resolveAccount, type AccountJob } from '../account.js';
 import type { CommandContext } from '../context.js';
 import { writeAtomically } from '../report-file.js';
-import { addAccountOptions, addConfigOptions, addRoutingOptions, addTransferOptions, outputOptions } from '../options.js';
+import { addAccountListOptions, addAccountOptions, addConfigOptions, addRoutingOptions, addTransferOptions, outputOptions } from '../options.js';
 
 /** TOP commands in flight at once: pipelined, but bounded so 20,000 headers never sit in memory together with their promises. */
 const TOP_CHUNK = 500;
@@ -161,6 +161,7 @@ export function registerPlan(program: Command, ctx: CommandContext): void {
     .command('plan')
     .description('Dry run: show where every message would go, with which flags and date, and what would fail. Reads headers only (TOP n 0); writes nothing.');
   addConfigOptions(cmd);
+  addAccountListOptions(cmd);
   addAccountOptions(cmd);
   addRoutingOptions(cmd);
   addTransferOptions(cmd);
@@ -174,7 +175,7 @@ export function registerPlan(program: Command, ctx: CommandContext): void {
     const format = opts.format as PlanFormat;
     const output = typeof opts.output === 'string' ? opts.output : undefined;
     if (format === 'html' && output === undefined) throw new PopsyncError('usage', '--format html needs --output FILE');
-    const jobs = await accountJobs(opts, command);
+    const jobs = await accountJobs(opts, command, { createJournalDir: false });
     if (jobs.length > 1 && format !== 'table' && format !== 'markdown') {
       throw new PopsyncError('usage', `--format ${format} holds one account's plan; the config has ${jobs.length}`, { hint: 'pick one with --account NAME' });
     }

@@ -15,19 +15,22 @@ import type { ProgressListener, RunResult } from '../../engine/types.js';
 import { ExitCode, PopsyncError, isPopsyncError } from '../../errors.js';
 import { SUMMARY_JSON_VERSION, formatBytes, formatFailure, printable } from '../../report/summary.js';
 import { accountJobs, type AccountJob } from '../account.js';
-import { runAccountJob, runJobs } from '../jobs.js';
+import { namesAccounts, runAccountJob, runJobs } from '../jobs.js';
 import { addReportOptions, reportTarget, type ReportTarget } from '../report-file.js';
 import { writeErrorJson } from '../exit.js';
 import type { CommandContext } from '../context.js';
 import { addEveryOption, everyIntervals, runEvery } from '../every.js';
 import {
+  addAccountListOptions,
   addAccountOptions,
   addConfigOptions,
   addLockOptions,
   addOutputOptions,
+  addParallelOptions,
   addRoutingOptions,
   addTransferOptions,
   outputOptions,
+  parallelOptions,
   type OutputOptions,
 } from '../options.js';
 
@@ -108,8 +111,9 @@ async function syncOne(
   wait: number | undefined,
   ctx: CommandContext,
   report?: ReportTarget,
+  name?: string,
 ): Promise<number> {
-  const out = ctx.startOutput({ ...o, progress: o.progress && !o.quiet && process.stderr.isTTY === true });
+  const out = ctx.startOutput({ ...o, progress: o.progress && !o.quiet && process.stderr.isTTY === true }, name);
   try {
     const result = await runAccountJob(job, {
       command: 'sync',
@@ -133,11 +137,10 @@ async function syncOne(
     out.stop();
     const happened = somethingHappened(result);
     const code = result.failed.length > 0 || result.deletionRefused || needsAHuman(result) ? ExitCode.partial : ExitCode.ok;
-    if (o.json) process.stdout.write(JSON.stringify({ version: SUMMARY_JSON_VERSION, ...result, ok: code === ExitCode.ok, exitCode: code }) + '\n');
+    if (o.json) process.stdout.write(JSON.stringify({ version: SUMMARY_JSON_VERSION, ...(name !== undefined ? { name } : {}), ...result, ok: code === ExitCode.ok, exitCode: code }) + '\n');
     else if (happened ? !o.quiet || result.failed.length > 0 || !!result.deletionRefused || needsAHuman(result) : o.verbose) {
-      process.stdout.write(
-        happened ? formatSyncReport(result) + '\n' : `popsync: nothing new on ${result.source} (${result.listed} listed, ${result.alreadyCopied} already copied)\n`,
-      );
+      const text = happened ? formatSyncReport(result) : `popsync: nothing new on ${result.source} (${result.listed} listed, ${result.alreadyCopied} already copied)`;
+      process.stdout.write((name === undefined ? text : text.split('\n').map((l) => `${name}: ${l}`).join('\n')) + '\n');
     }
     return code;
   } catch (e) {
@@ -157,6 +160,8 @@ export function registerSync(program: Command, ctx: CommandContext): void {
     .command('sync')
     .description('Copy the messages the journal has not seen yet (for cron and timers): silent when there is nothing new, one line when there is.');
   addConfigOptions(cmd);
+  addAccountListOptions(cmd);
+  addParallelOptions(cmd);
   addAccountOptions(cmd);
   addRoutingOptions(cmd);
   addTransferOptions(cmd);
@@ -175,9 +180,13 @@ export function registerSync(program: Command, ctx: CommandContext): void {
       const deletion = deletionPolicy(opts);
       const wait = typeof opts.wait === 'number' ? opts.wait : undefined;
       const jobs = await accountJobs(opts, command);
-      const one = (job: AccountJob) => syncOne(job, o, deletion, wait, ctx, reportTarget(opts, { name: job.input.name, index: jobs.indexOf(job), count: jobs.length }));
+      const named = namesAccounts(opts);
+      const one = (job: AccountJob) =>
+        syncOne(job, o, deletion, wait, ctx, reportTarget(opts, { name: job.input.name, index: jobs.indexOf(job), count: jobs.length }), named ? job.input.name : undefined);
       const every = everyIntervals(opts, jobs);
-      process.exitCode = every ? await runEvery(jobs, every, one, ctx.signal, o) : await runJobs(jobs, one);
+      const batch = parallelOptions(opts);
+      if (every && batch.parallel > 1) throw new PopsyncError('usage', '--every runs its accounts one after another: --parallel is for one-shot runs');
+      process.exitCode = every ? await runEvery(jobs, every, one, ctx.signal, o) : await runJobs(jobs, one, { ...batch, signal: ctx.signal });
     } catch (e) {
       // Before any account ran (a bad config, a bad option combination), or the one account's error.
       if (o.json) printJsonFailure(e);

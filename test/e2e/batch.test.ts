@@ -1,0 +1,179 @@
+/**
+ * Many accounts against the real Dovecot lab: `--accounts FILE.csv` with one journal per
+ * account (`--journal-dir`), several at once (`--parallel`), a failing account that leaves the
+ * others alone, two batches over one list at once, and the Kubernetes Job's command line run
+ * as local shard processes, one SIGKILLed and rerun: every account arrives exactly once.
+ */
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import type { Lab } from '../../src/lab/dovecot.js';
+import { realisticMix } from '../../src/lab/corpus.js';
+import { ROOT, runCli, startCli } from '../support/cli.js';
+import { useLab } from '../support/lab-fixture.js';
+import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
+import { readFileSync } from 'node:fs';
+
+let lab: Lab;
+let dir: string;
+useLab('batch', {}, (l, d) => {
+  lab = l;
+  dir = d;
+});
+
+interface Account {
+  name: string;
+  src: string;
+  dst: string;
+}
+
+/** `n` source mailboxes of `per` messages each, and an empty destination for each. */
+async function accounts(n: number, per: number, seed: number): Promise<Account[]> {
+  const out: Account[] = [];
+  for (let i = 0; i < n; i++) {
+    const src = lab.newUser('src');
+    await lab.seedPop3(src, realisticMix(per, seed + i));
+    out.push({ name: src, src, dst: lab.newUser('dst') });
+  }
+  return out;
+}
+
+function csv(path: string, rows: Account[], passwords?: (a: Account) => [string, string]): string {
+  const header = passwords ? 'name,source,destination,source_password,destination_password' : 'name,source,destination';
+  const lines = rows.map((a) => {
+    const base = `${a.name},pop3://${a.src}@127.0.0.1:${lab.pop3.port}?tls=none,imap://${a.dst}@127.0.0.1:${lab.imap.port}?tls=none`;
+    return passwords ? `${base},${passwords(a).map((p) => `"${p.replace(/"/g, '""')}"`).join(',')}` : base;
+  });
+  writeFileSync(path, [header, ...lines].join('\n') + '\n', { mode: 0o600 });
+  chmodSync(path, 0o600);
+  return path;
+}
+
+/** Every account's destination holds its source's messages, each exactly once. */
+async function expectEachOnce(list: Account[]): Promise<void> {
+  for (const a of list) {
+    const source = await sourceMessages(lab, a.src);
+    const dest = await destinationMessages(lab, a.dst);
+    expect({ account: a.name, got: digests(dest.map((m) => m.body)) }).toEqual({ account: a.name, got: digests(source) });
+  }
+}
+
+/** The objects of a stream of pretty-printed JSON objects, one per account. */
+function jsonObjects(stdout: string): Array<Record<string, unknown>> {
+  return stdout
+    .split(/\n(?=\{)/)
+    .filter((s) => s.trim() !== '')
+    .map((s) => JSON.parse(s) as Record<string, unknown>);
+}
+
+const env = () => ({ PW: lab.password });
+const pwFlags = ['--pop-password-env', 'PW', '--imap-password-env', 'PW'];
+
+describe('migrate --accounts', () => {
+  it('copies every account of a list once, several at once, one journal each, names on every line; a rerun copies nothing', async () => {
+    const list = await accounts(8, 3, 100);
+    const file = csv(join(dir, 'a.csv'), list);
+    const journals = join(dir, 'journals-a');
+    const args = ['migrate', '--accounts', file, '--journal-dir', journals, '--parallel', '4', '--max-connections-per-host', '2', ...pwFlags];
+
+    const r1 = await runCli([...args, '--json', '--no-progress'], { env: env() });
+    expect(r1.stderr).toBe('');
+    expect(r1.code).toBe(0);
+    const summaries = jsonObjects(r1.stdout);
+    expect(summaries.map((s) => s.name).sort()).toEqual(list.map((a) => a.name).sort());
+    for (const s of summaries) expect(s).toMatchObject({ copied: 3, failed: [] });
+    for (const a of list) expect(existsSync(join(journals, `${a.name}.sqlite`))).toBe(true);
+    await expectEachOnce(list);
+
+    const r2 = await runCli([...args, '--no-progress'], { env: env() });
+    expect(r2.code).toBe(0);
+    // Text summaries: every line names its account.
+    const lines = r2.stdout.split('\n').filter((l) => l !== '');
+    expect(lines.length).toBeGreaterThan(list.length);
+    for (const l of lines) expect(list.some((a) => l.startsWith(`${a.name}: `))).toBe(true);
+    for (const a of list) expect(r2.stdout).toMatch(new RegExp(`${a.name}:\\s+copied:\\s+0 messages`));
+    await expectEachOnce(list);
+  });
+
+  it('a failing account leaves the others; the exit code is the worst account’s; password columns need a private file', async () => {
+    const list = await accounts(4, 2, 200);
+    const bad = list[1]!;
+    const file = csv(join(dir, 'pw.csv'), list, (a) => [a === bad ? 'wrong "password"' : lab.password, lab.password]);
+    const args = ['migrate', '--accounts', file, '--journal-dir', join(dir, 'journals-pw'), '--parallel', '2', '--no-progress'];
+
+    chmodSync(file, 0o640);
+    const refused = await runCli(args);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`${file} holds passwords but its mode is 0640`);
+
+    chmodSync(file, 0o600);
+    const r = await runCli(args);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`popsync: account ${bad.name}:`);
+    expect(r.stderr).not.toContain('wrong');
+    await expectEachOnce(list.filter((a) => a !== bad));
+    expect(await destinationMessages(lab, bad.dst)).toHaveLength(0);
+  });
+
+  it('two batches over one list at once copy each account once (the per-account lock)', async () => {
+    const list = await accounts(10, 4, 300);
+    const file = csv(join(dir, 'twice.csv'), list);
+    const args = ['migrate', '--accounts', file, '--journal-dir', join(dir, 'journals-twice'), '--parallel', '3', '--no-progress', '--quiet', ...pwFlags];
+    const [a, b] = await Promise.all([runCli(args, { env: env() }), runCli([...args.slice(0, -5), '--parallel', '5', ...pwFlags], { env: env() })]);
+    // An account the other batch holds is exit 7 ("locked") for this one.
+    for (const r of [a, b]) expect([0, 7]).toContain(r.code);
+    await expectEachOnce(list);
+  });
+});
+
+describe('the Kubernetes Job, run as local shard processes', () => {
+  const manifest = readFileSync(join(ROOT, 'deploy', 'kubernetes', 'migrate-job.yaml'), 'utf8');
+  const job = manifest
+    .split(/^---$/m)
+    .map((d) => parse(d) as { kind: string; spec: Record<string, any> })
+    .find((d) => d.kind === 'Job')!;
+  const container = job.spec.template.spec.containers.find((c: { name: string }) => c.name === 'popsync') as { args: string[] };
+
+  /** The container's args as the kubelet expands them, with the volumes' mount points moved under `root`. */
+  function jobArgs(index: number, root: string): string[] {
+    return container.args.map((a) =>
+      a
+        .replaceAll('$(JOB_COMPLETION_INDEX)', String(index))
+        .replace(/^\/state\//, `${root}/state/`)
+        .replace(/^\/run\/popsync\//, `${root}/run/`),
+    );
+  }
+
+  it('is an Indexed Job of N pods, each taking share $(JOB_COMPLETION_INDEX) of N', () => {
+    expect(job.spec).toMatchObject({ completionMode: 'Indexed', completions: 3, parallelism: 3 });
+    expect(job.spec.backoffLimitPerIndex).toBeGreaterThan(0);
+    expect(container.args.join(' ')).toContain('--shard $(JOB_COMPLETION_INDEX)/3');
+  });
+
+  it('3 shards over 30 accounts, one SIGKILLed mid-run and rerun: every account exactly once', async () => {
+    const root = join(dir, 'job');
+    mkdirSync(join(root, 'run'), { recursive: true });
+    const list = await accounts(30, 3, 400);
+    csv(join(root, 'run', 'accounts.csv'), list, () => [lab.password, lab.password]);
+
+    const shards = [0, 1, 2].map((k) =>
+      // Shard 0 is killed after its journals' 8th committed step: mid-way through its accounts.
+      startCli(jobArgs(k, root), { env: { JOB_COMPLETION_INDEX: String(k) }, ...(k === 0 ? { hooks: { killAt: '8:after' } } : {}) }).done,
+    );
+    const [killed, ...others] = await Promise.all(shards);
+    expect(killed!.signal).toBe('SIGKILL');
+    for (const r of others) expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+
+    // Kubernetes retries the failed index with the same command line.
+    const retry = await runCli(jobArgs(0, root), { env: { JOB_COMPLETION_INDEX: '0' } });
+    expect(retry.code).toBe(0);
+    // The killed run's lock rows are replaced (and said so, naming each account); nothing else.
+    const warnings = retry.stderr.split('\n').filter((l) => l !== '');
+    expect(warnings.length).toBeGreaterThan(0);
+    for (const w of warnings) expect(w).toMatch(/^popsync: warning: replaced the lock row of a run that has ended: .*\(name=src-\S+ account=/);
+    await expectEachOnce(list);
+    // Every account ran in exactly one shard: one journal each, named by the account.
+    for (const a of list) expect(existsSync(join(root, 'state', 'journals', `${a.name}.sqlite`))).toBe(true);
+  });
+});
