@@ -8,39 +8,55 @@
  * alone: the same mail delivered to two accounts has one Message-ID and different headers, and
  * taking one for the other's copy would leave a message uncopied (and later deleted).
  *
- * Cost: one listing (UID, size, ENVELOPE) of the messages below the folder's UIDNEXT at first
- * sight, once per run; headers (BODY.PEEK[HEADER]) only of candidates with the Message-ID (or
- * the lack of one) of a message being copied; bodies, one at a time, only of candidates whose
- * header fingerprint matches.
+ * Cost: one streamed scan of the header blocks (UID, RFC822.SIZE, BODY.PEEK[HEADER]) of the
+ * messages below the folder's UIDNEXT at first sight, once per run, kept as a small index
+ * (Message-ID and header fingerprint); bodies, streamed one at a time, only of candidates with
+ * the Message-ID (or the lack of one) and the header fingerprint of a message being copied.
  */
+import { PopsyncError } from '../errors.js';
 import type { DestinationMessage, ImapSink } from '../imap/types.js';
 import type { Adopted, BeginAppend } from '../journal/types.js';
+import { messageIdOf, parseHeaders } from '../mapping/headers.js';
 import type { OpenFolder, RunContext } from './context.js';
-import { headerComplete, headerFingerprint, matchCopies, type Probe } from './reconcile.js';
+import { headerComplete, headerFingerprint, matchCopies } from './reconcile.js';
 import { folderProbe } from './reconciler.js';
 
 interface FolderIndex {
   key: string;
   candidates: DestinationMessage[];
-  probe: Probe;
+  /** Header fingerprint per UID, from the same scan. */
+  headers: Map<number, string>;
 }
 
-/** Per run: the pre-existing mail of each folder being adopted, listed once. */
+/** Per run: the pre-existing mail of each folder being adopted, scanned once. */
 const indexes = new WeakMap<RunContext, Map<string, FolderIndex>>();
 
+/**
+ * One streamed header scan of the folder's mail below `below`: per message its UID, size,
+ * Message-ID and header fingerprint, nothing else kept (about 200 bytes a message), so a folder
+ * of any size costs one header block of memory at a time plus that index.
+ */
 async function indexOf(ctx: RunContext, sink: ImapSink, folder: string, status: OpenFolder, below: number): Promise<FolderIndex> {
   let perRun = indexes.get(ctx);
   if (!perRun) indexes.set(ctx, (perRun = new Map()));
   const key = `${status.uidValidity}:${below}`;
   let idx = perRun.get(folder);
   if (!idx || idx.key !== key) {
-    const candidates = await ctx.on('imap', sink.listSince(folder, 1, below));
+    const candidates: DestinationMessage[] = [];
+    const headers = new Map<number, string>();
+    const seen = await ctx.on('imap', sink.scanHeaders(folder, { since: 1 }, (m) => {
+      if (m.uid >= below) return;
+      candidates.push({ uid: m.uid, size: m.size, messageId: messageIdOf(parseHeaders(m.header)) });
+      headers.set(m.uid, headerFingerprint(m.header));
+    }));
+    if (seen === null || seen.uidValidity !== status.uidValidity) {
+      // Deleted or recreated since it was opened: the next pass opens it afresh.
+      throw new PopsyncError('connection', `destination folder "${folder}" changed while popsync was reading it`, { folder });
+    }
     ctx.o.logger.info({ folder, messages: candidates.length }, 'destination folder holds mail this journal did not copy; searching it for copies before appending');
-    idx = { key, candidates, probe: folderProbe(ctx, sink, folder) };
+    idx = { key, candidates, headers };
     perRun.set(folder, idx);
   }
-  // The probe belongs to one connection; after a reconnect the sink is another.
-  idx.probe = folderProbe(ctx, sink, folder);
   return idx;
 }
 
@@ -74,7 +90,7 @@ export async function adoptExisting(
     })),
     idx.candidates,
     journal.doneUidsIn(account, folder, status.uidValidity),
-    idx.probe,
+    { ...folderProbe(ctx, sink, folder), headerFingerprints: async (uids) => new Map(uids.map((u) => [u, idx.headers.get(u)!] as const)) },
   );
   const records: Adopted[] = [];
   for (const [i, m] of matches.entries()) {

@@ -611,12 +611,15 @@ describe('engine: exactly once on servers that rewrite, lack UIDPLUS, or were wr
     const dst = new MemoryDestination();
     dst.rewrite = dovecotRewrite;
     expect((await runEngine(options(src, dst))).copied).toBe(5);
+    // Other mail in the folder, with and without Message-IDs: never read beyond its header.
+    const inbox = dst.folders.get('INBOX')!;
+    for (let i = 0; i < 30; i++) inbox.msgs.push({ uid: inbox.next++, body: Buffer.from(`${i % 2 ? `Message-ID: <other${i}@test>\r\n` : ''}Subject: other ${i}\r\n\r\nbody\r\n`), flags: [] });
     const other = Journal.open(join(dir, 'second.sqlite'), { source: A });
     try {
       const fetchesBefore = dst.bodyFetches;
       const r = await runEngine({ ...options(src, dst), journal: other });
       expect(r).toMatchObject({ copied: 0, adopted: 5 });
-      expect(dst.bodies()).toHaveLength(5);
+      expect(dst.bodies()).toHaveLength(35);
       // Bodies fetched only for candidates that passed the Message-ID/header narrowing.
       expect(dst.bodyFetches - fetchesBefore).toBeLessThanOrEqual(5 + 1);
       expect(other.counts(A)).toEqual({ done: 5, appending: 0, failed: 0 });
