@@ -150,12 +150,14 @@ function locatable(row: CopyRecord, folder: FolderSeen): Verdict | null {
   if (row.folder === null || row.destUid === null || row.destUidValidity === null) {
     return { ...base, status: 'unknown', detail: 'the destination gave its copy no UID, and no stored message matches it' };
   }
-  if (folder === null) return { ...base, status: 'unknown', detail: `folder ${row.folder} no longer exists in the destination` };
+  // Re-copying on a guess could duplicate; forget-folder makes the next run search the folder.
+  const remedy = `\`popsync journal forget-folder --folder ${row.folder}\` lets the next run adopt the copies still there and copy the rest`;
+  if (folder === null) return { ...base, status: 'unknown', detail: `folder ${row.folder} no longer exists in the destination (${remedy})` };
   if (folder.uidValidity !== row.destUidValidity) {
     return {
       ...base,
       status: 'unknown',
-      detail: `folder ${row.folder} was recreated since the copy (UIDVALIDITY ${row.destUidValidity} is now ${folder.uidValidity}), so its UIDs name other messages`,
+      detail: `folder ${row.folder} was recreated since the copy (UIDVALIDITY ${row.destUidValidity} is now ${folder.uidValidity}), so its UIDs name other messages (${remedy})`,
     };
   }
   return null;

@@ -198,4 +198,28 @@ describe('sync --delete checks every copy before deleting its original', () => {
       ['uid-3', 'rewritten', true, expect.stringMatching(/NUL bytes stored as 0x80/)],
     ]);
   });
+
+  it('Dovecot: a destination folder removed behind popsync\'s back keeps every original, says how to recover, and forget-folder brings the copies back', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    const sent = ['x', 'y'].map((t) => mail(`folder-gone-${t}`));
+    await lab.seedPop3(pop, sent);
+    const archive = ['--folder', 'Archive'];
+    let r = await runCli(syncArgs(pop, imap, archive), { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(0);
+    rmSync(join(lab.maildirOf(imap), '.Archive'), { recursive: true, force: true });
+
+    r = await runCli(syncArgs(pop, imap, [...archive, '--delete']), { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).toMatch(/copy unknown: folder Archive no longer exists in the destination \(`popsync journal forget-folder --folder Archive` lets the next run/);
+    expect(await sourceMessages(lab, pop)).toHaveLength(2);
+
+    r = await runCli(['journal', 'forget-folder', '--folder', 'Archive', '--journal', join(dir, `${pop}.sqlite`)]);
+    expect(r.code, r.stderr).toBe(0);
+    r = await runCli(syncArgs(pop, imap, [...archive, '--delete', '--json']), { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ copied: 2, deleted: 2, copyProblems: [] });
+    expect(await sourceMessages(lab, pop)).toHaveLength(0);
+    expect(digests((await destinationMessages(lab, imap, 'Archive')).map((m) => m.body))).toEqual(digests(sent));
+  });
 });

@@ -52,7 +52,7 @@ describe('judgeLook (UID, size, header digest)', () => {
 
   it('a recreated or vanished folder, or no UID recorded, proves nothing: unknown', () => {
     expect(judgeLook(row(original), { uidValidity: 8n }, undefined)).toMatchObject({ status: 'unknown', detail: expect.stringMatching(/recreated.*UIDVALIDITY 7 is now 8/) });
-    expect(judgeLook(row(original), null, undefined)).toMatchObject({ status: 'unknown', detail: expect.stringMatching(/no longer exists/) });
+    expect(judgeLook(row(original), null, undefined)).toMatchObject({ status: 'unknown', detail: expect.stringMatching(/no longer exists.*journal forget-folder --folder INBOX/) });
     expect(judgeLook(row(original, { destUid: null }), seen, undefined)).toMatchObject({ status: 'unknown', detail: expect.stringMatching(/no UID/) });
     expect(judgeLook(row(original, { destUidValidity: null }), seen, undefined).status).toBe('unknown');
   });
