@@ -86,6 +86,17 @@ describe('migrate --accounts', () => {
     for (const a of list) expect(existsSync(join(journals, `${a.name}.sqlite`))).toBe(true);
     await expectEachOnce(list);
 
+    // status over the whole list: one line per account, then the totals.
+    const st = await runCli(['status', '--accounts', file, '--journal-dir', journals]);
+    expect(st.code).toBe(0);
+    const stLines = st.stdout.trimEnd().split('\n');
+    expect(stLines).toHaveLength(list.length + 1);
+    for (const a of list) expect(stLines.find((l) => l.startsWith(a.name))).toMatch(/\s+ok\s+copied 3, failed 0, deleted 0, last run \S+ migrate$/);
+    expect(stLines.at(-1)).toBe(`total: ${list.length} accounts (${list.length} ok); copied ${3 * list.length}, failed 0, deleted 0`);
+    const stJson = JSON.parse((await runCli(['status', '--accounts', file, '--journal-dir', journals, '--json'])).stdout);
+    expect(stJson.totals).toMatchObject({ accounts: list.length, copied: 3 * list.length });
+    expect(stJson.accounts.map((x: { name: string }) => x.name)).toEqual(list.map((a) => a.name));
+
     const r2 = await runCli([...args, '--no-progress'], { env: env() });
     expect(r2.code).toBe(0);
     // Text summaries: every line names its account.

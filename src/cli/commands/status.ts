@@ -13,7 +13,7 @@ import type { JournalRow } from '../../journal/types.js';
 import { printable } from '../../report/summary.js';
 import { locateJournal } from '../journal-identity.js';
 import { resolvePop3Endpoint } from '../endpoints.js';
-import { addAccountOptions, sideFlags } from '../options.js';
+import { addAccountListOptions, addAccountOptions, sideFlags } from '../options.js';
 
 export interface AccountStatus {
   account: string;
@@ -70,8 +70,18 @@ export function formatStatus(path: string, s: AccountStatus): string {
 export function registerStatus(program: Command): void {
   const cmd = program.command('status').description('Show what the journal records per account: copied, pending, failed with reasons, deleted, last run, last error. Reads only.');
   addAccountOptions(cmd);
+  addAccountListOptions(cmd);
   cmd.option('--json', 'print one JSON object on stdout');
-  cmd.action((opts: Record<string, unknown>) => {
+  cmd.action(async (opts: Record<string, unknown>, command: Command) => {
+    if (typeof opts.accounts === 'string') {
+      // One line per account of a list, and totals (status-list.ts).
+      const { formatListStatus, listStatus, listTotals } = await import('../status-list.js');
+      const items = await listStatus(opts, command);
+      if (opts.json === true) process.stdout.write(JSON.stringify({ accounts: items, totals: listTotals(items) }) + '\n');
+      else process.stdout.write(formatListStatus(items) + '\n');
+      return;
+    }
+    if (typeof opts.journalDir === 'string' || typeof opts.shard === 'string') throw new PopsyncError('usage', '--journal-dir and --shard need --accounts FILE.csv');
     let path: string;
     let only: string | null = null;
     const pop = sideFlags(opts, 'pop');
