@@ -181,6 +181,8 @@ class ImapWriter implements ImapSink {
   private readonly counts = { pipelined: 0, imapflow: 0, streamed: 0 };
   /** Per folder and UIDVALIDITY, the highest UID an APPENDUID of this session has named. */
   private readonly lastAppendUid = new Map<string, number>();
+  /** Per folder and UIDVALIDITY, the highest UIDNEXT a STATUS of this session announced. */
+  private readonly uidNextSeen = new Map<string, number>();
   /** Folders whose kept flags were read back this session (reportRefusedFlags). */
   private readonly flagsChecked = new Set<string>();
   /** Our APPEND connection for file bodies when there is no pipelined one; opened on first use. */
@@ -259,8 +261,9 @@ class ImapWriter implements ImapSink {
 
   /**
    * A server assigns UIDs in strictly ascending order (RFC 3501 2.3.1.1), so an APPENDUID that
-   * is not above every earlier one of this session names a message that already has that UID:
-   * one of the two copies could never be found again. Seen: a server answering UID 7 to every
+   * is not above every earlier one of this session, or below the UIDNEXT a STATUS announced,
+   * names a message that may already have that UID: one of the two copies could never be
+   * found again. Seen: a server answering UID 7 to every
    * APPEND. It is the server's fault, and nothing of it may reach the journal.
    */
   private ascending(path: string, onOutcome?: (index: number, outcome: AppendOutcome) => void): (index: number, outcome: AppendOutcome) => void {
@@ -268,8 +271,15 @@ class ImapWriter implements ImapSink {
       if (outcome.ok && outcome.uid !== null && outcome.uidValidity !== null) {
         const key = `${outcome.uidValidity}/${path}`;
         const last = this.lastAppendUid.get(key);
-        if (last !== undefined && outcome.uid <= last) {
-          throw new PopsyncError('protocol', `${this.server} gave UID ${outcome.uid} in "${path}" to a new message after it had already given UID ${last}; UIDs of new messages must ascend`, {
+        const announced = this.uidNextSeen.get(key);
+        const why =
+          last !== undefined && outcome.uid <= last
+            ? `after it had already given UID ${last}; UIDs of new messages must ascend`
+            : announced !== undefined && outcome.uid < announced
+              ? `below the UIDNEXT ${announced} it had announced, so the UID may belong to an older message`
+              : null;
+        if (why !== null) {
+          throw new PopsyncError('protocol', `${this.server} gave UID ${outcome.uid} in "${path}" to a new message ${why}`, {
             folder: path,
             hint: 'the server is at fault: two messages cannot share a UID. That message is not recorded as copied; the next run looks for it in the destination',
           });
@@ -626,6 +636,10 @@ class ImapWriter implements ImapSink {
     if (st.uidValidity === undefined || st.uidNext === undefined) {
       throw new PopsyncError('protocol', `IMAP server did not return UIDVALIDITY/UIDNEXT for "${path}"`, { folder: path });
     }
+    // A new message's UID is at least the UIDNEXT announced before it was appended (others'
+    // appends only raise it): the floor for the APPENDUIDs that follow (ascending()).
+    const key = `${st.uidValidity}/${path}`;
+    this.uidNextSeen.set(key, Math.max(this.uidNextSeen.get(key) ?? 0, st.uidNext));
     return { path, uidValidity: st.uidValidity, uidNext: st.uidNext, ...(st.messages === undefined ? {} : { messages: st.messages }) };
   }
 

@@ -190,3 +190,15 @@ describe('interrupting a run that waits for the lock another run holds', () => {
     await holder.done;
   });
 });
+
+describe('an IMAP server that reuses a UID from an earlier run', () => {
+  it('an APPENDUID below the UIDNEXT it announced is a server fault: exit 4, not a bug (70)', async () => {
+    const { pop, imap, args } = await servePair({ messages: [message(1)] }, { onAppend: () => ({ kind: 'ok', appendUid: 1 }) });
+    expectClean(await spawnCli(args('migrate')).done, 0);
+    // A new message; the server announces UIDNEXT 2, then names UID 1 again.
+    pop.mailbox.push({ uidl: 'uid-new', body: Buffer.from(message(2)) });
+    const r = await spawnCli(args('migrate')).done;
+    expectClean(r, 4);
+    expect(r.stderr).toContain(`IMAP server 127.0.0.1:${imap.port} gave UID 1 in "INBOX" to a new message below the UIDNEXT 2 it had announced`);
+  });
+});
