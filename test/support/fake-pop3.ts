@@ -100,8 +100,8 @@ export interface FakeContext {
   /** Writes raw bytes, exactly as given (not counted as a reply). */
   write(bytes: Buffer | string): void;
   /**
-   * write(), then waits until the socket has taken the bytes, so a handler sending without end
-   * follows the client's pace; false once the client is gone.
+   * write(), then waits until the bytes went to the kernel: a handler sending without end follows
+   * the client's pace, and a drop() after it loses none of them; false once the client is gone.
    */
   writeWait(bytes: Buffer | string): Promise<boolean>;
   /** Reads the client's next line (for SASL exchanges); null if the client went away. */
@@ -285,17 +285,9 @@ export async function startFakePop3(options: FakePop3Options = {}): Promise<Fake
       },
       writeWait(bytes) {
         if (socket.destroyed || closed) return Promise.resolve(false);
-        if (socket.write(bytes)) return Promise.resolve(true);
-        const s = socket;
-        return new Promise<boolean>((resolve) => {
-          const done = (): void => {
-            s.off('drain', done);
-            s.off('close', done);
-            resolve(!s.destroyed);
-          };
-          s.once('drain', done);
-          s.once('close', done);
-        });
+        // The callback runs once these bytes (and all before them) went to the kernel, so a drop
+        // right after cannot lose them, and an endless sender follows the client's pace.
+        return new Promise<boolean>((resolve) => socket.write(bytes, (err) => resolve(!err && !socket.destroyed)));
       },
       readLine: () =>
         new Promise<string | null>((resolve) => {
