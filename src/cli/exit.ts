@@ -43,7 +43,8 @@ export function describeError(err: unknown): ErrorReport {
  * stdout always gets exactly one object: the exit code, and the same facts the text on
  * stderr gives (kind, message, account, message UIDL, folder, server response, hint).
  */
-export function errorJson(err: unknown, command: string): string {
+/** `name`: the account's, in a batch (--accounts, --parallel), where objects of many accounts interleave. */
+export function errorJson(err: unknown, command: string, name?: string): string {
   const { code } = describeError(err);
   let error: Record<string, unknown>;
   if (isPopsyncError(err)) {
@@ -53,19 +54,19 @@ export function errorJson(err: unknown, command: string): string {
   } else {
     error = { kind: 'internal', message: err instanceof Error ? err.message : safeString(err) };
   }
-  return JSON.stringify({ version: SUMMARY_JSON_VERSION, command, ok: false, exitCode: code, error });
+  return JSON.stringify({ version: SUMMARY_JSON_VERSION, ...(name !== undefined ? { name } : {}), command, ok: false, exitCode: code, error });
 }
 
 /** Errors whose JSON object is already written: one object per account, never two. */
 const writtenAsJson = new WeakSet<object>();
 
 /** errorJson as a line on `stream` (stdout), once per error however many layers catch it. */
-export function writeErrorJson(err: unknown, command: string, stream: NodeJS.WritableStream = process.stdout): void {
+export function writeErrorJson(err: unknown, command: string, stream: NodeJS.WritableStream = process.stdout, name?: string): void {
   if (typeof err === 'object' && err !== null) {
     if (writtenAsJson.has(err)) return;
     writtenAsJson.add(err);
   }
-  stream.write(errorJson(err, command) + '\n');
+  stream.write(errorJson(err, command, name) + '\n');
 }
 
 /** Writes describeError's message to `stream` (stderr by default) and returns the exit code. */

@@ -119,12 +119,37 @@ describe('migrate --accounts', () => {
     expect(refused.stderr).toContain(`${file} holds passwords but its mode is 0640`);
 
     chmodSync(file, 0o600);
-    const r = await runCli(args);
+    const r = await runCli([...args, '--json']);
     expect(r.code).toBe(3);
     expect(r.stderr).toContain(`popsync: account ${bad.name}:`);
-    expect(r.stderr).not.toContain('wrong');
+    expect(r.stderr + r.stdout).not.toContain('wrong');
+    // One JSON object per account, the failed one's too, each with its name.
+    const objects = jsonObjects(r.stdout);
+    expect(objects.map((o) => o.name).sort()).toEqual(list.map((a) => a.name).sort());
+    expect(objects.find((o) => o.name === bad.name)).toMatchObject({ ok: false, exitCode: 3, command: 'migrate' });
     await expectEachOnce(list.filter((a) => a !== bad));
     expect(await destinationMessages(lab, bad.dst)).toHaveLength(0);
+  });
+
+  it('sync and plan take a list too: lines and objects name their account', async () => {
+    const list = await accounts(3, 2, 500);
+    const file = csv(join(dir, 'sync.csv'), list);
+    const journals = join(dir, 'journals-sync');
+    const plan = await runCli(['plan', '--accounts', file, '--journal-dir', journals, ...pwFlags], { env: env() });
+    expect(plan.code).toBe(0);
+    for (const a of list) expect(plan.stdout).toContain(`${a.src}@127.0.0.1:${lab.pop3.port}`);
+    // plan writes nothing, not even the journal folder.
+    expect(existsSync(journals)).toBe(false);
+
+    const sync = await runCli(['sync', '--accounts', file, '--journal-dir', journals, '--parallel', '2', ...pwFlags], { env: env() });
+    expect({ code: sync.code, stderr: sync.stderr }).toEqual({ code: 0, stderr: '' });
+    const lines = sync.stdout.trimEnd().split('\n').sort();
+    expect(lines).toEqual(list.map((a) => expect.stringMatching(new RegExp(`^${a.name}: popsync: 2 new messages copied .* from ${a.src}@`))).sort());
+    await expectEachOnce(list);
+    const again = await runCli(['sync', '--accounts', file, '--journal-dir', journals, '--parallel', '2', '--json', ...pwFlags], { env: env() });
+    expect(again.code).toBe(0);
+    const objects = again.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(objects.map((o) => [o.name, o.copied, o.ok]).sort()).toEqual(list.map((a) => [a.name, 0, true]).sort());
   });
 
   it('two batches over one list at once copy each account once (the per-account lock)', async () => {

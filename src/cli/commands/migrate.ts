@@ -66,7 +66,7 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
         });
         return out.finish(result);
       } catch (e) {
-        if (json) writeErrorJson(e, 'migrate');
+        if (json) writeErrorJson(e, 'migrate', process.stdout, named ? job.input.name : undefined);
         throw e;
       } finally {
         out.stop();

@@ -144,15 +144,15 @@ async function syncOne(
     }
     return code;
   } catch (e) {
-    if (o.json) printJsonFailure(e);
+    if (o.json) printJsonFailure(e, name);
     throw e;
   } finally {
     out.stop();
   }
 }
 
-function printJsonFailure(e: unknown): void {
-  writeErrorJson(e, 'sync');
+function printJsonFailure(e: unknown, name?: string): void {
+  writeErrorJson(e, 'sync', process.stdout, name);
 }
 
 export function registerSync(program: Command, ctx: CommandContext): void {
