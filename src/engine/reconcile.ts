@@ -10,9 +10,9 @@
  *
  * Cost is bounded by narrowing before any body is fetched: only UIDs at or above the UIDNEXT
  * saved before the APPEND (or, when adopting, below the UIDNEXT the folder had when the journal
- * first saw it), then the Message-ID from the listing (ENVELOPE), then, where the caller knows
- * the wanted header, the header fingerprint (BODY.PEEK[HEADER]). Bodies are fetched one at a
- * time and only for the candidates that remain.
+ * first saw it), then the Message-ID (from ENVELOPE, or from the header scan when adopting),
+ * then, where the caller knows the wanted header, the header fingerprint (BODY.PEEK[HEADER]).
+ * Bodies are streamed one at a time and only for the candidates that remain.
  *
  * Each destination UID is claimed by at most one row, and UIDs already claimed are never
  * candidates: identical messages in a source are legal and each must arrive, so a copy can be
@@ -22,22 +22,13 @@
  * plausible candidate), the answer is 'undecided' and the caller stops: copying again on a
  * guess would duplicate, settling on a guess could lose a message.
  */
-import { createHash } from 'node:crypto';
 import type { DestinationMessage } from '../imap/types.js';
-import { Fingerprinter, fingerprint } from './fingerprint.js';
-
-export function sha256Hex(body: Buffer): string {
-  return createHash('sha256').update(body).digest('hex');
-}
+import { Fingerprinter } from './fingerprint.js';
 
 /** What a copy looks like by content. */
 export interface Digest {
   sha256: string;
   fingerprint: string;
-}
-
-export function digestOf(body: Buffer): Digest {
-  return { sha256: sha256Hex(body), fingerprint: fingerprint(body) };
 }
 
 /**
@@ -92,9 +83,10 @@ export interface Wanted {
   /** The header fingerprint, when the message itself is at hand (adoption). */
   headerFingerprint?: string | null;
   /**
-   * An APPEND of it was sent, so a lone candidate with its Message-ID may be its copy rewritten
-   * beyond the known rules (logged loudly). Never for adoption: a copy of another message with
-   * the same Message-ID (the same mail delivered to two accounts) must not stop this one.
+   * An APPEND of it may have been sent (an interrupted copy), so a lone candidate with its
+   * Message-ID above the saved UIDNEXT may be its copy rewritten beyond the known rules (settled,
+   * and logged loudly). Never for adoption or UID learning: a copy of another message with the
+   * same Message-ID (the same mail delivered to two accounts) must not stand in for this one.
    */
   messageIdFallback: boolean;
 }

@@ -5,10 +5,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { DestinationMessage } from '../../src/imap/types.js';
-import { digestOf, headerFingerprint, matchCopies, messageIdKey, sha256Hex, type Probe, type Wanted } from '../../src/engine/reconcile.js';
+import { createHash } from 'node:crypto';
+import { headerFingerprint, matchCopies, messageIdKey, type Digest, type Probe, type Wanted } from '../../src/engine/reconcile.js';
 import { fingerprint } from '../../src/engine/fingerprint.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
+const sha256Hex = (m: Buffer): string => createHash('sha256').update(m).digest('hex');
+const digestOf = (m: Buffer): Digest => ({ sha256: sha256Hex(m), fingerprint: fingerprint(m) });
 const dovecot = (m: Buffer): Buffer => b(m.toString('latin1').replace(/\r?\n/g, '\r\n').replace(/\0/g, '\x80'));
 
 /** A destination folder in memory; counts what a real one would have to send. */
