@@ -82,5 +82,6 @@ describe('a copy lost by the server, with a kill at every journal step', () => {
         expect(await sourceMessages(lab, pop), label).toHaveLength(0);
       }
     }
-  });
+    // 16 kill points and up to 48 resumes: bounded by work, not by this machine's load.
+  }, 300_000);
 });
