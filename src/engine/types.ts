@@ -33,8 +33,8 @@ export interface MessageFailure {
 }
 
 /**
- * A copy that was not as the journal records it when popsync looked (before deleting, or in
- * `verify`). The source message was kept; 'missing' ones are copied again by the next run.
+ * A copy that was not as the journal records it when popsync looked, just before deleting its
+ * original. The original was kept; 'missing' ones are copied again by the next run.
  */
 export interface CopyProblem {
   uidl: string;

@@ -1,8 +1,8 @@
 /**
  * The I/O half of checking copies (the decisions are pure, in verify.ts): batched header FETCHes
  * and streamed body FETCHes against one destination folder at a time. Used just before DELE
- * (deleter.ts) and by the `popsync verify` audit (audit.ts). Reads only: no folder is created,
- * no flag is changed (BODY.PEEK), the journal is not written.
+ * (deleter.ts, through checkCopies) and by the `popsync verify` audit (auditCopies). Reads
+ * only: no folder is created, no flag is changed (BODY.PEEK), the journal is not written.
  */
 import type { ImapSink } from '../imap/types.js';
 import {
