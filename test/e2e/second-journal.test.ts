@@ -1,9 +1,15 @@
 /**
- * A journal that knows nothing of a destination that already holds the copies must copy
- * nothing again. Here: the default journal reached through another spelling of the host.
+ * A journal that knows nothing of a destination that already holds the copies: the default
+ * journal reached through another spelling of the host, a journal file deleted, a second
+ * journal named by hand. Each must look at the destination first and copy nothing again.
+ * And a destination folder deleted and recreated between runs (a new UIDVALIDITY): the next
+ * run goes on, and new mail arrives once.
  */
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { ImapFlow } from 'imapflow';
 import { describe, expect, it } from 'vitest';
+import { realisticMix } from '../../src/lab/corpus.js';
 import type { Lab } from '../../src/lab/dovecot.js';
 import { runCli } from '../support/cli.js';
 import { useLab } from '../support/lab-fixture.js';
@@ -59,4 +65,78 @@ describe('a new, lost or second journal over a destination that holds the copies
     const r = await runCli(args(pop, imap, '127.0.0.1', null), { env: { PW: lab.password, HOME: home } });
     await expectNothingCopiedAgain(imap, expected, r, 'second spelling of the host');
   });
+
+  it('the journal file deleted between runs: 0 copied again', async () => {
+    const journal = join(dir, 'deleted.sqlite');
+    const { pop, imap, expected } = await copiedOnce(join(dir, 'home-deleted'), journal);
+    for (const f of [journal, `${journal}-wal`, `${journal}-shm`]) rmSync(f, { force: true });
+    const r = await runCli(args(pop, imap, 'localhost', journal), { env: { PW: lab.password } });
+    await expectNothingCopiedAgain(imap, expected, r, 'deleted journal');
+  });
+
+  it('a second journal named by hand: 0 copied again', async () => {
+    const { pop, imap, expected } = await copiedOnce(join(dir, 'home-second'), join(dir, 'first.sqlite'));
+    const r = await runCli(args(pop, imap, 'localhost', join(dir, 'second.sqlite')), { env: { PW: lab.password } });
+    await expectNothingCopiedAgain(imap, expected, r, 'second journal');
+  });
 });
+
+describe('a destination folder deleted and recreated between runs', () => {
+  it('the next run goes on (exit 0) and new mail arrives once', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    const journal = join(dir, `${pop}.sqlite`);
+    const sync = (): string[] => [
+      'sync',
+      '--pop', `pop3://${pop}@127.0.0.1:${lab.pop3.port}`, '--pop-tls', 'none',
+      '--imap', `imap://${imap}@127.0.0.1:${lab.imap.port}`, '--imap-tls', 'none',
+      '--pop-password-env', 'PW', '--imap-password-env', 'PW',
+      '--journal', journal, '--folder', 'Archive', '--json',
+    ];
+    await lab.seedPop3(pop, realisticMix(5, 71));
+    const first = await runCli(sync(), { env: { PW: lab.password } });
+    expect(first.code, first.stderr).toBe(0);
+    expect(await destinationMessages(lab, imap, 'Archive')).toHaveLength(5);
+
+    const before = await recreateFolder(imap, 'Archive');
+    expect(before.after, 'Dovecot gives the recreated folder a new UIDVALIDITY').not.toBe(before.before);
+
+    const fresh = realisticMix(8, 72).slice(5);
+    await lab.seedPop3(pop, fresh);
+    const second = await runCli(sync(), { env: { PW: lab.password } });
+    expect(second.code, second.stderr).toBe(0);
+    const dest = digests((await destinationMessages(lab, imap, 'Archive')).map((m) => m.body));
+    // The user emptied the folder on purpose; what must hold is that the new mail arrives, once.
+    const want = digests(fresh);
+    for (const d of want) expect(dest.filter((x) => x === d), 'each new message once').toHaveLength(1);
+    expect(new Set(dest).size, 'nothing twice').toBe(dest.length);
+
+    const third = await runCli(sync(), { env: { PW: lab.password } });
+    expect(third.code, third.stderr).toBe(0);
+    expect(JSON.parse(third.stdout)).toMatchObject({ copied: 0 });
+  });
+});
+
+/** DELETE and CREATE the folder behind popsync's back; returns its UIDVALIDITY before and after. */
+async function recreateFolder(user: string, folder: string): Promise<{ before: bigint | number; after: bigint | number }> {
+  const client = new ImapFlow({
+    host: lab.imap.host,
+    port: lab.imap.port,
+    secure: false,
+    doSTARTTLS: true,
+    tls: { ca: [readFileSync(lab.caFile)] },
+    auth: { user, pass: lab.password },
+    logger: false,
+  });
+  await client.connect();
+  try {
+    const s1 = await client.status(folder, { uidValidity: true });
+    await client.mailboxDelete(folder);
+    await client.mailboxCreate(folder);
+    const s2 = await client.status(folder, { uidValidity: true });
+    if (s1 === false || s2 === false) throw new Error(`STATUS ${folder} failed`);
+    return { before: s1.uidValidity!, after: s2.uidValidity! };
+  } finally {
+    await client.logout();
+  }
+}
