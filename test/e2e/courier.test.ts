@@ -12,6 +12,8 @@ import { startCourier, type CourierLab } from '../../src/lab/courier.js';
 import type { Lab } from '../../src/lab/dovecot.js';
 import { runCli } from '../support/cli.js';
 import { startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.js';
+import { startFakePop3 } from '../support/fake-pop3.js';
+import { canonicalDigests, courierCanonical, hostileCorpus } from '../support/hostile-mail.js';
 import { useLab } from '../support/lab-fixture.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
 import { duplicateCorpus } from './crash-matrix.js';
@@ -20,6 +22,7 @@ let dovecot: Lab;
 let courier: CourierLab;
 let dir: string;
 const proxies: CuttingProxy[] = [];
+const closers: Array<{ close(): Promise<void> }> = [];
 
 useLab('courier', {}, (l, d) => {
   dovecot = l;
@@ -29,7 +32,7 @@ beforeAll(async () => {
   courier = await startCourier();
 });
 afterAll(async () => {
-  await Promise.all(proxies.map((p) => p.close()));
+  await Promise.all([...proxies, ...closers].map((p) => p.close()));
   await courier?.stop();
 });
 
@@ -134,6 +137,32 @@ describe('Courier facts the tests rely on', () => {
     } finally {
       await c.logout();
     }
+  });
+});
+
+describe('Courier and bytes it rewrites', () => {
+  it('a source serving bare LF, bare CR, NUL, 8-bit headers, no final newline, through a faulty link: each message once', async () => {
+    const messages = hostileCorpus(24, 'courier', [1, 4]);
+    const pop = await startFakePop3({ messages, user: 'src', password: dovecot.password, pipelining: true });
+    closers.push(pop);
+    const imap = await courierSide();
+    let appendUids = 0;
+    const proxy = await startCuttingProxy(courier.imap.port, {
+      // One APPEND at a time (no LITERAL+): cut after the 3rd, 8th and 14th OK.
+      cutServerData: ({ chunk }) => {
+        const before = appendUids;
+        appendUids += chunk.toString('latin1').split('APPENDUID').length - 1;
+        return [3, 8, 14].some((n) => before < n && appendUids >= n);
+      },
+    });
+    proxies.push(proxy);
+    const popSide = { user: 'src', port: pop.port, password: dovecot.password };
+    const r = await runCli(migrate(popSide, { ...imap, port: proxy.port }, join(dir, `${imap.user}.sqlite`), ['--reconnect-attempts', '8']), { env: env(popSide, imap) });
+    expect(proxy.cuts()).toBe(3);
+    const dest = await courierMessages(imap.user);
+    expect(dest.length, `copies in Courier for ${messages.length} (exit ${r.code}: ${r.stderr.slice(0, 300)})`).toBe(messages.length);
+    expect(canonicalDigests(dest, courierCanonical)).toEqual(canonicalDigests(messages, courierCanonical));
+    expect(r.code, r.stderr).toBe(0);
   });
 });
 
