@@ -1,7 +1,9 @@
 /**
  * The crash matrix (crash-matrix.ts) against a Dovecot without LITERAL+: popsync appends one
- * message at a time through imapflow, and UIDPLUS still tells it each copy's UID.
+ * message at a time through imapflow, and UIDPLUS still tells it each copy's UID. Kills only
+ * after each step: with UIDs known, reconciliation is the pipelined file's (killed on both
+ * sides there), and the imapflow path is killed on both sides in crash-resume-no-uidplus.
  */
 import { defineCrashMatrix } from './crash-matrix.js';
 
-defineCrashMatrix({ name: 'imapflow APPEND, UIDPLUS', labOptions: { imapWithout: ['LITERAL+'] }, appendPath: 'imapflow', randomMessages: 120, randomKills: 8 });
+defineCrashMatrix({ name: 'imapflow APPEND, UIDPLUS', labOptions: { imapWithout: ['LITERAL+'] }, appendPath: 'imapflow', killSides: ['after'], randomMessages: 120, randomKills: 8 });
