@@ -11,6 +11,7 @@ import type { EngineOptions } from '../engine/run.js';
 import { withLockedJournal } from '../engine/lock.js';
 import { runEngine } from '../engine/run.js';
 import type { RunResult } from '../engine/types.js';
+import { setMaxListeners } from 'node:events';
 import { runBatch } from '../app/batch.js';
 import { createHostSlots } from '../app/host-slots.js';
 import { isPopsyncError } from '../errors.js';
@@ -23,6 +24,9 @@ import type { ParallelOptions } from './options.js';
 import { describeError } from './exit.js';
 import { abortableSleep, asInterrupted, interruptible } from './interrupt.js';
 import { writeRunReport, type ReportTarget } from './report-file.js';
+
+/** Generous: two were seen per account running side by side. */
+const INTERRUPT_LISTENERS_PER_ACCOUNT = 8;
 
 /** What a command adds to the engine run beyond the account job itself. */
 export type RunExtras = Omit<
@@ -94,6 +98,10 @@ export async function runAccountJob(job: AccountJob, extras: RunExtras): Promise
  * returns the worst exit code. One job alone throws as usual.
  */
 export async function runJobs(jobs: AccountJob[], one: (job: AccountJob) => Promise<number>, batch: ParallelOptions & { signal?: AbortSignal } = { parallel: 1, maxPerHost: 1 }): Promise<number> {
+  // Each running account listens for the interrupt a few times (cut connects, backoff sleeps,
+  // lock waits) and stops listening when it ends, so the count is bounded by --parallel; past
+  // Node's default of 10 it would warn "possible memory leak" on stderr of a healthy batch.
+  if (batch.signal && batch.parallel > 1) setMaxListeners(Math.max(10, INTERRUPT_LISTENERS_PER_ACCOUNT * batch.parallel), batch.signal);
   return runBatch({
     accounts: jobs,
     parallel: batch.parallel,

@@ -152,13 +152,36 @@ describe('migrate --accounts', () => {
     expect(objects.map((o) => [o.name, o.copied, o.ok]).sort()).toEqual(list.map((a) => [a.name, 0, true]).sort());
   });
 
+  it('--max-connections-per-host caps the accounts running at once on one server, whatever --parallel says', async () => {
+    const list = await accounts(6, 20, 600);
+    const file = csv(join(dir, 'cap.csv'), list);
+    const journals = join(dir, 'journals-cap');
+    const r = await runCli(['migrate', '--accounts', file, '--journal-dir', journals, '--parallel', '6', '--max-connections-per-host', '2', '--quiet', ...pwFlags], { env: env() });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    await expectEachOnce(list);
+    // The journals' run records say when each account ran: never more than 2 at once (all
+    // six share one POP3 and one IMAP server). Each run lies within its account's slot.
+    const st = JSON.parse((await runCli(['status', '--accounts', file, '--journal-dir', journals, '--json'])).stdout) as {
+      accounts: Array<{ status: { lastRun: { startedAt: string; finishedAt: string } } }>;
+    };
+    const runs = st.accounts.map((a) => [Date.parse(a.status.lastRun.startedAt), Date.parse(a.status.lastRun.finishedAt)] as const);
+    const peak = Math.max(...runs.map(([t]) => runs.filter(([s, e]) => s <= t && t < e).length));
+    expect(peak).toBeLessThanOrEqual(2);
+    expect(peak).toBeGreaterThanOrEqual(1);
+  });
+
   it('two batches over one list at once copy each account once (the per-account lock)', async () => {
     const list = await accounts(10, 4, 300);
     const file = csv(join(dir, 'twice.csv'), list);
     const args = ['migrate', '--accounts', file, '--journal-dir', join(dir, 'journals-twice'), '--parallel', '3', '--no-progress', '--quiet', ...pwFlags];
-    const [a, b] = await Promise.all([runCli(args, { env: env() }), runCli([...args.slice(0, -5), '--parallel', '5', ...pwFlags], { env: env() })]);
+    const [a, b] = await Promise.all([
+      runCli(args, { env: env() }),
+      runCli([...args.slice(0, -5), '--parallel', '8', '--max-connections-per-host', '8', ...pwFlags], { env: env() }),
+    ]);
     // An account the other batch holds is exit 7 ("locked") for this one.
     for (const r of [a, b]) expect([0, 7]).toContain(r.code);
+    // Eight accounts listening for an interrupt at once are no "possible memory leak".
+    for (const r of [a, b]) expect(r.stderr).not.toMatch(/MaxListeners|Warning/);
     await expectEachOnce(list);
   });
 });
