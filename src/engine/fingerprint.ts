@@ -43,6 +43,11 @@ export class Fingerprinter {
   /** LFs held back by rule 4 until a later byte proves they are not trailing. */
   private pendingLf = 0;
   private done = false;
+  /**
+   * Output space, reused from chunk to chunk (hash.update copies what it is given): a new buffer
+   * per chunk was as much garbage as the message itself, and the process peaked that much higher.
+   */
+  private scratch: Buffer = Buffer.alloc(0);
 
   update(chunk: Uint8Array): this {
     if (this.done) throw new Error('Fingerprinter.update after digest');
@@ -51,7 +56,9 @@ export class Fingerprinter {
     // Output is at most the LFs held back from earlier chunks plus this chunk; a longer run of
     // held-back LFs than LF_BLOCK goes to the hash in blocks, so memory stays bounded by the
     // chunk whatever the message holds.
-    const out = Buffer.allocUnsafe(chunk.length + Math.min(pendingLf, LF_BLOCK.length));
+    const need = chunk.length + Math.min(pendingLf, LF_BLOCK.length);
+    if (this.scratch.length < need) this.scratch = Buffer.allocUnsafe(need);
+    const out = this.scratch;
     let n = 0;
     for (let i = 0; i < chunk.length; i++) {
       const c = chunk[i]!;
