@@ -14,7 +14,7 @@ import type { RunResult } from '../engine/types.js';
 import { setMaxListeners } from 'node:events';
 import { runBatch } from '../app/batch.js';
 import { createHostSlots } from '../app/host-slots.js';
-import { isPopsyncError } from '../errors.js';
+import { ExitCode, isPopsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { resolvingRoles } from '../engine/roles.js';
 import { compileRouting, engineRouter } from '../mapping/rules.js';
@@ -97,28 +97,64 @@ export async function runAccountJob(job: AccountJob, extras: RunExtras): Promise
  * Runs the jobs, `parallel` at once (app/batch.ts) within the per-host cap, in list order;
  * returns the worst exit code. One job alone throws as usual.
  */
-export async function runJobs(jobs: AccountJob[], one: (job: AccountJob) => Promise<number>, batch: ParallelOptions & { signal?: AbortSignal } = { parallel: 1, maxPerHost: 1 }): Promise<number> {
+export interface BatchRun extends ParallelOptions {
+  signal?: AbortSignal;
+  /**
+   * A last line on stdout with the accounts' outcomes (batchTotal): 'always' (migrate), or
+   * only when some account did not end 0 ('failures': sync, silent in cron when all is well).
+   */
+  total?: 'always' | 'failures';
+}
+
+export async function runJobs(jobs: AccountJob[], one: (job: AccountJob) => Promise<number>, batch: BatchRun = { parallel: 1, maxPerHost: 1 }): Promise<number> {
   // Each running account listens for the interrupt a few times (cut connects, backoff sleeps,
   // lock waits) and stops listening when it ends, so the count is bounded by --parallel; past
   // Node's default of 10 it would warn "possible memory leak" on stderr of a healthy batch.
   if (batch.signal && batch.parallel > 1) setMaxListeners(Math.max(10, INTERRUPT_LISTENERS_PER_ACCOUNT * batch.parallel), batch.signal);
-  return runBatch({
+  const outcomes: Array<{ name: string; code: number }> = [];
+  const worst = await runBatch({
     accounts: jobs,
     parallel: batch.parallel,
     ...(batch.parallel > 1 ? { slots: createHostSlots(batch.maxPerHost), hostsOf: hostKeys } : {}),
     ...(batch.signal ? { signal: batch.signal } : {}),
     run: async (job) => {
+      const name = job.input.name ?? job.input.pop.user ?? 'account';
       try {
-        return await one(job);
+        const code = await one(job);
+        outcomes.push({ name, code });
+        return code;
       } catch (e) {
         // One account alone reports through main.ts; with several, the others still run.
         if (jobs.length === 1 || (isPopsyncError(e) && e.kind === 'interrupted')) throw e;
         const { code, message } = describeError(e);
-        process.stderr.write(`popsync: account ${job.input.name ?? job.input.pop.user ?? 'account'}:\n${message}`);
+        process.stderr.write(`popsync: account ${name}:\n${message}`);
+        outcomes.push({ name, code });
         return code;
       }
     },
   });
+  if (jobs.length > 1 && (batch.total === 'always' || (batch.total === 'failures' && worst !== ExitCode.ok))) process.stdout.write(batchTotal(outcomes) + '\n');
+  return worst;
+}
+
+/** Most names listed per outcome in the total line; the rest are counted. */
+const NAMES_SHOWN = 10;
+
+/**
+ * The batch's last line: how many accounts ended how, and which did not end well, e.g.
+ * `popsync: 8 accounts: 6 ok, 1 with failed messages (exit 1: bob), 1 exit 3 (carol)`.
+ */
+export function batchTotal(outcomes: ReadonlyArray<{ name: string; code: number }>): string {
+  const byCode = new Map<number, string[]>();
+  for (const o of outcomes) byCode.set(o.code, [...(byCode.get(o.code) ?? []), o.name]);
+  const parts = [...byCode.entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([code, names]) => {
+      if (code === ExitCode.ok) return `${names.length} ok`;
+      const shown = names.slice(0, NAMES_SHOWN).join(', ') + (names.length > NAMES_SHOWN ? ` and ${names.length - NAMES_SHOWN} more` : '');
+      return code === ExitCode.partial ? `${names.length} with failed messages (exit 1: ${shown})` : `${names.length} exit ${code} (${shown})`;
+    });
+  return `popsync: ${outcomes.length} account${outcomes.length === 1 ? '' : 's'}: ${parts.join(', ')}`;
 }
 
 /** Whether output names the account on every line: a list, or accounts running side by side. */

@@ -99,8 +99,9 @@ describe('migrate --accounts', () => {
 
     const r2 = await runCli([...args, '--no-progress'], { env: env() });
     expect(r2.code).toBe(0);
-    // Text summaries: every line names its account.
+    // Text summaries: every line names its account; the last one sums the batch up.
     const lines = r2.stdout.split('\n').filter((l) => l !== '');
+    expect(lines.pop()).toBe(`popsync: ${list.length} accounts: ${list.length} ok`);
     expect(lines.length).toBeGreaterThan(list.length);
     for (const l of lines) expect(list.some((a) => l.startsWith(`${a.name}: `))).toBe(true);
     for (const a of list) expect(r2.stdout).toMatch(new RegExp(`${a.name}:\\s+copied:\\s+0 messages`));
@@ -129,6 +130,10 @@ describe('migrate --accounts', () => {
     expect(objects.find((o) => o.name === bad.name)).toMatchObject({ ok: false, exitCode: 3, command: 'migrate' });
     await expectEachOnce(list.filter((a) => a !== bad));
     expect(await destinationMessages(lab, bad.dst)).toHaveLength(0);
+    // Without --json, the batch ends with its total, naming the failed account.
+    const text = await runCli([...args, '--quiet']);
+    expect(text.code).toBe(3);
+    expect(text.stdout).toBe(`popsync: 4 accounts: 3 ok, 1 exit 3 (${bad.name})\n`);
   });
 
   it('sync and plan take a list too: lines and objects name their account', async () => {

@@ -71,6 +71,6 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
       } finally {
         out.stop();
       }
-    }, { ...parallelOptions(opts), signal: ctx.signal });
+    }, { ...parallelOptions(opts), signal: ctx.signal, ...(named && !json ? { total: outputOptions(opts).quiet ? 'failures' : 'always' } : {}) });
   });
 }

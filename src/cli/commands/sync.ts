@@ -186,7 +186,7 @@ export function registerSync(program: Command, ctx: CommandContext): void {
       const every = everyIntervals(opts, jobs);
       const batch = parallelOptions(opts);
       if (every && batch.parallel > 1) throw new PopsyncError('usage', '--every runs its accounts one after another: --parallel is for one-shot runs');
-      process.exitCode = every ? await runEvery(jobs, every, one, ctx.signal, o) : await runJobs(jobs, one, { ...batch, signal: ctx.signal });
+      process.exitCode = every ? await runEvery(jobs, every, one, ctx.signal, o) : await runJobs(jobs, one, { ...batch, signal: ctx.signal, ...(named && !o.json ? { total: 'failures' as const } : {}) });
     } catch (e) {
       // Before any account ran (a bad config, a bad option combination), or the one account's error.
       if (o.json) printJsonFailure(e);
