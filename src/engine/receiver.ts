@@ -5,10 +5,11 @@
  * batch take 2.2 GB. So LIST sizes decide nothing here: RETRs are written ahead (pipelined, a
  * batch's worth of commands), but every body is read as a stream, and reading stops - which
  * stops the socket, and TCP stops the server - while a full batch waits for the destination.
- * A batch closes when the bytes it holds in memory reach the byte cap or it has its count of
- * messages; a message past `spillAt` goes to a spool file instead of memory (received.ts). So
- * memory holds at most two batches (one being stored, one being filled) plus one message up to
- * `spillAt`, whatever the server claims or sends.
+ * A batch closes when the bytes it received reach the byte cap or it has its count of messages;
+ * a message past `spillAt` goes to a spool file instead of memory (received.ts). So memory holds
+ * at most two batches (one being stored, one being filled) plus one message up to `spillAt`,
+ * whatever the server claims or sends, and the spool at most two batches plus the message that
+ * closed each (a 200 MB message travels in a batch of its own).
  *
  * Progress is per message: a batch cut by a dropped connection still delivers every message
  * that arrived whole before the drop, so a link that stalls every 12 MB moves 12 MB per pass
@@ -42,7 +43,7 @@ export interface ReceivedBatch {
 export interface ReceiveLimits {
   /** Messages per batch. */
   messages: number;
-  /** Bytes of message held in memory per batch. */
+  /** Bytes received per batch, held in memory or spooled (so they bound the temp files too). */
   bytes: number;
   /** A message larger than this is spooled to disk as it arrives. */
   spillAt: number;
@@ -78,8 +79,8 @@ export class Receiver {
   async batch(): Promise<ReceivedBatch | null> {
     if (this.failed) return null;
     const items: Received[] = [];
-    let held = 0;
-    while (items.length < this.limits.messages && held < this.limits.bytes) {
+    let bytes = 0;
+    while (items.length < this.limits.messages && bytes < this.limits.bytes) {
       this.issue();
       const x = this.ahead.shift();
       if (!x) break;
@@ -93,7 +94,7 @@ export class Receiver {
       }
       if (!body) continue;
       items.push({ m: x.m, body });
-      held += body.bytes ? body.size : body.head.length;
+      bytes += body.size;
     }
     return items.length > 0 ? { items, error: null } : null;
   }

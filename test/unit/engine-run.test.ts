@@ -386,6 +386,19 @@ describe('engine', () => {
     expect(dst.bodies()).toEqual([msg(1).toString(), msg(3).toString()]);
   });
 
+  it('counts spooled messages towards the batch cap, so temp files stay within two batches', async () => {
+    const big = (i: number) => Buffer.concat([msg(i), Buffer.alloc(1536 * 1024, 'q'), Buffer.from('\r\n')]);
+    const src = new MemorySource([1, 2, 3, 4].map((i) => ({ uidl: `u${i}`, body: big(i) })));
+    const dst = new MemoryDestination();
+    const r = await runEngine(options(src, dst, { batchMessages: 50, batchBytes: 3 * 1024 * 1024, spillBytes: 64 * 1024, spoolDir: dir }));
+    expect(r).toMatchObject({ copied: 4, failed: [] });
+    // Each spooled message holds only its 1 MB head in memory, yet counts with its full size.
+    expect(dst.batches.map((b) => b.map((m) => m.file))).toEqual([
+      [true, true],
+      [true, true],
+    ]);
+  });
+
   it('sends a message past the spill threshold from a private temp file, byte-exact, and removes the file', async () => {
     const spoolDir = join(dir, 'tmp');
     mkdirSync(spoolDir);
