@@ -181,8 +181,9 @@ export function registerSync(program: Command, ctx: CommandContext): void {
       const wait = typeof opts.wait === 'number' ? opts.wait : undefined;
       const jobs = await accountJobs(opts, command);
       const named = namesAccounts(opts);
+      const position = new Map(jobs.map((j, i) => [j, i]));
       const one = (job: AccountJob) =>
-        syncOne(job, o, deletion, wait, ctx, reportTarget(opts, { name: job.input.name, index: jobs.indexOf(job), count: jobs.length }), named ? job.input.name : undefined);
+        syncOne(job, o, deletion, wait, ctx, reportTarget(opts, { name: job.input.name, index: position.get(job)!, count: jobs.length }), named ? job.input.name : undefined);
       const every = everyIntervals(opts, jobs);
       const batch = parallelOptions(opts);
       if (every && batch.parallel > 1) throw new PopsyncError('usage', '--every runs its accounts one after another: --parallel is for one-shot runs');
