@@ -213,6 +213,15 @@ describe('the Kubernetes Job, run as local shard processes', () => {
     expect(job.spec).toMatchObject({ completionMode: 'Indexed', completions: 3, parallelism: 3 });
     expect(job.spec.backoffLimitPerIndex).toBeGreaterThan(0);
     expect(container.args.join(' ')).toContain('--shard $(JOB_COMPLETION_INDEX)/3');
+    // The image's entrypoint is popsync: the Job gives args only.
+    expect(container).not.toHaveProperty('command');
+    // No password on the command line: the list comes from a Secret, through a 0600 copy.
+    expect(container.args.filter((a) => /pass/i.test(a))).toEqual([]);
+    const pod = job.spec.template.spec as { volumes: Array<Record<string, any>>; initContainers: Array<{ command: string[] }> };
+    const state = (container as unknown as { volumeMounts: Array<{ name: string; mountPath: string }> }).volumeMounts.find((m) => m.mountPath === '/state')!;
+    expect(pod.volumes.find((v) => v.name === state.name)).toHaveProperty('persistentVolumeClaim');
+    expect(pod.initContainers[0]!.command).toEqual(['install', '-m', '0600', '/secrets/accounts.csv', '/run/popsync/accounts.csv']);
+    expect(pod.volumes.find((v) => v.name === 'secrets')).toMatchObject({ secret: { secretName: 'popsync-accounts' } });
   });
 
   it('3 shards over 30 accounts, one SIGKILLed mid-run and rerun: every account exactly once', async () => {
