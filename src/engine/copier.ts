@@ -15,7 +15,7 @@ import { decodedHeader } from '../mapping/decode.js';
 import { messageIdOf, parseHeaders } from '../mapping/headers.js';
 import type { RunContext } from './context.js';
 import { adoptExisting } from './adopter.js';
-import { openFolder } from './folders.js';
+import { acceptUidValidity, openFolder } from './folders.js';
 import { headerHash } from './identity.js';
 import type { Received } from './receiver.js';
 import { learnUids } from './reconciler.js';
@@ -95,6 +95,7 @@ export async function storeBatch(ctx: RunContext, sink: ImapSink, received: Rece
       (i, outcome) => {
         const it = items[i]!;
         if (outcome.ok) {
+          if (outcome.uidValidity !== null && outcome.uid !== null && outcome.uidValidity !== status.uidValidity) acceptUidValidity(ctx, folder, status, outcome.uidValidity, outcome.uid);
           journal.confirm(account, it.m.uidl, { destUidValidity: outcome.uidValidity ?? status.uidValidity, destUid: outcome.uid });
           if (outcome.uid !== null) status.floor = Math.max(status.floor, outcome.uid + 1);
           else uidless.push(it.m.uidl);
