@@ -177,7 +177,7 @@ export function registerPlan(program: Command, ctx: CommandContext): void {
     if (format === 'html' && output === undefined) throw new PopsyncError('usage', '--format html needs --output FILE');
     const jobs = await accountJobs(opts, command, { createJournalDir: false });
     if (jobs.length > 1 && format !== 'table' && format !== 'markdown') {
-      throw new PopsyncError('usage', `--format ${format} holds one account's plan; the config has ${jobs.length}`, { hint: 'pick one with --account NAME' });
+      throw new PopsyncError('usage', `--format ${format} holds one account's plan; ${typeof opts.accounts === 'string' ? opts.accounts : 'the config'} has ${jobs.length}`, { hint: typeof opts.accounts === 'string' ? 'use --format table or markdown for a list' : 'pick one with --account NAME' });
     }
     const out = ctx.startOutput({ ...outputOptions(opts), progress: false, json: false });
     try {
