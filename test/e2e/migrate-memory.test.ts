@@ -6,8 +6,8 @@
  * - A 100 MB message through real Dovecot, byte-exact, on both APPEND paths: pipelined
  *   LITERAL+, and one-at-a-time synchronising literals on a Dovecot that hides LITERAL+ and
  *   UIDPLUS (the UID then learnt by content). The bound is relative: the run with it may peak
- *   at most 60% of its size above the same mailbox without it, so the message was never whole
- *   in memory, and under the README's bound (`npm run bench` has the 200 MB case).
+ *   less than its size above the same mailbox without it, so the message was never whole in
+ *   memory, and under the README's bound (`npm run bench` has the 200 MB case).
  * - SIGKILL at every journal step while a 12 MB message is copied, on both paths: each resume
  *   ends with it in the destination exactly once, within the bound.
  * - A scripted POP3 server that lies about a size and drops the connection on every RETR of
@@ -86,9 +86,11 @@ describe('a message far larger than the batch cap, into real Dovecot', () => {
       const baseline = peak(base.r, `${name}: 6 small messages`);
       const withIt = peak(withLarge.r, `${name}: the same plus one of 100 MB`);
       // Holding it whole even once would add 100 MB (the previous engine added about twice its
-      // size); what is added now is buffers it passed through, awaiting GC (26-43 MB measured
-      // with 60 MB: V8 collects them after tens of MB of external memory, whatever the size).
-      expect(withIt - baseline).toBeLessThan(60);
+      // size). What is added now is buffers it passed through, awaiting GC: 31-42 MB measured
+      // alone, up to 92 MB with other e2e files running at once (V8's background marking starves
+      // on a loaded machine, so garbage lives longer; the no-UIDPLUS path also reads the stored
+      // copy back, in 4 MiB pieces, to learn its UID).
+      expect(withIt - baseline).toBeLessThan(100);
       expect(withIt).toBeLessThan(PEAK_RSS_BOUND_MB);
     }, 300_000);
   }
