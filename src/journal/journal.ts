@@ -1003,7 +1003,11 @@ export class Journal {
 
   /** The source account a journal is bound to, read-only; no journal (or none bound yet): null. */
   static boundSource(path: string): string | null {
-    return readOnly(path, (db) => (db.prepare(`SELECT value FROM meta WHERE key = 'source'`).get() as { value: string } | undefined)?.value ?? null);
+    // A journal whose creation was killed half-way has a hot rollback journal that only a
+    // writer can roll back; it was never bound to anything, and the run's own open repairs it.
+    return readOnly(path, (db) => (db.prepare(`SELECT value FROM meta WHERE key = 'source'`).get() as { value: string } | undefined)?.value ?? null, {
+      needsWriter: () => null,
+    });
   }
 
   /**
@@ -1044,7 +1048,11 @@ export class Journal {
  * Runs `fn` on a read-only connection: nothing is created, upgraded or written. No journal (no
  * file, or an empty one): null. A journal newer than this popsync is refused, not guessed at.
  */
-function readOnly<T>(path: string, fn: (db: Database.Database, version: number) => T): T | null {
+function readOnly<T>(
+  path: string,
+  fn: (db: Database.Database, version: number) => T,
+  o: { needsWriter?: () => T | null } = {},
+): T | null {
   if (!existsSync(path)) return null;
   let db: Database.Database | undefined;
   try {
@@ -1063,10 +1071,21 @@ function readOnly<T>(path: string, fn: (db: Database.Database, version: number) 
     }
     return fn(db, version);
   } catch (e) {
+    if (needsWriter(e)) {
+      if (o.needsWriter) return o.needsWriter();
+      throw new PopsyncError('journal', `journal ${path} was left in the middle of a write by a run that was killed, and a read-only look cannot finish it (${e.code})`, {
+        hint: 'run the same popsync migrate or sync once: opening it for writing completes the interrupted write, and nothing recorded is lost',
+      }, { cause: e });
+    }
     throw e instanceof PopsyncError ? e : journalError(e, path, 'reading');
   } finally {
     db?.close();
   }
+}
+
+/** SQLite's word for "a writer must recover this file first" (hot rollback journal, WAL index). */
+function needsWriter(e: unknown): e is Error & { code: string } {
+  return isSqliteError(e) && (e.code === 'SQLITE_READONLY_ROLLBACK' || e.code === 'SQLITE_READONLY_RECOVERY');
 }
 
 function uidValidityChanged(account: string, folder: string, was: string, now: string, uidl?: string): PopsyncError {
