@@ -12,7 +12,8 @@
  * must arrive, which is what a reconciliation that matches by content can get wrong.
  *
  * Separate files so vitest runs them side by side; the kill points are every step of a small
- * corpus plus a handful of random kills on a larger one, to keep the suite's time sane.
+ * corpus (a b b c b: the identical-pair hole needs only two b's in one batch and one in the
+ * next) plus a handful of random kills on a larger one, to keep the suite's time sane.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -52,6 +53,12 @@ export function duplicateCorpus(seed: number): Buffer[] {
   return [a!, b!, b!, c!, b!, d!, d!];
 }
 
+/** The step matrix's corpus: a b b c b, three copies of b, two in one batch of 3 and one in the next. */
+export function stepCorpus(seed: number): Buffer[] {
+  const [a, b, c] = realisticMix(3, seed);
+  return [a!, b!, b!, c!, b!];
+}
+
 /** A realistic mix where every 7th message repeats the one before it, some more than once. */
 export function mixWithDuplicates(count: number, seed: number): Buffer[] {
   const mix = realisticMix(count, seed);
@@ -76,7 +83,7 @@ export function defineCrashMatrix(v: CrashVariant): MatrixLab {
 
   describe(`kill at every journal step, then resume (${v.name})`, () => {
     it('ends with every source message exactly once, identical ones included, for every kill point', async () => {
-      const messages = duplicateCorpus(11);
+      const messages = stepCorpus(11);
       const extra = ['--batch-messages', '3'];
 
       const pop0 = lab.newUser('src');
@@ -91,8 +98,8 @@ export function defineCrashMatrix(v: CrashVariant): MatrixLab {
       expect(clean.code, clean.stderr).toBe(0);
       expect(readFileSync(logFile, 'utf8'), `${v.name}: APPEND path`).toMatch(PATH_LOG[v.appendPath]);
       const steps = Number(readFileSync(stepsFile, 'utf8').trim());
-      // 1 folder record + 3 batch begins + 7 confirms, at least.
-      expect(steps).toBeGreaterThanOrEqual(11);
+      // 2 batch begins + 5 confirms, at least.
+      expect(steps).toBeGreaterThanOrEqual(7);
 
       let killPoints = 0;
       for (let k = 1; k <= steps; k++) {
