@@ -1,9 +1,11 @@
 /** The two forms a message body takes on its way to APPEND: in memory, or in a spool file. */
-import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
 import type { FileBody } from './types.js';
 
 export type MessageBody = Buffer | FileBody;
+
+const PIECE_BYTES = 256 * 1024;
 
 export function bodySize(b: MessageBody): number {
   return Buffer.isBuffer(b) ? b.length : b.size;
@@ -13,20 +15,55 @@ export function bodyHasNul(b: MessageBody): boolean {
   return Buffer.isBuffer(b) ? b.includes(0) : b.hasNul;
 }
 
-/** The bytes in pieces of at most 256 KiB: a file body is never read whole into memory. */
+/**
+ * The bytes in pieces of at most 256 KiB. A file body is read into one buffer, reused for every
+ * piece (a fresh buffer per piece was as much garbage as the message, and the process peaked
+ * that much higher): a piece is valid only until the next is asked for, so the caller sends it
+ * with sendPiece() first.
+ */
 export async function* bodyChunks(b: MessageBody): AsyncGenerator<Buffer> {
   if (Buffer.isBuffer(b)) {
     yield b;
     return;
   }
-  let seen = 0;
-  for await (const chunk of createReadStream(b.file, { highWaterMark: 256 * 1024 })) {
-    seen += (chunk as Buffer).length;
-    yield chunk as Buffer;
+  const fh = await open(b.file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(Math.max(1, Math.min(PIECE_BYTES, b.size)));
+    let seen = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      seen += bytesRead;
+      yield buf.subarray(0, bytesRead);
+    }
+    // The literal announced `size` octets; sending fewer would leave the server waiting for the
+    // rest and read our next command as message text.
+    if (seen !== b.size) throw new Error(`spool file ${b.file} holds ${seen} bytes, expected ${b.size}`);
+  } finally {
+    await fh.close();
   }
-  // The literal announced `size` octets; sending fewer would leave the server waiting for the
-  // rest and read our next command as message text.
-  if (seen !== b.size) throw new Error(`spool file ${b.file} holds ${seen} bytes, expected ${b.size}`);
+}
+
+/**
+ * Writes one piece of `body` and waits until the socket is ready for the next: for a file body
+ * until this piece left for the kernel (its buffer is reused), for one in memory until the
+ * socket drained if it had to buffer.
+ */
+export function sendPiece(sock: Writable, body: MessageBody, piece: Buffer): Promise<void> {
+  return new Promise((resolve) => {
+    if (!Buffer.isBuffer(body)) {
+      sock.write(piece, () => resolve());
+      return;
+    }
+    if (sock.write(piece)) return resolve();
+    const done = (): void => {
+      sock.off('drain', done);
+      sock.off('close', done);
+      resolve();
+    };
+    sock.once('drain', done);
+    sock.once('close', done);
+  });
 }
 
 /** The whole body in memory: only for the one-at-a-time imapflow path, which takes a Buffer. */

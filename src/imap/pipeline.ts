@@ -30,7 +30,7 @@ import tls from 'node:tls';
 import compiler from 'imapflow/lib/handler/imap-compiler.js';
 import { PopsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { bodyChunks, bodySize, type MessageBody } from './body.js';
+import { bodyChunks, bodySize, sendPiece, type MessageBody } from './body.js';
 import type { AppendOutcome, ImapOptions } from './types.js';
 import { classifyAppendError, isTlsFailure, mapConnectError, type ImapFlowErrorLike } from './errors.js';
 
@@ -319,7 +319,7 @@ export class PipelinedAppender {
         // A file body is read in pieces as the socket drains: never whole in memory.
         for await (const chunk of bodyChunks(it.body)) {
           if (aborted || sock.destroyed) return;
-          if (!sock.write(chunk)) await waitFor('drain');
+          await sendPiece(sock, it.body, chunk);
         }
         if (!sock.write('\r\n')) await waitFor('drain');
       }
@@ -400,7 +400,7 @@ export class PipelinedAppender {
           if (t === null) {
             for await (const chunk of bodyChunks(it.body)) {
               if (this.sock.destroyed) break;
-              if (!this.sock.write(chunk)) await this.drained();
+              await sendPiece(this.sock, it.body, chunk);
             }
             this.sock.write('\r\n');
             t = await this.tagged(tag);
@@ -440,19 +440,6 @@ export class PipelinedAppender {
       if (t.tag !== tag) throw new PopsyncError('protocol', `IMAP APPEND connection: expected a reply to ${tag}, got one to ${t.tag}`);
       return t;
     }
-  }
-
-  private drained(): Promise<void> {
-    const sock = this.sock;
-    return new Promise((resolve) => {
-      const done = (): void => {
-        sock.off('drain', done);
-        sock.off('close', done);
-        resolve();
-      };
-      sock.once('drain', done);
-      sock.once('close', done);
-    });
   }
 
   async close(): Promise<void> {
