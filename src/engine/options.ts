@@ -52,12 +52,6 @@ export interface EngineOptions {
   sleep?: (ms: number) => Promise<void>;
   /** Connect to IMAP only when there is something to do there (sync's cheap no-op run). */
   lazyDestination?: boolean;
-  /**
-   * false: a server that cannot be reached at all on the first attempt ends the run at once
-   * (sync: cron tries again in a few minutes anyway). Drops after a connection existed are
-   * always retried.
-   */
-  retryFirstConnect?: boolean;
   /** Remove copied messages from the source; absent: the source is never modified. */
   deletion?: DeletionPolicy | null;
   now?: () => Date;

@@ -35,6 +35,21 @@ import { windowWarnings } from './window.js';
 export type { EngineOptions, RetryPolicy } from './options.js';
 
 /**
+ * Nothing listens there, or the name does not exist: on a side that never connected in this
+ * run that is a typo in a host or port, which no retry cures. (A link that drops after the
+ * server answered, or a connect that times out, may be the network: those are retried.)
+ */
+const NEVER_REACHED = /\b(ECONNREFUSED|ENOTFOUND|EADDRNOTAVAIL)\b/;
+
+function neverReached(e: unknown): boolean {
+  for (let c: unknown = e, depth = 0; c instanceof Error && depth < 5; c = c.cause, depth++) {
+    const code = (c as NodeJS.ErrnoException).code;
+    if ((typeof code === 'string' && NEVER_REACHED.test(code)) || NEVER_REACHED.test(c.message)) return true;
+  }
+  return false;
+}
+
+/**
  * Errors a reconnect can cure. Everything else (auth, TLS, journal, UIDVALIDITY) stops the
  * account, and so does a POP3 [LOGIN-DELAY]: the client already waited as long as it may
  * (pop3/client.ts), and each early login only restarts the server's clock.
@@ -58,7 +73,9 @@ class Run implements RunContext {
   private firstPass = true;
   /** Which side the last failed await belonged to, for the reconnect message. */
   private failedSide: Side = 'pop3';
-  private connectedOnce = false;
+  /** Sides that had a working connection in this run: only those are worth reconnecting. */
+  private readonly reached = new Set<Side>();
+  private firstConnectFailed = false;
   private readonly inventory: Inventory;
   readonly now: () => Date;
 
@@ -89,7 +106,9 @@ class Run implements RunContext {
           break;
         } catch (e) {
           if (!retryable(e) || this.o.signal?.aborted) throw e;
-          if (!this.connectedOnce && this.o.retryFirstConnect === false) throw e;
+          // A side never reached in this run is a mistake to report (wrong port or host), not a
+          // link to wait for: backoff is for connections that had worked.
+          if (this.firstConnectFailed) throw e;
           // Before dropping: an abandoned prefetch then fails on POP3 and would relabel it.
           const side = this.failedSide;
           await this.dropConnections();
@@ -145,8 +164,7 @@ class Run implements RunContext {
     const { rec } = this;
     if (!this.source) {
       this.emit({ type: 'phase', phase: 'connect-source', detail: this.o.sourceDisplay ?? account });
-      this.source = await this.on('pop3', this.o.openSource());
-      this.connectedOnce = true;
+      this.source = await this.connect('pop3', this.o.openSource);
     }
     const source = this.source;
     this.emit({ type: 'phase', phase: 'listing' });
@@ -248,10 +266,21 @@ class Run implements RunContext {
   async connectSink(): Promise<ImapSink> {
     if (!this.sink) {
       this.emit({ type: 'phase', phase: 'connect-destination', detail: this.o.destination });
-      this.sink = await this.on('imap', this.o.openSink());
+      this.sink = await this.connect('imap', this.o.openSink);
       this.folders.clear();
     }
     return this.sink;
+  }
+
+  private async connect<T>(side: Side, open: () => Promise<T>): Promise<T> {
+    try {
+      const c = await this.on(side, open());
+      this.reached.add(side);
+      return c;
+    } catch (e) {
+      if (!this.reached.has(side) && neverReached(e)) this.firstConnectFailed = true;
+      throw e;
+    }
   }
 
   on<T>(side: Side, p: Promise<T>): Promise<T> {

@@ -4,6 +4,7 @@
  * duplicates), and in the middle of a RETR. The run must reconnect on its own and end with
  * every source message in the destination exactly once.
  */
+import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { realisticMix } from '../../src/lab/corpus.js';
@@ -98,5 +99,23 @@ describe('dropped connections against Dovecot', () => {
     const again = await runCli(args(pop, lab.pop3.port, imap, lab.imap.port), { env: { PW: lab.password } });
     expect(again.code, again.stderr).toBe(0);
     expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(expected);
+  });
+
+  it('ends at once with exit 4 naming host and port when nothing listens on the first connection, on either side', async () => {
+    // A port that was just free: nothing listens there (a typo'd port, as users make them).
+    const closed = await new Promise<number>((resolve) => {
+      const srv = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port } = srv.address() as net.AddressInfo;
+        srv.close(() => resolve(port));
+      });
+    });
+    const { pop, imap } = await seeded(2, 35);
+    for (const [popPort, imapPort] of [[closed, lab.imap.port], [lab.pop3.port, closed]] as const) {
+      const r = await runCli(args(pop, popPort, imap, imapPort), { env: { PW: lab.password } });
+      expect(r.code, r.stderr).toBe(4);
+      expect(r.stderr).toContain(`127.0.0.1:${closed}`);
+      // No backoff: the run did not wait to reconnect (before: five attempts, 31 s of sleeping).
+      expect(r.stderr).not.toMatch(/reconnect|\n\s+at /i);
+    }
   });
 });

@@ -318,6 +318,31 @@ describe('engine', () => {
     await expect(runEngine(failing)).rejects.toMatchObject({ kind: 'connection' });
   });
 
+  it('reports a first connection that never worked at once, on either side, and retries only links that had worked', async () => {
+    const refused = () => Promise.reject(new PopsyncError('connection', 'connect ECONNREFUSED 127.0.0.1:1'));
+    let opens = 0;
+    const src = new MemorySource([{ uidl: 'u1', body: msg(1) }]);
+    const dst = new MemoryDestination();
+    const noSource = { ...options(src, dst), openSource: () => (opens++, refused()) };
+    await expect(runEngine(noSource)).rejects.toMatchObject({ kind: 'connection' });
+    expect(opens).toBe(1);
+
+    opens = 0;
+    const noSink = { ...options(src, dst), openSink: () => (opens++, refused()) };
+    await expect(runEngine(noSink)).rejects.toMatchObject({ kind: 'connection' });
+    expect(opens).toBe(1);
+    expect(dst.bodies()).toHaveLength(0);
+
+    // The same refusal after the destination had answered once is a lost link: reconnect.
+    opens = 0;
+    const flaky = { ...options(src, dst), openSink: async () => (++opens === 2 ? refused() : dst.sink()) };
+    dst.dropAfterStoring.add(1);
+    const r = await runEngine(flaky);
+    expect(opens).toBe(3);
+    expect(r.reconnects).toBe(2);
+    expect(dst.bodies()).toHaveLength(1);
+  });
+
   it('fetches the next batch while the current one is being appended, and still copies in order', async () => {
     const src = new MemorySource([1, 2, 3, 4, 5, 6].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
     const dst = new MemoryDestination();

@@ -122,7 +122,6 @@ async function syncOne(
       signal: ctx.signal,
       lazyDestination: true,
       ...(report ? { report } : {}),
-      retryFirstConnect: false,
       deletion,
       now,
       ...(wait === undefined ? {} : { waitSeconds: wait }),
