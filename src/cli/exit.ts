@@ -117,13 +117,19 @@ export const EXIT_CODES: ReadonlyArray<{ code: number; name: keyof typeof ExitCo
   .map((name) => ({ code: ExitCode[name], name, meaning: MEANING[name] }))
   .sort((a, b) => a.code - b.code);
 
-/** An "Exit codes:" section (no surrounding blank lines) for `program.addHelpText('after', ...)`. */
+/** An "Exit codes:" section (no surrounding blank lines): what `popsync help exit-codes` prints. */
 export function exitCodesHelp(): string {
   return ['Exit codes:', ...EXIT_CODES.map((e) => `  ${String(e.code).padEnd(5)}${e.meaning}`)].join('\n');
 }
 
 /** exitCodesHelp(), computed once. */
 export const EXIT_CODES_HELP: string = exitCodesHelp();
+
+/**
+ * What every command's --help says instead of the table: eleven lines under each of seven
+ * commands buried the options people opened --help for.
+ */
+export const EXIT_CODES_POINTER = 'Exit codes: popsync help exit-codes (also in popsync(1) and the README).';
 
 function describePopsyncError(e: PopsyncError): string {
   const c = e.context;

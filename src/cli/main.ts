@@ -13,7 +13,7 @@ import { registerStatus } from './commands/status.js';
 import { registerSync } from './commands/sync.js';
 import { registerVerify } from './commands/verify.js';
 import { createContext, type CommandContext } from './context.js';
-import { describeError, EXIT_CODES_HELP, writeErrorJson } from './exit.js';
+import { describeError, EXIT_CODES_HELP, EXIT_CODES_POINTER, writeErrorJson } from './exit.js';
 import { loadTtyLibraries } from '../report/progress.js';
 import { packageVersion } from './version.js';
 
@@ -31,10 +31,27 @@ export function buildProgram(ctx: CommandContext): Command {
   for (const cmd of program.commands) {
     cmd.exitOverride();
     cmd.showHelpAfterError('(run with --help for usage)');
-    cmd.addHelpText('after', `\n${EXIT_CODES_HELP}`);
+    cmd.addHelpText('after', `\n${EXIT_CODES_POINTER}`);
   }
-  program.addHelpText('after', `\n${EXIT_CODES_HELP}`);
+  program.addHelpText('after', `\n${EXIT_CODES_POINTER}`);
+  registerExitCodesTopic(program);
   return program;
+}
+
+/**
+ * `popsync help exit-codes`: commander's help command shows the help of the command it names,
+ * so the topic is a hidden command whose help is the table (hidden: not a thing to run, and
+ * not in the command list or the man page, which has its own EXIT STATUS section).
+ */
+function registerExitCodesTopic(program: Command): void {
+  program
+    .command('exit-codes', { hidden: true })
+    .description('The exit codes and what they mean.')
+    .configureHelp({ formatHelp: () => `${EXIT_CODES_HELP}\n` })
+    .exitOverride()
+    .action(() => {
+      process.stdout.write(`${EXIT_CODES_HELP}\n`);
+    });
 }
 
 /** Commands that store mail: the first signal lets them finish the batch in flight. */
