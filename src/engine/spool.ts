@@ -7,13 +7,15 @@
  * exclusively (O_EXCL) with mode 0600 under a random name. A file is removed as soon as its
  * message is settled, every file of a pass when the pass ends (a dropped connection included),
  * and the directory when the run ends, whatever the outcome - also when the process leaves
- * through process.exit (a second Ctrl-C, a closed stdout), which skips every `finally`. Only
- * SIGKILL or a power cut can leave a `popsync-spool-*` directory behind.
+ * through process.exit (a second Ctrl-C, a closed stdout), which skips every `finally`. What
+ * SIGKILL or a power cut leaves behind is removed by the next run on the host: the directory
+ * is named `popsync-spool-<host>-<pid>-*`, and a spool sweeps those of its own host and user
+ * whose process is gone before it makes its own.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { lstatSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PopsyncError } from '../errors.js';
 
@@ -47,6 +49,52 @@ export class SpoolFile {
   }
 }
 
+const PREFIX = 'popsync-spool-';
+
+/** The name's host part: letters, digits and '.', so the pid after it is always found. */
+function hostTag(): string {
+  return hostname().replace(/[^A-Za-z0-9.]/g, '_') || 'host';
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: it exists, under another user.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes spool directories under `root` that a killed popsync of this host and user left:
+ * their pid is no longer running. Best effort: anything unexpected is left alone.
+ */
+export function sweepStale(root: string): number {
+  const mine = `${PREFIX}${hostTag()}-`;
+  let removed = 0;
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    if (!name.startsWith(mine)) continue;
+    const pid = Number(/^(\d+)-/.exec(name.slice(mine.length))?.[1]);
+    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || alive(pid)) continue;
+    try {
+      const st = lstatSync(join(root, name));
+      if (!st.isDirectory() || (process.getuid && st.uid !== process.getuid())) continue;
+      rmSync(join(root, name), { recursive: true, force: true });
+      removed++;
+    } catch {
+      // Gone meanwhile, or not ours to remove.
+    }
+  }
+  return removed;
+}
+
 export class Spool {
   private dir: string | null = null;
   private readonly live = new Set<string>();
@@ -58,7 +106,8 @@ export class Spool {
   async create(): Promise<SpoolFile> {
     try {
       if (this.dir === null) {
-        this.dir = mkdtempSync(join(this.root, 'popsync-spool-'));
+        sweepStale(this.root);
+        this.dir = mkdtempSync(join(this.root, `${PREFIX}${hostTag()}-${process.pid}-`));
         process.on('exit', this.onExit);
       }
       const f = await SpoolFile.create(this.dir);

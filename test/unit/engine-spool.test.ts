@@ -3,9 +3,9 @@
  * as a message arrives, whether it stays in memory or goes to disk.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BodyCollector } from '../../src/engine/received.js';
 import { Spool } from '../../src/engine/spool.js';
@@ -50,6 +50,36 @@ describe('Spool', () => {
     expect(readdirSync(dir)).toEqual([]);
     spool.dispose();
     expect(existsSync(dir)).toBe(false);
+  });
+});
+
+describe('Spool after a SIGKILL', () => {
+  it('the next spool on the host removes the directories of popsync processes that are gone, and only those', async () => {
+    const first = await spool.create();
+    await first.close();
+    const name = basename(spool.directory!);
+    const m = /^(popsync-spool-.+)-(\d+)-[^-]+$/.exec(name);
+    expect(m && Number(m[2])).toBe(process.pid);
+    const ours = m![1]!;
+    const plant = (dirName: string): string => {
+      const d = join(root, dirName);
+      mkdirSync(d, { mode: 0o700 });
+      writeFileSync(join(d, 'body'), 'mail', { mode: 0o600 });
+      return d;
+    };
+    const dead = plant(`${ours}-2147483646-aaaaaa`);
+    const living = plant(`${ours}-${process.ppid}-bbbbbb`);
+    const otherHost = plant('popsync-spool-elsewhere.example-2147483646-cccccc');
+    const later = new Spool(root);
+    try {
+      await (await later.create()).close();
+      expect(existsSync(dead)).toBe(false);
+      expect(existsSync(living)).toBe(true);
+      expect(existsSync(otherHost)).toBe(true);
+      expect(existsSync(spool.directory!)).toBe(true);
+    } finally {
+      later.dispose();
+    }
   });
 });
 
