@@ -4,6 +4,7 @@
  * APPENDUID, maildir storage) and as the source (its UIDLs, its CR-adding POP3): each copy
  * exactly once, also after a dropped IMAP link and a kill at every journal step.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +13,7 @@ import { startCourier, type CourierLab } from '../../src/lab/courier.js';
 import type { Lab } from '../../src/lab/dovecot.js';
 import { runCli } from '../support/cli.js';
 import { startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.js';
+import { startSlowProxy } from '../support/slow-proxy.js';
 import { startFakePop3 } from '../support/fake-pop3.js';
 import { canonicalDigests, courierCanonical, hostileCorpus } from '../support/hostile-mail.js';
 import { useLab } from '../support/lab-fixture.js';
@@ -113,6 +115,58 @@ describe('Courier as the IMAP destination', () => {
     expect(dest.length, `copies in Courier (exit ${r.code}: ${r.stderr.slice(0, 300)})`).toBe(expected.length);
     expect(digests(dest)).toEqual(expected);
     expect(r.code, r.stderr).toBe(0);
+  });
+  it('ends with every message once after a kill at every journal step', async () => {
+    const [a, b, , c] = duplicateCorpus(95);
+    const messages = [a!, b!, b!, c!];
+    const extra = ['--batch-messages', '2'];
+    const { pop, expected } = await dovecotSource(messages);
+    const stepsFile = join(dir, 'courier-steps');
+    const probe = await courierSide();
+    const clean = await runCli(migrate(pop, probe, join(dir, `${probe.user}.sqlite`), extra), { env: env(pop, probe), hooks: { stepsFile } });
+    expect(clean.code, clean.stderr).toBe(0);
+    const steps = Number(readFileSync(stepsFile, 'utf8').trim());
+    expect(steps).toBeGreaterThanOrEqual(7);
+    for (let k = 1; k <= steps; k++) {
+      for (const when of ['before', 'after'] as const) {
+        const imap = await courierSide();
+        const journal = join(dir, `${imap.user}.sqlite`);
+        const killed = await runCli(migrate(pop, imap, journal, extra), { env: env(pop, imap), hooks: { killAt: `${k}:${when}` } });
+        expect(killed.signal, `step ${k} ${when}: ${killed.stderr}`).toBe('SIGKILL');
+        const resumed = await runCli(migrate(pop, imap, journal, extra), { env: env(pop, imap) });
+        expect(resumed.code, `resume after ${k}:${when}: ${resumed.stderr}`).toBe(0);
+        expect(digests(await courierMessages(imap.user)), `Courier after kill at ${k}:${when}`).toEqual(expected);
+      }
+    }
+  }, 600_000);
+
+  it('copies into a fresh INBOX over a slow link (200 ms each way), where Courier changes its UIDVALIDITY every second', async () => {
+    const { pop, expected } = await dovecotSource([...realisticMix(6, 98), ...duplicateCorpus(99).slice(0, 3)]);
+    const imap = await courierSide();
+    const slow = await startSlowProxy(courier.imap.port, 200);
+    closers.push(slow);
+    const journal = join(dir, `${imap.user}.sqlite`);
+    const r = await runCli(migrate(pop, { ...imap, port: slow.port }, journal), { env: env(pop, imap) });
+    expect(r.code, r.stderr).toBe(0);
+    expect(digests(await courierMessages(imap.user))).toEqual(expected);
+    const again = await runCli(migrate(pop, { ...imap, port: slow.port }, journal), { env: env(pop, imap) });
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ copied: 0 });
+  });
+  it('resumes into a fresh INBOX over a slow link after a kill before the first copy arrived', async () => {
+    const { pop, expected } = await dovecotSource([...realisticMix(4, 100), ...duplicateCorpus(101).slice(0, 3)]);
+    const slow = await startSlowProxy(courier.imap.port, 200);
+    closers.push(slow);
+    // The first journal step is taken before any APPEND: kill after it, resume slowly.
+    for (const k of [1]) {
+      const imap = await courierSide();
+      const journal = join(dir, `${imap.user}.sqlite`);
+      const killed = await runCli(migrate(pop, { ...imap, port: slow.port }, journal, ['--batch-messages', '2']), { env: env(pop, imap), hooks: { killAt: `${k}:after` } });
+      expect(killed.signal, `step ${k}: ${killed.stderr}`).toBe('SIGKILL');
+      const resumed = await runCli(migrate(pop, { ...imap, port: slow.port }, journal, ['--batch-messages', '2']), { env: env(pop, imap) });
+      expect(resumed.code, `resume after ${k}:after: ${resumed.stderr}`).toBe(0);
+      expect(digests(await courierMessages(imap.user)), `after a kill at ${k}:after`).toEqual(expected);
+    }
   });
 });
 

@@ -1,0 +1,53 @@
+/**
+ * A loopback relay that holds every chunk for a fixed time in both directions, as a distant
+ * server would: a client's round trips then take real time, so behaviour that depends on
+ * the clock between two commands (Courier's empty INBOX takes a new UIDVALIDITY every second)
+ * shows on every run instead of only on a loaded machine. Order is kept per direction.
+ */
+import net from 'node:net';
+
+export interface SlowProxy {
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startSlowProxy(targetPort: number, delayMs: number): Promise<SlowProxy> {
+  const open = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    open.add(client);
+    open.add(upstream);
+    const relay = (from: net.Socket, to: net.Socket): void => {
+      from.on('data', (d: Buffer) => {
+        setTimeout(() => {
+          if (!to.destroyed) to.write(d);
+        }, delayMs);
+      });
+      // The end travels as late as the data before it.
+      from.on('end', () => setTimeout(() => to.end(), delayMs));
+    };
+    relay(client, upstream);
+    relay(upstream, client);
+    const close = (): void => {
+      setTimeout(() => {
+        client.destroy();
+        upstream.destroy();
+        open.delete(client);
+        open.delete(upstream);
+      }, delayMs);
+    };
+    for (const s of [client, upstream]) {
+      s.on('close', close);
+      s.on('error', close);
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of open) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
