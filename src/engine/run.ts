@@ -95,6 +95,7 @@ class Run implements RunContext {
     const sleep = this.o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
     const { result } = this.rec;
     let attempt = 0;
+    this.spool.sweep();
     const runId = this.o.journal.beginRun(this.o.account, this.o.command);
     const previousRuns = this.o.journal.recentRuns(this.o.account, 5).filter((r) => r.id !== runId && r.finishedAt !== null);
     let error: unknown = null;

@@ -9,8 +9,8 @@
  * and the directory when the run ends, whatever the outcome - also when the process leaves
  * through process.exit (a second Ctrl-C, a closed stdout), which skips every `finally`. What
  * SIGKILL or a power cut leaves behind is removed by the next run on the host: the directory
- * is named `popsync-spool-<host>-<pid>-*`, and a spool sweeps those of its own host and user
- * whose process is gone before it makes its own.
+ * is named `popsync-spool-<host>-<pid>-*`, and every run sweeps those of its own host and user
+ * whose process is gone as it starts.
  */
 import { randomBytes } from 'node:crypto';
 import { lstatSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -102,11 +102,15 @@ export class Spool {
 
   constructor(private readonly root: string = tmpdir()) {}
 
+  /** Removes what killed runs of this host left (sweepStale); a run calls it as it starts. */
+  sweep(): void {
+    sweepStale(this.root);
+  }
+
   /** A new, empty, private file; its path stays valid until discard(), clear() or dispose(). */
   async create(): Promise<SpoolFile> {
     try {
       if (this.dir === null) {
-        sweepStale(this.root);
         this.dir = mkdtempSync(join(this.root, `${PREFIX}${hostTag()}-${process.pid}-`));
         process.on('exit', this.onExit);
       }

@@ -72,7 +72,7 @@ describe('Spool after a SIGKILL', () => {
     const otherHost = plant('popsync-spool-elsewhere.example-2147483646-cccccc');
     const later = new Spool(root);
     try {
-      await (await later.create()).close();
+      later.sweep();
       expect(existsSync(dead)).toBe(false);
       expect(existsSync(living)).toBe(true);
       expect(existsSync(otherHost)).toBe(true);
