@@ -30,7 +30,7 @@ import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { LabEndpoint } from './dovecot.js';
+import { killWatchdog, startWatchdog, type LabEndpoint } from './dovecot.js';
 
 /** Where ensure-env.sh unpacks the Courier .debs (override with POPSYNC_COURIER_ROOT). */
 export const COURIER_ROOT = process.env['POPSYNC_COURIER_ROOT'] ?? '/var/cache/popsync-lab/courier';
@@ -211,9 +211,12 @@ export async function startCourier(): Promise<CourierLab> {
     });
   const imap = await listen(imapServer);
   const pop3 = await listen(pop3Server);
-  // A test process that dies leaves no temp dir; the children exit when their sockets close.
+  // Courier's children exit when their sockets close; the dir goes at exit, or by the watchdog.
   const cleanup = (): void => rmSync(dir, { recursive: true, force: true });
   process.once('exit', cleanup);
+  // A test process killed by a signal runs no exit handler: the shared watchdog, watching
+  // this process as the "master", then ends Courier's children (ours) and removes the dir.
+  const watchdog = startWatchdog(process.pid, dir);
 
   let stopped: Promise<void> | undefined;
   return {
@@ -250,6 +253,7 @@ export async function startCourier(): Promise<CourierLab> {
         for (const c of children) c.kill('SIGKILL');
         await Promise.all(waits);
         process.off('exit', cleanup);
+        killWatchdog(watchdog);
         await rm(dir, { recursive: true, force: true });
       })();
       return stopped;
