@@ -10,6 +10,7 @@ import { ExitCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { createProgress } from '../report/progress.js';
 import { SUMMARY_JSON_VERSION, formatSummary, summaryJson } from '../report/summary.js';
+import { colorAllowed } from './color.js';
 import { createLogger } from './logger.js';
 import type { OutputOptions } from './options.js';
 
@@ -38,7 +39,7 @@ export function createContext(signal: AbortSignal): CommandContext {
       // `name`, not `account`: engine and lock lines bind `account` to the source's user@host.
       const logger = account === undefined ? base : base.child({ name: account });
       // Bars redraw one screen region: accounts side by side get plain, named lines instead.
-      const tty = process.stderr.isTTY === true && o.progress && !o.json && account === undefined;
+      const tty = process.stderr.isTTY === true && o.progress && !o.json && account === undefined && colorAllowed(process.env, o.color);
       const progress = createProgress({ tty, quiet: o.quiet || !o.progress, ...(account === undefined ? {} : { stream: prefixLines(process.stderr, `${account}: `) }) });
       return {
         logger,

@@ -28,6 +28,8 @@ export function buildProgram(ctx: CommandContext): Command {
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     .exitOverride();
   for (const register of COMMANDS) register(program, ctx);
+  // Accepted by every command, so a wrapper script can pass it blindly (see cli/color.ts).
+  for (const cmd of leafCommands(program)) cmd.option('--no-color', 'no colour or terminal escapes: plain progress lines (also NO_COLOR=1)');
   for (const cmd of program.commands) {
     cmd.exitOverride();
     cmd.showHelpAfterError('(run with --help for usage)');
@@ -36,6 +38,10 @@ export function buildProgram(ctx: CommandContext): Command {
   program.addHelpText('after', `\n${EXIT_CODES_POINTER}`);
   registerExitCodesTopic(program);
   return program;
+}
+
+function leafCommands(cmd: Command): Command[] {
+  return cmd.commands.length === 0 ? [cmd] : cmd.commands.flatMap(leafCommands);
 }
 
 /**

@@ -111,6 +111,8 @@ export function addOutputOptions(cmd: Command): Command {
 export interface OutputOptions {
   json: boolean;
   progress: boolean;
+  /** false after --no-color (main.ts gives every command the option); NO_COLOR is read in context.ts. */
+  color: boolean;
   quiet: boolean;
   verbose: boolean;
   logFile?: string;
@@ -120,6 +122,7 @@ export function outputOptions(o: Record<string, unknown>): OutputOptions {
   return {
     json: o.json === true,
     progress: o.progress !== false,
+    color: o.color !== false,
     quiet: o.quiet === true,
     verbose: o.verbose === true,
     ...(typeof o.logFile === 'string' ? { logFile: o.logFile } : {}),
