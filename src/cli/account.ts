@@ -17,7 +17,7 @@ import { connectPop3 } from '../pop3/index.js';
 import type { Pop3Session } from '../pop3/types.js';
 import { batchedJobs, listedAccountJobs } from './account-list.js';
 import { locateJournal } from './journal-identity.js';
-import { resolveImapEndpoint, resolvePop3Endpoint, type EndpointInput, type ImapEndpoint, type Pop3Endpoint } from './endpoints.js';
+import { cleartextWarning, resolveImapEndpoint, resolvePop3Endpoint, type EndpointInput, type ImapEndpoint, type Pop3Endpoint } from './endpoints.js';
 import { sideFlags } from './options.js';
 import { resolvePassword, type PasswordSource } from './secrets.js';
 
@@ -84,9 +84,17 @@ export interface ResolveOptions {
   source?: boolean;
 }
 
+/** Cleartext warnings already printed: `sync --every` resolves its accounts every cycle. */
+const warnedCleartext = new Set<string>();
+
 export async function resolveAccount(input: AccountInput, o: ResolveOptions): Promise<ResolvedAccount> {
   const pop = resolvePop3Endpoint(input.pop);
   const imap = resolveImapEndpoint(input.imap);
+  for (const w of [o.source === false ? null : cleartextWarning('pop3', pop), cleartextWarning('imap', imap)]) {
+    if (w === null || warnedCleartext.has(w)) continue;
+    warnedCleartext.add(w);
+    o.logger.warn(w);
+  }
   const popCa = readCa(input.pop.caFile, 'POP3');
   const imapCa = readCa(input.imap.caFile, 'IMAP');
   const popPassword = o.source === false ? null : (input.pop.password ?? (await resolvePassword('pop3', passwordSource(input.pop), { logger: o.logger, account: pop.display })));

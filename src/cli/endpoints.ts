@@ -106,6 +106,22 @@ export function resolveImapEndpoint(input: EndpointInput): ImapEndpoint {
   return ep;
 }
 
+/**
+ * The warning a connection without TLS deserves, or null. `none` had to be asked for by name,
+ * but a URL copied from a wiki asks for it quietly; one line says what that costs. Not for
+ * loopback: nothing crosses a network there (a local bridge such as Proton Mail Bridge, stunnel).
+ */
+export function cleartextWarning(side: Side, ep: { tls: TlsMode; host: string; display: string }): string | null {
+  if (ep.tls !== 'none' || isLoopback(ep.host)) return null;
+  const label = side === 'pop3' ? 'POP3' : 'IMAP';
+  return `${label} ${ep.display}: tls=none: the password and the mail travel in clear (anyone on the path can read them)`;
+}
+
+function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
 /** "user@host:port", with IPv6 literals bracketed so the port stays readable. */
 export function formatEndpoint(user: string, host: string, port: number): string {
   return `${user}@${host.includes(':') ? `[${host}]` : host}:${port}`;
