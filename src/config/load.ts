@@ -10,6 +10,7 @@ import { isMap, isSeq, LineCounter, parseDocument, type Document, type Node } fr
 import type { z } from 'zod';
 import { PopsyncError } from '../errors.js';
 import { configFile, type ConfigFile } from './schema.js';
+import { knownKeysAt, nearestKey } from './suggest.js';
 
 /**
  * A hand-written config is a few kilobytes; 1,900 accounts with a rule each fit in this.
@@ -97,9 +98,11 @@ export function problemsOf(doc: Document, lc: LineCounter, issues: readonly z.co
   const out: ConfigProblem[] = [];
   for (const issue of issues) {
     if (issue.code === 'unrecognized_keys') {
+      const known = knownKeysAt(configFile, issue.path);
       for (const k of issue.keys) {
         const path = [...issue.path, k];
-        out.push({ line: lineOf(doc, lc, path, true), key: formatKey(path), message: 'unknown key' });
+        const meant = nearestKey(k, known);
+        out.push({ line: lineOf(doc, lc, path, true), key: formatKey(path), message: meant === null ? 'unknown key' : `unknown key (did you mean ${meant}?)` });
       }
       continue;
     }

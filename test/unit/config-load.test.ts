@@ -27,7 +27,16 @@ function errorOf(text: string): PopsyncError {
 
 describe('config errors name the key and the line', () => {
   it('unknown key', () => {
-    expect(errorOf(base.replace('password_env: P', 'pasword_env: P')).message).toBe('popsync.yml:3: accounts[0].source.pasword_env: unknown key');
+    expect(errorOf(base.replace('password_env: P', 'pasword_env: P')).message).toBe('popsync.yml:3: accounts[0].source.pasword_env: unknown key (did you mean password_env?)');
+  });
+  it('two misspelt keys: one line each, each with the key meant at its own level', () => {
+    const text = base.replace("  - name: a\n", "  - nmae: a\n").replace('password_env: I', 'password-env: I') + '    folders: X\n    zzzzzz: 1\n';
+    expect(errorOf(text).message.split('\n')).toEqual([
+      'popsync.yml:2: accounts[0].nmae: unknown key (did you mean name?)',
+      'popsync.yml:4: accounts[0].destination.password-env: unknown key (did you mean password_env?)',
+      'popsync.yml:5: accounts[0].folders: unknown key (did you mean folder?)',
+      'popsync.yml:6: accounts[0].zzzzzz: unknown key',
+    ]);
   });
   it('bad regular expression', () => {
     const e = errorOf(`${base}    rules:\n      - folder: X\n      - match:\n          subject: { regex: '([a-' }\n        folder: Y\n`);
