@@ -8,6 +8,7 @@
  * (so cron sees the worst). An interruption stops them all.
  */
 import type { Command } from 'commander';
+import { dryRun } from './plan.js';
 import { accountJobs } from '../account.js';
 import type { CommandContext } from '../context.js';
 import { writeErrorJson } from '../exit.js';
@@ -43,7 +44,9 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
     'after',
     `\nExamples:\n  POP_PW=... IMAP_PW=... popsync migrate --pop pop3s://alice@pop.example.net \\\n    --imap imaps://alice@imap.example.net --pop-password-env POP_PW --imap-password-env IMAP_PW \\\n    --journal ./alice.sqlite\n  popsync migrate --config popsync.yml [--account alice]`,
   );
+  cmd.option('--dry-run', 'print the plan (what `popsync plan` prints; --json for its JSON) and change nothing');
   cmd.action(async (opts: Record<string, unknown>, command: Command) => {
+    if (opts.dryRun === true) return dryRun(opts, command, ctx);
     // --json: one object per account also when it fails (exit.ts errorJson), as for sync.
     const json = outputOptions(opts).json;
     const jobs = await accountJobs(opts, command).catch((e: unknown) => {

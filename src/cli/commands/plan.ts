@@ -171,26 +171,38 @@ export function registerPlan(program: Command, ctx: CommandContext): void {
     .option('--rate <MBps>', 'transfer rate in megabytes per second for the time estimate', rateOption)
     .option('-v, --verbose', 'log protocol steps to stderr (passwords are never logged)')
     .option('--log-file <path>', 'also write a JSON-lines debug log to this file (mode 0600)');
-  cmd.action(async (opts: Record<string, unknown>, command: Command) => {
-    const format = opts.format as PlanFormat;
-    const output = typeof opts.output === 'string' ? opts.output : undefined;
-    if (format === 'html' && output === undefined) throw new PopsyncError('usage', '--format html needs --output FILE');
-    const jobs = await accountJobs(opts, command, { createJournalDir: false });
-    if (jobs.length > 1 && format !== 'table' && format !== 'markdown') {
-      throw new PopsyncError('usage', `--format ${format} holds one account's plan; ${typeof opts.accounts === 'string' ? opts.accounts : 'the config'} has ${jobs.length}`, { hint: typeof opts.accounts === 'string' ? 'use --format table or markdown for a list' : 'pick one with --account NAME' });
+  cmd.action((opts: Record<string, unknown>, command: Command) => runPlan(opts, command, ctx));
+}
+
+/**
+ * What `plan` does; also `migrate --dry-run` and `sync --dry-run`, with their own options
+ * (the ones plan shares mean the same), so a dry run is the plan and cannot drift from it.
+ */
+export async function runPlan(opts: Record<string, unknown>, command: Command, ctx: CommandContext): Promise<void> {
+  const format = opts.format as PlanFormat;
+  const output = typeof opts.output === 'string' ? opts.output : undefined;
+  if (format === 'html' && output === undefined) throw new PopsyncError('usage', '--format html needs --output FILE');
+  const jobs = await accountJobs(opts, command, { createJournalDir: false });
+  if (jobs.length > 1 && format !== 'table' && format !== 'markdown') {
+    throw new PopsyncError('usage', `--format ${format} holds one account's plan; ${typeof opts.accounts === 'string' ? opts.accounts : 'the config'} has ${jobs.length}`, { hint: typeof opts.accounts === 'string' ? 'use --format table or markdown for a list' : 'pick one with --account NAME' });
+  }
+  const out = ctx.startOutput({ ...outputOptions(opts), progress: false, json: false });
+  try {
+    const texts: string[] = [];
+    for (const job of jobs) {
+      const report = await planAccount(job, { logger: out.logger, ...(typeof opts.rate === 'number' ? { rateMBps: opts.rate } : {}) });
+      texts.push(renderPlan(report, format));
     }
-    const out = ctx.startOutput({ ...outputOptions(opts), progress: false, json: false });
-    try {
-      const texts: string[] = [];
-      for (const job of jobs) {
-        const report = await planAccount(job, { logger: out.logger, ...(typeof opts.rate === 'number' ? { rateMBps: opts.rate } : {}) });
-        texts.push(renderPlan(report, format));
-      }
-      const text = texts.join('\n');
-      if (output !== undefined) writeAtomically(output, text);
-      else process.stdout.write(text);
-    } finally {
-      out.stop();
-    }
-  });
+    const text = texts.join('\n');
+    if (output !== undefined) writeAtomically(output, text);
+    else process.stdout.write(text);
+  } finally {
+    out.stop();
+  }
+}
+
+/** `migrate --dry-run` / `sync --dry-run`: the plan as a table, or as JSON with --json. */
+export function dryRun(opts: Record<string, unknown>, command: Command, ctx: CommandContext): Promise<void> {
+  if (opts.every !== undefined) throw new PopsyncError('usage', '--dry-run prints one plan: drop --every');
+  return runPlan({ ...opts, format: opts.json === true ? 'json' : 'table' }, command, ctx);
 }

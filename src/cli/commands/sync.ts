@@ -8,6 +8,7 @@
  * - connection failures are "try again later" (75): cron will run it again anyway;
  * - optional deletion from the source (engine/deletion.ts for the rules).
  */
+import { dryRun } from './plan.js';
 import { InvalidArgumentError, type Command } from 'commander';
 import { now } from '../../engine/clock.js';
 import { parseMaxDelete, type DeletionPolicy } from '../../engine/deletion.js';
@@ -173,7 +174,9 @@ export function registerSync(program: Command, ctx: CommandContext): void {
     'after',
     `\nExample (crontab, every 5 minutes):\n  */5 * * * * popsync sync --pop pop3s://alice@pop.example.net --imap imaps://alice@imap.example.net \\\n    --pop-password-file ~/.popsync/pop --imap-password-file ~/.popsync/imap --quiet --log-file ~/.popsync/alice.log`,
   );
+  cmd.option('--dry-run', 'print the plan (what `popsync plan` prints; --json for its JSON) and change nothing');
   cmd.action(async (opts: Record<string, unknown>, command: Command) => {
+    if (opts.dryRun === true) return dryRun(opts, command, ctx);
     const o = outputOptions(opts);
     try {
       const deletion = deletionPolicy(opts);
