@@ -34,7 +34,7 @@ import { decideLock, describeHolder, processAlive, type LockRecord } from './loc
 import type { LockFile } from './lock-file.js';
 import { migrate, readSchemaVersion, SCHEMA_VERSION } from './schema.js';
 import { assertTransition } from './states.js';
-import { assertWalIntact, checkpointKeepingWal, clearInUse, fileState, markInUse } from './wal-guard.js';
+import { assertWalIntact, checkpointKeepingWal, clearInUse, fileState, isLostWal, markInUse } from './wal-guard.js';
 import type { Adopted, BeginAppend, FolderRecord, JournalBinding, JournalCounts, JournalIndexRow, JournalRow, RowState } from './types.js';
 
 /** One run of popsync on one account, as `status` and windowed-source detection read it. */
@@ -1052,6 +1052,19 @@ function readOnly<T>(
   path: string,
   fn: (db: Database.Database, version: number) => T,
   o: { needsWriter?: () => T | null } = {},
+): T | null {
+  try {
+    return readOnlyOnce(path, fn, o);
+  } catch (e) {
+    if (!isLostWal(e)) throw e;
+    return readOnlyOnce(path, fn, o);
+  }
+}
+
+function readOnlyOnce<T>(
+  path: string,
+  fn: (db: Database.Database, version: number) => T,
+  o: { needsWriter?: () => T | null },
 ): T | null {
   if (!existsSync(path)) return null;
   let db: Database.Database | undefined;

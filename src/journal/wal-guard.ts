@@ -53,7 +53,28 @@ export function assertWalIntact(db: Database.Database, path: string, version: nu
   }
   if (file.walBytes > 0) return;
   const mark = db.prepare(`SELECT value FROM meta WHERE key = ?`).get(IN_USE_KEY) as { value: string } | undefined;
-  if (mark !== undefined) throw walLost(path, `a run that opened it at ${mark.value} did not close it, and its -wal file is missing or empty`);
+  if (mark === undefined) return;
+  // A read-only look (the journal-name lookup before a run takes its lock, status, plan) can
+  // race a writer opening the journal this instant: its -wal appeared between our stat and our
+  // read. From its opening checkpoint on, a live writer's -wal is never empty.
+  if (fileState(path).walBytes > 0) return;
+  throw tagged(walLost(path, `a run that opened it at ${mark.value} did not close it, and its -wal file is missing or empty`));
+}
+
+const lostWal = new WeakSet<PopsyncError>();
+
+function tagged(e: PopsyncError): PopsyncError {
+  lostWal.add(e);
+  return e;
+}
+
+/**
+ * A lost -wal seen by a read-only look. It may also be a writer closing cleanly between that
+ * look's read and its stat (the mark is cleared only in the same checkpoint that empties the
+ * -wal), so such a reader looks once more before believing it.
+ */
+export function isLostWal(e: unknown): boolean {
+  return e instanceof PopsyncError && lostWal.has(e);
 }
 
 /** Inside the open transaction of a writer; the caller then checkpoints it (checkpointKeepingWal). */

@@ -12,6 +12,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isPopsyncError } from '../../src/errors.js';
 import { Journal } from '../../src/journal/journal.js';
+import { assertWalIntact, fileState } from '../../src/journal/wal-guard.js';
 
 let dir: string;
 beforeEach(() => {
@@ -35,6 +36,23 @@ function refusal(fn: () => unknown): { kind: string; message: string; hint: stri
 }
 
 describe('a journal that lost its -wal', () => {
+  it('is not what a read-only look sees when a writer opens the journal between its stat and its read', () => {
+    // Seen in the 50-pair sync race: the loser's journal-name lookup stat'ed no -wal, then read
+    // the winner's fresh "in use" mark, and refused a healthy journal (exit 5).
+    const path = join(dir, 'j.sqlite');
+    Journal.open(path, S).close();
+    const stale = fileState(path);
+    expect(stale.walBytes).toBe(0);
+    const writer = Journal.open(path, S);
+    const reader = new Database(path, { readonly: true, fileMustExist: true });
+    try {
+      expect(() => assertWalIntact(reader, path, 1, stale)).not.toThrow();
+    } finally {
+      reader.close();
+      writer.close();
+    }
+  });
+
   it('is refused when a run was using it (rows only in the WAL), also by the read-only views', () => {
     const path = join(dir, 'j.sqlite');
     const copy = join(dir, 'copy.sqlite');
