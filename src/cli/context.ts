@@ -39,7 +39,11 @@ export function createContext(signal: AbortSignal): CommandContext {
       // `name`, not `account`: engine and lock lines bind `account` to the source's user@host.
       const logger = account === undefined ? base : base.child({ name: account });
       // Bars redraw one screen region: accounts side by side get plain, named lines instead.
-      const tty = process.stderr.isTTY === true && o.progress && !o.json && account === undefined && colorAllowed(process.env, o.color);
+      // A terminal that reports no width (script(1), some `docker run -t`) gets plain lines too:
+      // ora divides by the width to know what to clear, and 0 made it clear forever.
+      const tty =
+        process.stderr.isTTY === true && (process.stderr.columns ?? 0) > 0 &&
+        o.progress && !o.json && account === undefined && colorAllowed(process.env, o.color);
       const progress = createProgress({ tty, quiet: o.quiet || !o.progress, ...(account === undefined ? {} : { stream: prefixLines(process.stderr, `${account}: `) }) });
       return {
         logger,
