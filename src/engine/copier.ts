@@ -9,6 +9,7 @@
  * message refused by the destination fails alone; a lost connection rejects and ends the pass
  * (run.ts retries it from the journal).
  */
+import { PopsyncError } from '../errors.js';
 import type { AppendRequest, ImapSink } from '../imap/types.js';
 import type { BeginAppend } from '../journal/types.js';
 import { decodedHeader } from '../mapping/decode.js';
@@ -96,7 +97,18 @@ export async function storeBatch(ctx: RunContext, sink: ImapSink, received: Rece
         const it = items[i]!;
         if (outcome.ok) {
           if (outcome.uidValidity !== null && outcome.uid !== null && outcome.uidValidity !== status.uidValidity) acceptUidValidity(ctx, folder, status, outcome.uidValidity, outcome.uid);
-          journal.confirm(account, it.m.uidl, { destUidValidity: outcome.uidValidity ?? status.uidValidity, destUid: outcome.uid });
+          const uidValidity = outcome.uidValidity ?? status.uidValidity;
+          const owner = outcome.uid === null ? null : journal.uidOwner(account, folder, uidValidity, outcome.uid);
+          if (owner !== null && owner !== it.m.uidl) {
+            // Our journal is right about the older copy; the server handed its UID out again.
+            throw new PopsyncError('protocol', `IMAP server ${ctx.o.destination} gave UID ${outcome.uid} in "${folder}" to a new message, but that UID already holds the copy of UIDL ${owner}: the server reuses UIDs`, {
+              account,
+              folder,
+              uidl: it.m.uidl,
+              hint: 'a fault of the destination server (its UIDs must never be reused within one UIDVALIDITY); nothing was recorded wrongly, and the next run settles this message by content',
+            });
+          }
+          journal.confirm(account, it.m.uidl, { destUidValidity: uidValidity, destUid: outcome.uid });
           if (outcome.uid !== null) status.floor = Math.max(status.floor, outcome.uid + 1);
           else uidless.push(it.m.uidl);
           rec.result.copied++;

@@ -635,6 +635,12 @@ export class Journal {
   }
 
   /** UIDs already claimed by done rows, so reconcile never hands one UID to a second row. */
+  /** The message whose copy this destination UID is, or null. */
+  uidOwner(account: string, folder: string, uidValidity: bigint, uid: number): string | null {
+    const v = checkUidValidity(uidValidity, 'uidOwner');
+    return this.read('reading a UID owner', () => this.sql.uidOwner.get(account, folder, v, uid)?.uidl ?? null);
+  }
+
   doneUidsIn(account: string, folder: string, uidValidity: bigint): Set<number> {
     const v = checkUidValidity(uidValidity, 'doneUidsIn');
     return this.read('reading copied UIDs', () => new Set(this.sql.doneUids.all(account, folder, v).map((r) => r.dest_uid)));

@@ -343,6 +343,19 @@ describe('engine', () => {
     expect(dst.bodies()).toHaveLength(1);
   });
 
+  it('stops with a server fault (exit 4 class) when the destination hands out a UID that already holds an earlier copy', async () => {
+    const src = new MemorySource([1, 2].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    const dst = new MemoryDestination();
+    await runEngine(options(src, dst));
+    // The server forgets its UIDs (a restored or broken store): the next APPEND gets UID 1 again.
+    dst.folders.get('INBOX')!.next = 1;
+    src.messages.push({ uidl: 'u3', body: msg(3) });
+    const err = await runEngine(options(src, dst)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PopsyncError);
+    expect(err).toMatchObject({ kind: 'protocol', message: expect.stringMatching(/gave UID 1 in "INBOX" to a new message, but that UID already holds the copy of UIDL u1/) });
+    expect(journal.get('alice@pop.test:110', 'u1')).toMatchObject({ state: 'done', destUid: 1 });
+  });
+
   it('fetches the next batch while the current one is being appended, and still copies in order', async () => {
     const src = new MemorySource([1, 2, 3, 4, 5, 6].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
     const dst = new MemoryDestination();
