@@ -132,7 +132,11 @@ describe('Courier as the IMAP destination', () => {
         const imap = await courierSide();
         const journal = join(dir, `${imap.user}.sqlite`);
         const killed = await runCli(migrate(pop, imap, journal, extra), { env: env(pop, imap), hooks: { killAt: `${k}:${when}` } });
-        expect(killed.signal, `step ${k} ${when}: ${killed.stderr}`).toBe('SIGKILL');
+        // Courier's fresh INBOX changes UIDVALIDITY every second until written, and accepting a
+        // new value is a journal step: a run may take one step fewer than the counted one, so
+        // the last kill point may not exist in it. Then it must simply have finished.
+        if (killed.signal !== 'SIGKILL' && k >= steps - 1) expect(killed.code, `step ${k} ${when}: ${killed.stderr}`).toBe(0);
+        else expect(killed.signal, `step ${k} ${when}: ${killed.stderr}`).toBe('SIGKILL');
         const resumed = await runCli(migrate(pop, imap, journal, extra), { env: env(pop, imap) });
         expect(resumed.code, `resume after ${k}:${when}: ${resumed.stderr}`).toBe(0);
         expect(digests(await courierMessages(imap.user)), `Courier after kill at ${k}:${when}`).toEqual(expected);
