@@ -734,10 +734,13 @@ export function startWatchdog(masterPid: number, dir: string): number | undefine
   const quoted = `'${dir.replace(/'/g, `'\\''`)}'`;
   // `kill -0` succeeds on zombies, and in containers whose PID 1 does not reap, an orphaned
   // master stays a zombie forever; so liveness is read from the state field of /proc/PID/stat.
+  // Liveness is read with shell builtins only: a watchdog that forks sed and cut every second
+  // churns PIDs (pid_max is 32768 here) and, should one fork fail, would take a live test
+  // process for dead and stop its lab. A death is believed only when seen twice, 1 s apart.
   const script = `
-st() { sed 's/.*) //' /proc/$1/stat 2>/dev/null | cut -c1; }
-alive() { s=$(st $1); [ -n "$s" ] && [ "$s" != Z ]; }
-while alive ${process.pid} && alive ${masterPid}; do sleep 1; done
+alive() { l=; read -r l 2>/dev/null < /proc/$1/stat || return 1; l=\${l##*") "}; s=\${l%% *}; [ -n "$s" ] && [ "$s" != Z ]; }
+both() { alive ${process.pid} && alive ${masterPid}; }
+while both || { sleep 1; both; }; do sleep 1; done
 alive ${process.pid} && exit 0
 for f in /proc/[0-9]*/stat; do
   set -- $(sed 's/.*) //' $f 2>/dev/null)
