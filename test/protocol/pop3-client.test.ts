@@ -7,42 +7,14 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
-import { connectPop3, type Pop3Session } from '../../src/pop3/index.js';
-import { generateTestCertificate, multiline, startFakePop3, type FakePop3, type FakePop3Options } from '../support/fake-pop3.js';
+import { connectPop3 } from '../../src/pop3/index.js';
+import { generateTestCertificate, multiline, startFakePop3 } from '../support/fake-pop3.js';
+import { failure, usePop3Harness } from '../support/pop3-harness.js';
 
-const servers: FakePop3[] = [];
-const sessions: Pop3Session[] = [];
-
-async function fake(opts: FakePop3Options = {}): Promise<FakePop3> {
-  const pop = await startFakePop3(opts);
-  servers.push(pop);
-  return pop;
-}
-
-async function connect(pop: FakePop3, extra: Parameters<FakePop3['clientOptions']>[0] = {}): Promise<Pop3Session> {
-  const s = await connectPop3(pop.clientOptions(extra));
-  sessions.push(s);
-  return s;
-}
-
-afterEach(async () => {
-  for (const s of sessions.splice(0)) s.destroy();
-  await Promise.all(servers.splice(0).map((p) => p.close()));
-});
-
-/** Awaits a rejection and returns it as a PopsyncError (fails the test otherwise). */
-async function failure(p: Promise<unknown>): Promise<PopsyncError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(PopsyncError);
-    return e as PopsyncError;
-  }
-  throw new Error('expected a rejection');
-}
+const { fake, connect } = usePop3Harness();
 
 function capturingLogger(): { logger: Logger; text: () => string } {
   const entries: unknown[] = [];
@@ -463,10 +435,10 @@ describe('connection failures', () => {
   });
 
   it('connection refused is kind connection', async () => {
-    const pop = await fake();
+    // Not the harness's: closed here, so nothing listens on its port.
+    const pop = await startFakePop3();
     const port = pop.port;
     await pop.close();
-    servers.splice(servers.indexOf(pop), 1);
     const err = await failure(connectPop3({ host: '127.0.0.1', port, tls: 'none', user: 'a', password: 'b' }));
     expect(err.kind).toBe('connection');
   });

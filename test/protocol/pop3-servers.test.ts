@@ -6,40 +6,12 @@
  * - Cyrus refuses logins that come too soon with -ERR [LOGIN-DELAY].
  */
 
-import { afterEach, describe, expect, it } from 'vitest';
-import { PopsyncError } from '../../src/errors.js';
-import { connectPop3, type Pop3Session } from '../../src/pop3/index.js';
-import { startFakePop3, type FakePop3, type FakePop3Options } from '../support/fake-pop3.js';
+import { describe, expect, it } from 'vitest';
+import { connectPop3 } from '../../src/pop3/index.js';
+import type { FakePop3Options } from '../support/fake-pop3.js';
+import { failure, usePop3Harness } from '../support/pop3-harness.js';
 
-const servers: FakePop3[] = [];
-const sessions: Pop3Session[] = [];
-
-async function fake(opts: FakePop3Options = {}): Promise<FakePop3> {
-  const pop = await startFakePop3(opts);
-  servers.push(pop);
-  return pop;
-}
-
-async function connect(pop: FakePop3, extra: Parameters<FakePop3['clientOptions']>[0] = {}): Promise<Pop3Session> {
-  const s = await connectPop3(pop.clientOptions(extra));
-  sessions.push(s);
-  return s;
-}
-
-afterEach(async () => {
-  for (const s of sessions.splice(0)) s.destroy();
-  await Promise.all(servers.splice(0).map((p) => p.close()));
-});
-
-async function failure(p: Promise<unknown>): Promise<PopsyncError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(PopsyncError);
-    return e as PopsyncError;
-  }
-  throw new Error('expected a rejection');
-}
+const { fake, connect } = usePop3Harness();
 
 const EIGHT_BIT = Buffer.concat([Buffer.from('Subject: '), Buffer.from('Grüße', 'utf8'), Buffer.from('\r\nFrom: a@b\r\n\r\nkörper\r\n')]);
 
