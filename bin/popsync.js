@@ -11,14 +11,16 @@ const early = (signal) => {
 process.on('SIGINT', early);
 process.on('SIGTERM', early);
 
-import('../dist/cli/main.js').then((m) => {
-  process.off('SIGINT', early);
-  process.off('SIGTERM', early);
-  return m.main(process.argv);
-}).catch((err) => {
-  if (err && err.code === 'ERR_MODULE_NOT_FOUND') {
-    process.stderr.write('popsync: not built yet. Run `npm run build` (or `npm ci`) first.\n');
-    process.exit(70);
-  }
-  throw err;
-});
+import('../dist/cli/main.js')
+  .then((m) => {
+    process.off('SIGINT', early);
+    process.off('SIGTERM', early);
+    return m.main(process.argv);
+  })
+  .catch((err) => {
+    if (err && err.code === 'ERR_MODULE_NOT_FOUND') {
+      process.stderr.write('popsync: not built yet. Run `npm run build` (or `npm ci`) first.\n');
+      process.exit(70);
+    }
+    throw err;
+  });

@@ -48,7 +48,12 @@ export class PopsyncError extends Error {
   readonly scope: ErrorScope;
   readonly context: ErrorContext;
 
-  constructor(kind: ErrorKind, message: string, context: ErrorContext = {}, options?: { cause?: unknown; scope?: ErrorScope }) {
+  constructor(
+    kind: ErrorKind,
+    message: string,
+    context: ErrorContext = {},
+    options?: { cause?: unknown; scope?: ErrorScope },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'PopsyncError';
     this.kind = kind;
@@ -58,7 +63,12 @@ export class PopsyncError extends Error {
 
   /** A copy with more context; the engine adds the account and message as errors bubble up. */
   with(extra: ErrorContext): PopsyncError {
-    const e = new PopsyncError(this.kind, this.message, { ...this.context, ...extra }, { cause: this.cause, scope: this.scope });
+    const e = new PopsyncError(
+      this.kind,
+      this.message,
+      { ...this.context, ...extra },
+      { cause: this.cause, scope: this.scope },
+    );
     e.stack = this.stack;
     return e;
   }

@@ -123,13 +123,24 @@ export async function runDaemon<A>(o: DaemonOptions<A>): Promise<number> {
     if (outcome === 'stop') {
       worst = Math.max(worst, code);
       live.splice(live.indexOf(next), 1);
-      o.notify(`popsync: ${next.name}: stopped syncing this account (exit ${code})${live.length === 0 ? '' : live.length === 1 ? '; 1 other account goes on' : `; ${live.length} other accounts go on`}`, 'stopped');
+      o.notify(
+        `popsync: ${next.name}: stopped syncing this account (exit ${code})${live.length === 0 ? '' : live.length === 1 ? '; 1 other account goes on' : `; ${live.length} other accounts go on`}`,
+        'stopped',
+      );
       continue;
     }
-    const due = nextDue({ startedAt, endedAt: clock.now(), outcome, laterStreak: next.laterStreak, intervalMs: next.intervalMs, random: random() });
+    const due = nextDue({
+      startedAt,
+      endedAt: clock.now(),
+      outcome,
+      laterStreak: next.laterStreak,
+      intervalMs: next.intervalMs,
+      random: random(),
+    });
     next.dueAt = due.dueAt;
     next.laterStreak = due.laterStreak;
-    if (outcome === 'later') o.notify(`popsync: ${next.name}: trying again in ${formatDelay(due.dueAt - clock.now())}`, 'later');
+    if (outcome === 'later')
+      o.notify(`popsync: ${next.name}: trying again in ${formatDelay(due.dueAt - clock.now())}`, 'later');
   }
   return worst;
 }

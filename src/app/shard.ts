@@ -20,11 +20,17 @@ export const MAX_SHARDS = 100_000;
 /** "K/N" with 0 <= K < N; a usage error otherwise. */
 export function parseShard(text: string): Shard {
   const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(text);
-  if (!m) throw new PopsyncError('usage', `--shard ${text}: write K/N, e.g. 0/4 (K counts from 0, as JOB_COMPLETION_INDEX does)`);
+  if (!m)
+    throw new PopsyncError(
+      'usage',
+      `--shard ${text}: write K/N, e.g. 0/4 (K counts from 0, as JOB_COMPLETION_INDEX does)`,
+    );
   const index = Number(m[1]);
   const count = Number(m[2]);
-  if (count < 1 || count > MAX_SHARDS) throw new PopsyncError('usage', `--shard ${text}: N must be between 1 and ${MAX_SHARDS}`);
-  if (index >= count) throw new PopsyncError('usage', `--shard ${text}: K must be less than N (K counts from 0 to N-1)`);
+  if (count < 1 || count > MAX_SHARDS)
+    throw new PopsyncError('usage', `--shard ${text}: N must be between 1 and ${MAX_SHARDS}`);
+  if (index >= count)
+    throw new PopsyncError('usage', `--shard ${text}: K must be less than N (K counts from 0 to N-1)`);
   return { index, count };
 }
 

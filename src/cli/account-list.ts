@@ -23,22 +23,51 @@ const PASSWORD_KEYS = ['passwordEnv', 'passwordFile', 'passwordCommand'] as cons
  * connection flags (TLS, CA, --pop-auth, password options) applied to every row. `base` is
  * the job the flags alone describe (routing, batching, timeout), which every row starts from.
  */
-export function listedAccountJobs(path: string, pop: SideFlags, imap: SideFlags, base: AccountJob, folderTyped: boolean): AccountJob[] {
-  for (const [side, flags, opt] of [['source', pop, '--pop'], ['destination', imap, '--imap']] as const) {
+export function listedAccountJobs(
+  path: string,
+  pop: SideFlags,
+  imap: SideFlags,
+  base: AccountJob,
+  folderTyped: boolean,
+): AccountJob[] {
+  for (const [side, flags, opt] of [
+    ['source', pop, '--pop'],
+    ['destination', imap, '--imap'],
+  ] as const) {
     const given = ONE_MAILBOX.filter((k) => flags[k] !== undefined);
     if (given.length > 0) {
-      throw new PopsyncError('usage', `--accounts gives each account its own ${side}: ${opt}${given[0] === 'url' ? '' : `-${given[0]}`} cannot apply to all of them`, {
-        hint: `put the ${side} URL in the file's ${side} column`,
-      });
+      throw new PopsyncError(
+        'usage',
+        `--accounts gives each account its own ${side}: ${opt}${given[0] === 'url' ? '' : `-${given[0]}`} cannot apply to all of them`,
+        {
+          hint: `put the ${side} URL in the file's ${side} column`,
+        },
+      );
     }
   }
   const list = loadAccountList(path);
   const passwordOption = (f: SideFlags) => PASSWORD_KEYS.some((k) => f[k] !== undefined);
-  if (list.passwordColumns.source && passwordOption(pop)) throw new PopsyncError('usage', `${path} has a source_password column: give the POP3 passwords one way only, not also --pop-password-...`);
-  if (list.passwordColumns.destination && passwordOption(imap)) throw new PopsyncError('usage', `${path} has a destination_password column: give the IMAP passwords one way only, not also --imap-password-...`);
+  if (list.passwordColumns.source && passwordOption(pop))
+    throw new PopsyncError(
+      'usage',
+      `${path} has a source_password column: give the POP3 passwords one way only, not also --pop-password-...`,
+    );
+  if (list.passwordColumns.destination && passwordOption(imap))
+    throw new PopsyncError(
+      'usage',
+      `${path} has a destination_password column: give the IMAP passwords one way only, not also --imap-password-...`,
+    );
   return list.accounts.map((row) => {
-    const rowPop: SideFlags = { ...pop, url: row.source, ...(row.sourcePassword !== undefined ? { password: row.sourcePassword } : {}) };
-    const rowImap: SideFlags = { ...imap, url: row.destination, ...(row.destinationPassword !== undefined ? { password: row.destinationPassword } : {}) };
+    const rowPop: SideFlags = {
+      ...pop,
+      url: row.source,
+      ...(row.sourcePassword !== undefined ? { password: row.sourcePassword } : {}),
+    };
+    const rowImap: SideFlags = {
+      ...imap,
+      url: row.destination,
+      ...(row.destinationPassword !== undefined ? { password: row.destinationPassword } : {}),
+    };
     // Checked now, so a typo in row 3,000 is exit 2 before any account runs, not a failure at the end.
     checkEndpoint(path, row, 'source', () => resolvePop3Endpoint(rowPop));
     checkEndpoint(path, row, 'destination', () => resolveImapEndpoint(rowImap));
@@ -62,8 +91,15 @@ function checkEndpoint(path: string, row: ListedAccount, column: string, resolve
 /** An account's name, which `--journal-dir` and `--shard` need: a file name and a hash key. */
 function nameOf(job: AccountJob, index: number, what: string): string {
   const name = job.input.name;
-  if (name === undefined) throw new PopsyncError('usage', `${what} needs every account to have a name; account ${index + 1} has none`, { hint: 'add name: to each account of the config file' });
-  if (!ACCOUNT_NAME_RE.test(name)) throw new PopsyncError('usage', `${what}: account name "${name}" is not usable as a file name: letters, digits and . _ @ + - only`);
+  if (name === undefined)
+    throw new PopsyncError('usage', `${what} needs every account to have a name; account ${index + 1} has none`, {
+      hint: 'add name: to each account of the config file',
+    });
+  if (!ACCOUNT_NAME_RE.test(name))
+    throw new PopsyncError(
+      'usage',
+      `${what}: account name "${name}" is not usable as a file name: letters, digits and . _ @ + - only`,
+    );
   return name;
 }
 
@@ -71,17 +107,31 @@ function nameOf(job: AccountJob, index: number, what: string): string {
  * `--journal-dir` and `--shard` applied to the jobs of a list or a config file. The folder is
  * created (0700: journals name every customer) only by commands that write journals.
  */
-export function batchedJobs(jobs: AccountJob[], opts: Record<string, unknown>, o: { createJournalDir: boolean }): AccountJob[] {
+export function batchedJobs(
+  jobs: AccountJob[],
+  opts: Record<string, unknown>,
+  o: { createJournalDir: boolean },
+): AccountJob[] {
   let out = jobs;
   if (typeof opts.journalDir === 'string') {
-    if (typeof opts.journal === 'string') throw new PopsyncError('usage', 'give --journal (one account) or --journal-dir (one journal per account), not both');
+    if (typeof opts.journal === 'string')
+      throw new PopsyncError(
+        'usage',
+        'give --journal (one account) or --journal-dir (one journal per account), not both',
+      );
     const dir = opts.journalDir;
-    out = out.map((j, i) => ({ ...j, input: { ...j.input, journal: join(dir, `${nameOf(j, i, '--journal-dir')}.sqlite`) } }));
+    out = out.map((j, i) => ({
+      ...j,
+      input: { ...j.input, journal: join(dir, `${nameOf(j, i, '--journal-dir')}.sqlite`) },
+    }));
     if (o.createJournalDir) {
       try {
         mkdirSync(dir, { recursive: true, mode: 0o700 });
       } catch (e) {
-        throw new PopsyncError('usage', `--journal-dir: cannot create ${dir} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+        throw new PopsyncError(
+          'usage',
+          `--journal-dir: cannot create ${dir} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+        );
       }
     }
   }

@@ -17,7 +17,14 @@ import { connectPop3 } from '../pop3/index.js';
 import type { Pop3Session } from '../pop3/types.js';
 import { batchedJobs, listedAccountJobs } from './account-list.js';
 import { locateJournal } from './journal-identity.js';
-import { cleartextWarning, resolveImapEndpoint, resolvePop3Endpoint, type EndpointInput, type ImapEndpoint, type Pop3Endpoint } from './endpoints.js';
+import {
+  cleartextWarning,
+  resolveImapEndpoint,
+  resolvePop3Endpoint,
+  type EndpointInput,
+  type ImapEndpoint,
+  type Pop3Endpoint,
+} from './endpoints.js';
 import { sideFlags } from './options.js';
 import { resolvePassword, type PasswordSource } from './secrets.js';
 
@@ -59,7 +66,10 @@ function readCa(path: string | undefined, what: string): Array<string | Buffer> 
   try {
     pem = readFileSync(path);
   } catch (e) {
-    throw new PopsyncError('usage', `cannot read the ${what} CA file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    throw new PopsyncError(
+      'usage',
+      `cannot read the ${what} CA file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+    );
   }
   // Only the extra CA: the protocol clients add it to the system roots themselves.
   return [pem];
@@ -97,15 +107,23 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
   }
   const popCa = readCa(input.pop.caFile, 'POP3');
   const imapCa = readCa(input.imap.caFile, 'IMAP');
-  const popPassword = o.source === false ? null : (input.pop.password ?? (await resolvePassword('pop3', passwordSource(input.pop), { logger: o.logger, account: pop.display })));
-  const imapPassword = input.imap.password ?? (await resolvePassword('imap', passwordSource(input.imap), { logger: o.logger, account: imap.display }));
+  const popPassword =
+    o.source === false
+      ? null
+      : (input.pop.password ??
+        (await resolvePassword('pop3', passwordSource(input.pop), { logger: o.logger, account: pop.display })));
+  const imapPassword =
+    input.imap.password ??
+    (await resolvePassword('imap', passwordSource(input.imap), { logger: o.logger, account: imap.display }));
 
   const { path: journalPath, sourceKey } = locateJournal(pop, input.journal);
   if (input.journal === undefined && o.createJournalDir !== false) {
     try {
       mkdirSync(dirname(journalPath), { recursive: true, mode: 0o700 });
     } catch (e) {
-      throw new PopsyncError('usage', `cannot create the journal folder ${dirname(journalPath)}: ${String(e)}`, { hint: 'name a journal with --journal PATH' });
+      throw new PopsyncError('usage', `cannot create the journal folder ${dirname(journalPath)}: ${String(e)}`, {
+        hint: 'name a journal with --journal PATH',
+      });
     }
   }
   const timeoutMs = input.timeoutSeconds * 1000;
@@ -121,10 +139,24 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
     openSource: () =>
       popPassword === null
         ? Promise.reject(new PopsyncError('internal', 'this command does not connect to the POP3 server'))
-        : connectPop3({ ...pop, password: popPassword, timeoutMs, logger: o.logger.child({ side: 'pop3' }), ...(popCa ? { ca: popCa } : {}) }).catch(tag(pop.display)),
+        : connectPop3({
+            ...pop,
+            password: popPassword,
+            timeoutMs,
+            logger: o.logger.child({ side: 'pop3' }),
+            ...(popCa ? { ca: popCa } : {}),
+          }).catch(tag(pop.display)),
     // Loaded on first use: imapflow is a sixth of start-up, and a no-op sync never needs it.
     openSink: async () =>
-      (await import('../imap/index.js')).connectImap({ ...imap, password: imapPassword, timeoutMs, logger: o.logger.child({ side: 'imap' }), ...(imapCa ? { ca: imapCa } : {}) }).catch(tag(imap.display)),
+      (await import('../imap/index.js'))
+        .connectImap({
+          ...imap,
+          password: imapPassword,
+          timeoutMs,
+          logger: o.logger.child({ side: 'imap' }),
+          ...(imapCa ? { ca: imapCa } : {}),
+        })
+        .catch(tag(imap.display)),
   };
 }
 
@@ -164,10 +196,15 @@ export async function accountJobs(
 ): Promise<AccountJob[]> {
   const jobs = await unbatchedJobs(opts, cmd);
   // --journal-dir and --shard (account-list.ts) apply to a CSV list and a config file alike.
-  return typeof opts.journalDir === 'string' || typeof opts.shard === 'string' ? batchedJobs(jobs, opts, { createJournalDir: o.createJournalDir !== false }) : jobs;
+  return typeof opts.journalDir === 'string' || typeof opts.shard === 'string'
+    ? batchedJobs(jobs, opts, { createJournalDir: o.createJournalDir !== false })
+    : jobs;
 }
 
-async function unbatchedJobs(opts: Record<string, unknown>, cmd: Pick<Command, 'getOptionValueSource'>): Promise<AccountJob[]> {
+async function unbatchedJobs(
+  opts: Record<string, unknown>,
+  cmd: Pick<Command, 'getOptionValueSource'>,
+): Promise<AccountJob[]> {
   const typed = (key: string) => cmd.getOptionValueSource(key) === 'cli';
   const overrides: RoutingOverrides = {
     folder: typed('folder') ? (opts.folder as string) : undefined,
@@ -184,29 +221,41 @@ async function unbatchedJobs(opts: Record<string, unknown>, cmd: Pick<Command, '
   if (!typed('popAuth')) delete pop.auth;
   const journal = typeof opts.journal === 'string' ? opts.journal : undefined;
 
-  if (typeof opts.accounts === 'string' && typeof opts.config === 'string') throw new PopsyncError('usage', 'give --accounts FILE.csv or --config FILE, not both');
+  if (typeof opts.accounts === 'string' && typeof opts.config === 'string')
+    throw new PopsyncError('usage', 'give --accounts FILE.csv or --config FILE, not both');
   if (typeof opts.config !== 'string') {
     if (typeof opts.account === 'string') throw new PopsyncError('usage', '--account needs --config FILE');
     if (typeof opts.accounts !== 'string' && (typeof opts.journalDir === 'string' || typeof opts.shard === 'string')) {
-      throw new PopsyncError('usage', `${typeof opts.shard === 'string' ? '--shard' : '--journal-dir'} needs a list of accounts: --accounts FILE.csv or --config FILE`);
+      throw new PopsyncError(
+        'usage',
+        `${typeof opts.shard === 'string' ? '--shard' : '--journal-dir'} needs a list of accounts: --accounts FILE.csv or --config FILE`,
+      );
     }
     if (opts.popAuth !== undefined) pop.auth = opts.popAuth as string;
-    const flagsJob: AccountJob =
-      {
-        input: { pop, imap, ...(journal !== undefined ? { journal } : {}), timeoutSeconds: overrides.timeoutSeconds ?? (opts.timeout as number | undefined) ?? BUILTIN.timeoutSeconds },
-        routing: {
-          rules: [],
-          defaultFolder: (opts.folder as string | undefined) ?? BUILTIN.folder,
-          flags: (opts.flag as string[] | undefined) ?? [],
-          seen: [],
-          arrivalDate: opts.arrivalDate !== false,
-        },
-        batchMessages: (opts.batchMessages as number | undefined) ?? BUILTIN.batchMessages,
-        batchBytes: ((opts.batchMb as number | undefined) ?? BUILTIN.batchMb) * 1024 * 1024,
-        reconnectAttempts: (opts.reconnectAttempts as number | undefined) ?? BUILTIN.reconnectAttempts,
-      };
+    const flagsJob: AccountJob = {
+      input: {
+        pop,
+        imap,
+        ...(journal !== undefined ? { journal } : {}),
+        timeoutSeconds: overrides.timeoutSeconds ?? (opts.timeout as number | undefined) ?? BUILTIN.timeoutSeconds,
+      },
+      routing: {
+        rules: [],
+        defaultFolder: (opts.folder as string | undefined) ?? BUILTIN.folder,
+        flags: (opts.flag as string[] | undefined) ?? [],
+        seen: [],
+        arrivalDate: opts.arrivalDate !== false,
+      },
+      batchMessages: (opts.batchMessages as number | undefined) ?? BUILTIN.batchMessages,
+      batchBytes: ((opts.batchMb as number | undefined) ?? BUILTIN.batchMb) * 1024 * 1024,
+      reconnectAttempts: (opts.reconnectAttempts as number | undefined) ?? BUILTIN.reconnectAttempts,
+    };
     if (typeof opts.accounts === 'string') {
-      if (journal !== undefined) throw new PopsyncError('usage', '--journal names one journal: with --accounts, use --journal-dir DIR (one journal per account)');
+      if (journal !== undefined)
+        throw new PopsyncError(
+          'usage',
+          '--journal names one journal: with --accounts, use --journal-dir DIR (one journal per account)',
+        );
       return listedAccountJobs(opts.accounts, pop, imap, flagsJob, typed('folder'));
     }
     return [flagsJob];
@@ -218,9 +267,13 @@ async function unbatchedJobs(opts: Record<string, unknown>, cmd: Pick<Command, '
   const accounts = configuredAccounts(loaded, overrides, typeof opts.account === 'string' ? opts.account : undefined);
   const connectionFlags = Object.keys(pop).length + Object.keys(imap).length + (journal !== undefined ? 1 : 0);
   if (connectionFlags > 0 && accounts.length > 1) {
-    throw new PopsyncError('usage', `${loaded.path} has ${accounts.length} accounts: connection flags (--pop..., --imap..., --journal) apply to one account only`, {
-      hint: 'pick one with --account NAME, or put the setting in the config file',
-    });
+    throw new PopsyncError(
+      'usage',
+      `${loaded.path} has ${accounts.length} accounts: connection flags (--pop..., --imap..., --journal) apply to one account only`,
+      {
+        hint: 'pick one with --account NAME, or put the setting in the config file',
+      },
+    );
   }
   return accounts.map((a) => {
     const j = journal ?? a.journal;

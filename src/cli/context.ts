@@ -42,16 +42,32 @@ export function createContext(signal: AbortSignal): CommandContext {
       // A terminal that reports no width (script(1), some `docker run -t`) gets plain lines too:
       // ora divides by the width to know what to clear, and 0 made it clear forever.
       const tty =
-        process.stderr.isTTY === true && (process.stderr.columns ?? 0) > 0 &&
-        o.progress && !o.json && account === undefined && colorAllowed(process.env, o.color);
-      const progress = createProgress({ tty, quiet: o.quiet || !o.progress, ...(account === undefined ? {} : { stream: prefixLines(process.stderr, `${account}: `) }) });
+        process.stderr.isTTY === true &&
+        (process.stderr.columns ?? 0) > 0 &&
+        o.progress &&
+        !o.json &&
+        account === undefined &&
+        colorAllowed(process.env, o.color);
+      const progress = createProgress({
+        tty,
+        quiet: o.quiet || !o.progress,
+        ...(account === undefined ? {} : { stream: prefixLines(process.stderr, `${account}: `) }),
+      });
       return {
         logger,
         progress: progress.listener,
         finish(result) {
           progress.stop();
-          if (o.json) process.stdout.write((account === undefined ? summaryJson(result) : JSON.stringify({ version: SUMMARY_JSON_VERSION, name: account, ...result }, null, 2)) + '\n');
-          else if (!o.quiet || result.failed.length > 0) process.stdout.write((account === undefined ? formatSummary(result) : prefix(formatSummary(result), `${account}: `)) + '\n');
+          if (o.json)
+            process.stdout.write(
+              (account === undefined
+                ? summaryJson(result)
+                : JSON.stringify({ version: SUMMARY_JSON_VERSION, name: account, ...result }, null, 2)) + '\n',
+            );
+          else if (!o.quiet || result.failed.length > 0)
+            process.stdout.write(
+              (account === undefined ? formatSummary(result) : prefix(formatSummary(result), `${account}: `)) + '\n',
+            );
           return result.failed.length > 0 ? ExitCode.partial : ExitCode.ok;
         },
         stop: () => progress.stop(),
@@ -61,7 +77,10 @@ export function createContext(signal: AbortSignal): CommandContext {
 }
 
 function prefix(text: string, p: string): string {
-  return text.split('\n').map((l) => (l === '' ? l : p + l)).join('\n');
+  return text
+    .split('\n')
+    .map((l) => (l === '' ? l : p + l))
+    .join('\n');
 }
 
 /** A stream that puts `p` before every line written to `out` (progress renderers write whole lines). */

@@ -99,7 +99,8 @@ export function resolvePop3Endpoint(input: EndpointInput): Pop3Endpoint {
 
 /** Settings for the IMAP destination. Throws PopsyncError('usage') on anything it cannot use. */
 export function resolveImapEndpoint(input: EndpointInput): ImapEndpoint {
-  if (input.auth !== undefined) throw usage(`${optionName('imap', 'auth')} is not supported; the IMAP side picks its login method itself`);
+  if (input.auth !== undefined)
+    throw usage(`${optionName('imap', 'auth')} is not supported; the IMAP side picks its login method itself`);
   const r = resolveCommon('imap', input);
   const ep: ImapEndpoint = { host: r.host, port: r.port, tls: r.tls, user: r.user, display: r.display };
   if (input.insecure === true) ep.rejectUnauthorized = false;
@@ -147,14 +148,26 @@ function resolveCommon(side: Side, input: EndpointInput) {
     throw usage(`no ${rules.label} server given: use ${exampleUrl(side)} or ${optionName(side, 'host')}`);
   }
 
-  const port = input.port !== undefined ? parsePort(side, String(input.port), optionName(side, 'port')) : (parsed?.port ?? rules.ports[tls]);
+  const port =
+    input.port !== undefined
+      ? parsePort(side, String(input.port), optionName(side, 'port'))
+      : (parsed?.port ?? rules.ports[tls]);
 
   const user = input.user ?? parsed?.user;
   if (user === undefined || user === '') {
-    throw usage(`no ${rules.label} user given: put it in the URL (${exampleUrl(side)}) or use ${optionName(side, 'user')}`);
+    throw usage(
+      `no ${rules.label} user given: put it in the URL (${exampleUrl(side)}) or use ${optionName(side, 'user')}`,
+    );
   }
 
-  return { host, port, tls, user, display: formatEndpoint(user, host, port), query: parsed?.query ?? new Map<string, string>() };
+  return {
+    host,
+    port,
+    tls,
+    user,
+    display: formatEndpoint(user, host, port),
+    query: parsed?.query ?? new Map<string, string>(),
+  };
 }
 
 function parseUrl(side: Side, raw: string): ParsedUrl {
@@ -167,7 +180,9 @@ function parseUrl(side: Side, raw: string): ParsedUrl {
   const scheme = schemeRaw.toLowerCase();
   const tls = rules.schemes[scheme];
   if (tls === undefined) {
-    const known = Object.keys(rules.schemes).map((s) => `${s}://`).join(' or ');
+    const known = Object.keys(rules.schemes)
+      .map((s) => `${s}://`)
+      .join(' or ');
     throw usage(`unknown ${rules.label} URL scheme "${scheme}://": use ${known}`);
   }
 
@@ -213,7 +228,9 @@ function parseUrl(side: Side, raw: string): ParsedUrl {
       const key = (eq === -1 ? pair : pair.slice(0, eq)).toLowerCase();
       const value = eq === -1 ? '' : pair.slice(eq + 1);
       if (!rules.queryKeys.includes(key)) {
-        throw usage(`unknown ${rules.label} URL parameter "${key}": known are ${rules.queryKeys.map((k) => `${k}=`).join(', ')}`);
+        throw usage(
+          `unknown ${rules.label} URL parameter "${key}": known are ${rules.queryKeys.map((k) => `${k}=`).join(', ')}`,
+        );
       }
       if (query.has(key)) throw usage(`${rules.label} URL parameter "${key}" is given twice`);
       query.set(key, safeDecode(value));
@@ -230,7 +247,10 @@ function parseHost(side: Side, text: string, where: string): string {
   if (text.startsWith('[') && text.endsWith(']')) {
     const v6 = text.slice(1, -1);
     if (/^[0-9A-Fa-f:.]+$/.test(v6) && v6.includes(':')) return v6.toLowerCase();
-  } else if (/^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$/.test(text) || (/^[0-9A-Fa-f:.]+$/.test(text) && text.includes(':'))) {
+  } else if (
+    /^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$/.test(text) ||
+    (/^[0-9A-Fa-f:.]+$/.test(text) && text.includes(':'))
+  ) {
     // A bare IPv6 literal is accepted from --*-host, where brackets are optional.
     return text.toLowerCase();
   }
@@ -249,7 +269,9 @@ function pick<T extends string>(side: Side, what: string, value: string, allowed
   const v = value.toLowerCase();
   const found = allowed.find((a) => a === v);
   if (found === undefined) {
-    throw usage(`${RULES[side].label} ${what} "${value}" is not one of ${allowed.join(', ')} (${optionName(side, what)} or ?${what}=)`);
+    throw usage(
+      `${RULES[side].label} ${what} "${value}" is not one of ${allowed.join(', ')} (${optionName(side, what)} or ?${what}=)`,
+    );
   }
   return found;
 }

@@ -54,14 +54,26 @@ export function errorJson(err: unknown, command: string, name?: string): string 
   } else {
     error = { kind: 'internal', message: err instanceof Error ? err.message : safeString(err) };
   }
-  return JSON.stringify({ version: SUMMARY_JSON_VERSION, ...(name !== undefined ? { name } : {}), command, ok: false, exitCode: code, error });
+  return JSON.stringify({
+    version: SUMMARY_JSON_VERSION,
+    ...(name !== undefined ? { name } : {}),
+    command,
+    ok: false,
+    exitCode: code,
+    error,
+  });
 }
 
 /** Errors whose JSON object is already written: one object per account, never two. */
 const writtenAsJson = new WeakSet<object>();
 
 /** errorJson as a line on `stream` (stdout), once per error however many layers catch it. */
-export function writeErrorJson(err: unknown, command: string, stream: NodeJS.WritableStream = process.stdout, name?: string): void {
+export function writeErrorJson(
+  err: unknown,
+  command: string,
+  stream: NodeJS.WritableStream = process.stdout,
+  name?: string,
+): void {
   if (typeof err === 'object' && err !== null) {
     if (writtenAsJson.has(err)) return;
     writtenAsJson.add(err);
@@ -135,7 +147,10 @@ function describePopsyncError(e: PopsyncError): string {
   const c = e.context;
   // A config error lists one problem per line (file:line: key: what); those line breaks are
   // ours. Anywhere else a line break came from outside and is shown escaped.
-  const lines = e.kind === 'config' ? e.message.split('\n').map((l, i) => `${i === 0 ? 'popsync: ' : ''}${printable(l)}`) : [`popsync: ${printable(e.message)}`];
+  const lines =
+    e.kind === 'config'
+      ? e.message.split('\n').map((l, i) => `${i === 0 ? 'popsync: ' : ''}${printable(l)}`)
+      : [`popsync: ${printable(e.message)}`];
   if (c.account !== undefined) lines.push(`  account: ${printable(c.account)}`);
   if (c.uidl !== undefined || c.messageNumber !== undefined) {
     const parts: string[] = [];
@@ -155,12 +170,14 @@ function describePopsyncError(e: PopsyncError): string {
     lines.push(`  cause: ${printable(cause.message)}`);
   }
   if (c.hint !== undefined) lines.push(`  hint: ${printable(c.hint)}`);
-  if (e.kind === 'internal') lines.push('This is a bug in popsync. Please report it with this output and `popsync --version`.');
+  if (e.kind === 'internal')
+    lines.push('This is a bug in popsync. Please report it with this output and `popsync --version`.');
   return lines.join('\n') + '\n';
 }
 
 function describeBug(err: unknown): string {
-  const detail = err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : `thrown value: ${safeString(err)}`;
+  const detail =
+    err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : `thrown value: ${safeString(err)}`;
   return [
     'popsync: internal error (a bug in popsync)',
     detail,
@@ -171,7 +188,7 @@ function describeBug(err: unknown): string {
 
 function safeString(v: unknown): string {
   try {
-    return typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
+    return typeof v === 'string' ? v : (JSON.stringify(v) ?? String(v));
   } catch {
     return String(v);
   }

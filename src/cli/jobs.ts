@@ -31,7 +31,19 @@ const INTERRUPT_LISTENERS_PER_ACCOUNT = 8;
 /** What a command adds to the engine run beyond the account job itself. */
 export type RunExtras = Omit<
   EngineOptions,
-  'account' | 'sourceDisplay' | 'destination' | 'journal' | 'openSource' | 'openSink' | 'route' | 'batchMessages' | 'batchBytes' | 'retry' | 'logger' | 'detail' | 'skipLargerThan'
+  | 'account'
+  | 'sourceDisplay'
+  | 'destination'
+  | 'journal'
+  | 'openSource'
+  | 'openSink'
+  | 'route'
+  | 'batchMessages'
+  | 'batchBytes'
+  | 'retry'
+  | 'logger'
+  | 'detail'
+  | 'skipLargerThan'
 > & {
   logger: Logger;
   /** --report: where the per-message report of this account's run goes. */
@@ -106,11 +118,16 @@ export interface BatchRun extends ParallelOptions {
   total?: 'always' | 'failures';
 }
 
-export async function runJobs(jobs: AccountJob[], one: (job: AccountJob) => Promise<number>, batch: BatchRun = { parallel: 1, maxPerHost: 1 }): Promise<number> {
+export async function runJobs(
+  jobs: AccountJob[],
+  one: (job: AccountJob) => Promise<number>,
+  batch: BatchRun = { parallel: 1, maxPerHost: 1 },
+): Promise<number> {
   // Each running account listens for the interrupt a few times (cut connects, backoff sleeps,
   // lock waits) and stops listening when it ends, so the count is bounded by --parallel; past
   // Node's default of 10 it would warn "possible memory leak" on stderr of a healthy batch.
-  if (batch.signal && batch.parallel > 1) setMaxListeners(Math.max(10, INTERRUPT_LISTENERS_PER_ACCOUNT * batch.parallel), batch.signal);
+  if (batch.signal && batch.parallel > 1)
+    setMaxListeners(Math.max(10, INTERRUPT_LISTENERS_PER_ACCOUNT * batch.parallel), batch.signal);
   const outcomes: Array<{ name: string; code: number }> = [];
   const worst = await runBatch({
     accounts: jobs,
@@ -133,7 +150,8 @@ export async function runJobs(jobs: AccountJob[], one: (job: AccountJob) => Prom
       }
     },
   });
-  if (jobs.length > 1 && (batch.total === 'always' || (batch.total === 'failures' && worst !== ExitCode.ok))) process.stdout.write(batchTotal(outcomes) + '\n');
+  if (jobs.length > 1 && (batch.total === 'always' || (batch.total === 'failures' && worst !== ExitCode.ok)))
+    process.stdout.write(batchTotal(outcomes) + '\n');
   return worst;
 }
 
@@ -151,8 +169,12 @@ export function batchTotal(outcomes: ReadonlyArray<{ name: string; code: number 
     .sort(([a], [b]) => a - b)
     .map(([code, names]) => {
       if (code === ExitCode.ok) return `${names.length} ok`;
-      const shown = names.slice(0, NAMES_SHOWN).join(', ') + (names.length > NAMES_SHOWN ? ` and ${names.length - NAMES_SHOWN} more` : '');
-      return code === ExitCode.partial ? `${names.length} with failed messages (exit 1: ${shown})` : `${names.length} exit ${code} (${shown})`;
+      const shown =
+        names.slice(0, NAMES_SHOWN).join(', ') +
+        (names.length > NAMES_SHOWN ? ` and ${names.length - NAMES_SHOWN} more` : '');
+      return code === ExitCode.partial
+        ? `${names.length} with failed messages (exit 1: ${shown})`
+        : `${names.length} exit ${code} (${shown})`;
     });
   return `popsync: ${outcomes.length} account${outcomes.length === 1 ? '' : 's'}: ${parts.join(', ')}`;
 }

@@ -93,7 +93,11 @@ export interface JournalLocation {
  * from before canonical keys, e.g. `src@127.0.0.1.sqlite` for `src@localhost`). Two such
  * files are two journals of one mailbox: which one knows what is not ours to guess.
  */
-export function locateJournal(pop: { user: string; host: string }, explicit?: string, env: NodeJS.ProcessEnv = process.env): JournalLocation {
+export function locateJournal(
+  pop: { user: string; host: string },
+  explicit?: string,
+  env: NodeJS.ProcessEnv = process.env,
+): JournalLocation {
   const key = sourceKeyOf(pop);
   const path = explicit ?? defaultFor(key, env);
   const bound = Journal.boundSource(path);
@@ -116,8 +120,12 @@ function defaultFor(key: string, env: NodeJS.ProcessEnv): string {
     .map((n) => join(dir, n));
   if (others.length === 0) return path;
   if (others.length === 1) return others[0]!;
-  throw new PopsyncError('journal', `${others.length} journals belong to ${key}, each under another spelling of its host: ${others.join(', ')}`, {
-    account: key,
-    hint: 'pick the one to keep with --journal PATH (popsync status --journal PATH shows what each knows) and move the others aside',
-  });
+  throw new PopsyncError(
+    'journal',
+    `${others.length} journals belong to ${key}, each under another spelling of its host: ${others.join(', ')}`,
+    {
+      account: key,
+      hint: 'pick the one to keep with --journal PATH (popsync status --journal PATH shows what each knows) and move the others aside',
+    },
+  );
 }

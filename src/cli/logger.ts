@@ -103,7 +103,14 @@ export function scrubSecrets(value: unknown, depth = 0, seen = new WeakSet<objec
   return out;
 }
 
-const LEVEL_NAMES: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warning', 50: 'error', 60: 'fatal' };
+const LEVEL_NAMES: Record<number, string> = {
+  10: 'trace',
+  20: 'debug',
+  30: 'info',
+  40: 'warning',
+  50: 'error',
+  60: 'fatal',
+};
 const NOT_SHOWN = new Set(['level', 'time', 'pid', 'hostname', 'msg']);
 
 /**

@@ -18,7 +18,15 @@ import { loadTtyLibraries } from '../report/progress.js';
 import { packageVersion } from './version.js';
 
 /** Each command adds itself to the program; the order is the order in --help. */
-const COMMANDS: Array<(program: Command, ctx: CommandContext) => void> = [registerMigrate, registerPlan, registerSync, registerStatus, registerVerify, registerJournal, registerConfig];
+const COMMANDS: Array<(program: Command, ctx: CommandContext) => void> = [
+  registerMigrate,
+  registerPlan,
+  registerSync,
+  registerStatus,
+  registerVerify,
+  registerJournal,
+  registerConfig,
+];
 
 export function buildProgram(ctx: CommandContext): Command {
   const program = new Command('popsync')
@@ -29,7 +37,8 @@ export function buildProgram(ctx: CommandContext): Command {
     .exitOverride();
   for (const register of COMMANDS) register(program, ctx);
   // Accepted by every command, so a wrapper script can pass it blindly (see cli/color.ts).
-  for (const cmd of leafCommands(program)) cmd.option('--no-color', 'no colour or terminal escapes: plain progress lines (also NO_COLOR=1)');
+  for (const cmd of leafCommands(program))
+    cmd.option('--no-color', 'no colour or terminal escapes: plain progress lines (also NO_COLOR=1)');
   for (const cmd of program.commands) {
     cmd.exitOverride();
     cmd.showHelpAfterError('(run with --help for usage)');
@@ -102,7 +111,8 @@ export async function main(argv: string[]): Promise<void> {
       // A script that asked migrate/sync for --json reads one object from stdout, also when
       // the command line itself was wrong (commander stops before the command's own handler).
       const command = argv.slice(2).find((a) => !a.startsWith('-'));
-      if (err.exitCode !== 0 && (command === 'sync' || command === 'migrate') && argv.includes('--json')) writeErrorJson(err, command);
+      if (err.exitCode !== 0 && (command === 'sync' || command === 'migrate') && argv.includes('--json'))
+        writeErrorJson(err, command);
       return;
     }
     const { code, message } = describeError(err);

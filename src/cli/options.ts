@@ -26,16 +26,21 @@ export function nonNegativeInt(name: string) {
 
 /** --wait, shared by every command that takes the account lock (migrate, sync). */
 export function addLockOptions(cmd: Command): Command {
-  return cmd.option('--wait <seconds>', 'when another run holds the account, wait up to this long for it instead of exiting 7', (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('--wait must be a number of at least 0');
-    return n;
-  });
+  return cmd.option(
+    '--wait <seconds>',
+    'when another run holds the account, wait up to this long for it instead of exiting 7',
+    (v: string): number => {
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('--wait must be a number of at least 0');
+      return n;
+    },
+  );
 }
 
 function timeoutSeconds(v: string): number {
   const n = positiveInt('--timeout')(v);
-  if (n > MAX_TIMEOUT_SECONDS) throw new InvalidArgumentError(`--timeout must be at most ${MAX_TIMEOUT_SECONDS} seconds (24 days)`);
+  if (n > MAX_TIMEOUT_SECONDS)
+    throw new InvalidArgumentError(`--timeout must be at most ${MAX_TIMEOUT_SECONDS} seconds (24 days)`);
   return n;
 }
 
@@ -59,11 +64,20 @@ function addSide(cmd: Command, side: 'pop' | 'imap', label: string, scheme: stri
     .option(`--${side}-host <host>`, `${label} host (overrides the URL)`)
     .option(`--${side}-port <port>`, `${label} port`)
     .option(`--${side}-user <user>`, `${label} user name`)
-    .addOption(new Option(`--${side}-tls <mode>`, `${label} connection security; 'none' sends the password in clear`).choices(['implicit', 'starttls', 'none']))
+    .addOption(
+      new Option(`--${side}-tls <mode>`, `${label} connection security; 'none' sends the password in clear`).choices([
+        'implicit',
+        'starttls',
+        'none',
+      ]),
+    )
     .option(`--${side}-ca-file <path>`, `trust this CA (PEM) for ${label}, on top of the system CAs`)
     .option(`--${side}-insecure`, `do NOT verify the ${label} server's TLS certificate (dangerous)`)
     .option(`--${side}-password-env <name>`, `read the ${label} password from this environment variable`)
-    .option(`--${side}-password-file <path>`, `read the ${label} password from this file (one trailing newline is ignored)`);
+    .option(
+      `--${side}-password-file <path>`,
+      `read the ${label} password from this file (one trailing newline is ignored)`,
+    );
 }
 
 /** A config file instead of (or under) the flags; see cli/account.ts accountJobs for precedence. */
@@ -76,7 +90,11 @@ export function addConfigOptions(cmd: Command): Command {
 /** Source, destination, secrets and journal: what identifies the work. */
 export function addAccountOptions(cmd: Command): Command {
   addSide(cmd, 'pop', 'POP3 source', 'pop3s');
-  cmd.addOption(new Option('--pop-auth <method>', 'POP3 login method').choices(['auto', 'user', 'apop', 'plain', 'login']).default('auto'));
+  cmd.addOption(
+    new Option('--pop-auth <method>', 'POP3 login method')
+      .choices(['auto', 'user', 'apop', 'plain', 'login'])
+      .default('auto'),
+  );
   addSide(cmd, 'imap', 'IMAP destination', 'imaps');
   cmd.option('--journal <path>', 'state journal (SQLite); default ~/.local/state/popsync/<user@host>.sqlite');
   cmd.option('--timeout <seconds>', `network inactivity timeout (at most ${MAX_TIMEOUT_SECONDS})`, timeoutSeconds, 60);
@@ -86,9 +104,22 @@ export function addAccountOptions(cmd: Command): Command {
 /** How copies look: folder, flags, arrival date. */
 export function addRoutingOptions(cmd: Command): Command {
   return cmd
-    .option('--folder <name>', "destination folder, UTF-8, '/' between levels; created when missing", folderName, 'INBOX')
-    .option('--flag <flag>', 'add this flag or keyword to every copy (repeatable), e.g. \\Seen or $Migrated; \\Deleted and \\Recent are refused', collectFlag, [])
-    .option('--no-arrival-date', 'give copies the copy time as arrival date instead of the date from their Received:/Date: headers');
+    .option(
+      '--folder <name>',
+      "destination folder, UTF-8, '/' between levels; created when missing",
+      folderName,
+      'INBOX',
+    )
+    .option(
+      '--flag <flag>',
+      'add this flag or keyword to every copy (repeatable), e.g. \\Seen or $Migrated; \\Deleted and \\Recent are refused',
+      collectFlag,
+      [],
+    )
+    .option(
+      '--no-arrival-date',
+      'give copies the copy time as arrival date instead of the date from their Received:/Date: headers',
+    );
 }
 
 /** Batching: how much is fetched before it is appended. */
@@ -96,7 +127,12 @@ export function addTransferOptions(cmd: Command): Command {
   return cmd
     .option('--batch-messages <n>', 'messages fetched per pipelined batch', positiveInt('--batch-messages'), 50)
     .option('--batch-mb <n>', 'megabytes fetched per batch (bounds memory)', positiveInt('--batch-mb'), 16)
-    .option('--reconnect-attempts <n>', 'after a dropped connection, reconnect up to this many times in a row without progress (backoff 1 s, 2 s, 4 s ... 30 s)', nonNegativeInt('--reconnect-attempts'), 5);
+    .option(
+      '--reconnect-attempts <n>',
+      'after a dropped connection, reconnect up to this many times in a row without progress (backoff 1 s, 2 s, 4 s ... 30 s)',
+      nonNegativeInt('--reconnect-attempts'),
+      5,
+    );
 }
 
 export function addOutputOptions(cmd: Command): Command {
@@ -151,16 +187,30 @@ export function sideFlags(o: Record<string, unknown>, side: 'pop' | 'imap'): Sid
 /** Many accounts (README "Many accounts"): a CSV list, one journal each, a share of the list. */
 export function addAccountListOptions(cmd: Command): Command {
   return cmd
-    .option('--accounts <file.csv>', 'the accounts from a CSV file with a header row: name,source,destination[,source_password,destination_password,folder]')
-    .option('--journal-dir <dir>', 'one journal per account in this folder, named <name>.sqlite (with --accounts, or --config with named accounts)')
-    .option('--shard <K/N>', 'only the accounts whose name hashes to share K of N (K from 0), e.g. --shard "$JOB_COMPLETION_INDEX/20"');
+    .option(
+      '--accounts <file.csv>',
+      'the accounts from a CSV file with a header row: name,source,destination[,source_password,destination_password,folder]',
+    )
+    .option(
+      '--journal-dir <dir>',
+      'one journal per account in this folder, named <name>.sqlite (with --accounts, or --config with named accounts)',
+    )
+    .option(
+      '--shard <K/N>',
+      'only the accounts whose name hashes to share K of N (K from 0), e.g. --shard "$JOB_COMPLETION_INDEX/20"',
+    );
 }
 
 /** How many accounts run at once, and how hard they may lean on one server. */
 export function addParallelOptions(cmd: Command): Command {
   return cmd
     .option('--parallel <n>', 'run this many accounts at once', positiveInt('--parallel'), 1)
-    .option('--max-connections-per-host <n>', 'at most this many accounts at once on each source host and on each destination host', positiveInt('--max-connections-per-host'), 4);
+    .option(
+      '--max-connections-per-host <n>',
+      'at most this many accounts at once on each source host and on each destination host',
+      positiveInt('--max-connections-per-host'),
+      4,
+    );
 }
 
 export interface ParallelOptions {
@@ -169,5 +219,8 @@ export interface ParallelOptions {
 }
 
 export function parallelOptions(o: Record<string, unknown>): ParallelOptions {
-  return { parallel: typeof o.parallel === 'number' ? o.parallel : 1, maxPerHost: typeof o.maxConnectionsPerHost === 'number' ? o.maxConnectionsPerHost : 4 };
+  return {
+    parallel: typeof o.parallel === 'number' ? o.parallel : 1,
+    maxPerHost: typeof o.maxConnectionsPerHost === 'number' ? o.maxConnectionsPerHost : 4,
+  };
 }

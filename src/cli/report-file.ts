@@ -28,7 +28,14 @@ export interface ReportTarget {
   format: PlanFormat;
 }
 
-const BY_EXTENSION: Record<string, PlanFormat> = { '.html': 'html', '.htm': 'html', '.csv': 'csv', '.md': 'markdown', '.markdown': 'markdown', '.json': 'json' };
+const BY_EXTENSION: Record<string, PlanFormat> = {
+  '.html': 'html',
+  '.htm': 'html',
+  '.csv': 'csv',
+  '.md': 'markdown',
+  '.markdown': 'markdown',
+  '.json': 'json',
+};
 
 /** The format a file name asks for; anything unknown gets the terminal table, which reads anywhere. */
 export function reportFormatFor(path: string): PlanFormat {
@@ -37,8 +44,16 @@ export function reportFormatFor(path: string): PlanFormat {
 
 export function addReportOptions(cmd: Command): Command {
   return cmd
-    .option('--report <file>', 'after the run, write what it did per message (the report `plan` prints, with copied/failed/skipped); one file per account with several')
-    .addOption(new Option('--report-format <format>', 'report format (default: from the file name: .html, .csv, .md, .json, else table)').choices([...PLAN_FORMATS]));
+    .option(
+      '--report <file>',
+      'after the run, write what it did per message (the report `plan` prints, with copied/failed/skipped); one file per account with several',
+    )
+    .addOption(
+      new Option(
+        '--report-format <format>',
+        'report format (default: from the file name: .html, .csv, .md, .json, else table)',
+      ).choices([...PLAN_FORMATS]),
+    );
 }
 
 /**
@@ -47,7 +62,10 @@ export function addReportOptions(cmd: Command): Command {
  * source and one destination, and a combined file would mix two journals' meanings of
  * "already copied".
  */
-export function reportTarget(opts: Record<string, unknown>, account: { name?: string | undefined; index: number; count: number }): ReportTarget | undefined {
+export function reportTarget(
+  opts: Record<string, unknown>,
+  account: { name?: string | undefined; index: number; count: number },
+): ReportTarget | undefined {
   if (typeof opts.report !== 'string') {
     if (opts.reportFormat !== undefined) throw new PopsyncError('usage', '--report-format needs --report FILE');
     return undefined;
@@ -62,6 +80,9 @@ export function reportTarget(opts: Record<string, unknown>, account: { name?: st
 
 /** Renders and writes the report of one finished run; the renderers load only when a report is asked for. */
 export async function writeRunReport(result: RunResult, target: ReportTarget, now: Date = new Date()): Promise<void> {
-  const [{ renderPlan }, { buildRunReport }] = await Promise.all([import('../report/plan-render.js'), import('../report/run-report.js')]);
+  const [{ renderPlan }, { buildRunReport }] = await Promise.all([
+    import('../report/plan-render.js'),
+    import('../report/run-report.js'),
+  ]);
   writeAtomically(target.path, renderPlan(buildRunReport(result, now), target.format));
 }

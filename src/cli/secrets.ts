@@ -49,7 +49,10 @@ const LABEL: Record<Side, string> = { pop3: 'POP3', imap: 'IMAP' };
 export async function resolvePassword(side: Side, source: PasswordSource, deps: SecretDeps = {}): Promise<string> {
   const given = (['env', 'file', 'command'] as const).filter((k) => source[k] !== undefined);
   if (given.length > 1) {
-    throw new PopsyncError('usage', `give the ${LABEL[side]} password one way only, not ${given.map((k) => sourceName(side, k)).join(' and ')}`);
+    throw new PopsyncError(
+      'usage',
+      `give the ${LABEL[side]} password one way only, not ${given.map((k) => sourceName(side, k)).join(' and ')}`,
+    );
   }
   if (source.env !== undefined) return passwordFromEnv(side, source.env, deps.env ?? process.env);
   if (source.file !== undefined) return passwordFromFile(side, source.file, deps.logger ?? silentLogger);
@@ -57,9 +60,13 @@ export async function resolvePassword(side: Side, source: PasswordSource, deps: 
 
   const stdin = deps.stdin ?? process.stdin;
   if (stdin.isTTY !== true) {
-    throw new PopsyncError('usage', `no ${LABEL[side]} password: stdin is not a terminal, so popsync cannot ask for it`, {
-      hint: `use ${optionName(side, 'password-env')} NAME or ${optionName(side, 'password-file')} PATH`,
-    });
+    throw new PopsyncError(
+      'usage',
+      `no ${LABEL[side]} password: stdin is not a terminal, so popsync cannot ask for it`,
+      {
+        hint: `use ${optionName(side, 'password-env')} NAME or ${optionName(side, 'password-file')} PATH`,
+      },
+    );
   }
   const who = deps.account === undefined ? '' : ` for ${deps.account}`;
   return promptPassword(`${LABEL[side]} password${who}: `, { input: stdin, output: deps.stderr ?? process.stderr });
@@ -69,7 +76,10 @@ export async function resolvePassword(side: Side, source: PasswordSource, deps: 
 export function passwordFromEnv(side: Side, name: string, env: Readonly<Record<string, string | undefined>>): string {
   const value = env[name];
   if (value === undefined || value === '') {
-    throw new PopsyncError('usage', `${optionName(side, 'password-env')}: environment variable ${name} is ${value === undefined ? 'not set' : 'empty'}`);
+    throw new PopsyncError(
+      'usage',
+      `${optionName(side, 'password-env')}: environment variable ${name} is ${value === undefined ? 'not set' : 'empty'}`,
+    );
   }
   return value;
 }
@@ -134,12 +144,21 @@ export function passwordFromCommand(side: Side, command: string, timeoutMs = 120
     }, timeoutMs);
     child.stdout.on('data', (c: Buffer) => chunks.push(c));
     child.on('error', (e) => {
-      settle(new PopsyncError('config', `${what} could not be started (${(e as NodeJS.ErrnoException).code ?? e.message})`, {}, { cause: e }));
+      settle(
+        new PopsyncError(
+          'config',
+          `${what} could not be started (${(e as NodeJS.ErrnoException).code ?? e.message})`,
+          {},
+          { cause: e },
+        ),
+      );
     });
     child.on('close', (code, signal) => {
       if (code !== 0) {
         const how = signal !== null ? `was killed by ${signal}` : `exited with status ${code}`;
-        settle(new PopsyncError('config', `${what} ${how}; its output is not shown because it may contain the password`));
+        settle(
+          new PopsyncError('config', `${what} ${how}; its output is not shown because it may contain the password`),
+        );
         return;
       }
       const pw = stripOneNewline(Buffer.concat(chunks).toString('utf8'));

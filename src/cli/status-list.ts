@@ -66,20 +66,32 @@ export function formatListStatus(items: readonly ListedStatus[]): string {
     return `${head}  copied ${s.copied}, failed ${s.failed.length}, deleted ${s.deleted}${last}${err}`;
   });
   const t = listTotals(items);
-  const states = (Object.entries(t.states) as Array<[ListState, number]>).filter(([, n]) => n > 0).map(([k, n]) => `${n} ${k}`);
-  lines.push(`total: ${t.accounts} account${t.accounts === 1 ? '' : 's'} (${states.join(', ')}); copied ${t.copied}, failed ${t.failed}, deleted ${t.deleted}`);
+  const states = (Object.entries(t.states) as Array<[ListState, number]>)
+    .filter(([, n]) => n > 0)
+    .map(([k, n]) => `${n} ${k}`);
+  lines.push(
+    `total: ${t.accounts} account${t.accounts === 1 ? '' : 's'} (${states.join(', ')}); copied ${t.copied}, failed ${t.failed}, deleted ${t.deleted}`,
+  );
   return lines.join('\n');
 }
 
 /** The statuses of a list's accounts (after --shard), read from their journals. */
-export async function listStatus(opts: Record<string, unknown>, cmd: Pick<Command, 'getOptionValueSource'>): Promise<ListedStatus[]> {
+export async function listStatus(
+  opts: Record<string, unknown>,
+  cmd: Pick<Command, 'getOptionValueSource'>,
+): Promise<ListedStatus[]> {
   const jobs = await accountJobs(opts, cmd, { createJournalDir: false });
   // A row left by a run killed on this host names nobody: the kernel already freed its lock.
-  const holding = (l: LockRecord | null) => (l !== null && l.hostname === hostname() && !processAlive(l.pid) ? null : l);
+  const holding = (l: LockRecord | null) =>
+    l !== null && l.hostname === hostname() && !processAlive(l.pid) ? null : l;
   return jobs.map((job) => {
     const { path, sourceKey } = locateJournal(resolvePop3Endpoint(job.input.pop), job.input.journal);
     const snap = Journal.inspect(path);
     const a = snap?.accounts.find((x) => x.account === sourceKey);
-    return { name: job.input.name!, journal: path, status: a ? summarise(a.account, a.rows, a.runs, holding(a.lock)) : null };
+    return {
+      name: job.input.name!,
+      journal: path,
+      status: a ? summarise(a.account, a.rows, a.runs, holding(a.lock)) : null,
+    };
   });
 }

@@ -78,22 +78,40 @@ export function parseAccountList(text: string, path: string): AccountList {
   try {
     // info: the line each record ends on, for messages. bom: a spreadsheet's "CSV UTF-8" export.
     // record_delimiter: files edited on two systems mix CRLF and LF lines.
-    rows = parse(text, { bom: true, skip_empty_lines: true, info: true, record_delimiter: ['\r\n', '\n'] }) as unknown as CsvRow[];
+    rows = parse(text, {
+      bom: true,
+      skip_empty_lines: true,
+      info: true,
+      record_delimiter: ['\r\n', '\n'],
+    }) as unknown as CsvRow[];
   } catch (e) {
     const err = e as { code?: string; lines?: number };
     throw bad(path, err.lines ?? 1, null, csvProblem(err.code));
   }
-  if (rows.length === 0) throw new PopsyncError('usage', `${path} is empty: it needs a header row (name,source,destination)`);
+  if (rows.length === 0)
+    throw new PopsyncError('usage', `${path} is empty: it needs a header row (name,source,destination)`);
   const header = rows[0]!.record.map((h) => h.trim().toLowerCase());
   const headerLine = rows[0]!.info.lines;
   const at = new Map<Column, number>();
   header.forEach((h, i) => {
-    if (!KNOWN.has(h)) throw bad(path, headerLine, h === '' ? `${i + 1}` : h, `unknown column (columns: ${[...REQUIRED, ...OPTIONAL].join(', ')})`);
+    if (!KNOWN.has(h))
+      throw bad(
+        path,
+        headerLine,
+        h === '' ? `${i + 1}` : h,
+        `unknown column (columns: ${[...REQUIRED, ...OPTIONAL].join(', ')})`,
+      );
     if (at.has(h as Column)) throw bad(path, headerLine, h, 'this column appears twice');
     at.set(h as Column, i);
   });
   const missing = REQUIRED.filter((c) => !at.has(c));
-  if (missing.length > 0) throw bad(path, headerLine, missing[0]!, `the header has no ${missing.join(', ')} column (the first row names the columns: name,source,destination)`);
+  if (missing.length > 0)
+    throw bad(
+      path,
+      headerLine,
+      missing[0]!,
+      `the header has no ${missing.join(', ')} column (the first row names the columns: name,source,destination)`,
+    );
 
   const names = new Map<string, number>();
   const accounts = rows.slice(1).map(({ record, info }): ListedAccount => {
@@ -109,9 +127,16 @@ export function parseAccountList(text: string, path: string): AccountList {
       return v;
     };
     const name = need('name');
-    if (!ACCOUNT_NAME_RE.test(name)) throw bad(path, line, 'name', `"${name.slice(0, 60)}" is not a usable account name: letters, digits and . _ @ + - only (it names the account's journal file)`);
+    if (!ACCOUNT_NAME_RE.test(name))
+      throw bad(
+        path,
+        line,
+        'name',
+        `"${name.slice(0, 60)}" is not a usable account name: letters, digits and . _ @ + - only (it names the account's journal file)`,
+      );
     const first = names.get(name);
-    if (first !== undefined) throw bad(path, line, 'name', `${name} is already the name of the account on line ${first}`);
+    if (first !== undefined)
+      throw bad(path, line, 'name', `${name} is already the name of the account on line ${first}`);
     names.set(name, line);
     const a: ListedAccount = { line, name, source: need('source'), destination: need('destination') };
     // Passwords are taken as they are: spaces can be part of one.
@@ -122,7 +147,8 @@ export function parseAccountList(text: string, path: string): AccountList {
     }
     if (at.has('destination_password')) {
       const v = cell('destination_password') ?? '';
-      if (v === '') throw bad(path, line, 'destination_password', 'empty (the column is there, so every row needs one)');
+      if (v === '')
+        throw bad(path, line, 'destination_password', 'empty (the column is there, so every row needs one)');
       a.destinationPassword = v;
     }
     const folder = cell('folder')?.trim();
@@ -130,7 +156,11 @@ export function parseAccountList(text: string, path: string): AccountList {
     return a;
   });
   if (accounts.length === 0) throw new PopsyncError('usage', `${path} lists no accounts: only a header row`);
-  return { path, accounts, passwordColumns: { source: at.has('source_password'), destination: at.has('destination_password') } };
+  return {
+    path,
+    accounts,
+    passwordColumns: { source: at.has('source_password'), destination: at.has('destination_password') },
+  };
 }
 
 /** Why a file of this mode may not hold passwords, or null when it may. */
@@ -148,7 +178,10 @@ export function loadAccountList(path: string): AccountList {
     mode = statSync(path).mode;
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new PopsyncError('usage', `--accounts: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new PopsyncError(
+      'usage',
+      `--accounts: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
   }
   const list = parseAccountList(text, path);
   if (list.passwordColumns.source || list.passwordColumns.destination) {

@@ -81,14 +81,20 @@ function pickIssue(issue: z.core.$ZodIssue): { path: PropertyKey[]; message: str
     }
     for (const branch of issue.errors) {
       const keys = branch.find((i) => i.code === 'unrecognized_keys');
-      if (keys && keys.code === 'unrecognized_keys' && !branch.some((i) => i.code === 'invalid_type' && i.path.length === 0)) {
+      if (
+        keys &&
+        keys.code === 'unrecognized_keys' &&
+        !branch.some((i) => i.code === 'invalid_type' && i.path.length === 0)
+      ) {
         return { path: [...issue.path, ...keys.path, keys.keys[0]!], message: 'unknown key' };
       }
     }
     const last = issue.path[issue.path.length - 1];
-    const hint = ['from', 'to', 'cc', 'delivered_to', 'x_original_to', 'list_id', 'subject'].includes(String(last)) || typeof last === 'number'
-      ? 'expected a glob string, {glob: ..., case_sensitive: true} or {regex: ..., case_sensitive: true}, or a list of them'
-      : issue.message;
+    const hint =
+      ['from', 'to', 'cc', 'delivered_to', 'x_original_to', 'list_id', 'subject'].includes(String(last)) ||
+      typeof last === 'number'
+        ? 'expected a glob string, {glob: ..., case_sensitive: true} or {regex: ..., case_sensitive: true}, or a list of them'
+        : issue.message;
     return { path: [...issue.path], message: hint };
   }
   return { path: [...issue.path], message: issue.message };
@@ -102,7 +108,11 @@ export function problemsOf(doc: Document, lc: LineCounter, issues: readonly z.co
       for (const k of issue.keys) {
         const path = [...issue.path, k];
         const meant = nearestKey(k, known);
-        out.push({ line: lineOf(doc, lc, path, true), key: formatKey(path), message: meant === null ? 'unknown key' : `unknown key (did you mean ${meant}?)` });
+        out.push({
+          line: lineOf(doc, lc, path, true),
+          key: formatKey(path),
+          message: meant === null ? 'unknown key' : `unknown key (did you mean ${meant}?)`,
+        });
       }
       continue;
     }
@@ -113,7 +123,9 @@ export function problemsOf(doc: Document, lc: LineCounter, issues: readonly z.co
 }
 
 export function formatProblems(file: string, problems: ConfigProblem[]): string {
-  return problems.map((p) => `${file}${p.line === null ? '' : `:${p.line}`}: ${p.key === '' ? '' : `${p.key}: `}${p.message}`).join('\n');
+  return problems
+    .map((p) => `${file}${p.line === null ? '' : `:${p.line}`}: ${p.key === '' ? '' : `${p.key}: `}${p.message}`)
+    .join('\n');
 }
 
 /** Parses and validates config text; `file` is only used in messages. */
@@ -121,10 +133,18 @@ export function parseConfig(textIn: string, file: string): ConfigFile {
   const lc = new LineCounter();
   const doc = parseDocument(textIn, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
   const fail = (problems: ConfigProblem[]): never => {
-    throw new PopsyncError('config', formatProblems(file, problems), { hint: 'see README "Configuration file"; `popsync config check FILE` checks a file without connecting' });
+    throw new PopsyncError('config', formatProblems(file, problems), {
+      hint: 'see README "Configuration file"; `popsync config check FILE` checks a file without connecting',
+    });
   };
   if (doc.errors.length > 0) {
-    fail(doc.errors.map((e) => ({ line: lc.linePos(e.pos[0]).line, key: '', message: e.code === 'DUPLICATE_KEY' ? 'duplicate key' : e.message.split('\n')[0]! })));
+    fail(
+      doc.errors.map((e) => ({
+        line: lc.linePos(e.pos[0]).line,
+        key: '',
+        message: e.code === 'DUPLICATE_KEY' ? 'duplicate key' : e.message.split('\n')[0]!,
+      })),
+    );
   }
   let data: unknown;
   try {
@@ -133,9 +153,16 @@ export function parseConfig(textIn: string, file: string): ConfigFile {
     // yaml throws a plain ReferenceError for an expansion past the limit (and for an alias to
     // no anchor, which parseDocument already reported): the user's file, not our bug.
     if (!(e instanceof ReferenceError)) throw e;
-    fail([{ line: null, key: '', message: `too many YAML alias expansions (over ${MAX_CONFIG_ALIASES}); write the settings out, or share them with \`defaults:\`` }]);
+    fail([
+      {
+        line: null,
+        key: '',
+        message: `too many YAML alias expansions (over ${MAX_CONFIG_ALIASES}); write the settings out, or share them with \`defaults:\``,
+      },
+    ]);
   }
-  if (data === null || data === undefined) fail([{ line: null, key: '', message: 'the file is empty; it needs an `accounts:` list' }]);
+  if (data === null || data === undefined)
+    fail([{ line: null, key: '', message: 'the file is empty; it needs an `accounts:` list' }]);
   const parsed = configFile.safeParse(data);
   if (!parsed.success) fail(problemsOf(doc, lc, parsed.error.issues));
   return parsed.data!;
@@ -170,12 +197,19 @@ export function loadConfigFile(path: string): LoadedConfig {
   try {
     bytes = readBounded(abs, MAX_CONFIG_BYTES);
   } catch (e) {
-    throw new PopsyncError('config', `cannot read the config file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    throw new PopsyncError(
+      'config',
+      `cannot read the config file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+    );
   }
   if (bytes === null) {
-    throw new PopsyncError('config', `the config file ${path} is larger than ${MAX_CONFIG_BYTES / 1024} KB; popsync reads config files up to that size`, {
-      hint: 'is this the right file? a config with many accounts can be split and run with one --config per file',
-    });
+    throw new PopsyncError(
+      'config',
+      `the config file ${path} is larger than ${MAX_CONFIG_BYTES / 1024} KB; popsync reads config files up to that size`,
+      {
+        hint: 'is this the right file? a config with many accounts can be split and run with one --config per file',
+      },
+    );
   }
   return { path: abs, dir: dirname(abs), config: parseConfig(bytes.toString('utf8'), path) };
 }

@@ -15,7 +15,14 @@ import type { LoadedConfig } from './load.js';
 import type { AccountConfig, DefaultsConfig, EndpointConfig, MatchConfig, PatternItem } from './schema.js';
 import { parseDay, parseDuration, parseInterval, parseSize, SEEN_STEP_RE } from './units.js';
 
-export const BUILTIN = { folder: 'INBOX', batchMessages: 50, batchMb: 16, timeoutSeconds: 60, arrivalDate: true, reconnectAttempts: 5 } as const;
+export const BUILTIN = {
+  folder: 'INBOX',
+  batchMessages: 50,
+  batchMb: 16,
+  timeoutSeconds: 60,
+  arrivalDate: true,
+  reconnectAttempts: 5,
+} as const;
 
 /** What a command line says about routing and transfer; undefined means "not given on the command line". */
 export interface RoutingOverrides {
@@ -76,7 +83,13 @@ function patternsOf(v: PatternItem | PatternItem[]): PatternSpec[] {
 }
 
 const HEADER_OF: Record<string, HeaderKey> = {
-  from: 'from', to: 'to', cc: 'cc', delivered_to: 'delivered-to', x_original_to: 'x-original-to', list_id: 'list-id', subject: 'subject',
+  from: 'from',
+  to: 'to',
+  cc: 'cc',
+  delivered_to: 'delivered-to',
+  x_original_to: 'x-original-to',
+  list_id: 'list-id',
+  subject: 'subject',
 };
 
 export function matchOf(m: MatchConfig | undefined): MatchSpec {
@@ -108,11 +121,20 @@ function timeoutOf(v: number | string | undefined): number | undefined {
   return typeof v === 'number' ? v : Math.max(1, Math.round(parseDuration(v)! / 1000));
 }
 
-export function routingSpecOf(a: Partial<AccountConfig> & DefaultsConfig, d: DefaultsConfig, o: RoutingOverrides = {}): RoutingSpec {
+export function routingSpecOf(
+  a: Partial<AccountConfig> & DefaultsConfig,
+  d: DefaultsConfig,
+  o: RoutingOverrides = {},
+): RoutingSpec {
   const rules = a.rules ?? d.rules ?? [];
   return {
     rules: rules.map(
-      (r, i): RuleSpec => ({ name: r.name ?? `rule ${i + 1}`, match: matchOf(r.match), folder: r.folder, flags: r.flags ?? [] }),
+      (r, i): RuleSpec => ({
+        name: r.name ?? `rule ${i + 1}`,
+        match: matchOf(r.match),
+        folder: r.folder,
+        flags: r.flags ?? [],
+      }),
     ),
     defaultFolder: o.folder ?? a.folder ?? d.folder ?? BUILTIN.folder,
     flags: o.flags ?? a.flags ?? d.flags ?? [],
@@ -123,7 +145,11 @@ export function routingSpecOf(a: Partial<AccountConfig> & DefaultsConfig, d: Def
 }
 
 /** The accounts of a config, or the one named `select` (by name, or by its 1-based position). */
-export function configuredAccounts(loaded: LoadedConfig, o: RoutingOverrides = {}, select?: string): ConfiguredAccount[] {
+export function configuredAccounts(
+  loaded: LoadedConfig,
+  o: RoutingOverrides = {},
+  select?: string,
+): ConfiguredAccount[] {
   const { config, dir } = loaded;
   const d = config.defaults ?? {};
   const all = config.accounts.map((a, index): ConfiguredAccount => {
@@ -138,7 +164,8 @@ export function configuredAccounts(loaded: LoadedConfig, o: RoutingOverrides = {
       timeoutSeconds: o.timeoutSeconds ?? timeoutOf(a.timeout) ?? timeoutOf(d.timeout) ?? BUILTIN.timeoutSeconds,
       batchMessages: o.batchMessages ?? a.batch_messages ?? d.batch_messages ?? BUILTIN.batchMessages,
       batchMb: o.batchMb ?? a.batch_mb ?? d.batch_mb ?? BUILTIN.batchMb,
-      reconnectAttempts: o.reconnectAttempts ?? a.reconnect_attempts ?? d.reconnect_attempts ?? BUILTIN.reconnectAttempts,
+      reconnectAttempts:
+        o.reconnectAttempts ?? a.reconnect_attempts ?? d.reconnect_attempts ?? BUILTIN.reconnectAttempts,
       routing: routingSpecOf(a, d, o),
       ...(every !== undefined ? { everyMs: parseInterval(every)! } : {}),
     };

@@ -15,9 +15,15 @@ import { MAX_INTERVAL_DAYS, MAX_TIMEOUT_SECONDS, parseDay, parseDuration, parseI
 
 const text = z.string().min(1, 'must not be empty');
 
-const duration = z.string().refine((s) => parseDuration(s) !== null, { message: 'invalid duration; write e.g. 30d, 12h, 90s, 2w, 1y' });
-const size = z.union([z.number(), z.string()]).refine((s) => parseSize(s) !== null, { message: 'invalid size; write e.g. 10MB, 512KB, 2048' });
-const day = z.string().refine((s) => parseDay(s) !== null, { message: 'invalid date; write YYYY-MM-DD or an ISO 8601 time with a zone' });
+const duration = z
+  .string()
+  .refine((s) => parseDuration(s) !== null, { message: 'invalid duration; write e.g. 30d, 12h, 90s, 2w, 1y' });
+const size = z
+  .union([z.number(), z.string()])
+  .refine((s) => parseSize(s) !== null, { message: 'invalid size; write e.g. 10MB, 512KB, 2048' });
+const day = z
+  .string()
+  .refine((s) => parseDay(s) !== null, { message: 'invalid date; write YYYY-MM-DD or an ISO 8601 time with a zone' });
 
 /** A system flag a client may set, or a keyword atom; rules.ts flagProblem says why not. */
 export const flag = z.string().superRefine((s, ctx) => {
@@ -33,12 +39,17 @@ export const folder = text.superRefine((s, ctx) => {
     return;
   }
   if (s.startsWith('\\')) {
-    if (!specialUseRole(s)) ctx.addIssue({ code: 'custom', message: `unknown SPECIAL-USE role "${s}"; known: ${SPECIAL_USE_ROLES.join(', ')}` });
+    if (!specialUseRole(s))
+      ctx.addIssue({
+        code: 'custom',
+        message: `unknown SPECIAL-USE role "${s}"; known: ${SPECIAL_USE_ROLES.join(', ')}`,
+      });
     return;
   }
   const t = parseTemplate(s);
   if (!t.ok) ctx.addIssue({ code: 'custom', message: `invalid template: ${t.error}` });
-  else if (s.split('/').some((l) => l.trim() === '')) ctx.addIssue({ code: 'custom', message: "empty folder level; use '/' only between levels" });
+  else if (s.split('/').some((l) => l.trim() === ''))
+    ctx.addIssue({ code: 'custom', message: "empty folder level; use '/' only between levels" });
 });
 
 /** RE2 syntax (mapping/patterns.ts): what the linear-time engine cannot run is an error here. */
@@ -83,8 +94,13 @@ import { SEEN_STEP_RE } from './units.js';
 export { SEEN_STEP_RE };
 const seenStep = z.string().superRefine((s, ctx) => {
   const m = SEEN_STEP_RE.exec(s.trim());
-  if (!m) ctx.addIssue({ code: 'custom', message: `unknown seen step "${s}"; use status-header, older-than: 30d, all or none` });
-  else if (m[2] !== undefined && parseDuration(m[2]) === null) ctx.addIssue({ code: 'custom', message: `invalid duration "${m[2]}" in seen step; write e.g. 30d` });
+  if (!m)
+    ctx.addIssue({
+      code: 'custom',
+      message: `unknown seen step "${s}"; use status-header, older-than: 30d, all or none`,
+    });
+  else if (m[2] !== undefined && parseDuration(m[2]) === null)
+    ctx.addIssue({ code: 'custom', message: `invalid duration "${m[2]}" in seen step; write e.g. 30d` });
 });
 
 const seconds = z
@@ -92,7 +108,11 @@ const seconds = z
   .refine((v) => (typeof v === 'number' ? v : Math.round(parseDuration(v)! / 1000)) <= MAX_TIMEOUT_SECONDS, {
     message: `at most ${MAX_TIMEOUT_SECONDS} seconds (24 days)`,
   });
-const interval = z.union([z.number(), z.string()]).refine((v) => parseInterval(v) !== null, { message: `invalid interval; write e.g. 5m, 90s or 300 (seconds), at least 1s and at most ${MAX_INTERVAL_DAYS} days` });
+const interval = z
+  .union([z.number(), z.string()])
+  .refine((v) => parseInterval(v) !== null, {
+    message: `invalid interval; write e.g. 5m, 90s or 300 (seconds), at least 1s and at most ${MAX_INTERVAL_DAYS} days`,
+  });
 
 /** What an account and `defaults` share: how copies look and how they travel. */
 const routingKeys = {
@@ -123,12 +143,22 @@ const endpointKeys = {
   password_command: text.optional(),
 };
 
-function onePassword(v: { password_env?: string | undefined; password_file?: string | undefined; password_command?: string | undefined }, ctx: z.RefinementCtx): void {
+function onePassword(
+  v: { password_env?: string | undefined; password_file?: string | undefined; password_command?: string | undefined },
+  ctx: z.RefinementCtx,
+): void {
   const given = (['password_env', 'password_file', 'password_command'] as const).filter((k) => v[k] !== undefined);
-  if (given.length > 1) ctx.addIssue({ code: 'custom', path: [given[1]!], message: `give the password one way only, not ${given.join(' and ')}` });
+  if (given.length > 1)
+    ctx.addIssue({
+      code: 'custom',
+      path: [given[1]!],
+      message: `give the password one way only, not ${given.join(' and ')}`,
+    });
 }
 
-export const source = z.strictObject({ ...endpointKeys, auth: z.enum(['auto', 'user', 'apop', 'plain', 'login']).optional() }).superRefine(onePassword);
+export const source = z
+  .strictObject({ ...endpointKeys, auth: z.enum(['auto', 'user', 'apop', 'plain', 'login']).optional() })
+  .superRefine(onePassword);
 export const destination = z.strictObject(endpointKeys).superRefine(onePassword);
 export type EndpointConfig = z.infer<typeof destination> & { auth?: string | undefined };
 
@@ -153,7 +183,12 @@ export const configFile = z
     const names = new Map<string, number>();
     c.accounts.forEach((a, i) => {
       if (a.name === undefined) return;
-      if (names.has(a.name)) ctx.addIssue({ code: 'custom', path: ['accounts', i, 'name'], message: `duplicate account name "${a.name}" (also accounts[${names.get(a.name)}])` });
+      if (names.has(a.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['accounts', i, 'name'],
+          message: `duplicate account name "${a.name}" (also accounts[${names.get(a.name)}])`,
+        });
       else names.set(a.name, i);
     });
   });

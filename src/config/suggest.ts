@@ -31,7 +31,8 @@ export function knownKeysAt(schema: z.ZodType, path: ReadonlyArray<PropertyKey>)
   for (const step of path) {
     nodes = nodes.flatMap((n) => {
       const d = defOf(n);
-      if (d.type === 'object' && typeof step === 'string' && d.shape?.[step] !== undefined) return unwrap(d.shape[step]);
+      if (d.type === 'object' && typeof step === 'string' && d.shape?.[step] !== undefined)
+        return unwrap(d.shape[step]);
       if (d.type === 'array' && typeof step === 'number' && d.element !== undefined) return unwrap(d.element);
       return [];
     });
@@ -44,7 +45,8 @@ export function editDistance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    for (let j = 1; j <= b.length; j++)
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
     prev = cur;
   }
   return prev[b.length]!;

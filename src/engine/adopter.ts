@@ -36,7 +36,13 @@ const indexes = new WeakMap<RunContext, Map<string, FolderIndex>>();
  * Message-ID and header fingerprint, nothing else kept (about 200 bytes a message), so a folder
  * of any size costs one header block of memory at a time plus that index.
  */
-async function indexOf(ctx: RunContext, sink: ImapSink, folder: string, status: OpenFolder, below: number): Promise<FolderIndex> {
+async function indexOf(
+  ctx: RunContext,
+  sink: ImapSink,
+  folder: string,
+  status: OpenFolder,
+  below: number,
+): Promise<FolderIndex> {
   let perRun = indexes.get(ctx);
   if (!perRun) indexes.set(ctx, (perRun = new Map()));
   const key = `${status.uidValidity}:${below}`;
@@ -44,16 +50,24 @@ async function indexOf(ctx: RunContext, sink: ImapSink, folder: string, status: 
   if (!idx || idx.key !== key) {
     const candidates: DestinationMessage[] = [];
     const headers = new Map<number, string>();
-    const seen = await ctx.on('imap', sink.scanHeaders(folder, { since: 1 }, (m) => {
-      if (m.uid >= below) return;
-      candidates.push({ uid: m.uid, size: m.size, messageId: messageIdOf(parseHeaders(m.header)) });
-      headers.set(m.uid, headerFingerprint(m.header));
-    }));
+    const seen = await ctx.on(
+      'imap',
+      sink.scanHeaders(folder, { since: 1 }, (m) => {
+        if (m.uid >= below) return;
+        candidates.push({ uid: m.uid, size: m.size, messageId: messageIdOf(parseHeaders(m.header)) });
+        headers.set(m.uid, headerFingerprint(m.header));
+      }),
+    );
     if (seen === null || seen.uidValidity !== status.uidValidity) {
       // Deleted or recreated since it was opened: the next pass opens it afresh.
-      throw new PopsyncError('connection', `destination folder "${folder}" changed while popsync was reading it`, { folder });
+      throw new PopsyncError('connection', `destination folder "${folder}" changed while popsync was reading it`, {
+        folder,
+      });
     }
-    ctx.o.logger.info({ folder, messages: candidates.length }, 'destination folder holds mail this journal did not copy; searching it for copies before appending');
+    ctx.o.logger.info(
+      { folder, messages: candidates.length },
+      'destination folder holds mail this journal did not copy; searching it for copies before appending',
+    );
     idx = { key, candidates, headers };
     perRun.set(folder, idx);
   }
@@ -90,14 +104,20 @@ export async function adoptExisting(
     })),
     idx.candidates,
     journal.doneUidsIn(account, folder, status.uidValidity),
-    { ...folderProbe(ctx, sink, folder), headerFingerprints: async (uids) => new Map(uids.map((u) => [u, idx.headers.get(u)!] as const)) },
+    {
+      ...folderProbe(ctx, sink, folder),
+      headerFingerprints: async (uids) => new Map(uids.map((u) => [u, idx.headers.get(u)!] as const)),
+    },
   );
   const records: Adopted[] = [];
   for (const [i, m] of matches.entries()) {
     if (!('uid' in m) || m.uid === null) continue;
     records.push({ ...items[i]!.begin, destUidValidity: status.uidValidity, destUid: m.uid });
     adopted.set(m.key, m.uid);
-    logger.info({ uidl: m.key, folder, uid: m.uid, matchedBy: m.by }, 'copy already in the destination; adopted, not copied again');
+    logger.info(
+      { uidl: m.key, folder, uid: m.uid, matchedBy: m.by },
+      'copy already in the destination; adopted, not copied again',
+    );
   }
   journal.adopt(account, records);
   return adopted;

@@ -35,7 +35,9 @@ function route(ctx: RunContext, received: Received[]): Map<string, Item[]> {
     groups.set(routing.folder, group);
     group.push({
       m: f.m,
-      ...(ctx.rec.detailed ? { shown: { subject: decodedHeader(fields, 'subject'), from: decodedHeader(fields, 'from') } } : {}),
+      ...(ctx.rec.detailed
+        ? { shown: { subject: decodedHeader(fields, 'subject'), from: decodedHeader(fields, 'from') } }
+        : {}),
       begin: {
         uidl: f.m.uidl,
         size: f.body.size,
@@ -77,56 +79,88 @@ export async function storeBatch(ctx: RunContext, sink: ImapSink, received: Rece
       it.begin.destUidValidity = status.uidValidity;
       it.begin.destUidNext = floor;
     }
-    const adopted = await adoptExisting(ctx, sink, folder, status, routed.map((it) => ({ begin: it.begin, head: it.head })));
+    const adopted = await adoptExisting(
+      ctx,
+      sink,
+      folder,
+      status,
+      routed.map((it) => ({ begin: it.begin, head: it.head })),
+    );
     for (const it of routed) {
       const uid = adopted.get(it.m.uidl);
       if (uid === undefined) continue;
       rec.result.adopted = (rec.result.adopted ?? 0) + 1;
       ctx.settledThisPass++;
       ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
-      rec.record(it.m.uidl, rec.routed(it, 'already-copied', `its copy was already in the destination (UID ${uid}); not copied again`, null));
+      rec.record(
+        it.m.uidl,
+        rec.routed(
+          it,
+          'already-copied',
+          `its copy was already in the destination (UID ${uid}); not copied again`,
+          null,
+        ),
+      );
     }
     const items = routed.filter((it) => !adopted.has(it.m.uidl));
     if (items.length === 0) continue;
     const uidless: string[] = [];
-    journal.beginAppend(account, items.map((it) => it.begin));
-    await ctx.on('imap', sink.appendBatch(
-      folder,
-      items.map((it) => it.req),
-      (i, outcome) => {
-        const it = items[i]!;
-        if (outcome.ok) {
-          if (outcome.uidValidity !== null && outcome.uid !== null && outcome.uidValidity !== status.uidValidity) acceptUidValidity(ctx, folder, status, outcome.uidValidity, outcome.uid);
-          const uidValidity = outcome.uidValidity ?? status.uidValidity;
-          const owner = outcome.uid === null ? null : journal.uidOwner(account, folder, uidValidity, outcome.uid);
-          if (owner !== null && owner !== it.m.uidl) {
-            // Our journal is right about the older copy; the server handed its UID out again.
-            throw new PopsyncError('protocol', `IMAP server ${ctx.o.destination} gave UID ${outcome.uid} in "${folder}" to a new message, but that UID already holds the copy of UIDL ${owner}: the server reuses UIDs`, {
-              account,
-              folder,
-              uidl: it.m.uidl,
-              hint: 'a fault of the destination server (its UIDs must never be reused within one UIDVALIDITY); nothing was recorded wrongly, and the next run settles this message by content',
-            });
+    journal.beginAppend(
+      account,
+      items.map((it) => it.begin),
+    );
+    await ctx.on(
+      'imap',
+      sink.appendBatch(
+        folder,
+        items.map((it) => it.req),
+        (i, outcome) => {
+          const it = items[i]!;
+          if (outcome.ok) {
+            if (outcome.uidValidity !== null && outcome.uid !== null && outcome.uidValidity !== status.uidValidity)
+              acceptUidValidity(ctx, folder, status, outcome.uidValidity, outcome.uid);
+            const uidValidity = outcome.uidValidity ?? status.uidValidity;
+            const owner = outcome.uid === null ? null : journal.uidOwner(account, folder, uidValidity, outcome.uid);
+            if (owner !== null && owner !== it.m.uidl) {
+              // Our journal is right about the older copy; the server handed its UID out again.
+              throw new PopsyncError(
+                'protocol',
+                `IMAP server ${ctx.o.destination} gave UID ${outcome.uid} in "${folder}" to a new message, but that UID already holds the copy of UIDL ${owner}: the server reuses UIDs`,
+                {
+                  account,
+                  folder,
+                  uidl: it.m.uidl,
+                  hint: 'a fault of the destination server (its UIDs must never be reused within one UIDVALIDITY); nothing was recorded wrongly, and the next run settles this message by content',
+                },
+              );
+            }
+            journal.confirm(account, it.m.uidl, { destUidValidity: uidValidity, destUid: outcome.uid });
+            if (outcome.uid !== null) status.floor = Math.max(status.floor, outcome.uid + 1);
+            else uidless.push(it.m.uidl);
+            rec.result.copied++;
+            rec.result.copiedBytes += it.begin.size;
+            ctx.settledThisPass++;
+            ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
+            rec.record(it.m.uidl, rec.routed(it, 'copied', null, null));
+          } else {
+            const serverResponse = outcome.error.context.serverResponse ?? null;
+            journal.fail(account, it.m.uidl, outcome.error.message);
+            ctx.settledThisPass++;
+            rec.fail(it.m, folder, outcome.error.message, serverResponse);
+            rec.record(it.m.uidl, rec.routed(it, 'failed', outcome.error.message, serverResponse));
           }
-          journal.confirm(account, it.m.uidl, { destUidValidity: uidValidity, destUid: outcome.uid });
-          if (outcome.uid !== null) status.floor = Math.max(status.floor, outcome.uid + 1);
-          else uidless.push(it.m.uidl);
-          rec.result.copied++;
-          rec.result.copiedBytes += it.begin.size;
-          ctx.settledThisPass++;
-          ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
-          rec.record(it.m.uidl, rec.routed(it, 'copied', null, null));
-        } else {
-          const serverResponse = outcome.error.context.serverResponse ?? null;
-          journal.fail(account, it.m.uidl, outcome.error.message);
-          ctx.settledThisPass++;
-          rec.fail(it.m, folder, outcome.error.message, serverResponse);
-          rec.record(it.m.uidl, rec.routed(it, 'failed', outcome.error.message, serverResponse));
-        }
-      },
-    ));
+        },
+      ),
+    );
     // Without a UID the copy claims no destination message, and an identical message's
     // interrupted copy could later settle on it: find it now, while the range is small.
-    await learnUids(ctx, sink, folder, status, floor, uidless.map((uidl) => journal.get(account, uidl)!));
+    await learnUids(
+      ctx,
+      sink,
+      folder,
+      status,
+      floor,
+      uidless.map((uidl) => journal.get(account, uidl)!),
+    );
   }
 }

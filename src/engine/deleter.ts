@@ -40,9 +40,13 @@ function quietly(ctx: RunContext, source: Pop3Session): Promise<void> {
 async function stopIfInterrupted(ctx: RunContext, source: Pop3Session): Promise<void> {
   if (!ctx.o.signal?.aborted) return;
   await quietly(ctx, source);
-  throw new PopsyncError('interrupted', 'interrupted before deleting from the source: nothing was deleted; every copy made is recorded, run again to delete', {
-    account: ctx.o.account,
-  });
+  throw new PopsyncError(
+    'interrupted',
+    'interrupted before deleting from the source: nothing was deleted; every copy made is recorded, run again to delete',
+    {
+      account: ctx.o.account,
+    },
+  );
 }
 
 /** True when it sent DELEs and its QUIT ended the session; false when there was nothing to delete. */
@@ -60,28 +64,50 @@ async function deleteFromSource(ctx: RunContext, source: Pop3Session, policy: De
   }
   if (due.length === 0) return false;
   await stopIfInterrupted(ctx, source);
-  journal.markDeleting(account, due.map((c) => c.uidl));
-  const ok = await ctx.on('pop3', Promise.all(due.map((c) => source.dele(c.n).then(
-    () => true,
-    (e: unknown) => {
-      if (!isPopsyncError(e) || e.kind !== 'server') throw e;
-      ctx.rec.warn(`UIDL ${c.uidl}: the POP3 server refused to delete it: ${e.message}`);
-      return false;
-    },
-  ))));
+  journal.markDeleting(
+    account,
+    due.map((c) => c.uidl),
+  );
+  const ok = await ctx.on(
+    'pop3',
+    Promise.all(
+      due.map((c) =>
+        source.dele(c.n).then(
+          () => true,
+          (e: unknown) => {
+            if (!isPopsyncError(e) || e.kind !== 'server') throw e;
+            ctx.rec.warn(`UIDL ${c.uidl}: the POP3 server refused to delete it: ${e.message}`);
+            return false;
+          },
+        ),
+      ),
+    ),
+  );
   // Rejects on anything but +OK; the rows stay 'deleting' and the next run settles them.
   await ctx.on('pop3', source.quit());
-  journal.settleDeleting(account, { deleted: due.filter((_, i) => ok[i]).map((c) => c.uidl), kept: due.filter((_, i) => !ok[i]).map((c) => c.uidl) });
+  journal.settleDeleting(account, {
+    deleted: due.filter((_, i) => ok[i]).map((c) => c.uidl),
+    kept: due.filter((_, i) => !ok[i]).map((c) => c.uidl),
+  });
   result.deleted! += ok.filter(Boolean).length;
   return true;
 }
 
 /** Just before DELE: the message under this number still has the headers that were copied. */
-async function sameMessages(ctx: RunContext, source: Pop3Session, due: DeletionCandidate[]): Promise<DeletionCandidate[]> {
-  const hashes = await ctx.on('pop3', Promise.all(due.map((c) => (c.row.headerHash === null ? Promise.resolve(null) : topHash(source, c.n)))));
+async function sameMessages(
+  ctx: RunContext,
+  source: Pop3Session,
+  due: DeletionCandidate[],
+): Promise<DeletionCandidate[]> {
+  const hashes = await ctx.on(
+    'pop3',
+    Promise.all(due.map((c) => (c.row.headerHash === null ? Promise.resolve(null) : topHash(source, c.n)))),
+  );
   return due.filter((c, i) => {
     if (c.row.headerHash === null || hashes[i] === c.row.headerHash) return true;
-    ctx.rec.warn(`UIDL ${c.uidl}: not deleted from the source: its headers differ from the copy's (the server may have reused the UIDL)`);
+    ctx.rec.warn(
+      `UIDL ${c.uidl}: not deleted from the source: its headers differ from the copy's (the server may have reused the UIDL)`,
+    );
     return false;
   });
 }
@@ -90,10 +116,22 @@ async function sameMessages(ctx: RunContext, source: Pop3Session, due: DeletionC
  * The copy is in the destination, as copied: by UID, size and header digest (one batched FETCH
  * per folder), or with `byContent` by the sha256 of the stored bytes.
  */
-async function copiesPresent(ctx: RunContext, due: DeletionCandidate[], byContent: boolean): Promise<DeletionCandidate[]> {
+async function copiesPresent(
+  ctx: RunContext,
+  due: DeletionCandidate[],
+  byContent: boolean,
+): Promise<DeletionCandidate[]> {
   const { journal, account } = ctx.o;
   const sink = await ctx.connectSink();
-  const verdicts = await ctx.on('imap', checkCopies(sink, due.map((c) => c.row), byContent ? 'content' : 'look', (folder, v) => journal.doneUidsIn(account, folder, v)));
+  const verdicts = await ctx.on(
+    'imap',
+    checkCopies(
+      sink,
+      due.map((c) => c.row),
+      byContent ? 'content' : 'look',
+      (folder, v) => journal.doneUidsIn(account, folder, v),
+    ),
+  );
   return due.filter((c) => {
     const v = verdicts.get(c.uidl);
     // A copy whose server only rewrote its line ends holds the whole message.
@@ -102,11 +140,22 @@ async function copiesPresent(ctx: RunContext, due: DeletionCandidate[], byConten
     if (v.status === 'missing') {
       const detail = `${v.detail ?? 'its copy is missing'}; the original stays on the source and the next run copies it again`;
       // Only a copy proven gone goes back to be copied: the journal checks it is this row's copy.
-      journal.markCopyMissing(account, c.uidl, { folder: v.folder!, uidValidity: v.uidValidity!, uid: v.uid! }, `copy missing from the destination: ${v.detail ?? ''}`);
+      journal.markCopyMissing(
+        account,
+        c.uidl,
+        { folder: v.folder!, uidValidity: v.uidValidity!, uid: v.uid! },
+        `copy missing from the destination: ${v.detail ?? ''}`,
+      );
       ctx.rec.copyProblem({ uidl: c.uidl, folder: v.folder, uid: v.uid, problem: 'missing', detail });
     } else {
       const detail = `${v.detail ?? 'its copy could not be checked'}; not deleted from the source`;
-      ctx.rec.copyProblem({ uidl: c.uidl, folder: v.folder, uid: v.uid, problem: v.status === 'unknown' ? 'unknown' : 'differs', detail });
+      ctx.rec.copyProblem({
+        uidl: c.uidl,
+        folder: v.folder,
+        uid: v.uid,
+        problem: v.status === 'unknown' ? 'unknown' : 'differs',
+        detail,
+      });
     }
     return false;
   });

@@ -44,7 +44,11 @@ const DAY_MS = 86_400_000;
 
 export function parseMaxDelete(v: string): MaxDelete {
   const m = /^(\d+)(%?)$/.exec(v.trim());
-  if (!m) throw new PopsyncError('usage', `--max-delete must be a count (100) or a percentage of the listing (10%), not ${JSON.stringify(v)}`);
+  if (!m)
+    throw new PopsyncError(
+      'usage',
+      `--max-delete must be a count (100) or a percentage of the listing (10%), not ${JSON.stringify(v)}`,
+    );
   const n = Number(m[1]);
   if (m[2] === '%') {
     if (n > 100) throw new PopsyncError('usage', '--max-delete percentage must be between 0% and 100%');
@@ -58,7 +62,12 @@ export function ceilingOf(max: MaxDelete | null, listed: number): number | null 
   return 'count' in max ? max.count : Math.floor((listed * max.percent) / 100);
 }
 
-export function planDeletion(listing: readonly ListedMessage[], rows: ReadonlyMap<string, JournalRow>, policy: DeletionPolicy, now: Date): DeletionPlan {
+export function planDeletion(
+  listing: readonly ListedMessage[],
+  rows: ReadonlyMap<string, JournalRow>,
+  policy: DeletionPolicy,
+  now: Date,
+): DeletionPlan {
   const due: DeletionCandidate[] = [];
   let waiting = 0;
   for (const m of listing) {
@@ -71,7 +80,10 @@ export function planDeletion(listing: readonly ListedMessage[], rows: ReadonlyMa
   }
   const ceiling = ceilingOf(policy.maxDelete, listing.length);
   if (ceiling !== null && due.length > ceiling && !policy.force) {
-    const limit = policy.maxDelete && 'percent' in policy.maxDelete ? `${policy.maxDelete.percent}% of ${listing.length} listed = ${ceiling}` : String(ceiling);
+    const limit =
+      policy.maxDelete && 'percent' in policy.maxDelete
+        ? `${policy.maxDelete.percent}% of ${listing.length} listed = ${ceiling}`
+        : String(ceiling);
     return {
       delete: [],
       waiting,

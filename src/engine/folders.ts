@@ -11,7 +11,10 @@ export async function openFolder(ctx: RunContext, sink: ImapSink, folder: string
     // Rows done under the old value keep their history; rows still 'appending' under it are
     // settled by content (reconciler.ts), and any mail the folder holds is searched for copies
     // before anything is appended (adopter.ts), so nothing is copied twice.
-    const known = ctx.o.journal.recordFolder(ctx.o.account, folder, s.uidValidity, { uidNext: s.uidNext, messages: s.messages ?? null });
+    const known = ctx.o.journal.recordFolder(ctx.o.account, folder, s.uidValidity, {
+      uidNext: s.uidNext,
+      messages: s.messages ?? null,
+    });
     if (known.replaced !== null) warnReplaced(ctx, folder, known.replaced, s.uidValidity);
     st = { ...s, floor: s.uidNext, adoptBelow: known.adoptBelow };
     ctx.folders.set(folder, st);
@@ -25,7 +28,13 @@ export async function openFolder(ctx: RunContext, sink: ImapSink, folder: string
  * server's answer is where the copy is, so that value is recorded like any change (openFolder),
  * with everything below the copy's UID counted as mail this journal did not make.
  */
-export function acceptUidValidity(ctx: RunContext, folder: string, st: OpenFolder, uidValidity: bigint, copyUid: number): void {
+export function acceptUidValidity(
+  ctx: RunContext,
+  folder: string,
+  st: OpenFolder,
+  uidValidity: bigint,
+  copyUid: number,
+): void {
   const known = ctx.o.journal.recordFolder(ctx.o.account, folder, uidValidity, { uidNext: copyUid, messages: null });
   if (known.replaced !== null) warnReplaced(ctx, folder, known.replaced, uidValidity);
   st.uidValidity = uidValidity;
@@ -36,8 +45,14 @@ export function acceptUidValidity(ctx: RunContext, folder: string, st: OpenFolde
 /** Only when copies were made under the old value: an empty folder renumbered loses nothing. */
 function warnReplaced(ctx: RunContext, folder: string, was: bigint, now: bigint): void {
   const { journal, account, logger } = ctx.o;
-  if (journal.doneUidsIn(account, folder, was).size === 0 && journal.copiesWithoutUid(account, folder, was).length === 0) {
-    logger.info({ folder, was: String(was), now: String(now) }, 'destination folder has a new UIDVALIDITY; no copy was made under the old one');
+  if (
+    journal.doneUidsIn(account, folder, was).size === 0 &&
+    journal.copiesWithoutUid(account, folder, was).length === 0
+  ) {
+    logger.info(
+      { folder, was: String(was), now: String(now) },
+      'destination folder has a new UIDVALIDITY; no copy was made under the old one',
+    );
     return;
   }
   ctx.rec.warn(

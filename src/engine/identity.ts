@@ -79,7 +79,9 @@ export function headerKey(hash: string, listSize: number, occurrence: number): s
 
 /** Copied rows whose key the listing does not hold (deleted ones are gone from the server). */
 function orphans(listed: ReadonlySet<string>, rows: ReadonlyMap<string, JournalIndexRow>): JournalIndexRow[] {
-  return [...rows.values()].filter((r) => (r.state === 'done' || r.state === 'deleting') && r.headerHash !== null && !listed.has(r.uidl));
+  return [...rows.values()].filter(
+    (r) => (r.state === 'done' || r.state === 'deleting') && r.headerHash !== null && !listed.has(r.uidl),
+  );
 }
 
 /**
@@ -87,7 +89,11 @@ function orphans(listed: ReadonlySet<string>, rows: ReadonlyMap<string, JournalI
  * UIDLs whose LIST size changed, and unknown UIDLs only while some copied row has gone missing
  * (otherwise no row could be theirs). Without UIDL: every message.
  */
-export function needsHeaders(listing: readonly ListedMessage[], rows: ReadonlyMap<string, JournalIndexRow>, uidlSupported: boolean): number[] {
+export function needsHeaders(
+  listing: readonly ListedMessage[],
+  rows: ReadonlyMap<string, JournalIndexRow>,
+  uidlSupported: boolean,
+): number[] {
   if (!uidlSupported) return listing.map((m) => m.n);
   const listed = new Set(listing.map((m) => m.uidl));
   const shared = sharedUidls(listing);
@@ -162,7 +168,13 @@ export function identify(
       // Deleted by popsync means gone from the server: this is a new message under a reused UIDL.
       out.rekeys.push({ from: m.uidl, to: `${m.uidl} reused ${stamp}` });
       out.reused.push(m.uidl);
-    } else if (row !== undefined && COPIED.has(row.state) && row.listSize !== null && row.listSize !== m.size && hash !== undefined) {
+    } else if (
+      row !== undefined &&
+      COPIED.has(row.state) &&
+      row.listSize !== null &&
+      row.listSize !== m.size &&
+      hash !== undefined
+    ) {
       if (row.headerHash !== null && row.headerHash !== hash) {
         const aside = `${m.uidl} reused ${stamp}`;
         out.rekeys.push({ from: m.uidl, to: aside });
@@ -191,11 +203,22 @@ export function identify(
     if (!shared.has(m.uidl)) return { ...m };
     const key = keyOf(m);
     if (key !== m.uidl) return { ...m, uidl: key };
-    return { ...m, uidl: '', fault: `the POP3 server listed its UIDL ${m.uidl} for more than one message and refused TOP, so popsync cannot tell them apart` };
+    return {
+      ...m,
+      uidl: '',
+      fault: `the POP3 server listed its UIDL ${m.uidl} for more than one message and refused TOP, so popsync cannot tell them apart`,
+    };
   });
   const adopted = new Set(out.rekeys.map((r) => r.from));
   for (const r of rows.values()) {
-    if (r.state === 'done' && r.vanishedAt === null && !listed.has(r.uidl) && !adopted.has(r.uidl) && !isMovedAside(r.uidl)) out.vanished.push(r.uidl);
+    if (
+      r.state === 'done' &&
+      r.vanishedAt === null &&
+      !listed.has(r.uidl) &&
+      !adopted.has(r.uidl) &&
+      !isMovedAside(r.uidl)
+    )
+      out.vanished.push(r.uidl);
   }
   return out;
 }
@@ -276,13 +299,17 @@ function identifyByHeaders(
     out.listing.push({ ...m, uidl: key });
   }
   for (const r of rows.values()) {
-    if (r.state === 'done' && r.vanishedAt === null && r.uidl.startsWith('header:') && !used.has(r.uidl)) out.vanished.push(r.uidl);
+    if (r.state === 'done' && r.vanishedAt === null && r.uidl.startsWith('header:') && !used.has(r.uidl))
+      out.vanished.push(r.uidl);
   }
   return out;
 }
 
 /** The rows as they would be after `rekeys`, for callers that must not write (plan). */
-export function withRekeys<R extends { uidl: string }>(rows: ReadonlyMap<string, R>, rekeys: ReadonlyArray<{ from: string; to: string }>): Map<string, R> {
+export function withRekeys<R extends { uidl: string }>(
+  rows: ReadonlyMap<string, R>,
+  rekeys: ReadonlyArray<{ from: string; to: string }>,
+): Map<string, R> {
   const out = new Map(rows);
   for (const { from, to } of rekeys) {
     const r = out.get(from);

@@ -80,7 +80,11 @@ function holderRow(path: string, account: string): LockRecord | null {
 function hold(journal: Journal, lockFile: LockFile, account: string, token: string, o: HoldOptions): HeldLock {
   const timer = setInterval(() => {
     try {
-      if (!journal.heartbeat(account, token)) o.logger.error({ account }, 'the account lock row was taken over by another run; this run stops before its next journal write');
+      if (!journal.heartbeat(account, token))
+        o.logger.error(
+          { account },
+          'the account lock row was taken over by another run; this run stops before its next journal write',
+        );
     } catch (e) {
       o.logger.warn({ err: String(e) }, 'could not refresh the account lock heartbeat');
     }
@@ -107,7 +111,10 @@ function hold(journal: Journal, lockFile: LockFile, account: string, token: stri
 }
 
 function lockedError(path: string, account: string, r: Refusal, waitSeconds: number | undefined): PopsyncError {
-  const who = r.holder === null ? `the lock file ${lockFilePath(path)} (it has not recorded its pid yet)` : describeHolder(r.holder);
+  const who =
+    r.holder === null
+      ? `the lock file ${lockFilePath(path)} (it has not recorded its pid yet)`
+      : describeHolder(r.holder);
   const because =
     r.why === 'other-host'
       ? 'a run on another host holds it; it is taken over only once its heartbeat is older than 2 minutes'
@@ -116,7 +123,9 @@ function lockedError(path: string, account: string, r: Refusal, waitSeconds: num
         : 'a stopped run (Ctrl-Z, SIGSTOP, a suspended machine) keeps it until it continues and ends; a killed one frees it at once';
   return new PopsyncError('locked', `another popsync run holds ${account}: ${who}`, {
     account,
-    hint: waitSeconds ? `it did not finish within --wait ${waitSeconds}; try again later (${because})` : `let it finish, or pass --wait SECONDS to wait for it; ${because}`,
+    hint: waitSeconds
+      ? `it did not finish within --wait ${waitSeconds}; try again later (${because})`
+      : `let it finish, or pass --wait SECONDS to wait for it; ${because}`,
   });
 }
 
@@ -148,7 +157,12 @@ export async function holdAccountLock(path: string, account: string, o: HoldOpti
  * happens (SIGKILL aside, which the kernel covers). Every command that writes the journal
  * goes through here.
  */
-export async function withLockedJournal<T>(path: string, source: string, o: HoldOptions, fn: (journal: Journal) => Promise<T>): Promise<T> {
+export async function withLockedJournal<T>(
+  path: string,
+  source: string,
+  o: HoldOptions,
+  fn: (journal: Journal) => Promise<T>,
+): Promise<T> {
   const lock = await holdAccountLock(path, source, o);
   try {
     return await fn(lock.journal);

@@ -30,7 +30,10 @@ export interface Plan {
   invalid: Array<ListedMessage & { reason: InvalidReason }>;
 }
 
-export function joinListing(sizes: Array<{ n: number; size: number }>, uidls: Array<{ n: number; uidl: string; fault?: string }>): ListedMessage[] {
+export function joinListing(
+  sizes: Array<{ n: number; size: number }>,
+  uidls: Array<{ n: number; uidl: string; fault?: string }>,
+): ListedMessage[] {
   const byN = new Map(uidls.map((u) => [u.n, u]));
   return sizes.map((s) => {
     const u = byN.get(s.n);
@@ -65,7 +68,8 @@ export function planCopy(listing: ListedMessage[], rows: ReadonlyMap<string, Jou
     } else {
       const row = rows.get(m.uidl);
       // A copy exists in every state from 'done' on; 'deleting'/'deleted' rows are no exception.
-      if (row !== undefined && (row.state === 'done' || row.state === 'deleting' || row.state === 'deleted')) plan.skip.push({ ...m, reason: 'already-copied' });
+      if (row !== undefined && (row.state === 'done' || row.state === 'deleting' || row.state === 'deleted'))
+        plan.skip.push({ ...m, reason: 'already-copied' });
       else plan.copy.push({ ...m, retry: row !== undefined });
     }
   }
@@ -86,7 +90,11 @@ export function splitBySizeRule<T extends ListedMessage>(copy: T[], limit: numbe
 
 /** The reason a report gives: "over the size rule (25 MiB)", the limit in the unit it was written in. */
 export function sizeRuleReason(limit: number): string {
-  for (const [unit, n] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
+  for (const [unit, n] of [
+    ['GiB', 1024 ** 3],
+    ['MiB', 1024 ** 2],
+    ['KiB', 1024],
+  ] as const) {
     if (limit >= n && limit % n === 0) return `over the size rule (${limit / n} ${unit})`;
   }
   return `over the size rule (${limit} bytes)`;

@@ -87,11 +87,27 @@ export class BodyCollector {
     const fingerprint = this.fingerprint.digest();
     if (this.file) {
       await this.file.close();
-      return { size: this.size, sha256, fingerprint, hasNul: this.hasNul, head: this.head!, bytes: null, file: this.file.path };
+      return {
+        size: this.size,
+        sha256,
+        fingerprint,
+        hasNul: this.hasNul,
+        head: this.head!,
+        bytes: null,
+        file: this.file.path,
+      };
     }
     const bytes = Buffer.concat(this.chunks, this.held);
     this.chunks = [];
-    return { size: this.size, sha256, fingerprint, hasNul: this.hasNul, head: bytes.subarray(0, HEAD_BYTES), bytes, file: null };
+    return {
+      size: this.size,
+      sha256,
+      fingerprint,
+      hasNul: this.hasNul,
+      head: bytes.subarray(0, HEAD_BYTES),
+      bytes,
+      file: null,
+    };
   }
 
   /** The message will not be used: drop what is held and its spool file. */

@@ -130,10 +130,14 @@ export class Receiver {
           stream.destroy();
           // The rest of the reply is unread, so the session is out of step: it ends here.
           this.source.destroy();
-          this.overCeiling = new PopsyncError('protocol', `the POP3 server sent more than ${ceiling} bytes for message ${m.n}, which LIST said was ${m.size} bytes`, {
-            uidl: m.uidl,
-            messageNumber: m.n,
-          });
+          this.overCeiling = new PopsyncError(
+            'protocol',
+            `the POP3 server sent more than ${ceiling} bytes for message ${m.n}, which LIST said was ${m.size} bytes`,
+            {
+              uidl: m.uidl,
+              messageNumber: m.n,
+            },
+          );
           throw this.overCeiling;
         }
       }
@@ -141,7 +145,12 @@ export class Receiver {
     } catch (e) {
       await body.abandon();
       if (isPopsyncError(e) && e.kind === 'server') {
-        this.ctx.rec.fail(m, null, `the POP3 server refused to send it: ${e.message}`, e.context.serverResponse ?? null);
+        this.ctx.rec.fail(
+          m,
+          null,
+          `the POP3 server refused to send it: ${e.message}`,
+          e.context.serverResponse ?? null,
+        );
         return null;
       }
       throw e;
@@ -155,7 +164,9 @@ export class Receiver {
    * new connection; anything else (a full temp dir, an interrupt) is returned as it is.
    */
   private charge(m: ListedMessage, e: unknown): PopsyncError {
-    const err = isPopsyncError(e) ? e : new PopsyncError('internal', `receiving message ${m.n}: ${String(e)}`, {}, { cause: e });
+    const err = isPopsyncError(e)
+      ? e
+      : new PopsyncError('internal', `receiving message ${m.n}: ${String(e)}`, {}, { cause: e });
     if (err.kind !== 'connection' && err.kind !== 'protocol') return err;
     // An interrupt drops the POP3 session on purpose: not the message's fault.
     if (this.ctx.o.signal?.aborted) return err;
@@ -165,13 +176,28 @@ export class Receiver {
     const attempts = (this.ctx.receiveFailures.get(m.uidl) ?? 0) + 1;
     this.ctx.receiveFailures.set(m.uidl, attempts);
     if (overCeiling || attempts >= this.limits.setAsideAfter) {
-      const why = overCeiling ? err.message : `receiving it from the POP3 server failed ${attempts === 1 ? 'once' : `${attempts} times`} (last: ${err.message})`;
-      this.ctx.rec.fail(m, null, `set aside: ${why}; it stays on the server and the next run tries it again`, err.context.serverResponse ?? null);
-      this.ctx.o.logger.warn({ account: this.ctx.o.account, uidl: m.uidl, attempts }, 'message set aside: the POP3 server failed while sending it');
+      const why = overCeiling
+        ? err.message
+        : `receiving it from the POP3 server failed ${attempts === 1 ? 'once' : `${attempts} times`} (last: ${err.message})`;
+      this.ctx.rec.fail(
+        m,
+        null,
+        `set aside: ${why}; it stays on the server and the next run tries it again`,
+        err.context.serverResponse ?? null,
+      );
+      this.ctx.o.logger.warn(
+        { account: this.ctx.o.account, uidl: m.uidl, attempts },
+        'message set aside: the POP3 server failed while sending it',
+      );
       // Settling it counts as progress, so the reconnect budget does not run out on its account.
       this.ctx.settledThisPass++;
     }
     if (err.kind === 'connection') return err;
-    return new PopsyncError('connection', err.message, { ...err.context, uidl: m.uidl, messageNumber: m.n }, { cause: err });
+    return new PopsyncError(
+      'connection',
+      err.message,
+      { ...err.context, uidl: m.uidl, messageNumber: m.n },
+      { cause: err },
+    );
   }
 }

@@ -118,7 +118,12 @@ function sizePlausible(c: DestinationMessage, w: Wanted): boolean {
  * the Message-ID fallback for the rows left, so a fallback never takes a candidate that is
  * another row's copy by content.
  */
-export async function matchCopies(wanted: readonly Wanted[], candidates: readonly DestinationMessage[], claimed: Set<number>, probe: Probe): Promise<Match[]> {
+export async function matchCopies(
+  wanted: readonly Wanted[],
+  candidates: readonly DestinationMessage[],
+  claimed: Set<number>,
+  probe: Probe,
+): Promise<Match[]> {
   const sorted = [...candidates].sort((a, b) => a.uid - b.uid);
   const idOf = new Map(sorted.map((c) => [c.uid, messageIdKey(c.messageId)] as const));
   const order = [...wanted].sort((a, b) => a.floor - b.floor);
@@ -131,7 +136,13 @@ export async function matchCopies(wanted: readonly Wanted[], candidates: readonl
    */
   const narrowed = (w: Wanted): DestinationMessage[] => {
     const id = messageIdKey(w.messageId);
-    return sorted.filter((c) => !claimed.has(c.uid) && c.uid >= w.floor && (idOf.get(c.uid) === null || idOf.get(c.uid) === id) && sizePlausible(c, w));
+    return sorted.filter(
+      (c) =>
+        !claimed.has(c.uid) &&
+        c.uid >= w.floor &&
+        (idOf.get(c.uid) === null || idOf.get(c.uid) === id) &&
+        sizePlausible(c, w),
+    );
   };
   const withSameId = (w: Wanted): DestinationMessage[] => {
     const id = messageIdKey(w.messageId);

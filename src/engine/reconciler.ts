@@ -20,7 +20,15 @@ import type { Pop3Session } from '../pop3/types.js';
 import type { OpenFolder, RunContext } from './context.js';
 import { openFolder } from './folders.js';
 import { Fingerprinter } from './fingerprint.js';
-import { headerFingerprint, matchCopies, messageIdKey, type Digest, type Match, type Probe, type Wanted } from './reconcile.js';
+import {
+  headerFingerprint,
+  matchCopies,
+  messageIdKey,
+  type Digest,
+  type Match,
+  type Probe,
+  type Wanted,
+} from './reconcile.js';
 import { fromRow } from './recorder.js';
 
 /**
@@ -36,15 +44,18 @@ export function folderProbe(ctx: RunContext, sink: ImapSink, folder: string): Pr
         const sha = createHash('sha256');
         const fp = new Fingerprinter();
         let found = false;
-        await ctx.on('imap', sink.readBodies(folder, [{ uid, size }], {
-          chunk: (_uid, bytes) => {
-            sha.update(bytes);
-            fp.update(bytes);
-          },
-          end: () => {
-            found = true;
-          },
-        }));
+        await ctx.on(
+          'imap',
+          sink.readBodies(folder, [{ uid, size }], {
+            chunk: (_uid, bytes) => {
+              sha.update(bytes);
+              fp.update(bytes);
+            },
+            end: () => {
+              found = true;
+            },
+          }),
+        );
         // Expunged by someone else since it was listed: it matches nothing.
         d = found ? { sha256: sha.digest('hex'), fingerprint: fp.digest() } : { sha256: '', fingerprint: '' };
         digests.set(uid, d);
@@ -53,23 +64,38 @@ export function folderProbe(ctx: RunContext, sink: ImapSink, folder: string): Pr
     },
     headerFingerprints: async (uids) => {
       const out = new Map<number, string>();
-      await ctx.on('imap', sink.scanHeaders(folder, { uids }, (m) => out.set(m.uid, headerFingerprint(m.header))));
+      await ctx.on(
+        'imap',
+        sink.scanHeaders(folder, { uids }, (m) => out.set(m.uid, headerFingerprint(m.header))),
+      );
       return out;
     },
   };
 }
 
 export function wantedOf(row: JournalRow, floor: number, messageIdFallback: boolean): Wanted {
-  return { key: row.uidl, sha256: row.sha256, fingerprint: row.fingerprint ?? null, messageId: row.messageId, size: row.size, floor, messageIdFallback };
+  return {
+    key: row.uidl,
+    sha256: row.sha256,
+    fingerprint: row.fingerprint ?? null,
+    messageId: row.messageId,
+    size: row.size,
+    floor,
+    messageIdFallback,
+  };
 }
 
 function undecidable(ctx: RunContext, folder: string, m: Extract<Match, { undecided: string }>): PopsyncError {
-  return new PopsyncError('undecidable', `popsync cannot tell whether message ${m.key} is already in destination folder "${folder}": ${m.undecided}`, {
-    account: ctx.o.account,
-    uidl: m.key,
-    folder,
-    hint: `look in "${folder}" for this message. If its copy is there, nothing needs copying; if not, or to let popsync search the folder afresh, run \`popsync journal forget-folder --folder '${folder}'\` with this account's journal options: the next run adopts every copy it recognises there and copies only what is missing`,
-  });
+  return new PopsyncError(
+    'undecidable',
+    `popsync cannot tell whether message ${m.key} is already in destination folder "${folder}": ${m.undecided}`,
+    {
+      account: ctx.o.account,
+      uidl: m.key,
+      folder,
+      hint: `look in "${folder}" for this message. If its copy is there, nothing needs copying; if not, or to let popsync search the folder afresh, run \`popsync journal forget-folder --folder '${folder}'\` with this account's journal options: the next run adopts every copy it recognises there and copies only what is missing`,
+    },
+  );
 }
 
 /**
@@ -77,18 +103,33 @@ function undecidable(ctx: RunContext, folder: string, m: Extract<Match, { undeci
  * Returns the rows that found none (their copy was removed, or rewritten beyond recognition):
  * they claim nothing, and 'appending' rows that could be them are not settled on a guess.
  */
-async function claimUidless(ctx: RunContext, sink: ImapSink, folder: string, status: OpenFolder, probe: Probe): Promise<JournalRow[]> {
+async function claimUidless(
+  ctx: RunContext,
+  sink: ImapSink,
+  folder: string,
+  status: OpenFolder,
+  probe: Probe,
+): Promise<JournalRow[]> {
   const { journal, account, logger } = ctx.o;
   const rows = journal.copiesWithoutUid(account, folder, status.uidValidity);
   if (rows.length === 0) return [];
   const floor = Math.max(1, Math.min(...rows.map((r) => r.destUidNext ?? 1)));
   const candidates = await ctx.on('imap', sink.listSince(folder, floor));
-  const matches = await matchCopies(rows.map((r) => wantedOf(r, r.destUidNext ?? 1, false)), candidates, journal.doneUidsIn(account, folder, status.uidValidity), probe);
+  const matches = await matchCopies(
+    rows.map((r) => wantedOf(r, r.destUidNext ?? 1, false)),
+    candidates,
+    journal.doneUidsIn(account, folder, status.uidValidity),
+    probe,
+  );
   const found: Array<{ uidl: string; destUid: number }> = [];
   for (const m of matches) if ('uid' in m && m.uid !== null) found.push({ uidl: m.key, destUid: m.uid });
   journal.learnUids(account, found);
   const unresolved = rows.filter((r) => !found.some((f) => f.uidl === r.uidl));
-  if (unresolved.length > 0) logger.warn({ folder, uidls: unresolved.map((r) => r.uidl) }, 'copies recorded without a UID were not found in the destination by content');
+  if (unresolved.length > 0)
+    logger.warn(
+      { folder, uidls: unresolved.map((r) => r.uidl) },
+      'copies recorded without a UID were not found in the destination by content',
+    );
   return unresolved;
 }
 
@@ -98,7 +139,11 @@ async function claimUidless(ctx: RunContext, sink: ImapSink, folder: string, sta
  * confirmed, so never deleted): read it again, and when it is the same bytes, its fingerprint
  * is the one the copy must have. Streamed, not held whole. Rows not listed stay without one.
  */
-async function withSourceFingerprints(ctx: RunContext, source: Pop3Session | undefined, rows: JournalRow[]): Promise<JournalRow[]> {
+async function withSourceFingerprints(
+  ctx: RunContext,
+  source: Pop3Session | undefined,
+  rows: JournalRow[],
+): Promise<JournalRow[]> {
   if (!source) return rows;
   const out: JournalRow[] = [];
   for (const r of rows) {
@@ -109,18 +154,25 @@ async function withSourceFingerprints(ctx: RunContext, source: Pop3Session | und
     }
     const sha = createHash('sha256');
     const fp = new Fingerprinter();
-    await ctx.on('pop3', new Promise<void>((resolve, reject) => {
-      const stream = source.retrStream(m.n);
-      stream.on('data', (chunk: Buffer) => {
-        sha.update(chunk);
-        fp.update(chunk);
-      });
-      stream.on('end', resolve);
-      stream.on('error', reject);
-    }));
+    await ctx.on(
+      'pop3',
+      new Promise<void>((resolve, reject) => {
+        const stream = source.retrStream(m.n);
+        stream.on('data', (chunk: Buffer) => {
+          sha.update(chunk);
+          fp.update(chunk);
+        });
+        stream.on('end', resolve);
+        stream.on('error', reject);
+      }),
+    );
     const same = sha.digest('hex') === r.sha256;
     out.push(same ? { ...r, fingerprint: fp.digest() } : r);
-    if (!same) ctx.o.logger.info({ uidl: r.uidl }, 'the source now serves other bytes under this UIDL; its interrupted copy is matched by sha256 only');
+    if (!same)
+      ctx.o.logger.info(
+        { uidl: r.uidl },
+        'the source now serves other bytes under this UIDL; its interrupted copy is matched by sha256 only',
+      );
   }
   return out;
 }
@@ -145,13 +197,20 @@ export async function reconcilePending(ctx: RunContext, sink: ImapSink, source?:
     const floor = Math.max(1, Math.min(...rows.map(floorOf)));
     const candidates: DestinationMessage[] = await ctx.on('imap', sink.listSince(folder, floor));
     const claimed = journal.doneUidsIn(account, folder, status.uidValidity);
-    const matches = await matchCopies(rows.map((r) => wantedOf(r, floorOf(r), true)), candidates, claimed, probe);
+    const matches = await matchCopies(
+      rows.map((r) => wantedOf(r, floorOf(r), true)),
+      candidates,
+      claimed,
+      probe,
+    );
     for (const m of matches) {
       if ('undecided' in m) throw undecidable(ctx, folder, m);
       if (m.uid === null) continue;
       // A copy recorded without a UID and not found could be this very message: do not guess.
       const row = rows.find((r) => r.uidl === m.key)!;
-      const rival = unresolved.find((u) => messageIdKey(u.messageId) === messageIdKey(row.messageId) && (u.destUidNext ?? 1) <= m.uid);
+      const rival = unresolved.find(
+        (u) => messageIdKey(u.messageId) === messageIdKey(row.messageId) && (u.destUidNext ?? 1) <= m.uid,
+      );
       if (rival) {
         throw undecidable(ctx, folder, {
           key: m.key,
@@ -169,7 +228,9 @@ export async function reconcilePending(ctx: RunContext, sink: ImapSink, source?:
       status.floor = Math.max(status.floor, m.uid + 1);
       ctx.rec.result.reconciled++;
       if (m.by === 'message-id') {
-        ctx.rec.warn(`UIDL ${m.key}: its interrupted copy in "${folder}" was recognised by Message-ID only (UID ${m.uid}): its content differs from what was sent beyond the rewrites popsync knows; check that message`);
+        ctx.rec.warn(
+          `UIDL ${m.key}: its interrupted copy in "${folder}" was recognised by Message-ID only (UID ${m.uid}): its content differs from what was sent beyond the rewrites popsync knows; check that message`,
+        );
       }
       if (ctx.rec.detailed) {
         const listed = ctx.listing.find((x) => x.uidl === m.key);
@@ -186,15 +247,31 @@ export async function reconcilePending(ctx: RunContext, sink: ImapSink, source?:
  * UIDs at or above the folder's UIDNEXT saved before the batch, and records its UID. A copy not
  * found stays without one (claimUidless tries again before any later reconciliation).
  */
-export async function learnUids(ctx: RunContext, sink: ImapSink, folder: string, status: OpenFolder, floor: number, rows: readonly JournalRow[]): Promise<void> {
+export async function learnUids(
+  ctx: RunContext,
+  sink: ImapSink,
+  folder: string,
+  status: OpenFolder,
+  floor: number,
+  rows: readonly JournalRow[],
+): Promise<void> {
   if (rows.length === 0) return;
   const { journal, account, logger } = ctx.o;
   const candidates = await ctx.on('imap', sink.listSince(folder, floor));
-  const matches = await matchCopies(rows.map((r) => wantedOf(r, floor, false)), candidates, journal.doneUidsIn(account, folder, status.uidValidity), folderProbe(ctx, sink, folder));
+  const matches = await matchCopies(
+    rows.map((r) => wantedOf(r, floor, false)),
+    candidates,
+    journal.doneUidsIn(account, folder, status.uidValidity),
+    folderProbe(ctx, sink, folder),
+  );
   const found: Array<{ uidl: string; destUid: number }> = [];
   for (const m of matches) if ('uid' in m && m.uid !== null) found.push({ uidl: m.key, destUid: m.uid });
   journal.learnUids(account, found);
   for (const f of found) status.floor = Math.max(status.floor, f.destUid + 1);
   const missing = rows.filter((r) => !found.some((f) => f.uidl === r.uidl));
-  if (missing.length > 0) logger.warn({ folder, uidls: missing.map((r) => r.uidl) }, 'the server accepted these copies without naming their UID, and they were not found by content');
+  if (missing.length > 0)
+    logger.warn(
+      { folder, uidls: missing.map((r) => r.uidl) },
+      'the server accepted these copies without naming their UID, and they were not found by content',
+    );
 }

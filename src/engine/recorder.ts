@@ -24,7 +24,11 @@ export class RunRecorder {
   private readonly logger: Logger;
   private readonly account: string;
 
-  constructor(o: EngineOptions, startedAt: Date, private readonly emit: ProgressListener) {
+  constructor(
+    o: EngineOptions,
+    startedAt: Date,
+    private readonly emit: ProgressListener,
+  ) {
     this.logger = o.logger;
     this.account = o.account;
     this.details = o.detail ? new Map() : null;
@@ -83,14 +87,45 @@ export class RunRecorder {
   }
 
   /** A detail row for a message that was never routed. */
-  bare(m: ListedMessage, outcome: MessageDetail['outcome'], reason: string | null, serverResponse: string | null): MessageDetail {
-    return { n: m.n, uidl: m.uidl, size: m.size, outcome, folder: null, provenance: null, subject: null, from: null, messageId: null, reason, serverResponse };
+  bare(
+    m: ListedMessage,
+    outcome: MessageDetail['outcome'],
+    reason: string | null,
+    serverResponse: string | null,
+  ): MessageDetail {
+    return {
+      n: m.n,
+      uidl: m.uidl,
+      size: m.size,
+      outcome,
+      folder: null,
+      provenance: null,
+      subject: null,
+      from: null,
+      messageId: null,
+      reason,
+      serverResponse,
+    };
   }
 
-  routed(it: RoutedItem, outcome: MessageDetail['outcome'], reason: string | null, serverResponse: string | null): MessageDetail {
+  routed(
+    it: RoutedItem,
+    outcome: MessageDetail['outcome'],
+    reason: string | null,
+    serverResponse: string | null,
+  ): MessageDetail {
     return {
-      n: it.m.n, uidl: it.m.uidl, size: it.m.size, outcome, folder: it.begin.folder, provenance: it.begin.provenance ?? null,
-      subject: it.shown?.subject ?? null, from: it.shown?.from ?? null, messageId: it.begin.messageId, reason, serverResponse,
+      n: it.m.n,
+      uidl: it.m.uidl,
+      size: it.m.size,
+      outcome,
+      folder: it.begin.folder,
+      provenance: it.begin.provenance ?? null,
+      subject: it.shown?.subject ?? null,
+      from: it.shown?.from ?? null,
+      messageId: it.begin.messageId,
+      reason,
+      serverResponse,
     };
   }
 

@@ -9,7 +9,11 @@ import type { ImapSink } from '../imap/types.js';
 
 export async function resolveRoles(sink: ImapSink, needed: readonly string[]): Promise<Map<string, string>> {
   if (needed.length === 0) return new Map();
-  if (!sink.specialUse) throw new PopsyncError('config', `cannot resolve ${needed.join(', ')}: this destination cannot list SPECIAL-USE folders`);
+  if (!sink.specialUse)
+    throw new PopsyncError(
+      'config',
+      `cannot resolve ${needed.join(', ')}: this destination cannot list SPECIAL-USE folders`,
+    );
   const roles = await sink.specialUse();
   const missing = needed.filter((r) => !roles.has(r));
   if (missing.length > 0) {
@@ -21,7 +25,10 @@ export async function resolveRoles(sink: ImapSink, needed: readonly string[]): P
 }
 
 /** Wraps a sink opener so the first connection resolves the roles; `roles()` feeds the router. */
-export function resolvingRoles(needed: readonly string[], openSink: () => Promise<ImapSink>): { openSink: () => Promise<ImapSink>; roles: () => ReadonlyMap<string, string> | null } {
+export function resolvingRoles(
+  needed: readonly string[],
+  openSink: () => Promise<ImapSink>,
+): { openSink: () => Promise<ImapSink>; roles: () => ReadonlyMap<string, string> | null } {
   let roles: Map<string, string> | null = null;
   return {
     roles: () => roles,

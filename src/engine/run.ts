@@ -23,7 +23,15 @@ import type { OpenFolder, RunContext, Side } from './context.js';
 import { storeBatch } from './copier.js';
 import { finishSource } from './deleter.js';
 import { Inventory } from './inventory.js';
-import { DEFAULT_BATCH_BYTES, DEFAULT_BATCH_MESSAGES, DEFAULT_RETRY, DEFAULT_SET_ASIDE_AFTER, DEFAULT_SPILL_BYTES, type EngineOptions, type RetryPolicy } from './options.js';
+import {
+  DEFAULT_BATCH_BYTES,
+  DEFAULT_BATCH_MESSAGES,
+  DEFAULT_RETRY,
+  DEFAULT_SET_ASIDE_AFTER,
+  DEFAULT_SPILL_BYTES,
+  type EngineOptions,
+  type RetryPolicy,
+} from './options.js';
 import { invalidReasonText, planCopy, sizeRuleReason, splitBySizeRule, type ListedMessage } from './plan.js';
 import { Receiver, type ReceivedBatch } from './receiver.js';
 import { reconcilePending } from './reconciler.js';
@@ -97,7 +105,9 @@ class Run implements RunContext {
     let attempt = 0;
     this.spool.sweep();
     const runId = this.o.journal.beginRun(this.o.account, this.o.command);
-    const previousRuns = this.o.journal.recentRuns(this.o.account, 5).filter((r) => r.id !== runId && r.finishedAt !== null);
+    const previousRuns = this.o.journal
+      .recentRuns(this.o.account, 5)
+      .filter((r) => r.id !== runId && r.finishedAt !== null);
     let error: unknown = null;
     try {
       for (;;) {
@@ -114,7 +124,8 @@ class Run implements RunContext {
           const side = this.failedSide;
           await this.dropConnections();
           attempt = this.settledThisPass > 0 ? 1 : attempt + 1;
-          if (attempt > policy.maxAttempts) throw e.with({ hint: `gave up after ${policy.maxAttempts} reconnect attempts; run again later to resume` });
+          if (attempt > policy.maxAttempts)
+            throw e.with({ hint: `gave up after ${policy.maxAttempts} reconnect attempts; run again later to resume` });
           const delayMs = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
           result.reconnects++;
           this.o.logger.warn({ err: e.message, attempt, delayMs }, 'connection lost; reconnecting');
@@ -127,7 +138,13 @@ class Run implements RunContext {
       if (result.failed.length === 0) this.o.journal.endAdoption(this.o.account);
       this.emit({ type: 'phase', phase: 'finishing' });
       await this.finish();
-      for (const w of windowWarnings({ listed: result.listed, newCount: result.newMessages ?? 0, vanished: this.inventory.vanished, previous: previousRuns })) this.rec.warn(w);
+      for (const w of windowWarnings({
+        listed: result.listed,
+        newCount: result.newMessages ?? 0,
+        vanished: this.inventory.vanished,
+        previous: previousRuns,
+      }))
+        this.rec.warn(w);
     } catch (e) {
       error = e;
       throw e;
@@ -151,7 +168,12 @@ class Run implements RunContext {
         durationMs: r.durationMs,
         failed: r.failed.length,
         deleted: r.deleted ?? 0,
-        result: error !== null ? 'error' : r.failed.length > 0 || r.deletionRefused || (r.copyProblems?.length ?? 0) > 0 ? 'partial' : 'ok',
+        result:
+          error !== null
+            ? 'error'
+            : r.failed.length > 0 || r.deletionRefused || (r.copyProblems?.length ?? 0) > 0
+              ? 'partial'
+              : 'ok',
         error: error === null ? (r.deletionRefused ?? null) : error instanceof Error ? error.message : String(error),
       });
     } catch (e) {
@@ -193,7 +215,8 @@ class Run implements RunContext {
       // sync "see new mail" and trip the windowed-source check.
       result.newMessages = copy.filter((m) => !m.retry).length;
       result.skippedByRule = over.length;
-      if (over.length > 0) this.o.logger.info({ account, messages: over.length, limit }, 'not copied: over skip_larger_than');
+      if (over.length > 0)
+        this.o.logger.info({ account, messages: over.length, limit }, 'not copied: over skip_larger_than');
       for (const m of over) rec.record(m.uidl, rec.bare(m, 'skipped-by-rule', sizeRuleReason(limit!), null));
       if (rec.detailed) {
         for (const m of plan.skip) {
@@ -232,7 +255,10 @@ class Run implements RunContext {
       bytes: batchBytes,
       spillAt: Math.min(this.o.spillBytes ?? DEFAULT_SPILL_BYTES, batchBytes),
       // Within the reconnect budget, so a message is set aside before the run gives up on it.
-      setAsideAfter: Math.max(1, Math.min(this.o.setAsideAfter ?? DEFAULT_SET_ASIDE_AFTER, this.retryPolicy.maxAttempts)),
+      setAsideAfter: Math.max(
+        1,
+        Math.min(this.o.setAsideAfter ?? DEFAULT_SET_ASIDE_AFTER, this.retryPolicy.maxAttempts),
+      ),
     });
     let next: Promise<ReceivedBatch | null> | null = receiver.batch();
     try {
@@ -242,7 +268,8 @@ class Run implements RunContext {
         next = got.error ? null : receiver.batch();
         // Awaited in its turn; until then a rejection must not count as unhandled.
         next?.catch(() => undefined);
-        if (this.o.signal?.aborted) throw new PopsyncError('interrupted', 'interrupted; the journal is consistent, run again to resume');
+        if (this.o.signal?.aborted)
+          throw new PopsyncError('interrupted', 'interrupted; the journal is consistent, run again to resume');
         try {
           await storeBatch(this, sink, got.items);
         } finally {

@@ -36,9 +36,13 @@ export class SpoolFile {
       let done = 0;
       while (done < chunk.length) done += (await this.handle.write(chunk, done, chunk.length - done)).bytesWritten;
     } catch (e) {
-      throw new PopsyncError('temporary', `cannot write a large message to its temporary file ${this.path}: ${(e as Error).message}`, {
-        hint: 'large messages pass through a temporary file; set TMPDIR to a directory with room for the largest message',
-      });
+      throw new PopsyncError(
+        'temporary',
+        `cannot write a large message to its temporary file ${this.path}: ${(e as Error).message}`,
+        {
+          hint: 'large messages pass through a temporary file; set TMPDIR to a directory with room for the largest message',
+        },
+      );
     }
   }
 
@@ -120,9 +124,13 @@ export class Spool {
     } catch (e) {
       if (e instanceof PopsyncError) throw e;
       // Usually a full or read-only temp dir: the environment's to fix, and a later run may succeed.
-      throw new PopsyncError('temporary', `cannot create a temporary file for a large message in ${this.root}: ${(e as Error).message}`, {
-        hint: 'large messages pass through a temporary file; set TMPDIR to a writable directory with room for the largest message',
-      });
+      throw new PopsyncError(
+        'temporary',
+        `cannot create a temporary file for a large message in ${this.root}: ${(e as Error).message}`,
+        {
+          hint: 'large messages pass through a temporary file; set TMPDIR to a writable directory with room for the largest message',
+        },
+      );
     }
   }
 

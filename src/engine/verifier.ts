@@ -44,7 +44,11 @@ function byFolder(rows: readonly CopyRecord[]): Map<string | null, CopyRecord[]>
 }
 
 /** sha256 and shape of each stored message, streamed (never a whole large message in memory). */
-export async function digestStored(sink: ImapSink, folder: string, items: ReadonlyArray<{ uid: number; size: number }>): Promise<Map<number, StoredContent>> {
+export async function digestStored(
+  sink: ImapSink,
+  folder: string,
+  items: ReadonlyArray<{ uid: number; size: number }>,
+): Promise<Map<number, StoredContent>> {
   const out = new Map<number, StoredContent>();
   if (items.length === 0) return out;
   const open = new Map<number, StoredDigester>();
@@ -101,19 +105,30 @@ export async function inspectFolder(
   const looks = new Map<number, StoredLook>();
   const uidless = rows.filter((r) => r.destUid === null);
   const floor = uidless.length === 0 ? null : Math.max(1, Math.min(...uidless.map((r) => r.destUidNext ?? 1)));
-  const collect = (m: { uid: number; size: number; header: Buffer }) => looks.set(m.uid, lookOf(m.uid, m.size, m.header));
+  const collect = (m: { uid: number; size: number; header: Buffer }) =>
+    looks.set(m.uid, lookOf(m.uid, m.size, m.header));
   let seen: FolderSeen;
   if (everything || floor !== null) {
-    seen = await sink.scanHeaders(folder, { since: everything ? 1 : Math.min(floor!, ...rows.map((r) => r.destUid ?? Infinity)) }, collect);
+    seen = await sink.scanHeaders(
+      folder,
+      { since: everything ? 1 : Math.min(floor!, ...rows.map((r) => r.destUid ?? Infinity)) },
+      collect,
+    );
   } else {
     seen = await sink.scanHeaders(folder, { uids: rows.map((r) => r.destUid!) }, collect);
   }
 
   // A copy without a UID is the unclaimed stored message that matches it, if any.
   const owned = seen === null ? new Set<number>() : new Set([...claimed(folder, seen.uidValidity)]);
-  for (const r of rows) if (r.destUid !== null && (r.destUidValidity === null || r.destUidValidity === seen?.uidValidity)) owned.add(r.destUid);
+  for (const r of rows)
+    if (r.destUid !== null && (r.destUidValidity === null || r.destUidValidity === seen?.uidValidity))
+      owned.add(r.destUid);
   const located = locateUidless(uidless, [...looks.values()], owned);
-  const placed = rows.map((r) => (r.destUid === null && located.has(r.uidl) ? { ...r, destUid: located.get(r.uidl)!, destUidValidity: seen?.uidValidity ?? null } : r));
+  const placed = rows.map((r) =>
+    r.destUid === null && located.has(r.uidl)
+      ? { ...r, destUid: located.get(r.uidl)!, destUidValidity: seen?.uidValidity ?? null }
+      : r,
+  );
   for (const uid of located.values()) owned.add(uid);
 
   const verdicts = new Map<string, Verdict>();
@@ -125,10 +140,22 @@ export async function inspectFolder(
   }
   const candidates = everything ? duplicateCandidates(placed, [...looks.values()], owned) : new Map<number, string>();
   const wanted = [...needContent.map((r) => r.destUid!), ...candidates.keys()];
-  const contents = await digestStored(sink, folder, wanted.map((uid) => ({ uid, size: looks.get(uid)?.size ?? 0 })));
+  const contents = await digestStored(
+    sink,
+    folder,
+    wanted.map((uid) => ({ uid, size: looks.get(uid)?.size ?? 0 })),
+  );
   for (const r of needContent) {
     const look = looks.get(r.destUid!);
-    verdicts.set(r.uidl, judgeContent(r, seen, contents.get(r.destUid!), look !== undefined && r.headerHash !== null && look.headerHash === r.headerHash));
+    verdicts.set(
+      r.uidl,
+      judgeContent(
+        r,
+        seen,
+        contents.get(r.destUid!),
+        look !== undefined && r.headerHash !== null && look.headerHash === r.headerHash,
+      ),
+    );
   }
 
   // A second stored message holding exactly the bytes of a row's copy.
@@ -137,7 +164,12 @@ export async function inspectFolder(
   for (const [uid, uidl] of candidates) {
     const c = contents.get(uid);
     const r = rowOf.get(uidl);
-    if (c && r && ((r.sha256 !== null && c.sha256 === r.sha256) || (r.fingerprint != null && c.fingerprint === r.fingerprint))) duplicates.set(uid, uidl);
+    if (
+      c &&
+      r &&
+      ((r.sha256 !== null && c.sha256 === r.sha256) || (r.fingerprint != null && c.fingerprint === r.fingerprint))
+    )
+      duplicates.set(uid, uidl);
   }
   return { folder, seen, verdicts, duplicates };
 }

@@ -25,7 +25,19 @@ import { headerHash } from './identity.js';
  * The fields of a journal row that describe its copy. `fingerprint` (engine/fingerprint.ts) is
  * recorded by newer journals; without it a rewritten copy cannot be told from another message.
  */
-export type CopyRecord = Pick<JournalRow, 'uidl' | 'state' | 'folder' | 'destUidValidity' | 'destUidNext' | 'destUid' | 'size' | 'sha256' | 'headerHash' | 'messageId'> & {
+export type CopyRecord = Pick<
+  JournalRow,
+  | 'uidl'
+  | 'state'
+  | 'folder'
+  | 'destUidValidity'
+  | 'destUidNext'
+  | 'destUid'
+  | 'size'
+  | 'sha256'
+  | 'headerHash'
+  | 'messageId'
+> & {
   fingerprint?: string | null;
 };
 
@@ -102,7 +114,15 @@ export class StoredDigester {
   private inHeader = true;
   /** The last byte (CR skipped) was LF: an empty line ends the header. */
   private lineStart = true;
-  private readonly shape: ByteShape = { crlf: 0, bareLf: 0, bareCr: 0, nul: 0, x80: 0, header8bit: 0, endsWithNewline: false };
+  private readonly shape: ByteShape = {
+    crlf: 0,
+    bareLf: 0,
+    bareCr: 0,
+    nul: 0,
+    x80: 0,
+    header8bit: 0,
+    endsWithNewline: false,
+  };
 
   update(chunk: Uint8Array): this {
     this.hash.update(chunk);
@@ -131,7 +151,13 @@ export class StoredDigester {
   digest(uid: number): StoredContent {
     if (this.prev === CR) this.shape.bareCr++;
     this.shape.endsWithNewline = this.prev === LF;
-    return { uid, size: this.size, sha256: this.hash.digest('hex'), fingerprint: this.fingerprint.digest(), shape: { ...this.shape } };
+    return {
+      uid,
+      size: this.size,
+      sha256: this.hash.digest('hex'),
+      fingerprint: this.fingerprint.digest(),
+      shape: { ...this.shape },
+    };
   }
 }
 
@@ -148,11 +174,20 @@ function where(row: CopyRecord): string {
 function locatable(row: CopyRecord, folder: FolderSeen): Verdict | null {
   const base = { folder: row.folder, uid: row.destUid, uidValidity: folder?.uidValidity ?? null, likely: [] };
   if (row.folder === null || row.destUid === null || row.destUidValidity === null) {
-    return { ...base, status: 'unknown', detail: 'the destination gave its copy no UID, and no stored message matches it' };
+    return {
+      ...base,
+      status: 'unknown',
+      detail: 'the destination gave its copy no UID, and no stored message matches it',
+    };
   }
   // Re-copying on a guess could duplicate; forget-folder makes the next run search the folder.
   const remedy = `\`popsync journal forget-folder --folder ${row.folder}\` lets the next run adopt the copies still there and copy the rest`;
-  if (folder === null) return { ...base, status: 'unknown', detail: `folder ${row.folder} no longer exists in the destination (${remedy})` };
+  if (folder === null)
+    return {
+      ...base,
+      status: 'unknown',
+      detail: `folder ${row.folder} no longer exists in the destination (${remedy})`,
+    };
   if (folder.uidValidity !== row.destUidValidity) {
     return {
       ...base,
@@ -171,9 +206,16 @@ export function judgeLook(row: CopyRecord, folder: FolderSeen, look: StoredLook 
   const early = locatable(row, folder);
   if (early) return early;
   const base = { folder: row.folder, uid: row.destUid, uidValidity: folder!.uidValidity, likely: [] };
-  if (look === undefined) return { ...base, status: 'missing', detail: `its copy (${where(row)}) is no longer in the destination` };
-  if (look.size !== row.size) return { ...base, status: 'differs', detail: `its copy (${where(row)}) has ${look.size} bytes, not ${row.size}` };
-  if (row.headerHash !== null && look.headerHash !== row.headerHash) return { ...base, status: 'differs', detail: `the headers of its copy (${where(row)}) differ from the message copied` };
+  if (look === undefined)
+    return { ...base, status: 'missing', detail: `its copy (${where(row)}) is no longer in the destination` };
+  if (look.size !== row.size)
+    return { ...base, status: 'differs', detail: `its copy (${where(row)}) has ${look.size} bytes, not ${row.size}` };
+  if (row.headerHash !== null && look.headerHash !== row.headerHash)
+    return {
+      ...base,
+      status: 'differs',
+      detail: `the headers of its copy (${where(row)}) differ from the message copied`,
+    };
   return { ...base, status: 'same', detail: null };
 }
 
@@ -181,38 +223,76 @@ export function judgeLook(row: CopyRecord, folder: FolderSeen, look: StoredLook 
  * The content check: only the exact bytes that were copied are 'same'. `headersSame`: whether
  * the stored header digest equals the copied one (from the look), which rules header rewrites out.
  */
-export function judgeContent(row: CopyRecord, folder: FolderSeen, stored: StoredContent | undefined, headersSame?: boolean): Verdict {
+export function judgeContent(
+  row: CopyRecord,
+  folder: FolderSeen,
+  stored: StoredContent | undefined,
+  headersSame?: boolean,
+): Verdict {
   const early = locatable(row, folder);
   if (early) return early;
   const base = { folder: row.folder, uid: row.destUid, uidValidity: folder!.uidValidity };
-  if (stored === undefined) return { ...base, status: 'missing', detail: `its copy (${where(row)}) is no longer in the destination`, likely: [] };
+  if (stored === undefined)
+    return {
+      ...base,
+      status: 'missing',
+      detail: `its copy (${where(row)}) is no longer in the destination`,
+      likely: [],
+    };
   if (row.sha256 !== null && stored.sha256 === row.sha256) return { ...base, status: 'same', detail: null, likely: [] };
   const likely = likelyRewrites(row.size, stored, headersSame);
   const sizes = stored.size === row.size ? `same size, ${row.size} bytes` : `${stored.size} bytes, not ${row.size}`;
   if (row.fingerprint != null && stored.fingerprint === row.fingerprint) {
     // Only line ends can have changed when the headers hash alike (line ends and folding aside),
     // the server added no 0x80 or NUL, and nothing was removed.
-    const lossless = headersSame === true && stored.size >= row.size && stored.shape.x80 === 0 && stored.shape.nul === 0 && stored.shape.bareLf === 0;
-    return { ...base, status: 'rewritten', detail: `its copy (${where(row)}) was rewritten by the server (${sizes}): ${likely.join('; ')}`, likely, lossless };
+    const lossless =
+      headersSame === true &&
+      stored.size >= row.size &&
+      stored.shape.x80 === 0 &&
+      stored.shape.nul === 0 &&
+      stored.shape.bareLf === 0;
+    return {
+      ...base,
+      status: 'rewritten',
+      detail: `its copy (${where(row)}) was rewritten by the server (${sizes}): ${likely.join('; ')}`,
+      likely,
+      lossless,
+    };
   }
-  return { ...base, status: 'differs', detail: `its copy (${where(row)}) is not the message copied (${sizes}); likely: ${likely.join('; ')}`, likely };
+  return {
+    ...base,
+    status: 'differs',
+    detail: `its copy (${where(row)}) is not the message copied (${sizes}); likely: ${likely.join('; ')}`,
+    likely,
+  };
 }
 
 /**
  * What a server probably did, from the stored bytes and the size of what was copied. These are
  * the rewrites servers are known to apply when they store mail; each names where to look.
  */
-export function likelyRewrites(copiedSize: number, stored: Pick<StoredContent, 'size' | 'shape'>, headersSame?: boolean): string[] {
+export function likelyRewrites(
+  copiedSize: number,
+  stored: Pick<StoredContent, 'size' | 'shape'>,
+  headersSame?: boolean,
+): string[] {
   const { shape } = stored;
   const grew = stored.size - copiedSize;
   const out: string[] = [];
   if (grew > 0 && shape.bareLf === 0 && shape.crlf >= grew) {
-    out.push(grew <= 2 && shape.endsWithNewline && shape.crlf > grew ? 'a final newline was added, or bare LF line ends stored as CRLF' : 'bare LF line ends stored as CRLF (Dovecot and most IMAP servers convert them; the source served bare LF)');
+    out.push(
+      grew <= 2 && shape.endsWithNewline && shape.crlf > grew
+        ? 'a final newline was added, or bare LF line ends stored as CRLF'
+        : 'bare LF line ends stored as CRLF (Dovecot and most IMAP servers convert them; the source served bare LF)',
+    );
   }
-  if (grew < 0 && shape.bareCr === 0) out.push('bytes removed: bare CR stripped (Courier) or NUL bytes dropped by the server');
+  if (grew < 0 && shape.bareCr === 0)
+    out.push('bytes removed: bare CR stripped (Courier) or NUL bytes dropped by the server');
   if (grew === 0 && shape.x80 > 0) out.push('NUL bytes stored as 0x80 (Dovecot)');
-  if (grew === 0 && shape.x80 === 0 && shape.header8bit === 0 && headersSame !== true) out.push("8-bit header bytes replaced by 'X' (Cyrus munge8bit, the Debian default; set munge8bit: no)");
-  if (out.length === 0) out.push('the content was changed after the copy (a server-side filter, virus scanner or another mail client)');
+  if (grew === 0 && shape.x80 === 0 && shape.header8bit === 0 && headersSame !== true)
+    out.push("8-bit header bytes replaced by 'X' (Cyrus munge8bit, the Debian default; set munge8bit: no)");
+  if (out.length === 0)
+    out.push('the content was changed after the copy (a server-side filter, virus scanner or another mail client)');
   return out;
 }
 
@@ -221,13 +301,23 @@ export function likelyRewrites(copiedSize: number, stored: Pick<StoredContent, '
  * UIDNEXT saved before its APPEND, of the same size and header digest, not claimed by any other
  * row. Each stored message goes to at most one row, in UID order, as reconcile does.
  */
-export function locateUidless(rows: readonly CopyRecord[], looks: readonly StoredLook[], claimed: ReadonlySet<number>): Map<string, number> {
+export function locateUidless(
+  rows: readonly CopyRecord[],
+  looks: readonly StoredLook[],
+  claimed: ReadonlySet<number>,
+): Map<string, number> {
   const taken = new Set<number>();
   const found = new Map<string, number>();
   const sorted = [...looks].sort((a, b) => a.uid - b.uid);
   for (const row of [...rows].sort((a, b) => (a.destUidNext ?? 0) - (b.destUidNext ?? 0))) {
     const hit = sorted.find(
-      (l) => !claimed.has(l.uid) && !taken.has(l.uid) && l.uid >= (row.destUidNext ?? 1) && l.size === row.size && row.headerHash !== null && l.headerHash === row.headerHash,
+      (l) =>
+        !claimed.has(l.uid) &&
+        !taken.has(l.uid) &&
+        l.uid >= (row.destUidNext ?? 1) &&
+        l.size === row.size &&
+        row.headerHash !== null &&
+        l.headerHash === row.headerHash,
     );
     if (hit) {
       taken.add(hit.uid);
@@ -241,7 +331,11 @@ export function locateUidless(rows: readonly CopyRecord[], looks: readonly Store
  * Stored messages no row owns whose header digest equals a row's: candidates for a second copy
  * of that row (the content check decides). uid -> the row's UIDL.
  */
-export function duplicateCandidates(rows: readonly CopyRecord[], looks: readonly StoredLook[], claimed: ReadonlySet<number>): Map<number, string> {
+export function duplicateCandidates(
+  rows: readonly CopyRecord[],
+  looks: readonly StoredLook[],
+  claimed: ReadonlySet<number>,
+): Map<number, string> {
   const byHeader = new Map<string, string>();
   for (const r of rows) if (r.headerHash !== null && !byHeader.has(r.headerHash)) byHeader.set(r.headerHash, r.uidl);
   const out = new Map<number, string>();
@@ -278,7 +372,11 @@ export interface AuditReport {
  * The audit's verdicts and duplicates folded into what `verify` reports: every copy that is
  * not byte for byte what was copied, and every extra copy, in folder and UIDL order.
  */
-export function auditReport(rows: readonly CopyRecord[], verdicts: ReadonlyMap<string, Verdict>, duplicates: ReadonlyArray<{ folder: string; uid: number; uidl: string }>): AuditReport {
+export function auditReport(
+  rows: readonly CopyRecord[],
+  verdicts: ReadonlyMap<string, Verdict>,
+  duplicates: ReadonlyArray<{ folder: string; uid: number; uidl: string }>,
+): AuditReport {
   const findings: AuditFinding[] = [];
   let same = 0;
   const byUidl = new Map(rows.map((r) => [r.uidl, r]));
@@ -291,8 +389,19 @@ export function auditReport(rows: readonly CopyRecord[], verdicts: ReadonlyMap<s
     const onSource = r.state !== 'deleted';
     const status = v?.status ?? 'unknown';
     let detail = v?.detail ?? 'not looked at';
-    if (status === 'missing') detail += onSource ? '; the original is still on the source' : '; its original was deleted from the source, so this message is now in neither place';
-    findings.push({ uidl: r.uidl, folder: v?.folder ?? r.folder, uid: v?.uid ?? r.destUid, status: status as AuditFinding['status'], detail, likely: v?.likely ?? [], originalOnSource: onSource });
+    if (status === 'missing')
+      detail += onSource
+        ? '; the original is still on the source'
+        : '; its original was deleted from the source, so this message is now in neither place';
+    findings.push({
+      uidl: r.uidl,
+      folder: v?.folder ?? r.folder,
+      uid: v?.uid ?? r.destUid,
+      status: status as AuditFinding['status'],
+      detail,
+      likely: v?.likely ?? [],
+      originalOnSource: onSource,
+    });
   }
   for (const d of duplicates) {
     const r = byUidl.get(d.uidl);
@@ -306,6 +415,9 @@ export function auditReport(rows: readonly CopyRecord[], verdicts: ReadonlyMap<s
       originalOnSource: r?.state !== 'deleted',
     });
   }
-  findings.sort((a, b) => (a.folder ?? '').localeCompare(b.folder ?? '') || a.uidl.localeCompare(b.uidl) || (a.uid ?? 0) - (b.uid ?? 0));
+  findings.sort(
+    (a, b) =>
+      (a.folder ?? '').localeCompare(b.folder ?? '') || a.uidl.localeCompare(b.uidl) || (a.uid ?? 0) - (b.uid ?? 0),
+  );
   return { checked: rows.length, same, findings };
 }

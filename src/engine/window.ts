@@ -31,7 +31,13 @@ export function isRoundCount(n: number): boolean {
 export function windowWarnings(w: WindowInput): string[] {
   const out: string[] = [];
   const last = w.previous[0];
-  if (isRoundCount(w.listed) && w.newCount > 0 && last?.result === 'ok' && last.listed === w.listed && (last.deleted ?? 0) === 0) {
+  if (
+    isRoundCount(w.listed) &&
+    w.newCount > 0 &&
+    last?.result === 'ok' &&
+    last.listed === w.listed &&
+    (last.deleted ?? 0) === 0
+  ) {
     out.push(
       `the server listed exactly ${w.listed} messages again although new ones arrived: it may show only the newest ${w.listed} messages of the mailbox, so older ones may never be offered for copying`,
     );

@@ -102,7 +102,9 @@ function isTemporary(err: unknown): boolean {
 function connectionError(what: string, err: unknown, ctx: ErrorContext): PopsyncError {
   const e = asLike(err);
   const detail = e.code && CONNECTION_CODES.has(e.code) ? `${e.code}: ${e.message ?? ''}` : (e.message ?? String(err));
-  return new PopsyncError('connection', `IMAP ${what}: connection lost or unusable (${detail.trim()})`, ctx, { cause: err });
+  return new PopsyncError('connection', `IMAP ${what}: connection lost or unusable (${detail.trim()})`, ctx, {
+    cause: err,
+  });
 }
 
 export interface ConnectContext {
@@ -125,22 +127,42 @@ export function mapConnectError(err: unknown, c: ConnectContext): PopsyncError {
 
   if (e.authenticationFailed) {
     if (isTemporary(err)) {
-      return new PopsyncError('temporary', `IMAP server ${where} cannot log in ${c.user} right now`, { ...ctx, hint: 'Try again later' }, { cause: err });
+      return new PopsyncError(
+        'temporary',
+        `IMAP server ${where} cannot log in ${c.user} right now`,
+        { ...ctx, hint: 'Try again later' },
+        { cause: err },
+      );
     }
-    return new PopsyncError('auth', `IMAP server ${where} rejected the login for ${c.user}${serverResponse ? `: ${serverResponse}` : ''}`, {
-      ...ctx,
-      hint: 'Check the IMAP user name and password',
-    }, { cause: err });
+    return new PopsyncError(
+      'auth',
+      `IMAP server ${where} rejected the login for ${c.user}${serverResponse ? `: ${serverResponse}` : ''}`,
+      {
+        ...ctx,
+        hint: 'Check the IMAP user name and password',
+      },
+      { cause: err },
+    );
   }
   if (isTlsFailure(err)) {
-    return new PopsyncError('tls', `TLS with IMAP server ${where} failed: ${e.message ?? String(err)}`, {
-      ...ctx,
-      hint: "Check the server's certificate and the CA option; with tls: starttls the server must offer STARTTLS",
-    }, { cause: err });
+    return new PopsyncError(
+      'tls',
+      `TLS with IMAP server ${where} failed: ${e.message ?? String(err)}`,
+      {
+        ...ctx,
+        hint: "Check the server's certificate and the CA option; with tls: starttls the server must offer STARTTLS",
+      },
+      { cause: err },
+    );
   }
   if (isRefusal(err)) {
     const kind: ErrorKind = isTemporary(err) ? 'temporary' : 'server';
-    return new PopsyncError(kind, `IMAP server ${where} refused the session setup${serverResponse ? `: ${serverResponse}` : ''}`, ctx, { cause: err });
+    return new PopsyncError(
+      kind,
+      `IMAP server ${where} refused the session setup${serverResponse ? `: ${serverResponse}` : ''}`,
+      ctx,
+      { cause: err },
+    );
   }
   return connectionError(`connect to ${where}`, err, ctx);
 }
@@ -159,7 +181,9 @@ export function mapCommandError(err: unknown, what: string, folder: string | und
   if (responseCode) ctx.responseCode = responseCode;
   if (isRefusal(err) || asLike(err).code === 'ETHROTTLE') {
     const kind: ErrorKind = isTemporary(err) ? 'temporary' : 'server';
-    return new PopsyncError(kind, `IMAP ${what} refused${serverResponse ? `: ${serverResponse}` : ''}`, ctx, { cause: err });
+    return new PopsyncError(kind, `IMAP ${what} refused${serverResponse ? `: ${serverResponse}` : ''}`, ctx, {
+      cause: err,
+    });
   }
   return connectionError(what, err, ctx);
 }
@@ -183,19 +207,54 @@ export function classifyAppendError(err: unknown, folder: string): AppendFailure
 
   // Refused by imapflow before anything was sent: APPENDLIMIT pre-check, unsendable content.
   if (!e.responseStatus && (code === 'APPENDLIMIT' || e.code === 'InvalidMessageContent')) {
-    return { scope: 'message', error: new PopsyncError('message', `IMAP APPEND to "${folder}" not attempted: ${e.message ?? ''}`.trim(), { ...ctx, serverResponse: serverResponse ?? e.message ?? '' }, { cause: err }) };
+    return {
+      scope: 'message',
+      error: new PopsyncError(
+        'message',
+        `IMAP APPEND to "${folder}" not attempted: ${e.message ?? ''}`.trim(),
+        { ...ctx, serverResponse: serverResponse ?? e.message ?? '' },
+        { cause: err },
+      ),
+    };
   }
   if (isRefusal(err)) {
     if (code === 'TRYCREATE') {
-      return { scope: 'session', error: new PopsyncError('server', `IMAP folder "${folder}" does not exist (it was there when the run started)`, { ...ctx, hint: 'Was the folder deleted or renamed during the run?' }, { cause: err }) };
+      return {
+        scope: 'session',
+        error: new PopsyncError(
+          'server',
+          `IMAP folder "${folder}" does not exist (it was there when the run started)`,
+          { ...ctx, hint: 'Was the folder deleted or renamed during the run?' },
+          { cause: err },
+        ),
+      };
     }
     if (isTemporary(err)) {
-      return { scope: 'session', error: new PopsyncError('temporary', `IMAP server refused APPEND to "${folder}" for now${serverResponse ? `: ${serverResponse}` : ''}`, ctx, { cause: err }) };
+      return {
+        scope: 'session',
+        error: new PopsyncError(
+          'temporary',
+          `IMAP server refused APPEND to "${folder}" for now${serverResponse ? `: ${serverResponse}` : ''}`,
+          ctx,
+          { cause: err },
+        ),
+      };
     }
-    return { scope: 'message', error: new PopsyncError('message', `IMAP server refused the message for "${folder}"${serverResponse ? `: ${serverResponse}` : ''}`, ctx, { cause: err }) };
+    return {
+      scope: 'message',
+      error: new PopsyncError(
+        'message',
+        `IMAP server refused the message for "${folder}"${serverResponse ? `: ${serverResponse}` : ''}`,
+        ctx,
+        { cause: err },
+      ),
+    };
   }
   if (e.code === 'ETHROTTLE') {
-    return { scope: 'session', error: new PopsyncError('temporary', `IMAP server is throttling APPEND to "${folder}"`, ctx, { cause: err }) };
+    return {
+      scope: 'session',
+      error: new PopsyncError('temporary', `IMAP server is throttling APPEND to "${folder}"`, ctx, { cause: err }),
+    };
   }
   return { scope: 'session', error: connectionError(`APPEND to "${folder}"`, err, ctx) };
 }

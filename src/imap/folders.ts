@@ -35,10 +35,14 @@ export function checkLevels(path: string, levels: string[], delimiter: string | 
   if (!delimiter || delimiter === '/') return;
   const bad = levels.find((l) => l.includes(delimiter));
   if (bad !== undefined) {
-    throw new PopsyncError('config', `IMAP folder "${path}": level "${bad}" contains the server's hierarchy delimiter "${delimiter}"`, {
-      folder: path,
-      hint: `This server separates folder levels with "${delimiter}"; rename the folder in the config`,
-    });
+    throw new PopsyncError(
+      'config',
+      `IMAP folder "${path}": level "${bad}" contains the server's hierarchy delimiter "${delimiter}"`,
+      {
+        folder: path,
+        hint: `This server separates folder levels with "${delimiter}"; rename the folder in the config`,
+      },
+    );
   }
 }
 
@@ -46,7 +50,10 @@ export function checkLevels(path: string, levels: string[], delimiter: string | 
  * The full server-side name (decoded) that imapflow will use for these levels: the same rule
  * as its normalizePath(), so LIST results can be compared with it.
  */
-export function serverName(levels: string[], namespace: { prefix?: string | null; delimiter?: string | null } | undefined): string {
+export function serverName(
+  levels: string[],
+  namespace: { prefix?: string | null; delimiter?: string | null } | undefined,
+): string {
   const joined = levels.join(namespace?.delimiter ?? '');
   if (joined.toUpperCase() === 'INBOX') return 'INBOX';
   const prefix = namespace?.prefix ?? '';

@@ -87,7 +87,14 @@ class LineReader {
     if (this.ended) return Promise.reject(this.ended);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.fail(new PopsyncError('connection', `IMAP ${this.where}: no response within ${this.timeoutMs} ms`, {}, { cause: Object.assign(new Error('timeout'), { code: 'ETIMEOUT' }) }));
+        this.fail(
+          new PopsyncError(
+            'connection',
+            `IMAP ${this.where}: no response within ${this.timeoutMs} ms`,
+            {},
+            { cause: Object.assign(new Error('timeout'), { code: 'ETIMEOUT' }) },
+          ),
+        );
         this.sock.destroy();
       }, this.timeoutMs);
       this.waiter = { resolve, reject, timer };
@@ -129,7 +136,14 @@ class LineReader {
 
   private readonly onError = (err: Error): void => {
     const code = (err as { code?: string }).code;
-    this.fail(new PopsyncError(isTlsFailure(err) ? 'tls' : 'connection', `IMAP ${this.where}: ${isTlsFailure(err) ? 'TLS failed' : 'connection lost'} (${code ? `${code}: ` : ''}${err.message})`, {}, { cause: err }));
+    this.fail(
+      new PopsyncError(
+        isTlsFailure(err) ? 'tls' : 'connection',
+        `IMAP ${this.where}: ${isTlsFailure(err) ? 'TLS failed' : 'connection lost'} (${code ? `${code}: ` : ''}${err.message})`,
+        {},
+        { cause: err },
+      ),
+    );
   };
 
   private readonly onClose = (): void => {
@@ -155,7 +169,14 @@ function parseTagged(line: string): Tagged | null {
 
 function capabilitiesOf(line: string): Set<string> | null {
   const m = /^\* (?:OK \[)?CAPABILITY ([^\]]*)/i.exec(line) ?? /\[CAPABILITY ([^\]]*)\]/i.exec(line);
-  return m ? new Set(m[1]!.trim().split(/\s+/).map((c) => c.toUpperCase())) : null;
+  return m
+    ? new Set(
+        m[1]!
+          .trim()
+          .split(/\s+/)
+          .map((c) => c.toUpperCase()),
+      )
+    : null;
 }
 
 /** The error-like shape errors.ts classifies (the same properties imapflow puts on its errors). */
@@ -217,7 +238,13 @@ export class PipelinedAppender {
     const fail = (err: unknown): PopsyncError => mapConnectError(err, opts);
     let sock: net.Socket;
     try {
-      sock = await connectSocket(opts.tls === 'implicit' ? () => tls.connect({ host: opts.host, port: opts.port, ...tlsOpts }) : () => net.connect({ host: opts.host, port: opts.port }), opts.tls === 'implicit', timeoutMs);
+      sock = await connectSocket(
+        opts.tls === 'implicit'
+          ? () => tls.connect({ host: opts.host, port: opts.port, ...tlsOpts })
+          : () => net.connect({ host: opts.host, port: opts.port }),
+        opts.tls === 'implicit',
+        timeoutMs,
+      );
     } catch (err) {
       throw fail(err);
     }
@@ -225,11 +252,14 @@ export class PipelinedAppender {
     const a = new PipelinedAppender(sock, reader, new Set(), log);
     try {
       const greeting = await reader.next();
-      if (!/^\* (OK|PREAUTH)\b/i.test(greeting)) throw new PopsyncError('connection', `IMAP server ${where} did not greet us: ${greeting.slice(0, 200)}`);
+      if (!/^\* (OK|PREAUTH)\b/i.test(greeting))
+        throw new PopsyncError('connection', `IMAP server ${where} did not greet us: ${greeting.slice(0, 200)}`);
       let caps = capabilitiesOf(greeting) ?? (await a.capability());
       if (opts.tls === 'starttls') {
         if (!caps.has('STARTTLS')) {
-          throw new PopsyncError('tls', `IMAP server ${where} does not offer STARTTLS`, { hint: "Check the server's certificate and the CA option; with tls: starttls the server must offer STARTTLS" });
+          throw new PopsyncError('tls', `IMAP server ${where} does not offer STARTTLS`, {
+            hint: "Check the server's certificate and the CA option; with tls: starttls the server must offer STARTTLS",
+          });
         }
         const t = await a.simple(Buffer.from(`S STARTTLS\r\n`), 'S');
         if (t.status !== 'OK') throw fail(refusal(t));
@@ -253,7 +283,17 @@ export class PipelinedAppender {
         } else if (!caps.has('LOGINDISABLED') && (caps.has('LITERAL+') || mode === 'streaming')) {
           // The compiler sends STRING values quoted, never as literals, so LOGIN needs no '+' wait.
           cmd = Buffer.concat([
-            compiler({ tag: 'L', command: 'LOGIN', attributes: [{ type: 'STRING', value: opts.user }, { type: 'STRING', value: opts.password }] }, { literalPlus: true }),
+            compiler(
+              {
+                tag: 'L',
+                command: 'LOGIN',
+                attributes: [
+                  { type: 'STRING', value: opts.user },
+                  { type: 'STRING', value: opts.password },
+                ],
+              },
+              { literalPlus: true },
+            ),
             Buffer.from('\r\n'),
           ]);
         } else {
@@ -263,10 +303,16 @@ export class PipelinedAppender {
         if (t.status !== 'OK') throw fail(refusal(t, { authenticationFailed: true }));
         caps = await a.capability();
       }
-      if (mode === 'pipelined' && (!caps.has('LITERAL+') || !caps.has('UIDPLUS'))) throw new PipelineUnsupported('no LITERAL+ or no UIDPLUS after login');
+      if (mode === 'pipelined' && (!caps.has('LITERAL+') || !caps.has('UIDPLUS')))
+        throw new PipelineUnsupported('no LITERAL+ or no UIDPLUS after login');
       (a as { capabilities: ReadonlySet<string> }).capabilities = caps;
       // Tests find the path taken by these words.
-      log.debug({ host: opts.host }, mode === 'pipelined' ? 'IMAP APPEND connection ready (pipelined LITERAL+)' : 'IMAP APPEND connection ready (streaming, one at a time)');
+      log.debug(
+        { host: opts.host },
+        mode === 'pipelined'
+          ? 'IMAP APPEND connection ready (pipelined LITERAL+)'
+          : 'IMAP APPEND connection ready (streaming, one at a time)',
+      );
       return a;
     } catch (err) {
       if (err instanceof PipelineUnsupported) await a.close();
@@ -422,7 +468,9 @@ export class PipelinedAppender {
   private outcomeOf(t: Tagged, folder: string, index: number): AppendOutcome {
     if (t.status === 'OK') {
       const m = /^APPENDUID (\d+) (\d+)$/i.exec(t.code ?? '');
-      return m ? { ok: true, uid: Number(m[2]), uidValidity: BigInt(m[1]!) } : { ok: true, uid: null, uidValidity: null };
+      return m
+        ? { ok: true, uid: Number(m[2]), uidValidity: BigInt(m[1]!) }
+        : { ok: true, uid: null, uidValidity: null };
     }
     const failure = classifyAppendError(refusal(t), folder);
     if (failure.scope === 'session') throw failure.error;
@@ -437,7 +485,8 @@ export class PipelinedAppender {
       if (line.startsWith('+')) return null;
       const t = parseTagged(line);
       if (!t) continue;
-      if (t.tag !== tag) throw new PopsyncError('protocol', `IMAP APPEND connection: expected a reply to ${tag}, got one to ${t.tag}`);
+      if (t.tag !== tag)
+        throw new PopsyncError('protocol', `IMAP APPEND connection: expected a reply to ${tag}, got one to ${t.tag}`);
       return t;
     }
   }
@@ -463,7 +512,8 @@ export class PipelinedAppender {
       const line = await this.reader.next();
       const t = parseTagged(line);
       if (!t) continue; // untagged (EXISTS of nothing selected, alerts) or stray continuation
-      if (t.tag !== tag) throw new PopsyncError('protocol', `IMAP APPEND connection: expected a reply to ${tag}, got one to ${t.tag}`);
+      if (t.tag !== tag)
+        throw new PopsyncError('protocol', `IMAP APPEND connection: expected a reply to ${tag}, got one to ${t.tag}`);
       return t;
     }
   }
@@ -485,7 +535,8 @@ export class PipelinedAppender {
         continue;
       }
       if (t.tag !== tag) throw new PopsyncError('protocol', `IMAP APPEND connection: unexpected reply to ${t.tag}`);
-      if (t.status !== 'OK' || !caps) throw new PopsyncError('protocol', 'IMAP CAPABILITY failed on the APPEND connection');
+      if (t.status !== 'OK' || !caps)
+        throw new PopsyncError('protocol', 'IMAP CAPABILITY failed on the APPEND connection');
       return caps;
     }
   }

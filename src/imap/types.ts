@@ -85,7 +85,11 @@ export interface ImapSink {
   /** Creates (and subscribes) the folder and its parents when missing. */
   ensureFolder(path: string): Promise<FolderStatus>;
   status(path: string): Promise<FolderStatus>;
-  appendBatch(path: string, items: AppendRequest[], onOutcome?: (index: number, outcome: AppendOutcome) => void): Promise<AppendOutcome[]>;
+  appendBatch(
+    path: string,
+    items: AppendRequest[],
+    onOutcome?: (index: number, outcome: AppendOutcome) => void,
+  ): Promise<AppendOutcome[]>;
   /**
    * Messages with UID >= sinceUid (and < belowUid when given), for reconciling appends whose
    * outcome was not recorded and for adopting copies made before the journal knew the folder.
@@ -99,7 +103,11 @@ export interface ImapSink {
    * simply not reported. Resolves to the UIDVALIDITY those UIDs belong to, or null when the
    * folder does not exist (nothing is created).
    */
-  scanHeaders(path: string, which: { uids: readonly number[] } | { since: number }, each: (m: StoredHeader) => void): Promise<{ uidValidity: bigint } | null>;
+  scanHeaders(
+    path: string,
+    which: { uids: readonly number[] } | { since: number },
+    each: (m: StoredHeader) => void,
+  ): Promise<{ uidValidity: bigint } | null>;
   /**
    * The exact stored bytes (BODY.PEEK[], \Seen untouched) of each UID, streamed into `reader`:
    * small messages batched in one FETCH, large ones in partial FETCHes, so memory never holds

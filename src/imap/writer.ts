@@ -33,7 +33,16 @@ import { rootCertificates } from 'node:tls';
 import { ImapFlow, type ImapFlowOptions } from 'imapflow';
 import { PopsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import type { AppendOutcome, AppendRequest, BodyReader, DestinationMessage, FolderStatus, ImapOptions, ImapSink, StoredHeader } from './types.js';
+import type {
+  AppendOutcome,
+  AppendRequest,
+  BodyReader,
+  DestinationMessage,
+  FolderStatus,
+  ImapOptions,
+  ImapSink,
+  StoredHeader,
+} from './types.js';
 import { classifyAppendError, mapCommandError, mapConnectError, responseCodeOf, isRefusal } from './errors.js';
 import { checkLevels, folderLevels, serverName } from './folders.js';
 import { bodyBuffer, bodyHasNul, bodySize } from './body.js';
@@ -117,7 +126,11 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
         log.debug({ err, kind: (err as PopsyncError).kind }, 'IMAP connect failed');
         throw err;
       }
-      if (appendPath === 'pipelined') throw new PopsyncError('config', `IMAP server ${opts.host}:${opts.port} cannot take pipelined APPEND: ${err.message}`);
+      if (appendPath === 'pipelined')
+        throw new PopsyncError(
+          'config',
+          `IMAP server ${opts.host}:${opts.port} cannot take pipelined APPEND: ${err.message}`,
+        );
       log.debug({ reason: err.message }, 'IMAP APPEND goes through imapflow, one at a time');
     }
   }
@@ -196,7 +209,8 @@ class ImapWriter implements ImapSink {
     private readonly secret: string,
     socketTimeout: number,
     private pipeline: PipelinedAppender | null = null,
-    private readonly openAppender: (mode: 'pipelined' | 'streaming') => Promise<PipelinedAppender> = () => Promise.reject(new Error('no pipeline')),
+    private readonly openAppender: (mode: 'pipelined' | 'streaming') => Promise<PipelinedAppender> = () =>
+      Promise.reject(new Error('no pipeline')),
     private readonly server = 'the IMAP server',
   ) {
     this.capabilities = new Set(client.capabilities.keys());
@@ -241,7 +255,8 @@ class ImapWriter implements ImapSink {
         await this.createLevel(levels.slice(0, depth), path);
       }
       const st = await this.statusOrNull(levels, path);
-      if (!st) throw new PopsyncError('server', `IMAP folder "${path}" still does not exist after CREATE`, { folder: path });
+      if (!st)
+        throw new PopsyncError('server', `IMAP folder "${path}" still does not exist after CREATE`, { folder: path });
       return st;
     });
   }
@@ -250,7 +265,11 @@ class ImapWriter implements ImapSink {
     return this.serial(`STATUS "${path}"`, async () => {
       const levels = this.levelsOf(path);
       const st = await this.statusOrNull(levels, path);
-      if (!st) throw new PopsyncError('server', `IMAP folder "${path}" does not exist`, { folder: path, responseCode: 'NONEXISTENT' });
+      if (!st)
+        throw new PopsyncError('server', `IMAP folder "${path}" does not exist`, {
+          folder: path,
+          responseCode: 'NONEXISTENT',
+        });
       return st;
     });
   }
@@ -266,7 +285,10 @@ class ImapWriter implements ImapSink {
    * found again. Seen: a server answering UID 7 to every
    * APPEND. It is the server's fault, and nothing of it may reach the journal.
    */
-  private ascending(path: string, onOutcome?: (index: number, outcome: AppendOutcome) => void): (index: number, outcome: AppendOutcome) => void {
+  private ascending(
+    path: string,
+    onOutcome?: (index: number, outcome: AppendOutcome) => void,
+  ): (index: number, outcome: AppendOutcome) => void {
     return (index, outcome) => {
       if (outcome.ok && outcome.uid !== null && outcome.uidValidity !== null) {
         const key = `${outcome.uidValidity}/${path}`;
@@ -279,10 +301,14 @@ class ImapWriter implements ImapSink {
               ? `below the UIDNEXT ${announced} it had announced, so the UID may belong to an older message`
               : null;
         if (why !== null) {
-          throw new PopsyncError('protocol', `${this.server} gave UID ${outcome.uid} in "${path}" to a new message ${why}`, {
-            folder: path,
-            hint: 'the server is at fault: two messages cannot share a UID. That message is not recorded as copied; the next run looks for it in the destination',
-          });
+          throw new PopsyncError(
+            'protocol',
+            `${this.server} gave UID ${outcome.uid} in "${path}" to a new message ${why}`,
+            {
+              folder: path,
+              hint: 'the server is at fault: two messages cannot share a UID. That message is not recorded as copied; the next run looks for it in the destination',
+            },
+          );
         }
         this.lastAppendUid.set(key, outcome.uid);
       }
@@ -290,7 +316,11 @@ class ImapWriter implements ImapSink {
     };
   }
 
-  appendBatch(path: string, items: AppendRequest[], given?: (index: number, outcome: AppendOutcome) => void): Promise<AppendOutcome[]> {
+  appendBatch(
+    path: string,
+    items: AppendRequest[],
+    given?: (index: number, outcome: AppendOutcome) => void,
+  ): Promise<AppendOutcome[]> {
     const onOutcome = this.ascending(path, given);
     return this.serial(`APPEND to "${path}"`, async () => {
       const levels = this.levelsOf(path);
@@ -307,7 +337,12 @@ class ImapWriter implements ImapSink {
    * warning. Not from PERMANENTFLAGS itself: popsync only EXAMINEs, and Dovecot reports an
    * empty list for a read-only selection.
    */
-  private async reportRefusedFlags(path: string, levels: string[], items: AppendRequest[], outcomes: AppendOutcome[]): Promise<void> {
+  private async reportRefusedFlags(
+    path: string,
+    levels: string[],
+    items: AppendRequest[],
+    outcomes: AppendOutcome[],
+  ): Promise<void> {
     if (this.flagsChecked.has(path)) return;
     const asked = new Map<number, string[]>();
     outcomes.forEach((o, i) => {
@@ -331,11 +366,19 @@ class ImapWriter implements ImapSink {
     }
     if (refused.size > 0) {
       const names = [...refused].join(' ');
-      this.log.warn({ folder: path, flags: [...refused] }, `${this.server} did not keep ${names} on the copies in "${path}" (not among the flags it stores there); the copies arrived without ${refused.size === 1 ? 'it' : 'them'}`);
+      this.log.warn(
+        { folder: path, flags: [...refused] },
+        `${this.server} did not keep ${names} on the copies in "${path}" (not among the flags it stores there); the copies arrived without ${refused.size === 1 ? 'it' : 'them'}`,
+      );
     }
   }
 
-  private async appendNow(path: string, levels: string[], items: AppendRequest[], onOutcome: (index: number, outcome: AppendOutcome) => void): Promise<AppendOutcome[]> {
+  private async appendNow(
+    path: string,
+    levels: string[],
+    items: AppendRequest[],
+    onOutcome: (index: number, outcome: AppendOutcome) => void,
+  ): Promise<AppendOutcome[]> {
     // Appending to the open mailbox makes imapflow chase the new message's sequence number
     // (NOOP, and SEARCH without UIDPLUS) after every APPEND. One CLOSE is cheaper. Also before
     // a pipelined batch: imapflow would otherwise answer STATUS of it from a stale selection.
@@ -354,7 +397,10 @@ class ImapWriter implements ImapSink {
       try {
         this.counts.imapflow++;
         const res = await this.client.append(levels, await bodyBuffer(item.body), item.flags, item.internalDate);
-        if (!res) throw new PopsyncError('connection', `IMAP APPEND to "${path}": session no longer authenticated`, { folder: path });
+        if (!res)
+          throw new PopsyncError('connection', `IMAP APPEND to "${path}": session no longer authenticated`, {
+            folder: path,
+          });
         // imapflow only sets uidValidity from a real APPENDUID; a UID it guessed via SEARCH
         // (no UIDPLUS) comes without one and is not an identity we can journal.
         outcome =
@@ -389,7 +435,9 @@ class ImapWriter implements ImapSink {
     const limit = this.client.capabilities.get('APPENDLIMIT');
     const prepared = items.map((item): PipelineItem | { skip: AppendOutcome } => {
       if (typeof limit === 'number' && limit < bodySize(item.body)) {
-        const err = Object.assign(new Error(`Message content too big for APPENDLIMIT=${limit}`), { serverResponseCode: 'APPENDLIMIT' });
+        const err = Object.assign(new Error(`Message content too big for APPENDLIMIT=${limit}`), {
+          serverResponseCode: 'APPENDLIMIT',
+        });
         return { skip: { ok: false, error: classifyAppendError(err, path).error } };
       }
       const flags: string[] = [];
@@ -398,7 +446,12 @@ class ImapWriter implements ImapSink {
         if (formatted) flags.push(formatted);
         else if (f) this.log.info({ folder: path, flag: f }, 'Dropped a flag IMAP cannot carry');
       }
-      return { body: item.body, hasNul: bodyHasNul(item.body), flags, date: item.internalDate ? formatDateTime(item.internalDate) : undefined };
+      return {
+        body: item.body,
+        hasNul: bodyHasNul(item.body),
+        flags,
+        date: item.internalDate ? formatDateTime(item.internalDate) : undefined,
+      };
     });
     const before = pipeline.appended;
     const imapflowUsedAt = this.lastUse;
@@ -438,7 +491,10 @@ class ImapWriter implements ImapSink {
     } catch (err) {
       if (!(err instanceof PipelineUnsupported)) throw err;
       this.streamerUnsupported = true;
-      this.log.info({ reason: err.message }, 'large messages go through imapflow, whole in memory: the server allows no APPEND connection of our own');
+      this.log.info(
+        { reason: err.message },
+        'large messages go through imapflow, whole in memory: the server allows no APPEND connection of our own',
+      );
       return null;
     }
   }
@@ -469,13 +525,20 @@ class ImapWriter implements ImapSink {
       // `source` is BODY.PEEK[]: the exact stored bytes, and \Seen stays as it was.
       const msg = await this.client.fetchOne(String(uid), { uid: true, source: true }, { uid: true });
       if (!msg || !msg.source) {
-        throw new PopsyncError('server', `IMAP folder "${path}" has no message with UID ${uid}`, { folder: path, messageNumber: uid });
+        throw new PopsyncError('server', `IMAP folder "${path}" has no message with UID ${uid}`, {
+          folder: path,
+          messageNumber: uid,
+        });
       }
       return msg.source;
     });
   }
 
-  scanHeaders(path: string, which: { uids: readonly number[] } | { since: number }, each: (m: StoredHeader) => void): Promise<{ uidValidity: bigint } | null> {
+  scanHeaders(
+    path: string,
+    which: { uids: readonly number[] } | { since: number },
+    each: (m: StoredHeader) => void,
+  ): Promise<{ uidValidity: bigint } | null> {
     return this.serial(`FETCH headers from "${path}"`, async () => {
       const levels = this.levelsOf(path);
       if ((await this.statusOrNull(levels, path)) === null) return null;
@@ -484,7 +547,8 @@ class ImapWriter implements ImapSink {
       // The UIDVALIDITY of the session that FETCHes: the UIDs below belong to it, whatever
       // happened to the folder between STATUS and EXAMINE.
       const uidValidity = this.client.mailbox ? this.client.mailbox.uidValidity : undefined;
-      if (uidValidity === undefined) throw new PopsyncError('protocol', `IMAP server gave no UIDVALIDITY when opening "${path}"`, { folder: path });
+      if (uidValidity === undefined)
+        throw new PopsyncError('protocol', `IMAP server gave no UIDVALIDITY when opening "${path}"`, { folder: path });
       const since = 'since' in which ? Math.max(1, Math.floor(which.since)) : null;
       const wanted = 'uids' in which ? new Set(which.uids) : null;
       const sets = wanted !== null ? uidSets([...wanted]) : [`${since}:*`];
@@ -515,7 +579,11 @@ class ImapWriter implements ImapSink {
       // A large message in pieces: one round trip each, but memory stays at one piece.
       for (const { uid } of uids.filter((u) => u.size > BODY_PIECE_BYTES)) {
         for (let start = 0; ; start += BODY_PIECE_BYTES) {
-          const m = await this.client.fetchOne(String(uid), { uid: true, source: { start, maxLength: BODY_PIECE_BYTES } }, { uid: true });
+          const m = await this.client.fetchOne(
+            String(uid),
+            { uid: true, source: { start, maxLength: BODY_PIECE_BYTES } },
+            { uid: true },
+          );
           if (!m) break;
           const piece = m.source ?? Buffer.alloc(0);
           if (piece.length > 0) reader.chunk(uid, piece);
@@ -568,7 +636,8 @@ class ImapWriter implements ImapSink {
     const run = async (): Promise<T> => {
       if (this.dead) throw this.dead;
       if (this.closed) throw new PopsyncError('connection', `IMAP ${what}: the IMAP session was closed`);
-      if (!this.client.usable) throw this.markDead(new PopsyncError('connection', `IMAP ${what}: connection is no longer usable`));
+      if (!this.client.usable)
+        throw this.markDead(new PopsyncError('connection', `IMAP ${what}: connection is no longer usable`));
       this.busy = true;
       try {
         return await fn();
@@ -590,7 +659,10 @@ class ImapWriter implements ImapSink {
 
   private markDead(err: PopsyncError): PopsyncError {
     if (!this.dead) {
-      this.dead = err.kind === 'connection' ? err : new PopsyncError('connection', `IMAP session ended after: ${err.message}`, err.context, { cause: err });
+      this.dead =
+        err.kind === 'connection'
+          ? err
+          : new PopsyncError('connection', `IMAP session ended after: ${err.message}`, err.context, { cause: err });
       this.log.debug({ err: this.dead }, 'IMAP session is dead');
       if (this.keepalive) clearInterval(this.keepalive);
       this.client.close();
@@ -630,17 +702,25 @@ class ImapWriter implements ImapSink {
     }
     if (!st) {
       // imapflow answers false both for a refused STATUS and for a lost connection.
-      if (!this.client.usable) throw new PopsyncError('connection', `IMAP STATUS "${path}": connection lost`, { folder: path });
+      if (!this.client.usable)
+        throw new PopsyncError('connection', `IMAP STATUS "${path}": connection lost`, { folder: path });
       return null;
     }
     if (st.uidValidity === undefined || st.uidNext === undefined) {
-      throw new PopsyncError('protocol', `IMAP server did not return UIDVALIDITY/UIDNEXT for "${path}"`, { folder: path });
+      throw new PopsyncError('protocol', `IMAP server did not return UIDVALIDITY/UIDNEXT for "${path}"`, {
+        folder: path,
+      });
     }
     // A new message's UID is at least the UIDNEXT announced before it was appended (others'
     // appends only raise it): the floor for the APPENDUIDs that follow (ascending()).
     const key = `${st.uidValidity}/${path}`;
     this.uidNextSeen.set(key, Math.max(this.uidNextSeen.get(key) ?? 0, st.uidNext));
-    return { path, uidValidity: st.uidValidity, uidNext: st.uidNext, ...(st.messages === undefined ? {} : { messages: st.messages }) };
+    return {
+      path,
+      uidValidity: st.uidValidity,
+      uidNext: st.uidNext,
+      ...(st.messages === undefined ? {} : { messages: st.messages }),
+    };
   }
 
   private async createLevel(levels: string[], path: string): Promise<void> {

@@ -31,7 +31,10 @@ export interface KillAt {
 export function parseKillAt(value: string): KillAt {
   const m = /^([1-9][0-9]*):(before|after)$/.exec(value.trim());
   if (m === null || m[1] === undefined || m[2] === undefined) {
-    throw new PopsyncError('internal', `a kill point must look like "3:before" or "3:after", not ${JSON.stringify(value)}`);
+    throw new PopsyncError(
+      'internal',
+      `a kill point must look like "3:before" or "3:after", not ${JSON.stringify(value)}`,
+    );
   }
   return { step: Number(m[1]), when: m[2] as KillAt['when'] };
 }

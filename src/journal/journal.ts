@@ -35,7 +35,16 @@ import type { LockFile } from './lock-file.js';
 import { migrate, readSchemaVersion, SCHEMA_VERSION } from './schema.js';
 import { assertTransition } from './states.js';
 import { assertWalIntact, checkpointKeepingWal, clearInUse, fileState, isLostWal, markInUse } from './wal-guard.js';
-import type { Adopted, BeginAppend, FolderRecord, JournalBinding, JournalCounts, JournalIndexRow, JournalRow, RowState } from './types.js';
+import type {
+  Adopted,
+  BeginAppend,
+  FolderRecord,
+  JournalBinding,
+  JournalCounts,
+  JournalIndexRow,
+  JournalRow,
+  RowState,
+} from './types.js';
 
 /** One run of popsync on one account, as `status` and windowed-source detection read it. */
 export interface RunRecord {
@@ -153,7 +162,15 @@ export interface MeasuredRate {
 }
 
 function toLock(r: LockRow): LockRecord {
-  return { account: r.account, pid: r.pid, hostname: r.hostname, token: r.holder_id, command: r.command, startedAt: r.started_at, heartbeatAt: r.heartbeat_at };
+  return {
+    account: r.account,
+    pid: r.pid,
+    hostname: r.hostname,
+    token: r.holder_id,
+    command: r.command,
+    startedAt: r.started_at,
+    heartbeatAt: r.heartbeat_at,
+  };
 }
 
 function toRun(r: RunRow): RunRecord {
@@ -224,31 +241,53 @@ function journalError(e: unknown, path: string, doing: string): PopsyncError {
   const detail = e instanceof Error ? e.message : String(e);
   if (isSqliteError(e)) {
     if (e.code.startsWith('SQLITE_CONSTRAINT')) {
-      return new PopsyncError('internal', `journal ${path}: ${doing} violated a constraint: ${detail}`, { hint: 'this is a bug in popsync; the journal was left unchanged' }, { cause: e });
+      return new PopsyncError(
+        'internal',
+        `journal ${path}: ${doing} violated a constraint: ${detail}`,
+        { hint: 'this is a bug in popsync; the journal was left unchanged' },
+        { cause: e },
+      );
     }
     if (e.code.startsWith('SQLITE_BUSY') || e.code.startsWith('SQLITE_LOCKED')) {
-      return new PopsyncError('locked', `journal ${path} is busy (${detail})`, { hint: 'another popsync run is using this journal; let it finish or stop it' }, { cause: e });
+      return new PopsyncError(
+        'locked',
+        `journal ${path} is busy (${detail})`,
+        { hint: 'another popsync run is using this journal; let it finish or stop it' },
+        { cause: e },
+      );
     }
-    return new PopsyncError('journal', `journal ${path} is unusable while ${doing}: ${detail} (${e.code})`, {
-      hint: 'if the file is corrupt, restore it from a backup or move it aside; a fresh journal forgets what was already copied',
-    }, { cause: e });
+    return new PopsyncError(
+      'journal',
+      `journal ${path} is unusable while ${doing}: ${detail} (${e.code})`,
+      {
+        hint: 'if the file is corrupt, restore it from a backup or move it aside; a fresh journal forgets what was already copied',
+      },
+      { cause: e },
+    );
   }
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
   if (typeof code === 'string') {
-    return new PopsyncError('journal', `cannot open journal ${path}: ${detail}`, {
-      hint: code === 'ENOENT' ? 'create the directory that holds the journal' : 'check the path and its permissions',
-    }, { cause: e });
+    return new PopsyncError(
+      'journal',
+      `cannot open journal ${path}: ${detail}`,
+      {
+        hint: code === 'ENOENT' ? 'create the directory that holds the journal' : 'check the path and its permissions',
+      },
+      { cause: e },
+    );
   }
   return new PopsyncError('internal', `journal ${path}: ${doing} failed: ${detail}`, {}, { cause: e });
 }
 
 function checkUidValidity(v: bigint, what: string): string {
-  if (typeof v !== 'bigint' || v < 0n) throw new PopsyncError('internal', `${what}: UIDVALIDITY must be a non-negative bigint, got ${String(v)}`);
+  if (typeof v !== 'bigint' || v < 0n)
+    throw new PopsyncError('internal', `${what}: UIDVALIDITY must be a non-negative bigint, got ${String(v)}`);
   return v.toString();
 }
 
 function checkCount(n: number, what: string, min: number): void {
-  if (!Number.isSafeInteger(n) || n < min) throw new PopsyncError('internal', `${what} must be an integer >= ${min}, got ${String(n)}`);
+  if (!Number.isSafeInteger(n) || n < min)
+    throw new PopsyncError('internal', `${what} must be an integer >= ${min}, got ${String(n)}`);
 }
 
 export class Journal {
@@ -269,9 +308,15 @@ export class Journal {
     return readOnly(path, (db) => {
       const owner = db.prepare(`SELECT value FROM meta WHERE key = 'source'`).get() as { value: string } | undefined;
       if (owner !== undefined && owner.value !== binding.source) {
-        throw new PopsyncError('journal-bound', `journal ${path} belongs to source account ${owner.value}, not ${binding.source}`, { account: binding.source });
+        throw new PopsyncError(
+          'journal-bound',
+          `journal ${path} belongs to source account ${owner.value}, not ${binding.source}`,
+          { account: binding.source },
+        );
       }
-      const rows = db.prepare<[string], MessageRecord>(`SELECT * FROM messages WHERE account = ? ORDER BY rowid`).all(account);
+      const rows = db
+        .prepare<[string], MessageRecord>(`SELECT * FROM messages WHERE account = ? ORDER BY rowid`)
+        .all(account);
       return new Map(rows.map((r) => [r.uidl, toRow(r)] as const));
     });
   }
@@ -280,7 +325,11 @@ export class Journal {
     const create = opts.create ?? true;
     const now = opts.now ?? (() => new Date());
     if (!existsSync(path)) {
-      if (!create) throw new PopsyncError('journal', `no journal at ${path}`, { account: binding.source, hint: 'run a sync first, or check the journal path' });
+      if (!create)
+        throw new PopsyncError('journal', `no journal at ${path}`, {
+          account: binding.source,
+          hint: 'run a sync first, or check the journal path',
+        });
       try {
         // Created here, not by SQLite, so the file is 0600 from its first byte (SQLite would
         // use 0644 minus umask); SQLite then gives -wal and -shm the same mode.
@@ -311,7 +360,12 @@ export class Journal {
           .immediate();
       }
       const mode = db.pragma('journal_mode = WAL', { simple: true });
-      if (mode !== 'wal') throw new PopsyncError('journal', `journal ${path} cannot use write-ahead logging (SQLite reports journal_mode=${String(mode)})`, { hint: 'keep the journal on a local file system' });
+      if (mode !== 'wal')
+        throw new PopsyncError(
+          'journal',
+          `journal ${path} cannot use write-ahead logging (SQLite reports journal_mode=${String(mode)})`,
+          { hint: 'keep the journal on a local file system' },
+        );
       // Outcomes; intents raise it to FULL for their own commit (see step()).
       db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');
@@ -319,7 +373,10 @@ export class Journal {
         .transaction(() => {
           const version = readSchemaVersion(opened, path);
           if (!create && version === 0 && file.bytes === 0) {
-            throw new PopsyncError('journal', `${path} is not a popsync journal (it is empty)`, { account: binding.source, hint: 'run a sync first, or check the journal path' });
+            throw new PopsyncError('journal', `${path} is not a popsync journal (it is empty)`, {
+              account: binding.source,
+              hint: 'run a sync first, or check the journal path',
+            });
           }
           assertWalIntact(opened, path, version, file);
           migrate(opened, path);
@@ -356,11 +413,22 @@ export class Journal {
     this.sql = {
       get: db.prepare<[string, string], MessageRecord>(`SELECT * FROM messages WHERE account = ? AND uidl = ?`),
       all: db.prepare<[string], MessageRecord>(`SELECT * FROM messages WHERE account = ? ORDER BY rowid`),
-      index: db.prepare<[string], Pick<MessageRecord, 'uidl' | 'state' | 'size' | 'copied_at'> & { list_size: number | null; header_hash: string | null; vanished_at: string | null }>(
+      index: db.prepare<
+        [string],
+        Pick<MessageRecord, 'uidl' | 'state' | 'size' | 'copied_at'> & {
+          list_size: number | null;
+          header_hash: string | null;
+          vanished_at: string | null;
+        }
+      >(
         `SELECT uidl, state, size, list_size, header_hash, vanished_at, copied_at FROM messages WHERE account = ? ORDER BY rowid`,
       ),
-      inState: db.prepare<[string, string], MessageRecord>(`SELECT * FROM messages WHERE account = ? AND state = ? ORDER BY rowid`),
-      counts: db.prepare<[string], { state: RowState; n: number }>(`SELECT state, COUNT(*) AS n FROM messages WHERE account = ? GROUP BY state`),
+      inState: db.prepare<[string, string], MessageRecord>(
+        `SELECT * FROM messages WHERE account = ? AND state = ? ORDER BY rowid`,
+      ),
+      counts: db.prepare<[string], { state: RowState; n: number }>(
+        `SELECT state, COUNT(*) AS n FROM messages WHERE account = ? GROUP BY state`,
+      ),
       begin: db.prepare(`
         INSERT INTO messages (account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity, dest_uidnext,
                               dest_uid, attempts, last_error, first_seen_at, updated_at, copied_at,
@@ -397,14 +465,20 @@ export class Journal {
       uidless: db.prepare<[string, string, string], MessageRecord>(
         `SELECT * FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ? AND state IN ('done', 'deleting', 'deleted') AND dest_uid IS NULL ORDER BY rowid`,
       ),
-      inFolderState: db.prepare<[string, string], { state: RowState; n: number }>(`SELECT state, COUNT(*) AS n FROM messages WHERE account = ? AND folder = ? GROUP BY state`),
-      forgetRows: db.prepare(`DELETE FROM messages WHERE account = ? AND folder = ? AND state IN ('appending', 'done', 'failed')`),
+      inFolderState: db.prepare<[string, string], { state: RowState; n: number }>(
+        `SELECT state, COUNT(*) AS n FROM messages WHERE account = ? AND folder = ? GROUP BY state`,
+      ),
+      forgetRows: db.prepare(
+        `DELETE FROM messages WHERE account = ? AND folder = ? AND state IN ('appending', 'done', 'failed')`,
+      ),
       forgetFolder: db.prepare(`DELETE FROM folders WHERE account = ? AND folder = ?`),
       confirm: db.prepare(`
         UPDATE messages SET state = 'done', dest_uidvalidity = @destUidValidity, dest_uid = @destUid,
                             copied_at = @now, updated_at = @now
         WHERE account = @account AND uidl = @uidl`),
-      fail: db.prepare(`UPDATE messages SET state = 'failed', last_error = @error, updated_at = @now WHERE account = @account AND uidl = @uidl`),
+      fail: db.prepare(
+        `UPDATE messages SET state = 'failed', last_error = @error, updated_at = @now WHERE account = @account AND uidl = @uidl`,
+      ),
       copyMissing: db.prepare(
         `UPDATE messages SET state = 'failed', last_error = @error, dest_uid = NULL, copied_at = NULL, updated_at = @now WHERE account = @account AND uidl = @uidl`,
       ),
@@ -414,14 +488,26 @@ export class Journal {
       uidOwner: db.prepare<[string, string, string, number], { uidl: string }>(
         `SELECT uidl FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ? AND dest_uid = ? AND state IN ('done', 'deleting', 'deleted')`,
       ),
-      folder: db.prepare<[string, string], { uidvalidity: string; adopt_below: number | null }>(`SELECT uidvalidity, adopt_below FROM folders WHERE account = ? AND folder = ?`),
-      addFolder: db.prepare(`INSERT INTO folders (account, folder, uidvalidity, first_seen_at, adopt_below) VALUES (?, ?, ?, ?, ?)`),
+      folder: db.prepare<[string, string], { uidvalidity: string; adopt_below: number | null }>(
+        `SELECT uidvalidity, adopt_below FROM folders WHERE account = ? AND folder = ?`,
+      ),
+      addFolder: db.prepare(
+        `INSERT INTO folders (account, folder, uidvalidity, first_seen_at, adopt_below) VALUES (?, ?, ?, ?, ?)`,
+      ),
       replaceFolder: db.prepare(`UPDATE folders SET uidvalidity = ?, adopt_below = ? WHERE account = ? AND folder = ?`),
       endAdoption: db.prepare(`UPDATE folders SET adopt_below = NULL WHERE account = ? AND adopt_below IS NOT NULL`),
-      setState: db.prepare(`UPDATE messages SET state = @state, updated_at = @now WHERE account = @account AND uidl = @uidl`),
-      setDeleted: db.prepare(`UPDATE messages SET state = 'deleted', deleted_at = @now, updated_at = @now WHERE account = @account AND uidl = @uidl`),
-      setListSize: db.prepare(`UPDATE messages SET list_size = @listSize, vanished_at = NULL WHERE account = @account AND uidl = @uidl`),
-      setVanished: db.prepare(`UPDATE messages SET vanished_at = @now WHERE account = @account AND uidl = @uidl AND vanished_at IS NULL`),
+      setState: db.prepare(
+        `UPDATE messages SET state = @state, updated_at = @now WHERE account = @account AND uidl = @uidl`,
+      ),
+      setDeleted: db.prepare(
+        `UPDATE messages SET state = 'deleted', deleted_at = @now, updated_at = @now WHERE account = @account AND uidl = @uidl`,
+      ),
+      setListSize: db.prepare(
+        `UPDATE messages SET list_size = @listSize, vanished_at = NULL WHERE account = @account AND uidl = @uidl`,
+      ),
+      setVanished: db.prepare(
+        `UPDATE messages SET vanished_at = @now WHERE account = @account AND uidl = @uidl AND vanished_at IS NULL`,
+      ),
       rekey: db.prepare(`UPDATE messages SET uidl = @to, updated_at = @now WHERE account = @account AND uidl = @from`),
       lockGet: db.prepare<[string], LockRow>(`SELECT * FROM locks WHERE account = ?`),
       lockPut: db.prepare(`
@@ -471,10 +557,14 @@ export class Journal {
     const { account, token } = this.held;
     const row = this.sql.lockGet.get(account);
     if (row?.holder_id === token) return;
-    throw new PopsyncError('locked', `this run no longer holds the lock of ${account}: ${row === undefined ? 'its lock row is gone' : `it is now held by ${describeHolder(toLock(row))}`}; stopped before writing to the journal`, {
-      account,
-      hint: 'another run took the lock over, which happens only when this one, on another host, sent no heartbeat for longer than the stale limit; that run carries on. Nothing was copied twice by this run; run again once it has finished',
-    });
+    throw new PopsyncError(
+      'locked',
+      `this run no longer holds the lock of ${account}: ${row === undefined ? 'its lock row is gone' : `it is now held by ${describeHolder(toLock(row))}`}; stopped before writing to the journal`,
+      {
+        account,
+        hint: 'another run took the lock over, which happens only when this one, on another host, sent no heartbeat for longer than the stale limit; that run carries on. Nothing was copied twice by this run; run again once it has finished',
+      },
+    );
   }
 
   private read<T>(doing: string, fn: () => T): T {
@@ -489,19 +579,24 @@ export class Journal {
   private claimable(account: string, folder: string, uidValidity: string, uid: number, uidl: string): void {
     const owner = this.sql.uidOwner.get(account, folder, uidValidity, uid);
     if (owner !== undefined && owner.uidl !== uidl) {
-      throw new PopsyncError('internal', `UID ${uid} in ${folder} already belongs to message ${owner.uidl}; it cannot also be the copy of ${uidl}`, {
-        account,
-        uidl,
-        folder,
-        hint: 'this is a bug in popsync; the journal was left unchanged',
-      });
+      throw new PopsyncError(
+        'internal',
+        `UID ${uid} in ${folder} already belongs to message ${owner.uidl}; it cannot also be the copy of ${uidl}`,
+        {
+          account,
+          uidl,
+          folder,
+          hint: 'this is a bug in popsync; the journal was left unchanged',
+        },
+      );
     }
   }
 
   /** A row's folder must still have the UIDVALIDITY the journal recorded for it, if any. */
   private sameUidValidity(account: string, folder: string, value: string, uidl: string): void {
     const known = this.sql.folder.get(account, folder);
-    if (known !== undefined && known.uidvalidity !== value) throw uidValidityChanged(account, folder, known.uidvalidity, value, uidl);
+    if (known !== undefined && known.uidvalidity !== value)
+      throw uidValidityChanged(account, folder, known.uidvalidity, value, uidl);
   }
 
   get(account: string, uidl: string): JournalRow | undefined {
@@ -516,14 +611,25 @@ export class Journal {
     return this.read('reading messages', () => {
       const out = new Map<string, JournalIndexRow>();
       for (const r of this.sql.index.all(account)) {
-        out.set(r.uidl, { uidl: r.uidl, state: r.state, size: r.size, listSize: r.list_size, headerHash: r.header_hash, vanishedAt: r.vanished_at, copiedAt: r.copied_at });
+        out.set(r.uidl, {
+          uidl: r.uidl,
+          state: r.state,
+          size: r.size,
+          listSize: r.list_size,
+          headerHash: r.header_hash,
+          vanishedAt: r.vanished_at,
+          copiedAt: r.copied_at,
+        });
       }
       return out;
     });
   }
 
   rowsByUidl(account: string): Map<string, JournalRow> {
-    return this.read('reading messages', () => new Map(this.sql.all.all(account).map((r) => [r.uidl, toRow(r)] as const)));
+    return this.read(
+      'reading messages',
+      () => new Map(this.sql.all.all(account).map((r) => [r.uidl, toRow(r)] as const)),
+    );
   }
 
   rowsInState(account: string, state: RowState): JournalRow[] {
@@ -547,7 +653,11 @@ export class Journal {
     if (items.length === 0) return;
     const seen = new Set<string>();
     const params = items.map((it) => {
-      if (seen.has(it.uidl)) throw new PopsyncError('internal', `beginAppend: message ${it.uidl} appears twice in one batch`, { account, uidl: it.uidl });
+      if (seen.has(it.uidl))
+        throw new PopsyncError('internal', `beginAppend: message ${it.uidl} appears twice in one batch`, {
+          account,
+          uidl: it.uidl,
+        });
       seen.add(it.uidl);
       checkCount(it.size, `beginAppend ${it.uidl}: size`, 0);
       checkCount(it.destUidNext, `beginAppend ${it.uidl}: destUidNext`, 1);
@@ -570,14 +680,18 @@ export class Journal {
         fingerprint: it.fingerprint ?? null,
       };
     });
-    this.step('recording messages about to be copied', () => {
-      const now = this.now().toISOString();
-      for (const p of params) {
-        assertTransition(this.sql.get.get(account, p.uidl)?.state ?? null, 'appending', { account, uidl: p.uidl });
-        this.sameUidValidity(account, p.folder, p.destUidValidity, p.uidl);
-        this.sql.begin.run({ ...p, now });
-      }
-    }, 'intent');
+    this.step(
+      'recording messages about to be copied',
+      () => {
+        const now = this.now().toISOString();
+        for (const p of params) {
+          assertTransition(this.sql.get.get(account, p.uidl)?.state ?? null, 'appending', { account, uidl: p.uidl });
+          this.sameUidValidity(account, p.folder, p.destUidValidity, p.uidl);
+          this.sql.begin.run({ ...p, now });
+        }
+      },
+      'intent',
+    );
   }
 
   /**
@@ -593,24 +707,33 @@ export class Journal {
       assertTransition(row?.state ?? null, 'done', { account, uidl });
       // An APPEND's outcome settles its intent; the other ways into 'done' are adopt()'s.
       if (row?.state !== 'appending') {
-        throw new PopsyncError('internal', `illegal journal transition ${row?.state ?? '(no row)'} -> done (confirm) for message ${uidl}`, {
-          account,
-          uidl,
-          hint: 'this is a bug in popsync; the journal was left unchanged',
-        });
+        throw new PopsyncError(
+          'internal',
+          `illegal journal transition ${row?.state ?? '(no row)'} -> done (confirm) for message ${uidl}`,
+          {
+            account,
+            uidl,
+            hint: 'this is a bug in popsync; the journal was left unchanged',
+          },
+        );
       }
       const folder = row?.folder ?? null;
-      if (folder === null) throw new PopsyncError('internal', `confirm: message ${uidl} has no destination folder`, { account, uidl });
+      if (folder === null)
+        throw new PopsyncError('internal', `confirm: message ${uidl} has no destination folder`, { account, uidl });
       this.sameUidValidity(account, folder, destUidValidity, uidl);
       if (to.destUid !== null) {
         const owner = this.sql.uidOwner.get(account, folder, destUidValidity, to.destUid);
         if (owner !== undefined) {
-          throw new PopsyncError('internal', `UID ${to.destUid} in ${folder} already belongs to message ${owner.uidl}; it cannot also be the copy of ${uidl}`, {
-            account,
-            uidl,
-            folder,
-            hint: 'this is a bug in popsync; the journal was left unchanged',
-          });
+          throw new PopsyncError(
+            'internal',
+            `UID ${to.destUid} in ${folder} already belongs to message ${owner.uidl}; it cannot also be the copy of ${uidl}`,
+            {
+              account,
+              uidl,
+              folder,
+              hint: 'this is a bug in popsync; the journal was left unchanged',
+            },
+          );
         }
       }
       this.sql.confirm.run({ account, uidl, destUidValidity, destUid: to.destUid, now: this.now().toISOString() });
@@ -623,11 +746,15 @@ export class Journal {
       const from = this.sql.get.get(account, uidl)?.state ?? null;
       // done -> failed is legal only with the proof markCopyMissing takes, never for a refusal.
       if (from === 'done') {
-        throw new PopsyncError('internal', `illegal journal transition done -> failed for message ${uidl}: a confirmed copy fails only when proven missing`, {
-          account,
-          uidl,
-          hint: 'this is a bug in popsync; the journal was left unchanged',
-        });
+        throw new PopsyncError(
+          'internal',
+          `illegal journal transition done -> failed for message ${uidl}: a confirmed copy fails only when proven missing`,
+          {
+            account,
+            uidl,
+            hint: 'this is a bug in popsync; the journal was left unchanged',
+          },
+        );
       }
       assertTransition(from, 'failed', { account, uidl });
       this.sql.fail.run({ account, uidl, error: error.slice(0, MAX_ERROR_CHARS), now: this.now().toISOString() });
@@ -643,7 +770,10 @@ export class Journal {
 
   doneUidsIn(account: string, folder: string, uidValidity: bigint): Set<number> {
     const v = checkUidValidity(uidValidity, 'doneUidsIn');
-    return this.read('reading copied UIDs', () => new Set(this.sql.doneUids.all(account, folder, v).map((r) => r.dest_uid)));
+    return this.read(
+      'reading copied UIDs',
+      () => new Set(this.sql.doneUids.all(account, folder, v).map((r) => r.dest_uid)),
+    );
   }
 
   folderUidValidity(account: string, folder: string): bigint | null {
@@ -663,12 +793,18 @@ export class Journal {
    * their history but claim nothing, rows still 'appending' under it are settled by content
    * (engine/reconciler.ts), and the folder's mail is searched again like a folder never seen.
    */
-  recordFolder(account: string, folder: string, uidValidity: bigint, seen: { uidNext: number; messages: number | null } = { uidNext: 0, messages: null }): FolderRecord {
+  recordFolder(
+    account: string,
+    folder: string,
+    uidValidity: bigint,
+    seen: { uidNext: number; messages: number | null } = { uidNext: 0, messages: null },
+  ): FolderRecord {
     const v = checkUidValidity(uidValidity, `recordFolder ${folder}`);
     // A folder that holds no message has nothing to adopt; an unknown count may hold some.
     const adoptBelow = seen.messages === 0 || seen.uidNext <= 1 ? null : seen.uidNext;
     const known = this.read('reading a folder', () => this.sql.folder.get(account, folder));
-    if (known !== undefined && known.uidvalidity === v) return { first: false, replaced: null, adoptBelow: known.adopt_below };
+    if (known !== undefined && known.uidvalidity === v)
+      return { first: false, replaced: null, adoptBelow: known.adopt_below };
     return this.step('recording a folder', () => {
       // Re-read inside the write lock: another process may have recorded it meanwhile.
       const again = this.sql.folder.get(account, folder);
@@ -731,8 +867,17 @@ export class Journal {
       for (const f of found) {
         checkCount(f.destUid, `learnUids ${f.uidl}: destUid`, 1);
         const row = this.sql.get.get(account, f.uidl);
-        if (row === undefined || row.folder === null || row.dest_uidvalidity === null || row.dest_uid !== null || !['done', 'deleting', 'deleted'].includes(row.state)) {
-          throw new PopsyncError('internal', `learnUids: message ${f.uidl} is not a copy without a UID`, { account, uidl: f.uidl });
+        if (
+          row === undefined ||
+          row.folder === null ||
+          row.dest_uidvalidity === null ||
+          row.dest_uid !== null ||
+          !['done', 'deleting', 'deleted'].includes(row.state)
+        ) {
+          throw new PopsyncError('internal', `learnUids: message ${f.uidl} is not a copy without a UID`, {
+            account,
+            uidl: f.uidl,
+          });
         }
         this.claimable(account, row.folder, row.dest_uidvalidity, f.destUid, f.uidl);
         this.sql.learnUid.run({ account, uidl: f.uidl, destUid: f.destUid, now });
@@ -751,7 +896,9 @@ export class Journal {
    * this journal knew the folder has been looked for, so later runs stop searching.
    */
   endAdoption(account: string): void {
-    const pending = this.read('reading folders', () => this.db.prepare(`SELECT 1 FROM folders WHERE account = ? AND adopt_below IS NOT NULL LIMIT 1`).get(account));
+    const pending = this.read('reading folders', () =>
+      this.db.prepare(`SELECT 1 FROM folders WHERE account = ? AND adopt_below IS NOT NULL LIMIT 1`).get(account),
+    );
     if (pending === undefined) return;
     this.step('recording folders searched for copies', () => {
       this.sql.endAdoption.run(account);
@@ -769,11 +916,15 @@ export class Journal {
     return this.step('forgetting a folder', () => {
       const counts = new Map(this.sql.inFolderState.all(account, folder).map((r) => [r.state, r.n] as const));
       if ((counts.get('deleting') ?? 0) > 0) {
-        throw new PopsyncError('usage', `${counts.get('deleting')} message(s) copied into "${folder}" are being deleted from the source`, {
-          account,
-          folder,
-          hint: 'run sync once more to settle the deletion (no mail is copied twice), then forget the folder',
-        });
+        throw new PopsyncError(
+          'usage',
+          `${counts.get('deleting')} message(s) copied into "${folder}" are being deleted from the source`,
+          {
+            account,
+            folder,
+            hint: 'run sync once more to settle the deletion (no mail is copied twice), then forget the folder',
+          },
+        );
       }
       const forgotten = this.sql.forgetRows.run(account, folder).changes;
       this.sql.forgetFolder.run(account, folder);
@@ -811,8 +962,10 @@ export class Journal {
     this.step('re-keying messages', () => {
       const now = this.now().toISOString();
       for (const m of moves) {
-        if (this.sql.get.get(account, m.from) === undefined) throw new PopsyncError('internal', `rekey: no message ${m.from}`, { account, uidl: m.from });
-        if (this.sql.get.get(account, m.to) !== undefined) throw new PopsyncError('internal', `rekey: ${m.to} is already taken`, { account, uidl: m.to });
+        if (this.sql.get.get(account, m.from) === undefined)
+          throw new PopsyncError('internal', `rekey: no message ${m.from}`, { account, uidl: m.from });
+        if (this.sql.get.get(account, m.to) !== undefined)
+          throw new PopsyncError('internal', `rekey: ${m.to} is already taken`, { account, uidl: m.to });
         this.sql.rekey.run({ account, from: m.from, to: m.to, now });
       }
     });
@@ -824,19 +977,33 @@ export class Journal {
    * look at another folder or an older UIDVALIDITY proves nothing about this copy. The row then
    * is an ordinary failed message with `reason`, and the next run copies it again.
    */
-  markCopyMissing(account: string, uidl: string, seen: { folder: string; uidValidity: bigint; uid: number }, reason: string): void {
+  markCopyMissing(
+    account: string,
+    uidl: string,
+    seen: { folder: string; uidValidity: bigint; uid: number },
+    reason: string,
+  ): void {
     const v = checkUidValidity(seen.uidValidity, `markCopyMissing ${uidl}`);
     this.step('recording a copy missing from the destination', () => {
       const row = this.sql.get.get(account, uidl);
       assertTransition(row?.state ?? null, 'failed', { account, uidl });
       if (row!.folder !== seen.folder || row!.dest_uidvalidity !== v || row!.dest_uid !== seen.uid) {
-        throw new PopsyncError('internal', `markCopyMissing: message ${uidl} was copied to UID ${row!.dest_uid ?? '?'} in ${row!.folder ?? '?'} (UIDVALIDITY ${row!.dest_uidvalidity ?? '?'}), not where it was looked for`, {
-          account,
-          uidl,
-          hint: 'this is a bug in popsync; the journal was left unchanged',
-        });
+        throw new PopsyncError(
+          'internal',
+          `markCopyMissing: message ${uidl} was copied to UID ${row!.dest_uid ?? '?'} in ${row!.folder ?? '?'} (UIDVALIDITY ${row!.dest_uidvalidity ?? '?'}), not where it was looked for`,
+          {
+            account,
+            uidl,
+            hint: 'this is a bug in popsync; the journal was left unchanged',
+          },
+        );
       }
-      this.sql.copyMissing.run({ account, uidl, error: reason.slice(0, MAX_ERROR_CHARS), now: this.now().toISOString() });
+      this.sql.copyMissing.run({
+        account,
+        uidl,
+        error: reason.slice(0, MAX_ERROR_CHARS),
+        now: this.now().toISOString(),
+      });
     });
   }
 
@@ -895,11 +1062,20 @@ export class Journal {
           const now = this.now();
           const existing = this.sql.lockGet.get(account);
           const held = existing === undefined ? undefined : toLock(existing);
-          const d = decideLock(held, { hostname: host, now, isAlive: o.isAlive ?? processAlive, ...(o.staleMs === undefined ? {} : { staleMs: o.staleMs }) });
+          const d = decideLock(held, {
+            hostname: host,
+            now,
+            isAlive: o.isAlive ?? processAlive,
+            ...(o.staleMs === undefined ? {} : { staleMs: o.staleMs }),
+          });
           if (d.action === 'held') return { ok: false, holder: held!, why: d.why };
           const token = randomBytes(12).toString('hex');
           this.sql.lockPut.run({ account, pid, hostname: host, token, command: o.command, now: now.toISOString() });
-          return { ok: true, token, tookOver: held === undefined || d.takeover === null ? null : { ...held, reason: d.takeover } };
+          return {
+            ok: true,
+            token,
+            tookOver: held === undefined || d.takeover === null ? null : { ...held, reason: d.takeover },
+          };
         })
         .immediate();
       if (attempt.ok) this.held = { account, token: attempt.token };
@@ -1003,7 +1179,11 @@ export class Journal {
         )
         .all(account, limit);
       if (runs.length === 0) return null;
-      return { runs: runs.length, bytes: runs.reduce((a, r) => a + r.copied_bytes, 0), ms: runs.reduce((a, r) => a + r.duration_ms, 0) };
+      return {
+        runs: runs.length,
+        bytes: runs.reduce((a, r) => a + r.copied_bytes, 0),
+        ms: runs.reduce((a, r) => a + r.duration_ms, 0),
+      };
     });
   }
 
@@ -1011,9 +1191,15 @@ export class Journal {
   static boundSource(path: string): string | null {
     // A journal whose creation was killed half-way has a hot rollback journal that only a
     // writer can roll back; it was never bound to anything, and the run's own open repairs it.
-    return readOnly(path, (db) => (db.prepare(`SELECT value FROM meta WHERE key = 'source'`).get() as { value: string } | undefined)?.value ?? null, {
-      needsWriter: () => null,
-    });
+    return readOnly(
+      path,
+      (db) =>
+        (db.prepare(`SELECT value FROM meta WHERE key = 'source'`).get() as { value: string } | undefined)?.value ??
+        null,
+      {
+        needsWriter: () => null,
+      },
+    );
   }
 
   /**
@@ -1034,16 +1220,36 @@ export class Journal {
    */
   static inspect(path: string): JournalSnapshot | null {
     return readOnly(path, (conn, version) => {
-      const source = (conn.prepare(`SELECT value FROM meta WHERE key = 'source'`).get() as { value: string } | undefined)?.value ?? null;
+      const source =
+        (conn.prepare(`SELECT value FROM meta WHERE key = 'source'`).get() as { value: string } | undefined)?.value ??
+        null;
       const v3 = version >= 3;
       const names = new Set<string>(
-        (conn.prepare(`SELECT account FROM messages UNION SELECT account FROM ${v3 ? 'runs UNION SELECT account FROM locks' : 'folders'}`).all() as Array<{ account: string }>).map((r) => r.account),
+        (
+          conn
+            .prepare(
+              `SELECT account FROM messages UNION SELECT account FROM ${v3 ? 'runs UNION SELECT account FROM locks' : 'folders'}`,
+            )
+            .all() as Array<{ account: string }>
+        ).map((r) => r.account),
       );
       const accounts = [...names].sort().map((account) => ({
         account,
-        rows: conn.prepare<[string], MessageRecord>(`SELECT * FROM messages WHERE account = ? ORDER BY rowid`).all(account).map(toRow),
-        runs: v3 ? conn.prepare<[string], RunRow>(`SELECT * FROM runs WHERE account = ? ORDER BY id DESC LIMIT 20`).all(account).map(toRun) : [],
-        lock: v3 ? ((r) => (r === undefined ? null : toLock(r)))(conn.prepare<[string], LockRow>(`SELECT * FROM locks WHERE account = ?`).get(account)) : null,
+        rows: conn
+          .prepare<[string], MessageRecord>(`SELECT * FROM messages WHERE account = ? ORDER BY rowid`)
+          .all(account)
+          .map(toRow),
+        runs: v3
+          ? conn
+              .prepare<[string], RunRow>(`SELECT * FROM runs WHERE account = ? ORDER BY id DESC LIMIT 20`)
+              .all(account)
+              .map(toRun)
+          : [],
+        lock: v3
+          ? ((r) => (r === undefined ? null : toLock(r)))(
+              conn.prepare<[string], LockRow>(`SELECT * FROM locks WHERE account = ?`).get(account),
+            )
+          : null,
       }));
       return { source, schemaVersion: version, accounts };
     });
@@ -1084,17 +1290,26 @@ function readOnlyOnce<T>(
     assertWalIntact(db, path, version, file);
     if (version === 0) return null;
     if (version > SCHEMA_VERSION) {
-      throw new PopsyncError('journal', `${path} has journal schema version ${version}, but this popsync only knows up to version ${SCHEMA_VERSION}`, {
-        hint: 'a newer popsync wrote this journal; upgrade popsync to use it',
-      });
+      throw new PopsyncError(
+        'journal',
+        `${path} has journal schema version ${version}, but this popsync only knows up to version ${SCHEMA_VERSION}`,
+        {
+          hint: 'a newer popsync wrote this journal; upgrade popsync to use it',
+        },
+      );
     }
     return fn(db, version);
   } catch (e) {
     if (needsWriter(e)) {
       if (o.needsWriter) return o.needsWriter();
-      throw new PopsyncError('journal', `journal ${path} was left in the middle of a write by a run that was killed, and a read-only look cannot finish it (${e.code})`, {
-        hint: 'run the same popsync migrate or sync once: opening it for writing completes the interrupted write, and nothing recorded is lost',
-      }, { cause: e });
+      throw new PopsyncError(
+        'journal',
+        `journal ${path} was left in the middle of a write by a run that was killed, and a read-only look cannot finish it (${e.code})`,
+        {
+          hint: 'run the same popsync migrate or sync once: opening it for writing completes the interrupted write, and nothing recorded is lost',
+        },
+        { cause: e },
+      );
     }
     throw e instanceof PopsyncError ? e : journalError(e, path, 'reading');
   } finally {
@@ -1108,12 +1323,16 @@ function needsWriter(e: unknown): e is Error & { code: string } {
 }
 
 function uidValidityChanged(account: string, folder: string, was: string, now: string, uidl?: string): PopsyncError {
-  return new PopsyncError('uidvalidity', `UIDVALIDITY of destination folder "${folder}" changed from ${was} to ${now}`, {
-    account,
-    folder,
-    ...(uidl === undefined ? {} : { uidl }),
-    hint: 'the folder was deleted and recreated while this run used it; run again: popsync then takes the new value and recognises the copies in it by content, copying nothing twice',
-  });
+  return new PopsyncError(
+    'uidvalidity',
+    `UIDVALIDITY of destination folder "${folder}" changed from ${was} to ${now}`,
+    {
+      account,
+      folder,
+      ...(uidl === undefined ? {} : { uidl }),
+      hint: 'the folder was deleted and recreated while this run used it; run again: popsync then takes the new value and recognises the copies in it by content, copying nothing twice',
+    },
+  );
 }
 
 /** Binds a fresh journal to its source account, or refuses a journal bound to another one. */
@@ -1126,10 +1345,14 @@ function bind(db: Database.Database, path: string, binding: JournalBinding, now:
     return;
   }
   if (row.value !== binding.source) {
-    throw new PopsyncError('journal-bound', `journal ${path} belongs to source account ${row.value}, not ${binding.source}`, {
-      account: binding.source,
-      hint: `each POP3 account needs its own journal: use ${row.value}'s journal only for that account, and give ${binding.source} a journal file of its own`,
-    });
+    throw new PopsyncError(
+      'journal-bound',
+      `journal ${path} belongs to source account ${row.value}, not ${binding.source}`,
+      {
+        account: binding.source,
+        hint: `each POP3 account needs its own journal: use ${row.value}'s journal only for that account, and give ${binding.source} a journal file of its own`,
+      },
+    );
   }
 }
 

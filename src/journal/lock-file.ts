@@ -56,7 +56,8 @@ export class LockFile {
       return new LockFile(path, db);
     } catch (e) {
       db.close();
-      if (e instanceof Database.SqliteError && (e.code.startsWith('SQLITE_BUSY') || e.code.startsWith('SQLITE_LOCKED'))) return null;
+      if (e instanceof Database.SqliteError && (e.code.startsWith('SQLITE_BUSY') || e.code.startsWith('SQLITE_LOCKED')))
+        return null;
       throw lockFileError(path, e);
     }
   }
@@ -75,7 +76,15 @@ export class LockFile {
 
 function lockFileError(path: string, e: unknown): PopsyncError {
   const code = (e as { code?: unknown } | undefined)?.code;
-  return new PopsyncError('journal', `cannot use the lock file ${path}: ${e instanceof Error ? e.message : String(e)}`, {
-    hint: code === 'ENOENT' || code === 'SQLITE_CANTOPEN' ? 'create the directory that holds the journal' : 'check the path and its permissions; the lock file sits beside the journal',
-  }, { cause: e });
+  return new PopsyncError(
+    'journal',
+    `cannot use the lock file ${path}: ${e instanceof Error ? e.message : String(e)}`,
+    {
+      hint:
+        code === 'ENOENT' || code === 'SQLITE_CANTOPEN'
+          ? 'create the directory that holds the journal'
+          : 'check the path and its permissions; the lock file sits beside the journal',
+    },
+    { cause: e },
+  );
 }

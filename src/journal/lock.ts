@@ -64,7 +64,9 @@ export function decideLock(existing: LockRecord | undefined, env: LockEnvironmen
   const beat = Date.parse(existing.heartbeatAt);
   const fresh = Number.isFinite(beat) && env.now.getTime() - beat <= (env.staleMs ?? staleLimitMs);
   if (existing.hostname === env.hostname) {
-    return fresh && env.isAlive(existing.pid) ? { action: 'held', why: 'live-row' } : { action: 'take', takeover: 'holder-gone' };
+    return fresh && env.isAlive(existing.pid)
+      ? { action: 'held', why: 'live-row' }
+      : { action: 'take', takeover: 'holder-gone' };
   }
   return fresh ? { action: 'held', why: 'other-host' } : { action: 'take', takeover: 'stale-heartbeat' };
 }

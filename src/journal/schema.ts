@@ -207,20 +207,30 @@ export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version
 export function readSchemaVersion(db: Database.Database, path: string): number {
   const hasMeta = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).get() !== undefined;
   if (!hasMeta) {
-    const anyTable = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 1`).get() as { name: string } | undefined;
+    const anyTable = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 1`).get() as
+      | { name: string }
+      | undefined;
     if (anyTable !== undefined) {
-      throw new PopsyncError('journal', `${path} is an SQLite database but not a popsync journal (it has a table "${anyTable.name}" and no meta table)`, {
-        hint: 'point popsync at its own journal file; it will not write into another program\'s database',
-      });
+      throw new PopsyncError(
+        'journal',
+        `${path} is an SQLite database but not a popsync journal (it has a table "${anyTable.name}" and no meta table)`,
+        {
+          hint: "point popsync at its own journal file; it will not write into another program's database",
+        },
+      );
     }
     return 0;
   }
   const row = db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string } | undefined;
   const version = row === undefined ? NaN : Number(row.value);
   if (!Number.isSafeInteger(version) || version < 1) {
-    throw new PopsyncError('journal', `${path} has no valid schema_version (found ${row === undefined ? 'none' : JSON.stringify(row.value)})`, {
-      hint: 'the journal is damaged; restore it from a backup or move it aside (a fresh journal forgets what was already copied)',
-    });
+    throw new PopsyncError(
+      'journal',
+      `${path} has no valid schema_version (found ${row === undefined ? 'none' : JSON.stringify(row.value)})`,
+      {
+        hint: 'the journal is damaged; restore it from a backup or move it aside (a fresh journal forgets what was already copied)',
+      },
+    );
   }
   return version;
 }
@@ -229,22 +239,35 @@ export function readSchemaVersion(db: Database.Database, path: string): number {
  * Brings the file up to the newest version `migrations` knows. Must run inside a write
  * transaction (Journal uses BEGIN IMMEDIATE). Returns the versions before and after.
  */
-export function migrate(db: Database.Database, path: string, migrations: readonly Migration[] = MIGRATIONS): { from: number; to: number } {
+export function migrate(
+  db: Database.Database,
+  path: string,
+  migrations: readonly Migration[] = MIGRATIONS,
+): { from: number; to: number } {
   const latest = migrations[migrations.length - 1]?.version ?? 0;
   const from = readSchemaVersion(db, path);
   if (from > latest) {
-    throw new PopsyncError('journal', `${path} has journal schema version ${from}, but this popsync only knows up to version ${latest}`, {
-      hint: 'a newer popsync wrote this journal; upgrade popsync to use it',
-    });
+    throw new PopsyncError(
+      'journal',
+      `${path} has journal schema version ${from}, but this popsync only knows up to version ${latest}`,
+      {
+        hint: 'a newer popsync wrote this journal; upgrade popsync to use it',
+      },
+    );
   }
   let current = from;
   for (const m of migrations) {
     if (m.version <= current) continue;
     if (m.version !== current + 1) {
-      throw new PopsyncError('internal', `journal migrations are not contiguous: ${current} is followed by ${m.version}`);
+      throw new PopsyncError(
+        'internal',
+        `journal migrations are not contiguous: ${current} is followed by ${m.version}`,
+      );
     }
     db.exec(m.sql);
-    db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(String(m.version));
+    db.prepare(
+      `INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+    ).run(String(m.version));
     current = m.version;
   }
   return { from, to: current };

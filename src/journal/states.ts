@@ -52,11 +52,15 @@ export function isLegalTransition(from: FromState, to: RowState): boolean {
 /** Throws PopsyncError('internal') naming the row and both states when the change is illegal. */
 export function assertTransition(from: FromState, to: RowState, where: { account: string; uidl: string }): void {
   if (isLegalTransition(from, to)) return;
-  throw new PopsyncError('internal', `illegal journal transition ${from ?? '(no row)'} -> ${to} for message ${where.uidl}`, {
-    account: where.account,
-    uidl: where.uidl,
-    hint: 'this is a bug in popsync; the journal was left unchanged',
-  });
+  throw new PopsyncError(
+    'internal',
+    `illegal journal transition ${from ?? '(no row)'} -> ${to} for message ${where.uidl}`,
+    {
+      account: where.account,
+      uidl: where.uidl,
+      hint: 'this is a bug in popsync; the journal was left unchanged',
+    },
+  );
 }
 
 /** The states a row may move to from `from`, for diagnostics and tests. */

@@ -60,7 +60,10 @@ export interface JournalRow {
  * and what may be deleted; the rest of a row is read only for the messages that need it.
  * (A full row per message costs ~15 µs, most of a no-op sync at 20,000 messages.)
  */
-export type JournalIndexRow = Pick<JournalRow, 'uidl' | 'state' | 'size' | 'listSize' | 'headerHash' | 'vanishedAt' | 'copiedAt'>;
+export type JournalIndexRow = Pick<
+  JournalRow,
+  'uidl' | 'state' | 'size' | 'listSize' | 'headerHash' | 'vanishedAt' | 'copiedAt'
+>;
 
 /** Why a copy went where it went and looks how it looks; recorded with the intent to append. */
 export interface Provenance {

@@ -38,17 +38,25 @@ export function fileState(path: string): FileState {
 }
 
 function walLost(path: string, why: string): PopsyncError {
-  return new PopsyncError('journal', `journal ${path} has lost its write-ahead log (${path}-wal): ${why}; what it recorded since its last checkpoint is gone`, {
-    hint:
-      `put the ${path}-wal file back beside it (from wherever the journal was copied or backed up from) and run again. ` +
-      'popsync will not treat it as a new journal: that would copy again every message it had recorded',
-  });
+  return new PopsyncError(
+    'journal',
+    `journal ${path} has lost its write-ahead log (${path}-wal): ${why}; what it recorded since its last checkpoint is gone`,
+    {
+      hint:
+        `put the ${path}-wal file back beside it (from wherever the journal was copied or backed up from) and run again. ` +
+        'popsync will not treat it as a new journal: that would copy again every message it had recorded',
+    },
+  );
 }
 
 /** Inside the open transaction, with the schema version just read. */
 export function assertWalIntact(db: Database.Database, path: string, version: number, file: FileState): void {
   if (version === 0) {
-    if (file.bytes > 0) throw walLost(path, 'the file has an SQLite header but no tables, which only a journal whose tables were never checkpointed leaves behind');
+    if (file.bytes > 0)
+      throw walLost(
+        path,
+        'the file has an SQLite header but no tables, which only a journal whose tables were never checkpointed leaves behind',
+      );
     return;
   }
   if (file.walBytes > 0) return;
@@ -58,7 +66,9 @@ export function assertWalIntact(db: Database.Database, path: string, version: nu
   // race a writer opening the journal this instant: its -wal appeared between our stat and our
   // read. From its opening checkpoint on, a live writer's -wal is never empty.
   if (fileState(path).walBytes > 0) return;
-  throw tagged(walLost(path, `a run that opened it at ${mark.value} did not close it, and its -wal file is missing or empty`));
+  throw tagged(
+    walLost(path, `a run that opened it at ${mark.value} did not close it, and its -wal file is missing or empty`),
+  );
 }
 
 const lostWal = new WeakSet<PopsyncError>();
@@ -79,7 +89,10 @@ export function isLostWal(e: unknown): boolean {
 
 /** Inside the open transaction of a writer; the caller then checkpoints it (checkpointKeepingWal). */
 export function markInUse(db: Database.Database, at: string): void {
-  db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(IN_USE_KEY, at);
+  db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(
+    IN_USE_KEY,
+    at,
+  );
 }
 
 /** Copies the WAL into the main file and leaves the -wal file as it is (never empty again). */

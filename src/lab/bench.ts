@@ -107,7 +107,9 @@ async function rawImap(lab: Lab, user: string, messages: Buffer[]): Promise<numb
     });
   });
   for (const [i, m] of messages.entries()) {
-    const ok = s.sock.write(Buffer.concat([Buffer.from(`t${i} APPEND INBOX {${m.length}+}\r\n`), m, Buffer.from('\r\n')]));
+    const ok = s.sock.write(
+      Buffer.concat([Buffer.from(`t${i} APPEND INBOX {${m.length}+}\r\n`), m, Buffer.from('\r\n')]),
+    );
     if (!ok) await new Promise((r) => s.sock.once('drain', r));
   }
   await done;
@@ -122,25 +124,54 @@ interface CliRun {
   summary: { copied: number; copiedBytes: number; reconciled: number; reconnects: number; failed: unknown[] };
 }
 
-function popsync(lab: Lab, popUser: string, imapUser: string, journal: string, command: 'migrate' | 'sync' = 'migrate', tls = false): Promise<CliRun> {
+function popsync(
+  lab: Lab,
+  popUser: string,
+  imapUser: string,
+  journal: string,
+  command: 'migrate' | 'sync' = 'migrate',
+  tls = false,
+): Promise<CliRun> {
   const endpoints = tls
     ? [
-        '--pop', `pop3s://${popUser}@127.0.0.1:${lab.pop3s.port}`, '--pop-ca-file', lab.caFile,
-        '--imap', `imaps://${imapUser}@127.0.0.1:${lab.imaps.port}`, '--imap-ca-file', lab.caFile,
+        '--pop',
+        `pop3s://${popUser}@127.0.0.1:${lab.pop3s.port}`,
+        '--pop-ca-file',
+        lab.caFile,
+        '--imap',
+        `imaps://${imapUser}@127.0.0.1:${lab.imaps.port}`,
+        '--imap-ca-file',
+        lab.caFile,
       ]
     : [
-        '--pop', `pop3://${popUser}@127.0.0.1:${lab.pop3.port}`, '--pop-tls', 'none',
-        '--imap', `imap://${imapUser}@127.0.0.1:${lab.imap.port}`, '--imap-tls', 'none',
+        '--pop',
+        `pop3://${popUser}@127.0.0.1:${lab.pop3.port}`,
+        '--pop-tls',
+        'none',
+        '--imap',
+        `imap://${imapUser}@127.0.0.1:${lab.imap.port}`,
+        '--imap-tls',
+        'none',
       ];
   const args = [
-    join(ROOT, 'bin', 'popsync.js'), command,
+    join(ROOT, 'bin', 'popsync.js'),
+    command,
     ...endpoints,
-    '--pop-password-env', 'PW', '--imap-password-env', 'PW',
-    '--journal', journal, '--json', '--no-progress',
+    '--pop-password-env',
+    'PW',
+    '--imap-password-env',
+    'PW',
+    '--journal',
+    journal,
+    '--json',
+    '--no-progress',
   ];
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, args, { env: { ...process.env, PW: lab.password }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, args, {
+      env: { ...process.env, PW: lab.password },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     let peakKb = 0;
     const sample = setInterval(() => {
@@ -174,7 +205,9 @@ async function main(): Promise<void> {
   const lab = await startDovecot({ pop3Rawlog: false });
   try {
     await lab.seedPop3('bench-src', messages);
-    process.stdout.write(`corpus: ${count} messages, ${(bytes / MB).toFixed(1)} MB (largest ${(Math.max(...messages.map((m) => m.length)) / MB).toFixed(1)} MB); Dovecot on loopback, ${process.env.HOSTNAME ?? 'this machine'}\n\n`);
+    process.stdout.write(
+      `corpus: ${count} messages, ${(bytes / MB).toFixed(1)} MB (largest ${(Math.max(...messages.map((m) => m.length)) / MB).toFixed(1)} MB); Dovecot on loopback, ${process.env.HOSTNAME ?? 'this machine'}\n\n`,
+    );
 
     // The raw sides are measured before and after popsync and the faster kept: right after
     // seeding 260 MB the disk is still flushing, and a ceiling measured then alone came out
@@ -185,27 +218,40 @@ async function main(): Promise<void> {
     const popMs = Math.min(popBefore, await rawPop3(lab, 'bench-src', count));
     const imapMs = Math.min(imapBefore, await rawImap(lab, 'bench-raw-dst2', messages));
     const noop = await popsync(lab, 'bench-src', 'bench-dst', join(lab.dir, 'bench.sqlite'));
-    if (run.summary.copied + run.summary.reconciled !== count) throw new Error(`popsync copied ${run.summary.copied} (+${run.summary.reconciled} reconciled) of ${count}`);
+    if (run.summary.copied + run.summary.reconciled !== count)
+      throw new Error(`popsync copied ${run.summary.copied} (+${run.summary.reconciled} reconciled) of ${count}`);
 
     const ceilingMs = Math.max(popMs, imapMs);
-    process.stdout.write(row('raw POP3 RETR, pipelined, 1 conn', count, bytes, popMs, '(faster of before/after)') + '\n');
+    process.stdout.write(
+      row('raw POP3 RETR, pipelined, 1 conn', count, bytes, popMs, '(faster of before/after)') + '\n',
+    );
     process.stdout.write(row('raw IMAP APPEND {n+}, 1 conn', count, bytes, imapMs, '(faster of before/after)') + '\n');
-    process.stdout.write(row('popsync migrate (whole process)', count, bytes, run.ms, `peak RSS ${run.peakRssMb.toFixed(0)} MB`) + '\n');
-    process.stdout.write(`\npopsync vs the slower raw side: ${((ceilingMs / run.ms) * 100).toFixed(0)}% of its rate (raw POP3 ${((popMs / run.ms) * 100).toFixed(0)}%, raw IMAP ${((imapMs / run.ms) * 100).toFixed(0)}%)\n`);
-    process.stdout.write(`popsync no-op rerun (${count} journaled): ${(noop.ms / 1000).toFixed(2)} s, start-up included, peak RSS ${noop.peakRssMb.toFixed(0)} MB\n`);
+    process.stdout.write(
+      row('popsync migrate (whole process)', count, bytes, run.ms, `peak RSS ${run.peakRssMb.toFixed(0)} MB`) + '\n',
+    );
+    process.stdout.write(
+      `\npopsync vs the slower raw side: ${((ceilingMs / run.ms) * 100).toFixed(0)}% of its rate (raw POP3 ${((popMs / run.ms) * 100).toFixed(0)}%, raw IMAP ${((imapMs / run.ms) * 100).toFixed(0)}%)\n`,
+    );
+    process.stdout.write(
+      `popsync no-op rerun (${count} journaled): ${(noop.ms / 1000).toFixed(2)} s, start-up included, peak RSS ${noop.peakRssMb.toFixed(0)} MB\n`,
+    );
 
     // Cron's case: `sync` over a large mailbox where nothing is new. The journal is filled by a
     // real first sync (not written directly), so it holds exactly what production would.
     const syncCount = Number(process.env.BENCH_SYNC_MESSAGES ?? 20_000);
-    const tiny = Array.from({ length: syncCount }, (_, i) => Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\nMessage-ID: <${i}@bench>\r\n\r\n${i}\r\n`));
+    const tiny = Array.from({ length: syncCount }, (_, i) =>
+      Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\nMessage-ID: <${i}@bench>\r\n\r\n${i}\r\n`),
+    );
     await lab.seedPop3('bench-sync-src', tiny);
     const first = await popsync(lab, 'bench-sync-src', 'bench-sync-dst', join(lab.dir, 'bench-sync.sqlite'), 'sync');
     // Settled by reconciliation after a reconnect counts as copied: it is in the destination once.
-    if (first.summary.copied + first.summary.reconciled !== syncCount) throw new Error(`sync copied ${first.summary.copied} (+${first.summary.reconciled} reconciled) of ${syncCount}`);
+    if (first.summary.copied + first.summary.reconciled !== syncCount)
+      throw new Error(`sync copied ${first.summary.copied} (+${first.summary.reconciled} reconciled) of ${syncCount}`);
     // Three no-op runs: the first after a 20,000-message copy also pays for caches and the
     // server's index that the copy left cold; cron's steady state is the later ones.
     const idle: CliRun[] = [];
-    for (let i = 0; i < 3; i++) idle.push(await popsync(lab, 'bench-sync-src', 'bench-sync-dst', join(lab.dir, 'bench-sync.sqlite'), 'sync'));
+    for (let i = 0; i < 3; i++)
+      idle.push(await popsync(lab, 'bench-sync-src', 'bench-sync-dst', join(lab.dir, 'bench-sync.sqlite'), 'sync'));
     process.stdout.write(`popsync sync first run (${syncCount} tiny messages): ${(first.ms / 1000).toFixed(2)} s\n`);
     process.stdout.write(
       `popsync sync no-op (${syncCount} journaled), 3 runs: ${idle.map((r) => (r.ms / 1000).toFixed(2)).join(' s, ')} s, start-up included, peak RSS ${Math.max(...idle.map((r) => r.peakRssMb)).toFixed(0)} MB\n`,
@@ -223,7 +269,9 @@ function hugeHeader(headerMb: number): Buffer {
   const field = `X-Filler: ${'h'.repeat(986)}\r\n`;
   const count = Math.ceil((headerMb * MB) / field.length);
   return Buffer.concat([
-    Buffer.from('From: "Big Header" <big@example.com>\r\nTo: <someone@example.org>\r\nSubject: a 100 MB header block\r\nMessage-ID: <huge-header@example.com>\r\n'),
+    Buffer.from(
+      'From: "Big Header" <big@example.com>\r\nTo: <someone@example.org>\r\nSubject: a 100 MB header block\r\nMessage-ID: <huge-header@example.com>\r\n',
+    ),
     Buffer.from(field.repeat(count)),
     Buffer.from('\r\nA short body.\r\n'),
   ]);
@@ -234,11 +282,22 @@ async function largeMessages(lab: Lab): Promise<void> {
   const cases: Array<[string, () => Buffer, boolean]> = [
     [`one ${largeMb} MB message`, () => hugeMessage(largeMb * MB, 200), false],
     [`one ${largeMb} MB message, TLS both sides`, () => hugeMessage(largeMb * MB, 201), true],
-    [`one message with a ${Number(process.env.BENCH_HEADER_MB ?? 100)} MB header block`, () => hugeHeader(Number(process.env.BENCH_HEADER_MB ?? 100)), false],
+    [
+      `one message with a ${Number(process.env.BENCH_HEADER_MB ?? 100)} MB header block`,
+      () => hugeHeader(Number(process.env.BENCH_HEADER_MB ?? 100)),
+      false,
+    ],
   ];
   for (const [i, [label, make, tls]] of cases.entries()) {
     await lab.seedPop3(`bench-large-src-${i}`, [make()]);
-    const run = await popsync(lab, `bench-large-src-${i}`, `bench-large-dst-${i}`, join(lab.dir, `bench-large-${i}.sqlite`), 'migrate', tls);
+    const run = await popsync(
+      lab,
+      `bench-large-src-${i}`,
+      `bench-large-dst-${i}`,
+      join(lab.dir, `bench-large-${i}.sqlite`),
+      'migrate',
+      tls,
+    );
     if (run.summary.copied !== 1) throw new Error(`popsync copied ${run.summary.copied} of 1 (${label})`);
     const verdict = run.peakRssMb < PEAK_RSS_BOUND_MB ? 'within' : 'OVER';
     process.stdout.write(

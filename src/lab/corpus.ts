@@ -65,8 +65,38 @@ export class Prng {
 // ---------------------------------------------------------------------------------------
 // Realistic mail
 
-const FIRST = ['Anna', 'Bernd', 'Chloé', 'Dmitri', 'Eva', 'François', 'Grete', 'Hiroshi', 'Inés', 'Jürgen', 'Kai', 'Lena', 'Mateo', 'Nora', 'Øystein', 'Priya'];
-const LAST = ['Müller', 'Schmidt', 'Dubois', 'Ivanova', 'Tanaka', 'García', 'Nowak', 'Rossi', 'Jensen', 'Okafor', 'Weber', 'Kowalski'];
+const FIRST = [
+  'Anna',
+  'Bernd',
+  'Chloé',
+  'Dmitri',
+  'Eva',
+  'François',
+  'Grete',
+  'Hiroshi',
+  'Inés',
+  'Jürgen',
+  'Kai',
+  'Lena',
+  'Mateo',
+  'Nora',
+  'Øystein',
+  'Priya',
+];
+const LAST = [
+  'Müller',
+  'Schmidt',
+  'Dubois',
+  'Ivanova',
+  'Tanaka',
+  'García',
+  'Nowak',
+  'Rossi',
+  'Jensen',
+  'Okafor',
+  'Weber',
+  'Kowalski',
+];
 const DOMAINS = ['example.com', 'example.org', 'example.net', 'mail.example.de', 'corp.example.fr'];
 const RELAYS = ['mx1.example.net', 'mx2.example.net', 'smtp.example.org', 'relay.example.com', 'edge-03.example.de'];
 const SUBJECTS = [
@@ -81,7 +111,14 @@ const SUBJECTS = [
   'Server maintenance window',
   'Re: Re: budget numbers',
 ];
-const UNICODE_SUBJECTS = ['Grüße aus München', 'Réunion à 14h — café', 'Смета на июль', '会議の議事録', 'Ærlig talt: ønskeliste', 'Ποιότητα ✓ release notes'];
+const UNICODE_SUBJECTS = [
+  'Grüße aus München',
+  'Réunion à 14h — café',
+  'Смета на июль',
+  '会議の議事録',
+  'Ærlig talt: ønskeliste',
+  'Ποιότητα ✓ release notes',
+];
 const WORDS = (
   'the of and to in is that for it as was with be by on not he this are or his from at which but have an they you were ' +
   'her she there been one all we their has would when if so no will can more other what time up about out into only ' +
@@ -98,7 +135,13 @@ function encodeWord(text: string, rng: Prng): string {
   // Real mail uses both encodings; B for scripts, Q for mostly-Latin text.
   if (rng.chance(0.5)) return `=?UTF-8?B?${Buffer.from(text, 'utf8').toString('base64')}?=`;
   const q = [...Buffer.from(text, 'utf8')]
-    .map((b) => (b === 0x20 ? '_' : (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) ? String.fromCharCode(b) : `=${b.toString(16).toUpperCase().padStart(2, '0')}`))
+    .map((b) =>
+      b === 0x20
+        ? '_'
+        : (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a)
+          ? String.fromCharCode(b)
+          : `=${b.toString(16).toUpperCase().padStart(2, '0')}`,
+    )
     .join('');
   return `=?UTF-8?Q?${q}?=`;
 }
@@ -210,7 +253,16 @@ function message(rng: Prng, index: number, when: number, shape: Shape): Buffer {
         CRLF,
     );
   }
-  return Buffer.from(headers.join(CRLF) + CRLF + CRLF + 'This is a multi-part message in MIME format.' + CRLF + parts.join('') + `--${boundary}--${CRLF}`, 'latin1');
+  return Buffer.from(
+    headers.join(CRLF) +
+      CRLF +
+      CRLF +
+      'This is a multi-part message in MIME format.' +
+      CRLF +
+      parts.join('') +
+      `--${boundary}--${CRLF}`,
+    'latin1',
+  );
 }
 
 function generate(count: number, seed: number, shape: (rng: Prng) => Shape): Buffer[] {
@@ -276,15 +328,44 @@ export const FIXTURE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.u
 
 const FIXTURES: ReadonlyArray<{ name: string; file: string; lf?: boolean; why: string }> = [
   { name: 'no-message-id', file: 'no-message-id.eml', why: 'no Message-ID: dedup must not rely on it' },
-  { name: 'same-message-id-a', file: 'same-message-id-a.eml', why: 'shares its Message-ID with same-message-id-b but differs in content' },
-  { name: 'same-message-id-b', file: 'same-message-id-b.eml', why: 'shares its Message-ID with same-message-id-a but differs in content' },
-  { name: 'duplicate-1', file: 'duplicate.eml', why: 'byte-identical to duplicate-2: two POP3 messages, two UIDLs, both must be copied' },
+  {
+    name: 'same-message-id-a',
+    file: 'same-message-id-a.eml',
+    why: 'shares its Message-ID with same-message-id-b but differs in content',
+  },
+  {
+    name: 'same-message-id-b',
+    file: 'same-message-id-b.eml',
+    why: 'shares its Message-ID with same-message-id-a but differs in content',
+  },
+  {
+    name: 'duplicate-1',
+    file: 'duplicate.eml',
+    why: 'byte-identical to duplicate-2: two POP3 messages, two UIDLs, both must be copied',
+  },
   { name: 'duplicate-2', file: 'duplicate.eml', why: 'byte-identical to duplicate-1' },
-  { name: 'dot-lines', file: 'dot-lines.eml', why: 'lines starting with "." and "..", and a line that is only "." (POP3 dot-stuffing)' },
-  { name: 'status-lines', file: 'status-lines.eml', why: 'body lines starting with "+OK" and "-ERR" (a sloppy POP3 reader takes them for responses)' },
-  { name: 'latin1-headers', file: 'latin1-headers.eml', why: 'raw 8-bit ISO-8859-1 bytes in headers (not valid UTF-8)' },
+  {
+    name: 'dot-lines',
+    file: 'dot-lines.eml',
+    why: 'lines starting with "." and "..", and a line that is only "." (POP3 dot-stuffing)',
+  },
+  {
+    name: 'status-lines',
+    file: 'status-lines.eml',
+    why: 'body lines starting with "+OK" and "-ERR" (a sloppy POP3 reader takes them for responses)',
+  },
+  {
+    name: 'latin1-headers',
+    file: 'latin1-headers.eml',
+    why: 'raw 8-bit ISO-8859-1 bytes in headers (not valid UTF-8)',
+  },
   { name: 'utf8-headers', file: 'utf8-headers.eml', why: 'raw 8-bit UTF-8 in headers (RFC 6532 style)' },
-  { name: 'bare-lf', file: 'bare-lf.eml', lf: true, why: 'LF line ends: the server serves CRLF (see the module comment)' },
+  {
+    name: 'bare-lf',
+    file: 'bare-lf.eml',
+    lf: true,
+    why: 'LF line ends: the server serves CRLF (see the module comment)',
+  },
   { name: 'no-body', file: 'no-body.eml', why: 'headers, the blank line, and nothing after it' },
   { name: 'headers-only', file: 'headers-only.eml', why: 'headers only, not even the blank separator line' },
 ];
@@ -371,10 +452,19 @@ export function edgeCases(opts: { huge?: boolean } = {}): EdgeCase[] {
   out.push({
     name: 'long-line-1k',
     bytes: Buffer.from(
-      [...longHead, 'Subject: a 1500-character line', 'Message-ID: <long-1k@example.com>', '', 'before', longLine(rng, 1500), 'after', ''].join(CRLF),
+      [
+        ...longHead,
+        'Subject: a 1500-character line',
+        'Message-ID: <long-1k@example.com>',
+        '',
+        'before',
+        longLine(rng, 1500),
+        'after',
+        '',
+      ].join(CRLF),
       'latin1',
     ),
-    why: 'a 1500-character body line, over RFC 5322\'s 998 limit',
+    why: "a 1500-character body line, over RFC 5322's 998 limit",
   });
   out.push({
     name: 'long-line-10k',
@@ -397,13 +487,24 @@ export function edgeCases(opts: { huge?: boolean } = {}): EdgeCase[] {
   out.push({
     name: 'no-final-newline',
     bytes: Buffer.from(
-      [...longHead, 'Subject: the last line has no line end', 'Message-ID: <nofinal-1@example.com>', '', 'first line', 'last line, no CRLF'].join(CRLF),
+      [
+        ...longHead,
+        'Subject: the last line has no line end',
+        'Message-ID: <nofinal-1@example.com>',
+        '',
+        'first line',
+        'last line, no CRLF',
+      ].join(CRLF),
       'latin1',
     ),
     why: 'ends without CRLF: POP3 RETR adds one, IMAP FETCH does not',
   });
   if (opts.huge !== false) {
-    out.push({ name: 'huge-25mb', bytes: hugeMessage(25 * 1024 * 1024), why: 'about 25 MB: streaming, timeouts, size limits' });
+    out.push({
+      name: 'huge-25mb',
+      bytes: hugeMessage(25 * 1024 * 1024),
+      why: 'about 25 MB: streaming, timeouts, size limits',
+    });
   }
   return out;
 }

@@ -42,7 +42,15 @@ const HOST = '127.0.0.1' as const;
 /** Debian's /etc/courier/imapd IMAP_CAPABILITY (the non-TLS one; no AUTH= mechanisms: LOGIN only). */
 const IMAP_CAPABILITY = 'IMAP4rev1 UIDPLUS CHILDREN NAMESPACE THREAD=ORDEREDSUBJECT THREAD=REFERENCES SORT QUOTA IDLE';
 /** courierpop3d's own CAPA answer, measured; the front gives the same before login. */
-const POP3_CAPA = ['TOP', 'USER', 'LOGIN-DELAY 10', 'PIPELINING', 'UIDL', 'UTF8 USER', 'IMPLEMENTATION Courier Mail Server'];
+const POP3_CAPA = [
+  'TOP',
+  'USER',
+  'LOGIN-DELAY 10',
+  'PIPELINING',
+  'UIDL',
+  'UTF8 USER',
+  'IMPLEMENTATION Courier Mail Server',
+];
 
 export interface CourierLab {
   dir: string;
@@ -61,7 +69,11 @@ export interface CourierLab {
 
 export function courierAvailable(): { ok: true } | { ok: false; why: string } {
   for (const b of [IMAPD, POP3D]) {
-    if (!existsSync(b)) return { ok: false, why: `Courier is not unpacked at ${COURIER_ROOT} (${b} missing): run bash test/scripts/ensure-env.sh` };
+    if (!existsSync(b))
+      return {
+        ok: false,
+        why: `Courier is not unpacked at ${COURIER_ROOT} (${b} missing): run bash test/scripts/ensure-env.sh`,
+      };
   }
   return { ok: true };
 }
@@ -112,7 +124,9 @@ export async function startCourier(): Promise<CourierLab> {
     sockets.add(sock);
     sock.on('close', () => sockets.delete(sock));
     sock.on('error', () => {});
-    sock.write(`* OK [CAPABILITY ${IMAP_CAPABILITY}] Courier-IMAP ready. Copyright 1998-2018 Double Precision, Inc.  See COPYING for distribution information.\r\n`);
+    sock.write(
+      `* OK [CAPABILITY ${IMAP_CAPABILITY}] Courier-IMAP ready. Copyright 1998-2018 Double Precision, Inc.  See COPYING for distribution information.\r\n`,
+    );
     let buf = Buffer.alloc(0);
     const onData = (d: Buffer): void => {
       buf = Buffer.concat([buf, d]);
@@ -228,7 +242,8 @@ export async function startCourier(): Promise<CourierLab> {
     async newUser(prefix = 'user') {
       counter += 1;
       const user = `${prefix.replace(/[^A-Za-z0-9-]/g, '-') || 'user'}-${counter}-${randomBytes(3).toString('hex')}`;
-      for (const sub of ['cur', 'new', 'tmp']) await mkdir(path.join(maildirOf(user), sub), { recursive: true, mode: 0o700 });
+      for (const sub of ['cur', 'new', 'tmp'])
+        await mkdir(path.join(maildirOf(user), sub), { recursive: true, mode: 0o700 });
       known.add(user);
       return user;
     },
@@ -249,7 +264,10 @@ export async function startCourier(): Promise<CourierLab> {
       stopped ??= (async () => {
         for (const s of sockets) s.destroy();
         await Promise.all([imapServer, pop3Server].map((s) => new Promise<void>((r) => s.close(() => r()))));
-        const waits = [...children].map((c) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r()))));
+        const waits = [...children].map(
+          (c) =>
+            new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r()))),
+        );
         for (const c of children) c.kill('SIGKILL');
         await Promise.all(waits);
         process.off('exit', cleanup);

@@ -29,7 +29,15 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ImapFlow } from 'imapflow';
-import { freePorts, groupName, isRoot, killWatchdog, readGreeting, startWatchdog, type LabEndpoint } from './dovecot.js';
+import {
+  freePorts,
+  groupName,
+  isRoot,
+  killWatchdog,
+  readGreeting,
+  startWatchdog,
+  type LabEndpoint,
+} from './dovecot.js';
 
 /** Where ensure-env.sh unpacks the Cyrus .debs (override with POPSYNC_CYRUS_ROOT). */
 export const CYRUS_ROOT = process.env['POPSYNC_CYRUS_ROOT'] ?? '/var/cache/popsync-lab/cyrus';
@@ -66,7 +74,10 @@ export interface CyrusOptions {
 export function cyrusAvailable(): { ok: true } | { ok: false; why: string } {
   for (const b of ['master', 'imapd', 'pop3d', 'ctl_cyrusdb']) {
     if (!existsSync(path.join(BIN, b))) {
-      return { ok: false, why: `Cyrus is not unpacked at ${CYRUS_ROOT} (${b} missing): run bash test/scripts/ensure-env.sh` };
+      return {
+        ok: false,
+        why: `Cyrus is not unpacked at ${CYRUS_ROOT} (${b} missing): run bash test/scripts/ensure-env.sh`,
+      };
     }
   }
   return { ok: true };
@@ -78,7 +89,14 @@ export async function startCyrus(opts: CyrusOptions = {}): Promise<CyrusLab> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'pscy-'));
   await chmod(dir, 0o755);
   const password = `lab-${randomBytes(6).toString('hex')}`;
-  const owner = isRoot() ? nobody() : { uid: os.userInfo().uid, gid: os.userInfo().gid, user: os.userInfo().username, group: groupName(os.userInfo().gid) };
+  const owner = isRoot()
+    ? nobody()
+    : {
+        uid: os.userInfo().uid,
+        gid: os.userInfo().gid,
+        user: os.userInfo().username,
+        group: groupName(os.userInfo().gid),
+      };
   try {
     for (const sub of ['conf', 'conf/db', 'conf/socket', 'conf/proc', 'conf/lock', 'spool', 'sieve', 'socket']) {
       await mkdir(path.join(dir, sub), { recursive: true, mode: 0o750 });
@@ -93,10 +111,14 @@ export async function startCyrus(opts: CyrusOptions = {}): Promise<CyrusLab> {
       await writeFile(path.join(dir, 'cyrus.conf'), renderCyrusConf(conf, imap, pop3), { mode: 0o644 });
       if (isRoot()) chownTree(dir, owner.uid, owner.gid);
 
-      const child = spawn(path.join(BIN, 'master'), ['-C', conf, '-M', path.join(dir, 'cyrus.conf'), '-p', path.join(dir, 'master.pid'), '-D'], {
-        stdio: ['ignore', 'ignore', 'pipe'],
-        env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', LD_LIBRARY_PATH: LIBS },
-      });
+      const child = spawn(
+        path.join(BIN, 'master'),
+        ['-C', conf, '-M', path.join(dir, 'cyrus.conf'), '-p', path.join(dir, 'master.pid'), '-D'],
+        {
+          stdio: ['ignore', 'ignore', 'pipe'],
+          env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', LD_LIBRARY_PATH: LIBS },
+        },
+      );
       let stderr = '';
       child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -133,7 +155,14 @@ function makeLab(a: {
   let counter = 0;
   let stopped: Promise<void> | undefined;
   const client = (user: string): ImapFlow =>
-    new ImapFlow({ host: a.imap.host, port: a.imap.port, secure: false, doSTARTTLS: false, auth: { user, pass: a.password }, logger: false });
+    new ImapFlow({
+      host: a.imap.host,
+      port: a.imap.port,
+      secure: false,
+      doSTARTTLS: false,
+      auth: { user, pass: a.password },
+      logger: false,
+    });
   return {
     dir: a.dir,
     imap: a.imap,
@@ -286,7 +315,10 @@ function childrenOf(dir: string): number[] {
 async function stopMaster(child: ChildProcess, exited: Promise<number | null>, dir: string): Promise<void> {
   if (child.exitCode === null && child.signalCode === null) {
     child.kill('SIGTERM');
-    const gone = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+    const gone = await Promise.race([
+      exited.then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 5000)),
+    ]);
     if (!gone) {
       child.kill('SIGKILL');
       await exited;

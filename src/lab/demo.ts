@@ -16,7 +16,10 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 function run(args: string[], env: Record<string, string>): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin', 'popsync.js'), ...args], { stdio: 'inherit', env: { ...process.env, ...env } });
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'popsync.js'), ...args], {
+      stdio: 'inherit',
+      env: { ...process.env, ...env },
+    });
     child.on('error', reject);
     child.on('close', (code) => resolve(code ?? 1));
   });
@@ -33,18 +36,28 @@ async function main(): Promise<void> {
     const messages = realisticMix(count, 2026);
     await lab.seedPop3(popUser, messages);
     const mb = messages.reduce((a, m) => a + m.length, 0) / 1024 / 1024;
-    process.stdout.write(`Seeded ${messages.length} messages (${mb.toFixed(1)} MB) into POP3 mailbox ${popUser}@127.0.0.1:${lab.pop3.port}\n\n`);
+    process.stdout.write(
+      `Seeded ${messages.length} messages (${mb.toFixed(1)} MB) into POP3 mailbox ${popUser}@127.0.0.1:${lab.pop3.port}\n\n`,
+    );
 
     const args = [
       'migrate',
-      '--pop', `pop3://${popUser}@127.0.0.1:${lab.pop3.port}`,
-      '--pop-ca-file', lab.caFile,
-      '--pop-password-env', 'DEMO_PASSWORD',
-      '--imap', `imap://${imapUser}@127.0.0.1:${lab.imap.port}`,
-      '--imap-ca-file', lab.caFile,
-      '--imap-password-env', 'DEMO_PASSWORD',
-      '--journal', join(lab.dir, 'alice.journal.sqlite'),
-      '--folder', 'Migrated/Old POP3',
+      '--pop',
+      `pop3://${popUser}@127.0.0.1:${lab.pop3.port}`,
+      '--pop-ca-file',
+      lab.caFile,
+      '--pop-password-env',
+      'DEMO_PASSWORD',
+      '--imap',
+      `imap://${imapUser}@127.0.0.1:${lab.imap.port}`,
+      '--imap-ca-file',
+      lab.caFile,
+      '--imap-password-env',
+      'DEMO_PASSWORD',
+      '--journal',
+      join(lab.dir, 'alice.journal.sqlite'),
+      '--folder',
+      'Migrated/Old POP3',
     ];
     const env = { DEMO_PASSWORD: lab.password };
     process.stdout.write(`$ popsync ${args.map((a) => (/[\s]/.test(a) ? JSON.stringify(a) : a)).join(' ')}\n`);
@@ -68,7 +81,9 @@ async function main(): Promise<void> {
     const status = box ? await client.status(box.path, { messages: true }) : false;
     await client.logout();
     const held = status === false ? 0 : (status.messages ?? 0);
-    process.stdout.write(`\nIMAP folder "Migrated/Old POP3" of ${imapUser} now holds ${held} messages (source: ${messages.length}).\n`);
+    process.stdout.write(
+      `\nIMAP folder "Migrated/Old POP3" of ${imapUser} now holds ${held} messages (source: ${messages.length}).\n`,
+    );
     if (held !== messages.length) exit = exit || 1;
   } finally {
     await lab.stop();

@@ -178,11 +178,9 @@ export async function startDovecot(opts: StartOptions = {}): Promise<Lab> {
         pop3s: { host: HOST, port: ports[3]! },
       };
       const confPath = path.join(dir, 'dovecot.conf');
-      await writeFile(
-        confPath,
-        renderConfig({ dir, instanceName, password, mailOwner, endpoints, opts }),
-        { mode: 0o644 },
-      );
+      await writeFile(confPath, renderConfig({ dir, instanceName, password, mailOwner, endpoints, opts }), {
+        mode: 0o644,
+      });
       await rm(path.join(dir, 'run'), { recursive: true, force: true });
 
       const child = spawn(dovecotBin, ['-F', '-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -211,7 +209,9 @@ export async function startDovecot(opts: StartOptions = {}): Promise<Lab> {
       let front: ImapFront | undefined;
       if (trimmedImapCapability(opts.imapWithout) !== undefined) {
         try {
-          front = await startImapFront(endpoints.imap.port, { hideUidplus: opts.imapWithout!.some((c) => c.toUpperCase() === 'UIDPLUS') });
+          front = await startImapFront(endpoints.imap.port, {
+            hideUidplus: opts.imapWithout!.some((c) => c.toUpperCase() === 'UIDPLUS'),
+          });
         } catch (e) {
           await killMaster(child, exited, instanceName);
           killWatchdog(watchdog);
@@ -220,7 +220,19 @@ export async function startDovecot(opts: StartOptions = {}): Promise<Lab> {
         }
       }
       const visible = front ? { ...endpoints, imap: { host: HOST, port: front.port } } : endpoints;
-      return makeLab({ dir, instanceName, password, mailOwner, endpoints: visible, caFile, child, exited, entry, watchdog, front });
+      return makeLab({
+        dir,
+        instanceName,
+        password,
+        mailOwner,
+        endpoints: visible,
+        caFile,
+        child,
+        exited,
+        entry,
+        watchdog,
+        front,
+      });
     }
     throw lastError;
   } catch (e) {
@@ -574,9 +586,22 @@ async function makeCertificate(openssl: string, tlsDir: string): Promise<void> {
   const r = spawnSync(
     openssl,
     [
-      'req', '-x509', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-days', '30', '-config', cnf,
-      '-keyout', path.join(tlsDir, 'key.pem'), '-out', path.join(tlsDir, 'cert.pem'),
+      'req',
+      '-x509',
+      '-new',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '30',
+      '-config',
+      cnf,
+      '-keyout',
+      path.join(tlsDir, 'key.pem'),
+      '-out',
+      path.join(tlsDir, 'cert.pem'),
     ],
     { encoding: 'utf8' },
   );

@@ -34,7 +34,10 @@ function commandPath(cmd: Command): string {
 }
 
 function visibleSubcommands(cmd: Command): Command[] {
-  return cmd.createHelp().visibleCommands(cmd).filter((c) => c.name() !== 'help');
+  return cmd
+    .createHelp()
+    .visibleCommands(cmd)
+    .filter((c) => c.name() !== 'help');
 }
 
 /** The commands that do something: `config check`, not `config`. */
@@ -85,7 +88,9 @@ export function renderManPage(program: Command, version: string): string {
     '.I ~/.local/state/popsync/<user@host>.sqlite',
     roffText('The default journal of a source account ($XDG_STATE_HOME/popsync when set). Created mode 0600.'),
     '.SH "SEE ALSO"',
-    roffText('The README shipped with the package (lib/node_modules/popsync/README.md under the npm prefix) has examples for cron, systemd and containers.'),
+    roffText(
+      'The README shipped with the package (lib/node_modules/popsync/README.md under the npm prefix) has examples for cron, systemd and containers.',
+    ),
   );
   return out.join('\n') + '\n';
 }

@@ -8,14 +8,45 @@
 import { allHeaders, firstHeader, type HeaderField } from './headers.js';
 
 const MONTHS: Record<string, number> = {
-  jan: 0, feb: 1, mar: 2, apr: 3, may: 4, jun: 5, jul: 6, aug: 7, sep: 8, oct: 9, nov: 10, dec: 11,
+  jan: 0,
+  feb: 1,
+  mar: 2,
+  apr: 3,
+  may: 4,
+  jun: 5,
+  jul: 6,
+  aug: 7,
+  sep: 8,
+  oct: 9,
+  nov: 10,
+  dec: 11,
 };
 
 /** Minutes east of UTC. Obsolete and common non-standard names; military letters are unreliable (RFC 5322 4.3) and read as UTC. */
 const ZONES: Record<string, number> = {
-  ut: 0, utc: 0, gmt: 0, z: 0, wet: 0,
-  est: -300, edt: -240, cst: -360, cdt: -300, mst: -420, mdt: -360, pst: -480, pdt: -420,
-  bst: 60, cet: 60, met: 60, cest: 120, mest: 120, eet: 120, eest: 180, msk: 180, ist: 330, jst: 540,
+  ut: 0,
+  utc: 0,
+  gmt: 0,
+  z: 0,
+  wet: 0,
+  est: -300,
+  edt: -240,
+  cst: -360,
+  cdt: -300,
+  mst: -420,
+  mdt: -360,
+  pst: -480,
+  pdt: -420,
+  bst: 60,
+  cet: 60,
+  met: 60,
+  cest: 120,
+  mest: 120,
+  eet: 120,
+  eest: 180,
+  msk: 180,
+  ist: 330,
+  jst: 540,
 };
 
 const DATE_RE =
@@ -27,7 +58,10 @@ function daysInMonth(year: number, month: number): number {
 
 /** Parses an RFC 5322 (or obsolete-syntax) date; null when it is not one. Never uses local time. */
 export function parseMailDate(input: string): Date | null {
-  const text = input.replace(/\([^()]*\)/g, ' ').replace(/\s+/g, ' ').trim();
+  const text = input
+    .replace(/\([^()]*\)/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
   const m = DATE_RE.exec(text);
   if (!m) return null;
   const [, dd, mon, yy, hh, mi, ss, zone] = m;

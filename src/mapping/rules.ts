@@ -28,7 +28,15 @@ export const HEADER_KEYS = ['from', 'to', 'cc', 'delivered-to', 'x-original-to',
 export type HeaderKey = (typeof HEADER_KEYS)[number];
 const ADDRESS_HEADERS: ReadonlySet<HeaderKey> = new Set(['from', 'to', 'cc', 'delivered-to', 'x-original-to']);
 
-export const SPECIAL_USE_ROLES = ['\\All', '\\Archive', '\\Drafts', '\\Flagged', '\\Junk', '\\Sent', '\\Trash'] as const;
+export const SPECIAL_USE_ROLES = [
+  '\\All',
+  '\\Archive',
+  '\\Drafts',
+  '\\Flagged',
+  '\\Junk',
+  '\\Sent',
+  '\\Trash',
+] as const;
 export type SpecialUseRole = (typeof SPECIAL_USE_ROLES)[number];
 
 /** The canonical spelling of a SPECIAL-USE role (RFC 6154), or null when `s` is not one. */
@@ -110,7 +118,8 @@ export function folderNameProblem(name: string): string | null {
  * keyword that is not an IMAP atom (RFC 3501 atom: printable ASCII without `(){%*"\]`).
  */
 export function flagProblem(flag: string): string | null {
-  if (/^\\deleted$/i.test(flag)) return 'the flag \\Deleted is refused: copies would arrive marked for deletion, and the next EXPUNGE would remove them';
+  if (/^\\deleted$/i.test(flag))
+    return 'the flag \\Deleted is refused: copies would arrive marked for deletion, and the next EXPUNGE would remove them';
   if (/^\\recent$/i.test(flag)) return 'the flag \\Recent is refused: only the server sets it (RFC 3501 2.3.2)';
   if (/^\\(seen|answered|flagged|draft)$/i.test(flag)) return null;
   if (/^[\x21-\x7e]+$/.test(flag) && !/[(){%*"\\\]]/.test(flag)) return null;
@@ -137,7 +146,11 @@ function compileTarget(folder: string, where: string): Target {
   if (bad !== null) throw new PopsyncError('config', `${where}: ${bad}`);
   const role = specialUseRole(folder);
   if (role) return { role };
-  if (folder.startsWith('\\')) throw new PopsyncError('config', `${where}: unknown SPECIAL-USE role "${folder}"; known: ${SPECIAL_USE_ROLES.join(', ')}`);
+  if (folder.startsWith('\\'))
+    throw new PopsyncError(
+      'config',
+      `${where}: unknown SPECIAL-USE role "${folder}"; known: ${SPECIAL_USE_ROLES.join(', ')}`,
+    );
   const t = parseTemplate(folder);
   if (!t.ok) throw new PopsyncError('config', `${where}: ${t.error}`);
   return { parts: t.parts };
@@ -220,7 +233,8 @@ function matches(rule: CompiledRule, v: MessageView, now: Date): boolean {
   if (m.largerThan !== undefined && !(v.size > m.largerThan)) return false;
   if (m.smallerThan !== undefined && !(v.size < m.smallerThan)) return false;
   const t = v.arrival?.getTime();
-  const needsDate = m.before !== undefined || m.after !== undefined || m.olderThanMs !== undefined || m.newerThanMs !== undefined;
+  const needsDate =
+    m.before !== undefined || m.after !== undefined || m.olderThanMs !== undefined || m.newerThanMs !== undefined;
   if (needsDate && t === undefined) return false;
   if (t !== undefined) {
     if (m.before !== undefined && !(t < m.before.getTime())) return false;
@@ -272,7 +286,9 @@ export function compileRouting(spec: RoutingSpec): CompiledRouting {
     if ('role' in t) {
       const path = ctx.roles?.get(t.role);
       if (path === undefined) {
-        throw new PopsyncError('config', `the destination has no folder marked ${t.role} (SPECIAL-USE)`, { hint: `name a folder instead of ${t.role} in the config` });
+        throw new PopsyncError('config', `the destination has no folder marked ${t.role} (SPECIAL-USE)`, {
+          hint: `name a folder instead of ${t.role} in the config`,
+        });
       }
       return path;
     }
@@ -300,7 +316,12 @@ export function compileRouting(spec: RoutingSpec): CompiledRouting {
       // The default may be a template as well; with a missing value it falls back to INBOX.
       if (folder === null) folder = resolve(fallback, v, ctx) ?? 'INBOX';
       const seen = decideSeen(spec.seen, fields, arrival.date, ctx.now);
-      const flags = dedupeFlags([...(seen.seen ? ['\\Seen'] : []), ...seen.extraFlags, ...spec.flags, ...(rule?.flags ?? [])]);
+      const flags = dedupeFlags([
+        ...(seen.seen ? ['\\Seen'] : []),
+        ...seen.extraFlags,
+        ...spec.flags,
+        ...(rule?.flags ?? []),
+      ]);
       return {
         folder,
         flags,
@@ -317,7 +338,10 @@ export function compileRouting(spec: RoutingSpec): CompiledRouting {
  * The engine's Router over compiled rules. `roles` is read at each call because it is filled
  * in after the destination connects (the engine connects after the router is built).
  */
-export function engineRouter(c: CompiledRouting, o: { roles?: () => ReadonlyMap<string, string> | null; now?: () => Date } = {}): Router {
+export function engineRouter(
+  c: CompiledRouting,
+  o: { roles?: () => ReadonlyMap<string, string> | null; now?: () => Date } = {},
+): Router {
   const now = o.now ?? (() => new Date());
   return ({ size, fields }) => c.route({ fields, size }, { now: now(), roles: o.roles?.() ?? null });
 }

@@ -32,7 +32,12 @@ export function stepName(step: SeenStep): string {
   return step.kind === 'older-than' ? `older-than:${step.label}` : step.kind;
 }
 
-export function decideSeen(steps: readonly SeenStep[], fields: HeaderField[], arrival: Date | null, now: Date): SeenDecision {
+export function decideSeen(
+  steps: readonly SeenStep[],
+  fields: HeaderField[],
+  arrival: Date | null,
+  now: Date,
+): SeenDecision {
   const extraFlags: string[] = [];
   if (steps.some((s) => s.kind === 'status-header')) {
     const x = firstHeader(fields, 'x-status');
@@ -49,7 +54,8 @@ export function decideSeen(steps: readonly SeenStep[], fields: HeaderField[], ar
         break;
       }
       case 'older-than':
-        if (arrival !== null && now.getTime() - arrival.getTime() > step.ms) return { seen: true, source: stepName(step), extraFlags };
+        if (arrival !== null && now.getTime() - arrival.getTime() > step.ms)
+          return { seen: true, source: stepName(step), extraFlags };
         break;
       case 'all':
         return { seen: true, source: 'all', extraFlags };

@@ -10,10 +10,16 @@
  */
 
 export const TEMPLATE_NAMES = [
-  'year', 'month', 'day',
+  'year',
+  'month',
+  'day',
   'list-id',
-  'from', 'from-local', 'from-domain',
-  'to', 'to-local', 'to-domain',
+  'from',
+  'from-local',
+  'from-domain',
+  'to',
+  'to-local',
+  'to-domain',
 ] as const;
 export type TemplateName = (typeof TEMPLATE_NAMES)[number];
 
@@ -27,7 +33,8 @@ export function parseTemplate(text: string): ParsedTemplate {
   while (i < text.length) {
     const open = text.indexOf('{', i);
     const close = text.indexOf('}', i);
-    if (close !== -1 && (open === -1 || close < open)) return { ok: false, error: `unmatched "}" at position ${close + 1}` };
+    if (close !== -1 && (open === -1 || close < open))
+      return { ok: false, error: `unmatched "}" at position ${close + 1}` };
     if (open === -1) {
       parts.push(text.slice(i));
       break;
@@ -37,7 +44,10 @@ export function parseTemplate(text: string): ParsedTemplate {
     if (end === -1) return { ok: false, error: `unclosed "{" at position ${open + 1}` };
     const name = text.slice(open + 1, end).trim();
     if (!(TEMPLATE_NAMES as readonly string[]).includes(name)) {
-      return { ok: false, error: `unknown template "{${name}}"; known: ${TEMPLATE_NAMES.map((n) => `{${n}}`).join(', ')}` };
+      return {
+        ok: false,
+        error: `unknown template "{${name}}"; known: ${TEMPLATE_NAMES.map((n) => `{${n}}`).join(', ')}`,
+      };
     }
     parts.push({ name: name as TemplateName });
     i = end + 1;

@@ -43,7 +43,10 @@ export async function connectPop3(opts: Pop3Options): Promise<Pop3Session> {
       if (!(e instanceof LoginDelayed)) throw e;
       const ms = loginDelayWait(e.statedSeconds, waited);
       if (ms === null) throw e.error.with({ hint: loginDelayHint(e.statedSeconds, waited) });
-      logger.warn({ seconds: e.statedSeconds }, `the POP3 server asks for ${e.statedSeconds} s between logins (LOGIN-DELAY); waiting, then logging in again`);
+      logger.warn(
+        { seconds: e.statedSeconds },
+        `the POP3 server asks for ${e.statedSeconds} s between logins (LOGIN-DELAY); waiting, then logging in again`,
+      );
       await sleep(ms, opts.signal);
     }
   }
@@ -62,7 +65,8 @@ export function loginDelayWait(statedSeconds: number | undefined, alreadyWaited:
 
 function loginDelayHint(statedSeconds: number | undefined, waited: boolean): string {
   if (waited) return `popsync waited the ${statedSeconds} s the server asked for and it refused again; run again later`;
-  if (statedSeconds === undefined) return 'the server did not say how long to wait (no LOGIN-DELAY in its CAPA); run again later';
+  if (statedSeconds === undefined)
+    return 'the server did not say how long to wait (no LOGIN-DELAY in its CAPA); run again later';
   return `the server allows one login every ${statedSeconds} s; popsync waits at most ${MAX_LOGIN_DELAY_WAIT_S} s, so run again later and schedule runs at least that far apart`;
 }
 
@@ -119,9 +123,13 @@ async function connectOnce(opts: Pop3Options, logger: Logger): Promise<Pop3Sessi
     let caps = await capa(conn);
     if (opts.tls === 'starttls') {
       if (!caps.has('STLS')) {
-        throw new PopsyncError('tls', `POP3 server ${opts.host}:${opts.port} does not offer STLS; refusing to log in without TLS`, {
-          hint: "Use implicit TLS (usually port 995) if the server has it; plaintext needs an explicit tls: 'none'.",
-        });
+        throw new PopsyncError(
+          'tls',
+          `POP3 server ${opts.host}:${opts.port} does not offer STLS; refusing to log in without TLS`,
+          {
+            hint: "Use implicit TLS (usually port 995) if the server has it; plaintext needs an explicit tls: 'none'.",
+          },
+        );
       }
       const r = await conn.send({ line: 'STLS', label: 'STLS', multiline: false, upgrade: true });
       if (r.status.kind !== 'ok') {
@@ -135,7 +143,8 @@ async function connectOnce(opts: Pop3Options, logger: Logger): Promise<Pop3Sessi
     try {
       await logIn(conn, opts, caps, greeting, logger);
     } catch (e) {
-      if (e instanceof PopsyncError && e.context.responseCode === 'LOGIN-DELAY') throw new LoginDelayed(e, statedLoginDelay(caps));
+      if (e instanceof PopsyncError && e.context.responseCode === 'LOGIN-DELAY')
+        throw new LoginDelayed(e, statedLoginDelay(caps));
       throw e;
     }
 
@@ -159,18 +168,30 @@ async function connectOnce(opts: Pop3Options, logger: Logger): Promise<Pop3Sessi
  * Tries the login methods in order (sasl.ts decides which and when to move on); only a refusal
  * of kind 'auth' can move on. A server that hangs up after a refusal ends the attempt with it.
  */
-async function logIn(conn: Pop3Connection, opts: Pop3Options, caps: ReadonlyMap<string, string[]>, greeting: string, logger: Logger): Promise<void> {
+async function logIn(
+  conn: Pop3Connection,
+  opts: Pop3Options,
+  caps: ReadonlyMap<string, string[]>,
+  greeting: string,
+  logger: Logger,
+): Promise<void> {
   const refused: string[] = [];
   let last: PopsyncError | undefined;
   for (const method of authMethods(opts.auth ?? 'auto', caps, greeting)) {
     logger.debug({ method }, 'pop3 login');
     try {
       await authenticate(conn, { user: opts.user, password: opts.password }, method, greeting);
-      if (refused.length > 0) logger.info({ method: METHOD_NAMES[method], refused }, `POP3 login with ${METHOD_NAMES[method]} after the server refused ${refused.join(', ')}`);
+      if (refused.length > 0)
+        logger.info(
+          { method: METHOD_NAMES[method], refused },
+          `POP3 login with ${METHOD_NAMES[method]} after the server refused ${refused.join(', ')}`,
+        );
       return;
     } catch (e) {
       if (last !== undefined && e instanceof PopsyncError && e.kind === 'connection') {
-        throw last.with({ hint: `the server closed the connection after refusing ${refused.join(', ')}; choose another login method with --pop-auth` });
+        throw last.with({
+          hint: `the server closed the connection after refusing ${refused.join(', ')}; choose another login method with --pop-auth`,
+        });
       }
       if (!(e instanceof PopsyncError) || e.kind !== 'auth') throw e;
       refused.push(METHOD_NAMES[method]);
@@ -179,7 +200,11 @@ async function logIn(conn: Pop3Connection, opts: Pop3Options, caps: ReadonlyMap<
     }
   }
   if (last === undefined) throw new PopsyncError('internal', 'POP3 login: no method to try');
-  throw refused.length > 1 ? last.with({ hint: `tried ${refused.join(', then ')}; the server refused each. Check the POP3 user name and password` }) : last;
+  throw refused.length > 1
+    ? last.with({
+        hint: `tried ${refused.join(', then ')}; the server refused each. Check the POP3 user name and password`,
+      })
+    : last;
 }
 
 /**
@@ -189,7 +214,8 @@ async function logIn(conn: Pop3Connection, opts: Pop3Options, caps: ReadonlyMap<
  */
 async function enableUtf8(conn: Pop3Connection, logger: Logger): Promise<void> {
   const r = await conn.send({ line: 'UTF8', label: 'UTF8', multiline: false });
-  if (r.status.kind !== 'ok') logger.debug({ response: r.status.line }, 'POP3 server refused UTF8; messages are served as it sees fit');
+  if (r.status.kind !== 'ok')
+    logger.debug({ response: r.status.line }, 'POP3 server refused UTF8; messages are served as it sees fit');
 }
 
 function checkOptions(opts: Pop3Options): void {
@@ -240,7 +266,11 @@ function protocolError(what: string, line: string, secrets: readonly string[] = 
 }
 
 /** "n value" lines of LIST; the value ends at the first whitespace. */
-function parseListing(body: Buffer | undefined, what: string, secrets: readonly string[]): Array<{ n: number; value: string }> {
+function parseListing(
+  body: Buffer | undefined,
+  what: string,
+  secrets: readonly string[],
+): Array<{ n: number; value: string }> {
   const out: Array<{ n: number; value: string }> = [];
   for (const line of bodyLines(body)) {
     if (line.trim() === '') continue;
@@ -271,8 +301,15 @@ export function parseUidlListing(body: Buffer | undefined, secrets: readonly str
       out.push({ n, uidl });
     } else {
       // Every byte outside the range shown as \xNN, so a space or a control byte is visible.
-      const shown = redact(uidl.slice(0, 100), secrets).replace(/[^\x21-\x7e]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-      out.push({ n, uidl: '', fault: `the POP3 server gave it the UIDL "${shown}", which holds bytes RFC 1939 does not allow in a UIDL (only 0x21-0x7E)` });
+      const shown = redact(uidl.slice(0, 100), secrets).replace(
+        /[^\x21-\x7e]/g,
+        (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+      );
+      out.push({
+        n,
+        uidl: '',
+        fault: `the POP3 server gave it the UIDL "${shown}", which holds bytes RFC 1939 does not allow in a UIDL (only 0x21-0x7E)`,
+      });
     }
   }
   return out;
@@ -296,7 +333,12 @@ class Session implements Pop3Session {
   private async run(spec: CommandSpec): Promise<Reply> {
     const reply = await this.conn.send(spec);
     if (reply.status.kind !== 'ok') {
-      throw replyError(reply.status, spec.label, 'command', spec.messageNumber === undefined ? {} : { messageNumber: spec.messageNumber });
+      throw replyError(
+        reply.status,
+        spec.label,
+        'command',
+        spec.messageNumber === undefined ? {} : { messageNumber: spec.messageNumber },
+      );
     }
     return reply;
   }
@@ -306,7 +348,13 @@ class Session implements Pop3Session {
   }
 
   private async multi(line: string, ceiling: number, messageNumber?: number): Promise<Buffer> {
-    const r = await this.run({ line, label: line, multiline: true, ceiling, ...(messageNumber === undefined ? {} : { messageNumber }) });
+    const r = await this.run({
+      line,
+      label: line,
+      multiline: true,
+      ceiling,
+      ...(messageNumber === undefined ? {} : { messageNumber }),
+    });
     return r.body ?? Buffer.alloc(0);
   }
 
@@ -320,7 +368,10 @@ class Session implements Pop3Session {
   private listedCount(): Promise<number> {
     this.count ??= this.stat().then(({ count }) => {
       if (count > MAX_LISTED_MESSAGES) {
-        throw new PopsyncError('protocol', `POP3 server claims ${count} messages; popsync handles at most ${MAX_LISTED_MESSAGES} in one mailbox`);
+        throw new PopsyncError(
+          'protocol',
+          `POP3 server claims ${count} messages; popsync handles at most ${MAX_LISTED_MESSAGES} in one mailbox`,
+        );
       }
       return count;
     });
@@ -359,7 +410,8 @@ class Session implements Pop3Session {
 
   async top(n: number, lines: number): Promise<Buffer> {
     checkMessageNumber(n);
-    if (!Number.isSafeInteger(lines) || lines < 0) throw new PopsyncError('internal', `TOP line count must be >= 0; got ${String(lines)}`);
+    if (!Number.isSafeInteger(lines) || lines < 0)
+      throw new PopsyncError('internal', `TOP line count must be >= 0; got ${String(lines)}`);
     const ceiling = this.messageCeiling(n);
     return this.multi(`TOP ${n} ${lines}`, typeof ceiling === 'number' ? ceiling : await ceiling, n);
   }

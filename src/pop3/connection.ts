@@ -241,7 +241,10 @@ export class Pop3Connection implements CommandChannel {
       if (e instanceof PopsyncError) {
         // Decoder errors quote the offending line; the cause would carry it unredacted. Only a
         // ceiling's marker (no server text in it) is passed on.
-        const context = e.context.serverResponse === undefined ? e.context : { ...e.context, serverResponse: this.redact(e.context.serverResponse) };
+        const context =
+          e.context.serverResponse === undefined
+            ? e.context
+            : { ...e.context, serverResponse: this.redact(e.context.serverResponse) };
         this.fail(e.kind, this.redact(e.message), e.cause instanceof ReplyOverCeiling ? e.cause : undefined, context);
       } else {
         this.fail('internal', `POP3 client bug: ${(e as Error).message}`, e);
@@ -255,18 +258,27 @@ export class Pop3Connection implements CommandChannel {
     if (!p) {
       // Typically a farewell such as "-ERR Disconnected for inactivity" before the server hangs up.
       const line = ev.type === 'status' ? ev.status.line.slice(0, 200) : '';
-      throw new PopsyncError('connection', `POP3 server sent an unsolicited line and cannot be trusted to stay in step: ${line}`, {
-        serverResponse: line,
-      });
+      throw new PopsyncError(
+        'connection',
+        `POP3 server sent an unsolicited line and cannot be trusted to stay in step: ${line}`,
+        {
+          serverResponse: line,
+        },
+      );
     }
-    this.charge(p, ev.type === 'status' ? Buffer.byteLength(ev.status.line) + 2 : ev.type === 'data' ? ev.chunk.length : 0);
+    this.charge(
+      p,
+      ev.type === 'status' ? Buffer.byteLength(ev.status.line) + 2 : ev.type === 'data' ? ev.chunk.length : 0,
+    );
     switch (ev.type) {
       case 'status': {
         // The greeting precedes every credential, and APOP needs its timestamp as sent.
         const s = p.spec === GREETING ? ev.status : this.redactStatus(ev.status);
         if (s.kind === 'continue') {
           if (!p.spec.onContinue) {
-            throw new PopsyncError('protocol', `POP3 server sent a continuation to ${p.spec.label}`, { serverResponse: s.line });
+            throw new PopsyncError('protocol', `POP3 server sent a continuation to ${p.spec.label}`, {
+              serverResponse: s.line,
+            });
           }
           this.opts.logger.debug({ response: '+ (challenge)' }, 'pop3 <');
           const answer = p.spec.onContinue(s);
@@ -404,7 +416,10 @@ export class Pop3Connection implements CommandChannel {
   private onTimeout(): void {
     this.timer = undefined;
     const head = this.inflight[0];
-    this.fail('connection', `POP3 server sent nothing for ${this.opts.timeoutMs} ms while popsync waited for ${head?.spec.label ?? 'a reply'}`);
+    this.fail(
+      'connection',
+      `POP3 server sent nothing for ${this.opts.timeoutMs} ms while popsync waited for ${head?.spec.label ?? 'a reply'}`,
+    );
   }
 
   /** Makes the connection unusable and rejects everything pending; returns the error. */
@@ -474,7 +489,17 @@ function trustedCas(extra: Array<string | Buffer>): Array<string | Buffer> {
 }
 
 /** TCP-level failures are 'connection'; anything else while TLS is being set up is 'tls'. */
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE', 'EADDRNOTAVAIL']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EADDRNOTAVAIL',
+]);
 
 function openSocket(opts: ConnectionOptions): Promise<net.Socket> {
   if (!opts.implicitTls) {
@@ -487,7 +512,11 @@ function openSocket(opts: ConnectionOptions): Promise<net.Socket> {
  * Waits for `event` under connectTimeoutMs and turns failures into PopsyncError: 'connection'
  * for network trouble, 'tls' for certificate and handshake trouble.
  */
-function handshake<S extends net.Socket>(make: () => S, opts: ConnectionOptions, event: 'connect' | 'secureConnect'): Promise<S> {
+function handshake<S extends net.Socket>(
+  make: () => S,
+  opts: ConnectionOptions,
+  event: 'connect' | 'secureConnect',
+): Promise<S> {
   const where = `${opts.host}:${opts.port}`;
   return new Promise<S>((resolve, reject) => {
     let socket: S;
@@ -496,7 +525,9 @@ function handshake<S extends net.Socket>(make: () => S, opts: ConnectionOptions,
     } catch (e) {
       // Bad options (an unparseable CA, say) throw synchronously.
       const kind = event === 'secureConnect' ? 'tls' : 'connection';
-      reject(new PopsyncError(kind, `cannot set up the connection to ${where}: ${(e as Error).message}`, {}, { cause: e }));
+      reject(
+        new PopsyncError(kind, `cannot set up the connection to ${where}: ${(e as Error).message}`, {}, { cause: e }),
+      );
       return;
     }
     let tcpUp = event === 'secureConnect' && !socket.connecting;
@@ -514,16 +545,29 @@ function handshake<S extends net.Socket>(make: () => S, opts: ConnectionOptions,
     const onError = (e: NodeJS.ErrnoException): void => {
       const code = e.code ?? '';
       if (event === 'connect' || !tcpUp || NETWORK_CODES.has(code)) {
-        finish(new PopsyncError('connection', `cannot connect to POP3 server ${where}: ${e.message}`, {}, { cause: e }));
+        finish(
+          new PopsyncError('connection', `cannot connect to POP3 server ${where}: ${e.message}`, {}, { cause: e }),
+        );
       } else {
         finish(
-          new PopsyncError('tls', `TLS with POP3 server ${where} failed: ${e.message}${code ? ` (${code})` : ''}`, {
-            hint: 'If the server uses a private CA or a self-signed certificate, give its CA certificate (ca option).',
-          }, { cause: e }),
+          new PopsyncError(
+            'tls',
+            `TLS with POP3 server ${where} failed: ${e.message}${code ? ` (${code})` : ''}`,
+            {
+              hint: 'If the server uses a private CA or a self-signed certificate, give its CA certificate (ca option).',
+            },
+            { cause: e },
+          ),
         );
       }
     };
-    const onClose = (): void => finish(new PopsyncError(tcpUp ? 'tls' : 'connection', `POP3 server ${where} closed the connection during ${event === 'connect' ? 'connect' : 'the TLS handshake'}`));
+    const onClose = (): void =>
+      finish(
+        new PopsyncError(
+          tcpUp ? 'tls' : 'connection',
+          `POP3 server ${where} closed the connection during ${event === 'connect' ? 'connect' : 'the TLS handshake'}`,
+        ),
+      );
     const onDone = (): void => finish(undefined);
     function finish(err: PopsyncError | undefined): void {
       clearTimeout(timer);

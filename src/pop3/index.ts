@@ -7,4 +7,12 @@
 export { connectPop3, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, PIPELINE_WINDOW } from './client.js';
 export { isOverCeiling, messageCeiling } from './limits.js';
 export { ResponseDecoder, parseStatusLine, type FrameEvent, type StatusLine } from './framing.js';
-export type { Pop3AuthMethod, Pop3Options, Pop3Session, Pop3SizeEntry, Pop3Stat, Pop3UidlEntry, TlsMode } from './types.js';
+export type {
+  Pop3AuthMethod,
+  Pop3Options,
+  Pop3Session,
+  Pop3SizeEntry,
+  Pop3Stat,
+  Pop3UidlEntry,
+  TlsMode,
+} from './types.js';

@@ -12,7 +12,11 @@ export const REDACTED = '****';
 
 export function secretForms(user: string, password: string): string[] {
   if (password === '') return [];
-  const forms = [password, Buffer.from(password, 'utf8').toString('base64'), Buffer.from(`\0${user}\0${password}`, 'utf8').toString('base64')];
+  const forms = [
+    password,
+    Buffer.from(password, 'utf8').toString('base64'),
+    Buffer.from(`\0${user}\0${password}`, 'utf8').toString('base64'),
+  ];
   // Longest first, so a form containing another is replaced whole.
   return [...new Set(forms)].sort((a, b) => b.length - a.length);
 }

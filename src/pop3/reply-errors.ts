@@ -22,11 +22,17 @@ export function kindForCode(code: string | undefined, fallback: ErrorKind): Erro
  * @param label the command as it may be shown (credentials already replaced)
  * @param phase 'auth' while logging in, 'command' afterwards
  */
-export function replyError(status: StatusLine, label: string, phase: 'auth' | 'command', extra: ErrorContext = {}): PopsyncError {
+export function replyError(
+  status: StatusLine,
+  label: string,
+  phase: 'auth' | 'command',
+  extra: ErrorContext = {},
+): PopsyncError {
   const kind = kindForCode(status.code, phase === 'auth' ? 'auth' : 'server');
   const context: ErrorContext = { ...extra, serverResponse: status.line };
   if (status.code !== undefined) context.responseCode = status.code;
-  if (kind === 'temporary') context.hint = 'The server asked to try again later (another session may hold the mailbox).';
+  if (kind === 'temporary')
+    context.hint = 'The server asked to try again later (another session may hold the mailbox).';
   const what = phase === 'auth' ? 'POP3 login failed' : `POP3 server refused ${label}`;
   return new PopsyncError(kind, `${what}: ${status.line}`, context);
 }

@@ -37,7 +37,11 @@ export function apopTimestamp(greeting: string): string | undefined {
 export type LoginMethod = Exclude<Pop3AuthMethod, 'auto'>;
 
 /** The methods to try, in order: the explicit one alone, or every method the server offers. */
-export function authMethods(requested: Pop3AuthMethod, caps: ReadonlyMap<string, string[]>, greeting: string): LoginMethod[] {
+export function authMethods(
+  requested: Pop3AuthMethod,
+  caps: ReadonlyMap<string, string[]>,
+  greeting: string,
+): LoginMethod[] {
   if (requested !== 'auto') return [requested];
   const sasl = (caps.get('SASL') ?? []).map((m) => m.toUpperCase());
   const out: LoginMethod[] = [];
@@ -59,7 +63,12 @@ export function fallsBack(method: LoginMethod, responseCode: string | undefined)
   return method === 'apop' || responseCode !== 'AUTH';
 }
 
-export const METHOD_NAMES: Record<LoginMethod, string> = { user: 'USER/PASS', apop: 'APOP', plain: 'AUTH PLAIN', login: 'AUTH LOGIN' };
+export const METHOD_NAMES: Record<LoginMethod, string> = {
+  user: 'USER/PASS',
+  apop: 'APOP',
+  plain: 'AUTH PLAIN',
+  login: 'AUTH LOGIN',
+};
 
 export async function authenticate(
   conn: CommandChannel,
@@ -96,8 +105,13 @@ async function apop(conn: CommandChannel, creds: Credentials, greeting: string):
       hint: "Use another auth method (e.g. 'auto' or 'user').",
     });
   }
-  const digest = createHash('md5').update(ts + creds.password, 'utf8').digest('hex');
-  expectOk(await conn.send({ line: `APOP ${creds.user} ${digest}`, label: `APOP ${creds.user} ***`, multiline: false }), 'APOP');
+  const digest = createHash('md5')
+    .update(ts + creds.password, 'utf8')
+    .digest('hex');
+  expectOk(
+    await conn.send({ line: `APOP ${creds.user} ${digest}`, label: `APOP ${creds.user} ***`, multiline: false }),
+    'APOP',
+  );
 }
 
 /**

@@ -34,7 +34,9 @@ export function renderPlanHtml(report: PlanReport): string {
   const route = `${report.source} → ${report.destination}`;
   const failed = failures(report);
   const title = reportTitle(report);
-  const kicker = report.run ? `popsync ${report.run.command} report · what the run did` : 'popsync migration plan · dry run, nothing was written';
+  const kicker = report.run
+    ? `popsync ${report.run.command} report · what the run did`
+    : 'popsync migration plan · dry run, nothing was written';
   return `<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -121,7 +123,12 @@ function cards(report: PlanReport): string {
       card('Messages', String(t.messages), formatBytes(t.bytes)),
       card('Copied', String(t.copied ?? 0), formatBytes(t.copiedBytes ?? 0), 'new'),
       card('Already copied', String(t.alreadyCopied), 'before this run', 'done'),
-      card('Not copied', String(notCopied), `${t.failed ?? 0} failed · ${t.skippedByRule ?? 0} skipped by rule`, (t.failed ?? 0) > 0 ? 'fail' : ''),
+      card(
+        'Not copied',
+        String(notCopied),
+        `${t.failed ?? 0} failed · ${t.skippedByRule ?? 0} skipped by rule`,
+        (t.failed ?? 0) > 0 ? 'fail' : '',
+      ),
       card('Transfer', estimateText(report), ''),
     ].join('\n');
   }
@@ -173,8 +180,12 @@ ${rows}
 /** The run's columns, from the same cells the text formats print. */
 function runFolderTable(report: PlanReport): string {
   const row = (cells: string[]) => cells.map((c) => `<td class="num">${text(c)}</td>`).join('');
-  const head = folderColumns(report).map((c) => `<th scope="col" class="num">${text(c.charAt(0).toUpperCase() + c.slice(1))}</th>`).join('');
-  const rows = report.folders.map((f) => `<tr><th scope="row">${text(f.folder)}</th>${row(folderCells(f, report))}</tr>`).join('\n');
+  const head = folderColumns(report)
+    .map((c) => `<th scope="col" class="num">${text(c.charAt(0).toUpperCase() + c.slice(1))}</th>`)
+    .join('');
+  const rows = report.folders
+    .map((f) => `<tr><th scope="row">${text(f.folder)}</th>${row(folderCells(f, report))}</tr>`)
+    .join('\n');
   return `<table class="folders">
 <caption>Messages per destination folder</caption>
 <thead><tr><th scope="col">Folder</th>${head}</tr></thead>
@@ -205,7 +216,8 @@ ${body}
 }
 
 function failureTable(failed: PlanMessage[], run: boolean): string {
-  const why = (m: PlanMessage) => `${run ? `${m.status}: ` : ''}${m.reason ?? ''}${m.serverResponse ? ` (server said: ${m.serverResponse})` : ''}`;
+  const why = (m: PlanMessage) =>
+    `${run ? `${m.status}: ` : ''}${m.reason ?? ''}${m.serverResponse ? ` (server said: ${m.serverResponse})` : ''}`;
   const rows = failed
     .map(
       (m) =>
@@ -256,7 +268,8 @@ function folderChart(report: PlanReport): string {
   const height = top + Math.max(1, folders.length) * row + 8;
 
   const legend = SEGMENTS.map(
-    (s, i) => `<g transform="translate(${labelW + i * 150},8)"><rect class="${s.cls}" width="12" height="12" rx="2"/><text x="18" y="10.5">${s.label}</text></g>`,
+    (s, i) =>
+      `<g transform="translate(${labelW + i * 150},8)"><rect class="${s.cls}" width="12" height="12" rx="2"/><text x="18" y="10.5">${s.label}</text></g>`,
   ).join('');
   const bars = folders
     .map((f, i) => {
@@ -265,11 +278,19 @@ function folderChart(report: PlanReport): string {
       const parts: Record<SegmentKey, number> = report.run
         ? { new: f.copied ?? 0, retry: f.skippedByRule ?? 0, done: f.alreadyCopied, fail: f.failed ?? 0 }
         : // `new` includes retries in plan-report.ts; clamped so a report that counted them apart draws the same bar.
-          { new: Math.max(0, Math.min(f.new, f.messages - retry - f.alreadyCopied - f.wouldFail)), retry, done: f.alreadyCopied, fail: f.wouldFail };
+          {
+            new: Math.max(0, Math.min(f.new, f.messages - retry - f.alreadyCopied - f.wouldFail)),
+            retry,
+            done: f.alreadyCopied,
+            fail: f.wouldFail,
+          };
       let x = labelW;
       const segs = SEGMENTS.map((s) => {
         const w = (parts[s.key] / max) * plotW;
-        const r = parts[s.key] > 0 ? `<rect class="${s.cls}" x="${fx(x)}" y="${y + 4}" width="${fx(Math.max(w, 1))}" height="${row - 8}"/>` : '';
+        const r =
+          parts[s.key] > 0
+            ? `<rect class="${s.cls}" x="${fx(x)}" y="${y + 4}" width="${fx(Math.max(w, 1))}" height="${row - 8}"/>`
+            : '';
         x += w;
         return r;
       }).join('');
@@ -279,8 +300,15 @@ function folderChart(report: PlanReport): string {
       return `<g class="bar"><title>${text(tip)}</title><text class="label" x="${labelW - 8}" y="${y + row / 2 + 4}" text-anchor="end">${text(ellipsis(f.folder, 34))}</text>${segs}<text class="value" x="${fx(x + 6)}" y="${y + row / 2 + 4}">${f.messages}</text></g>`;
     })
     .join('\n');
-  const empty = folders.length === 0 ? `<text x="${CHART_W / 2}" y="${top + 16}" text-anchor="middle">no messages</text>` : '';
-  return svg('chart-folders', 'Messages per folder', describe(folders.map((f) => `${f.folder}: ${f.messages}`)), height, `${legend}\n${bars}${empty}`);
+  const empty =
+    folders.length === 0 ? `<text x="${CHART_W / 2}" y="${top + 16}" text-anchor="middle">no messages</text>` : '';
+  return svg(
+    'chart-folders',
+    'Messages per folder',
+    describe(folders.map((f) => `${f.folder}: ${f.messages}`)),
+    height,
+    `${legend}\n${bars}${empty}`,
+  );
 }
 
 /**
@@ -330,12 +358,21 @@ function vbarChart(
       const label = rotate
         ? `<text class="label" transform="translate(${fx(cx + 4)},${labelY}) rotate(-45)" text-anchor="end">${text(b.label)}</text>`
         : `<text class="label" x="${fx(cx)}" y="${labelY}" text-anchor="middle">${text(b.label)}</text>`;
-      const valueText = showValues && v > 0 ? `<text class="value" x="${fx(cx)}" y="${fx(y - 5)}" text-anchor="middle">${text(tick(v))}</text>` : '';
+      const valueText =
+        showValues && v > 0
+          ? `<text class="value" x="${fx(cx)}" y="${fx(y - 5)}" text-anchor="middle">${text(tick(v))}</text>`
+          : '';
       return `<g class="bar"><title>${text(`${b.label}: ${tip(b)}`)}</title><rect class="seg-new" x="${fx(x)}" y="${fx(y)}" width="${fx(barW)}" height="${fx(h)}"/>${valueText}${label}</g>`;
     })
     .join('\n');
   const axis = `<line class="axis" x1="${left}" x2="${CHART_W - right}" y1="${top + plotH}" y2="${top + plotH}"/>`;
-  return svg(id, title, `${description} ${describe(buckets.map((b) => `${b.label}: ${tip(b)}`))}`, height, `${gridLines.join('')}\n${bars}\n${axis}`);
+  return svg(
+    id,
+    title,
+    `${description} ${describe(buckets.map((b) => `${b.label}: ${tip(b)}`))}`,
+    height,
+    `${gridLines.join('')}\n${bars}\n${axis}`,
+  );
 }
 
 /**

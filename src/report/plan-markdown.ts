@@ -13,7 +13,17 @@
 
 import type { PlanReport } from './plan-types.js';
 import { DEFAULT_MAX_FAILURES } from './plan-table.js';
-import { estimateText, failures, failuresHeading, folderCells, folderColumns, reportTitle, sortedCounts, totalCells, totalLines } from './plan-stats.js';
+import {
+  estimateText,
+  failures,
+  failuresHeading,
+  folderCells,
+  folderColumns,
+  reportTitle,
+  sortedCounts,
+  totalCells,
+  totalLines,
+} from './plan-stats.js';
 import { formatBytes, printable } from './summary.js';
 
 export interface PlanMarkdownOptions {
@@ -30,21 +40,31 @@ export function renderPlanMarkdown(report: PlanReport, options: PlanMarkdownOpti
 
   out.push('### Folders', '');
   out.push(
-    ...table(
-      ['Folder', ...folderColumns(report).map(capitalise)],
-      report.run ? 'lrrrrrr' : 'lrrrrrl',
-      [
-        ...report.folders.map((f) => [md(f.folder), ...folderCells(f, report)]),
-        ['**Total**', ...totalCells(t, report).map((c) => (c === '' ? '' : `**${c}**`))],
-      ],
-    ),
+    ...table(['Folder', ...folderColumns(report).map(capitalise)], report.run ? 'lrrrrrr' : 'lrrrrrl', [
+      ...report.folders.map((f) => [md(f.folder), ...folderCells(f, report)]),
+      ['**Total**', ...totalCells(t, report).map((c) => (c === '' ? '' : `**${c}**`))],
+    ]),
     '',
   );
 
   out.push('### Seen flag decided by', '');
-  out.push(...table(['Seen policy step', 'Messages'], 'lr', sortedCounts(report.seenSources).map(([k, v]) => [md(k), String(v)])), '');
+  out.push(
+    ...table(
+      ['Seen policy step', 'Messages'],
+      'lr',
+      sortedCounts(report.seenSources).map(([k, v]) => [md(k), String(v)]),
+    ),
+    '',
+  );
   out.push('### Arrival date from', '');
-  out.push(...table(['Date source', 'Messages'], 'lr', sortedCounts(report.dateSources).map(([k, v]) => [md(k), String(v)])), '');
+  out.push(
+    ...table(
+      ['Date source', 'Messages'],
+      'lr',
+      sortedCounts(report.dateSources).map(([k, v]) => [md(k), String(v)]),
+    ),
+    '',
+  );
 
   const failed = failures(report);
   out.push(`### ${failuresHeading(report)}: ${failed.length === 0 ? 'none' : failed.length}`, '');
@@ -60,7 +80,9 @@ export function renderPlanMarkdown(report: PlanReport, options: PlanMarkdownOpti
           formatBytes(m.size),
           md(m.folder),
           md(m.subject ?? ''),
-          md(`${report.run ? `${m.status}: ` : ''}${m.reason ?? ''}${m.serverResponse ? ` (server said: ${m.serverResponse})` : ''}`),
+          md(
+            `${report.run ? `${m.status}: ` : ''}${m.reason ?? ''}${m.serverResponse ? ` (server said: ${m.serverResponse})` : ''}`,
+          ),
         ]),
       ),
     );
@@ -75,7 +97,9 @@ export function renderPlanMarkdown(report: PlanReport, options: PlanMarkdownOpti
     return `${out.join('\n')}\n`;
   }
   out.push(`- **${t.messages}** messages, ${formatBytes(t.bytes)}`);
-  out.push(`- **${t.new}** new (${formatBytes(t.newBytes)}), ${t.retry} retry, ${t.alreadyCopied} already copied, ${t.wouldFail} would fail`);
+  out.push(
+    `- **${t.new}** new (${formatBytes(t.newBytes)}), ${t.retry} retry, ${t.alreadyCopied} already copied, ${t.wouldFail} would fail`,
+  );
   out.push(`- Estimate: ${md(estimateText(report))}`);
   return `${out.join('\n')}\n`;
 }

@@ -39,14 +39,18 @@ export interface PlanInput {
   rate: { bytesPerSecond: number; basis: string } | null;
 }
 
-
 export function buildPlanReport(i: PlanInput): PlanReport {
   const status = new Map<number, { status: PlanMessage['status']; reason: string | null }>();
   for (const m of i.plan.invalid) status.set(m.n, { status: 'would-fail', reason: invalidReasonText(m) });
   for (const m of i.plan.skip) status.set(m.n, { status: 'already-copied', reason: null });
   for (const m of i.plan.copy) {
     const row = i.rows.get(m.uidl);
-    status.set(m.n, m.retry ? { status: 'retry', reason: row?.lastError ?? 'an earlier copy was interrupted or refused' } : { status: 'new', reason: null });
+    status.set(
+      m.n,
+      m.retry
+        ? { status: 'retry', reason: row?.lastError ?? 'an earlier copy was interrupted or refused' }
+        : { status: 'new', reason: null },
+    );
   }
 
   const messages: PlanMessage[] = i.listing.map((m) => {
@@ -58,15 +62,34 @@ export function buildPlanReport(i: PlanInput): PlanReport {
       // Not fetched again: the journal says where it went and how.
       const p = row.provenance;
       return {
-        ...base, subject: null, from: null, messageId: row.messageId, folder: row.folder ?? '', folderRule: p?.folderRule ?? null,
-        flags: p?.flags ?? [], seenSource: p?.seenSource ?? null, internalDate: p?.internalDate ?? null, dateSource: p?.dateSource ?? 'unknown',
-        status: st.status, reason: null,
+        ...base,
+        subject: null,
+        from: null,
+        messageId: row.messageId,
+        folder: row.folder ?? '',
+        folderRule: p?.folderRule ?? null,
+        flags: p?.flags ?? [],
+        seenSource: p?.seenSource ?? null,
+        internalDate: p?.internalDate ?? null,
+        dateSource: p?.dateSource ?? 'unknown',
+        status: st.status,
+        reason: null,
       };
     }
     if (!r || 'error' in r) {
       return {
-        ...base, subject: null, from: null, messageId: null, folder: '', folderRule: null, flags: [], seenSource: null, internalDate: null,
-        dateSource: 'unknown', status: 'would-fail', reason: st.status === 'would-fail' ? st.reason : (r && 'error' in r ? r.error : 'headers not read'),
+        ...base,
+        subject: null,
+        from: null,
+        messageId: null,
+        folder: '',
+        folderRule: null,
+        flags: [],
+        seenSource: null,
+        internalDate: null,
+        dateSource: 'unknown',
+        status: 'would-fail',
+        reason: st.status === 'would-fail' ? st.reason : r && 'error' in r ? r.error : 'headers not read',
       };
     }
     let { status: s, reason } = st;
@@ -79,13 +102,25 @@ export function buildPlanReport(i: PlanInput): PlanReport {
       reason = `larger than the destination's APPENDLIMIT (${m.size} > ${i.appendLimit} bytes)`;
     }
     return {
-      ...base, subject: r.subject, from: r.from, messageId: r.messageId, folder: r.routing.folder, folderRule: r.routing.folderRule,
-      flags: r.routing.flags, seenSource: r.routing.seenSource, internalDate: r.routing.internalDate?.toISOString() ?? null,
-      dateSource: r.routing.dateSource, status: s, reason,
+      ...base,
+      subject: r.subject,
+      from: r.from,
+      messageId: r.messageId,
+      folder: r.routing.folder,
+      folderRule: r.routing.folderRule,
+      flags: r.routing.flags,
+      seenSource: r.routing.seenSource,
+      internalDate: r.routing.internalDate?.toISOString() ?? null,
+      dateSource: r.routing.dateSource,
+      status: s,
+      reason,
     };
   });
 
-  const { totals, folders, seenSources, dateSources } = tallyMessages(messages, { exists: (f) => i.existingFolders.has(f), run: false });
+  const { totals, folders, seenSources, dateSources } = tallyMessages(messages, {
+    exists: (f) => i.existingFolders.has(f),
+    run: false,
+  });
 
   return {
     version: 1,
@@ -96,7 +131,13 @@ export function buildPlanReport(i: PlanInput): PlanReport {
     folders,
     seenSources,
     dateSources,
-    estimate: i.rate ? { bytesPerSecond: i.rate.bytesPerSecond, seconds: Math.ceil(totals.newBytes / i.rate.bytesPerSecond), basis: i.rate.basis } : null,
+    estimate: i.rate
+      ? {
+          bytesPerSecond: i.rate.bytesPerSecond,
+          seconds: Math.ceil(totals.newBytes / i.rate.bytesPerSecond),
+          basis: i.rate.basis,
+        }
+      : null,
     messages,
   };
 }

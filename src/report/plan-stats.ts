@@ -76,7 +76,10 @@ export function bytesPerYear(messages: readonly PlanMessage[]): Bucket[] {
     b.messages++;
     b.bytes += m.size;
   }
-  const years = [...byYear.keys()].filter((k) => k !== UNKNOWN_YEAR).map(Number).sort((a, b) => a - b);
+  const years = [...byYear.keys()]
+    .filter((k) => k !== UNKNOWN_YEAR)
+    .map(Number)
+    .sort((a, b) => a - b);
   const labels: string[] = years.map(String);
   if (years.length > 0) {
     const first = years[0]!;
@@ -144,7 +147,9 @@ function formatSeconds(s: number): string {
   const whole = Math.round(s);
   if (whole < 60) return `${whole} s`;
   const m = Math.floor(whole / 60);
-  return m < 60 ? `${m} min ${String(whole % 60).padStart(2, '0')} s` : `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, '0')} min`;
+  return m < 60
+    ? `${m} min ${String(whole % 60).padStart(2, '0')} s`
+    : `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, '0')} min`;
 }
 
 /** "under a minute", "about 4 min", "about 2 h 05 min". */
@@ -163,7 +168,14 @@ export function approxDuration(seconds: number): string {
  * A plan says what would happen, a run report what did.
  */
 export const FOLDER_COLUMNS = ['messages', 'bytes', 'new', 'already copied', 'would fail', 'destination'] as const;
-export const RUN_FOLDER_COLUMNS = ['messages', 'bytes', 'copied', 'already copied', 'failed', 'skipped by rule'] as const;
+export const RUN_FOLDER_COLUMNS = [
+  'messages',
+  'bytes',
+  'copied',
+  'already copied',
+  'failed',
+  'skipped by rule',
+] as const;
 
 export function folderColumns(report: PlanReport): readonly string[] {
   return isRunReport(report) ? RUN_FOLDER_COLUMNS : FOLDER_COLUMNS;
@@ -171,15 +183,36 @@ export function folderColumns(report: PlanReport): readonly string[] {
 
 export function folderCells(f: PlanFolder, report?: PlanReport): string[] {
   if (report && isRunReport(report)) {
-    return [String(f.messages), formatBytes(f.bytes), String(f.copied ?? 0), String(f.alreadyCopied), String(f.failed ?? 0), String(f.skippedByRule ?? 0)];
+    return [
+      String(f.messages),
+      formatBytes(f.bytes),
+      String(f.copied ?? 0),
+      String(f.alreadyCopied),
+      String(f.failed ?? 0),
+      String(f.skippedByRule ?? 0),
+    ];
   }
-  return [String(f.messages), formatBytes(f.bytes), String(f.new), String(f.alreadyCopied), String(f.wouldFail), f.exists ? 'exists' : 'created'];
+  return [
+    String(f.messages),
+    formatBytes(f.bytes),
+    String(f.new),
+    String(f.alreadyCopied),
+    String(f.wouldFail),
+    f.exists ? 'exists' : 'created',
+  ];
 }
 
 /** The same columns for the total row; 'destination' has no total. */
 export function totalCells(t: PlanReport['totals'], report?: PlanReport): string[] {
   if (report && isRunReport(report)) {
-    return [String(t.messages), formatBytes(t.bytes), String(t.copied ?? 0), String(t.alreadyCopied), String(t.failed ?? 0), String(t.skippedByRule ?? 0)];
+    return [
+      String(t.messages),
+      formatBytes(t.bytes),
+      String(t.copied ?? 0),
+      String(t.alreadyCopied),
+      String(t.failed ?? 0),
+      String(t.skippedByRule ?? 0),
+    ];
   }
   return [String(t.messages), formatBytes(t.bytes), String(t.new), String(t.alreadyCopied), String(t.wouldFail), ''];
 }

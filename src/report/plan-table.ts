@@ -9,7 +9,16 @@
  */
 
 import type { PlanReport } from './plan-types.js';
-import { failures, failuresHeading, folderCells, folderColumns, reportTitle, sortedCounts, totalCells, totalLines } from './plan-stats.js';
+import {
+  failures,
+  failuresHeading,
+  folderCells,
+  folderColumns,
+  reportTitle,
+  sortedCounts,
+  totalCells,
+  totalLines,
+} from './plan-stats.js';
 import { formatBytes, printable } from './summary.js';
 
 export interface PlanTableOptions {
@@ -54,7 +63,9 @@ export function renderPlanTable(report: PlanReport, options: PlanTableOptions = 
     const shown = failed.slice(0, Math.max(0, maxFailures));
     // A run report says which of them were skipped on purpose and which failed.
     const reason = (m: (typeof failed)[number]) =>
-      cell(`${report.run ? `${m.status}: ` : ''}${m.reason ?? ''}${m.serverResponse ? ` (server said: ${m.serverResponse})` : ''}`);
+      cell(
+        `${report.run ? `${m.status}: ` : ''}${m.reason ?? ''}${m.serverResponse ? ` (server said: ${m.serverResponse})` : ''}`,
+      );
     out.push(
       ...grid(
         ['UIDL', 'size', 'reason'],
@@ -67,7 +78,13 @@ export function renderPlanTable(report: PlanReport, options: PlanTableOptions = 
   }
 
   out.push('', 'Totals');
-  out.push(...grid(null, ['left', 'left'], totalLines(report).map(([k, v]) => [`${k}:`, cell(v)])));
+  out.push(
+    ...grid(
+      null,
+      ['left', 'left'],
+      totalLines(report).map(([k, v]) => [`${k}:`, cell(v)]),
+    ),
+  );
   return `${out.join('\n')}\n`;
 }
 

@@ -20,7 +20,15 @@ export interface TallyOptions {
 }
 
 export function tallyMessages(messages: readonly PlanMessage[], o: TallyOptions): Tally {
-  const totals: PlanReport['totals'] = { messages: 0, bytes: 0, new: 0, newBytes: 0, retry: 0, alreadyCopied: 0, wouldFail: 0 };
+  const totals: PlanReport['totals'] = {
+    messages: 0,
+    bytes: 0,
+    new: 0,
+    newBytes: 0,
+    retry: 0,
+    alreadyCopied: 0,
+    wouldFail: 0,
+  };
   if (o.run) Object.assign(totals, { copied: 0, copiedBytes: 0, failed: 0, skippedByRule: 0 });
   const folders = new Map<string, PlanFolder>();
   const seenSources: Record<string, number> = {};
@@ -34,7 +42,17 @@ export function tallyMessages(messages: readonly PlanMessage[], o: TallyOptions)
     totals.bytes += m.size;
     let f = folders.get(m.folder);
     if (!f) {
-      f = { folder: m.folder, exists: o.exists(m.folder), messages: 0, bytes: 0, new: 0, newBytes: 0, retry: 0, alreadyCopied: 0, wouldFail: 0 };
+      f = {
+        folder: m.folder,
+        exists: o.exists(m.folder),
+        messages: 0,
+        bytes: 0,
+        new: 0,
+        newBytes: 0,
+        retry: 0,
+        alreadyCopied: 0,
+        wouldFail: 0,
+      };
       if (o.run) Object.assign(f, { copied: 0, failed: 0, skippedByRule: 0 });
       folders.set(m.folder, f);
     }

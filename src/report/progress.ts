@@ -219,8 +219,20 @@ function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress
     const p = payload();
     bars = {
       multi,
-      messages: multi.create(t.toCopy, 0, { label: 'messages', counts: `${t.done}/${t.toCopy}`, rate: p.msgRate, etaText: p.etaText, failedText: p.failedText }),
-      bytes: multi.create(t.toCopyBytes, 0, { label: 'bytes   ', counts: `${p.doneBytes}/${p.totalBytes}`, rate: p.byteRate, etaText: p.etaText, failedText: '' }),
+      messages: multi.create(t.toCopy, 0, {
+        label: 'messages',
+        counts: `${t.done}/${t.toCopy}`,
+        rate: p.msgRate,
+        etaText: p.etaText,
+        failedText: p.failedText,
+      }),
+      bytes: multi.create(t.toCopyBytes, 0, {
+        label: 'bytes   ',
+        counts: `${p.doneBytes}/${p.totalBytes}`,
+        rate: p.byteRate,
+        etaText: p.etaText,
+        failedText: '',
+      }),
     };
   };
 
@@ -238,7 +250,12 @@ function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress
     const p = payload();
     bars.messages.setTotal(t.toCopy);
     bars.bytes.setTotal(t.toCopyBytes);
-    bars.messages.update(t.done, { counts: `${t.done}/${t.toCopy}`, rate: p.msgRate, etaText: p.etaText, failedText: p.failedText });
+    bars.messages.update(t.done, {
+      counts: `${t.done}/${t.toCopy}`,
+      rate: p.msgRate,
+      etaText: p.etaText,
+      failedText: p.failedText,
+    });
     bars.bytes.update(t.doneBytes, { counts: `${p.doneBytes}/${p.totalBytes}`, rate: p.byteRate, etaText: p.etaText });
   };
 

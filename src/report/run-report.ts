@@ -26,7 +26,12 @@ export function buildRunReport(result: RunResult, generatedAt: Date): PlanReport
     generatedAt: generatedAt.toISOString(),
     source: result.source,
     destination: result.destination,
-    run: { command: result.command, startedAt: result.startedAt, durationMs: result.durationMs, copiedBytes: result.copiedBytes },
+    run: {
+      command: result.command,
+      startedAt: result.startedAt,
+      durationMs: result.durationMs,
+      copiedBytes: result.copiedBytes,
+    },
     totals,
     folders,
     seenSources,

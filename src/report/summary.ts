@@ -38,14 +38,19 @@ export function formatSummary(result: RunResult): string {
   lines.push(row('failed', String(result.failed.length)));
   for (const f of result.failed) lines.push(`    ${formatFailure(f)}`);
   // Only when the rule bit: most configs have none, and the summary's lines are read by people.
-  if ((result.skippedByRule ?? 0) > 0) lines.push(row('skipped by rule', `${result.skippedByRule} (skip_larger_than; not failures)`));
+  if ((result.skippedByRule ?? 0) > 0)
+    lines.push(row('skipped by rule', `${result.skippedByRule} (skip_larger_than; not failures)`));
   lines.push(row('reconnects', String(result.reconnects)));
   return lines.join('\n');
 }
 
 /** One failed message: `UIDL abc (#5, 12.0 KiB, folder Archive): reason — server said: "..."`. */
 export function formatFailure(f: MessageFailure): string {
-  const where = [f.n === null ? null : `#${f.n}`, formatBytes(f.size), f.folder === null ? null : `folder ${printable(f.folder)}`]
+  const where = [
+    f.n === null ? null : `#${f.n}`,
+    formatBytes(f.size),
+    f.folder === null ? null : `folder ${printable(f.folder)}`,
+  ]
     .filter((x): x is string => x !== null)
     .join(', ');
   let line = `UIDL ${printable(f.uidl)} (${where}): ${printable(f.reason)}`;

@@ -43,7 +43,11 @@ function csv(path: string, rows: Account[], passwords?: (a: Account) => [string,
   const header = passwords ? 'name,source,destination,source_password,destination_password' : 'name,source,destination';
   const lines = rows.map((a) => {
     const base = `${a.name},pop3://${a.src}@127.0.0.1:${lab.pop3.port}?tls=none,imap://${a.dst}@127.0.0.1:${lab.imap.port}?tls=none`;
-    return passwords ? `${base},${passwords(a).map((p) => `"${p.replace(/"/g, '""')}"`).join(',')}` : base;
+    return passwords
+      ? `${base},${passwords(a)
+          .map((p) => `"${p.replace(/"/g, '""')}"`)
+          .join(',')}`
+      : base;
   });
   writeFileSync(path, [header, ...lines].join('\n') + '\n', { mode: 0o600 });
   chmodSync(path, 0o600);
@@ -55,7 +59,10 @@ async function expectEachOnce(list: Account[]): Promise<void> {
   for (const a of list) {
     const source = await sourceMessages(lab, a.src);
     const dest = await destinationMessages(lab, a.dst);
-    expect({ account: a.name, got: digests(dest.map((m) => m.body)) }).toEqual({ account: a.name, got: digests(source) });
+    expect({ account: a.name, got: digests(dest.map((m) => m.body)) }).toEqual({
+      account: a.name,
+      got: digests(source),
+    });
   }
 }
 
@@ -75,7 +82,18 @@ describe('migrate --accounts', () => {
     const list = await accounts(8, 3, 100);
     const file = csv(join(dir, 'a.csv'), list);
     const journals = join(dir, 'journals-a');
-    const args = ['migrate', '--accounts', file, '--journal-dir', journals, '--parallel', '4', '--max-connections-per-host', '2', ...pwFlags];
+    const args = [
+      'migrate',
+      '--accounts',
+      file,
+      '--journal-dir',
+      journals,
+      '--parallel',
+      '4',
+      '--max-connections-per-host',
+      '2',
+      ...pwFlags,
+    ];
 
     const r1 = await runCli([...args, '--json', '--no-progress'], { env: env() });
     expect(r1.stderr).toBe('');
@@ -91,9 +109,16 @@ describe('migrate --accounts', () => {
     expect(st.code).toBe(0);
     const stLines = st.stdout.trimEnd().split('\n');
     expect(stLines).toHaveLength(list.length + 1);
-    for (const a of list) expect(stLines.find((l) => l.startsWith(a.name))).toMatch(/\s+ok\s+copied 3, failed 0, deleted 0, last run \S+ migrate$/);
-    expect(stLines.at(-1)).toBe(`total: ${list.length} accounts (${list.length} ok); copied ${3 * list.length}, failed 0, deleted 0`);
-    const stJson = JSON.parse((await runCli(['status', '--accounts', file, '--journal-dir', journals, '--json'])).stdout);
+    for (const a of list)
+      expect(stLines.find((l) => l.startsWith(a.name))).toMatch(
+        /\s+ok\s+copied 3, failed 0, deleted 0, last run \S+ migrate$/,
+      );
+    expect(stLines.at(-1)).toBe(
+      `total: ${list.length} accounts (${list.length} ok); copied ${3 * list.length}, failed 0, deleted 0`,
+    );
+    const stJson = JSON.parse(
+      (await runCli(['status', '--accounts', file, '--journal-dir', journals, '--json'])).stdout,
+    );
     expect(stJson.totals).toMatchObject({ accounts: list.length, copied: 3 * list.length });
     expect(stJson.accounts.map((x: { name: string }) => x.name)).toEqual(list.map((a) => a.name));
 
@@ -112,7 +137,16 @@ describe('migrate --accounts', () => {
     const list = await accounts(4, 2, 200);
     const bad = list[1]!;
     const file = csv(join(dir, 'pw.csv'), list, (a) => [a === bad ? 'wrong "password"' : lab.password, lab.password]);
-    const args = ['migrate', '--accounts', file, '--journal-dir', join(dir, 'journals-pw'), '--parallel', '2', '--no-progress'];
+    const args = [
+      'migrate',
+      '--accounts',
+      file,
+      '--journal-dir',
+      join(dir, 'journals-pw'),
+      '--parallel',
+      '2',
+      '--no-progress',
+    ];
 
     chmodSync(file, 0o640);
     const refused = await runCli(args);
@@ -146,14 +180,26 @@ describe('migrate --accounts', () => {
     // plan writes nothing, not even the journal folder.
     expect(existsSync(journals)).toBe(false);
 
-    const sync = await runCli(['sync', '--accounts', file, '--journal-dir', journals, '--parallel', '2', ...pwFlags], { env: env() });
+    const sync = await runCli(['sync', '--accounts', file, '--journal-dir', journals, '--parallel', '2', ...pwFlags], {
+      env: env(),
+    });
     expect({ code: sync.code, stderr: sync.stderr }).toEqual({ code: 0, stderr: '' });
     const lines = sync.stdout.trimEnd().split('\n').sort();
-    expect(lines).toEqual(list.map((a) => expect.stringMatching(new RegExp(`^${a.name}: popsync: 2 new messages copied .* from ${a.src}@`))).sort());
+    expect(lines).toEqual(
+      list
+        .map((a) => expect.stringMatching(new RegExp(`^${a.name}: popsync: 2 new messages copied .* from ${a.src}@`)))
+        .sort(),
+    );
     await expectEachOnce(list);
-    const again = await runCli(['sync', '--accounts', file, '--journal-dir', journals, '--parallel', '2', '--json', ...pwFlags], { env: env() });
+    const again = await runCli(
+      ['sync', '--accounts', file, '--journal-dir', journals, '--parallel', '2', '--json', ...pwFlags],
+      { env: env() },
+    );
     expect(again.code).toBe(0);
-    const objects = again.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const objects = again.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(objects.map((o) => [o.name, o.copied, o.ok]).sort()).toEqual(list.map((a) => [a.name, 0, true]).sort());
   });
 
@@ -161,15 +207,34 @@ describe('migrate --accounts', () => {
     const list = await accounts(6, 20, 600);
     const file = csv(join(dir, 'cap.csv'), list);
     const journals = join(dir, 'journals-cap');
-    const r = await runCli(['migrate', '--accounts', file, '--journal-dir', journals, '--parallel', '6', '--max-connections-per-host', '2', '--quiet', ...pwFlags], { env: env() });
+    const r = await runCli(
+      [
+        'migrate',
+        '--accounts',
+        file,
+        '--journal-dir',
+        journals,
+        '--parallel',
+        '6',
+        '--max-connections-per-host',
+        '2',
+        '--quiet',
+        ...pwFlags,
+      ],
+      { env: env() },
+    );
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
     await expectEachOnce(list);
     // The journals' run records say when each account ran: never more than 2 at once (all
     // six share one POP3 and one IMAP server). Each run lies within its account's slot.
-    const st = JSON.parse((await runCli(['status', '--accounts', file, '--journal-dir', journals, '--json'])).stdout) as {
+    const st = JSON.parse(
+      (await runCli(['status', '--accounts', file, '--journal-dir', journals, '--json'])).stdout,
+    ) as {
       accounts: Array<{ status: { lastRun: { startedAt: string; finishedAt: string } } }>;
     };
-    const runs = st.accounts.map((a) => [Date.parse(a.status.lastRun.startedAt), Date.parse(a.status.lastRun.finishedAt)] as const);
+    const runs = st.accounts.map(
+      (a) => [Date.parse(a.status.lastRun.startedAt), Date.parse(a.status.lastRun.finishedAt)] as const,
+    );
     const peak = Math.max(...runs.map(([t]) => runs.filter(([s, e]) => s <= t && t < e).length));
     expect(peak).toBeLessThanOrEqual(2);
     expect(peak).toBeGreaterThanOrEqual(1);
@@ -178,7 +243,18 @@ describe('migrate --accounts', () => {
   it('two batches over one list at once copy each account once (the per-account lock)', async () => {
     const list = await accounts(10, 4, 300);
     const file = csv(join(dir, 'twice.csv'), list);
-    const args = ['migrate', '--accounts', file, '--journal-dir', join(dir, 'journals-twice'), '--parallel', '3', '--no-progress', '--quiet', ...pwFlags];
+    const args = [
+      'migrate',
+      '--accounts',
+      file,
+      '--journal-dir',
+      join(dir, 'journals-twice'),
+      '--parallel',
+      '3',
+      '--no-progress',
+      '--quiet',
+      ...pwFlags,
+    ];
     const [a, b] = await Promise.all([
       runCli(args, { env: env() }),
       runCli([...args.slice(0, -5), '--parallel', '8', '--max-connections-per-host', '8', ...pwFlags], { env: env() }),
@@ -197,7 +273,9 @@ describe('the Kubernetes Job, run as local shard processes', () => {
     .split(/^---$/m)
     .map((d) => parse(d) as { kind: string; spec: Record<string, any> })
     .find((d) => d.kind === 'Job')!;
-  const container = job.spec.template.spec.containers.find((c: { name: string }) => c.name === 'popsync') as { args: string[] };
+  const container = job.spec.template.spec.containers.find((c: { name: string }) => c.name === 'popsync') as {
+    args: string[];
+  };
 
   /** The container's args as the kubelet expands them, with the volumes' mount points moved under `root`. */
   function jobArgs(index: number, root: string): string[] {
@@ -217,10 +295,21 @@ describe('the Kubernetes Job, run as local shard processes', () => {
     expect(container).not.toHaveProperty('command');
     // No password on the command line: the list comes from a Secret, through a 0600 copy.
     expect(container.args.filter((a) => /pass/i.test(a))).toEqual([]);
-    const pod = job.spec.template.spec as { volumes: Array<Record<string, any>>; initContainers: Array<{ command: string[] }> };
-    const state = (container as unknown as { volumeMounts: Array<{ name: string; mountPath: string }> }).volumeMounts.find((m) => m.mountPath === '/state')!;
+    const pod = job.spec.template.spec as {
+      volumes: Array<Record<string, any>>;
+      initContainers: Array<{ command: string[] }>;
+    };
+    const state = (
+      container as unknown as { volumeMounts: Array<{ name: string; mountPath: string }> }
+    ).volumeMounts.find((m) => m.mountPath === '/state')!;
     expect(pod.volumes.find((v) => v.name === state.name)).toHaveProperty('persistentVolumeClaim');
-    expect(pod.initContainers[0]!.command).toEqual(['install', '-m', '0600', '/secrets/accounts.csv', '/run/popsync/accounts.csv']);
+    expect(pod.initContainers[0]!.command).toEqual([
+      'install',
+      '-m',
+      '0600',
+      '/secrets/accounts.csv',
+      '/run/popsync/accounts.csv',
+    ]);
     expect(pod.volumes.find((v) => v.name === 'secrets')).toMatchObject({ secret: { secretName: 'popsync-accounts' } });
   });
 
@@ -230,9 +319,13 @@ describe('the Kubernetes Job, run as local shard processes', () => {
     const list = await accounts(30, 3, 400);
     csv(join(root, 'run', 'accounts.csv'), list, () => [lab.password, lab.password]);
 
-    const shards = [0, 1, 2].map((k) =>
-      // Shard 0 is killed after its journals' 8th committed step: mid-way through its accounts.
-      startCli(jobArgs(k, root), { env: { JOB_COMPLETION_INDEX: String(k) }, ...(k === 0 ? { hooks: { killAt: '8:after' } } : {}) }).done,
+    const shards = [0, 1, 2].map(
+      (k) =>
+        // Shard 0 is killed after its journals' 8th committed step: mid-way through its accounts.
+        startCli(jobArgs(k, root), {
+          env: { JOB_COMPLETION_INDEX: String(k) },
+          ...(k === 0 ? { hooks: { killAt: '8:after' } } : {}),
+        }).done,
     );
     const [killed, ...others] = await Promise.all(shards);
     expect(killed!.signal).toBe('SIGKILL');
@@ -244,7 +337,8 @@ describe('the Kubernetes Job, run as local shard processes', () => {
     // The killed run's lock rows are replaced (and said so, naming each account); nothing else.
     const warnings = retry.stderr.split('\n').filter((l) => l !== '');
     expect(warnings.length).toBeGreaterThan(0);
-    for (const w of warnings) expect(w).toMatch(/^popsync: warning: replaced the lock row of a run that has ended: .*\(name=src-\S+ account=/);
+    for (const w of warnings)
+      expect(w).toMatch(/^popsync: warning: replaced the lock row of a run that has ended: .*\(name=src-\S+ account=/);
     await expectEachOnce(list);
     // Every account ran in exactly one shard: one journal each, named by the account.
     for (const a of list) expect(existsSync(join(root, 'state', 'journals', `${a.name}.sqlite`))).toBe(true);

@@ -25,9 +25,21 @@ function expectCleanFailure(r: CliResult, code: number): void {
 
 const env = { PW: SECRET };
 const account = (extra: string[] = []) => [
-  '--pop', 'pop3://alice@127.0.0.1:9', '--pop-tls', 'none', '--pop-password-env', 'PW',
-  '--imap', 'imap://alice@127.0.0.1:9', '--imap-tls', 'none', '--imap-password-env', 'PW',
-  '--journal', join(dir, 'j.sqlite'), '--no-progress',
+  '--pop',
+  'pop3://alice@127.0.0.1:9',
+  '--pop-tls',
+  'none',
+  '--pop-password-env',
+  'PW',
+  '--imap',
+  'imap://alice@127.0.0.1:9',
+  '--imap-tls',
+  'none',
+  '--imap-password-env',
+  'PW',
+  '--journal',
+  join(dir, 'j.sqlite'),
+  '--no-progress',
   ...extra,
 ];
 
@@ -45,7 +57,14 @@ const ACCOUNT_YAML = `accounts:
 
 describe('config files', () => {
   it('a 19.5 MB config is refused before it is parsed (exit 2)', async () => {
-    const file = configFile('huge.yml', ACCOUNT_YAML + `    rules:\n${'      - { match: { subject: spam }, folder: Junk }\n'.repeat(400_000)}`.slice(0, 19.5 * 1024 * 1024));
+    const file = configFile(
+      'huge.yml',
+      ACCOUNT_YAML +
+        `    rules:\n${'      - { match: { subject: spam }, folder: Junk }\n'.repeat(400_000)}`.slice(
+          0,
+          19.5 * 1024 * 1024,
+        ),
+    );
     const r = await runCli(['migrate', '--config', file, '--no-progress'], { env });
     expectCleanFailure(r, 2);
     expect(r.stderr).toMatch(/the config file .*huge\.yml is larger than 512 KB/);
@@ -53,16 +72,23 @@ describe('config files', () => {
 
   it('a YAML alias bomb is exit 2, not an out-of-memory crash or exit 70', async () => {
     const lines = ['l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]'];
-    for (let i = 1; i < 9; i++) lines.push(`l${i}: &l${i} [${Array(9).fill(`*l${i - 1}`).join(', ')}]`);
+    for (let i = 1; i < 9; i++)
+      lines.push(
+        `l${i}: &l${i} [${Array(9)
+          .fill(`*l${i - 1}`)
+          .join(', ')}]`,
+      );
     const file = configFile('bomb.yml', `${lines.join('\n')}\n${ACCOUNT_YAML}`);
-    for (const args of [['config', 'check', file], ['sync', '--config', file, '--no-progress']]) {
+    for (const args of [
+      ['config', 'check', file],
+      ['sync', '--config', file, '--no-progress'],
+    ]) {
       const r = await runCli(args, { env });
       expectCleanFailure(r, 2);
       expect(r.stderr).toContain('too many YAML alias expansions');
     }
   });
 });
-
 
 describe('option values that cannot work are usage errors before connecting', () => {
   it('--timeout of 2,147,484 s or more (Node would fire it after 1 ms): exit 2', async () => {
@@ -79,9 +105,14 @@ describe('option values that cannot work are usage errors before connecting', ()
     for (const name of ['Archive\nINBOX', 'Archive\r', 'Arch\u0001ive']) {
       const r = await runCli(['migrate', ...account(['--folder', name])], { env });
       expectCleanFailure(r, 2);
-      expect(r.stderr).toMatch(/--folder[\s\S]*the folder name contains (a line break \(LF\)|CR|the control character U\+0001)/);
+      expect(r.stderr).toMatch(
+        /--folder[\s\S]*the folder name contains (a line break \(LF\)|CR|the control character U\+0001)/,
+      );
     }
-    const file = configFile('folder.yml', `${ACCOUNT_YAML}    rules:\n      - match: { subject: x }\n        folder: "Lists\\0/x"\n`);
+    const file = configFile(
+      'folder.yml',
+      `${ACCOUNT_YAML}    rules:\n      - match: { subject: x }\n        folder: "Lists\\0/x"\n`,
+    );
     const c = await runCli(['migrate', '--config', file], { env });
     expectCleanFailure(c, 2);
     expect(c.stderr).toMatch(/folder\.yml:7: accounts\[0\]\.rules\[0\]\.folder: the folder name contains NUL/);
@@ -111,13 +142,24 @@ describe('sync --json prints exactly one JSON object, also when the run fails', 
     expectCleanFailure(r, 2);
     const lines = r.stdout.trim().split('\n');
     expect(lines).toHaveLength(1);
-    expect(JSON.parse(lines[0]!)).toMatchObject({ version: 1, command: 'sync', ok: false, exitCode: 2, error: { kind: 'config', message: expect.stringMatching(/batch_mb/) } });
+    expect(JSON.parse(lines[0]!)).toMatchObject({
+      version: 1,
+      command: 'sync',
+      ok: false,
+      exitCode: 2,
+      error: { kind: 'config', message: expect.stringMatching(/batch_mb/) },
+    });
   });
 
   it('a command line commander refuses (exit 2)', async () => {
     const r = await runCli(['sync', ...account(['--json', '--timeout', '2147484'])], { env });
     expectCleanFailure(r, 2);
-    expect(JSON.parse(r.stdout)).toMatchObject({ command: 'sync', ok: false, exitCode: 2, error: { kind: 'usage', message: expect.stringMatching(/--timeout must be at most/) } });
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      command: 'sync',
+      ok: false,
+      exitCode: 2,
+      error: { kind: 'usage', message: expect.stringMatching(/--timeout must be at most/) },
+    });
   });
 
   it('migrate --json too, e.g. on a bad option combination (exit 2)', async () => {
@@ -125,7 +167,12 @@ describe('sync --json prints exactly one JSON object, also when the run fails', 
     expectCleanFailure(r, 2);
     const lines = r.stdout.trim().split('\n');
     expect(lines).toHaveLength(1);
-    expect(JSON.parse(lines[0]!)).toMatchObject({ command: 'migrate', ok: false, exitCode: 2, error: { kind: 'usage', message: '--report-format needs --report FILE' } });
+    expect(JSON.parse(lines[0]!)).toMatchObject({
+      command: 'migrate',
+      ok: false,
+      exitCode: 2,
+      error: { kind: 'usage', message: '--report-format needs --report FILE' },
+    });
   });
 
   it('a server that cannot be reached (exit 75, "try later")', async () => {
@@ -133,6 +180,10 @@ describe('sync --json prints exactly one JSON object, also when the run fails', 
     expectCleanFailure(r, 75);
     const lines = r.stdout.trim().split('\n');
     expect(lines).toHaveLength(1);
-    expect(JSON.parse(lines[0]!)).toMatchObject({ ok: false, exitCode: 75, error: { kind: 'temporary', account: 'alice@127.0.0.1:9' } });
+    expect(JSON.parse(lines[0]!)).toMatchObject({
+      ok: false,
+      exitCode: 75,
+      error: { kind: 'temporary', account: 'alice@127.0.0.1:9' },
+    });
   });
 });

@@ -27,7 +27,11 @@ function message(i: number): string {
   return `From: a${i}@example.org\r\nTo: b@example.org\r\nSubject: message ${i}\r\nMessage-ID: <m${i}@example.org>\r\n\r\nbody ${i}\r\n`;
 }
 
-async function servePair(pop: FakePop3Options, imap: FakeImapOptions = {}, timeoutSeconds = 30): Promise<{ pop: FakePop3; imap: FakeImap; args: (cmd: string, extra?: string[]) => string[] }> {
+async function servePair(
+  pop: FakePop3Options,
+  imap: FakeImapOptions = {},
+  timeoutSeconds = 30,
+): Promise<{ pop: FakePop3; imap: FakeImap; args: (cmd: string, extra?: string[]) => string[] }> {
   const p = await startFakePop3({ user: 'src', password: POP_PASSWORD, ...pop });
   const i = await startFakeImap(imap);
   servers.push(p, i);
@@ -37,9 +41,23 @@ async function servePair(pop: FakePop3Options, imap: FakeImapOptions = {}, timeo
     imap: i,
     args: (cmd, extra = []) => [
       cmd,
-      '--pop', `pop3://src@127.0.0.1:${p.port}`, '--pop-tls', 'none', '--pop-password-env', 'POP_PW',
-      '--imap', `imap://${FAKE_USER}@127.0.0.1:${i.port}`, '--imap-tls', 'none', '--imap-password-env', 'IMAP_PW',
-      '--journal', journal, '--no-progress', '--timeout', String(timeoutSeconds),
+      '--pop',
+      `pop3://src@127.0.0.1:${p.port}`,
+      '--pop-tls',
+      'none',
+      '--pop-password-env',
+      'POP_PW',
+      '--imap',
+      `imap://${FAKE_USER}@127.0.0.1:${i.port}`,
+      '--imap-tls',
+      'none',
+      '--imap-password-env',
+      'IMAP_PW',
+      '--journal',
+      journal,
+      '--no-progress',
+      '--timeout',
+      String(timeoutSeconds),
       ...extra,
     ],
   };
@@ -55,7 +73,13 @@ interface Spawned {
 function spawnCli(args: string[]): Spawned {
   const child = spawn(process.execPath, [BIN, ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, NO_COLOR: '1', POP_PW: POP_PASSWORD, IMAP_PW: FAKE_PASSWORD },
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: dir,
+      NO_COLOR: '1',
+      POP_PW: POP_PASSWORD,
+      IMAP_PW: FAKE_PASSWORD,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -119,7 +143,10 @@ describe('interrupted before anything was stored', () => {
   });
 
   it('SIGTERM during the reconnect backoff ends the wait: no further connection is made', async () => {
-    const { pop, args } = await servePair({ messages: [message(1), message(2)], handlers: { RETR: (ctx) => ctx.drop() } });
+    const { pop, args } = await servePair({
+      messages: [message(1), message(2)],
+      handlers: { RETR: (ctx) => ctx.drop() },
+    });
     const run = spawnCli(args('migrate', ['--reconnect-attempts', '10']));
     // The second backoff is 2 s; the signal arrives while the run sleeps through it.
     await until(() => run.stderr().split('reconnecting').length - 1 >= 2);
@@ -134,8 +161,11 @@ describe('interrupted before anything was stored', () => {
 
 describe('an IMAP server that lies about the UIDs it gave', () => {
   it('the same APPENDUID for every APPEND is a server fault: exit 4, naming the server', async () => {
-    const { imap, args } = await servePair({ messages: [message(1), message(2), message(3)] }, { onAppend: () => ({ kind: 'ok', appendUid: 7 }) });
-    const r = await (spawnCli(args('migrate')).done);
+    const { imap, args } = await servePair(
+      { messages: [message(1), message(2), message(3)] },
+      { onAppend: () => ({ kind: 'ok', appendUid: 7 }) },
+    );
+    const r = await spawnCli(args('migrate')).done;
     expectClean(r, 4);
     expect(r.stderr).toContain(`127.0.0.1:${imap.port}`);
     expect(r.stderr).toMatch(/UID 7/);
@@ -149,7 +179,8 @@ describe('flags the destination does not keep', () => {
       // Like a server whose PERMANENTFLAGS lack \*: system flags stay, keywords vanish.
       { keepFlag: (f) => f.startsWith('\\') },
     );
-    const r = await spawnCli(args('migrate', ['--flag', '$Migrated', '--flag', '\\Seen', '--batch-messages', '1'])).done;
+    const r = await spawnCli(args('migrate', ['--flag', '$Migrated', '--flag', '\\Seen', '--batch-messages', '1']))
+      .done;
     expectClean(r, 0);
     const warnings = r.stderr.split('\n').filter((l) => l.includes('did not keep'));
     expect(warnings).toHaveLength(1);
@@ -161,7 +192,11 @@ describe('flags the destination does not keep', () => {
 
 describe('interrupting a command that only reads', () => {
   it('plan waiting for a silent server stops at the first SIGTERM: exit 130, nothing written', async () => {
-    const { pop, args } = await servePair({ messages: [message(1), message(2)], handlers: { TOP: () => undefined } }, {}, 600);
+    const { pop, args } = await servePair(
+      { messages: [message(1), message(2)], handlers: { TOP: () => undefined } },
+      {},
+      600,
+    );
     const output = join(dir, 'plan.html');
     const run = spawnCli(args('plan', ['--output', output]).filter((a) => a !== '--no-progress'));
     await until(() => pop.commands('TOP').length > 0);
@@ -193,12 +228,17 @@ describe('interrupting a run that waits for the lock another run holds', () => {
 
 describe('an IMAP server that reuses a UID from an earlier run', () => {
   it('an APPENDUID below the UIDNEXT it announced is a server fault: exit 4, not a bug (70)', async () => {
-    const { pop, imap, args } = await servePair({ messages: [message(1)] }, { onAppend: () => ({ kind: 'ok', appendUid: 1 }) });
+    const { pop, imap, args } = await servePair(
+      { messages: [message(1)] },
+      { onAppend: () => ({ kind: 'ok', appendUid: 1 }) },
+    );
     expectClean(await spawnCli(args('migrate')).done, 0);
     // A new message; the server announces UIDNEXT 2, then names UID 1 again.
     pop.mailbox.push({ uidl: 'uid-new', body: Buffer.from(message(2)) });
     const r = await spawnCli(args('migrate')).done;
     expectClean(r, 4);
-    expect(r.stderr).toContain(`IMAP server 127.0.0.1:${imap.port} gave UID 1 in "INBOX" to a new message below the UIDNEXT 2 it had announced`);
+    expect(r.stderr).toContain(
+      `IMAP server 127.0.0.1:${imap.port} gave UID 1 in "INBOX" to a new message below the UIDNEXT 2 it had announced`,
+    );
   });
 });

@@ -30,14 +30,33 @@ afterAll(async () => {
 function migrate(user: string): Promise<CliResult> {
   const args = [
     'migrate',
-    '--pop', `pop3://${user}@127.0.0.1:${courier.pop3.port}`, '--pop-tls', 'none', '--pop-password-env', 'POP_PW',
-    '--imap', `imap://${FAKE_USER}@127.0.0.1:${imap.port}`, '--imap-tls', 'none', '--imap-password-env', 'IMAP_PW',
-    '--journal', join(dir, `${user}.sqlite`), '--no-progress', '--json',
+    '--pop',
+    `pop3://${user}@127.0.0.1:${courier.pop3.port}`,
+    '--pop-tls',
+    'none',
+    '--pop-password-env',
+    'POP_PW',
+    '--imap',
+    `imap://${FAKE_USER}@127.0.0.1:${imap.port}`,
+    '--imap-tls',
+    'none',
+    '--imap-password-env',
+    'IMAP_PW',
+    '--journal',
+    join(dir, `${user}.sqlite`),
+    '--no-progress',
+    '--json',
   ];
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, NO_COLOR: '1', POP_PW: courier.password, IMAP_PW: FAKE_PASSWORD },
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: dir,
+        NO_COLOR: '1',
+        POP_PW: courier.password,
+        IMAP_PW: FAKE_PASSWORD,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -57,7 +76,11 @@ describe('Courier POP3 and 8-bit messages', () => {
   it('copies the stored message, not the notice Courier serves to clients without UTF8', async () => {
     const user = await courier.newUser('utf8');
     // Stored with LF line ends, as a delivery agent does; courierpop3d serves CRLF.
-    const stored = Buffer.concat([Buffer.from('From: a@example.org\nSubject: '), Buffer.from('Grüße aus Köln', 'utf8'), Buffer.from('\nMessage-ID: <u1@example.org>\n\nkörper\n', 'utf8')]);
+    const stored = Buffer.concat([
+      Buffer.from('From: a@example.org\nSubject: '),
+      Buffer.from('Grüße aus Köln', 'utf8'),
+      Buffer.from('\nMessage-ID: <u1@example.org>\n\nkörper\n', 'utf8'),
+    ]);
     await courier.seedPop3(user, [stored]);
     const r = await migrate(user);
     expect(r.code, r.stderr).toBe(0);

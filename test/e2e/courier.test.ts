@@ -47,17 +47,36 @@ interface Side {
 function migrate(pop: Side, imap: Side, journal: string, extra: string[] = []): string[] {
   return [
     'migrate',
-    '--pop', `pop3://${pop.user}@127.0.0.1:${pop.port}`, '--pop-tls', 'none',
-    '--imap', `imap://${imap.user}@127.0.0.1:${imap.port}`, '--imap-tls', 'none',
-    '--pop-password-env', 'POP_PW', '--imap-password-env', 'IMAP_PW',
-    '--journal', journal, '--no-progress', '--json',
+    '--pop',
+    `pop3://${pop.user}@127.0.0.1:${pop.port}`,
+    '--pop-tls',
+    'none',
+    '--imap',
+    `imap://${imap.user}@127.0.0.1:${imap.port}`,
+    '--imap-tls',
+    'none',
+    '--pop-password-env',
+    'POP_PW',
+    '--imap-password-env',
+    'IMAP_PW',
+    '--journal',
+    journal,
+    '--no-progress',
+    '--json',
     ...extra,
   ];
 }
 const env = (pop: Side, imap: Side): Record<string, string> => ({ POP_PW: pop.password, IMAP_PW: imap.password });
 
 async function courierMessages(user: string): Promise<Buffer[]> {
-  const c = new ImapFlow({ host: courier.imap.host, port: courier.imap.port, secure: false, doSTARTTLS: false, auth: { user, pass: courier.password }, logger: false });
+  const c = new ImapFlow({
+    host: courier.imap.host,
+    port: courier.imap.port,
+    secure: false,
+    doSTARTTLS: false,
+    auth: { user, pass: courier.password },
+    logger: false,
+  });
   await c.connect();
   try {
     const lock = await c.getMailboxLock('INBOX', { readOnly: true });
@@ -77,10 +96,17 @@ async function courierMessages(user: string): Promise<Buffer[]> {
 async function dovecotSource(messages: Buffer[]): Promise<{ pop: Side; expected: string[] }> {
   const user = dovecot.newUser('src');
   await dovecot.seedPop3(user, messages);
-  return { pop: { user, port: dovecot.pop3.port, password: dovecot.password }, expected: digests(await sourceMessages(dovecot, user)) };
+  return {
+    pop: { user, port: dovecot.pop3.port, password: dovecot.password },
+    expected: digests(await sourceMessages(dovecot, user)),
+  };
 }
 
-const courierSide = async (port = courier.imap.port): Promise<Side> => ({ user: await courier.newUser('dst'), port, password: courier.password });
+const courierSide = async (port = courier.imap.port): Promise<Side> => ({
+  user: await courier.newUser('dst'),
+  port,
+  password: courier.password,
+});
 
 describe('Courier as the IMAP destination', () => {
   it('copies a mailbox with identical messages once; a rerun copies nothing', async () => {
@@ -109,7 +135,9 @@ describe('Courier as the IMAP destination', () => {
       },
     });
     proxies.push(proxy);
-    const r = await runCli(migrate(pop, { ...imap, port: proxy.port }, join(dir, `${imap.user}.sqlite`)), { env: env(pop, imap) });
+    const r = await runCli(migrate(pop, { ...imap, port: proxy.port }, join(dir, `${imap.user}.sqlite`)), {
+      env: env(pop, imap),
+    });
     expect(proxy.cuts()).toBe(2);
     const dest = await courierMessages(imap.user);
     expect(dest.length, `copies in Courier (exit ${r.code}: ${r.stderr.slice(0, 300)})`).toBe(expected.length);
@@ -123,7 +151,10 @@ describe('Courier as the IMAP destination', () => {
     const { pop, expected } = await dovecotSource(messages);
     const stepsFile = join(dir, 'courier-steps');
     const probe = await courierSide();
-    const clean = await runCli(migrate(pop, probe, join(dir, `${probe.user}.sqlite`), extra), { env: env(pop, probe), hooks: { stepsFile } });
+    const clean = await runCli(migrate(pop, probe, join(dir, `${probe.user}.sqlite`), extra), {
+      env: env(pop, probe),
+      hooks: { stepsFile },
+    });
     expect(clean.code, clean.stderr).toBe(0);
     const steps = Number(readFileSync(stepsFile, 'utf8').trim());
     expect(steps).toBeGreaterThanOrEqual(7);
@@ -131,11 +162,15 @@ describe('Courier as the IMAP destination', () => {
       for (const when of ['before', 'after'] as const) {
         const imap = await courierSide();
         const journal = join(dir, `${imap.user}.sqlite`);
-        const killed = await runCli(migrate(pop, imap, journal, extra), { env: env(pop, imap), hooks: { killAt: `${k}:${when}` } });
+        const killed = await runCli(migrate(pop, imap, journal, extra), {
+          env: env(pop, imap),
+          hooks: { killAt: `${k}:${when}` },
+        });
         // Courier's fresh INBOX changes UIDVALIDITY every second until written, and accepting a
         // new value is a journal step: a run may take one step fewer than the counted one, so
         // the last kill point may not exist in it. Then it must simply have finished.
-        if (killed.signal !== 'SIGKILL' && k >= steps - 1) expect(killed.code, `step ${k} ${when}: ${killed.stderr}`).toBe(0);
+        if (killed.signal !== 'SIGKILL' && k >= steps - 1)
+          expect(killed.code, `step ${k} ${when}: ${killed.stderr}`).toBe(0);
         else expect(killed.signal, `step ${k} ${when}: ${killed.stderr}`).toBe('SIGKILL');
         const resumed = await runCli(migrate(pop, imap, journal, extra), { env: env(pop, imap) });
         expect(resumed.code, `resume after ${k}:${when}: ${resumed.stderr}`).toBe(0);
@@ -165,9 +200,14 @@ describe('Courier as the IMAP destination', () => {
     for (const k of [1]) {
       const imap = await courierSide();
       const journal = join(dir, `${imap.user}.sqlite`);
-      const killed = await runCli(migrate(pop, { ...imap, port: slow.port }, journal, ['--batch-messages', '2']), { env: env(pop, imap), hooks: { killAt: `${k}:after` } });
+      const killed = await runCli(migrate(pop, { ...imap, port: slow.port }, journal, ['--batch-messages', '2']), {
+        env: env(pop, imap),
+        hooks: { killAt: `${k}:after` },
+      });
       expect(killed.signal, `step ${k}: ${killed.stderr}`).toBe('SIGKILL');
-      const resumed = await runCli(migrate(pop, { ...imap, port: slow.port }, journal, ['--batch-messages', '2']), { env: env(pop, imap) });
+      const resumed = await runCli(migrate(pop, { ...imap, port: slow.port }, journal, ['--batch-messages', '2']), {
+        env: env(pop, imap),
+      });
       expect(resumed.code, `resume after ${k}:after: ${resumed.stderr}`).toBe(0);
       expect(digests(await courierMessages(imap.user)), `after a kill at ${k}:after`).toEqual(expected);
     }
@@ -177,7 +217,14 @@ describe('Courier as the IMAP destination', () => {
 describe('Courier facts the tests rely on', () => {
   it("an empty INBOX's UIDVALIDITY changes every second until something is stored in it", async () => {
     const user = await courier.newUser('fresh');
-    const c = new ImapFlow({ host: courier.imap.host, port: courier.imap.port, secure: false, doSTARTTLS: false, auth: { user, pass: courier.password }, logger: false });
+    const c = new ImapFlow({
+      host: courier.imap.host,
+      port: courier.imap.port,
+      secure: false,
+      doSTARTTLS: false,
+      auth: { user, pass: courier.password },
+      logger: false,
+    });
     await c.connect();
     try {
       const uv = async (): Promise<bigint | number | undefined> => {
@@ -215,10 +262,15 @@ describe('Courier and bytes it rewrites', () => {
     });
     proxies.push(proxy);
     const popSide = { user: 'src', port: pop.port, password: dovecot.password };
-    const r = await runCli(migrate(popSide, { ...imap, port: proxy.port }, join(dir, `${imap.user}.sqlite`), ['--reconnect-attempts', '8']), { env: env(popSide, imap) });
+    const r = await runCli(
+      migrate(popSide, { ...imap, port: proxy.port }, join(dir, `${imap.user}.sqlite`), ['--reconnect-attempts', '8']),
+      { env: env(popSide, imap) },
+    );
     expect(proxy.cuts()).toBe(3);
     const dest = await courierMessages(imap.user);
-    expect(dest.length, `copies in Courier for ${messages.length} (exit ${r.code}: ${r.stderr.slice(0, 300)})`).toBe(messages.length);
+    expect(dest.length, `copies in Courier for ${messages.length} (exit ${r.code}: ${r.stderr.slice(0, 300)})`).toBe(
+      messages.length,
+    );
     expect(canonicalDigests(dest, courierCanonical)).toEqual(canonicalDigests(messages, courierCanonical));
     expect(r.code, r.stderr).toBe(0);
   });

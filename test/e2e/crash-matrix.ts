@@ -91,10 +91,13 @@ export function defineCrashMatrix(v: CrashVariant): MatrixLab {
       const expected = digests(await sourceMessages(lab, pop0));
       const stepsFile = join(dir, 'steps');
       const logFile = join(dir, 'clean.log');
-      const clean = await runCli(migrateArgs(pop0, lab.newUser('dst'), join(dir, 'clean.sqlite'), [...extra, '--log-file', logFile]), {
-        env: { PW: lab.password },
-        hooks: { stepsFile },
-      });
+      const clean = await runCli(
+        migrateArgs(pop0, lab.newUser('dst'), join(dir, 'clean.sqlite'), [...extra, '--log-file', logFile]),
+        {
+          env: { PW: lab.password },
+          hooks: { stepsFile },
+        },
+      );
       expect(clean.code, clean.stderr).toBe(0);
       expect(readFileSync(logFile, 'utf8'), `${v.name}: APPEND path`).toMatch(PATH_LOG[v.appendPath]);
       const steps = Number(readFileSync(stepsFile, 'utf8').trim());
@@ -108,14 +111,19 @@ export function defineCrashMatrix(v: CrashVariant): MatrixLab {
           const imap = lab.newUser('dst');
           await lab.seedPop3(pop, messages);
           const journal = join(dir, `${pop}.sqlite`);
-          const killed = await runCli(migrateArgs(pop, imap, journal, extra), { env: { PW: lab.password }, hooks: { killAt: `${k}:${when}` } });
+          const killed = await runCli(migrateArgs(pop, imap, journal, extra), {
+            env: { PW: lab.password },
+            hooks: { killAt: `${k}:${when}` },
+          });
           expect(killed.signal, `step ${k} ${when}: ${killed.stderr}`).toBe('SIGKILL');
           killPoints++;
 
           const resumed = await runCli(migrateArgs(pop, imap, journal, extra), { env: { PW: lab.password } });
           expect(resumed.code, `resume after ${k}:${when}: ${resumed.stderr}`).toBe(0);
           const after = await destinationMessages(lab, imap);
-          expect(digests(after.map((m) => m.body)), `${v.name}: destination after kill at ${k}:${when}`).toEqual(expected);
+          expect(digests(after.map((m) => m.body)), `${v.name}: destination after kill at ${k}:${when}`).toEqual(
+            expected,
+          );
 
           const again = await runCli(migrateArgs(pop, imap, journal, extra), { env: { PW: lab.password } });
           expect(again.code, again.stderr).toBe(0);
@@ -135,10 +143,13 @@ export function defineCrashMatrix(v: CrashVariant): MatrixLab {
       const journal = join(dir, `${pop}.sqlite`);
       // Deterministic "random" delays, so a failure can be replayed.
       let seed = 12345;
-      const next = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+      const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
       let kills = 0;
       for (let i = 0; i < v.randomKills; i++) {
-        const r = await runCli(migrateArgs(pop, imap, journal, ['--batch-messages', '5']), { env: { PW: lab.password }, killAfterMs: 300 + Math.floor(next() * 700) });
+        const r = await runCli(migrateArgs(pop, imap, journal, ['--batch-messages', '5']), {
+          env: { PW: lab.password },
+          killAfterMs: 300 + Math.floor(next() * 700),
+        });
         if (r.signal === 'SIGKILL') kills++;
         else {
           expect(r.code, r.stderr).toBe(0);

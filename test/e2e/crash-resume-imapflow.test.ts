@@ -6,4 +6,11 @@
  */
 import { defineCrashMatrix } from './crash-matrix.js';
 
-defineCrashMatrix({ name: 'imapflow APPEND, UIDPLUS', labOptions: { imapWithout: ['LITERAL+'] }, appendPath: 'imapflow', killSides: ['after'], randomMessages: 120, randomKills: 8 });
+defineCrashMatrix({
+  name: 'imapflow APPEND, UIDPLUS',
+  labOptions: { imapWithout: ['LITERAL+'] },
+  appendPath: 'imapflow',
+  killSides: ['after'],
+  randomMessages: 120,
+  randomKills: 8,
+});

@@ -17,7 +17,13 @@ import { startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.j
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
 import { defineCrashMatrix } from './crash-matrix.js';
 
-const m = defineCrashMatrix({ name: 'imapflow APPEND, no UIDPLUS', labOptions: { imapWithout: ['UIDPLUS', 'LITERAL+'] }, appendPath: 'imapflow', randomMessages: 120, randomKills: 8 });
+const m = defineCrashMatrix({
+  name: 'imapflow APPEND, no UIDPLUS',
+  labOptions: { imapWithout: ['UIDPLUS', 'LITERAL+'] },
+  appendPath: 'imapflow',
+  randomMessages: 120,
+  randomKills: 8,
+});
 
 const proxies: CuttingProxy[] = [];
 afterAll(async () => {
@@ -64,10 +70,13 @@ describe('identical messages without UIDPLUS', () => {
     const probe = await identicalPair();
     const stepsFile = join(dir, 'pair-steps');
     const extra = ['--no-progress', '--json', '--batch-messages', '1'];
-    const clean = await runCli(labArgs('migrate', lab, probe.pop, probe.imap, join(dir, `${probe.pop}.sqlite`), extra), {
-      env: { PW: lab.password },
-      hooks: { stepsFile },
-    });
+    const clean = await runCli(
+      labArgs('migrate', lab, probe.pop, probe.imap, join(dir, `${probe.pop}.sqlite`), extra),
+      {
+        env: { PW: lab.password },
+        hooks: { stepsFile },
+      },
+    );
     expect(clean.code, clean.stderr).toBe(0);
     const steps = Number(readFileSync(stepsFile, 'utf8').trim());
     // The kill point is found, not assumed: the step after which the journal holds x and a
@@ -75,7 +84,10 @@ describe('identical messages without UIDPLUS', () => {
     for (let k = steps - 1; k >= 1; k--) {
       const { pop, imap, expected } = await identicalPair();
       const journal = join(dir, `${pop}.sqlite`);
-      const killed = await runCli(labArgs('migrate', lab, pop, imap, journal, extra), { env: { PW: lab.password }, hooks: { killAt: `${k}:after` } });
+      const killed = await runCli(labArgs('migrate', lab, pop, imap, journal, extra), {
+        env: { PW: lab.password },
+        hooks: { killAt: `${k}:after` },
+      });
       expect(killed.signal, `step ${k}: ${killed.stderr}`).toBe('SIGKILL');
       const status = await runCli(['status', '--journal', journal, '--json']);
       const account = JSON.parse(status.stdout).accounts[0];
@@ -84,7 +96,9 @@ describe('identical messages without UIDPLUS', () => {
       const resumed = await runCli(labArgs('migrate', lab, pop, imap, journal, extra), { env: { PW: lab.password } });
       expect(resumed.code, `resume after ${k}:after: ${resumed.stderr}`).toBe(0);
       const dest = await destinationMessages(lab, imap);
-      expect(digests(dest.map((d) => d.body)), `after a kill just after journal step ${k} of ${steps}`).toEqual(expected);
+      expect(digests(dest.map((d) => d.body)), `after a kill just after journal step ${k} of ${steps}`).toEqual(
+        expected,
+      );
       return;
     }
     expect.fail(`no journal step of ${steps} left x and a done and b appending`);

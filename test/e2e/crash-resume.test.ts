@@ -4,4 +4,10 @@
  */
 import { defineCrashMatrix } from './crash-matrix.js';
 
-defineCrashMatrix({ name: 'pipelined APPEND', labOptions: {}, appendPath: 'pipelined', randomMessages: 400, randomKills: 25 });
+defineCrashMatrix({
+  name: 'pipelined APPEND',
+  labOptions: {},
+  appendPath: 'pipelined',
+  randomMessages: 400,
+  randomKills: 25,
+});

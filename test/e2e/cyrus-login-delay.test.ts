@@ -30,15 +30,34 @@ afterAll(async () => {
 function run(cmd: string, user: string): Promise<CliResult & { ms: number }> {
   const args = [
     cmd,
-    '--pop', `pop3://${user}@127.0.0.1:${cyrus.pop3.port}`, '--pop-tls', 'none', '--pop-password-env', 'POP_PW',
-    '--imap', `imap://${FAKE_USER}@127.0.0.1:${imap.port}`, '--imap-tls', 'none', '--imap-password-env', 'IMAP_PW',
-    '--journal', join(dir, `${user}.sqlite`), '--no-progress', '--json',
+    '--pop',
+    `pop3://${user}@127.0.0.1:${cyrus.pop3.port}`,
+    '--pop-tls',
+    'none',
+    '--pop-password-env',
+    'POP_PW',
+    '--imap',
+    `imap://${FAKE_USER}@127.0.0.1:${imap.port}`,
+    '--imap-tls',
+    'none',
+    '--imap-password-env',
+    'IMAP_PW',
+    '--journal',
+    join(dir, `${user}.sqlite`),
+    '--no-progress',
+    '--json',
   ];
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, NO_COLOR: '1', POP_PW: cyrus.password, IMAP_PW: FAKE_PASSWORD },
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: dir,
+        NO_COLOR: '1',
+        POP_PW: cyrus.password,
+        IMAP_PW: FAKE_PASSWORD,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -55,18 +74,24 @@ function run(cmd: string, user: string): Promise<CliResult & { ms: number }> {
 }
 
 describe('Cyrus popminpoll: [LOGIN-DELAY]', () => {
-  it('a second run within the delay exits 75 at once, naming the delay, without reconnecting', { timeout: 200_000 }, async () => {
-    const user = await cyrus.newUser('delay');
-    await cyrus.seedPop3(user, [Buffer.from('From: a@example.org\r\nSubject: one\r\nMessage-ID: <d1@example.org>\r\n\r\nbody\r\n')]);
-    const first = await run('migrate', user);
-    expect(first.code, first.stderr).toBe(0);
-    const second = await run('migrate', user);
-    expect(second.code, second.stderr).toBe(75);
-    expect(second.stderr).toMatch(/LOGIN-DELAY/);
-    // Cyrus states popminpoll in its CAPA (LOGIN-DELAY 120).
-    expect(second.stderr).toMatch(/one login every 120 s/);
-    expect(second.stderr).not.toMatch(/reconnecting/);
-    expect(second.stderr).not.toMatch(/^\s+at /m);
-    console.log(`Cyrus LOGIN-DELAY: exit ${second.code} after ${second.ms} ms; stderr: ${second.stderr.trim()}`);
-  });
+  it(
+    'a second run within the delay exits 75 at once, naming the delay, without reconnecting',
+    { timeout: 200_000 },
+    async () => {
+      const user = await cyrus.newUser('delay');
+      await cyrus.seedPop3(user, [
+        Buffer.from('From: a@example.org\r\nSubject: one\r\nMessage-ID: <d1@example.org>\r\n\r\nbody\r\n'),
+      ]);
+      const first = await run('migrate', user);
+      expect(first.code, first.stderr).toBe(0);
+      const second = await run('migrate', user);
+      expect(second.code, second.stderr).toBe(75);
+      expect(second.stderr).toMatch(/LOGIN-DELAY/);
+      // Cyrus states popminpoll in its CAPA (LOGIN-DELAY 120).
+      expect(second.stderr).toMatch(/one login every 120 s/);
+      expect(second.stderr).not.toMatch(/reconnecting/);
+      expect(second.stderr).not.toMatch(/^\s+at /m);
+      console.log(`Cyrus LOGIN-DELAY: exit ${second.code} after ${second.ms} ms; stderr: ${second.stderr.trim()}`);
+    },
+  );
 });

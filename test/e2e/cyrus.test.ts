@@ -45,10 +45,22 @@ interface Side {
 function migrate(pop: Side, imap: Side, journal: string, extra: string[] = []): string[] {
   return [
     'migrate',
-    '--pop', `pop3://${pop.user}@${pop.host}:${pop.port}`, '--pop-tls', 'none',
-    '--imap', `imap://${imap.user}@${imap.host}:${imap.port}`, '--imap-tls', 'none',
-    '--pop-password-env', 'PW', '--imap-password-env', 'PW',
-    '--journal', journal, '--no-progress', '--json',
+    '--pop',
+    `pop3://${pop.user}@${pop.host}:${pop.port}`,
+    '--pop-tls',
+    'none',
+    '--imap',
+    `imap://${imap.user}@${imap.host}:${imap.port}`,
+    '--imap-tls',
+    'none',
+    '--pop-password-env',
+    'PW',
+    '--imap-password-env',
+    'PW',
+    '--journal',
+    journal,
+    '--no-progress',
+    '--json',
     ...extra,
   ];
 }
@@ -77,7 +89,10 @@ async function cyrusMessages(user: string): Promise<Buffer[]> {
 async function dovecotSource(messages: Buffer[]): Promise<{ pop: Side; expected: string[] }> {
   const user = dovecot.newUser('src');
   await dovecot.seedPop3(user, messages);
-  return { pop: { user, host: '127.0.0.1', port: dovecot.pop3.port }, expected: digests(await sourceMessages(dovecot, user)) };
+  return {
+    pop: { user, host: '127.0.0.1', port: dovecot.pop3.port },
+    expected: digests(await sourceMessages(dovecot, user)),
+  };
 }
 
 describe('Cyrus as the IMAP destination', () => {
@@ -110,7 +125,9 @@ describe('Cyrus as the IMAP destination', () => {
     });
     proxies.push(proxy);
     imap.port = proxy.port;
-    const r = await runCli(migrate(pop, imap, join(dir, `${imap.user}.sqlite`), ['--batch-messages', '8']), { env: env() });
+    const r = await runCli(migrate(pop, imap, join(dir, `${imap.user}.sqlite`), ['--batch-messages', '8']), {
+      env: env(),
+    });
     expect(proxy.cuts()).toBe(2);
     const dest = await cyrusMessages(imap.user);
     expect(dest.length, `copies in Cyrus (exit ${r.code}: ${r.stderr.slice(0, 300)})`).toBe(expected.length);
@@ -127,7 +144,10 @@ describe('Cyrus as the IMAP destination', () => {
     const { pop, expected } = await dovecotSource(messages);
     const stepsFile = join(dir, 'cyrus-steps');
     const probe = { user: await cyrus.newUser('dst'), host: '127.0.0.1', port: cyrus.imap.port };
-    const clean = await runCli(migrate(pop, probe, join(dir, `${probe.user}.sqlite`), extra), { env: env(), hooks: { stepsFile } });
+    const clean = await runCli(migrate(pop, probe, join(dir, `${probe.user}.sqlite`), extra), {
+      env: env(),
+      hooks: { stepsFile },
+    });
     expect(clean.code, clean.stderr).toBe(0);
     const steps = Number(readFileSync(stepsFile, 'utf8').trim());
     expect(steps).toBeGreaterThanOrEqual(7);
@@ -135,7 +155,10 @@ describe('Cyrus as the IMAP destination', () => {
       for (const when of ['before', 'after'] as const) {
         const imap = { user: await cyrus.newUser('dst'), host: '127.0.0.1', port: cyrus.imap.port };
         const journal = join(dir, `${imap.user}.sqlite`);
-        const killed = await runCli(migrate(pop, imap, journal, extra), { env: env(), hooks: { killAt: `${k}:${when}` } });
+        const killed = await runCli(migrate(pop, imap, journal, extra), {
+          env: env(),
+          hooks: { killAt: `${k}:${when}` },
+        });
         expect(killed.signal, `step ${k} ${when}: ${killed.stderr}`).toBe('SIGKILL');
         const resumed = await runCli(migrate(pop, imap, journal, extra), { env: env() });
         expect(resumed.code, `resume after ${k}:${when}: ${resumed.stderr}`).toBe(0);
@@ -163,7 +186,12 @@ describe('Cyrus and bytes it rewrites or refuses', () => {
     });
     proxies.push(proxy);
     const r = await runCli(
-      migrate({ user: 'src', host: '127.0.0.1', port: pop.port }, { user: imapUser, host: '127.0.0.1', port: proxy.port }, join(dir, `${imapUser}.sqlite`), ['--batch-messages', '6', '--reconnect-attempts', '8']),
+      migrate(
+        { user: 'src', host: '127.0.0.1', port: pop.port },
+        { user: imapUser, host: '127.0.0.1', port: proxy.port },
+        join(dir, `${imapUser}.sqlite`),
+        ['--batch-messages', '6', '--reconnect-attempts', '8'],
+      ),
       { env: env() },
     );
     expect(proxy.cuts()).toBe(3);

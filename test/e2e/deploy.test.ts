@@ -21,21 +21,24 @@ describe('systemd units', () => {
     expect(unitFiles.sort()).toEqual(['popsync-alice-every.service', 'popsync-alice.service', 'popsync-alice.timer']);
   });
 
-  it.skipIf(!hasSystemdAnalyze).each(unitFiles)('%s passes systemd-analyze verify (system and user manager)', (unit) => {
-    const runtime = mkdtempSync(join(tmpdir(), 'popsync-units-'));
-    try {
-      for (const scope of [[], ['--user']]) {
-        const r = spawnSync('systemd-analyze', ['verify', ...scope, join(UNITS, unit)], {
-          encoding: 'utf8',
-          env: { PATH: process.env.PATH ?? '/usr/bin:/bin', XDG_RUNTIME_DIR: runtime },
-        });
-        // verify exits 0 but still prints what it ignored (unknown keys, bad values).
-        expect({ scope, status: r.status, stderr: r.stderr }).toEqual({ scope, status: 0, stderr: '' });
+  it.skipIf(!hasSystemdAnalyze).each(unitFiles)(
+    '%s passes systemd-analyze verify (system and user manager)',
+    (unit) => {
+      const runtime = mkdtempSync(join(tmpdir(), 'popsync-units-'));
+      try {
+        for (const scope of [[], ['--user']]) {
+          const r = spawnSync('systemd-analyze', ['verify', ...scope, join(UNITS, unit)], {
+            encoding: 'utf8',
+            env: { PATH: process.env.PATH ?? '/usr/bin:/bin', XDG_RUNTIME_DIR: runtime },
+          });
+          // verify exits 0 but still prints what it ignored (unknown keys, bad values).
+          expect({ scope, status: r.status, stderr: r.stderr }).toEqual({ scope, status: 0, stderr: '' });
+        }
+      } finally {
+        rmSync(runtime, { recursive: true, force: true });
       }
-    } finally {
-      rmSync(runtime, { recursive: true, force: true });
-    }
-  });
+    },
+  );
 
   it.each(unitFiles)('%s is printed in the README as it is in deploy/systemd', (unit) => {
     // The README shows the unit without its first comment line, under a "# ~/.config/..." line.
@@ -63,15 +66,21 @@ describe('Dockerfile', () => {
   it('builds with the npm commands the packaging test runs', () => {
     const runs = build.filter((l) => l.startsWith('RUN ')).join('\n');
     expect(runs).toContain('npm ci --no-audit --no-fund');
-    expect(runs).toMatch(/npm pack --pack-destination (\S+)\n.*npm install -g --prefix \/opt\/popsync --no-audit --no-fund --allow-scripts=better-sqlite3 \1\/popsync-\*\.tgz/);
+    expect(runs).toMatch(
+      /npm pack --pack-destination (\S+)\n.*npm install -g --prefix \/opt\/popsync --no-audit --no-fund --allow-scripts=better-sqlite3 \1\/popsync-\*\.tgz/,
+    );
     // The package test installs with the same flags (plus --prefer-offline, as it runs offline).
     const packageTest = readFileSync(join(ROOT, 'test/e2e/package.test.ts'), 'utf8');
-    expect(packageTest).toContain("['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', '--allow-scripts=better-sqlite3', tarball]");
+    expect(packageTest).toContain(
+      "['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', '--allow-scripts=better-sqlite3', tarball]",
+    );
     expect(packageTest).toContain("run('npm', ['pack', '--pack-destination', out], src)");
   });
 
   it('copies only files that exist and that .dockerignore lets through', () => {
-    const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').filter((l) => l !== '' && !l.startsWith('#'));
+    const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+      .split('\n')
+      .filter((l) => l !== '' && !l.startsWith('#'));
     for (const l of build.filter((x) => x.startsWith('COPY ') && !x.includes('--from'))) {
       const sources = l.split(/\s+/).slice(1, -1);
       for (const s of sources) {

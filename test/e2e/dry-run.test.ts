@@ -58,7 +58,10 @@ describe('--dry-run', () => {
   });
 
   it('sync --dry-run with --every is a usage error (one plan, not a loop)', async () => {
-    const r = await runCli(labArgs('sync', lab, 'nobody', 'nobody', join(dir, 'x.sqlite'), ['--dry-run', '--every', '5m']), { env: { PW: 'x' } });
+    const r = await runCli(
+      labArgs('sync', lab, 'nobody', 'nobody', join(dir, 'x.sqlite'), ['--dry-run', '--every', '5m']),
+      { env: { PW: 'x' } },
+    );
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('--dry-run prints one plan');
   });

@@ -41,7 +41,9 @@ describe('no UIDPLUS', () => {
     const resumed = await runCli(args(pop, imap, journal), { env: { PW: lab.password } });
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(JSON.parse(resumed.stdout)).toMatchObject({ copied: 1, reconciled: 0 });
-    expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(digests(await sourceMessages(lab, pop)));
+    expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(
+      digests(await sourceMessages(lab, pop)),
+    );
     // Two APPENDs in all, the imapflow path (no pipelining without LITERAL+).
     expect(lab.imapWire()!.appends - appendsBefore).toBe(2);
   });
@@ -54,7 +56,10 @@ describe('no UIDPLUS', () => {
     const expected = digests(await sourceMessages(lab, pop));
     const stepsFile = join(dir, 'steps');
     const clean = lab.newUser('dst');
-    const c = await runCli(args(pop, clean, join(dir, `${clean}.sqlite`), ['--batch-messages', '2']), { env: { PW: lab.password }, hooks: { stepsFile } });
+    const c = await runCli(args(pop, clean, join(dir, `${clean}.sqlite`), ['--batch-messages', '2']), {
+      env: { PW: lab.password },
+      hooks: { stepsFile },
+    });
     expect(c.code, c.stderr).toBe(0);
     const steps = Number(readFileSync(stepsFile, 'utf8').trim());
     // 1 folder + 3 intents + 6 confirms (+ 3 UID lookups since popsync learns UIDs).
@@ -63,11 +68,19 @@ describe('no UIDPLUS', () => {
       for (const when of ['before', 'after'] as const) {
         const imap = lab.newUser('dst');
         const journal = join(dir, `${imap}.sqlite`);
-        const killed = await runCli(args(pop, imap, journal, ['--batch-messages', '2']), { env: { PW: lab.password }, hooks: { killAt: `${k}:${when}` } });
+        const killed = await runCli(args(pop, imap, journal, ['--batch-messages', '2']), {
+          env: { PW: lab.password },
+          hooks: { killAt: `${k}:${when}` },
+        });
         expect(killed.signal, `step ${k} ${when}: ${killed.stderr}`).toBe('SIGKILL');
-        const resumed = await runCli(args(pop, imap, journal, ['--batch-messages', '2']), { env: { PW: lab.password } });
+        const resumed = await runCli(args(pop, imap, journal, ['--batch-messages', '2']), {
+          env: { PW: lab.password },
+        });
         expect(resumed.code, `resume after ${k}:${when}: ${resumed.stderr}`).toBe(0);
-        expect(digests((await destinationMessages(lab, imap)).map((m) => m.body)), `after kill at ${k}:${when}`).toEqual(expected);
+        expect(
+          digests((await destinationMessages(lab, imap)).map((m) => m.body)),
+          `after kill at ${k}:${when}`,
+        ).toEqual(expected);
         const again = await runCli(args(pop, imap, journal, ['--batch-messages', '2']), { env: { PW: lab.password } });
         expect(JSON.parse(again.stdout), `third run after ${k}:${when}`).toMatchObject({ copied: 0, reconciled: 0 });
       }

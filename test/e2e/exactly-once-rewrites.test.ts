@@ -38,7 +38,10 @@ function corpus(n: number): Buffer[] {
   const out: Buffer[] = [];
   for (let i = 0; i < n; i++) {
     const id = i % 3 === 2 ? '' : `Message-ID: <rw${i}@popsync.test>\n`;
-    const m = Buffer.from(`${id}From: a@popsync.test\nSubject: rewritten ${i}\n\nline one\0of ${i}\nline two\r\n`, 'latin1');
+    const m = Buffer.from(
+      `${id}From: a@popsync.test\nSubject: rewritten ${i}\n\nline one\0of ${i}\nline two\r\n`,
+      'latin1',
+    );
     out.push(m);
     if (i % 4 === 1) out.push(m); // an identical twin
   }
@@ -49,7 +52,11 @@ function corpus(n: number): Buffer[] {
 const fingerprints = (bodies: Buffer[]): string[] => bodies.map(fingerprint).sort();
 
 async function source(messages: Buffer[]): Promise<FakePop3> {
-  const pop = await startFakePop3({ user: 'src', password: lab.password, messages: messages.map((body, i) => ({ body, uidl: `uidl-${i}` })) });
+  const pop = await startFakePop3({
+    user: 'src',
+    password: lab.password,
+    messages: messages.map((body, i) => ({ body, uidl: `uidl-${i}` })),
+  });
   closers.push(pop);
   return pop;
 }
@@ -57,17 +64,38 @@ async function source(messages: Buffer[]): Promise<FakePop3> {
 function args(popPort: number, imap: string, imapPort: number, journal: string, extra: string[] = []): string[] {
   return [
     'migrate',
-    '--pop', `pop3://src@127.0.0.1:${popPort}`, '--pop-tls', 'none',
-    '--imap', `imap://${imap}@127.0.0.1:${imapPort}`, '--imap-tls', 'none',
-    '--pop-password-env', 'PW', '--imap-password-env', 'PW',
-    '--journal', journal,
-    '--no-progress', '--json', '--batch-messages', '4',
+    '--pop',
+    `pop3://src@127.0.0.1:${popPort}`,
+    '--pop-tls',
+    'none',
+    '--imap',
+    `imap://${imap}@127.0.0.1:${imapPort}`,
+    '--imap-tls',
+    'none',
+    '--pop-password-env',
+    'PW',
+    '--imap-password-env',
+    'PW',
+    '--journal',
+    journal,
+    '--no-progress',
+    '--json',
+    '--batch-messages',
+    '4',
     ...extra,
   ];
 }
 
 async function imapClient(user: string): Promise<ImapFlow> {
-  const c = new ImapFlow({ host: lab.imap.host, port: lab.imap.port, secure: false, doSTARTTLS: true, tls: { ca: [readFileSync(lab.caFile)] }, auth: { user, pass: lab.password }, logger: false });
+  const c = new ImapFlow({
+    host: lab.imap.host,
+    port: lab.imap.port,
+    secure: false,
+    doSTARTTLS: true,
+    tls: { ca: [readFileSync(lab.caFile)] },
+    auth: { user, pass: lab.password },
+    logger: false,
+  });
   await c.connect();
   return c;
 }
@@ -83,7 +111,9 @@ describe('a destination that rewrites (Dovecot: bare LF -> CRLF, NUL -> 0x80)', 
   it('really is rewritten: no copy is byte-identical to its source', async () => {
     const pop = await source(messages.slice(0, 2));
     const imap = lab.newUser('dst');
-    const r = await runCli(args(pop.port, imap, lab.imap.port, join(dir, `${imap}.sqlite`)), { env: { PW: lab.password } });
+    const r = await runCli(args(pop.port, imap, lab.imap.port, join(dir, `${imap}.sqlite`)), {
+      env: { PW: lab.password },
+    });
     expect(r.code, r.stderr).toBe(0);
     const stored = await destinationMessages(lab, imap);
     expect(stored).toHaveLength(2);
@@ -111,7 +141,9 @@ describe('a destination that rewrites (Dovecot: bare LF -> CRLF, NUL -> 0x80)', 
       },
     });
     closers.push(proxy);
-    const r = await runCli(args(pop.port, imap, proxy.port, join(dir, `${imap}.sqlite`)), { env: { PW: lab.password } });
+    const r = await runCli(args(pop.port, imap, proxy.port, join(dir, `${imap}.sqlite`)), {
+      env: { PW: lab.password },
+    });
     expect(r.code, r.stderr).toBe(0);
     expect(proxy.cuts()).toBe(3);
     const summary = JSON.parse(r.stdout);
@@ -126,7 +158,10 @@ describe('a destination that rewrites (Dovecot: bare LF -> CRLF, NUL -> 0x80)', 
     const pop = await source(small);
     const stepsFile = join(dir, 'steps');
     const clean = lab.newUser('dst');
-    const c = await runCli(args(pop.port, clean, lab.imap.port, join(dir, `${clean}.sqlite`), ['--batch-messages', '2']), { env: { PW: lab.password }, hooks: { stepsFile } });
+    const c = await runCli(
+      args(pop.port, clean, lab.imap.port, join(dir, `${clean}.sqlite`), ['--batch-messages', '2']),
+      { env: { PW: lab.password }, hooks: { stepsFile } },
+    );
     expect(c.code, c.stderr).toBe(0);
     const steps = Number(readFileSync(stepsFile, 'utf8').trim());
     expect(steps).toBeGreaterThanOrEqual(7);
@@ -134,11 +169,19 @@ describe('a destination that rewrites (Dovecot: bare LF -> CRLF, NUL -> 0x80)', 
       for (const when of ['before', 'after'] as const) {
         const imap = lab.newUser('dst');
         const journal = join(dir, `${imap}.sqlite`);
-        const killed = await runCli(args(pop.port, imap, lab.imap.port, journal, ['--batch-messages', '2']), { env: { PW: lab.password }, hooks: { killAt: `${k}:${when}` } });
+        const killed = await runCli(args(pop.port, imap, lab.imap.port, journal, ['--batch-messages', '2']), {
+          env: { PW: lab.password },
+          hooks: { killAt: `${k}:${when}` },
+        });
         expect(killed.signal, `step ${k} ${when}: ${killed.stderr}`).toBe('SIGKILL');
-        const resumed = await runCli(args(pop.port, imap, lab.imap.port, journal, ['--batch-messages', '2']), { env: { PW: lab.password } });
+        const resumed = await runCli(args(pop.port, imap, lab.imap.port, journal, ['--batch-messages', '2']), {
+          env: { PW: lab.password },
+        });
         expect(resumed.code, `resume after ${k}:${when}: ${resumed.stderr}`).toBe(0);
-        expect(fingerprints((await destinationMessages(lab, imap)).map((m) => m.body)), `after kill at ${k}:${when}`).toEqual(want);
+        expect(
+          fingerprints((await destinationMessages(lab, imap)).map((m) => m.body)),
+          `after kill at ${k}:${when}`,
+        ).toEqual(want);
       }
     }
   }, 600_000);
@@ -154,7 +197,9 @@ describe('journals that know less than the destination', () => {
     expect(r1.code, r1.stderr).toBe(0);
     expect(JSON.parse(r1.stdout)).toMatchObject({ copied: messages.length });
 
-    const r2 = await runCli(args(pop.port, imap, lab.imap.port, join(dir, `${imap}-b.sqlite`)), { env: { PW: lab.password } });
+    const r2 = await runCli(args(pop.port, imap, lab.imap.port, join(dir, `${imap}-b.sqlite`)), {
+      env: { PW: lab.password },
+    });
     expect(r2.code, r2.stderr).toBe(0);
     expect(JSON.parse(r2.stdout)).toMatchObject({ copied: 0, adopted: messages.length, failed: [] });
 
@@ -199,7 +244,9 @@ describe('journals that know less than the destination', () => {
     const imap = lab.newUser('dst');
     const journal = join(dir, `${imap}.sqlite`);
     const folder = ['--folder', 'Archive'];
-    expect((await runCli(args(pop.port, imap, lab.imap.port, journal, folder), { env: { PW: lab.password } })).code).toBe(0);
+    expect(
+      (await runCli(args(pop.port, imap, lab.imap.port, journal, folder), { env: { PW: lab.password } })).code,
+    ).toBe(0);
     const client = await imapClient(imap);
     try {
       await client.mailboxDelete('Archive');
@@ -214,11 +261,17 @@ describe('journals that know less than the destination', () => {
     const summary = JSON.parse(r.stdout);
     expect(summary).toMatchObject({ copied: 1, alreadyCopied: messages.length });
     expect(summary.warnings.join('\n')).toMatch(/"Archive" was recreated/);
-    expect(fingerprints((await destinationMessages(lab, imap, 'Archive')).map((m) => m.body))).toEqual(fingerprints([extra]));
+    expect(fingerprints((await destinationMessages(lab, imap, 'Archive')).map((m) => m.body))).toEqual(
+      fingerprints([extra]),
+    );
     // And the copies the user lost come back with forget-folder, once.
-    expect((await runCli(['journal', 'forget-folder', '--folder', 'Archive', '--journal', journal], { env: {} })).code).toBe(0);
+    expect(
+      (await runCli(['journal', 'forget-folder', '--folder', 'Archive', '--journal', journal], { env: {} })).code,
+    ).toBe(0);
     const again = await runCli(args(pop.port, imap, lab.imap.port, journal, folder), { env: { PW: lab.password } });
     expect(JSON.parse(again.stdout)).toMatchObject({ copied: messages.length, adopted: 1 });
-    expect(fingerprints((await destinationMessages(lab, imap, 'Archive')).map((m) => m.body))).toEqual(fingerprints([...messages, extra]));
+    expect(fingerprints((await destinationMessages(lab, imap, 'Archive')).map((m) => m.body))).toEqual(
+      fingerprints([...messages, extra]),
+    );
   });
 });

@@ -26,7 +26,16 @@ afterAll(async () => {
 });
 
 function options(user: string, extra: Partial<ImapOptions> = {}): ImapOptions {
-  return { host: lab.imap.host, port: lab.imap.port, tls: 'starttls', ca: [ca], user, password: lab.password, timeoutMs: 10_000, ...extra };
+  return {
+    host: lab.imap.host,
+    port: lab.imap.port,
+    tls: 'starttls',
+    ca: [ca],
+    user,
+    password: lab.password,
+    timeoutMs: 10_000,
+    ...extra,
+  };
 }
 
 async function withSink<T>(user: string, fn: (sink: ImapSink) => Promise<T>): Promise<T> {
@@ -40,7 +49,14 @@ async function withSink<T>(user: string, fn: (sink: ImapSink) => Promise<T>): Pr
 
 /** A second client, to look at the result without going through the code under test. */
 async function withInspector<T>(user: string, fn: (client: ImapFlow) => Promise<T>): Promise<T> {
-  const client = new ImapFlow({ host: lab.imap.host, port: lab.imap.port, secure: false, doSTARTTLS: false, auth: { user, pass: lab.password }, logger: false });
+  const client = new ImapFlow({
+    host: lab.imap.host,
+    port: lab.imap.port,
+    secure: false,
+    doSTARTTLS: false,
+    auth: { user, pass: lab.password },
+    logger: false,
+  });
   client.on('error', () => {});
   await client.connect();
   try {
@@ -54,12 +70,18 @@ async function withInspector<T>(user: string, fn: (client: ImapFlow) => Promise<
 function modifiedUtf7(name: string): string {
   return name
     .replace(/&/g, '&-')
-    .replace(/[^\x20-\x7e]+/g, (run) => '&' + Buffer.from(run, 'utf16le').swap16().toString('base64').replace(/=+$/, '').replace(/\//g, ',') + '-');
+    .replace(
+      /[^\x20-\x7e]+/g,
+      (run) =>
+        '&' + Buffer.from(run, 'utf16le').swap16().toString('base64').replace(/=+$/, '').replace(/\//g, ',') + '-',
+    );
 }
 
 function message(id: string, extraBody = ''): Buffer {
   return Buffer.concat([
-    Buffer.from(`From: Jörg <joerg@example.org>\r\nTo: you@example.org\r\nSubject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\nMessage-ID: <${id}@popsync.test>\r\nDate: Tue, 2 Apr 2019 10:00:00 +0200\r\n\r\n`),
+    Buffer.from(
+      `From: Jörg <joerg@example.org>\r\nTo: you@example.org\r\nSubject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\nMessage-ID: <${id}@popsync.test>\r\nDate: Tue, 2 Apr 2019 10:00:00 +0200\r\n\r\n`,
+    ),
     Buffer.from('8-bit line: Grüße \xff\r\n.leading dot\r\n', 'latin1'),
     Buffer.from(extraBody),
     Buffer.from('last line\r\n'),
@@ -90,7 +112,9 @@ describe('ImapSink against Dovecot', () => {
 
       const noCa = await rejection(connectImap(options(user, { ca: undefined })));
       expect(noCa.kind).toBe('tls');
-      const noCaImplicit = await rejection(connectImap(options(user, { port: lab.imaps.port, tls: 'implicit', ca: undefined })));
+      const noCaImplicit = await rejection(
+        connectImap(options(user, { port: lab.imaps.port, tls: 'implicit', ca: undefined })),
+      );
       expect(noCaImplicit.kind).toBe('tls');
 
       // imapflow's default logger would have written here
@@ -164,7 +188,10 @@ describe('ImapSink against Dovecot', () => {
     const user = lab.newUser('list');
     await withSink(user, async (sink) => {
       await sink.ensureFolder('Archive/2019');
-      const first = await sink.appendBatch('Archive/2019', ['a', 'b', 'c'].map((id) => ({ body: message(id), flags: [] })));
+      const first = await sink.appendBatch(
+        'Archive/2019',
+        ['a', 'b', 'c'].map((id) => ({ body: message(id), flags: [] })),
+      );
       expect(first.map((o) => o.ok && o.uid)).toEqual([1, 2, 3]);
 
       const since2 = await sink.listSince('Archive/2019', 2);
@@ -193,11 +220,17 @@ describe('ImapSink against Dovecot', () => {
     const user = lab.newUser('big');
     await withSink(user, async (sink) => {
       await sink.ensureFolder('INBOX');
-      const big = message('big', 'y'.repeat(76) + '\r\n'.repeat(1)).toString() + ('z'.repeat(998) + '\r\n').repeat(Math.ceil((MAX_SIZE * 1.5) / 1000));
+      const big =
+        message('big', 'y'.repeat(76) + '\r\n'.repeat(1)).toString() +
+        ('z'.repeat(998) + '\r\n').repeat(Math.ceil((MAX_SIZE * 1.5) / 1000));
       const seen: number[] = [];
       const outcomes = await sink.appendBatch(
         'INBOX',
-        [{ body: message('small1'), flags: [] }, { body: Buffer.from(big), flags: [] }, { body: message('small2'), flags: [] }],
+        [
+          { body: message('small1'), flags: [] },
+          { body: Buffer.from(big), flags: [] },
+          { body: message('small2'), flags: [] },
+        ],
         (i) => seen.push(i),
       );
       expect(seen).toEqual([0, 1, 2]);
@@ -210,7 +243,10 @@ describe('ImapSink against Dovecot', () => {
       expect(failed.error.context.serverResponse).toMatch(/^NO \[LIMIT\] Mail size is larger than the maximum size/);
       expect(failed.error.message).toContain(failed.error.context.serverResponse);
       // and the session is still fine
-      expect((await sink.listSince('INBOX', 1)).map((m) => m.messageId)).toEqual(['<small1@popsync.test>', '<small2@popsync.test>']);
+      expect((await sink.listSince('INBOX', 1)).map((m) => m.messageId)).toEqual([
+        '<small1@popsync.test>',
+        '<small2@popsync.test>',
+      ]);
     });
   });
 
@@ -239,7 +275,11 @@ describe('pipelined APPEND against Dovecot (STARTTLS, lab CA)', () => {
       try {
         await sink.ensureFolder(`Via/${path}`);
         results[path] = (await sink.appendBatch(`Via/${path}`, items)) as Array<{ ok: boolean; uid?: number | null }>;
-        expect(sink.appendCounts).toEqual(path === 'pipelined' ? { pipelined: 6, imapflow: 0, streamed: 0 } : { pipelined: 0, imapflow: 6, streamed: 0 });
+        expect(sink.appendCounts).toEqual(
+          path === 'pipelined'
+            ? { pipelined: 6, imapflow: 0, streamed: 0 }
+            : { pipelined: 0, imapflow: 6, streamed: 0 },
+        );
       } finally {
         await sink.close();
       }
@@ -253,8 +293,17 @@ describe('pipelined APPEND against Dovecot (STARTTLS, lab CA)', () => {
       const out: Record<string, Array<{ uid: number; flags: string[]; date: string; source: string }>> = {};
       for (const path of ['imapflow', 'pipelined']) {
         await client.mailboxOpen(`Via.${path}`, { readOnly: true });
-        const rows = await client.fetchAll('1:*', { uid: true, flags: true, internalDate: true, source: true }, { uid: true });
-        out[path] = rows.map((r) => ({ uid: r.uid, flags: [...(r.flags ?? [])].sort(), date: new Date(r.internalDate!).toISOString(), source: r.source!.toString('latin1') }));
+        const rows = await client.fetchAll(
+          '1:*',
+          { uid: true, flags: true, internalDate: true, source: true },
+          { uid: true },
+        );
+        out[path] = rows.map((r) => ({
+          uid: r.uid,
+          flags: [...(r.flags ?? [])].sort(),
+          date: new Date(r.internalDate!).toISOString(),
+          source: r.source!.toString('latin1'),
+        }));
         await client.mailboxClose();
       }
       return out;

@@ -27,10 +27,20 @@ describe('journal identity', () => {
     const state = join(dir, `state-${pop}`);
     const env = { PW: lab.password, XDG_STATE_HOME: state };
     const args = (host: string) => [
-      'sync', '--json',
-      '--pop', `pop3://${pop}@${host}:${lab.pop3.port}`, '--pop-tls', 'none',
-      '--imap', `imap://${imap}@127.0.0.1:${lab.imap.port}`, '--imap-tls', 'none',
-      '--pop-password-env', 'PW', '--imap-password-env', 'PW',
+      'sync',
+      '--json',
+      '--pop',
+      `pop3://${pop}@${host}:${lab.pop3.port}`,
+      '--pop-tls',
+      'none',
+      '--imap',
+      `imap://${imap}@127.0.0.1:${lab.imap.port}`,
+      '--imap-tls',
+      'none',
+      '--pop-password-env',
+      'PW',
+      '--imap-password-env',
+      'PW',
     ];
     await lab.seedPop3(pop, realisticMix(6, 61));
     let r = await runCli(args('127.0.0.1'), { env });
@@ -42,7 +52,9 @@ describe('journal identity', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ copied: 2, alreadyCopied: 6 });
     r = await runCli(args('LOCALHOST'), { env });
     expect(JSON.parse(r.stdout)).toMatchObject({ copied: 0, alreadyCopied: 8 });
-    expect(readdirSync(join(state, 'popsync')).filter((n) => n.endsWith('.sqlite'))).toEqual([`${pop}@localhost.sqlite`]);
+    expect(readdirSync(join(state, 'popsync')).filter((n) => n.endsWith('.sqlite'))).toEqual([
+      `${pop}@localhost.sqlite`,
+    ]);
     const dest = await destinationMessages(lab, imap);
     expect(digests(dest.map((m) => m.body))).toEqual(digests(await sourceMessages(lab, pop)));
   });

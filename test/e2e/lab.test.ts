@@ -76,7 +76,9 @@ class RawPop3 {
   async multi(c: string): Promise<{ status: string; data: Buffer }> {
     const status = await this.cmd(c);
     if (!status.startsWith('+OK')) return { status, data: Buffer.alloc(0) };
-    const end = await this.until(() => (this.buf.subarray(0, 3).equals(Buffer.from('.\r\n')) ? 0 : this.buf.indexOf('\r\n.\r\n')));
+    const end = await this.until(() =>
+      this.buf.subarray(0, 3).equals(Buffer.from('.\r\n')) ? 0 : this.buf.indexOf('\r\n.\r\n'),
+    );
     const raw = end === 0 ? Buffer.alloc(0) : this.buf.subarray(0, end + 2);
     this.buf = this.buf.subarray(end === 0 ? 3 : end + 5);
     const lines: Buffer[] = [];
@@ -146,11 +148,19 @@ describe('dovecot lab', () => {
 
     const c = await pop3Login(lab, user);
     const list = await c.multi('LIST');
-    const sizes = list.data.toString('latin1').trim().split('\r\n').map((l) => Number(l.split(' ')[1]));
+    const sizes = list.data
+      .toString('latin1')
+      .trim()
+      .split('\r\n')
+      .map((l) => Number(l.split(' ')[1]));
     // The octet count is the CRLF form, without the CRLF RETR adds to an unterminated message.
     expect(sizes).toEqual(cases.map((k) => toCrlf(k.bytes).length));
 
-    const uidl = (await c.multi('UIDL')).data.toString('latin1').trim().split('\r\n').map((l) => l.split(' ')[1]);
+    const uidl = (await c.multi('UIDL')).data
+      .toString('latin1')
+      .trim()
+      .split('\r\n')
+      .map((l) => l.split(' ')[1]);
     expect(uidl).toHaveLength(cases.length);
     for (const u of uidl) expect(u).toMatch(/^[0-9a-f]{16}$/);
     expect(new Set(uidl).size).toBe(cases.length);
@@ -166,7 +176,11 @@ describe('dovecot lab', () => {
 
     // A second session sees the same UIDLs: they are what popsync's journal keys on.
     const again = await pop3Login(lab, user);
-    const uidl2 = (await again.multi('UIDL')).data.toString('latin1').trim().split('\r\n').map((l) => l.split(' ')[1]);
+    const uidl2 = (await again.multi('UIDL')).data
+      .toString('latin1')
+      .trim()
+      .split('\r\n')
+      .map((l) => l.split(' ')[1]);
     await again.quit();
     expect(uidl2).toEqual(uidl);
 
@@ -201,7 +215,11 @@ describe('dovecot lab', () => {
     await lab.seedPop3(user, mix.slice(20));
 
     const c = await pop3Login(lab, user);
-    const sizes = (await c.multi('LIST')).data.toString('latin1').trim().split('\r\n').map((l) => Number(l.split(' ')[1]));
+    const sizes = (await c.multi('LIST')).data
+      .toString('latin1')
+      .trim()
+      .split('\r\n')
+      .map((l) => Number(l.split(' ')[1]));
     // Generated mail is CRLF already, so the octet counts are the buffer lengths.
     expect(sizes).toEqual(mix.map((m) => m.length));
     const last = await c.multi('RETR 30');
@@ -230,7 +248,12 @@ describe('dovecot lab', () => {
     await imaps.connect();
     await imaps.logout();
 
-    const pop3s = tls.connect({ host: lab.pop3s.host, port: lab.pop3s.port, ca: [readFileSync(lab.caFile)], servername: 'localhost' });
+    const pop3s = tls.connect({
+      host: lab.pop3s.host,
+      port: lab.pop3s.port,
+      ca: [readFileSync(lab.caFile)],
+      servername: 'localhost',
+    });
     const c = await RawPop3.open(pop3s);
     expect(await c.cmd(`USER ${user}`)).toMatch(/^\+OK/);
     expect(await c.cmd(`PASS ${lab.password}`)).toMatch(/^\+OK/);
@@ -255,7 +278,8 @@ describe('dovecot lab', () => {
     const client = imap(lab, user);
     await client.connect();
     try {
-      const body = (n: number): Buffer => Buffer.concat([Buffer.from('Subject: size test\r\n\r\n'), Buffer.alloc(n, 'a')]);
+      const body = (n: number): Buffer =>
+        Buffer.concat([Buffer.from('Subject: size test\r\n\r\n'), Buffer.alloc(n, 'a')]);
       const err = await client.append('INBOX', body(MAX + 1000)).then(
         () => undefined,
         (e: unknown) => e as { responseStatus?: string; serverResponseCode?: string; responseText?: string },
@@ -332,13 +356,13 @@ describe('dovecot lab without UIDPLUS and LITERAL+', () => {
     expect(capsOf((await c.cmd('CAPABILITY')).join('\n'))).toEqual(pre);
 
     const login = await c.cmd(`LOGIN ${user} ${trimmed.password}`);
-    const post = capsOf(login.join("\n"));
+    const post = capsOf(login.join('\n'));
     const asked = capsOf((await c.cmd('CAPABILITY')).join('\n'));
     expect(asked).toEqual(post);
 
     // Everything else a default Dovecot lists after login is still there.
     const f = await RawImap.open(full.imap.port);
-    const fullPost = capsOf((await f.cmd(`LOGIN ${full.newUser("caps")} ${full.password}`)).join("\n"));
+    const fullPost = capsOf((await f.cmd(`LOGIN ${full.newUser('caps')} ${full.password}`)).join('\n'));
     await f.cmd('LOGOUT');
     expect(fullPost).toContain('UIDPLUS');
     expect(fullPost).toContain('LITERAL+');
@@ -364,7 +388,12 @@ describe('dovecot lab without UIDPLUS and LITERAL+', () => {
     const before = trimmed.imapWire()!;
     const logFile = join(dir, 'popsync.log');
     const r = await runCli(
-      labArgs('migrate', trimmed, pop, imapUser, join(dir, 'j.sqlite'), ['--no-progress', '--json', '--log-file', logFile]),
+      labArgs('migrate', trimmed, pop, imapUser, join(dir, 'j.sqlite'), [
+        '--no-progress',
+        '--json',
+        '--log-file',
+        logFile,
+      ]),
       { env: { PW: trimmed.password } },
     );
     expect(r.code, r.stderr).toBe(0);
@@ -384,7 +413,10 @@ describe('dovecot lab without UIDPLUS and LITERAL+', () => {
 function capsOf(line: string): string[] {
   const m = /CAPABILITY ([^\]\r\n]*)/i.exec(line);
   if (!m) throw new Error(`no capability list in ${JSON.stringify(line)}`);
-  return m[1]!.trim().split(/\s+/).filter((c) => c !== 'STARTTLS' && !/^AUTH=/i.test(c) && c !== 'LOGINDISABLED');
+  return m[1]!
+    .trim()
+    .split(/\s+/)
+    .filter((c) => c !== 'STARTTLS' && !/^AUTH=/i.test(c) && c !== 'LOGINDISABLED');
 }
 
 /** Just enough IMAP to read capability lists and send an APPEND, line by line. */

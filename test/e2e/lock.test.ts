@@ -30,7 +30,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function waitForSteps(stepsFile: string, n: number, child: ChildProcess): Promise<void> {
   for (;;) {
     if (existsSync(stepsFile) && Number(readFileSync(stepsFile, 'utf8').trim()) >= n) return;
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error('the first run ended before it was stopped');
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error('the first run ended before it was stopped');
     await sleep(5);
   }
 }
@@ -41,7 +42,9 @@ describe('the account lock', () => {
     const imap = lab.newUser('dst');
     const journal = join(dir, `${pop}.sqlite`);
     await lab.seedPop3(pop, realisticMix(30, 31));
-    const [a, b] = await Promise.all([0, 1].map(() => runCli(labArgs('migrate', lab, pop, imap, journal, ['--wait', '60']), { env: env() })));
+    const [a, b] = await Promise.all(
+      [0, 1].map(() => runCli(labArgs('migrate', lab, pop, imap, journal, ['--wait', '60']), { env: env() })),
+    );
     expect([a!.code, b!.code], a!.stderr + b!.stderr).toEqual([0, 0]);
     expect(await destinationMessages(lab, imap)).toHaveLength(30);
   });
@@ -53,7 +56,8 @@ describe('the account lock', () => {
     const stepsFile = join(dir, `${pop}.steps`);
     const count = 300;
     await lab.seedPop3(pop, realisticMix(count, 47));
-    const args = (cmd: string, extra: string[] = []) => labArgs(cmd, lab, pop, imap, journal, ['--batch-messages', '5', ...extra]);
+    const args = (cmd: string, extra: string[] = []) =>
+      labArgs(cmd, lab, pop, imap, journal, ['--batch-messages', '5', ...extra]);
 
     const first = startCli(args('migrate'), { env: env(), hooks: { stepsFile } });
     await waitForSteps(stepsFile, 3, first.child);
@@ -117,7 +121,9 @@ describe('the account lock', () => {
     // A run on another host sharing this journal (a network file system whose locks do not reach us).
     const setRow = (heartbeat: Date) => {
       const db = new Database(journal);
-      db.prepare(`INSERT OR REPLACE INTO locks (account, pid, hostname, holder_id, command, started_at, heartbeat_at) VALUES (?, 4242, 'elsewhere.example', 'x', 'sync', ?, ?)`).run(`${pop}@localhost`, heartbeat.toISOString(), heartbeat.toISOString());
+      db.prepare(
+        `INSERT OR REPLACE INTO locks (account, pid, hostname, holder_id, command, started_at, heartbeat_at) VALUES (?, 4242, 'elsewhere.example', 'x', 'sync', ?, ?)`,
+      ).run(`${pop}@localhost`, heartbeat.toISOString(), heartbeat.toISOString());
       db.close();
     };
     setRow(new Date());
@@ -127,7 +133,9 @@ describe('the account lock', () => {
     setRow(new Date(Date.now() - 3_600_000));
     const taken = await runCli(args, { env: env() });
     expect(taken.code, taken.stderr).toBe(0);
-    expect(taken.stderr).toMatch(/took over the lock of a run on another host that sent no heartbeat for too long: pid 4242 on elsewhere\.example/);
+    expect(taken.stderr).toMatch(
+      /took over the lock of a run on another host that sent no heartbeat for too long: pid 4242 on elsewhere\.example/,
+    );
     expect(await destinationMessages(lab, imap)).toHaveLength(3);
   });
 
@@ -139,7 +147,9 @@ if (!LockFile.tryAcquire(${JSON.stringify(lockFilePath(journal))})) process.exit
 process.stdout.write('held\\n');
 setInterval(() => {}, 1000);`;
     const { spawn } = await import('node:child_process');
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     try {
       await new Promise<void>((resolve, reject) => {
         child.stdout.once('data', () => resolve());

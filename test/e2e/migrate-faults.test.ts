@@ -29,11 +29,24 @@ afterAll(async () => {
 function args(pop: string, popPort: number, imap: string, imapPort: number, extra: string[] = []): string[] {
   return [
     'migrate',
-    '--pop', `pop3://${pop}@127.0.0.1:${popPort}`, '--pop-tls', 'none',
-    '--imap', `imap://${imap}@127.0.0.1:${imapPort}`, '--imap-tls', 'none',
-    '--pop-password-env', 'PW', '--imap-password-env', 'PW',
-    '--journal', join(dir, `${pop}.sqlite`),
-    '--no-progress', '--json', '--batch-messages', '4',
+    '--pop',
+    `pop3://${pop}@127.0.0.1:${popPort}`,
+    '--pop-tls',
+    'none',
+    '--imap',
+    `imap://${imap}@127.0.0.1:${imapPort}`,
+    '--imap-tls',
+    'none',
+    '--pop-password-env',
+    'PW',
+    '--imap-password-env',
+    'PW',
+    '--journal',
+    join(dir, `${pop}.sqlite`),
+    '--no-progress',
+    '--json',
+    '--batch-messages',
+    '4',
     ...extra,
   ];
 }
@@ -90,7 +103,9 @@ describe('dropped connections against Dovecot', () => {
       cutServerData: ({ chunk, seenBefore }) => seenBefore > 0 && chunk.length > 0,
     });
     proxies.push(popProxy);
-    const r = await runCli(args(pop, popProxy.port, imap, lab.imap.port, ['--reconnect-attempts', '1']), { env: { PW: lab.password } });
+    const r = await runCli(args(pop, popProxy.port, imap, lab.imap.port, ['--reconnect-attempts', '1']), {
+      env: { PW: lab.password },
+    });
     expect(r.code).toBe(4);
     expect(r.stderr).toMatch(/popsync: /);
     expect(r.stderr).toMatch(/run again later|reconnect/i);
@@ -110,7 +125,10 @@ describe('dropped connections against Dovecot', () => {
       });
     });
     const { pop, imap } = await seeded(2, 35);
-    for (const [popPort, imapPort] of [[closed, lab.imap.port], [lab.pop3.port, closed]] as const) {
+    for (const [popPort, imapPort] of [
+      [closed, lab.imap.port],
+      [lab.pop3.port, closed],
+    ] as const) {
       const r = await runCli(args(pop, popPort, imap, imapPort), { env: { PW: lab.password } });
       expect(r.code, r.stderr).toBe(4);
       expect(r.stderr).toContain(`127.0.0.1:${closed}`);

@@ -34,16 +34,29 @@ it('copies 2,000 mixed messages plus every edge case, 25 MB included, exactly on
 
   const args = [
     'migrate',
-    '--pop', `pop3://${pop}@127.0.0.1:${lab.pop3.port}`, '--pop-tls', 'none',
-    '--imap', `imap://${imap}@127.0.0.1:${lab.imap.port}`, '--imap-tls', 'none',
-    '--pop-password-env', 'PW', '--imap-password-env', 'PW',
-    '--journal', join(dir, 'large.sqlite'), '--json',
+    '--pop',
+    `pop3://${pop}@127.0.0.1:${lab.pop3.port}`,
+    '--pop-tls',
+    'none',
+    '--imap',
+    `imap://${imap}@127.0.0.1:${lab.imap.port}`,
+    '--imap-tls',
+    'none',
+    '--pop-password-env',
+    'PW',
+    '--imap-password-env',
+    'PW',
+    '--journal',
+    join(dir, 'large.sqlite'),
+    '--json',
   ];
   const first = await runCli(args, { env: { PW: lab.password } });
   expect(first.code, first.stderr).toBe(0);
   const s1 = JSON.parse(first.stdout);
   expect(s1).toMatchObject({ listed: all.length, copied: all.length, failed: [] });
-  console.log(`large mailbox: ${s1.copied} messages, ${(s1.copiedBytes / 1048576).toFixed(1)} MiB in ${(s1.durationMs / 1000).toFixed(1)} s`);
+  console.log(
+    `large mailbox: ${s1.copied} messages, ${(s1.copiedBytes / 1048576).toFixed(1)} MiB in ${(s1.durationMs / 1000).toFixed(1)} s`,
+  );
 
   expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(expected);
 

@@ -67,11 +67,14 @@ describe('a message far larger than the batch cap, into real Dovecot', () => {
         const pop = l.newUser(`src${tag}`);
         const imap = l.newUser(`dst${tag}`);
         await l.seedPop3(pop, messages);
-        const r = await runCli(labArgs('migrate', l, pop, imap, join(d, `${pop}.sqlite`), ['--json', '--no-progress']), {
-          env: { PW: l.password },
-          peakRss: true,
-          timeoutMs: 240_000,
-        });
+        const r = await runCli(
+          labArgs('migrate', l, pop, imap, join(d, `${pop}.sqlite`), ['--json', '--no-progress']),
+          {
+            env: { PW: l.password },
+            peakRss: true,
+            timeoutMs: 240_000,
+          },
+        );
         expect(r.code, r.stderr).toBe(0);
         return { r, imap, pop };
       };
@@ -82,7 +85,9 @@ describe('a message far larger than the batch cap, into real Dovecot', () => {
       const expected = digests(await sourceMessages(l, withLarge.pop));
       const stored = await destinationMessages(l, withLarge.imap);
       expect(digests(stored.map((m) => m.body))).toEqual(expected);
-      expect(stored.some((m) => m.body.length >= 100 * MB && sha(m.body) === expected.find((e) => e === sha(m.body)))).toBe(true);
+      expect(
+        stored.some((m) => m.body.length >= 100 * MB && sha(m.body) === expected.find((e) => e === sha(m.body))),
+      ).toBe(true);
       const baseline = peak(base.r, `${name}: 6 small messages`);
       const withIt = peak(withLarge.r, `${name}: the same plus one of 100 MB`);
       // Holding it whole even once would add 100 MB (the previous engine added about twice its
@@ -107,12 +112,16 @@ describe('killed at every journal step while a large message is copied, then res
       const l = without ? bare : lab;
       const d = without ? bareDir : dir;
       const messages = [realisticMix(1, 74)[0]!, hugeMessage(12 * MB, 75), realisticMix(1, 76)[0]!];
-      const args = (pop: string, imap: string, journal: string): string[] => labArgs('migrate', l, pop, imap, journal, ['--json', '--no-progress']);
+      const args = (pop: string, imap: string, journal: string): string[] =>
+        labArgs('migrate', l, pop, imap, journal, ['--json', '--no-progress']);
       const pop0 = l.newUser('src');
       await l.seedPop3(pop0, messages);
       const expected = digests(await sourceMessages(l, pop0));
       const stepsFile = join(d, `${pop0}.steps`);
-      const clean = await runCli(args(pop0, l.newUser('dst'), join(d, `${pop0}.sqlite`)), { env: { PW: l.password }, hooks: { stepsFile } });
+      const clean = await runCli(args(pop0, l.newUser('dst'), join(d, `${pop0}.sqlite`)), {
+        env: { PW: l.password },
+        hooks: { stepsFile },
+      });
       expect(clean.code, clean.stderr).toBe(0);
       const steps = Number(readFileSync(stepsFile, 'utf8').trim());
       expect(steps).toBeGreaterThanOrEqual(4);
@@ -122,13 +131,18 @@ describe('killed at every journal step while a large message is copied, then res
           const imap = l.newUser('dst');
           await l.seedPop3(pop, messages);
           const journal = join(d, `${pop}.sqlite`);
-          const killed = await runCli(args(pop, imap, journal), { env: { PW: l.password }, hooks: { killAt: `${k}:${when}` } });
+          const killed = await runCli(args(pop, imap, journal), {
+            env: { PW: l.password },
+            hooks: { killAt: `${k}:${when}` },
+          });
           expect(killed.signal, `step ${k} ${when}: ${killed.stderr}`).toBe('SIGKILL');
           const resumed = await runCli(args(pop, imap, journal), { env: { PW: l.password }, peakRss: true });
           expect(resumed.code, `resume after ${k}:${when}: ${resumed.stderr}`).toBe(0);
           expect(resumed.peakRssMb!, `resume after ${k}:${when}: peak RSS`).toBeLessThan(PEAK_RSS_BOUND_MB);
           const after = await destinationMessages(l, imap);
-          expect(digests(after.map((m) => m.body)), `${name}: destination after kill at ${k}:${when}`).toEqual(expected);
+          expect(digests(after.map((m) => m.body)), `${name}: destination after kill at ${k}:${when}`).toEqual(
+            expected,
+          );
         }
       }
       console.log(`large-message crash test (${name}): ${steps} journal steps, ${2 * steps} kill points`);
@@ -140,10 +154,22 @@ describe('a hostile POP3 server', () => {
   function fakeArgs(pop: FakePop3, imap: string, journal: string): string[] {
     return [
       'migrate',
-      '--pop', `pop3://${pop.user}@127.0.0.1:${pop.port}`, '--pop-tls', 'none',
-      '--imap', `imap://${imap}@127.0.0.1:${lab.imap.port}`, '--imap-tls', 'none',
-      '--pop-password-env', 'POP_PW', '--imap-password-env', 'PW',
-      '--journal', join(dir, journal), '--json', '--no-progress',
+      '--pop',
+      `pop3://${pop.user}@127.0.0.1:${pop.port}`,
+      '--pop-tls',
+      'none',
+      '--imap',
+      `imap://${imap}@127.0.0.1:${lab.imap.port}`,
+      '--imap-tls',
+      'none',
+      '--pop-password-env',
+      'POP_PW',
+      '--imap-password-env',
+      'PW',
+      '--journal',
+      join(dir, journal),
+      '--json',
+      '--no-progress',
     ];
   }
 
@@ -180,14 +206,26 @@ describe('a hostile POP3 server', () => {
     });
     fakes.push(pop);
     const imap = lab.newUser('dst-hostile');
-    const r = await runCli(fakeArgs(pop, imap, 'hostile.sqlite'), { env: { POP_PW: pop.password, PW: lab.password }, peakRss: true, timeoutMs: 120_000 });
+    const r = await runCli(fakeArgs(pop, imap, 'hostile.sqlite'), {
+      env: { POP_PW: pop.password, PW: lab.password },
+      peakRss: true,
+      timeoutMs: 120_000,
+    });
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).not.toMatch(/\n\s+at /);
     const s = JSON.parse(r.stdout);
     expect(s.copied).toBe(6);
     expect(s.failed).toEqual([
-      expect.objectContaining({ uidl: 'uid-3', reason: expect.stringMatching(/^set aside: .*sent more than .*(message 3|RETR 3)/) }),
-      expect.objectContaining({ uidl: 'uid-6', reason: expect.stringMatching(/^set aside: receiving it from the POP3 server failed 3 times .*it stays on the server and the next run tries it again/) }),
+      expect.objectContaining({
+        uidl: 'uid-3',
+        reason: expect.stringMatching(/^set aside: .*sent more than .*(message 3|RETR 3)/),
+      }),
+      expect.objectContaining({
+        uidl: 'uid-6',
+        reason: expect.stringMatching(
+          /^set aside: receiving it from the POP3 server failed 3 times .*it stays on the server and the next run tries it again/,
+        ),
+      }),
     ]);
     // Three failed attempts at 6 set it aside (its reason says so). The server may count one
     // more: on a loaded machine a pass can also end while 6 is arriving for another reason.
@@ -199,7 +237,10 @@ describe('a hostile POP3 server', () => {
     expect(peak(r, 'hostile POP3 (endless RETR)')).toBeLessThan(PEAK_RSS_BOUND_MB);
 
     // Left on the server, and tried again by the next run; nothing copied twice.
-    const again = await runCli(fakeArgs(pop, imap, 'hostile.sqlite'), { env: { POP_PW: pop.password, PW: lab.password }, timeoutMs: 120_000 });
+    const again = await runCli(fakeArgs(pop, imap, 'hostile.sqlite'), {
+      env: { POP_PW: pop.password, PW: lab.password },
+      timeoutMs: 120_000,
+    });
     expect(again.code, again.stderr).toBe(1);
     expect(JSON.parse(again.stdout)).toMatchObject({ copied: 0, alreadyCopied: 6 });
     expect(served[3]).toBe(2);
@@ -231,7 +272,10 @@ describe('a hostile POP3 server', () => {
     });
     fakes.push(pop);
     const imap = lab.newUser('dst-breaking');
-    const r = await runCli(fakeArgs(pop, imap, 'breaking.sqlite'), { env: { POP_PW: pop.password, PW: lab.password }, timeoutMs: 180_000 });
+    const r = await runCli(fakeArgs(pop, imap, 'breaking.sqlite'), {
+      env: { POP_PW: pop.password, PW: lab.password },
+      timeoutMs: 180_000,
+    });
     expect(r.code, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout);
     expect(s).toMatchObject({ copied: 12, failed: [] });

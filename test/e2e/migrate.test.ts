@@ -24,13 +24,20 @@ useLab('e2e', { maxMessageSize: MAX }, (l, d) => {
 function args(popUser: string, imapUser: string, journal: string, extra: string[] = []): string[] {
   return [
     'migrate',
-    '--pop', `pop3://${popUser}@127.0.0.1:${lab.pop3.port}`,
-    '--imap', `imap://${imapUser}@127.0.0.1:${lab.imap.port}`,
-    '--pop-ca-file', lab.caFile,
-    '--imap-ca-file', lab.caFile,
-    '--pop-password-env', 'POP_PW',
-    '--imap-password-env', 'IMAP_PW',
-    '--journal', journal,
+    '--pop',
+    `pop3://${popUser}@127.0.0.1:${lab.pop3.port}`,
+    '--imap',
+    `imap://${imapUser}@127.0.0.1:${lab.imap.port}`,
+    '--pop-ca-file',
+    lab.caFile,
+    '--imap-ca-file',
+    lab.caFile,
+    '--pop-password-env',
+    'POP_PW',
+    '--imap-password-env',
+    'IMAP_PW',
+    '--journal',
+    journal,
     '--no-progress',
     ...extra,
   ];
@@ -70,7 +77,17 @@ describe('migrate against Dovecot', () => {
       'Received: from mx by pop.example (Dovecot); Tue, 2 Jan 2024 10:00:00 +0000\r\nDate: Mon, 1 Jan 2024 09:00:00 +0000\r\nMessage-ID: <a@b>\r\nSubject: dated\r\n\r\nhello\r\n',
     );
     await lab.seedPop3(pop, [m]);
-    const r = await runCli(args(pop, imap, join(dir, `${pop}.sqlite`), ['--folder', 'Archiv/Entwürfe', '--flag', '\\Seen', '--flag', '$Migrated']), { env: env() });
+    const r = await runCli(
+      args(pop, imap, join(dir, `${pop}.sqlite`), [
+        '--folder',
+        'Archiv/Entwürfe',
+        '--flag',
+        '\\Seen',
+        '--flag',
+        '$Migrated',
+      ]),
+      { env: env() },
+    );
     expect(r.code).toBe(0);
     const [stored] = await destinationMessages(lab, imap, ['Archiv', 'Entwürfe']);
     expect(stored?.body.equals(m)).toBe(true);
@@ -96,7 +113,9 @@ describe('migrate against Dovecot', () => {
   it('exits 4 when the server certificate is not trusted, and never falls back to plaintext', async () => {
     const pop = lab.newUser('src');
     await lab.seedPop3(pop, realisticMix(1, 3));
-    const a = args(pop, lab.newUser('dst'), join(dir, `${pop}.sqlite`)).filter((x, i, all) => x !== lab.caFile && all[i + 1] !== lab.caFile);
+    const a = args(pop, lab.newUser('dst'), join(dir, `${pop}.sqlite`)).filter(
+      (x, i, all) => x !== lab.caFile && all[i + 1] !== lab.caFile,
+    );
     const r = await runCli(a, { env: env() });
     expect(r.code).toBe(4);
     expect(r.stderr).toMatch(/certificate/i);
@@ -122,7 +141,9 @@ describe('migrate against Dovecot', () => {
     writeFileSync(pwFile, lab.password + '\n');
     chmodSync(pwFile, 0o600);
     const imap = lab.newUser('dst');
-    const a = args(pop, imap, join(dir, `${pop}.sqlite`)).map((x) => (x === '--pop-password-env' ? '--pop-password-file' : x === 'POP_PW' ? pwFile : x));
+    const a = args(pop, imap, join(dir, `${pop}.sqlite`)).map((x) =>
+      x === '--pop-password-env' ? '--pop-password-file' : x === 'POP_PW' ? pwFile : x,
+    );
     expect((await runCli(a, { env: { IMAP_PW: lab.password } })).code).toBe(0);
     expect(await destinationMessages(lab, imap)).toHaveLength(2);
 
@@ -135,7 +156,9 @@ describe('migrate against Dovecot', () => {
   it('exits 3 with a clear message and no stack trace on a wrong password', async () => {
     const pop = lab.newUser('src');
     await lab.seedPop3(pop, realisticMix(1, 2));
-    const r = await runCli(args(pop, lab.newUser('dst'), join(dir, `${pop}.sqlite`)), { env: { POP_PW: 'wrong', IMAP_PW: lab.password } });
+    const r = await runCli(args(pop, lab.newUser('dst'), join(dir, `${pop}.sqlite`)), {
+      env: { POP_PW: 'wrong', IMAP_PW: lab.password },
+    });
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/popsync: .*(auth|password|login)/i);
     expect(r.stderr).not.toMatch(/\n\s+at /);

@@ -15,7 +15,13 @@ import type { Lab } from '../../src/lab/dovecot.js';
 import { runCli } from '../support/cli.js';
 import { startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.js';
 import { startFakePop3, type FakePop3 } from '../support/fake-pop3.js';
-import { canonicalDigests, dovecotCanonical, hostileCorpus, hostileMessage, HOSTILE_KINDS } from '../support/hostile-mail.js';
+import {
+  canonicalDigests,
+  dovecotCanonical,
+  hostileCorpus,
+  hostileMessage,
+  HOSTILE_KINDS,
+} from '../support/hostile-mail.js';
 import { useLab } from '../support/lab-fixture.js';
 import { destinationMessages } from '../support/mailboxes.js';
 
@@ -40,11 +46,22 @@ async function source(messages: Buffer[]): Promise<FakePop3> {
 function args(popPort: number, imapUser: string, imapPort: number, journal: string, extra: string[] = []): string[] {
   return [
     'migrate',
-    '--pop', `pop3://src@127.0.0.1:${popPort}`, '--pop-tls', 'none',
-    '--imap', `imap://${imapUser}@127.0.0.1:${imapPort}`, '--imap-tls', 'none',
-    '--pop-password-env', 'PW', '--imap-password-env', 'PW',
-    '--journal', journal,
-    '--no-progress', '--json',
+    '--pop',
+    `pop3://src@127.0.0.1:${popPort}`,
+    '--pop-tls',
+    'none',
+    '--imap',
+    `imap://${imapUser}@127.0.0.1:${imapPort}`,
+    '--imap-tls',
+    'none',
+    '--pop-password-env',
+    'PW',
+    '--imap-password-env',
+    'PW',
+    '--journal',
+    journal,
+    '--no-progress',
+    '--json',
     ...extra,
   ];
 }
@@ -71,14 +88,19 @@ describe('server rewrites: a source serving bare LF, bare CR, NUL, 8-bit headers
     const messages = HOSTILE_KINDS.map((k) => hostileMessage(k, 'facts'));
     const pop = await source(messages);
     const imap = lab.newUser('dst');
-    const r = await runCli(args(pop.port, imap, lab.imap.port, join(dir, 'facts.sqlite')), { env: { PW: lab.password } });
+    const r = await runCli(args(pop.port, imap, lab.imap.port, join(dir, 'facts.sqlite')), {
+      env: { PW: lab.password },
+    });
     expect(r.code, r.stderr).toBe(0);
     const dest = (await destinationMessages(lab, imap)).map((m) => m.body);
     expect(dest).toHaveLength(messages.length);
     const stored = new Map(HOSTILE_KINDS.map((k, i) => [k, dest[i]!]));
     const original = new Map(HOSTILE_KINDS.map((k, i) => [k, messages[i]!]));
     for (const k of HOSTILE_KINDS) {
-      expect(dovecotCanonical(stored.get(k)!).equals(dovecotCanonical(original.get(k)!)), `${k}: same message under Dovecot's rewrites`).toBe(true);
+      expect(
+        dovecotCanonical(stored.get(k)!).equals(dovecotCanonical(original.get(k)!)),
+        `${k}: same message under Dovecot's rewrites`,
+      ).toBe(true);
     }
     // What changed and what did not: the reasons a byte-exact or size-based match fails.
     for (const k of ['bare-lf', 'nul', 'no-final-newline', 'lf-nul-no-id'] as const) {
@@ -100,10 +122,21 @@ describe('server rewrites: a source serving bare LF, bare CR, NUL, 8-bit headers
     // pipelined OKs share chunks). How many connections still get that far depends on how much
     // each one stored, so the test asks for at least three drops, not an exact count.
     const proxy = await faultyImapLink(5, 4);
-    const r = await runCli(args(pop.port, imap, proxy.port, join(dir, `${imap}.sqlite`), ['--batch-messages', '10', '--reconnect-attempts', '8']), { env: { PW: lab.password } });
+    const r = await runCli(
+      args(pop.port, imap, proxy.port, join(dir, `${imap}.sqlite`), [
+        '--batch-messages',
+        '10',
+        '--reconnect-attempts',
+        '8',
+      ]),
+      { env: { PW: lab.password } },
+    );
     const dest = (await destinationMessages(lab, imap)).map((m) => m.body);
     expect(proxy.cuts()).toBeGreaterThanOrEqual(3);
-    expect(dest.length, `copies in Dovecot for ${messages.length} source messages (exit ${r.code}: ${r.stderr.slice(0, 400)})`).toBe(messages.length);
+    expect(
+      dest.length,
+      `copies in Dovecot for ${messages.length} source messages (exit ${r.code}: ${r.stderr.slice(0, 400)})`,
+    ).toBe(messages.length);
     expect(canonicalDigests(dest)).toEqual(canonicalDigests(sent(pop)));
     expect(r.code, r.stderr).toBe(0);
   });
@@ -114,10 +147,13 @@ describe('server rewrites: a source serving bare LF, bare CR, NUL, 8-bit headers
     const extra = ['--batch-messages', '3'];
     const probe = await source(messages);
     const stepsFile = join(dir, 'norm-steps');
-    const clean = await runCli(args(probe.port, lab.newUser('dst'), lab.imap.port, join(dir, 'norm-clean.sqlite'), extra), {
-      env: { PW: lab.password },
-      hooks: { stepsFile },
-    });
+    const clean = await runCli(
+      args(probe.port, lab.newUser('dst'), lab.imap.port, join(dir, 'norm-clean.sqlite'), extra),
+      {
+        env: { PW: lab.password },
+        hooks: { stepsFile },
+      },
+    );
     expect(clean.code, clean.stderr).toBe(0);
     const steps = Number(readFileSync(stepsFile, 'utf8').trim());
     expect(steps).toBeGreaterThanOrEqual(1 + 2 + messages.length);
@@ -127,11 +163,19 @@ describe('server rewrites: a source serving bare LF, bare CR, NUL, 8-bit headers
         const pop = probe;
         const imap = lab.newUser('dst');
         const journal = join(dir, `${imap}.sqlite`);
-        const killed = await runCli(args(pop.port, imap, lab.imap.port, journal, extra), { env: { PW: lab.password }, hooks: { killAt: `${k}:${when}` } });
+        const killed = await runCli(args(pop.port, imap, lab.imap.port, journal, extra), {
+          env: { PW: lab.password },
+          hooks: { killAt: `${k}:${when}` },
+        });
         expect(killed.signal, `step ${k} ${when}: ${killed.stderr}`).toBe('SIGKILL');
-        const resumed = await runCli(args(pop.port, imap, lab.imap.port, journal, extra), { env: { PW: lab.password } });
+        const resumed = await runCli(args(pop.port, imap, lab.imap.port, journal, extra), {
+          env: { PW: lab.password },
+        });
         const dest = (await destinationMessages(lab, imap)).map((m) => m.body);
-        expect(dest.length, `copies after kill at ${k}:${when} (resume exit ${resumed.code}: ${resumed.stderr.slice(0, 300)})`).toBe(messages.length);
+        expect(
+          dest.length,
+          `copies after kill at ${k}:${when} (resume exit ${resumed.code}: ${resumed.stderr.slice(0, 300)})`,
+        ).toBe(messages.length);
         expect(canonicalDigests(dest), `after kill at ${k}:${when}`).toEqual(expected);
         expect(resumed.code, `resume after ${k}:${when}: ${resumed.stderr}`).toBe(0);
       }

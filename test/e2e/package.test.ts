@@ -15,7 +15,17 @@
  * test still passes, slowly: hence the long timeouts.
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+} from 'node:fs';
 import { createHash } from 'node:crypto';
 import { homedir, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -57,7 +67,9 @@ function run(cmd: string, args: string[], cwd: string, env: Record<string, strin
 }
 
 function seedPrebuildCache(): void {
-  const sqlite = JSON.parse(readFileSync(join(ROOT, 'node_modules/better-sqlite3/package.json'), 'utf8')) as { version: string };
+  const sqlite = JSON.parse(readFileSync(join(ROOT, 'node_modules/better-sqlite3/package.json'), 'utf8')) as {
+    version: string;
+  };
   const binary = join(ROOT, 'node_modules/better-sqlite3/build/Release/better_sqlite3.node');
   if (!existsSync(binary)) return;
   const url = `https://github.com/WiseLibs/better-sqlite3/releases/download/v${sqlite.version}/better-sqlite3-v${sqlite.version}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`;
@@ -66,7 +78,11 @@ function seedPrebuildCache(): void {
   if (existsSync(cached)) return;
   mkdirSync(cacheDir, { recursive: true });
   const tmp = `${cached}.${process.pid}.tmp`;
-  const r = run('tar', ['-czf', tmp, '-C', join(ROOT, 'node_modules/better-sqlite3'), 'build/Release/better_sqlite3.node'], ROOT);
+  const r = run(
+    'tar',
+    ['-czf', tmp, '-C', join(ROOT, 'node_modules/better-sqlite3'), 'build/Release/better_sqlite3.node'],
+    ROOT,
+  );
   if (r.code === 0) renameSync(tmp, cached);
   else rmSync(tmp, { force: true });
 }
@@ -75,7 +91,8 @@ beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'popsync-package-'));
   const src = join(work, 'src-copy');
   mkdirSync(src);
-  for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'README.md', 'LICENSE', 'bin', 'src']) cpSync(join(ROOT, f), join(src, f), { recursive: true });
+  for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'README.md', 'LICENSE', 'bin', 'src'])
+    cpSync(join(ROOT, f), join(src, f), { recursive: true });
   symlinkSync(join(ROOT, 'node_modules'), join(src, 'node_modules'));
   const out = join(work, 'out');
   mkdirSync(out);
@@ -87,7 +104,17 @@ beforeAll(() => {
   prefix = join(work, 'prefix');
   const installed = run(
     'npm',
-    ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', '--allow-scripts=better-sqlite3', tarball],
+    [
+      'install',
+      '-g',
+      '--prefix',
+      prefix,
+      '--prefer-offline',
+      '--no-audit',
+      '--no-fund',
+      '--allow-scripts=better-sqlite3',
+      tarball,
+    ],
     work,
   );
   expect(installed.code, installed.stderr).toBe(0);
@@ -101,13 +128,23 @@ describe('the packed and installed popsync', () => {
   it('ships the built program, man page and licence, and no sources, lab or test code', () => {
     const listing = run('tar', ['-tzf', tarball], work);
     const files = listing.stdout.trim().split('\n');
-    for (const f of ['package/bin/popsync.js', 'package/dist/cli/main.js', 'package/man/popsync.1', 'package/LICENSE', 'package/README.md', 'package/package.json']) {
+    for (const f of [
+      'package/bin/popsync.js',
+      'package/dist/cli/main.js',
+      'package/man/popsync.1',
+      'package/LICENSE',
+      'package/README.md',
+      'package/package.json',
+    ]) {
       expect(files).toContain(f);
     }
     expect(files.filter((f) => /^package\/(src|test|dist\/lab)\/|\.map$|\.ts$/.test(f))).toEqual([]);
     // Installing must not build: nothing in the installed manifest runs at install time.
-    const manifest = JSON.parse(readFileSync(join(prefix, 'lib/node_modules/popsync/package.json'), 'utf8')) as { scripts?: Record<string, string> };
-    for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) expect(manifest.scripts?.[hook]).toBeUndefined();
+    const manifest = JSON.parse(readFileSync(join(prefix, 'lib/node_modules/popsync/package.json'), 'utf8')) as {
+      scripts?: Record<string, string>;
+    };
+    for (const hook of ['preinstall', 'install', 'postinstall', 'prepare'])
+      expect(manifest.scripts?.[hook]).toBeUndefined();
   });
 
   it('reports the package version and has its man page installed', () => {
@@ -120,7 +157,11 @@ describe('the packed and installed popsync', () => {
   });
 
   it('runs through npx from the tarball, without installing it', () => {
-    const r = run('npx', ['--yes', '--prefer-offline', '--allow-scripts=better-sqlite3', '--package', tarball, 'popsync', '--version'], work);
+    const r = run(
+      'npx',
+      ['--yes', '--prefer-offline', '--allow-scripts=better-sqlite3', '--package', tarball, 'popsync', '--version'],
+      work,
+    );
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe(pkg.version);
   });
@@ -134,11 +175,22 @@ describe('the packed and installed popsync', () => {
       join(prefix, 'bin', 'popsync'),
       [
         'migrate',
-        '--pop', `pop3://${pop}@127.0.0.1:${lab.pop3.port}`, '--pop-ca-file', lab.caFile,
-        '--imap', `imap://${imap}@127.0.0.1:${lab.imap.port}`, '--imap-ca-file', lab.caFile,
-        '--pop-password-env', 'PW', '--imap-password-env', 'PW',
-        '--journal', join(labDir, `${pop}.sqlite`),
-        '--json', '--no-progress',
+        '--pop',
+        `pop3://${pop}@127.0.0.1:${lab.pop3.port}`,
+        '--pop-ca-file',
+        lab.caFile,
+        '--imap',
+        `imap://${imap}@127.0.0.1:${lab.imap.port}`,
+        '--imap-ca-file',
+        lab.caFile,
+        '--pop-password-env',
+        'PW',
+        '--imap-password-env',
+        'PW',
+        '--journal',
+        join(labDir, `${pop}.sqlite`),
+        '--json',
+        '--no-progress',
       ],
       work,
       userEnv({ PW: lab.password }),

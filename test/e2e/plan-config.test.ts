@@ -47,10 +47,23 @@ describe('plan predicts what migrate --config does', () => {
     const imap = lab.newUser('dst');
     const rcvd = (d: string) => `from mx by pop.example (Dovecot); ${d}`;
     const messages = [
-      mail({ 'List-Id': 'Developers <dev.lists.example.org>', Received: rcvd('Tue, 2 Jan 2024 10:00:00 +0000'), Subject: 'list mail' }),
-      mail({ 'List-Id': '<announce.example.org>', Received: rcvd('Wed, 3 Jan 2024 10:00:00 +0000'), Status: 'RO', 'X-Status': 'AF' }),
+      mail({
+        'List-Id': 'Developers <dev.lists.example.org>',
+        Received: rcvd('Tue, 2 Jan 2024 10:00:00 +0000'),
+        Subject: 'list mail',
+      }),
+      mail({
+        'List-Id': '<announce.example.org>',
+        Received: rcvd('Wed, 3 Jan 2024 10:00:00 +0000'),
+        Status: 'RO',
+        'X-Status': 'AF',
+      }),
       mail({ To: 'Entwurf <drafts@example.com>', Received: rcvd('Mon, 5 Feb 2024 08:00:00 +0100'), Status: 'O' }),
-      mail({ 'Delivered-To': 'ivan@example.ru', To: 'someone@else.org', Received: rcvd('Fri, 1 Mar 2024 12:00:00 +0300') }),
+      mail({
+        'Delivered-To': 'ivan@example.ru',
+        To: 'someone@else.org',
+        Received: rcvd('Fri, 1 Mar 2024 12:00:00 +0300'),
+      }),
       mail({ Subject: '=?UTF-8?B?5pel5pys6Kqe?= hello', Date: 'Thu, 1 Jun 2023 09:00:00 +0900' }),
       mail({ Subject: 'old', Date: 'Sun, 1 Jan 2017 00:00:00 +0000' }),
       mail({ Subject: 'future', Date: 'Fri, 1 Jan 2100 00:00:00 +0000' }),
@@ -58,7 +71,12 @@ describe('plan predicts what migrate --config does', () => {
     ];
     await lab.seedPop3(pop, messages);
     const config = join(dir, `${pop}.yml`);
-    writeFileSync(config, account(pop, imap, `    folder: Archive/{year}
+    writeFileSync(
+      config,
+      account(
+        pop,
+        imap,
+        `    folder: Archive/{year}
     flags: ['$Migrated']
     seen: [status-header, 'older-than: 365d', none]
     rules:
@@ -75,7 +93,9 @@ describe('plan predicts what migrate --config does', () => {
       - name: japanese
         match: { subject: { regex: '^日本語' } }
         folder: 日本語
-`));
+`,
+      ),
+    );
 
     const p = await runCli(['plan', '--config', config, '--format', 'json'], { env: env() });
     expect(p.stderr).toBe('');
@@ -83,10 +103,19 @@ describe('plan predicts what migrate --config does', () => {
     const plan = JSON.parse(p.stdout) as PlanReport;
     expect(plan.totals).toMatchObject({ messages: 8, new: 8, wouldFail: 0, alreadyCopied: 0 });
     expect(Object.fromEntries(plan.messages.map((m) => [m.n, m.folder]))).toEqual({
-      1: 'Lists/dev_lists_example_org', 2: 'Lists/announce_example_org', 3: 'Entwürfe', 4: 'Отправленные/ivan', 5: '日本語',
-      6: 'Archive/2017', 7: `Archive/${new Date().getUTCFullYear()}`, 8: `Archive/${new Date().getUTCFullYear()}`,
+      1: 'Lists/dev_lists_example_org',
+      2: 'Lists/announce_example_org',
+      3: 'Entwürfe',
+      4: 'Отправленные/ivan',
+      5: '日本語',
+      6: 'Archive/2017',
+      7: `Archive/${new Date().getUTCFullYear()}`,
+      8: `Archive/${new Date().getUTCFullYear()}`,
     });
-    expect(plan.messages[1]).toMatchObject({ seenSource: 'status-header', flags: ['\\Seen', '\\Answered', '\\Flagged', '$Migrated', '$List'] });
+    expect(plan.messages[1]).toMatchObject({
+      seenSource: 'status-header',
+      flags: ['\\Seen', '\\Answered', '\\Flagged', '$Migrated', '$List'],
+    });
     expect(plan.messages[6]!.dateSource).toBe('clamped-future');
     expect(plan.messages[7]!.seenSource).toBe('none');
     expect(plan.folders.every((f) => f.exists === false)).toBe(true);
@@ -110,7 +139,9 @@ describe('plan predicts what migrate --config does', () => {
     for (const pm of plan.messages) byFolder.set(pm.folder, [...(byFolder.get(pm.folder) ?? []), pm]);
     for (const [folder, predicted] of byFolder) {
       const stored = await destinationMessages(lab, imap, folder.split('/'));
-      expect(stored.map((s) => messageIdOf(parseHeaders(s.body))).sort(), folder).toEqual(predicted.map((x) => x.messageId).sort());
+      expect(stored.map((s) => messageIdOf(parseHeaders(s.body))).sort(), folder).toEqual(
+        predicted.map((x) => x.messageId).sort(),
+      );
       for (const s of stored) {
         const want = predicted.find((x) => x.messageId === messageIdOf(parseHeaders(s.body)))!;
         expect(s.flags, `${folder} ${want.messageId}`).toEqual([...want.flags].sort());
@@ -124,14 +155,24 @@ describe('plan predicts what migrate --config does', () => {
     }
 
     // A real IMAP client lists the non-ASCII folders with their UTF-8 names.
-    const client = new ImapFlow({ host: lab.imap.host, port: lab.imap.port, secure: false, doSTARTTLS: true, tls: { ca: [readFileSync(lab.caFile)] }, auth: { user: imap, pass: lab.password }, logger: false });
+    const client = new ImapFlow({
+      host: lab.imap.host,
+      port: lab.imap.port,
+      secure: false,
+      doSTARTTLS: true,
+      tls: { ca: [readFileSync(lab.caFile)] },
+      auth: { user: imap, pass: lab.password },
+      logger: false,
+    });
     await client.connect();
     const names = (await client.list()).map((f) => f.name);
     await client.logout();
     expect(names).toEqual(expect.arrayContaining(['Entwürfe', 'Отправленные', 'ivan', '日本語']));
 
     // A second plan sees everything as copied, in the folders the journal recorded.
-    const again = JSON.parse((await runCli(['plan', '--config', config, '--format', 'json'], { env: env() })).stdout) as PlanReport;
+    const again = JSON.parse(
+      (await runCli(['plan', '--config', config, '--format', 'json'], { env: env() })).stdout,
+    ) as PlanReport;
     expect(again.totals).toMatchObject({ alreadyCopied: 8, new: 0 });
     expect(again.folders.every((f) => f.exists)).toBe(true);
   });
@@ -148,18 +189,27 @@ describe('a broken config', () => {
     const port = (server.address() as net.AddressInfo).port;
     try {
       const config = join(dir, 'broken.yml');
-      writeFileSync(config, `accounts:
+      writeFileSync(
+        config,
+        `accounts:
   - source: { url: 'pop3://u@127.0.0.1:${port}', password_env: POP_PW }
     destination: { url: 'imap://u@127.0.0.1:${port}', password_env: IMAP_PW }
     rules:
       - match: { subject: { regex: '(unclosed' } }
         folder: X
-`);
-      for (const cmd of [['migrate', '--config', config], ['plan', '--config', config], ['config', 'check', config]]) {
+`,
+      );
+      for (const cmd of [
+        ['migrate', '--config', config],
+        ['plan', '--config', config],
+        ['config', 'check', config],
+      ]) {
         const r = await runCli(cmd, { env: env() });
         expect(r.code, cmd[0]).toBe(2);
         const first = r.stderr.split('\n')[0]!;
-        expect(first).toMatch(/broken\.yml:5: accounts\[0\]\.rules\[0\]\.match\.subject\.regex: invalid regular expression/);
+        expect(first).toMatch(
+          /broken\.yml:5: accounts\[0\]\.rules\[0\]\.match\.subject\.regex: invalid regular expression/,
+        );
         expect(r.stderr.match(/broken\.yml:/g)).toHaveLength(1);
       }
       expect(connections).toBe(0);
@@ -170,7 +220,13 @@ describe('a broken config', () => {
 
   it('config check prints what it resolved without secrets', async () => {
     const config = join(dir, 'ok.yml');
-    writeFileSync(config, account('someone', 'other', "    seen: [status-header, all]\n").replace('password_env: IMAP_PW', `password_file: '${join(dir, 'nope')}'`));
+    writeFileSync(
+      config,
+      account('someone', 'other', '    seen: [status-header, all]\n').replace(
+        'password_env: IMAP_PW',
+        `password_file: '${join(dir, 'nope')}'`,
+      ),
+    );
     const r = await runCli(['config', 'check', config], { env: { POP_PW: 'hunter2-secret' } });
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('password_env: POP_PW (set)');
@@ -186,7 +242,9 @@ describe('plan on a large mailbox', () => {
     const imap = lab.newUser('dst');
     const N = 20_000;
     let t = Date.now();
-    const msgs = Array.from({ length: N }, (_, i) => Buffer.from(`Message-ID: <b${i}@x>\r\nSubject: m${i}\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nx\r\n`));
+    const msgs = Array.from({ length: N }, (_, i) =>
+      Buffer.from(`Message-ID: <b${i}@x>\r\nSubject: m${i}\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nx\r\n`),
+    );
     await lab.seedPop3(pop, msgs);
     const seedMs = Date.now() - t;
     const config = join(dir, `${pop}.yml`);

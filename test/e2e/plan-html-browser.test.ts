@@ -15,7 +15,9 @@ import { renderPlan } from '../../src/report/plan-render.js';
 import type { PlanReport } from '../../src/report/plan-types.js';
 import { pageNetworkRequests, runChromium, urlAttributes } from '../support/chromium.js';
 
-const report = JSON.parse(readFileSync(new URL('../../fixtures/plans/sample.json', import.meta.url), 'utf8')) as PlanReport;
+const report = JSON.parse(
+  readFileSync(new URL('../../fixtures/plans/sample.json', import.meta.url), 'utf8'),
+) as PlanReport;
 
 let dir = '';
 let dom = '';
@@ -64,7 +66,8 @@ describe('plan HTML in headless Chromium', () => {
     expect(bars(chart('chart-folders'))).toBe(report.folders.length);
     expect(bars(chart('chart-years'))).toBe(bytesPerYear(report.messages).length);
     expect(bars(chart('chart-sizes'))).toBe(SIZE_BUCKETS.length);
-    for (const id of ['chart-folders', 'chart-years', 'chart-sizes']) expect(chart(id)).toMatch(/<title id="[^"]+-title">[^<]+<\/title>/);
+    for (const id of ['chart-folders', 'chart-years', 'chart-sizes'])
+      expect(chart(id)).toMatch(/<title id="[^"]+-title">[^<]+<\/title>/);
   });
 
   it('has no script and no element pointing outside the page', () => {

@@ -22,7 +22,15 @@ describe('POP3 login against Dovecot', () => {
     it(`logs in with ${auth} over STLS and retrieves the exact bytes`, async () => {
       const user = lab.newUser('auth');
       await lab.seedPop3(user, [body]);
-      const s = await connectPop3({ host: '127.0.0.1', port: lab.pop3.port, tls: 'starttls', ca: [readFileSync(lab.caFile)], user, password: lab.password, auth });
+      const s = await connectPop3({
+        host: '127.0.0.1',
+        port: lab.pop3.port,
+        tls: 'starttls',
+        ca: [readFileSync(lab.caFile)],
+        user,
+        password: lab.password,
+        auth,
+      });
       expect(await s.retr(1)).toEqual(body);
       await s.quit();
     });
@@ -31,17 +39,35 @@ describe('POP3 login against Dovecot', () => {
   it('logs in over implicit TLS (pop3s) with the lab CA, and refuses it without', async () => {
     const user = lab.newUser('auth');
     await lab.seedPop3(user, [body]);
-    const s = await connectPop3({ host: '127.0.0.1', port: lab.pop3s.port, tls: 'implicit', ca: [readFileSync(lab.caFile)], user, password: lab.password });
+    const s = await connectPop3({
+      host: '127.0.0.1',
+      port: lab.pop3s.port,
+      tls: 'implicit',
+      ca: [readFileSync(lab.caFile)],
+      user,
+      password: lab.password,
+    });
     expect((await s.stat()).count).toBe(1);
     await s.quit();
-    await expect(connectPop3({ host: '127.0.0.1', port: lab.pop3s.port, tls: 'implicit', user, password: lab.password })).rejects.toMatchObject({ kind: 'tls' });
+    await expect(
+      connectPop3({ host: '127.0.0.1', port: lab.pop3s.port, tls: 'implicit', user, password: lab.password }),
+    ).rejects.toMatchObject({ kind: 'tls' });
   });
 
   // Last: a failed login makes Dovecot delay later logins from 127.0.0.1 (anvil's auth penalty).
   it('reports a wrong APOP password as auth, without the password', async () => {
     const user = lab.newUser('auth');
-    const err = await connectPop3({ host: '127.0.0.1', port: lab.pop3.port, tls: 'none', user, password: 'not-the-password', auth: 'apop' }).catch((e: unknown) => e);
+    const err = await connectPop3({
+      host: '127.0.0.1',
+      port: lab.pop3.port,
+      tls: 'none',
+      user,
+      password: 'not-the-password',
+      auth: 'apop',
+    }).catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'auth' });
-    expect(JSON.stringify({ m: (err as Error).message, c: (err as { context: unknown }).context })).not.toContain('not-the-password');
+    expect(JSON.stringify({ m: (err as Error).message, c: (err as { context: unknown }).context })).not.toContain(
+      'not-the-password',
+    );
   });
 });

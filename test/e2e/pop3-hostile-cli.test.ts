@@ -32,14 +32,17 @@ const RSS_CEILING_MB = 200;
 const WALL_CLOCK_BOUND_MS = 45_000;
 let journals = 0;
 
-const message = (i: number): string => `From: a${i}@example.org\r\nSubject: message ${i}\r\nMessage-ID: <m${i}@example.org>\r\n\r\nbody ${i}\r\n`;
+const message = (i: number): string =>
+  `From: a${i}@example.org\r\nSubject: message ${i}\r\nMessage-ID: <m${i}@example.org>\r\n\r\nbody ${i}\r\n`;
 
 interface Measured extends CliResult {
   peakRssMb: number;
   ms: number;
 }
 
-async function pair(pop: FakePop3Options): Promise<{ pop: FakePop3; imap: FakeImap; args: (cmd: string, extra?: string[]) => string[] }> {
+async function pair(
+  pop: FakePop3Options,
+): Promise<{ pop: FakePop3; imap: FakeImap; args: (cmd: string, extra?: string[]) => string[] }> {
   const p = await startFakePop3({ user: 'src', password: POP_PASSWORD, ...pop });
   const i = await startFakeImap();
   servers.push(p, i);
@@ -49,9 +52,21 @@ async function pair(pop: FakePop3Options): Promise<{ pop: FakePop3; imap: FakeIm
     imap: i,
     args: (cmd, extra = []) => [
       cmd,
-      '--pop', `pop3://src@127.0.0.1:${p.port}`, '--pop-tls', 'none', '--pop-password-env', 'POP_PW',
-      '--imap', `imap://${FAKE_USER}@127.0.0.1:${i.port}`, '--imap-tls', 'none', '--imap-password-env', 'IMAP_PW',
-      '--journal', journal, '--no-progress',
+      '--pop',
+      `pop3://src@127.0.0.1:${p.port}`,
+      '--pop-tls',
+      'none',
+      '--pop-password-env',
+      'POP_PW',
+      '--imap',
+      `imap://${FAKE_USER}@127.0.0.1:${i.port}`,
+      '--imap-tls',
+      'none',
+      '--imap-password-env',
+      'IMAP_PW',
+      '--journal',
+      journal,
+      '--no-progress',
       ...extra,
     ],
   };
@@ -62,7 +77,13 @@ function runMeasured(args: string[]): Promise<Measured> {
   const started = Date.now();
   const child = spawn(process.execPath, [BIN, ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, NO_COLOR: '1', POP_PW: POP_PASSWORD, IMAP_PW: FAKE_PASSWORD },
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: dir,
+      NO_COLOR: '1',
+      POP_PW: POP_PASSWORD,
+      IMAP_PW: FAKE_PASSWORD,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -120,28 +141,48 @@ function flood(status: string, unit: string) {
 
 describe('a POP3 server that never stops answering', () => {
   for (const verb of ['CAPA', 'LIST', 'UIDL'] as const) {
-    it(`an endless ${verb}: exit 4 naming the server and ${verb}, within the RSS ceiling`, { timeout: 130_000 }, async () => {
-      const { pop, args } = await pair({ messages: [message(1), message(2)], handlers: { [verb]: flood('+OK', verb === 'CAPA' ? 'X-JUNK AAAAAAAA\r\n' : '1 12345 more junk\r\n') } });
-      const r = await runMeasured(args('migrate'));
-      expectBounded(r, 4);
-      expect(r.stderr).toContain(`127.0.0.1:${pop.port}`);
-      expect(r.stderr).toMatch(new RegExp(`in reply to ${verb}`));
-      console.log(`endless ${verb}: exit ${r.code}, peak RSS ${r.peakRssMb.toFixed(0)} MB (ceiling ${RSS_CEILING_MB}), ${r.ms} ms`);
-    });
+    it(
+      `an endless ${verb}: exit 4 naming the server and ${verb}, within the RSS ceiling`,
+      { timeout: 130_000 },
+      async () => {
+        const { pop, args } = await pair({
+          messages: [message(1), message(2)],
+          handlers: { [verb]: flood('+OK', verb === 'CAPA' ? 'X-JUNK AAAAAAAA\r\n' : '1 12345 more junk\r\n') },
+        });
+        const r = await runMeasured(args('migrate'));
+        expectBounded(r, 4);
+        expect(r.stderr).toContain(`127.0.0.1:${pop.port}`);
+        expect(r.stderr).toMatch(new RegExp(`in reply to ${verb}`));
+        console.log(
+          `endless ${verb}: exit ${r.code}, peak RSS ${r.peakRssMb.toFixed(0)} MB (ceiling ${RSS_CEILING_MB}), ${r.ms} ms`,
+        );
+      },
+    );
   }
 
-  it('an endless RETR: that message is set aside at once (exit 1, server and command named), the others are copied', { timeout: 130_000 }, async () => {
-    const endless = flood('+OK', 'more and more body\r\n');
-    const { pop, imap, args } = await pair({ messages: [message(1), message(2)], handlers: { RETR: (ctx, a) => (a[0] === '1' ? endless(ctx) : ctx.useDefault()) } });
-    const r = await runMeasured(args('migrate', ['--json']));
-    expectBounded(r, 1);
-    const failed = JSON.parse(r.stdout).failed as Array<{ n: number; reason: string }>;
-    expect(failed).toHaveLength(1);
-    expect(failed[0]!.n).toBe(1);
-    expect(failed[0]!.reason).toMatch(new RegExp(`set aside.*127\\.0\\.0\\.1:${pop.port} sent more than .* in reply to RETR 1`));
-    expect(imap.appends.map((a) => a.body.toString())).toEqual([message(2)]);
-    console.log(`endless RETR: exit ${r.code}, peak RSS ${r.peakRssMb.toFixed(0)} MB (ceiling ${RSS_CEILING_MB}), ${r.ms} ms`);
-  });
+  it(
+    'an endless RETR: that message is set aside at once (exit 1, server and command named), the others are copied',
+    { timeout: 130_000 },
+    async () => {
+      const endless = flood('+OK', 'more and more body\r\n');
+      const { pop, imap, args } = await pair({
+        messages: [message(1), message(2)],
+        handlers: { RETR: (ctx, a) => (a[0] === '1' ? endless(ctx) : ctx.useDefault()) },
+      });
+      const r = await runMeasured(args('migrate', ['--json']));
+      expectBounded(r, 1);
+      const failed = JSON.parse(r.stdout).failed as Array<{ n: number; reason: string }>;
+      expect(failed).toHaveLength(1);
+      expect(failed[0]!.n).toBe(1);
+      expect(failed[0]!.reason).toMatch(
+        new RegExp(`set aside.*127\\.0\\.0\\.1:${pop.port} sent more than .* in reply to RETR 1`),
+      );
+      expect(imap.appends.map((a) => a.body.toString())).toEqual([message(2)]);
+      console.log(
+        `endless RETR: exit ${r.code}, peak RSS ${r.peakRssMb.toFixed(0)} MB (ceiling ${RSS_CEILING_MB}), ${r.ms} ms`,
+      );
+    },
+  );
 });
 
 /** Sends `wire` one byte every `everyMs` until done or the client hangs up. */
@@ -161,7 +202,10 @@ function trickle(wire: string, everyMs: number) {
 
 describe('a POP3 server that trickles', () => {
   it('one byte of LIST every 300 ms with --timeout 2: exit 4, too slow, named', { timeout: 130_000 }, async () => {
-    const { pop, args } = await pair({ messages: [message(1)], handlers: { LIST: trickle(`+OK\r\n${'1 100\r\n'.repeat(1000)}`, 300) } });
+    const { pop, args } = await pair({
+      messages: [message(1)],
+      handlers: { LIST: trickle(`+OK\r\n${'1 100\r\n'.repeat(1000)}`, 300) },
+    });
     const r = await runMeasured(args('migrate', ['--timeout', '2']));
     expectBounded(r, 4);
     expect(r.stderr).toContain(`127.0.0.1:${pop.port}`);
@@ -169,17 +213,24 @@ describe('a POP3 server that trickles', () => {
     console.log(`LIST trickle: exit ${r.code}, peak RSS ${r.peakRssMb.toFixed(0)} MB, ${r.ms} ms`);
   });
 
-  it('one byte of a RETR every 300 ms: tried again, then set aside (exit 1); the other message is copied', { timeout: 130_000 }, async () => {
-    const slow = trickle(`+OK\r\n${'t'.repeat(100_000)}`, 300);
-    const { imap, args } = await pair({ messages: [message(1), message(2)], handlers: { RETR: (ctx, a) => (a[0] === '1' ? slow(ctx) : ctx.useDefault()) } });
-    const r = await runMeasured(args('migrate', ['--timeout', '2', '--json']));
-    expectBounded(r, 1);
-    const failed = JSON.parse(r.stdout).failed as Array<{ n: number; reason: string }>;
-    expect(failed.map((f) => f.n)).toEqual([1]);
-    expect(failed[0]!.reason).toMatch(/set aside.*reply to RETR 1 too slowly/);
-    expect(imap.appends.map((a) => a.body.toString())).toEqual([message(2)]);
-    console.log(`RETR trickle: exit ${r.code}, peak RSS ${r.peakRssMb.toFixed(0)} MB, ${r.ms} ms`);
-  });
+  it(
+    'one byte of a RETR every 300 ms: tried again, then set aside (exit 1); the other message is copied',
+    { timeout: 130_000 },
+    async () => {
+      const slow = trickle(`+OK\r\n${'t'.repeat(100_000)}`, 300);
+      const { imap, args } = await pair({
+        messages: [message(1), message(2)],
+        handlers: { RETR: (ctx, a) => (a[0] === '1' ? slow(ctx) : ctx.useDefault()) },
+      });
+      const r = await runMeasured(args('migrate', ['--timeout', '2', '--json']));
+      expectBounded(r, 1);
+      const failed = JSON.parse(r.stdout).failed as Array<{ n: number; reason: string }>;
+      expect(failed.map((f) => f.n)).toEqual([1]);
+      expect(failed[0]!.reason).toMatch(/set aside.*reply to RETR 1 too slowly/);
+      expect(imap.appends.map((a) => a.body.toString())).toEqual([message(2)]);
+      console.log(`RETR trickle: exit ${r.code}, peak RSS ${r.peakRssMb.toFixed(0)} MB, ${r.ms} ms`);
+    },
+  );
 });
 
 describe('a POP3 server that echoes the password', () => {

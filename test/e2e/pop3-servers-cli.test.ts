@@ -27,9 +27,12 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const POP_PASSWORD = 'pop-secret-servers';
 let journals = 0;
 
-const message = (i: number): string => `From: a${i}@example.org\r\nSubject: message ${i}\r\nMessage-ID: <m${i}@example.org>\r\n\r\nbody ${i}\r\n`;
+const message = (i: number): string =>
+  `From: a${i}@example.org\r\nSubject: message ${i}\r\nMessage-ID: <m${i}@example.org>\r\n\r\nbody ${i}\r\n`;
 
-async function pair(pop: FakePop3Options): Promise<{ pop: FakePop3; imap: FakeImap; run: (cmd: string, extra?: string[]) => Promise<CliResult> }> {
+async function pair(
+  pop: FakePop3Options,
+): Promise<{ pop: FakePop3; imap: FakeImap; run: (cmd: string, extra?: string[]) => Promise<CliResult> }> {
   const p = await startFakePop3({ user: 'src', password: POP_PASSWORD, ...pop });
   const i = await startFakeImap();
   servers.push(p, i);
@@ -38,15 +41,32 @@ async function pair(pop: FakePop3Options): Promise<{ pop: FakePop3; imap: FakeIm
     new Promise((resolve, reject) => {
       const args = [
         cmd,
-        '--pop', `pop3://src@127.0.0.1:${p.port}`, '--pop-tls', 'none', '--pop-password-env', 'POP_PW',
-        '--imap', `imap://${FAKE_USER}@127.0.0.1:${i.port}`, '--imap-tls', 'none', '--imap-password-env', 'IMAP_PW',
-        '--journal', journal,
+        '--pop',
+        `pop3://src@127.0.0.1:${p.port}`,
+        '--pop-tls',
+        'none',
+        '--pop-password-env',
+        'POP_PW',
+        '--imap',
+        `imap://${FAKE_USER}@127.0.0.1:${i.port}`,
+        '--imap-tls',
+        'none',
+        '--imap-password-env',
+        'IMAP_PW',
+        '--journal',
+        journal,
         ...(cmd === 'plan' ? ['--format', 'json'] : ['--no-progress', '--json']),
         ...extra,
       ];
       const child = spawn(process.execPath, [BIN, ...args], {
         cwd: ROOT,
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, NO_COLOR: '1', POP_PW: POP_PASSWORD, IMAP_PW: FAKE_PASSWORD },
+        env: {
+          PATH: process.env.PATH ?? '/usr/bin:/bin',
+          HOME: dir,
+          NO_COLOR: '1',
+          POP_PW: POP_PASSWORD,
+          IMAP_PW: FAKE_PASSWORD,
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stdout = '';
@@ -77,7 +97,11 @@ describe('popa3d: one UIDL for identical messages', () => {
     });
     const plan = await run('plan');
     expect(plan.code, plan.stderr).toBe(0);
-    expect((JSON.parse(plan.stdout).messages as Array<{ status: string }>).map((m) => m.status)).toEqual(['new', 'new', 'new']);
+    expect((JSON.parse(plan.stdout).messages as Array<{ status: string }>).map((m) => m.status)).toEqual([
+      'new',
+      'new',
+      'new',
+    ]);
     const first = await run('migrate');
     expect(first.code, first.stderr).toBe(0);
     expect(JSON.parse(first.stdout)).toMatchObject({ copied: 3, failed: [] });
@@ -144,7 +168,11 @@ describe('a UIDL popsync deleted, reused by the server', () => {
 
 describe('Courier: UTF8', () => {
   it('copies an 8-bit message as stored, not the "Cannot display Unicode content" notice', async () => {
-    const eightBit = Buffer.concat([Buffer.from('From: a@example.org\r\nSubject: '), Buffer.from('Grüße', 'utf8'), Buffer.from('\r\n\r\nkörper\r\n'.replace('ö', 'o'))]);
+    const eightBit = Buffer.concat([
+      Buffer.from('From: a@example.org\r\nSubject: '),
+      Buffer.from('Grüße', 'utf8'),
+      Buffer.from('\r\n\r\nkörper\r\n'.replace('ö', 'o')),
+    ]);
     const utf8 = new Set<number>();
     const { imap, run } = await pair({
       messages: [eightBit],
@@ -156,7 +184,12 @@ describe('Courier: UTF8', () => {
           ctx.reply('+OK UTF8 enabled');
         },
         RETR: (ctx) =>
-          utf8.has(ctx.connection) ? ctx.useDefault() : ctx.replyMulti('+OK', `From: Mail Delivery Subsystem <postmaster>\r\nSubject: Cannot display Unicode content\r\nX-Nonce: ${Math.random()}\r\n\r\n...\r\n`),
+          utf8.has(ctx.connection)
+            ? ctx.useDefault()
+            : ctx.replyMulti(
+                '+OK',
+                `From: Mail Delivery Subsystem <postmaster>\r\nSubject: Cannot display Unicode content\r\nX-Nonce: ${Math.random()}\r\n\r\n...\r\n`,
+              ),
       },
     });
     const r = await run('migrate');

@@ -15,7 +15,8 @@ import { startFakePop3 } from '../support/fake-pop3.js';
 const dir = mkdtempSync(join(tmpdir(), 'popsync-rules-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const mail = (subject: string, from = 'x@example.org') => `From: ${from}\r\nTo: b@example.org\r\nSubject: ${subject}\r\nMessage-ID: <${subject.length}.${from}>\r\n\r\nbody\r\n`;
+const mail = (subject: string, from = 'x@example.org') =>
+  `From: ${from}\r\nTo: b@example.org\r\nSubject: ${subject}\r\nMessage-ID: <${subject.length}.${from}>\r\n\r\nbody\r\n`;
 
 describe('user patterns cannot hang the run', () => {
   it('(a+)+$ and *a*a*a*...b against crafted headers: every message is routed, the run ends (exit 0)', async () => {
@@ -24,7 +25,12 @@ describe('user patterns cannot hang the run', () => {
     const pop = await startFakePop3({
       user: 'src',
       password: 'pw',
-      messages: [mail(crafted), mail('aaaa'), mail('other', `${'a'.repeat(20_000)}@example.org`), mail('hello', `${'a'.repeat(12)}b@example.org`)],
+      messages: [
+        mail(crafted),
+        mail('aaaa'),
+        mail('other', `${'a'.repeat(20_000)}@example.org`),
+        mail('hello', `${'a'.repeat(12)}b@example.org`),
+      ],
     });
     const imap = await startFakeImap({ mailboxes: ['Hostile', 'Globbed'] });
     try {
@@ -43,13 +49,18 @@ describe('user patterns cannot hang the run', () => {
         folder: Globbed
 `,
       );
-      const r = await runCli(['migrate', '--config', config, '--no-progress', '--json'], { env: { POP_PW: 'pw', IMAP_PW: FAKE_PASSWORD }, timeoutMs: 60_000 });
+      const r = await runCli(['migrate', '--config', config, '--no-progress', '--json'], {
+        env: { POP_PW: 'pw', IMAP_PW: FAKE_PASSWORD },
+        timeoutMs: 60_000,
+      });
       expect(r.signal, r.stderr).toBeNull();
       expect(r.code, r.stderr).toBe(0);
       expect(JSON.parse(r.stdout)).toMatchObject({ copied: 4, failed: [] });
       // The crafted subject ends in '!', so (a+)+$ fails on it (the expensive case) and it
       // falls through; 'aaaa' matches; the crafted From matches no glob, twelve a's and a b do.
-      const where = Object.fromEntries(imap.appends.map((a) => [/^Subject: (.{0,10})/m.exec(a.body.toString())![1], a.mailbox]));
+      const where = Object.fromEntries(
+        imap.appends.map((a) => [/^Subject: (.{0,10})/m.exec(a.body.toString())![1], a.mailbox]),
+      );
       expect(where).toEqual({ aaaaaaaaaa: 'INBOX', aaaa: 'Hostile', other: 'INBOX', hello: 'Globbed' });
     } finally {
       await Promise.all([pop.close(), imap.close()]);
@@ -74,7 +85,11 @@ describe('user patterns cannot hang the run', () => {
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).not.toMatch(/^\s+at /m);
     expect(r.stderr).not.toContain('secret-pw-in-rules');
-    expect(r.stderr).toMatch(/lookahead\.yml:5: accounts\[0\]\.rules\[0\]\.match\.subject\.regex: invalid regular expression: .*lookahead, lookbehind and backreferences are not supported/);
-    expect(r.stderr).toMatch(/lookahead\.yml:7: accounts\[0\]\.rules\[1\]\.match\.from\.regex: invalid regular expression: invalid escape sequence/);
+    expect(r.stderr).toMatch(
+      /lookahead\.yml:5: accounts\[0\]\.rules\[0\]\.match\.subject\.regex: invalid regular expression: .*lookahead, lookbehind and backreferences are not supported/,
+    );
+    expect(r.stderr).toMatch(
+      /lookahead\.yml:7: accounts\[0\]\.rules\[1\]\.match\.from\.regex: invalid regular expression: invalid escape sequence/,
+    );
   });
 });

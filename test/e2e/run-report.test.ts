@@ -47,7 +47,9 @@ describe('migrate --report', () => {
       mail({ Received: rcvd('Fri, 1 Mar 2024 12:00:00 +0300'), Subject: 'plain' }),
     ]);
     const config = join(dir, `${pop}.yml`);
-    writeFileSync(config, `defaults:
+    writeFileSync(
+      config,
+      `defaults:
   skip_larger_than: 100KB
 accounts:
   - name: ${pop}
@@ -61,7 +63,8 @@ accounts:
       - name: lists
         match: { list_id: '*' }
         folder: Lists/{list-id}
-`);
+`,
+    );
 
     const p = await runCli(['plan', '--config', config, '--format', 'json'], { env: env() });
     expect(p.code, p.stderr).toBe(0);
@@ -86,15 +89,27 @@ accounts:
 
     // Same folders, flags and dates as the plan, message by message.
     const planned = new Map(plan.messages.map((x) => [x.uidl, x]));
-    const pick = (x: PlanMessage) => ({ folder: x.folder, folderRule: x.folderRule, flags: x.flags, seenSource: x.seenSource, internalDate: x.internalDate, dateSource: x.dateSource, messageId: x.messageId, subject: x.subject });
-    for (const r of report.messages.filter((x) => x.status === 'copied')) expect(pick(r), r.uidl).toEqual(pick(planned.get(r.uidl)!));
+    const pick = (x: PlanMessage) => ({
+      folder: x.folder,
+      folderRule: x.folderRule,
+      flags: x.flags,
+      seenSource: x.seenSource,
+      internalDate: x.internalDate,
+      dateSource: x.dateSource,
+      messageId: x.messageId,
+      subject: x.subject,
+    });
+    for (const r of report.messages.filter((x) => x.status === 'copied'))
+      expect(pick(r), r.uidl).toEqual(pick(planned.get(r.uidl)!));
 
     // And what the destination holds.
     const copied = report.messages.filter((x) => x.status === 'copied');
     for (const folder of new Set(copied.map((x) => x.folder))) {
       const stored = await destinationMessages(lab, imap, folder.split('/'));
       const want = copied.filter((x) => x.folder === folder);
-      expect(stored.map((s) => messageIdOf(parseHeaders(s.body))).sort(), folder).toEqual(want.map((x) => x.messageId).sort());
+      expect(stored.map((s) => messageIdOf(parseHeaders(s.body))).sort(), folder).toEqual(
+        want.map((x) => x.messageId).sort(),
+      );
       for (const s of stored) {
         const w = want.find((x) => x.messageId === messageIdOf(parseHeaders(s.body)))!;
         expect(s.flags).toEqual([...w.flags].sort());
@@ -105,13 +120,17 @@ accounts:
     await expect(destinationMessages(lab, imap, ['Archive', '2019'])).rejects.toThrow();
 
     // After one real run the estimate is measured, and the size rule is still predicted.
-    const again = JSON.parse((await runCli(['plan', '--config', config, '--format', 'json'], { env: env() })).stdout) as PlanReport;
+    const again = JSON.parse(
+      (await runCli(['plan', '--config', config, '--format', 'json'], { env: env() })).stdout,
+    ) as PlanReport;
     expect(again.estimate!.basis).toMatch(/^measured: 1 earlier run, /);
     expect(again.totals).toMatchObject({ alreadyCopied: 4, wouldFail: 1, new: 0 });
 
     // A second run copies nothing, skips the big one again (no failure), and its HTML report renders.
     const html = join(dir, 'report.html');
-    const m2 = await runCli(['migrate', '--config', config, '--no-progress', '--quiet', '--report', html], { env: env() });
+    const m2 = await runCli(['migrate', '--config', config, '--no-progress', '--quiet', '--report', html], {
+      env: env(),
+    });
     expect(m2.code, m2.stderr).toBe(0);
     const page = readFileSync(html, 'utf8');
     expect(page).toMatch(/^<!DOCTYPE html>/);

@@ -28,17 +28,30 @@ useLab('journal2', {}, (l, d) => {
 function args(pop: string, imap: string, host: string, journal: string | null, extra: string[] = []): string[] {
   return [
     'migrate',
-    '--pop', `pop3://${pop}@${host}:${lab.pop3.port}`, '--pop-tls', 'none',
-    '--imap', `imap://${imap}@${host}:${lab.imap.port}`, '--imap-tls', 'none',
-    '--pop-password-env', 'PW', '--imap-password-env', 'PW',
+    '--pop',
+    `pop3://${pop}@${host}:${lab.pop3.port}`,
+    '--pop-tls',
+    'none',
+    '--imap',
+    `imap://${imap}@${host}:${lab.imap.port}`,
+    '--imap-tls',
+    'none',
+    '--pop-password-env',
+    'PW',
+    '--imap-password-env',
+    'PW',
     ...(journal === null ? [] : ['--journal', journal]),
-    '--no-progress', '--json',
+    '--no-progress',
+    '--json',
     ...extra,
   ];
 }
 
 /** A source (with identical messages among them) copied once; returns what the copy must stay. */
-async function copiedOnce(home: string, journal: string | null): Promise<{ pop: string; imap: string; expected: string[] }> {
+async function copiedOnce(
+  home: string,
+  journal: string | null,
+): Promise<{ pop: string; imap: string; expected: string[] }> {
   const pop = lab.newUser('src');
   const imap = lab.newUser('dst');
   await lab.seedPop3(pop, mixWithDuplicates(30, 61));
@@ -50,9 +63,16 @@ async function copiedOnce(home: string, journal: string | null): Promise<{ pop: 
   return { pop, imap, expected };
 }
 
-async function expectNothingCopiedAgain(imap: string, expected: string[], r: { code: number | null; stdout: string; stderr: string }, what: string): Promise<void> {
+async function expectNothingCopiedAgain(
+  imap: string,
+  expected: string[],
+  r: { code: number | null; stdout: string; stderr: string },
+  what: string,
+): Promise<void> {
   const dest = await destinationMessages(lab, imap);
-  expect(dest.length, `${what}: copies in the destination (exit ${r.code}: ${r.stderr.slice(0, 300)})`).toBe(expected.length);
+  expect(dest.length, `${what}: copies in the destination (exit ${r.code}: ${r.stderr.slice(0, 300)})`).toBe(
+    expected.length,
+  );
   expect(digests(dest.map((m) => m.body))).toEqual(expected);
   expect(r.code, r.stderr).toBe(0);
   expect(JSON.parse(r.stdout)).toMatchObject({ copied: 0 });
@@ -88,10 +108,23 @@ describe('a destination folder deleted and recreated between runs', () => {
     const journal = join(dir, `${pop}.sqlite`);
     const sync = (): string[] => [
       'sync',
-      '--pop', `pop3://${pop}@127.0.0.1:${lab.pop3.port}`, '--pop-tls', 'none',
-      '--imap', `imap://${imap}@127.0.0.1:${lab.imap.port}`, '--imap-tls', 'none',
-      '--pop-password-env', 'PW', '--imap-password-env', 'PW',
-      '--journal', journal, '--folder', 'Archive', '--json',
+      '--pop',
+      `pop3://${pop}@127.0.0.1:${lab.pop3.port}`,
+      '--pop-tls',
+      'none',
+      '--imap',
+      `imap://${imap}@127.0.0.1:${lab.imap.port}`,
+      '--imap-tls',
+      'none',
+      '--pop-password-env',
+      'PW',
+      '--imap-password-env',
+      'PW',
+      '--journal',
+      journal,
+      '--folder',
+      'Archive',
+      '--json',
     ];
     await lab.seedPop3(pop, realisticMix(5, 71));
     const first = await runCli(sync(), { env: { PW: lab.password } });
@@ -108,7 +141,11 @@ describe('a destination folder deleted and recreated between runs', () => {
     const dest = digests((await destinationMessages(lab, imap, 'Archive')).map((m) => m.body));
     // The user emptied the folder on purpose; what must hold is that the new mail arrives, once.
     const want = digests(fresh);
-    for (const d of want) expect(dest.filter((x) => x === d), 'each new message once').toHaveLength(1);
+    for (const d of want)
+      expect(
+        dest.filter((x) => x === d),
+        'each new message once',
+      ).toHaveLength(1);
     expect(new Set(dest).size, 'nothing twice').toBe(dest.length);
 
     const third = await runCli(sync(), { env: { PW: lab.password } });
@@ -118,7 +155,10 @@ describe('a destination folder deleted and recreated between runs', () => {
 });
 
 /** DELETE and CREATE the folder behind popsync's back; returns its UIDVALIDITY before and after. */
-async function recreateFolder(user: string, folder: string): Promise<{ before: bigint | number; after: bigint | number }> {
+async function recreateFolder(
+  user: string,
+  folder: string,
+): Promise<{ before: bigint | number; after: bigint | number }> {
   const client = new ImapFlow({
     host: lab.imap.host,
     port: lab.imap.port,

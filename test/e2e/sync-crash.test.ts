@@ -39,7 +39,10 @@ describe('kill sync --delete at every journal step, then resume', () => {
     const pop0 = lab.newUser('src');
     await lab.seedPop3(pop0, messages);
     const stepsFile = join(dir, 'steps');
-    const clean = await runCli(syncArgs(lab, pop0, lab.newUser('dst'), join(dir, 'clean.sqlite'), extra), { env: env(), hooks: { stepsFile } });
+    const clean = await runCli(syncArgs(lab, pop0, lab.newUser('dst'), join(dir, 'clean.sqlite'), extra), {
+      env: env(),
+      hooks: { stepsFile },
+    });
     expect(clean.code, clean.stderr).toBe(0);
     expect(await sourceMessages(lab, pop0)).toHaveLength(0);
     const steps = Number(readFileSync(stepsFile, 'utf8').trim());
@@ -52,7 +55,10 @@ describe('kill sync --delete at every journal step, then resume', () => {
         const imap = lab.newUser('dst');
         await lab.seedPop3(pop, messages);
         const journal = join(dir, `${pop}.sqlite`);
-        const killed = await runCli(syncArgs(lab, pop, imap, journal, extra), { env: env(), hooks: { killAt: `${k}:${when}` } });
+        const killed = await runCli(syncArgs(lab, pop, imap, journal, extra), {
+          env: env(),
+          hooks: { killAt: `${k}:${when}` },
+        });
         expect(killed.signal, `step ${k} ${when}: ${killed.stderr}`).toBe('SIGKILL');
 
         // Between the kill and the resume: every message is on at least one side.

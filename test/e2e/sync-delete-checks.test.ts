@@ -30,19 +30,25 @@ afterAll(async () => {
   await Promise.all(fakes.map((f) => f.close()));
 });
 
-const syncArgs = (pop: string, imap: string, extra: string[] = []) => base(lab, pop, imap, join(dir, `${pop}.sqlite`), ['--no-progress', ...extra]);
+const syncArgs = (pop: string, imap: string, extra: string[] = []) =>
+  base(lab, pop, imap, join(dir, `${pop}.sqlite`), ['--no-progress', ...extra]);
 
 describe('sync --delete checks every copy before deleting its original', () => {
   it('a server that answers OK to APPEND without storing: nothing is deleted without a copy, the lost copies are made again (exit 1, then 0)', async () => {
     let broken = true;
-    const fake = await startFakeImap({ onAppend: (a) => (broken && a.n % 2 === 0 ? { kind: 'ok', store: false } : undefined) });
+    const fake = await startFakeImap({
+      onAppend: (a) => (broken && a.n % 2 === 0 ? { kind: 'ok', store: false } : undefined),
+    });
     fakes.push(fake);
     const pop = lab.newUser('src');
     const sent = [1, 2, 3, 4, 5, 6].map((i) => mail(`ok-unstored-${i}`));
     await lab.seedPop3(pop, sent);
     const args = (extra: string[]) => [
-      ...syncArgs(pop, 'unused', extra).map((a) => a.replace(`imap://unused@127.0.0.1:${lab.imap.port}`, `imap://${FAKE_USER}@127.0.0.1:${fake.port}`)),
-      '--imap-password-env', 'IPW',
+      ...syncArgs(pop, 'unused', extra).map((a) =>
+        a.replace(`imap://unused@127.0.0.1:${lab.imap.port}`, `imap://${FAKE_USER}@127.0.0.1:${fake.port}`),
+      ),
+      '--imap-password-env',
+      'IPW',
     ];
 
     const first = await runCli(args(['--delete', '--json']), { env: { PW: lab.password, IPW: FAKE_PASSWORD } });
@@ -50,11 +56,20 @@ describe('sync --delete checks every copy before deleting its original', () => {
     const r1 = JSON.parse(first.stdout);
     expect(r1).toMatchObject({ copied: 6, deleted: 3 });
     expect(r1.copyProblems).toHaveLength(3);
-    for (const p of r1.copyProblems) expect(p).toMatchObject({ problem: 'missing', folder: 'INBOX', detail: expect.stringMatching(/no longer in the destination.*copies it again/) });
+    for (const p of r1.copyProblems)
+      expect(p).toMatchObject({
+        problem: 'missing',
+        folder: 'INBOX',
+        detail: expect.stringMatching(/no longer in the destination.*copies it again/),
+      });
     // The three whose copy exists are gone from the source; the three without one are not.
     expect((await sourceMessages(lab, pop)).map(String).sort()).toEqual([sent[1], sent[3], sent[5]].map(String).sort());
     const status = JSON.parse((await runCli(['status', '--journal', join(dir, `${pop}.sqlite`), '--json'])).stdout);
-    expect(status.accounts[0].failed.map((f: { error: string }) => f.error)).toEqual([expect.stringMatching(/copy missing/), expect.stringMatching(/copy missing/), expect.stringMatching(/copy missing/)]);
+    expect(status.accounts[0].failed.map((f: { error: string }) => f.error)).toEqual([
+      expect.stringMatching(/copy missing/),
+      expect.stringMatching(/copy missing/),
+      expect.stringMatching(/copy missing/),
+    ]);
 
     broken = false;
     const second = await runCli(args(['--delete', '--json']), { env: { PW: lab.password, IPW: FAKE_PASSWORD } });
@@ -64,7 +79,7 @@ describe('sync --delete checks every copy before deleting its original', () => {
     expect(digests(fake.mailboxes.get('INBOX')!.messages.map((m) => m.body))).toEqual(digests(sent));
   });
 
-  it('Dovecot: a copy deleted behind popsync\'s back is copied again before its original may go', async () => {
+  it("Dovecot: a copy deleted behind popsync's back is copied again before its original may go", async () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
     const sent = ['a', 'b', 'c'].map((t) => mail(`behind-${t}`));
@@ -89,7 +104,10 @@ describe('sync --delete checks every copy before deleting its original', () => {
   it('Dovecot: a copy rewritten after the APPEND keeps its original, naming the likely server setting', async () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
-    const eight = Buffer.from('From: a@example.org\r\nSubject: caf\xe9 munged\r\nMessage-ID: <munged@lab>\r\n\r\nbody\r\n', 'latin1');
+    const eight = Buffer.from(
+      'From: a@example.org\r\nSubject: caf\xe9 munged\r\nMessage-ID: <munged@lab>\r\n\r\nbody\r\n',
+      'latin1',
+    );
     const body = mail('body-changed');
     const fine = mail('untouched');
     await lab.seedPop3(pop, [eight, body, fine]);
@@ -101,13 +119,23 @@ describe('sync --delete checks every copy before deleting its original', () => {
     alterStored(md, 'body-changed@lab', 'body body-changed', 'BODY body-changed');
 
     // The content check sees both; the untouched copy's original goes.
-    r = await runCli(syncArgs(pop, imap, ['--delete', '--verify-before-delete', '--json']), { env: { PW: lab.password } });
+    r = await runCli(syncArgs(pop, imap, ['--delete', '--verify-before-delete', '--json']), {
+      env: { PW: lab.password },
+    });
     expect(r.code, r.stderr).toBe(1);
     const res = JSON.parse(r.stdout);
     expect(res).toMatchObject({ deleted: 1, copied: 0 });
     expect(res.copyProblems).toEqual([
-      expect.objectContaining({ problem: 'differs', uid: 1, detail: expect.stringMatching(/UID 1 in INBOX.*same size.*Cyrus munge8bit.*not deleted from the source/) }),
-      expect.objectContaining({ problem: 'differs', uid: 2, detail: expect.stringMatching(/UID 2 in INBOX.*changed after the copy.*not deleted from the source/) }),
+      expect.objectContaining({
+        problem: 'differs',
+        uid: 1,
+        detail: expect.stringMatching(/UID 1 in INBOX.*same size.*Cyrus munge8bit.*not deleted from the source/),
+      }),
+      expect.objectContaining({
+        problem: 'differs',
+        uid: 2,
+        detail: expect.stringMatching(/UID 2 in INBOX.*changed after the copy.*not deleted from the source/),
+      }),
     ]);
     expect((await sourceMessages(lab, pop)).map(String)).toEqual([eight, body].map(String));
 
@@ -115,7 +143,9 @@ describe('sync --delete checks every copy before deleting its original', () => {
     r = await runCli(syncArgs(pop, imap, ['--delete']), { env: { PW: lab.password } });
     expect(r.code, r.stderr).toBe(1);
     // With the copy's fingerprint journaled (schema v5) the munged copy is recognised as rewritten.
-    expect(r.stdout).toMatch(/copy differs: its copy \(UID 1 in INBOX\) (is not the message copied|was rewritten by the server) .*munge8bit/);
+    expect(r.stdout).toMatch(
+      /copy differs: its copy \(UID 1 in INBOX\) (is not the message copied|was rewritten by the server) .*munge8bit/,
+    );
     expect((await sourceMessages(lab, pop)).map(String)).toContain(String(eight));
     // Nothing was copied again: a changed copy is still a copy.
     expect(await destinationMessages(lab, imap)).toHaveLength(3);
@@ -131,8 +161,11 @@ describe('sync --delete checks every copy before deleting its original', () => {
     const sent = [1, 2, 3].map((i) => mail(`sigterm-${i}`));
     await lab.seedPop3(pop, sent);
     const args = (extra: string[]) => [
-      ...syncArgs(pop, 'unused', extra).map((a) => a.replace(`imap://unused@127.0.0.1:${lab.imap.port}`, `imap://${FAKE_USER}@127.0.0.1:${fake.port}`)),
-      '--imap-password-env', 'IPW',
+      ...syncArgs(pop, 'unused', extra).map((a) =>
+        a.replace(`imap://unused@127.0.0.1:${lab.imap.port}`, `imap://${FAKE_USER}@127.0.0.1:${fake.port}`),
+      ),
+      '--imap-password-env',
+      'IPW',
     ];
     const { child, done } = startCli(args(['--delete']), { env: { PW: lab.password, IPW: FAKE_PASSWORD } });
     let stderr = '';
@@ -173,9 +206,22 @@ describe('sync --delete checks every copy before deleting its original', () => {
     const journal = join(dir, `hostile-${imap}.sqlite`);
     const args = (command: string, extra: string[]) => [
       command,
-      '--pop', `pop3://src@127.0.0.1:${src.port}`, '--pop-tls', 'none',
-      '--imap', `imap://${imap}@127.0.0.1:${lab.imap.port}`, '--imap-tls', 'none',
-      '--pop-password-env', 'PW', '--imap-password-env', 'PW', '--journal', journal, '--no-progress', ...extra,
+      '--pop',
+      `pop3://src@127.0.0.1:${src.port}`,
+      '--pop-tls',
+      'none',
+      '--imap',
+      `imap://${imap}@127.0.0.1:${lab.imap.port}`,
+      '--imap-tls',
+      'none',
+      '--pop-password-env',
+      'PW',
+      '--imap-password-env',
+      'PW',
+      '--journal',
+      journal,
+      '--no-progress',
+      ...extra,
     ];
     let r = await runCli(args('sync', ['--json']), { env: { PW: lab.password } });
     expect(r.code, r.stderr).toBe(0);
@@ -185,7 +231,12 @@ describe('sync --delete checks every copy before deleting its original', () => {
     const res = JSON.parse(r.stdout);
     // bare-lf: line ends only; no-final-newline (POP3 framing adds the CRLF) and bare-cr: stored as received.
     expect(res).toMatchObject({ copied: 0, deleted: 3 });
-    expect(res.copyProblems).toEqual([expect.objectContaining({ problem: 'differs', detail: expect.stringMatching(/rewritten by the server .*NUL bytes stored as 0x80 \(Dovecot\).*not deleted/) })]);
+    expect(res.copyProblems).toEqual([
+      expect.objectContaining({
+        problem: 'differs',
+        detail: expect.stringMatching(/rewritten by the server .*NUL bytes stored as 0x80 \(Dovecot\).*not deleted/),
+      }),
+    ]);
     expect(src.mailbox.map((m) => m.body)).toEqual([served[2]]);
 
     // verify names every rewrite, the deleted originals' copies included.
@@ -193,13 +244,20 @@ describe('sync --delete checks every copy before deleting its original', () => {
     expect(r.code, r.stderr).toBe(1);
     const audit = JSON.parse(r.stdout).accounts[0];
     expect(audit).toMatchObject({ checked: 4, same: 2 });
-    expect(audit.findings.map((f: { uidl: string; status: string; likely: string[]; originalOnSource: boolean }) => [f.uidl, f.status, f.originalOnSource, f.likely.join(' | ')])).toEqual([
+    expect(
+      audit.findings.map((f: { uidl: string; status: string; likely: string[]; originalOnSource: boolean }) => [
+        f.uidl,
+        f.status,
+        f.originalOnSource,
+        f.likely.join(' | '),
+      ]),
+    ).toEqual([
       ['uid-1', 'rewritten', false, expect.stringMatching(/bare LF line ends stored as CRLF/)],
       ['uid-3', 'rewritten', true, expect.stringMatching(/NUL bytes stored as 0x80/)],
     ]);
   });
 
-  it('Dovecot: a destination folder removed behind popsync\'s back keeps every original, says how to recover, and forget-folder brings the copies back', async () => {
+  it("Dovecot: a destination folder removed behind popsync's back keeps every original, says how to recover, and forget-folder brings the copies back", async () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
     const sent = ['x', 'y'].map((t) => mail(`folder-gone-${t}`));
@@ -211,7 +269,9 @@ describe('sync --delete checks every copy before deleting its original', () => {
 
     r = await runCli(syncArgs(pop, imap, [...archive, '--delete']), { env: { PW: lab.password } });
     expect(r.code, r.stderr).toBe(1);
-    expect(r.stdout).toMatch(/copy unknown: folder Archive no longer exists in the destination \(`popsync journal forget-folder --folder Archive` lets the next run/);
+    expect(r.stdout).toMatch(
+      /copy unknown: folder Archive no longer exists in the destination \(`popsync journal forget-folder --folder Archive` lets the next run/,
+    );
     expect(await sourceMessages(lab, pop)).toHaveLength(2);
 
     r = await runCli(['journal', 'forget-folder', '--folder', 'Archive', '--journal', join(dir, `${pop}.sqlite`)]);

@@ -40,7 +40,9 @@ function startDaemon(args: string[], env: Record<string, string>): Daemon {
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal })),
+  );
   return { child, stdout: () => out, stderr: () => err, exited };
 }
 
@@ -104,7 +106,11 @@ describe('sync --every', () => {
       d.child.kill('SIGTERM');
     }
     const end = await d.exited;
-    expect({ ...end, stderr: d.stderr() }).toEqual({ code: 0, signal: null, stderr: expect.not.stringMatching(/error|exit \d/i) });
+    expect({ ...end, stderr: d.stderr() }).toEqual({
+      code: 0,
+      signal: null,
+      stderr: expect.not.stringMatching(/error|exit \d/i),
+    });
 
     // Every cycle was an ordinary sync run: status shows the last one.
     const status = await runCli(['status', '--journal', journal, '--json']);
@@ -113,7 +119,8 @@ describe('sync --every', () => {
     expect(account.copied).toBe(5);
     expect(account.lastRun).toMatchObject({ command: 'sync' });
     // The cycle SIGTERM met: finished, or (on a slow machine, mid-cycle) recorded as interrupted.
-    if (account.lastRun.result !== 'ok') expect(account.lastRun).toMatchObject({ result: 'error', error: expect.stringMatching(/interrupted/) });
+    if (account.lastRun.result !== 'ok')
+      expect(account.lastRun).toMatchObject({ result: 'error', error: expect.stringMatching(/interrupted/) });
     expect(account.lock).toBeNull();
   });
 
@@ -146,7 +153,9 @@ describe('sync --every', () => {
     }
     expect(await d.exited).toEqual({ code: 0, signal: null });
     expect(copiedIn(d.stdout()).reduce((a, b) => a + b, 0)).toBe(2);
-    expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(digests(await sourceMessages(lab, pop)));
+    expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(
+      digests(await sourceMessages(lab, pop)),
+    );
   });
 
   it('backs off while the server cannot be reached, and SIGTERM while it waits exits 0 at once', async () => {
@@ -175,7 +184,13 @@ describe('sync --every', () => {
     const port = (silent.address() as AddressInfo).port;
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
-    const args = syncArgs(lab, pop, imap, join(dir, `${pop}.sqlite`), ['--every', '1s', '--no-progress', '--timeout', '600']);
+    const args = syncArgs(lab, pop, imap, join(dir, `${pop}.sqlite`), [
+      '--every',
+      '1s',
+      '--no-progress',
+      '--timeout',
+      '600',
+    ]);
     args[args.indexOf(`pop3://${pop}@127.0.0.1:${lab.pop3.port}`)] = `pop3://${pop}@127.0.0.1:${port}`;
     const connected = new Promise<void>((r) => silent.once('connection', () => r()));
     const d = startDaemon(args, { PW: lab.password });
@@ -194,7 +209,9 @@ describe('sync --every', () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
     await lab.seedPop3(pop, [mail(`${pop}-1`)]);
-    const d = startDaemon(syncArgs(lab, pop, imap, join(dir, `${pop}.sqlite`), ['--every', '1s', '--no-progress']), { PW: 'wrong' });
+    const d = startDaemon(syncArgs(lab, pop, imap, join(dir, `${pop}.sqlite`), ['--every', '1s', '--no-progress']), {
+      PW: 'wrong',
+    });
     const end = await Promise.race([d.exited, new Promise<null>((r) => setTimeout(() => r(null), 45_000))]);
     if (end === null) d.child.kill('SIGKILL');
     expect(end).toEqual({ code: 3, signal: null });

@@ -8,4 +8,6 @@ export function syncArgs(lab: Lab, pop: string, imap: string, journal: string, e
 
 /** A distinct small message; `tag` keeps every message of every test unique. */
 export const mail = (tag: string): Buffer =>
-  Buffer.from(`From: a@example.org\r\nTo: b@example.org\r\nSubject: ${tag}\r\nMessage-ID: <${tag}@lab>\r\n\r\nbody ${tag}\r\n`);
+  Buffer.from(
+    `From: a@example.org\r\nTo: b@example.org\r\nSubject: ${tag}\r\nMessage-ID: <${tag}@lab>\r\n\r\nbody ${tag}\r\n`,
+  );

@@ -42,10 +42,16 @@ describe('a copy lost by the server, with a kill at every journal step', () => {
     const messages = ['first', 'lost-one', 'last'].map((t) => mail(`${t}`));
     const env = { PW: lab.password, IPW: FAKE_PASSWORD };
     const args = (pop: string, folder: string) => [
-      ...syncArgs(lab, pop, 'unused', join(dir, `${pop}.sqlite`), ['--delete', '--folder', folder, '--no-progress']).map((a) =>
+      ...syncArgs(lab, pop, 'unused', join(dir, `${pop}.sqlite`), [
+        '--delete',
+        '--folder',
+        folder,
+        '--no-progress',
+      ]).map((a) =>
         a.replace(`imap://unused@127.0.0.1:${lab.imap.port}`, `imap://${FAKE_USER}@127.0.0.1:${fake.port}`),
       ),
-      '--imap-password-env', 'IPW',
+      '--imap-password-env',
+      'IPW',
     ];
     const stored = (folder: string) => (fake.mailboxes.get(folder)?.messages ?? []).map((m) => m.body);
 

@@ -43,5 +43,4 @@ describe('concurrent sync on one account', () => {
     expect(dest).toHaveLength(delivered);
     console.log(`concurrent sync: ${[...outcomes].map(([k, v]) => `${k}: ${v}`).join(', ')}`);
   }, 120_000);
-
 });

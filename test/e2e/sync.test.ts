@@ -22,7 +22,8 @@ useLab('sync', {}, (l, d) => {
   dir = d;
 });
 
-const syncArgs = (pop: string, imap: string, journal: string, extra: string[] = []) => base(lab, pop, imap, journal, extra);
+const syncArgs = (pop: string, imap: string, journal: string, extra: string[] = []) =>
+  base(lab, pop, imap, journal, extra);
 const env = (extra: Record<string, string> = {}) => ({ PW: lab.password, ...extra });
 
 describe('sync against Dovecot', () => {
@@ -31,7 +32,12 @@ describe('sync against Dovecot', () => {
     const imap = lab.newUser('dst');
     const journal = join(dir, `${pop}.sqlite`);
     const all: Buffer[] = [];
-    for (const [round, count] of [[1, 5], [2, 3], [3, 0], [4, 4]] as const) {
+    for (const [round, count] of [
+      [1, 5],
+      [2, 3],
+      [3, 0],
+      [4, 4],
+    ] as const) {
       const batch = realisticMix(count, 100 + round);
       if (count > 0) await lab.seedPop3(pop, batch);
       all.push(...batch);
@@ -39,7 +45,12 @@ describe('sync against Dovecot', () => {
       expect(r.code, r.stderr).toBe(0);
       expect(r.stderr).toBe('');
       if (count === 0) expect(r.stdout).toBe('');
-      else expect(r.stdout).toMatch(new RegExp(`^popsync: ${count} new messages? copied \\(.+\\) from ${pop}@127\\.0\\.0\\.1:${lab.pop3.port} to ${imap}@127\\.0\\.0\\.1:${lab.imap.port}\\n$`));
+      else
+        expect(r.stdout).toMatch(
+          new RegExp(
+            `^popsync: ${count} new messages? copied \\(.+\\) from ${pop}@127\\.0\\.0\\.1:${lab.pop3.port} to ${imap}@127\\.0\\.0\\.1:${lab.imap.port}\\n$`,
+          ),
+        );
     }
     const dest = await destinationMessages(lab, imap);
     expect(digests(dest.map((m) => m.body))).toEqual(digests(await sourceMessages(lab, pop)));
@@ -51,7 +62,13 @@ describe('sync against Dovecot', () => {
     const json = await runCli(syncArgs(pop, imap, journal, ['--json']), { env: env() });
     expect(json.code).toBe(0);
     expect(json.stdout.trim().split('\n')).toHaveLength(1);
-    expect(JSON.parse(json.stdout)).toMatchObject({ command: 'sync', copied: 0, newMessages: 0, alreadyCopied: all.length, deleted: 0 });
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      command: 'sync',
+      copied: 0,
+      newMessages: 0,
+      alreadyCopied: all.length,
+      deleted: 0,
+    });
     expect(await lab.countLogLines(/^(RETR|TOP) /i, pop)).toBe(retrBefore);
     expect(await destinationMessages(lab, imap)).toHaveLength(all.length);
 
@@ -59,7 +76,14 @@ describe('sync against Dovecot', () => {
     expect(status.code, status.stderr).toBe(0);
     const st = JSON.parse(status.stdout);
     expect(st.accounts).toHaveLength(1);
-    expect(st.accounts[0]).toMatchObject({ copied: all.length, failed: [], deleted: 0, pending: { appending: 0, deleting: 0 }, lock: null, lastRun: { command: 'sync', result: 'ok' } });
+    expect(st.accounts[0]).toMatchObject({
+      copied: all.length,
+      failed: [],
+      deleted: 0,
+      pending: { appending: 0, deleting: 0 },
+      lock: null,
+      lastRun: { command: 'sync', result: 'ok' },
+    });
     const text = await runCli(['status', '--journal', journal]);
     expect(text.stdout).toContain(`copied:   ${all.length}`);
   });
@@ -92,13 +116,20 @@ describe('sync against Dovecot', () => {
     await lab.seedPop3(pop, [mail('d9-d')]);
     r = await runCli(syncArgs(pop, imap, journal, [...del, '--max-delete', '0']), { env: env(), hooks: day(9) });
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/^popsync: 1 new message copied .*\npopsync: refusing to delete 1 message .*nothing was deleted/);
+    expect(r.stdout).toMatch(
+      /^popsync: 1 new message copied .*\npopsync: refusing to delete 1 message .*nothing was deleted/,
+    );
     expect(await sourceMessages(lab, pop)).toHaveLength(2);
-    r = await runCli(syncArgs(pop, imap, journal, [...del, '--max-delete', '0', '--force']), { env: env(), hooks: day(13) });
+    r = await runCli(syncArgs(pop, imap, journal, [...del, '--max-delete', '0', '--force']), {
+      env: env(),
+      hooks: day(13),
+    });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^popsync: 0 new messages copied .*, 2 deleted from the source\n$/);
     expect(await sourceMessages(lab, pop)).toHaveLength(0);
-    expect((await destinationMessages(lab, imap)).map((m) => m.body.toString()).sort()).toEqual(['d0-a', 'd0-b', 'd2-c', 'd9-d'].map((t) => mail(t).toString()).sort());
+    expect((await destinationMessages(lab, imap)).map((m) => m.body.toString()).sort()).toEqual(
+      ['d0-a', 'd0-b', 'd2-c', 'd9-d'].map((t) => mail(t).toString()).sort(),
+    );
 
     const st = JSON.parse((await runCli(['status', '--journal', journal, '--json'])).stdout);
     expect(st.accounts[0]).toMatchObject({ copied: 4, deleted: 4 });
@@ -114,7 +145,9 @@ describe('sync against Dovecot', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ copied: 2, deleted: 0 });
     // A stray variable ten years ahead: the copies are minutes old, so nothing may go.
     const later = new Date(Date.now() + 3650 * 86_400_000).toISOString();
-    r = await runCli(syncArgs(pop, imap, journal, del), { env: env({ POPSYNC_TEST_NOW: later, POPSYNC_TEST_KILL_AT: '1:before' }) });
+    r = await runCli(syncArgs(pop, imap, journal, del), {
+      env: env({ POPSYNC_TEST_NOW: later, POPSYNC_TEST_KILL_AT: '1:before' }),
+    });
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ deleted: 0, deletionWaiting: 2 });
     expect(await sourceMessages(lab, pop)).toHaveLength(2);
@@ -130,14 +163,19 @@ describe('sync against Dovecot', () => {
     const imap = lab.newUser('dst');
     const journal = join(dir, `${pop}.sqlite`);
     await lab.seedPop3(pop, realisticMix(30, 9));
-    const [a, b] = await Promise.all([0, 1].map(() => runCli(syncArgs(pop, imap, journal, ['--wait', '30']), { env: env() })));
+    const [a, b] = await Promise.all(
+      [0, 1].map(() => runCli(syncArgs(pop, imap, journal, ['--wait', '30']), { env: env() })),
+    );
     expect([a!.code, b!.code]).toEqual([0, 0]);
     expect(await destinationMessages(lab, imap)).toHaveLength(30);
   });
 
   it('exits 75 (try again later) when the server refuses connections', async () => {
     const pop = lab.newUser('src');
-    const r = await runCli(syncArgs(pop, lab.newUser('dst'), join(dir, `${pop}.sqlite`)).map((x) => x.replace(`:${lab.pop3.port}`, ':1')), { env: env() });
+    const r = await runCli(
+      syncArgs(pop, lab.newUser('dst'), join(dir, `${pop}.sqlite`)).map((x) => x.replace(`:${lab.pop3.port}`, ':1')),
+      { env: env() },
+    );
     expect(r.code, r.stderr).toBe(75);
     expect(r.stderr).toMatch(/popsync: /);
   });

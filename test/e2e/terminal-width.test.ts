@@ -24,7 +24,10 @@ function closedPort(): Promise<number> {
 /** Runs `command` on a pseudo-terminal of the given size; at most `cap` bytes are kept. */
 function underScript(command: string, cap: number): Promise<{ out: string; bytes: number }> {
   return new Promise((resolve) => {
-    const child = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, PW: 'x' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn('script', ['-qfec', command, '/dev/null'], {
+      env: { ...process.env, PW: 'x' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let bytes = 0;
     const kept: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => {
@@ -41,7 +44,8 @@ describe('progress on a terminal without a width', () => {
   it('prints plain lines and ends with the connection error instead of clearing lines forever', async () => {
     const port = await closedPort();
     const dir = mkdtempSync(join(tmpdir(), 'popsync-tty-'));
-    const run = `node ${BIN} migrate --pop pop3://a@127.0.0.1:${port} --pop-tls none --imap imap://b@127.0.0.1:${port} --imap-tls none ` +
+    const run =
+      `node ${BIN} migrate --pop pop3://a@127.0.0.1:${port} --pop-tls none --imap imap://b@127.0.0.1:${port} --imap-tls none ` +
       `--pop-password-env PW --imap-password-env PW --journal ${join(dir, 'j.sqlite')}`;
     const { out, bytes } = await underScript(`stty cols 0 rows 0; ${run}; echo "exit=$?"`, 64 * 1024);
     expect(bytes).toBeLessThan(64 * 1024);

@@ -25,9 +25,16 @@ useLab('verify', {}, (l, d) => {
 /** verify as cron runs it: the POP3 side only names the journal, so no POP3 password. */
 const verifyArgs = (pop: string, imap: string, extra: string[] = []) => [
   'verify',
-  '--pop', `pop3://${pop}@127.0.0.1:${lab.pop3.port}`,
-  '--imap', `imap://${imap}@127.0.0.1:${lab.imap.port}`, '--imap-tls', 'none', '--imap-password-env', 'PW',
-  '--journal', join(dir, `${pop}.sqlite`),
+  '--pop',
+  `pop3://${pop}@127.0.0.1:${lab.pop3.port}`,
+  '--imap',
+  `imap://${imap}@127.0.0.1:${lab.imap.port}`,
+  '--imap-tls',
+  'none',
+  '--imap-password-env',
+  'PW',
+  '--journal',
+  join(dir, `${pop}.sqlite`),
   ...extra,
 ];
 
@@ -35,7 +42,9 @@ async function synced(messages: Buffer[], extra: string[] = []): Promise<{ pop: 
   const pop = lab.newUser('src');
   const imap = lab.newUser('dst');
   await lab.seedPop3(pop, messages);
-  const r = await runCli(syncArgs(lab, pop, imap, join(dir, `${pop}.sqlite`), ['--no-progress', ...extra]), { env: { PW: lab.password } });
+  const r = await runCli(syncArgs(lab, pop, imap, join(dir, `${pop}.sqlite`), ['--no-progress', ...extra]), {
+    env: { PW: lab.password },
+  });
   expect(r.code, r.stderr).toBe(0);
   return { pop, imap };
 }
@@ -48,16 +57,26 @@ describe('popsync verify against Dovecot', () => {
     const r = await runCli(verifyArgs(pop, imap), { env: { PW: lab.password } });
     expect(r.code, r.stderr).toBe(0);
     // The mailbox is named by its journal key, whose loopback host is always spelled localhost.
-    expect(r.stdout).toBe(`popsync verify: 12 copies of ${pop}@localhost checked in ${imap}@127.0.0.1:${lab.imap.port}: all as copied\n`);
+    expect(r.stdout).toBe(
+      `popsync verify: 12 copies of ${pop}@localhost checked in ${imap}@127.0.0.1:${lab.imap.port}: all as copied\n`,
+    );
     const json = await runCli(verifyArgs(pop, imap, ['--json']), { env: { PW: lab.password } });
     expect(json.code, json.stderr).toBe(0);
-    expect(JSON.parse(json.stdout)).toMatchObject({ version: 1, ok: true, accounts: [{ checked: 12, same: 12, findings: [] }], errors: [] });
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      version: 1,
+      ok: true,
+      accounts: [{ checked: 12, same: 12, findings: [] }],
+      errors: [],
+    });
     expect((await runCli(verifyArgs(pop, imap, ['--quiet']), { env: { PW: lab.password } })).stdout).toBe('');
     expect(readFileSync(journal).equals(before)).toBe(true);
   });
 
   it('lists a rewritten, a missing and a duplicated copy by UIDL, with the likely server setting, and exits 1', async () => {
-    const eight = Buffer.from('From: a@example.org\r\nSubject: na\xefve caf\xe9\r\nMessage-ID: <verify-munged@lab>\r\n\r\nbody\r\n', 'latin1');
+    const eight = Buffer.from(
+      'From: a@example.org\r\nSubject: na\xefve caf\xe9\r\nMessage-ID: <verify-munged@lab>\r\n\r\nbody\r\n',
+      'latin1',
+    );
     const gone = mail('verify-gone');
     const twice = mail('verify-twice');
     const fine = mail('verify-fine');
@@ -71,18 +90,32 @@ describe('popsync verify against Dovecot', () => {
     expect(r.code, r.stderr).toBe(1);
     const out = JSON.parse(r.stdout);
     expect(out).toMatchObject({ ok: false, accounts: [{ checked: 4, same: 2 }] });
-    const findings = out.accounts[0].findings as Array<{ uidl: string; status: string; uid: number; detail: string; likely: string[]; originalOnSource: boolean }>;
-    expect(findings.map((f) => [f.status, f.uid])).toEqual(expect.arrayContaining([
-      // The journal records each copy's normalised fingerprint: the munged copy is known as ours.
-      ['rewritten', 1],
-      ['missing', 2],
-      ['duplicated', 5],
-    ]));
+    const findings = out.accounts[0].findings as Array<{
+      uidl: string;
+      status: string;
+      uid: number;
+      detail: string;
+      likely: string[];
+      originalOnSource: boolean;
+    }>;
+    expect(findings.map((f) => [f.status, f.uid])).toEqual(
+      expect.arrayContaining([
+        // The journal records each copy's normalised fingerprint: the munged copy is known as ours.
+        ['rewritten', 1],
+        ['missing', 2],
+        ['duplicated', 5],
+      ]),
+    );
     expect(findings).toHaveLength(3);
     const munged = findings.find((f) => f.uid === 1)!;
     expect(munged.likely).toEqual([expect.stringMatching(/Cyrus munge8bit/)]);
-    expect(findings.find((f) => f.status === 'missing')).toMatchObject({ originalOnSource: true, detail: expect.stringMatching(/UID 2 in INBOX.*no longer in the destination.*still on the source/) });
-    expect(findings.find((f) => f.status === 'duplicated')!.detail).toMatch(/UID 5 in INBOX is a second copy of it \(the copy popsync made is UID 3\)/);
+    expect(findings.find((f) => f.status === 'missing')).toMatchObject({
+      originalOnSource: true,
+      detail: expect.stringMatching(/UID 2 in INBOX.*no longer in the destination.*still on the source/),
+    });
+    expect(findings.find((f) => f.status === 'duplicated')!.detail).toMatch(
+      /UID 5 in INBOX is a second copy of it \(the copy popsync made is UID 3\)/,
+    );
     // Each finding names the message by the UIDL the journal keys it under (Dovecot's %08Xu%08Xv).
     for (const f of findings) expect(f.uidl).toMatch(/^[0-9a-f]{16}$/i);
 

@@ -23,11 +23,23 @@ afterEach(async () => {
   }
 });
 
-async function setup(opts: FakeImapOptions = {}, password = FAKE_PASSWORD, extra: Partial<ImapOptions> = {}): Promise<{ fake: FakeImap; sink: ImapSink }> {
+async function setup(
+  opts: FakeImapOptions = {},
+  password = FAKE_PASSWORD,
+  extra: Partial<ImapOptions> = {},
+): Promise<{ fake: FakeImap; sink: ImapSink }> {
   const fake = await startFakeImap({ mailboxes: ['Archive'], ...opts });
   const entry: { fake: FakeImap; sink?: ImapSink } = { fake };
   open.push(entry);
-  entry.sink = await connectImap({ host: fake.host, port: fake.port, tls: 'none', user: FAKE_USER, password, timeoutMs: 5000, ...extra });
+  entry.sink = await connectImap({
+    host: fake.host,
+    port: fake.port,
+    tls: 'none',
+    user: FAKE_USER,
+    password,
+    timeoutMs: 5000,
+    ...extra,
+  });
   return { fake, sink: entry.sink };
 }
 
@@ -49,7 +61,8 @@ async function rejection(p: Promise<unknown>): Promise<PopsyncError> {
 describe('ImapSink against the fake server', () => {
   it('reports a NO for one message as an ok:false outcome and appends the next', async () => {
     const { fake, sink } = await setup({
-      onAppend: (a) => (a.n === 2 ? { kind: 'no', text: '[OVERQUOTA] Quota exceeded (mailbox for user is full)' } : undefined),
+      onAppend: (a) =>
+        a.n === 2 ? { kind: 'no', text: '[OVERQUOTA] Quota exceeded (mailbox for user is full)' } : undefined,
     });
     const seen: Array<[number, AppendOutcome]> = [];
     const outcomes = await sink.appendBatch(
@@ -68,7 +81,10 @@ describe('ImapSink against the fake server', () => {
     expect(failed.error.context.folder).toBe('Archive');
     expect(outcomes[0]).toEqual({ ok: true, uid: 1, uidValidity: 1001n });
     expect(outcomes[2]).toEqual({ ok: true, uid: 2, uidValidity: 1001n });
-    expect(fake.mailboxes.get('Archive')!.messages.map((m) => m.body.toString())).toEqual([msg(1).toString(), msg(3).toString()]);
+    expect(fake.mailboxes.get('Archive')!.messages.map((m) => m.body.toString())).toEqual([
+      msg(1).toString(),
+      msg(3).toString(),
+    ]);
     // the sink is still usable after a refusal
     expect((await sink.status('Archive')).uidNext).toBe(3);
   });
@@ -88,7 +104,11 @@ describe('ImapSink against the fake server', () => {
     // the duplicate window: the server kept message 2 although the client never heard so
     expect(fake.mailboxes.get('Archive')!.messages).toHaveLength(2);
     expect(fake.appends).toHaveLength(2);
-    for (const later of [sink.status('Archive'), sink.appendBatch('Archive', [{ body: msg(4), flags: [] }]), sink.listSince('Archive', 1)]) {
+    for (const later of [
+      sink.status('Archive'),
+      sink.appendBatch('Archive', [{ body: msg(4), flags: [] }]),
+      sink.listSince('Archive', 1),
+    ]) {
       expect((await rejection(later)).kind).toBe('connection');
     }
     await sink.close(); // tolerated on a dead session
@@ -98,7 +118,14 @@ describe('ImapSink against the fake server', () => {
     const fake = await startFakeImap({ mailboxes: ['Archive'], onAppend: () => ({ kind: 'hang' }) });
     const entry: { fake: FakeImap; sink?: ImapSink } = { fake };
     open.push(entry);
-    const sink = (entry.sink = await connectImap({ host: fake.host, port: fake.port, tls: 'none', user: FAKE_USER, password: FAKE_PASSWORD, timeoutMs: 800 }));
+    const sink = (entry.sink = await connectImap({
+      host: fake.host,
+      port: fake.port,
+      tls: 'none',
+      user: FAKE_USER,
+      password: FAKE_PASSWORD,
+      timeoutMs: 800,
+    }));
     const t0 = Date.now();
     const err = await rejection(sink.appendBatch('Archive', [{ body: msg(1), flags: [] }]));
     expect(err.kind).toBe('connection');
@@ -110,20 +137,34 @@ describe('ImapSink against the fake server', () => {
     const fake = await startFakeImap({ mailboxes: ['Archive'] });
     const entry: { fake: FakeImap; sink?: ImapSink } = { fake };
     open.push(entry);
-    const sink = (entry.sink = await connectImap({ host: fake.host, port: fake.port, tls: 'none', user: FAKE_USER, password: FAKE_PASSWORD, timeoutMs: 600 }));
+    const sink = (entry.sink = await connectImap({
+      host: fake.host,
+      port: fake.port,
+      tls: 'none',
+      user: FAKE_USER,
+      password: FAKE_PASSWORD,
+      timeoutMs: 600,
+    }));
     await new Promise((r) => setTimeout(r, 1500));
     expect((await sink.status('Archive')).uidNext).toBe(1);
     expect(fake.received.filter((l) => / NOOP$/.test(l)).length).toBeGreaterThan(0);
     expect(fake.connections).toBe(2); // imapflow's and the APPEND connection, neither reopened
   });
 
-  it('keeps imapflow\'s session alive while pipelined batches run on the other connection', async () => {
+  it("keeps imapflow's session alive while pipelined batches run on the other connection", async () => {
     // Seen on Dovecot: 20,000 pipelined APPENDs kept the sink busy but left imapflow's own
     // session silent until its inactivity timer closed it.
     const fake = await startFakeImap({ mailboxes: ['Archive'] });
     const entry: { fake: FakeImap; sink?: ImapSink } = { fake };
     open.push(entry);
-    const sink = (entry.sink = await connectImap({ host: fake.host, port: fake.port, tls: 'none', user: FAKE_USER, password: FAKE_PASSWORD, timeoutMs: 600 }));
+    const sink = (entry.sink = await connectImap({
+      host: fake.host,
+      port: fake.port,
+      tls: 'none',
+      user: FAKE_USER,
+      password: FAKE_PASSWORD,
+      timeoutMs: 600,
+    }));
     const until = Date.now() + 2000;
     let n = 0;
     while (Date.now() < until) {
@@ -138,18 +179,29 @@ describe('ImapSink against the fake server', () => {
 
   it('gives uid null when the server has no UIDPLUS / sends no APPENDUID', async () => {
     const { sink } = await setup({ onAppend: () => ({ kind: 'ok', appendUid: false }) });
-    expect(await sink.appendBatch('Archive', [{ body: msg(1), flags: [] }])).toEqual([{ ok: true, uid: null, uidValidity: null }]);
+    expect(await sink.appendBatch('Archive', [{ body: msg(1), flags: [] }])).toEqual([
+      { ok: true, uid: null, uidValidity: null },
+    ]);
 
     const other = await setup({ capabilities: ['IMAP4rev1', 'LITERAL+'] });
     expect(other.sink.capabilities.has('UIDPLUS')).toBe(false);
-    expect(await other.sink.appendBatch('Archive', [{ body: msg(1), flags: [] }])).toEqual([{ ok: true, uid: null, uidValidity: null }]);
+    expect(await other.sink.appendBatch('Archive', [{ body: msg(1), flags: [] }])).toEqual([
+      { ok: true, uid: null, uidValidity: null },
+    ]);
   });
 
   it('maps a rejected login to auth, with the server text and without the password', async () => {
     const fake = await startFakeImap();
     open.push({ fake });
     const err = await rejection(
-      connectImap({ host: fake.host, port: fake.port, tls: 'none', user: FAKE_USER, password: 'wrong-password', timeoutMs: 5000 }),
+      connectImap({
+        host: fake.host,
+        port: fake.port,
+        tls: 'none',
+        user: FAKE_USER,
+        password: 'wrong-password',
+        timeoutMs: 5000,
+      }),
     );
     expect(err.kind).toBe('auth');
     expect(err.context.responseCode).toBe('AUTHENTICATIONFAILED');
@@ -162,7 +214,14 @@ describe('ImapSink against the fake server', () => {
       onCommand: (c) => (c.name === 'LOGIN' ? { kind: 'no', text: '[UNAVAILABLE] Try again later' } : undefined),
     });
     open.push({ fake });
-    const opts = { host: fake.host, port: fake.port, tls: 'none' as const, user: FAKE_USER, password: FAKE_PASSWORD, timeoutMs: 5000 };
+    const opts = {
+      host: fake.host,
+      port: fake.port,
+      tls: 'none' as const,
+      user: FAKE_USER,
+      password: FAKE_PASSWORD,
+      timeoutMs: 5000,
+    };
     expect((await rejection(connectImap(opts))).kind).toBe('temporary');
     await fake.close();
     expect((await rejection(connectImap(opts))).kind).toBe('connection');
@@ -172,7 +231,14 @@ describe('ImapSink against the fake server', () => {
     const fake = await startFakeImap();
     open.push({ fake });
     const err = await rejection(
-      connectImap({ host: fake.host, port: fake.port, tls: 'starttls', user: FAKE_USER, password: FAKE_PASSWORD, timeoutMs: 5000 }),
+      connectImap({
+        host: fake.host,
+        port: fake.port,
+        tls: 'starttls',
+        user: FAKE_USER,
+        password: FAKE_PASSWORD,
+        timeoutMs: 5000,
+      }),
     );
     expect(err.kind).toBe('tls');
     expect(fake.received.some((l) => / LOGIN /i.test(l))).toBe(false);
@@ -181,7 +247,8 @@ describe('ImapSink against the fake server', () => {
   it('creates missing parents level by level and tolerates a bare NO for an existing folder', async () => {
     const { fake, sink } = await setup({
       // a server without RFC 5530 codes
-      onCommand: (c) => (c.name === 'CREATE' && c.args[0] === 'Archive' ? { kind: 'no', text: 'Mailbox exists' } : undefined),
+      onCommand: (c) =>
+        c.name === 'CREATE' && c.args[0] === 'Archive' ? { kind: 'no', text: 'Mailbox exists' } : undefined,
     });
     const st = await sink.ensureFolder('Archive/2019/Q1');
     expect(st.path).toBe('Archive/2019/Q1');
@@ -209,7 +276,10 @@ describe('ImapSink against the fake server', () => {
 
   it('listSince filters the extra row "N:*" returns, and fetchBody returns exact bytes without \\Seen', async () => {
     const { fake, sink } = await setup({}, FAKE_PASSWORD, { appendPath: 'imapflow' });
-    await sink.appendBatch('Archive', [1, 2, 3].map((n) => ({ body: msg(n), flags: [] })));
+    await sink.appendBatch(
+      'Archive',
+      [1, 2, 3].map((n) => ({ body: msg(n), flags: [] })),
+    );
     expect(await sink.listSince('Archive', 2)).toEqual([
       { uid: 2, size: msg(2).length, messageId: '<m2@test>' },
       { uid: 3, size: msg(3).length, messageId: '<m3@test>' },
@@ -228,13 +298,22 @@ describe('ImapSink against the fake server', () => {
 
   it('scanHeaders: UID, size and header block of the UIDs asked for (or from a UID on), the UIDVALIDITY, null for no folder', async () => {
     const { fake, sink } = await setup();
-    await sink.appendBatch('Archive', [1, 2, 3, 4].map((n) => ({ body: msg(n), flags: [] })));
+    await sink.appendBatch(
+      'Archive',
+      [1, 2, 3, 4].map((n) => ({ body: msg(n), flags: [] })),
+    );
     const got: Array<[number, number, string]> = [];
-    const seen = await sink.scanHeaders('Archive', { uids: [4, 2, 9] }, (m) => got.push([m.uid, m.size, m.header.toString()]));
+    const seen = await sink.scanHeaders('Archive', { uids: [4, 2, 9] }, (m) =>
+      got.push([m.uid, m.size, m.header.toString()]),
+    );
     expect(seen).toEqual({ uidValidity: BigInt(fake.mailboxes.get('Archive')!.uidValidity) });
-    expect(got).toEqual([2, 4].map((n) => [n, msg(n).length, `Message-ID: <m${n}@test>\r\nSubject: test ${n}\r\n\r\n`]));
+    expect(got).toEqual(
+      [2, 4].map((n) => [n, msg(n).length, `Message-ID: <m${n}@test>\r\nSubject: test ${n}\r\n\r\n`]),
+    );
     // One FETCH for the whole set, headers peeked (no \Seen).
-    expect(fake.received.filter((l) => / UID FETCH /.test(l))).toEqual([expect.stringMatching(/ UID FETCH 2,4,9 \(UID RFC822\.SIZE BODY\.PEEK\[HEADER\]\)$/)]);
+    expect(fake.received.filter((l) => / UID FETCH /.test(l))).toEqual([
+      expect.stringMatching(/ UID FETCH 2,4,9 \(UID RFC822\.SIZE BODY\.PEEK\[HEADER\]\)$/),
+    ]);
     got.length = 0;
     // 9:* is answered with the highest UID; it is not reported.
     await sink.scanHeaders('Archive', { since: 9 }, (m) => got.push([m.uid, m.size, '']));
@@ -245,14 +324,31 @@ describe('ImapSink against the fake server', () => {
 
   it('readBodies streams exact bytes: small messages in one FETCH, a large one in 4 MiB pieces, \\Seen untouched', async () => {
     const { fake, sink } = await setup();
-    const big = Buffer.concat([Buffer.from('Subject: big\r\n\r\n'), Buffer.alloc(9 * 1024 * 1024 + 17, 0x61), Buffer.from('\r\n')]);
-    await sink.appendBatch('Archive', [{ body: msg(1), flags: [] }, { body: big, flags: [] }, { body: msg(3), flags: [] }]);
+    const big = Buffer.concat([
+      Buffer.from('Subject: big\r\n\r\n'),
+      Buffer.alloc(9 * 1024 * 1024 + 17, 0x61),
+      Buffer.from('\r\n'),
+    ]);
+    await sink.appendBatch('Archive', [
+      { body: msg(1), flags: [] },
+      { body: big, flags: [] },
+      { body: msg(3), flags: [] },
+    ]);
     const pieces = new Map<number, Buffer[]>();
     const ended: number[] = [];
-    await sink.readBodies('Archive', [{ uid: 1, size: msg(1).length }, { uid: 2, size: big.length }, { uid: 3, size: msg(3).length }, { uid: 7, size: 10 }], {
-      chunk: (uid, b) => pieces.set(uid, [...(pieces.get(uid) ?? []), Buffer.from(b)]),
-      end: (uid) => ended.push(uid),
-    });
+    await sink.readBodies(
+      'Archive',
+      [
+        { uid: 1, size: msg(1).length },
+        { uid: 2, size: big.length },
+        { uid: 3, size: msg(3).length },
+        { uid: 7, size: 10 },
+      ],
+      {
+        chunk: (uid, b) => pieces.set(uid, [...(pieces.get(uid) ?? []), Buffer.from(b)]),
+        end: (uid) => ended.push(uid),
+      },
+    );
     expect(ended.sort()).toEqual([1, 2, 3]);
     expect(Buffer.concat(pieces.get(1)!).equals(msg(1))).toBe(true);
     expect(Buffer.concat(pieces.get(3)!).equals(msg(3))).toBe(true);
@@ -264,7 +360,11 @@ describe('ImapSink against the fake server', () => {
 
 describe('pipelined APPEND (LITERAL+ and UIDPLUS) against the fake server', () => {
   const five = (): Array<{ body: Buffer; flags: string[]; internalDate: Date }> =>
-    [1, 2, 3, 4, 5].map((n) => ({ body: msg(n), flags: ['\\Seen', '$Migrated'], internalDate: new Date(Date.UTC(2019, 3, n, 8, 0, 0)) }));
+    [1, 2, 3, 4, 5].map((n) => ({
+      body: msg(n),
+      flags: ['\\Seen', '$Migrated'],
+      internalDate: new Date(Date.UTC(2019, 3, n, 8, 0, 0)),
+    }));
 
   it('writes every APPEND before any reply and reports outcomes in order', async () => {
     // the server holds its replies until it has read all five APPENDs: a serial client would stall
@@ -286,13 +386,17 @@ describe('pipelined APPEND (LITERAL+ and UIDPLUS) against the fake server', () =
     const b = await setup({}, FAKE_PASSWORD, { appendPath: 'pipelined' });
     await a.sink.appendBatch('Archive', five());
     await b.sink.appendBatch('Archive', five());
-    const strip = (f: FakeImap): string[] => f.received.filter((l) => / APPEND /.test(l)).map((l) => l.replace(/^\S+ /, ''));
+    const strip = (f: FakeImap): string[] =>
+      f.received.filter((l) => / APPEND /.test(l)).map((l) => l.replace(/^\S+ /, ''));
     expect(strip(b.fake)).toEqual(strip(a.fake));
     expect(a.sink.appendCounts).toEqual({ pipelined: 0, imapflow: 5, streamed: 0 });
   });
 
   it('a NO for the 3rd of 5 is an ok:false outcome for it only', async () => {
-    const { sink } = await setup({ holdAppendReplies: 5, onAppend: (a) => (a.n === 3 ? { kind: 'no', text: '[OVERQUOTA] Quota exceeded' } : undefined) });
+    const { sink } = await setup({
+      holdAppendReplies: 5,
+      onAppend: (a) => (a.n === 3 ? { kind: 'no', text: '[OVERQUOTA] Quota exceeded' } : undefined),
+    });
     const seen: number[] = [];
     const outcomes = await sink.appendBatch('Archive', five(), (i) => seen.push(i));
     expect(seen).toEqual([0, 1, 2, 3, 4]);
@@ -304,7 +408,9 @@ describe('pipelined APPEND (LITERAL+ and UIDPLUS) against the fake server', () =
     expect(failed.error.context.serverResponse).toBe('NO [OVERQUOTA] Quota exceeded');
     expect(outcomes[3]).toEqual({ ok: true, uid: 3, uidValidity: 1001n });
     // still usable
-    expect(await sink.appendBatch('Archive', [{ body: msg(6), flags: [] }])).toEqual([{ ok: true, uid: 5, uidValidity: 1001n }]);
+    expect(await sink.appendBatch('Archive', [{ body: msg(6), flags: [] }])).toEqual([
+      { ok: true, uid: 5, uidValidity: 1001n },
+    ]);
   });
 
   it('a drop after the server stored the 3rd, before its OK: outcomes 1-2 only, then connection', async () => {
@@ -318,7 +424,9 @@ describe('pipelined APPEND (LITERAL+ and UIDPLUS) against the fake server', () =
   });
 
   it('[TRYCREATE] throws server and [UNAVAILABLE] throws temporary, after the earlier outcomes', async () => {
-    const { sink } = await setup({ onAppend: (a) => (a.n === 2 ? { kind: 'no', text: '[UNAVAILABLE] Try later' } : undefined) });
+    const { sink } = await setup({
+      onAppend: (a) => (a.n === 2 ? { kind: 'no', text: '[UNAVAILABLE] Try later' } : undefined),
+    });
     const seen: number[] = [];
     expect((await rejection(sink.appendBatch('Archive', five(), (i) => seen.push(i)))).kind).toBe('temporary');
     expect(seen).toEqual([0]);
@@ -340,14 +448,30 @@ describe('pipelined APPEND (LITERAL+ and UIDPLUS) against the fake server', () =
     const password = 'p"w\\ s3cr3t-Xy';
     const lines: string[] = [];
     const logger: Logger = {
-      debug: (o, m) => void lines.push(JSON.stringify([o, m], (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v instanceof Error ? `${v.message} ${JSON.stringify(v)}` : v))),
+      debug: (o, m) =>
+        void lines.push(
+          JSON.stringify([o, m], (_k, v: unknown) =>
+            typeof v === 'bigint' ? String(v) : v instanceof Error ? `${v.message} ${JSON.stringify(v)}` : v,
+          ),
+        ),
       info: (o, m) => logger.debug(o, m),
       warn: (o, m) => logger.debug(o, m),
       error: (o, m) => logger.debug(o, m),
       child: () => logger,
     };
-    const { sink } = await setup({ users: { [FAKE_USER]: password }, onAppend: (a) => (a.n === 2 ? { kind: 'bad', text: 'Invalid arguments' } : a.n === 4 ? { kind: 'drop' } : undefined) }, password, { logger, appendPath: 'pipelined' });
-    await sink.appendBatch('Archive', [1, 2, 3].map((n) => ({ body: msg(n), flags: [] })));
+    const { sink } = await setup(
+      {
+        users: { [FAKE_USER]: password },
+        onAppend: (a) =>
+          a.n === 2 ? { kind: 'bad', text: 'Invalid arguments' } : a.n === 4 ? { kind: 'drop' } : undefined,
+      },
+      password,
+      { logger, appendPath: 'pipelined' },
+    );
+    await sink.appendBatch(
+      'Archive',
+      [1, 2, 3].map((n) => ({ body: msg(n), flags: [] })),
+    );
     await rejection(sink.appendBatch('Archive', [{ body: msg(4), flags: [] }]));
     expect(lines.length).toBeGreaterThan(0);
     expect(lines.join('\n')).not.toContain('s3cr3t');
@@ -412,7 +536,10 @@ describe('messages kept in a file (too large for memory) against the fake server
   });
 
   it('without LITERAL+: a NO for one streamed message fails it alone', async () => {
-    const { sink } = await setup({ capabilities: ['IMAP4rev1'], onAppend: (a) => (a.n === 1 ? { kind: 'no', text: '[LIMIT] Mail size is too large' } : undefined) });
+    const { sink } = await setup({
+      capabilities: ['IMAP4rev1'],
+      onAppend: (a) => (a.n === 1 ? { kind: 'no', text: '[LIMIT] Mail size is too large' } : undefined),
+    });
     const outcomes = await sink.appendBatch('Archive', [
       { body: fileBody('a', large(1)), flags: [] },
       { body: fileBody('b', large(2)), flags: [] },
@@ -424,9 +551,18 @@ describe('messages kept in a file (too large for memory) against the fake server
   });
 
   it('a drop while a streamed message is unanswered is a connection error, reported after the earlier outcomes', async () => {
-    const { sink } = await setup({ capabilities: ['IMAP4rev1'], onAppend: (a) => (a.n === 2 ? { kind: 'drop' } : undefined) });
+    const { sink } = await setup({
+      capabilities: ['IMAP4rev1'],
+      onAppend: (a) => (a.n === 2 ? { kind: 'drop' } : undefined),
+    });
     const seen: number[] = [];
-    const err = await rejection(sink.appendBatch('Archive', [1, 2, 3].map((n) => ({ body: fileBody(String(n), large(n)), flags: [] })), (i) => seen.push(i)));
+    const err = await rejection(
+      sink.appendBatch(
+        'Archive',
+        [1, 2, 3].map((n) => ({ body: fileBody(String(n), large(n)), flags: [] })),
+        (i) => seen.push(i),
+      ),
+    );
     expect(err.kind).toBe('connection');
     expect(seen).toEqual([0]);
   });

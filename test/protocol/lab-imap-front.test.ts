@@ -46,11 +46,15 @@ async function through(front: ImapFront, send: Buffer): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-const body = Buffer.from('Subject: x\r\n\r\na1 OK [APPENDUID 9 9] not a status line\r\n* OK [COPYUID 1 2 3] nor this\r\n');
+const body = Buffer.from(
+  'Subject: x\r\n\r\na1 OK [APPENDUID 9 9] not a status line\r\n* OK [COPYUID 1 2 3] nor this\r\n',
+);
 const script = Buffer.concat([
   Buffer.from(`* 1 FETCH (UID 4 BODY[] {${body.length}}\r\n`),
   body,
-  Buffer.from(')\r\na1 OK [APPENDUID 1795957674 7] Append completed.\r\n* OK [COPYUID 1795957674 1 8] Moved.\r\na2 OK [READ-ONLY] Examine completed.\r\n'),
+  Buffer.from(
+    ')\r\na1 OK [APPENDUID 1795957674 7] Append completed.\r\n* OK [COPYUID 1795957674 1 8] Moved.\r\na2 OK [READ-ONLY] Examine completed.\r\n',
+  ),
 ]);
 const expected = Buffer.concat([
   Buffer.from(`* 1 FETCH (UID 4 BODY[] {${body.length}}\r\n`),

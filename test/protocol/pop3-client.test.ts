@@ -75,7 +75,11 @@ describe('login', () => {
     await connect(pop);
     const lines = pop.received.map((r) => r.line);
     const at = lines.indexOf('AUTH LOGIN');
-    expect(lines.slice(at, at + 3)).toEqual(['AUTH LOGIN', Buffer.from('alice').toString('base64'), Buffer.from('secret').toString('base64')]);
+    expect(lines.slice(at, at + 3)).toEqual([
+      'AUTH LOGIN',
+      Buffer.from('alice').toString('base64'),
+      Buffer.from('secret').toString('base64'),
+    ]);
   });
 
   it('an explicit method is used even when auto would pick another', async () => {
@@ -290,9 +294,11 @@ describe('TRANSACTION commands', () => {
     const err = await failure(s.retr(1));
     expect(err.kind).toBe('temporary');
     expect(err.context.responseCode).toBe('SYS/TEMP');
-    const streamErr = await failure((async () => {
-      for await (const _ of s.retrStream(1)) void _;
-    })());
+    const streamErr = await failure(
+      (async () => {
+        for await (const _ of s.retrStream(1)) void _;
+      })(),
+    );
     expect(streamErr.kind).toBe('temporary');
     expect(streamErr.context.messageNumber).toBe(1);
   });
@@ -311,7 +317,10 @@ describe('TRANSACTION commands', () => {
 });
 
 describe('pipelining', () => {
-  const many = Array.from({ length: 150 }, (_, i) => ({ body: b(`Subject: ${i}\r\n\r\n..dot ${i}\r\n${'x'.repeat(i * 37)}\r\n.\r\n`), uidl: `u${i}` }));
+  const many = Array.from({ length: 150 }, (_, i) => ({
+    body: b(`Subject: ${i}\r\n\r\n..dot ${i}\r\n${'x'.repeat(i * 37)}\r\n.\r\n`),
+    uidl: `u${i}`,
+  }));
 
   it('a RETR burst is written ahead of the replies (window 64) and comes back in order, byte-exact', async () => {
     const pop = await fake({ messages: many, pipelining: true });
@@ -389,9 +398,11 @@ describe('connection failures', () => {
     });
     const s = await connect(pop);
     let got = 0;
-    const err = await failure((async () => {
-      for await (const c of s.retrStream(1)) got += (c as Buffer).length;
-    })());
+    const err = await failure(
+      (async () => {
+        for await (const c of s.retrStream(1)) got += (c as Buffer).length;
+      })(),
+    );
     expect(err.kind).toBe('connection');
     expect(got).toBeGreaterThan(0);
     expect(got).toBeLessThan(50_000);
@@ -471,7 +482,12 @@ describe('TLS', () => {
   it('STLS upgrades the socket with a CA given via ca, re-reads CAPA, then logs in', async () => {
     const pop = await fake({ tls: { ...cert, mode: 'starttls' }, messages: [TRICKY] });
     const s = await connect(pop, { tls: 'starttls', ca: [cert.cert] });
-    expect(pop.commands().slice(0, 4)).toEqual(['CAPA', 'STLS', 'CAPA', `AUTH PLAIN ${Buffer.from('\0alice\0secret').toString('base64')}`]);
+    expect(pop.commands().slice(0, 4)).toEqual([
+      'CAPA',
+      'STLS',
+      'CAPA',
+      `AUTH PLAIN ${Buffer.from('\0alice\0secret').toString('base64')}`,
+    ]);
     expect(s.capabilities.has('STLS')).toBe(false);
     expect((await s.retr(1)).equals(TRICKY)).toBe(true);
     await s.quit();
@@ -499,7 +515,10 @@ describe('TLS', () => {
   });
 
   it('STLS answered with -ERR fails with tls', async () => {
-    const pop = await fake({ tls: { ...cert, mode: 'starttls' }, handlers: { STLS: (ctx) => ctx.reply('-ERR [SYS/TEMP] no TLS today') } });
+    const pop = await fake({
+      tls: { ...cert, mode: 'starttls' },
+      handlers: { STLS: (ctx) => ctx.reply('-ERR [SYS/TEMP] no TLS today') },
+    });
     const err = await failure(connectPop3(pop.clientOptions({ tls: 'starttls', ca: [cert.cert] })));
     expect(err.kind).toBe('tls');
     expect(err.context.serverResponse).toBe('-ERR [SYS/TEMP] no TLS today');

@@ -56,7 +56,9 @@ const MSG = 'Subject: hi\r\n\r\nhello\r\n';
 describe('reply ceilings', () => {
   it('an endless CAPA ends in a protocol error naming the server and CAPA, after little more than the ceiling', async () => {
     const sent = { bytes: 0 };
-    const pop = await fake({ handlers: { CAPA: flood('+OK', 'X-JUNK AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n', sent) } });
+    const pop = await fake({
+      handlers: { CAPA: flood('+OK', 'X-JUNK AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n', sent) },
+    });
     const err = await failure(connectPop3(pop.clientOptions()));
     expect(err.kind).toBe('protocol');
     expect(err.message).toContain(`127.0.0.1:${pop.port}`);
@@ -103,7 +105,11 @@ describe('reply ceilings', () => {
   it('marks only the reply that broke its ceiling as over it, not the commands queued behind it', async () => {
     const sent = { bytes: 0 };
     const endless = flood('+OK', 'body line\r\n', sent);
-    const pop = await fake({ messages: [MSG, MSG], pipelining: true, handlers: { RETR: (ctx, a) => (a[0] === '1' ? endless(ctx) : ctx.useDefault()) } });
+    const pop = await fake({
+      messages: [MSG, MSG],
+      pipelining: true,
+      handlers: { RETR: (ctx, a) => (a[0] === '1' ? endless(ctx) : ctx.useDefault()) },
+    });
     const s = await connect(pop);
     await s.list();
     const [first, second] = await Promise.all([failure(s.retr(1)), failure(s.retr(2))]);
@@ -160,13 +166,17 @@ describe('reply ceilings', () => {
 });
 
 describe('reply pace', () => {
-  it('a trickle of one byte every 100 ms ends in a protocol error although every read is within --timeout', { timeout: 30_000 }, async () => {
-    const pop = await fake({ handlers: { CAPA: trickle(`+OK\r\n${'X-JUNK\r\n'.repeat(1000)}.\r\n`, 100) } });
-    const err = await failure(connectPop3(pop.clientOptions({ timeoutMs: 500 })));
-    expect(err.kind).toBe('protocol');
-    expect(err.message).toMatch(new RegExp(`127\\.0\\.0\\.1:${pop.port} sends its reply to CAPA too slowly`));
-    expect(err.context.hint).toMatch(/--timeout/);
-  });
+  it(
+    'a trickle of one byte every 100 ms ends in a protocol error although every read is within --timeout',
+    { timeout: 30_000 },
+    async () => {
+      const pop = await fake({ handlers: { CAPA: trickle(`+OK\r\n${'X-JUNK\r\n'.repeat(1000)}.\r\n`, 100) } });
+      const err = await failure(connectPop3(pop.clientOptions({ timeoutMs: 500 })));
+      expect(err.kind).toBe('protocol');
+      expect(err.message).toMatch(new RegExp(`127\\.0\\.0\\.1:${pop.port} sends its reply to CAPA too slowly`));
+      expect(err.context.hint).toMatch(/--timeout/);
+    },
+  );
 
   it('a RETR body trickle ends the same way, naming RETR and the message', { timeout: 30_000 }, async () => {
     const pop = await fake({ messages: [MSG], handlers: { RETR: trickle(`+OK\r\n${'y'.repeat(200)}`, 100) } });
@@ -238,7 +248,14 @@ describe('UIDL', () => {
     const pop = await fake({
       messages: [MSG, MSG, MSG, MSG, MSG],
       handlers: {
-        UIDL: (ctx) => ctx.write(Buffer.concat([Buffer.from('+OK\r\n1 abc-123\r\n2 has space\r\n3 tab\there\r\n4 caf'), Buffer.from([0xe9]), Buffer.from('\r\n5 trailing  \r\n.\r\n')])),
+        UIDL: (ctx) =>
+          ctx.write(
+            Buffer.concat([
+              Buffer.from('+OK\r\n1 abc-123\r\n2 has space\r\n3 tab\there\r\n4 caf'),
+              Buffer.from([0xe9]),
+              Buffer.from('\r\n5 trailing  \r\n.\r\n'),
+            ]),
+          ),
       },
     });
     const s = await connect(pop);

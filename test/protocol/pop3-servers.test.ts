@@ -13,7 +13,11 @@ import { failure, usePop3Harness } from '../support/pop3-harness.js';
 
 const { fake, connect } = usePop3Harness();
 
-const EIGHT_BIT = Buffer.concat([Buffer.from('Subject: '), Buffer.from('Grüße', 'utf8'), Buffer.from('\r\nFrom: a@b\r\n\r\nkörper\r\n')]);
+const EIGHT_BIT = Buffer.concat([
+  Buffer.from('Subject: '),
+  Buffer.from('Grüße', 'utf8'),
+  Buffer.from('\r\nFrom: a@b\r\n\r\nkörper\r\n'),
+]);
 
 /** Courier's behaviour: UTF8 enables 8-bit content, else the message is wrapped in a notice. */
 function courier(capa: string[]): FakePop3Options {
@@ -28,7 +32,10 @@ function courier(capa: string[]): FakePop3Options {
       },
       RETR: (ctx) => {
         if (utf8.has(ctx.connection)) return ctx.useDefault();
-        ctx.replyMulti('+OK', `From: Mail Delivery Subsystem <postmaster>\r\nSubject: Cannot display Unicode content\r\nDate: ${Date.now()}\r\n\r\n...\r\n`);
+        ctx.replyMulti(
+          '+OK',
+          `From: Mail Delivery Subsystem <postmaster>\r\nSubject: Cannot display Unicode content\r\nDate: ${Date.now()}\r\n\r\n...\r\n`,
+        );
       },
     },
   };
@@ -89,7 +96,9 @@ describe('GNU Mailutils: auto falls back after a refused method', () => {
     const pop = await fake({ apop: true, capa: ['USER', 'SASL PLAIN LOGIN', 'RESP-CODES', 'AUTH-RESP-CODE'] });
     const err = await failure(connectPop3(pop.clientOptions({ password: 'wrong' })));
     expect(err.kind).toBe('auth');
-    expect(pop.received.map((r) => r.verb).filter((v) => ['AUTH', 'APOP', 'USER', 'PASS'].includes(v))).toEqual(['AUTH']);
+    expect(pop.received.map((r) => r.verb).filter((v) => ['AUTH', 'APOP', 'USER', 'PASS'].includes(v))).toEqual([
+      'AUTH',
+    ]);
   });
 
   it('a server that hangs up after the first refusal ends in that refusal (exit 3), not a lost connection', async () => {

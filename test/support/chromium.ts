@@ -14,13 +14,16 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export const CHROMIUM_INSTALL = 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium';
+export const CHROMIUM_INSTALL =
+  'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium';
 
 /** The browser binary, or an error that says how to install it (ensure-env.sh does for CI). */
 export function findChromium(): string {
   const candidates = [process.env.POPSYNC_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser'];
   for (const c of candidates) if (c && existsSync(c)) return c;
-  throw new Error(`headless Chromium not found (looked for ${candidates.filter(Boolean).join(', ')}); as root run: ${CHROMIUM_INSTALL}`);
+  throw new Error(
+    `headless Chromium not found (looked for ${candidates.filter(Boolean).join(', ')}); as root run: ${CHROMIUM_INSTALL}`,
+  );
 }
 
 export interface ChromiumOptions {
@@ -77,7 +80,9 @@ export async function runChromium(url: string, o: ChromiumOptions = {}): Promise
             // already gone
           }
         }
-        reject(new Error(`chromium did not finish within ${o.timeoutMs ?? 15_000} ms; stderr:\n${stderr.slice(-2000)}`));
+        reject(
+          new Error(`chromium did not finish within ${o.timeoutMs ?? 15_000} ms; stderr:\n${stderr.slice(-2000)}`),
+        );
       }, o.timeoutMs ?? 15_000);
       child.on('error', (e) => {
         clearTimeout(timer);
@@ -124,9 +129,10 @@ export function pageNetworkRequests(path: string): NetRequest[] {
  * never taken for one; escaped text has no raw `<` and yields nothing.
  */
 export function urlAttributes(html: string): string[] {
-  return [...html.matchAll(/<[a-z][^\s>]*((?:\s+[^\s=>]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]+))?)*)\s*\/?>/gi)].flatMap((tag) =>
-    [...tag[1]!.matchAll(/\s+([^\s=>]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s>]+))?/g)]
-      .filter((a) => /^(?:xlink:)?(?:src|href|srcset|action|poster|data)$/i.test(a[1]!))
-      .map((a) => a[2] ?? ''),
+  return [...html.matchAll(/<[a-z][^\s>]*((?:\s+[^\s=>]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]+))?)*)\s*\/?>/gi)].flatMap(
+    (tag) =>
+      [...tag[1]!.matchAll(/\s+([^\s=>]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s>]+))?/g)]
+        .filter((a) => /^(?:xlink:)?(?:src|href|srcset|action|poster|data)$/i.test(a[1]!))
+        .map((a) => a[2] ?? ''),
   );
 }

@@ -284,14 +284,18 @@ class Session {
         const re = patternRegex(pattern, this.cfg.delim);
         for (const mb of this.fake.mailboxes.values()) {
           if (!re.test(mb.name) || (name === 'LSUB' && !mb.subscribed)) continue;
-          this.write(`* ${name} (${mb.name === 'INBOX' ? '' : '\\HasNoChildren'}) ${quote(this.cfg.delim)} ${quote(mb.name)}`);
+          this.write(
+            `* ${name} (${mb.name === 'INBOX' ? '' : '\\HasNoChildren'}) ${quote(this.cfg.delim)} ${quote(mb.name)}`,
+          );
         }
         return ok();
       }
       case 'STATUS': {
         const mb = this.mailbox(args[0]);
         if (!mb) return this.write(`${tag} NO [NONEXISTENT] Mailbox doesn't exist: ${str(args[0])}`);
-        this.write(`* STATUS ${quote(mb.name)} (MESSAGES ${mb.messages.length} UIDNEXT ${mb.uidNext} UIDVALIDITY ${mb.uidValidity})`);
+        this.write(
+          `* STATUS ${quote(mb.name)} (MESSAGES ${mb.messages.length} UIDNEXT ${mb.uidNext} UIDVALIDITY ${mb.uidValidity})`,
+        );
         return ok();
       }
       case 'CREATE': {
@@ -391,12 +395,19 @@ class Session {
     const mb = this.mailbox(args[0]);
     const reply: FakeAppendReply = this.cfg.options.onAppend?.(append) ?? { kind: 'ok' };
     if (reply.kind === 'hang') return;
-    if (reply.kind === 'no' || reply.kind === 'bad') return this.appendReply(`${tag} ${reply.kind.toUpperCase()} ${reply.text}`);
+    if (reply.kind === 'no' || reply.kind === 'bad')
+      return this.appendReply(`${tag} ${reply.kind.toUpperCase()} ${reply.text}`);
     if (!mb) return this.appendReply(`${tag} NO [TRYCREATE] Mailbox doesn't exist`);
     if (reply.kind === 'drop' && reply.store === false) return this.drop();
     const uid = mb.uidNext++;
     const kept = this.cfg.options.keepFlag ? flags.filter(this.cfg.options.keepFlag) : flags;
-    if (!(reply.kind === 'ok' && reply.store === false)) mb.messages.push({ uid, flags: kept, internalDate: append.date ?? '01-Jan-2020 00:00:00 +0000', body: append.body });
+    if (!(reply.kind === 'ok' && reply.store === false))
+      mb.messages.push({
+        uid,
+        flags: kept,
+        internalDate: append.date ?? '01-Jan-2020 00:00:00 +0000',
+        body: append.body,
+      });
     if (reply.kind === 'drop') return this.drop();
     const withUid = !(reply.kind === 'ok' && reply.appendUid === false) && this.cfg.caps.includes('UIDPLUS');
     const announced = reply.kind === 'ok' && typeof reply.appendUid === 'number' ? reply.appendUid : uid;

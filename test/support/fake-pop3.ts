@@ -160,7 +160,23 @@ export function generateTestCertificate(): { key: string; cert: string } {
     const cert = join(dir, 'cert.pem');
     execFileSync(
       'openssl',
-      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'],
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '2',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      ],
       { stdio: 'ignore' },
     );
     return { key: readFileSync(key, 'utf8'), cert: readFileSync(cert, 'utf8') };
@@ -172,7 +188,10 @@ export function generateTestCertificate(): { key: string; cert: string } {
 function toMessage(input: FakeMessageInput, i: number): FakeMessage {
   if (typeof input === 'string') return { uidl: `uid-${i + 1}`, body: Buffer.from(input, 'latin1') };
   if (Buffer.isBuffer(input)) return { uidl: `uid-${i + 1}`, body: input };
-  return { uidl: input.uidl ?? `uid-${i + 1}`, body: typeof input.body === 'string' ? Buffer.from(input.body, 'latin1') : input.body };
+  return {
+    uidl: input.uidl ?? `uid-${i + 1}`,
+    body: typeof input.body === 'string' ? Buffer.from(input.body, 'latin1') : input.body,
+  };
 }
 
 export async function startFakePop3(options: FakePop3Options = {}): Promise<FakePop3> {
@@ -192,7 +211,9 @@ export async function startFakePop3(options: FakePop3Options = {}): Promise<Fake
     void serve(socket, id);
   };
   const server =
-    options.tls?.mode === 'implicit' ? tls.createServer({ key: options.tls.key, cert: options.tls.cert }, onConnection) : net.createServer(onConnection);
+    options.tls?.mode === 'implicit'
+      ? tls.createServer({ key: options.tls.key, cert: options.tls.cert }, onConnection)
+      : net.createServer(onConnection);
   // A client that rejects our certificate makes the server side fail the handshake: expected.
   server.on('tlsClientError', () => {});
 
@@ -226,7 +247,8 @@ export async function startFakePop3(options: FakePop3Options = {}): Promise<Fake
     let pendingUser: string | undefined;
     let verb = '';
     let args: string[] = [];
-    const timestamp = options.apop === true ? `<${process.pid}.${Date.now()}.${id}@fake.test>` : options.apop || undefined;
+    const timestamp =
+      options.apop === true ? `<${process.pid}.${Date.now()}.${id}@fake.test>` : options.apop || undefined;
     const greeting = `+OK fake POP3 ready${timestamp ? ` ${timestamp}` : ''}`;
 
     const onData = (chunk: Buffer): void => {
@@ -235,7 +257,13 @@ export async function startFakePop3(options: FakePop3Options = {}): Promise<Fake
         const crlf = lf > 0 && buffered[lf - 1] === 0x0d;
         const line = buffered.toString('utf8', 0, crlf ? lf - 1 : lf);
         buffered = buffered.subarray(lf + 1);
-        received.push({ connection: id, line, verb: (line.split(' ')[0] ?? '').toUpperCase(), crlf, repliesBefore: replies });
+        received.push({
+          connection: id,
+          line,
+          verb: (line.split(' ')[0] ?? '').toUpperCase(),
+          crlf,
+          repliesBefore: replies,
+        });
         lines.push({ line, crlf });
       }
       wake();
@@ -330,7 +358,16 @@ export async function startFakePop3(options: FakePop3Options = {}): Promise<Fake
           return ctx.reply(greeting);
         case 'CAPA': {
           if (options.capa === false) return ctx.reply('-ERR unknown command');
-          const caps = [...(options.capa ?? ['TOP', 'UIDL', 'RESP-CODES', 'AUTH-RESP-CODE', 'USER', ...(sasl.length > 0 ? [`SASL ${sasl.join(' ')}`] : [])])];
+          const caps = [
+            ...(options.capa ?? [
+              'TOP',
+              'UIDL',
+              'RESP-CODES',
+              'AUTH-RESP-CODE',
+              'USER',
+              ...(sasl.length > 0 ? [`SASL ${sasl.join(' ')}`] : []),
+            ]),
+          ];
           if (options.pipelining) caps.push('PIPELINING');
           if (options.tls?.mode === 'starttls' && !ctx.secure && ctx.state === 'AUTHORIZATION') caps.push('STLS');
           return ctx.replyMulti('+OK capability list follows', caps.map((c) => `${c}\r\n`).join(''));
@@ -341,7 +378,10 @@ export async function startFakePop3(options: FakePop3Options = {}): Promise<Fake
           ctx.reply('+OK begin TLS negotiation');
           socket.off('data', onData);
           buffered = Buffer.alloc(0);
-          const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: tls.createSecureContext({ key: options.tls.key, cert: options.tls.cert }) });
+          const secure = new tls.TLSSocket(socket, {
+            isServer: true,
+            secureContext: tls.createSecureContext({ key: options.tls.key, cert: options.tls.cert }),
+          });
           socket = secure;
           listen(secure);
           return;
@@ -357,7 +397,9 @@ export async function startFakePop3(options: FakePop3Options = {}): Promise<Fake
         case 'APOP': {
           if (!needState('AUTHORIZATION')) return;
           if (!timestamp) return ctx.reply('-ERR APOP not supported');
-          const expected = createHash('md5').update(timestamp + password).digest('hex');
+          const expected = createHash('md5')
+            .update(timestamp + password)
+            .digest('hex');
           if (a[0] === user && a[1] === expected) return login();
           return refuse();
         }

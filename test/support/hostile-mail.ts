@@ -11,19 +11,35 @@ import { createHash } from 'node:crypto';
 
 export type HostileKind = 'bare-lf' | 'bare-cr' | 'nul' | '8bit-header' | 'no-final-newline' | 'lf-nul-no-id';
 
-export const HOSTILE_KINDS: readonly HostileKind[] = ['bare-lf', 'bare-cr', 'nul', '8bit-header', 'no-final-newline', 'lf-nul-no-id'];
+export const HOSTILE_KINDS: readonly HostileKind[] = [
+  'bare-lf',
+  'bare-cr',
+  'nul',
+  '8bit-header',
+  'no-final-newline',
+  'lf-nul-no-id',
+];
 
 /** Message `i` of the given kind; `tag` makes it unique (the same tag gives the same bytes). */
 export function hostileMessage(kind: HostileKind, tag: string): Buffer {
   const id = kind === 'lf-nul-no-id' ? [] : [`Message-ID: <${tag}@hostile.example>`];
-  const head = ['Date: Fri, 01 Mar 2024 10:00:00 +0000', 'From: "Sender" <s@example.com>', 'To: <r@example.org>', `Subject: ${kind} ${tag}`, ...id];
+  const head = [
+    'Date: Fri, 01 Mar 2024 10:00:00 +0000',
+    'From: "Sender" <s@example.com>',
+    'To: <r@example.org>',
+    `Subject: ${kind} ${tag}`,
+    ...id,
+  ];
   const body = ['first line', `tag ${tag}`, 'a line with trailing spaces   ', '', 'last line'];
   const crlf = (lines: string[]): string => lines.join('\r\n');
   switch (kind) {
     case 'bare-lf':
       return Buffer.from(`${[...head, '', ...body].join('\n')}\n`, 'latin1');
     case 'bare-cr':
-      return Buffer.from(`${crlf([...head, '', 'before', 'a bare CR\rin the middle', 'two\r\rbare CRs', ...body])}\r\n`, 'latin1');
+      return Buffer.from(
+        `${crlf([...head, '', 'before', 'a bare CR\rin the middle', 'two\r\rbare CRs', ...body])}\r\n`,
+        'latin1',
+      );
     case 'nul':
       return Buffer.from(`${crlf([...head, '', 'a NUL \0 here', '\0\0 two at the start', ...body])}\r\n`, 'latin1');
     case '8bit-header':

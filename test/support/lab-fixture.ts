@@ -23,13 +23,30 @@ export function useLab(prefix: string, options: StartOptions, bind: (lab: Lab, d
 }
 
 /** A command line against the lab over plaintext loopback, passwords from $PW. */
-export function labArgs(command: string, lab: Lab, pop: string, imap: string, journal: string, extra: string[] = []): string[] {
+export function labArgs(
+  command: string,
+  lab: Lab,
+  pop: string,
+  imap: string,
+  journal: string,
+  extra: string[] = [],
+): string[] {
   return [
     command,
-    '--pop', `pop3://${pop}@127.0.0.1:${lab.pop3.port}`, '--pop-tls', 'none',
-    '--imap', `imap://${imap}@127.0.0.1:${lab.imap.port}`, '--imap-tls', 'none',
-    '--pop-password-env', 'PW', '--imap-password-env', 'PW',
-    '--journal', journal,
+    '--pop',
+    `pop3://${pop}@127.0.0.1:${lab.pop3.port}`,
+    '--pop-tls',
+    'none',
+    '--imap',
+    `imap://${imap}@127.0.0.1:${lab.imap.port}`,
+    '--imap-tls',
+    'none',
+    '--pop-password-env',
+    'PW',
+    '--imap-password-env',
+    'PW',
+    '--journal',
+    journal,
     ...extra,
   ];
 }

@@ -28,7 +28,11 @@ export interface StoredMessage {
   internalDate: Date;
 }
 
-export async function destinationMessages(lab: Lab, user: string, folder: string | string[] = 'INBOX'): Promise<StoredMessage[]> {
+export async function destinationMessages(
+  lab: Lab,
+  user: string,
+  folder: string | string[] = 'INBOX',
+): Promise<StoredMessage[]> {
   const client = new ImapFlow({
     host: lab.imap.host,
     port: lab.imap.port,
@@ -46,7 +50,12 @@ export async function destinationMessages(lab: Lab, user: string, folder: string
       const exists = typeof client.mailbox === 'object' && client.mailbox ? client.mailbox.exists : 0;
       if (exists === 0) return out;
       for await (const m of client.fetch('1:*', { uid: true, source: true, flags: true, internalDate: true })) {
-        out.push({ uid: m.uid, body: m.source as Buffer, flags: [...(m.flags ?? [])].filter((f) => f !== '\\Recent').sort(), internalDate: new Date(m.internalDate as Date) });
+        out.push({
+          uid: m.uid,
+          body: m.source as Buffer,
+          flags: [...(m.flags ?? [])].filter((f) => f !== '\\Recent').sort(),
+          internalDate: new Date(m.internalDate as Date),
+        });
       }
       return out;
     } finally {

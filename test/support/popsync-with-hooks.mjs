@@ -27,7 +27,10 @@ if (hooks.peakRssFile !== undefined) {
   });
 }
 if (hooks.staleMs !== undefined) setStaleLimitMs(hooks.staleMs);
-configureCrashHook({ killAt: hooks.killAt === undefined ? null : parseKillAt(hooks.killAt), stepsFile: hooks.stepsFile ?? null });
+configureCrashHook({
+  killAt: hooks.killAt === undefined ? null : parseKillAt(hooks.killAt),
+  stepsFile: hooks.stepsFile ?? null,
+});
 const { main } = await import(new URL('cli/main.js', dist).href);
 // main() parses argv as node does: the interpreter, a script, then the arguments.
 await main([node, 'popsync', ...args]);

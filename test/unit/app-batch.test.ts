@@ -70,10 +70,17 @@ describe('runBatch', () => {
 describe('batchTotal', () => {
   it('counts accounts per outcome and names those that did not end well', async () => {
     const { batchTotal } = await import('../../src/cli/jobs.js');
-    expect(batchTotal([{ name: 'a', code: 0 }, { name: 'b', code: 3 }, { name: 'c', code: 1 }, { name: 'd', code: 0 }])).toBe(
-      'popsync: 4 accounts: 2 ok, 1 with failed messages (exit 1: c), 1 exit 3 (b)',
-    );
+    expect(
+      batchTotal([
+        { name: 'a', code: 0 },
+        { name: 'b', code: 3 },
+        { name: 'c', code: 1 },
+        { name: 'd', code: 0 },
+      ]),
+    ).toBe('popsync: 4 accounts: 2 ok, 1 with failed messages (exit 1: c), 1 exit 3 (b)');
     const many = Array.from({ length: 12 }, (_, i) => ({ name: `u${i}`, code: 7 }));
-    expect(batchTotal(many)).toBe('popsync: 12 accounts: 12 exit 7 (u0, u1, u2, u3, u4, u5, u6, u7, u8, u9 and 2 more)');
+    expect(batchTotal(many)).toBe(
+      'popsync: 12 accounts: 12 exit 7 (u0, u1, u2, u3, u4, u5, u6, u7, u8, u9 and 2 more)',
+    );
   });
 });

@@ -61,7 +61,14 @@ describe('nextDue', () => {
 
 describe('formatDelay', () => {
   it('reads like a person would say it', () => {
-    expect([0, 45_000, 4 * MIN, 4 * MIN + 10_000, 60 * MIN, 65 * MIN].map(formatDelay)).toEqual(['0s', '45s', '4m', '4m 10s', '1h', '1h 5m']);
+    expect([0, 45_000, 4 * MIN, 4 * MIN + 10_000, 60 * MIN, 65 * MIN].map(formatDelay)).toEqual([
+      '0s',
+      '45s',
+      '4m',
+      '4m 10s',
+      '1h',
+      '1h 5m',
+    ]);
   });
 });
 
@@ -126,7 +133,12 @@ describe('runDaemon', () => {
     });
     expect(runs.filter((r) => r.endsWith(':down'))).toEqual(['0:down', '10:down', '30:down', '70:down']);
     expect(runs.filter((r) => r.endsWith(':up'))).toHaveLength(11);
-    expect(notes).toEqual(['popsync: down: trying again in 10s', 'popsync: down: trying again in 20s', 'popsync: down: trying again in 40s', 'popsync: down: trying again in 1m 20s']);
+    expect(notes).toEqual([
+      'popsync: down: trying again in 10s',
+      'popsync: down: trying again in 20s',
+      'popsync: down: trying again in 40s',
+      'popsync: down: trying again in 1m 20s',
+    ]);
   });
 
   it('drops an account that needs a human, goes on with the rest, and exits with the worst code when none is left', async () => {
@@ -150,7 +162,10 @@ describe('runDaemon', () => {
     });
     expect(code).toBe(5);
     expect(bCycles).toBe(3);
-    expect(notes).toEqual(['popsync: alice: stopped syncing this account (exit 3); 1 other account goes on', 'popsync: bob: stopped syncing this account (exit 5)']);
+    expect(notes).toEqual([
+      'popsync: alice: stopped syncing this account (exit 3); 1 other account goes on',
+      'popsync: bob: stopped syncing this account (exit 5)',
+    ]);
   });
 
   it('a signal during a cycle ends the loop with 0 even though the cycle was interrupted (130)', async () => {

@@ -29,7 +29,8 @@ describe('--shard K/N', () => {
     const before = new Map(names.map((x) => [x, shardOf(x, 5)]));
     const shuffled = [...names].reverse().concat(['new1', 'new2']);
     for (let k = 0; k < 5; k++) {
-      for (const x of selectShard(shuffled, (y) => y, { index: k, count: 5 })) if (before.has(x)) expect(before.get(x)).toBe(k);
+      for (const x of selectShard(shuffled, (y) => y, { index: k, count: 5 }))
+        if (before.has(x)) expect(before.get(x)).toBe(k);
     }
     // Pinned: a new release must not move accounts of a Job that is half done
     // (the first 48 bits of SHA-256 of the name, modulo N, computed independently).

@@ -23,13 +23,28 @@ function file(name: string, text: string, mode = 0o600): string {
   return p;
 }
 
-const rows = (n: number) => Array.from({ length: n }, (_, i) => `u${i},pop3s://u${i}@pop${i % 3}.example.net,imaps://u${i}@imap.example.net`).join('\n');
+const rows = (n: number) =>
+  Array.from(
+    { length: n },
+    (_, i) => `u${i},pop3s://u${i}@pop${i % 3}.example.net,imaps://u${i}@imap.example.net`,
+  ).join('\n');
 
 describe('account list to jobs', () => {
   it('turns every row into a job with the shared flags, its folder, and its passwords', () => {
-    const p = file('a.csv', 'name,source,destination,folder,destination_password\na,pop3s://a@p.example,imaps://a@i.example,Old,pw-a\nb,pop3s://b@p.example,imaps://b@i.example,,pw-b\n');
+    const p = file(
+      'a.csv',
+      'name,source,destination,folder,destination_password\na,pop3s://a@p.example,imaps://a@i.example,Old,pw-a\nb,pop3s://b@p.example,imaps://b@i.example,,pw-b\n',
+    );
     const jobs = listedAccountJobs(p, { tls: 'implicit', passwordEnv: 'POP_PW' }, {}, base, false);
-    expect(jobs.map((j) => [j.input.name, j.input.pop.url, j.input.pop.passwordEnv, j.input.imap.password, j.routing.defaultFolder])).toEqual([
+    expect(
+      jobs.map((j) => [
+        j.input.name,
+        j.input.pop.url,
+        j.input.pop.passwordEnv,
+        j.input.imap.password,
+        j.routing.defaultFolder,
+      ]),
+    ).toEqual([
       ['a', 'pop3s://a@p.example', 'POP_PW', 'pw-a', 'Old'],
       ['b', 'pop3s://b@p.example', 'POP_PW', 'pw-b', 'INBOX'],
     ]);
@@ -39,13 +54,19 @@ describe('account list to jobs', () => {
 
   it('refuses a row whose URL does not parse, naming line and column, before any account runs', () => {
     const p = file('bad.csv', `name,source,destination\n${rows(3)}\nz,pop3s://z@p.example,smtp://z@i.example\n`);
-    expect(() => listedAccountJobs(p, {}, {}, base, false)).toThrow(/bad\.csv line 5, column destination: unknown IMAP URL scheme/);
+    expect(() => listedAccountJobs(p, {}, {}, base, false)).toThrow(
+      /bad\.csv line 5, column destination: unknown IMAP URL scheme/,
+    );
   });
 
   it('refuses options that name one mailbox, and a password given both ways', () => {
     const p = file('pw.csv', 'name,source,destination,source_password\na,pop3s://a@p.example,imaps://a@i.example,x\n');
-    expect(() => listedAccountJobs(p, { user: 'bob' }, {}, base, false)).toThrow(/--pop-user cannot apply to all of them/);
-    expect(() => listedAccountJobs(p, { passwordFile: '/pw' }, {}, base, false)).toThrow(/source_password column: give the POP3 passwords one way only/);
+    expect(() => listedAccountJobs(p, { user: 'bob' }, {}, base, false)).toThrow(
+      /--pop-user cannot apply to all of them/,
+    );
+    expect(() => listedAccountJobs(p, { passwordFile: '/pw' }, {}, base, false)).toThrow(
+      /source_password column: give the POP3 passwords one way only/,
+    );
   });
 
   it('builds 5,000 jobs, their journals and a shard from one pass over the list', () => {
@@ -55,13 +76,24 @@ describe('account list to jobs', () => {
     const all = batchedJobs(jobs, { journalDir: join(dir, 'j') }, { createJournalDir: false });
     expect(all[4999]!.input.journal).toBe(join(dir, 'j', 'u4999.sqlite'));
     const shards = [0, 1, 2, 3].map((k) => batchedJobs(jobs, { shard: `${k}/4` }, { createJournalDir: false }));
-    expect(shards.flat().map((j) => j.input.name).sort()).toEqual(jobs.map((j) => j.input.name).sort());
+    expect(
+      shards
+        .flat()
+        .map((j) => j.input.name)
+        .sort(),
+    ).toEqual(jobs.map((j) => j.input.name).sort());
     expect(hostKeys(jobs[4]!)).toEqual(['pop3 pop1.example.net', 'imap imap.example.net']);
   });
 
   it('--journal-dir and --shard need named accounts and no --journal', () => {
-    expect(() => batchedJobs([base], { journalDir: dir }, { createJournalDir: false })).toThrow(/--journal-dir needs every account to have a name; account 1 has none/);
-    expect(() => batchedJobs([base], { shard: '0/2' }, { createJournalDir: false })).toThrow(/--shard needs every account to have a name/);
-    expect(() => batchedJobs([base], { journalDir: dir, journal: '/x' }, { createJournalDir: false })).toThrow(/not both/);
+    expect(() => batchedJobs([base], { journalDir: dir }, { createJournalDir: false })).toThrow(
+      /--journal-dir needs every account to have a name; account 1 has none/,
+    );
+    expect(() => batchedJobs([base], { shard: '0/2' }, { createJournalDir: false })).toThrow(
+      /--shard needs every account to have a name/,
+    );
+    expect(() => batchedJobs([base], { journalDir: dir, journal: '/x' }, { createJournalDir: false })).toThrow(
+      /not both/,
+    );
   });
 });

@@ -18,9 +18,13 @@ describe('colorAllowed', () => {
 
   it('--no-color is accepted by every command and read by outputOptions', () => {
     const program = buildProgram(createContext(new AbortController().signal));
-    const leaves = (c: typeof program): Array<typeof program> => (c.commands.length === 0 ? [c] : c.commands.flatMap(leaves));
+    const leaves = (c: typeof program): Array<typeof program> =>
+      c.commands.length === 0 ? [c] : c.commands.flatMap(leaves);
     for (const cmd of leaves(program).filter((c) => c.name() !== 'exit-codes')) {
-      expect(cmd.options.some((o) => o.long === '--no-color'), cmd.name()).toBe(true);
+      expect(
+        cmd.options.some((o) => o.long === '--no-color'),
+        cmd.name(),
+      ).toBe(true);
     }
     expect(outputOptions({ color: false }).color).toBe(false);
     expect(outputOptions({}).color).toBe(true);
@@ -52,7 +56,13 @@ describe('progress on a terminal', () => {
       err += String(chunk);
       return true;
     });
-    const out = createContext(new AbortController().signal).startOutput({ json: false, progress: true, color, quiet: false, verbose: false });
+    const out = createContext(new AbortController().signal).startOutput({
+      json: false,
+      progress: true,
+      color,
+      quiet: false,
+      verbose: false,
+    });
     const events: ProgressEvent[] = [
       { type: 'phase', phase: 'connect-source', detail: 'alice@pop.example.net:995' },
       { type: 'plan', toCopy: 2, toCopyBytes: 2048, alreadyCopied: 0 },

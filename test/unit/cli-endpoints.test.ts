@@ -47,7 +47,12 @@ describe('URL schemes and their defaults', () => {
 
   it('keeps an explicit port and lower-cases scheme and host', () => {
     const ep = resolvePop3Endpoint({ url: 'POP3S://alice@POP.Example.NET:1995' });
-    expect([ep.host, ep.port, ep.tls, ep.display]).toEqual(['pop.example.net', 1995, 'implicit', 'alice@pop.example.net:1995']);
+    expect([ep.host, ep.port, ep.tls, ep.display]).toEqual([
+      'pop.example.net',
+      1995,
+      'implicit',
+      'alice@pop.example.net:1995',
+    ]);
   });
 
   it('brackets IPv6 literals in the display string only', () => {
@@ -58,11 +63,15 @@ describe('URL schemes and their defaults', () => {
   });
 
   it('rejects a scheme of the other side or an unknown one', () => {
-    expect(thrown(() => resolveImapEndpoint({ url: 'pop3s://a@h' })).message).toBe('unknown IMAP URL scheme "pop3s://": use imaps:// or imap://');
+    expect(thrown(() => resolveImapEndpoint({ url: 'pop3s://a@h' })).message).toBe(
+      'unknown IMAP URL scheme "pop3s://": use imaps:// or imap://',
+    );
     const e = thrown(() => resolvePop3Endpoint({ url: 'https://a@h' }));
     expect(e.kind).toBe('usage');
     expect(e.message).toBe('unknown POP3 URL scheme "https://": use pop3s:// or pop3://');
-    expect(thrown(() => resolvePop3Endpoint({ url: 'pop.example.net' })).message).toBe('not a POP3 URL: expected pop3s://user@host[:port]');
+    expect(thrown(() => resolvePop3Endpoint({ url: 'pop.example.net' })).message).toBe(
+      'not a POP3 URL: expected pop3s://user@host[:port]',
+    );
   });
 });
 
@@ -80,7 +89,9 @@ describe('user names', () => {
   });
 
   it('refuses a broken %-escape', () => {
-    expect(thrown(() => resolvePop3Endpoint({ url: 'pop3s://al%ZZ@h' })).message).toBe('the user name in the POP3 URL has a broken %-escape');
+    expect(thrown(() => resolvePop3Endpoint({ url: 'pop3s://al%ZZ@h' })).message).toBe(
+      'the user name in the POP3 URL has a broken %-escape',
+    );
   });
 
   it('needs a user from the URL or the flag', () => {
@@ -120,7 +131,10 @@ describe('TLS mode precedence: flag > ?tls= > scheme, default port follows the m
   });
 
   it('lets the flag win over the query', () => {
-    expect(resolveImapEndpoint({ url: 'imap://a@h?tls=none', tls: 'starttls' })).toMatchObject({ tls: 'starttls', port: 143 });
+    expect(resolveImapEndpoint({ url: 'imap://a@h?tls=none', tls: 'starttls' })).toMatchObject({
+      tls: 'starttls',
+      port: 143,
+    });
   });
 
   it('rejects an unknown mode', () => {
@@ -142,16 +156,25 @@ describe('separate flags', () => {
   });
 
   it('override the URL parts', () => {
-    const ep = resolveImapEndpoint({ url: 'imaps://bob@old.example.net:1993', host: 'new.example.net', port: 2993, user: 'robert' });
+    const ep = resolveImapEndpoint({
+      url: 'imaps://bob@old.example.net:1993',
+      host: 'new.example.net',
+      port: 2993,
+      user: 'robert',
+    });
     expect(ep.display).toBe('robert@new.example.net:2993');
   });
 
   it('need a host', () => {
-    expect(thrown(() => resolveImapEndpoint({ user: 'bob' })).message).toBe('no IMAP server given: use imaps://user@host[:port] or --imap-host');
+    expect(thrown(() => resolveImapEndpoint({ user: 'bob' })).message).toBe(
+      'no IMAP server given: use imaps://user@host[:port] or --imap-host',
+    );
   });
 
   it('reject a bad host', () => {
-    expect(thrown(() => resolvePop3Endpoint({ host: 'pop example', user: 'a' })).message).toBe('--pop-host: "pop example" is not a host name or IP address');
+    expect(thrown(() => resolvePop3Endpoint({ host: 'pop example', user: 'a' })).message).toBe(
+      '--pop-host: "pop example" is not a host name or IP address',
+    );
   });
 
   it('map --*-insecure to rejectUnauthorized: false and nothing otherwise', () => {
@@ -162,11 +185,15 @@ describe('separate flags', () => {
   it('take the POP3 auth method from ?auth= or the flag, and refuse it for IMAP', () => {
     expect(resolvePop3Endpoint({ url: 'pop3s://a@h?auth=APOP' }).auth).toBe('apop');
     expect(resolvePop3Endpoint({ url: 'pop3s://a@h?auth=apop', auth: 'plain' }).auth).toBe('plain');
-    expect(thrown(() => resolvePop3Endpoint({ url: 'pop3s://a@h', auth: 'cram' })).message).toContain('"cram" is not one of auto, user, apop, plain, login');
+    expect(thrown(() => resolvePop3Endpoint({ url: 'pop3s://a@h', auth: 'cram' })).message).toContain(
+      '"cram" is not one of auto, user, apop, plain, login',
+    );
     expect(thrown(() => resolveImapEndpoint({ url: 'imaps://a@h', auth: 'plain' })).message).toBe(
       '--imap-auth is not supported; the IMAP side picks its login method itself',
     );
-    expect(thrown(() => resolveImapEndpoint({ url: 'imaps://a@h?auth=plain' })).message).toBe('unknown IMAP URL parameter "auth": known are tls=');
+    expect(thrown(() => resolveImapEndpoint({ url: 'imaps://a@h?auth=plain' })).message).toBe(
+      'unknown IMAP URL parameter "auth": known are tls=',
+    );
   });
 });
 
@@ -188,7 +215,9 @@ describe('bad ports and other URL parts', () => {
   });
 
   it('checks the --*-port flag too', () => {
-    expect(thrown(() => resolveImapEndpoint({ url: 'imaps://a@h', port: '-1' })).message).toBe('--imap-port: port "-1" is not a number from 1 to 65535');
+    expect(thrown(() => resolveImapEndpoint({ url: 'imaps://a@h', port: '-1' })).message).toBe(
+      '--imap-port: port "-1" is not a number from 1 to 65535',
+    );
   });
 
   it('names options per side', () => {

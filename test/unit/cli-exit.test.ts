@@ -1,7 +1,15 @@
 import { Command } from 'commander';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { describeError, EXIT_CODES, EXIT_CODES_HELP, exitCodeForResult, exitCodesHelp, reportAndExit, reportError } from '../../src/cli/exit.js';
+import {
+  describeError,
+  EXIT_CODES,
+  EXIT_CODES_HELP,
+  exitCodeForResult,
+  exitCodesHelp,
+  reportAndExit,
+  reportError,
+} from '../../src/cli/exit.js';
 import type { RunResult } from '../../src/engine/types.js';
 import { PopsyncError } from '../../src/errors.js';
 
@@ -56,7 +64,12 @@ describe('PopsyncError', () => {
   });
 
   it('prints only the lines it has, the response code when the server text is missing, and the cause', () => {
-    const e = new PopsyncError('connection', 'cannot connect to pop.example.net:995', { responseCode: 'SYS/TEMP', messageNumber: 3 }, { cause: new Error('connect ECONNREFUSED 10.0.0.1:995') });
+    const e = new PopsyncError(
+      'connection',
+      'cannot connect to pop.example.net:995',
+      { responseCode: 'SYS/TEMP', messageNumber: 3 },
+      { cause: new Error('connect ECONNREFUSED 10.0.0.1:995') },
+    );
     expect(describeError(e).message).toBe(
       [
         'popsync: cannot connect to pop.example.net:995',
@@ -70,9 +83,17 @@ describe('PopsyncError', () => {
 
   it('maps kinds to the documented exit codes', () => {
     const code = (k: ConstructorParameters<typeof PopsyncError>[0]) => describeError(new PopsyncError(k, 'x')).code;
-    expect([code('usage'), code('config'), code('auth'), code('tls'), code('journal-bound'), code('uidvalidity'), code('locked'), code('temporary'), code('interrupted')]).toEqual([
-      2, 2, 3, 4, 5, 6, 7, 75, 130,
-    ]);
+    expect([
+      code('usage'),
+      code('config'),
+      code('auth'),
+      code('tls'),
+      code('journal-bound'),
+      code('uidvalidity'),
+      code('locked'),
+      code('temporary'),
+      code('interrupted'),
+    ]).toEqual([2, 2, 3, 4, 5, 6, 7, 75, 130]);
   });
 
   it('escapes control characters a server sent', () => {
@@ -92,12 +113,14 @@ describe('PopsyncError', () => {
 });
 
 describe('commander errors', () => {
-  it('a usage mistake is exit 2 with commander\'s message in our format', () => {
+  it("a usage mistake is exit 2 with commander's message in our format", () => {
     expect(describeError(commanderFailure(['--bogus']))).toEqual({
       code: 2,
       message: "popsync: unknown option '--bogus'\n(see popsync --help)\n",
     });
-    expect(describeError(commanderFailure(['--journal'])).message).toBe("popsync: option '--journal <path>' argument missing\n(see popsync --help)\n");
+    expect(describeError(commanderFailure(['--journal'])).message).toBe(
+      "popsync: option '--journal <path>' argument missing\n(see popsync --help)\n",
+    );
   });
 
   it('--help and --version are exit 0 with nothing more to print', () => {
@@ -119,7 +142,8 @@ describe('bugs', () => {
   it('handle thrown non-errors', () => {
     expect(describeError('oops')).toEqual({
       code: 70,
-      message: 'popsync: internal error (a bug in popsync)\nthrown value: oops\nPlease report it with this output and `popsync --version`.\n',
+      message:
+        'popsync: internal error (a bug in popsync)\nthrown value: oops\nPlease report it with this output and `popsync --version`.\n',
     });
     expect(describeError({ a: 1 }).message).toContain('thrown value: {"a":1}');
   });
@@ -134,10 +158,16 @@ describe('writing and exiting', () => {
 
   it('reportAndExit exits only after the message is written', async () => {
     const s = sink();
-    const code = await new Promise<number>((resolve) => reportAndExit(new PopsyncError('locked', 'another run holds alice@h:995'), { stream: s.stream, exit: resolve }));
+    const code = await new Promise<number>((resolve) =>
+      reportAndExit(new PopsyncError('locked', 'another run holds alice@h:995'), { stream: s.stream, exit: resolve }),
+    );
     expect(code).toBe(7);
     expect(s.text()).toBe('popsync: another run holds alice@h:995\n');
-    expect(await new Promise<number>((resolve) => reportAndExit(commanderFailure(['--help']), { stream: s.stream, exit: resolve }))).toBe(0);
+    expect(
+      await new Promise<number>((resolve) =>
+        reportAndExit(commanderFailure(['--help']), { stream: s.stream, exit: resolve }),
+      ),
+    ).toBe(0);
   });
 
   it('exitCodeForResult: 0 unless a message failed', () => {
@@ -157,7 +187,12 @@ describe('writing and exiting', () => {
       durationMs: 1,
     };
     expect(exitCodeForResult(base)).toBe(0);
-    expect(exitCodeForResult({ ...base, failed: [{ uidl: 'u', n: 1, size: 1, folder: null, reason: 'r', serverResponse: null }] })).toBe(1);
+    expect(
+      exitCodeForResult({
+        ...base,
+        failed: [{ uidl: 'u', n: 1, size: 1, folder: null, reason: 'r', serverResponse: null }],
+      }),
+    ).toBe(1);
   });
 });
 

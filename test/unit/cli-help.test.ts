@@ -29,7 +29,13 @@ describe('exit-code table, printed once', () => {
     for (const e of EXIT_CODES) expect(out).toContain(`  ${String(e.code).padEnd(5)}${e.meaning}`);
   });
 
-  it.each([['migrate'], ['sync'], ['plan'], ['status'], ['verify']])('%s --help points to it instead of repeating it', async (cmd) => {
+  it.each([
+    ['migrate'],
+    ['sync'],
+    ['plan'],
+    ['status'],
+    ['verify'],
+  ])('%s --help points to it instead of repeating it', async (cmd) => {
     const out = await stdoutOf(cmd, '--help');
     expect(out).toContain('--help');
     expect(out).toContain(EXIT_CODES_POINTER);

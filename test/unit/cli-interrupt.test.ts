@@ -4,7 +4,11 @@ import { PopsyncError } from '../../src/errors.js';
 import type { ImapSink } from '../../src/imap/types.js';
 import type { Pop3Session } from '../../src/pop3/types.js';
 
-const kindOf = (p: Promise<unknown>) => p.then(() => 'resolved', (e: PopsyncError) => e.kind);
+const kindOf = (p: Promise<unknown>) =>
+  p.then(
+    () => 'resolved',
+    (e: PopsyncError) => e.kind,
+  );
 
 describe('what an interrupt does to the waits of a run', () => {
   it('the backoff sleep ends at once, as an interruption, when the signal aborts', async () => {
@@ -49,7 +53,9 @@ describe('what an interrupt does to the waits of a run', () => {
     c.abort();
     expect((asInterrupted(lost, c.signal) as PopsyncError).kind).toBe('interrupted');
     expect((asInterrupted(new PopsyncError('temporary', 'x'), c.signal) as PopsyncError).kind).toBe('interrupted');
-    expect((asInterrupted(new PopsyncError('locked', 'held by pid 1'), c.signal) as PopsyncError).kind).toBe('interrupted');
+    expect((asInterrupted(new PopsyncError('locked', 'held by pid 1'), c.signal) as PopsyncError).kind).toBe(
+      'interrupted',
+    );
     expect(asInterrupted(auth, c.signal)).toBe(auth);
   });
 });

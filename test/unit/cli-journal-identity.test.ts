@@ -7,13 +7,31 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { canonicalHost, defaultJournalPath, locateJournal, sameMailbox, sourceKeyOf } from '../../src/cli/journal-identity.js';
+import {
+  canonicalHost,
+  defaultJournalPath,
+  locateJournal,
+  sameMailbox,
+  sourceKeyOf,
+} from '../../src/cli/journal-identity.js';
 import { isPopsyncError } from '../../src/errors.js';
 import { Journal } from '../../src/journal/journal.js';
 
 describe('canonicalHost', () => {
   it('gives every loopback spelling one name', () => {
-    for (const h of ['localhost', 'LOCALHOST', 'localhost.', 'Localhost.Localdomain', '127.0.0.1', '127.1.2.3', '::1', '[::1]', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1', '[::FFFF:127.0.0.1]']) {
+    for (const h of [
+      'localhost',
+      'LOCALHOST',
+      'localhost.',
+      'Localhost.Localdomain',
+      '127.0.0.1',
+      '127.1.2.3',
+      '::1',
+      '[::1]',
+      '0:0:0:0:0:0:0:1',
+      '::ffff:127.0.0.1',
+      '[::FFFF:127.0.0.1]',
+    ]) {
       expect(canonicalHost(h), h).toBe('localhost');
     }
   });
@@ -33,7 +51,9 @@ describe('sourceKeyOf', () => {
     expect(new Set(keys)).toEqual(new Set(['src@localhost']));
     expect(sourceKeyOf({ user: 'SRC', host: 'localhost' })).toBe('SRC@localhost');
     expect(sourceKeyOf({ user: 'a', host: '2001:DB8::1' })).toBe('a@[2001:db8::1]');
-    expect(defaultJournalPath(sourceKeyOf({ user: 'src', host: '127.0.0.1' }), { XDG_STATE_HOME: '/s' })).toBe('/s/popsync/src@localhost.sqlite');
+    expect(defaultJournalPath(sourceKeyOf({ user: 'src', host: '127.0.0.1' }), { XDG_STATE_HOME: '/s' })).toBe(
+      '/s/popsync/src@localhost.sqlite',
+    );
   });
   it('sameMailbox compares hosts canonically and users exactly', () => {
     expect(sameMailbox('src@127.0.0.1', 'src@localhost')).toBe(true);
@@ -57,12 +77,25 @@ describe('locateJournal', () => {
   });
   const legacy = (name: string, source: string) => {
     const j = Journal.open(join(state, 'popsync', name), { source });
-    j.beginAppend(source, [{ uidl: 'u1', size: 1, sha256: 'a'.repeat(64), messageId: null, folder: 'INBOX', destUidValidity: 1n, destUidNext: 1 }]);
+    j.beginAppend(source, [
+      {
+        uidl: 'u1',
+        size: 1,
+        sha256: 'a'.repeat(64),
+        messageId: null,
+        folder: 'INBOX',
+        destUidValidity: 1n,
+        destUidNext: 1,
+      },
+    ]);
     j.close();
   };
 
   it('without a journal yet: the canonical default path and key', () => {
-    expect(locateJournal({ user: 'src', host: '127.0.0.1' }, undefined, env)).toEqual({ path: join(state, 'popsync', 'src@localhost.sqlite'), sourceKey: 'src@localhost' });
+    expect(locateJournal({ user: 'src', host: '127.0.0.1' }, undefined, env)).toEqual({
+      path: join(state, 'popsync', 'src@localhost.sqlite'),
+      sourceKey: 'src@localhost',
+    });
   });
 
   it('finds a journal made under an older spelling, under any spelling, and uses the key it is bound to', () => {
@@ -75,7 +108,9 @@ describe('locateJournal', () => {
       j.close();
     }
     // Another user is another mailbox, also when only the case differs.
-    expect(locateJournal({ user: 'SRC', host: 'localhost' }, undefined, env).path).toBe(join(state, 'popsync', 'SRC@localhost.sqlite'));
+    expect(locateJournal({ user: 'SRC', host: 'localhost' }, undefined, env).path).toBe(
+      join(state, 'popsync', 'SRC@localhost.sqlite'),
+    );
   });
 
   it('--journal naming an older journal of the same mailbox uses its key; of another mailbox, ours (then open refuses it)', () => {
@@ -95,6 +130,8 @@ describe('locateJournal', () => {
       caught = e;
     }
     expect(isPopsyncError(caught) && caught.kind).toBe('journal');
-    expect(String((caught as Error).message)).toMatch(/2 journals belong to src@localhost.*src@127\.0\.0\.1\.sqlite.*src@127\.0\.0\.2\.sqlite/);
+    expect(String((caught as Error).message)).toMatch(
+      /2 journals belong to src@localhost.*src@127\.0\.0\.1\.sqlite.*src@127\.0\.0\.2\.sqlite/,
+    );
   });
 });

@@ -47,7 +47,16 @@ describe('log file', () => {
     logger.child({ side: 'imap', pw: 'Pw-child-7' }).debug({ token: 'Tok-8' }, 'child line');
 
     const raw = readFileSync(path, 'utf8');
-    for (const secret of ['Pw-top-1', 'Pw-one-level-2', 'Pw-deep-3', 'Tok-4', 'Sec-5', 'Pw-auth-6', 'Pw-child-7', 'Tok-8']) {
+    for (const secret of [
+      'Pw-top-1',
+      'Pw-one-level-2',
+      'Pw-deep-3',
+      'Tok-4',
+      'Sec-5',
+      'Pw-auth-6',
+      'Pw-child-7',
+      'Tok-8',
+    ]) {
       expect(raw).not.toContain(secret);
     }
     const [first, second] = fileLines(path);
@@ -129,7 +138,9 @@ describe('stderr', () => {
     logger.info('i');
     logger.warn('server offers no UIDL');
     logger.error({ err: new Error('boom'), password: 'hunter2' }, 'failed');
-    expect(err.text()).toBe('popsync: warning: server offers no UIDL\npopsync: error: failed (err="boom" password=[redacted])\n');
+    expect(err.text()).toBe(
+      'popsync: warning: server offers no UIDL\npopsync: error: failed (err="boom" password=[redacted])\n',
+    );
     expect(out).not.toHaveBeenCalled();
   });
 

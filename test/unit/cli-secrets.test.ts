@@ -53,7 +53,9 @@ function fakeTty() {
 
 describe('environment variable', () => {
   it('returns the value as is', async () => {
-    expect(await resolvePassword('pop3', { env: 'POP_PW' }, { env: { POP_PW: ' pw with spaces\n' } })).toBe(' pw with spaces\n');
+    expect(await resolvePassword('pop3', { env: 'POP_PW' }, { env: { POP_PW: ' pw with spaces\n' } })).toBe(
+      ' pw with spaces\n',
+    );
   });
 
   it('names a missing or empty variable', async () => {
@@ -77,7 +79,12 @@ describe('password file', () => {
     const { logger, warnings } = recordingLogger();
     const open = file('open', 'pw\n', 0o644);
     expect(await resolvePassword('pop3', { file: open }, { logger })).toBe('pw');
-    expect(warnings).toEqual([{ obj: { path: open, mode: '0644' }, msg: `password file ${open} can be read by other users; run: chmod 600 ${open}` }]);
+    expect(warnings).toEqual([
+      {
+        obj: { path: open, mode: '0644' },
+        msg: `password file ${open} can be read by other users; run: chmod 600 ${open}`,
+      },
+    ]);
     await passwordFromFile('pop3', file('closed', 'pw\n', 0o600), logger);
     expect(warnings).toHaveLength(1);
   });
@@ -86,8 +93,12 @@ describe('password file', () => {
     const missing = await rejection(passwordFromFile('imap', join(dir, 'nope')));
     expect(missing.kind).toBe('usage');
     expect(missing.message).toBe(`--imap-password-file: cannot read ${join(dir, 'nope')} (ENOENT)`);
-    expect((await rejection(passwordFromFile('pop3', file('empty', '\n')))).message).toBe(`--pop-password-file: ${join(dir, 'empty')} is empty`);
-    expect((await rejection(passwordFromFile('pop3', dir))).message).toBe(`--pop-password-file: ${dir} is not a regular file`);
+    expect((await rejection(passwordFromFile('pop3', file('empty', '\n')))).message).toBe(
+      `--pop-password-file: ${join(dir, 'empty')} is empty`,
+    );
+    expect((await rejection(passwordFromFile('pop3', dir))).message).toBe(
+      `--pop-password-file: ${dir} is not a regular file`,
+    );
   });
 });
 
@@ -100,12 +111,16 @@ describe('password_command', () => {
   it('fails with a config error that does not echo the output', async () => {
     const e = await rejection(passwordFromCommand('pop3', "printf 'LeakedSecret'; exit 3"));
     expect(e.kind).toBe('config');
-    expect(e.message).toBe('POP3 password_command exited with status 3; its output is not shown because it may contain the password');
+    expect(e.message).toBe(
+      'POP3 password_command exited with status 3; its output is not shown because it may contain the password',
+    );
     expect(JSON.stringify({ m: e.message, c: e.context })).not.toContain('LeakedSecret');
   });
 
   it('refuses empty output and a command that hangs', async () => {
-    expect((await rejection(passwordFromCommand('pop3', 'true'))).message).toBe('POP3 password_command printed nothing');
+    expect((await rejection(passwordFromCommand('pop3', 'true'))).message).toBe(
+      'POP3 password_command printed nothing',
+    );
     const hung = await rejection(passwordFromCommand('imap', 'sleep 5', 200));
     expect(hung.message).toBe('IMAP password_command did not finish within 0.2 s');
   });
@@ -127,7 +142,11 @@ describe('choosing a source', () => {
 
   it('prompts on a terminal, naming the account, without echoing the answer', async () => {
     const tty = fakeTty();
-    const answer = resolvePassword('pop3', {}, { stdin: tty.input, stderr: tty.output, account: 'alice@pop.example.net:995' });
+    const answer = resolvePassword(
+      'pop3',
+      {},
+      { stdin: tty.input, stderr: tty.output, account: 'alice@pop.example.net:995' },
+    );
     tty.input.write('hunter2\r');
     expect(await answer).toBe('hunter2');
     expect(tty.written()).toBe('POP3 password for alice@pop.example.net:995: \n');

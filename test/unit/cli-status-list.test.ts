@@ -4,11 +4,36 @@ import { formatListStatus, listTotals, stateOf, type ListedStatus } from '../../
 import type { RunRecord } from '../../src/journal/journal.js';
 
 function run(result: string | null, at = '2026-11-29T10:00:00.000Z'): RunRecord {
-  return { id: 1, account: 'a@h', command: 'migrate', startedAt: at, finishedAt: null, listed: 3, newCount: 3, copied: 3, failed: 0, deleted: 0, copiedBytes: 10, durationMs: 5, result, error: result === 'error' ? 'login refused' : null } as RunRecord;
+  return {
+    id: 1,
+    account: 'a@h',
+    command: 'migrate',
+    startedAt: at,
+    finishedAt: null,
+    listed: 3,
+    newCount: 3,
+    copied: 3,
+    failed: 0,
+    deleted: 0,
+    copiedBytes: 10,
+    durationMs: 5,
+    result,
+    error: result === 'error' ? 'login refused' : null,
+  } as RunRecord;
 }
 
 function status(over: Partial<AccountStatus>): AccountStatus {
-  return { account: 'a@h', copied: 0, pending: { appending: 0, deleting: 0 }, failed: [], deleted: 0, lastRun: null, lastError: null, lock: null, ...over };
+  return {
+    account: 'a@h',
+    copied: 0,
+    pending: { appending: 0, deleting: 0 },
+    failed: [],
+    deleted: 0,
+    lastRun: null,
+    lastError: null,
+    lock: null,
+    ...over,
+  };
 }
 
 const lock = { account: 'a@h', pid: 7, hostname: 'h', command: 'migrate', startedAt: 's', heartbeatAt: 'b' };
@@ -25,7 +50,16 @@ describe('status over an account list', () => {
   it('prints one line per account and a line of totals', () => {
     const items: ListedStatus[] = [
       { name: 'alice', journal: '/j/alice.sqlite', status: status({ copied: 120, deleted: 2, lastRun: run('ok') }) },
-      { name: 'bob', journal: '/j/bob.sqlite', status: status({ copied: 3, failed: [{ uidl: 'u', error: 'x', attempts: 1 }], lastRun: run('error'), lastError: { at: 't', error: 'login refused' } }) },
+      {
+        name: 'bob',
+        journal: '/j/bob.sqlite',
+        status: status({
+          copied: 3,
+          failed: [{ uidl: 'u', error: 'x', attempts: 1 }],
+          lastRun: run('error'),
+          lastError: { at: 't', error: 'login refused' },
+        }),
+      },
       { name: 'carol-long', journal: '/j/carol-long.sqlite', status: null },
     ];
     expect(formatListStatus(items).split('\n')).toEqual([

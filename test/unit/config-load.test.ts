@@ -27,10 +27,14 @@ function errorOf(text: string): PopsyncError {
 
 describe('config errors name the key and the line', () => {
   it('unknown key', () => {
-    expect(errorOf(base.replace('password_env: P', 'pasword_env: P')).message).toBe('popsync.yml:3: accounts[0].source.pasword_env: unknown key (did you mean password_env?)');
+    expect(errorOf(base.replace('password_env: P', 'pasword_env: P')).message).toBe(
+      'popsync.yml:3: accounts[0].source.pasword_env: unknown key (did you mean password_env?)',
+    );
   });
   it('two misspelt keys: one line each, each with the key meant at its own level', () => {
-    const text = base.replace("  - name: a\n", "  - nmae: a\n").replace('password_env: I', 'password-env: I') + '    folders: X\n    zzzzzz: 1\n';
+    const text =
+      base.replace('  - name: a\n', '  - nmae: a\n').replace('password_env: I', 'password-env: I') +
+      '    folders: X\n    zzzzzz: 1\n';
     expect(errorOf(text).message.split('\n')).toEqual([
       'popsync.yml:2: accounts[0].nmae: unknown key (did you mean name?)',
       'popsync.yml:4: accounts[0].destination.password-env: unknown key (did you mean password_env?)',
@@ -39,54 +43,92 @@ describe('config errors name the key and the line', () => {
     ]);
   });
   it('bad regular expression', () => {
-    const e = errorOf(`${base}    rules:\n      - folder: X\n      - match:\n          subject: { regex: '([a-' }\n        folder: Y\n`);
-    expect(e.message).toMatch(/^popsync\.yml:8: accounts\[0\]\.rules\[1\]\.match\.subject\.regex: invalid regular expression: /);
+    const e = errorOf(
+      `${base}    rules:\n      - folder: X\n      - match:\n          subject: { regex: '([a-' }\n        folder: Y\n`,
+    );
+    expect(e.message).toMatch(
+      /^popsync\.yml:8: accounts\[0\]\.rules\[1\]\.match\.subject\.regex: invalid regular expression: /,
+    );
   });
   it('unknown template', () => {
-    expect(errorOf(`${base}    folder: 'Archive/{yaer}'\n`).message).toMatch(/^popsync\.yml:5: accounts\[0\]\.folder: invalid template: unknown template "\{yaer\}"/);
+    expect(errorOf(`${base}    folder: 'Archive/{yaer}'\n`).message).toMatch(
+      /^popsync\.yml:5: accounts\[0\]\.folder: invalid template: unknown template "\{yaer\}"/,
+    );
   });
   it('bad duration, size and date', () => {
-    const e = errorOf(`${base}    rules:\n      - match: { older_than: 30 days }\n        folder: A\n      - match: { larger_than: 10XB }\n        folder: B\n      - match: { before: 2020-02-31 }\n        folder: C\n`);
+    const e = errorOf(
+      `${base}    rules:\n      - match: { older_than: 30 days }\n        folder: A\n      - match: { larger_than: 10XB }\n        folder: B\n      - match: { before: 2020-02-31 }\n        folder: C\n`,
+    );
     const lines = e.message.split('\n');
     expect(lines[0]).toMatch(/^popsync\.yml:6: accounts\[0\]\.rules\[0\]\.match\.older_than: invalid duration/);
     expect(lines[1]).toMatch(/^popsync\.yml:8: accounts\[0\]\.rules\[1\]\.match\.larger_than: invalid size/);
     expect(lines[2]).toMatch(/^popsync\.yml:10: accounts\[0\]\.rules\[2\]\.match\.before: invalid date/);
   });
   it('skip_larger_than: a size, resolved in bytes, the account beating defaults', () => {
-    expect(errorOf(`${base}    skip_larger_than: 25 parsecs\n`).message).toMatch(/^popsync\.yml:5: accounts\[0\]\.skip_larger_than: invalid size/);
-    const cfg = (extra: string) => ({ config: parseConfig(`defaults:\n  skip_larger_than: 25MB\n${base}${extra}`, 'popsync.yml'), dir: '/', path: 'popsync.yml' });
+    expect(errorOf(`${base}    skip_larger_than: 25 parsecs\n`).message).toMatch(
+      /^popsync\.yml:5: accounts\[0\]\.skip_larger_than: invalid size/,
+    );
+    const cfg = (extra: string) => ({
+      config: parseConfig(`defaults:\n  skip_larger_than: 25MB\n${base}${extra}`, 'popsync.yml'),
+      dir: '/',
+      path: 'popsync.yml',
+    });
     expect(configuredAccounts(cfg(''))[0]!.routing.skipLargerThan).toBe(25 * 1024 * 1024);
     expect(configuredAccounts(cfg('    skip_larger_than: 512KB\n'))[0]!.routing.skipLargerThan).toBe(512 * 1024);
   });
   it('every: an interval of at least a second, the account beating defaults', () => {
-    expect(errorOf(`${base}    every: 0.5s\n`).message).toMatch(/^popsync\.yml:5: accounts\[0\]\.every: invalid interval; write e\.g\. 5m, 90s or 300 \(seconds\), at least 1s/);
-    expect(errorOf(`${base}    every: often\n`).message).toMatch(/^popsync\.yml:5: accounts\[0\]\.every: invalid interval/);
-    const cfg = (extra: string) => ({ config: parseConfig(`defaults:\n  every: 5m\n${base}${extra}`, 'popsync.yml'), dir: '/', path: 'popsync.yml' });
+    expect(errorOf(`${base}    every: 0.5s\n`).message).toMatch(
+      /^popsync\.yml:5: accounts\[0\]\.every: invalid interval; write e\.g\. 5m, 90s or 300 \(seconds\), at least 1s/,
+    );
+    expect(errorOf(`${base}    every: often\n`).message).toMatch(
+      /^popsync\.yml:5: accounts\[0\]\.every: invalid interval/,
+    );
+    const cfg = (extra: string) => ({
+      config: parseConfig(`defaults:\n  every: 5m\n${base}${extra}`, 'popsync.yml'),
+      dir: '/',
+      path: 'popsync.yml',
+    });
     expect(configuredAccounts(cfg(''))[0]!.everyMs).toBe(300_000);
     expect(configuredAccounts(cfg('    every: 90\n'))[0]!.everyMs).toBe(90_000);
     const none = { config: parseConfig(base, 'popsync.yml'), dir: '/', path: 'popsync.yml' };
     expect(configuredAccounts(none)[0]!.everyMs).toBeUndefined();
   });
   it('unknown SPECIAL-USE role', () => {
-    expect(errorOf(`${base}    folder: '\\Spam'\n`).message).toMatch(/^popsync\.yml:5: accounts\[0\]\.folder: unknown SPECIAL-USE role "\\Spam"/);
+    expect(errorOf(`${base}    folder: '\\Spam'\n`).message).toMatch(
+      /^popsync\.yml:5: accounts\[0\]\.folder: unknown SPECIAL-USE role "\\Spam"/,
+    );
   });
   it('unknown seen step and bad flag', () => {
-    expect(errorOf(`${base}    seen: [status-header, sometimes]\n`).message).toMatch(/^popsync\.yml:5: accounts\[0\]\.seen\[1\]: unknown seen step "sometimes"/);
-    expect(errorOf(`${base}    flags: ['two words']\n`).message).toMatch(/^popsync\.yml:5: accounts\[0\]\.flags\[0\]: invalid flag/);
+    expect(errorOf(`${base}    seen: [status-header, sometimes]\n`).message).toMatch(
+      /^popsync\.yml:5: accounts\[0\]\.seen\[1\]: unknown seen step "sometimes"/,
+    );
+    expect(errorOf(`${base}    flags: ['two words']\n`).message).toMatch(
+      /^popsync\.yml:5: accounts\[0\]\.flags\[0\]: invalid flag/,
+    );
   });
   it('wrong type, bad enum, two password sources, duplicate keys and names', () => {
-    expect(errorOf(base.replace("url: 'pop3s://u@pop.example'", 'port: "995"')).message).toMatch(/^popsync\.yml:3: accounts\[0\]\.source\.port: expected number/);
-    expect(errorOf(base.replace("url: 'pop3s://u@pop.example'", 'tls: maybe')).message).toMatch(/^popsync\.yml:3: accounts\[0\]\.source\.tls: Invalid option/);
-    expect(errorOf(base.replace('password_env: I', 'password_env: I, password_file: f')).message).toMatch(/^popsync\.yml:4: accounts\[0\]\.destination\.password_file: give the password one way only/);
+    expect(errorOf(base.replace("url: 'pop3s://u@pop.example'", 'port: "995"')).message).toMatch(
+      /^popsync\.yml:3: accounts\[0\]\.source\.port: expected number/,
+    );
+    expect(errorOf(base.replace("url: 'pop3s://u@pop.example'", 'tls: maybe')).message).toMatch(
+      /^popsync\.yml:3: accounts\[0\]\.source\.tls: Invalid option/,
+    );
+    expect(errorOf(base.replace('password_env: I', 'password_env: I, password_file: f')).message).toMatch(
+      /^popsync\.yml:4: accounts\[0\]\.destination\.password_file: give the password one way only/,
+    );
     expect(errorOf(`${base}    journal: a\n    journal: b\n`).message).toBe('popsync.yml:6: duplicate key');
-    expect(errorOf(`${base}${base.replace('accounts:\n', '')}`).message).toMatch(/^popsync\.yml:5: accounts\[1\]\.name: duplicate account name "a"/);
+    expect(errorOf(`${base}${base.replace('accounts:\n', '')}`).message).toMatch(
+      /^popsync\.yml:5: accounts\[1\]\.name: duplicate account name "a"/,
+    );
   });
   it('empty file and missing accounts', () => {
     expect(errorOf('').message).toMatch(/empty/);
     expect(errorOf('defaults: {}\n').message).toMatch(/^popsync\.yml:1: accounts: /);
   });
   it('a pattern of the wrong shape says what shapes exist', () => {
-    expect(errorOf(`${base}    rules:\n      - match: { from: { rgx: 'a' } }\n        folder: X\n`).message).toMatch(/^popsync\.yml:6: accounts\[0\]\.rules\[0\]\.match\.from: expected a glob string, \{glob: \.\.\., case_sensitive: true\} or \{regex/);
+    expect(errorOf(`${base}    rules:\n      - match: { from: { rgx: 'a' } }\n        folder: X\n`).message).toMatch(
+      /^popsync\.yml:6: accounts\[0\]\.rules\[0\]\.match\.from: expected a glob string, \{glob: \.\.\., case_sensitive: true\} or \{regex/,
+    );
   });
 });
 
@@ -123,12 +165,19 @@ describe('config files that would exhaust memory are refused with exit 2', () =>
   /** Nine levels of nine aliases each: 9^9 strings once expanded ("billion laughs"). */
   function aliasBomb(): string {
     const lines = ['l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]'];
-    for (let i = 1; i < 9; i++) lines.push(`l${i}: &l${i} [${Array(9).fill(`*l${i - 1}`).join(', ')}]`);
+    for (let i = 1; i < 9; i++)
+      lines.push(
+        `l${i}: &l${i} [${Array(9)
+          .fill(`*l${i - 1}`)
+          .join(', ')}]`,
+      );
     return `${base}${lines.map((l) => `# ${l}`).join('\n')}\n${lines.join('\n')}\n`;
   }
 
   it('an alias bomb, before expanding it', () => {
-    expect(errorOf(aliasBomb()).message).toBe('popsync.yml: too many YAML alias expansions (over 100); write the settings out, or share them with `defaults:`');
+    expect(errorOf(aliasBomb()).message).toBe(
+      'popsync.yml: too many YAML alias expansions (over 100); write the settings out, or share them with `defaults:`',
+    );
   });
 
   it('a few aliases for shared settings are fine', () => {
@@ -151,7 +200,9 @@ describe('config files that would exhaust memory are refused with exit 2', () =>
         throw new Error('expected a config error');
       })();
       expect(e.kind).toBe('config');
-      expect(e.message).toBe(`the config file ${file} is larger than 512 KB; popsync reads config files up to that size`);
+      expect(e.message).toBe(
+        `the config file ${file} is larger than 512 KB; popsync reads config files up to that size`,
+      );
       // Just under the limit still loads.
       writeFileSync(file, base + `# ${'x'.repeat(MAX_CONFIG_BYTES - base.length - 10)}\n`);
       expect(loadConfigFile(file).config.accounts).toHaveLength(1);

@@ -9,7 +9,9 @@ import { Fingerprinter, fingerprint } from '../../src/engine/fingerprint.js';
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 
 /** A message exercising every rule: 8-bit header bytes, NUL, bare CR and LF, no final newline. */
-const original = b('Subject: Caf\xe9 \xc3\xa9t\xe9\r\nFrom: a@example.org\r\nX-Tag: \x00nul\r\n\r\nline one\nline\0two\r\nbare\rcr\r\n8-bit body \xc3\xa9\r\nlast line');
+const original = b(
+  'Subject: Caf\xe9 \xc3\xa9t\xe9\r\nFrom: a@example.org\r\nX-Tag: \x00nul\r\n\r\nline one\nline\0two\r\nbare\rcr\r\n8-bit body \xc3\xa9\r\nlast line',
+);
 
 function splitAt(buf: Buffer, ...points: number[]): Buffer[] {
   const out: Buffer[] = [];
@@ -38,7 +40,12 @@ describe('fingerprint: rewrites servers apply are invisible', () => {
   });
 
   it('Courier: bare CR stripped; servers that strip NUL', () => {
-    const courier = b(original.toString('latin1').replace(/\r(?!\n)/g, '').replace(/\0/g, ''));
+    const courier = b(
+      original
+        .toString('latin1')
+        .replace(/\r(?!\n)/g, '')
+        .replace(/\0/g, ''),
+    );
     expect(courier.length).toBeLessThan(original.length);
     expect(fingerprint(courier)).toBe(fp);
   });
@@ -65,7 +72,10 @@ describe('fingerprint: rewrites servers apply are invisible', () => {
     const s = original.toString('latin1');
     const end = s.indexOf('\r\n\r\n');
     const all = b(
-      (s.slice(0, end).replace(/[\x80-\xff]/g, 'X') + s.slice(end)).replace(/\r(?!\n)/g, '').replace(/\r?\n/g, '\r\n').replace(/\0/g, '\x80') + '\r\n',
+      (s.slice(0, end).replace(/[\x80-\xff]/g, 'X') + s.slice(end))
+        .replace(/\r(?!\n)/g, '')
+        .replace(/\r?\n/g, '\r\n')
+        .replace(/\0/g, '\x80') + '\r\n',
     );
     expect(fingerprint(all)).toBe(fp);
   });
@@ -77,7 +87,10 @@ describe('fingerprint: different messages differ', () => {
     ['one body letter', original.toString('latin1').replace('line one', 'line onE')],
     ['a header value', original.toString('latin1').replace('a@example.org', 'b@example.org')],
     ['an 8-bit body byte', original.toString('latin1').replace('body \xc3\xa9', 'body \xc3\xa8')],
-    ['8-bit body byte replaced by X (munging applies to headers only)', original.toString('latin1').replace('body \xc3\xa9', 'body XX')],
+    [
+      '8-bit body byte replaced by X (munging applies to headers only)',
+      original.toString('latin1').replace('body \xc3\xa9', 'body XX'),
+    ],
     ['a line break joined', original.toString('latin1').replace('line one\n', 'line one')],
     ['the header/body boundary moved', original.toString('latin1').replace('\r\n\r\n', '\r\n')],
     ['trailing text after the last line', `${original.toString('latin1')}\r\nmore`],
@@ -135,7 +148,13 @@ describe('fingerprint: long runs of line ends', () => {
     const chunks: Buffer[] = [];
     for (let i = 0; i < message.length; i += 7_001) chunks.push(message.subarray(i, i + 7_001));
     expect(inChunks(chunks)).toBe(whole);
-    expect(inChunks([message.subarray(0, 20), message.subarray(20, message.length - 5), message.subarray(message.length - 5)])).toBe(whole);
+    expect(
+      inChunks([
+        message.subarray(0, 20),
+        message.subarray(20, message.length - 5),
+        message.subarray(message.length - 5),
+      ]),
+    ).toBe(whole);
     expect(whole).not.toBe(fingerprint(b('Subject: x\n\nbody\ntail\n')));
   });
 });

@@ -7,9 +7,27 @@ import { windowWarnings } from '../../src/engine/window.js';
 import type { JournalRow } from '../../src/journal/types.js';
 
 const row = (uidl: string, o: Partial<JournalRow> = {}): JournalRow => ({
-  account: 'a', uidl, state: 'done', size: 100, sha256: 'x', messageId: null, folder: 'INBOX', destUidValidity: 1n, destUidNext: 1, destUid: 1,
-  attempts: 1, lastError: null, firstSeenAt: 't', updatedAt: 't', copiedAt: '2030-01-01T00:00:00.000Z', provenance: null,
-  headerHash: `h-${uidl}`, listSize: 100, deletedAt: null, vanishedAt: null, ...o,
+  account: 'a',
+  uidl,
+  state: 'done',
+  size: 100,
+  sha256: 'x',
+  messageId: null,
+  folder: 'INBOX',
+  destUidValidity: 1n,
+  destUidNext: 1,
+  destUid: 1,
+  attempts: 1,
+  lastError: null,
+  firstSeenAt: 't',
+  updatedAt: 't',
+  copiedAt: '2030-01-01T00:00:00.000Z',
+  provenance: null,
+  headerHash: `h-${uidl}`,
+  listSize: 100,
+  deletedAt: null,
+  vanishedAt: null,
+  ...o,
 });
 const rows = (...r: JournalRow[]) => new Map(r.map((x) => [x.uidl, x]));
 const NOW = new Date('2030-01-05T00:00:00Z');
@@ -18,8 +36,16 @@ describe('headerHash', () => {
   const base = 'From: a@b\r\nSubject: Hello\r\n  world\r\nMessage-ID: <1@b>\r\n\r\nbody\r\n';
   it('ignores volatile headers, case of names, folding and line ends, and the body', () => {
     const h = headerHash(Buffer.from(base));
-    expect(headerHash(Buffer.from('Status: RO\r\nX-UIDL: 77\r\n' + base.replace('Subject', 'SUBJECT') + 'more body'))).toBe(h);
-    expect(headerHash(Buffer.from('return-path: <x@y>\nFrom: a@b\nSubject: Hello\n  world\nMessage-ID: <1@b>\nContent-Length: 5\nX-Keywords: $x\nLines: 3\n\n'))).toBe(h);
+    expect(
+      headerHash(Buffer.from('Status: RO\r\nX-UIDL: 77\r\n' + base.replace('Subject', 'SUBJECT') + 'more body')),
+    ).toBe(h);
+    expect(
+      headerHash(
+        Buffer.from(
+          'return-path: <x@y>\nFrom: a@b\nSubject: Hello\n  world\nMessage-ID: <1@b>\nContent-Length: 5\nX-Keywords: $x\nLines: 3\n\n',
+        ),
+      ),
+    ).toBe(h);
     expect(headerHash(Buffer.from('From: a@b\r\nSubject: Hello\r\nMessage-ID: <1@b>\r\n\r\n'))).not.toBe(h);
     expect(headerHash(Buffer.from(base.replace('<1@b>', '<2@b>')))).not.toBe(h);
   });
@@ -30,7 +56,10 @@ describe('headerHash', () => {
 
 describe('identify', () => {
   it('trusts known UIDLs of unchanged size and fetches no headers when nothing is missing', () => {
-    const listing = [{ n: 1, uidl: 'u1', size: 100 }, { n: 2, uidl: 'new', size: 50 }];
+    const listing = [
+      { n: 1, uidl: 'u1', size: 100 },
+      { n: 2, uidl: 'new', size: 50 },
+    ];
     expect(needsHeaders(listing, rows(row('u1')), true)).toEqual([]);
     const id = identify(listing, rows(row('u1')), new Map(), { uidlSupported: true, now: NOW });
     expect(id).toMatchObject({ rekeys: [], recognised: 0, reused: [], listSizes: [], vanished: [] });
@@ -45,35 +74,78 @@ describe('identify', () => {
   });
 
   it('keeps a known UIDL whose size changed but whose headers did not, and records the new size', () => {
-    const id = identify([{ n: 1, uidl: 'u1', size: 300 }], rows(row('u1')), new Map([[1, 'h-u1']]), { uidlSupported: true, now: NOW });
+    const id = identify([{ n: 1, uidl: 'u1', size: 300 }], rows(row('u1')), new Map([[1, 'h-u1']]), {
+      uidlSupported: true,
+      now: NOW,
+    });
     expect(id).toMatchObject({ rekeys: [], reused: [], listSizes: [{ uidl: 'u1', listSize: 300 }] });
   });
 
   it('recognises messages under a new UIDL scheme by header hash and size, and re-keys them', () => {
     const j = rows(row('old1'), row('old2'), row('old3', { state: 'deleted' }));
-    const listing = [{ n: 1, uidl: 'NEW-A', size: 100 }, { n: 2, uidl: 'NEW-B', size: 100 }, { n: 3, uidl: 'NEW-C', size: 100 }];
+    const listing = [
+      { n: 1, uidl: 'NEW-A', size: 100 },
+      { n: 2, uidl: 'NEW-B', size: 100 },
+      { n: 3, uidl: 'NEW-C', size: 100 },
+    ];
     expect(needsHeaders(listing, j, true)).toEqual([1, 2, 3]);
-    const id = identify(listing, j, new Map([[1, 'h-old2'], [2, 'h-old1'], [3, 'h-old3']]), { uidlSupported: true, now: NOW });
-    expect(id.rekeys).toEqual([{ from: 'old2', to: 'NEW-A' }, { from: 'old1', to: 'NEW-B' }]);
+    const id = identify(
+      listing,
+      j,
+      new Map([
+        [1, 'h-old2'],
+        [2, 'h-old1'],
+        [3, 'h-old3'],
+      ]),
+      { uidlSupported: true, now: NOW },
+    );
+    expect(id.rekeys).toEqual([
+      { from: 'old2', to: 'NEW-A' },
+      { from: 'old1', to: 'NEW-B' },
+    ]);
     expect(id.recognised).toBe(2);
     expect(id.vanished).toEqual([]);
   });
 
   it('reports copied rows that left the listing without being deleted, once', () => {
-    const id = identify([{ n: 1, uidl: 'u1', size: 100 }], rows(row('u1'), row('gone'), row('seen', { vanishedAt: 't' }), row('del', { state: 'deleted' })), new Map(), { uidlSupported: true, now: NOW });
+    const id = identify(
+      [{ n: 1, uidl: 'u1', size: 100 }],
+      rows(row('u1'), row('gone'), row('seen', { vanishedAt: 't' }), row('del', { state: 'deleted' })),
+      new Map(),
+      { uidlSupported: true, now: NOW },
+    );
     expect(id.vanished).toEqual(['gone']);
   });
 
   it('without UIDL: keys by header hash and size, telling identical messages apart by occurrence', () => {
-    const listing = [{ n: 1, uidl: '', size: 10 }, { n: 2, uidl: '', size: 10 }, { n: 3, uidl: '', size: 20 }];
+    const listing = [
+      { n: 1, uidl: '', size: 10 },
+      { n: 2, uidl: '', size: 10 },
+      { n: 3, uidl: '', size: 20 },
+    ];
     expect(needsHeaders(listing, new Map(), false)).toEqual([1, 2, 3]);
-    const hashes = new Map([[1, 'a'.repeat(64)], [2, 'a'.repeat(64)], [3, 'b'.repeat(64)]]);
+    const hashes = new Map([
+      [1, 'a'.repeat(64)],
+      [2, 'a'.repeat(64)],
+      [3, 'b'.repeat(64)],
+    ]);
     const first = identify(listing, new Map(), hashes, { uidlSupported: false, now: NOW });
     const keys = first.listing.map((m) => m.uidl);
-    expect(keys).toEqual([`header:${'a'.repeat(64)}:10#1`, `header:${'a'.repeat(64)}:10#2`, `header:${'b'.repeat(64)}:20#1`]);
+    expect(keys).toEqual([
+      `header:${'a'.repeat(64)}:10#1`,
+      `header:${'a'.repeat(64)}:10#2`,
+      `header:${'b'.repeat(64)}:20#1`,
+    ]);
     // Next run: same keys; after #1 was deleted, a third identical copy gets a fresh occurrence.
-    expect(identify(listing, rows(...keys.map((k) => row(k))), hashes, { uidlSupported: false, now: NOW }).listing.map((m) => m.uidl)).toEqual(keys);
-    const later = identify(listing, rows(row(keys[0]!, { state: 'deleted' }), row(keys[1]!), row(keys[2]!)), hashes, { uidlSupported: false, now: NOW });
+    expect(
+      identify(listing, rows(...keys.map((k) => row(k))), hashes, { uidlSupported: false, now: NOW }).listing.map(
+        (m) => m.uidl,
+      ),
+    ).toEqual(keys);
+    const later = identify(listing, rows(row(keys[0]!, { state: 'deleted' }), row(keys[1]!), row(keys[2]!)), hashes, {
+      uidlSupported: false,
+      now: NOW,
+    });
     expect(later.listing.map((m) => m.uidl)).toEqual([keys[1], `header:${'a'.repeat(64)}:10#3`, keys[2]]);
   });
 });
@@ -83,9 +155,21 @@ describe('identify: shared UIDLs (popa3d) and UIDLs popsync deleted', () => {
   const opts = { uidlSupported: true, now: NOW };
 
   it('keys only the messages under a shared UIDL by header hash, size and occurrence', () => {
-    const listing = [{ n: 1, uidl: 'p', size: 10 }, { n: 2, uidl: 'p', size: 10 }, { n: 3, uidl: 'q', size: 30 }];
+    const listing = [
+      { n: 1, uidl: 'p', size: 10 },
+      { n: 2, uidl: 'p', size: 10 },
+      { n: 3, uidl: 'q', size: 30 },
+    ];
     expect(needsHeaders(listing, new Map(), true)).toEqual([1, 2]);
-    const id = identify(listing, new Map(), new Map([[1, H('a')], [2, H('a')]]), opts);
+    const id = identify(
+      listing,
+      new Map(),
+      new Map([
+        [1, H('a')],
+        [2, H('a')],
+      ]),
+      opts,
+    );
     expect(id.listing.map((m) => m.uidl)).toEqual([`header:${H('a')}:10#1`, `header:${H('a')}:10#2`, 'q']);
     expect(id.rekeys).toEqual([]);
     const plan = planCopy(id.listing, new Map());
@@ -94,9 +178,20 @@ describe('identify: shared UIDLs (popa3d) and UIDLs popsync deleted', () => {
   });
 
   it('a message copied under a UIDL that is now shared keeps its copy: its row joins the header group', () => {
-    const listing = [{ n: 1, uidl: 'p', size: 10 }, { n: 2, uidl: 'p', size: 10 }];
+    const listing = [
+      { n: 1, uidl: 'p', size: 10 },
+      { n: 2, uidl: 'p', size: 10 },
+    ];
     const before = rows(row('p', { headerHash: H('a'), listSize: 10 }));
-    const id = identify(listing, before, new Map([[1, H('a')], [2, H('a')]]), opts);
+    const id = identify(
+      listing,
+      before,
+      new Map([
+        [1, H('a')],
+        [2, H('a')],
+      ]),
+      opts,
+    );
     expect(id.rekeys).toEqual([{ from: 'p', to: `header:${H('a')}:10#1` }]);
     expect(id.listing.map((m) => m.uidl)).toEqual([`header:${H('a')}:10#1`, `header:${H('a')}:10#2`]);
     expect(id.vanished).toEqual([]);
@@ -107,7 +202,10 @@ describe('identify: shared UIDLs (popa3d) and UIDLs popsync deleted', () => {
   it('when the UIDL is unique again, the surviving header row gets it back instead of a second copy', () => {
     const key1 = `header:${H('a')}:10#1`;
     const key2 = `header:${H('a')}:10#2`;
-    const j = rows(row(key1, { headerHash: H('a'), listSize: 10, state: 'deleted' }), row(key2, { headerHash: H('a'), listSize: 10 }));
+    const j = rows(
+      row(key1, { headerHash: H('a'), listSize: 10, state: 'deleted' }),
+      row(key2, { headerHash: H('a'), listSize: 10 }),
+    );
     const listing = [{ n: 1, uidl: 'p', size: 10 }];
     expect(needsHeaders(listing, j, true)).toEqual([1]);
     const id = identify(listing, j, new Map([[1, H('a')]]), opts);
@@ -116,15 +214,23 @@ describe('identify: shared UIDLs (popa3d) and UIDLs popsync deleted', () => {
   });
 
   it('a shared UIDL whose TOP failed is a fault of that message, named', () => {
-    const listing = [{ n: 1, uidl: 'p', size: 10 }, { n: 2, uidl: 'p', size: 10 }];
+    const listing = [
+      { n: 1, uidl: 'p', size: 10 },
+      { n: 2, uidl: 'p', size: 10 },
+    ];
     const id = identify(listing, new Map(), new Map([[1, H('a')]]), opts);
     expect(id.listing[1]).toMatchObject({ uidl: '', fault: expect.stringMatching(/UIDL p for more than one message/) });
     const plan = planCopy(id.listing, new Map());
-    expect(plan.invalid.map((m) => [m.n, m.reason, invalidReasonText(m)])).toEqual([[2, 'unusable-uidl', id.listing[1]!.fault]]);
+    expect(plan.invalid.map((m) => [m.n, m.reason, invalidReasonText(m)])).toEqual([
+      [2, 'unusable-uidl', id.listing[1]!.fault],
+    ]);
   });
 
   it('a UIDL popsync deleted and sees again is a new message: the old row is moved aside', () => {
-    const listing = [{ n: 1, uidl: 'u1', size: 100 }, { n: 2, uidl: 'u2', size: 100 }];
+    const listing = [
+      { n: 1, uidl: 'u1', size: 100 },
+      { n: 2, uidl: 'u2', size: 100 },
+    ];
     const j = rows(row('u1', { state: 'deleted' }), row('u2'));
     expect(needsHeaders(listing, j, true)).toEqual([]);
     const id = identify(listing, j, new Map(), opts);
@@ -135,7 +241,16 @@ describe('identify: shared UIDLs (popa3d) and UIDLs popsync deleted', () => {
   });
 
   it('a UIDL with bytes RFC 1939 forbids is a reported fault, never cut or guessed', () => {
-    const listing = joinListing([{ n: 1, size: 5 }, { n: 2, size: 6 }], [{ n: 1, uidl: '', fault: 'bad UIDL "a\\x20b"' }, { n: 2, uidl: 'ok' }]);
+    const listing = joinListing(
+      [
+        { n: 1, size: 5 },
+        { n: 2, size: 6 },
+      ],
+      [
+        { n: 1, uidl: '', fault: 'bad UIDL "a\\x20b"' },
+        { n: 2, uidl: 'ok' },
+      ],
+    );
     const plan = planCopy(listing, new Map());
     expect(plan.invalid.map((m) => invalidReasonText(m))).toEqual(['bad UIDL "a\\x20b"']);
     expect(plan.copy.map((m) => m.uidl)).toEqual(['ok']);
@@ -143,7 +258,13 @@ describe('identify: shared UIDLs (popa3d) and UIDLs popsync deleted', () => {
 });
 
 describe('planDeletion', () => {
-  const policy = (o: Partial<DeletionPolicy> = {}): DeletionPolicy => ({ afterDays: 0, maxDelete: null, force: false, verify: false, ...o });
+  const policy = (o: Partial<DeletionPolicy> = {}): DeletionPolicy => ({
+    afterDays: 0,
+    maxDelete: null,
+    force: false,
+    verify: false,
+    ...o,
+  });
   const listing = ['a', 'b', 'c', 'd', 'e'].map((uidl, i) => ({ n: i + 1, uidl, size: 100 }));
   const j = rows(
     row('a'),
@@ -161,9 +282,17 @@ describe('planDeletion', () => {
     expect(p.waiting).toBe(1);
   });
   it('refuses everything beyond the ceiling unless forced', () => {
-    expect(planDeletion(listing, j, policy({ maxDelete: { count: 1 } }), NOW)).toMatchObject({ delete: [], refused: expect.stringMatching(/refusing to delete 2 messages/) });
-    expect(planDeletion(listing, j, policy({ maxDelete: { percent: 40 } }), NOW)).toMatchObject({ ceiling: 2, refused: null });
-    expect(planDeletion(listing, j, policy({ maxDelete: { percent: 20 } }), NOW).refused).toMatch(/20% of 5 listed = 1/);
+    expect(planDeletion(listing, j, policy({ maxDelete: { count: 1 } }), NOW)).toMatchObject({
+      delete: [],
+      refused: expect.stringMatching(/refusing to delete 2 messages/),
+    });
+    expect(planDeletion(listing, j, policy({ maxDelete: { percent: 40 } }), NOW)).toMatchObject({
+      ceiling: 2,
+      refused: null,
+    });
+    expect(planDeletion(listing, j, policy({ maxDelete: { percent: 20 } }), NOW).refused).toMatch(
+      /20% of 5 listed = 1/,
+    );
     expect(planDeletion(listing, j, policy({ maxDelete: { count: 1 }, force: true }), NOW).delete).toHaveLength(2);
   });
   it('parses --max-delete', () => {
@@ -176,26 +305,63 @@ describe('planDeletion', () => {
 
 describe('windowWarnings', () => {
   it('warns when a round count repeats while new mail arrives, and never says "all"', () => {
-    const w = windowWarnings({ listed: 250, newCount: 3, vanished: 0, previous: [{ listed: 250, deleted: 0, result: 'ok' }] });
+    const w = windowWarnings({
+      listed: 250,
+      newCount: 3,
+      vanished: 0,
+      previous: [{ listed: 250, deleted: 0, result: 'ok' }],
+    });
     expect(w).toHaveLength(1);
     expect(w[0]).toMatch(/exactly 250 .*newest 250/);
     expect(w[0]).not.toMatch(/\ball\b/);
   });
   it('stays quiet for a first run, an odd count, no new mail, or a run that deleted', () => {
     expect(windowWarnings({ listed: 250, newCount: 3, vanished: 0, previous: [] })).toEqual([]);
-    expect(windowWarnings({ listed: 251, newCount: 3, vanished: 0, previous: [{ listed: 251, deleted: 0, result: 'ok' }] })).toEqual([]);
-    expect(windowWarnings({ listed: 250, newCount: 0, vanished: 0, previous: [{ listed: 250, deleted: 0, result: 'ok' }] })).toEqual([]);
-    expect(windowWarnings({ listed: 250, newCount: 3, vanished: 0, previous: [{ listed: 250, deleted: 3, result: 'ok' }] })).toEqual([]);
+    expect(
+      windowWarnings({ listed: 251, newCount: 3, vanished: 0, previous: [{ listed: 251, deleted: 0, result: 'ok' }] }),
+    ).toEqual([]);
+    expect(
+      windowWarnings({ listed: 250, newCount: 0, vanished: 0, previous: [{ listed: 250, deleted: 0, result: 'ok' }] }),
+    ).toEqual([]);
+    expect(
+      windowWarnings({ listed: 250, newCount: 3, vanished: 0, previous: [{ listed: 250, deleted: 3, result: 'ok' }] }),
+    ).toEqual([]);
   });
   it('stays quiet when the previous run did not end ok: its listed messages may still be unknown to the journal', () => {
     // A 500-message migration interrupted after 200, then resumed: 300 unknown, none arrived.
-    expect(windowWarnings({ listed: 500, newCount: 300, vanished: 0, previous: [{ listed: 500, deleted: 0, result: 'error' }] })).toEqual([]);
+    expect(
+      windowWarnings({
+        listed: 500,
+        newCount: 300,
+        vanished: 0,
+        previous: [{ listed: 500, deleted: 0, result: 'error' }],
+      }),
+    ).toEqual([]);
     // Nor does an older ok run behind it count: the interrupted one is the last word.
-    expect(windowWarnings({ listed: 500, newCount: 300, vanished: 0, previous: [{ listed: 500, deleted: 0, result: 'error' }, { listed: 500, deleted: 0, result: 'ok' }] })).toEqual([]);
+    expect(
+      windowWarnings({
+        listed: 500,
+        newCount: 300,
+        vanished: 0,
+        previous: [
+          { listed: 500, deleted: 0, result: 'error' },
+          { listed: 500, deleted: 0, result: 'ok' },
+        ],
+      }),
+    ).toEqual([]);
     // Set-aside messages are not journaled: a 'partial' run proves nothing either.
-    expect(windowWarnings({ listed: 500, newCount: 2, vanished: 0, previous: [{ listed: 500, deleted: 0, result: 'partial' }] })).toEqual([]);
+    expect(
+      windowWarnings({
+        listed: 500,
+        newCount: 2,
+        vanished: 0,
+        previous: [{ listed: 500, deleted: 0, result: 'partial' }],
+      }),
+    ).toEqual([]);
   });
   it('warns when copied messages vanished without popsync deleting them', () => {
-    expect(windowWarnings({ listed: 7, newCount: 0, vanished: 2, previous: [] })[0]).toMatch(/^2 messages copied earlier are no longer listed/);
+    expect(windowWarnings({ listed: 7, newCount: 0, vanished: 2, previous: [] })[0]).toMatch(
+      /^2 messages copied earlier are no longer listed/,
+    );
   });
 });

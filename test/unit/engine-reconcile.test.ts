@@ -6,7 +6,14 @@
 import { describe, expect, it } from 'vitest';
 import type { DestinationMessage } from '../../src/imap/types.js';
 import { createHash } from 'node:crypto';
-import { headerFingerprint, matchCopies, messageIdKey, type Digest, type Probe, type Wanted } from '../../src/engine/reconcile.js';
+import {
+  headerFingerprint,
+  matchCopies,
+  messageIdKey,
+  type Digest,
+  type Probe,
+  type Wanted,
+} from '../../src/engine/reconcile.js';
 import { fingerprint } from '../../src/engine/fingerprint.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
@@ -23,7 +30,11 @@ class Folder {
     for (const [uid, body] of entries) this.bodies.set(uid, body);
   }
   list(ids: Record<number, string | null> = {}): DestinationMessage[] {
-    return [...this.bodies].map(([uid, body]) => ({ uid, size: body.length, messageId: uid in ids ? ids[uid]! : (/Message-ID: (<[^>]+>)/i.exec(body.toString('latin1'))?.[1] ?? null) }));
+    return [...this.bodies].map(([uid, body]) => ({
+      uid,
+      size: body.length,
+      messageId: uid in ids ? ids[uid]! : (/Message-ID: (<[^>]+>)/i.exec(body.toString('latin1'))?.[1] ?? null),
+    }));
   }
   probe(withHeaders = false): Probe {
     return {
@@ -57,7 +68,10 @@ const noId = b('Subject: no id\n\nplain\n');
 
 describe('matchCopies', () => {
   it('prefers byte-exact copies and recognises rewritten ones by fingerprint', async () => {
-    const f = new Folder([[10, m1], [11, dovecot(m2)]]);
+    const f = new Folder([
+      [10, m1],
+      [11, dovecot(m2)],
+    ]);
     const r = await matchCopies([want('a', m1), want('b', m2)], f.list(), new Set(), f.probe());
     expect(r).toEqual([
       { key: 'a', uid: 10, by: 'sha256' },
@@ -76,12 +90,21 @@ describe('matchCopies', () => {
     expect(claimed).toEqual(new Set([5]));
   });
 
-  it('never hands out a claimed UID or one below the row\'s floor', async () => {
-    const f = new Folder([[3, m1], [7, m1], [9, m1]]);
+  it("never hands out a claimed UID or one below the row's floor", async () => {
+    const f = new Folder([
+      [3, m1],
+      [7, m1],
+      [9, m1],
+    ]);
     const r = await matchCopies([want('a', m1, { floor: 8 })], f.list(), new Set([9]), f.probe());
     expect(r).toEqual([{ key: 'a', uid: null }]);
     // Lowest floor first, lowest UID first: both rows find a copy.
-    const both = await matchCopies([want('late', m1, { floor: 7 }), want('early', m1, { floor: 3 })], f.list(), new Set(), f.probe());
+    const both = await matchCopies(
+      [want('late', m1, { floor: 7 }), want('early', m1, { floor: 3 })],
+      f.list(),
+      new Set(),
+      f.probe(),
+    );
     expect(both).toEqual([
       { key: 'late', uid: 7, by: 'sha256' },
       { key: 'early', uid: 3, by: 'sha256' },
@@ -90,7 +113,12 @@ describe('matchCopies', () => {
 
   it('narrows by Message-ID before fetching bodies, and by size only beyond any rewrite', async () => {
     const big = b(`Subject: no id\n\n${'x'.repeat(500)}\n`);
-    const f = new Folder([[1, m2], [2, big], [3, noId], [4, m1]]);
+    const f = new Folder([
+      [1, m2],
+      [2, big],
+      [3, noId],
+      [4, m1],
+    ]);
     await matchCopies([want('a', m1)], f.list(), new Set(), f.probe());
     // UID 1 has another Message-ID; UID 2 none but is larger than any rewrite of m1; UID 3
     // (no Message-ID listed: maybe unparsed) and UID 4 are fetched.
@@ -98,9 +126,17 @@ describe('matchCopies', () => {
   });
 
   it('without a Message-ID, bodies only of candidates whose header fingerprint matches', async () => {
-    const others = Array.from({ length: 20 }, (_, i) => [i + 1, b(`Subject: other ${i}\n\nplain\n`)] as [number, Buffer]);
+    const others = Array.from(
+      { length: 20 },
+      (_, i) => [i + 1, b(`Subject: other ${i}\n\nplain\n`)] as [number, Buffer],
+    );
     const f = new Folder([...others, [30, dovecot(noId)]]);
-    const r = await matchCopies([want('a', noId, { headerFingerprint: headerFingerprint(noId), messageIdFallback: false })], f.list(), new Set(), f.probe(true));
+    const r = await matchCopies(
+      [want('a', noId, { headerFingerprint: headerFingerprint(noId), messageIdFallback: false })],
+      f.list(),
+      new Set(),
+      f.probe(true),
+    );
     expect(r).toEqual([{ key: 'a', uid: 30, by: 'fingerprint' }]);
     expect(f.digests).toBe(1);
     expect(f.headerFetches).toBe(1);
@@ -109,8 +145,12 @@ describe('matchCopies', () => {
   it('falls back to a lone Message-ID match only when allowed, after every content match', async () => {
     const changed = b('X-Added: 1\r\nMessage-ID: <1@t>\r\nSubject: one\r\n\r\nbody one changed\r\n');
     const f = new Folder([[4, changed]]);
-    expect(await matchCopies([want('a', m1)], f.list(), new Set(), f.probe())).toEqual([{ key: 'a', uid: 4, by: 'message-id' }]);
-    expect(await matchCopies([want('a', m1, { messageIdFallback: false })], f.list(), new Set(), f.probe())).toEqual([{ key: 'a', uid: null }]);
+    expect(await matchCopies([want('a', m1)], f.list(), new Set(), f.probe())).toEqual([
+      { key: 'a', uid: 4, by: 'message-id' },
+    ]);
+    expect(await matchCopies([want('a', m1, { messageIdFallback: false })], f.list(), new Set(), f.probe())).toEqual([
+      { key: 'a', uid: null },
+    ]);
     // A content match of another row is never taken by a fallback.
     const g = new Folder([[4, m1]]);
     const m1b = b('Message-ID: <1@t>\nSubject: one\n\nanother body\n');
@@ -124,14 +164,22 @@ describe('matchCopies', () => {
   it('is undecided when several candidates share the Message-ID and none has the content', async () => {
     const x = b('Message-ID: <1@t>\r\nSubject: x\r\n\r\nx\r\n');
     const y = b('Message-ID: <1@t>\r\nSubject: y\r\n\r\ny\r\n');
-    const f = new Folder([[4, x], [5, y]]);
+    const f = new Folder([
+      [4, x],
+      [5, y],
+    ]);
     const [r] = await matchCopies([want('a', m1)], f.list(), new Set(), f.probe());
-    expect(r).toMatchObject({ key: 'a', undecided: expect.stringMatching(/2 messages with its Message-ID <1@t> \(UIDs 4, 5\)/) });
+    expect(r).toMatchObject({
+      key: 'a',
+      undecided: expect.stringMatching(/2 messages with its Message-ID <1@t> \(UIDs 4, 5\)/),
+    });
   });
 
   it('a row from before fingerprints: exact copies still match, a plausible rewritten one is undecided', async () => {
     const f = new Folder([[4, m1]]);
-    expect(await matchCopies([want('a', m1, { fingerprint: null })], f.list(), new Set(), f.probe())).toEqual([{ key: 'a', uid: 4, by: 'sha256' }]);
+    expect(await matchCopies([want('a', m1, { fingerprint: null })], f.list(), new Set(), f.probe())).toEqual([
+      { key: 'a', uid: 4, by: 'sha256' },
+    ]);
     const g = new Folder([[4, dovecot(m1)]]);
     const [r] = await matchCopies([want('a', m1, { fingerprint: null })], g.list(), new Set(), g.probe());
     expect(r).toMatchObject({ undecided: expect.stringMatching(/before popsync kept content fingerprints/) });
@@ -139,7 +187,14 @@ describe('matchCopies', () => {
     const [s] = await matchCopies([want('b', noId, { fingerprint: null })], h.list(), new Set(), h.probe());
     expect(s).toMatchObject({ undecided: expect.any(String) });
     // Nothing plausible arrived: it was not copied.
-    expect(await matchCopies([want('c', m1, { fingerprint: null })], new Folder([[4, m2]]).list(), new Set(), new Folder([[4, m2]]).probe())).toEqual([{ key: 'c', uid: null }]);
+    expect(
+      await matchCopies(
+        [want('c', m1, { fingerprint: null })],
+        new Folder([[4, m2]]).list(),
+        new Set(),
+        new Folder([[4, m2]]).probe(),
+      ),
+    ).toEqual([{ key: 'c', uid: null }]);
   });
 
   it('compares Message-IDs as a munging server leaves them', () => {

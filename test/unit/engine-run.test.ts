@@ -19,7 +19,8 @@ import { headerBlockEnd, messageIdOf, parseHeaders } from '../../src/mapping/hea
 import { compileRouting, engineRouter } from '../../src/mapping/rules.js';
 import type { Pop3Session } from '../../src/pop3/types.js';
 
-const msg = (i: number, extra = '') => Buffer.from(`Message-ID: <m${i}@test>\r\nSubject: ${i}\r\n\r\nbody ${i}${extra}\r\n`);
+const msg = (i: number, extra = '') =>
+  Buffer.from(`Message-ID: <m${i}@test>\r\nSubject: ${i}\r\n\r\nbody ${i}${extra}\r\n`);
 
 class MemorySource {
   /** When set, the order in which RETRs were issued, interleaved with the destination's events. */
@@ -63,7 +64,13 @@ class MemorySource {
       capabilities: new Map(),
       pipelining: false,
       stat: async () => ({ count: this.messages.length, size: 0 }),
-      list: async () => (check(), this.messages.map((m, i) => ({ n: i + 1, size: this.listSize ? this.listSize(i + 1, m.body.length) : m.body.length }))),
+      list: async () => (
+        check(),
+        this.messages.map((m, i) => ({
+          n: i + 1,
+          size: this.listSize ? this.listSize(i + 1, m.body.length) : m.body.length,
+        }))
+      ),
       uidl: async () => (check(), this.messages.map((m, i) => ({ n: i + 1, uidl: m.uidl }))),
       // The whole message: the header hash reads only the header block, as from a real TOP n 0.
       top: async (n: number) => (check(), this.messages[n - 1]!.body),
@@ -89,7 +96,10 @@ class MemorySource {
 }
 
 class MemoryDestination {
-  folders = new Map<string, { uidValidity: bigint; next: number; msgs: Array<{ uid: number; body: Buffer; flags: string[] }> }>();
+  folders = new Map<
+    string,
+    { uidValidity: bigint; next: number; msgs: Array<{ uid: number; body: Buffer; flags: string[] }> }
+  >();
   /** Store the Nth append (1-based, counted across the destination's life) and then drop before answering. */
   dropAfterStoring = new Set<number>();
   /** Drop before storing the Nth append: its intent is journaled, it was never sent. */
@@ -132,7 +142,12 @@ class MemoryDestination {
       status: async (path) => (check(), status(path)),
       appendBatch: async (path, items: AppendRequest[], onOutcome) => {
         this.events?.push('append start');
-        this.batches.push(items.map((it) => ({ size: Buffer.isBuffer(it.body) ? it.body.length : it.body.size, file: !Buffer.isBuffer(it.body) })));
+        this.batches.push(
+          items.map((it) => ({
+            size: Buffer.isBuffer(it.body) ? it.body.length : it.body.size,
+            file: !Buffer.isBuffer(it.body),
+          })),
+        );
         // A real server takes time: long enough for the engine to be fetching the next batch.
         if (this.events) await new Promise((r) => setTimeout(r, 10));
         const out: AppendOutcome[] = [];
@@ -145,17 +160,28 @@ class MemoryDestination {
           }
           let o: AppendOutcome;
           if (this.refuse.has(k)) {
-            o = { ok: false, error: new PopsyncError('message', 'message too large', { serverResponse: 'NO [LIMIT] Mail size is too large' }) };
+            o = {
+              ok: false,
+              error: new PopsyncError('message', 'message too large', {
+                serverResponse: 'NO [LIMIT] Mail size is too large',
+              }),
+            };
           } else {
             const f = folder(path);
             if (this.flappingWhileEmpty && f.msgs.length === 0) f.uidValidity++;
             const uid = f.next++;
-            f.msgs.push({ uid, body: this.rewrite(Buffer.isBuffer(it.body) ? it.body : readFileSync(it.body.file)), flags: it.flags });
+            f.msgs.push({
+              uid,
+              body: this.rewrite(Buffer.isBuffer(it.body) ? it.body : readFileSync(it.body.file)),
+              flags: it.flags,
+            });
             if (this.dropAfterStoring.has(k)) {
               dead = true;
               throw new PopsyncError('connection', 'IMAP connection lost before the tagged OK');
             }
-            o = this.uidplus ? { ok: true, uid, uidValidity: f.uidValidity } : { ok: true, uid: null, uidValidity: null };
+            o = this.uidplus
+              ? { ok: true, uid, uidValidity: f.uidValidity }
+              : { ok: true, uid: null, uidValidity: null };
           }
           out.push(o);
           onOutcome?.(i, o);
@@ -163,11 +189,12 @@ class MemoryDestination {
         this.events?.push('append end');
         return out;
       },
-      listSince: async (path, since, below = Infinity): Promise<DestinationMessage[]> =>
-        (check(),
+      listSince: async (path, since, below = Infinity): Promise<DestinationMessage[]> => (
+        check(),
         folder(path)
           .msgs.filter((m) => m.uid >= since && m.uid < below)
-          .map((m) => ({ uid: m.uid, size: m.body.length, messageId: messageIdOf(parseHeaders(m.body)) }))),
+          .map((m) => ({ uid: m.uid, size: m.body.length, messageId: messageIdOf(parseHeaders(m.body)) }))
+      ),
       fetchBody: async (path, uid) => (check(), this.bodyFetches++, folder(path).msgs.find((m) => m.uid === uid)!.body),
       scanHeaders: async (path, which, each) => {
         check();
@@ -278,7 +305,12 @@ describe('engine', () => {
     const r = await runEngine(options(src, dst));
     expect(r.copied).toBe(2);
     expect(r.failed).toEqual([
-      expect.objectContaining({ uidl: 'u2', n: 2, folder: 'INBOX', serverResponse: 'NO [LIMIT] Mail size is too large' }),
+      expect.objectContaining({
+        uidl: 'u2',
+        n: 2,
+        folder: 'INBOX',
+        serverResponse: 'NO [LIMIT] Mail size is too large',
+      }),
     ]);
     expect(journal.get('alice@pop.test:110', 'u2')?.state).toBe('failed');
     const r2 = await runEngine(options(src, dst));
@@ -314,7 +346,10 @@ describe('engine', () => {
     expect(r.reconciled).toBe(1);
 
     const src2 = new MemorySource([{ uidl: 'u1', body: msg(1) }]);
-    const failing = { ...options(src2, dst), openSource: async () => Promise.reject(new PopsyncError('connection', 'connect ECONNREFUSED')) };
+    const failing = {
+      ...options(src2, dst),
+      openSource: async () => Promise.reject(new PopsyncError('connection', 'connect ECONNREFUSED')),
+    };
     await expect(runEngine(failing)).rejects.toMatchObject({ kind: 'connection' });
   });
 
@@ -352,7 +387,12 @@ describe('engine', () => {
     src.messages.push({ uidl: 'u3', body: msg(3) });
     const err = await runEngine(options(src, dst)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PopsyncError);
-    expect(err).toMatchObject({ kind: 'protocol', message: expect.stringMatching(/gave UID 1 in "INBOX" to a new message, but that UID already holds the copy of UIDL u1/) });
+    expect(err).toMatchObject({
+      kind: 'protocol',
+      message: expect.stringMatching(
+        /gave UID 1 in "INBOX" to a new message, but that UID already holds the copy of UIDL u1/,
+      ),
+    });
     expect(journal.get('alice@pop.test:110', 'u1')).toMatchObject({ state: 'done', destUid: 1 });
   });
 
@@ -386,7 +426,15 @@ describe('engine', () => {
     const dst = new MemoryDestination();
     const r = await runEngine(options(src, dst, { retry: { maxAttempts: 5, baseDelayMs: 1, maxDelayMs: 1 } }));
     expect(r.copied).toBe(5);
-    expect(r.failed).toEqual([expect.objectContaining({ uidl: 'u3', n: 3, reason: expect.stringMatching(/set aside: receiving it from the POP3 server failed 3 times \(last: POP3 server closed the connection\); it stays on the server/) })]);
+    expect(r.failed).toEqual([
+      expect.objectContaining({
+        uidl: 'u3',
+        n: 3,
+        reason: expect.stringMatching(
+          /set aside: receiving it from the POP3 server failed 3 times \(last: POP3 server closed the connection\); it stays on the server/,
+        ),
+      }),
+    ]);
     expect(src.retrs.get(3)).toBe(3);
     expect(dst.bodies()).toEqual([1, 2, 4, 5, 6].map((i) => msg(i).toString()));
     // Never journaled (it never arrived), so nothing marks it: the next run simply tries again.
@@ -421,12 +469,22 @@ describe('engine', () => {
   });
 
   it('sets aside at once a message whose RETR carries more than its LIST size allows, and copies the rest', async () => {
-    const src = new MemorySource([1, 2, 3].map((i) => ({ uidl: `u${i}`, body: i === 2 ? Buffer.concat([msg(2), Buffer.alloc(400 * 1024, 'y')]) : msg(i) })));
+    const src = new MemorySource(
+      [1, 2, 3].map((i) => ({
+        uidl: `u${i}`,
+        body: i === 2 ? Buffer.concat([msg(2), Buffer.alloc(400 * 1024, 'y')]) : msg(i),
+      })),
+    );
     src.listSize = (n, real) => (n === 2 ? 10 : real);
     const dst = new MemoryDestination();
     const r = await runEngine(options(src, dst));
     expect(r.copied).toBe(2);
-    expect(r.failed).toEqual([expect.objectContaining({ uidl: 'u2', reason: expect.stringMatching(/more than 131092 bytes for message 2, which LIST said was 10 bytes/) })]);
+    expect(r.failed).toEqual([
+      expect.objectContaining({
+        uidl: 'u2',
+        reason: expect.stringMatching(/more than 131092 bytes for message 2, which LIST said was 10 bytes/),
+      }),
+    ]);
     expect(src.retrs.get(2)).toBe(1);
     expect(dst.bodies()).toEqual([msg(1).toString(), msg(3).toString()]);
   });
@@ -435,7 +493,9 @@ describe('engine', () => {
     const big = (i: number) => Buffer.concat([msg(i), Buffer.alloc(1536 * 1024, 'q'), Buffer.from('\r\n')]);
     const src = new MemorySource([1, 2, 3, 4].map((i) => ({ uidl: `u${i}`, body: big(i) })));
     const dst = new MemoryDestination();
-    const r = await runEngine(options(src, dst, { batchMessages: 50, batchBytes: 3 * 1024 * 1024, spillBytes: 64 * 1024, spoolDir: dir }));
+    const r = await runEngine(
+      options(src, dst, { batchMessages: 50, batchBytes: 3 * 1024 * 1024, spillBytes: 64 * 1024, spoolDir: dir }),
+    );
     expect(r).toMatchObject({ copied: 4, failed: [] });
     // Each spooled message holds only its 1 MB head in memory, yet counts with its full size.
     expect(dst.batches.map((b) => b.map((m) => m.file))).toEqual([
@@ -448,7 +508,10 @@ describe('engine', () => {
     const spoolDir = join(dir, 'tmp');
     mkdirSync(spoolDir);
     const large = Buffer.concat([msg(1), Buffer.alloc(200 * 1024, 'z'), Buffer.from('\0end\r\n')]);
-    const src = new MemorySource([{ uidl: 'u1', body: large }, { uidl: 'u2', body: msg(2) }]);
+    const src = new MemorySource([
+      { uidl: 'u1', body: large },
+      { uidl: 'u2', body: msg(2) },
+    ]);
     const dst = new MemoryDestination();
     const r = await runEngine(options(src, dst, { spillBytes: 64 * 1024, spoolDir }));
     expect(r.copied).toBe(2);
@@ -457,7 +520,10 @@ describe('engine', () => {
       { size: msg(2).length, file: false },
     ]);
     expect(dst.folders.get('INBOX')!.msgs[0]!.body.equals(large)).toBe(true);
-    expect(journal.get('alice@pop.test:110', 'u1')).toMatchObject({ size: large.length, sha256: createHash('sha256').update(large).digest('hex') });
+    expect(journal.get('alice@pop.test:110', 'u1')).toMatchObject({
+      size: large.length,
+      sha256: createHash('sha256').update(large).digest('hex'),
+    });
     expect(readdirSync(spoolDir)).toEqual([]);
   });
 
@@ -483,7 +549,9 @@ describe('engine', () => {
     const src = new MemorySource([1, 2].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
     const dst = new MemoryDestination();
     dst.dropAfterStoring.add(1);
-    await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({ kind: 'connection' });
+    await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({
+      kind: 'connection',
+    });
     // Same mail, new UIDVALIDITY and new UIDs (a server that renumbered, or a restore).
     const inbox = dst.folders.get('INBOX')!;
     inbox.uidValidity = 778n;
@@ -494,7 +562,11 @@ describe('engine', () => {
     // No copy was confirmed under 777, so nothing of the journal's is lost track of: no warning.
     expect(r.warnings).toEqual([]);
     expect(dst.bodies()).toEqual([msg(1), msg(2)].map(String));
-    expect(journal.get('alice@pop.test:110', 'u1')).toMatchObject({ state: 'done', destUidValidity: 778n, destUid: 51 });
+    expect(journal.get('alice@pop.test:110', 'u1')).toMatchObject({
+      state: 'done',
+      destUidValidity: 778n,
+      destUid: 51,
+    });
   });
 
   it("Courier's empty INBOX: a UIDVALIDITY that changes every time it is looked at, until the first APPEND, is taken", async () => {
@@ -513,7 +585,9 @@ describe('engine', () => {
     const src = new MemorySource([1, 2].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
     const dst = new MemoryDestination();
     dst.dropAfterStoring.add(2);
-    await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({ kind: 'connection' });
+    await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({
+      kind: 'connection',
+    });
     dst.folders.set('INBOX', { uidValidity: 900n, next: 1, msgs: [] });
     const r = await runEngine(options(src, dst));
     // u1 was confirmed before: it stays done (its history), u2 was in flight: copied again.
@@ -526,7 +600,9 @@ describe('engine', () => {
   });
 
   it('skips messages over skip_larger_than on their LIST size, without RETR, a failure or a journal row', async () => {
-    const src = new MemorySource([msg(1), msg(2, 'x'.repeat(500)), msg(3)].map((body, i) => ({ uidl: `u${i + 1}`, body })));
+    const src = new MemorySource(
+      [msg(1), msg(2, 'x'.repeat(500)), msg(3)].map((body, i) => ({ uidl: `u${i + 1}`, body })),
+    );
     const dst = new MemoryDestination();
     const r = await runEngine(options(src, dst, { skipLargerThan: 200 }));
     expect(r).toMatchObject({ copied: 2, skippedByRule: 1, failed: [], newMessages: 2 });
@@ -539,7 +615,9 @@ describe('engine', () => {
   });
 
   it('with detail, keeps one row per listed message: copied, already copied, failed, skipped', async () => {
-    const src = new MemorySource([msg(1), msg(2), msg(3), msg(4, 'x'.repeat(500))].map((body, i) => ({ uidl: `u${i + 1}`, body })));
+    const src = new MemorySource(
+      [msg(1), msg(2), msg(3), msg(4, 'x'.repeat(500))].map((body, i) => ({ uidl: `u${i + 1}`, body })),
+    );
     const dst = new MemoryDestination();
     await runEngine(options(new MemorySource([src.messages[0]!]), dst));
     dst.refuse.add(3);
@@ -550,9 +628,17 @@ describe('engine', () => {
       [3, 'u3', 'failed'],
       [4, 'u4', 'skipped-by-rule'],
     ]);
-    expect(r.messages![0]).toMatchObject({ folder: 'INBOX', messageId: '<m1@test>', provenance: { dateSource: expect.any(String) } });
+    expect(r.messages![0]).toMatchObject({
+      folder: 'INBOX',
+      messageId: '<m1@test>',
+      provenance: { dateSource: expect.any(String) },
+    });
     expect(r.messages![1]).toMatchObject({ folder: 'INBOX', subject: '2', messageId: '<m2@test>', reason: null });
-    expect(r.messages![2]).toMatchObject({ folder: 'INBOX', reason: expect.any(String), serverResponse: expect.any(String) });
+    expect(r.messages![2]).toMatchObject({
+      folder: 'INBOX',
+      reason: expect.any(String),
+      serverResponse: expect.any(String),
+    });
     expect(r.messages![3]).toMatchObject({ folder: null, reason: 'over the size rule (200 bytes)' });
   });
 });
@@ -575,7 +661,9 @@ describe('windowed-source check across an interrupted run', () => {
         },
       };
     };
-    await expect(runEngine(options(src, dst, { signal: stop.signal, batchMessages: 10 }))).rejects.toMatchObject({ kind: 'interrupted' });
+    await expect(runEngine(options(src, dst, { signal: stop.signal, batchMessages: 10 }))).rejects.toMatchObject({
+      kind: 'interrupted',
+    });
     dst.sink = base;
     const resumed = await runEngine(options(src, dst, { batchMessages: 10 }));
     expect(resumed.copied).toBeGreaterThan(0);
@@ -585,9 +673,11 @@ describe('windowed-source check across an interrupted run', () => {
 });
 
 /** Dovecot's rewrites on APPEND: every bare LF becomes CRLF, NUL becomes 0x80. */
-const dovecotRewrite = (b: Buffer): Buffer => Buffer.from(b.toString('latin1').replace(/\r?\n/g, '\r\n').replace(/\0/g, '\x80'), 'latin1');
+const dovecotRewrite = (b: Buffer): Buffer =>
+  Buffer.from(b.toString('latin1').replace(/\r?\n/g, '\r\n').replace(/\0/g, '\x80'), 'latin1');
 /** A message as a non-Dovecot POP3 server may serve it: bare LF line ends, a NUL, maybe no Message-ID. */
-const lfMsg = (i: number, withId = true): Buffer => Buffer.from(`${withId ? `Message-ID: <lf${i}@test>\n` : ''}Subject: lf ${i}\n\nbody\0 ${i}\nline two\n`, 'latin1');
+const lfMsg = (i: number, withId = true): Buffer =>
+  Buffer.from(`${withId ? `Message-ID: <lf${i}@test>\n` : ''}Subject: lf ${i}\n\nbody\0 ${i}\nline two\n`, 'latin1');
 
 describe('engine: exactly once on servers that rewrite, lack UIDPLUS, or were written by another journal', () => {
   const A = 'alice@pop.test:110';
@@ -621,7 +711,7 @@ describe('engine: exactly once on servers that rewrite, lack UIDPLUS, or were wr
     expect(journal.get(A, 'b')).toMatchObject({ state: 'done', destUid: 2 });
   });
 
-  it('no UIDPLUS: learns each copy\'s UID right after its batch, identical messages each their own', async () => {
+  it("no UIDPLUS: learns each copy's UID right after its batch, identical messages each their own", async () => {
     const same = msg(8);
     const src = new MemorySource([msg(1), same, same, msg(2), same].map((body, i) => ({ uidl: `u${i + 1}`, body })));
     const dst = new MemoryDestination();
@@ -639,8 +729,12 @@ describe('engine: exactly once on servers that rewrite, lack UIDPLUS, or were wr
     dst.dropAfterStoring.add(1);
     // The server changed the copy beyond recognition, and another message with its Message-ID arrived.
     dst.rewrite = (b) => Buffer.concat([Buffer.from('X-Added: by the server\r\n'), b]);
-    await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({ kind: 'connection' });
-    dst.folders.get('INBOX')!.msgs.push({ uid: 2, body: Buffer.from('Message-ID: <m1@test>\r\nSubject: other\r\n\r\nother\r\n'), flags: [] });
+    await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({
+      kind: 'connection',
+    });
+    dst.folders
+      .get('INBOX')!
+      .msgs.push({ uid: 2, body: Buffer.from('Message-ID: <m1@test>\r\nSubject: other\r\n\r\nother\r\n'), flags: [] });
     dst.folders.get('INBOX')!.next = 3;
     const e = await runEngine(options(src, dst)).catch((x: unknown) => x);
     expect(e).toMatchObject({ kind: 'undecidable', context: { uidl: 'u1', folder: 'INBOX' } });
@@ -654,7 +748,9 @@ describe('engine: exactly once on servers that rewrite, lack UIDPLUS, or were wr
     const dst = new MemoryDestination();
     dst.rewrite = dovecotRewrite;
     dst.dropAfterStoring.add(2);
-    await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({ kind: 'connection' });
+    await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({
+      kind: 'connection',
+    });
     // What a popsync before schema v5 left behind: no fingerprint on the interrupted row.
     const raw = new Database(journal.path);
     expect(raw.prepare(`UPDATE messages SET fingerprint = NULL WHERE state = 'appending'`).run().changes).toBe(2);
@@ -684,7 +780,12 @@ describe('engine: exactly once on servers that rewrite, lack UIDPLUS, or were wr
     expect((await runEngine(options(src, dst))).copied).toBe(5);
     // Other mail in the folder, with and without Message-IDs: never read beyond its header.
     const inbox = dst.folders.get('INBOX')!;
-    for (let i = 0; i < 30; i++) inbox.msgs.push({ uid: inbox.next++, body: Buffer.from(`${i % 2 ? `Message-ID: <other${i}@test>\r\n` : ''}Subject: other ${i}\r\n\r\nbody\r\n`), flags: [] });
+    for (let i = 0; i < 30; i++)
+      inbox.msgs.push({
+        uid: inbox.next++,
+        body: Buffer.from(`${i % 2 ? `Message-ID: <other${i}@test>\r\n` : ''}Subject: other ${i}\r\n\r\nbody\r\n`),
+        flags: [],
+      });
     const other = Journal.open(join(dir, 'second.sqlite'), { source: A });
     try {
       const fetchesBefore = dst.bodyFetches;
@@ -707,7 +808,15 @@ describe('engine: exactly once on servers that rewrite, lack UIDPLUS, or were wr
   it('adoption copies what is missing: one of three identical messages and a message never copied', async () => {
     const same = msg(9);
     const dst = new MemoryDestination();
-    await runEngine(options(new MemorySource([{ uidl: 'x1', body: same }, { uidl: 'x2', body: msg(1) }]), dst));
+    await runEngine(
+      options(
+        new MemorySource([
+          { uidl: 'x1', body: same },
+          { uidl: 'x2', body: msg(1) },
+        ]),
+        dst,
+      ),
+    );
     const other = Journal.open(join(dir, 'second.sqlite'), { source: A });
     try {
       const src = new MemorySource([same, same, msg(1), same, msg(2)].map((body, i) => ({ uidl: `u${i + 1}`, body })));
@@ -739,7 +848,9 @@ describe('engine: exactly once on servers that rewrite, lack UIDPLUS, or were wr
       const src = new MemorySource(bodies.map((body, i) => ({ uidl: `u${i + 1}`, body })));
       src.failRetrOnce.set(5, 'drop');
       // The first attempt dies on RETR of #5, after adopting the first batch(es), no retries.
-      await expect(runEngine({ ...options(src, dst, { retry: { maxAttempts: 0 } }), journal: other })).rejects.toMatchObject({ kind: 'connection' });
+      await expect(
+        runEngine({ ...options(src, dst, { retry: { maxAttempts: 0 } }), journal: other }),
+      ).rejects.toMatchObject({ kind: 'connection' });
       const first = other.counts(A).done;
       expect(first).toBeGreaterThan(0);
       expect(first).toBeLessThan(6);

@@ -3,7 +3,16 @@
  * as a message arrives, whether it stays in memory or goes to disk.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -25,7 +34,11 @@ afterEach(() => {
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-async function collect(message: Buffer, spillAt: number, chunk = 1000): Promise<Awaited<ReturnType<BodyCollector['finish']>>> {
+async function collect(
+  message: Buffer,
+  spillAt: number,
+  chunk = 1000,
+): Promise<Awaited<ReturnType<BodyCollector['finish']>>> {
   const c = new BodyCollector(spool, spillAt);
   for (let i = 0; i < message.length; i += chunk) await c.add(message.subarray(i, i + chunk));
   return c.finish();
@@ -143,7 +156,11 @@ describe('BodyCollector', () => {
     // Capped: about a thousand 1 KB fields, not three thousand.
     expect(fields.length).toBeLessThan(HEADER_PARSE_LIMIT / 1000 + 3);
     // And a blank line exactly at the limit is found the same way in the head and the whole.
-    const edge = Buffer.concat([Buffer.from('A: '), Buffer.alloc(HEADER_PARSE_LIMIT - 5, 'a'), Buffer.from('\n\nrest')]);
+    const edge = Buffer.concat([
+      Buffer.from('A: '),
+      Buffer.alloc(HEADER_PARSE_LIMIT - 5, 'a'),
+      Buffer.from('\n\nrest'),
+    ]);
     const e = await collect(edge, 1024, 4096);
     expect(headerHash(e.head)).toBe(headerHash(edge));
   });

@@ -21,7 +21,10 @@ import {
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const head = (b: Buffer) => b.subarray(0, b.indexOf('\r\n\r\n') + 4);
-const original = Buffer.from('From: a@example.org\r\nSubject: caf\xe9\r\nMessage-ID: <1@x>\r\n\r\nline one\r\nline two\r\n', 'latin1');
+const original = Buffer.from(
+  'From: a@example.org\r\nSubject: caf\xe9\r\nMessage-ID: <1@x>\r\n\r\nline one\r\nline two\r\n',
+  'latin1',
+);
 
 function row(body: Buffer, extra: Partial<CopyRecord> = {}): CopyRecord {
   return {
@@ -43,24 +46,46 @@ const seen = { uidValidity: 7n };
 
 describe('judgeLook (UID, size, header digest)', () => {
   it('same UID, size and headers: same', () => {
-    expect(judgeLook(row(original), seen, lookOf(5, original.length, head(original)))).toMatchObject({ status: 'same', detail: null });
+    expect(judgeLook(row(original), seen, lookOf(5, original.length, head(original)))).toMatchObject({
+      status: 'same',
+      detail: null,
+    });
   });
 
   it('the UID gone under the same UIDVALIDITY: missing, a proof that carries the UIDVALIDITY seen', () => {
-    expect(judgeLook(row(original), seen, undefined)).toMatchObject({ status: 'missing', folder: 'INBOX', uid: 5, uidValidity: 7n });
+    expect(judgeLook(row(original), seen, undefined)).toMatchObject({
+      status: 'missing',
+      folder: 'INBOX',
+      uid: 5,
+      uidValidity: 7n,
+    });
   });
 
   it('a recreated or vanished folder, or no UID recorded, proves nothing: unknown', () => {
-    expect(judgeLook(row(original), { uidValidity: 8n }, undefined)).toMatchObject({ status: 'unknown', detail: expect.stringMatching(/recreated.*UIDVALIDITY 7 is now 8/) });
-    expect(judgeLook(row(original), null, undefined)).toMatchObject({ status: 'unknown', detail: expect.stringMatching(/no longer exists.*journal forget-folder --folder INBOX/) });
-    expect(judgeLook(row(original, { destUid: null }), seen, undefined)).toMatchObject({ status: 'unknown', detail: expect.stringMatching(/no UID/) });
+    expect(judgeLook(row(original), { uidValidity: 8n }, undefined)).toMatchObject({
+      status: 'unknown',
+      detail: expect.stringMatching(/recreated.*UIDVALIDITY 7 is now 8/),
+    });
+    expect(judgeLook(row(original), null, undefined)).toMatchObject({
+      status: 'unknown',
+      detail: expect.stringMatching(/no longer exists.*journal forget-folder --folder INBOX/),
+    });
+    expect(judgeLook(row(original, { destUid: null }), seen, undefined)).toMatchObject({
+      status: 'unknown',
+      detail: expect.stringMatching(/no UID/),
+    });
     expect(judgeLook(row(original, { destUidValidity: null }), seen, undefined).status).toBe('unknown');
   });
 
   it('another size or other headers: differs (the content check then says how)', () => {
-    expect(judgeLook(row(original), seen, { uid: 5, size: original.length + 1, headerHash: headerHash(original) })).toMatchObject({ status: 'differs', detail: expect.stringMatching(/bytes, not/) });
+    expect(
+      judgeLook(row(original), seen, { uid: 5, size: original.length + 1, headerHash: headerHash(original) }),
+    ).toMatchObject({ status: 'differs', detail: expect.stringMatching(/bytes, not/) });
     const munged = Buffer.from(original.toString('latin1').replace('\xe9', 'X'), 'latin1');
-    expect(judgeLook(row(original), seen, lookOf(5, munged.length, head(munged)))).toMatchObject({ status: 'differs', detail: expect.stringMatching(/headers/) });
+    expect(judgeLook(row(original), seen, lookOf(5, munged.length, head(munged)))).toMatchObject({
+      status: 'differs',
+      detail: expect.stringMatching(/headers/),
+    });
   });
 });
 
@@ -80,33 +105,54 @@ describe('judgeContent (sha256 of the stored bytes) and the likely server settin
 
   it('bare LF stored as CRLF, NUL stored as 0x80, bare CR stripped: each named', () => {
     const lf = Buffer.from('Subject: a\n\nline one\nline two\nthree\n');
-    expect(likelyRewrites(lf.length, digest(Buffer.from(lf.toString().replace(/\n/g, '\r\n'))))).toEqual([expect.stringMatching(/bare LF .* CRLF/)]);
+    expect(likelyRewrites(lf.length, digest(Buffer.from(lf.toString().replace(/\n/g, '\r\n'))))).toEqual([
+      expect.stringMatching(/bare LF .* CRLF/),
+    ]);
     const nul = Buffer.from('Subject: a\r\n\r\nbody\0x\r\n', 'latin1');
-    expect(likelyRewrites(nul.length, digest(Buffer.from(nul.toString('latin1').replace('\0', '\x80'), 'latin1')))).toEqual([expect.stringMatching(/NUL .* 0x80/)]);
+    expect(
+      likelyRewrites(nul.length, digest(Buffer.from(nul.toString('latin1').replace('\0', '\x80'), 'latin1'))),
+    ).toEqual([expect.stringMatching(/NUL .* 0x80/)]);
     const cr = Buffer.from('Subject: a\r\n\r\nbo\rdy\r\n');
-    expect(likelyRewrites(cr.length, digest(Buffer.from('Subject: a\r\n\r\nbody\r\n')))).toEqual([expect.stringMatching(/bare CR stripped/)]);
-    expect(likelyRewrites(10, digest(Buffer.from('Subject: a\r\n\r\n\xe9\r\n', 'latin1')))).toEqual([expect.stringMatching(/changed after the copy/)]);
+    expect(likelyRewrites(cr.length, digest(Buffer.from('Subject: a\r\n\r\nbody\r\n')))).toEqual([
+      expect.stringMatching(/bare CR stripped/),
+    ]);
+    expect(likelyRewrites(10, digest(Buffer.from('Subject: a\r\n\r\n\xe9\r\n', 'latin1')))).toEqual([
+      expect.stringMatching(/changed after the copy/),
+    ]);
     // Same size and 7-bit headers: munge8bit, unless the headers are known to be unchanged.
     const bodyEdit = Buffer.from('Subject: a\r\n\r\nBODY\r\n');
     expect(likelyRewrites(bodyEdit.length, digest(bodyEdit))).toEqual([expect.stringMatching(/munge8bit/)]);
-    expect(likelyRewrites(bodyEdit.length, digest(bodyEdit), true)).toEqual([expect.stringMatching(/changed after the copy/)]);
+    expect(likelyRewrites(bodyEdit.length, digest(bodyEdit), true)).toEqual([
+      expect.stringMatching(/changed after the copy/),
+    ]);
   });
 
   it('with a recorded fingerprint, a rewrite is recognised as ours; only a line-end rewrite loses nothing', () => {
     const munged = Buffer.from(original.toString('latin1').replace('\xe9', 'X'), 'latin1');
     const withFp = row(original, { fingerprint: fingerprint(original) });
-    expect(judgeContent(withFp, seen, digest(munged), false)).toMatchObject({ status: 'rewritten', lossless: false, likely: [expect.stringMatching(/munge8bit/)] });
+    expect(judgeContent(withFp, seen, digest(munged), false)).toMatchObject({
+      status: 'rewritten',
+      lossless: false,
+      likely: [expect.stringMatching(/munge8bit/)],
+    });
     // Without the fingerprint the same copy cannot be told from another message.
     expect(judgeContent(row(original), seen, digest(munged), false).status).toBe('differs');
 
     const lf = Buffer.from('Subject: a\n\nline one\nline two\n');
     const crlf = Buffer.from(lf.toString().replace(/\n/g, '\r\n'));
-    expect(judgeContent(row(lf, { fingerprint: fingerprint(lf) }), seen, digest(crlf), headerHash(crlf) === headerHash(lf))).toMatchObject({ status: 'rewritten', lossless: true, likely: [expect.stringMatching(/bare LF/)] });
+    expect(
+      judgeContent(row(lf, { fingerprint: fingerprint(lf) }), seen, digest(crlf), headerHash(crlf) === headerHash(lf)),
+    ).toMatchObject({ status: 'rewritten', lossless: true, likely: [expect.stringMatching(/bare LF/)] });
     const nul = Buffer.from('Subject: a\r\n\r\nbody\0x\r\n', 'latin1');
     const x80 = Buffer.from(nul.toString('latin1').replace('\0', '\x80'), 'latin1');
-    expect(judgeContent(row(nul, { fingerprint: fingerprint(nul) }), seen, digest(x80), true)).toMatchObject({ status: 'rewritten', lossless: false });
+    expect(judgeContent(row(nul, { fingerprint: fingerprint(nul) }), seen, digest(x80), true)).toMatchObject({
+      status: 'rewritten',
+      lossless: false,
+    });
     // Another message altogether is not rescued by a fingerprint.
-    expect(judgeContent(withFp, seen, digest(Buffer.from('Subject: other\r\n\r\nx\r\n')), false).status).toBe('differs');
+    expect(judgeContent(withFp, seen, digest(Buffer.from('Subject: other\r\n\r\nx\r\n')), false).status).toBe(
+      'differs',
+    );
   });
 
   it('a gone UID is missing here too', () => {
@@ -118,7 +164,12 @@ describe('StoredDigester', () => {
   it('gives the same digest and shape however the bytes are split', () => {
     const b = Buffer.from('Subject: \xe9\r\nX: 1\n\r\nbody\r\r\nend\0\x80\r', 'latin1');
     const whole = digest(b);
-    expect(whole).toMatchObject({ size: b.length, sha256: sha(b), fingerprint: fingerprint(b), shape: { crlf: 3, bareLf: 1, bareCr: 2, nul: 1, x80: 1, header8bit: 1, endsWithNewline: false } });
+    expect(whole).toMatchObject({
+      size: b.length,
+      sha256: sha(b),
+      fingerprint: fingerprint(b),
+      shape: { crlf: 3, bareLf: 1, bareCr: 2, nul: 1, x80: 1, header8bit: 1, endsWithNewline: false },
+    });
     for (let cut = 1; cut < b.length; cut++) {
       expect(new StoredDigester().update(b.subarray(0, cut)).update(b.subarray(cut)).digest(5)).toEqual(whole);
     }
@@ -132,12 +183,21 @@ describe('copies without a UID, and duplicates', () => {
     const b = row(original, { uidl: 'b', destUid: null, destUidNext: 4 });
     const c = row(original, { uidl: 'c', destUid: null, destUidNext: 7 });
     // UID 5 belongs to another row; 3 is below every UIDNEXT.
-    expect(locateUidless([c, b, a], looks, new Set([5]))).toEqual(new Map([['b', 6], ['a', 7]]));
+    expect(locateUidless([c, b, a], looks, new Set([5]))).toEqual(
+      new Map([
+        ['b', 6],
+        ['a', 7],
+      ]),
+    );
   });
 
   it('an unclaimed stored message with the headers of a row is a duplicate candidate', () => {
     const other = Buffer.from('Subject: other\r\n\r\nx\r\n');
-    const looks = [lookOf(5, original.length, head(original)), lookOf(9, original.length, head(original)), lookOf(10, other.length, head(other))];
+    const looks = [
+      lookOf(5, original.length, head(original)),
+      lookOf(9, original.length, head(original)),
+      lookOf(10, other.length, head(other)),
+    ];
     expect(duplicateCandidates([row(original)], looks, new Set([5]))).toEqual(new Map([[9, 'U1']]));
   });
 });

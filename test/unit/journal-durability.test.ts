@@ -28,7 +28,9 @@ it('fsyncs intents and only intents', () => {
       return run(...(args as []));
     };
   }
-  j.beginAppend('s', [{ uidl: 'u1', size: 1, sha256: 'a', messageId: null, folder: 'INBOX', destUidValidity: 1n, destUidNext: 1 }]);
+  j.beginAppend('s', [
+    { uidl: 'u1', size: 1, sha256: 'a', messageId: null, folder: 'INBOX', destUidValidity: 1n, destUidNext: 1 },
+  ]);
   j.confirm('s', 'u1', { destUidValidity: 1n, destUid: 1 });
   j.markDeleting('s', ['u1']);
   expect(levels).toEqual([

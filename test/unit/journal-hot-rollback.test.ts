@@ -40,9 +40,9 @@ describe('a journal whose creation was killed half-way', () => {
   it('is the state the test means: a hot journal a read-only connection refuses', () => {
     const file = killedCreation();
     expect(existsSync(`${file}-journal`)).toBe(true);
-    expect(() => new Database(file, { readonly: true, fileMustExist: true }).prepare('SELECT 1 FROM sqlite_master').get()).toThrow(
-      expect.objectContaining({ code: 'SQLITE_READONLY_ROLLBACK' }),
-    );
+    expect(() =>
+      new Database(file, { readonly: true, fileMustExist: true }).prepare('SELECT 1 FROM sqlite_master').get(),
+    ).toThrow(expect.objectContaining({ code: 'SQLITE_READONLY_ROLLBACK' }));
   });
 
   it('is bound to nothing for the journal-name lookup, instead of stopping the run', () => {

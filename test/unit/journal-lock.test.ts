@@ -32,25 +32,45 @@ const at = (ms: number) => new Date(T0.getTime() + ms);
 
 describe('decideLock (for a run that holds the lock file)', () => {
   it('takes a free lock', () => {
-    expect(decideLock(undefined, { hostname: 'here', now: T0, isAlive: alive([]) })).toEqual({ action: 'take', takeover: null });
+    expect(decideLock(undefined, { hostname: 'here', now: T0, isAlive: alive([]) })).toEqual({
+      action: 'take',
+      takeover: null,
+    });
   });
   it("replaces this host's row of a process that has ended, at once", () => {
-    expect(decideLock(rec(), { hostname: 'here', now: T0, isAlive: alive([]) })).toEqual({ action: 'take', takeover: 'holder-gone' });
+    expect(decideLock(rec(), { hostname: 'here', now: T0, isAlive: alive([]) })).toEqual({
+      action: 'take',
+      takeover: 'holder-gone',
+    });
   });
   it("waits for this host's live, beating row: an older popsync that does not use the lock file", () => {
-    expect(decideLock(rec(), { hostname: 'here', now: at(30_000), isAlive: alive([4242]) })).toEqual({ action: 'held', why: 'live-row' });
+    expect(decideLock(rec(), { hostname: 'here', now: at(30_000), isAlive: alive([4242]) })).toEqual({
+      action: 'held',
+      why: 'live-row',
+    });
   });
   it("replaces this host's live row once its heartbeat is stale (the lock file proves no popsync holds it)", () => {
-    expect(decideLock(rec(), { hostname: 'here', now: at(STALE_MS + 1), isAlive: alive([4242]) })).toEqual({ action: 'take', takeover: 'holder-gone' });
+    expect(decideLock(rec(), { hostname: 'here', now: at(STALE_MS + 1), isAlive: alive([4242]) })).toEqual({
+      action: 'take',
+      takeover: 'holder-gone',
+    });
   });
   it('never judges a pid of another host, only its heartbeat', () => {
     const env = { hostname: 'elsewhere', isAlive: alive([]) };
     expect(decideLock(rec(), { ...env, now: at(STALE_MS) })).toEqual({ action: 'held', why: 'other-host' });
-    expect(decideLock(rec(), { ...env, now: at(STALE_MS + 1) })).toEqual({ action: 'take', takeover: 'stale-heartbeat' });
-    expect(decideLock(rec(), { ...env, now: at(1), staleMs: 0 })).toEqual({ action: 'take', takeover: 'stale-heartbeat' });
+    expect(decideLock(rec(), { ...env, now: at(STALE_MS + 1) })).toEqual({
+      action: 'take',
+      takeover: 'stale-heartbeat',
+    });
+    expect(decideLock(rec(), { ...env, now: at(1), staleMs: 0 })).toEqual({
+      action: 'take',
+      takeover: 'stale-heartbeat',
+    });
   });
   it('treats an unreadable heartbeat as stale', () => {
-    expect(decideLock(rec({ hostname: 'x', heartbeatAt: 'garbage' }), { hostname: 'here', now: T0, isAlive: alive([4242]) })).toEqual({ action: 'take', takeover: 'stale-heartbeat' });
+    expect(
+      decideLock(rec({ hostname: 'x', heartbeatAt: 'garbage' }), { hostname: 'here', now: T0, isAlive: alive([4242]) }),
+    ).toEqual({ action: 'take', takeover: 'stale-heartbeat' });
   });
 });
 
@@ -95,7 +115,15 @@ describe('the lock row', () => {
   let b: Journal;
   let lockFile: LockFile;
   let clock = T0;
-  const item = (uidl: string) => ({ uidl, size: 10, sha256: 'c'.repeat(64), messageId: null, folder: 'INBOX', destUidValidity: 7n, destUidNext: 1 });
+  const item = (uidl: string) => ({
+    uidl,
+    size: 10,
+    sha256: 'c'.repeat(64),
+    messageId: null,
+    folder: 'INBOX',
+    destUidValidity: 7n,
+    destUidNext: 1,
+  });
   beforeEach(() => {
     clock = T0;
     a = Journal.open(join(dir, 'j.sqlite'), { source: 's' }, { now: () => clock });
@@ -127,7 +155,11 @@ describe('the lock row', () => {
     clock = at(STALE_MS - 1000);
     expect(a.heartbeat('acct', first.token)).toBe(true);
     clock = at(STALE_MS + 1000);
-    expect(b.tryLock('acct', lockFile, { command: 'sync' })).toMatchObject({ ok: false, why: 'other-host', holder: { hostname: 'other' } });
+    expect(b.tryLock('acct', lockFile, { command: 'sync' })).toMatchObject({
+      ok: false,
+      why: 'other-host',
+      holder: { hostname: 'other' },
+    });
     clock = at(2 * STALE_MS);
     const second = b.tryLock('acct', lockFile, { command: 'sync' });
     expect(second).toMatchObject({ ok: true, tookOver: { reason: 'stale-heartbeat' } });
@@ -149,7 +181,9 @@ describe('the lock row', () => {
     ]) {
       const e = refused(write);
       expect(isPopsyncError(e) && e.kind).toBe('locked');
-      expect((e as Error).message).toMatch(new RegExp(`no longer holds the lock of acct: it is now held by pid ${process.pid}`));
+      expect((e as Error).message).toMatch(
+        new RegExp(`no longer holds the lock of acct: it is now held by pid ${process.pid}`),
+      );
     }
     expect(b.get('acct', 'u3')).toBeUndefined();
     expect(b.get('acct', 'u2')?.state).toBe('appending');
@@ -180,7 +214,10 @@ describe('holdAccountLock', () => {
     expect(held.journal.path).toBe(path);
     second.release();
     const third = await holdAccountLock(path, 'acct', o);
-    await expect(holdAccountLock(path, 'acct', { ...o, waitSeconds: 0.3 })).rejects.toMatchObject({ kind: 'locked', context: { hint: expect.stringContaining('within --wait 0.3') } });
+    await expect(holdAccountLock(path, 'acct', { ...o, waitSeconds: 0.3 })).rejects.toMatchObject({
+      kind: 'locked',
+      context: { hint: expect.stringContaining('within --wait 0.3') },
+    });
     third.release();
     expect(Journal.lockHolderAt(path, 'acct')).toBeNull();
   });
@@ -191,7 +228,10 @@ describe('holdAccountLock', () => {
     const lf = LockFile.tryAcquire(lockFilePath(path))!;
     expect(j.tryLock('acct', lf, { command: 'sync' }).ok).toBe(true);
     lf.release();
-    await expect(holdAccountLock(path, 'acct', o)).rejects.toMatchObject({ kind: 'locked', context: { hint: expect.stringContaining('older popsync') } });
+    await expect(holdAccountLock(path, 'acct', o)).rejects.toMatchObject({
+      kind: 'locked',
+      context: { hint: expect.stringContaining('older popsync') },
+    });
     j.close();
   });
 });

@@ -10,13 +10,30 @@ let dir: string;
 beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'popsync-prov-'))));
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-const begin = { uidl: 'u1', size: 10, sha256: 'ab', messageId: null, folder: 'INBOX', destUidValidity: 5n, destUidNext: 1 };
+const begin = {
+  uidl: 'u1',
+  size: 10,
+  sha256: 'ab',
+  messageId: null,
+  folder: 'INBOX',
+  destUidValidity: 5n,
+  destUidNext: 1,
+};
 
 describe('journal provenance (schema v2)', () => {
   it('keeps how a copy was made, and rows without it read as null', () => {
     const j = Journal.open(join(dir, 'j.sqlite'), { source: 's' });
     j.beginAppend('s', [
-      { ...begin, provenance: { flags: ['\\Seen', '$Migrated'], internalDate: '2024-01-02T10:00:00.000Z', dateSource: 'received', seenSource: 'status-header', folderRule: 'lists' } },
+      {
+        ...begin,
+        provenance: {
+          flags: ['\\Seen', '$Migrated'],
+          internalDate: '2024-01-02T10:00:00.000Z',
+          dateSource: 'received',
+          seenSource: 'status-header',
+          folderRule: 'lists',
+        },
+      },
       { ...begin, uidl: 'u2' },
     ]);
     expect(j.get('s', 'u1')?.provenance).toEqual({

@@ -13,7 +13,17 @@ let dir: string;
 beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'popsync-v3-'))));
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-const item = (uidl: string, uid: number): BeginAppend => ({ uidl, size: 10, sha256: 's' + uid, messageId: null, folder: 'INBOX', destUidValidity: 5n, destUidNext: uid, headerHash: 'h' + uid, listSize: 11 });
+const item = (uidl: string, uid: number): BeginAppend => ({
+  uidl,
+  size: 10,
+  sha256: 's' + uid,
+  messageId: null,
+  folder: 'INBOX',
+  destUidValidity: 5n,
+  destUidNext: uid,
+  headerHash: 'h' + uid,
+  listSize: 11,
+});
 function copied(j: Journal, ...uidls: string[]): void {
   uidls.forEach((u, i) => {
     j.beginAppend('a', [item(u, i + 1)]);
@@ -27,14 +37,21 @@ describe('journal v3', () => {
     const db = new Database(path);
     db.transaction(() => migrate(db, path, MIGRATIONS.slice(0, 2)))();
     db.prepare(`INSERT INTO meta (key, value) VALUES ('source', 's')`).run();
-    const ins = db.prepare(`INSERT INTO messages (account, uidl, state, size, folder, dest_uidvalidity, dest_uid, attempts, first_seen_at, updated_at, copied_at, date_source)
+    const ins =
+      db.prepare(`INSERT INTO messages (account, uidl, state, size, folder, dest_uidvalidity, dest_uid, attempts, first_seen_at, updated_at, copied_at, date_source)
       VALUES ('a', ?, 'done', 5, 'INBOX', '5', ?, 1, 't', 't', 't', 'received')`);
     ins.run('z', 1);
     ins.run('b', 2);
     db.close();
     const j = Journal.open(path, { source: 's' });
     expect([...j.rowsByUidl('a').keys()]).toEqual(['z', 'b']);
-    expect(j.get('a', 'b')).toMatchObject({ state: 'done', destUid: 2, headerHash: null, listSize: null, provenance: { dateSource: 'received' } });
+    expect(j.get('a', 'b')).toMatchObject({
+      state: 'done',
+      destUid: 2,
+      headerHash: null,
+      listSize: null,
+      provenance: { dateSource: 'received' },
+    });
     j.markDeleting('a', ['b']);
     j.close();
     const check = new Database(path, { readonly: true });
@@ -59,7 +76,10 @@ describe('journal v3', () => {
   it('re-keys rows and refuses a taken key', () => {
     const j = Journal.open(join(dir, 'j.sqlite'), { source: 's' });
     copied(j, 'old', 'other');
-    j.rekey('a', [{ from: 'old', to: 'old reused x' }, { from: 'old reused x', to: 'NEW' }]);
+    j.rekey('a', [
+      { from: 'old', to: 'old reused x' },
+      { from: 'old reused x', to: 'NEW' },
+    ]);
     expect(j.get('a', 'NEW')).toMatchObject({ state: 'done', destUid: 1, headerHash: 'h1', listSize: 11 });
     expect(j.get('a', 'old')).toBeUndefined();
     expect(() => j.rekey('a', [{ from: 'NEW', to: 'other' }])).toThrow(/already taken/);
@@ -84,7 +104,11 @@ describe('journal v3', () => {
     expect(statSync(path).mtimeMs).toBe(before);
     expect(snap).toMatchObject({ source: 's', schemaVersion: SCHEMA_VERSION });
     expect(snap.accounts).toHaveLength(1);
-    expect(snap.accounts[0]).toMatchObject({ account: 'a', runs: [{ command: 'sync', result: 'partial', listed: 2 }], lock: { pid: process.pid } });
+    expect(snap.accounts[0]).toMatchObject({
+      account: 'a',
+      runs: [{ command: 'sync', result: 'partial', listed: 2 }],
+      lock: { pid: process.pid },
+    });
     expect(snap.accounts[0]!.rows.map((r) => r.state)).toEqual(['done', 'failed']);
     expect(Journal.inspect(join(dir, 'none.sqlite'))).toBeNull();
   });

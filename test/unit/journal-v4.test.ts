@@ -13,13 +13,26 @@ beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'popsync-v4-'))));
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const run = (j: Journal, copiedBytes: number, durationMs: number) =>
-  j.finishRun(j.beginRun('a', 'migrate'), { listed: 1, newCount: 1, copied: 1, failed: 0, deleted: 0, result: 'ok', error: null, copiedBytes, durationMs });
+  j.finishRun(j.beginRun('a', 'migrate'), {
+    listed: 1,
+    newCount: 1,
+    copied: 1,
+    failed: 0,
+    deleted: 0,
+    result: 'ok',
+    error: null,
+    copiedBytes,
+    durationMs,
+  });
 
 function older(path: string, version: number): void {
   const db = new Database(path);
   db.transaction(() => migrate(db, path, MIGRATIONS.slice(0, version)))();
   db.prepare(`INSERT INTO meta (key, value) VALUES ('source', 's')`).run();
-  if (version >= 3) db.prepare(`INSERT INTO runs (account, command, started_at, finished_at, copied, result) VALUES ('a', 'sync', 't', 't', 3, 'ok')`).run();
+  if (version >= 3)
+    db.prepare(
+      `INSERT INTO runs (account, command, started_at, finished_at, copied, result) VALUES ('a', 'sync', 't', 't', 3, 'ok')`,
+    ).run();
   db.close();
 }
 
@@ -63,7 +76,10 @@ describe('journal v4', () => {
   it('plan: --rate beats the measurement, which beats the stated assumption', () => {
     const m = { runs: 3, bytes: 30 * 1024 * 1024, ms: 3000 };
     expect(rateFor(2, () => m)).toEqual({ bytesPerSecond: 2 * 1024 * 1024, basis: '--rate 2 MB/s' });
-    expect(rateFor(undefined, () => m)).toEqual({ bytesPerSecond: 10 * 1024 * 1024, basis: 'measured: 3 earlier runs, 10.0 MiB/s' });
+    expect(rateFor(undefined, () => m)).toEqual({
+      bytesPerSecond: 10 * 1024 * 1024,
+      basis: 'measured: 3 earlier runs, 10.0 MiB/s',
+    });
     expect(rateFor(undefined, () => null).basis).toMatch(/^assumed 1 MB\/s/);
   });
 });

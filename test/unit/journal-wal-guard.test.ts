@@ -23,7 +23,15 @@ afterEach(() => {
 });
 
 const S = { source: 'alice@pop.example.net' };
-const item = (uidl: string) => ({ uidl, size: 10, sha256: 'c'.repeat(64), messageId: null, folder: 'INBOX', destUidValidity: 7n, destUidNext: 1 });
+const item = (uidl: string) => ({
+  uidl,
+  size: 10,
+  sha256: 'c'.repeat(64),
+  messageId: null,
+  folder: 'INBOX',
+  destUidValidity: 7n,
+  destUidNext: 1,
+});
 
 function refusal(fn: () => unknown): { kind: string; message: string; hint: string } {
   try {
@@ -81,7 +89,9 @@ describe('a journal that lost its -wal', () => {
     const path = join(dir, 'old.sqlite');
     const db = new Database(path);
     db.pragma('journal_mode = WAL');
-    db.exec(`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT); INSERT INTO meta VALUES ('schema_version', '4'), ('source', '${S.source}')`);
+    db.exec(
+      `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT); INSERT INTO meta VALUES ('schema_version', '4'), ('source', '${S.source}')`,
+    );
     const copy = join(dir, 'copy.sqlite');
     copyFileSync(path, copy);
     db.close();
@@ -132,7 +142,10 @@ db.exec('BEGIN IMMEDIATE; CREATE TABLE junk (v TEXT)');
 const ins = db.prepare('INSERT INTO junk VALUES (?)');
 for (let i = 0; i < 2000; i++) ins.run('x'.repeat(200));
 process.kill(process.pid, 'SIGKILL');`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: process.cwd(), encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: process.cwd(),
+      encoding: 'utf8',
+    });
     expect(r.signal).toBe('SIGKILL');
     expect(statSync(path).size).toBeGreaterThan(4096);
     expect(existsSync(`${path}-journal`)).toBe(true);

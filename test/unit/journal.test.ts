@@ -26,7 +26,16 @@ function openJournal(binding = ALICE, opts?: Parameters<typeof Journal.open>[2])
 }
 
 function item(uidl: string, over: Partial<BeginAppend> = {}): BeginAppend {
-  return { uidl, size: 100, sha256: 'a'.repeat(64), messageId: `<${uidl}@example.net>`, folder: 'INBOX', destUidValidity: 7n, destUidNext: 1, ...over };
+  return {
+    uidl,
+    size: 100,
+    sha256: 'a'.repeat(64),
+    messageId: `<${uidl}@example.net>`,
+    folder: 'INBOX',
+    destUidValidity: 7n,
+    destUidNext: 1,
+    ...over,
+  };
 }
 
 function caught(fn: () => unknown): PopsyncError {
@@ -74,12 +83,21 @@ describe('Journal.open', () => {
   it('records the schema version and the binding, and nothing that could hold a secret', () => {
     openJournal().close();
     const db = new Database(path, { readonly: true });
-    const meta = Object.fromEntries((db.prepare('SELECT key, value FROM meta').all() as { key: string; value: string }[]).map((r) => [r.key, r.value]));
+    const meta = Object.fromEntries(
+      (db.prepare('SELECT key, value FROM meta').all() as { key: string; value: string }[]).map((r) => [
+        r.key,
+        r.value,
+      ]),
+    );
     expect(meta['schema_version']).toBe(String(SCHEMA_VERSION));
     expect(meta['source']).toBe(ALICE.source);
     const names = [
       ...Object.keys(meta),
-      ...(db.prepare(`SELECT p.name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table'`).all() as { name: string }[]).map((r) => r.name),
+      ...(
+        db.prepare(`SELECT p.name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table'`).all() as {
+          name: string;
+        }[]
+      ).map((r) => r.name),
     ];
     db.close();
     for (const n of names) expect(n).not.toMatch(/pass|secret|token|credential/i);
@@ -128,7 +146,10 @@ describe('Journal.open', () => {
 
   it('reports a corrupt SQLite file as a journal error', () => {
     const j = openJournal();
-    j.beginAppend(A, Array.from({ length: 200 }, (_, i) => item(`u${i}`)));
+    j.beginAppend(
+      A,
+      Array.from({ length: 200 }, (_, i) => item(`u${i}`)),
+    );
     j.close();
     const bytes = readFileSync(path);
     // Keep the header so SQLite recognises the file, wreck every page after it.
@@ -169,8 +190,11 @@ describe('schema migrations', () => {
     const v2: Migration = { version: SCHEMA_VERSION + 1, description: 'test', sql: 'CREATE TABLE extra (x INTEGER);' };
     const broken: Migration = { version: SCHEMA_VERSION + 2, description: 'broken', sql: 'CREATE TABLE nope (;' };
     const db = new Database(path);
-    const version = () => (db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string }).value;
-    expect(() => db.transaction(() => migrate(db, path, [{ version: 1, description: '', sql: '' }, v2, broken])).immediate()).toThrow();
+    const version = () =>
+      (db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as { value: string }).value;
+    expect(() =>
+      db.transaction(() => migrate(db, path, [{ version: 1, description: '', sql: '' }, v2, broken])).immediate(),
+    ).toThrow();
     expect(version()).toBe(String(SCHEMA_VERSION));
     expect(db.prepare(`SELECT 1 FROM sqlite_master WHERE name = 'extra'`).get()).toBeUndefined();
     const r = db.transaction(() => migrate(db, path, [{ version: 1, description: '', sql: '' }, v2])).immediate();
@@ -186,7 +210,15 @@ describe('transitions', () => {
     const j = openJournal(ALICE, { now: () => clock });
     j.beginAppend(A, [item('u1', { destUidNext: 5 })]);
     clock = new Date('2024-01-01T00:00:01Z');
-    expect(j.get(A, 'u1')).toMatchObject({ state: 'appending', attempts: 1, destUidNext: 5, destUid: null, copiedAt: null, folder: 'INBOX', size: 100 });
+    expect(j.get(A, 'u1')).toMatchObject({
+      state: 'appending',
+      attempts: 1,
+      destUidNext: 5,
+      destUid: null,
+      copiedAt: null,
+      folder: 'INBOX',
+      size: 100,
+    });
     j.confirm(A, 'u1', { destUidValidity: 7n, destUid: 5 });
     const row = j.get(A, 'u1');
     expect(row).toMatchObject({ state: 'done', destUid: 5, destUidValidity: 7n, attempts: 1 });
@@ -235,7 +267,11 @@ describe('transitions', () => {
     j.confirm(A, 'u1', { destUidValidity: 7n, destUid: 4 });
     const before = j.get(A, 'u1');
     // A look at another folder, another UIDVALIDITY or another UID proves nothing about this copy.
-    for (const seen of [{ folder: 'Other', uidValidity: 7n, uid: 4 }, { folder: 'INBOX', uidValidity: 8n, uid: 4 }, { folder: 'INBOX', uidValidity: 7n, uid: 5 }]) {
+    for (const seen of [
+      { folder: 'Other', uidValidity: 7n, uid: 4 },
+      { folder: 'INBOX', uidValidity: 8n, uid: 4 },
+      { folder: 'INBOX', uidValidity: 7n, uid: 5 },
+    ]) {
       expect(caught(() => j.markCopyMissing(A, 'u1', seen, 'gone')).kind).toBe('internal');
     }
     expect(j.get(A, 'u1')).toEqual(before);
@@ -243,14 +279,21 @@ describe('transitions', () => {
     expect(caught(() => j.fail(A, 'u1', 'x')).kind).toBe('internal');
 
     j.markCopyMissing(A, 'u1', { folder: 'INBOX', uidValidity: 7n, uid: 4 }, 'copy missing from the destination');
-    expect(j.get(A, 'u1')).toMatchObject({ state: 'failed', destUid: null, copiedAt: null, lastError: 'copy missing from the destination' });
+    expect(j.get(A, 'u1')).toMatchObject({
+      state: 'failed',
+      destUid: null,
+      copiedAt: null,
+      lastError: 'copy missing from the destination',
+    });
     // An ordinary failed message now: the next run copies it again.
     j.beginAppend(A, [item('u1', { destUidNext: 9 })]);
     j.confirm(A, 'u1', { destUidValidity: 7n, destUid: 9 });
     expect(j.get(A, 'u1')).toMatchObject({ state: 'done', destUid: 9, attempts: 2 });
     // Only from 'done': a row being deleted or deleted has nothing to go back to.
     j.markDeleting(A, ['u1']);
-    expect(caught(() => j.markCopyMissing(A, 'u1', { folder: 'INBOX', uidValidity: 7n, uid: 9 }, 'gone')).kind).toBe('internal');
+    expect(caught(() => j.markCopyMissing(A, 'u1', { folder: 'INBOX', uidValidity: 7n, uid: 9 }, 'gone')).kind).toBe(
+      'internal',
+    );
   });
 
   it('writes a batch all or nothing', () => {
@@ -294,7 +337,14 @@ describe('transitions', () => {
 describe('destination UIDs', () => {
   it('doneUidsIn returns the UIDs claimed by done rows of one folder and UIDVALIDITY', () => {
     const j = openJournal();
-    j.beginAppend(A, [item('a'), item('b'), item('c'), item('d', { folder: 'Archive' }), item('e', { destUidValidity: 8n, folder: 'Old' }), item('f')]);
+    j.beginAppend(A, [
+      item('a'),
+      item('b'),
+      item('c'),
+      item('d', { folder: 'Archive' }),
+      item('e', { destUidValidity: 8n, folder: 'Old' }),
+      item('f'),
+    ]);
     j.confirm(A, 'a', { destUidValidity: 7n, destUid: 10 });
     j.confirm(A, 'b', { destUidValidity: 7n, destUid: 11 });
     j.confirm(A, 'c', { destUidValidity: 7n, destUid: null });
@@ -340,18 +390,30 @@ describe('UIDVALIDITY change detection', () => {
 
   it('accepts a changed value: the old one is reported, done rows keep their history', () => {
     const j = openJournal();
-    expect(j.recordFolder(A, 'Lists/rust', 1700000000n, { uidNext: 1, messages: 0 })).toEqual({ first: true, replaced: null, adoptBelow: null });
+    expect(j.recordFolder(A, 'Lists/rust', 1700000000n, { uidNext: 1, messages: 0 })).toEqual({
+      first: true,
+      replaced: null,
+      adoptBelow: null,
+    });
     j.beginAppend(A, [item('a', { folder: 'Lists/rust', destUidValidity: 1700000000n })]);
     j.confirm(A, 'a', { destUidValidity: 1700000000n, destUid: 1 });
     j.close();
     const k = openJournal();
     // Recreated and holding mail again: the new value, and its mail is searched for copies.
-    expect(k.recordFolder(A, 'Lists/rust', 1700000555n, { uidNext: 4, messages: 3 })).toEqual({ first: false, replaced: 1700000000n, adoptBelow: 4 });
+    expect(k.recordFolder(A, 'Lists/rust', 1700000555n, { uidNext: 4, messages: 3 })).toEqual({
+      first: false,
+      replaced: 1700000000n,
+      adoptBelow: 4,
+    });
     expect(k.folderUidValidity(A, 'Lists/rust')).toBe(1700000555n);
     expect(k.get(A, 'a')).toMatchObject({ state: 'done', destUidValidity: 1700000000n, destUid: 1 });
     // The old copy's UID claims nothing under the new value.
     expect(k.doneUidsIn(A, 'Lists/rust', 1700000555n)).toEqual(new Set());
-    expect(k.recordFolder(A, 'Lists/rust', 1700000555n, { uidNext: 9, messages: 8 })).toEqual({ first: false, replaced: null, adoptBelow: 4 });
+    expect(k.recordFolder(A, 'Lists/rust', 1700000555n, { uidNext: 9, messages: 8 })).toEqual({
+      first: false,
+      replaced: null,
+      adoptBelow: 4,
+    });
   });
 
   it('asks for adoption only when a folder first seen holds mail, until endAdoption', () => {
@@ -412,12 +474,20 @@ j.fail('alice', 'u2', 'refused');                   // step 3
 j.close();
 `;
 
-  function runChild(hooks: { killAt?: string; stepsFile?: string }): { signal: NodeJS.Signals | null; status: number | null; stderr: string } {
+  function runChild(hooks: { killAt?: string; stepsFile?: string }): {
+    signal: NodeJS.Signals | null;
+    status: number | null;
+    stderr: string;
+  } {
     const script = join(dir, 'child.mjs');
     writeFileSync(script, CHILD);
     const r = spawnSync(process.execPath, ['--import', 'tsx', script, path, JSON.stringify(hooks)], {
       cwd: REPO,
-      env: { ...process.env, JOURNAL_MODULE: join(REPO, 'src/journal/index.ts'), CRASH_HOOK_MODULE: join(REPO, 'src/journal/crash-hook.ts') },
+      env: {
+        ...process.env,
+        JOURNAL_MODULE: join(REPO, 'src/journal/index.ts'),
+        CRASH_HOOK_MODULE: join(REPO, 'src/journal/crash-hook.ts'),
+      },
       encoding: 'utf8',
       timeout: 30_000,
     });
@@ -494,7 +564,12 @@ describe('adoption, UID learning, forgetting a folder', () => {
     const j = openJournal();
     j.recordFolder(A, 'INBOX', 7n);
     j.recordFolder(A, 'Old', 7n);
-    j.beginAppend(A, [item('keep'), item('x', { folder: 'Old' }), item('y', { folder: 'Old' }), item('z', { folder: 'Old' })]);
+    j.beginAppend(A, [
+      item('keep'),
+      item('x', { folder: 'Old' }),
+      item('y', { folder: 'Old' }),
+      item('z', { folder: 'Old' }),
+    ]);
     j.confirm(A, 'keep', { destUidValidity: 7n, destUid: 1 });
     j.confirm(A, 'x', { destUidValidity: 7n, destUid: 1 });
     j.confirm(A, 'z', { destUidValidity: 7n, destUid: 2 });

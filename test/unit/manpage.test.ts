@@ -38,7 +38,7 @@ describe('man page', () => {
 
   it('escapes backslashes and hyphens', () => {
     expect(roffText("--flag '\\Seen'")).toBe("\\-\\-flag '\\eSeen'");
-    expect(roffText('.hidden\n\'quoted')).toBe("\\&.hidden\n\\&'quoted");
+    expect(roffText(".hidden\n'quoted")).toBe("\\&.hidden\n\\&'quoted");
   });
 });
 

@@ -52,7 +52,10 @@ describe('arrivalDate', () => {
   });
   it('clamps dates in the future or before 1980, and says so', () => {
     expect(arrivalDate(msg('Date: 1 Jan 2030 00:00:00 +0000'), now)).toEqual({ date: now, source: 'clamped-future' });
-    expect(arrivalDate(msg('Date: 1 Jan 1970 00:00:00 +0000'), now)).toEqual({ date: new Date('1980-01-01T00:00:00Z'), source: 'clamped-old' });
+    expect(arrivalDate(msg('Date: 1 Jan 1970 00:00:00 +0000'), now)).toEqual({
+      date: new Date('1980-01-01T00:00:00Z'),
+      source: 'clamped-old',
+    });
   });
   it('prefers a plausible Date: over an implausible Received: date', () => {
     const f = msg('Received: from a by b; 1 Jan 2031 00:00:00 +0000\r\nDate: Sun, 31 Dec 2023 08:00:00 +0000');

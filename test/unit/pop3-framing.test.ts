@@ -89,7 +89,9 @@ function expectEveryChunking(wire: Buffer, multiline: boolean[], expected: Array
   for (let i = 0; i <= wire.length; i++) check(splitAt(wire, i), `split at ${i}`);
   const r = rng(wire.length);
   for (let k = 0; k < 50; k++) {
-    const points = Array.from({ length: 1 + Math.floor(r() * 6) }, () => Math.floor(r() * (wire.length + 1))).sort((x, y) => x - y);
+    const points = Array.from({ length: 1 + Math.floor(r() * 6) }, () => Math.floor(r() * (wire.length + 1))).sort(
+      (x, y) => x - y,
+    );
     check(splitAt(wire, ...points), `split at ${points.join(',')}`);
   }
 }
@@ -111,8 +113,20 @@ describe('ResponseDecoder bodies', () => {
   });
 
   it('keeps 8-bit bytes and NULs', () => {
-    const msg = Buffer.concat([b('Subject: caf'), Buffer.from([0xe9, 0x00, 0xff, 0x80, 0x0d, 0x0a]), b('..'), Buffer.from([0xfe, 0x0d, 0x0a])]);
-    const wire = Buffer.concat([b('+OK\r\n'), b('Subject: caf'), Buffer.from([0xe9, 0x00, 0xff, 0x80, 0x0d, 0x0a]), b('...'), Buffer.from([0xfe, 0x0d, 0x0a]), b('.\r\n')]);
+    const msg = Buffer.concat([
+      b('Subject: caf'),
+      Buffer.from([0xe9, 0x00, 0xff, 0x80, 0x0d, 0x0a]),
+      b('..'),
+      Buffer.from([0xfe, 0x0d, 0x0a]),
+    ]);
+    const wire = Buffer.concat([
+      b('+OK\r\n'),
+      b('Subject: caf'),
+      Buffer.from([0xe9, 0x00, 0xff, 0x80, 0x0d, 0x0a]),
+      b('...'),
+      Buffer.from([0xfe, 0x0d, 0x0a]),
+      b('.\r\n'),
+    ]);
     expectEveryChunking(wire, [true], [msg]);
   });
 
@@ -177,7 +191,9 @@ describe('ResponseDecoder bodies', () => {
     const r = rng(42);
     const alphabet = [0x2e, 0x2e, 0x0d, 0x0a, 0x0a, 0x61, 0xe9, 0x00, 0x20];
     for (let round = 0; round < 300; round++) {
-      const msg = Buffer.from(Array.from({ length: Math.floor(r() * 40) }, () => alphabet[Math.floor(r() * alphabet.length)] as number));
+      const msg = Buffer.from(
+        Array.from({ length: Math.floor(r() * 40) }, () => alphabet[Math.floor(r() * alphabet.length)] as number),
+      );
       // Reference encoder, written independently of the decoder: stuff after every LF and at the start.
       const parts: number[] = [];
       let atStart = true;
@@ -189,7 +205,9 @@ describe('ResponseDecoder bodies', () => {
       const ending = msg.length === 0 || msg[msg.length - 1] === 0x0a ? '' : '\r\n';
       const wire = Buffer.concat([b('+OK\r\n'), Buffer.from(parts), b(`${ending}.\r\n`)]);
       const expected = Buffer.concat([msg, b(ending)]);
-      const points = Array.from({ length: Math.floor(r() * 5) }, () => Math.floor(r() * (wire.length + 1))).sort((x, y) => x - y);
+      const points = Array.from({ length: Math.floor(r() * 5) }, () => Math.floor(r() * (wire.length + 1))).sort(
+        (x, y) => x - y,
+      );
       const { responses } = decode(splitAt(wire, ...points), [true]);
       expect(responses[0]?.body?.toString('hex'), `round ${round}`).toBe(expected.toString('hex'));
       expect(decode(bytewise(wire), [true]).responses[0]?.body?.toString('hex')).toBe(expected.toString('hex'));
@@ -207,7 +225,11 @@ describe('ResponseDecoder with pipelined responses', () => {
         '+OK\r\n.\r\n' + // TOP 2 0 with an empty body
         '+OK bye\r\n', // QUIT
     );
-    expectEveryChunking(wire, [false, true, true, true, true, false], [undefined, b('1 120\r\n2 200\r\n'), undefined, b('.\r\n'), b(''), undefined]);
+    expectEveryChunking(
+      wire,
+      [false, true, true, true, true, false],
+      [undefined, b('1 120\r\n2 200\r\n'), undefined, b('.\r\n'), b(''), undefined],
+    );
   });
 
   it('leaves bytes after a status line buffered until asked (the STLS injection check relies on it)', () => {
@@ -220,11 +242,24 @@ describe('ResponseDecoder with pipelined responses', () => {
 
 describe('status lines', () => {
   it('parses RESP-CODES and text', () => {
-    expect(parseStatusLine('-ERR [IN-USE] Mailbox locked')).toEqual({ kind: 'err', code: 'IN-USE', text: 'Mailbox locked', line: '-ERR [IN-USE] Mailbox locked' });
+    expect(parseStatusLine('-ERR [IN-USE] Mailbox locked')).toEqual({
+      kind: 'err',
+      code: 'IN-USE',
+      text: 'Mailbox locked',
+      line: '-ERR [IN-USE] Mailbox locked',
+    });
     expect(parseStatusLine('-ERR [SYS/TEMP] try later').code).toBe('SYS/TEMP');
     expect(parseStatusLine('-ERR [LOGIN-DELAY] 900').code).toBe('LOGIN-DELAY');
-    expect(parseStatusLine('-err [auth] bad password')).toMatchObject({ kind: 'err', code: 'AUTH', text: 'bad password' });
-    expect(parseStatusLine('-ERR no such message')).toEqual({ kind: 'err', text: 'no such message', line: '-ERR no such message' });
+    expect(parseStatusLine('-err [auth] bad password')).toMatchObject({
+      kind: 'err',
+      code: 'AUTH',
+      text: 'bad password',
+    });
+    expect(parseStatusLine('-ERR no such message')).toEqual({
+      kind: 'err',
+      text: 'no such message',
+      line: '-ERR no such message',
+    });
     expect(parseStatusLine('-ERR')).toEqual({ kind: 'err', text: '', line: '-ERR' });
     expect(parseStatusLine('+OK')).toEqual({ kind: 'ok', text: '', line: '+OK' });
     expect(parseStatusLine('+OK 2 320')).toEqual({ kind: 'ok', text: '2 320', line: '+OK 2 320' });
@@ -232,7 +267,11 @@ describe('status lines', () => {
   });
 
   it('parses SASL continuations', () => {
-    expect(parseStatusLine('+ VXNlcm5hbWU6')).toEqual({ kind: 'continue', text: 'VXNlcm5hbWU6', line: '+ VXNlcm5hbWU6' });
+    expect(parseStatusLine('+ VXNlcm5hbWU6')).toEqual({
+      kind: 'continue',
+      text: 'VXNlcm5hbWU6',
+      line: '+ VXNlcm5hbWU6',
+    });
     expect(parseStatusLine('+ ')).toMatchObject({ kind: 'continue', text: '' });
     expect(parseStatusLine('+')).toMatchObject({ kind: 'continue', text: '' });
   });

@@ -5,7 +5,15 @@
 
 import { describe, expect, it } from 'vitest';
 import { loginDelayWait, MAX_LOGIN_DELAY_WAIT_S } from '../../src/pop3/client.js';
-import { formatBytes, listingCeiling, MIN_BYTES_PER_SECOND, messageCeiling, ReplyBudget, RETR_SLACK, SMALL_REPLY_MAX } from '../../src/pop3/limits.js';
+import {
+  formatBytes,
+  listingCeiling,
+  MIN_BYTES_PER_SECOND,
+  messageCeiling,
+  ReplyBudget,
+  RETR_SLACK,
+  SMALL_REPLY_MAX,
+} from '../../src/pop3/limits.js';
 import { redact, secretForms } from '../../src/pop3/redact.js';
 import { authMethods, fallsBack } from '../../src/pop3/sasl.js';
 
@@ -69,7 +77,12 @@ describe('login methods', () => {
   const apopGreeting = '+OK GNU Mailutils <123.456@host>';
 
   it('auto lists every offered method, best first; an explicit choice is alone', () => {
-    expect(authMethods('auto', caps('USER', 'SASL PLAIN LOGIN'), apopGreeting)).toEqual(['plain', 'login', 'apop', 'user']);
+    expect(authMethods('auto', caps('USER', 'SASL PLAIN LOGIN'), apopGreeting)).toEqual([
+      'plain',
+      'login',
+      'apop',
+      'user',
+    ]);
     expect(authMethods('auto', caps('USER'), apopGreeting)).toEqual(['apop', 'user']);
     expect(authMethods('auto', caps('SASL PLAIN'), '+OK hi')).toEqual(['plain']);
     expect(authMethods('auto', new Map(), '+OK hi')).toEqual(['user']);

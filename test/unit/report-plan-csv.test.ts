@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { CSV_COLUMNS, quote, renderPlanCsv, textField } from '../../src/report/plan-csv.js';
 import type { PlanReport } from '../../src/report/plan-types.js';
 
-const small = (): PlanReport => JSON.parse(readFileSync(new URL('../../fixtures/plans/small.json', import.meta.url), 'utf8')) as PlanReport;
+const small = (): PlanReport =>
+  JSON.parse(readFileSync(new URL('../../fixtures/plans/small.json', import.meta.url), 'utf8')) as PlanReport;
 
 /** A strict RFC 4180 reader, to prove the output parses back to the same fields. */
 function parseCsv(text: string): string[][] {
@@ -57,15 +58,23 @@ describe('renderPlanCsv', () => {
     expect(lines[1]).toBe(
       '1,u1,2048,new,INBOX,,\\Seen,status-header,2023-05-01T10:00:00+02:00,received,"Hello, ""world""",Bob <bob@example.org>,<1@example.org>,,',
     );
-    expect(lines[2]).toBe("2,u2,20000,already-copied,Archive/2022,by-year,\\Seen \\Answered,older-than:30d,2022-12-31T23:30:00-05:00,date,'=SUM(A1:A9),'@mallory,<2@example.org>,,");
-    expect(lines[3]).toBe("3,'-u3,52428800,would-fail,INBOX,,,,,copy-time,\"multi\nline | pipe\",,,too big for the server: its APPENDLIMIT is 35 MiB,");
+    expect(lines[2]).toBe(
+      "2,u2,20000,already-copied,Archive/2022,by-year,\\Seen \\Answered,older-than:30d,2022-12-31T23:30:00-05:00,date,'=SUM(A1:A9),'@mallory,<2@example.org>,,",
+    );
+    expect(lines[3]).toBe(
+      '3,\'-u3,52428800,would-fail,INBOX,,,,,copy-time,"multi\nline | pipe",,,too big for the server: its APPENDLIMIT is 35 MiB,',
+    );
     expect(lines[4]).toContain(",'+1 for this,");
   });
 
   it('lists messages in POP3 order whatever the report order', () => {
     const r = small();
     r.messages.reverse();
-    expect(parseCsv(renderPlanCsv(r)).slice(1).map((row) => row[0])).toEqual(['1', '2', '3', '4', '5', '6']);
+    expect(
+      parseCsv(renderPlanCsv(r))
+        .slice(1)
+        .map((row) => row[0]),
+    ).toEqual(['1', '2', '3', '4', '5', '6']);
   });
 
   it('quotes per RFC 4180', () => {

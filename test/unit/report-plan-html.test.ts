@@ -4,7 +4,8 @@ import { niceScale, renderPlanHtml, text } from '../../src/report/plan-html.js';
 import type { PlanReport } from '../../src/report/plan-types.js';
 import { urlAttributes } from '../support/chromium.js';
 
-const small = (): PlanReport => JSON.parse(readFileSync(new URL('../../fixtures/plans/small.json', import.meta.url), 'utf8')) as PlanReport;
+const small = (): PlanReport =>
+  JSON.parse(readFileSync(new URL('../../fixtures/plans/small.json', import.meta.url), 'utf8')) as PlanReport;
 
 function hostile(): PlanReport {
   const r = small();
@@ -24,7 +25,9 @@ describe('renderPlanHtml', () => {
   it('is one complete page with language, charset and a no-network policy', () => {
     const html = renderPlanHtml(small());
     expect(html.startsWith('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n')).toBe(true);
-    expect(html).toContain(`<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">`);
+    expect(html).toContain(
+      `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">`,
+    );
     expect(html).toContain('<title>popsync plan: alice@pop.example.net:995 → alice@imap.example.com:993</title>');
     expect(html).toContain('<time datetime="2025-03-01T10:00:00.000Z">2025-03-01 10:00:00 UTC</time>');
     expect(html.trimEnd().endsWith('</html>')).toBe(true);
@@ -32,7 +35,9 @@ describe('renderPlanHtml', () => {
 
   it('loads nothing: no scripts, links, images, imports or URLs in src/href', () => {
     // The check itself finds what it looks for, and only in real attributes.
-    expect(urlAttributes('<p title="&lt;img src=x&gt;"><img alt="a" src="https://x/y.png"></p>')).toEqual(['"https://x/y.png"']);
+    expect(urlAttributes('<p title="&lt;img src=x&gt;"><img alt="a" src="https://x/y.png"></p>')).toEqual([
+      '"https://x/y.png"',
+    ]);
     for (const html of [renderPlanHtml(small()), renderPlanHtml(hostile())]) {
       expect(html).not.toMatch(/<(script|link|img|iframe|object|embed|image|use)\b/i);
       expect(html).not.toMatch(/url\(|@import/i);
@@ -61,7 +66,11 @@ describe('renderPlanHtml', () => {
     expect(html.match(/<table/g)).toHaveLength(4);
     expect(html.match(/<caption>/g)).toHaveLength(4);
     expect(html).not.toMatch(/<th(?=[\s>])(?![^>]*scope=)/);
-    const svgs = [...html.matchAll(/<svg id="([^"]+)" role="img" aria-labelledby="\1-title \1-desc"[^>]*>\n<title id="\1-title">[^<]+<\/title>\n<desc id="\1-desc">[^<]*<\/desc>([\s\S]*?)<\/svg>/g)];
+    const svgs = [
+      ...html.matchAll(
+        /<svg id="([^"]+)" role="img" aria-labelledby="\1-title \1-desc"[^>]*>\n<title id="\1-title">[^<]+<\/title>\n<desc id="\1-desc">[^<]*<\/desc>([\s\S]*?)<\/svg>/g,
+      ),
+    ];
     expect(svgs.map((m) => m[1])).toEqual(['chart-folders', 'chart-years', 'chart-sizes']);
     const bars = svgs.map((m) => m[2]!.match(/<g class="bar">/g)?.length ?? 0);
     // 3 folders; years 2021..2024 plus unknown; 8 size buckets.
@@ -70,10 +79,19 @@ describe('renderPlanHtml', () => {
 
   it('stacks folder bars by outcome and lists would-fail messages', () => {
     const html = renderPlanHtml(small());
-    const lists = /<g class="bar"><title>Lists\/dev: 3 messages \(1 new, 0 already copied, 1 would fail\)<\/title>[^\n]*/.exec(html)![0];
-    expect(lists.match(/<rect class="seg-(\w+)"/g)).toEqual(['<rect class="seg-new"', '<rect class="seg-retry"', '<rect class="seg-fail"']);
+    const lists =
+      /<g class="bar"><title>Lists\/dev: 3 messages \(1 new, 0 already copied, 1 would fail\)<\/title>[^\n]*/.exec(
+        html,
+      )![0];
+    expect(lists.match(/<rect class="seg-(\w+)"/g)).toEqual([
+      '<rect class="seg-new"',
+      '<rect class="seg-retry"',
+      '<rect class="seg-fail"',
+    ]);
     expect(html).toContain('<h2 id="h-fail">Would fail: 2</h2>');
-    expect(html).toContain('<td class="num">3</td><th scope="row"><code>-u3</code></th><td class="num">50.0 MiB</td><td>INBOX</td>');
+    expect(html).toContain(
+      '<td class="num">3</td><th scope="row"><code>-u3</code></th><td class="num">50.0 MiB</td><td>INBOX</td>',
+    );
   });
 
   it('renders an empty plan without charts breaking', () => {

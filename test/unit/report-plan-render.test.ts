@@ -7,13 +7,18 @@ import { isPlanFormat, PLAN_FORMATS, renderPlan } from '../../src/report/plan-re
 import { renderPlanTable } from '../../src/report/plan-table.js';
 import type { PlanReport } from '../../src/report/plan-types.js';
 
-const load = (name: string): PlanReport => JSON.parse(readFileSync(new URL(`../../fixtures/plans/${name}`, import.meta.url), 'utf8')) as PlanReport;
+const load = (name: string): PlanReport =>
+  JSON.parse(readFileSync(new URL(`../../fixtures/plans/${name}`, import.meta.url), 'utf8')) as PlanReport;
 
 /** The same data with every object's keys in reverse order, as another planner might build it. */
 function reversedKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(reversedKeys);
   if (v === null || typeof v !== 'object') return v;
-  return Object.fromEntries(Object.entries(v).reverse().map(([k, x]) => [k, reversedKeys(x)]));
+  return Object.fromEntries(
+    Object.entries(v)
+      .reverse()
+      .map(([k, x]) => [k, reversedKeys(x)]),
+  );
 }
 
 describe('renderPlan', () => {
@@ -48,7 +53,20 @@ describe('renderPlan', () => {
     expect(renderPlan(reversedKeys(r) as PlanReport, 'json')).toBe(json);
     expect(json).toContain('"seenSources": {\n    "none": 3,\n    "older-than:30d": 1,\n    "status-header": 2\n  }');
     expect(Object.keys((JSON.parse(json) as { messages: object[] }).messages[0]!)).toEqual([
-      'n', 'uidl', 'size', 'status', 'folder', 'folderRule', 'flags', 'seenSource', 'internalDate', 'dateSource', 'subject', 'from', 'messageId', 'reason',
+      'n',
+      'uidl',
+      'size',
+      'status',
+      'folder',
+      'folderRule',
+      'flags',
+      'seenSource',
+      'internalDate',
+      'dateSource',
+      'subject',
+      'from',
+      'messageId',
+      'reason',
     ]);
   });
 
@@ -67,6 +85,8 @@ describe('renderPlan', () => {
     expect(r.totals.wouldFail).toBe(r.messages.filter((m) => m.status === 'would-fail').length);
     for (const f of PLAN_FORMATS) expect(renderPlan(r, f).length).toBeGreaterThan(500);
     // The fixture is stored in canonical json form, so regenerating it shows real changes only.
-    expect(renderPlan(r, 'json')).toBe(readFileSync(new URL('../../fixtures/plans/sample.json', import.meta.url), 'utf8'));
+    expect(renderPlan(r, 'json')).toBe(
+      readFileSync(new URL('../../fixtures/plans/sample.json', import.meta.url), 'utf8'),
+    );
   });
 });

@@ -5,7 +5,14 @@ import type { JournalRow } from '../../src/journal/types.js';
 import { appendLimitOf, buildPlanReport, type RoutedMessage } from '../../src/report/plan-report.js';
 
 const routed = (folder: string, seenSource: string | null = null): RoutedMessage => ({
-  routing: { folder, flags: seenSource ? ['\\Seen'] : [], internalDate: new Date('2024-01-01T00:00:00Z'), dateSource: 'received', seenSource, folderRule: null },
+  routing: {
+    folder,
+    flags: seenSource ? ['\\Seen'] : [],
+    internalDate: new Date('2024-01-01T00:00:00Z'),
+    dateSource: 'received',
+    seenSource,
+    folderRule: null,
+  },
   subject: 's',
   from: 'f',
   messageId: '<m@x>',
@@ -13,9 +20,25 @@ const routed = (folder: string, seenSource: string | null = null): RoutedMessage
 
 function row(uidl: string, state: JournalRow['state'], folder: string): JournalRow {
   return {
-    account: 'a', uidl, state, size: 10, sha256: null, messageId: '<j@x>', folder, destUidValidity: 1n, destUidNext: 1, destUid: 1, attempts: 1,
-    lastError: state === 'failed' ? 'NO [LIMIT] too big' : null, firstSeenAt: '', updatedAt: '', copiedAt: null,
-    headerHash: null, listSize: null, deletedAt: null, vanishedAt: null,
+    account: 'a',
+    uidl,
+    state,
+    size: 10,
+    sha256: null,
+    messageId: '<j@x>',
+    folder,
+    destUidValidity: 1n,
+    destUidNext: 1,
+    destUid: 1,
+    attempts: 1,
+    lastError: state === 'failed' ? 'NO [LIMIT] too big' : null,
+    firstSeenAt: '',
+    updatedAt: '',
+    copiedAt: null,
+    headerHash: null,
+    listSize: null,
+    deletedAt: null,
+    vanishedAt: null,
     provenance: { flags: ['$M'], internalDate: null, dateSource: 'date', seenSource: 'all', folderRule: 'r' },
   };
 }
@@ -29,16 +52,39 @@ describe('buildPlanReport', () => {
     { n: 5, uidl: '', size: 30 },
     { n: 6, uidl: 'e', size: 40 },
   ];
-  const rows = new Map([['c', row('c', 'done', 'Old')], ['d', row('d', 'failed', 'X')]]);
+  const rows = new Map([
+    ['c', row('c', 'done', 'Old')],
+    ['d', row('d', 'failed', 'X')],
+  ]);
   const plan = planCopy(listing, rows);
   const report = buildPlanReport({
-    source: 'u@pop:995', destination: 'u@imap:993', generatedAt: new Date('2026-01-01T00:00:00Z'), listing, plan, rows,
-    routed: new Map<number, RoutedMessage | { error: string }>([[1, routed('X', 'all')], [2, routed('X')], [4, routed('X')], [5, routed('Y')], [6, { error: 'TOP refused' }]]),
-    existingFolders: new Set(['Old']), appendLimit: 1000, rate: { bytesPerSecond: 10, basis: 'test' },
+    source: 'u@pop:995',
+    destination: 'u@imap:993',
+    generatedAt: new Date('2026-01-01T00:00:00Z'),
+    listing,
+    plan,
+    rows,
+    routed: new Map<number, RoutedMessage | { error: string }>([
+      [1, routed('X', 'all')],
+      [2, routed('X')],
+      [4, routed('X')],
+      [5, routed('Y')],
+      [6, { error: 'TOP refused' }],
+    ]),
+    existingFolders: new Set(['Old']),
+    appendLimit: 1000,
+    rate: { bytesPerSecond: 10, basis: 'test' },
   });
 
   it('gives each message its status and reason', () => {
-    expect(report.messages.map((m) => [m.n, m.status])).toEqual([[1, 'new'], [2, 'would-fail'], [3, 'already-copied'], [4, 'retry'], [5, 'would-fail'], [6, 'would-fail']]);
+    expect(report.messages.map((m) => [m.n, m.status])).toEqual([
+      [1, 'new'],
+      [2, 'would-fail'],
+      [3, 'already-copied'],
+      [4, 'retry'],
+      [5, 'would-fail'],
+      [6, 'would-fail'],
+    ]);
     expect(report.messages[1]!.reason).toMatch(/APPENDLIMIT \(5000 > 1000/);
     expect(report.messages[2]).toMatchObject({ folder: 'Old', flags: ['$M'], seenSource: 'all', folderRule: 'r' });
     expect(report.messages[3]!.reason).toBe('NO [LIMIT] too big');
@@ -46,8 +92,23 @@ describe('buildPlanReport', () => {
     expect(report.messages[5]!.reason).toBe('TOP refused');
   });
   it('tallies totals, folders, seen and date sources over what would be copied', () => {
-    expect(report.totals).toEqual({ messages: 6, bytes: 5200, new: 1, newBytes: 120, retry: 1, alreadyCopied: 1, wouldFail: 3 });
-    expect(report.folders.find((f) => f.folder === 'X')).toMatchObject({ exists: false, messages: 3, new: 2, newBytes: 120, retry: 1, wouldFail: 1 });
+    expect(report.totals).toEqual({
+      messages: 6,
+      bytes: 5200,
+      new: 1,
+      newBytes: 120,
+      retry: 1,
+      alreadyCopied: 1,
+      wouldFail: 3,
+    });
+    expect(report.folders.find((f) => f.folder === 'X')).toMatchObject({
+      exists: false,
+      messages: 3,
+      new: 2,
+      newBytes: 120,
+      retry: 1,
+      wouldFail: 1,
+    });
     expect(report.folders.find((f) => f.folder === 'Old')).toMatchObject({ exists: true, alreadyCopied: 1 });
     expect(report.seenSources).toEqual({ all: 1, none: 1 });
     expect(report.dateSources).toEqual({ received: 2 });
@@ -59,9 +120,23 @@ describe('buildPlanReport', () => {
   });
   it('a size rule fails what a run would skip, before APPENDLIMIT, judged on the LIST size', () => {
     const r = buildPlanReport({
-      source: 's', destination: 'd', generatedAt: new Date(0), listing, plan, rows,
-      routed: new Map<number, RoutedMessage | { error: string }>([[1, routed('X')], [2, routed('X')], [4, routed('X')], [5, routed('Y')], [6, routed('X')]]),
-      existingFolders: new Set(), appendLimit: 1000, skipLargerThan: 50, rate: null,
+      source: 's',
+      destination: 'd',
+      generatedAt: new Date(0),
+      listing,
+      plan,
+      rows,
+      routed: new Map<number, RoutedMessage | { error: string }>([
+        [1, routed('X')],
+        [2, routed('X')],
+        [4, routed('X')],
+        [5, routed('Y')],
+        [6, routed('X')],
+      ]),
+      existingFolders: new Set(),
+      appendLimit: 1000,
+      skipLargerThan: 50,
+      rate: null,
     });
     expect(r.messages.map((m) => [m.n, m.status, m.reason])).toEqual([
       [1, 'would-fail', 'over the size rule (50 bytes)'],

@@ -1,18 +1,42 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { approxDuration, bytesPerYear, estimateText, failures, sizeHistogram, sortedCounts, yearOf } from '../../src/report/plan-stats.js';
+import {
+  approxDuration,
+  bytesPerYear,
+  estimateText,
+  failures,
+  sizeHistogram,
+  sortedCounts,
+  yearOf,
+} from '../../src/report/plan-stats.js';
 import type { PlanMessage, PlanReport } from '../../src/report/plan-types.js';
 
-const small = (): PlanReport => JSON.parse(readFileSync(new URL('../../fixtures/plans/small.json', import.meta.url), 'utf8')) as PlanReport;
+const small = (): PlanReport =>
+  JSON.parse(readFileSync(new URL('../../fixtures/plans/small.json', import.meta.url), 'utf8')) as PlanReport;
 
-const msg = (size: number, internalDate: string | null = null): PlanMessage => ({ ...small().messages[0]!, size, internalDate });
+const msg = (size: number, internalDate: string | null = null): PlanMessage => ({
+  ...small().messages[0]!,
+  size,
+  internalDate,
+});
 
 describe('plan stats', () => {
   it('puts sizes in log-spaced buckets with exclusive upper edges', () => {
     const K = 1024;
     const M = 1024 * K;
-    const h = sizeHistogram([0, 4 * K - 1, 4 * K, 16 * K, 64 * K, 256 * K, M, 4 * M, 16 * M - 1, 16 * M, 2 ** 40].map((s) => msg(s)));
-    expect(h.map((b) => `${b.label}:${b.messages}`)).toEqual(['<4K:2', '4–16K:1', '16–64K:1', '64–256K:1', '256K–1M:1', '1–4M:1', '4–16M:2', '≥16M:2']);
+    const h = sizeHistogram(
+      [0, 4 * K - 1, 4 * K, 16 * K, 64 * K, 256 * K, M, 4 * M, 16 * M - 1, 16 * M, 2 ** 40].map((s) => msg(s)),
+    );
+    expect(h.map((b) => `${b.label}:${b.messages}`)).toEqual([
+      '<4K:2',
+      '4–16K:1',
+      '16–64K:1',
+      '64–256K:1',
+      '256K–1M:1',
+      '1–4M:1',
+      '4–16M:2',
+      '≥16M:2',
+    ]);
     expect(h[0]!.bytes).toBe(4 * K - 1);
     expect(sizeHistogram([]).map((b) => b.messages)).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
   });
@@ -25,7 +49,12 @@ describe('plan stats', () => {
   });
 
   it('fills years without mail, unknown last', () => {
-    const b = bytesPerYear([msg(10, '2024-01-01T00:00:00Z'), msg(5, '2021-06-01T00:00:00Z'), msg(7, null), msg(1, '2024-05-01T00:00:00Z')]);
+    const b = bytesPerYear([
+      msg(10, '2024-01-01T00:00:00Z'),
+      msg(5, '2021-06-01T00:00:00Z'),
+      msg(7, null),
+      msg(1, '2024-05-01T00:00:00Z'),
+    ]);
     expect(b).toEqual([
       { label: '2021', messages: 1, bytes: 5 },
       { label: '2022', messages: 0, bytes: 0 },
@@ -36,12 +65,21 @@ describe('plan stats', () => {
   });
 
   it('does not fill a span that would be mostly empty (a clamped 1980 date)', () => {
-    const b = bytesPerYear([msg(1, '1980-01-01T00:00:00Z'), msg(1, '2023-01-01T00:00:00Z'), msg(1, '2024-01-01T00:00:00Z')]);
+    const b = bytesPerYear([
+      msg(1, '1980-01-01T00:00:00Z'),
+      msg(1, '2023-01-01T00:00:00Z'),
+      msg(1, '2024-01-01T00:00:00Z'),
+    ]);
     expect(b.map((x) => x.label)).toEqual(['1980', '2023', '2024']);
   });
 
   it('orders tallies by count, then name', () => {
-    expect(sortedCounts({ b: 2, a: 2, c: 5, z: 1 })).toEqual([['c', 5], ['a', 2], ['b', 2], ['z', 1]]);
+    expect(sortedCounts({ b: 2, a: 2, c: 5, z: 1 })).toEqual([
+      ['c', 5],
+      ['a', 2],
+      ['b', 2],
+      ['z', 1],
+    ]);
   });
 
   it('lists would-fail messages in POP3 order', () => {

@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { displayWidth, renderPlanTable } from '../../src/report/plan-table.js';
 import type { PlanReport } from '../../src/report/plan-types.js';
 
-const small = (): PlanReport => JSON.parse(readFileSync(new URL('../../fixtures/plans/small.json', import.meta.url), 'utf8')) as PlanReport;
+const small = (): PlanReport =>
+  JSON.parse(readFileSync(new URL('../../fixtures/plans/small.json', import.meta.url), 'utf8')) as PlanReport;
 
 describe('renderPlanTable', () => {
   it('prints folders, seen and date sources, failures, totals and the estimate', () => {

@@ -72,7 +72,9 @@ describe('plain lines (not a terminal)', () => {
     const progress = lines.filter((l) => l.includes('/20 messages'));
     expect(progress).toHaveLength(10);
     expect(progress[0]).toBe('popsync: 2/20 messages (10%), 2.0 KiB of 20.0 KiB, 10.0 KiB/s, about 1.8s left');
-    expect(progress[2]).toBe('popsync: 6/20 messages (30%), 6.0 KiB of 20.0 KiB, 10.0 KiB/s, about 1.4s left, 1 failed');
+    expect(progress[2]).toBe(
+      'popsync: 6/20 messages (30%), 6.0 KiB of 20.0 KiB, 10.0 KiB/s, about 1.4s left, 1 failed',
+    );
     expect(progress[9]).toBe('popsync: 20/20 messages (100%), 20.0 KiB of 20.0 KiB, 10.0 KiB/s, 1 failed');
     expect(lines.at(-2)).toBe('popsync: finishing');
     expect(s.text()).not.toContain('\x1b');
@@ -88,8 +90,16 @@ describe('plain lines (not a terminal)', () => {
       c.advance(1000);
       p.listener({ type: 'message', uidl: `u${i}`, bytes: 500, outcome: 'copied' });
     }
-    const progress = s.text().split('\n').filter((l) => l.includes('/1000 messages'));
-    expect(progress.map((l) => l.slice(0, l.indexOf(' messages')))).toEqual(['popsync: 5/1000', 'popsync: 10/1000', 'popsync: 15/1000', 'popsync: 20/1000']);
+    const progress = s
+      .text()
+      .split('\n')
+      .filter((l) => l.includes('/1000 messages'));
+    expect(progress.map((l) => l.slice(0, l.indexOf(' messages')))).toEqual([
+      'popsync: 5/1000',
+      'popsync: 10/1000',
+      'popsync: 15/1000',
+      'popsync: 20/1000',
+    ]);
     expect(progress[0]).toBe('popsync: 5/1000 messages (0%), 2.4 KiB of 488.3 KiB, 500 B/s, about 16m 35s left');
   });
 
@@ -111,7 +121,12 @@ describe('terminal', () => {
     const stdout = vi.spyOn(process.stdout, 'write');
     const s = fakeStream(true);
     const c = clock();
-    const p = createProgress({ tty: true, quiet: false, stream: s.stream as unknown as NodeJS.WriteStream, now: c.now });
+    const p = createProgress({
+      tty: true,
+      quiet: false,
+      stream: s.stream as unknown as NodeJS.WriteStream,
+      now: c.now,
+    });
     const events: ProgressEvent[] = [
       { type: 'phase', phase: 'connect-source', detail: 'alice@pop.example.net:995' },
       { type: 'phase', phase: 'listing' },

@@ -15,16 +15,44 @@ import { failures, folderCells } from '../../src/report/plan-stats.js';
 import { renderPlanTable } from '../../src/report/plan-table.js';
 import { buildRunReport } from '../../src/report/run-report.js';
 
-const prov = (folderRule: string | null, flags: string[]) => ({ flags, internalDate: '2024-01-02T10:00:00.000Z', dateSource: 'received', seenSource: 'status-header', folderRule });
+const prov = (folderRule: string | null, flags: string[]) => ({
+  flags,
+  internalDate: '2024-01-02T10:00:00.000Z',
+  dateSource: 'received',
+  seenSource: 'status-header',
+  folderRule,
+});
 const detail = (n: number, outcome: MessageDetail['outcome'], extra: Partial<MessageDetail> = {}): MessageDetail => ({
-  n, uidl: `u${n}`, size: 1000 * n, outcome, folder: 'INBOX', provenance: prov(null, ['\\Seen']), subject: `s${n}`, from: null, messageId: `<${n}@x>`,
-  reason: null, serverResponse: null, ...extra,
+  n,
+  uidl: `u${n}`,
+  size: 1000 * n,
+  outcome,
+  folder: 'INBOX',
+  provenance: prov(null, ['\\Seen']),
+  subject: `s${n}`,
+  from: null,
+  messageId: `<${n}@x>`,
+  reason: null,
+  serverResponse: null,
+  ...extra,
 });
 
 function result(messages: MessageDetail[]): RunResult {
   return {
-    command: 'migrate', source: 'a@pop:995', destination: 'a@imap:993', listed: messages.length, listedBytes: 0, copied: 2, copiedBytes: 3100, alreadyCopied: 1,
-    reconciled: 0, failed: [], reconnects: 0, startedAt: '2025-03-01T10:00:00.000Z', durationMs: 2000, messages,
+    command: 'migrate',
+    source: 'a@pop:995',
+    destination: 'a@imap:993',
+    listed: messages.length,
+    listedBytes: 0,
+    copied: 2,
+    copiedBytes: 3100,
+    alreadyCopied: 1,
+    reconciled: 0,
+    failed: [],
+    reconnects: 0,
+    startedAt: '2025-03-01T10:00:00.000Z',
+    durationMs: 2000,
+    messages,
   };
 }
 
@@ -35,7 +63,13 @@ const sample = () =>
       detail(2, 'copied'),
       detail(3, 'already-copied', { subject: null }),
       detail(4, 'failed', { reason: 'APPEND refused', serverResponse: 'NO [OVERQUOTA] quota exceeded' }),
-      detail(5, 'skipped-by-rule', { folder: null, provenance: null, subject: null, messageId: null, reason: 'over the size rule (25 MiB)' }),
+      detail(5, 'skipped-by-rule', {
+        folder: null,
+        provenance: null,
+        subject: null,
+        messageId: null,
+        reason: 'over the size rule (25 MiB)',
+      }),
     ]),
     new Date('2025-03-01T10:00:02Z'),
   );
@@ -43,13 +77,49 @@ const sample = () =>
 describe('buildRunReport', () => {
   it('one row per message with its status and provenance; totals and folders count what happened', () => {
     const r = sample();
-    expect(r.run).toEqual({ command: 'migrate', startedAt: '2025-03-01T10:00:00.000Z', durationMs: 2000, copiedBytes: 3100 });
-    expect(r.messages.map((m) => m.status)).toEqual(['copied', 'copied', 'already-copied', 'failed', 'skipped-by-rule']);
-    expect(r.messages[0]).toMatchObject({ folder: 'Lists/dev', folderRule: 'lists', flags: ['$List'], internalDate: '2024-01-02T10:00:00.000Z', dateSource: 'received' });
+    expect(r.run).toEqual({
+      command: 'migrate',
+      startedAt: '2025-03-01T10:00:00.000Z',
+      durationMs: 2000,
+      copiedBytes: 3100,
+    });
+    expect(r.messages.map((m) => m.status)).toEqual([
+      'copied',
+      'copied',
+      'already-copied',
+      'failed',
+      'skipped-by-rule',
+    ]);
+    expect(r.messages[0]).toMatchObject({
+      folder: 'Lists/dev',
+      folderRule: 'lists',
+      flags: ['$List'],
+      internalDate: '2024-01-02T10:00:00.000Z',
+      dateSource: 'received',
+    });
     expect(r.messages[3]).toMatchObject({ reason: 'APPEND refused', serverResponse: 'NO [OVERQUOTA] quota exceeded' });
     expect(r.messages[4]).toMatchObject({ folder: '', dateSource: 'unknown', flags: [] });
-    expect(r.totals).toEqual({ messages: 5, bytes: 15000, new: 0, newBytes: 0, retry: 0, alreadyCopied: 1, wouldFail: 0, copied: 2, copiedBytes: 3100, failed: 1, skippedByRule: 1 });
-    expect(r.folders.find((f) => f.folder === 'INBOX')).toMatchObject({ exists: true, messages: 3, copied: 1, alreadyCopied: 1, failed: 1, skippedByRule: 0 });
+    expect(r.totals).toEqual({
+      messages: 5,
+      bytes: 15000,
+      new: 0,
+      newBytes: 0,
+      retry: 0,
+      alreadyCopied: 1,
+      wouldFail: 0,
+      copied: 2,
+      copiedBytes: 3100,
+      failed: 1,
+      skippedByRule: 1,
+    });
+    expect(r.folders.find((f) => f.folder === 'INBOX')).toMatchObject({
+      exists: true,
+      messages: 3,
+      copied: 1,
+      alreadyCopied: 1,
+      failed: 1,
+      skippedByRule: 0,
+    });
     expect(r.folders.find((f) => f.folder === '')).toMatchObject({ exists: false, skippedByRule: 1 });
     // Decisions this run made: only its copies are tallied.
     expect(r.seenSources).toEqual({ 'status-header': 2 });
@@ -60,7 +130,8 @@ describe('buildRunReport', () => {
 
   it('an empty run (nothing listed) still renders in every format', () => {
     const r = buildRunReport(result([]), new Date(0));
-    for (const f of ['table', 'json', 'csv', 'markdown', 'html'] as const) expect(renderPlan(r, f).length).toBeGreaterThan(0);
+    for (const f of ['table', 'json', 'csv', 'markdown', 'html'] as const)
+      expect(renderPlan(r, f).length).toBeGreaterThan(0);
   });
 });
 
@@ -116,22 +187,44 @@ describe('run statuses in every renderer', () => {
 
 describe('report files', () => {
   it('format from the extension, else table; --report-format wins', () => {
-    expect(['a.html', 'a.HTM', 'a.csv', 'a.md', 'a.json', 'a.txt', 'a'].map(reportFormatFor)).toEqual(['html', 'html', 'csv', 'markdown', 'json', 'table', 'table']);
-    expect(reportTarget({ report: 'r.html', reportFormat: 'json' }, { index: 0, count: 1 })).toEqual({ path: 'r.html', format: 'json' });
+    expect(['a.html', 'a.HTM', 'a.csv', 'a.md', 'a.json', 'a.txt', 'a'].map(reportFormatFor)).toEqual([
+      'html',
+      'html',
+      'csv',
+      'markdown',
+      'json',
+      'table',
+      'table',
+    ]);
+    expect(reportTarget({ report: 'r.html', reportFormat: 'json' }, { index: 0, count: 1 })).toEqual({
+      path: 'r.html',
+      format: 'json',
+    });
     expect(reportTarget({}, { index: 0, count: 1 })).toBeUndefined();
-    expect(() => reportTarget({ reportFormat: 'csv' }, { index: 0, count: 1 })).toThrow(/--report-format needs --report/);
+    expect(() => reportTarget({ reportFormat: 'csv' }, { index: 0, count: 1 })).toThrow(
+      /--report-format needs --report/,
+    );
   });
 
   it('several accounts: one file each, named after the account', () => {
-    expect(reportTarget({ report: 'out/r.html' }, { name: 'alice', index: 0, count: 2 })).toEqual({ path: 'out/r.alice.html', format: 'html' });
-    expect(reportTarget({ report: 'r' }, { name: 'b/ob x', index: 1, count: 2 })).toEqual({ path: 'r.b_ob_x', format: 'table' });
+    expect(reportTarget({ report: 'out/r.html' }, { name: 'alice', index: 0, count: 2 })).toEqual({
+      path: 'out/r.alice.html',
+      format: 'html',
+    });
+    expect(reportTarget({ report: 'r' }, { name: 'b/ob x', index: 1, count: 2 })).toEqual({
+      path: 'r.b_ob_x',
+      format: 'table',
+    });
     expect(reportTarget({ report: 'r.csv' }, { index: 2, count: 3 })!.path).toBe('r.3.csv');
   });
 });
 
 describe('size rule', () => {
   it('splits on the LIST size (strictly larger) and words the limit in its own unit', () => {
-    const l = [{ n: 1, uidl: 'a', size: 100 }, { n: 2, uidl: 'b', size: 101 }];
+    const l = [
+      { n: 1, uidl: 'a', size: 100 },
+      { n: 2, uidl: 'b', size: 101 },
+    ];
     expect(splitBySizeRule(l, 100)).toEqual({ copy: [l[0]], over: [l[1]] });
     expect(splitBySizeRule(l, null)).toEqual({ copy: l, over: [] });
     expect(sizeRuleReason(25 * 1024 * 1024)).toBe('over the size rule (25 MiB)');

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import type { MessageFailure, RunResult } from '../../src/engine/types.js';
-import { formatBytes, formatDuration, formatFailure, formatSummary, printable, rateText, summaryJson } from '../../src/report/summary.js';
+import {
+  formatBytes,
+  formatDuration,
+  formatFailure,
+  formatSummary,
+  printable,
+  rateText,
+  summaryJson,
+} from '../../src/report/summary.js';
 
 function result(over: Partial<RunResult> = {}): RunResult {
   return {
@@ -48,7 +56,17 @@ describe('formatSummary', () => {
   it('adds one line per failed message under the failed count', () => {
     const text = formatSummary(
       result({
-        failed: [tooBig, { uidl: 'zz9', n: null, size: 300, folder: null, reason: 'connection lost during RETR', serverResponse: null }],
+        failed: [
+          tooBig,
+          {
+            uidl: 'zz9',
+            n: null,
+            size: 300,
+            folder: null,
+            reason: 'connection lost during RETR',
+            serverResponse: null,
+          },
+        ],
       }),
     );
     const lines = text.split('\n');
@@ -61,13 +79,19 @@ describe('formatSummary', () => {
   });
 
   it('says 1 message, and leaves out the rate when nothing was copied or no time passed', () => {
-    expect(formatSummary(result({ copied: 1, copiedBytes: 10, durationMs: 0 }))).toContain('  copied:          1 message, 10 B in 0.0s\n');
-    expect(formatSummary(result({ copied: 0, copiedBytes: 0, durationMs: 5000 }))).toContain('  copied:          0 messages, 0 B in 5.0s\n');
+    expect(formatSummary(result({ copied: 1, copiedBytes: 10, durationMs: 0 }))).toContain(
+      '  copied:          1 message, 10 B in 0.0s\n',
+    );
+    expect(formatSummary(result({ copied: 0, copiedBytes: 0, durationMs: 5000 }))).toContain(
+      '  copied:          0 messages, 0 B in 5.0s\n',
+    );
   });
 
   it('neutralises terminal escapes from server text and UIDLs', () => {
     const line = formatFailure({ ...tooBig, uidl: 'a\x1b[2Jb', serverResponse: 'NO \u202eevil' });
-    expect(line).toBe('UIDL a\\x1b[2Jb (#5, 12.0 KiB, folder Archive): the destination refused it — server said: "NO \\u202eevil"');
+    expect(line).toBe(
+      'UIDL a\\x1b[2Jb (#5, 12.0 KiB, folder Archive): the destination refused it — server said: "NO \\u202eevil"',
+    );
   });
 });
 
@@ -82,11 +106,24 @@ describe('summaryJson', () => {
 
 describe('helpers', () => {
   it('formatBytes', () => {
-    expect([0, 1023, 1024, 1536, 1_048_576, 5 * 1024 ** 3].map(formatBytes)).toEqual(['0 B', '1023 B', '1.0 KiB', '1.5 KiB', '1.0 MiB', '5.0 GiB']);
+    expect([0, 1023, 1024, 1536, 1_048_576, 5 * 1024 ** 3].map(formatBytes)).toEqual([
+      '0 B',
+      '1023 B',
+      '1.0 KiB',
+      '1.5 KiB',
+      '1.0 MiB',
+      '5.0 GiB',
+    ]);
   });
 
   it('formatDuration', () => {
-    expect([400, 9_949, 42_000, 62_000, 3_600_000 + 3 * 60_000 + 4_000].map(formatDuration)).toEqual(['0.4s', '9.9s', '42s', '1m 02s', '1h 03m 04s']);
+    expect([400, 9_949, 42_000, 62_000, 3_600_000 + 3 * 60_000 + 4_000].map(formatDuration)).toEqual([
+      '0.4s',
+      '9.9s',
+      '42s',
+      '1m 02s',
+      '1h 03m 04s',
+    ]);
   });
 
   it('rateText', () => {

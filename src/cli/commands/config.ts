@@ -71,8 +71,12 @@ export function describeAccount(a: ConfiguredAccount, env: NodeJS.ProcessEnv = p
     `  arrival date: ${r.arrivalDate ? 'Received:, else Date:, else copy time' : 'copy time (arrival_date: false)'}`,
     `  seen policy:  ${r.seen.length ? r.seen.map(stepName).join(' -> ') : '(none: copies arrive unread)'}`,
     `  flags:        ${r.flags.length ? r.flags.join(' ') : '(none)'}`,
-    ...(a.everyMs !== undefined ? [`  every:        sync keeps running and syncs this account every ${formatDelay(a.everyMs)} (every:)`] : []),
-    ...(r.skipLargerThan != null ? [`  skip:         messages larger than ${r.skipLargerThan} bytes are not copied (skip_larger_than)`] : []),
+    ...(a.everyMs !== undefined
+      ? [`  every:        sync keeps running and syncs this account every ${formatDelay(a.everyMs)} (every:)`]
+      : []),
+    ...(r.skipLargerThan != null
+      ? [`  skip:         messages larger than ${r.skipLargerThan} bytes are not copied (skip_larger_than)`]
+      : []),
     `  rules:        ${r.rules.length ? '' : '(none)'}`,
     ...r.rules.map((x, i) => `    ${i + 1}. ${describeRule(x)}`),
     `  default:      ${r.defaultFolder}`,
@@ -92,6 +96,8 @@ export function registerConfig(program: Command): void {
       const loaded = loadConfigFile(file);
       const accounts = configuredAccounts(loaded);
       const text = accounts.map((a) => describeAccount(a)).join('\n\n');
-      process.stdout.write(`${loaded.path}: OK, ${accounts.length} account${accounts.length === 1 ? '' : 's'}\n\n${text}\n`);
+      process.stdout.write(
+        `${loaded.path}: OK, ${accounts.length} account${accounts.length === 1 ? '' : 's'}\n\n${text}\n`,
+      );
     });
 }

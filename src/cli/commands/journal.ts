@@ -20,13 +20,18 @@ import { createLogger } from '../logger.js';
 import { addLockOptions, sideFlags } from '../options.js';
 
 export function registerJournal(program: Command): void {
-  const journal = program.command('journal').description('Maintain a journal: forget what it records about one destination folder.');
+  const journal = program
+    .command('journal')
+    .description('Maintain a journal: forget what it records about one destination folder.');
   const forget = journal
     .command('forget-folder')
     .description(
       'Forget one destination folder: its UIDVALIDITY and the messages recorded as copied into it. The next run searches the folder, adopts the copies it recognises by content and copies only what is missing. Messages deleted from the source stay recorded. Contacts no server.',
     )
-    .requiredOption('--folder <name>', "the destination folder, as given to --folder or a rule (UTF-8, '/' between levels)")
+    .requiredOption(
+      '--folder <name>',
+      "the destination folder, as given to --folder or a rule (UTF-8, '/' between levels)",
+    )
     .option('--journal <path>', 'the state journal (default: the one of the --pop account)')
     .option('--pop <url>', 'the POP3 source account (user@host[:port]) whose default journal to use')
     .option('--pop-host <host>', 'POP3 source host (overrides the URL)')
@@ -40,28 +45,42 @@ export function registerJournal(program: Command): void {
     const explicit = typeof opts.journal === 'string' ? opts.journal : undefined;
     let path: string;
     let named: string | null = null;
-    if (pop.url !== undefined || pop.host !== undefined) ({ path, sourceKey: named } = locateJournal(resolvePop3Endpoint(pop), explicit));
+    if (pop.url !== undefined || pop.host !== undefined)
+      ({ path, sourceKey: named } = locateJournal(resolvePop3Endpoint(pop), explicit));
     else if (explicit !== undefined) path = explicit;
-    else throw new PopsyncError('usage', 'journal forget-folder needs --journal PATH or the source account (--pop URL)');
+    else
+      throw new PopsyncError('usage', 'journal forget-folder needs --journal PATH or the source account (--pop URL)');
 
     const snap = Journal.inspect(path);
-    if (snap === null || snap.source === null) throw new PopsyncError('journal', `no journal at ${path}`, { hint: 'check the journal path' });
+    if (snap === null || snap.source === null)
+      throw new PopsyncError('journal', `no journal at ${path}`, { hint: 'check the journal path' });
     const source = snap.source;
     if (named !== null && !sameMailbox(named, source)) {
-      throw new PopsyncError('journal-bound', `journal ${path} belongs to source account ${source}, not ${named}`, { account: named });
+      throw new PopsyncError('journal-bound', `journal ${path} belongs to source account ${source}, not ${named}`, {
+        account: named,
+      });
     }
-    const result = await withLockedJournal(path, source, { command: 'journal forget-folder', logger: createLogger({ verbose: false, quiet: false }), waitSeconds: typeof opts.wait === 'number' ? opts.wait : 0 }, async (j) => {
-      const known = j.folderUidValidity(source, folder) !== null;
-      const r = j.forgetFolder(source, folder);
-      if (!known && r.forgotten === 0 && r.kept === 0) {
-        throw new PopsyncError('usage', `journal ${path} records nothing about destination folder "${folder}"`, {
-          account: source,
-          folder,
-          hint: 'give the folder name exactly as popsync used it (see the run report); names are case-sensitive except INBOX',
-        });
-      }
-      return r;
-    });
+    const result = await withLockedJournal(
+      path,
+      source,
+      {
+        command: 'journal forget-folder',
+        logger: createLogger({ verbose: false, quiet: false }),
+        waitSeconds: typeof opts.wait === 'number' ? opts.wait : 0,
+      },
+      async (j) => {
+        const known = j.folderUidValidity(source, folder) !== null;
+        const r = j.forgetFolder(source, folder);
+        if (!known && r.forgotten === 0 && r.kept === 0) {
+          throw new PopsyncError('usage', `journal ${path} records nothing about destination folder "${folder}"`, {
+            account: source,
+            folder,
+            hint: 'give the folder name exactly as popsync used it (see the run report); names are case-sensitive except INBOX',
+          });
+        }
+        return r;
+      },
+    );
     if (opts.json === true) {
       process.stdout.write(JSON.stringify({ journal: path, account: source, folder, ...result }) + '\n');
       return;

@@ -30,7 +30,9 @@ import {
 export function registerMigrate(program: Command, ctx: CommandContext): void {
   const cmd = program
     .command('migrate')
-    .description('Copy every message of a POP3 mailbox into IMAP: one folder, or the folders chosen by config rules. Safe to kill and rerun: the journal resumes it.');
+    .description(
+      'Copy every message of a POP3 mailbox into IMAP: one folder, or the folders chosen by config rules. Safe to kill and rerun: the journal resumes it.',
+    );
   addConfigOptions(cmd);
   addAccountListOptions(cmd);
   addParallelOptions(cmd);
@@ -57,25 +59,33 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
     const named = namesAccounts(opts);
     // A Map, not jobs.indexOf per job: a list of 100,000 accounts would be 5e9 comparisons.
     const position = new Map(jobs.map((j, i) => [j, i]));
-    process.exitCode = await runJobs(jobs, async (job) => {
-      const out = ctx.startOutput(outputOptions(opts), named ? job.input.name : undefined);
-      try {
-        const report = reportTarget(opts, { name: job.input.name, index: position.get(job)!, count: jobs.length });
-        const result = await runAccountJob(job, {
-          command: 'migrate',
-          logger: out.logger,
-          progress: out.progress,
-          signal: ctx.signal,
-          ...(report ? { report } : {}),
-          ...(wait === undefined ? {} : { waitSeconds: wait }),
-        });
-        return out.finish(result);
-      } catch (e) {
-        if (json) writeErrorJson(e, 'migrate', process.stdout, named ? job.input.name : undefined);
-        throw e;
-      } finally {
-        out.stop();
-      }
-    }, { ...parallelOptions(opts), signal: ctx.signal, ...(named && !json ? { total: outputOptions(opts).quiet ? 'failures' : 'always' } : {}) });
+    process.exitCode = await runJobs(
+      jobs,
+      async (job) => {
+        const out = ctx.startOutput(outputOptions(opts), named ? job.input.name : undefined);
+        try {
+          const report = reportTarget(opts, { name: job.input.name, index: position.get(job)!, count: jobs.length });
+          const result = await runAccountJob(job, {
+            command: 'migrate',
+            logger: out.logger,
+            progress: out.progress,
+            signal: ctx.signal,
+            ...(report ? { report } : {}),
+            ...(wait === undefined ? {} : { waitSeconds: wait }),
+          });
+          return out.finish(result);
+        } catch (e) {
+          if (json) writeErrorJson(e, 'migrate', process.stdout, named ? job.input.name : undefined);
+          throw e;
+        } finally {
+          out.stop();
+        }
+      },
+      {
+        ...parallelOptions(opts),
+        signal: ctx.signal,
+        ...(named && !json ? { total: outputOptions(opts).quiet ? 'failures' : 'always' } : {}),
+      },
+    );
   });
 }

@@ -25,7 +25,14 @@ import { formatBytes } from '../../report/summary.js';
 import { accountJobs, resolveAccount, type AccountJob } from '../account.js';
 import type { CommandContext } from '../context.js';
 import { writeAtomically } from '../report-file.js';
-import { addAccountListOptions, addAccountOptions, addConfigOptions, addRoutingOptions, addTransferOptions, outputOptions } from '../options.js';
+import {
+  addAccountListOptions,
+  addAccountOptions,
+  addConfigOptions,
+  addRoutingOptions,
+  addTransferOptions,
+  outputOptions,
+} from '../options.js';
 
 /** TOP commands in flight at once: pipelined, but bounded so 20,000 headers never sit in memory together with their promises. */
 const TOP_CHUNK = 500;
@@ -34,7 +41,8 @@ const DEFAULT_RATE_MB = 1;
 
 function rateOption(v: string): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('--rate must be a number of megabytes per second above 0');
+  if (!Number.isFinite(n) || n <= 0)
+    throw new InvalidArgumentError('--rate must be a number of megabytes per second above 0');
   return n;
 }
 
@@ -42,17 +50,30 @@ function rateOption(v: string): number {
  * The rate the estimate uses: --rate when given, else what earlier runs of this account
  * measured (their servers and network, not a guess), else the stated assumption.
  */
-export function rateFor(rateMBps: number | undefined, measured: () => MeasuredRate | null): { bytesPerSecond: number; basis: string } {
+export function rateFor(
+  rateMBps: number | undefined,
+  measured: () => MeasuredRate | null,
+): { bytesPerSecond: number; basis: string } {
   if (rateMBps !== undefined) return { bytesPerSecond: rateMBps * 1024 * 1024, basis: `--rate ${rateMBps} MB/s` };
   const m = measured();
   if (m !== null) {
     const bps = (m.bytes / m.ms) * 1000;
-    return { bytesPerSecond: bps, basis: `measured: ${m.runs} earlier run${m.runs === 1 ? '' : 's'}, ${formatBytes(Math.round(bps))}/s` };
+    return {
+      bytesPerSecond: bps,
+      basis: `measured: ${m.runs} earlier run${m.runs === 1 ? '' : 's'}, ${formatBytes(Math.round(bps))}/s`,
+    };
   }
-  return { bytesPerSecond: DEFAULT_RATE_MB * 1024 * 1024, basis: `assumed ${DEFAULT_RATE_MB} MB/s (no --rate given; measure with a small migrate run)` };
+  return {
+    bytesPerSecond: DEFAULT_RATE_MB * 1024 * 1024,
+    basis: `assumed ${DEFAULT_RATE_MB} MB/s (no --rate given; measure with a small migrate run)`,
+  };
 }
 
-async function topAll(source: Pop3Session, ns: number[], logger: Logger): Promise<Map<number, Buffer | { error: string }>> {
+async function topAll(
+  source: Pop3Session,
+  ns: number[],
+  logger: Logger,
+): Promise<Map<number, Buffer | { error: string }>> {
   const out = new Map<number, Buffer | { error: string }>();
   for (let i = 0; i < ns.length; i += TOP_CHUNK) {
     const chunk = ns.slice(i, i + TOP_CHUNK);
@@ -75,7 +96,10 @@ async function topAll(source: Pop3Session, ns: number[], logger: Logger): Promis
   return out;
 }
 
-export async function planAccount(job: AccountJob, o: { logger: Logger; rateMBps?: number; now?: () => Date }): Promise<PlanReport> {
+export async function planAccount(
+  job: AccountJob,
+  o: { logger: Logger; rateMBps?: number; now?: () => Date },
+): Promise<PlanReport> {
   const now = o.now ?? (() => new Date());
   const account = await resolveAccount(job.input, { logger: o.logger, createJournalDir: false });
   const routing = compileRouting(job.routing);
@@ -99,7 +123,14 @@ export async function planAccount(job: AccountJob, o: { logger: Logger; rateMBps
     const identified = withRekeys(rows, id.rekeys);
     const plan = planCopy(listing, identified);
     const wanted = [...plan.copy, ...plan.invalid].sort((a, b) => a.n - b.n);
-    const headers = new Map([...known, ...(await topAll(source, wanted.map((m) => m.n).filter((n) => !known.has(n)), o.logger))]);
+    const headers = new Map([
+      ...known,
+      ...(await topAll(
+        source,
+        wanted.map((m) => m.n).filter((n) => !known.has(n)),
+        o.logger,
+      )),
+    ]);
     o.logger.info({ messages: wanted.length, ms: Date.now() - started }, 'read headers with TOP n 0');
     await source.quit().catch(() => undefined);
     source = null;
@@ -136,7 +167,9 @@ export async function planAccount(job: AccountJob, o: { logger: Logger; rateMBps
         if (!(isPopsyncError(e) && e.kind === 'server')) throw e;
       }
     }
-    const rate = rateFor(o.rateMBps, () => Journal.measuredRate(account.journalPath, { source: account.sourceKey }, account.sourceKey));
+    const rate = rateFor(o.rateMBps, () =>
+      Journal.measuredRate(account.journalPath, { source: account.sourceKey }, account.sourceKey),
+    );
     return buildPlanReport({
       source: account.pop.display,
       destination: account.imap.display,
@@ -159,7 +192,9 @@ export async function planAccount(job: AccountJob, o: { logger: Logger; rateMBps
 export function registerPlan(program: Command, ctx: CommandContext): void {
   const cmd = program
     .command('plan')
-    .description('Dry run: show where every message would go, with which flags and date, and what would fail. Reads headers only (TOP n 0); writes nothing.');
+    .description(
+      'Dry run: show where every message would go, with which flags and date, and what would fail. Reads headers only (TOP n 0); writes nothing.',
+    );
   addConfigOptions(cmd);
   addAccountListOptions(cmd);
   addAccountOptions(cmd);
@@ -184,13 +219,25 @@ export async function runPlan(opts: Record<string, unknown>, command: Command, c
   if (format === 'html' && output === undefined) throw new PopsyncError('usage', '--format html needs --output FILE');
   const jobs = await accountJobs(opts, command, { createJournalDir: false });
   if (jobs.length > 1 && format !== 'table' && format !== 'markdown') {
-    throw new PopsyncError('usage', `--format ${format} holds one account's plan; ${typeof opts.accounts === 'string' ? opts.accounts : 'the config'} has ${jobs.length}`, { hint: typeof opts.accounts === 'string' ? 'use --format table or markdown for a list' : 'pick one with --account NAME' });
+    throw new PopsyncError(
+      'usage',
+      `--format ${format} holds one account's plan; ${typeof opts.accounts === 'string' ? opts.accounts : 'the config'} has ${jobs.length}`,
+      {
+        hint:
+          typeof opts.accounts === 'string'
+            ? 'use --format table or markdown for a list'
+            : 'pick one with --account NAME',
+      },
+    );
   }
   const out = ctx.startOutput({ ...outputOptions(opts), progress: false, json: false });
   try {
     const texts: string[] = [];
     for (const job of jobs) {
-      const report = await planAccount(job, { logger: out.logger, ...(typeof opts.rate === 'number' ? { rateMBps: opts.rate } : {}) });
+      const report = await planAccount(job, {
+        logger: out.logger,
+        ...(typeof opts.rate === 'number' ? { rateMBps: opts.rate } : {}),
+      });
       texts.push(renderPlan(report, format));
     }
     const text = texts.join('\n');

@@ -27,7 +27,12 @@ export interface AccountStatus {
 }
 
 /** Pure: the snapshot's rows and runs folded into what `status` prints. */
-export function summarise(account: string, rows: readonly JournalRow[], runs: readonly RunRecord[], lock: LockRecord | null): AccountStatus {
+export function summarise(
+  account: string,
+  rows: readonly JournalRow[],
+  runs: readonly RunRecord[],
+  lock: LockRecord | null,
+): AccountStatus {
   const count = (...states: string[]) => rows.filter((r) => states.includes(r.state)).length;
   const errored = runs.find((r) => r.error !== null);
   let holder: Omit<LockRecord, 'token'> | null = null;
@@ -39,7 +44,9 @@ export function summarise(account: string, rows: readonly JournalRow[], runs: re
     account,
     copied: count('done', 'deleting', 'deleted'),
     pending: { appending: count('appending'), deleting: count('deleting') },
-    failed: rows.filter((r) => r.state === 'failed').map((r) => ({ uidl: r.uidl, error: r.lastError, attempts: r.attempts })),
+    failed: rows
+      .filter((r) => r.state === 'failed')
+      .map((r) => ({ uidl: r.uidl, error: r.lastError, attempts: r.attempts })),
     deleted: count('deleted'),
     lastRun: runs[0] ?? null,
     lastError: errored ? { at: errored.finishedAt ?? errored.startedAt, error: errored.error! } : null,
@@ -50,25 +57,39 @@ export function summarise(account: string, rows: readonly JournalRow[], runs: re
 export function formatStatus(path: string, s: AccountStatus): string {
   const lines = [`${printable(s.account)}  (journal ${printable(path)})`];
   lines.push(`  copied:   ${s.copied}${s.deleted > 0 ? ` (${s.deleted} of them deleted from the source)` : ''}`);
-  lines.push(`  pending:  ${s.pending.appending} being copied, ${s.pending.deleting} being deleted (settled by the next run)`);
+  lines.push(
+    `  pending:  ${s.pending.appending} being copied, ${s.pending.deleting} being deleted (settled by the next run)`,
+  );
   lines.push(`  failed:   ${s.failed.length}`);
-  for (const f of s.failed) lines.push(`    UIDL ${printable(f.uidl)} (${f.attempts} attempt${f.attempts === 1 ? '' : 's'}): ${printable(f.error ?? 'no reason recorded')}`);
+  for (const f of s.failed)
+    lines.push(
+      `    UIDL ${printable(f.uidl)} (${f.attempts} attempt${f.attempts === 1 ? '' : 's'}): ${printable(f.error ?? 'no reason recorded')}`,
+    );
   const r = s.lastRun;
   if (r === null) lines.push('  last run: none recorded');
   else {
     const outcome = r.result === null ? (s.lock ? 'running' : 'did not finish (killed?)') : r.result;
     lines.push(
       `  last run: ${r.startedAt} ${r.command}, ${outcome}` +
-        (r.listed === null ? '' : ` (listed ${r.listed}, new ${r.newCount ?? 0}, copied ${r.copied ?? 0}, failed ${r.failed ?? 0}, deleted ${r.deleted ?? 0})`),
+        (r.listed === null
+          ? ''
+          : ` (listed ${r.listed}, new ${r.newCount ?? 0}, copied ${r.copied ?? 0}, failed ${r.failed ?? 0}, deleted ${r.deleted ?? 0})`),
     );
   }
   if (s.lastError) lines.push(`  last error: ${s.lastError.at}: ${printable(s.lastError.error)}`);
-  if (s.lock) lines.push(`  lock:     held by pid ${s.lock.pid} on ${printable(s.lock.hostname)} (${s.lock.command} since ${s.lock.startedAt}, heartbeat ${s.lock.heartbeatAt})`);
+  if (s.lock)
+    lines.push(
+      `  lock:     held by pid ${s.lock.pid} on ${printable(s.lock.hostname)} (${s.lock.command} since ${s.lock.startedAt}, heartbeat ${s.lock.heartbeatAt})`,
+    );
   return lines.join('\n');
 }
 
 export function registerStatus(program: Command): void {
-  const cmd = program.command('status').description('Show what the journal records per account: copied, pending, failed with reasons, deleted, last run, last error. Reads only.');
+  const cmd = program
+    .command('status')
+    .description(
+      'Show what the journal records per account: copied, pending, failed with reasons, deleted, last run, last error. Reads only.',
+    );
   addAccountOptions(cmd);
   addAccountListOptions(cmd);
   cmd.option('--json', 'print one JSON object on stdout');
@@ -77,25 +98,42 @@ export function registerStatus(program: Command): void {
       // One line per account of a list, and totals (status-list.ts).
       const { formatListStatus, listStatus, listTotals } = await import('../status-list.js');
       const items = await listStatus(opts, command);
-      if (opts.json === true) process.stdout.write(JSON.stringify({ accounts: items, totals: listTotals(items) }) + '\n');
+      if (opts.json === true)
+        process.stdout.write(JSON.stringify({ accounts: items, totals: listTotals(items) }) + '\n');
       else process.stdout.write(formatListStatus(items) + '\n');
       return;
     }
-    if (typeof opts.journalDir === 'string' || typeof opts.shard === 'string') throw new PopsyncError('usage', '--journal-dir and --shard need --accounts FILE.csv');
+    if (typeof opts.journalDir === 'string' || typeof opts.shard === 'string')
+      throw new PopsyncError('usage', '--journal-dir and --shard need --accounts FILE.csv');
     let path: string;
     let only: string | null = null;
     const pop = sideFlags(opts, 'pop');
     const explicit = typeof opts.journal === 'string' ? opts.journal : undefined;
-    if (pop.url !== undefined || pop.host !== undefined) ({ path, sourceKey: only } = locateJournal(resolvePop3Endpoint(pop), explicit));
+    if (pop.url !== undefined || pop.host !== undefined)
+      ({ path, sourceKey: only } = locateJournal(resolvePop3Endpoint(pop), explicit));
     else if (explicit !== undefined) path = explicit;
     else throw new PopsyncError('usage', 'status needs --journal PATH or the source account (--pop URL)');
 
     const snap: JournalSnapshot | null = Journal.inspect(path);
-    if (snap === null) throw new PopsyncError('journal', `no journal at ${path}`, { hint: 'run a sync first, or check the journal path' });
+    if (snap === null)
+      throw new PopsyncError('journal', `no journal at ${path}`, {
+        hint: 'run a sync first, or check the journal path',
+      });
     // A row left by a run killed on this host names nobody: the kernel already freed its lock.
-    const holding = (l: LockRecord | null) => (l !== null && l.hostname === hostname() && !processAlive(l.pid) ? null : l);
-    const accounts = snap.accounts.filter((a) => only === null || a.account === only).map((a) => summarise(a.account, a.rows, a.runs, holding(a.lock)));
-    if (opts.json === true) process.stdout.write(JSON.stringify({ journal: path, source: snap.source, schemaVersion: snap.schemaVersion, accounts }) + '\n');
-    else process.stdout.write((accounts.length === 0 ? `${printable(path)}: no runs recorded yet` : accounts.map((a) => formatStatus(path, a)).join('\n\n')) + '\n');
+    const holding = (l: LockRecord | null) =>
+      l !== null && l.hostname === hostname() && !processAlive(l.pid) ? null : l;
+    const accounts = snap.accounts
+      .filter((a) => only === null || a.account === only)
+      .map((a) => summarise(a.account, a.rows, a.runs, holding(a.lock)));
+    if (opts.json === true)
+      process.stdout.write(
+        JSON.stringify({ journal: path, source: snap.source, schemaVersion: snap.schemaVersion, accounts }) + '\n',
+      );
+    else
+      process.stdout.write(
+        (accounts.length === 0
+          ? `${printable(path)}: no runs recorded yet`
+          : accounts.map((a) => formatStatus(path, a)).join('\n\n')) + '\n',
+      );
   });
 }

@@ -46,10 +46,21 @@ function nonNegative(name: string) {
 export function addDeletionOptions(cmd: Command): Command {
   return cmd
     .option('--delete', 'remove messages from the POP3 server once their copy is confirmed by the IMAP server')
-    .option('--delete-after-days <n>', 'like --delete, but keep each message on the server N days after its first confirmed copy', nonNegative('--delete-after-days'))
-    .option('--max-delete <n|p%>', 'refuse to delete more than N messages (or P% of those listed) in one run; nothing is deleted then (exit 1)', parseMaxDelete)
+    .option(
+      '--delete-after-days <n>',
+      'like --delete, but keep each message on the server N days after its first confirmed copy',
+      nonNegative('--delete-after-days'),
+    )
+    .option(
+      '--max-delete <n|p%>',
+      'refuse to delete more than N messages (or P% of those listed) in one run; nothing is deleted then (exit 1)',
+      parseMaxDelete,
+    )
     .option('--force', 'delete even beyond --max-delete')
-    .option('--verify-before-delete', 'just before DELE, compare the stored bytes of each copy (sha256) with the message copied; without it popsync checks UID, size and headers');
+    .option(
+      '--verify-before-delete',
+      'just before DELE, compare the stored bytes of each copy (sha256) with the message copied; without it popsync checks UID, size and headers',
+    );
 }
 
 /** The policy from the command line; null: the source is never modified. */
@@ -57,7 +68,11 @@ export function deletionPolicy(o: Record<string, unknown>): DeletionPolicy | nul
   const days = typeof o.deleteAfterDays === 'number' ? o.deleteAfterDays : null;
   if (o.delete !== true && days === null) {
     for (const flag of ['maxDelete', 'force', 'verifyBeforeDelete'] as const) {
-      if (o[flag] !== undefined) throw new PopsyncError('usage', `--${flag.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} only applies with --delete or --delete-after-days`);
+      if (o[flag] !== undefined)
+        throw new PopsyncError(
+          'usage',
+          `--${flag.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} only applies with --delete or --delete-after-days`,
+        );
     }
     return null;
   }
@@ -71,7 +86,15 @@ export function deletionPolicy(o: Record<string, unknown>): DeletionPolicy | nul
 
 /** Something a cron mail should say: a copy, a deletion, a failure, a refusal, a recognition. */
 export function somethingHappened(r: RunResult): boolean {
-  return r.copied + r.reconciled > 0 || (r.deleted ?? 0) > 0 || r.failed.length > 0 || (r.recognised ?? 0) > 0 || (r.reusedUidls?.length ?? 0) > 0 || !!r.deletionRefused || needsAHuman(r);
+  return (
+    r.copied + r.reconciled > 0 ||
+    (r.deleted ?? 0) > 0 ||
+    r.failed.length > 0 ||
+    (r.recognised ?? 0) > 0 ||
+    (r.reusedUidls?.length ?? 0) > 0 ||
+    !!r.deletionRefused ||
+    needsAHuman(r)
+  );
 }
 
 /** Copies found missing or changed before deleting: exit 1, like a failed message. */
@@ -82,13 +105,20 @@ function needsAHuman(r: RunResult): boolean {
 /** One line, then one line per failure: what cron mails to its owner. */
 export function formatSyncReport(r: RunResult): string {
   const copied = r.copied + r.reconciled;
-  const parts = [`popsync: ${copied} new message${copied === 1 ? '' : 's'} copied (${formatBytes(r.copiedBytes)}) from ${r.source} to ${r.destination}`];
+  const parts = [
+    `popsync: ${copied} new message${copied === 1 ? '' : 's'} copied (${formatBytes(r.copiedBytes)}) from ${r.source} to ${r.destination}`,
+  ];
   if ((r.deleted ?? 0) > 0) parts.push(`${r.deleted} deleted from the source`);
-  if ((r.recognised ?? 0) > 0) parts.push(`recognised ${r.recognised} message${r.recognised === 1 ? '' : 's'} under new UIDLs`);
-  if ((r.reusedUidls?.length ?? 0) > 0) parts.push(`${r.reusedUidls!.length} reused UIDL${r.reusedUidls!.length === 1 ? '' : 's'} (new messages)`);
+  if ((r.recognised ?? 0) > 0)
+    parts.push(`recognised ${r.recognised} message${r.recognised === 1 ? '' : 's'} under new UIDLs`);
+  if ((r.reusedUidls?.length ?? 0) > 0)
+    parts.push(`${r.reusedUidls!.length} reused UIDL${r.reusedUidls!.length === 1 ? '' : 's'} (new messages)`);
   if (r.failed.length > 0) parts.push(`${r.failed.length} failed`);
   const problems = r.copyProblems ?? [];
-  if (problems.length > 0) parts.push(`${problems.length} cop${problems.length === 1 ? 'y' : 'ies'} missing or changed in the destination (kept on the source)`);
+  if (problems.length > 0)
+    parts.push(
+      `${problems.length} cop${problems.length === 1 ? 'y' : 'ies'} missing or changed in the destination (kept on the source)`,
+    );
   const lines = [parts.join(', ')];
   for (const f of r.failed) lines.push(`  ${formatFailure(f)}`);
   for (const p of problems) lines.push(`  UIDL ${printable(p.uidl)}: copy ${p.problem}: ${printable(p.detail)}`);
@@ -130,17 +160,43 @@ async function syncOne(
       // Cron runs sync again in a few minutes: an unreachable server is "later", not "broken".
       // TLS and certificate failures keep their own kind (exit 4): waiting does not fix them.
       if (isPopsyncError(e) && e.kind === 'connection') {
-        throw new PopsyncError('temporary', e.message, { ...e.context, hint: e.context.hint ?? 'the next run will try again' }, { cause: e.cause ?? e });
+        throw new PopsyncError(
+          'temporary',
+          e.message,
+          { ...e.context, hint: e.context.hint ?? 'the next run will try again' },
+          { cause: e.cause ?? e },
+        );
       }
       throw e;
     });
     out.stop();
     const happened = somethingHappened(result);
-    const code = result.failed.length > 0 || result.deletionRefused || needsAHuman(result) ? ExitCode.partial : ExitCode.ok;
-    if (o.json) process.stdout.write(JSON.stringify({ version: SUMMARY_JSON_VERSION, ...(name !== undefined ? { name } : {}), ...result, ok: code === ExitCode.ok, exitCode: code }) + '\n');
-    else if (happened ? !o.quiet || result.failed.length > 0 || !!result.deletionRefused || needsAHuman(result) : o.verbose) {
-      const text = happened ? formatSyncReport(result) : `popsync: nothing new on ${result.source} (${result.listed} listed, ${result.alreadyCopied} already copied)`;
-      process.stdout.write((name === undefined ? text : text.split('\n').map((l) => `${name}: ${l}`).join('\n')) + '\n');
+    const code =
+      result.failed.length > 0 || result.deletionRefused || needsAHuman(result) ? ExitCode.partial : ExitCode.ok;
+    if (o.json)
+      process.stdout.write(
+        JSON.stringify({
+          version: SUMMARY_JSON_VERSION,
+          ...(name !== undefined ? { name } : {}),
+          ...result,
+          ok: code === ExitCode.ok,
+          exitCode: code,
+        }) + '\n',
+      );
+    else if (
+      happened ? !o.quiet || result.failed.length > 0 || !!result.deletionRefused || needsAHuman(result) : o.verbose
+    ) {
+      const text = happened
+        ? formatSyncReport(result)
+        : `popsync: nothing new on ${result.source} (${result.listed} listed, ${result.alreadyCopied} already copied)`;
+      process.stdout.write(
+        (name === undefined
+          ? text
+          : text
+              .split('\n')
+              .map((l) => `${name}: ${l}`)
+              .join('\n')) + '\n',
+      );
     }
     return code;
   } catch (e) {
@@ -158,7 +214,9 @@ function printJsonFailure(e: unknown, name?: string): void {
 export function registerSync(program: Command, ctx: CommandContext): void {
   const cmd = program
     .command('sync')
-    .description('Copy the messages the journal has not seen yet (for cron and timers): silent when there is nothing new, one line when there is.');
+    .description(
+      'Copy the messages the journal has not seen yet (for cron and timers): silent when there is nothing new, one line when there is.',
+    );
   addConfigOptions(cmd);
   addAccountListOptions(cmd);
   addParallelOptions(cmd);
@@ -185,11 +243,26 @@ export function registerSync(program: Command, ctx: CommandContext): void {
       const named = namesAccounts(opts);
       const position = new Map(jobs.map((j, i) => [j, i]));
       const one = (job: AccountJob) =>
-        syncOne(job, o, deletion, wait, ctx, reportTarget(opts, { name: job.input.name, index: position.get(job)!, count: jobs.length }), named ? job.input.name : undefined);
+        syncOne(
+          job,
+          o,
+          deletion,
+          wait,
+          ctx,
+          reportTarget(opts, { name: job.input.name, index: position.get(job)!, count: jobs.length }),
+          named ? job.input.name : undefined,
+        );
       const every = everyIntervals(opts, jobs);
       const batch = parallelOptions(opts);
-      if (every && batch.parallel > 1) throw new PopsyncError('usage', '--every runs its accounts one after another: --parallel is for one-shot runs');
-      process.exitCode = every ? await runEvery(jobs, every, one, ctx.signal, o) : await runJobs(jobs, one, { ...batch, signal: ctx.signal, ...(named && !o.json ? { total: 'failures' as const } : {}) });
+      if (every && batch.parallel > 1)
+        throw new PopsyncError('usage', '--every runs its accounts one after another: --parallel is for one-shot runs');
+      process.exitCode = every
+        ? await runEvery(jobs, every, one, ctx.signal, o)
+        : await runJobs(jobs, one, {
+            ...batch,
+            signal: ctx.signal,
+            ...(named && !o.json ? { total: 'failures' as const } : {}),
+          });
     } catch (e) {
       // Before any account ran (a bad config, a bad option combination), or the one account's error.
       if (o.json) printJsonFailure(e);

@@ -49,7 +49,11 @@ export function formatAudit(a: AccountAudit): string {
 async function auditOne(job: AccountJob, logger: Logger): Promise<AccountAudit> {
   const account = await resolveAccount(job.input, { logger, createJournalDir: false, source: false });
   const rows = Journal.peek(account.journalPath, { source: account.sourceKey }, account.sourceKey);
-  if (rows === null) throw new PopsyncError('journal', `no journal at ${account.journalPath}`, { account: account.sourceKey, hint: 'verify checks what a sync or migrate recorded: run one first, or name the journal with --journal' });
+  if (rows === null)
+    throw new PopsyncError('journal', `no journal at ${account.journalPath}`, {
+      account: account.sourceKey,
+      hint: 'verify checks what a sync or migrate recorded: run one first, or name the journal with --journal',
+    });
   const sink = await account.openSink();
   try {
     const report = await auditCopies(sink, [...rows.values()]);
@@ -62,11 +66,16 @@ async function auditOne(job: AccountJob, logger: Logger): Promise<AccountAudit> 
 export function registerVerify(program: Command, ctx: CommandContext): void {
   const cmd = program
     .command('verify')
-    .description('Audit the destination against the journal: every copy still there, byte for byte; missing, rewritten or duplicated copies listed by UIDL (exit 1). Reads only; needs no POP3 password.');
+    .description(
+      'Audit the destination against the journal: every copy still there, byte for byte; missing, rewritten or duplicated copies listed by UIDL (exit 1). Reads only; needs no POP3 password.',
+    );
   addConfigOptions(cmd);
   addAccountOptions(cmd);
   addOutputOptions(cmd);
-  cmd.addHelpText('after', '\nExample (weekly, after a migration):\n  popsync verify --pop pop3s://alice@pop.example.net --imap imaps://alice@imap.example.net --imap-password-file ~/.popsync/imap --quiet');
+  cmd.addHelpText(
+    'after',
+    '\nExample (weekly, after a migration):\n  popsync verify --pop pop3s://alice@pop.example.net --imap imaps://alice@imap.example.net --imap-password-file ~/.popsync/imap --quiet',
+  );
   cmd.action(async (opts: Record<string, unknown>, command: Command) => {
     const o = outputOptions(opts);
     const out = ctx.startOutput({ ...o, progress: false });
@@ -91,7 +100,10 @@ export function registerVerify(program: Command, ctx: CommandContext): void {
           worst = Math.max(worst, code);
         }
       }
-      if (o.json) process.stdout.write(JSON.stringify({ version: VERIFY_JSON_VERSION, ok: worst === ExitCode.ok, accounts: audits, errors }) + '\n');
+      if (o.json)
+        process.stdout.write(
+          JSON.stringify({ version: VERIFY_JSON_VERSION, ok: worst === ExitCode.ok, accounts: audits, errors }) + '\n',
+        );
       process.exitCode = worst;
     } finally {
       out.stop();
