@@ -108,11 +108,9 @@ const seconds = z
   .refine((v) => (typeof v === 'number' ? v : Math.round(parseDuration(v)! / 1000)) <= MAX_TIMEOUT_SECONDS, {
     message: `at most ${MAX_TIMEOUT_SECONDS} seconds (24 days)`,
   });
-const interval = z
-  .union([z.number(), z.string()])
-  .refine((v) => parseInterval(v) !== null, {
-    message: `invalid interval; write e.g. 5m, 90s or 300 (seconds), at least 1s and at most ${MAX_INTERVAL_DAYS} days`,
-  });
+const interval = z.union([z.number(), z.string()]).refine((v) => parseInterval(v) !== null, {
+  message: `invalid interval; write e.g. 5m, 90s or 300 (seconds), at least 1s and at most ${MAX_INTERVAL_DAYS} days`,
+});
 
 /** What an account and `defaults` share: how copies look and how they travel. */
 const routingKeys = {

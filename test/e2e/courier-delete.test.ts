@@ -1,5 +1,5 @@
 /**
- * Deleting from the source and auditing, into a REAL Courier IMAP (src/lab/courier.ts), which
+ * Deleting from the source and auditing, into a REAL Courier IMAP (lab/courier.ts), which
  * strips a bare CR from what it stores. The copy of such a message is smaller than what was
  * copied: its original stays on the source, with a warning naming the bare-CR stripping, and
  * `verify` lists it; copies Courier stored as sent let their originals go.
@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCourier, type CourierLab } from '../../src/lab/courier.js';
+import { startCourier, type CourierLab } from '../../lab/courier.js';
 import { runCli } from '../support/cli.js';
 import { startFakePop3 } from '../support/fake-pop3.js';
 import { hostileMessage } from '../support/hostile-mail.js';

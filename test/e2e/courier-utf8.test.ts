@@ -1,5 +1,5 @@
 /**
- * Courier's POP3 server (courierpop3d from Debian, in the private lab of src/lab/courier.ts)
+ * Courier's POP3 server (courierpop3d from Debian, in the private lab of lab/courier.ts)
  * serves a message with 8-bit headers as a "Cannot display Unicode content" notice, different
  * on every download, unless the client enabled UTF-8 (RFC 6856). popsync sends UTF8 after
  * logging in whenever CAPA offers it, so the copy is the stored message. The destination is the
@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCourier, type CourierLab } from '../../src/lab/courier.js';
+import { startCourier, type CourierLab } from '../../lab/courier.js';
 import { BIN, ROOT, type CliResult } from '../support/cli.js';
 import { startFakeImap, FAKE_PASSWORD, FAKE_USER, type FakeImap } from '../support/fake-imap.js';
 

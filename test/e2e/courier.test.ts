@@ -1,5 +1,5 @@
 /**
- * popsync against Courier IMAP/POP3 (Debian's, in the private lab of src/lab/courier.ts: a
+ * popsync against Courier IMAP/POP3 (Debian's, in the private lab of lab/courier.ts: a
  * login front, then Courier's own imapd / courierpop3d). Courier as the destination (its UIDs,
  * APPENDUID, maildir storage) and as the source (its UIDLs, its CR-adding POP3): each copy
  * exactly once, also after a dropped IMAP link and a kill at every journal step.
@@ -8,9 +8,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { realisticMix } from '../../src/lab/corpus.js';
-import { startCourier, type CourierLab } from '../../src/lab/courier.js';
-import type { Lab } from '../../src/lab/dovecot.js';
+import { realisticMix } from '../../lab/corpus.js';
+import { startCourier, type CourierLab } from '../../lab/courier.js';
+import type { Lab } from '../../lab/dovecot.js';
 import { runCli } from '../support/cli.js';
 import { startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.js';
 import { startSlowProxy } from '../support/slow-proxy.js';

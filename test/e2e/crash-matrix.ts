@@ -18,8 +18,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { realisticMix } from '../../src/lab/corpus.js';
-import type { Lab, StartOptions } from '../../src/lab/dovecot.js';
+import { realisticMix } from '../../lab/corpus.js';
+import type { Lab, StartOptions } from '../../lab/dovecot.js';
 import { labArgs, useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';

@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { realisticMix } from '../../src/lab/corpus.js';
+import { realisticMix } from '../../lab/corpus.js';
 import { labArgs } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';
 import { startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.js';

@@ -1,12 +1,12 @@
 /**
- * Deleting from the source and auditing, into a REAL Cyrus 3.6 (src/lab/cyrus.ts), which with
+ * Deleting from the source and auditing, into a REAL Cyrus 3.6 (lab/cyrus.ts), which with
  * its default `munge8bit` stores every 8-bit header byte as 'X', keeping the length. popsync
  * used to compare only sizes before deleting, and deleted the originals of munged copies. Now
  * the original stays, with a warning naming munge8bit, and `verify` lists the rewritten copy.
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCyrus, type CyrusLab } from '../../src/lab/cyrus.js';
+import { startCyrus, type CyrusLab } from '../../lab/cyrus.js';
 import { runCli } from '../support/cli.js';
 import { startFakePop3 } from '../support/fake-pop3.js';
 import { hostileMessage } from '../support/hostile-mail.js';

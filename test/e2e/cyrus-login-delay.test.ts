@@ -1,5 +1,5 @@
 /**
- * Cyrus's POP3 server (Debian's, in the private lab of src/lab/cyrus.ts) with `popminpoll`
+ * Cyrus's POP3 server (Debian's, in the private lab of lab/cyrus.ts) with `popminpoll`
  * set refuses a login that comes too soon after the previous one with -ERR [LOGIN-DELAY]. A
  * delay longer than popsync waits (here 2 minutes) ends the run at once with exit 75 and one
  * connection, where popsync used to reconnect five times within 31 s. The destination is the
@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCyrus, type CyrusLab } from '../../src/lab/cyrus.js';
+import { startCyrus, type CyrusLab } from '../../lab/cyrus.js';
 import { BIN, ROOT, type CliResult } from '../support/cli.js';
 import { startFakeImap, FAKE_PASSWORD, FAKE_USER, type FakeImap } from '../support/fake-imap.js';
 

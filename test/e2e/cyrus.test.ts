@@ -1,15 +1,15 @@
 /**
  * popsync against a second real server: Cyrus IMAP/POP3 3.6 (Debian's, in the private lab of
- * src/lab/cyrus.ts) next to the Dovecot lab. Cyrus as the destination (its own UIDs, APPENDUID,
+ * lab/cyrus.ts) next to the Dovecot lab. Cyrus as the destination (its own UIDs, APPENDUID,
  * storage) and as the source (its own UIDLs and POP3 framing); each copy exactly once, also
  * after a dropped IMAP link and a kill at every journal step.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { realisticMix } from '../../src/lab/corpus.js';
-import { startCyrus, type CyrusLab } from '../../src/lab/cyrus.js';
-import type { Lab } from '../../src/lab/dovecot.js';
+import { realisticMix } from '../../lab/corpus.js';
+import { startCyrus, type CyrusLab } from '../../lab/cyrus.js';
+import type { Lab } from '../../lab/dovecot.js';
 import { runCli } from '../support/cli.js';
 import { startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.js';
 import { startFakePop3 } from '../support/fake-pop3.js';

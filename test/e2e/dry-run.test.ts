@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Lab } from '../../src/lab/dovecot.js';
+import type { Lab } from '../../lab/dovecot.js';
 import type { PlanReport } from '../../src/report/plan-types.js';
 import { labArgs, useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';

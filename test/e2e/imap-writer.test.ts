@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ImapFlow } from 'imapflow';
 import { connectImap, type ImapOptions, type ImapSink } from '../../src/imap/index.js';
 import { PopsyncError } from '../../src/errors.js';
-import { startDovecot, type Lab } from '../../src/lab/dovecot.js';
+import { startDovecot, type Lab } from '../../lab/dovecot.js';
 
 const MAX_SIZE = 100_000;
 let lab: Lab;

@@ -7,8 +7,8 @@
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { realisticMix } from '../../src/lab/corpus.js';
-import type { Lab } from '../../src/lab/dovecot.js';
+import { realisticMix } from '../../lab/corpus.js';
+import type { Lab } from '../../lab/dovecot.js';
 import { useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';
 import { startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.js';

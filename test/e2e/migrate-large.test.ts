@@ -6,8 +6,8 @@
  */
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { edgeCases, realisticMix } from '../../src/lab/corpus.js';
-import type { Lab } from '../../src/lab/dovecot.js';
+import { edgeCases, realisticMix } from '../../lab/corpus.js';
+import type { Lab } from '../../lab/dovecot.js';
 import { useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';

@@ -18,8 +18,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { hugeMessage, realisticMix } from '../../src/lab/corpus.js';
-import type { Lab } from '../../src/lab/dovecot.js';
+import { hugeMessage, realisticMix } from '../../lab/corpus.js';
+import type { Lab } from '../../lab/dovecot.js';
 import { labArgs, useLab } from '../support/lab-fixture.js';
 import { runCli, type CliResult } from '../support/cli.js';
 import { multiline, startFakePop3, type FakePop3 } from '../support/fake-pop3.js';

@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Lab } from '../../src/lab/dovecot.js';
+import type { Lab } from '../../lab/dovecot.js';
 import { runCli } from '../support/cli.js';
 import { startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.js';
 import { startFakePop3, type FakePop3 } from '../support/fake-pop3.js';

@@ -30,8 +30,8 @@ import { createHash } from 'node:crypto';
 import { homedir, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Lab } from '../../src/lab/dovecot.js';
-import { realisticMix } from '../../src/lab/corpus.js';
+import type { Lab } from '../../lab/dovecot.js';
+import { realisticMix } from '../../lab/corpus.js';
 import { ROOT } from '../support/cli.js';
 import { useLab } from '../support/lab-fixture.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
@@ -91,7 +91,7 @@ beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'popsync-package-'));
   const src = join(work, 'src-copy');
   mkdirSync(src);
-  for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'README.md', 'LICENSE', 'bin', 'src'])
+  for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'README.md', 'LICENSE', 'bin', 'src', 'lab'])
     cpSync(join(ROOT, f), join(src, f), { recursive: true });
   symlinkSync(join(ROOT, 'node_modules'), join(src, 'node_modules'));
   const out = join(work, 'out');
@@ -138,7 +138,7 @@ describe('the packed and installed popsync', () => {
     ]) {
       expect(files).toContain(f);
     }
-    expect(files.filter((f) => /^package\/(src|test|dist\/lab)\/|\.map$|\.ts$/.test(f))).toEqual([]);
+    expect(files.filter((f) => /^package\/(src|test|lab|dist\/lab)\/|\.map$|\.ts$/.test(f))).toEqual([]);
     // Installing must not build: nothing in the installed manifest runs at install time.
     const manifest = JSON.parse(readFileSync(join(prefix, 'lib/node_modules/popsync/package.json'), 'utf8')) as {
       scripts?: Record<string, string>;

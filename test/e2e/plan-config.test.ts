@@ -8,7 +8,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
 import { describe, expect, it } from 'vitest';
-import type { Lab } from '../../src/lab/dovecot.js';
+import type { Lab } from '../../lab/dovecot.js';
 import { parseHeaders, messageIdOf } from '../../src/mapping/headers.js';
 import type { PlanReport } from '../../src/report/plan-types.js';
 import { useLab } from '../support/lab-fixture.js';

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import type { Lab } from '../../src/lab/dovecot.js';
+import type { Lab } from '../../lab/dovecot.js';
 import { connectPop3 } from '../../src/pop3/index.js';
 import type { Pop3AuthMethod } from '../../src/pop3/types.js';
 import { useLab } from '../support/lab-fixture.js';

@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import type { Lab } from '../../src/lab/dovecot.js';
+import type { Lab } from '../../lab/dovecot.js';
 import { messageIdOf, parseHeaders } from '../../src/mapping/headers.js';
 import type { PlanMessage, PlanReport } from '../../src/report/plan-types.js';
 import { runChromium } from '../support/chromium.js';

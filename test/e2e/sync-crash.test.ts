@@ -8,8 +8,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { realisticMix } from '../../src/lab/corpus.js';
-import type { Lab } from '../../src/lab/dovecot.js';
+import { realisticMix } from '../../lab/corpus.js';
+import type { Lab } from '../../lab/dovecot.js';
 import { useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';

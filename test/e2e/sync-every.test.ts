@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Journal, type RunRecord } from '../../src/journal/journal.js';
-import type { Lab } from '../../src/lab/dovecot.js';
+import type { Lab } from '../../lab/dovecot.js';
 import { BIN, ROOT, runCli } from '../support/cli.js';
 import { useLab } from '../support/lab-fixture.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';

@@ -1,5 +1,5 @@
 /** Shared by the sync end-to-end tests: the command line cron would run against the lab. */
-import type { Lab } from '../../src/lab/dovecot.js';
+import type { Lab } from '../../lab/dovecot.js';
 import { labArgs } from '../support/lab-fixture.js';
 
 export function syncArgs(lab: Lab, pop: string, imap: string, journal: string, extra: string[] = []): string[] {

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Lab } from '../../src/lab/dovecot.js';
+import type { Lab } from '../../lab/dovecot.js';
 import { useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';
 import { destinationMessages, digests } from '../support/mailboxes.js';

@@ -7,8 +7,8 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Lab } from '../../src/lab/dovecot.js';
-import { realisticMix } from '../../src/lab/corpus.js';
+import type { Lab } from '../../lab/dovecot.js';
+import { realisticMix } from '../../lab/corpus.js';
 import { useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';
 import { alterStored, duplicateStored, storedFile } from '../support/stored-copies.js';

@@ -1,12 +1,12 @@
 /**
- * The lab's no-UIDPLUS relay (src/lab/imap-front.ts) against a scripted server: it must remove
+ * The lab's no-UIDPLUS relay (lab/imap-front.ts) against a scripted server: it must remove
  * APPENDUID/COPYUID from status lines only, never from message bytes inside a literal, however
  * the stream is split, and count what the client sends. A relay that rewrote a stored message
  * would make every e2e test behind it compare against corrupted mail.
  */
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startImapFront, type ImapFront } from '../../src/lab/imap-front.js';
+import { startImapFront, type ImapFront } from '../../lab/imap-front.js';
 
 const cleanup: Array<() => Promise<void> | void> = [];
 afterEach(async () => {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes a fresh Debian machine able to run `npm test`, `npm run demo` and `npm run bench`:
-# Dovecot (for the private lab in src/lab/dovecot.ts), openssl (its certificates), Chromium
+# Dovecot (for the private lab in lab/dovecot.ts), openssl (its certificates), Chromium
 # (headless, for the test that opens the plan's HTML page in a real browser), node_modules
 # matching package-lock.json, and a dist/ built from the current src/.
 #
@@ -83,7 +83,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   have chromium || { say "chromium still missing after install"; exit 1; }
 fi
 
-# Cyrus (src/lab/cyrus.ts) and Courier (src/lab/courier.ts) are unpacked, not installed:
+# Cyrus (lab/cyrus.ts) and Courier (lab/courier.ts) are unpacked, not installed:
 # Debian's cyrus-imapd/-pop3d and courier-imap/-pop conflict with the imap-server/pop3-server
 # that Dovecot provides, so apt would remove Dovecot. Only the libraries they need are
 # installed (no conflicts); `dpkg-deb -x` unpacks the rest, so dpkg never registers them and

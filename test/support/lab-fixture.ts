@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { startDovecot, type Lab, type StartOptions } from '../../src/lab/dovecot.js';
+import { startDovecot, type Lab, type StartOptions } from '../../lab/dovecot.js';
 
 export function useLab(prefix: string, options: StartOptions, bind: (lab: Lab, dir: string) => void): void {
   let lab: Lab | undefined;

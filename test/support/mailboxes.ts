@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { ImapFlow } from 'imapflow';
-import type { Lab } from '../../src/lab/dovecot.js';
+import type { Lab } from '../../lab/dovecot.js';
 import { connectPop3 } from '../../src/pop3/index.js';
 
 export const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');

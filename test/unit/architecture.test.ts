@@ -6,7 +6,8 @@
  * Layers, lowest first: errors.ts, log.ts and tls.ts (everyone's), then the protocol clients and the
  * journal (pop3/, imap/, journal/: nothing above them, nor each other), mapping/ (pure routing),
  * engine/, report/ (reads engine types), config/ (reads mapping's rule types), app/, cli/. The
- * lab (src/lab/) is tooling: it may import the product, the product never imports it.
+ * lab (top-level lab/, outside src/) is tooling: it may import the product, the product never
+ * imports it, and dist/ holds none of it.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -28,7 +29,6 @@ const ALLOWED: Record<string, readonly string[]> = {
   config: ['errors', 'log', 'tls', 'mapping'],
   app: ['errors', 'log', 'tls', 'pop3', 'imap', 'journal', 'mapping', 'engine', 'report', 'config'],
   cli: ['errors', 'log', 'tls', 'pop3', 'imap', 'journal', 'mapping', 'engine', 'report', 'config', 'app'],
-  lab: ['errors', 'log', 'tls', 'pop3', 'imap', 'journal', 'mapping', 'engine', 'report', 'config', 'app', 'cli'],
 };
 
 /** Uphill imports that exist today, file -> imported file, to be removed by the restructuring. */
@@ -87,7 +87,8 @@ describe('import direction', () => {
   });
 
   it('the product never imports the lab', () => {
-    const intoLab = edges.filter(({ from, to }) => layerOf(to) === 'lab' && layerOf(from) !== 'lab');
+    // The lab lives outside src/ (lab/), so any import leaving src/ is one into tooling.
+    const intoLab = edges.filter(({ to }) => to.startsWith('..'));
     expect(intoLab).toEqual([]);
   });
 });

@@ -5,7 +5,7 @@ import { buildProgram } from '../../src/cli/main.js';
 import { createContext } from '../../src/cli/context.js';
 import { EXIT_CODES } from '../../src/cli/exit.js';
 import { packageVersion } from '../../src/cli/version.js';
-import { renderManPage, roffText } from '../../src/lab/manpage.js';
+import { renderManPage, roffText } from '../../lab/manpage.js';
 
 const program = () => buildProgram(createContext(new AbortController().signal));
 

@@ -6,16 +6,16 @@
  *
  * Lives under lab/ (excluded from the package) because only packaging needs it.
  *
- *   node dist/lab/manpage.js man/popsync.1
+ *   tsx lab/manpage.ts man/popsync.1
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { buildProgram } from '../cli/main.js';
-import { createContext } from '../cli/context.js';
-import { EXIT_CODES } from '../cli/exit.js';
-import { packageVersion } from '../cli/version.js';
+import { buildProgram } from '../src/cli/main.js';
+import { createContext } from '../src/cli/context.js';
+import { EXIT_CODES } from '../src/cli/exit.js';
+import { packageVersion } from '../src/cli/version.js';
 
 /** Text as roff reads it: backslashes escaped, and no line starting with a control character. */
 export function roffText(s: string): string {
@@ -104,7 +104,7 @@ function main(target: string): void {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const target = process.argv[2];
   if (target === undefined) {
-    process.stderr.write('usage: node dist/lab/manpage.js OUTPUT\n');
+    process.stderr.write('usage: tsx lab/manpage.ts OUTPUT\n');
     process.exitCode = 2;
   } else main(target);
 }

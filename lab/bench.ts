@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { benchMix, hugeMessage } from './corpus.js';
 import { startDovecot, type Lab } from './dovecot.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MB = 1024 * 1024;
 /** README "Memory": the peak RSS popsync stays under whatever the message sizes. */
 const PEAK_RSS_BOUND_MB = 200;

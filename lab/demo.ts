@@ -12,7 +12,7 @@ import { ImapFlow } from 'imapflow';
 import { realisticMix } from './corpus.js';
 import { startDovecot } from './dovecot.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 function run(args: string[], env: Record<string, string>): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -323,8 +323,8 @@ export interface EdgeCase {
   why: string;
 }
 
-/** Where the committed .eml fixtures live, from src/lab or dist/lab alike. */
-export const FIXTURE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures', 'mail');
+/** Where the committed .eml fixtures live, from lab/. */
+export const FIXTURE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'mail');
 
 const FIXTURES: ReadonlyArray<{ name: string; file: string; lf?: boolean; why: string }> = [
   { name: 'no-message-id', file: 'no-message-id.eml', why: 'no Message-ID: dedup must not rely on it' },
