@@ -150,7 +150,7 @@ function makeLab(a: {
   password: string;
   child: ChildProcess;
   exited: Promise<number | null>;
-  watchdog: number | undefined;
+  watchdog: ChildProcess | undefined;
 }): CyrusLab {
   let counter = 0;
   let stopped: Promise<void> | undefined;

@@ -265,7 +265,7 @@ function makeLab(a: {
   child: ChildProcess;
   exited: Promise<number | null>;
   entry: { pid: number; dir: string; instanceName: string };
-  watchdog: number | undefined;
+  watchdog: ChildProcess | undefined;
   front: ImapFront | undefined;
 }): Lab {
   let counter = 0;
@@ -281,6 +281,12 @@ function makeLab(a: {
     mkdirSync(d, { recursive: true, mode: 0o755 });
     if (isRoot()) chownSync(d, a.mailOwner.uid, a.mailOwner.gid);
   };
+
+  void a.exited.then((code) => {
+    if (stopped !== undefined) return;
+    process.stderr.write(`[lab ${a.instanceName}] dovecot master exited (code ${code}) before stop()\n`);
+    reportStrangeSignals(a.dir, a.instanceName);
+  });
 
   return {
     dir: a.dir,
@@ -350,6 +356,7 @@ function makeLab(a: {
     },
     stop() {
       stopped ??= (async () => {
+        reportStrangeSignals(a.dir, a.instanceName);
         await a.front?.close();
         await killMaster(a.child, a.exited, a.instanceName);
         await reapChildren(a.instanceName);
@@ -755,7 +762,7 @@ function installExitHook(): void {
  * A detached shell that outlives a SIGKILLed test process: when our process disappears it
  * stops Dovecot and removes the lab dir. It exits by itself when the lab stops normally.
  */
-export function startWatchdog(masterPid: number, dir: string): number | undefined {
+export function startWatchdog(masterPid: number, dir: string): ChildProcess | undefined {
   const quoted = `'${dir.replace(/'/g, `'\\''`)}'`;
   // `kill -0` succeeds on zombies, and in containers whose PID 1 does not reap, an orphaned
   // master stays a zombie forever; so liveness is read from the state field of /proc/PID/stat.
@@ -780,16 +787,46 @@ rm -rf ${quoted}`;
   const w = spawn('sh', ['-c', script], { detached: true, stdio: 'ignore' });
   w.on('error', () => {});
   w.unref();
-  return w.pid;
+  return w.pid === undefined ? undefined : w;
 }
 
-/** Its command line names the lab dir, so it must go too before stop() reports success. */
-export function killWatchdog(pid: number | undefined): void {
-  if (pid === undefined) return;
+/**
+ * Its command line names the lab dir, so it must go too before stop() reports success. Once
+ * Node has reaped it, its PID is free for reuse and signalling `-pid` could hit another
+ * process group (another lab's watchdog or popsync under test), so a reaped one is left alone.
+ */
+export function killWatchdog(w: ChildProcess | undefined): void {
+  if (w?.pid === undefined || w.exitCode !== null || w.signalCode !== null) return;
   try {
-    process.kill(-pid, 'SIGKILL'); // its own process group: the shell and its `sleep`
+    process.kill(-w.pid, 'SIGKILL'); // its own process group: the shell and its `sleep`
   } catch {
     // already gone
+  }
+}
+
+/**
+ * Clean-clone runs have seen a lab's Dovecot say "Server shutting down" mid-test with no test
+ * asking for it. Dovecot logs who signalled a process ("Killed with signal 15 (by pid=N ...)");
+ * a sender other than this test process is reported on stderr with its command line while it
+ * may still exist, so the next occurrence names the culprit instead of only failing a test.
+ */
+function reportStrangeSignals(dir: string, instanceName: string): void {
+  let text: string;
+  try {
+    text = readFileSync(path.join(dir, 'dovecot.log'), 'utf8');
+  } catch {
+    return;
+  }
+  for (const line of text.split('\n')) {
+    const m = /Killed with signal \d+ \(by pid=(\d+)/.exec(line);
+    if (m === null || Number(m[1]) === process.pid) continue;
+    let who = 'gone';
+    try {
+      who = readFileSync(`/proc/${m[1]}/cmdline`, 'latin1').replace(/\0/g, ' ').trim();
+    } catch {
+      // exited since
+    }
+    process.stderr.write(`[lab ${instanceName}] signalled by pid ${m[1]} (${who}): ${line}\n`);
   }
 }
 
