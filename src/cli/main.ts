@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { ExitCode } from '../errors.js';
+import { registerAuth } from './commands/auth.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerPlan } from './commands/plan.js';
 import { registerConfig } from './commands/config.js';
@@ -26,6 +27,7 @@ const COMMANDS: Array<(program: Command, ctx: CommandContext) => void> = [
   registerVerify,
   registerJournal,
   registerConfig,
+  registerAuth,
 ];
 
 export function buildProgram(ctx: CommandContext): Command {
