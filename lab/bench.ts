@@ -33,7 +33,7 @@ function session(port: number): { sock: net.Socket; until(pred: (all: string) =>
   let waiter: { pred: (s: string) => boolean; resolve: (s: string) => void } | null = null;
   sock.on('data', (d: Buffer) => {
     acc += d.toString('latin1');
-    if (waiter && waiter.pred(acc)) {
+    if (waiter?.pred(acc)) {
       const w = waiter;
       waiter = null;
       const out = acc;
@@ -182,7 +182,9 @@ function popsync(
         /* process already gone */
       }
     }, 25);
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     child.on('error', reject);
     child.on('close', (code) => {
       clearInterval(sample);
@@ -195,7 +197,10 @@ function popsync(
 
 function row(label: string, msgs: number, bytes: number, ms: number, extra = ''): string {
   const s = ms / 1000;
-  return `${label.padEnd(34)} ${(msgs / s).toFixed(0).padStart(8)} msg/s ${(bytes / MB / s).toFixed(1).padStart(8)} MB/s ${s.toFixed(2).padStart(8)} s ${extra}`;
+  return (
+    `${label.padEnd(34)} ${(msgs / s).toFixed(0).padStart(8)} msg/s ` +
+    `${(bytes / MB / s).toFixed(1).padStart(8)} MB/s ${s.toFixed(2).padStart(8)} s ${extra}`
+  );
 }
 
 async function main(): Promise<void> {
@@ -206,7 +211,9 @@ async function main(): Promise<void> {
   try {
     await lab.seedPop3('bench-src', messages);
     process.stdout.write(
-      `corpus: ${count} messages, ${(bytes / MB).toFixed(1)} MB (largest ${(Math.max(...messages.map((m) => m.length)) / MB).toFixed(1)} MB); Dovecot on loopback, ${process.env.HOSTNAME ?? 'this machine'}\n\n`,
+      `corpus: ${count} messages, ${(bytes / MB).toFixed(1)} MB (largest ` +
+        `${(Math.max(...messages.map((m) => m.length)) / MB).toFixed(1)} MB); Dovecot on loopback, ` +
+        `${process.env.HOSTNAME ?? 'this machine'}\n\n`,
     );
 
     // The raw sides are measured before and after popsync and the faster kept: right after
@@ -230,10 +237,12 @@ async function main(): Promise<void> {
       row('popsync migrate (whole process)', count, bytes, run.ms, `peak RSS ${run.peakRssMb.toFixed(0)} MB`) + '\n',
     );
     process.stdout.write(
-      `\npopsync vs the slower raw side: ${((ceilingMs / run.ms) * 100).toFixed(0)}% of its rate (raw POP3 ${((popMs / run.ms) * 100).toFixed(0)}%, raw IMAP ${((imapMs / run.ms) * 100).toFixed(0)}%)\n`,
+      `\npopsync vs the slower raw side: ${((ceilingMs / run.ms) * 100).toFixed(0)}% of its rate (raw POP3 ` +
+        `${((popMs / run.ms) * 100).toFixed(0)}%, raw IMAP ${((imapMs / run.ms) * 100).toFixed(0)}%)\n`,
     );
     process.stdout.write(
-      `popsync no-op rerun (${count} journaled): ${(noop.ms / 1000).toFixed(2)} s, start-up included, peak RSS ${noop.peakRssMb.toFixed(0)} MB\n`,
+      `popsync no-op rerun (${count} journaled): ${(noop.ms / 1000).toFixed(2)} s, start-up included, peak ` +
+        `RSS ${noop.peakRssMb.toFixed(0)} MB\n`,
     );
 
     // Cron's case: `sync` over a large mailbox where nothing is new. The journal is filled by a
@@ -254,7 +263,9 @@ async function main(): Promise<void> {
       idle.push(await popsync(lab, 'bench-sync-src', 'bench-sync-dst', join(lab.dir, 'bench-sync.sqlite'), 'sync'));
     process.stdout.write(`popsync sync first run (${syncCount} tiny messages): ${(first.ms / 1000).toFixed(2)} s\n`);
     process.stdout.write(
-      `popsync sync no-op (${syncCount} journaled), 3 runs: ${idle.map((r) => (r.ms / 1000).toFixed(2)).join(' s, ')} s, start-up included, peak RSS ${Math.max(...idle.map((r) => r.peakRssMb)).toFixed(0)} MB\n`,
+      `popsync sync no-op (${syncCount} journaled), 3 runs: ` +
+        `${idle.map((r) => (r.ms / 1000).toFixed(2)).join(' s, ')} s, start-up included, peak RSS ` +
+        `${Math.max(...idle.map((r) => r.peakRssMb)).toFixed(0)} MB\n`,
     );
 
     process.stdout.write('\n');
@@ -270,7 +281,8 @@ function hugeHeader(headerMb: number): Buffer {
   const count = Math.ceil((headerMb * MB) / field.length);
   return Buffer.concat([
     Buffer.from(
-      'From: "Big Header" <big@example.com>\r\nTo: <someone@example.org>\r\nSubject: a 100 MB header block\r\nMessage-ID: <huge-header@example.com>\r\n',
+      'From: "Big Header" <big@example.com>\r\nTo: <someone@example.org>\r\nSubject: a 100 MB header ' +
+        'block\r\nMessage-ID: <huge-header@example.com>\r\n',
     ),
     Buffer.from(field.repeat(count)),
     Buffer.from('\r\nA short body.\r\n'),
@@ -301,7 +313,8 @@ async function largeMessages(lab: Lab): Promise<void> {
     if (run.summary.copied !== 1) throw new Error(`popsync copied ${run.summary.copied} of 1 (${label})`);
     const verdict = run.peakRssMb < PEAK_RSS_BOUND_MB ? 'within' : 'OVER';
     process.stdout.write(
-      `popsync migrate, ${label}: ${(run.ms / 1000).toFixed(2)} s, peak RSS ${run.peakRssMb.toFixed(0)} MB (bound ${PEAK_RSS_BOUND_MB} MB: ${verdict})\n`,
+      `popsync migrate, ${label}: ${(run.ms / 1000).toFixed(2)} s, peak RSS ${run.peakRssMb.toFixed(0)} MB ` +
+        `(bound ${PEAK_RSS_BOUND_MB} MB: ${verdict})\n`,
     );
   }
 }

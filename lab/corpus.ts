@@ -120,7 +120,8 @@ const UNICODE_SUBJECTS = [
   'Ποιότητα ✓ release notes',
 ];
 const WORDS = (
-  'the of and to in is that for it as was with be by on not he this are or his from at which but have an they you were ' +
+  'the of and to in is that for it as was with be by on not he this are or his from at which but have an ' +
+  'they you were ' +
   'her she there been one all we their has would when if so no will can more other what time up about out into only ' +
   'report meeting budget server mailbox message attachment schedule review draft invoice quarter customer contract ' +
   'please thanks regards tomorrow yesterday project release deadline update question answer numbers figures team'
@@ -235,7 +236,8 @@ function message(rng: Prng, index: number, when: number, shape: Shape): Buffer {
   const boundary = `----=_Part_${index}_${rng.bytes(8).toString('hex')}`;
   headers.push(`Content-Type: multipart/mixed; boundary="${boundary}"`);
   const parts = [
-    `--${boundary}${CRLF}Content-Type: text/plain; charset=us-ascii${CRLF}Content-Transfer-Encoding: 7bit${CRLF}${CRLF}${text}`,
+    `--${boundary}${CRLF}Content-Type: text/plain; charset=us-ascii${CRLF}Content-Transfer-Encoding: ` +
+      `7bit${CRLF}${CRLF}${text}`,
   ];
   for (const [k, size] of shape.attachments.entries()) {
     const kind = rng.pick([

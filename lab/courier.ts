@@ -33,7 +33,7 @@ import path from 'node:path';
 import { killWatchdog, startWatchdog, type LabEndpoint } from './dovecot.js';
 
 /** Where ensure-env.sh unpacks the Courier .debs (override with POPSYNC_COURIER_ROOT). */
-export const COURIER_ROOT = process.env['POPSYNC_COURIER_ROOT'] ?? '/var/cache/popsync-lab/courier';
+export const COURIER_ROOT = process.env.POPSYNC_COURIER_ROOT ?? '/var/cache/popsync-lab/courier';
 const IMAPD = path.join(COURIER_ROOT, 'usr/bin/imapd');
 const POP3D = path.join(COURIER_ROOT, 'usr/lib/courier/courier/courierpop3d');
 const LIBS = [path.join(COURIER_ROOT, 'usr/lib/x86_64-linux-gnu'), path.join(COURIER_ROOT, 'usr/lib')].join(':');
@@ -125,7 +125,8 @@ export async function startCourier(): Promise<CourierLab> {
     sock.on('close', () => sockets.delete(sock));
     sock.on('error', () => {});
     sock.write(
-      `* OK [CAPABILITY ${IMAP_CAPABILITY}] Courier-IMAP ready. Copyright 1998-2018 Double Precision, Inc.  See COPYING for distribution information.\r\n`,
+      `* OK [CAPABILITY ${IMAP_CAPABILITY}] Courier-IMAP ready. Copyright 1998-2018 Double Precision, Inc.  ` +
+        `See COPYING for distribution information.\r\n`,
     );
     let buf = Buffer.alloc(0);
     const onData = (d: Buffer): void => {

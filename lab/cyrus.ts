@@ -40,7 +40,7 @@ import {
 } from './dovecot.js';
 
 /** Where ensure-env.sh unpacks the Cyrus .debs (override with POPSYNC_CYRUS_ROOT). */
-export const CYRUS_ROOT = process.env['POPSYNC_CYRUS_ROOT'] ?? '/var/cache/popsync-lab/cyrus';
+export const CYRUS_ROOT = process.env.POPSYNC_CYRUS_ROOT ?? '/var/cache/popsync-lab/cyrus';
 const BIN = path.join(CYRUS_ROOT, 'usr/lib/cyrus/bin');
 const LIBS = path.join(CYRUS_ROOT, 'usr/lib/x86_64-linux-gnu');
 const HOST = '127.0.0.1' as const;
@@ -116,11 +116,13 @@ export async function startCyrus(opts: CyrusOptions = {}): Promise<CyrusLab> {
         ['-C', conf, '-M', path.join(dir, 'cyrus.conf'), '-p', path.join(dir, 'master.pid'), '-D'],
         {
           stdio: ['ignore', 'ignore', 'pipe'],
-          env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', LD_LIBRARY_PATH: LIBS },
+          env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LD_LIBRARY_PATH: LIBS },
         },
       );
       let stderr = '';
-      child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+        stderr += d;
+      });
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
       child.once('error', () => {});
       if (child.pid === undefined) throw new Error('could not run the Cyrus master');
@@ -286,7 +288,9 @@ DAEMON {
 async function waitForGreetings(eps: LabEndpoint[], exited: Promise<number | null>): Promise<void> {
   const deadline = Date.now() + STARTUP_TIMEOUT_MS;
   let dead = false;
-  void exited.then(() => (dead = true));
+  void exited.then(() => {
+    dead = true;
+  });
   for (const ep of eps) {
     for (;;) {
       if (dead) throw new Error('master exited during startup');

@@ -37,7 +37,8 @@ async function main(): Promise<void> {
     await lab.seedPop3(popUser, messages);
     const mb = messages.reduce((a, m) => a + m.length, 0) / 1024 / 1024;
     process.stdout.write(
-      `Seeded ${messages.length} messages (${mb.toFixed(1)} MB) into POP3 mailbox ${popUser}@127.0.0.1:${lab.pop3.port}\n\n`,
+      `Seeded ${messages.length} messages (${mb.toFixed(1)} MB) into POP3 mailbox ` +
+        `${popUser}@127.0.0.1:${lab.pop3.port}\n\n`,
     );
 
     const args = [

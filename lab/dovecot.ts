@@ -28,7 +28,7 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, type Dirent, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -185,7 +185,9 @@ export async function startDovecot(opts: StartOptions = {}): Promise<Lab> {
 
       const child = spawn(dovecotBin, ['-F', '-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
-      child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+        stderr += d;
+      });
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
       child.once('error', () => {});
       if (child.pid === undefined) throw new Error(`could not run ${dovecotBin}`);
@@ -443,7 +445,12 @@ protocol imap {
 ${verbose ? `  rawlog_dir = ${dir}/rawlog/%u\n` : ''}}
 
 plugin {
-${maxSize !== undefined ? `  quota = count:Lab quota\n  quota_vsizes = yes\n  quota_rule = *:storage=0\n  quota_max_mail_size = ${maxSize}B\n` : ''}}
+${
+  maxSize !== undefined
+    ? `  quota = count:Lab quota\n  quota_vsizes = yes\n  quota_rule = *:storage=0\n  ` +
+      `quota_max_mail_size = ${maxSize}B\n`
+    : ''
+}}
 
 service imap-login {
   inet_listener imap {
@@ -531,7 +538,8 @@ function findExecutable(name: string): string | undefined {
 }
 
 const INSTALL_CMD =
-  'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dovecot-imapd dovecot-pop3d';
+  'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dovecot-imapd ' +
+  'dovecot-pop3d';
 
 /**
  * Find the dovecot binary, installing the Debian packages first when we are root. A lab needs
@@ -639,7 +647,9 @@ export async function freePorts(n: number): Promise<number[]> {
 async function waitForGreetings(e: Endpoints, exited: Promise<number | null>): Promise<void> {
   const deadline = Date.now() + STARTUP_TIMEOUT_MS;
   let dead = false;
-  void exited.then(() => (dead = true));
+  void exited.then(() => {
+    dead = true;
+  });
   // The plaintext listeners prove the login processes are up; TLS ones share those processes.
   for (const [ep, expect] of [
     [e.imap, '* OK'],
@@ -770,7 +780,10 @@ export function startWatchdog(masterPid: number, dir: string): ChildProcess | un
   // churns PIDs (pid_max is 32768 here) and, should one fork fail, would take a live test
   // process for dead and stop its lab. A death is believed only when seen twice, 1 s apart.
   const script = `
-alive() { l=; read -r l 2>/dev/null < /proc/$1/stat || return 1; l=\${l##*") "}; s=\${l%% *}; [ -n "$s" ] && [ "$s" != Z ]; }
+alive() {
+  l=; read -r l 2>/dev/null < /proc/$1/stat || return 1
+  l=\${l##*") "}; s=\${l%% *}; [ -n "$s" ] && [ "$s" != Z ]
+}
 both() { alive ${process.pid} && alive ${masterPid}; }
 while both || { sleep 1; both; }; do sleep 1; done
 alive ${process.pid} && exit 0
@@ -841,7 +854,7 @@ function readLogTail(dir: string): string {
 
 async function listFiles(root: string, suffix: string): Promise<string[]> {
   const out: string[] = [];
-  let entries;
+  let entries: Dirent[];
   try {
     entries = await readdir(root, { withFileTypes: true });
   } catch {

@@ -75,7 +75,9 @@ export function renderManPage(program: Command, version: string): string {
     ...commands.flatMap(leaves).flatMap((c) => ['.B popsync', roffText(usageLine(c).replace(/^popsync /, '')), '.br']),
     '.SH DESCRIPTION',
     roffText(
-      'popsync copies the messages of a POP3 mailbox into an IMAP mailbox exactly once. A SQLite journal records every step, so a run killed at any instant resumes where it stopped. Passwords come from an environment variable, a file or a prompt, never from the command line.',
+      'popsync copies the messages of a POP3 mailbox into an IMAP mailbox exactly once. A SQLite journal ' +
+        'records every step, so a run killed at any instant resumes where it stopped. Passwords come from an ' +
+        'environment variable, a file or a prompt, never from the command line.',
     ),
     '.SH COMMANDS',
   ];
@@ -89,7 +91,8 @@ export function renderManPage(program: Command, version: string): string {
     roffText('The default journal of a source account ($XDG_STATE_HOME/popsync when set). Created mode 0600.'),
     '.SH "SEE ALSO"',
     roffText(
-      'The README shipped with the package (lib/node_modules/popsync/README.md under the npm prefix) has examples for cron, systemd and containers.',
+      'The README shipped with the package (lib/node_modules/popsync/README.md under the npm prefix) has ' +
+        'examples for cron, systemd and containers.',
     ),
   );
   return out.join('\n') + '\n';

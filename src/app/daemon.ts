@@ -123,10 +123,13 @@ export async function runDaemon<A>(o: DaemonOptions<A>): Promise<number> {
     if (outcome === 'stop') {
       worst = Math.max(worst, code);
       live.splice(live.indexOf(next), 1);
-      o.notify(
-        `popsync: ${next.name}: stopped syncing this account (exit ${code})${live.length === 0 ? '' : live.length === 1 ? '; 1 other account goes on' : `; ${live.length} other accounts go on`}`,
-        'stopped',
-      );
+      const others =
+        live.length === 0
+          ? ''
+          : live.length === 1
+            ? '; 1 other account goes on'
+            : `; ${live.length} other accounts go on`;
+      o.notify(`popsync: ${next.name}: stopped syncing this account (exit ${code})${others}`, 'stopped');
       continue;
     }
     const due = nextDue({

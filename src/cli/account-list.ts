@@ -38,7 +38,8 @@ export function listedAccountJobs(
     if (given.length > 0) {
       throw new PopsyncError(
         'usage',
-        `--accounts gives each account its own ${side}: ${opt}${given[0] === 'url' ? '' : `-${given[0]}`} cannot apply to all of them`,
+        `--accounts gives each account its own ${side}: ${opt}${given[0] === 'url' ? '' : `-${given[0]}`} ` +
+          `cannot apply to all of them`,
         {
           hint: `put the ${side} URL in the file's ${side} column`,
         },
@@ -137,7 +138,9 @@ export function batchedJobs(
   }
   if (typeof opts.shard === 'string') {
     const shard = parseShard(opts.shard);
-    out.forEach((j, i) => nameOf(j, i, '--shard'));
+    out.forEach((j, i) => {
+      nameOf(j, i, '--shard');
+    });
     out = selectShard(out, (j) => j.input.name!, shard);
   }
   return out;

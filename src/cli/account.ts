@@ -228,7 +228,8 @@ async function unbatchedJobs(
     if (typeof opts.accounts !== 'string' && (typeof opts.journalDir === 'string' || typeof opts.shard === 'string')) {
       throw new PopsyncError(
         'usage',
-        `${typeof opts.shard === 'string' ? '--shard' : '--journal-dir'} needs a list of accounts: --accounts FILE.csv or --config FILE`,
+        `${typeof opts.shard === 'string' ? '--shard' : '--journal-dir'} needs a list of accounts: ` +
+          `--accounts FILE.csv or --config FILE`,
       );
     }
     if (opts.popAuth !== undefined) pop.auth = opts.popAuth as string;
@@ -269,7 +270,8 @@ async function unbatchedJobs(
   if (connectionFlags > 0 && accounts.length > 1) {
     throw new PopsyncError(
       'usage',
-      `${loaded.path} has ${accounts.length} accounts: connection flags (--pop..., --imap..., --journal) apply to one account only`,
+      `${loaded.path} has ${accounts.length} accounts: connection flags (--pop..., --imap..., --journal) ` +
+        `apply to one account only`,
       {
         hint: 'pick one with --account NAME, or put the setting in the config file',
       },

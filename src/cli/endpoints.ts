@@ -115,7 +115,10 @@ export function resolveImapEndpoint(input: EndpointInput): ImapEndpoint {
 export function cleartextWarning(side: Side, ep: { tls: TlsMode; host: string; display: string }): string | null {
   if (ep.tls !== 'none' || isLoopback(ep.host)) return null;
   const label = side === 'pop3' ? 'POP3' : 'IMAP';
-  return `${label} ${ep.display}: tls=none: the password and the mail travel in clear (anyone on the path can read them)`;
+  return (
+    `${label} ${ep.display}: tls=none: the password and the mail travel in clear (anyone on the path ` +
+    `can read them)`
+  );
 }
 
 function isLoopback(host: string): boolean {
@@ -143,14 +146,14 @@ function resolveCommon(side: Side, input: EndpointInput) {
   const tlsText = input.tls ?? parsed?.query.get('tls');
   const tls: TlsMode = tlsText !== undefined ? pick(side, 'tls', tlsText, TLS_MODES) : (parsed?.tls ?? 'implicit');
 
-  const host = input.host !== undefined ? parseHost(side, input.host, optionName(side, 'host')) : parsed?.host;
+  const host = input.host !== undefined ? parseHost(input.host, optionName(side, 'host')) : parsed?.host;
   if (host === undefined) {
     throw usage(`no ${rules.label} server given: use ${exampleUrl(side)} or ${optionName(side, 'host')}`);
   }
 
   const port =
     input.port !== undefined
-      ? parsePort(side, String(input.port), optionName(side, 'port'))
+      ? parsePort(String(input.port), optionName(side, 'port'))
       : (parsed?.port ?? rules.ports[tls]);
 
   const user = input.user ?? parsed?.user;
@@ -194,8 +197,10 @@ function parseUrl(side: Side, raw: string): ParsedUrl {
   if (userinfo !== undefined) {
     if (userinfo.includes(':')) {
       throw usage(
-        `the ${rules.label} URL contains a password, which popsync refuses: a command line is visible to other users (ps) and kept in shell history`,
-        `remove ":password" from the URL and give the password with ${optionName(side, 'password-env')} NAME, ${optionName(side, 'password-file')} PATH, or at the prompt; a ':' inside a user name is written %3A`,
+        `the ${rules.label} URL contains a password, which popsync refuses: a command line is visible to ` +
+          `other users (ps) and kept in shell history`,
+        `remove ":password" from the URL and give the password with ${optionName(side, 'password-env')} ` +
+          `NAME, ${optionName(side, 'password-file')} PATH, or at the prompt; a ':' inside a user name is written %3A`,
       );
     }
     try {
@@ -218,8 +223,8 @@ function parseUrl(side: Side, raw: string): ParsedUrl {
   if (hostText === '') {
     throw usage(`the ${rules.label} URL has no host: expected ${exampleUrl(side)}`);
   }
-  const host = parseHost(side, hostText, `the ${rules.label} URL`);
-  const port = portText === undefined ? undefined : parsePort(side, portText, `the ${rules.label} URL`);
+  const host = parseHost(hostText, `the ${rules.label} URL`);
+  const port = portText === undefined ? undefined : parsePort(portText, `the ${rules.label} URL`);
 
   const query = new Map<string, string>();
   if (queryText !== undefined && queryText !== '') {
@@ -243,7 +248,7 @@ function parseUrl(side: Side, raw: string): ParsedUrl {
   return out;
 }
 
-function parseHost(side: Side, text: string, where: string): string {
+function parseHost(text: string, where: string): string {
   if (text.startsWith('[') && text.endsWith(']')) {
     const v6 = text.slice(1, -1);
     if (/^[0-9A-Fa-f:.]+$/.test(v6) && v6.includes(':')) return v6.toLowerCase();
@@ -257,7 +262,7 @@ function parseHost(side: Side, text: string, where: string): string {
   throw usage(`${where}: "${text}" is not a host name or IP address`);
 }
 
-function parsePort(side: Side, text: string, where: string): number {
+function parsePort(text: string, where: string): number {
   const port = /^[0-9]{1,5}$/.test(text) ? Number(text) : NaN;
   if (!(port >= 1 && port <= 65535)) {
     throw usage(`${where}: port "${text}" is not a number from 1 to 65535`);
@@ -270,7 +275,8 @@ function pick<T extends string>(side: Side, what: string, value: string, allowed
   const found = allowed.find((a) => a === v);
   if (found === undefined) {
     throw usage(
-      `${RULES[side].label} ${what} "${value}" is not one of ${allowed.join(', ')} (${optionName(side, what)} or ?${what}=)`,
+      `${RULES[side].label} ${what} "${value}" is not one of ${allowed.join(', ')} ` +
+        `(${optionName(side, what)} or ?${what}=)`,
     );
   }
   return found;

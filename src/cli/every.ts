@@ -16,12 +16,14 @@ import type { OutputOptions } from './options.js';
 export function addEveryOption(cmd: Command): Command {
   return cmd.option(
     '--every <duration>',
-    `keep running: sync each account every DURATION (5m, 90s, 1h; at least ${MIN_INTERVAL_MS / 1000}s), with ±10% jitter and a longer wait after "try again later"; SIGTERM/SIGINT finish the batch in flight and exit 0`,
+    `keep running: sync each account every DURATION (5m, 90s, 1h; at least ${MIN_INTERVAL_MS / 1000}s), with ` +
+      `±10% jitter and a longer wait after "try again later"; SIGTERM/SIGINT finish the batch in flight and exit 0`,
     (v: string): number => {
       const ms = parseInterval(v);
       if (ms === null)
         throw new InvalidArgumentError(
-          `write e.g. 5m, 90s or 300 (seconds), at least ${MIN_INTERVAL_MS / 1000}s and at most ${MAX_INTERVAL_DAYS} days`,
+          `write e.g. 5m, 90s or 300 (seconds), at least ${MIN_INTERVAL_MS / 1000}s and at most ` +
+            `${MAX_INTERVAL_DAYS} days`,
         );
       return ms;
     },

@@ -125,7 +125,9 @@ function defaultFor(key: string, env: NodeJS.ProcessEnv): string {
     `${others.length} journals belong to ${key}, each under another spelling of its host: ${others.join(', ')}`,
     {
       account: key,
-      hint: 'pick the one to keep with --journal PATH (popsync status --journal PATH shows what each knows) and move the others aside',
+      hint:
+        'pick the one to keep with --journal PATH (popsync status --journal PATH shows what each knows) ' +
+        'and move the others aside',
     },
   );
 }

@@ -112,7 +112,8 @@ export function addRoutingOptions(cmd: Command): Command {
     )
     .option(
       '--flag <flag>',
-      'add this flag or keyword to every copy (repeatable), e.g. \\Seen or $Migrated; \\Deleted and \\Recent are refused',
+      'add this flag or keyword to every copy (repeatable), e.g. \\Seen or $Migrated; \\Deleted and \\Recent ' +
+        'are refused',
       collectFlag,
       [],
     )
@@ -129,7 +130,8 @@ export function addTransferOptions(cmd: Command): Command {
     .option('--batch-mb <n>', 'megabytes fetched per batch (bounds memory)', positiveInt('--batch-mb'), 16)
     .option(
       '--reconnect-attempts <n>',
-      'after a dropped connection, reconnect up to this many times in a row without progress (backoff 1 s, 2 s, 4 s ... 30 s)',
+      'after a dropped connection, reconnect up to this many times in a row without progress (backoff 1 s, 2 ' +
+        's, 4 s ... 30 s)',
       nonNegativeInt('--reconnect-attempts'),
       5,
     );
@@ -189,7 +191,8 @@ export function addAccountListOptions(cmd: Command): Command {
   return cmd
     .option(
       '--accounts <file.csv>',
-      'the accounts from a CSV file with a header row: name,source,destination[,source_password,destination_password,folder]',
+      'the accounts from a CSV file with a header row: ' +
+        'name,source,destination[,source_password,destination_password,folder]',
     )
     .option(
       '--journal-dir <dir>',

@@ -46,7 +46,8 @@ export function addReportOptions(cmd: Command): Command {
   return cmd
     .option(
       '--report <file>',
-      'after the run, write what it did per message (the report `plan` prints, with copied/failed/skipped); one file per account with several',
+      'after the run, write what it did per message (the report `plan` prints, with copied/failed/skipped); ' +
+        'one file per account with several',
     )
     .addOption(
       new Option(

@@ -78,7 +78,8 @@ export function passwordFromEnv(side: Side, name: string, env: Readonly<Record<s
   if (value === undefined || value === '') {
     throw new PopsyncError(
       'usage',
-      `${optionName(side, 'password-env')}: environment variable ${name} is ${value === undefined ? 'not set' : 'empty'}`,
+      `${optionName(side, 'password-env')}: environment variable ${name} is ` +
+        `${value === undefined ? 'not set' : 'empty'}`,
     );
   }
   return value;

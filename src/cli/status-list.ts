@@ -70,7 +70,8 @@ export function formatListStatus(items: readonly ListedStatus[]): string {
     .filter(([, n]) => n > 0)
     .map(([k, n]) => `${n} ${k}`);
   lines.push(
-    `total: ${t.accounts} account${t.accounts === 1 ? '' : 's'} (${states.join(', ')}); copied ${t.copied}, failed ${t.failed}, deleted ${t.deleted}`,
+    `total: ${t.accounts} account${t.accounts === 1 ? '' : 's'} (${states.join(', ')}); copied ${t.copied}, ` +
+      `failed ${t.failed}, deleted ${t.deleted}`,
   );
   return lines.join('\n');
 }

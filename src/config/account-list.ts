@@ -132,7 +132,8 @@ export function parseAccountList(text: string, path: string): AccountList {
         path,
         line,
         'name',
-        `"${name.slice(0, 60)}" is not a usable account name: letters, digits and . _ @ + - only (it names the account's journal file)`,
+        `"${name.slice(0, 60)}" is not a usable account name: letters, digits and . _ @ + - only (it names ` +
+          `the account's journal file)`,
       );
     const first = names.get(name);
     if (first !== undefined)

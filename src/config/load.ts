@@ -93,7 +93,8 @@ function pickIssue(issue: z.core.$ZodIssue): { path: PropertyKey[]; message: str
     const hint =
       ['from', 'to', 'cc', 'delivered_to', 'x_original_to', 'list_id', 'subject'].includes(String(last)) ||
       typeof last === 'number'
-        ? 'expected a glob string, {glob: ..., case_sensitive: true} or {regex: ..., case_sensitive: true}, or a list of them'
+        ? 'expected a glob string, {glob: ..., case_sensitive: true} or {regex: ..., case_sensitive: true}, ' +
+          'or a list of them'
         : issue.message;
     return { path: [...issue.path], message: hint };
   }
@@ -157,7 +158,9 @@ export function parseConfig(textIn: string, file: string): ConfigFile {
       {
         line: null,
         key: '',
-        message: `too many YAML alias expansions (over ${MAX_CONFIG_ALIASES}); write the settings out, or share them with \`defaults:\``,
+        message:
+          `too many YAML alias expansions (over ${MAX_CONFIG_ALIASES}); write the settings out, or ` +
+          `share them with \`defaults:\``,
       },
     ]);
   }
@@ -205,7 +208,8 @@ export function loadConfigFile(path: string): LoadedConfig {
   if (bytes === null) {
     throw new PopsyncError(
       'config',
-      `the config file ${path} is larger than ${MAX_CONFIG_BYTES / 1024} KB; popsync reads config files up to that size`,
+      `the config file ${path} is larger than ${MAX_CONFIG_BYTES / 1024} KB; popsync reads config files up ` +
+        `to that size`,
       {
         hint: 'is this the right file? a config with many accounts can be split and run with one --config per file',
       },

@@ -44,7 +44,10 @@ async function indexOf(
   below: number,
 ): Promise<FolderIndex> {
   let perRun = indexes.get(ctx);
-  if (!perRun) indexes.set(ctx, (perRun = new Map()));
+  if (!perRun) {
+    perRun = new Map();
+    indexes.set(ctx, perRun);
+  }
   const key = `${status.uidValidity}:${below}`;
   let idx = perRun.get(folder);
   if (!idx || idx.key !== key) {

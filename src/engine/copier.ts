@@ -125,12 +125,15 @@ export async function storeBatch(ctx: RunContext, sink: ImapSink, received: Rece
               // Our journal is right about the older copy; the server handed its UID out again.
               throw new PopsyncError(
                 'protocol',
-                `IMAP server ${ctx.o.destination} gave UID ${outcome.uid} in "${folder}" to a new message, but that UID already holds the copy of UIDL ${owner}: the server reuses UIDs`,
+                `IMAP server ${ctx.o.destination} gave UID ${outcome.uid} in "${folder}" to a new message, ` +
+                  `but that UID already holds the copy of UIDL ${owner}: the server reuses UIDs`,
                 {
                   account,
                   folder,
                   uidl: it.m.uidl,
-                  hint: 'a fault of the destination server (its UIDs must never be reused within one UIDVALIDITY); nothing was recorded wrongly, and the next run settles this message by content',
+                  hint:
+                    'a fault of the destination server (its UIDs must never be reused within one ' +
+                    'UIDVALIDITY); nothing was recorded wrongly, and the next run settles this message by content',
                 },
               );
             }

@@ -42,7 +42,8 @@ async function stopIfInterrupted(ctx: RunContext, source: Pop3Session): Promise<
   await quietly(ctx, source);
   throw new PopsyncError(
     'interrupted',
-    'interrupted before deleting from the source: nothing was deleted; every copy made is recorded, run again to delete',
+    'interrupted before deleting from the source: nothing was deleted; every copy made is recorded, run ' +
+      'again to delete',
     {
       account: ctx.o.account,
     },
@@ -106,7 +107,8 @@ async function sameMessages(
   return due.filter((c, i) => {
     if (c.row.headerHash === null || hashes[i] === c.row.headerHash) return true;
     ctx.rec.warn(
-      `UIDL ${c.uidl}: not deleted from the source: its headers differ from the copy's (the server may have reused the UIDL)`,
+      `UIDL ${c.uidl}: not deleted from the source: its headers differ from the copy's (the server may have ` +
+        `reused the UIDL)`,
     );
     return false;
   });
@@ -138,7 +140,8 @@ async function copiesPresent(
     if (v?.status === 'same' || (v?.status === 'rewritten' && v.lossless === true)) return true;
     if (v === undefined) return false;
     if (v.status === 'missing') {
-      const detail = `${v.detail ?? 'its copy is missing'}; the original stays on the source and the next run copies it again`;
+      const detail =
+        `${v.detail ?? 'its copy is missing'}; the original stays on the source and the next ` + `run copies it again`;
       // Only a copy proven gone goes back to be copied: the journal checks it is this row's copy.
       journal.markCopyMissing(
         account,

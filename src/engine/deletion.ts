@@ -88,7 +88,9 @@ export function planDeletion(
       delete: [],
       waiting,
       ceiling,
-      refused: `refusing to delete ${due.length} message${due.length === 1 ? '' : 's'} from the source: more than --max-delete allows (${limit}); nothing was deleted. Raise --max-delete or add --force`,
+      refused:
+        `refusing to delete ${due.length} message${due.length === 1 ? '' : 's'} from the source: more ` +
+        `than --max-delete allows (${limit}); nothing was deleted. Raise --max-delete or add --force`,
     };
   }
   return { delete: due, waiting, ceiling, refused: null };

@@ -52,7 +52,9 @@ export class Fingerprinter {
   update(chunk: Uint8Array): this {
     if (this.done) throw new Error('Fingerprinter.update after digest');
     // State in locals: this loop sees every byte of 200 MB messages.
-    let { inHeader, lastWasLf, pendingLf } = this;
+    let inHeader = this.inHeader;
+    let lastWasLf = this.lastWasLf;
+    let pendingLf = this.pendingLf;
     // Output is at most the LFs held back from earlier chunks plus this chunk; a longer run of
     // held-back LFs than LF_BLOCK goes to the hash in blocks, so memory stays bounded by the
     // chunk whatever the message holds.

@@ -57,6 +57,7 @@ function warnReplaced(ctx: RunContext, folder: string, was: bigint, now: bigint)
   }
   ctx.rec.warn(
     `destination folder "${folder}" was recreated (UIDVALIDITY ${was} is now ${now}): ` +
-      'copies made before are no longer tracked by UID; interrupted copies and any mail now in it are recognised by content',
+      'copies made before are no longer tracked by UID; interrupted copies and any mail now in it are ' +
+      'recognised by content',
   );
 }

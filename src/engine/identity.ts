@@ -206,7 +206,9 @@ export function identify(
     return {
       ...m,
       uidl: '',
-      fault: `the POP3 server listed its UIDL ${m.uidl} for more than one message and refused TOP, so popsync cannot tell them apart`,
+      fault:
+        `the POP3 server listed its UIDL ${m.uidl} for more than one message and refused TOP, so ` +
+        `popsync cannot tell them apart`,
     };
   });
   const adopted = new Set(out.rekeys.map((r) => r.from));

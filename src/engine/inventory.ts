@@ -39,7 +39,8 @@ export class Inventory {
       this.uidlSupported = false;
       this.ctx.rec.result.identity = 'header-hash';
       this.ctx.rec.warn(
-        'the POP3 server does not support UIDL: messages are identified by a hash of their headers and their size (identical messages by their order), which costs a TOP per message on every run',
+        'the POP3 server does not support UIDL: messages are identified by a hash of their headers and their ' +
+          'size (identical messages by their order), which costs a TOP per message on every run',
       );
     }
     return sizes.map((m) => ({ n: m.n, size: m.size, uidl: '' }));
@@ -69,7 +70,8 @@ export class Inventory {
     for (const uidl of id.reused)
       logger.warn(
         { account, uidl },
-        'the server reused this UIDL for a different message; the old row was moved aside and the new message is copied',
+        'the server reused this UIDL for a different message; the old row was moved aside and the new ' +
+          'message is copied',
       );
     if (id.recognised > 0) logger.info({ account, recognised: id.recognised }, 'messages recognised under new UIDLs');
     const result = ctx.rec.result;

@@ -56,7 +56,8 @@ function attempt(path: string, account: string, o: HoldOptions): HeldLock | Refu
       o.logger.warn(
         { account, previous },
         reason === 'stale-heartbeat'
-          ? `took over the lock of a run on another host that sent no heartbeat for too long: ${describeHolder(previous)}`
+          ? `took over the lock of a run on another host that sent no heartbeat for too long: ` +
+              `${describeHolder(previous)}`
           : `replaced the lock row of a run that has ended: ${describeHolder(previous)}`,
       );
     }
@@ -120,7 +121,8 @@ function lockedError(path: string, account: string, r: Refusal, waitSeconds: num
       ? 'a run on another host holds it; it is taken over only once its heartbeat is older than 2 minutes'
       : r.why === 'live-row'
         ? 'a live process on this host holds it without the lock file (an older popsync?)'
-        : 'a stopped run (Ctrl-Z, SIGSTOP, a suspended machine) keeps it until it continues and ends; a killed one frees it at once';
+        : 'a stopped run (Ctrl-Z, SIGSTOP, a suspended machine) keeps it until it continues and ends; a ' +
+          'killed one frees it at once';
   return new PopsyncError('locked', `another popsync run holds ${account}: ${who}`, {
     account,
     hint: waitSeconds

@@ -178,7 +178,8 @@ export class Receiver {
     if (overCeiling || attempts >= this.limits.setAsideAfter) {
       const why = overCeiling
         ? err.message
-        : `receiving it from the POP3 server failed ${attempts === 1 ? 'once' : `${attempts} times`} (last: ${err.message})`;
+        : `receiving it from the POP3 server failed ${attempts === 1 ? 'once' : `${attempts} times`} (last: ` +
+          `${err.message})`;
       this.ctx.rec.fail(
         m,
         null,

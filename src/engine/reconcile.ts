@@ -65,6 +65,7 @@ function headerEnd(m: Buffer): number | null {
 export function messageIdKey(id: string | null): string | null {
   if (id === null) return null;
   const m = /<[^<>\s]+>/.exec(id);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: NUL and 8-bit bytes are what servers rewrite
   const key = (m ? m[0] : id.trim()).replace(/[^\x01-\x7f]|[X\r]/g, '');
   return key === '' ? null : key;
 }
@@ -178,7 +179,10 @@ export async function matchCopies(
     if (w.fingerprint === null && (id === null ? narrowed(w).length > 0 : sameId.length > 0)) {
       result.set(w.key, {
         key: w.key,
-        undecided: `it was journaled before popsync kept content fingerprints, and ${id === null ? 'a message without a Message-ID' : `a message with its Message-ID ${id}`} arrived in the destination after it; popsync cannot tell whether that is its copy rewritten by the server`,
+        undecided:
+          `it was journaled before popsync kept content fingerprints, and ` +
+          `${id === null ? 'a message without a Message-ID' : `a message with its Message-ID ${id}`} arrived ` +
+          `in the destination after it; popsync cannot tell whether that is its copy rewritten by the server`,
       });
       continue;
     }
@@ -189,7 +193,10 @@ export async function matchCopies(
     if (sameId.length > 1) {
       result.set(w.key, {
         key: w.key,
-        undecided: `${sameId.length} messages with its Message-ID ${id} (UIDs ${sameId.map((c) => c.uid).join(', ')}) arrived in the destination after its APPEND, none with its content; popsync cannot tell which, if any, is its copy`,
+        undecided:
+          `${sameId.length} messages with its Message-ID ${id} (UIDs ` +
+          `${sameId.map((c) => c.uid).join(', ')}) arrived in the destination after its APPEND, none with ` +
+          `its content; popsync cannot tell which, if any, is its copy`,
       });
       continue;
     }

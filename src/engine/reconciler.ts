@@ -93,7 +93,11 @@ function undecidable(ctx: RunContext, folder: string, m: Extract<Match, { undeci
       account: ctx.o.account,
       uidl: m.key,
       folder,
-      hint: `look in "${folder}" for this message. If its copy is there, nothing needs copying; if not, or to let popsync search the folder afresh, run \`popsync journal forget-folder --folder '${folder}'\` with this account's journal options: the next run adopts every copy it recognises there and copies only what is missing`,
+      hint:
+        `look in "${folder}" for this message. If its copy is there, nothing needs copying; if not, or ` +
+        `to let popsync search the folder afresh, run \`popsync journal forget-folder --folder '${folder}'\` ` +
+        `with this account's journal options: the next run adopts every copy it recognises there and copies ` +
+        `only what is missing`,
     },
   );
 }
@@ -214,7 +218,9 @@ export async function reconcilePending(ctx: RunContext, sink: ImapSink, source?:
       if (rival) {
         throw undecidable(ctx, folder, {
           key: m.key,
-          undecided: `UID ${m.uid} looks like its copy, but message ${rival.uidl}, recorded as copied without a UID, may own it and was not recognised by content`,
+          undecided:
+            `UID ${m.uid} looks like its copy, but message ${rival.uidl}, recorded as copied ` +
+            `without a UID, may own it and was not recognised by content`,
         });
       }
     }
@@ -229,7 +235,8 @@ export async function reconcilePending(ctx: RunContext, sink: ImapSink, source?:
       ctx.rec.result.reconciled++;
       if (m.by === 'message-id') {
         ctx.rec.warn(
-          `UIDL ${m.key}: its interrupted copy in "${folder}" was recognised by Message-ID only (UID ${m.uid}): its content differs from what was sent beyond the rewrites popsync knows; check that message`,
+          `UIDL ${m.key}: its interrupted copy in "${folder}" was recognised by Message-ID only (UID ` +
+            `${m.uid}): its content differs from what was sent beyond the rewrites popsync knows; check that message`,
         );
       }
       if (ctx.rec.detailed) {

@@ -40,7 +40,9 @@ export class SpoolFile {
         'temporary',
         `cannot write a large message to its temporary file ${this.path}: ${(e as Error).message}`,
         {
-          hint: 'large messages pass through a temporary file; set TMPDIR to a directory with room for the largest message',
+          hint:
+            'large messages pass through a temporary file; set TMPDIR to a directory with room for the ' +
+            'largest message',
         },
       );
     }
@@ -128,7 +130,9 @@ export class Spool {
         'temporary',
         `cannot create a temporary file for a large message in ${this.root}: ${(e as Error).message}`,
         {
-          hint: 'large messages pass through a temporary file; set TMPDIR to a writable directory with room for the largest message',
+          hint:
+            'large messages pass through a temporary file; set TMPDIR to a writable directory with room ' +
+            'for the largest message',
         },
       );
     }

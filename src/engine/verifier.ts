@@ -55,7 +55,10 @@ export async function digestStored(
   await sink.readBodies(folder, items, {
     chunk(uid, bytes) {
       let d = open.get(uid);
-      if (!d) open.set(uid, (d = new StoredDigester()));
+      if (!d) {
+        d = new StoredDigester();
+        open.set(uid, d);
+      }
       d.update(bytes);
     },
     end(uid) {

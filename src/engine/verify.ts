@@ -181,7 +181,9 @@ function locatable(row: CopyRecord, folder: FolderSeen): Verdict | null {
     };
   }
   // Re-copying on a guess could duplicate; forget-folder makes the next run search the folder.
-  const remedy = `\`popsync journal forget-folder --folder ${row.folder}\` lets the next run adopt the copies still there and copy the rest`;
+  const remedy =
+    `\`popsync journal forget-folder --folder ${row.folder}\` lets the next run adopt the ` +
+    `copies still there and copy the rest`;
   if (folder === null)
     return {
       ...base,
@@ -192,7 +194,9 @@ function locatable(row: CopyRecord, folder: FolderSeen): Verdict | null {
     return {
       ...base,
       status: 'unknown',
-      detail: `folder ${row.folder} was recreated since the copy (UIDVALIDITY ${row.destUidValidity} is now ${folder.uidValidity}), so its UIDs name other messages (${remedy})`,
+      detail:
+        `folder ${row.folder} was recreated since the copy (UIDVALIDITY ${row.destUidValidity} is now ` +
+        `${folder.uidValidity}), so its UIDs name other messages (${remedy})`,
     };
   }
   return null;
@@ -410,7 +414,9 @@ export function auditReport(
       folder: d.folder,
       uid: d.uid,
       status: 'duplicated',
-      detail: `UID ${d.uid} in ${d.folder} is a second copy of it (the copy popsync made is UID ${verdicts.get(d.uidl)?.uid ?? r?.destUid ?? '?'})`,
+      detail:
+        `UID ${d.uid} in ${d.folder} is a second copy of it (the copy popsync made is UID ` +
+        `${verdicts.get(d.uidl)?.uid ?? r?.destUid ?? '?'})`,
       likely: [],
       originalOnSource: r?.state !== 'deleted',
     });

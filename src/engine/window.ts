@@ -39,12 +39,16 @@ export function windowWarnings(w: WindowInput): string[] {
     (last.deleted ?? 0) === 0
   ) {
     out.push(
-      `the server listed exactly ${w.listed} messages again although new ones arrived: it may show only the newest ${w.listed} messages of the mailbox, so older ones may never be offered for copying`,
+      `the server listed exactly ${w.listed} messages again although new ones arrived: it may show only the ` +
+        `newest ${w.listed} messages of the mailbox, so older ones may never be offered for copying`,
     );
   }
   if (w.vanished > 0) {
     out.push(
-      `${w.vanished} message${w.vanished === 1 ? '' : 's'} copied earlier ${w.vanished === 1 ? 'is' : 'are'} no longer listed by the server, and popsync did not delete ${w.vanished === 1 ? 'it' : 'them'}: another client may have deleted ${w.vanished === 1 ? 'it' : 'them'}, or the server may list only a window of the mailbox`,
+      `${w.vanished} message${w.vanished === 1 ? '' : 's'} copied earlier ${w.vanished === 1 ? 'is' : 'are'} ` +
+        `no longer listed by the server, and popsync did not delete ${w.vanished === 1 ? 'it' : 'them'}: ` +
+        `another client may have deleted ${w.vanished === 1 ? 'it' : 'them'}, or the server may list only a ` +
+        `window of the mailbox`,
     );
   }
   return out;

@@ -139,7 +139,8 @@ class LineReader {
     this.fail(
       new PopsyncError(
         isTlsFailure(err) ? 'tls' : 'connection',
-        `IMAP ${this.where}: ${isTlsFailure(err) ? 'TLS failed' : 'connection lost'} (${code ? `${code}: ` : ''}${err.message})`,
+        `IMAP ${this.where}: ${isTlsFailure(err) ? 'TLS failed' : 'connection lost'} ` +
+          `(${code ? `${code}: ` : ''}${err.message})`,
         {},
         { cause: err },
       ),
@@ -356,7 +357,9 @@ export class PipelinedAppender {
         if ('skip' in it) continue;
         const size = sizes[i]!;
         while (inFlight > 0 && inFlight + size > MAX_IN_FLIGHT_BYTES && !aborted) {
-          await new Promise<void>((r) => (acked = r));
+          await new Promise<void>((r) => {
+            acked = r;
+          });
         }
         if (aborted || sock.destroyed) return;
         inFlight += size;

@@ -113,7 +113,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
       throw new PopsyncError('config', `Unknown IMAP tls mode: ${String(opts.tls)}`);
   }
   const socketTimeout = opts.timeoutMs ?? DEFAULT_SOCKET_TIMEOUT_MS;
-  const ca = opts.ca && opts.ca.length ? [...rootCertificates, ...opts.ca] : undefined;
+  const ca = opts.ca?.length ? [...rootCertificates, ...opts.ca] : undefined;
   // The APPEND connection first: its login fails the same way imapflow's would, and it is the
   // first connection the server sees (the one that carries the messages).
   let pipeline: PipelinedAppender | null = null;
@@ -306,7 +306,9 @@ class ImapWriter implements ImapSink {
             `${this.server} gave UID ${outcome.uid} in "${path}" to a new message ${why}`,
             {
               folder: path,
-              hint: 'the server is at fault: two messages cannot share a UID. That message is not recorded as copied; the next run looks for it in the destination',
+              hint:
+                'the server is at fault: two messages cannot share a UID. That message is not recorded ' +
+                'as copied; the next run looks for it in the destination',
             },
           );
         }
@@ -368,7 +370,8 @@ class ImapWriter implements ImapSink {
       const names = [...refused].join(' ');
       this.log.warn(
         { folder: path, flags: [...refused] },
-        `${this.server} did not keep ${names} on the copies in "${path}" (not among the flags it stores there); the copies arrived without ${refused.size === 1 ? 'it' : 'them'}`,
+        `${this.server} did not keep ${names} on the copies in "${path}" (not among the flags it stores ` +
+          `there); the copies arrived without ${refused.size === 1 ? 'it' : 'them'}`,
       );
     }
   }
@@ -693,7 +696,7 @@ class ImapWriter implements ImapSink {
 
   /** STATUS, or null when the folder does not exist (imapflow has confirmed that via LIST). */
   private async statusOrNull(levels: string[], path: string): Promise<FolderStatus | null> {
-    let st;
+    let st: Awaited<ReturnType<ImapFlow['status']>>;
     try {
       st = await this.client.status(levels, { uidValidity: true, uidNext: true, messages: true });
     } catch (err) {

@@ -122,9 +122,9 @@ CREATE TABLE messages_v3 (
   PRIMARY KEY (account, uidl)
 );
 
-INSERT INTO messages_v3 (account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity, dest_uidnext, dest_uid,
-                         attempts, last_error, first_seen_at, updated_at, copied_at, flags, internal_date, date_source,
-                         seen_source, folder_rule)
+INSERT INTO messages_v3 (account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity, dest_uidnext,
+                         dest_uid, attempts, last_error, first_seen_at, updated_at, copied_at, flags, internal_date,
+                         date_source, seen_source, folder_rule)
   SELECT account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity, dest_uidnext, dest_uid,
          attempts, last_error, first_seen_at, updated_at, copied_at, flags, internal_date, date_source,
          seen_source, folder_rule
@@ -228,7 +228,9 @@ export function readSchemaVersion(db: Database.Database, path: string): number {
       'journal',
       `${path} has no valid schema_version (found ${row === undefined ? 'none' : JSON.stringify(row.value)})`,
       {
-        hint: 'the journal is damaged; restore it from a backup or move it aside (a fresh journal forgets what was already copied)',
+        hint:
+          'the journal is damaged; restore it from a backup or move it aside (a fresh journal forgets ' +
+          'what was already copied)',
       },
     );
   }
@@ -266,7 +268,8 @@ export function migrate(
     }
     db.exec(m.sql);
     db.prepare(
-      `INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+      `INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = ` +
+        `excluded.value`,
     ).run(String(m.version));
     current = m.version;
   }

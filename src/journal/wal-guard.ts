@@ -40,10 +40,12 @@ export function fileState(path: string): FileState {
 function walLost(path: string, why: string): PopsyncError {
   return new PopsyncError(
     'journal',
-    `journal ${path} has lost its write-ahead log (${path}-wal): ${why}; what it recorded since its last checkpoint is gone`,
+    `journal ${path} has lost its write-ahead log (${path}-wal): ${why}; what it recorded since its last ` +
+      `checkpoint is gone`,
     {
       hint:
-        `put the ${path}-wal file back beside it (from wherever the journal was copied or backed up from) and run again. ` +
+        `put the ${path}-wal file back beside it (from wherever the journal was copied or backed up from) ` +
+        `and run again. ` +
         'popsync will not treat it as a new journal: that would copy again every message it had recorded',
     },
   );
@@ -55,7 +57,8 @@ export function assertWalIntact(db: Database.Database, path: string, version: nu
     if (file.bytes > 0)
       throw walLost(
         path,
-        'the file has an SQLite header but no tables, which only a journal whose tables were never checkpointed leaves behind',
+        'the file has an SQLite header but no tables, which only a journal whose tables were never ' +
+          'checkpointed leaves behind',
       );
     return;
   }

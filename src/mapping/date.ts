@@ -22,7 +22,10 @@ const MONTHS: Record<string, number> = {
   dec: 11,
 };
 
-/** Minutes east of UTC. Obsolete and common non-standard names; military letters are unreliable (RFC 5322 4.3) and read as UTC. */
+/**
+ * Minutes east of UTC. Obsolete and common non-standard names; military letters are unreliable
+ * (RFC 5322 4.3) and read as UTC.
+ */
 const ZONES: Record<string, number> = {
   ut: 0,
   utc: 0,
@@ -49,8 +52,11 @@ const ZONES: Record<string, number> = {
   jst: 540,
 };
 
-const DATE_RE =
-  /^(?:[a-z]+,?\s*)?(\d{1,2})[\s-]+([a-z]+)[\s-]+(\d{2,4})\s+(\d{1,2})[:.](\d{2})(?:[:.](\d{2}))?\s*([+-]\d{4}|[a-z]+)?/i;
+const DATE_RE = new RegExp(
+  String.raw`^(?:[a-z]+,?\s*)?(\d{1,2})[\s-]+([a-z]+)[\s-]+(\d{2,4})` +
+    String.raw`\s+(\d{1,2})[:.](\d{2})(?:[:.](\d{2}))?\s*([+-]\d{4}|[a-z]+)?`,
+  'i',
+);
 
 function daysInMonth(year: number, month: number): number {
   return new Date(Date.UTC(year, month + 1, 0)).getUTCDate();

@@ -36,7 +36,7 @@ export function decodeHeaderValue(value: string): string {
 export function addressesOf(fields: HeaderField[], name: string): string[] {
   const out: string[] = [];
   for (const raw of allHeaders(fields, name)) {
-    let parsed;
+    let parsed: ReturnType<typeof addressParser>;
     try {
       parsed = addressParser(rawText(raw), { flatten: true });
     } catch {

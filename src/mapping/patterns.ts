@@ -60,7 +60,8 @@ export function regexProblem(source: string): string | null {
     const detail = (e instanceof Error ? e.message : String(e)).replace(/^error parsing regexp: /, '');
     // Say why a pattern that works in JavaScript is refused here.
     const why = /\(\?<?[=!]|\\[1-9]/.test(source)
-      ? ' (lookahead, lookbehind and backreferences are not supported: popsync matches with RE2, which takes time linear in the header, never exponential)'
+      ? ' (lookahead, lookbehind and backreferences are not supported: popsync matches with RE2, which takes ' +
+        'time linear in the header, never exponential)'
       : '';
     return `invalid regular expression: ${detail}${why}`;
   }

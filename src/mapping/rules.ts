@@ -106,10 +106,13 @@ const CONTROL_NAMES: Record<string, string> = { '\r': 'CR', '\n': 'a line break 
  * NUL is refused by every server, and no server takes other control characters.
  */
 export function folderNameProblem(name: string): string | null {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
   const m = /[\x00-\x1f\x7f]/.exec(name);
   if (!m) return null;
   const c = m[0];
-  return `the folder name contains ${CONTROL_NAMES[c] ?? `the control character U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`}; folder names cannot hold line breaks, NUL or other control characters`;
+  const what =
+    CONTROL_NAMES[c] ?? `the control character U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+  return `the folder name contains ${what}; folder names cannot hold line breaks, NUL or other control characters`;
 }
 
 /**
@@ -119,11 +122,17 @@ export function folderNameProblem(name: string): string | null {
  */
 export function flagProblem(flag: string): string | null {
   if (/^\\deleted$/i.test(flag))
-    return 'the flag \\Deleted is refused: copies would arrive marked for deletion, and the next EXPUNGE would remove them';
+    return (
+      'the flag \\Deleted is refused: copies would arrive marked for deletion, and the next EXPUNGE ' +
+      'would remove them'
+    );
   if (/^\\recent$/i.test(flag)) return 'the flag \\Recent is refused: only the server sets it (RFC 3501 2.3.2)';
   if (/^\\(seen|answered|flagged|draft)$/i.test(flag)) return null;
   if (/^[\x21-\x7e]+$/.test(flag) && !/[(){%*"\\\]]/.test(flag)) return null;
-  return `invalid flag "${flag}": use \\Seen, \\Answered, \\Flagged, \\Draft or a keyword of printable ASCII without spaces or ( ) { % * " \\ ] (e.g. $Migrated)`;
+  return (
+    `invalid flag "${flag}": use \\Seen, \\Answered, \\Flagged, \\Draft or a keyword of printable ASCII ` +
+    `without spaces or ( ) { % * " \\ ] (e.g. $Migrated)`
+  );
 }
 
 /** Linear-time matchers (patterns.ts): a header a stranger wrote must not be able to hang the run. */

@@ -56,7 +56,7 @@ export function parseTemplate(text: string): ParsedTemplate {
 }
 
 export function sanitiseValue(v: string): string {
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what must not reach a folder name
   return v.replace(/[/.\\*%\x00-\x1f\x7f]/g, '_').trim();
 }
 

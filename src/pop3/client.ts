@@ -67,7 +67,10 @@ function loginDelayHint(statedSeconds: number | undefined, waited: boolean): str
   if (waited) return `popsync waited the ${statedSeconds} s the server asked for and it refused again; run again later`;
   if (statedSeconds === undefined)
     return 'the server did not say how long to wait (no LOGIN-DELAY in its CAPA); run again later';
-  return `the server allows one login every ${statedSeconds} s; popsync waits at most ${MAX_LOGIN_DELAY_WAIT_S} s, so run again later and schedule runs at least that far apart`;
+  return (
+    `the server allows one login every ${statedSeconds} s; popsync waits at most ` +
+    `${MAX_LOGIN_DELAY_WAIT_S} s, so run again later and schedule runs at least that far apart`
+  );
 }
 
 /** An internal signal from connectOnce to connectPop3: a [LOGIN-DELAY] refusal and what CAPA said. */
@@ -190,7 +193,9 @@ async function logIn(
     } catch (e) {
       if (last !== undefined && e instanceof PopsyncError && e.kind === 'connection') {
         throw last.with({
-          hint: `the server closed the connection after refusing ${refused.join(', ')}; choose another login method with --pop-auth`,
+          hint:
+            `the server closed the connection after refusing ${refused.join(', ')}; choose another login ` +
+            `method with --pop-auth`,
         });
       }
       if (!(e instanceof PopsyncError) || e.kind !== 'auth') throw e;
@@ -308,7 +313,9 @@ export function parseUidlListing(body: Buffer | undefined, secrets: readonly str
       out.push({
         n,
         uidl: '',
-        fault: `the POP3 server gave it the UIDL "${shown}", which holds bytes RFC 1939 does not allow in a UIDL (only 0x21-0x7E)`,
+        fault:
+          `the POP3 server gave it the UIDL "${shown}", which holds bytes RFC 1939 does not allow in a ` +
+          `UIDL (only 0x21-0x7E)`,
       });
     }
   }

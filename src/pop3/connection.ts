@@ -377,24 +377,32 @@ export class Pop3Connection implements CommandChannel {
     const seconds = Math.round(head.budget.elapsed(t) / 1000);
     this.fail(
       'protocol',
-      `POP3 server ${this.where} sends its reply to ${head.spec.label} too slowly: ${head.budget.received} bytes in ${seconds} s`,
+      `POP3 server ${this.where} sends its reply to ${head.spec.label} too slowly: ${head.budget.received} ` +
+        `bytes in ${seconds} s`,
       undefined,
       {
-        hint: `popsync waits ${this.opts.timeoutMs / 1000} s (--timeout) plus 1 s per ${formatBytes(MIN_BYTES_PER_SECOND)} received for a reply, so a trickle cannot hold a run forever; if the link is really that slow, raise --timeout`,
+        hint:
+          `popsync waits ${this.opts.timeoutMs / 1000} s (--timeout) plus 1 s per ` +
+          `${formatBytes(MIN_BYTES_PER_SECOND)} received for a reply, so a trickle cannot hold a run ` +
+          `forever; if the link is really that slow, raise --timeout`,
       },
     );
   }
 
   /** Counts a reply's decoded bytes against its ceiling; a reply over it ends the connection. */
   private charge(p: Pending, bytes: number): void {
-    const budget = (p.budget ??= new ReplyBudget(p.spec.ceiling ?? SMALL_REPLY_MAX, this.opts.timeoutMs, now()));
+    p.budget ??= new ReplyBudget(p.spec.ceiling ?? SMALL_REPLY_MAX, this.opts.timeoutMs, now());
+    const budget = p.budget;
     if (budget.add(bytes)) return;
     throw new PopsyncError(
       'protocol',
-      `POP3 server ${this.where} sent more than ${formatBytes(budget.ceiling)} in reply to ${p.spec.label}, more than that reply can hold`,
+      `POP3 server ${this.where} sent more than ${formatBytes(budget.ceiling)} in reply to ${p.spec.label}, ` +
+        `more than that reply can hold`,
       {
         ...(p.spec.messageNumber === undefined ? {} : { messageNumber: p.spec.messageNumber }),
-        hint: 'popsync stops reading a reply at a ceiling derived from what it can hold (for RETR and TOP: twice the LIST size plus 128 KiB); the server is broken or hostile',
+        hint:
+          'popsync stops reading a reply at a ceiling derived from what it can hold (for RETR and TOP: ' +
+          'twice the LIST size plus 128 KiB); the server is broken or hostile',
       },
       { cause: new ReplyOverCeiling(budget.ceiling) },
     );
@@ -418,7 +426,8 @@ export class Pop3Connection implements CommandChannel {
     const head = this.inflight[0];
     this.fail(
       'connection',
-      `POP3 server sent nothing for ${this.opts.timeoutMs} ms while popsync waited for ${head?.spec.label ?? 'a reply'}`,
+      `POP3 server sent nothing for ${this.opts.timeoutMs} ms while popsync waited for ` +
+        `${head?.spec.label ?? 'a reply'}`,
     );
   }
 
@@ -477,7 +486,7 @@ function tlsConnectOptions(opts: ConnectionOptions): tls.ConnectionOptions {
  */
 function trustedCas(extra: Array<string | Buffer>): Array<string | Buffer> {
   const cas: Array<string | Buffer> = [...tls.rootCertificates];
-  const envFile = process.env['NODE_EXTRA_CA_CERTS'];
+  const envFile = process.env.NODE_EXTRA_CA_CERTS;
   if (envFile) {
     try {
       cas.push(readFileSync(envFile));
@@ -535,7 +544,8 @@ function handshake<S extends net.Socket>(
       finish(
         new PopsyncError(
           event === 'secureConnect' && tcpUp ? 'tls' : 'connection',
-          `${event === 'secureConnect' && tcpUp ? 'TLS handshake with' : 'could not connect to'} ${where} within ${opts.connectTimeoutMs} ms`,
+          `${event === 'secureConnect' && tcpUp ? 'TLS handshake with' : 'could not connect to'} ${where} ` +
+            `within ${opts.connectTimeoutMs} ms`,
         ),
       );
     }, opts.connectTimeoutMs);
@@ -554,7 +564,9 @@ function handshake<S extends net.Socket>(
             'tls',
             `TLS with POP3 server ${where} failed: ${e.message}${code ? ` (${code})` : ''}`,
             {
-              hint: 'If the server uses a private CA or a self-signed certificate, give its CA certificate (ca option).',
+              hint:
+                'If the server uses a private CA or a self-signed certificate, give its CA certificate ' +
+                '(ca option).',
             },
             { cause: e },
           ),

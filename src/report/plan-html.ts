@@ -27,12 +27,14 @@ import {
   sizeHistogram,
   sortedCounts,
   totalCells,
+  failureReason,
 } from './plan-stats.js';
 import { formatBytes, printable } from './summary.js';
 
 export function renderPlanHtml(report: PlanReport): string {
   const route = `${report.source} → ${report.destination}`;
   const failed = failures(report);
+  const allCopied = report.run ? 'Every listed message is in the destination.' : 'Every message can be copied.';
   const title = reportTitle(report);
   const kicker = report.run
     ? `popsync ${report.run.command} report · what the run did`
@@ -50,8 +52,11 @@ export function renderPlanHtml(report: PlanReport): string {
 <body>
 <header>
 <p class="kicker">${text(kicker)}</p>
-<h1><span class="endpoint">${text(report.source)}</span> <span class="arrow" aria-label="to">→</span> <span class="endpoint">${text(report.destination)}</span></h1>
-<p class="meta">Generated <time datetime="${text(report.generatedAt)}">${text(readableTime(report.generatedAt))}</time></p>
+<h1><span class="endpoint">${text(report.source)}</span>
+<span class="arrow" aria-label="to">→</span>
+<span class="endpoint">${text(report.destination)}</span></h1>
+<p class="meta">Generated
+<time datetime="${text(report.generatedAt)}">${text(readableTime(report.generatedAt))}</time></p>
 </header>
 <main>
 <section aria-labelledby="h-summary">
@@ -70,7 +75,8 @@ ${folderChart(report)}
 ${vbarChart(
   'chart-years',
   'Bytes per year',
-  'Total size of the messages by the year of their arrival date; unknown: no usable date, the server will stamp the time of copy.',
+  'Total size of the messages by the year of their arrival date; unknown: no usable date, the server will ' +
+    'stamp the time of copy.',
   bytesPerYear(report.messages),
   (b) => b.bytes,
   (b) => `${formatBytes(b.bytes)} in ${plural(b.messages, 'message')}`,
@@ -93,14 +99,16 @@ ${tallyTable('Arrival date (INTERNALDATE) from', 'Date source', report.dateSourc
 </section>
 <section aria-labelledby="h-fail">
 <h2 id="h-fail">${failuresHeading(report)}: ${failed.length === 0 ? 'none' : failed.length}</h2>
-${failed.length === 0 ? `<p>${report.run ? 'Every listed message is in the destination.' : 'Every message can be copied.'}</p>` : failureTable(failed, report.run !== undefined)}
+${failed.length === 0 ? `<p>${allCopied}</p>` : failureTable(failed, report.run !== undefined)}
 </section>
 </main>
 <footer>
 <p>${
     report.run
-      ? `Made by <code>popsync ${report.run.command} --report</code> at the end of the run: what it copied, found already copied, and did not copy. This page loads nothing from the network.`
-      : 'Made by <code>popsync plan</code>. A dry run: only UIDL, LIST and headers were read; nothing was written to the journal or the destination. This page loads nothing from the network.'
+      ? `Made by <code>popsync ${report.run.command} --report</code> at the end of the run: what it copied, ` +
+        `found already copied, and did not copy. This page loads nothing from the network.`
+      : 'Made by <code>popsync plan</code>. A dry run: only UIDL, LIST and headers were read; nothing was ' +
+        'written to the journal or the destination. This page loads nothing from the network.'
   }</p>
 </footer>
 </body>
@@ -142,7 +150,10 @@ function cards(report: PlanReport): string {
 }
 
 function card(label: string, value: string, detail: string, kind = ''): string {
-  return `<div class="card${kind ? ` ${kind}` : ''}"><dt>${text(label)}</dt><dd><span class="big">${text(value)}</span><span class="detail">${text(detail)}</span></dd></div>`;
+  return (
+    `<div class="card${kind ? ` ${kind}` : ''}"><dt>${text(label)}</dt><dd><span ` +
+    `class="big">${text(value)}</span><span class="detail">${text(detail)}</span></dd></div>`
+  );
 }
 
 /** "about 3 min" big, "at 400.0 KiB/s (basis: …)" small; texts without a rate stay whole. */
@@ -164,16 +175,21 @@ function folderTable(report: PlanReport): string {
   const rows = report.folders
     .map(
       (f) =>
-        `<tr><th scope="row">${text(f.folder)}</th>${num(f.messages)}<td class="num">${formatBytes(f.bytes)}</td>${num(f.new)}${num(f.alreadyCopied)}${num(f.wouldFail, f.wouldFail > 0 ? 'fail' : '')}<td>${f.exists ? 'exists' : '<span class="created">will be created</span>'}</td></tr>`,
+        `<tr><th scope="row">${text(f.folder)}</th>${num(f.messages)}<td class="num">${formatBytes(f.bytes)}</td>` +
+        `${num(f.new)}${num(f.alreadyCopied)}${num(f.wouldFail, f.wouldFail > 0 ? 'fail' : '')}` +
+        `<td>${f.exists ? 'exists' : '<span class="created">will be created</span>'}</td></tr>`,
     )
     .join('\n');
   return `<table class="folders">
 <caption>Messages per destination folder</caption>
-<thead><tr><th scope="col">Folder</th><th scope="col" class="num">Messages</th><th scope="col" class="num">Bytes</th><th scope="col" class="num">New</th><th scope="col" class="num">Already copied</th><th scope="col" class="num">Would fail</th><th scope="col">On destination</th></tr></thead>
+<thead><tr><th scope="col">Folder</th><th scope="col" class="num">Messages</th><th scope="col" class="num">Bytes</th>
+<th scope="col" class="num">New</th><th scope="col" class="num">Already copied</th>
+<th scope="col" class="num">Would fail</th><th scope="col">On destination</th></tr></thead>
 <tbody>
 ${rows}
 </tbody>
-<tfoot><tr><th scope="row">Total</th>${num(t.messages)}<td class="num">${formatBytes(t.bytes)}</td>${num(t.new)}${num(t.alreadyCopied)}${num(t.wouldFail)}<td></td></tr></tfoot>
+<tfoot><tr><th scope="row">Total</th>${num(t.messages)}<td class="num">${formatBytes(t.bytes)}</td>
+${num(t.new)}${num(t.alreadyCopied)}${num(t.wouldFail)}<td></td></tr></tfoot>
 </table>`;
 }
 
@@ -216,17 +232,20 @@ ${body}
 }
 
 function failureTable(failed: PlanMessage[], run: boolean): string {
-  const why = (m: PlanMessage) =>
-    `${run ? `${m.status}: ` : ''}${m.reason ?? ''}${m.serverResponse ? ` (server said: ${m.serverResponse})` : ''}`;
+  const why = (m: PlanMessage) => failureReason(m, run);
   const rows = failed
     .map(
       (m) =>
-        `<tr><td class="num">${m.n}</td><th scope="row"><code>${text(m.uidl)}</code></th><td class="num">${formatBytes(m.size)}</td><td>${text(m.folder)}</td><td class="free">${text(m.subject ?? '')}</td><td class="free">${text(m.from ?? '')}</td><td class="free">${text(why(m))}</td></tr>`,
+        `<tr><td class="num">${m.n}</td><th scope="row"><code>${text(m.uidl)}</code></th><td ` +
+        `class="num">${formatBytes(m.size)}</td><td>${text(m.folder)}</td><td ` +
+        `class="free">${text(m.subject ?? '')}</td><td class="free">${text(m.from ?? '')}</td><td ` +
+        `class="free">${text(why(m))}</td></tr>`,
     )
     .join('\n');
   return `<table class="failures">
 <caption>${run ? 'Messages this run did not copy, and why' : 'Messages that would not be copied, and why'}</caption>
-<thead><tr><th scope="col" class="num">#</th><th scope="col">UIDL</th><th scope="col" class="num">Size</th><th scope="col">Folder</th><th scope="col">Subject</th><th scope="col">From</th><th scope="col">Reason</th></tr></thead>
+<thead><tr><th scope="col" class="num">#</th><th scope="col">UIDL</th><th scope="col" class="num">Size</th>
+<th scope="col">Folder</th><th scope="col">Subject</th><th scope="col">From</th><th scope="col">Reason</th></tr></thead>
 <tbody>
 ${rows}
 </tbody>
@@ -269,7 +288,8 @@ function folderChart(report: PlanReport): string {
 
   const legend = SEGMENTS.map(
     (s, i) =>
-      `<g transform="translate(${labelW + i * 150},8)"><rect class="${s.cls}" width="12" height="12" rx="2"/><text x="18" y="10.5">${s.label}</text></g>`,
+      `<g transform="translate(${labelW + i * 150},8)"><rect class="${s.cls}" width="12" height="12" ` +
+      `rx="2"/><text x="18" y="10.5">${s.label}</text></g>`,
   ).join('');
   const bars = folders
     .map((f, i) => {
@@ -295,9 +315,15 @@ function folderChart(report: PlanReport): string {
         return r;
       }).join('');
       const tip = report.run
-        ? `${f.folder}: ${plural(f.messages, 'message')} (${f.copied ?? 0} copied, ${f.alreadyCopied} already copied, ${f.failed ?? 0} failed, ${f.skippedByRule ?? 0} skipped by rule)`
-        : `${f.folder}: ${plural(f.messages, 'message')} (${f.new} new, ${f.alreadyCopied} already copied, ${f.wouldFail} would fail)`;
-      return `<g class="bar"><title>${text(tip)}</title><text class="label" x="${labelW - 8}" y="${y + row / 2 + 4}" text-anchor="end">${text(ellipsis(f.folder, 34))}</text>${segs}<text class="value" x="${fx(x + 6)}" y="${y + row / 2 + 4}">${f.messages}</text></g>`;
+        ? `${f.folder}: ${plural(f.messages, 'message')} (${f.copied ?? 0} copied, ${f.alreadyCopied} ` +
+          `already copied, ${f.failed ?? 0} failed, ${f.skippedByRule ?? 0} skipped by rule)`
+        : `${f.folder}: ${plural(f.messages, 'message')} (${f.new} new, ${f.alreadyCopied} already copied, ` +
+          `${f.wouldFail} would fail)`;
+      return (
+        `<g class="bar"><title>${text(tip)}</title><text class="label" x="${labelW - 8}" ` +
+        `y="${y + row / 2 + 4}" text-anchor="end">${text(ellipsis(f.folder, 34))}</text>${segs}<text ` +
+        `class="value" x="${fx(x + 6)}" y="${y + row / 2 + 4}">${f.messages}</text></g>`
+      );
     })
     .join('\n');
   const empty =
@@ -344,7 +370,8 @@ function vbarChart(
   for (let v = 0; v <= scale.top + scale.step / 2; v += scale.step) {
     const y = top + plotH - (v / scale.top) * plotH;
     gridLines.push(
-      `<line class="grid" x1="${left}" x2="${CHART_W - right}" y1="${fx(y)}" y2="${fx(y)}"/><text class="tick" x="${left - 6}" y="${fx(y + 4)}" text-anchor="end">${text(tick(v))}</text>`,
+      `<line class="grid" x1="${left}" x2="${CHART_W - right}" y1="${fx(y)}" y2="${fx(y)}"/><text ` +
+        `class="tick" x="${left - 6}" y="${fx(y + 4)}" text-anchor="end">${text(tick(v))}</text>`,
     );
   }
   const bars = buckets
@@ -356,13 +383,17 @@ function vbarChart(
       const cx = left + i * slot + slot / 2;
       const labelY = top + plotH + 16;
       const label = rotate
-        ? `<text class="label" transform="translate(${fx(cx + 4)},${labelY}) rotate(-45)" text-anchor="end">${text(b.label)}</text>`
+        ? `<text class="label" transform="translate(${fx(cx + 4)},${labelY}) rotate(-45)" ` +
+          `text-anchor="end">${text(b.label)}</text>`
         : `<text class="label" x="${fx(cx)}" y="${labelY}" text-anchor="middle">${text(b.label)}</text>`;
       const valueText =
         showValues && v > 0
           ? `<text class="value" x="${fx(cx)}" y="${fx(y - 5)}" text-anchor="middle">${text(tick(v))}</text>`
           : '';
-      return `<g class="bar"><title>${text(`${b.label}: ${tip(b)}`)}</title><rect class="seg-new" x="${fx(x)}" y="${fx(y)}" width="${fx(barW)}" height="${fx(h)}"/>${valueText}${label}</g>`;
+      return (
+        `<g class="bar"><title>${text(`${b.label}: ${tip(b)}`)}</title><rect class="seg-new" ` +
+        `x="${fx(x)}" y="${fx(y)}" width="${fx(barW)}" height="${fx(h)}"/>${valueText}${label}</g>`
+      );
     })
     .join('\n');
   const axis = `<line class="axis" x1="${left}" x2="${CHART_W - right}" y1="${top + plotH}" y2="${top + plotH}"/>`;
@@ -399,7 +430,8 @@ export function niceScale(max: number, kind: 'bytes' | 'count'): { top: number; 
 function svg(id: string, title: string, description: string, height: number, body: string): string {
   return `<figure class="chart">
 <figcaption>${text(title)}</figcaption>
-<svg id="${id}" role="img" aria-labelledby="${id}-title ${id}-desc" viewBox="0 0 ${CHART_W} ${height}" width="${CHART_W}" height="${height}">
+<svg id="${id}" role="img" aria-labelledby="${id}-title ${id}-desc"
+viewBox="0 0 ${CHART_W} ${height}" width="${CHART_W}" height="${height}">
 <title id="${id}-title">${text(title)}</title>
 <desc id="${id}-desc">${text(description)}</desc>
 ${body}
@@ -428,7 +460,8 @@ function fx(n: number): string {
 }
 
 const STYLE = `
-:root { --ink: #1d2330; --muted: #5b6475; --line: #d8dde6; --zebra: #f5f7fa; --new: #2f6db5; --retry: #d99a1e; --done: #9aa3b2; --fail: #c8372d; }
+:root { --ink: #1d2330; --muted: #5b6475; --line: #d8dde6; --zebra: #f5f7fa;
+  --new: #2f6db5; --retry: #d99a1e; --done: #9aa3b2; --fail: #c8372d; }
 * { box-sizing: border-box; }
 html { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
 body { margin: 0 auto; max-width: 1100px; padding: 24px 32px 48px; color: var(--ink); background: #fff;
@@ -441,7 +474,9 @@ h2 { font-size: 18px; margin: 28px 0 10px; padding-bottom: 4px; border-bottom: 1
 .meta { margin: 0; color: var(--muted); }
 .cards { display: grid; grid-template-columns: repeat(5, 1fr); gap: 12px; margin: 0; }
 .card { border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; border-top: 4px solid var(--line); }
-.card.new { border-top-color: var(--new); } .card.done { border-top-color: var(--done); } .card.fail { border-top-color: var(--fail); }
+.card.new { border-top-color: var(--new); }
+.card.done { border-top-color: var(--done); }
+.card.fail { border-top-color: var(--fail); }
 .card dt { font-size: 12px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
 .card dd { margin: 2px 0 0; }
 .card .big { display: block; font-size: 24px; font-weight: 600; font-variant-numeric: tabular-nums; }
@@ -449,7 +484,8 @@ h2 { font-size: 18px; margin: 28px 0 10px; padding-bottom: 4px; border-bottom: 1
 .card .detail { display: block; font-size: 12px; color: var(--muted); overflow-wrap: anywhere; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0 16px; font-size: 14px; }
 caption { text-align: left; font-weight: 600; padding: 4px 0; caption-side: top; }
-th, td { padding: 5px 8px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; overflow-wrap: break-word; }
+th, td { padding: 5px 8px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top;
+  overflow-wrap: break-word; }
 thead th { border-bottom: 2px solid var(--ink); font-size: 13px; }
 tbody th { font-weight: 500; }
 tbody tr:nth-child(even) { background: var(--zebra); }
@@ -472,9 +508,12 @@ svg .label { fill: var(--ink); }
 svg .value, svg .tick { fill: var(--muted); font-variant-numeric: tabular-nums; }
 svg .grid { stroke: var(--line); stroke-width: 1; }
 svg .axis { stroke: var(--ink); stroke-width: 1; }
-.seg-new { fill: var(--new); } .seg-retry { fill: var(--retry); } .seg-done { fill: var(--done); } .seg-fail { fill: var(--fail); }
+.seg-new { fill: var(--new); } .seg-retry { fill: var(--retry); }
+.seg-done { fill: var(--done); } .seg-fail { fill: var(--fail); }
 footer { margin-top: 32px; padding-top: 8px; border-top: 1px solid var(--line); color: var(--muted); font-size: 12px; }
-@media (max-width: 760px) { .cards { grid-template-columns: repeat(2, 1fr); } .pair { display: block; } body { padding: 16px; } }
+@media (max-width: 760px) {
+  .cards { grid-template-columns: repeat(2, 1fr); } .pair { display: block; } body { padding: 16px; }
+}
 @media print {
   @page { margin: 12mm; }
   body { max-width: none; padding: 0; font-size: 10pt; }

@@ -23,6 +23,7 @@ import {
   sortedCounts,
   totalCells,
   totalLines,
+  failureReason,
 } from './plan-stats.js';
 import { formatBytes, printable } from './summary.js';
 
@@ -80,9 +81,7 @@ export function renderPlanMarkdown(report: PlanReport, options: PlanMarkdownOpti
           formatBytes(m.size),
           md(m.folder),
           md(m.subject ?? ''),
-          md(
-            `${report.run ? `${m.status}: ` : ''}${m.reason ?? ''}${m.serverResponse ? ` (server said: ${m.serverResponse})` : ''}`,
-          ),
+          md(failureReason(m, report.run !== undefined)),
         ]),
       ),
     );
@@ -98,7 +97,8 @@ export function renderPlanMarkdown(report: PlanReport, options: PlanMarkdownOpti
   }
   out.push(`- **${t.messages}** messages, ${formatBytes(t.bytes)}`);
   out.push(
-    `- **${t.new}** new (${formatBytes(t.newBytes)}), ${t.retry} retry, ${t.alreadyCopied} already copied, ${t.wouldFail} would fail`,
+    `- **${t.new}** new (${formatBytes(t.newBytes)}), ${t.retry} retry, ${t.alreadyCopied} already copied, ` +
+      `${t.wouldFail} would fail`,
   );
   out.push(`- Estimate: ${md(estimateText(report))}`);
   return `${out.join('\n')}\n`;

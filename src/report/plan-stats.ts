@@ -72,7 +72,10 @@ export function bytesPerYear(messages: readonly PlanMessage[]): Bucket[] {
   for (const m of messages) {
     const label = yearOf(m.internalDate);
     let b = byYear.get(label);
-    if (!b) byYear.set(label, (b = { label, messages: 0, bytes: 0 }));
+    if (!b) {
+      b = { label, messages: 0, bytes: 0 };
+      byYear.set(label, b);
+    }
     b.messages++;
     b.bytes += m.size;
   }
@@ -118,6 +121,12 @@ const NOT_COPIED: ReadonlySet<PlanMessage['status']> = new Set(['would-fail', 'f
 /** Messages that would not be copied (a run: were not), in POP3 order (the order a user can check them in). */
 export function failures(report: PlanReport): PlanMessage[] {
   return report.messages.filter((m) => NOT_COPIED.has(m.status)).sort((a, b) => a.n - b.n);
+}
+
+/** Why one message is listed there; a run report also says whether it failed or was skipped on purpose. */
+export function failureReason(m: PlanMessage, run: boolean): string {
+  const said = m.serverResponse ? ` (server said: ${m.serverResponse})` : '';
+  return `${run ? `${m.status}: ` : ''}${m.reason ?? ''}${said}`;
 }
 
 /** "Would fail" for a plan; a run says what happened. */

@@ -18,6 +18,7 @@ import {
   sortedCounts,
   totalCells,
   totalLines,
+  failureReason,
 } from './plan-stats.js';
 import { formatBytes, printable } from './summary.js';
 
@@ -61,11 +62,7 @@ export function renderPlanTable(report: PlanReport, options: PlanTableOptions = 
   out.push('', `${failuresHeading(report)}: ${failed.length === 0 ? 'none' : failed.length}`);
   if (failed.length > 0) {
     const shown = failed.slice(0, Math.max(0, maxFailures));
-    // A run report says which of them were skipped on purpose and which failed.
-    const reason = (m: (typeof failed)[number]) =>
-      cell(
-        `${report.run ? `${m.status}: ` : ''}${m.reason ?? ''}${m.serverResponse ? ` (server said: ${m.serverResponse})` : ''}`,
-      );
+    const reason = (m: (typeof failed)[number]) => cell(failureReason(m, report.run !== undefined));
     out.push(
       ...grid(
         ['UIDL', 'size', 'reason'],

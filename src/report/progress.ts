@@ -116,11 +116,17 @@ function phaseText(phase: Phase, detail?: string): string {
 }
 
 function planText(e: Extract<ProgressEvent, { type: 'plan' }>): string {
-  return `${e.toCopy} message${e.toCopy === 1 ? '' : 's'} (${formatBytes(e.toCopyBytes)}) to copy, ${e.alreadyCopied} already copied`;
+  return (
+    `${e.toCopy} message${e.toCopy === 1 ? '' : 's'} (${formatBytes(e.toCopyBytes)}) to copy, ` +
+    `${e.alreadyCopied} already copied`
+  );
 }
 
 function reconnectText(e: Extract<ProgressEvent, { type: 'reconnect' }>): string {
-  return `${SIDE_LABEL[e.side]} connection lost (${printable(e.reason)}); reconnecting in ${formatDuration(e.delayMs)}, attempt ${e.attempt}`;
+  return (
+    `${SIDE_LABEL[e.side]} connection lost (${printable(e.reason)}); reconnecting in ` +
+    `${formatDuration(e.delayMs)}, attempt ${e.attempt}`
+  );
 }
 
 /**

@@ -28,7 +28,9 @@ export function formatSummary(result: RunResult): string {
   lines.push(`popsync ${result.command}: ${printable(result.source)} -> ${printable(result.destination)}`);
   lines.push(row('listed', `${count(result.listed, 'message')}, ${formatBytes(result.listedBytes)}`));
 
-  let copied = `${count(result.copied, 'message')}, ${formatBytes(result.copiedBytes)} in ${formatDuration(result.durationMs)}`;
+  let copied =
+    `${count(result.copied, 'message')}, ${formatBytes(result.copiedBytes)} in ` +
+    `${formatDuration(result.durationMs)}`;
   const rate = rateText(result.copiedBytes, result.durationMs);
   if (rate !== null && result.copied > 0) copied += ` (${rate})`;
   lines.push(row('copied', copied));
@@ -104,7 +106,7 @@ export function rateText(bytes: number, ms: number): string | null {
  * Those characters become visible \xNN / \uNNNN escapes; tabs stay.
  */
 export function printable(s: string): string {
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
   return s.replace(/[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => {
     const code = c.charCodeAt(0);
     return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;

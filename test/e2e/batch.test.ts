@@ -42,7 +42,8 @@ async function accounts(n: number, per: number, seed: number): Promise<Account[]
 function csv(path: string, rows: Account[], passwords?: (a: Account) => [string, string]): string {
   const header = passwords ? 'name,source,destination,source_password,destination_password' : 'name,source,destination';
   const lines = rows.map((a) => {
-    const base = `${a.name},pop3://${a.src}@127.0.0.1:${lab.pop3.port}?tls=none,imap://${a.dst}@127.0.0.1:${lab.imap.port}?tls=none`;
+    const source = `pop3://${a.src}@127.0.0.1:${lab.pop3.port}?tls=none`;
+    const base = `${a.name},${source},imap://${a.dst}@127.0.0.1:${lab.imap.port}?tls=none`;
     return passwords
       ? `${base},${passwords(a)
           .map((p) => `"${p.replace(/"/g, '""')}"`)
@@ -78,97 +79,105 @@ const env = () => ({ PW: lab.password });
 const pwFlags = ['--pop-password-env', 'PW', '--imap-password-env', 'PW'];
 
 describe('migrate --accounts', () => {
-  it('copies every account of a list once, several at once, one journal each, names on every line; a rerun copies nothing', async () => {
-    const list = await accounts(8, 3, 100);
-    const file = csv(join(dir, 'a.csv'), list);
-    const journals = join(dir, 'journals-a');
-    const args = [
-      'migrate',
-      '--accounts',
-      file,
-      '--journal-dir',
-      journals,
-      '--parallel',
-      '4',
-      '--max-connections-per-host',
-      '2',
-      ...pwFlags,
-    ];
+  it(
+    'copies every account of a list once, several at once, one journal each, names on every line; a rerun ' +
+      'copies nothing',
+    async () => {
+      const list = await accounts(8, 3, 100);
+      const file = csv(join(dir, 'a.csv'), list);
+      const journals = join(dir, 'journals-a');
+      const args = [
+        'migrate',
+        '--accounts',
+        file,
+        '--journal-dir',
+        journals,
+        '--parallel',
+        '4',
+        '--max-connections-per-host',
+        '2',
+        ...pwFlags,
+      ];
 
-    const r1 = await runCli([...args, '--json', '--no-progress'], { env: env() });
-    expect(r1.stderr).toBe('');
-    expect(r1.code).toBe(0);
-    const summaries = jsonObjects(r1.stdout);
-    expect(summaries.map((s) => s.name).sort()).toEqual(list.map((a) => a.name).sort());
-    for (const s of summaries) expect(s).toMatchObject({ copied: 3, failed: [] });
-    for (const a of list) expect(existsSync(join(journals, `${a.name}.sqlite`))).toBe(true);
-    await expectEachOnce(list);
+      const r1 = await runCli([...args, '--json', '--no-progress'], { env: env() });
+      expect(r1.stderr).toBe('');
+      expect(r1.code).toBe(0);
+      const summaries = jsonObjects(r1.stdout);
+      expect(summaries.map((s) => s.name).sort()).toEqual(list.map((a) => a.name).sort());
+      for (const s of summaries) expect(s).toMatchObject({ copied: 3, failed: [] });
+      for (const a of list) expect(existsSync(join(journals, `${a.name}.sqlite`))).toBe(true);
+      await expectEachOnce(list);
 
-    // status over the whole list: one line per account, then the totals.
-    const st = await runCli(['status', '--accounts', file, '--journal-dir', journals]);
-    expect(st.code).toBe(0);
-    const stLines = st.stdout.trimEnd().split('\n');
-    expect(stLines).toHaveLength(list.length + 1);
-    for (const a of list)
-      expect(stLines.find((l) => l.startsWith(a.name))).toMatch(
-        /\s+ok\s+copied 3, failed 0, deleted 0, last run \S+ migrate$/,
+      // status over the whole list: one line per account, then the totals.
+      const st = await runCli(['status', '--accounts', file, '--journal-dir', journals]);
+      expect(st.code).toBe(0);
+      const stLines = st.stdout.trimEnd().split('\n');
+      expect(stLines).toHaveLength(list.length + 1);
+      for (const a of list)
+        expect(stLines.find((l) => l.startsWith(a.name))).toMatch(
+          /\s+ok\s+copied 3, failed 0, deleted 0, last run \S+ migrate$/,
+        );
+      expect(stLines.at(-1)).toBe(
+        `total: ${list.length} accounts (${list.length} ok); copied ${3 * list.length}, failed 0, deleted 0`,
       );
-    expect(stLines.at(-1)).toBe(
-      `total: ${list.length} accounts (${list.length} ok); copied ${3 * list.length}, failed 0, deleted 0`,
-    );
-    const stJson = JSON.parse(
-      (await runCli(['status', '--accounts', file, '--journal-dir', journals, '--json'])).stdout,
-    );
-    expect(stJson.totals).toMatchObject({ accounts: list.length, copied: 3 * list.length });
-    expect(stJson.accounts.map((x: { name: string }) => x.name)).toEqual(list.map((a) => a.name));
+      const stJson = JSON.parse(
+        (await runCli(['status', '--accounts', file, '--journal-dir', journals, '--json'])).stdout,
+      );
+      expect(stJson.totals).toMatchObject({ accounts: list.length, copied: 3 * list.length });
+      expect(stJson.accounts.map((x: { name: string }) => x.name)).toEqual(list.map((a) => a.name));
 
-    const r2 = await runCli([...args, '--no-progress'], { env: env() });
-    expect(r2.code).toBe(0);
-    // Text summaries: every line names its account; the last one sums the batch up.
-    const lines = r2.stdout.split('\n').filter((l) => l !== '');
-    expect(lines.pop()).toBe(`popsync: ${list.length} accounts: ${list.length} ok`);
-    expect(lines.length).toBeGreaterThan(list.length);
-    for (const l of lines) expect(list.some((a) => l.startsWith(`${a.name}: `))).toBe(true);
-    for (const a of list) expect(r2.stdout).toMatch(new RegExp(`${a.name}:\\s+copied:\\s+0 messages`));
-    await expectEachOnce(list);
-  });
+      const r2 = await runCli([...args, '--no-progress'], { env: env() });
+      expect(r2.code).toBe(0);
+      // Text summaries: every line names its account; the last one sums the batch up.
+      const lines = r2.stdout.split('\n').filter((l) => l !== '');
+      expect(lines.pop()).toBe(`popsync: ${list.length} accounts: ${list.length} ok`);
+      expect(lines.length).toBeGreaterThan(list.length);
+      for (const l of lines) expect(list.some((a) => l.startsWith(`${a.name}: `))).toBe(true);
+      for (const a of list) expect(r2.stdout).toMatch(new RegExp(`${a.name}:\\s+copied:\\s+0 messages`));
+      await expectEachOnce(list);
+    },
+  );
 
-  it('a failing account leaves the others; the exit code is the worst account’s; password columns need a private file', async () => {
-    const list = await accounts(4, 2, 200);
-    const bad = list[1]!;
-    const file = csv(join(dir, 'pw.csv'), list, (a) => [a === bad ? 'wrong "password"' : lab.password, lab.password]);
-    const args = [
-      'migrate',
-      '--accounts',
-      file,
-      '--journal-dir',
-      join(dir, 'journals-pw'),
-      '--parallel',
-      '2',
-      '--no-progress',
-    ];
+  it(
+    'a failing account leaves the others; the exit code is the worst account’s; password columns need a ' +
+      'private file',
+    async () => {
+      const list = await accounts(4, 2, 200);
+      const bad = list[1]!;
+      const file = csv(join(dir, 'pw.csv'), list, (a) => [a === bad ? 'wrong "password"' : lab.password, lab.password]);
+      const args = [
+        'migrate',
+        '--accounts',
+        file,
+        '--journal-dir',
+        join(dir, 'journals-pw'),
+        '--parallel',
+        '2',
+        '--no-progress',
+      ];
 
-    chmodSync(file, 0o640);
-    const refused = await runCli(args);
-    expect(refused.code).toBe(2);
-    expect(refused.stderr).toContain(`${file} holds passwords but its mode is 0640`);
+      chmodSync(file, 0o640);
+      const refused = await runCli(args);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain(`${file} holds passwords but its mode is 0640`);
 
-    chmodSync(file, 0o600);
-    const r = await runCli([...args, '--json']);
-    expect(r.code).toBe(3);
-    expect(r.stderr).toContain(`popsync: account ${bad.name}:`);
-    expect(r.stderr + r.stdout).not.toContain('wrong');
-    // One JSON object per account, the failed one's too, each with its name.
-    const objects = jsonObjects(r.stdout);
-    expect(objects.map((o) => o.name).sort()).toEqual(list.map((a) => a.name).sort());
-    expect(objects.find((o) => o.name === bad.name)).toMatchObject({ ok: false, exitCode: 3, command: 'migrate' });
-    await expectEachOnce(list.filter((a) => a !== bad));
-    expect(await destinationMessages(lab, bad.dst)).toHaveLength(0);
-    // Without --json, the batch ends with its total, naming the failed account.
-    const text = await runCli([...args, '--quiet']);
-    expect(text.code).toBe(3);
-    expect(text.stdout).toBe(`popsync: 4 accounts: 3 ok, 1 exit 3 (${bad.name})\n`);
-  });
+      chmodSync(file, 0o600);
+      const r = await runCli([...args, '--json']);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toContain(`popsync: account ${bad.name}:`);
+      expect(r.stderr + r.stdout).not.toContain('wrong');
+      // One JSON object per account, the failed one's too, each with its name.
+      const objects = jsonObjects(r.stdout);
+      expect(objects.map((o) => o.name).sort()).toEqual(list.map((a) => a.name).sort());
+      expect(objects.find((o) => o.name === bad.name)).toMatchObject({ ok: false, exitCode: 3, command: 'migrate' });
+      await expectEachOnce(list.filter((a) => a !== bad));
+      expect(await destinationMessages(lab, bad.dst)).toHaveLength(0);
+      // Without --json, the batch ends with its total, naming the failed account.
+      const text = await runCli([...args, '--quiet']);
+      expect(text.code).toBe(3);
+      expect(text.stdout).toBe(`popsync: 4 accounts: 3 ok, 1 exit 3 (${bad.name})\n`);
+    },
+  );
 
   it('sync and plan take a list too: lines and objects name their account', async () => {
     const list = await accounts(3, 2, 500);
@@ -203,42 +212,45 @@ describe('migrate --accounts', () => {
     expect(objects.map((o) => [o.name, o.copied, o.ok]).sort()).toEqual(list.map((a) => [a.name, 0, true]).sort());
   });
 
-  it('--max-connections-per-host caps the accounts running at once on one server, whatever --parallel says', async () => {
-    const list = await accounts(6, 20, 600);
-    const file = csv(join(dir, 'cap.csv'), list);
-    const journals = join(dir, 'journals-cap');
-    const r = await runCli(
-      [
-        'migrate',
-        '--accounts',
-        file,
-        '--journal-dir',
-        journals,
-        '--parallel',
-        '6',
-        '--max-connections-per-host',
-        '2',
-        '--quiet',
-        ...pwFlags,
-      ],
-      { env: env() },
-    );
-    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
-    await expectEachOnce(list);
-    // The journals' run records say when each account ran: never more than 2 at once (all
-    // six share one POP3 and one IMAP server). Each run lies within its account's slot.
-    const st = JSON.parse(
-      (await runCli(['status', '--accounts', file, '--journal-dir', journals, '--json'])).stdout,
-    ) as {
-      accounts: Array<{ status: { lastRun: { startedAt: string; finishedAt: string } } }>;
-    };
-    const runs = st.accounts.map(
-      (a) => [Date.parse(a.status.lastRun.startedAt), Date.parse(a.status.lastRun.finishedAt)] as const,
-    );
-    const peak = Math.max(...runs.map(([t]) => runs.filter(([s, e]) => s <= t && t < e).length));
-    expect(peak).toBeLessThanOrEqual(2);
-    expect(peak).toBeGreaterThanOrEqual(1);
-  });
+  it(
+    '--max-connections-per-host caps the accounts running at once on one server, whatever ' + '--parallel says',
+    async () => {
+      const list = await accounts(6, 20, 600);
+      const file = csv(join(dir, 'cap.csv'), list);
+      const journals = join(dir, 'journals-cap');
+      const r = await runCli(
+        [
+          'migrate',
+          '--accounts',
+          file,
+          '--journal-dir',
+          journals,
+          '--parallel',
+          '6',
+          '--max-connections-per-host',
+          '2',
+          '--quiet',
+          ...pwFlags,
+        ],
+        { env: env() },
+      );
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+      await expectEachOnce(list);
+      // The journals' run records say when each account ran: never more than 2 at once (all
+      // six share one POP3 and one IMAP server). Each run lies within its account's slot.
+      const st = JSON.parse(
+        (await runCli(['status', '--accounts', file, '--journal-dir', journals, '--json'])).stdout,
+      ) as {
+        accounts: Array<{ status: { lastRun: { startedAt: string; finishedAt: string } } }>;
+      };
+      const runs = st.accounts.map(
+        (a) => [Date.parse(a.status.lastRun.startedAt), Date.parse(a.status.lastRun.finishedAt)] as const,
+      );
+      const peak = Math.max(...runs.map(([t]) => runs.filter(([s, e]) => s <= t && t < e).length));
+      expect(peak).toBeLessThanOrEqual(2);
+      expect(peak).toBeGreaterThanOrEqual(1);
+    },
+  );
 
   it('two batches over one list at once copy each account once (the per-account lock)', async () => {
     const list = await accounts(10, 4, 300);
@@ -267,15 +279,26 @@ describe('migrate --accounts', () => {
   });
 });
 
+/** The parts of deploy/kubernetes/migrate-job.yaml the tests read. */
+interface JobSpec {
+  backoffLimitPerIndex: number;
+  template: {
+    spec: {
+      containers: Array<{ name: string; args: string[]; volumeMounts: Array<{ name: string; mountPath: string }> }>;
+      initContainers: Array<{ command: string[] }>;
+      volumes: Array<{ name: string } & Record<string, unknown>>;
+    };
+  };
+}
+
 describe('the Kubernetes Job, run as local shard processes', () => {
   const manifest = readFileSync(join(ROOT, 'deploy', 'kubernetes', 'migrate-job.yaml'), 'utf8');
   const job = manifest
     .split(/^---$/m)
-    .map((d) => parse(d) as { kind: string; spec: Record<string, any> })
+    .map((d) => parse(d) as { kind: string; spec: JobSpec })
     .find((d) => d.kind === 'Job')!;
-  const container = job.spec.template.spec.containers.find((c: { name: string }) => c.name === 'popsync') as {
-    args: string[];
-  };
+  const pod = job.spec.template.spec;
+  const container = pod.containers.find((c) => c.name === 'popsync')!;
 
   /** The container's args as the kubelet expands them, with the volumes' mount points moved under `root`. */
   function jobArgs(index: number, root: string): string[] {
@@ -295,13 +318,7 @@ describe('the Kubernetes Job, run as local shard processes', () => {
     expect(container).not.toHaveProperty('command');
     // No password on the command line: the list comes from a Secret, through a 0600 copy.
     expect(container.args.filter((a) => /pass/i.test(a))).toEqual([]);
-    const pod = job.spec.template.spec as {
-      volumes: Array<Record<string, any>>;
-      initContainers: Array<{ command: string[] }>;
-    };
-    const state = (
-      container as unknown as { volumeMounts: Array<{ name: string; mountPath: string }> }
-    ).volumeMounts.find((m) => m.mountPath === '/state')!;
+    const state = container.volumeMounts.find((m) => m.mountPath === '/state')!;
     expect(pod.volumes.find((v) => v.name === state.name)).toHaveProperty('persistentVolumeClaim');
     expect(pod.initContainers[0]!.command).toEqual([
       'install',

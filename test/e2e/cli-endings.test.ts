@@ -24,7 +24,10 @@ const POP_PASSWORD = 'pop-secret-in-endings';
 let journals = 0;
 
 function message(i: number): string {
-  return `From: a${i}@example.org\r\nTo: b@example.org\r\nSubject: message ${i}\r\nMessage-ID: <m${i}@example.org>\r\n\r\nbody ${i}\r\n`;
+  return (
+    `From: a${i}@example.org\r\nTo: b@example.org\r\nSubject: message ${i}\r\nMessage-ID: ` +
+    `<m${i}@example.org>\r\n\r\nbody ${i}\r\n`
+  );
 }
 
 async function servePair(
@@ -84,8 +87,12 @@ function spawnCli(args: string[]): Spawned {
   });
   let stdout = '';
   let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout!.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   // A generous bound on the whole child, not a timing assertion: a hang fails the test, not the suite.
   const guard = setTimeout(() => child.kill('SIGKILL'), 60_000);
   const done = new Promise<CliResult>((resolve, reject) => {
@@ -116,20 +123,23 @@ async function until(cond: () => boolean): Promise<void> {
 const NOTICE = '\npopsync: SIGTERM: finishing the batch in flight (press Ctrl-C again to stop at once)\n';
 
 describe('interrupted before anything was stored', () => {
-  it('SIGTERM while the first batch is being fetched: exit 130, the notice and one closing line, no stack trace', async () => {
-    const { pop, args } = await servePair({
-      messages: [message(1), message(2)],
-      // The first RETR never answers: the run is stopped while it waits for it.
-      handlers: { RETR: () => undefined },
-    });
-    const run = spawnCli(args('migrate'));
-    await until(() => pop.commands('RETR').length > 0);
-    run.child.kill('SIGTERM');
-    const r = await run.done;
-    expectClean(r, 130);
-    expect(r.stderr).toBe(`${NOTICE}popsync: interrupted; the journal is consistent, run again to resume\n`);
-    expect(r.stdout).toBe('');
-  });
+  it(
+    'SIGTERM while the first batch is being fetched: exit 130, the notice and one closing line, no ' + 'stack trace',
+    async () => {
+      const { pop, args } = await servePair({
+        messages: [message(1), message(2)],
+        // The first RETR never answers: the run is stopped while it waits for it.
+        handlers: { RETR: () => undefined },
+      });
+      const run = spawnCli(args('migrate'));
+      await until(() => pop.commands('RETR').length > 0);
+      run.child.kill('SIGTERM');
+      const r = await run.done;
+      expectClean(r, 130);
+      expect(r.stderr).toBe(`${NOTICE}popsync: interrupted; the journal is consistent, run again to resume\n`);
+      expect(r.stdout).toBe('');
+    },
+  );
 
   it('SIGTERM while the POP3 server has not even greeted: exit 130 at once, not at --timeout', async () => {
     // A timeout longer than the child's guard: only the interrupt can end this run in time.

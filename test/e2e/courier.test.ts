@@ -179,19 +179,23 @@ describe('Courier as the IMAP destination', () => {
     }
   }, 600_000);
 
-  it('copies into a fresh INBOX over a slow link (200 ms each way), where Courier changes its UIDVALIDITY every second', async () => {
-    const { pop, expected } = await dovecotSource([...realisticMix(6, 98), ...duplicateCorpus(99).slice(0, 3)]);
-    const imap = await courierSide();
-    const slow = await startSlowProxy(courier.imap.port, 200);
-    closers.push(slow);
-    const journal = join(dir, `${imap.user}.sqlite`);
-    const r = await runCli(migrate(pop, { ...imap, port: slow.port }, journal), { env: env(pop, imap) });
-    expect(r.code, r.stderr).toBe(0);
-    expect(digests(await courierMessages(imap.user))).toEqual(expected);
-    const again = await runCli(migrate(pop, { ...imap, port: slow.port }, journal), { env: env(pop, imap) });
-    expect(again.code, again.stderr).toBe(0);
-    expect(JSON.parse(again.stdout)).toMatchObject({ copied: 0 });
-  });
+  it(
+    'copies into a fresh INBOX over a slow link (200 ms each way), where Courier changes its UIDVALIDITY ' +
+      'every second',
+    async () => {
+      const { pop, expected } = await dovecotSource([...realisticMix(6, 98), ...duplicateCorpus(99).slice(0, 3)]);
+      const imap = await courierSide();
+      const slow = await startSlowProxy(courier.imap.port, 200);
+      closers.push(slow);
+      const journal = join(dir, `${imap.user}.sqlite`);
+      const r = await runCli(migrate(pop, { ...imap, port: slow.port }, journal), { env: env(pop, imap) });
+      expect(r.code, r.stderr).toBe(0);
+      expect(digests(await courierMessages(imap.user))).toEqual(expected);
+      const again = await runCli(migrate(pop, { ...imap, port: slow.port }, journal), { env: env(pop, imap) });
+      expect(again.code, again.stderr).toBe(0);
+      expect(JSON.parse(again.stdout)).toMatchObject({ copied: 0 });
+    },
+  );
   it('resumes into a fresh INBOX over a slow link after a kill before the first copy arrived', async () => {
     const { pop, expected } = await dovecotSource([...realisticMix(4, 100), ...duplicateCorpus(101).slice(0, 3)]);
     const slow = await startSlowProxy(courier.imap.port, 200);
@@ -246,52 +250,62 @@ describe('Courier facts the tests rely on', () => {
 });
 
 describe('Courier and bytes it rewrites', () => {
-  it('a source serving bare LF, bare CR, NUL, 8-bit headers, no final newline, through a faulty link: each message once', async () => {
-    const messages = hostileCorpus(24, 'courier', [1, 4]);
-    const pop = await startFakePop3({ messages, user: 'src', password: dovecot.password, pipelining: true });
-    closers.push(pop);
-    const imap = await courierSide();
-    let appendUids = 0;
-    const proxy = await startCuttingProxy(courier.imap.port, {
-      // One APPEND at a time (no LITERAL+): cut after the 3rd, 8th and 14th OK.
-      cutServerData: ({ chunk }) => {
-        const before = appendUids;
-        appendUids += chunk.toString('latin1').split('APPENDUID').length - 1;
-        return [3, 8, 14].some((n) => before < n && appendUids >= n);
-      },
-    });
-    proxies.push(proxy);
-    const popSide = { user: 'src', port: pop.port, password: dovecot.password };
-    const r = await runCli(
-      migrate(popSide, { ...imap, port: proxy.port }, join(dir, `${imap.user}.sqlite`), ['--reconnect-attempts', '8']),
-      { env: env(popSide, imap) },
-    );
-    expect(proxy.cuts()).toBe(3);
-    const dest = await courierMessages(imap.user);
-    expect(dest.length, `copies in Courier for ${messages.length} (exit ${r.code}: ${r.stderr.slice(0, 300)})`).toBe(
-      messages.length,
-    );
-    expect(canonicalDigests(dest, courierCanonical)).toEqual(canonicalDigests(messages, courierCanonical));
-    expect(r.code, r.stderr).toBe(0);
-  });
+  it(
+    'a source serving bare LF, bare CR, NUL, 8-bit headers, no final newline, through a faulty link: each ' +
+      'message once',
+    async () => {
+      const messages = hostileCorpus(24, 'courier', [1, 4]);
+      const pop = await startFakePop3({ messages, user: 'src', password: dovecot.password, pipelining: true });
+      closers.push(pop);
+      const imap = await courierSide();
+      let appendUids = 0;
+      const proxy = await startCuttingProxy(courier.imap.port, {
+        // One APPEND at a time (no LITERAL+): cut after the 3rd, 8th and 14th OK.
+        cutServerData: ({ chunk }) => {
+          const before = appendUids;
+          appendUids += chunk.toString('latin1').split('APPENDUID').length - 1;
+          return [3, 8, 14].some((n) => before < n && appendUids >= n);
+        },
+      });
+      proxies.push(proxy);
+      const popSide = { user: 'src', port: pop.port, password: dovecot.password };
+      const r = await runCli(
+        migrate(popSide, { ...imap, port: proxy.port }, join(dir, `${imap.user}.sqlite`), [
+          '--reconnect-attempts',
+          '8',
+        ]),
+        { env: env(popSide, imap) },
+      );
+      expect(proxy.cuts()).toBe(3);
+      const dest = await courierMessages(imap.user);
+      expect(dest.length, `copies in Courier for ${messages.length} (exit ${r.code}: ${r.stderr.slice(0, 300)})`).toBe(
+        messages.length,
+      );
+      expect(canonicalDigests(dest, courierCanonical)).toEqual(canonicalDigests(messages, courierCanonical));
+      expect(r.code, r.stderr).toBe(0);
+    },
+  );
 });
 
 describe('Courier as the POP3 source', () => {
-  it('copies every message Courier serves into Dovecot once, identical ones included; a rerun copies nothing', async () => {
-    const user = await courier.newUser('src');
-    const messages = [...realisticMix(30, 96), ...duplicateCorpus(97)];
-    await courier.seedPop3(user, messages);
-    const pop = { user, port: courier.pop3.port, password: courier.password };
-    const imapUser = dovecot.newUser('dst');
-    const imap = { user: imapUser, port: dovecot.imap.port, password: dovecot.password };
-    const journal = join(dir, `${user}.sqlite`);
-    const r = await runCli(migrate(pop, imap, journal), { env: env(pop, imap) });
-    expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ copied: messages.length, failed: [] });
-    // Seeded with LF line ends as a delivery agent stores them; Courier serves CRLF again.
-    expect(digests((await destinationMessages(dovecot, imapUser)).map((m) => m.body))).toEqual(digests(messages));
-    const again = await runCli(migrate(pop, imap, journal), { env: env(pop, imap) });
-    expect(again.code, again.stderr).toBe(0);
-    expect(JSON.parse(again.stdout)).toMatchObject({ copied: 0 });
-  });
+  it(
+    'copies every message Courier serves into Dovecot once, identical ones included; a rerun copies ' + 'nothing',
+    async () => {
+      const user = await courier.newUser('src');
+      const messages = [...realisticMix(30, 96), ...duplicateCorpus(97)];
+      await courier.seedPop3(user, messages);
+      const pop = { user, port: courier.pop3.port, password: courier.password };
+      const imapUser = dovecot.newUser('dst');
+      const imap = { user: imapUser, port: dovecot.imap.port, password: dovecot.password };
+      const journal = join(dir, `${user}.sqlite`);
+      const r = await runCli(migrate(pop, imap, journal), { env: env(pop, imap) });
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ copied: messages.length, failed: [] });
+      // Seeded with LF line ends as a delivery agent stores them; Courier serves CRLF again.
+      expect(digests((await destinationMessages(dovecot, imapUser)).map((m) => m.body))).toEqual(digests(messages));
+      const again = await runCli(migrate(pop, imap, journal), { env: env(pop, imap) });
+      expect(again.code, again.stderr).toBe(0);
+      expect(JSON.parse(again.stdout)).toMatchObject({ copied: 0 });
+    },
+  );
 });

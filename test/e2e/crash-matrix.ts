@@ -143,7 +143,10 @@ export function defineCrashMatrix(v: CrashVariant): MatrixLab {
       const journal = join(dir, `${pop}.sqlite`);
       // Deterministic "random" delays, so a failure can be replayed.
       let seed = 12345;
-      const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+      const next = () => {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        return seed / 2 ** 31;
+      };
       let kills = 0;
       for (let i = 0; i < v.randomKills; i++) {
         const r = await runCli(migrateArgs(pop, imap, journal, ['--batch-messages', '5']), {

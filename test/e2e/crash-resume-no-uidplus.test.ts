@@ -64,43 +64,46 @@ describe('identical messages without UIDPLUS', () => {
     expect(digests(dest.map((d) => d.body)), 'both identical messages arrive, once each').toEqual(expected);
   });
 
-  it('copies both when the run is killed after the second identical message is journalled and before it is sent', async () => {
-    const lab = m.lab();
-    const dir = m.dir();
-    const probe = await identicalPair();
-    const stepsFile = join(dir, 'pair-steps');
-    const extra = ['--no-progress', '--json', '--batch-messages', '1'];
-    const clean = await runCli(
-      labArgs('migrate', lab, probe.pop, probe.imap, join(dir, `${probe.pop}.sqlite`), extra),
-      {
-        env: { PW: lab.password },
-        hooks: { stepsFile },
-      },
-    );
-    expect(clean.code, clean.stderr).toBe(0);
-    const steps = Number(readFileSync(stepsFile, 'utf8').trim());
-    // The kill point is found, not assumed: the step after which the journal holds x and a
-    // done and b 'appending', and the destination holds only x and a (b unsent).
-    for (let k = steps - 1; k >= 1; k--) {
-      const { pop, imap, expected } = await identicalPair();
-      const journal = join(dir, `${pop}.sqlite`);
-      const killed = await runCli(labArgs('migrate', lab, pop, imap, journal, extra), {
-        env: { PW: lab.password },
-        hooks: { killAt: `${k}:after` },
-      });
-      expect(killed.signal, `step ${k}: ${killed.stderr}`).toBe('SIGKILL');
-      const status = await runCli(['status', '--journal', journal, '--json']);
-      const account = JSON.parse(status.stdout).accounts[0];
-      if (account?.copied !== 2 || account?.pending?.appending !== 1) continue;
-      expect(await destinationMessages(lab, imap), 'b was not sent before the kill').toHaveLength(2);
-      const resumed = await runCli(labArgs('migrate', lab, pop, imap, journal, extra), { env: { PW: lab.password } });
-      expect(resumed.code, `resume after ${k}:after: ${resumed.stderr}`).toBe(0);
-      const dest = await destinationMessages(lab, imap);
-      expect(digests(dest.map((d) => d.body)), `after a kill just after journal step ${k} of ${steps}`).toEqual(
-        expected,
+  it(
+    'copies both when the run is killed after the second identical message is journalled and before it ' + 'is sent',
+    async () => {
+      const lab = m.lab();
+      const dir = m.dir();
+      const probe = await identicalPair();
+      const stepsFile = join(dir, 'pair-steps');
+      const extra = ['--no-progress', '--json', '--batch-messages', '1'];
+      const clean = await runCli(
+        labArgs('migrate', lab, probe.pop, probe.imap, join(dir, `${probe.pop}.sqlite`), extra),
+        {
+          env: { PW: lab.password },
+          hooks: { stepsFile },
+        },
       );
-      return;
-    }
-    expect.fail(`no journal step of ${steps} left x and a done and b appending`);
-  });
+      expect(clean.code, clean.stderr).toBe(0);
+      const steps = Number(readFileSync(stepsFile, 'utf8').trim());
+      // The kill point is found, not assumed: the step after which the journal holds x and a
+      // done and b 'appending', and the destination holds only x and a (b unsent).
+      for (let k = steps - 1; k >= 1; k--) {
+        const { pop, imap, expected } = await identicalPair();
+        const journal = join(dir, `${pop}.sqlite`);
+        const killed = await runCli(labArgs('migrate', lab, pop, imap, journal, extra), {
+          env: { PW: lab.password },
+          hooks: { killAt: `${k}:after` },
+        });
+        expect(killed.signal, `step ${k}: ${killed.stderr}`).toBe('SIGKILL');
+        const status = await runCli(['status', '--journal', journal, '--json']);
+        const account = JSON.parse(status.stdout).accounts[0];
+        if (account?.copied !== 2 || account?.pending?.appending !== 1) continue;
+        expect(await destinationMessages(lab, imap), 'b was not sent before the kill').toHaveLength(2);
+        const resumed = await runCli(labArgs('migrate', lab, pop, imap, journal, extra), { env: { PW: lab.password } });
+        expect(resumed.code, `resume after ${k}:after: ${resumed.stderr}`).toBe(0);
+        const dest = await destinationMessages(lab, imap);
+        expect(digests(dest.map((d) => d.body)), `after a kill just after journal step ${k} of ${steps}`).toEqual(
+          expected,
+        );
+        return;
+      }
+      expect.fail(`no journal step of ${steps} left x and a done and b appending`);
+    },
+  );
 });

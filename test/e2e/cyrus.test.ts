@@ -169,67 +169,74 @@ describe('Cyrus as the IMAP destination', () => {
 });
 
 describe('Cyrus and bytes it rewrites or refuses', () => {
-  it('a source serving bare LF, NUL, 8-bit headers, no final newline, through a faulty link: each accepted message once, the refused ones reported', async () => {
-    const messages = hostileCorpus(24, 'cyrus', [2, 3]);
-    const pop = await startFakePop3({ messages, user: 'src', password: dovecot.password, pipelining: true });
-    closers.push(pop);
-    const imapUser = await cyrus.newUser('dst');
-    const seen = new Map<number, number>();
-    const proxy = await startCuttingProxy(cyrus.imap.port, {
-      // Three connections in a row die just after Cyrus stored their 3rd APPEND.
-      cutServerData: ({ connection, chunk }) => {
-        const before = seen.get(connection) ?? 0;
-        const now = before + chunk.toString('latin1').split('APPENDUID').length - 1;
-        seen.set(connection, now);
-        return proxy.cuts() < 3 && before < 3 && now >= 3;
-      },
-    });
-    proxies.push(proxy);
-    const r = await runCli(
-      migrate(
-        { user: 'src', host: '127.0.0.1', port: pop.port },
-        { user: imapUser, host: '127.0.0.1', port: proxy.port },
-        join(dir, `${imapUser}.sqlite`),
-        ['--batch-messages', '6', '--reconnect-attempts', '8'],
-      ),
-      { env: env() },
-    );
-    expect(proxy.cuts()).toBe(3);
-    const refused = messages.filter(hasBareLf);
-    const accepted = messages.filter((m) => !hasBareLf(m));
-    const dest = await cyrusMessages(imapUser);
-    expect(dest.length, `copies in Cyrus (exit ${r.code}: ${r.stderr.slice(0, 300)})`).toBe(accepted.length);
-    expect(canonicalDigests(dest, cyrusCanonical)).toEqual(canonicalDigests(accepted, cyrusCanonical));
-    // The rewrite that defeats a byte-exact match: 8-bit header bytes became 'X', length kept.
-    const munged = dest.find((d) => d.includes('Subject: 8bit-header cyrus-3 '))!;
-    const original = messages[3]!;
-    expect(munged.length).toBe(original.length);
-    expect(munged.equals(original)).toBe(false);
-    expect(munged.toString('latin1')).toContain('Subject: 8bit-header cyrus-3 cafX XX');
-    // Measured: Cyrus refuses bare LF ("Message contains bare newlines"); popsync must say so per message.
-    const summary = JSON.parse(r.stdout);
-    expect(summary.failed).toHaveLength(refused.length);
-    for (const f of summary.failed) expect(f.reason).toMatch(/bare newlines/);
-    expect(r.code).toBe(refused.length > 0 ? 1 : 0);
-  });
+  it(
+    'a source serving bare LF, NUL, 8-bit headers, no final newline, through a faulty link: each accepted ' +
+      'message once, the refused ones reported',
+    async () => {
+      const messages = hostileCorpus(24, 'cyrus', [2, 3]);
+      const pop = await startFakePop3({ messages, user: 'src', password: dovecot.password, pipelining: true });
+      closers.push(pop);
+      const imapUser = await cyrus.newUser('dst');
+      const seen = new Map<number, number>();
+      const proxy = await startCuttingProxy(cyrus.imap.port, {
+        // Three connections in a row die just after Cyrus stored their 3rd APPEND.
+        cutServerData: ({ connection, chunk }) => {
+          const before = seen.get(connection) ?? 0;
+          const now = before + chunk.toString('latin1').split('APPENDUID').length - 1;
+          seen.set(connection, now);
+          return proxy.cuts() < 3 && before < 3 && now >= 3;
+        },
+      });
+      proxies.push(proxy);
+      const r = await runCli(
+        migrate(
+          { user: 'src', host: '127.0.0.1', port: pop.port },
+          { user: imapUser, host: '127.0.0.1', port: proxy.port },
+          join(dir, `${imapUser}.sqlite`),
+          ['--batch-messages', '6', '--reconnect-attempts', '8'],
+        ),
+        { env: env() },
+      );
+      expect(proxy.cuts()).toBe(3);
+      const refused = messages.filter(hasBareLf);
+      const accepted = messages.filter((m) => !hasBareLf(m));
+      const dest = await cyrusMessages(imapUser);
+      expect(dest.length, `copies in Cyrus (exit ${r.code}: ${r.stderr.slice(0, 300)})`).toBe(accepted.length);
+      expect(canonicalDigests(dest, cyrusCanonical)).toEqual(canonicalDigests(accepted, cyrusCanonical));
+      // The rewrite that defeats a byte-exact match: 8-bit header bytes became 'X', length kept.
+      const munged = dest.find((d) => d.includes('Subject: 8bit-header cyrus-3 '))!;
+      const original = messages[3]!;
+      expect(munged.length).toBe(original.length);
+      expect(munged.equals(original)).toBe(false);
+      expect(munged.toString('latin1')).toContain('Subject: 8bit-header cyrus-3 cafX XX');
+      // Measured: Cyrus refuses bare LF ("Message contains bare newlines"); popsync must say so per message.
+      const summary = JSON.parse(r.stdout);
+      expect(summary.failed).toHaveLength(refused.length);
+      for (const f of summary.failed) expect(f.reason).toMatch(/bare newlines/);
+      expect(r.code).toBe(refused.length > 0 ? 1 : 0);
+    },
+  );
 });
 
 describe('Cyrus as the POP3 source', () => {
-  it('copies every message Cyrus serves into Dovecot once, identical ones included; a rerun copies nothing', async () => {
-    const user = await cyrus.newUser('src');
-    const messages = [...realisticMix(30, 86), ...duplicateCorpus(87)];
-    await cyrus.seedPop3(user, messages);
-    const pop = { user, host: '127.0.0.1', port: cyrus.pop3.port };
-    const imapUser = dovecot.newUser('dst');
-    const imap = { user: imapUser, host: '127.0.0.1', port: dovecot.imap.port };
-    const journal = join(dir, `${user}.sqlite`);
-    const r = await runCli(migrate(pop, imap, journal), { env: env() });
-    expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ copied: messages.length, failed: [] });
-    expect(digests((await destinationMessages(dovecot, imapUser)).map((m) => m.body))).toEqual(digests(messages));
-    const again = await runCli(migrate(pop, imap, journal), { env: env() });
-    expect(JSON.parse(again.stdout)).toMatchObject({ copied: 0 });
-  });
+  it(
+    'copies every message Cyrus serves into Dovecot once, identical ones included; a rerun copies ' + 'nothing',
+    async () => {
+      const user = await cyrus.newUser('src');
+      const messages = [...realisticMix(30, 86), ...duplicateCorpus(87)];
+      await cyrus.seedPop3(user, messages);
+      const pop = { user, host: '127.0.0.1', port: cyrus.pop3.port };
+      const imapUser = dovecot.newUser('dst');
+      const imap = { user: imapUser, host: '127.0.0.1', port: dovecot.imap.port };
+      const journal = join(dir, `${user}.sqlite`);
+      const r = await runCli(migrate(pop, imap, journal), { env: env() });
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ copied: messages.length, failed: [] });
+      expect(digests((await destinationMessages(dovecot, imapUser)).map((m) => m.body))).toEqual(digests(messages));
+      const again = await runCli(migrate(pop, imap, journal), { env: env() });
+      expect(JSON.parse(again.stdout)).toMatchObject({ copied: 0 });
+    },
+  );
 });
 
 describe('the Cyrus lab itself', () => {

@@ -80,7 +80,9 @@ function modifiedUtf7(name: string): string {
 function message(id: string, extraBody = ''): Buffer {
   return Buffer.concat([
     Buffer.from(
-      `From: Jörg <joerg@example.org>\r\nTo: you@example.org\r\nSubject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\nMessage-ID: <${id}@popsync.test>\r\nDate: Tue, 2 Apr 2019 10:00:00 +0200\r\n\r\n`,
+      `From: Jörg <joerg@example.org>\r\nTo: you@example.org\r\nSubject: ` +
+        `=?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\nMessage-ID: <${id}@popsync.test>\r\nDate: Tue, 2 Apr 2019 10:00:00 ` +
+        `+0200\r\n\r\n`,
     ),
     Buffer.from('8-bit line: Grüße \xff\r\n.leading dot\r\n', 'latin1'),
     Buffer.from(extraBody),

@@ -21,43 +21,46 @@ useLab('identity', {}, (l, d) => {
 });
 
 describe('journal identity', () => {
-  it('src@127.0.0.1 and src@localhost share the default journal: the second spelling copies only what is new', async () => {
-    const pop = lab.newUser('src');
-    const imap = lab.newUser('dst');
-    const state = join(dir, `state-${pop}`);
-    const env = { PW: lab.password, XDG_STATE_HOME: state };
-    const args = (host: string) => [
-      'sync',
-      '--json',
-      '--pop',
-      `pop3://${pop}@${host}:${lab.pop3.port}`,
-      '--pop-tls',
-      'none',
-      '--imap',
-      `imap://${imap}@127.0.0.1:${lab.imap.port}`,
-      '--imap-tls',
-      'none',
-      '--pop-password-env',
-      'PW',
-      '--imap-password-env',
-      'PW',
-    ];
-    await lab.seedPop3(pop, realisticMix(6, 61));
-    let r = await runCli(args('127.0.0.1'), { env });
-    expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ copied: 6 });
-    await lab.seedPop3(pop, realisticMix(2, 62));
-    r = await runCli(args('localhost'), { env });
-    expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ copied: 2, alreadyCopied: 6 });
-    r = await runCli(args('LOCALHOST'), { env });
-    expect(JSON.parse(r.stdout)).toMatchObject({ copied: 0, alreadyCopied: 8 });
-    expect(readdirSync(join(state, 'popsync')).filter((n) => n.endsWith('.sqlite'))).toEqual([
-      `${pop}@localhost.sqlite`,
-    ]);
-    const dest = await destinationMessages(lab, imap);
-    expect(digests(dest.map((m) => m.body))).toEqual(digests(await sourceMessages(lab, pop)));
-  });
+  it(
+    'src@127.0.0.1 and src@localhost share the default journal: the second spelling copies only ' + 'what is new',
+    async () => {
+      const pop = lab.newUser('src');
+      const imap = lab.newUser('dst');
+      const state = join(dir, `state-${pop}`);
+      const env = { PW: lab.password, XDG_STATE_HOME: state };
+      const args = (host: string) => [
+        'sync',
+        '--json',
+        '--pop',
+        `pop3://${pop}@${host}:${lab.pop3.port}`,
+        '--pop-tls',
+        'none',
+        '--imap',
+        `imap://${imap}@127.0.0.1:${lab.imap.port}`,
+        '--imap-tls',
+        'none',
+        '--pop-password-env',
+        'PW',
+        '--imap-password-env',
+        'PW',
+      ];
+      await lab.seedPop3(pop, realisticMix(6, 61));
+      let r = await runCli(args('127.0.0.1'), { env });
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ copied: 6 });
+      await lab.seedPop3(pop, realisticMix(2, 62));
+      r = await runCli(args('localhost'), { env });
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ copied: 2, alreadyCopied: 6 });
+      r = await runCli(args('LOCALHOST'), { env });
+      expect(JSON.parse(r.stdout)).toMatchObject({ copied: 0, alreadyCopied: 8 });
+      expect(readdirSync(join(state, 'popsync')).filter((n) => n.endsWith('.sqlite'))).toEqual([
+        `${pop}@localhost.sqlite`,
+      ]);
+      const dest = await destinationMessages(lab, imap);
+      expect(digests(dest.map((m) => m.body))).toEqual(digests(await sourceMessages(lab, pop)));
+    },
+  );
 
   it('a journal whose -wal was lost after a kill is refused with exit 5, and nothing is copied again', async () => {
     const pop = lab.newUser('src');

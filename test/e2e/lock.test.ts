@@ -122,7 +122,8 @@ describe('the account lock', () => {
     const setRow = (heartbeat: Date) => {
       const db = new Database(journal);
       db.prepare(
-        `INSERT OR REPLACE INTO locks (account, pid, hostname, holder_id, command, started_at, heartbeat_at) VALUES (?, 4242, 'elsewhere.example', 'x', 'sync', ?, ?)`,
+        `INSERT OR REPLACE INTO locks (account, pid, hostname, holder_id, command, started_at, heartbeat_at) ` +
+          `VALUES (?, 4242, 'elsewhere.example', 'x', 'sync', ?, ?)`,
       ).run(`${pop}@localhost`, heartbeat.toISOString(), heartbeat.toISOString());
       db.close();
     };

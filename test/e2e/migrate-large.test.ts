@@ -27,7 +27,9 @@ it('copies 2,000 mixed messages plus every edge case, 25 MB included, exactly on
   const mix = realisticMix(2000, 99);
   // Edge cases spread through the mailbox, not bunched at one end.
   const all = [...mix];
-  edge.forEach((e, i) => all.splice(Math.floor(((i + 1) * mix.length) / (edge.length + 1)) + i, 0, e.bytes));
+  edge.forEach((e, i) => {
+    all.splice(Math.floor(((i + 1) * mix.length) / (edge.length + 1)) + i, 0, e.bytes);
+  });
   await lab.seedPop3(pop, all);
   const expected = digests(await sourceMessages(lab, pop));
   expect(expected).toHaveLength(all.length);
@@ -55,7 +57,8 @@ it('copies 2,000 mixed messages plus every edge case, 25 MB included, exactly on
   const s1 = JSON.parse(first.stdout);
   expect(s1).toMatchObject({ listed: all.length, copied: all.length, failed: [] });
   console.log(
-    `large mailbox: ${s1.copied} messages, ${(s1.copiedBytes / 1048576).toFixed(1)} MiB in ${(s1.durationMs / 1000).toFixed(1)} s`,
+    `large mailbox: ${s1.copied} messages, ${(s1.copiedBytes / 1048576).toFixed(1)} MiB in ` +
+      `${(s1.durationMs / 1000).toFixed(1)} s`,
   );
 
   expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(expected);

@@ -74,7 +74,8 @@ describe('migrate against Dovecot', () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
     const m = Buffer.from(
-      'Received: from mx by pop.example (Dovecot); Tue, 2 Jan 2024 10:00:00 +0000\r\nDate: Mon, 1 Jan 2024 09:00:00 +0000\r\nMessage-ID: <a@b>\r\nSubject: dated\r\n\r\nhello\r\n',
+      'Received: from mx by pop.example (Dovecot); Tue, 2 Jan 2024 10:00:00 +0000\r\nDate: Mon, 1 Jan 2024 ' +
+        '09:00:00 +0000\r\nMessage-ID: <a@b>\r\nSubject: dated\r\n\r\nhello\r\n',
     );
     await lab.seedPop3(pop, [m]);
     const r = await runCli(

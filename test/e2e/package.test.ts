@@ -72,7 +72,9 @@ function seedPrebuildCache(): void {
   };
   const binary = join(ROOT, 'node_modules/better-sqlite3/build/Release/better_sqlite3.node');
   if (!existsSync(binary)) return;
-  const url = `https://github.com/WiseLibs/better-sqlite3/releases/download/v${sqlite.version}/better-sqlite3-v${sqlite.version}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`;
+  const platform = `${process.platform}-${process.arch}`;
+  const asset = `better-sqlite3-v${sqlite.version}-node-v${process.versions.modules}-${platform}`;
+  const url = `https://github.com/WiseLibs/better-sqlite3/releases/download/v${sqlite.version}/${asset}.tar.gz`;
   const cacheDir = join(homedir(), '.npm', '_prebuilds');
   const cached = join(cacheDir, `${createHash('sha512').update(url).digest('hex').slice(0, 6)}-${basename(url)}`);
   if (existsSync(cached)) return;

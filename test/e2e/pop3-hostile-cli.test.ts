@@ -98,8 +98,12 @@ function runMeasured(args: string[]): Promise<Measured> {
     }
   };
   const sampler = setInterval(sample, 20);
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const guard = setTimeout(() => child.kill('SIGKILL'), 120_000);
   return new Promise((resolve, reject) => {
     child.on('error', reject);
@@ -154,7 +158,8 @@ describe('a POP3 server that never stops answering', () => {
         expect(r.stderr).toContain(`127.0.0.1:${pop.port}`);
         expect(r.stderr).toMatch(new RegExp(`in reply to ${verb}`));
         console.log(
-          `endless ${verb}: exit ${r.code}, peak RSS ${r.peakRssMb.toFixed(0)} MB (ceiling ${RSS_CEILING_MB}), ${r.ms} ms`,
+          `endless ${verb}: exit ${r.code}, peak RSS ${r.peakRssMb.toFixed(0)} MB (ceiling ` +
+            `${RSS_CEILING_MB}), ${r.ms} ms`,
         );
       },
     );

@@ -71,8 +71,12 @@ async function pair(
       });
       let stdout = '';
       let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+      });
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
       const guard = setTimeout(() => child.kill('SIGKILL'), 60_000);
       child.on('error', reject);
       child.on('close', (code, signal) => {
@@ -127,25 +131,28 @@ describe('popa3d: one UIDL for identical messages', () => {
 });
 
 describe('popa3d with sync --delete', () => {
-  it('deletes identical messages under one UIDL only after each was copied, and one arriving later is copied too', async () => {
-    const same = message(3);
-    const { pop, imap, run } = await pair({
-      messages: [
-        { body: same, uidl: 'eccbc87e' },
-        { body: message(4), uidl: 'a87ff679' },
-        { body: same, uidl: 'eccbc87e' },
-      ],
-    });
-    const r = await run('sync', ['--delete']);
-    expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ copied: 3, deleted: 3, failed: [] });
-    expect(pop.mailbox).toHaveLength(0);
-    pop.mailbox.push({ uidl: 'eccbc87e', body: Buffer.from(same, 'latin1') });
-    const later = await run('sync', ['--delete']);
-    expect(later.code, later.stderr).toBe(0);
-    expect(JSON.parse(later.stdout)).toMatchObject({ copied: 1, deleted: 1 });
-    expect(appended(imap).sort()).toEqual([same, same, same, message(4)].sort());
-  });
+  it(
+    'deletes identical messages under one UIDL only after each was copied, and one arriving later is ' + 'copied too',
+    async () => {
+      const same = message(3);
+      const { pop, imap, run } = await pair({
+        messages: [
+          { body: same, uidl: 'eccbc87e' },
+          { body: message(4), uidl: 'a87ff679' },
+          { body: same, uidl: 'eccbc87e' },
+        ],
+      });
+      const r = await run('sync', ['--delete']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ copied: 3, deleted: 3, failed: [] });
+      expect(pop.mailbox).toHaveLength(0);
+      pop.mailbox.push({ uidl: 'eccbc87e', body: Buffer.from(same, 'latin1') });
+      const later = await run('sync', ['--delete']);
+      expect(later.code, later.stderr).toBe(0);
+      expect(JSON.parse(later.stdout)).toMatchObject({ copied: 1, deleted: 1 });
+      expect(appended(imap).sort()).toEqual([same, same, same, message(4)].sort());
+    },
+  );
 });
 
 describe('a UIDL popsync deleted, reused by the server', () => {
@@ -188,7 +195,8 @@ describe('Courier: UTF8', () => {
             ? ctx.useDefault()
             : ctx.replyMulti(
                 '+OK',
-                `From: Mail Delivery Subsystem <postmaster>\r\nSubject: Cannot display Unicode content\r\nX-Nonce: ${Math.random()}\r\n\r\n...\r\n`,
+                `From: Mail Delivery Subsystem <postmaster>\r\nSubject: Cannot display Unicode ` +
+                  `content\r\nX-Nonce: ${Math.random()}\r\n\r\n...\r\n`,
               ),
       },
     });
@@ -199,19 +207,22 @@ describe('Courier: UTF8', () => {
 });
 
 describe('UIDLs RFC 1939 does not allow', () => {
-  it('fails just those messages with the UIDL shown, copies the rest (exit 1), and never cuts at the space', async () => {
-    const { imap, run } = await pair({
-      messages: [
-        { body: message(1), uidl: 'has space' },
-        { body: message(2), uidl: 'fine-2' },
-        { body: message(3), uidl: 'has' },
-      ],
-    });
-    const r = await run('migrate');
-    expect(r.code, r.stderr).toBe(1);
-    const failed = JSON.parse(r.stdout).failed as Array<{ n: number; reason: string }>;
-    expect(failed.map((f) => f.n)).toEqual([1]);
-    expect(failed[0]!.reason).toMatch(/UIDL "has\\x20space".*0x21-0x7E/);
-    expect(appended(imap)).toEqual([message(2), message(3)]);
-  });
+  it(
+    'fails just those messages with the UIDL shown, copies the rest (exit 1), and never cuts at ' + 'the space',
+    async () => {
+      const { imap, run } = await pair({
+        messages: [
+          { body: message(1), uidl: 'has space' },
+          { body: message(2), uidl: 'fine-2' },
+          { body: message(3), uidl: 'has' },
+        ],
+      });
+      const r = await run('migrate');
+      expect(r.code, r.stderr).toBe(1);
+      const failed = JSON.parse(r.stdout).failed as Array<{ n: number; reason: string }>;
+      expect(failed.map((f) => f.n)).toEqual([1]);
+      expect(failed[0]!.reason).toMatch(/UIDL "has\\x20space".*0x21-0x7E/);
+      expect(appended(imap)).toEqual([message(2), message(3)]);
+    },
+  );
 });

@@ -16,7 +16,8 @@ const dir = mkdtempSync(join(tmpdir(), 'popsync-rules-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const mail = (subject: string, from = 'x@example.org') =>
-  `From: ${from}\r\nTo: b@example.org\r\nSubject: ${subject}\r\nMessage-ID: <${subject.length}.${from}>\r\n\r\nbody\r\n`;
+  `From: ${from}\r\nTo: b@example.org\r\nSubject: ${subject}\r\nMessage-ID: ` +
+  `<${subject.length}.${from}>\r\n\r\nbody\r\n`;
 
 describe('user patterns cannot hang the run', () => {
   it('(a+)+$ and *a*a*a*...b against crafted headers: every message is routed, the run ends (exit 0)', async () => {
@@ -85,11 +86,14 @@ describe('user patterns cannot hang the run', () => {
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).not.toMatch(/^\s+at /m);
     expect(r.stderr).not.toContain('secret-pw-in-rules');
-    expect(r.stderr).toMatch(
-      /lookahead\.yml:5: accounts\[0\]\.rules\[0\]\.match\.subject\.regex: invalid regular expression: .*lookahead, lookbehind and backreferences are not supported/,
+    expect(r.stderr).toContain(
+      'lookahead.yml:5: accounts[0].rules[0].match.subject.regex: invalid regular expression: ',
     );
     expect(r.stderr).toMatch(
-      /lookahead\.yml:7: accounts\[0\]\.rules\[1\]\.match\.from\.regex: invalid regular expression: invalid escape sequence/,
+      /subject\.regex: invalid regular expression: .*lookahead, lookbehind and backreferences are not/,
+    );
+    expect(r.stderr).toContain(
+      'lookahead.yml:7: accounts[0].rules[1].match.from.regex: invalid regular expression: invalid escape sequence',
     );
   });
 });

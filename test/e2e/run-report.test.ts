@@ -34,7 +34,8 @@ function mail(h: Record<string, string>, body = 'hello\r\n'): Buffer {
 }
 
 describe('migrate --report', () => {
-  it('reports per message what the destination holds and the plan predicted; skip_larger_than skips without failing', async () => {
+  it('reports per message what the destination holds and the plan predicted; skip_larger_than skips without ' +
+    'failing', async () => {
     const pop = lab.newUser('rsrc');
     const imap = lab.newUser('rdst');
     const rcvd = (d: string) => `from mx by pop.example (Dovecot); ${d}`;

@@ -38,8 +38,12 @@ function startDaemon(args: string[], env: Record<string, string>): Daemon {
   });
   let out = '';
   let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.on('close', (code, signal) => resolve({ code, signal })),
   );
@@ -76,53 +80,59 @@ const copiedIn = (stdout: string) =>
     });
 
 describe('sync --every', () => {
-  it('copies mail delivered between cycles exactly once, one line per cycle that moved something, and exits 0 on SIGTERM', async () => {
-    const pop = lab.newUser('src');
-    const imap = lab.newUser('dst');
-    const journal = join(dir, `${pop}.sqlite`);
-    await lab.seedPop3(pop, [mail(`${pop}-1`), mail(`${pop}-2`), mail(`${pop}-3`)]);
-    const d = startDaemon(syncArgs(lab, pop, imap, journal, ['--every', '1s', '--no-progress']), { PW: lab.password });
-    try {
-      await until('the first three messages', async () => (await destinationMessages(lab, imap)).length >= 3);
-      await until('the first summary line', () => d.stdout().includes('\n'));
-      // Idle cycles run and print nothing.
-      const idleFrom = finishedRuns(journal).length;
-      await until('two idle cycles', () => finishedRuns(journal).length >= idleFrom + 2);
-      expect(copiedIn(d.stdout())).toEqual([3]);
+  it(
+    'copies mail delivered between cycles exactly once, one line per cycle that moved something, and exits ' +
+      '0 on SIGTERM',
+    async () => {
+      const pop = lab.newUser('src');
+      const imap = lab.newUser('dst');
+      const journal = join(dir, `${pop}.sqlite`);
+      await lab.seedPop3(pop, [mail(`${pop}-1`), mail(`${pop}-2`), mail(`${pop}-3`)]);
+      const d = startDaemon(syncArgs(lab, pop, imap, journal, ['--every', '1s', '--no-progress']), {
+        PW: lab.password,
+      });
+      try {
+        await until('the first three messages', async () => (await destinationMessages(lab, imap)).length >= 3);
+        await until('the first summary line', () => d.stdout().includes('\n'));
+        // Idle cycles run and print nothing.
+        const idleFrom = finishedRuns(journal).length;
+        await until('two idle cycles', () => finishedRuns(journal).length >= idleFrom + 2);
+        expect(copiedIn(d.stdout())).toEqual([3]);
 
-      await lab.seedPop3(pop, [mail(`${pop}-4`), mail(`${pop}-5`)]);
-      await until('the two new messages', async () => (await destinationMessages(lab, imap)).length >= 5);
-      const after = finishedRuns(journal).length;
-      await until('two more cycles after the copy', () => finishedRuns(journal).length >= after + 2);
+        await lab.seedPop3(pop, [mail(`${pop}-4`), mail(`${pop}-5`)]);
+        await until('the two new messages', async () => (await destinationMessages(lab, imap)).length >= 5);
+        const after = finishedRuns(journal).length;
+        await until('two more cycles after the copy', () => finishedRuns(journal).length >= after + 2);
 
-      const lines = copiedIn(d.stdout());
-      expect(lines.reduce((a, b) => a + b, 0)).toBe(5);
-      expect(lines.length).toBeGreaterThanOrEqual(2);
-      const dest = await destinationMessages(lab, imap);
-      expect(digests(dest.map((m) => m.body))).toEqual(digests(await sourceMessages(lab, pop)));
-    } catch (e) {
-      throw new Error(`${String(e)}\nstdout:\n${d.stdout()}\nstderr:\n${d.stderr()}`);
-    } finally {
-      d.child.kill('SIGTERM');
-    }
-    const end = await d.exited;
-    expect({ ...end, stderr: d.stderr() }).toEqual({
-      code: 0,
-      signal: null,
-      stderr: expect.not.stringMatching(/error|exit \d/i),
-    });
+        const lines = copiedIn(d.stdout());
+        expect(lines.reduce((a, b) => a + b, 0)).toBe(5);
+        expect(lines.length).toBeGreaterThanOrEqual(2);
+        const dest = await destinationMessages(lab, imap);
+        expect(digests(dest.map((m) => m.body))).toEqual(digests(await sourceMessages(lab, pop)));
+      } catch (e) {
+        throw new Error(`${String(e)}\nstdout:\n${d.stdout()}\nstderr:\n${d.stderr()}`);
+      } finally {
+        d.child.kill('SIGTERM');
+      }
+      const end = await d.exited;
+      expect({ ...end, stderr: d.stderr() }).toEqual({
+        code: 0,
+        signal: null,
+        stderr: expect.not.stringMatching(/error|exit \d/i),
+      });
 
-    // Every cycle was an ordinary sync run: status shows the last one.
-    const status = await runCli(['status', '--journal', journal, '--json']);
-    expect(status.code).toBe(0);
-    const account = JSON.parse(status.stdout).accounts[0];
-    expect(account.copied).toBe(5);
-    expect(account.lastRun).toMatchObject({ command: 'sync' });
-    // The cycle SIGTERM met: finished, or (on a slow machine, mid-cycle) recorded as interrupted.
-    if (account.lastRun.result !== 'ok')
-      expect(account.lastRun).toMatchObject({ result: 'error', error: expect.stringMatching(/interrupted/) });
-    expect(account.lock).toBeNull();
-  });
+      // Every cycle was an ordinary sync run: status shows the last one.
+      const status = await runCli(['status', '--journal', journal, '--json']);
+      expect(status.code).toBe(0);
+      const account = JSON.parse(status.stdout).accounts[0];
+      expect(account.copied).toBe(5);
+      expect(account.lastRun).toMatchObject({ command: 'sync' });
+      // The cycle SIGTERM met: finished, or (on a slow machine, mid-cycle) recorded as interrupted.
+      if (account.lastRun.result !== 'ok')
+        expect(account.lastRun).toMatchObject({ result: 'error', error: expect.stringMatching(/interrupted/) });
+      expect(account.lock).toBeNull();
+    },
+  );
 
   it('every: in the config file keeps sync running the same way', async () => {
     const pop = lab.newUser('src');

@@ -45,7 +45,8 @@ describe('progress on a terminal without a width', () => {
     const port = await closedPort();
     const dir = mkdtempSync(join(tmpdir(), 'popsync-tty-'));
     const run =
-      `node ${BIN} migrate --pop pop3://a@127.0.0.1:${port} --pop-tls none --imap imap://b@127.0.0.1:${port} --imap-tls none ` +
+      `node ${BIN} migrate --pop pop3://a@127.0.0.1:${port} --pop-tls none --imap imap://b@127.0.0.1:${port} ` +
+      `--imap-tls none ` +
       `--pop-password-env PW --imap-password-env PW --journal ${join(dir, 'j.sqlite')}`;
     const { out, bytes } = await underScript(`stty cols 0 rows 0; ${run}; echo "exit=$?"`, 64 * 1024);
     expect(bytes).toBeLessThan(64 * 1024);

@@ -72,58 +72,61 @@ describe('popsync verify against Dovecot', () => {
     expect(readFileSync(journal).equals(before)).toBe(true);
   });
 
-  it('lists a rewritten, a missing and a duplicated copy by UIDL, with the likely server setting, and exits 1', async () => {
-    const eight = Buffer.from(
-      'From: a@example.org\r\nSubject: na\xefve caf\xe9\r\nMessage-ID: <verify-munged@lab>\r\n\r\nbody\r\n',
-      'latin1',
-    );
-    const gone = mail('verify-gone');
-    const twice = mail('verify-twice');
-    const fine = mail('verify-fine');
-    const { pop, imap } = await synced([eight, gone, twice, fine]);
-    const md = lab.maildirOf(imap);
-    alterStored(md, 'verify-munged@lab', 'na\xefve caf\xe9', 'naXve cafX');
-    rmSync(storedFile(md, 'verify-gone@lab'));
-    duplicateStored(md, 'verify-twice@lab');
+  it(
+    'lists a rewritten, a missing and a duplicated copy by UIDL, with the likely server setting, and ' + 'exits 1',
+    async () => {
+      const eight = Buffer.from(
+        'From: a@example.org\r\nSubject: na\xefve caf\xe9\r\nMessage-ID: <verify-munged@lab>\r\n\r\nbody\r\n',
+        'latin1',
+      );
+      const gone = mail('verify-gone');
+      const twice = mail('verify-twice');
+      const fine = mail('verify-fine');
+      const { pop, imap } = await synced([eight, gone, twice, fine]);
+      const md = lab.maildirOf(imap);
+      alterStored(md, 'verify-munged@lab', 'na\xefve caf\xe9', 'naXve cafX');
+      rmSync(storedFile(md, 'verify-gone@lab'));
+      duplicateStored(md, 'verify-twice@lab');
 
-    const r = await runCli(verifyArgs(pop, imap, ['--json']), { env: { PW: lab.password } });
-    expect(r.code, r.stderr).toBe(1);
-    const out = JSON.parse(r.stdout);
-    expect(out).toMatchObject({ ok: false, accounts: [{ checked: 4, same: 2 }] });
-    const findings = out.accounts[0].findings as Array<{
-      uidl: string;
-      status: string;
-      uid: number;
-      detail: string;
-      likely: string[];
-      originalOnSource: boolean;
-    }>;
-    expect(findings.map((f) => [f.status, f.uid])).toEqual(
-      expect.arrayContaining([
-        // The journal records each copy's normalised fingerprint: the munged copy is known as ours.
-        ['rewritten', 1],
-        ['missing', 2],
-        ['duplicated', 5],
-      ]),
-    );
-    expect(findings).toHaveLength(3);
-    const munged = findings.find((f) => f.uid === 1)!;
-    expect(munged.likely).toEqual([expect.stringMatching(/Cyrus munge8bit/)]);
-    expect(findings.find((f) => f.status === 'missing')).toMatchObject({
-      originalOnSource: true,
-      detail: expect.stringMatching(/UID 2 in INBOX.*no longer in the destination.*still on the source/),
-    });
-    expect(findings.find((f) => f.status === 'duplicated')!.detail).toMatch(
-      /UID 5 in INBOX is a second copy of it \(the copy popsync made is UID 3\)/,
-    );
-    // Each finding names the message by the UIDL the journal keys it under (Dovecot's %08Xu%08Xv).
-    for (const f of findings) expect(f.uidl).toMatch(/^[0-9a-f]{16}$/i);
+      const r = await runCli(verifyArgs(pop, imap, ['--json']), { env: { PW: lab.password } });
+      expect(r.code, r.stderr).toBe(1);
+      const out = JSON.parse(r.stdout);
+      expect(out).toMatchObject({ ok: false, accounts: [{ checked: 4, same: 2 }] });
+      const findings = out.accounts[0].findings as Array<{
+        uidl: string;
+        status: string;
+        uid: number;
+        detail: string;
+        likely: string[];
+        originalOnSource: boolean;
+      }>;
+      expect(findings.map((f) => [f.status, f.uid])).toEqual(
+        expect.arrayContaining([
+          // The journal records each copy's normalised fingerprint: the munged copy is known as ours.
+          ['rewritten', 1],
+          ['missing', 2],
+          ['duplicated', 5],
+        ]),
+      );
+      expect(findings).toHaveLength(3);
+      const munged = findings.find((f) => f.uid === 1)!;
+      expect(munged.likely).toEqual([expect.stringMatching(/Cyrus munge8bit/)]);
+      expect(findings.find((f) => f.status === 'missing')).toMatchObject({
+        originalOnSource: true,
+        detail: expect.stringMatching(/UID 2 in INBOX.*no longer in the destination.*still on the source/),
+      });
+      expect(findings.find((f) => f.status === 'duplicated')!.detail).toMatch(
+        /UID 5 in INBOX is a second copy of it \(the copy popsync made is UID 3\)/,
+      );
+      // Each finding names the message by the UIDL the journal keys it under (Dovecot's %08Xu%08Xv).
+      for (const f of findings) expect(f.uidl).toMatch(/^[0-9a-f]{16}$/i);
 
-    const text = await runCli(verifyArgs(pop, imap), { env: { PW: lab.password } });
-    expect(text.code).toBe(1);
-    const lines = text.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/: 2 as copied, 3 findings$/);
-    const kinds = lines.slice(1).map((l) => l.replace(/^ {2}UIDL [0-9a-fA-F]{16}: /, '').split(':')[0]!);
-    expect(kinds.sort()).toEqual(['duplicated', 'missing', 'rewritten']);
-  });
+      const text = await runCli(verifyArgs(pop, imap), { env: { PW: lab.password } });
+      expect(text.code).toBe(1);
+      const lines = text.stdout.trim().split('\n');
+      expect(lines[0]).toMatch(/: 2 as copied, 3 findings$/);
+      const kinds = lines.slice(1).map((l) => l.replace(/^ {2}UIDL [0-9a-fA-F]{16}: /, '').split(':')[0]!);
+      expect(kinds.sort()).toEqual(['duplicated', 'missing', 'rewritten']);
+    },
+  );
 });

@@ -118,14 +118,15 @@ describe('ImapSink against the fake server', () => {
     const fake = await startFakeImap({ mailboxes: ['Archive'], onAppend: () => ({ kind: 'hang' }) });
     const entry: { fake: FakeImap; sink?: ImapSink } = { fake };
     open.push(entry);
-    const sink = (entry.sink = await connectImap({
+    const sink = await connectImap({
       host: fake.host,
       port: fake.port,
       tls: 'none',
       user: FAKE_USER,
       password: FAKE_PASSWORD,
       timeoutMs: 800,
-    }));
+    });
+    entry.sink = sink;
     const t0 = Date.now();
     const err = await rejection(sink.appendBatch('Archive', [{ body: msg(1), flags: [] }]));
     expect(err.kind).toBe('connection');
@@ -137,14 +138,15 @@ describe('ImapSink against the fake server', () => {
     const fake = await startFakeImap({ mailboxes: ['Archive'] });
     const entry: { fake: FakeImap; sink?: ImapSink } = { fake };
     open.push(entry);
-    const sink = (entry.sink = await connectImap({
+    const sink = await connectImap({
       host: fake.host,
       port: fake.port,
       tls: 'none',
       user: FAKE_USER,
       password: FAKE_PASSWORD,
       timeoutMs: 600,
-    }));
+    });
+    entry.sink = sink;
     await new Promise((r) => setTimeout(r, 1500));
     expect((await sink.status('Archive')).uidNext).toBe(1);
     expect(fake.received.filter((l) => / NOOP$/.test(l)).length).toBeGreaterThan(0);
@@ -157,14 +159,15 @@ describe('ImapSink against the fake server', () => {
     const fake = await startFakeImap({ mailboxes: ['Archive'] });
     const entry: { fake: FakeImap; sink?: ImapSink } = { fake };
     open.push(entry);
-    const sink = (entry.sink = await connectImap({
+    const sink = await connectImap({
       host: fake.host,
       port: fake.port,
       tls: 'none',
       user: FAKE_USER,
       password: FAKE_PASSWORD,
       timeoutMs: 600,
-    }));
+    });
+    entry.sink = sink;
     const until = Date.now() + 2000;
     let n = 0;
     while (Date.now() < until) {
@@ -296,66 +299,73 @@ describe('ImapSink against the fake server', () => {
     expect(tail).toEqual(['CLOSE', 'APPEND']);
   });
 
-  it('scanHeaders: UID, size and header block of the UIDs asked for (or from a UID on), the UIDVALIDITY, null for no folder', async () => {
-    const { fake, sink } = await setup();
-    await sink.appendBatch(
-      'Archive',
-      [1, 2, 3, 4].map((n) => ({ body: msg(n), flags: [] })),
-    );
-    const got: Array<[number, number, string]> = [];
-    const seen = await sink.scanHeaders('Archive', { uids: [4, 2, 9] }, (m) =>
-      got.push([m.uid, m.size, m.header.toString()]),
-    );
-    expect(seen).toEqual({ uidValidity: BigInt(fake.mailboxes.get('Archive')!.uidValidity) });
-    expect(got).toEqual(
-      [2, 4].map((n) => [n, msg(n).length, `Message-ID: <m${n}@test>\r\nSubject: test ${n}\r\n\r\n`]),
-    );
-    // One FETCH for the whole set, headers peeked (no \Seen).
-    expect(fake.received.filter((l) => / UID FETCH /.test(l))).toEqual([
-      expect.stringMatching(/ UID FETCH 2,4,9 \(UID RFC822\.SIZE BODY\.PEEK\[HEADER\]\)$/),
-    ]);
-    got.length = 0;
-    // 9:* is answered with the highest UID; it is not reported.
-    await sink.scanHeaders('Archive', { since: 9 }, (m) => got.push([m.uid, m.size, '']));
-    expect(got).toEqual([]);
-    expect(await sink.scanHeaders('Nowhere', { since: 1 }, () => undefined)).toBeNull();
-    expect(fake.mailboxes.has('Nowhere')).toBe(false);
-  });
+  it(
+    'scanHeaders: UID, size and header block of the UIDs asked for (or from a UID on), the UIDVALIDITY, ' +
+      'null for no folder',
+    async () => {
+      const { fake, sink } = await setup();
+      await sink.appendBatch(
+        'Archive',
+        [1, 2, 3, 4].map((n) => ({ body: msg(n), flags: [] })),
+      );
+      const got: Array<[number, number, string]> = [];
+      const seen = await sink.scanHeaders('Archive', { uids: [4, 2, 9] }, (m) =>
+        got.push([m.uid, m.size, m.header.toString()]),
+      );
+      expect(seen).toEqual({ uidValidity: BigInt(fake.mailboxes.get('Archive')!.uidValidity) });
+      expect(got).toEqual(
+        [2, 4].map((n) => [n, msg(n).length, `Message-ID: <m${n}@test>\r\nSubject: test ${n}\r\n\r\n`]),
+      );
+      // One FETCH for the whole set, headers peeked (no \Seen).
+      expect(fake.received.filter((l) => / UID FETCH /.test(l))).toEqual([
+        expect.stringMatching(/ UID FETCH 2,4,9 \(UID RFC822\.SIZE BODY\.PEEK\[HEADER\]\)$/),
+      ]);
+      got.length = 0;
+      // 9:* is answered with the highest UID; it is not reported.
+      await sink.scanHeaders('Archive', { since: 9 }, (m) => got.push([m.uid, m.size, '']));
+      expect(got).toEqual([]);
+      expect(await sink.scanHeaders('Nowhere', { since: 1 }, () => undefined)).toBeNull();
+      expect(fake.mailboxes.has('Nowhere')).toBe(false);
+    },
+  );
 
-  it('readBodies streams exact bytes: small messages in one FETCH, a large one in 4 MiB pieces, \\Seen untouched', async () => {
-    const { fake, sink } = await setup();
-    const big = Buffer.concat([
-      Buffer.from('Subject: big\r\n\r\n'),
-      Buffer.alloc(9 * 1024 * 1024 + 17, 0x61),
-      Buffer.from('\r\n'),
-    ]);
-    await sink.appendBatch('Archive', [
-      { body: msg(1), flags: [] },
-      { body: big, flags: [] },
-      { body: msg(3), flags: [] },
-    ]);
-    const pieces = new Map<number, Buffer[]>();
-    const ended: number[] = [];
-    await sink.readBodies(
-      'Archive',
-      [
-        { uid: 1, size: msg(1).length },
-        { uid: 2, size: big.length },
-        { uid: 3, size: msg(3).length },
-        { uid: 7, size: 10 },
-      ],
-      {
-        chunk: (uid, b) => pieces.set(uid, [...(pieces.get(uid) ?? []), Buffer.from(b)]),
-        end: (uid) => ended.push(uid),
-      },
-    );
-    expect(ended.sort()).toEqual([1, 2, 3]);
-    expect(Buffer.concat(pieces.get(1)!).equals(msg(1))).toBe(true);
-    expect(Buffer.concat(pieces.get(3)!).equals(msg(3))).toBe(true);
-    expect(pieces.get(2)!.length).toBe(3);
-    expect(Buffer.concat(pieces.get(2)!).equals(big)).toBe(true);
-    expect(fake.mailboxes.get('Archive')!.messages.every((m) => m.flags.length === 0)).toBe(true);
-  });
+  it(
+    'readBodies streams exact bytes: small messages in one FETCH, a large one in 4 MiB pieces, \\Seen ' + 'untouched',
+    async () => {
+      const { fake, sink } = await setup();
+      const big = Buffer.concat([
+        Buffer.from('Subject: big\r\n\r\n'),
+        Buffer.alloc(9 * 1024 * 1024 + 17, 0x61),
+        Buffer.from('\r\n'),
+      ]);
+      await sink.appendBatch('Archive', [
+        { body: msg(1), flags: [] },
+        { body: big, flags: [] },
+        { body: msg(3), flags: [] },
+      ]);
+      const pieces = new Map<number, Buffer[]>();
+      const ended: number[] = [];
+      await sink.readBodies(
+        'Archive',
+        [
+          { uid: 1, size: msg(1).length },
+          { uid: 2, size: big.length },
+          { uid: 3, size: msg(3).length },
+          { uid: 7, size: 10 },
+        ],
+        {
+          chunk: (uid, b) => pieces.set(uid, [...(pieces.get(uid) ?? []), Buffer.from(b)]),
+          end: (uid) => ended.push(uid),
+        },
+      );
+      expect(ended.sort()).toEqual([1, 2, 3]);
+      expect(Buffer.concat(pieces.get(1)!).equals(msg(1))).toBe(true);
+      expect(Buffer.concat(pieces.get(3)!).equals(msg(3))).toBe(true);
+      expect(pieces.get(2)!.length).toBe(3);
+      expect(Buffer.concat(pieces.get(2)!).equals(big)).toBe(true);
+      expect(fake.mailboxes.get('Archive')!.messages.every((m) => m.flags.length === 0)).toBe(true);
+    },
+  );
 });
 
 describe('pipelined APPEND (LITERAL+ and UIDPLUS) against the fake server', () => {
@@ -550,20 +560,23 @@ describe('messages kept in a file (too large for memory) against the fake server
     expect(failed.error.context.serverResponse).toBe('NO [LIMIT] Mail size is too large');
   });
 
-  it('a drop while a streamed message is unanswered is a connection error, reported after the earlier outcomes', async () => {
-    const { sink } = await setup({
-      capabilities: ['IMAP4rev1'],
-      onAppend: (a) => (a.n === 2 ? { kind: 'drop' } : undefined),
-    });
-    const seen: number[] = [];
-    const err = await rejection(
-      sink.appendBatch(
-        'Archive',
-        [1, 2, 3].map((n) => ({ body: fileBody(String(n), large(n)), flags: [] })),
-        (i) => seen.push(i),
-      ),
-    );
-    expect(err.kind).toBe('connection');
-    expect(seen).toEqual([0]);
-  });
+  it(
+    'a drop while a streamed message is unanswered is a connection error, reported after the earlier ' + 'outcomes',
+    async () => {
+      const { sink } = await setup({
+        capabilities: ['IMAP4rev1'],
+        onAppend: (a) => (a.n === 2 ? { kind: 'drop' } : undefined),
+      });
+      const seen: number[] = [];
+      const err = await rejection(
+        sink.appendBatch(
+          'Archive',
+          [1, 2, 3].map((n) => ({ body: fileBody(String(n), large(n)), flags: [] })),
+          (i) => seen.push(i),
+        ),
+      );
+      expect(err.kind).toBe('connection');
+      expect(seen).toEqual([0]);
+    },
+  );
 });

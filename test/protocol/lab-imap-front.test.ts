@@ -53,7 +53,8 @@ const script = Buffer.concat([
   Buffer.from(`* 1 FETCH (UID 4 BODY[] {${body.length}}\r\n`),
   body,
   Buffer.from(
-    ')\r\na1 OK [APPENDUID 1795957674 7] Append completed.\r\n* OK [COPYUID 1795957674 1 8] Moved.\r\na2 OK [READ-ONLY] Examine completed.\r\n',
+    ')\r\na1 OK [APPENDUID 1795957674 7] Append completed.\r\n* OK [COPYUID 1795957674 1 8] Moved.\r\na2 OK ' +
+      '[READ-ONLY] Examine completed.\r\n',
   ),
 ]);
 const expected = Buffer.concat([

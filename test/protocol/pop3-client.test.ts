@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { PopsyncError } from '../../src/errors.js';
+import type { PopsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { connectPop3 } from '../../src/pop3/index.js';
 import { generateTestCertificate, multiline, startFakePop3 } from '../support/fake-pop3.js';
@@ -327,14 +327,18 @@ describe('pipelining', () => {
     const s = await connect(pop);
     expect(s.pipelining).toBe(true);
     const bodies = await Promise.all(many.map((_, i) => s.retr(i + 1)));
-    bodies.forEach((body, i) => expect(body.toString('hex'), `message ${i + 1}`).toBe(many[i]!.body.toString('hex')));
+    bodies.forEach((body, i) => {
+      expect(body.toString('hex'), `message ${i + 1}`).toBe(many[i]!.body.toString('hex'));
+    });
     const retrs = pop.received.filter((r) => r.verb === 'RETR');
     expect(retrs.map((r) => r.line)).toEqual(many.map((_, i) => `RETR ${i + 1}`));
     const base = retrs[0]!.repliesBefore;
     // RETR 2 reached the server before it had answered RETR 1: really pipelined.
     expect(retrs[1]!.repliesBefore).toBe(base);
     // Never more than 64 commands without their replies.
-    retrs.forEach((r, k) => expect(r.repliesBefore - base, `RETR ${k + 1}`).toBeGreaterThanOrEqual(k - 63));
+    retrs.forEach((r, k) => {
+      expect(r.repliesBefore - base, `RETR ${k + 1}`).toBeGreaterThanOrEqual(k - 63);
+    });
     expect(retrs.every((r) => r.crlf)).toBe(true);
   });
 
@@ -539,14 +543,14 @@ describe('TLS', () => {
     const dir = mkdtempSync(join(tmpdir(), 'popsync-extra-ca-'));
     const file = join(dir, 'extra.pem');
     writeFileSync(file, cert.cert);
-    const saved = process.env['NODE_EXTRA_CA_CERTS'];
-    process.env['NODE_EXTRA_CA_CERTS'] = file;
+    const saved = process.env.NODE_EXTRA_CA_CERTS;
+    process.env.NODE_EXTRA_CA_CERTS = file;
     try {
       const pop = await fake({ tls: { ...cert, mode: 'implicit' } });
       await connect(pop, { tls: 'implicit', ca: [other.cert] });
     } finally {
-      if (saved === undefined) delete process.env['NODE_EXTRA_CA_CERTS'];
-      else process.env['NODE_EXTRA_CA_CERTS'] = saved;
+      if (saved === undefined) delete process.env.NODE_EXTRA_CA_CERTS;
+      else process.env.NODE_EXTRA_CA_CERTS = saved;
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -54,18 +54,21 @@ function trickle(text: string, everyMs: number) {
 const MSG = 'Subject: hi\r\n\r\nhello\r\n';
 
 describe('reply ceilings', () => {
-  it('an endless CAPA ends in a protocol error naming the server and CAPA, after little more than the ceiling', async () => {
-    const sent = { bytes: 0 };
-    const pop = await fake({
-      handlers: { CAPA: flood('+OK', 'X-JUNK AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n', sent) },
-    });
-    const err = await failure(connectPop3(pop.clientOptions()));
-    expect(err.kind).toBe('protocol');
-    expect(err.message).toContain(`127.0.0.1:${pop.port}`);
-    expect(err.message).toMatch(/more than 64 KiB in reply to CAPA/);
-    // The client stopped reading at the ceiling (plus what was in flight), not at the flood's cap.
-    expect(sent.bytes).toBeLessThan(16 * 1024 * 1024);
-  });
+  it(
+    'an endless CAPA ends in a protocol error naming the server and CAPA, after little more than the ' + 'ceiling',
+    async () => {
+      const sent = { bytes: 0 };
+      const pop = await fake({
+        handlers: { CAPA: flood('+OK', 'X-JUNK AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n', sent) },
+      });
+      const err = await failure(connectPop3(pop.clientOptions()));
+      expect(err.kind).toBe('protocol');
+      expect(err.message).toContain(`127.0.0.1:${pop.port}`);
+      expect(err.message).toMatch(/more than 64 KiB in reply to CAPA/);
+      // The client stopped reading at the ceiling (plus what was in flight), not at the flood's cap.
+      expect(sent.bytes).toBeLessThan(16 * 1024 * 1024);
+    },
+  );
 
   it('an endless LIST or UIDL is bounded by the count STAT gave', async () => {
     for (const verb of ['LIST', 'UIDL'] as const) {
@@ -88,19 +91,22 @@ describe('reply ceilings', () => {
     expect(pop.commands('STAT')).toHaveLength(1);
   });
 
-  it('an endless RETR or TOP is cut at twice its LIST size plus the slack, naming the command and message', async () => {
-    for (const verb of ['RETR', 'TOP'] as const) {
-      const sent = { bytes: 0 };
-      const pop = await fake({ messages: [MSG], handlers: { [verb]: flood('+OK', 'more and more body\r\n', sent) } });
-      const s = await connect(pop);
-      await s.list();
-      const err = await failure(verb === 'RETR' ? s.retr(1) : s.top(1, 0));
-      expect(err.kind, verb).toBe('protocol');
-      expect(err.message).toMatch(new RegExp(`in reply to ${verb} 1`));
-      expect(err.context.messageNumber).toBe(1);
-      expect(sent.bytes).toBeLessThan(16 * 1024 * 1024);
-    }
-  });
+  it(
+    'an endless RETR or TOP is cut at twice its LIST size plus the slack, naming the command and ' + 'message',
+    async () => {
+      for (const verb of ['RETR', 'TOP'] as const) {
+        const sent = { bytes: 0 };
+        const pop = await fake({ messages: [MSG], handlers: { [verb]: flood('+OK', 'more and more body\r\n', sent) } });
+        const s = await connect(pop);
+        await s.list();
+        const err = await failure(verb === 'RETR' ? s.retr(1) : s.top(1, 0));
+        expect(err.kind, verb).toBe('protocol');
+        expect(err.message).toMatch(new RegExp(`in reply to ${verb} 1`));
+        expect(err.context.messageNumber).toBe(1);
+        expect(sent.bytes).toBeLessThan(16 * 1024 * 1024);
+      }
+    },
+  );
 
   it('marks only the reply that broke its ceiling as over it, not the commands queued behind it', async () => {
     const sent = { bytes: 0 };

@@ -34,7 +34,8 @@ function courier(capa: string[]): FakePop3Options {
         if (utf8.has(ctx.connection)) return ctx.useDefault();
         ctx.replyMulti(
           '+OK',
-          `From: Mail Delivery Subsystem <postmaster>\r\nSubject: Cannot display Unicode content\r\nDate: ${Date.now()}\r\n\r\n...\r\n`,
+          `From: Mail Delivery Subsystem <postmaster>\r\nSubject: Cannot display Unicode content\r\nDate: ` +
+            `${Date.now()}\r\n\r\n...\r\n`,
         );
       },
     },
@@ -92,30 +93,36 @@ describe('GNU Mailutils: auto falls back after a refused method', () => {
     expect(err.context.hint).toMatch(/tried APOP, then USER\/PASS/);
   });
 
-  it('stops at a refusal that blames the credentials ([AUTH]) when the next method sends the same password', async () => {
-    const pop = await fake({ apop: true, capa: ['USER', 'SASL PLAIN LOGIN', 'RESP-CODES', 'AUTH-RESP-CODE'] });
-    const err = await failure(connectPop3(pop.clientOptions({ password: 'wrong' })));
-    expect(err.kind).toBe('auth');
-    expect(pop.received.map((r) => r.verb).filter((v) => ['AUTH', 'APOP', 'USER', 'PASS'].includes(v))).toEqual([
-      'AUTH',
-    ]);
-  });
+  it(
+    'stops at a refusal that blames the credentials ([AUTH]) when the next method sends the same ' + 'password',
+    async () => {
+      const pop = await fake({ apop: true, capa: ['USER', 'SASL PLAIN LOGIN', 'RESP-CODES', 'AUTH-RESP-CODE'] });
+      const err = await failure(connectPop3(pop.clientOptions({ password: 'wrong' })));
+      expect(err.kind).toBe('auth');
+      expect(pop.received.map((r) => r.verb).filter((v) => ['AUTH', 'APOP', 'USER', 'PASS'].includes(v))).toEqual([
+        'AUTH',
+      ]);
+    },
+  );
 
-  it('a server that hangs up after the first refusal ends in that refusal (exit 3), not a lost connection', async () => {
-    const pop = await fake(
-      mailutils({
-        handlers: {
-          APOP: (ctx) => {
-            ctx.reply('-ERR [AUTH] APOP authentication failed');
-            ctx.drop();
+  it(
+    'a server that hangs up after the first refusal ends in that refusal (exit 3), not a lost ' + 'connection',
+    async () => {
+      const pop = await fake(
+        mailutils({
+          handlers: {
+            APOP: (ctx) => {
+              ctx.reply('-ERR [AUTH] APOP authentication failed');
+              ctx.drop();
+            },
           },
-        },
-      }),
-    );
-    const err = await failure(connectPop3(pop.clientOptions()));
-    expect(err.kind).toBe('auth');
-    expect(err.context.hint).toMatch(/closed the connection after refusing APOP/);
-  });
+        }),
+      );
+      const err = await failure(connectPop3(pop.clientOptions()));
+      expect(err.kind).toBe('auth');
+      expect(err.context.hint).toMatch(/closed the connection after refusing APOP/);
+    },
+  );
 });
 
 describe('Cyrus: [LOGIN-DELAY]', () => {

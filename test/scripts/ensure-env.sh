@@ -67,7 +67,8 @@ need_pkgs() {
     apt_install "$@"
   else
     say "$what ($*); run:"
-    printf "sudo sh -c 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends %s'\n" "$*"
+    printf "sudo sh -c 'apt-get update && DEBIAN_FRONTEND=noninteractive %s %s'\n" \
+      "apt-get install -y --no-install-recommends" "$*"
     exit 1
   fi
 }
@@ -97,7 +98,12 @@ unpack_beside() {
   [ -x "$root/$check" ] && [ "$libs_ok" -eq 1 ] && return 0
   if ! is_root; then
     say "$name for the other-servers lab; run:"
-    printf "sudo sh -c 'apt-get update && apt-get install -y --no-install-recommends %s && d=\$(mktemp -d) && chmod 755 \$d && cd \$d && apt-get download %s && mkdir -p %s && for f in *.deb; do dpkg-deb -x \$f %s; done'\n" "$libs" "$pkgs" "$root" "$root"
+    printf "sudo sh -c '%s %s && %s && %s %s && %s %s && %s %s; done'\n" \
+      "apt-get update && apt-get install -y --no-install-recommends" "$libs" \
+      "d=\$(mktemp -d) && chmod 755 \$d && cd \$d" \
+      "apt-get download" "$pkgs" \
+      "mkdir -p" "$root" \
+      "for f in *.deb; do dpkg-deb -x \$f" "$root"
     exit 1
   fi
   # shellcheck disable=SC2086
@@ -150,7 +156,8 @@ fi
 # dist/ is rebuilt when anything tsc reads is newer than the last successful build. The
 # stamp is ours because tsc only rewrites files whose output changed.
 stamp=dist/.ensure-env-built
-if [ ! -f "$stamp" ] || [ -n "$(find src tsconfig.json package.json package-lock.json -newer "$stamp" -print -quit 2>/dev/null)" ]; then
+newer="$(find src tsconfig.json package.json package-lock.json -newer "$stamp" -print -quit 2>/dev/null || true)"
+if [ ! -f "$stamp" ] || [ -n "$newer" ]; then
   say "building dist/ (tsc)"
   log="$(mktemp)"
   if ! npm run --silent build >"$log" 2>&1; then

@@ -22,7 +22,8 @@ export function findChromium(): string {
   const candidates = [process.env.POPSYNC_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser'];
   for (const c of candidates) if (c && existsSync(c)) return c;
   throw new Error(
-    `headless Chromium not found (looked for ${candidates.filter(Boolean).join(', ')}); as root run: ${CHROMIUM_INSTALL}`,
+    `headless Chromium not found (looked for ${candidates.filter(Boolean).join(', ')}); as root run: ` +
+      `${CHROMIUM_INSTALL}`,
   );
 }
 
@@ -70,8 +71,12 @@ export async function runChromium(url: string, o: ChromiumOptions = {}): Promise
       const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       let stdout = '';
       let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+      });
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
       const timer = setTimeout(() => {
         if (child.pid !== undefined) {
           try {

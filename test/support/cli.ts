@@ -70,8 +70,12 @@ export function startCli(args: string[], o: CliOptions = {}): { child: ChildProc
     });
     let stdout = '';
     let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     const timers: NodeJS.Timeout[] = [];
     if (o.killAfterMs !== undefined) timers.push(setTimeout(() => child.kill('SIGKILL'), o.killAfterMs));
     timers.push(setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 120_000));

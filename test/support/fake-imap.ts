@@ -4,9 +4,9 @@
  * It speaks just enough IMAP4rev1 for imapflow to connect (greeting, CAPABILITY, LOGIN, LIST
  * "" "" for the delimiter), and for ImapSink to work: LIST/LSUB, STATUS, CREATE, SUBSCRIBE,
  * SELECT/EXAMINE, CLOSE/UNSELECT, UID FETCH (UID, RFC822.SIZE, FLAGS, INTERNALDATE, ENVELOPE with
- * only Message-ID, BODY[]/BODY.PEEK[] also partial <o.n>, BODY.PEEK[HEADER]), NOOP, LOGOUT and APPEND with synchronizing and LITERAL+
- * literals. Everything else gets BAD. It is not a correct IMAP server; it is a stage on which
- * tests can make a server misbehave at exactly one point:
+ * only Message-ID, BODY[]/BODY.PEEK[] also partial <o.n>, BODY.PEEK[HEADER]), NOOP, LOGOUT and
+ * APPEND with synchronizing and LITERAL+ literals. Everything else gets BAD. It is not a correct
+ * IMAP server; it is a stage on which tests can make a server misbehave at exactly one point:
  *
  *   const imap = await startFakeImap({
  *     onAppend: (a) => (a.n === 2 ? { kind: 'no', text: '[OVERQUOTA] Quota exceeded' } : undefined),
@@ -86,7 +86,10 @@ export interface FakeImapOptions {
    * in order: a client that waits for each reply before the next APPEND (no pipelining) stalls.
    */
   holdAppendReplies?: number;
-  /** Which APPEND flags the server stores (default all); a server without `\*` in PERMANENTFLAGS drops keywords silently. */
+  /**
+   * Which APPEND flags the server stores (default all); a server without `\*` in PERMANENTFLAGS
+   * drops keywords silently.
+   */
   keepFlag?: (flag: string) => boolean;
 }
 
@@ -224,7 +227,10 @@ class Session {
     }
     this.fake.received.push(describe(pieces, name));
     const reply = name === 'APPEND' ? undefined : this.cfg.options.onCommand?.({ tag, name, args });
-    if (reply) return this.scripted(tag, name, reply);
+    if (reply) {
+      this.scripted(tag, name, reply);
+      return;
+    }
     try {
       this.handle(tag, name, args);
     } catch (err) {
@@ -233,7 +239,10 @@ class Session {
   }
 
   private scripted(tag: string, name: string, reply: FakeReply): void {
-    if (reply.kind === 'drop') return this.drop();
+    if (reply.kind === 'drop') {
+      this.drop();
+      return;
+    }
     if (reply.kind === 'hang') return;
     this.write(`${tag} ${reply.kind.toUpperCase()} ${reply.text ?? `${name} scripted`}`);
   }
@@ -246,14 +255,17 @@ class Session {
   private handle(tag: string, name: string, args: Token[]): void {
     const ok = (text = `${name} completed`): void => this.write(`${tag} OK ${text}`);
     if (!this.authed && !['CAPABILITY', 'NOOP', 'LOGOUT', 'LOGIN', 'ID'].includes(name)) {
-      return this.write(`${tag} BAD not authenticated`);
+      this.write(`${tag} BAD not authenticated`);
+      return;
     }
     switch (name) {
       case 'CAPABILITY':
         this.write(`* CAPABILITY ${this.cfg.caps.join(' ')}`);
-        return ok();
+        ok();
+        return;
       case 'NOOP':
-        return ok();
+        ok();
+        return;
       case 'LOGOUT':
         this.write('* BYE logging out');
         ok();
@@ -264,22 +276,27 @@ class Session {
         const [user, pass] = [str(args[0]), str(args[1])];
         if (this.cfg.users[user] !== undefined && this.cfg.users[user] === pass) {
           this.authed = true;
-          return ok(`[CAPABILITY ${this.cfg.caps.join(' ')}] Logged in`);
+          ok(`[CAPABILITY ${this.cfg.caps.join(' ')}] Logged in`);
+          return;
         }
-        return this.write(`${tag} NO [AUTHENTICATIONFAILED] Authentication failed.`);
+        this.write(`${tag} NO [AUTHENTICATIONFAILED] Authentication failed.`);
+        return;
       }
       case 'ID':
         this.write('* ID NIL');
-        return ok();
+        ok();
+        return;
       case 'NAMESPACE':
         this.write(`* NAMESPACE (("" ${quote(this.cfg.delim)})) NIL NIL`);
-        return ok();
+        ok();
+        return;
       case 'LIST':
       case 'LSUB': {
         const pattern = str(args[1]);
         if (pattern === '') {
           this.write(`* LIST (\\Noselect) ${quote(this.cfg.delim)} ""`);
-          return ok();
+          ok();
+          return;
         }
         const re = patternRegex(pattern, this.cfg.delim);
         for (const mb of this.fake.mailboxes.values()) {
@@ -288,31 +305,45 @@ class Session {
             `* ${name} (${mb.name === 'INBOX' ? '' : '\\HasNoChildren'}) ${quote(this.cfg.delim)} ${quote(mb.name)}`,
           );
         }
-        return ok();
+        ok();
+        return;
       }
       case 'STATUS': {
         const mb = this.mailbox(args[0]);
-        if (!mb) return this.write(`${tag} NO [NONEXISTENT] Mailbox doesn't exist: ${str(args[0])}`);
+        if (!mb) {
+          this.write(`${tag} NO [NONEXISTENT] Mailbox doesn't exist: ${str(args[0])}`);
+          return;
+        }
         this.write(
-          `* STATUS ${quote(mb.name)} (MESSAGES ${mb.messages.length} UIDNEXT ${mb.uidNext} UIDVALIDITY ${mb.uidValidity})`,
+          `* STATUS ${quote(mb.name)} (MESSAGES ${mb.messages.length} UIDNEXT ${mb.uidNext} UIDVALIDITY ` +
+            `${mb.uidValidity})`,
         );
-        return ok();
+        ok();
+        return;
       }
       case 'CREATE': {
-        if (this.mailbox(args[0])) return this.write(`${tag} NO [ALREADYEXISTS] Mailbox already exists`);
+        if (this.mailbox(args[0])) {
+          this.write(`${tag} NO [ALREADYEXISTS] Mailbox already exists`);
+          return;
+        }
         this.cfg.addMailbox(str(args[0]));
-        return ok();
+        ok();
+        return;
       }
       case 'SUBSCRIBE':
       case 'UNSUBSCRIBE': {
         const mb = this.mailbox(args[0]);
         if (mb) mb.subscribed = name === 'SUBSCRIBE';
-        return ok();
+        ok();
+        return;
       }
       case 'SELECT':
       case 'EXAMINE': {
         const mb = this.mailbox(args[0]);
-        if (!mb) return this.write(`${tag} NO [NONEXISTENT] Mailbox doesn't exist`);
+        if (!mb) {
+          this.write(`${tag} NO [NONEXISTENT] Mailbox doesn't exist`);
+          return;
+        }
         this.selected = mb;
         this.write('* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)');
         this.write('* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted');
@@ -320,24 +351,32 @@ class Session {
         this.write('* 0 RECENT');
         this.write(`* OK [UIDVALIDITY ${mb.uidValidity}] UIDs valid`);
         this.write(`* OK [UIDNEXT ${mb.uidNext}] Predicted next UID`);
-        return ok(`[${name === 'SELECT' ? 'READ-WRITE' : 'READ-ONLY'}] ${name} completed`);
+        ok(`[${name === 'SELECT' ? 'READ-WRITE' : 'READ-ONLY'}] ${name} completed`);
+        return;
       }
       case 'CLOSE':
       case 'UNSELECT':
         this.selected = null;
-        return ok();
+        ok();
+        return;
       case 'UID FETCH':
-        return this.uidFetch(tag, args);
+        this.uidFetch(tag, args);
+        return;
       case 'APPEND':
-        return this.append(tag, args);
+        this.append(tag, args);
+        return;
       default:
-        return this.write(`${tag} BAD unknown command ${name}`);
+        this.write(`${tag} BAD unknown command ${name}`);
+        return;
     }
   }
 
   private uidFetch(tag: string, args: Token[]): void {
     const mb = this.selected;
-    if (!mb) return this.write(`${tag} BAD no mailbox selected`);
+    if (!mb) {
+      this.write(`${tag} BAD no mailbox selected`);
+      return;
+    }
     const uids = mb.messages.map((m) => m.uid);
     const max = uids.length ? Math.max(...uids) : 0;
     const wanted = new Set<number>();
@@ -378,7 +417,10 @@ class Session {
 
   private append(tag: string, args: Token[]): void {
     const body = args[args.length - 1];
-    if (!Buffer.isBuffer(body)) return this.write(`${tag} BAD APPEND needs a literal`);
+    if (!Buffer.isBuffer(body)) {
+      this.write(`${tag} BAD APPEND needs a literal`);
+      return;
+    }
     const flags = Array.isArray(args[1]) ? flatten(args[1]) : [];
     const dateTok = args.find((a, i) => i > 0 && i < args.length - 1 && typeof a === 'string');
     const append: FakeAppend = {
@@ -395,10 +437,18 @@ class Session {
     const mb = this.mailbox(args[0]);
     const reply: FakeAppendReply = this.cfg.options.onAppend?.(append) ?? { kind: 'ok' };
     if (reply.kind === 'hang') return;
-    if (reply.kind === 'no' || reply.kind === 'bad')
-      return this.appendReply(`${tag} ${reply.kind.toUpperCase()} ${reply.text}`);
-    if (!mb) return this.appendReply(`${tag} NO [TRYCREATE] Mailbox doesn't exist`);
-    if (reply.kind === 'drop' && reply.store === false) return this.drop();
+    if (reply.kind === 'no' || reply.kind === 'bad') {
+      this.appendReply(`${tag} ${reply.kind.toUpperCase()} ${reply.text}`);
+      return;
+    }
+    if (!mb) {
+      this.appendReply(`${tag} NO [TRYCREATE] Mailbox doesn't exist`);
+      return;
+    }
+    if (reply.kind === 'drop' && reply.store === false) {
+      this.drop();
+      return;
+    }
     const uid = mb.uidNext++;
     const kept = this.cfg.options.keepFlag ? flags.filter(this.cfg.options.keepFlag) : flags;
     if (!(reply.kind === 'ok' && reply.store === false))
@@ -408,7 +458,10 @@ class Session {
         internalDate: append.date ?? '01-Jan-2020 00:00:00 +0000',
         body: append.body,
       });
-    if (reply.kind === 'drop') return this.drop();
+    if (reply.kind === 'drop') {
+      this.drop();
+      return;
+    }
     const withUid = !(reply.kind === 'ok' && reply.appendUid === false) && this.cfg.caps.includes('UIDPLUS');
     const announced = reply.kind === 'ok' && typeof reply.appendUid === 'number' ? reply.appendUid : uid;
     const line = `${tag} OK ${withUid ? `[APPENDUID ${mb.uidValidity} ${announced}] ` : ''}Append completed`;
@@ -420,7 +473,10 @@ class Session {
   }
 
   private appendReply(line: string): void {
-    if (this.held === null) return this.write(line);
+    if (this.held === null) {
+      this.write(line);
+      return;
+    }
     this.held.push(line);
     if (this.appendsRead >= (this.cfg.options.holdAppendReplies ?? 0)) {
       const out = this.held;

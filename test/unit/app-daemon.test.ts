@@ -141,32 +141,35 @@ describe('runDaemon', () => {
     ]);
   });
 
-  it('drops an account that needs a human, goes on with the rest, and exits with the worst code when none is left', async () => {
-    const clock = fakeClock();
-    const notes: string[] = [];
-    let bCycles = 0;
-    const code = await runDaemon({
-      accounts: [
-        { account: 'a', name: 'alice', intervalMs: 10_000 },
-        { account: 'b', name: 'bob', intervalMs: 10_000 },
-      ],
-      cycle: async (name) => {
-        if (name === 'a') return 3;
-        bCycles++;
-        return bCycles === 3 ? 5 : 0;
-      },
-      signal: new AbortController().signal,
-      notify: (l) => notes.push(l),
-      clock,
-      random: () => 0.5,
-    });
-    expect(code).toBe(5);
-    expect(bCycles).toBe(3);
-    expect(notes).toEqual([
-      'popsync: alice: stopped syncing this account (exit 3); 1 other account goes on',
-      'popsync: bob: stopped syncing this account (exit 5)',
-    ]);
-  });
+  it(
+    'drops an account that needs a human, goes on with the rest, and exits with the worst code when none ' + 'is left',
+    async () => {
+      const clock = fakeClock();
+      const notes: string[] = [];
+      let bCycles = 0;
+      const code = await runDaemon({
+        accounts: [
+          { account: 'a', name: 'alice', intervalMs: 10_000 },
+          { account: 'b', name: 'bob', intervalMs: 10_000 },
+        ],
+        cycle: async (name) => {
+          if (name === 'a') return 3;
+          bCycles++;
+          return bCycles === 3 ? 5 : 0;
+        },
+        signal: new AbortController().signal,
+        notify: (l) => notes.push(l),
+        clock,
+        random: () => 0.5,
+      });
+      expect(code).toBe(5);
+      expect(bCycles).toBe(3);
+      expect(notes).toEqual([
+        'popsync: alice: stopped syncing this account (exit 3); 1 other account goes on',
+        'popsync: bob: stopped syncing this account (exit 5)',
+      ]);
+    },
+  );
 
   it('a signal during a cycle ends the loop with 0 even though the cycle was interrupted (130)', async () => {
     const clock = fakeClock();

@@ -7,7 +7,11 @@ describe('per-host slots', () => {
   it('lets at most N holders per host in, all hosts or none, and hands slots on', async () => {
     const slots = createHostSlots(2);
     const order: string[] = [];
-    const take = (id: string, hosts: string[]) => slots.acquire(hosts).then((release) => (order.push(id), release));
+    const take = (id: string, hosts: string[]) =>
+      slots.acquire(hosts).then((release) => {
+        order.push(id);
+        return release;
+      });
     const a = await take('a', ['pop3 p', 'imap i']);
     const b = await take('b', ['pop3 p', 'imap j']);
     const c = take('c', ['pop3 p', 'imap i']);

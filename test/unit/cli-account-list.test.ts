@@ -33,7 +33,9 @@ describe('account list to jobs', () => {
   it('turns every row into a job with the shared flags, its folder, and its passwords', () => {
     const p = file(
       'a.csv',
-      'name,source,destination,folder,destination_password\na,pop3s://a@p.example,imaps://a@i.example,Old,pw-a\nb,pop3s://b@p.example,imaps://b@i.example,,pw-b\n',
+      'name,source,destination,folder,destination_password\n' +
+        'a,pop3s://a@p.example,imaps://a@i.example,Old,pw-a\n' +
+        'b,pop3s://b@p.example,imaps://b@i.example,,pw-b\n',
     );
     const jobs = listedAccountJobs(p, { tls: 'implicit', passwordEnv: 'POP_PW' }, {}, base, false);
     expect(

@@ -6,7 +6,8 @@ import { silentLogger, type Logger } from '../../src/log.js';
 describe('cleartextWarning', () => {
   it('warns for tls=none from the URL or the flag, and only then', () => {
     expect(cleartextWarning('pop3', resolvePop3Endpoint({ url: 'pop3://alice@pop.example.net?tls=none' }))).toBe(
-      'POP3 alice@pop.example.net:110: tls=none: the password and the mail travel in clear (anyone on the path can read them)',
+      'POP3 alice@pop.example.net:110: tls=none: the password and the mail travel in clear (anyone on the ' +
+        'path can read them)',
     );
     expect(cleartextWarning('imap', resolveImapEndpoint({ url: 'imaps://bob@imap.example.net', tls: 'none' }))).toMatch(
       /^IMAP bob@imap\.example\.net:143: tls=none: /,

@@ -143,7 +143,8 @@ describe('bugs', () => {
     expect(describeError('oops')).toEqual({
       code: 70,
       message:
-        'popsync: internal error (a bug in popsync)\nthrown value: oops\nPlease report it with this output and `popsync --version`.\n',
+        'popsync: internal error (a bug in popsync)\nthrown value: oops\nPlease report it with this output ' +
+        'and `popsync --version`.\n',
     });
     expect(describeError({ a: 1 }).message).toContain('thrown value: {"a":1}');
   });

@@ -29,7 +29,10 @@ describe('what an interrupt does to the waits of a run', () => {
     const cuts = interruptible(
       {
         openSource: async () => session('first'),
-        openSink: () => new Promise<ImapSink>((r) => (lateSink = r)),
+        openSink: () =>
+          new Promise<ImapSink>((r) => {
+            lateSink = r;
+          }),
       },
       c.signal,
     );

@@ -113,12 +113,22 @@ describe('locateJournal', () => {
     );
   });
 
-  it('--journal naming an older journal of the same mailbox uses its key; of another mailbox, ours (then open refuses it)', () => {
-    legacy('old.sqlite', 'src@127.0.0.1');
-    const path = join(state, 'popsync', 'old.sqlite');
-    expect(locateJournal({ user: 'src', host: 'localhost' }, path, env)).toEqual({ path, sourceKey: 'src@127.0.0.1' });
-    expect(locateJournal({ user: 'bob', host: 'localhost' }, path, env)).toEqual({ path, sourceKey: 'bob@localhost' });
-  });
+  it(
+    '--journal naming an older journal of the same mailbox uses its key; of another mailbox, ours (then ' +
+      'open refuses it)',
+    () => {
+      legacy('old.sqlite', 'src@127.0.0.1');
+      const path = join(state, 'popsync', 'old.sqlite');
+      expect(locateJournal({ user: 'src', host: 'localhost' }, path, env)).toEqual({
+        path,
+        sourceKey: 'src@127.0.0.1',
+      });
+      expect(locateJournal({ user: 'bob', host: 'localhost' }, path, env)).toEqual({
+        path,
+        sourceKey: 'bob@localhost',
+      });
+    },
+  );
 
   it('refuses to choose between two journals of one mailbox', () => {
     legacy('src@127.0.0.1.sqlite', 'src@127.0.0.1');

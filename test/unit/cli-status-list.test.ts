@@ -64,7 +64,8 @@ describe('status over an account list', () => {
     ];
     expect(formatListStatus(items).split('\n')).toEqual([
       'alice       ok           copied 120, failed 0, deleted 2, last run 2026-11-29T10:00:00.000Z migrate',
-      'bob         error        copied 3, failed 1, deleted 0, last run 2026-11-29T10:00:00.000Z migrate: login refused',
+      'bob         error        copied 3, failed 1, deleted 0, last run 2026-11-29T10:00:00.000Z migrate: ' +
+        'login refused',
       'carol-long  not started',
       'total: 3 accounts (1 not started, 1 ok, 1 error); copied 123, failed 1, deleted 2',
     ]);

@@ -21,7 +21,8 @@ function problem(text: string): string {
 describe('parseAccountList', () => {
   it('reads rows under a header, skipping blank lines, with their line numbers', () => {
     const l = parseAccountList(
-      `${HEADER}\nalice,pop3s://alice@pop.example,imaps://alice@imap.example\n\n\r\nbob,pop3s://bob@pop.example,imaps://bob@imap.example\n`,
+      `${HEADER}\nalice,pop3s://alice@pop.example,imaps://alice@imap.example\n\n\r\n` +
+        'bob,pop3s://bob@pop.example,imaps://bob@imap.example\n',
       'a.csv',
     );
     expect(l.accounts).toEqual([

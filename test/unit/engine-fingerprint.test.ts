@@ -10,7 +10,8 @@ const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 
 /** A message exercising every rule: 8-bit header bytes, NUL, bare CR and LF, no final newline. */
 const original = b(
-  'Subject: Caf\xe9 \xc3\xa9t\xe9\r\nFrom: a@example.org\r\nX-Tag: \x00nul\r\n\r\nline one\nline\0two\r\nbare\rcr\r\n8-bit body \xc3\xa9\r\nlast line',
+  'Subject: Caf\xe9 \xc3\xa9t\xe9\r\nFrom: a@example.org\r\nX-Tag: \x00nul\r\n\r\nline ' +
+    'one\nline\0two\r\nbare\rcr\r\n8-bit body \xc3\xa9\r\nlast line',
 );
 
 function splitAt(buf: Buffer, ...points: number[]): Buffer[] {

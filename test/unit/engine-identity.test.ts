@@ -42,7 +42,8 @@ describe('headerHash', () => {
     expect(
       headerHash(
         Buffer.from(
-          'return-path: <x@y>\nFrom: a@b\nSubject: Hello\n  world\nMessage-ID: <1@b>\nContent-Length: 5\nX-Keywords: $x\nLines: 3\n\n',
+          'return-path: <x@y>\nFrom: a@b\nSubject: Hello\n  world\nMessage-ID: <1@b>\nContent-Length: ' +
+            '5\nX-Keywords: $x\nLines: 3\n\n',
         ),
       ),
     ).toBe(h);
@@ -327,38 +328,41 @@ describe('windowWarnings', () => {
       windowWarnings({ listed: 250, newCount: 3, vanished: 0, previous: [{ listed: 250, deleted: 3, result: 'ok' }] }),
     ).toEqual([]);
   });
-  it('stays quiet when the previous run did not end ok: its listed messages may still be unknown to the journal', () => {
-    // A 500-message migration interrupted after 200, then resumed: 300 unknown, none arrived.
-    expect(
-      windowWarnings({
-        listed: 500,
-        newCount: 300,
-        vanished: 0,
-        previous: [{ listed: 500, deleted: 0, result: 'error' }],
-      }),
-    ).toEqual([]);
-    // Nor does an older ok run behind it count: the interrupted one is the last word.
-    expect(
-      windowWarnings({
-        listed: 500,
-        newCount: 300,
-        vanished: 0,
-        previous: [
-          { listed: 500, deleted: 0, result: 'error' },
-          { listed: 500, deleted: 0, result: 'ok' },
-        ],
-      }),
-    ).toEqual([]);
-    // Set-aside messages are not journaled: a 'partial' run proves nothing either.
-    expect(
-      windowWarnings({
-        listed: 500,
-        newCount: 2,
-        vanished: 0,
-        previous: [{ listed: 500, deleted: 0, result: 'partial' }],
-      }),
-    ).toEqual([]);
-  });
+  it(
+    'stays quiet when the previous run did not end ok: its listed messages may still be unknown to the ' + 'journal',
+    () => {
+      // A 500-message migration interrupted after 200, then resumed: 300 unknown, none arrived.
+      expect(
+        windowWarnings({
+          listed: 500,
+          newCount: 300,
+          vanished: 0,
+          previous: [{ listed: 500, deleted: 0, result: 'error' }],
+        }),
+      ).toEqual([]);
+      // Nor does an older ok run behind it count: the interrupted one is the last word.
+      expect(
+        windowWarnings({
+          listed: 500,
+          newCount: 300,
+          vanished: 0,
+          previous: [
+            { listed: 500, deleted: 0, result: 'error' },
+            { listed: 500, deleted: 0, result: 'ok' },
+          ],
+        }),
+      ).toEqual([]);
+      // Set-aside messages are not journaled: a 'partial' run proves nothing either.
+      expect(
+        windowWarnings({
+          listed: 500,
+          newCount: 2,
+          vanished: 0,
+          previous: [{ listed: 500, deleted: 0, result: 'partial' }],
+        }),
+      ).toEqual([]);
+    },
+  );
   it('warns when copied messages vanished without popsync deleting them', () => {
     expect(windowWarnings({ listed: 7, newCount: 0, vanished: 2, previous: [] })[0]).toMatch(
       /^2 messages copied earlier are no longer listed/,

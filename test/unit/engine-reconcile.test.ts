@@ -38,7 +38,10 @@ class Folder {
   }
   probe(withHeaders = false): Probe {
     return {
-      digest: async (uid) => (this.digests++, digestOf(this.bodies.get(uid)!)),
+      digest: async (uid) => {
+        this.digests++;
+        return digestOf(this.bodies.get(uid)!);
+      },
       ...(withHeaders
         ? {
             headerFingerprints: async (uids: readonly number[]) => {

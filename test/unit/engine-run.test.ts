@@ -64,16 +64,22 @@ class MemorySource {
       capabilities: new Map(),
       pipelining: false,
       stat: async () => ({ count: this.messages.length, size: 0 }),
-      list: async () => (
-        check(),
-        this.messages.map((m, i) => ({
+      list: async () => {
+        check();
+        return this.messages.map((m, i) => ({
           n: i + 1,
           size: this.listSize ? this.listSize(i + 1, m.body.length) : m.body.length,
-        }))
-      ),
-      uidl: async () => (check(), this.messages.map((m, i) => ({ n: i + 1, uidl: m.uidl }))),
+        }));
+      },
+      uidl: async () => {
+        check();
+        return this.messages.map((m, i) => ({ n: i + 1, uidl: m.uidl }));
+      },
       // The whole message: the header hash reads only the header block, as from a real TOP n 0.
-      top: async (n: number) => (check(), this.messages[n - 1]!.body),
+      top: async (n: number) => {
+        check();
+        return this.messages[n - 1]!.body;
+      },
       retr,
       // The engine reads bodies as streams; these carry exactly what retr() would answer.
       retrStream: (n: number) => {
@@ -139,7 +145,10 @@ class MemoryDestination {
         if (!this.folders.has(path)) this.folders.set(path, { uidValidity: 777n, next: 1, msgs: [] });
         return status(path);
       },
-      status: async (path) => (check(), status(path)),
+      status: async (path) => {
+        check();
+        return status(path);
+      },
       appendBatch: async (path, items: AppendRequest[], onOutcome) => {
         this.events?.push('append start');
         this.batches.push(
@@ -189,13 +198,17 @@ class MemoryDestination {
         this.events?.push('append end');
         return out;
       },
-      listSince: async (path, since, below = Infinity): Promise<DestinationMessage[]> => (
-        check(),
-        folder(path)
+      listSince: async (path, since, below = Infinity): Promise<DestinationMessage[]> => {
+        check();
+        return folder(path)
           .msgs.filter((m) => m.uid >= since && m.uid < below)
-          .map((m) => ({ uid: m.uid, size: m.body.length, messageId: messageIdOf(parseHeaders(m.body)) }))
-      ),
-      fetchBody: async (path, uid) => (check(), this.bodyFetches++, folder(path).msgs.find((m) => m.uid === uid)!.body),
+          .map((m) => ({ uid: m.uid, size: m.body.length, messageId: messageIdOf(parseHeaders(m.body)) }));
+      },
+      fetchBody: async (path, uid) => {
+        check();
+        this.bodyFetches++;
+        return folder(path).msgs.find((m) => m.uid === uid)!.body;
+      },
       scanHeaders: async (path, which, each) => {
         check();
         const f = this.folders.get(path);
@@ -353,48 +366,67 @@ describe('engine', () => {
     await expect(runEngine(failing)).rejects.toMatchObject({ kind: 'connection' });
   });
 
-  it('reports a first connection that never worked at once, on either side, and retries only links that had worked', async () => {
-    const refused = () => Promise.reject(new PopsyncError('connection', 'connect ECONNREFUSED 127.0.0.1:1'));
-    let opens = 0;
-    const src = new MemorySource([{ uidl: 'u1', body: msg(1) }]);
-    const dst = new MemoryDestination();
-    const noSource = { ...options(src, dst), openSource: () => (opens++, refused()) };
-    await expect(runEngine(noSource)).rejects.toMatchObject({ kind: 'connection' });
-    expect(opens).toBe(1);
+  it(
+    'reports a first connection that never worked at once, on either side, and retries only links that ' + 'had worked',
+    async () => {
+      const refused = () => Promise.reject(new PopsyncError('connection', 'connect ECONNREFUSED 127.0.0.1:1'));
+      let opens = 0;
+      const src = new MemorySource([{ uidl: 'u1', body: msg(1) }]);
+      const dst = new MemoryDestination();
+      const noSource = {
+        ...options(src, dst),
+        openSource: () => {
+          opens++;
+          return refused();
+        },
+      };
+      await expect(runEngine(noSource)).rejects.toMatchObject({ kind: 'connection' });
+      expect(opens).toBe(1);
 
-    opens = 0;
-    const noSink = { ...options(src, dst), openSink: () => (opens++, refused()) };
-    await expect(runEngine(noSink)).rejects.toMatchObject({ kind: 'connection' });
-    expect(opens).toBe(1);
-    expect(dst.bodies()).toHaveLength(0);
+      opens = 0;
+      const noSink = {
+        ...options(src, dst),
+        openSink: () => {
+          opens++;
+          return refused();
+        },
+      };
+      await expect(runEngine(noSink)).rejects.toMatchObject({ kind: 'connection' });
+      expect(opens).toBe(1);
+      expect(dst.bodies()).toHaveLength(0);
 
-    // The same refusal after the destination had answered once is a lost link: reconnect.
-    opens = 0;
-    const flaky = { ...options(src, dst), openSink: async () => (++opens === 2 ? refused() : dst.sink()) };
-    dst.dropAfterStoring.add(1);
-    const r = await runEngine(flaky);
-    expect(opens).toBe(3);
-    expect(r.reconnects).toBe(2);
-    expect(dst.bodies()).toHaveLength(1);
-  });
+      // The same refusal after the destination had answered once is a lost link: reconnect.
+      opens = 0;
+      const flaky = { ...options(src, dst), openSink: async () => (++opens === 2 ? refused() : dst.sink()) };
+      dst.dropAfterStoring.add(1);
+      const r = await runEngine(flaky);
+      expect(opens).toBe(3);
+      expect(r.reconnects).toBe(2);
+      expect(dst.bodies()).toHaveLength(1);
+    },
+  );
 
-  it('stops with a server fault (exit 4 class) when the destination hands out a UID that already holds an earlier copy', async () => {
-    const src = new MemorySource([1, 2].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
-    const dst = new MemoryDestination();
-    await runEngine(options(src, dst));
-    // The server forgets its UIDs (a restored or broken store): the next APPEND gets UID 1 again.
-    dst.folders.get('INBOX')!.next = 1;
-    src.messages.push({ uidl: 'u3', body: msg(3) });
-    const err = await runEngine(options(src, dst)).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(PopsyncError);
-    expect(err).toMatchObject({
-      kind: 'protocol',
-      message: expect.stringMatching(
-        /gave UID 1 in "INBOX" to a new message, but that UID already holds the copy of UIDL u1/,
-      ),
-    });
-    expect(journal.get('alice@pop.test:110', 'u1')).toMatchObject({ state: 'done', destUid: 1 });
-  });
+  it(
+    'stops with a server fault (exit 4 class) when the destination hands out a UID that already holds an ' +
+      'earlier copy',
+    async () => {
+      const src = new MemorySource([1, 2].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+      const dst = new MemoryDestination();
+      await runEngine(options(src, dst));
+      // The server forgets its UIDs (a restored or broken store): the next APPEND gets UID 1 again.
+      dst.folders.get('INBOX')!.next = 1;
+      src.messages.push({ uidl: 'u3', body: msg(3) });
+      const err = await runEngine(options(src, dst)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PopsyncError);
+      expect(err).toMatchObject({
+        kind: 'protocol',
+        message: expect.stringMatching(
+          /gave UID 1 in "INBOX" to a new message, but that UID already holds the copy of UIDL u1/,
+        ),
+      });
+      expect(journal.get('alice@pop.test:110', 'u1')).toMatchObject({ state: 'done', destUid: 1 });
+    },
+  );
 
   it('fetches the next batch while the current one is being appended, and still copies in order', async () => {
     const src = new MemorySource([1, 2, 3, 4, 5, 6].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
@@ -420,30 +452,34 @@ describe('engine', () => {
     expect(dst.bodies()).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((i) => msg(i).toString()));
   });
 
-  it('sets aside a message whose every RETR drops the connection, copies the rest, and tries it again next run', async () => {
-    const src = new MemorySource([1, 2, 3, 4, 5, 6].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
-    src.alwaysDrop.add(3);
-    const dst = new MemoryDestination();
-    const r = await runEngine(options(src, dst, { retry: { maxAttempts: 5, baseDelayMs: 1, maxDelayMs: 1 } }));
-    expect(r.copied).toBe(5);
-    expect(r.failed).toEqual([
-      expect.objectContaining({
-        uidl: 'u3',
-        n: 3,
-        reason: expect.stringMatching(
-          /set aside: receiving it from the POP3 server failed 3 times \(last: POP3 server closed the connection\); it stays on the server/,
-        ),
-      }),
-    ]);
-    expect(src.retrs.get(3)).toBe(3);
-    expect(dst.bodies()).toEqual([1, 2, 4, 5, 6].map((i) => msg(i).toString()));
-    // Never journaled (it never arrived), so nothing marks it: the next run simply tries again.
-    expect(journal.get('alice@pop.test:110', 'u3')).toBeUndefined();
-    src.alwaysDrop.clear();
-    const r2 = await runEngine(options(src, dst));
-    expect(r2).toMatchObject({ copied: 1, failed: [] });
-    expect(dst.bodies()).toHaveLength(6);
-  });
+  it(
+    'sets aside a message whose every RETR drops the connection, copies the rest, and tries it again ' + 'next run',
+    async () => {
+      const src = new MemorySource([1, 2, 3, 4, 5, 6].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+      src.alwaysDrop.add(3);
+      const dst = new MemoryDestination();
+      const r = await runEngine(options(src, dst, { retry: { maxAttempts: 5, baseDelayMs: 1, maxDelayMs: 1 } }));
+      expect(r.copied).toBe(5);
+      expect(r.failed).toEqual([
+        expect.objectContaining({
+          uidl: 'u3',
+          n: 3,
+          reason: expect.stringContaining(
+            'set aside: receiving it from the POP3 server failed 3 times ' +
+              '(last: POP3 server closed the connection); it stays on the server',
+          ),
+        }),
+      ]);
+      expect(src.retrs.get(3)).toBe(3);
+      expect(dst.bodies()).toEqual([1, 2, 4, 5, 6].map((i) => msg(i).toString()));
+      // Never journaled (it never arrived), so nothing marks it: the next run simply tries again.
+      expect(journal.get('alice@pop.test:110', 'u3')).toBeUndefined();
+      src.alwaysDrop.clear();
+      const r2 = await runEngine(options(src, dst));
+      expect(r2).toMatchObject({ copied: 1, failed: [] });
+      expect(dst.bodies()).toHaveLength(6);
+    },
+  );
 
   it('sets a message aside within a small reconnect budget instead of giving up the run', async () => {
     const src = new MemorySource([1, 2, 3].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
@@ -468,26 +504,29 @@ describe('engine', () => {
     expect(dst.batches.length).toBeGreaterThanOrEqual(3);
   });
 
-  it('sets aside at once a message whose RETR carries more than its LIST size allows, and copies the rest', async () => {
-    const src = new MemorySource(
-      [1, 2, 3].map((i) => ({
-        uidl: `u${i}`,
-        body: i === 2 ? Buffer.concat([msg(2), Buffer.alloc(400 * 1024, 'y')]) : msg(i),
-      })),
-    );
-    src.listSize = (n, real) => (n === 2 ? 10 : real);
-    const dst = new MemoryDestination();
-    const r = await runEngine(options(src, dst));
-    expect(r.copied).toBe(2);
-    expect(r.failed).toEqual([
-      expect.objectContaining({
-        uidl: 'u2',
-        reason: expect.stringMatching(/more than 131092 bytes for message 2, which LIST said was 10 bytes/),
-      }),
-    ]);
-    expect(src.retrs.get(2)).toBe(1);
-    expect(dst.bodies()).toEqual([msg(1).toString(), msg(3).toString()]);
-  });
+  it(
+    'sets aside at once a message whose RETR carries more than its LIST size allows, and copies ' + 'the rest',
+    async () => {
+      const src = new MemorySource(
+        [1, 2, 3].map((i) => ({
+          uidl: `u${i}`,
+          body: i === 2 ? Buffer.concat([msg(2), Buffer.alloc(400 * 1024, 'y')]) : msg(i),
+        })),
+      );
+      src.listSize = (n, real) => (n === 2 ? 10 : real);
+      const dst = new MemoryDestination();
+      const r = await runEngine(options(src, dst));
+      expect(r.copied).toBe(2);
+      expect(r.failed).toEqual([
+        expect.objectContaining({
+          uidl: 'u2',
+          reason: expect.stringMatching(/more than 131092 bytes for message 2, which LIST said was 10 bytes/),
+        }),
+      ]);
+      expect(src.retrs.get(2)).toBe(1);
+      expect(dst.bodies()).toEqual([msg(1).toString(), msg(3).toString()]);
+    },
+  );
 
   it('counts spooled messages towards the batch cap, so temp files stay within two batches', async () => {
     const big = (i: number) => Buffer.concat([msg(i), Buffer.alloc(1536 * 1024, 'q'), Buffer.from('\r\n')]);
@@ -504,28 +543,31 @@ describe('engine', () => {
     ]);
   });
 
-  it('sends a message past the spill threshold from a private temp file, byte-exact, and removes the file', async () => {
-    const spoolDir = join(dir, 'tmp');
-    mkdirSync(spoolDir);
-    const large = Buffer.concat([msg(1), Buffer.alloc(200 * 1024, 'z'), Buffer.from('\0end\r\n')]);
-    const src = new MemorySource([
-      { uidl: 'u1', body: large },
-      { uidl: 'u2', body: msg(2) },
-    ]);
-    const dst = new MemoryDestination();
-    const r = await runEngine(options(src, dst, { spillBytes: 64 * 1024, spoolDir }));
-    expect(r.copied).toBe(2);
-    expect(dst.batches.flat()).toEqual([
-      { size: large.length, file: true },
-      { size: msg(2).length, file: false },
-    ]);
-    expect(dst.folders.get('INBOX')!.msgs[0]!.body.equals(large)).toBe(true);
-    expect(journal.get('alice@pop.test:110', 'u1')).toMatchObject({
-      size: large.length,
-      sha256: createHash('sha256').update(large).digest('hex'),
-    });
-    expect(readdirSync(spoolDir)).toEqual([]);
-  });
+  it(
+    'sends a message past the spill threshold from a private temp file, byte-exact, and removes ' + 'the file',
+    async () => {
+      const spoolDir = join(dir, 'tmp');
+      mkdirSync(spoolDir);
+      const large = Buffer.concat([msg(1), Buffer.alloc(200 * 1024, 'z'), Buffer.from('\0end\r\n')]);
+      const src = new MemorySource([
+        { uidl: 'u1', body: large },
+        { uidl: 'u2', body: msg(2) },
+      ]);
+      const dst = new MemoryDestination();
+      const r = await runEngine(options(src, dst, { spillBytes: 64 * 1024, spoolDir }));
+      expect(r.copied).toBe(2);
+      expect(dst.batches.flat()).toEqual([
+        { size: large.length, file: true },
+        { size: msg(2).length, file: false },
+      ]);
+      expect(dst.folders.get('INBOX')!.msgs[0]!.body.equals(large)).toBe(true);
+      expect(journal.get('alice@pop.test:110', 'u1')).toMatchObject({
+        size: large.length,
+        sha256: createHash('sha256').update(large).digest('hex'),
+      });
+      expect(readdirSync(spoolDir)).toEqual([]);
+    },
+  );
 
   it('identifies messages listed under one UIDL by their headers (popa3d), copying each once', async () => {
     const same = msg(1);
@@ -545,59 +587,70 @@ describe('engine', () => {
     expect(dst.bodies()).toHaveLength(4);
   });
 
-  it('settles an interrupted copy by content when the folder changed UIDVALIDITY under it (the copy survived)', async () => {
-    const src = new MemorySource([1, 2].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
-    const dst = new MemoryDestination();
-    dst.dropAfterStoring.add(1);
-    await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({
-      kind: 'connection',
-    });
-    // Same mail, new UIDVALIDITY and new UIDs (a server that renumbered, or a restore).
-    const inbox = dst.folders.get('INBOX')!;
-    inbox.uidValidity = 778n;
-    inbox.msgs = inbox.msgs.map((m) => ({ ...m, uid: m.uid + 50 }));
-    inbox.next = 60;
-    const r = await runEngine(options(src, dst));
-    expect(r).toMatchObject({ reconciled: 1, copied: 1 });
-    // No copy was confirmed under 777, so nothing of the journal's is lost track of: no warning.
-    expect(r.warnings).toEqual([]);
-    expect(dst.bodies()).toEqual([msg(1), msg(2)].map(String));
-    expect(journal.get('alice@pop.test:110', 'u1')).toMatchObject({
-      state: 'done',
-      destUidValidity: 778n,
-      destUid: 51,
-    });
-  });
+  it(
+    'settles an interrupted copy by content when the folder changed UIDVALIDITY under it (the copy ' + 'survived)',
+    async () => {
+      const src = new MemorySource([1, 2].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+      const dst = new MemoryDestination();
+      dst.dropAfterStoring.add(1);
+      await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({
+        kind: 'connection',
+      });
+      // Same mail, new UIDVALIDITY and new UIDs (a server that renumbered, or a restore).
+      const inbox = dst.folders.get('INBOX')!;
+      inbox.uidValidity = 778n;
+      inbox.msgs = inbox.msgs.map((m) => ({ ...m, uid: m.uid + 50 }));
+      inbox.next = 60;
+      const r = await runEngine(options(src, dst));
+      expect(r).toMatchObject({ reconciled: 1, copied: 1 });
+      // No copy was confirmed under 777, so nothing of the journal's is lost track of: no warning.
+      expect(r.warnings).toEqual([]);
+      expect(dst.bodies()).toEqual([msg(1), msg(2)].map(String));
+      expect(journal.get('alice@pop.test:110', 'u1')).toMatchObject({
+        state: 'done',
+        destUidValidity: 778n,
+        destUid: 51,
+      });
+    },
+  );
 
-  it("Courier's empty INBOX: a UIDVALIDITY that changes every time it is looked at, until the first APPEND, is taken", async () => {
-    const src = new MemorySource([1, 2, 3, 4, 5].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
-    const dst = new MemoryDestination();
-    dst.flappingWhileEmpty = true;
-    const r = await runEngine(options(src, dst, { batchMessages: 2 }));
-    expect(r).toMatchObject({ copied: 5, warnings: [] });
-    expect(dst.bodies()).toHaveLength(5);
-    const v = dst.folders.get('INBOX')!.uidValidity;
-    expect(['u1', 'u2', 'u5'].map((u) => journal.get('alice@pop.test:110', u)!.destUidValidity)).toEqual([v, v, v]);
-    expect(await runEngine(options(src, dst))).toMatchObject({ copied: 0, alreadyCopied: 5 });
-  });
+  it(
+    "Courier's empty INBOX: a UIDVALIDITY that changes every time it is looked at, until the first APPEND, " +
+      'is taken',
+    async () => {
+      const src = new MemorySource([1, 2, 3, 4, 5].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+      const dst = new MemoryDestination();
+      dst.flappingWhileEmpty = true;
+      const r = await runEngine(options(src, dst, { batchMessages: 2 }));
+      expect(r).toMatchObject({ copied: 5, warnings: [] });
+      expect(dst.bodies()).toHaveLength(5);
+      const v = dst.folders.get('INBOX')!.uidValidity;
+      expect(['u1', 'u2', 'u5'].map((u) => journal.get('alice@pop.test:110', u)!.destUidValidity)).toEqual([v, v, v]);
+      expect(await runEngine(options(src, dst))).toMatchObject({ copied: 0, alreadyCopied: 5 });
+    },
+  );
 
-  it('copies again when the folder was deleted and recreated empty under an interrupted copy, and goes on with new mail', async () => {
-    const src = new MemorySource([1, 2].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
-    const dst = new MemoryDestination();
-    dst.dropAfterStoring.add(2);
-    await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({
-      kind: 'connection',
-    });
-    dst.folders.set('INBOX', { uidValidity: 900n, next: 1, msgs: [] });
-    const r = await runEngine(options(src, dst));
-    // u1 was confirmed before: it stays done (its history), u2 was in flight: copied again.
-    expect(r).toMatchObject({ reconciled: 0, copied: 1, alreadyCopied: 1 });
-    expect(dst.bodies()).toEqual([msg(2)].map(String));
-    src.messages.push({ uidl: 'u3', body: msg(3) });
-    const r2 = await runEngine(options(src, dst));
-    expect(r2).toMatchObject({ copied: 1, warnings: [] });
-    expect(dst.bodies()).toEqual([msg(2), msg(3)].map(String));
-  });
+  it(
+    'copies again when the folder was deleted and recreated empty under an interrupted copy, and goes on ' +
+      'with new mail',
+    async () => {
+      const src = new MemorySource([1, 2].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+      const dst = new MemoryDestination();
+      dst.dropAfterStoring.add(2);
+      await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({
+        kind: 'connection',
+      });
+      dst.folders.set('INBOX', { uidValidity: 900n, next: 1, msgs: [] });
+      const r = await runEngine(options(src, dst));
+      // u1 was confirmed before: it stays done (its history), u2 was in flight: copied again.
+      expect(r).toMatchObject({ reconciled: 0, copied: 1, alreadyCopied: 1 });
+      expect(dst.bodies()).toEqual([msg(2)].map(String));
+      src.messages.push({ uidl: 'u3', body: msg(3) });
+      const r2 = await runEngine(options(src, dst));
+      expect(r2).toMatchObject({ copied: 1, warnings: [] });
+      expect(dst.bodies()).toEqual([msg(2), msg(3)].map(String));
+    },
+  );
 
   it('skips messages over skip_larger_than on their LIST size, without RETR, a failure or a journal row', async () => {
     const src = new MemorySource(
@@ -683,16 +736,20 @@ describe('engine: exactly once on servers that rewrite, lack UIDPLUS, or were wr
   const A = 'alice@pop.test:110';
 
   for (const withId of [true, false]) {
-    it(`recognises its interrupted copy after the server rewrote line ends and NUL (${withId ? 'with' : 'without'} Message-ID)`, async () => {
-      const src = new MemorySource([1, 2, 3, 4].map((i) => ({ uidl: `u${i}`, body: lfMsg(i, withId) })));
-      const dst = new MemoryDestination();
-      dst.rewrite = dovecotRewrite;
-      dst.dropAfterStoring.add(2);
-      const r = await runEngine(options(src, dst));
-      expect(r).toMatchObject({ reconnects: 1, reconciled: 1, copied: 3 });
-      expect(dst.bodies()).toHaveLength(4);
-      expect(journal.counts(A)).toEqual({ done: 4, appending: 0, failed: 0 });
-    });
+    it(
+      `recognises its interrupted copy after the server rewrote line ends and NUL ` +
+        `(${withId ? 'with' : 'without'} Message-ID)`,
+      async () => {
+        const src = new MemorySource([1, 2, 3, 4].map((i) => ({ uidl: `u${i}`, body: lfMsg(i, withId) })));
+        const dst = new MemoryDestination();
+        dst.rewrite = dovecotRewrite;
+        dst.dropAfterStoring.add(2);
+        const r = await runEngine(options(src, dst));
+        expect(r).toMatchObject({ reconnects: 1, reconciled: 1, copied: 3 });
+        expect(dst.bodies()).toHaveLength(4);
+        expect(journal.counts(A)).toEqual({ done: 4, appending: 0, failed: 0 });
+      },
+    );
   }
 
   it('no UIDPLUS: of identical messages a (copied) and b (intended, never sent), b is still copied', async () => {
@@ -743,22 +800,25 @@ describe('engine: exactly once on servers that rewrite, lack UIDPLUS, or were wr
     expect(dst.bodies()).toHaveLength(2);
   });
 
-  it('a row journaled before fingerprints: the source is read again, so a rewritten copy is still recognised', async () => {
-    const src = new MemorySource([1, 2, 3].map((i) => ({ uidl: `u${i}`, body: lfMsg(i, i !== 2) })));
-    const dst = new MemoryDestination();
-    dst.rewrite = dovecotRewrite;
-    dst.dropAfterStoring.add(2);
-    await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({
-      kind: 'connection',
-    });
-    // What a popsync before schema v5 left behind: no fingerprint on the interrupted row.
-    const raw = new Database(journal.path);
-    expect(raw.prepare(`UPDATE messages SET fingerprint = NULL WHERE state = 'appending'`).run().changes).toBe(2);
-    raw.close();
-    const r = await runEngine(options(src, dst));
-    expect(r).toMatchObject({ reconciled: 1, copied: 1 });
-    expect(dst.bodies()).toHaveLength(3);
-  });
+  it(
+    'a row journaled before fingerprints: the source is read again, so a rewritten copy is still ' + 'recognised',
+    async () => {
+      const src = new MemorySource([1, 2, 3].map((i) => ({ uidl: `u${i}`, body: lfMsg(i, i !== 2) })));
+      const dst = new MemoryDestination();
+      dst.rewrite = dovecotRewrite;
+      dst.dropAfterStoring.add(2);
+      await expect(runEngine(options(src, dst, { retry: { maxAttempts: 0 } }))).rejects.toMatchObject({
+        kind: 'connection',
+      });
+      // What a popsync before schema v5 left behind: no fingerprint on the interrupted row.
+      const raw = new Database(journal.path);
+      expect(raw.prepare(`UPDATE messages SET fingerprint = NULL WHERE state = 'appending'`).run().changes).toBe(2);
+      raw.close();
+      const r = await runEngine(options(src, dst));
+      expect(r).toMatchObject({ reconciled: 1, copied: 1 });
+      expect(dst.bodies()).toHaveLength(3);
+    },
+  );
 
   it('settles on a lone Message-ID match, loudly, when the content differs beyond the known rewrites', async () => {
     const src = new MemorySource([{ uidl: 'u1', body: msg(1) }]);

@@ -67,33 +67,36 @@ describe('Spool', () => {
 });
 
 describe('Spool after a SIGKILL', () => {
-  it('the next spool on the host removes the directories of popsync processes that are gone, and only those', async () => {
-    const first = await spool.create();
-    await first.close();
-    const name = basename(spool.directory!);
-    const m = /^(popsync-spool-.+)-(\d+)-[^-]+$/.exec(name);
-    expect(m && Number(m[2])).toBe(process.pid);
-    const ours = m![1]!;
-    const plant = (dirName: string): string => {
-      const d = join(root, dirName);
-      mkdirSync(d, { mode: 0o700 });
-      writeFileSync(join(d, 'body'), 'mail', { mode: 0o600 });
-      return d;
-    };
-    const dead = plant(`${ours}-2147483646-aaaaaa`);
-    const living = plant(`${ours}-${process.ppid}-bbbbbb`);
-    const otherHost = plant('popsync-spool-elsewhere.example-2147483646-cccccc');
-    const later = new Spool(root);
-    try {
-      later.sweep();
-      expect(existsSync(dead)).toBe(false);
-      expect(existsSync(living)).toBe(true);
-      expect(existsSync(otherHost)).toBe(true);
-      expect(existsSync(spool.directory!)).toBe(true);
-    } finally {
-      later.dispose();
-    }
-  });
+  it(
+    'the next spool on the host removes the directories of popsync processes that are gone, and ' + 'only those',
+    async () => {
+      const first = await spool.create();
+      await first.close();
+      const name = basename(spool.directory!);
+      const m = /^(popsync-spool-.+)-(\d+)-[^-]+$/.exec(name);
+      expect(m && Number(m[2])).toBe(process.pid);
+      const ours = m![1]!;
+      const plant = (dirName: string): string => {
+        const d = join(root, dirName);
+        mkdirSync(d, { mode: 0o700 });
+        writeFileSync(join(d, 'body'), 'mail', { mode: 0o600 });
+        return d;
+      };
+      const dead = plant(`${ours}-2147483646-aaaaaa`);
+      const living = plant(`${ours}-${process.ppid}-bbbbbb`);
+      const otherHost = plant('popsync-spool-elsewhere.example-2147483646-cccccc');
+      const later = new Spool(root);
+      try {
+        later.sweep();
+        expect(existsSync(dead)).toBe(false);
+        expect(existsSync(living)).toBe(true);
+        expect(existsSync(otherHost)).toBe(true);
+        expect(existsSync(spool.directory!)).toBe(true);
+      } finally {
+        later.dispose();
+      }
+    },
+  );
 });
 
 describe('Spool at process exit', () => {
@@ -143,25 +146,29 @@ describe('BodyCollector', () => {
     expect(readdirSync(spool.directory!)).toEqual([]);
   });
 
-  it('gives the same header hash and fields from the head as from the whole message, also past the parse limit', async () => {
-    // A header block far larger than the limit: only its first HEADER_PARSE_LIMIT bytes count.
-    const fold = `X-Pad: ${'p'.repeat(998)}\r\n`;
-    const header = `Subject: huge\r\nMessage-ID: <h@x>\r\n${fold.repeat(Math.ceil((3 * HEADER_PARSE_LIMIT) / fold.length))}`;
-    const message = Buffer.concat([Buffer.from(header), Buffer.from('\r\nbody\r\n')]);
-    const r = await collect(message, 256 * 1024, 100_000);
-    expect(r.file).not.toBeNull();
-    expect(headerHash(r.head)).toBe(headerHash(message));
-    const fields = parseHeaders(r.head);
-    expect(fields.slice(0, 2).map((f) => f.name)).toEqual(['subject', 'message-id']);
-    // Capped: about a thousand 1 KB fields, not three thousand.
-    expect(fields.length).toBeLessThan(HEADER_PARSE_LIMIT / 1000 + 3);
-    // And a blank line exactly at the limit is found the same way in the head and the whole.
-    const edge = Buffer.concat([
-      Buffer.from('A: '),
-      Buffer.alloc(HEADER_PARSE_LIMIT - 5, 'a'),
-      Buffer.from('\n\nrest'),
-    ]);
-    const e = await collect(edge, 1024, 4096);
-    expect(headerHash(e.head)).toBe(headerHash(edge));
-  });
+  it(
+    'gives the same header hash and fields from the head as from the whole message, also past the ' + 'parse limit',
+    async () => {
+      // A header block far larger than the limit: only its first HEADER_PARSE_LIMIT bytes count.
+      const fold = `X-Pad: ${'p'.repeat(998)}\r\n`;
+      const header =
+        `Subject: huge\r\nMessage-ID: ` + `<h@x>\r\n${fold.repeat(Math.ceil((3 * HEADER_PARSE_LIMIT) / fold.length))}`;
+      const message = Buffer.concat([Buffer.from(header), Buffer.from('\r\nbody\r\n')]);
+      const r = await collect(message, 256 * 1024, 100_000);
+      expect(r.file).not.toBeNull();
+      expect(headerHash(r.head)).toBe(headerHash(message));
+      const fields = parseHeaders(r.head);
+      expect(fields.slice(0, 2).map((f) => f.name)).toEqual(['subject', 'message-id']);
+      // Capped: about a thousand 1 KB fields, not three thousand.
+      expect(fields.length).toBeLessThan(HEADER_PARSE_LIMIT / 1000 + 3);
+      // And a blank line exactly at the limit is found the same way in the head and the whole.
+      const edge = Buffer.concat([
+        Buffer.from('A: '),
+        Buffer.alloc(HEADER_PARSE_LIMIT - 5, 'a'),
+        Buffer.from('\n\nrest'),
+      ]);
+      const e = await collect(edge, 1024, 4096);
+      expect(headerHash(e.head)).toBe(headerHash(edge));
+    },
+  );
 });

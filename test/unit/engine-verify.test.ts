@@ -177,19 +177,22 @@ describe('StoredDigester', () => {
 });
 
 describe('copies without a UID, and duplicates', () => {
-  it('a UID-less row takes the first unclaimed stored message at or above its UIDNEXT with its size and headers', () => {
-    const looks = [3, 5, 6, 7].map((uid) => lookOf(uid, original.length, head(original)));
-    const a = row(original, { uidl: 'a', destUid: null, destUidNext: 4 });
-    const b = row(original, { uidl: 'b', destUid: null, destUidNext: 4 });
-    const c = row(original, { uidl: 'c', destUid: null, destUidNext: 7 });
-    // UID 5 belongs to another row; 3 is below every UIDNEXT.
-    expect(locateUidless([c, b, a], looks, new Set([5]))).toEqual(
-      new Map([
-        ['b', 6],
-        ['a', 7],
-      ]),
-    );
-  });
+  it(
+    'a UID-less row takes the first unclaimed stored message at or above its UIDNEXT with its size and ' + 'headers',
+    () => {
+      const looks = [3, 5, 6, 7].map((uid) => lookOf(uid, original.length, head(original)));
+      const a = row(original, { uidl: 'a', destUid: null, destUidNext: 4 });
+      const b = row(original, { uidl: 'b', destUid: null, destUidNext: 4 });
+      const c = row(original, { uidl: 'c', destUid: null, destUidNext: 7 });
+      // UID 5 belongs to another row; 3 is below every UIDNEXT.
+      expect(locateUidless([c, b, a], looks, new Set([5]))).toEqual(
+        new Map([
+          ['b', 6],
+          ['a', 7],
+        ]),
+      );
+    },
+  );
 
   it('an unclaimed stored message with the headers of a row is a duplicate candidate', () => {
     const other = Buffer.from('Subject: other\r\n\r\nx\r\n');

@@ -11,7 +11,9 @@ import { afterEach, beforeEach, expect, it } from 'vitest';
 import { Journal } from '../../src/journal/journal.js';
 
 let dir: string;
-beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'popsync-dur-'))));
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'popsync-dur-'));
+});
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 it('fsyncs intents and only intents', () => {

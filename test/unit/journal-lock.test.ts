@@ -148,49 +148,53 @@ describe('the lock row', () => {
     expect(b.lockHolder('acct')?.token).toBe(second.token);
   });
 
-  it("another host's row is held while it beats, taken over when stale, and the frozen holder then stops before writing", () => {
-    const first = a.tryLock('acct', lockFile, { command: 'sync', hostname: 'other' });
-    if (!first.ok) throw new Error('not taken');
-    a.beginAppend('acct', [item('u1'), item('u2')]);
-    clock = at(STALE_MS - 1000);
-    expect(a.heartbeat('acct', first.token)).toBe(true);
-    clock = at(STALE_MS + 1000);
-    expect(b.tryLock('acct', lockFile, { command: 'sync' })).toMatchObject({
-      ok: false,
-      why: 'other-host',
-      holder: { hostname: 'other' },
-    });
-    clock = at(2 * STALE_MS);
-    const second = b.tryLock('acct', lockFile, { command: 'sync' });
-    expect(second).toMatchObject({ ok: true, tookOver: { reason: 'stale-heartbeat' } });
-    b.confirm('acct', 'u1', { destUidValidity: 7n, destUid: 1 });
+  it(
+    "another host's row is held while it beats, taken over when stale, and the frozen holder then stops " +
+      'before writing',
+    () => {
+      const first = a.tryLock('acct', lockFile, { command: 'sync', hostname: 'other' });
+      if (!first.ok) throw new Error('not taken');
+      a.beginAppend('acct', [item('u1'), item('u2')]);
+      clock = at(STALE_MS - 1000);
+      expect(a.heartbeat('acct', first.token)).toBe(true);
+      clock = at(STALE_MS + 1000);
+      expect(b.tryLock('acct', lockFile, { command: 'sync' })).toMatchObject({
+        ok: false,
+        why: 'other-host',
+        holder: { hostname: 'other' },
+      });
+      clock = at(2 * STALE_MS);
+      const second = b.tryLock('acct', lockFile, { command: 'sync' });
+      expect(second).toMatchObject({ ok: true, tookOver: { reason: 'stale-heartbeat' } });
+      b.confirm('acct', 'u1', { destUidValidity: 7n, destUid: 1 });
 
-    // The frozen holder wakes: every write refuses, naming the new holder, and changes nothing.
-    const refused = (fn: () => void) => {
-      try {
-        fn();
-      } catch (e) {
-        return e;
+      // The frozen holder wakes: every write refuses, naming the new holder, and changes nothing.
+      const refused = (fn: () => void) => {
+        try {
+          fn();
+        } catch (e) {
+          return e;
+        }
+        throw new Error('did not throw');
+      };
+      for (const write of [
+        () => a.beginAppend('acct', [item('u3')]),
+        () => a.confirm('acct', 'u2', { destUidValidity: 7n, destUid: 2 }),
+        () => a.markDeleting('acct', ['u1']),
+      ]) {
+        const e = refused(write);
+        expect(isPopsyncError(e) && e.kind).toBe('locked');
+        expect((e as Error).message).toMatch(
+          new RegExp(`no longer holds the lock of acct: it is now held by pid ${process.pid}`),
+        );
       }
-      throw new Error('did not throw');
-    };
-    for (const write of [
-      () => a.beginAppend('acct', [item('u3')]),
-      () => a.confirm('acct', 'u2', { destUidValidity: 7n, destUid: 2 }),
-      () => a.markDeleting('acct', ['u1']),
-    ]) {
-      const e = refused(write);
-      expect(isPopsyncError(e) && e.kind).toBe('locked');
-      expect((e as Error).message).toMatch(
-        new RegExp(`no longer holds the lock of acct: it is now held by pid ${process.pid}`),
-      );
-    }
-    expect(b.get('acct', 'u3')).toBeUndefined();
-    expect(b.get('acct', 'u2')?.state).toBe('appending');
-    expect(b.get('acct', 'u1')?.state).toBe('done');
-    // The new holder writes on.
-    b.confirm('acct', 'u2', { destUidValidity: 7n, destUid: 2 });
-  });
+      expect(b.get('acct', 'u3')).toBeUndefined();
+      expect(b.get('acct', 'u2')?.state).toBe('appending');
+      expect(b.get('acct', 'u1')?.state).toBe('done');
+      // The new holder writes on.
+      b.confirm('acct', 'u2', { destUidValidity: 7n, destUid: 2 });
+    },
+  );
 
   it('a connection that took no lock (tests, tools) writes as before', () => {
     a.beginAppend('acct', [item('u1')]);

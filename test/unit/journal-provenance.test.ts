@@ -7,7 +7,9 @@ import { Journal } from '../../src/journal/journal.js';
 import { SCHEMA_VERSION, MIGRATIONS, migrate, readSchemaVersion } from '../../src/journal/schema.js';
 
 let dir: string;
-beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'popsync-prov-'))));
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'popsync-prov-'));
+});
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const begin = {
@@ -53,7 +55,8 @@ describe('journal provenance (schema v2)', () => {
     db.transaction(() => migrate(db, path, MIGRATIONS.slice(0, 1)))();
     db.prepare(`INSERT INTO meta (key, value) VALUES ('source', 's')`).run();
     db.prepare(
-      `INSERT INTO messages (account, uidl, state, size, sha256, folder, dest_uidvalidity, dest_uidnext, dest_uid, attempts, first_seen_at, updated_at, copied_at)
+      `INSERT INTO messages (account, uidl, state, size, sha256, folder, dest_uidvalidity, dest_uidnext, dest_uid,
+                             attempts, first_seen_at, updated_at, copied_at)
        VALUES ('s', 'old', 'done', 5, 'cd', 'INBOX', '5', 1, 1, 1, 't', 't', 't')`,
     ).run();
     expect(readSchemaVersion(db, path)).toBe(1);

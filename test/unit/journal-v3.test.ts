@@ -10,7 +10,9 @@ import { MIGRATIONS, SCHEMA_VERSION, migrate, readSchemaVersion } from '../../sr
 import type { BeginAppend } from '../../src/journal/types.js';
 
 let dir: string;
-beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'popsync-v3-'))));
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'popsync-v3-'));
+});
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const item = (uidl: string, uid: number): BeginAppend => ({
@@ -38,7 +40,8 @@ describe('journal v3', () => {
     db.transaction(() => migrate(db, path, MIGRATIONS.slice(0, 2)))();
     db.prepare(`INSERT INTO meta (key, value) VALUES ('source', 's')`).run();
     const ins =
-      db.prepare(`INSERT INTO messages (account, uidl, state, size, folder, dest_uidvalidity, dest_uid, attempts, first_seen_at, updated_at, copied_at, date_source)
+      db.prepare(`INSERT INTO messages (account, uidl, state, size, folder, dest_uidvalidity, dest_uid, attempts,
+                                        first_seen_at, updated_at, copied_at, date_source)
       VALUES ('a', ?, 'done', 5, 'INBOX', '5', ?, 1, 't', 't', 't', 'received')`);
     ins.run('z', 1);
     ins.run('b', 2);

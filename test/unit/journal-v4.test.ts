@@ -1,4 +1,7 @@
-/** Journal schema v4: runs record bytes and duration; v1 and v3 journals upgrade; the measured rate is read without writing. */
+/**
+ * Journal schema v4: runs record bytes and duration; v1 and v3 journals upgrade; the measured
+ * rate is read without writing.
+ */
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +12,9 @@ import { Journal } from '../../src/journal/journal.js';
 import { MIGRATIONS, SCHEMA_VERSION, migrate, readSchemaVersion } from '../../src/journal/schema.js';
 
 let dir: string;
-beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'popsync-v4-'))));
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'popsync-v4-'));
+});
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const run = (j: Journal, copiedBytes: number, durationMs: number) =>
@@ -31,7 +36,8 @@ function older(path: string, version: number): void {
   db.prepare(`INSERT INTO meta (key, value) VALUES ('source', 's')`).run();
   if (version >= 3)
     db.prepare(
-      `INSERT INTO runs (account, command, started_at, finished_at, copied, result) VALUES ('a', 'sync', 't', 't', 3, 'ok')`,
+      `INSERT INTO runs (account, command, started_at, finished_at, copied, result) VALUES ('a', 'sync', ` +
+        `'t', 't', 3, 'ok')`,
     ).run();
   db.close();
 }

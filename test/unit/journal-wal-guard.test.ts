@@ -84,22 +84,30 @@ describe('a journal that lost its -wal', () => {
     expect(statSync(copy).size).toBeGreaterThan(0);
   });
 
-  it('is refused when it is an SQLite file with no tables (a journal killed before its first checkpoint, -wal gone)', () => {
-    // What popsync before this change left: WAL switched on first, every table in the WAL.
-    const path = join(dir, 'old.sqlite');
-    const db = new Database(path);
-    db.pragma('journal_mode = WAL');
-    db.exec(
-      `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT); INSERT INTO meta VALUES ('schema_version', '4'), ('source', '${S.source}')`,
-    );
-    const copy = join(dir, 'copy.sqlite');
-    copyFileSync(path, copy);
-    db.close();
-    expect(statSync(copy).size).toBe(4096);
-    const r = refusal(() => Journal.open(copy, S));
-    expect(r).toMatchObject({ kind: 'journal', message: expect.stringMatching(/lost its write-ahead log.*no tables/) });
-    expect(refusal(() => Journal.peek(copy, S, S.source)).kind).toBe('journal');
-  });
+  it(
+    'is refused when it is an SQLite file with no tables (a journal killed before its first checkpoint, ' +
+      '-wal gone)',
+    () => {
+      // What popsync before this change left: WAL switched on first, every table in the WAL.
+      const path = join(dir, 'old.sqlite');
+      const db = new Database(path);
+      db.pragma('journal_mode = WAL');
+      db.exec(
+        `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT); INSERT INTO meta VALUES ('schema_version', ` +
+          `'4'), ('source', '${S.source}')`,
+      );
+      const copy = join(dir, 'copy.sqlite');
+      copyFileSync(path, copy);
+      db.close();
+      expect(statSync(copy).size).toBe(4096);
+      const r = refusal(() => Journal.open(copy, S));
+      expect(r).toMatchObject({
+        kind: 'journal',
+        message: expect.stringMatching(/lost its write-ahead log.*no tables/),
+      });
+      expect(refusal(() => Journal.peek(copy, S, S.source)).kind).toBe('journal');
+    },
+  );
 
   it('opens as always after a clean close (no -wal left), and after a kill that left its -wal', () => {
     const path = join(dir, 'j.sqlite');

@@ -89,8 +89,8 @@ describe('Journal.open', () => {
         r.value,
       ]),
     );
-    expect(meta['schema_version']).toBe(String(SCHEMA_VERSION));
-    expect(meta['source']).toBe(ALICE.source);
+    expect(meta.schema_version).toBe(String(SCHEMA_VERSION));
+    expect(meta.source).toBe(ALICE.source);
     const names = [
       ...Object.keys(meta),
       ...(
@@ -467,7 +467,9 @@ const { configureCrashHook, parseKillAt } = await import(process.env.CRASH_HOOK_
 const hooks = JSON.parse(process.argv[3]);
 configureCrashHook({ killAt: hooks.killAt ? parseKillAt(hooks.killAt) : null, stepsFile: hooks.stepsFile ?? null });
 const j = Journal.open(process.argv[2], { source: 'alice@pop.example.net:995' });
-const it = (uidl, next) => ({ uidl, size: 10, sha256: 'b'.repeat(64), messageId: null, folder: 'INBOX', destUidValidity: 7n, destUidNext: next });
+const it = (uidl, next) =>
+  ({ uidl, size: 10, sha256: 'b'.repeat(64), messageId: null, folder: 'INBOX',
+     destUidValidity: 7n, destUidNext: next });
 j.beginAppend('alice', [it('u1', 1), it('u2', 1)]);   // step 1
 j.confirm('alice', 'u1', { destUidValidity: 7n, destUid: 1 }); // step 2
 j.fail('alice', 'u2', 'refused');                   // step 3

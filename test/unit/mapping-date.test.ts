@@ -42,7 +42,8 @@ describe('arrivalDate', () => {
 
   it('prefers the topmost Received line', () => {
     const f = msg(
-      'Received: from b by pop.example (Dovecot);\r\n  Tue, 2 Jan 2024 10:00:00 +0000\r\nReceived: from a by b; Mon, 1 Jan 2024 09:00:00 +0000\r\nDate: Sun, 31 Dec 2023 08:00:00 +0000',
+      'Received: from b by pop.example (Dovecot);\r\n  Tue, 2 Jan 2024 10:00:00 +0000\r\nReceived: from a by ' +
+        'b; Mon, 1 Jan 2024 09:00:00 +0000\r\nDate: Sun, 31 Dec 2023 08:00:00 +0000',
     );
     expect(arrivalDate(f, now)).toEqual({ date: new Date('2024-01-02T10:00:00Z'), source: 'received' });
   });

@@ -14,7 +14,9 @@ const now = new Date('2026-06-01T00:00:00Z');
 
 /** A RoutingSpec from account YAML, through the real loader, so tests read like configs. */
 function spec(yaml: string): RoutingSpec {
-  const text = `accounts:\n  - source: { url: 'pop3s://u@p' }\n    destination: { url: 'imaps://u@i' }\n${yaml.replace(/^/gm, '    ')}\n`;
+  const text =
+    `accounts:\n  - source: { url: 'pop3s://u@p' }\n    destination: { url: 'imaps://u@i' ` +
+    `}\n${yaml.replace(/^/gm, '    ')}\n`;
   const c = parseConfig(text, 't.yml');
   return routingSpecOf(c.accounts[0]!, c.defaults ?? {});
 }
@@ -87,7 +89,8 @@ describe('folder rules', () => {
   });
   it('raw 8-bit headers: UTF-8 read as UTF-8, other bytes as latin1', () => {
     const s = spec(
-      `rules:\n  - name: u\n    match: { subject: '*Grüße*' }\n    folder: U\n  - name: l\n    match: { subject: '*café*' }\n    folder: L`,
+      `rules:\n  - name: u\n    match: { subject: '*Grüße*' }\n    folder: U\n  - name: l\n    match: { ` +
+        `subject: '*café*' }\n    folder: L`,
     );
     const utf8 = compileRouting(s).route(
       { fields: parseHeaders(Buffer.from('Subject: Grüße\r\n\r\n', 'utf8')), size: 1 },
@@ -101,7 +104,8 @@ describe('folder rules', () => {
   });
   it('non-ASCII folder names pass through unchanged', () => {
     const s = spec(
-      `rules:\n  - match: { from: '*@example.ru' }\n    folder: Отправленные\n  - match: { from: '*@example.jp' }\n    folder: 日本語/{from-local}`,
+      `rules:\n  - match: { from: '*@example.ru' }\n    folder: Отправленные\n  - match: { from: ` +
+        `'*@example.jp' }\n    folder: 日本語/{from-local}`,
     );
     expect(route(s, 'From: a@example.ru').folder).toBe('Отправленные');
     expect(route(s, 'From: taro@example.jp').folder).toBe('日本語/taro');

@@ -56,13 +56,16 @@ describe('renderPlanCsv', () => {
   it('renders exact rows: quoting, flags, nulls as empty, formula guard', () => {
     const lines = renderPlanCsv(small()).split('\r\n');
     expect(lines[1]).toBe(
-      '1,u1,2048,new,INBOX,,\\Seen,status-header,2023-05-01T10:00:00+02:00,received,"Hello, ""world""",Bob <bob@example.org>,<1@example.org>,,',
+      '1,u1,2048,new,INBOX,,\\Seen,status-header,2023-05-01T10:00:00+02:00,received,"Hello, ""world""",Bob ' +
+        '<bob@example.org>,<1@example.org>,,',
     );
     expect(lines[2]).toBe(
-      "2,u2,20000,already-copied,Archive/2022,by-year,\\Seen \\Answered,older-than:30d,2022-12-31T23:30:00-05:00,date,'=SUM(A1:A9),'@mallory,<2@example.org>,,",
+      '2,u2,20000,already-copied,Archive/2022,by-year,\\Seen ' +
+        "\\Answered,older-than:30d,2022-12-31T23:30:00-05:00,date,'=SUM(A1:A9),'@mallory,<2@example.org>,,",
     );
     expect(lines[3]).toBe(
-      '3,\'-u3,52428800,would-fail,INBOX,,,,,copy-time,"multi\nline | pipe",,,too big for the server: its APPENDLIMIT is 35 MiB,',
+      '3,\'-u3,52428800,would-fail,INBOX,,,,,copy-time,"multi\nline | pipe",,,too big for the server: its ' +
+        'APPENDLIMIT is 35 MiB,',
     );
     expect(lines[4]).toContain(",'+1 for this,");
   });

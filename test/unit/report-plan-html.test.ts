@@ -68,7 +68,11 @@ describe('renderPlanHtml', () => {
     expect(html).not.toMatch(/<th(?=[\s>])(?![^>]*scope=)/);
     const svgs = [
       ...html.matchAll(
-        /<svg id="([^"]+)" role="img" aria-labelledby="\1-title \1-desc"[^>]*>\n<title id="\1-title">[^<]+<\/title>\n<desc id="\1-desc">[^<]*<\/desc>([\s\S]*?)<\/svg>/g,
+        new RegExp(
+          String.raw`<svg id="([^"]+)" role="img" aria-labelledby="\1-title \1-desc"[^>]*>\n` +
+            String.raw`<title id="\1-title">[^<]+</title>\n<desc id="\1-desc">[^<]*</desc>([\s\S]*?)</svg>`,
+          'g',
+        ),
       ),
     ];
     expect(svgs.map((m) => m[1])).toEqual(['chart-folders', 'chart-years', 'chart-sizes']);

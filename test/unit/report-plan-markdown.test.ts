@@ -40,7 +40,8 @@ describe('renderPlanMarkdown', () => {
     const text = renderPlanMarkdown(small());
     const row = text.split('\n').find((l) => l.startsWith('| 3 |'))!;
     expect(row).toBe(
-      '| 3 | `-u3` | 50.0 MiB | INBOX | multi\\\\x0aline \\| pipe | too big for the server: its APPENDLIMIT is 35 MiB |',
+      '| 3 | `-u3` | 50.0 MiB | INBOX | multi\\\\x0aline \\| pipe | too big for the server: its APPENDLIMIT ' +
+        'is 35 MiB |',
     );
     expect(cells(row)).toHaveLength(6);
     for (const line of text.split('\n').filter((l) => l.startsWith('|'))) {

@@ -74,6 +74,7 @@ describe('renderPlanTable', () => {
     r.messages[2]!.reason = 'bad\r\nline\there';
     r.source = 'pop\u202eevil';
     const text = renderPlanTable(r);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the escapes a hostile server sends are what is checked
     expect(text).not.toMatch(/[\u001b\r\u202e\t]/);
     expect(text).toContain('  IN\\x1b[2JBOX ');
     expect(text).toContain('bad\\x0d\\x0aline here');

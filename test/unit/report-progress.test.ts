@@ -30,7 +30,12 @@ function fakeStream(tty: boolean) {
 
 function clock() {
   let t = 1_000_000;
-  return { now: () => t, advance: (ms: number) => (t += ms) };
+  return {
+    now: () => t,
+    advance: (ms: number) => {
+      t += ms;
+    },
+  };
 }
 
 describe('quiet', () => {

@@ -73,7 +73,8 @@ describe('formatSummary', () => {
     const at = lines.indexOf('  failed:          2');
     expect(at).toBeGreaterThan(0);
     expect(lines.slice(at + 1, at + 3)).toEqual([
-      '    UIDL 000001a2b3 (#5, 12.0 KiB, folder Archive): the destination refused it — server said: "NO [TOOBIG] Message too large"',
+      '    UIDL 000001a2b3 (#5, 12.0 KiB, folder Archive): the destination refused it — server said: "NO ' +
+        '[TOOBIG] Message too large"',
       '    UIDL zz9 (300 B): connection lost during RETR',
     ]);
   });

@@ -47,8 +47,9 @@ describe('sync report', () => {
     );
     expect(text.split('\n')).toHaveLength(2);
     expect(text).toMatch(
-      /^popsync: 1 new message copied \(10 B\) .*, 2 deleted from the source, recognised 4 messages under new UIDLs, 1 failed\n  UIDL U9 /,
+      /^popsync: 1 new message copied \(10 B\) .*, 2 deleted from the source, recognised 4 messages/,
     );
+    expect(text).toContain(', recognised 4 messages under new UIDLs, 1 failed\n  UIDL U9 ');
   });
   it('builds the deletion policy, and refuses deletion-only flags without --delete', () => {
     expect(deletionPolicy({})).toBeNull();

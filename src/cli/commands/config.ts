@@ -44,7 +44,10 @@ function describeRule(r: RuleSpec): string {
     ...(m.olderThanMs !== undefined ? [`older than ${m.olderThanMs / 86_400_000} d`] : []),
     ...(m.newerThanMs !== undefined ? [`newer than ${m.newerThanMs / 86_400_000} d`] : []),
   ];
-  return `${r.name}: ${conds.length ? conds.join(' and ') : 'every message'} -> ${r.folder}${r.flags.length ? ` +${r.flags.join(' +')}` : ''}`;
+  return (
+    `${r.name}: ${conds.length ? conds.join(' and ') : 'every message'} -> ` +
+    `${r.folder}${r.flags.length ? ` +${r.flags.join(' +')}` : ''}`
+  );
 }
 
 function endpoint(side: 'pop3' | 'imap', f: SideFlags): string {
@@ -67,7 +70,8 @@ export function describeAccount(a: ConfiguredAccount, env: NodeJS.ProcessEnv = p
     `  destination:  ${endpoint('imap', a.imap)}`,
     `                ${describePassword(a.imap, env)}${a.imap.caFile ? `; ca_file ${a.imap.caFile}` : ''}`,
     `  journal:      ${a.journal ?? '(default: ~/.local/state/popsync/<user@host>.sqlite)'}`,
-    `  transfer:     batch ${a.batchMessages} messages / ${a.batchMb} MB, timeout ${a.timeoutSeconds} s, ${a.reconnectAttempts} reconnect attempts`,
+    `  transfer:     batch ${a.batchMessages} messages / ${a.batchMb} MB, timeout ${a.timeoutSeconds} s, ` +
+      `${a.reconnectAttempts} reconnect attempts`,
     `  arrival date: ${r.arrivalDate ? 'Received:, else Date:, else copy time' : 'copy time (arrival_date: false)'}`,
     `  seen policy:  ${r.seen.length ? r.seen.map(stepName).join(' -> ') : '(none: copies arrive unread)'}`,
     `  flags:        ${r.flags.length ? r.flags.join(' ') : '(none)'}`,

@@ -26,7 +26,9 @@ export function registerJournal(program: Command): void {
   const forget = journal
     .command('forget-folder')
     .description(
-      'Forget one destination folder: its UIDVALIDITY and the messages recorded as copied into it. The next run searches the folder, adopts the copies it recognises by content and copies only what is missing. Messages deleted from the source stay recorded. Contacts no server.',
+      'Forget one destination folder: its UIDVALIDITY and the messages recorded as copied into it. The next ' +
+        'run searches the folder, adopts the copies it recognises by content and copies only what is ' +
+        'missing. Messages deleted from the source stay recorded. Contacts no server.',
     )
     .requiredOption(
       '--folder <name>',
@@ -75,7 +77,9 @@ export function registerJournal(program: Command): void {
           throw new PopsyncError('usage', `journal ${path} records nothing about destination folder "${folder}"`, {
             account: source,
             folder,
-            hint: 'give the folder name exactly as popsync used it (see the run report); names are case-sensitive except INBOX',
+            hint:
+              'give the folder name exactly as popsync used it (see the run report); names are ' +
+              'case-sensitive except INBOX',
           });
         }
         return r;
@@ -86,9 +90,11 @@ export function registerJournal(program: Command): void {
       return;
     }
     process.stdout.write(
-      `${printable(source)}: forgot destination folder "${printable(folder)}" and ${result.forgotten} message(s) recorded for it` +
+      `${printable(source)}: forgot destination folder "${printable(folder)}" and ${result.forgotten} ` +
+        `message(s) recorded for it` +
         (result.kept > 0 ? ` (${result.kept} deleted from the source stay recorded)` : '') +
-        `.\nThe next run searches "${printable(folder)}" for their copies, adopts the ones it recognises and copies only what is missing.\n`,
+        `.\nThe next run searches "${printable(folder)}" for their copies, adopts the ones it recognises and ` +
+        `copies only what is missing.\n`,
     );
   });
 }

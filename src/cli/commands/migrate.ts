@@ -31,7 +31,8 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
   const cmd = program
     .command('migrate')
     .description(
-      'Copy every message of a POP3 mailbox into IMAP: one folder, or the folders chosen by config rules. Safe to kill and rerun: the journal resumes it.',
+      'Copy every message of a POP3 mailbox into IMAP: one folder, or the folders chosen by config rules. ' +
+        'Safe to kill and rerun: the journal resumes it.',
     );
   addConfigOptions(cmd);
   addAccountListOptions(cmd);
@@ -44,7 +45,9 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
   addReportOptions(cmd);
   cmd.addHelpText(
     'after',
-    `\nExamples:\n  POP_PW=... IMAP_PW=... popsync migrate --pop pop3s://alice@pop.example.net \\\n    --imap imaps://alice@imap.example.net --pop-password-env POP_PW --imap-password-env IMAP_PW \\\n    --journal ./alice.sqlite\n  popsync migrate --config popsync.yml [--account alice]`,
+    `\nExamples:\n  POP_PW=... IMAP_PW=... popsync migrate --pop pop3s://alice@pop.example.net \\\n    ` +
+      `--imap imaps://alice@imap.example.net --pop-password-env POP_PW --imap-password-env IMAP_PW \\\n    ` +
+      `--journal ./alice.sqlite\n  popsync migrate --config popsync.yml [--account alice]`,
   );
   cmd.option('--dry-run', 'print the plan (what `popsync plan` prints; --json for its JSON) and change nothing');
   cmd.action(async (opts: Record<string, unknown>, command: Command) => {

@@ -34,7 +34,10 @@ import {
   outputOptions,
 } from '../options.js';
 
-/** TOP commands in flight at once: pipelined, but bounded so 20,000 headers never sit in memory together with their promises. */
+/**
+ * TOP commands in flight at once: pipelined, but bounded so 20,000 headers never sit in memory
+ * together with their promises.
+ */
 const TOP_CHUNK = 500;
 /** Stated in the report when no --rate is given; a modest broadband upload. */
 const DEFAULT_RATE_MB = 1;
@@ -90,7 +93,9 @@ async function topAll(
         ),
       ),
     );
-    chunk.forEach((n, k) => out.set(n, got[k]!));
+    chunk.forEach((n, k) => {
+      out.set(n, got[k]!);
+    });
     logger.debug({ done: Math.min(i + TOP_CHUNK, ns.length), of: ns.length }, 'TOP');
   }
   return out;
@@ -193,7 +198,8 @@ export function registerPlan(program: Command, ctx: CommandContext): void {
   const cmd = program
     .command('plan')
     .description(
-      'Dry run: show where every message would go, with which flags and date, and what would fail. Reads headers only (TOP n 0); writes nothing.',
+      'Dry run: show where every message would go, with which flags and date, and what would fail. Reads ' +
+        'headers only (TOP n 0); writes nothing.',
     );
   addConfigOptions(cmd);
   addAccountListOptions(cmd);
@@ -221,7 +227,8 @@ export async function runPlan(opts: Record<string, unknown>, command: Command, c
   if (jobs.length > 1 && format !== 'table' && format !== 'markdown') {
     throw new PopsyncError(
       'usage',
-      `--format ${format} holds one account's plan; ${typeof opts.accounts === 'string' ? opts.accounts : 'the config'} has ${jobs.length}`,
+      `--format ${format} holds one account's plan; ` +
+        `${typeof opts.accounts === 'string' ? opts.accounts : 'the config'} has ${jobs.length}`,
       {
         hint:
           typeof opts.accounts === 'string'

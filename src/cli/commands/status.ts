@@ -63,7 +63,8 @@ export function formatStatus(path: string, s: AccountStatus): string {
   lines.push(`  failed:   ${s.failed.length}`);
   for (const f of s.failed)
     lines.push(
-      `    UIDL ${printable(f.uidl)} (${f.attempts} attempt${f.attempts === 1 ? '' : 's'}): ${printable(f.error ?? 'no reason recorded')}`,
+      `    UIDL ${printable(f.uidl)} (${f.attempts} attempt${f.attempts === 1 ? '' : 's'}): ` +
+        `${printable(f.error ?? 'no reason recorded')}`,
     );
   const r = s.lastRun;
   if (r === null) lines.push('  last run: none recorded');
@@ -73,13 +74,15 @@ export function formatStatus(path: string, s: AccountStatus): string {
       `  last run: ${r.startedAt} ${r.command}, ${outcome}` +
         (r.listed === null
           ? ''
-          : ` (listed ${r.listed}, new ${r.newCount ?? 0}, copied ${r.copied ?? 0}, failed ${r.failed ?? 0}, deleted ${r.deleted ?? 0})`),
+          : ` (listed ${r.listed}, new ${r.newCount ?? 0}, copied ${r.copied ?? 0}, failed ${r.failed ?? 0}, ` +
+            `deleted ${r.deleted ?? 0})`),
     );
   }
   if (s.lastError) lines.push(`  last error: ${s.lastError.at}: ${printable(s.lastError.error)}`);
   if (s.lock)
     lines.push(
-      `  lock:     held by pid ${s.lock.pid} on ${printable(s.lock.hostname)} (${s.lock.command} since ${s.lock.startedAt}, heartbeat ${s.lock.heartbeatAt})`,
+      `  lock:     held by pid ${s.lock.pid} on ${printable(s.lock.hostname)} (${s.lock.command} since ` +
+        `${s.lock.startedAt}, heartbeat ${s.lock.heartbeatAt})`,
     );
   return lines.join('\n');
 }
@@ -88,7 +91,8 @@ export function registerStatus(program: Command): void {
   const cmd = program
     .command('status')
     .description(
-      'Show what the journal records per account: copied, pending, failed with reasons, deleted, last run, last error. Reads only.',
+      'Show what the journal records per account: copied, pending, failed with reasons, deleted, last run, ' +
+        'last error. Reads only.',
     );
   addAccountOptions(cmd);
   addAccountListOptions(cmd);

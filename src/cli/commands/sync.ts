@@ -59,7 +59,8 @@ export function addDeletionOptions(cmd: Command): Command {
     .option('--force', 'delete even beyond --max-delete')
     .option(
       '--verify-before-delete',
-      'just before DELE, compare the stored bytes of each copy (sha256) with the message copied; without it popsync checks UID, size and headers',
+      'just before DELE, compare the stored bytes of each copy (sha256) with the message copied; without it ' +
+        'popsync checks UID, size and headers',
     );
 }
 
@@ -106,7 +107,8 @@ function needsAHuman(r: RunResult): boolean {
 export function formatSyncReport(r: RunResult): string {
   const copied = r.copied + r.reconciled;
   const parts = [
-    `popsync: ${copied} new message${copied === 1 ? '' : 's'} copied (${formatBytes(r.copiedBytes)}) from ${r.source} to ${r.destination}`,
+    `popsync: ${copied} new message${copied === 1 ? '' : 's'} copied (${formatBytes(r.copiedBytes)}) from ` +
+      `${r.source} to ${r.destination}`,
   ];
   if ((r.deleted ?? 0) > 0) parts.push(`${r.deleted} deleted from the source`);
   if ((r.recognised ?? 0) > 0)
@@ -117,7 +119,8 @@ export function formatSyncReport(r: RunResult): string {
   const problems = r.copyProblems ?? [];
   if (problems.length > 0)
     parts.push(
-      `${problems.length} cop${problems.length === 1 ? 'y' : 'ies'} missing or changed in the destination (kept on the source)`,
+      `${problems.length} cop${problems.length === 1 ? 'y' : 'ies'} missing or changed in the destination ` +
+        `(kept on the source)`,
     );
   const lines = [parts.join(', ')];
   for (const f of r.failed) lines.push(`  ${formatFailure(f)}`);
@@ -215,7 +218,8 @@ export function registerSync(program: Command, ctx: CommandContext): void {
   const cmd = program
     .command('sync')
     .description(
-      'Copy the messages the journal has not seen yet (for cron and timers): silent when there is nothing new, one line when there is.',
+      'Copy the messages the journal has not seen yet (for cron and timers): silent when there is nothing ' +
+        'new, one line when there is.',
     );
   addConfigOptions(cmd);
   addAccountListOptions(cmd);
@@ -230,7 +234,9 @@ export function registerSync(program: Command, ctx: CommandContext): void {
   addEveryOption(cmd);
   cmd.addHelpText(
     'after',
-    `\nExample (crontab, every 5 minutes):\n  */5 * * * * popsync sync --pop pop3s://alice@pop.example.net --imap imaps://alice@imap.example.net \\\n    --pop-password-file ~/.popsync/pop --imap-password-file ~/.popsync/imap --quiet --log-file ~/.popsync/alice.log`,
+    `\nExample (crontab, every 5 minutes):\n  */5 * * * * popsync sync --pop pop3s://alice@pop.example.net ` +
+      `--imap imaps://alice@imap.example.net \\\n    --pop-password-file ~/.popsync/pop --imap-password-file ` +
+      `~/.popsync/imap --quiet --log-file ~/.popsync/alice.log`,
   );
   cmd.option('--dry-run', 'print the plan (what `popsync plan` prints; --json for its JSON) and change nothing');
   cmd.action(async (opts: Record<string, unknown>, command: Command) => {

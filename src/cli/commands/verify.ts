@@ -39,7 +39,9 @@ const LABEL: Record<AuditFinding['status'], string> = {
 
 /** Human output: one line when all is well, else one line per finding under a header. */
 export function formatAudit(a: AccountAudit): string {
-  const head = `popsync verify: ${a.checked} cop${a.checked === 1 ? 'y' : 'ies'} of ${printable(a.account)} checked in ${printable(a.destination)}`;
+  const head =
+    `popsync verify: ${a.checked} cop${a.checked === 1 ? 'y' : 'ies'} of ${printable(a.account)} ` +
+    `checked in ${printable(a.destination)}`;
   if (a.findings.length === 0) return `${head}: all as copied`;
   const lines = [`${head}: ${a.same} as copied, ${a.findings.length} finding${a.findings.length === 1 ? '' : 's'}`];
   for (const f of a.findings) lines.push(`  UIDL ${printable(f.uidl)}: ${LABEL[f.status]}: ${printable(f.detail)}`);
@@ -67,14 +69,16 @@ export function registerVerify(program: Command, ctx: CommandContext): void {
   const cmd = program
     .command('verify')
     .description(
-      'Audit the destination against the journal: every copy still there, byte for byte; missing, rewritten or duplicated copies listed by UIDL (exit 1). Reads only; needs no POP3 password.',
+      'Audit the destination against the journal: every copy still there, byte for byte; missing, rewritten ' +
+        'or duplicated copies listed by UIDL (exit 1). Reads only; needs no POP3 password.',
     );
   addConfigOptions(cmd);
   addAccountOptions(cmd);
   addOutputOptions(cmd);
   cmd.addHelpText(
     'after',
-    '\nExample (weekly, after a migration):\n  popsync verify --pop pop3s://alice@pop.example.net --imap imaps://alice@imap.example.net --imap-password-file ~/.popsync/imap --quiet',
+    '\nExample (weekly, after a migration):\n  popsync verify --pop pop3s://alice@pop.example.net --imap ' +
+      'imaps://alice@imap.example.net --imap-password-file ~/.popsync/imap --quiet',
   );
   cmd.action(async (opts: Record<string, unknown>, command: Command) => {
     const o = outputOptions(opts);
