@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { selectShard, parseShard } from '../app/shard.js';
 import { ACCOUNT_NAME_RE, loadAccountList, type ListedAccount } from '../config/account-list.js';
 import { PopsyncError, isPopsyncError } from '../errors.js';
-import type { AccountJob, SideFlags } from './account.js';
+import type { SideFlags } from '../config/side-flags.js';
+import type { AccountJob } from './account.js';
 import { canonicalHost } from './journal-identity.js';
 import { resolveImapEndpoint, resolvePop3Endpoint } from './endpoints.js';
 

@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { BUILTIN, configuredAccounts, type RoutingOverrides } from '../config/resolve.js';
+import type { SideFlags } from '../config/side-flags.js';
 import { PopsyncError, isPopsyncError } from '../errors.js';
 import type { RoutingSpec } from '../mapping/rules.js';
 import type { ImapSink } from '../imap/types.js';
@@ -21,21 +22,11 @@ import {
   cleartextWarning,
   resolveImapEndpoint,
   resolvePop3Endpoint,
-  type EndpointInput,
   type ImapEndpoint,
   type Pop3Endpoint,
 } from './endpoints.js';
 import { sideFlags } from './options.js';
 import { resolvePassword, type PasswordSource } from './secrets.js';
-
-export interface SideFlags extends EndpointInput {
-  caFile?: string;
-  passwordEnv?: string;
-  passwordFile?: string;
-  passwordCommand?: string;
-  /** From an account list's password column (a file only its owner can read); never from argv. */
-  password?: string;
-}
 
 export interface AccountInput {
   /** A name for reports; the source's "user@host:port" when not given (config files name accounts). */

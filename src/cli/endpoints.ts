@@ -26,24 +26,13 @@
 
 import { PopsyncError } from '../errors.js';
 import type { ImapOptions } from '../imap/types.js';
-import type { Pop3AuthMethod, Pop3Options, TlsMode } from '../pop3/types.js';
+import type { EndpointInput } from '../config/side-flags.js';
+import type { Pop3AuthMethod, Pop3Options } from '../pop3/types.js';
+import type { TlsMode } from '../tls.js';
 
 export type Side = 'pop3' | 'imap';
 
 /** What commander hands over for one side. Every field is optional; strings as typed. */
-export interface EndpointInput {
-  /** `pop3s://user@host:port` and friends. */
-  url?: string;
-  host?: string;
-  port?: string | number;
-  user?: string;
-  tls?: string;
-  /** POP3 only. */
-  auth?: string;
-  /** Skip certificate verification (the user asked for it by name). */
-  insecure?: boolean;
-}
-
 export type Pop3Endpoint = Omit<Pop3Options, 'password' | 'logger'> & {
   /** "user@host:port" for logs, reports and the journal; never a secret. */
   display: string;

@@ -6,7 +6,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { MAX_TIMEOUT_SECONDS } from '../config/units.js';
 import { flagProblem, folderNameProblem } from '../mapping/rules.js';
-import type { SideFlags } from './account.js';
+import type { SideFlags } from '../config/side-flags.js';
 
 export function positiveInt(name: string) {
   return (v: string): number => {

@@ -7,12 +7,12 @@
  * config file's folder, so a config works from any working directory (cron).
  */
 import { isAbsolute, join } from 'node:path';
-import type { SideFlags } from '../cli/account.js';
 import { PopsyncError } from '../errors.js';
 import type { HeaderKey, MatchSpec, PatternSpec, RoutingSpec, RuleSpec } from '../mapping/rules.js';
 import type { SeenStep } from '../mapping/seen.js';
 import type { LoadedConfig } from './load.js';
 import type { AccountConfig, DefaultsConfig, EndpointConfig, MatchConfig, PatternItem } from './schema.js';
+import type { SideFlags } from './side-flags.js';
 import { parseDay, parseDuration, parseInterval, parseSize, SEEN_STEP_RE } from './units.js';
 
 export const BUILTIN = {

@@ -14,5 +14,4 @@ export type {
   Pop3SizeEntry,
   Pop3Stat,
   Pop3UidlEntry,
-  TlsMode,
 } from './types.js';

@@ -3,8 +3,6 @@ import type { Logger } from '../log.js';
 
 import type { TlsMode } from '../tls.js';
 
-export type { TlsMode } from '../tls.js';
-
 export type Pop3AuthMethod = 'auto' | 'user' | 'apop' | 'plain' | 'login';
 
 export interface Pop3Options {

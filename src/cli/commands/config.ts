@@ -10,7 +10,7 @@ import { formatDelay } from '../../app/daemon.js';
 import { configuredAccounts, type ConfiguredAccount } from '../../config/resolve.js';
 import { compileRouting, type PatternSpec, type RuleSpec } from '../../mapping/rules.js';
 import { stepName } from '../../mapping/seen.js';
-import type { SideFlags } from '../account.js';
+import type { SideFlags } from '../../config/side-flags.js';
 import { resolveImapEndpoint, resolvePop3Endpoint } from '../endpoints.js';
 import { PopsyncError, isPopsyncError } from '../../errors.js';
 

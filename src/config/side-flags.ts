@@ -1,0 +1,27 @@
+/**
+ * What a user said about one side (the POP3 source or the IMAP destination), before anything is
+ * resolved: from command-line flags or from a config file's endpoint, which is why it lives here,
+ * below both the config resolver that produces it and the CLI that reads it.
+ */
+
+export interface EndpointInput {
+  /** `pop3s://user@host:port` and friends. */
+  url?: string;
+  host?: string;
+  port?: string | number;
+  user?: string;
+  tls?: string;
+  /** POP3 only. */
+  auth?: string;
+  /** Skip certificate verification (the user asked for it by name). */
+  insecure?: boolean;
+}
+
+export interface SideFlags extends EndpointInput {
+  caFile?: string;
+  passwordEnv?: string;
+  passwordFile?: string;
+  passwordCommand?: string;
+  /** From an account list's password column (a file only its owner can read); never from argv. */
+  password?: string;
+}
