@@ -42,34 +42,38 @@ const login = (name: string, extra: string[] = []) =>
   );
 
 describe('popsync auth', () => {
-  it('login shows the URL and code, stores the refresh token 0600 in a 0700 folder, and token prints a fresh access token', async () => {
-    const r = await login('work');
-    expect(r.stderr).toContain(`open ${p.issuer}/activate`);
-    expect(r.stderr).toContain(`enter the code: ${p.userCodes.at(-1)}`);
-    expect(r.code).toBe(0);
-    const file = join(state, 'popsync', 'oauth', 'work.json');
-    expect(statSync(file).mode & 0o777).toBe(0o600);
-    expect(statSync(join(state, 'popsync', 'oauth')).mode & 0o777).toBe(0o700);
-    const stored = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-    expect(stored.refreshToken).toBe(p.refreshTokens.at(-1));
-    expect(Object.keys(stored)).not.toContain('accessToken'); // access tokens are never written
-    expect(JSON.stringify(stored)).not.toMatch(/eyJ/); // nor any JWT
+  it(
+    'login shows the URL and code, stores the refresh token 0600 in a 0700 folder, and token prints a fresh ' +
+      'access token',
+    async () => {
+      const r = await login('work');
+      expect(r.stderr).toContain(`open ${p.issuer}/activate`);
+      expect(r.stderr).toContain(`enter the code: ${p.userCodes.at(-1)}`);
+      expect(r.code).toBe(0);
+      const file = join(state, 'popsync', 'oauth', 'work.json');
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      expect(statSync(join(state, 'popsync', 'oauth')).mode & 0o777).toBe(0o700);
+      const stored = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      expect(stored.refreshToken).toBe(p.refreshTokens.at(-1));
+      expect(Object.keys(stored)).not.toContain('accessToken'); // access tokens are never written
+      expect(JSON.stringify(stored)).not.toMatch(/eyJ/); // nor any JWT
 
-    const t1 = await runCli(['auth', 'token', 'work'], { env: env() });
-    expect(t1.code).toBe(0);
-    const token = t1.stdout.trim();
-    expect(token.split('.')).toHaveLength(3); // the mock server's signed JWT
-    expect(t1.stderr).toBe('');
-    // Rotation: the provider spent the old refresh token; the file holds the new one.
-    expect(JSON.parse(readFileSync(file, 'utf8')).refreshToken).toBe(p.refreshTokens.at(-1));
-    const t2 = await runCli(['auth', 'token', 'work'], { env: env() });
-    expect(t2.code).toBe(0);
-    expect(t2.stdout.trim()).not.toBe(token); // minted per call: every login gets a new one
+      const t1 = await runCli(['auth', 'token', 'work'], { env: env() });
+      expect(t1.code).toBe(0);
+      const token = t1.stdout.trim();
+      expect(token.split('.')).toHaveLength(3); // the mock server's signed JWT
+      expect(t1.stderr).toBe('');
+      // Rotation: the provider spent the old refresh token; the file holds the new one.
+      expect(JSON.parse(readFileSync(file, 'utf8')).refreshToken).toBe(p.refreshTokens.at(-1));
+      const t2 = await runCli(['auth', 'token', 'work'], { env: env() });
+      expect(t2.code).toBe(0);
+      expect(t2.stdout.trim()).not.toBe(token); // minted per call: every login gets a new one
 
-    const list = await runCli(['auth', 'list', '--json'], { env: env() });
-    expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ name: 'work', provider: 'generic' })]);
-    expect(list.stdout).not.toContain(p.refreshTokens.at(-1)!);
-  });
+      const list = await runCli(['auth', 'list', '--json'], { env: env() });
+      expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ name: 'work', provider: 'generic' })]);
+      expect(list.stdout).not.toContain(p.refreshTokens.at(-1)!);
+    },
+  );
 
   it('a revoked sign-in is exit 3 saying how to log in again, with no token in the message', async () => {
     const r = await login('gone');

@@ -144,7 +144,9 @@ function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     let s = '';
     req.setEncoding('utf8');
-    req.on('data', (d: string) => (s += d));
+    req.on('data', (d: string) => {
+      s += d;
+    });
     req.on('end', () => resolve(s));
     req.on('error', reject);
   });
