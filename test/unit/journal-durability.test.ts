@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { Journal } from '../../src/journal/journal.js';
+import { openJournalDb } from '../../src/journal/db.js';
+import { Folders } from '../../src/journal/folders.js';
+import { Messages } from '../../src/journal/messages.js';
 
 let dir: string;
 beforeEach(() => {
@@ -17,8 +19,10 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 it('fsyncs intents and only intents', () => {
-  const j = Journal.open(join(dir, 'j.sqlite'), { source: 's' });
-  const db = (j as unknown as { db: Database.Database }).db;
+  // The message rows' own part, so the test can watch the statements it prepared.
+  const jdb = openJournalDb(join(dir, 'j.sqlite'), { source: 's' }, {}, (opened) => opened);
+  const j = new Messages(jdb, new Folders(jdb));
+  const db = jdb.conn;
   const levels: Array<[string, number]> = [];
   // The level SQLite applies at COMMIT is the one in force when the transaction's statements run.
   const sql = (j as unknown as { sql: Record<string, Database.Statement> }).sql;
@@ -41,5 +45,5 @@ it('fsyncs intents and only intents', () => {
     ['setState', 2],
   ]);
   expect(db.pragma('synchronous', { simple: true })).toBe(1);
-  j.close();
+  jdb.close();
 });

@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
 import { parseKillAt, stepCount } from '../../src/journal/crash-hook.js';
+import { openJournalDb } from '../../src/journal/db.js';
 import { Journal, SCHEMA_VERSION, type BeginAppend } from '../../src/journal/index.js';
 import { migrate, type Migration } from '../../src/journal/schema.js';
 
@@ -72,12 +73,13 @@ describe('Journal.open', () => {
   });
 
   it('uses WAL, synchronous=NORMAL for outcomes, a busy timeout and foreign keys', () => {
-    const j = openJournal();
-    const db = (j as unknown as { db: Database.Database }).db;
+    const jdb = openJournalDb(path, { source: A }, {}, (opened) => opened);
+    const db = jdb.conn;
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     expect(db.pragma('synchronous', { simple: true })).toBe(1);
     expect(db.pragma('busy_timeout', { simple: true })).toBeGreaterThanOrEqual(1000);
     expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
+    jdb.close();
   });
 
   it('records the schema version and the binding, and nothing that could hold a secret', () => {

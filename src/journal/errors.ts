@@ -1,0 +1,65 @@
+/**
+ * How the journal's failures reach the user: whatever SQLite or the file system threw becomes a
+ * PopsyncError the CLI prints without a stack trace. One place, so every part of the journal
+ * (db, messages, folders, lock row, runs, read-only views) words the same failure the same way.
+ */
+import Database from 'better-sqlite3';
+import { PopsyncError } from '../errors.js';
+
+export function isSqliteError(e: unknown): e is InstanceType<typeof Database.SqliteError> {
+  return e instanceof Database.SqliteError;
+}
+
+/** SQLite's word for "a writer must recover this file first" (hot rollback journal, WAL index). */
+export function needsWriter(e: unknown): e is Error & { code: string } {
+  return isSqliteError(e) && (e.code === 'SQLITE_READONLY_ROLLBACK' || e.code === 'SQLITE_READONLY_RECOVERY');
+}
+
+/**
+ * Constraint violations are popsync bugs; busy means another writer holds the file; everything
+ * else (corrupt, not a database, I/O, disk full) means the journal is unusable.
+ */
+export function journalError(e: unknown, path: string, doing: string): PopsyncError {
+  if (e instanceof PopsyncError) return e;
+  const detail = e instanceof Error ? e.message : String(e);
+  if (isSqliteError(e)) {
+    if (e.code.startsWith('SQLITE_CONSTRAINT')) {
+      return new PopsyncError(
+        'internal',
+        `journal ${path}: ${doing} violated a constraint: ${detail}`,
+        { hint: 'this is a bug in popsync; the journal was left unchanged' },
+        { cause: e },
+      );
+    }
+    if (e.code.startsWith('SQLITE_BUSY') || e.code.startsWith('SQLITE_LOCKED')) {
+      return new PopsyncError(
+        'locked',
+        `journal ${path} is busy (${detail})`,
+        { hint: 'another popsync run is using this journal; let it finish or stop it' },
+        { cause: e },
+      );
+    }
+    return new PopsyncError(
+      'journal',
+      `journal ${path} is unusable while ${doing}: ${detail} (${e.code})`,
+      {
+        hint:
+          'if the file is corrupt, restore it from a backup or move it aside; ' +
+          'a fresh journal forgets what was already copied',
+      },
+      { cause: e },
+    );
+  }
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code === 'string') {
+    return new PopsyncError(
+      'journal',
+      `cannot open journal ${path}: ${detail}`,
+      {
+        hint: code === 'ENOENT' ? 'create the directory that holds the journal' : 'check the path and its permissions',
+      },
+      { cause: e },
+    );
+  }
+  return new PopsyncError('internal', `journal ${path}: ${doing} failed: ${detail}`, {}, { cause: e });
+}

@@ -1,0 +1,411 @@
+/**
+ * Message rows and their state transitions: the intent before an APPEND, its outcome, copies
+ * adopted or whose UID was learned later, copies proven missing, the intent before a DELE and
+ * its settlement. Every transition goes through states.ts (an illegal one is a bug and changes
+ * nothing), and every write is one step of db.ts, fsynced when it is an intent.
+ */
+import { PopsyncError } from '../errors.js';
+import type { JournalDb } from './db.js';
+import type { Folders } from './folders.js';
+import { checkCount, checkUidValidity, MAX_ERROR_CHARS, type MessageRecord } from './rows.js';
+import { assertTransition } from './states.js';
+import type { Adopted, BeginAppend, RowState } from './types.js';
+
+export class Messages {
+  private readonly db: JournalDb;
+  private readonly folders: Folders;
+  private readonly sql;
+
+  constructor(db: JournalDb, folders: Folders) {
+    this.db = db;
+    this.folders = folders;
+    const c = db.conn;
+    this.sql = {
+      get: c.prepare<[string, string], MessageRecord>(`SELECT * FROM messages WHERE account = ? AND uidl = ?`),
+      begin: c.prepare(`
+        INSERT INTO messages (account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity, dest_uidnext,
+                              dest_uid, attempts, last_error, first_seen_at, updated_at, copied_at,
+                              flags, internal_date, date_source, seen_source, folder_rule, header_hash, list_size,
+                              fingerprint)
+        VALUES (@account, @uidl, 'appending', @size, @sha256, @messageId, @folder, @destUidValidity, @destUidNext,
+                NULL, 1, NULL, @now, @now, NULL, @flags, @internalDate, @dateSource, @seenSource, @folderRule,
+                @headerHash, @listSize, @fingerprint)
+        ON CONFLICT (account, uidl) DO UPDATE SET
+          state = 'appending', size = excluded.size, sha256 = excluded.sha256, message_id = excluded.message_id,
+          folder = excluded.folder, dest_uidvalidity = excluded.dest_uidvalidity, dest_uidnext = excluded.dest_uidnext,
+          dest_uid = NULL, attempts = attempts + 1, updated_at = excluded.updated_at,
+          flags = excluded.flags, internal_date = excluded.internal_date, date_source = excluded.date_source,
+          seen_source = excluded.seen_source, folder_rule = excluded.folder_rule,
+          header_hash = excluded.header_hash, list_size = COALESCE(excluded.list_size, list_size),
+          fingerprint = excluded.fingerprint`),
+      adopt: c.prepare(`
+        INSERT INTO messages (account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity, dest_uidnext,
+                              dest_uid, attempts, last_error, first_seen_at, updated_at, copied_at,
+                              flags, internal_date, date_source, seen_source, folder_rule, header_hash, list_size,
+                              fingerprint)
+        VALUES (@account, @uidl, 'done', @size, @sha256, @messageId, @folder, @destUidValidity, @destUid,
+                @destUid, 0, NULL, @now, @now, @now, @flags, @internalDate, @dateSource, @seenSource, @folderRule,
+                @headerHash, @listSize, @fingerprint)
+        ON CONFLICT (account, uidl) DO UPDATE SET
+          state = 'done', size = excluded.size, sha256 = excluded.sha256, message_id = excluded.message_id,
+          folder = excluded.folder, dest_uidvalidity = excluded.dest_uidvalidity, dest_uidnext = excluded.dest_uidnext,
+          dest_uid = excluded.dest_uid, copied_at = excluded.copied_at, updated_at = excluded.updated_at,
+          flags = excluded.flags, internal_date = excluded.internal_date, date_source = excluded.date_source,
+          seen_source = excluded.seen_source, folder_rule = excluded.folder_rule,
+          header_hash = excluded.header_hash, list_size = COALESCE(excluded.list_size, list_size),
+          fingerprint = excluded.fingerprint`),
+      learnUid: c.prepare(`
+        UPDATE messages SET dest_uid = @destUid, updated_at = @now
+        WHERE account = @account AND uidl = @uidl AND dest_uid IS NULL AND state IN ('done', 'deleting', 'deleted')`),
+      confirm: c.prepare(`
+        UPDATE messages SET state = 'done', dest_uidvalidity = @destUidValidity, dest_uid = @destUid,
+                            copied_at = @now, updated_at = @now
+        WHERE account = @account AND uidl = @uidl`),
+      fail: c.prepare(
+        `UPDATE messages SET state = 'failed', last_error = @error, updated_at = @now
+         WHERE account = @account AND uidl = @uidl`,
+      ),
+      copyMissing: c.prepare(
+        `UPDATE messages SET state = 'failed', last_error = @error, dest_uid = NULL, copied_at = NULL, updated_at = @now
+         WHERE account = @account AND uidl = @uidl`,
+      ),
+      uidOwner: c.prepare<[string, string, string, number], { uidl: string }>(
+        `SELECT uidl FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ? AND dest_uid = ?
+         AND state IN ('done', 'deleting', 'deleted')`,
+      ),
+      setState: c.prepare(
+        `UPDATE messages SET state = @state, updated_at = @now WHERE account = @account AND uidl = @uidl`,
+      ),
+      setDeleted: c.prepare(
+        `UPDATE messages SET state = 'deleted', deleted_at = @now, updated_at = @now
+         WHERE account = @account AND uidl = @uidl`,
+      ),
+      setListSize: c.prepare(
+        `UPDATE messages SET list_size = @listSize, vanished_at = NULL WHERE account = @account AND uidl = @uidl`,
+      ),
+      setVanished: c.prepare(
+        `UPDATE messages SET vanished_at = @now WHERE account = @account AND uidl = @uidl AND vanished_at IS NULL`,
+      ),
+      rekey: c.prepare(`UPDATE messages SET uidl = @to, updated_at = @now WHERE account = @account AND uidl = @from`),
+    };
+  }
+
+  /** The UID must not already be some row's copy: two rows on one copy lose a message. */
+  private claimable(account: string, folder: string, uidValidity: string, uid: number, uidl: string): void {
+    const owner = this.sql.uidOwner.get(account, folder, uidValidity, uid);
+    if (owner !== undefined && owner.uidl !== uidl) {
+      throw new PopsyncError(
+        'internal',
+        `UID ${uid} in ${folder} already belongs to message ${owner.uidl}; it cannot also be the copy of ${uidl}`,
+        {
+          account,
+          uidl,
+          folder,
+          hint: 'this is a bug in popsync; the journal was left unchanged',
+        },
+      );
+    }
+  }
+
+  /**
+   * Records the intent to APPEND every item, in one transaction (one fsync for the batch, as
+   * isync does before copying). New rows start at attempts 1; a retried row counts up. An empty
+   * batch writes nothing and is not a step.
+   */
+  beginAppend(account: string, items: readonly BeginAppend[]): void {
+    if (items.length === 0) return;
+    const seen = new Set<string>();
+    const params = items.map((it) => {
+      if (seen.has(it.uidl))
+        throw new PopsyncError('internal', `beginAppend: message ${it.uidl} appears twice in one batch`, {
+          account,
+          uidl: it.uidl,
+        });
+      seen.add(it.uidl);
+      checkCount(it.size, `beginAppend ${it.uidl}: size`, 0);
+      checkCount(it.destUidNext, `beginAppend ${it.uidl}: destUidNext`, 1);
+      return {
+        account,
+        uidl: it.uidl,
+        size: it.size,
+        sha256: it.sha256,
+        messageId: it.messageId,
+        folder: it.folder,
+        destUidValidity: checkUidValidity(it.destUidValidity, `beginAppend ${it.uidl}`),
+        destUidNext: it.destUidNext,
+        flags: it.provenance ? JSON.stringify(it.provenance.flags) : null,
+        internalDate: it.provenance?.internalDate ?? null,
+        dateSource: it.provenance?.dateSource ?? null,
+        seenSource: it.provenance?.seenSource ?? null,
+        folderRule: it.provenance?.folderRule ?? null,
+        headerHash: it.headerHash ?? null,
+        listSize: it.listSize ?? null,
+        fingerprint: it.fingerprint ?? null,
+      };
+    });
+    this.db.step(
+      'recording messages about to be copied',
+      () => {
+        const now = this.db.nowIso();
+        for (const p of params) {
+          assertTransition(this.sql.get.get(account, p.uidl)?.state ?? null, 'appending', { account, uidl: p.uidl });
+          this.folders.sameUidValidity(account, p.folder, p.destUidValidity, p.uidl);
+          this.sql.begin.run({ ...p, now });
+        }
+      },
+      'intent',
+    );
+  }
+
+  /**
+   * The copy exists in the destination. `destUid` is null when the server gave no UID and none
+   * was searched for. A UID already owned by another done row is refused: two rows pointing at
+   * one copy would mean one message was never copied.
+   */
+  confirm(account: string, uidl: string, to: { destUidValidity: bigint; destUid: number | null }): void {
+    const destUidValidity = checkUidValidity(to.destUidValidity, `confirm ${uidl}`);
+    if (to.destUid !== null) checkCount(to.destUid, `confirm ${uidl}: destUid`, 1);
+    this.db.step('recording a copied message', () => {
+      const row = this.sql.get.get(account, uidl);
+      assertTransition(row?.state ?? null, 'done', { account, uidl });
+      // An APPEND's outcome settles its intent; the other ways into 'done' are adopt()'s.
+      if (row?.state !== 'appending') {
+        throw new PopsyncError(
+          'internal',
+          `illegal journal transition ${row?.state ?? '(no row)'} -> done (confirm) for message ${uidl}`,
+          {
+            account,
+            uidl,
+            hint: 'this is a bug in popsync; the journal was left unchanged',
+          },
+        );
+      }
+      const folder = row?.folder ?? null;
+      if (folder === null)
+        throw new PopsyncError('internal', `confirm: message ${uidl} has no destination folder`, { account, uidl });
+      this.folders.sameUidValidity(account, folder, destUidValidity, uidl);
+      if (to.destUid !== null) {
+        const owner = this.sql.uidOwner.get(account, folder, destUidValidity, to.destUid);
+        if (owner !== undefined) {
+          throw new PopsyncError(
+            'internal',
+            `UID ${to.destUid} in ${folder} already belongs to message ${owner.uidl}; ` +
+              `it cannot also be the copy of ${uidl}`,
+            {
+              account,
+              uidl,
+              folder,
+              hint: 'this is a bug in popsync; the journal was left unchanged',
+            },
+          );
+        }
+      }
+      this.sql.confirm.run({ account, uidl, destUidValidity, destUid: to.destUid, now: this.db.nowIso() });
+    });
+  }
+
+  /** The destination refused this message. The error text is kept (also across a later retry). */
+  fail(account: string, uidl: string, error: string): void {
+    this.db.step('recording a failed message', () => {
+      const from = this.sql.get.get(account, uidl)?.state ?? null;
+      // done -> failed is legal only with the proof markCopyMissing takes, never for a refusal.
+      if (from === 'done') {
+        throw new PopsyncError(
+          'internal',
+          `illegal journal transition done -> failed for message ${uidl}: ` +
+            'a confirmed copy fails only when proven missing',
+          {
+            account,
+            uidl,
+            hint: 'this is a bug in popsync; the journal was left unchanged',
+          },
+        );
+      }
+      assertTransition(from, 'failed', { account, uidl });
+      this.sql.fail.run({ account, uidl, error: error.slice(0, MAX_ERROR_CHARS), now: this.db.nowIso() });
+    });
+  }
+
+  /**
+   * Copies found in the destination before any APPEND of them (adoption): rows with no row,
+   * 'failed' or 'appending' become 'done' with the UID found, in one step. The UID must be
+   * free, like confirm's.
+   */
+  adopt(account: string, items: readonly Adopted[]): void {
+    if (items.length === 0) return;
+    this.db.step('recording copies found in the destination', () => {
+      const now = this.db.nowIso();
+      for (const it of items) {
+        checkCount(it.destUid, `adopt ${it.uidl}: destUid`, 1);
+        const v = checkUidValidity(it.destUidValidity, `adopt ${it.uidl}`);
+        assertTransition(this.sql.get.get(account, it.uidl)?.state ?? null, 'done', { account, uidl: it.uidl });
+        this.folders.sameUidValidity(account, it.folder, v, it.uidl);
+        this.claimable(account, it.folder, v, it.destUid, it.uidl);
+        this.sql.adopt.run({
+          account,
+          uidl: it.uidl,
+          size: it.size,
+          sha256: it.sha256,
+          messageId: it.messageId,
+          folder: it.folder,
+          destUidValidity: v,
+          destUid: it.destUid,
+          flags: it.provenance ? JSON.stringify(it.provenance.flags) : null,
+          internalDate: it.provenance?.internalDate ?? null,
+          dateSource: it.provenance?.dateSource ?? null,
+          seenSource: it.provenance?.seenSource ?? null,
+          folderRule: it.provenance?.folderRule ?? null,
+          headerHash: it.headerHash ?? null,
+          listSize: it.listSize ?? null,
+          fingerprint: it.fingerprint ?? null,
+          now,
+        });
+      }
+    });
+  }
+
+  /**
+   * The UIDs of copies the server stored without saying where (no UIDPLUS), once found by
+   * content: each row with a copy but no UID gets the one given. One step for all.
+   */
+  learnUids(account: string, found: ReadonlyArray<{ uidl: string; destUid: number }>): void {
+    if (found.length === 0) return;
+    this.db.step('recording the UIDs of copies', () => {
+      const now = this.db.nowIso();
+      for (const f of found) {
+        checkCount(f.destUid, `learnUids ${f.uidl}: destUid`, 1);
+        const row = this.sql.get.get(account, f.uidl);
+        if (
+          row === undefined ||
+          row.folder === null ||
+          row.dest_uidvalidity === null ||
+          row.dest_uid !== null ||
+          !['done', 'deleting', 'deleted'].includes(row.state)
+        ) {
+          throw new PopsyncError('internal', `learnUids: message ${f.uidl} is not a copy without a UID`, {
+            account,
+            uidl: f.uidl,
+          });
+        }
+        this.claimable(account, row.folder, row.dest_uidvalidity, f.destUid, f.uidl);
+        this.sql.learnUid.run({ account, uidl: f.uidl, destUid: f.destUid, now });
+      }
+    });
+  }
+
+  /**
+   * Records the LIST size of rows that have none yet (journals from before v3) and clears
+   * vanished_at of rows listed again. One step, and only when there is something to write.
+   */
+  setListSizes(account: string, entries: ReadonlyArray<{ uidl: string; listSize: number }>): void {
+    if (entries.length === 0) return;
+    this.db.step('recording listed sizes', () => {
+      for (const e of entries) this.sql.setListSize.run({ account, uidl: e.uidl, listSize: e.listSize });
+    });
+  }
+
+  /** Copied messages that left the listing although popsync did not delete them. */
+  markVanished(account: string, uidls: readonly string[]): void {
+    if (uidls.length === 0) return;
+    this.db.step('recording vanished messages', () => {
+      const now = this.db.nowIso();
+      for (const uidl of uidls) this.sql.setVanished.run({ account, uidl, now });
+    });
+  }
+
+  /**
+   * Gives rows new keys in one step: a message the server now lists under another UIDL, or an
+   * old row moved aside because its UIDL now names a different message. The target key must be
+   * free; the source row keeps its state, copy and history.
+   */
+  rekey(account: string, moves: ReadonlyArray<{ from: string; to: string }>): void {
+    if (moves.length === 0) return;
+    this.db.step('re-keying messages', () => {
+      const now = this.db.nowIso();
+      for (const m of moves) {
+        if (this.sql.get.get(account, m.from) === undefined)
+          throw new PopsyncError('internal', `rekey: no message ${m.from}`, { account, uidl: m.from });
+        if (this.sql.get.get(account, m.to) !== undefined)
+          throw new PopsyncError('internal', `rekey: ${m.to} is already taken`, { account, uidl: m.to });
+        this.sql.rekey.run({ account, from: m.from, to: m.to, now });
+      }
+    });
+  }
+
+  /**
+   * done -> failed for a copy proven absent: `seen` says where it was looked for, and must be
+   * exactly the copy this row records (folder, UIDVALIDITY, UID), else nothing is written: a
+   * look at another folder or an older UIDVALIDITY proves nothing about this copy. The row then
+   * is an ordinary failed message with `reason`, and the next run copies it again.
+   */
+  markCopyMissing(
+    account: string,
+    uidl: string,
+    seen: { folder: string; uidValidity: bigint; uid: number },
+    reason: string,
+  ): void {
+    const v = checkUidValidity(seen.uidValidity, `markCopyMissing ${uidl}`);
+    this.db.step('recording a copy missing from the destination', () => {
+      const row = this.sql.get.get(account, uidl);
+      assertTransition(row?.state ?? null, 'failed', { account, uidl });
+      if (row === undefined || row.folder !== seen.folder || row.dest_uidvalidity !== v || row.dest_uid !== seen.uid) {
+        throw new PopsyncError(
+          'internal',
+          `markCopyMissing: message ${uidl} was copied to UID ${row?.dest_uid ?? '?'} in ${row?.folder ?? '?'} ` +
+            `(UIDVALIDITY ${row?.dest_uidvalidity ?? '?'}), not where it was looked for`,
+          {
+            account,
+            uidl,
+            hint: 'this is a bug in popsync; the journal was left unchanged',
+          },
+        );
+      }
+      this.sql.copyMissing.run({
+        account,
+        uidl,
+        error: reason.slice(0, MAX_ERROR_CHARS),
+        now: this.db.nowIso(),
+      });
+    });
+  }
+
+  /** done -> deleting for every row, committed before the first DELE is sent. */
+  markDeleting(account: string, uidls: readonly string[]): void {
+    this.moveAll(account, uidls, 'deleting', 'recording messages about to be deleted');
+  }
+
+  /**
+   * Settles 'deleting' rows: `deleted` ones are gone from the server (QUIT said +OK, or they
+   * are no longer listed), `kept` ones are still there and go back to 'done'. One step.
+   */
+  settleDeleting(account: string, outcome: { deleted: readonly string[]; kept: readonly string[] }): void {
+    if (outcome.deleted.length === 0 && outcome.kept.length === 0) return;
+    this.db.step('recording deleted messages', () => {
+      const now = this.db.nowIso();
+      for (const uidl of outcome.deleted) {
+        assertTransition(this.sql.get.get(account, uidl)?.state ?? null, 'deleted', { account, uidl });
+        this.sql.setDeleted.run({ account, uidl, now });
+      }
+      for (const uidl of outcome.kept) {
+        assertTransition(this.sql.get.get(account, uidl)?.state ?? null, 'done', { account, uidl });
+        this.sql.setState.run({ account, uidl, state: 'done', now });
+      }
+    });
+  }
+
+  private moveAll(account: string, uidls: readonly string[], to: RowState, doing: string): void {
+    if (uidls.length === 0) return;
+    this.db.step(
+      doing,
+      () => {
+        const now = this.db.nowIso();
+        for (const uidl of uidls) {
+          assertTransition(this.sql.get.get(account, uidl)?.state ?? null, to, { account, uidl });
+          this.sql.setState.run({ account, uidl, state: to, now });
+        }
+      },
+      // "deleting" precedes DELE: an intent.
+      to === 'deleting' ? 'intent' : 'outcome',
+    );
+  }
+}
