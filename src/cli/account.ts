@@ -11,6 +11,7 @@ import { dirname } from 'node:path';
 import { BUILTIN, configuredAccounts, type RoutingOverrides } from '../config/resolve.js';
 import type { SideFlags } from '../config/side-flags.js';
 import { PopsyncError, isPopsyncError } from '../errors.js';
+import { explainConnectFailure, portMismatchWarning, type ConnectTarget } from '../connect-hints.js';
 import type { RoutingSpec } from '../mapping/rules.js';
 import type { ImapSink } from '../imap/types.js';
 import type { Logger } from '../log.js';
@@ -85,13 +86,18 @@ export interface ResolveOptions {
   source?: boolean;
 }
 
-/** Cleartext warnings already printed: `sync --every` resolves its accounts every cycle. */
+/** Connection warnings already printed: `sync --every` resolves its accounts every cycle. */
 const warnedCleartext = new Set<string>();
 
 export async function resolveAccount(input: AccountInput, o: ResolveOptions): Promise<ResolvedAccount> {
   const pop = resolvePop3Endpoint(input.pop);
   const imap = resolveImapEndpoint(input.imap);
-  for (const w of [o.source === false ? null : cleartextWarning('pop3', pop), cleartextWarning('imap', imap)]) {
+  for (const w of [
+    o.source === false ? null : cleartextWarning('pop3', pop),
+    cleartextWarning('imap', imap),
+    o.source === false ? null : portMismatchWarning({ protocol: 'POP3', ...pop }),
+    portMismatchWarning({ protocol: 'IMAP', ...imap }),
+  ]) {
     if (w === null || warnedCleartext.has(w)) continue;
     warnedCleartext.add(w);
     o.logger.warn(w);
@@ -118,7 +124,8 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
     }
   }
   const timeoutMs = input.timeoutSeconds * 1000;
-  const tag = (display: string) => (e: unknown) => {
+  const tag = (display: string, target: ConnectTarget) => (raw: unknown) => {
+    const e = explainConnectFailure(raw, target);
     throw isPopsyncError(e) && e.context.account === undefined ? e.with({ account: display }) : e;
   };
   return {
@@ -136,7 +143,7 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
             timeoutMs,
             logger: o.logger.child({ side: 'pop3' }),
             ...(popCa ? { ca: popCa } : {}),
-          }).catch(tag(pop.display)),
+          }).catch(tag(pop.display, { protocol: 'POP3', ...pop })),
     // Loaded on first use: imapflow is a sixth of start-up, and a no-op sync never needs it.
     openSink: async () =>
       (await import('../imap/index.js'))
@@ -147,7 +154,7 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
           logger: o.logger.child({ side: 'imap' }),
           ...(imapCa ? { ca: imapCa } : {}),
         })
-        .catch(tag(imap.display)),
+        .catch(tag(imap.display, { protocol: 'IMAP', ...imap })),
   };
 }
 

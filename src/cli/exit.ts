@@ -12,6 +12,7 @@
  */
 
 import { CommanderError } from 'commander';
+import { opensslReason } from '../connect-hints.js';
 import { ExitCode, exitCodeFor, isPopsyncError, type PopsyncError } from '../errors.js';
 import type { RunResult } from '../engine/types.js';
 import { printable, SUMMARY_JSON_VERSION } from '../report/summary.js';
@@ -165,10 +166,9 @@ function describePopsyncError(e: PopsyncError): string {
     lines.push(`  server response code: ${printable(c.responseCode)}`);
   }
   // A low-level cause (ECONNREFUSED, a certificate error) often says what the message cannot.
-  const cause = e.cause;
-  if (cause instanceof Error && cause.message !== '' && !e.message.includes(cause.message)) {
-    lines.push(`  cause: ${printable(cause.message)}`);
-  }
+  // OpenSSL's text is cut to its reason: its hex codes and source paths help nobody here.
+  const cause = e.cause instanceof Error ? opensslReason(e.cause.message) : '';
+  if (cause !== '' && !e.message.includes(cause)) lines.push(`  cause: ${printable(cause)}`);
   if (c.hint !== undefined) lines.push(`  hint: ${printable(c.hint)}`);
   if (e.kind === 'internal')
     lines.push('This is a bug in popsync. Please report it with this output and `popsync --version`.');

@@ -18,6 +18,7 @@
 import type { ImapSink } from '../imap/types.js';
 import type { JournalIndexRow } from '../journal/types.js';
 import type { Pop3Session } from '../pop3/types.js';
+import { isConnectMistake } from '../connect-hints.js';
 import { PopsyncError, isPopsyncError } from '../errors.js';
 import type { OpenFolder, RunContext, Side } from './context.js';
 import { storeBatch } from './copier.js';
@@ -41,21 +42,6 @@ import type { ProgressListener, RunResult } from './types.js';
 import { windowWarnings } from './window.js';
 
 export type { EngineOptions, RetryPolicy } from './options.js';
-
-/**
- * Nothing listens there, or the name does not exist: on a side that never connected in this
- * run that is a typo in a host or port, which no retry cures. (A link that drops after the
- * server answered, or a connect that times out, may be the network: those are retried.)
- */
-const NEVER_REACHED = /\b(ECONNREFUSED|ENOTFOUND|EADDRNOTAVAIL)\b/;
-
-function neverReached(e: unknown): boolean {
-  for (let c: unknown = e, depth = 0; c instanceof Error && depth < 5; c = c.cause, depth++) {
-    const code = (c as NodeJS.ErrnoException).code;
-    if ((typeof code === 'string' && NEVER_REACHED.test(code)) || NEVER_REACHED.test(c.message)) return true;
-  }
-  return false;
-}
 
 /**
  * Errors a reconnect can cure. Everything else (auth, TLS, journal, UIDVALIDITY) stops the
@@ -306,7 +292,10 @@ class Run implements RunContext {
       this.reached.add(side);
       return c;
     } catch (e) {
-      if (!this.reached.has(side) && neverReached(e)) this.firstConnectFailed = true;
+      // Nothing listens there, the name does not resolve, or the port speaks the other TLS mode:
+      // on a side that never connected in this run that is a typo no retry cures. (A link that
+      // drops after the server answered, or a connect that times out, may be the network.)
+      if (!this.reached.has(side) && isConnectMistake(e)) this.firstConnectFailed = true;
       throw e;
     }
   }

@@ -1,0 +1,152 @@
+import { describe, expect, it } from 'vitest';
+import {
+  connectFault,
+  explainConnectFailure,
+  isConnectMistake,
+  opensslReason,
+  portMismatchWarning,
+  type ConnectTarget,
+} from '../../src/connect-hints.js';
+import { PopsyncError } from '../../src/errors.js';
+
+const OPENSSL =
+  '80DC2F1C0A7F0000:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:' +
+  '../deps/openssl/openssl/ssl/record/ssl3_record.c:350:\n';
+
+function nodeError(message: string, code?: string): NodeJS.ErrnoException {
+  const e: NodeJS.ErrnoException = new Error(message);
+  if (code !== undefined) e.code = code;
+  return e;
+}
+
+/** As the POP3 client wraps Node's errors today. */
+function wrapped(kind: 'connection' | 'tls', message: string, cause?: Error): PopsyncError {
+  return new PopsyncError(kind, message, {}, cause ? { cause } : undefined);
+}
+
+const pop995: ConnectTarget = { protocol: 'POP3', host: 'pop.example.net', port: 995, tls: 'implicit' };
+const imap143: ConnectTarget = { protocol: 'IMAP', host: 'imap.example.net', port: 143, tls: 'starttls' };
+
+describe('connectFault', () => {
+  it('recognises each fault by code, through our wrapping, or by text alone', () => {
+    expect(connectFault(wrapped('connection', 'x', nodeError('connect ECONNREFUSED 1.2.3.4:1', 'ECONNREFUSED')))).toBe(
+      'refused',
+    );
+    expect(connectFault(nodeError('getaddrinfo ENOTFOUND nosuch.example'))).toBe('unknown-host');
+    expect(connectFault(wrapped('tls', 'TLS failed', nodeError(OPENSSL, 'ERR_SSL_WRONG_VERSION_NUMBER')))).toBe(
+      'tls-to-plain',
+    );
+    expect(connectFault(nodeError(OPENSSL))).toBe('tls-to-plain');
+    expect(connectFault(nodeError('self-signed certificate', 'DEPTH_ZERO_SELF_SIGNED_CERT'))).toBe('untrusted');
+    expect(connectFault(nodeError('unable to get local issuer certificate'))).toBe('untrusted');
+    expect(
+      connectFault(nodeError("Hostname/IP does not match certificate's altnames", 'ERR_TLS_CERT_ALTNAME_INVALID')),
+    ).toBe('name-mismatch');
+    expect(connectFault(nodeError('certificate has expired', 'CERT_HAS_EXPIRED'))).toBe('expired');
+    expect(
+      connectFault(wrapped('connection', 'POP3 server sent nothing for 2000 ms while popsync waited for (greeting)')),
+    ).toBe('no-greeting');
+    expect(connectFault(nodeError('Greeting never received', 'GREETING_TIMEOUT'))).toBe('no-greeting');
+  });
+
+  it('is null for what is not a connect fault: a refused login, a dropped link, a DNS server away', () => {
+    expect(connectFault(new PopsyncError('auth', 'POP3 server rejected the login'))).toBeNull();
+    expect(connectFault(nodeError('read ECONNRESET', 'ECONNRESET'))).toBeNull();
+    expect(connectFault(nodeError('getaddrinfo EAI_AGAIN pop.example.net', 'EAI_AGAIN'))).toBeNull();
+    expect(connectFault('a string')).toBeNull();
+  });
+
+  it('only refused, unknown host and a TLS-mode mismatch are mistakes no reconnect cures', () => {
+    expect(isConnectMistake(nodeError('x', 'ECONNREFUSED'))).toBe(true);
+    expect(isConnectMistake(nodeError(OPENSSL))).toBe(true);
+    expect(isConnectMistake(nodeError('certificate has expired', 'CERT_HAS_EXPIRED'))).toBe(false);
+    expect(isConnectMistake(nodeError('read ECONNRESET', 'ECONNRESET'))).toBe(false);
+  });
+});
+
+describe('explainConnectFailure', () => {
+  it('TLS towards a plain port names host and port and the scheme to use, not OpenSSL', () => {
+    const plain110: ConnectTarget = { ...pop995, port: 110 };
+    const e = explainConnectFailure(
+      wrapped(
+        'tls',
+        `TLS with POP3 server pop.example.net:110 failed: ${OPENSSL}`,
+        nodeError(OPENSSL, 'ERR_SSL_WRONG_VERSION_NUMBER'),
+      ),
+      plain110,
+    ) as PopsyncError;
+    expect(e.kind).toBe('tls');
+    expect(e.message).toBe(
+      'POP3 server pop.example.net:110 answered in plain text, but popsync spoke TLS (pop3s://) (wrong version number)',
+    );
+    expect(e.context.hint).toBe('port 110 is plain: use pop3:// or ?tls=starttls');
+    // Still recognised after the rewording, and Node's code is still on the cause.
+    expect(connectFault(e)).toBe('tls-to-plain');
+    expect((e.cause as NodeJS.ErrnoException).code).toBe('ERR_SSL_WRONG_VERSION_NUMBER');
+  });
+
+  it('plain towards the TLS port: "port 995 speaks TLS"; towards another port, a conditional hint', () => {
+    const silent = wrapped('connection', 'POP3 server sent nothing for 60000 ms while popsync waited for (greeting)');
+    const at995 = explainConnectFailure(silent, { ...pop995, tls: 'starttls' }) as PopsyncError;
+    expect(at995.kind).toBe('connection');
+    expect(at995.message).toBe('POP3 server pop.example.net:995 accepted the connection but sent no greeting');
+    expect(at995.context.hint).toBe('port 995 speaks TLS: use pop3s://');
+    expect(isConnectMistake(at995)).toBe(true);
+    const at2995 = explainConnectFailure(silent, { ...pop995, port: 2995, tls: 'none' }) as PopsyncError;
+    expect(at2995.context.hint).toBe('if port 2995 speaks TLS from the first byte, use pop3s://');
+  });
+
+  it('refused, unknown host and an untrusted certificate each get their fix; the context is kept', () => {
+    const refused = explainConnectFailure(
+      new PopsyncError(
+        'connection',
+        'x',
+        { account: 'a' },
+        { cause: nodeError('connect ECONNREFUSED', 'ECONNREFUSED') },
+      ),
+      imap143,
+    ) as PopsyncError;
+    expect(refused.message).toContain(
+      'cannot connect to IMAP server imap.example.net:143: nothing accepts connections',
+    );
+    expect(refused.context).toMatchObject({
+      account: 'a',
+      hint: expect.stringContaining('993 (imaps://) or 143 (imap://)'),
+    });
+    const unknown = explainConnectFailure(nodeError('getaddrinfo ENOTFOUND imap.example.nte', 'ENOTFOUND'), {
+      ...imap143,
+      host: 'imap.example.nte',
+    }) as PopsyncError;
+    expect(unknown.message).toBe('cannot connect to IMAP server imap.example.nte:143: unknown host "imap.example.nte"');
+    const untrusted = explainConnectFailure(
+      wrapped('tls', 'TLS failed', nodeError('self-signed certificate', 'DEPTH_ZERO_SELF_SIGNED_CERT')),
+      imap143,
+    ) as PopsyncError;
+    expect(untrusted.kind).toBe('tls');
+    expect(untrusted.context.hint).toMatch(/^--imap-ca-file FILE to trust a private CA/);
+  });
+
+  it('leaves any other error as it is', () => {
+    const auth = new PopsyncError('auth', 'rejected');
+    expect(explainConnectFailure(auth, pop995)).toBe(auth);
+  });
+});
+
+describe('opensslReason and portMismatchWarning', () => {
+  it('cuts OpenSSL text to its reason wherever it appears', () => {
+    expect(opensslReason(OPENSSL)).toBe('wrong version number');
+    expect(opensslReason(`TLS failed: ${OPENSSL}(ERR_X)`)).toBe('TLS failed: wrong version number(ERR_X)');
+    expect(opensslReason('self-signed certificate')).toBe('self-signed certificate');
+  });
+
+  it('warns when the scheme contradicts a well-known port, and only then', () => {
+    expect(portMismatchWarning({ ...pop995, tls: 'starttls' })).toBe(
+      'POP3 pop.example.net:995: port 995 speaks TLS from the first byte: use pop3s://',
+    );
+    expect(portMismatchWarning({ ...imap143, tls: 'implicit' })).toBe(
+      'IMAP imap.example.net:143: port 143 is plain: use imap:// or ?tls=starttls',
+    );
+    expect(portMismatchWarning(pop995)).toBeNull();
+    expect(portMismatchWarning(imap143)).toBeNull();
+  });
+});
