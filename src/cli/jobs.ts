@@ -23,7 +23,14 @@ import { hostKeys } from './account-list.js';
 import type { ParallelOptions } from './options.js';
 import { describeError } from './exit.js';
 import { abortableSleep, asInterrupted, interruptible } from './interrupt.js';
-import { writeRunReport, type ReportTarget } from './report-file.js';
+import {
+  buildBatchReport,
+  rowFromError,
+  rowFromRun,
+  type BatchAccountRow,
+  type BatchCommand,
+} from '../report/batch-report.js';
+import { writeBatchReport, writeRunReport, type BatchReportTarget, type ReportTarget } from './report-file.js';
 
 /** Generous: two were seen per account running side by side. */
 const INTERRUPT_LISTENERS_PER_ACCOUNT = 8;
@@ -46,14 +53,16 @@ export type RunExtras = Omit<
   | 'skipLargerThan'
 > & {
   logger: Logger;
-  /** --report: where the per-message report of this account's run goes. */
-  report?: ReportTarget;
+  /** --report, --report-dir: where the per-message report of this account's run goes (several formats). */
+  reports?: ReportTarget[];
+  /** The account's name, put into its report. */
+  name?: string;
   /** --wait: seconds to wait for another run's lock. */
   waitSeconds?: number;
 };
 
 export async function runAccountJob(job: AccountJob, extras: RunExtras): Promise<RunResult> {
-  const { waitSeconds, report, ...engine } = extras;
+  const { waitSeconds, reports = [], name, ...engine } = extras;
   const account = await resolveAccount(job.input, { logger: extras.logger });
   const routing = compileRouting(job.routing);
   const sink = resolvingRoles(routing.roles, account.openSink);
@@ -86,17 +95,17 @@ export async function runAccountJob(job: AccountJob, extras: RunExtras): Promise
         batchBytes: job.batchBytes,
         retry: { maxAttempts: job.reconnectAttempts },
         skipLargerThan: job.routing.skipLargerThan ?? null,
-        detail: report !== undefined,
+        detail: reports.length > 0,
       }),
   )
     .catch((e: unknown) => {
       throw asInterrupted(e, extras.signal);
     })
     .finally(() => cuts.dispose());
-  if (report) {
+  if (reports.length > 0) {
     try {
-      await writeRunReport(result, report);
-      extras.logger.info({ path: report.path, format: report.format }, 'wrote the run report');
+      await writeRunReport(result, reports, name);
+      for (const r of reports) extras.logger.info({ path: r.path, format: r.format }, 'wrote the run report');
     } finally {
       // Per-message rows are for the report only: summaries and --json stay their usual size.
       delete result.messages;
@@ -116,11 +125,19 @@ export interface BatchRun extends ParallelOptions {
    * only when some account did not end 0 ('failures': sync, silent in cron when all is well).
    */
   total?: 'always' | 'failures';
+  /** `--report FILE` with `--accounts`: one row per account, written when the batch has run. */
+  report?: { command: BatchCommand; target: BatchReportTarget };
+}
+
+/** What runJobs hands each account's run besides its job. */
+export interface AccountHooks {
+  /** The run's result, for the batch report and the grand total. */
+  result(r: RunResult): void;
 }
 
 export async function runJobs(
   jobs: AccountJob[],
-  one: (job: AccountJob) => Promise<number>,
+  one: (job: AccountJob, hooks: AccountHooks) => Promise<number>,
   batch: BatchRun = { parallel: 1, maxPerHost: 1 },
 ): Promise<number> {
   // Each running account listens for the interrupt a few times (cut connects, backoff sleeps,
@@ -128,31 +145,74 @@ export async function runJobs(
   // Node's default of 10 it would warn "possible memory leak" on stderr of a healthy batch.
   if (batch.signal && batch.parallel > 1)
     setMaxListeners(Math.max(10, INTERRUPT_LISTENERS_PER_ACCOUNT * batch.parallel), batch.signal);
-  const outcomes: Array<{ name: string; code: number }> = [];
+  const outcomes: AccountEnd[] = [];
+  // Rows in list order whatever order the accounts end in.
+  const rows = new Map<AccountJob, BatchAccountRow>();
+  const command = batch.report?.command ?? 'migrate';
+  const finishReport = async () => {
+    if (!batch.report) return;
+    const report = buildBatchReport(
+      jobs.flatMap((j) => rows.get(j) ?? []),
+      new Date(),
+    );
+    await writeBatchReport(report, batch.report.target);
+  };
   const worst = await runBatch({
     accounts: jobs,
     parallel: batch.parallel,
     ...(batch.parallel > 1 ? { slots: createHostSlots(batch.maxPerHost), hostsOf: hostKeys } : {}),
     ...(batch.signal ? { signal: batch.signal } : {}),
     run: async (job) => {
-      const name = job.input.name ?? job.input.pop.user ?? 'account';
+      const name = accountName(job);
+      let result: RunResult | undefined;
       try {
-        const code = await one(job);
-        outcomes.push({ name, code });
+        const code = await one(job, {
+          result: (r) => {
+            result = r;
+          },
+        });
+        outcomes.push({ name, code, ...(result ? { result } : {}) });
+        rows.set(
+          job,
+          result ? rowFromRun(name, result, code) : rowFromError(name, command, code, 'ended without a result'),
+        );
         return code;
       } catch (e) {
-        // One account alone reports through main.ts; with several, the others still run.
-        if (jobs.length === 1 || (isPopsyncError(e) && e.kind === 'interrupted')) throw e;
+        const interrupted = isPopsyncError(e) && e.kind === 'interrupted';
         const { code, message } = describeError(e);
+        if (!interrupted) rows.set(job, rowFromError(name, command, code, errorLine(e)));
+        // One account alone reports through main.ts; with several, the others still run.
+        if (jobs.length === 1 || interrupted) {
+          if (!interrupted) await finishReport();
+          throw e;
+        }
         process.stderr.write(`popsync: account ${name}:\n${message}`);
         outcomes.push({ name, code });
         return code;
       }
     },
   });
+  await finishReport();
   if (jobs.length > 1 && (batch.total === 'always' || (batch.total === 'failures' && worst !== ExitCode.ok)))
     process.stdout.write(batchTotal(outcomes) + '\n');
   return worst;
+}
+
+/** An account's name in lines and reports: its own, else its source user. */
+export function accountName(job: AccountJob): string {
+  return job.input.name ?? job.input.pop.user ?? 'account';
+}
+
+/** The error of an account that stopped, on one line for a report row: what stderr said first. */
+export function errorLine(e: unknown): string {
+  if (isPopsyncError(e)) return e.context.hint ? `${e.message} (${e.context.hint})` : e.message;
+  return 'internal error: see the message on stderr';
+}
+
+export interface AccountEnd {
+  name: string;
+  code: number;
+  result?: RunResult;
 }
 
 /** Most names listed per outcome in the total line; the rest are counted. */
@@ -162,7 +222,7 @@ const NAMES_SHOWN = 10;
  * The batch's last line: how many accounts ended how, and which did not end well, e.g.
  * `popsync: 8 accounts: 6 ok, 1 with failed messages (exit 1: bob), 1 exit 3 (carol)`.
  */
-export function batchTotal(outcomes: ReadonlyArray<{ name: string; code: number }>): string {
+export function batchTotal(outcomes: readonly AccountEnd[]): string {
   const byCode = new Map<number, string[]>();
   for (const o of outcomes) byCode.set(o.code, [...(byCode.get(o.code) ?? []), o.name]);
   const parts = [...byCode.entries()]

@@ -8,6 +8,7 @@ import { ExitCode } from '../errors.js';
 import { registerAuth } from './commands/auth.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerPlan } from './commands/plan.js';
+import { registerReport } from './commands/report.js';
 import { registerConfig } from './commands/config.js';
 import { registerJournal } from './commands/journal.js';
 import { registerStatus } from './commands/status.js';
@@ -28,6 +29,7 @@ const COMMANDS: Array<(program: Command, ctx: CommandContext) => void> = [
   registerJournal,
   registerConfig,
   registerAuth,
+  registerReport,
 ];
 
 export function buildProgram(ctx: CommandContext): Command {

@@ -36,9 +36,11 @@ export function renderPlanHtml(report: PlanReport): string {
   const failed = failures(report);
   const allCopied = report.run ? 'Every listed message is in the destination.' : 'Every message can be copied.';
   const title = reportTitle(report);
-  const kicker = report.run
-    ? `popsync ${report.run.command} report · what the run did`
-    : 'popsync migration plan · dry run, nothing was written';
+  const kicker =
+    (report.name === undefined ? '' : `account ${report.name} · `) +
+    (report.run
+      ? `popsync ${report.run.command} report · what the run did`
+      : 'popsync migration plan · dry run, nothing was written');
   return `<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -459,7 +461,7 @@ function fx(n: number): string {
   return String(Math.round(n * 10) / 10);
 }
 
-const STYLE = `
+export const STYLE = `
 :root { --ink: #1d2330; --muted: #5b6475; --line: #d8dde6; --zebra: #f5f7fa;
   --new: #2f6db5; --retry: #d99a1e; --done: #9aa3b2; --fail: #c8372d; }
 * { box-sizing: border-box; }

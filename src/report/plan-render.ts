@@ -60,6 +60,7 @@ type Shape = 'report' | 'totals' | 'folder' | 'message' | 'estimate' | 'run' | '
 const KEY_ORDER: Record<Exclude<Shape, 'tally'>, readonly string[]> = {
   report: [
     'version',
+    'name',
     'generatedAt',
     'source',
     'destination',

@@ -84,6 +84,8 @@ export interface RunInfo {
 
 export interface PlanReport {
   version: 1;
+  /** The account's name, in a batch's per-account reports (`--report-dir`). */
+  name?: string;
   generatedAt: string;
   source: string;
   destination: string;

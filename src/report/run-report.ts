@@ -14,7 +14,8 @@ import type { MessageDetail, RunResult } from '../engine/types.js';
 import type { PlanMessage, PlanReport } from './plan-types.js';
 import { tallyMessages } from './plan-tally.js';
 
-export function buildRunReport(result: RunResult, generatedAt: Date): PlanReport {
+/** `name`: the account's, in a batch (`--report-dir`), so a report read alone says whose it is. */
+export function buildRunReport(result: RunResult, generatedAt: Date, name?: string): PlanReport {
   const details = result.messages ?? [];
   const messages = details.map(toPlanMessage);
   // Folders exist when a copy went there (now or before); one only failures name may not.
@@ -23,6 +24,7 @@ export function buildRunReport(result: RunResult, generatedAt: Date): PlanReport
   totals.copiedBytes = result.copiedBytes;
   return {
     version: 1,
+    ...(name === undefined ? {} : { name }),
     generatedAt: generatedAt.toISOString(),
     source: result.source,
     destination: result.destination,

@@ -13,7 +13,7 @@ import { accountJobs } from '../account.js';
 import type { CommandContext } from '../context.js';
 import { writeErrorJson } from '../exit.js';
 import { namesAccounts, runAccountJob, runJobs } from '../jobs.js';
-import { addReportOptions, reportTarget } from '../report-file.js';
+import { addReportOptions, accountReportTargets, batchReportTarget } from '../report-file.js';
 import {
   addAccountListOptions,
   addAccountOptions,
@@ -62,20 +62,24 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
     const named = namesAccounts(opts);
     // A Map, not jobs.indexOf per job: a list of 100,000 accounts would be 5e9 comparisons.
     const position = new Map(jobs.map((j, i) => [j, i]));
+    const batchReport = batchReportTarget(opts);
     process.exitCode = await runJobs(
       jobs,
-      async (job) => {
+      async (job, hooks) => {
         const out = ctx.startOutput(outputOptions(opts), named ? job.input.name : undefined);
         try {
-          const report = reportTarget(opts, { name: job.input.name, index: position.get(job)!, count: jobs.length });
+          const where = { name: job.input.name, index: position.get(job)!, count: jobs.length };
+          const reports = accountReportTargets(opts, where);
           const result = await runAccountJob(job, {
             command: 'migrate',
             logger: out.logger,
             progress: out.progress,
             signal: ctx.signal,
-            ...(report ? { report } : {}),
+            reports,
+            ...(job.input.name === undefined ? {} : { name: job.input.name }),
             ...(wait === undefined ? {} : { waitSeconds: wait }),
           });
+          hooks.result(result);
           return out.finish(result);
         } catch (e) {
           if (json) writeErrorJson(e, 'migrate', process.stdout, named ? job.input.name : undefined);
@@ -88,6 +92,7 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
         ...parallelOptions(opts),
         signal: ctx.signal,
         ...(named && !json ? { total: outputOptions(opts).quiet ? 'failures' : 'always' } : {}),
+        ...(batchReport ? { report: { command: 'migrate' as const, target: batchReport } } : {}),
       },
     );
   });

@@ -22,9 +22,19 @@ import type { Pop3Session } from '../../pop3/types.js';
 import { PLAN_FORMATS, renderPlan, type PlanFormat } from '../../report/plan-render.js';
 import type { PlanReport } from '../../report/plan-types.js';
 import { formatBytes } from '../../report/summary.js';
+import { buildBatchReport, rowFromError, rowFromPlan, type BatchAccountRow } from '../../report/batch-report.js';
 import { accountJobs, resolveAccount, type AccountJob } from '../account.js';
+import { describeError } from '../exit.js';
+import { accountName, errorLine } from '../jobs.js';
 import type { CommandContext } from '../context.js';
-import { writeAtomically } from '../report-file.js';
+import {
+  accountReportTargets,
+  addReportDirOption,
+  batchReportTarget,
+  writeAtomically,
+  writeBatchReport,
+  writePlanReports,
+} from '../report-file.js';
 import {
   addAccountListOptions,
   addAccountOptions,
@@ -210,8 +220,13 @@ export function registerPlan(program: Command, ctx: CommandContext): void {
     .addOption(new Option('--format <format>', 'output format').choices([...PLAN_FORMATS]).default('table'))
     .option('--output <file>', 'write the report to this file instead of stdout (required for html)')
     .option('--rate <MBps>', 'transfer rate in megabytes per second for the time estimate', rateOption)
+    .option(
+      '--report <file>',
+      'with --accounts: one batch report, a row per account, totals and failures first (.html, .csv, .json)',
+    )
     .option('-v, --verbose', 'log protocol steps to stderr (passwords are never logged)')
     .option('--log-file <path>', 'also write a JSON-lines debug log to this file (mode 0600)');
+  addReportDirOption(cmd);
   cmd.action((opts: Record<string, unknown>, command: Command) => runPlan(opts, command, ctx));
 }
 
@@ -237,26 +252,63 @@ export async function runPlan(opts: Record<string, unknown>, command: Command, c
       },
     );
   }
+  if (opts.report !== undefined && typeof opts.accounts !== 'string')
+    throw new PopsyncError('usage', 'plan --report FILE is the batch report of --accounts', {
+      hint: "for one account's plan use --output FILE",
+    });
   const out = ctx.startOutput({ ...outputOptions(opts), progress: false, json: false });
   try {
     const texts: string[] = [];
-    for (const job of jobs) {
+    const batch = batchReportTarget(opts);
+    // A list plans every account whatever one of them says (a wrong password, a server down):
+    // the failure is reported under its name, and the exit code is the worst.
+    const { worst, rows } = await planBatch(jobs, async (job, index) => {
       const report = await planAccount(job, {
         logger: out.logger,
         ...(typeof opts.rate === 'number' ? { rateMBps: opts.rate } : {}),
       });
       texts.push(renderPlan(report, format));
-    }
+      const name = job.input.name;
+      const named = name === undefined ? report : { ...report, name };
+      await writePlanReports(named, accountReportTargets(opts, { name, index, count: jobs.length }));
+      return report;
+    });
     const text = texts.join('\n');
     if (output !== undefined) writeAtomically(output, text);
     else process.stdout.write(text);
+    if (batch) await writeBatchReport(buildBatchReport(rows, new Date()), batch);
+    process.exitCode = worst;
   } finally {
     out.stop();
   }
 }
 
+/** Plans each job in turn; with several, one that fails is reported on stderr and the rest go on. */
+async function planBatch(
+  jobs: readonly AccountJob[],
+  one: (job: AccountJob, index: number) => Promise<PlanReport>,
+): Promise<{ worst: number; rows: BatchAccountRow[] }> {
+  let worst = 0;
+  const rows: BatchAccountRow[] = [];
+  for (const [index, job] of jobs.entries()) {
+    const name = accountName(job);
+    try {
+      rows.push(rowFromPlan(name, await one(job, index)));
+    } catch (e) {
+      if (jobs.length === 1 || (isPopsyncError(e) && e.kind === 'interrupted')) throw e;
+      const { code, message } = describeError(e);
+      process.stderr.write(`popsync: account ${name}:\n${message}`);
+      rows.push(rowFromError(name, 'plan', code, errorLine(e)));
+      worst = Math.max(worst, code);
+    }
+  }
+  return { worst, rows };
+}
+
 /** `migrate --dry-run` / `sync --dry-run`: the plan as a table, or as JSON with --json. */
 export function dryRun(opts: Record<string, unknown>, command: Command, ctx: CommandContext): Promise<void> {
   if (opts.every !== undefined) throw new PopsyncError('usage', '--dry-run prints one plan: drop --every');
-  return runPlan({ ...opts, format: opts.json === true ? 'json' : 'table' }, command, ctx);
+  // A dry run writes no report: --report and --report-dir describe the real run's outcome.
+  const { report: _report, reportDir: _dir, reportFormat: _format, ...planOpts } = opts;
+  return runPlan({ ...planOpts, format: opts.json === true ? 'json' : 'table' }, command, ctx);
 }

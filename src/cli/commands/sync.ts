@@ -16,8 +16,8 @@ import type { ProgressListener, RunResult } from '../../engine/types.js';
 import { ExitCode, PopsyncError, isPopsyncError } from '../../errors.js';
 import { SUMMARY_JSON_VERSION, formatBytes, formatFailure, printable } from '../../report/summary.js';
 import { accountJobs, type AccountJob } from '../account.js';
-import { namesAccounts, runAccountJob, runJobs } from '../jobs.js';
-import { addReportOptions, reportTarget, type ReportTarget } from '../report-file.js';
+import { namesAccounts, runAccountJob, runJobs, type AccountHooks } from '../jobs.js';
+import { addReportOptions, accountReportTargets, batchReportTarget, type ReportTarget } from '../report-file.js';
 import { writeErrorJson } from '../exit.js';
 import type { CommandContext } from '../context.js';
 import { addEveryOption, everyIntervals, runEvery } from '../every.js';
@@ -144,8 +144,9 @@ async function syncOne(
   deletion: DeletionPolicy | null,
   wait: number | undefined,
   ctx: CommandContext,
-  report?: ReportTarget,
+  reports: ReportTarget[],
   name?: string,
+  hooks?: AccountHooks,
 ): Promise<number> {
   const out = ctx.startOutput({ ...o, progress: o.progress && !o.quiet && process.stderr.isTTY === true }, name);
   try {
@@ -155,7 +156,8 @@ async function syncOne(
       progress: gated(out.progress),
       signal: ctx.signal,
       lazyDestination: true,
-      ...(report ? { report } : {}),
+      reports,
+      ...(name === undefined ? {} : { name }),
       deletion,
       now,
       ...(wait === undefined ? {} : { waitSeconds: wait }),
@@ -173,6 +175,7 @@ async function syncOne(
       throw e;
     });
     out.stop();
+    hooks?.result(result);
     const happened = somethingHappened(result);
     const code =
       result.failed.length > 0 || result.deletionRefused || needsAHuman(result) ? ExitCode.partial : ExitCode.ok;
@@ -248,16 +251,12 @@ export function registerSync(program: Command, ctx: CommandContext): void {
       const jobs = await accountJobs(opts, command);
       const named = namesAccounts(opts);
       const position = new Map(jobs.map((j, i) => [j, i]));
-      const one = (job: AccountJob) =>
-        syncOne(
-          job,
-          o,
-          deletion,
-          wait,
-          ctx,
-          reportTarget(opts, { name: job.input.name, index: position.get(job)!, count: jobs.length }),
-          named ? job.input.name : undefined,
-        );
+      const one = (job: AccountJob, hooks?: AccountHooks) => {
+        const where = { name: job.input.name, index: position.get(job)!, count: jobs.length };
+        const reports = accountReportTargets(opts, where);
+        return syncOne(job, o, deletion, wait, ctx, reports, named ? job.input.name : undefined, hooks);
+      };
+      const batchReport = batchReportTarget(opts);
       const every = everyIntervals(opts, jobs);
       const batch = parallelOptions(opts);
       if (every && batch.parallel > 1)
@@ -268,6 +267,7 @@ export function registerSync(program: Command, ctx: CommandContext): void {
             ...batch,
             signal: ctx.signal,
             ...(named && !o.json ? { total: 'failures' as const } : {}),
+            ...(batchReport ? { report: { command: 'sync' as const, target: batchReport } } : {}),
           });
     } catch (e) {
       // Before any account ran (a bad config, a bad option combination), or the one account's error.

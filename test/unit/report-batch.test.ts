@@ -1,0 +1,165 @@
+/**
+ * The batch report (`--report FILE` with `--accounts`, `report merge`): rows from runs, plans
+ * and errors, totals, the merge of several shards (accounts once, the latest report winning,
+ * totals recomputed), what is refused as "not a popsync report", and the renderers: failures
+ * first, every string escaped, CSV guarded against formulas.
+ */
+import { describe, expect, it } from 'vitest';
+import { batchFormatFor, batchReportTarget, reportTarget } from '../../src/cli/report-file.js';
+import type { RunResult } from '../../src/engine/types.js';
+import {
+  BATCH_REPORT_KIND,
+  type BatchReport,
+  buildBatchReport,
+  mergeBatchReports,
+  parseBatchReport,
+  rowFromError,
+  rowFromRun,
+} from '../../src/report/batch-report.js';
+import { renderBatch } from '../../src/report/batch-render.js';
+
+function run(copied: number, failed = 0): RunResult {
+  return {
+    command: 'migrate',
+    source: 'alice@pop.example.net:995',
+    destination: 'alice@imap.example.net:993',
+    listed: copied + failed + 1,
+    listedBytes: 1000 * (copied + failed + 1),
+    copied,
+    copiedBytes: 1000 * copied,
+    alreadyCopied: 1,
+    reconciled: 0,
+    failed: Array.from({ length: failed }, (_, i) => ({
+      n: i + 1,
+      uidl: `u${i}`,
+      size: 1000,
+      folder: 'INBOX',
+      reason: 'too big',
+      serverResponse: null,
+    })),
+    reconnects: 0,
+    startedAt: '2026-11-29T10:00:00.000Z',
+    durationMs: 1500,
+  } as RunResult;
+}
+
+const at = (s: string) => new Date(`2026-11-29T${s}Z`);
+
+describe('batch report', () => {
+  it('one row per account, names and outcomes; totals add the rows up', () => {
+    const r = buildBatchReport(
+      [
+        rowFromRun('alice', run(3), 0),
+        rowFromRun('bob', run(1, 2), 1),
+        rowFromError('carol', 'migrate', 3, 'login refused'),
+      ],
+      at('10:00:00'),
+    );
+    expect(r).toMatchObject({ kind: BATCH_REPORT_KIND, version: 1, command: 'migrate' });
+    expect(r.accounts.map((a) => [a.name, a.outcome, a.exitCode])).toEqual([
+      ['alice', 'ok', 0],
+      ['bob', 'partial', 1],
+      ['carol', 'error', 3],
+    ]);
+    expect(r.totals).toMatchObject({
+      accounts: 3,
+      outcomes: { ok: 1, partial: 1, error: 1 },
+      copied: 4,
+      copiedBytes: 4000,
+      failed: 2,
+      listed: 4 + 4,
+    });
+  });
+
+  it('merge: an account in two shards counts once, the later report wins, totals recomputed', () => {
+    const first = buildBatchReport(
+      [rowFromError('bob', 'migrate', 4, 'server gone'), rowFromRun('alice', run(2), 0)],
+      at('10:00:00'),
+    );
+    const retry = buildBatchReport([rowFromRun('bob', run(5), 0)], at('11:00:00'));
+    const other = buildBatchReport([rowFromRun('dave', run(1), 0)], at('10:30:00'));
+    // Given in any order: the retry's row replaces the first try's.
+    const merged = mergeBatchReports(
+      [
+        { file: 'b.json', report: retry },
+        { file: 'a.json', report: first },
+        { file: 'c.json', report: other },
+      ],
+      at('12:00:00'),
+    );
+    expect(merged.accounts.map((a) => [a.name, a.exitCode, a.copied])).toEqual([
+      ['alice', 0, 2],
+      ['bob', 0, 5],
+      ['dave', 0, 1],
+    ]);
+    expect(merged.totals).toMatchObject({ accounts: 3, outcomes: { ok: 3, partial: 0, error: 0 }, copied: 8 });
+    expect(merged.generatedAt).toBe('2026-11-29T12:00:00.000Z');
+  });
+
+  it('reads back what it writes; refuses what is not a batch report, saying why', () => {
+    const r = buildBatchReport([rowFromRun('alice', run(1), 0)], at('10:00:00'));
+    expect(parseBatchReport(renderBatch(r, 'json'))).toEqual(r);
+    const problem = (text: string) => (parseBatchReport(text) as { problem: string }).problem;
+    expect(problem('<html>')).toBe('not JSON');
+    expect(problem('[1]')).toBe('not a JSON object');
+    expect(problem('{"accounts":[]}')).toMatch(/no "kind": "popsync-batch-report"/);
+    expect(problem(JSON.stringify({ version: 1, source: 'a', messages: [] }))).toMatch(/one account's report/);
+    expect(problem(JSON.stringify({ ...r, version: 2 }))).toMatch(/version 2/);
+    const bad = { ...r, accounts: [{ ...r.accounts[0], copied: '3' }] };
+    expect(problem(JSON.stringify(bad))).toBe('account 1: alice: copied is not a number of 0 or more');
+    const lying = { ...r, accounts: [{ ...r.accounts[0], exitCode: 3 }] };
+    expect(problem(JSON.stringify(lying))).toMatch(/outcome does not match exitCode/);
+  });
+
+  it('html: totals, then the accounts not ok, then every account; every string escaped', () => {
+    const evil = 'x<script>alert(1)</script>';
+    const r = buildBatchReport(
+      [rowFromRun('alice', run(3), 0), rowFromError('mallory', 'migrate', 4, evil)],
+      at('10:00:00'),
+    );
+    const html = renderBatch(r, 'html');
+    expect(html).not.toContain('<script>');
+    expect(html).toContain('x&lt;script&gt;');
+    const totals = html.indexOf('id="h-totals"');
+    const failures = html.indexOf('id="h-fail"');
+    const all = html.indexOf('id="h-accounts"');
+    expect(totals).toBeGreaterThan(0);
+    expect(failures).toBeGreaterThan(totals);
+    expect(all).toBeGreaterThan(failures);
+    expect(html.slice(failures, all)).toContain('mallory');
+    expect(html.slice(failures, all)).not.toContain('alice');
+    expect(html).toContain('Accounts not ok: 1');
+  });
+
+  it('csv: a row per account with its name; formula-like text made inert', () => {
+    const r: BatchReport = buildBatchReport(
+      [rowFromRun('alice', run(3), 0), rowFromError('bob', 'sync', 75, '=HYPERLINK("x")')],
+      at('10:00:00'),
+    );
+    const lines = renderBatch(r, 'csv').split('\r\n');
+    expect(lines[0]).toMatch(/^name,outcome,exit_code,command,source,destination,listed,/);
+    expect(lines[1]).toMatch(/^alice,ok,0,migrate,alice@pop.example.net:995,alice@imap.example.net:993,4,4000,/);
+    expect(lines[2]).toMatch(/^bob,error,75,sync,,,0,/);
+    expect(lines[2]).toContain(`"'=HYPERLINK(""x"")"`);
+  });
+
+  it('table: the totals line first, failures named', () => {
+    const r = buildBatchReport([rowFromRun('alice', run(3), 0), rowFromRun('bob', run(1, 2), 1)], at('10:00:00'));
+    const text = renderBatch(r, 'table');
+    expect(text.split('\n')[1]).toBe(
+      'total: 2 accounts (1 ok, 1 with failed messages); 8 listed, ' +
+        '4 messages copied (3.9 KiB), 2 failed, 2 already copied',
+    );
+    expect(text).toContain('not ok (1):\n  bob: 4 listed, 1 copied (1000 B), 2 failed, 1 already copied');
+  });
+
+  it('--report with --accounts is the batch report, its format from the name; not a per-account file', () => {
+    const opts = { accounts: 'a.csv', report: 'out/batch.HTML' };
+    expect(batchReportTarget(opts)).toEqual({ path: 'out/batch.HTML', format: 'html' });
+    expect(reportTarget(opts, { name: 'alice', index: 0, count: 2 })).toBeUndefined();
+    expect(batchReportTarget({ report: 'x.html' })).toBeUndefined();
+    expect(batchFormatFor('b.csv')).toBe('csv');
+    expect(batchFormatFor('b.txt')).toBe('table');
+    expect(() => batchFormatFor('b.md', 'markdown')).toThrow(/html, csv, json or table, not markdown/);
+  });
+});
