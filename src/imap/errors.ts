@@ -10,6 +10,7 @@
  */
 
 import { PopsyncError, type ErrorContext, type ErrorKind } from '../errors.js';
+import { redact } from '../net/redact.js';
 
 /** The properties imapflow puts on its errors; all optional because none is guaranteed. */
 export interface ImapFlowErrorLike {
@@ -69,10 +70,11 @@ export function responseCodeOf(err: unknown): string | undefined {
 }
 
 /**
- * The server's own words, minus the tag ("NO [OVERQUOTA] Quota exceeded"). `secret` is blanked
- * out should a server echo it back (some echo the failed command line in their BAD text).
+ * The server's own words, minus the tag ("NO [OVERQUOTA] Quota exceeded"). `secret` (one, or
+ * every form login.ts lists) is blanked out should a server echo it back (some echo the failed
+ * command line in their BAD text).
  */
-export function serverTextOf(err: unknown, secret?: string): string | undefined {
+export function serverTextOf(err: unknown, secret?: string | readonly string[]): string | undefined {
   const e = asLike(err);
   let text: string | undefined;
   if (typeof e.response === 'string' && e.response) {
@@ -82,7 +84,8 @@ export function serverTextOf(err: unknown, secret?: string): string | undefined 
     const body = e.responseText ?? '';
     text = `${e.responseStatus}${code && !body.includes(`[${code}`) ? ` [${code}]` : ''}${body ? ` ${body}` : ''}`;
   }
-  if (text && secret && secret.length >= 3) text = text.split(secret).join('****');
+  const forms = typeof secret === 'string' ? (secret.length >= 3 ? [secret] : []) : (secret ?? []);
+  if (text) text = redact(text, forms);
   return text?.trim() || undefined;
 }
 
@@ -112,6 +115,8 @@ export interface ConnectContext {
   port: number;
   user: string;
   password: string;
+  /** Every form of the secret the login sent (login.ts), when more than the password. */
+  secrets?: readonly string[];
 }
 
 /** Errors from ImapFlow.connect(): greeting, STARTTLS, login, NAMESPACE. */
@@ -119,7 +124,7 @@ export function mapConnectError(err: unknown, c: ConnectContext): PopsyncError {
   if (err instanceof PopsyncError) return err;
   const e = asLike(err);
   const where = `${c.host}:${c.port}`;
-  const serverResponse = serverTextOf(err, c.password);
+  const serverResponse = serverTextOf(err, [...(c.secrets ?? []), ...(c.password.length >= 3 ? [c.password] : [])]);
   const responseCode = responseCodeOf(err);
   const ctx: ErrorContext = {};
   if (serverResponse) ctx.serverResponse = serverResponse;
@@ -171,7 +176,12 @@ export function mapConnectError(err: unknown, c: ConnectContext): PopsyncError {
  * Errors from a command on an established session (STATUS, CREATE, SELECT, FETCH). A refusal
  * is 'server' (or 'temporary'); everything else is a lost connection.
  */
-export function mapCommandError(err: unknown, what: string, folder: string | undefined, secret?: string): PopsyncError {
+export function mapCommandError(
+  err: unknown,
+  what: string,
+  folder: string | undefined,
+  secret?: string | readonly string[],
+): PopsyncError {
   if (err instanceof PopsyncError) return err;
   const ctx: ErrorContext = {};
   if (folder !== undefined) ctx.folder = folder;

@@ -19,20 +19,23 @@
  * mode, for such messages: one APPEND at a time with a synchronising literal (command, wait for
  * '+', then the bytes), and no UID where the server gives no APPENDUID.
  *
- * What it does not do: SELECT, FETCH or anything but APPEND; SASL mechanisms other than PLAIN
- * (with SASL-IR) and LOGIN; COMPRESS; reconnects mid-batch (a drop throws 'connection' and
+ * It connects through net/connect.ts and logs in as login.ts decides, like imapflow's connection
+ * (same TLS, CA, SNI, mechanism and token source).
+ *
+ * What it does not do: SELECT, FETCH or anything but APPEND; COMPRESS; reconnects mid-batch (a drop throws 'connection' and
  * unreported outcomes stay unknown, which the engine reconciles by content). The password is
  * never logged: only command names are.
  */
 
-import net from 'node:net';
-import tls from 'node:tls';
-import compiler from 'imapflow/lib/handler/imap-compiler.js';
+import type net from 'node:net';
 import { PopsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { openSocket, type SocketTarget, startTls } from '../net/connect.js';
 import { bodyChunks, bodySize, sendPiece, type MessageBody } from './body.js';
 import type { AppendOutcome, ImapOptions } from './types.js';
 import { classifyAppendError, isTlsFailure, mapConnectError, type ImapFlowErrorLike } from './errors.js';
+import { compiler } from './imapflow-adapter.js';
+import { chooseLogin, credentialsFor, loginSecretForms, mechanismFor, SaslConversation } from './login.js';
 
 /** Unacknowledged bytes written before we wait for replies: keeps memory and socket buffers flat. */
 const MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024;
@@ -221,34 +224,34 @@ export class PipelinedAppender {
   }
 
   /**
-   * Connects, secures and logs in like imapflow does (same TLS mode, CA, verification and SNI),
-   * then, in 'pipelined' mode, checks LITERAL+ and UIDPLUS. Throws PipelineUnsupported when the
-   * session lacks what the mode needs (the connection is closed), a PopsyncError like
-   * connectImap's for everything else. 'streaming' mode needs neither extension.
+   * Connects, secures and logs in like imapflow does (same TLS mode, CA, verification, SNI and
+   * login), then, in 'pipelined' mode, checks LITERAL+ and UIDPLUS. Throws PipelineUnsupported
+   * when the session lacks what the mode needs (the connection is closed), a PopsyncError like
+   * connectImap's for everything else. 'streaming' mode needs neither extension. The forms of
+   * the secret this login sends are added to `secrets`, for whoever maps later server replies.
    */
   static async open(
     opts: ImapOptions,
     timeoutMs: number,
     log: Logger,
-    ca: Array<string | Buffer> | undefined,
     mode: 'pipelined' | 'streaming' = 'pipelined',
+    secrets: string[] = [],
   ): Promise<PipelinedAppender> {
     const where = `${opts.host}:${opts.port}`;
-    const servername = net.isIP(opts.host) ? {} : { servername: opts.host };
-    const tlsOpts = { rejectUnauthorized: opts.rejectUnauthorized ?? true, ...(ca ? { ca } : {}), ...servername };
-    const fail = (err: unknown): PopsyncError => mapConnectError(err, opts);
-    let sock: net.Socket;
-    try {
-      sock = await connectSocket(
-        opts.tls === 'implicit'
-          ? () => tls.connect({ host: opts.host, port: opts.port, ...tlsOpts })
-          : () => net.connect({ host: opts.host, port: opts.port }),
-        opts.tls === 'implicit',
-        timeoutMs,
-      );
-    } catch (err) {
-      throw fail(err);
-    }
+    const target: SocketTarget = {
+      protocol: 'IMAP',
+      host: opts.host,
+      port: opts.port,
+      ca: opts.ca,
+      rejectUnauthorized: opts.rejectUnauthorized,
+      connectTimeoutMs: timeoutMs,
+    };
+    // Before connecting: a slow token command must not hold a connection the server may time out.
+    const creds = await credentialsFor(opts);
+    const forms = loginSecretForms(creds, opts);
+    secrets.push(...forms);
+    const fail = (err: unknown): PopsyncError => mapConnectError(err, { ...opts, secrets: forms });
+    let sock = await openSocket(target, opts.tls === 'implicit');
     let reader = new LineReader(sock, timeoutMs, `APPEND connection to ${where}`);
     const a = new PipelinedAppender(sock, reader, new Set(), log);
     try {
@@ -266,41 +269,41 @@ export class PipelinedAppender {
         if (t.status !== 'OK') throw fail(refusal(t));
         if (reader.buffered) throw new PopsyncError('protocol', `IMAP server ${where} sent data after STARTTLS's OK`);
         reader.detach();
-        try {
-          sock = await connectSocket(() => tls.connect({ socket: sock, ...tlsOpts }), true, timeoutMs);
-        } catch (err) {
-          throw fail(err);
-        }
+        sock = await startTls(sock, target);
         reader = new LineReader(sock, timeoutMs, `APPEND connection to ${where}`);
         a.sock = sock;
         a.reader = reader;
         caps = await a.capability();
       }
       if (!/^\* PREAUTH\b/i.test(greeting)) {
-        let cmd: Buffer;
-        if (caps.has('AUTH=PLAIN') && caps.has('SASL-IR')) {
-          const token = Buffer.from(`\0${opts.user}\0${opts.password}`).toString('base64');
-          cmd = Buffer.from(`L AUTHENTICATE PLAIN ${token}\r\n`);
-        } else if (!caps.has('LOGINDISABLED') && (caps.has('LITERAL+') || mode === 'streaming')) {
+        const step = chooseLogin(opts.auth ?? 'auto', caps, { token: creds.token, admin: creds.admin !== undefined });
+        let t: Tagged;
+        if (step.kind === 'sasl') {
+          t = await a.authenticate(
+            new SaslConversation(mechanismFor(step.mechanism, creds, opts), caps.has('SASL-IR')),
+          );
+        } else if (caps.has('LITERAL+') || mode === 'streaming') {
           // The compiler sends STRING values quoted, never as literals, so LOGIN needs no '+' wait.
-          cmd = Buffer.concat([
-            compiler(
-              {
-                tag: 'L',
-                command: 'LOGIN',
-                attributes: [
-                  { type: 'STRING', value: opts.user },
-                  { type: 'STRING', value: opts.password },
-                ],
-              },
-              { literalPlus: true },
-            ),
-            Buffer.from('\r\n'),
-          ]);
+          t = await a.simple(
+            Buffer.concat([
+              compiler(
+                {
+                  tag: 'L',
+                  command: 'LOGIN',
+                  attributes: [
+                    { type: 'STRING', value: creds.user },
+                    { type: 'STRING', value: creds.secret },
+                  ],
+                },
+                { literalPlus: true },
+              ),
+              Buffer.from('\r\n'),
+            ]),
+            'L',
+          );
         } else {
-          throw new PipelineUnsupported('no AUTH=PLAIN with SASL-IR and no LOGIN with LITERAL+');
+          throw new PipelineUnsupported('no SASL mechanism for this login and no LOGIN with LITERAL+');
         }
-        const t = await a.simple(cmd, 'L');
         if (t.status !== 'OK') throw fail(refusal(t, { authenticationFailed: true }));
         caps = await a.capability();
       }
@@ -319,6 +322,26 @@ export class PipelinedAppender {
       if (err instanceof PipelineUnsupported) await a.close();
       else a.destroy();
       throw err instanceof PopsyncError || err instanceof PipelineUnsupported ? err : fail(err);
+    }
+  }
+
+  /** AUTHENTICATE on this connection, answering challenges as the conversation says. */
+  private async authenticate(sasl: SaslConversation): Promise<Tagged> {
+    const tag = 'L';
+    this.sock.write(
+      `${tag} AUTHENTICATE ${sasl.mechanismName}${sasl.argument === undefined ? '' : ` ${sasl.argument}`}\r\n`,
+    );
+    for (;;) {
+      const line = await this.reader.next();
+      if (line.startsWith('+')) {
+        this.sock.write(`${sasl.answer(line.slice(1))}\r\n`);
+        continue;
+      }
+      const t = parseTagged(line);
+      if (!t) continue;
+      if (t.tag !== tag)
+        throw new PopsyncError('protocol', `IMAP APPEND connection: expected a reply to ${tag}, got one to ${t.tag}`);
+      return t;
     }
   }
 
@@ -543,27 +566,4 @@ export class PipelinedAppender {
       return caps;
     }
   }
-}
-
-function connectSocket(make: () => net.Socket, secure: boolean, timeoutMs: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const sock = make();
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(Object.assign(new Error(`connect timed out after ${timeoutMs} ms`), { code: 'CONNECT_TIMEOUT' }));
-    }, timeoutMs);
-    const ok = (): void => {
-      clearTimeout(timer);
-      sock.off('error', bad);
-      sock.setNoDelay(true);
-      resolve(sock);
-    };
-    const bad = (err: Error): void => {
-      clearTimeout(timer);
-      sock.destroy();
-      reject(err);
-    };
-    sock.once(secure ? 'secureConnect' : 'connect', ok);
-    sock.once('error', bad);
-  });
 }

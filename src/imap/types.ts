@@ -2,12 +2,24 @@ import type { Logger } from '../log.js';
 import type { PopsyncError } from '../errors.js';
 import type { TlsMode } from '../tls.js';
 
+/** How to log in (login.ts): 'auto' picks from what the server offers and the secret given. */
+export type ImapAuthMethod = 'auto' | 'plain' | 'login' | 'xoauth2' | 'oauthbearer';
+
 export interface ImapOptions {
   host: string;
   port: number;
   tls: TlsMode;
   user: string;
+  /** Unused ('') when `accessToken` is given. */
   password: string;
+  /**
+   * Called once per login (each of the sink's connections, each reconnect) for a fresh OAuth2
+   * access token; the login is then XOAUTH2 or OAUTHBEARER and `password` is not used.
+   */
+  accessToken?: () => Promise<string>;
+  /** Admin login: authenticate as this user with `password`, on behalf of `user` (SASL PLAIN authzid). */
+  adminUser?: string;
+  auth?: ImapAuthMethod;
   ca?: Array<string | Buffer>;
   rejectUnauthorized?: boolean;
   timeoutMs?: number;

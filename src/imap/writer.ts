@@ -29,8 +29,7 @@
  *   gets our logger.
  */
 
-import { rootCertificates } from 'node:tls';
-import { ImapFlow, type ImapFlowOptions } from 'imapflow';
+import type { ImapFlow, ImapFlowOptions } from 'imapflow';
 import { PopsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type {
@@ -47,7 +46,15 @@ import { classifyAppendError, mapCommandError, mapConnectError, responseCodeOf, 
 import { checkLevels, folderLevels, serverName } from './folders.js';
 import { bodyBuffer, bodyHasNul, bodySize } from './body.js';
 import { PipelinedAppender, PipelineUnsupported, type PipelineItem } from './pipeline.js';
-import { encodePath, formatDateTime, formatFlag, normalizePath } from 'imapflow/lib/tools.js';
+import {
+  createImapFlow,
+  encodePath,
+  formatDateTime,
+  formatFlag,
+  imapflowTransport,
+  normalizePath,
+} from './imapflow-adapter.js';
+import { credentialsFor, loginSecretForms } from './login.js';
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 /** readBodies: messages up to this size travel whole in one batched FETCH, larger ones in pieces of it. */
@@ -113,14 +120,16 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
       throw new PopsyncError('config', `Unknown IMAP tls mode: ${String(opts.tls)}`);
   }
   const socketTimeout = opts.timeoutMs ?? DEFAULT_SOCKET_TIMEOUT_MS;
-  const ca = opts.ca?.length ? [...rootCertificates, ...opts.ca] : undefined;
+  const connectTimeoutMs = opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  // Every form of every secret a login of this sink sent, for blanking server replies.
+  const secrets: string[] = [];
   // The APPEND connection first: its login fails the same way imapflow's would, and it is the
   // first connection the server sees (the one that carries the messages).
   let pipeline: PipelinedAppender | null = null;
   const appendPath = opts.appendPath ?? 'auto';
   if (appendPath !== 'imapflow') {
     try {
-      pipeline = await PipelinedAppender.open(opts, opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, log, ca);
+      pipeline = await PipelinedAppender.open(opts, connectTimeoutMs, log, 'pipelined', secrets);
     } catch (err) {
       if (!(err instanceof PipelineUnsupported)) {
         log.debug({ err, kind: (err as PopsyncError).kind }, 'IMAP connect failed');
@@ -134,25 +143,42 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
       log.debug({ reason: err.message }, 'IMAP APPEND goes through imapflow, one at a time');
     }
   }
-  const client = new ImapFlow({
-    host: opts.host,
-    port: opts.port,
-    ...security,
-    auth: { user: opts.user, pass: opts.password },
-    tls: {
-      rejectUnauthorized: opts.rejectUnauthorized ?? true,
-      // Node's `ca` replaces the system store; the option promises extra CAs, so keep both.
-      ...(ca ? { ca } : {}),
+  const client = createImapFlow(
+    {
+      host: opts.host,
+      port: opts.port,
+      ...security,
+      // Only to satisfy imapflow's checks: the login itself is ours (imapflow-adapter.ts).
+      auth: { user: opts.user, pass: opts.password || 'unused' },
+      // Our sockets (net/connect.ts): the same TLS options, CA merge and SNI as every other connection.
+      transport: imapflowTransport({
+        protocol: 'IMAP',
+        host: opts.host,
+        port: opts.port,
+        ca: opts.ca,
+        rejectUnauthorized: opts.rejectUnauthorized,
+        connectTimeoutMs,
+      }),
+      logger: imapflowLogger(log),
+      clientInfo: { name: 'popsync' },
+      connectionTimeout: opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      greetingTimeout: opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      socketTimeout,
+      // IDLE is for watching a mailbox; we never wait for news, and an IDLE would have to be
+      // broken (one more round trip) before every command.
+      disableAutoIdle: true,
     },
-    logger: imapflowLogger(log),
-    clientInfo: { name: 'popsync' },
-    connectionTimeout: opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-    greetingTimeout: opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-    socketTimeout,
-    // IDLE is for watching a mailbox; we never wait for news, and an IDLE would have to be
-    // broken (one more round trip) before every command.
-    disableAutoIdle: true,
-  });
+    {
+      auth: opts.auth ?? 'auto',
+      host: opts.host,
+      port: opts.port,
+      credentials: async () => {
+        const creds = await credentialsFor(opts);
+        secrets.push(...loginSecretForms(creds, opts));
+        return creds;
+      },
+    },
+  );
   // An 'error' without a listener is thrown by the EventEmitter and kills the process; connect()
   // reports its own failures by rejecting, and the sink installs the real listener afterwards.
   const ignore = (): void => {};
@@ -162,7 +188,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   } catch (err) {
     client.close();
     pipeline?.destroy();
-    const mapped = mapConnectError(err, opts);
+    const mapped = mapConnectError(err, { ...opts, secrets });
     log.debug({ err: mapped, kind: mapped.kind }, 'IMAP connect failed');
     throw mapped;
   }
@@ -170,10 +196,10 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   return new ImapWriter(
     client,
     log,
-    opts.password,
+    secrets,
     socketTimeout,
     pipeline,
-    (mode) => PipelinedAppender.open(opts, opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, log, ca, mode),
+    (mode) => PipelinedAppender.open(opts, connectTimeoutMs, log, mode, secrets),
     `IMAP server ${opts.host}:${opts.port}`,
   );
 }
@@ -206,7 +232,8 @@ class ImapWriter implements ImapSink {
   constructor(
     private readonly client: ImapFlow,
     private readonly log: Logger,
-    private readonly secret: string,
+    /** Every form of the login secrets sent so far; grows when the APPEND connection logs in later. */
+    private readonly secret: readonly string[],
     socketTimeout: number,
     private pipeline: PipelinedAppender | null = null,
     private readonly openAppender: (mode: 'pipelined' | 'streaming') => Promise<PipelinedAppender> = () =>

@@ -15,9 +15,10 @@ import { PopsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { Pop3Connection, type CommandSpec, type Reply } from './connection.js';
 import { listingCeiling, MAX_LISTED_MESSAGES, messageCeiling } from './limits.js';
-import { redact, secretForms } from './redact.js';
+import { redact } from '../net/redact.js';
+import { secretForms } from '../net/sasl.js';
 import { replyError } from './reply-errors.js';
-import { authenticate, authMethods, fallsBack, METHOD_NAMES } from './sasl.js';
+import { authenticate, authMethods, type Credentials, fallsBack, METHOD_NAMES } from './sasl.js';
 import type { Pop3Options, Pop3Session, Pop3SizeEntry, Pop3Stat, Pop3UidlEntry } from './types.js';
 
 export const DEFAULT_TIMEOUT_MS = 60_000;
@@ -106,7 +107,24 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
 }
 
 async function connectOnce(opts: Pop3Options, logger: Logger): Promise<Pop3Session> {
-  const secrets = secretForms(opts.user, opts.password);
+  // Before connecting: a slow token command must not hold a connection the server may time out.
+  const creds: Credentials = {
+    user: opts.user,
+    secret: opts.accessToken ? await opts.accessToken() : opts.password,
+    token: opts.accessToken !== undefined,
+    admin: opts.adminUser,
+  };
+  checkSecret(creds.secret, creds.token);
+  const secrets = secretForms(
+    {
+      authcid: creds.admin ?? creds.user,
+      authzid: creds.admin && creds.user,
+      secret: creds.secret,
+      host: opts.host,
+      port: opts.port,
+    },
+    ['PLAIN', 'XOAUTH2', 'OAUTHBEARER'],
+  );
   const conn = await Pop3Connection.open({
     host: opts.host,
     port: opts.port,
@@ -144,7 +162,7 @@ async function connectOnce(opts: Pop3Options, logger: Logger): Promise<Pop3Sessi
     }
 
     try {
-      await logIn(conn, opts, caps, greeting, logger);
+      await logIn(conn, opts, creds, caps, greeting, logger);
     } catch (e) {
       if (e instanceof PopsyncError && e.context.responseCode === 'LOGIN-DELAY')
         throw new LoginDelayed(e, statedLoginDelay(caps));
@@ -174,16 +192,21 @@ async function connectOnce(opts: Pop3Options, logger: Logger): Promise<Pop3Sessi
 async function logIn(
   conn: Pop3Connection,
   opts: Pop3Options,
+  creds: Credentials,
   caps: ReadonlyMap<string, string[]>,
   greeting: string,
   logger: Logger,
 ): Promise<void> {
   const refused: string[] = [];
   let last: PopsyncError | undefined;
-  for (const method of authMethods(opts.auth ?? 'auto', caps, greeting)) {
+  const methods = authMethods(opts.auth ?? 'auto', caps, greeting, {
+    token: creds.token,
+    admin: creds.admin !== undefined,
+  });
+  for (const method of methods) {
     logger.debug({ method }, 'pop3 login');
     try {
-      await authenticate(conn, { user: opts.user, password: opts.password }, method, greeting);
+      await authenticate(conn, creds, method, greeting, opts);
       if (refused.length > 0)
         logger.info(
           { method: METHOD_NAMES[method], refused },
@@ -228,6 +251,7 @@ function checkOptions(opts: Pop3Options): void {
   for (const [name, value] of [
     ['user', opts.user],
     ['password', opts.password],
+    ['admin user', opts.adminUser ?? ''],
   ] as const) {
     if (/[\r\n\0]/.test(value)) {
       throw new PopsyncError('config', `POP3 ${name} contains a line break or NUL, which POP3 cannot carry`);
@@ -236,6 +260,12 @@ function checkOptions(opts: Pop3Options): void {
   if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 65535) {
     throw new PopsyncError('config', `POP3 port must be 1-65535, got ${String(opts.port)}`);
   }
+}
+
+/** A token command's output is checked where it arrives: a line break would inject POP3 commands. */
+function checkSecret(secret: string, token: boolean): void {
+  if (token && /[\r\n\0]/.test(secret))
+    throw new PopsyncError('auth', 'the POP3 access token contains a line break or NUL, so it cannot be sent');
 }
 
 /** CAPA (RFC 2449). A server without it gets an empty map, not an error. */

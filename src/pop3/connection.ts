@@ -15,14 +15,13 @@
  * are redacted (redact.ts) before they reach a log, an error or a caller.
  */
 
-import { readFileSync } from 'node:fs';
-import net from 'node:net';
-import tls from 'node:tls';
+import type net from 'node:net';
 import { PopsyncError, type ErrorContext, type ErrorKind } from '../errors.js';
 import type { Logger } from '../log.js';
+import { openSocket, type SocketTarget, startTls } from '../net/connect.js';
 import { ResponseDecoder, type FrameEvent, type StatusLine } from './framing.js';
 import { formatBytes, MIN_BYTES_PER_SECOND, ReplyBudget, ReplyOverCeiling, SMALL_REPLY_MAX } from './limits.js';
-import { redact } from './redact.js';
+import { redact } from '../net/redact.js';
 
 export interface CommandSpec {
   /** The command as written, without CRLF. */
@@ -116,9 +115,7 @@ export class Pop3Connection implements CommandChannel {
 
   /** Opens TCP (and TLS for implicit mode). The greeting is not awaited here. */
   static async open(opts: ConnectionOptions): Promise<Pop3Connection> {
-    const socket = await openSocket(opts);
-    socket.setNoDelay(true);
-    return new Pop3Connection(socket, opts);
+    return new Pop3Connection(await openSocket(target(opts), opts.implicitTls), opts);
   }
 
   /** 1 = one command at a time; more = PIPELINING. */
@@ -157,20 +154,11 @@ export class Pop3Connection implements CommandChannel {
       throw this.fail('tls', 'POP3 server sent data after the STLS reply, before the TLS handshake');
     }
     this.detach();
-    const raw = this.socket;
-    // The TLS socket reports failures from here on; an unlistened 'error' on raw would crash.
-    raw.on('error', () => {});
-    let secure: tls.TLSSocket;
+    let secure: net.Socket;
     try {
-      secure = await handshake(
-        () => tls.connect({ ...tlsConnectOptions(this.opts), socket: raw }),
-        this.opts,
-        'secureConnect',
-      );
+      secure = await startTls(this.socket, target(this.opts));
     } catch (e) {
-      raw.destroy();
-      const he = e instanceof PopsyncError ? e : new PopsyncError('tls', String(e));
-      // Whatever went wrong, STLS was required and did not happen: that is a TLS failure.
+      const he = e as PopsyncError;
       throw this.fail('tls', he.message, he.cause ?? he, he.context);
     }
     this.socket = secure;
@@ -470,134 +458,13 @@ function now(): number {
   return performance.now();
 }
 
-function tlsConnectOptions(opts: ConnectionOptions): tls.ConnectionOptions {
+function target(opts: ConnectionOptions): SocketTarget {
   return {
+    protocol: 'POP3',
     host: opts.host,
-    // SNI must be a host name; Node warns when given an IP. Verification still uses `host`.
-    ...(net.isIP(opts.host) === 0 ? { servername: opts.host } : {}),
-    ...(opts.ca ? { ca: trustedCas(opts.ca) } : {}),
+    port: opts.port,
+    ca: opts.ca,
     rejectUnauthorized: opts.rejectUnauthorized,
+    connectTimeoutMs: opts.connectTimeoutMs,
   };
-}
-
-/**
- * Node's `ca` option replaces the whole trust store, including NODE_EXTRA_CA_CERTS (checked on
- * Node 20). Users expect the extra CAs to add to what they already trust, so we rebuild it.
- */
-function trustedCas(extra: Array<string | Buffer>): Array<string | Buffer> {
-  const cas: Array<string | Buffer> = [...tls.rootCertificates];
-  const envFile = process.env.NODE_EXTRA_CA_CERTS;
-  if (envFile) {
-    try {
-      cas.push(readFileSync(envFile));
-    } catch {
-      // Node already warned about an unreadable file at startup; it trusts nothing from it either.
-    }
-  }
-  return [...cas, ...extra];
-}
-
-/** TCP-level failures are 'connection'; anything else while TLS is being set up is 'tls'. */
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EADDRNOTAVAIL',
-]);
-
-function openSocket(opts: ConnectionOptions): Promise<net.Socket> {
-  if (!opts.implicitTls) {
-    return handshake(() => net.connect({ host: opts.host, port: opts.port }), opts, 'connect');
-  }
-  return handshake(() => tls.connect({ ...tlsConnectOptions(opts), port: opts.port }), opts, 'secureConnect');
-}
-
-/**
- * Waits for `event` under connectTimeoutMs and turns failures into PopsyncError: 'connection'
- * for network trouble, 'tls' for certificate and handshake trouble.
- */
-function handshake<S extends net.Socket>(
-  make: () => S,
-  opts: ConnectionOptions,
-  event: 'connect' | 'secureConnect',
-): Promise<S> {
-  const where = `${opts.host}:${opts.port}`;
-  return new Promise<S>((resolve, reject) => {
-    let socket: S;
-    try {
-      socket = make();
-    } catch (e) {
-      // Bad options (an unparseable CA, say) throw synchronously.
-      const kind = event === 'secureConnect' ? 'tls' : 'connection';
-      reject(
-        new PopsyncError(kind, `cannot set up the connection to ${where}: ${(e as Error).message}`, {}, { cause: e }),
-      );
-      return;
-    }
-    let tcpUp = event === 'secureConnect' && !socket.connecting;
-    const timer = setTimeout(() => {
-      finish(
-        new PopsyncError(
-          event === 'secureConnect' && tcpUp ? 'tls' : 'connection',
-          `${event === 'secureConnect' && tcpUp ? 'TLS handshake with' : 'could not connect to'} ${where} ` +
-            `within ${opts.connectTimeoutMs} ms`,
-        ),
-      );
-    }, opts.connectTimeoutMs);
-    const onConnect = (): void => {
-      tcpUp = true;
-    };
-    const onError = (e: NodeJS.ErrnoException): void => {
-      const code = e.code ?? '';
-      if (event === 'connect' || !tcpUp || NETWORK_CODES.has(code)) {
-        finish(
-          new PopsyncError('connection', `cannot connect to POP3 server ${where}: ${e.message}`, {}, { cause: e }),
-        );
-      } else {
-        finish(
-          new PopsyncError(
-            'tls',
-            `TLS with POP3 server ${where} failed: ${e.message}${code ? ` (${code})` : ''}`,
-            {
-              hint:
-                'If the server uses a private CA or a self-signed certificate, give its CA certificate ' +
-                '(ca option).',
-            },
-            { cause: e },
-          ),
-        );
-      }
-    };
-    const onClose = (): void =>
-      finish(
-        new PopsyncError(
-          tcpUp ? 'tls' : 'connection',
-          `POP3 server ${where} closed the connection during ${event === 'connect' ? 'connect' : 'the TLS handshake'}`,
-        ),
-      );
-    const onDone = (): void => finish(undefined);
-    function finish(err: PopsyncError | undefined): void {
-      clearTimeout(timer);
-      socket.off('connect', onConnect);
-      socket.off('error', onError);
-      socket.off('close', onClose);
-      socket.off(event, onDone);
-      if (err) {
-        socket.on('error', () => {});
-        socket.destroy();
-        reject(err);
-      } else {
-        resolve(socket);
-      }
-    }
-    socket.on('connect', onConnect);
-    socket.on('error', onError);
-    socket.on('close', onClose);
-    socket.once(event, onDone);
-  });
 }

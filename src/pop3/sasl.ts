@@ -1,33 +1,47 @@
 /**
- * POP3 login: USER/PASS (RFC 1939), APOP (RFC 1939 §7) and AUTH PLAIN / AUTH LOGIN (RFC 5034).
+ * POP3 login: USER/PASS (RFC 1939), APOP (RFC 1939 §7) and AUTH (RFC 5034) with the mechanisms
+ * of net/sasl.ts: PLAIN (with an authzid for admin logins), LOGIN, XOAUTH2 and OAUTHBEARER.
  *
- * 'auto' tries the advertised methods in the order SASL PLAIN, SASL LOGIN, APOP (when the
- * greeting carries a timestamp), USER/PASS, and moves to the next only when a refusal may be the
- * method's fault rather than the password's (fallsBack): a server may offer a method it cannot
- * serve for this user (GNU Mailutils puts an APOP timestamp in every greeting, but APOP needs a
- * separate secret most users lack). Each refusal can count towards a lockout (fail2ban), so the
- * list holds only what the server offers, a refusal that names the credentials stops at once,
- * and a method the user chose explicitly is the only one ever tried. All methods run on the same
- * connection, so a fallback never changes its TLS.
+ * 'auto' with a password tries the advertised methods in the order SASL PLAIN, SASL LOGIN, APOP
+ * (when the greeting carries a timestamp), USER/PASS, and moves to the next only when a refusal
+ * may be the method's fault rather than the password's (fallsBack): a server may offer a method
+ * it cannot serve for this user (GNU Mailutils puts an APOP timestamp in every greeting, but
+ * APOP needs a separate secret most users lack). Each refusal can count towards a lockout
+ * (fail2ban), so the list holds only what the server offers, a refusal that names the
+ * credentials stops at once, and a method the user chose explicitly is the only one ever tried.
+ * With an access token 'auto' means OAUTHBEARER, else XOAUTH2; an admin login can only be PLAIN
+ * (the one mechanism with an authzid). All methods run on the same connection, so a fallback
+ * never changes its TLS.
  *
  * Credentials only ever appear in `line`, never in `label`, so they cannot reach logs or errors.
  */
 
 import { createHash } from 'node:crypto';
 import { PopsyncError } from '../errors.js';
-import type { Pop3AuthMethod } from './types.js';
+import {
+  MAX_SASL_STEPS,
+  type SaslCredentials,
+  type SaslMechanismName,
+  SaslValueError,
+  saslMechanism,
+} from '../net/sasl.js';
 import type { CommandChannel, Reply } from './connection.js';
 import type { StatusLine } from './framing.js';
 import { replyError } from './reply-errors.js';
+import type { Pop3AuthMethod } from './types.js';
 
+/** Who logs in with what: the mailbox user, and either a password or an access token. */
 export interface Credentials {
   user: string;
-  password: string;
+  /** The password, or the access token when `token` is true. */
+  secret: string;
+  token: boolean;
+  /** Admin login: authenticate as this user, with its password, on behalf of `user`. */
+  admin?: string | undefined;
 }
 
 /** RFC 5034 §4: an AUTH command with its initial response must fit in 255 octets. */
 const MAX_AUTH_LINE = 255;
-const MAX_SASL_STEPS = 4;
 
 /** The APOP timestamp from the greeting, e.g. `<1896.697170952@dbc.mtview.ca.us>`. */
 export function apopTimestamp(greeting: string): string | undefined {
@@ -36,14 +50,67 @@ export function apopTimestamp(greeting: string): string | undefined {
 
 export type LoginMethod = Exclude<Pop3AuthMethod, 'auto'>;
 
-/** The methods to try, in order: the explicit one alone, or every method the server offers. */
+const SASL_NAME: Readonly<Partial<Record<LoginMethod, SaslMechanismName>>> = {
+  plain: 'PLAIN',
+  login: 'LOGIN',
+  xoauth2: 'XOAUTH2',
+  oauthbearer: 'OAUTHBEARER',
+};
+
+const TOKEN_METHODS: readonly LoginMethod[] = ['oauthbearer', 'xoauth2'];
+
+/** What the server offers to log in with, for an error that says why none fits. */
+export function offeredMethods(caps: ReadonlyMap<string, string[]>, greeting: string): string[] {
+  const out = (caps.get('SASL') ?? []).map((m) => `AUTH ${m.toUpperCase()}`);
+  if (apopTimestamp(greeting) !== undefined) out.push('APOP');
+  if (caps.size === 0 || caps.has('USER')) out.push('USER/PASS');
+  return out;
+}
+
+/**
+ * The methods to try, in order: the explicit one alone, or every fitting method the server
+ * offers. Throws 'auth' (exit 3) when what the credentials need is not offered, naming what is.
+ */
 export function authMethods(
   requested: Pop3AuthMethod,
   caps: ReadonlyMap<string, string[]>,
   greeting: string,
+  creds: { token: boolean; admin: boolean } = { token: false, admin: false },
 ): LoginMethod[] {
-  if (requested !== 'auto') return [requested];
   const sasl = (caps.get('SASL') ?? []).map((m) => m.toUpperCase());
+  const offers = (m: LoginMethod): boolean => caps.size === 0 || sasl.includes(SASL_NAME[m] ?? '');
+  const notOffered = (what: string): PopsyncError => {
+    const offered = offeredMethods(caps, greeting);
+    return new PopsyncError('auth', `the POP3 server does not offer ${what}`, {
+      hint: `it offers ${offered.length > 0 ? offered.join(', ') : 'no login method popsync knows'}`,
+    });
+  };
+  if (creds.token) {
+    if (requested === 'auto') {
+      const fit = TOKEN_METHODS.filter((m) => sasl.includes(SASL_NAME[m]!));
+      if (fit.length === 0) throw notOffered('SASL OAUTHBEARER or XOAUTH2, which an access token needs');
+      return [fit[0]!];
+    }
+    if (!TOKEN_METHODS.includes(requested))
+      throw new PopsyncError('config', `POP3 ${METHOD_NAMES[requested]} takes a password, not an access token`, {
+        hint: 'use --pop-auth xoauth2 or oauthbearer (or auto) with a token command',
+      });
+    if (!offers(requested)) throw notOffered(`SASL ${SASL_NAME[requested]}`);
+    return [requested];
+  }
+  if (TOKEN_METHODS.includes(requested as LoginMethod))
+    throw new PopsyncError('config', `POP3 ${METHOD_NAMES[requested as LoginMethod]} needs an access token`, {
+      hint: 'give --pop-oauth2-token-command (oauth2_token_command in a config file)',
+    });
+  if (creds.admin) {
+    if (requested !== 'auto' && requested !== 'plain')
+      throw new PopsyncError('config', `a POP3 admin login needs AUTH PLAIN, not ${METHOD_NAMES[requested]}`, {
+        hint: 'only SASL PLAIN carries the user to act for (authzid); use --pop-auth plain or auto',
+      });
+    if (!offers('plain')) throw notOffered('SASL PLAIN, which an admin login needs (it names the user to act for)');
+    return ['plain'];
+  }
+  if (requested !== 'auto') return [requested];
   const out: LoginMethod[] = [];
   if (sasl.includes('PLAIN')) out.push('plain');
   if (sasl.includes('LOGIN')) out.push('login');
@@ -68,6 +135,8 @@ export const METHOD_NAMES: Record<LoginMethod, string> = {
   apop: 'APOP',
   plain: 'AUTH PLAIN',
   login: 'AUTH LOGIN',
+  xoauth2: 'AUTH XOAUTH2',
+  oauthbearer: 'AUTH OAUTHBEARER',
 };
 
 export async function authenticate(
@@ -75,16 +144,30 @@ export async function authenticate(
   creds: Credentials,
   method: LoginMethod,
   greeting: string,
+  server: { host: string; port: number },
 ): Promise<void> {
   switch (method) {
     case 'user':
       return userPass(conn, creds);
     case 'apop':
       return apop(conn, creds, greeting);
-    case 'plain':
-      return saslPlain(conn, creds);
-    case 'login':
-      return saslLogin(conn, creds);
+    default: {
+      const sasl: SaslCredentials = {
+        authcid: creds.admin ?? creds.user,
+        authzid: creds.admin === undefined ? undefined : creds.user,
+        secret: creds.secret,
+        host: server.host,
+        port: server.port,
+      };
+      let mechanism;
+      try {
+        mechanism = saslMechanism(SASL_NAME[method]!, sasl);
+      } catch (e) {
+        if (e instanceof SaslValueError) throw new PopsyncError('config', `POP3 ${METHOD_NAMES[method]}: ${e.message}`);
+        throw e;
+      }
+      return saslExchange(conn, mechanism.name, mechanism.initial, (c, i) => mechanism.respond(c, i));
+    }
   }
 }
 
@@ -94,7 +177,7 @@ function expectOk(reply: Reply, label: string): void {
 
 async function userPass(conn: CommandChannel, creds: Credentials): Promise<void> {
   expectOk(await conn.send({ line: `USER ${creds.user}`, label: `USER ${creds.user}`, multiline: false }), 'USER');
-  expectOk(await conn.send({ line: `PASS ${creds.password}`, label: 'PASS ***', multiline: false }), 'PASS');
+  expectOk(await conn.send({ line: `PASS ${creds.secret}`, label: 'PASS ***', multiline: false }), 'PASS');
 }
 
 async function apop(conn: CommandChannel, creds: Credentials, greeting: string): Promise<void> {
@@ -106,7 +189,7 @@ async function apop(conn: CommandChannel, creds: Credentials, greeting: string):
     });
   }
   const digest = createHash('md5')
-    .update(ts + creds.password, 'utf8')
+    .update(ts + creds.secret, 'utf8')
     .digest('hex');
   expectOk(
     await conn.send({ line: `APOP ${creds.user} ${digest}`, label: `APOP ${creds.user} ***`, multiline: false }),
@@ -115,15 +198,16 @@ async function apop(conn: CommandChannel, creds: Credentials, greeting: string):
 }
 
 /**
- * Runs one SASL exchange. `responses` are the client's answers in order (raw bytes, encoded
- * here); the first may go out as the initial response. Each `+ challenge` takes the next
- * answer; a challenge we have no answer for gets `*` (cancel), which makes the server refuse.
+ * Runs one SASL exchange on the POP3 wire (RFC 5034): the initial response rides on the AUTH
+ * line when it fits, else it answers the server's first, empty challenge. Each `+ challenge`
+ * takes the mechanism's next answer; one it has no answer for gets `*` (cancel), which makes
+ * the server refuse.
  */
-async function sasl(
+async function saslExchange(
   conn: CommandChannel,
   mechanism: string,
   initial: Buffer | undefined,
-  answer: (challenge: string, index: number) => Buffer | undefined,
+  answer: (challenge: Buffer, index: number) => Buffer | undefined,
 ): Promise<void> {
   let line = `AUTH ${mechanism}`;
   let label = line;
@@ -133,7 +217,8 @@ async function sasl(
       line += ` ${ir}`;
       label += ' ***';
     } else {
-      // Too long for the command line: the server's empty challenge will ask for it instead.
+      // Too long for the command line (an OAuth2 token usually is): the server's empty
+      // challenge will ask for it instead.
       const deferred = initial;
       const next = answer;
       answer = (challenge, index) => (index === 0 ? deferred : next(challenge, index - 1));
@@ -141,31 +226,10 @@ async function sasl(
   }
   let step = 0;
   const onContinue = (s: StatusLine): string => {
-    // A server that keeps challenging would otherwise get the password again and again.
     if (step >= MAX_SASL_STEPS) return '*';
-    const challenge = Buffer.from(s.text, 'base64').toString('utf8');
-    const reply = answer(challenge, step++);
+    const reply = answer(Buffer.from(s.text, 'base64'), step++);
     if (reply === undefined) return '*';
     return reply.length === 0 ? '' : reply.toString('base64');
   };
   expectOk(await conn.send({ line, label, multiline: false, onContinue }), label);
-}
-
-function saslPlain(conn: CommandChannel, creds: Credentials): Promise<void> {
-  // authzid empty: log in as the authentication identity.
-  const message = Buffer.from(`\0${creds.user}\0${creds.password}`, 'utf8');
-  return sasl(conn, 'PLAIN', message, () => undefined);
-}
-
-function saslLogin(conn: CommandChannel, creds: Credentials): Promise<void> {
-  // LOGIN has no spec; servers prompt "Username:" then "Password:". Trust the prompt text when
-  // it says which one it wants, the order otherwise.
-  return sasl(conn, 'LOGIN', undefined, (challenge, index) => {
-    const c = challenge.toLowerCase();
-    if (c.includes('pass')) return Buffer.from(creds.password, 'utf8');
-    if (c.includes('user')) return Buffer.from(creds.user, 'utf8');
-    if (index === 0) return Buffer.from(creds.user, 'utf8');
-    if (index === 1) return Buffer.from(creds.password, 'utf8');
-    return undefined;
-  });
 }

@@ -3,15 +3,26 @@ import type { Logger } from '../log.js';
 
 import type { TlsMode } from '../tls.js';
 
-export type Pop3AuthMethod = 'auto' | 'user' | 'apop' | 'plain' | 'login';
+export type Pop3AuthMethod = 'auto' | 'user' | 'apop' | 'plain' | 'login' | 'xoauth2' | 'oauthbearer';
 
 export interface Pop3Options {
   host: string;
   port: number;
   tls: TlsMode;
   user: string;
+  /** Unused ('') when `accessToken` is given. */
   password: string;
-  /** 'auto': SASL PLAIN, then LOGIN, then APOP (if greeting has a timestamp), then USER/PASS. */
+  /**
+   * Called once per login (every connection and reconnect) for a fresh OAuth2 access token; the
+   * login is then XOAUTH2 or OAUTHBEARER and `password` is not used.
+   */
+  accessToken?: () => Promise<string>;
+  /** Admin login: authenticate as this user with `password`, on behalf of `user` (SASL PLAIN authzid). */
+  adminUser?: string;
+  /**
+   * 'auto': SASL PLAIN, then LOGIN, then APOP (if greeting has a timestamp), then USER/PASS;
+   * with an access token OAUTHBEARER, else XOAUTH2.
+   */
   auth?: Pop3AuthMethod;
   /** Extra trusted CAs (PEM). Node's NODE_EXTRA_CA_CERTS keeps working on top of these. */
   ca?: Array<string | Buffer>;

@@ -75,6 +75,12 @@ export interface FakeImapOptions {
   capabilities?: string[];
   /** Default: { alice: 'secret' } */
   users?: Record<string, string>;
+  /**
+   * OAuth2 access tokens the server accepts, user -> token (XOAUTH2, OAUTHBEARER); a function
+   * is asked each time, so a test can expire tokens. Advertise AUTH=XOAUTH2 / AUTH=OAUTHBEARER
+   * (and SASL-IR) in `capabilities` for clients to use them.
+   */
+  tokens?: Record<string, string> | ((user: string, token: string) => boolean);
   /** Default: '/' */
   delimiter?: string;
   /** Mailboxes to create besides INBOX (wire names). */
@@ -101,6 +107,8 @@ export interface FakeImap {
   mailboxes: Map<string, FakeMailbox>;
   /** Connections accepted so far. */
   connections: number;
+  /** Every AUTHENTICATE that succeeded: the mechanism, the user, the authzid PLAIN named. */
+  logins: Array<{ mechanism: string; user: string; authzid?: string }>;
   close(): Promise<void>;
 }
 
@@ -132,6 +140,7 @@ export async function startFakeImap(options: FakeImapOptions = {}): Promise<Fake
     appends: [],
     mailboxes,
     connections: 0,
+    logins: [],
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();
@@ -172,6 +181,8 @@ class Session {
   private gone = false;
   private appendsRead = 0;
   private held: string[] | null = null;
+  /** An AUTHENTICATE waiting for the client's next line (no SASL-IR, or after an error challenge). */
+  private sasl: { tag: string; mechanism: string; failed: boolean } | null = null;
 
   constructor(
     private readonly socket: net.Socket,
@@ -193,6 +204,10 @@ class Session {
       if (eol < 0) return;
       const line = this.buf.subarray(0, eol).toString('utf8');
       this.buf = this.buf.subarray(eol + 2);
+      if (this.sasl) {
+        this.saslResponse(line);
+        continue;
+      }
       const lit = /\{(\d+)(\+?)\}$/.exec(line);
       if (lit) {
         this.pieces.push(line.slice(0, lit.index));
@@ -238,6 +253,51 @@ class Session {
     }
   }
 
+  /** One client line of an AUTHENTICATE exchange (the initial response, or an answer). */
+  private saslResponse(line: string): void {
+    const sasl = this.sasl!;
+    if (line === '*') {
+      this.sasl = null;
+      return this.write(`${sasl.tag} BAD AUTHENTICATE cancelled`);
+    }
+    if (sasl.failed) {
+      // RFC 7628 §3.2.3: after the error challenge the client's (dummy) answer ends the exchange.
+      this.sasl = null;
+      return this.write(`${sasl.tag} NO [AUTHENTICATIONFAILED] Authentication failed.`);
+    }
+    const text = Buffer.from(line, 'base64').toString('utf8');
+    let user = '';
+    let ok = false;
+    let authzid: string | undefined;
+    if (sasl.mechanism === 'PLAIN') {
+      const [z = '', c = '', p = ''] = text.split('\0');
+      user = c;
+      authzid = z || undefined;
+      ok = this.cfg.users[c] !== undefined && this.cfg.users[c] === p;
+    } else if (sasl.mechanism === 'XOAUTH2' || sasl.mechanism === 'OAUTHBEARER') {
+      const fields = new Map(
+        text
+          .split('\x01')
+          .filter((f) => f.includes('='))
+          .map((f) => [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1)] as const),
+      );
+      user = sasl.mechanism === 'XOAUTH2' ? (fields.get('user') ?? '') : (/^n,a=([^,]*),/.exec(text)?.[1] ?? '');
+      const token = /^Bearer (.+)$/.exec(fields.get('auth') ?? '')?.[1] ?? '';
+      const tokens = this.cfg.options.tokens;
+      ok = typeof tokens === 'function' ? tokens(user, token) : tokens?.[user] !== undefined && tokens[user] === token;
+      if (!ok) {
+        sasl.failed = true;
+        const json = JSON.stringify({ status: 'invalid_token', schemes: 'bearer', scope: 'mail' });
+        return this.write(`+ ${Buffer.from(json).toString('base64')}`);
+      }
+    }
+    this.sasl = null;
+    if (!ok) return this.write(`${sasl.tag} NO [AUTHENTICATIONFAILED] Authentication failed.`);
+    this.authed = true;
+    this.fake.logins.push({ mechanism: sasl.mechanism, user, ...(authzid ? { authzid } : {}) });
+    this.write(`${sasl.tag} OK [CAPABILITY ${this.cfg.caps.join(' ')}] Logged in`);
+  }
+
   private scripted(tag: string, name: string, reply: FakeReply): void {
     if (reply.kind === 'drop') {
       this.drop();
@@ -254,7 +314,7 @@ class Session {
 
   private handle(tag: string, name: string, args: Token[]): void {
     const ok = (text = `${name} completed`): void => this.write(`${tag} OK ${text}`);
-    if (!this.authed && !['CAPABILITY', 'NOOP', 'LOGOUT', 'LOGIN', 'ID'].includes(name)) {
+    if (!this.authed && !['CAPABILITY', 'NOOP', 'LOGOUT', 'LOGIN', 'ID', 'AUTHENTICATE'].includes(name)) {
       this.write(`${tag} BAD not authenticated`);
       return;
     }
@@ -281,6 +341,13 @@ class Session {
         }
         this.write(`${tag} NO [AUTHENTICATIONFAILED] Authentication failed.`);
         return;
+      }
+      case 'AUTHENTICATE': {
+        const mechanism = str(args[0]).toUpperCase();
+        if (!this.cfg.caps.includes(`AUTH=${mechanism}`)) return this.write(`${tag} NO unsupported mechanism`);
+        this.sasl = { tag, mechanism, failed: false };
+        if (args[1] === undefined) return this.write('+ ');
+        return this.saslResponse(str(args[1]));
       }
       case 'ID':
         this.write('* ID NIL');
@@ -520,6 +587,7 @@ function messageIdOf(body: Buffer): string | null {
 /** The command as text for `received`: literals as {n bytes}, the LOGIN password masked. */
 function describe(pieces: Array<string | Buffer>, name: string): string {
   const text = pieces.map((p) => (typeof p === 'string' ? p : `{${p.length} bytes}`)).join('');
+  if (name === 'AUTHENTICATE') return text.replace(/^(\S+ AUTHENTICATE \S+) .*$/i, '$1 ****');
   return name === 'LOGIN' ? text.replace(/^(\S+ LOGIN \S+ ).*$/i, '$1****') : text;
 }
 

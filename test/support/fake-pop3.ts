@@ -63,6 +63,10 @@ export interface FakePop3Options {
   capa?: string[] | false;
   /** SASL mechanisms advertised and accepted (default PLAIN LOGIN; [] for none). */
   sasl?: string[];
+  /** The OAuth2 access token XOAUTH2 and OAUTHBEARER accept (add them to `sasl`); a function is asked each time. */
+  token?: string | ((token: string) => boolean);
+  /** PLAIN with an authzid: the admin users that may act for `user` (with `password`). */
+  admins?: string[];
   pipelining?: boolean;
   tls?: FakeTlsOptions;
   handlers?: Partial<Record<string, FakeHandler>>;
@@ -415,8 +419,27 @@ export async function startFakePop3(options: FakePop3Options = {}): Promise<Fake
           if (mech === 'PLAIN') {
             const response = a[1] !== undefined ? a[1] : await ask('');
             if (response === null) return ctx.reply('-ERR authentication cancelled');
-            const [, authc, pw] = decode(response).split('\0');
+            const [authz = '', authc, pw] = decode(response).split('\0');
+            if (authz !== '' && authz !== authc) {
+              // An admin acting for `user`: the admin's own password (here the same one) must match.
+              const admin = authc !== undefined && (options.admins ?? []).includes(authc);
+              return admin && authz === user && pw === password ? login() : refuse();
+            }
             return authc === user && pw === password ? login() : refuse();
+          }
+          if (mech === 'XOAUTH2' || mech === 'OAUTHBEARER') {
+            const response = a[1] !== undefined && a[1] !== '=' ? a[1] : await ask('');
+            if (response === null) return ctx.reply('-ERR authentication cancelled');
+            const text = decode(response);
+            const token = /auth=Bearer ([^\x01]+)\x01/.exec(text)?.[1] ?? '';
+            const who = mech === 'XOAUTH2' ? /^user=([^\x01]*)\x01/.exec(text)?.[1] : /^n,a=([^,]*),/.exec(text)?.[1];
+            const t = options.token;
+            const good = who === user && (typeof t === 'function' ? t(token) : t !== undefined && t === token);
+            if (good) return login();
+            // RFC 7628 §3.2.2: the error as a challenge; the client's answer ends the exchange.
+            const answer = await ask(JSON.stringify({ status: 'invalid_token', schemes: 'bearer' }));
+            if (answer === null) return ctx.reply('-ERR authentication cancelled');
+            return refuse();
           }
           const name = a[1] !== undefined ? a[1] : await ask('Username:');
           if (name === null) return ctx.reply('-ERR authentication cancelled');

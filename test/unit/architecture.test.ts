@@ -3,7 +3,8 @@
  * import fails here, and so does a known one that was removed without taking it off the list,
  * so the list below only ever shrinks.
  *
- * Layers, lowest first: errors.ts, log.ts, tls.ts and connect-hints.ts (everyone's), then the
+ * Layers, lowest first: errors.ts, log.ts, tls.ts and connect-hints.ts (everyone's), net/
+ * (sockets, TLS options, SASL and redaction, written once for both protocols), then the
  * protocol clients and the journal (pop3/, imap/, journal/: nothing above them, nor each
  * other), mapping/ (pure routing),
  * engine/, report/ (reads engine types), config/ (reads mapping's rule types), app/, cli/. The
@@ -22,20 +23,22 @@ const ALLOWED: Record<string, readonly string[]> = {
   log: [],
   tls: [],
   'connect-hints': ['errors', 'tls'],
-  pop3: ['errors', 'log', 'tls', 'connect-hints'],
-  imap: ['errors', 'log', 'tls', 'connect-hints'],
+  net: ['errors', 'log', 'tls', 'connect-hints'],
+  pop3: ['errors', 'log', 'tls', 'connect-hints', 'net'],
+  imap: ['errors', 'log', 'tls', 'connect-hints', 'net'],
   journal: ['errors', 'log'],
   mapping: ['errors', 'log'],
   oauth: ['errors', 'log'],
-  engine: ['errors', 'log', 'tls', 'connect-hints', 'pop3', 'imap', 'journal', 'mapping'],
-  report: ['errors', 'log', 'tls', 'engine', 'mapping', 'journal'],
-  config: ['errors', 'log', 'tls', 'mapping'],
-  app: ['errors', 'log', 'tls', 'pop3', 'imap', 'journal', 'mapping', 'engine', 'report', 'config'],
+  engine: ['errors', 'log', 'tls', 'connect-hints', 'net', 'pop3', 'imap', 'journal', 'mapping'],
+  report: ['errors', 'log', 'tls', 'net', 'engine', 'mapping', 'journal'],
+  config: ['errors', 'log', 'tls', 'net', 'mapping'],
+  app: ['errors', 'log', 'tls', 'net', 'pop3', 'imap', 'journal', 'mapping', 'engine', 'report', 'config'],
   cli: [
     'errors',
     'log',
     'tls',
     'connect-hints',
+    'net',
     'pop3',
     'imap',
     'journal',

@@ -14,7 +14,8 @@ import {
   RETR_SLACK,
   SMALL_REPLY_MAX,
 } from '../../src/pop3/limits.js';
-import { redact, secretForms } from '../../src/pop3/redact.js';
+import { redact } from '../../src/net/redact.js';
+import { secretForms } from '../../src/net/sasl.js';
 import { authMethods, fallsBack } from '../../src/pop3/sasl.js';
 
 describe('ceilings', () => {
@@ -109,10 +110,10 @@ describe('login methods', () => {
 
 describe('redaction', () => {
   it('blanks the password and the encodings popsync sends it in', () => {
-    const forms = secretForms('alice', 'pw-123');
+    const forms = secretForms({ authcid: 'alice', secret: 'pw-123', host: 'h', port: 110 }, ['PLAIN']);
     const b64 = Buffer.from('pw-123').toString('base64');
     const plain = Buffer.from('\0alice\0pw-123').toString('base64');
     expect(redact(`-ERR pw-123 / ${b64} / ${plain}`, forms)).toBe('-ERR **** / **** / ****');
-    expect(secretForms('alice', '')).toEqual([]);
+    expect(secretForms({ authcid: 'alice', secret: '', host: 'h', port: 110 }, ['PLAIN'])).toEqual([]);
   });
 });

@@ -1,0 +1,113 @@
+/**
+ * Everything popsync takes from imapflow beyond its documented ImapFlow API, in one file, so an
+ * imapflow upgrade that moves any of it breaks here (test/unit/imapflow-adapter.test.ts pins
+ * each piece) and nowhere else:
+ *
+ * - `lib/tools.js` and `lib/handler/imap-compiler.js`: the mailbox-name encoder, the flag and
+ *   date formatters and the command compiler, so our own APPEND connection (pipeline.ts) names
+ *   folders and writes commands exactly as imapflow's does.
+ * - The `transport` option (public since 2.9): every socket imapflow opens comes from
+ *   net/connect.ts, with the same TLS options, CA merge and SNI as POP3 and pipeline.ts.
+ * - Its internal `authenticate()` step, replaced on our subclass so the login is the one
+ *   login.ts decides and net/sasl.ts speaks (XOAUTH2, OAUTHBEARER, PLAIN with authzid), not a
+ *   second implementation inside imapflow. It uses imapflow's `exec` (tagged command with an
+ *   `onPlusTag` continuation handler), `write`, `run('LOGIN')` and `setAuthenticationState`.
+ */
+
+import { ImapFlow, type ImapFlowOptions } from 'imapflow';
+import compiler from 'imapflow/lib/handler/imap-compiler.js';
+import { encodePath, formatDateTime, formatFlag, normalizePath } from 'imapflow/lib/tools.js';
+import { createSocket, createTlsUpgrade, type SocketTarget } from '../net/connect.js';
+import type { ImapCredentials } from './login.js';
+import { chooseLogin, mechanismFor, SaslConversation } from './login.js';
+import type { ImapAuthMethod } from './types.js';
+
+export { compiler, encodePath, formatDateTime, formatFlag, normalizePath };
+
+/** imapflow's transport: our sockets, with our TLS options, for the connection and STARTTLS. */
+export function imapflowTransport(target: SocketTarget): NonNullable<ImapFlowOptions['transport']> {
+  return {
+    connect: (o, onConnect) => createSocket(target, o.secure, onConnect),
+    upgrade: (socket, _o, onSecure) => createTlsUpgrade(socket as import('node:net').Socket, target, onSecure),
+  };
+}
+
+/** What a login needs: the method asked for, and credentials fetched anew for this login. */
+export interface LoginSource {
+  auth: ImapAuthMethod;
+  credentials(): Promise<ImapCredentials>;
+  host: string;
+  port: number;
+}
+
+/** The parts of ImapFlow the login below relies on; all internal, all checked by the adapter test. */
+interface ImapFlowInternals {
+  state: number;
+  states: { NOT_AUTHENTICATED: number; LOGOUT: number };
+  capabilities: Map<string, unknown>;
+  expectCapabilityUpdate: boolean;
+  authenticated: string | boolean;
+  exec(
+    command: string,
+    attributes: Array<{ type: string; value: string; sensitive?: boolean }>,
+    options: { onPlusTag?: (resp: { attributes?: Array<{ type?: string; value?: unknown }> }) => Promise<void> },
+  ): Promise<{ next?: () => void }>;
+  write(chunk: string): void;
+  run(command: 'LOGIN', user: string, pass: string): Promise<unknown>;
+  setAuthenticationState(): Promise<void>;
+}
+
+/**
+ * An ImapFlow whose login is ours. imapflow calls `authenticate()` from its session start,
+ * between STARTTLS (capabilities refreshed) and NAMESPACE; a failure thrown here rejects
+ * connect() like its own would, and errors.ts maps both the same way.
+ */
+export function createImapFlow(options: ImapFlowOptions, login: LoginSource): ImapFlow {
+  class PopsyncImapFlow extends ImapFlow {
+    async authenticate(): Promise<boolean> {
+      const self = this as unknown as ImapFlowInternals;
+      if (self.state === self.states.LOGOUT) throw authError('Already logged out');
+      // PREAUTH: nothing to do.
+      if (self.state !== self.states.NOT_AUTHENTICATED) return true;
+      self.expectCapabilityUpdate = true;
+      const creds = await login.credentials();
+      const caps = new Set([...self.capabilities.keys()].map((c) => c.toUpperCase()));
+      const step = chooseLogin(login.auth, caps, { token: creds.token, admin: creds.admin !== undefined });
+      if (step.kind === 'login-command') {
+        self.authenticated = (await self.run('LOGIN', creds.user, creds.secret)) as string | boolean;
+      } else {
+        const sasl = new SaslConversation(mechanismFor(step.mechanism, creds, login), caps.has('SASL-IR'));
+        try {
+          const response = await self.exec(
+            'AUTHENTICATE',
+            [
+              { type: 'ATOM', value: step.mechanism },
+              ...(sasl.argument === undefined ? [] : [{ type: 'ATOM', value: sasl.argument, sensitive: true }]),
+            ],
+            {
+              onPlusTag: async (resp) => {
+                const text = resp.attributes?.[0]?.value;
+                self.write(sasl.answer(typeof text === 'string' ? text : ''));
+              },
+            },
+          );
+          response.next?.();
+        } catch (err) {
+          // A tagged NO/BAD to AUTHENTICATE is the server refusing the credentials.
+          const e = err as { responseStatus?: string; authenticationFailed?: boolean };
+          if (e.responseStatus === 'NO' || e.responseStatus === 'BAD') e.authenticationFailed = true;
+          throw err;
+        }
+        self.authenticated = creds.user;
+      }
+      if (!self.authenticated) throw authError('Authentication failed');
+      await self.setAuthenticationState();
+      return true;
+    }
+  }
+  return new PopsyncImapFlow(options);
+}
+
+function authError(message: string): Error {
+  return Object.assign(new Error(message), { authenticationFailed: true });
+}

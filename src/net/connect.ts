@@ -1,0 +1,162 @@
+/**
+ * Opens every socket popsync uses: the POP3 connection, imapflow's control connection (through
+ * the transport imap/imapflow-adapter.ts hands it) and our own APPEND connection. One place for
+ * the TLS options (trust.ts: CA merge, verification, SNI), the connect and handshake deadline,
+ * Nagle off, and the sorting of failures into 'connection' (the network) and 'tls' (certificate
+ * or handshake), so the same broken certificate reads the same on both sides.
+ */
+
+import net from 'node:net';
+import tls from 'node:tls';
+import { PopsyncError } from '../errors.js';
+import { type TlsTarget, tlsOptions } from './trust.js';
+
+export type { TlsTarget } from './trust.js';
+
+export interface SocketTarget extends TlsTarget {
+  /** 'POP3' or 'IMAP': names the server in error messages. */
+  protocol: string;
+  /** Bound on TCP connect plus TLS handshake. */
+  connectTimeoutMs: number;
+}
+
+/** TCP-level failures are 'connection'; anything else while TLS is being set up is 'tls'. */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EADDRNOTAVAIL',
+]);
+
+/**
+ * A socket being opened, for callers that own the waiting themselves (imapflow's transport):
+ * TLS from the first byte when `secure`, else plain TCP. Failures are emitted as 'error'.
+ */
+export function createSocket(t: SocketTarget, secure: boolean, onConnect?: () => void): net.Socket {
+  const s = secure
+    ? tls.connect({ ...tlsOptions(t), port: t.port }, onConnect)
+    : net.connect({ host: t.host, port: t.port }, onConnect);
+  s.setNoDelay(true);
+  return s;
+}
+
+/** TLS on a connected plain socket (STARTTLS, STLS), with the same options as implicit TLS. */
+export function createTlsUpgrade(socket: net.Socket, t: SocketTarget, onSecure?: () => void): tls.TLSSocket {
+  return tls.connect({ ...tlsOptions(t), socket }, onSecure);
+}
+
+/** Opens TCP (and TLS when `secure`); resolves once usable, rejects with a PopsyncError. */
+export function openSocket(t: SocketTarget, secure: boolean): Promise<net.Socket> {
+  return handshake(() => createSocket(t, secure), t, secure ? 'secureConnect' : 'connect');
+}
+
+/**
+ * Wraps a connected plain socket in TLS after the server agreed to STARTTLS/STLS. The caller
+ * must have stopped reading the plain socket: bytes after the server's OK would be plaintext.
+ * On failure the plain socket is destroyed too.
+ */
+export async function startTls(raw: net.Socket, t: SocketTarget): Promise<tls.TLSSocket> {
+  // The TLS socket reports failures from here on; an unlistened 'error' on raw would crash.
+  raw.on('error', () => {});
+  try {
+    return await handshake(() => createTlsUpgrade(raw, t), t, 'secureConnect');
+  } catch (e) {
+    raw.destroy();
+    // Whatever went wrong, the upgrade was required and did not happen: that is a TLS failure.
+    const he = e instanceof PopsyncError ? e : new PopsyncError('tls', String(e));
+    throw he.kind === 'tls' ? he : new PopsyncError('tls', he.message, he.context, { cause: he.cause ?? he });
+  }
+}
+
+/**
+ * Waits for `event` under connectTimeoutMs and turns failures into PopsyncError: 'connection'
+ * for network trouble, 'tls' for certificate and handshake trouble.
+ */
+function handshake<S extends net.Socket>(
+  make: () => S,
+  t: SocketTarget,
+  event: 'connect' | 'secureConnect',
+): Promise<S> {
+  const where = `${t.host}:${t.port}`;
+  return new Promise<S>((resolve, reject) => {
+    let socket: S;
+    try {
+      socket = make();
+    } catch (e) {
+      // Bad options (an unparseable CA, say) throw synchronously.
+      const kind = event === 'secureConnect' ? 'tls' : 'connection';
+      reject(
+        new PopsyncError(kind, `cannot set up the connection to ${where}: ${(e as Error).message}`, {}, { cause: e }),
+      );
+      return;
+    }
+    let tcpUp = event === 'secureConnect' && !socket.connecting;
+    const timer = setTimeout(() => {
+      const tlsStage = event === 'secureConnect' && tcpUp;
+      finish(
+        new PopsyncError(
+          tlsStage ? 'tls' : 'connection',
+          `${tlsStage ? 'TLS handshake with' : 'could not connect to'} ${where} within ${t.connectTimeoutMs} ms`,
+        ),
+      );
+    }, t.connectTimeoutMs);
+    const onConnect = (): void => {
+      tcpUp = true;
+    };
+    const onError = (e: NodeJS.ErrnoException): void => {
+      const code = e.code ?? '';
+      if (event === 'connect' || !tcpUp || NETWORK_CODES.has(code)) {
+        finish(
+          new PopsyncError(
+            'connection',
+            `cannot connect to ${t.protocol} server ${where}: ${e.message}`,
+            {},
+            { cause: e },
+          ),
+        );
+      } else {
+        finish(
+          new PopsyncError(
+            'tls',
+            `TLS with ${t.protocol} server ${where} failed: ${e.message}${code ? ` (${code})` : ''}`,
+            {
+              hint: 'If the server uses a private CA or a self-signed certificate, give its CA certificate (ca option).',
+            },
+            { cause: e },
+          ),
+        );
+      }
+    };
+    const onClose = (): void =>
+      finish(
+        new PopsyncError(
+          tcpUp ? 'tls' : 'connection',
+          `${t.protocol} server ${where} closed the connection during ${event === 'connect' ? 'connect' : 'the TLS handshake'}`,
+        ),
+      );
+    const onDone = (): void => finish(undefined);
+    function finish(err: PopsyncError | undefined): void {
+      clearTimeout(timer);
+      socket.off('connect', onConnect);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+      socket.off(event, onDone);
+      if (err) {
+        socket.on('error', () => {});
+        socket.destroy();
+        reject(err);
+      } else {
+        resolve(socket);
+      }
+    }
+    socket.on('connect', onConnect);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    socket.once(event, onDone);
+  });
+}

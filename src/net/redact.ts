@@ -1,0 +1,18 @@
+/**
+ * Keeps credentials out of everything a server says back. Some servers echo the failed command
+ * line in their error text ("-ERR [AUTH] bad password secret for alice", a BAD quoting the
+ * AUTHENTICATE line), and that text travels into error messages, the log file and reports.
+ * Every server line read after credentials may have been sent goes through `redact` with the
+ * forms sasl.ts secretForms lists (the password or access token, its base64, the base64 of each
+ * initial response) before anyone else sees it.
+ */
+
+export const REDACTED = '****';
+
+export function redact(text: string, forms: readonly string[]): string {
+  let out = text;
+  // Longest first, so a form containing another is replaced whole.
+  for (const f of [...forms].sort((a, b) => b.length - a.length))
+    if (f !== '' && out.includes(f)) out = out.split(f).join(REDACTED);
+  return out;
+}

@@ -1,0 +1,87 @@
+/**
+ * Pins what src/imap/imapflow-adapter.ts takes from imapflow beyond its documented API. An
+ * imapflow upgrade that renames, removes or reshapes any of it fails here, by name, instead of
+ * as a login or an APPEND that silently goes wrong.
+ */
+import { ImapFlow } from 'imapflow';
+import { describe, expect, it } from 'vitest';
+import {
+  compiler,
+  createImapFlow,
+  encodePath,
+  formatDateTime,
+  formatFlag,
+  normalizePath,
+} from '../../src/imap/imapflow-adapter.js';
+
+describe('imapflow internals popsync relies on', () => {
+  it('the command compiler quotes, lists and announces literals as pipeline.ts expects', () => {
+    const out = compiler(
+      {
+        tag: 'P1',
+        command: 'APPEND',
+        attributes: [
+          { type: 'ATOM', value: 'INBOX' },
+          [{ type: 'ATOM', value: '\\Seen' }],
+          { type: 'STRING', value: '01-Jan-2024 10:00:00 +0000' },
+        ],
+      },
+      {},
+    );
+    expect(out.toString()).toBe('P1 APPEND INBOX (\\Seen) "01-Jan-2024 10:00:00 +0000"');
+    const login = compiler(
+      {
+        tag: 'L',
+        command: 'LOGIN',
+        attributes: [
+          { type: 'STRING', value: 'a"b' },
+          { type: 'STRING', value: 'p' },
+        ],
+      },
+      { literalPlus: true },
+    );
+    expect(login.toString()).toBe('L LOGIN "a\\"b" "p"');
+  });
+
+  it('the folder-name and flag helpers keep their signatures and results', () => {
+    const conn = {
+      namespace: { prefix: '', delimiter: '/' },
+      enabled: new Set<string>(),
+      capabilities: new Map(),
+    } as unknown as ImapFlow;
+    expect(normalizePath(conn, 'inbox')).toBe('INBOX');
+    expect(encodePath(conn, 'Entwürfe')).toBe('Entw&APw-rfe');
+    expect(formatFlag('\\Seen')).toBe('\\Seen');
+    expect(formatDateTime(new Date(Date.UTC(2024, 0, 2, 3, 4, 5)))).toMatch(/^ ?2-Jan-2024 \d\d:04:05 [+-]\d{4}$/);
+  });
+
+  it("the login step our subclass replaces is the one imapflow's session start calls", () => {
+    const proto = ImapFlow.prototype as unknown as Record<string, unknown>;
+    for (const name of ['authenticate', 'exec', 'write', 'run', 'setAuthenticationState', 'startSession'])
+      expect(typeof proto[name], name).toBe('function');
+    // startSession: CAPABILITY, STARTTLS, (ID), then this.authenticate(), then NAMESPACE.
+    const start = String(proto.startSession);
+    expect(start).toMatch(/await this\.authenticate\(\)/);
+    expect(start.indexOf('upgradeToSTARTTLS')).toBeLessThan(start.indexOf('this.authenticate()'));
+  });
+
+  it('an instance has the state, capability map and transport option the adapter uses', () => {
+    const client = createImapFlow(
+      {
+        host: '127.0.0.1',
+        port: 1,
+        secure: false,
+        auth: { user: 'u', pass: 'p' },
+        logger: false,
+        transport: { connect: () => undefined as never },
+      },
+      { auth: 'auto', host: '127.0.0.1', port: 1, credentials: async () => ({ user: 'u', secret: 'p', token: false }) },
+    ) as unknown as Record<string, unknown> & { states: Record<string, number>; options: Record<string, unknown> };
+    expect(typeof client.states.NOT_AUTHENTICATED).toBe('number');
+    expect(typeof client.states.LOGOUT).toBe('number');
+    expect(client.state).toBe(client.states.NOT_AUTHENTICATED);
+    expect(client.capabilities).toBeInstanceOf(Map);
+    expect(typeof client.options.transport).toBe('object');
+    expect(client.authenticate).not.toBe((ImapFlow.prototype as unknown as Record<string, unknown>).authenticate);
+  });
+});
