@@ -22,8 +22,9 @@
  * It connects through net/connect.ts and logs in as login.ts decides, like imapflow's connection
  * (same TLS, CA, SNI, mechanism and token source).
  *
- * What it does not do: SELECT, FETCH or anything but APPEND; COMPRESS; reconnects mid-batch (a drop throws 'connection' and
- * unreported outcomes stay unknown, which the engine reconciles by content). The password is
+ * What it does not do: SELECT, FETCH or anything but APPEND; COMPRESS; reconnects mid-batch (a
+ * drop throws 'connection' and unreported outcomes stay unknown, which the engine reconciles by
+ * content). The password is
  * never logged: only command names are.
  */
 

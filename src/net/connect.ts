@@ -125,7 +125,7 @@ function handshake<S extends net.Socket>(
             'tls',
             `TLS with ${t.protocol} server ${where} failed: ${e.message}${code ? ` (${code})` : ''}`,
             {
-              hint: 'If the server uses a private CA or a self-signed certificate, give its CA certificate (ca option).',
+              hint: 'If the server uses a private CA or a self-signed certificate, give its CA certificate (ca option)',
             },
             { cause: e },
           ),
@@ -136,7 +136,8 @@ function handshake<S extends net.Socket>(
       finish(
         new PopsyncError(
           tcpUp ? 'tls' : 'connection',
-          `${t.protocol} server ${where} closed the connection during ${event === 'connect' ? 'connect' : 'the TLS handshake'}`,
+          `${t.protocol} server ${where} closed the connection during ` +
+            (event === 'connect' ? 'connect' : 'the TLS handshake'),
         ),
       );
     const onDone = (): void => finish(undefined);

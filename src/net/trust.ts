@@ -34,7 +34,7 @@ export interface TrustSources {
 /** Node's roots, then NODE_EXTRA_CA_CERTS, then the extra CAs: what a CA file adds to. */
 export function trustedCas(extra: ReadonlyArray<string | Buffer>, from: TrustSources = {}): Array<string | Buffer> {
   const cas: Array<string | Buffer> = [...(from.roots ?? tls.rootCertificates)];
-  const envFile = (from.env ?? process.env)['NODE_EXTRA_CA_CERTS'];
+  const envFile = (from.env ?? process.env).NODE_EXTRA_CA_CERTS;
   if (envFile) {
     try {
       cas.push((from.readFile ?? readFileSync)(envFile));

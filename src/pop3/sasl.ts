@@ -21,6 +21,7 @@ import { PopsyncError } from '../errors.js';
 import {
   MAX_SASL_STEPS,
   type SaslCredentials,
+  type SaslMechanism,
   type SaslMechanismName,
   SaslValueError,
   saslMechanism,
@@ -159,7 +160,7 @@ export async function authenticate(
         host: server.host,
         port: server.port,
       };
-      let mechanism;
+      let mechanism: SaslMechanism;
       try {
         mechanism = saslMechanism(SASL_NAME[method]!, sasl);
       } catch (e) {

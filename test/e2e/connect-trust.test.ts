@@ -13,7 +13,7 @@ import { generateTestCertificate } from '../support/fake-pop3.js';
 
 let lab: Lab;
 let unrelatedCa: string;
-const saved = process.env['NODE_EXTRA_CA_CERTS'];
+const saved = process.env.NODE_EXTRA_CA_CERTS;
 
 beforeAll(async () => {
   lab = await startDovecot();
@@ -23,8 +23,8 @@ afterAll(async () => {
   await lab?.stop();
 });
 afterEach(() => {
-  if (saved === undefined) delete process.env['NODE_EXTRA_CA_CERTS'];
-  else process.env['NODE_EXTRA_CA_CERTS'] = saved;
+  if (saved === undefined) delete process.env.NODE_EXTRA_CA_CERTS;
+  else process.env.NODE_EXTRA_CA_CERTS = saved;
 });
 
 async function tryImap(appendPath: 'pipelined' | 'imapflow'): Promise<PopsyncError | null> {
@@ -66,15 +66,15 @@ async function tryPop3(): Promise<PopsyncError | null> {
 }
 
 describe('a CA file adds to NODE_EXTRA_CA_CERTS on every connection', () => {
-  it('the server trusted through NODE_EXTRA_CA_CERTS is reached by POP3, the APPEND connection and imapflow', async () => {
-    process.env['NODE_EXTRA_CA_CERTS'] = lab.caFile;
+  it('a server trusted via NODE_EXTRA_CA_CERTS is reached by POP3, the APPEND connection and imapflow', async () => {
+    process.env.NODE_EXTRA_CA_CERTS = lab.caFile;
     expect(await tryPop3()).toBeNull();
     expect(await tryImap('pipelined')).toBeNull();
     expect(await tryImap('imapflow')).toBeNull();
   });
 
   it('without it, the same CA file alone is refused as tls on all three', async () => {
-    delete process.env['NODE_EXTRA_CA_CERTS'];
+    delete process.env.NODE_EXTRA_CA_CERTS;
     for (const err of [await tryPop3(), await tryImap('pipelined'), await tryImap('imapflow')]) {
       expect(err).toBeInstanceOf(PopsyncError);
       expect(err?.kind).toBe('tls');

@@ -122,7 +122,8 @@ async function rejection(p: Promise<unknown>): Promise<PopsyncError> {
 describe('IMAP logins on both connections through the shared SASL module', () => {
   for (const saslIr of [true, false]) {
     for (const mechanism of ['xoauth2', 'oauthbearer'] as const) {
-      it(`${mechanism.toUpperCase()} ${saslIr ? 'with' : 'without'} SASL-IR on the APPEND connection and imapflow's`, async () => {
+      const name = `${mechanism.toUpperCase()} ${saslIr ? 'with' : 'without'} SASL-IR`;
+      it(`${name} on the APPEND connection and imapflow's`, async () => {
         const src = tokenSource('tok-A');
         const caps = saslIr ? OAUTH_CAPS : OAUTH_CAPS.filter((c) => c !== 'SASL-IR');
         const { fake, sink } = await imap(

@@ -258,12 +258,14 @@ class Session {
     const sasl = this.sasl!;
     if (line === '*') {
       this.sasl = null;
-      return this.write(`${sasl.tag} BAD AUTHENTICATE cancelled`);
+      this.write(`${sasl.tag} BAD AUTHENTICATE cancelled`);
+      return;
     }
     if (sasl.failed) {
       // RFC 7628 §3.2.3: after the error challenge the client's (dummy) answer ends the exchange.
       this.sasl = null;
-      return this.write(`${sasl.tag} NO [AUTHENTICATIONFAILED] Authentication failed.`);
+      this.write(`${sasl.tag} NO [AUTHENTICATIONFAILED] Authentication failed.`);
+      return;
     }
     const text = Buffer.from(line, 'base64').toString('utf8');
     let user = '';
@@ -288,11 +290,15 @@ class Session {
       if (!ok) {
         sasl.failed = true;
         const json = JSON.stringify({ status: 'invalid_token', schemes: 'bearer', scope: 'mail' });
-        return this.write(`+ ${Buffer.from(json).toString('base64')}`);
+        this.write(`+ ${Buffer.from(json).toString('base64')}`);
+        return;
       }
     }
     this.sasl = null;
-    if (!ok) return this.write(`${sasl.tag} NO [AUTHENTICATIONFAILED] Authentication failed.`);
+    if (!ok) {
+      this.write(`${sasl.tag} NO [AUTHENTICATIONFAILED] Authentication failed.`);
+      return;
+    }
     this.authed = true;
     this.fake.logins.push({ mechanism: sasl.mechanism, user, ...(authzid ? { authzid } : {}) });
     this.write(`${sasl.tag} OK [CAPABILITY ${this.cfg.caps.join(' ')}] Logged in`);
@@ -344,10 +350,17 @@ class Session {
       }
       case 'AUTHENTICATE': {
         const mechanism = str(args[0]).toUpperCase();
-        if (!this.cfg.caps.includes(`AUTH=${mechanism}`)) return this.write(`${tag} NO unsupported mechanism`);
+        if (!this.cfg.caps.includes(`AUTH=${mechanism}`)) {
+          this.write(`${tag} NO unsupported mechanism`);
+          return;
+        }
         this.sasl = { tag, mechanism, failed: false };
-        if (args[1] === undefined) return this.write('+ ');
-        return this.saslResponse(str(args[1]));
+        if (args[1] === undefined) {
+          this.write('+ ');
+          return;
+        }
+        this.saslResponse(str(args[1]));
+        return;
       }
       case 'ID':
         this.write('* ID NIL');

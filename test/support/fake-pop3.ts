@@ -431,8 +431,10 @@ export async function startFakePop3(options: FakePop3Options = {}): Promise<Fake
             const response = a[1] !== undefined && a[1] !== '=' ? a[1] : await ask('');
             if (response === null) return ctx.reply('-ERR authentication cancelled');
             const text = decode(response);
-            const token = /auth=Bearer ([^\x01]+)\x01/.exec(text)?.[1] ?? '';
-            const who = mech === 'XOAUTH2' ? /^user=([^\x01]*)\x01/.exec(text)?.[1] : /^n,a=([^,]*),/.exec(text)?.[1];
+            const fields = text.split('\x01');
+            const token = fields.find((f) => f.startsWith('auth=Bearer '))?.slice('auth=Bearer '.length) ?? '';
+            const first = fields[0] ?? '';
+            const who = mech === 'XOAUTH2' ? first.replace(/^user=/, '') : /^n,a=([^,]*),/.exec(first)?.[1];
             const t = options.token;
             const good = who === user && (typeof t === 'function' ? t(token) : t !== undefined && t === token);
             if (good) return login();

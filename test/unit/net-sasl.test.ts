@@ -36,7 +36,9 @@ describe('SASL mechanisms (src/net/sasl.ts)', () => {
       ...server,
     });
     expect(m.initial?.toString('base64')).toBe(
-      'dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ==',
+      // Google's published example (developers.google.com/gmail/imap/xoauth2-protocol).
+      'dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52YjNSbGNrQmhkSFJo' +
+        'ZG1semRHRXVZMjl0Q2cBAQ==',
     );
     expect(m.respond(Buffer.from('{}'), 0)).toEqual(Buffer.alloc(0));
   });
