@@ -25,15 +25,21 @@ export interface CommandOutput {
 export interface CommandContext {
   signal: AbortSignal;
   /**
+   * Set by `sync --every` while it waits between cycles: a signal then has no batch to finish,
+   * so main.ts just stops instead of promising to finish one.
+   */
+  idle: { between: boolean };
+  /**
    * `account`: name the account on every log line, progress line and summary (batches, where
    * accounts run side by side and a bare "3 copied" says nothing).
    */
   startOutput(o: OutputOptions, account?: string): CommandOutput;
 }
 
-export function createContext(signal: AbortSignal): CommandContext {
+export function createContext(signal: AbortSignal, idle = { between: false }): CommandContext {
   return {
     signal,
+    idle,
     startOutput(o, account) {
       const base = createLogger({ verbose: o.verbose, quiet: o.quiet, ...(o.logFile ? { logFile: o.logFile } : {}) });
       // `name`, not `account`: engine and lock lines bind `account` to the source's user@host.

@@ -64,12 +64,14 @@ export async function runEvery(
   one: (job: AccountJob) => Promise<number>,
   signal: AbortSignal,
   o: OutputOptions,
+  idle: { between: boolean } = { between: false },
 ): Promise<number> {
   const several = jobs.length > 1;
   const code = await runDaemon({
     accounts: jobs.map((job, i) => ({ account: job, name: jobName(job), intervalMs: intervals[i]! })),
     signal,
     cycle: async (job) => {
+      idle.between = false;
       try {
         return await one(job);
       } catch (e) {
@@ -77,6 +79,8 @@ export async function runEvery(
         // SIGTERM's own line was printed by main.ts; the cycle's "interrupted" adds nothing.
         if (!signal.aborted) process.stderr.write(several ? `popsync: account ${jobName(job)}:\n${message}` : message);
         return code;
+      } finally {
+        idle.between = true;
       }
     },
     notify: (line, kind) => {

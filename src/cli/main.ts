@@ -85,6 +85,7 @@ export async function main(argv: string[]): Promise<void> {
     });
   }
   const controller = new AbortController();
+  const idle = { between: false };
   let interrupts = 0;
   const command = argv.slice(2).find((a) => !a.startsWith('-'));
   const onSignal = (sig: NodeJS.Signals) => {
@@ -94,6 +95,11 @@ export async function main(argv: string[]): Promise<void> {
       // never half): there is no batch to finish, and they do not watch the signal.
       process.stderr.write(`\npopsync: interrupted (${sig}); nothing was changed\n`);
       process.exit(ExitCode.interrupted);
+    }
+    if (idle.between) {
+      // `sync --every` between cycles: nothing is in flight, the loop ends and exits 0.
+      controller.abort();
+      return;
     }
     if (interrupts > 1) {
       // The journal is consistent at every instant, so leaving now loses nothing.
@@ -107,7 +113,7 @@ export async function main(argv: string[]): Promise<void> {
   process.on('SIGTERM', onSignal);
   try {
     if (process.stderr.isTTY === true) await loadTtyLibraries();
-    await buildProgram(createContext(controller.signal)).parseAsync(argv);
+    await buildProgram(createContext(controller.signal, idle)).parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
       // --help and --version end here with code 0; usage mistakes were already printed by commander.

@@ -22,14 +22,14 @@ export interface ListedStatus {
   status: AccountStatus | null;
 }
 
-export type ListState = 'not started' | 'running' | 'ok' | 'partial' | 'error' | 'killed';
+export type ListState = 'not started' | 'running' | 'ok' | 'partial' | 'error' | 'interrupted' | 'killed';
 
 /** Where an account stands, from its last run and its lock. */
 export function stateOf(s: AccountStatus | null): ListState {
   if (s === null || s.lastRun === null) return s?.lock ? 'running' : 'not started';
   if (s.lock) return 'running';
   const r = s.lastRun.result;
-  return r === 'ok' || r === 'partial' || r === 'error' ? r : 'killed';
+  return r === 'ok' || r === 'partial' || r === 'error' || r === 'interrupted' ? r : 'killed';
 }
 
 export interface ListTotals {
@@ -41,7 +41,15 @@ export interface ListTotals {
 }
 
 export function listTotals(items: readonly ListedStatus[]): ListTotals {
-  const states: Record<ListState, number> = { 'not started': 0, running: 0, ok: 0, partial: 0, error: 0, killed: 0 };
+  const states: Record<ListState, number> = {
+    'not started': 0,
+    running: 0,
+    ok: 0,
+    partial: 0,
+    error: 0,
+    interrupted: 0,
+    killed: 0,
+  };
   let copied = 0;
   let failed = 0;
   let deleted = 0;

@@ -156,7 +156,9 @@ class Run implements RunContext {
         deleted: r.deleted ?? 0,
         result:
           error !== null
-            ? 'error'
+            ? this.stoppedByUser(error)
+              ? 'interrupted'
+              : 'error'
             : r.failed.length > 0 || r.deletionRefused || (r.copyProblems?.length ?? 0) > 0
               ? 'partial'
               : 'ok',
@@ -166,6 +168,16 @@ class Run implements RunContext {
       // The run's own outcome matters more than its record.
       this.o.logger.warn({ err: String(e) }, 'could not record the run in the journal');
     }
+  }
+
+  /**
+   * SIGTERM/SIGINT ended the run: said so, or a wait it cut short (a connect, a reply, the
+   * backoff) failed as a lost connection. Asked for, so `status` must not call it an error.
+   */
+  private stoppedByUser(error: unknown): boolean {
+    if (!isPopsyncError(error)) return false;
+    if (error.kind === 'interrupted') return true;
+    return this.o.signal?.aborted === true && (error.kind === 'connection' || error.kind === 'temporary');
   }
 
   private async pass(): Promise<void> {

@@ -23,7 +23,7 @@ export interface RunRecord {
   /** Bytes copied and the run's wall time (schema v4); null for runs recorded before. */
   copiedBytes: number | null;
   durationMs: number | null;
-  /** 'ok' | 'partial' | 'error'; null while running or when the run was killed. */
+  /** 'ok' | 'partial' | 'error' | 'interrupted' (SIGTERM/SIGINT); null while running or when the run was killed. */
   result: string | null;
   error: string | null;
 }
@@ -35,7 +35,7 @@ export interface RunEnd {
   copied: number;
   failed: number;
   deleted: number;
-  result: 'ok' | 'partial' | 'error';
+  result: 'ok' | 'partial' | 'error' | 'interrupted';
   error: string | null;
   copiedBytes?: number;
   durationMs?: number;

@@ -34,7 +34,8 @@ export function summarise(
   lock: LockRecord | null,
 ): AccountStatus {
   const count = (...states: string[]) => rows.filter((r) => states.includes(r.state)).length;
-  const errored = runs.find((r) => r.error !== null);
+  // A run stopped by SIGTERM recorded why, but that was asked for: not an error to show.
+  const errored = runs.find((r) => r.error !== null && r.result !== 'interrupted');
   let holder: Omit<LockRecord, 'token'> | null = null;
   if (lock) {
     const { token: _token, ...rest } = lock;

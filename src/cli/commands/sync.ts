@@ -262,7 +262,7 @@ export function registerSync(program: Command, ctx: CommandContext): void {
       if (every && batch.parallel > 1)
         throw new PopsyncError('usage', '--every runs its accounts one after another: --parallel is for one-shot runs');
       process.exitCode = every
-        ? await runEvery(jobs, every, one, ctx.signal, o)
+        ? await runEvery(jobs, every, one, ctx.signal, o, ctx.idle)
         : await runJobs(jobs, one, {
             ...batch,
             signal: ctx.signal,
