@@ -10,7 +10,7 @@
 import type { EngineOptions } from '../engine/run.js';
 import { withLockedJournal } from '../engine/lock.js';
 import { runEngine } from '../engine/run.js';
-import type { RunResult } from '../engine/types.js';
+import type { ProgressEvent, ProgressListener, RunResult } from '../engine/types.js';
 import { setMaxListeners } from 'node:events';
 import { runBatch } from '../app/batch.js';
 import { createHostSlots } from '../app/host-slots.js';
@@ -20,7 +20,7 @@ import { resolvingRoles } from '../engine/roles.js';
 import { compileRouting, engineRouter } from '../mapping/rules.js';
 import { resolveAccount, type AccountJob } from './account.js';
 import { hostKeys } from './account-list.js';
-import type { ParallelOptions } from './options.js';
+import type { OutputOptions, ParallelOptions } from './options.js';
 import { describeError } from './exit.js';
 import { abortableSleep, asInterrupted, interruptible } from './interrupt.js';
 import {
@@ -30,6 +30,10 @@ import {
   type BatchAccountRow,
   type BatchCommand,
 } from '../report/batch-report.js';
+import { startBatchScreen } from '../report/batch-screen.js';
+import { BatchTally } from '../report/batch-view.js';
+import { formatBytes, formatDuration } from '../report/summary.js';
+import { colorAllowed } from './color.js';
 import { writeBatchReport, writeRunReport, type BatchReportTarget, type ReportTarget } from './report-file.js';
 
 /** Generous: two were seen per account running side by side. */
@@ -127,12 +131,52 @@ export interface BatchRun extends ParallelOptions {
   total?: 'always' | 'failures';
   /** `--report FILE` with `--accounts`: one row per account, written when the batch has run. */
   report?: { command: BatchCommand; target: BatchReportTarget };
+  /** The live batch view on stderr (batchView). */
+  view?: BatchViewMode;
+}
+
+export interface BatchViewMode {
+  command: string;
+  /** A redrawn block on a terminal; else a plain line now and then. */
+  tty: boolean;
+}
+
+/**
+ * Whether a batch shows its live view, and how: only for a list or accounts side by side,
+ * never with --json or --quiet or --no-progress; `ttyOnly` for sync, whose cron runs print
+ * nothing unless something happened. The terminal block needs what the bars need (a width,
+ * colour allowed); otherwise plain lines.
+ */
+export function batchView(
+  o: OutputOptions,
+  command: string,
+  accounts: number,
+  ttyOnly = false,
+): BatchViewMode | undefined {
+  if (accounts < 2 || o.json || o.quiet || !o.progress) return undefined;
+  const tty = process.stderr.isTTY === true && (process.stderr.columns ?? 0) > 0 && colorAllowed(process.env, o.color);
+  if (ttyOnly && !tty) return undefined;
+  return { command, tty };
 }
 
 /** What runJobs hands each account's run besides its job. */
 export interface AccountHooks {
   /** The run's result, for the batch report and the grand total. */
   result(r: RunResult): void;
+  /** The batch view's ear for this account's progress events. */
+  progress?: ProgressListener;
+  /** false: the batch view has the terminal, the account draws no progress of its own. */
+  ownProgress: boolean;
+}
+
+/** Both listeners, when there are two. */
+export function tee(a: ProgressListener, b: ProgressListener | undefined): ProgressListener {
+  return b === undefined
+    ? a
+    : (e) => {
+        a(e);
+        b(e);
+      };
 }
 
 export async function runJobs(
@@ -157,6 +201,16 @@ export async function runJobs(
     );
     await writeBatchReport(report, batch.report.target);
   };
+  const startedAt = Date.now();
+  const tally = batch.view ? new BatchTally(batch.view.command, jobs.length, startedAt) : undefined;
+  const screen =
+    tally && batch.view
+      ? startBatchScreen({ tally, tty: batch.view.tty, shared: process.stdout.isTTY ? [process.stdout] : [] })
+      : undefined;
+  const ended = (name: string, code: number) => {
+    tally?.end(name, code);
+    screen?.changed();
+  };
   const worst = await runBatch({
     accounts: jobs,
     parallel: batch.parallel,
@@ -165,12 +219,16 @@ export async function runJobs(
     run: async (job) => {
       const name = accountName(job);
       let result: RunResult | undefined;
+      tally?.start(name);
       try {
         const code = await one(job, {
           result: (r) => {
             result = r;
           },
+          ...(tally ? { progress: (e: ProgressEvent) => tally.event(name, e) } : {}),
+          ownProgress: !batch.view?.tty,
         });
+        ended(name, code);
         outcomes.push({ name, code, ...(result ? { result } : {}) });
         rows.set(
           job,
@@ -180,9 +238,11 @@ export async function runJobs(
       } catch (e) {
         const interrupted = isPopsyncError(e) && e.kind === 'interrupted';
         const { code, message } = describeError(e);
+        ended(name, code);
         if (!interrupted) rows.set(job, rowFromError(name, command, code, errorLine(e)));
         // One account alone reports through main.ts; with several, the others still run.
         if (jobs.length === 1 || interrupted) {
+          screen?.stop();
           if (!interrupted) await finishReport();
           throw e;
         }
@@ -192,9 +252,10 @@ export async function runJobs(
       }
     },
   });
+  screen?.stop();
   await finishReport();
   if (jobs.length > 1 && (batch.total === 'always' || (batch.total === 'failures' && worst !== ExitCode.ok)))
-    process.stdout.write(batchTotal(outcomes) + '\n');
+    process.stdout.write(`${batchTotal(outcomes, Date.now() - startedAt)}\n`);
   return worst;
 }
 
@@ -222,7 +283,7 @@ const NAMES_SHOWN = 10;
  * The batch's last line: how many accounts ended how, and which did not end well, e.g.
  * `popsync: 8 accounts: 6 ok, 1 with failed messages (exit 1: bob), 1 exit 3 (carol)`.
  */
-export function batchTotal(outcomes: readonly AccountEnd[]): string {
+export function batchTotal(outcomes: readonly AccountEnd[], elapsedMs?: number): string {
   const byCode = new Map<number, string[]>();
   for (const o of outcomes) byCode.set(o.code, [...(byCode.get(o.code) ?? []), o.name]);
   const parts = [...byCode.entries()]
@@ -236,7 +297,17 @@ export function batchTotal(outcomes: readonly AccountEnd[]): string {
         ? `${names.length} with failed messages (exit 1: ${shown})`
         : `${names.length} exit ${code} (${shown})`;
     });
-  return `popsync: ${outcomes.length} account${outcomes.length === 1 ? '' : 's'}: ${parts.join(', ')}`;
+  const head = `popsync: ${outcomes.length} account${outcomes.length === 1 ? '' : 's'}: ${parts.join(', ')}`;
+  if (elapsedMs === undefined) return head;
+  // The grand total: what every account that ran to its end copied, and how long the batch took.
+  let copied = 0;
+  let bytes = 0;
+  for (const o of outcomes) {
+    copied += (o.result?.copied ?? 0) + (o.result?.reconciled ?? 0);
+    bytes += o.result?.copiedBytes ?? 0;
+  }
+  const messages = `${copied} message${copied === 1 ? '' : 's'}`;
+  return `${head}; ${messages} copied (${formatBytes(bytes)}) in ${formatDuration(elapsedMs)}`;
 }
 
 /** Whether output names the account on every line: a list, or accounts running side by side. */

@@ -10,10 +10,11 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { Lab } from '../../lab/dovecot.js';
 import { realisticMix } from '../../lab/corpus.js';
-import { ROOT, runCli, startCli } from '../support/cli.js';
+import { BIN, ROOT, runCli, startCli } from '../support/cli.js';
 import { useLab } from '../support/lab-fixture.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
 import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 
 let lab: Lab;
 let dir: string;
@@ -130,7 +131,10 @@ describe('migrate --accounts', () => {
       expect(r2.code).toBe(0);
       // Text summaries: every line names its account; the last one sums the batch up.
       const lines = r2.stdout.split('\n').filter((l) => l !== '');
-      expect(lines.pop()).toBe(`popsync: ${list.length} accounts: ${list.length} ok`);
+      // The grand total: the accounts' outcomes, then what they copied (nothing, on a rerun) and the time.
+      expect(lines.pop()).toMatch(
+        new RegExp(`^popsync: ${list.length} accounts: ${list.length} ok; 0 messages copied \\(0 B\\) in \\d`),
+      );
       expect(lines.length).toBeGreaterThan(list.length);
       for (const l of lines) expect(list.some((a) => l.startsWith(`${a.name}: `))).toBe(true);
       for (const a of list) expect(r2.stdout).toMatch(new RegExp(`${a.name}:\\s+copied:\\s+0 messages`));
@@ -175,7 +179,9 @@ describe('migrate --accounts', () => {
       // Without --json, the batch ends with its total, naming the failed account.
       const text = await runCli([...args, '--quiet']);
       expect(text.code).toBe(3);
-      expect(text.stdout).toBe(`popsync: 4 accounts: 3 ok, 1 exit 3 (${bad.name})\n`);
+      expect(text.stdout).toMatch(
+        new RegExp(`^popsync: 4 accounts: 3 ok, 1 exit 3 \\(${bad.name}\\); 0 messages copied \\(0 B\\) in \\S+\n$`),
+      );
     },
   );
 
@@ -290,6 +296,62 @@ interface JobSpec {
     };
   };
 }
+
+/** Runs `command` on an 80x24 pseudo-terminal (script(1)); stdout and stderr both go to it. */
+function onTerminal(command: string, env: Record<string, string>): Promise<string> {
+  return new Promise((resolve) => {
+    const child = spawn('script', ['-qfec', `stty cols 80 rows 24; ${command}; echo "exit=$?"`, '/dev/null'], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const out: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.on('close', () => resolve(Buffer.concat(out).toString('utf8')));
+  });
+}
+
+describe('the batch view', () => {
+  it('on a terminal: counts, rate, ETA within 80 columns, then the grand total; plain lines in a pipe', async () => {
+    const list = await accounts(6, 3, 700);
+    const file = csv(join(dir, 'view.csv'), list);
+    const args = [
+      'migrate',
+      '--accounts',
+      file,
+      '--journal-dir',
+      join(dir, 'journals-view'),
+      '--parallel',
+      '2',
+      ...pwFlags,
+    ];
+    const out = await onTerminal(`node ${BIN} ${args.join(' ')}`, env());
+    expect(out).toMatch(/exit=0/);
+    // What the terminal shows, less its cursor movements: no line wider than the terminal.
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the escapes are what is removed
+    const shown = out.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').split(/\r?\n/);
+    // (Each account's own summary, `name: popsync migrate: ...`, is the summary's business.)
+    const view = shown.filter((l) => !list.some((a) => l.startsWith(`${a.name}: `)));
+    expect(view.length).toBeGreaterThan(3);
+    for (const line of view) expect({ line, width: line.length <= 80 }).toEqual({ line, width: true });
+    expect(shown).toContain('popsync migrate: 6/6 accounts: 6 done, 0 failed, 0 running, 0 waiting');
+    expect(shown.find((l) => l.startsWith('  18 messages, '))).toMatch(/accounts\/min, ETA 0s$/);
+    expect(shown.find((l) => l.startsWith('popsync: 6 accounts:'))).toMatch(
+      /^popsync: 6 accounts: 6 ok; 18 messages copied \(\d+\.\d KiB\) in \S+$/,
+    );
+    // The view has the terminal: accounts draw no progress lines of their own.
+    expect(out).not.toMatch(/: popsync: (connecting|listing)/);
+    await expectEachOnce(list);
+
+    // Not a terminal: a plain line as accounts finish, the last one with all of them.
+    const piped = await runCli(args, { env: env() });
+    expect(piped.code).toBe(0);
+    const batchLines = piped.stderr.split('\n').filter((l) => l.startsWith('popsync: batch: '));
+    expect(batchLines.length).toBeGreaterThan(0);
+    expect(batchLines.at(-1)).toMatch(
+      /^popsync: batch: 6\/6 accounts: 6 done, 0 failed, 0 running, 0 waiting; 0 messages/,
+    );
+  }, 120_000);
+});
 
 describe('the Kubernetes Job, run as local shard processes', () => {
   const manifest = readFileSync(join(ROOT, 'deploy', 'kubernetes', 'migrate-job.yaml'), 'utf8');

@@ -12,7 +12,7 @@ import { dryRun } from './plan.js';
 import { accountJobs } from '../account.js';
 import type { CommandContext } from '../context.js';
 import { writeErrorJson } from '../exit.js';
-import { namesAccounts, runAccountJob, runJobs } from '../jobs.js';
+import { batchView, namesAccounts, runAccountJob, runJobs, tee } from '../jobs.js';
 import { addReportOptions, accountReportTargets, batchReportTarget } from '../report-file.js';
 import {
   addAccountListOptions,
@@ -63,17 +63,22 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
     // A Map, not jobs.indexOf per job: a list of 100,000 accounts would be 5e9 comparisons.
     const position = new Map(jobs.map((j, i) => [j, i]));
     const batchReport = batchReportTarget(opts);
+    const view = batchView(outputOptions(opts), 'migrate', jobs.length);
     process.exitCode = await runJobs(
       jobs,
       async (job, hooks) => {
-        const out = ctx.startOutput(outputOptions(opts), named ? job.input.name : undefined);
+        const o = outputOptions(opts);
+        const out = ctx.startOutput(
+          hooks.ownProgress ? o : { ...o, progress: false },
+          named ? job.input.name : undefined,
+        );
         try {
           const where = { name: job.input.name, index: position.get(job)!, count: jobs.length };
           const reports = accountReportTargets(opts, where);
           const result = await runAccountJob(job, {
             command: 'migrate',
             logger: out.logger,
-            progress: out.progress,
+            progress: tee(out.progress, hooks.progress),
             signal: ctx.signal,
             reports,
             ...(job.input.name === undefined ? {} : { name: job.input.name }),
@@ -93,6 +98,7 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
         signal: ctx.signal,
         ...(named && !json ? { total: outputOptions(opts).quiet ? 'failures' : 'always' } : {}),
         ...(batchReport ? { report: { command: 'migrate' as const, target: batchReport } } : {}),
+        ...(view ? { view } : {}),
       },
     );
   });

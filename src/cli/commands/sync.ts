@@ -16,7 +16,7 @@ import type { ProgressListener, RunResult } from '../../engine/types.js';
 import { ExitCode, PopsyncError, isPopsyncError } from '../../errors.js';
 import { SUMMARY_JSON_VERSION, formatBytes, formatFailure, printable } from '../../report/summary.js';
 import { accountJobs, type AccountJob } from '../account.js';
-import { namesAccounts, runAccountJob, runJobs, type AccountHooks } from '../jobs.js';
+import { batchView, namesAccounts, runAccountJob, runJobs, tee, type AccountHooks } from '../jobs.js';
 import { addReportOptions, accountReportTargets, batchReportTarget, type ReportTarget } from '../report-file.js';
 import { writeErrorJson } from '../exit.js';
 import type { CommandContext } from '../context.js';
@@ -148,12 +148,13 @@ async function syncOne(
   name?: string,
   hooks?: AccountHooks,
 ): Promise<number> {
-  const out = ctx.startOutput({ ...o, progress: o.progress && !o.quiet && process.stderr.isTTY === true }, name);
+  const own = hooks?.ownProgress !== false;
+  const out = ctx.startOutput({ ...o, progress: own && o.progress && !o.quiet && process.stderr.isTTY === true }, name);
   try {
     const result = await runAccountJob(job, {
       command: 'sync',
       logger: out.logger,
-      progress: gated(out.progress),
+      progress: tee(gated(out.progress), hooks?.progress),
       signal: ctx.signal,
       lazyDestination: true,
       reports,
@@ -258,6 +259,7 @@ export function registerSync(program: Command, ctx: CommandContext): void {
       };
       const batchReport = batchReportTarget(opts);
       const every = everyIntervals(opts, jobs);
+      const view = every ? undefined : batchView(o, 'sync', jobs.length, true);
       const batch = parallelOptions(opts);
       if (every && batch.parallel > 1)
         throw new PopsyncError('usage', '--every runs its accounts one after another: --parallel is for one-shot runs');
@@ -268,6 +270,7 @@ export function registerSync(program: Command, ctx: CommandContext): void {
             signal: ctx.signal,
             ...(named && !o.json ? { total: 'failures' as const } : {}),
             ...(batchReport ? { report: { command: 'sync' as const, target: batchReport } } : {}),
+            ...(view ? { view } : {}),
           });
     } catch (e) {
       // Before any account ran (a bad config, a bad option combination), or the one account's error.
