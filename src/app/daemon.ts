@@ -19,13 +19,12 @@
  */
 import { ExitCode } from '../errors.js';
 
-export { MIN_INTERVAL_MS, parseInterval } from '../config/units.js';
 /** ±10% of the delay. */
-export const JITTER = 0.1;
+const JITTER = 0.1;
 /** Backoff for repeated "try again later" never waits longer than this (unless the interval itself is longer). */
-export const MAX_BACKOFF_MS = 3_600_000;
+const MAX_BACKOFF_MS = 3_600_000;
 /** ... nor more than this many intervals. */
-export const MAX_BACKOFF_FACTOR = 16;
+const MAX_BACKOFF_FACTOR = 16;
 
 export type CycleOutcome = 'done' | 'later' | 'stop';
 
@@ -63,7 +62,7 @@ export interface Clock {
   sleep(ms: number, signal: AbortSignal): Promise<void>;
 }
 
-export const realClock: Clock = {
+const realClock: Clock = {
   now: () => Date.now(),
   sleep: (ms, signal) =>
     new Promise<void>((resolve) => {
@@ -78,7 +77,7 @@ export const realClock: Clock = {
     }),
 };
 
-export interface DaemonAccount<A> {
+interface DaemonAccount<A> {
   account: A;
   /** For the lines the loop prints. */
   name: string;

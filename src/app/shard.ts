@@ -15,7 +15,7 @@ export interface Shard {
 }
 
 /** At most this many shards: far beyond any Job's parallelism, low enough to catch a typo. */
-export const MAX_SHARDS = 100_000;
+const MAX_SHARDS = 100_000;
 
 /** "K/N" with 0 <= K < N; a usage error otherwise. */
 export function parseShard(text: string): Shard {

@@ -6,7 +6,7 @@
  */
 import { Writable } from 'node:stream';
 import type { RunResult, ProgressListener } from '../engine/types.js';
-import { ExitCode } from '../errors.js';
+import { exitCodeForResult } from './exit.js';
 import type { Logger } from '../log.js';
 import { createProgress } from '../report/progress.js';
 import { SUMMARY_JSON_VERSION, formatSummary, summaryJson } from '../report/summary.js';
@@ -14,7 +14,7 @@ import { colorAllowed } from './color.js';
 import { createLogger } from './logger.js';
 import type { OutputOptions } from './options.js';
 
-export interface CommandOutput {
+interface CommandOutput {
   logger: Logger;
   progress: ProgressListener;
   /** Prints the summary (text or JSON); returns the exit code the result calls for. */
@@ -74,7 +74,7 @@ export function createContext(signal: AbortSignal, idle = { between: false }): C
             process.stdout.write(
               (account === undefined ? formatSummary(result) : prefix(formatSummary(result), `${account}: `)) + '\n',
             );
-          return result.failed.length > 0 ? ExitCode.partial : ExitCode.ok;
+          return exitCodeForResult(result);
         },
         stop: () => progress.stop(),
       };

@@ -45,7 +45,7 @@ export function describeError(err: unknown): ErrorReport {
  * stderr gives (kind, message, account, message UIDL, folder, server response, hint).
  */
 /** `name`: the account's, in a batch (--accounts, --parallel), where objects of many accounts interleave. */
-export function errorJson(err: unknown, command: string, name?: string): string {
+function errorJson(err: unknown, command: string, name?: string): string {
   const { code } = describeError(err);
   let error: Record<string, unknown>;
   if (isPopsyncError(err)) {
@@ -80,28 +80,6 @@ export function writeErrorJson(
     writtenAsJson.add(err);
   }
   stream.write(errorJson(err, command, name) + '\n');
-}
-
-/** Writes describeError's message to `stream` (stderr by default) and returns the exit code. */
-export function reportError(err: unknown, stream: NodeJS.WritableStream = process.stderr): number {
-  const { code, message } = describeError(err);
-  if (message !== '') stream.write(message);
-  return code;
-}
-
-/**
- * reportError, then exit once stderr has taken the message. For the top of main.ts, where
- * open sockets could otherwise keep the process alive after a fatal error.
- */
-export function reportAndExit(
-  err: unknown,
-  opts: { stream?: NodeJS.WritableStream; exit?: (code: number) => void } = {},
-): void {
-  const stream = opts.stream ?? process.stderr;
-  const exit = opts.exit ?? ((code: number) => process.exit(code));
-  const { code, message } = describeError(err);
-  if (message === '') exit(code);
-  else stream.write(message, () => exit(code));
 }
 
 /** Exit code of a run that finished: 0 (even when nothing was new), or 1 if any message failed. */

@@ -16,9 +16,9 @@ import { PopsyncError, isPopsyncError } from '../errors.js';
 import type { ImapSink } from '../imap/types.js';
 import type { Pop3Session } from '../pop3/types.js';
 
-export const INTERRUPTED_MESSAGE = 'interrupted; the journal is consistent, run again to resume';
+const INTERRUPTED_MESSAGE = 'interrupted; the journal is consistent, run again to resume';
 
-export function interruptedError(): PopsyncError {
+function interruptedError(): PopsyncError {
   return new PopsyncError('interrupted', INTERRUPTED_MESSAGE);
 }
 

@@ -30,7 +30,7 @@ export interface LoggerOptions {
 }
 
 /** Key names whose values never reach a log line, compared case-insensitively. */
-export const SECRET_KEYS: readonly string[] = [
+const SECRET_KEYS: readonly string[] = [
   'password',
   'pass',
   'passwd',

@@ -34,12 +34,12 @@ export function checkSignInName(name: string): string {
   return name;
 }
 
-export function oauthDir(env: NodeJS.ProcessEnv = process.env): string {
+function oauthDir(env: NodeJS.ProcessEnv = process.env): string {
   const base = env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
   return join(base, 'popsync', 'oauth');
 }
 
-export function signInPath(name: string, env: NodeJS.ProcessEnv = process.env): string {
+function signInPath(name: string, env: NodeJS.ProcessEnv = process.env): string {
   return join(oauthDir(env), `${checkSignInName(name)}.json`);
 }
 

@@ -8,7 +8,7 @@ import { MAX_TIMEOUT_SECONDS } from '../config/units.js';
 import { flagProblem, folderNameProblem } from '../mapping/rules.js';
 import type { SideFlags } from '../config/side-flags.js';
 
-export function positiveInt(name: string) {
+function positiveInt(name: string) {
   return (v: string): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a whole number above 0`);
@@ -16,7 +16,7 @@ export function positiveInt(name: string) {
   };
 }
 
-export function nonNegativeInt(name: string) {
+function nonNegativeInt(name: string) {
   return (v: string): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number, 0 or more`);
@@ -55,8 +55,6 @@ const collectFlag = (v: string, prev: string[]): string[] => {
   if (bad !== null) throw new InvalidArgumentError(bad);
   return [...prev, v];
 };
-
-export const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 function addSide(cmd: Command, side: 'pop' | 'imap', label: string, scheme: string): void {
   cmd

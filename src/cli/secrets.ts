@@ -73,7 +73,7 @@ export async function resolvePassword(side: Side, source: PasswordSource, deps: 
 }
 
 /** The value of environment variable `name`; missing or empty is a usage error naming it. */
-export function passwordFromEnv(side: Side, name: string, env: Readonly<Record<string, string | undefined>>): string {
+function passwordFromEnv(side: Side, name: string, env: Readonly<Record<string, string | undefined>>): string {
   const value = env[name];
   if (value === undefined || value === '') {
     throw new PopsyncError(

@@ -23,7 +23,7 @@ export const MAX_CONFIG_BYTES = 512 * 1024;
  * YAML aliases expand on use: a few lines of nested `*a` references (a "billion laughs")
  * become gigabytes. A config needs an anchor for shared settings now and then, not hundreds.
  */
-export const MAX_CONFIG_ALIASES = 100;
+const MAX_CONFIG_ALIASES = 100;
 
 export interface LoadedConfig {
   /** Absolute path of the file; relative paths inside it are relative to its folder. */
@@ -32,14 +32,14 @@ export interface LoadedConfig {
   config: ConfigFile;
 }
 
-export interface ConfigProblem {
+interface ConfigProblem {
   line: number | null;
   /** `accounts[0].rules[2].match.subject`, or '' for the whole file. */
   key: string;
   message: string;
 }
 
-export function formatKey(path: ReadonlyArray<PropertyKey>): string {
+function formatKey(path: ReadonlyArray<PropertyKey>): string {
   let out = '';
   for (const p of path) out += typeof p === 'number' ? `[${p}]` : `${out === '' ? '' : '.'}${String(p)}`;
   return out;
@@ -101,7 +101,7 @@ function pickIssue(issue: z.core.$ZodIssue): { path: PropertyKey[]; message: str
   return { path: [...issue.path], message: issue.message };
 }
 
-export function problemsOf(doc: Document, lc: LineCounter, issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
+function problemsOf(doc: Document, lc: LineCounter, issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
   const out: ConfigProblem[] = [];
   for (const issue of issues) {
     if (issue.code === 'unrecognized_keys') {
@@ -123,7 +123,7 @@ export function problemsOf(doc: Document, lc: LineCounter, issues: readonly z.co
   return out.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
 }
 
-export function formatProblems(file: string, problems: ConfigProblem[]): string {
+function formatProblems(file: string, problems: ConfigProblem[]): string {
   return problems
     .map((p) => `${file}${p.line === null ? '' : `:${p.line}`}: ${p.key === '' ? '' : `${p.key}: `}${p.message}`)
     .join('\n');

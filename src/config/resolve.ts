@@ -55,7 +55,7 @@ function pathIn(dir: string, p: string | undefined): string | undefined {
   return p === undefined ? undefined : isAbsolute(p) ? p : join(dir, p);
 }
 
-export function sideOf(e: EndpointConfig, dir: string): SideFlags {
+function sideOf(e: EndpointConfig, dir: string): SideFlags {
   const f: SideFlags = {};
   const set = <K extends keyof SideFlags>(k: K, v: SideFlags[K] | undefined) => {
     if (v !== undefined) f[k] = v;
@@ -92,7 +92,7 @@ const HEADER_OF: Record<string, HeaderKey> = {
   subject: 'subject',
 };
 
-export function matchOf(m: MatchConfig | undefined): MatchSpec {
+function matchOf(m: MatchConfig | undefined): MatchSpec {
   const spec: MatchSpec = { headers: [] };
   if (!m) return spec;
   for (const [key, header] of Object.entries(HEADER_OF)) {
@@ -109,7 +109,7 @@ export function matchOf(m: MatchConfig | undefined): MatchSpec {
   return spec;
 }
 
-export function seenStepOf(s: string): SeenStep {
+function seenStepOf(s: string): SeenStep {
   const m = SEEN_STEP_RE.exec(s.trim())!;
   const word = m[1]!.toLowerCase();
   if (m[2] !== undefined) return { kind: 'older-than', ms: parseDuration(m[2])!, label: m[2] };

@@ -26,13 +26,13 @@ const day = z
   .refine((s) => parseDay(s) !== null, { message: 'invalid date; write YYYY-MM-DD or an ISO 8601 time with a zone' });
 
 /** A system flag a client may set, or a keyword atom; rules.ts flagProblem says why not. */
-export const flag = z.string().superRefine((s, ctx) => {
+const flag = z.string().superRefine((s, ctx) => {
   const bad = flagProblem(s);
   if (bad !== null) ctx.addIssue({ code: 'custom', message: bad });
 });
 
 /** A folder template or a SPECIAL-USE role. */
-export const folder = text.superRefine((s, ctx) => {
+const folder = text.superRefine((s, ctx) => {
   const bad = folderNameProblem(s);
   if (bad !== null) {
     ctx.addIssue({ code: 'custom', message: bad });
@@ -66,7 +66,7 @@ const patternItem = z.union([
 export type PatternItem = z.infer<typeof patternItem>;
 const pattern = z.union([patternItem, z.array(patternItem).min(1)]);
 
-export const match = z.strictObject({
+const match = z.strictObject({
   from: pattern.optional(),
   to: pattern.optional(),
   cc: pattern.optional(),
@@ -83,7 +83,7 @@ export const match = z.strictObject({
 });
 export type MatchConfig = z.infer<typeof match>;
 
-export const rule = z.strictObject({
+const rule = z.strictObject({
   name: text.optional(),
   match: match.optional(),
   folder,
@@ -91,7 +91,6 @@ export const rule = z.strictObject({
 });
 
 import { SEEN_STEP_RE } from './units.js';
-export { SEEN_STEP_RE };
 const seenStep = z.string().superRefine((s, ctx) => {
   const m = SEEN_STEP_RE.exec(s.trim());
   if (!m)
@@ -154,13 +153,13 @@ function onePassword(
     });
 }
 
-export const source = z
+const source = z
   .strictObject({ ...endpointKeys, auth: z.enum(['auto', 'user', 'apop', 'plain', 'login']).optional() })
   .superRefine(onePassword);
-export const destination = z.strictObject(endpointKeys).superRefine(onePassword);
+const destination = z.strictObject(endpointKeys).superRefine(onePassword);
 export type EndpointConfig = z.infer<typeof destination> & { auth?: string | undefined };
 
-export const account = z.strictObject({
+const account = z.strictObject({
   name: text.optional(),
   source,
   destination,
@@ -169,7 +168,7 @@ export const account = z.strictObject({
 });
 export type AccountConfig = z.infer<typeof account>;
 
-export const defaults = z.strictObject(routingKeys);
+const defaults = z.strictObject(routingKeys);
 export type DefaultsConfig = z.infer<typeof defaults>;
 
 export const configFile = z

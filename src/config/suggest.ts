@@ -41,7 +41,7 @@ export function knownKeysAt(schema: z.ZodType, path: ReadonlyArray<PropertyKey>)
 }
 
 /** Levenshtein distance; keys are short, so the plain table is enough. */
-export function editDistance(a: string, b: string): number {
+function editDistance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const cur = [i];

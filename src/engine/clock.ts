@@ -11,7 +11,11 @@ export function now(): Date {
   return new Date(Date.now() + offsetMs);
 }
 
-/** TEST ENTRY POINT ONLY: the clock reads `start` now and runs on from there. */
+/**
+ * TEST ENTRY POINT ONLY: the clock reads `start` now and runs on from there. Called by
+ * test/support/popsync-with-hooks.mjs through dist/, where knip cannot follow it.
+ * @public
+ */
 export function setClockStart(start: Date): void {
   if (!Number.isFinite(start.getTime())) throw new TypeError('setClockStart needs a valid Date');
   offsetMs = start.getTime() - Date.now();

@@ -57,7 +57,7 @@ export function parseMaxDelete(v: string): MaxDelete {
   return { count: n };
 }
 
-export function ceilingOf(max: MaxDelete | null, listed: number): number | null {
+function ceilingOf(max: MaxDelete | null, listed: number): number | null {
   if (max === null) return null;
   return 'count' in max ? max.count : Math.floor((listed * max.percent) / 100);
 }

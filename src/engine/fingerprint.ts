@@ -27,7 +27,7 @@
 import { createHash, type Hash } from 'node:crypto';
 
 /** Bumped when a rule changes; stored fingerprints of another version are not comparable. */
-export const FINGERPRINT_VERSION = 1;
+const FINGERPRINT_VERSION = 1;
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -99,9 +99,4 @@ export class Fingerprinter {
     this.done = true;
     return `v${FINGERPRINT_VERSION}:${this.hash.digest('hex')}`;
   }
-}
-
-/** The fingerprint of a message held in memory. */
-export function fingerprint(message: Uint8Array): string {
-  return new Fingerprinter().update(message).digest();
 }

@@ -30,7 +30,7 @@ import type { JournalIndexRow } from '../journal/types.js';
 import { headerBlockEnd } from '../mapping/headers.js';
 import type { ListedMessage } from './plan.js';
 
-export const VOLATILE_HEADERS: ReadonlySet<string> = new Set([
+const VOLATILE_HEADERS: ReadonlySet<string> = new Set([
   'status',
   'x-status',
   'x-uid',
@@ -71,9 +71,9 @@ export function headerHash(message: Buffer): string {
 
 const COPIED = new Set(['done', 'deleting', 'deleted']);
 
-export const isMovedAside = (key: string): boolean => key.includes(' ');
+const isMovedAside = (key: string): boolean => key.includes(' ');
 
-export function headerKey(hash: string, listSize: number, occurrence: number): string {
+function headerKey(hash: string, listSize: number, occurrence: number): string {
   return `header:${hash}:${listSize}#${occurrence}`;
 }
 
@@ -113,7 +113,7 @@ export function needsHeaders(
 }
 
 /** UIDLs the listing gives to more than one message ('' is no UIDL, not a shared one). */
-export function sharedUidls(listing: readonly ListedMessage[]): Set<string> {
+function sharedUidls(listing: readonly ListedMessage[]): Set<string> {
   const seen = new Set<string>();
   const shared = new Set<string>();
   for (const m of listing) {

@@ -19,7 +19,7 @@ export interface ListedMessage {
   fault?: string;
 }
 
-export type SkipReason = 'already-copied';
+type SkipReason = 'already-copied';
 export type InvalidReason = 'duplicate-uidl' | 'no-uidl' | 'unusable-uidl';
 
 export interface Plan {

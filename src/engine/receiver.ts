@@ -56,7 +56,7 @@ export interface ReceiveLimits {
  * reply ceiling (pop3/limits.ts: twice the claim plus 128 KiB). Past it the server is lying or
  * broken: the message is set aside at once, as the rest of the reply would only fill the disk.
  */
-export function retrCeiling(listSize: number): number {
+function retrCeiling(listSize: number): number {
   return messageCeiling(listSize);
 }
 

@@ -73,7 +73,7 @@ export function folderProbe(ctx: RunContext, sink: ImapSink, folder: string): Pr
   };
 }
 
-export function wantedOf(row: JournalRow, floor: number, messageIdFallback: boolean): Wanted {
+function wantedOf(row: JournalRow, floor: number, messageIdFallback: boolean): Wanted {
   return {
     key: row.uidl,
     sha256: row.sha256,

@@ -41,7 +41,7 @@ import { Spool } from './spool.js';
 import type { ProgressListener, RunResult } from './types.js';
 import { windowWarnings } from './window.js';
 
-export type { EngineOptions, RetryPolicy } from './options.js';
+export type { EngineOptions } from './options.js';
 
 /**
  * Errors a reconnect can cure. Everything else (auth, TLS, journal, UIDVALIDITY) stops the

@@ -76,7 +76,7 @@ function alive(pid: number): boolean {
  * Removes spool directories under `root` that a killed popsync of this host and user left:
  * their pid is no longer running. Best effort: anything unexpected is left alone.
  */
-export function sweepStale(root: string): number {
+function sweepStale(root: string): number {
   const mine = `${PREFIX}${hostTag()}-`;
   let removed = 0;
   let names: string[];

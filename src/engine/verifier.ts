@@ -24,7 +24,7 @@ import {
 export type Depth = 'look' | 'content';
 
 /** The copies of one folder as the destination showed them. */
-export interface FolderCopies {
+interface FolderCopies {
   folder: string;
   seen: FolderSeen;
   /** uidl -> verdict, for every row given. */
@@ -44,7 +44,7 @@ function byFolder(rows: readonly CopyRecord[]): Map<string | null, CopyRecord[]>
 }
 
 /** sha256 and shape of each stored message, streamed (never a whole large message in memory). */
-export async function digestStored(
+async function digestStored(
   sink: ImapSink,
   folder: string,
   items: ReadonlyArray<{ uid: number; size: number }>,
@@ -97,7 +97,7 @@ export async function checkCopies(
  * One folder: a header scan (of the rows' UIDs, or with `everything` of the whole folder, which
  * the audit needs to find duplicates), then content where asked or where the look differs.
  */
-export async function inspectFolder(
+async function inspectFolder(
   sink: ImapSink,
   folder: string,
   rows: readonly CopyRecord[],

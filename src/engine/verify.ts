@@ -79,7 +79,7 @@ export interface StoredContent {
  * same: the bytes copied. rewritten: other bytes, but the normalised fingerprint says it is the
  * copied message as this server keeps it. differs: not recognisably the message copied.
  */
-export type CopyStatus = 'same' | 'rewritten' | 'missing' | 'differs' | 'unknown';
+type CopyStatus = 'same' | 'rewritten' | 'missing' | 'differs' | 'unknown';
 
 export interface Verdict {
   status: CopyStatus;

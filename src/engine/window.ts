@@ -24,7 +24,7 @@ export interface WindowInput {
   previous: ReadonlyArray<{ listed: number | null; deleted: number | null; result: string | null }>;
 }
 
-export function isRoundCount(n: number): boolean {
+function isRoundCount(n: number): boolean {
   return n >= 100 && n % 50 === 0;
 }
 

@@ -63,7 +63,7 @@ const BODY_PIECE_BYTES = 4 * 1024 * 1024;
 const UIDS_PER_FETCH = 500;
 
 /** UID sets of at most UIDS_PER_FETCH UIDs each, runs written as ranges ("3:7,9"). */
-export function uidSets(uids: readonly number[]): string[] {
+function uidSets(uids: readonly number[]): string[] {
   const sorted = [...new Set(uids)].sort((a, b) => a - b);
   const out: string[] = [];
   for (let i = 0; i < sorted.length; i += UIDS_PER_FETCH) {

@@ -102,7 +102,7 @@ export function parseMailDate(input: string): Date | null {
  * 1980 or in the future (clock errors); the copy gets the nearest plausible date instead and
  * the report says so, rather than silently losing the date.
  */
-export type DateSource = 'received' | 'date' | 'none' | 'clamped-future' | 'clamped-old';
+type DateSource = 'received' | 'date' | 'none' | 'clamped-future' | 'clamped-old';
 
 export interface ArrivalDate {
   date: Date | null;
@@ -110,7 +110,7 @@ export interface ArrivalDate {
 }
 
 /** Oldest date we accept: earlier ones are clock errors, not 1970s mail. */
-export const EARLIEST = Date.UTC(1980, 0, 1);
+const EARLIEST = Date.UTC(1980, 0, 1);
 /** Slack for clock skew between the source server and us. */
 const FUTURE_SLACK_MS = 24 * 3600_000;
 

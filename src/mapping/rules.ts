@@ -24,7 +24,7 @@ import { compileGlob, compileRegex, type Matcher } from './patterns.js';
 import { decideSeen, type SeenStep } from './seen.js';
 import { parseTemplate, renderTemplate, type TemplateName, type TemplatePart } from './template.js';
 
-export const HEADER_KEYS = ['from', 'to', 'cc', 'delivered-to', 'x-original-to', 'list-id', 'subject'] as const;
+const HEADER_KEYS = ['from', 'to', 'cc', 'delivered-to', 'x-original-to', 'list-id', 'subject'] as const;
 export type HeaderKey = (typeof HEADER_KEYS)[number];
 const ADDRESS_HEADERS: ReadonlySet<HeaderKey> = new Set(['from', 'to', 'cc', 'delivered-to', 'x-original-to']);
 
@@ -86,14 +86,14 @@ export interface RoutingSpec {
   skipLargerThan?: number | null;
 }
 
-export interface RouteInput {
+interface RouteInput {
   fields: HeaderField[];
   /** Bytes; the message length in a run, the LIST size in a plan. */
   size: number;
 }
 
 /** 'inbox' in any case is INBOX (RFC 3501 5.1); leading and trailing '/' mean nothing. */
-export function normaliseFolder(name: string): string {
+function normaliseFolder(name: string): string {
   const trimmed = name.replace(/^\/+|\/+$/g, '');
   return /^inbox$/i.test(trimmed) ? 'INBOX' : trimmed;
 }
@@ -136,7 +136,7 @@ export function flagProblem(flag: string): string | null {
 }
 
 /** Linear-time matchers (patterns.ts): a header a stranger wrote must not be able to hang the run. */
-export function compilePattern(p: PatternSpec): Matcher {
+function compilePattern(p: PatternSpec): Matcher {
   return p.kind === 'glob' ? compileGlob(p.source, p.caseSensitive) : compileRegex(p.source, p.caseSensitive);
 }
 
@@ -268,7 +268,7 @@ function dedupeFlags(flags: string[]): string[] {
   });
 }
 
-export interface RouteContext {
+interface RouteContext {
   now: Date;
   /** SPECIAL-USE role -> folder path ('/' levels), from the destination; needed only when rules name roles. */
   roles?: ReadonlyMap<string, string> | null;

@@ -9,7 +9,7 @@
  * the user wrote is kept as is.
  */
 
-export const TEMPLATE_NAMES = [
+const TEMPLATE_NAMES = [
   'year',
   'month',
   'day',
@@ -55,7 +55,7 @@ export function parseTemplate(text: string): ParsedTemplate {
   return { ok: true, parts };
 }
 
-export function sanitiseValue(v: string): string {
+function sanitiseValue(v: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what must not reach a folder name
   return v.replace(/[/.\\*%\x00-\x1f\x7f]/g, '_').trim();
 }

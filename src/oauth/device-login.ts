@@ -19,7 +19,7 @@ export interface OAuthClient {
   clientSecret?: string;
 }
 
-export interface DeviceCodePrompt {
+interface DeviceCodePrompt {
   verificationUri: string;
   verificationUriComplete?: string;
   userCode: string;

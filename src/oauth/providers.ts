@@ -108,6 +108,6 @@ export function checkEndpointUrl(url: string, what: string): URL {
   throw new PopsyncError('usage', `${what} must be https:// (plain http only on loopback): ${url}`);
 }
 
-export function isLoopback(host: string): boolean {
+function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '[::1]' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

@@ -21,10 +21,10 @@ import { replyError } from './reply-errors.js';
 import { authenticate, authMethods, type Credentials, fallsBack, METHOD_NAMES } from './sasl.js';
 import type { Pop3Options, Pop3Session, Pop3SizeEntry, Pop3Stat, Pop3UidlEntry } from './types.js';
 
-export const DEFAULT_TIMEOUT_MS = 60_000;
-export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+const DEFAULT_TIMEOUT_MS = 60_000;
+const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 /** How many commands may be written ahead of their responses when PIPELINING is on. */
-export const PIPELINE_WINDOW = 64;
+const PIPELINE_WINDOW = 64;
 
 /** The longest LOGIN-DELAY popsync waits out before logging in again (once); longer ones exit 75. */
 export const MAX_LOGIN_DELAY_WAIT_S = 60;
@@ -323,7 +323,7 @@ const UIDL_CHARS = /^[\x21-\x7e]+$/;
  * cut at a space (two UIDLs differing after a space would become one). Read as latin1 so every
  * byte outside the range is seen as what it is.
  */
-export function parseUidlListing(body: Buffer | undefined, secrets: readonly string[] = []): Pop3UidlEntry[] {
+function parseUidlListing(body: Buffer | undefined, secrets: readonly string[] = []): Pop3UidlEntry[] {
   const out: Pop3UidlEntry[] = [];
   if (!body || body.length === 0) return out;
   for (const line of body.toString('latin1').split(/\r?\n/)) {

@@ -30,7 +30,7 @@
 
 import { PopsyncError } from '../errors.js';
 
-export type StatusKind = 'ok' | 'err' | 'continue';
+type StatusKind = 'ok' | 'err' | 'continue';
 
 export interface StatusLine {
   /** `+OK`, `-ERR`, or a SASL continuation (`+ base64`). */

@@ -4,14 +4,5 @@
  * packets. Import from here, not from the files behind it.
  */
 
-export { connectPop3, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, PIPELINE_WINDOW } from './client.js';
+export { connectPop3 } from './client.js';
 export { isOverCeiling, messageCeiling } from './limits.js';
-export { ResponseDecoder, parseStatusLine, type FrameEvent, type StatusLine } from './framing.js';
-export type {
-  Pop3AuthMethod,
-  Pop3Options,
-  Pop3Session,
-  Pop3SizeEntry,
-  Pop3Stat,
-  Pop3UidlEntry,
-} from './types.js';

@@ -28,7 +28,7 @@ export const SMALL_REPLY_MAX = 64 * 1024;
  * characters; we allow more for servers that exceed it), CRLF. Generous on purpose: it only
  * has to stop an endless listing, not judge a long one.
  */
-export const LISTING_LINE_MAX = 256;
+const LISTING_LINE_MAX = 256;
 
 /** More listed messages than this is not a mailbox but a broken or hostile server. */
 export const MAX_LISTED_MESSAGES = 5_000_000;

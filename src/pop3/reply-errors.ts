@@ -10,7 +10,7 @@ import type { StatusLine } from './framing.js';
 
 const TEMPORARY = new Set(['IN-USE', 'LOGIN-DELAY', 'SYS/TEMP']);
 
-export function kindForCode(code: string | undefined, fallback: ErrorKind): ErrorKind {
+function kindForCode(code: string | undefined, fallback: ErrorKind): ErrorKind {
   if (code === undefined) return fallback;
   if (TEMPORARY.has(code)) return 'temporary';
   if (code === 'AUTH') return 'auth';

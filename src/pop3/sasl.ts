@@ -45,7 +45,7 @@ export interface Credentials {
 const MAX_AUTH_LINE = 255;
 
 /** The APOP timestamp from the greeting, e.g. `<1896.697170952@dbc.mtview.ca.us>`. */
-export function apopTimestamp(greeting: string): string | undefined {
+function apopTimestamp(greeting: string): string | undefined {
   return /<[^<>\s]+>/.exec(greeting)?.[0];
 }
 

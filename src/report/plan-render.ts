@@ -22,10 +22,6 @@ export interface PlanRenderOptions {
   maxFailures?: number;
 }
 
-export function isPlanFormat(s: string): s is PlanFormat {
-  return (PLAN_FORMATS as readonly string[]).includes(s);
-}
-
 export function renderPlan(report: PlanReport, format: PlanFormat, options: PlanRenderOptions = {}): string {
   switch (format) {
     case 'table':

@@ -17,7 +17,7 @@ export interface Bucket {
 }
 
 /** Year label for messages without a usable INTERNALDATE (the server will stamp the copy time). */
-export const UNKNOWN_YEAR = 'unknown';
+const UNKNOWN_YEAR = 'unknown';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -106,7 +106,7 @@ export function sortedCounts(counts: Readonly<Record<string, number>>): [string,
 }
 
 /** The report of a real run (`--report`), as opposed to a plan. */
-export function isRunReport(report: PlanReport): boolean {
+function isRunReport(report: PlanReport): boolean {
   return report.run !== undefined;
 }
 
@@ -176,15 +176,8 @@ export function approxDuration(seconds: number): string {
  * they list the same facts in the same order; each format escapes the name its own way.
  * A plan says what would happen, a run report what did.
  */
-export const FOLDER_COLUMNS = ['messages', 'bytes', 'new', 'already copied', 'would fail', 'destination'] as const;
-export const RUN_FOLDER_COLUMNS = [
-  'messages',
-  'bytes',
-  'copied',
-  'already copied',
-  'failed',
-  'skipped by rule',
-] as const;
+const FOLDER_COLUMNS = ['messages', 'bytes', 'new', 'already copied', 'would fail', 'destination'] as const;
+const RUN_FOLDER_COLUMNS = ['messages', 'bytes', 'copied', 'already copied', 'failed', 'skipped by rule'] as const;
 
 export function folderColumns(report: PlanReport): readonly string[] {
   return isRunReport(report) ? RUN_FOLDER_COLUMNS : FOLDER_COLUMNS;

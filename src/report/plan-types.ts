@@ -74,7 +74,7 @@ export interface PlanFolder {
 }
 
 /** What makes a PlanReport the report of a real run. */
-export interface RunInfo {
+interface RunInfo {
   command: 'migrate' | 'sync';
   startedAt: string;
   durationMs: number;

@@ -54,7 +54,7 @@ export function duplicateCorpus(seed: number): Buffer[] {
 }
 
 /** The step matrix's corpus: a b b c b, three copies of b, two in one batch of 3 and one in the next. */
-export function stepCorpus(seed: number): Buffer[] {
+function stepCorpus(seed: number): Buffer[] {
   const [a, b, c] = realisticMix(3, seed);
   return [a!, b!, b!, c!, b!];
 }

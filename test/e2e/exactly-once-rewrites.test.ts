@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
 import { readFileSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fingerprint } from '../../src/engine/fingerprint.js';
+import { fingerprint } from '../support/fingerprint.js';
 import type { Lab } from '../../lab/dovecot.js';
 import { useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';

@@ -14,11 +14,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export const CHROMIUM_INSTALL =
+const CHROMIUM_INSTALL =
   'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium';
 
 /** The browser binary, or an error that says how to install it (ensure-env.sh does for CI). */
-export function findChromium(): string {
+function findChromium(): string {
   const candidates = [process.env.POPSYNC_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser'];
   for (const c of candidates) if (c && existsSync(c)) return c;
   throw new Error(
@@ -112,7 +112,7 @@ export interface NetRequest {
 }
 
 /** Every URL request in a Chromium net log (JSON written by --log-net-log). */
-export function netLogRequests(path: string): NetRequest[] {
+function netLogRequests(path: string): NetRequest[] {
   const log = JSON.parse(readFileSync(path, 'utf8')) as {
     constants: { logEventTypes: Record<string, number> };
     events: { type: number; params?: { url?: string; network_isolation_key?: string } }[];

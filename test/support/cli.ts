@@ -14,10 +14,10 @@ import { dirname, join } from 'node:path';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = join(ROOT, 'bin', 'popsync.js');
-export const HOOKED_BIN = join(ROOT, 'test', 'support', 'popsync-with-hooks.mjs');
+const HOOKED_BIN = join(ROOT, 'test', 'support', 'popsync-with-hooks.mjs');
 
 /** Test hooks the launcher injects (see popsync-with-hooks.mjs). */
-export interface TestHooks {
+interface TestHooks {
   /** The run's clock starts at this ISO time. */
   now?: string;
   /** SIGKILL at a journal step, "3:before" or "3:after". */

@@ -6,7 +6,7 @@
  */
 import net from 'node:net';
 
-export interface CutDecision {
+interface CutDecision {
   /** Which connection this is, counting from 0 in accept order. */
   connection: number;
   /** The chunk about to be relayed, and everything this direction carried before it. */

@@ -28,14 +28,14 @@
 
 import net from 'node:net';
 
-export interface FakeMessage {
+interface FakeMessage {
   uid: number;
   flags: string[];
   internalDate: string;
   body: Buffer;
 }
 
-export interface FakeMailbox {
+interface FakeMailbox {
   name: string;
   uidValidity: number;
   uidNext: number;
@@ -43,7 +43,7 @@ export interface FakeMailbox {
   subscribed: boolean;
 }
 
-export interface FakeAppend {
+interface FakeAppend {
   /** 1-based count of APPENDs this server has read, across connections. */
   n: number;
   mailbox: string;
@@ -52,19 +52,19 @@ export interface FakeAppend {
   body: Buffer;
 }
 
-export type FakeReply =
+type FakeReply =
   | { kind: 'ok' | 'no' | 'bad'; text?: string }
   | { kind: 'drop' } // close the socket without answering
   | { kind: 'hang' }; // never answer
 
-export type FakeAppendReply =
+type FakeAppendReply =
   /** appendUid: false omits APPENDUID; a number is announced instead of the UID really given (a lying server). */
   | { kind: 'ok'; appendUid?: boolean | number; store?: boolean; after?: Promise<unknown> }
   | { kind: 'no' | 'bad'; text: string }
   | { kind: 'drop'; store?: boolean }
   | { kind: 'hang' };
 
-export interface FakeCommand {
+interface FakeCommand {
   tag: string;
   name: string;
   args: Token[];
@@ -113,7 +113,7 @@ export interface FakeImap {
 }
 
 /** A parsed argument: atom or quoted string, literal bytes, or a parenthesized list. */
-export type Token = string | Buffer | Token[];
+type Token = string | Buffer | Token[];
 
 export const FAKE_USER = 'alice';
 export const FAKE_PASSWORD = 'secret';

@@ -37,16 +37,16 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import type { Pop3Options } from '../../src/pop3/types.js';
 
-export interface FakeMessage {
+interface FakeMessage {
   uidl: string;
   body: Buffer;
 }
 
-export type FakeMessageInput = Buffer | string | { body: Buffer | string; uidl?: string };
+type FakeMessageInput = Buffer | string | { body: Buffer | string; uidl?: string };
 
-export type FakeHandler = (ctx: FakeContext, args: string[]) => void | Promise<void>;
+type FakeHandler = (ctx: FakeContext, args: string[]) => void | Promise<void>;
 
-export interface FakeTlsOptions {
+interface FakeTlsOptions {
   key: string | Buffer;
   cert: string | Buffer;
   /** 'starttls': advertise STLS and upgrade on it; 'implicit': TLS from the first byte. */
@@ -72,7 +72,7 @@ export interface FakePop3Options {
   handlers?: Partial<Record<string, FakeHandler>>;
 }
 
-export interface ReceivedCommand {
+interface ReceivedCommand {
   /** Which connection (0, 1, ...) sent it. */
   connection: number;
   /** The line without its line end, verbatim (credentials included: this is the server's view). */

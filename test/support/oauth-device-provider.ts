@@ -11,7 +11,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { OAuth2Server } from 'oauth2-mock-server';
 
-export type Decision = 'pending' | 'approved' | 'denied';
+type Decision = 'pending' | 'approved' | 'denied';
 
 export interface DeviceProvider {
   /** The front's URL: issuer, discovery and the two endpoints. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { formatDelay, nextDue, outcomeOf, parseInterval, runDaemon, type Clock } from '../../src/app/daemon.js';
+import { formatDelay, nextDue, outcomeOf, runDaemon, type Clock } from '../../src/app/daemon.js';
+import { parseInterval } from '../../src/config/units.js';
 
 const MIN = 60_000;
 

@@ -1,28 +1,8 @@
 import { Command } from 'commander';
-import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import {
-  describeError,
-  EXIT_CODES,
-  EXIT_CODES_HELP,
-  exitCodeForResult,
-  exitCodesHelp,
-  reportAndExit,
-  reportError,
-} from '../../src/cli/exit.js';
+import { describeError, EXIT_CODES, EXIT_CODES_HELP, exitCodeForResult, exitCodesHelp } from '../../src/cli/exit.js';
 import type { RunResult } from '../../src/engine/types.js';
 import { PopsyncError } from '../../src/errors.js';
-
-function sink() {
-  let text = '';
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      text += chunk.toString();
-      cb();
-    },
-  });
-  return { stream, text: () => text };
-}
 
 function commanderFailure(argv: string[]): unknown {
   const program = new Command('popsync')
@@ -150,27 +130,7 @@ describe('bugs', () => {
   });
 });
 
-describe('writing and exiting', () => {
-  it('reportError writes to the stream and returns the code', () => {
-    const s = sink();
-    expect(reportError(new PopsyncError('auth', 'POP3 login failed'), s.stream)).toBe(3);
-    expect(s.text()).toBe('popsync: POP3 login failed\n');
-  });
-
-  it('reportAndExit exits only after the message is written', async () => {
-    const s = sink();
-    const code = await new Promise<number>((resolve) =>
-      reportAndExit(new PopsyncError('locked', 'another run holds alice@h:995'), { stream: s.stream, exit: resolve }),
-    );
-    expect(code).toBe(7);
-    expect(s.text()).toBe('popsync: another run holds alice@h:995\n');
-    expect(
-      await new Promise<number>((resolve) =>
-        reportAndExit(commanderFailure(['--help']), { stream: s.stream, exit: resolve }),
-      ),
-    ).toBe(0);
-  });
-
+describe('the exit code of a finished run', () => {
   it('exitCodeForResult: 0 unless a message failed', () => {
     const base: RunResult = {
       command: 'migrate',

@@ -4,7 +4,8 @@
  * are split across update() calls.
  */
 import { describe, expect, it } from 'vitest';
-import { Fingerprinter, fingerprint } from '../../src/engine/fingerprint.js';
+import { Fingerprinter } from '../../src/engine/fingerprint.js';
+import { fingerprint } from '../support/fingerprint.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 

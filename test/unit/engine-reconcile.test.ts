@@ -14,7 +14,7 @@ import {
   type Probe,
   type Wanted,
 } from '../../src/engine/reconcile.js';
-import { fingerprint } from '../../src/engine/fingerprint.js';
+import { fingerprint } from '../support/fingerprint.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 const sha256Hex = (m: Buffer): string => createHash('sha256').update(m).digest('hex');

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { fingerprint } from '../../src/engine/fingerprint.js';
+import { fingerprint } from '../support/fingerprint.js';
 import { headerHash } from '../../src/engine/identity.js';
 import {
   auditReport,

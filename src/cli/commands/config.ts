@@ -14,7 +14,7 @@ import type { SideFlags } from '../../config/side-flags.js';
 import { resolveImapEndpoint, resolvePop3Endpoint } from '../endpoints.js';
 import { PopsyncError, isPopsyncError } from '../../errors.js';
 
-export function describePassword(f: SideFlags, env: NodeJS.ProcessEnv = process.env): string {
+function describePassword(f: SideFlags, env: NodeJS.ProcessEnv = process.env): string {
   if (f.passwordEnv !== undefined) return `password_env: ${f.passwordEnv} (${env[f.passwordEnv] ? 'set' : 'NOT SET'})`;
   if (f.passwordFile !== undefined) {
     let readable = true;
@@ -60,7 +60,7 @@ function endpoint(side: 'pop3' | 'imap', f: SideFlags): string {
   }
 }
 
-export function describeAccount(a: ConfiguredAccount, env: NodeJS.ProcessEnv = process.env): string {
+function describeAccount(a: ConfiguredAccount, env: NodeJS.ProcessEnv = process.env): string {
   compileRouting(a.routing);
   const r = a.routing;
   const lines = [

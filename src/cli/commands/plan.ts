@@ -111,7 +111,7 @@ async function topAll(
   return out;
 }
 
-export async function planAccount(
+async function planAccount(
   job: AccountJob,
   o: { logger: Logger; rateMBps?: number; now?: () => Date },
 ): Promise<PlanReport> {
@@ -234,7 +234,7 @@ export function registerPlan(program: Command, ctx: CommandContext): void {
  * What `plan` does; also `migrate --dry-run` and `sync --dry-run`, with their own options
  * (the ones plan shares mean the same), so a dry run is the plan and cannot drift from it.
  */
-export async function runPlan(opts: Record<string, unknown>, command: Command, ctx: CommandContext): Promise<void> {
+async function runPlan(opts: Record<string, unknown>, command: Command, ctx: CommandContext): Promise<void> {
   const format = opts.format as PlanFormat;
   const output = typeof opts.output === 'string' ? opts.output : undefined;
   if (format === 'html' && output === undefined) throw new PopsyncError('usage', '--format html needs --output FILE');

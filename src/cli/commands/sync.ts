@@ -43,7 +43,7 @@ function nonNegative(name: string) {
   };
 }
 
-export function addDeletionOptions(cmd: Command): Command {
+function addDeletionOptions(cmd: Command): Command {
   return cmd
     .option('--delete', 'remove messages from the POP3 server once their copy is confirmed by the IMAP server')
     .option(

@@ -21,9 +21,9 @@ import type { CommandContext } from '../context.js';
 import { describeError } from '../exit.js';
 import { addAccountOptions, addConfigOptions, addOutputOptions, outputOptions } from '../options.js';
 
-export const VERIFY_JSON_VERSION = 1;
+const VERIFY_JSON_VERSION = 1;
 
-export interface AccountAudit extends AuditReport {
+interface AccountAudit extends AuditReport {
   account: string;
   journal: string;
   destination: string;
@@ -38,7 +38,7 @@ const LABEL: Record<AuditFinding['status'], string> = {
 };
 
 /** Human output: one line when all is well, else one line per finding under a header. */
-export function formatAudit(a: AccountAudit): string {
+function formatAudit(a: AccountAudit): string {
   const head =
     `popsync verify: ${a.checked} cop${a.checked === 1 ? 'y' : 'ies'} of ${printable(a.account)} ` +
     `checked in ${printable(a.destination)}`;
