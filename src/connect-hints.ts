@@ -120,7 +120,7 @@ function reasonOf(err: unknown): string {
 }
 
 /** "port 995 speaks TLS: use pop3s://" and the like; the likely fix for each fault. */
-export function connectHint(fault: ConnectFault, t: ConnectTarget): string {
+function connectHint(fault: ConnectFault, t: ConnectTarget): string {
   const s = STANDARD[t.protocol];
   const ports = `${t.protocol} is usually on port ${s.tls} (${s.secure}://) or ${s.plain} (${s.starttls}://)`;
   switch (fault) {

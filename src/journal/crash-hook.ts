@@ -28,6 +28,10 @@ export interface KillAt {
   when: 'before' | 'after';
 }
 
+/**
+ * "3:before" -> { step: 3, when: 'before' }; the test launcher (through dist/) parses its hooks with it.
+ * @public
+ */
 export function parseKillAt(value: string): KillAt {
   const m = /^([1-9][0-9]*):(before|after)$/.exec(value.trim());
   if (m === null || m[1] === undefined || m[2] === undefined) {
@@ -39,7 +43,7 @@ export function parseKillAt(value: string): KillAt {
   return { step: Number(m[1]), when: m[2] as KillAt['when'] };
 }
 
-export interface HookConfig {
+interface HookConfig {
   killAt: KillAt | null;
   stepsFile: string | null;
 }
@@ -48,7 +52,11 @@ let config: HookConfig = { killAt: null, stepsFile: null };
 let active = false;
 let steps = 0;
 
-/** TEST ENTRY POINT ONLY: arms (or, with nulls, disarms) the hook for this process. */
+/**
+ * TEST ENTRY POINT ONLY: arms (or, with nulls, disarms) the hook for this process. Called by
+ * test/support/popsync-with-hooks.mjs through dist/, where knip cannot follow it.
+ * @public
+ */
 export function configureCrashHook(c: HookConfig): void {
   config = { ...c };
   active = c.killAt !== null || c.stepsFile !== null;
@@ -76,9 +84,4 @@ export function afterCommit(): void {
   if (config.stepsFile !== null) writeFileSync(config.stepsFile, `${steps}\n`);
   const k = config.killAt;
   if (k !== null && k.when === 'after' && k.step === steps) die();
-}
-
-/** Steps committed by this process so far. */
-export function stepCount(): number {
-  return steps;
 }

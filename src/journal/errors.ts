@@ -6,7 +6,7 @@
 import Database from 'better-sqlite3';
 import { PopsyncError } from '../errors.js';
 
-export function isSqliteError(e: unknown): e is InstanceType<typeof Database.SqliteError> {
+function isSqliteError(e: unknown): e is InstanceType<typeof Database.SqliteError> {
   return e instanceof Database.SqliteError;
 }
 

@@ -28,9 +28,9 @@ import { Runs } from './runs.js';
 import type { JournalBinding } from './types.js';
 
 export type { JournalOpenOptions } from './db.js';
-export type { LockAttempt, LockOptions } from './lock-row.js';
+export type { LockOptions } from './lock-row.js';
 export type { JournalSnapshot, MeasuredRate } from './readonly.js';
-export type { RunEnd, RunRecord } from './runs.js';
+export type { RunRecord } from './runs.js';
 
 export class Journal {
   readonly path: string;

@@ -40,7 +40,11 @@ export const STALE_MS = 120_000;
 
 let staleLimitMs = STALE_MS;
 
-/** TEST ENTRY POINT ONLY: a shorter stale limit, so a test need not wait two minutes. */
+/**
+ * TEST ENTRY POINT ONLY: a shorter stale limit, so a test need not wait two minutes. Called by
+ * test/support/popsync-with-hooks.mjs through dist/, where knip cannot follow it.
+ * @public
+ */
 export function setStaleLimitMs(ms: number): void {
   if (!Number.isFinite(ms) || ms < 0) throw new TypeError('setStaleLimitMs needs a number of milliseconds >= 0');
   staleLimitMs = ms;

@@ -62,8 +62,3 @@ export function assertTransition(from: FromState, to: RowState, where: { account
     },
   );
 }
-
-/** The states a row may move to from `from`, for diagnostics and tests. */
-export function nextStates(from: FromState): RowState[] {
-  return [...(LEGAL.get(from) ?? [])];
-}

@@ -18,9 +18,6 @@
  */
 export type RowState = 'appending' | 'done' | 'failed' | 'deleting' | 'deleted';
 
-/** States in which a copy exists in the destination. */
-export const COPIED_STATES: readonly RowState[] = ['done', 'deleting', 'deleted'];
-
 export interface JournalRow {
   account: string;
   uidl: string;

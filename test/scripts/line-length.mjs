@@ -5,8 +5,6 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 const MAX = 120;
-// Files another change is rewriting right now; their long lines are split once it has landed.
-const PENDING = new Set(['src/journal/journal.ts']);
 const dirs = process.argv.length > 2 ? process.argv.slice(2) : ['src', 'lab', 'test'];
 
 function* files(dir) {
@@ -24,7 +22,6 @@ function* files(dir) {
 let long = 0;
 for (const dir of dirs) {
   for (const file of files(dir)) {
-    if (PENDING.has(file)) continue;
     readFileSync(file, 'utf8')
       .split('\n')
       .forEach((line, i) => {

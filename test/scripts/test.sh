@@ -16,6 +16,12 @@ if ! npm run --silent lint; then
   echo "lint: 0 passed, 1 failed"
   exit 1
 fi
+# No unused file, export, type or dependency (knip.jsonc); code only tests use does not belong in src/.
+if ! npm run --silent knip; then
+  echo "knip: remove what nothing uses, or drop 'export' where only its own file uses it"
+  echo "knip: 0 passed, 1 failed"
+  exit 1
+fi
 report="$(mktemp -t popsync-vitest-XXXXXX.json)"
 trap 'rm -f "$report"' EXIT
 set +e

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
-import { assertTransition, isLegalTransition, nextStates, type FromState } from '../../src/journal/states.js';
+import { assertTransition, isLegalTransition, type FromState } from '../../src/journal/states.js';
 import type { RowState } from '../../src/journal/types.js';
 
 const FROM: FromState[] = [null, 'appending', 'done', 'failed', 'deleting', 'deleted'];
 const TO: RowState[] = ['appending', 'done', 'failed', 'deleting', 'deleted'];
+const nextStates = (from: FromState): RowState[] => TO.filter((to) => isLegalTransition(from, to));
 
 // The diagram in src/journal/types.ts, written out edge by edge.
 const LEGAL = new Set([
@@ -51,7 +52,7 @@ describe('journal state transitions', () => {
 
   it('nothing with a copy goes back to appending (a second copy would be a duplicate)', () => {
     for (const s of ['done', 'deleting', 'deleted'] as const) expect(nextStates(s)).not.toContain('appending');
-    expect(nextStates('done')).toEqual(['deleting', 'failed']);
+    expect(new Set(nextStates('done'))).toEqual(new Set(['deleting', 'failed']));
     expect(nextStates('deleted')).toEqual([]);
   });
 

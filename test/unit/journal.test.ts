@@ -6,10 +6,11 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
-import { parseKillAt, stepCount } from '../../src/journal/crash-hook.js';
+import { configureCrashHook, parseKillAt } from '../../src/journal/crash-hook.js';
 import { openJournalDb } from '../../src/journal/db.js';
-import { Journal, SCHEMA_VERSION, type BeginAppend } from '../../src/journal/index.js';
-import { migrate, type Migration } from '../../src/journal/schema.js';
+import { Journal } from '../../src/journal/journal.js';
+import { migrate, SCHEMA_VERSION, type Migration } from '../../src/journal/schema.js';
+import type { BeginAppend } from '../../src/journal/types.js';
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const ALICE = { source: 'alice@pop.example.net:995' };
@@ -448,18 +449,27 @@ describe('crash hook', () => {
 
   it('counts one step per committed transaction, a batch being one', () => {
     const j = openJournal();
-    const s0 = stepCount();
-    j.beginAppend(A, [item('a'), item('b'), item('c')]);
-    expect(stepCount()).toBe(s0 + 1);
-    j.confirm(A, 'a', { destUidValidity: 7n, destUid: 1 });
-    j.fail(A, 'b', 'no');
-    j.recordFolder(A, 'INBOX', 7n);
-    expect(stepCount()).toBe(s0 + 4);
-    // No write, no step: an empty batch, a known folder, a refused transition.
-    j.beginAppend(A, []);
-    j.recordFolder(A, 'INBOX', 7n);
-    caught(() => j.fail(A, 'a', 'no'));
-    expect(stepCount()).toBe(s0 + 4);
+    // The count the crash-matrix tests read: the hook writes it to its steps file after each step.
+    const file = join(dir, 'steps');
+    const steps = () => Number(readFileSync(file, 'utf8'));
+    configureCrashHook({ killAt: null, stepsFile: file });
+    try {
+      j.recordFolder(A, 'Archive', 7n);
+      const s0 = steps();
+      j.beginAppend(A, [item('a'), item('b'), item('c')]);
+      expect(steps()).toBe(s0 + 1);
+      j.confirm(A, 'a', { destUidValidity: 7n, destUid: 1 });
+      j.fail(A, 'b', 'no');
+      j.recordFolder(A, 'INBOX', 7n);
+      expect(steps()).toBe(s0 + 4);
+      // No write, no step: an empty batch, a known folder, a refused transition.
+      j.beginAppend(A, []);
+      j.recordFolder(A, 'INBOX', 7n);
+      caught(() => j.fail(A, 'a', 'no'));
+      expect(steps()).toBe(s0 + 4);
+    } finally {
+      configureCrashHook({ killAt: null, stepsFile: null });
+    }
   });
 
   // A separate process, killed for real, as the crash-resume e2e test will do.
@@ -489,7 +499,7 @@ j.close();
       cwd: REPO,
       env: {
         ...process.env,
-        JOURNAL_MODULE: join(REPO, 'src/journal/index.ts'),
+        JOURNAL_MODULE: join(REPO, 'src/journal/journal.ts'),
         CRASH_HOOK_MODULE: join(REPO, 'src/journal/crash-hook.ts'),
       },
       encoding: 'utf8',
