@@ -74,7 +74,7 @@ export function responseCodeOf(err: unknown): string | undefined {
  * every form login.ts lists) is blanked out should a server echo it back (some echo the failed
  * command line in their BAD text).
  */
-export function serverTextOf(err: unknown, secret?: string | readonly string[]): string | undefined {
+function serverTextOf(err: unknown, secret?: string | readonly string[]): string | undefined {
   const e = asLike(err);
   let text: string | undefined;
   if (typeof e.response === 'string' && e.response) {

@@ -48,7 +48,7 @@ export async function credentialsFor(opts: ImapOptions): Promise<ImapCredentials
 }
 
 /** Mechanisms and commands the server offers for logging in, as a user would name them. */
-export function offeredLogins(caps: ReadonlySet<string>): string[] {
+function offeredLogins(caps: ReadonlySet<string>): string[] {
   const out = [...caps].filter((c) => /^AUTH=/i.test(c)).map((c) => c.slice(5).toUpperCase());
   if (!caps.has('LOGINDISABLED')) out.push('LOGIN command');
   return out;

@@ -11,8 +11,6 @@ import tls from 'node:tls';
 import { PopsyncError } from '../errors.js';
 import { type TlsTarget, tlsOptions } from './trust.js';
 
-export type { TlsTarget } from './trust.js';
-
 export interface SocketTarget extends TlsTarget {
   /** 'POP3' or 'IMAP': names the server in error messages. */
   protocol: string;

@@ -7,7 +7,7 @@
  * initial response) before anyone else sees it.
  */
 
-export const REDACTED = '****';
+const REDACTED = '****';
 
 export function redact(text: string, forms: readonly string[]): string {
   let out = text;

@@ -61,7 +61,7 @@ const SASL_NAME: Readonly<Partial<Record<LoginMethod, SaslMechanismName>>> = {
 const TOKEN_METHODS: readonly LoginMethod[] = ['oauthbearer', 'xoauth2'];
 
 /** What the server offers to log in with, for an error that says why none fits. */
-export function offeredMethods(caps: ReadonlyMap<string, string[]>, greeting: string): string[] {
+function offeredMethods(caps: ReadonlyMap<string, string[]>, greeting: string): string[] {
   const out = (caps.get('SASL') ?? []).map((m) => `AUTH ${m.toUpperCase()}`);
   if (apopTimestamp(greeting) !== undefined) out.push('APOP');
   if (caps.size === 0 || caps.has('USER')) out.push('USER/PASS');

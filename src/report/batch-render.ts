@@ -28,7 +28,7 @@ export function renderBatch(report: BatchReport, format: BatchFormat): string {
   }
 }
 
-export const BATCH_CSV_COLUMNS = [
+const BATCH_CSV_COLUMNS = [
   'name',
   'outcome',
   'exit_code',
@@ -50,7 +50,7 @@ export const BATCH_CSV_COLUMNS = [
 ] as const;
 
 /** RFC 4180 with CRLF, a row per account in the report's order; text guarded against formulas (plan-csv.ts). */
-export function renderBatchCsv(report: BatchReport): string {
+function renderBatchCsv(report: BatchReport): string {
   const num = (n: number | null) => (n === null ? '' : String(n));
   const rows = report.accounts.map((r) =>
     [

@@ -17,7 +17,7 @@ export const BATCH_REPORT_KIND = 'popsync-batch-report';
 export type BatchCommand = 'plan' | 'migrate' | 'sync';
 
 /** ok: exit 0; partial: some messages failed (exit 1); error: the account stopped (exit 2 and up). */
-export type AccountOutcome = 'ok' | 'partial' | 'error';
+type AccountOutcome = 'ok' | 'partial' | 'error';
 
 export interface BatchAccountRow {
   name: string;
@@ -45,7 +45,7 @@ export interface BatchAccountRow {
   durationMs: number | null;
 }
 
-export interface BatchTotals {
+interface BatchTotals {
   accounts: number;
   outcomes: Record<AccountOutcome, number>;
   listed: number;
@@ -70,7 +70,7 @@ export interface BatchReport {
   accounts: BatchAccountRow[];
 }
 
-export function outcomeOf(exitCode: number): AccountOutcome {
+function outcomeOf(exitCode: number): AccountOutcome {
   return exitCode === 0 ? 'ok' : exitCode === 1 ? 'partial' : 'error';
 }
 
@@ -147,7 +147,7 @@ export function rowFromError(name: string, command: BatchCommand, exitCode: numb
   };
 }
 
-export function batchTotals(rows: readonly BatchAccountRow[]): BatchTotals {
+function batchTotals(rows: readonly BatchAccountRow[]): BatchTotals {
   const t: BatchTotals = {
     accounts: rows.length,
     outcomes: { ok: 0, partial: 0, error: 0 },
