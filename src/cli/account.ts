@@ -8,7 +8,7 @@
 import type { Command } from 'commander';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { BUILTIN, configuredAccounts, type RoutingOverrides } from '../config/resolve.js';
+import { BUILTIN, configuredAccounts, seenStepOf, type RoutingOverrides } from '../config/resolve.js';
 import type { SideFlags } from '../config/side-flags.js';
 import { PopsyncError, isPopsyncError } from '../errors.js';
 import { explainConnectFailure, portMismatchWarning, type ConnectTarget } from '../connect-hints.js';
@@ -208,6 +208,7 @@ async function unbatchedJobs(
     folder: typed('folder') ? (opts.folder as string) : undefined,
     flags: typed('flag') ? (opts.flag as string[]) : undefined,
     arrivalDate: typed('arrivalDate') ? (opts.arrivalDate as boolean) : undefined,
+    seen: typed('seen') ? (opts.seen as string[]) : undefined,
     batchMessages: typed('batchMessages') ? (opts.batchMessages as number) : undefined,
     batchMb: typed('batchMb') ? (opts.batchMb as number) : undefined,
     timeoutSeconds: typed('timeout') ? (opts.timeout as number) : undefined,
@@ -242,7 +243,7 @@ async function unbatchedJobs(
         rules: [],
         defaultFolder: (opts.folder as string | undefined) ?? BUILTIN.folder,
         flags: (opts.flag as string[] | undefined) ?? [],
-        seen: [],
+        seen: ((opts.seen as string[] | undefined) ?? BUILTIN.seen).map(seenStepOf),
         arrivalDate: opts.arrivalDate !== false,
       },
       batchMessages: (opts.batchMessages as number | undefined) ?? BUILTIN.batchMessages,

@@ -4,7 +4,7 @@
  * commander-shaped values are turned into typed input in one place.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { MAX_TIMEOUT_SECONDS } from '../config/units.js';
+import { MAX_TIMEOUT_SECONDS, SEEN_STEP_RE } from '../config/units.js';
 import { flagProblem, folderNameProblem } from '../mapping/rules.js';
 import type { SideFlags } from '../config/side-flags.js';
 
@@ -118,7 +118,22 @@ export function addRoutingOptions(cmd: Command): Command {
     .option(
       '--no-arrival-date',
       'give copies the copy time as arrival date instead of the date from their Received:/Date: headers',
+    )
+    .option(
+      '--seen <steps>',
+      'which copies arrive read, a chain whose first deciding step wins: status-header (the default: a Status: ' +
+        'header with R), older-than:30d, all, none (everything unread); comma-separated',
+      seenSteps,
     );
+}
+
+/** `--seen status-header,older-than:30d,none`: checked here so a typo is exit 2 before connecting. */
+function seenSteps(v: string): string[] {
+  const steps = v.split(',').map((s) => s.trim());
+  const bad = steps.find((s) => !SEEN_STEP_RE.test(s));
+  if (bad !== undefined)
+    throw new InvalidArgumentError(`unknown seen step "${bad}": use status-header, older-than:30d, all or none`);
+  return steps;
 }
 
 /** Batching: how much is fetched before it is appended. */

@@ -22,6 +22,11 @@ export const BUILTIN = {
   timeoutSeconds: 60,
   arrivalDate: true,
   reconnectAttempts: 5,
+  /**
+   * A `Status:` header with R means read (mbox-era servers keep it); mail without one arrives
+   * unread, which is right for new mail. `none` keeps everything unread.
+   */
+  seen: ['status-header'],
 } as const;
 
 /** What a command line says about routing and transfer; undefined means "not given on the command line". */
@@ -29,6 +34,8 @@ export interface RoutingOverrides {
   folder?: string | undefined;
   flags?: string[] | undefined;
   arrivalDate?: boolean | undefined;
+  /** --seen: the seen chain's steps as written ("status-header", "older-than:30d", "none"). */
+  seen?: readonly string[] | undefined;
   batchMessages?: number | undefined;
   batchMb?: number | undefined;
   timeoutSeconds?: number | undefined;
@@ -109,7 +116,7 @@ function matchOf(m: MatchConfig | undefined): MatchSpec {
   return spec;
 }
 
-function seenStepOf(s: string): SeenStep {
+export function seenStepOf(s: string): SeenStep {
   const m = SEEN_STEP_RE.exec(s.trim())!;
   const word = m[1]!.toLowerCase();
   if (m[2] !== undefined) return { kind: 'older-than', ms: parseDuration(m[2])!, label: m[2] };
@@ -138,7 +145,7 @@ export function routingSpecOf(
     ),
     defaultFolder: o.folder ?? a.folder ?? d.folder ?? BUILTIN.folder,
     flags: o.flags ?? a.flags ?? d.flags ?? [],
-    seen: (a.seen ?? d.seen ?? []).map(seenStepOf),
+    seen: (o.seen ?? a.seen ?? d.seen ?? BUILTIN.seen).map(seenStepOf),
     arrivalDate: o.arrivalDate ?? a.arrival_date ?? d.arrival_date ?? BUILTIN.arrivalDate,
     skipLargerThan: ((v) => (v === undefined ? null : parseSize(v)))(a.skip_larger_than ?? d.skip_larger_than),
   };
