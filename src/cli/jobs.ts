@@ -1,28 +1,23 @@
 /**
- * How the commands that copy (migrate, sync) run their accounts: one engine run per account
- * job, under the account lock, with the job's routing; and a batch of jobs where one failing
- * account is reported and the next still runs, and the exit code is the worst any got (so
- * cron sees it). Kept here so migrate and sync differ only in what is really theirs.
+ * How the commands that copy (migrate, sync) run their accounts: each account job resolved
+ * and handed to the run use case (app/run-account.ts: the engine under the account lock, with
+ * the job's routing); and a batch of jobs where one failing account is reported and the next
+ * still runs, and the exit code is the worst any got (so cron sees it). Kept here so migrate
+ * and sync differ only in what is really theirs.
  *
  * `--report` is written here too, after the engine returns and before the summary is printed;
  * a run that ends in an error (exit 2+) writes none, since it did not finish what it reports on.
  */
-import type { EngineOptions } from '../engine/run.js';
-import { withLockedJournal } from '../engine/lock.js';
-import { runEngine } from '../engine/run.js';
 import type { ProgressEvent, ProgressListener, RunResult } from '../engine/types.js';
 import { setMaxListeners } from 'node:events';
 import { runBatch } from '../app/batch.js';
 import { createHostSlots } from '../app/host-slots.js';
+import { runAccount, type RunOptions } from '../app/run-account.js';
 import { ExitCode, isPopsyncError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { resolvingRoles } from '../engine/roles.js';
-import { compileRouting, engineRouter } from '../mapping/rules.js';
 import { resolveAccount, type AccountJob } from './account.js';
 import { hostKeys } from './account-list.js';
 import type { OutputOptions, ParallelOptions } from './options.js';
 import { describeError } from './exit.js';
-import { abortableSleep, asInterrupted, interruptible } from './interrupt.js';
 import {
   buildBatchReport,
   rowFromError,
@@ -40,72 +35,18 @@ import { writeBatchReport, writeRunReport, type BatchReportTarget, type ReportTa
 const INTERRUPT_LISTENERS_PER_ACCOUNT = 8;
 
 /** What a command adds to the engine run beyond the account job itself. */
-export type RunExtras = Omit<
-  EngineOptions,
-  | 'account'
-  | 'sourceDisplay'
-  | 'destination'
-  | 'journal'
-  | 'openSource'
-  | 'openSink'
-  | 'route'
-  | 'batchMessages'
-  | 'batchBytes'
-  | 'retry'
-  | 'logger'
-  | 'detail'
-  | 'skipLargerThan'
-> & {
-  logger: Logger;
+export type RunExtras = Omit<RunOptions, 'detail'> & {
   /** --report, --report-dir: where the per-message report of this account's run goes (several formats). */
   reports?: ReportTarget[];
   /** The account's name, put into its report. */
   name?: string;
-  /** --wait: seconds to wait for another run's lock. */
-  waitSeconds?: number;
 };
 
+/** One account of migrate or sync: resolved here, run by the use case, its reports written here. */
 export async function runAccountJob(job: AccountJob, extras: RunExtras): Promise<RunResult> {
-  const { waitSeconds, reports = [], name, ...engine } = extras;
+  const { reports = [], name, ...run } = extras;
   const account = await resolveAccount(job.input, { logger: extras.logger });
-  const routing = compileRouting(job.routing);
-  const sink = resolvingRoles(routing.roles, account.openSink);
-  // An interrupt ends a wait for a server at once instead of at --timeout (interrupt.ts).
-  const cuts = interruptible({ openSource: account.openSource, openSink: sink.openSink }, extras.signal);
-  extras.logger.debug({ journal: account.journalPath }, 'journal');
-  // The account lock: two overlapping runs on one account must never both copy.
-  const result = await withLockedJournal(
-    account.journalPath,
-    account.sourceKey,
-    {
-      command: extras.command,
-      logger: extras.logger,
-      ...(extras.signal ? { signal: extras.signal } : {}),
-      ...(extras.now ? { now: extras.now } : {}),
-      ...(waitSeconds === undefined ? {} : { waitSeconds }),
-    },
-    (journal) =>
-      runEngine({
-        ...engine,
-        account: account.sourceKey,
-        sourceDisplay: account.pop.display,
-        destination: account.imap.display,
-        journal,
-        openSource: () => cuts.openSource(),
-        openSink: () => cuts.openSink(),
-        sleep: engine.sleep ?? abortableSleep(extras.signal),
-        route: engineRouter(routing, { roles: sink.roles }),
-        batchMessages: job.batchMessages,
-        batchBytes: job.batchBytes,
-        retry: { maxAttempts: job.reconnectAttempts },
-        skipLargerThan: job.routing.skipLargerThan ?? null,
-        detail: reports.length > 0,
-      }),
-  )
-    .catch((e: unknown) => {
-      throw asInterrupted(e, extras.signal);
-    })
-    .finally(() => cuts.dispose());
+  const result = await runAccount(account, job, { ...run, detail: reports.length > 0 });
   if (reports.length > 0) {
     try {
       await writeRunReport(result, reports, name);

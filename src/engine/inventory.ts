@@ -2,20 +2,92 @@
  * What the source holds and which journal row each message is: LIST and UIDL (or the header
  * fallback without UIDL), identification beyond the UIDL (identity.ts), and settling rows an
  * interrupted deletion left 'deleting'. Everything here reads the source; nothing modifies it.
+ *
+ * `listSource` and `identifyListing` read only, and are the whole inventory step of both the
+ * run (the Inventory below, which then writes what identification changed) and the dry run
+ * (preview.ts, which applies it to its in-memory copy of the rows): `plan` cannot list or
+ * identify differently from `migrate`.
  */
 import { isPopsyncError } from '../errors.js';
 import type { JournalIndexRow } from '../journal/types.js';
 import type { Pop3Session } from '../pop3/types.js';
 import type { RunContext } from './context.js';
-import { headerHash, identify, needsHeaders } from './identity.js';
+import { headerHash, identify, needsHeaders, type Identification } from './identity.js';
 import { joinListing, type ListedMessage } from './plan.js';
 
-/** Header hash from TOP n 0; null when the server refuses TOP for this message. */
-export function topHash(source: Pop3Session, n: number): Promise<string | null> {
-  return source.top(n, 0).then(headerHash, (e: unknown) => {
+/** TOP commands in flight at once: pipelined, but bounded whatever the mailbox holds. */
+const TOP_CHUNK = 500;
+
+export const NO_UIDL_WARNING =
+  'the POP3 server does not support UIDL: messages are identified by a hash of their headers and their size ' +
+  '(identical messages by their order), which costs a TOP per message on every run';
+
+/** The listing of one session; without UIDL (the server answered -ERR) every `uidl` is ''. */
+export interface SourceListing {
+  listing: ListedMessage[];
+  uidlSupported: boolean;
+}
+
+/** LIST and UIDL together; a server without UIDL (-ERR) is not an error, it changes the identity. */
+export async function listSource(source: Pop3Session): Promise<SourceListing> {
+  const [sizes, uidls] = await Promise.all([
+    source.list(),
+    source.uidl().catch((e: unknown) => {
+      if (isPopsyncError(e) && e.kind === 'server') return null;
+      throw e;
+    }),
+  ]);
+  if (uidls !== null) return { listing: joinListing(sizes, uidls), uidlSupported: true };
+  return { listing: sizes.map((m) => ({ n: m.n, size: m.size, uidl: '' })), uidlSupported: false };
+}
+
+/** `TOP n 0`; null when the server refuses TOP for this message (-ERR fails that message only). */
+function topHead(source: Pop3Session, n: number): Promise<Buffer | null> {
+  return source.top(n, 0).catch((e: unknown) => {
     if (isPopsyncError(e) && e.kind === 'server') return null;
     throw e;
   });
+}
+
+/** Header hash from TOP n 0; null when the server refuses TOP for this message. */
+export async function topHash(source: Pop3Session, n: number): Promise<string | null> {
+  const head = await topHead(source, n);
+  return head === null ? null : headerHash(head);
+}
+
+/**
+ * `TOP n 0` for each of `ns`, at most TOP_CHUNK in flight (the client pipelines them where the
+ * server offers PIPELINING), each head handed to `each` and then let go.
+ */
+export async function readHeads(
+  source: Pop3Session,
+  ns: readonly number[],
+  each: (n: number, head: Buffer | null) => void,
+): Promise<void> {
+  for (let i = 0; i < ns.length; i += TOP_CHUNK) {
+    const chunk = ns.slice(i, i + TOP_CHUNK);
+    const heads = await Promise.all(chunk.map((n) => topHead(source, n)));
+    for (const [k, n] of chunk.entries()) each(n, heads[k] ?? null);
+  }
+}
+
+/**
+ * Which journal row each listed message is (identity.ts), reading the headers of the messages
+ * that need it. Writes nothing: the caller applies the result. `seen` receives each head read,
+ * for a caller that routes from them (the dry run) instead of asking the server twice.
+ */
+export async function identifyListing(
+  source: Pop3Session,
+  listed: SourceListing,
+  rows: ReadonlyMap<string, JournalIndexRow>,
+  o: { now: Date; seen?: (n: number, head: Buffer | null) => void },
+): Promise<Identification> {
+  const hashes = new Map<number, string>();
+  await readHeads(source, needsHeaders(listed.listing, rows, listed.uidlSupported), (n, head) => {
+    o.seen?.(n, head);
+    if (head !== null) hashes.set(n, headerHash(head));
+  });
+  return identify(listed.listing, rows, hashes, { uidlSupported: listed.uidlSupported, now: o.now });
 }
 
 export class Inventory {
@@ -25,25 +97,15 @@ export class Inventory {
 
   constructor(private readonly ctx: RunContext) {}
 
-  /** LIST and UIDL together; a server without UIDL (-ERR) is not an error, it changes the identity. */
+  /** The source's listing; the first time it turns out to have no UIDL, the run says so once. */
   async list(source: Pop3Session): Promise<ListedMessage[]> {
-    const [sizes, uidls] = await Promise.all([
-      source.list(),
-      source.uidl().catch((e: unknown) => {
-        if (isPopsyncError(e) && e.kind === 'server') return null;
-        throw e;
-      }),
-    ]);
-    if (uidls !== null) return joinListing(sizes, uidls);
-    if (this.uidlSupported) {
+    const listed = await listSource(source);
+    if (!listed.uidlSupported && this.uidlSupported) {
       this.uidlSupported = false;
       this.ctx.rec.result.identity = 'header-hash';
-      this.ctx.rec.warn(
-        'the POP3 server does not support UIDL: messages are identified by a hash of their headers and their ' +
-          'size (identical messages by their order), which costs a TOP per message on every run',
-      );
+      this.ctx.rec.warn(NO_UIDL_WARNING);
     }
-    return sizes.map((m) => ({ n: m.n, size: m.size, uidl: '' }));
+    return listed.listing;
   }
 
   /**
@@ -54,16 +116,10 @@ export class Inventory {
     const { ctx } = this;
     const { journal, account, logger } = ctx.o;
     const rows = journal.indexByUidl(account);
-    const need = needsHeaders(listing, rows, this.uidlSupported);
-    const hashes = new Map<number, string>();
-    if (need.length > 0) {
-      const tops = await ctx.on('pop3', Promise.all(need.map((n) => topHash(source, n))));
-      need.forEach((n, i) => {
-        const h = tops[i];
-        if (h !== null && h !== undefined) hashes.set(n, h);
-      });
-    }
-    const id = identify(listing, rows, hashes, { uidlSupported: this.uidlSupported, now: ctx.now() });
+    const id = await ctx.on(
+      'pop3',
+      identifyListing(source, { listing, uidlSupported: this.uidlSupported }, rows, { now: ctx.now() }),
+    );
     journal.rekey(account, id.rekeys);
     journal.setListSizes(account, id.listSizes);
     journal.markVanished(account, id.vanished);

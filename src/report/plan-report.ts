@@ -9,18 +9,14 @@
  * `totals.retry` the others. Seen and date sources are tallied over the messages that would be
  * copied, since that is what the person signing off decides on.
  */
-import type { Routing } from '../mapping/types.js';
+import type { RoutedHead } from '../engine/preview.js';
 import { invalidReasonText, sizeRuleReason, type ListedMessage, type Plan } from '../engine/plan.js';
 import type { JournalRow } from '../journal/types.js';
 import type { PlanMessage, PlanReport } from './plan-types.js';
 import { tallyMessages } from './plan-tally.js';
 
-export interface RoutedMessage {
-  routing: Routing;
-  subject: string | null;
-  from: string | null;
-  messageId: string | null;
-}
+/** A message routed from its header block (the dry run's RoutedHead), as the report shows it. */
+export type RoutedMessage = RoutedHead;
 
 export interface PlanInput {
   source: string;

@@ -87,7 +87,7 @@ describe('import direction', () => {
     // A parser that silently found nothing would pass every rule below.
     expect(edges.length).toBeGreaterThan(200);
     expect(edges).toContainEqual({ from: 'engine/run.ts', to: 'engine/copier.ts' });
-    expect(edges).toContainEqual({ from: 'cli/jobs.ts', to: 'engine/run.ts' });
+    expect(edges).toContainEqual({ from: 'app/run-account.ts', to: 'engine/run.ts' });
   });
 
   it('imports only point down, except the known ones being removed', () => {

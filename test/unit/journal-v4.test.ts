@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { rateFor } from '../../src/cli/commands/plan.js';
+import { rateFor } from '../../src/app/plan-account.js';
 import { Journal } from '../../src/journal/journal.js';
 import { MIGRATIONS, SCHEMA_VERSION, migrate, readSchemaVersion } from '../../src/journal/schema.js';
 

@@ -1,27 +1,13 @@
 /**
- * `popsync plan`: the dry run. Takes the same options as migrate (or a config file), asks the
- * source only UIDL, LIST and `TOP n 0` (headers, never bodies), reads the journal without
- * writing it (Journal.peek), and asks the destination only what exists (LOGIN, capabilities,
- * LIST/STATUS, SPECIAL-USE). The routing is the one migrate compiles from the same options, so
- * the plan says what the run will do. Decisions live in mapping/plan-report.ts; this file
- * gathers inputs and prints.
+ * `popsync plan`: the dry run. Takes the same options as migrate (or a config file) and prints
+ * what the run would do, message by message: app/plan-account.ts is that run with its side
+ * effects switched off. This file only parses, calls and prints.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { headerHash, identify, needsHeaders, withRekeys } from '../../engine/identity.js';
-import { joinListing, planCopy } from '../../engine/plan.js';
+import { planAccount } from '../../app/plan-account.js';
 import { PopsyncError, isPopsyncError } from '../../errors.js';
-import type { ImapSink } from '../../imap/types.js';
-import { Journal, type MeasuredRate } from '../../journal/journal.js';
-import type { Logger } from '../../log.js';
-import { decodedHeader } from '../../mapping/decode.js';
-import { messageIdOf, parseHeaders } from '../../mapping/headers.js';
-import { appendLimitOf, buildPlanReport, type RoutedMessage } from '../../report/plan-report.js';
-import { resolveRoles } from '../../engine/roles.js';
-import { compileRouting } from '../../mapping/rules.js';
-import type { Pop3Session } from '../../pop3/types.js';
 import { PLAN_FORMATS, renderPlan, type PlanFormat } from '../../report/plan-render.js';
 import type { PlanReport } from '../../report/plan-types.js';
-import { formatBytes } from '../../report/summary.js';
 import { buildBatchReport, rowFromError, rowFromPlan, type BatchAccountRow } from '../../report/batch-report.js';
 import { accountJobs, resolveAccount, type AccountJob } from '../account.js';
 import { describeError } from '../exit.js';
@@ -44,164 +30,11 @@ import {
   outputOptions,
 } from '../options.js';
 
-/**
- * TOP commands in flight at once: pipelined, but bounded so 20,000 headers never sit in memory
- * together with their promises.
- */
-const TOP_CHUNK = 500;
-/** Stated in the report when no --rate is given; a modest broadband upload. */
-const DEFAULT_RATE_MB = 1;
-
 function rateOption(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0)
     throw new InvalidArgumentError('--rate must be a number of megabytes per second above 0');
   return n;
-}
-
-/**
- * The rate the estimate uses: --rate when given, else what earlier runs of this account
- * measured (their servers and network, not a guess), else the stated assumption.
- */
-export function rateFor(
-  rateMBps: number | undefined,
-  measured: () => MeasuredRate | null,
-): { bytesPerSecond: number; basis: string } {
-  if (rateMBps !== undefined) return { bytesPerSecond: rateMBps * 1024 * 1024, basis: `--rate ${rateMBps} MB/s` };
-  const m = measured();
-  if (m !== null) {
-    const bps = (m.bytes / m.ms) * 1000;
-    return {
-      bytesPerSecond: bps,
-      basis: `measured: ${m.runs} earlier run${m.runs === 1 ? '' : 's'}, ${formatBytes(Math.round(bps))}/s`,
-    };
-  }
-  return {
-    bytesPerSecond: DEFAULT_RATE_MB * 1024 * 1024,
-    basis: `assumed ${DEFAULT_RATE_MB} MB/s (no --rate given; measure with a small migrate run)`,
-  };
-}
-
-async function topAll(
-  source: Pop3Session,
-  ns: number[],
-  logger: Logger,
-): Promise<Map<number, Buffer | { error: string }>> {
-  const out = new Map<number, Buffer | { error: string }>();
-  for (let i = 0; i < ns.length; i += TOP_CHUNK) {
-    const chunk = ns.slice(i, i + TOP_CHUNK);
-    // The POP3 client pipelines when the server advertises PIPELINING: one burst per chunk.
-    const got = await Promise.all(
-      chunk.map((n) =>
-        source.top(n, 0).then(
-          (b): Buffer | { error: string } => b,
-          (e: unknown) => {
-            // -ERR for one message (deleted meanwhile, TOP refused) fails that message only.
-            if (isPopsyncError(e) && e.kind === 'server') return { error: `the POP3 server refused TOP: ${e.message}` };
-            throw e;
-          },
-        ),
-      ),
-    );
-    chunk.forEach((n, k) => {
-      out.set(n, got[k]!);
-    });
-    logger.debug({ done: Math.min(i + TOP_CHUNK, ns.length), of: ns.length }, 'TOP');
-  }
-  return out;
-}
-
-async function planAccount(
-  job: AccountJob,
-  o: { logger: Logger; rateMBps?: number; now?: () => Date },
-): Promise<PlanReport> {
-  const now = o.now ?? (() => new Date());
-  const account = await resolveAccount(job.input, { logger: o.logger, createJournalDir: false });
-  const routing = compileRouting(job.routing);
-  const rows = Journal.peek(account.journalPath, { source: account.sourceKey }, account.sourceKey) ?? new Map();
-  let sink: ImapSink | null = null;
-  let source: Pop3Session | null = null;
-  try {
-    sink = await account.openSink();
-    const roles = await resolveRoles(sink, routing.roles);
-    const appendLimit = appendLimitOf(sink.capabilities);
-    source = await account.openSource();
-    const [sizes, uidls] = await Promise.all([source.list(), source.uidl()]);
-    const listed = joinListing(sizes, uidls);
-    const started = Date.now();
-    // Identified as a run would (shared UIDLs, reused ones), without writing: the plan then
-    // reads the journal as that run would leave it.
-    const known = await topAll(source, needsHeaders(listed, rows, true), o.logger);
-    const hashes = new Map([...known].flatMap(([n, h]) => (Buffer.isBuffer(h) ? [[n, headerHash(h)] as const] : [])));
-    const id = identify(listed, rows, hashes, { uidlSupported: true, now: now() });
-    const listing = id.listing;
-    const identified = withRekeys(rows, id.rekeys);
-    const plan = planCopy(listing, identified);
-    const wanted = [...plan.copy, ...plan.invalid].sort((a, b) => a.n - b.n);
-    const headers = new Map([
-      ...known,
-      ...(await topAll(
-        source,
-        wanted.map((m) => m.n).filter((n) => !known.has(n)),
-        o.logger,
-      )),
-    ]);
-    o.logger.info({ messages: wanted.length, ms: Date.now() - started }, 'read headers with TOP n 0');
-    await source.quit().catch(() => undefined);
-    source = null;
-
-    const routed = new Map<number, RoutedMessage | { error: string }>();
-    const at = now();
-    for (const m of wanted) {
-      const h = headers.get(m.n)!;
-      if (!Buffer.isBuffer(h)) {
-        routed.set(m.n, h);
-        continue;
-      }
-      const fields = parseHeaders(h);
-      routed.set(m.n, {
-        routing: routing.route({ fields, size: m.size }, { now: at, roles }),
-        subject: decodedHeader(fields, 'subject'),
-        from: decodedHeader(fields, 'from'),
-        messageId: messageIdOf(fields),
-      });
-    }
-    const folders = new Set<string>();
-    for (const r of routed.values()) if (!('error' in r)) folders.add(r.routing.folder);
-    for (const m of plan.skip) {
-      const f = identified.get(m.uidl)?.folder;
-      if (f) folders.add(f);
-    }
-    const existing = new Set<string>();
-    for (const f of folders) {
-      try {
-        await sink.status(f);
-        existing.add(f);
-      } catch (e) {
-        // STATUS on a missing folder is the answer "would be created", not a failure.
-        if (!(isPopsyncError(e) && e.kind === 'server')) throw e;
-      }
-    }
-    const rate = rateFor(o.rateMBps, () =>
-      Journal.measuredRate(account.journalPath, { source: account.sourceKey }, account.sourceKey),
-    );
-    return buildPlanReport({
-      source: account.pop.display,
-      destination: account.imap.display,
-      generatedAt: at,
-      listing,
-      plan,
-      rows: identified,
-      routed,
-      existingFolders: existing,
-      appendLimit,
-      skipLargerThan: job.routing.skipLargerThan ?? null,
-      rate,
-    });
-  } finally {
-    source?.destroy();
-    await sink?.close().catch(() => undefined);
-  }
 }
 
 export function registerPlan(program: Command, ctx: CommandContext): void {
@@ -263,7 +96,8 @@ async function runPlan(opts: Record<string, unknown>, command: Command, ctx: Com
     // A list plans every account whatever one of them says (a wrong password, a server down):
     // the failure is reported under its name, and the exit code is the worst.
     const { worst, rows } = await planBatch(jobs, async (job, index) => {
-      const report = await planAccount(job, {
+      const account = await resolveAccount(job.input, { logger: out.logger, createJournalDir: false });
+      const report = await planAccount(account, job, {
         logger: out.logger,
         ...(typeof opts.rate === 'number' ? { rateMBps: opts.rate } : {}),
       });

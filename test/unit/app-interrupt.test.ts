@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { abortableSleep, asInterrupted, interruptible } from '../../src/cli/interrupt.js';
+import { abortableSleep, asInterrupted, interruptible } from '../../src/app/interrupt.js';
 import { PopsyncError } from '../../src/errors.js';
 import type { ImapSink } from '../../src/imap/types.js';
 import type { Pop3Session } from '../../src/pop3/types.js';

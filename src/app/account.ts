@@ -1,0 +1,43 @@
+/**
+ * What a use case (run-account.ts, plan-account.ts) is handed for one account. The CLI
+ * resolves it (flags, config file, account list, secrets) and the use case connects through
+ * it; nothing here parses input. The run and its dry run build their router here, from one
+ * place, so the two cannot route differently.
+ */
+import type { ImapSink } from '../imap/types.js';
+import type { Pop3Session } from '../pop3/types.js';
+import { resolvingRoles } from '../engine/roles.js';
+import { compileRouting, engineRouter, type RoutingSpec } from '../mapping/rules.js';
+import type { Router } from '../mapping/types.js';
+
+export interface AccountEndpoints {
+  /** The source mailbox's journal key, "user@host". */
+  sourceKey: string;
+  journalPath: string;
+  pop: { display: string };
+  imap: { display: string };
+  openSource(): Promise<Pop3Session>;
+  openSink(): Promise<ImapSink>;
+}
+
+/** How one account is copied: its routing and batch limits (from the config or the flags). */
+export interface AccountSettings {
+  routing: RoutingSpec;
+  batchMessages: number;
+  batchBytes: number;
+  reconnectAttempts: number;
+}
+
+/**
+ * The account's router, and the sink opener that resolves the SPECIAL-USE roles it reads on
+ * the first connection (a role the destination lacks stops the account before any copy).
+ */
+export function accountRouting(
+  spec: RoutingSpec,
+  openSink: () => Promise<ImapSink>,
+  now?: () => Date,
+): { openSink: () => Promise<ImapSink>; route: Router } {
+  const routing = compileRouting(spec);
+  const sink = resolvingRoles(routing.roles, openSink);
+  return { openSink: sink.openSink, route: engineRouter(routing, { roles: sink.roles, ...(now ? { now } : {}) }) };
+}
