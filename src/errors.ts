@@ -41,6 +41,8 @@ export interface ErrorContext {
   responseCode?: string;
   /** What the user can do about it. */
   hint?: string;
+  /** The server asked to be left alone this long (ms) before the next try: throttling. */
+  retryAfterMs?: number;
 }
 
 export class PopsyncError extends Error {

@@ -9,6 +9,7 @@ import type { Pop3Session } from '../pop3/types.js';
 import { resolvingRoles } from '../engine/roles.js';
 import { compileRouting, engineRouter, type RoutingSpec } from '../mapping/rules.js';
 import type { Router } from '../mapping/types.js';
+import type { TransferLimits } from '../config/providers.js';
 
 export interface AccountEndpoints {
   /** The source mailbox's journal key, "user@host". */
@@ -26,6 +27,8 @@ export interface AccountSettings {
   batchMessages: number;
   batchBytes: number;
   reconnectAttempts: number;
+  /** Rate, daily budget and the provider's rules (config/providers.ts); absent: none. */
+  limits?: TransferLimits;
 }
 
 /**

@@ -9,6 +9,9 @@
  * accounts that need only the first. Waiters are looked at in arrival order whenever a slot
  * comes free, and every one that now fits goes, so an account for an idle host is never stuck
  * behind one for a busy host. Pure: no sockets, no timers.
+ *
+ * A key may have a limit of its own (`limitOf`): a provider that caps the connections of one
+ * mailbox (Gmail: 15) gets a key per destination mailbox whose limit is what fits under it.
  */
 
 export interface HostSlots {
@@ -18,12 +21,17 @@ export interface HostSlots {
   inUse(host: string): number;
 }
 
-export function createHostSlots(limit: number): HostSlots {
+export function createHostSlots(
+  limit: number,
+  limitOf: (key: string) => number | undefined = () => undefined,
+): HostSlots {
   if (!Number.isInteger(limit) || limit < 1) throw new RangeError('the per-host limit must be a whole number above 0');
   const used = new Map<string, number>();
   const waiting: Array<{ hosts: string[]; grant: () => void }> = [];
+  // At least 1: a key whose own limit rounds to 0 would otherwise never let its account run.
+  const cap = (h: string) => Math.max(1, limitOf(h) ?? limit);
 
-  const fits = (hosts: readonly string[]) => hosts.every((h) => (used.get(h) ?? 0) < limit);
+  const fits = (hosts: readonly string[]) => hosts.every((h) => (used.get(h) ?? 0) < cap(h));
   const take = (hosts: readonly string[]) => {
     for (const h of hosts) used.set(h, (used.get(h) ?? 0) + 1);
   };

@@ -12,6 +12,7 @@ import type { Logger } from '../log.js';
 import { appendLimitOf, buildPlanReport } from '../report/plan-report.js';
 import type { PlanReport } from '../report/plan-types.js';
 import { formatBytes } from '../report/summary.js';
+import { recentUploads } from '../engine/budget.js';
 import { accountRouting, type AccountEndpoints, type AccountSettings } from './account.js';
 
 /** Stated in the report when no --rate is given; a modest broadband upload. */
@@ -49,14 +50,18 @@ export interface PlanOptions {
 
 export async function planAccount(
   account: AccountEndpoints,
-  settings: Pick<AccountSettings, 'routing'>,
+  settings: Pick<AccountSettings, 'routing' | 'limits'>,
   o: PlanOptions,
 ): Promise<PlanReport> {
   const at = (o.now ?? (() => new Date()))();
   const binding = { source: account.sourceKey };
   const { openSink, route } = accountRouting(settings.routing, account.openSink, () => at);
+  const rows = Journal.peek(account.journalPath, binding, account.sourceKey) ?? new Map();
+  // Under a daily budget: what the journal's copies of the last 24 hours already used of it.
+  const daily = settings.limits?.dailyBudget ?? null;
+  const usedToday = daily === null ? 0 : recentUploads(rows.values(), at).reduce((a, u) => a + u.bytes, 0);
   const preview = await previewRun({
-    rows: Journal.peek(account.journalPath, binding, account.sourceKey) ?? new Map(),
+    rows,
     openSource: account.openSource,
     openSink,
     route,
@@ -72,8 +77,23 @@ export async function planAccount(
     rows: preview.rows,
     routed: preview.routed,
     existingFolders: preview.existingFolders,
-    appendLimit: appendLimitOf(preview.capabilities),
+    // The provider's published limit stands in when the server does not advertise one.
+    appendLimit: appendLimitOf(preview.capabilities) ?? settings.limits?.appendLimit ?? null,
     skipLargerThan: settings.routing.skipLargerThan ?? null,
-    rate: rateFor(o.rateMBps, () => Journal.measuredRate(account.journalPath, binding, account.sourceKey)),
+    rate: cappedRate(
+      rateFor(o.rateMBps, () => Journal.measuredRate(account.journalPath, binding, account.sourceKey)),
+      settings.limits?.maxRate ?? null,
+    ),
+    budget: daily === null ? null : { bytesPerDay: daily.bytes, basis: daily.basis, usedToday },
   });
+}
+
+/** A run never goes faster than --max-rate: the estimate does not either. */
+function cappedRate(
+  rate: { bytesPerSecond: number; basis: string },
+  maxRate: number | null,
+): { bytesPerSecond: number; basis: string } {
+  return maxRate !== null && maxRate < rate.bytesPerSecond
+    ? { bytesPerSecond: maxRate, basis: `--max-rate ${formatBytes(maxRate)}/s` }
+    : rate;
 }

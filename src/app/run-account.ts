@@ -7,6 +7,10 @@
  */
 import { withLockedJournal } from '../engine/lock.js';
 import { runEngine, type EngineOptions } from '../engine/run.js';
+import { guardingFolders } from '../engine/folder-guard.js';
+import type { UploadLimits } from '../engine/options.js';
+import { refusalText, type TransferLimits } from '../config/providers.js';
+import type { ImapSink } from '../imap/types.js';
 import type { RunResult } from '../engine/types.js';
 import { accountRouting, type AccountEndpoints, type AccountSettings } from './account.js';
 import { abortableSleep, asInterrupted, interruptible } from './interrupt.js';
@@ -25,10 +29,32 @@ export type RunOptions = Omit<
   | 'batchBytes'
   | 'retry'
   | 'skipLargerThan'
+  | 'limits'
 > & {
   /** --wait: seconds to wait for another run's lock. */
   waitSeconds?: number;
 };
+
+const MIN_PACED_BATCH = 1024 * 1024;
+
+/** The sink opener, guarded against the folders the provider forbids (Gmail's All Mail). */
+function guarded(openSink: () => Promise<ImapSink>, limits: TransferLimits | undefined): () => Promise<ImapSink> {
+  const p = limits?.provider;
+  if (!p || (p.refusedFolders.length === 0 && p.refusedRoles.length === 0)) return openSink;
+  return guardingFolders(
+    { names: p.refusedFolders, roles: p.refusedRoles, refusal: (f) => refusalText(p, f) },
+    openSink,
+  );
+}
+
+function uploadLimits(t: TransferLimits): UploadLimits {
+  return {
+    maxRate: t.maxRate,
+    dailyBudget: t.dailyBudget,
+    appendLimit: t.appendLimit,
+    provider: t.provider?.label ?? null,
+  };
+}
 
 export async function runAccount(
   account: AccountEndpoints,
@@ -36,7 +62,7 @@ export async function runAccount(
   o: RunOptions,
 ): Promise<RunResult> {
   const { waitSeconds, ...engine } = o;
-  const { openSink, route } = accountRouting(settings.routing, account.openSink);
+  const { openSink, route } = accountRouting(settings.routing, guarded(account.openSink, settings.limits));
   const cuts = interruptible({ openSource: account.openSource, openSink }, o.signal);
   o.logger.debug({ journal: account.journalPath }, 'journal');
   // The account lock: two overlapping runs on one account must never both copy.
@@ -62,9 +88,14 @@ export async function runAccount(
         sleep: engine.sleep ?? abortableSleep(o.signal),
         route,
         batchMessages: settings.batchMessages,
-        batchBytes: settings.batchBytes,
+        // Under --max-rate a batch is about a second of it (at least 1 MiB), so what goes up at
+        // once stays near the rate instead of a whole --batch-mb burst after a long wait.
+        batchBytes: settings.limits?.maxRate
+          ? Math.min(settings.batchBytes, Math.max(MIN_PACED_BATCH, Math.round(settings.limits.maxRate)))
+          : settings.batchBytes,
         retry: { maxAttempts: settings.reconnectAttempts },
         skipLargerThan: settings.routing.skipLargerThan ?? null,
+        ...(settings.limits ? { limits: uploadLimits(settings.limits) } : {}),
       }),
   )
     .catch((e: unknown) => {

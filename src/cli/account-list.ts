@@ -160,9 +160,49 @@ export function hostKeys(job: AccountJob): string[] {
     // reported by the run
   }
   try {
-    keys.push(`imap ${canonicalHost(resolveImapEndpoint(job.input.imap).host)}`);
+    const imap = resolveImapEndpoint(job.input.imap);
+    keys.push(`imap ${canonicalHost(imap.host)}`);
+    const mailbox = mailboxSlotLimit(job);
+    if (mailbox !== undefined) keys.push(mailboxKey(imap.user, canonicalHost(imap.host)));
   } catch {
     // reported by the run
   }
   return keys;
+}
+
+/**
+ * IMAP connections one account's run holds at most: imapflow's, the pipelined APPEND
+ * connection, and the streaming one a large message with a NUL needs when the server has no
+ * BINARY (imap/writer.ts).
+ */
+const IMAP_CONNECTIONS_PER_RUN = 3;
+
+function mailboxKey(user: string, host: string): string {
+  return `imap-mailbox ${user}@${host}`;
+}
+
+/**
+ * How many accounts may copy into one destination mailbox at once under its provider's
+ * connection cap (Gmail: 15 per mailbox, so 5), or undefined when the provider states none.
+ * Several POP3 boxes gathered into one Gmail account are the case this is for.
+ */
+export function mailboxSlotLimit(job: AccountJob): number | undefined {
+  const cap = job.limits?.provider?.maxConnectionsPerMailbox;
+  return cap == null ? undefined : Math.max(1, Math.floor(cap / IMAP_CONNECTIONS_PER_RUN));
+}
+
+/** Per-key limits of hostKeys' mailbox keys, for createHostSlots. */
+export function mailboxSlotLimits(jobs: readonly AccountJob[]): Map<string, number> {
+  const limits = new Map<string, number>();
+  for (const job of jobs) {
+    const n = mailboxSlotLimit(job);
+    if (n === undefined) continue;
+    try {
+      const imap = resolveImapEndpoint(job.input.imap);
+      limits.set(mailboxKey(imap.user, canonicalHost(imap.host)), n);
+    } catch {
+      // reported by the run
+    }
+  }
+  return limits;
 }

@@ -8,6 +8,7 @@
 import type { Command } from 'commander';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { providerProfile, refusedFolderProblem, transferLimits, type TransferLimits } from '../config/providers.js';
 import { BUILTIN, configuredAccounts, seenStepOf, type RoutingOverrides } from '../config/resolve.js';
 import type { SideFlags } from '../config/side-flags.js';
 import { PopsyncError, isPopsyncError } from '../errors.js';
@@ -167,6 +168,8 @@ export interface AccountJob {
   reconnectAttempts: number;
   /** The config's `every:` for this account (sync keeps running); --every beats it. */
   everyMs?: number;
+  /** Rate, daily budget and the provider's rules (config/providers.ts); absent: none. */
+  limits?: TransferLimits;
 }
 
 const PASSWORD_KEYS = ['passwordEnv', 'passwordFile', 'passwordCommand'] as const;
@@ -192,7 +195,7 @@ export async function accountJobs(
   cmd: Pick<Command, 'getOptionValueSource'>,
   o: { createJournalDir?: boolean } = {},
 ): Promise<AccountJob[]> {
-  const jobs = await unbatchedJobs(opts, cmd);
+  const jobs = (await unbatchedJobs(opts, cmd)).map(withProvider);
   // --journal-dir and --shard (account-list.ts) apply to a CSV list and a config file alike.
   return typeof opts.journalDir === 'string' || typeof opts.shard === 'string'
     ? batchedJobs(jobs, opts, { createJournalDir: o.createJournalDir !== false })
@@ -213,6 +216,8 @@ async function unbatchedJobs(
     batchMb: typed('batchMb') ? (opts.batchMb as number) : undefined,
     timeoutSeconds: typed('timeout') ? (opts.timeout as number) : undefined,
     reconnectAttempts: typed('reconnectAttempts') ? (opts.reconnectAttempts as number) : undefined,
+    maxRate: typeof opts.maxRate === 'number' ? opts.maxRate : undefined,
+    dailyBudget: typeof opts.dailyBudget === 'number' ? opts.dailyBudget : undefined,
   };
   const pop = sideFlags(opts, 'pop');
   const imap = sideFlags(opts, 'imap');
@@ -249,6 +254,7 @@ async function unbatchedJobs(
       batchMessages: (opts.batchMessages as number | undefined) ?? BUILTIN.batchMessages,
       batchBytes: ((opts.batchMb as number | undefined) ?? BUILTIN.batchMb) * 1024 * 1024,
       reconnectAttempts: (opts.reconnectAttempts as number | undefined) ?? BUILTIN.reconnectAttempts,
+      limits: transferLimits(null, overrides),
     };
     if (typeof opts.accounts === 'string') {
       if (journal !== undefined)
@@ -291,6 +297,35 @@ async function unbatchedJobs(
       batchBytes: a.batchMb * 1024 * 1024,
       reconnectAttempts: a.reconnectAttempts,
       ...(a.everyMs !== undefined ? { everyMs: a.everyMs } : {}),
+      limits: transferLimits(null, a),
     };
   });
+}
+
+/**
+ * The provider profile of a job's destination, applied: its IMAP host when the user gave
+ * neither a URL nor a host, its published limits under the user's own (config/providers.ts),
+ * and a refusal (exit 2, before any connection) of a folder the provider forbids.
+ */
+function withProvider(job: AccountJob): AccountJob {
+  const name = job.input.imap.provider;
+  if (name === undefined) return job;
+  const profile = providerProfile(name);
+  const imap: SideFlags = { ...job.input.imap };
+  if (imap.url === undefined && imap.host === undefined) imap.host = profile.imap.host;
+  const r = job.routing;
+  for (const folder of [r.defaultFolder, ...r.rules.map((x) => x.folder)]) {
+    const bad = refusedFolderProblem(profile, folder);
+    if (bad !== null)
+      throw new PopsyncError('usage', bad, {
+        ...(job.input.name !== undefined ? { account: job.input.name } : {}),
+        folder,
+      });
+  }
+  const own = job.limits;
+  const user = {
+    ...(own?.maxRate != null ? { maxRate: own.maxRate } : {}),
+    ...(own?.dailyBudget != null ? { dailyBudget: own.dailyBudget.bytes } : {}),
+  };
+  return { ...job, input: { ...job.input, imap }, limits: transferLimits(profile, user) };
 }

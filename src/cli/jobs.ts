@@ -15,7 +15,7 @@ import { createHostSlots } from '../app/host-slots.js';
 import { runAccount, type RunOptions } from '../app/run-account.js';
 import { ExitCode, isPopsyncError } from '../errors.js';
 import { resolveAccount, type AccountJob } from './account.js';
-import { hostKeys } from './account-list.js';
+import { hostKeys, mailboxSlotLimits } from './account-list.js';
 import type { OutputOptions, ParallelOptions } from './options.js';
 import { describeError } from './exit.js';
 import {
@@ -152,10 +152,17 @@ export async function runJobs(
     tally?.end(name, code);
     screen?.changed();
   };
+  const mailboxLimits = mailboxSlotLimits(jobs);
   const worst = await runBatch({
     accounts: jobs,
     parallel: batch.parallel,
-    ...(batch.parallel > 1 ? { slots: createHostSlots(batch.maxPerHost), hostsOf: hostKeys } : {}),
+    ...(batch.parallel > 1
+      ? {
+          // A provider's cap on one mailbox's connections (Gmail: 15) bounds the accounts copying into it.
+          slots: createHostSlots(batch.maxPerHost, (key) => mailboxLimits.get(key)),
+          hostsOf: hostKeys,
+        }
+      : {}),
     ...(batch.signal ? { signal: batch.signal } : {}),
     run: async (job) => {
       const name = accountName(job);

@@ -4,7 +4,8 @@
  * commander-shaped values are turned into typed input in one place.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { MAX_TIMEOUT_SECONDS, SEEN_STEP_RE } from '../config/units.js';
+import { PROVIDER_NAMES } from '../config/providers.js';
+import { MAX_TIMEOUT_SECONDS, parseRate, parseSize, SEEN_STEP_RE } from '../config/units.js';
 import { flagProblem, folderNameProblem } from '../mapping/rules.js';
 import type { SideFlags } from '../config/side-flags.js';
 
@@ -94,6 +95,12 @@ export function addAccountOptions(cmd: Command): Command {
       .default('auto'),
   );
   addSide(cmd, 'imap', 'IMAP destination', 'imaps');
+  cmd.addOption(
+    new Option(
+      '--provider <name>',
+      "the destination is this service: its IMAP host unless given, and its published limits (README 'Providers')",
+    ).choices([...PROVIDER_NAMES]),
+  );
   cmd.option('--journal <path>', 'state journal (SQLite); default ~/.local/state/popsync/<user@host>.sqlite');
   cmd.option('--timeout <seconds>', `network inactivity timeout (at most ${MAX_TIMEOUT_SECONDS})`, timeoutSeconds, 60);
   return cmd;
@@ -136,9 +143,27 @@ function seenSteps(v: string): string[] {
   return steps;
 }
 
-/** Batching: how much is fetched before it is appended. */
+function rateArg(v: string): number {
+  const n = parseRate(v);
+  if (n === null) throw new InvalidArgumentError('--max-rate must be bytes per second above 0, e.g. 2M or 512KB/s');
+  return n;
+}
+
+function budgetArg(v: string): number {
+  const n = parseSize(v);
+  if (n === null || n <= 0) throw new InvalidArgumentError('--daily-budget must be a size above 0, e.g. 500MB or 2G');
+  return n;
+}
+
+/** Batching: how much is fetched before it is appended; and how fast and how much may go up. */
 export function addTransferOptions(cmd: Command): Command {
   return cmd
+    .option('--max-rate <bytes/s>', 'upload at most this much per second on average, e.g. 2M (binary units)', rateArg)
+    .option(
+      '--daily-budget <size>',
+      'upload at most this much in any 24 hours, counted across runs; at the limit the run stops with exit 75',
+      budgetArg,
+    )
     .option('--batch-messages <n>', 'messages fetched per pipelined batch', positiveInt('--batch-messages'), 50)
     .option('--batch-mb <n>', 'megabytes fetched per batch (bounds memory)', positiveInt('--batch-mb'), 16)
     .option(
@@ -195,6 +220,7 @@ export function sideFlags(o: Record<string, unknown>, side: 'pop' | 'imap'): Sid
   set('passwordEnv', str(`${side}PasswordEnv`));
   set('passwordFile', str(`${side}PasswordFile`));
   if (o[`${side}Insecure`] === true) f.insecure = true;
+  if (side === 'imap') set('provider', str('provider'));
   if (side === 'pop') set('auth', str('popAuth'));
   return f;
 }

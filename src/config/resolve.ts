@@ -12,8 +12,9 @@ import type { HeaderKey, MatchSpec, PatternSpec, RoutingSpec, RuleSpec } from '.
 import type { SeenStep } from '../mapping/seen.js';
 import type { LoadedConfig } from './load.js';
 import type { AccountConfig, DefaultsConfig, EndpointConfig, MatchConfig, PatternItem } from './schema.js';
+import { providerProfile } from './providers.js';
 import type { SideFlags } from './side-flags.js';
-import { parseDay, parseDuration, parseInterval, parseSize, SEEN_STEP_RE } from './units.js';
+import { parseDay, parseDuration, parseInterval, parseRate, parseSize, SEEN_STEP_RE } from './units.js';
 
 export const BUILTIN = {
   folder: 'INBOX',
@@ -40,6 +41,10 @@ export interface RoutingOverrides {
   batchMb?: number | undefined;
   timeoutSeconds?: number | undefined;
   reconnectAttempts?: number | undefined;
+  /** --max-rate in bytes per second. */
+  maxRate?: number | undefined;
+  /** --daily-budget in bytes. */
+  dailyBudget?: number | undefined;
 }
 
 export interface ConfiguredAccount {
@@ -56,6 +61,10 @@ export interface ConfiguredAccount {
   routing: RoutingSpec;
   /** `every:` (account, else defaults): how often `sync` syncs it when it keeps running. */
   everyMs?: number;
+  /** `max_rate:` in bytes per second (flag, account, defaults); absent: no bound of the user's. */
+  maxRate?: number;
+  /** `daily_budget:` in bytes (flag, account, defaults); absent: the provider's, if any. */
+  dailyBudget?: number;
 }
 
 function pathIn(dir: string, p: string | undefined): string | undefined {
@@ -78,6 +87,10 @@ function sideOf(e: EndpointConfig, dir: string): SideFlags {
   set('passwordEnv', e.password_env);
   set('passwordFile', pathIn(dir, e.password_file));
   set('passwordCommand', e.password_command);
+  set('provider', e.provider);
+  // `provider:` without a URL or host: the service's own IMAP host (config/providers.ts).
+  if (e.provider !== undefined && e.url === undefined && e.host === undefined)
+    f.host = providerProfile(e.provider).imap.host;
   return f;
 }
 
@@ -162,6 +175,10 @@ export function configuredAccounts(
   const all = config.accounts.map((a, index): ConfiguredAccount => {
     const journal = pathIn(dir, a.journal);
     const every = a.every ?? d.every;
+    const rate = a.max_rate ?? d.max_rate;
+    const budget = a.daily_budget ?? d.daily_budget;
+    const maxRate = o.maxRate ?? (rate === undefined ? undefined : parseRate(rate)!);
+    const dailyBudget = o.dailyBudget ?? (budget === undefined ? undefined : parseSize(budget)!);
     return {
       name: a.name ?? null,
       index,
@@ -175,6 +192,8 @@ export function configuredAccounts(
         o.reconnectAttempts ?? a.reconnect_attempts ?? d.reconnect_attempts ?? BUILTIN.reconnectAttempts,
       routing: routingSpecOf(a, d, o),
       ...(every !== undefined ? { everyMs: parseInterval(every)! } : {}),
+      ...(maxRate !== undefined ? { maxRate } : {}),
+      ...(dailyBudget !== undefined ? { dailyBudget } : {}),
     };
   });
   if (select === undefined) return all;

@@ -11,7 +11,16 @@ import { z } from 'zod';
 import { flagProblem, folderNameProblem, SPECIAL_USE_ROLES, specialUseRole } from '../mapping/rules.js';
 import { regexProblem } from '../mapping/patterns.js';
 import { parseTemplate } from '../mapping/template.js';
-import { MAX_INTERVAL_DAYS, MAX_TIMEOUT_SECONDS, parseDay, parseDuration, parseInterval, parseSize } from './units.js';
+import { PROVIDER_NAMES } from './providers.js';
+import {
+  MAX_INTERVAL_DAYS,
+  MAX_TIMEOUT_SECONDS,
+  parseDay,
+  parseDuration,
+  parseInterval,
+  parseRate,
+  parseSize,
+} from './units.js';
 
 const text = z.string().min(1, 'must not be empty');
 
@@ -21,6 +30,12 @@ const duration = z
 const size = z
   .union([z.number(), z.string()])
   .refine((s) => parseSize(s) !== null, { message: 'invalid size; write e.g. 10MB, 512KB, 2048' });
+const rate = z
+  .union([z.number(), z.string()])
+  .refine((s) => parseRate(s) !== null, { message: 'invalid rate; write bytes per second, e.g. 2M, 512KB/s, 100000' });
+const budget = z
+  .union([z.number(), z.string()])
+  .refine((s) => (parseSize(s) ?? 0) > 0, { message: 'invalid size; write e.g. 500MB, 2GB (more than 0)' });
 const day = z
   .string()
   .refine((s) => parseDay(s) !== null, { message: 'invalid date; write YYYY-MM-DD or an ISO 8601 time with a zone' });
@@ -125,6 +140,10 @@ const routingKeys = {
   reconnect_attempts: z.number().int().min(0).optional(),
   /** `sync` keeps running and syncs the account this often (`sync --every`). */
   every: interval.optional(),
+  /** Upload at most this many bytes per second on average (`--max-rate`). */
+  max_rate: rate.optional(),
+  /** Upload at most this much in any 24 hours, counted in the journal across runs (`--daily-budget`). */
+  daily_budget: budget.optional(),
 };
 
 const endpointKeys = {
@@ -156,7 +175,10 @@ function onePassword(
 const source = z
   .strictObject({ ...endpointKeys, auth: z.enum(['auto', 'user', 'apop', 'plain', 'login']).optional() })
   .superRefine(onePassword);
-const destination = z.strictObject(endpointKeys).superRefine(onePassword);
+/** `provider:` names the service (config/providers.ts): its host and its published limits. */
+const destination = z
+  .strictObject({ ...endpointKeys, provider: z.enum(PROVIDER_NAMES).optional() })
+  .superRefine(onePassword);
 export type EndpointConfig = z.infer<typeof destination> & { auth?: string | undefined };
 
 const account = z.strictObject({

@@ -24,4 +24,6 @@ export interface SideFlags extends EndpointInput {
   passwordCommand?: string;
   /** From an account list's password column (a file only its owner can read); never from argv. */
   password?: string;
+  /** IMAP only: `--provider` / `provider:`, a name of config/providers.ts. */
+  provider?: string;
 }

@@ -81,3 +81,12 @@ export function parseDay(text: string): Date | null {
   }
   return null;
 }
+
+/**
+ * `--max-rate` / `max_rate:` in bytes per second: a size with an optional `/s` (`2M`, `512KB/s`);
+ * null when malformed or 0.
+ */
+export function parseRate(text: string | number): number | null {
+  const n = parseSize(typeof text === 'string' ? text.replace(/\s*\/\s*s(ec(ond)?)?\s*$/i, '') : text);
+  return n === null || n <= 0 ? null : n;
+}

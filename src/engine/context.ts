@@ -33,4 +33,8 @@ export interface RunContext {
   /** Tags a rejection with the side it came from, for the reconnect message. */
   on<T>(side: Side, p: Promise<T>): Promise<T>;
   connectSink(): Promise<ImapSink>;
+  /** Waits as long as --max-rate requires before `bytes` are uploaded (no wait without it). */
+  pace(bytes: number): Promise<void>;
+  /** Counts a confirmed copy of `bytes` against the daily budget. */
+  spent(bytes: number): void;
 }

@@ -105,6 +105,8 @@ export async function storeBatch(ctx: RunContext, sink: ImapSink, received: Rece
     const items = routed.filter((it) => !adopted.has(it.m.uidl));
     if (items.length === 0) continue;
     const uidless: string[] = [];
+    // Before the intent is journaled: a run stopped while it waits leaves nothing to settle.
+    await ctx.pace(items.reduce((a, it) => a + it.begin.size, 0));
     journal.beginAppend(
       account,
       items.map((it) => it.begin),
@@ -142,6 +144,7 @@ export async function storeBatch(ctx: RunContext, sink: ImapSink, received: Rece
             else uidless.push(it.m.uidl);
             rec.result.copied++;
             rec.result.copiedBytes += it.begin.size;
+            ctx.spent(it.begin.size);
             ctx.settledThisPass++;
             ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
             rec.record(it.m.uidl, rec.routed(it, 'copied', null, null));

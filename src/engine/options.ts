@@ -5,6 +5,7 @@ import type { ImapSink } from '../imap/types.js';
 import type { Router } from '../mapping/types.js';
 import type { Pop3Session } from '../pop3/types.js';
 import type { DeletionPolicy } from './deletion.js';
+import type { ThrottleBounds } from './throttle.js';
 import type { ProgressListener } from './types.js';
 
 export interface RetryPolicy {
@@ -25,6 +26,23 @@ export const DEFAULT_BATCH_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_SPILL_BYTES = 4 * 1024 * 1024;
 /** Failed attempts to receive one message in a run before it is set aside (receiver.ts). */
 export const DEFAULT_SET_ASIDE_AFTER = 3;
+
+/**
+ * What bounds the uploads of a run: the user's --max-rate and --daily-budget, and what a
+ * provider profile publishes (config/providers.ts turns both into this).
+ */
+export interface UploadLimits {
+  /** Average upload bytes per second (rate.ts); null: unbounded. */
+  maxRate: number | null;
+  /** Bytes in any 24 hours, counted from the journal (budget.ts), and the figure's origin for messages. */
+  dailyBudget: { bytes: number; basis: string } | null;
+  /** Largest message the destination takes when its CAPABILITY has no APPENDLIMIT; null: unknown. */
+  appendLimit: number | null;
+  /** The provider's name for messages ("Gmail"), or null. */
+  provider: string | null;
+  /** How long the run waits when the server asks it to (throttle.ts defaults when absent). */
+  throttle?: ThrottleBounds;
+}
 
 export interface EngineOptions {
   command: 'migrate' | 'sync';
@@ -59,4 +77,6 @@ export interface EngineOptions {
   skipLargerThan?: number | null;
   /** Keep a MessageDetail per listed message in RunResult.messages (`--report`). */
   detail?: boolean;
+  /** Rate, daily budget, size limit, throttling bounds; absent: none but the server's own. */
+  limits?: UploadLimits;
 }

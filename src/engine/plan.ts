@@ -90,12 +90,38 @@ export function splitBySizeRule<T extends ListedMessage>(copy: T[], limit: numbe
 
 /** The reason a report gives: "over the size rule (25 MiB)", the limit in the unit it was written in. */
 export function sizeRuleReason(limit: number): string {
+  return `over the size rule (${exactSize(limit)})`;
+}
+
+/** A limit in the largest binary unit that holds it whole ("34 MiB"), else in bytes. */
+export function exactSize(bytes: number): string {
   for (const [unit, n] of [
     ['GiB', 1024 ** 3],
     ['MiB', 1024 ** 2],
     ['KiB', 1024],
   ] as const) {
-    if (limit >= n && limit % n === 0) return `over the size rule (${limit / n} ${unit})`;
+    if (bytes >= n && bytes % n === 0) return `${bytes / n} ${unit}`;
   }
-  return `over the size rule (${limit} bytes)`;
+  return `${bytes} bytes`;
+}
+
+/** A measured amount, one decimal in the largest binary unit it reaches ("476.8 MiB"). */
+export function roughSize(bytes: number): string {
+  for (const [unit, n] of [
+    ['GiB', 1024 ** 3],
+    ['MiB', 1024 ** 2],
+    ['KiB', 1024],
+  ] as const) {
+    if (bytes >= n) return `${(bytes / n).toFixed(1)} ${unit}`;
+  }
+  return `${bytes} bytes`;
+}
+
+/** APPENDLIMIT=n from IMAP capabilities (RFC 7889); a bare APPENDLIMIT (per-folder limits) gives null. */
+export function appendLimitOf(capabilities: Iterable<string>): number | null {
+  for (const c of capabilities) {
+    const m = /^APPENDLIMIT=(\d+)$/i.exec(c);
+    if (m) return Number(m[1]);
+  }
+  return null;
 }

@@ -33,7 +33,19 @@ import {
   type EngineOptions,
   type RetryPolicy,
 } from './options.js';
-import { invalidReasonText, planCopy, sizeRuleReason, splitBySizeRule, type ListedMessage } from './plan.js';
+import {
+  appendLimitOf,
+  exactSize,
+  invalidReasonText,
+  planCopy,
+  roughSize,
+  sizeRuleReason,
+  splitBySizeRule,
+  type ListedMessage,
+} from './plan.js';
+import { DailyBudget, recentUploads } from './budget.js';
+import { RateLimiter } from './rate.js';
+import { ThrottleBudget } from './throttle.js';
 import { Receiver, type ReceivedBatch } from './receiver.js';
 import { reconcilePending } from './reconciler.js';
 import { fromRow, RunRecorder } from './recorder.js';
@@ -72,9 +84,20 @@ class Run implements RunContext {
   private firstConnectFailed = false;
   private readonly inventory: Inventory;
   readonly now: () => Date;
+  private readonly sleep: (ms: number) => Promise<void>;
+  /** The server's requests to pause (throttling), within bounds (throttle.ts). */
+  private readonly throttle: ThrottleBudget;
+  private readonly rate: RateLimiter | null;
+  /** The daily budget, read from the journal once, on the first pass; null without one. */
+  private budget: DailyBudget | null = null;
+  /** What the daily budget left for a later run in the latest pass: the run ends with exit 75. */
+  private held: { messages: number; bytes: number; next: number } | null = null;
 
   constructor(readonly o: EngineOptions) {
     this.now = o.now ?? (() => new Date());
+    this.sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+    this.throttle = new ThrottleBudget(o.limits?.throttle);
+    this.rate = o.limits?.maxRate ? new RateLimiter(o.limits.maxRate) : null;
     this.rec = new RunRecorder(o, this.now(), this.emit);
     this.inventory = new Inventory(this);
     this.spool = new Spool(o.spoolDir);
@@ -86,7 +109,7 @@ class Run implements RunContext {
   async execute(): Promise<RunResult> {
     const started = Date.now();
     const policy = this.retryPolicy;
-    const sleep = this.o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+    const sleep = this.sleep;
     const { result } = this.rec;
     let attempt = 0;
     this.spool.sweep();
@@ -109,6 +132,22 @@ class Run implements RunContext {
           // Before dropping: an abandoned prefetch then fails on POP3 and would relabel it.
           const side = this.failedSide;
           await this.dropConnections();
+          if (e.context.retryAfterMs !== undefined) {
+            // The server said how long to stay away (throttling): that long, within bounds, and
+            // not counted as a failed reconnect. Copies it refused are still 'appending' and
+            // are settled by content on the next pass, as after any drop.
+            const d = this.throttle.decide(e.context.retryAfterMs, this.now().getTime());
+            if ('stop' in d)
+              throw e.with({
+                hint:
+                  `${d.stop}; run again after ${new Date(d.resumeAt).toISOString()}: ` +
+                  'popsync goes on where it stopped',
+              });
+            this.o.logger.warn({ err: e.message, delayMs: d.wait }, 'the server asked for a pause; waiting');
+            this.emit({ type: 'reconnect', side, attempt: attempt + 1, delayMs: d.wait, reason: e.message });
+            await sleep(d.wait);
+            continue;
+          }
           attempt = this.settledThisPass > 0 ? 1 : attempt + 1;
           if (attempt > policy.maxAttempts)
             throw e.with({ hint: `gave up after ${policy.maxAttempts} reconnect attempts; run again later to resume` });
@@ -124,6 +163,11 @@ class Run implements RunContext {
       if (result.failed.length === 0) this.o.journal.endAdoption(this.o.account);
       this.emit({ type: 'phase', phase: 'finishing' });
       await this.finish();
+      if (this.throttle.times > 0)
+        this.rec.warn(
+          `the destination asked for pauses ${this.throttle.times} time${this.throttle.times === 1 ? '' : 's'} ` +
+            `(throttling); popsync waited ${Math.round(this.throttle.waitedMs / 100) / 10} s in all`,
+        );
       for (const w of windowWarnings({
         listed: result.listed,
         newCount: result.newMessages ?? 0,
@@ -131,6 +175,8 @@ class Run implements RunContext {
         previous: previousRuns,
       }))
         this.rec.warn(w);
+      // After finish(): copies made before the budget ran out are deleted from the source as usual.
+      if (this.held !== null) throw this.budgetReached(this.held);
     } catch (e) {
       error = e;
       throw e;
@@ -205,7 +251,13 @@ class Run implements RunContext {
     const current = rows ?? journal.indexByUidl(account);
     const plan = planCopy(this.listing, current);
     const limit = this.o.skipLargerThan ?? null;
-    const { copy, over } = splitBySizeRule(plan.copy, limit);
+    const { copy: wanted, over } = splitBySizeRule(plan.copy, limit);
+    // Larger than the destination takes: failed now, by name, never downloaded. The server's
+    // APPENDLIMIT needs the IMAP connection, which copying anything needs anyway.
+    let copy = wanted;
+    let tooBig: typeof wanted = [];
+    const cap = wanted.some((m) => !rec.hasFailed(m.uidl)) ? this.uploadCap(await this.connectSink()) : null;
+    if (cap !== null) ({ copy, over: tooBig } = splitBySizeRule(wanted, cap.bytes));
     if (this.firstPass) {
       this.firstPass = false;
       const { result } = rec;
@@ -216,6 +268,7 @@ class Run implements RunContext {
       if (over.length > 0)
         this.o.logger.info({ account, messages: over.length, limit }, 'not copied: over skip_larger_than');
       for (const m of over) rec.record(m.uidl, rec.bare(m, 'skipped-by-rule', sizeRuleReason(limit!), null));
+      for (const m of tooBig) rec.fail(m, null, cap!.reason, null);
       if (rec.detailed) {
         for (const m of plan.skip) {
           // Only a report wants the whole row (folder, flags, dates) of a message copied earlier.
@@ -238,7 +291,10 @@ class Run implements RunContext {
       });
     }
     // A message refused earlier in this run is not retried by a reconnect pass of the same run.
-    const todo = copy.filter((m) => !rec.hasFailed(m.uidl));
+    const todo = this.withinBudget(
+      copy.filter((m) => !rec.hasFailed(m.uidl)),
+      current,
+    );
     if (todo.length === 0) return;
     const sink = await this.connectSink();
     this.emit({ type: 'phase', phase: 'copying' });
@@ -287,6 +343,88 @@ class Run implements RunContext {
     } finally {
       await this.spool.clear();
     }
+  }
+
+  /**
+   * The largest message worth downloading: the destination's APPENDLIMIT (else the provider's
+   * published limit), and never more than a whole daily budget, which such a message would
+   * wait for forever. With the reason a failure names; null when nothing limits it.
+   */
+  private uploadCap(sink: ImapSink): { bytes: number; reason: string } | null {
+    const l = this.o.limits;
+    const caps: Array<{ bytes: number; reason: string }> = [];
+    const server = appendLimitOf(sink.capabilities);
+    if (server !== null)
+      caps.push({
+        bytes: server,
+        reason: `larger than the destination accepts (its APPENDLIMIT is ${exactSize(server)})`,
+      });
+    else if (l?.appendLimit != null)
+      caps.push({
+        bytes: l.appendLimit,
+        reason: `larger than ${l.provider ?? 'the destination'} accepts (${exactSize(l.appendLimit)} per message)`,
+      });
+    if (l?.dailyBudget)
+      caps.push({
+        bytes: l.dailyBudget.bytes,
+        reason: `larger than ${l.dailyBudget.basis} (${roughSize(l.dailyBudget.bytes)}) allows in a day`,
+      });
+    if (caps.length === 0) return null;
+    const c = caps.reduce((a, b) => (b.bytes < a.bytes ? b : a));
+    return {
+      bytes: c.bytes,
+      reason: `${c.reason}: not downloaded; copy it another way, or set skip_larger_than to skip it quietly`,
+    };
+  }
+
+  /**
+   * The messages of `todo` the daily budget lets go now, in server order (judged on LIST
+   * sizes, before any download); what is left is noted for the exit-75 ending.
+   */
+  private withinBudget<T extends ListedMessage>(todo: T[], rows: ReadonlyMap<string, JournalIndexRow>): T[] {
+    const daily = this.o.limits?.dailyBudget;
+    if (!daily) return todo;
+    const now = this.now();
+    this.budget ??= new DailyBudget(daily.bytes, recentUploads(rows.values(), now));
+    const n = this.budget.fittingPrefix(
+      todo.map((m) => m.size),
+      now.getTime(),
+    );
+    const rest = todo.slice(n);
+    this.held =
+      rest.length === 0
+        ? null
+        : { messages: rest.length, bytes: rest.reduce((a, m) => a + m.size, 0), next: rest[0]!.size };
+    return n === todo.length ? todo : todo.slice(0, n);
+  }
+
+  private budgetReached(held: { messages: number; bytes: number; next: number }): PopsyncError {
+    const daily = this.o.limits!.dailyBudget!;
+    const now = this.now().getTime();
+    const at = this.budget!.resumeAt(held.next, now) ?? now;
+    const copied = this.rec.result.copied;
+    return new PopsyncError(
+      'temporary',
+      `${daily.basis} is reached: ${roughSize(this.budget!.used(now))} uploaded in the last 24 hours, ` +
+        `of ${roughSize(daily.bytes)}; ${held.messages} message${held.messages === 1 ? '' : 's'} ` +
+        `(${roughSize(held.bytes)}) wait for it`,
+      {
+        account: this.o.account,
+        hint:
+          `run again after ${new Date(at).toISOString()} (when enough of today's copies are 24 hours old); ` +
+          `this run copied ${copied} message${copied === 1 ? '' : 's'} and the next one goes on from there`,
+      },
+    );
+  }
+
+  async pace(bytes: number): Promise<void> {
+    if (this.rate === null) return;
+    const wait = this.rate.reserve(bytes, this.now().getTime());
+    if (wait > 0) await this.sleep(wait);
+  }
+
+  spent(bytes: number): void {
+    this.budget?.spend(bytes, this.now().getTime());
   }
 
   async connectSink(): Promise<ImapSink> {

@@ -11,6 +11,7 @@
 
 import { PopsyncError, type ErrorContext, type ErrorKind } from '../errors.js';
 import { redact } from '../net/redact.js';
+import { throttleHintMs } from './throttle.js';
 
 /** The properties imapflow puts on its errors; all optional because none is guaranteed. */
 export interface ImapFlowErrorLike {
@@ -22,6 +23,8 @@ export interface ImapFlowErrorLike {
   serverResponseCode?: string;
   authenticationFailed?: boolean;
   tlsFailed?: boolean;
+  /** imapflow: the pause a throttling reply asked for (it has already waited part of it). */
+  throttleReset?: number;
 }
 
 function asLike(err: unknown): ImapFlowErrorLike {
@@ -96,9 +99,21 @@ export function isTlsFailure(err: unknown): boolean {
 
 function isTemporary(err: unknown): boolean {
   const e = asLike(err);
-  if (e.code === 'ETHROTTLE') return true;
+  if (e.code === 'ETHROTTLE' || throttleHintMs(serverTextOf(err)) !== null) return true;
   const code = responseCodeOf(err);
   return code !== undefined && TEMPORARY_CODES.has(code);
+}
+
+/**
+ * The pause a throttling reply asked for, as ErrorContext.retryAfterMs; nothing for other
+ * errors. The whole pause, even when imapflow already sat out part of it (throttleWaited):
+ * waiting a little too long costs nothing, while counting only the rest would let a server
+ * that throttles every command keep the run reconnecting without its pauses adding up.
+ */
+function throttleContext(err: unknown): ErrorContext {
+  const e = asLike(err);
+  const asked = typeof e.throttleReset === 'number' ? e.throttleReset : throttleHintMs(serverTextOf(err));
+  return asked === null ? {} : { retryAfterMs: asked };
 }
 
 /** Anything the socket layer or imapflow's connection state says; also the catch-all. */
@@ -135,7 +150,7 @@ export function mapConnectError(err: unknown, c: ConnectContext): PopsyncError {
       return new PopsyncError(
         'temporary',
         `IMAP server ${where} cannot log in ${c.user} right now`,
-        { ...ctx, hint: 'Try again later' },
+        { ...ctx, ...throttleContext(err), hint: 'Try again later' },
         { cause: err },
       );
     }
@@ -160,12 +175,12 @@ export function mapConnectError(err: unknown, c: ConnectContext): PopsyncError {
       { cause: err },
     );
   }
-  if (isRefusal(err)) {
+  if (isRefusal(err) || e.code === 'ETHROTTLE') {
     const kind: ErrorKind = isTemporary(err) ? 'temporary' : 'server';
     return new PopsyncError(
       kind,
       `IMAP server ${where} refused the session setup${serverResponse ? `: ${serverResponse}` : ''}`,
-      ctx,
+      { ...ctx, ...throttleContext(err) },
       { cause: err },
     );
   }
@@ -191,9 +206,12 @@ export function mapCommandError(
   if (responseCode) ctx.responseCode = responseCode;
   if (isRefusal(err) || asLike(err).code === 'ETHROTTLE') {
     const kind: ErrorKind = isTemporary(err) ? 'temporary' : 'server';
-    return new PopsyncError(kind, `IMAP ${what} refused${serverResponse ? `: ${serverResponse}` : ''}`, ctx, {
-      cause: err,
-    });
+    return new PopsyncError(
+      kind,
+      `IMAP ${what} refused${serverResponse ? `: ${serverResponse}` : ''}`,
+      { ...ctx, ...throttleContext(err) },
+      { cause: err },
+    );
   }
   return connectionError(what, err, ctx);
 }
@@ -245,7 +263,7 @@ export function classifyAppendError(err: unknown, folder: string): AppendFailure
         error: new PopsyncError(
           'temporary',
           `IMAP server refused APPEND to "${folder}" for now${serverResponse ? `: ${serverResponse}` : ''}`,
-          ctx,
+          { ...ctx, ...throttleContext(err) },
           { cause: err },
         ),
       };
@@ -263,7 +281,12 @@ export function classifyAppendError(err: unknown, folder: string): AppendFailure
   if (e.code === 'ETHROTTLE') {
     return {
       scope: 'session',
-      error: new PopsyncError('temporary', `IMAP server is throttling APPEND to "${folder}"`, ctx, { cause: err }),
+      error: new PopsyncError(
+        'temporary',
+        `IMAP server is throttling APPEND to "${folder}"${serverResponse ? `: ${serverResponse}` : ''}`,
+        { ...ctx, ...throttleContext(err) },
+        { cause: err },
+      ),
     };
   }
   return { scope: 'session', error: connectionError(`APPEND to "${folder}"`, err, ctx) };

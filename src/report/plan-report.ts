@@ -14,6 +14,7 @@ import { invalidReasonText, sizeRuleReason, type ListedMessage, type Plan } from
 import type { JournalRow } from '../journal/types.js';
 import type { PlanMessage, PlanReport } from './plan-types.js';
 import { tallyMessages } from './plan-tally.js';
+import { daysNeeded } from '../engine/budget.js';
 
 /** A message routed from its header block (the dry run's RoutedHead), as the report shows it. */
 export type RoutedMessage = RoutedHead;
@@ -33,6 +34,8 @@ export interface PlanInput {
   /** skip_larger_than in bytes, judged on the LIST size as the real run judges it; null: no rule. */
   skipLargerThan?: number | null;
   rate: { bytesPerSecond: number; basis: string } | null;
+  /** The daily upload budget and what the journal's copies of the last 24 hours used of it. */
+  budget?: { bytesPerDay: number; usedToday: number; basis: string } | null;
 }
 
 export function buildPlanReport(i: PlanInput): PlanReport {
@@ -134,15 +137,21 @@ export function buildPlanReport(i: PlanInput): PlanReport {
           basis: i.rate.basis,
         }
       : null,
+    ...(i.budget
+      ? {
+          budget: {
+            ...i.budget,
+            days: daysNeeded(
+              messages.filter((m) => m.status === 'new' || m.status === 'retry').map((m) => m.size),
+              i.budget.bytesPerDay,
+              i.budget.usedToday,
+            ),
+          },
+        }
+      : {}),
     messages,
   };
 }
 
-/** APPENDLIMIT=n from IMAP capabilities (RFC 7889); a bare APPENDLIMIT (per-folder limits) gives null. */
-export function appendLimitOf(capabilities: Iterable<string>): number | null {
-  for (const c of capabilities) {
-    const m = /^APPENDLIMIT=(\d+)$/i.exec(c);
-    if (m) return Number(m[1]);
-  }
-  return null;
-}
+/** The run judges APPENDLIMIT with the same function (engine/plan.ts). */
+export { appendLimitOf } from '../engine/plan.js';

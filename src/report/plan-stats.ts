@@ -147,8 +147,13 @@ export function estimateText(report: PlanReport): string {
     return `${formatBytes(bytes)} copied in ${formatSeconds(secs)}${rate}`;
   }
   if (report.totals.newBytes === 0 && report.totals.new === 0 && report.totals.retry === 0) return 'nothing to copy';
-  if (e === null) return 'no estimate (no transfer rate measured yet)';
-  return `${approxDuration(e.seconds)} at ${formatBytes(Math.round(e.bytesPerSecond))}/s (basis: ${e.basis})`;
+  const b = report.budget;
+  const days = b
+    ? `; ${b.days} day${b.days === 1 ? '' : 's'} at ${formatBytes(b.bytesPerDay)} a day (${b.basis}` +
+      `${b.usedToday > 0 ? `, ${formatBytes(b.usedToday)} used in the last 24 hours` : ''})`
+    : '';
+  if (e === null) return `no estimate (no transfer rate measured yet)${days}`;
+  return `${approxDuration(e.seconds)} at ${formatBytes(Math.round(e.bytesPerSecond))}/s (basis: ${e.basis})${days}`;
 }
 
 /** A run's measured duration, to the second: unlike an estimate it is a fact. */

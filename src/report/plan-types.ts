@@ -110,6 +110,11 @@ export interface PlanReport {
   dateSources: Record<string, number>;
   /** Time estimate for the new bytes; null when no rate is known. */
   estimate: { bytesPerSecond: number; seconds: number; basis: string } | null;
+  /**
+   * Under a daily upload budget (--daily-budget, a provider's): what it allows, what the last
+   * 24 hours used of it, and how many days the new bytes need. Absent without a budget.
+   */
+  budget?: { bytesPerDay: number; usedToday: number; days: number; basis: string };
   messages: PlanMessage[];
   /** Present in the report of a real run (`migrate`/`sync --report`), absent in a plan. */
   run?: RunInfo;

@@ -922,3 +922,187 @@ describe('engine: exactly once on servers that rewrite, lack UIDPLUS, or were wr
     }
   });
 });
+
+describe('engine: upload limits (daily budget, APPENDLIMIT, throttling, --max-rate)', () => {
+  const A = 'alice@pop.test:110';
+  const H = 3600_000;
+  /** A message of exactly `size` bytes. */
+  const sized = (i: number, size: number) => {
+    const head = msg(i);
+    return Buffer.concat([head, Buffer.alloc(size - head.length, 'x')]);
+  };
+  const limits = (l: Partial<NonNullable<EngineOptions['limits']>>): NonNullable<EngineOptions['limits']> => ({
+    maxRate: null,
+    dailyBudget: null,
+    appendLimit: null,
+    provider: null,
+    ...l,
+  });
+
+  it('stops at the daily budget with a temporary error saying when to go on, and goes on a day later', async () => {
+    let clock = Date.parse('2026-11-29T10:00:00Z');
+    const now = () => new Date(clock);
+    const j = Journal.open(join(dir, 'budget.sqlite'), { source: A }, { now });
+    try {
+      const src = new MemorySource([1, 2, 3, 4, 5].map((i) => ({ uidl: `u${i}`, body: sized(i, 400) })));
+      const dst = new MemoryDestination();
+      const o = {
+        ...options(src, dst),
+        journal: j,
+        now,
+        limits: limits({ dailyBudget: { bytes: 1000, basis: 'the daily budget' } }),
+      };
+      const first = runEngine(o);
+      await expect(first).rejects.toMatchObject({ kind: 'temporary' });
+      const e = (await first.catch((x: unknown) => x)) as PopsyncError;
+      expect(e.message).toMatch(
+        /the daily budget is reached: 800 bytes uploaded in the last 24 hours, of 1000 bytes; 3 messages \(1.2 KiB\)/,
+      );
+      expect(e.context.hint).toMatch(/run again after 2026-11-30T10:00:00.000Z .*this run copied 2 messages/);
+      expect(dst.bodies()).toHaveLength(2);
+      // Nothing over the budget was even fetched.
+      expect(src.retrCount).toBe(2);
+
+      clock += 12 * H; // still inside the window: nothing moves
+      await expect(runEngine(o)).rejects.toMatchObject({ kind: 'temporary' });
+      expect(dst.bodies()).toHaveLength(2);
+
+      clock += 12 * H + 1; // the first two copies are more than 24 hours old
+      await expect(runEngine(o)).rejects.toMatchObject({ kind: 'temporary' });
+      expect(dst.bodies()).toHaveLength(4);
+      clock += 24 * H + 1;
+      const last = await runEngine(o);
+      expect(last).toMatchObject({ copied: 1, alreadyCopied: 4, failed: [] });
+      expect(dst.bodies()).toEqual([1, 2, 3, 4, 5].map((i) => sized(i, 400).toString()));
+    } finally {
+      j.close();
+    }
+  });
+
+  it('fails a message larger than the APPENDLIMIT (or the provider limit) by name, before downloading it', async () => {
+    const src = new MemorySource(
+      [sized(1, 300), sized(2, 900), sized(3, 300)].map((body, i) => ({ uidl: `u${i + 1}`, body })),
+    );
+    const dst = new MemoryDestination();
+    const plain = dst.sink.bind(dst);
+    dst.sink = () => ({ ...plain(), capabilities: new Set(['UIDPLUS', 'APPENDLIMIT=500']) });
+    const r = await runEngine(options(src, dst, { limits: limits({ appendLimit: 10_000, provider: 'Gmail' }) }));
+    expect(r).toMatchObject({ copied: 2, newMessages: 2 });
+    expect(r.failed).toEqual([
+      expect.objectContaining({
+        uidl: 'u2',
+        reason: expect.stringMatching(
+          /larger than the destination accepts \(its APPENDLIMIT is 500 bytes\): not downloaded/,
+        ),
+      }),
+    ]);
+    expect(src.retrs.get(2)).toBeUndefined();
+    expect(journal.get(A, 'u2')).toBeUndefined();
+
+    // No APPENDLIMIT advertised: the provider's published limit is used instead.
+    const src2 = new MemorySource([sized(1, 300), sized(2, 900)].map((body, i) => ({ uidl: `v${i + 1}`, body })));
+    const r2 = await runEngine(
+      options(src2, new MemoryDestination(), { limits: limits({ appendLimit: 500, provider: 'Gmail' }) }),
+    );
+    expect(r2.failed[0]!.reason).toMatch(/larger than Gmail accepts \(500 bytes per message\)/);
+    expect(src2.retrs.get(2)).toBeUndefined();
+  });
+
+  /** A destination that answers the first `times` APPENDs with a throttling refusal, storing nothing. */
+  function throttling(dst: MemoryDestination, times: number, askMs: number): string[] {
+    const seen: string[] = [];
+    const plain = dst.sink.bind(dst);
+    let left = times;
+    dst.sink = () => {
+      const s = plain();
+      return {
+        ...s,
+        appendBatch: async (path, items, onOutcome) => {
+          if (left > 0) {
+            left--;
+            seen.push('throttled');
+            throw new PopsyncError('temporary', 'IMAP server is throttling APPEND', {
+              serverResponse: `NO Request is throttled. Suggested Backoff Time: ${askMs} milliseconds`,
+              retryAfterMs: askMs,
+            });
+          }
+          return s.appendBatch(path, items, onOutcome);
+        },
+      };
+    };
+    return seen;
+  }
+
+  it('waits as long as a throttling server asks, using no reconnect attempts, and copies all once', async () => {
+    const src = new MemorySource([1, 2, 3, 4, 5].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    const dst = new MemoryDestination();
+    const seen = throttling(dst, 4, 2500);
+    const slept: number[] = [];
+    const r = await runEngine(
+      options(src, dst, {
+        retry: { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 1 },
+        sleep: async (ms) => void slept.push(ms),
+      }),
+    );
+    expect(seen).toHaveLength(4);
+    expect(slept).toEqual([2500, 2500, 2500, 2500]);
+    expect(r.copied).toBe(5);
+    expect(r.warnings).toContainEqual(
+      expect.stringMatching(/asked for pauses 4 times \(throttling\); popsync waited 10 s/),
+    );
+    expect(dst.bodies()).toEqual([1, 2, 3, 4, 5].map((i) => msg(i).toString()));
+  });
+
+  it('stops with exit-75 kind and the time to come back when the server asks for too long a pause', async () => {
+    const src = new MemorySource([1, 2].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    const dst = new MemoryDestination();
+    throttling(dst, 1, 3_600_000);
+    const slept: number[] = [];
+    const run = runEngine(options(src, dst, { sleep: async (ms) => void slept.push(ms) }));
+    await expect(run).rejects.toMatchObject({
+      kind: 'temporary',
+      context: {
+        hint: expect.stringMatching(
+          /a pause of 3600 s, more than the 300 s popsync waits at once; run again after \d{4}-/,
+        ),
+      },
+    });
+    expect(slept).toEqual([]);
+    // The refused batch is still 'appending' in the journal; the next run settles and copies it once.
+    const r = await runEngine(options(src, dst));
+    expect(r.copied + r.reconciled).toBe(2);
+    expect(dst.bodies()).toHaveLength(2);
+  });
+
+  it('--max-rate spaces the batches so the upload keeps to the rate', async () => {
+    const src = new MemorySource([1, 2, 3, 4, 5, 6].map((i) => ({ uidl: `u${i}`, body: sized(i, 1000) })));
+    const dst = new MemoryDestination();
+    let clock = Date.parse('2026-11-29T10:00:00Z');
+    const start = clock;
+    const sentAt: number[] = [];
+    const plain = dst.sink.bind(dst);
+    dst.sink = () => {
+      const s = plain();
+      return {
+        ...s,
+        appendBatch: (p, items, on) => {
+          sentAt.push(clock - start);
+          return s.appendBatch(p, items, on);
+        },
+      };
+    };
+    const r = await runEngine(
+      options(src, dst, {
+        batchMessages: 1,
+        now: () => new Date(clock),
+        sleep: async (ms) => {
+          clock += ms;
+        },
+        limits: limits({ maxRate: 1000 }),
+      }),
+    );
+    expect(r.copied).toBe(6);
+    // 1000 bytes a second with one second of burst: two at once, then one a second.
+    expect(sentAt).toEqual([0, 0, 1000, 2000, 3000, 4000]);
+  });
+});

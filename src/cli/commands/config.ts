@@ -7,7 +7,9 @@
 import { accessSync, constants } from 'node:fs';
 import type { Command } from 'commander';
 import { formatDelay } from '../../app/daemon.js';
+import { providerProfile, refusedFolderProblem, transferLimits } from '../../config/providers.js';
 import { configuredAccounts, type ConfiguredAccount } from '../../config/resolve.js';
+import { exactSize, roughSize } from '../../engine/plan.js';
 import { compileRouting, type PatternSpec, type RuleSpec } from '../../mapping/rules.js';
 import { stepName } from '../../mapping/seen.js';
 import type { SideFlags } from '../../config/side-flags.js';
@@ -60,6 +62,31 @@ function endpoint(side: 'pop3' | 'imap', f: SideFlags): string {
   }
 }
 
+/** The provider profile and the upload limits an account runs under, when it has any. */
+function providerLines(a: ConfiguredAccount): string[] {
+  const profile = a.imap.provider === undefined ? null : providerProfile(a.imap.provider);
+  const limits = transferLimits(profile, a);
+  const lines: string[] = [];
+  if (profile !== null) {
+    for (const folder of [a.routing.defaultFolder, ...a.routing.rules.map((x) => x.folder)]) {
+      const bad = refusedFolderProblem(profile, folder);
+      if (bad !== null) throw new PopsyncError('config', bad, { folder });
+    }
+    const facts = [
+      ...(profile.appendLimit !== null ? [`messages up to ${exactSize(profile.appendLimit)}`] : []),
+      ...(profile.maxConnectionsPerMailbox !== null
+        ? [`${profile.maxConnectionsPerMailbox} connections per mailbox`]
+        : []),
+      ...profile.refusedFolders.slice(0, 1).map((f) => `never into ${f}`),
+    ];
+    lines.push(`  provider:     ${profile.label}${facts.length ? ` (${facts.join(', ')})` : ''}`);
+  }
+  if (limits.dailyBudget !== null)
+    lines.push(`  daily budget: ${roughSize(limits.dailyBudget.bytes)} in any 24 hours (${limits.dailyBudget.basis})`);
+  if (limits.maxRate !== null) lines.push(`  max rate:     ${roughSize(limits.maxRate)}/s (max_rate)`);
+  return lines;
+}
+
 function describeAccount(a: ConfiguredAccount, env: NodeJS.ProcessEnv = process.env): string {
   compileRouting(a.routing);
   const r = a.routing;
@@ -78,6 +105,7 @@ function describeAccount(a: ConfiguredAccount, env: NodeJS.ProcessEnv = process.
     ...(a.everyMs !== undefined
       ? [`  every:        sync keeps running and syncs this account every ${formatDelay(a.everyMs)} (every:)`]
       : []),
+    ...providerLines(a),
     ...(r.skipLargerThan != null
       ? [`  skip:         messages larger than ${r.skipLargerThan} bytes are not copied (skip_larger_than)`]
       : []),

@@ -1,0 +1,263 @@
+/**
+ * Provider profiles against the real Dovecot made to look like each provider: Gmail's
+ * published CAPABILITY list (LITERAL-, APPENDLIMIT=35651584, no MULTIAPPEND) with Dovecot
+ * refusing larger messages as Gmail does; Microsoft 365's list behind a relay that answers
+ * APPENDs with its throttling reply. No real provider is reachable from here: what these tests
+ * prove is popsync's side of each behaviour (README "What is verified").
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Lab } from '../../lab/dovecot.js';
+import { startDovecot } from '../../lab/dovecot.js';
+import { GMAIL_IMAP_CAPABILITY, MICROSOFT_IMAP_CAPABILITY } from '../../lab/provider-capabilities.js';
+import { runCli } from '../support/cli.js';
+import { useLab } from '../support/lab-fixture.js';
+import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
+import { startThrottleProxy, type ThrottleProxy } from '../support/throttle-proxy.js';
+
+const GMAIL_APPEND_LIMIT = 35_651_584;
+
+let lab: Lab;
+let dir: string;
+useLab('providers', { imapCapability: GMAIL_IMAP_CAPABILITY, maxMessageSize: GMAIL_APPEND_LIMIT }, (l, d) => {
+  lab = l;
+  dir = d;
+});
+
+const proxies: ThrottleProxy[] = [];
+const labs: Lab[] = [];
+afterAll(async () => {
+  await Promise.all(proxies.map((p) => p.close()));
+  await Promise.all(labs.map((l) => l.stop()));
+});
+
+function message(i: number, bodyBytes = 2000): Buffer {
+  const head =
+    `From: a${i}@old.example\r\nTo: me@gmail.com\r\nSubject: provider test ${i}\r\n` +
+    `Message-ID: <p${i}-${Math.random()}@old.example>\r\n\r\n`;
+  return Buffer.concat([Buffer.from(head), Buffer.alloc(bodyBytes, 'x'), Buffer.from('\r\n')]);
+}
+
+function args(command: string, l: Lab, pop: string, imap: string, imapPort: number, extra: string[] = []): string[] {
+  return [
+    command,
+    '--pop',
+    `pop3://${pop}@127.0.0.1:${l.pop3.port}`,
+    '--pop-tls',
+    'none',
+    '--imap',
+    `imap://${imap}@127.0.0.1:${imapPort}`,
+    '--imap-tls',
+    'none',
+    '--pop-password-env',
+    'PW',
+    '--imap-password-env',
+    'PW',
+    '--journal',
+    join(dir, `${pop}.sqlite`),
+    ...(command === 'plan' ? [] : ['--no-progress']),
+    ...extra,
+  ];
+}
+
+describe('Gmail profile against Dovecot with Gmail capabilities', () => {
+  it('fails a message over the APPENDLIMIT by name without downloading it, and copies the rest once', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    const small = [1, 2, 3, 4].map((i) => message(i));
+    const big = message(99, GMAIL_APPEND_LIMIT + 1000);
+    await lab.seedPop3(pop, [small[0]!, small[1]!, big, small[2]!, small[3]!]);
+
+    const plan = await runCli(
+      args('plan', lab, pop, imap, lab.imap.port, ['--provider', 'gmail', '--format', 'json']),
+      {
+        env: { PW: lab.password },
+      },
+    );
+    expect(plan.code, plan.stderr).toBe(0);
+    const report = JSON.parse(plan.stdout);
+    expect(report.messages[2]).toMatchObject({ status: 'would-fail', reason: expect.stringMatching(/APPENDLIMIT/) });
+
+    const retrBefore = await lab.countLogLines(/^RETR /, pop);
+    const r = await runCli(args('migrate', lab, pop, imap, lab.imap.port, ['--provider', 'gmail', '--json']), {
+      env: { PW: lab.password },
+    });
+    expect(r.code, r.stderr).toBe(1);
+    const summary = JSON.parse(r.stdout);
+    expect(summary.copied).toBe(4);
+    expect(summary.failed).toEqual([
+      expect.objectContaining({
+        n: 3,
+        reason: expect.stringMatching(
+          /larger than the destination accepts \(its APPENDLIMIT is 34 MiB\): not downloaded/,
+        ),
+      }),
+    ]);
+    // Four RETRs: the 35 MB message never left the POP3 server.
+    expect((await lab.countLogLines(/^RETR /, pop)) - retrBefore).toBe(4);
+    const stored = await destinationMessages(lab, imap);
+    expect(digests(stored.map((m) => m.body))).toEqual(
+      digests((await sourceMessages(lab, pop)).filter((b) => b.length < 100_000)),
+    );
+  });
+
+  it('stops at the daily budget with exit 75 and when to go on; later runs finish the copy exactly once', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(
+      pop,
+      [1, 2, 3, 4, 5].map((i) => message(i, 10_000)),
+    );
+    const expected = digests(await sourceMessages(lab, pop));
+    const day0 = '2026-11-29T10:00:00.000Z';
+    const sync = (now: string) =>
+      runCli(args('sync', lab, pop, imap, lab.imap.port, ['--provider', 'gmail', '--daily-budget', '25K']), {
+        env: { PW: lab.password },
+        hooks: { now },
+      });
+
+    const plan = await runCli(
+      args('plan', lab, pop, imap, lab.imap.port, ['--provider', 'gmail', '--daily-budget', '25K', '--format', 'json']),
+      { env: { PW: lab.password } },
+    );
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(JSON.parse(plan.stdout).budget).toMatchObject({ bytesPerDay: 25 * 1024, days: 3 });
+
+    const first = await sync(day0);
+    expect(first.code, first.stderr).toBe(75);
+    expect(first.stderr).toMatch(/the daily budget \(--daily-budget \/ daily_budget\) is reached/);
+    expect(first.stderr).toMatch(/run again after 2026-11-30T10:0\d:\d\d/);
+    expect(first.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    expect(await destinationMessages(lab, imap)).toHaveLength(2);
+
+    // Twelve hours later nothing has aged out: still 75, nothing copied.
+    const again = await sync('2026-11-29T22:00:00.000Z');
+    expect(again.code, again.stderr).toBe(75);
+    expect(await destinationMessages(lab, imap)).toHaveLength(2);
+
+    expect((await sync('2026-11-30T10:10:00.000Z')).code).toBe(75);
+    expect(await destinationMessages(lab, imap)).toHaveLength(4);
+    const last = await sync('2026-12-01T10:20:00.000Z');
+    expect(last.code, last.stderr).toBe(0);
+    expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(expected);
+  });
+
+  it('refuses [Gmail]/All Mail before contacting anything (exit 2)', async () => {
+    // Port 1: were anything contacted, the run would end in a connection error instead.
+    const r = await runCli(
+      [
+        'migrate',
+        '--pop',
+        'pop3://me@127.0.0.1:1',
+        '--pop-tls',
+        'none',
+        '--imap',
+        'imap://me@127.0.0.1:1',
+        '--imap-tls',
+        'none',
+        '--pop-password-env',
+        'PW',
+        '--imap-password-env',
+        'PW',
+        '--journal',
+        join(dir, 'allmail.sqlite'),
+        '--provider',
+        'gmail',
+        '--folder',
+        '[Gmail]/All Mail',
+      ],
+      { env: { PW: 'x' } },
+    );
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/Gmail: popsync never copies into "\[Gmail\]\/All Mail"/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe('config files', () => {
+  it('config check resolves provider: to its host and shows the profile, the budget and the rate', async () => {
+    const file = join(dir, 'gmail.yml');
+    writeFileSync(
+      file,
+      'defaults:\n  max_rate: 512KB/s\naccounts:\n  - name: a\n' +
+        "    source: { url: 'pop3s://u@pop.example', password_env: P }\n" +
+        '    destination: { user: me@gmail.com, provider: gmail, password_env: I }\n    daily_budget: 100MB\n',
+    );
+    const r = await runCli(['config', 'check', file]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/destination: {2}me@gmail\.com@imap\.gmail\.com:993 \(tls implicit\)/);
+    expect(r.stdout).toMatch(
+      /provider: {5}Gmail \(messages up to 34 MiB, 15 connections per mailbox, never into \[Gmail\]\/All Mail\)/,
+    );
+    expect(r.stdout).toMatch(/daily budget: 100\.0 MiB in any 24 hours/);
+    expect(r.stdout).toMatch(/max rate: {5}512\.0 KiB\/s/);
+    writeFileSync(file, `${readFileSync(file, 'utf8')}    folder: '[Gmail]/All Mail'\n`);
+    const bad = await runCli(['config', 'check', file]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/never copies into "\[Gmail\]\/All Mail"/);
+  });
+});
+
+describe('Microsoft 365 profile against Dovecot with its capabilities, behind a throttling relay', () => {
+  it('waits as the throttling replies ask and copies every message exactly once', async () => {
+    const ms = await startDovecot({ imapCapability: MICROSOFT_IMAP_CAPABILITY });
+    labs.push(ms);
+    const pop = ms.newUser('src');
+    const imap = ms.newUser('dst');
+    await ms.seedPop3(
+      pop,
+      Array.from({ length: 12 }, (_, i) => message(i)),
+    );
+    const expected = digests(await sourceMessages(ms, pop));
+    // The 2nd and the 7th APPEND are refused with a pause of 300 ms.
+    const proxy = await startThrottleProxy(ms.imap.port, (k) => (k === 2 || k === 7 ? 300 : null));
+    proxies.push(proxy);
+    const r = await runCli(
+      args('migrate', ms, pop, imap, proxy.port, [
+        '--provider',
+        'microsoft365',
+        '--json',
+        '--batch-messages',
+        '4',
+        '--max-rate',
+        '10M',
+        '--reconnect-attempts',
+        '0',
+      ]),
+      { env: { PW: ms.password } },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(proxy.stats().throttled).toBe(2);
+    const summary = JSON.parse(r.stdout);
+    expect(summary.failed).toEqual([]);
+    expect(summary.warnings).toContainEqual(expect.stringMatching(/asked for pauses 2 times \(throttling\)/));
+    expect(digests((await destinationMessages(ms, imap)).map((m) => m.body))).toEqual(expected);
+  });
+
+  it('stops with exit 75 and when to come back when asked for too long a pause; the next run finishes', async () => {
+    const ms = await startDovecot({ imapCapability: MICROSOFT_IMAP_CAPABILITY });
+    labs.push(ms);
+    const pop = ms.newUser('src');
+    const imap = ms.newUser('dst');
+    await ms.seedPop3(
+      pop,
+      Array.from({ length: 6 }, (_, i) => message(i)),
+    );
+    const expected = digests(await sourceMessages(ms, pop));
+    const proxy = await startThrottleProxy(ms.imap.port, (k) => (k === 3 ? 3_600_000 : null));
+    proxies.push(proxy);
+    const r = await runCli(args('migrate', ms, pop, imap, proxy.port, ['--provider', 'microsoft365']), {
+      env: { PW: ms.password },
+    });
+    expect(r.code, r.stderr).toBe(75);
+    expect(r.stderr).toMatch(/Request is throttled\. Suggested Backoff Time: 3600000 milliseconds/);
+    expect(r.stderr).toMatch(/more than the 300 s popsync waits at once; run again after \d{4}-\d\d-\d\dT/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    const rerun = await runCli(args('migrate', ms, pop, imap, ms.imap.port, ['--provider', 'microsoft365']), {
+      env: { PW: ms.password },
+    });
+    expect(rerun.code, rerun.stderr).toBe(0);
+    expect(digests((await destinationMessages(ms, imap)).map((m) => m.body))).toEqual(expected);
+  });
+});

@@ -1,0 +1,168 @@
+/**
+ * A loopback relay in front of the lab Dovecot's plaintext IMAP listener that answers some
+ * APPENDs the way Microsoft 365 does when a mailbox is busy, `<tag> NO Request is throttled.
+ * Suggested Backoff Time: N milliseconds`, without passing them on: a throttled message is
+ * not stored, exactly as on the real service. Every other byte passes unchanged.
+ *
+ * The client's stream is parsed as IMAP (lines and `{n}`, `{n+}`, `~{n+}` literals by byte
+ * count), so a message body is never taken for a command. A throttled APPEND goes to Dovecot
+ * as a NOOP under the same tag, and Dovecot's tagged answer to it is rewritten into the
+ * refusal: the refusal so comes in the place a real server would put it, after the replies to
+ * the commands before it and before those after it (pipelining clients depend on that). With a
+ * synchronising literal the client then never sends the body; a non-synchronising literal is
+ * swallowed up to the end of the command. Plaintext only: after STARTTLS it just copies bytes.
+ */
+import net from 'node:net';
+
+export interface ThrottleProxy {
+  port: number;
+  /** APPEND commands seen, and how many of them were answered with the throttling refusal. */
+  stats(): { appends: number; throttled: number };
+  close(): Promise<void>;
+}
+
+/** For the Nth APPEND seen (from 1, across all connections): the pause to ask for, or null to pass it on. */
+export type ThrottlePlan = (appendNumber: number) => number | null;
+
+const CRLF = Buffer.from('\r\n');
+const LITERAL_AT_END = /~?\{(\d+)(\+)?\}$/;
+
+/** Cuts one direction of IMAP into lines and literal bytes; memory bounded by the longest line. */
+class Splitter {
+  private pending = Buffer.alloc(0);
+  private literalLeft = 0;
+  raw = false;
+
+  constructor(
+    private readonly onLine: (line: Buffer) => void,
+    private readonly onLiteral: (bytes: Buffer) => void,
+  ) {}
+
+  /** The literal the last line announced will not come (a synchronising one that was refused). */
+  cancelLiteral(): void {
+    this.literalLeft = 0;
+  }
+
+  push(chunk: Buffer): void {
+    if (this.raw) {
+      this.onLiteral(chunk);
+      return;
+    }
+    let data = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pending = Buffer.alloc(0);
+    while (data.length > 0) {
+      if (this.raw) {
+        this.onLiteral(data);
+        return;
+      }
+      if (this.literalLeft > 0) {
+        const n = Math.min(this.literalLeft, data.length);
+        this.onLiteral(data.subarray(0, n));
+        this.literalLeft -= n;
+        data = data.subarray(n);
+        continue;
+      }
+      const eol = data.indexOf(CRLF);
+      if (eol < 0) {
+        this.pending = Buffer.from(data);
+        return;
+      }
+      const line = data.subarray(0, eol + 2);
+      data = data.subarray(eol + 2);
+      const m = LITERAL_AT_END.exec(line.subarray(0, eol).toString('latin1'));
+      this.literalLeft = m ? Number(m[1]) : 0;
+      this.onLine(line);
+    }
+  }
+}
+
+export async function startThrottleProxy(targetPort: number, plan: ThrottlePlan): Promise<ThrottleProxy> {
+  const stats = { appends: 0, throttled: 0 };
+  const open = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    open.add(client);
+    open.add(upstream);
+    /** Tags whose NOOP answer becomes a throttling refusal, with the pause it asks for. */
+    const refusing = new Map<string, number>();
+
+    /** A throttled APPEND whose non-synchronising literal(s) are being swallowed. */
+    let swallowing = false;
+    let literalIsSwallowed = false;
+    const fromClient = new Splitter(
+      (lineWithCrlf) => {
+        const line = lineWithCrlf.subarray(0, -2).toString('latin1');
+        const lit = LITERAL_AT_END.exec(line);
+        if (swallowing) {
+          // The rest of a swallowed command: more literals, or its end.
+          literalIsSwallowed = lit !== null;
+          swallowing = lit !== null;
+          return;
+        }
+        const append = /^(\S+) (?:UID )?APPEND /i.exec(line);
+        if (append) {
+          stats.appends++;
+          const ms = plan(stats.appends);
+          if (ms !== null) {
+            stats.throttled++;
+            refusing.set(append[1]!, ms);
+            upstream.write(`${append[1]!} NOOP\r\n`);
+            if (lit?.[2] === '+') {
+              swallowing = true;
+              literalIsSwallowed = true;
+            } else {
+              // Refused instead of '+': the client never sends the body (RFC 3501 7.5).
+              literalIsSwallowed = false;
+              fromClient.cancelLiteral();
+            }
+            return;
+          }
+        }
+        literalIsSwallowed = false;
+        if (/^\S+ STARTTLS$/i.test(line)) {
+          fromClient.raw = true;
+          fromServer.raw = true;
+        }
+        upstream.write(lineWithCrlf);
+      },
+      (bytes) => {
+        if (!literalIsSwallowed) upstream.write(bytes);
+      },
+    );
+    const fromServer = new Splitter(
+      (line) => {
+        const tag = /^(\S+) OK\b/.exec(line.toString('latin1'))?.[1];
+        const ms = tag === undefined ? undefined : refusing.get(tag);
+        if (ms === undefined) return void client.write(line);
+        refusing.delete(tag!);
+        client.write(`${tag} NO Request is throttled. Suggested Backoff Time: ${ms} milliseconds\r\n`);
+      },
+      (bytes) => client.write(bytes),
+    );
+    upstream.on('data', (d: Buffer) => fromServer.push(d));
+    client.on('data', (d: Buffer) => fromClient.push(d));
+    const close = (): void => {
+      client.destroy();
+      upstream.destroy();
+      open.delete(client);
+      open.delete(upstream);
+    };
+    for (const s of [client, upstream]) {
+      s.on('close', close);
+      s.on('error', close);
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    stats: () => ({ ...stats }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of open) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
