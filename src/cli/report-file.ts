@@ -155,6 +155,8 @@ export function batchReportTarget(opts: Record<string, unknown>): BatchReportTar
 
 export async function writeBatchReport(report: BatchReport, target: BatchReportTarget): Promise<void> {
   const { renderBatch } = await import('../report/batch-render.js');
+  // Made here, not refused: a missing folder found only after hours of batch would lose the report.
+  ensureDir(dirname(target.path));
   writeAtomically(target.path, renderBatch(report, target.format));
 }
 

@@ -76,6 +76,12 @@ function outcomeOf(exitCode: number): AccountOutcome {
 
 /** The row of an account whose migrate or sync run finished (exit 0 or 1). */
 export function rowFromRun(name: string, result: RunResult, exitCode: number): BatchAccountRow {
+  const copied = result.copied + result.reconciled;
+  // The engine counts a copy that an interrupted run left unconfirmed, and this run found, both
+  // as reconciled and (settled before planning) as already copied; a row counts it once, as
+  // copied. A finished run settled every listed message: what it did not copy, fail or skip
+  // was there before.
+  const already = result.listed - copied - result.failed.length - (result.skippedByRule ?? 0);
   return {
     name,
     source: result.source,
@@ -88,9 +94,9 @@ export function rowFromRun(name: string, result: RunResult, exitCode: number): B
     listedBytes: result.listedBytes,
     new: result.newMessages ?? 0,
     newBytes: 0,
-    copied: result.copied + result.reconciled,
+    copied,
     copiedBytes: result.copiedBytes,
-    alreadyCopied: result.alreadyCopied,
+    alreadyCopied: Math.max(0, Math.min(result.alreadyCopied, already)),
     failed: result.failed.length,
     deleted: result.deleted ?? 0,
     startedAt: result.startedAt,

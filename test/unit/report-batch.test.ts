@@ -71,6 +71,18 @@ describe('batch report', () => {
     });
   });
 
+  it('a copy the rerun of a killed run confirmed is counted once, as copied, not also as already copied', () => {
+    // The engine: reconciled 2 (found in the destination), and those 2 settled before planning
+    // are in alreadyCopied too, with the one copied by the killed run itself.
+    const r = { ...run(0), listed: 3, listedBytes: 3000, reconciled: 2, alreadyCopied: 3 };
+    expect(rowFromRun('alice', r, 0)).toMatchObject({ listed: 3, copied: 2, alreadyCopied: 1 });
+    expect(rowFromRun('bob', { ...run(2), reconciled: 0 }, 0)).toMatchObject({
+      listed: 3,
+      copied: 2,
+      alreadyCopied: 1,
+    });
+  });
+
   it('merge: an account in two shards counts once, the later report wins, totals recomputed', () => {
     const first = buildBatchReport(
       [rowFromError('bob', 'migrate', 4, 'server gone'), rowFromRun('alice', run(2), 0)],
