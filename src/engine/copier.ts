@@ -9,12 +9,12 @@
  * message refused by the destination fails alone; a lost connection rejects and ends the pass
  * (run.ts retries it from the journal).
  */
-import { PopsyncError } from '../errors.js';
+import { PopsyncError, isPopsyncError } from '../errors.js';
 import type { AppendRequest, ImapSink } from '../imap/types.js';
 import type { BeginAppend } from '../journal/types.js';
 import { decodedHeader } from '../mapping/decode.js';
 import { messageIdOf, parseHeaders } from '../mapping/headers.js';
-import type { RunContext } from './context.js';
+import type { OpenFolder, RunContext } from './context.js';
 import { adoptExisting } from './adopter.js';
 import { acceptUidValidity, openFolder } from './folders.js';
 import { headerHash } from './identity.js';
@@ -68,12 +68,52 @@ function route(ctx: RunContext, received: Received[]): Map<string, Item[]> {
   return groups;
 }
 
+/** Folders the destination refused to create or open in a run, with its answer: asked once. */
+const refusedFolders = new WeakMap<RunContext, Map<string, PopsyncError>>();
+
+/**
+ * The folder opened, or null when the server refuses it (a name too long, a character it does
+ * not allow, no permission): a folder name is the user's rule, not the server's failure, so
+ * the messages routed there fail with the server's words (exit 1, tried again next run, not
+ * journaled) and the other folders go on. Anything else (a lost link) still ends the pass.
+ */
+async function openOrRefuse(
+  ctx: RunContext,
+  sink: ImapSink,
+  folder: string,
+  routed: Item[],
+): Promise<OpenFolder | null> {
+  let refusals = refusedFolders.get(ctx);
+  let refused = refusals?.get(folder);
+  if (refused === undefined) {
+    try {
+      return await openFolder(ctx, sink, folder);
+    } catch (e) {
+      if (!isPopsyncError(e) || e.kind !== 'server' || e.context.folder !== folder) throw e;
+      refused = e;
+      if (!refusals) {
+        refusals = new Map();
+        refusedFolders.set(ctx, refusals);
+      }
+      refusals.set(folder, e);
+    }
+  }
+  const serverResponse = refused.context.serverResponse ?? null;
+  for (const it of routed) {
+    ctx.settledThisPass++;
+    ctx.rec.fail(it.m, folder, refused.message, serverResponse);
+    ctx.rec.record(it.m.uidl, ctx.rec.routed(it, 'failed', refused.message, serverResponse));
+  }
+  return null;
+}
+
 /** Route, journal the intent, append, journal each outcome: one received batch. */
 export async function storeBatch(ctx: RunContext, sink: ImapSink, received: Received[]): Promise<void> {
   const { journal, account } = ctx.o;
   const { rec } = ctx;
   for (const [folder, routed] of route(ctx, received)) {
-    const status = await openFolder(ctx, sink, folder);
+    const status = await openOrRefuse(ctx, sink, folder, routed);
+    if (status === null) continue;
     const floor = status.floor;
     for (const it of routed) {
       it.begin.destUidValidity = status.uidValidity;
