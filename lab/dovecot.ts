@@ -113,6 +113,13 @@ export interface StartOptions {
    * loads Dovecot's imap_zlib so that a client that uses it gets it. Not with `imapWithout`.
    */
   imapCapability?: string;
+  /**
+   * Look like Gmail's literals: advertise LITERAL- (RFC 7888) instead of LITERAL+, and have the
+   * relay of imap-front.ts (which then stands in front, as for `imapWithout`) end the session
+   * with BYE on any non-synchronising literal over 4,096 octets, as such a server may. Dovecot
+   * itself would take them, so only the relay makes the limit real.
+   */
+  imapLiteralMinus?: boolean;
 }
 
 /**
@@ -126,8 +133,18 @@ const DOVECOT_IMAP_CAPABILITY =
   'LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH ' +
   'LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE SAVEDATE LITERAL+ NOTIFY';
 
-/** The capability list a lab with `imapWithout` advertises, or undefined for Dovecot's own. */
-export function trimmedImapCapability(without: readonly string[] | undefined): string | undefined {
+/**
+ * The capability list a lab with `imapWithout` (or `imapLiteralMinus`) advertises, or undefined
+ * for Dovecot's own.
+ */
+export function trimmedImapCapability(
+  without: readonly string[] | undefined,
+  literalMinus = false,
+): string | undefined {
+  if (literalMinus) {
+    const rest = (without ?? []).filter((c) => c.toUpperCase() !== 'LITERAL+');
+    return `${trimmedImapCapability([...rest, 'LITERAL+'])} LITERAL-`;
+  }
   if (without === undefined || without.length === 0) return undefined;
   const all = DOVECOT_IMAP_CAPABILITY.split(' ');
   const drop = new Set(without.map((c) => c.toUpperCase()));
@@ -217,10 +234,11 @@ export async function startDovecot(opts: StartOptions = {}): Promise<Lab> {
       }
 
       let front: ImapFront | undefined;
-      if (trimmedImapCapability(opts.imapWithout) !== undefined) {
+      if (trimmedImapCapability(opts.imapWithout, opts.imapLiteralMinus) !== undefined) {
         try {
           front = await startImapFront(endpoints.imap.port, {
-            hideUidplus: opts.imapWithout!.some((c) => c.toUpperCase() === 'UIDPLUS'),
+            hideUidplus: (opts.imapWithout ?? []).some((c) => c.toUpperCase() === 'UIDPLUS'),
+            literalMinus: opts.imapLiteralMinus === true,
           });
         } catch (e) {
           await killMaster(child, exited, instanceName);
@@ -399,9 +417,9 @@ function renderConfig(a: {
   const internalUser = root ? 'dovecot' : me.username;
   const loginUser = root ? 'dovenull' : me.username;
   const chroot = root ? '' : '  chroot =\n';
-  if (opts.imapCapability !== undefined && opts.imapWithout !== undefined)
-    throw new Error('imapCapability and imapWithout: give one of them');
-  const capability = opts.imapCapability ?? trimmedImapCapability(opts.imapWithout);
+  if (opts.imapCapability !== undefined && (opts.imapWithout !== undefined || opts.imapLiteralMinus))
+    throw new Error('imapCapability and imapWithout or imapLiteralMinus: give one of them');
+  const capability = opts.imapCapability ?? trimmedImapCapability(opts.imapWithout, opts.imapLiteralMinus);
   const zlib = /(^|\s)COMPRESS=DEFLATE(\s|$)/i.test(opts.imapCapability ?? '');
   const plugins = [maxSize !== undefined ? 'quota' : '', zlib ? 'zlib' : ''].filter(Boolean).join(' ');
 

@@ -24,6 +24,10 @@ export interface FrontStats {
   nonSyncLiterals: number;
   /** APPENDUID / COPYUID response codes removed from server answers. */
   hiddenUidCodes: number;
+  /** Of the non-synchronizing literals, those over LITERAL-'s 4,096 octets. */
+  oversizeNonSyncLiterals: number;
+  /** APPEND commands that carried more than one message (MULTIAPPEND). */
+  multiAppends: number;
 }
 
 export interface ImapFront {
@@ -35,7 +39,14 @@ export interface ImapFront {
 export interface FrontOptions {
   /** Remove APPENDUID and COPYUID response codes (a server without UIDPLUS). */
   hideUidplus: boolean;
+  /**
+   * Act as a LITERAL- server (RFC 7888): a non-synchronizing literal over 4,096 octets ends
+   * the session with `* BYE [TOOBIG]`, before any of it reaches Dovecot.
+   */
+  literalMinus?: boolean;
 }
+
+const LITERAL_MINUS_MAX = 4096;
 
 const CRLF = Buffer.from('\r\n');
 const LITERAL_AT_END = /~?\{(\d+)(\+|-)?\}$/;
@@ -97,7 +108,13 @@ class ImapStreamSplitter {
 }
 
 export async function startImapFront(targetPort: number, opts: FrontOptions): Promise<ImapFront> {
-  const stats: FrontStats = { appends: 0, nonSyncLiterals: 0, hiddenUidCodes: 0 };
+  const stats: FrontStats = {
+    appends: 0,
+    nonSyncLiterals: 0,
+    hiddenUidCodes: 0,
+    oversizeNonSyncLiterals: 0,
+    multiAppends: 0,
+  };
   const open = new Set<net.Socket>();
   const server = net.createServer((client) => {
     const upstream = net.connect(targetPort, '127.0.0.1');
@@ -112,10 +129,24 @@ export async function startImapFront(targetPort: number, opts: FrontOptions): Pr
       stats.hiddenUidCodes++;
       return Buffer.from(text.replace(UID_CODE, '$1'), 'latin1');
     });
+    // The line after a literal continues its command: a further message of a MULTIAPPEND when
+    // it announces another literal.
+    let afterLiteral = false;
+    let inAppend = false;
+    let countedMulti = false;
+    let tooBig = false;
     const fromClient = new ImapStreamSplitter(
       (line) => {
         const text = line.toString('latin1');
-        if (/^\S+ (UID )?APPEND /i.test(text)) stats.appends++;
+        if (!afterLiteral) {
+          inAppend = /^\S+ (UID )?APPEND /i.test(text);
+          countedMulti = false;
+          if (inAppend) stats.appends++;
+        } else if (inAppend && !countedMulti && LITERAL_AT_END.test(text)) {
+          stats.multiAppends++;
+          countedMulti = true;
+        }
+        afterLiteral = LITERAL_AT_END.test(text);
         if (/^\S+ STARTTLS$/i.test(text)) {
           fromClient.passThrough();
           fromServer.passThrough();
@@ -123,7 +154,12 @@ export async function startImapFront(targetPort: number, opts: FrontOptions): Pr
         return line;
       },
       (line) => {
-        if (/\{\d+\+\}$/.test(line.toString('latin1'))) stats.nonSyncLiterals++;
+        const m = /\{(\d+)\+\}$/.exec(line.toString('latin1'));
+        if (!m) return;
+        stats.nonSyncLiterals++;
+        if (Number(m[1]) <= LITERAL_MINUS_MAX) return;
+        stats.oversizeNonSyncLiterals++;
+        if (opts.literalMinus) tooBig = true;
       },
     );
     upstream.on('data', (d: Buffer) => {
@@ -132,6 +168,12 @@ export async function startImapFront(targetPort: number, opts: FrontOptions): Pr
     });
     client.on('data', (d: Buffer) => {
       const out = fromClient.push(d);
+      if (tooBig) {
+        // Nothing of this chunk reaches Dovecot: the literal was refused as it was announced.
+        client.end('* BYE [TOOBIG] Non-synchronizing literal over 4096 octets (LITERAL-)\r\n');
+        upstream.destroy();
+        return;
+      }
       if (out.length) upstream.write(out);
     });
     const close = (): void => {

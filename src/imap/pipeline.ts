@@ -1,12 +1,16 @@
 /**
- * Pipelined APPEND on a second, hand-written IMAP connection (RFC 7888 LITERAL+, RFC 4315 UIDPLUS).
+ * APPEND on a second, hand-written IMAP connection: pipelined (RFC 7888 LITERAL+ / LITERAL-),
+ * batched (RFC 3502 MULTIAPPEND), with UIDs from RFC 4315 APPENDUID where the server gives them.
  *
- * Why hand-written: imapflow keeps one command in flight and sends `{n+}` only up to 4 KiB, so
- * every APPEND waits for its tagged OK (and a large one also for '+'): about half of what the
- * server can take. It has no MULTIAPPEND or pipelining, and writing our own commands down its
+ * Why hand-written: imapflow keeps one command in flight, sends `{n+}` only up to 4 KiB and has
+ * no MULTIAPPEND, so every APPEND waits for its tagged OK (a large one also for '+') and costs
+ * the server one transaction: about half of what Dovecot takes, far less on small mail, where
+ * the server's per-transaction CPU is the limit. Writing our own commands down imapflow's
  * socket would confuse its parser. So this module owns one more connection, used for APPEND
- * only, and writes every APPEND of a batch at once with non-synchronizing literals, reading
- * the tagged replies in order as they come back.
+ * only: each batch goes as MULTIAPPEND commands where offered (append-plan.ts cuts them), else
+ * one APPEND per message, all written without waiting for replies, and the tagged replies are
+ * read in order as they come back. A literal the server must accept first (no LITERAL+, or
+ * over LITERAL-'s 4 KiB) waits for its '+'; everything else keeps flowing.
  *
  * What it reuses from imapflow (its exported `lib/` modules): the command compiler (quoting of
  * the mailbox name, flags, date, LOGIN strings), and the caller hands in the mailbox name
@@ -15,23 +19,31 @@
  *
  * It is also the only way a message kept in a file (too large for memory, engine/spool.ts) can
  * be sent, since imapflow's append takes a Buffer: the literal is streamed from the file. So on
- * a server without LITERAL+ or UIDPLUS the writer still opens this connection, in 'streaming'
- * mode, for such messages: one APPEND at a time with a synchronising literal (command, wait for
- * '+', then the bytes), and no UID where the server gives no APPENDUID.
+ * a server that offers none of the above the writer still opens this connection, in
+ * 'streaming' mode, for such messages: synchronising literals, and no UID where the server
+ * gives no APPENDUID.
  *
  * It connects through net/connect.ts and logs in as login.ts decides, like imapflow's connection
  * (same TLS, CA, SNI, mechanism and token source).
  *
  * What it does not do: SELECT, FETCH or anything but APPEND; COMPRESS; reconnects mid-batch (a
  * drop throws 'connection' and unreported outcomes stay unknown, which the engine reconciles by
- * content). The password is
- * never logged: only command names are.
+ * content: a MULTIAPPEND cut off stored all of its messages or none). The password is never
+ * logged: only command names are.
  */
 
 import type net from 'node:net';
 import { PopsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { openSocket, type SocketTarget, startTls } from '../net/connect.js';
+import {
+  appendUids,
+  literalModeOf,
+  MULTIAPPEND_LIMITS,
+  nonSynchronizing,
+  planUnits,
+  type LiteralMode,
+} from './append-plan.js';
 import { bodyChunks, bodySize, sendPiece, type MessageBody } from './body.js';
 import type { AppendOutcome, ImapOptions } from './types.js';
 import { classifyAppendError, isTlsFailure, mapConnectError, type ImapFlowErrorLike } from './errors.js';
@@ -40,6 +52,12 @@ import { chooseLogin, credentialsFor, loginSecretForms, mechanismFor, SaslConver
 
 /** Unacknowledged bytes written before we wait for replies: keeps memory and socket buffers flat. */
 const MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024;
+
+const LITERAL_WORDS: Record<LiteralMode, string> = {
+  plus: 'LITERAL+',
+  minus: 'LITERAL-',
+  sync: 'synchronising literals',
+};
 
 /** The session lacks what the pipelined path needs; the caller falls back to imapflow. */
 export class PipelineUnsupported extends Error {}
@@ -198,6 +216,30 @@ function refusal(t: Tagged, extra: ImapFlowErrorLike = {}): ImapFlowErrorLike {
   };
 }
 
+/** One APPEND command of a batch: one message, or several in a MULTIAPPEND. */
+interface Unit {
+  tag: string;
+  /** The batch items it carries, in order. */
+  indices: number[];
+  /** Their literal octets, counted against MAX_IN_FLIGHT_BYTES until the reply. */
+  bytes: number;
+  /** Called when its first byte is written; `written` resolves then. */
+  started: () => void;
+  written: Promise<void>;
+}
+
+function drained(sock: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      sock.off('drain', done);
+      sock.off('close', done);
+      resolve();
+    };
+    sock.once('drain', done);
+    sock.once('close', done);
+  });
+}
+
 export interface PipelineItem {
   body: MessageBody;
   /** Whether the body holds a NUL (sent as a binary literal where the server offers BINARY). */
@@ -211,7 +253,11 @@ export interface PipelineItem {
 export class PipelinedAppender {
   /** Messages sent down this connection; for tests and diagnostics. */
   appended = 0;
+  /** Of those, messages sent within a MULTIAPPEND of two or more. */
+  multiappended = 0;
   private seq = 0;
+  /** The command whose literal waits for the server's '+'; at most one at a time. */
+  private cont: { unit: Unit; resolve: (go: boolean) => void } | null = null;
 
   private constructor(
     private sock: net.Socket,
@@ -224,12 +270,17 @@ export class PipelinedAppender {
     return this.reader.usable;
   }
 
+  private get literals(): LiteralMode {
+    return literalModeOf(this.capabilities);
+  }
+
   /**
    * Connects, secures and logs in like imapflow does (same TLS mode, CA, verification, SNI and
-   * login), then, in 'pipelined' mode, checks LITERAL+ and UIDPLUS. Throws PipelineUnsupported
-   * when the session lacks what the mode needs (the connection is closed), a PopsyncError like
-   * connectImap's for everything else. 'streaming' mode needs neither extension. The forms of
-   * the secret this login sends are added to `secrets`, for whoever maps later server replies.
+   * login), then, in 'pipelined' mode, checks for LITERAL+, LITERAL- or MULTIAPPEND. Throws
+   * PipelineUnsupported when the session lacks what the mode needs (the connection is closed),
+   * a PopsyncError like connectImap's for everything else. 'streaming' mode needs none of them.
+   * The forms of the secret this login sends are added to `secrets`, for whoever maps later
+   * server replies.
    */
   static async open(
     opts: ImapOptions,
@@ -283,7 +334,7 @@ export class PipelinedAppender {
           t = await a.authenticate(
             new SaslConversation(mechanismFor(step.mechanism, creds, opts), caps.has('SASL-IR')),
           );
-        } else if (caps.has('LITERAL+') || mode === 'streaming') {
+        } else if (!caps.has('LOGINDISABLED')) {
           // The compiler sends STRING values quoted, never as literals, so LOGIN needs no '+' wait.
           t = await a.simple(
             Buffer.concat([
@@ -303,19 +354,24 @@ export class PipelinedAppender {
             'L',
           );
         } else {
-          throw new PipelineUnsupported('no SASL mechanism for this login and no LOGIN with LITERAL+');
+          throw new PipelineUnsupported('no SASL mechanism for this login, and LOGIN disabled');
         }
         if (t.status !== 'OK') throw fail(refusal(t, { authenticationFailed: true }));
         caps = await a.capability();
       }
-      if (mode === 'pipelined' && (!caps.has('LITERAL+') || !caps.has('UIDPLUS')))
-        throw new PipelineUnsupported('no LITERAL+ or no UIDPLUS after login');
+      // Without UIDPLUS the copies come back without UIDs, as through imapflow, and the engine
+      // finds them by content (reconciler.ts learnUids); what this path needs is something to
+      // gain over imapflow's one command at a time.
+      const literals = literalModeOf(caps);
+      if (mode === 'pipelined' && literals === 'sync' && !caps.has('MULTIAPPEND'))
+        throw new PipelineUnsupported('no LITERAL+, LITERAL- or MULTIAPPEND after login');
       (a as { capabilities: ReadonlySet<string> }).capabilities = caps;
       // Tests find the path taken by these words.
+      const how = `${LITERAL_WORDS[literals]}${caps.has('MULTIAPPEND') ? ', MULTIAPPEND' : ''}`;
       log.debug(
         { host: opts.host },
         mode === 'pipelined'
-          ? 'IMAP APPEND connection ready (pipelined LITERAL+)'
+          ? `IMAP APPEND connection ready (pipelined ${how})`
           : 'IMAP APPEND connection ready (streaming, one at a time)',
       );
       return a;
@@ -347,10 +403,17 @@ export class PipelinedAppender {
   }
 
   /**
-   * Writes one APPEND per item, all at once (bounded by MAX_IN_FLIGHT_BYTES), and reports each
-   * tagged reply in order. `mailbox` is the name exactly as imapflow would send it. Items with
-   * `skip` set get that outcome at their place and are not sent. Without LITERAL+ the items go
-   * one at a time with synchronising literals instead.
+   * Sends the batch and reports each message's outcome as its command's tagged reply arrives,
+   * in the server's order (so UIDs ascend). `mailbox` is the name exactly as imapflow would
+   * send it. Items with `skip` get that outcome first and are not sent.
+   *
+   * Where the server offers MULTIAPPEND, runs of messages go in one command each (bounded by
+   * count and bytes, append-plan.ts); otherwise one APPEND per message. Commands are written
+   * one after another without waiting for replies, bounded by MAX_IN_FLIGHT_BYTES; a literal
+   * the server must first accept (no LITERAL+, or over LITERAL-'s 4 KiB) waits for its '+',
+   * and a tagged refusal in place of the '+' ends that command (nothing of it was stored). A
+   * MULTIAPPEND refused as a whole stored none of its messages (RFC 3502 atomicity), so its
+   * messages are sent again one per APPEND, and only the message at fault fails.
    */
   async append(
     mailbox: string,
@@ -358,145 +421,192 @@ export class PipelinedAppender {
     items: Array<PipelineItem | { skip: AppendOutcome }>,
     onOutcome: (index: number, outcome: AppendOutcome) => void,
   ): Promise<AppendOutcome[]> {
-    if (!this.capabilities.has('LITERAL+')) return this.appendOneByOne(mailbox, folder, items, onOutcome);
-    const tags = items.map(() => `P${++this.seq}`);
+    const outcomes: AppendOutcome[] = new Array(items.length);
+    const report = (i: number, o: AppendOutcome): void => {
+      outcomes[i] = o;
+      onOutcome(i, o);
+    };
+    const planned = items.map((it) =>
+      'skip' in it ? null : { size: bodySize(it.body), inFile: !Buffer.isBuffer(it.body) },
+    );
+    const multi = this.capabilities.has('MULTIAPPEND');
+    const units: Unit[] = planUnits(planned, multi ? MULTIAPPEND_LIMITS : { maxMessages: 1, maxBytes: 0 }).map(
+      (indices) => this.unit(indices, planned),
+    );
+    for (const [i, it] of items.entries()) if ('skip' in it) report(i, it.skip);
+
+    const sock = this.sock;
     let inFlight = 0;
     let aborted = false;
+    let finished = false;
     let acked: (() => void) | null = null;
-    const sock = this.sock;
-    const waitFor = (event: 'drain'): Promise<void> =>
-      new Promise((resolve) => {
-        const done = (): void => {
-          sock.off(event, done);
-          sock.off('close', done);
-          resolve();
-        };
-        sock.once(event, done);
-        sock.once('close', done);
-      });
-    const sizes = items.map((it) => ('skip' in it ? 0 : bodySize(it.body)));
+    let more: (() => void) | null = null;
+    const wake = (which: 'acked' | 'more'): void => {
+      const f = which === 'acked' ? acked : more;
+      if (which === 'acked') acked = null;
+      else more = null;
+      f?.();
+    };
     const writer = (async () => {
-      for (const [i, it] of items.entries()) {
-        if (aborted || sock.destroyed) return;
-        if ('skip' in it) continue;
-        const size = sizes[i]!;
-        while (inFlight > 0 && inFlight + size > MAX_IN_FLIGHT_BYTES && !aborted) {
+      for (let w = 0; ; w++) {
+        while (w >= units.length && !finished && !aborted) {
+          await new Promise<void>((r) => {
+            more = r;
+          });
+        }
+        if (w >= units.length || aborted || sock.destroyed) return;
+        const u = units[w]!;
+        while (inFlight > 0 && inFlight + u.bytes > MAX_IN_FLIGHT_BYTES && !aborted) {
           await new Promise<void>((r) => {
             acked = r;
           });
         }
         if (aborted || sock.destroyed) return;
-        inFlight += size;
-        this.appended++;
-        sock.write(this.command(tags[i]!, mailbox, it, '+'));
-        // A file body is read in pieces as the socket drains: never whole in memory.
-        for await (const chunk of bodyChunks(it.body)) {
-          if (aborted || sock.destroyed) return;
-          await sendPiece(sock, it.body, chunk);
-        }
-        if (!sock.write('\r\n')) await waitFor('drain');
+        inFlight += u.bytes;
+        u.started();
+        await this.writeUnit(u, mailbox, items as PipelineItem[]);
       }
     })();
     // A body that cannot be read (spool file gone) leaves a literal unfinished: the connection
     // is spent, and closing it makes the reply loop below fail instead of waiting for a reply.
-    writer.catch(() => this.destroy());
-    const outcomes: AppendOutcome[] = [];
+    const writerDone = writer.then(
+      () => {},
+      () => this.destroy(),
+    );
     try {
-      for (const [i, it] of items.entries()) {
-        let outcome: AppendOutcome;
-        if ('skip' in it) {
-          outcome = it.skip;
+      for (let r = 0; r < units.length; r++) {
+        const u = units[r]!;
+        await Promise.race([u.written, writerDone]);
+        const t = await this.replyTo(u.tag);
+        if (this.cont?.unit === u) this.settleContinuation(false);
+        inFlight -= u.bytes;
+        wake('acked');
+        if (u.indices.length === 1) {
+          report(u.indices[0]!, this.outcomeOf(t, folder, u.indices[0]!));
+        } else if (t.status === 'OK') {
+          const given = appendUids(t.code, u.indices.length);
+          if (given === null && /^APPENDUID\b/i.test(t.code ?? ''))
+            this.log.info(
+              { folder, code: t.code, messages: u.indices.length },
+              'MULTIAPPEND answered with an APPENDUID that does not name each message; their UIDs are found by content',
+            );
+          for (const [k, i] of u.indices.entries())
+            report(
+              i,
+              given
+                ? { ok: true, uid: given.uids[k]!, uidValidity: given.uidValidity }
+                : { ok: true, uid: null, uidValidity: null },
+            );
         } else {
-          const t = await this.tagged(tags[i]!);
-          inFlight -= sizes[i]!;
-          const wake = acked as (() => void) | null;
-          acked = null;
-          wake?.();
-          outcome = this.outcomeOf(t, folder, i);
+          const failure = classifyAppendError(refusal(t), folder);
+          if (failure.scope === 'session') throw failure.error;
+          // Atomic: none of them was stored. Each goes again alone, after what is in flight.
+          this.log.debug(
+            { folder, messages: u.indices.length, serverResponse: failure.error.context.serverResponse },
+            'MULTIAPPEND refused; sending its messages one by one',
+          );
+          for (const i of u.indices) units.push(this.unit([i], planned));
+          wake('more');
         }
-        outcomes.push(outcome);
-        onOutcome(i, outcome);
       }
+      finished = true;
+      wake('more');
       await writer;
       return outcomes;
     } catch (err) {
       // Replies to commands already written would still arrive: this connection is spent.
       aborted = true;
-      (acked as (() => void) | null)?.();
+      wake('acked');
+      wake('more');
+      this.settleContinuation(false);
       this.destroy();
       await writer.catch(() => {});
       throw err;
     }
   }
 
-  /**
-   * The APPEND command up to and including its literal's announcement. A binary literal (RFC
-   * 3516) only where the server offers BINARY; otherwise a NUL goes in a plain literal, as
-   * imapflow sends it, and the server decides.
-   */
-  private command(tag: string, mailbox: string, it: PipelineItem, plus: '+' | ''): Buffer {
-    const head = compiler({
-      tag,
-      command: 'APPEND',
-      attributes: [
-        { type: 'ATOM', value: mailbox },
-        ...(it.flags.length || it.date ? [it.flags.map((f) => ({ type: 'ATOM' as const, value: f }))] : []),
-        ...(it.date ? [{ type: 'STRING' as const, value: it.date }] : []),
-      ],
+  private unit(indices: number[], planned: ReadonlyArray<{ size: number } | null>): Unit {
+    let started!: () => void;
+    const written = new Promise<void>((r) => {
+      started = r;
     });
-    const binary = it.hasNul && this.capabilities.has('BINARY');
-    return Buffer.concat([head, Buffer.from(` ${binary ? '~' : ''}{${bodySize(it.body)}${plus}}\r\n`)]);
+    const bytes = indices.reduce((n, i) => n + planned[i]!.size, 0);
+    return { tag: `P${++this.seq}`, indices, bytes, started, written };
   }
 
   /**
-   * Without LITERAL+: each APPEND announces a synchronising literal and waits for the server's
-   * '+' before sending the bytes, streamed from memory or file; a tagged NO instead of '+' is
-   * that message's refusal (nothing was sent). No APPENDUID (no UIDPLUS) means no UID.
+   * One command: the APPEND and each message's flags, date and literal. Returns early when the
+   * server refuses the command in place of a '+' (the reply loop reports it).
    */
-  private async appendOneByOne(
-    mailbox: string,
-    folder: string,
-    items: Array<PipelineItem | { skip: AppendOutcome }>,
-    onOutcome: (index: number, outcome: AppendOutcome) => void,
-  ): Promise<AppendOutcome[]> {
-    const outcomes: AppendOutcome[] = [];
-    try {
-      for (const [i, it] of items.entries()) {
-        let outcome: AppendOutcome;
-        if ('skip' in it) {
-          outcome = it.skip;
-        } else {
-          const tag = `P${++this.seq}`;
-          this.appended++;
-          this.sock.write(this.command(tag, mailbox, it, ''));
-          let t = await this.continuationOr(tag);
-          if (t === null) {
-            for await (const chunk of bodyChunks(it.body)) {
-              if (this.sock.destroyed) break;
-              await sendPiece(this.sock, it.body, chunk);
-            }
-            this.sock.write('\r\n');
-            t = await this.tagged(tag);
-          }
-          outcome = this.outcomeOf(t, folder, i);
-        }
-        outcomes.push(outcome);
-        onOutcome(i, outcome);
+  private async writeUnit(u: Unit, mailbox: string, items: readonly PipelineItem[]): Promise<void> {
+    const sock = this.sock;
+    if (u.indices.length > 1) this.multiappended += u.indices.length;
+    for (const [k, i] of u.indices.entries()) {
+      const it = items[i]!;
+      const nonSync = nonSynchronizing(this.literals, bodySize(it.body));
+      sock.write(k === 0 ? this.command(u.tag, mailbox, it, nonSync) : this.nextMessage(it, nonSync));
+      if (!nonSync && !(await this.continuation(u))) return;
+      if (sock.destroyed) return;
+      this.appended++;
+      // A file body is read in pieces as the socket drains: never whole in memory.
+      for await (const chunk of bodyChunks(it.body)) {
+        if (sock.destroyed) return;
+        await sendPiece(sock, it.body, chunk);
       }
-      return outcomes;
-    } catch (err) {
-      // A literal cut short or a reply lost: the server's reading of the stream is unknown.
-      this.destroy();
-      throw err;
     }
+    if (!sock.write('\r\n')) await drained(sock);
+  }
+
+  /** Waits for the server's '+' (true), or for the command's tagged reply in its place (false). */
+  private continuation(u: Unit): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.cont = { unit: u, resolve };
+    });
+  }
+
+  private settleContinuation(go: boolean): void {
+    const c = this.cont;
+    this.cont = null;
+    c?.resolve(go);
+  }
+
+  /**
+   * The APPEND command up to and including its first literal's announcement. A binary literal
+   * (RFC 3516) only where the server offers BINARY; otherwise a NUL goes in a plain literal, as
+   * imapflow sends it, and the server decides.
+   */
+  private command(tag: string, mailbox: string, it: PipelineItem, nonSync: boolean): Buffer {
+    return Buffer.concat([
+      compiler({ tag, command: 'APPEND', attributes: [{ type: 'ATOM', value: mailbox }, ...this.messageArgs(it)] }),
+      this.literalHead(it, nonSync),
+    ]);
+  }
+
+  /** A further message of a MULTIAPPEND: its flags, date and literal announcement. */
+  private nextMessage(it: PipelineItem, nonSync: boolean): Buffer {
+    // The compiler writes "X X <args>"; the args alone continue the command.
+    const args = compiler({ tag: 'X', command: 'X', attributes: this.messageArgs(it) }).subarray(3);
+    return Buffer.concat([args, this.literalHead(it, nonSync)]);
+  }
+
+  private messageArgs(it: PipelineItem) {
+    return [
+      ...(it.flags.length || it.date ? [it.flags.map((f) => ({ type: 'ATOM' as const, value: f }))] : []),
+      ...(it.date ? [{ type: 'STRING' as const, value: it.date }] : []),
+    ];
+  }
+
+  private literalHead(it: PipelineItem, nonSync: boolean): Buffer {
+    const binary = it.hasNul && this.capabilities.has('BINARY');
+    return Buffer.from(` ${binary ? '~' : ''}{${bodySize(it.body)}${nonSync ? '+' : ''}}\r\n`);
   }
 
   /** A tagged reply as an outcome; a session-wide failure (BYE, auth) is thrown. */
   private outcomeOf(t: Tagged, folder: string, index: number): AppendOutcome {
     if (t.status === 'OK') {
-      const m = /^APPENDUID (\d+) (\d+)$/i.exec(t.code ?? '');
-      return m
-        ? { ok: true, uid: Number(m[2]), uidValidity: BigInt(m[1]!) }
+      const given = appendUids(t.code, 1);
+      return given
+        ? { ok: true, uid: given.uids[0]!, uidValidity: given.uidValidity }
         : { ok: true, uid: null, uidValidity: null };
     }
     const failure = classifyAppendError(refusal(t), folder);
@@ -505,13 +615,16 @@ export class PipelinedAppender {
     return { ok: false, error: failure.error };
   }
 
-  /** Waits for '+' (null) or the command's tagged reply, skipping untagged lines. */
-  private async continuationOr(tag: string): Promise<Tagged | null> {
+  /** The tagged reply to `tag`; a '+' on the way is handed to the command waiting for it. */
+  private async replyTo(tag: string): Promise<Tagged> {
     for (;;) {
       const line = await this.reader.next();
-      if (line.startsWith('+')) return null;
+      if (line.startsWith('+')) {
+        this.settleContinuation(true);
+        continue;
+      }
       const t = parseTagged(line);
-      if (!t) continue;
+      if (!t) continue; // untagged (EXISTS of nothing selected, alerts)
       if (t.tag !== tag)
         throw new PopsyncError('protocol', `IMAP APPEND connection: expected a reply to ${tag}, got one to ${t.tag}`);
       return t;

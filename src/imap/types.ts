@@ -25,8 +25,8 @@ export interface ImapOptions {
   timeoutMs?: number;
   logger?: Logger;
   /**
-   * How appendBatch sends: 'auto' (default) pipelines APPENDs on a second connection when the
-   * server offers LITERAL+ and UIDPLUS (pipeline.ts), else one at a time through imapflow.
+   * How appendBatch sends: 'auto' (default) uses a second connection of our own (pipeline.ts)
+   * when the server offers LITERAL+, LITERAL- or MULTIAPPEND, else one at a time through imapflow.
    * 'imapflow' and 'pipelined' force a path (tests); 'pipelined' fails if the server cannot.
    */
   appendPath?: 'auto' | 'pipelined' | 'imapflow';
@@ -131,7 +131,15 @@ export interface ImapSink {
    * LIST; optional so fakes need not implement it. Rule targets like `\Junk` resolve through it.
    */
   specialUse?(): Promise<Map<string, string>>;
-  /** Messages sent per APPEND path so far; for tests and diagnostics. */
-  readonly appendCounts?: { readonly pipelined: number; readonly imapflow: number; readonly streamed?: number };
+  /**
+   * Messages sent per APPEND path so far (`multiappend`: those of pipelined or streamed that
+   * went in a MULTIAPPEND of two or more); for tests and diagnostics.
+   */
+  readonly appendCounts?: {
+    readonly pipelined: number;
+    readonly imapflow: number;
+    readonly streamed?: number;
+    readonly multiappend?: number;
+  };
   close(): Promise<void>;
 }

@@ -5,9 +5,9 @@
  * delimiter, namespace), STATUS, LIST, FETCH for reconciliation. It has no MULTIAPPEND and no
  * pipelining (one command in flight; a non-synchronizing literal only up to 4 KiB, so a larger
  * message costs two round trips), which held popsync to about half of what Dovecot accepts.
- * So when the server offers LITERAL+ and UIDPLUS, appendBatch() writes the whole batch down a
- * second connection of our own (pipeline.ts); otherwise it appends one at a time through
- * imapflow. The engine sees the same batch interface either way.
+ * So when the server offers LITERAL+, LITERAL- or MULTIAPPEND, appendBatch() writes the whole
+ * batch down a second connection of our own (pipeline.ts); otherwise it appends one at a time
+ * through imapflow. The engine sees the same batch interface either way.
  *
  * Session rules this module enforces, because imapflow does not:
  * - One operation at a time (`serial`): listSince() has to SELECT and then FETCH with nothing
@@ -17,9 +17,9 @@
  * - Mailboxes are only ever opened read-only (EXAMINE). That keeps \Seen untouched, makes the
  *   CLOSE we send before appending to the open mailbox expunge-free (RFC 3501 6.4.2), and means
  *   imapflow never filters APPEND flags by a mailbox's PERMANENTFLAGS.
- * - APPEND goes pipelined down a second connection of our own (pipeline.ts) when the server
- *   offers LITERAL+ and UIDPLUS; that connection is opened first, before imapflow's, and lives
- *   and dies with the sink. The loop below stays as the fallback.
+ * - APPEND goes down a second connection of our own (pipeline.ts) when the server offers
+ *   LITERAL+, LITERAL- or MULTIAPPEND; that connection is opened first, before imapflow's, and
+ *   lives and dies with the sink. The loop below stays as the fallback.
  * - A message kept in a file (too large for memory) never goes through imapflow, whose append
  *   takes a Buffer: without the pipelined connection, a 'streaming' one of our own is opened
  *   the first time such a message comes, and sends it with a synchronising literal read from
@@ -217,7 +217,7 @@ class ImapWriter implements ImapSink {
   /** Set by a pipelined batch so serial() does not count it as use of imapflow's connection. */
   private lastUseOverride: number | null = null;
   private keepalive: NodeJS.Timeout | null = null;
-  private readonly counts = { pipelined: 0, imapflow: 0, streamed: 0 };
+  private readonly counts = { pipelined: 0, imapflow: 0, streamed: 0, multiappend: 0 };
   /** Per folder and UIDVALIDITY, the highest UID an APPENDUID of this session has named. */
   private readonly lastAppendUid = new Map<string, number>();
   /** Per folder and UIDVALIDITY, the highest UIDNEXT a STATUS of this session announced. */
@@ -301,7 +301,7 @@ class ImapWriter implements ImapSink {
     });
   }
 
-  get appendCounts(): { pipelined: number; imapflow: number; streamed: number } {
+  get appendCounts(): { pipelined: number; imapflow: number; streamed: number; multiappend: number } {
     return { ...this.counts };
   }
 
@@ -484,6 +484,7 @@ class ImapWriter implements ImapSink {
       };
     });
     const before = pipeline.appended;
+    const beforeMulti = pipeline.multiappended;
     const imapflowUsedAt = this.lastUse;
     this.pipelining = true;
     try {
@@ -491,6 +492,7 @@ class ImapWriter implements ImapSink {
     } finally {
       this.pipelining = false;
       this.counts[pipeline === this.pipeline ? 'pipelined' : 'streamed'] += pipeline.appended - before;
+      this.counts.multiappend += pipeline.multiappended - beforeMulti;
       // serial() is about to mark "used"; imapflow's socket was not, unless a NOOP went meanwhile.
       this.lastUseOverride = Math.max(imapflowUsedAt, this.lastUse);
     }

@@ -29,7 +29,7 @@ export interface CrashVariant {
   name: string;
   labOptions: StartOptions;
   /** The APPEND path popsync must take against this server (checked in its debug log). */
-  appendPath: 'pipelined' | 'imapflow';
+  appendPath: keyof typeof PATH_LOG;
   /**
    * Which side of each step to kill on. Both by default; a variant whose reconciliation is
    * proven elsewhere with both (same identity rules, other APPEND path) may take one, to keep
@@ -43,6 +43,11 @@ export interface CrashVariant {
 
 /** The debug-log line each path writes when a sink opens (src/imap/pipeline.ts, writer.ts). */
 const PATH_LOG = {
+  /** MULTIAPPEND commands with LITERAL+ literals. */
+  multiappend: /IMAP APPEND connection ready \(pipelined LITERAL\+, MULTIAPPEND\)/,
+  /** MULTIAPPEND commands whose literals each wait for the server's '+'. */
+  'multiappend-sync': /IMAP APPEND connection ready \(pipelined synchronising literals, MULTIAPPEND\)/,
+  /** One APPEND per message, pipelined with LITERAL+. */
   pipelined: /IMAP APPEND connection ready \(pipelined LITERAL\+\)/,
   imapflow: /IMAP APPEND goes through imapflow, one at a time/,
 };
@@ -131,7 +136,8 @@ export function defineCrashMatrix(v: CrashVariant): MatrixLab {
           expect(await destinationMessages(lab, imap)).toHaveLength(expected.length);
         }
       }
-      if (v.appendPath === 'imapflow') expect(lab.imapWire()?.nonSyncLiterals ?? 0).toBe(0);
+      if (v.appendPath === 'imapflow' || v.appendPath === 'multiappend-sync')
+        expect(lab.imapWire()?.nonSyncLiterals ?? 0).toBe(0);
       console.log(`crash test (${v.name}): ${steps} journal steps, ${killPoints} kill points covered`);
     }, 600_000);
 

@@ -8,7 +8,7 @@ import { defineCrashMatrix } from './crash-matrix.js';
 
 defineCrashMatrix({
   name: 'imapflow APPEND, UIDPLUS',
-  labOptions: { imapWithout: ['LITERAL+'] },
+  labOptions: { imapWithout: ['LITERAL+', 'MULTIAPPEND'] },
   appendPath: 'imapflow',
   killSides: ['after'],
   randomMessages: 120,

@@ -19,7 +19,7 @@ import { defineCrashMatrix } from './crash-matrix.js';
 
 const m = defineCrashMatrix({
   name: 'imapflow APPEND, no UIDPLUS',
-  labOptions: { imapWithout: ['UIDPLUS', 'LITERAL+'] },
+  labOptions: { imapWithout: ['UIDPLUS', 'LITERAL+', 'MULTIAPPEND'] },
   appendPath: 'imapflow',
   randomMessages: 120,
   randomKills: 8,

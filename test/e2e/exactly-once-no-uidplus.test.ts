@@ -17,7 +17,9 @@ import { destinationMessages, digests, sourceMessages } from '../support/mailbox
 let lab: Lab;
 let dir: string;
 
-useLab('no-uidplus', { imapWithout: ['UIDPLUS', 'LITERAL+'] }, (l, d) => {
+// Without MULTIAPPEND too: a and b of one batch then go in two APPENDs (in one MULTIAPPEND
+// they would be stored together or not at all, and there would be no moment between them).
+useLab('no-uidplus', { imapWithout: ['UIDPLUS', 'LITERAL+', 'MULTIAPPEND'] }, (l, d) => {
   lab = l;
   dir = d;
 });

@@ -237,6 +237,8 @@ describe('ImapSink against Dovecot', () => {
       );
       expect(seen).toEqual([0, 1, 2]);
       expect(outcomes.map((o) => o.ok)).toEqual([true, false, true]);
+      // Dovecot refused the MULTIAPPEND of all three as a whole; each then went alone.
+      expect(sink.appendCounts).toMatchObject({ multiappend: 3, pipelined: 6 });
       const failed = outcomes[1]!;
       if (failed.ok) throw new Error('unreachable');
       expect(failed.error.kind).toBe('message');
@@ -279,17 +281,17 @@ describe('pipelined APPEND against Dovecot (STARTTLS, lab CA)', () => {
         results[path] = (await sink.appendBatch(`Via/${path}`, items)) as Array<{ ok: boolean; uid?: number | null }>;
         expect(sink.appendCounts).toEqual(
           path === 'pipelined'
-            ? { pipelined: 6, imapflow: 0, streamed: 0 }
-            : { pipelined: 0, imapflow: 6, streamed: 0 },
+            ? { pipelined: 6, imapflow: 0, streamed: 0, multiappend: 6 }
+            : { pipelined: 0, imapflow: 6, streamed: 0, multiappend: 0 },
         );
       } finally {
         await sink.close();
       }
     }
-    // auto picks the pipelined path on Dovecot
+    // auto picks the pipelined path on Dovecot, in one MULTIAPPEND
     await withSink(user, async (sink) => {
       await sink.appendBatch('INBOX', items.slice(0, 2));
-      expect(sink.appendCounts).toEqual({ pipelined: 2, imapflow: 0, streamed: 0 });
+      expect(sink.appendCounts).toEqual({ pipelined: 2, imapflow: 0, streamed: 0, multiappend: 2 });
     });
     const stored = await withInspector(user, async (client) => {
       const out: Record<string, Array<{ uid: number; flags: string[]; date: string; source: string }>> = {};

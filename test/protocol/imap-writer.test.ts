@@ -383,7 +383,7 @@ describe('pipelined APPEND (LITERAL+ and UIDPLUS) against the fake server', () =
     const outcomes = await sink.appendBatch('Archive', five(), (i) => seen.push(i));
     expect(seen).toEqual([0, 1, 2, 3, 4]);
     expect(outcomes).toEqual([1, 2, 3, 4, 5].map((uid) => ({ ok: true, uid, uidValidity: 1001n })));
-    expect(sink.appendCounts).toEqual({ pipelined: 5, imapflow: 0, streamed: 0 });
+    expect(sink.appendCounts).toEqual({ pipelined: 5, imapflow: 0, streamed: 0, multiappend: 0 });
     expect(fake.received.filter((l) => / APPEND /.test(l)).every((l) => /\{\d+ bytes\}$/.test(l))).toBe(true);
     const stored = fake.mailboxes.get('Archive')!.messages;
     expect(stored.map((m) => m.body.toString())).toEqual([1, 2, 3, 4, 5].map((n) => msg(n).toString()));
@@ -399,7 +399,7 @@ describe('pipelined APPEND (LITERAL+ and UIDPLUS) against the fake server', () =
     const strip = (f: FakeImap): string[] =>
       f.received.filter((l) => / APPEND /.test(l)).map((l) => l.replace(/^\S+ /, ''));
     expect(strip(b.fake)).toEqual(strip(a.fake));
-    expect(a.sink.appendCounts).toEqual({ pipelined: 0, imapflow: 5, streamed: 0 });
+    expect(a.sink.appendCounts).toEqual({ pipelined: 0, imapflow: 5, streamed: 0, multiappend: 0 });
   });
 
   it('a NO for the 3rd of 5 is an ok:false outcome for it only', async () => {
@@ -448,10 +448,10 @@ describe('pipelined APPEND (LITERAL+ and UIDPLUS) against the fake server', () =
   it('falls back to imapflow without LITERAL+, and for NUL bytes without BINARY', async () => {
     const { sink } = await setup({ capabilities: ['IMAP4rev1', 'UIDPLUS'] });
     await sink.appendBatch('Archive', five());
-    expect(sink.appendCounts).toEqual({ pipelined: 0, imapflow: 5, streamed: 0 });
+    expect(sink.appendCounts).toEqual({ pipelined: 0, imapflow: 5, streamed: 0, multiappend: 0 });
     const other = await setup();
     await other.sink.appendBatch('Archive', [{ body: Buffer.from('Subject: x\r\n\r\na\0b\r\n'), flags: [] }]);
-    expect(other.sink.appendCounts).toEqual({ pipelined: 0, imapflow: 1, streamed: 0 });
+    expect(other.sink.appendCounts).toEqual({ pipelined: 0, imapflow: 1, streamed: 0, multiappend: 0 });
   });
 
   it('never logs the password, which travels as a quoted string', async () => {
@@ -512,7 +512,7 @@ describe('messages kept in a file (too large for memory) against the fake server
       { ok: true, uid: 1, uidValidity: 1001n },
       { ok: true, uid: 2, uidValidity: 1001n },
     ]);
-    expect(sink.appendCounts).toEqual({ pipelined: 2, imapflow: 0, streamed: 0 });
+    expect(sink.appendCounts).toEqual({ pipelined: 2, imapflow: 0, streamed: 0, multiappend: 0 });
     const stored = fake.mailboxes.get('Archive')!.messages;
     expect(stored[0]!.body.equals(large(1))).toBe(true);
     expect(stored[1]!.body.equals(msg(2))).toBe(true);
@@ -532,7 +532,7 @@ describe('messages kept in a file (too large for memory) against the fake server
     );
     expect(seen).toEqual([0, 1, 2]);
     expect(outcomes).toEqual([1, 2, 3].map(() => ({ ok: true, uid: null, uidValidity: null })));
-    expect(sink.appendCounts).toEqual({ pipelined: 0, imapflow: 0, streamed: 3 });
+    expect(sink.appendCounts).toEqual({ pipelined: 0, imapflow: 0, streamed: 3, multiappend: 0 });
     // Synchronising literals only: the fake answered '+' before each one was sent.
     const appends = fake.received.filter((l) => / APPEND /.test(l));
     expect(appends).toHaveLength(3);
@@ -542,7 +542,7 @@ describe('messages kept in a file (too large for memory) against the fake server
     expect(stored[0]!.internalDate).toBe(' 1-Apr-2019 08:00:00 +0000');
     // Batches of small messages still go through imapflow.
     await sink.appendBatch('Archive', [{ body: msg(4), flags: [] }]);
-    expect(sink.appendCounts).toEqual({ pipelined: 0, imapflow: 1, streamed: 3 });
+    expect(sink.appendCounts).toEqual({ pipelined: 0, imapflow: 1, streamed: 3, multiappend: 0 });
   });
 
   it('without LITERAL+: a NO for one streamed message fails it alone', async () => {

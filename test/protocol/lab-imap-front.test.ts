@@ -80,11 +80,50 @@ describe('lab IMAP front (no UIDPLUS)', () => {
     const front = await startImapFront(server.port, { hideUidplus: false });
     cleanup.push(() => front.close());
     const msg = 'Subject: y\r\n\r\nb2 APPEND INBOX {3+}\r\n';
-    const send = Buffer.from(`b1 APPEND INBOX {${msg.length}+}\r\n${msg}\r\nb3 APPEND INBOX (\\Seen) {5}\r\nhello\r\n`);
+    const send = Buffer.from(
+      `b1 APPEND INBOX {${msg.length}+}\r\n${msg}\r\nb3 APPEND INBOX (\\Seen) {5}\r\nhello\r\n` +
+        `b4 APPEND INBOX {5+}\r\nhello (\\Seen) {5+}\r\nworld {5}\r\nagain\r\nb5 NOOP\r\n`,
+    );
     const out = await through(front, send);
     expect(out.equals(script)).toBe(true);
     expect(server.received().equals(send)).toBe(true);
-    // The APPEND line inside b1's literal is message text, not a command.
-    expect(front.stats()).toEqual({ appends: 2, nonSyncLiterals: 1, hiddenUidCodes: 0 });
+    // The APPEND line inside b1's literal is message text, not a command; b4 is one MULTIAPPEND.
+    expect(front.stats()).toEqual({
+      appends: 3,
+      nonSyncLiterals: 3,
+      hiddenUidCodes: 0,
+      oversizeNonSyncLiterals: 0,
+      multiAppends: 1,
+    });
+  });
+
+  it('as a LITERAL- server, ends the session on a {n+} over 4,096 octets before Dovecot sees it', async () => {
+    // A server that only listens: the session ends by the relay alone.
+    let got = '';
+    const sink = net.createServer((sock) => {
+      sock.on('data', (d: Buffer) => {
+        got += d.toString('latin1');
+      });
+      sock.on('error', () => {});
+    });
+    await new Promise<void>((r) => sink.listen(0, '127.0.0.1', () => r()));
+    cleanup.push(() => new Promise<void>((r) => sink.close(() => r())));
+    const front = await startImapFront((sink.address() as net.AddressInfo).port, {
+      hideUidplus: false,
+      literalMinus: true,
+    });
+    cleanup.push(() => front.close());
+    const small = `c1 APPEND INBOX {4096+}\r\n${'s'.repeat(4096)}\r\n`;
+    const c = net.connect(front.port, '127.0.0.1');
+    const heard: Buffer[] = [];
+    c.on('data', (d: Buffer) => heard.push(d));
+    const closed = new Promise<void>((r) => c.on('close', () => r()));
+    c.write(small);
+    await new Promise((r) => setTimeout(r, 100));
+    c.write(`c2 APPEND INBOX {4097+}\r\n${'b'.repeat(4097)}\r\n`);
+    await closed;
+    expect(Buffer.concat(heard).toString('latin1')).toContain('* BYE [TOOBIG]');
+    expect(got).toBe(small);
+    expect(front.stats()).toMatchObject({ nonSyncLiterals: 2, oversizeNonSyncLiterals: 1 });
   });
 });

@@ -20,6 +20,11 @@
  *   instead); `{kind:'hang'}` never answers.
  * - `onCommand` can replace the answer to any other command (e.g. CREATE answered with a bare
  *   NO, LOGIN with NO [UNAVAILABLE]). Return undefined to get the normal behaviour.
+ * - MULTIAPPEND (RFC 3502) when listed in `capabilities`: `onAppend` is asked for each message;
+ *   if it refuses any, the whole command is refused and none is stored (atomic, as the RFC
+ *   demands); `drop`/`hang` for any applies to the command. APPENDUID names a UID range.
+ * - LITERAL- (RFC 7888) without LITERAL+ in `capabilities`: a `{n+}` literal over 4096 octets
+ *   is answered `BAD [TOOBIG]` and the connection closed, as Gmail may.
  * - `received` records every command line (literals shown as {n bytes}, LOGIN password masked),
  *   `appends` every APPEND the server read, and `mailboxes` the stored state, for assertions.
  *
@@ -104,6 +109,10 @@ export interface FakeImap {
   port: number;
   received: string[];
   appends: FakeAppend[];
+  /** Every literal the server read, in order: its size and whether it came as {n+}. */
+  literals: Array<{ size: number; nonSync: boolean }>;
+  /** The message count of every APPEND carrying more than one message (MULTIAPPEND), in order. */
+  multiAppends: number[];
   mailboxes: Map<string, FakeMailbox>;
   /** Connections accepted so far. */
   connections: number;
@@ -138,6 +147,8 @@ export async function startFakeImap(options: FakeImapOptions = {}): Promise<Fake
     port: 0,
     received: [],
     appends: [],
+    multiAppends: [],
+    literals: [],
     mailboxes,
     connections: 0,
     logins: [],
@@ -209,7 +220,15 @@ class Session {
         continue;
       }
       const lit = /\{(\d+)(\+?)\}$/.exec(line);
+      const minusOnly = this.cfg.caps.includes('LITERAL-') && !this.cfg.caps.includes('LITERAL+');
+      if (lit?.[2] && minusOnly && Number(lit[1]) > 4096) {
+        this.fake.received.push(`${line} (refused: over LITERAL-'s 4096)`);
+        this.write(`${/^\S+/.exec(line)?.[0] ?? '*'} BAD [TOOBIG] Non-synchronizing literal over 4096 octets`);
+        this.drop();
+        return;
+      }
       if (lit) {
+        this.fake.literals.push({ size: Number(lit[1]), nonSync: lit[2] === '+' });
         this.pieces.push(line.slice(0, lit.index));
         this.literalNeed = Number(lit[1]);
         if (!lit[2]) this.write('+ Ready for literal data');
@@ -496,6 +515,15 @@ class Session {
   }
 
   private append(tag: string, args: Token[]): void {
+    const messages = appendMessages(args.slice(1));
+    if (messages === null) {
+      this.write(`${tag} BAD APPEND needs a literal per message`);
+      return;
+    }
+    if (messages.length > 1) {
+      this.multiAppend(tag, args[0], messages);
+      return;
+    }
     const body = args[args.length - 1];
     if (!Buffer.isBuffer(body)) {
       this.write(`${tag} BAD APPEND needs a literal`);
@@ -552,6 +580,65 @@ class Session {
     this.appendReply(line);
   }
 
+  /** RFC 3502: all of the command's messages are stored, or none. */
+  private multiAppend(
+    tag: string,
+    mailboxArg: Token | undefined,
+    messages: Array<{ flags: string[]; date: string | null; body: Buffer }>,
+  ): void {
+    if (!this.cfg.caps.includes('MULTIAPPEND')) {
+      this.write(`${tag} BAD MULTIAPPEND is not offered`);
+      return;
+    }
+    this.fake.multiAppends.push(messages.length);
+    const appends = messages.map((m) => {
+      const a: FakeAppend = {
+        n: this.fake.appends.length + 1,
+        mailbox: str(mailboxArg),
+        ...m,
+        body: Buffer.from(m.body),
+      };
+      this.fake.appends.push(a);
+      this.appendsRead++;
+      return a;
+    });
+    const replies = appends.map((a) => this.cfg.options.onAppend?.(a) ?? ({ kind: 'ok' } as FakeAppendReply));
+    if (replies.some((r) => r.kind === 'hang')) return;
+    const refused = replies.find((r) => r.kind === 'no' || r.kind === 'bad');
+    if (refused && (refused.kind === 'no' || refused.kind === 'bad')) {
+      this.appendReply(`${tag} ${refused.kind.toUpperCase()} ${refused.text}`);
+      return;
+    }
+    const mb = this.mailbox(mailboxArg!);
+    if (!mb) {
+      this.appendReply(`${tag} NO [TRYCREATE] Mailbox doesn't exist`);
+      return;
+    }
+    const drop = replies.find((r) => r.kind === 'drop');
+    if (drop?.kind === 'drop' && drop.store === false) {
+      this.drop();
+      return;
+    }
+    const first = mb.uidNext;
+    for (const a of appends) {
+      const kept = this.cfg.options.keepFlag ? a.flags.filter(this.cfg.options.keepFlag) : a.flags;
+      mb.messages.push({
+        uid: mb.uidNext++,
+        flags: kept,
+        internalDate: a.date ?? '01-Jan-2020 00:00:00 +0000',
+        body: a.body,
+      });
+    }
+    if (drop) {
+      this.drop();
+      return;
+    }
+    const withUid = !replies.some((r) => r.kind === 'ok' && r.appendUid === false) && this.cfg.caps.includes('UIDPLUS');
+    const lying = replies.find((r) => r.kind === 'ok' && typeof r.appendUid === 'number');
+    const set = lying?.kind === 'ok' ? String(lying.appendUid) : `${first}:${mb.uidNext - 1}`;
+    this.appendReply(`${tag} OK ${withUid ? `[APPENDUID ${mb.uidValidity} ${set}] ` : ''}Append completed`);
+  }
+
   private appendReply(line: string): void {
     if (this.held === null) {
       this.write(line);
@@ -564,6 +651,21 @@ class Session {
       for (const l of out) this.write(l);
     }
   }
+}
+
+/** APPEND's arguments after the mailbox as messages: [flag list] [date] literal, repeated. */
+function appendMessages(args: Token[]): Array<{ flags: string[]; date: string | null; body: Buffer }> | null {
+  const out: Array<{ flags: string[]; date: string | null; body: Buffer }> = [];
+  let i = 0;
+  while (i < args.length) {
+    const flags = Array.isArray(args[i]) ? flatten(args[i++]) : [];
+    const date = typeof args[i] === 'string' && args[i] !== '~' ? (args[i++] as string) : null;
+    if (args[i] === '~') i++; // a binary literal's marker (RFC 3516)
+    const body = args[i++];
+    if (!Buffer.isBuffer(body)) return null;
+    out.push({ flags, date, body });
+  }
+  return out.length > 0 ? out : null;
 }
 
 function str(t: Token | undefined): string {

@@ -1,0 +1,160 @@
+/**
+ * Our APPEND connection (pipeline.ts) against the scripted fake server where it offers
+ * MULTIAPPEND (RFC 3502) or LITERAL- (RFC 7888): batching, APPENDUID sets, a refused batch
+ * retried message by message, and literals that must wait for '+'.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { connectImap } from '../../src/imap/index.js';
+import type { AppendOutcome, ImapSink } from '../../src/imap/index.js';
+import { PopsyncError } from '../../src/errors.js';
+import { startFakeImap, FAKE_PASSWORD, FAKE_USER, type FakeImap, type FakeImapOptions } from '../support/fake-imap.js';
+
+const open: Array<{ fake: FakeImap; sink?: ImapSink }> = [];
+
+afterEach(async () => {
+  for (const o of open.splice(0)) {
+    await o.sink?.close().catch(() => {});
+    await o.fake.close();
+  }
+});
+
+async function setup(opts: FakeImapOptions): Promise<{ fake: FakeImap; sink: ImapSink }> {
+  const fake = await startFakeImap({ mailboxes: ['Archive'], ...opts });
+  const entry: { fake: FakeImap; sink?: ImapSink } = { fake };
+  open.push(entry);
+  entry.sink = await connectImap({
+    host: fake.host,
+    port: fake.port,
+    tls: 'none',
+    user: FAKE_USER,
+    password: FAKE_PASSWORD,
+    timeoutMs: 5000,
+  });
+  return { fake, sink: entry.sink };
+}
+
+function msg(n: number, pad = 0): Buffer {
+  return Buffer.from(`Message-ID: <m${n}@test>\r\nSubject: test ${n}\r\n\r\nbody ${n}${'x'.repeat(pad)}\r\n`);
+}
+
+const stored = (fake: FakeImap, box = 'Archive') =>
+  fake.mailboxes.get(box)!.messages.map((m) => ({ uid: m.uid, body: m.body.toString() }));
+
+describe('MULTIAPPEND', () => {
+  it('sends a batch in one command and maps the APPENDUID set back to the messages in order', async () => {
+    const { fake, sink } = await setup({ capabilities: ['IMAP4rev1', 'UIDPLUS', 'LITERAL+', 'MULTIAPPEND'] });
+    const seen: number[] = [];
+    const outcomes = await sink.appendBatch(
+      'Archive',
+      [1, 2, 3, 4, 5].map((n) => ({ body: msg(n), flags: n === 2 ? ['\\Seen'] : [] })),
+      (i) => seen.push(i),
+    );
+    expect(fake.multiAppends).toEqual([5]);
+    expect(outcomes).toEqual([1, 2, 3, 4, 5].map((uid) => ({ ok: true, uid, uidValidity: 1001n })));
+    expect(seen).toEqual([0, 1, 2, 3, 4]);
+    expect(stored(fake).map((m) => m.body)).toEqual([1, 2, 3, 4, 5].map((n) => msg(n).toString()));
+    expect(fake.mailboxes.get('Archive')!.messages[1]!.flags).toEqual(['\\Seen']);
+    expect(sink.appendCounts).toMatchObject({ pipelined: 5, multiappend: 5, imapflow: 0 });
+  });
+
+  it('bounds each command by count: 250 messages go as 100 + 100 + 50', async () => {
+    const { fake, sink } = await setup({ capabilities: ['IMAP4rev1', 'UIDPLUS', 'LITERAL+', 'MULTIAPPEND'] });
+    const outcomes = await sink.appendBatch(
+      'Archive',
+      Array.from({ length: 250 }, (_, n) => ({ body: msg(n), flags: [] })),
+    );
+    expect(fake.multiAppends).toEqual([100, 100, 50]);
+    expect(outcomes.map((o) => (o.ok ? o.uid : null))).toEqual(Array.from({ length: 250 }, (_, n) => n + 1));
+  });
+
+  it('retries a refused batch message by message, so only the bad message fails', async () => {
+    const { fake, sink } = await setup({
+      capabilities: ['IMAP4rev1', 'UIDPLUS', 'LITERAL+', 'MULTIAPPEND'],
+      onAppend: (a) => (a.body.includes('body 3') ? { kind: 'no', text: '[LIMIT] Message too large' } : undefined),
+    });
+    const order: Array<[number, AppendOutcome]> = [];
+    const outcomes = await sink.appendBatch(
+      'Archive',
+      [1, 2, 3, 4, 5].map((n) => ({ body: msg(n), flags: [] })),
+      (i, o) => order.push([i, o]),
+    );
+    expect(fake.multiAppends).toEqual([5]);
+    expect(outcomes.map((o) => o.ok)).toEqual([true, true, false, true, true]);
+    const failed = outcomes[2]!;
+    if (failed.ok) throw new Error('unreachable');
+    expect(failed.error.context.serverResponse).toContain('Message too large');
+    // Stored once each, in order, none from the refused MULTIAPPEND itself (atomic).
+    expect(stored(fake).map((m) => m.body)).toEqual([1, 2, 4, 5].map((n) => msg(n).toString()));
+    expect(outcomes.map((o) => (o.ok ? o.uid : null))).toEqual([1, 2, null, 3, 4]);
+    // UIDs are reported in the order the server gave them.
+    expect(order.map(([i]) => i)).toEqual([0, 1, 2, 3, 4]);
+  });
+
+  it('records no UID when the APPENDUID set does not name each message', async () => {
+    const { fake, sink } = await setup({
+      capabilities: ['IMAP4rev1', 'UIDPLUS', 'LITERAL+', 'MULTIAPPEND'],
+      onAppend: () => ({ kind: 'ok', appendUid: 7 }),
+    });
+    const outcomes = await sink.appendBatch(
+      'Archive',
+      [1, 2, 3].map((n) => ({ body: msg(n), flags: [] })),
+    );
+    expect(fake.multiAppends).toEqual([3]);
+    expect(outcomes).toEqual([1, 2, 3].map(() => ({ ok: true, uid: null, uidValidity: null })));
+  });
+
+  it('loses the connection, not the outcome, when the server stores a batch and drops before replying', async () => {
+    const { fake, sink } = await setup({
+      capabilities: ['IMAP4rev1', 'UIDPLUS', 'LITERAL+', 'MULTIAPPEND'],
+      onAppend: (a) => (a.n === 2 ? { kind: 'drop' } : undefined),
+    });
+    const seen: number[] = [];
+    const err = await sink
+      .appendBatch(
+        'Archive',
+        [1, 2, 3].map((n) => ({ body: msg(n), flags: [] })),
+        (i) => seen.push(i),
+      )
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PopsyncError);
+    expect((err as PopsyncError).kind).toBe('connection');
+    // All three are stored, none was reported: the engine settles them by content.
+    expect(seen).toEqual([]);
+    expect(stored(fake)).toHaveLength(3);
+  });
+
+  it('without LITERAL+ sends MULTIAPPEND with synchronising literals, and without UIDPLUS names no UID', async () => {
+    const { fake, sink } = await setup({ capabilities: ['IMAP4rev1', 'MULTIAPPEND'] });
+    const outcomes = await sink.appendBatch(
+      'Archive',
+      [1, 2, 3].map((n) => ({ body: msg(n), flags: [] })),
+    );
+    expect(fake.multiAppends).toEqual([3]);
+    expect(fake.literals.map((l) => l.nonSync)).toEqual([false, false, false]);
+    expect(outcomes).toEqual([1, 2, 3].map(() => ({ ok: true, uid: null, uidValidity: null })));
+    expect(stored(fake).map((m) => m.body)).toEqual([1, 2, 3].map((n) => msg(n).toString()));
+  });
+});
+
+describe('LITERAL- (RFC 7888)', () => {
+  it('pipelines literals up to 4,096 octets without waiting and waits for + beyond', async () => {
+    const { fake, sink } = await setup({ capabilities: ['IMAP4rev1', 'UIDPLUS', 'LITERAL-'] });
+    const items = [0, 5000, 10, 4096 - msg(4).length, 70_000].map((pad, n) => ({ body: msg(n, pad), flags: [] }));
+    const outcomes = await sink.appendBatch('Archive', items);
+    expect(outcomes.map((o) => (o.ok ? o.uid : null))).toEqual([1, 2, 3, 4, 5]);
+    expect(fake.literals).toEqual(items.map((it) => ({ size: it.body.length, nonSync: it.body.length <= 4096 })));
+    expect(items[3]!.body.length).toBe(4096);
+    expect(stored(fake).map((m) => m.body)).toEqual(items.map((it) => it.body.toString()));
+    expect(sink.appendCounts).toMatchObject({ pipelined: 5, imapflow: 0 });
+  });
+
+  it('combines LITERAL- with MULTIAPPEND', async () => {
+    const { fake, sink } = await setup({ capabilities: ['IMAP4rev1', 'UIDPLUS', 'LITERAL-', 'MULTIAPPEND'] });
+    const items = [0, 9000, 0].map((pad, n) => ({ body: msg(n, pad), flags: [] }));
+    const outcomes = await sink.appendBatch('Archive', items);
+    expect(fake.multiAppends).toEqual([3]);
+    expect(fake.literals.map((l) => l.nonSync)).toEqual([true, false, true]);
+    expect(outcomes.map((o) => (o.ok ? o.uid : null))).toEqual([1, 2, 3]);
+    expect(stored(fake).map((m) => m.body)).toEqual(items.map((it) => it.body.toString()));
+  });
+});
