@@ -14,7 +14,7 @@ import { fingerprint } from '../support/fingerprint.js';
 import type { Lab } from '../../lab/dovecot.js';
 import { useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';
-import { startCuttingProxy } from '../support/cutting-proxy.js';
+import { appendUidCount, startCuttingProxy } from '../support/cutting-proxy.js';
 import { startFakePop3, type FakePop3 } from '../support/fake-pop3.js';
 import { destinationMessages } from '../support/mailboxes.js';
 
@@ -129,11 +129,12 @@ describe('a destination that rewrites (Dovecot: bare LF -> CRLF, NUL -> 0x80)', 
     const oks = new Map<number, number>();
     let cuts = 0;
     const proxy = await startCuttingProxy(lab.imap.port, {
-      // Three times, a connection dies in the chunk carrying its 3rd APPEND OK: Dovecot has
-      // stored those messages (and any whose OK shares the chunk), popsync never hears so.
+      // Three times, a connection dies in the chunk whose APPEND OKs bring it to 3 stored
+      // messages (a MULTIAPPEND's OK names its whole batch): Dovecot has stored them, popsync
+      // never hears so.
       cutServerData: ({ connection, chunk }) => {
         if (cuts >= 3) return false;
-        const n = (oks.get(connection) ?? 0) + chunk.toString('latin1').split(' OK [APPENDUID').length - 1;
+        const n = (oks.get(connection) ?? 0) + appendUidCount(chunk);
         oks.set(connection, n);
         if (n < 3) return false;
         cuts++;

@@ -11,7 +11,7 @@ import { realisticMix } from '../../lab/corpus.js';
 import type { Lab } from '../../lab/dovecot.js';
 import { useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';
-import { startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.js';
+import { appendUidCount, startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
 
 let lab: Lab;
@@ -64,12 +64,12 @@ describe('dropped connections against Dovecot', () => {
       const { pop, imap, expected } = await seeded(12, 31);
       let appendUids = 0;
       const imapProxy = await startCuttingProxy(lab.imap.port, {
-        // Cut the first connection in the chunk that carries the 5th APPENDUID reply: that message
-        // (and any other whose OK shares the chunk, as pipelined replies do) is stored, but its OK
-        // never arrives.
+        // Cut the first connection in the chunk whose APPENDUIDs bring it to 5 stored messages:
+        // that message (and any other whose OK shares the chunk, as pipelined replies do, or the
+        // whole MULTIAPPEND that held it) is stored, but its OK never arrives.
         cutServerData: ({ connection, chunk }) => {
           if (connection !== 0 || appendUids >= 5) return false;
-          appendUids += chunk.toString('latin1').split('APPENDUID').length - 1;
+          appendUids += appendUidCount(chunk);
           return appendUids >= 5;
         },
       });

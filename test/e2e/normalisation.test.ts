@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../lab/dovecot.js';
 import { runCli } from '../support/cli.js';
-import { startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.js';
+import { appendUidCount, startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.js';
 import { startFakePop3, type FakePop3 } from '../support/fake-pop3.js';
 import {
   canonicalDigests,
@@ -66,13 +66,16 @@ function args(popPort: number, imapUser: string, imapPort: number, journal: stri
   ];
 }
 
-/** Cuts the first `times` IMAP connections in the server chunk carrying their `after`-th APPENDUID. */
+/**
+ * Cuts the first `times` IMAP connections in the server chunk whose APPENDUIDs bring them to
+ * `after` stored messages (a MULTIAPPEND's names several).
+ */
 async function faultyImapLink(times: number, after: number): Promise<CuttingProxy> {
   const seen = new Map<number, number>();
   const proxy = await startCuttingProxy(lab.imap.port, {
     cutServerData: ({ connection, chunk }) => {
       const before = seen.get(connection) ?? 0;
-      const now = before + chunk.toString('latin1').split('APPENDUID').length - 1;
+      const now = before + appendUidCount(chunk);
       seen.set(connection, now);
       return proxy.cuts() < times && before < after && now >= after;
     },

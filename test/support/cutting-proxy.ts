@@ -80,3 +80,19 @@ export async function startCuttingProxy(targetPort: number, rules: ProxyRules): 
       }),
   };
 }
+
+/**
+ * How many stored messages the APPENDUID response codes in `chunk` name: one for a single
+ * APPEND, the size of the UID set for a MULTIAPPEND. Lets a test cut "after the N-th message"
+ * whether the client sends one message per command or many.
+ */
+export function appendUidCount(chunk: Buffer): number {
+  let n = 0;
+  for (const m of chunk.toString('latin1').matchAll(/APPENDUID \d+ ([\d:,]+)/g)) {
+    for (const part of m[1]!.split(',')) {
+      const [a, b = a] = part.split(':').map(Number);
+      n += Math.abs(b! - a!) + 1;
+    }
+  }
+  return n;
+}
