@@ -175,6 +175,80 @@ describe('Gmail profile against Dovecot with Gmail capabilities', () => {
   });
 });
 
+describe('Gmail: connections per mailbox', () => {
+  it('with --parallel, at most 5 accounts copy into one Gmail mailbox at once (15 connections, 3 a run)', async () => {
+    const dst = lab.newUser('dst');
+    const names = Array.from({ length: 8 }, (_, i) => `acct${i}`);
+    const rows: string[] = [];
+    let total = 0;
+    for (const [i, name] of names.entries()) {
+      const src = lab.newUser('src');
+      await lab.seedPop3(
+        src,
+        Array.from({ length: 6 }, (_, k) => message(100 * i + k, 20_000)),
+      );
+      total += 6;
+      rows.push(
+        `${name},pop3://${src}@127.0.0.1:${lab.pop3.port}?tls=none,imap://${dst}@127.0.0.1:${lab.imap.port}?tls=none`,
+      );
+    }
+    const file = join(dir, 'one-mailbox.csv');
+    writeFileSync(file, `name,source,destination\n${rows.join('\n')}\n`, { mode: 0o600 });
+    const journals = join(dir, 'journals-one-mailbox');
+    const common = ['--accounts', file, '--journal-dir', journals];
+    const r = await runCli(
+      [
+        'migrate',
+        ...common,
+        '--parallel',
+        '8',
+        '--max-connections-per-host',
+        '8',
+        '--provider',
+        'gmail',
+        '--quiet',
+        '--pop-password-env',
+        'PW',
+        '--imap-password-env',
+        'PW',
+      ],
+      { env: { PW: lab.password } },
+    );
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(await destinationMessages(lab, dst)).toHaveLength(total);
+    // The journals' run records say when each account ran: never more than 5 at once.
+    const st = JSON.parse((await runCli(['status', ...common, '--json'])).stdout) as {
+      accounts: Array<{ status: { lastRun: { startedAt: string; finishedAt: string } } }>;
+    };
+    const runs = st.accounts.map(
+      (a) => [Date.parse(a.status.lastRun.startedAt), Date.parse(a.status.lastRun.finishedAt)] as const,
+    );
+    const peak = Math.max(...runs.map(([t]) => runs.filter(([s, e]) => s <= t && t < e).length));
+    expect(peak).toBeLessThanOrEqual(5);
+    expect(peak).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('Fastmail profile against Dovecot as it is (MULTIAPPEND, LITERAL+, UIDPLUS, as Cyrus offers)', () => {
+  it('copies every message once', async () => {
+    const plain = await startDovecot({});
+    labs.push(plain);
+    const pop = plain.newUser('src');
+    const imap = plain.newUser('dst');
+    await plain.seedPop3(
+      pop,
+      Array.from({ length: 8 }, (_, i) => message(i)),
+    );
+    const expected = digests(await sourceMessages(plain, pop));
+    const r = await runCli(args('migrate', plain, pop, imap, plain.imap.port, ['--provider', 'fastmail', '--json']), {
+      env: { PW: plain.password },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ copied: 8, failed: [] });
+    expect(digests((await destinationMessages(plain, imap)).map((m) => m.body))).toEqual(expected);
+  });
+});
+
 describe('config files', () => {
   it('config check resolves provider: to its host and shows the profile, the budget and the rate', async () => {
     const file = join(dir, 'gmail.yml');
@@ -247,14 +321,15 @@ describe('Microsoft 365 profile against Dovecot with its capabilities, behind a 
     const expected = digests(await sourceMessages(ms, pop));
     const proxy = await startThrottleProxy(ms.imap.port, (k) => (k === 3 ? 3_600_000 : null));
     proxies.push(proxy);
-    const r = await runCli(args('migrate', ms, pop, imap, proxy.port, ['--provider', 'microsoft365']), {
+    // Outlook.com: the same service and the same replies as Microsoft 365.
+    const r = await runCli(args('migrate', ms, pop, imap, proxy.port, ['--provider', 'outlook']), {
       env: { PW: ms.password },
     });
     expect(r.code, r.stderr).toBe(75);
     expect(r.stderr).toMatch(/Request is throttled\. Suggested Backoff Time: 3600000 milliseconds/);
     expect(r.stderr).toMatch(/more than the 300 s popsync waits at once; run again after \d{4}-\d\d-\d\dT/);
     expect(r.stderr).not.toMatch(/\n\s+at /);
-    const rerun = await runCli(args('migrate', ms, pop, imap, ms.imap.port, ['--provider', 'microsoft365']), {
+    const rerun = await runCli(args('migrate', ms, pop, imap, ms.imap.port, ['--provider', 'outlook']), {
       env: { PW: ms.password },
     });
     expect(rerun.code, rerun.stderr).toBe(0);
