@@ -41,7 +41,12 @@ export function createContext(signal: AbortSignal, idle = { between: false }): C
     signal,
     idle,
     startOutput(o, account) {
-      const base = createLogger({ verbose: o.verbose, quiet: o.quiet, ...(o.logFile ? { logFile: o.logFile } : {}) });
+      const base = createLogger({
+        verbose: o.verbose,
+        quiet: o.quiet,
+        ...(o.logFile ? { logFile: o.logFile } : {}),
+        ...(o.logFormat ? { logFormat: o.logFormat } : {}),
+      });
       // `name`, not `account`: engine and lock lines bind `account` to the source's user@host.
       const logger = account === undefined ? base : base.child({ name: account });
       // Bars redraw one screen region: accounts side by side get plain, named lines instead.

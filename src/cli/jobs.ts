@@ -45,8 +45,24 @@ export type RunExtras = Omit<RunOptions, 'detail'> & {
 /** One account of migrate or sync: resolved here, run by the use case, its reports written here. */
 export async function runAccountJob(job: AccountJob, extras: RunExtras): Promise<RunResult> {
   const { reports = [], name, ...run } = extras;
-  const account = await resolveAccount(job.input, { logger: extras.logger });
-  const result = await runAccount(account, job, { ...run, detail: reports.length > 0 });
+  let result: RunResult;
+  try {
+    const account = await resolveAccount(job.input, { logger: extras.logger });
+    result = await runAccount(account, job, { ...run, detail: reports.length > 0 });
+  } catch (e) {
+    // No exit code here: the command may still map it (sync: a connection failure is 75).
+    extras.logger.info(
+      {
+        command: extras.command,
+        outcome: 'error',
+        kind: isPopsyncError(e) ? e.kind : 'internal',
+        error: e instanceof Error ? e.message : String(e),
+      },
+      'result',
+    );
+    throw e;
+  }
+  extras.logger.info(resultFields(result), 'result');
   if (reports.length > 0) {
     try {
       await writeRunReport(result, reports, name);
@@ -57,6 +73,28 @@ export async function runAccountJob(job: AccountJob, extras: RunExtras): Promise
     }
   }
   return result;
+}
+
+/**
+ * The one log line per run and account that says how it ended (--log-file: what a person
+ * greps for, and what a log shipper counts): the counts, not the per-message detail.
+ */
+function resultFields(r: RunResult): Record<string, unknown> {
+  const failed = r.failed.length;
+  return {
+    command: r.command,
+    outcome: failed > 0 || r.deletionRefused ? 'partial' : 'ok',
+    exitCode: failed > 0 || r.deletionRefused ? ExitCode.partial : ExitCode.ok,
+    source: r.source,
+    destination: r.destination,
+    listed: r.listed,
+    copied: r.copied,
+    copiedBytes: r.copiedBytes,
+    alreadyCopied: r.alreadyCopied,
+    failed,
+    ...(r.deleted !== undefined ? { deleted: r.deleted } : {}),
+    durationMs: r.durationMs,
+  };
 }
 
 /**

@@ -1,8 +1,10 @@
 /**
  * Builds the run's Logger (src/log.ts) on pino. stdout is the report's, so every log line goes
- * to stderr (human text, warnings only unless --verbose) and optionally to a --log-file (JSON
- * lines at debug, created 0600 - and its missing directories 0700 - because protocol traces
- * name accounts and folders).
+ * to stderr (human text, warnings only unless --verbose) and optionally to a --log-file at
+ * debug level, created 0600 - and its missing directories 0700 - because protocol traces name
+ * accounts and folders. The file gets text lines a person can read with `less` and `grep`
+ * ("2026-11-29T16:40:01.123Z [4242] info: ..."), or with --log-format json pino's JSON lines
+ * for log shippers.
  *
  * Secrets are kept out twice: pino's `redact` for the known key names at the top level and one
  * level down, and a deep scrub of logged objects for the same names at any depth and in any
@@ -11,20 +13,24 @@
  * must not do that (PopsyncError contexts carry no credentials by contract).
  */
 
-import { fchmodSync, fstatSync, mkdirSync, openSync } from 'node:fs';
+import { fchmodSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import pino from 'pino';
 import { PopsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { printable } from '../report/summary.js';
 
+export type LogFormat = 'text' | 'json';
+
 export interface LoggerOptions {
   /** --verbose: debug lines on stderr. */
   verbose?: boolean;
   /** --quiet: only errors on stderr (warnings still reach the log file). */
   quiet?: boolean;
-  /** --log-file PATH: JSON lines at debug level, appended. */
+  /** --log-file PATH: lines at debug level, appended. */
   logFile?: string;
+  /** --log-format: the log file's lines as text (default) or JSON. */
+  logFormat?: LogFormat;
   /** Where human lines go; process.stderr unless a test says otherwise. */
   stderr?: NodeJS.WritableStream;
 }
@@ -60,7 +66,8 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
 
   const fd = opts.logFile === undefined ? null : openLogFile(opts.logFile);
   if (fd !== null) {
-    streams.push({ level: 'debug', stream: pino.destination({ fd, sync: true }) });
+    const file = opts.logFormat === 'json' ? pino.destination({ fd, sync: true }) : textFileStream(fd);
+    streams.push({ level: 'debug', stream: file });
   }
 
   const instance = pino(
@@ -144,6 +151,37 @@ function fieldText(key: string, v: unknown): string {
   }
   if (typeof v === 'string') return /^[^\s"=]+$/.test(v) ? v : JSON.stringify(v);
   return JSON.stringify(v) ?? String(v);
+}
+
+/**
+ * One pino JSON line as a log-file text line: the full time (a log spans days), the process
+ * (runs of cron and a long-running sync interleave in one file), the level, the message and
+ * its fields.
+ */
+export function formatLogFileLine(json: string): string {
+  let rec: Record<string, unknown>;
+  try {
+    rec = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return printable(json.trimEnd()) + '\n';
+  }
+  const level = LEVEL_NAMES[Number(rec.level)] ?? String(rec.level);
+  const msg = typeof rec.msg === 'string' ? rec.msg : '';
+  const fields = Object.entries(rec)
+    .filter(([k, v]) => !NOT_SHOWN.has(k) && v !== undefined)
+    .map(([k, v]) => `${k}=${fieldText(k, v)}`);
+  const time = typeof rec.time === 'string' ? rec.time : '';
+  const pid = typeof rec.pid === 'number' ? ` [${rec.pid}]` : '';
+  return printable(`${time}${pid} ${level}: ${msg}${fields.length > 0 ? ` ${fields.join(' ')}` : ''}`) + '\n';
+}
+
+function textFileStream(fd: number): pino.DestinationStream {
+  return {
+    write(line: string) {
+      // Synchronous, as the JSON destination is: a crash loses no line.
+      writeSync(fd, formatLogFileLine(line));
+    },
+  };
 }
 
 function humanStream(out: NodeJS.WritableStream, withTime: boolean): pino.DestinationStream {

@@ -8,6 +8,7 @@ import { PROVIDER_NAMES } from '../config/providers.js';
 import { MAX_TIMEOUT_SECONDS, parseRate, parseSize, SEEN_STEP_RE } from '../config/units.js';
 import { flagProblem, folderNameProblem } from '../mapping/rules.js';
 import type { SideFlags } from '../config/side-flags.js';
+import type { LogFormat } from './logger.js';
 
 function positiveInt(name: string) {
   return (v: string): number => {
@@ -181,7 +182,16 @@ export function addOutputOptions(cmd: Command): Command {
     .option('--no-progress', 'no spinner or progress bars')
     .option('-q, --quiet', 'print nothing unless something failed')
     .option('-v, --verbose', 'log protocol steps to stderr (passwords are never logged)')
-    .option('--log-file <path>', 'also write a JSON-lines debug log to this file (mode 0600)');
+    .option(
+      '--log-file <path>',
+      'also write a debug log to this file (mode 0600, its missing folders 0700): text lines, one result line ' +
+        'per run and account',
+    )
+    .addOption(
+      new Option('--log-format <format>', 'the --log-file lines: text, or json for log shippers')
+        .choices(['text', 'json'])
+        .default('text'),
+    );
 }
 
 export interface OutputOptions {
@@ -192,6 +202,7 @@ export interface OutputOptions {
   quiet: boolean;
   verbose: boolean;
   logFile?: string;
+  logFormat?: LogFormat;
 }
 
 export function outputOptions(o: Record<string, unknown>): OutputOptions {
@@ -202,6 +213,7 @@ export function outputOptions(o: Record<string, unknown>): OutputOptions {
     quiet: o.quiet === true,
     verbose: o.verbose === true,
     ...(typeof o.logFile === 'string' ? { logFile: o.logFile } : {}),
+    ...(o.logFormat === 'json' ? { logFormat: 'json' as const } : {}),
   };
 }
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
-import { createLogger, formatLogLine, REDACTED, scrubSecrets } from '../../src/cli/logger.js';
+import { createLogger, formatLogFileLine, formatLogLine, REDACTED, scrubSecrets } from '../../src/cli/logger.js';
 import { PopsyncError } from '../../src/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'popsync-logger-'));
@@ -29,10 +29,27 @@ function fileLines(path: string): Array<Record<string, unknown>> {
 }
 
 describe('log file', () => {
+  it('is text lines by default: time, pid, level, message and fields, secrets redacted as in JSON', () => {
+    const path = join(dir, 'text.log');
+    const logger = createLogger({ logFile: path, stderr: sink().stream });
+    logger.info({ folder: 'Archive 2019', password: 'Pw-text-1' }, 'created IMAP folder');
+    logger.child({ name: 'alice' }).debug({ n: 3 }, 'RETR');
+    const raw = readFileSync(path, 'utf8');
+    expect(raw).not.toContain('Pw-text-1');
+    const lines = raw.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[\d+\] info: created IMAP folder /);
+    expect(lines[0]).toMatch(/ folder="Archive 2019" password=\[redacted\]$/);
+    expect(lines[1]).toMatch(/ \[\d+\] debug: RETR name=alice n=3$/);
+  });
+
+  it('formatLogFileLine keeps a line that is not JSON, escaped', () => {
+    expect(formatLogFileLine('not json\x1b[2J\n')).toBe('not json\\x1b[2J\n');
+  });
+
   it('never contains a password logged inside an object, at any depth or case', () => {
     const path = join(dir, 'secrets.log');
     const err = sink();
-    const logger = createLogger({ logFile: path, stderr: err.stream });
+    const logger = createLogger({ logFile: path, logFormat: 'json', stderr: err.stream });
     logger.info(
       {
         user: 'alice',
@@ -77,7 +94,7 @@ describe('log file', () => {
   it('is created 0600, gets debug lines, and stderr gets only warnings', () => {
     const path = join(dir, 'levels.log');
     const err = sink();
-    const logger = createLogger({ logFile: path, stderr: err.stream });
+    const logger = createLogger({ logFile: path, logFormat: 'json', stderr: err.stream });
     logger.debug({ cmd: 'UIDL' }, 'sent');
     logger.warn({ path: '/x', mode: '0644' }, 'password file /x can be read by other users');
     expect(statSync(path).mode & 0o777).toBe(0o600);
@@ -92,23 +109,24 @@ describe('log file', () => {
     const path = join(dir, 'old.log');
     writeFileSync(path, '');
     chmodSync(path, 0o644);
-    createLogger({ logFile: path, stderr: sink().stream }).info('x');
+    createLogger({ logFile: path, logFormat: 'json', stderr: sink().stream }).info('x');
     expect(statSync(path).mode & 0o777).toBe(0o600);
   });
 
   it('keeps one descriptor per file however many loggers write to it (sync --every makes one per cycle)', () => {
     const path = join(dir, 'cycles.log');
     const fds = () => readdirSync('/proc/self/fd').length;
-    createLogger({ logFile: path, stderr: sink().stream }).info('cycle 0');
+    createLogger({ logFile: path, logFormat: 'json', stderr: sink().stream }).info('cycle 0');
     const before = fds();
-    for (let i = 1; i <= 50; i++) createLogger({ logFile: path, stderr: sink().stream }).info(`cycle ${i}`);
+    for (let i = 1; i <= 50; i++)
+      createLogger({ logFile: path, logFormat: 'json', stderr: sink().stream }).info(`cycle ${i}`);
     expect(fds()).toBe(before);
     expect(fileLines(path)).toHaveLength(51);
   });
 
   it('creates missing directories 0700, as a first cron run needs', () => {
     const path = join(dir, 'state', 'popsync', 'x.log');
-    createLogger({ logFile: path, stderr: sink().stream }).info('x');
+    createLogger({ logFile: path, logFormat: 'json', stderr: sink().stream }).info('x');
     expect(fileLines(path).map((l) => l.msg)).toEqual(['x']);
     expect(statSync(join(dir, 'state')).mode & 0o777).toBe(0o700 & ~process.umask());
     expect(statSync(join(dir, 'state', 'popsync')).mode & 0o777).toBe(0o700 & ~process.umask());
