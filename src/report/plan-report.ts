@@ -75,7 +75,18 @@ export function buildPlanReport(i: PlanInput): PlanReport {
         reason: null,
       };
     }
+    let { status: s, reason } = st;
+    // Judged on the LIST size, as the run judges before any RETR: readable headers or not.
+    const limit = i.skipLargerThan ?? null;
+    if ((s === 'new' || s === 'retry') && limit !== null && m.size > limit) {
+      s = 'would-fail';
+      reason = sizeRuleReason(limit);
+    } else if ((s === 'new' || s === 'retry') && i.appendLimit !== null && m.size > i.appendLimit) {
+      s = 'would-fail';
+      reason = `larger than the destination's APPENDLIMIT (${m.size} > ${i.appendLimit} bytes)`;
+    }
     if (!r || 'error' in r) {
+      const unread = r && 'error' in r ? r.error : 'headers not read';
       return {
         ...base,
         subject: null,
@@ -87,18 +98,11 @@ export function buildPlanReport(i: PlanInput): PlanReport {
         seenSource: null,
         internalDate: null,
         dateSource: 'unknown',
-        status: 'would-fail',
-        reason: st.status === 'would-fail' ? st.reason : r && 'error' in r ? r.error : 'headers not read',
+        // The run reads the headers from the message it downloads (RETR), so a refused TOP
+        // hides only where it goes, not whether it is copied.
+        status: s,
+        reason: s === 'would-fail' ? reason : `${unread}; the run routes it once it has downloaded it`,
       };
-    }
-    let { status: s, reason } = st;
-    const limit = i.skipLargerThan ?? null;
-    if ((s === 'new' || s === 'retry') && limit !== null && m.size > limit) {
-      s = 'would-fail';
-      reason = sizeRuleReason(limit);
-    } else if ((s === 'new' || s === 'retry') && i.appendLimit !== null && m.size > i.appendLimit) {
-      s = 'would-fail';
-      reason = `larger than the destination's APPENDLIMIT (${m.size} > ${i.appendLimit} bytes)`;
     }
     return {
       ...base,

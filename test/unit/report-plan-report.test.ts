@@ -83,23 +83,27 @@ describe('buildPlanReport', () => {
       [3, 'already-copied'],
       [4, 'retry'],
       [5, 'would-fail'],
-      [6, 'would-fail'],
+      [6, 'new'],
     ]);
     expect(report.messages[1]!.reason).toMatch(/APPENDLIMIT \(5000 > 1000/);
     expect(report.messages[2]).toMatchObject({ folder: 'Old', flags: ['$M'], seenSource: 'all', folderRule: 'r' });
     expect(report.messages[3]!.reason).toBe('NO [LIMIT] too big');
     expect(report.messages[4]!.reason).toMatch(/no UIDL/);
-    expect(report.messages[5]!.reason).toBe('TOP refused');
+    // The run reads its headers from RETR: a refused TOP hides where it goes, not that it is copied.
+    expect(report.messages[5]).toMatchObject({
+      folder: '',
+      reason: 'TOP refused; the run routes it once it has downloaded it',
+    });
   });
   it('tallies totals, folders, seen and date sources over what would be copied', () => {
     expect(report.totals).toEqual({
       messages: 6,
       bytes: 5200,
-      new: 1,
-      newBytes: 120,
+      new: 2,
+      newBytes: 160,
       retry: 1,
       alreadyCopied: 1,
-      wouldFail: 3,
+      wouldFail: 2,
     });
     expect(report.folders.find((f) => f.folder === 'X')).toMatchObject({
       exists: false,
@@ -110,13 +114,35 @@ describe('buildPlanReport', () => {
       wouldFail: 1,
     });
     expect(report.folders.find((f) => f.folder === 'Old')).toMatchObject({ exists: true, alreadyCopied: 1 });
-    expect(report.seenSources).toEqual({ all: 1, none: 1 });
-    expect(report.dateSources).toEqual({ received: 2 });
-    expect(report.estimate).toEqual({ bytesPerSecond: 10, seconds: 12, basis: 'test' });
+    expect(report.seenSources).toEqual({ all: 1, none: 2 });
+    expect(report.dateSources).toEqual({ received: 2, unknown: 1 });
+    expect(report.estimate).toEqual({ bytesPerSecond: 10, seconds: 16, basis: 'test' });
   });
   it('reads APPENDLIMIT=n only', () => {
     expect(appendLimitOf(['IMAP4rev1', 'APPENDLIMIT=35651584'])).toBe(35651584);
     expect(appendLimitOf(['APPENDLIMIT'])).toBeNull();
+  });
+  it('a size rule and APPENDLIMIT judge a message whose headers could not be read, as the run judges it', () => {
+    const r = buildPlanReport({
+      source: 's',
+      destination: 'd',
+      generatedAt: new Date(0),
+      listing,
+      plan,
+      rows,
+      routed: new Map<number, RoutedMessage | { error: string }>([
+        [1, { error: 'TOP refused' }],
+        [2, { error: 'TOP refused' }],
+      ]),
+      existingFolders: new Set(),
+      appendLimit: 1000,
+      skipLargerThan: 200,
+      rate: null,
+    });
+    expect(r.messages.slice(0, 2).map((m) => [m.n, m.status, m.reason])).toEqual([
+      [1, 'new', 'TOP refused; the run routes it once it has downloaded it'],
+      [2, 'would-fail', 'over the size rule (200 bytes)'],
+    ]);
   });
   it('a size rule fails what a run would skip, before APPENDLIMIT, judged on the LIST size', () => {
     const r = buildPlanReport({
