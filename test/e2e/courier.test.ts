@@ -13,7 +13,7 @@ import { startCourier, type CourierLab } from '../../lab/courier.js';
 import type { Lab } from '../../lab/dovecot.js';
 import { runCli } from '../support/cli.js';
 import { startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.js';
-import { startSlowProxy } from '../support/slow-proxy.js';
+import { startSlowProxy } from '../../lab/slow-proxy.js';
 import { startFakePop3 } from '../support/fake-pop3.js';
 import { canonicalDigests, courierCanonical, hostileCorpus } from '../support/hostile-mail.js';
 import { useLab } from '../support/lab-fixture.js';
