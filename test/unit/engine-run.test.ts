@@ -11,6 +11,7 @@ import { PassThrough } from 'node:stream';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
+import { previewRun } from '../../src/engine/preview.js';
 import { runEngine, type EngineOptions } from '../../src/engine/run.js';
 import type { AppendOutcome, AppendRequest, DestinationMessage, FolderStatus, ImapSink } from '../../src/imap/types.js';
 import { Journal } from '../../src/journal/journal.js';
@@ -18,6 +19,7 @@ import { silentLogger } from '../../src/log.js';
 import { headerBlockEnd, messageIdOf, parseHeaders } from '../../src/mapping/headers.js';
 import { compileRouting, engineRouter } from '../../src/mapping/rules.js';
 import type { Pop3Session } from '../../src/pop3/types.js';
+import { buildPlanReport } from '../../src/report/plan-report.js';
 
 const msg = (i: number, extra = '') =>
   Buffer.from(`Message-ID: <m${i}@test>\r\nSubject: ${i}\r\n\r\nbody ${i}${extra}\r\n`);
@@ -33,6 +35,10 @@ class MemorySource {
   retrCount = 0;
   /** RETRs per message number. */
   retrs = new Map<number, number>();
+  /** false: UIDL answers -ERR (a server without UIDL). */
+  uidlSupported = true;
+  /** Messages whose TOP answers -ERR (RETR still serves them). */
+  refuseTop: (body: Buffer) => boolean = () => false;
   constructor(public messages: Array<{ uidl: string; body: Buffer }>) {}
   session(): Pop3Session {
     const dead = { v: false };
@@ -73,12 +79,15 @@ class MemorySource {
       },
       uidl: async () => {
         check();
+        if (!this.uidlSupported) throw new PopsyncError('server', 'UIDL refused', { serverResponse: '-ERR' });
         return this.messages.map((m, i) => ({ n: i + 1, uidl: m.uidl }));
       },
       // The whole message: the header hash reads only the header block, as from a real TOP n 0.
       top: async (n: number) => {
         check();
-        return this.messages[n - 1]!.body;
+        const body = this.messages[n - 1]!.body;
+        if (this.refuseTop(body)) throw new PopsyncError('server', 'TOP refused', { serverResponse: '-ERR' });
+        return body;
       },
       retr,
       // The engine reads bodies as streams; these carry exactly what retr() would answer.
@@ -147,6 +156,7 @@ class MemoryDestination {
       },
       status: async (path) => {
         check();
+        if (!this.folders.has(path)) throw new PopsyncError('server', `IMAP folder "${path}" does not exist`);
         return status(path);
       },
       appendBatch: async (path, items: AppendRequest[], onOutcome) => {
@@ -1104,5 +1114,116 @@ describe('engine: upload limits (daily budget, APPENDLIMIT, throttling, --max-ra
     expect(r.copied).toBe(6);
     // 1000 bytes a second with one second of burst: two at once, then one a second.
     expect(sentAt).toEqual([0, 0, 1000, 2000, 3000, 4000]);
+  });
+});
+
+/**
+ * The dry run (engine/preview.ts) against the run it predicts, over the same in-memory servers
+ * and journal: per message, what the plan says (through the same report builder `plan` uses)
+ * is what the run then does. The e2e twin is test/e2e/plan-predicts.test.ts.
+ */
+describe('the dry run predicts the run, message by message', () => {
+  const ROUTING = {
+    rules: [
+      {
+        name: 'big',
+        match: {
+          headers: [
+            { header: 'subject' as const, patterns: [{ kind: 'glob' as const, source: 'b*', caseSensitive: false }] },
+          ],
+        },
+        folder: 'Big',
+        flags: [],
+      },
+    ],
+    defaultFolder: 'INBOX',
+    flags: [],
+    seen: [],
+    arrivalDate: true,
+    skipLargerThan: 400,
+  };
+  const AT = new Date('2026-11-29T10:00:00Z');
+
+  /** What a run's detail row should say of a planned message: [uidl, outcome, folder or null]. */
+  function predicted(m: { uidl: string; status: string; folder: string; reason: string | null }): unknown[] {
+    if (m.status === 'new' || m.status === 'retry') return [m.uidl, 'copied', m.folder === '' ? null : m.folder];
+    if (m.status === 'already-copied') return [m.uidl, 'already-copied', m.folder];
+    return [m.uidl, /^over the size rule/.test(m.reason ?? '') ? 'skipped-by-rule' : 'failed', null];
+  }
+
+  async function planThenRun(src: MemorySource, dst: MemoryDestination): Promise<string[]> {
+    const route = engineRouter(compileRouting(ROUTING), { now: () => AT });
+    const rows = Journal.peek(join(dir, 'j.sqlite'), { source: 'alice@pop.test:110' }, 'alice@pop.test:110');
+    const p = await previewRun({
+      rows: rows ?? new Map(),
+      openSource: async () => src.session(),
+      openSink: async () => dst.sink(),
+      route,
+      logger: silentLogger,
+      now: AT,
+    });
+    const plan = buildPlanReport({
+      source: 's',
+      destination: 'd',
+      generatedAt: AT,
+      ...p,
+      appendLimit: null,
+      skipLargerThan: ROUTING.skipLargerThan,
+      rate: null,
+    });
+    const r = await runEngine(
+      options(src, dst, { route, skipLargerThan: ROUTING.skipLargerThan, detail: true, now: () => AT }),
+    );
+    const done = (r.messages ?? []).map((m) => {
+      const routed = predicted(plan.messages.find((x) => x.n === m.n)!)[2] !== null;
+      return [
+        m.uidl,
+        m.outcome,
+        m.outcome === 'copied' || m.outcome === 'already-copied' ? (routed ? m.folder : null) : null,
+      ];
+    });
+    expect(done).toEqual(plan.messages.map(predicted));
+    return plan.messages.map((m) => m.status);
+  }
+
+  it('on a server with UIDLs: new, big, refused TOP, then a renumbering with a reused UIDL', async () => {
+    const src = new MemorySource([
+      { uidl: 'a', body: msg(1) },
+      { uidl: 'b', body: Buffer.from('Subject: big one\r\n\r\nsmall body\r\n') },
+      { uidl: 'c', body: msg(3, 'x'.repeat(500)) },
+      { uidl: 'd', body: msg(4, ' no-top') },
+    ]);
+    src.refuseTop = (b) => b.includes('no-top');
+    const dst = new MemoryDestination();
+    expect(await planThenRun(src, dst)).toEqual(['new', 'new', 'would-fail', 'new']);
+    // A server move: new UIDLs for all (recognised by their headers, so TOP works again now).
+    for (const m of src.messages) m.uidl = `new-${m.uidl}`;
+    src.refuseTop = () => false;
+    src.messages.push({ uidl: 'a', body: msg(5, ' under an old UIDL') }, { uidl: 'e', body: msg(6) });
+    expect(await planThenRun(src, dst)).toEqual([
+      'already-copied',
+      'already-copied',
+      'would-fail',
+      'already-copied',
+      'new',
+      'new',
+    ]);
+  });
+
+  it('on a server without UIDL: identity by headers, identical messages, a refused TOP', async () => {
+    const src = new MemorySource([
+      { uidl: '', body: msg(1) },
+      { uidl: '', body: msg(1) },
+      { uidl: '', body: msg(2) },
+    ]);
+    src.uidlSupported = false;
+    src.refuseTop = (b) => b.includes('no-top');
+    const dst = new MemoryDestination();
+    expect(await planThenRun(src, dst)).toEqual(['new', 'new', 'new']);
+    // Numbers shift, new mail arrives, and one whose TOP is refused: without UIDL it has no identity.
+    src.messages.splice(0, 1);
+    src.messages.push({ uidl: '', body: msg(8) }, { uidl: '', body: msg(7, ' no-top') });
+    expect(await planThenRun(src, dst)).toEqual(['already-copied', 'already-copied', 'new', 'would-fail']);
+    expect(dst.folders.get('INBOX')?.msgs).toHaveLength(4);
   });
 });
