@@ -173,10 +173,19 @@ describe('batch reports', () => {
       journals,
       '--report',
       join(dir, 'plan.csv'),
+      '--report-dir',
+      join(dir, 'plans'),
     ]);
     expect({ code: plan.code, stderr: plan.stderr }).toEqual({ code: 0, stderr: '' });
     const planRows = readFileSync(join(dir, 'plan.csv'), 'utf8').trimEnd().split('\r\n').slice(1);
     expect(planRows.map((r) => r.split(',').slice(0, 4))).toEqual(list.map((a) => [a.name, 'ok', '0', 'plan']));
+    // Each account's plan, named, as JSON and HTML.
+    for (const a of list)
+      expect(JSON.parse(readFileSync(join(dir, 'plans', `${a.name}.json`), 'utf8'))).toMatchObject({
+        name: a.name,
+        totals: { new: 2 },
+      });
+    expect(readdirSync(join(dir, 'plans'))).toHaveLength(6);
     // plan: 2 to copy each (column "new"), nothing copied.
     for (const r of planRows) expect(r.split(',').slice(8, 11)).toEqual(['2', expect.stringMatching(/^\d+$/), '0']);
 
