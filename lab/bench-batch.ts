@@ -107,7 +107,7 @@ function storedIds(lab: Lab, user: string): string[] {
  * log: `<service>-login: Info: Login: user=<u>, ..., session=<s>` opens a session,
  * `<service>(u)<pid><s>: Info: Disconnected...` closes it.
  */
-export function peakPerShard(
+function peakPerShard(
   log: string,
   shardOfUser: Map<string, number>,
 ): { pop3: number[]; imap: number[]; sessions: number; over: string[]; unclosed: string[] } {
