@@ -120,6 +120,12 @@ export interface StartOptions {
    * itself would take them, so only the relay makes the limit real.
    */
   imapLiteralMinus?: boolean;
+  /**
+   * Folders every user has from the start, marked with a SPECIAL-USE role, e.g.
+   * `{ '[Gmail]/All Mail': '\\All' }` ('/' between levels). Rendered as `mailbox` blocks with
+   * `auto = create` in the inbox namespace, whose separator stays Maildir's '.'.
+   */
+  specialUse?: Record<string, string>;
 }
 
 /**
@@ -397,6 +403,17 @@ function makeLab(a: {
   };
 }
 
+/** The inbox namespace with the folders of StartOptions.specialUse, or nothing without them. */
+function specialUseNamespace(folders: Record<string, string> | undefined): string {
+  if (folders === undefined || Object.keys(folders).length === 0) return '';
+  const boxes = Object.entries(folders).map(([name, role]) => {
+    if (!/^\\[A-Za-z]+$/.test(role) || /["\r\n.]/.test(name))
+      throw new Error(`specialUse: cannot use ${name}: ${role}`);
+    return `  mailbox "${name.split('/').join('.')}" {\n    special_use = ${role}\n    auto = create\n  }\n`;
+  });
+  return `namespace inbox {\n  inbox = yes\n${boxes.join('')}}\n`;
+}
+
 function renderConfig(a: {
   dir: string;
   instanceName: string;
@@ -463,7 +480,7 @@ userdb {
   args = uid=${a.mailOwner.uid} gid=${a.mailOwner.gid} home=${dir}/home/%u
 }
 mail_location = maildir:~/Maildir
-mail_plugins = ${plugins}
+${specialUseNamespace(opts.specialUse)}mail_plugins = ${plugins}
 pop3_uidl_format = %08Xu%08Xv
 # Plain maildir is enough; fsync costs time the benches should spend in popsync.
 mail_fsync = never

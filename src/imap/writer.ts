@@ -62,6 +62,18 @@ const BODY_PIECE_BYTES = 4 * 1024 * 1024;
 /** UIDs per FETCH command: keeps the command line far below servers' limits (Dovecot: 64 KiB). */
 const UIDS_PER_FETCH = 500;
 
+/** The SPECIAL-USE roles of RFC 6154, in their canonical spelling. */
+const SPECIAL_USE = ['\\All', '\\Archive', '\\Drafts', '\\Flagged', '\\Junk', '\\Sent', '\\Trash'];
+
+/** The SPECIAL-USE role among a LIST response's attributes (any case), or null. */
+function specialUseRoleOf(attributes: Iterable<string> | undefined): string | null {
+  for (const a of attributes ?? []) {
+    const role = SPECIAL_USE.find((r) => r.toLowerCase() === a.toLowerCase());
+    if (role !== undefined) return role;
+  }
+  return null;
+}
+
 /** UID sets of at most UIDS_PER_FETCH UIDs each, runs written as ranges ("3:7,9"). */
 function uidSets(uids: readonly number[]): string[] {
   const sorted = [...new Set(uids)].sort((a, b) => a - b);
@@ -633,14 +645,17 @@ class ImapWriter implements ImapSink {
       const ns = this.client.namespace;
       const roles = new Map<string, string>();
       for (const f of await this.client.list({ listOnly: true })) {
-        if (!f.specialUse || roles.has(f.specialUse)) continue;
+        // imapflow fills `specialUse` only without listOnly (it returns before assigning it), so
+        // the role is read from the LIST attributes themselves, as the server sent them.
+        const role = specialUseRoleOf(f.flags);
+        if (role === null || roles.has(role)) continue;
         // Back to the engine's naming: no namespace prefix, '/' between levels.
         let name = f.path;
         if (ns?.prefix && name.startsWith(ns.prefix)) name = name.slice(ns.prefix.length);
         const delimiter = f.delimiter ?? ns?.delimiter;
         const levels = delimiter ? name.split(delimiter) : [name];
         if (levels.some((l) => l.includes('/') || l === '')) continue; // not expressible as a '/' path
-        roles.set(f.specialUse, levels.join('/'));
+        roles.set(role, levels.join('/'));
       }
       return roles;
     });

@@ -20,10 +20,20 @@ const GMAIL_APPEND_LIMIT = 35_651_584;
 
 let lab: Lab;
 let dir: string;
-useLab('providers', { imapCapability: GMAIL_IMAP_CAPABILITY, maxMessageSize: GMAIL_APPEND_LIMIT }, (l, d) => {
-  lab = l;
-  dir = d;
-});
+// A German account: its All Mail has another name, and only the \All mark says which it is.
+const ALL_MAIL_DE = '[Gmail]/Alle Nachrichten';
+useLab(
+  'providers',
+  {
+    imapCapability: GMAIL_IMAP_CAPABILITY,
+    maxMessageSize: GMAIL_APPEND_LIMIT,
+    specialUse: { [ALL_MAIL_DE]: '\\All' },
+  },
+  (l, d) => {
+    lab = l;
+    dir = d;
+  },
+);
 
 const proxies: ThrottleProxy[] = [];
 const labs: Lab[] = [];
@@ -172,6 +182,56 @@ describe('Gmail profile against Dovecot with Gmail capabilities', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/Gmail: popsync never copies into "\[Gmail\]\/All Mail"/);
     expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe('Gmail: All Mail under another name', () => {
+  it('refuses the folder the server marks \\All before anything is stored there (exit 2)', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(
+      pop,
+      [1, 2].map((i) => message(i)),
+    );
+    const r = await runCli(
+      args('migrate', lab, pop, imap, lab.imap.port, ['--provider', 'gmail', '--folder', ALL_MAIL_DE]),
+      {
+        env: { PW: lab.password },
+      },
+    );
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/Gmail: popsync never copies into "\[Gmail\]\/Alle Nachrichten"/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(await destinationMessages(lab, imap, ['[Gmail]', 'Alle Nachrichten'])).toHaveLength(0);
+    // Without the profile nothing stops it: the refusal is the profile's, not the server's.
+    const plain = await runCli(args('migrate', lab, pop, imap, lab.imap.port, ['--folder', ALL_MAIL_DE]), {
+      env: { PW: lab.password },
+    });
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(await destinationMessages(lab, imap, ['[Gmail]', 'Alle Nachrichten'])).toHaveLength(2);
+  });
+});
+
+describe('SPECIAL-USE roles against Dovecot', () => {
+  it('a rule target \\All resolves to the folder the server marks (before: never found)', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(
+      pop,
+      [1, 2, 3].map((i) => message(i)),
+    );
+    const file = join(dir, `${pop}.yml`);
+    writeFileSync(
+      file,
+      'accounts:\n' +
+        `  - source: { url: 'pop3://${pop}@127.0.0.1:${lab.pop3.port}?tls=none', password_env: PW }\n` +
+        `    destination: { url: 'imap://${imap}@127.0.0.1:${lab.imap.port}?tls=none', password_env: PW }\n` +
+        `    journal: ${pop}.sqlite\n` +
+        "    folder: '\\All'\n",
+    );
+    const r = await runCli(['migrate', '--config', file, '--no-progress'], { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(await destinationMessages(lab, imap, ['[Gmail]', 'Alle Nachrichten'])).toHaveLength(3);
   });
 });
 
