@@ -129,7 +129,7 @@ export async function storeBatch(ctx: RunContext, sink: ImapSink, received: Rece
     for (const it of routed) {
       const uid = adopted.get(it.m.uidl);
       if (uid === undefined) continue;
-      rec.result.adopted = (rec.result.adopted ?? 0) + 1;
+      rec.result.adopted++;
       ctx.settledThisPass++;
       ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
       rec.record(

@@ -90,7 +90,7 @@ async function deleteFromSource(ctx: RunContext, source: Pop3Session, policy: De
     deleted: due.filter((_, i) => ok[i]).map((c) => c.uidl),
     kept: due.filter((_, i) => !ok[i]).map((c) => c.uidl),
   });
-  result.deleted! += ok.filter(Boolean).length;
+  result.deleted += ok.filter(Boolean).length;
   return true;
 }
 
@@ -137,7 +137,7 @@ async function copiesPresent(
   return due.filter((c) => {
     const v = verdicts.get(c.uidl);
     // A copy whose server only rewrote its line ends holds the whole message.
-    if (v?.status === 'same' || (v?.status === 'rewritten' && v.lossless === true)) return true;
+    if (v?.status === 'same' || (v?.status === 'rewritten' && v.lossless)) return true;
     if (v === undefined) return false;
     if (v.status === 'missing') {
       const detail =
@@ -146,7 +146,7 @@ async function copiesPresent(
       journal.markCopyMissing(
         account,
         c.uidl,
-        { folder: v.folder!, uidValidity: v.uidValidity!, uid: v.uid! },
+        { folder: v.folder, uidValidity: v.uidValidity, uid: v.uid },
         `copy missing from the destination: ${v.detail ?? ''}`,
       );
       ctx.rec.copyProblem({ uidl: c.uidl, folder: v.folder, uid: v.uid, problem: 'missing', detail });

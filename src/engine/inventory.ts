@@ -131,8 +131,8 @@ export class Inventory {
       );
     if (id.recognised > 0) logger.info({ account, recognised: id.recognised }, 'messages recognised under new UIDLs');
     const result = ctx.rec.result;
-    result.recognised = (result.recognised ?? 0) + id.recognised;
-    result.reusedUidls!.push(...id.reused);
+    result.recognised += id.recognised;
+    result.reusedUidls.push(...id.reused);
     this.vanished += id.vanished.length;
     ctx.listing = id.listing;
     return id.rekeys.length + id.listSizes.length + id.vanished.length === 0 ? rows : null;
@@ -150,7 +150,7 @@ export class Inventory {
     const kept = rows.filter((r) => listed.has(r.uidl)).map((r) => r.uidl);
     const deleted = rows.filter((r) => !listed.has(r.uidl)).map((r) => r.uidl);
     journal.settleDeleting(account, { deleted, kept });
-    this.ctx.rec.result.deleted! += deleted.length;
+    this.ctx.rec.result.deleted += deleted.length;
     logger.info({ account, deleted: deleted.length, kept: kept.length }, 'settled an interrupted deletion');
     return true;
   }

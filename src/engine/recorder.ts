@@ -32,31 +32,7 @@ export class RunRecorder {
     this.logger = o.logger;
     this.account = o.account;
     this.details = o.detail ? new Map() : null;
-    this.result = {
-      command: o.command,
-      source: o.sourceDisplay ?? o.account,
-      destination: o.destination,
-      listed: 0,
-      listedBytes: 0,
-      copied: 0,
-      copiedBytes: 0,
-      alreadyCopied: 0,
-      reconciled: 0,
-      adopted: 0,
-      failed: [],
-      reconnects: 0,
-      startedAt: startedAt.toISOString(),
-      durationMs: 0,
-      newMessages: 0,
-      identity: 'uidl',
-      recognised: 0,
-      reusedUidls: [],
-      deleted: 0,
-      deletionWaiting: 0,
-      deletionRefused: null,
-      copyProblems: [],
-      warnings: [],
-    };
+    this.result = emptyRunResult(o.command, o.sourceDisplay ?? o.account, o.destination, startedAt.toISOString());
   }
 
   /** Whether per-message detail is kept (`--report`): callers skip work only a report needs. */
@@ -131,12 +107,12 @@ export class RunRecorder {
 
   /** A copy found missing or changed: reported with the result, and the run exits 1. */
   copyProblem(p: CopyProblem): void {
-    this.result.copyProblems!.push(p);
+    this.result.copyProblems.push(p);
     this.logger.warn({ account: this.account, uidl: p.uidl }, `copy ${p.problem}: ${p.detail}`);
   }
 
   warn(text: string): void {
-    this.result.warnings!.push(text);
+    this.result.warnings.push(text);
     this.logger.warn({ account: this.account }, text);
   }
 
@@ -147,6 +123,44 @@ export class RunRecorder {
     if (this.details) this.result.messages = [...this.details.values()].sort((a, b) => a.n - b.n);
     return this.result;
   }
+}
+
+/**
+ * A run's result before anything happened: every count zero, every list empty, so each part of
+ * the engine adds to a field that is always there and no reader has to guess a default.
+ */
+export function emptyRunResult(
+  command: RunResult['command'],
+  source: string,
+  destination: string,
+  startedAt: string,
+): RunResult {
+  return {
+    command,
+    source,
+    destination,
+    listed: 0,
+    listedBytes: 0,
+    copied: 0,
+    copiedBytes: 0,
+    alreadyCopied: 0,
+    reconciled: 0,
+    adopted: 0,
+    failed: [],
+    reconnects: 0,
+    startedAt,
+    durationMs: 0,
+    newMessages: 0,
+    identity: 'uidl',
+    recognised: 0,
+    reusedUidls: [],
+    deleted: 0,
+    deletionWaiting: 0,
+    deletionRefused: null,
+    copyProblems: [],
+    warnings: [],
+    skippedByRule: 0,
+  };
 }
 
 /** What the journal says about an earlier copy, for its detail row. */

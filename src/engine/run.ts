@@ -170,7 +170,7 @@ class Run implements RunContext {
         );
       for (const w of windowWarnings({
         listed: result.listed,
-        newCount: result.newMessages ?? 0,
+        newCount: result.newMessages,
         vanished: this.inventory.vanished,
         previous: previousRuns,
       }))
@@ -194,21 +194,21 @@ class Run implements RunContext {
     try {
       this.o.journal.finishRun(id, {
         listed: r.listed,
-        newCount: r.newMessages ?? null,
+        newCount: r.newMessages,
         copied: r.copied + r.reconciled,
         copiedBytes: r.copiedBytes,
         durationMs: r.durationMs,
         failed: r.failed.length,
-        deleted: r.deleted ?? 0,
+        deleted: r.deleted,
         result:
           error !== null
             ? this.stoppedByUser(error)
               ? 'interrupted'
               : 'error'
-            : r.failed.length > 0 || r.deletionRefused || (r.copyProblems?.length ?? 0) > 0
+            : r.failed.length > 0 || r.deletionRefused !== null || r.copyProblems.length > 0
               ? 'partial'
               : 'ok',
-        error: error === null ? (r.deletionRefused ?? null) : error instanceof Error ? error.message : String(error),
+        error: error === null ? r.deletionRefused : error instanceof Error ? error.message : String(error),
       });
     } catch (e) {
       // The run's own outcome matters more than its record.

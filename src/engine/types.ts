@@ -46,6 +46,10 @@ export interface CopyProblem {
   detail: string;
 }
 
+/**
+ * Every field is set from the run's first moment (recorder.ts), so readers never guess a
+ * default; only `messages` is optional, because it exists only for `--report`.
+ */
 export interface RunResult {
   command: 'migrate' | 'sync';
   /** Source account, "user@host:port" (never a password). */
@@ -65,31 +69,31 @@ export interface RunResult {
    * Copies found in the destination that this journal did not know of (a lost, new or second
    * journal; another tool's partial run): recorded as copied, not copied again.
    */
-  adopted?: number;
+  adopted: number;
   failed: MessageFailure[];
   reconnects: number;
   startedAt: string;
   durationMs: number;
   /** Listed messages the journal had never seen (before any copy). */
-  newMessages?: number;
+  newMessages: number;
   /** How messages were identified: by UIDL, or by header hash when the server has no UIDL. */
-  identity?: 'uidl' | 'header-hash';
+  identity: 'uidl' | 'header-hash';
   /** Messages recognised under a new UIDL (the server changed its UIDL scheme): not copied again. */
-  recognised?: number;
+  recognised: number;
   /** UIDLs the server reused for a different message than the one copied under them. */
-  reusedUidls?: string[];
+  reusedUidls: string[];
   /** Removed from the source by this run (QUIT confirmed). */
-  deleted?: number;
+  deleted: number;
   /** Copied and listed, kept on the source until --delete-after-days has passed. */
-  deletionWaiting?: number;
+  deletionWaiting: number;
   /** Why deletion was refused this run (--max-delete), or null. */
-  deletionRefused?: string | null;
+  deletionRefused: string | null;
   /** Copies found missing or changed just before deleting their originals (kept on the source). */
-  copyProblems?: CopyProblem[];
+  copyProblems: CopyProblem[];
   /** Things a human should know that are not failures (no UIDL, windowed source, skipped deletions). */
-  warnings?: string[];
+  warnings: string[];
   /** Not copied because of skip_larger_than: deliberate, so not failures (exit 0). */
-  skippedByRule?: number;
+  skippedByRule: number;
   /** Per listed message, only with EngineOptions.detail (`--report`); the CLI removes it before printing. */
   messages?: MessageDetail[];
 }

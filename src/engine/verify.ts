@@ -81,13 +81,15 @@ export interface StoredContent {
  */
 type CopyStatus = 'same' | 'rewritten' | 'missing' | 'differs' | 'unknown';
 
-export interface Verdict {
-  status: CopyStatus;
-  /** Where the copy was looked for; uid null when the journal has none. */
-  folder: string | null;
-  uid: number | null;
-  /** The folder's UIDVALIDITY when it was looked at (null: not looked at, or no such folder). */
-  uidValidity: bigint | null;
+/** Where a copy was looked for and found absent, present or changed. */
+export interface Located {
+  folder: string;
+  uid: number;
+  /** The folder's UIDVALIDITY when it was looked at. */
+  uidValidity: bigint;
+}
+
+interface Judged {
   /** For humans: why it is not 'same', and for 'differs' the likely server setting. */
   detail: string | null;
   /** rewritten/differs: the rewrites the stored bytes suggest (likelyRewrites); empty otherwise. */
@@ -96,8 +98,24 @@ export interface Verdict {
    * rewritten only in line ends (CRLF for bare LF, a final newline): nothing of the message was
    * lost, so its original may be deleted. Munged headers, NUL or stripped bytes are not.
    */
-  lossless?: boolean;
+  lossless: boolean;
 }
+
+/**
+ * A 'missing' verdict always says exactly where the copy was looked for: that is the proof
+ * Journal.markCopyMissing requires before a confirmed copy is copied again. The others may
+ * have been judged without a place to look ('unknown': no UID, no such folder).
+ */
+export type Verdict =
+  | ({ status: 'missing' } & Located & Judged)
+  | ({
+      status: Exclude<CopyStatus, 'missing'>;
+      /** Where the copy was looked for; uid null when the journal has none. */
+      folder: string | null;
+      uid: number | null;
+      /** The folder's UIDVALIDITY when it was looked at (null: not looked at, or no such folder). */
+      uidValidity: bigint | null;
+    } & Judged);
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -170,14 +188,25 @@ function where(row: CopyRecord): string {
   return `UID ${row.destUid ?? '?'} in ${row.folder ?? '?'}`;
 }
 
-/** The checks every verdict starts with: is there a copy popsync can look up at all? */
-function locatable(row: CopyRecord, folder: FolderSeen): Verdict | null {
-  const base = { folder: row.folder, uid: row.destUid, uidValidity: folder?.uidValidity ?? null, likely: [] };
+/**
+ * The checks every verdict starts with: is there a copy popsync can look up at all? Either the
+ * verdict that it cannot, or where to look.
+ */
+function locate(row: CopyRecord, folder: FolderSeen): { verdict: Verdict } | { at: Located } {
+  const base = {
+    folder: row.folder,
+    uid: row.destUid,
+    uidValidity: folder?.uidValidity ?? null,
+    likely: [],
+    lossless: false,
+  };
   if (row.folder === null || row.destUid === null || row.destUidValidity === null) {
     return {
-      ...base,
-      status: 'unknown',
-      detail: 'the destination gave its copy no UID, and no stored message matches it',
+      verdict: {
+        ...base,
+        status: 'unknown',
+        detail: 'the destination gave its copy no UID, and no stored message matches it',
+      },
     };
   }
   // Re-copying on a guess could duplicate; forget-folder makes the next run search the folder.
@@ -186,20 +215,24 @@ function locatable(row: CopyRecord, folder: FolderSeen): Verdict | null {
     `copies still there and copy the rest`;
   if (folder === null)
     return {
-      ...base,
-      status: 'unknown',
-      detail: `folder ${row.folder} no longer exists in the destination (${remedy})`,
+      verdict: {
+        ...base,
+        status: 'unknown',
+        detail: `folder ${row.folder} no longer exists in the destination (${remedy})`,
+      },
     };
   if (folder.uidValidity !== row.destUidValidity) {
     return {
-      ...base,
-      status: 'unknown',
-      detail:
-        `folder ${row.folder} was recreated since the copy (UIDVALIDITY ${row.destUidValidity} is now ` +
-        `${folder.uidValidity}), so its UIDs name other messages (${remedy})`,
+      verdict: {
+        ...base,
+        status: 'unknown',
+        detail:
+          `folder ${row.folder} was recreated since the copy (UIDVALIDITY ${row.destUidValidity} is now ` +
+          `${folder.uidValidity}), so its UIDs name other messages (${remedy})`,
+      },
     };
   }
-  return null;
+  return { at: { folder: row.folder, uid: row.destUid, uidValidity: folder.uidValidity } };
 }
 
 /**
@@ -207,9 +240,9 @@ function locatable(row: CopyRecord, folder: FolderSeen): Verdict | null {
  * 'differs' here only means "look at the content" (judgeContent says how it differs).
  */
 export function judgeLook(row: CopyRecord, folder: FolderSeen, look: StoredLook | undefined): Verdict {
-  const early = locatable(row, folder);
-  if (early) return early;
-  const base = { folder: row.folder, uid: row.destUid, uidValidity: folder!.uidValidity, likely: [] };
+  const place = locate(row, folder);
+  if ('verdict' in place) return place.verdict;
+  const base = { ...place.at, likely: [], lossless: false };
   if (look === undefined)
     return { ...base, status: 'missing', detail: `its copy (${where(row)}) is no longer in the destination` };
   if (look.size !== row.size)
@@ -233,9 +266,9 @@ export function judgeContent(
   stored: StoredContent | undefined,
   headersSame?: boolean,
 ): Verdict {
-  const early = locatable(row, folder);
-  if (early) return early;
-  const base = { folder: row.folder, uid: row.destUid, uidValidity: folder!.uidValidity };
+  const place = locate(row, folder);
+  if ('verdict' in place) return place.verdict;
+  const base = { ...place.at, lossless: false };
   if (stored === undefined)
     return {
       ...base,

@@ -37,8 +37,8 @@ export interface RunEnd {
   deleted: number;
   result: 'ok' | 'partial' | 'error' | 'interrupted';
   error: string | null;
-  copiedBytes?: number;
-  durationMs?: number;
+  copiedBytes: number;
+  durationMs: number;
 }
 
 export interface RunRow {
@@ -109,8 +109,6 @@ export class Runs {
         id,
         now: this.db.nowIso(),
         ...r,
-        copiedBytes: r.copiedBytes ?? null,
-        durationMs: r.durationMs ?? null,
         error: r.error === null ? null : r.error.slice(0, MAX_ERROR_CHARS),
       });
     } catch (e) {

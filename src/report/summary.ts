@@ -40,7 +40,7 @@ export function formatSummary(result: RunResult): string {
   lines.push(row('failed', String(result.failed.length)));
   for (const f of result.failed) lines.push(`    ${formatFailure(f)}`);
   // Only when the rule bit: most configs have none, and the summary's lines are read by people.
-  if ((result.skippedByRule ?? 0) > 0)
+  if (result.skippedByRule > 0)
     lines.push(row('skipped by rule', `${result.skippedByRule} (skip_larger_than; not failures)`));
   lines.push(row('reconnects', String(result.reconnects)));
   return lines.join('\n');

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { describeError, EXIT_CODES, EXIT_CODES_HELP, exitCodeForResult, exitCodesHelp } from '../../src/cli/exit.js';
 import type { RunResult } from '../../src/engine/types.js';
+import { emptyRunResult } from '../../src/engine/recorder.js';
 import { PopsyncError } from '../../src/errors.js';
 
 function commanderFailure(argv: string[]): unknown {
@@ -132,21 +133,7 @@ describe('bugs', () => {
 
 describe('the exit code of a finished run', () => {
   it('exitCodeForResult: 0 unless a message failed', () => {
-    const base: RunResult = {
-      command: 'migrate',
-      source: 's',
-      destination: 'd',
-      listed: 0,
-      listedBytes: 0,
-      copied: 0,
-      copiedBytes: 0,
-      alreadyCopied: 0,
-      reconciled: 0,
-      failed: [],
-      reconnects: 0,
-      startedAt: '2025-01-01T00:00:00.000Z',
-      durationMs: 1,
-    };
+    const base: RunResult = { ...emptyRunResult('migrate', 's', 'd', '2025-01-01T00:00:00.000Z'), durationMs: 1 };
     expect(exitCodeForResult(base)).toBe(0);
     expect(
       exitCodeForResult({

@@ -837,7 +837,7 @@ describe('engine: exactly once on servers that rewrite, lack UIDPLUS, or were wr
     dst.rewrite = (b) => Buffer.concat([Buffer.from('X-Added: by the server\r\n'), b]);
     const r = await runEngine(options(src, dst));
     expect(r).toMatchObject({ reconciled: 1, copied: 0 });
-    expect(r.warnings!.join('\n')).toMatch(/UIDL u1: .*recognised by Message-ID only \(UID 1\)/);
+    expect(r.warnings.join('\n')).toMatch(/UIDL u1: .*recognised by Message-ID only \(UID 1\)/);
     expect(dst.bodies()).toHaveLength(1);
   });
 

@@ -96,7 +96,17 @@ describe('journal v3', () => {
     j.beginAppend('a', [item('bad', 7)]);
     j.fail('a', 'bad', 'NO too big');
     const id = j.beginRun('a', 'sync');
-    j.finishRun(id, { listed: 2, newCount: 2, copied: 1, failed: 1, deleted: 0, result: 'partial', error: null });
+    j.finishRun(id, {
+      listed: 2,
+      newCount: 2,
+      copied: 1,
+      failed: 1,
+      deleted: 0,
+      result: 'partial',
+      error: null,
+      copiedBytes: 10,
+      durationMs: 5,
+    });
     const lockFile = LockFile.tryAcquire(lockFilePath(path))!;
     const lock = j.tryLock('a', lockFile, { command: 'sync' });
     expect(lock.ok).toBe(true);

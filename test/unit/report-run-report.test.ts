@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { reportFormatFor, reportTarget } from '../../src/cli/report-file.js';
 import { sizeRuleReason, splitBySizeRule } from '../../src/engine/plan.js';
 import type { MessageDetail, RunResult } from '../../src/engine/types.js';
+import { emptyRunResult } from '../../src/engine/recorder.js';
 import { renderPlanCsv } from '../../src/report/plan-csv.js';
 import { renderPlanHtml } from '../../src/report/plan-html.js';
 import { renderPlanMarkdown } from '../../src/report/plan-markdown.js';
@@ -39,18 +40,12 @@ const detail = (n: number, outcome: MessageDetail['outcome'], extra: Partial<Mes
 
 function result(messages: MessageDetail[]): RunResult {
   return {
-    command: 'migrate',
-    source: 'a@pop:995',
-    destination: 'a@imap:993',
+    ...emptyRunResult('migrate', 'a@pop:995', 'a@imap:993', '2025-03-01T10:00:00.000Z'),
     listed: messages.length,
     listedBytes: 0,
     copied: 2,
     copiedBytes: 3100,
     alreadyCopied: 1,
-    reconciled: 0,
-    failed: [],
-    reconnects: 0,
-    startedAt: '2025-03-01T10:00:00.000Z',
     durationMs: 2000,
     messages,
   };

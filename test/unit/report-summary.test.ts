@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { MessageFailure, RunResult } from '../../src/engine/types.js';
+import { emptyRunResult } from '../../src/engine/recorder.js';
 import {
   formatBytes,
   formatDuration,
@@ -12,18 +13,14 @@ import {
 
 function result(over: Partial<RunResult> = {}): RunResult {
   return {
-    command: 'migrate',
-    source: 'alice@pop.example.net:995',
-    destination: 'alice@imap.example.net:993',
+    ...emptyRunResult('migrate', 'alice@pop.example.net:995', 'alice@imap.example.net:993', '2025-03-01T10:00:00.000Z'),
     listed: 120,
     listedBytes: 3_565_158,
     copied: 100,
     copiedBytes: 3_145_728,
     alreadyCopied: 15,
     reconciled: 2,
-    failed: [],
     reconnects: 1,
-    startedAt: '2025-03-01T10:00:00.000Z',
     durationMs: 62_000,
     ...over,
   };

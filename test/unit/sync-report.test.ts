@@ -3,26 +3,15 @@ import { describe, expect, it } from 'vitest';
 import { deletionPolicy, formatSyncReport, somethingHappened } from '../../src/cli/commands/sync.js';
 import { formatStatus, summarise } from '../../src/cli/commands/status.js';
 import type { RunResult } from '../../src/engine/types.js';
+import { emptyRunResult } from '../../src/engine/recorder.js';
 import type { JournalRow } from '../../src/journal/types.js';
 
 const result = (o: Partial<RunResult> = {}): RunResult => ({
-  command: 'sync',
-  source: 'alice@pop:995',
-  destination: 'alice@imap:993',
+  ...emptyRunResult('sync', 'alice@pop:995', 'alice@imap:993', 't'),
   listed: 10,
   listedBytes: 1000,
-  copied: 0,
-  copiedBytes: 0,
   alreadyCopied: 10,
-  reconciled: 0,
-  failed: [],
-  reconnects: 0,
-  startedAt: 't',
   durationMs: 5,
-  deleted: 0,
-  recognised: 0,
-  reusedUidls: [],
-  deletionRefused: null,
   ...o,
 });
 

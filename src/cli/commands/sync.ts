@@ -89,10 +89,10 @@ export function deletionPolicy(o: Record<string, unknown>): DeletionPolicy | nul
 export function somethingHappened(r: RunResult): boolean {
   return (
     r.copied + r.reconciled > 0 ||
-    (r.deleted ?? 0) > 0 ||
+    r.deleted > 0 ||
     r.failed.length > 0 ||
-    (r.recognised ?? 0) > 0 ||
-    (r.reusedUidls?.length ?? 0) > 0 ||
+    r.recognised > 0 ||
+    r.reusedUidls.length > 0 ||
     !!r.deletionRefused ||
     needsAHuman(r)
   );
@@ -100,7 +100,7 @@ export function somethingHappened(r: RunResult): boolean {
 
 /** Copies found missing or changed before deleting: exit 1, like a failed message. */
 function needsAHuman(r: RunResult): boolean {
-  return (r.copyProblems?.length ?? 0) > 0;
+  return r.copyProblems.length > 0;
 }
 
 /** One line, then one line per failure: what cron mails to its owner. */
@@ -110,13 +110,13 @@ export function formatSyncReport(r: RunResult): string {
     `popsync: ${copied} new message${copied === 1 ? '' : 's'} copied (${formatBytes(r.copiedBytes)}) from ` +
       `${r.source} to ${r.destination}`,
   ];
-  if ((r.deleted ?? 0) > 0) parts.push(`${r.deleted} deleted from the source`);
-  if ((r.recognised ?? 0) > 0)
+  if (r.deleted > 0) parts.push(`${r.deleted} deleted from the source`);
+  if (r.recognised > 0)
     parts.push(`recognised ${r.recognised} message${r.recognised === 1 ? '' : 's'} under new UIDLs`);
-  if ((r.reusedUidls?.length ?? 0) > 0)
-    parts.push(`${r.reusedUidls!.length} reused UIDL${r.reusedUidls!.length === 1 ? '' : 's'} (new messages)`);
+  if (r.reusedUidls.length > 0)
+    parts.push(`${r.reusedUidls.length} reused UIDL${r.reusedUidls.length === 1 ? '' : 's'} (new messages)`);
   if (r.failed.length > 0) parts.push(`${r.failed.length} failed`);
-  const problems = r.copyProblems ?? [];
+  const problems = r.copyProblems;
   if (problems.length > 0)
     parts.push(
       `${problems.length} cop${problems.length === 1 ? 'y' : 'ies'} missing or changed in the destination ` +
