@@ -6,6 +6,13 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { PROVIDER_NAMES } from '../config/providers.js';
 import { MAX_TIMEOUT_SECONDS, parseRate, parseSize, SEEN_STEP_RE } from '../config/units.js';
+import {
+  DEFAULT_BATCH_MB,
+  DEFAULT_BATCH_MESSAGES,
+  DEFAULT_FOLDER,
+  DEFAULT_RECONNECT_ATTEMPTS,
+  DEFAULT_TIMEOUT_SECONDS,
+} from '../defaults.js';
 import { flagProblem, folderNameProblem } from '../mapping/rules.js';
 import type { SideFlags } from '../config/side-flags.js';
 import type { LogFormat } from './logger.js';
@@ -103,7 +110,12 @@ export function addAccountOptions(cmd: Command): Command {
     ).choices([...PROVIDER_NAMES]),
   );
   cmd.option('--journal <path>', 'state journal (SQLite); default ~/.local/state/popsync/<user@host>.sqlite');
-  cmd.option('--timeout <seconds>', `network inactivity timeout (at most ${MAX_TIMEOUT_SECONDS})`, timeoutSeconds, 60);
+  cmd.option(
+    '--timeout <seconds>',
+    `network inactivity timeout (at most ${MAX_TIMEOUT_SECONDS})`,
+    timeoutSeconds,
+    DEFAULT_TIMEOUT_SECONDS,
+  );
   return cmd;
 }
 
@@ -114,7 +126,7 @@ export function addRoutingOptions(cmd: Command): Command {
       '--folder <name>',
       "destination folder, UTF-8, '/' between levels; created when missing",
       folderName,
-      'INBOX',
+      DEFAULT_FOLDER,
     )
     .option(
       '--flag <flag>',
@@ -165,14 +177,24 @@ export function addTransferOptions(cmd: Command): Command {
       'upload at most this much in any 24 hours, counted across runs; at the limit the run stops with exit 75',
       budgetArg,
     )
-    .option('--batch-messages <n>', 'messages fetched per pipelined batch', positiveInt('--batch-messages'), 50)
-    .option('--batch-mb <n>', 'megabytes fetched per batch (bounds memory)', positiveInt('--batch-mb'), 16)
+    .option(
+      '--batch-messages <n>',
+      'messages fetched per pipelined batch',
+      positiveInt('--batch-messages'),
+      DEFAULT_BATCH_MESSAGES,
+    )
+    .option(
+      '--batch-mb <n>',
+      'megabytes fetched per batch (bounds memory)',
+      positiveInt('--batch-mb'),
+      DEFAULT_BATCH_MB,
+    )
     .option(
       '--reconnect-attempts <n>',
       'after a dropped connection, reconnect up to this many times in a row without progress (backoff 1 s, 2 ' +
         's, 4 s ... 30 s)',
       nonNegativeInt('--reconnect-attempts'),
-      5,
+      DEFAULT_RECONNECT_ATTEMPTS,
     );
 }
 

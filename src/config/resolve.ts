@@ -7,6 +7,14 @@
  * config file's folder, so a config works from any working directory (cron).
  */
 import { isAbsolute, join } from 'node:path';
+import {
+  DEFAULT_ARRIVAL_DATE,
+  DEFAULT_BATCH_MB,
+  DEFAULT_BATCH_MESSAGES,
+  DEFAULT_FOLDER,
+  DEFAULT_RECONNECT_ATTEMPTS,
+  DEFAULT_TIMEOUT_SECONDS,
+} from '../defaults.js';
 import { PopsyncError } from '../errors.js';
 import type { HeaderKey, MatchSpec, PatternSpec, RoutingSpec, RuleSpec } from '../mapping/rules.js';
 import type { SeenStep } from '../mapping/seen.js';
@@ -16,13 +24,14 @@ import { providerProfile } from './providers.js';
 import type { SideFlags } from './side-flags.js';
 import { parseDay, parseDuration, parseInterval, parseRate, parseSize, SEEN_STEP_RE } from './units.js';
 
+/** The values a config or command line that says nothing gets (from ../defaults.ts). */
 export const BUILTIN = {
-  folder: 'INBOX',
-  batchMessages: 50,
-  batchMb: 16,
-  timeoutSeconds: 60,
-  arrivalDate: true,
-  reconnectAttempts: 5,
+  folder: DEFAULT_FOLDER,
+  batchMessages: DEFAULT_BATCH_MESSAGES,
+  batchMb: DEFAULT_BATCH_MB,
+  timeoutSeconds: DEFAULT_TIMEOUT_SECONDS,
+  arrivalDate: DEFAULT_ARRIVAL_DATE,
+  reconnectAttempts: DEFAULT_RECONNECT_ATTEMPTS,
   /**
    * A `Status:` header with R means read (mbox-era servers keep it); mail without one arrives
    * unread, which is right for new mail. `none` keeps everything unread.

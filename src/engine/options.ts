@@ -1,4 +1,9 @@
 /** What a caller (the CLI's jobs) hands the engine for one account. */
+import {
+  DEFAULT_RECONNECT_ATTEMPTS,
+  DEFAULT_RECONNECT_BASE_DELAY_MS,
+  DEFAULT_RECONNECT_MAX_DELAY_MS,
+} from '../defaults.js';
 import type { Journal } from '../journal/journal.js';
 import type { Logger } from '../log.js';
 import type { ImapSink } from '../imap/types.js';
@@ -15,17 +20,12 @@ export interface RetryPolicy {
   maxDelayMs: number;
 }
 
-export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 5, baseDelayMs: 1000, maxDelayMs: 30_000 };
-/**
- * A batch is received whole before it is appended: these two caps bound the memory it takes,
- * counted on the bytes that arrived (never on LIST sizes, which a server may understate).
- */
-export const DEFAULT_BATCH_MESSAGES = 50;
-export const DEFAULT_BATCH_BYTES = 16 * 1024 * 1024;
-/** A message larger than this goes through a temporary file instead of memory (spool.ts). */
-export const DEFAULT_SPILL_BYTES = 4 * 1024 * 1024;
-/** Failed attempts to receive one message in a run before it is set aside (receiver.ts). */
-export const DEFAULT_SET_ASIDE_AFTER = 3;
+/** Built from the defaults in ../defaults.ts, the one place every default lives. */
+export const DEFAULT_RETRY: RetryPolicy = {
+  maxAttempts: DEFAULT_RECONNECT_ATTEMPTS,
+  baseDelayMs: DEFAULT_RECONNECT_BASE_DELAY_MS,
+  maxDelayMs: DEFAULT_RECONNECT_MAX_DELAY_MS,
+};
 
 /**
  * What bounds the uploads of a run: the user's --max-rate and --daily-budget, and what a

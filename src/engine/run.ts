@@ -19,20 +19,18 @@ import type { ImapSink } from '../imap/types.js';
 import type { JournalIndexRow } from '../journal/types.js';
 import type { Pop3Session } from '../pop3/types.js';
 import { isConnectMistake } from '../connect-hints.js';
+import {
+  DEFAULT_BATCH_BYTES,
+  DEFAULT_BATCH_MESSAGES,
+  DEFAULT_SET_ASIDE_AFTER,
+  DEFAULT_SPILL_BYTES,
+} from '../defaults.js';
 import { PopsyncError, isPopsyncError } from '../errors.js';
 import type { OpenFolder, RunContext, Side } from './context.js';
 import { storeBatch } from './copier.js';
 import { finishSource } from './deleter.js';
 import { Inventory } from './inventory.js';
-import {
-  DEFAULT_BATCH_BYTES,
-  DEFAULT_BATCH_MESSAGES,
-  DEFAULT_RETRY,
-  DEFAULT_SET_ASIDE_AFTER,
-  DEFAULT_SPILL_BYTES,
-  type EngineOptions,
-  type RetryPolicy,
-} from './options.js';
+import { DEFAULT_RETRY, type EngineOptions, type RetryPolicy } from './options.js';
 import {
   appendLimitOf,
   exactSize,

@@ -30,6 +30,7 @@
  */
 
 import type { ImapFlow, ImapFlowOptions } from 'imapflow';
+import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_IMAP_SOCKET_TIMEOUT_MS } from '../defaults.js';
 import { PopsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type {
@@ -56,7 +57,6 @@ import {
 } from './imapflow-adapter.js';
 import { credentialsFor, loginSecretForms } from './login.js';
 
-const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 /** readBodies: messages up to this size travel whole in one batched FETCH, larger ones in pieces of it. */
 const BODY_PIECE_BYTES = 4 * 1024 * 1024;
 /** UIDs per FETCH command: keeps the command line far below servers' limits (Dovecot: 64 KiB). */
@@ -95,7 +95,6 @@ function uidSets(uids: readonly number[]): string[] {
   }
   return out;
 }
-const DEFAULT_SOCKET_TIMEOUT_MS = 5 * 60_000;
 
 /**
  * imapflow logs its protocol life at info and every refused command at warn. For us those are
@@ -131,7 +130,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     default:
       throw new PopsyncError('config', `Unknown IMAP tls mode: ${String(opts.tls)}`);
   }
-  const socketTimeout = opts.timeoutMs ?? DEFAULT_SOCKET_TIMEOUT_MS;
+  const socketTimeout = opts.timeoutMs ?? DEFAULT_IMAP_SOCKET_TIMEOUT_MS;
   const connectTimeoutMs = opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   // Every form of every secret a login of this sink sent, for blanking server replies.
   const secrets: string[] = [];

@@ -16,6 +16,7 @@
  * ^...$ to anchor). Both ignore case unless case_sensitive is set.
  */
 import type { Router, Routing } from './types.js';
+import { DEFAULT_FOLDER } from '../defaults.js';
 import { PopsyncError } from '../errors.js';
 import { arrivalDate } from './date.js';
 import { addressesOf, decodeHeaderValue, listIdOf } from './decode.js';
@@ -323,7 +324,7 @@ export function compileRouting(spec: RoutingSpec): CompiledRouting {
         }
       }
       // The default may be a template as well; with a missing value it falls back to INBOX.
-      if (folder === null) folder = resolve(fallback, v, ctx) ?? 'INBOX';
+      if (folder === null) folder = resolve(fallback, v, ctx) ?? DEFAULT_FOLDER;
       const seen = decideSeen(spec.seen, fields, arrival.date, ctx.now);
       const flags = dedupeFlags([
         ...(seen.seen ? ['\\Seen'] : []),

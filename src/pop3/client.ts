@@ -11,6 +11,7 @@
  */
 
 import { Readable } from 'node:stream';
+import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS } from '../defaults.js';
 import { PopsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { Pop3Connection, type CommandSpec, type Reply } from './connection.js';
@@ -21,8 +22,6 @@ import { replyError } from './reply-errors.js';
 import { authenticate, authMethods, type Credentials, fallsBack, METHOD_NAMES } from './sasl.js';
 import type { Pop3Options, Pop3Session, Pop3SizeEntry, Pop3Stat, Pop3UidlEntry } from './types.js';
 
-const DEFAULT_TIMEOUT_MS = 60_000;
-const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 /** How many commands may be written ahead of their responses when PIPELINING is on. */
 const PIPELINE_WINDOW = 64;
 

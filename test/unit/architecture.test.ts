@@ -3,7 +3,7 @@
  * import fails here, and so does a known one that was removed without taking it off the list,
  * so the list below only ever shrinks.
  *
- * Layers, lowest first: errors.ts, log.ts, tls.ts and connect-hints.ts (everyone's), net/
+ * Layers, lowest first: errors.ts, defaults.ts, log.ts, tls.ts and connect-hints.ts (everyone's), net/
  * (sockets, TLS options, SASL and redaction, written once for both protocols), then the
  * protocol clients and the journal (pop3/, imap/, journal/: nothing above them, nor each
  * other), mapping/ (pure routing),
@@ -20,21 +20,23 @@ const SRC = path.resolve(__dirname, '../../src');
 /** What each top-level folder (or root file) may import besides itself. */
 const ALLOWED: Record<string, readonly string[]> = {
   errors: [],
+  defaults: [],
   log: [],
   tls: [],
-  'connect-hints': ['errors', 'tls'],
-  net: ['errors', 'log', 'tls', 'connect-hints'],
-  pop3: ['errors', 'log', 'tls', 'connect-hints', 'net'],
-  imap: ['errors', 'log', 'tls', 'connect-hints', 'net'],
-  journal: ['errors', 'log'],
-  mapping: ['errors', 'log'],
-  oauth: ['errors', 'log'],
-  engine: ['errors', 'log', 'tls', 'connect-hints', 'net', 'pop3', 'imap', 'journal', 'mapping'],
-  report: ['errors', 'log', 'tls', 'net', 'engine', 'mapping', 'journal'],
-  config: ['errors', 'log', 'tls', 'net', 'mapping'],
-  app: ['errors', 'log', 'tls', 'net', 'pop3', 'imap', 'journal', 'mapping', 'engine', 'report', 'config'],
+  'connect-hints': ['errors', 'defaults', 'tls'],
+  net: ['errors', 'defaults', 'log', 'tls', 'connect-hints'],
+  pop3: ['errors', 'defaults', 'log', 'tls', 'connect-hints', 'net'],
+  imap: ['errors', 'defaults', 'log', 'tls', 'connect-hints', 'net'],
+  journal: ['errors', 'defaults', 'log'],
+  mapping: ['errors', 'defaults', 'log'],
+  oauth: ['errors', 'defaults', 'log'],
+  engine: ['errors', 'defaults', 'log', 'tls', 'connect-hints', 'net', 'pop3', 'imap', 'journal', 'mapping'],
+  report: ['errors', 'defaults', 'log', 'tls', 'net', 'engine', 'mapping', 'journal'],
+  config: ['errors', 'defaults', 'log', 'tls', 'net', 'mapping'],
+  app: ['errors', 'defaults', 'log', 'tls', 'net', 'pop3', 'imap', 'journal', 'mapping', 'engine', 'report', 'config'],
   cli: [
     'errors',
+    'defaults',
     'log',
     'tls',
     'connect-hints',

@@ -1,0 +1,37 @@
+/**
+ * Every default a user can change, in one place: the CLI's option defaults, the config's
+ * built-in values, the engine and the protocol clients all read them from here, so `--help`,
+ * the README and what a run does cannot drift apart. A neutral root file (like errors.ts) so
+ * the protocol clients can read it without importing anything above them.
+ */
+
+/** Where copies go when neither a rule nor --folder says otherwise. */
+export const DEFAULT_FOLDER = 'INBOX';
+/** Copies keep the source's date as their INTERNALDATE (arrival_date / --no-arrival-date). */
+export const DEFAULT_ARRIVAL_DATE = true;
+
+/**
+ * A batch is received whole before it is appended: these two caps bound the memory it takes,
+ * counted on the bytes that arrived (never on LIST sizes, which a server may understate).
+ */
+export const DEFAULT_BATCH_MESSAGES = 50;
+export const DEFAULT_BATCH_MB = 16;
+export const DEFAULT_BATCH_BYTES = DEFAULT_BATCH_MB * 1024 * 1024;
+/** A message larger than this goes through a temporary file instead of memory (engine/spool.ts). */
+export const DEFAULT_SPILL_BYTES = 4 * 1024 * 1024;
+/** Failed attempts to receive one message in a run before it is set aside (engine/receiver.ts). */
+export const DEFAULT_SET_ASIDE_AFTER = 3;
+
+/** Network inactivity timeout (--timeout, timeout:), for POP3 and IMAP replies alike. */
+export const DEFAULT_TIMEOUT_SECONDS = 60;
+export const DEFAULT_TIMEOUT_MS = DEFAULT_TIMEOUT_SECONDS * 1000;
+/** Connecting and the greeting, on either side, when no --timeout was given. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+/** imapflow's socket inactivity limit when the caller gave no timeout (the CLI always gives one). */
+export const DEFAULT_IMAP_SOCKET_TIMEOUT_MS = 5 * 60_000;
+
+/** Consecutive failed passes (no message settled in between) before a run gives up (--reconnect-attempts). */
+export const DEFAULT_RECONNECT_ATTEMPTS = 5;
+/** Backoff between reconnects: doubling from the base, never above the max. */
+export const DEFAULT_RECONNECT_BASE_DELAY_MS = 1000;
+export const DEFAULT_RECONNECT_MAX_DELAY_MS = 30_000;
