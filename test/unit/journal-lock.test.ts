@@ -4,16 +4,15 @@
  * the row's take/held/release and a taken-over holder that must stop writing; and
  * holdAccountLock with and without --wait.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { holdAccountLock } from '../../src/engine/lock.js';
 import { isPopsyncError } from '../../src/errors.js';
 import { Journal } from '../../src/journal/journal.js';
 import { LockFile, lockFilePath } from '../../src/journal/lock-file.js';
-import { decideLock, processAlive, STALE_MS, type LockRecord } from '../../src/journal/lock.js';
+import { decideLock, STALE_MS, type LockRecord } from '../../src/journal/lock.js';
 import { silentLogger } from '../../src/log.js';
 
 const T0 = new Date('2030-01-01T00:00:00Z');
@@ -71,15 +70,6 @@ describe('decideLock (for a run that holds the lock file)', () => {
     expect(
       decideLock(rec({ hostname: 'x', heartbeatAt: 'garbage' }), { hostname: 'here', now: T0, isAlive: alive([4242]) }),
     ).toEqual({ action: 'take', takeover: 'stale-heartbeat' });
-  });
-});
-
-describe('processAlive', () => {
-  it('knows this process, a finished one, and a zombie', () => {
-    expect(processAlive(process.pid)).toBe(true);
-    const done = spawnSync(process.execPath, ['-e', '0']);
-    expect(processAlive(done.pid!)).toBe(false);
-    expect(processAlive(0)).toBe(false);
   });
 });
 
@@ -206,24 +196,39 @@ describe('holdAccountLock', () => {
   const o = { command: 'sync', logger: silentLogger } as const;
 
   it('fails with kind locked naming the holder, or waits with --wait; release frees lock file and row', async () => {
-    const path = join(dir, 'j.sqlite');
-    const held = await holdAccountLock(path, 'acct', o);
-    await expect(holdAccountLock(path, 'acct', o)).rejects.toMatchObject({
-      kind: 'locked',
-      message: expect.stringContaining(`pid ${process.pid}`),
-      context: { hint: expect.stringMatching(/--wait SECONDS.*a stopped run .* keeps it/) },
-    });
-    setTimeout(() => held.release(), 300);
-    const second = await holdAccountLock(path, 'acct', { ...o, waitSeconds: 30 });
-    expect(held.journal.path).toBe(path);
-    second.release();
-    const third = await holdAccountLock(path, 'acct', o);
-    await expect(holdAccountLock(path, 'acct', { ...o, waitSeconds: 0.3 })).rejects.toMatchObject({
-      kind: 'locked',
-      context: { hint: expect.stringContaining('within --wait 0.3') },
-    });
-    third.release();
-    expect(Journal.lockHolderAt(path, 'acct')).toBeNull();
+    // The --wait polls run on fake timers: the test steps the clock instead of sleeping.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+    try {
+      const path = join(dir, 'j.sqlite');
+      const held = await holdAccountLock(path, 'acct', o);
+      await expect(holdAccountLock(path, 'acct', o)).rejects.toMatchObject({
+        kind: 'locked',
+        message: expect.stringContaining(`pid ${process.pid}`),
+        context: { hint: expect.stringMatching(/--wait SECONDS.*a stopped run .* keeps it/) },
+      });
+      setTimeout(() => held.release(), 300);
+      let got = false;
+      const waiting = holdAccountLock(path, 'acct', { ...o, waitSeconds: 30 }).finally(() => {
+        got = true;
+      });
+      await vi.advanceTimersByTimeAsync(299);
+      expect(got, 'still waiting while the first run holds the lock').toBe(false);
+      await vi.advanceTimersByTimeAsync(1_000);
+      const second = await waiting;
+      expect(held.journal.path).toBe(path);
+      second.release();
+      const third = await holdAccountLock(path, 'acct', o);
+      const refused = expect(holdAccountLock(path, 'acct', { ...o, waitSeconds: 0.3 })).rejects.toMatchObject({
+        kind: 'locked',
+        context: { hint: expect.stringContaining('within --wait 0.3') },
+      });
+      await vi.advanceTimersByTimeAsync(1_000);
+      await refused;
+      third.release();
+      expect(Journal.lockHolderAt(path, 'acct')).toBeNull();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('waits for a live row on this host that holds no lock file (an older popsync)', async () => {

@@ -4,7 +4,6 @@
  * A "lost -wal" is made by copying the main file alone while a connection holds data in the
  * WAL: what a backup, a copy to a new machine or a cleanup that deletes -wal leaves behind.
  */
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -138,27 +137,5 @@ describe('a journal that lost its -wal', () => {
     const db = new Database(copy, { readonly: true });
     expect(db.prepare(`SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'messages'`).get()).toEqual({ n: 1 });
     db.close();
-  });
-
-  it('a creation killed half-way (hot rollback journal) is a new journal, not a lost WAL', () => {
-    const path = join(dir, 'half.sqlite');
-    // Spill pages of an uncommitted first transaction into the main file, then die.
-    const script = `const Database = (await import('better-sqlite3')).default;
-const db = new Database(${JSON.stringify(path)});
-db.pragma('cache_size = 1');
-db.exec('BEGIN IMMEDIATE; CREATE TABLE junk (v TEXT)');
-const ins = db.prepare('INSERT INTO junk VALUES (?)');
-for (let i = 0; i < 2000; i++) ins.run('x'.repeat(200));
-process.kill(process.pid, 'SIGKILL');`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-      cwd: process.cwd(),
-      encoding: 'utf8',
-    });
-    expect(r.signal).toBe('SIGKILL');
-    expect(statSync(path).size).toBeGreaterThan(4096);
-    expect(existsSync(`${path}-journal`)).toBe(true);
-    const j = Journal.open(path, S);
-    expect(j.counts(S.source)).toEqual({ done: 0, appending: 0, failed: 0 });
-    j.close();
   });
 });

@@ -81,7 +81,15 @@ describe('renderPlan', () => {
     expect(r.totals.bytes).toBe(r.messages.reduce((a, m) => a + m.size, 0));
     expect(r.folders.reduce((a, f) => a + f.messages, 0)).toBe(r.messages.length);
     expect(r.totals.wouldFail).toBe(r.messages.filter((m) => m.status === 'would-fail').length);
-    for (const f of PLAN_FORMATS) expect(renderPlan(r, f).length).toBeGreaterThan(500);
+    const out = new Map(PLAN_FORMATS.map((f) => [f, renderPlan(r, f)] as const));
+    // Every format shows every folder (non-ASCII names as they are) and the message total.
+    for (const [f, text] of out) {
+      for (const folder of r.folders) expect(text, `${f} names ${folder.folder}`).toContain(folder.folder);
+      expect(text, `${f} gives the total`).toContain(String(r.totals.messages));
+    }
+    // csv is one row per message after its header; html is a whole page.
+    expect(out.get('csv')!.trimEnd().split('\r\n')).toHaveLength(r.messages.length + 1);
+    expect(out.get('html')).toMatch(/^<!doctype html>/i);
     // The fixture is stored in canonical json form, so regenerating it shows real changes only.
     expect(renderPlan(r, 'json')).toBe(
       readFileSync(new URL('../../fixtures/plans/sample.json', import.meta.url), 'utf8'),

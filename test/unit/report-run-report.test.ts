@@ -125,8 +125,12 @@ describe('buildRunReport', () => {
 
   it('an empty run (nothing listed) still renders in every format', () => {
     const r = buildRunReport(result([]), new Date(0));
-    for (const f of ['table', 'json', 'csv', 'markdown', 'html'] as const)
-      expect(renderPlan(r, f).length).toBeGreaterThan(0);
+    expect(JSON.parse(renderPlan(r, 'json'))).toMatchObject({ totals: { messages: 0 }, messages: [], folders: [] });
+    // The csv has its header and no row; the others say there were no messages.
+    expect(renderPlan(r, 'csv').trimEnd().split('\r\n')).toEqual([expect.stringMatching(/^n,uidl,/)]);
+    expect(renderPlan(r, 'markdown')).toMatch(/### Not copied: none[\s\S]*\n- Messages: 0, 0 B\n/);
+    expect(renderPlan(r, 'table')).toMatch(/Folders\n {2}\(no messages\)[\s\S]*messages: +0, 0 B/);
+    expect(renderPlan(r, 'html')).toMatch(/^<!doctype html>[\s\S]*<\/html>\s*$/i);
   });
 });
 
