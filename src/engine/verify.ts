@@ -82,7 +82,7 @@ export interface StoredContent {
 type CopyStatus = 'same' | 'rewritten' | 'missing' | 'differs' | 'unknown';
 
 /** Where a copy was looked for and found absent, present or changed. */
-export interface Located {
+interface Located {
   folder: string;
   uid: number;
   /** The folder's UIDVALIDITY when it was looked at. */

@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { batchFormatFor, batchReportTarget, reportTarget } from '../../src/cli/report-file.js';
+import { emptyRunResult } from '../../src/engine/recorder.js';
 import type { RunResult } from '../../src/engine/types.js';
 import {
   BATCH_REPORT_KIND,
@@ -20,9 +21,7 @@ import { renderBatch } from '../../src/report/batch-render.js';
 
 function run(copied: number, failed = 0): RunResult {
   return {
-    command: 'migrate',
-    source: 'alice@pop.example.net:995',
-    destination: 'alice@imap.example.net:993',
+    ...emptyRunResult('migrate', 'alice@pop.example.net:995', 'alice@imap.example.net:993', '2026-11-29T10:00:00.000Z'),
     listed: copied + failed + 1,
     listedBytes: 1000 * (copied + failed + 1),
     copied,
@@ -37,10 +36,8 @@ function run(copied: number, failed = 0): RunResult {
       reason: 'too big',
       serverResponse: null,
     })),
-    reconnects: 0,
-    startedAt: '2026-11-29T10:00:00.000Z',
     durationMs: 1500,
-  } as RunResult;
+  };
 }
 
 const at = (s: string) => new Date(`2026-11-29T${s}Z`);
