@@ -81,7 +81,7 @@ export function rowFromRun(name: string, result: RunResult, exitCode: number): B
   // as reconciled and (settled before planning) as already copied; a row counts it once, as
   // copied. A finished run settled every listed message: what it did not copy, fail or skip
   // was there before.
-  const already = result.listed - copied - result.failed.length - (result.skippedByRule ?? 0);
+  const already = result.listed - copied - result.failed.length - result.skippedByRule;
   return {
     name,
     source: result.source,
