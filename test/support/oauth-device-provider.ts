@@ -32,6 +32,11 @@ export interface DeviceProvider {
 export async function startDeviceProvider(o: { autoApproveAfter?: number } = {}): Promise<DeviceProvider> {
   const mock = new OAuth2Server();
   await mock.issuer.keys.generate('RS256');
+  // Real providers never hand out the same token twice; the mock's JWTs carry no id, so two
+  // minted within one second would be byte-identical.
+  mock.service.on('beforeTokenSigning', (token: { payload: Record<string, unknown> }) => {
+    token.payload.jti = randomBytes(8).toString('hex');
+  });
   await mock.start(0, '127.0.0.1');
   const mockUrl = mock.issuer.url!;
 
