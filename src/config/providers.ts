@@ -144,7 +144,7 @@ export function transferLimits(
 ): TransferLimits {
   const daily =
     user.dailyBudget !== undefined
-      ? { bytes: user.dailyBudget, basis: 'the daily budget (--daily-budget / daily_budget)' }
+      ? { bytes: user.dailyBudget, basis: 'the daily budget' }
       : provider?.dailyUploadBytes != null
         ? { bytes: provider.dailyUploadBytes, basis: `${provider.label}'s daily IMAP upload limit` }
         : null;

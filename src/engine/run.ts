@@ -401,6 +401,7 @@ class Run implements RunContext {
     const now = this.now().getTime();
     const at = this.budget!.resumeAt(held.next, now) ?? now;
     const copied = this.rec.result.copied;
+    const failed = this.rec.result.failed.length;
     return new PopsyncError(
       'temporary',
       `${daily.basis} is reached: ${roughSize(this.budget!.used(now))} uploaded in the last 24 hours, ` +
@@ -410,7 +411,11 @@ class Run implements RunContext {
         account: this.o.account,
         hint:
           `run again after ${new Date(at).toISOString()} (when enough of today's copies are 24 hours old); ` +
-          `this run copied ${copied} message${copied === 1 ? '' : 's'} and the next one goes on from there`,
+          `this run copied ${copied} message${copied === 1 ? '' : 's'} and the next one goes on from there` +
+          (failed > 0
+            ? `; ${failed} message${failed === 1 ? '' : 's'} could not be copied: ` +
+              'the run that finishes the copy lists them (exit 1)'
+            : ''),
       },
     );
   }

@@ -136,7 +136,7 @@ describe('Gmail profile against Dovecot with Gmail capabilities', () => {
 
     const first = await sync(day0);
     expect(first.code, first.stderr).toBe(75);
-    expect(first.stderr).toMatch(/the daily budget \(--daily-budget \/ daily_budget\) is reached/);
+    expect(first.stderr).toMatch(/the daily budget is reached: 19\.\d KiB uploaded in the last 24 hours, of 25\.0 KiB/);
     expect(first.stderr).toMatch(/run again after 2026-11-30T10:0\d:\d\d/);
     expect(first.stderr).not.toMatch(/\n\s+at /); // no stack trace
     expect(await destinationMessages(lab, imap)).toHaveLength(2);
