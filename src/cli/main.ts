@@ -6,6 +6,7 @@
 import { Command, CommanderError } from 'commander';
 import { ExitCode } from '../errors.js';
 import { registerAuth } from './commands/auth.js';
+import { registerCompletion } from './commands/completion.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerPlan } from './commands/plan.js';
 import { registerReport } from './commands/report.js';
@@ -30,6 +31,7 @@ const COMMANDS: Array<(program: Command, ctx: CommandContext) => void> = [
   registerConfig,
   registerAuth,
   registerReport,
+  registerCompletion,
 ];
 
 export function buildProgram(ctx: CommandContext): Command {

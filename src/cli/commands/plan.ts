@@ -58,7 +58,7 @@ export function registerPlan(program: Command, ctx: CommandContext): void {
       'with --accounts: one batch report, a row per account, totals and failures first (.html, .csv, .json)',
     )
     .option('-v, --verbose', 'log protocol steps to stderr (passwords are never logged)')
-    .option('--log-file <path>', 'also write a JSON-lines debug log to this file (mode 0600)');
+    .option('--log-file <path>', 'also write a debug log of text lines to this file (mode 0600)');
   addReportDirOption(cmd);
   cmd.action((opts: Record<string, unknown>, command: Command) => runPlan(opts, command, ctx));
 }
