@@ -208,5 +208,9 @@ describe('batch reports', () => {
       list.map((a) => [a.name, 2]),
     );
     expect(readdirSync(join(dir, 'sync-accounts'))).toHaveLength(6);
+    // A loop has no end to write one pass's report at.
+    const loop = await runCli(['sync', '--accounts', file, '--every', '5m', '--report', join(dir, 'loop.json')]);
+    expect(loop.code).toBe(2);
+    expect(loop.stderr).toContain('--report with --accounts is the report of one pass: drop --every');
   });
 });

@@ -263,6 +263,11 @@ export function registerSync(program: Command, ctx: CommandContext): void {
       const batch = parallelOptions(opts);
       if (every && batch.parallel > 1)
         throw new PopsyncError('usage', '--every runs its accounts one after another: --parallel is for one-shot runs');
+      // A batch report sums up one pass over the list; a loop never ends to write it.
+      if (every && batchReport)
+        throw new PopsyncError('usage', '--report with --accounts is the report of one pass: drop --every', {
+          hint: "--report-dir writes each account's report after each of its runs",
+        });
       process.exitCode = every
         ? await runEvery(jobs, every, one, ctx.signal, o, ctx.idle)
         : await runJobs(jobs, one, {
