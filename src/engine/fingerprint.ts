@@ -61,12 +61,20 @@ export class Fingerprinter {
     const need = chunk.length + Math.min(pendingLf, LF_BLOCK.length);
     if (this.scratch.length < need) this.scratch = Buffer.allocUnsafe(need);
     const out = this.scratch;
+    const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
     let n = 0;
-    for (let i = 0; i < chunk.length; i++) {
+    let i = 0;
+    // The body without NUL and 0x80 (nearly all mail) takes bodyFast(); the byte loop below
+    // handles the header and any body that needs rule 2, and leaves as the body begins.
+    let fast = !inHeader && bodyFastApplies(bytes, 0, pendingLf);
+    for (; !fast && i < chunk.length; i++) {
       const c = chunk[i]!;
       if (c === CR || c === NUL || c === 0x80) continue; // rules 1 and 2
       if (c === LF) {
-        if (inHeader && lastWasLf) inHeader = false;
+        if (inHeader && lastWasLf) {
+          inHeader = false;
+          fast = bodyFastApplies(bytes, i + 1, pendingLf + 1);
+        }
         lastWasLf = true;
         pendingLf++;
         continue;
@@ -87,6 +95,8 @@ export class Fingerprinter {
       }
       out[n++] = c;
     }
+    // The loop stopped just after the header's last LF (counted in pendingLf), or never ran.
+    if (fast) ({ n, pendingLf, lastWasLf } = bodyFast(bytes, i, out, n, pendingLf, lastWasLf));
     this.inHeader = inHeader;
     this.lastWasLf = lastWasLf;
     this.pendingLf = pendingLf;
@@ -99,4 +109,42 @@ export class Fingerprinter {
     this.done = true;
     return `v${FINGERPRINT_VERSION}:${this.hash.digest('hex')}`;
   }
+}
+
+/**
+ * Whether the body from `from` on can take bodyFast(): no NUL or 0x80 in it (rule 2 then drops
+ * nothing but CR), and the LFs held back fit the output space.
+ */
+function bodyFastApplies(chunk: Buffer, from: number, pendingLf: number): boolean {
+  return pendingLf <= LF_BLOCK.length && chunk.indexOf(NUL, from) < 0 && chunk.indexOf(0x80, from) < 0;
+}
+
+/**
+ * The byte loop's result for a body without NUL and 0x80, by whole runs between CRs (native
+ * copies instead of a JavaScript step per byte: hashing was popsync's largest CPU cost). The
+ * held-back LFs go out first, then the bytes without CR; the LFs that end the output are
+ * trailing so far (rule 4) and are held back again.
+ */
+function bodyFast(
+  chunk: Buffer,
+  from: number,
+  out: Buffer,
+  n: number,
+  pendingLf: number,
+  lastWasLf: boolean,
+): { n: number; pendingLf: number; lastWasLf: boolean } {
+  const before = n;
+  out.fill(LF, n, n + pendingLf);
+  n += pendingLf;
+  const flushed = n;
+  for (let pos = from; pos < chunk.length; ) {
+    let cr = chunk.indexOf(CR, pos);
+    if (cr < 0) cr = chunk.length;
+    if (cr > pos) n += chunk.copy(out, n, pos, cr);
+    pos = cr + 1;
+  }
+  if (n === flushed) return { n: before, pendingLf, lastWasLf }; // nothing but CRs
+  let trailing = 0;
+  while (n - trailing > before && out[n - trailing - 1] === LF) trailing++;
+  return { n: n - trailing, pendingLf: trailing, lastWasLf: trailing > 0 };
 }

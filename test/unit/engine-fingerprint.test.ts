@@ -3,6 +3,7 @@
  * server is known to apply, different for different messages, and the same however the bytes
  * are split across update() calls.
  */
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { Fingerprinter } from '../../src/engine/fingerprint.js';
 import { fingerprint } from '../support/fingerprint.js';
@@ -158,5 +159,65 @@ describe('fingerprint: long runs of line ends', () => {
       ]),
     ).toBe(whole);
     expect(whole).not.toBe(fingerprint(b('Subject: x\n\nbody\ntail\n')));
+  });
+});
+
+/**
+ * The rules as written in fingerprint.ts, one byte at a time over the whole message: what the
+ * incremental Fingerprinter (and its fast path for bodies without NUL and 0x80) must equal.
+ */
+function reference(message: Buffer): string {
+  const out: number[] = [];
+  let inHeader = true;
+  let lastWasLf = true;
+  for (const c of message) {
+    if (c === 0x0d || c === 0x00 || c === 0x80) continue;
+    if (c === 0x0a) {
+      if (inHeader && lastWasLf) inHeader = false;
+      lastWasLf = true;
+      out.push(c);
+      continue;
+    }
+    lastWasLf = false;
+    if (inHeader && (c > 0x7f || c === 0x58)) continue;
+    out.push(c);
+  }
+  while (out.length > 0 && out[out.length - 1] === 0x0a) out.pop();
+  return `v1:${createHash('sha256').update(Buffer.from(out)).digest('hex')}`;
+}
+
+describe('fingerprint: the same as the rules, byte by byte, for any message and any split', () => {
+  it('random messages of line ends, NUL, 0x80, X, 8-bit bytes and text, in random chunks', () => {
+    let seed = 99;
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const alphabet = [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x80, 0x58, 0xe9, 0x41, 0x20, 0x3a, 0x61, 0x62];
+    for (let round = 0; round < 400; round++) {
+      // Mostly plain text with CRLF (the fast path), sometimes the rarer bytes (the byte loop).
+      const rare = rnd(3) === 0;
+      const length = rnd(300);
+      const bytes = Buffer.alloc(length);
+      for (let i = 0; i < length; i++) {
+        bytes[i] = rare ? alphabet[rnd(alphabet.length)]! : [0x0d, 0x0a, 0x41, 0x42, 0x20][rnd(5)]!;
+      }
+      const f = new Fingerprinter();
+      for (let at = 0; at < length; ) {
+        const next = Math.min(length, at + 1 + rnd(40));
+        f.update(bytes.subarray(at, next));
+        at = next;
+      }
+      expect(f.digest(), `round ${round}: ${bytes.toString('hex')}`).toBe(reference(bytes));
+    }
+  });
+
+  it('a realistic message whole, and split inside a CRLF and right after the header', () => {
+    const m = Buffer.from('From: a@b\r\nSubject: caf\xe9 X\r\n\r\nline one\r\nline two\r\n\r\n\r\n', 'latin1');
+    expect(fingerprint(m)).toBe(reference(m));
+    for (const at of [m.indexOf('\r\n\r\n') + 3, m.indexOf('one') + 4, m.length - 3]) {
+      const f = new Fingerprinter().update(m.subarray(0, at)).update(m.subarray(at));
+      expect(f.digest(), `split at ${at}`).toBe(reference(m));
+    }
   });
 });
