@@ -251,10 +251,15 @@ class Run implements RunContext {
     const limit = this.o.skipLargerThan ?? null;
     const { copy: wanted, over } = splitBySizeRule(plan.copy, limit);
     // Larger than the destination takes: failed now, by name, never downloaded. The server's
-    // APPENDLIMIT needs the IMAP connection, which copying anything needs anyway.
+    // APPENDLIMIT needs the IMAP connection, which copying anything needs anyway; when the daily
+    // budget lets nothing through, nothing is copied and the destination is left alone (a
+    // `sync` every few minutes while the budget is spent would otherwise log in each time).
     let copy = wanted;
     let tooBig: typeof wanted = [];
-    const cap = wanted.some((m) => !rec.hasFailed(m.uidl)) ? this.uploadCap(await this.connectSink()) : null;
+    const left = this.budgetLeft(current);
+    const cap = wanted.some((m) => !rec.hasFailed(m.uidl) && m.size <= left)
+      ? this.uploadCap(await this.connectSink())
+      : null;
     if (cap !== null) ({ copy, over: tooBig } = splitBySizeRule(wanted, cap.bytes));
     if (this.firstPass) {
       this.firstPass = false;
@@ -380,11 +385,10 @@ class Run implements RunContext {
    * sizes, before any download); what is left is noted for the exit-75 ending.
    */
   private withinBudget<T extends ListedMessage>(todo: T[], rows: ReadonlyMap<string, JournalIndexRow>): T[] {
-    const daily = this.o.limits?.dailyBudget;
-    if (!daily) return todo;
+    const budget = this.dailyBudget(rows);
+    if (budget === null) return todo;
     const now = this.now();
-    this.budget ??= new DailyBudget(daily.bytes, recentUploads(rows.values(), now));
-    const n = this.budget.fittingPrefix(
+    const n = budget.fittingPrefix(
       todo.map((m) => m.size),
       now.getTime(),
     );
@@ -394,6 +398,19 @@ class Run implements RunContext {
         ? null
         : { messages: rest.length, bytes: rest.reduce((a, m) => a + m.size, 0), next: rest[0]!.size };
     return n === todo.length ? todo : todo.slice(0, n);
+  }
+
+  /** The daily budget, read from the journal's rows on first use; null without one. */
+  private dailyBudget(rows: ReadonlyMap<string, JournalIndexRow>): DailyBudget | null {
+    const daily = this.o.limits?.dailyBudget;
+    if (!daily) return null;
+    this.budget ??= new DailyBudget(daily.bytes, recentUploads(rows.values(), this.now()));
+    return this.budget;
+  }
+
+  /** Bytes the daily budget still allows now (Infinity without one). */
+  private budgetLeft(rows: ReadonlyMap<string, JournalIndexRow>): number {
+    return this.dailyBudget(rows)?.remaining(this.now().getTime()) ?? Number.POSITIVE_INFINITY;
   }
 
   private budgetReached(held: { messages: number; bytes: number; next: number }): PopsyncError {

@@ -973,8 +973,19 @@ describe('engine: upload limits (daily budget, APPENDLIMIT, throttling, --max-ra
       // Nothing over the budget was even fetched.
       expect(src.retrCount).toBe(2);
 
-      clock += 12 * H; // still inside the window: nothing moves
-      await expect(runEngine(o)).rejects.toMatchObject({ kind: 'temporary' });
+      clock += 12 * H; // still inside the window: nothing moves, and the destination is left alone
+      let opened = 0;
+      await expect(
+        runEngine({
+          ...o,
+          lazyDestination: true,
+          openSink: async () => {
+            opened++;
+            return dst.sink();
+          },
+        }),
+      ).rejects.toMatchObject({ kind: 'temporary' });
+      expect(opened).toBe(0);
       expect(dst.bodies()).toHaveLength(2);
 
       clock += 12 * H + 1; // the first two copies are more than 24 hours old
