@@ -18,6 +18,7 @@ function complete(line: string): string[] {
     `COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')})`,
     `COMP_CWORD=${words.length - 1}`,
     '_popsync',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash array expansion, not a JS placeholder
     'printf "%s\\n" "${COMPREPLY[@]}"',
   ].join('\n');
   return execFileSync('bash', ['--norc', '-c', program], { encoding: 'utf8' })
