@@ -30,6 +30,7 @@ function status(over: Partial<AccountStatus>): AccountStatus {
     failed: [],
     deleted: 0,
     lastRun: null,
+    runs: [],
     lastError: null,
     lock: null,
     ...over,

@@ -5,6 +5,7 @@ import { formatStatus, summarise } from '../../src/cli/commands/status.js';
 import type { RunResult } from '../../src/engine/types.js';
 import { emptyRunResult } from '../../src/engine/recorder.js';
 import type { JournalRow } from '../../src/journal/types.js';
+import type { RunRecord } from '../../src/journal/runs.js';
 
 const result = (o: Partial<RunResult> = {}): RunResult => ({
   ...emptyRunResult('sync', 'alice@pop:995', 'alice@imap:993', 't'),
@@ -108,5 +109,45 @@ describe('status', () => {
     const text = formatStatus('/j', s);
     expect(text).toContain('failed:   1\n    UIDL 5 (2 attempts): NO too big');
     expect(text).toContain('last run: t2 sync, partial (listed 4, new 1, copied 1, failed 1, deleted 1)');
+  });
+
+  it('lists the last runs, newest first, each within 80 columns', () => {
+    const run = (id: number, result: string | null, over: Partial<RunRecord> = {}): RunRecord => ({
+      id,
+      account: 'a',
+      command: 'sync',
+      startedAt: `2026-11-29T16:${String(40 - id).padStart(2, '0')}:01.000Z`,
+      finishedAt: result === null ? null : 'x',
+      listed: 5,
+      newCount: 2,
+      copied: 2,
+      failed: 0,
+      deleted: 0,
+      copiedBytes: 10,
+      durationMs: 1234,
+      result,
+      error: result === 'interrupted' ? 'interrupted; the journal is consistent' : null,
+      ...over,
+    });
+    const runs = [
+      run(1, 'ok', { copied: 123456, newCount: 123456, failed: 99999, deleted: 123456, durationMs: 7_200_000 }),
+      run(2, 'interrupted'),
+      run(3, null),
+      run(4, 'ok'),
+      run(5, 'ok'),
+      run(6, 'ok'),
+    ];
+    const s = summarise('a', [], runs, null, 3);
+    expect(s.runs.map((r) => r.id)).toEqual([1, 2, 3]);
+    expect(s.lastError).toBeNull();
+    const lines = formatStatus('/j', s).split('\n');
+    const at = lines.indexOf('  runs, newest first:');
+    expect(lines.slice(at + 1, at + 4)).toEqual([
+      '    2026-11-29 16:39  sync     ok           copied 123456 of 123456 new, failed 99999, deleted 123456  ' +
+        '2h 00m 00s',
+      '    2026-11-29 16:38  sync     interrupted  copied 2 of 2 new, failed 0  1.2s',
+      '    2026-11-29 16:37  sync     killed?      copied 2 of 2 new, failed 0  1.2s',
+    ]);
+    expect(lines.slice(at + 2).every((l) => l.length <= 80)).toBe(true);
   });
 });

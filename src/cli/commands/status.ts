@@ -4,13 +4,13 @@
  * Read-only (Journal.inspect opens the file read-only and upgrades nothing), needs no password
  * and contacts no server, so it is safe to run while a sync is in progress.
  */
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { hostname } from 'node:os';
 import { PopsyncError } from '../../errors.js';
 import { Journal, type JournalSnapshot, type RunRecord } from '../../journal/journal.js';
 import { processAlive, type LockRecord } from '../../journal/lock.js';
 import type { JournalRow } from '../../journal/types.js';
-import { printable } from '../../report/summary.js';
+import { formatDuration, printable } from '../../report/summary.js';
 import { locateJournal } from '../journal-identity.js';
 import { resolvePop3Endpoint } from '../endpoints.js';
 import { addAccountListOptions, addAccountOptions, sideFlags } from '../options.js';
@@ -22,9 +22,16 @@ export interface AccountStatus {
   failed: Array<{ uidl: string; error: string | null; attempts: number }>;
   deleted: number;
   lastRun: RunRecord | null;
+  /** The last runs, newest first (at most `runs`, default DEFAULT_RUNS): what happened lately. */
+  runs: RunRecord[];
   lastError: { at: string; error: string } | null;
   lock: Omit<LockRecord, 'token'> | null;
 }
+
+/** Runs `status` lists per account unless --runs says otherwise; the journal keeps every run. */
+const DEFAULT_RUNS = 5;
+/** What a snapshot holds (journal/readonly.ts reads the last 20). */
+const MAX_RUNS = 20;
 
 /** Pure: the snapshot's rows and runs folded into what `status` prints. */
 export function summarise(
@@ -32,6 +39,7 @@ export function summarise(
   rows: readonly JournalRow[],
   runs: readonly RunRecord[],
   lock: LockRecord | null,
+  listRuns = DEFAULT_RUNS,
 ): AccountStatus {
   const count = (...states: string[]) => rows.filter((r) => states.includes(r.state)).length;
   // A run stopped by SIGTERM recorded why, but that was asked for: not an error to show.
@@ -50,6 +58,7 @@ export function summarise(
       .map((r) => ({ uidl: r.uidl, error: r.lastError, attempts: r.attempts })),
     deleted: count('deleted'),
     lastRun: runs[0] ?? null,
+    runs: runs.slice(0, listRuns),
     lastError: errored ? { at: errored.finishedAt ?? errored.startedAt, error: errored.error! } : null,
     lock: holder,
   };
@@ -79,6 +88,10 @@ export function formatStatus(path: string, s: AccountStatus): string {
             `deleted ${r.deleted ?? 0})`),
     );
   }
+  if (s.runs.length > 1) {
+    lines.push('  runs, newest first:');
+    for (const [i, run] of s.runs.entries()) lines.push(`    ${runLine(run, i === 0 && s.lock !== null)}`);
+  }
   if (s.lastError) lines.push(`  last error: ${s.lastError.at}: ${printable(s.lastError.error)}`);
   if (s.lock)
     lines.push(
@@ -86,6 +99,22 @@ export function formatStatus(path: string, s: AccountStatus): string {
         `${s.lock.startedAt}, heartbeat ${s.lock.heartbeatAt})`,
     );
   return lines.join('\n');
+}
+
+/**
+ * One run on one line, within 80 columns for everyday counts:
+ * "2026-11-29 16:40  sync     ok           copied 2 of 5 new, failed 0  1.2s".
+ */
+function runLine(r: RunRecord, running: boolean): string {
+  const when = r.startedAt.slice(0, 16).replace('T', ' ');
+  const outcome = r.result === null ? (running ? 'running' : 'killed?') : r.result;
+  const counts =
+    r.listed === null
+      ? ''
+      : `copied ${r.copied ?? 0} of ${r.newCount ?? 0} new, failed ${r.failed ?? 0}` +
+        ((r.deleted ?? 0) > 0 ? `, deleted ${r.deleted}` : '');
+  const took = r.durationMs === null ? '' : `  ${formatDuration(r.durationMs)}`;
+  return `${when}  ${printable(r.command).padEnd(7)}  ${outcome.padEnd(11)}  ${counts}${took}`.trimEnd();
 }
 
 export function registerStatus(program: Command): void {
@@ -98,6 +127,17 @@ export function registerStatus(program: Command): void {
   addAccountOptions(cmd);
   addAccountListOptions(cmd);
   cmd.option('--json', 'print one JSON object on stdout');
+  cmd.option(
+    '--runs <n>',
+    `how many of the last runs to list per account (at most ${MAX_RUNS})`,
+    (v: string): number => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > MAX_RUNS)
+        throw new InvalidArgumentError(`a whole number from 1 to ${MAX_RUNS}`);
+      return n;
+    },
+    DEFAULT_RUNS,
+  );
   cmd.action(async (opts: Record<string, unknown>, command: Command) => {
     if (typeof opts.accounts === 'string') {
       // One line per account of a list, and totals (status-list.ts).
@@ -129,7 +169,7 @@ export function registerStatus(program: Command): void {
       l !== null && l.hostname === hostname() && !processAlive(l.pid) ? null : l;
     const accounts = snap.accounts
       .filter((a) => only === null || a.account === only)
-      .map((a) => summarise(a.account, a.rows, a.runs, holding(a.lock)));
+      .map((a) => summarise(a.account, a.rows, a.runs, holding(a.lock), opts.runs as number));
     if (opts.json === true)
       process.stdout.write(
         JSON.stringify({ journal: path, source: snap.source, schemaVersion: snap.schemaVersion, accounts }) + '\n',
