@@ -97,7 +97,7 @@ const MEANING: Record<keyof typeof ExitCode, string> = {
   uidvalidity: 'popsync cannot tell which message in a destination folder is its copy: needs a human',
   locked: 'another popsync run holds this account',
   internal: 'a bug in popsync (please report it)',
-  temporary: 'the server said to try again later; rerun later',
+  temporary: 'the server said to try again later, or the daily upload budget is spent; rerun later',
   interrupted: 'interrupted (SIGINT/SIGTERM); rerunning resumes',
 };
 
