@@ -14,7 +14,9 @@ import { PROVIDERS, providerProfile, refusedFolderProblem, transferLimits } from
 import { parseRate } from '../../src/config/units.js';
 import { BUDGET_WINDOW_MS, DailyBudget, daysNeeded, recentUploads } from '../../src/engine/budget.js';
 import { guardingFolders } from '../../src/engine/folder-guard.js';
-import { appendLimitOf, exactSize, roughSize } from '../../src/engine/plan.js';
+import { appendLimitOf, exactSize, planCopy, roughSize } from '../../src/engine/plan.js';
+import { buildPlanReport } from '../../src/report/plan-report.js';
+import { estimateText } from '../../src/report/plan-stats.js';
 import { RateLimiter } from '../../src/engine/rate.js';
 import { MIN_PAUSE_MS, ThrottleBudget } from '../../src/engine/throttle.js';
 import { isPopsyncError } from '../../src/errors.js';
@@ -368,5 +370,43 @@ describe('--provider and provider: reach the job', () => {
     } finally {
       rmSync(d, { recursive: true, force: true });
     }
+  });
+});
+
+describe('plan under a daily budget', () => {
+  const routing = {
+    folder: 'INBOX',
+    flags: [],
+    internalDate: null,
+    dateSource: 'none',
+    seenSource: null,
+    folderRule: null,
+  };
+  const listing = [1, 2, 3, 4, 5].map((n) => ({ n, uidl: `u${n}`, size: n === 5 ? 900 : 200 }));
+  const report = (budget: { bytesPerDay: number; usedToday: number; basis: string } | null) =>
+    buildPlanReport({
+      source: 's',
+      destination: 'd',
+      generatedAt: new Date(T0),
+      listing,
+      plan: planCopy(listing, new Map()),
+      rows: new Map(),
+      routed: new Map(listing.map((m) => [m.n, { routing, subject: null, from: null, messageId: null }])),
+      existingFolders: new Set(['INBOX']),
+      // The 900-byte message would fail: it takes no day.
+      appendLimit: 500,
+      rate: null,
+      budget,
+    });
+
+  it('counts the days of whole messages the next runs would copy, and says so with the estimate', () => {
+    const r = report({ bytesPerDay: 500, usedToday: 300, basis: "Gmail's daily IMAP upload limit" });
+    // Four of 200 bytes: one today (300 used of 500), two a day after: 1 + 2 days.
+    expect(r.budget).toEqual({ bytesPerDay: 500, usedToday: 300, basis: "Gmail's daily IMAP upload limit", days: 3 });
+    expect(estimateText(r)).toBe(
+      "no estimate (no transfer rate measured yet); 3 days at 500 B a day (Gmail's daily IMAP upload limit, " +
+        '300 B used in the last 24 hours)',
+    );
+    expect(report(null).budget).toBeUndefined();
   });
 });
