@@ -106,6 +106,11 @@ function storedIds(lab: Lab, user: string): string[] {
  * The most accounts of one shard with a session open at once, per side, replaying Dovecot's
  * log: `<service>-login: Info: Login: user=<u>, ..., session=<s>` opens a session,
  * `<service>(u)<pid><s>: Info: Disconnected...` closes it.
+ *
+ * A session whose end the log never states is left out of the count and listed: counted, it
+ * would stay open for the rest of the log and add one to every later moment of its shard.
+ * (Seen once in three runs at load 27: a POP3 session of an account that finished normally,
+ * its process never logging a line, neither its logout nor anything else.)
  */
 function peakPerShard(
   log: string,
@@ -117,7 +122,11 @@ function peakPerShard(
   const peak = { pop3: new Array<number>(SHARDS).fill(0), imap: new Array<number>(SHARDS).fill(0) };
   let sessions = 0;
   const over: string[] = [];
-  for (const line of log.split('\n')) {
+  const lines = log.split('\n');
+  const END = /(pop3|imap)\([^)]*\)<\d+><([^>]+)>: (?:Info: )?Disconnected/;
+  const ended = new Set(lines.flatMap((l) => END.exec(l)?.[2] ?? []));
+  const unclosed: string[] = [];
+  for (const line of lines) {
     const login = /(pop3|imap)-login: (?:Info: )?Login: user=<([^>]+)>.*session=<([^>]+)>/.exec(line);
     if (login) {
       const service = login[1] as 'pop3' | 'imap';
@@ -125,6 +134,10 @@ function peakPerShard(
       const shard = shardOfUser.get(user);
       if (shard === undefined) continue;
       sessions++;
+      if (!ended.has(session)) {
+        unclosed.push(session);
+        continue;
+      }
       open.set(session, { service, user });
       const key = `${service} ${user}`;
       const n = (perUser.get(key) ?? 0) + 1;
@@ -139,7 +152,7 @@ function peakPerShard(
       }
       continue;
     }
-    const end = /(pop3|imap)\([^)]*\)<\d+><([^>]+)>: (?:Info: )?Disconnected/.exec(line);
+    const end = END.exec(line);
     if (end) {
       const s = open.get(end[2]!);
       if (!s) continue;
@@ -150,9 +163,7 @@ function peakPerShard(
       if (n === 0) active[s.service][shardOfUser.get(s.user)!]!--;
     }
   }
-  // Sessions whose end the log never states (a form of the line this replay does not know)
-  // would stay counted and inflate every later count of their shard.
-  return { ...peak, sessions, over, unclosed: [...open.keys()] };
+  return { ...peak, sessions, over, unclosed };
 }
 
 async function main(): Promise<void> {
@@ -296,7 +307,7 @@ async function main(): Promise<void> {
         `cap ${CAP} per host, most accounts of one shard at once (from dovecot.log, ${peaks.sessions} sessions):`,
         `  POP3 per shard:    ${peaks.pop3.join(' / ')}`,
         `  IMAP per shard:    ${peaks.imap.join(' / ')}`,
-        `  sessions with no end line in the log: ${peaks.unclosed.length}`,
+        `  sessions with no end line in the log (left out): ${peaks.unclosed.length}`,
         `exactly once:        ${ACCOUNTS - wrong} of ${ACCOUNTS} accounts`,
         `merged report:       ${mergedText}`,
         problems.length === 0 ? 'all checks passed' : `PROBLEMS:\n  ${problems.join('\n  ')}`,
