@@ -18,7 +18,10 @@ import type { OpenFolder, RunContext } from './context.js';
 import { adoptExisting } from './adopter.js';
 import { acceptUidValidity, openFolder } from './folders.js';
 import { headerHash } from './identity.js';
-import type { Received } from './receiver.js';
+import type { Pop3Session } from '../pop3/types.js';
+import type { ListedMessage } from './plan.js';
+import { type Received, type ReceivedBatch, Receiver, type ReceiveLimits } from './receiver.js';
+import type { Spool } from './spool.js';
 import { learnUids } from './reconciler.js';
 import type { RoutedItem } from './recorder.js';
 
@@ -108,7 +111,7 @@ async function openOrRefuse(
 }
 
 /** Route, journal the intent, append, journal each outcome: one received batch. */
-export async function storeBatch(ctx: RunContext, sink: ImapSink, received: Received[]): Promise<void> {
+async function storeBatch(ctx: RunContext, sink: ImapSink, received: Received[]): Promise<void> {
   const { journal, account } = ctx.o;
   const { rec } = ctx;
   for (const [folder, routed] of route(ctx, received)) {
@@ -208,5 +211,49 @@ export async function storeBatch(ctx: RunContext, sink: ImapSink, received: Rece
       floor,
       uidless.map((uidl) => journal.get(account, uidl)!),
     );
+  }
+}
+
+/**
+ * Copies `todo` in batches. While one batch is appended, the next is already being received:
+ * POP3 and IMAP work at once, and memory holds at most two batches (receiver.ts bounds them by
+ * received bytes). Receiving has no side effect on either server, so a batch received but never
+ * stored (drop, interrupt) is simply received again later; its spool files go when this ends.
+ */
+export async function copyAll(
+  ctx: RunContext,
+  source: Pop3Session,
+  sink: ImapSink,
+  todo: ListedMessage[],
+  spool: Spool,
+  limits: ReceiveLimits,
+): Promise<void> {
+  const receiver = new Receiver(ctx, source, todo, spool, limits);
+  let next: Promise<ReceivedBatch | null> | null = receiver.batch();
+  try {
+    while (next !== null) {
+      const got: ReceivedBatch | null = await next;
+      if (got === null) break;
+      next = got.error ? null : receiver.batch();
+      // Awaited in its turn; until then a rejection must not count as unhandled.
+      next?.catch(() => undefined);
+      if (ctx.o.signal?.aborted)
+        throw new PopsyncError('interrupted', 'interrupted; the journal is consistent, run again to resume');
+      try {
+        await storeBatch(ctx, sink, got.items);
+      } finally {
+        await Promise.all(got.items.map((r) => (r.body.file ? spool.discard(r.body.file) : undefined)));
+      }
+      // The stored part of the batch is journaled; the receive error ends the pass as POP3's.
+      if (got.error) await ctx.on('pop3', Promise.reject(got.error));
+    }
+  } catch (e) {
+    // A batch being received must not outlive the pass: dropping the source ends its reads.
+    receiver.close();
+    source.destroy();
+    await next?.catch(() => undefined);
+    throw e;
+  } finally {
+    await spool.clear();
   }
 }

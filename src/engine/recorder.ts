@@ -6,7 +6,7 @@
 import type { JournalRow, Provenance } from '../journal/types.js';
 import type { Logger } from '../log.js';
 import type { EngineOptions } from './options.js';
-import type { ListedMessage } from './plan.js';
+import { invalidReasonText, type ListedMessage, type Plan, sizeRuleReason } from './plan.js';
 import type { CopyProblem, MessageDetail, MessageFailure, ProgressListener, RunResult } from './types.js';
 
 /** A message on its way to a folder, as the copier holds it; enough to describe it in a report. */
@@ -46,6 +46,35 @@ export class RunRecorder {
 
   record(key: string, d: MessageDetail, overwrite = true): void {
     if (this.details && (overwrite || !this.details.has(key))) this.details.set(key, d);
+  }
+
+  /**
+   * What the first pass's plan says about the listing, counted once per run: later passes (after
+   * a reconnect) plan again from the journal, but the listing and what it held are this run's.
+   * `tooBig` are over the destination's upload limit (its reason says which); they fail now, by
+   * name, without being downloaded.
+   */
+  recordPlan(p: {
+    listing: readonly ListedMessage[];
+    plan: Plan;
+    copy: readonly Plan['copy'][number][];
+    over: readonly ListedMessage[];
+    limit: number | null;
+    tooBig: { messages: readonly ListedMessage[]; reason: string } | null;
+  }): void {
+    const { result } = this;
+    // Skipped messages are listed again every run: counting them as new would make every
+    // sync "see new mail" and trip the windowed-source check.
+    result.newMessages = p.copy.filter((m) => !m.retry).length;
+    result.skippedByRule = p.over.length;
+    if (p.limit !== null) {
+      for (const m of p.over) this.record(m.uidl, this.bare(m, 'skipped-by-rule', sizeRuleReason(p.limit), null));
+    }
+    if (p.tooBig !== null) for (const m of p.tooBig.messages) this.fail(m, null, p.tooBig.reason, null);
+    result.listed = p.listing.length;
+    result.listedBytes = p.listing.reduce((a, m) => a + m.size, 0);
+    result.alreadyCopied = p.plan.skip.length;
+    for (const m of p.plan.invalid) this.failUnidentified(m, invalidReasonText(m));
   }
 
   /** A message that could not be copied. */

@@ -1,9 +1,10 @@
 /**
  * The supervisor of one account's run, and the only place that joins the POP3 reader, the
  * journal and the IMAP writer. Each job it coordinates lives in its own module: inventory.ts
- * (listing and identification), reconciler.ts (settling interrupted copies), copier.ts (one
- * batch: fetch, journal, append), deleter.ts (removing confirmed copies from the source), and
- * recorder.ts (the result).
+ * (listing and identification), reconciler.ts (settling interrupted copies), copier.ts (the
+ * batches: receive the next while one is journaled and appended), deleter.ts (removing
+ * confirmed copies from the source), and recorder.ts (the result, including what the first
+ * plan found).
  *
  * A run is a loop of passes. Each pass connects what is not connected, lists the source,
  * settles rows an earlier attempt left 'appending', plans from the journal and copies. A
@@ -27,24 +28,14 @@ import {
 } from '../defaults.js';
 import { PopsyncError, isPopsyncError } from '../errors.js';
 import type { OpenFolder, RunContext, Side } from './context.js';
-import { storeBatch } from './copier.js';
+import { copyAll } from './copier.js';
 import { finishSource } from './deleter.js';
 import { Inventory } from './inventory.js';
 import { DEFAULT_RETRY, type EngineOptions, type RetryPolicy } from './options.js';
-import {
-  appendLimitOf,
-  exactSize,
-  invalidReasonText,
-  planCopy,
-  roughSize,
-  sizeRuleReason,
-  splitBySizeRule,
-  type ListedMessage,
-} from './plan.js';
+import { appendLimitOf, exactSize, planCopy, roughSize, splitBySizeRule, type ListedMessage } from './plan.js';
 import { DailyBudget, recentUploads } from './budget.js';
 import { RateLimiter } from './rate.js';
 import { ThrottleBudget } from './throttle.js';
-import { Receiver, type ReceivedBatch } from './receiver.js';
 import { reconcilePending } from './reconciler.js';
 import { fromRow, RunRecorder } from './recorder.js';
 import { Spool } from './spool.js';
@@ -263,28 +254,26 @@ class Run implements RunContext {
     if (cap !== null) ({ copy, over: tooBig } = splitBySizeRule(wanted, cap.bytes));
     if (this.firstPass) {
       this.firstPass = false;
-      const { result } = rec;
-      // Skipped messages are listed again every run: counting them as new would make every
-      // sync "see new mail" and trip the windowed-source check.
-      result.newMessages = copy.filter((m) => !m.retry).length;
-      result.skippedByRule = over.length;
+      rec.recordPlan({
+        listing,
+        plan,
+        copy,
+        over,
+        limit,
+        tooBig: cap === null ? null : { messages: tooBig, reason: cap.reason },
+      });
       if (over.length > 0)
         this.o.logger.info({ account, messages: over.length, limit }, 'not copied: over skip_larger_than');
-      for (const m of over) rec.record(m.uidl, rec.bare(m, 'skipped-by-rule', sizeRuleReason(limit!), null));
-      for (const m of tooBig) rec.fail(m, null, cap!.reason, null);
       if (rec.detailed) {
         for (const m of plan.skip) {
           // Only a report wants the whole row (folder, flags, dates) of a message copied earlier.
-          const row = journal.get(account, m.uidl);
           // Reconciled above (found in the destination this run) counts as copied, not already-copied.
-          rec.record(m.uidl, { ...rec.bare(m, 'already-copied', null, null), ...fromRow(row) }, false);
+          rec.record(
+            m.uidl,
+            { ...rec.bare(m, 'already-copied', null, null), ...fromRow(journal.get(account, m.uidl)) },
+            false,
+          );
         }
-      }
-      result.listed = listing.length;
-      result.listedBytes = listing.reduce((a, m) => a + m.size, 0);
-      result.alreadyCopied = plan.skip.length;
-      for (const m of plan.invalid) {
-        rec.failUnidentified(m, invalidReasonText(m));
       }
       this.emit({
         type: 'plan',
@@ -301,14 +290,9 @@ class Run implements RunContext {
     if (todo.length === 0) return;
     const sink = await this.connectSink();
     this.emit({ type: 'phase', phase: 'copying' });
-    // While one batch is appended, the next is already being received: POP3 and IMAP work at
-    // once, and memory holds at most two batches (receiver.ts bounds them by received bytes).
-    // Receiving has no side effect on either server, so a batch received but never stored
-    // (drop, interrupt) is simply received again later; its spool files go when the pass ends.
-    const batchMessages = this.o.batchMessages ?? DEFAULT_BATCH_MESSAGES;
     const batchBytes = this.o.batchBytes ?? DEFAULT_BATCH_BYTES;
-    const receiver = new Receiver(this, source, todo, this.spool, {
-      messages: batchMessages,
+    await copyAll(this, source, sink, todo, this.spool, {
+      messages: this.o.batchMessages ?? DEFAULT_BATCH_MESSAGES,
       bytes: batchBytes,
       spillAt: Math.min(this.o.spillBytes ?? DEFAULT_SPILL_BYTES, batchBytes),
       // Within the reconnect budget, so a message is set aside before the run gives up on it.
@@ -317,35 +301,6 @@ class Run implements RunContext {
         Math.min(this.o.setAsideAfter ?? DEFAULT_SET_ASIDE_AFTER, this.retryPolicy.maxAttempts),
       ),
     });
-    let next: Promise<ReceivedBatch | null> | null = receiver.batch();
-    try {
-      while (next !== null) {
-        const got: ReceivedBatch | null = await next;
-        if (got === null) break;
-        next = got.error ? null : receiver.batch();
-        // Awaited in its turn; until then a rejection must not count as unhandled.
-        next?.catch(() => undefined);
-        if (this.o.signal?.aborted)
-          throw new PopsyncError('interrupted', 'interrupted; the journal is consistent, run again to resume');
-        try {
-          await storeBatch(this, sink, got.items);
-        } finally {
-          await Promise.all(got.items.map((r) => (r.body.file ? this.spool.discard(r.body.file) : undefined)));
-        }
-        if (got.error) {
-          this.failedSide = 'pop3';
-          throw got.error;
-        }
-      }
-    } catch (e) {
-      // A batch being received must not outlive the pass: dropping the source ends its reads.
-      receiver.close();
-      this.source?.destroy();
-      await next?.catch(() => undefined);
-      throw e;
-    } finally {
-      await this.spool.clear();
-    }
   }
 
   /**
