@@ -11,6 +11,7 @@ import { guardingFolders } from '../engine/folder-guard.js';
 import type { UploadLimits } from '../engine/options.js';
 import { refusalText, type TransferLimits } from '../config/providers.js';
 import type { ImapSink } from '../imap/types.js';
+import { isPopsyncError } from '../errors.js';
 import type { RunResult } from '../engine/types.js';
 import { accountRouting, type AccountEndpoints, type AccountSettings } from './account.js';
 import { abortableSleep, asInterrupted, interruptible } from './interrupt.js';
@@ -37,14 +38,20 @@ export type RunOptions = Omit<
 
 const MIN_PACED_BATCH = 1024 * 1024;
 
-/** The sink opener, guarded against the folders the provider forbids (Gmail's All Mail). */
+/**
+ * The sink opener under the provider's rules: a refused login names how that service takes
+ * logins (Gmail: an app password or OAuth2; Microsoft: OAuth2 only), and the folders it forbids
+ * (Gmail's All Mail) are guarded.
+ */
 function guarded(openSink: () => Promise<ImapSink>, limits: TransferLimits | undefined): () => Promise<ImapSink> {
   const p = limits?.provider;
-  if (!p || (p.refusedFolders.length === 0 && p.refusedRoles.length === 0)) return openSink;
-  return guardingFolders(
-    { names: p.refusedFolders, roles: p.refusedRoles, refusal: (f) => refusalText(p, f) },
-    openSink,
-  );
+  if (!p) return openSink;
+  const open = () =>
+    openSink().catch((e: unknown) => {
+      throw isPopsyncError(e) && e.kind === 'auth' ? e.with({ hint: `${p.label} takes ${p.login}` }) : e;
+    });
+  if (p.refusedFolders.length === 0 && p.refusedRoles.length === 0) return open;
+  return guardingFolders({ names: p.refusedFolders, roles: p.refusedRoles, refusal: (f) => refusalText(p, f) }, open);
 }
 
 function uploadLimits(t: TransferLimits): UploadLimits {

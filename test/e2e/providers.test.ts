@@ -153,6 +153,19 @@ describe('Gmail profile against Dovecot with Gmail capabilities', () => {
     expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(expected);
   });
 
+  it('a refused IMAP login says how Gmail takes logins (exit 3)', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(pop, [message(1)]);
+    const r = await runCli(
+      [...args('migrate', lab, pop, imap, lab.imap.port, ['--provider', 'gmail']), '--imap-password-env', 'WRONG'],
+      { env: { PW: lab.password, WRONG: 'not-the-password' } },
+    );
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toMatch(/hint: Gmail takes an app password \(needs 2-Step Verification\) or OAuth2/);
+    expect(r.stderr).not.toMatch(/not-the-password/);
+  });
+
   it('refuses [Gmail]/All Mail before contacting anything (exit 2)', async () => {
     // Port 1: were anything contacted, the run would end in a connection error instead.
     const r = await runCli(
