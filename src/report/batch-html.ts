@@ -20,7 +20,7 @@ export function renderBatchHtml(report: BatchReport): string {
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${text(title)}: ${t.accounts} accounts</title>
-<style>${STYLE}</style>
+<style>${STYLE}${BATCH_STYLE}</style>
 </head>
 <body>
 <header>
@@ -115,8 +115,8 @@ function accountTable(report: BatchReport): string {
     const cells = [
       `<th scope="row">${text(r.name)}</th>`,
       `<td${r.outcome === 'ok' ? '' : ' class="fail"'}>${outcomeCell(r)}</td>`,
-      `<td>${text(r.source ?? '')}</td>`,
-      `<td>${text(r.destination ?? '')}</td>`,
+      `<td class="endpoint">${text(r.source ?? '')}</td>`,
+      `<td class="endpoint">${text(r.destination ?? '')}</td>`,
       num(r.listed),
       ...(plan
         ? [num(r.new), num(formatBytes(r.newBytes)), num(r.alreadyCopied), num(r.failed)]
@@ -142,3 +142,8 @@ ${rows.join('\n')}
 <tfoot><tr><th scope="row">Total</th><td colspan="3">${t.accounts} accounts</td>${foot.map(num).join('')}</tr></tfoot>
 </table>`;
 }
+
+/** Endpoints break anywhere: two columns of long user@host:port would push the counts off the page. */
+const BATCH_STYLE = `
+table.accounts td.endpoint { overflow-wrap: anywhere; font-size: 13px; }
+`;
