@@ -117,6 +117,11 @@ export async function startCyrus(opts: CyrusOptions = {}): Promise<CyrusLab> {
         {
           stdio: ['ignore', 'ignore', 'pipe'],
           env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LD_LIBRARY_PATH: LIBS },
+          // Its own process group: Cyrus's master signals its whole group when it shuts down,
+          // and as `nobody` it may signal every process of that uid in the group, which was
+          // every Dovecot lab's imap and pop3 processes in the test run ("Server shutting
+          // down" mid-test in other files, the flake of earlier clean-clone runs).
+          detached: true,
         },
       );
       let stderr = '';
