@@ -126,6 +126,19 @@ export interface StartOptions {
    * `auto = create` in the inbox namespace, whose separator stays Maildir's '.'.
    */
   specialUse?: Record<string, string>;
+  /**
+   * Dovecot's `oauth2` passdb for XOAUTH2 and OAUTHBEARER: each token is checked by POSTing it
+   * to this RFC 7662 introspection URL (introspection_mode = post), whose JSON must say
+   * `"active": true` and name the login user in `username`. Password logins keep the static
+   * passdb. See test/support/oauth2-lab.ts for the server the tests run there.
+   */
+  oauth2?: { introspectionUrl: string };
+  /**
+   * Master (admin) users, name -> password: a `passwd-file` passdb with `master = yes`, so
+   * SASL PLAIN with authcid = the master and authzid = the user logs in as that user (also
+   * `user*master` as the login name). Ordinary users cannot act for anyone.
+   */
+  masterUsers?: Record<string, string>;
 }
 
 /**
@@ -209,6 +222,15 @@ export async function startDovecot(opts: StartOptions = {}): Promise<Lab> {
         pop3s: { host: HOST, port: ports[3]! },
       };
       const confPath = path.join(dir, 'dovecot.conf');
+      if (opts.oauth2 !== undefined) {
+        await writeFile(path.join(dir, 'dovecot-oauth2.conf.ext'), renderOauth2(opts.oauth2.introspectionUrl), {
+          mode: 0o644,
+        });
+      }
+      if (opts.masterUsers !== undefined) {
+        const lines = Object.entries(opts.masterUsers).map(([name, pw]) => `${name}:{PLAIN}${pw}\n`);
+        await writeFile(path.join(dir, 'master-users'), lines.join(''), { mode: 0o644 });
+      }
       await writeFile(confPath, renderConfig({ dir, instanceName, password, mailOwner, endpoints, opts }), {
         mode: 0o644,
       });
@@ -414,6 +436,22 @@ function specialUseNamespace(folders: Record<string, string> | undefined): strin
   return `namespace inbox {\n  inbox = yes\n${boxes.join('')}}\n`;
 }
 
+/**
+ * The oauth2 passdb's settings (Dovecot 2.3 dovecot-oauth2.conf.ext): no tokeninfo step, the
+ * token POSTed as `token=` to the introspection URL, valid only while the answer says active
+ * and names the user logging in.
+ */
+function renderOauth2(introspectionUrl: string): string {
+  return `introspection_mode = post
+introspection_url = ${introspectionUrl}
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
+`;
+}
+
 function renderConfig(a: {
   dir: string;
   instanceName: string;
@@ -457,8 +495,8 @@ first_valid_uid = 1
 first_valid_gid = 1
 # Plaintext auth on loopback is what the plaintext-endpoint tests are about.
 disable_plaintext_auth = no
-auth_mechanisms = plain login apop
-# Wrong-password tests would otherwise slow every later login from 127.0.0.1 by seconds.
+auth_mechanisms = plain login apop${opts.oauth2 !== undefined ? ' xoauth2 oauthbearer' : ''}
+${opts.masterUsers !== undefined ? 'auth_master_user_separator = *\n' : ''}# Wrong-password tests would otherwise slow every later login from 127.0.0.1 by seconds.
 auth_failure_delay = 0
 auth_verbose = ${verbose ? 'yes' : 'no'}
 mail_debug = ${verbose ? 'yes' : 'no'}
@@ -471,7 +509,15 @@ ssl_cert = <${dir}/tls/cert.pem
 ssl_key = <${dir}/tls/key.pem
 ssl_min_protocol = TLSv1.2
 
-passdb {
+${
+  opts.masterUsers !== undefined
+    ? `passdb {\n  driver = passwd-file\n  master = yes\n  args = ${dir}/master-users\n}\n`
+    : ''
+}${
+  opts.oauth2 !== undefined
+    ? `passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = ${dir}/dovecot-oauth2.conf.ext\n}\n`
+    : ''
+}passdb {
   driver = static
   args = password=${a.password}
 }

@@ -22,13 +22,16 @@ import { batchedJobs, listedAccountJobs } from './account-list.js';
 import { locateJournal } from './journal-identity.js';
 import {
   cleartextWarning,
+  optionName,
   resolveImapEndpoint,
   resolvePop3Endpoint,
   type ImapEndpoint,
   type Pop3Endpoint,
+  type Side,
 } from './endpoints.js';
 import { sideFlags } from './options.js';
 import { resolvePassword, type PasswordSource } from './secrets.js';
+import { tokenFromCommand } from './token-command.js';
 
 export interface AccountInput {
   /** A name for reports; the source's "user@host:port" when not given (config files name accounts). */
@@ -105,14 +108,23 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
   }
   const popCa = readCa(input.pop.caFile, 'POP3');
   const imapCa = readCa(input.imap.caFile, 'IMAP');
+  if (o.source !== false) checkLoginInput('pop3', input.pop, pop.auth);
+  checkLoginInput('imap', input.imap, imap.auth);
+  const popToken = input.pop.oauth2TokenCommand;
+  const imapToken = input.imap.oauth2TokenCommand;
+  // With a token command there is no password to ask for: the token is fetched at each login.
   const popPassword =
     o.source === false
       ? null
-      : (input.pop.password ??
-        (await resolvePassword('pop3', passwordSource(input.pop), { logger: o.logger, account: pop.display })));
+      : popToken !== undefined
+        ? ''
+        : (input.pop.password ??
+          (await resolvePassword('pop3', passwordSource(input.pop), { logger: o.logger, account: pop.display })));
   const imapPassword =
-    input.imap.password ??
-    (await resolvePassword('imap', passwordSource(input.imap), { logger: o.logger, account: imap.display }));
+    imapToken !== undefined
+      ? ''
+      : (input.imap.password ??
+        (await resolvePassword('imap', passwordSource(input.imap), { logger: o.logger, account: imap.display })));
 
   const { path: journalPath, sourceKey } = locateJournal(pop, input.journal);
   if (input.journal === undefined && o.createJournalDir !== false) {
@@ -141,6 +153,8 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
         : connectPop3({
             ...pop,
             password: popPassword,
+            ...(popToken !== undefined ? { accessToken: () => tokenFromCommand('pop3', popToken) } : {}),
+            ...(input.pop.adminUser !== undefined ? { adminUser: input.pop.adminUser } : {}),
             timeoutMs,
             logger: o.logger.child({ side: 'pop3' }),
             ...(popCa ? { ca: popCa } : {}),
@@ -151,12 +165,49 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
         .connectImap({
           ...imap,
           password: imapPassword,
+          ...(imapToken !== undefined ? { accessToken: () => tokenFromCommand('imap', imapToken) } : {}),
+          ...(input.imap.adminUser !== undefined ? { adminUser: input.imap.adminUser } : {}),
           timeoutMs,
           logger: o.logger.child({ side: 'imap' }),
           ...(imapCa ? { ca: imapCa } : {}),
         })
         .catch(tag(imap.display, { protocol: 'IMAP', ...imap })),
   };
+}
+
+const TOKEN_AUTH = new Set(['xoauth2', 'oauthbearer']);
+
+/**
+ * Login options that cannot work together are refused before anything connects (exit 2): a
+ * token and a password, a token method without a token command, an admin login other than
+ * SASL PLAIN (the only mechanism that names the user to act for).
+ */
+export function checkLoginInput(side: Side, f: SideFlags, auth: string | undefined): void {
+  const opt = (s: string): string => optionName(side, s);
+  const passwords = (['passwordEnv', 'passwordFile', 'passwordCommand', 'password'] as const).filter(
+    (k) => f[k] !== undefined,
+  );
+  if (f.oauth2TokenCommand !== undefined) {
+    if (passwords.length > 0)
+      throw new PopsyncError(
+        'usage',
+        `${opt('oauth2-token-command')} replaces the password: give it or a password option, not both`,
+      );
+    if (f.adminUser !== undefined)
+      throw new PopsyncError('usage', `${opt('admin-user')} logs in with the admin's password, not an access token`);
+    if (auth !== undefined && auth !== 'auto' && !TOKEN_AUTH.has(auth))
+      throw new PopsyncError('usage', `${opt('auth')} ${auth} takes a password, not an access token`, {
+        hint: `use ${opt('auth')} xoauth2 or oauthbearer (or auto) with ${opt('oauth2-token-command')}`,
+      });
+  } else if (auth !== undefined && TOKEN_AUTH.has(auth)) {
+    throw new PopsyncError('usage', `${opt('auth')} ${auth} needs an access token`, {
+      hint: `give ${opt('oauth2-token-command')} CMD (oauth2_token_command in a config file)`,
+    });
+  }
+  if (f.adminUser !== undefined && auth !== undefined && auth !== 'auto' && auth !== 'plain')
+    throw new PopsyncError('usage', `${opt('admin-user')} needs ${opt('auth')} plain (or auto), not ${auth}`, {
+      hint: 'only SASL PLAIN carries the user to act for (authzid)',
+    });
 }
 
 /** One account's work as a command runs it: who to connect to, how to route, how to batch. */
@@ -172,7 +223,8 @@ export interface AccountJob {
   limits?: TransferLimits;
 }
 
-const PASSWORD_KEYS = ['passwordEnv', 'passwordFile', 'passwordCommand'] as const;
+/** The ways to give one side's secret: one only, so a flag replaces all of a config's. */
+const PASSWORD_KEYS = ['passwordEnv', 'passwordFile', 'passwordCommand', 'oauth2TokenCommand'] as const;
 
 /** Config values for one side with the flags given on the command line on top. */
 function mergeSide(config: SideFlags, flags: SideFlags): SideFlags {

@@ -9,8 +9,8 @@
  *   imaps://user@host[:port]   implicit TLS, default port 993
  *   imap://user@host[:port]    STARTTLS REQUIRED, port 143
  *
- * The only query parameters are `tls=implicit|starttls|none` (both sides) and
- * `auth=auto|user|apop|plain|login` (POP3 only). Plaintext is never a default: it takes
+ * The only query parameters are `tls=implicit|starttls|none` and `auth=` (POP3:
+ * auto|user|apop|plain|login|xoauth2|oauthbearer; IMAP: auto|plain|login|xoauth2|oauthbearer). Plaintext is never a default: it takes
  * `?tls=none` or `--pop-tls none` / `--imap-tls none`. Precedence is flag > query > scheme, and
  * the default port follows the final TLS mode (so `pop3://h?tls=implicit` connects to 995).
  * Without a URL, flags alone need a host and a user, and TLS defaults to implicit.
@@ -25,7 +25,7 @@
  */
 
 import { PopsyncError } from '../errors.js';
-import type { ImapOptions } from '../imap/types.js';
+import type { ImapAuthMethod, ImapOptions } from '../imap/types.js';
 import type { EndpointInput } from '../config/side-flags.js';
 import type { Pop3AuthMethod, Pop3Options } from '../pop3/types.js';
 import type { TlsMode } from '../tls.js';
@@ -43,7 +43,16 @@ export type ImapEndpoint = Omit<ImapOptions, 'password' | 'logger'> & {
 };
 
 const TLS_MODES: readonly TlsMode[] = ['implicit', 'starttls', 'none'];
-const POP3_AUTH: readonly Pop3AuthMethod[] = ['auto', 'user', 'apop', 'plain', 'login'];
+export const POP3_AUTH: readonly Pop3AuthMethod[] = [
+  'auto',
+  'user',
+  'apop',
+  'plain',
+  'login',
+  'xoauth2',
+  'oauthbearer',
+];
+export const IMAP_AUTH: readonly ImapAuthMethod[] = ['auto', 'plain', 'login', 'xoauth2', 'oauthbearer'];
 
 interface SideRules {
   /** Option prefix: --pop-host, --imap-tls, ... */
@@ -67,7 +76,7 @@ const RULES: Readonly<Record<Side, SideRules>> = {
     label: 'IMAP',
     schemes: { imaps: 'implicit', imap: 'starttls' },
     ports: { implicit: 993, starttls: 143, none: 143 },
-    queryKeys: ['tls'],
+    queryKeys: ['tls', 'auth'],
   },
 };
 
@@ -88,10 +97,10 @@ export function resolvePop3Endpoint(input: EndpointInput): Pop3Endpoint {
 
 /** Settings for the IMAP destination. Throws PopsyncError('usage') on anything it cannot use. */
 export function resolveImapEndpoint(input: EndpointInput): ImapEndpoint {
-  if (input.auth !== undefined)
-    throw usage(`${optionName('imap', 'auth')} is not supported; the IMAP side picks its login method itself`);
   const r = resolveCommon('imap', input);
   const ep: ImapEndpoint = { host: r.host, port: r.port, tls: r.tls, user: r.user, display: r.display };
+  const auth = input.auth ?? r.query.get('auth');
+  if (auth !== undefined) ep.auth = pick('imap', 'auth', auth, IMAP_AUTH);
   if (input.insecure === true) ep.rejectUnauthorized = false;
   return ep;
 }

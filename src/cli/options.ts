@@ -15,6 +15,7 @@ import {
 } from '../defaults.js';
 import { flagProblem, folderNameProblem } from '../mapping/rules.js';
 import type { SideFlags } from '../config/side-flags.js';
+import { IMAP_AUTH, POP3_AUTH } from './endpoints.js';
 import type { LogFormat } from './logger.js';
 
 function positiveInt(name: string) {
@@ -84,6 +85,14 @@ function addSide(cmd: Command, side: 'pop' | 'imap', label: string, scheme: stri
     .option(
       `--${side}-password-file <path>`,
       `read the ${label} password from this file (one trailing newline is ignored)`,
+    )
+    .option(
+      `--${side}-oauth2-token-command <cmd>`,
+      `run this shell command for every ${label} login; its first output line is an OAuth2 access token (no password)`,
+    )
+    .option(
+      `--${side}-admin-user <name>`,
+      `log in as this admin (with the admin's password) on behalf of the URL's user (SASL PLAIN authzid)`,
     );
 }
 
@@ -97,17 +106,18 @@ export function addConfigOptions(cmd: Command): Command {
 /** Source, destination, secrets and journal: what identifies the work. */
 export function addAccountOptions(cmd: Command): Command {
   addSide(cmd, 'pop', 'POP3 source', 'pop3s');
-  cmd.addOption(
-    new Option('--pop-auth <method>', 'POP3 login method')
-      .choices(['auto', 'user', 'apop', 'plain', 'login'])
-      .default('auto'),
-  );
+  cmd.addOption(new Option('--pop-auth <method>', 'POP3 login method').choices([...POP3_AUTH]).default('auto'));
   addSide(cmd, 'imap', 'IMAP destination', 'imaps');
   cmd.addOption(
     new Option(
       '--provider <name>',
       "the destination is this service: its IMAP host unless given, and its published limits (README 'Providers')",
     ).choices([...PROVIDER_NAMES]),
+  );
+  cmd.addOption(
+    new Option('--imap-auth <method>', 'IMAP login method (default auto: from what the server offers)').choices([
+      ...IMAP_AUTH,
+    ]),
   );
   cmd.option('--journal <path>', 'state journal (SQLite); default ~/.local/state/popsync/<user@host>.sqlite');
   cmd.option(
@@ -253,9 +263,11 @@ export function sideFlags(o: Record<string, unknown>, side: 'pop' | 'imap'): Sid
   set('caFile', str(`${side}CaFile`));
   set('passwordEnv', str(`${side}PasswordEnv`));
   set('passwordFile', str(`${side}PasswordFile`));
+  set('oauth2TokenCommand', str(`${side}Oauth2TokenCommand`));
+  set('adminUser', str(`${side}AdminUser`));
   if (o[`${side}Insecure`] === true) f.insecure = true;
   if (side === 'imap') set('provider', str('provider'));
-  if (side === 'pop') set('auth', str('popAuth'));
+  set('auth', str(`${side}Auth`));
   return f;
 }
 

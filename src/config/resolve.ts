@@ -96,6 +96,8 @@ function sideOf(e: EndpointConfig, dir: string): SideFlags {
   set('passwordEnv', e.password_env);
   set('passwordFile', pathIn(dir, e.password_file));
   set('passwordCommand', e.password_command);
+  set('oauth2TokenCommand', e.oauth2_token_command);
+  set('adminUser', e.admin_user);
   set('provider', e.provider);
   // `provider:` without a URL or host: the service's own IMAP host (config/providers.ts).
   if (e.provider !== undefined && e.url === undefined && e.host === undefined)

@@ -157,10 +157,20 @@ const endpointKeys = {
   password_env: text.optional(),
   password_file: text.optional(),
   password_command: text.optional(),
+  /** Run for every login; its first output line is an OAuth2 access token. */
+  oauth2_token_command: text.optional(),
+  /** Log in as this admin (with the password given) on behalf of the endpoint's user. */
+  admin_user: text.optional(),
 };
 
 function onePassword(
-  v: { password_env?: string | undefined; password_file?: string | undefined; password_command?: string | undefined },
+  v: {
+    password_env?: string | undefined;
+    password_file?: string | undefined;
+    password_command?: string | undefined;
+    oauth2_token_command?: string | undefined;
+    admin_user?: string | undefined;
+  },
   ctx: z.RefinementCtx,
 ): void {
   const given = (['password_env', 'password_file', 'password_command'] as const).filter((k) => v[k] !== undefined);
@@ -170,16 +180,35 @@ function onePassword(
       path: [given[1]!],
       message: `give the password one way only, not ${given.join(' and ')}`,
     });
+  if (v.oauth2_token_command !== undefined && given.length > 0)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['oauth2_token_command'],
+      message: `an access token replaces the password: give oauth2_token_command or ${given[0]}, not both`,
+    });
+  if (v.oauth2_token_command !== undefined && v.admin_user !== undefined)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['admin_user'],
+      message: 'an admin login uses the admin password (SASL PLAIN), not an access token',
+    });
 }
 
 const source = z
-  .strictObject({ ...endpointKeys, auth: z.enum(['auto', 'user', 'apop', 'plain', 'login']).optional() })
+  .strictObject({
+    ...endpointKeys,
+    auth: z.enum(['auto', 'user', 'apop', 'plain', 'login', 'xoauth2', 'oauthbearer']).optional(),
+  })
   .superRefine(onePassword);
 /** `provider:` names the service (config/providers.ts): its host and its published limits. */
 const destination = z
-  .strictObject({ ...endpointKeys, provider: z.enum(PROVIDER_NAMES).optional() })
+  .strictObject({
+    ...endpointKeys,
+    provider: z.enum(PROVIDER_NAMES).optional(),
+    auth: z.enum(['auto', 'plain', 'login', 'xoauth2', 'oauthbearer']).optional(),
+  })
   .superRefine(onePassword);
-export type EndpointConfig = z.infer<typeof destination> & { auth?: string | undefined };
+export type EndpointConfig = Omit<z.infer<typeof destination>, 'auth'> & { auth?: string | undefined };
 
 const account = z.strictObject({
   name: text.optional(),

@@ -11,7 +11,7 @@ export interface EndpointInput {
   port?: string | number;
   user?: string;
   tls?: string;
-  /** POP3 only. */
+  /** Login method: --pop-auth / --imap-auth, `?auth=` in the URL, `auth:` in a config. */
   auth?: string;
   /** Skip certificate verification (the user asked for it by name). */
   insecure?: boolean;
@@ -26,4 +26,8 @@ export interface SideFlags extends EndpointInput {
   password?: string;
   /** IMAP only: `--provider` / `provider:`, a name of config/providers.ts. */
   provider?: string;
+  /** Run for every login; its first stdout line is an OAuth2 access token (no password then). */
+  oauth2TokenCommand?: string;
+  /** Admin login: authenticate as this user (with the password given) on behalf of the URL's user. */
+  adminUser?: string;
 }

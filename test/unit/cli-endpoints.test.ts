@@ -182,17 +182,18 @@ describe('separate flags', () => {
     expect('rejectUnauthorized' in resolveImapEndpoint({ url: 'imaps://a@h' })).toBe(false);
   });
 
-  it('take the POP3 auth method from ?auth= or the flag, and refuse it for IMAP', () => {
+  it('take the auth method from ?auth= or the flag, each side its own list', () => {
     expect(resolvePop3Endpoint({ url: 'pop3s://a@h?auth=APOP' }).auth).toBe('apop');
     expect(resolvePop3Endpoint({ url: 'pop3s://a@h?auth=apop', auth: 'plain' }).auth).toBe('plain');
+    expect(resolvePop3Endpoint({ url: 'pop3s://a@h', auth: 'xoauth2' }).auth).toBe('xoauth2');
     expect(thrown(() => resolvePop3Endpoint({ url: 'pop3s://a@h', auth: 'cram' })).message).toContain(
-      '"cram" is not one of auto, user, apop, plain, login',
+      '"cram" is not one of auto, user, apop, plain, login, xoauth2, oauthbearer',
     );
-    expect(thrown(() => resolveImapEndpoint({ url: 'imaps://a@h', auth: 'plain' })).message).toBe(
-      '--imap-auth is not supported; the IMAP side picks its login method itself',
-    );
-    expect(thrown(() => resolveImapEndpoint({ url: 'imaps://a@h?auth=plain' })).message).toBe(
-      'unknown IMAP URL parameter "auth": known are tls=',
+    expect(resolveImapEndpoint({ url: 'imaps://a@h', auth: 'oauthbearer' }).auth).toBe('oauthbearer');
+    expect(resolveImapEndpoint({ url: 'imaps://a@h?auth=PLAIN' }).auth).toBe('plain');
+    expect('auth' in resolveImapEndpoint({ url: 'imaps://a@h' })).toBe(false);
+    expect(thrown(() => resolveImapEndpoint({ url: 'imaps://a@h', auth: 'apop' })).message).toContain(
+      '"apop" is not one of auto, plain, login, xoauth2, oauthbearer',
     );
   });
 });
