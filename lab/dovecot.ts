@@ -475,6 +475,14 @@ function renderConfig(a: {
   if (opts.imapCapability !== undefined && (opts.imapWithout !== undefined || opts.imapLiteralMinus))
     throw new Error('imapCapability and imapWithout or imapLiteralMinus: give one of them');
   const capability = opts.imapCapability ?? trimmedImapCapability(opts.imapWithout, opts.imapLiteralMinus);
+  // Dovecot also takes "user*master" as a login name once a separator is set, and each login
+  // line names the SASL authentication identity (auth=<master> for a master login).
+  const masterSeparator =
+    opts.masterUsers !== undefined
+      ? 'auth_master_user_separator = *\n' +
+        'login_log_format_elements = user=<%u> auth=<%{auth_user}> method=%m rip=%r lip=%l mpid=%e %c ' +
+        'session=<%{session}>\n'
+      : '';
   const zlib = /(^|\s)COMPRESS=DEFLATE(\s|$)/i.test(opts.imapCapability ?? '');
   const plugins = [maxSize !== undefined ? 'quota' : '', zlib ? 'zlib' : ''].filter(Boolean).join(' ');
 
@@ -496,7 +504,7 @@ first_valid_gid = 1
 # Plaintext auth on loopback is what the plaintext-endpoint tests are about.
 disable_plaintext_auth = no
 auth_mechanisms = plain login apop${opts.oauth2 !== undefined ? ' xoauth2 oauthbearer' : ''}
-${opts.masterUsers !== undefined ? 'auth_master_user_separator = *\n' : ''}# Wrong-password tests would otherwise slow every later login from 127.0.0.1 by seconds.
+${masterSeparator}# Wrong-password tests would otherwise slow every later login from 127.0.0.1 by seconds.
 auth_failure_delay = 0
 auth_verbose = ${verbose ? 'yes' : 'no'}
 mail_debug = ${verbose ? 'yes' : 'no'}

@@ -10,8 +10,9 @@
  *   imap://user@host[:port]    STARTTLS REQUIRED, port 143
  *
  * The only query parameters are `tls=implicit|starttls|none` and `auth=` (POP3:
- * auto|user|apop|plain|login|xoauth2|oauthbearer; IMAP: auto|plain|login|xoauth2|oauthbearer). Plaintext is never a default: it takes
- * `?tls=none` or `--pop-tls none` / `--imap-tls none`. Precedence is flag > query > scheme, and
+ * auto|user|apop|plain|login|xoauth2|oauthbearer; IMAP: auto|plain|login|xoauth2|oauthbearer).
+ * Plaintext is never a default: it takes `?tls=none` or `--pop-tls none` / `--imap-tls none`.
+ * Precedence is flag > query > scheme, and
  * the default port follows the final TLS mode (so `pop3://h?tls=implicit` connects to 995).
  * Without a URL, flags alone need a host and a user, and TLS defaults to implicit.
  *

@@ -17,7 +17,7 @@ import type { Side } from './endpoints.js';
 import { optionName } from './endpoints.js';
 
 /** Bound on one run: a token helper that needs longer (a browser sign-in) belongs before the run. */
-export const TOKEN_COMMAND_TIMEOUT_MS = 60_000;
+const TOKEN_COMMAND_TIMEOUT_MS = 60_000;
 /** An access token is a few KB at most (JWTs included); more is not a token and is not kept. */
 const MAX_OUTPUT_BYTES = 64 * 1024;
 

@@ -33,12 +33,6 @@ export interface SaslMechanism {
   respond(challenge: Buffer, step: number): Buffer | undefined;
 }
 
-/**
- * Mechanisms that take an access token instead of a password.
- * @public (nothing reads it yet: kept for XOAUTH2/OAUTHBEARER, issue 8, which is under way)
- */
-export const TOKEN_MECHANISMS: ReadonlySet<SaslMechanismName> = new Set(['XOAUTH2', 'OAUTHBEARER']);
-
 /** A server that keeps challenging would otherwise get the secret again and again. */
 export const MAX_SASL_STEPS = 4;
 
