@@ -7,11 +7,11 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Lab } from '../../lab/dovecot.js';
 import { realisticMix } from '../../lab/corpus.js';
 import { runCli } from '../support/cli.js';
-import { startCuttingProxy } from '../support/cutting-proxy.js';
+import { appendUidCount, startCuttingProxy } from '../support/cutting-proxy.js';
 import { startFakeImap } from '../support/fake-imap.js';
 import { useLab } from '../support/lab-fixture.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
@@ -26,6 +26,10 @@ afterAll(async () => {
   await oauth?.close();
 });
 const introspection = { introspectionUrl: '' };
+// Only the expiry test shortens tokens; every other test starts with long-lived ones.
+beforeEach(() => {
+  oauth.setTokenLifetime(3600);
+});
 
 /** migrate over plaintext loopback with token commands on both sides; no password anywhere. */
 function oauthArgs(
@@ -120,50 +124,57 @@ describe('pipelined APPEND path (Dovecot as it is)', () => {
     });
   }
 
-  it('tokens that expire during the run: every reconnect logs in with a fresh one, each message once', async () => {
-    const { lab, dir } = ctx();
-    const pop = lab.newUser('src');
-    const imap = lab.newUser('dst');
-    await lab.seedPop3(pop, realisticMix(24, 5));
-    const source = await sourceMessages(lab, pop);
-    // The IMAP link is cut after every 4th APPEND it carries; reconnects wait 1 s, 2 s, ...
-    let appends = 0;
-    const proxy = await startCuttingProxy(lab.imap.port, {
-      cutClientData: ({ chunk }) => {
-        const n = (chunk.toString('latin1').match(/^\S+ APPEND /gm) ?? []).length;
-        appends += n;
-        return n > 0 && appends % 4 === 0;
-      },
-    });
-    const lifetime = 2;
-    oauth.setTokenLifetime(lifetime);
-    const imapCount = join(dir, `${imap}.imap-tokens`);
-    writeFileSync(imapCount, '');
-    const before = { ...oauth.checks };
-    try {
-      const r = await runCli(
-        oauthArgs(lab, pop, imap, join(dir, `${pop}.sqlite`), {
-          auth: 'xoauth2',
-          imapCount,
-          imapPort: proxy.port,
-          extra: ['--batch-messages', '2', '--reconnect-attempts', '20'],
-        }),
-        { timeoutMs: 180_000 },
-      );
-      expect(r.code, r.stderr).toBe(0);
-      expect(proxy.cuts()).toBeGreaterThanOrEqual(3);
-      expect(JSON.parse(r.stdout).reconnects).toBeGreaterThanOrEqual(3);
-    } finally {
-      oauth.setTokenLifetime(3600);
-      await proxy.close();
-    }
-    expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(digests(source));
-    const fetched = lines(imapCount);
-    // The run outlived its first token: the last IMAP login came after that token had expired.
-    expect(fetched.at(-1)! - fetched[0]!).toBeGreaterThan(lifetime * 1000);
-    expect(fetched.length).toBeGreaterThanOrEqual(4);
-    expect(oauth.checks.expired - before.expired, 'no login ever offered an expired token').toBe(0);
-  });
+  it(
+    'tokens that expire during the run: every reconnect logs in with a fresh one, each message once',
+    {
+      timeout: 180_000,
+    },
+    async () => {
+      const { lab, dir } = ctx();
+      const pop = lab.newUser('src');
+      const imap = lab.newUser('dst');
+      await lab.seedPop3(pop, realisticMix(16, 5));
+      const source = await sourceMessages(lab, pop);
+      // The IMAP link is cut each time the server has stored 4 more messages, before popsync hears
+      // so; reconnects wait 1 s, 2 s, ..., longer than a token lives.
+      let stored = 0;
+      const proxy = await startCuttingProxy(lab.imap.port, {
+        cutServerData: ({ chunk }) => {
+          const before = stored;
+          stored += appendUidCount(chunk);
+          return Math.floor(stored / 4) > Math.floor(before / 4);
+        },
+      });
+      const lifetime = 2;
+      oauth.setTokenLifetime(lifetime);
+      const imapCount = join(dir, `${imap}.imap-tokens`);
+      writeFileSync(imapCount, '');
+      const before = { ...oauth.checks };
+      try {
+        const r = await runCli(
+          oauthArgs(lab, pop, imap, join(dir, `${pop}.sqlite`), {
+            auth: 'xoauth2',
+            imapCount,
+            imapPort: proxy.port,
+            extra: ['--batch-messages', '2', '--reconnect-attempts', '20'],
+          }),
+          { timeoutMs: 180_000 },
+        );
+        expect(r.code, r.stderr).toBe(0);
+        expect(proxy.cuts()).toBeGreaterThanOrEqual(2);
+        expect(JSON.parse(r.stdout).reconnects).toBeGreaterThanOrEqual(2);
+      } finally {
+        oauth.setTokenLifetime(3600);
+        await proxy.close();
+      }
+      expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(digests(source));
+      const fetched = lines(imapCount);
+      // The run outlived its first token: the last IMAP login came after that token had expired.
+      expect(fetched.at(-1)! - fetched[0]!).toBeGreaterThan(lifetime * 1000);
+      expect(fetched.length).toBeGreaterThanOrEqual(4);
+      expect(oauth.checks.expired - before.expired, 'no login ever offered an expired token').toBe(0);
+    },
+  );
 
   it('a token command that fails is exit 3 naming its exit status, never its output', async () => {
     const { lab, dir } = ctx();
