@@ -42,14 +42,23 @@ export function renderPlanTable(report: PlanReport, options: PlanTableOptions = 
   if (report.folders.length === 0) {
     out.push('  (no messages)');
   } else {
-    const rows = report.folders.map((f) => [cell(f.folder), ...folderCells(f, report)]);
-    rows.push(['total', ...totalCells(t, report)]);
+    // Two header lines ("already" over "copied") and long folder names shortened in the
+    // middle keep a row within 80 columns; csv, json and html keep the names whole.
+    const split = folderColumns(report).map(twoLines);
+    const header = [
+      ['', ...split.map((h) => h[0])],
+      ['folder', ...split.map((h) => h[1])],
+    ];
+    const numbers = [...report.folders.map((f) => folderCells(f, report)), totalCells(t, report)];
+    const others = [...header.map((h) => h.slice(1)), ...numbers];
+    const used = columnWidths(others).reduce((a, w) => a + w + 2, 0);
+    const room = Math.max(MIN_FOLDER_WIDTH, TERMINAL_WIDTH - 2 - used);
+    const rows = numbers.map((n, i) => [
+      i < report.folders.length ? shorten(cell(report.folders[i]!.folder), room) : 'total',
+      ...n,
+    ]);
     out.push(
-      ...grid(
-        ['folder', ...folderColumns(report)],
-        ['left', 'right', 'right', 'right', 'right', 'right', report.run ? 'right' : 'left'],
-        rows,
-      ),
+      ...grid(header, ['left', 'right', 'right', 'right', 'right', 'right', report.run ? 'right' : 'left'], rows),
     );
   }
 
@@ -65,7 +74,7 @@ export function renderPlanTable(report: PlanReport, options: PlanTableOptions = 
     const reason = (m: (typeof failed)[number]) => cell(failureReason(m, report.run !== undefined));
     out.push(
       ...grid(
-        ['UIDL', 'size', 'reason'],
+        [['UIDL', 'size', 'reason']],
         ['left', 'right', 'left'],
         shown.map((m) => [cell(m.uidl), formatBytes(m.size), reason(m)]),
       ),
@@ -88,12 +97,48 @@ export function renderPlanTable(report: PlanReport, options: PlanTableOptions = 
 function tally(counts: Readonly<Record<string, number>>, heading: string): string[] {
   const rows = sortedCounts(counts).map(([k, v]) => [cell(k), String(v)]);
   if (rows.length === 0) return ['  (none)'];
-  return grid([heading, 'messages'], ['left', 'right'], rows);
+  return grid([[heading, 'messages']], ['left', 'right'], rows);
 }
 
-/** One line per row, header (if any) first, two spaces of indent and of gutter; last column unpadded. */
-function grid(header: string[] | null, align: Align[], rows: string[][]): string[] {
-  const all = header ? [header, ...rows] : rows;
+/** What the plan table is laid out for: the classic terminal. */
+const TERMINAL_WIDTH = 80;
+/** A folder column narrower than this says too little; the row may then run over. */
+const MIN_FOLDER_WIDTH = 16;
+
+/** "already copied" -> ["already", "copied"]; one word -> ["", word] (the lower line names it). */
+function twoLines(h: string): [string, string] {
+  const at = h.indexOf(' ');
+  return at === -1 ? ['', h] : [h.slice(0, at), h.slice(at + 1)];
+}
+
+function columnWidths(rows: string[][]): number[] {
+  const n = Math.max(0, ...rows.map((r) => r.length));
+  return Array.from({ length: n }, (_, i) => Math.max(0, ...rows.map((r) => displayWidth(r[i] ?? ''))));
+}
+
+/** `s` within `width` columns, its middle replaced by "..." when it is longer. */
+export function shorten(s: string, width: number): string {
+  if (displayWidth(s) <= width) return s;
+  const chars = [...s];
+  const keep = width - 3;
+  let head = '';
+  let tail = '';
+  for (let i = 0, j = chars.length - 1; ; ) {
+    if (
+      displayWidth(head) <= displayWidth(tail) &&
+      i <= j &&
+      displayWidth(head + chars[i]) + displayWidth(tail) <= keep
+    )
+      head += chars[i++];
+    else if (i <= j && displayWidth(head) + displayWidth(chars[j] + tail) <= keep) tail = chars[j--] + tail;
+    else break;
+  }
+  return `${head}...${tail}`;
+}
+
+/** One line per row, header lines (if any) first, two spaces of indent and of gutter; last column unpadded. */
+function grid(header: string[][] | null, align: Align[], rows: string[][]): string[] {
+  const all = header ? [...header, ...rows] : rows;
   const widths = align.map((_, i) => Math.max(0, ...all.map((r) => displayWidth(r[i] ?? ''))));
   return all.map((r) => {
     const cells = r.map((c, i) => {

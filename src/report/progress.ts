@@ -184,6 +184,18 @@ function plainProgress(stream: NodeJS.WritableStream, now: () => number, interva
   return { listener, stop: () => {} };
 }
 
+/**
+ * The longest bar text besides the bar, at its widest: " messages " + " 100% " + "12345/12345"
+ * + ", 12345 failed" + " | ETA 1h 05m 00s" (58), against " bytes    " + " 100% " +
+ * "1023.9 MiB/1023.9 MiB" + " | 1023.9 MiB/s" (52).
+ */
+const BAR_TEXT = 58;
+
+/** Bars as wide as fits: 30 on a wide terminal, 21 at 80 columns, never under 10. */
+export function barSize(columns: number | undefined): number {
+  return Math.max(10, Math.min(30, (columns ?? 80) - 1 - BAR_TEXT));
+}
+
 /** A terminal: spinner for the waiting phases, two bars while copying. */
 function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress {
   const t = new Tally(now);
@@ -193,11 +205,9 @@ function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress
   let bars: { multi: MultiBar; messages: SingleBar; bytes: SingleBar } | null = null;
 
   const payload = () => {
-    const secs = t.elapsedMs() / 1000;
     return {
       doneBytes: formatBytes(t.doneBytes),
       totalBytes: formatBytes(t.toCopyBytes),
-      msgRate: secs > 0 ? `${(t.done / secs).toFixed(1)} msg/s` : '- msg/s',
       byteRate: rateText(t.doneBytes, t.elapsedMs()) ?? '- B/s',
       failedText: t.failed > 0 ? `, ${t.failed} failed` : '',
       // One ETA for both bars, from the overall byte rate: cli-progress's own estimate works per
@@ -213,8 +223,9 @@ function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress
     t.start();
     const multi = new MultiBar({
       stream: stream as NodeJS.WritableStream & { isTTY: true },
-      format: ' {label} {bar} {percentage}% | {counts} | {rate} | {etaText}{failedText}',
-      barsize: 30,
+      // {rate} is the bytes' only (messages per second says little), the ETA the messages'.
+      format: ' {label} {bar} {percentage}% {counts}{failedText}{rate}{etaText}',
+      barsize: barSize((stream as { columns?: number }).columns),
       hideCursor: true,
       clearOnComplete: false,
       stopOnComplete: false,
@@ -228,15 +239,15 @@ function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress
       messages: multi.create(t.toCopy, 0, {
         label: 'messages',
         counts: `${t.done}/${t.toCopy}`,
-        rate: p.msgRate,
-        etaText: p.etaText,
+        rate: '',
+        etaText: ` | ${p.etaText}`,
         failedText: p.failedText,
       }),
       bytes: multi.create(t.toCopyBytes, 0, {
         label: 'bytes   ',
         counts: `${p.doneBytes}/${p.totalBytes}`,
-        rate: p.byteRate,
-        etaText: p.etaText,
+        rate: ` | ${p.byteRate}`,
+        etaText: '',
         failedText: '',
       }),
     };
@@ -258,11 +269,10 @@ function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress
     bars.bytes.setTotal(t.toCopyBytes);
     bars.messages.update(t.done, {
       counts: `${t.done}/${t.toCopy}`,
-      rate: p.msgRate,
-      etaText: p.etaText,
+      etaText: ` | ${p.etaText}`,
       failedText: p.failedText,
     });
-    bars.bytes.update(t.doneBytes, { counts: `${p.doneBytes}/${p.totalBytes}`, rate: p.byteRate, etaText: p.etaText });
+    bars.bytes.update(t.doneBytes, { counts: `${p.doneBytes}/${p.totalBytes}`, rate: ` | ${p.byteRate}` });
   };
 
   const logLine = (s: string) => {

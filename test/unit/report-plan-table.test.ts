@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { displayWidth, renderPlanTable } from '../../src/report/plan-table.js';
+import { displayWidth, renderPlanTable, shorten } from '../../src/report/plan-table.js';
 import type { PlanReport } from '../../src/report/plan-types.js';
 
 const small = (): PlanReport =>
@@ -14,11 +14,12 @@ describe('renderPlanTable', () => {
         'generated 2025-03-01T10:00:00.000Z',
         '',
         'Folders',
-        '  folder        messages     bytes  new  already copied  would fail  destination',
-        '  INBOX                2  50.0 MiB    1               0           1  exists',
-        '  Archive/2022         1  19.5 KiB    0               1           0  created',
-        '  Lists/dev            3   5.3 MiB    1               0           1  exists',
-        '  total                6  55.3 MiB    2               1           2',
+        `${' '.repeat(41)}already  would`,
+        '  folder        messages     bytes  new   copied   fail  destination',
+        '  INBOX                2  50.0 MiB    1        0      1  exists',
+        '  Archive/2022         1  19.5 KiB    0        1      0  created',
+        '  Lists/dev            3   5.3 MiB    1        0      1  exists',
+        '  total                6  55.3 MiB    2        1      2',
         '',
         'Seen flag decided by',
         '  seen policy step  messages',
@@ -47,6 +48,20 @@ describe('renderPlanTable', () => {
         '',
       ].join('\n'),
     );
+  });
+
+  it('keeps the folder table within 80 columns: long names are shortened in the middle', () => {
+    const r = small();
+    r.folders[1]!.folder = 'Lists/very-long-mailing-list-name.example.org/Archive/2019/Attachments';
+    r.folders[2]!.folder = '日本語/とても長いフォルダ名のテスト/もっと長く';
+    const lines = renderPlanTable(r).split('\n');
+    const folders = lines.slice(lines.indexOf('Folders') + 1, lines.indexOf('Seen flag decided by') - 1);
+    expect(folders).toHaveLength(6);
+    for (const l of folders) expect(displayWidth(l), l).toBeLessThanOrEqual(80);
+    expect(folders[3]).toMatch(/^ {2}Lists\/very-.*\.\.\..*ttachments +1 /);
+    expect(shorten('abcdefghij', 7)).toBe('ab...ij');
+    expect(shorten('abc', 7)).toBe('abc');
+    expect(displayWidth(shorten('日本語日本語日本語', 9))).toBeLessThanOrEqual(9);
   });
 
   it('caps the failure list and points to csv for the rest', () => {

@@ -2,7 +2,7 @@ import { clearLine, cursorTo, moveCursor } from 'node:readline';
 import { Writable } from 'node:stream';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ProgressEvent } from '../../src/engine/types.js';
-import { createProgress, loadTtyLibraries } from '../../src/report/progress.js';
+import { barSize, createProgress, loadTtyLibraries } from '../../src/report/progress.js';
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -150,10 +150,43 @@ describe('terminal', () => {
     expect(out).toContain('connecting to the source: alice@pop.example.net:995');
     expect(out).toContain('4 messages (4.0 KiB) to copy, 1 already copied\n');
     expect(out).toContain('IMAP connection lost (socket hang up); reconnecting in 1.0s, attempt 1\n');
-    expect(out).toMatch(/ messages \S+ 100% \| 4\/4 \| 2\.0 msg\/s \| ETA 0s, 1 failed/);
-    expect(out).toMatch(/ bytes {4}\S+ 100% \| 4\.0 KiB\/4\.0 KiB \| 2\.0 KiB\/s \| ETA 0s/);
+    expect(out).toMatch(/ messages \S+ 100% 4\/4, 1 failed \| ETA 0s/);
+    expect(out).toMatch(/ bytes {4}\S+ 100% 4\.0 KiB\/4\.0 KiB \| 2\.0 KiB\/s/);
     expect(out).toContain('\x1b[');
     expect(stdout).not.toHaveBeenCalled();
+  });
+
+  it('fits the bars into 80 columns, also with the widest counts, rates and ETA', () => {
+    const s = fakeStream(true);
+    Object.assign(s.stream, { columns: 80 });
+    const c = clock();
+    const p = createProgress({
+      tty: true,
+      quiet: false,
+      stream: s.stream as unknown as NodeJS.WriteStream,
+      now: c.now,
+    });
+    p.listener({ type: 'plan', toCopy: 12345, toCopyBytes: 1023.9 * 1024 * 1024, alreadyCopied: 0 });
+    p.listener({ type: 'phase', phase: 'copying' });
+    // Failures to widen the messages line; 1 GiB messages for the widest byte counts and rate.
+    for (let i = 0; i < 12; i++) {
+      c.advance(1000);
+      p.listener({ type: 'message', uidl: `u${i}`, bytes: 1000 * 1024 * 1024, outcome: i < 2 ? 'copied' : 'failed' });
+    }
+    c.advance(3_900_000);
+    p.listener({ type: 'message', uidl: 'last', bytes: 1, outcome: 'failed' });
+    p.stop();
+    // Each drawn line, without its escapes (cursor moves and colours).
+    const drawn = s
+      .text()
+      .replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;?]*[A-Za-z]`, 'g'), '\n')
+      .split(/[\r\n]+/)
+      .filter((l) => / (messages|bytes) /.test(l));
+    expect(drawn.length).toBeGreaterThan(0);
+    for (const l of drawn) expect(l.length, l).toBeLessThanOrEqual(80);
+    expect(barSize(80)).toBe(21);
+    expect(barSize(200)).toBe(30);
+    expect(barSize(40)).toBe(10);
   });
 
   it('stop() is safe before anything happened and twice', () => {

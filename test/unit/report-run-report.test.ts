@@ -138,7 +138,7 @@ describe('run statuses in every renderer', () => {
   it('table', () => {
     const t = renderPlanTable(sample());
     expect(t).toMatch(/^popsync migrate report: a@pop:995 -> a@imap:993\n/);
-    expect(t).toMatch(/folder\s+messages\s+bytes\s+copied\s+already copied\s+failed\s+skipped by rule/);
+    expect(t).toMatch(/already\s+skipped\n\s+folder\s+messages\s+bytes\s+copied\s+copied\s+failed\s+by rule/);
     expect(t).toContain('Not copied: 2');
     expect(t).toContain('failed: APPEND refused (server said: NO [OVERQUOTA] quota exceeded)');
     expect(t).toContain('skipped-by-rule: over the size rule (25 MiB)');
