@@ -26,7 +26,9 @@ async function openSession(): Promise<net.Socket> {
   await lab.seedPop3(user, [Buffer.from('Subject: x\r\n\r\nbody\r\n')]);
   const sock = net.connect(lab.pop3.port, lab.pop3.host);
   let seen = '';
-  sock.setEncoding('latin1').on('data', (d: string) => (seen += d));
+  sock.setEncoding('latin1').on('data', (d: string) => {
+    seen += d;
+  });
   const waitFor = async (n: number) => {
     while ((seen.match(/\r\n/g) ?? []).length < n) await new Promise((r) => setTimeout(r, 20));
   };
