@@ -6,20 +6,30 @@
  * The raw ceilings use bare sockets, not our clients, so they measure the servers:
  *  - POP3: every RETR written at once down one connection (PIPELINING), bytes counted as they
  *    arrive until the last terminator;
- *  - IMAP: every APPEND written with a non-synchronising literal ({n+}, LITERAL+) down one
- *    connection, until the last tagged OK.
- * popsync runs as the real CLI in its own process; peak RSS is sampled from /proc.
+ *  - IMAP, four ways of sending (SINK_MODES): APPEND with non-synchronising literals ({n+},
+ *    LITERAL+) over 1 and over 4 connections, and MULTIAPPEND (RFC 3502) of 50 and of 100
+ *    messages per command over 1, every command written at once, until the last tagged OK.
+ * popsync runs as the real CLI in its own process; its peak RSS and CPU are sampled from
+ * /proc, and the server's CPU is that of Dovecot's whole process tree (the children its master
+ * reaped included), so "where the time goes" is popsync's CPU beside the server's.
  *
- * Then the memory cases of issue 7: one 200 MB message (BENCH_LARGE_MB), and one whose header
- * block alone is 100 MB (BENCH_HEADER_MB), each copied alone, peak RSS beside the README's bound.
+ * Mixes: a typical one (BENCH_MESSAGES, default 3,000), 10,000 small messages
+ * (BENCH_SMALL_MESSAGES), and a typical one at 30 ms round trip (BENCH_RTT_MS,
+ * BENCH_RTT_MESSAGES: every connection through lab/slow-proxy.ts; tc netem is not available
+ * here, the kernel has no sch_netem). Then cron's no-op sync (BENCH_SYNC_MESSAGES, 0 skips) and
+ * the memory cases of issue 7 (BENCH_LARGE=0 skips): one 200 MB message (BENCH_LARGE_MB), and
+ * one whose header block alone is 100 MB (BENCH_HEADER_MB), each copied alone, peak RSS beside
+ * the README's bound. BENCH_POPSYNC names another build's bin/popsync.js, for before/after.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchMix, hugeMessage } from './corpus.js';
 import { startDovecot, type Lab } from './dovecot.js';
+import { startSlowProxy } from './slow-proxy.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MB = 1024 * 1024;
@@ -85,43 +95,117 @@ async function rawPop3(lab: Lab, user: string, count: number): Promise<number> {
   return ms;
 }
 
-async function rawImap(lab: Lab, user: string, messages: Buffer[]): Promise<number> {
-  const s = session(lab.imap.port);
-  await s.until((a) => a.includes('\r\n'));
-  s.sock.write(`a LOGIN ${user} ${lab.password}\r\n`);
-  await s.until((a) => /^a (OK|NO|BAD)/m.test(a));
+/** How a raw IMAP sink sends: over `conns` connections, `multi` messages per APPEND command. */
+interface SinkMode {
+  label: string;
+  conns: number;
+  /** 1: one APPEND per message; more: MULTIAPPEND (RFC 3502) of up to this many. */
+  multi: number;
+}
+
+const SINK_MODES: SinkMode[] = [
+  { label: 'raw APPEND {n+}, 1 conn', conns: 1, multi: 1 },
+  { label: 'raw APPEND {n+}, 4 conns', conns: 4, multi: 1 },
+  { label: 'raw MULTIAPPEND x50, 1 conn', conns: 1, multi: 50 },
+  { label: 'raw MULTIAPPEND x100, 1 conn', conns: 1, multi: 100 },
+];
+
+/**
+ * The server's ceiling for one way of sending: every command written at once with
+ * non-synchronising literals ({n+}, LITERAL+) into one user's INBOX, messages dealt round-robin
+ * over the connections, until the last tagged OK. Logins happen before the clock starts.
+ */
+async function rawImap(port: number, lab: Lab, user: string, messages: Buffer[], mode: SinkMode): Promise<number> {
+  const parts = Array.from({ length: mode.conns }, (_, c) => messages.filter((_, i) => i % mode.conns === c));
+  const sessions = await Promise.all(
+    parts.map(async () => {
+      const s = session(port);
+      await s.until((a) => a.includes('\r\n'));
+      s.sock.write(`a LOGIN ${user} ${lab.password}\r\n`);
+      await s.until((a) => /^a (OK|NO|BAD)/m.test(a));
+      return s;
+    }),
+  );
   const t0 = performance.now();
-  let okCount = 0;
-  const done = new Promise<void>((resolve, reject) => {
-    s.sock.removeAllListeners('data');
-    let acc = '';
-    s.sock.on('data', (d: Buffer) => {
-      acc += d.toString('latin1');
-      const lines = acc.split('\r\n');
-      acc = lines.pop() ?? '';
-      for (const l of lines) {
-        if (/^t\d+ OK/.test(l)) okCount++;
-        else if (/^t\d+ (NO|BAD)/.test(l)) reject(new Error(`raw APPEND refused: ${l}`));
+  await Promise.all(
+    sessions.map(async (s, c) => {
+      const mine = parts[c]!;
+      const commands: Buffer[][] = [];
+      for (let i = 0; i < mine.length; i += mode.multi) commands.push(mine.slice(i, i + mode.multi));
+      let okCount = 0;
+      const done = new Promise<void>((resolve, reject) => {
+        s.sock.removeAllListeners('data');
+        let acc = '';
+        s.sock.on('data', (d: Buffer) => {
+          acc += d.toString('latin1');
+          const lines = acc.split('\r\n');
+          acc = lines.pop() ?? '';
+          for (const l of lines) {
+            if (/^t\d+ OK/.test(l)) okCount++;
+            else if (/^t\d+ (NO|BAD)/.test(l)) reject(new Error(`raw APPEND refused: ${l}`));
+          }
+          if (okCount >= commands.length) resolve();
+        });
+      });
+      for (const [i, batch] of commands.entries()) {
+        const pieces: Buffer[] = [Buffer.from(`t${i} APPEND INBOX`)];
+        for (const m of batch) pieces.push(Buffer.from(` {${m.length}+}\r\n`), m);
+        pieces.push(Buffer.from('\r\n'));
+        if (!s.sock.write(Buffer.concat(pieces))) await new Promise((r) => s.sock.once('drain', r));
       }
-      if (okCount >= messages.length) resolve();
-    });
-  });
-  for (const [i, m] of messages.entries()) {
-    const ok = s.sock.write(
-      Buffer.concat([Buffer.from(`t${i} APPEND INBOX {${m.length}+}\r\n`), m, Buffer.from('\r\n')]),
-    );
-    if (!ok) await new Promise((r) => s.sock.once('drain', r));
+      await done;
+      s.sock.end('z LOGOUT\r\n');
+    }),
+  );
+  return performance.now() - t0;
+}
+
+/**
+ * CPU time (ms) of a process tree: every live process under `root` with the CPU of the children
+ * each has reaped. Dovecot's master reaps its imap and pop3 processes, so their CPU stays
+ * counted after a connection closes.
+ */
+function treeCpuMs(root: number): number {
+  const procs = new Map<number, { ppid: number; ticks: number }>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      procs.set(Number(name), {
+        ppid: Number(f[1]),
+        ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]),
+      });
+    } catch {
+      /* gone meanwhile */
+    }
   }
-  await done;
-  const ms = performance.now() - t0;
-  s.sock.end('z LOGOUT\r\n');
-  return ms;
+  let ticks = 0;
+  for (const [pid, p] of procs) {
+    for (let q: number | undefined = pid; q !== undefined && q > 1; q = procs.get(q)?.ppid) {
+      if (q === root) {
+        ticks += p.ticks;
+        break;
+      }
+    }
+  }
+  return ticks * 10; // USER_HZ is 100 on Linux
 }
 
 interface CliRun {
   ms: number;
   peakRssMb: number;
+  /** User + system CPU of the popsync process. */
+  cpuMs: number;
   summary: { copied: number; copiedBytes: number; reconciled: number; reconnects: number; failed: unknown[] };
+}
+
+/** The popsync under test: BENCH_POPSYNC names another build's bin/popsync.js (a before/after run). */
+const POPSYNC_BIN = process.env.BENCH_POPSYNC ?? join(ROOT, 'bin', 'popsync.js');
+
+interface Ports {
+  pop3: number;
+  imap: number;
 }
 
 function popsync(
@@ -131,6 +215,7 @@ function popsync(
   journal: string,
   command: 'migrate' | 'sync' = 'migrate',
   tls = false,
+  ports: Ports = { pop3: lab.pop3.port, imap: lab.imap.port },
 ): Promise<CliRun> {
   const endpoints = tls
     ? [
@@ -145,16 +230,16 @@ function popsync(
       ]
     : [
         '--pop',
-        `pop3://${popUser}@127.0.0.1:${lab.pop3.port}`,
+        `pop3://${popUser}@127.0.0.1:${ports.pop3}`,
         '--pop-tls',
         'none',
         '--imap',
-        `imap://${imapUser}@127.0.0.1:${lab.imap.port}`,
+        `imap://${imapUser}@127.0.0.1:${ports.imap}`,
         '--imap-tls',
         'none',
       ];
   const args = [
-    join(ROOT, 'bin', 'popsync.js'),
+    POPSYNC_BIN,
     command,
     ...endpoints,
     '--pop-password-env',
@@ -174,10 +259,14 @@ function popsync(
     });
     let out = '';
     let peakKb = 0;
+    let cpuTicks = 0;
     const sample = setInterval(() => {
       try {
         const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
         if (m) peakKb = Math.max(peakKb, Number(m[1]));
+        const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        cpuTicks = Number(f[11]) + Number(f[12]);
       } catch {
         /* process already gone */
       }
@@ -190,17 +279,103 @@ function popsync(
       clearInterval(sample);
       const ms = performance.now() - t0;
       if (code !== 0) return reject(new Error(`popsync exited ${code}: ${out}`));
-      resolve({ ms, peakRssMb: peakKb / 1024, summary: JSON.parse(out) });
+      resolve({ ms, peakRssMb: peakKb / 1024, cpuMs: cpuTicks * 10, summary: JSON.parse(out) });
     });
   });
 }
 
 function row(label: string, msgs: number, bytes: number, ms: number, extra = ''): string {
   const s = ms / 1000;
-  return (
-    `${label.padEnd(34)} ${(msgs / s).toFixed(0).padStart(8)} msg/s ` +
-    `${(bytes / MB / s).toFixed(1).padStart(8)} MB/s ${s.toFixed(2).padStart(8)} s ${extra}`
+  const rate = (msgs / s).toFixed(0).padStart(8);
+  const mbs = (bytes / MB / s).toFixed(1).padStart(8);
+  return `${label.padEnd(34)} ${rate} msg/s ${mbs} MB/s ${s.toFixed(2).padStart(8)} s ${extra}`;
+}
+
+let userSeq = 0;
+const fresh = (what: string): string => `bench-${what}-${++userSeq}`;
+
+/**
+ * One mix: the raw sinks of the same server (each before and after popsync, the faster kept:
+ * right after seeding, the disk is still flushing), popsync itself, and their ratio. With
+ * `rttMs` every connection, raw or popsync's, goes through a relay that holds each chunk
+ * rttMs/2 in each direction.
+ */
+async function mixSection(lab: Lab, title: string, messages: Buffer[], rttMs = 0): Promise<void> {
+  const bytes = messages.reduce((a, m) => a + m.length, 0);
+  const largest = Math.max(...messages.map((m) => m.length));
+  process.stdout.write(
+    `\n== ${title}: ${messages.length} messages, ${(bytes / MB).toFixed(1)} MB ` +
+      `(largest ${(largest / MB).toFixed(2)} MB), ` +
+      `${rttMs ? `${rttMs} ms round trip (delaying relay)` : 'loopback'} ==\n`,
   );
+  const proxies = rttMs
+    ? [await startSlowProxy(lab.pop3.port, rttMs / 2), await startSlowProxy(lab.imap.port, rttMs / 2)]
+    : [];
+  const ports: Ports = proxies.length
+    ? { pop3: proxies[0]!.port, imap: proxies[1]!.port }
+    : { pop3: lab.pop3.port, imap: lab.imap.port };
+  try {
+    const src = fresh('src');
+    await lab.seedPop3(src, messages);
+    const sinks = new Map<SinkMode, { ms: number; serverMs: number }>();
+    const measureSinks = async (): Promise<void> => {
+      for (const mode of SINK_MODES) {
+        const cpu0 = treeCpuMs(lab.pid);
+        const ms = await rawImap(ports.imap, lab, fresh('raw'), messages, mode);
+        const serverMs = treeCpuMs(lab.pid) - cpu0;
+        const best = sinks.get(mode);
+        if (!best || ms < best.ms) sinks.set(mode, { ms, serverMs });
+      }
+    };
+    await measureSinks();
+    const cpu0 = treeCpuMs(lab.pid);
+    const run = await popsync(lab, src, fresh('dst'), join(lab.dir, `${src}.sqlite`), 'migrate', false, ports);
+    const serverMs = treeCpuMs(lab.pid) - cpu0;
+    if (run.summary.copied + run.summary.reconciled !== messages.length)
+      throw new Error(`popsync copied ${run.summary.copied} (+${run.summary.reconciled}) of ${messages.length}`);
+    await measureSinks();
+    for (const mode of SINK_MODES) {
+      const m = sinks.get(mode)!;
+      process.stdout.write(
+        `${row(mode.label, messages.length, bytes, m.ms, `server CPU ${(m.serverMs / 1000).toFixed(2)} s`)}\n`,
+      );
+    }
+    process.stdout.write(
+      `${row(
+        'popsync migrate (whole process)',
+        messages.length,
+        bytes,
+        run.ms,
+        `server CPU ${(serverMs / 1000).toFixed(2)} s (POP3+IMAP), popsync CPU ${(run.cpuMs / 1000).toFixed(2)} s, ` +
+          `peak RSS ${run.peakRssMb.toFixed(0)} MB`,
+      )}\n`,
+    );
+    const [bestMode, best] = [...sinks].sort((a, b) => a[1].ms - b[1].ms)[0]!;
+    const single = sinks.get(SINK_MODES[0]!)!;
+    process.stdout.write(
+      `popsync / best raw sink (${bestMode.label.replace('raw ', '')}): ${(best.ms / run.ms).toFixed(2)}x; ` +
+        `/ raw APPEND 1 conn: ${(single.ms / run.ms).toFixed(2)}x\n`,
+    );
+  } finally {
+    for (const p of proxies) await p.close();
+  }
+}
+
+/** Small messages (about 0.6-2 KB), deterministic in (count, seed), each with its own Message-ID. */
+function smallMix(count: number, seed: number): Buffer[] {
+  let x = seed;
+  const next = (): number => {
+    x = (x * 1103515245 + 12345) % 2 ** 31;
+    return x / 2 ** 31;
+  };
+  return Array.from({ length: count }, (_, i) => {
+    const body = `Line ${i} of a short note.\r\n`.repeat(10 + Math.floor(next() * 50));
+    return Buffer.from(
+      `From: "Sender ${i % 97}" <s${i % 97}@example.org>\r\nTo: <rcpt@example.net>\r\n` +
+        `Subject: note ${i}\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n` +
+        `Message-ID: <small-${seed}-${i}@bench>\r\n\r\n${body}`,
+    );
+  });
 }
 
 async function main(): Promise<void> {
@@ -211,65 +386,59 @@ async function main(): Promise<void> {
   try {
     await lab.seedPop3('bench-src', messages);
     process.stdout.write(
-      `corpus: ${count} messages, ${(bytes / MB).toFixed(1)} MB (largest ` +
-        `${(Math.max(...messages.map((m) => m.length)) / MB).toFixed(1)} MB); Dovecot on loopback, ` +
-        `${process.env.HOSTNAME ?? 'this machine'}\n\n`,
+      `popsync ${POPSYNC_BIN}; Dovecot on loopback, ${process.env.HOSTNAME ?? 'this machine'}; load average ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')}\n`,
     );
-
-    // The raw sides are measured before and after popsync and the faster kept: right after
-    // seeding 260 MB the disk is still flushing, and a ceiling measured then alone came out
-    // below popsync's own rate (seen: 258 vs 463 msg/s), which says nothing about the servers.
     const popBefore = await rawPop3(lab, 'bench-src', count);
-    const imapBefore = await rawImap(lab, 'bench-raw-dst', messages);
-    const run = await popsync(lab, 'bench-src', 'bench-dst', join(lab.dir, 'bench.sqlite'));
+    const noopJournal = join(lab.dir, 'bench.sqlite');
+    const first = await popsync(lab, 'bench-src', 'bench-dst', noopJournal);
+    if (first.summary.copied !== count) throw new Error(`popsync copied ${first.summary.copied} of ${count}`);
     const popMs = Math.min(popBefore, await rawPop3(lab, 'bench-src', count));
-    const imapMs = Math.min(imapBefore, await rawImap(lab, 'bench-raw-dst2', messages));
-    const noop = await popsync(lab, 'bench-src', 'bench-dst', join(lab.dir, 'bench.sqlite'));
-    if (run.summary.copied + run.summary.reconciled !== count)
-      throw new Error(`popsync copied ${run.summary.copied} (+${run.summary.reconciled} reconciled) of ${count}`);
+    const noop = await popsync(lab, 'bench-src', 'bench-dst', noopJournal);
+    process.stdout.write(
+      `${row('raw POP3 RETR, pipelined, 1 conn', count, bytes, popMs, '(faster of before/after)')}\n`,
+    );
+    process.stdout.write(
+      `popsync no-op rerun (${count} journaled): ${(noop.ms / 1000).toFixed(2)} s, start-up included, ` +
+        `peak RSS ${noop.peakRssMb.toFixed(0)} MB\n`,
+    );
 
-    const ceilingMs = Math.max(popMs, imapMs);
-    process.stdout.write(
-      row('raw POP3 RETR, pipelined, 1 conn', count, bytes, popMs, '(faster of before/after)') + '\n',
-    );
-    process.stdout.write(row('raw IMAP APPEND {n+}, 1 conn', count, bytes, imapMs, '(faster of before/after)') + '\n');
-    process.stdout.write(
-      row('popsync migrate (whole process)', count, bytes, run.ms, `peak RSS ${run.peakRssMb.toFixed(0)} MB`) + '\n',
-    );
-    process.stdout.write(
-      `\npopsync vs the slower raw side: ${((ceilingMs / run.ms) * 100).toFixed(0)}% of its rate (raw POP3 ` +
-        `${((popMs / run.ms) * 100).toFixed(0)}%, raw IMAP ${((imapMs / run.ms) * 100).toFixed(0)}%)\n`,
-    );
-    process.stdout.write(
-      `popsync no-op rerun (${count} journaled): ${(noop.ms / 1000).toFixed(2)} s, start-up included, peak ` +
-        `RSS ${noop.peakRssMb.toFixed(0)} MB\n`,
-    );
+    await mixSection(lab, 'typical mix', messages);
+    await mixSection(lab, 'small messages', smallMix(Number(process.env.BENCH_SMALL_MESSAGES ?? 10_000), 7));
+    const rtt = Number(process.env.BENCH_RTT_MS ?? 30);
+    if (rtt > 0)
+      await mixSection(lab, 'typical mix', benchMix(Number(process.env.BENCH_RTT_MESSAGES ?? 1000), 43), rtt);
 
     // Cron's case: `sync` over a large mailbox where nothing is new. The journal is filled by a
     // real first sync (not written directly), so it holds exactly what production would.
     const syncCount = Number(process.env.BENCH_SYNC_MESSAGES ?? 20_000);
-    const tiny = Array.from({ length: syncCount }, (_, i) =>
-      Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\nMessage-ID: <${i}@bench>\r\n\r\n${i}\r\n`),
-    );
-    await lab.seedPop3('bench-sync-src', tiny);
-    const first = await popsync(lab, 'bench-sync-src', 'bench-sync-dst', join(lab.dir, 'bench-sync.sqlite'), 'sync');
-    // Settled by reconciliation after a reconnect counts as copied: it is in the destination once.
-    if (first.summary.copied + first.summary.reconciled !== syncCount)
-      throw new Error(`sync copied ${first.summary.copied} (+${first.summary.reconciled} reconciled) of ${syncCount}`);
-    // Three no-op runs: the first after a 20,000-message copy also pays for caches and the
-    // server's index that the copy left cold; cron's steady state is the later ones.
-    const idle: CliRun[] = [];
-    for (let i = 0; i < 3; i++)
-      idle.push(await popsync(lab, 'bench-sync-src', 'bench-sync-dst', join(lab.dir, 'bench-sync.sqlite'), 'sync'));
-    process.stdout.write(`popsync sync first run (${syncCount} tiny messages): ${(first.ms / 1000).toFixed(2)} s\n`);
-    process.stdout.write(
-      `popsync sync no-op (${syncCount} journaled), 3 runs: ` +
-        `${idle.map((r) => (r.ms / 1000).toFixed(2)).join(' s, ')} s, start-up included, peak RSS ` +
-        `${Math.max(...idle.map((r) => r.peakRssMb)).toFixed(0)} MB\n`,
-    );
+    if (syncCount > 0) {
+      const tiny = Array.from({ length: syncCount }, (_, i) =>
+        Buffer.from(`From: a@example.org\r\nSubject: ${i}\r\nMessage-ID: <${i}@bench>\r\n\r\n${i}\r\n`),
+      );
+      await lab.seedPop3('bench-sync-src', tiny);
+      const journal = join(lab.dir, 'bench-sync.sqlite');
+      const firstSync = await popsync(lab, 'bench-sync-src', 'bench-sync-dst', journal, 'sync');
+      // Settled by reconciliation after a reconnect counts as copied: it is in the destination once.
+      if (firstSync.summary.copied + firstSync.summary.reconciled !== syncCount)
+        throw new Error(`sync copied ${firstSync.summary.copied} (+${firstSync.summary.reconciled}) of ${syncCount}`);
+      // Three no-op runs: the first after a 20,000-message copy also pays for caches and the
+      // server's index that the copy left cold; cron's steady state is the later ones.
+      const idle: CliRun[] = [];
+      for (let i = 0; i < 3; i++) idle.push(await popsync(lab, 'bench-sync-src', 'bench-sync-dst', journal, 'sync'));
+      process.stdout.write(
+        `\npopsync sync first run (${syncCount} tiny messages): ${(firstSync.ms / 1000).toFixed(2)} s\n`,
+      );
+      process.stdout.write(
+        `popsync sync no-op (${syncCount} journaled), 3 runs: ` +
+          `${idle.map((r) => (r.ms / 1000).toFixed(2)).join(' s, ')} s, start-up included, ` +
+          `peak RSS ${Math.max(...idle.map((r) => r.peakRssMb)).toFixed(0)} MB\n`,
+      );
+    }
 
     process.stdout.write('\n');
-    await largeMessages(lab);
+    if (process.env.BENCH_LARGE !== '0') await largeMessages(lab);
   } finally {
     await lab.stop();
   }
