@@ -29,7 +29,17 @@ export interface DeviceProvider {
   close(): Promise<void>;
 }
 
-export async function startDeviceProvider(o: { autoApproveAfter?: number } = {}): Promise<DeviceProvider> {
+export interface DeviceProviderOptions {
+  autoApproveAfter?: number;
+  /**
+   * Mint through this token endpoint of an oauth2-mock-server already running (the one a
+   * Dovecot lab checks tokens against, test/support/oauth2-lab.ts) instead of a private one,
+   * with `subject` as every token's `sub` (the mail user Dovecot logs in).
+   */
+  mint?: { tokenUrl: string; subject: string };
+}
+
+export async function startDeviceProvider(o: DeviceProviderOptions = {}): Promise<DeviceProvider> {
   const mock = new OAuth2Server();
   await mock.issuer.keys.generate('RS256');
   // Real providers never hand out the same token twice; the mock's JWTs carry no id, so two
@@ -39,6 +49,12 @@ export async function startDeviceProvider(o: { autoApproveAfter?: number } = {})
   });
   await mock.start(0, '127.0.0.1');
   const mockUrl = mock.issuer.url!;
+  const tokenUrl = o.mint?.tokenUrl ?? `${mockUrl}/token`;
+  /** The mock sets `sub` from a password grant's username: device and refresh grants become one. */
+  const asGrant = (params: Record<string, string>): Record<string, string> =>
+    o.mint === undefined
+      ? params
+      : { grant_type: 'password', username: o.mint.subject, client_id: params.client_id ?? '' };
 
   const devices = new Map<string, { decision: Decision; polls: number; userCode: string }>();
   let newest: string | undefined;
@@ -116,10 +132,10 @@ export async function startDeviceProvider(o: { autoApproveAfter?: number } = {})
 
   /** The mock server mints the tokens; its id_token names the mock as issuer, so it is dropped. */
   async function forward(res: ServerResponse, params: Record<string, string>): Promise<void> {
-    const r = await fetch(`${mockUrl}/token`, {
+    const r = await fetch(tokenUrl, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams(params).toString(),
+      body: new URLSearchParams(asGrant(params)).toString(),
     });
     const json = (await r.json()) as Record<string, unknown>;
     delete json.id_token;

@@ -21,6 +21,8 @@ import { ROOT } from './cli.js';
 export interface OAuth2Lab {
   /** Where Dovecot's oauth2 passdb POSTs tokens. */
   introspectionUrl: string;
+  /** The server's token endpoint (password grant: `sub` = the username). */
+  tokenUrl: string;
   /** A shell command printing a fresh token for `user`, counting its runs in `countFile`. */
   tokenCommand(user: string, countFile?: string): string;
   /** Lifetime of tokens issued from now on, in seconds (default 3600). */
@@ -69,6 +71,7 @@ export async function startOAuth2Lab(): Promise<OAuth2Lab> {
 
   return {
     introspectionUrl: `${url}/introspect-checked`,
+    tokenUrl: `${url}/token`,
     tokenCommand: (user, countFile) =>
       [process.execPath, join(ROOT, 'test', 'support', 'oauth2-token.mjs'), `${url}/token`, user, countFile ?? '']
         .map((a) => `'${a}'`)
