@@ -16,6 +16,7 @@ import { decodedHeader } from '../mapping/decode.js';
 import { messageIdOf, parseHeaders } from '../mapping/headers.js';
 import type { OpenFolder, RunContext } from './context.js';
 import { adoptExisting } from './adopter.js';
+import { ContentPool, unlistedCopies } from './content-match.js';
 import { acceptUidValidity, openFolder } from './folders.js';
 import { headerHash } from './identity.js';
 import type { Pop3Session } from '../pop3/types.js';
@@ -110,11 +111,58 @@ async function openOrRefuse(
   return null;
 }
 
+/** Per listing (a new pass lists again, after claims were written): the copied rows it lacks. */
+const contentPools = new WeakMap<readonly unknown[], ContentPool>();
+
+function contentPool(ctx: RunContext): ContentPool {
+  let pool = contentPools.get(ctx.listing);
+  if (!pool) {
+    const { journal, account } = ctx.o;
+    const keys = new Set(ctx.listing.map((m) => m.uidl));
+    const unlisted = unlistedCopies(keys, journal.indexByUidl(account).values());
+    pool = new ContentPool(unlisted.map((r) => journal.get(account, r.uidl)!));
+    contentPools.set(ctx.listing, pool);
+  }
+  return pool;
+}
+
+/**
+ * Messages identity could not tie to a row (a renumbered UIDL whose TOP was refused) that are,
+ * by their downloaded content, the copy of a row no longer listed (content-match.ts): that row
+ * takes their UIDL and they are not appended again. Returns the items left to append.
+ */
+function recogniseByContent(ctx: RunContext, routed: Item[]): Item[] {
+  const pool = contentPool(ctx);
+  if (pool.size === 0) return routed;
+  const { journal, account } = ctx.o;
+  const { rec } = ctx;
+  return routed.filter((it) => {
+    if (journal.get(account, it.m.uidl) !== undefined) return true;
+    const row = pool.claim({ sha256: it.begin.sha256, fingerprint: it.begin.fingerprint ?? '' });
+    if (row === null) return true;
+    journal.rekey(account, [{ from: row.uidl, to: it.m.uidl }]);
+    journal.setListSizes(account, [{ uidl: it.m.uidl, listSize: it.m.size }]);
+    rec.result.recognised++;
+    ctx.settledThisPass++;
+    ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
+    const reason =
+      `recognised by its content as the message copied under UIDL ${row.uidl}, which the server no ` +
+      'longer lists (it renumbered its UIDLs and refused TOP); not copied again';
+    rec.record(
+      it.m.uidl,
+      rec.routed({ ...it, begin: { ...it.begin, folder: row.folder ?? '' } }, 'already-copied', reason, null),
+    );
+    return false;
+  });
+}
+
 /** Route, journal the intent, append, journal each outcome: one received batch. */
 async function storeBatch(ctx: RunContext, sink: ImapSink, received: Received[]): Promise<void> {
   const { journal, account } = ctx.o;
   const { rec } = ctx;
-  for (const [folder, routed] of route(ctx, received)) {
+  for (const [folder, all] of route(ctx, received)) {
+    const routed = recogniseByContent(ctx, all);
+    if (routed.length === 0) continue;
     const status = await openOrRefuse(ctx, sink, folder, routed);
     if (status === null) continue;
     const floor = status.floor;

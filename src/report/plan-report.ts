@@ -15,6 +15,7 @@ import type { JournalRow } from '../journal/types.js';
 import type { PlanMessage, PlanReport } from './plan-types.js';
 import { tallyMessages } from './plan-tally.js';
 import { daysNeeded } from '../engine/budget.js';
+import { unlistedCopies } from '../engine/content-match.js';
 
 /** A message routed from its header block (the dry run's RoutedHead), as the report shows it. */
 export type RoutedMessage = RoutedHead;
@@ -51,6 +52,14 @@ export function buildPlanReport(i: PlanInput): PlanReport {
         : { status: 'new', reason: null },
     );
   }
+
+  // Copied rows missing from the listing: a message whose headers cannot be read may be one of
+  // them, which only its downloaded content tells (engine/content-match.ts).
+  const unlisted = unlistedCopies(new Set(i.listing.map((m) => m.uidl)), i.rows.values()).length;
+  const byContent =
+    `; ${unlisted} copied message${unlisted === 1 ? ' is' : 's are'} no longer listed under ` +
+    `${unlisted === 1 ? 'its UIDL' : 'their UIDLs'}, so the run compares its content with ` +
+    `${unlisted === 1 ? 'that copy' : 'theirs'} once downloaded and copies it only if none matches`;
 
   const messages: PlanMessage[] = i.listing.map((m) => {
     const st = status.get(m.n) ?? { status: 'would-fail' as const, reason: 'not planned' };
@@ -101,7 +110,10 @@ export function buildPlanReport(i: PlanInput): PlanReport {
         // The run reads the headers from the message it downloads (RETR), so a refused TOP
         // hides only where it goes, not whether it is copied.
         status: s,
-        reason: s === 'would-fail' ? reason : `${unread}; the run routes it once it has downloaded it`,
+        reason:
+          s === 'would-fail'
+            ? reason
+            : `${unread}; the run routes it once it has downloaded it${s === 'new' && unlisted > 0 ? byContent : ''}`,
       };
     }
     return {

@@ -73,12 +73,18 @@ async function account(name: string, o: FakePop3Options): Promise<Account> {
 
 type Outcome = { n: number; uidl: string; status: string; reason: string | null; folder?: string };
 
+/** A message the plan could not read the headers of, which the run recognises or copies by content. */
+const BY_CONTENT = 'copied, or already-copied if its content is a copy no longer listed';
+const decidedByContent = (p: PlanMessage | undefined): boolean =>
+  p?.status === 'new' && /compares its content/.test(p.reason ?? '');
+
 /** What the run's report should say of a message the plan predicted. */
 function expected(p: PlanMessage): Outcome {
   const base = { n: p.n, uidl: p.uidl };
   switch (p.status) {
     case 'new':
     case 'retry':
+      if (decidedByContent(p)) return { ...base, status: BY_CONTENT, reason: null };
       // Folder '': the server refused TOP, so only the run (from RETR) knows where it goes.
       return p.folder === ''
         ? { ...base, status: 'copied', reason: null }
@@ -99,6 +105,8 @@ function expected(p: PlanMessage): Outcome {
 
 /** A run routes only what it copies: a folder is compared where both have one. */
 function actual(m: PlanMessage, planned: PlanMessage | undefined): Outcome {
+  if (decidedByContent(planned) && (m.status === 'copied' || m.status === 'already-copied'))
+    return { n: m.n, uidl: m.uidl, status: BY_CONTENT, reason: null };
   const o: Outcome = { n: m.n, uidl: m.uidl, status: m.status, reason: m.reason };
   const routed = m.status === 'copied' || m.status === 'already-copied';
   return routed && planned?.folder !== '' ? { ...o, folder: m.folder } : o;
@@ -217,5 +225,58 @@ describe('plan predicts migrate, message by message', () => {
     expect(second.run.messages[6]).toMatchObject({ status: 'copied', folder: 'Lists/dev_lists_example_org' });
     expect(await folderSubjects(a.imap, ['Archive'])).toEqual(['r1', 'r3', 'reused']);
     expect(await folderSubjects(a.imap, ['Lists', 'dev_lists_example_org'])).toEqual(['no-top', 'r2', 'r5']);
+  }, 120_000);
+
+  it('after a renumbering, a copied message whose TOP is refused is recognised by its content; twins are counted', async () => {
+    const refuseTop = new Set<string>();
+    const a = await account('bycontent', {
+      handlers: {
+        TOP: (ctx, args) => {
+          const m = ctx.messages[Number(args[0]) - 1];
+          const subject = m ? /^Subject: (.*)\r$/m.exec(m.body.toString('latin1'))?.[1] : undefined;
+          if (subject !== undefined && refuseTop.has(subject)) return ctx.reply('-ERR TOP refused for this one');
+          return ctx.useDefault();
+        },
+      },
+      // Two genuinely distinct messages with identical bytes: both are copied, and stay two copies.
+      messages: [
+        { uidl: 'old-1', body: mail('c1') },
+        { uidl: 'old-2', body: mail('twin') },
+        { uidl: 'old-3', body: mail('twin') },
+        { uidl: 'old-4', body: mail('c4') },
+      ],
+    });
+    const first = await planThenMigrate(a, join(dir, 'bycontent-1.json'));
+    expect(first.plan.messages.map((x) => x.status)).toEqual(['new', 'new', 'new', 'new']);
+
+    // A server move renumbers every UIDL, TOP is now refused for c1 and the twins, and a third
+    // twin (a new message with the same bytes) arrives.
+    for (const m of a.pop.mailbox) m.uidl = m.uidl.replace('old-', 'new-');
+    a.pop.mailbox.push({ uidl: 'new-5', body: mail('twin') });
+    refuseTop.add('c1').add('twin');
+    const second = await planThenMigrate(a, join(dir, 'bycontent-2.json'));
+    expect(second.plan.messages.map((x) => [x.uidl, x.status])).toEqual([
+      ['new-1', 'new'],
+      ['new-2', 'new'],
+      ['new-3', 'new'],
+      ['new-4', 'already-copied'],
+      ['new-5', 'new'],
+    ]);
+    for (const i of [0, 1, 2, 4]) expect(second.plan.messages[i]!.reason).toMatch(/3 copied messages are no longer/);
+    expect(second.code).toBe(0);
+    expect(second.run.messages.map((x) => [x.uidl, x.status, x.folder])).toEqual([
+      ['new-1', 'already-copied', 'Archive'],
+      ['new-2', 'already-copied', 'Archive'],
+      ['new-3', 'already-copied', 'Archive'],
+      ['new-4', 'already-copied', 'Archive'],
+      ['new-5', 'copied', 'Archive'],
+    ]);
+    // Each source message exactly once: no second c1, and three twins for three twins.
+    expect(await folderSubjects(a.imap, ['Archive'])).toEqual(['c1', 'c4', 'twin', 'twin', 'twin']);
+
+    // The journal now knows every message by its new UIDL: the plan after says so, and a run copies nothing.
+    const third = await planThenMigrate(a, join(dir, 'bycontent-3.json'));
+    expect(third.plan.messages.map((x) => x.status)).toEqual(Array(5).fill('already-copied'));
+    expect(await folderSubjects(a.imap, ['Archive'])).toEqual(['c1', 'c4', 'twin', 'twin', 'twin']);
   }, 120_000);
 });
