@@ -227,7 +227,7 @@ describe('plan predicts migrate, message by message', () => {
     expect(await folderSubjects(a.imap, ['Lists', 'dev_lists_example_org'])).toEqual(['no-top', 'r2', 'r5']);
   }, 120_000);
 
-  it('after a renumbering, a copied message whose TOP is refused is recognised by its content; twins are counted', async () => {
+  it('after a renumbering, a copied message refusing TOP is recognised by content; twins are counted', async () => {
     const refuseTop = new Set<string>();
     const a = await account('bycontent', {
       handlers: {
