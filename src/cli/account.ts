@@ -8,7 +8,13 @@
 import type { Command } from 'commander';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { providerProfile, refusedFolderProblem, transferLimits, type TransferLimits } from '../config/providers.js';
+import {
+  missingLoginProblem,
+  providerProfile,
+  refusedFolderProblem,
+  transferLimits,
+  type TransferLimits,
+} from '../config/providers.js';
 import { BUILTIN, configuredAccounts, seenStepOf, type RoutingOverrides } from '../config/resolve.js';
 import type { SideFlags } from '../config/side-flags.js';
 import { PopsyncError, isPopsyncError } from '../errors.js';
@@ -110,6 +116,19 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
   const imapCa = readCa(input.imap.caFile, 'IMAP');
   if (o.source !== false) checkLoginInput('pop3', input.pop, pop.auth);
   checkLoginInput('imap', input.imap, imap.auth);
+  const missing =
+    input.imap.provider === undefined
+      ? null
+      : missingLoginProblem(providerProfile(input.imap.provider), {
+          password: input.imap.password !== undefined || Object.keys(passwordSource(input.imap)).length > 0,
+          token: input.imap.oauth2TokenCommand !== undefined,
+        });
+  if (missing !== null)
+    throw new PopsyncError('usage', missing, {
+      hint:
+        'e.g. popsync auth login --provider microsoft, then ' +
+        "--imap-oauth2-token-command 'popsync auth token microsoft'",
+    });
   const popToken = input.pop.oauth2TokenCommand;
   const imapToken = input.imap.oauth2TokenCommand;
   // With a token command there is no password to ask for: the token is fetched at each login.

@@ -21,6 +21,8 @@ export interface ProviderProfile {
   imap: { host: string; port: number; tls: 'implicit' };
   /** How a user logs in there, for error hints and the README. */
   login: string;
+  /** Passwords are refused on IMAP (Microsoft): without a token command there is nothing to ask for. */
+  oauth2Only: boolean;
   /**
    * IMAP connections one mailbox may have open at once, counting every client of its owner.
    * A batch keeps the accounts copying into one mailbox under it (cli/jobs.ts).
@@ -55,6 +57,7 @@ export const PROVIDERS: Readonly<Record<ProviderName, ProviderProfile>> = {
     label: 'Gmail',
     imap: { host: 'imap.gmail.com', port: 993, tls: 'implicit' },
     login: 'an app password (needs 2-Step Verification) or OAuth2 (XOAUTH2)',
+    oauth2Only: false,
     maxConnectionsPerMailbox: 15,
     dailyUploadBytes: GMAIL_DAILY_UPLOAD,
     appendLimit: GMAIL_APPEND_LIMIT,
@@ -71,6 +74,7 @@ export const PROVIDERS: Readonly<Record<ProviderName, ProviderProfile>> = {
     label: 'Microsoft 365',
     imap: { host: 'outlook.office365.com', port: 993, tls: 'implicit' },
     login: MICROSOFT_LOGIN,
+    oauth2Only: true,
     maxConnectionsPerMailbox: null,
     dailyUploadBytes: null,
     appendLimit: null,
@@ -83,6 +87,7 @@ export const PROVIDERS: Readonly<Record<ProviderName, ProviderProfile>> = {
     label: 'Outlook.com',
     imap: { host: 'outlook.office365.com', port: 993, tls: 'implicit' },
     login: MICROSOFT_LOGIN,
+    oauth2Only: true,
     maxConnectionsPerMailbox: null,
     dailyUploadBytes: null,
     appendLimit: null,
@@ -95,6 +100,7 @@ export const PROVIDERS: Readonly<Record<ProviderName, ProviderProfile>> = {
     label: 'Fastmail',
     imap: { host: 'imap.fastmail.com', port: 993, tls: 'implicit' },
     login: 'an app password (Settings > Privacy & Security > Manage app passwords)',
+    oauth2Only: false,
     maxConnectionsPerMailbox: null,
     dailyUploadBytes: null,
     appendLimit: null,
@@ -125,6 +131,16 @@ export function refusedFolderProblem(p: ProviderProfile, folder: string): string
 /** What the refusal of `folder` says (exit 2). */
 export function refusalText(p: ProviderProfile, folder: string): string {
   return `${p.label}: popsync never copies into "${folder}": ${p.refusedWhy ?? 'the provider forbids it'}`;
+}
+
+/**
+ * Why an IMAP login on this provider cannot work as given, or null: Microsoft takes OAuth2 only,
+ * so with neither a token command nor a password option popsync would only ask for a password
+ * the server refuses. (A password given on purpose is left alone: the lab takes one.)
+ */
+export function missingLoginProblem(p: ProviderProfile, side: { password: boolean; token: boolean }): string | null {
+  if (!p.oauth2Only || side.password || side.token) return null;
+  return `${p.label} takes ${p.login}: give --imap-oauth2-token-command CMD (oauth2_token_command in a config)`;
 }
 
 /** What bounds one account's uploads: the user's settings over the provider's published ones. */

@@ -382,6 +382,30 @@ describe('Microsoft 365 profile against Dovecot with its capabilities, behind a 
     expect(digests((await destinationMessages(ms, imap)).map((m) => m.body))).toEqual(expected);
   });
 
+  it('without any IMAP credential, says Microsoft takes OAuth2 only instead of asking for a password', async () => {
+    const r = await runCli(
+      [
+        'migrate',
+        '--pop',
+        'pop3://me@127.0.0.1:1',
+        '--pop-tls',
+        'none',
+        '--pop-password-env',
+        'PW',
+        '--imap-user',
+        'me@contoso.example',
+        '--provider',
+        'microsoft365',
+        '--journal',
+        join(dir, 'ms-nologin.sqlite'),
+      ],
+      { env: { PW: 'x' } },
+    );
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/Microsoft 365 takes OAuth2 only .*give --imap-oauth2-token-command CMD/);
+    expect(r.stderr).toMatch(/popsync auth login --provider microsoft/);
+  });
+
   it('stops with exit 75 and when to come back when asked for too long a pause; the next run finishes', async () => {
     const ms = await startDovecot({ imapCapability: MICROSOFT_IMAP_CAPABILITY });
     labs.push(ms);

@@ -10,7 +10,13 @@ import { describe, expect, it } from 'vitest';
 import { createHostSlots } from '../../src/app/host-slots.js';
 import { hostKeys, mailboxSlotLimit, mailboxSlotLimits } from '../../src/cli/account-list.js';
 import { accountJobs, type AccountJob } from '../../src/cli/account.js';
-import { PROVIDERS, providerProfile, refusedFolderProblem, transferLimits } from '../../src/config/providers.js';
+import {
+  missingLoginProblem,
+  PROVIDERS,
+  providerProfile,
+  refusedFolderProblem,
+  transferLimits,
+} from '../../src/config/providers.js';
 import { parseRate } from '../../src/config/units.js';
 import { BUDGET_WINDOW_MS, DailyBudget, daysNeeded, recentUploads } from '../../src/engine/budget.js';
 import { guardingFolders } from '../../src/engine/folder-guard.js';
@@ -63,6 +69,15 @@ describe('provider profiles', () => {
     for (const ok of ['INBOX', 'Old mail', '[Gmail]/Sent Mail', 'Archive/{year}', '\\Archive'])
       expect(refusedFolderProblem(g, ok)).toBeNull();
     expect(refusedFolderProblem(PROVIDERS.fastmail, '\\All')).toBeNull();
+  });
+
+  it('asks for a token command on Microsoft when no credential is given, and leaves a given one alone', () => {
+    expect(missingLoginProblem(PROVIDERS.microsoft365, { password: false, token: false })).toMatch(
+      /^Microsoft 365 takes OAuth2 only .* give --imap-oauth2-token-command CMD/,
+    );
+    expect(missingLoginProblem(PROVIDERS.outlook, { password: false, token: true })).toBeNull();
+    expect(missingLoginProblem(PROVIDERS.outlook, { password: true, token: false })).toBeNull();
+    expect(missingLoginProblem(PROVIDERS.gmail, { password: false, token: false })).toBeNull();
   });
 
   it("puts the user's own rate and budget over the provider's", () => {
