@@ -116,17 +116,55 @@ function describeAccount(a: ConfiguredAccount, env: NodeJS.ProcessEnv = process.
   return lines.join('\n');
 }
 
+/** describeAccount's facts as data, for `config check --json`; the same checks run, secrets stay masked. */
+function accountJson(a: ConfiguredAccount, env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
+  compileRouting(a.routing);
+  providerLines(a);
+  const r = a.routing;
+  return {
+    name: a.name,
+    index: a.index,
+    source: { endpoint: endpoint('pop3', a.pop), password: describePassword(a.pop, env), caFile: a.pop.caFile ?? null },
+    destination: {
+      endpoint: endpoint('imap', a.imap),
+      password: describePassword(a.imap, env),
+      caFile: a.imap.caFile ?? null,
+    },
+    journal: a.journal ?? null,
+    transfer: {
+      batchMessages: a.batchMessages,
+      batchMb: a.batchMb,
+      timeoutSeconds: a.timeoutSeconds,
+      reconnectAttempts: a.reconnectAttempts,
+    },
+    arrivalDate: r.arrivalDate,
+    seen: r.seen.map(stepName),
+    flags: r.flags,
+    everyMs: a.everyMs ?? null,
+    skipLargerThan: r.skipLargerThan ?? null,
+    rules: r.rules.map(describeRule),
+    defaultFolder: r.defaultFolder,
+  };
+}
+
 export function registerConfig(program: Command): void {
   const config = program.command('config').description('Work with popsync.yml configuration files.');
   config
     .command('check')
     .description('Validate a config file and print what it resolves to (secrets masked). Connects to nothing.')
     .argument('<file>', 'the YAML config file')
-    .action(async (file: string) => {
+    .option('--json', 'print one JSON object: the file and what each account resolves to')
+    .action(async (file: string, opts: { json?: boolean }) => {
       // yaml and zod load only when a config file is read (start-up of every other command).
       const { loadConfigFile } = await import('../../config/load.js');
       const loaded = loadConfigFile(file);
       const accounts = configuredAccounts(loaded);
+      if (opts.json === true) {
+        process.stdout.write(
+          `${JSON.stringify({ path: loaded.path, ok: true, accounts: accounts.map((a) => accountJson(a)) })}\n`,
+        );
+        return;
+      }
       const text = accounts.map((a) => describeAccount(a)).join('\n\n');
       process.stdout.write(
         `${loaded.path}: OK, ${accounts.length} account${accounts.length === 1 ? '' : 's'}\n\n${text}\n`,

@@ -51,6 +51,7 @@ export function registerPlan(program: Command, ctx: CommandContext): void {
   addTransferOptions(cmd);
   cmd
     .addOption(new Option('--format <format>', 'output format').choices([...PLAN_FORMATS]).default('table'))
+    .option('--json', 'the same as --format json, as every other command says it')
     .option('--output <file>', 'write the report to this file instead of stdout (required for html)')
     .option('--rate <MBps>', 'transfer rate in megabytes per second for the time estimate', rateOption)
     .option(
@@ -60,7 +61,14 @@ export function registerPlan(program: Command, ctx: CommandContext): void {
     .option('-v, --verbose', 'log protocol steps to stderr (passwords are never logged)')
     .option('--log-file <path>', 'also write a debug log of text lines to this file (mode 0600)');
   addReportDirOption(cmd);
-  cmd.action((opts: Record<string, unknown>, command: Command) => runPlan(opts, command, ctx));
+  cmd.action((opts: Record<string, unknown>, command: Command) => {
+    if (opts.json === true) {
+      if (command.getOptionValueSource('format') === 'cli' && opts.format !== 'json')
+        throw new PopsyncError('usage', `--json and --format ${String(opts.format)} contradict each other`);
+      return runPlan({ ...opts, format: 'json' }, command, ctx);
+    }
+    return runPlan(opts, command, ctx);
+  });
 }
 
 /**
