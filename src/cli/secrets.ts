@@ -90,6 +90,9 @@ function passwordFromEnv(side: Side, name: string, env: Readonly<Record<string, 
  * including spaces, is part of the password). Warns, like fetchmail, when the file is
  * readable by group or others, but still uses it: refusing would break working setups.
  */
+/** Password files already warned about in this process. */
+const warnedOpenFiles = new Set<string>();
+
 export async function passwordFromFile(side: Side, path: string, logger: Logger = silentLogger): Promise<string> {
   const opt = optionName(side, 'password-file');
   let text: string;
@@ -98,7 +101,9 @@ export async function passwordFromFile(side: Side, path: string, logger: Logger 
     try {
       const st = await fh.stat();
       if (!st.isFile()) throw new PopsyncError('usage', `${opt}: ${path} is not a regular file`);
-      if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
+      // Once per file and process: both sides may share one file, and `sync --every` reads it every cycle.
+      if (process.platform !== 'win32' && (st.mode & 0o077) !== 0 && !warnedOpenFiles.has(path)) {
+        warnedOpenFiles.add(path);
         logger.warn(
           { path, mode: (st.mode & 0o777).toString(8).padStart(4, '0') },
           `password file ${path} can be read by other users; run: chmod 600 ${path}`,

@@ -87,6 +87,10 @@ describe('password file', () => {
     ]);
     await passwordFromFile('pop3', file('closed', 'pw\n', 0o600), logger);
     expect(warnings).toHaveLength(1);
+    // Once per file: both sides may use it, and sync --every reads it every cycle.
+    await passwordFromFile('imap', open, logger);
+    await passwordFromFile('pop3', open, logger);
+    expect(warnings).toHaveLength(1);
   });
 
   it('refuses a missing, empty or non-regular file without quoting contents', async () => {
