@@ -136,6 +136,26 @@ describe('MULTIAPPEND', () => {
   });
 });
 
+describe('a literal refused in place of its +', () => {
+  it('ends that command: the MULTIAPPEND stored nothing, and alone only the refused message fails', async () => {
+    const { fake, sink } = await setup({
+      capabilities: ['IMAP4rev1', 'UIDPLUS', 'MULTIAPPEND'],
+      refuseLiteral: (size) => (size > 1000 ? '[LIMIT] Message too large' : undefined),
+    });
+    const items = [0, 2000, 0].map((pad, n) => ({ body: msg(n, pad), flags: [] }));
+    const outcomes = await sink.appendBatch('Archive', items);
+    expect(fake.multiAppends).toEqual([]); // the MULTIAPPEND never got past its 2nd literal
+    expect(outcomes.map((o) => o.ok)).toEqual([true, false, true]);
+    const failed = outcomes[1]!;
+    if (failed.ok) throw new Error('unreachable');
+    expect(failed.error.context.serverResponse).toContain('Message too large');
+    expect(stored(fake).map((m) => m.body)).toEqual([items[0]!.body.toString(), items[2]!.body.toString()]);
+    // The session goes on: the next batch is stored.
+    const next = await sink.appendBatch('Archive', [{ body: msg(9), flags: [] }]);
+    expect(next.map((o) => o.ok)).toEqual([true]);
+  });
+});
+
 describe('LITERAL- (RFC 7888)', () => {
   it('pipelines literals up to 4,096 octets without waiting and waits for + beyond', async () => {
     const { fake, sink } = await setup({ capabilities: ['IMAP4rev1', 'UIDPLUS', 'LITERAL-'] });

@@ -98,6 +98,11 @@ export interface FakeImapOptions {
    */
   holdAppendReplies?: number;
   /**
+   * Asked for each synchronising literal before its '+': a text refuses it with a tagged NO
+   * in place of the '+' (the command ends there, as a server's size check does).
+   */
+  refuseLiteral?: (size: number) => string | undefined;
+  /**
    * Which APPEND flags the server stores (default all); a server without `\*` in PERMANENTFLAGS
    * drops keywords silently.
    */
@@ -226,6 +231,14 @@ class Session {
         this.write(`${/^\S+/.exec(line)?.[0] ?? '*'} BAD [TOOBIG] Non-synchronizing literal over 4096 octets`);
         this.drop();
         return;
+      }
+      const refused = lit && !lit[2] ? this.cfg.options.refuseLiteral?.(Number(lit[1])) : undefined;
+      if (refused !== undefined) {
+        const tag = typeof this.pieces[0] === 'string' ? this.pieces[0] : line;
+        this.fake.received.push(`${line} (refused before the literal)`);
+        this.write(`${/^\S+/.exec(tag)?.[0] ?? '*'} NO ${refused}`);
+        this.pieces = [];
+        continue;
       }
       if (lit) {
         this.fake.literals.push({ size: Number(lit[1]), nonSync: lit[2] === '+' });
