@@ -91,6 +91,10 @@ function resultFields(r: RunResult): Record<string, unknown> {
     copied: r.copied,
     copiedBytes: r.copiedBytes,
     alreadyCopied: r.alreadyCopied,
+    // Copies found in the destination rather than made: without them a run that adopted a
+    // whole mailbox would read as "copied 0, already copied 0".
+    ...(r.reconciled > 0 ? { reconciled: r.reconciled } : {}),
+    ...(r.adopted > 0 ? { adopted: r.adopted } : {}),
     failed,
     ...(r.deleted !== undefined ? { deleted: r.deleted } : {}),
     durationMs: r.durationMs,

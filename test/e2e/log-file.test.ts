@@ -43,6 +43,17 @@ describe('--log-file', () => {
     expect(readFileSync(log, 'utf8')).not.toContain(lab.password);
   });
 
+  it('the result line counts copies found in the destination (adopted), not only those made', async () => {
+    // Source and destination are one Dovecot mailbox: every message is already "copied".
+    const user = lab.newUser('same');
+    await lab.seedPop3(user, [mail(1), mail(2), mail(3)]);
+    const log = join(dir, `${user}.log`);
+    const args = labArgs('sync', lab, user, user, join(dir, `${user}.sqlite`), ['--quiet', '--log-file', log]);
+    const r = await runCli(args, { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(log, 'utf8')).toMatch(/ info: result .*copied=0 .*adopted=3 /);
+  });
+
   it('--log-format json writes JSON lines; a failed run has its result line too', async () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
