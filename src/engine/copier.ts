@@ -63,7 +63,7 @@ function route(ctx: RunContext, received: Received[]): Map<string, Item[]> {
       },
       head,
       req: {
-        body: f.body.bytes ?? { file: f.body.file!, size: f.body.size, hasNul: f.body.hasNul },
+        body: f.body.bytes ?? { file: f.body.file!, size: f.body.wireSize, hasNul: f.body.hasNul },
         flags: routing.flags,
         ...(routing.internalDate ? { internalDate: routing.internalDate } : {}),
       },

@@ -1,7 +1,8 @@
 /**
  * One message as it arrives from RETR, reduced on the way to what the copy needs: its size,
  * sha256, whether it holds a NUL (IMAP then needs a binary literal), the head (the part of the
- * header block anything ever parses, mapping/headers.ts) and the bytes themselves - in memory
+ * header block anything ever parses, mapping/headers.ts) and the bytes themselves, as APPEND
+ * sends them (a bare LF made CRLF on the way, line-ends.ts; the hashes are of the source) - in memory
  * while small, in a spool file (spool.ts) once it has grown past `spillAt`. So a message costs
  * at most `spillAt` bytes of memory plus the head however large it is or claims to be, and
  * nothing is hashed or parsed twice.
@@ -9,20 +10,24 @@
 import { createHash, type Hash } from 'node:crypto';
 import { HEADER_PARSE_LIMIT } from '../mapping/headers.js';
 import { Fingerprinter } from './fingerprint.js';
+import { BareLfToCrlf } from './line-ends.js';
 import type { Spool, SpoolFile } from './spool.js';
 
 /** headerBlockEnd() peeks two bytes past the limit to recognise a blank line ending on it. */
 const HEAD_BYTES = HEADER_PARSE_LIMIT + 2;
 
 export interface ReceivedBody {
+  /** Bytes received: the source message, which `sha256` and `fingerprint` describe. */
   size: number;
+  /** Bytes APPEND sends, held in `bytes` or `file`: `size` plus the CR added to each bare LF (line-ends.ts). */
+  wireSize: number;
   sha256: string;
   /** The normalised content fingerprint (fingerprint.ts): recognises the copy after a server rewrote it. */
   fingerprint: string;
   hasNul: boolean;
   /** The first bytes of the message, enough for every header parse (HEADER_PARSE_LIMIT). */
   head: Buffer;
-  /** The whole message when it stayed in memory; null when it is in `file`. */
+  /** The whole message as sent (bare LF made CRLF) when it stayed in memory; null when it is in `file`. */
   bytes: Buffer | null;
   /** The spool file holding the whole message; null when it is in `bytes`. */
   file: string | null;
@@ -31,6 +36,8 @@ export interface ReceivedBody {
 export class BodyCollector {
   private readonly hash: Hash = createHash('sha256');
   private readonly fingerprint = new Fingerprinter();
+  private readonly crlf = new BareLfToCrlf();
+  private wireSize = 0;
   private chunks: Buffer[] = [];
   private held = 0;
   private size = 0;
@@ -59,6 +66,8 @@ export class BodyCollector {
     this.hash.update(chunk);
     this.fingerprint.update(chunk);
     if (!this.hasNul && chunk.includes(0)) this.hasNul = true;
+    chunk = this.crlf.convert(chunk);
+    this.wireSize += chunk.length;
     if (this.file) {
       // Spilled before the head was complete: keep filling it.
       const head = this.head!;
@@ -89,6 +98,7 @@ export class BodyCollector {
       await this.file.close();
       return {
         size: this.size,
+        wireSize: this.wireSize,
         sha256,
         fingerprint,
         hasNul: this.hasNul,
@@ -101,6 +111,7 @@ export class BodyCollector {
     this.chunks = [];
     return {
       size: this.size,
+      wireSize: this.wireSize,
       sha256,
       fingerprint,
       hasNul: this.hasNul,

@@ -94,7 +94,7 @@ export class Receiver {
       }
       if (!body) continue;
       items.push({ m: x.m, body });
-      bytes += body.size;
+      bytes += body.wireSize;
     }
     return items.length > 0 ? { items, error: null } : null;
   }

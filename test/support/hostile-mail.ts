@@ -116,7 +116,18 @@ export function courierCanonical(b: Buffer): Buffer {
   return out.subarray(0, end);
 }
 
-/** Whether a message has a LF without CR before it (Cyrus refuses those). */
+/** The message as popsync sends it: every bare LF with its CR (Cyrus would refuse it otherwise). */
+export function withCrlf(b: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(b.length * 2);
+  let j = 0;
+  for (let i = 0; i < b.length; i++) {
+    if (b[i] === 0x0a && (i === 0 || b[i - 1] !== 0x0d)) out[j++] = 0x0d;
+    out[j++] = b[i]!;
+  }
+  return out.subarray(0, j);
+}
+
+/** Whether a message has a LF without CR before it (Cyrus refuses those unless popsync adds the CR). */
 export function hasBareLf(b: Buffer): boolean {
   for (let i = b.indexOf(0x0a); i >= 0; i = b.indexOf(0x0a, i + 1)) if (i === 0 || b[i - 1] !== 0x0d) return true;
   return false;

@@ -137,6 +137,18 @@ describe('BodyCollector', () => {
     expect(r.head.equals(big.subarray(0, HEADER_PARSE_LIMIT + 2))).toBe(true);
   });
 
+  it('holds and spools a bare-LF message as APPEND sends it (CRLF), hashed as it was received', async () => {
+    const lf = Buffer.from(`Subject: lf\n\n${'line\n'.repeat(2000)}`);
+    const sent = Buffer.from(lf.toString('latin1').replaceAll('\n', '\r\n'), 'latin1');
+    for (const spillAt of [1 << 20, 1024]) {
+      const r = await collect(lf, spillAt, 333);
+      expect(r).toMatchObject({ size: lf.length, wireSize: sent.length, sha256: sha(lf) });
+      expect((r.bytes ?? readFileSync(r.file!)).equals(sent)).toBe(true);
+      expect(r.file === null).toBe(spillAt > sent.length);
+      expect(headerHash(r.head)).toBe(headerHash(lf));
+    }
+  });
+
   it('abandon() removes the spool file of a message cut off mid-way', async () => {
     const c = new BodyCollector(spool, 10);
     await c.add(Buffer.alloc(100, 'a'));

@@ -1,0 +1,45 @@
+/**
+ * Bare LF becomes CRLF on the way to APPEND, chunk by chunk as the message arrives.
+ *
+ * IMAP messages are CRLF-delimited (RFC 3501 section 4.3, RFC 5322), and servers disagree on
+ * a bare LF: Dovecot and Courier add the CR themselves, but Cyrus answers NO ("Message contains
+ * bare newlines"), so mail from a POP3 server serving LF-only messages never arrived there.
+ * Adding the CR here gives every destination what Dovecot and Courier made of it anyway.
+ *
+ * Only LF is touched. The normalised fingerprint (fingerprint.ts) drops every CR, so a copy
+ * with the CR added is still recognised as its original (reconciliation, adoption, verify);
+ * turning a bare CR into CRLF would add an LF and change the fingerprint, and Cyrus keeps
+ * bare CR as it is, so bare CR is sent as received. sha256 and fingerprint stay those of the
+ * source bytes; only the bytes sent (and so the literal's length) change.
+ *
+ * A CR ending one chunk and the LF starting the next are one CRLF: the last byte is carried.
+ * A chunk without a bare LF is returned as it is (no copy); one with some costs one copy of
+ * the chunk, so memory stays bounded by the chunk whatever the message holds.
+ */
+const CR = 0x0d;
+const LF = 0x0a;
+
+export class BareLfToCrlf {
+  private lastWasCr = false;
+
+  convert(chunk: Buffer): Buffer {
+    if (chunk.length === 0) return chunk;
+    const crBefore = this.lastWasCr;
+    this.lastWasCr = chunk[chunk.length - 1] === CR;
+    const bare = (i: number): boolean => (i === 0 ? !crBefore : chunk[i - 1] !== CR);
+    let count = 0;
+    for (let i = chunk.indexOf(LF); i >= 0; i = chunk.indexOf(LF, i + 1)) if (bare(i)) count++;
+    if (count === 0) return chunk;
+    const out = Buffer.allocUnsafe(chunk.length + count);
+    let j = 0;
+    let from = 0;
+    for (let i = chunk.indexOf(LF); i >= 0; i = chunk.indexOf(LF, i + 1)) {
+      if (!bare(i)) continue;
+      j += chunk.copy(out, j, from, i);
+      out[j++] = CR;
+      from = i;
+    }
+    chunk.copy(out, j, from);
+    return out;
+  }
+}
