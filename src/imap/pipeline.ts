@@ -541,10 +541,26 @@ export class PipelinedAppender {
   private async writeUnit(u: Unit, mailbox: string, items: readonly PipelineItem[]): Promise<void> {
     const sock = this.sock;
     if (u.indices.length > 1) this.multiappended += u.indices.length;
+    let ended = false;
     for (const [k, i] of u.indices.entries()) {
       const it = items[i]!;
       const nonSync = nonSynchronizing(this.literals, bodySize(it.body));
-      sock.write(k === 0 ? this.command(u.tag, mailbox, it, nonSync) : this.nextMessage(it, nonSync));
+      const head = k === 0 ? this.command(u.tag, mailbox, it, nonSync) : this.nextMessage(it, nonSync);
+      if (nonSync && Buffer.isBuffer(it.body)) {
+        // Nagle is off, so each write would be its own TLS record and syscall (three per small
+        // message: command, literal, CRLF). Corked, they leave as one.
+        sock.cork();
+        sock.write(head);
+        sock.write(it.body);
+        ended = k === u.indices.length - 1;
+        if (ended) sock.write('\r\n');
+        sock.uncork();
+        if (sock.destroyed) return;
+        this.appended++;
+        if (sock.writableNeedDrain) await drained(sock);
+        continue;
+      }
+      sock.write(head);
       if (!nonSync && !(await this.continuation(u))) return;
       if (sock.destroyed) return;
       this.appended++;
@@ -554,7 +570,7 @@ export class PipelinedAppender {
         await sendPiece(sock, it.body, chunk);
       }
     }
-    if (!sock.write('\r\n')) await drained(sock);
+    if (!ended && !sock.write('\r\n')) await drained(sock);
   }
 
   /** Waits for the server's '+' (true), or for the command's tagged reply in its place (false). */
