@@ -37,7 +37,7 @@ const NETWORK_CODES = new Set([
  */
 export function createSocket(t: SocketTarget, secure: boolean, onConnect?: () => void): net.Socket {
   const s = secure
-    ? tls.connect({ ...tlsOptions(t), port: t.port }, onConnect)
+    ? tls.connect({ ...sharedContext(tlsOptions(t)), port: t.port }, onConnect)
     : net.connect({ host: t.host, port: t.port }, onConnect);
   s.setNoDelay(true);
   return s;
@@ -45,7 +45,30 @@ export function createSocket(t: SocketTarget, secure: boolean, onConnect?: () =>
 
 /** TLS on a connected plain socket (STARTTLS, STLS), with the same options as implicit TLS. */
 export function createTlsUpgrade(socket: net.Socket, t: SocketTarget, onSecure?: () => void): tls.TLSSocket {
-  return tls.connect({ ...tlsOptions(t), socket }, onSecure);
+  return tls.connect({ ...sharedContext(tlsOptions(t)), socket }, onSecure);
+}
+
+/** Secure contexts by the CA list they trust; a run opens a handful of lists at most. */
+const contexts = new Map<string, tls.SecureContext>();
+
+/**
+ * With a CA file the `ca` list (Node's ~140 roots plus the file) is parsed into a fresh X.509
+ * store for every connection: about 100 ms of CPU each on a loaded machine, a tenth of a small
+ * mailbox's copy over TLS (--cpu-prof: addCACerts), paid again for every reconnect and
+ * account. One context per distinct list is built once and shared. Bad PEM still throws here,
+ * inside the caller's try, as before.
+ */
+function sharedContext(o: tls.ConnectionOptions): tls.ConnectionOptions {
+  if (o.ca === undefined) return o;
+  const cas = Array.isArray(o.ca) ? o.ca : [o.ca];
+  const key = cas.map(String).join('\n');
+  let context = contexts.get(key);
+  if (context === undefined) {
+    context = tls.createSecureContext({ ca: o.ca });
+    contexts.set(key, context);
+  }
+  const { ca: _ca, ...rest } = o;
+  return { ...rest, secureContext: context };
 }
 
 /** Opens TCP (and TLS when `secure`); resolves once usable, rejects with a PopsyncError. */
