@@ -58,7 +58,7 @@ const contexts = new Map<string, tls.SecureContext>();
  * account. One context per distinct list is built once and shared. Bad PEM still throws here,
  * inside the caller's try, as before.
  */
-function sharedContext(o: tls.ConnectionOptions): tls.ConnectionOptions {
+export function sharedContext(o: tls.ConnectionOptions): tls.ConnectionOptions {
   if (o.ca === undefined) return o;
   const cas = Array.isArray(o.ca) ? o.ca : [o.ca];
   const key = cas.map(String).join('\n');

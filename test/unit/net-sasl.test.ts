@@ -1,8 +1,10 @@
 /**
  * The one SASL module, the one trust rule and the IMAP login choice, without sockets.
  */
+import tls from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import { chooseLogin, SaslConversation } from '../../src/imap/login.js';
+import { sharedContext } from '../../src/net/connect.js';
 import { redact } from '../../src/net/redact.js';
 import { oauthErrorStatus, saslMechanism, SaslValueError, secretForms } from '../../src/net/sasl.js';
 import { tlsOptions, trustedCas } from '../../src/net/trust.js';
@@ -175,5 +177,21 @@ describe('trust (src/net/trust.ts): a CA file adds to the roots and NODE_EXTRA_C
     expect('servername' in o).toBe(false);
     expect(o.rejectUnauthorized).toBe(false);
     expect((o.ca as string[]).slice(-1)).toEqual(['X']);
+  });
+});
+
+describe('sharedContext (src/net/connect.ts): one secure context per CA list', () => {
+  const [a, b] = tls.rootCertificates;
+  it('the same list, even as another array, gets the same context, and `ca` is not passed on', () => {
+    const first = sharedContext({ host: 'x', ca: [a!, b!] });
+    const again = sharedContext({ host: 'x', ca: [a!, b!] });
+    expect('ca' in first).toBe(false);
+    expect(first.secureContext).toBeDefined();
+    expect(again.secureContext).toBe(first.secureContext);
+    expect(sharedContext({ host: 'x', ca: [a!] }).secureContext).not.toBe(first.secureContext);
+  });
+  it("without a CA list the options stay as they are (Node's default context)", () => {
+    const o = { host: 'x', rejectUnauthorized: true };
+    expect(sharedContext(o)).toBe(o);
   });
 });
