@@ -50,12 +50,24 @@ export async function* bodyChunks(b: MessageBody): AsyncGenerator<Buffer> {
  * socket drained if it had to buffer.
  */
 export function sendPiece(sock: Writable, body: MessageBody, piece: Buffer): Promise<void> {
+  if (!Buffer.isBuffer(body)) {
+    // On a destroyed socket Node still calls back (with ERR_STREAM_DESTROYED), so this settles.
+    return new Promise((resolve) => sock.write(piece, () => resolve()));
+  }
+  sock.write(piece);
+  return whenDrained(sock);
+}
+
+/**
+ * Resolves when `sock` can take more, and at once when it never will: a socket cut while we
+ * were reading the next piece from disk emitted 'close' long before this wait began, so a
+ * wait for 'drain' or 'close' would never end and the run would hang with no timer left to
+ * notice (a link cut mid-APPEND hung migrations for good). The caller learns of the loss from
+ * the connection's own close handling.
+ */
+export function whenDrained(sock: Writable): Promise<void> {
+  if (sock.destroyed || !sock.writableNeedDrain) return Promise.resolve();
   return new Promise((resolve) => {
-    if (!Buffer.isBuffer(body)) {
-      sock.write(piece, () => resolve());
-      return;
-    }
-    if (sock.write(piece)) return resolve();
     const done = (): void => {
       sock.off('drain', done);
       sock.off('close', done);

@@ -44,7 +44,7 @@ import {
   planUnits,
   type LiteralMode,
 } from './append-plan.js';
-import { bodyChunks, bodySize, sendPiece, type MessageBody } from './body.js';
+import { bodyChunks, bodySize, sendPiece, type MessageBody, whenDrained } from './body.js';
 import type { AppendOutcome, ImapOptions } from './types.js';
 import { classifyAppendError, isTlsFailure, mapConnectError, type ImapFlowErrorLike } from './errors.js';
 import { compiler } from './imapflow-adapter.js';
@@ -226,18 +226,6 @@ interface Unit {
   /** Called when its first byte is written; `written` resolves then. */
   started: () => void;
   written: Promise<void>;
-}
-
-function drained(sock: net.Socket): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      sock.off('drain', done);
-      sock.off('close', done);
-      resolve();
-    };
-    sock.once('drain', done);
-    sock.once('close', done);
-  });
 }
 
 export interface PipelineItem {
@@ -557,7 +545,7 @@ export class PipelinedAppender {
         sock.uncork();
         if (sock.destroyed) return;
         this.appended++;
-        if (sock.writableNeedDrain) await drained(sock);
+        if (sock.writableNeedDrain) await whenDrained(sock);
         continue;
       }
       sock.write(head);
@@ -570,7 +558,7 @@ export class PipelinedAppender {
         await sendPiece(sock, it.body, chunk);
       }
     }
-    if (!ended && !sock.write('\r\n')) await drained(sock);
+    if (!ended && !sock.write('\r\n')) await whenDrained(sock);
   }
 
   /** Waits for the server's '+' (true), or for the command's tagged reply in its place (false). */
