@@ -19,7 +19,9 @@ async function cutStream(): Promise<PassThrough> {
 /** Settles the promise or reports that it still hangs once every pending callback has run. */
 async function settles(p: Promise<void>): Promise<boolean> {
   let done = false;
-  void p.then(() => (done = true));
+  void p.then(() => {
+    done = true;
+  });
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
   return done;
 }
