@@ -16,6 +16,7 @@
  * them: nothing is hidden over TLS, which is why the no-UIDPLUS lab is used over plaintext.
  */
 import net from 'node:net';
+import { ImapStreamSplitter, LITERAL_AT_END } from './imap-splitter.js';
 
 export interface FrontStats {
   /** APPEND commands the client sent. */
@@ -48,64 +49,27 @@ export interface FrontOptions {
 
 const LITERAL_MINUS_MAX = 4096;
 
-const CRLF = Buffer.from('\r\n');
-const LITERAL_AT_END = /~?\{(\d+)(\+|-)?\}$/;
 const UID_CODE = /^((?:\S+|\*) OK )\[(?:APPENDUID|COPYUID) [^\]]*\] ?/i;
 
-/**
- * Splits one direction of an IMAP stream into lines and literals. `onLine` may return a
- * replacement line (without CRLF); literals pass unchanged. Memory is bounded by the longest
- * line, never by a literal.
- */
-class ImapStreamSplitter {
-  private pending = Buffer.alloc(0);
-  private literalLeft = 0;
-  private raw = false;
-
-  constructor(
-    private readonly onLine: (line: Buffer) => Buffer,
-    private readonly onLiteral: (line: Buffer) => void = () => {},
-  ) {}
-
-  /** From now on bytes are copied as they are (TLS after STARTTLS). */
-  passThrough(): void {
-    this.raw = true;
-  }
-
-  push(chunk: Buffer): Buffer {
-    if (this.raw) return chunk;
-    const out: Buffer[] = [];
-    let data = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
-    this.pending = Buffer.alloc(0);
-    while (data.length > 0) {
-      if (this.literalLeft > 0) {
-        const n = Math.min(this.literalLeft, data.length);
-        out.push(data.subarray(0, n));
-        this.literalLeft -= n;
-        data = data.subarray(n);
-        continue;
-      }
-      const eol = data.indexOf(CRLF);
-      if (eol < 0) {
-        this.pending = Buffer.from(data);
-        break;
-      }
-      const line = data.subarray(0, eol);
-      data = data.subarray(eol + 2);
-      const m = LITERAL_AT_END.exec(line.toString('latin1'));
-      if (m) {
-        this.literalLeft = Number(m[1]);
-        this.onLiteral(line);
-      }
-      out.push(this.onLine(line), CRLF);
-      if (this.raw) {
-        out.push(data);
-        break;
-      }
-    }
-    return Buffer.concat(out);
-  }
+/** One direction's splitter whose lines may be replaced; push() returns what to forward. */
+function rewriter(edit: (line: Buffer) => Buffer): { splitter: ImapStreamSplitter; push: (d: Buffer) => Buffer } {
+  let out: Buffer[] = [];
+  const splitter = new ImapStreamSplitter(
+    (line) => out.push(edit(line), CRLF),
+    (bytes) => out.push(bytes),
+  );
+  return {
+    splitter,
+    push(d) {
+      splitter.push(d);
+      const joined = Buffer.concat(out);
+      out = [];
+      return joined;
+    },
+  };
 }
+
+const CRLF = Buffer.from('\r\n');
 
 export async function startImapFront(targetPort: number, opts: FrontOptions): Promise<ImapFront> {
   const stats: FrontStats = {
@@ -122,7 +86,7 @@ export async function startImapFront(targetPort: number, opts: FrontOptions): Pr
     open.add(upstream);
     client.setNoDelay(true);
     upstream.setNoDelay(true);
-    const fromServer = new ImapStreamSplitter((line) => {
+    const fromServer = rewriter((line) => {
       if (!opts.hideUidplus) return line;
       const text = line.toString('latin1');
       if (!UID_CODE.test(text)) return line;
@@ -135,33 +99,31 @@ export async function startImapFront(targetPort: number, opts: FrontOptions): Pr
     let inAppend = false;
     let countedMulti = false;
     let tooBig = false;
-    const fromClient = new ImapStreamSplitter(
-      (line) => {
-        const text = line.toString('latin1');
-        if (!afterLiteral) {
-          inAppend = /^\S+ (UID )?APPEND /i.test(text);
-          countedMulti = false;
-          if (inAppend) stats.appends++;
-        } else if (inAppend && !countedMulti && LITERAL_AT_END.test(text)) {
-          stats.multiAppends++;
-          countedMulti = true;
-        }
-        afterLiteral = LITERAL_AT_END.test(text);
-        if (/^\S+ STARTTLS$/i.test(text)) {
-          fromClient.passThrough();
-          fromServer.passThrough();
-        }
-        return line;
-      },
-      (line) => {
-        const m = /\{(\d+)\+\}$/.exec(line.toString('latin1'));
-        if (!m) return;
+    const fromClient = rewriter((line) => {
+      const text = line.toString('latin1');
+      const nonSync = /\{(\d+)\+\}$/.exec(text);
+      if (nonSync) {
         stats.nonSyncLiterals++;
-        if (Number(m[1]) <= LITERAL_MINUS_MAX) return;
-        stats.oversizeNonSyncLiterals++;
-        if (opts.literalMinus) tooBig = true;
-      },
-    );
+        if (Number(nonSync[1]) > LITERAL_MINUS_MAX) {
+          stats.oversizeNonSyncLiterals++;
+          if (opts.literalMinus) tooBig = true;
+        }
+      }
+      if (!afterLiteral) {
+        inAppend = /^\S+ (UID )?APPEND /i.test(text);
+        countedMulti = false;
+        if (inAppend) stats.appends++;
+      } else if (inAppend && !countedMulti && LITERAL_AT_END.test(text)) {
+        stats.multiAppends++;
+        countedMulti = true;
+      }
+      afterLiteral = LITERAL_AT_END.test(text);
+      if (/^\S+ STARTTLS$/i.test(text)) {
+        fromClient.splitter.passThrough();
+        fromServer.splitter.passThrough();
+      }
+      return line;
+    });
     upstream.on('data', (d: Buffer) => {
       const out = fromServer.push(d);
       if (out.length) client.write(out);

@@ -13,6 +13,7 @@
  * swallowed up to the end of the command. Plaintext only: after STARTTLS it just copies bytes.
  */
 import net from 'node:net';
+import { ImapStreamSplitter, LITERAL_AT_END } from '../../lab/imap-splitter.js';
 
 export interface ThrottleProxy {
   port: number;
@@ -25,56 +26,7 @@ export interface ThrottleProxy {
 export type ThrottlePlan = (appendNumber: number) => number | null;
 
 const CRLF = Buffer.from('\r\n');
-const LITERAL_AT_END = /~?\{(\d+)(\+)?\}$/;
-
-/** Cuts one direction of IMAP into lines and literal bytes; memory bounded by the longest line. */
-class Splitter {
-  private pending = Buffer.alloc(0);
-  private literalLeft = 0;
-  raw = false;
-
-  constructor(
-    private readonly onLine: (line: Buffer) => void,
-    private readonly onLiteral: (bytes: Buffer) => void,
-  ) {}
-
-  /** The literal the last line announced will not come (a synchronising one that was refused). */
-  cancelLiteral(): void {
-    this.literalLeft = 0;
-  }
-
-  push(chunk: Buffer): void {
-    if (this.raw) {
-      this.onLiteral(chunk);
-      return;
-    }
-    let data = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
-    this.pending = Buffer.alloc(0);
-    while (data.length > 0) {
-      if (this.raw) {
-        this.onLiteral(data);
-        return;
-      }
-      if (this.literalLeft > 0) {
-        const n = Math.min(this.literalLeft, data.length);
-        this.onLiteral(data.subarray(0, n));
-        this.literalLeft -= n;
-        data = data.subarray(n);
-        continue;
-      }
-      const eol = data.indexOf(CRLF);
-      if (eol < 0) {
-        this.pending = Buffer.from(data);
-        return;
-      }
-      const line = data.subarray(0, eol + 2);
-      data = data.subarray(eol + 2);
-      const m = LITERAL_AT_END.exec(line.subarray(0, eol).toString('latin1'));
-      this.literalLeft = m ? Number(m[1]) : 0;
-      this.onLine(line);
-    }
-  }
-}
+const withCrlf = (line: Buffer): Buffer => Buffer.concat([line, CRLF]);
 
 export async function startThrottleProxy(targetPort: number, plan: ThrottlePlan): Promise<ThrottleProxy> {
   const stats = { appends: 0, throttled: 0 };
@@ -89,9 +41,9 @@ export async function startThrottleProxy(targetPort: number, plan: ThrottlePlan)
     /** A throttled APPEND whose non-synchronising literal(s) are being swallowed. */
     let swallowing = false;
     let literalIsSwallowed = false;
-    const fromClient = new Splitter(
-      (lineWithCrlf) => {
-        const line = lineWithCrlf.subarray(0, -2).toString('latin1');
+    const fromClient = new ImapStreamSplitter(
+      (bytes) => {
+        const line = bytes.toString('latin1');
         const lit = LITERAL_AT_END.exec(line);
         if (swallowing) {
           // The rest of a swallowed command: more literals, or its end.
@@ -120,20 +72,20 @@ export async function startThrottleProxy(targetPort: number, plan: ThrottlePlan)
         }
         literalIsSwallowed = false;
         if (/^\S+ STARTTLS$/i.test(line)) {
-          fromClient.raw = true;
-          fromServer.raw = true;
+          fromClient.passThrough();
+          fromServer.passThrough();
         }
-        upstream.write(lineWithCrlf);
+        upstream.write(withCrlf(bytes));
       },
       (bytes) => {
         if (!literalIsSwallowed) upstream.write(bytes);
       },
     );
-    const fromServer = new Splitter(
+    const fromServer = new ImapStreamSplitter(
       (line) => {
         const tag = /^(\S+) OK\b/.exec(line.toString('latin1'))?.[1];
         const ms = tag === undefined ? undefined : refusing.get(tag);
-        if (ms === undefined) return void client.write(line);
+        if (ms === undefined) return void client.write(withCrlf(line));
         refusing.delete(tag!);
         client.write(`${tag} NO Request is throttled. Suggested Backoff Time: ${ms} milliseconds\r\n`);
       },
