@@ -3,194 +3,44 @@
  * measured in the same run on the same corpus. Figures only, no thresholds: they go into
  * notes and issues, never into a timed test.
  *
- * The raw ceilings use bare sockets, not our clients, so they measure the servers:
- *  - POP3: every RETR written at once down one connection (PIPELINING), bytes counted as they
- *    arrive until the last terminator;
- *  - IMAP, four ways of sending (SINK_MODES): APPEND with non-synchronising literals ({n+},
- *    LITERAL+) over 1 and over 4 connections, and MULTIAPPEND (RFC 3502) of 50 and of 100
- *    messages per command over 1, every command written at once, until the last tagged OK.
+ * The raw ceilings use bare sockets, not our clients, so they measure the servers
+ * (bench-raw.ts): pipelined POP3 RETR (the source's limit); four ways of storing pre-built
+ * messages (SINK_MODES: APPEND with {n+} literals over 1 and 4 connections, MULTIAPPEND of 50
+ * and 100 over 1: the destination's); and a raw relay, RETR pipelined into MULTIAPPEND x100 as
+ * each message arrives with no hashing and no journal: the fastest POP3->IMAP copy this
+ * machine can do, what popsync is really to be held against. Each is measured before and
+ * after popsync and the faster kept (right after seeding, the disk is still flushing).
  * popsync runs as the real CLI in its own process; its peak RSS and CPU are sampled from
- * /proc, and the server's CPU is that of Dovecot's whole process tree (the children its master
- * reaped included), so "where the time goes" is popsync's CPU beside the server's.
+ * /proc. The server's CPU is that of Dovecot's whole process tree, split by process
+ * (server-cpu.ts: pop3, imap, and their -login processes, which carry TLS), so "where the time
+ * goes" is popsync's CPU beside each server's.
  *
- * Mixes: a typical one (BENCH_MESSAGES, default 3,000), 10,000 small messages
- * (BENCH_SMALL_MESSAGES), and a typical one at 30 ms round trip (BENCH_RTT_MS,
- * BENCH_RTT_MESSAGES: every connection through lab/slow-proxy.ts; tc netem is not available
- * here, the kernel has no sch_netem). Then cron's no-op sync (BENCH_SYNC_MESSAGES, 0 skips) and
- * the memory cases of issue 7 (BENCH_LARGE=0 skips): one 200 MB message (BENCH_LARGE_MB), and
- * one whose header block alone is 100 MB (BENCH_HEADER_MB), each copied alone, peak RSS beside
- * the README's bound. BENCH_POPSYNC names another build's bin/popsync.js, for before/after.
+ * Mixes, each section skipped when its count is 0: a typical one (BENCH_MESSAGES, default
+ * 3,000), the same typical one with TLS on both sides (BENCH_TLS_MESSAGES, default
+ * BENCH_MESSAGES: pop3s and imaps verified against the lab's CA, raw clients included),
+ * 10,000 small messages (BENCH_SMALL_MESSAGES), and a typical one at 30 ms round trip
+ * (BENCH_RTT_MS, BENCH_RTT_MESSAGES: every connection through lab/slow-proxy.ts; tc netem is
+ * not available here, the kernel has no sch_netem). Then cron's no-op sync
+ * (BENCH_SYNC_MESSAGES, 0 skips) and the memory cases of issue 7 (BENCH_LARGE=0 skips): one
+ * 200 MB message (BENCH_LARGE_MB), and one whose header block alone is 100 MB
+ * (BENCH_HEADER_MB), each copied alone, peak RSS beside the README's bound. BENCH_POPSYNC names
+ * another build's bin/popsync.js, for before/after.
  */
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import net from 'node:net';
+import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type RawEndpoints, rawImap, rawPop3, rawRelay, SINK_MODES } from './bench-raw.js';
 import { benchMix, hugeMessage } from './corpus.js';
 import { startDovecot, type Lab } from './dovecot.js';
+import { formatServerCpu, ServerCpu, type ServerCpuSplit } from './server-cpu.js';
 import { startSlowProxy } from './slow-proxy.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MB = 1024 * 1024;
 /** README "Memory": the peak RSS popsync stays under whatever the message sizes. */
 const PEAK_RSS_BOUND_MB = 200;
-
-/** Reads lines/bytes from a socket until `done(buffer)` says so. */
-function session(port: number): { sock: net.Socket; until(pred: (all: string) => boolean): Promise<string> } {
-  const sock = net.connect(port, '127.0.0.1');
-  let acc = '';
-  let waiter: { pred: (s: string) => boolean; resolve: (s: string) => void } | null = null;
-  sock.on('data', (d: Buffer) => {
-    acc += d.toString('latin1');
-    if (waiter?.pred(acc)) {
-      const w = waiter;
-      waiter = null;
-      const out = acc;
-      acc = '';
-      w.resolve(out);
-    }
-  });
-  return {
-    sock,
-    until: (pred) =>
-      new Promise((resolve, reject) => {
-        sock.once('error', reject);
-        if (pred(acc)) {
-          const out = acc;
-          acc = '';
-          resolve(out);
-        } else waiter = { pred, resolve };
-      }),
-  };
-}
-
-async function rawPop3(lab: Lab, user: string, count: number): Promise<number> {
-  const s = session(lab.pop3.port);
-  await s.until((a) => a.includes('\r\n'));
-  s.sock.write(`USER ${user}\r\nPASS ${lab.password}\r\n`);
-  await s.until((a) => (a.match(/\r\n/g) ?? []).length >= 2);
-  const t0 = performance.now();
-  let cmds = '';
-  for (let i = 1; i <= count; i++) cmds += `RETR ${i}\r\n`;
-  s.sock.write(cmds);
-  // A dot-stuffed body never contains CRLF.CRLF, so terminators count whole messages.
-  let seen = 0;
-  let tail = '';
-  await new Promise<void>((resolve) => {
-    s.sock.removeAllListeners('data');
-    s.sock.on('data', (d: Buffer) => {
-      const text = tail + d.toString('latin1');
-      let i = text.indexOf('\r\n.\r\n');
-      while (i >= 0) {
-        seen++;
-        i = text.indexOf('\r\n.\r\n', i + 5);
-      }
-      tail = text.slice(-4);
-      if (seen >= count) resolve();
-    });
-  });
-  const ms = performance.now() - t0;
-  s.sock.end('QUIT\r\n');
-  return ms;
-}
-
-/** How a raw IMAP sink sends: over `conns` connections, `multi` messages per APPEND command. */
-interface SinkMode {
-  label: string;
-  conns: number;
-  /** 1: one APPEND per message; more: MULTIAPPEND (RFC 3502) of up to this many. */
-  multi: number;
-}
-
-const SINK_MODES: SinkMode[] = [
-  { label: 'raw APPEND {n+}, 1 conn', conns: 1, multi: 1 },
-  { label: 'raw APPEND {n+}, 4 conns', conns: 4, multi: 1 },
-  { label: 'raw MULTIAPPEND x50, 1 conn', conns: 1, multi: 50 },
-  { label: 'raw MULTIAPPEND x100, 1 conn', conns: 1, multi: 100 },
-];
-
-/**
- * The server's ceiling for one way of sending: every command written at once with
- * non-synchronising literals ({n+}, LITERAL+) into one user's INBOX, messages dealt round-robin
- * over the connections, until the last tagged OK. Logins happen before the clock starts.
- */
-async function rawImap(port: number, lab: Lab, user: string, messages: Buffer[], mode: SinkMode): Promise<number> {
-  const parts = Array.from({ length: mode.conns }, (_, c) => messages.filter((_, i) => i % mode.conns === c));
-  const sessions = await Promise.all(
-    parts.map(async () => {
-      const s = session(port);
-      await s.until((a) => a.includes('\r\n'));
-      s.sock.write(`a LOGIN ${user} ${lab.password}\r\n`);
-      await s.until((a) => /^a (OK|NO|BAD)/m.test(a));
-      return s;
-    }),
-  );
-  const t0 = performance.now();
-  await Promise.all(
-    sessions.map(async (s, c) => {
-      const mine = parts[c]!;
-      const commands: Buffer[][] = [];
-      for (let i = 0; i < mine.length; i += mode.multi) commands.push(mine.slice(i, i + mode.multi));
-      let okCount = 0;
-      const done = new Promise<void>((resolve, reject) => {
-        s.sock.removeAllListeners('data');
-        let acc = '';
-        s.sock.on('data', (d: Buffer) => {
-          acc += d.toString('latin1');
-          const lines = acc.split('\r\n');
-          acc = lines.pop() ?? '';
-          for (const l of lines) {
-            if (/^t\d+ OK/.test(l)) okCount++;
-            else if (/^t\d+ (NO|BAD)/.test(l)) reject(new Error(`raw APPEND refused: ${l}`));
-          }
-          if (okCount >= commands.length) resolve();
-        });
-      });
-      for (const [i, batch] of commands.entries()) {
-        const pieces: Buffer[] = [Buffer.from(`t${i} APPEND INBOX`)];
-        for (const m of batch) pieces.push(Buffer.from(` {${m.length}+}\r\n`), m);
-        pieces.push(Buffer.from('\r\n'));
-        if (!s.sock.write(Buffer.concat(pieces))) await new Promise((r) => s.sock.once('drain', r));
-      }
-      await done;
-      s.sock.end('z LOGOUT\r\n');
-    }),
-  );
-  return performance.now() - t0;
-}
-
-/**
- * CPU time (ms) of a process tree: every live process under `root` with the CPU of the children
- * each has reaped. Dovecot's master reaps its imap and pop3 processes, so their CPU stays
- * counted after a connection closes.
- */
-function treeCpuMs(root: number): number {
-  const procs = new Map<number, { ppid: number; ticks: number }>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      procs.set(Number(name), {
-        ppid: Number(f[1]),
-        ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]),
-      });
-    } catch {
-      /* gone meanwhile */
-    }
-  }
-  let ticks = 0;
-  for (const [pid, p] of procs) {
-    for (let q: number | undefined = pid; q !== undefined && q > 1; q = procs.get(q)?.ppid) {
-      if (q === root) {
-        ticks += p.ticks;
-        break;
-      }
-    }
-  }
-  return ticks * 10; // USER_HZ is 100 on Linux
-}
 
 interface CliRun {
   ms: number;
@@ -203,10 +53,15 @@ interface CliRun {
 /** The popsync under test: BENCH_POPSYNC names another build's bin/popsync.js (a before/after run). */
 const POPSYNC_BIN = process.env.BENCH_POPSYNC ?? join(ROOT, 'bin', 'popsync.js');
 
-interface Ports {
-  pop3: number;
-  imap: number;
+/** The lab's plaintext endpoints, or its pop3s/imaps ones with the CA that verifies them. */
+function labEndpoints(lab: Lab, tls: boolean): RawEndpoints {
+  return tls
+    ? { pop3: lab.pop3s.port, imap: lab.imaps.port, ca: readFileSync(lab.caFile) }
+    : { pop3: lab.pop3.port, imap: lab.imap.port };
 }
+
+/** BENCH_CPU_PROF=DIR: every popsync run writes a V8 CPU profile there (node --cpu-prof). */
+const PROFILE_ARGS = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
 
 function popsync(
   lab: Lab,
@@ -214,31 +69,31 @@ function popsync(
   imapUser: string,
   journal: string,
   command: 'migrate' | 'sync' = 'migrate',
-  tls = false,
-  ports: Ports = { pop3: lab.pop3.port, imap: lab.imap.port },
+  ep: RawEndpoints = labEndpoints(lab, false),
 ): Promise<CliRun> {
-  const endpoints = tls
+  const endpoints = ep.ca
     ? [
         '--pop',
-        `pop3s://${popUser}@127.0.0.1:${lab.pop3s.port}`,
+        `pop3s://${popUser}@127.0.0.1:${ep.pop3}`,
         '--pop-ca-file',
         lab.caFile,
         '--imap',
-        `imaps://${imapUser}@127.0.0.1:${lab.imaps.port}`,
+        `imaps://${imapUser}@127.0.0.1:${ep.imap}`,
         '--imap-ca-file',
         lab.caFile,
       ]
     : [
         '--pop',
-        `pop3://${popUser}@127.0.0.1:${ports.pop3}`,
+        `pop3://${popUser}@127.0.0.1:${ep.pop3}`,
         '--pop-tls',
         'none',
         '--imap',
-        `imap://${imapUser}@127.0.0.1:${ports.imap}`,
+        `imap://${imapUser}@127.0.0.1:${ep.imap}`,
         '--imap-tls',
         'none',
       ];
   const args = [
+    ...PROFILE_ARGS,
     POPSYNC_BIN,
     command,
     ...endpoints,
@@ -294,68 +149,106 @@ function row(label: string, msgs: number, bytes: number, ms: number, extra = '')
 let userSeq = 0;
 const fresh = (what: string): string => `bench-${what}-${++userSeq}`;
 
+interface MixOptions {
+  /** Every connection through a relay that holds each chunk rttMs/2 in each direction. */
+  rttMs?: number;
+  /** pop3s and imaps for everyone, raw clients included. */
+  tls?: boolean;
+  /** Also run popsync again over the same journal, with nothing left to copy. */
+  noopRerun?: boolean;
+}
+
+interface Measured {
+  ms: number;
+  server: ServerCpuSplit;
+}
+
+/** Runs `what` under a server CPU meter; `what` calls its argument as the last reply arrives. */
+async function metered(lab: Lab, what: (atEnd: () => void) => Promise<number>): Promise<Measured> {
+  const meter = new ServerCpu(lab.pid);
+  const ms = await what(() => meter.sample());
+  return { ms, server: meter.stop() };
+}
+
+/** Keeps the faster of two measurements of the same thing under `key`. */
+function keepFaster<K>(into: Map<K, Measured>, key: K, m: Measured): void {
+  const best = into.get(key);
+  if (!best || m.ms < best.ms) into.set(key, m);
+}
+
 /**
- * One mix: the raw sinks of the same server (each before and after popsync, the faster kept:
- * right after seeding, the disk is still flushing), popsync itself, and their ratio. With
- * `rttMs` every connection, raw or popsync's, goes through a relay that holds each chunk
- * rttMs/2 in each direction.
+ * One mix: the raw ceilings of the same server (each before and after popsync, the faster
+ * kept: right after seeding, the disk is still flushing), popsync itself, and its ratios.
  */
-async function mixSection(lab: Lab, title: string, messages: Buffer[], rttMs = 0): Promise<void> {
+async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: MixOptions = {}): Promise<void> {
+  const { rttMs = 0, tls = false } = opts;
+  const count = messages.length;
   const bytes = messages.reduce((a, m) => a + m.length, 0);
   const largest = Math.max(...messages.map((m) => m.length));
+  const where = rttMs ? `${rttMs} ms round trip (delaying relay)` : `loopback${tls ? ', TLS both sides' : ''}`;
   process.stdout.write(
-    `\n== ${title}: ${messages.length} messages, ${(bytes / MB).toFixed(1)} MB ` +
-      `(largest ${(largest / MB).toFixed(2)} MB), ` +
-      `${rttMs ? `${rttMs} ms round trip (delaying relay)` : 'loopback'} ==\n`,
+    `\n== ${title}: ${count} messages, ${(bytes / MB).toFixed(1)} MB ` +
+      `(largest ${(largest / MB).toFixed(2)} MB), ${where} ==\n`,
   );
   const proxies = rttMs
     ? [await startSlowProxy(lab.pop3.port, rttMs / 2), await startSlowProxy(lab.imap.port, rttMs / 2)]
     : [];
-  const ports: Ports = proxies.length
-    ? { pop3: proxies[0]!.port, imap: proxies[1]!.port }
-    : { pop3: lab.pop3.port, imap: lab.imap.port };
+  const ep: RawEndpoints = proxies.length ? { pop3: proxies[0]!.port, imap: proxies[1]!.port } : labEndpoints(lab, tls);
   try {
+    // popsync's source empties as it goes; the raw readers (RETR only) share one of their own.
     const src = fresh('src');
+    const rawSrc = fresh('rawsrc');
     await lab.seedPop3(src, messages);
-    const sinks = new Map<SinkMode, { ms: number; serverMs: number }>();
-    const measureSinks = async (): Promise<void> => {
-      for (const mode of SINK_MODES) {
-        const cpu0 = treeCpuMs(lab.pid);
-        const ms = await rawImap(ports.imap, lab, fresh('raw'), messages, mode);
-        const serverMs = treeCpuMs(lab.pid) - cpu0;
-        const best = sinks.get(mode);
-        if (!best || ms < best.ms) sinks.set(mode, { ms, serverMs });
-      }
-    };
-    await measureSinks();
-    const cpu0 = treeCpuMs(lab.pid);
-    const run = await popsync(lab, src, fresh('dst'), join(lab.dir, `${src}.sqlite`), 'migrate', false, ports);
-    const serverMs = treeCpuMs(lab.pid) - cpu0;
-    if (run.summary.copied + run.summary.reconciled !== messages.length)
-      throw new Error(`popsync copied ${run.summary.copied} (+${run.summary.reconciled}) of ${messages.length}`);
-    await measureSinks();
-    for (const mode of SINK_MODES) {
-      const m = sinks.get(mode)!;
-      process.stdout.write(
-        `${row(mode.label, messages.length, bytes, m.ms, `server CPU ${(m.serverMs / 1000).toFixed(2)} s`)}\n`,
+    await lab.seedPop3(rawSrc, messages);
+    const raw = new Map<string, Measured>();
+    const relayLabel = 'raw relay POP3 -> MULTIAPPEND x100';
+    const measureRaw = async (): Promise<void> => {
+      const pw = lab.password;
+      keepFaster(raw, 'pop3', await metered(lab, (end) => rawPop3(ep, rawSrc, pw, count, end)));
+      for (const mode of SINK_MODES)
+        keepFaster(raw, mode.label, await metered(lab, (end) => rawImap(ep, fresh('raw'), pw, messages, mode, end)));
+      keepFaster(
+        raw,
+        relayLabel,
+        await metered(lab, (end) => rawRelay(ep, rawSrc, fresh('relay'), pw, count, 100, end)),
       );
-    }
-    process.stdout.write(
-      `${row(
-        'popsync migrate (whole process)',
-        messages.length,
-        bytes,
-        run.ms,
-        `server CPU ${(serverMs / 1000).toFixed(2)} s (POP3+IMAP), popsync CPU ${(run.cpuMs / 1000).toFixed(2)} s, ` +
-          `peak RSS ${run.peakRssMb.toFixed(0)} MB`,
-      )}\n`,
+    };
+    await measureRaw();
+    const journal = join(lab.dir, `${src}.sqlite`);
+    const dst = fresh('dst');
+    const meter = new ServerCpu(lab.pid);
+    const run = await popsync(lab, src, dst, journal, 'migrate', ep);
+    const server = meter.stop();
+    if (run.summary.copied + run.summary.reconciled !== count)
+      throw new Error(`popsync copied ${run.summary.copied} (+${run.summary.reconciled}) of ${count}`);
+    const noop = opts.noopRerun ? await popsync(lab, src, dst, journal, 'migrate', ep) : undefined;
+    await measureRaw();
+
+    const line = (label: string, m: Measured, extra = ''): void => {
+      process.stdout.write(`${row(label, count, bytes, m.ms, `server CPU ${formatServerCpu(m.server)}${extra}`)}\n`);
+    };
+    line('raw POP3 RETR, pipelined, 1 conn', raw.get('pop3')!);
+    for (const mode of SINK_MODES) line(mode.label, raw.get(mode.label)!);
+    const relay = raw.get(relayLabel)!;
+    line(relayLabel, relay);
+    line(
+      'popsync migrate (whole process)',
+      { ms: run.ms, server },
+      `; popsync CPU ${(run.cpuMs / 1000).toFixed(2)} s, peak RSS ${run.peakRssMb.toFixed(0)} MB`,
     );
+    const sinks = SINK_MODES.map((mode) => [mode, raw.get(mode.label)!] as const);
     const [bestMode, best] = [...sinks].sort((a, b) => a[1].ms - b[1].ms)[0]!;
-    const single = sinks.get(SINK_MODES[0]!)!;
+    const single = raw.get(SINK_MODES[0]!.label)!;
     process.stdout.write(
-      `popsync / best raw sink (${bestMode.label.replace('raw ', '')}): ${(best.ms / run.ms).toFixed(2)}x; ` +
+      `popsync / raw relay: ${(relay.ms / run.ms).toFixed(2)}x; ` +
+        `/ best raw sink (${bestMode.label.replace('raw ', '')}): ${(best.ms / run.ms).toFixed(2)}x; ` +
         `/ raw APPEND 1 conn: ${(single.ms / run.ms).toFixed(2)}x\n`,
     );
+    if (noop)
+      process.stdout.write(
+        `popsync no-op rerun (${count} journaled): ${(noop.ms / 1000).toFixed(2)} s, start-up included, ` +
+          `peak RSS ${noop.peakRssMb.toFixed(0)} MB\n`,
+      );
   } finally {
     for (const p of proxies) await p.close();
   }
@@ -380,35 +273,21 @@ function smallMix(count: number, seed: number): Buffer[] {
 
 async function main(): Promise<void> {
   const count = Number(process.env.BENCH_MESSAGES ?? 3000);
-  const messages = benchMix(count, 42);
-  const bytes = messages.reduce((a, m) => a + m.length, 0);
   const lab = await startDovecot({ pop3Rawlog: false });
   try {
-    await lab.seedPop3('bench-src', messages);
     process.stdout.write(
       `popsync ${POPSYNC_BIN}; Dovecot on loopback, ${process.env.HOSTNAME ?? 'this machine'}; load average ${loadavg()
         .map((l) => l.toFixed(1))
         .join(' ')}\n`,
     );
-    const popBefore = await rawPop3(lab, 'bench-src', count);
-    const noopJournal = join(lab.dir, 'bench.sqlite');
-    const first = await popsync(lab, 'bench-src', 'bench-dst', noopJournal);
-    if (first.summary.copied !== count) throw new Error(`popsync copied ${first.summary.copied} of ${count}`);
-    const popMs = Math.min(popBefore, await rawPop3(lab, 'bench-src', count));
-    const noop = await popsync(lab, 'bench-src', 'bench-dst', noopJournal);
-    process.stdout.write(
-      `${row('raw POP3 RETR, pipelined, 1 conn', count, bytes, popMs, '(faster of before/after)')}\n`,
-    );
-    process.stdout.write(
-      `popsync no-op rerun (${count} journaled): ${(noop.ms / 1000).toFixed(2)} s, start-up included, ` +
-        `peak RSS ${noop.peakRssMb.toFixed(0)} MB\n`,
-    );
-
-    await mixSection(lab, 'typical mix', messages);
-    await mixSection(lab, 'small messages', smallMix(Number(process.env.BENCH_SMALL_MESSAGES ?? 10_000), 7));
+    if (count > 0) await mixSection(lab, 'typical mix', benchMix(count, 42), { noopRerun: true });
+    const tlsCount = Number(process.env.BENCH_TLS_MESSAGES ?? count);
+    if (tlsCount > 0) await mixSection(lab, 'typical mix', benchMix(tlsCount, 42), { tls: true });
+    const small = Number(process.env.BENCH_SMALL_MESSAGES ?? 10_000);
+    if (small > 0) await mixSection(lab, 'small messages', smallMix(small, 7));
     const rtt = Number(process.env.BENCH_RTT_MS ?? 30);
-    if (rtt > 0)
-      await mixSection(lab, 'typical mix', benchMix(Number(process.env.BENCH_RTT_MESSAGES ?? 1000), 43), rtt);
+    const rttCount = Number(process.env.BENCH_RTT_MESSAGES ?? 1000);
+    if (rtt > 0 && rttCount > 0) await mixSection(lab, 'typical mix', benchMix(rttCount, 43), { rttMs: rtt });
 
     // Cron's case: `sync` over a large mailbox where nothing is new. The journal is filled by a
     // real first sync (not written directly), so it holds exactly what production would.
@@ -477,7 +356,7 @@ async function largeMessages(lab: Lab): Promise<void> {
       `bench-large-dst-${i}`,
       join(lab.dir, `bench-large-${i}.sqlite`),
       'migrate',
-      tls,
+      labEndpoints(lab, tls),
     );
     if (run.summary.copied !== 1) throw new Error(`popsync copied ${run.summary.copied} of 1 (${label})`);
     const verdict = run.peakRssMb < PEAK_RSS_BOUND_MB ? 'within' : 'OVER';

@@ -1,0 +1,259 @@
+/**
+ * The bench's raw ceilings: bare-socket clients that do only what the wire needs, so their
+ * rates are what the servers (and this machine) allow, with nothing of popsync in them.
+ *  - rawPop3: every RETR written at once down one connection (PIPELINING), bytes counted as
+ *    they arrive until the last terminator: the source's limit.
+ *  - rawImap: pre-built messages stored one of four ways (SINK_MODES), every command written
+ *    at once with non-synchronising literals, until the last tagged OK: the destination's.
+ *  - rawRelay: the fastest copy there can be: every RETR pipelined, each message undone from
+ *    dot-stuffing (retr-splitter.ts, no copy) and written, as soon as its terminator arrives,
+ *    into a MULTIAPPEND of up to 100 on one IMAP connection. No hashing, no journal, no
+ *    confirmation per message; the destination's STATUS MESSAGES is checked afterwards.
+ * Each can run over TLS (the lab's pop3s/imaps, verified against its CA). Logins happen before
+ * the clock starts; `atEnd` runs when the last reply is in, before the connections close, so
+ * a server CPU meter can take its last look at processes about to exit.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { RetrSplitter } from './retr-splitter.js';
+
+/** Where the raw clients connect: plain ports, or TLS ones with the CA to verify them. */
+export interface RawEndpoints {
+  pop3: number;
+  imap: number;
+  /** TLS from the first byte (pop3s/imaps) when given. */
+  ca?: Buffer;
+}
+
+interface Session {
+  sock: net.Socket;
+  until(pred: (all: string) => boolean): Promise<string>;
+}
+
+/** A connection that collects text until `until`'s predicate says it has what it waits for. */
+function session(port: number, ca: Buffer | undefined): Session {
+  const sock = ca ? tls.connect({ host: '127.0.0.1', port, ca }) : net.connect(port, '127.0.0.1');
+  sock.setNoDelay(true);
+  let acc = '';
+  let waiter: { pred: (s: string) => boolean; resolve: (s: string) => void } | null = null;
+  sock.on('data', (d: Buffer) => {
+    acc += d.toString('latin1');
+    if (waiter?.pred(acc)) {
+      const w = waiter;
+      waiter = null;
+      const out = acc;
+      acc = '';
+      w.resolve(out);
+    }
+  });
+  return {
+    sock,
+    until: (pred) =>
+      new Promise((resolve, reject) => {
+        sock.once('error', reject);
+        if (pred(acc)) {
+          const out = acc;
+          acc = '';
+          resolve(out);
+        } else waiter = { pred, resolve };
+      }),
+  };
+}
+
+async function pop3Login(ep: RawEndpoints, user: string, password: string): Promise<Session> {
+  const s = session(ep.pop3, ep.ca);
+  await s.until((a) => a.includes('\r\n'));
+  s.sock.write(`USER ${user}\r\nPASS ${password}\r\n`);
+  const reply = await s.until((a) => (a.match(/\r\n/g) ?? []).length >= 2);
+  if (!/^\+OK.*\r\n\+OK/s.test(reply)) throw new Error(`raw POP3 login refused: ${reply.trim()}`);
+  return s;
+}
+
+async function imapLogin(ep: RawEndpoints, user: string, password: string): Promise<Session> {
+  const s = session(ep.imap, ep.ca);
+  await s.until((a) => a.includes('\r\n'));
+  s.sock.write(`a LOGIN ${user} ${password}\r\n`);
+  const reply = await s.until((a) => /^a (OK|NO|BAD)/m.test(a));
+  if (!/^a OK/m.test(reply)) throw new Error(`raw IMAP login refused: ${reply.trim()}`);
+  return s;
+}
+
+function retrAll(count: number): string {
+  let cmds = '';
+  for (let i = 1; i <= count; i++) cmds += `RETR ${i}\r\n`;
+  return cmds;
+}
+
+/** Milliseconds to RETR messages 1..count of `user`, all pipelined. */
+export async function rawPop3(
+  ep: RawEndpoints,
+  user: string,
+  password: string,
+  count: number,
+  atEnd?: () => void,
+): Promise<number> {
+  const s = await pop3Login(ep, user, password);
+  const t0 = performance.now();
+  s.sock.removeAllListeners('data');
+  // A dot-stuffed body never contains CRLF.CRLF, so terminators count whole messages.
+  let seen = 0;
+  let tail = '';
+  const done = new Promise<void>((resolve, reject) => {
+    s.sock.once('error', reject);
+    s.sock.on('data', (d: Buffer) => {
+      const text = tail + d.toString('latin1');
+      let i = text.indexOf('\r\n.\r\n');
+      while (i >= 0) {
+        seen++;
+        i = text.indexOf('\r\n.\r\n', i + 5);
+      }
+      tail = text.slice(-4);
+      if (seen >= count) resolve();
+    });
+  });
+  s.sock.write(retrAll(count));
+  await done;
+  const ms = performance.now() - t0;
+  atEnd?.();
+  s.sock.end('QUIT\r\n');
+  return ms;
+}
+
+/** How a raw IMAP sink sends: over `conns` connections, `multi` messages per APPEND command. */
+export interface SinkMode {
+  label: string;
+  conns: number;
+  /** 1: one APPEND per message; more: MULTIAPPEND (RFC 3502) of up to this many. */
+  multi: number;
+}
+
+export const SINK_MODES: SinkMode[] = [
+  { label: 'raw APPEND {n+}, 1 conn', conns: 1, multi: 1 },
+  { label: 'raw APPEND {n+}, 4 conns', conns: 4, multi: 1 },
+  { label: 'raw MULTIAPPEND x50, 1 conn', conns: 1, multi: 50 },
+  { label: 'raw MULTIAPPEND x100, 1 conn', conns: 1, multi: 100 },
+];
+
+/** Counts tagged OKs until `expected`; a tagged NO or BAD rejects. */
+function taggedOks(s: Session, expected: number): Promise<void> {
+  s.sock.removeAllListeners('data');
+  return new Promise<void>((resolve, reject) => {
+    if (expected === 0) return resolve();
+    s.sock.once('error', reject);
+    let acc = '';
+    let ok = 0;
+    s.sock.on('data', (d: Buffer) => {
+      acc += d.toString('latin1');
+      const lines = acc.split('\r\n');
+      acc = lines.pop() ?? '';
+      for (const l of lines) {
+        if (/^t\d+ OK/.test(l)) ok++;
+        else if (/^t\d+ (NO|BAD)/.test(l)) reject(new Error(`raw APPEND refused: ${l}`));
+      }
+      if (ok >= expected) resolve();
+    });
+  });
+}
+
+/**
+ * The server's ceiling for one way of sending: every command written at once into one user's
+ * INBOX, messages dealt round-robin over the connections, until the last tagged OK.
+ */
+export async function rawImap(
+  ep: RawEndpoints,
+  user: string,
+  password: string,
+  messages: Buffer[],
+  mode: SinkMode,
+  atEnd?: () => void,
+): Promise<number> {
+  const parts = Array.from({ length: mode.conns }, (_, c) => messages.filter((_, i) => i % mode.conns === c));
+  const sessions = await Promise.all(parts.map(() => imapLogin(ep, user, password)));
+  const t0 = performance.now();
+  await Promise.all(
+    sessions.map(async (s, c) => {
+      const mine = parts[c]!;
+      const commands: Buffer[][] = [];
+      for (let i = 0; i < mine.length; i += mode.multi) commands.push(mine.slice(i, i + mode.multi));
+      const done = taggedOks(s, commands.length);
+      for (const [i, batch] of commands.entries()) {
+        const pieces: Buffer[] = [Buffer.from(`t${i} APPEND INBOX`)];
+        for (const m of batch) pieces.push(Buffer.from(` {${m.length}+}\r\n`), m);
+        pieces.push(Buffer.from('\r\n'));
+        if (!s.sock.write(Buffer.concat(pieces))) await new Promise((r) => s.sock.once('drain', r));
+      }
+      await done;
+    }),
+  );
+  const ms = performance.now() - t0;
+  atEnd?.();
+  for (const s of sessions) s.sock.end('z LOGOUT\r\n');
+  return ms;
+}
+
+/** The messages in `user`'s INBOX, by STATUS on a connection of its own. */
+async function inboxCount(ep: RawEndpoints, user: string, password: string): Promise<number> {
+  const s = await imapLogin(ep, user, password);
+  s.sock.write('s STATUS INBOX (MESSAGES)\r\n');
+  const reply = await s.until((a) => /^s (OK|NO|BAD)/m.test(a));
+  s.sock.end('z LOGOUT\r\n');
+  const m = /^\* STATUS \S+ \(MESSAGES (\d+)\)/m.exec(reply);
+  if (!m) throw new Error(`raw STATUS failed: ${reply.trim()}`);
+  return Number(m[1]);
+}
+
+/**
+ * Milliseconds to copy messages 1..count of `popUser` into `imapUser`'s INBOX, which must be
+ * empty: RETR all pipelined, each message forwarded as it completes into MULTIAPPENDs of up
+ * to `perCommand`, until the last tagged OK. Reading pauses while the IMAP socket's buffer is
+ * full, so memory stays that of a relay. Throws unless the INBOX then holds `count` messages.
+ */
+export async function rawRelay(
+  ep: RawEndpoints,
+  popUser: string,
+  imapUser: string,
+  password: string,
+  count: number,
+  perCommand = 100,
+  atEnd?: () => void,
+): Promise<number> {
+  const [pop, imap] = await Promise.all([pop3Login(ep, popUser, password), imapLogin(ep, imapUser, password)]);
+  const t0 = performance.now();
+  const stored = taggedOks(imap, Math.ceil(count / perCommand));
+  let sent = 0;
+  const splitter = new RetrSplitter((parts, size) => {
+    const out = imap.sock;
+    out.cork();
+    if (sent % perCommand === 0) out.write(`t${sent / perCommand} APPEND INBOX`);
+    out.write(` {${size}+}\r\n`);
+    for (const p of parts) out.write(p);
+    sent++;
+    if (sent % perCommand === 0 || sent === count) out.write('\r\n');
+    out.uncork();
+    if (out.writableNeedDrain && !pop.sock.isPaused()) {
+      pop.sock.pause();
+      out.once('drain', () => pop.sock.resume());
+    }
+  });
+  pop.sock.removeAllListeners('data');
+  const read = new Promise<void>((resolve, reject) => {
+    pop.sock.once('error', reject);
+    pop.sock.on('data', (d: Buffer) => {
+      try {
+        splitter.push(d);
+      } catch (e) {
+        reject(e);
+      }
+      if (sent === count) resolve();
+    });
+  });
+  pop.sock.write(retrAll(count));
+  await Promise.all([read, stored]);
+  const ms = performance.now() - t0;
+  atEnd?.();
+  pop.sock.end('QUIT\r\n');
+  imap.sock.end('z LOGOUT\r\n');
+  const arrived = await inboxCount(ep, imapUser, password);
+  if (arrived !== count) throw new Error(`raw relay: ${arrived} of ${count} messages arrived in ${imapUser}'s INBOX`);
+  return ms;
+}
