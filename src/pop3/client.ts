@@ -15,7 +15,7 @@ import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS } from '../defaults.js';
 import { PopsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { Pop3Connection, type CommandSpec, type Reply } from './connection.js';
-import { listingCeiling, MAX_LISTED_MESSAGES, messageCeiling } from './limits.js';
+import { listingCeiling, MAX_LISTED_MESSAGES, messageCeiling, SMALL_REPLY_MAX } from './limits.js';
 import { redact } from '../net/redact.js';
 import { secretForms } from '../net/sasl.js';
 import { replyError } from './reply-errors.js';
@@ -168,15 +168,19 @@ async function connectOnce(opts: Pop3Options, logger: Logger): Promise<Pop3Sessi
       throw e;
     }
 
-    // RFC 2449 §5: capabilities may differ in TRANSACTION state (PIPELINING in particular).
+    // RFC 2449 registers PIPELINING (and RFC 6856 UTF8) as announced alike in both states, so a
+    // CAPA answered before login already says what matters after it, and asking again would cost
+    // a round trip before the first TRANSACTION command. Only a server that did not offer
+    // PIPELINING is asked again: one that adds it after login (against the RFC) still gets it.
     const before = caps;
-    if (caps.size > 0) {
+    if (caps.size > 0 && !caps.has('PIPELINING') && opts.pipelining !== false) {
       const after = await capa(conn);
       if (after.size > 0) caps = after;
     }
-    if (caps.has('UTF8') || before.has('UTF8')) await enableUtf8(conn, logger);
     const pipelining = opts.pipelining !== false && caps.has('PIPELINING');
     conn.setWindow(pipelining ? PIPELINE_WINDOW : 1);
+    // Not awaited: it is written ahead of every later command, which is all RETR and TOP need.
+    if (caps.has('UTF8') || before.has('UTF8')) enableUtf8(conn, logger);
     return new Session(conn, greeting, caps, pipelining, secrets);
   } catch (e) {
     conn.destroy();
@@ -239,10 +243,15 @@ async function logIn(
  * "Cannot display Unicode content" notice, different on every download). popsync copies bytes
  * and never needs them downgraded. A refusal changes nothing, so it is not an error.
  */
-async function enableUtf8(conn: Pop3Connection, logger: Logger): Promise<void> {
-  const r = await conn.send({ line: 'UTF8', label: 'UTF8', multiline: false });
-  if (r.status.kind !== 'ok')
-    logger.debug({ response: r.status.line }, 'POP3 server refused UTF8; messages are served as it sees fit');
+function enableUtf8(conn: Pop3Connection, logger: Logger): void {
+  conn.send({ line: 'UTF8', label: 'UTF8', multiline: false }).then(
+    (r) => {
+      if (r.status.kind !== 'ok')
+        logger.debug({ response: r.status.line }, 'POP3 server refused UTF8; messages are served as it sees fit');
+    },
+    // A lost connection fails the commands behind it too; they report it.
+    () => undefined,
+  );
 }
 
 function checkOptions(opts: Pop3Options): void {
@@ -284,6 +293,11 @@ function bodyLines(body: Buffer | undefined): string[] {
   const lines = body.toString('utf8').split(/\r?\n/);
   if (lines[lines.length - 1] === '') lines.pop();
   return lines;
+}
+
+function parseStat(text: string): Pop3Stat | null {
+  const m = /^(\d+)\s+(\d+)/.exec(text);
+  return m ? { count: Number(m[1]), size: Number(m[2]) } : null;
 }
 
 function checkMessageNumber(n: number): void {
@@ -354,6 +368,8 @@ function parseUidlListing(body: Buffer | undefined, secrets: readonly string[] =
 class Session implements Pop3Session {
   /** STAT's count, asked once: it bounds what LIST and UIDL may send (limits.ts). */
   private count: Promise<number> | null = null;
+  /** That count as soon as STAT's reply is read, before any reply written behind it. */
+  private statCount: number | null = null;
   /** LIST sizes by message number: they bound what RETR and TOP may send. */
   private readonly sizes = new Map<number, number>();
 
@@ -383,7 +399,7 @@ class Session implements Pop3Session {
     return this.run({ line, label: line, multiline: false, ...(messageNumber === undefined ? {} : { messageNumber }) });
   }
 
-  private async multi(line: string, ceiling: number, messageNumber?: number): Promise<Buffer> {
+  private async multi(line: string, ceiling: number | (() => number), messageNumber?: number): Promise<Buffer> {
     const r = await this.run({
       line,
       label: line,
@@ -395,10 +411,18 @@ class Session implements Pop3Session {
   }
 
   async stat(): Promise<Pop3Stat> {
-    const r = await this.simple('STAT');
-    const m = /^(\d+)\s+(\d+)/.exec(r.status.text);
-    if (!m) throw protocolError('STAT reply', r.status.line, this.secrets);
-    return { count: Number(m[1]), size: Number(m[2]) };
+    const r = await this.run({
+      line: 'STAT',
+      label: 'STAT',
+      multiline: false,
+      onStatus: (s) => {
+        const parsed = s.kind === 'ok' ? parseStat(s.text) : null;
+        if (parsed) this.statCount = parsed.count;
+      },
+    });
+    const parsed = parseStat(r.status.text);
+    if (!parsed) throw protocolError('STAT reply', r.status.line, this.secrets);
+    return parsed;
   }
 
   private listedCount(): Promise<number> {
@@ -414,8 +438,25 @@ class Session implements Pop3Session {
     return this.count;
   }
 
+  /**
+   * LIST or UIDL written right behind STAT, without waiting for its reply: with PIPELINING all
+   * three go in one round trip. The listing's ceiling is taken from STAT's count as its reply is
+   * read (it comes first); a STAT that failed leaves the small ceiling, and its error is the one
+   * reported.
+   */
+  private async listing(line: 'LIST' | 'UIDL'): Promise<Buffer> {
+    const counted = this.listedCount();
+    const body = this.multi(line, () =>
+      this.statCount !== null && this.statCount <= MAX_LISTED_MESSAGES
+        ? listingCeiling(this.statCount)
+        : SMALL_REPLY_MAX,
+    );
+    const [, b] = await Promise.all([counted, body]);
+    return b;
+  }
+
   async list(): Promise<Pop3SizeEntry[]> {
-    const body = await this.multi('LIST', listingCeiling(await this.listedCount()));
+    const body = await this.listing('LIST');
     const out = parseListing(body, 'LIST', this.secrets).map(({ n, value }) => {
       const size = Number(value);
       if (!Number.isSafeInteger(size)) throw protocolError('LIST size', value, this.secrets);
@@ -426,7 +467,7 @@ class Session implements Pop3Session {
   }
 
   async uidl(): Promise<Pop3UidlEntry[]> {
-    return parseUidlListing(await this.multi('UIDL', listingCeiling(await this.listedCount())), this.secrets);
+    return parseUidlListing(await this.listing('UIDL'), this.secrets);
   }
 
   /**

@@ -37,8 +37,14 @@ export interface CommandSpec {
   onContinue?: (status: StatusLine) => string;
   /** STLS: stop decoding after this reply, so no plaintext byte is read past it. */
   upgrade?: boolean;
-  /** Most decoded bytes the reply may hold (limits.ts); SMALL_REPLY_MAX when absent. */
-  ceiling?: number;
+  /**
+   * Most decoded bytes the reply may hold (limits.ts); SMALL_REPLY_MAX when absent. A function is
+   * asked when the reply becomes the next one due, after every earlier reply was read: a LIST
+   * written right behind STAT (pipelined) is bounded by the count STAT then gave.
+   */
+  ceiling?: number | (() => number);
+  /** Called with the final status line as it is read, before any later reply is (see `ceiling`). */
+  onStatus?: (status: StatusLine) => void;
 }
 
 export interface Reply {
@@ -275,6 +281,7 @@ export class Pop3Connection implements CommandChannel {
           return;
         }
         this.opts.logger.debug({ response: s.line }, 'pop3 <');
+        p.spec.onStatus?.(s);
         if (s.kind === 'ok' && p.spec.multiline) {
           p.status = s;
           this.decoder.beginBody();
@@ -331,7 +338,7 @@ export class Pop3Connection implements CommandChannel {
       this.clearPace();
       return;
     }
-    head.budget ??= new ReplyBudget(head.spec.ceiling ?? SMALL_REPLY_MAX, this.opts.timeoutMs, now());
+    head.budget ??= this.budgetFor(head);
     if (this.paceFor === head && this.paceTimer) return;
     this.clearPace();
     const left = head.budget.msLeft(now());
@@ -377,9 +384,14 @@ export class Pop3Connection implements CommandChannel {
     );
   }
 
+  private budgetFor(p: Pending): ReplyBudget {
+    const c = p.spec.ceiling;
+    return new ReplyBudget((typeof c === 'function' ? c() : c) ?? SMALL_REPLY_MAX, this.opts.timeoutMs, now());
+  }
+
   /** Counts a reply's decoded bytes against its ceiling; a reply over it ends the connection. */
   private charge(p: Pending, bytes: number): void {
-    p.budget ??= new ReplyBudget(p.spec.ceiling ?? SMALL_REPLY_MAX, this.opts.timeoutMs, now());
+    p.budget ??= this.budgetFor(p);
     const budget = p.budget;
     if (budget.add(bytes)) return;
     throw new PopsyncError(

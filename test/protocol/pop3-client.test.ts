@@ -359,6 +359,62 @@ describe('pipelining', () => {
   });
 });
 
+describe('session start', () => {
+  const three = ['a', 'b', 'c'].map((x) => ({ body: b(`Subject: ${x}\r\n\r\n${x}\r\n`), uidl: x }));
+  const commandsAfter = (pop: { received: Array<{ verb: string; repliesBefore: number }> }, verb: string) =>
+    pop.received.slice(pop.received.findIndex((r) => r.verb === verb) + 1);
+
+  it('with PIPELINING, STAT, LIST and UIDL leave together right after login, and CAPA is not asked again', async () => {
+    const pop = await fake({ messages: three, pipelining: true });
+    const s = await connect(pop);
+    const [sizes, uidls] = await Promise.all([s.list(), s.uidl()]);
+    expect(sizes.map((m) => m.n)).toEqual([1, 2, 3]);
+    expect(uidls.map((m) => m.uidl)).toEqual(['a', 'b', 'c']);
+    expect(pop.received.map((r) => r.verb)).toEqual(['CAPA', 'AUTH', 'STAT', 'LIST', 'UIDL']);
+    // One round trip: all three reached the server before it had answered the first (3 replies
+    // before them: the greeting, CAPA and AUTH).
+    expect(commandsAfter(pop, 'AUTH').map((r) => r.repliesBefore)).toEqual([3, 3, 3]);
+    expect(s.pipelining).toBe(true);
+  });
+
+  it('a pipelined LIST is bounded by the STAT count written before it, not by the small ceiling', async () => {
+    // 3,000 LIST lines are ~40 KiB and 6,000 UIDL lines over 64 KiB: only STAT's count allows them.
+    const many = Array.from({ length: 6000 }, (_, i) => ({ body: b('S: x\r\n\r\nx\r\n'), uidl: `uidl-${i}-padding` }));
+    const pop = await fake({ messages: many, pipelining: true });
+    const s = await connect(pop);
+    const uidls = await s.uidl();
+    expect(uidls).toHaveLength(6000);
+    expect(commandsAfter(pop, 'AUTH').map((r) => [r.verb, r.repliesBefore])).toEqual([
+      ['STAT', 3],
+      ['UIDL', 3],
+    ]);
+  });
+
+  it('without PIPELINING, CAPA is asked again after login and each command waits for the reply before it', async () => {
+    const pop = await fake({ messages: three });
+    const s = await connect(pop);
+    await Promise.all([s.list(), s.uidl()]);
+    expect(pop.received.map((r) => r.verb)).toEqual(['CAPA', 'AUTH', 'CAPA', 'STAT', 'LIST', 'UIDL']);
+    expect(commandsAfter(pop, 'AUTH').map((r) => r.repliesBefore)).toEqual([3, 4, 5, 6]);
+    expect(s.pipelining).toBe(false);
+  });
+
+  it('a server that offers PIPELINING only after login (against RFC 2449) still gets it', async () => {
+    const pop = await fake({
+      messages: three,
+      handlers: {
+        CAPA: (ctx) =>
+          ctx.state === 'TRANSACTION' ? ctx.replyMulti('+OK', 'TOP\r\nUIDL\r\nPIPELINING\r\n') : ctx.useDefault(),
+      },
+    });
+    const s = await connect(pop);
+    expect(s.pipelining).toBe(true);
+    await Promise.all([s.list(), s.uidl()]);
+    expect(commandsAfter(pop, 'CAPA').map((r) => r.verb)).toEqual(['AUTH', 'CAPA', 'STAT', 'LIST', 'UIDL']);
+    expect(commandsAfter(pop, 'AUTH').map((r) => r.repliesBefore)).toEqual([3, 4, 4, 4]);
+  });
+});
+
 describe('connection failures', () => {
   it('a drop in the middle of RETR rejects it and everything after it with connection', async () => {
     const msgs = [b('first\r\n'), Buffer.concat([Buffer.alloc(10_000, 0x61), b('\r\n')]), b('third\r\n')];

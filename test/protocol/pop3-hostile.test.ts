@@ -71,9 +71,18 @@ describe('reply ceilings', () => {
   );
 
   it('an endless LIST or UIDL is bounded by the count STAT gave', async () => {
-    for (const verb of ['LIST', 'UIDL'] as const) {
+    for (const [verb, pipelining] of [
+      ['LIST', false],
+      ['UIDL', false],
+      ['LIST', true],
+      ['UIDL', true],
+    ] as const) {
       const sent = { bytes: 0 };
-      const pop = await fake({ messages: [MSG, MSG], handlers: { [verb]: flood('+OK', '1 1234567\r\n', sent) } });
+      const pop = await fake({
+        messages: [MSG, MSG],
+        pipelining,
+        handlers: { [verb]: flood('+OK', '1 1234567\r\n', sent) },
+      });
       const s = await connect(pop);
       const err = await failure(verb === 'LIST' ? s.list() : s.uidl());
       expect(err.kind, verb).toBe('protocol');

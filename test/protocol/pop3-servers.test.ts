@@ -52,12 +52,29 @@ describe('Courier: UTF8 (RFC 6856)', () => {
     expect(verbs.indexOf('UTF8')).toBeGreaterThan(verbs.indexOf('PASS'));
   });
 
+  it('with PIPELINING, UTF8 goes in one write with STAT, LIST and UIDL, ahead of every RETR', async () => {
+    const pop = await fake({ ...courier(['TOP', 'UIDL', 'USER', 'UTF8', 'RESP-CODES']), pipelining: true });
+    const s = await connect(pop);
+    await Promise.all([s.list(), s.uidl()]);
+    expect(await s.retr(1)).toEqual(EIGHT_BIT);
+    const start = pop.received.slice(pop.received.findIndex((r) => r.verb === 'PASS') + 1);
+    expect(start.map((r) => [r.verb, r.repliesBefore])).toEqual([
+      ['UTF8', 4],
+      ['STAT', 4],
+      ['LIST', 4],
+      ['UIDL', 4],
+      ['RETR', 8],
+    ]);
+  });
+
   it('sends no UTF8 to a server that does not offer it, and a refusal is not an error', async () => {
     const plain = await fake({ messages: [EIGHT_BIT] });
     await connect(plain);
     expect(plain.commands('UTF8')).toEqual([]);
     const refusing = await fake({ capa: ['USER', 'UTF8'], handlers: { UTF8: (ctx) => ctx.reply('-ERR not now') } });
-    await connect(refusing);
+    const s = await connect(refusing);
+    // UTF8 is not waited for: it only has to go before the commands after it, which still work.
+    expect((await s.stat()).count).toBe(0);
     expect(refusing.commands('UTF8')).toEqual(['UTF8']);
   });
 });
