@@ -23,6 +23,7 @@ import type { Pop3Session } from '../pop3/types.js';
 import type { ListedMessage } from './plan.js';
 import { type Received, type ReceivedBatch, Receiver, type ReceiveLimits } from './receiver.js';
 import type { Spool } from './spool.js';
+import { type OutcomeGroup, OutcomeJournal } from './outcomes.js';
 import { learnUids } from './reconciler.js';
 import type { RoutedItem } from './recorder.js';
 
@@ -156,8 +157,33 @@ function recogniseByContent(ctx: RunContext, routed: Item[]): Item[] {
   });
 }
 
-/** Route, journal the intent, append, journal each outcome: one received batch. */
-async function storeBatch(ctx: RunContext, sink: ImapSink, received: Received[]): Promise<void> {
+/**
+ * The APPEND's result once every outcome it reported is journaled. Reported outcomes are
+ * journaled even when the APPEND then failed (a lost link): those copies are known.
+ */
+async function settled<T>(ctx: RunContext, append: Promise<T>, group: OutcomeGroup): Promise<T> {
+  let value: T;
+  try {
+    value = await ctx.on('imap', append);
+  } catch (e) {
+    try {
+      group.close();
+    } catch {
+      // The APPEND's own failure is the one to report; the rows left 'appending' are reconciled.
+    }
+    throw e;
+  }
+  group.close();
+  return value;
+}
+
+/** Route, journal the intent, append, journal the outcomes: one received batch. */
+async function storeBatch(
+  ctx: RunContext,
+  sink: ImapSink,
+  received: Received[],
+  outcomes: OutcomeJournal,
+): Promise<void> {
   const { journal, account } = ctx.o;
   const { rec } = ctx;
   for (const [folder, all] of route(ctx, received)) {
@@ -202,18 +228,26 @@ async function storeBatch(ctx: RunContext, sink: ImapSink, received: Received[])
       account,
       items.map((it) => it.begin),
     );
-    await ctx.on(
-      'imap',
+    const group = outcomes.group(folder);
+    await settled(
+      ctx,
       sink.appendBatch(
         folder,
         items.map((it) => it.req),
         (i, outcome) => {
           const it = items[i]!;
           if (outcome.ok) {
-            if (outcome.uidValidity !== null && outcome.uid !== null && outcome.uidValidity !== status.uidValidity)
+            if (outcome.uidValidity !== null && outcome.uid !== null && outcome.uidValidity !== status.uidValidity) {
+              // The folder's record changes: what is held was checked against the old one.
+              outcomes.flushAll();
               acceptUidValidity(ctx, folder, status, outcome.uidValidity, outcome.uid);
+            }
             const uidValidity = outcome.uidValidity ?? status.uidValidity;
-            const owner = outcome.uid === null ? null : journal.uidOwner(account, folder, uidValidity, outcome.uid);
+            const owner =
+              outcome.uid === null
+                ? null
+                : (outcomes.ownerOf(folder, uidValidity, outcome.uid) ??
+                  journal.uidOwner(account, folder, uidValidity, outcome.uid));
             if (owner !== null && owner !== it.m.uidl) {
               // Our journal is right about the older copy; the server handed its UID out again.
               throw new PopsyncError(
@@ -230,24 +264,27 @@ async function storeBatch(ctx: RunContext, sink: ImapSink, received: Received[])
                 },
               );
             }
-            journal.confirm(account, it.m.uidl, { destUidValidity: uidValidity, destUid: outcome.uid });
             if (outcome.uid !== null) status.floor = Math.max(status.floor, outcome.uid + 1);
-            else uidless.push(it.m.uidl);
-            rec.result.copied++;
-            rec.result.copiedBytes += it.begin.size;
-            ctx.spent(it.begin.size);
-            ctx.settledThisPass++;
-            ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
-            rec.record(it.m.uidl, rec.routed(it, 'copied', null, null));
+            group.add({ uidl: it.m.uidl, ok: true, destUidValidity: uidValidity, destUid: outcome.uid }, () => {
+              if (outcome.uid === null) uidless.push(it.m.uidl);
+              rec.result.copied++;
+              rec.result.copiedBytes += it.begin.size;
+              ctx.spent(it.begin.size);
+              ctx.settledThisPass++;
+              ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
+              rec.record(it.m.uidl, rec.routed(it, 'copied', null, null));
+            });
           } else {
             const serverResponse = outcome.error.context.serverResponse ?? null;
-            journal.fail(account, it.m.uidl, outcome.error.message);
-            ctx.settledThisPass++;
-            rec.fail(it.m, folder, outcome.error.message, serverResponse);
-            rec.record(it.m.uidl, rec.routed(it, 'failed', outcome.error.message, serverResponse));
+            group.add({ uidl: it.m.uidl, ok: false, error: outcome.error.message }, () => {
+              ctx.settledThisPass++;
+              rec.fail(it.m, folder, outcome.error.message, serverResponse);
+              rec.record(it.m.uidl, rec.routed(it, 'failed', outcome.error.message, serverResponse));
+            });
           }
         },
       ),
+      group,
     );
     // Without a UID the copy claims no destination message, and an identical message's
     // interrupted copy could later settle on it: find it now, while the range is small.
@@ -277,6 +314,7 @@ export async function copyAll(
   limits: ReceiveLimits,
 ): Promise<void> {
   const receiver = new Receiver(ctx, source, todo, spool, limits);
+  const outcomes = new OutcomeJournal(ctx.o.journal, ctx.o.account);
   let next: Promise<ReceivedBatch | null> | null = receiver.batch();
   try {
     while (next !== null) {
@@ -288,7 +326,7 @@ export async function copyAll(
       if (ctx.o.signal?.aborted)
         throw new PopsyncError('interrupted', 'interrupted; the journal is consistent, run again to resume');
       try {
-        await storeBatch(ctx, sink, got.items);
+        await storeBatch(ctx, sink, got.items, outcomes);
       } finally {
         await Promise.all(got.items.map((r) => (r.body.file ? spool.discard(r.body.file) : undefined)));
       }

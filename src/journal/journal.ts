@@ -59,6 +59,7 @@ export class Journal {
   readonly beginAppend: Messages['beginAppend'];
   readonly confirm: Messages['confirm'];
   readonly fail: Messages['fail'];
+  readonly settleAppends: Messages['settleAppends'];
   readonly adopt: Messages['adopt'];
   readonly learnUids: Messages['learnUids'];
   readonly setListSizes: Messages['setListSizes'];
@@ -102,6 +103,7 @@ export class Journal {
     this.beginAppend = messages.beginAppend.bind(messages);
     this.confirm = messages.confirm.bind(messages);
     this.fail = messages.fail.bind(messages);
+    this.settleAppends = messages.settleAppends.bind(messages);
     this.adopt = messages.adopt.bind(messages);
     this.learnUids = messages.learnUids.bind(messages);
     this.setListSizes = messages.setListSizes.bind(messages);

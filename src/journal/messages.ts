@@ -9,7 +9,12 @@ import type { JournalDb } from './db.js';
 import type { Folders } from './folders.js';
 import { checkCount, checkUidValidity, MAX_ERROR_CHARS, type MessageRecord } from './rows.js';
 import { assertTransition } from './states.js';
-import type { Adopted, BeginAppend, RowState } from './types.js';
+import type { Adopted, AppendSettlement, BeginAppend, RowState } from './types.js';
+
+/** The step's name in an error, as the single-row steps were named. */
+function stepName(o: AppendSettlement): string {
+  return o.ok ? 'recording a copied message' : 'recording a failed message';
+}
 
 export class Messages {
   private readonly db: JournalDb;
@@ -22,6 +27,9 @@ export class Messages {
     const c = db.conn;
     this.sql = {
       get: c.prepare<[string, string], MessageRecord>(`SELECT * FROM messages WHERE account = ? AND uidl = ?`),
+      stateOf: c.prepare<[string, string], Pick<MessageRecord, 'state' | 'folder'>>(
+        `SELECT state, folder FROM messages WHERE account = ? AND uidl = ?`,
+      ),
       begin: c.prepare(`
         INSERT INTO messages (account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity, dest_uidnext,
                               dest_uid, attempts, last_error, first_seen_at, updated_at, copied_at,
@@ -163,67 +171,107 @@ export class Messages {
    * one copy would mean one message was never copied.
    */
   confirm(account: string, uidl: string, to: { destUidValidity: bigint; destUid: number | null }): void {
-    const destUidValidity = checkUidValidity(to.destUidValidity, `confirm ${uidl}`);
-    if (to.destUid !== null) checkCount(to.destUid, `confirm ${uidl}: destUid`, 1);
-    this.db.step('recording a copied message', () => {
-      const row = this.sql.get.get(account, uidl);
-      assertTransition(row?.state ?? null, 'done', { account, uidl });
-      // An APPEND's outcome settles its intent; the other ways into 'done' are adopt()'s.
-      if (row?.state !== 'appending') {
-        throw new PopsyncError(
-          'internal',
-          `illegal journal transition ${row?.state ?? '(no row)'} -> done (confirm) for message ${uidl}`,
-          {
-            account,
-            uidl,
-            hint: 'this is a bug in popsync; the journal was left unchanged',
-          },
-        );
-      }
-      const folder = row?.folder ?? null;
-      if (folder === null)
-        throw new PopsyncError('internal', `confirm: message ${uidl} has no destination folder`, { account, uidl });
-      this.folders.sameUidValidity(account, folder, destUidValidity, uidl);
-      if (to.destUid !== null) {
-        const owner = this.sql.uidOwner.get(account, folder, destUidValidity, to.destUid);
-        if (owner !== undefined) {
-          throw new PopsyncError(
-            'internal',
-            `UID ${to.destUid} in ${folder} already belongs to message ${owner.uidl}; ` +
-              `it cannot also be the copy of ${uidl}`,
-            {
-              account,
-              uidl,
-              folder,
-              hint: 'this is a bug in popsync; the journal was left unchanged',
-            },
-          );
-        }
-      }
-      this.sql.confirm.run({ account, uidl, destUidValidity, destUid: to.destUid, now: this.db.nowIso() });
-    });
+    this.settleAppends(account, [{ uidl, ok: true, ...to }]);
   }
 
   /** The destination refused this message. The error text is kept (also across a later retry). */
   fail(account: string, uidl: string, error: string): void {
-    this.db.step('recording a failed message', () => {
-      const from = this.sql.get.get(account, uidl)?.state ?? null;
-      // done -> failed is legal only with the proof markCopyMissing takes, never for a refusal.
-      if (from === 'done') {
+    this.settleAppends(account, [{ uidl, ok: false, error }]);
+  }
+
+  /**
+   * The outcomes of APPENDs, in the order the server gave them, as one step: a MULTIAPPEND's
+   * fifty replies cost one transaction instead of fifty. Each row is checked as confirm() and
+   * fail() describe, in order and against the rows before it in the same list (a UID handed out
+   * twice within the list is refused like one owned by an older row); any refusal leaves the
+   * journal unchanged for the whole list, whose rows stay 'appending' for reconciliation.
+   */
+  settleAppends(account: string, outcomes: readonly AppendSettlement[]): void {
+    if (outcomes.length === 0) return;
+    const checked = outcomes.map((o) => {
+      if (!o.ok) return o;
+      const destUidValidity = checkUidValidity(o.destUidValidity, `confirm ${o.uidl}`);
+      if (o.destUid !== null) checkCount(o.destUid, `confirm ${o.uidl}: destUid`, 1);
+      return { ...o, destUidValidity };
+    });
+    this.db.step(outcomes.length === 1 ? stepName(outcomes[0]!) : 'recording copied and refused messages', () => {
+      const now = this.db.nowIso();
+      // Folder and UIDVALIDITY pairs already checked in this step: the record cannot change within it.
+      const sameChecked = new Set<string>();
+      for (const o of checked) {
+        if (o.ok) this.confirmRow(account, o.uidl, o.destUidValidity, o.destUid, now, sameChecked);
+        else this.failRow(account, o.uidl, o.error, now);
+      }
+    });
+  }
+
+  private confirmRow(
+    account: string,
+    uidl: string,
+    destUidValidity: string,
+    destUid: number | null,
+    now: string,
+    sameChecked: Set<string>,
+  ): void {
+    const row = this.sql.stateOf.get(account, uidl);
+    assertTransition(row?.state ?? null, 'done', { account, uidl });
+    // An APPEND's outcome settles its intent; the other ways into 'done' are adopt()'s.
+    if (row?.state !== 'appending') {
+      throw new PopsyncError(
+        'internal',
+        `illegal journal transition ${row?.state ?? '(no row)'} -> done (confirm) for message ${uidl}`,
+        {
+          account,
+          uidl,
+          hint: 'this is a bug in popsync; the journal was left unchanged',
+        },
+      );
+    }
+    const folder = row?.folder ?? null;
+    if (folder === null)
+      throw new PopsyncError('internal', `confirm: message ${uidl} has no destination folder`, { account, uidl });
+    const pair = `${destUidValidity}/${folder}`;
+    if (!sameChecked.has(pair)) {
+      this.folders.sameUidValidity(account, folder, destUidValidity, uidl);
+      sameChecked.add(pair);
+    }
+    if (destUid !== null) {
+      // Inside the step, so a row confirmed earlier in the same list counts as an owner too.
+      const owner = this.sql.uidOwner.get(account, folder, destUidValidity, destUid);
+      if (owner !== undefined) {
         throw new PopsyncError(
           'internal',
-          `illegal journal transition done -> failed for message ${uidl}: ` +
-            'a confirmed copy fails only when proven missing',
+          `UID ${destUid} in ${folder} already belongs to message ${owner.uidl}; ` +
+            `it cannot also be the copy of ${uidl}`,
           {
             account,
             uidl,
+            folder,
             hint: 'this is a bug in popsync; the journal was left unchanged',
           },
         );
       }
-      assertTransition(from, 'failed', { account, uidl });
-      this.sql.fail.run({ account, uidl, error: error.slice(0, MAX_ERROR_CHARS), now: this.db.nowIso() });
-    });
+    }
+    this.sql.confirm.run({ account, uidl, destUidValidity, destUid, now });
+  }
+
+  private failRow(account: string, uidl: string, error: string, now: string): void {
+    const from = this.sql.stateOf.get(account, uidl)?.state ?? null;
+    // done -> failed is legal only with the proof markCopyMissing takes, never for a refusal.
+    if (from === 'done') {
+      throw new PopsyncError(
+        'internal',
+        `illegal journal transition done -> failed for message ${uidl}: ` +
+          'a confirmed copy fails only when proven missing',
+        {
+          account,
+          uidl,
+          hint: 'this is a bug in popsync; the journal was left unchanged',
+        },
+      );
+    }
+    assertTransition(from, 'failed', { account, uidl });
+    this.sql.fail.run({ account, uidl, error: error.slice(0, MAX_ERROR_CHARS), now });
   }
 
   /**

@@ -90,6 +90,11 @@ export interface BeginAppend {
   fingerprint?: string | null;
 }
 
+/** An APPEND's outcome for one 'appending' row: its copy (UID null when the server named none), or its refusal. */
+export type AppendSettlement =
+  | { uidl: string; ok: true; destUidValidity: bigint; destUid: number | null }
+  | { uidl: string; ok: false; error: string };
+
 /** A copy found in the destination before any APPEND of it was journaled (adoption). */
 export type Adopted = BeginAppend & { destUid: number };
 

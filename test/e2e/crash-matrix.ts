@@ -106,8 +106,8 @@ export function defineCrashMatrix(v: CrashVariant): MatrixLab {
       expect(clean.code, clean.stderr).toBe(0);
       expect(readFileSync(logFile, 'utf8'), `${v.name}: APPEND path`).toMatch(PATH_LOG[v.appendPath]);
       const steps = Number(readFileSync(stepsFile, 'utf8').trim());
-      // 2 batch begins + 5 confirms, at least.
-      expect(steps).toBeGreaterThanOrEqual(7);
+      // Per batch, its intent and its outcomes (one step for all of a batch's), at least.
+      expect(steps).toBeGreaterThanOrEqual(4);
 
       let killPoints = 0;
       for (let k = 1; k <= steps; k++) {

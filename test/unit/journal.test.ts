@@ -366,6 +366,66 @@ describe('destination UIDs', () => {
     expect(j.get(A, 'b')?.state).toBe('appending');
   });
 
+  it('settles a batch of outcomes in one step, in order, copies and refusals mixed', () => {
+    const stepsFile = join(dir, 'steps');
+    const steps = (): number => Number(readFileSync(stepsFile, 'utf8'));
+    const j = openJournal();
+    configureCrashHook({ killAt: null, stepsFile });
+    try {
+      j.beginAppend(A, [item('a'), item('b'), item('c')]);
+      const begun = steps();
+      j.settleAppends(A, [
+        { uidl: 'a', ok: true, destUidValidity: 7n, destUid: 10 },
+        { uidl: 'b', ok: false, error: 'too big' },
+        { uidl: 'c', ok: true, destUidValidity: 7n, destUid: null },
+      ]);
+      expect(steps()).toBe(begun + 1);
+      j.settleAppends(A, []);
+      expect(steps()).toBe(begun + 1);
+    } finally {
+      configureCrashHook({ killAt: null, stepsFile: null });
+    }
+    expect(j.get(A, 'a')).toMatchObject({ state: 'done', destUid: 10 });
+    expect(j.get(A, 'b')).toMatchObject({ state: 'failed', lastError: 'too big' });
+    expect(j.get(A, 'c')).toMatchObject({ state: 'done', destUid: null });
+  });
+
+  it('refuses one UID given twice within one batch of outcomes, and writes none of it', () => {
+    const j = openJournal();
+    j.beginAppend(A, [item('a'), item('b'), item('c')]);
+    const e = caught(() =>
+      j.settleAppends(A, [
+        { uidl: 'a', ok: true, destUidValidity: 7n, destUid: 10 },
+        { uidl: 'b', ok: true, destUidValidity: 7n, destUid: 11 },
+        { uidl: 'c', ok: true, destUidValidity: 7n, destUid: 10 },
+      ]),
+    );
+    expect(e.kind).toBe('internal');
+    expect(e.message).toContain('already belongs to message a');
+    for (const u of ['a', 'b', 'c']) expect(j.get(A, u)?.state).toBe('appending');
+  });
+
+  it('checks every outcome of a batch like confirm and fail do (state, UIDVALIDITY)', () => {
+    const j = openJournal();
+    j.beginAppend(A, [item('a'), item('b')]);
+    j.confirm(A, 'a', { destUidValidity: 7n, destUid: 1 });
+    // 'a' is done already: a second outcome for it is a bug, and 'b' stays as it was.
+    expect(
+      caught(() =>
+        j.settleAppends(A, [
+          { uidl: 'b', ok: true, destUidValidity: 7n, destUid: 2 },
+          { uidl: 'a', ok: false, error: 'no' },
+        ]),
+      ).kind,
+    ).toBe('internal');
+    expect(j.get(A, 'b')?.state).toBe('appending');
+    j.recordFolder(A, 'INBOX', 7n);
+    expect(caught(() => j.settleAppends(A, [{ uidl: 'b', ok: true, destUidValidity: 8n, destUid: 2 }])).kind).toBe(
+      'uidvalidity',
+    );
+    expect(j.get(A, 'b')?.state).toBe('appending');
+  });
+
   it('keeps a 32-bit UIDVALIDITY exact', () => {
     const j = openJournal();
     const big = 4_294_967_295n;
