@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { edgeCases, Prng } from '../../lab/corpus.js';
 import { Fingerprinter } from '../../src/engine/fingerprint.js';
 import { fingerprint } from '../support/fingerprint.js';
 
@@ -218,6 +219,122 @@ describe('fingerprint: the same as the rules, byte by byte, for any message and 
     for (const at of [m.indexOf('\r\n\r\n') + 3, m.indexOf('one') + 4, m.length - 3]) {
       const f = new Fingerprinter().update(m.subarray(0, at)).update(m.subarray(at));
       expect(f.digest(), `split at ${at}`).toBe(reference(m));
+    }
+  });
+});
+
+/**
+ * Journals hold v1 fingerprints, so a faster Fingerprinter must give bit-identical digests.
+ * These were computed by the v1 code before bodyFast() closed the body up in place (one
+ * Buffer.copy per line between CRs then), over the lab's hostile corpus and seeded hostile
+ * messages; reference() above checks the same messages against the rules, whole and split.
+ */
+const V1_DIGESTS: ReadonlyArray<[string, string]> = [
+  ['no-message-id', 'v1:2f63bed5ba4be1a8cce580da1228e9d57df462d40b4ab650e18fd98c380734ef'],
+  ['same-message-id-a', 'v1:83882cc03edb36e9174b9d533cb9a7099ed1c180554e750432014bd35cc5eb57'],
+  ['same-message-id-b', 'v1:1e9960aa5d3367215ba04054eb14610f5217b8676880f0c7e79a9aaf3b5af1a9'],
+  ['duplicate-1', 'v1:adc586416fb57eb262dddc99f4aa1e8e892bacf3f39f42cb97685fa46412c085'],
+  ['duplicate-2', 'v1:adc586416fb57eb262dddc99f4aa1e8e892bacf3f39f42cb97685fa46412c085'],
+  ['dot-lines', 'v1:0c8cee39b3ffdf944b8f4ea66109818b838429598697c37cc3d12febba6695d0'],
+  ['status-lines', 'v1:6d6965f99bdec42ea57b43d12f635e18ec437de48c9dc3f0d125b8648aa87cd1'],
+  ['latin1-headers', 'v1:bfc71ffc9344710dcefc22ebf8451eec5f77cae168dcaa28f7b9efdbec2e96cc'],
+  ['utf8-headers', 'v1:d3d4ae4d8fd6ed42a6b265faab9a571172eccb3086d2f23af27cc4e8601c0632'],
+  ['bare-lf', 'v1:5920c11f38852922ba607d1e4488c5e1931027318332d4c0075687667179dc1d'],
+  ['no-body', 'v1:6acfaa76976a320f5b54d2fd505b3af9ef7c79f94d1444775f01bda967a92565'],
+  ['headers-only', 'v1:52e999d0d59a326af32c555e147fdd991dd3471f0dbc7ffd695c75579bb7fd1f'],
+  ['long-line-1k', 'v1:aeb716b3f965e4d201e2999583116af5083e939d65f0c8265c15f85cf63eae93'],
+  ['long-line-10k', 'v1:e322568c8abf4e7f9135792a716b54505017ff47a0bd440498b815198cbcfb96'],
+  ['no-final-newline', 'v1:ab6d8699d88127c068910282935bcdf208a1bc27dfe8ea63e49a71e5b6b19f22'],
+  ['huge-25mb', 'v1:e3ee77858115a75e882f303b090f89c8776a1f2dbdd3d3432271bd63ba6c779b'],
+];
+
+/**
+ * A seeded message of everything the rules treat specially, in both the header and the body:
+ * NUL, 0x80, 8-bit bytes, 'X', bare CR, bare LF, CR runs, LF runs past the 64 KiB block
+ * Fingerprinter hashes them in, blank lines, and trailing line ends or none. Odd seeds keep NUL
+ * and 0x80 out of the body, so the whole body takes bodyFast(); even ones need the byte loop.
+ */
+function hostile(seed: number): Buffer {
+  const rng = new Prng(seed);
+  const parts: Buffer[] = [];
+  const text = (): string => rng.pick(['Subject: caf', 'X-Tag: ', 'To: a@b', 'line', ' . ', 'XX', 'abc def']);
+  const end = (): string => rng.pick(['\r\n', '\r\n', '\r\n', '\n', '\r', '\r\r\n', '']);
+  const rare = [0xe9, 0xc3, 0xa9, 0xff, 0x58, 0x0d, 0x0a, 0x00, 0x80];
+  const piece = (inBody: boolean): Buffer => {
+    const k = rng.int(0, 19);
+    if (k < 10) return b(text() + end());
+    if (k < 16) return Buffer.from([rng.pick(inBody && seed % 2 === 1 ? rare.slice(0, -2) : rare)]);
+    if (k < 18) return Buffer.alloc(rng.int(1, 40), rng.pick(['\r\n', '\n', '\r']));
+    return Buffer.alloc(rng.int(1, 150_000), rng.pick(['\n', '\r\n']));
+  };
+  for (let i = rng.int(0, 12); i > 0; i--) parts.push(piece(false));
+  parts.push(b(rng.pick(['\r\n', '\n', '\r\n\r\n', ''])));
+  for (let i = rng.int(0, 60); i > 0; i--) parts.push(piece(true));
+  parts.push(Buffer.alloc(rng.int(0, 3), rng.pick(['\r\n', '\n'])));
+  return Buffer.concat(parts);
+}
+
+/** Random splits: single bytes, small pieces, and socket-sized ones, so boundaries fall everywhere. */
+function randomSplit(message: Buffer, rng: Prng): Buffer[] {
+  const chunks: Buffer[] = [];
+  for (let at = 0; at < message.length; ) {
+    const size = rng.pick([1, rng.int(1, 16), rng.int(1, 4096), rng.int(30_000, 70_000)]);
+    chunks.push(message.subarray(at, at + size));
+    at += size;
+  }
+  return chunks;
+}
+
+/** Digests of hostile(seed) from the v1 code before bodyFast() closed the body up in place. */
+const V1_HOSTILE: ReadonlyArray<[number, string]> = [
+  [1, 'v1:c7f5f53412c0686e412350a64aed6fdcaf6aefe117d89d6bf6d5ee494ab92ca7'],
+  [2, 'v1:80481a565d898a4f84f8cb8d1b2fe0216761529f41ebf5b74a3f3988f027c48b'],
+  [3, 'v1:28480c554de925560281c3532f14f49689334e6f51045484a841e590e19d50f1'],
+  [4, 'v1:4a7b857cde26c2f0b93f7a0f28e9d7d5a4aaf27c205d7af5230b950c27630053'],
+  [5, 'v1:00ec0d89d1a57f5d8bd28eebf44ecd28dd4668bf755959be1f7a54460863fbbe'],
+  [6, 'v1:aa889742558a4d69b70455e9fb3b4457471d8ef432888e4f5710e4a590d36589'],
+  [7, 'v1:672a390f85ceddb9da6e29236fdc79a97570fa4c6da3129485c6710390d0c44f'],
+  [8, 'v1:71e2ee9422d85aaa3faece49ce6502786120d1cd390d1c25d780f8c51689994a'],
+  [9, 'v1:4a272b24936ae61996d1ff4d10ef6e9a27c32c4f63270129157e3745499c6bb9'],
+  [10, 'v1:3d50a8c4c7b3b9cdcc3be15b6ce781f2edc8ab7584248277d011beb31bf70cfa'],
+  [11, 'v1:eee61cd79859340737540e92a6c9091b1bcbf8994ae5301e9875e900867098b0'],
+  [12, 'v1:7b74308892b566ea439a32e15218f9201e98c6e1a8a683db6ec56bb9324687f4'],
+];
+
+describe('fingerprint: bit-identical to the v1 digests journals hold', () => {
+  const corpus = edgeCases();
+
+  it('the lab corpus, whole: the digests v1 gave', () => {
+    expect(corpus.map((e) => [e.name, fingerprint(e.bytes)])).toEqual(V1_DIGESTS);
+  });
+
+  it('seeded hostile messages, whole: the digests v1 gave, and the rules byte by byte', () => {
+    for (const [seed, digest] of V1_HOSTILE) {
+      const m = hostile(seed);
+      expect(fingerprint(m), `hostile(${seed})`).toBe(digest);
+      expect(reference(m), `hostile(${seed})`).toBe(digest);
+    }
+  });
+
+  it('the lab corpus and hostile messages in random chunks equal the whole', () => {
+    const rng = new Prng(7);
+    const messages = [
+      ...corpus.filter((e) => e.bytes.length < 1_000_000).map((e) => e.bytes),
+      ...V1_HOSTILE.map(([seed]) => hostile(seed)),
+    ];
+    for (const [i, m] of messages.entries()) {
+      const whole = fingerprint(m);
+      for (let round = 0; round < 6; round++) expect(inChunks(randomSplit(m, rng)), `message ${i}`).toBe(whole);
+    }
+    const huge = corpus.find((e) => e.name === 'huge-25mb')!.bytes;
+    expect(inChunks(randomSplit(huge, rng))).toBe(fingerprint(huge));
+  });
+
+  it('many small hostile messages in random chunks equal the rules', () => {
+    const rng = new Prng(11);
+    for (let seed = 1000; seed < 1300; seed++) {
+      const m = hostile(seed).subarray(0, rng.int(0, 3000));
+      expect(inChunks(randomSplit(m, rng)), `hostile(${seed})`).toBe(reference(m));
     }
   });
 });
