@@ -104,8 +104,13 @@ export class Receiver {
     this.abandonAhead();
   }
 
-  /** Keeps a batch's worth of RETRs written ahead: they cost nothing until read (backpressure). */
+  /**
+   * Keeps a batch's worth of RETRs written ahead: they cost nothing until read (backpressure).
+   * Topped up once half of them were read rather than one per message read, so they leave in
+   * a few writes instead of one each (pop3/connection.ts sends what one tick queued together).
+   */
   private issue(): void {
+    if (this.ahead.length > this.limits.messages / 2) return;
     while (this.ahead.length < this.limits.messages && this.next < this.todo.length) {
       const m = this.todo[this.next++]!;
       const stream = this.source.retrStream(m.n);
