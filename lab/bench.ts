@@ -13,7 +13,8 @@
  * popsync runs as the real CLI in its own process; its peak RSS and CPU are sampled from
  * /proc. The server's CPU is that of Dovecot's whole process tree, split by process
  * (server-cpu.ts: pop3, imap, and their -login processes, which carry TLS), so "where the time
- * goes" is popsync's CPU beside each server's.
+ * goes" is popsync's CPU beside each server's. Each row's client CPU is popsync's, or for a raw
+ * client this process's: what the least a Node client can do (TLS included) costs.
  *
  * Mixes, each section skipped when its count is 0: a typical one (BENCH_MESSAGES, default
  * 3,000), the same typical one with TLS on both sides (BENCH_TLS_MESSAGES, default
@@ -161,13 +162,24 @@ interface MixOptions {
 interface Measured {
   ms: number;
   server: ServerCpuSplit;
+  /** CPU of the client: popsync's process, or this one's for a raw client (its TLS included). */
+  clientMs: number;
 }
 
-/** Runs `what` under a server CPU meter; `what` calls its argument as the last reply arrives. */
+/**
+ * Runs a raw client under a server CPU meter; `what` calls its argument as the last reply
+ * arrives. The client's CPU is this process's, so it includes the meter's own sampling.
+ */
 async function metered(lab: Lab, what: (atEnd: () => void) => Promise<number>): Promise<Measured> {
   const meter = new ServerCpu(lab.pid);
-  const ms = await what(() => meter.sample());
-  return { ms, server: meter.stop() };
+  const cpu0 = process.cpuUsage();
+  let cpu: NodeJS.CpuUsage | undefined;
+  const ms = await what(() => {
+    cpu = process.cpuUsage(cpu0);
+    meter.sample();
+  });
+  cpu ??= process.cpuUsage(cpu0);
+  return { ms, server: meter.stop(), clientMs: (cpu.user + cpu.system) / 1000 };
 }
 
 /** Keeps the faster of two measurements of the same thing under `key`. */
@@ -225,7 +237,8 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
     await measureRaw();
 
     const line = (label: string, m: Measured, extra = ''): void => {
-      process.stdout.write(`${row(label, count, bytes, m.ms, `server CPU ${formatServerCpu(m.server)}${extra}`)}\n`);
+      const cpu = `client CPU ${(m.clientMs / 1000).toFixed(2)} s, server CPU ${formatServerCpu(m.server)}`;
+      process.stdout.write(`${row(label, count, bytes, m.ms, `${cpu}${extra}`)}\n`);
     };
     line('raw POP3 RETR, pipelined, 1 conn', raw.get('pop3')!);
     for (const mode of SINK_MODES) line(mode.label, raw.get(mode.label)!);
@@ -233,8 +246,8 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
     line(relayLabel, relay);
     line(
       'popsync migrate (whole process)',
-      { ms: run.ms, server },
-      `; popsync CPU ${(run.cpuMs / 1000).toFixed(2)} s, peak RSS ${run.peakRssMb.toFixed(0)} MB`,
+      { ms: run.ms, server, clientMs: run.cpuMs },
+      `; peak RSS ${run.peakRssMb.toFixed(0)} MB`,
     );
     const sinks = SINK_MODES.map((mode) => [mode, raw.get(mode.label)!] as const);
     const [bestMode, best] = [...sinks].sort((a, b) => a[1].ms - b[1].ms)[0]!;
