@@ -139,6 +139,12 @@ export interface StartOptions {
    * `user*master` as the login name). Ordinary users cannot act for anyone.
    */
   masterUsers?: Record<string, string>;
+  /**
+   * Dovecot's high-performance login mode (`service_count = 0` for imap-login and pop3-login):
+   * one login process serves many connections, so a TLS session resumes. By default each
+   * connection gets a login process of its own, with its own ticket key, and none ever does.
+   */
+  sharedLoginProcesses?: boolean;
 }
 
 /**
@@ -472,6 +478,7 @@ function renderConfig(a: {
   const internalUser = root ? 'dovecot' : me.username;
   const loginUser = root ? 'dovenull' : me.username;
   const chroot = root ? '' : '  chroot =\n';
+  const loginMode = opts.sharedLoginProcesses === true ? '  service_count = 0\n' : '';
   if (opts.imapCapability !== undefined && (opts.imapWithout !== undefined || opts.imapLiteralMinus))
     throw new Error('imapCapability and imapWithout or imapLiteralMinus: give one of them');
   const capability = opts.imapCapability ?? trimmedImapCapability(opts.imapWithout, opts.imapLiteralMinus);
@@ -562,7 +569,7 @@ service imap-login {
     port = ${e.imaps.port}
     ssl = yes
   }
-${chroot}}
+${loginMode}${chroot}}
 service pop3-login {
   inet_listener pop3 {
     address = ${HOST}
@@ -573,7 +580,7 @@ service pop3-login {
     port = ${e.pop3s.port}
     ssl = yes
   }
-${chroot}}
+${loginMode}${chroot}}
 service imap-urlauth-login {
 ${chroot}}
 # Services that default to system paths or listeners we do not want.

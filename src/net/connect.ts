@@ -37,7 +37,7 @@ const NETWORK_CODES = new Set([
  */
 export function createSocket(t: SocketTarget, secure: boolean, onConnect?: () => void): net.Socket {
   const s = secure
-    ? tls.connect({ ...sharedContext(tlsOptions(t)), port: t.port }, onConnect)
+    ? resuming(t, (o) => tls.connect({ ...o, port: t.port }, onConnect))
     : net.connect({ host: t.host, port: t.port }, onConnect);
   s.setNoDelay(true);
   return s;
@@ -45,7 +45,48 @@ export function createSocket(t: SocketTarget, secure: boolean, onConnect?: () =>
 
 /** TLS on a connected plain socket (STARTTLS, STLS), with the same options as implicit TLS. */
 export function createTlsUpgrade(socket: net.Socket, t: SocketTarget, onSecure?: () => void): tls.TLSSocket {
-  return tls.connect({ ...sharedContext(tlsOptions(t)), socket }, onSecure);
+  return resuming(t, (o) => tls.connect({ ...o, socket }, onSecure));
+}
+
+/**
+ * TLS sessions to resume (tickets, or TLS 1.2 session ids), by trust and then by server. A
+ * run opens several connections to one server (imapflow's, our APPEND connection, a streaming
+ * one, reconnects; a batch many accounts'), and each full handshake costs the server a
+ * signature and the client a certificate check, and under TLS 1.2 a round trip.
+ * Node skips the host name check on a resumed session, so a session is offered only to a
+ * connection with the very expectations it was verified under: the same secure context (CA
+ * list), host (also the SNI name), port and verification setting. (Node hands a session over
+ * only once the connection that got it passed verification, TLS 1.2's too: checked on Node
+ * 20.) A TLS 1.3 ticket is used once (RFC 8446 C.4); a server sends one or two per
+ * connection, so every connection brings the next.
+ */
+const sessions = new Map<tls.SecureContext | undefined, Map<string, Buffer[]>>();
+/** Servers remembered per context: a batch of many hosts keeps the most recent ones. */
+const MAX_SERVERS = 100;
+const TICKETS_PER_SERVER = 4;
+
+function resuming<S extends tls.TLSSocket>(t: SocketTarget, connect: (o: tls.ConnectionOptions) => S): S {
+  const o = sharedContext(tlsOptions(t));
+  let byServer = sessions.get(o.secureContext);
+  if (byServer === undefined) {
+    byServer = new Map();
+    sessions.set(o.secureContext, byServer);
+  }
+  const server = `${t.host}\0${t.port}\0${o.rejectUnauthorized !== false}`;
+  const saved = byServer.get(server)?.pop();
+  const socket = connect(saved === undefined ? o : { ...o, session: saved });
+  const keep = (ticket: Buffer): void => {
+    const tickets = byServer.get(server) ?? [];
+    byServer.delete(server); // re-inserted last: the Map's order is least recently used first
+    byServer.set(server, [...tickets, ticket].slice(-TICKETS_PER_SERVER));
+    if (byServer.size > MAX_SERVERS) byServer.delete(byServer.keys().next().value!);
+  };
+  socket.on('session', keep);
+  socket.once('secureConnect', () => {
+    // A resumed TLS 1.2 session brings no new one, and may be resumed again.
+    if (saved !== undefined && socket.isSessionReused() && socket.getProtocol() !== 'TLSv1.3') keep(saved);
+  });
+  return socket;
 }
 
 /** Secure contexts by the CA list they trust; a run opens a handful of lists at most. */
