@@ -25,12 +25,7 @@ export async function finishSource(ctx: RunContext, source: Pop3Session, policy:
     const done = await deleteFromSource(ctx, source, policy);
     if (done) return;
   }
-  await quietly(ctx, source);
-}
-
-// Nothing was deleted, so QUIT only ends the session politely.
-function quietly(ctx: RunContext, source: Pop3Session): Promise<void> {
-  return source.quit().catch((e: unknown) => ctx.o.logger.debug({ err: String(e) }, 'QUIT failed'));
+  source.leave();
 }
 
 /**
@@ -39,7 +34,8 @@ function quietly(ctx: RunContext, source: Pop3Session): Promise<void> {
  */
 async function stopIfInterrupted(ctx: RunContext, source: Pop3Session): Promise<void> {
   if (!ctx.o.signal?.aborted) return;
-  await quietly(ctx, source);
+  // Nothing was deleted, so QUIT only ends the session politely.
+  source.leave();
   throw new PopsyncError(
     'interrupted',
     'interrupted before deleting from the source: nothing was deleted; every copy made is recorded, run ' +

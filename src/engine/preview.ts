@@ -89,7 +89,7 @@ export async function previewRun(o: PreviewOptions): Promise<Preview> {
       (n, h) => heads.set(n, h),
     );
     o.logger.info({ messages: wanted.length, ms: Date.now() - started }, 'read headers with TOP n 0');
-    await source.quit().catch(() => undefined);
+    source.leave();
     source = null;
 
     const routed = new Map<number, RoutedHead | { error: string }>();

@@ -12,6 +12,7 @@
  *   login.ts decides and net/sasl.ts speaks (XOAUTH2, OAUTHBEARER, PLAIN with authzid), not a
  *   second implementation inside imapflow. It uses imapflow's `exec` (tagged command with an
  *   `onPlusTag` continuation handler), `write`, `run('LOGIN')` and `setAuthenticationState`.
+ * - Its internal `run()`, wrapped to send one ID instead of two (see the subclass).
  */
 
 import { ImapFlow, type ImapFlowOptions } from 'imapflow';
@@ -38,6 +39,12 @@ export interface LoginSource {
   credentials(): Promise<ImapCredentials>;
   host: string;
   port: number;
+  /**
+   * Another login of the same sink, opened at the same time, whose verdict this one waits for:
+   * the connections are set up side by side, but a wrong password is refused once, not once per
+   * connection (servers count failed logins against the account). A rejection abandons this login.
+   */
+  after?: Promise<unknown>;
 }
 
 /** The parts of ImapFlow the login below relies on; all internal, all checked by the adapter test. */
@@ -53,9 +60,11 @@ interface ImapFlowInternals {
     options: { onPlusTag?: (resp: { attributes?: Array<{ type?: string; value?: unknown }> }) => Promise<void> },
   ): Promise<{ next?: () => void }>;
   write(chunk: string): void;
-  run(command: 'LOGIN', user: string, pass: string): Promise<unknown>;
+  run(command: string, ...args: unknown[]): Promise<unknown>;
   setAuthenticationState(): Promise<void>;
 }
+
+const imapflowRun = (ImapFlow.prototype as unknown as ImapFlowInternals).run;
 
 /**
  * An ImapFlow whose login is ours. imapflow calls `authenticate()` from its session start,
@@ -64,11 +73,30 @@ interface ImapFlowInternals {
  */
 export function createImapFlow(options: ImapFlowOptions, login: LoginSource): ImapFlow {
   class PopsyncImapFlow extends ImapFlow {
+    private identified = false;
+
+    /**
+     * imapflow's session start sends ID (RFC 2971) before the login and, when the answer names
+     * fewer than two fields (Dovecot's names one), again after it: two round trips before the
+     * session is usable. Only one ID is sent, after the login: some providers (NetEase's 163.com)
+     * refuse mailbox access until the client identified itself in the authenticated session, and
+     * nothing before the login needs it.
+     */
+    run(command: string, ...args: unknown[]): Promise<unknown> {
+      const self = this as unknown as ImapFlowInternals;
+      if (command.toUpperCase() === 'ID') {
+        if (self.state === self.states.NOT_AUTHENTICATED || this.identified) return Promise.resolve(undefined);
+        this.identified = true;
+      }
+      return imapflowRun.call(this, command, ...args);
+    }
+
     async authenticate(): Promise<boolean> {
       const self = this as unknown as ImapFlowInternals;
       if (self.state === self.states.LOGOUT) throw authError('Already logged out');
       // PREAUTH: nothing to do.
       if (self.state !== self.states.NOT_AUTHENTICATED) return true;
+      if (login.after) await login.after;
       self.expectCapabilityUpdate = true;
       const creds = await login.credentials();
       const caps = new Set([...self.capabilities.keys()].map((c) => c.toUpperCase()));

@@ -80,7 +80,7 @@ class LineReader {
 
   constructor(
     private readonly sock: net.Socket,
-    private readonly timeoutMs: number,
+    readonly timeoutMs: number,
     private readonly where: string,
   ) {
     sock.on('data', this.onData);
@@ -246,6 +246,8 @@ export class PipelinedAppender {
   private seq = 0;
   /** The command whose literal waits for the server's '+'; at most one at a time. */
   private cont: { unit: Unit; resolve: (go: boolean) => void } | null = null;
+  /** An untagged CAPABILITY list read while waiting for a login's reply. */
+  private announced: Set<string> | null = null;
 
   private constructor(
     private sock: net.Socket,
@@ -317,6 +319,8 @@ export class PipelinedAppender {
       }
       if (!/^\* PREAUTH\b/i.test(greeting)) {
         const step = chooseLogin(opts.auth ?? 'auto', caps, { token: creds.token, admin: creds.admin !== undefined });
+        // Only a list sent in answer to the login counts (not one from before STARTTLS).
+        a.announced = null;
         let t: Tagged;
         if (step.kind === 'sasl') {
           t = await a.authenticate(
@@ -345,7 +349,9 @@ export class PipelinedAppender {
           throw new PipelineUnsupported('no SASL mechanism for this login, and LOGIN disabled');
         }
         if (t.status !== 'OK') throw fail(refusal(t, { authenticationFailed: true }));
-        caps = await a.capability();
+        // RFC 3501 §6.2.2: a server that sends its new list with the login's OK (Dovecot, Cyrus,
+        // Gmail) or just before it needs no CAPABILITY command, which would cost a round trip.
+        caps = capabilitiesOf(t.line) ?? a.announced ?? (await a.capability());
       }
       // Without UIDPLUS the copies come back without UIDs, as through imapflow, and the engine
       // finds them by content (reconciler.ts learnUids); what this path needs is something to
@@ -383,7 +389,10 @@ export class PipelinedAppender {
         continue;
       }
       const t = parseTagged(line);
-      if (!t) continue;
+      if (!t) {
+        this.announced = capabilitiesOf(line) ?? this.announced;
+        continue;
+      }
       if (t.tag !== tag)
         throw new PopsyncError('protocol', `IMAP APPEND connection: expected a reply to ${tag}, got one to ${t.tag}`);
       return t;
@@ -635,16 +644,19 @@ export class PipelinedAppender {
     }
   }
 
+  /**
+   * LOGOUT, without waiting for its reply: every reply that mattered was read, and waiting would
+   * hold the end of the run a round trip. The socket no longer holds the process, and is
+   * destroyed if the server has not closed it within the reader's timeout.
+   */
   async close(): Promise<void> {
     if (!this.usable) return this.destroy();
-    try {
-      this.sock.write('Z LOGOUT\r\n');
-      for (;;) if (parseTagged(await this.reader.next())?.tag === 'Z') break;
-    } catch {
-      // closing anyway
-    } finally {
-      this.destroy();
-    }
+    const sock = this.sock;
+    sock.end('Z LOGOUT\r\n');
+    sock.unref();
+    const timer = setTimeout(() => sock.destroy(), this.reader.timeoutMs);
+    timer.unref();
+    sock.once('close', () => clearTimeout(timer));
   }
 
   destroy(): void {
@@ -655,7 +667,11 @@ export class PipelinedAppender {
     for (;;) {
       const line = await this.reader.next();
       const t = parseTagged(line);
-      if (!t) continue; // untagged (EXISTS of nothing selected, alerts) or stray continuation
+      if (!t) {
+        // untagged (EXISTS of nothing selected, alerts, a new capability list) or stray continuation
+        this.announced = capabilitiesOf(line) ?? this.announced;
+        continue;
+      }
       if (t.tag !== tag)
         throw new PopsyncError('protocol', `IMAP APPEND connection: expected a reply to ${tag}, got one to ${t.tag}`);
       return t;

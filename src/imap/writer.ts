@@ -134,26 +134,24 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   const connectTimeoutMs = opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   // Every form of every secret a login of this sink sent, for blanking server replies.
   const secrets: string[] = [];
-  // The APPEND connection first: its login fails the same way imapflow's would, and it is the
-  // first connection the server sees (the one that carries the messages).
-  let pipeline: PipelinedAppender | null = null;
+  // Both connections open at once (TCP, TLS, greeting), each a few round trips that used to
+  // follow one another. The APPEND connection logs in first and imapflow's login waits for its
+  // verdict (imapflow-adapter.ts `after`): a wrong password is refused once, with the same
+  // error as before, and the server sees the connection that carries the messages first.
   const appendPath = opts.appendPath ?? 'auto';
-  if (appendPath !== 'imapflow') {
-    try {
-      pipeline = await PipelinedAppender.open(opts, connectTimeoutMs, log, 'pipelined', secrets);
-    } catch (err) {
-      if (!(err instanceof PipelineUnsupported)) {
-        log.debug({ err, kind: (err as PopsyncError).kind }, 'IMAP connect failed');
-        throw err;
-      }
-      if (appendPath === 'pipelined')
-        throw new PopsyncError(
-          'config',
-          `IMAP server ${opts.host}:${opts.port} cannot take pipelined APPEND: ${err.message}`,
-        );
-      log.debug({ reason: err.message }, 'IMAP APPEND goes through imapflow, one at a time');
-    }
-  }
+  const opening: Promise<PipelinedAppender | null> =
+    appendPath === 'imapflow'
+      ? Promise.resolve(null)
+      : PipelinedAppender.open(opts, connectTimeoutMs, log, 'pipelined', secrets).catch((err: unknown) => {
+          if (!(err instanceof PipelineUnsupported)) throw err;
+          if (appendPath === 'pipelined')
+            throw new PopsyncError(
+              'config',
+              `IMAP server ${opts.host}:${opts.port} cannot take pipelined APPEND: ${err.message}`,
+            );
+          log.debug({ reason: err.message }, 'IMAP APPEND goes through imapflow, one at a time');
+          return null;
+        });
   const client = createImapFlow(
     {
       host: opts.host,
@@ -178,6 +176,10 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
       // IDLE is for watching a mailbox; we never wait for news, and an IDLE would have to be
       // broken (one more round trip) before every command.
       disableAutoIdle: true,
+      // ENABLE CONDSTORE UTF8=ACCEPT IMAP4rev2 is a round trip for nothing popsync uses, and
+      // UTF8=ACCEPT or IMAP4rev2 would make imapflow name folders in UTF-8 while our APPEND
+      // connection, which never enables them, must use modified UTF-7 for the same names.
+      disableAutoEnable: true,
     },
     {
       auth: opts.auth ?? 'auto',
@@ -188,21 +190,26 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
         secrets.push(...loginSecretForms(creds, opts));
         return creds;
       },
+      after: opening,
     },
   );
   // An 'error' without a listener is thrown by the EventEmitter and kills the process; connect()
   // reports its own failures by rejecting, and the sink installs the real listener afterwards.
   const ignore = (): void => {};
   client.on('error', ignore);
-  try {
-    await client.connect();
-  } catch (err) {
+  const [appender, session] = await Promise.allSettled([opening, client.connect()]);
+  if (appender.status === 'rejected' || session.status === 'rejected') {
     client.close();
-    pipeline?.destroy();
-    const mapped = mapConnectError(err, { ...opts, secrets });
-    log.debug({ err: mapped, kind: mapped.kind }, 'IMAP connect failed');
-    throw mapped;
+    if (appender.status === 'fulfilled') appender.value?.destroy();
+    // The APPEND connection's failure is the one reported: imapflow's login never started.
+    const err =
+      appender.status === 'rejected'
+        ? (appender.reason as PopsyncError)
+        : mapConnectError((session as PromiseRejectedResult).reason, { ...opts, secrets });
+    log.debug({ err, kind: err.kind }, 'IMAP connect failed');
+    throw err;
   }
+  const pipeline = appender.value;
   client.off('error', ignore);
   return new ImapWriter(
     client,
@@ -666,8 +673,11 @@ class ImapWriter implements ImapSink {
     if (this.keepalive) clearInterval(this.keepalive);
     // Let a running operation finish rather than cut it mid-APPEND.
     await this.chain.catch(() => {});
-    await this.pipeline?.close();
-    await this.streamer?.close();
+    // Side by side: each connection's LOGOUT was a round trip after the one before.
+    await Promise.all([this.pipeline?.close(), this.streamer?.close(), this.logout()]);
+  }
+
+  private async logout(): Promise<void> {
     try {
       if (!this.dead && this.client.usable) await this.client.logout();
     } catch (err) {

@@ -559,6 +559,12 @@ class Session implements Pop3Session {
     this.conn.end();
   }
 
+  leave(): void {
+    // Written at once: nothing is in flight when a session ends, so the window is open.
+    this.conn.send({ line: 'QUIT', label: 'QUIT', multiline: false }).catch(() => undefined);
+    this.conn.end(true);
+  }
+
   destroy(): void {
     this.conn.destroy('POP3 session destroyed by popsync');
   }

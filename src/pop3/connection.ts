@@ -175,14 +175,24 @@ export class Pop3Connection implements CommandChannel {
     this.pump();
   }
 
-  /** After QUIT's +OK: close politely; later commands reject. */
-  end(): void {
+  /**
+   * After QUIT's +OK: close politely; later commands reject. `release`: QUIT was written and
+   * nobody waits for its reply, so the socket no longer holds the process, and is destroyed if
+   * the server has not closed it within the timeout.
+   */
+  end(release = false): void {
     if (this.failure) return;
     this.failure = new PopsyncError('connection', 'POP3 session already ended with QUIT');
     this.clearTimer();
     this.detach();
-    this.socket.on('error', () => {});
-    this.socket.end();
+    const socket = this.socket;
+    socket.on('error', () => {});
+    socket.end();
+    if (!release) return;
+    socket.unref();
+    const timer = setTimeout(() => socket.destroy(), this.opts.timeoutMs);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
   }
 
   /** Drop the connection; pending commands reject with 'connection'. */

@@ -90,6 +90,11 @@ export interface Pop3Session {
   noop(): Promise<void>;
   /** QUIT: enters UPDATE; resolves only on +OK, which is when DELEs become real. */
   quit(): Promise<void>;
+  /**
+   * QUIT for a session that deleted nothing: written, and the connection closed without waiting
+   * for the reply, which would only say goodbye (a round trip at the end of every run).
+   */
+  leave(): void;
   /** Drop the connection without QUIT: the server deletes nothing. */
   destroy(): void;
 }

@@ -103,6 +103,7 @@ class MemorySource {
       rset: async () => undefined,
       noop: async () => undefined,
       quit: async () => undefined,
+      leave: () => undefined,
       destroy: () => {
         dead.v = true;
       },

@@ -63,6 +63,9 @@ describe('imapflow internals popsync relies on', () => {
     const start = String(proto.startSession);
     expect(start).toMatch(/await this\.authenticate\(\)/);
     expect(start.indexOf('upgradeToSTARTTLS')).toBeLessThan(start.indexOf('this.authenticate()'));
+    // Our subclass's run() drops the ID before the login; ENABLE goes with disableAutoEnable.
+    expect(start).toMatch(/this\.run\('ID', this\.clientInfo\)/);
+    expect(start).toMatch(/if \(!this\.options\.disableAutoEnable\)/);
   });
 
   it('an instance has the state, capability map and transport option the adapter uses', () => {

@@ -1,0 +1,203 @@
+/**
+ * Round trips before the first message moves and after the last one (issue 11 part 4), against
+ * a real Dovecot through relays that record every line in one order (recording-relay.ts): what
+ * popsync wrote before it had an answer is counted, never timed.
+ */
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { Lab } from '../../lab/dovecot.js';
+import { runCli } from '../support/cli.js';
+import { useLab } from '../support/lab-fixture.js';
+import { destinationMessages } from '../support/mailboxes.js';
+import {
+  type RelayEvent,
+  type RelayLog,
+  type RelayRules,
+  relayLog,
+  startRecordingRelay,
+} from '../support/recording-relay.js';
+
+let lab: Lab;
+let dir: string;
+useLab('startup', {}, (l, d) => {
+  lab = l;
+  dir = d;
+});
+
+function message(i: number): Buffer {
+  return Buffer.from(
+    `From: a@example.org\r\nTo: b@example.org\r\nSubject: start-up ${i}\r\nMessage-ID: <s${i}@example.org>\r\n` +
+      `Date: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\nbody ${i}\r\n`,
+  );
+}
+
+interface Relayed {
+  log: RelayLog;
+  pop3: number;
+  imap: number;
+  close(): Promise<void>;
+  release(): void;
+}
+
+async function relays(rules: { pop3?: RelayRules; imap?: RelayRules } = {}): Promise<Relayed> {
+  const log = relayLog();
+  const p = await startRecordingRelay('pop3', lab.pop3.port, log, rules.pop3);
+  const i = await startRecordingRelay('imap', lab.imap.port, log, rules.imap);
+  return {
+    log,
+    pop3: p.port,
+    imap: i.port,
+    close: async () => {
+      await Promise.all([p.close(), i.close()]);
+    },
+    release: () => {
+      p.release();
+      i.release();
+    },
+  };
+}
+
+function migrate(r: Relayed, pop: string, imap: string, extra: string[] = [], password = lab.password) {
+  return runCli(
+    [
+      'migrate',
+      '--pop',
+      `pop3://${pop}@127.0.0.1:${r.pop3}`,
+      '--pop-tls',
+      'none',
+      '--imap',
+      `imap://${imap}@127.0.0.1:${r.imap}`,
+      '--imap-tls',
+      'none',
+      '--pop-password-env',
+      'PW',
+      '--imap-password-env',
+      'IMAP_PW',
+      '--journal',
+      join(dir, `${pop}.sqlite`),
+      '--json',
+      '--no-progress',
+      ...extra,
+    ],
+    { env: { PW: lab.password, IMAP_PW: password } },
+  );
+}
+
+/** The server lines a connection had delivered to popsync before event `e`. */
+function answersBefore(log: RelayLog, e: RelayEvent): number {
+  return log.events.filter((x) => x.relay === e.relay && x.conn === e.conn && x.dir === '<' && x.seq < e.seq).length;
+}
+
+const command = (e: RelayEvent): string => e.line.split(' ')[1]?.toUpperCase() ?? '';
+
+describe('start-up and end of a run', () => {
+  it(
+    'POP3 lists in one round trip after login; the IMAP connections open side by side, with one ID ' +
+      'and no ENABLE or CAPABILITY',
+    async () => {
+      const pop = lab.newUser('src');
+      const imap = lab.newUser('dst');
+      await lab.seedPop3(pop, [1, 2, 3].map(message));
+      // Replies are held back so that no answer can race the commands under test: STAT's until
+      // UIDL was written, and the IMAP greetings until both connections were accepted. A client
+      // that waited would stall; the fallback release only lets such a run end and fail below.
+      const r = await relays({
+        pop3: {
+          hold: (conn, log) => log.sent('pop3', conn).some((e) => e.line === 'STAT'),
+          onEvent: (e, relay) => {
+            if (e.dir === '>' && e.line === 'UIDL') relay.release();
+          },
+        },
+        imap: {
+          hold: () => true,
+          onEvent: (e, relay) => {
+            if (e.dir === 'accept' && e.conn === 1) relay.release();
+          },
+        },
+      });
+      const fallback = setTimeout(() => r.release(), 15_000);
+      try {
+        const res = await migrate(r, pop, imap);
+        clearTimeout(fallback);
+        expect(res.code, res.stderr).toBe(0);
+        expect(JSON.parse(res.stdout)).toMatchObject({ copied: 3 });
+        const { log } = r;
+
+        // POP3: STAT, LIST and UIDL written before the server had answered any of them.
+        const popLines = log.sent('pop3');
+        const afterLogin = popLines.slice(popLines.findIndex((e) => e.line.startsWith('AUTH ')) + 1);
+        expect(afterLogin.slice(0, 3).map((e) => e.line)).toEqual(['STAT', 'LIST', 'UIDL']);
+        expect(new Set(afterLogin.slice(0, 3).map((e) => answersBefore(log, e))).size).toBe(1);
+        expect(popLines.filter((e) => e.line === 'CAPA')).toHaveLength(1);
+
+        // IMAP: the second connection was opened before the first had its greeting.
+        const accepts = log.events.filter((e) => e.relay === 'imap' && e.dir === 'accept');
+        expect(accepts).toHaveLength(2);
+        const firstGreeting = log.events.find((e) => e.relay === 'imap' && e.dir === '<')!;
+        expect(accepts[1]!.seq).toBeLessThan(firstGreeting.seq);
+        const imapLines = log.sent('imap');
+        const logins = imapLines.filter((e) => command(e) === 'AUTHENTICATE');
+        expect(logins).toHaveLength(2);
+        const loginOks = logins.map((l) =>
+          log.events.find(
+            (e) =>
+              e.relay === 'imap' &&
+              e.conn === l.conn &&
+              e.dir === '<' &&
+              e.line.startsWith(`${l.line.split(' ')[0]} OK`),
+          ),
+        );
+        // The APPEND connection (tag L) logs in first; imapflow's login waits for its verdict.
+        const [first, second] = logins.sort((a, b) => a.seq - b.seq);
+        expect(first!.line.startsWith('L ')).toBe(true);
+        expect(second!.seq).toBeGreaterThan(loginOks.find((e) => e!.conn === first!.conn)!.seq);
+        // One ID, after the login on its connection; nothing else before the session is usable.
+        const ids = imapLines.filter((e) => command(e) === 'ID');
+        expect(ids).toHaveLength(1);
+        expect(ids[0]!.conn).toBe(second!.conn);
+        expect(ids[0]!.seq).toBeGreaterThan(second!.seq);
+        expect(imapLines.filter((e) => ['ENABLE', 'CAPABILITY'].includes(command(e)))).toEqual([]);
+      } finally {
+        await r.close();
+      }
+    },
+  );
+
+  it('a wrong IMAP password is refused once: one login reaches the server, exit 3, nothing stored', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(pop, [1, 2].map(message));
+    const r = await relays();
+    try {
+      const res = await migrate(r, pop, imap, [], 'wrong-password');
+      expect(res.code, res.stderr).toBe(3);
+      expect(res.stderr).not.toContain('wrong-password');
+      expect(r.log.sent('imap').filter((e) => command(e) === 'AUTHENTICATE')).toHaveLength(1);
+      expect(r.log.sent('imap').filter((e) => command(e) === 'APPEND')).toEqual([]);
+      expect(await destinationMessages(lab, imap)).toEqual([]);
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('the end of a run waits for no QUIT or APPEND-connection LOGOUT reply when nothing depends on them', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(pop, [1, 2].map(message));
+    // Those replies never come: waiting for one would hold the run for --timeout (far beyond
+    // this test's own limit), so the run ending at all shows it did not wait.
+    const r = await relays({
+      pop3: { hold: (conn, log) => log.sent('pop3', conn).some((e) => e.line === 'QUIT') },
+      imap: { hold: (conn, log) => log.sent('imap', conn).some((e) => e.line === 'Z LOGOUT') },
+    });
+    try {
+      const res = await migrate(r, pop, imap, ['--timeout', '600']);
+      expect(res.code, res.stderr).toBe(0);
+      expect(JSON.parse(res.stdout)).toMatchObject({ copied: 2 });
+      expect(r.log.sent('pop3').filter((e) => e.line === 'QUIT')).toHaveLength(1);
+      expect(r.log.sent('imap').filter((e) => e.line === 'Z LOGOUT')).toHaveLength(1);
+    } finally {
+      await r.close();
+    }
+  });
+});
