@@ -62,6 +62,7 @@ const HELD_DOT = 2; // "." at line start seen, not yet emitted: stuffing, termin
 const HELD_DOT_CR = 3; // ".\r" at line start seen: terminator if LF follows
 
 const HELD_DOT_BYTES = Buffer.from('.');
+const LF_DOT = Buffer.from('\n.');
 const HELD_DOT_CR_BYTES = Buffer.from('.\r');
 const EMPTY = Buffer.alloc(0);
 
@@ -148,12 +149,17 @@ export class ResponseDecoder {
           }
           break;
         case MID_LINE: {
-          const lf = b.indexOf(LF, i);
-          if (lf < 0) {
-            i = b.length;
-          } else {
-            i = lf + 1;
+          // Only a line starting with "." needs a look, so the scan jumps from one LF-dot to the
+          // next instead of stopping at every line: one native search per chunk of ordinary mail
+          // rather than a step per line (~4 M lines in 260 MB, 150 ms of CPU).
+          const lfDot = b.indexOf(LF_DOT, i);
+          if (lfDot >= 0) {
+            i = lfDot + 1;
             state = LINE_START;
+          } else {
+            i = b.length;
+            // A line may start on the next chunk; any other LF here is not followed by a dot.
+            if (b[i - 1] === LF) state = LINE_START;
           }
           break;
         }
