@@ -21,7 +21,10 @@
  * BENCH_MESSAGES: pop3s and imaps verified against the lab's CA, raw clients included),
  * 10,000 small messages (BENCH_SMALL_MESSAGES), and a typical one at 30 ms round trip
  * (BENCH_RTT_MS, BENCH_RTT_MESSAGES: every connection through lab/slow-proxy.ts; tc netem is
- * not available here, the kernel has no sch_netem). Then cron's no-op sync
+ * not available here, the kernel has no sch_netem). With the TLS section beside a plaintext
+ * one of the same count, what TLS cost: time, popsync's CPU, the servers' (their login
+ * processes). Then full and resumed TLS handshakes as popsync opens them (BENCH_HANDSHAKES,
+ * default 100), on this Dovecot and on one in high-performance login mode. Then cron's no-op sync
  * (BENCH_SYNC_MESSAGES, 0 skips) and the memory cases of issue 7 (BENCH_LARGE=0 skips): one
  * 200 MB message (BENCH_LARGE_MB), and one whose header block alone is 100 MB
  * (BENCH_HEADER_MB), each copied alone, peak RSS beside the README's bound. BENCH_POPSYNC names
@@ -31,7 +34,9 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect, createSecureContext, type TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { openSocket } from '../src/net/connect.js';
 import { type RawEndpoints, rawImap, rawPop3, rawRelay, SINK_MODES } from './bench-raw.js';
 import { benchMix, hugeMessage } from './corpus.js';
 import { startDovecot, type Lab } from './dovecot.js';
@@ -192,7 +197,14 @@ function keepFaster<K>(into: Map<K, Measured>, key: K, m: Measured): void {
  * One mix: the raw ceilings of the same server (each before and after popsync, the faster
  * kept: right after seeding, the disk is still flushing), popsync itself, and its ratios.
  */
-async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: MixOptions = {}): Promise<void> {
+/** What the TLS section is compared by with the plaintext one. */
+interface MixResult {
+  count: number;
+  popsync: Measured;
+  relay: Measured;
+}
+
+async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: MixOptions = {}): Promise<MixResult> {
   const { rttMs = 0, tls = false } = opts;
   const count = messages.length;
   const bytes = messages.reduce((a, m) => a + m.length, 0);
@@ -262,8 +274,71 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
         `popsync no-op rerun (${count} journaled): ${(noop.ms / 1000).toFixed(2)} s, start-up included, ` +
           `peak RSS ${noop.peakRssMb.toFixed(0)} MB\n`,
       );
+    return { count, popsync: { ms: run.ms, server, clientMs: run.cpuMs }, relay };
   } finally {
     for (const p of proxies) await p.close();
+  }
+}
+
+/** What TLS on both sides cost, the same mix in plaintext beside it: time, and whose CPU. */
+function tlsCost(plain: MixResult, tls: MixResult): void {
+  const sec = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
+  const login = (m: Measured): number =>
+    m.server.byName.filter(([n]) => n.endsWith('-login')).reduce((a, [, ms]) => a + ms, 0);
+  const line = (who: string, p: Measured, t: Measured): string =>
+    `${who} ${(t.ms / p.ms).toFixed(2)}x the plaintext time; its CPU +${sec(t.clientMs - p.clientMs)}, ` +
+    `the server's +${sec(t.server.totalMs - p.server.totalMs)} (login processes, which carry TLS: ` +
+    `+${sec(login(t) - login(p))})`;
+  process.stdout.write(`TLS: ${line('popsync', plain.popsync, tls.popsync)}\n`);
+  process.stdout.write(`TLS: ${line('raw relay', plain.relay, tls.relay)}\n`);
+}
+
+/**
+ * Full and resumed TLS handshakes: `n` connections to imaps one after another, each read up to
+ * the greeting (by which time TLS 1.3's tickets are in), as popsync opens them
+ * (src/net/connect.ts, which offers the last session) on the bench's Dovecot (its default
+ * login mode: a login process, with its own ticket key, per connection), and on one in
+ * high-performance login mode, where they resume; there also with no session offered.
+ */
+async function handshakeSection(lab: Lab, n: number): Promise<void> {
+  process.stdout.write(`\n== TLS handshakes to imaps, ${n} one after another ==\n`);
+  const shared = await startDovecot({ pop3Rawlog: false, sharedLoginProcesses: true });
+  try {
+    const cases = [
+      ['default login mode, as popsync connects', lab, true],
+      ['high-performance login mode, no session offered', shared, false],
+      ['high-performance login mode, as popsync connects', shared, true],
+    ] as const;
+    for (const [label, l, ours] of cases) {
+      const ca = readFileSync(l.caFile, 'utf8');
+      const target = { protocol: 'IMAP', host: '127.0.0.1', port: l.imaps.port, ca: [ca], connectTimeoutMs: 10_000 };
+      const context = createSecureContext({ ca });
+      let resumed = 0;
+      const m = await metered(l, async (atEnd) => {
+        const t0 = performance.now();
+        for (let i = 0; i < n; i++) {
+          const s = ours
+            ? ((await openSocket(target, true)) as TLSSocket)
+            : await new Promise<TLSSocket>((resolve, reject) => {
+                const c = tlsConnect({ host: target.host, port: target.port, secureContext: context }, () =>
+                  resolve(c),
+                );
+                c.once('error', reject);
+              });
+          if (s.isSessionReused()) resumed++;
+          await new Promise((r) => s.once('data', r));
+          s.destroy();
+        }
+        atEnd();
+        return performance.now() - t0;
+      });
+      process.stdout.write(
+        `Dovecot, ${label}: ${resumed} of ${n} resumed; per connection ${(m.ms / n).toFixed(2)} ms, ` +
+          `client CPU ${(m.clientMs / n).toFixed(2)} ms, server CPU ${(m.server.totalMs / n).toFixed(2)} ms\n`,
+      );
+    }
+  } finally {
+    await shared.stop();
   }
 }
 
@@ -293,9 +368,15 @@ async function main(): Promise<void> {
         .map((l) => l.toFixed(1))
         .join(' ')}\n`,
     );
-    if (count > 0) await mixSection(lab, 'typical mix', benchMix(count, 42), { noopRerun: true });
+    const plain =
+      count > 0 ? await mixSection(lab, 'typical mix', benchMix(count, 42), { noopRerun: true }) : undefined;
     const tlsCount = Number(process.env.BENCH_TLS_MESSAGES ?? count);
-    if (tlsCount > 0) await mixSection(lab, 'typical mix', benchMix(tlsCount, 42), { tls: true });
+    if (tlsCount > 0) {
+      const tls = await mixSection(lab, 'typical mix', benchMix(tlsCount, 42), { tls: true });
+      if (plain?.count === tls.count) tlsCost(plain, tls);
+    }
+    const handshakes = Number(process.env.BENCH_HANDSHAKES ?? 100);
+    if (handshakes > 0) await handshakeSection(lab, handshakes);
     const small = Number(process.env.BENCH_SMALL_MESSAGES ?? 10_000);
     if (small > 0) await mixSection(lab, 'small messages', smallMix(small, 7));
     const rtt = Number(process.env.BENCH_RTT_MS ?? 30);

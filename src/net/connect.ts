@@ -9,7 +9,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { PopsyncError } from '../errors.js';
-import { type TlsTarget, tlsOptions } from './trust.js';
+import { type TlsTarget, type TrustSources, tlsOptions, trustedCas } from './trust.js';
 
 export interface SocketTarget extends TlsTarget {
   /** 'POP3' or 'IMAP': names the server in error messages. */
@@ -66,7 +66,7 @@ const MAX_SERVERS = 100;
 const TICKETS_PER_SERVER = 4;
 
 function resuming<S extends tls.TLSSocket>(t: SocketTarget, connect: (o: tls.ConnectionOptions) => S): S {
-  const o = sharedContext(tlsOptions(t));
+  const o = sharedContext(t);
   let byServer = sessions.get(o.secureContext);
   if (byServer === undefined) {
     byServer = new Map();
@@ -89,27 +89,29 @@ function resuming<S extends tls.TLSSocket>(t: SocketTarget, connect: (o: tls.Con
   return socket;
 }
 
-/** Secure contexts by the CA list they trust; a run opens a handful of lists at most. */
+/** Secure contexts by the trust they hold; a run has a handful at most. */
 const contexts = new Map<string, tls.SecureContext>();
 
 /**
- * With a CA file the `ca` list (Node's ~140 roots plus the file) is parsed into a fresh X.509
- * store for every connection: about 100 ms of CPU each on a loaded machine, a tenth of a small
- * mailbox's copy over TLS (--cpu-prof: addCACerts), paid again for every reconnect and
- * account. One context per distinct list is built once and shared. Bad PEM still throws here,
- * inside the caller's try, as before.
+ * The options of a TLS connection to `t`, with the secure context of its trust. With a CA file
+ * the `ca` list (Node's ~140 roots plus the file) is parsed into a fresh X.509 store for every
+ * connection: about 100 ms of CPU each on a loaded machine, a tenth of a small mailbox's copy
+ * over TLS (--cpu-prof: addCACerts), paid again for every reconnect and account. One context
+ * per trust is built once and shared; a trust is known by the CA file's text and the
+ * NODE_EXTRA_CA_CERTS path, so a connection neither rebuilds the list nor rereads that file
+ * (0.56 ms of CPU per connection when it did). Bad PEM still throws here, inside the
+ * caller's try, as before.
  */
-export function sharedContext(o: tls.ConnectionOptions): tls.ConnectionOptions {
-  if (o.ca === undefined) return o;
-  const cas = Array.isArray(o.ca) ? o.ca : [o.ca];
-  const key = cas.map(String).join('\n');
+export function sharedContext(t: TlsTarget, from: TrustSources = {}): tls.ConnectionOptions {
+  const o = tlsOptions({ ...t, ca: undefined }, from);
+  if (t.ca === undefined || t.ca.length === 0) return o;
+  const key = [(from.env ?? process.env).NODE_EXTRA_CA_CERTS ?? '', ...t.ca.map(String)].join('\0');
   let context = contexts.get(key);
   if (context === undefined) {
-    context = tls.createSecureContext({ ca: o.ca });
+    context = tls.createSecureContext({ ca: trustedCas(t.ca, from) });
     contexts.set(key, context);
   }
-  const { ca: _ca, ...rest } = o;
-  return { ...rest, secureContext: context };
+  return { ...o, secureContext: context };
 }
 
 /** Opens TCP (and TLS when `secure`); resolves once usable, rejects with a PopsyncError. */

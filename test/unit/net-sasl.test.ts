@@ -180,18 +180,33 @@ describe('trust (src/net/trust.ts): a CA file adds to the roots and NODE_EXTRA_C
   });
 });
 
-describe('sharedContext (src/net/connect.ts): one secure context per CA list', () => {
+describe('sharedContext (src/net/connect.ts): one secure context per trust', () => {
   const [a, b] = tls.rootCertificates;
   it('the same list, even as another array, gets the same context, and `ca` is not passed on', () => {
-    const first = sharedContext({ host: 'x', ca: [a!, b!] });
-    const again = sharedContext({ host: 'x', ca: [a!, b!] });
+    const first = sharedContext({ host: 'x', port: 993, ca: [a!, b!] });
+    const again = sharedContext({ host: 'x', port: 993, ca: [a!, b!] });
     expect('ca' in first).toBe(false);
     expect(first.secureContext).toBeDefined();
     expect(again.secureContext).toBe(first.secureContext);
-    expect(sharedContext({ host: 'x', ca: [a!] }).secureContext).not.toBe(first.secureContext);
+    expect(sharedContext({ host: 'x', port: 993, ca: [a!] }).secureContext).not.toBe(first.secureContext);
   });
-  it("without a CA list the options stay as they are (Node's default context)", () => {
-    const o = { host: 'x', rejectUnauthorized: true };
-    expect(sharedContext(o)).toBe(o);
+  it("without a CA list the options are tlsOptions' (Node's default context)", () => {
+    const t = { host: 'x', port: 993, rejectUnauthorized: true };
+    expect(sharedContext(t)).toEqual(tlsOptions(t));
+  });
+  it('a connection neither rebuilds the list nor rereads NODE_EXTRA_CA_CERTS; another path is another trust', () => {
+    const reads: string[] = [];
+    const readFile = (path: string): Buffer => {
+      reads.push(path);
+      return Buffer.from(b!);
+    };
+    const t = { host: 'x', port: 993, ca: [a!] };
+    const one = { env: { NODE_EXTRA_CA_CERTS: '/extra-1.pem' }, readFile };
+    const first = sharedContext(t, one);
+    for (let i = 0; i < 3; i++) expect(sharedContext(t, one).secureContext).toBe(first.secureContext);
+    expect(reads).toEqual(['/extra-1.pem']);
+    const other = sharedContext(t, { env: { NODE_EXTRA_CA_CERTS: '/extra-2.pem' }, readFile });
+    expect(other.secureContext).not.toBe(first.secureContext);
+    expect(reads).toEqual(['/extra-1.pem', '/extra-2.pem']);
   });
 });
