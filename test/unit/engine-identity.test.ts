@@ -1,10 +1,13 @@
 /** Identity beyond UIDL, deletion planning and windowed-source detection: pure functions, no sockets. */
 import { describe, expect, it } from 'vitest';
 import { planDeletion, parseMaxDelete, type DeletionPolicy } from '../../src/engine/deletion.js';
+import { createHash } from 'node:crypto';
+import { benchMix, edgeCases } from '../../lab/corpus.js';
 import { headerHash, identify, needsHeaders } from '../../src/engine/identity.js';
 import { invalidReasonText, joinListing, planCopy } from '../../src/engine/plan.js';
 import { windowWarnings } from '../../src/engine/window.js';
 import type { JournalRow } from '../../src/journal/types.js';
+import { HEADER_PARSE_LIMIT, headerBlockEnd } from '../../src/mapping/headers.js';
 
 const row = (uidl: string, o: Partial<JournalRow> = {}): JournalRow => ({
   account: 'a',
@@ -52,6 +55,60 @@ describe('headerHash', () => {
   });
   it('hashes a TOP n 0 answer like the whole message', () => {
     expect(headerHash(Buffer.from(base.split('\r\n\r\n')[0] + '\r\n\r\n'))).toBe(headerHash(Buffer.from(base)));
+  });
+});
+
+/**
+ * Journals key messages without a usable UIDL by their header hash, so a faster headerHash or
+ * headerBlockEnd must give the same results. These were computed by the code before both
+ * searched line ends natively and hashed in one update (a step per byte, an update per field).
+ */
+describe('headerHash and headerBlockEnd: the results journals hold', () => {
+  it('the lab corpus: header block ends and hashes as before', () => {
+    expect(
+      edgeCases({ huge: false }).map((e) => [e.name, headerBlockEnd(e.bytes), headerHash(e.bytes).slice(0, 16)]),
+    ).toEqual([
+      ['no-message-id', 337, '5d445df8639d2429'],
+      ['same-message-id-a', 390, '3c60301fcc04a01d'],
+      ['same-message-id-b', 391, 'e47feeede5701569'],
+      ['duplicate-1', 367, 'bc32f505778d4a28'],
+      ['duplicate-2', 367, 'bc32f505778d4a28'],
+      ['dot-lines', 368, 'e249a6b75ec208bc'],
+      ['status-lines', 378, '7effa6cc84d259df'],
+      ['latin1-headers', 449, '3c496a3b332270e3'],
+      ['utf8-headers', 456, 'd078a341032f51aa'],
+      ['bare-lf', 358, 'dd67f6507fc993a1'],
+      ['no-body', 369, '29633376a461abd5'],
+      ['headers-only', 381, '3b0f058398c05b2d'],
+      ['long-line-1k', 237, 'e8859d6be02f3cd5'],
+      ['long-line-10k', 2274, '0dfb04157ff094d5'],
+      ['no-final-newline', 247, '13006571f653532c'],
+    ]);
+  });
+
+  it('200 messages of the bench mix: the same ends and hashes as before', () => {
+    const all = benchMix(200, 3).map((m) => `${headerBlockEnd(m)} ${headerHash(m)}`);
+    expect(createHash('sha256').update(all.join('\n')).digest('hex')).toBe(
+      'e2947e4fcd070bc56267f51ef2a34c3fbb98365e8f679c4d8d37339be8068c55',
+    );
+  });
+
+  it('header block ends: LF LF, LF CR LF, none, and a blank line right at the parse limit', () => {
+    const b = (s: string): Buffer => Buffer.from(s, 'latin1');
+    expect(headerBlockEnd(b('A: 1\n\nbody'))).toBe(6);
+    expect(headerBlockEnd(b('A: 1\r\n\r\nbody'))).toBe(8);
+    expect(headerBlockEnd(b('A: 1\r\n\rB: 2\r\n\r\n'))).toBe(15);
+    expect(headerBlockEnd(b('\nbody'))).toBe(5);
+    expect(headerBlockEnd(b('A: 1\r\nno blank line'))).toBe(19);
+    const atLimit = (blank: string, at: number): number => {
+      const m = Buffer.alloc(HEADER_PARSE_LIMIT + 10, 'a');
+      m.write(blank, at, 'latin1');
+      return headerBlockEnd(m);
+    };
+    // The first LF of the blank line must lie within the limit; the bytes after it may not.
+    expect(atLimit('\n\n', HEADER_PARSE_LIMIT)).toBe(HEADER_PARSE_LIMIT);
+    expect(atLimit('\r\n\r\n', HEADER_PARSE_LIMIT - 2)).toBe(HEADER_PARSE_LIMIT + 2);
+    expect(atLimit('\n\n', HEADER_PARSE_LIMIT - 1)).toBe(HEADER_PARSE_LIMIT + 1);
   });
 });
 
