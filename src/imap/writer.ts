@@ -101,13 +101,19 @@ function uidSets(uids: readonly number[]): string[] {
  * diagnostics: a refusal reaches the user as a PopsyncError, so repeating it at warn would say
  * everything twice. Only imapflow's own errors stay visible by default.
  */
-function imapflowLogger(log: Logger): NonNullable<ImapFlowOptions['logger']> {
+/**
+ * imapflow's own log, one level down. While `connecting` says so its errors are debug: a failed
+ * connect is reported once, by connectImap, as a typed error with the fix. imapflow's connect
+ * now runs beside the APPEND connection's, so a wrong port or TLS mode fails both, and imapflow
+ * would print OpenSSL's raw text as a warning above that error.
+ */
+function imapflowLogger(log: Logger, connecting: () => boolean): NonNullable<ImapFlowOptions['logger']> {
   return {
     trace: () => {},
     debug: (o: object) => log.debug(o),
     info: (o: object) => log.debug(o),
     warn: (o: object) => log.info(o),
-    error: (o: object) => log.warn(o),
+    error: (o: object) => (connecting() ? log.debug(o) : log.warn(o)),
     fatal: (o: object) => log.error(o),
   };
 }
@@ -152,6 +158,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
           log.debug({ reason: err.message }, 'IMAP APPEND goes through imapflow, one at a time');
           return null;
         });
+  let connecting = true;
   const client = createImapFlow(
     {
       host: opts.host,
@@ -168,7 +175,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
         rejectUnauthorized: opts.rejectUnauthorized,
         connectTimeoutMs,
       }),
-      logger: imapflowLogger(log),
+      logger: imapflowLogger(log, () => connecting),
       clientInfo: { name: 'popsync' },
       connectionTimeout: opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       greetingTimeout: opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
@@ -198,6 +205,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   const ignore = (): void => {};
   client.on('error', ignore);
   const [appender, session] = await Promise.allSettled([opening, client.connect()]);
+  connecting = false;
   if (appender.status === 'rejected' || session.status === 'rejected') {
     client.close();
     if (appender.status === 'fulfilled') appender.value?.destroy();
