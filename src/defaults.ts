@@ -12,11 +12,19 @@ export const DEFAULT_ARRIVAL_DATE = true;
 
 /**
  * A batch is received whole before it is appended: these two caps bound the memory it takes,
- * counted on the bytes that arrived (never on LIST sizes, which a server may understate).
+ * counted on the bytes that arrived (never on LIST sizes, which a server may understate). Three
+ * batches may be held at once (DEFAULT_APPEND_WINDOW being appended, one being received), so
+ * 10 MB keeps bodies within the 32 MB that two batches of 16 MB held before the window.
  */
 export const DEFAULT_BATCH_MESSAGES = 50;
-export const DEFAULT_BATCH_MB = 16;
+export const DEFAULT_BATCH_MB = 10;
 export const DEFAULT_BATCH_BYTES = DEFAULT_BATCH_MB * 1024 * 1024;
+/**
+ * Batches outstanding at once on the APPEND connection (engine/copier.ts): the next is journaled
+ * and written while the last one's replies are awaited, so the connection does not idle for a
+ * round trip per batch. Not a user option: it multiplies the memory the batch caps bound.
+ */
+export const DEFAULT_APPEND_WINDOW = 2;
 /** A message larger than this goes through a temporary file instead of memory (engine/spool.ts). */
 export const DEFAULT_SPILL_BYTES = 4 * 1024 * 1024;
 /** Failed attempts to receive one message in a run before it is set aside (engine/receiver.ts). */

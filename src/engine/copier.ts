@@ -9,6 +9,7 @@
  * message refused by the destination fails alone; a lost connection rejects and ends the pass
  * (run.ts retries it from the journal).
  */
+import { DEFAULT_APPEND_WINDOW } from '../defaults.js';
 import { PopsyncError, isPopsyncError } from '../errors.js';
 import type { AppendRequest, ImapSink } from '../imap/types.js';
 import type { BeginAppend } from '../journal/types.js';
@@ -177,12 +178,55 @@ async function settled<T>(ctx: RunContext, append: Promise<T>, group: OutcomeGro
   return value;
 }
 
-/** Route, journal the intent, append, journal the outcomes: one received batch. */
+/** Copies stored without a UID by one APPEND, for learnUids once the window is settled. */
+interface Uidless {
+  folder: string;
+  status: OpenFolder;
+  floor: number;
+  uidls: string[];
+}
+
+/** The APPENDs of one received batch, handed over; settles once all their outcomes are journaled. */
+type Handed = Promise<Uidless[]>;
+
+/** Every promise settled first (none left running), then the first failure, or the values in order. */
+async function allInOrder<T>(started: ReadonlyArray<Promise<T>>): Promise<T[]> {
+  const results = await Promise.allSettled(started);
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
+}
+
+/**
+ * Route, journal the intent, hand the APPEND over: one received batch. Returns once every folder's
+ * APPEND is handed over (its intent journaled first), not when its replies are in: the caller
+ * keeps a window of these outstanding (copyAll).
+ */
 async function storeBatch(
   ctx: RunContext,
   sink: ImapSink,
   received: Received[],
   outcomes: OutcomeJournal,
+): Promise<{ settled: Handed }> {
+  const started: Array<Promise<Uidless | null>> = [];
+  try {
+    await handOver(ctx, sink, received, outcomes, started);
+  } catch (e) {
+    // A folder's APPEND already handed over must not outlive this failure unnoticed.
+    await Promise.allSettled(started);
+    throw e;
+  }
+  const settled = allInOrder(started).then((all) => all.filter((u): u is Uidless => u !== null));
+  settled.catch(() => undefined);
+  return { settled };
+}
+
+async function handOver(
+  ctx: RunContext,
+  sink: ImapSink,
+  received: Received[],
+  outcomes: OutcomeJournal,
+  started: Array<Promise<Uidless | null>>,
 ): Promise<void> {
   const { journal, account } = ctx.o;
   const { rec } = ctx;
@@ -229,7 +273,7 @@ async function storeBatch(
       items.map((it) => it.begin),
     );
     const group = outcomes.group(folder);
-    await settled(
+    const appended = settled(
       ctx,
       sink.appendBatch(
         folder,
@@ -285,25 +329,50 @@ async function storeBatch(
         },
       ),
       group,
-    );
-    // Without a UID the copy claims no destination message, and an identical message's
-    // interrupted copy could later settle on it: find it now, while the range is small.
-    await learnUids(
-      ctx,
-      sink,
-      folder,
-      status,
-      floor,
-      uidless.map((uidl) => journal.get(account, uidl)!),
-    );
+    ).then((): Uidless | null => (uidless.length > 0 ? { folder, status, floor, uidls: uidless } : null));
+    // Awaited by the caller in its turn; until then a rejection must not count as unhandled.
+    appended.catch(() => undefined);
+    started.push(appended);
   }
 }
 
 /**
- * Copies `todo` in batches. While one batch is appended, the next is already being received:
- * POP3 and IMAP work at once, and memory holds at most two batches (receiver.ts bounds them by
- * received bytes). Receiving has no side effect on either server, so a batch received but never
- * stored (drop, interrupt) is simply received again later; its spool files go when this ends.
+ * Without a UID the copy claims no destination message, and an identical message's interrupted
+ * copy could later settle on it: find it now, while the range is small. By content from the
+ * floor on, so every batch still outstanding is settled first: a later batch's copy whose UID
+ * is not journaled yet could otherwise be taken for one of these.
+ */
+async function learnUidless(
+  ctx: RunContext,
+  sink: ImapSink,
+  uidless: readonly Uidless[],
+  outstanding: ReadonlyArray<{ handed: Handed }>,
+): Promise<void> {
+  if (uidless.length === 0) return;
+  await Promise.allSettled(outstanding.map((w) => w.handed));
+  const { journal, account } = ctx.o;
+  for (const u of uidless)
+    await learnUids(
+      ctx,
+      sink,
+      u.folder,
+      u.status,
+      u.floor,
+      u.uidls.map((uidl) => journal.get(account, uidl)!),
+    );
+}
+
+/**
+ * Copies `todo` in batches, as one continuous pipeline: while one batch's replies are awaited,
+ * the next is journaled and written down the same APPEND connection (a window of
+ * DEFAULT_APPEND_WINDOW batches outstanding), and the one after is being received. So the
+ * connection does not idle for a round trip per batch, and memory holds at most the window plus
+ * the batch being received (receiver.ts bounds each by received bytes). Without UIDPLUS the window
+ * is one batch: copies without a UID are found by content from their floor, which a later batch's
+ * copies must not be in yet. Receiving has no side effect on either server, so a batch received
+ * but never stored (drop, interrupt) is simply received again later; its spool files go when
+ * this ends. Whatever ends the pass, the batches outstanding are settled (journaled or failed)
+ * first: nothing of this pass may still be writing when the next one reconciles.
  */
 export async function copyAll(
   ctx: RunContext,
@@ -315,6 +384,18 @@ export async function copyAll(
 ): Promise<void> {
   const receiver = new Receiver(ctx, source, todo, spool, limits);
   const outcomes = new OutcomeJournal(ctx.o.journal, ctx.o.account);
+  const depth = sink.capabilities.has('UIDPLUS') ? DEFAULT_APPEND_WINDOW : 1;
+  const window: Array<{ handed: Handed; got: ReceivedBatch }> = [];
+  const discard = (got: ReceivedBatch): Promise<unknown> =>
+    Promise.all(got.items.map((r) => (r.body.file ? spool.discard(r.body.file) : undefined)));
+  const retire = async (): Promise<void> => {
+    const w = window.shift()!;
+    try {
+      await learnUidless(ctx, sink, await w.handed, window);
+    } finally {
+      await discard(w.got);
+    }
+  };
   let next: Promise<ReceivedBatch | null> | null = receiver.batch();
   try {
     while (next !== null) {
@@ -325,19 +406,30 @@ export async function copyAll(
       next?.catch(() => undefined);
       if (ctx.o.signal?.aborted)
         throw new PopsyncError('interrupted', 'interrupted; the journal is consistent, run again to resume');
+      let handed: Handed;
       try {
-        await storeBatch(ctx, sink, got.items, outcomes);
-      } finally {
-        await Promise.all(got.items.map((r) => (r.body.file ? spool.discard(r.body.file) : undefined)));
+        handed = (await storeBatch(ctx, sink, got.items, outcomes)).settled;
+      } catch (e) {
+        await discard(got);
+        throw e;
       }
+      window.push({ handed, got });
+      while (window.length >= depth) await retire();
       // The stored part of the batch is journaled; the receive error ends the pass as POP3's.
-      if (got.error) await ctx.on('pop3', Promise.reject(got.error));
+      if (got.error) {
+        while (window.length > 0) await retire();
+        await ctx.on('pop3', Promise.reject(got.error));
+      }
     }
+    while (window.length > 0) await retire();
   } catch (e) {
     // A batch being received must not outlive the pass: dropping the source ends its reads.
     receiver.close();
     source.destroy();
     await next?.catch(() => undefined);
+    // Nor a batch being appended: its outcomes are journaled (or it fails) before the pass ends.
+    await Promise.allSettled(window.map((w) => w.handed));
+    await Promise.all(window.splice(0).map((w) => discard(w.got)));
     throw e;
   } finally {
     await spool.clear();

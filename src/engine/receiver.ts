@@ -7,9 +7,9 @@
  * stops the socket, and TCP stops the server - while a full batch waits for the destination.
  * A batch closes when the bytes it received reach the byte cap or it has its count of messages;
  * a message past `spillAt` goes to a spool file instead of memory (received.ts). So memory holds
- * at most two batches (one being stored, one being filled) plus one message up to `spillAt`,
- * whatever the server claims or sends, and the spool at most two batches plus the message that
- * closed each (a 200 MB message travels in a batch of its own).
+ * at most three batches (two being stored, engine/copier.ts's window, one being filled) plus one
+ * message up to `spillAt`, whatever the server claims or sends, and the spool at most three
+ * batches plus the message that closed each (a 200 MB message travels in a batch of its own).
  *
  * Progress is per message: a batch cut by a dropped connection still delivers every message
  * that arrived whole before the drop, so a link that stalls every 12 MB moves 12 MB per pass

@@ -216,16 +216,37 @@ function refusal(t: Tagged, extra: ImapFlowErrorLike = {}): ImapFlowErrorLike {
   };
 }
 
-/** One APPEND command of a batch: one message, or several in a MULTIAPPEND. */
+/** One append() call: its items, its outcomes so far, and its caller's promise. */
+interface Batch {
+  mailbox: string;
+  folder: string;
+  items: ReadonlyArray<PipelineItem | { skip: AppendOutcome }>;
+  planned: ReadonlyArray<{ size: number; inFile: boolean } | null>;
+  outcomes: AppendOutcome[];
+  report: (index: number, outcome: AppendOutcome) => void;
+  /** Its commands written or queued and not yet answered. */
+  open: number;
+  counts: AppendCounts;
+  resolve: (outcomes: AppendOutcome[]) => void;
+  reject: (err: unknown) => void;
+}
+
+/** One APPEND command: one message, or several in a MULTIAPPEND, all of one batch. */
 interface Unit {
   tag: string;
+  batch: Batch;
   /** The batch items it carries, in order. */
   indices: number[];
   /** Their literal octets, counted against MAX_IN_FLIGHT_BYTES until the reply. */
   bytes: number;
-  /** Called when its first byte is written; `written` resolves then. */
-  started: () => void;
-  written: Promise<void>;
+}
+
+/** What one append() sent down this connection; for tests and diagnostics. */
+export interface AppendCounts {
+  /** Messages sent. */
+  appended: number;
+  /** Of those, messages sent within a MULTIAPPEND of two or more. */
+  multiappended: number;
 }
 
 export interface PipelineItem {
@@ -239,15 +260,29 @@ export interface PipelineItem {
 }
 
 export class PipelinedAppender {
-  /** Messages sent down this connection; for tests and diagnostics. */
-  appended = 0;
-  /** Of those, messages sent within a MULTIAPPEND of two or more. */
-  multiappended = 0;
   private seq = 0;
   /** The command whose literal waits for the server's '+'; at most one at a time. */
   private cont: { unit: Unit; resolve: (go: boolean) => void } | null = null;
   /** An untagged CAPABILITY list read while waiting for a login's reply. */
   private announced: Set<string> | null = null;
+  /** Commands not yet begun, in the order they will be written (batch after batch). */
+  private readonly unwritten: Unit[] = [];
+  /** Commands begun and not yet answered, in the order written: the order of their replies. */
+  private readonly unanswered: Unit[] = [];
+  /** Batches with a command not yet answered. */
+  private readonly open = new Set<Batch>();
+  /** Literal octets of the commands in `unanswered`. */
+  private inFlight = 0;
+  private writing = false;
+  private reading = false;
+  /** Wakes the writer when a reply lowered `inFlight`, or the reader when a command began. */
+  private acked: (() => void) | null = null;
+  private begun: (() => void) | null = null;
+  /**
+   * Why the batches outstanding here were given up (a drop, a refusal of the whole session, an
+   * outcome the caller rejected): the connection is spent, and no later batch may use it.
+   */
+  failure: unknown = null;
 
   private constructor(
     private sock: net.Socket,
@@ -411,133 +446,200 @@ export class PipelinedAppender {
    * and a tagged refusal in place of the '+' ends that command (nothing of it was stored). A
    * MULTIAPPEND refused as a whole stored none of its messages (RFC 3502 atomicity), so its
    * messages are sent again one per APPEND, and only the message at fault fails.
+   *
+   * A further call may come before this one's replies are in (the engine's window): its
+   * commands are written right after this batch's, down the same stream, and its replies read
+   * after this batch's. The caller journals each batch's intent before calling. Anything that
+   * spends the connection (a drop, BYE, an outcome `onOutcome` throws for) rejects every batch
+   * still outstanding with it, and later calls at once: their outcomes are unknown.
    */
-  async append(
+  append(
     mailbox: string,
     folder: string,
     items: Array<PipelineItem | { skip: AppendOutcome }>,
     onOutcome: (index: number, outcome: AppendOutcome) => void,
+    counts: AppendCounts = { appended: 0, multiappended: 0 },
   ): Promise<AppendOutcome[]> {
-    const outcomes: AppendOutcome[] = new Array(items.length);
-    const report = (i: number, o: AppendOutcome): void => {
-      outcomes[i] = o;
-      onOutcome(i, o);
-    };
-    const planned = items.map((it) =>
-      'skip' in it ? null : { size: bodySize(it.body), inFile: !Buffer.isBuffer(it.body) },
-    );
-    const multi = this.capabilities.has('MULTIAPPEND');
-    const units: Unit[] = planUnits(planned, multi ? MULTIAPPEND_LIMITS : { maxMessages: 1, maxBytes: 0 }).map(
-      (indices) => this.unit(indices, planned),
-    );
-    for (const [i, it] of items.entries()) if ('skip' in it) report(i, it.skip);
+    if (this.failure !== null) return Promise.reject(this.failure);
+    return new Promise<AppendOutcome[]>((resolve, reject) => {
+      const outcomes: AppendOutcome[] = new Array(items.length);
+      const batch: Batch = {
+        mailbox,
+        folder,
+        items,
+        planned: items.map((it) =>
+          'skip' in it ? null : { size: bodySize(it.body), inFile: !Buffer.isBuffer(it.body) },
+        ),
+        outcomes,
+        report: (i, o) => {
+          outcomes[i] = o;
+          onOutcome(i, o);
+        },
+        open: 0,
+        counts,
+        resolve,
+        reject,
+      };
+      const multi = this.capabilities.has('MULTIAPPEND');
+      const units = planUnits(batch.planned, multi ? MULTIAPPEND_LIMITS : { maxMessages: 1, maxBytes: 0 }).map(
+        (indices) => this.unit(batch, indices),
+      );
+      try {
+        for (const [i, it] of items.entries()) if ('skip' in it) batch.report(i, it.skip);
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      if (units.length === 0) {
+        resolve(outcomes);
+        return;
+      }
+      this.open.add(batch);
+      this.queue(units);
+    });
+  }
 
-    const sock = this.sock;
-    let inFlight = 0;
-    let aborted = false;
-    let finished = false;
-    let acked: (() => void) | null = null;
-    let more: (() => void) | null = null;
-    const wake = (which: 'acked' | 'more'): void => {
-      const f = which === 'acked' ? acked : more;
-      if (which === 'acked') acked = null;
-      else more = null;
-      f?.();
-    };
-    const writer = (async () => {
-      for (let w = 0; ; w++) {
-        while (w >= units.length && !finished && !aborted) {
-          await new Promise<void>((r) => {
-            more = r;
-          });
-        }
-        if (w >= units.length || aborted || sock.destroyed) return;
-        const u = units[w]!;
-        while (inFlight > 0 && inFlight + u.bytes > MAX_IN_FLIGHT_BYTES && !aborted) {
-          await new Promise<void>((r) => {
-            acked = r;
-          });
-        }
-        if (aborted || sock.destroyed) return;
-        inFlight += u.bytes;
-        u.started();
-        await this.writeUnit(u, mailbox, items as PipelineItem[]);
-      }
-    })();
-    // A body that cannot be read (spool file gone) leaves a literal unfinished: the connection
-    // is spent, and closing it makes the reply loop below fail instead of waiting for a reply.
-    const writerDone = writer.then(
-      () => {},
-      () => this.destroy(),
-    );
+  /** Commands to write after those already queued; starts the writer and the reader as needed. */
+  private queue(units: Unit[]): void {
+    for (const u of units) u.batch.open++;
+    this.unwritten.push(...units);
+    if (!this.writing) void this.write();
+    if (!this.reading) void this.read();
+  }
+
+  /** Writes queued commands in order while unanswered literals stay within MAX_IN_FLIGHT_BYTES. */
+  private async write(): Promise<void> {
+    this.writing = true;
     try {
-      for (let r = 0; r < units.length; r++) {
-        const u = units[r]!;
-        await Promise.race([u.written, writerDone]);
-        const t = await this.replyTo(u.tag);
-        if (this.cont?.unit === u) this.settleContinuation(false);
-        inFlight -= u.bytes;
-        wake('acked');
-        if (u.indices.length === 1) {
-          report(u.indices[0]!, this.outcomeOf(t, folder, u.indices[0]!));
-        } else if (t.status === 'OK') {
-          const given = appendUids(t.code, u.indices.length);
-          if (given === null && /^APPENDUID\b/i.test(t.code ?? ''))
-            this.log.info(
-              { folder, code: t.code, messages: u.indices.length },
-              'MULTIAPPEND answered with an APPENDUID that does not name each message; their UIDs are found by content',
-            );
-          for (const [k, i] of u.indices.entries())
-            report(
-              i,
-              given
-                ? { ok: true, uid: given.uids[k]!, uidValidity: given.uidValidity }
-                : { ok: true, uid: null, uidValidity: null },
-            );
-        } else {
-          const failure = classifyAppendError(refusal(t), folder);
-          if (failure.scope === 'session') throw failure.error;
-          // Atomic: none of them was stored. Each goes again alone, after what is in flight.
-          this.log.debug(
-            { folder, messages: u.indices.length, serverResponse: failure.error.context.serverResponse },
-            'MULTIAPPEND refused; sending its messages one by one',
-          );
-          for (const i of u.indices) units.push(this.unit([i], planned));
-          wake('more');
+      for (;;) {
+        const u = this.unwritten[0];
+        if (u === undefined || this.failure !== null) return;
+        if (this.inFlight > 0 && this.inFlight + u.bytes > MAX_IN_FLIGHT_BYTES) {
+          await new Promise<void>((r) => {
+            this.acked = r;
+          });
+          continue;
         }
+        if (this.sock.destroyed) {
+          // The reader may be idle (nothing unanswered): it would never see the close.
+          this.abort(new PopsyncError('connection', 'IMAP APPEND connection closed before a batch was written'));
+          return;
+        }
+        this.unwritten.shift();
+        this.unanswered.push(u);
+        this.inFlight += u.bytes;
+        this.wake('begun');
+        await this.writeUnit(u);
       }
-      finished = true;
-      wake('more');
-      await writer;
-      return outcomes;
-    } catch (err) {
-      // Replies to commands already written would still arrive: this connection is spent.
-      aborted = true;
-      wake('acked');
-      wake('more');
-      this.settleContinuation(false);
+    } catch {
+      // A body that cannot be read (spool file gone) leaves a literal unfinished: the connection
+      // is spent, and closing it makes the reader fail instead of waiting for a reply.
       this.destroy();
-      await writer.catch(() => {});
-      throw err;
+    } finally {
+      this.writing = false;
     }
   }
 
-  private unit(indices: number[], planned: ReadonlyArray<{ size: number } | null>): Unit {
-    let started!: () => void;
-    const written = new Promise<void>((r) => {
-      started = r;
-    });
-    const bytes = indices.reduce((n, i) => n + planned[i]!.size, 0);
-    return { tag: `P${++this.seq}`, indices, bytes, started, written };
+  /** Reads the tagged replies in the order the commands were written, and settles them. */
+  private async read(): Promise<void> {
+    this.reading = true;
+    try {
+      for (;;) {
+        const u = this.unanswered[0];
+        if (u === undefined) {
+          if (this.unwritten.length === 0 || this.failure !== null) return;
+          await new Promise<void>((r) => {
+            this.begun = r;
+          });
+          continue;
+        }
+        const t = await this.replyTo(u.tag);
+        this.unanswered.shift();
+        if (this.cont?.unit === u) this.settleContinuation(false);
+        this.inFlight -= u.bytes;
+        this.wake('acked');
+        this.settle(u, t);
+      }
+    } catch (err) {
+      this.abort(err);
+    } finally {
+      this.reading = false;
+    }
+  }
+
+  private wake(which: 'acked' | 'begun'): void {
+    const f = which === 'acked' ? this.acked : this.begun;
+    if (which === 'acked') this.acked = null;
+    else this.begun = null;
+    f?.();
+  }
+
+  /** One command's tagged reply as its messages' outcomes; a session-wide failure is thrown. */
+  private settle(u: Unit, t: Tagged): void {
+    const b = u.batch;
+    if (u.indices.length === 1) {
+      b.report(u.indices[0]!, this.outcomeOf(t, b.folder, u.indices[0]!));
+    } else if (t.status === 'OK') {
+      const given = appendUids(t.code, u.indices.length);
+      if (given === null && /^APPENDUID\b/i.test(t.code ?? ''))
+        this.log.info(
+          { folder: b.folder, code: t.code, messages: u.indices.length },
+          'MULTIAPPEND answered with an APPENDUID that does not name each message; their UIDs are found by content',
+        );
+      for (const [k, i] of u.indices.entries())
+        b.report(
+          i,
+          given
+            ? { ok: true, uid: given.uids[k]!, uidValidity: given.uidValidity }
+            : { ok: true, uid: null, uidValidity: null },
+        );
+    } else {
+      const failure = classifyAppendError(refusal(t), b.folder);
+      if (failure.scope === 'session') throw failure.error;
+      // Atomic: none of them was stored. Each goes again alone, after what is queued (a later
+      // batch's commands may be ahead of them: their UIDs still ascend in reply order).
+      this.log.debug(
+        { folder: b.folder, messages: u.indices.length, serverResponse: failure.error.context.serverResponse },
+        'MULTIAPPEND refused; sending its messages one by one',
+      );
+      this.queue(u.indices.map((i) => this.unit(b, [i])));
+    }
+    b.open--;
+    if (b.open === 0) {
+      this.open.delete(b);
+      b.resolve(b.outcomes);
+    }
+  }
+
+  /** The connection is spent: every outstanding batch fails with `err`, and so will later ones. */
+  private abort(err: unknown): void {
+    if (this.failure === null) this.failure = err;
+    this.settleContinuation(false);
+    this.destroy();
+    this.unwritten.length = 0;
+    this.unanswered.length = 0;
+    this.inFlight = 0;
+    this.wake('acked');
+    this.wake('begun');
+    const open = [...this.open];
+    this.open.clear();
+    for (const b of open) b.reject(this.failure);
+  }
+
+  private unit(batch: Batch, indices: number[]): Unit {
+    const bytes = indices.reduce((n, i) => n + batch.planned[i]!.size, 0);
+    return { tag: `P${++this.seq}`, batch, indices, bytes };
   }
 
   /**
    * One command: the APPEND and each message's flags, date and literal. Returns early when the
    * server refuses the command in place of a '+' (the reply loop reports it).
    */
-  private async writeUnit(u: Unit, mailbox: string, items: readonly PipelineItem[]): Promise<void> {
+  private async writeUnit(u: Unit): Promise<void> {
     const sock = this.sock;
-    if (u.indices.length > 1) this.multiappended += u.indices.length;
+    const { mailbox, counts } = u.batch;
+    const items = u.batch.items as readonly PipelineItem[];
+    if (u.indices.length > 1) counts.multiappended += u.indices.length;
     let ended = false;
     for (const [k, i] of u.indices.entries()) {
       const it = items[i]!;
@@ -553,14 +655,14 @@ export class PipelinedAppender {
         if (ended) sock.write('\r\n');
         sock.uncork();
         if (sock.destroyed) return;
-        this.appended++;
+        counts.appended++;
         if (sock.writableNeedDrain) await whenDrained(sock);
         continue;
       }
       sock.write(head);
       if (!nonSync && !(await this.continuation(u))) return;
       if (sock.destroyed) return;
-      this.appended++;
+      counts.appended++;
       // A file body is read in pieces as the socket drains: never whole in memory.
       for await (const chunk of bodyChunks(it.body)) {
         if (sock.destroyed) return;

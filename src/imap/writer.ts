@@ -46,7 +46,7 @@ import type {
 import { classifyAppendError, mapCommandError, mapConnectError, responseCodeOf, isRefusal } from './errors.js';
 import { checkLevels, folderLevels, serverName } from './folders.js';
 import { bodyBuffer, bodyHasNul, bodySize } from './body.js';
-import { PipelinedAppender, PipelineUnsupported, type PipelineItem } from './pipeline.js';
+import { type AppendCounts, PipelinedAppender, PipelineUnsupported, type PipelineItem } from './pipeline.js';
 import {
   createImapFlow,
   encodePath,
@@ -238,7 +238,7 @@ class ImapWriter implements ImapSink {
   private busy = false;
   /** Last time imapflow's own connection carried a command (pipelined APPENDs do not). */
   private lastUse = Date.now();
-  /** A pipelined batch is running: the serial slot is taken, imapflow's socket is idle. */
+  /** A streamed batch is running: the serial slot is taken, imapflow's socket is idle. */
   private pipelining = false;
   /** Set by a pipelined batch so serial() does not count it as use of imapflow's connection. */
   private lastUseOverride: number | null = null;
@@ -287,7 +287,7 @@ class ImapWriter implements ImapSink {
       if (this.dead || this.closed || Date.now() - this.lastUse < every) return;
       if (this.pipelining) {
         // Seen on Dovecot: 20,000 pipelined APPENDs left imapflow's session silent for 60 s and
-        // its timer closed it. The pipelined batch does not use imapflow, so a NOOP may go now.
+        // its timer closed it. The streamed batch does not use imapflow, so a NOOP may go now.
         this.lastUse = Date.now();
         this.client.noop().catch(() => {});
         return;
@@ -342,11 +342,14 @@ class ImapWriter implements ImapSink {
     path: string,
     onOutcome?: (index: number, outcome: AppendOutcome) => void,
   ): (index: number, outcome: AppendOutcome) => void {
+    // The UIDNEXTs announced before this batch was handed over: a STATUS while it is outstanding
+    // (another batch's, in the engine's window) may already count its copies.
+    const announcedBefore = new Map(this.uidNextSeen);
     return (index, outcome) => {
       if (outcome.ok && outcome.uid !== null && outcome.uidValidity !== null) {
         const key = `${outcome.uidValidity}/${path}`;
         const last = this.lastAppendUid.get(key);
-        const announced = this.uidNextSeen.get(key);
+        const announced = announcedBefore.get(key);
         const why =
           last !== undefined && outcome.uid <= last
             ? `after it had already given UID ${last}; UIDs of new messages must ascend`
@@ -371,18 +374,46 @@ class ImapWriter implements ImapSink {
     };
   }
 
+  /**
+   * The serial slot covers only what uses imapflow's connection (the CLOSE, the one-at-a-time
+   * fallback) and the hand-over of a batch to the pipelined connection. That batch's replies
+   * are awaited outside it, so the engine's next batch can be handed over, and written down the
+   * same connection, while they are outstanding (its intent is journaled before it calls).
+   */
   appendBatch(
     path: string,
     items: AppendRequest[],
     given?: (index: number, outcome: AppendOutcome) => void,
   ): Promise<AppendOutcome[]> {
     const onOutcome = this.ascending(path, given);
-    return this.serial(`APPEND to "${path}"`, async () => {
-      const levels = this.levelsOf(path);
-      const outcomes = await this.appendNow(path, levels, items, onOutcome);
-      await this.reportRefusedFlags(path, levels, items, outcomes);
+    let levels: string[] = [];
+    const handedOver = this.serial(`APPEND to "${path}"`, async () => {
+      levels = this.levelsOf(path);
+      return this.appendNow(path, levels, items, onOutcome);
+    });
+    return handedOver.then(async (r) => {
+      const outcomes = Array.isArray(r) ? r : await this.replies(`APPEND to "${path}"`, r.replies);
+      const flagged = outcomes.some((o, i) => o.ok && o.uid !== null && items[i]!.flags.length > 0);
+      // Only then: a serial() call counts as use of imapflow's connection (its keepalive waits).
+      if (flagged && !this.flagsChecked.has(path)) {
+        // Best effort: the copies are stored whatever happens to this check.
+        await this.serial(`FETCH flags from "${path}"`, () =>
+          this.reportRefusedFlags(path, levels, items, outcomes),
+        ).catch(() => {});
+      }
       return outcomes;
     });
+  }
+
+  /** A pipelined batch's outcomes; its failure mapped as serial() maps one (a drop ends the sink). */
+  private async replies(what: string, replies: Promise<AppendOutcome[]>): Promise<AppendOutcome[]> {
+    try {
+      return await replies;
+    } catch (err) {
+      const mapped = err instanceof PopsyncError ? err : mapCommandError(err, what, undefined, this.secret);
+      if (mapped.kind === 'connection') throw this.markDead(mapped);
+      throw mapped;
+    }
   }
 
   /**
@@ -429,23 +460,38 @@ class ImapWriter implements ImapSink {
     }
   }
 
+  /** The outcomes, or for a batch handed to the pipelined connection the promise of them. */
   private async appendNow(
     path: string,
     levels: string[],
     items: AppendRequest[],
     onOutcome: (index: number, outcome: AppendOutcome) => void,
-  ): Promise<AppendOutcome[]> {
+  ): Promise<AppendOutcome[] | { replies: Promise<AppendOutcome[]> }> {
     // Appending to the open mailbox makes imapflow chase the new message's sequence number
     // (NOOP, and SEARCH without UIDPLUS) after every APPEND. One CLOSE is cheaper. Also before
     // a pipelined batch: imapflow would otherwise answer STATUS of it from a stale selection.
-    if (this.isSelected(levels)) await this.client.mailboxClose();
+    const closed = this.isSelected(levels);
+    if (closed) await this.client.mailboxClose();
     if (items.length === 0) return [];
     if (this.pipeline && (this.pipeline.capabilities.has('BINARY') || !items.some((it) => bodyHasNul(it.body)))) {
-      return this.appendPipelined(path, levels, items, onOutcome, await this.pipelined());
+      const pipeline = await this.pipelined();
+      // Handing over is no use of imapflow's connection: its keepalive must still come.
+      if (!closed) this.lastUseOverride = this.lastUse;
+      return { replies: this.appendPipelined(path, levels, items, onOutcome, pipeline) };
     }
     if (items.some((it) => !Buffer.isBuffer(it.body))) {
       const streamer = await this.streaming();
-      if (streamer) return this.appendPipelined(path, levels, items, onOutcome, streamer);
+      if (streamer) {
+        const imapflowUsedAt = this.lastUse;
+        this.pipelining = true;
+        try {
+          return await this.appendPipelined(path, levels, items, onOutcome, streamer);
+        } finally {
+          this.pipelining = false;
+          // serial() is about to mark "used"; imapflow's socket was not, unless a NOOP went meanwhile.
+          this.lastUseOverride = Math.max(imapflowUsedAt, this.lastUse);
+        }
+      }
     }
     const outcomes: AppendOutcome[] = [];
     for (const [index, item] of items.entries()) {
@@ -509,25 +555,21 @@ class ImapWriter implements ImapSink {
         date: item.internalDate ? formatDateTime(item.internalDate) : undefined,
       };
     });
-    const before = pipeline.appended;
-    const beforeMulti = pipeline.multiappended;
-    const imapflowUsedAt = this.lastUse;
-    this.pipelining = true;
+    const sent: AppendCounts = { appended: 0, multiappended: 0 };
     try {
-      return await pipeline.append(mailbox, path, prepared, onOutcome);
+      return await pipeline.append(mailbox, path, prepared, onOutcome, sent);
     } finally {
-      this.pipelining = false;
-      this.counts[pipeline === this.pipeline ? 'pipelined' : 'streamed'] += pipeline.appended - before;
-      this.counts.multiappend += pipeline.multiappended - beforeMulti;
-      // serial() is about to mark "used"; imapflow's socket was not, unless a NOOP went meanwhile.
-      this.lastUseOverride = Math.max(imapflowUsedAt, this.lastUse);
+      this.counts[pipeline === this.pipeline ? 'pipelined' : 'streamed'] += sent.appended;
+      this.counts.multiappend += sent.multiappended;
     }
   }
 
   /**
    * The pipelined connection, reopened if it closed while idle (the server's autologout):
-   * nothing of the batch was sent yet, so a fresh connection is safe. A drop once writing has
-   * begun is the caller's to handle.
+   * nothing of the batch was sent yet, so a fresh connection is safe. Also after a failure that
+   * spent it (a refusal of the whole session): every batch outstanding on it was rejected then,
+   * and the engine settles those before its pass ends. A drop once writing has begun is the
+   * caller's to handle (replies() ends the sink).
    */
   private async pipelined(): Promise<PipelinedAppender> {
     if (!this.pipeline!.usable) {

@@ -90,6 +90,63 @@ describe('MULTIAPPEND', () => {
     expect(order.map(([i]) => i)).toEqual([0, 1, 2, 3, 4]);
   });
 
+  it('writes a second batch before the first is answered; a refused first goes again after it', async () => {
+    // Replies are held until six messages were read: only a client that writes the second
+    // batch without waiting for the first's reply gets any.
+    const { fake, sink } = await setup({
+      capabilities: ['IMAP4rev1', 'UIDPLUS', 'LITERAL+', 'MULTIAPPEND'],
+      holdAppendReplies: 6,
+      onAppend: (a) => (a.body.includes('body 3') ? { kind: 'no', text: '[LIMIT] Message too large' } : undefined),
+    });
+    const order: string[] = [];
+    const first = sink.appendBatch(
+      'Archive',
+      [1, 2, 3].map((n) => ({ body: msg(n), flags: [] })),
+      (i) => order.push(`a${i}`),
+    );
+    const second = sink.appendBatch(
+      'Archive',
+      [4, 5, 6].map((n) => ({ body: msg(n), flags: [] })),
+      (i) => order.push(`b${i}`),
+    );
+    const [a, b] = await Promise.all([first, second]);
+    expect(fake.multiAppends).toEqual([3, 3]);
+    expect(b.map((o) => (o.ok ? o.uid : null))).toEqual([1, 2, 3]);
+    // The refused MULTIAPPEND stored nothing; its messages went alone, after the second batch.
+    expect(a.map((o) => (o.ok ? o.uid : null))).toEqual([4, 5, null]);
+    expect(order).toEqual(['b0', 'b1', 'b2', 'a0', 'a1', 'a2']);
+    expect(stored(fake).map((m) => m.body)).toEqual([4, 5, 6, 1, 2].map((n) => msg(n).toString()));
+    expect(fake.connections).toBe(2);
+  });
+
+  it('a drop with two batches unanswered rejects both, with no outcome for either', async () => {
+    const { fake, sink } = await setup({
+      capabilities: ['IMAP4rev1', 'UIDPLUS', 'LITERAL+', 'MULTIAPPEND'],
+      holdAppendReplies: 6,
+      onAppend: (a) => (a.body.includes('body 6') ? { kind: 'drop' } : undefined),
+    });
+    const seen: number[] = [];
+    const batch = (ns: number[]) =>
+      sink
+        .appendBatch(
+          'Archive',
+          ns.map((n) => ({ body: msg(n), flags: [] })),
+          (i) => seen.push(i),
+        )
+        .catch((e: unknown) => e);
+    const [a, b] = await Promise.all([batch([1, 2, 3]), batch([4, 5, 6])]);
+    for (const e of [a, b]) {
+      expect(e).toBeInstanceOf(PopsyncError);
+      expect((e as PopsyncError).kind).toBe('connection');
+    }
+    // Both stored, neither reported: the engine settles all six by content.
+    expect(seen).toEqual([]);
+    expect(stored(fake)).toHaveLength(6);
+    expect((await sink.status('Archive').catch((e: unknown) => e)) as PopsyncError).toMatchObject({
+      kind: 'connection',
+    });
+  });
+
   it('records no UID when the APPENDUID set does not name each message', async () => {
     const { fake, sink } = await setup({
       capabilities: ['IMAP4rev1', 'UIDPLUS', 'LITERAL+', 'MULTIAPPEND'],

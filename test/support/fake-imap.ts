@@ -93,8 +93,9 @@ export interface FakeImapOptions {
   onAppend?: (append: FakeAppend) => FakeAppendReply | undefined;
   onCommand?: (cmd: FakeCommand) => FakeReply | undefined;
   /**
-   * Hold each connection's APPEND replies until it has read this many APPENDs, then send them
-   * in order: a client that waits for each reply before the next APPEND (no pipelining) stalls.
+   * Hold each connection's APPEND replies until it has read this many APPENDs (the messages of
+   * a MULTIAPPEND each count), then send them in order: a client that waits for each reply
+   * before the next APPEND (no pipelining) stalls.
    */
   holdAppendReplies?: number;
   /**
@@ -604,6 +605,9 @@ class Session {
       return;
     }
     this.fake.multiAppends.push(messages.length);
+    // Held from this connection's first APPEND on, as for single APPENDs (counted per message).
+    if (this.cfg.options.holdAppendReplies !== undefined && this.held === null && this.appendsRead === 0)
+      this.held = [];
     const appends = messages.map((m) => {
       const a: FakeAppend = {
         n: this.fake.appends.length + 1,
