@@ -157,7 +157,8 @@ describe('Courier as the IMAP destination', () => {
     });
     expect(clean.code, clean.stderr).toBe(0);
     const steps = Number(readFileSync(stepsFile, 'utf8').trim());
-    expect(steps).toBeGreaterThanOrEqual(7);
+    // The folder, and per batch its intent and its outcomes (one step for all of a batch's).
+    expect(steps).toBeGreaterThanOrEqual(5);
     for (let k = 1; k <= steps; k++) {
       for (const when of ['before', 'after'] as const) {
         const imap = await courierSide();

@@ -71,7 +71,7 @@ describe('no UIDPLUS', () => {
     });
     expect(c.code, c.stderr).toBe(0);
     const steps = Number(readFileSync(stepsFile, 'utf8').trim());
-    // 1 folder + 3 intents + 6 confirms (+ 3 UID lookups since popsync learns UIDs).
+    // 1 folder + 3 intents + 3 batch outcomes (one step each) + 3 UID lookups.
     expect(steps).toBeGreaterThanOrEqual(10);
     for (let k = 1; k <= steps; k++) {
       for (const when of ['before', 'after'] as const) {

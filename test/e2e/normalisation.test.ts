@@ -121,10 +121,11 @@ describe('server rewrites: a source serving bare LF, bare CR, NUL, 8-bit headers
     const messages = hostileCorpus(40, 'link', [3, 10]);
     const pop = await source(messages);
     const imap = lab.newUser('dst');
-    // Up to five connections in a row die just after Dovecot stored their 4th APPEND (or more:
-    // pipelined OKs share chunks). How many connections still get that far depends on how much
-    // each one stored, so the test asks for at least three drops, not an exact count.
-    const proxy = await faultyImapLink(5, 4);
+    // Up to five connections in a row die just after Dovecot stored their 2nd APPEND (or more:
+    // pipelined OKs share chunks, and two batches are outstanding at once). How many connections
+    // still get that far depends on how much each one stored, so the test asks for at least
+    // three drops, not an exact count.
+    const proxy = await faultyImapLink(5, 2);
     const r = await runCli(
       args(pop.port, imap, proxy.port, join(dir, `${imap}.sqlite`), [
         '--batch-messages',
@@ -145,7 +146,7 @@ describe('server rewrites: a source serving bare LF, bare CR, NUL, 8-bit headers
   });
 
   it('a kill at every journal step: every message once, 0 duplicates', async () => {
-    // One of each kind, no repeats (identical messages have their own crash matrices): 9 steps.
+    // One of each kind, no repeats (identical messages have their own crash matrices): 5 steps.
     const messages = hostileCorpus(6, 'kill');
     const extra = ['--batch-messages', '3'];
     const probe = await source(messages);
@@ -159,7 +160,8 @@ describe('server rewrites: a source serving bare LF, bare CR, NUL, 8-bit headers
     );
     expect(clean.code, clean.stderr).toBe(0);
     const steps = Number(readFileSync(stepsFile, 'utf8').trim());
-    expect(steps).toBeGreaterThanOrEqual(1 + 2 + messages.length);
+    // The folder, and per batch its intent and its outcomes (one step for all of a batch's).
+    expect(steps).toBeGreaterThanOrEqual(1 + 2 * 2);
     const expected = canonicalDigests(messages);
     for (let k = 1; k <= steps; k++) {
       for (const when of ['before', 'after'] as const) {

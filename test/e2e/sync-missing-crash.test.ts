@@ -55,7 +55,8 @@ describe('a copy lost by the server, with a kill at every journal step', () => {
     ];
     const stored = (folder: string) => (fake.mailboxes.get(folder)?.messages ?? []).map((m) => m.body);
 
-    // The clean run, counted: folder, begin, 3 confirms, the missing copy, deleting, deleted.
+    // The clean run, counted: folder, begin, the batch's 3 outcomes (one step), the missing copy,
+    // deleting, deleted.
     const pop0 = lab.newUser('src');
     await lab.seedPop3(pop0, messages);
     const stepsFile = join(dir, 'steps');
@@ -63,7 +64,7 @@ describe('a copy lost by the server, with a kill at every journal step', () => {
     expect(clean.code, clean.stderr).toBe(1);
     expect(clean.stdout).toMatch(/copy missing/);
     const steps = Number(readFileSync(stepsFile, 'utf8').trim());
-    expect(steps).toBe(8);
+    expect(steps).toBe(6);
 
     for (let k = 1; k <= steps; k++) {
       for (const when of ['before', 'after'] as const) {
