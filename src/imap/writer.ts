@@ -243,6 +243,8 @@ class ImapWriter implements ImapSink {
   /** Set by a pipelined batch so serial() does not count it as use of imapflow's connection. */
   private lastUseOverride: number | null = null;
   private keepalive: NodeJS.Timeout | null = null;
+  /** Pipelined batches handed over whose replies are still awaited (outside the serial slot). */
+  private readonly replying = new Set<Promise<AppendOutcome[]>>();
   private readonly counts = { pipelined: 0, imapflow: 0, streamed: 0, multiappend: 0 };
   /** Per folder and UIDVALIDITY, the highest UID an APPENDUID of this session has named. */
   private readonly lastAppendUid = new Map<string, number>();
@@ -392,7 +394,16 @@ class ImapWriter implements ImapSink {
       return this.appendNow(path, levels, items, onOutcome);
     });
     return handedOver.then(async (r) => {
-      const outcomes = Array.isArray(r) ? r : await this.replies(`APPEND to "${path}"`, r.replies);
+      let outcomes: AppendOutcome[];
+      if (Array.isArray(r)) outcomes = r;
+      else {
+        this.replying.add(r.replies);
+        try {
+          outcomes = await this.replies(`APPEND to "${path}"`, r.replies);
+        } finally {
+          this.replying.delete(r.replies);
+        }
+      }
       const flagged = outcomes.some((o, i) => o.ok && o.uid !== null && items[i]!.flags.length > 0);
       // Only then: a serial() call counts as use of imapflow's connection (its keepalive waits).
       if (flagged && !this.flagsChecked.has(path)) {
@@ -721,8 +732,9 @@ class ImapWriter implements ImapSink {
     if (this.closed) return;
     this.closed = true;
     if (this.keepalive) clearInterval(this.keepalive);
-    // Let a running operation finish rather than cut it mid-APPEND.
+    // Let a running operation finish rather than cut it mid-APPEND, pipelined batches included.
     await this.chain.catch(() => {});
+    await Promise.allSettled([...this.replying]);
     // Side by side: each connection's LOGOUT was a round trip after the one before.
     await Promise.all([this.pipeline?.close(), this.streamer?.close(), this.logout()]);
   }

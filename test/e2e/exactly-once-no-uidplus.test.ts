@@ -30,7 +30,7 @@ const args = (pop: string, imap: string, journal: string, extra: string[] = []) 
   labArgs('migrate', lab, pop, imap, journal, ['--no-progress', '--json', '--batch-messages', '3', ...extra]);
 
 describe('no UIDPLUS', () => {
-  it('of identical messages a (copied, no UID yet) and b (not sent yet), killed between them, both arrive', async () => {
+  it('of identical messages a (copied, no UID yet) and b (not yet sent), killed between, both arrive', async () => {
     const [a] = realisticMix(1, 41);
     const pop = lab.newUser('src');
     await lab.seedPop3(pop, [a!, a!]);
