@@ -313,6 +313,8 @@ export class PipelinedAppender {
     log: Logger,
     mode: 'pipelined' | 'streaming' = 'pipelined',
     secrets: string[] = [],
+    /** Called once the socket is open, before the greeting (writer.ts opens imapflow's then). */
+    connected?: () => void,
   ): Promise<PipelinedAppender> {
     const where = `${opts.host}:${opts.port}`;
     const target: SocketTarget = {
@@ -329,6 +331,7 @@ export class PipelinedAppender {
     secrets.push(...forms);
     const fail = (err: unknown): PopsyncError => mapConnectError(err, { ...opts, secrets: forms });
     let sock = await openSocket(target, opts.tls === 'implicit');
+    connected?.();
     let reader = new LineReader(sock, timeoutMs, `APPEND connection to ${where}`);
     const a = new PipelinedAppender(sock, reader, new Set(), log);
     try {

@@ -140,15 +140,21 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   const connectTimeoutMs = opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   // Every form of every secret a login of this sink sent, for blanking server replies.
   const secrets: string[] = [];
-  // Both connections open at once (TCP, TLS, greeting), each a few round trips that used to
-  // follow one another. The APPEND connection logs in first and imapflow's login waits for its
-  // verdict (imapflow-adapter.ts `after`): a wrong password is refused once, with the same
-  // error as before, and the server sees the connection that carries the messages first.
+  // Both connections open side by side (greeting, TLS), each a few round trips that used to
+  // follow one another. imapflow's is started once the APPEND connection's socket is open, so the
+  // server still sees the connection that carries the messages first, and its login waits for
+  // the APPEND connection's verdict (imapflow-adapter.ts `after`): a wrong password is refused
+  // once, with the same error as before. Neither wait costs a round trip: imapflow's greeting
+  // comes while the APPEND connection logs in.
   const appendPath = opts.appendPath ?? 'auto';
+  let socketOpen: () => void = () => undefined;
+  const appendSocket = new Promise<void>((resolve) => {
+    socketOpen = resolve;
+  });
   const opening: Promise<PipelinedAppender | null> =
     appendPath === 'imapflow'
       ? Promise.resolve(null)
-      : PipelinedAppender.open(opts, connectTimeoutMs, log, 'pipelined', secrets).catch((err: unknown) => {
+      : PipelinedAppender.open(opts, connectTimeoutMs, log, 'pipelined', secrets, socketOpen).catch((err: unknown) => {
           if (!(err instanceof PipelineUnsupported)) throw err;
           if (appendPath === 'pipelined')
             throw new PopsyncError(
@@ -204,7 +210,19 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   // reports its own failures by rejecting, and the sink installs the real listener afterwards.
   const ignore = (): void => {};
   client.on('error', ignore);
-  const [appender, session] = await Promise.allSettled([opening, client.connect()]);
+  let appendFailed = false;
+  const settledOpening = opening.then(
+    () => undefined,
+    () => {
+      appendFailed = true;
+    },
+  );
+  // An APPEND connection that failed before its socket opened (a refused port, a bad certificate)
+  // is the error reported; imapflow's would only fail the same way.
+  const imapflowConnect = Promise.race([appendSocket, settledOpening]).then(() =>
+    appendFailed ? undefined : client.connect(),
+  );
+  const [appender, session] = await Promise.allSettled([opening, imapflowConnect]);
   connecting = false;
   if (appender.status === 'rejected' || session.status === 'rejected') {
     client.close();
