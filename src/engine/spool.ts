@@ -36,16 +36,40 @@ export class SpoolFile {
       let done = 0;
       while (done < chunk.length) done += (await this.handle.write(chunk, done, chunk.length - done)).bytesWritten;
     } catch (e) {
-      throw new PopsyncError(
-        'temporary',
-        `cannot write a large message to its temporary file ${this.path}: ${(e as Error).message}`,
-        {
-          hint:
-            'large messages pass through a temporary file; set TMPDIR to a directory with room for the ' +
-            'largest message',
-        },
-      );
+      throw this.writeError(e);
     }
+  }
+
+  /** Several pieces in one write (received.ts gathers a socket's chunks rather than joining them). */
+  async writev(chunks: Uint8Array[]): Promise<void> {
+    if (!this.handle) throw new PopsyncError('internal', 'spool file written after it was closed');
+    let written: number;
+    try {
+      written = (await this.handle.writev(chunks)).bytesWritten;
+    } catch (e) {
+      throw this.writeError(e);
+    }
+    // A short write is finished piece by piece.
+    for (const c of chunks) {
+      if (written >= c.length) {
+        written -= c.length;
+        continue;
+      }
+      await this.write(c.subarray(written));
+      written = 0;
+    }
+  }
+
+  private writeError(e: unknown): PopsyncError {
+    return new PopsyncError(
+      'temporary',
+      `cannot write a large message to its temporary file ${this.path}: ${(e as Error).message}`,
+      {
+        hint:
+          'large messages pass through a temporary file; set TMPDIR to a directory with room for the ' +
+          'largest message',
+      },
+    );
   }
 
   async close(): Promise<void> {

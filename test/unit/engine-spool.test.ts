@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BodyCollector } from '../../src/engine/received.js';
-import { Spool } from '../../src/engine/spool.js';
+import { Spool, SpoolFile } from '../../src/engine/spool.js';
 import { HEADER_PARSE_LIMIT, parseHeaders } from '../../src/mapping/headers.js';
 import { headerHash } from '../../src/engine/identity.js';
 
@@ -147,6 +147,37 @@ describe('BodyCollector', () => {
       expect(r.file === null).toBe(spillAt > sent.length);
       expect(headerHash(r.head)).toBe(headerHash(lf));
     }
+  });
+
+  it('a spilled message arrives whole however it is chunked, holding at most spillAt plus a chunk', async () => {
+    const big = Buffer.concat([Buffer.from('Subject: big\r\n\r\n'), Buffer.alloc(5 * 1024 * 1024 + 7, 'y')]);
+    big.write('middle', 3 * 1024 * 1024 + 5);
+    for (const [spillAt, chunk] of [
+      [64 * 1024, 65_536],
+      [4 * 1024 * 1024, 65_536],
+      [1000, 333],
+      [3 * 1024 * 1024, 1_500_000],
+    ]) {
+      const c = new BodyCollector(spool, spillAt!);
+      let most = 0;
+      for (let i = 0; i < big.length; i += chunk!) {
+        await c.add(big.subarray(i, i + chunk!));
+        most = Math.max(most, c.inMemory - (HEADER_PARSE_LIMIT + 2));
+      }
+      const r = await c.finish();
+      expect(readFileSync(r.file!).equals(big), `spillAt ${spillAt}, chunk ${chunk}`).toBe(true);
+      expect(r.head.equals(big.subarray(0, HEADER_PARSE_LIMIT + 2))).toBe(true);
+      expect(most).toBeLessThanOrEqual(spillAt! + chunk!);
+    }
+  });
+
+  it('writev puts every piece in order, also more pieces than one system call takes', async () => {
+    const f = await SpoolFile.create(root);
+    const pieces = Array.from({ length: 3000 }, (_, i) => Buffer.from(`${i},`));
+    await f.writev(pieces);
+    await f.writev([Buffer.from('end')]);
+    await f.close();
+    expect(readFileSync(f.path, 'latin1')).toBe(`${pieces.join('')}end`);
   });
 
   it('abandon() removes the spool file of a message cut off mid-way', async () => {
