@@ -106,11 +106,12 @@ export class Receiver {
 
   /**
    * Keeps a batch's worth of RETRs written ahead: they cost nothing until read (backpressure).
-   * Topped up once half of them were read rather than one per message read, so they leave in
-   * a few writes instead of one each (pop3/connection.ts sends what one tick queued together).
+   * Topped up once a quarter of them were read rather than one per message read, so they leave
+   * in a few writes instead of one each (pop3/connection.ts sends what one tick queued together),
+   * while three quarters stay in flight for a link with a long round trip.
    */
   private issue(): void {
-    if (this.ahead.length > this.limits.messages / 2) return;
+    if (this.ahead.length > (this.limits.messages * 3) / 4) return;
     while (this.ahead.length < this.limits.messages && this.next < this.todo.length) {
       const m = this.todo[this.next++]!;
       const stream = this.source.retrStream(m.n);

@@ -229,12 +229,12 @@ export class Pop3Connection implements CommandChannel {
   }
 
   /**
-   * After a reply: the window is refilled once half of it is free, not reply by reply, so the
-   * commands waiting behind it leave in one write while the server still has half a window of
-   * them to work through.
+   * After a reply: the window is refilled once a quarter of it is free, not reply by reply, so
+   * the commands waiting behind it leave in one write while the server still has three quarters
+   * of a window of them to work through.
    */
   private refill(): void {
-    if (this.inflight.length <= this.window / 2) this.pump();
+    if (this.inflight.length <= (this.window * 3) / 4) this.pump();
   }
 
   /**
