@@ -30,9 +30,18 @@ import { PopsyncError, isPopsyncError } from '../errors.js';
 import type { OpenFolder, RunContext, Side } from './context.js';
 import { copyAll } from './copier.js';
 import { finishSource } from './deleter.js';
+import { HEAD_START_MAX_MESSAGE, HeadStart, headStartOf } from './head-start.js';
 import { Inventory } from './inventory.js';
 import { DEFAULT_RETRY, type EngineOptions, type RetryPolicy } from './options.js';
-import { appendLimitOf, exactSize, planCopy, roughSize, splitBySizeRule, type ListedMessage } from './plan.js';
+import {
+  appendLimitOf,
+  exactSize,
+  planCopy,
+  roughSize,
+  splitBySizeRule,
+  type ListedMessage,
+  type Plan,
+} from './plan.js';
 import { DailyBudget, recentUploads } from './budget.js';
 import { RateLimiter } from './rate.js';
 import { ThrottleBudget } from './throttle.js';
@@ -239,32 +248,54 @@ class Run implements RunContext {
       this.failedSide = 'pop3';
       throw e;
     }
-    await sinkOpening;
-    // Reading every row costs ~15 µs each (a quarter second at 20,000): read again only when
-    // identification, settling or reconciliation changed something.
-    let rows: Map<string, JournalIndexRow> | null = await this.inventory.identify(source, listing);
-    if (this.inventory.settleDeleting()) rows = null;
-
-    if (journal.rowsInState(account, 'appending').length > 0) {
-      this.emit({ type: 'phase', phase: 'reconciling' });
-      await reconcilePending(this, await this.connectSink(), source);
-      rows = null;
-    }
-
-    const current = rows ?? journal.indexByUidl(account);
-    const plan = planCopy(this.listing, current);
+    // Identification reads the source and the journal only: it goes on while the destination
+    // logs in. Everything that needs the destination awaits the same opening (never a second one),
+    // and whatever ends the pass first waits for it to settle, so dropConnections finds it.
+    const sinkNow = async (): Promise<ImapSink> => {
+      await sinkOpening;
+      return this.connectSink();
+    };
+    let early: HeadStart | null = null;
+    let rows: Map<string, JournalIndexRow> | null;
+    let current: ReadonlyMap<string, JournalIndexRow>;
+    let plan: Plan;
+    let wanted: Plan['copy'];
+    let over: Plan['copy'];
+    let cap: ReturnType<Run['uploadCap']> = null;
     const limit = this.o.skipLargerThan ?? null;
-    const { copy: wanted, over } = splitBySizeRule(plan.copy, limit);
-    // Larger than the destination takes: failed now, by name, never downloaded. The server's
-    // APPENDLIMIT needs the IMAP connection, which copying anything needs anyway; when the daily
-    // budget lets nothing through, nothing is copied and the destination is left alone (a
-    // `sync` every few minutes while the budget is spent would otherwise log in each time).
+    try {
+      // Reading every row costs ~15 µs each (a quarter second at 20,000): read again only when
+      // identification, settling or reconciliation changed something.
+      rows = await this.inventory.identify(source, listing);
+      if (this.inventory.settleDeleting()) rows = null;
+
+      if (journal.rowsInState(account, 'appending').length > 0) {
+        this.emit({ type: 'phase', phase: 'reconciling' });
+        await reconcilePending(this, await sinkNow(), source);
+        rows = null;
+      }
+
+      current = rows ?? journal.indexByUidl(account);
+      plan = planCopy(this.listing, current);
+      ({ copy: wanted, over } = splitBySizeRule(plan.copy, limit));
+      // Larger than the destination takes: failed now, by name, never downloaded. The server's
+      // APPENDLIMIT needs the IMAP connection, which copying anything needs anyway; when the daily
+      // budget lets nothing through, nothing is copied and the destination is left alone (a
+      // `sync` every few minutes while the budget is spent would otherwise log in each time).
+      const left = this.budgetLeft(current);
+      const copying = wanted.some((m) => !rec.hasFailed(m.uidl) && m.size <= left);
+      // While the destination is still logging in, the first messages are already received.
+      if (copying && this.sink === null) early = this.headStart(source, wanted, left);
+      // Awaited whether or not anything is copied; its failure is the run's, as it always was.
+      await sinkOpening;
+      if (copying) cap = this.uploadCap(await this.connectSink());
+    } catch (e) {
+      early?.abandon();
+      await sinkOpening?.catch(() => undefined);
+      throw e;
+    }
     let copy = wanted;
     let tooBig: typeof wanted = [];
-    const left = this.budgetLeft(current);
-    const cap = wanted.some((m) => !rec.hasFailed(m.uidl) && m.size <= left)
-      ? this.uploadCap(await this.connectSink())
-      : null;
     if (cap !== null) ({ copy, over: tooBig } = splitBySizeRule(wanted, cap.bytes));
     if (this.firstPass) {
       this.firstPass = false;
@@ -301,11 +332,12 @@ class Run implements RunContext {
       copy.filter((m) => !rec.hasFailed(m.uidl)),
       current,
     );
+    const from = early?.session(todo) ?? source;
     if (todo.length === 0) return;
     const sink = await this.connectSink();
     this.emit({ type: 'phase', phase: 'copying' });
     const batchBytes = this.o.batchBytes ?? DEFAULT_BATCH_BYTES;
-    await copyAll(this, source, sink, todo, this.spool, {
+    await copyAll(this, from, sink, todo, this.spool, {
       messages: this.o.batchMessages ?? DEFAULT_BATCH_MESSAGES,
       bytes: batchBytes,
       spillAt: Math.min(this.o.spillBytes ?? DEFAULT_SPILL_BYTES, batchBytes),
@@ -315,6 +347,24 @@ class Run implements RunContext {
         Math.min(this.o.setAsideAfter ?? DEFAULT_SET_ASIDE_AFTER, this.retryPolicy.maxAttempts),
       ),
     });
+  }
+
+  /**
+   * RETRs written while the destination logs in (head-start.ts): a prefix of what is to be copied
+   * (in the order the copier will read it), within one batch; null when there is nothing to gain.
+   */
+  private headStart(source: Pop3Session, wanted: ListedMessage[], budget: number): HeadStart | null {
+    const local = this.o.limits?.appendLimit ?? Number.POSITIVE_INFINITY;
+    const messages = headStartOf(
+      wanted.filter((m) => !this.rec.hasFailed(m.uidl)),
+      {
+        messages: this.o.batchMessages ?? DEFAULT_BATCH_MESSAGES,
+        bytes: this.o.batchBytes ?? DEFAULT_BATCH_BYTES,
+        maxMessage: Math.min(HEAD_START_MAX_MESSAGE, local),
+        budget,
+      },
+    );
+    return messages.length === 0 ? null : new HeadStart(source, messages);
   }
 
   /**

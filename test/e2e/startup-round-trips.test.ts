@@ -4,12 +4,14 @@
  * popsync wrote before it had an answer is counted, never timed.
  */
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import type { Lab } from '../../lab/dovecot.js';
 import { runCli } from '../support/cli.js';
 import { useLab } from '../support/lab-fixture.js';
 import { destinationMessages } from '../support/mailboxes.js';
 import {
+  type RecordingRelay,
   type RelayEvent,
   type RelayLog,
   type RelayRules,
@@ -31,7 +33,11 @@ function message(i: number): Buffer {
   );
 }
 
+/** The IMAP relay of the running test, for a POP3 rule to release. */
+let imapRelay: RecordingRelay | undefined;
+
 interface Relayed {
+  imapRelay: RecordingRelay;
   log: RelayLog;
   pop3: number;
   imap: number;
@@ -44,6 +50,7 @@ async function relays(rules: { pop3?: RelayRules; imap?: RelayRules } = {}): Pro
   const p = await startRecordingRelay('pop3', lab.pop3.port, log, rules.pop3);
   const i = await startRecordingRelay('imap', lab.imap.port, log, rules.imap);
   return {
+    imapRelay: i,
     log,
     pop3: p.port,
     imap: i.port,
@@ -89,6 +96,15 @@ function answersBefore(log: RelayLog, e: RelayEvent): number {
 }
 
 const command = (e: RelayEvent): string => e.line.split(' ')[1]?.toUpperCase() ?? '';
+
+function journalRows(pop: string): number {
+  const db = new Database(join(dir, `${pop}.sqlite`), { readonly: true });
+  try {
+    return (db.prepare('SELECT count(*) AS n FROM messages').get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
 
 describe('start-up and end of a run', () => {
   it(
@@ -163,6 +179,39 @@ describe('start-up and end of a run', () => {
     },
   );
 
+  it('receiving starts while the IMAP side logs in: the first RETR is written before IMAP says anything', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(pop, [1, 2, 3, 4].map(message));
+    // Every IMAP byte (the greetings first) is held until POP3 carried a RETR: a run that waited
+    // for the destination would stall until the fallback, and fail below.
+    const r = await relays({
+      pop3: {
+        onEvent: (e) => {
+          if (e.dir === '>' && e.line.startsWith('RETR ')) imapRelay?.release();
+        },
+      },
+      imap: { hold: () => true },
+    });
+    imapRelay = r.imapRelay;
+    const fallback = setTimeout(() => r.release(), 15_000);
+    try {
+      const res = await migrate(r, pop, imap);
+      clearTimeout(fallback);
+      expect(res.code, res.stderr).toBe(0);
+      expect(JSON.parse(res.stdout)).toMatchObject({ copied: 4 });
+      const firstRetr = r.log.events.find((e) => e.relay === 'pop3' && e.dir === '>' && e.line.startsWith('RETR '))!;
+      const firstImapLine = r.log.events.find((e) => e.relay === 'imap' && e.dir === '<')!;
+      expect(firstRetr.seq).toBeLessThan(firstImapLine.seq);
+      // Each message asked for once, in order: the copier took the streams the head start opened.
+      const retrs = r.log.sent('pop3').filter((e) => e.line.startsWith('RETR '));
+      expect(retrs.map((e) => e.line)).toEqual(['RETR 1', 'RETR 2', 'RETR 3', 'RETR 4']);
+      expect(journalRows(pop)).toBe(4);
+    } finally {
+      await r.close();
+    }
+  });
+
   it('a wrong IMAP password is refused once: one login reaches the server, exit 3, nothing stored', async () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
@@ -175,6 +224,8 @@ describe('start-up and end of a run', () => {
       expect(r.log.sent('imap').filter((e) => command(e) === 'AUTHENTICATE')).toHaveLength(1);
       expect(r.log.sent('imap').filter((e) => command(e) === 'APPEND')).toEqual([]);
       expect(await destinationMessages(lab, imap)).toEqual([]);
+      // Messages may have been received while the login was pending; none was journaled.
+      expect(journalRows(pop)).toBe(0);
     } finally {
       await r.close();
     }
