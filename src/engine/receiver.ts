@@ -64,6 +64,8 @@ export class Receiver {
   private readonly ahead: Array<{ m: ListedMessage; stream: Readable }> = [];
   private next = 0;
   private failed: PopsyncError | null = null;
+  /** close() was called: the session is being dropped by the caller. */
+  private closing = false;
   /** The error of a reply past retrCeiling that this receiver cut off itself. */
   private overCeiling: PopsyncError | null = null;
 
@@ -99,8 +101,12 @@ export class Receiver {
     return items.length > 0 ? { items, error: null } : null;
   }
 
-  /** Ends reading: RETRs written ahead are left to the connection, which the caller drops. */
+  /**
+   * Ends reading: RETRs written ahead are left to the connection, which the caller drops. The
+   * message arriving then fails by our doing, not its own: it is not charged an attempt.
+   */
   close(): void {
+    this.closing = true;
     this.abandonAhead();
   }
 
@@ -174,8 +180,9 @@ export class Receiver {
       ? e
       : new PopsyncError('internal', `receiving message ${m.n}: ${String(e)}`, {}, { cause: e });
     if (err.kind !== 'connection' && err.kind !== 'protocol') return err;
-    // An interrupt drops the POP3 session on purpose: not the message's fault.
-    if (this.ctx.o.signal?.aborted) return err;
+    // An interrupt, or the pass ending on the other side, drops the POP3 session on purpose:
+    // not the message's fault.
+    if (this.ctx.o.signal?.aborted || this.closing) return err;
     // A reply past its ceiling is the server's fault, whichever side cut it (the connection usually
     // trips first: its count includes the status line).
     const overCeiling = err === this.overCeiling || isOverCeiling(err);

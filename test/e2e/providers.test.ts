@@ -357,8 +357,9 @@ describe('Microsoft 365 profile against Dovecot with its capabilities, behind a 
       Array.from({ length: 12 }, (_, i) => message(i)),
     );
     const expected = digests(await sourceMessages(ms, pop));
-    // The 2nd and the 7th APPEND are refused with a pause of 300 ms.
-    const proxy = await startThrottleProxy(ms.imap.port, (k) => (k === 2 || k === 7 ? 300 : null));
+    // The 2nd and the 10th APPEND are refused with a pause of 300 ms: in two passes, since the
+    // first pass writes at most two batches of four (the APPEND window) before its refusal.
+    const proxy = await startThrottleProxy(ms.imap.port, (k) => (k === 2 || k === 10 ? 300 : null));
     proxies.push(proxy);
     const r = await runCli(
       args('migrate', ms, pop, imap, proxy.port, [
