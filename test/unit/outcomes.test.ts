@@ -1,0 +1,91 @@
+/**
+ * engine/outcomes.ts: APPEND outcomes held per batch and journaled as one step when the batch
+ * ends; held UIDs count as taken across the batches outstanding at once; what follows an
+ * outcome runs only after its commit.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { OutcomeJournal } from '../../src/engine/outcomes.js';
+import { configureCrashHook } from '../../src/journal/crash-hook.js';
+import { Journal } from '../../src/journal/journal.js';
+import type { BeginAppend } from '../../src/journal/types.js';
+
+const A = 'alice';
+let dir: string;
+let journal: Journal;
+
+const item = (uidl: string): BeginAppend => ({
+  uidl,
+  size: 10,
+  sha256: 'c'.repeat(64),
+  messageId: null,
+  folder: 'INBOX',
+  destUidValidity: 7n,
+  destUidNext: 1,
+});
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'popsync-outcomes-'));
+  journal = Journal.open(join(dir, 'j.sqlite'), { source: 'alice@pop.example.net:995' });
+  journal.beginAppend(A, ['a', 'b', 'c', 'd'].map(item));
+});
+
+afterEach(() => {
+  configureCrashHook({ killAt: null, stepsFile: null });
+  journal.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('OutcomeJournal', () => {
+  it('writes a batch as one step when it closes, and runs what follows only after the commit', () => {
+    const stepsFile = join(dir, 'steps');
+    configureCrashHook({ killAt: null, stepsFile });
+    journal.recordFolder(A, 'INBOX', 7n);
+    const before = Number(readFileSync(stepsFile, 'utf8'));
+    const outcomes = new OutcomeJournal(journal, A);
+    const g = outcomes.group('INBOX');
+    const after: string[] = [];
+    g.add({ uidl: 'a', ok: true, destUidValidity: 7n, destUid: 1 }, () => after.push(journal.get(A, 'a')!.state));
+    g.add({ uidl: 'b', ok: false, error: 'too big' }, () => after.push(journal.get(A, 'b')!.state));
+    expect(journal.get(A, 'a')?.state).toBe('appending');
+    expect(after).toEqual([]);
+    g.close();
+    expect(after).toEqual(['done', 'failed']);
+    expect(Number(readFileSync(stepsFile, 'utf8'))).toBe(before + 1);
+    // Closed with nothing held: no step.
+    outcomes.group('INBOX').close();
+    expect(Number(readFileSync(stepsFile, 'utf8'))).toBe(before + 1);
+  });
+
+  it('counts a held UID as taken in every open group of the folder, until it is written', () => {
+    const outcomes = new OutcomeJournal(journal, A);
+    const first = outcomes.group('INBOX');
+    const second = outcomes.group('INBOX');
+    first.add({ uidl: 'a', ok: true, destUidValidity: 7n, destUid: 5 }, () => {});
+    expect(outcomes.ownerOf('INBOX', 7n, 5)).toBe('a');
+    expect(outcomes.ownerOf('INBOX', 8n, 5)).toBeUndefined();
+    expect(outcomes.ownerOf('Other', 7n, 5)).toBeUndefined();
+    second.add({ uidl: 'b', ok: true, destUidValidity: 7n, destUid: 6 }, () => {});
+    expect(outcomes.ownerOf('INBOX', 7n, 6)).toBe('b');
+    first.close();
+    // Written: the journal knows the owner from now on, the group no longer does.
+    expect(outcomes.ownerOf('INBOX', 7n, 5)).toBeUndefined();
+    expect(journal.uidOwner(A, 'INBOX', 7n, 5)).toBe('a');
+    outcomes.flushAll();
+    expect(journal.get(A, 'b')).toMatchObject({ state: 'done', destUid: 6 });
+  });
+
+  it('leaves the whole batch appending when the journal refuses one of its outcomes', () => {
+    const outcomes = new OutcomeJournal(journal, A);
+    const g = outcomes.group('INBOX');
+    let ran = 0;
+    g.add({ uidl: 'a', ok: true, destUidValidity: 7n, destUid: 9 }, () => ran++);
+    g.add({ uidl: 'b', ok: true, destUidValidity: 7n, destUid: 9 }, () => ran++);
+    expect(() => g.close()).toThrow(/already belongs to message a/);
+    expect(ran).toBe(0);
+    expect(journal.get(A, 'a')?.state).toBe('appending');
+    expect(journal.get(A, 'b')?.state).toBe('appending');
+  });
+});
