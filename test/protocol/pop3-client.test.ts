@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import net from 'node:net';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import type { PopsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { connectPop3 } from '../../src/pop3/index.js';
@@ -340,6 +341,23 @@ describe('pipelining', () => {
       expect(r.repliesBefore - base, `RETR ${k + 1}`).toBeGreaterThanOrEqual(k - 63);
     });
     expect(retrs.every((r) => r.crlf)).toBe(true);
+  });
+
+  it('commands sent in one tick leave in one write, and the window is refilled in groups', async () => {
+    const pop = await fake({ messages: many, pipelining: true });
+    const s = await connect(pop);
+    // Writes on popsync's socket to this server (the server's own sockets have it as local port).
+    const writes = vi.spyOn(net.Socket.prototype as unknown as { _writeGeneric: () => void }, '_writeGeneric');
+    try {
+      const bodies = await Promise.all(many.map((_, i) => s.retr(i + 1)));
+      expect(bodies.map((x) => x.length)).toEqual(many.map((m) => m.body.length));
+      const ours = writes.mock.contexts.filter((c) => (c as net.Socket).remotePort === pop.port).length;
+      // 300 commands (this session has not read LIST, so each RETR n follows a LIST n): one
+      // write each before, about ten now (64 at once, then a quarter of the window at a time).
+      expect(ours).toBeLessThanOrEqual(30);
+    } finally {
+      writes.mockRestore();
+    }
   });
 
   it('without PIPELINING (or with pipelining: false) commands go one at a time', async () => {
