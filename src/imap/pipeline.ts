@@ -47,7 +47,8 @@ import {
 import { bodyChunks, bodySize, sendPiece, type MessageBody, whenDrained } from './body.js';
 import type { AppendOutcome, ImapOptions } from './types.js';
 import { classifyAppendError, isTlsFailure, mapConnectError, type ImapFlowErrorLike } from './errors.js';
-import { compiler } from './imapflow-adapter.js';
+import type { ImapflowAdapter } from './imapflow-load.js';
+import { loadImapflow } from './imapflow-load.js';
 import { chooseLogin, credentialsFor, loginSecretForms, mechanismFor, SaslConversation } from './login.js';
 
 /** Unacknowledged bytes written before we wait for replies: keeps memory and socket buffers flat. */
@@ -283,6 +284,10 @@ export class PipelinedAppender {
    * outcome the caller rejected): the connection is spent, and no later batch may use it.
    */
   failure: unknown = null;
+  /** imapflow's command compiler, set by open() once imapflow is loaded (imapflow-load.ts). */
+  private compiler: ImapflowAdapter['compiler'] = () => {
+    throw new Error('APPEND connection used before open() finished');
+  };
 
   private constructor(
     private sock: net.Socket,
@@ -366,6 +371,7 @@ export class PipelinedAppender {
           );
         } else if (!caps.has('LOGINDISABLED')) {
           // The compiler sends STRING values quoted, never as literals, so LOGIN needs no '+' wait.
+          const { compiler } = await loadImapflow();
           t = await a.simple(
             Buffer.concat([
               compiler(
@@ -398,6 +404,8 @@ export class PipelinedAppender {
       if (mode === 'pipelined' && literals === 'sync' && !caps.has('MULTIAPPEND'))
         throw new PipelineUnsupported('no LITERAL+, LITERAL- or MULTIAPPEND after login');
       (a as { capabilities: ReadonlySet<string> }).capabilities = caps;
+      // Shared with connectImap's load, which is under way or done by now (imapflow-load.ts).
+      a.compiler = (await loadImapflow()).compiler;
       // Tests find the path taken by these words.
       const how = `${LITERAL_WORDS[literals]}${caps.has('MULTIAPPEND') ? ', MULTIAPPEND' : ''}`;
       log.debug(
@@ -695,7 +703,11 @@ export class PipelinedAppender {
    */
   private command(tag: string, mailbox: string, it: PipelineItem, nonSync: boolean): Buffer {
     return Buffer.concat([
-      compiler({ tag, command: 'APPEND', attributes: [{ type: 'ATOM', value: mailbox }, ...this.messageArgs(it)] }),
+      this.compiler({
+        tag,
+        command: 'APPEND',
+        attributes: [{ type: 'ATOM', value: mailbox }, ...this.messageArgs(it)],
+      }),
       this.literalHead(it, nonSync),
     ]);
   }
@@ -703,7 +715,7 @@ export class PipelinedAppender {
   /** A further message of a MULTIAPPEND: its flags, date and literal announcement. */
   private nextMessage(it: PipelineItem, nonSync: boolean): Buffer {
     // The compiler writes "X X <args>"; the args alone continue the command.
-    const args = compiler({ tag: 'X', command: 'X', attributes: this.messageArgs(it) }).subarray(3);
+    const args = this.compiler({ tag: 'X', command: 'X', attributes: this.messageArgs(it) }).subarray(3);
     return Buffer.concat([args, this.literalHead(it, nonSync)]);
   }
 

@@ -47,14 +47,7 @@ import { classifyAppendError, mapCommandError, mapConnectError, responseCodeOf, 
 import { checkLevels, folderLevels, serverName } from './folders.js';
 import { bodyBuffer, bodyHasNul, bodySize } from './body.js';
 import { type AppendCounts, PipelinedAppender, PipelineUnsupported, type PipelineItem } from './pipeline.js';
-import {
-  createImapFlow,
-  encodePath,
-  formatDateTime,
-  formatFlag,
-  imapflowTransport,
-  normalizePath,
-} from './imapflow-adapter.js';
+import { type ImapflowAdapter, loadImapflow } from './imapflow-load.js';
 import { credentialsFor, loginSecretForms } from './login.js';
 
 /** readBodies: messages up to this size travel whole in one batched FETCH, larger ones in pieces of it. */
@@ -164,8 +157,23 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
           log.debug({ reason: err.message }, 'IMAP APPEND goes through imapflow, one at a time');
           return null;
         });
+  let appendFailed = false;
+  const settledOpening = opening.then(
+    () => undefined,
+    () => {
+      appendFailed = true;
+    },
+  );
+  // Loaded only now, with the APPEND connection's connect under way (imapflow-load.ts).
+  const flow = await loadImapflow().catch((err: unknown) => {
+    void opening.then(
+      (a) => a?.destroy(),
+      () => undefined,
+    );
+    throw err;
+  });
   let connecting = true;
-  const client = createImapFlow(
+  const client = flow.createImapFlow(
     {
       host: opts.host,
       port: opts.port,
@@ -173,7 +181,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
       // Only to satisfy imapflow's checks: the login itself is ours (imapflow-adapter.ts).
       auth: { user: opts.user, pass: opts.password || 'unused' },
       // Our sockets (net/connect.ts): the same TLS options, CA merge and SNI as every other connection.
-      transport: imapflowTransport({
+      transport: flow.imapflowTransport({
         protocol: 'IMAP',
         host: opts.host,
         port: opts.port,
@@ -210,13 +218,6 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   // reports its own failures by rejecting, and the sink installs the real listener afterwards.
   const ignore = (): void => {};
   client.on('error', ignore);
-  let appendFailed = false;
-  const settledOpening = opening.then(
-    () => undefined,
-    () => {
-      appendFailed = true;
-    },
-  );
   // An APPEND connection that failed before its socket opened (a refused port, a bad certificate)
   // is the error reported; imapflow's would only fail the same way.
   const imapflowConnect = Promise.race([appendSocket, settledOpening]).then(() =>
@@ -239,6 +240,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   client.off('error', ignore);
   return new ImapWriter(
     client,
+    flow,
     log,
     secrets,
     socketTimeout,
@@ -277,6 +279,8 @@ class ImapWriter implements ImapSink {
 
   constructor(
     private readonly client: ImapFlow,
+    /** imapflow's encoders, for the APPEND connection to name and flag as imapflow does. */
+    private readonly flow: ImapflowAdapter,
     private readonly log: Logger,
     /** Every form of the login secrets sent so far; grows when the APPEND connection logs in later. */
     private readonly secret: readonly string[],
@@ -562,7 +566,7 @@ class ImapWriter implements ImapSink {
     onOutcome: (index: number, outcome: AppendOutcome) => void,
     pipeline: PipelinedAppender,
   ): Promise<AppendOutcome[]> {
-    const mailbox = encodePath(this.client, normalizePath(this.client, levels));
+    const mailbox = this.flow.encodePath(this.client, this.flow.normalizePath(this.client, levels));
     const limit = this.client.capabilities.get('APPENDLIMIT');
     const prepared = items.map((item): PipelineItem | { skip: AppendOutcome } => {
       if (typeof limit === 'number' && limit < bodySize(item.body)) {
@@ -573,7 +577,7 @@ class ImapWriter implements ImapSink {
       }
       const flags: string[] = [];
       for (const f of item.flags) {
-        const formatted = f ? formatFlag(f) : false;
+        const formatted = f ? this.flow.formatFlag(f) : false;
         if (formatted) flags.push(formatted);
         else if (f) this.log.info({ folder: path, flag: f }, 'Dropped a flag IMAP cannot carry');
       }
@@ -581,7 +585,7 @@ class ImapWriter implements ImapSink {
         body: item.body,
         hasNul: bodyHasNul(item.body),
         flags,
-        date: item.internalDate ? formatDateTime(item.internalDate) : undefined,
+        date: item.internalDate ? this.flow.formatDateTime(item.internalDate) : undefined,
       };
     });
     const sent: AppendCounts = { appended: 0, multiappended: 0 };
