@@ -53,6 +53,8 @@ import { chooseLogin, credentialsFor, loginSecretForms, mechanismFor, SaslConver
 
 /** Unacknowledged bytes written before we wait for replies: keeps memory and socket buffers flat. */
 const MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024;
+/** writeUnit: in-memory messages gathered into one socket write, up to about this many bytes. */
+const CORK_BYTES = 256 * 1024;
 
 const LITERAL_WORDS: Record<LiteralMode, string> = {
   plus: 'LITERAL+',
@@ -652,24 +654,34 @@ export class PipelinedAppender {
     const items = u.batch.items as readonly PipelineItem[];
     if (u.indices.length > 1) counts.multiappended += u.indices.length;
     let ended = false;
+    // Nagle is off, so each write would be its own TLS record and syscall (three per small
+    // message: command, literal, CRLF). Corked, the in-memory messages of a command leave
+    // together, up to CORK_BYTES at a time: one write for a MULTIAPPEND of small mail instead
+    // of one per message, and never more than that held back.
+    let corked = 0;
+    const uncork = (): void => {
+      if (corked === 0) return;
+      corked = 0;
+      sock.uncork();
+    };
     for (const [k, i] of u.indices.entries()) {
       const it = items[i]!;
       const nonSync = nonSynchronizing(this.literals, bodySize(it.body));
       const head = k === 0 ? this.command(u.tag, mailbox, it, nonSync) : this.nextMessage(it, nonSync);
       if (nonSync && Buffer.isBuffer(it.body)) {
-        // Nagle is off, so each write would be its own TLS record and syscall (three per small
-        // message: command, literal, CRLF). Corked, they leave as one.
-        sock.cork();
+        if (corked === 0) sock.cork();
         sock.write(head);
         sock.write(it.body);
+        corked += head.length + it.body.length;
         ended = k === u.indices.length - 1;
         if (ended) sock.write('\r\n');
-        sock.uncork();
+        if (ended || corked >= CORK_BYTES) uncork();
         if (sock.destroyed) return;
         counts.appended++;
-        if (sock.writableNeedDrain) await whenDrained(sock);
+        if (corked === 0 && sock.writableNeedDrain) await whenDrained(sock);
         continue;
       }
+      uncork();
       sock.write(head);
       if (!nonSync && !(await this.continuation(u))) return;
       if (sock.destroyed) return;

@@ -3,7 +3,8 @@
  * MULTIAPPEND (RFC 3502) or LITERAL- (RFC 7888): batching, APPENDUID sets, a refused batch
  * retried message by message, and literals that must wait for '+'.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import net from 'node:net';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { connectImap } from '../../src/imap/index.js';
 import type { AppendOutcome, ImapSink } from '../../src/imap/index.js';
 import { PopsyncError } from '../../src/errors.js';
@@ -65,6 +66,25 @@ describe('MULTIAPPEND', () => {
     );
     expect(fake.multiAppends).toEqual([100, 100, 50]);
     expect(outcomes.map((o) => (o.ok ? o.uid : null))).toEqual(Array.from({ length: 250 }, (_, n) => n + 1));
+  });
+
+  it('writes a MULTIAPPEND of small messages in a few socket writes, not one per message', async () => {
+    const { fake, sink } = await setup({ capabilities: ['IMAP4rev1', 'UIDPLUS', 'LITERAL+', 'MULTIAPPEND'] });
+    // Writes on popsync's sockets to this server (the server's own sockets have it as local port).
+    const writes = vi.spyOn(net.Socket.prototype as unknown as { _writeGeneric: () => void }, '_writeGeneric');
+    try {
+      const outcomes = await sink.appendBatch(
+        'Archive',
+        Array.from({ length: 80 }, (_, n) => ({ body: msg(n, 2000), flags: [] })),
+      );
+      expect(outcomes.every((o) => o.ok)).toBe(true);
+      expect(fake.multiAppends).toEqual([80]);
+      const ours = writes.mock.contexts.filter((c) => (c as net.Socket).remotePort === fake.port).length;
+      // 80 messages of about 2 KB, corked up to 256 KiB: one write (two at most); 80 before.
+      expect(ours).toBeLessThanOrEqual(3);
+    } finally {
+      writes.mockRestore();
+    }
   });
 
   it('retries a refused batch message by message, so only the bad message fails', async () => {
