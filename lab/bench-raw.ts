@@ -3,7 +3,7 @@
  * rates are what the servers (and this machine) allow, with nothing of popsync in them.
  *  - rawPop3: every RETR written at once down one connection (PIPELINING), bytes counted as
  *    they arrive until the last terminator: the source's limit.
- *  - rawImap: pre-built messages stored one of four ways (SINK_MODES), every command written
+ *  - rawImap: pre-built messages stored one of five ways (SINK_MODES), every command written
  *    at once with non-synchronising literals, until the last tagged OK: the destination's.
  *  - rawRelay: the fastest copy there can be: every RETR pipelined, each message undone from
  *    dot-stuffing (retr-splitter.ts, no copy) and written, as soon as its terminator arrives,
@@ -125,6 +125,12 @@ export interface SinkMode {
   conns: number;
   /** 1: one APPEND per message; more: MULTIAPPEND (RFC 3502) of up to this many. */
   multi: number;
+  /**
+   * Each connection into a folder of its own (INBOX, F1, F2, ...; created before the clock
+   * starts): parallel APPEND across folders, which issue 11 part 2 asks to measure before
+   * popsync does it. Otherwise every connection appends to INBOX.
+   */
+  ownFolders?: boolean;
 }
 
 export const SINK_MODES: SinkMode[] = [
@@ -132,6 +138,7 @@ export const SINK_MODES: SinkMode[] = [
   { label: 'raw APPEND {n+}, 4 conns', conns: 4, multi: 1 },
   { label: 'raw MULTIAPPEND x50, 1 conn', conns: 1, multi: 50 },
   { label: 'raw MULTIAPPEND x100, 1 conn', conns: 1, multi: 100 },
+  { label: 'raw MULTIAPPEND x100, 2 conns/folders', conns: 2, multi: 100, ownFolders: true },
 ];
 
 /** Counts tagged OKs until `expected`; a tagged NO or BAD rejects. */
@@ -169,6 +176,15 @@ export async function rawImap(
 ): Promise<number> {
   const parts = Array.from({ length: mode.conns }, (_, c) => messages.filter((_, i) => i % mode.conns === c));
   const sessions = await Promise.all(parts.map(() => imapLogin(ep, user, password)));
+  const folder = (c: number): string => (mode.ownFolders && c > 0 ? `F${c}` : 'INBOX');
+  await Promise.all(
+    sessions.map(async (s, c) => {
+      if (folder(c) === 'INBOX') return;
+      const created = taggedOks(s, 1);
+      s.sock.write(`t0 CREATE ${folder(c)}\r\n`);
+      await created;
+    }),
+  );
   const t0 = performance.now();
   await Promise.all(
     sessions.map(async (s, c) => {
@@ -177,7 +193,7 @@ export async function rawImap(
       for (let i = 0; i < mine.length; i += mode.multi) commands.push(mine.slice(i, i + mode.multi));
       const done = taggedOks(s, commands.length);
       for (const [i, batch] of commands.entries()) {
-        const pieces: Buffer[] = [Buffer.from(`t${i} APPEND INBOX`)];
+        const pieces: Buffer[] = [Buffer.from(`t${i} APPEND ${folder(c)}`)];
         for (const m of batch) pieces.push(Buffer.from(` {${m.length}+}\r\n`), m);
         pieces.push(Buffer.from('\r\n'));
         if (!s.sock.write(Buffer.concat(pieces))) await new Promise((r) => s.sock.once('drain', r));

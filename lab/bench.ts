@@ -4,9 +4,10 @@
  * notes and issues, never into a timed test.
  *
  * The raw ceilings use bare sockets, not our clients, so they measure the servers
- * (bench-raw.ts): pipelined POP3 RETR (the source's limit); four ways of storing pre-built
+ * (bench-raw.ts): pipelined POP3 RETR (the source's limit); five ways of storing pre-built
  * messages (SINK_MODES: APPEND with {n+} literals over 1 and 4 connections, MULTIAPPEND of 50
- * and 100 over 1: the destination's); and a raw relay, RETR pipelined into MULTIAPPEND x100 as
+ * and 100 over 1, and of 100 over 2 connections each into a folder of its own: the
+ * destination's); and a raw relay, RETR pipelined into MULTIAPPEND x100 as
  * each message arrives with no hashing and no journal: the fastest POP3->IMAP copy this
  * machine can do, what popsync is really to be held against. Each is measured before and
  * after popsync and the faster kept (right after seeding, the disk is still flushing).
@@ -149,7 +150,7 @@ function row(label: string, msgs: number, bytes: number, ms: number, extra = '')
   const s = ms / 1000;
   const rate = (msgs / s).toFixed(0).padStart(8);
   const mbs = (bytes / MB / s).toFixed(1).padStart(8);
-  return `${label.padEnd(34)} ${rate} msg/s ${mbs} MB/s ${s.toFixed(2).padStart(8)} s ${extra}`;
+  return `${label.padEnd(38)} ${rate} msg/s ${mbs} MB/s ${s.toFixed(2).padStart(8)} s ${extra}`;
 }
 
 let userSeq = 0;
