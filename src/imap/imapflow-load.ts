@@ -5,7 +5,7 @@
  * the CLI: connectImap starts loading it only once the APPEND connection's socket is being
  * opened, so the load runs while the connect, the greeting and TLS are on the wire (and the
  * POP3 side, started first, is already talking), instead of in front of all of them.
- * test/unit/lazy-imapflow.test.ts counts what the CLI entry loads.
+ * test/unit/lazy-load.test.ts counts what the CLI entry loads.
  */
 type ImapflowAdapter = typeof import('./imapflow-adapter.js');
 

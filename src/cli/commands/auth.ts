@@ -18,7 +18,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { PopsyncError } from '../../errors.js';
-import { deviceLogin, refreshAccessToken } from '../../oauth/device-login.js';
 import { OAUTH_PROVIDERS, providerSettings, type OAuthProviderName } from '../../oauth/providers.js';
 import { checkSignInName, listSignIns, loadSignIn, removeSignIn, saveSignIn } from '../oauth-store.js';
 
@@ -58,6 +57,8 @@ export function registerAuth(program: Command, ctx: { signal: AbortSignal }): vo
       });
       const clientSecret = readClientSecret(o.clientSecretFile, o.clientSecretEnv);
       const client = { clientId: o.clientId!, ...(clientSecret === undefined ? {} : { clientSecret }) };
+      // The OAuth client (oauth4webapi) loads only for the commands that talk to a provider.
+      const { deviceLogin } = await import('../../oauth/device-login.js');
       const tokens = await deviceLogin(settings.endpoints, client, settings.scope, {
         signal: ctx.signal,
         prompt: (p) => {
@@ -91,6 +92,7 @@ export function registerAuth(program: Command, ctx: { signal: AbortSignal }): vo
     .argument('<name>', 'the name given to auth login')
     .action(async (name: string) => {
       const s = loadSignIn(name);
+      const { refreshAccessToken } = await import('../../oauth/device-login.js');
       const tokens = await refreshAccessToken(
         s.endpoints,
         { clientId: s.clientId, ...(s.clientSecret === undefined ? {} : { clientSecret: s.clientSecret }) },

@@ -1,8 +1,9 @@
 /**
- * imapflow's module tree is most of popsync's start-up CPU, so it is loaded only by connectImap,
- * once the APPEND connection's socket is being opened (src/imap/imapflow-load.ts). This counts the
- * modules a fresh node process loads (an ESM loader hook reports every URL) at each step: the CLI
- * entry and the IMAP side's index load none of imapflow's, a connectImap call does. No timing.
+ * What start-up loads, counted in a fresh node process: an ESM loader hook reports every module
+ * URL, require.cache holds what was required. imapflow's module tree is most of popsync's start-up
+ * CPU, so only connectImap loads it, once the APPEND connection's socket is being opened
+ * (src/imap/imapflow-load.ts); postal-mime and csv-parse are required on first use
+ * (mapping/decode.ts, config/account-list.ts). The CLI entry loads none of them. No timing.
  */
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
@@ -16,7 +17,7 @@ const ROOT = path.resolve(__dirname, '../..');
  * the step loaded has arrived too.
  */
 const CHILD = `
-import { register } from 'node:module';
+import { createRequire, register } from 'node:module';
 import net from 'node:net';
 const { port1, port2 } = new MessageChannel();
 const loaded = [];
@@ -30,8 +31,11 @@ async function count(name) {
   const seen = new Promise((r) => { arrived = r; });
   await import('data:text/javascript,export default ' + ++step);
   await seen;
-  const of = (pkg) => loaded.filter((u) => u.includes('/node_modules/' + pkg + '/')).length;
-  console.log(JSON.stringify({ step: name, modules: loaded.length, imapflow: of('imapflow') }));
+  const all = [...loaded, ...Object.keys(createRequire(import.meta.url).cache)];
+  const of = (pkg) => all.filter((u) => u.includes('/node_modules/' + pkg + '/')).length;
+  const pkgs = ['imapflow', 'postal-mime', 'csv-parse', 'oauth4webapi'];
+  const counts = Object.fromEntries(pkgs.map((p) => [p, of(p)]));
+  console.log(JSON.stringify({ step: name, modules: loaded.length, ...counts }));
 }
 await import(${JSON.stringify(path.join(ROOT, 'src/cli/main.ts'))});
 await count('cli');
@@ -44,11 +48,22 @@ const err = await connectImap({ host: '127.0.0.1', port: server.address().port, 
   password: 'p', timeoutMs: 20000 }).then(() => null, (e) => e);
 server.close();
 await count(err === null ? 'connected?' : 'connectImap');
+const { decodeHeaderValue } = await import(${JSON.stringify(path.join(ROOT, 'src/mapping/decode.ts'))});
+decodeHeaderValue('=?utf-8?q?caf=C3=A9?=');
+await count('decode');
+const { parseAccountList } = await import(${JSON.stringify(path.join(ROOT, 'src/config/account-list.ts'))});
+parseAccountList('name,source,destination\\na,pop3://u@h,imap://u@h\\n', 'accounts.csv');
+await count('account list');
 port1.close();
 `;
 
-describe('imapflow loads lazily', () => {
-  it('the CLI entry and the IMAP index load none of imapflow; connectImap loads it', () => {
+type Step = { step: string; modules: number } & Record<
+  'imapflow' | 'postal-mime' | 'csv-parse' | 'oauth4webapi',
+  number
+>;
+
+describe('start-up loads only what it needs', () => {
+  it('the CLI entry loads none of imapflow, postal-mime, csv-parse, oauth4webapi; their first use does', () => {
     const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CHILD], {
       cwd: ROOT,
       encoding: 'utf8',
@@ -57,13 +72,17 @@ describe('imapflow loads lazily', () => {
     const steps = r.stdout
       .trim()
       .split('\n')
-      .map((l) => JSON.parse(l) as { step: string; modules: number; imapflow: number });
-    expect(steps.map((s) => s.step)).toEqual(['cli', 'imap index', 'connectImap']);
-    const [cli, index, connected] = steps;
+      .map((l) => JSON.parse(l) as Step);
+    expect(steps.map((s) => s.step)).toEqual(['cli', 'imap index', 'connectImap', 'decode', 'account list']);
+    const [cli, index, connected, decoded, listed] = steps;
     // The CLI loads most of popsync: a hook that saw nothing would not pass this.
     expect(cli!.modules).toBeGreaterThan(50);
-    expect(cli!.imapflow).toBe(0);
+    expect(cli).toMatchObject({ imapflow: 0, 'postal-mime': 0, 'csv-parse': 0, oauth4webapi: 0 });
     expect(index!.imapflow).toBe(0);
     expect(connected!.imapflow).toBeGreaterThan(10);
+    expect(connected!['postal-mime']).toBe(0);
+    expect(decoded!['postal-mime']).toBeGreaterThan(0);
+    expect(decoded!['csv-parse']).toBe(0);
+    expect(listed!['csv-parse']).toBeGreaterThan(0);
   });
 });
