@@ -35,6 +35,8 @@ async function count(name) {
   const of = (pkg) => all.filter((u) => u.includes('/node_modules/' + pkg + '/')).length;
   const pkgs = ['imapflow', 'postal-mime', 'csv-parse', 'oauth4webapi'];
   const counts = Object.fromEntries(pkgs.map((p) => [p, of(p)]));
+  // What only \`popsync plan\` (and --dry-run) needs: the preview and the renderers.
+  counts.planOnly = loaded.filter((u) => /\\/src\\/(app\\/plan-account|report\\/plan-render)\\.ts$/.test(u)).length;
   console.log(JSON.stringify({ step: name, modules: loaded.length, ...counts }));
 }
 await import(${JSON.stringify(path.join(ROOT, 'src/cli/main.ts'))});
@@ -54,11 +56,14 @@ await count('decode');
 const { parseAccountList } = await import(${JSON.stringify(path.join(ROOT, 'src/config/account-list.ts'))});
 parseAccountList('name,source,destination\\na,pop3://u@h,imap://u@h\\n', 'accounts.csv');
 await count('account list');
+// The control of the pattern above: what \`popsync plan\` imports when it runs.
+await import(${JSON.stringify(path.join(ROOT, 'src/app/plan-account.ts'))});
+await count('plan');
 port1.close();
 `;
 
 type Step = { step: string; modules: number } & Record<
-  'imapflow' | 'postal-mime' | 'csv-parse' | 'oauth4webapi',
+  'imapflow' | 'postal-mime' | 'csv-parse' | 'oauth4webapi' | 'planOnly',
   number
 >;
 
@@ -73,16 +78,18 @@ describe('start-up loads only what it needs', () => {
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as Step);
-    expect(steps.map((s) => s.step)).toEqual(['cli', 'imap index', 'connectImap', 'decode', 'account list']);
-    const [cli, index, connected, decoded, listed] = steps;
+    expect(steps.map((s) => s.step)).toEqual(['cli', 'imap index', 'connectImap', 'decode', 'account list', 'plan']);
+    const [cli, index, connected, decoded, listed, planned] = steps;
     // The CLI loads most of popsync: a hook that saw nothing would not pass this.
     expect(cli!.modules).toBeGreaterThan(50);
-    expect(cli).toMatchObject({ imapflow: 0, 'postal-mime': 0, 'csv-parse': 0, oauth4webapi: 0 });
+    expect(cli).toMatchObject({ imapflow: 0, 'postal-mime': 0, 'csv-parse': 0, oauth4webapi: 0, planOnly: 0 });
     expect(index!.imapflow).toBe(0);
     expect(connected!.imapflow).toBeGreaterThan(10);
     expect(connected!['postal-mime']).toBe(0);
     expect(decoded!['postal-mime']).toBeGreaterThan(0);
     expect(decoded!['csv-parse']).toBe(0);
     expect(listed!['csv-parse']).toBeGreaterThan(0);
+    expect(listed!.planOnly).toBe(0);
+    expect(planned!.planOnly).toBe(1);
   });
 });

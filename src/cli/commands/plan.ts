@@ -4,9 +4,8 @@
  * effects switched off. This file only parses, calls and prints.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { planAccount } from '../../app/plan-account.js';
 import { PopsyncError, isPopsyncError } from '../../errors.js';
-import { PLAN_FORMATS, renderPlan, type PlanFormat } from '../../report/plan-render.js';
+import { PLAN_FORMATS, type PlanFormat } from '../../report/plan-types.js';
 import type { PlanReport } from '../../report/plan-types.js';
 import { buildBatchReport, rowFromError, rowFromPlan, type BatchAccountRow } from '../../report/batch-report.js';
 import { accountJobs, resolveAccount, type AccountJob } from '../account.js';
@@ -99,6 +98,12 @@ async function runPlan(opts: Record<string, unknown>, command: Command, ctx: Com
     });
   const out = ctx.startOutput({ ...outputOptions(opts), progress: false, json: false });
   try {
+    // Loaded here, not with the CLI: previewing and the four renderers are a dozen modules that
+    // every other command (migrate, sync: their --dry-run included) would load at start-up.
+    const [{ planAccount }, { renderPlan }] = await Promise.all([
+      import('../../app/plan-account.js'),
+      import('../../report/plan-render.js'),
+    ]);
     const texts: string[] = [];
     const batch = batchReportTarget(opts);
     // A list plans every account whatever one of them says (a wrong password, a server down):
