@@ -19,16 +19,23 @@ import { ImapFlow, type ImapFlowOptions } from 'imapflow';
 import compiler from 'imapflow/lib/handler/imap-compiler.js';
 import { encodePath, formatDateTime, formatFlag, normalizePath } from 'imapflow/lib/tools.js';
 import { createSocket, createTlsUpgrade, type SocketTarget } from '../net/connect.js';
+import type { EarlySocket } from './early-socket.js';
 import type { ImapCredentials } from './login.js';
 import { chooseLogin, mechanismFor, SaslConversation } from './login.js';
 import type { ImapAuthMethod } from './types.js';
 
 export { compiler, encodePath, formatDateTime, formatFlag, normalizePath };
 
-/** imapflow's transport: our sockets, with our TLS options, for the connection and STARTTLS. */
-export function imapflowTransport(target: SocketTarget): NonNullable<ImapFlowOptions['transport']> {
+/**
+ * imapflow's transport: our sockets, with our TLS options, for the connection and STARTTLS. The
+ * first connect takes `early`, the socket opened while imapflow loaded, when there is one.
+ */
+export function imapflowTransport(
+  target: SocketTarget,
+  early?: () => EarlySocket | undefined,
+): NonNullable<ImapFlowOptions['transport']> {
   return {
-    connect: (o, onConnect) => createSocket(target, o.secure, onConnect),
+    connect: (o, onConnect) => early?.()?.take(o.secure, onConnect) ?? createSocket(target, o.secure, onConnect),
     upgrade: (socket, _o, onSecure) => createTlsUpgrade(socket as import('node:net').Socket, target, onSecure),
   };
 }

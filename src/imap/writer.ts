@@ -48,6 +48,8 @@ import { checkLevels, folderLevels, serverName } from './folders.js';
 import { bodyBuffer, bodyHasNul, bodySize } from './body.js';
 import { type AppendCounts, PipelinedAppender, PipelineUnsupported, type PipelineItem } from './pipeline.js';
 import { type ImapflowAdapter, loadImapflow } from './imapflow-load.js';
+import { EarlySocket } from './early-socket.js';
+import type { SocketTarget } from '../net/connect.js';
 import { credentialsFor, loginSecretForms } from './login.js';
 
 /** readBodies: messages up to this size travel whole in one batched FETCH, larger ones in pieces of it. */
@@ -164,12 +166,28 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
       appendFailed = true;
     },
   );
+  const target: SocketTarget = {
+    protocol: 'IMAP',
+    host: opts.host,
+    port: opts.port,
+    ca: opts.ca,
+    rejectUnauthorized: opts.rejectUnauthorized,
+    connectTimeoutMs,
+  };
+  // An APPEND connection that failed before its socket opened (a refused port, a bad certificate)
+  // is the error reported; imapflow's would only fail the same way. Otherwise imapflow's socket
+  // opens once the APPEND connection's has, while imapflow still loads (early-socket.ts).
+  let early: EarlySocket | undefined;
+  const imapflowSocket = Promise.race([appendSocket, settledOpening]).then(() => {
+    if (!appendFailed) early = new EarlySocket(target, security.secure === true);
+  });
   // Loaded only now, with the APPEND connection's connect under way (imapflow-load.ts).
   const flow = await loadImapflow().catch((err: unknown) => {
     void opening.then(
       (a) => a?.destroy(),
       () => undefined,
     );
+    void imapflowSocket.then(() => early?.discard());
     throw err;
   });
   let connecting = true;
@@ -181,14 +199,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
       // Only to satisfy imapflow's checks: the login itself is ours (imapflow-adapter.ts).
       auth: { user: opts.user, pass: opts.password || 'unused' },
       // Our sockets (net/connect.ts): the same TLS options, CA merge and SNI as every other connection.
-      transport: flow.imapflowTransport({
-        protocol: 'IMAP',
-        host: opts.host,
-        port: opts.port,
-        ca: opts.ca,
-        rejectUnauthorized: opts.rejectUnauthorized,
-        connectTimeoutMs,
-      }),
+      transport: flow.imapflowTransport(target, () => early),
       logger: imapflowLogger(log, () => connecting),
       clientInfo: { name: 'popsync' },
       connectionTimeout: opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
@@ -218,15 +229,13 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   // reports its own failures by rejecting, and the sink installs the real listener afterwards.
   const ignore = (): void => {};
   client.on('error', ignore);
-  // An APPEND connection that failed before its socket opened (a refused port, a bad certificate)
-  // is the error reported; imapflow's would only fail the same way.
-  const imapflowConnect = Promise.race([appendSocket, settledOpening]).then(() =>
-    appendFailed ? undefined : client.connect(),
-  );
+  const imapflowConnect = imapflowSocket.then(() => (appendFailed ? undefined : client.connect()));
   const [appender, session] = await Promise.allSettled([opening, imapflowConnect]);
   connecting = false;
   if (appender.status === 'rejected' || session.status === 'rejected') {
     client.close();
+    // Opened, but imapflow's connect never started (the APPEND connection failed first).
+    early?.discard();
     if (appender.status === 'fulfilled') appender.value?.destroy();
     // The APPEND connection's failure is the one reported: imapflow's login never started.
     const err =

@@ -62,6 +62,38 @@ await count('plan');
 port1.close();
 `;
 
+/**
+ * Both IMAP connections open while imapflow loads: the hook holds every imapflow module until the
+ * server has accepted two connections (the APPEND connection's, then imapflow's, early-socket.ts).
+ * Before, imapflow's socket opened only after the load, so the second never came (the spawn's
+ * timeout ends that run). The server never greets: nothing after the connects matters here.
+ */
+const HELD_LOAD_CHILD = `
+import { register } from 'node:module';
+import net from 'node:net';
+const { port1, port2 } = new MessageChannel();
+const hook = 'let port; let go; const released = new Promise((r) => { go = r; });' +
+  ' export function initialize(d) { port = d.port; port.on("message", () => go()); port.unref(); }' +
+  ' export async function load(u, c, n) { if (u.includes("/node_modules/imapflow/")) await released; return n(u, c); }';
+register('data:text/javascript,' + encodeURIComponent(hook), { data: { port: port2 }, transferList: [port2] });
+let accepted = 0;
+const sockets = [];
+let second = () => {};
+const both = new Promise((r) => { second = r; });
+const server = net.createServer((s) => { sockets.push(s); s.on('error', () => {}); if (++accepted === 2) second(); });
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const { connectImap } = await import(${JSON.stringify(path.join(ROOT, 'src/imap/index.ts'))});
+const result = connectImap({ host: '127.0.0.1', port: server.address().port, tls: 'none', user: 'u',
+  password: 'p', timeoutMs: 60000 }).then(() => 'connected', () => 'failed');
+await both;
+console.log(JSON.stringify({ acceptedWhileLoading: accepted }));
+port1.postMessage('release');
+for (const s of sockets) s.destroy();
+server.close();
+console.log(JSON.stringify({ connectImap: await result }));
+port1.close();
+`;
+
 type Step = { step: string; modules: number } & Record<
   'imapflow' | 'postal-mime' | 'csv-parse' | 'oauth4webapi' | 'planOnly',
   number
@@ -91,5 +123,21 @@ describe('start-up loads only what it needs', () => {
     expect(listed!['csv-parse']).toBeGreaterThan(0);
     expect(listed!.planOnly).toBe(0);
     expect(planned!.planOnly).toBe(1);
+  });
+
+  it("imapflow's connection opens while imapflow loads, beside the APPEND connection", () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', HELD_LOAD_CHILD], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      // Only the code before early-socket.ts waits this long (for a connection it never opens).
+      timeout: 30_000,
+    });
+    expect(r.stderr).toBe('');
+    expect(
+      r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as unknown),
+    ).toEqual([{ acceptedWhileLoading: 2 }, { connectImap: 'failed' }]);
   });
 });
