@@ -16,14 +16,17 @@ export function bodyHasNul(b: MessageBody): boolean {
 }
 
 /**
- * The bytes in pieces of at most 256 KiB. A file body is read into one buffer, reused for every
+ * The bytes in pieces of at most 256 KiB. A body in memory is cut into views, not copied: on a
+ * TLS socket one write is encrypted whole into native buffers before any of it leaves (a
+ * message's size again outside the JS heap), so pieces sent as the socket drains keep that to
+ * one piece. A file body is read into one buffer, reused for every
  * piece (a fresh buffer per piece was as much garbage as the message, and the process peaked
  * that much higher): a piece is valid only until the next is asked for, so the caller sends it
  * with sendPiece() first.
  */
 export async function* bodyChunks(b: MessageBody): AsyncGenerator<Buffer> {
   if (Buffer.isBuffer(b)) {
-    yield b;
+    for (let at = 0; at < b.length; at += PIECE_BYTES) yield b.subarray(at, at + PIECE_BYTES);
     return;
   }
   const fh = await open(b.file, 'r');

@@ -5,7 +5,7 @@
  */
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { sendPiece, whenDrained } from '../../src/imap/body.js';
+import { bodyChunks, sendPiece, whenDrained } from '../../src/imap/body.js';
 
 /** A socket-like stream cut and closed before we write to it again. */
 async function cutStream(): Promise<PassThrough> {
@@ -52,5 +52,19 @@ describe('writing a body to a cut connection', () => {
     expect(await settles(p)).toBe(false);
     s.resume(); // the reader takes the bytes: 'drain'
     expect(await settles(p)).toBe(true);
+  });
+});
+
+describe('a body in memory goes in pieces', () => {
+  it('is cut into views of at most 256 KiB that together are the message, without a copy', async () => {
+    const body = Buffer.alloc(600 * 1024);
+    for (let i = 0; i < body.length; i++) body[i] = i % 251;
+    const pieces: Buffer[] = [];
+    for await (const p of bodyChunks(body)) pieces.push(p);
+    expect(pieces.map((p) => p.length)).toEqual([256 * 1024, 256 * 1024, 88 * 1024]);
+    // Views of the message's own memory: on TLS each piece is encrypted as it is written, so a
+    // write of the whole message held a second (and third) copy of it outside the JS heap.
+    for (const p of pieces) expect(p.buffer).toBe(body.buffer);
+    expect(Buffer.concat(pieces).equals(body)).toBe(true);
   });
 });
