@@ -11,7 +11,13 @@ const early = (signal) => {
 process.on('SIGINT', early);
 process.on('SIGTERM', early);
 
-import('../dist/cli/main.js')
+// Before the program loads: a young generation that grew to its 32 MB default let dead Buffers pile
+// up between GCs (src/young-generation.ts).
+import('../dist/young-generation.js')
+  .then((y) => {
+    y.capYoungGeneration();
+    return import('../dist/cli/main.js');
+  })
   .then((m) => {
     process.off('SIGINT', early);
     process.off('SIGTERM', early);
