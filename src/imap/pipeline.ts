@@ -195,6 +195,18 @@ class LineReader {
   }
 }
 
+/** Where both IMAP connections of a sink connect, with the same TLS expectations (net/connect.ts). */
+export function imapSocketTarget(opts: ImapOptions, connectTimeoutMs: number): SocketTarget {
+  return {
+    protocol: 'IMAP',
+    host: opts.host,
+    port: opts.port,
+    ca: opts.ca,
+    rejectUnauthorized: opts.rejectUnauthorized,
+    connectTimeoutMs,
+  };
+}
+
 function parseTagged(line: string): Tagged | null {
   const m = /^(\S+) (OK|NO|BAD)(?: \[([^\]]*)\])?/i.exec(line);
   if (!m || m[1] === '*' || m[1] === '+') return null;
@@ -332,14 +344,7 @@ export class PipelinedAppender {
     connected?: () => void,
   ): Promise<PipelinedAppender> {
     const where = `${opts.host}:${opts.port}`;
-    const target: SocketTarget = {
-      protocol: 'IMAP',
-      host: opts.host,
-      port: opts.port,
-      ca: opts.ca,
-      rejectUnauthorized: opts.rejectUnauthorized,
-      connectTimeoutMs: timeoutMs,
-    };
+    const target = imapSocketTarget(opts, timeoutMs);
     // Before connecting: a slow token command must not hold a connection the server may time out.
     const creds = await credentialsFor(opts);
     const forms = loginSecretForms(creds, opts);

@@ -46,10 +46,15 @@ import type {
 import { classifyAppendError, mapCommandError, mapConnectError, responseCodeOf, isRefusal } from './errors.js';
 import { checkLevels, folderLevels, serverName } from './folders.js';
 import { bodyBuffer, bodyHasNul, bodySize } from './body.js';
-import { type AppendCounts, PipelinedAppender, PipelineUnsupported, type PipelineItem } from './pipeline.js';
+import {
+  type AppendCounts,
+  imapSocketTarget,
+  PipelinedAppender,
+  PipelineUnsupported,
+  type PipelineItem,
+} from './pipeline.js';
 import { type ImapflowAdapter, loadImapflow } from './imapflow-load.js';
 import { EarlySocket } from './early-socket.js';
-import type { SocketTarget } from '../net/connect.js';
 import { credentialsFor, loginSecretForms } from './login.js';
 
 /** readBodies: messages up to this size travel whole in one batched FETCH, larger ones in pieces of it. */
@@ -166,14 +171,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
       appendFailed = true;
     },
   );
-  const target: SocketTarget = {
-    protocol: 'IMAP',
-    host: opts.host,
-    port: opts.port,
-    ca: opts.ca,
-    rejectUnauthorized: opts.rejectUnauthorized,
-    connectTimeoutMs,
-  };
+  const target = imapSocketTarget(opts, connectTimeoutMs);
   // An APPEND connection that failed before its socket opened (a refused port, a bad certificate)
   // is the error reported; imapflow's would only fail the same way. Otherwise imapflow's socket
   // opens once the APPEND connection's has, while imapflow still loads (early-socket.ts).
