@@ -126,22 +126,34 @@ const NOT_SHOWN = new Set(['level', 'time', 'pid', 'hostname', 'msg']);
  * and with `withTime` (--verbose): "12:03:04.123 debug: <msg> key=value ...".
  */
 export function formatLogLine(json: string, withTime: boolean): string {
-  let rec: Record<string, unknown>;
-  try {
-    rec = JSON.parse(json) as Record<string, unknown>;
-  } catch {
-    return printable(json.trimEnd()) + '\n';
-  }
-  const level = LEVEL_NAMES[Number(rec.level)] ?? String(rec.level);
-  const msg = typeof rec.msg === 'string' ? rec.msg : '';
-  const fields = Object.entries(rec)
-    .filter(([k, v]) => !NOT_SHOWN.has(k) && v !== undefined)
-    .map(([k, v]) => `${k}=${fieldText(k, v)}`);
+  const line = logRecord(json);
+  if (line === null) return printable(json.trimEnd()) + '\n';
+  const { rec, level, msg, fields } = line;
   if (withTime) {
     const t = typeof rec.time === 'string' ? rec.time.slice(11, 23) : '';
     return printable(`${t} ${level}: ${msg}${fields.length > 0 ? ` ${fields.join(' ')}` : ''}`) + '\n';
   }
   return printable(`popsync: ${level}: ${msg}${fields.length > 0 ? ` (${fields.join(' ')})` : ''}`) + '\n';
+}
+
+/** A pino JSON line taken apart for both text forms; null when it is not JSON (shown as it is). */
+function logRecord(
+  json: string,
+): { rec: Record<string, unknown>; level: string; msg: string; fields: string[] } | null {
+  let rec: Record<string, unknown>;
+  try {
+    rec = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+  return {
+    rec,
+    level: LEVEL_NAMES[Number(rec.level)] ?? String(rec.level),
+    msg: typeof rec.msg === 'string' ? rec.msg : '',
+    fields: Object.entries(rec)
+      .filter(([k, v]) => !NOT_SHOWN.has(k) && v !== undefined)
+      .map(([k, v]) => `${k}=${fieldText(k, v)}`),
+  };
 }
 
 function fieldText(key: string, v: unknown): string {
@@ -159,17 +171,9 @@ function fieldText(key: string, v: unknown): string {
  * its fields.
  */
 export function formatLogFileLine(json: string): string {
-  let rec: Record<string, unknown>;
-  try {
-    rec = JSON.parse(json) as Record<string, unknown>;
-  } catch {
-    return printable(json.trimEnd()) + '\n';
-  }
-  const level = LEVEL_NAMES[Number(rec.level)] ?? String(rec.level);
-  const msg = typeof rec.msg === 'string' ? rec.msg : '';
-  const fields = Object.entries(rec)
-    .filter(([k, v]) => !NOT_SHOWN.has(k) && v !== undefined)
-    .map(([k, v]) => `${k}=${fieldText(k, v)}`);
+  const line = logRecord(json);
+  if (line === null) return printable(json.trimEnd()) + '\n';
+  const { rec, level, msg, fields } = line;
   const time = typeof rec.time === 'string' ? rec.time : '';
   const pid = typeof rec.pid === 'number' ? ` [${rec.pid}]` : '';
   return printable(`${time}${pid} ${level}: ${msg}${fields.length > 0 ? ` ${fields.join(' ')}` : ''}`) + '\n';
