@@ -3,7 +3,8 @@
  * journal steps; then for every step k the run is SIGKILLed just before and just after step k
  * commits (the journal's test-only hook), resumed, and the destination must hold every source
  * message exactly once, byte for byte; one more run must change nothing. Then random SIGKILLs
- * at arbitrary instants over a larger mailbox.
+ * over a larger mailbox, each at a random byte of the run's traffic (test/support/kill-relay.ts),
+ * so a kill lands inside the copy however fast the machine is.
  *
  * Each crash-resume*.test.ts file runs this against one Dovecot: as it is (popsync's pipelined
  * LITERAL+/UIDPLUS APPEND path), without LITERAL+ (imapflow's one-at-a-time path, UIDs still
@@ -21,7 +22,8 @@ import { describe, expect, it } from 'vitest';
 import { realisticMix } from '../../lab/corpus.js';
 import type { Lab, StartOptions } from '../../lab/dovecot.js';
 import { labArgs, useLab } from '../support/lab-fixture.js';
-import { runCli } from '../support/cli.js';
+import { runCli, startCli } from '../support/cli.js';
+import { startKillRelay } from '../support/kill-relay.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
 
 export interface CrashVariant {
@@ -36,7 +38,7 @@ export interface CrashVariant {
    * the suite's time.
    */
   killSides?: ReadonlyArray<'before' | 'after'>;
-  /** Messages in the random-kill mailbox, and how many kills to aim for. */
+  /** Messages in the random-kill mailbox, and how many kills to aim for (at least 3). */
   randomMessages: number;
   randomKills: number;
 }
@@ -142,36 +144,63 @@ export function defineCrashMatrix(v: CrashVariant): MatrixLab {
     }, 600_000);
 
     it('survives SIGKILL at random instants', async () => {
-      const pop = lab.newUser('src');
-      const imap = lab.newUser('dst');
-      await lab.seedPop3(pop, mixWithDuplicates(v.randomMessages, 23));
-      const expected = digests(await sourceMessages(lab, pop));
-      const journal = join(dir, `${pop}.sqlite`);
-      // Deterministic "random" delays, so a failure can be replayed.
-      let seed = 12345;
-      const next = () => {
-        seed = (seed * 1103515245 + 12345) % 2 ** 31;
-        return seed / 2 ** 31;
-      };
-      let kills = 0;
-      for (let i = 0; i < v.randomKills; i++) {
-        const r = await runCli(migrateArgs(pop, imap, journal, ['--batch-messages', '5']), {
+      const messages = mixWithDuplicates(v.randomMessages, 23);
+      const extra = ['--batch-messages', '5'];
+      const relay = await startKillRelay({ pop: lab.pop3.port, imap: lab.imap.port });
+      const viaRelay = (pop: string, imap: string, journal: string): string[] =>
+        migrateArgs(pop, imap, journal, extra).map((a) =>
+          a === `pop3://${pop}@127.0.0.1:${lab.pop3.port}`
+            ? `pop3://${pop}@127.0.0.1:${relay.popPort}`
+            : a === `imap://${imap}@127.0.0.1:${lab.imap.port}`
+              ? `imap://${imap}@127.0.0.1:${relay.imapPort}`
+              : a,
+        );
+      try {
+        // The bytes a whole run carries, both servers, both directions: the span the kills are drawn from.
+        const pop0 = lab.newUser('src');
+        await lab.seedPop3(pop0, messages);
+        relay.arm(null, () => {});
+        const clean = await runCli(viaRelay(pop0, lab.newUser('dst'), join(dir, `${pop0}.sqlite`)), {
           env: { PW: lab.password },
-          killAfterMs: 300 + Math.floor(next() * 700),
         });
-        if (r.signal === 'SIGKILL') kills++;
-        else {
-          expect(r.code, r.stderr).toBe(0);
-          break;
+        expect(clean.code, clean.stderr).toBe(0);
+        const span = relay.carried();
+
+        const pop = lab.newUser('src');
+        const imap = lab.newUser('dst');
+        await lab.seedPop3(pop, messages);
+        const expected = digests(await sourceMessages(lab, pop));
+        const journal = join(dir, `${pop}.sqlite`);
+        // Deterministic "random" points, so a failure can be replayed.
+        let seed = 12345;
+        const next = () => {
+          seed = (seed * 1103515245 + 12345) % 2 ** 31;
+          return seed / 2 ** 31;
+        };
+        let kills = 0;
+        for (let i = 0; i < v.randomKills; i++) {
+          // Each kill lands within the first 2/K of a whole run's bytes, so a run makes about 1/K of
+          // the copy's progress on average and some K kills land before one runs to the end; the
+          // first always lands (K is at least 3).
+          const at = 1 + Math.floor((next() * 2 * span) / v.randomKills);
+          const run = startCli(viaRelay(pop, imap, journal), { env: { PW: lab.password } });
+          relay.arm(at, () => run.child.kill('SIGKILL'));
+          const r = await run.done;
+          if (r.signal === 'SIGKILL') kills++;
+          else {
+            expect(r.code, r.stderr).toBe(0);
+            break;
+          }
         }
+        console.log(`random kills (${v.name}): ${kills} SIGKILLs at random bytes of ${span} before a run completed`);
+        expect(kills).toBeGreaterThan(0);
+        const final = await runCli(migrateArgs(pop, imap, journal), { env: { PW: lab.password } });
+        expect(final.code, final.stderr).toBe(0);
+        const dest = await destinationMessages(lab, imap);
+        expect(digests(dest.map((m) => m.body)), `${v.name}: destination after random kills`).toEqual(expected);
+      } finally {
+        await relay.close();
       }
-      console.log(`random kills (${v.name}): ${kills} SIGKILLs before a run completed`);
-      // At least one resume after a kill (a fast, idle machine finishes within the third delay).
-      expect(kills).toBeGreaterThan(0);
-      const final = await runCli(migrateArgs(pop, imap, journal), { env: { PW: lab.password } });
-      expect(final.code, final.stderr).toBe(0);
-      const dest = await destinationMessages(lab, imap);
-      expect(digests(dest.map((m) => m.body)), `${v.name}: destination after random kills`).toEqual(expected);
     }, 300_000);
   });
   return { lab: () => lab, dir: () => dir };

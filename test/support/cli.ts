@@ -41,8 +41,6 @@ export interface CliResult {
 
 export interface CliOptions {
   env?: Record<string, string>;
-  /** Kill the process with SIGKILL after this many milliseconds. */
-  killAfterMs?: number;
   timeoutMs?: number;
   hooks?: TestHooks;
   /** Report the child's peak RSS (Linux; through the hooked launcher). */
@@ -77,7 +75,6 @@ export function startCli(args: string[], o: CliOptions = {}): { child: ChildProc
       stderr += d.toString();
     });
     const timers: NodeJS.Timeout[] = [];
-    if (o.killAfterMs !== undefined) timers.push(setTimeout(() => child.kill('SIGKILL'), o.killAfterMs));
     timers.push(setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 120_000));
     child.on('error', reject);
     child.on('close', (code, signal) => {

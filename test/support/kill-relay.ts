@@ -1,0 +1,92 @@
+/**
+ * A loopback relay in front of a lab's POP3 and IMAP listeners that SIGKILLs the client once
+ * a chosen number of bytes has crossed it, counting both directions of every connection.
+ *
+ * This is how the crash tests pick "a random instant": as a point in the run's work, not in
+ * wall-clock time. A kill after N milliseconds misses every run that finishes sooner (a fast
+ * build, an idle machine) and lands in start-up on a loaded one; a kill after N of the T bytes
+ * a clean run carries lands inside the copy whatever the machine's speed, for any N < T.
+ * Once it fires the relay forwards nothing more, so the client cannot get further than the
+ * chosen byte before the signal lands.
+ */
+import net from 'node:net';
+
+export interface KillRelay {
+  /** Ports that relay to the lab's POP3 and IMAP listeners. */
+  popPort: number;
+  imapPort: number;
+  /**
+   * Starts a new count. With a threshold, `kill` is called (once) when the count reaches it,
+   * after the bytes up to it were forwarded; without one, bytes are only counted.
+   */
+  arm(threshold: number | null, kill: () => void): void;
+  /** Bytes carried since the last arm(). */
+  carried(): number;
+  close(): Promise<void>;
+}
+
+export async function startKillRelay(targets: { pop: number; imap: number }): Promise<KillRelay> {
+  let count = 0;
+  let threshold: number | null = null;
+  let fired = false;
+  let onReach: () => void = () => {};
+  const open = new Set<net.Socket>();
+
+  // Forwards what fits under the threshold; after the kill, nothing.
+  const pass = (chunk: Buffer, to: net.Socket): void => {
+    if (fired) return;
+    if (threshold !== null && count + chunk.length >= threshold) {
+      const head = chunk.subarray(0, threshold - count);
+      count = threshold;
+      if (head.length > 0) to.write(head);
+      fired = true;
+      onReach();
+      return;
+    }
+    count += chunk.length;
+    to.write(chunk);
+  };
+
+  const listen = async (targetPort: number): Promise<net.Server> => {
+    const server = net.createServer((client) => {
+      const upstream = net.connect(targetPort, '127.0.0.1');
+      client.setNoDelay(true);
+      upstream.setNoDelay(true);
+      open.add(client);
+      open.add(upstream);
+      upstream.on('data', (chunk: Buffer) => pass(chunk, client));
+      client.on('data', (chunk: Buffer) => pass(chunk, upstream));
+      const close = () => {
+        client.destroy();
+        upstream.destroy();
+        open.delete(client);
+        open.delete(upstream);
+      };
+      for (const s of [client, upstream]) {
+        s.on('close', close);
+        s.on('error', close);
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return server;
+  };
+  const pop = await listen(targets.pop);
+  const imap = await listen(targets.imap);
+  const portOf = (s: net.Server) => (s.address() as net.AddressInfo).port;
+
+  return {
+    popPort: portOf(pop),
+    imapPort: portOf(imap),
+    arm(t, kill) {
+      count = 0;
+      threshold = t;
+      fired = false;
+      onReach = kill;
+    },
+    carried: () => count,
+    close: async () => {
+      for (const s of open) s.destroy();
+      await Promise.all([pop, imap].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    },
+  };
+}
