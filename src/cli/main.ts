@@ -17,7 +17,7 @@ import { registerSync } from './commands/sync.js';
 import { registerVerify } from './commands/verify.js';
 import { createContext, type CommandContext } from './context.js';
 import { describeError, EXIT_CODES_HELP, EXIT_CODES_POINTER, writeErrorJson } from './exit.js';
-import { loadTtyLibraries } from '../report/progress.js';
+import { announce, loadTtyLibraries } from '../report/progress.js';
 import { packageVersion } from './version.js';
 
 /** Each command adds itself to the program; the order is the order in --help. */
@@ -108,7 +108,7 @@ export async function main(argv: string[]): Promise<void> {
       process.stderr.write('\npopsync: stopped; run again to resume\n');
       process.exit(ExitCode.interrupted);
     }
-    process.stderr.write(`\npopsync: ${sig}: finishing the batch in flight (press Ctrl-C again to stop at once)\n`);
+    announce(`popsync: ${sig}: finishing the batch in flight (press Ctrl-C again to stop at once)`);
     controller.abort();
   };
   process.on('SIGINT', onSignal);

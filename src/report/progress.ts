@@ -59,6 +59,22 @@ export async function loadTtyLibraries(): Promise<void> {
   ttyLibraries = { ora: oraModule.default, MultiBar: cliProgress.MultiBar };
 }
 
+/**
+ * Where a line from outside the engine (main.ts's signal notice) goes while bars are drawn:
+ * written straight to the terminal, it sat on the line the next redraw moves the cursor up to,
+ * and the bars drew over it, so Ctrl-C seemed to do nothing. Null while no bars are shown.
+ */
+let aboveBars: ((s: string) => void) | null = null;
+
+/**
+ * A line for the user on stderr: above the progress bars when they are drawn (and drawn at
+ * once, as the run may end before the next redraw), else as it is.
+ */
+export function announce(text: string, stream: NodeJS.WritableStream = process.stderr): void {
+  if (aboveBars !== null) aboveBars(text);
+  else stream.write(`\n${text}\n`);
+}
+
 export function createProgress(opts: ProgressOptions): Progress {
   if (opts.quiet) return { listener: () => {}, stop: () => {} };
   const stream = opts.stream ?? process.stderr;
@@ -251,10 +267,17 @@ function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress
         failedText: '',
       }),
     };
+    aboveBars = (text) => {
+      const b = bars;
+      if (b === null) return;
+      b.multi.log(`${text}\n`);
+      b.multi.update();
+    };
   };
 
   const stopBars = () => {
     if (bars !== null) {
+      aboveBars = null;
       // log() only buffers until the next redraw; draw once more so no line is lost.
       bars.multi.update();
       bars.multi.stop();

@@ -2,9 +2,12 @@ import { clearLine, cursorTo, moveCursor } from 'node:readline';
 import { Writable } from 'node:stream';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ProgressEvent } from '../../src/engine/types.js';
-import { barSize, createProgress, loadTtyLibraries } from '../../src/report/progress.js';
+import { announce, barSize, createProgress, loadTtyLibraries } from '../../src/report/progress.js';
 
-afterEach(() => vi.restoreAllMocks());
+afterEach(() => {
+  vi.restoreAllMocks();
+  vi.useRealTimers();
+});
 
 /** A stderr stand-in. With tty: true it has what ora and cli-progress use of a tty.WriteStream. */
 function fakeStream(tty: boolean) {
@@ -26,6 +29,40 @@ function fakeStream(tty: boolean) {
     });
   }
   return { stream, text: () => text };
+}
+
+/**
+ * The screen a terminal shows after `out`: enough of one for what ora and cli-progress send
+ * (CR, LF, cursor up/down/column, erase line); other escapes are ignored.
+ */
+function render(out: string): string[] {
+  const lines: string[] = [''];
+  let row = 0;
+  let col = 0;
+  const put = (ch: string) => {
+    const l = lines[row]!.padEnd(col);
+    lines[row] = l.slice(0, col) + ch + l.slice(col + 1);
+    col++;
+  };
+  const esc = new RegExp(`^${String.fromCharCode(27)}\\[([0-9;?]*)([A-Za-z])`);
+  for (let i = 0; i < out.length; i++) {
+    const ch = out[i]!;
+    const m = ch === String.fromCharCode(27) ? esc.exec(out.slice(i)) : null;
+    if (m) {
+      i += m[0].length - 1;
+      const n = Number(m[1] || 1);
+      if (m[2] === 'A') row = Math.max(0, row - n);
+      else if (m[2] === 'B') row += n;
+      else if (m[2] === 'G') col = n - 1;
+      else if (m[2] === 'K') lines[row] = lines[row]!.slice(0, col);
+    } else if (ch === '\r') col = 0;
+    else if (ch === '\n') {
+      row++;
+      col = 0;
+    } else put(ch);
+    while (lines.length <= row) lines.push('');
+  }
+  return lines;
 }
 
 function clock() {
@@ -187,6 +224,39 @@ describe('terminal', () => {
     expect(barSize(80)).toBe(21);
     expect(barSize(200)).toBe(30);
     expect(barSize(40)).toBe(10);
+  });
+
+  it('a notice announced while the bars are drawn stays on the screen above them', () => {
+    vi.useFakeTimers();
+    const s = fakeStream(true);
+    const c = clock();
+    const p = createProgress({
+      tty: true,
+      quiet: false,
+      stream: s.stream as unknown as NodeJS.WriteStream,
+      now: c.now,
+    });
+    p.listener({ type: 'plan', toCopy: 4, toCopyBytes: 4096, alreadyCopied: 0 });
+    p.listener({ type: 'phase', phase: 'copying' });
+    c.advance(500);
+    p.listener({ type: 'message', uidl: 'u0', bytes: 1024, outcome: 'copied' });
+    // The bars on the screen (cli-progress redraws on its timer), then the notice.
+    vi.advanceTimersByTime(400);
+    expect(render(s.text()).some((l) => /^ messages .* 1\/4/.test(l))).toBe(true);
+    announce('popsync: SIGINT: finishing the batch in flight', s.stream);
+    for (let i = 1; i < 4; i++) {
+      c.advance(500);
+      p.listener({ type: 'message', uidl: `u${i}`, bytes: 1024, outcome: 'copied' });
+    }
+    p.stop();
+    const screen = render(s.text());
+    expect(screen).toContain('popsync: SIGINT: finishing the batch in flight');
+    expect(screen.findIndex((l) => l.includes('SIGINT'))).toBeLessThan(screen.findIndex((l) => /^ messages /.test(l)));
+    expect(screen.filter((l) => /^ messages /.test(l))).toEqual([expect.stringMatching(/ 4\/4 /)]);
+    // With no bars on the screen it is a line of its own, as before.
+    const plain = fakeStream(false);
+    announce('popsync: SIGTERM: finishing', plain.stream);
+    expect(plain.text()).toBe('\npopsync: SIGTERM: finishing\n');
   });
 
   it('stop() is safe before anything happened and twice', () => {
