@@ -108,9 +108,24 @@ export const EXIT_CODES: ReadonlyArray<{ code: number; name: keyof typeof ExitCo
   .map((name) => ({ code: ExitCode[name], name, meaning: MEANING[name] }))
   .sort((a, b) => a.code - b.code);
 
+/** Help text is read in 80-column terminals; a meaning that does not fit goes on under itself. */
+const HELP_COLUMNS = 80;
+
 /** An "Exit codes:" section (no surrounding blank lines): what `popsync help exit-codes` prints. */
 export function exitCodesHelp(): string {
-  return ['Exit codes:', ...EXIT_CODES.map((e) => `  ${String(e.code).padEnd(5)}${e.meaning}`)].join('\n');
+  const indent = ' '.repeat(7);
+  const lines = ['Exit codes:'];
+  for (const e of EXIT_CODES) {
+    let line = `  ${String(e.code).padEnd(5)}`;
+    for (const word of e.meaning.split(' ')) {
+      if (line.trim() !== String(e.code) && line.length + 1 + word.length > HELP_COLUMNS) {
+        lines.push(line);
+        line = indent + word;
+      } else line += (line.endsWith(' ') ? '' : ' ') + word;
+    }
+    lines.push(line);
+  }
+  return lines.join('\n');
 }
 
 /** exitCodesHelp(), computed once. */

@@ -276,8 +276,8 @@ export function addAccountListOptions(cmd: Command): Command {
   return cmd
     .option(
       '--accounts <file.csv>',
-      'the accounts from a CSV file with a header row: ' +
-        'name,source,destination[,source_password,destination_password,folder]',
+      'the accounts from a CSV file with a header row naming its columns: name, source, destination, ' +
+        'and optionally source_password, destination_password, folder',
     )
     .option(
       '--journal-dir <dir>',

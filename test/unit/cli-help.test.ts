@@ -26,7 +26,22 @@ describe('exit-code table, printed once', () => {
   it('popsync help exit-codes prints every code with its meaning', async () => {
     const out = await stdoutOf('help', 'exit-codes');
     expect(out.split('\n')[0]).toBe('Exit codes:');
-    for (const e of EXIT_CODES) expect(out).toContain(`  ${String(e.code).padEnd(5)}${e.meaning}`);
+    // Each meaning in full, words in order, wrapped under itself where it would pass 80 columns.
+    for (const e of EXIT_CODES)
+      expect(out.replace(/\n {7}/g, ' ')).toContain(`  ${String(e.code).padEnd(5)}${e.meaning}`);
+    expect(out).toContain('\n  1    the run finished');
+  });
+
+  it.each([
+    [['help', 'exit-codes']],
+    [['--help']],
+    ...['migrate', 'sync', 'plan', 'status', 'verify', 'config', 'journal', 'auth', 'report', 'completion'].map((c) => [
+      [c, '--help'],
+    ]),
+  ])('%j fits an 80-column terminal', async (args) => {
+    const out = await stdoutOf(...args);
+    expect(out.length).toBeGreaterThan(0);
+    expect(out.split('\n').filter((l) => l.length > 80)).toEqual([]);
   });
 
   it.each([

@@ -46,7 +46,7 @@ export function registerMigrate(program: Command, ctx: CommandContext): void {
   cmd.addHelpText(
     'after',
     `\nExamples:\n  POP_PW=... IMAP_PW=... popsync migrate --pop pop3s://alice@pop.example.net \\\n    ` +
-      `--imap imaps://alice@imap.example.net --pop-password-env POP_PW --imap-password-env IMAP_PW \\\n    ` +
+      `--imap imaps://alice@imap.example.net \\\n    --pop-password-env POP_PW --imap-password-env IMAP_PW \\\n    ` +
       `--journal ./alice.sqlite\n  popsync migrate --config popsync.yml [--account alice]`,
   );
   cmd.option('--dry-run', 'print the plan (what `popsync plan` prints; --json for its JSON) and change nothing');

@@ -238,9 +238,9 @@ export function registerSync(program: Command, ctx: CommandContext): void {
   addEveryOption(cmd);
   cmd.addHelpText(
     'after',
-    `\nExample (crontab, every 5 minutes):\n  */5 * * * * popsync sync --pop pop3s://alice@pop.example.net ` +
-      `--imap imaps://alice@imap.example.net \\\n    --pop-password-file ~/.popsync/pop --imap-password-file ` +
-      `~/.popsync/imap --quiet --log-file ~/.popsync/alice.log`,
+    // One line: cron takes no backslash continuation, so the account comes from a config file.
+    '\nExample (crontab, every 5 minutes; a crontab entry is one line):\n' +
+      '  */5 * * * * popsync sync --config ~/.config/popsync/alice.yml --quiet',
   );
   cmd.option('--dry-run', 'print the plan (what `popsync plan` prints; --json for its JSON) and change nothing');
   cmd.action(async (opts: Record<string, unknown>, command: Command) => {

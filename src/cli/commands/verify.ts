@@ -77,8 +77,8 @@ export function registerVerify(program: Command, ctx: CommandContext): void {
   addOutputOptions(cmd);
   cmd.addHelpText(
     'after',
-    '\nExample (weekly, after a migration):\n  popsync verify --pop pop3s://alice@pop.example.net --imap ' +
-      'imaps://alice@imap.example.net --imap-password-file ~/.popsync/imap --quiet',
+    '\nExample (weekly, after a migration):\n  popsync verify --pop pop3s://alice@pop.example.net \\\n' +
+      '    --imap imaps://alice@imap.example.net --imap-password-file ~/.popsync/imap \\\n    --quiet',
   );
   cmd.action(async (opts: Record<string, unknown>, command: Command) => {
     const o = outputOptions(opts);
