@@ -145,6 +145,11 @@ export interface StartOptions {
    * connection gets a login process of its own, with its own ticket key, and none ever does.
    */
   sharedLoginProcesses?: boolean;
+  /**
+   * Dovecot's `mail_max_userip_connections`: sessions one user may have open from one address
+   * per protocol (default here 1000, so tests never meet it; Dovecot's own default is 10).
+   */
+  maxUserIpConnections?: number;
 }
 
 /**
@@ -517,7 +522,7 @@ auth_verbose = ${verbose ? 'yes' : 'no'}
 mail_debug = ${verbose ? 'yes' : 'no'}
 verbose_proctitle = yes
 # A test opens many sessions per user quickly; the default of 10 would refuse some.
-mail_max_userip_connections = 1000
+mail_max_userip_connections = ${opts.maxUserIpConnections ?? 1000}
 ${capability !== undefined ? `imap_capability = ${capability}\n` : ''}
 ssl = yes
 ssl_cert = <${dir}/tls/cert.pem

@@ -27,6 +27,11 @@ export const DEFAULT_BATCH_BYTES = DEFAULT_BATCH_MB * 1024 * 1024;
  * round trip per batch. Not a user option: it multiplies the memory the batch caps bound.
  */
 export const DEFAULT_APPEND_WINDOW = 2;
+/**
+ * `--append-connections` at most: each is one more IMAP login of the account, and servers cap
+ * those (Dovecot's default: 10 per user and address, Gmail: 15 per mailbox).
+ */
+export const MAX_APPEND_CONNECTIONS = 16;
 /** A message larger than this goes through a temporary file instead of memory (engine/spool.ts). */
 export const DEFAULT_SPILL_BYTES = 4 * 1024 * 1024;
 /** Failed attempts to receive one message in a run before it is set aside (engine/receiver.ts). */

@@ -171,11 +171,13 @@ export function hostKeys(job: AccountJob): string[] {
 }
 
 /**
- * IMAP connections one account's run holds at most: imapflow's, the pipelined APPEND
- * connection, and the streaming one a large message with a NUL needs when the server has no
- * BINARY (imap/writer.ts).
+ * IMAP connections one account's run holds at most: imapflow's, its APPEND connections
+ * (`--append-connections`, the provider's, else 1), and the streaming one a large message with a
+ * NUL needs when the server has no BINARY (imap/writer.ts).
  */
-const IMAP_CONNECTIONS_PER_RUN = 3;
+function imapConnectionsPerRun(job: AccountJob): number {
+  return 2 + (job.input.imap.appendConnections ?? job.limits?.provider?.appendConnections ?? 1);
+}
 
 function mailboxKey(user: string, host: string): string {
   return `imap-mailbox ${user}@${host}`;
@@ -183,12 +185,12 @@ function mailboxKey(user: string, host: string): string {
 
 /**
  * How many accounts may copy into one destination mailbox at once under its provider's
- * connection cap (Gmail: 15 per mailbox, so 5), or undefined when the provider states none.
+ * connection cap (Gmail: 15 per mailbox, 5 per run, so 3), or undefined when the provider states none.
  * Several POP3 boxes gathered into one Gmail account are the case this is for.
  */
 export function mailboxSlotLimit(job: AccountJob): number | undefined {
   const cap = job.limits?.provider?.maxConnectionsPerMailbox;
-  return cap == null ? undefined : Math.max(1, Math.floor(cap / IMAP_CONNECTIONS_PER_RUN));
+  return cap == null ? undefined : Math.max(1, Math.floor(cap / imapConnectionsPerRun(job)));
 }
 
 /** Per-key limits of hostKeys' mailbox keys, for createHostSlots. */

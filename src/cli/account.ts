@@ -186,6 +186,7 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
           password: imapPassword,
           ...(imapToken !== undefined ? { accessToken: () => tokenFromCommand('imap', imapToken) } : {}),
           ...(input.imap.adminUser !== undefined ? { adminUser: input.imap.adminUser } : {}),
+          ...(input.imap.appendConnections !== undefined ? { appendConnections: input.imap.appendConnections } : {}),
           timeoutMs,
           logger: o.logger.child({ side: 'imap' }),
           ...(imapCa ? { ca: imapCa } : {}),
@@ -384,6 +385,8 @@ function withProvider(job: AccountJob): AccountJob {
   const profile = providerProfile(name);
   const imap: SideFlags = { ...job.input.imap };
   if (imap.url === undefined && imap.host === undefined) imap.host = profile.imap.host;
+  if (imap.appendConnections === undefined && profile.appendConnections !== null)
+    imap.appendConnections = profile.appendConnections;
   const r = job.routing;
   for (const folder of [r.defaultFolder, ...r.rules.map((x) => x.folder)]) {
     const bad = refusedFolderProblem(profile, folder);

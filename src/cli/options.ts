@@ -12,6 +12,7 @@ import {
   DEFAULT_FOLDER,
   DEFAULT_RECONNECT_ATTEMPTS,
   DEFAULT_TIMEOUT_SECONDS,
+  MAX_APPEND_CONNECTIONS,
 } from '../defaults.js';
 import { flagProblem, folderNameProblem } from '../mapping/rules.js';
 import type { SideFlags } from '../config/side-flags.js';
@@ -178,6 +179,13 @@ function budgetArg(v: string): number {
   return n;
 }
 
+function appendConnectionsArg(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_APPEND_CONNECTIONS)
+    throw new InvalidArgumentError(`--append-connections must be a whole number from 1 to ${MAX_APPEND_CONNECTIONS}`);
+  return n;
+}
+
 /** Batching: how much is fetched before it is appended; and how fast and how much may go up. */
 export function addTransferOptions(cmd: Command): Command {
   return cmd
@@ -198,6 +206,12 @@ export function addTransferOptions(cmd: Command): Command {
       'megabytes fetched per batch (bounds memory)',
       positiveInt('--batch-mb'),
       DEFAULT_BATCH_MB,
+    )
+    .option(
+      '--append-connections <n>',
+      `APPEND connections at most, one per destination folder, opened as further folders come (default 1, ` +
+        `at most ${MAX_APPEND_CONNECTIONS}; a provider may set its own)`,
+      appendConnectionsArg,
     )
     .option(
       '--reconnect-attempts <n>',
@@ -267,6 +281,7 @@ export function sideFlags(o: Record<string, unknown>, side: 'pop' | 'imap'): Sid
   set('adminUser', str(`${side}AdminUser`));
   if (o[`${side}Insecure`] === true) f.insecure = true;
   if (side === 'imap') set('provider', str('provider'));
+  if (side === 'imap' && typeof o.appendConnections === 'number') f.appendConnections = o.appendConnections;
   set('auth', str(`${side}Auth`));
   return f;
 }

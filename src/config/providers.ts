@@ -28,6 +28,11 @@ export interface ProviderProfile {
    * A batch keeps the accounts copying into one mailbox under it (cli/jobs.ts).
    */
   maxConnectionsPerMailbox: number | null;
+  /**
+   * `--append-connections` when the user gives none: APPEND connections at most, one per folder
+   * (imap/append-pool.ts); null leaves popsync's default of 1.
+   */
+  appendConnections: number | null;
   /** IMAP upload a mailbox may take per day; popsync stops at it (exit 75) and says when to go on. */
   dailyUploadBytes: number | null;
   /**
@@ -59,6 +64,12 @@ export const PROVIDERS: Readonly<Record<ProviderName, ProviderProfile>> = {
     login: 'an app password (needs 2-Step Verification) or OAuth2 (XOAUTH2)',
     oauth2Only: false,
     maxConnectionsPerMailbox: 15,
+    // Gmail offers LITERAL-, not LITERAL+: every message over 4 KiB waits a round trip for the
+    // server's '+', so one connection moves about one typical message per round trip, and
+    // labels written side by side overlap those waits. 3 APPEND connections, imapflow's and a
+    // streaming one make 5 of the 15: room for the owner's own clients (phone, desktop), and 3
+    // accounts per mailbox in a batch (cli/account-list.ts). Not measured against Gmail itself.
+    appendConnections: 3,
     dailyUploadBytes: GMAIL_DAILY_UPLOAD,
     appendLimit: GMAIL_APPEND_LIMIT,
     // Localised accounts say "[Google Mail]"; other languages rename "All Mail" too, which the
@@ -76,6 +87,7 @@ export const PROVIDERS: Readonly<Record<ProviderName, ProviderProfile>> = {
     login: MICROSOFT_LOGIN,
     oauth2Only: true,
     maxConnectionsPerMailbox: null,
+    appendConnections: null,
     dailyUploadBytes: null,
     appendLimit: null,
     refusedFolders: [],
@@ -89,6 +101,7 @@ export const PROVIDERS: Readonly<Record<ProviderName, ProviderProfile>> = {
     login: MICROSOFT_LOGIN,
     oauth2Only: true,
     maxConnectionsPerMailbox: null,
+    appendConnections: null,
     dailyUploadBytes: null,
     appendLimit: null,
     refusedFolders: [],
@@ -102,6 +115,7 @@ export const PROVIDERS: Readonly<Record<ProviderName, ProviderProfile>> = {
     login: 'an app password (Settings > Privacy & Security > Manage app passwords)',
     oauth2Only: false,
     maxConnectionsPerMailbox: null,
+    appendConnections: null,
     dailyUploadBytes: null,
     appendLimit: null,
     refusedFolders: [],

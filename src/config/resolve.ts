@@ -99,6 +99,7 @@ function sideOf(e: EndpointConfig, dir: string): SideFlags {
   set('oauth2TokenCommand', e.oauth2_token_command);
   set('adminUser', e.admin_user);
   set('provider', e.provider);
+  set('appendConnections', e.append_connections);
   // `provider:` without a URL or host: the service's own IMAP host (config/providers.ts).
   if (e.provider !== undefined && e.url === undefined && e.host === undefined)
     f.host = providerProfile(e.provider).imap.host;

@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { flagProblem, folderNameProblem, SPECIAL_USE_ROLES, specialUseRole } from '../mapping/rules.js';
 import { regexProblem } from '../mapping/patterns.js';
 import { parseTemplate } from '../mapping/template.js';
+import { MAX_APPEND_CONNECTIONS } from '../defaults.js';
 import { PROVIDER_NAMES } from './providers.js';
 import {
   MAX_INTERVAL_DAYS,
@@ -206,6 +207,8 @@ const destination = z
     ...endpointKeys,
     provider: z.enum(PROVIDER_NAMES).optional(),
     auth: z.enum(['auto', 'plain', 'login', 'xoauth2', 'oauthbearer']).optional(),
+    /** APPEND connections at most, one per folder (`--append-connections`, imap/append-pool.ts). */
+    append_connections: z.number().int().min(1).max(MAX_APPEND_CONNECTIONS).optional(),
   })
   .superRefine(onePassword);
 export type EndpointConfig = Omit<z.infer<typeof destination>, 'auth'> & { auth?: string | undefined };

@@ -30,4 +30,6 @@ export interface SideFlags extends EndpointInput {
   oauth2TokenCommand?: string;
   /** Admin login: authenticate as this user (with the password given) on behalf of the URL's user. */
   adminUser?: string;
+  /** IMAP only: `--append-connections` / `append_connections:`, APPEND connections at most (imap/append-pool.ts). */
+  appendConnections?: number;
 }

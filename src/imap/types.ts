@@ -30,6 +30,11 @@ export interface ImapOptions {
    * 'imapflow' and 'pipelined' force a path (tests); 'pipelined' fails if the server cannot.
    */
   appendPath?: 'auto' | 'pipelined' | 'imapflow';
+  /**
+   * Pipelined APPEND connections at most (default 1): a further one is opened when a further
+   * folder is appended to, and each folder stays on one (append-pool.ts).
+   */
+  appendConnections?: number;
 }
 
 export interface FolderStatus {

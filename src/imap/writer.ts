@@ -19,7 +19,9 @@
  *   imapflow never filters APPEND flags by a mailbox's PERMANENTFLAGS.
  * - APPEND goes down a second connection of our own (pipeline.ts) when the server offers
  *   LITERAL+, LITERAL- or MULTIAPPEND; that connection is opened first, before imapflow's, and
- *   lives and dies with the sink. The loop below stays as the fallback.
+ *   lives and dies with the sink. The loop below stays as the fallback. With
+ *   `appendConnections` above 1, further folders get further such connections, opened as they
+ *   come (append-pool.ts); all of them die with the sink.
  * - A message kept in a file (too large for memory) never goes through imapflow, whose append
  *   takes a Buffer: without the pipelined connection, a 'streaming' one of our own is opened
  *   the first time such a message comes, and sends it with a synchronising literal read from
@@ -55,6 +57,7 @@ import {
 } from './pipeline.js';
 import { type ImapflowAdapter, loadImapflow } from './imapflow-load.js';
 import { EarlySocket } from './early-socket.js';
+import { AppendPool } from './append-pool.js';
 import { credentialsFor, loginSecretForms } from './login.js';
 
 /** readBodies: messages up to this size travel whole in one batched FETCH, larger ones in pieces of it. */
@@ -254,6 +257,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     pipeline,
     (mode) => PipelinedAppender.open(opts, connectTimeoutMs, log, mode, secrets),
     `IMAP server ${opts.host}:${opts.port}`,
+    opts.appendConnections,
   );
 }
 
@@ -283,6 +287,8 @@ class ImapWriter implements ImapSink {
   private streamer: PipelinedAppender | null = null;
   /** The server refused even a streaming connection: file bodies go through imapflow in memory. */
   private streamerUnsupported = false;
+  /** The pipelined connection, and the further ones folders get (append-pool.ts); null without one. */
+  private readonly pool: AppendPool | null;
 
   constructor(
     private readonly client: ImapFlow,
@@ -292,11 +298,14 @@ class ImapWriter implements ImapSink {
     /** Every form of the login secrets sent so far; grows when the APPEND connection logs in later. */
     private readonly secret: readonly string[],
     socketTimeout: number,
-    private pipeline: PipelinedAppender | null = null,
+    pipeline: PipelinedAppender | null = null,
     private readonly openAppender: (mode: 'pipelined' | 'streaming') => Promise<PipelinedAppender> = () =>
       Promise.reject(new Error('no pipeline')),
     private readonly server = 'the IMAP server',
+    /** APPEND connections at most, one folder on each at a time (append-pool.ts). */
+    appendConnections = 1,
   ) {
+    this.pool = pipeline && new AppendPool(pipeline, appendConnections, () => openAppender('pipelined'), log);
     this.capabilities = new Set(client.capabilities.keys());
     // imapflow keeps APPENDLIMIT's value apart from its name; plans need the number.
     const limit = client.capabilities.get('APPENDLIMIT');
@@ -513,8 +522,11 @@ class ImapWriter implements ImapSink {
     const closed = this.isSelected(levels);
     if (closed) await this.client.mailboxClose();
     if (items.length === 0) return [];
-    if (this.pipeline && (this.pipeline.capabilities.has('BINARY') || !items.some((it) => bodyHasNul(it.body)))) {
-      const pipeline = await this.pipelined();
+    if (this.pool && (this.pool.capabilities.has('BINARY') || !items.some((it) => bodyHasNul(it.body)))) {
+      const pipeline = await this.pool.forFolder(
+        path,
+        items.reduce((n, it) => n + bodySize(it.body), 0),
+      );
       // Handing over is no use of imapflow's connection: its keepalive must still come.
       if (!closed) this.lastUseOverride = this.lastUse;
       return { replies: this.appendPipelined(path, levels, items, onOutcome, pipeline) };
@@ -599,24 +611,9 @@ class ImapWriter implements ImapSink {
     try {
       return await pipeline.append(mailbox, path, prepared, onOutcome, sent);
     } finally {
-      this.counts[pipeline === this.pipeline ? 'pipelined' : 'streamed'] += sent.appended;
+      this.counts[this.pool?.has(pipeline) ? 'pipelined' : 'streamed'] += sent.appended;
       this.counts.multiappend += sent.multiappended;
     }
-  }
-
-  /**
-   * The pipelined connection, reopened if it closed while idle (the server's autologout):
-   * nothing of the batch was sent yet, so a fresh connection is safe. Also after a failure that
-   * spent it (a refusal of the whole session): every batch outstanding on it was rejected then,
-   * and the engine settles those before its pass ends. A drop once writing has begun is the
-   * caller's to handle (replies() ends the sink).
-   */
-  private async pipelined(): Promise<PipelinedAppender> {
-    if (!this.pipeline!.usable) {
-      this.pipeline!.destroy();
-      this.pipeline = await this.openAppender('pipelined');
-    }
-    return this.pipeline!;
   }
 
   /** A connection that can stream a file body, or null when the server allows none. */
@@ -765,7 +762,7 @@ class ImapWriter implements ImapSink {
     await this.chain.catch(() => {});
     await Promise.allSettled([...this.replying]);
     // Side by side: each connection's LOGOUT was a round trip after the one before.
-    await Promise.all([this.pipeline?.close(), this.streamer?.close(), this.logout()]);
+    await Promise.all([this.pool?.close(), this.streamer?.close(), this.logout()]);
   }
 
   private async logout(): Promise<void> {
@@ -813,7 +810,7 @@ class ImapWriter implements ImapSink {
       this.log.debug({ err: this.dead }, 'IMAP session is dead');
       if (this.keepalive) clearInterval(this.keepalive);
       this.client.close();
-      this.pipeline?.destroy();
+      this.pool?.destroy();
       this.streamer?.destroy();
     }
     return err.kind === 'connection' ? err : this.dead;

@@ -1,0 +1,143 @@
+/**
+ * Which APPEND connection a folder's batches go down (imap/append-pool.ts), without sockets:
+ * a folder sticks to its connection, a further one opens only for a further folder and under
+ * the cap, a refused one lowers the cap instead of failing the batch.
+ */
+import { describe, expect, it } from 'vitest';
+import { PopsyncError } from '../../src/errors.js';
+import { AppendPool, placeFolder } from '../../src/imap/append-pool.js';
+import type { PipelinedAppender } from '../../src/imap/pipeline.js';
+import { silentLogger } from '../../src/log.js';
+
+interface Fake {
+  id: number;
+  usable: boolean;
+  destroyed: boolean;
+  capabilities: ReadonlySet<string>;
+  destroy(): void;
+  close(): Promise<void>;
+}
+
+function fakes() {
+  let n = 0;
+  const made: Fake[] = [];
+  const make = (): PipelinedAppender => {
+    const f: Fake = {
+      id: n++,
+      usable: true,
+      destroyed: false,
+      capabilities: new Set(['LITERAL+']),
+      destroy() {
+        this.destroyed = true;
+        this.usable = false;
+      },
+      close: async () => undefined,
+    };
+    made.push(f);
+    return f as unknown as PipelinedAppender;
+  };
+  return { made, make, id: (a: PipelinedAppender) => (a as unknown as Fake).id };
+}
+
+describe('placeFolder', () => {
+  const conns = (...bytes: number[]) => bytes.map((b) => ({ folders: 1, bytes: b }));
+  it('fills the first connection first, opens a new one while under the cap, then picks the least loaded', () => {
+    expect(placeFolder([{ folders: 0, bytes: 0 }], 2)).toBe(0);
+    expect(placeFolder(conns(10), 2)).toBe(1);
+    expect(placeFolder(conns(10, 5), 2)).toBe(1);
+    expect(placeFolder(conns(3, 5), 2)).toBe(0);
+    expect(placeFolder(conns(10), 1)).toBe(0);
+    // A cap below 1 still has the one connection every sink starts with.
+    expect(placeFolder([], 0)).toBe(0);
+  });
+});
+
+describe('AppendPool', () => {
+  it('keeps each folder on one connection and opens a further one only for a further folder', async () => {
+    const f = fakes();
+    let opened = 0;
+    const pool = new AppendPool(
+      f.make(),
+      2,
+      async () => {
+        opened++;
+        return f.make();
+      },
+      silentLogger,
+    );
+    expect(f.id(await pool.forFolder('A', 100))).toBe(0);
+    expect(f.id(await pool.forFolder('A', 100))).toBe(0);
+    expect(opened).toBe(0);
+    expect(f.id(await pool.forFolder('B', 10))).toBe(1);
+    expect(opened).toBe(1);
+    // At the cap: C joins the connection that has carried less (B's), and stays there.
+    expect(f.id(await pool.forFolder('C', 500))).toBe(1);
+    expect(f.id(await pool.forFolder('A', 1))).toBe(0);
+    expect(f.id(await pool.forFolder('C', 1))).toBe(1);
+    expect(opened).toBe(1);
+  });
+
+  it('with a cap of 1 never opens another connection', async () => {
+    const f = fakes();
+    const pool = new AppendPool(f.make(), 1, () => Promise.reject(new Error('must not open')), silentLogger);
+    for (const folder of ['A', 'B', 'C']) expect(f.id(await pool.forFolder(folder, 1))).toBe(0);
+  });
+
+  it('replaces a connection that closed while idle, and the folder stays on that slot', async () => {
+    const f = fakes();
+    const pool = new AppendPool(f.make(), 2, async () => f.make(), silentLogger);
+    await pool.forFolder('A', 1);
+    expect(f.id(await pool.forFolder('B', 1))).toBe(1);
+    f.made[1]!.usable = false;
+    expect(f.id(await pool.forFolder('B', 1))).toBe(2);
+    expect(f.made[1]!.destroyed).toBe(true);
+    expect(f.id(await pool.forFolder('A', 1))).toBe(0);
+  });
+
+  it('goes on with fewer connections when the server refuses a further one, and does not ask again', async () => {
+    const f = fakes();
+    let asked = 0;
+    const warned: string[] = [];
+    const log = { ...silentLogger, warn: (_o: object, msg?: string) => void warned.push(String(msg)) };
+    const pool = new AppendPool(
+      f.make(),
+      3,
+      async () => {
+        asked++;
+        throw new PopsyncError('auth', 'IMAP server cannot log in u right now');
+      },
+      log as typeof silentLogger,
+    );
+    expect(f.id(await pool.forFolder('A', 1))).toBe(0);
+    expect(f.id(await pool.forFolder('B', 1))).toBe(0);
+    expect(f.id(await pool.forFolder('C', 1))).toBe(0);
+    expect(asked).toBe(1);
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatch(/refused a further APPEND connection .*going on with 1 APPEND connection$/);
+  });
+
+  it('rethrows what is not a refusal (a bug), and closes a connection that opened after the sink died', async () => {
+    const f = fakes();
+    const bug = new AppendPool(f.make(), 2, () => Promise.reject(new TypeError('oops')), silentLogger);
+    await bug.forFolder('A', 1);
+    await expect(bug.forFolder('B', 1)).rejects.toThrow(TypeError);
+
+    let finish: (a: PipelinedAppender) => void = () => undefined;
+    const g = fakes();
+    const late = new AppendPool(
+      g.make(),
+      2,
+      () =>
+        new Promise((r) => {
+          finish = r;
+        }),
+      silentLogger,
+    );
+    await late.forFolder('A', 1);
+    const b = late.forFolder('B', 1);
+    late.destroy();
+    finish(g.make());
+    await expect(b).rejects.toMatchObject({ kind: 'connection' });
+    expect(g.made.every((c) => c.destroyed)).toBe(true);
+  });
+});
