@@ -309,6 +309,55 @@ describe('transitions', () => {
     expect(j.get(A, 'x')).toBeUndefined();
   });
 
+  it('checks each row of a batch against the state it had, whatever its uidl holds', () => {
+    const j = openJournal();
+    // Characters a POP3 UIDL may hold that quoting or escaping could mangle in a batched lookup.
+    const odd = `q"'\\%_,)(?x`;
+    j.beginAppend(A, [item('failed1'), item('again1'), item(odd)]);
+    j.settleAppends(A, [
+      { uidl: 'failed1', ok: false, error: 'refused' },
+      { uidl: odd, ok: true, destUidValidity: 7n, destUid: 3 },
+    ]);
+    // A batch of new, failed and still-appending rows is legal; each counts its own attempts.
+    j.beginAppend(A, [item('new1'), item('failed1'), item('again1')]);
+    expect(j.get(A, 'new1')?.attempts).toBe(1);
+    expect(j.get(A, 'failed1')).toMatchObject({ state: 'appending', attempts: 2 });
+    expect(j.get(A, 'again1')).toMatchObject({ state: 'appending', attempts: 2 });
+    // The done row is found by its own uidl: copying it again is refused, the batch unwritten.
+    const before = j.get(A, odd);
+    const e = caught(() => j.beginAppend(A, [item('new2'), item(odd)]));
+    expect(e.kind).toBe('internal');
+    expect(e.context.uidl).toBe(odd);
+    expect(j.get(A, odd)).toEqual(before);
+    expect(j.get(A, 'new2')).toBeUndefined();
+  });
+
+  it('checks the states of batches larger than one lookup reads', () => {
+    const j = openJournal();
+    const many = Array.from({ length: 150 }, (_, i) => `m${i}`);
+    j.beginAppend(A, [item(many[140]!)]);
+    j.confirm(A, many[140]!, { destUidValidity: 7n, destUid: 1 });
+    const e = caught(() =>
+      j.beginAppend(
+        A,
+        many.map((u) => item(u)),
+      ),
+    );
+    expect(e.context.uidl).toBe(many[140]);
+    expect(j.counts(A)).toMatchObject({ appending: 0, done: 1 });
+    const rest = many.filter((u) => u !== many[140]);
+    j.beginAppend(
+      A,
+      rest.map((u) => item(u)),
+    );
+    j.settleAppends(
+      A,
+      rest.map((uidl, i) => ({ uidl, ok: true as const, destUidValidity: 7n, destUid: 2 + i })),
+    );
+    expect(j.counts(A)).toMatchObject({ appending: 0, done: 150 });
+    expect(caught(() => j.settleAppends(A, [{ uidl: many[149]!, ok: false, error: 'x' }])).kind).toBe('internal');
+  });
+
   it('keeps accounts apart', () => {
     const j = openJournal();
     j.beginAppend(A, [item('u1')]);
@@ -405,6 +454,34 @@ describe('destination UIDs', () => {
     for (const u of ['a', 'b', 'c']) expect(j.get(A, u)?.state).toBe('appending');
   });
 
+  it('refuses a second outcome for one message within one batch, and writes none of it', () => {
+    const j = openJournal();
+    j.beginAppend(A, [item('a'), item('b')]);
+    for (const twice of [
+      [
+        { uidl: 'a', ok: true, destUidValidity: 7n, destUid: 1 },
+        { uidl: 'a', ok: true, destUidValidity: 7n, destUid: 2 },
+      ],
+      [
+        { uidl: 'a', ok: true, destUidValidity: 7n, destUid: 1 },
+        { uidl: 'a', ok: false, error: 'no' },
+      ],
+      [
+        { uidl: 'a', ok: false, error: 'no' },
+        { uidl: 'a', ok: true, destUidValidity: 7n, destUid: 1 },
+      ],
+      [
+        { uidl: 'a', ok: false, error: 'no' },
+        { uidl: 'a', ok: false, error: 'again' },
+      ],
+    ] as const) {
+      const e = caught(() => j.settleAppends(A, [{ uidl: 'b', ok: true, destUidValidity: 7n, destUid: 5 }, ...twice]));
+      expect(e.kind).toBe('internal');
+      expect(e.context.uidl).toBe('a');
+      for (const u of ['a', 'b']) expect(j.get(A, u)).toMatchObject({ state: 'appending', destUid: null });
+    }
+  });
+
   it('checks every outcome of a batch like confirm and fail do (state, UIDVALIDITY)', () => {
     const j = openJournal();
     j.beginAppend(A, [item('a'), item('b')]);
@@ -492,6 +569,35 @@ describe('UIDVALIDITY change detection', () => {
     j.beginAppend(A, [item('b')]);
     expect(caught(() => j.confirm(A, 'b', { destUidValidity: 8n, destUid: 1 })).kind).toBe('uidvalidity');
     expect(j.get(A, 'b')?.state).toBe('appending');
+  });
+
+  it('checks every folder and UIDVALIDITY of a batch, not only its first', () => {
+    const j = openJournal();
+    j.recordFolder(A, 'INBOX', 7n);
+    j.recordFolder(A, 'Other', 5n);
+    for (const batch of [
+      [item('a'), item('b', { destUidValidity: 8n })],
+      [item('a'), item('b', { folder: 'Other' })],
+    ]) {
+      const e = caught(() => j.beginAppend(A, batch));
+      expect(e.kind).toBe('uidvalidity');
+      expect(e.context.uidl).toBe('b');
+      expect(j.get(A, 'a')).toBeUndefined();
+    }
+    j.beginAppend(A, [item('a'), item('b', { folder: 'Other', destUidValidity: 5n })]);
+    for (const outcomes of [
+      [
+        { uidl: 'a', ok: true, destUidValidity: 7n, destUid: 1 },
+        { uidl: 'b', ok: true, destUidValidity: 7n, destUid: 1 },
+      ],
+      [
+        { uidl: 'b', ok: true, destUidValidity: 5n, destUid: 1 },
+        { uidl: 'a', ok: true, destUidValidity: 5n, destUid: 2 },
+      ],
+    ] as const) {
+      expect(caught(() => j.settleAppends(A, outcomes)).kind).toBe('uidvalidity');
+      for (const u of ['a', 'b']) expect(j.get(A, u)?.state).toBe('appending');
+    }
   });
 });
 
