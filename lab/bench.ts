@@ -22,7 +22,9 @@
  * BENCH_MESSAGES: pop3s and imaps verified against the lab's CA, raw clients included),
  * 10,000 small messages (BENCH_SMALL_MESSAGES), and a typical one at 30 ms round trip
  * (BENCH_RTT_MS, BENCH_RTT_MESSAGES: every connection through lab/slow-proxy.ts; tc netem is
- * not available here, the kernel has no sch_netem). With the TLS section beside a plaintext
+ * not available here, the kernel has no sch_netem); at that round trip, a typical mix routed into 2
+ * folders with 1 and with 2 APPEND connections, into a Dovecot offering LITERAL- as Gmail does
+ * (BENCH_FOLDERS_MESSAGES, default 300). With the TLS section beside a plaintext
  * one of the same count, what TLS cost: time, popsync's CPU, the servers' (their login
  * processes). Then full and resumed TLS handshakes as popsync opens them (BENCH_HANDSHAKES,
  * default 100), on this Dovecot and on one in high-performance login mode. Then cron's no-op sync
@@ -32,7 +34,7 @@
  * another build's bin/popsync.js, for before/after.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, createSecureContext, type TLSSocket } from 'node:tls';
@@ -77,6 +79,7 @@ function popsync(
   journal: string,
   command: 'migrate' | 'sync' = 'migrate',
   ep: RawEndpoints = labEndpoints(lab, false),
+  extra: readonly string[] = [],
 ): Promise<CliRun> {
   const endpoints = ep.ca
     ? [
@@ -112,6 +115,7 @@ function popsync(
     journal,
     '--json',
     '--no-progress',
+    ...extra,
   ];
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
@@ -343,6 +347,65 @@ async function handshakeSection(lab: Lab, n: number): Promise<void> {
   }
 }
 
+/**
+ * `--append-connections` (src/imap/append-pool.ts): the typical mix routed into two folders
+ * by a rule (every other message has the List-Id it matches), through the delaying relay, into
+ * a second Dovecot that offers LITERAL- instead of LITERAL+ as Gmail does, so each message over
+ * 4 KiB waits a round trip for the server's '+': with 1 and with 2 APPEND connections, one
+ * folder on each. Not on the LITERAL+ Dovecot above: one connection there never waits for a
+ * round trip, and on loopback popsync's own CPU is the limit, so a second one gains nothing.
+ */
+async function appendConnectionsSection(count: number, rttMs: number): Promise<void> {
+  const lab = await startDovecot({ pop3Rawlog: false, imapLiteralMinus: true });
+  const proxies = [await startSlowProxy(lab.pop3.port, rttMs / 2), await startSlowProxy(lab.imap.port, rttMs / 2)];
+  const ep: RawEndpoints = { pop3: proxies[0]!.port, imap: proxies[1]!.port };
+  try {
+    const messages = benchMix(count, 44).map((m, i) =>
+      i % 2 === 0 ? Buffer.concat([Buffer.from('List-Id: <bench.lists.example>\r\n'), m]) : m,
+    );
+    const bytes = messages.reduce((a, m) => a + m.length, 0);
+    process.stdout.write(
+      `\n== typical mix into 2 folders: ${count} messages, ${(bytes / MB).toFixed(1)} MB, ${rttMs} ms round ` +
+        'trip, Dovecot offering LITERAL- (as Gmail) ==\n',
+    );
+    for (const conns of [1, 2]) {
+      const src = fresh('src');
+      const dst = fresh('dst');
+      await lab.seedPop3(src, messages);
+      // The rule only: the command line's endpoints stand for the account's.
+      const config = join(lab.dir, `${src}.yml`);
+      writeFileSync(
+        config,
+        [
+          'accounts:',
+          `  - source: { url: 'pop3://${src}@127.0.0.1:${ep.pop3}', tls: none }`,
+          `    destination: { url: 'imap://${dst}@127.0.0.1:${ep.imap}', tls: none }`,
+          '    rules:',
+          '      - { match: { list_id: bench.lists.example }, folder: Lists }',
+          '',
+        ].join('\n'),
+      );
+      const meter = new ServerCpu(lab.pid);
+      const run = await popsync(lab, src, dst, join(lab.dir, `${src}.sqlite`), 'migrate', ep, [
+        '--config',
+        config,
+        '--append-connections',
+        String(conns),
+      ]);
+      const server = meter.stop();
+      if (run.summary.copied + run.summary.reconciled !== count)
+        throw new Error(`popsync copied ${run.summary.copied} (+${run.summary.reconciled}) of ${count}`);
+      const cpu = `client CPU ${(run.cpuMs / 1000).toFixed(2)} s, server CPU ${formatServerCpu(server)}`;
+      process.stdout.write(
+        `${row(`popsync, ${conns} APPEND connection${conns > 1 ? 's' : ''}`, count, bytes, run.ms, cpu)}\n`,
+      );
+    }
+  } finally {
+    for (const p of proxies) await p.close();
+    await lab.stop();
+  }
+}
+
 /** Small messages (about 0.6-2 KB), deterministic in (count, seed), each with its own Message-ID. */
 function smallMix(count: number, seed: number): Buffer[] {
   let x = seed;
@@ -383,6 +446,8 @@ async function main(): Promise<void> {
     const rtt = Number(process.env.BENCH_RTT_MS ?? 30);
     const rttCount = Number(process.env.BENCH_RTT_MESSAGES ?? 1000);
     if (rtt > 0 && rttCount > 0) await mixSection(lab, 'typical mix', benchMix(rttCount, 43), { rttMs: rtt });
+    const foldersCount = Number(process.env.BENCH_FOLDERS_MESSAGES ?? 300);
+    if (rtt > 0 && foldersCount > 0) await appendConnectionsSection(foldersCount, rtt);
 
     // Cron's case: `sync` over a large mailbox where nothing is new. The journal is filled by a
     // real first sync (not written directly), so it holds exactly what production would.
