@@ -77,6 +77,15 @@ describe('config errors name the key and the line', () => {
     expect(configuredAccounts(cfg(''))[0]!.routing.skipLargerThan).toBe(25 * 1024 * 1024);
     expect(configuredAccounts(cfg('    skip_larger_than: 512KB\n'))[0]!.routing.skipLargerThan).toBe(512 * 1024);
   });
+  it('append_connections: under destination, a whole number from 1 to 16', () => {
+    const withKey = (v: string) => base.replace('password_env: I }', `password_env: I, append_connections: ${v} }`);
+    expect(errorOf(withKey('0')).message).toMatch(/^popsync\.yml:4: accounts\[0\]\.destination\.append_connections: /);
+    expect(errorOf(withKey('17')).message).toMatch(/accounts\[0\]\.destination\.append_connections: /);
+    const loaded = { config: parseConfig(withKey('3'), 'popsync.yml'), dir: '/', path: 'popsync.yml' };
+    expect(configuredAccounts(loaded)[0]!.imap.appendConnections).toBe(3);
+    const none = { config: parseConfig(base, 'popsync.yml'), dir: '/', path: 'popsync.yml' };
+    expect(configuredAccounts(none)[0]!.imap.appendConnections).toBeUndefined();
+  });
   it('every: an interval of at least a second, the account beating defaults', () => {
     expect(errorOf(`${base}    every: 0.5s\n`).message).toMatch(
       /^popsync\.yml:5: accounts\[0\]\.every: invalid interval; write e\.g\. 5m, 90s or 300 \(seconds\), at least 1s/,
