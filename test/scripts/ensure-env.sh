@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes a fresh Debian machine able to run `npm test`, `npm run demo` and `npm run bench`:
 # Dovecot (for the private lab in lab/dovecot.ts), openssl (its certificates), Chromium
-# (headless, for the test that opens the plan's HTML page in a real browser), node_modules
+# (headless, for the test that opens the plan's HTML page in a real browser), zsh and fish
+# (whose completion scripts a test runs in the real shells), node_modules
 # matching package-lock.json, and a dist/ built from the current src/.
 #
 # Idempotent and silent when everything is in place, so the npm scripts can call it every
@@ -78,10 +79,14 @@ missing=()
 have dovecot || missing+=(dovecot-imapd dovecot-pop3d)
 have openssl || missing+=(openssl)
 have chromium || missing+=(chromium)
+# The shells whose completion scripts test/e2e/completion.test.ts runs (bash is always there).
+have zsh || missing+=(zsh)
+have fish || missing+=(fish)
 if [ "${#missing[@]}" -gt 0 ]; then
   need_pkgs "missing packages" "${missing[@]}"
-  have dovecot || { say "dovecot still missing after install"; exit 1; }
-  have chromium || { say "chromium still missing after install"; exit 1; }
+  for tool in dovecot chromium zsh fish; do
+    have "$tool" || { say "$tool still missing after install"; exit 1; }
+  done
 fi
 
 # Cyrus (lab/cyrus.ts) and Courier (lab/courier.ts) are unpacked, not installed:
