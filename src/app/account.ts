@@ -39,8 +39,12 @@ export function accountRouting(
   spec: RoutingSpec,
   openSink: () => Promise<ImapSink>,
   now?: () => Date,
-): { openSink: () => Promise<ImapSink>; route: Router } {
+): { openSink: () => Promise<ImapSink>; route: Router; onlyFolder: () => string | null } {
   const routing = compileRouting(spec);
   const sink = resolvingRoles(routing.roles, openSink);
-  return { openSink: sink.openSink, route: engineRouter(routing, { roles: sink.roles, ...(now ? { now } : {}) }) };
+  return {
+    openSink: sink.openSink,
+    route: engineRouter(routing, { roles: sink.roles, ...(now ? { now } : {}) }),
+    onlyFolder: () => routing.onlyFolder(sink.roles()),
+  };
 }

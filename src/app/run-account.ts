@@ -69,7 +69,7 @@ export async function runAccount(
   o: RunOptions,
 ): Promise<RunResult> {
   const { waitSeconds, ...engine } = o;
-  const { openSink, route } = accountRouting(settings.routing, guarded(account.openSink, settings.limits));
+  const { openSink, route, onlyFolder } = accountRouting(settings.routing, guarded(account.openSink, settings.limits));
   const cuts = interruptible({ openSource: account.openSource, openSink }, o.signal);
   o.logger.debug({ journal: account.journalPath }, 'journal');
   // The account lock: two overlapping runs on one account must never both copy.
@@ -94,6 +94,7 @@ export async function runAccount(
         openSink: () => cuts.openSink(),
         sleep: engine.sleep ?? abortableSleep(o.signal),
         route,
+        onlyFolder,
         batchMessages: settings.batchMessages,
         // Under --max-rate a batch is about a second of it (at least 1 MiB), so what goes up at
         // once stays near the rate instead of a whole --batch-mb burst after a long wait.

@@ -18,7 +18,7 @@ import { messageIdOf, parseHeaders } from '../mapping/headers.js';
 import type { OpenFolder, RunContext } from './context.js';
 import { adoptExisting } from './adopter.js';
 import { ContentPool, unlistedCopies } from './content-match.js';
-import { acceptUidValidity, openFolder } from './folders.js';
+import { acceptUidValidity, openFolder, prepareFolder } from './folders.js';
 import { headerHash } from './identity.js';
 import type { Pop3Session } from '../pop3/types.js';
 import type { ListedMessage } from './plan.js';
@@ -397,6 +397,10 @@ export async function copyAll(
     }
   };
   let next: Promise<ReceivedBatch | null> | null = receiver.batch();
+  // Where every message goes, when the routing knows it before any arrives: opened while the
+  // first batch is received, not a round trip after it.
+  const only = ctx.o.onlyFolder?.() ?? null;
+  if (only !== null && !ctx.folders.has(only) && !refusedFolders.get(ctx)?.has(only)) prepareFolder(sink, only);
   try {
     while (next !== null) {
       const got: ReceivedBatch | null = await next;

@@ -1,11 +1,43 @@
 /** Opening a destination folder for this run: once per connection, checked against the journal. */
-import type { ImapSink } from '../imap/types.js';
+import type { FolderStatus, ImapSink } from '../imap/types.js';
 import type { OpenFolder, RunContext } from './context.js';
+
+/** Per connection, folders asked for ahead of their first batch (prepareFolder), not yet taken. */
+const prepared = new WeakMap<ImapSink, Map<string, Promise<FolderStatus>>>();
+
+/**
+ * Asks the destination for `folder` (STATUS, CREATE if missing) now, while the batch that needs
+ * it is still being received, instead of a round trip after that batch is in. Only the server is
+ * asked: openFolder records what it answered when the batch comes, as it would have anyway. A
+ * failure is reported there too, by the batch that needs the folder.
+ */
+export function prepareFolder(sink: ImapSink, folder: string): void {
+  let ahead = prepared.get(sink);
+  if (!ahead) {
+    ahead = new Map();
+    prepared.set(sink, ahead);
+  }
+  if (ahead.has(folder)) return;
+  const asked = sink.ensureFolder(folder);
+  // Awaited by openFolder in its turn; until then a rejection must not count as unhandled.
+  asked.catch(() => undefined);
+  ahead.set(folder, asked);
+}
+
+/** The answer prepareFolder asked for on this connection, once; undefined when none was asked. */
+function takePrepared(sink: ImapSink, folder: string): Promise<FolderStatus> | undefined {
+  const ahead = prepared.get(sink);
+  const asked = ahead?.get(folder);
+  ahead?.delete(folder);
+  return asked;
+}
 
 export async function openFolder(ctx: RunContext, sink: ImapSink, folder: string): Promise<OpenFolder> {
   let st = ctx.folders.get(folder);
   if (!st) {
-    const s = await ctx.on('imap', sink.ensureFolder(folder));
+    // A STATUS asked earlier is as good as one asked now: its UIDNEXT is a floor for the copies
+    // to come (others' appends only raise it), and its UIDVALIDITY is checked like any other.
+    const s = await ctx.on('imap', takePrepared(sink, folder) ?? sink.ensureFolder(folder));
     // A changed UIDVALIDITY is accepted, not a stop: the folder was deleted and recreated, or
     // it is Courier's INBOX, whose UIDVALIDITY changes every second until first written.
     // Rows done under the old value keep their history; rows still 'appending' under it are

@@ -55,6 +55,11 @@ export interface EngineOptions {
   openSource: () => Promise<Pop3Session>;
   openSink: () => Promise<ImapSink>;
   route: Router;
+  /**
+   * The folder `route` sends every message to, when that is known before any message arrives
+   * (mapping/rules.ts onlyFolder): the copier opens it while the first batch is received.
+   */
+  onlyFolder?: () => string | null;
   logger: Logger;
   progress?: ProgressListener;
   batchMessages?: number;

@@ -279,6 +279,12 @@ export interface CompiledRouting {
   /** Roles the rules (or the default) name: the caller resolves them on the server first. */
   readonly roles: SpecialUseRole[];
   route(input: RouteInput, ctx: RouteContext): Routing;
+  /**
+   * The folder every message goes to whatever its fields (no folder rules, a default that names
+   * no field), known before any message arrives; null when a message's fields decide it, or when
+   * the default is a role the destination has not resolved yet.
+   */
+  onlyFolder(roles: ReadonlyMap<string, string> | null): string | null;
 }
 
 export function compileRouting(spec: RoutingSpec): CompiledRouting {
@@ -306,8 +312,15 @@ export function compileRouting(spec: RoutingSpec): CompiledRouting {
     return name === null ? null : normaliseFolder(name);
   };
 
+  const fixed = rules.length === 0 && ('role' in fallback || fallback.parts.every((p) => typeof p === 'string'));
+
   return {
     roles,
+    onlyFolder(known) {
+      if (!fixed) return null;
+      if ('role' in fallback) return known?.get(fallback.role) ?? null;
+      return normaliseFolder(fallback.parts.join(''));
+    },
     route({ fields, size }, ctx) {
       const arrival = arrivalDate(fields, ctx.now);
       const v = new MessageView(fields, size, arrival.date);

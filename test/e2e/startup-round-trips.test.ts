@@ -35,9 +35,12 @@ function message(i: number): Buffer {
 
 /** The IMAP relay of the running test, for a POP3 rule to release. */
 let imapRelay: RecordingRelay | undefined;
+/** The POP3 relay of the running test, for an IMAP rule to release. */
+let popRelay: RecordingRelay | undefined;
 
 interface Relayed {
   imapRelay: RecordingRelay;
+  popRelay: RecordingRelay;
   log: RelayLog;
   pop3: number;
   imap: number;
@@ -51,6 +54,7 @@ async function relays(rules: { pop3?: RelayRules; imap?: RelayRules } = {}): Pro
   const i = await startRecordingRelay('imap', lab.imap.port, log, rules.imap);
   return {
     imapRelay: i,
+    popRelay: p,
     log,
     pop3: p.port,
     imap: i.port,
@@ -247,6 +251,41 @@ describe('start-up and end of a run', () => {
       expect(JSON.parse(res.stdout)).toMatchObject({ copied: 2 });
       expect(r.log.sent('pop3').filter((e) => e.line === 'QUIT')).toHaveLength(1);
       expect(r.log.sent('imap').filter((e) => e.line === 'Z LOGOUT')).toHaveLength(1);
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('the first folder is asked for while the first batch is received, not after it arrived', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(pop, [1, 2, 3].map(message));
+    // Every POP3 byte after the first RETR is held until IMAP carried the folder's STATUS: a run
+    // that waited for its first batch before asking would stall until the fallback, and fail below.
+    const r = await relays({
+      pop3: { hold: (conn, log) => log.sent('pop3', conn).some((e) => e.line.startsWith('RETR ')) },
+      imap: {
+        onEvent: (e) => {
+          if (e.dir === '>' && command(e) === 'STATUS') popRelay?.release();
+        },
+      },
+    });
+    popRelay = r.popRelay;
+    const fallback = setTimeout(() => r.release(), 15_000);
+    try {
+      const res = await migrate(r, pop, imap);
+      clearTimeout(fallback);
+      expect(res.code, res.stderr).toBe(0);
+      expect(JSON.parse(res.stdout)).toMatchObject({ copied: 3 });
+      const { events } = r.log;
+      const status = events.find((e) => e.relay === 'imap' && e.dir === '>' && command(e) === 'STATUS')!;
+      expect(status.line).toContain('INBOX');
+      const firstRetr = events.find((e) => e.relay === 'pop3' && e.dir === '>' && e.line.startsWith('RETR '))!;
+      const firstMessageLine = events.find((e) => e.relay === 'pop3' && e.dir === '<' && e.seq > firstRetr.seq)!;
+      expect(status.seq).toBeLessThan(firstMessageLine.seq);
+      // Asked once: the batch took that answer instead of asking again.
+      expect(r.log.sent('imap').filter((e) => command(e) === 'STATUS')).toHaveLength(1);
+      expect(journalRows(pop)).toBe(3);
     } finally {
       await r.close();
     }

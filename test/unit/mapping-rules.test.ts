@@ -122,6 +122,22 @@ describe('folder rules', () => {
   });
 });
 
+describe('the one folder known before any message (onlyFolder)', () => {
+  it('is the default when no rule can send a message elsewhere and it names no field', () => {
+    expect(compileRouting(spec('folder: inbox')).onlyFolder(null)).toBe('INBOX');
+    expect(compileRouting(spec('folder: Imported/2024')).onlyFolder(null)).toBe('Imported/2024');
+  });
+  it('is unknown with folder rules, or a default that a message field decides', () => {
+    expect(compileRouting(RULES).onlyFolder(null)).toBeNull();
+    expect(compileRouting(spec('folder: Archive/{year}')).onlyFolder(null)).toBeNull();
+  });
+  it('is a role default once the destination resolved it', () => {
+    const s = compileRouting(spec("folder: '\\Archive'"));
+    expect(s.onlyFolder(null)).toBeNull();
+    expect(s.onlyFolder(new Map([['\\Archive', 'Old Mail']]))).toBe('Old Mail');
+  });
+});
+
 describe('seen chain, keywords, dates', () => {
   const S = spec(`flags: ['$Migrated']\nseen: [status-header, 'older-than: 30d', none]`);
   it('Status: decides first; X-Status adds answered/flagged', () => {
