@@ -15,6 +15,7 @@
  * - Its internal `run()`, wrapped to send one ID instead of two (see the subclass).
  */
 
+import type { Socket } from 'node:net';
 import { ImapFlow, type ImapFlowOptions } from 'imapflow';
 import compiler from 'imapflow/lib/handler/imap-compiler.js';
 import { encodePath, formatDateTime, formatFlag, normalizePath } from 'imapflow/lib/tools.js';
@@ -28,15 +29,21 @@ export { compiler, encodePath, formatDateTime, formatFlag, normalizePath };
 
 /**
  * imapflow's transport: our sockets, with our TLS options, for the connection and STARTTLS. The
- * first connect takes `early`, the socket opened while imapflow loaded, when there is one.
+ * first connect takes `early`, the socket opened while imapflow loaded, when there is one. Each
+ * socket it hands imapflow is also shown to `opened` (the sink lets them go at close).
  */
 export function imapflowTransport(
   target: SocketTarget,
   early?: () => EarlySocket | undefined,
+  opened: (socket: Socket) => void = () => undefined,
 ): NonNullable<ImapFlowOptions['transport']> {
+  const shown = <T extends Socket>(s: T): T => {
+    opened(s);
+    return s;
+  };
   return {
-    connect: (o, onConnect) => early?.()?.take(o.secure, onConnect) ?? createSocket(target, o.secure, onConnect),
-    upgrade: (socket, _o, onSecure) => createTlsUpgrade(socket as import('node:net').Socket, target, onSecure),
+    connect: (o, onConnect) => shown(early?.()?.take(o.secure, onConnect) ?? createSocket(target, o.secure, onConnect)),
+    upgrade: (socket, _o, onSecure) => shown(createTlsUpgrade(socket as Socket, target, onSecure)),
   };
 }
 

@@ -31,6 +31,7 @@
  *   gets our logger.
  */
 
+import type { Socket } from 'node:net';
 import type { ImapFlow, ImapFlowOptions } from 'imapflow';
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_IMAP_SOCKET_TIMEOUT_MS } from '../defaults.js';
 import { PopsyncError } from '../errors.js';
@@ -192,6 +193,8 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     throw err;
   });
   let connecting = true;
+  // imapflow's sockets (the plain one, and TLS over it after STARTTLS): close() lets them go.
+  const flowSockets: Socket[] = [];
   const client = flow.createImapFlow(
     {
       host: opts.host,
@@ -200,7 +203,11 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
       // Only to satisfy imapflow's checks: the login itself is ours (imapflow-adapter.ts).
       auth: { user: opts.user, pass: opts.password || 'unused' },
       // Our sockets (net/connect.ts): the same TLS options, CA merge and SNI as every other connection.
-      transport: flow.imapflowTransport(target, () => early),
+      transport: flow.imapflowTransport(
+        target,
+        () => early,
+        (s) => flowSockets.push(s),
+      ),
       logger: imapflowLogger(log, () => connecting),
       clientInfo: { name: 'popsync' },
       connectionTimeout: opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
@@ -258,6 +265,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     (mode) => PipelinedAppender.open(opts, connectTimeoutMs, log, mode, secrets),
     `IMAP server ${opts.host}:${opts.port}`,
     opts.appendConnections,
+    flowSockets,
   );
 }
 
@@ -297,13 +305,15 @@ class ImapWriter implements ImapSink {
     private readonly log: Logger,
     /** Every form of the login secrets sent so far; grows when the APPEND connection logs in later. */
     private readonly secret: readonly string[],
-    socketTimeout: number,
+    private readonly socketTimeout: number,
     pipeline: PipelinedAppender | null = null,
     private readonly openAppender: (mode: 'pipelined' | 'streaming') => Promise<PipelinedAppender> = () =>
       Promise.reject(new Error('no pipeline')),
     private readonly server = 'the IMAP server',
     /** APPEND connections at most, one folder on each at a time (append-pool.ts). */
     appendConnections = 1,
+    /** imapflow's sockets, released at close() so its LOGOUT's reply keeps no process waiting. */
+    private readonly flowSockets: readonly Socket[] = [],
   ) {
     this.pool = pipeline && new AppendPool(pipeline, appendConnections, () => openAppender('pipelined'), log);
     this.capabilities = new Set(client.capabilities.keys());
@@ -761,18 +771,50 @@ class ImapWriter implements ImapSink {
     // Let a running operation finish rather than cut it mid-APPEND, pipelined batches included.
     await this.chain.catch(() => {});
     await Promise.allSettled([...this.replying]);
-    // Side by side: each connection's LOGOUT was a round trip after the one before.
-    await Promise.all([this.pool?.close(), this.streamer?.close(), this.logout()]);
+    // Every connection's LOGOUT is written and none of their replies awaited (each was a round trip).
+    this.logout();
+    await Promise.all([this.pool?.close(), this.streamer?.close()]);
   }
 
-  private async logout(): Promise<void> {
-    try {
-      if (!this.dead && this.client.usable) await this.client.logout();
-    } catch (err) {
-      this.log.debug({ err }, 'IMAP LOGOUT failed; closing anyway');
-    } finally {
+  /**
+   * imapflow's LOGOUT, its reply not awaited: every copy is confirmed and journaled before a sink
+   * closes (the operations above settled first), so only the end of the run would wait for it, a
+   * round trip (imapflow's own logout() also holds the process for up to 10 s of a server that
+   * does not answer). So the session is taken from imapflow (unbind(), its public hand-over) and
+   * ended as the APPEND connection is (pipeline.ts close()): LOGOUT, then our end of the stream.
+   * The reply is read and dropped; the sockets no longer keep the process alive (a write still
+   * pending does, so the LOGOUT leaves), and are destroyed if the server never closes its end.
+   */
+  private logout(): void {
+    if (this.dead || !this.client.usable) {
       this.client.close();
+      return;
     }
+    let session: ReturnType<ImapFlow['unbind']>;
+    try {
+      session = this.client.unbind();
+    } catch (err) {
+      this.log.debug({ err }, 'IMAP LOGOUT not sent; closing');
+      this.client.close();
+      return;
+    }
+    const ignore = (): void => undefined;
+    // imapflow's listeners went with unbind(): a reset now must not be an unhandled 'error'.
+    session.readSocket.on('error', ignore);
+    session.writeSocket.on('error', ignore);
+    for (const s of this.flowSockets) s.on('error', ignore).unref();
+    session.readSocket.resume();
+    session.writeSocket.end('Z LOGOUT\r\n');
+    const sockets = this.flowSockets;
+    const timer = setTimeout(() => {
+      for (const s of sockets) s.destroy();
+    }, this.socketTimeout);
+    timer.unref();
+    sockets.at(-1)?.once('close', () => {
+      clearTimeout(timer);
+      // imapflow's own state (the socket is gone already).
+      this.client.close();
+    });
   }
 
   /** Runs one operation after the previous one, with the dead/closed checks and error mapping. */

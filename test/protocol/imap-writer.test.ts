@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { connectImap } from '../../src/imap/index.js';
 import type { AppendOutcome, ImapOptions, ImapSink } from '../../src/imap/index.js';
 import type { FileBody } from '../../src/imap/types.js';
@@ -366,6 +366,28 @@ describe('ImapSink against the fake server', () => {
       expect(fake.mailboxes.get('Archive')!.messages.every((m) => m.flags.length === 0)).toBe(true);
     },
   );
+});
+
+describe('closing the sink', () => {
+  it('writes LOGOUT on both connections and waits for neither reply', async () => {
+    // No socket timeout within the test's limit either.
+    const { fake, sink } = await setup(
+      { onCommand: (c) => (c.name === 'LOGOUT' ? { kind: 'hang' } : undefined) },
+      FAKE_PASSWORD,
+      { timeoutMs: 600_000 },
+    );
+    expect((await sink.status('Archive')).uidNext).toBe(1);
+    // No timer may end the wait (imapflow's own logout() gives an unanswered LOGOUT 10 s): a
+    // close() that waited for a reply would never return, and this test would fail by its limit.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'setInterval'] });
+    try {
+      await sink.close();
+    } finally {
+      vi.useRealTimers();
+    }
+    await vi.waitFor(() => expect(fake.received.filter((l) => / LOGOUT$/.test(l))).toHaveLength(2));
+    expect(fake.connections).toBe(2);
+  }, 20_000);
 });
 
 describe('pipelined APPEND (LITERAL+ and UIDPLUS) against the fake server', () => {
