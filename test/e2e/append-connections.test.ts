@@ -2,82 +2,24 @@
  * Several APPEND connections, one folder on each (issue 11 part 2, imap/append-pool.ts),
  * against a real Dovecot: rules route the mail into three folders, and a relay that records
  * every line (recording-relay.ts) shows which connection carried which folder's APPENDs and
- * which were outstanding together. Connections and order are counted, never time. Then random
- * SIGKILLs over a run with two APPEND connections, and a resume, must leave every message
- * exactly once in its folder.
+ * which were outstanding together. Connections and order are counted, never time. A link cut
+ * on the further connection ends the pass as any drop does; the kill-and-resume tests with two
+ * connections are append-connections-matrix.ts's.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { realisticMix } from '../../lab/corpus.js';
-import type { Lab } from '../../lab/dovecot.js';
-import { runCli, startCli } from '../support/cli.js';
+import { runCli } from '../support/cli.js';
 import { startCuttingProxy } from '../support/cutting-proxy.js';
-import { startKillRelay } from '../support/kill-relay.js';
-import { useLab } from '../support/lab-fixture.js';
-import { destinationMessages, digests } from '../support/mailboxes.js';
 import { type RelayLog, relayLog, startRecordingRelay } from '../support/recording-relay.js';
+import {
+  defineFolderCrashTests,
+  expectedByFolder,
+  FOLDERS,
+  routedCorpus,
+  routingConfig,
+  storedByFolder,
+} from './append-connections-matrix.js';
 
-let lab: Lab;
-let dir: string;
-useLab('append-conns', {}, (l, d) => {
-  lab = l;
-  dir = d;
-});
-
-const FOLDERS = ['Alpha', 'Beta', 'INBOX'] as const;
-
-/** Message i goes to FOLDERS[i % 3] by its subject (the config's rules); the rest is a realistic mix. */
-function corpus(count: number, seed: number): Buffer[] {
-  return realisticMix(count, seed).map((m, i) => {
-    const tag = ['alpha', 'beta', 'other'][i % 3]!;
-    return Buffer.concat([Buffer.from(`Subject: route-${tag} ${i}\r\n`), m]);
-  });
-}
-
-/** Every message to INBOX (no rule matches). */
-function oneFolderCorpus(count: number, seed: number): Buffer[] {
-  return realisticMix(count, seed).map((m, i) => Buffer.concat([Buffer.from(`Subject: route-other ${i}\r\n`), m]));
-}
-
-/** The digests each folder that gets mail must hold. */
-function expectedByFolder(messages: Buffer[]): Record<string, string[]> {
-  const folderOf = (m: Buffer) => FOLDERS[['alpha', 'beta', 'other'].indexOf(/route-(\w+)/.exec(m.toString())![1]!)]!;
-  const out: Record<string, Buffer[]> = {};
-  for (const m of messages) {
-    const f = folderOf(m);
-    out[f] = [...(out[f] ?? []), m];
-  }
-  return Object.fromEntries(Object.entries(out).map(([f, ms]) => [f, digests(ms)]));
-}
-
-/** What the folders of `expected` hold (a folder popsync should not have created is not read). */
-async function storedByFolder(imap: string, expected: Record<string, string[]>): Promise<Record<string, string[]>> {
-  const out: Record<string, string[]> = {};
-  for (const f of Object.keys(expected)) out[f] = digests((await destinationMessages(lab, imap, f)).map((m) => m.body));
-  return out;
-}
-
-function config(pop: string, imap: string, popPort: number, imapPort: number, extra: string[] = []): string {
-  const file = join(dir, `${pop}.yml`);
-  writeFileSync(
-    file,
-    [
-      'accounts:',
-      `  - source: { url: 'pop3://${pop}@127.0.0.1:${popPort}', tls: none, password_env: PW }`,
-      `    destination: { url: 'imap://${imap}@127.0.0.1:${imapPort}', tls: none, password_env: PW }`,
-      `    journal: ${pop}.sqlite`,
-      '    rules:',
-      '      - match: { subject: "route-alpha *" }',
-      '        folder: Alpha',
-      '      - match: { subject: "route-beta *" }',
-      '        folder: Beta',
-      ...extra,
-      '',
-    ].join('\n'),
-  );
-  return file;
-}
+const m = defineFolderCrashTests({ name: 'UIDPLUS', labOptions: {}, randomMessages: 150, randomKills: 8 });
 
 /** Per connection of the IMAP relay, the folders its APPEND commands named (our tags are P<n>). */
 function appendFolders(log: RelayLog): Map<number, Set<string>> {
@@ -110,9 +52,10 @@ function mostOutstandingAtOnce(log: RelayLog): number {
 }
 
 async function recordedRun(cap: number | null, count: number, oneFolder = false) {
+  const lab = m.lab();
   const pop = lab.newUser('src');
   const imap = lab.newUser('dst');
-  const messages = (oneFolder ? oneFolderCorpus : corpus)(count, 7 + count);
+  const messages = routedCorpus(count, 7 + count, oneFolder);
   await lab.seedPop3(pop, messages);
   const log = relayLog();
   // Holds the replies of a connection that has sent an APPEND until another one has sent one
@@ -132,14 +75,15 @@ async function recordedRun(cap: number | null, count: number, oneFolder = false)
     },
   });
   try {
-    const file = config(pop, imap, lab.pop3.port, relay.port, cap === null ? [] : [`    batch_messages: 6`]);
+    const ports = { pop3: lab.pop3.port, imap: relay.port };
+    const file = routingConfig(m.dir(), pop, imap, ports, cap === null ? [] : [`    batch_messages: 6`]);
     const args = ['migrate', '--config', file, '--no-progress', '--json'];
     if (cap !== null) args.push('--append-connections', String(cap));
     const r = await runCli(args, { env: { PW: lab.password } });
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ copied: count });
     const expected = expectedByFolder(messages);
-    expect(await storedByFolder(imap, expected), 'every message once, in its folder').toEqual(expected);
+    expect(await storedByFolder(lab, imap, expected), 'every message once, in its folder').toEqual(expected);
     const accepted = log.events.filter((e) => e.relay === 'imap' && e.dir === 'accept').length;
     return { log, accepted };
   } finally {
@@ -175,9 +119,10 @@ describe('APPEND connections per folder', () => {
   });
 
   it('a link cut on the further APPEND connection after Dovecot stored a batch: the pass ends, all found', async () => {
+    const lab = m.lab();
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
-    const messages = corpus(30, 17);
+    const messages = routedCorpus(30, 17);
     await lab.seedPop3(pop, messages);
     // Connections in the order they first sent an APPEND: the second is the further one.
     const appending: number[] = [];
@@ -196,7 +141,8 @@ describe('APPEND connections per folder', () => {
       },
     });
     try {
-      const file = config(pop, imap, lab.pop3.port, proxy.port, ['    batch_messages: 6']);
+      const ports = { pop3: lab.pop3.port, imap: proxy.port };
+      const file = routingConfig(m.dir(), pop, imap, ports, ['    batch_messages: 6']);
       const r = await runCli(['migrate', '--config', file, '--append-connections', '2', '--no-progress', '--json'], {
         env: { PW: lab.password },
       });
@@ -208,72 +154,9 @@ describe('APPEND connections per folder', () => {
       expect(summary.reconciled).toBeGreaterThan(0);
       expect(summary.copied + summary.reconciled).toBe(30);
       const expected = expectedByFolder(messages);
-      expect(await storedByFolder(imap, expected), 'every message once, in its folder').toEqual(expected);
+      expect(await storedByFolder(lab, imap, expected), 'every message once, in its folder').toEqual(expected);
     } finally {
       await proxy.close();
     }
   });
-
-  it('survives SIGKILLs at random bytes of a run with 2 APPEND connections; the resume ends exactly once', async () => {
-    const messages = corpus(150, 31);
-    const relay = await startKillRelay({ pop: lab.pop3.port, imap: lab.imap.port });
-    const run = (pop: string, imap: string) => [
-      'migrate',
-      '--config',
-      config(pop, imap, relay.popPort, relay.imapPort, ['    batch_messages: 5']),
-      '--append-connections',
-      '2',
-      '--no-progress',
-      '--json',
-    ];
-    try {
-      const pop0 = lab.newUser('src');
-      await lab.seedPop3(pop0, messages);
-      relay.arm(null, () => {});
-      const logFile = join(dir, 'clean.log');
-      const clean = await runCli([...run(pop0, lab.newUser('dst')), '--log-file', logFile], {
-        env: { PW: lab.password },
-      });
-      expect(clean.code, clean.stderr).toBe(0);
-      expect(readFileSync(logFile, 'utf8'), 'a clean run uses 2 APPEND connections').toMatch(
-        /opened a further IMAP APPEND connection/,
-      );
-      const span = relay.carried();
-
-      const pop = lab.newUser('src');
-      const imap = lab.newUser('dst');
-      await lab.seedPop3(pop, messages);
-      // Deterministic "random" points (crash-matrix.ts), so a failure can be replayed.
-      let seed = 4242;
-      const next = () => {
-        seed = (seed * 1103515245 + 12345) % 2 ** 31;
-        return seed / 2 ** 31;
-      };
-      const K = 8;
-      let kills = 0;
-      for (let i = 0; i < K; i++) {
-        const at = 1 + Math.floor((next() * 2 * span) / K);
-        const child = startCli(run(pop, imap), { env: { PW: lab.password } });
-        relay.arm(at, () => child.child.kill('SIGKILL'));
-        const r = await child.done;
-        if (r.signal === 'SIGKILL') kills++;
-        else {
-          expect(r.code, r.stderr).toBe(0);
-          break;
-        }
-      }
-      console.log(`random kills (2 APPEND connections): ${kills} SIGKILLs at random bytes of ${span}`);
-      expect(kills).toBeGreaterThan(0);
-      relay.arm(null, () => {});
-      const final = await runCli(run(pop, imap), { env: { PW: lab.password } });
-      expect(final.code, final.stderr).toBe(0);
-      const expected = expectedByFolder(messages);
-      expect(await storedByFolder(imap, expected), 'every message once, in its folder').toEqual(expected);
-      const again = await runCli(run(pop, imap), { env: { PW: lab.password } });
-      expect(again.code, again.stderr).toBe(0);
-      expect(JSON.parse(again.stdout)).toMatchObject({ copied: 0, reconciled: 0 });
-    } finally {
-      await relay.close();
-    }
-  }, 300_000);
 });
