@@ -8,8 +8,10 @@
  * the order their intents were journaled, because a copy stored without a UID (no UIDPLUS) is
  * found by content from its folder's floor on, which a later batch's copies must not have passed.
  * One connection per folder keeps that order for free, since a connection answers in order.
- * Split over four connections, one Dovecot folder also took fewer messages a second than over
- * one (the raw sink bench: the server serialises a folder's appends on its lock).
+ * Tried: with a folder's batches alternating between two connections, Dovecot gave a later
+ * batch lower UIDs than an earlier one, and the writer's check that new UIDs ascend stopped
+ * the run (exit 4). Split over four connections, one Dovecot folder also took fewer messages a
+ * second than over one (the raw sink bench: the server serialises a folder's appends on its lock).
  *
  * A folder sticks to the connection it was first given for the whole session. A further
  * connection is opened only when a further folder comes and the cap allows it; past the cap a
