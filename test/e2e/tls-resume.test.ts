@@ -1,8 +1,9 @@
 /**
  * popsync's connections to one server resume each other's TLS session (src/net/connect.ts),
- * proven on the real Dovecot: imapflow's connection and our APPEND connection, and POP3 after
- * POP3. The lab runs Dovecot's login processes shared (high-performance mode): in its default
- * mode every connection has a login process with its own ticket key and none can resume.
+ * proven on the real Dovecot: imapflow's connection and our APPEND connections (a further one
+ * opened for a second folder too), and POP3 after POP3. The lab runs Dovecot's login processes
+ * shared (high-performance mode): in its default mode every connection has a login process
+ * with its own ticket key and none can resume.
  * What must never resume is test/protocol/net-tls-resume.test.ts.
  */
 import tls from 'node:tls';
@@ -61,6 +62,33 @@ describe('TLS sessions resume between popsync connections to the real Dovecot', 
     expect(first).toHaveLength(2);
     expect(first[0]).toBe(false);
     expect(second).toEqual([true, true]);
+  });
+
+  it('imaps: a further APPEND connection, opened for a second folder, resumes', async () => {
+    const sink = await connectImap({
+      host: lab.imaps.host,
+      port: lab.imaps.port,
+      tls: 'implicit',
+      user: lab.newUser('resume'),
+      password: lab.password,
+      ca: [ca],
+      timeoutMs: 10_000,
+      appendPath: 'pipelined',
+      appendConnections: 2,
+    });
+    const mail = { body: Buffer.from('From: a@example.org\r\nSubject: r\r\n\r\nbody\r\n'), flags: [] };
+    try {
+      const further = await during(async () => {
+        for (const folder of ['A', 'B']) {
+          await sink.ensureFolder(folder);
+          expect(await sink.appendBatch(folder, [mail])).toMatchObject([{ ok: true }]);
+        }
+      });
+      // Folder A went down the connection opened with the sink; B's is the only handshake here.
+      expect(further).toEqual([true]);
+    } finally {
+      await sink.close();
+    }
   });
 
   it('pop3s: the next account on the same server resumes', async () => {

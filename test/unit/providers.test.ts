@@ -354,6 +354,19 @@ describe('--provider and provider: reach the job', () => {
     expect(own!.limits).toMatchObject({ maxRate: 2048, dailyBudget: { bytes: 1000 }, appendLimit: 35_651_584 });
   });
 
+  it("takes Gmail's 3 APPEND connections unless told, and refuses more than its 15 connections leave", async () => {
+    const [job] = await accountJobs({ ...common, imapUser: 'me@gmail.com', provider: 'gmail' }, flags);
+    expect(job!.input.imap.appendConnections).toBe(3);
+    const [own] = await accountJobs(
+      { ...common, imapUser: 'me@gmail.com', provider: 'gmail', appendConnections: 13 },
+      flags,
+    );
+    expect(own!.input.imap.appendConnections).toBe(13);
+    await expect(
+      accountJobs({ ...common, imapUser: 'me@gmail.com', provider: 'gmail', appendConnections: 14 }, flags),
+    ).rejects.toMatchObject({ kind: 'usage', context: { hint: 'give at most 13' } });
+  });
+
   it('refuses All Mail as the folder of a Gmail destination before anything runs', async () => {
     await expect(
       accountJobs({ ...common, imapUser: 'me@gmail.com', provider: 'gmail', folder: '[Gmail]/All Mail' }, flags),
