@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import {
+  appendConnectionsProblem,
   missingLoginProblem,
   providerProfile,
   refusedFolderProblem,
@@ -387,15 +388,11 @@ function withProvider(job: AccountJob): AccountJob {
   if (imap.url === undefined && imap.host === undefined) imap.host = profile.imap.host;
   if (imap.appendConnections === undefined && profile.appendConnections !== null)
     imap.appendConnections = profile.appendConnections;
-  // The session and the connection for large messages come on top (account-list.ts counts them).
-  const room = profile.maxConnectionsPerMailbox === null ? null : profile.maxConnectionsPerMailbox - 2;
-  if (room !== null && (imap.appendConnections ?? 1) > room)
-    throw new PopsyncError(
-      'usage',
-      `--append-connections ${imap.appendConnections}: ${profile.label} allows ${profile.maxConnectionsPerMailbox} ` +
-        `IMAP connections per mailbox, and popsync's session and its connection for large messages take two`,
-      { ...(job.input.name !== undefined ? { account: job.input.name } : {}), hint: `give at most ${room}` },
-    );
+  const tooMany = appendConnectionsProblem(profile, imap.appendConnections ?? 1);
+  if (tooMany !== null)
+    throw new PopsyncError('usage', `--append-connections: ${tooMany}`, {
+      ...(job.input.name !== undefined ? { account: job.input.name } : {}),
+    });
   const r = job.routing;
   for (const folder of [r.defaultFolder, ...r.rules.map((x) => x.folder)]) {
     const bad = refusedFolderProblem(profile, folder);

@@ -132,6 +132,19 @@ export function providerProfile(name: string): ProviderProfile {
 }
 
 /**
+ * Why `n` APPEND connections do not fit the provider's connections per mailbox, or null: the
+ * session and the connection for large messages come on top (cli/account-list.ts counts them).
+ */
+export function appendConnectionsProblem(p: ProviderProfile, n: number): string | null {
+  const cap = p.maxConnectionsPerMailbox;
+  if (cap === null || n <= cap - 2) return null;
+  return (
+    `${n} APPEND connections: ${p.label} allows ${cap} IMAP connections per mailbox, and popsync's session ` +
+    `and its connection for large messages take two; give at most ${cap - 2}`
+  );
+}
+
+/**
  * Why `folder` (a routing target: a name, a template or a SPECIAL-USE role) may not receive
  * copies on this provider, or null. Only literal names and roles can be judged before the run;
  * a template that renders to a refused folder is caught by the guard on the connection.

@@ -16,6 +16,7 @@ import {
   providerProfile,
   refusedFolderProblem,
   transferLimits,
+  appendConnectionsProblem,
 } from '../../src/config/providers.js';
 import { parseRate } from '../../src/config/units.js';
 import { BUDGET_WINDOW_MS, DailyBudget, daysNeeded, recentUploads } from '../../src/engine/budget.js';
@@ -364,7 +365,9 @@ describe('--provider and provider: reach the job', () => {
     expect(own!.input.imap.appendConnections).toBe(13);
     await expect(
       accountJobs({ ...common, imapUser: 'me@gmail.com', provider: 'gmail', appendConnections: 14 }, flags),
-    ).rejects.toMatchObject({ kind: 'usage', context: { hint: 'give at most 13' } });
+    ).rejects.toMatchObject({ kind: 'usage', message: expect.stringMatching(/give at most 13$/) });
+    expect(appendConnectionsProblem(PROVIDERS.gmail, 13)).toBeNull();
+    expect(appendConnectionsProblem(PROVIDERS.microsoft365, 16)).toBeNull();
   });
 
   it('refuses All Mail as the folder of a Gmail destination before anything runs', async () => {

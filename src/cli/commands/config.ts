@@ -7,7 +7,12 @@
 import { accessSync, constants } from 'node:fs';
 import type { Command } from 'commander';
 import { formatDelay } from '../../app/daemon.js';
-import { providerProfile, refusedFolderProblem, transferLimits } from '../../config/providers.js';
+import {
+  appendConnectionsProblem,
+  providerProfile,
+  refusedFolderProblem,
+  transferLimits,
+} from '../../config/providers.js';
 import { configuredAccounts, type ConfiguredAccount } from '../../config/resolve.js';
 import { exactSize, roughSize } from '../../engine/plan.js';
 import { compileRouting, type PatternSpec, type RuleSpec } from '../../mapping/rules.js';
@@ -62,6 +67,12 @@ function endpoint(side: 'pop3' | 'imap', f: SideFlags): string {
   }
 }
 
+/** APPEND connections a run of `a` may open: its own setting, else its provider's, else 1. */
+function appendConnectionsOf(a: ConfiguredAccount): number {
+  const profile = a.imap.provider === undefined ? null : providerProfile(a.imap.provider);
+  return a.imap.appendConnections ?? profile?.appendConnections ?? 1;
+}
+
 /** The provider profile and the upload limits an account runs under, when it has any. */
 function providerLines(a: ConfiguredAccount): string[] {
   const profile = a.imap.provider === undefined ? null : providerProfile(a.imap.provider);
@@ -72,6 +83,8 @@ function providerLines(a: ConfiguredAccount): string[] {
       const bad = refusedFolderProblem(profile, folder);
       if (bad !== null) throw new PopsyncError('config', bad, { folder });
     }
+    const tooMany = appendConnectionsProblem(profile, appendConnectionsOf(a));
+    if (tooMany !== null) throw new PopsyncError('config', `append_connections: ${tooMany}`);
     const facts = [
       ...(profile.appendLimit !== null ? [`messages up to ${exactSize(profile.appendLimit)}`] : []),
       ...(profile.maxConnectionsPerMailbox !== null
@@ -98,7 +111,8 @@ function describeAccount(a: ConfiguredAccount, env: NodeJS.ProcessEnv = process.
     `                ${describePassword(a.imap, env)}${a.imap.caFile ? `; ca_file ${a.imap.caFile}` : ''}`,
     `  journal:      ${a.journal ?? '(default: ~/.local/state/popsync/<user@host>.sqlite)'}`,
     `  transfer:     batch ${a.batchMessages} messages / ${a.batchMb} MB, timeout ${a.timeoutSeconds} s, ` +
-      `${a.reconnectAttempts} reconnect attempts`,
+      `${a.reconnectAttempts} reconnect attempts, ${appendConnectionsOf(a)} APPEND connection` +
+      `${appendConnectionsOf(a) === 1 ? '' : 's'} at most`,
     `  arrival date: ${r.arrivalDate ? 'Received:, else Date:, else copy time' : 'copy time (arrival_date: false)'}`,
     `  seen policy:  ${r.seen.length ? r.seen.map(stepName).join(' -> ') : '(none: copies arrive unread)'}`,
     `  flags:        ${r.flags.length ? r.flags.join(' ') : '(none)'}`,
@@ -136,6 +150,7 @@ function accountJson(a: ConfiguredAccount, env: NodeJS.ProcessEnv = process.env)
       batchMb: a.batchMb,
       timeoutSeconds: a.timeoutSeconds,
       reconnectAttempts: a.reconnectAttempts,
+      appendConnections: appendConnectionsOf(a),
     },
     arrivalDate: r.arrivalDate,
     seen: r.seen.map(stepName),
