@@ -7,7 +7,8 @@
  * looking at the token, so this file adds /introspect-checked to the same server, which checks
  * the JWT's signature against the issuer's key and its `exp` against the clock, as a provider
  * does, and answers RFC 7662 JSON (`active`, `username`, `exp`). So a token that expired
- * during a run is refused by Dovecot for real.
+ * during a run (its time ran out, or the test expired it: expireIssued) is refused by Dovecot
+ * for real.
  *
  * Tokens are fetched by a token command (tokenCommand) that runs test/support/oauth2-token.mjs:
  * a password-grant request, the access token on stdout, one line appended to a count file.
@@ -27,6 +28,12 @@ export interface OAuth2Lab {
   tokenCommand(user: string, countFile?: string): string;
   /** Lifetime of tokens issued from now on, in seconds (default 3600). */
   setTokenLifetime(seconds: number): void;
+  /**
+   * Every token issued so far is expired from now on, as if its lifetime had just run out: a
+   * test can let tokens expire at a point of the run (a cut) instead of after a time, which a
+   * loaded machine stretched past a token's whole life between fetching and using it.
+   */
+  expireIssued(): void;
   /** Introspections answered, by verdict. */
   readonly checks: { active: number; expired: number; invalid: number };
   close(): Promise<void>;
@@ -36,8 +43,12 @@ export async function startOAuth2Lab(): Promise<OAuth2Lab> {
   const server = new OAuth2Server();
   await server.issuer.keys.generate('RS256');
   let lifetime = 3600;
+  // Tokens are numbered as issued; those up to `expiredUpTo` are expired (expireIssued).
+  let issued = 0;
+  let expiredUpTo = 0;
   server.service.on('beforeTokenSigning', (token: { payload: Record<string, unknown> }) => {
     token.payload.exp = (token.payload.iat as number) + lifetime;
+    token.payload.n = ++issued;
   });
   const checks = { active: 0, expired: 0, invalid: 0 };
   server.service.addRoute('POST', '/introspect-checked', (req: IncomingMessage, res: ServerResponse) => {
@@ -61,8 +72,13 @@ export async function startOAuth2Lab(): Promise<OAuth2Lab> {
       const key = createPublicKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
       if (!verify('RSA-SHA256', Buffer.from(`${h}.${p}`), key, Buffer.from(sig, 'base64url')))
         return { kind: 'invalid' };
-      const claims = JSON.parse(Buffer.from(p, 'base64url').toString('utf8')) as { sub?: string; exp?: number };
+      const claims = JSON.parse(Buffer.from(p, 'base64url').toString('utf8')) as {
+        sub?: string;
+        exp?: number;
+        n?: number;
+      };
       if (typeof claims.exp !== 'number' || claims.exp * 1000 <= Date.now()) return { kind: 'expired' };
+      if (typeof claims.n !== 'number' || claims.n <= expiredUpTo) return { kind: 'expired' };
       return { kind: 'active', answer: { active: true, username: claims.sub, exp: claims.exp, token_type: 'Bearer' } };
     } catch {
       return { kind: 'invalid' };
@@ -78,6 +94,9 @@ export async function startOAuth2Lab(): Promise<OAuth2Lab> {
         .join(' '),
     setTokenLifetime: (seconds) => {
       lifetime = seconds;
+    },
+    expireIssued: () => {
+      expiredUpTo = issued;
     },
     checks,
     close: () => server.stop(),
