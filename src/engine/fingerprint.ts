@@ -35,6 +35,21 @@ const NUL = 0x00;
 const X = 0x58;
 const LF_BLOCK = Buffer.alloc(64 * 1024, LF);
 
+/**
+ * Output space shared by every Fingerprinter of the thread, up to this size (a larger chunk
+ * gets its own, once). update() hashes what it wrote before it returns, so one buffer serves
+ * them all: one per instance was 64 KB of garbage per message, which the digest worker, with
+ * little else to collect, held on to for long.
+ */
+const SHARED_SCRATCH_BYTES = 2 * LF_BLOCK.length;
+let shared: Buffer | null = null;
+
+function scratch(need: number, own: Buffer): Buffer {
+  if (need > SHARED_SCRATCH_BYTES) return own.length >= need ? own : Buffer.allocUnsafe(need);
+  shared ??= Buffer.allocUnsafe(SHARED_SCRATCH_BYTES);
+  return shared;
+}
+
 export class Fingerprinter {
   private readonly hash: Hash = createHash('sha256');
   private inHeader = true;
@@ -44,8 +59,9 @@ export class Fingerprinter {
   private pendingLf = 0;
   private done = false;
   /**
-   * Output space, reused from chunk to chunk (hash.update copies what it is given): a new buffer
-   * per chunk was as much garbage as the message itself, and the process peaked that much higher.
+   * Output space for chunks larger than the shared one, reused from chunk to chunk (hash.update
+   * copies what it is given): a new buffer per chunk was as much garbage as the message itself,
+   * and the process peaked that much higher.
    */
   private scratch: Buffer = Buffer.alloc(0);
 
@@ -59,8 +75,8 @@ export class Fingerprinter {
     // held-back LFs than LF_BLOCK goes to the hash in blocks, so memory stays bounded by the
     // chunk whatever the message holds.
     const need = chunk.length + Math.min(pendingLf, LF_BLOCK.length);
-    if (this.scratch.length < need) this.scratch = Buffer.allocUnsafe(need);
-    const out = this.scratch;
+    const out = scratch(need, this.scratch);
+    if (need > SHARED_SCRATCH_BYTES) this.scratch = out;
     const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
     let n = 0;
     let i = 0;

@@ -6,10 +6,16 @@
  * while small, in a spool file (spool.ts) once it has grown past `spillAt`. So a message costs
  * at most `spillAt` bytes of memory plus the head however large it is or claims to be, and
  * nothing is hashed or parsed twice.
+ *
+ * Hashing waits for the end of the message while it can: a message that stays in memory with
+ * its bytes as received (no bare LF made CRLF) is hashed whole once it is complete, on the
+ * digest worker when it is large enough (digest-offload.ts), so the caller goes on receiving
+ * while it is hashed. Once the bytes held differ from the source (a CR added) or go to the
+ * spool, what is held is hashed at once and the rest as it arrives, on the main thread as before.
  */
-import { createHash, type Hash } from 'node:crypto';
 import { HEADER_PARSE_LIMIT } from '../mapping/headers.js';
-import { Fingerprinter } from './fingerprint.js';
+import { type DigestOffload, digestOffload } from './digest-offload.js';
+import { type Digests, DigestStream } from './digests.js';
 import { BareLfToCrlf } from './line-ends.js';
 import type { Spool, SpoolFile } from './spool.js';
 
@@ -36,9 +42,17 @@ export interface ReceivedBody {
   file: string | null;
 }
 
+/** A message that arrived whole, its digests perhaps still being computed on the digest worker. */
+export type ArrivedBody = Omit<ReceivedBody, 'sha256' | 'fingerprint'> & { digests: Promise<Digests> };
+
+export async function withDigests(a: ArrivedBody): Promise<ReceivedBody> {
+  const { digests, ...body } = a;
+  return { ...body, ...(await digests) };
+}
+
 export class BodyCollector {
-  private readonly hash: Hash = createHash('sha256');
-  private readonly fingerprint = new Fingerprinter();
+  /** Hashing as the bytes arrive; null while it is deferred to finish() (the module comment). */
+  private stream: DigestStream | null = null;
   private readonly crlf = new BareLfToCrlf();
   private wireSize = 0;
   private chunks: Buffer[] = [];
@@ -51,6 +65,7 @@ export class BodyCollector {
   constructor(
     private readonly spool: Spool,
     private readonly spillAt: number,
+    private readonly offload: DigestOffload = digestOffload,
   ) {}
 
   /** Bytes received so far. */
@@ -66,10 +81,11 @@ export class BodyCollector {
   async add(chunk: Buffer): Promise<void> {
     if (chunk.length === 0) return;
     this.size += chunk.length;
-    this.hash.update(chunk);
-    this.fingerprint.update(chunk);
     if (!this.hasNul && chunk.includes(0)) this.hasNul = true;
-    chunk = this.crlf.convert(chunk);
+    const wire = this.crlf.convert(chunk);
+    if (wire !== chunk) this.hashFromNowOn();
+    this.stream?.update(chunk);
+    chunk = wire;
     this.wireSize += chunk.length;
     if (this.file) {
       // Spilled before the head was complete: keep filling it.
@@ -79,9 +95,22 @@ export class BodyCollector {
     this.chunks.push(chunk);
     this.held += chunk.length;
     if (this.file ? this.held >= Math.min(this.spillAt, SPOOL_WRITE_BYTES) : this.held > this.spillAt) {
-      if (!this.file) await this.spill();
+      if (!this.file) {
+        this.hashFromNowOn();
+        await this.spill();
+      }
       await this.flush();
     }
+  }
+
+  /**
+   * Ends deferred hashing: what is held is hashed now (until this is called it is exactly the
+   * source, no CR added), and every later chunk as it arrives.
+   */
+  private hashFromNowOn(): void {
+    if (this.stream) return;
+    this.stream = new DigestStream();
+    for (const c of this.chunks) this.stream.update(c);
   }
 
   /**
@@ -101,17 +130,18 @@ export class BodyCollector {
     if (chunks.length > 0) await this.file!.writev(chunks);
   }
 
-  async finish(): Promise<ReceivedBody> {
-    const sha256 = this.hash.digest('hex');
-    const fingerprint = this.fingerprint.digest();
+  /**
+   * The whole message. Its digests are settled already unless hashing was deferred: then they
+   * are computed now, on the digest worker if it takes the message, else inline.
+   */
+  async finish(): Promise<ArrivedBody> {
     if (this.file) {
       await this.flush();
       await this.file.close();
       return {
         size: this.size,
         wireSize: this.wireSize,
-        sha256,
-        fingerprint,
+        digests: Promise.resolve(this.stream!.digest()),
         hasNul: this.hasNul,
         head: this.head!,
         bytes: null,
@@ -119,12 +149,12 @@ export class BodyCollector {
       };
     }
     const bytes = Buffer.concat(this.chunks, this.held);
+    const digests = this.stream ? Promise.resolve(this.stream.digest()) : this.offload.digest(bytes);
     this.chunks = [];
     return {
       size: this.size,
       wireSize: this.wireSize,
-      sha256,
-      fingerprint,
+      digests,
       hasNul: this.hasNul,
       head: bytes.subarray(0, HEAD_BYTES),
       bytes,
