@@ -4,30 +4,35 @@
  * 2.55 s run) while the second core sat half idle, and the two sha256 passes plus the
  * fingerprint's normalisation were the largest single piece of that CPU (digests.ts).
  *
- * A message reaches the worker through one fixed SharedArrayBuffer, a ring: the main thread
- * copies it in (a memcpy, about a tenth of what hashing it costs) and posts where it lies. The
- * message itself stays an ordinary Buffer. Holding messages in SharedArrayBuffers of their own,
- * the zero-copy alternative, raised the typical mix's peak RSS from 150 to 235-250 MB: V8 does
- * not count shared memory towards the external memory that triggers its garbage collection, so
- * those buffers, once promoted, outlived their messages by far (a copy per message in the
- * worker was never freed at all: it allocates too little to collect). The ring is allocated
- * once and reused, so it adds RING_BYTES, no more, and it bounds what waits for the worker: a
- * message that finds no room is hashed inline rather than waited for.
+ * A message in memory reaches the worker through one fixed SharedArrayBuffer, a ring: the main
+ * thread copies it in (a memcpy, about a tenth of what hashing it costs) and posts where it
+ * lies. The message itself stays an ordinary Buffer. Holding messages in SharedArrayBuffers of
+ * their own, the zero-copy alternative, raised the typical mix's peak RSS from 150 to 235-250
+ * MB: V8 does not count shared memory towards the external memory that triggers its garbage
+ * collection, so those buffers, once promoted, outlived their messages by far (and the worker's
+ * handles on them were never freed at all: it allocates too little to collect). The ring is
+ * allocated once and reused, so it adds RING_BYTES, no more, and it bounds what waits for the
+ * worker: a message that finds no room is hashed inline rather than waited for. A message in a
+ * spool file (over 4 MB, half the bytes of a typical mix) is read from the file by the worker
+ * once it is complete (from the page cache): the main thread only writes it.
  *
  * The worker starts on the first message large enough to be worth it, never on a run that
  * receives nothing (plan, status, a no-op sync), and messages are hashed inline until it is
  * ready, so its start never delays a batch. It is unref'd while idle and ended after IDLE_MS
  * idle (a `sync --every` process holds no thread between runs), so it never keeps the process
  * alive. If it cannot start or dies, its messages and every later one are hashed inline from
- * the message's own bytes: never a missing or different digest, never a wait that cannot end.
+ * the message's own bytes or file: never a missing or different digest, never a wait that
+ * cannot end.
  */
 import { Worker } from 'node:worker_threads';
+import { PopsyncError } from '../errors.js';
 import type { DigestJob, WorkerAnswer } from './digest-worker.js';
-import { type Digests, digestsOf } from './digests.js';
+import { type Digests, digestsOf, digestsOfFile } from './digests.js';
 
 /**
- * Below this a message is hashed inline: posting it and taking the answer cost the main thread
- * more than hashing it (measured: see the commit that set it).
+ * Below this a message is hashed inline: posting it costs the main thread about 10 us, hashing
+ * 2 KB of text 15 us and 4 KB 25 us (8 KB 50, 32 KB 185), so from 4 KB the worker pays, and
+ * small mail (mostly under 2 KB) stays as it was.
  */
 export const OFFLOAD_MIN_BYTES = 4 * 1024;
 
@@ -39,10 +44,12 @@ const IDLE_MS = 10_000;
 
 interface Job {
   id: number;
-  /** Where the copy lies in the ring. */
-  at: number;
-  bytes: Uint8Array;
+  /** Where the copy lies in the ring; null for a spool file. */
+  at: number | null;
+  /** The same digests without the worker: from the message's own bytes, or its file. */
+  inline: () => Promise<Digests>;
   resolve: (d: Digests) => void;
+  reject: (e: unknown) => void;
 }
 
 export type SpawnDigestWorker = (ring: SharedArrayBuffer) => Worker;
@@ -86,12 +93,49 @@ export class DigestOffload {
     if (!w || at === null) return Promise.resolve(digestsOf(bytes));
     this.ring!.set(bytes, at);
     this.head = at + bytes.length;
-    return new Promise((resolve) => {
+    return this.post(w, { at, length: bytes.length }, at, () => Promise.resolve(digestsOf(bytes)));
+  }
+
+  /**
+   * Whether the worker takes spool files now (digestFile()); starts it if it is not running.
+   * A message spooled while the answer is no is hashed as it arrives, as before.
+   */
+  takesFiles(): boolean {
+    if (this.failure !== null) return false;
+    if (!this.worker) this.start();
+    return this.ready;
+  }
+
+  /**
+   * The digests of the spool file at `path`, complete and left in place until this settles:
+   * read and hashed by the worker, or here when it cannot (then asynchronously, a piece at a
+   * time). Rejects only when the file cannot be read.
+   */
+  digestFile(path: string): Promise<Digests> {
+    const inline = (): Promise<Digests> =>
+      digestsOfFile(path).catch((e: unknown) => {
+        throw new PopsyncError(
+          'temporary',
+          `cannot read a large message back from its temporary file ${path}: ${(e as Error).message}`,
+        );
+      });
+    const w = this.worker;
+    if (!w || !this.ready) return inline();
+    return this.post(w, { file: path }, null, inline);
+  }
+
+  private post(
+    w: Worker,
+    what: DistributiveOmit<DigestJob, 'id'>,
+    at: number | null,
+    inline: () => Promise<Digests>,
+  ): Promise<Digests> {
+    return new Promise<Digests>((resolve, reject) => {
       const id = this.nextId++;
-      this.jobs.push({ id, at, bytes, resolve });
+      this.jobs.push({ id, at, inline, resolve, reject });
       if (this.jobs.length === 1) this.busy(w);
       try {
-        w.postMessage({ id, at, length: bytes.length } satisfies DigestJob);
+        w.postMessage({ id, ...what } as DigestJob);
       } catch (e) {
         this.fail(w, `cannot post to it: ${(e as Error).message}`);
       }
@@ -110,8 +154,8 @@ export class DigestOffload {
    */
   private room(n: number): number | null {
     const size = this.ring!.length;
-    const oldest = this.jobs[0]?.at;
-    if (oldest === undefined) return n <= size ? 0 : null;
+    const oldest = this.jobs.find((j) => j.at !== null)?.at;
+    if (oldest === undefined || oldest === null) return n <= size ? 0 : null;
     if (this.head > oldest) {
       if (size - this.head >= n) return this.head;
       return oldest >= n ? 0 : null;
@@ -155,7 +199,9 @@ export class DigestOffload {
       return;
     }
     this.jobs.shift();
-    job.resolve({ sha256: a.sha256, fingerprint: a.fingerprint });
+    // The worker could not read a spool file: reading it here says why, or gets it after all.
+    if ('error' in a) settle(job, job.inline());
+    else job.resolve({ sha256: a.sha256, fingerprint: a.fingerprint });
     if (this.jobs.length === 0) {
       w.unref();
       this.armIdle(w);
@@ -198,8 +244,14 @@ export class DigestOffload {
     this.failure = why;
     void w.terminate().catch(() => undefined);
     this.notices.push(`digest worker failed (${why}): messages are hashed on the main thread`);
-    for (const j of this.jobs.splice(0)) j.resolve(digestsOf(j.bytes));
+    for (const j of this.jobs.splice(0)) settle(j, j.inline());
   }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+function settle(job: Job, digests: Promise<Digests>): void {
+  digests.then(job.resolve, job.reject);
 }
 
 /** The process's one digest worker: every account and pass of a run shares it. */

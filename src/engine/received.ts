@@ -7,15 +7,15 @@
  * at most `spillAt` bytes of memory plus the head however large it is or claims to be, and
  * nothing is hashed or parsed twice.
  *
- * Hashing waits for the end of the message while it can: a message that stays in memory with
- * its bytes as received (no bare LF made CRLF) is hashed whole once it is complete, on the
- * digest worker when it is large enough (digest-offload.ts), so the caller goes on receiving
- * while it is hashed. Once the bytes held differ from the source (a CR added) or go to the
- * spool, what is held is hashed at once and the rest as it arrives, on the main thread as before.
+ * Hashing waits for the end of the message while it can: a message whose bytes are kept as
+ * received (no bare LF made CRLF) is hashed whole once it is complete, on the digest worker
+ * (digest-offload.ts) when it is large enough - from memory, or from its spool file - so the
+ * caller goes on receiving while it is hashed. Once the bytes kept differ from the source (a CR
+ * added), what arrived is hashed at once and the rest as it arrives, on the main thread as before.
  */
 import { HEADER_PARSE_LIMIT } from '../mapping/headers.js';
 import { type DigestOffload, digestOffload } from './digest-offload.js';
-import { type Digests, DigestStream } from './digests.js';
+import { type Digests, DigestStream, feedFile } from './digests.js';
 import { BareLfToCrlf } from './line-ends.js';
 import type { Spool, SpoolFile } from './spool.js';
 
@@ -83,7 +83,7 @@ export class BodyCollector {
     this.size += chunk.length;
     if (!this.hasNul && chunk.includes(0)) this.hasNul = true;
     const wire = this.crlf.convert(chunk);
-    if (wire !== chunk) this.hashFromNowOn();
+    if (wire !== chunk && !this.stream) await this.hashFromNowOn();
     this.stream?.update(chunk);
     chunk = wire;
     this.wireSize += chunk.length;
@@ -96,7 +96,8 @@ export class BodyCollector {
     this.held += chunk.length;
     if (this.file ? this.held >= Math.min(this.spillAt, SPOOL_WRITE_BYTES) : this.held > this.spillAt) {
       if (!this.file) {
-        this.hashFromNowOn();
+        // Hashed from the spool file once complete, by the worker, if it is running now.
+        if (!this.stream && !this.offload.takesFiles()) await this.hashFromNowOn();
         await this.spill();
       }
       await this.flush();
@@ -104,13 +105,19 @@ export class BodyCollector {
   }
 
   /**
-   * Ends deferred hashing: what is held is hashed now (until this is called it is exactly the
-   * source, no CR added), and every later chunk as it arrives.
+   * Ends deferred hashing: what arrived so far is hashed now (until this is called it is
+   * exactly the source, no CR added: in the spool file and what is held), and every later chunk
+   * as it arrives. Reading the file back happens only to a message whose first bare LF comes
+   * after it was spooled (LF-only mail has one in its first chunk).
    */
-  private hashFromNowOn(): void {
-    if (this.stream) return;
-    this.stream = new DigestStream();
-    for (const c of this.chunks) this.stream.update(c);
+  private async hashFromNowOn(): Promise<void> {
+    const stream = new DigestStream();
+    if (this.file) {
+      await this.flush();
+      await feedFile(stream, this.file.path);
+    }
+    for (const c of this.chunks) stream.update(c);
+    this.stream = stream;
   }
 
   /**
@@ -141,7 +148,7 @@ export class BodyCollector {
       return {
         size: this.size,
         wireSize: this.wireSize,
-        digests: Promise.resolve(this.stream!.digest()),
+        digests: this.stream ? Promise.resolve(this.stream.digest()) : this.offload.digestFile(this.file.path),
         hasNul: this.hasNul,
         head: this.head!,
         bytes: null,

@@ -100,7 +100,12 @@ function corpus(): Array<{ name: string; bytes: Buffer }> {
     name: `${c.name} x${Math.ceil((OFFLOAD_MIN_BYTES + 1) / c.bytes.length)}`,
     bytes: Buffer.concat(Array<Buffer>(Math.ceil((OFFLOAD_MIN_BYTES + 1) / c.bytes.length)).fill(c.bytes)),
   }));
-  return [...small, ...large];
+  // Spooled (spillAt 16 KB below) before its first bare LF: hashing then starts from the file.
+  const lfLate = Buffer.concat([
+    large.find((c) => c.name.startsWith('hostile nul'))!.bytes,
+    hostileMessage('bare-lf', 'late'),
+  ]);
+  return [...small, ...large, { name: 'bare LF only after 16 KB', bytes: lfLate }];
 }
 
 /** No bare LF: the bytes held are the source, so hashing is deferred and may go to the worker. */
@@ -160,6 +165,17 @@ describe('digest worker: the same digests as inline hashing', () => {
     expect(real.answered() - before).toBeGreaterThan(asked / 2);
   });
 
+  it('a spool file neither the worker nor the main thread can read: a temporary error naming it', async () => {
+    await real.started();
+    const gone = join(root, 'gone');
+    const before = real.answered();
+    await expect(real.offload.digestFile(gone)).rejects.toMatchObject({
+      kind: 'temporary',
+      message: expect.stringContaining(`temporary file ${gone}`),
+    });
+    expect(real.answered() - before).toBe(1);
+  });
+
   it('a ring filled exactly by a wrapped copy takes nothing more until the worker answers', async () => {
     let worker!: Worker;
     let ready!: () => void;
@@ -203,8 +219,8 @@ describe('digest worker: the same digests as inline hashing', () => {
           expect({ sha256: r.sha256, fingerprint: r.fingerprint }, at).toEqual(inlineDigests(c.bytes));
           expect((r.bytes ?? readFileSync(r.file!)).equals(wire), at).toBe(true);
           expect(r.size, at).toBe(c.bytes.length);
-          // The worker took exactly the messages kept in memory as received and large enough.
-          const offloaded = r.file === null && unconverted(c.bytes) && c.bytes.length >= OFFLOAD_MIN_BYTES;
+          // The worker took exactly the messages kept as received: spooled, or in memory and large enough.
+          const offloaded = unconverted(c.bytes) && (r.file !== null || c.bytes.length >= OFFLOAD_MIN_BYTES);
           expect(real.answered() - before, at).toBe(offloaded ? 1 : 0);
         }
       }
@@ -229,8 +245,11 @@ describe('digest worker: when it cannot help, messages are hashed inline', () =>
     });
     await offload.digest(big);
     await isReady;
-    const r = await collect(offload, big, 65_536);
+    // One in memory, one spooled: both in the worker when it dies.
+    const [r, spooled] = await Promise.all([collect(offload, big, 65_536), collect(offload, big, 65_536, 1000)]);
     expect({ sha256: r.sha256, fingerprint: r.fingerprint }).toEqual(inlineDigests(big));
+    expect(spooled.file).not.toBeNull();
+    expect({ sha256: spooled.sha256, fingerprint: spooled.fingerprint }).toEqual(inlineDigests(big));
     expect(offload.takeNotices().join('\n')).toMatch(/digest worker failed \(it exited with code 3\)/);
     const again = await collect(offload, big, 4096);
     expect(again.sha256).toBe(inlineDigests(big).sha256);
@@ -242,6 +261,11 @@ describe('digest worker: when it cannot help, messages are hashed inline', () =>
       throw new Error('no threads here');
     });
     expect((await collect(refused, big, 65_536)).fingerprint).toBe(inlineDigests(big).fingerprint);
+    // Spooled after a bare LF was made CRLF: hashed as it arrives, as before the worker.
+    const lf = Buffer.concat(Array<Buffer>(100).fill(hostileMessage('bare-lf', 'fallback')));
+    const spooled = await collect(refused, lf, 333, 1024);
+    expect(spooled.file).not.toBeNull();
+    expect({ sha256: spooled.sha256, fingerprint: spooled.fingerprint }).toEqual(inlineDigests(lf));
     expect(refused.takeNotices()).toEqual([
       'digest worker not started (no threads here): messages are hashed on the main thread',
     ]);
