@@ -36,8 +36,12 @@ import { type Digests, digestsOf, digestsOfFile } from './digests.js';
  */
 export const OFFLOAD_MIN_BYTES = 4 * 1024;
 
-/** The ring's size: twice the largest message kept in memory by default (DEFAULT_SPILL_BYTES). */
-export const RING_BYTES = 8 * 1024 * 1024;
+/**
+ * The ring's size: the largest message kept in memory by default (DEFAULT_SPILL_BYTES). The
+ * worker hashes several times faster than mail arrives, so the ring rarely holds more than one
+ * message; 8 MB cost 4 MB more RSS for no measurable CPU.
+ */
+export const RING_BYTES = 4 * 1024 * 1024;
 
 /** An idle worker is ended after this long; the next message large enough starts another. */
 const IDLE_MS = 10_000;
