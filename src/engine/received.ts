@@ -6,16 +6,10 @@
  * while small, in a spool file (spool.ts) once it has grown past `spillAt`. So a message costs
  * at most `spillAt` bytes of memory plus the head however large it is or claims to be, and
  * nothing is hashed or parsed twice.
- *
- * Hashing waits for the end of the message while it can: a message whose bytes are kept as
- * received (no bare LF made CRLF) is hashed whole once it is complete, on the digest worker
- * (digest-offload.ts) when it is large enough - from memory, or from its spool file - so the
- * caller goes on receiving while it is hashed. Once the bytes kept differ from the source (a CR
- * added), what arrived is hashed at once and the rest as it arrives, on the main thread as before.
  */
+import { createHash, type Hash } from 'node:crypto';
 import { HEADER_PARSE_LIMIT } from '../mapping/headers.js';
-import { type DigestOffload, digestOffload } from './digest-offload.js';
-import { type Digests, DigestStream, feedFile } from './digests.js';
+import { Fingerprinter } from './fingerprint.js';
 import { BareLfToCrlf } from './line-ends.js';
 import type { Spool, SpoolFile } from './spool.js';
 
@@ -42,17 +36,9 @@ export interface ReceivedBody {
   file: string | null;
 }
 
-/** A message that arrived whole, its digests perhaps still being computed on the digest worker. */
-export type ArrivedBody = Omit<ReceivedBody, 'sha256' | 'fingerprint'> & { digests: Promise<Digests> };
-
-export async function withDigests(a: ArrivedBody): Promise<ReceivedBody> {
-  const { digests, ...body } = a;
-  return { ...body, ...(await digests) };
-}
-
 export class BodyCollector {
-  /** Hashing as the bytes arrive; null while it is deferred to finish() (the module comment). */
-  private stream: DigestStream | null = null;
+  private readonly hash: Hash = createHash('sha256');
+  private readonly fingerprint = new Fingerprinter();
   private readonly crlf = new BareLfToCrlf();
   private wireSize = 0;
   private chunks: Buffer[] = [];
@@ -65,7 +51,6 @@ export class BodyCollector {
   constructor(
     private readonly spool: Spool,
     private readonly spillAt: number,
-    private readonly offload: DigestOffload = digestOffload,
   ) {}
 
   /** Bytes received so far. */
@@ -81,11 +66,10 @@ export class BodyCollector {
   async add(chunk: Buffer): Promise<void> {
     if (chunk.length === 0) return;
     this.size += chunk.length;
+    this.hash.update(chunk);
+    this.fingerprint.update(chunk);
     if (!this.hasNul && chunk.includes(0)) this.hasNul = true;
-    const wire = this.crlf.convert(chunk);
-    if (wire !== chunk && !this.stream) await this.hashFromNowOn();
-    this.stream?.update(chunk);
-    chunk = wire;
+    chunk = this.crlf.convert(chunk);
     this.wireSize += chunk.length;
     if (this.file) {
       // Spilled before the head was complete: keep filling it.
@@ -95,29 +79,9 @@ export class BodyCollector {
     this.chunks.push(chunk);
     this.held += chunk.length;
     if (this.file ? this.held >= Math.min(this.spillAt, SPOOL_WRITE_BYTES) : this.held > this.spillAt) {
-      if (!this.file) {
-        // Hashed from the spool file once complete, by the worker, if it is running now.
-        if (!this.stream && !this.offload.takesFiles()) await this.hashFromNowOn();
-        await this.spill();
-      }
+      if (!this.file) await this.spill();
       await this.flush();
     }
-  }
-
-  /**
-   * Ends deferred hashing: what arrived so far is hashed now (until this is called it is
-   * exactly the source, no CR added: in the spool file and what is held), and every later chunk
-   * as it arrives. Reading the file back happens only to a message whose first bare LF comes
-   * after it was spooled (LF-only mail has one in its first chunk).
-   */
-  private async hashFromNowOn(): Promise<void> {
-    const stream = new DigestStream();
-    if (this.file) {
-      await this.flush();
-      await feedFile(stream, this.file.path);
-    }
-    for (const c of this.chunks) stream.update(c);
-    this.stream = stream;
   }
 
   /**
@@ -137,18 +101,17 @@ export class BodyCollector {
     if (chunks.length > 0) await this.file!.writev(chunks);
   }
 
-  /**
-   * The whole message. Its digests are settled already unless hashing was deferred: then they
-   * are computed now, on the digest worker if it takes the message, else inline.
-   */
-  async finish(): Promise<ArrivedBody> {
+  async finish(): Promise<ReceivedBody> {
+    const sha256 = this.hash.digest('hex');
+    const fingerprint = this.fingerprint.digest();
     if (this.file) {
       await this.flush();
       await this.file.close();
       return {
         size: this.size,
         wireSize: this.wireSize,
-        digests: this.stream ? Promise.resolve(this.stream.digest()) : this.offload.digestFile(this.file.path),
+        sha256,
+        fingerprint,
         hasNul: this.hasNul,
         head: this.head!,
         bytes: null,
@@ -156,12 +119,12 @@ export class BodyCollector {
       };
     }
     const bytes = Buffer.concat(this.chunks, this.held);
-    const digests = this.stream ? Promise.resolve(this.stream.digest()) : this.offload.digest(bytes);
     this.chunks = [];
     return {
       size: this.size,
       wireSize: this.wireSize,
-      digests,
+      sha256,
+      fingerprint,
       hasNul: this.hasNul,
       head: bytes.subarray(0, HEAD_BYTES),
       bytes,

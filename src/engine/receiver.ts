@@ -19,10 +19,6 @@
  * always kills the connection cannot block the rest of the mailbox. A reply larger than the
  * message can be (retrCeiling) has it set aside at once. Counting per run is enough because
  * the run reconnects by itself; a message is never journaled before it arrived whole.
- *
- * A message's digests may still be computing on the digest worker when the next one is read
- * (received.ts): a batch waits for all of them together, just before it is returned, so the
- * journal sees every row's sha256 and fingerprint before it writes anything, as before.
  */
 import type { Readable } from 'node:stream';
 import { isPopsyncError, PopsyncError } from '../errors.js';
@@ -30,8 +26,7 @@ import { isOverCeiling, messageCeiling } from '../pop3/index.js';
 import type { Pop3Session } from '../pop3/types.js';
 import type { RunContext } from './context.js';
 import type { ListedMessage } from './plan.js';
-import { digestOffload } from './digest-offload.js';
-import { type ArrivedBody, BodyCollector, type ReceivedBody, withDigests } from './received.js';
+import { BodyCollector, type ReceivedBody } from './received.js';
 import type { Spool } from './spool.js';
 
 export interface Received {
@@ -85,32 +80,25 @@ export class Receiver {
   /** The next batch of whole messages; null when the copy list is done or the connection failed. */
   async batch(): Promise<ReceivedBatch | null> {
     if (this.failed) return null;
-    const arrived: Array<{ m: ListedMessage; body: ArrivedBody }> = [];
+    const items: Received[] = [];
     let bytes = 0;
-    while (arrived.length < this.limits.messages && bytes < this.limits.bytes) {
+    while (items.length < this.limits.messages && bytes < this.limits.bytes) {
       this.issue();
       const x = this.ahead.shift();
       if (!x) break;
-      let body: ArrivedBody | null;
+      let body: ReceivedBody | null;
       try {
         body = await this.receive(x.m, x.stream);
       } catch (e) {
         this.failed = this.charge(x.m, e);
         this.abandonAhead();
-        return { items: await this.hashed(arrived), error: this.failed };
+        return { items, error: this.failed };
       }
       if (!body) continue;
-      arrived.push({ m: x.m, body });
+      items.push({ m: x.m, body });
       bytes += body.wireSize;
     }
-    return arrived.length > 0 ? { items: await this.hashed(arrived), error: null } : null;
-  }
-
-  /** The batch with every digest settled (they never fail: digest-offload.ts falls back inline). */
-  private async hashed(arrived: Array<{ m: ListedMessage; body: ArrivedBody }>): Promise<Received[]> {
-    const items = await Promise.all(arrived.map(async (a) => ({ m: a.m, body: await withDigests(a.body) })));
-    for (const notice of digestOffload.takeNotices()) this.ctx.o.logger.debug({ account: this.ctx.o.account }, notice);
-    return items;
+    return items.length > 0 ? { items, error: null } : null;
   }
 
   /**
@@ -144,7 +132,7 @@ export class Receiver {
   }
 
   /** One whole message, or null when the server refused to send it (-ERR: that message only). */
-  private async receive(m: ListedMessage, stream: Readable): Promise<ArrivedBody | null> {
+  private async receive(m: ListedMessage, stream: Readable): Promise<ReceivedBody | null> {
     const body = new BodyCollector(this.spool, this.limits.spillAt);
     const ceiling = retrCeiling(m.size);
     try {

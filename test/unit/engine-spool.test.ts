@@ -16,7 +16,7 @@ import {
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BodyCollector, type ReceivedBody, withDigests } from '../../src/engine/received.js';
+import { BodyCollector } from '../../src/engine/received.js';
 import { Spool, SpoolFile } from '../../src/engine/spool.js';
 import { HEADER_PARSE_LIMIT, parseHeaders } from '../../src/mapping/headers.js';
 import { headerHash } from '../../src/engine/identity.js';
@@ -34,10 +34,14 @@ afterEach(() => {
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-async function collect(message: Buffer, spillAt: number, chunk = 1000): Promise<ReceivedBody> {
+async function collect(
+  message: Buffer,
+  spillAt: number,
+  chunk = 1000,
+): Promise<Awaited<ReturnType<BodyCollector['finish']>>> {
   const c = new BodyCollector(spool, spillAt);
   for (let i = 0; i < message.length; i += chunk) await c.add(message.subarray(i, i + chunk));
-  return withDigests(await c.finish());
+  return c.finish();
 }
 
 describe('Spool', () => {
