@@ -59,8 +59,16 @@ import { chooseLogin, credentialsFor, loginSecretForms, mechanismFor, SaslConver
  */
 const CORKED_BODY_BYTES = 64 * 1024;
 
-/** Unacknowledged bytes written before we wait for replies: keeps memory and socket buffers flat. */
-const MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024;
+/**
+ * Unacknowledged literal bytes written before the writer waits for replies. Not what bounds
+ * memory: the bodies are the engine's until their batch is settled (its APPEND window holds
+ * DEFAULT_APPEND_WINDOW batches of --batch-mb), and writes wait for the socket to drain. So it is
+ * set well above that window: at 8 MiB one message of a few MB made the next batch wait a
+ * round trip plus the server's work on the last one (seen at 30 ms RTT on every few-MB message
+ * of the bench's mix), with the connection idle meanwhile. It still bounds a caller that hands
+ * over more than the engine does.
+ */
+const MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
 /** writeUnit: in-memory messages gathered into one socket write, up to about this many bytes. */
 const CORK_BYTES = 256 * 1024;
 

@@ -398,6 +398,41 @@ describe('pipelined APPEND (LITERAL+ and UIDPLUS) against the fake server', () =
       internalDate: new Date(Date.UTC(2019, 3, n, 8, 0, 0)),
     }));
 
+  it("writes the next batch while the last one's few MB are unanswered", async () => {
+    // Replies are held until the server has read both messages; a client that waited for the
+    // first reply before writing the second gets them only from the fallback, and fails below.
+    let release: () => void = () => undefined;
+    const replies = new Promise<void>((r) => {
+      release = r;
+    });
+    let releasedBy: string | null = null;
+    const fallback = setTimeout(() => {
+      releasedBy ??= 'the fallback';
+      release();
+    }, 15_000);
+    const { sink } = await setup(
+      {
+        onAppend: (a) => {
+          if (a.n === 2) {
+            releasedBy ??= 'the second APPEND';
+            release();
+          }
+          return { kind: 'ok', after: replies };
+        },
+      },
+      FAKE_PASSWORD,
+      { timeoutMs: 60_000 },
+    );
+    // 6 MB each, as the few MB-sized messages of a typical mailbox (in memory: under --batch-mb).
+    const big = (n: number): Buffer => Buffer.concat([msg(n), Buffer.from(`${'x'.repeat(1022)}\r\n`.repeat(6 * 1024))]);
+    const first = sink.appendBatch('Archive', [{ body: big(1), flags: [] }]);
+    const second = sink.appendBatch('Archive', [{ body: big(2), flags: [] }]);
+    const outcomes = (await Promise.all([first, second])).flat();
+    clearTimeout(fallback);
+    expect(releasedBy).toBe('the second APPEND');
+    expect(outcomes.map((o) => o.ok && o.uid)).toEqual([1, 2]);
+  });
+
   it('writes every APPEND before any reply and reports outcomes in order', async () => {
     // the server holds its replies until it has read all five APPENDs: a serial client would stall
     const { fake, sink } = await setup({ holdAppendReplies: 5 });
