@@ -18,6 +18,7 @@ import type { RunContext } from './context.js';
 import { planDeletion, type DeletionCandidate, type DeletionPolicy } from './deletion.js';
 import { topHash } from './inventory.js';
 import { checkCopies } from './verifier.js';
+import type { Verdict } from './verify.js';
 
 /** Ends the source session: deleting what the policy allows first, when there is a policy. */
 export async function finishSource(ctx: RunContext, source: Pop3Session, policy: DeletionPolicy | null): Promise<void> {
@@ -56,8 +57,17 @@ async function deleteFromSource(ctx: RunContext, source: Pop3Session, policy: De
   result.deletionRefused = plan.refused;
   let due = plan.delete;
   if (due.length > 0) {
-    due = await sameMessages(ctx, source, due);
-    due = await copiesPresent(ctx, due, policy.verify);
+    // The source's side (TOP) and the destination's (FETCH) are asked side by side, on their own
+    // connections: their round trips overlap instead of following one another. A copy's verdict
+    // is acted on only for a message whose source still matches (a reused UIDL is not this row's).
+    const [same, copies] = await Promise.allSettled([
+      sameMessages(ctx, source, due),
+      copyVerdicts(ctx, due, policy.verify),
+    ]);
+    // As one after the other: a failure of the source's side is the one reported.
+    if (same.status === 'rejected') return ctx.on('pop3', Promise.reject(same.reason));
+    if (copies.status === 'rejected') return ctx.on('imap', Promise.reject(copies.reason));
+    due = copiesPresent(ctx, same.value, copies.value);
   }
   if (due.length === 0) return false;
   await stopIfInterrupted(ctx, source);
@@ -111,17 +121,17 @@ async function sameMessages(
 }
 
 /**
- * The copy is in the destination, as copied: by UID, size and header digest (one batched FETCH
- * per folder), or with `byContent` by the sha256 of the stored bytes.
+ * How each copy is found in the destination: by UID, size and header digest (one batched FETCH
+ * per folder), or with `byContent` by the sha256 of the stored bytes. Only looks.
  */
-async function copiesPresent(
+async function copyVerdicts(
   ctx: RunContext,
   due: DeletionCandidate[],
   byContent: boolean,
-): Promise<DeletionCandidate[]> {
+): Promise<Map<string, Verdict>> {
   const { journal, account } = ctx.o;
   const sink = await ctx.connectSink();
-  const verdicts = await ctx.on(
+  return ctx.on(
     'imap',
     checkCopies(
       sink,
@@ -130,6 +140,11 @@ async function copiesPresent(
       (folder, v) => journal.doneUidsIn(account, folder, v),
     ),
   );
+}
+
+/** The messages whose copy is in the destination as copied; the others are recorded as problems. */
+function copiesPresent(ctx: RunContext, due: DeletionCandidate[], verdicts: Map<string, Verdict>): DeletionCandidate[] {
+  const { journal, account } = ctx.o;
   return due.filter((c) => {
     const v = verdicts.get(c.uidl);
     // A copy whose server only rewrote its line ends holds the whole message.

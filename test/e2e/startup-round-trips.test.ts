@@ -69,9 +69,20 @@ async function relays(rules: { pop3?: RelayRules; imap?: RelayRules } = {}): Pro
 }
 
 function migrate(r: Relayed, pop: string, imap: string, extra: string[] = [], password = lab.password) {
+  return run('migrate', r, pop, imap, extra, password);
+}
+
+function run(
+  command: 'migrate' | 'sync',
+  r: Relayed,
+  pop: string,
+  imap: string,
+  extra: string[] = [],
+  password = lab.password,
+) {
   return runCli(
     [
-      'migrate',
+      command,
       '--pop',
       `pop3://${pop}@127.0.0.1:${r.pop3}`,
       '--pop-tls',
@@ -259,6 +270,45 @@ describe('start-up and end of a run', () => {
           .map((e) => e.conn)
           .sort(),
       ).toEqual([0, 1]);
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('before deleting, the source (TOP) and the copies (IMAP) are checked side by side; DELE after both', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(pop, [1, 2, 3].map(message));
+    // The TOP replies are held until IMAP carried a command after the first TOP: a run that
+    // checked the copies only once the source's headers were in would stall until the fallback.
+    const topWritten = (log: RelayLog): boolean => log.sent('pop3').some((e) => e.line.startsWith('TOP '));
+    const r = await relays({
+      pop3: { hold: (conn, log) => log.sent('pop3', conn).some((e) => e.line.startsWith('TOP ')) },
+      imap: {
+        onEvent: (e) => {
+          if (e.dir === '>' && topWritten(r.log)) popRelay?.release();
+        },
+      },
+    });
+    popRelay = r.popRelay;
+    const fallback = setTimeout(() => r.release(), 15_000);
+    try {
+      const res = await run('sync', r, pop, imap, ['--delete']);
+      clearTimeout(fallback);
+      expect(res.code, res.stderr).toBe(0);
+      expect(JSON.parse(res.stdout)).toMatchObject({ copied: 3, deleted: 3 });
+      const { events } = r.log;
+      const firstTop = events.find((e) => e.relay === 'pop3' && e.dir === '>' && e.line.startsWith('TOP '))!;
+      const topReply = events.find((e) => e.relay === 'pop3' && e.dir === '<' && e.seq > firstTop.seq)!;
+      const imapCheck = events.find((e) => e.relay === 'imap' && e.dir === '>' && e.seq > firstTop.seq)!;
+      expect(imapCheck.seq).toBeLessThan(topReply.seq);
+      // Still: no DELE before the copies' FETCH was answered.
+      const fetchDone = events.find(
+        (e) => e.relay === 'imap' && e.dir === '<' && e.seq > firstTop.seq && / OK .*fetch/i.test(e.line),
+      )!;
+      const firstDele = events.find((e) => e.relay === 'pop3' && e.dir === '>' && e.line.startsWith('DELE '))!;
+      expect(firstDele.seq).toBeGreaterThan(fetchDone.seq);
+      expect(await destinationMessages(lab, imap)).toHaveLength(3);
     } finally {
       await r.close();
     }
