@@ -688,11 +688,16 @@ class ImapWriter implements ImapSink {
   ): Promise<{ uidValidity: bigint } | null> {
     return this.serial(`FETCH headers from "${path}"`, async () => {
       const levels = this.levelsOf(path);
-      if ((await this.statusOrNull(levels, path)) === null) return null;
-      // Always re-select: EXISTS from other writers is only learned at SELECT or a NOOP.
-      await this.open(levels, path);
-      // The UIDVALIDITY of the session that FETCHes: the UIDs below belong to it, whatever
-      // happened to the folder between STATUS and EXAMINE.
+      // Always re-select: EXISTS from other writers is only learned at SELECT or a NOOP. Whether
+      // the folder exists is asked (STATUS) only when EXAMINE fails: asked first, it was a round
+      // trip before every scan (adoption, the check before DELE) of a folder that nearly always does.
+      try {
+        await this.open(levels, path);
+      } catch (err) {
+        if (!this.client.usable || (await this.statusOrNull(levels, path)) !== null) throw err;
+        return null;
+      }
+      // The UIDVALIDITY of the session that FETCHes: the UIDs below belong to it.
       const uidValidity = this.client.mailbox ? this.client.mailbox.uidValidity : undefined;
       if (uidValidity === undefined)
         throw new PopsyncError('protocol', `IMAP server gave no UIDVALIDITY when opening "${path}"`, { folder: path });

@@ -308,6 +308,9 @@ describe('start-up and end of a run', () => {
       )!;
       const firstDele = events.find((e) => e.relay === 'pop3' && e.dir === '>' && e.line.startsWith('DELE '))!;
       expect(firstDele.seq).toBeGreaterThan(fetchDone.seq);
+      // The copies' check asks no STATUS first (EXAMINE says whether the folder is there).
+      const checks = events.filter((e) => e.relay === 'imap' && e.dir === '>' && e.seq > firstTop.seq);
+      expect(checks.filter((e) => e.seq < firstDele.seq && command(e) === 'STATUS')).toEqual([]);
       expect(await destinationMessages(lab, imap)).toHaveLength(3);
     } finally {
       await r.close();

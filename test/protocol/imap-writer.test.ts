@@ -320,6 +320,8 @@ describe('ImapSink against the fake server', () => {
       expect(fake.received.filter((l) => / UID FETCH /.test(l))).toEqual([
         expect.stringMatching(/ UID FETCH 2,4,9 \(UID RFC822\.SIZE BODY\.PEEK\[HEADER\]\)$/),
       ]);
+      // No STATUS before EXAMINE: whether a folder exists is asked only when EXAMINE fails.
+      expect(fake.received.filter((l) => / STATUS /.test(l))).toEqual([]);
       got.length = 0;
       // 9:* is answered with the highest UID; it is not reported.
       await sink.scanHeaders('Archive', { since: 9 }, (m) => got.push([m.uid, m.size, '']));
