@@ -14,7 +14,7 @@ import { describe, expect, it } from 'vitest';
 import { realisticMix } from '../../lab/corpus.js';
 import type { Lab, StartOptions } from '../../lab/dovecot.js';
 import { runCli, startCli } from '../support/cli.js';
-import { startKillRelay } from '../support/kill-relay.js';
+import { killAtRandomBytes, startKillRelay } from '../support/kill-relay.js';
 import { useLab } from '../support/lab-fixture.js';
 import { destinationMessages, digests } from '../support/mailboxes.js';
 
@@ -165,27 +165,12 @@ export function defineFolderCrashTests(v: FolderCrashVariant): { lab(): Lab; dir
         const pop = lab.newUser('src');
         const imap = lab.newUser('dst');
         await lab.seedPop3(pop, messages);
-        // Deterministic "random" points (crash-matrix.ts), so a failure can be replayed.
-        let seed = 4242;
-        const next = () => {
-          seed = (seed * 1103515245 + 12345) % 2 ** 31;
-          return seed / 2 ** 31;
-        };
-        let kills = 0;
-        for (let i = 0; i < v.randomKills; i++) {
-          const at = 1 + Math.floor((next() * 2 * span) / v.randomKills);
-          const child = startCli(migrate(pop, imap, viaRelay(), 5), { env: { PW: lab.password } });
-          relay.arm(at, () => child.child.kill('SIGKILL'));
-          const r = await child.done;
-          if (r.signal === 'SIGKILL') kills++;
-          else {
-            expect(r.code, r.stderr).toBe(0);
-            break;
-          }
-        }
+        const { kills, finished } = await killAtRandomBytes(relay, span, v.randomKills, 4242, () =>
+          startCli(migrate(pop, imap, viaRelay(), 5), { env: { PW: lab.password } }),
+        );
+        if (finished) expect(finished.code, finished.stderr).toBe(0);
         console.log(`random kills (${v.name}): ${kills} SIGKILLs at random bytes of ${span}`);
         expect(kills).toBeGreaterThan(0);
-        relay.arm(null, () => {});
         const final = await runCli(migrate(pop, imap, viaRelay(), 5), { env: { PW: lab.password } });
         expect(final.code, final.stderr).toBe(0);
         const expected = expectedByFolder(messages);

@@ -23,7 +23,7 @@ import { realisticMix } from '../../lab/corpus.js';
 import type { Lab, StartOptions } from '../../lab/dovecot.js';
 import { labArgs, useLab } from '../support/lab-fixture.js';
 import { runCli, startCli } from '../support/cli.js';
-import { startKillRelay } from '../support/kill-relay.js';
+import { killAtRandomBytes, startKillRelay } from '../support/kill-relay.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
 
 export interface CrashVariant {
@@ -171,27 +171,10 @@ export function defineCrashMatrix(v: CrashVariant): MatrixLab {
         await lab.seedPop3(pop, messages);
         const expected = digests(await sourceMessages(lab, pop));
         const journal = join(dir, `${pop}.sqlite`);
-        // Deterministic "random" points, so a failure can be replayed.
-        let seed = 12345;
-        const next = () => {
-          seed = (seed * 1103515245 + 12345) % 2 ** 31;
-          return seed / 2 ** 31;
-        };
-        let kills = 0;
-        for (let i = 0; i < v.randomKills; i++) {
-          // Each kill lands within the first 2/K of a whole run's bytes, so a run makes about 1/K of
-          // the copy's progress on average and some K kills land before one runs to the end; the
-          // first always lands (K is at least 3).
-          const at = 1 + Math.floor((next() * 2 * span) / v.randomKills);
-          const run = startCli(viaRelay(pop, imap, journal), { env: { PW: lab.password } });
-          relay.arm(at, () => run.child.kill('SIGKILL'));
-          const r = await run.done;
-          if (r.signal === 'SIGKILL') kills++;
-          else {
-            expect(r.code, r.stderr).toBe(0);
-            break;
-          }
-        }
+        const { kills, finished } = await killAtRandomBytes(relay, span, v.randomKills, 12345, () =>
+          startCli(viaRelay(pop, imap, journal), { env: { PW: lab.password } }),
+        );
+        if (finished) expect(finished.code, finished.stderr).toBe(0);
         console.log(`random kills (${v.name}): ${kills} SIGKILLs at random bytes of ${span} before a run completed`);
         expect(kills).toBeGreaterThan(0);
         const final = await runCli(migrateArgs(pop, imap, journal), { env: { PW: lab.password } });

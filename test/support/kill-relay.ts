@@ -10,6 +10,7 @@
  * chosen byte before the signal lands.
  */
 import net from 'node:net';
+import type { CliResult, startCli } from './cli.js';
 
 export interface KillRelay {
   /** Ports that relay to the lab's POP3 and IMAP listeners. */
@@ -89,4 +90,39 @@ export async function startKillRelay(targets: { pop: number; imap: number }): Pr
       await Promise.all([pop, imap].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     },
   };
+}
+
+/**
+ * Starts runs through `relay` and SIGKILLs each at a random byte, until one ends by itself or
+ * `count` were killed. Each kill lands within the first 2/count of `span` (the bytes a whole run
+ * carries), so a run makes about 1/count of the copy's progress on average and about `count`
+ * kills land before one runs to the end; with `count` of at least 3 the first always lands. The
+ * points come from `seed`, so a failure can be replayed. Returns the kills and the run that
+ * ended by itself, if one did.
+ */
+export async function killAtRandomBytes(
+  relay: KillRelay,
+  span: number,
+  count: number,
+  seed: number,
+  start: () => ReturnType<typeof startCli>,
+): Promise<{ kills: number; finished: CliResult | null }> {
+  const next = () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed / 2 ** 31;
+  };
+  let kills = 0;
+  try {
+    for (let i = 0; i < count; i++) {
+      const at = 1 + Math.floor((next() * 2 * span) / count);
+      const run = start();
+      relay.arm(at, () => run.child.kill('SIGKILL'));
+      const r = await run.done;
+      if (r.signal !== 'SIGKILL') return { kills, finished: r };
+      kills++;
+    }
+    return { kills, finished: null };
+  } finally {
+    relay.arm(null, () => {});
+  }
 }
