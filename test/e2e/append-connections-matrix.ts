@@ -108,7 +108,7 @@ export function defineFolderCrashTests(v: FolderCrashVariant): { lab(): Lab; dir
   const direct = () => ({ pop3: lab.pop3.port, imap: lab.imap.port });
 
   describe(`two APPEND connections, killed and resumed (${v.name})`, () => {
-    it('ends with every message once in its folder for a kill before and after every journal step', async () => {
+    it('ends with every message once in its folder for a kill at every journal step', async () => {
       // Batches of 3 that each span two or three folders; identical messages within a batch
       // and across batches, in one folder (what a match by content can get wrong).
       const r = routedCorpus(6, 11);
