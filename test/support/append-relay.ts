@@ -10,8 +10,9 @@
  * sockets as soon as it holds that many tagged APPEND replies: batches the server stored whose
  * outcome the client never heard.
  */
-import net from 'node:net';
+
 import { ImapStreamSplitter } from '../../lab/imap-splitter.js';
+import { startRelay } from './relay.js';
 
 export interface AppendRelayOptions {
   /** Cut instead of releasing, once the held server data holds this many tagged APPEND replies. */
@@ -40,25 +41,13 @@ export async function startAppendRelay(targetPort: number, options: AppendRelayO
   let cuts = 0;
   /** The hold happens once, on the first connection that carries an APPEND. */
   let holdUsed = false;
-  const open = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(targetPort, '127.0.0.1');
-    client.setNoDelay(true);
-    upstream.setNoDelay(true);
-    open.add(client);
-    open.add(upstream);
+  const relay = await startRelay(targetPort, (client, upstream, close) => {
     /** Tags of APPEND commands begun and not yet answered (as relayed to the client). */
     const unanswered = new Set<string>();
     let held: Buffer[] | null = null;
     let heldReplies = 0;
     /** The client began an APPEND after the one the hold started at. */
     let nextBegun = false;
-    const close = (): void => {
-      client.destroy();
-      upstream.destroy();
-      open.delete(client);
-      open.delete(upstream);
-    };
     const cut = (): void => {
       cuts++;
       close();
@@ -115,22 +104,13 @@ export async function startAppendRelay(targetPort: number, options: AppendRelayO
       fromClient.push(chunk);
       upstream.write(chunk);
     });
-    client.on('close', close);
-    upstream.on('close', close);
-    client.on('error', close);
-    upstream.on('error', close);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
-    port: (server.address() as net.AddressInfo).port,
+    port: relay.port,
     writtenWhileUnanswered: () => whileUnanswered,
     appendCommands: () => appends,
     peakUnanswered: () => peak,
     cuts: () => cuts,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of open) s.destroy();
-        server.close(() => resolve());
-      }),
+    close: () => relay.close(),
   };
 }

@@ -4,7 +4,7 @@
  * hears about it. This puts real Dovecot into the failure windows that matter for exactly-once
  * delivery, which a scripted fake server could only imitate.
  */
-import net from 'node:net';
+import { startRelay } from './relay.js';
 
 interface CutDecision {
   /** Which connection this is, counting from 0 in accept order. */
@@ -31,18 +31,11 @@ export interface ProxyRules {
 export async function startCuttingProxy(targetPort: number, rules: ProxyRules): Promise<CuttingProxy> {
   let accepted = 0;
   let cuts = 0;
-  const open = new Set<net.Socket>();
-  const server = net.createServer((client) => {
+  const relay = await startRelay(targetPort, (client, upstream, end) => {
     const connection = accepted++;
-    const upstream = net.connect(targetPort, '127.0.0.1');
-    client.setNoDelay(true);
-    upstream.setNoDelay(true);
-    open.add(client);
-    open.add(upstream);
     const cut = () => {
       cuts++;
-      client.destroy();
-      upstream.destroy();
+      end();
     };
     let fromServer = 0;
     let fromClient = 0;
@@ -56,28 +49,12 @@ export async function startCuttingProxy(targetPort: number, rules: ProxyRules): 
       fromClient += chunk.length;
       upstream.write(chunk);
     });
-    const close = () => {
-      client.destroy();
-      upstream.destroy();
-      open.delete(client);
-      open.delete(upstream);
-    };
-    client.on('close', close);
-    upstream.on('close', close);
-    client.on('error', close);
-    upstream.on('error', close);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
   return {
-    port,
+    port: relay.port,
     connections: () => accepted,
     cuts: () => cuts,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of open) s.destroy();
-        server.close(() => resolve());
-      }),
+    close: () => relay.close(),
   };
 }
 

@@ -9,8 +9,9 @@
  * Once it fires the relay forwards nothing more, so the client cannot get further than the
  * chosen byte before the signal lands.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import type { CliResult, startCli } from './cli.js';
+import { startRelay } from './relay.js';
 
 export interface KillRelay {
   /** Ports that relay to the lab's POP3 and IMAP listeners. */
@@ -31,8 +32,6 @@ export async function startKillRelay(targets: { pop: number; imap: number }): Pr
   let threshold: number | null = null;
   let fired = false;
   let onReach: () => void = () => {};
-  const open = new Set<net.Socket>();
-
   // Forwards what fits under the threshold; after the kill, nothing.
   const pass = (chunk: Buffer, to: net.Socket): void => {
     if (fired) return;
@@ -48,36 +47,16 @@ export async function startKillRelay(targets: { pop: number; imap: number }): Pr
     to.write(chunk);
   };
 
-  const listen = async (targetPort: number): Promise<net.Server> => {
-    const server = net.createServer((client) => {
-      const upstream = net.connect(targetPort, '127.0.0.1');
-      client.setNoDelay(true);
-      upstream.setNoDelay(true);
-      open.add(client);
-      open.add(upstream);
-      upstream.on('data', (chunk: Buffer) => pass(chunk, client));
-      client.on('data', (chunk: Buffer) => pass(chunk, upstream));
-      const close = () => {
-        client.destroy();
-        upstream.destroy();
-        open.delete(client);
-        open.delete(upstream);
-      };
-      for (const s of [client, upstream]) {
-        s.on('close', close);
-        s.on('error', close);
-      }
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return server;
+  const wire = (client: net.Socket, upstream: net.Socket): void => {
+    upstream.on('data', (chunk: Buffer) => pass(chunk, client));
+    client.on('data', (chunk: Buffer) => pass(chunk, upstream));
   };
-  const pop = await listen(targets.pop);
-  const imap = await listen(targets.imap);
-  const portOf = (s: net.Server) => (s.address() as net.AddressInfo).port;
+  const pop = await startRelay(targets.pop, wire);
+  const imap = await startRelay(targets.imap, wire);
 
   return {
-    popPort: portOf(pop),
-    imapPort: portOf(imap),
+    popPort: pop.port,
+    imapPort: imap.port,
     arm(t, kill) {
       count = 0;
       threshold = t;
@@ -86,8 +65,7 @@ export async function startKillRelay(targets: { pop: number; imap: number }): Pr
     },
     carried: () => count,
     close: async () => {
-      for (const s of open) s.destroy();
-      await Promise.all([pop, imap].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      await Promise.all([pop.close(), imap.close()]);
     },
   };
 }

@@ -12,8 +12,8 @@
  * synchronising literal the client then never sends the body; a non-synchronising literal is
  * swallowed up to the end of the command. Plaintext only: after STARTTLS it just copies bytes.
  */
-import net from 'node:net';
 import { ImapStreamSplitter, LITERAL_AT_END } from '../../lab/imap-splitter.js';
+import { startRelay } from './relay.js';
 
 export interface ThrottleProxy {
   port: number;
@@ -30,11 +30,7 @@ const withCrlf = (line: Buffer): Buffer => Buffer.concat([line, CRLF]);
 
 export async function startThrottleProxy(targetPort: number, plan: ThrottlePlan): Promise<ThrottleProxy> {
   const stats = { appends: 0, throttled: 0 };
-  const open = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(targetPort, '127.0.0.1');
-    open.add(client);
-    open.add(upstream);
+  const relay = await startRelay(targetPort, (client, upstream) => {
     /** Tags whose NOOP answer becomes a throttling refusal, with the pause it asks for. */
     const refusing = new Map<string, number>();
 
@@ -93,28 +89,10 @@ export async function startThrottleProxy(targetPort: number, plan: ThrottlePlan)
     );
     upstream.on('data', (d: Buffer) => fromServer.push(d));
     client.on('data', (d: Buffer) => fromClient.push(d));
-    const close = (): void => {
-      client.destroy();
-      upstream.destroy();
-      open.delete(client);
-      open.delete(upstream);
-    };
-    for (const s of [client, upstream]) {
-      s.on('close', close);
-      s.on('error', close);
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
   });
   return {
-    port: (server.address() as net.AddressInfo).port,
+    port: relay.port,
     stats: () => ({ ...stats }),
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of open) s.destroy();
-        server.close(() => resolve());
-      }),
+    close: () => relay.close(),
   };
 }
