@@ -9,13 +9,21 @@
  *    dot-stuffing (retr-splitter.ts, no copy) and written, as soon as its terminator arrives,
  *    into a MULTIAPPEND of up to 100 on one IMAP connection. No hashing, no journal, no
  *    confirmation per message; the destination's STATUS MESSAGES is checked afterwards.
+ *  - safeRelay: the least a copier that keeps popsync's invariants can do, as lean as the raw
+ *    relay otherwise: both digests of every message and its intent fsynced in a journal before
+ *    its APPEND, each APPENDUID journaled after (see safeRelay).
  * Each can run over TLS (the lab's pop3s/imaps, verified against its CA). Logins happen before
  * the clock starts; `atEnd` runs when the last reply is in, before the connections close, so
  * a server CPU meter can take its last look at processes about to exit.
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { RetrSplitter } from './retr-splitter.js';
+import { createHash } from 'node:crypto';
+import { DEFAULT_APPEND_WINDOW, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_MESSAGES } from '../src/defaults.js';
+import { Fingerprinter } from '../src/engine/fingerprint.js';
+import { appendUids } from '../src/imap/append-plan.js';
+import { RetrSplitter, uidlReply } from './retr-splitter.js';
+import { type Intent, SafeJournal } from './safe-journal.js';
 
 /** Where the raw clients connect: plain ports, or TLS ones with the CA to verify them. */
 export interface RawEndpoints {
@@ -272,4 +280,170 @@ export async function rawRelay(
   const arrived = await inboxCount(ep, imapUser, password);
   if (arrived !== count) throw new Error(`raw relay: ${arrived} of ${count} messages arrived in ${imapUser}'s INBOX`);
   return ms;
+}
+
+/** How the safe relay cuts batches: popsync's defaults (100 messages, --batch-mb 10) unless given. */
+export interface SafeBatches {
+  messages: number;
+  bytes: number;
+}
+
+interface SafeBatch {
+  intents: Intent[];
+  /** Each message's bytes, undone from dot-stuffing: slices of the chunks they arrived in. */
+  bodies: Buffer[][];
+  bytes: number;
+}
+
+/**
+ * Milliseconds to copy messages 1..count of `popUser` into `imapUser`'s INBOX (which must be
+ * empty) as the least copier with popsync's guarantees can: exactly once needs each message's
+ * exact sha256 and normalised fingerprint (src/engine/fingerprint.ts, popsync's own) in a
+ * durable intent BEFORE its APPEND is sent, and the APPENDUID recorded after. So: UIDL and
+ * every RETR written at once down one POP3 connection (the UIDL keys the journal); each message
+ * hashed both ways as its terminator arrives; batches cut by `batches`; per batch, one fsynced
+ * transaction of intents (safe-journal.ts, a new file at `journalPath`), then one MULTIAPPEND,
+ * and at its tagged OK one transaction recording the UIDs. Up to DEFAULT_APPEND_WINDOW batches
+ * are outstanding while the next is received, as in popsync. Nothing else: no spool file (the
+ * bench's largest message is a few MB), no bare-LF repair, no progress, no report. The clock
+ * starts after both logins and the journal's creation. Throws unless the INBOX then holds
+ * `count` messages and the journal `count` rows, each with its UID.
+ */
+export async function safeRelay(
+  ep: RawEndpoints,
+  popUser: string,
+  imapUser: string,
+  password: string,
+  count: number,
+  journalPath: string,
+  batches: SafeBatches = { messages: DEFAULT_BATCH_MESSAGES, bytes: DEFAULT_BATCH_BYTES },
+  atEnd?: () => void,
+): Promise<number> {
+  const journal = new SafeJournal(journalPath);
+  try {
+    const [pop, imap] = await Promise.all([pop3Login(ep, popUser, password), imapLogin(ep, imapUser, password)]);
+    const t0 = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      const fail = (e: unknown): void => {
+        pop.sock.destroy();
+        imap.sock.destroy();
+        reject(e);
+      };
+      let uidls: string[] | null = null;
+      let head: Buffer = Buffer.alloc(0);
+      let received = 0;
+      let confirmed = 0;
+      let tag = 0;
+      let filling: SafeBatch = { intents: [], bodies: [], bytes: 0 };
+      /** Received whole, waiting for a place in the window (their intents are written as they leave). */
+      const ready: SafeBatch[] = [];
+      const inFlight: Array<{ tag: string; batch: SafeBatch }> = [];
+
+      // Reading pauses while a received batch waits for the window or the IMAP socket is full,
+      // so memory holds the window, one waiting batch and what one chunk of the stream held.
+      const flowControl = (): void => {
+        const hold = ready.length > 0 || imap.sock.writableNeedDrain;
+        if (hold && !pop.sock.isPaused()) pop.sock.pause();
+        else if (!hold && pop.sock.isPaused()) pop.sock.resume();
+      };
+      const send = (): void => {
+        while (ready.length > 0 && inFlight.length < DEFAULT_APPEND_WINDOW) {
+          const batch = ready.shift()!;
+          journal.intents(batch.intents);
+          const t = `t${tag++}`;
+          inFlight.push({ tag: t, batch });
+          const out = imap.sock;
+          out.cork();
+          out.write(`${t} APPEND INBOX`);
+          for (const [i, parts] of batch.bodies.entries()) {
+            out.write(` {${batch.intents[i]!.size}+}\r\n`);
+            for (const p of parts) out.write(p);
+          }
+          out.write('\r\n');
+          out.uncork();
+          // The socket holds what it still has to send; the batch needs only its rows now.
+          batch.bodies = [];
+        }
+        flowControl();
+      };
+      const splitter = new RetrSplitter((parts, size) => {
+        const exact = createHash('sha256');
+        const normal = new Fingerprinter();
+        for (const p of parts) {
+          exact.update(p);
+          normal.update(p);
+        }
+        const uidl = uidls![received++]!;
+        filling.intents.push({ uidl, size, sha256: exact.digest('hex'), fingerprint: normal.digest() });
+        filling.bodies.push(parts);
+        filling.bytes += size;
+        if (filling.intents.length >= batches.messages || filling.bytes >= batches.bytes || received === count) {
+          ready.push(filling);
+          filling = { intents: [], bodies: [], bytes: 0 };
+          send();
+        }
+      });
+      pop.sock.removeAllListeners('data');
+      pop.sock.on('error', fail);
+      pop.sock.on('data', (d: Buffer) => {
+        try {
+          if (uidls === null) {
+            head = head.length ? Buffer.concat([head, d]) : d;
+            const listing = uidlReply(head);
+            if (listing === null) return;
+            if (listing.uidls.length < count) throw new Error(`UIDL lists ${listing.uidls.length} of ${count}`);
+            uidls = listing.uidls;
+            d = head.subarray(listing.end);
+          }
+          splitter.push(d);
+        } catch (e) {
+          fail(e);
+        }
+      });
+      imap.sock.removeAllListeners('data');
+      imap.sock.on('error', fail);
+      imap.sock.on('drain', flowControl);
+      let acc = '';
+      imap.sock.on('data', (d: Buffer) => {
+        acc += d.toString('latin1');
+        const lines = acc.split('\r\n');
+        acc = lines.pop() ?? '';
+        try {
+          for (const l of lines) {
+            if (!l.startsWith('t')) continue;
+            const done = inFlight.shift();
+            const m = /^(t\d+) OK \[([^\]]*)\]/.exec(l);
+            if (!done || m?.[1] !== done.tag) throw new Error(`safe relay: unexpected reply ${l}`);
+            const given = appendUids(m[2], done.batch.intents.length);
+            if (!given) throw new Error(`safe relay: no APPENDUID for the batch: ${l}`);
+            journal.confirmed(
+              done.batch.intents.map((r) => r.uidl),
+              given.uidValidity,
+              given.uids,
+            );
+            confirmed += given.uids.length;
+          }
+          if (confirmed === count) return resolve();
+          send();
+        } catch (e) {
+          fail(e);
+        }
+      });
+      pop.sock.write(`UIDL\r\n${retrAll(count)}`);
+    });
+    const ms = performance.now() - t0;
+    atEnd?.();
+    pop.sock.end('QUIT\r\n');
+    imap.sock.end('z LOGOUT\r\n');
+    const arrived = await inboxCount(ep, imapUser, password);
+    const rows = journal.counts();
+    if (arrived !== count || rows.rows !== count || rows.confirmed !== count)
+      throw new Error(
+        `safe relay: ${arrived} of ${count} messages arrived in ${imapUser}'s INBOX; ` +
+          `journal rows ${rows.rows}, confirmed ${rows.confirmed}`,
+      );
+    return ms;
+  } finally {
+    journal.close();
+  }
 }

@@ -9,8 +9,12 @@
  * and 100 over 1, and of 100 over 2 connections each into a folder of its own: the
  * destination's); and a raw relay, RETR pipelined into MULTIAPPEND x100 as
  * each message arrives with no hashing and no journal: the fastest POP3->IMAP copy this
- * machine can do, what popsync is really to be held against. Each is measured before and
- * after popsync and the faster kept (right after seeding, the disk is still flushing).
+ * machine can do, what popsync is really to be held against. Beside it a safe relay: the same
+ * with what exactly-once cannot do without (both digests of every message, its intent fsynced in
+ * a journal before the APPEND, the APPENDUID journaled after): the ceiling for a copier with
+ * popsync's guarantees, and with the raw relay what those guarantees cost at least. Each is
+ * measured before and after popsync and the faster kept (right after seeding, the disk is still
+ * flushing).
  * popsync runs as the real CLI in its own process; its peak RSS and CPU are sampled from
  * /proc. The server's CPU is that of Dovecot's whole process tree, split by process
  * (server-cpu.ts: pop3, imap, and their -login processes, which carry TLS), so "where the time
@@ -40,7 +44,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect, createSecureContext, type TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { openSocket } from '../src/net/connect.js';
-import { type RawEndpoints, rawImap, rawPop3, rawRelay, SINK_MODES } from './bench-raw.js';
+import { type RawEndpoints, rawImap, rawPop3, rawRelay, SINK_MODES, safeRelay } from './bench-raw.js';
 import { benchMix, hugeMessage } from './corpus.js';
 import { startDovecot, type Lab } from './dovecot.js';
 import { formatServerCpu, ServerCpu, type ServerCpuSplit } from './server-cpu.js';
@@ -207,6 +211,7 @@ interface MixResult {
   count: number;
   popsync: Measured;
   relay: Measured;
+  safe: Measured;
 }
 
 async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: MixOptions = {}): Promise<MixResult> {
@@ -231,6 +236,7 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
     await lab.seedPop3(rawSrc, messages);
     const raw = new Map<string, Measured>();
     const relayLabel = 'raw relay POP3 -> MULTIAPPEND x100';
+    const safeLabel = 'safe relay: + digests, journal';
     const measureRaw = async (): Promise<void> => {
       const pw = lab.password;
       keepFaster(raw, 'pop3', await metered(lab, (end) => rawPop3(ep, rawSrc, pw, count, end)));
@@ -240,6 +246,13 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
         raw,
         relayLabel,
         await metered(lab, (end) => rawRelay(ep, rawSrc, fresh('relay'), pw, count, 100, end)),
+      );
+      const safeDst = fresh('safe');
+      const safeJournal = join(lab.dir, `${safeDst}.sqlite`);
+      keepFaster(
+        raw,
+        safeLabel,
+        await metered(lab, (end) => safeRelay(ep, rawSrc, safeDst, pw, count, safeJournal, undefined, end)),
       );
     };
     await measureRaw();
@@ -261,6 +274,8 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
     for (const mode of SINK_MODES) line(mode.label, raw.get(mode.label)!);
     const relay = raw.get(relayLabel)!;
     line(relayLabel, relay);
+    const safe = raw.get(safeLabel)!;
+    line(safeLabel, safe);
     line(
       'popsync migrate (whole process)',
       { ms: run.ms, server, clientMs: run.cpuMs },
@@ -274,12 +289,16 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
         `/ best raw sink (${bestMode.label.replace('raw ', '')}): ${(best.ms / run.ms).toFixed(2)}x; ` +
         `/ raw APPEND 1 conn: ${(single.ms / run.ms).toFixed(2)}x\n`,
     );
+    process.stdout.write(
+      `popsync / safe relay: ${(safe.ms / run.ms).toFixed(2)}x; ` +
+        `safe relay / raw relay: ${(relay.ms / safe.ms).toFixed(2)}x (what the invariants cost at least)\n`,
+    );
     if (noop)
       process.stdout.write(
         `popsync no-op rerun (${count} journaled): ${(noop.ms / 1000).toFixed(2)} s, start-up included, ` +
           `peak RSS ${noop.peakRssMb.toFixed(0)} MB\n`,
       );
-    return { count, popsync: { ms: run.ms, server, clientMs: run.cpuMs }, relay };
+    return { count, popsync: { ms: run.ms, server, clientMs: run.cpuMs }, relay, safe };
   } finally {
     for (const p of proxies) await p.close();
   }
@@ -296,6 +315,7 @@ function tlsCost(plain: MixResult, tls: MixResult): void {
     `+${sec(login(t) - login(p))})`;
   process.stdout.write(`TLS: ${line('popsync', plain.popsync, tls.popsync)}\n`);
   process.stdout.write(`TLS: ${line('raw relay', plain.relay, tls.relay)}\n`);
+  process.stdout.write(`TLS: ${line('safe relay', plain.safe, tls.safe)}\n`);
 }
 
 /**

@@ -4,6 +4,8 @@
  * client can have: no copy of the bytes (a message is the slices of the chunks it arrived in),
  * no per-line work (only `\r\n.` is searched for, with indexOf). Kept apart from the sockets so
  * the chunk boundaries, which are where such a splitter goes wrong, are unit-tested.
+ * The safe relay writes UIDL ahead of its RETRs (it keys its journal by UIDL); uidlReply()
+ * takes that reply off the front of the stream.
  */
 
 const CRLF = Buffer.from('\r\n');
@@ -11,6 +13,30 @@ const CRLF_DOT = Buffer.from('\r\n.');
 const CR = 0x0d;
 const LF = 0x0a;
 const PLUS = 0x2b;
+
+const LIST_END = Buffer.from('\r\n.\r\n');
+
+/**
+ * The UIDL listing at the start of `data` (one UIDL per message, in message-number order), and
+ * where the bytes after it begin; null while its terminator has not arrived. Message numbers
+ * start each line, so no line of the listing begins with a dot and the first CRLF.CRLF ends it
+ * (for an empty listing, the status line's CRLF is its first half). Throws on `-ERR`.
+ */
+export function uidlReply(data: Buffer): { uidls: string[]; end: number } | null {
+  const at = data.indexOf(LIST_END);
+  if (at < 0) {
+    if (data.length > 0 && data[0] !== PLUS) throw new Error(`UIDL refused: ${data.toString('latin1').trim()}`);
+    return null;
+  }
+  const lines = data.toString('latin1', 0, at).split('\r\n');
+  if (!lines[0]!.startsWith('+')) throw new Error(`UIDL refused: ${lines[0]}`);
+  const uidls = lines.slice(1).map((l, i) => {
+    const m = /^(\d+) (\S+)$/.exec(l);
+    if (!m || Number(m[1]) !== i + 1) throw new Error(`UIDL line out of order: ${l}`);
+    return m[2]!;
+  });
+  return { uidls, end: at + LIST_END.length };
+}
 
 /** Receives each message whole: its bytes are `parts` in order, `size` in all. */
 export type OnMessage = (parts: Buffer[], size: number) => void;

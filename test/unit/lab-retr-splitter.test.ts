@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RetrSplitter } from '../../lab/retr-splitter.js';
+import { RetrSplitter, uidlReply } from '../../lab/retr-splitter.js';
 
 /** What a POP3 server sends for RETR of `m`: status line, dot-stuffed lines, terminator. */
 function retrReply(m: string): string {
@@ -55,5 +55,26 @@ describe('RetrSplitter (lab/retr-splitter.ts): pipelined RETR replies back into 
   it('stops at an -ERR status line', () => {
     const s = new RetrSplitter(() => {});
     expect(() => s.push(Buffer.from('-ERR no such message\r\n'))).toThrow(/RETR refused: -ERR no such message/);
+  });
+});
+
+describe('uidlReply (lab/retr-splitter.ts): the UIDL listing ahead of pipelined RETRs', () => {
+  const listing = '+OK\r\n1 abc\r\n2 d.e\r\n3 .x\r\n.\r\n';
+  const after = '+OK 12 octets\r\n';
+  const stream = Buffer.from(listing + after, 'latin1');
+
+  it('waits for the terminator wherever a chunk ends, then gives the UIDLs and where RETR begins', () => {
+    for (let c = 0; c < listing.length; c++) expect(uidlReply(stream.subarray(0, c))).toBeNull();
+    for (let c = listing.length; c <= stream.length; c++)
+      expect(uidlReply(stream.subarray(0, c))).toEqual({ uidls: ['abc', 'd.e', '.x'], end: listing.length });
+  });
+
+  it('reads an empty listing', () => {
+    expect(uidlReply(Buffer.from('+OK 0 messages\r\n.\r\n'))).toEqual({ uidls: [], end: 19 });
+  });
+
+  it('stops at an -ERR status line, even before its end', () => {
+    expect(() => uidlReply(Buffer.from('-ER'))).toThrow(/UIDL refused: -ER/);
+    expect(() => uidlReply(Buffer.from('-ERR not now\r\n.\r\n'))).toThrow(/UIDL refused: -ERR not now/);
   });
 });
