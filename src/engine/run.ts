@@ -229,16 +229,15 @@ class Run implements RunContext {
     const { rec } = this;
     // The destination's connections open while the source is reached and listed, so neither
     // waits for the other's round trips (TCP, TLS, greeting, login: a second or more at 30 ms
-    // RTT or on a busy server). A failure of the source is still the one reported.
+    // RTT or on a busy server). A failure of the source is still the one reported. The source is
+    // announced first: it is the one awaited first, and the order a user reads (from, then to).
+    if (!this.source) this.emit({ type: 'phase', phase: 'connect-source', detail: this.o.sourceDisplay ?? account });
     const sinkOpening = this.o.lazyDestination ? null : this.connectSink();
     sinkOpening?.catch(() => undefined);
     let source: Pop3Session;
     let listing: Awaited<ReturnType<Inventory['list']>>;
     try {
-      if (!this.source) {
-        this.emit({ type: 'phase', phase: 'connect-source', detail: this.o.sourceDisplay ?? account });
-        this.source = await this.connect('pop3', this.o.openSource);
-      }
+      if (!this.source) this.source = await this.connect('pop3', this.o.openSource);
       source = this.source;
       this.emit({ type: 'phase', phase: 'listing' });
       listing = await this.on('pop3', this.inventory.list(source));

@@ -45,6 +45,7 @@ const PHASE_TEXT: Record<Phase, string> = {
 };
 
 const SIDE_LABEL = { pop3: 'POP3', imap: 'IMAP' } as const;
+const SIDE_TEXT = { 'connect-source': 'the source', 'connect-destination': 'the destination' } as const;
 
 /** Picks the renderer for this run. */
 /**
@@ -127,8 +128,12 @@ function etaText(t: Tally): string {
   return eta === null ? 'ETA -' : `ETA ${formatDuration(eta)}`;
 }
 
+function detailText(detail: string | undefined): string {
+  return detail === undefined || detail === '' ? '' : `: ${printable(detail)}`;
+}
+
 function phaseText(phase: Phase, detail?: string): string {
-  return PHASE_TEXT[phase] + (detail === undefined || detail === '' ? '' : `: ${printable(detail)}`);
+  return PHASE_TEXT[phase] + detailText(detail);
 }
 
 function planText(e: Extract<ProgressEvent, { type: 'plan' }>): string {
@@ -304,14 +309,25 @@ function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress
     else stream.write(`${s}\n`);
   };
 
+  // Both sides connect side by side, so the spinner names each side still being connected: the
+  // destination's phase replacing the source's would blame the destination for a silent source.
+  let connecting: string[] = [];
+
   const listener: ProgressListener = (e) => {
     switch (e.type) {
       case 'phase':
         if (e.phase === 'copying') {
+          connecting = [];
           startBars();
         } else {
           stopBars();
-          const text = phaseText(e.phase, e.detail);
+          let text = phaseText(e.phase, e.detail);
+          if (e.phase === 'connect-source' || e.phase === 'connect-destination') {
+            connecting = [...connecting, SIDE_TEXT[e.phase] + detailText(e.detail)];
+            text = `connecting to ${connecting.join(' and ')}`;
+          } else {
+            connecting = [];
+          }
           if (spinner.isSpinning) spinner.text = text;
           else spinner.start(text);
         }

@@ -295,6 +295,20 @@ describe('engine', () => {
     expect(dst.bodies()).toHaveLength(5);
   });
 
+  it('announces the source before the destination: they connect side by side, the source awaited first', async () => {
+    const src = new MemorySource([1, 2].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    const dst = new MemoryDestination();
+    const phases: string[] = [];
+    await runEngine(
+      options(src, dst, { progress: (e) => (e.type === 'phase' ? phases.push(`${e.phase} ${e.detail ?? ''}`) : 0) }),
+    );
+    expect(phases.slice(0, 3)).toEqual([
+      'connect-source alice@pop.test:110',
+      'connect-destination alice@imap.test:143',
+      'listing ',
+    ]);
+  });
+
   it('finds a copy the server stored before the connection dropped, instead of appending it again', async () => {
     const src = new MemorySource([1, 2, 3, 4].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
     const dst = new MemoryDestination();

@@ -193,6 +193,28 @@ describe('terminal', () => {
     expect(stdout).not.toHaveBeenCalled();
   });
 
+  it('names both sides on the spinner while they connect side by side, the source first', () => {
+    vi.useFakeTimers();
+    const s = fakeStream(true);
+    const p = createProgress({ tty: true, quiet: false, stream: s.stream as unknown as NodeJS.WriteStream });
+    p.listener({ type: 'phase', phase: 'connect-source', detail: 'alice@pop.example.net:995' });
+    p.listener({ type: 'phase', phase: 'connect-destination', detail: 'alice@imap.example.net:993' });
+    // ora draws the new text at its next frame.
+    vi.advanceTimersByTime(200);
+    const spinnerLine = () => render(s.text()).findLast((l) => l.trim() !== '') ?? '';
+    expect(spinnerLine()).toContain(
+      'connecting to the source: alice@pop.example.net:995 and the destination: alice@imap.example.net:993',
+    );
+    // Once the source answered the spinner moves on, and a later connect (a reconnect) starts afresh.
+    p.listener({ type: 'phase', phase: 'listing' });
+    vi.advanceTimersByTime(200);
+    expect(spinnerLine()).toMatch(/listing messages$/);
+    p.listener({ type: 'phase', phase: 'connect-destination', detail: 'alice@imap.example.net:993' });
+    vi.advanceTimersByTime(200);
+    expect(spinnerLine()).toMatch(/. connecting to the destination: alice@imap.example.net:993$/);
+    p.stop();
+  });
+
   it('fits the bars into 80 columns, also with the widest counts, rates and ETA', () => {
     const s = fakeStream(true);
     Object.assign(s.stream, { columns: 80 });
