@@ -17,7 +17,8 @@ export function addEveryOption(cmd: Command): Command {
   return cmd.option(
     '--every <duration>',
     `keep running: sync each account every DURATION (5m, 90s, 1h; at least ${MIN_INTERVAL_MS / 1000}s), with ` +
-      `±10% jitter and a longer wait after "try again later"; SIGTERM/SIGINT finish the batch in flight and exit 0`,
+      `±10% jitter and a longer wait after "try again later"; SIGTERM/SIGINT finish the batches being stored ` +
+      'and exit 0',
     (v: string): number => {
       const ms = parseInterval(v);
       if (ms === null)

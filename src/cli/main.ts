@@ -18,6 +18,7 @@ import { registerVerify } from './commands/verify.js';
 import { createContext, type CommandContext } from './context.js';
 import { describeError, EXIT_CODES_HELP, EXIT_CODES_POINTER, writeErrorJson } from './exit.js';
 import { announce, loadTtyLibraries } from '../report/progress.js';
+import { interruptNotice } from '../app/interrupt.js';
 import { packageVersion } from './version.js';
 
 /** Each command adds itself to the program; the order is the order in --help. */
@@ -75,7 +76,7 @@ function registerExitCodesTopic(program: Command): void {
     });
 }
 
-/** Commands that store mail: the first signal lets them finish the batch in flight. */
+/** Commands that store mail: the first signal lets them finish the batches being stored. */
 const COPYING_COMMANDS: ReadonlySet<string> = new Set(['migrate', 'sync']);
 
 export async function main(argv: string[]): Promise<void> {
@@ -108,7 +109,7 @@ export async function main(argv: string[]): Promise<void> {
       process.stderr.write('\npopsync: stopped; run again to resume\n');
       process.exit(ExitCode.interrupted);
     }
-    announce(`popsync: ${sig}: finishing the batch in flight (press Ctrl-C again to stop at once)`);
+    announce(interruptNotice(sig));
     controller.abort();
   };
   process.on('SIGINT', onSignal);

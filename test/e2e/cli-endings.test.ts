@@ -120,7 +120,9 @@ async function until(cond: () => boolean): Promise<void> {
 }
 
 /** Written when the signal arrives; then one closing line. */
-const NOTICE = '\npopsync: SIGTERM: finishing the batch in flight (press Ctrl-C again to stop at once)\n';
+const NOTICE =
+  '\npopsync: SIGTERM: finishing the batches already being stored (at most 2 per account), then stopping ' +
+  '(press Ctrl-C again to stop at once)\n';
 
 describe('interrupted before anything was stored', () => {
   it(
@@ -166,6 +168,37 @@ describe('interrupted before anything was stored', () => {
     expectClean(r, 130);
     expect(r.stderr).toMatch(/popsync: interrupted; the journal is consistent, run again to resume\n$/);
     expect(pop.connections).toBe(connections);
+  });
+});
+
+describe('interrupted while storing', () => {
+  it('SIGTERM with two batches being appended: both are finished and recorded, as the notice says', async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    // One message per batch; the replies to the first two APPENDs wait for the test. The copier
+    // writes the second batch while the first one's replies are awaited, so both are in flight.
+    const { imap, args } = await servePair(
+      { messages: [1, 2, 3, 4, 5].map(message) },
+      { onAppend: (a) => (a.n <= 2 ? { kind: 'ok', after: gate } : undefined) },
+    );
+    const cmd = args('migrate', ['--batch-messages', '1']);
+    const run = spawnCli(cmd);
+    await until(() => imap.appends.length === 2);
+    run.child.kill('SIGTERM');
+    // The handler writes its notice just before it aborts: from here on, the run knows.
+    await until(() => run.stderr().includes('SIGTERM: '));
+    release();
+    const r = await run.done;
+    expectClean(r, 130);
+    expect(r.stderr).toBe(`${NOTICE}popsync: interrupted; the journal is consistent, run again to resume\n`);
+    expect(imap.mailboxes.get('INBOX')!.messages).toHaveLength(2);
+    expect(imap.appends).toHaveLength(2);
+    const journal = cmd[cmd.indexOf('--journal') + 1]!;
+    const status = spawnCli(['status', '--journal', journal, '--json']);
+    const s = await status.done;
+    expect(JSON.parse(s.stdout).accounts[0]).toMatchObject({ copied: 2, pending: { appending: 0 } });
   });
 });
 

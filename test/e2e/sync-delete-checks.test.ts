@@ -192,7 +192,7 @@ describe('sync --delete checks every copy before deleting its original', () => {
       await until('the third APPEND', () => fake.appends.length === 3);
       child.kill('SIGTERM');
       // The handler writes this just before it aborts: from here on, the run knows.
-      await until('the SIGTERM notice', () => stderr.includes('SIGTERM: finishing the batch in flight'));
+      await until('the SIGTERM notice', () => stderr.includes('SIGTERM: finishing the batches already being stored'));
       release();
       const ended = await done;
       expect(ended.code, ended.stderr).toBe(130);

@@ -265,14 +265,14 @@ describe('terminal', () => {
     // The bars on the screen (cli-progress redraws on its timer), then the notice.
     vi.advanceTimersByTime(400);
     expect(render(s.text()).some((l) => /^ messages .* 1\/4/.test(l))).toBe(true);
-    announce('popsync: SIGINT: finishing the batch in flight', s.stream);
+    announce('popsync: SIGINT: finishing the batches already being stored', s.stream);
     for (let i = 1; i < 4; i++) {
       c.advance(500);
       p.listener({ type: 'message', uidl: `u${i}`, bytes: 1024, outcome: 'copied' });
     }
     p.stop();
     const screen = render(s.text());
-    expect(screen).toContain('popsync: SIGINT: finishing the batch in flight');
+    expect(screen).toContain('popsync: SIGINT: finishing the batches already being stored');
     expect(screen.findIndex((l) => l.includes('SIGINT'))).toBeLessThan(screen.findIndex((l) => /^ messages /.test(l)));
     expect(screen.filter((l) => /^ messages /.test(l))).toEqual([expect.stringMatching(/ 4\/4 /)]);
     // With no bars on the screen it is a line of its own, as before.
