@@ -20,7 +20,8 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json README.md LICENSE ./
 COPY bin ./bin
 COPY src ./src
-# prepack generates the man page with lab/manpage.ts (tooling, not shipped).
+# prepack bundles the program with lab/bundle.ts and generates the man page with lab/manpage.ts
+# (tooling, not shipped).
 COPY lab ./lab
 RUN npm pack --pack-destination /tmp/pkg
 RUN npm install -g --prefix /opt/popsync --no-audit --no-fund --allow-scripts=better-sqlite3 /tmp/pkg/popsync-*.tgz

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Thin shim: the program lives in dist/ (built by `npm run build`, which `npm ci` runs via `prepare`).
+// Thin shim: the program is dist/bundle/ (built by `npm run build`; `npm pack` runs it via `prepack`).
+// One bundle and a few lazy chunks, not dist/'s ~120 modules: see lab/bundle.ts.
 
 // Loading the program takes half a second on a busy machine; a SIGTERM or Ctrl-C in that time
 // would kill the process without a word or exit code 130. Nothing has started yet (no journal,
@@ -13,10 +14,10 @@ process.on('SIGTERM', early);
 
 // Before the program loads: a young generation that grew to its 32 MB default let dead Buffers pile
 // up between GCs (src/young-generation.ts).
-import('../dist/young-generation.js')
+import('../dist/bundle/young-generation.js')
   .then((y) => {
     y.capYoungGeneration();
-    return import('../dist/cli/main.js');
+    return import('../dist/bundle/popsync.js');
   })
   .then((m) => {
     process.off('SIGINT', early);
@@ -25,7 +26,7 @@ import('../dist/young-generation.js')
   })
   .catch((err) => {
     if (err && err.code === 'ERR_MODULE_NOT_FOUND') {
-      process.stderr.write('popsync: not built yet. Run `npm run build` (or `npm ci`) first.\n');
+      process.stderr.write('popsync: not built yet. Run `npm run build` first.\n');
       process.exit(70);
     }
     throw err;

@@ -1,7 +1,8 @@
 /**
  * The version `popsync --version` prints, read from the package.json that ships beside dist/
- * (dist/cli/version.js and src/cli/version.ts both sit two levels below it), so a release only
- * ever changes one number and an installed tarball reports what it is.
+ * (dist/cli/version.js, the bundle's dist/bundle/*.js (lab/bundle.ts) and src/cli/version.ts all
+ * sit two levels below it), so a release only ever changes one number and an installed tarball
+ * reports what it is.
  */
 import { readFileSync } from 'node:fs';
 

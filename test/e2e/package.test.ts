@@ -132,7 +132,8 @@ describe('the packed and installed popsync', () => {
     const files = listing.stdout.trim().split('\n');
     for (const f of [
       'package/bin/popsync.js',
-      'package/dist/cli/main.js',
+      'package/dist/bundle/popsync.js',
+      'package/dist/bundle/young-generation.js',
       'package/man/popsync.1',
       'package/LICENSE',
       'package/README.md',
@@ -141,6 +142,8 @@ describe('the packed and installed popsync', () => {
       expect(files).toContain(f);
     }
     expect(files.filter((f) => /^package\/(src|test|lab|dist\/lab)\/|\.map$|\.ts$/.test(f))).toEqual([]);
+    // bin/popsync.js runs the bundle (lab/bundle.ts); tsc's module-per-file dist/ is for the tests.
+    expect(files.filter((f) => f.startsWith('package/dist/') && !f.startsWith('package/dist/bundle/'))).toEqual([]);
     // Installing must not build: nothing in the installed manifest runs at install time.
     const manifest = JSON.parse(readFileSync(join(prefix, 'lib/node_modules/popsync/package.json'), 'utf8')) as {
       scripts?: Record<string, string>;

@@ -3,7 +3,7 @@
 # Dovecot (for the private lab in lab/dovecot.ts), openssl (its certificates), Chromium
 # (headless, for the test that opens the plan's HTML page in a real browser), zsh and fish
 # (whose completion scripts a test runs in the real shells), node_modules
-# matching package-lock.json, and a dist/ built from the current src/.
+# matching package-lock.json, and a dist/ (and its bundle) built from the current src/.
 #
 # Idempotent and silent when everything is in place, so the npm scripts can call it every
 # time; it only speaks when it changes something or cannot. Without root it installs nothing
@@ -145,8 +145,10 @@ unpack_beside Courier "${POPSYNC_COURIER_ROOT:-/var/cache/popsync-lab/courier}" 
   "courier-imap courier-pop courier-base courier-authlib libcourier-unicode4"
 
 # npm writes node_modules/.package-lock.json on every install; older than the lock file
-# means the dependencies changed since.
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# means the dependencies may have changed since, and lock-installed.mjs compares the two.
+if [ ! -f node_modules/.package-lock.json ] || {
+  [ package-lock.json -nt node_modules/.package-lock.json ] && ! node test/scripts/lock-installed.mjs
+}; then
   say "installing npm dependencies (npm ci)"
   log="$(mktemp)"
   if ! npm ci --no-audit --no-fund >"$log" 2>&1; then
@@ -158,17 +160,20 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   rm -f "$log"
 fi
 
-# dist/ is rebuilt when anything tsc reads is newer than the last successful build. The
-# stamp is ours because tsc only rewrites files whose output changed.
+# dist/ (tsc) and dist/bundle/ (lab/bundle.ts, what bin/popsync.js runs) are rebuilt when
+# anything the two read is newer than the last successful build, or the bundle is missing (a
+# dist/ built before there was one). The stamp is ours because tsc only rewrites files whose
+# output changed.
 stamp=dist/.ensure-env-built
-newer="$(find src tsconfig.json package.json package-lock.json -newer "$stamp" -print -quit 2>/dev/null || true)"
-if [ ! -f "$stamp" ] || [ -n "$newer" ]; then
-  say "building dist/ (tsc)"
+newer="$(find src lab/bundle.ts tsconfig.json package.json package-lock.json -newer "$stamp" -print -quit \
+  2>/dev/null || true)"
+if [ ! -f "$stamp" ] || [ ! -f dist/bundle/popsync.js ] || [ -n "$newer" ]; then
+  say "building dist/ (tsc, then the bundle)"
   log="$(mktemp)"
   if ! npm run --silent build >"$log" 2>&1; then
     cat "$log" >&2
     rm -f "$log"
-    say "build failed (tsc output above)"
+    say "build failed (output above)"
     exit 1
   fi
   rm -f "$log"

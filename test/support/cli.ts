@@ -53,7 +53,8 @@ export function runCli(args: string[], o: CliOptions = {}): Promise<CliResult> {
 
 /** Like runCli, with the child at hand (to stop or signal it) while it runs. */
 export function startCli(args: string[], o: CliOptions = {}): { child: ChildProcess; done: Promise<CliResult> } {
-  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
+  // bin/popsync.js runs the bundle; the hooked launcher runs tsc's dist/ modules.
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js')) || !existsSync(join(ROOT, 'dist', 'bundle', 'popsync.js'))) {
     throw new Error('dist/ is missing: run `npm run build` (npm test does it for you)');
   }
   const rssFile = o.peakRss ? join(mkdtempSync(join(tmpdir(), 'popsync-rss-')), 'peak') : null;

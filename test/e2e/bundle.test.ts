@@ -1,0 +1,114 @@
+/**
+ * bin/popsync.js runs the esbuild bundle (lab/bundle.ts), and the bundle keeps what src/ loads
+ * lazily out of start-up: imapflow only once a run connects, ora and cli-progress only for a
+ * terminal's progress display, the config file's yaml and zod only with a config file. A loader
+ * hook (NODE_OPTIONS --import) lists every ES module the child loads; esbuild marks each bundled
+ * package's code with a `// node_modules/<package>/...` comment, so the chunks that were loaded
+ * tell which packages were. Also: the "not built yet" exit 70 from a checkout without dist/.
+ */
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import type { Lab } from '../../lab/dovecot.js';
+import { realisticMix } from '../../lab/corpus.js';
+import { BIN, ROOT, runCli } from '../support/cli.js';
+import { labArgs, useLab } from '../support/lab-fixture.js';
+
+let lab: Lab;
+let dir: string;
+useLab('bundle', {}, (l, d) => {
+  lab = l;
+  dir = d;
+});
+
+const HOOK = `
+import { appendFileSync } from 'node:fs';
+let file;
+export function initialize(data) { file = data.file; }
+export async function load(url, context, next) { appendFileSync(file, url + '\\n'); return next(url, context); }
+`;
+
+let runs = 0;
+
+/** Runs popsync with the hook; returns the result and the checkout's files it loaded (relative). */
+async function runTraced(args: string[], env: Record<string, string> = {}) {
+  const n = ++runs;
+  const list = join(dir, `loaded-${n}.txt`);
+  const preload = join(dir, `trace-${n}.mjs`);
+  writeFileSync(list, '');
+  writeFileSync(
+    preload,
+    "import { register } from 'node:module';\n" +
+      `register('data:text/javascript,' + ${JSON.stringify(encodeURIComponent(HOOK))}, ` +
+      `{ data: { file: ${JSON.stringify(list)} } });\n`,
+  );
+  const r = await runCli(args, { env: { NODE_OPTIONS: `--import=${preload}`, ...env } });
+  const loaded = readFileSync(list, 'utf8')
+    .split('\n')
+    .filter((u) => u.startsWith('file://'))
+    .map((u) => fileURLToPath(u))
+    .filter((p) => p.startsWith(ROOT))
+    .map((p) => p.slice(ROOT.length).replace(/^\//, ''));
+  return { r, loaded };
+}
+
+/** The npm packages whose code the loaded bundle files hold. */
+function packagesIn(files: string[]): Set<string> {
+  const found = new Set<string>();
+  for (const f of files) {
+    for (const m of readFileSync(join(ROOT, f), 'utf8').matchAll(/^\/\/ node_modules\/((?:@[^/]+\/)?[^/]+)\//gm)) {
+      found.add(m[1]!);
+    }
+  }
+  return found;
+}
+
+const LAZY = ['imapflow', 'ora', 'cli-progress', 'yaml', 'zod'];
+
+describe('the bundle bin/popsync.js runs', () => {
+  it('--version loads only the bundle, and none of the lazily loaded packages', async () => {
+    const { r, loaded } = await runTraced(['--version']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(
+      (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version,
+    );
+    expect(loaded).toContain('dist/bundle/popsync.js');
+    // better-sqlite3 is the one package left out of the bundle (its native binding).
+    const outside = loaded.filter((f) => !/^(bin\/popsync\.js$|dist\/bundle\/|node_modules\/better-sqlite3\/)/.test(f));
+    expect(outside).toEqual([]);
+    const packages = packagesIn(loaded.filter((f) => f.startsWith('dist/bundle/')));
+    // commander is bundled and always loaded: a scan that found nothing would not pass this.
+    expect(packages).toContain('commander');
+    expect(LAZY.filter((p) => packages.has(p))).toEqual([]);
+  });
+
+  it('a migration loads imapflow once it connects, and no progress display with --no-progress', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(pop, realisticMix(20, 11));
+    const { r, loaded } = await runTraced(
+      labArgs('migrate', lab, pop, imap, join(dir, `${pop}.sqlite`), ['--json', '--no-progress']),
+      { PW: lab.password },
+    );
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ copied: 20, failed: [] });
+    const packages = packagesIn(loaded.filter((f) => f.startsWith('dist/bundle/')));
+    expect(packages).toContain('imapflow');
+    expect(['ora', 'cli-progress', 'yaml', 'zod'].filter((p) => packages.has(p))).toEqual([]);
+  });
+
+  it('a checkout that was never built says so: exit 70 and what to run', async () => {
+    const bare = join(dir, 'unbuilt');
+    mkdirSync(join(bare, 'bin'), { recursive: true });
+    copyFileSync(BIN, join(bare, 'bin', 'popsync.js'));
+    writeFileSync(join(bare, 'package.json'), '{ "type": "module" }\n');
+    const { spawnSync } = await import('node:child_process');
+    const r = spawnSync(process.execPath, [join(bare, 'bin', 'popsync.js'), '--version'], { encoding: 'utf8' });
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe('popsync: not built yet. Run `npm run build` first.\n');
+    expect(r.status).toBe(70);
+  });
+});
