@@ -1,7 +1,7 @@
 /**
  * The program bin/popsync.js runs: src/ and its npm dependencies bundled by esbuild into
- * dist/bundle/, after tsc (which stays: it type-checks, and test/support/popsync-with-hooks.mjs
- * and the tests load its dist/ modules). `npm run build` runs it.
+ * dist/bundle/, after tsc (which stays: it type-checks, and writes dist/ modules one per source
+ * file for whoever wants to load one). `npm run build` runs it.
  *
  * Why: loading popsync as 120-140 ES modules of dist/ plus the CommonJS trees of imapflow, pino
  * and commander (resolving, reading and compiling each file) cost ~120 ms of CPU beyond Node's
@@ -27,33 +27,45 @@
  * - Not minified: profiles and an internal error's trace keep popsync's function names;
  *   minifying saved ~4 ms of start-up CPU.
  *
- *   tsx lab/bundle.ts        (writes dist/bundle/, replacing what was there)
+ * In a checkout it also bundles test/support/hooked-program.ts into dist/test-bundle/ (never
+ * shipped): the same program plus the setters of its test hooks, for the tests' hooked launcher,
+ * so crash and clock tests run the bundled code at its start-up cost too. The copies of the
+ * sources that `npm pack` builds from in the Dockerfile and the packaging test hold no test/.
+ *
+ *   tsx lab/bundle.ts        (writes dist/bundle/ and dist/test-bundle/, replacing what was there)
  */
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const OUT = 'dist/bundle';
+const HOOKED = 'test/support/hooked-program.ts';
 
-rmSync(new URL(`../${OUT}`, import.meta.url), { recursive: true, force: true });
-await build({
-  absWorkingDir: ROOT,
-  entryPoints: { popsync: 'src/cli/main.ts', 'young-generation': 'src/young-generation.ts' },
-  outdir: OUT,
-  bundle: true,
-  splitting: true,
-  format: 'esm',
-  platform: 'node',
-  target: 'node20',
-  external: ['better-sqlite3'],
-  banner: {
-    js:
-      "import { createRequire as popsyncCreateRequire } from 'node:module';\n" +
-      'const require = popsyncCreateRequire(import.meta.url);',
-  },
-  // Third-party licence comments go to the end of each file; the packages' own LICENSE files
-  // ship too, as they stay dependencies (installed beside the bundle).
-  legalComments: 'eof',
-  logLevel: 'warning',
-});
+await bundle('dist/bundle', { popsync: 'src/cli/main.ts', 'young-generation': 'src/young-generation.ts' });
+if (existsSync(new URL(`../${HOOKED}`, import.meta.url))) {
+  await bundle('dist/test-bundle', { 'hooked-program': HOOKED });
+}
+
+async function bundle(outdir: string, entryPoints: Record<string, string>): Promise<void> {
+  rmSync(new URL(`../${outdir}`, import.meta.url), { recursive: true, force: true });
+  await build({
+    absWorkingDir: ROOT,
+    entryPoints,
+    outdir,
+    bundle: true,
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    external: ['better-sqlite3'],
+    banner: {
+      js:
+        "import { createRequire as popsyncCreateRequire } from 'node:module';\n" +
+        'const require = popsyncCreateRequire(import.meta.url);',
+    },
+    // Third-party licence comments go to the end of each file; the packages' own LICENSE files
+    // ship too, as they stay dependencies (installed beside the bundle).
+    legalComments: 'eof',
+    logLevel: 'warning',
+  });
+}

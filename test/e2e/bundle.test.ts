@@ -4,8 +4,10 @@
  * terminal's progress display, the config file's yaml and zod only with a config file. A loader
  * hook (NODE_OPTIONS --import) lists every ES module the child loads; esbuild marks each bundled
  * package's code with a `// node_modules/<package>/...` comment, so the chunks that were loaded
- * tell which packages were. Also: the "not built yet" exit 70 from a checkout without dist/.
+ * tell which packages were. Also: the tests' hooked launcher runs its own bundle of the same
+ * program, and the "not built yet" exit 70 from a checkout without dist/.
  */
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,7 +34,7 @@ export async function load(url, context, next) { appendFileSync(file, url + '\\n
 let runs = 0;
 
 /** Runs popsync with the hook; returns the result and the checkout's files it loaded (relative). */
-async function runTraced(args: string[], env: Record<string, string> = {}) {
+async function runTraced(args: string[], env: Record<string, string> = {}, hooks?: { now: string }) {
   const n = ++runs;
   const list = join(dir, `loaded-${n}.txt`);
   const preload = join(dir, `trace-${n}.mjs`);
@@ -43,7 +45,7 @@ async function runTraced(args: string[], env: Record<string, string> = {}) {
       `register('data:text/javascript,' + ${JSON.stringify(encodeURIComponent(HOOK))}, ` +
       `{ data: { file: ${JSON.stringify(list)} } });\n`,
   );
-  const r = await runCli(args, { env: { NODE_OPTIONS: `--import=${preload}`, ...env } });
+  const r = await runCli(args, { env: { NODE_OPTIONS: `--import=${preload}`, ...env }, hooks });
   const loaded = readFileSync(list, 'utf8')
     .split('\n')
     .filter((u) => u.startsWith('file://'))
@@ -100,12 +102,22 @@ describe('the bundle bin/popsync.js runs', () => {
     expect(['ora', 'cli-progress', 'yaml', 'zod'].filter((p) => packages.has(p))).toEqual([]);
   });
 
-  it('a checkout that was never built says so: exit 70 and what to run', async () => {
+  it("the tests' hooked launcher runs the same program, bundled with its hooks", async () => {
+    const { r, loaded } = await runTraced(['--version'], {}, { now: '2030-01-01T00:00:00Z' });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(loaded).toContain('dist/test-bundle/hooked-program.js');
+    const outside = loaded.filter(
+      (f) => !/^(test\/support\/popsync-with-hooks\.mjs$|dist\/test-bundle\/|node_modules\/better-sqlite3\/)/.test(f),
+    );
+    expect(outside).toEqual([]);
+  });
+
+  it('a checkout that was never built says so: exit 70 and what to run', () => {
     const bare = join(dir, 'unbuilt');
     mkdirSync(join(bare, 'bin'), { recursive: true });
     copyFileSync(BIN, join(bare, 'bin', 'popsync.js'));
     writeFileSync(join(bare, 'package.json'), '{ "type": "module" }\n');
-    const { spawnSync } = await import('node:child_process');
     const r = spawnSync(process.execPath, [join(bare, 'bin', 'popsync.js'), '--version'], { encoding: 'utf8' });
     expect(r.stdout).toBe('');
     expect(r.stderr).toBe('popsync: not built yet. Run `npm run build` first.\n');

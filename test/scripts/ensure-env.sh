@@ -160,15 +160,16 @@ if [ ! -f node_modules/.package-lock.json ] || {
   rm -f "$log"
 fi
 
-# dist/ (tsc) and dist/bundle/ (lab/bundle.ts, what bin/popsync.js runs) are rebuilt when
-# anything the two read is newer than the last successful build, or the bundle is missing (a
-# dist/ built before there was one). The stamp is ours because tsc only rewrites files whose
-# output changed.
+# dist/ (tsc), dist/bundle/ (what bin/popsync.js runs) and dist/test-bundle/ (what the tests'
+# hooked launcher runs; both by lab/bundle.ts) are rebuilt when anything they read is newer than
+# the last successful build, or a bundle is missing (a dist/ built before there was one). The
+# stamp is ours because tsc only rewrites files whose output changed.
 stamp=dist/.ensure-env-built
-newer="$(find src lab/bundle.ts tsconfig.json package.json package-lock.json -newer "$stamp" -print -quit \
-  2>/dev/null || true)"
-if [ ! -f "$stamp" ] || [ ! -f dist/bundle/popsync.js ] || [ -n "$newer" ]; then
-  say "building dist/ (tsc, then the bundle)"
+newer="$(find src lab/bundle.ts test/support/hooked-program.ts tsconfig.json package.json package-lock.json \
+  -newer "$stamp" -print -quit 2>/dev/null || true)"
+if [ ! -f "$stamp" ] || [ ! -f dist/bundle/popsync.js ] || [ ! -f dist/test-bundle/hooked-program.js ] ||
+  [ -n "$newer" ]; then
+  say "building dist/ (tsc, then the bundles)"
   log="$(mktemp)"
   if ! npm run --silent build >"$log" 2>&1; then
     cat "$log" >&2

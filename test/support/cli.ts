@@ -53,8 +53,9 @@ export function runCli(args: string[], o: CliOptions = {}): Promise<CliResult> {
 
 /** Like runCli, with the child at hand (to stop or signal it) while it runs. */
 export function startCli(args: string[], o: CliOptions = {}): { child: ChildProcess; done: Promise<CliResult> } {
-  // bin/popsync.js runs the bundle; the hooked launcher runs tsc's dist/ modules.
-  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js')) || !existsSync(join(ROOT, 'dist', 'bundle', 'popsync.js'))) {
+  const hooked = o.hooks !== undefined || o.peakRss === true;
+  // bin/popsync.js runs dist/bundle/, the hooked launcher dist/test-bundle/ (lab/bundle.ts builds both).
+  if (!existsSync(join(ROOT, 'dist', ...(hooked ? ['test-bundle', 'hooked-program.js'] : ['bundle', 'popsync.js'])))) {
     throw new Error('dist/ is missing: run `npm run build` (npm test does it for you)');
   }
   const rssFile = o.peakRss ? join(mkdtempSync(join(tmpdir(), 'popsync-rss-')), 'peak') : null;

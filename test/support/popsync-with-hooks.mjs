@@ -13,10 +13,10 @@
  */
 const [node, , json, ...args] = process.argv;
 const hooks = JSON.parse(json ?? '{}');
-const dist = new URL('../../dist/', import.meta.url);
-const { setClockStart } = await import(new URL('engine/clock.js', dist).href);
-const { configureCrashHook, parseKillAt } = await import(new URL('journal/crash-hook.js', dist).href);
-const { setStaleLimitMs } = await import(new URL('journal/lock.js', dist).href);
+// The bundle of hooked-program.ts (lab/bundle.ts): the program bin/popsync.js runs, plus the setters.
+const { configureCrashHook, main, parseKillAt, setClockStart, setStaleLimitMs } = await import(
+  new URL('../../dist/test-bundle/hooked-program.js', import.meta.url).href
+);
 if (hooks.now !== undefined) setClockStart(new Date(hooks.now));
 if (hooks.peakRssFile !== undefined) {
   // 'exit' handlers run synchronously as the process ends, after everything else it did.
@@ -31,6 +31,5 @@ configureCrashHook({
   killAt: hooks.killAt === undefined ? null : parseKillAt(hooks.killAt),
   stepsFile: hooks.stepsFile ?? null,
 });
-const { main } = await import(new URL('cli/main.js', dist).href);
 // main() parses argv as node does: the interpreter, a script, then the arguments.
 await main([node, 'popsync', ...args]);
