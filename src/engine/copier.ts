@@ -272,7 +272,23 @@ async function handOver(
       account,
       items.map((it) => it.begin),
     );
-    const group = outcomes.group(folder);
+    const reused = (uid: number, owner: string, uidl: string): PopsyncError =>
+      // Our journal is right about the older copy; the server handed its UID out again.
+      new PopsyncError(
+        'protocol',
+        `IMAP server ${ctx.o.destination} gave UID ${uid} in "${folder}" to a new message, ` +
+          `but that UID already holds the copy of UIDL ${owner}: the server reuses UIDs`,
+        {
+          account,
+          folder,
+          uidl,
+          hint:
+            'a fault of the destination server (its UIDs must never be reused within one ' +
+            'UIDVALIDITY); nothing was recorded wrongly, and the next run settles this message by content',
+        },
+      );
+    // The journal's owners are looked up when the group is written, in one read for the batch.
+    const group = outcomes.group(folder, (s, owner) => reused(s.destUid, owner, s.uidl));
     const appended = settled(
       ctx,
       sink.appendBatch(
@@ -287,28 +303,12 @@ async function handOver(
               acceptUidValidity(ctx, folder, status, outcome.uidValidity, outcome.uid);
             }
             const uidValidity = outcome.uidValidity ?? status.uidValidity;
-            const owner =
-              outcome.uid === null
-                ? null
-                : (outcomes.ownerOf(folder, uidValidity, outcome.uid) ??
-                  journal.uidOwner(account, folder, uidValidity, outcome.uid));
-            if (owner !== null && owner !== it.m.uidl) {
-              // Our journal is right about the older copy; the server handed its UID out again.
-              throw new PopsyncError(
-                'protocol',
-                `IMAP server ${ctx.o.destination} gave UID ${outcome.uid} in "${folder}" to a new message, ` +
-                  `but that UID already holds the copy of UIDL ${owner}: the server reuses UIDs`,
-                {
-                  account,
-                  folder,
-                  uidl: it.m.uidl,
-                  hint:
-                    'a fault of the destination server (its UIDs must never be reused within one ' +
-                    'UIDVALIDITY); nothing was recorded wrongly, and the next run settles this message by content',
-                },
-              );
+            if (outcome.uid !== null) {
+              // Copies held but not yet written, in this batch or the other one outstanding.
+              const held = outcomes.ownerOf(folder, uidValidity, outcome.uid);
+              if (held !== undefined && held !== it.m.uidl) throw reused(outcome.uid, held, it.m.uidl);
+              status.floor = Math.max(status.floor, outcome.uid + 1);
             }
-            if (outcome.uid !== null) status.floor = Math.max(status.floor, outcome.uid + 1);
             group.add({ uidl: it.m.uidl, ok: true, destUidValidity: uidValidity, destUid: outcome.uid }, () => {
               if (outcome.uid === null) uidless.push(it.m.uidl);
               rec.result.copied++;

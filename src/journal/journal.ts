@@ -54,6 +54,7 @@ export class Journal {
   readonly rowsInState: MessageQueries['rowsInState'];
   readonly counts: MessageQueries['counts'];
   readonly uidOwner: MessageQueries['uidOwner'];
+  readonly uidOwners: MessageQueries['uidOwners'];
   readonly doneUidsIn: MessageQueries['doneUidsIn'];
   readonly copiesWithoutUid: MessageQueries['copiesWithoutUid'];
   readonly beginAppend: Messages['beginAppend'];
@@ -98,6 +99,7 @@ export class Journal {
     this.rowsInState = queries.rowsInState.bind(queries);
     this.counts = queries.counts.bind(queries);
     this.uidOwner = queries.uidOwner.bind(queries);
+    this.uidOwners = queries.uidOwners.bind(queries);
     this.doneUidsIn = queries.doneUidsIn.bind(queries);
     this.copiesWithoutUid = queries.copiesWithoutUid.bind(queries);
     this.beginAppend = messages.beginAppend.bind(messages);

@@ -4,7 +4,7 @@
  * messages.ts. The read-only views that need no writable journal (status, plan) are readonly.ts.
  */
 import type { JournalDb } from './db.js';
-import { checkUidValidity, type MessageRecord, toRow } from './rows.js';
+import { checkCount, checkUidValidity, type MessageRecord, toRow } from './rows.js';
 import type { JournalCounts, JournalIndexRow, JournalRow, RowState } from './types.js';
 
 export class MessageQueries {
@@ -37,6 +37,11 @@ export class MessageQueries {
       uidOwner: c.prepare<[string, string, string, number], { uidl: string }>(
         `SELECT uidl FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ? AND dest_uid = ?
          AND state IN ('done', 'deleting', 'deleted')`,
+      ),
+      // The UIDs as one JSON array: one statement for any number of them.
+      uidOwners: c.prepare<[string, string, string, string], { uidl: string; dest_uid: number }>(
+        `SELECT uidl, dest_uid FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ?
+         AND dest_uid IN (SELECT value FROM json_each(?)) AND state IN ('done', 'deleting', 'deleted')`,
       ),
       doneUids: c.prepare<[string, string, string], { dest_uid: number }>(
         `SELECT dest_uid FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ?
@@ -98,6 +103,21 @@ export class MessageQueries {
   uidOwner(account: string, folder: string, uidValidity: bigint, uid: number): string | null {
     const v = checkUidValidity(uidValidity, 'uidOwner');
     return this.db.read('reading a UID owner', () => this.sql.uidOwner.get(account, folder, v, uid)?.uidl ?? null);
+  }
+
+  /**
+   * The messages whose copies these destination UIDs are (UID -> UIDL; free UIDs are absent), in
+   * one read: a read outside a step is a transaction of its own, and one per APPEND reply was
+   * 3.7% of the CPU of copying 20,000 small messages.
+   */
+  uidOwners(account: string, folder: string, uidValidity: bigint, uids: readonly number[]): Map<number, string> {
+    const v = checkUidValidity(uidValidity, 'uidOwners');
+    for (const uid of uids) checkCount(uid, 'uidOwners: uid', 1);
+    return this.db.read('reading UID owners', () => {
+      const out = new Map<number, string>();
+      for (const r of this.sql.uidOwners.all(account, folder, v, JSON.stringify(uids))) out.set(r.dest_uid, r.uidl);
+      return out;
+    });
   }
 
   /** UIDs already claimed by done rows, so reconcile never hands one UID to a second row. */

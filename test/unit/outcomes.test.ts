@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { OutcomeJournal } from '../../src/engine/outcomes.js';
+import { OutcomeJournal, type ReusedUid } from '../../src/engine/outcomes.js';
 import { configureCrashHook } from '../../src/journal/crash-hook.js';
 import { Journal } from '../../src/journal/journal.js';
 import type { BeginAppend } from '../../src/journal/types.js';
@@ -32,6 +32,10 @@ beforeEach(() => {
   journal.beginAppend(A, ['a', 'b', 'c', 'd'].map(item));
 });
 
+/** The caller's error for a UID the journal already gives another message. */
+class Reused extends Error {}
+const reused: ReusedUid = (s, owner) => new Reused(`UID ${s.destUid} of ${s.uidl} holds ${owner}`);
+
 afterEach(() => {
   configureCrashHook({ killAt: null, stepsFile: null });
   journal.close();
@@ -45,7 +49,7 @@ describe('OutcomeJournal', () => {
     journal.recordFolder(A, 'INBOX', 7n);
     const before = Number(readFileSync(stepsFile, 'utf8'));
     const outcomes = new OutcomeJournal(journal, A);
-    const g = outcomes.group('INBOX');
+    const g = outcomes.group('INBOX', reused);
     const after: string[] = [];
     g.add({ uidl: 'a', ok: true, destUidValidity: 7n, destUid: 1 }, () => after.push(journal.get(A, 'a')!.state));
     g.add({ uidl: 'b', ok: false, error: 'too big' }, () => after.push(journal.get(A, 'b')!.state));
@@ -55,14 +59,14 @@ describe('OutcomeJournal', () => {
     expect(after).toEqual(['done', 'failed']);
     expect(Number(readFileSync(stepsFile, 'utf8'))).toBe(before + 1);
     // Closed with nothing held: no step.
-    outcomes.group('INBOX').close();
+    outcomes.group('INBOX', reused).close();
     expect(Number(readFileSync(stepsFile, 'utf8'))).toBe(before + 1);
   });
 
   it('counts a held UID as taken in every open group of the folder, until it is written', () => {
     const outcomes = new OutcomeJournal(journal, A);
-    const first = outcomes.group('INBOX');
-    const second = outcomes.group('INBOX');
+    const first = outcomes.group('INBOX', reused);
+    const second = outcomes.group('INBOX', reused);
     first.add({ uidl: 'a', ok: true, destUidValidity: 7n, destUid: 5 }, () => {});
     expect(outcomes.ownerOf('INBOX', 7n, 5)).toBe('a');
     expect(outcomes.ownerOf('INBOX', 8n, 5)).toBeUndefined();
@@ -79,7 +83,7 @@ describe('OutcomeJournal', () => {
 
   it('leaves the whole batch appending when the journal refuses one of its outcomes', () => {
     const outcomes = new OutcomeJournal(journal, A);
-    const g = outcomes.group('INBOX');
+    const g = outcomes.group('INBOX', reused);
     let ran = 0;
     g.add({ uidl: 'a', ok: true, destUidValidity: 7n, destUid: 9 }, () => ran++);
     g.add({ uidl: 'b', ok: true, destUidValidity: 7n, destUid: 9 }, () => ran++);
@@ -87,5 +91,44 @@ describe('OutcomeJournal', () => {
     expect(ran).toBe(0);
     expect(journal.get(A, 'a')?.state).toBe('appending');
     expect(journal.get(A, 'b')?.state).toBe('appending');
+  });
+
+  it("ends a batch with the caller's error at a UID the journal gives another message, writing the ones before", () => {
+    journal.recordFolder(A, 'INBOX', 7n);
+    journal.settleAppends(A, [{ uidl: 'a', ok: true, destUidValidity: 7n, destUid: 3 }]);
+    const outcomes = new OutcomeJournal(journal, A);
+    const g = outcomes.group('INBOX', reused);
+    const ran: string[] = [];
+    g.add({ uidl: 'b', ok: true, destUidValidity: 7n, destUid: 4 }, () => ran.push('b'));
+    // No UID at all: nothing is taken.
+    g.add({ uidl: 'c', ok: true, destUidValidity: 7n, destUid: null }, () => ran.push('c'));
+    g.add({ uidl: 'd', ok: true, destUidValidity: 7n, destUid: 3 }, () => ran.push('d'));
+    expect(() => g.close()).toThrow(Reused);
+    expect(() => outcomes.group('INBOX', reused).close()).not.toThrow();
+    expect(ran).toEqual(['b', 'c']);
+    expect(journal.get(A, 'b')).toMatchObject({ state: 'done', destUid: 4 });
+    expect(journal.get(A, 'c')).toMatchObject({ state: 'done', destUid: null });
+    expect(journal.get(A, 'd')?.state).toBe('appending');
+    expect(journal.get(A, 'a')).toMatchObject({ state: 'done', destUid: 3 });
+  });
+
+  it('looks the journal up once per batch and UIDVALIDITY, not once per outcome', () => {
+    journal.recordFolder(A, 'INBOX', 7n);
+    const outcomes = new OutcomeJournal(journal, A);
+    const reads: number[][] = [];
+    const uidOwners = journal.uidOwners;
+    Object.assign(journal, {
+      uidOwners: (...args: Parameters<Journal['uidOwners']>) => {
+        reads.push([...args[3]]);
+        return uidOwners(...args);
+      },
+    });
+    const g = outcomes.group('INBOX', reused);
+    for (const [i, uidl] of ['a', 'b', 'c'].entries())
+      g.add({ uidl, ok: true, destUidValidity: 7n, destUid: 10 + i }, () => {});
+    g.add({ uidl: 'd', ok: false, error: 'too big' }, () => {});
+    g.close();
+    expect(reads).toEqual([[10, 11, 12]]);
+    expect(journal.counts(A)).toMatchObject({ done: 3, failed: 1 });
   });
 });
