@@ -37,6 +37,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { deferRequires } from './defer-requires.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HOOKED = 'test/support/hooked-program.ts';
@@ -58,6 +59,8 @@ async function bundle(outdir: string, entryPoints: Record<string, string>): Prom
     platform: 'node',
     target: 'node20',
     external: ['better-sqlite3'],
+    // Loaded with imapflow, used only on paths popsync rarely or never takes: see defer-requires.ts.
+    plugins: [deferRequires(['encoding-japanese', 'socks'])],
     banner: {
       js:
         "import { createRequire as popsyncCreateRequire } from 'node:module';\n" +
