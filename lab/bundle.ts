@@ -5,8 +5,8 @@
  *
  * Why: loading popsync as 120-140 ES modules of dist/ plus the CommonJS trees of imapflow, pino
  * and commander (resolving, reading and compiling each file) cost ~120 ms of CPU beyond Node's
- * own start before `--version` printed, ~340 ms before a run that connects got its first refusal;
- * from a few larger files, ~65 and ~145 ms (README, Performance, start-up).
+ * own start before `--version` printed, ~310 ms before a run that connects got its first refusal;
+ * from a few larger files, ~65 and ~130 ms, ~120 with defer-requires.ts (README, Performance).
  *
  * - ESM with code splitting: each dynamic import() in src/ stays lazy as its own chunk (imapflow
  *   and libmime, ora and cli-progress, the config file's yaml and zod, plan rendering...), so a
