@@ -17,20 +17,31 @@ export interface ConnectTarget {
   host: string;
   port: number;
   tls: TlsMode;
+  /** --timeout: how long a silent server was given to greet. */
+  timeoutMs?: number;
 }
+
+/**
+ * Node-style `code` of the error net/tls-probe.ts ends a silent plain connection with, when a TLS
+ * hello to the same port was answered in TLS. Here, below net/, so that both can name it.
+ */
+export const TLS_ONLY_PORT_CODE = 'ERR_POPSYNC_TLS_ONLY_PORT';
 
 /**
  * - refused: nothing listens there (or the address cannot be used);
  * - unknown-host: the name does not resolve;
  * - tls-to-plain: we spoke TLS and the server answered in plain text;
- * - no-greeting: connected, but the server never greeted a plain client (a TLS-only port waits
- *   for a TLS hello, so it says nothing);
+ * - plain-to-tls: we connected in plain text to a port that speaks TLS from the first byte: it
+ *   said nothing, and answered a TLS hello on a second connection (net/tls-probe.ts);
+ * - no-greeting: connected, but the server never greeted (a TLS-only port the probe could not
+ *   tell, or a server that is down or not POP3/IMAP);
  * - untrusted / name-mismatch / expired: certificate verification.
  */
 export type ConnectFault =
   | 'refused'
   | 'unknown-host'
   | 'tls-to-plain'
+  | 'plain-to-tls'
   | 'no-greeting'
   | 'untrusted'
   | 'name-mismatch'
@@ -44,6 +55,7 @@ const STANDARD = {
 const CODES: ReadonlyArray<[RegExp, ConnectFault]> = [
   [/^(ECONNREFUSED|EADDRNOTAVAIL)$/, 'refused'],
   [/^ENOTFOUND$/, 'unknown-host'],
+  [new RegExp(`^${TLS_ONLY_PORT_CODE}$`), 'plain-to-tls'],
   [/^ERR_SSL_(WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|HTTP_REQUEST|UNKNOWN_PROTOCOL)$/, 'tls-to-plain'],
   [/^ERR_TLS_CERT_ALTNAME_INVALID$/, 'name-mismatch'],
   [/^CERT_HAS_EXPIRED$/, 'expired'],
@@ -61,6 +73,8 @@ const TEXTS: ReadonlyArray<[RegExp, ConnectFault]> = [
   [/\bENOTFOUND\b/, 'unknown-host'],
   [/wrong version number|packet length too long|http request|unknown protocol/i, 'tls-to-plain'],
   [/answered in plain text/, 'tls-to-plain'],
+  [/TLS hello to the same port was answered in TLS/, 'plain-to-tls'],
+  [/speaks TLS from the first byte \(\w+\), and popsync connected in plain text/, 'plain-to-tls'],
   [/self[- ]signed certificate|unable to (verify the first certificate|get (local )?issuer certificate)/i, 'untrusted'],
   [/does not match certificate's altnames/i, 'name-mismatch'],
   [/certificate has expired/i, 'expired'],
@@ -92,7 +106,7 @@ export function connectFault(err: unknown): ConnectFault | null {
  */
 export function isConnectMistake(err: unknown): boolean {
   const f = connectFault(err);
-  return f === 'refused' || f === 'unknown-host' || f === 'tls-to-plain' || f === 'no-greeting';
+  return f === 'refused' || f === 'unknown-host' || f === 'tls-to-plain' || f === 'plain-to-tls' || f === 'no-greeting';
 }
 
 /**
@@ -119,21 +133,39 @@ function reasonOf(err: unknown): string {
   return root instanceof Error ? opensslReason(root.message) : String(root);
 }
 
-/** "port 995 speaks TLS: use pop3s://" and the like; the likely fix for each fault. */
+/**
+ * The scheme, and the option: an option beats the URL (README "Server URLs"), so a user who
+ * wrote --pop-tls none would not be helped by a scheme alone.
+ */
+function useImplicit(t: ConnectTarget): string {
+  const s = STANDARD[t.protocol];
+  return `use ${s.secure}:// or --${s.option}-tls implicit`;
+}
+
+function useStarttls(t: ConnectTarget): string {
+  const s = STANDARD[t.protocol];
+  return `use ${s.starttls}:// or --${s.option}-tls starttls`;
+}
+
+/** "port 995 is POP3 over TLS (pop3s): use pop3s://" and the like; the likely fix for each fault. */
 function connectHint(fault: ConnectFault, t: ConnectTarget): string {
   const s = STANDARD[t.protocol];
   const ports = `${t.protocol} is usually on port ${s.tls} (${s.secure}://) or ${s.plain} (${s.starttls}://)`;
+  const overTls = `port ${t.port} is ${t.protocol} over TLS (${s.secure}): ${useImplicit(t)}`;
   switch (fault) {
     case 'refused':
       return `check the host and the port: ${ports}`;
     case 'unknown-host':
       return `check the spelling of the host name "${t.host}"`;
     case 'tls-to-plain':
-      return `port ${t.port} is plain: use ${s.starttls}:// or ?tls=starttls`;
+      return `port ${t.port} is plain: ${useStarttls(t)}`;
+    case 'plain-to-tls':
+      return t.port === s.tls ? overTls : useImplicit(t);
     case 'no-greeting':
-      return t.port === s.tls
-        ? `port ${t.port} speaks TLS: use ${s.secure}://`
-        : `if port ${t.port} speaks TLS from the first byte, use ${s.secure}://`;
+      // Had the port answered a TLS hello, the fault would be plain-to-tls.
+      return t.port === s.tls && t.tls !== 'implicit'
+        ? overTls
+        : `check the port (${ports}); a server that is only slow to greet needs a longer --timeout`;
     case 'untrusted':
       return `--${s.option}-ca-file FILE to trust a private CA (or the server's self-signed certificate)`;
     case 'name-mismatch':
@@ -141,6 +173,10 @@ function connectHint(fault: ConnectFault, t: ConnectTarget): string {
     case 'expired':
       return "the server's certificate has expired: its admin must renew it";
   }
+}
+
+function seconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
 }
 
 function describe(fault: ConnectFault, t: ConnectTarget, reason: string): string {
@@ -152,8 +188,16 @@ function describe(fault: ConnectFault, t: ConnectTarget, reason: string): string
       return `cannot connect to ${server}: unknown host "${t.host}"`;
     case 'tls-to-plain':
       return `${server} answered in plain text, but popsync spoke TLS (${STANDARD[t.protocol].secure}://) (${reason})`;
+    case 'plain-to-tls':
+      return (
+        `${server} speaks TLS from the first byte (${STANDARD[t.protocol].secure}), and popsync connected in ` +
+        `plain text (tls=${t.tls})`
+      );
     case 'no-greeting':
-      return `${server} accepted the connection but sent no greeting`;
+      return (
+        `${server} accepted the connection but sent no greeting` +
+        (t.timeoutMs === undefined ? '' : ` within ${seconds(t.timeoutMs)}`)
+      );
     case 'untrusted':
       return `the certificate of ${server} is not signed by a CA popsync trusts (${reason})`;
     case 'name-mismatch':
@@ -171,18 +215,18 @@ export function explainConnectFailure(err: unknown, t: ConnectTarget): unknown {
   const fault = connectFault(err);
   if (fault === null) return err;
   // The kind decides the exit code: a server that did not greet may yet be a network fault
-  // ('connection'); a TLS answer in plain text or a certificate will not change by waiting.
+  // ('connection'); a TLS mode that does not match the port, or a certificate, will not change
+  // by waiting.
   const kind = fault === 'refused' || fault === 'unknown-host' || fault === 'no-greeting' ? 'connection' : 'tls';
   const context = isPopsyncError(err) ? err.context : {};
   // The cause is Node's own error (its code stays testable); our first wording of it would
-  // only repeat, less clearly, what the new message says.
+  // only repeat, less clearly, what the new message says. A silence has no cause worth showing
+  // ("timeout", or our own "sent nothing for 60000 ms ... (pending: (greeting))").
   return new PopsyncError(
     kind,
     describe(fault, t, reasonOf(err)),
     { ...context, hint: connectHint(fault, t) },
-    {
-      cause: rootOf(err),
-    },
+    fault === 'no-greeting' ? undefined : { cause: rootOf(err) },
   );
 }
 
@@ -193,8 +237,8 @@ export function explainConnectFailure(err: unknown, t: ConnectTarget): unknown {
 export function portMismatchWarning(t: ConnectTarget): string | null {
   const s = STANDARD[t.protocol];
   if (t.tls !== 'implicit' && t.port === s.tls)
-    return `${t.protocol} ${where(t)}: port ${t.port} speaks TLS from the first byte: use ${s.secure}://`;
+    return `${t.protocol} ${where(t)}: port ${t.port} speaks TLS from the first byte: ${useImplicit(t)}`;
   if (t.tls === 'implicit' && t.port === s.plain)
-    return `${t.protocol} ${where(t)}: port ${t.port} is plain: use ${s.starttls}:// or ?tls=starttls`;
+    return `${t.protocol} ${where(t)}: port ${t.port} is plain: ${useStarttls(t)}`;
   return null;
 }

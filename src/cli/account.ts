@@ -178,7 +178,7 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
             timeoutMs,
             logger: o.logger.child({ side: 'pop3' }),
             ...(popCa ? { ca: popCa } : {}),
-          }).catch(tag(pop.display, { protocol: 'POP3', ...pop })),
+          }).catch(tag(pop.display, { protocol: 'POP3', ...pop, timeoutMs })),
     // Loaded on first use: imapflow is a sixth of start-up, and a no-op sync never needs it.
     openSink: async () =>
       (await import('../imap/index.js'))
@@ -192,7 +192,7 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
           logger: o.logger.child({ side: 'imap' }),
           ...(imapCa ? { ca: imapCa } : {}),
         })
-        .catch(tag(imap.display, { protocol: 'IMAP', ...imap })),
+        .catch(tag(imap.display, { protocol: 'IMAP', ...imap, timeoutMs })),
   };
 }
 

@@ -9,6 +9,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { PopsyncError } from '../errors.js';
+import { watchForTlsOnlyPort } from './tls-probe.js';
 import { type TlsTarget, type TrustSources, tlsOptions, trustedCas } from './trust.js';
 
 export interface SocketTarget extends TlsTarget {
@@ -40,6 +41,8 @@ export function createSocket(t: SocketTarget, secure: boolean, onConnect?: () =>
     ? resuming(t, (o) => tls.connect({ ...o, port: t.port }, onConnect))
     : net.connect({ host: t.host, port: t.port }, onConnect);
   s.setNoDelay(true);
+  // Every plain connection awaits a greeting first (STARTTLS comes after it).
+  if (!secure) watchForTlsOnlyPort(s, { host: t.host, port: t.port, timeoutMs: t.connectTimeoutMs });
   return s;
 }
 

@@ -1,9 +1,11 @@
 /**
  * The first connection fails fast and says how to fix it (issue 10 part 4), against the real
- * Dovecot: TLS spoken to its plain ports, plain spoken to its TLS ports (which say nothing, so
- * the run waits one --timeout for a greeting and then stops instead of reconnecting), and a
+ * Dovecot: TLS spoken to its plain ports, plain spoken to its TLS ports (which say nothing; the
+ * TLS check of net/tls-probe.ts finds them out long before --timeout), a server that says
+ * nothing and is not TLS (one --timeout, then a stop instead of reconnecting), and a
  * certificate no CA vouches for. Never OpenSSL's raw text, never a stack trace.
  */
+import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Lab } from '../../lab/dovecot.js';
@@ -18,7 +20,12 @@ useLab('hints', {}, (l, d) => {
 });
 
 let n = 0;
-function run(command: string, pop: string, imap: string, extra: string[] = []) {
+/**
+ * The TLS ports are told apart by the TLS check, not by --timeout: a --timeout far longer than
+ * the check makes a run that reached it fail on its words ("no greeting within 20 s"), not on
+ * the clock. `timeout` is shorter only where the silence itself is under test.
+ */
+function run(command: string, pop: string, imap: string, extra: string[] = [], timeout = '20') {
   n++;
   return runCli(
     [
@@ -34,9 +41,8 @@ function run(command: string, pop: string, imap: string, extra: string[] = []) {
       '--journal',
       join(dir, `j${n}.sqlite`),
       '--no-progress',
-      // One greeting wait, short: a TLS port waits for our TLS hello and says nothing.
       '--timeout',
-      '2',
+      timeout,
       ...extra,
     ],
     { env: { PW: lab.password } },
@@ -57,7 +63,7 @@ describe('a first connection that cannot work ends the run with the fix', () => 
     );
     expect(r.code, r.stderr).toBe(4);
     expect(r.stderr).toContain(`POP3 server 127.0.0.1:${lab.pop3.port} answered in plain text`);
-    expect(r.stderr).toContain(`hint: port ${lab.pop3.port} is plain: use pop3:// or ?tls=starttls`);
+    expect(r.stderr).toContain(`hint: port ${lab.pop3.port} is plain: use pop3:// or --pop-tls starttls`);
     expectClean(r.stderr);
   });
 
@@ -69,40 +75,86 @@ describe('a first connection that cannot work ends the run with the fix', () => 
       `imaps://${user}@127.0.0.1:${lab.imap.port}`,
     );
     expect(r.code, r.stderr).toBe(4);
-    expect(r.stderr).toContain(`hint: port ${lab.imap.port} is plain: use imap:// or ?tls=starttls`);
+    expect(r.stderr).toContain(`hint: port ${lab.imap.port} is plain: use imap:// or --imap-tls starttls`);
     expectClean(r.stderr);
   });
 
-  it('plain POP3 towards the TLS port: one greeting wait, no reconnects; migrate 4, sync 75', async () => {
-    const user = lab.newUser('h');
-    const pop = `pop3://${user}@127.0.0.1:${lab.pop3s.port}?tls=none`;
-    const imap = `imap://${user}@127.0.0.1:${lab.imap.port}?tls=none`;
-    for (const [command, code] of [
-      ['migrate', 4],
-      ['sync', 75],
-    ] as const) {
-      const r = await run(command, pop, imap);
-      expect(r.code, r.stderr).toBe(code);
-      expect(r.stderr).toContain(
-        `POP3 server 127.0.0.1:${lab.pop3s.port} accepted the connection but sent no greeting`,
+  // A TLS mode that does not fit the port is no outage: sync too says 4, not "try later" (75).
+  for (const [command, tls] of [
+    ['migrate', 'none'],
+    ['sync', 'none'],
+    ['migrate', 'starttls'],
+  ] as const) {
+    it(`${command}, plain POP3 (tls=${tls}) towards the TLS port: found out by the TLS check, exit 4`, async () => {
+      const user = lab.newUser('h');
+      const r = await run(
+        command,
+        `pop3://${user}@127.0.0.1:${lab.pop3s.port}`,
+        `imap://${user}@127.0.0.1:${lab.imap.port}?tls=none`,
+        ['--pop-tls', tls],
       );
-      expect(r.stderr).toContain(`hint: if port ${lab.pop3s.port} speaks TLS from the first byte, use pop3s://`);
+      expect(r.code, r.stderr).toBe(4);
+      expect(r.stderr).toContain(
+        `popsync: POP3 server 127.0.0.1:${lab.pop3s.port} speaks TLS from the first byte (pop3s), and popsync ` +
+          `connected in plain text (tls=${tls})\n  account: ${user}@127.0.0.1:${lab.pop3s.port}\n`,
+      );
+      expect(r.stderr).toContain('a TLS hello to the same port was answered in TLS');
+      expect(r.stderr).toContain('hint: use pop3s:// or --pop-tls implicit');
       expectClean(r.stderr);
-    }
-  });
+    });
+  }
 
-  it('plain IMAP towards the TLS port: exit 4 after one greeting wait, "use imaps://"', async () => {
-    const user = lab.newUser('h');
-    await lab.seedPop3(user, [Buffer.from('Subject: x\r\n\r\nbody\r\n')]);
-    const r = await run(
-      'migrate',
-      `pop3://${user}@127.0.0.1:${lab.pop3.port}?tls=none`,
-      `imap://${user}@127.0.0.1:${lab.imaps.port}?tls=none`,
-    );
-    expect(r.code, r.stderr).toBe(4);
-    expect(r.stderr).toContain(`IMAP server 127.0.0.1:${lab.imaps.port} accepted the connection but sent no greeting`);
-    expect(r.stderr).toContain(`hint: if port ${lab.imaps.port} speaks TLS from the first byte, use imaps://`);
-    expectClean(r.stderr);
+  for (const tls of ['none', 'starttls']) {
+    it(`plain IMAP (tls=${tls}) towards the TLS port: exit 4, "use imaps:// or --imap-tls implicit"`, async () => {
+      const user = lab.newUser('h');
+      await lab.seedPop3(user, [Buffer.from('Subject: x\r\n\r\nbody\r\n')]);
+      const r = await run(
+        'migrate',
+        `pop3://${user}@127.0.0.1:${lab.pop3.port}?tls=none`,
+        `imap://${user}@127.0.0.1:${lab.imaps.port}?tls=${tls}`,
+      );
+      expect(r.code, r.stderr).toBe(4);
+      expect(r.stderr).toContain(
+        `IMAP server 127.0.0.1:${lab.imaps.port} speaks TLS from the first byte (imaps), and popsync connected ` +
+          `in plain text (tls=${tls})`,
+      );
+      expect(r.stderr).toContain('hint: use imaps:// or --imap-tls implicit');
+      expectClean(r.stderr);
+    });
+  }
+
+  it('a server that says nothing and is not TLS: one --timeout, no reconnects; migrate 4, sync 75', async () => {
+    // Reads what it is sent (the TLS check's hello too) and answers nothing, as a hung server does.
+    const mute = net.createServer((c) => {
+      c.on('error', () => {});
+      c.resume();
+    });
+    await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r));
+    const port = (mute.address() as AddressInfo).port;
+    try {
+      const user = lab.newUser('h');
+      for (const [command, code] of [
+        ['migrate', 4],
+        ['sync', 75],
+      ] as const) {
+        const r = await run(
+          command,
+          `pop3://${user}@127.0.0.1:${port}?tls=none`,
+          `imap://${user}@127.0.0.1:${lab.imap.port}?tls=none`,
+          [],
+          '3',
+        );
+        expect(r.code, r.stderr).toBe(code);
+        expect(r.stderr).toContain(
+          `popsync: POP3 server 127.0.0.1:${port} accepted the connection but sent no greeting within 3 s\n`,
+        );
+        expect(r.stderr).toContain(`hint: check the port (POP3 is usually on port 995 (pop3s://) or 110 (pop3://))`);
+        expect(r.stderr).not.toContain('cause:');
+        expectClean(r.stderr);
+      }
+    } finally {
+      mute.close();
+    }
   });
 
   it('a certificate from a private CA: exit 4, "--pop-ca-file", and --pop-ca-file then works', async () => {

@@ -5,6 +5,7 @@ import {
   isConnectMistake,
   opensslReason,
   portMismatchWarning,
+  TLS_ONLY_PORT_CODE,
   type ConnectTarget,
 } from '../../src/connect-hints.js';
 import { PopsyncError } from '../../src/errors.js';
@@ -79,21 +80,51 @@ describe('explainConnectFailure', () => {
     expect(e.message).toBe(
       'POP3 server pop.example.net:110 answered in plain text, but popsync spoke TLS (pop3s://) (wrong version number)',
     );
-    expect(e.context.hint).toBe('port 110 is plain: use pop3:// or ?tls=starttls');
+    // The option too: it beats the URL, so a user who wrote --pop-tls implicit needs it.
+    expect(e.context.hint).toBe('port 110 is plain: use pop3:// or --pop-tls starttls');
     // Still recognised after the rewording, and Node's code is still on the cause.
     expect(connectFault(e)).toBe('tls-to-plain');
     expect((e.cause as NodeJS.ErrnoException).code).toBe('ERR_SSL_WRONG_VERSION_NUMBER');
   });
 
-  it('plain towards the TLS port: "port 995 speaks TLS"; towards another port, a conditional hint', () => {
+  it('plain towards a port that answered the TLS check in TLS: a TLS mistake (exit 4), the scheme and option', () => {
+    const probed = Object.assign(
+      new Error('no plain-text greeting within 2 s; a TLS hello to the same port was answered in TLS'),
+      { code: TLS_ONLY_PORT_CODE },
+    );
+    const raw = wrapped('connection', `POP3 connection error: ${probed.message}`, probed);
+    expect(connectFault(raw)).toBe('plain-to-tls');
+    const at995 = explainConnectFailure(raw, { ...pop995, tls: 'none' }) as PopsyncError;
+    expect(at995.kind).toBe('tls');
+    expect(at995.message).toBe(
+      'POP3 server pop.example.net:995 speaks TLS from the first byte (pop3s), and popsync connected in plain ' +
+        'text (tls=none)',
+    );
+    expect(at995.context.hint).toBe('port 995 is POP3 over TLS (pop3s): use pop3s:// or --pop-tls implicit');
+    expect(isConnectMistake(at995)).toBe(true);
+    // Recognised again by its words once explained (the engine asks), as each fault is.
+    expect(connectFault(new PopsyncError('tls', at995.message))).toBe('plain-to-tls');
+    const at1993 = explainConnectFailure(raw, { ...imap143, port: 1993 }) as PopsyncError;
+    expect(at1993.context.hint).toBe('use imaps:// or --imap-tls implicit');
+  });
+
+  it('a greeting that never came: how long was waited, and no hint of TLS once the port was checked', () => {
     const silent = wrapped('connection', 'POP3 server sent nothing for 60000 ms while popsync waited for (greeting)');
-    const at995 = explainConnectFailure(silent, { ...pop995, tls: 'starttls' }) as PopsyncError;
+    const at995 = explainConnectFailure(silent, { ...pop995, tls: 'starttls', timeoutMs: 60_000 }) as PopsyncError;
     expect(at995.kind).toBe('connection');
-    expect(at995.message).toBe('POP3 server pop.example.net:995 accepted the connection but sent no greeting');
-    expect(at995.context.hint).toBe('port 995 speaks TLS: use pop3s://');
+    expect(at995.message).toBe(
+      'POP3 server pop.example.net:995 accepted the connection but sent no greeting within 60 s',
+    );
+    expect(at995.context.hint).toBe('port 995 is POP3 over TLS (pop3s): use pop3s:// or --pop-tls implicit');
+    // Our own "sent nothing for 60000 ms ... (pending: (greeting))" is not shown again as a cause.
+    expect(at995.cause).toBeUndefined();
     expect(isConnectMistake(at995)).toBe(true);
     const at2995 = explainConnectFailure(silent, { ...pop995, port: 2995, tls: 'none' }) as PopsyncError;
-    expect(at2995.context.hint).toBe('if port 2995 speaks TLS from the first byte, use pop3s://');
+    expect(at2995.message).toBe('POP3 server pop.example.net:2995 accepted the connection but sent no greeting');
+    expect(at2995.context.hint).toBe(
+      'check the port (POP3 is usually on port 995 (pop3s://) or 110 (pop3://)); a server that is only slow to ' +
+        'greet needs a longer --timeout',
+    );
   });
 
   it('refused, unknown host and an untrusted certificate each get their fix; the context is kept', () => {
@@ -141,10 +172,10 @@ describe('opensslReason and portMismatchWarning', () => {
 
   it('warns when the scheme contradicts a well-known port, and only then', () => {
     expect(portMismatchWarning({ ...pop995, tls: 'starttls' })).toBe(
-      'POP3 pop.example.net:995: port 995 speaks TLS from the first byte: use pop3s://',
+      'POP3 pop.example.net:995: port 995 speaks TLS from the first byte: use pop3s:// or --pop-tls implicit',
     );
     expect(portMismatchWarning({ ...imap143, tls: 'implicit' })).toBe(
-      'IMAP imap.example.net:143: port 143 is plain: use imap:// or ?tls=starttls',
+      'IMAP imap.example.net:143: port 143 is plain: use imap:// or --imap-tls starttls',
     );
     expect(portMismatchWarning(pop995)).toBeNull();
     expect(portMismatchWarning(imap143)).toBeNull();

@@ -1,0 +1,115 @@
+/**
+ * A plain connection to a port that speaks TLS from the first byte (pop3s on 995, imaps on 993,
+ * or any port set up that way) hears nothing: the server waits for a TLS hello, the client for
+ * a greeting, until the client's --timeout (60 s by default) ends it as "no greeting".
+ *
+ * A greeting deadline shorter than --timeout would fail real servers that are slow to greet by
+ * design: qmail's tcpserver waits up to 26 s for an ident answer before the POP3 server even
+ * starts, and a reverse DNS lookup against a dead resolver costs 5 to 30 s. So the silence is
+ * asked about instead: once a plain connection has heard nothing for PROBE_AFTER_MS, a second
+ * connection to the same port says hello in TLS. A server that completes that handshake, or
+ * refuses it with a TLS alert, speaks TLS there, and the plain connection is ended at once with
+ * an error saying so (TLS_ONLY_PORT_CODE, worded by connect-hints.ts). A server that answers the
+ * hello in plain text, or not at all, is only slow: the plain connection waits on as before.
+ *
+ * The probe sends a TLS ClientHello and nothing else, trusts nothing it hears (it verifies no
+ * certificate because it believes nothing but "this port speaks TLS"), keeps no session, and
+ * closes once it knows. A silent server pays one extra connection; one that greets, nothing.
+ */
+
+import net from 'node:net';
+import tls from 'node:tls';
+import { TLS_ONLY_PORT_CODE } from '../connect-hints.js';
+
+/**
+ * Servers greet as soon as they accept: Dovecot, Cyrus and Courier within milliseconds, Gmail
+ * and Outlook within a round trip. Two seconds is several round trips of a slow link to a
+ * loaded server, and still an answer rather than a wait for the user.
+ */
+const PROBE_AFTER_MS = 2000;
+
+export interface ProbeTarget {
+  host: string;
+  port: number;
+  /** Bound on the probe itself: a server that takes the hello and says nothing is not TLS-only. */
+  timeoutMs: number;
+}
+
+/** A TLS alert is a TLS server saying no (to our hello, our SNI, our missing client certificate). */
+const TLS_ANSWER = /^ERR_SSL_.*ALERT/;
+
+/**
+ * Whether the server at `t` answers a TLS hello in TLS; false once `signal` aborts. The probe
+ * never keeps the process alive: a run that ended meanwhile exits without waiting for it.
+ */
+export function speaksTls(t: ProbeTarget, signal?: AbortSignal): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const socket = tls.connect({
+      host: t.host,
+      port: t.port,
+      // SNI as the real connection would send it: some servers alert without it, which still counts.
+      ...(net.isIP(t.host) === 0 ? { servername: t.host } : {}),
+      rejectUnauthorized: false,
+    });
+    let settled = false;
+    const done = (verdict: boolean): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', abort);
+      socket.destroy();
+      resolve(verdict);
+    };
+    const abort = (): void => done(false);
+    const timer = setTimeout(abort, t.timeoutMs);
+    timer.unref();
+    socket.unref();
+    signal?.addEventListener('abort', abort, { once: true });
+    if (signal?.aborted) abort();
+    socket.once('secureConnect', () => done(true));
+    // 'on', not 'once': a second error after the verdict must not go unheard.
+    socket.on('error', (e: NodeJS.ErrnoException) => done(TLS_ANSWER.test(e.code ?? '')));
+    socket.once('close', () => done(false));
+  });
+}
+
+/** The error a silent plain connection ends with when its port answered the probe in TLS. */
+class TlsOnlyPort extends Error {
+  readonly code = TLS_ONLY_PORT_CODE;
+}
+
+/**
+ * Watches a plain socket from its connect on: if it has received no byte PROBE_AFTER_MS later
+ * and its port speaks TLS, the socket is destroyed with a TLS_ONLY_PORT_CODE error, which its
+ * owner hears as any other socket error. bytesRead is read rather than listening for 'data',
+ * which would start the flow of a socket whose greeting must wait unread (early-socket.ts).
+ */
+export function watchForTlsOnlyPort(
+  socket: net.Socket,
+  t: ProbeTarget,
+  { afterMs = PROBE_AFTER_MS, probe = speaksTls }: { afterMs?: number; probe?: typeof speaksTls } = {},
+): void {
+  let timer: NodeJS.Timeout | undefined;
+  // Ends the probe with the connection it asks about: it must not outlive it.
+  const ended = new AbortController();
+  const silent = (): boolean => !socket.destroyed && socket.bytesRead === 0;
+  socket.once('connect', () => {
+    timer = setTimeout(() => {
+      if (!silent()) return;
+      void probe(t, ended.signal).then((yes) => {
+        if (yes && silent())
+          socket.destroy(
+            new TlsOnlyPort(
+              `no plain-text greeting within ${afterMs / 1000} s; a TLS hello to the same port ` +
+                'was answered in TLS',
+            ),
+          );
+      });
+    }, afterMs);
+    timer.unref();
+  });
+  socket.once('close', () => {
+    clearTimeout(timer);
+    ended.abort();
+  });
+}
