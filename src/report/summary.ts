@@ -19,6 +19,7 @@ export const SUMMARY_JSON_VERSION = 1;
  *     copied:          100 messages, 3.0 MiB in 1m 02s (49.5 KiB/s)
  *     already copied:  15
  *     reconciled:      2
+ *     adopted:         1 (found already in the destination; recorded, not copied again)
  *     failed:          3
  *       UIDL abc (#5, 12.0 KiB): too big — server said: "NO [TOOBIG] ..."
  *     reconnects:      1
@@ -37,6 +38,12 @@ export function formatSummary(result: RunResult): string {
 
   lines.push(row('already copied', String(result.alreadyCopied)));
   lines.push(row('reconciled', String(result.reconciled)));
+  // Only when it happened, as below; without these a run that found its mail already in the
+  // destination (a new or lost journal) listed 2 messages and accounted for none of them.
+  if (result.adopted > 0)
+    lines.push(row('adopted', `${result.adopted} (found already in the destination; recorded, not copied again)`));
+  if (result.recognised > 0)
+    lines.push(row('recognised', `${result.recognised} (copied before under another UIDL; not copied again)`));
   lines.push(row('failed', String(result.failed.length)));
   for (const f of result.failed) lines.push(`    ${formatFailure(f)}`);
   // Only when the rule bit: most configs have none, and the summary's lines are read by people.

@@ -50,6 +50,17 @@ describe('formatSummary', () => {
     );
   });
 
+  it('accounts for copies it found already there or knew under another UIDL, only when there were any', () => {
+    const lines = formatSummary(result({ copied: 0, copiedBytes: 0, adopted: 2, recognised: 1 })).split('\n');
+    expect(lines.slice(3, 7)).toEqual([
+      '  already copied:  15',
+      '  reconciled:      2',
+      '  adopted:         2 (found already in the destination; recorded, not copied again)',
+      '  recognised:      1 (copied before under another UIDL; not copied again)',
+    ]);
+    expect(formatSummary(result())).not.toMatch(/adopted|recognised/);
+  });
+
   it('adds one line per failed message under the failed count', () => {
     const text = formatSummary(
       result({
