@@ -217,14 +217,19 @@ function bind(db: Database.Database, path: string, binding: JournalBinding, now:
     return;
   }
   if (owner !== binding.source) {
+    // A first run binds the journal before it connects, so a mistyped host binds it to the typo,
+    // and the corrected command then met only "each account needs its own journal".
+    const empty = (db.prepare('SELECT count(*) AS n FROM messages').get() as { n: number }).n === 0;
     throw new PopsyncError(
       'journal-bound',
       `journal ${path} belongs to source account ${owner}, not ${binding.source}`,
       {
         account: binding.source,
-        hint:
-          `each POP3 account needs its own journal: use ${owner}'s journal only for that account, ` +
-          `and give ${binding.source} a journal file of its own`,
+        hint: empty
+          ? `it records no message of ${owner}: if that account was a mistake (a mistyped host or user), ` +
+            `remove ${path} (and its -wal, -shm and .lock files) and run again`
+          : `each POP3 account needs its own journal: use ${owner}'s journal only for that account, ` +
+            `and give ${binding.source} a journal file of its own`,
       },
     );
   }

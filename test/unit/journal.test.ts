@@ -126,6 +126,17 @@ describe('Journal.open', () => {
     expect(() => openJournal(ALICE)).not.toThrow();
   });
 
+  it('says a journal that records no message may simply be removed (a first run against a mistyped host)', () => {
+    openJournal(ALICE).close();
+    const empty = caught(() => openJournal(BOB));
+    expect(empty.kind).toBe('journal-bound');
+    expect(empty.context.hint).toMatch(/^it records no message of .*: if that account was a mistake .*remove /);
+    const j = openJournal(ALICE);
+    j.beginAppend(A, [item('u1')]);
+    j.close();
+    expect(caught(() => openJournal(BOB)).context.hint).toMatch(/^each POP3 account needs its own journal/);
+  });
+
   it('refuses a journal whose schema is newer than this popsync', () => {
     openJournal().close();
     const db = new Database(path);
