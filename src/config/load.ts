@@ -101,24 +101,58 @@ function pickIssue(issue: z.core.$ZodIssue): { path: PropertyKey[]; message: str
   return { path: [...issue.path], message: issue.message };
 }
 
+/** The command line's words for the two sides, as people carry them over into a config. */
+const SIDE_NAMES: Readonly<Record<string, string>> = {
+  pop: 'source',
+  pop3: 'source',
+  imap: 'destination',
+};
+
+/** What an unknown key was probably meant as: a typo of a key here, a side's name, a side's key. */
+function unknownKeyMessage(key: string, at: ReadonlyArray<PropertyKey>): string {
+  const known = knownKeysAt(configFile, at);
+  const meant = nearestKey(key, known) ?? (known.includes(SIDE_NAMES[key] ?? '') ? SIDE_NAMES[key]! : null);
+  if (meant !== null) return `unknown key (did you mean ${meant}?)`;
+  // password_env and the like written beside source: instead of under it (or misspelt there too).
+  const sideKey = known.includes('source') ? nearestKey(key, knownKeysAt(configFile, [...at, 'source'])) : null;
+  if (sideKey !== null) return `unknown key here (${sideKey} belongs under source: or destination:)`;
+  return 'unknown key';
+}
+
+/** "expected object, received string" where a side was written as its URL alone. */
+function sideAsUrl(issue: z.core.$ZodIssue): string | null {
+  const side = issue.path[issue.path.length - 1];
+  if (issue.code !== 'invalid_type' || (side !== 'source' && side !== 'destination')) return null;
+  if (!/received string/.test(issue.message)) return null;
+  const scheme = side === 'source' ? 'pop3s' : 'imaps';
+  return (
+    `expected keys, not a URL on its own: write the URL as url: under ${side}:, beside the password key ` +
+    `(${side}: { url: '${scheme}://user@host', password_env: NAME })`
+  );
+}
+
 function problemsOf(doc: Document, lc: LineCounter, issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
   const out: ConfigProblem[] = [];
   for (const issue of issues) {
     if (issue.code === 'unrecognized_keys') {
-      const known = knownKeysAt(configFile, issue.path);
       for (const k of issue.keys) {
         const path = [...issue.path, k];
-        const meant = nearestKey(k, known);
         out.push({
           line: lineOf(doc, lc, path, true),
           key: formatKey(path),
-          message: meant === null ? 'unknown key' : `unknown key (did you mean ${meant}?)`,
+          message: unknownKeyMessage(k, issue.path),
         });
       }
       continue;
     }
     const { path, message } = pickIssue(issue);
-    out.push({ line: lineOf(doc, lc, path), key: formatKey(path), message: message.replace(/^Invalid input: /, '') });
+    out.push({
+      line: lineOf(doc, lc, path),
+      key: formatKey(path),
+      message:
+        sideAsUrl(issue) ??
+        message.replace(/^Invalid input: /, '').replace(/^expected (.+), received undefined$/, 'missing (expected $1)'),
+    });
   }
   return out.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
 }

@@ -42,6 +42,22 @@ describe('config errors name the key and the line', () => {
       'popsync.yml:6: accounts[0].zzzzzz: unknown key',
     ]);
   });
+  it("a side written as a URL, the command line's side names, a side's key beside it: each says what to do", () => {
+    const text = `accounts:
+  - name: a
+    source: pop3s://u@pop.example
+    pasword_env: P
+    imap: { url: 'imaps://u@imap.example', password_env: I }
+`;
+    expect(errorOf(text).message.split('\n')).toEqual([
+      'popsync.yml:2: accounts[0].destination: missing (expected object)',
+      'popsync.yml:3: accounts[0].source: expected keys, not a URL on its own: write the URL as url: under ' +
+        "source:, beside the password key (source: { url: 'pop3s://user@host', password_env: NAME })",
+      'popsync.yml:4: accounts[0].pasword_env: unknown key here (password_env belongs under source: or ' +
+        'destination:)',
+      'popsync.yml:5: accounts[0].imap: unknown key (did you mean destination?)',
+    ]);
+  });
   it('bad regular expression', () => {
     const e = errorOf(
       `${base}    rules:\n      - folder: X\n      - match:\n          subject: { regex: '([a-' }\n        folder: Y\n`,
