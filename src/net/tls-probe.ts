@@ -12,8 +12,8 @@
  * an error saying so (TLS_ONLY_PORT_CODE, worded by connect-hints.ts). A server that answers the
  * hello in plain text, or not at all, is only slow: the plain connection waits on as before.
  *
- * The probe sends a TLS ClientHello and nothing else, trusts nothing it hears (it verifies no
- * certificate because it believes nothing but "this port speaks TLS"), keeps no session, and
+ * The probe is a TLS handshake and no more: no command, no credential; it verifies no
+ * certificate because it believes nothing but "this port speaks TLS", keeps no session, and
  * closes once it knows. A silent server pays one extra connection; one that greets, nothing.
  */
 
