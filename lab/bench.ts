@@ -293,6 +293,12 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
       `popsync / safe relay: ${(safe.ms / run.ms).toFixed(2)}x; ` +
         `safe relay / raw relay: ${(relay.ms / safe.ms).toFixed(2)}x (what the invariants cost at least)\n`,
     );
+    // CPU beside time: on a shared machine the servers' share moves the wall-clock ratios, while
+    // the clients' CPU says what each copier itself costs (popsync's includes its start-up).
+    process.stdout.write(
+      `client CPU, popsync / safe relay: ${(run.cpuMs / safe.clientMs).toFixed(2)}x; ` +
+        `safe relay / raw relay: ${(safe.clientMs / relay.clientMs).toFixed(2)}x\n`,
+    );
     if (noop)
       process.stdout.write(
         `popsync no-op rerun (${count} journaled): ${(noop.ms / 1000).toFixed(2)} s, start-up included, ` +
