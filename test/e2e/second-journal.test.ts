@@ -99,6 +99,18 @@ describe('a new, lost or second journal over a destination that holds the copies
     const r = await runCli(args(pop, imap, 'localhost', join(dir, 'second.sqlite')), { env: { PW: lab.password } });
     await expectNothingCopiedAgain(imap, expected, r, 'second journal');
   });
+
+  it('sync -v with a second journal says where the listed messages went: found and adopted', async () => {
+    const { pop, imap, expected } = await copiedOnce(join(dir, 'home-sync'), join(dir, 'sync-first.sqlite'));
+    const [, ...rest] = args(pop, imap, 'localhost', join(dir, 'sync-second.sqlite')).filter((a) => a !== '--json');
+    const r = await runCli(['sync', ...rest, '-v'], { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(
+      `popsync: nothing new on ${pop}@localhost:${lab.pop3.port} ` +
+        `(30 listed, 0 already copied, 30 found already in the destination and adopted)\n`,
+    );
+    expect(await destinationMessages(lab, imap)).toHaveLength(expected.length);
+  });
 });
 
 describe('a destination folder deleted and recreated between runs', () => {

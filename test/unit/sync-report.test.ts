@@ -1,6 +1,6 @@
 /** What `sync` and `status` print: the one-line cron report and the status summary (pure formatting). */
 import { describe, expect, it } from 'vitest';
-import { deletionPolicy, formatSyncReport, somethingHappened } from '../../src/cli/commands/sync.js';
+import { deletionPolicy, formatNothingNew, formatSyncReport, somethingHappened } from '../../src/cli/commands/sync.js';
 import { formatStatus, summarise } from '../../src/cli/commands/status.js';
 import type { RunResult } from '../../src/engine/types.js';
 import { emptyRunResult } from '../../src/engine/recorder.js';
@@ -40,6 +40,17 @@ describe('sync report', () => {
       /^popsync: 1 new message copied \(10 B\) .*, 2 deleted from the source, recognised 4 messages/,
     );
     expect(text).toContain(', recognised 4 messages under new UIDLs, 1 failed\n  UIDL U9 ');
+  });
+  it('accounts for copies it adopted, in the nothing-new line and in the one line, as migrate does', () => {
+    expect(formatNothingNew(result())).toBe('popsync: nothing new on alice@pop:995 (10 listed, 10 already copied)');
+    expect(formatNothingNew(result({ listed: 2, alreadyCopied: 0, adopted: 2 }))).toBe(
+      'popsync: nothing new on alice@pop:995 (2 listed, 0 already copied, 2 found already in the destination ' +
+        'and adopted)',
+    );
+    expect(formatSyncReport(result({ copied: 1, copiedBytes: 10, adopted: 3 }))).toBe(
+      'popsync: 1 new message copied (10 B) from alice@pop:995 to alice@imap:993, ' +
+        '3 found already in the destination and adopted',
+    );
   });
   it('builds the deletion policy, and refuses deletion-only flags without --delete', () => {
     expect(deletionPolicy({})).toBeNull();

@@ -110,6 +110,7 @@ export function formatSyncReport(r: RunResult): string {
     `popsync: ${copied} new message${copied === 1 ? '' : 's'} copied (${formatBytes(r.copiedBytes)}) from ` +
       `${r.source} to ${r.destination}`,
   ];
+  if (r.adopted > 0) parts.push(adoptedPhrase(r.adopted));
   if (r.deleted > 0) parts.push(`${r.deleted} deleted from the source`);
   if (r.recognised > 0)
     parts.push(`recognised ${r.recognised} message${r.recognised === 1 ? '' : 's'} under new UIDLs`);
@@ -127,6 +128,25 @@ export function formatSyncReport(r: RunResult): string {
   for (const p of problems) lines.push(`  UIDL ${printable(p.uidl)}: copy ${p.problem}: ${printable(p.detail)}`);
   if (r.deletionRefused) lines.push(`popsync: ${r.deletionRefused}`);
   return lines.join('\n');
+}
+
+/**
+ * Copies a run found already in the destination (a new or lost journal) and recorded instead of
+ * copying: the word migrate's summary uses, so the two commands account for them alike.
+ */
+function adoptedPhrase(n: number): string {
+  return `${n} found already in the destination and adopted`;
+}
+
+/**
+ * The --verbose line of a run that copied nothing. It accounts for every message listed: without
+ * the adopted count, a new journal over a destination that already held the mail said
+ * '2 listed, 0 already copied' and left the 2 unexplained.
+ */
+export function formatNothingNew(r: RunResult): string {
+  const parts = [`${r.listed} listed`, `${r.alreadyCopied} already copied`];
+  if (r.adopted > 0) parts.push(adoptedPhrase(r.adopted));
+  return `popsync: nothing new on ${r.source} (${parts.join(', ')})`;
 }
 
 /** Progress only once there is something to copy: a no-op run shows nothing, even on a terminal. */
@@ -193,9 +213,7 @@ async function syncOne(
     else if (
       happened ? !o.quiet || result.failed.length > 0 || !!result.deletionRefused || needsAHuman(result) : o.verbose
     ) {
-      const text = happened
-        ? formatSyncReport(result)
-        : `popsync: nothing new on ${result.source} (${result.listed} listed, ${result.alreadyCopied} already copied)`;
+      const text = happened ? formatSyncReport(result) : formatNothingNew(result);
       process.stdout.write(
         (name === undefined
           ? text
