@@ -11,7 +11,7 @@
  * left at the pace accounts have been finishing".
  */
 import type { Phase, ProgressEvent } from '../engine/types.js';
-import { formatBytes, formatDuration, printable } from './summary.js';
+import { formatBytes, formatEta, printable } from './summary.js';
 
 interface Running {
   name: string;
@@ -122,7 +122,7 @@ function flowText(t: BatchTally, now: number): string {
 }
 
 function etaOrDash(ms: number | null): string {
-  return ms === null ? 'ETA -' : `ETA ${formatDuration(ms)}`;
+  return ms === null ? 'ETA -' : `ETA ${formatEta(ms)}`;
 }
 
 /** Cut to `width` columns (one less than the terminal's: writing the last column wraps on some terminals). */

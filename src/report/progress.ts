@@ -14,7 +14,7 @@
 import type { MultiBar, SingleBar } from 'cli-progress';
 import type { Ora } from 'ora';
 import type { Phase, ProgressEvent, ProgressListener } from '../engine/types.js';
-import { formatBytes, formatDuration, printable, rateText } from './summary.js';
+import { formatBytes, formatDuration, formatEta, printable, rateText } from './summary.js';
 
 export interface ProgressOptions {
   /** Draw spinners and bars. Only when stderr is a terminal and the user did not opt out. */
@@ -125,7 +125,7 @@ class Tally {
 function etaText(t: Tally): string {
   if (t.done >= t.toCopy) return 'ETA 0s';
   const eta = t.etaMs();
-  return eta === null ? 'ETA -' : `ETA ${formatDuration(eta)}`;
+  return eta === null ? 'ETA -' : `ETA ${formatEta(eta)}`;
 }
 
 function detailText(detail: string | undefined): string {
@@ -164,10 +164,12 @@ function plainProgress(stream: NodeJS.WritableStream, now: () => number, interva
     const parts = [`${t.done}/${t.toCopy} messages`];
     if (t.toCopy > 0) parts[0] += ` (${Math.floor((t.done * 100) / t.toCopy)}%)`;
     parts.push(`${formatBytes(t.doneBytes)} of ${formatBytes(t.toCopyBytes)}`);
+    // Measured from the first copy, not the start of the run as the summary's: said, so the two
+    // figures for one run do not read as a contradiction.
     const rate = rateText(t.doneBytes, t.elapsedMs());
-    if (rate !== null) parts.push(rate);
+    if (rate !== null) parts.push(`${rate} while copying`);
     const eta = t.etaMs();
-    if (eta !== null && t.done < t.toCopy) parts.push(`about ${formatDuration(eta)} left`);
+    if (eta !== null && t.done < t.toCopy) parts.push(eta < 1000 ? 'under 1s left' : `about ${formatEta(eta)} left`);
     if (t.failed > 0) parts.push(`${t.failed} failed`);
     return parts.join(', ');
   };

@@ -16,7 +16,7 @@ export const SUMMARY_JSON_VERSION = 1;
  *
  *   popsync migrate: alice@pop.example.net:995 -> bob@imap.example.net:993
  *     listed:          120 messages, 3.4 MiB
- *     copied:          100 messages, 3.0 MiB in 1m 02s (49.5 KiB/s)
+ *     copied:          100 messages, 3.0 MiB in 1m 02s (49.5 KiB/s over the whole run)
  *     already copied:  15
  *     reconciled:      2
  *     adopted:         1 (found already in the destination; recorded, not copied again)
@@ -33,7 +33,9 @@ export function formatSummary(result: RunResult): string {
     `${count(result.copied, 'message')}, ${formatBytes(result.copiedBytes)} in ` +
     `${formatDuration(result.durationMs)}`;
   const rate = rateText(result.copiedBytes, result.durationMs);
-  if (rate !== null && result.copied > 0) copied += ` (${rate})`;
+  // Over the whole run, as the duration before it: the progress lines' rate is the copy phase's
+  // alone ('while copying'), and two unlabelled rates for one run read as a contradiction.
+  if (rate !== null && result.copied > 0) copied += ` (${rate} over the whole run)`;
   lines.push(row('copied', copied));
 
   lines.push(row('already copied', String(result.alreadyCopied)));
@@ -99,6 +101,14 @@ export function formatDuration(ms: number): string {
   if (h > 0) return `${h}h ${pad(m)}m ${pad(s)}s`;
   if (m > 0) return `${m}m ${pad(s)}s`;
   return `${s}s`;
+}
+
+/**
+ * An estimate of time left: '1.8s', '16m 35s', or 'under 1s' below a second, where
+ * formatDuration's one decimal printed 'about 0.0s left' while messages were still to come.
+ */
+export function formatEta(ms: number): string {
+  return ms < 1000 ? 'under 1s' : formatDuration(ms);
 }
 
 /** "49.5 KiB/s", or null when no time has passed (a rate would be infinite or noise). */

@@ -113,13 +113,35 @@ describe('plain lines (not a terminal)', () => {
     ]);
     const progress = lines.filter((l) => l.includes('/20 messages'));
     expect(progress).toHaveLength(10);
-    expect(progress[0]).toBe('popsync: 2/20 messages (10%), 2.0 KiB of 20.0 KiB, 10.0 KiB/s, about 1.8s left');
-    expect(progress[2]).toBe(
-      'popsync: 6/20 messages (30%), 6.0 KiB of 20.0 KiB, 10.0 KiB/s, about 1.4s left, 1 failed',
+    expect(progress[0]).toBe(
+      'popsync: 2/20 messages (10%), 2.0 KiB of 20.0 KiB, 10.0 KiB/s while copying, about 1.8s left',
     );
-    expect(progress[9]).toBe('popsync: 20/20 messages (100%), 20.0 KiB of 20.0 KiB, 10.0 KiB/s, 1 failed');
+    expect(progress[2]).toBe(
+      'popsync: 6/20 messages (30%), 6.0 KiB of 20.0 KiB, 10.0 KiB/s while copying, about 1.4s left, 1 failed',
+    );
+    expect(progress[9]).toBe(
+      'popsync: 20/20 messages (100%), 20.0 KiB of 20.0 KiB, 10.0 KiB/s while copying, 1 failed',
+    );
     expect(lines.at(-2)).toBe('popsync: finishing');
     expect(s.text()).not.toContain('\x1b');
+  });
+
+  it('says under 1s left, never about 0.0s, when the estimate rounds to nothing', () => {
+    const s = fakeStream(false);
+    const c = clock();
+    const p = createProgress({ tty: false, quiet: false, stream: s.stream, now: c.now, intervalMs: 60_000 });
+    p.listener({ type: 'plan', toCopy: 10, toCopyBytes: 10_000, alreadyCopied: 0 });
+    p.listener({ type: 'phase', phase: 'copying' });
+    // Nine small messages over 9 s, then the estimate for the last 10 bytes is 9 ms.
+    for (let i = 0; i < 9; i++) {
+      c.advance(1000);
+      p.listener({ type: 'message', uidl: `u${i}`, bytes: i === 8 ? 9990 - 8 * 10 : 10, outcome: 'copied' });
+    }
+    const last = s
+      .text()
+      .split('\n')
+      .filter((l) => l.includes('9/10 messages'));
+    expect(last).toEqual(['popsync: 9/10 messages (90%), 9.8 KiB of 9.8 KiB, 1.1 KiB/s while copying, under 1s left']);
   });
 
   it('prints at most one line per interval between 10% steps', () => {
@@ -142,7 +164,9 @@ describe('plain lines (not a terminal)', () => {
       'popsync: 15/1000',
       'popsync: 20/1000',
     ]);
-    expect(progress[0]).toBe('popsync: 5/1000 messages (0%), 2.4 KiB of 488.3 KiB, 500 B/s, about 16m 35s left');
+    expect(progress[0]).toBe(
+      'popsync: 5/1000 messages (0%), 2.4 KiB of 488.3 KiB, 500 B/s while copying, about 16m 35s left',
+    );
   });
 
   it('prints reconnects as they happen, escaping what the server sent', () => {

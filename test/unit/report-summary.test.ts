@@ -4,6 +4,7 @@ import { emptyRunResult } from '../../src/engine/recorder.js';
 import {
   formatBytes,
   formatDuration,
+  formatEta,
   formatFailure,
   formatSummary,
   printable,
@@ -41,7 +42,7 @@ describe('formatSummary', () => {
       [
         'popsync migrate: alice@pop.example.net:995 -> alice@imap.example.net:993',
         '  listed:          120 messages, 3.4 MiB',
-        '  copied:          100 messages, 3.0 MiB in 1m 02s (49.5 KiB/s)',
+        '  copied:          100 messages, 3.0 MiB in 1m 02s (49.5 KiB/s over the whole run)',
         '  already copied:  15',
         '  reconciled:      2',
         '  failed:          0',
@@ -132,6 +133,17 @@ describe('helpers', () => {
       '42s',
       '1m 02s',
       '1h 03m 04s',
+    ]);
+  });
+
+  it('formatEta never says 0.0s', () => {
+    expect([0, 9, 999, 1000, 1800, 995_000].map(formatEta)).toEqual([
+      'under 1s',
+      'under 1s',
+      'under 1s',
+      '1.0s',
+      '1.8s',
+      '16m 35s',
     ]);
   });
 
