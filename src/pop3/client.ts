@@ -25,6 +25,16 @@ import type { Pop3Options, Pop3Session, Pop3SizeEntry, Pop3Stat, Pop3UidlEntry }
 /** How many commands may be written ahead of their responses when PIPELINING is on. */
 const PIPELINE_WINDOW = 64;
 
+/**
+ * Body chunks a RETR stream holds for its reader before the socket is paused. Counted in bytes
+ * at Node's default (16 KiB), one socket read (up to 64 KiB) was over it, so every read paused
+ * the socket and the reader's next read() resumed it. Counted in chunks, the socket runs on
+ * while the reader keeps up, each chunk is handed over as it came (a byte-mode read() joins
+ * whatever is queued into a new buffer), and a reader that stops (a full batch waiting) still
+ * stops the socket, with about this many chunks (each at most one socket read) queued.
+ */
+export const RETR_STREAM_CHUNKS = 16;
+
 /** The longest LOGIN-DELAY popsync waits out before logging in again (once); longer ones exit 75. */
 export const MAX_LOGIN_DELAY_WAIT_S = 60;
 
@@ -502,6 +512,8 @@ class Session implements Pop3Session {
   retrStream(n: number): Readable {
     const conn = this.conn;
     const stream = new Readable({
+      objectMode: true,
+      highWaterMark: RETR_STREAM_CHUNKS,
       // The socket is paused while our buffer is full; reading more un-pauses it.
       read: () => conn.resumeReading(),
       destroy: (err, cb) => {

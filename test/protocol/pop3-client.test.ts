@@ -11,6 +11,7 @@ import net from 'node:net';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import type { PopsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
+import { RETR_STREAM_CHUNKS } from '../../src/pop3/client.js';
 import { connectPop3 } from '../../src/pop3/index.js';
 import { generateTestCertificate, multiline, startFakePop3 } from '../support/fake-pop3.js';
 import { failure, usePop3Harness } from '../support/pop3-harness.js';
@@ -224,17 +225,42 @@ describe('TRANSACTION commands', () => {
     let total = 0;
     let first = true;
     let maxBuffered = 0;
+    let maxChunks = 0;
     for await (const c of stream) {
       total += (c as Buffer).length;
       if (first) {
         first = false;
         await new Promise((r) => setTimeout(r, 450)); // well past timeoutMs
-        maxBuffered = stream.readableLength;
+        // Chunks as they came, none joined: the stream counts them, not their bytes.
+        maxChunks = stream.readableLength;
+        maxBuffered = [...(stream as unknown as { readableBuffer: Iterable<Buffer> }).readableBuffer].reduce(
+          (n, q) => n + q.length,
+          0,
+        );
       }
     }
     expect(total).toBe(big.length);
-    expect(maxBuffered).toBeLessThan(256 * 1024);
+    expect(maxChunks).toBeLessThanOrEqual(RETR_STREAM_CHUNKS);
+    // Each chunk is at most one socket read (64 KiB).
+    expect(maxBuffered).toBeLessThanOrEqual(RETR_STREAM_CHUNKS * 64 * 1024);
     expect(await s.retr(2)).toEqual(b('next\r\n'));
+  });
+
+  it('retrStream does not pause the socket while its reader keeps up', async () => {
+    // At a 16 KiB byte mark every 64 KiB socket read paused the socket and the next read()
+    // resumed it: about 60 pauses for this message.
+    const big = Buffer.concat([Buffer.alloc(4 * 1024 * 1024, 0x66), b('\r\n')]);
+    const pop = await fake({ messages: [big] });
+    const s = await connect(pop);
+    const pause = vi.spyOn(net.Socket.prototype, 'pause');
+    try {
+      let total = 0;
+      for await (const c of s.retrStream(1)) total += (c as Buffer).length;
+      expect(total).toBe(big.length);
+      expect(pause.mock.calls.length).toBeLessThan(4);
+    } finally {
+      pause.mockRestore();
+    }
   });
 
   it('a stream destroyed early still leaves the session in step', async () => {
