@@ -187,3 +187,27 @@ describe('sync --json prints exactly one JSON object, also when the run fails', 
     });
   });
 });
+
+describe('status pointed at no journal', () => {
+  it('a missing journal: exit 5, and the hint names migrate as well as sync', async () => {
+    const r = await runCli(['status', '--journal', join(dir, 'never-ran.sqlite')]);
+    expectCleanFailure(r, 5);
+    expect(r.stderr).toContain(`no journal at ${join(dir, 'never-ran.sqlite')}\n`);
+    expect(r.stderr).toMatch(/hint: popsync migrate and popsync sync create the journal on their first run/);
+    expect(r.stderr).not.toMatch(/run a sync first/);
+  });
+
+  it("an account's default journal that is not there: says it is the default, and what --journal changes", async () => {
+    const r = await runCli(['status', '--pop', 'pop3s://alice@pop.example.net'], { env: { HOME: dir } });
+    expectCleanFailure(r, 5);
+    expect(r.stderr).toMatch(/no journal at .*alice@pop\.example\.net\.sqlite, the default journal of alice@pop/);
+    expect(r.stderr).toMatch(/unless given --journal PATH: then give status the same --journal PATH/);
+  });
+
+  it('a directory: exit 2, "is a directory", not "disk I/O error" and a hint about corruption', async () => {
+    const r = await runCli(['status', '--journal', dir]);
+    expectCleanFailure(r, 2);
+    expect(r.stderr).toContain(`popsync: --journal ${dir} is a directory, not a journal\n`);
+    expect(r.stderr).not.toMatch(/I\/O|corrupt/);
+  });
+});

@@ -5,6 +5,7 @@
  * and contacts no server, so it is safe to run while a sync is in progress.
  */
 import { InvalidArgumentError, type Command } from 'commander';
+import { statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { PopsyncError } from '../../errors.js';
 import { Journal, type JournalSnapshot, type RunRecord } from '../../journal/journal.js';
@@ -26,6 +27,41 @@ export interface AccountStatus {
   runs: RunRecord[];
   lastError: { at: string; error: string } | null;
   lock: Omit<LockRecord, 'token'> | null;
+}
+
+/**
+ * No file where status looked. Either command creates it (the hint used to say 'run a sync
+ * first' to someone who had run migrate), and the usual cause is a path other than theirs: a
+ * run given --journal, and status the --pop account only, looks at the default journal instead.
+ * `defaultFor`: the account whose default journal this is, when no --journal was given.
+ */
+function missingJournal(path: string, defaultFor: string | null): PopsyncError {
+  return defaultFor === null
+    ? new PopsyncError('journal', `no journal at ${path}`, {
+        hint:
+          'popsync migrate and popsync sync create the journal on their first run: ' +
+          'check that this is the --journal PATH they were given, or run one of them first',
+      })
+    : new PopsyncError('journal', `no journal at ${path}, the default journal of ${defaultFor}`, {
+        hint:
+          'popsync migrate and popsync sync create it there on their first run, unless given --journal PATH: ' +
+          'then give status the same --journal PATH',
+      });
+}
+
+/** A directory where the journal file was expected: SQLite's own word for it is 'disk I/O error'. */
+function noJournalFile(path: string): PopsyncError {
+  return new PopsyncError('usage', `--journal ${path} is a directory, not a journal`, {
+    hint: 'give the journal file itself, the --journal PATH popsync migrate or sync was given',
+  });
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 /** Runs `status` lists per account unless --runs says otherwise; the journal keeps every run. */
@@ -159,11 +195,9 @@ export function registerStatus(program: Command): void {
     else if (explicit !== undefined) path = explicit;
     else throw new PopsyncError('usage', 'status needs --journal PATH or the source account (--pop URL)');
 
+    if (isDirectory(path)) throw noJournalFile(path);
     const snap: JournalSnapshot | null = Journal.inspect(path);
-    if (snap === null)
-      throw new PopsyncError('journal', `no journal at ${path}`, {
-        hint: 'run a sync first, or check the journal path',
-      });
+    if (snap === null) throw missingJournal(path, explicit === undefined ? only : null);
     // A row left by a run killed on this host names nobody: the kernel already freed its lock.
     const holding = (l: LockRecord | null) =>
       l !== null && l.hostname === hostname() && !processAlive(l.pid) ? null : l;
