@@ -26,7 +26,7 @@
  * found when the canonical one does not exist, and a journal bound to another spelling of the
  * same mailbox is used under the key it is bound to.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -99,9 +99,27 @@ export function locateJournal(
   env: NodeJS.ProcessEnv = process.env,
 ): JournalLocation {
   const key = sourceKeyOf(pop);
-  const path = explicit ?? defaultFor(key, env);
+  const path = explicit === undefined ? defaultFor(key, env) : refuseDirectory(explicit);
   const bound = Journal.boundSource(path);
   return { path, sourceKey: bound !== null && bound !== key && sameMailbox(bound, key) ? bound : key };
+}
+
+/**
+ * `path`, unless it is a directory (`--journal ~/state/`): SQLite's word for opening one is
+ * 'disk I/O error', which every command turned into a hint about restoring a corrupt journal.
+ */
+export function refuseDirectory(path: string): string {
+  let dir = false;
+  try {
+    dir = statSync(path).isDirectory();
+  } catch {
+    // Not there (yet) or not readable: the journal's own open says which, as before.
+  }
+  if (dir)
+    throw new PopsyncError('usage', `--journal ${path} is a directory, not a journal`, {
+      hint: 'give the journal file itself, e.g. --journal ' + join(path, 'alice.sqlite'),
+    });
+  return path;
 }
 
 function defaultFor(key: string, env: NodeJS.ProcessEnv): string {

@@ -204,10 +204,17 @@ describe('status pointed at no journal', () => {
     expect(r.stderr).toMatch(/unless given --journal PATH: then give status the same --journal PATH/);
   });
 
-  it('a directory: exit 2, "is a directory", not "disk I/O error" and a hint about corruption', async () => {
-    const r = await runCli(['status', '--journal', dir]);
-    expectCleanFailure(r, 2);
-    expect(r.stderr).toContain(`popsync: --journal ${dir} is a directory, not a journal\n`);
-    expect(r.stderr).not.toMatch(/I\/O|corrupt/);
+  it('--journal DIR: exit 2, "is a directory", not "disk I/O error" and a hint on corruption', async () => {
+    for (const args of [
+      ['status', '--journal', dir],
+      ['journal', 'forget-folder', '--folder', 'INBOX', '--journal', dir],
+      ['migrate', ...account(['--journal', dir])],
+      ['sync', ...account(['--journal', dir])],
+    ]) {
+      const r = await runCli(args, { env });
+      expectCleanFailure(r, 2);
+      expect(r.stderr).toContain(`popsync: --journal ${dir} is a directory, not a journal\n`);
+      expect(r.stderr).not.toMatch(/I\/O|corrupt/);
+    }
   });
 });

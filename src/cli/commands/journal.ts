@@ -15,7 +15,7 @@ import { withLockedJournal } from '../../engine/lock.js';
 import { Journal } from '../../journal/journal.js';
 import { printable } from '../../report/summary.js';
 import { resolvePop3Endpoint } from '../endpoints.js';
-import { locateJournal, sameMailbox } from '../journal-identity.js';
+import { locateJournal, refuseDirectory, sameMailbox } from '../journal-identity.js';
 import { createLogger } from '../logger.js';
 import { addLockOptions, sideFlags } from '../options.js';
 
@@ -49,7 +49,7 @@ export function registerJournal(program: Command): void {
     let named: string | null = null;
     if (pop.url !== undefined || pop.host !== undefined)
       ({ path, sourceKey: named } = locateJournal(resolvePop3Endpoint(pop), explicit));
-    else if (explicit !== undefined) path = explicit;
+    else if (explicit !== undefined) path = refuseDirectory(explicit);
     else
       throw new PopsyncError('usage', 'journal forget-folder needs --journal PATH or the source account (--pop URL)');
 

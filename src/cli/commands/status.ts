@@ -5,14 +5,13 @@
  * and contacts no server, so it is safe to run while a sync is in progress.
  */
 import { InvalidArgumentError, type Command } from 'commander';
-import { statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { PopsyncError } from '../../errors.js';
 import { Journal, type JournalSnapshot, type RunRecord } from '../../journal/journal.js';
 import { processAlive, type LockRecord } from '../../journal/lock.js';
 import type { JournalRow } from '../../journal/types.js';
 import { formatDuration, printable } from '../../report/summary.js';
-import { locateJournal } from '../journal-identity.js';
+import { locateJournal, refuseDirectory } from '../journal-identity.js';
 import { resolvePop3Endpoint } from '../endpoints.js';
 import { addAccountListOptions, addAccountOptions, sideFlags } from '../options.js';
 
@@ -47,21 +46,6 @@ function missingJournal(path: string, defaultFor: string | null): PopsyncError {
           'popsync migrate and popsync sync create it there on their first run, unless given --journal PATH: ' +
           'then give status the same --journal PATH',
       });
-}
-
-/** A directory where the journal file was expected: SQLite's own word for it is 'disk I/O error'. */
-function noJournalFile(path: string): PopsyncError {
-  return new PopsyncError('usage', `--journal ${path} is a directory, not a journal`, {
-    hint: 'give the journal file itself, the --journal PATH popsync migrate or sync was given',
-  });
-}
-
-function isDirectory(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
-  }
 }
 
 /** Runs `status` lists per account unless --runs says otherwise; the journal keeps every run. */
@@ -192,10 +176,9 @@ export function registerStatus(program: Command): void {
     const explicit = typeof opts.journal === 'string' ? opts.journal : undefined;
     if (pop.url !== undefined || pop.host !== undefined)
       ({ path, sourceKey: only } = locateJournal(resolvePop3Endpoint(pop), explicit));
-    else if (explicit !== undefined) path = explicit;
+    else if (explicit !== undefined) path = refuseDirectory(explicit);
     else throw new PopsyncError('usage', 'status needs --journal PATH or the source account (--pop URL)');
 
-    if (isDirectory(path)) throw noJournalFile(path);
     const snap: JournalSnapshot | null = Journal.inspect(path);
     if (snap === null) throw missingJournal(path, explicit === undefined ? only : null);
     // A row left by a run killed on this host names nobody: the kernel already freed its lock.
