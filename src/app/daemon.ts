@@ -88,7 +88,7 @@ export interface DaemonOptions<A> {
   accounts: ReadonlyArray<DaemonAccount<A>>;
   /** One sync of one account; resolves with its exit code (the caller has reported any error). */
   cycle(account: A): Promise<number>;
-  /** Aborted by SIGTERM/SIGINT: the cycle in flight finishes its batch, then the loop returns. */
+  /** Aborted by SIGTERM/SIGINT: the cycle in flight finishes the batches it is storing, then the loop returns. */
   signal: AbortSignal;
   /** A line for stderr: an account backing off ('later') or leaving the rotation ('stopped'). */
   notify(line: string, kind: 'later' | 'stopped'): void;

@@ -13,8 +13,7 @@ export function now(): Date {
 
 /**
  * TEST ENTRY POINT ONLY: the clock reads `start` now and runs on from there. Called by
- * test/support/popsync-with-hooks.mjs through dist/, where knip cannot follow it.
- * @public
+ * test/support/popsync-with-hooks.mjs, through the bundle of test/support/hooked-program.ts.
  */
 export function setClockStart(start: Date): void {
   if (!Number.isFinite(start.getTime())) throw new TypeError('setClockStart needs a valid Date');
