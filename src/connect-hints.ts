@@ -88,6 +88,20 @@ const TEXTS: ReadonlyArray<[RegExp, ConnectFault]> = [
   [/no response within|sent no greeting/, 'no-greeting'],
 ];
 
+/**
+ * A greeting waited for until a deadline, as against one the server refused or cut short (a
+ * BYE instead of "* OK", a close): only a wait is worth the words "within N s" and a longer
+ * --timeout, and only a refusal has a cause worth showing (the server's own words).
+ */
+const WAITED =
+  /waited for \(greeting\)|greeting timeout|failed to receive greeting|no response within|sent no greeting/i;
+
+function waitedForGreeting(err: unknown): boolean {
+  for (let c: unknown = err, depth = 0; c instanceof Error && depth < 6; c = c.cause, depth++)
+    if ((c as NodeJS.ErrnoException).code === 'GREETING_TIMEOUT' || WAITED.test(c.message)) return true;
+  return false;
+}
+
 /** The fault behind `err`, looking through its causes; null when it is none of the above. */
 export function connectFault(err: unknown): ConnectFault | null {
   const seen: unknown[] = [];
@@ -148,7 +162,7 @@ function useStarttls(t: ConnectTarget): string {
 }
 
 /** "port 995 is POP3 over TLS (pop3s): use pop3s://" and the like; the likely fix for each fault. */
-function connectHint(fault: ConnectFault, t: ConnectTarget): string {
+function connectHint(fault: ConnectFault, t: ConnectTarget, waited: boolean): string {
   const s = STANDARD[t.protocol];
   const ports = `${t.protocol} is usually on port ${s.tls} (${s.secure}://) or ${s.plain} (${s.starttls}://)`;
   const overTls = `port ${t.port} is ${t.protocol} over TLS (${s.secure}): ${useImplicit(t)}`;
@@ -162,6 +176,8 @@ function connectHint(fault: ConnectFault, t: ConnectTarget): string {
     case 'plain-to-tls':
       return t.port === s.tls ? overTls : useImplicit(t);
     case 'no-greeting':
+      // A refusal (a BYE, a close) speaks for itself in the cause; no wait would have changed it.
+      if (!waited) return `check the port (${ports})`;
       // Had the port answered a TLS hello, the fault would be plain-to-tls.
       return t.port === s.tls && t.tls !== 'implicit'
         ? overTls
@@ -179,7 +195,7 @@ function seconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
 }
 
-function describe(fault: ConnectFault, t: ConnectTarget, reason: string): string {
+function describe(fault: ConnectFault, t: ConnectTarget, reason: string, waited: boolean): string {
   const server = `${t.protocol} server ${where(t)}`;
   switch (fault) {
     case 'refused':
@@ -194,6 +210,7 @@ function describe(fault: ConnectFault, t: ConnectTarget, reason: string): string
         `plain text (tls=${t.tls})`
       );
     case 'no-greeting':
+      if (!waited) return `${server} accepted the connection but did not greet`;
       return (
         `${server} accepted the connection but sent no greeting` +
         (t.timeoutMs === undefined ? '' : ` within ${seconds(t.timeoutMs)}`)
@@ -219,14 +236,16 @@ export function explainConnectFailure(err: unknown, t: ConnectTarget): unknown {
   // by waiting.
   const kind = fault === 'refused' || fault === 'unknown-host' || fault === 'no-greeting' ? 'connection' : 'tls';
   const context = isPopsyncError(err) ? err.context : {};
+  const waited = fault === 'no-greeting' && waitedForGreeting(err);
   // The cause is Node's own error (its code stays testable); our first wording of it would
   // only repeat, less clearly, what the new message says. A silence has no cause worth showing
-  // ("timeout", or our own "sent nothing for 60000 ms ... (pending: (greeting))").
+  // ("timeout", or our own "sent nothing for 60000 ms ... (pending: (greeting))"); a refusal to
+  // greet has the server's words ("did not greet us: * BYE Too many connections").
   return new PopsyncError(
     kind,
-    describe(fault, t, reasonOf(err)),
-    { ...context, hint: connectHint(fault, t) },
-    fault === 'no-greeting' ? undefined : { cause: rootOf(err) },
+    describe(fault, t, reasonOf(err), waited),
+    { ...context, hint: connectHint(fault, t, waited) },
+    waited ? undefined : { cause: rootOf(err) },
   );
 }
 

@@ -127,6 +127,33 @@ describe('explainConnectFailure', () => {
     );
   });
 
+  it('a server that refused to greet (a BYE, a close) keeps its words; only a silence is a matter of --timeout', () => {
+    // Our APPEND connection's words for a greeting that was not "* OK": the server's own line.
+    const bye = wrapped('connection', 'IMAP server imap.example.net:143 did not greet us: * BYE Too many connections');
+    expect(connectFault(bye)).toBe('no-greeting');
+    const e = explainConnectFailure(bye, { ...imap143, timeoutMs: 60_000 }) as PopsyncError;
+    expect(e.kind).toBe('connection');
+    expect(e.message).toBe('IMAP server imap.example.net:143 accepted the connection but did not greet');
+    expect((e.cause as Error).message).toContain('* BYE Too many connections');
+    expect(e.context.hint).toBe('check the port (IMAP is usually on port 993 (imaps://) or 143 (imap://))');
+    expect(isConnectMistake(e)).toBe(true);
+    // imapflow's close before any greeting: no wait was involved either.
+    const closed = Object.assign(new Error('Unexpected close'), { code: 'ClosedAfterConnectText' });
+    const c = explainConnectFailure(closed, { ...imap143, timeoutMs: 60_000 }) as PopsyncError;
+    expect(c.message).not.toContain('within');
+    expect(c.context.hint).not.toContain('--timeout');
+    // imapflow's own timeout is a silence: how long, and no "Maybe should use TLS?" cause.
+    const slow = Object.assign(new Error('Failed to receive greeting from server in required time'), {
+      code: 'GREETING_TIMEOUT',
+    });
+    const t = explainConnectFailure(slow, { ...imap143, timeoutMs: 60_000 }) as PopsyncError;
+    expect(t.message).toBe('IMAP server imap.example.net:143 accepted the connection but sent no greeting within 60 s');
+    expect(t.cause).toBeUndefined();
+    // Explained twice (the engine asks again), each keeps its words.
+    expect((explainConnectFailure(t, imap143) as PopsyncError).message).toContain('sent no greeting');
+    expect((explainConnectFailure(e, imap143) as PopsyncError).message).toContain('did not greet');
+  });
+
   it('refused, unknown host and an untrusted certificate each get their fix; the context is kept', () => {
     const refused = explainConnectFailure(
       new PopsyncError(
