@@ -218,3 +218,16 @@ describe('status pointed at no journal', () => {
     }
   });
 });
+
+describe('verify without the POP3 account', () => {
+  it('says verify needs it only to pick the journal, not to connect (exit 2)', async () => {
+    const r = await runCli(['verify', '--journal', join(dir, 'j.sqlite'), '--imap', 'imap://alice@127.0.0.1:9'], {
+      env,
+    });
+    expectCleanFailure(r, 2);
+    expect(r.stderr).toContain(
+      'popsync: verify needs the POP3 account whose copies it checks (--pop pop3s://user@host)',
+    );
+    expect(r.stderr).toMatch(/never connects to the POP3 server and needs no POP3 password/);
+  });
+});

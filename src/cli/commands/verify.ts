@@ -19,7 +19,7 @@ import { printable } from '../../report/summary.js';
 import { accountJobs, resolveAccount, type AccountJob } from '../account.js';
 import type { CommandContext } from '../context.js';
 import { describeError } from '../exit.js';
-import { addAccountOptions, addConfigOptions, addOutputOptions, outputOptions } from '../options.js';
+import { addAccountOptions, addConfigOptions, addOutputOptions, outputOptions, sideFlags } from '../options.js';
 
 const VERIFY_JSON_VERSION = 1;
 
@@ -65,6 +65,21 @@ async function auditOne(job: AccountJob, logger: Logger): Promise<AccountAudit> 
   }
 }
 
+/**
+ * The generic 'no POP3 server given: use pop3s://...' read, to someone auditing the destination
+ * with --journal and no --pop, as if verify would connect to POP3. It does not: the account's
+ * user and host pick the journal and the rows in it.
+ */
+function requireSource(opts: Record<string, unknown>): void {
+  const pop = sideFlags(opts, 'pop');
+  if (typeof opts.config === 'string' || pop.url !== undefined || pop.host !== undefined) return;
+  throw new PopsyncError('usage', 'verify needs the POP3 account whose copies it checks (--pop pop3s://user@host)', {
+    hint:
+      'its user and host pick the journal and the rows in it (also with --journal); ' +
+      'verify never connects to the POP3 server and needs no POP3 password',
+  });
+}
+
 export function registerVerify(program: Command, ctx: CommandContext): void {
   const cmd = program
     .command('verify')
@@ -84,6 +99,7 @@ export function registerVerify(program: Command, ctx: CommandContext): void {
     const o = outputOptions(opts);
     const out = ctx.startOutput({ ...o, progress: false });
     try {
+      requireSource(opts);
       const jobs = await accountJobs(opts, command);
       const audits: AccountAudit[] = [];
       const errors: Array<{ account: string; error: string }> = [];
