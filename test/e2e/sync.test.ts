@@ -89,6 +89,12 @@ describe('sync against Dovecot', () => {
       });
       const text = await runCli(['status', '--journal', journal]);
       expect(text.stdout).toContain(`copied:   ${all.length}`);
+      // This journal with another account's --pop: not 'no runs recorded yet' and exit 0.
+      const other = await runCli(['status', '--journal', journal, '--pop', `pop3://someone-else@127.0.0.1`]);
+      expect(other.code, other.stdout).toBe(5);
+      expect(other.stderr).toContain(
+        `popsync: journal ${journal} belongs to source account ${pop}@localhost, not someone-else@localhost\n`,
+      );
     },
   );
 

@@ -11,7 +11,7 @@ import { Journal, type JournalSnapshot, type RunRecord } from '../../journal/jou
 import { processAlive, type LockRecord } from '../../journal/lock.js';
 import type { JournalRow } from '../../journal/types.js';
 import { formatDuration, printable } from '../../report/summary.js';
-import { locateJournal, refuseDirectory } from '../journal-identity.js';
+import { locateJournal, refuseDirectory, sameMailbox } from '../journal-identity.js';
 import { resolvePop3Endpoint } from '../endpoints.js';
 import { addAccountListOptions, addAccountOptions, sideFlags } from '../options.js';
 
@@ -181,6 +181,18 @@ export function registerStatus(program: Command): void {
 
     const snap: JournalSnapshot | null = Journal.inspect(path);
     if (snap === null) throw missingJournal(path, explicit === undefined ? only : null);
+    // --journal of one mailbox with --pop of another read 'no runs recorded yet', exit 0: as if
+    // the named account had simply not run, when its runs are in a journal elsewhere.
+    if (only !== null && snap.source !== null && !sameMailbox(only, snap.source))
+      if (!snap.accounts.some((a) => a.account === only))
+        throw new PopsyncError(
+          'journal-bound',
+          `journal ${path} belongs to source account ${snap.source}, not ${only}`,
+          {
+            account: only,
+            hint: `leave out --journal for the default journal of ${only}, or give the --journal its runs were given`,
+          },
+        );
     // A row left by a run killed on this host names nobody: the kernel already freed its lock.
     const holding = (l: LockRecord | null) =>
       l !== null && l.hostname === hostname() && !processAlive(l.pid) ? null : l;
