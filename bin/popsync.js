@@ -26,7 +26,16 @@ import('../dist/bundle/young-generation.js')
   })
   .catch((err) => {
     if (err && err.code === 'ERR_MODULE_NOT_FOUND') {
-      process.stderr.write('popsync: not built yet. Run `npm run build` first.\n');
+      // The bundle leaves better-sqlite3 (and a few packages it requires) in node_modules: an
+      // install without them is built, and `npm run build` would not help it.
+      const pkg = /Cannot find package '([^']+)'/.exec(String(err.message))?.[1];
+      process.stderr.write(
+        pkg === undefined
+          ? 'popsync: not built yet. Run `npm run build` first.\n'
+          : `popsync: the package ${pkg} it needs is not installed. Install popsync with npm ` +
+              '(npm install -g --allow-scripts=better-sqlite3 ./popsync-<version>.tgz), ' +
+              'or run `npm ci` in a checkout.\n',
+      );
       process.exit(70);
     }
     throw err;

@@ -8,7 +8,7 @@
  * program, and the "not built yet" exit 70 from a checkout without dist/.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -121,6 +121,22 @@ describe('the bundle bin/popsync.js runs', () => {
     const r = spawnSync(process.execPath, [join(bare, 'bin', 'popsync.js'), '--version'], { encoding: 'utf8' });
     expect(r.stdout).toBe('');
     expect(r.stderr).toBe('popsync: not built yet. Run `npm run build` first.\n');
+    expect(r.status).toBe(70);
+  });
+
+  it('a build whose npm dependencies are missing names the package, not a build', () => {
+    // The program as the tarball ships it, without the node_modules npm install puts beside it.
+    const bare = join(dir, 'no-dependencies');
+    mkdirSync(join(bare, 'bin'), { recursive: true });
+    copyFileSync(BIN, join(bare, 'bin', 'popsync.js'));
+    copyFileSync(join(ROOT, 'package.json'), join(bare, 'package.json'));
+    cpSync(join(ROOT, 'dist', 'bundle'), join(bare, 'dist', 'bundle'), { recursive: true });
+    const r = spawnSync(process.execPath, [join(bare, 'bin', 'popsync.js'), '--version'], { encoding: 'utf8' });
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(
+      'popsync: the package better-sqlite3 it needs is not installed. Install popsync with npm ' +
+        '(npm install -g --allow-scripts=better-sqlite3 ./popsync-<version>.tgz), or run `npm ci` in a checkout.\n',
+    );
     expect(r.status).toBe(70);
   });
 });
