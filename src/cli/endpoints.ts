@@ -176,7 +176,7 @@ function parseUrl(side: Side, raw: string): ParsedUrl {
   const rules = RULES[side];
   const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)([^?#]*)(?:\?([^#]*))?(#.*)?$/.exec(raw.trim());
   if (m === null) {
-    throw usage(`not a ${rules.label} URL: expected ${exampleUrl(side)}`);
+    throw usage(`not ${aUrl(side)}: expected ${exampleUrl(side)}`, schemeHint(side, raw.trim()));
   }
   const [, schemeRaw = '', authority = '', path = '', queryText, fragment] = m;
   const scheme = schemeRaw.toLowerCase();
@@ -210,10 +210,10 @@ function parseUrl(side: Side, raw: string): ParsedUrl {
   }
 
   if (path !== '' && path !== '/') {
-    throw usage(`a ${rules.label} URL takes no path (got "${path}")`);
+    throw usage(`${aUrl(side)} takes no path (got "${path}")`);
   }
   if (fragment !== undefined) {
-    throw usage(`a ${rules.label} URL takes no #fragment`);
+    throw usage(`${aUrl(side)} takes no #fragment`);
   }
 
   const portSep = hostport.startsWith('[') ? hostport.indexOf(']:') + 1 : hostport.lastIndexOf(':');
@@ -291,6 +291,29 @@ function safeDecode(s: string): string {
 
 function exampleUrl(side: Side): string {
   return side === 'pop3' ? 'pop3s://user@host[:port]' : 'imaps://user@host[:port]';
+}
+
+/** 'a POP3 URL', 'an IMAP URL' ('a IMAP URL' read as a typo). */
+function aUrl(side: Side): string {
+  return side === 'pop3' ? 'a POP3 URL' : 'an IMAP URL';
+}
+
+/**
+ * `--pop alice@pop.example.net` (an address, as fetchmail's poll lines and mail clients take it)
+ * is the likeliest URL without a scheme: say what to write instead of only the pattern. The
+ * port picks the scheme: 110 and 143 are STARTTLS ports, where the TLS scheme would fail.
+ */
+function schemeHint(side: Side, raw: string): string | undefined {
+  const m = /^[^\s/:]+(?::(\d+))?$/.exec(raw);
+  if (m === null) return undefined;
+  const { ports } = RULES[side];
+  const [tls, plain] = side === 'pop3' ? ['pop3s', 'pop3'] : ['imaps', 'imap'];
+  const scheme = m[1] !== undefined && Number(m[1]) === ports.starttls ? plain : tls;
+  const url = `${scheme}://${raw.includes('@') ? raw : `user@${raw}`}`;
+  return (
+    `write ${url} (${tls}:// is TLS from the first byte, port ${ports.implicit}; ` +
+    `${plain}:// is STARTTLS, port ${ports.starttls})`
+  );
 }
 
 function usage(message: string, hint?: string): PopsyncError {

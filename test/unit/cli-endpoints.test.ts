@@ -73,6 +73,21 @@ describe('URL schemes and their defaults', () => {
       'not a POP3 URL: expected pop3s://user@host[:port]',
     );
   });
+
+  it('an address or host without a scheme: the hint writes the URL, STARTTLS scheme for port 110/143', () => {
+    const hint = (f: () => unknown) => (thrown(f).context as { hint?: string }).hint;
+    expect(hint(() => resolvePop3Endpoint({ url: 'alice@pop.example.net' }))).toBe(
+      'write pop3s://alice@pop.example.net (pop3s:// is TLS from the first byte, port 995; ' +
+        'pop3:// is STARTTLS, port 110)',
+    );
+    expect(hint(() => resolvePop3Endpoint({ url: 'pop.example.net:110' }))).toMatch(
+      /^write pop3:\/\/user@pop\.example\.net:110 \(/,
+    );
+    const imap = thrown(() => resolveImapEndpoint({ url: 'bob@imap.example.net' }));
+    expect(imap.message).toBe('not an IMAP URL: expected imaps://user@host[:port]');
+    expect((imap.context as { hint?: string }).hint).toMatch(/^write imaps:\/\/bob@imap\.example\.net \(/);
+    expect(hint(() => resolvePop3Endpoint({ url: 'pop3s:/a@h' }))).toBeUndefined();
+  });
 });
 
 describe('user names', () => {
