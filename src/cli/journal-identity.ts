@@ -122,6 +122,27 @@ export function refuseDirectory(path: string): string {
   return path;
 }
 
+/**
+ * No journal where a command that never creates one (status, journal forget-folder) looked.
+ * migrate and sync create it (the hint used to say 'run a sync first' to someone who had run
+ * migrate), and the usual cause is a path other than theirs: with a run given --journal and
+ * this command only the --pop account, it looks at the default journal instead.
+ * `defaultFor`: the account whose default journal this is, when no --journal was given.
+ */
+export function missingJournal(command: string, path: string, defaultFor: string | null): PopsyncError {
+  return defaultFor === null
+    ? new PopsyncError('journal', `no journal at ${path}`, {
+        hint:
+          'popsync migrate and popsync sync create the journal on their first run: ' +
+          'check that this is the --journal PATH they were given, or run one of them first',
+      })
+    : new PopsyncError('journal', `no journal at ${path}, the default journal of ${defaultFor}`, {
+        hint:
+          'popsync migrate and popsync sync create it there on their first run, unless given --journal PATH: ' +
+          `then give ${command} the same --journal PATH`,
+      });
+}
+
 function defaultFor(key: string, env: NodeJS.ProcessEnv): string {
   const path = defaultJournalPath(key, env);
   if (existsSync(path)) return path;

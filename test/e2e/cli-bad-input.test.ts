@@ -189,12 +189,14 @@ describe('sync --json prints exactly one JSON object, also when the run fails', 
 });
 
 describe('status pointed at no journal', () => {
-  it('a missing journal: exit 5, and the hint names migrate as well as sync', async () => {
-    const r = await runCli(['status', '--journal', join(dir, 'never-ran.sqlite')]);
-    expectCleanFailure(r, 5);
-    expect(r.stderr).toContain(`no journal at ${join(dir, 'never-ran.sqlite')}\n`);
-    expect(r.stderr).toMatch(/hint: popsync migrate and popsync sync create the journal on their first run/);
-    expect(r.stderr).not.toMatch(/run a sync first/);
+  it('a missing journal: exit 5, and the hint names migrate as well as sync (journal forget-folder too)', async () => {
+    for (const command of [['status'], ['journal', 'forget-folder', '--folder', 'INBOX']]) {
+      const r = await runCli([...command, '--journal', join(dir, 'never-ran.sqlite')]);
+      expectCleanFailure(r, 5);
+      expect(r.stderr).toContain(`no journal at ${join(dir, 'never-ran.sqlite')}\n`);
+      expect(r.stderr).toMatch(/hint: popsync migrate and popsync sync create the journal on their first run/);
+      expect(r.stderr).not.toMatch(/run a sync first/);
+    }
   });
 
   it("an account's default journal that is not there: says it is the default, and what --journal changes", async () => {

@@ -15,7 +15,7 @@ import { withLockedJournal } from '../../engine/lock.js';
 import { Journal } from '../../journal/journal.js';
 import { printable } from '../../report/summary.js';
 import { resolvePop3Endpoint } from '../endpoints.js';
-import { locateJournal, refuseDirectory, sameMailbox } from '../journal-identity.js';
+import { locateJournal, missingJournal, refuseDirectory, sameMailbox } from '../journal-identity.js';
 import { createLogger } from '../logger.js';
 import { addLockOptions, sideFlags } from '../options.js';
 
@@ -55,7 +55,7 @@ export function registerJournal(program: Command): void {
 
     const snap = Journal.inspect(path);
     if (snap === null || snap.source === null)
-      throw new PopsyncError('journal', `no journal at ${path}`, { hint: 'check the journal path' });
+      throw missingJournal('journal forget-folder', path, explicit === undefined ? named : null);
     const source = snap.source;
     if (named !== null && !sameMailbox(named, source)) {
       throw new PopsyncError('journal-bound', `journal ${path} belongs to source account ${source}, not ${named}`, {

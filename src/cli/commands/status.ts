@@ -11,7 +11,7 @@ import { Journal, type JournalSnapshot, type RunRecord } from '../../journal/jou
 import { processAlive, type LockRecord } from '../../journal/lock.js';
 import type { JournalRow } from '../../journal/types.js';
 import { formatDuration, printable } from '../../report/summary.js';
-import { locateJournal, refuseDirectory, sameMailbox } from '../journal-identity.js';
+import { locateJournal, missingJournal, refuseDirectory, sameMailbox } from '../journal-identity.js';
 import { resolvePop3Endpoint } from '../endpoints.js';
 import { addAccountListOptions, addAccountOptions, sideFlags } from '../options.js';
 
@@ -26,26 +26,6 @@ export interface AccountStatus {
   runs: RunRecord[];
   lastError: { at: string; error: string } | null;
   lock: Omit<LockRecord, 'token'> | null;
-}
-
-/**
- * No file where status looked. Either command creates it (the hint used to say 'run a sync
- * first' to someone who had run migrate), and the usual cause is a path other than theirs: a
- * run given --journal, and status the --pop account only, looks at the default journal instead.
- * `defaultFor`: the account whose default journal this is, when no --journal was given.
- */
-function missingJournal(path: string, defaultFor: string | null): PopsyncError {
-  return defaultFor === null
-    ? new PopsyncError('journal', `no journal at ${path}`, {
-        hint:
-          'popsync migrate and popsync sync create the journal on their first run: ' +
-          'check that this is the --journal PATH they were given, or run one of them first',
-      })
-    : new PopsyncError('journal', `no journal at ${path}, the default journal of ${defaultFor}`, {
-        hint:
-          'popsync migrate and popsync sync create it there on their first run, unless given --journal PATH: ' +
-          'then give status the same --journal PATH',
-      });
 }
 
 /** Runs `status` lists per account unless --runs says otherwise; the journal keeps every run. */
@@ -180,7 +160,7 @@ export function registerStatus(program: Command): void {
     else throw new PopsyncError('usage', 'status needs --journal PATH or the source account (--pop URL)');
 
     const snap: JournalSnapshot | null = Journal.inspect(path);
-    if (snap === null) throw missingJournal(path, explicit === undefined ? only : null);
+    if (snap === null) throw missingJournal('status', path, explicit === undefined ? only : null);
     // --journal of one mailbox with --pop of another read 'no runs recorded yet', exit 0: as if
     // the named account had simply not run, when its runs are in a journal elsewhere.
     if (only !== null && snap.source !== null && !sameMailbox(only, snap.source))
