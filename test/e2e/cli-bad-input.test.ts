@@ -231,5 +231,8 @@ describe('verify without the POP3 account', () => {
       'popsync: verify needs the POP3 account whose copies it checks (--pop pop3s://user@host)',
     );
     expect(r.stderr).toMatch(/never connects to the POP3 server and needs no POP3 password/);
+    const account = await runCli(['verify', '--account', 'alice'], { env });
+    expectCleanFailure(account, 2);
+    expect(account.stderr).toBe('popsync: --account needs --config FILE\n');
   });
 });

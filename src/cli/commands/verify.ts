@@ -72,7 +72,8 @@ async function auditOne(job: AccountJob, logger: Logger): Promise<AccountAudit> 
  */
 function requireSource(opts: Record<string, unknown>): void {
   const pop = sideFlags(opts, 'pop');
-  if (typeof opts.config === 'string' || pop.url !== undefined || pop.host !== undefined) return;
+  // --account without --config has its own message (accountJobs): not this one.
+  if ([opts.config, opts.account, pop.url, pop.host].some((v) => typeof v === 'string')) return;
   throw new PopsyncError('usage', 'verify needs the POP3 account whose copies it checks (--pop pop3s://user@host)', {
     hint:
       'its user and host pick the journal and the rows in it (also with --journal); ' +
