@@ -303,13 +303,22 @@ function aUrl(side: Side): string {
  * is the likeliest URL without a scheme: say what to write instead of only the pattern. The
  * port picks the scheme: 110 and 143 are STARTTLS ports, where the TLS scheme would fail.
  */
+/** A dotted host name, localhost, or an IPv4 address. */
+const LOOKS_LIKE_HOST = /^(?:localhost|(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9-]*[a-z0-9])$/i;
+
 function schemeHint(side: Side, raw: string): string | undefined {
-  const m = /^[^\s/:]+(?::(\d+))?$/.exec(raw);
+  const m = /^([^\s/:]+?)(?::(\d+))?$/.exec(raw);
   if (m === null) return undefined;
   const { ports } = RULES[side];
   const [tls, plain] = side === 'pop3' ? ['pop3s', 'pop3'] : ['imaps', 'imap'];
-  const scheme = m[1] !== undefined && Number(m[1]) === ports.starttls ? plain : tls;
-  const url = `${scheme}://${raw.includes('@') ? raw : `user@${raw}`}`;
+  const scheme = m[2] !== undefined && Number(m[2]) === ports.starttls ? plain : tls;
+  // The value is echoed only when it reads as [user@]host: a mistyped value could be a password
+  // pasted into the wrong option, and hints reach stderr and --json output.
+  const at = m[1]!.lastIndexOf('@');
+  const host = m[1]!.slice(at + 1);
+  const url = LOOKS_LIKE_HOST.test(host)
+    ? `${scheme}://${at === -1 ? `user@${raw}` : raw}`
+    : `${scheme}://user@host${m[2] === undefined ? '' : `:${m[2]}`}`;
   return (
     `write ${url} (${tls}:// is TLS from the first byte, port ${ports.implicit}; ` +
     `${plain}:// is STARTTLS, port ${ports.starttls})`

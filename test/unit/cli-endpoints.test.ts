@@ -88,6 +88,19 @@ describe('URL schemes and their defaults', () => {
     expect((imap.context as { hint?: string }).hint).toMatch(/^write imaps:\/\/bob@imap\.example\.net \(/);
     expect(hint(() => resolvePop3Endpoint({ url: 'pop3s:/a@h' }))).toBeUndefined();
   });
+
+  it('echoes the value only when it reads as [user@]host: it may be a password given to the wrong option', () => {
+    const hint = (f: () => unknown) => (thrown(f).context as { hint?: string }).hint ?? '';
+    for (const url of ['hunter2', 'alice@s3cret!', 'Tr0ub4dor&3']) {
+      const h = hint(() => resolvePop3Endpoint({ url }));
+      expect(h).toMatch(/^write pop3s:\/\/user@host \(/);
+      expect(h).not.toContain(url);
+    }
+    expect(hint(() => resolveImapEndpoint({ url: 'bob@127.0.0.1:143' }))).toMatch(
+      /^write imap:\/\/bob@127\.0\.0\.1:143 \(/,
+    );
+    expect(hint(() => resolveImapEndpoint({ url: 'localhost' }))).toMatch(/^write imaps:\/\/user@localhost \(/);
+  });
 });
 
 describe('user names', () => {
