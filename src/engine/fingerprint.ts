@@ -24,7 +24,7 @@
  * Works incrementally (update(chunk) ... digest()) with the same result however the bytes are
  * split, so 200 MB messages can be hashed as they stream through a temporary file.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, type Hash, hash } from 'node:crypto';
 
 /** Bumped when a rule changes; stored fingerprints of another version are not comparable. */
 const FINGERPRINT_VERSION = 1;
@@ -34,6 +34,7 @@ const LF = 0x0a;
 const NUL = 0x00;
 const X = 0x58;
 const LF_BLOCK = Buffer.alloc(64 * 1024, LF);
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Output space shared by every Fingerprinter, up to this size (a larger chunk gets its own,
@@ -44,6 +45,13 @@ const LF_BLOCK = Buffer.alloc(64 * 1024, LF);
 const SHARED_SCRATCH_BYTES = 2 * LF_BLOCK.length;
 let shared: Buffer | null = null;
 
+/**
+ * Output up to this size is kept (copied out of the scratch space) rather than streamed into a
+ * Hash, in case it is all the message has: digest() then hashes it in one call. Small mail
+ * arrives in one or two socket chunks, and a Hash object per message cost more than its hashing.
+ */
+const KEPT_OUTPUT_BYTES = 16 * 1024;
+
 function scratch(need: number, own: Buffer): Buffer {
   if (need > SHARED_SCRATCH_BYTES) return own.length >= need ? own : Buffer.allocUnsafe(need);
   shared ??= Buffer.allocUnsafe(SHARED_SCRATCH_BYTES);
@@ -51,7 +59,9 @@ function scratch(need: number, own: Buffer): Buffer {
 }
 
 export class Fingerprinter {
-  private readonly hash: Hash = createHash('sha256');
+  /** Created once the output outgrows `kept`; until then the output so far is `kept`. */
+  private hash: Hash | null = null;
+  private kept: Buffer | null = null;
   private inHeader = true;
   /** The last byte that survived rules 1-2 was LF (detects the empty line ending the header). */
   private lastWasLf = true;
@@ -99,10 +109,10 @@ export class Fingerprinter {
       if (inHeader && (c > 0x7f || c === X)) continue; // rule 3
       if (pendingLf > 0) {
         if (n + pendingLf + (chunk.length - i) > out.length) {
-          this.hash.update(out.subarray(0, n));
+          this.emit(out.subarray(0, n));
           n = 0;
-          for (; pendingLf > LF_BLOCK.length; pendingLf -= LF_BLOCK.length) this.hash.update(LF_BLOCK);
-          this.hash.update(LF_BLOCK.subarray(0, pendingLf));
+          for (; pendingLf > LF_BLOCK.length; pendingLf -= LF_BLOCK.length) this.emit(LF_BLOCK);
+          this.emit(LF_BLOCK.subarray(0, pendingLf));
         } else {
           out.fill(LF, n, n + pendingLf);
           n += pendingLf;
@@ -116,14 +126,32 @@ export class Fingerprinter {
     this.inHeader = inHeader;
     this.lastWasLf = lastWasLf;
     this.pendingLf = pendingLf;
-    if (n > 0) this.hash.update(out.subarray(0, n));
+    if (n > 0) this.emit(out.subarray(0, n));
     return this;
+  }
+
+  /** Canonical output, in order: kept while small and the first, streamed into the hash after. */
+  private emit(bytes: Buffer): void {
+    if (this.hash !== null) {
+      this.hash.update(bytes);
+      return;
+    }
+    if (this.kept === null && bytes.length <= KEPT_OUTPUT_BYTES) {
+      // A copy: `bytes` may be the scratch space every Fingerprinter writes to.
+      this.kept = Buffer.from(bytes);
+      return;
+    }
+    this.hash = createHash('sha256');
+    if (this.kept !== null) this.hash.update(this.kept);
+    this.kept = null;
+    this.hash.update(bytes);
   }
 
   /** Hex, prefixed with the version so that a changed rule set is never compared as equal. */
   digest(): string {
     this.done = true;
-    return `v${FINGERPRINT_VERSION}:${this.hash.digest('hex')}`;
+    const hex = this.hash?.digest('hex') ?? hash('sha256', this.kept ?? EMPTY, 'hex');
+    return `v${FINGERPRINT_VERSION}:${hex}`;
   }
 }
 

@@ -149,6 +149,18 @@ describe('BodyCollector', () => {
     }
   });
 
+  it('hashes the source bytes when a bare LF comes only in a later chunk, in memory or spooled', async () => {
+    // The first chunks are CRLF only (held as received, hashed at the end in one call); the
+    // sha256 must still cover them once a later chunk is converted or the message spills.
+    const mixed = Buffer.from(`Subject: mixed\r\n\r\n${'crlf line\r\n'.repeat(300)}${'lf line\n'.repeat(300)}`);
+    const sent = Buffer.from(mixed.toString('latin1').replace(/(?<!\r)\n/g, '\r\n'), 'latin1');
+    for (const spillAt of [1 << 20, 2000, 5000]) {
+      const r = await collect(mixed, spillAt, 1000);
+      expect(r, `spillAt ${spillAt}`).toMatchObject({ size: mixed.length, wireSize: sent.length, sha256: sha(mixed) });
+      expect((r.bytes ?? readFileSync(r.file!)).equals(sent)).toBe(true);
+    }
+  });
+
   it('a spilled message arrives whole however it is chunked, holding at most spillAt plus a chunk', async () => {
     const big = Buffer.concat([Buffer.from('Subject: big\r\n\r\n'), Buffer.alloc(5 * 1024 * 1024 + 7, 'y')]);
     big.write('middle', 3 * 1024 * 1024 + 5);
