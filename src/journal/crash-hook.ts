@@ -54,8 +54,7 @@ let steps = 0;
 
 /**
  * TEST ENTRY POINT ONLY: arms (or, with nulls, disarms) the hook for this process. Called by
- * test/support/popsync-with-hooks.mjs through dist/, where knip cannot follow it.
- * @public
+ * test/support/popsync-with-hooks.mjs, through the bundle of test/support/hooked-program.ts.
  */
 export function configureCrashHook(c: HookConfig): void {
   config = { ...c };

@@ -42,8 +42,7 @@ let staleLimitMs = STALE_MS;
 
 /**
  * TEST ENTRY POINT ONLY: a shorter stale limit, so a test need not wait two minutes. Called by
- * test/support/popsync-with-hooks.mjs through dist/, where knip cannot follow it.
- * @public
+ * test/support/popsync-with-hooks.mjs, through the bundle of test/support/hooked-program.ts.
  */
 export function setStaleLimitMs(ms: number): void {
   if (!Number.isFinite(ms) || ms < 0) throw new TypeError('setStaleLimitMs needs a number of milliseconds >= 0');
