@@ -20,6 +20,7 @@ import { describeError, EXIT_CODES_HELP, EXIT_CODES_POINTER, writeErrorJson } fr
 import { announce, loadTtyLibraries } from '../report/progress.js';
 import { interruptNotice } from '../app/interrupt.js';
 import { packageVersion } from './version.js';
+import { jsonCommandPath } from './json-request.js';
 
 /** Each command adds itself to the program; the order is the order in --help. */
 const COMMANDS: Array<(program: Command, ctx: CommandContext) => void> = [
@@ -114,20 +115,23 @@ export async function main(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  let jsonCommand: string | undefined;
+  // A script that asked any command for --json reads one object from stdout, also when the run
+  // fails or the command line itself was wrong (commander stops before the command's handler).
+  // migrate and sync print theirs per account; writeErrorJson never prints one error twice.
   try {
+    const program = buildProgram(createContext(controller.signal, idle));
+    jsonCommand = jsonCommandPath(program, argv.slice(2));
     if (process.stderr.isTTY === true) await loadTtyLibraries();
-    await buildProgram(createContext(controller.signal, idle)).parseAsync(argv);
+    await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
       // --help and --version end here with code 0; usage mistakes were already printed by commander.
       process.exitCode = err.exitCode === 0 ? 0 : ExitCode.usage;
-      // A script that asked migrate/sync for --json reads one object from stdout, also when
-      // the command line itself was wrong (commander stops before the command's own handler).
-      const command = argv.slice(2).find((a) => !a.startsWith('-'));
-      if (err.exitCode !== 0 && (command === 'sync' || command === 'migrate') && argv.includes('--json'))
-        writeErrorJson(err, command);
+      if (err.exitCode !== 0 && jsonCommand !== undefined) writeErrorJson(err, jsonCommand);
       return;
     }
+    if (jsonCommand !== undefined) writeErrorJson(err, jsonCommand);
     const { code, message } = describeError(err);
     process.exitCode = code;
     const text = message.endsWith('\n') || message === '' ? message : message + '\n';

@@ -188,6 +188,39 @@ describe('sync --json prints exactly one JSON object, also when the run fails', 
   });
 });
 
+describe('every other command that takes --json prints the same error object', () => {
+  /** The one line on stdout, parsed; the text error still goes to stderr. */
+  function errorObject(r: CliResult, code: number): Record<string, unknown> {
+    expectCleanFailure(r, code);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines, r.stdout).toHaveLength(1);
+    expect(r.stderr).toMatch(/popsync: |error: /);
+    return JSON.parse(lines[0]!) as Record<string, unknown>;
+  }
+
+  it('status, verify, plan, journal forget-folder, config check: refused input (exit 2)', async () => {
+    const cases: Array<[string[], string, RegExp]> = [
+      [['status', '--pop', 'alice@127.0.0.1:9'], 'status', /not a POP3 URL/],
+      [['verify', '--pop', 'alice@127.0.0.1:9'], 'verify', /not a POP3 URL/],
+      [['plan', '--pop', 'alice@127.0.0.1:9'], 'plan', /not a POP3 URL/],
+      [['journal', 'forget-folder', '--folder', 'INBOX'], 'journal forget-folder', /needs --journal PATH/],
+      [['config', 'check', join(dir, 'no-such.yml')], 'config check', /cannot read the config file/],
+    ];
+    for (const [args, command, message] of cases) {
+      const o = errorObject(await runCli([...args, '--json'], { env }), 2);
+      expect(o, args.join(' ')).toMatchObject({ version: 1, command, ok: false, exitCode: 2 });
+      expect((o.error as { message: string }).message).toMatch(message);
+    }
+  });
+
+  it('a command line commander refuses, and a missing journal (exit 5)', async () => {
+    const bad = errorObject(await runCli(['status', '--json', '--no-such-option']), 2);
+    expect(bad).toMatchObject({ command: 'status', exitCode: 2, error: { kind: 'usage' } });
+    const missing = errorObject(await runCli(['status', '--json', '--journal', join(dir, 'never.sqlite')]), 5);
+    expect(missing).toMatchObject({ command: 'status', ok: false, exitCode: 5 });
+  });
+});
+
 describe('status pointed at no journal', () => {
   it('a missing journal: exit 5, and the hint names migrate as well as sync (journal forget-folder too)', async () => {
     for (const command of [['status'], ['journal', 'forget-folder', '--folder', 'INBOX']]) {

@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { createContext } from '../../src/cli/context.js';
+import { jsonCommandPath } from '../../src/cli/json-request.js';
+import { buildProgram } from '../../src/cli/main.js';
+
+const program = buildProgram(createContext(new AbortController().signal));
+
+describe('jsonCommandPath: which command a failing line asked for --json', () => {
+  it('every command that takes --json, under the name the user typed', () => {
+    for (const path of [
+      'migrate',
+      'sync',
+      'plan',
+      'status',
+      'verify',
+      'journal forget-folder',
+      'config check',
+      'auth list',
+    ])
+      expect(jsonCommandPath(program, [...path.split(' '), '--json']), path).toBe(path);
+    expect(jsonCommandPath(program, ['--json', 'status', '--pop', 'x'])).toBe('status');
+  });
+
+  it('none without --json, after --, on a parent command, an unknown one or one without the option', () => {
+    expect(jsonCommandPath(program, ['status', '--pop', 'x'])).toBeUndefined();
+    expect(jsonCommandPath(program, ['status', '--', '--json'])).toBeUndefined();
+    expect(jsonCommandPath(program, ['journal', '--json'])).toBeUndefined();
+    expect(jsonCommandPath(program, ['statsu', '--json'])).toBeUndefined();
+    expect(jsonCommandPath(program, ['report', 'merge', 'a.json', '--json'])).toBeUndefined();
+  });
+});
