@@ -12,7 +12,7 @@ import { ACCOUNT_NAME_RE, loadAccountList, type ListedAccount } from '../config/
 import { PopsyncError, isPopsyncError } from '../errors.js';
 import type { SideFlags } from '../config/side-flags.js';
 import type { AccountJob } from './account.js';
-import { canonicalHost } from './journal-identity.js';
+import { canonicalHost, journalDirEntry } from './journal-identity.js';
 import { resolveImapEndpoint, resolvePop3Endpoint } from './endpoints.js';
 
 /** Connection flags that name one mailbox: meaningless for a list of them. */
@@ -124,7 +124,11 @@ export function batchedJobs(
     const dir = opts.journalDir;
     out = out.map((j, i) => ({
       ...j,
-      input: { ...j.input, journal: join(dir, `${nameOf(j, i, '--journal-dir')}.sqlite`) },
+      input: {
+        ...j.input,
+        journal: join(dir, `${nameOf(j, i, '--journal-dir')}.sqlite`),
+        journalOrigin: journalDirEntry(dir),
+      },
     }));
     if (o.createJournalDir) {
       try {

@@ -26,7 +26,7 @@ import type { Logger } from '../log.js';
 import { connectPop3 } from '../pop3/index.js';
 import type { Pop3Session } from '../pop3/types.js';
 import { batchedJobs, listedAccountJobs } from './account-list.js';
-import { locateJournal } from './journal-identity.js';
+import { configJournal, locateJournal, type JournalOrigin } from './journal-identity.js';
 import {
   cleartextWarning,
   optionName,
@@ -46,6 +46,8 @@ export interface AccountInput {
   pop: SideFlags;
   imap: SideFlags;
   journal?: string;
+  /** Where `journal` was written, when not --journal (a config file's key). */
+  journalOrigin?: JournalOrigin;
   timeoutSeconds: number;
 }
 
@@ -146,7 +148,7 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
       : (input.imap.password ??
         (await resolvePassword('imap', passwordSource(input.imap), { logger: o.logger, account: imap.display })));
 
-  const { path: journalPath, sourceKey } = locateJournal(pop, input.journal);
+  const { path: journalPath, sourceKey } = locateJournal(pop, input.journal, process.env, input.journalOrigin);
   if (input.journal === undefined && o.createJournalDir !== false) {
     try {
       mkdirSync(dirname(journalPath), { recursive: true, mode: 0o700 });
@@ -363,6 +365,9 @@ async function unbatchedJobs(
         pop: mergeSide(a.pop, pop),
         imap: mergeSide(a.imap, imap),
         ...(j !== undefined ? { journal: j } : {}),
+        ...(journal === undefined && a.journal !== undefined
+          ? { journalOrigin: configJournal(loaded.path, a.index) }
+          : {}),
         timeoutSeconds: a.timeoutSeconds,
       },
       routing: a.routing,

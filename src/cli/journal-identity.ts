@@ -97,18 +97,48 @@ export function locateJournal(
   pop: { user: string; host: string },
   explicit?: string,
   env: NodeJS.ProcessEnv = process.env,
+  origin: JournalOrigin = JOURNAL_OPTION,
 ): JournalLocation {
   const key = sourceKeyOf(pop);
-  const path = explicit === undefined ? defaultFor(key, env) : refuseDirectory(explicit);
+  const path = explicit === undefined ? defaultFor(key, env) : refuseDirectory(explicit, origin);
   const bound = Journal.boundSource(path);
   return { path, sourceKey: bound !== null && bound !== key && sameMailbox(bound, key) ? bound : key };
+}
+
+/**
+ * Where the user wrote a journal's path, so an error about the path names that place: a
+ * config file's `journal:` is not fixed by changing a --journal the user never gave.
+ */
+export interface JournalOrigin {
+  /** What the message starts with, before the path: '--journal ', 'FILE: accounts[0].journal: '. */
+  prefix: string;
+  /** What to do instead, for a directory at `path`. */
+  hint(path: string): string;
+}
+
+const fileIn = (spelling: string) => (path: string) =>
+  `give the journal file itself, e.g. ${spelling}${join(path, 'alice.sqlite')}`;
+
+const JOURNAL_OPTION: JournalOrigin = { prefix: '--journal ', hint: fileIn('--journal ') };
+
+/** A config file's `journal:` key of the account at `index`, named as other config errors name keys. */
+export function configJournal(file: string, index: number): JournalOrigin {
+  return { prefix: `${file}: accounts[${index}].journal: `, hint: fileIn('journal: ') };
+}
+
+/** `--journal-dir DIR`'s file of one account (DIR/NAME.sqlite). */
+export function journalDirEntry(dir: string): JournalOrigin {
+  return {
+    prefix: `--journal-dir ${dir}: `,
+    hint: (path) => `move ${path} away, or give another --journal-dir`,
+  };
 }
 
 /**
  * `path`, unless it is a directory (`--journal ~/state/`): SQLite's word for opening one is
  * 'disk I/O error', which every command turned into a hint about restoring a corrupt journal.
  */
-export function refuseDirectory(path: string): string {
+export function refuseDirectory(path: string, origin: JournalOrigin = JOURNAL_OPTION): string {
   let dir = false;
   try {
     dir = statSync(path).isDirectory();
@@ -116,8 +146,8 @@ export function refuseDirectory(path: string): string {
     // Not there (yet) or not readable: the journal's own open says which, as before.
   }
   if (dir)
-    throw new PopsyncError('usage', `--journal ${path} is a directory, not a journal`, {
-      hint: 'give the journal file itself, e.g. --journal ' + join(path, 'alice.sqlite'),
+    throw new PopsyncError('usage', `${origin.prefix}${path} is a directory, not a journal`, {
+      hint: origin.hint(path),
     });
   return path;
 }

@@ -94,7 +94,12 @@ export async function listStatus(
   const holding = (l: LockRecord | null) =>
     l !== null && l.hostname === hostname() && !processAlive(l.pid) ? null : l;
   return jobs.map((job) => {
-    const { path, sourceKey } = locateJournal(resolvePop3Endpoint(job.input.pop), job.input.journal);
+    const { path, sourceKey } = locateJournal(
+      resolvePop3Endpoint(job.input.pop),
+      job.input.journal,
+      process.env,
+      job.input.journalOrigin,
+    );
     const snap = Journal.inspect(path);
     const a = snap?.accounts.find((x) => x.account === sourceKey);
     return {

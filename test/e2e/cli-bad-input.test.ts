@@ -252,6 +252,21 @@ describe('status pointed at no journal', () => {
       expect(r.stderr).not.toMatch(/I\/O|corrupt/);
     }
   });
+
+  it("a directory as a config file's journal: names the file and key, not a --journal never given", async () => {
+    const file = configFile('journal-dir.yml', `${ACCOUNT_YAML}    journal: ${dir}\n`);
+    for (const command of ['migrate', 'sync']) {
+      const r = await runCli([command, '--config', file, '--no-progress'], { env });
+      expectCleanFailure(r, 2);
+      expect(r.stderr).toContain(`popsync: ${file}: accounts[0].journal: ${dir} is a directory, not a journal\n`);
+      expect(r.stderr).toContain(`hint: give the journal file itself, e.g. journal: ${join(dir, 'alice.sqlite')}`);
+      expect(r.stderr).not.toContain('--journal');
+    }
+    // --journal given on the command line overrides the key, and is what the message names.
+    const flag = await runCli(['migrate', '--config', file, '--journal', dir, '--no-progress'], { env });
+    expectCleanFailure(flag, 2);
+    expect(flag.stderr).toContain(`popsync: --journal ${dir} is a directory, not a journal\n`);
+  });
 });
 
 describe('verify without the POP3 account', () => {

@@ -9,8 +9,11 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   canonicalHost,
+  configJournal,
   defaultJournalPath,
+  journalDirEntry,
   locateJournal,
+  refuseDirectory,
   sameMailbox,
   sourceKeyOf,
 } from '../../src/cli/journal-identity.js';
@@ -143,5 +146,34 @@ describe('locateJournal', () => {
     expect(String((caught as Error).message)).toMatch(
       /2 journals belong to src@localhost.*src@127\.0\.0\.1\.sqlite.*src@127\.0\.0\.2\.sqlite/,
     );
+  });
+});
+
+describe('refuseDirectory names where the path was written', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'popsync-refuse-'));
+  const refusal = (origin?: Parameters<typeof refuseDirectory>[1]) => {
+    try {
+      refuseDirectory(dir, origin);
+    } catch (e) {
+      return isPopsyncError(e) ? { message: e.message, hint: e.context.hint } : e;
+    }
+    return null;
+  };
+
+  it("--journal, a config file's key, a --journal-dir entry; a file is passed through", () => {
+    expect(refusal()).toEqual({
+      message: `--journal ${dir} is a directory, not a journal`,
+      hint: `give the journal file itself, e.g. --journal ${join(dir, 'alice.sqlite')}`,
+    });
+    expect(refusal(configJournal('/etc/popsync.yml', 2))).toEqual({
+      message: `/etc/popsync.yml: accounts[2].journal: ${dir} is a directory, not a journal`,
+      hint: `give the journal file itself, e.g. journal: ${join(dir, 'alice.sqlite')}`,
+    });
+    expect(refusal(journalDirEntry('/state'))).toEqual({
+      message: `--journal-dir /state: ${dir} is a directory, not a journal`,
+      hint: `move ${dir} away, or give another --journal-dir`,
+    });
+    expect(refuseDirectory(join(dir, 'j.sqlite'), configJournal('x.yml', 0))).toBe(join(dir, 'j.sqlite'));
+    rmSync(dir, { recursive: true, force: true });
   });
 });
