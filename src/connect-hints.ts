@@ -19,7 +19,15 @@ export interface ConnectTarget {
   tls: TlsMode;
   /** --timeout: how long a silent server was given to greet. */
   timeoutMs?: number;
+  /** What the TLS hello to a silent plain port found (net/tls-probe.ts); absent when none was sent. */
+  tlsProbe?: TlsProbeVerdict;
 }
+
+/**
+ * net/tls-probe.ts's answer: 'tls' (a handshake or a TLS alert), 'not-tls' (bytes that are not
+ * TLS: a plain-text server), 'no-answer' (a silence, a close or a reset: it could not tell).
+ */
+export type TlsProbeVerdict = 'tls' | 'not-tls' | 'no-answer';
 
 /**
  * Node-style `code` of the error net/tls-probe.ts ends a silent plain connection with, when a TLS
@@ -178,10 +186,17 @@ function connectHint(fault: ConnectFault, t: ConnectTarget, waited: boolean): st
     case 'no-greeting':
       // A refusal (a BYE, a close) speaks for itself in the cause; no wait would have changed it.
       if (!waited) return `check the port (${ports})`;
-      // Had the port answered a TLS hello, the fault would be plain-to-tls.
-      return t.port === s.tls && t.tls !== 'implicit'
-        ? overTls
-        : `check the port (${ports}); a server that is only slow to greet needs a longer --timeout`;
+      // Had the port answered a TLS hello in TLS, the fault would be plain-to-tls: say what the
+      // hello did find rather than that the standard port must be TLS.
+      if (t.port === s.tls && t.tls !== 'implicit') {
+        const usual = `port ${t.port} is the usual port of ${t.protocol} over TLS (${s.secure}://)`;
+        return t.tlsProbe === 'not-tls'
+          ? `${usual}, but a TLS hello to it was answered in plain text: check the port (${ports}); ` +
+              'a server that is only slow to greet needs a longer --timeout'
+          : `${usual}; whether it speaks TLS could not be told: if it does, ${useImplicit(t)}; else ` +
+              'check the port, and a server that is only slow to greet needs a longer --timeout';
+      }
+      return `check the port (${ports}); a server that is only slow to greet needs a longer --timeout`;
     case 'untrusted':
       return `--${s.option}-ca-file FILE to trust a private CA (or the server's self-signed certificate)`;
     case 'name-mismatch':

@@ -26,6 +26,7 @@ import type { Logger } from '../log.js';
 import { connectPop3 } from '../pop3/index.js';
 import type { Pop3Session } from '../pop3/types.js';
 import { batchedJobs, listedAccountJobs } from './account-list.js';
+import { tlsProbeVerdict } from '../net/tls-probe.js';
 import { configJournal, locateJournal, type JournalOrigin } from './journal-identity.js';
 import {
   cleartextWarning,
@@ -160,7 +161,8 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
   }
   const timeoutMs = input.timeoutSeconds * 1000;
   const tag = (display: string, target: ConnectTarget) => (raw: unknown) => {
-    const e = explainConnectFailure(raw, target);
+    const probe = tlsProbeVerdict(target.host, target.port);
+    const e = explainConnectFailure(raw, probe === undefined ? target : { ...target, tlsProbe: probe });
     throw isPopsyncError(e) && e.context.account === undefined ? e.with({ account: display }) : e;
   };
   return {

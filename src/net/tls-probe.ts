@@ -19,7 +19,7 @@
 
 import net from 'node:net';
 import tls from 'node:tls';
-import { TLS_ONLY_PORT_CODE } from '../connect-hints.js';
+import { TLS_ONLY_PORT_CODE, type TlsProbeVerdict } from '../connect-hints.js';
 
 /**
  * Servers greet as soon as they accept: Dovecot, Cyrus and Courier within milliseconds, Gmail
@@ -42,8 +42,13 @@ const TLS_ANSWER = /^ERR_SSL_.*ALERT/;
  * Whether the server at `t` answers a TLS hello in TLS; false once `signal` aborts. The probe
  * never keeps the process alive: a run that ended meanwhile exits without waiting for it.
  */
-export function speaksTls(t: ProbeTarget, signal?: AbortSignal): Promise<boolean> {
-  return new Promise<boolean>((resolve) => {
+export async function speaksTls(t: ProbeTarget, signal?: AbortSignal): Promise<boolean> {
+  return (await probeTls(t, signal)) === 'tls';
+}
+
+/** What a TLS hello to `t` finds; 'no-answer' once `signal` aborts or `t.timeoutMs` passes. */
+function probeTls(t: ProbeTarget, signal?: AbortSignal): Promise<TlsProbeVerdict> {
+  return new Promise<TlsProbeVerdict>((resolve) => {
     const socket = tls.connect({
       host: t.host,
       port: t.port,
@@ -52,7 +57,7 @@ export function speaksTls(t: ProbeTarget, signal?: AbortSignal): Promise<boolean
       rejectUnauthorized: false,
     });
     let settled = false;
-    const done = (verdict: boolean): void => {
+    const done = (verdict: TlsProbeVerdict): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -60,17 +65,45 @@ export function speaksTls(t: ProbeTarget, signal?: AbortSignal): Promise<boolean
       socket.destroy();
       resolve(verdict);
     };
-    const abort = (): void => done(false);
+    const abort = (): void => done('no-answer');
     const timer = setTimeout(abort, t.timeoutMs);
     timer.unref();
     socket.unref();
     signal?.addEventListener('abort', abort, { once: true });
     if (signal?.aborted) abort();
-    socket.once('secureConnect', () => done(true));
+    socket.once('secureConnect', () => done('tls'));
     // 'on', not 'once': a second error after the verdict must not go unheard.
-    socket.on('error', (e: NodeJS.ErrnoException) => done(TLS_ANSWER.test(e.code ?? '')));
-    socket.once('close', () => done(false));
+    socket.on('error', (e: NodeJS.ErrnoException) => done(verdictOf(e.code ?? '')));
+    socket.once('close', () => done('no-answer'));
   });
+}
+
+/** OpenSSL's words for bytes that are not TLS at all (a plain-text greeting, an HTTP page). */
+const NOT_TLS = /^ERR_SSL_(WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|HTTP_REQUEST|UNKNOWN_PROTOCOL)$/;
+
+function verdictOf(code: string): TlsProbeVerdict {
+  return TLS_ANSWER.test(code) ? 'tls' : NOT_TLS.test(code) ? 'not-tls' : 'no-answer';
+}
+
+/**
+ * The last verdict per host and port, for connect-hints.ts to word a connection that then
+ * timed out: only what the hello found. Bounded: a batch over many hosts keeps the latest.
+ */
+const verdicts = new Map<string, TlsProbeVerdict>();
+const MAX_VERDICTS = 100;
+const probeKey = (host: string, port: number) => `${host}\0${port}`;
+
+/** What the last TLS hello to `host`:`port` found; undefined when its last plain connection sent none. */
+export function tlsProbeVerdict(host: string, port: number): TlsProbeVerdict | undefined {
+  return verdicts.get(probeKey(host, port));
+}
+
+function remember(t: ProbeTarget, verdict: TlsProbeVerdict | undefined): void {
+  const key = probeKey(t.host, t.port);
+  verdicts.delete(key);
+  if (verdict === undefined) return;
+  verdicts.set(key, verdict);
+  if (verdicts.size > MAX_VERDICTS) verdicts.delete(verdicts.keys().next().value!);
 }
 
 /** The error a silent plain connection ends with when its port answered the probe in TLS. */
@@ -87,17 +120,20 @@ class TlsOnlyPort extends Error {
 export function watchForTlsOnlyPort(
   socket: net.Socket,
   t: ProbeTarget,
-  { afterMs = PROBE_AFTER_MS, probe = speaksTls }: { afterMs?: number; probe?: typeof speaksTls } = {},
+  { afterMs = PROBE_AFTER_MS, probe = probeTls }: { afterMs?: number; probe?: typeof probeTls } = {},
 ): void {
   let timer: NodeJS.Timeout | undefined;
   // Ends the probe with the connection it asks about: it must not outlive it.
   const ended = new AbortController();
   const silent = (): boolean => !socket.destroyed && socket.bytesRead === 0;
   socket.once('connect', () => {
+    // A verdict of an earlier connection says nothing about this one.
+    remember(t, undefined);
     timer = setTimeout(() => {
       if (!silent()) return;
-      void probe(t, ended.signal).then((yes) => {
-        if (yes && silent())
+      void probe(t, ended.signal).then((verdict) => {
+        remember(t, verdict);
+        if (verdict === 'tls' && silent())
           socket.destroy(
             new TlsOnlyPort(
               `no plain-text greeting within ${afterMs / 1000} s; a TLS hello to the same port ` +

@@ -8,7 +8,7 @@ import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { TLS_ONLY_PORT_CODE } from '../../src/connect-hints.js';
-import { speaksTls, watchForTlsOnlyPort } from '../../src/net/tls-probe.js';
+import { speaksTls, tlsProbeVerdict, watchForTlsOnlyPort } from '../../src/net/tls-probe.js';
 import { generateTestCertificate } from '../support/fake-pop3.js';
 
 let cert: { key: string; cert: string };
@@ -135,7 +135,7 @@ describe('watchForTlsOnlyPort', () => {
     const probed: number[] = [];
     const probe = async (t: { port: number }) => {
       probed.push(t.port);
-      return false;
+      return 'no-answer' as const;
     };
     const open = async (port: number) => {
       const s = net.connect(port, '127.0.0.1');
@@ -155,5 +155,30 @@ describe('watchForTlsOnlyPort', () => {
     a.destroy();
     b.destroy();
     vi.useRealTimers();
+  });
+});
+
+describe('tlsProbeVerdict: what the hello found, for the hint of a connection that then timed out', () => {
+  /** Watches a plain connection until its probe has a verdict, then closes it. */
+  async function verdictFor(port: number, timeoutMs: number) {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    watchForTlsOnlyPort(s, { ...target(port), timeoutMs }, { afterMs: 50 });
+    while (tlsProbeVerdict('127.0.0.1', port) === undefined) await new Promise((r) => setTimeout(r, 20));
+    s.destroy();
+    return tlsProbeVerdict('127.0.0.1', port);
+  }
+
+  it('not-tls for a server that answers the hello in plain text, no-answer for a silence, tls for TLS', async () => {
+    // Silent until spoken to, as a plain server waiting for a command would be.
+    const answers = await listen(
+      net.createServer((c) => {
+        c.on('error', () => {});
+        c.once('data', () => c.end('-ERR what?\r\n'));
+      }),
+    );
+    expect(await verdictFor(answers, 10_000)).toBe('not-tls');
+    expect(await verdictFor(await mute(), 100)).toBe('no-answer');
+    expect(await verdictFor(await tlsServer(), 10_000)).toBe('tls');
   });
 });

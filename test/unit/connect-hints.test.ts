@@ -115,7 +115,24 @@ describe('explainConnectFailure', () => {
     expect(at995.message).toBe(
       'POP3 server pop.example.net:995 accepted the connection but sent no greeting within 60 s',
     );
-    expect(at995.context.hint).toBe('port 995 is POP3 over TLS (pop3s): use pop3s:// or --pop-tls implicit');
+    // The TLS hello (net/tls-probe.ts) found no TLS, or could not tell: the hint says only that.
+    expect(at995.context.hint).toBe(
+      'port 995 is the usual port of POP3 over TLS (pop3s://); whether it speaks TLS could not be told: if it ' +
+        'does, use pop3s:// or --pop-tls implicit; else check the port, and a server that is only slow to greet ' +
+        'needs a longer --timeout',
+    );
+    for (const tlsProbe of ['no-answer', 'not-tls'] as const) {
+      const hint = (explainConnectFailure(silent, { ...pop995, tls: 'starttls', tlsProbe }) as PopsyncError).context
+        .hint;
+      expect(hint).not.toMatch(/995 is POP3 over TLS/);
+      expect(hint).toMatch(/^port 995 is the usual port of POP3 over TLS \(pop3s:\/\/\)[;,]/);
+    }
+    const plain = explainConnectFailure(silent, { ...pop995, tls: 'none', tlsProbe: 'not-tls' }) as PopsyncError;
+    expect(plain.context.hint).toBe(
+      'port 995 is the usual port of POP3 over TLS (pop3s://), but a TLS hello to it was answered in plain ' +
+        'text: check the port (POP3 is usually on port 995 (pop3s://) or 110 (pop3://)); a server that is only ' +
+        'slow to greet needs a longer --timeout',
+    );
     // Our own "sent nothing for 60000 ms ... (pending: (greeting))" is not shown again as a cause.
     expect(at995.cause).toBeUndefined();
     expect(isConnectMistake(at995)).toBe(true);
