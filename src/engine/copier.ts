@@ -108,7 +108,7 @@ async function openOrRefuse(
   for (const it of routed) {
     ctx.settledThisPass++;
     ctx.rec.fail(it.m, folder, refused.message, serverResponse);
-    ctx.rec.record(it.m.uidl, ctx.rec.routed(it, 'failed', refused.message, serverResponse));
+    ctx.rec.recordRouted(it, 'failed', refused.message, serverResponse);
   }
   return null;
 }
@@ -150,10 +150,7 @@ function recogniseByContent(ctx: RunContext, routed: Item[]): Item[] {
     const reason =
       `recognised by its content as the message copied under UIDL ${row.uidl}, which the server no ` +
       'longer lists (it renumbered its UIDLs and refused TOP); not copied again';
-    rec.record(
-      it.m.uidl,
-      rec.routed({ ...it, begin: { ...it.begin, folder: row.folder ?? '' } }, 'already-copied', reason, null),
-    );
+    rec.recordRouted({ ...it, begin: { ...it.begin, folder: row.folder ?? '' } }, 'already-copied', reason, null);
     return false;
   });
 }
@@ -253,14 +250,11 @@ async function handOver(
       rec.result.adopted++;
       ctx.settledThisPass++;
       ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
-      rec.record(
-        it.m.uidl,
-        rec.routed(
-          it,
-          'already-copied',
-          `its copy was already in the destination (UID ${uid}); not copied again`,
-          null,
-        ),
+      rec.recordRouted(
+        it,
+        'already-copied',
+        `its copy was already in the destination (UID ${uid}); not copied again`,
+        null,
       );
     }
     const items = routed.filter((it) => !adopted.has(it.m.uidl));
@@ -316,14 +310,14 @@ async function handOver(
               ctx.spent(it.begin.size);
               ctx.settledThisPass++;
               ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
-              rec.record(it.m.uidl, rec.routed(it, 'copied', null, null));
+              rec.recordRouted(it, 'copied', null, null);
             });
           } else {
             const serverResponse = outcome.error.context.serverResponse ?? null;
             group.add({ uidl: it.m.uidl, ok: false, error: outcome.error.message }, () => {
               ctx.settledThisPass++;
               rec.fail(it.m, folder, outcome.error.message, serverResponse);
-              rec.record(it.m.uidl, rec.routed(it, 'failed', outcome.error.message, serverResponse));
+              rec.recordRouted(it, 'failed', outcome.error.message, serverResponse);
             });
           }
         },

@@ -82,7 +82,7 @@ export class RunRecorder {
     this.failures.set(m.uidl, { uidl: m.uidl, n: m.n, size: m.size, folder, reason, serverResponse });
     this.emit({ type: 'message', uidl: m.uidl, bytes: m.size, outcome: 'failed' });
     // Before routing (RETR refused); a routed failure overwrites this with where it was going.
-    this.record(m.uidl, this.bare(m, 'failed', reason, serverResponse));
+    if (this.details) this.record(m.uidl, this.bare(m, 'failed', reason, serverResponse));
   }
 
   /** A listed message with no usable identity: keyed by its number, never copied. */
@@ -113,13 +113,18 @@ export class RunRecorder {
     };
   }
 
-  routed(
+  /**
+   * The detail row of a routed message, under its UIDL. Built only for a report: a row per
+   * copied message was garbage the copy path made for nothing on every run without one.
+   */
+  recordRouted(
     it: RoutedItem,
     outcome: MessageDetail['outcome'],
     reason: string | null,
     serverResponse: string | null,
-  ): MessageDetail {
-    return {
+  ): void {
+    if (!this.details) return;
+    this.details.set(it.m.uidl, {
       n: it.m.n,
       uidl: it.m.uidl,
       size: it.m.size,
@@ -131,7 +136,7 @@ export class RunRecorder {
       messageId: it.begin.messageId,
       reason,
       serverResponse,
-    };
+    });
   }
 
   /** A copy found missing or changed: reported with the result, and the run exits 1. */
