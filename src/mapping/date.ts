@@ -5,7 +5,7 @@
  * "-0000", i.e. UTC), rolls 31 Feb into March, and rejects CEST and military zones; luxon's
  * fromRFC2822 rejects wrong weekdays, "UT" and missing zones, all common in real mail.
  */
-import { allHeaders, firstHeader, type HeaderField } from './headers.js';
+import { firstHeader, type HeaderField } from './headers.js';
 
 const MONTHS: Record<string, number> = {
   jan: 0,
@@ -52,8 +52,9 @@ const ZONES: Record<string, number> = {
   jst: 540,
 };
 
+/** Leading white space is skipped here rather than trimmed off: a copy of the text per message. */
 const DATE_RE = new RegExp(
-  String.raw`^(?:[a-z]+,?\s*)?(\d{1,2})[\s-]+([a-z]+)[\s-]+(\d{2,4})` +
+  String.raw`^\s*(?:[a-z]+,?\s*)?(\d{1,2})[\s-]+([a-z]+)[\s-]+(\d{2,4})` +
     String.raw`\s+(\d{1,2})[:.](\d{2})(?:[:.](\d{2}))?\s*([+-]\d{4}|[a-z]+)?`,
   'i',
 );
@@ -64,10 +65,9 @@ function daysInMonth(year: number, month: number): number {
 
 /** Parses an RFC 5322 (or obsolete-syntax) date; null when it is not one. Never uses local time. */
 export function parseMailDate(input: string): Date | null {
-  const text = input
-    .replace(/\([^()]*\)/g, ' ')
-    .replace(/\s+/g, ' ')
-    .trim();
+  // Every \s in DATE_RE takes a run of white space, so runs need no collapsing; comments
+  // (rare) go. Each replace copied the text for every message routed.
+  const text = input.includes('(') ? input.replace(/\([^()]*\)/g, ' ') : input;
   const m = DATE_RE.exec(text);
   if (!m) return null;
   const [, dd, mon, yy, hh, mi, ss, zone] = m;
@@ -127,7 +127,7 @@ function plausible(d: Date | null, now: Date): d is Date {
  */
 export function arrivalDate(fields: HeaderField[], now: Date): ArrivalDate {
   const candidates: Array<{ date: Date | null; source: 'received' | 'date' }> = [];
-  const received = allHeaders(fields, 'received')[0];
+  const received = firstHeader(fields, 'received');
   if (received !== undefined) {
     const semi = received.lastIndexOf(';');
     candidates.push({ date: semi >= 0 ? parseMailDate(received.slice(semi + 1)) : null, source: 'received' });

@@ -38,19 +38,41 @@ export function headerBlockEnd(message: Buffer): number {
   return scan;
 }
 
+/** What String.prototype.trim() removes, within latin1. */
+function isTrimmed(c: number): boolean {
+  return (c >= 0x09 && c <= 0x0d) || c === 0x20 || c === 0xa0;
+}
+
+/**
+ * The fields of the header block, unfolded. Lines are found by searching the block's one
+ * string: splitting it by a pattern made an array and a string per line for every message.
+ */
 export function parseHeaders(message: Buffer): HeaderField[] {
-  const block = message.subarray(0, headerBlockEnd(message)).toString('latin1');
+  const block = message.toString('latin1', 0, headerBlockEnd(message));
   const fields: HeaderField[] = [];
-  for (const line of block.split(/\r?\n/)) {
-    if (line === '') break;
+  for (let pos = 0; pos < block.length; ) {
+    const lf = block.indexOf('\n', pos);
+    let end = lf < 0 ? block.length : lf;
+    const next = lf < 0 ? block.length : lf + 1;
+    if (lf >= 0 && end > pos && block.charCodeAt(end - 1) === 0x0d) end--;
+    if (end === pos) break;
+    const first = block.charCodeAt(pos);
     const last = fields[fields.length - 1];
-    if ((line.startsWith(' ') || line.startsWith('\t')) && last) {
-      last.value += ' ' + line.trim();
-      continue;
+    if ((first === 0x20 || first === 0x09) && last) {
+      last.value += ' ' + block.slice(pos, end).trim();
+    } else {
+      const colon = block.indexOf(':', pos);
+      // Not a field (mbox "From " line, junk): skipped, bytes are untouched anyway.
+      if (colon > pos && colon < end) {
+        // The value's bounds found before it is cut out: trimming a cut-out copied it again.
+        let from = colon + 1;
+        let to = end;
+        while (from < to && isTrimmed(block.charCodeAt(from))) from++;
+        while (to > from && isTrimmed(block.charCodeAt(to - 1))) to--;
+        fields.push({ name: block.slice(pos, colon).trim().toLowerCase(), value: block.slice(from, to) });
+      }
     }
-    const colon = line.indexOf(':');
-    if (colon <= 0) continue; // not a field (mbox "From " line, junk): skipped, bytes are untouched anyway
-    fields.push({ name: line.slice(0, colon).trim().toLowerCase(), value: line.slice(colon + 1).trim() });
+    pos = next;
   }
   return fields;
 }

@@ -110,6 +110,83 @@ describe('headerHash and headerBlockEnd: the results journals hold', () => {
     expect(atLimit('\r\n\r\n', HEADER_PARSE_LIMIT - 2)).toBe(HEADER_PARSE_LIMIT + 2);
     expect(atLimit('\n\n', HEADER_PARSE_LIMIT - 1)).toBe(HEADER_PARSE_LIMIT + 1);
   });
+
+  /** headerHash as it was when it worked on latin1 strings: the bytes the byte version must hash. */
+  function stringHeaderHash(message: Buffer): string {
+    const block = message.subarray(0, headerBlockEnd(message)).toString('latin1');
+    const fields: string[] = [];
+    for (const line of block.split(/\r?\n/)) {
+      if (line === '') break;
+      if ((line.startsWith(' ') || line.startsWith('\t')) && fields.length > 0) {
+        fields[fields.length - 1] += line;
+        continue;
+      }
+      fields.push(line);
+    }
+    const volatile = new Set(['status', 'x-status', 'x-uid', 'x-uidl', 'x-keywords', 'x-imap', 'x-imapbase']);
+    for (const v of ['content-length', 'return-path', 'lines']) volatile.add(v);
+    let canonical = '';
+    for (const f of fields) {
+      const colon = f.indexOf(':');
+      const name = (colon > 0 ? f.slice(0, colon) : f).trim().toLowerCase();
+      if (colon > 0 && volatile.has(name)) continue;
+      canonical += colon > 0 ? `${name}:${f.slice(colon + 1).trimEnd()}\n` : `${f.trimEnd()}\n`;
+    }
+    return createHash('sha256').update(Buffer.from(canonical, 'latin1')).digest('hex');
+  }
+
+  it('hashes the same bytes as the string version for any header block (seeded random blocks)', () => {
+    // Pieces that exercise every rule: line ends, folding, colons, what trim() removes in latin1
+    // (VT, FF, NBSP), capitals ASCII and accented (and the multiplication sign, which has none).
+    const pieces = [
+      'Subject',
+      'STATUS',
+      'X-UIDL',
+      'Lines',
+      'Return-Path',
+      'x-Imapbase',
+      'From',
+      'ÀÉÞ×ß',
+      ':',
+      ': ',
+      ' ',
+      '\t',
+      '\r\n',
+      '\n',
+      '\r',
+      '\r\n ',
+      '\n\t',
+      '\x0b',
+      '\x0c',
+      '\xa0',
+      'value',
+      'ÿ',
+      '\x00',
+      'a:b',
+      '\r\n\r\n',
+      'body',
+    ];
+    let seed = 7;
+    const next = (k: number): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return (seed >>> 16) % k;
+    };
+    for (let i = 0; i < 3000; i++) {
+      let text = '';
+      const n = 1 + next(40);
+      for (let j = 0; j < n; j++) text += pieces[next(pieces.length)];
+      const m = Buffer.from(text, 'latin1');
+      expect([text, headerHash(m)]).toEqual([text, stringHeaderHash(m)]);
+    }
+    // Larger than the buffer the canonical text is built in, and a block cut at the parse limit.
+    const long = Buffer.from(`Subject: ${'x'.repeat(70_000)}\r\n X-UIDL: 1 \r\nStatus: RO\r\n\r\nbody`, 'latin1');
+    expect(headerHash(long)).toBe(stringHeaderHash(long));
+    const cut = Buffer.from(`A: 1\r\nB: ${'y'.repeat(HEADER_PARSE_LIMIT)}\r\n\r\n`, 'latin1');
+    expect(headerHash(cut)).toBe(stringHeaderHash(cut));
+    expect(headerHash(Buffer.from('Subject: short\r\n\r\n'))).toBe(
+      stringHeaderHash(Buffer.from('Subject: short\r\n\r\n')),
+    );
+  });
 });
 
 describe('identify', () => {

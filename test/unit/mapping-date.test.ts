@@ -34,6 +34,62 @@ describe('parseMailDate', () => {
     expect(iso('31 Dec 2016 23:59:60 +0000')).toBe('2016-12-31T23:59:59.000Z');
     expect(iso('1 Jan 2024 10.00.00 +0000')).toBe('2024-01-01T10:00:00.000Z');
   });
+
+  it('reads any text as it did when it collapsed white space and trimmed first (seeded random dates)', () => {
+    // The text parseMailDate matched before it left runs of white space to the pattern.
+    const collapsed = (s: string): string | null =>
+      iso(
+        s
+          .replace(/\([^()]*\)/g, ' ')
+          .replace(/\s+/g, ' ')
+          .trim(),
+      );
+    const pieces = [
+      ' ',
+      '  ',
+      '\t',
+      '\r\n ',
+      '\xa0',
+      '\u2003',
+      '(c)',
+      '(',
+      ')',
+      'Mon,',
+      'Tue',
+      ',',
+      '-',
+      '1',
+      '31',
+      '07',
+      'Feb',
+      'jAN',
+      'Sept',
+      '2024',
+      '99',
+      '123',
+      ':',
+      '.',
+      '10',
+      '59',
+      '60',
+      '+0100',
+      '-2400',
+      'CEST',
+      'z',
+      'x',
+    ];
+    let seed = 5;
+    const next = (k: number): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return (seed >>> 16) % k;
+    };
+    const shape = [' ', '28', ' ', 'Feb', ' ', '2024', ' ', '10', ':', '59', ':', '60', ' ', '+0100'];
+    for (let i = 0; i < 20000; i++) {
+      // Mostly near-dates (a piece of a real shape swapped or doubled), so the pattern gets far.
+      const text = shape.map((p) => (next(4) === 0 ? pieces[next(pieces.length)]! + (next(2) ? p : '') : p)).join('');
+      expect([text, iso(text)]).toEqual([text, collapsed(text)]);
+    }
+  });
 });
 
 describe('arrivalDate', () => {
