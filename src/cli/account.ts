@@ -29,6 +29,7 @@ import { batchedJobs, listedAccountJobs } from './account-list.js';
 import { tlsProbeVerdict } from '../net/tls-probe.js';
 import { configJournal, locateJournal, type JournalOrigin } from './journal-identity.js';
 import {
+  checkConfigUrls,
   cleartextWarning,
   optionName,
   resolveImapEndpoint,
@@ -360,6 +361,10 @@ async function unbatchedJobs(
     );
   }
   return accounts.map((a) => {
+    checkConfigUrls(loaded.path, a.index, {
+      ...(pop.url === undefined ? { pop: a.pop.url } : {}),
+      ...(imap.url === undefined ? { imap: a.imap.url } : {}),
+    });
     const j = journal ?? a.journal;
     return {
       input: {

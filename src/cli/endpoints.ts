@@ -25,7 +25,7 @@
  * through an error either.
  */
 
-import { PopsyncError } from '../errors.js';
+import { PopsyncError, isPopsyncError } from '../errors.js';
 import type { ImapAuthMethod, ImapOptions } from '../imap/types.js';
 import type { EndpointInput } from '../config/side-flags.js';
 import type { Pop3AuthMethod, Pop3Options } from '../pop3/types.js';
@@ -104,6 +104,28 @@ export function resolveImapEndpoint(input: EndpointInput): ImapEndpoint {
   if (auth !== undefined) ep.auth = pick('imap', 'auth', auth, IMAP_AUTH);
   if (input.insecure === true) ep.rejectUnauthorized = false;
   return ep;
+}
+
+/**
+ * The URLs of a config file's account, checked where they were written: a mistake is named as
+ * the config's other errors are (`FILE: accounts[0].source.url: not a POP3 URL ...`), not as
+ * if it had been typed, and before any account runs. `urls`: the sides' url keys the command
+ * line does not replace.
+ */
+export function checkConfigUrls(file: string, index: number, urls: { pop?: string; imap?: string }): void {
+  const sides = [
+    ['pop3', 'source', urls.pop],
+    ['imap', 'destination', urls.imap],
+  ] as const;
+  for (const [side, key, url] of sides) {
+    if (url === undefined) continue;
+    try {
+      parseUrl(side, url);
+    } catch (e) {
+      if (!isPopsyncError(e)) throw e;
+      throw new PopsyncError('config', `${file}: accounts[${index}].${key}.url: ${e.message}`, e.context);
+    }
+  }
 }
 
 /**

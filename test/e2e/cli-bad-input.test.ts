@@ -135,6 +135,32 @@ describe('option values that cannot work are usage errors before connecting', ()
   });
 });
 
+describe('a URL in a config file', () => {
+  it('a bad url is named by file and key, before any account runs, also by config check (exit 2)', async () => {
+    const file = configFile(
+      'urls.yml',
+      `${ACCOUNT_YAML}  - name: b\n    source: { url: 'bob@127.0.0.1:9', password_env: PW }\n` +
+        `    destination: { url: 'imap://bob@127.0.0.1:9', tls: none, password_env: PW }\n`,
+    );
+    const line = `popsync: ${file}: accounts[1].source.url: not a POP3 URL: expected pop3s://user@host[:port]\n`;
+    for (const args of [
+      ['migrate', '--config', file, '--no-progress'],
+      ['config', 'check', file],
+    ]) {
+      const r = await runCli(args, { env });
+      expectCleanFailure(r, 2);
+      expect(r.stderr).toContain(line);
+      expect(r.stderr).toContain('hint: write pop3s://bob@127.0.0.1:9');
+      // Account a (fine, but its servers are closed ports) was never tried.
+      expect(r.stderr).not.toMatch(/cannot connect/);
+    }
+    // A --pop on the command line replaces the url key: the key is not checked.
+    const b = ['--account', 'b', '--pop', 'pop3://bob@127.0.0.1:9', '--pop-tls', 'none'];
+    const flag = await runCli(['sync', '--config', file, ...b, '--journal', join(dir, 'b.sqlite')], { env });
+    expect(flag.stderr).not.toContain('accounts[1].source.url');
+  });
+});
+
 describe('sync --json prints exactly one JSON object, also when the run fails', () => {
   it('a config error (exit 2)', async () => {
     const file = configFile('bad.yml', `${ACCOUNT_YAML}    batch_mb: lots\n`);

@@ -18,7 +18,7 @@ import { exactSize, roughSize } from '../../engine/plan.js';
 import { compileRouting, type PatternSpec, type RuleSpec } from '../../mapping/rules.js';
 import { stepName } from '../../mapping/seen.js';
 import type { SideFlags } from '../../config/side-flags.js';
-import { resolveImapEndpoint, resolvePop3Endpoint } from '../endpoints.js';
+import { checkConfigUrls, resolveImapEndpoint, resolvePop3Endpoint } from '../endpoints.js';
 import { PopsyncError, isPopsyncError } from '../../errors.js';
 
 function describePassword(f: SideFlags, env: NodeJS.ProcessEnv = process.env): string {
@@ -174,6 +174,7 @@ export function registerConfig(program: Command): void {
       const { loadConfigFile } = await import('../../config/load.js');
       const loaded = loadConfigFile(file);
       const accounts = configuredAccounts(loaded);
+      for (const a of accounts) checkConfigUrls(loaded.path, a.index, { pop: a.pop.url, imap: a.imap.url });
       if (opts.json === true) {
         process.stdout.write(
           `${JSON.stringify({ path: loaded.path, ok: true, accounts: accounts.map((a) => accountJson(a)) })}\n`,
