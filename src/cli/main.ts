@@ -4,7 +4,7 @@
  * file and cli/exit.ts are the only places that decide what the user sees on failure.
  */
 import { Command, CommanderError } from 'commander';
-import { ExitCode } from '../errors.js';
+import { ExitCode, PopsyncError } from '../errors.js';
 import { registerAuth } from './commands/auth.js';
 import { registerCompletion } from './commands/completion.js';
 import { registerMigrate } from './commands/migrate.js';
@@ -92,12 +92,15 @@ export async function main(argv: string[]): Promise<void> {
   const idle = { between: false };
   let interrupts = 0;
   const command = argv.slice(2).find((a) => !a.startsWith('-'));
+  let jsonCommand: string | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
     interrupts++;
     if (!COPYING_COMMANDS.has(command ?? '')) {
       // plan, verify, status and config only read (a plan file is written synchronously, so
       // never half): there is no batch to finish, and they do not watch the signal.
-      process.stderr.write(`\npopsync: interrupted (${sig}); nothing was changed\n`);
+      const text = `interrupted (${sig}); nothing was changed`;
+      if (jsonCommand !== undefined) writeErrorJson(new PopsyncError('interrupted', text), jsonCommand);
+      process.stderr.write(`\npopsync: ${text}\n`);
       process.exit(ExitCode.interrupted);
     }
     if (idle.between) {
@@ -115,7 +118,6 @@ export async function main(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  let jsonCommand: string | undefined;
   // A script that asked any command for --json reads one object from stdout, also when the run
   // fails or the command line itself was wrong (commander stops before the command's handler).
   // migrate and sync print theirs per account; writeErrorJson never prints one error twice.

@@ -249,6 +249,25 @@ describe('interrupting a command that only reads', () => {
     expect(r.stderr).toBe('\npopsync: interrupted (SIGTERM); nothing was changed\n');
     expect(existsSync(output)).toBe(false);
   });
+
+  it('with --json, the error object on stdout too', async () => {
+    const { pop, args } = await servePair(
+      { messages: [message(1), message(2)], handlers: { TOP: () => undefined } },
+      {},
+      600,
+    );
+    const run = spawnCli(args('plan', ['--json']).filter((a) => a !== '--no-progress'));
+    await until(() => pop.commands('TOP').length > 0);
+    run.child.kill('SIGTERM');
+    const r = await run.done;
+    expectClean(r, 130);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      command: 'plan',
+      ok: false,
+      exitCode: 130,
+      error: { kind: 'interrupted', message: 'interrupted (SIGTERM); nothing was changed' },
+    });
+  });
 });
 
 describe('interrupting a run that waits for the lock another run holds', () => {
