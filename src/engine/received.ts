@@ -69,8 +69,12 @@ export class BodyCollector {
     return this.held + (this.head?.length ?? 0);
   }
 
-  async add(chunk: Buffer): Promise<void> {
-    if (chunk.length === 0) return;
+  /**
+   * Takes the next chunk; a promise only when it wrote to the spool file. Awaiting an async
+   * add() made a promise per chunk for every message, and most never spill.
+   */
+  add(chunk: Buffer): Promise<void> | null {
+    if (chunk.length === 0) return null;
     this.size += chunk.length;
     this.fingerprint.update(chunk);
     if (!this.hasNul && chunk.includes(0)) this.hasNul = true;
@@ -87,13 +91,18 @@ export class BodyCollector {
     this.chunks.push(chunk);
     this.held += chunk.length;
     if (this.file ? this.held >= Math.min(this.spillAt, SPOOL_WRITE_BYTES) : this.held > this.spillAt) {
-      if (!this.file) {
-        // The chunks held, this one included, are source bytes: nothing was converted yet.
-        this.hash ??= this.hashOfHeld();
-        await this.spill();
-      }
-      await this.flush();
+      return this.write();
     }
+    return null;
+  }
+
+  private async write(): Promise<void> {
+    if (!this.file) {
+      // The chunks held, this one included, are source bytes: nothing was converted yet.
+      this.hash ??= this.hashOfHeld();
+      await this.spill();
+    }
+    await this.flush();
   }
 
   /** A streaming sha256 of the chunks held, which must be the source bytes so far. */

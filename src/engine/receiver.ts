@@ -21,6 +21,7 @@
  * the run reconnects by itself; a message is never journaled before it arrived whole.
  */
 import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { isPopsyncError, PopsyncError } from '../errors.js';
 import { isOverCeiling, messageCeiling } from '../pop3/index.js';
 import type { Pop3Session } from '../pop3/types.js';
@@ -58,6 +59,33 @@ export interface ReceiveLimits {
  */
 function retrCeiling(listSize: number): number {
   return messageCeiling(listSize);
+}
+
+/**
+ * The next chunk of a RETR reply, or null at its end; a promise only when none is buffered yet
+ * (most mail has wholly arrived before it is read, its RETR written ahead). `for await` made an
+ * async iterator, end-of-stream listeners and a promise per chunk for every message. Fails as
+ * the iterator did: with the stream's error, or Node's premature-close error when it was
+ * destroyed before its end.
+ */
+export function nextChunk(stream: Readable): Buffer | null | Promise<Buffer | null> {
+  if (stream.errored) return Promise.reject(stream.errored);
+  if (stream.destroyed) return stream.readableEnded ? null : finished(stream).then(() => null);
+  const chunk = stream.read() as Buffer | null;
+  if (chunk !== null || stream.readableEnded) return chunk;
+  return new Promise<void>((resolve) => {
+    const go = (): void => {
+      stream.off('readable', go);
+      stream.off('end', go);
+      stream.off('error', go);
+      stream.off('close', go);
+      resolve();
+    };
+    stream.on('readable', go);
+    stream.on('end', go);
+    stream.on('error', go);
+    stream.on('close', go);
+  }).then(() => nextChunk(stream));
 }
 
 export class Receiver {
@@ -136,8 +164,11 @@ export class Receiver {
     const body = new BodyCollector(this.spool, this.limits.spillAt);
     const ceiling = retrCeiling(m.size);
     try {
-      for await (const chunk of stream) {
-        await body.add(chunk as Buffer);
+      for (let chunk = nextChunk(stream); ; chunk = nextChunk(stream)) {
+        if (chunk instanceof Promise) chunk = await chunk;
+        if (chunk === null) break;
+        const writing = body.add(chunk);
+        if (writing !== null) await writing;
         if (body.received > ceiling) {
           stream.destroy();
           // The rest of the reply is unread, so the session is out of step: it ends here.
@@ -155,6 +186,8 @@ export class Receiver {
       }
       return await body.finish();
     } catch (e) {
+      // As `for await` did: a reply left unread must not keep the connection paused.
+      stream.destroy();
       await body.abandon();
       if (isPopsyncError(e) && e.kind === 'server') {
         this.ctx.rec.fail(
