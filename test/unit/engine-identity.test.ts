@@ -8,6 +8,7 @@ import { invalidReasonText, joinListing, planCopy } from '../../src/engine/plan.
 import { windowWarnings } from '../../src/engine/window.js';
 import type { JournalRow } from '../../src/journal/types.js';
 import { HEADER_PARSE_LIMIT, headerBlockEnd } from '../../src/mapping/headers.js';
+import { joinedPieces, seeded } from '../support/seeded.js';
 
 const row = (uidl: string, o: Partial<JournalRow> = {}): JournalRow => ({
   account: 'a',
@@ -166,15 +167,9 @@ describe('headerHash and headerBlockEnd: the results journals hold', () => {
       '\r\n\r\n',
       'body',
     ];
-    let seed = 7;
-    const next = (k: number): number => {
-      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-      return (seed >>> 16) % k;
-    };
+    const next = seeded(7);
     for (let i = 0; i < 3000; i++) {
-      let text = '';
-      const n = 1 + next(40);
-      for (let j = 0; j < n; j++) text += pieces[next(pieces.length)];
+      const text = joinedPieces(next, pieces, 40);
       const m = Buffer.from(text, 'latin1');
       expect([text, headerHash(m)]).toEqual([text, stringHeaderHash(m)]);
     }

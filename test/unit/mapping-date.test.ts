@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { arrivalDate, parseMailDate } from '../../src/mapping/date.js';
 import { parseHeaders } from '../../src/mapping/headers.js';
+import { seeded } from '../support/seeded.js';
 
 const iso = (s: string) => parseMailDate(s)?.toISOString() ?? null;
 
@@ -78,11 +79,7 @@ describe('parseMailDate', () => {
       'z',
       'x',
     ];
-    let seed = 5;
-    const next = (k: number): number => {
-      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-      return (seed >>> 16) % k;
-    };
+    const next = seeded(5);
     const shape = [' ', '28', ' ', 'Feb', ' ', '2024', ' ', '10', ':', '59', ':', '60', ' ', '+0100'];
     for (let i = 0; i < 20000; i++) {
       // Mostly near-dates (a piece of a real shape swapped or doubled), so the pattern gets far.

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { benchMix, edgeCases } from '../../lab/corpus.js';
 import { type HeaderField, headerBlockEnd, parseHeaders } from '../../src/mapping/headers.js';
+import { joinedPieces, seeded } from '../support/seeded.js';
 
 /** parseHeaders as it was when it split the block by /\r?\n/: what routing and dates saw. */
 function splitParseHeaders(message: Buffer): HeaderField[] {
@@ -49,15 +50,9 @@ describe('parseHeaders', () => {
       'body',
       'Received: x; 1 Jan 2020 00:00 +0000',
     ];
-    let seed = 11;
-    const next = (k: number): number => {
-      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-      return (seed >>> 16) % k;
-    };
+    const next = seeded(11);
     for (let i = 0; i < 3000; i++) {
-      let text = '';
-      const n = 1 + next(40);
-      for (let j = 0; j < n; j++) text += pieces[next(pieces.length)];
+      const text = joinedPieces(next, pieces, 40);
       const m = Buffer.from(text, 'latin1');
       expect([text, parseHeaders(m)]).toEqual([text, splitParseHeaders(m)]);
     }
