@@ -146,7 +146,7 @@ function recogniseByContent(ctx: RunContext, routed: Item[]): Item[] {
     journal.setListSizes(account, [{ uidl: it.m.uidl, listSize: it.m.size }]);
     rec.result.recognised++;
     ctx.settledThisPass++;
-    ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
+    ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'recognised' });
     const reason =
       `recognised by its content as the message copied under UIDL ${row.uidl}, which the server no ` +
       'longer lists (it renumbered its UIDLs and refused TOP); not copied again';
@@ -249,7 +249,7 @@ async function handOver(
       if (uid === undefined) continue;
       rec.result.adopted++;
       ctx.settledThisPass++;
-      ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
+      ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'adopted' });
       rec.recordRouted(
         it,
         'already-copied',

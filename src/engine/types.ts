@@ -103,7 +103,11 @@ export type Phase = 'connect-source' | 'connect-destination' | 'listing' | 'reco
 export type ProgressEvent =
   | { type: 'phase'; phase: Phase; detail?: string }
   | { type: 'plan'; toCopy: number; toCopyBytes: number; alreadyCopied: number }
-  | { type: 'message'; uidl: string; bytes: number; outcome: 'copied' | 'failed' }
+  /**
+   * One message settled. adopted/recognised: found already copied (RunResult.adopted, .recognised),
+   * so progress can say so rather than count it as a copy.
+   */
+  | { type: 'message'; uidl: string; bytes: number; outcome: 'copied' | 'adopted' | 'recognised' | 'failed' }
   | { type: 'reconnect'; side: 'pop3' | 'imap'; attempt: number; delayMs: number; reason: string };
 
 export type ProgressListener = (event: ProgressEvent) => void;

@@ -57,7 +57,10 @@ let ttyLibraries: { ora: typeof import('ora').default; MultiBar: typeof MultiBar
 export async function loadTtyLibraries(): Promise<void> {
   if (ttyLibraries) return;
   const [oraModule, cliProgress] = await Promise.all([import('ora'), import('cli-progress')]);
-  ttyLibraries = { ora: oraModule.default, MultiBar: cliProgress.MultiBar };
+  // cli-progress is CommonJS: the bundle's ES chunk of it exports only `default` (module.exports),
+  // so `cliProgress.MultiBar` was undefined there and the first bar threw. Node's own loader gives
+  // `default` too, so one spelling serves both builds.
+  ttyLibraries = { ora: oraModule.default, MultiBar: cliProgress.default.MultiBar };
 }
 
 /**
@@ -91,6 +94,9 @@ class Tally {
   done = 0;
   doneBytes = 0;
   failed = 0;
+  /** Settled without a copy: found already in the destination, or known under another UIDL. */
+  adopted = 0;
+  recognised = 0;
   startedAt: number | null = null;
 
   constructor(private readonly now: () => number) {}
@@ -104,6 +110,21 @@ class Tally {
     this.done++;
     this.doneBytes += e.bytes;
     if (e.outcome === 'failed') this.failed++;
+    else if (e.outcome === 'adopted') this.adopted++;
+    else if (e.outcome === 'recognised') this.recognised++;
+  }
+
+  /**
+   * The settled messages that were not copies, for the counts ("2/2 messages, 2 adopted"): a
+   * new journal over a destination that already has the mail settles every message without
+   * one APPEND, and "2/2 messages" alone read as two copies made.
+   */
+  notCopiedText(): string {
+    const parts: string[] = [];
+    if (this.adopted > 0) parts.push(`${this.adopted} adopted`);
+    if (this.recognised > 0) parts.push(`${this.recognised} recognised`);
+    if (this.failed > 0) parts.push(`${this.failed} failed`);
+    return parts.map((p) => `, ${p}`).join('');
   }
 
   elapsedMs(): number {
@@ -143,6 +164,28 @@ function planText(e: Extract<ProgressEvent, { type: 'plan' }>): string {
   );
 }
 
+/**
+ * Said once, at the first message settled without a copy: the plan line before it could only
+ * count what the journal knows, so "to copy" would otherwise stand uncorrected.
+ */
+const FIRST_TEXT = {
+  adopted:
+    'found copies already in the destination that this journal did not know of: ' +
+    'adopting them (recorded, not copied again)',
+  recognised: 'recognised messages copied before under another UIDL: not copied again',
+} as const;
+
+/** Returns the line to print for this event, if it is the first of its kind. */
+function firstOfKind(): (e: Extract<ProgressEvent, { type: 'message' }>) => string | null {
+  const seen = new Set<string>();
+  return (e) => {
+    if (e.outcome !== 'adopted' && e.outcome !== 'recognised') return null;
+    if (seen.has(e.outcome)) return null;
+    seen.add(e.outcome);
+    return FIRST_TEXT[e.outcome];
+  };
+}
+
 function reconnectText(e: Extract<ProgressEvent, { type: 'reconnect' }>): string {
   return (
     `${SIDE_LABEL[e.side]} connection lost (${printable(e.reason)}); reconnecting in ` +
@@ -159,10 +202,12 @@ function plainProgress(stream: NodeJS.WritableStream, now: () => number, interva
   const line = (s: string) => stream.write(`popsync: ${s}\n`);
   let lastLineAt = 0;
   let lastStep = 0;
+  const first = firstOfKind();
 
   const progressLine = (): string => {
     const parts = [`${t.done}/${t.toCopy} messages`];
     if (t.toCopy > 0) parts[0] += ` (${Math.floor((t.done * 100) / t.toCopy)}%)`;
+    parts[0] += t.notCopiedText();
     parts.push(`${formatBytes(t.doneBytes)} of ${formatBytes(t.toCopyBytes)}`);
     // Measured from the first copy, not the start of the run as the summary's: said, so the two
     // figures for one run do not read as a contradiction.
@@ -170,7 +215,6 @@ function plainProgress(stream: NodeJS.WritableStream, now: () => number, interva
     if (rate !== null) parts.push(`${rate} while copying`);
     const eta = t.etaMs();
     if (eta !== null && t.done < t.toCopy) parts.push(eta < 1000 ? 'under 1s left' : `about ${formatEta(eta)} left`);
-    if (t.failed > 0) parts.push(`${t.failed} failed`);
     return parts.join(', ');
   };
 
@@ -191,6 +235,8 @@ function plainProgress(stream: NodeJS.WritableStream, now: () => number, interva
       case 'message': {
         if (t.startedAt === null) lastLineAt = now();
         t.add(e);
+        const said = first(e);
+        if (said !== null) line(said);
         const step = t.toCopy > 0 ? Math.floor((t.done * 10) / t.toCopy) : 0;
         if (step > lastStep || now() - lastLineAt >= intervalMs) {
           lastStep = step;
@@ -232,7 +278,7 @@ function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress
       doneBytes: formatBytes(t.doneBytes),
       totalBytes: formatBytes(t.toCopyBytes),
       byteRate: rateText(t.doneBytes, t.elapsedMs()) ?? '- B/s',
-      failedText: t.failed > 0 ? `, ${t.failed} failed` : '',
+      notCopied: t.notCopiedText(),
       // One ETA for both bars, from the overall byte rate: cli-progress's own estimate works per
       // bar from its last few updates, so the two bars disagreed (8 s vs 40 s, seen in a demo).
       etaText: etaText(t),
@@ -247,7 +293,7 @@ function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress
     const multi = new MultiBar({
       stream: stream as NodeJS.WritableStream & { isTTY: true },
       // {rate} is the bytes' only (messages per second says little), the ETA the messages'.
-      format: ' {label} {bar} {percentage}% {counts}{failedText}{rate}{etaText}',
+      format: ' {label} {bar} {percentage}% {counts}{notCopied}{rate}{etaText}',
       barsize: barSize((stream as { columns?: number }).columns),
       hideCursor: true,
       clearOnComplete: false,
@@ -264,14 +310,14 @@ function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress
         counts: `${t.done}/${t.toCopy}`,
         rate: '',
         etaText: ` | ${p.etaText}`,
-        failedText: p.failedText,
+        notCopied: p.notCopied,
       }),
       bytes: multi.create(t.toCopyBytes, 0, {
         label: 'bytes   ',
         counts: `${p.doneBytes}/${p.totalBytes}`,
         rate: ` | ${p.byteRate}`,
         etaText: '',
-        failedText: '',
+        notCopied: '',
       }),
     };
     aboveBars = (text) => {
@@ -300,7 +346,7 @@ function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress
     bars.messages.update(t.done, {
       counts: `${t.done}/${t.toCopy}`,
       etaText: ` | ${p.etaText}`,
-      failedText: p.failedText,
+      notCopied: p.notCopied,
     });
     bars.bytes.update(t.doneBytes, { counts: `${p.doneBytes}/${p.totalBytes}`, rate: ` | ${p.byteRate}` });
   };
@@ -314,6 +360,7 @@ function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress
   // Both sides connect side by side, so the spinner names each side still being connected: the
   // destination's phase replacing the source's would blame the destination for a silent source.
   let connecting: string[] = [];
+  const first = firstOfKind();
 
   const listener: ProgressListener = (e) => {
     switch (e.type) {
@@ -340,10 +387,13 @@ function ttyProgress(stream: NodeJS.WritableStream, now: () => number): Progress
         logLine(planText(e));
         updateBars();
         break;
-      case 'message':
+      case 'message': {
         t.add(e);
+        const said = first(e);
+        if (said !== null) logLine(said);
         updateBars();
         break;
+      }
       case 'reconnect':
         logLine(reconnectText(e));
         break;

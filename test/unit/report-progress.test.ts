@@ -117,13 +117,43 @@ describe('plain lines (not a terminal)', () => {
       'popsync: 2/20 messages (10%), 2.0 KiB of 20.0 KiB, 10.0 KiB/s while copying, about 1.8s left',
     );
     expect(progress[2]).toBe(
-      'popsync: 6/20 messages (30%), 6.0 KiB of 20.0 KiB, 10.0 KiB/s while copying, about 1.4s left, 1 failed',
+      'popsync: 6/20 messages (30%), 1 failed, 6.0 KiB of 20.0 KiB, 10.0 KiB/s while copying, about 1.4s left',
     );
     expect(progress[9]).toBe(
-      'popsync: 20/20 messages (100%), 20.0 KiB of 20.0 KiB, 10.0 KiB/s while copying, 1 failed',
+      'popsync: 20/20 messages (100%), 1 failed, 20.0 KiB of 20.0 KiB, 10.0 KiB/s while copying',
     );
     expect(lines.at(-2)).toBe('popsync: finishing');
     expect(s.text()).not.toContain('\x1b');
+  });
+
+  it('says so when messages are adopted or recognised rather than copied', () => {
+    const s = fakeStream(false);
+    const c = clock();
+    const p = createProgress({ tty: false, quiet: false, stream: s.stream, now: c.now, intervalMs: 60_000 });
+    p.listener({ type: 'plan', toCopy: 4, toCopyBytes: 4096, alreadyCopied: 0 });
+    p.listener({ type: 'phase', phase: 'copying' });
+    const outcomes = ['adopted', 'adopted', 'recognised', 'copied'] as const;
+    for (const [i, outcome] of outcomes.entries()) {
+      c.advance(100);
+      p.listener({ type: 'message', uidl: `u${i}`, bytes: 1024, outcome });
+    }
+    const lines = s.text().split('\n');
+    // Each explanation once, before the first count that includes it.
+    expect(lines.filter((l) => l.includes('adopting them'))).toEqual([
+      'popsync: found copies already in the destination that this journal did not know of: ' +
+        'adopting them (recorded, not copied again)',
+    ]);
+    expect(lines.filter((l) => l.includes('another UIDL'))).toHaveLength(1);
+    expect(lines.findIndex((l) => l.includes('adopting them'))).toBeLessThan(
+      lines.findIndex((l) => l.includes('/4 messages')),
+    );
+    expect(lines.filter((l) => l.includes('/4 messages'))).toEqual([
+      'popsync: 1/4 messages (25%), 1 adopted, 1.0 KiB of 4.0 KiB, 10.0 KiB/s while copying, under 1s left',
+      'popsync: 2/4 messages (50%), 2 adopted, 2.0 KiB of 4.0 KiB, 10.0 KiB/s while copying, under 1s left',
+      'popsync: 3/4 messages (75%), 2 adopted, 1 recognised, 3.0 KiB of 4.0 KiB, 10.0 KiB/s while copying, ' +
+        'under 1s left',
+      'popsync: 4/4 messages (100%), 2 adopted, 1 recognised, 4.0 KiB of 4.0 KiB, 10.0 KiB/s while copying',
+    ]);
   });
 
   it('says under 1s left, never about 0.0s, when the estimate rounds to nothing', () => {
@@ -215,6 +245,27 @@ describe('terminal', () => {
     expect(out).toMatch(/ bytes {4}\S+ 100% 4\.0 KiB\/4\.0 KiB \| 2\.0 KiB\/s/);
     expect(out).toContain('\x1b[');
     expect(stdout).not.toHaveBeenCalled();
+  });
+
+  it('counts adopted messages apart on the bar and says once what adopting means', () => {
+    const s = fakeStream(true);
+    const c = clock();
+    const p = createProgress({
+      tty: true,
+      quiet: false,
+      stream: s.stream as unknown as NodeJS.WriteStream,
+      now: c.now,
+    });
+    p.listener({ type: 'plan', toCopy: 2, toCopyBytes: 2048, alreadyCopied: 0 });
+    p.listener({ type: 'phase', phase: 'copying' });
+    for (let i = 0; i < 2; i++) {
+      c.advance(500);
+      p.listener({ type: 'message', uidl: `u${i}`, bytes: 1024, outcome: 'adopted' });
+    }
+    p.stop();
+    const out = s.text();
+    expect(out.split('adopting them (recorded, not copied again)\n')).toHaveLength(2);
+    expect(out).toMatch(/ messages \S+ 100% 2\/2, 2 adopted \| ETA 0s/);
   });
 
   it('names both sides on the spinner while they connect side by side, the source first', () => {

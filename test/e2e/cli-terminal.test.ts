@@ -1,0 +1,63 @@
+/**
+ * Progress on a real terminal, as a user at a shell sees it: the built binary under script(1)
+ * on a pseudo-terminal 100 columns wide, against the lab. Unit tests draw the bars through the
+ * sources; only the binary shows what the bundle does with the terminal libraries (its chunk of
+ * cli-progress, a CommonJS package, exported only `default`, and the first bar threw "MultiBar
+ * is not a constructor" as an internal error).
+ */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { realisticMix } from '../../lab/corpus.js';
+import type { Lab } from '../../lab/dovecot.js';
+import { BIN } from '../support/cli.js';
+import { labArgs, useLab } from '../support/lab-fixture.js';
+
+let lab: Lab;
+let dir: string;
+
+useLab('tty', {}, (l, d) => {
+  lab = l;
+  dir = d;
+});
+
+/** What a 100x30 terminal received from `args`, with the exit code echoed after it. */
+function onTerminal(args: string[]): Promise<string> {
+  // Arguments are lab user names, ports and temp paths: no quoting needed beyond single quotes.
+  const command = `stty cols 100 rows 30; node ${BIN} ${args.map((a) => `'${a}'`).join(' ')}; echo "exit=$?"`;
+  return new Promise((resolve) => {
+    const child = spawn('script', ['-qfec', command, '/dev/null'], {
+      env: { ...process.env, PW: lab.password, HOME: dir, NO_COLOR: '' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const out: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.on('close', () => resolve(Buffer.concat(out).toString('utf8')));
+  });
+}
+
+describe('progress on a terminal', () => {
+  it('draws the bars while copying and ends with the summary', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(pop, realisticMix(3, 41));
+    const out = await onTerminal(labArgs('migrate', lab, pop, imap, join(dir, 'bars.sqlite')));
+    expect(out).not.toContain('internal error');
+    expect(out).toMatch(/exit=0/);
+    expect(out).toContain('3 messages');
+    expect(out).toMatch(/ messages \S+ 100% 3\/3 \| ETA 0s/);
+  }, 60_000);
+
+  it('a new journal over a destination that has the mail says it adopts, not copies', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(pop, realisticMix(2, 43));
+    const first = await onTerminal(labArgs('migrate', lab, pop, imap, join(dir, 'first.sqlite')));
+    expect(first).toMatch(/exit=0/);
+    // sync draws progress only on a terminal; a second journal knows nothing of the copies.
+    const out = await onTerminal(labArgs('sync', lab, pop, imap, join(dir, 'second.sqlite')));
+    expect(out).toMatch(/exit=0/);
+    expect(out).toContain('adopting them (recorded, not copied again)');
+    expect(out).toMatch(/ messages \S+ 100% 2\/2, 2 adopted \| ETA 0s/);
+  }, 60_000);
+});
