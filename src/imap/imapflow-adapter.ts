@@ -54,11 +54,11 @@ export interface LoginSource {
   host: string;
   port: number;
   /**
-   * Another login of the same sink, opened at the same time, whose verdict this one waits for:
-   * the connections are set up side by side, but a wrong password is refused once, not once per
-   * connection (servers count failed logins against the account). A rejection abandons this login.
+   * Told this login's verdict: the sink's other connection, set up side by side, waits for it
+   * before logging in, so a wrong password is refused once, not once per connection (servers
+   * count failed logins against the account). Called once, with null for a login that passed.
    */
-  after?: Promise<unknown>;
+  verdict?: (failure: unknown) => void;
 }
 
 /** The parts of ImapFlow the login below relies on; all internal, all checked by the adapter test. */
@@ -109,8 +109,21 @@ export function createImapFlow(options: ImapFlowOptions, login: LoginSource): Im
       const self = this as unknown as ImapFlowInternals;
       if (self.state === self.states.LOGOUT) throw authError('Already logged out');
       // PREAUTH: nothing to do.
-      if (self.state !== self.states.NOT_AUTHENTICATED) return true;
-      if (login.after) await login.after;
+      if (self.state !== self.states.NOT_AUTHENTICATED) {
+        login.verdict?.(null);
+        return true;
+      }
+      try {
+        await this.logIn(self);
+      } catch (err) {
+        login.verdict?.(err);
+        throw err;
+      }
+      login.verdict?.(null);
+      return true;
+    }
+
+    private async logIn(self: ImapFlowInternals): Promise<void> {
       self.expectCapabilityUpdate = true;
       const creds = await login.credentials();
       const caps = new Set([...self.capabilities.keys()].map((c) => c.toUpperCase()));
@@ -144,7 +157,6 @@ export function createImapFlow(options: ImapFlowOptions, login: LoginSource): Im
       }
       if (!self.authenticated) throw authError('Authentication failed');
       await self.setAuthenticationState();
-      return true;
     }
   }
   return new PopsyncImapFlow(options);

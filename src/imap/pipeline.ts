@@ -350,6 +350,8 @@ export class PipelinedAppender {
     secrets: string[] = [],
     /** Called once the socket is open, before the greeting (writer.ts opens imapflow's then). */
     connected?: () => void,
+    /** Another connection's login, awaited before this one logs in (writer.ts); a rejection abandons it. */
+    after?: Promise<unknown>,
   ): Promise<PipelinedAppender> {
     const where = `${opts.host}:${opts.port}`;
     const target = imapSocketTarget(opts, timeoutMs);
@@ -384,6 +386,7 @@ export class PipelinedAppender {
         caps = await a.capability();
       }
       if (!/^\* PREAUTH\b/i.test(greeting)) {
+        if (after) await after;
         const step = chooseLogin(opts.auth ?? 'auto', caps, { token: creds.token, admin: creds.admin !== undefined });
         // Only a list sent in answer to the login counts (not one from before STARTTLS).
         a.announced = null;

@@ -146,28 +146,42 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   const secrets: string[] = [];
   // Both connections open side by side (greeting, TLS), each a few round trips that used to
   // follow one another. imapflow's is started once the APPEND connection's socket is open, so the
-  // server still sees the connection that carries the messages first, and its login waits for
-  // the APPEND connection's verdict (imapflow-adapter.ts `after`): a wrong password is refused
-  // once, with the same error as before. Neither wait costs a round trip: imapflow's greeting
-  // comes while the APPEND connection logs in.
+  // server still sees the connection that carries the messages first. imapflow's logs in first and
+  // the APPEND connection's login waits for its verdict: a wrong password is refused once. That
+  // order because imapflow's connection is the longer road to the first APPEND (after its login,
+  // ID and NAMESPACE, then the folder's STATUS, one at a time), while the APPEND connection has
+  // only its login to do: its wait costs nothing, where the other way round it cost imapflow's
+  // session a round trip.
   const appendPath = opts.appendPath ?? 'auto';
   let socketOpen: () => void = () => undefined;
   const appendSocket = new Promise<void>((resolve) => {
     socketOpen = resolve;
   });
+  let verdictFailed = false;
+  let settleVerdict: (failure: unknown) => void = () => undefined;
+  const verdict = new Promise<void>((resolve, reject) => {
+    settleVerdict = (failure) => {
+      if (failure === null) return resolve();
+      verdictFailed = true;
+      reject(failure);
+    };
+  });
+  verdict.catch(() => undefined);
   const opening: Promise<PipelinedAppender | null> =
     appendPath === 'imapflow'
       ? Promise.resolve(null)
-      : PipelinedAppender.open(opts, connectTimeoutMs, log, 'pipelined', secrets, socketOpen).catch((err: unknown) => {
-          if (!(err instanceof PipelineUnsupported)) throw err;
-          if (appendPath === 'pipelined')
-            throw new PopsyncError(
-              'config',
-              `IMAP server ${opts.host}:${opts.port} cannot take pipelined APPEND: ${err.message}`,
-            );
-          log.debug({ reason: err.message }, 'IMAP APPEND goes through imapflow, one at a time');
-          return null;
-        });
+      : PipelinedAppender.open(opts, connectTimeoutMs, log, 'pipelined', secrets, socketOpen, verdict).catch(
+          (err: unknown) => {
+            if (!(err instanceof PipelineUnsupported)) throw err;
+            if (appendPath === 'pipelined')
+              throw new PopsyncError(
+                'config',
+                `IMAP server ${opts.host}:${opts.port} cannot take pipelined APPEND: ${err.message}`,
+              );
+            log.debug({ reason: err.message }, 'IMAP APPEND goes through imapflow, one at a time');
+            return null;
+          },
+        );
   let appendFailed = false;
   const settledOpening = opening.then(
     () => undefined,
@@ -185,6 +199,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   });
   // Loaded only now, with the APPEND connection's connect under way (imapflow-load.ts).
   const flow = await loadImapflow().catch((err: unknown) => {
+    settleVerdict(err);
     void opening.then(
       (a) => a?.destroy(),
       () => undefined,
@@ -230,7 +245,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
         secrets.push(...loginSecretForms(creds, opts));
         return creds;
       },
-      after: opening,
+      verdict: (failure) => settleVerdict(failure),
     },
   );
   // An 'error' without a listener is thrown by the EventEmitter and kills the process; connect()
@@ -238,6 +253,12 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   const ignore = (): void => {};
   client.on('error', ignore);
   const imapflowConnect = imapflowSocket.then(() => (appendFailed ? undefined : client.connect()));
+  // A connect that failed before or without a verdict (greeting, TLS) must not leave the APPEND
+  // connection waiting for one.
+  imapflowConnect.then(
+    () => settleVerdict(appendFailed ? new Error('imapflow did not connect') : null),
+    (err: unknown) => settleVerdict(err),
+  );
   const [appender, session] = await Promise.allSettled([opening, imapflowConnect]);
   connecting = false;
   if (appender.status === 'rejected' || session.status === 'rejected') {
@@ -245,9 +266,11 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     // Opened, but imapflow's connect never started (the APPEND connection failed first).
     early?.discard();
     if (appender.status === 'fulfilled') appender.value?.destroy();
-    // The APPEND connection's failure is the one reported: imapflow's login never started.
+    // The failure that came first is the one reported: imapflow's when the APPEND connection only
+    // gave up waiting for it (its login refused, or its connect failed), else the APPEND
+    // connection's (then imapflow's connect never started, or failed the same way).
     const err =
-      appender.status === 'rejected'
+      appender.status === 'rejected' && !(verdictFailed && session.status === 'rejected')
         ? (appender.reason as PopsyncError)
         : mapConnectError((session as PromiseRejectedResult).reason, { ...opts, secrets });
     log.debug({ err, kind: err.kind }, 'IMAP connect failed');
