@@ -239,6 +239,23 @@ describe('every other command that takes --json prints the same error object', (
     }
   });
 
+  it('plan --format json and report merge --format json ask for JSON as --json does', async () => {
+    // A server that cannot be reached (plan: exit 4), and a file that cannot be read (exit 2).
+    // plan draws no progress, so it has no --no-progress.
+    const planArgs = account(['--format', 'json']).filter((a) => a !== '--no-progress');
+    const plan = errorObject(await runCli(['plan', ...planArgs], { env }), 4);
+    expect(plan).toMatchObject({ command: 'plan', ok: false, exitCode: 4, error: { kind: 'connection' } });
+    const merge = errorObject(
+      await runCli(['report', 'merge', '--format=json', join(dir, 'no-such-report.json')], { env }),
+      2,
+    );
+    expect(merge).toMatchObject({ command: 'report merge', ok: false, exitCode: 2 });
+    // Another format is not JSON: stdout stays empty.
+    const table = await runCli(['plan', ...planArgs.slice(0, -1), 'csv'], { env });
+    expectCleanFailure(table, 4);
+    expect(table.stdout).toBe('');
+  });
+
   it('a command line commander refuses, and a missing journal (exit 5)', async () => {
     const bad = errorObject(await runCli(['status', '--json', '--no-such-option']), 2);
     expect(bad).toMatchObject({ command: 'status', exitCode: 2, error: { kind: 'usage' } });

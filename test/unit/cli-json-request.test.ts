@@ -28,4 +28,16 @@ describe('jsonCommandPath: which command a failing line asked for --json', () =>
     expect(jsonCommandPath(program, ['statsu', '--json'])).toBeUndefined();
     expect(jsonCommandPath(program, ['report', 'merge', 'a.json', '--json'])).toBeUndefined();
   });
+
+  it('--format json asks for JSON as --json does, on the commands whose --format offers it', () => {
+    expect(jsonCommandPath(program, ['plan', '--format', 'json'])).toBe('plan');
+    expect(jsonCommandPath(program, ['plan', '--format=json', '--pop', 'x'])).toBe('plan');
+    expect(jsonCommandPath(program, ['report', 'merge', '--format', 'json', 'a.json'])).toBe('report merge');
+    expect(jsonCommandPath(program, ['plan', '--format', 'csv'])).toBeUndefined();
+    expect(jsonCommandPath(program, ['plan', '--format', 'json-ish'])).toBeUndefined();
+    expect(jsonCommandPath(program, ['plan', '--', '--format', 'json'])).toBeUndefined();
+    // migrate's --report-format writes a file, not stdout; and migrate has no --format.
+    expect(jsonCommandPath(program, ['migrate', '--report-format', 'json'])).toBeUndefined();
+    expect(jsonCommandPath(program, ['migrate', '--format', 'json'])).toBeUndefined();
+  });
 });
