@@ -5,7 +5,7 @@
  * (the addresses given are closed ports, so a case that did connect would show as exit 4/75).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli, type CliResult } from '../support/cli.js';
@@ -309,6 +309,18 @@ describe('status pointed at no journal', () => {
     const flag = await runCli(['migrate', '--config', file, '--journal', dir, '--no-progress'], { env });
     expectCleanFailure(flag, 2);
     expect(flag.stderr).toContain(`popsync: --journal ${dir} is a directory, not a journal\n`);
+  });
+});
+
+describe('the suite keeps out of the home of whoever runs it', () => {
+  it('a run the test gives no HOME gets a temp one: a default journal is never in the real home', async () => {
+    // Config-file cases above give no --journal: their journals are the account's default one.
+    const r = await runCli(['status', '--pop', 'pop3s://alice@pop.example.net']);
+    expectCleanFailure(r, 5);
+    const path = /no journal at (\S+alice@pop\.example\.net\.sqlite)/.exec(r.stderr)?.[1];
+    expect(path, r.stderr).toBeDefined();
+    expect(path!.startsWith(join(tmpdir(), 'popsync-home-')), path).toBe(true);
+    expect(path!.startsWith(join(homedir(), '.local')), path).toBe(false);
   });
 });
 

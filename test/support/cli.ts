@@ -47,6 +47,22 @@ export interface CliOptions {
   peakRss?: boolean;
 }
 
+/**
+ * HOME for a child given none: a temp dir of this test process, so a run without --journal (its
+ * default journal is $HOME/.local/state/popsync/USER@HOST.sqlite) or a stored OAuth token never
+ * reads or leaves state in the home of whoever runs the suite. One per process, as a user has
+ * one home: a file's runs still find the default journal an earlier run of it created.
+ */
+let scratchHome: string | undefined;
+function testHome(): string {
+  if (scratchHome === undefined) {
+    const home = mkdtempSync(join(tmpdir(), 'popsync-home-'));
+    process.on('exit', () => rmSync(home, { recursive: true, force: true }));
+    scratchHome = home;
+  }
+  return scratchHome;
+}
+
 export function runCli(args: string[], o: CliOptions = {}): Promise<CliResult> {
   return startCli(args, o).done;
 }
@@ -65,7 +81,7 @@ export function startCli(args: string[], o: CliOptions = {}): { child: ChildProc
   const done = new Promise<CliResult>((resolve, reject) => {
     child = spawn(process.execPath, argv, {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', NO_COLOR: '1', ...o.env },
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: testHome(), NO_COLOR: '1', ...o.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
