@@ -12,10 +12,11 @@
  * read in order as they come back. A literal the server must accept first (no LITERAL+, or
  * over LITERAL-'s 4 KiB) waits for its '+'; everything else keeps flowing.
  *
- * What it reuses from imapflow (its exported `lib/` modules): the command compiler (quoting of
- * the mailbox name, flags, date, LOGIN strings), and the caller hands in the mailbox name
- * already encoded by imapflow's own normalizePath/encodePath, so both connections name the same
- * folder. Error kinds come from errors.ts, exactly as for the imapflow path.
+ * What it reuses from imapflow (its exported `lib/` modules): the command compiler for LOGIN's
+ * strings, and the caller hands in the mailbox name already encoded by imapflow's own
+ * normalizePath/encodePath, so both connections name the same folder. The APPEND heads are
+ * written by append-head.ts with the compiler's quoting rules (the compiler built a token tree
+ * and a Buffer per token for each message). Error kinds come from errors.ts, as for imapflow's path.
  *
  * It is also the only way a message kept in a file (too large for memory, engine/spool.ts) can
  * be sent, since imapflow's append takes a Buffer: the literal is streamed from the file. So on
@@ -44,10 +45,10 @@ import {
   planUnits,
   type LiteralMode,
 } from './append-plan.js';
+import { appendCommand, atom, messageHead } from './append-head.js';
 import { bodyChunks, bodySize, sendPiece, type MessageBody, whenDrained } from './body.js';
 import type { AppendOutcome, ImapOptions } from './types.js';
 import { classifyAppendError, isTlsFailure, mapConnectError, type ImapFlowErrorLike } from './errors.js';
-import type { ImapflowAdapter } from './imapflow-load.js';
 import { loadImapflow } from './imapflow-load.js';
 import { chooseLogin, credentialsFor, loginSecretForms, mechanismFor, SaslConversation } from './login.js';
 
@@ -314,10 +315,9 @@ export class PipelinedAppender {
    * outcome the caller rejected): the connection is spent, and no later batch may use it.
    */
   failure: unknown = null;
-  /** imapflow's command compiler, set by open() once imapflow is loaded (imapflow-load.ts). */
-  private compiler: ImapflowAdapter['compiler'] = () => {
-    throw new Error('APPEND connection used before open() finished');
-  };
+  /** The last mailbox name written, and how it goes in a command (append-head.ts). */
+  private mailbox: string | null = null;
+  private mailboxAtom = '';
 
   private constructor(
     private sock: net.Socket,
@@ -430,8 +430,6 @@ export class PipelinedAppender {
       if (mode === 'pipelined' && literals === 'sync' && !caps.has('MULTIAPPEND'))
         throw new PipelineUnsupported('no LITERAL+, LITERAL- or MULTIAPPEND after login');
       (a as { capabilities: ReadonlySet<string> }).capabilities = caps;
-      // Shared with connectImap's load, which is under way or done by now (imapflow-load.ts).
-      a.compiler = (await loadImapflow()).compiler;
       // Tests find the path taken by these words.
       const how = `${LITERAL_WORDS[literals]}${caps.has('MULTIAPPEND') ? ', MULTIAPPEND' : ''}`;
       log.debug(
@@ -738,33 +736,21 @@ export class PipelinedAppender {
    * imapflow sends it, and the server decides.
    */
   private command(tag: string, mailbox: string, it: PipelineItem, nonSync: boolean): Buffer {
-    return Buffer.concat([
-      this.compiler({
-        tag,
-        command: 'APPEND',
-        attributes: [{ type: 'ATOM', value: mailbox }, ...this.messageArgs(it)],
-      }),
-      this.literalHead(it, nonSync),
-    ]);
+    if (mailbox !== this.mailbox) {
+      this.mailboxAtom = atom(mailbox);
+      this.mailbox = mailbox;
+    }
+    return Buffer.from(appendCommand(tag, this.mailboxAtom, this.messageHead(it, nonSync)));
   }
 
   /** A further message of a MULTIAPPEND: its flags, date and literal announcement. */
   private nextMessage(it: PipelineItem, nonSync: boolean): Buffer {
-    // The compiler writes "X X <args>"; the args alone continue the command.
-    const args = this.compiler({ tag: 'X', command: 'X', attributes: this.messageArgs(it) }).subarray(3);
-    return Buffer.concat([args, this.literalHead(it, nonSync)]);
+    return Buffer.from(this.messageHead(it, nonSync));
   }
 
-  private messageArgs(it: PipelineItem) {
-    return [
-      ...(it.flags.length || it.date ? [it.flags.map((f) => ({ type: 'ATOM' as const, value: f }))] : []),
-      ...(it.date ? [{ type: 'STRING' as const, value: it.date }] : []),
-    ];
-  }
-
-  private literalHead(it: PipelineItem, nonSync: boolean): Buffer {
+  private messageHead(it: PipelineItem, nonSync: boolean): string {
     const binary = it.hasNul && this.capabilities.has('BINARY');
-    return Buffer.from(` ${binary ? '~' : ''}{${bodySize(it.body)}${nonSync ? '+' : ''}}\r\n`);
+    return messageHead(it.flags, it.date, bodySize(it.body), binary, nonSync);
   }
 
   /** A tagged reply as an outcome; a session-wide failure (BYE, auth) is thrown. */
