@@ -11,6 +11,7 @@ import { createHash, type Hash, hash } from 'node:crypto';
 import { HEADER_PARSE_LIMIT } from '../mapping/headers.js';
 import { Fingerprinter } from './fingerprint.js';
 import { BareLfToCrlf } from './line-ends.js';
+import type { ChunkedBody } from '../imap/types.js';
 import type { Spool, SpoolFile } from './spool.js';
 
 /** headerBlockEnd() peeks two bytes past the limit to recognise a blank line ending on it. */
@@ -30,10 +31,57 @@ export interface ReceivedBody {
   hasNul: boolean;
   /** The first bytes of the message, enough for every header parse (HEADER_PARSE_LIMIT). */
   head: Buffer;
-  /** The whole message as sent (bare LF made CRLF) when it stayed in memory; null when it is in `file`. */
-  bytes: Buffer | null;
+  /**
+   * The whole message as sent (bare LF made CRLF) when it stayed in memory, in the chunks it
+   * arrived in (joining them copied every byte, only for APPEND to write them out in pieces
+   * again); null when it is in `file`.
+   */
+  bytes: ChunkedBody | null;
   /** The spool file holding the whole message; null when it is in `bytes`. */
   file: string | null;
+}
+
+const CR = 0x0d;
+const LF = 0x0a;
+
+/**
+ * The head of a message held as `chunks` (`held` bytes), without joining them: the first
+ * HEAD_BYTES, or a shorter prefix that holds the whole header block. Every parse of a head
+ * (headerBlockEnd and what builds on it, the adopter's headerComplete) stops at the blank
+ * line that ends the block, so any prefix reaching past it reads the same; joining up to
+ * HEAD_BYTES copied up to 1 MiB of every message that arrived in more than one chunk.
+ */
+export function headOf(chunks: readonly Buffer[], held: number): Buffer {
+  const first = chunks[0] ?? Buffer.alloc(0);
+  if (chunks.length === 1 || first.length >= HEAD_BYTES) return first.subarray(0, HEAD_BYTES);
+  const end = headerEndAcross(chunks);
+  if (end >= 0 && end <= first.length) return first;
+  return Buffer.concat(chunks, end >= 0 ? end : Math.min(held, HEAD_BYTES));
+}
+
+/**
+ * headerBlockEnd() (mapping/headers.ts) over the chunks as if joined, when it finds the blank
+ * line: the offset just past it; -1 when there is none within HEADER_PARSE_LIMIT.
+ */
+function headerEndAcross(chunks: readonly Buffer[]): number {
+  let base = 0;
+  for (let c = 0; c < chunks.length && base < HEADER_PARSE_LIMIT; c++) {
+    const chunk = chunks[c]!;
+    const within = Math.min(chunk.length, HEADER_PARSE_LIMIT - base);
+    for (let i = chunk.indexOf(LF); i >= 0 && i < within; i = chunk.indexOf(LF, i + 1)) {
+      const next = byteAt(chunks, c, i + 1);
+      if (next === LF) return base + i + 2;
+      if (next === CR && byteAt(chunks, c, i + 2) === LF) return base + i + 3;
+    }
+    base += chunk.length;
+  }
+  return -1;
+}
+
+/** The byte `at` bytes into the chunks from chunk `c` on; undefined past their end. */
+function byteAt(chunks: readonly Buffer[], c: number, at: number): number | undefined {
+  while (c < chunks.length && at >= chunks[c]!.length) at -= chunks[c++]!.length;
+  return chunks[c]?.[at];
 }
 
 export class BodyCollector {
@@ -146,18 +194,23 @@ export class BodyCollector {
         file: this.file.path,
       };
     }
-    const bytes = Buffer.concat(this.chunks, this.held);
+    // Unconverted and in memory, the chunks held are the source's bytes: most mail is one chunk,
+    // hashed in one call.
+    let sha256: string;
+    if (this.hash !== null) sha256 = this.hash.digest('hex');
+    else if (this.chunks.length === 1) sha256 = hash('sha256', this.chunks[0]!, 'hex');
+    else sha256 = this.hashOfHeld().digest('hex');
+    const chunks = this.chunks;
+    const head = headOf(chunks, this.held);
     this.chunks = [];
-    // Unconverted and in memory, the bytes held are the source's: one call hashes them.
-    const sha256 = this.hash === null ? hash('sha256', bytes, 'hex') : this.hash.digest('hex');
     return {
       size: this.size,
       wireSize: this.wireSize,
       sha256,
       fingerprint,
       hasNul: this.hasNul,
-      head: bytes.subarray(0, HEAD_BYTES),
-      bytes,
+      head,
+      bytes: { chunks, size: this.wireSize, hasNul: this.hasNul },
       file: null,
     };
   }

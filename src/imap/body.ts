@@ -1,11 +1,18 @@
-/** The two forms a message body takes on its way to APPEND: in memory, or in a spool file. */
+/**
+ * The three forms a message body takes on its way to APPEND: one Buffer (a caller's), the
+ * pieces it arrived in (received.ts keeps them rather than join them), or a spool file.
+ */
 import { open, readFile } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import type { FileBody } from './types.js';
+import type { ChunkedBody, FileBody } from './types.js';
 
-export type MessageBody = Buffer | FileBody;
+export type MessageBody = Buffer | ChunkedBody | FileBody;
 
 const PIECE_BYTES = 256 * 1024;
+
+export function isFileBody(b: MessageBody): b is FileBody {
+  return !Buffer.isBuffer(b) && 'file' in b;
+}
 
 export function bodySize(b: MessageBody): number {
   return Buffer.isBuffer(b) ? b.length : b.size;
@@ -15,18 +22,39 @@ export function bodyHasNul(b: MessageBody): boolean {
   return Buffer.isBuffer(b) ? b.includes(0) : b.hasNul;
 }
 
+/** A body in memory as the buffers that hold it, in order (no copy). */
+export function memoryChunks(b: Buffer | ChunkedBody): readonly Buffer[] {
+  return Buffer.isBuffer(b) ? [b] : b.chunks;
+}
+
 /**
- * The bytes in pieces of at most 256 KiB. A body in memory is cut into views, not copied: on a
- * TLS socket one write is encrypted whole into native buffers before any of it leaves (a
- * message's size again outside the JS heap), so pieces sent as the socket drains keep that to
- * one piece. A file body is read into one buffer, reused for every
- * piece (a fresh buffer per piece was as much garbage as the message, and the process peaked
- * that much higher): a piece is valid only until the next is asked for, so the caller sends it
- * with sendPiece() first.
+ * The bytes in pieces of at most 256 KiB, each a list of buffers to write together. A body in
+ * memory is cut into views, not copied: on a TLS socket one write is encrypted whole into
+ * native buffers before any of it leaves (a message's size again outside the JS heap), so
+ * pieces sent as the socket drains keep that to one piece; the chunks a piece gathers leave
+ * corked, in one write, as the one Buffer's view did. A file body is read into one buffer,
+ * reused for every piece (a fresh buffer per piece was as much garbage as the message, and the
+ * process peaked that much higher): a piece is valid only until the next is asked for, so the
+ * caller sends it with sendPiece() first.
  */
-export async function* bodyChunks(b: MessageBody): AsyncGenerator<Buffer> {
-  if (Buffer.isBuffer(b)) {
-    for (let at = 0; at < b.length; at += PIECE_BYTES) yield b.subarray(at, at + PIECE_BYTES);
+export async function* bodyPieces(b: MessageBody): AsyncGenerator<readonly Buffer[]> {
+  if (!isFileBody(b)) {
+    let piece: Buffer[] = [];
+    let bytes = 0;
+    for (const c of memoryChunks(b)) {
+      for (let at = 0; at < c.length; ) {
+        const take = Math.min(c.length - at, PIECE_BYTES - bytes);
+        piece.push(take === c.length ? c : c.subarray(at, at + take));
+        at += take;
+        bytes += take;
+        if (bytes === PIECE_BYTES) {
+          yield piece;
+          piece = [];
+          bytes = 0;
+        }
+      }
+    }
+    if (piece.length > 0) yield piece;
     return;
   }
   const fh = await open(b.file, 'r');
@@ -37,7 +65,7 @@ export async function* bodyChunks(b: MessageBody): AsyncGenerator<Buffer> {
       const { bytesRead } = await fh.read(buf, 0, buf.length, null);
       if (bytesRead === 0) break;
       seen += bytesRead;
-      yield buf.subarray(0, bytesRead);
+      yield [buf.subarray(0, bytesRead)];
     }
     // The literal announced `size` octets; sending fewer would leave the server waiting for the
     // rest and read our next command as message text.
@@ -52,13 +80,17 @@ export async function* bodyChunks(b: MessageBody): AsyncGenerator<Buffer> {
  * until this piece left for the kernel (its buffer is reused), for one in memory until the
  * socket drained if it had to buffer.
  */
-export function sendPiece(sock: Writable, body: MessageBody, piece: Buffer): Promise<void> {
-  if (!Buffer.isBuffer(body)) {
-    // On a destroyed socket Node still calls back (with ERR_STREAM_DESTROYED), so this settles.
-    return new Promise((resolve) => sock.write(piece, () => resolve()));
-  }
-  sock.write(piece);
-  return whenDrained(sock);
+export function sendPiece(sock: Writable, body: MessageBody, piece: readonly Buffer[]): Promise<void> {
+  const corked = piece.length > 1;
+  if (corked) sock.cork();
+  const last = piece.length - 1;
+  for (let i = 0; i < last; i++) sock.write(piece[i]!);
+  let written: Promise<void> | null = null;
+  // On a destroyed socket Node still calls back (with ERR_STREAM_DESTROYED), so this settles.
+  if (isFileBody(body)) written = new Promise((resolve) => sock.write(piece[last]!, () => resolve()));
+  else sock.write(piece[last]!);
+  if (corked) sock.uncork();
+  return written ?? whenDrained(sock);
 }
 
 /**
@@ -81,7 +113,8 @@ export function whenDrained(sock: Writable): Promise<void> {
   });
 }
 
-/** The whole body in memory: only for the one-at-a-time imapflow path, which takes a Buffer. */
+/** The whole body in one Buffer: only for the one-at-a-time imapflow path, which takes a Buffer. */
 export function bodyBuffer(b: MessageBody): Promise<Buffer> {
-  return Buffer.isBuffer(b) ? Promise.resolve(b) : readFile(b.file);
+  if (isFileBody(b)) return readFile(b.file);
+  return Promise.resolve(Buffer.isBuffer(b) ? b : Buffer.concat(b.chunks, b.size));
 }

@@ -46,7 +46,7 @@ import {
   type LiteralMode,
 } from './append-plan.js';
 import { appendCommand, atom, messageHead } from './append-head.js';
-import { bodyChunks, bodySize, sendPiece, type MessageBody, whenDrained } from './body.js';
+import { bodyPieces, bodySize, isFileBody, memoryChunks, sendPiece, type MessageBody, whenDrained } from './body.js';
 import type { AppendOutcome, ImapOptions } from './types.js';
 import { classifyAppendError, isTlsFailure, mapConnectError, type ImapFlowErrorLike } from './errors.js';
 import { loadImapflow } from './imapflow-load.js';
@@ -502,9 +502,7 @@ export class PipelinedAppender {
         mailbox,
         folder,
         items,
-        planned: items.map((it) =>
-          'skip' in it ? null : { size: bodySize(it.body), inFile: !Buffer.isBuffer(it.body) },
-        ),
+        planned: items.map((it) => ('skip' in it ? null : { size: bodySize(it.body), inFile: isFileBody(it.body) })),
         outcomes,
         report: (i, o) => {
           outcomes[i] = o;
@@ -688,13 +686,14 @@ export class PipelinedAppender {
     };
     for (const [k, i] of u.indices.entries()) {
       const it = items[i]!;
-      const nonSync = nonSynchronizing(this.literals, bodySize(it.body));
+      const size = bodySize(it.body);
+      const nonSync = nonSynchronizing(this.literals, size);
       const head = k === 0 ? this.command(u.tag, mailbox, it, nonSync) : this.nextMessage(it, nonSync);
-      if (nonSync && Buffer.isBuffer(it.body) && it.body.length <= CORKED_BODY_BYTES) {
+      if (nonSync && !isFileBody(it.body) && size <= CORKED_BODY_BYTES) {
         if (corked === 0) sock.cork();
         sock.write(head);
-        sock.write(it.body);
-        corked += head.length + it.body.length;
+        for (const c of memoryChunks(it.body)) sock.write(c);
+        corked += head.length + size;
         ended = k === u.indices.length - 1;
         if (ended) sock.write('\r\n');
         if (ended || corked >= CORK_BYTES) uncork();
@@ -709,9 +708,9 @@ export class PipelinedAppender {
       if (sock.destroyed) return;
       counts.appended++;
       // A file body is read in pieces as the socket drains: never whole in memory.
-      for await (const chunk of bodyChunks(it.body)) {
+      for await (const piece of bodyPieces(it.body)) {
         if (sock.destroyed) return;
-        await sendPiece(sock, it.body, chunk);
+        await sendPiece(sock, it.body, piece);
       }
     }
     if (!ended && !sock.write('\r\n')) await whenDrained(sock);

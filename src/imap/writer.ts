@@ -48,7 +48,7 @@ import type {
 } from './types.js';
 import { classifyAppendError, mapCommandError, mapConnectError, responseCodeOf, isRefusal } from './errors.js';
 import { checkLevels, folderLevels, serverName } from './folders.js';
-import { bodyBuffer, bodyHasNul, bodySize } from './body.js';
+import { bodyBuffer, bodyHasNul, bodySize, isFileBody } from './body.js';
 import {
   type AppendCounts,
   imapSocketTarget,
@@ -564,7 +564,7 @@ class ImapWriter implements ImapSink {
       if (!closed) this.lastUseOverride = this.lastUse;
       return { replies: this.appendPipelined(path, levels, items, onOutcome, pipeline) };
     }
-    if (items.some((it) => !Buffer.isBuffer(it.body))) {
+    if (items.some((it) => isFileBody(it.body))) {
       const streamer = await this.streaming();
       if (streamer) {
         const imapflowUsedAt = this.lastUse;

@@ -13,6 +13,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
 import { previewRun } from '../../src/engine/preview.js';
 import { runEngine, type EngineOptions } from '../../src/engine/run.js';
+import { bodySize, isFileBody, memoryChunks } from '../../src/imap/body.js';
 import type { AppendOutcome, AppendRequest, DestinationMessage, FolderStatus, ImapSink } from '../../src/imap/types.js';
 import { Journal } from '../../src/journal/journal.js';
 import { silentLogger } from '../../src/log.js';
@@ -164,8 +165,8 @@ class MemoryDestination {
         this.events?.push('append start');
         this.batches.push(
           items.map((it) => ({
-            size: Buffer.isBuffer(it.body) ? it.body.length : it.body.size,
-            file: !Buffer.isBuffer(it.body),
+            size: bodySize(it.body),
+            file: isFileBody(it.body),
           })),
         );
         // A real server takes time: long enough for the engine to be fetching the next batch.
@@ -192,7 +193,11 @@ class MemoryDestination {
             const uid = f.next++;
             f.msgs.push({
               uid,
-              body: this.rewrite(Buffer.isBuffer(it.body) ? it.body : readFileSync(it.body.file)),
+              body: this.rewrite(
+                isFileBody(it.body)
+                  ? readFileSync(it.body.file)
+                  : Buffer.concat(memoryChunks(it.body), bodySize(it.body)),
+              ),
               flags: it.flags,
             });
             if (this.dropAfterStoring.has(k)) {

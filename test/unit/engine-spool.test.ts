@@ -44,6 +44,11 @@ async function collect(
   return c.finish();
 }
 
+/** What APPEND sends: the chunks held, or the spool file. */
+function sentBytes(r: Awaited<ReturnType<BodyCollector['finish']>>): Buffer {
+  return r.bytes ? Buffer.concat(r.bytes.chunks) : readFileSync(r.file!);
+}
+
 describe('Spool', () => {
   it('makes a private directory and 0600 files with random names, and removes them', async () => {
     const a = await spool.create();
@@ -119,9 +124,13 @@ describe('BodyCollector', () => {
   it('keeps a small message in memory, with its sha256, size, head and NUL flag', async () => {
     const r = await collect(small, 1024, 7);
     expect(r.file).toBeNull();
-    expect(r.bytes!.equals(small)).toBe(true);
+    expect(sentBytes(r).equals(small)).toBe(true);
+    expect(r.bytes!.chunks.length).toBe(Math.ceil(small.length / 7));
     expect(r).toMatchObject({ size: small.length, sha256: sha(small), hasNul: true });
-    expect(r.head.equals(small)).toBe(true);
+    expect(r.bytes).toMatchObject({ size: small.length, hasNul: true });
+    // Held in 7-byte chunks, the head is joined only up to the end of the header block.
+    expect(r.head.toString()).toBe('Subject: hi\r\nMessage-ID: <a@b>\r\n\r\n');
+    expect((await collect(small, 1024, 1000)).head.equals(small)).toBe(true);
     expect(spool.files).toBe(0);
   });
 
@@ -143,7 +152,7 @@ describe('BodyCollector', () => {
     for (const spillAt of [1 << 20, 1024]) {
       const r = await collect(lf, spillAt, 333);
       expect(r).toMatchObject({ size: lf.length, wireSize: sent.length, sha256: sha(lf) });
-      expect((r.bytes ?? readFileSync(r.file!)).equals(sent)).toBe(true);
+      expect(sentBytes(r).equals(sent)).toBe(true);
       expect(r.file === null).toBe(spillAt > sent.length);
       expect(headerHash(r.head)).toBe(headerHash(lf));
     }
@@ -157,7 +166,7 @@ describe('BodyCollector', () => {
     for (const spillAt of [1 << 20, 2000, 5000]) {
       const r = await collect(mixed, spillAt, 1000);
       expect(r, `spillAt ${spillAt}`).toMatchObject({ size: mixed.length, wireSize: sent.length, sha256: sha(mixed) });
-      expect((r.bytes ?? readFileSync(r.file!)).equals(sent)).toBe(true);
+      expect(sentBytes(r).equals(sent)).toBe(true);
     }
   });
 
