@@ -110,6 +110,23 @@ function waitedForGreeting(err: unknown): boolean {
   return false;
 }
 
+/**
+ * The server's refusal in place of a greeting, IMAP's `* BYE ...` (RFC 9051 7.1.5: it will not
+ * serve this connection; "Too many connections", maintenance), as our APPEND connection words it
+ * ("did not greet us: * BYE ...") or imapflow reports it (a close before the greeting, the BYE's
+ * text as `reason`). Null for a silence or a close without a word.
+ */
+function byeGreeting(err: unknown): string | null {
+  for (let c: unknown = err, depth = 0; c instanceof Error && depth < 6; c = c.cause, depth++) {
+    const ours = /did not greet us: (\* BYE\b.*)$/is.exec(c.message);
+    if (ours) return ours[1]!;
+    const { code, reason } = c as { code?: unknown; reason?: unknown };
+    if ((code === 'ClosedAfterConnectText' || code === 'ClosedAfterConnectTLS') && typeof reason === 'string')
+      return `* BYE ${reason}`;
+  }
+  return null;
+}
+
 /** The fault behind `err`, looking through its causes; null when it is none of the above. */
 export function connectFault(err: unknown): ConnectFault | null {
   const seen: unknown[] = [];
@@ -127,6 +144,8 @@ export function connectFault(err: unknown): ConnectFault | null {
  * cannot cure it, so the run ends at once instead of backing off.
  */
 export function isConnectMistake(err: unknown): boolean {
+  // A server that said BYE was reached, on the right port, in the right protocol.
+  if (byeGreeting(err) !== null) return false;
   const f = connectFault(err);
   return f === 'refused' || f === 'unknown-host' || f === 'tls-to-plain' || f === 'plain-to-tls' || f === 'no-greeting';
 }
@@ -244,6 +263,18 @@ function describe(fault: ConnectFault, t: ConnectTarget, reason: string, waited:
  * fault in place of any generic one; any other error unchanged.
  */
 export function explainConnectFailure(err: unknown, t: ConnectTarget): unknown {
+  const bye = byeGreeting(err);
+  if (bye !== null) {
+    // Turned away, not a wrong port: "try later" (exit 75, for migrate as for sync), retried as a
+    // POP3 server's -ERR greeting is. Not 'connection', which sync alone treats as temporary.
+    return new PopsyncError('temporary', `${t.protocol} server ${where(t)} turned the connection away`, {
+      ...(isPopsyncError(err) ? err.context : {}),
+      serverResponse: bye,
+      hint:
+        'the server refuses connections for now (often a limit on connections per user or address); ' +
+        'run again later',
+    });
+  }
   const fault = connectFault(err);
   if (fault === null) return err;
   // The kind decides the exit code: a server that did not greet may yet be a network fault

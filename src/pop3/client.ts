@@ -147,7 +147,7 @@ async function connectOnce(opts: Pop3Options, logger: Logger): Promise<Pop3Sessi
   });
   try {
     const hello = await conn.greeting;
-    if (hello.status.kind !== 'ok') throw replyError(hello.status, 'the connection', 'command');
+    if (hello.status.kind !== 'ok') throw replyError(hello.status, 'the connection', 'greeting');
     const greeting = hello.status.line;
 
     let caps = await capa(conn);

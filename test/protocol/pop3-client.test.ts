@@ -124,6 +124,15 @@ describe('login', () => {
     expect((await failure(connectPop3(pop.clientOptions()))).kind).toBe('temporary');
   });
 
+  it('an -ERR greeting without a code is temporary too (turned away before any command), not SYS/PERM', async () => {
+    const busy = await fake({ handlers: { GREETING: (ctx) => ctx.reply('-ERR Too many connections') } });
+    const e = await failure(connectPop3(busy.clientOptions()));
+    expect(e.kind).toBe('temporary');
+    expect(e.context.serverResponse).toBe('-ERR Too many connections');
+    const gone = await fake({ handlers: { GREETING: (ctx) => ctx.reply('-ERR [SYS/PERM] account closed') } });
+    expect((await failure(connectPop3(gone.clientOptions()))).kind).toBe('server');
+  });
+
   it('never logs the password or SASL payloads; logs commands with credentials redacted', async () => {
     for (const auth of ['user', 'plain', 'login', 'apop'] as const) {
       const pop = await fake({ apop: true, password: 'Sup3rS3cret' });

@@ -144,16 +144,31 @@ describe('explainConnectFailure', () => {
     );
   });
 
-  it('a server that refused to greet (a BYE, a close) keeps its words; only a silence is a matter of --timeout', () => {
-    // Our APPEND connection's words for a greeting that was not "* OK": the server's own line.
-    const bye = wrapped('connection', 'IMAP server imap.example.net:143 did not greet us: * BYE Too many connections');
-    expect(connectFault(bye)).toBe('no-greeting');
-    const e = explainConnectFailure(bye, { ...imap143, timeoutMs: 60_000 }) as PopsyncError;
-    expect(e.kind).toBe('connection');
-    expect(e.message).toBe('IMAP server imap.example.net:143 accepted the connection but did not greet');
-    expect((e.cause as Error).message).toContain('* BYE Too many connections');
-    expect(e.context.hint).toBe('check the port (IMAP is usually on port 993 (imaps://) or 143 (imap://))');
-    expect(isConnectMistake(e)).toBe(true);
+  it('a BYE in place of the greeting is the server turning us away for now, not a wrong port', () => {
+    // Our APPEND connection's words for a greeting that was not "* OK", and imapflow's close
+    // before the greeting with the BYE's text as `reason`: each is "try later" (exit 75),
+    // retried, with the server's own line.
+    const ours = wrapped('connection', 'IMAP server imap.example.net:143 did not greet us: * BYE Too many connections');
+    const imapflow = wrapped(
+      'connection',
+      'IMAP connection to imap.example.net:143 lost',
+      Object.assign(new Error('Unexpected close'), { code: 'ClosedAfterConnectText', reason: 'Too many connections' }),
+    );
+    for (const bye of [ours, imapflow]) {
+      expect(isConnectMistake(bye)).toBe(false);
+      const e = explainConnectFailure(bye, { ...imap143, timeoutMs: 60_000 }) as PopsyncError;
+      expect(e.kind).toBe('temporary');
+      expect(e.message).toBe('IMAP server imap.example.net:143 turned the connection away');
+      expect(e.context.serverResponse).toBe('* BYE Too many connections');
+      expect(e.context.hint).toMatch(/^the server refuses connections for now .*; run again later$/);
+      expect(e.context.hint).not.toContain('port');
+      expect(isConnectMistake(e)).toBe(false);
+      // Explained twice (the engine asks again): unchanged.
+      expect(explainConnectFailure(e, imap143)).toBe(e);
+    }
+  });
+
+  it('a server that closed before greeting keeps its words; only a silence is a matter of --timeout', () => {
     // imapflow's close before any greeting: no wait was involved either.
     const closed = Object.assign(new Error('Unexpected close'), { code: 'ClosedAfterConnectText' });
     const c = explainConnectFailure(closed, { ...imap143, timeoutMs: 60_000 }) as PopsyncError;
@@ -168,7 +183,7 @@ describe('explainConnectFailure', () => {
     expect(t.cause).toBeUndefined();
     // Explained twice (the engine asks again), each keeps its words.
     expect((explainConnectFailure(t, imap143) as PopsyncError).message).toContain('sent no greeting');
-    expect((explainConnectFailure(e, imap143) as PopsyncError).message).toContain('did not greet');
+    expect((explainConnectFailure(c, imap143) as PopsyncError).message).toContain('did not greet');
   });
 
   it('refused, unknown host and an untrusted certificate each get their fix; the context is kept', () => {

@@ -1,0 +1,92 @@
+/**
+ * A server that turns the connection away in place of its greeting ("Too many connections"):
+ * IMAP's `* BYE`, POP3's `-ERR` without a code. That is "try later" for migrate as for sync
+ * (exit 75, after the usual reconnects), with the server's words; not a wrong port (exit 4 at
+ * once, "check the port"), which is what migrate said of the BYE while sync, mapping every
+ * connection failure to 75, hid the difference.
+ */
+import net from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../support/cli.js';
+import { startFakeImap, FAKE_PASSWORD, FAKE_USER, type FakeImap } from '../support/fake-imap.js';
+import { startFakePop3, type FakePop3 } from '../support/fake-pop3.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'popsync-turned-away-'));
+const servers: net.Server[] = [];
+let pop: FakePop3;
+let imap: FakeImap;
+
+beforeAll(async () => {
+  pop = await startFakePop3({ messages: ['Subject: a\r\n\r\nhi\r\n'], user: FAKE_USER, password: FAKE_PASSWORD });
+  imap = await startFakeImap();
+});
+
+afterAll(async () => {
+  for (const s of servers) s.close();
+  await pop.close();
+  await imap.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A server that answers every connection with `line` and closes it. */
+function turningAway(line: string): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net
+      .createServer((c) => c.end(`${line}\r\n`))
+      .listen(0, '127.0.0.1', () => {
+        resolve((s.address() as net.AddressInfo).port);
+      });
+    servers.push(s);
+  });
+}
+
+function args(command: string, popPort: number, imapPort: number): string[] {
+  return [
+    command,
+    '--pop',
+    `pop3://${FAKE_USER}@127.0.0.1:${popPort}`,
+    '--pop-tls',
+    'none',
+    '--imap',
+    `imap://${FAKE_USER}@127.0.0.1:${imapPort}`,
+    '--imap-tls',
+    'none',
+    '--pop-password-env',
+    'PW',
+    '--imap-password-env',
+    'PW',
+    '--journal',
+    join(dir, `${command}-${popPort}-${imapPort}.sqlite`),
+    '--no-progress',
+    // One reconnect (1 s): enough to show it is retried, not ended as a mistake.
+    '--reconnect-attempts',
+    '1',
+  ];
+}
+
+describe('a server that turns the connection away at its greeting', () => {
+  it('IMAP * BYE: migrate and sync both exit 75 with the server words, after a retry', async () => {
+    const port = await turningAway('* BYE Too many connections from your IP');
+    for (const command of ['migrate', 'sync']) {
+      const r = await runCli(args(command, pop.port, port), { env: { PW: FAKE_PASSWORD } });
+      expect(r.code, `${command}: ${r.stderr}`).toBe(75);
+      expect(r.stderr).toContain(`popsync: IMAP server 127.0.0.1:${port} turned the connection away\n`);
+      expect(r.stderr).toContain('server said: "* BYE Too many connections from your IP"');
+      expect(r.stderr).toMatch(/reconnecting .*attempt=1/);
+      expect(r.stderr).not.toMatch(/check the port|did not greet/);
+    }
+  });
+
+  it('POP3 -ERR without a code: the same, for both commands', async () => {
+    const port = await turningAway('-ERR Too many connections');
+    for (const command of ['migrate', 'sync']) {
+      const r = await runCli(args(command, port, imap.port), { env: { PW: FAKE_PASSWORD } });
+      expect(r.code, `${command}: ${r.stderr}`).toBe(75);
+      expect(r.stderr).toContain('server said: "-ERR Too many connections"');
+      expect(r.stderr).toMatch(/reconnecting .*attempt=1/);
+    }
+  });
+});
