@@ -297,13 +297,23 @@ export function explainConnectFailure(err: unknown, t: ConnectTarget): unknown {
 
 /**
  * A scheme that contradicts a well-known port ("pop3://...:995", "imaps://...:143"), said
- * before connecting: the connection would otherwise only fail after a greeting timeout.
+ * before connecting, so a typo is named even when the connection then fails some other way.
+ * Said from the port number alone, before any byte was exchanged, so it says what the port
+ * usually is, not what this server speaks there: a plain server on 995 (behind a proxy, a test
+ * set-up) is legitimate, and the connection, which decides (net/tls-probe.ts), may well work.
  */
 export function portMismatchWarning(t: ConnectTarget): string | null {
   const s = STANDARD[t.protocol];
+  const port = `${t.protocol} ${where(t)}: port ${t.port} is the usual port of`;
   if (t.tls !== 'implicit' && t.port === s.tls)
-    return `${t.protocol} ${where(t)}: port ${t.port} speaks TLS from the first byte: ${useImplicit(t)}`;
+    return (
+      `${port} ${t.protocol} over TLS (${s.secure}://), and popsync will connect in plain text ` +
+      `(tls=${t.tls}): if the server speaks TLS there, ${useImplicit(t)}`
+    );
   if (t.tls === 'implicit' && t.port === s.plain)
-    return `${t.protocol} ${where(t)}: port ${t.port} is plain: ${useStarttls(t)}`;
+    return (
+      `${port} plain ${t.protocol} (${s.starttls}://), and popsync will start with TLS (tls=implicit): ` +
+      `if the server speaks plain text there, ${useStarttls(t)}`
+    );
   return null;
 }

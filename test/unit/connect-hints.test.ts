@@ -230,11 +230,15 @@ describe('opensslReason and portMismatchWarning', () => {
   });
 
   it('warns when the scheme contradicts a well-known port, and only then', () => {
+    // From the port number alone, before any probe: what the port usually is, not what this
+    // server speaks there (a plain server on 995 behind a proxy is legitimate).
     expect(portMismatchWarning({ ...pop995, tls: 'starttls' })).toBe(
-      'POP3 pop.example.net:995: port 995 speaks TLS from the first byte: use pop3s:// or --pop-tls implicit',
+      'POP3 pop.example.net:995: port 995 is the usual port of POP3 over TLS (pop3s://), and popsync will ' +
+        'connect in plain text (tls=starttls): if the server speaks TLS there, use pop3s:// or --pop-tls implicit',
     );
     expect(portMismatchWarning({ ...imap143, tls: 'implicit' })).toBe(
-      'IMAP imap.example.net:143: port 143 is plain: use imap:// or --imap-tls starttls',
+      'IMAP imap.example.net:143: port 143 is the usual port of plain IMAP (imap://), and popsync will start ' +
+        'with TLS (tls=implicit): if the server speaks plain text there, use imap:// or --imap-tls starttls',
     );
     expect(portMismatchWarning(pop995)).toBeNull();
     expect(portMismatchWarning(imap143)).toBeNull();
