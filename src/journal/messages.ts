@@ -2,14 +2,17 @@
  * Message rows and their state transitions: the intent before an APPEND, its outcome, copies
  * adopted or whose UID was learned later, copies proven missing, the intent before a DELE and
  * its settlement. Every transition goes through states.ts (an illegal one is a bug and changes
- * nothing), and every write is one step of db.ts, fsynced when it is an intent.
+ * nothing), and every write is one step of db.ts, fsynced when it is an intent. A copy's intents
+ * and outcomes, a hundred rows a batch, are written a chunk of rows per statement, by statements
+ * that take only rows in a state the checks allow; anything else is judged by the row-by-row
+ * checks, as if the batched write had never been tried (stepEitherWay).
  */
 import type { Statement } from 'better-sqlite3';
 import { PopsyncError } from '../errors.js';
-import type { JournalDb } from './db.js';
+import type { Durability, JournalDb } from './db.js';
 import type { Folders } from './folders.js';
 import { checkCount, checkUidValidity, MAX_ERROR_CHARS, type MessageRecord } from './rows.js';
-import { assertTransition } from './states.js';
+import { assertTransition, statesBefore } from './states.js';
 import type { Adopted, AppendSettlement, BeginAppend, RowState } from './types.js';
 
 /** Rows read by one statement of rowsOf(); SQLite allows far more parameters, this bounds the statements kept. */
@@ -18,27 +21,78 @@ const ROWS_PER_LOOKUP = 64;
 /** A row's state and folder as a step's checks read them. */
 type RowLook = Pick<MessageRecord, 'uidl' | 'state' | 'folder'>;
 
-/** beginAppend's upsert, in the order of its placeholders. */
-type BeginParams = [
-  account: string,
-  uidl: string,
-  size: number,
-  sha256: string,
-  messageId: string | null,
-  folder: string,
-  destUidValidity: string,
-  destUidNext: number,
-  firstSeenAt: string,
-  updatedAt: string,
-  flags: string | null,
-  internalDate: string | null,
-  dateSource: string | null,
-  seenSource: string | null,
-  folderRule: string | null,
-  headerHash: string | null,
-  listSize: number | null,
-  fingerprint: string | null,
-];
+/**
+ * Rows per multi-row write. A batch is written in chunks whose sizes are powers of two up to
+ * this (100 rows: 64 + 32 + 4), so a run prepares at most 7 statements of each kind whatever
+ * its batch sizes: preparing a 64-row upsert takes 0.35 ms, a 100-row one 0.9 ms.
+ */
+const ROWS_PER_WRITE = 64;
+
+/** beginAppend's upsert: the columns, one row's placeholders (BEGIN_PARAMS of them), the retry. */
+const BEGIN_INSERT = `
+  INSERT INTO messages (account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity, dest_uidnext,
+                        dest_uid, attempts, last_error, first_seen_at, updated_at, copied_at,
+                        flags, internal_date, date_source, seen_source, folder_rule, header_hash, list_size,
+                        fingerprint)`;
+const BEGIN_ROW = `(?, ?, 'appending', ?, ?, ?, ?, ?, ?, NULL, 1, NULL, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)`;
+const BEGIN_PARAMS = 18;
+const BEGIN_CONFLICT = `
+  ON CONFLICT (account, uidl) DO UPDATE SET
+    state = 'appending', size = excluded.size, sha256 = excluded.sha256, message_id = excluded.message_id,
+    folder = excluded.folder, dest_uidvalidity = excluded.dest_uidvalidity, dest_uidnext = excluded.dest_uidnext,
+    dest_uid = NULL, attempts = attempts + 1, updated_at = excluded.updated_at,
+    flags = excluded.flags, internal_date = excluded.internal_date, date_source = excluded.date_source,
+    seen_source = excluded.seen_source, folder_rule = excluded.folder_rule,
+    header_hash = excluded.header_hash, list_size = COALESCE(excluded.list_size, list_size),
+    fingerprint = excluded.fingerprint`;
+
+/**
+ * Writes one intent's BEGIN_PARAMS values into `out` from `at`, in BEGIN_ROW's order. Positional
+ * parameters bound straight from the item: an object of named ones built, spread and bound per
+ * row was a measurable part of a batch's cost.
+ */
+function putBegin(out: unknown[], at: number, account: string, it: BeginAppend, v: string, now: string): void {
+  const p = it.provenance;
+  out[at] = account;
+  out[at + 1] = it.uidl;
+  out[at + 2] = it.size;
+  out[at + 3] = it.sha256;
+  out[at + 4] = it.messageId;
+  out[at + 5] = it.folder;
+  out[at + 6] = v;
+  out[at + 7] = it.destUidNext;
+  out[at + 8] = now;
+  out[at + 9] = now;
+  out[at + 10] = p ? JSON.stringify(p.flags) : null;
+  out[at + 11] = p?.internalDate ?? null;
+  out[at + 12] = p?.dateSource ?? null;
+  out[at + 13] = p?.seenSource ?? null;
+  out[at + 14] = p?.folderRule ?? null;
+  out[at + 15] = it.headerHash ?? null;
+  out[at + 16] = it.listSize ?? null;
+  out[at + 17] = it.fingerprint ?? null;
+}
+
+/** The chunk sizes `n` rows are written in: powers of two up to ROWS_PER_WRITE, largest first. */
+function chunkSizes(n: number): number[] {
+  const out: number[] = [];
+  let left = n;
+  for (let size = ROWS_PER_WRITE; left > 0; size >>= 1) {
+    while (left >= size) {
+      out.push(size);
+      left -= size;
+    }
+  }
+  return out;
+}
+
+/** An outcome after its checks outside the step: UIDVALIDITY as the journal stores it. */
+type Checked =
+  | { uidl: string; ok: false; error: string }
+  | { uidl: string; ok: true; destUidValidity: string; destUid: number | null };
+
+/** A batched write did not do what the row-by-row checks require: those checks decide instead. */
+class Anomaly extends Error {}
 
 /** The step's name in an error, as the single-row steps were named. */
 function stepName(o: AppendSettlement): string {
@@ -50,6 +104,7 @@ export class Messages {
   private readonly folders: Folders;
   private readonly sql;
   private readonly lookups = new Map<number, Statement<string[], RowLook>>();
+  private readonly writes = new Map<string, Statement<unknown[]>>();
 
   constructor(db: JournalDb, folders: Folders) {
     this.db = db;
@@ -57,22 +112,7 @@ export class Messages {
     const c = db.conn;
     this.sql = {
       get: c.prepare<[string, string], MessageRecord>(`SELECT * FROM messages WHERE account = ? AND uidl = ?`),
-      // Positional parameters bound straight from the item: an object of named ones built, spread
-      // and bound per row was a measurable part of a batch's cost.
-      begin: c.prepare<BeginParams>(`
-        INSERT INTO messages (account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity, dest_uidnext,
-                              dest_uid, attempts, last_error, first_seen_at, updated_at, copied_at,
-                              flags, internal_date, date_source, seen_source, folder_rule, header_hash, list_size,
-                              fingerprint)
-        VALUES (?, ?, 'appending', ?, ?, ?, ?, ?, ?, NULL, 1, NULL, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)
-        ON CONFLICT (account, uidl) DO UPDATE SET
-          state = 'appending', size = excluded.size, sha256 = excluded.sha256, message_id = excluded.message_id,
-          folder = excluded.folder, dest_uidvalidity = excluded.dest_uidvalidity, dest_uidnext = excluded.dest_uidnext,
-          dest_uid = NULL, attempts = attempts + 1, updated_at = excluded.updated_at,
-          flags = excluded.flags, internal_date = excluded.internal_date, date_source = excluded.date_source,
-          seen_source = excluded.seen_source, folder_rule = excluded.folder_rule,
-          header_hash = excluded.header_hash, list_size = COALESCE(excluded.list_size, list_size),
-          fingerprint = excluded.fingerprint`),
+      begin: c.prepare<unknown[]>(`${BEGIN_INSERT} VALUES ${BEGIN_ROW} ${BEGIN_CONFLICT}`),
       adopt: c.prepare(`
         INSERT INTO messages (account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity, dest_uidnext,
                               dest_uid, attempts, last_error, first_seen_at, updated_at, copied_at,
@@ -97,6 +137,11 @@ export class Messages {
         WHERE account = ? AND uidl = ?`),
       fail: c.prepare<[string, string, string, string]>(
         `UPDATE messages SET state = 'failed', last_error = ?, updated_at = ? WHERE account = ? AND uidl = ?`,
+      ),
+      // A refusal settles an intent: 'appending' is the one state failRow lets become 'failed' here.
+      failAppending: c.prepare<[string, string, string, string]>(
+        `UPDATE messages SET state = 'failed', last_error = ?, updated_at = ?
+         WHERE account = ? AND uidl = ? AND state = 'appending'`,
       ),
       copyMissing: c.prepare(
         `UPDATE messages SET state = 'failed', last_error = @error, dest_uid = NULL, copied_at = NULL, updated_at = @now
@@ -159,45 +204,108 @@ export class Messages {
       checkCount(it.destUidNext, `beginAppend ${it.uidl}: destUidNext`, 1);
       return checkUidValidity(it.destUidValidity, `beginAppend ${it.uidl}`);
     });
-    this.db.step(
+    this.stepEitherWay(
       'recording messages about to be copied',
-      () => {
-        const now = this.db.nowIso();
-        // No row of the batch is written before all are read: the uidls are distinct, so each
-        // row's state is the one it had before the step, as a lookup per row would see it.
-        const rows = this.rowsOf(account, [...seen]);
-        // The folders table is not written in this step: one look per folder and UIDVALIDITY.
-        const sameChecked = new Set<string>();
-        for (let i = 0; i < items.length; i++) {
-          const it = items[i]!;
-          const v = values[i]!;
-          assertTransition(rows.get(it.uidl)?.state ?? null, 'appending', { account, uidl: it.uidl });
-          this.sameUidValidityOnce(account, it.folder, v, it.uidl, sameChecked);
-          const p = it.provenance;
-          this.sql.begin.run(
-            account,
-            it.uidl,
-            it.size,
-            it.sha256,
-            it.messageId,
-            it.folder,
-            v,
-            it.destUidNext,
-            now,
-            now,
-            p ? JSON.stringify(p.flags) : null,
-            p?.internalDate ?? null,
-            p?.dateSource ?? null,
-            p?.seenSource ?? null,
-            p?.folderRule ?? null,
-            it.headerHash ?? null,
-            it.listSize ?? null,
-            it.fingerprint ?? null,
-          );
-        }
-      },
       'intent',
+      () => this.beginBatched(account, items, values, this.db.nowIso()),
+      () => this.beginChecked(account, items, values, this.db.nowIso(), seen),
     );
+  }
+
+  /**
+   * The intents as multi-row upserts whose retry clause only takes a row in a state that may
+   * go to 'appending': one statement per chunk instead of a lookup and an upsert per row. A row
+   * it did not write means some check fails, and beginChecked, on the journal as it was, says which.
+   */
+  private beginBatched(account: string, items: readonly BeginAppend[], values: readonly string[], now: string): void {
+    const sameChecked = new Set<string>();
+    for (let i = 0; i < items.length; i++)
+      this.sameUidValidityOnce(account, items[i]!.folder, values[i]!, items[i]!.uidl, sameChecked);
+    let at = 0;
+    for (const n of chunkSizes(items.length)) {
+      const params = new Array<unknown>(n * BEGIN_PARAMS);
+      for (let k = 0; k < n; k++) putBegin(params, k * BEGIN_PARAMS, account, items[at + k]!, values[at + k]!, now);
+      if (this.beginMany(n).run(params).changes !== n) throw new Anomaly();
+      at += n;
+    }
+  }
+
+  /** Each intent checked and written on its own, in order: the rules beginBatched must agree with. */
+  private beginChecked(
+    account: string,
+    items: readonly BeginAppend[],
+    values: readonly string[],
+    now: string,
+    seen: Set<string>,
+  ): void {
+    // No row of the batch is written before all are read: the uidls are distinct, so each
+    // row's state is the one it had before the step, as a lookup per row would see it.
+    const rows = this.rowsOf(account, [...seen]);
+    // The folders table is not written in this step: one look per folder and UIDVALIDITY.
+    const sameChecked = new Set<string>();
+    const params = new Array<unknown>(BEGIN_PARAMS);
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i]!;
+      const v = values[i]!;
+      assertTransition(rows.get(it.uidl)?.state ?? null, 'appending', { account, uidl: it.uidl });
+      this.sameUidValidityOnce(account, it.folder, v, it.uidl, sameChecked);
+      putBegin(params, 0, account, it, v, now);
+      this.sql.begin.run(params);
+    }
+  }
+
+  /**
+   * One step written by `batched`, or, when that finds anything the row-by-row checks must judge
+   * (a check's PopsyncError, a row it did not write), rolled back whole and written again by
+   * `checked`, which then writes or refuses exactly as it would alone: on the journal as it was,
+   * with its own errors and messages. The crash hook counts only the step that commits. Not a
+   * savepoint inside the step: its journal of the pages changed spilled to a temporary file each
+   * batch (10,000 small messages: 3,978 more pwrite and 184 more openat calls than main).
+   */
+  private stepEitherWay(doing: string, durability: Durability, batched: () => void, checked: () => void): void {
+    let bailed = false;
+    try {
+      this.db.step(
+        doing,
+        () => {
+          try {
+            batched();
+          } catch (e) {
+            bailed = e instanceof Anomaly || e instanceof PopsyncError;
+            throw e;
+          }
+        },
+        durability,
+      );
+    } catch (e) {
+      if (!bailed) throw e;
+      this.db.step(doing, checked, durability);
+    }
+  }
+
+  /** The `n`-row upsert of beginBatched; a retry takes only a row in a state that may become 'appending'. */
+  private beginMany(n: number): Statement<unknown[]> {
+    return this.many(`begin ${n}`, () => {
+      const from = statesBefore('appending')
+        .map((st) => `'${st}'`)
+        .join(', ');
+      const rows = Array(n).fill(BEGIN_ROW).join(', ');
+      // OR IGNORE: a statement that may stop half-way on a constraint needs SQLite's journal of the
+      // pages it changed (spilled to a temporary file); one that skips such a row cannot stop, and
+      // the skipped row is caught by the count.
+      const insert = BEGIN_INSERT.replace('INSERT', 'INSERT OR IGNORE');
+      return `${insert} VALUES ${rows} ${BEGIN_CONFLICT} WHERE state IN (${from})`;
+    });
+  }
+
+  /** A multi-row statement, prepared once per kind and size (chunkSizes bounds the sizes). */
+  private many<R = unknown>(key: string, sql: () => string): Statement<unknown[], R> {
+    let stmt = this.writes.get(key);
+    if (stmt === undefined) {
+      stmt = this.db.conn.prepare<unknown[]>(sql());
+      this.writes.set(key, stmt);
+    }
+    return stmt as Statement<unknown[], R>;
   }
 
   /**
@@ -257,24 +365,89 @@ export class Messages {
    */
   settleAppends(account: string, outcomes: readonly AppendSettlement[]): void {
     if (outcomes.length === 0) return;
-    const checked = outcomes.map((o) => {
+    const checked = outcomes.map((o): Checked => {
       if (!o.ok) return o;
       const destUidValidity = checkUidValidity(o.destUidValidity, `confirm ${o.uidl}`);
       if (o.destUid !== null) checkCount(o.destUid, `confirm ${o.uidl}: destUid`, 1);
       return { ...o, destUidValidity };
     });
-    this.db.step(outcomes.length === 1 ? stepName(outcomes[0]!) : 'recording copied and refused messages', () => {
-      const now = this.db.nowIso();
-      // Read once for the list; each row written below updates its entry, so a uidl listed
-      // twice meets the state its first outcome left, as a lookup per row would.
-      const rows = this.rowsOf(account, [...new Set(checked.map((o) => o.uidl))]);
-      // Folder and UIDVALIDITY pairs already checked in this step: the record cannot change within it.
-      const sameChecked = new Set<string>();
-      for (const o of checked) {
-        if (o.ok) this.confirmRow(account, o.uidl, o.destUidValidity, o.destUid, now, rows, sameChecked);
-        else this.failRow(account, o.uidl, o.error, now, rows);
+    this.stepEitherWay(
+      outcomes.length === 1 ? stepName(outcomes[0]!) : 'recording copied and refused messages',
+      'outcome',
+      () => this.settleBatched(account, checked, this.db.nowIso()),
+      () => this.settleChecked(account, checked, this.db.nowIso()),
+    );
+  }
+
+  /**
+   * The copies as multi-row updates of rows still 'appending', and the refusals one by one (they
+   * are rare). No per-row lookup of the UID's owner: messages_done_uid, the unique index over
+   * exactly the rows uidOwner reads (states included), keeps a UID that is taken, by an older row
+   * or one of this list, from being written. Anything not as the checks require (a uidl listed
+   * twice, a row not 'appending', no folder, another UIDVALIDITY, a UID taken) leaves it to
+   * settleChecked. With 10,000 small messages, 6 alternating in-process runs against main:
+   * settleAppends 148 -> 97 ms CPU, beginAppend 122 -> 112, the journal's whole 267 -> 211.
+   */
+  private settleBatched(account: string, outcomes: readonly Checked[], now: string): void {
+    const copies: Array<Extract<Checked, { ok: true }>> = [];
+    const uidls = new Set<string>();
+    for (const o of outcomes) {
+      if (uidls.has(o.uidl)) throw new Anomaly();
+      uidls.add(o.uidl);
+      if (o.ok) copies.push(o);
+      else if (this.sql.failAppending.run(o.error.slice(0, MAX_ERROR_CHARS), now, account, o.uidl).changes !== 1)
+        throw new Anomaly();
+    }
+    const sameChecked = new Set<string>();
+    let at = 0;
+    for (const n of chunkSizes(copies.length)) {
+      const params = new Array<unknown>(n * 3 + 3);
+      params[0] = now;
+      params[1] = now;
+      for (let k = 0; k < n; k++) {
+        const o = copies[at + k]!;
+        params[2 + 3 * k] = o.uidl;
+        params[3 + 3 * k] = o.destUidValidity;
+        params[4 + 3 * k] = o.destUid;
       }
-    });
+      params[2 + 3 * n] = account;
+      const written = this.confirmMany(n).raw().all(params) as Array<[string, string | null, string]>;
+      if (written.length !== n) throw new Anomaly();
+      for (const [uidl, folder, v] of written) {
+        if (folder === null) throw new Anomaly();
+        this.sameUidValidityOnce(account, folder, v, uidl, sameChecked);
+      }
+      at += n;
+    }
+  }
+
+  /**
+   * The `n`-row update of settleBatched: only rows still 'appending', as confirmRow requires. OR
+   * IGNORE as in beginMany: a taken UID skips its row instead of stopping the statement.
+   */
+  private confirmMany(n: number): Statement<unknown[]> {
+    return this.many(
+      `confirm ${n}`,
+      () => `
+        UPDATE OR IGNORE messages SET state = 'done', dest_uidvalidity = v.column2, dest_uid = v.column3, copied_at = ?,
+          updated_at = ?
+        FROM (VALUES ${Array(n).fill('(?, ?, ?)').join(', ')}) AS v
+        WHERE messages.account = ? AND messages.uidl = v.column1 AND messages.state = 'appending'
+        RETURNING uidl, folder, dest_uidvalidity`,
+    );
+  }
+
+  /** Each outcome checked and written on its own, in order: the rules settleBatched must agree with. */
+  private settleChecked(account: string, checked: readonly Checked[], now: string): void {
+    // Read once for the list; each row written below updates its entry, so a uidl listed
+    // twice meets the state its first outcome left, as a lookup per row would.
+    const rows = this.rowsOf(account, [...new Set(checked.map((o) => o.uidl))]);
+    // Folder and UIDVALIDITY pairs already checked in this step: the record cannot change within it.
+    const sameChecked = new Set<string>();
+    for (const o of checked) {
+      if (o.ok) this.confirmRow(account, o.uidl, o.destUidValidity, o.destUid, now, rows, sameChecked);
+      else this.failRow(account, o.uidl, o.error, now, rows);
+    }
   }
 
   private confirmRow(

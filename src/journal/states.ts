@@ -49,6 +49,13 @@ export function isLegalTransition(from: FromState, to: RowState): boolean {
   return LEGAL.get(from)?.has(to) ?? false;
 }
 
+/** The states of an existing row from which `to` is legal ("no row" left out), for a write's WHERE clause. */
+export function statesBefore(to: RowState): RowState[] {
+  const out: RowState[] = [];
+  for (const [from, tos] of LEGAL) if (from !== null && tos.has(to)) out.push(from);
+  return out;
+}
+
 /** Throws PopsyncError('internal') naming the row and both states when the change is illegal. */
 export function assertTransition(from: FromState, to: RowState, where: { account: string; uidl: string }): void {
   if (isLegalTransition(from, to)) return;

@@ -19,31 +19,46 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 it('fsyncs intents and only intents', () => {
-  // The message rows' own part, so the test can watch the statements it prepared.
   const jdb = openJournalDb(join(dir, 'j.sqlite'), { source: 's' }, {}, (opened) => opened);
-  const j = new Messages(jdb, new Folders(jdb));
   const db = jdb.conn;
   const levels: Array<[string, number]> = [];
   // The level SQLite applies at COMMIT is the one in force when the transaction's statements run.
-  const sql = (j as unknown as { sql: Record<string, Database.Statement> }).sql;
-  for (const name of ['begin', 'confirm', 'setState'] as const) {
-    const stmt = sql[name]!;
-    const run = stmt.run.bind(stmt);
-    (stmt as { run: unknown }).run = (...args: unknown[]) => {
-      levels.push([name, db.pragma('synchronous', { simple: true }) as number]);
-      return run(...(args as []));
+  // Watched on every statement of the connection, so a write is seen whichever statement (one
+  // row or many) makes it.
+  const kinds: Array<[string, RegExp]> = [
+    ['begin', /INSERT (OR IGNORE )?INTO messages/],
+    ['confirm', /SET state = 'done'/],
+    ['setState', /SET state = @state/],
+  ];
+  const proto = Object.getPrototypeOf(db.prepare('SELECT 1')) as Record<'run' | 'all', (...a: unknown[]) => unknown>;
+  const original = { run: proto.run, all: proto.all };
+  let watching = true;
+  for (const method of ['run', 'all'] as const) {
+    proto[method] = function (this: Database.Statement, ...args: unknown[]) {
+      const kind = watching ? kinds.find(([, re]) => re.test(this.source))?.[0] : undefined;
+      if (kind !== undefined) {
+        watching = false;
+        levels.push([kind, db.pragma('synchronous', { simple: true }) as number]);
+        watching = true;
+      }
+      return original[method].apply(this, args);
     };
   }
-  j.beginAppend('s', [
-    { uidl: 'u1', size: 1, sha256: 'a', messageId: null, folder: 'INBOX', destUidValidity: 1n, destUidNext: 1 },
-  ]);
-  j.confirm('s', 'u1', { destUidValidity: 1n, destUid: 1 });
-  j.markDeleting('s', ['u1']);
-  expect(levels).toEqual([
-    ['begin', 2],
-    ['confirm', 1],
-    ['setState', 2],
-  ]);
+  const j = new Messages(jdb, new Folders(jdb));
+  try {
+    j.beginAppend('s', [
+      { uidl: 'u1', size: 1, sha256: 'a', messageId: null, folder: 'INBOX', destUidValidity: 1n, destUidNext: 1 },
+    ]);
+    j.confirm('s', 'u1', { destUidValidity: 1n, destUid: 1 });
+    j.markDeleting('s', ['u1']);
+    expect(levels).toEqual([
+      ['begin', 2],
+      ['confirm', 1],
+      ['setState', 2],
+    ]);
+  } finally {
+    Object.assign(proto, original);
+  }
   expect(db.pragma('synchronous', { simple: true })).toBe(1);
   jdb.close();
 });
