@@ -13,8 +13,9 @@ export const DEFAULT_ARRIVAL_DATE = true;
 /**
  * A batch is received whole before it is appended: these two caps bound the memory it takes,
  * counted on the bytes that arrived (never on LIST sizes, which a server may understate). Three
- * batches may be held at once (DEFAULT_APPEND_WINDOW being appended, one being received), so
- * 10 MB keeps bodies within the 32 MB that two batches of 16 MB held before the window. The
+ * byte caps may be held at once (DEFAULT_APPEND_WINDOW batches being appended, the rest received
+ * ahead: engine/receive-ahead.ts), so 10 MB keeps bodies within the 32 MB that two batches of
+ * 16 MB held before the window. The
  * count matches one MULTIAPPEND (imap/append-plan.ts): each batch costs one fsynced journal
  * step and one server transaction, and on small mail 50 a batch made those the run's pace.
  */
@@ -24,7 +25,9 @@ export const DEFAULT_BATCH_BYTES = DEFAULT_BATCH_MB * 1024 * 1024;
 /**
  * Batches outstanding at once on the APPEND connection (engine/copier.ts): the next is journaled
  * and written while the last one's replies are awaited, so the connection does not idle for a
- * round trip per batch. Not a user option: it multiplies the memory the batch caps bound.
+ * round trip per batch. Not a user option: it multiplies the memory the batch caps bound (one
+ * more cap's worth is received ahead, engine/receive-ahead.ts), and an interrupt finishes the
+ * batches outstanding (app/interrupt.ts says how many).
  */
 export const DEFAULT_APPEND_WINDOW = 2;
 /**

@@ -22,6 +22,7 @@ import { acceptUidValidity, openFolder, prepareFolder } from './folders.js';
 import { headerHash } from './identity.js';
 import type { Pop3Session } from '../pop3/types.js';
 import type { ListedMessage } from './plan.js';
+import { ReceiveAhead } from './receive-ahead.js';
 import { type Received, type ReceivedBatch, Receiver, type ReceiveLimits } from './receiver.js';
 import type { Spool } from './spool.js';
 import { type OutcomeGroup, OutcomeJournal } from './outcomes.js';
@@ -359,14 +360,16 @@ async function learnUidless(
 /**
  * Copies `todo` in batches, as one continuous pipeline: while one batch's replies are awaited,
  * the next is journaled and written down the same APPEND connection (a window of
- * DEFAULT_APPEND_WINDOW batches outstanding), and the one after is being received. So the
- * connection does not idle for a round trip per batch, and memory holds at most the window plus
- * the batch being received (receiver.ts bounds each by received bytes). Without UIDPLUS the window
- * is one batch: copies without a UID are found by content from their floor, which a later batch's
- * copies must not be in yet. Receiving has no side effect on either server, so a batch received
- * but never stored (drop, interrupt) is simply received again later; its spool files go when
- * this ends. Whatever ends the pass, the batches outstanding are settled (journaled or failed)
- * first: nothing of this pass may still be writing when the next one reconciles.
+ * DEFAULT_APPEND_WINDOW batches outstanding), and the ones after are being received
+ * (receive-ahead.ts: as far ahead as the memory bound allows). So neither the connection nor
+ * popsync idles for a round trip or a server's transaction per batch, and memory holds what
+ * receive-ahead.ts bounds (receiver.ts bounds each batch by received bytes). Without UIDPLUS the
+ * window is one batch: copies without a UID are found by content from their floor, which a
+ * later batch's copies must not be in yet. Receiving has no side effect on either server, so a
+ * batch received but never stored (drop, interrupt) is simply received again later; its spool
+ * files go when this ends. Whatever ends the pass, the batches outstanding are settled
+ * (journaled or failed) first: nothing of this pass may still be writing when the next one
+ * reconciles.
  */
 export async function copyAll(
   ctx: RunContext,
@@ -379,31 +382,43 @@ export async function copyAll(
   const receiver = new Receiver(ctx, source, todo, spool, limits);
   const outcomes = new OutcomeJournal(ctx.o.journal, ctx.o.account);
   const depth = sink.capabilities.has('UIDPLUS') ? DEFAULT_APPEND_WINDOW : 1;
-  const window: Array<{ handed: Handed; got: ReceivedBatch }> = [];
+  const window: Array<{ handed: Handed; got: ReceivedBatch; settled: boolean }> = [];
   const discard = (got: ReceivedBatch): Promise<unknown> =>
     Promise.all(got.items.map((r) => (r.body.file ? spool.discard(r.body.file) : undefined)));
+  const ahead = new ReceiveAhead(receiver, limits.bytes);
   const retire = async (): Promise<void> => {
     const w = window.shift()!;
     try {
       await learnUidless(ctx, sink, await w.handed, window);
     } finally {
       await discard(w.got);
+      ahead.release(w.got);
     }
   };
-  let next: Promise<ReceivedBatch | null> | null = receiver.batch();
   // Where every message goes, when the routing knows it before any arrives: opened while the
   // first batch is received, not a round trip after it.
   const only = ctx.o.onlyFolder?.() ?? null;
   if (only !== null && !ctx.folders.has(only) && !refusedFolders.get(ctx)?.has(only)) prepareFolder(sink, only);
   try {
-    while (next !== null) {
-      const got: ReceivedBatch | null = await next;
-      if (got === null) break;
-      next = got.error ? null : receiver.batch();
-      // Awaited in its turn; until then a rejection must not count as unhandled.
-      next?.catch(() => undefined);
-      if (ctx.o.signal?.aborted)
+    for (;;) {
+      // A batch received goes out first, while the window has room: the server is kept fed.
+      const got = window.length < depth ? ahead.take() : undefined;
+      if (got === undefined) {
+        // The window is full, or the oldest batch's replies are in, or nothing more will come:
+        // the oldest retires, making room in the window and for receiving further.
+        if (window.length > 0 && (window.length >= depth || window[0]!.settled || ahead.done)) {
+          await retire();
+          continue;
+        }
+        if (ahead.done) break;
+        // Whichever comes first: the next batch, or the replies that let the oldest retire.
+        await Promise.race([ahead.arrival(), ...window.slice(0, 1).map((w) => w.handed.then(noop, noop))]);
+        continue;
+      }
+      if (ctx.o.signal?.aborted) {
+        await discard(got);
         throw new PopsyncError('interrupted', 'interrupted; the journal is consistent, run again to resume');
+      }
       let handed: Handed;
       try {
         handed = (await storeBatch(ctx, sink, got.items, outcomes)).settled;
@@ -411,25 +426,30 @@ export async function copyAll(
         await discard(got);
         throw e;
       }
-      window.push({ handed, got });
-      while (window.length >= depth) await retire();
+      const w = { handed, got, settled: false };
+      const settle = (): void => {
+        w.settled = true;
+      };
+      handed.then(settle, settle);
+      window.push(w);
       // The stored part of the batch is journaled; the receive error ends the pass as POP3's.
       if (got.error) {
         while (window.length > 0) await retire();
         await ctx.on('pop3', Promise.reject(got.error));
       }
     }
-    while (window.length > 0) await retire();
   } catch (e) {
     // A batch being received must not outlive the pass: dropping the source ends its reads.
     receiver.close();
     source.destroy();
-    await next?.catch(() => undefined);
+    const unstored = await ahead.stop();
     // Nor a batch being appended: its outcomes are journaled (or it fails) before the pass ends.
     await Promise.allSettled(window.map((w) => w.handed));
-    await Promise.all(window.splice(0).map((w) => discard(w.got)));
+    await Promise.all([...window.splice(0).map((w) => w.got), ...unstored].map(discard));
     throw e;
   } finally {
     await spool.clear();
   }
 }
+
+function noop(): void {}

@@ -6,10 +6,11 @@
  * batch's worth of commands), but every body is read as a stream, and reading stops - which
  * stops the socket, and TCP stops the server - while a full batch waits for the destination.
  * A batch closes when the bytes it received reach the byte cap or it has its count of messages;
- * a message past `spillAt` goes to a spool file instead of memory (received.ts). So memory holds
- * at most three batches (two being stored, engine/copier.ts's window, one being filled) plus one
- * message up to `spillAt`, whatever the server claims or sends, and the spool at most three
- * batches plus the message that closed each (a 200 MB message travels in a batch of its own).
+ * a message past `spillAt` goes to a spool file instead of memory (received.ts). So memory and the
+ * spool hold what engine/receive-ahead.ts allows (three batches, or more while they fit in three
+ * byte caps: the two of engine/copier.ts's window and those received ahead), plus the message
+ * that closed each (in memory up to `spillAt`; a 200 MB message travels in a batch of its own),
+ * whatever the server claims or sends.
  *
  * Progress is per message: a batch cut by a dropped connection still delivers every message
  * that arrived whole before the drop, so a link that stalls every 12 MB moves 12 MB per pass

@@ -471,6 +471,21 @@ describe('engine', () => {
     expect(dst.bodies()).toEqual([1, 2, 3, 4, 5, 6].map((i) => msg(i).toString()));
   });
 
+  it('receives further batches while the APPEND window is full, within the byte bound', async () => {
+    const src = new MemorySource(Array.from({ length: 12 }, (_, i) => ({ uidl: `u${i + 1}`, body: msg(i + 1) })));
+    const dst = new MemoryDestination();
+    const events: string[] = [];
+    src.events = events;
+    dst.events = events;
+    await runEngine(options(src, dst, { batchMessages: 2 }));
+    // Six batches of a few bytes: all received (and so all RETRs written) while the first two
+    // are appended; one batch ahead of the window, the last RETR came after the first reply.
+    expect(events.indexOf('retr 12')).toBeGreaterThan(-1);
+    expect(events.indexOf('retr 12')).toBeLessThan(events.indexOf('append end'));
+    expect(events.slice(0, events.indexOf('append end')).filter((e) => e === 'append start')).toHaveLength(2);
+    expect(dst.bodies()).toEqual(Array.from({ length: 12 }, (_, i) => msg(i + 1).toString()));
+  });
+
   it('keeps the messages of a batch that arrived before a drop: they are stored, not fetched again', async () => {
     const src = new MemorySource([1, 2, 3, 4, 5, 6, 7, 8].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
     src.failRetrOnce.set(6, 'drop');
@@ -1085,13 +1100,13 @@ describe('engine: upload limits (daily budget, APPENDLIMIT, throttling, --max-ra
         sleep: async (ms) => void slept.push(ms),
       }),
     );
-    // Two batches are outstanding at once (the APPEND window), and both are refused: one pause
-    // each pass covers both, as on a real server, whose throttling NO ends the APPEND connection.
+    // This server refuses at once, before the next batch is received: a pass whose oldest batch
+    // failed writes no further one, so each of the four refusals is a pass and a pause of its own.
     expect(seen).toHaveLength(4);
-    expect(slept).toEqual([2500, 2500]);
+    expect(slept).toEqual([2500, 2500, 2500, 2500]);
     expect(r.copied).toBe(5);
     expect(r.warnings).toContainEqual(
-      expect.stringMatching(/asked for pauses 2 times \(throttling\); popsync waited 5 s/),
+      expect.stringMatching(/asked for pauses 4 times \(throttling\); popsync waited 10 s/),
     );
     expect(dst.bodies()).toEqual([1, 2, 3, 4, 5].map((i) => msg(i).toString()));
   });

@@ -1,0 +1,136 @@
+/**
+ * Batches received ahead of the APPEND window (engine/copier.ts), within the memory bound.
+ *
+ * The copier keeps DEFAULT_APPEND_WINDOW batches outstanding on the APPEND connection. With one
+ * batch received ahead and no more, the pipeline stalled both ways on loopback: while the window
+ * was full and the next batch already in, popsync's main thread idled 100-130 ms at a time
+ * waiting for a tagged OK (41% of a 3,000-message run), and after the OK it still had to
+ * receive the batch after, while the server finished the one it had and then waited too. So
+ * receiving goes on while the window is full, as far as the bound allows: a new batch starts
+ * while fewer than DEFAULT_APPEND_WINDOW + 1 batches are held (the bound before this module:
+ * the window plus the one being received), or while the bytes held leave room for a whole batch
+ * within DEFAULT_APPEND_WINDOW + 1 batch caps. Most batches of a typical mix close on their
+ * count well below the byte cap, so several are received ahead; batches at the cap hold what
+ * three always did. Memory and the spool thus hold at most three batch caps' worth of received
+ * bytes, or three batches, as before, plus the message that closed each.
+ *
+ * "Held" is from a batch's arrival until the copier releases it (its replies settled and its
+ * spool files discarded). Receiving has no side effect on either server: a batch received but
+ * never stored (a drop, an interrupt) is simply received again by a later pass.
+ */
+import { DEFAULT_APPEND_WINDOW } from '../defaults.js';
+import type { ReceivedBatch } from './receiver.js';
+
+/** Batches held at once by count, whatever their size; also the byte bound, in batch caps. */
+export const HELD_BATCHES = DEFAULT_APPEND_WINDOW + 1;
+
+/** Bytes a received batch holds, in memory or in spool files (receiver.ts counts the same). */
+function batchBytes(got: ReceivedBatch): number {
+  let n = 0;
+  for (const r of got.items) n += r.body.wireSize;
+  return n;
+}
+
+/**
+ * Whether one more batch may be received while `held` batches of `heldBytes` are held: it may
+ * fill up to `cap` bytes (plus the message that closes it), which must fit in HELD_BATCHES caps
+ * unless fewer than HELD_BATCHES batches are held.
+ */
+export function mayReceive(held: number, heldBytes: number, cap: number): boolean {
+  return held < HELD_BATCHES || heldBytes + cap <= HELD_BATCHES * cap;
+}
+
+export class ReceiveAhead {
+  private readonly ready: ReceivedBatch[] = [];
+  private receiving: Promise<void> | null = null;
+  /** The receiver returned its last batch (null, or one with an error). */
+  private ended = false;
+  private failure: { error: unknown } | null = null;
+  private held = 0;
+  private heldBytes = 0;
+  private readonly sizes = new WeakMap<ReceivedBatch, number>();
+  private waiter: (() => void) | null = null;
+
+  constructor(
+    private readonly receiver: { batch(): Promise<ReceivedBatch | null> },
+    /** The byte cap of one batch (ReceiveLimits.bytes). */
+    private readonly cap: number,
+  ) {
+    this.pump();
+  }
+
+  /** A batch received and not yet taken, in order; undefined when none is. Throws what receiving threw. */
+  take(): ReceivedBatch | undefined {
+    const got = this.ready.shift();
+    if (got === undefined && this.failure) throw this.failure.error;
+    return got;
+  }
+
+  /** Nothing more will arrive: the last batch was received (or receiving failed). */
+  get done(): boolean {
+    return this.receiving === null && (this.ended || this.failure !== null);
+  }
+
+  /** Settles once a batch is ready to take, or nothing more will arrive. */
+  arrival(): Promise<void> {
+    if (this.ready.length > 0 || this.done) return Promise.resolve();
+    return new Promise((resolve) => {
+      const previous = this.waiter;
+      this.waiter = () => {
+        previous?.();
+        resolve();
+      };
+    });
+  }
+
+  /** A taken batch is no longer held (stored and settled, or dropped): room to receive further. */
+  release(got: ReceivedBatch): void {
+    const bytes = this.sizes.get(got);
+    if (bytes === undefined) return;
+    this.sizes.delete(got);
+    this.held--;
+    this.heldBytes -= bytes;
+    this.pump();
+  }
+
+  /**
+   * Stops receiving: waits for the batch being received (the caller has closed the receiver) and
+   * returns the batches received but not taken, for their spool files to go.
+   */
+  async stop(): Promise<ReceivedBatch[]> {
+    this.ended = true;
+    await this.receiving;
+    return this.ready.splice(0);
+  }
+
+  private pump(): void {
+    if (this.receiving !== null || this.ended || this.failure !== null) return;
+    if (!mayReceive(this.held, this.heldBytes, this.cap)) return;
+    this.receiving = this.receiver.batch().then(
+      (got) => {
+        this.receiving = null;
+        if (got === null || got.error) this.ended = true;
+        if (got !== null) {
+          const bytes = batchBytes(got);
+          this.sizes.set(got, bytes);
+          this.held++;
+          this.heldBytes += bytes;
+          this.ready.push(got);
+        }
+        this.wake();
+        this.pump();
+      },
+      (error: unknown) => {
+        this.receiving = null;
+        this.failure = { error };
+        this.wake();
+      },
+    );
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = null;
+    w?.();
+  }
+}
