@@ -361,7 +361,7 @@ async function unbatchedJobs(
     );
   }
   return accounts.map((a) => {
-    checkConfigUrls(loaded.path, a.index, {
+    checkConfigUrls(loaded, a.index, {
       ...(pop.url === undefined ? { pop: a.pop.url } : {}),
       ...(imap.url === undefined ? { imap: a.imap.url } : {}),
     });
@@ -372,9 +372,7 @@ async function unbatchedJobs(
         pop: mergeSide(a.pop, pop),
         imap: mergeSide(a.imap, imap),
         ...(j !== undefined ? { journal: j } : {}),
-        ...(journal === undefined && a.journal !== undefined
-          ? { journalOrigin: configJournal(loaded.path, a.index) }
-          : {}),
+        ...(journal === undefined && a.journal !== undefined ? { journalOrigin: configJournal(loaded, a.index) } : {}),
         timeoutSeconds: a.timeoutSeconds,
       },
       routing: a.routing,

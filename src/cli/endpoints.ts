@@ -28,6 +28,7 @@
 import { PopsyncError, isPopsyncError } from '../errors.js';
 import type { ImapAuthMethod, ImapOptions } from '../imap/types.js';
 import type { EndpointInput } from '../config/side-flags.js';
+import { keyAt, type KeyedFile } from '../config/key-path.js';
 import type { Pop3AuthMethod, Pop3Options } from '../pop3/types.js';
 import type { TlsMode } from '../tls.js';
 
@@ -108,11 +109,11 @@ export function resolveImapEndpoint(input: EndpointInput): ImapEndpoint {
 
 /**
  * The URLs of a config file's account, checked where they were written: a mistake is named as
- * the config's other errors are (`FILE: accounts[0].source.url: not a POP3 URL ...`), not as
- * if it had been typed, and before any account runs. `urls`: the sides' url keys the command
+ * the config's other errors are (`FILE:LINE: accounts[0].source.url: not a POP3 URL ...`), not
+ * as if it had been typed, and before any account runs. `urls`: the sides' url keys the command
  * line does not replace.
  */
-export function checkConfigUrls(file: string, index: number, urls: { pop?: string; imap?: string }): void {
+export function checkConfigUrls(file: KeyedFile, index: number, urls: { pop?: string; imap?: string }): void {
   const sides = [
     ['pop3', 'source', urls.pop],
     ['imap', 'destination', urls.imap],
@@ -123,7 +124,7 @@ export function checkConfigUrls(file: string, index: number, urls: { pop?: strin
       parseUrl(side, url);
     } catch (e) {
       if (!isPopsyncError(e)) throw e;
-      throw new PopsyncError('config', `${file}: accounts[${index}].${key}.url: ${e.message}`, e.context);
+      throw new PopsyncError('config', `${keyAt(file, ['accounts', index, key, 'url'])}: ${e.message}`, e.context);
     }
   }
 }

@@ -32,6 +32,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { domainToASCII } from 'node:url';
 import { PopsyncError } from '../errors.js';
+import { keyAt, type KeyedFile } from '../config/key-path.js';
 import { Journal } from '../journal/journal.js';
 
 const LOOPBACK_NAMES = new Set(['localhost', 'localhost.localdomain', 'ip6-localhost', 'ip6-loopback']);
@@ -110,7 +111,7 @@ export function locateJournal(
  * config file's `journal:` is not fixed by changing a --journal the user never gave.
  */
 export interface JournalOrigin {
-  /** What the message starts with, before the path: '--journal ', 'FILE: accounts[0].journal: '. */
+  /** What the message starts with, before the path: '--journal ', 'FILE:LINE: accounts[0].journal: '. */
   prefix: string;
   /** What to do instead, for a directory at `path`. */
   hint(path: string): string;
@@ -122,8 +123,8 @@ const fileIn = (spelling: string) => (path: string) =>
 const JOURNAL_OPTION: JournalOrigin = { prefix: '--journal ', hint: fileIn('--journal ') };
 
 /** A config file's `journal:` key of the account at `index`, named as other config errors name keys. */
-export function configJournal(file: string, index: number): JournalOrigin {
-  return { prefix: `${file}: accounts[${index}].journal: `, hint: fileIn('journal: ') };
+export function configJournal(file: KeyedFile, index: number): JournalOrigin {
+  return { prefix: `${keyAt(file, ['accounts', index, 'journal'])}: `, hint: fileIn('journal: ') };
 }
 
 /** `--journal-dir DIR`'s file of one account (DIR/NAME.sqlite). */

@@ -9,6 +9,7 @@ import { dirname, resolve } from 'node:path';
 import { isMap, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { PopsyncError } from '../errors.js';
+import { formatKey, type KeyedFile } from './key-path.js';
 import { configFile, type ConfigFile } from './schema.js';
 import { knownKeysAt, nearestKey } from './suggest.js';
 
@@ -25,7 +26,7 @@ export const MAX_CONFIG_BYTES = 512 * 1024;
  */
 const MAX_CONFIG_ALIASES = 100;
 
-export interface LoadedConfig {
+export interface LoadedConfig extends KeyedFile {
   /** Absolute path of the file; relative paths inside it are relative to its folder. */
   path: string;
   dir: string;
@@ -37,12 +38,6 @@ interface ConfigProblem {
   /** `accounts[0].rules[2].match.subject`, or '' for the whole file. */
   key: string;
   message: string;
-}
-
-function formatKey(path: ReadonlyArray<PropertyKey>): string {
-  let out = '';
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : `${out === '' ? '' : '.'}${String(p)}`;
-  return out;
 }
 
 /** The deepest node of `path` that exists, and its key's node when the last step names a map key. */
@@ -69,6 +64,31 @@ function locate(doc: Document, path: ReadonlyArray<PropertyKey>, wantKey: boolea
 function lineOf(doc: Document, lc: LineCounter, path: ReadonlyArray<PropertyKey>, wantKey = false): number | null {
   const node = locate(doc, path, wantKey);
   const offset = node?.range?.[0];
+  return offset === undefined ? null : lc.linePos(offset).line;
+}
+
+/**
+ * The line of the key at `path` when the file writes exactly that key, else null: for errors
+ * found after loading, where a nearby line (the account's, for a url that `defaults:` supplied)
+ * would point at the wrong place. Schema errors use lineOf's nearest line instead: a missing
+ * key is best shown where it is missing.
+ */
+function exactLineOf(doc: Document, lc: LineCounter, path: ReadonlyArray<PropertyKey>): number | null {
+  let node: unknown = doc.contents;
+  let keyNode: Node | null = null;
+  for (const step of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => (p.key as { value?: unknown } | null)?.value === step);
+      if (!pair) return null;
+      keyNode = pair.key as Node;
+      node = pair.value;
+    } else if (isSeq(node) && typeof step === 'number') {
+      node = node.items[step];
+      if (node === undefined) return null;
+      keyNode = node as Node;
+    } else return null;
+  }
+  const offset = keyNode?.range?.[0];
   return offset === undefined ? null : lc.linePos(offset).line;
 }
 
@@ -165,6 +185,14 @@ function formatProblems(file: string, problems: ConfigProblem[]): string {
 
 /** Parses and validates config text; `file` is only used in messages. */
 export function parseConfig(textIn: string, file: string): ConfigFile {
+  return parseConfigLines(textIn, file).config;
+}
+
+/** parseConfig, and where each key is written (LoadedConfig.lineOf). */
+function parseConfigLines(
+  textIn: string,
+  file: string,
+): { config: ConfigFile; lineOf: (path: ReadonlyArray<PropertyKey>) => number | null } {
   const lc = new LineCounter();
   const doc = parseDocument(textIn, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
   const fail = (problems: ConfigProblem[]): never => {
@@ -202,7 +230,7 @@ export function parseConfig(textIn: string, file: string): ConfigFile {
     fail([{ line: null, key: '', message: 'the file is empty; it needs an `accounts:` list' }]);
   const parsed = configFile.safeParse(data);
   if (!parsed.success) fail(problemsOf(doc, lc, parsed.error.issues));
-  return parsed.data!;
+  return { config: parsed.data!, lineOf: (path) => exactLineOf(doc, lc, path) };
 }
 
 /**
@@ -249,5 +277,5 @@ export function loadConfigFile(path: string): LoadedConfig {
       },
     );
   }
-  return { path: abs, dir: dirname(abs), config: parseConfig(bytes.toString('utf8'), path) };
+  return { path: abs, dir: dirname(abs), ...parseConfigLines(bytes.toString('utf8'), path) };
 }

@@ -136,13 +136,14 @@ describe('option values that cannot work are usage errors before connecting', ()
 });
 
 describe('a URL in a config file', () => {
-  it('a bad url is named by file and key, before any account runs, also by config check (exit 2)', async () => {
+  it('a bad url is named by file, line and key, before any account runs, also by config check (exit 2)', async () => {
     const file = configFile(
       'urls.yml',
       `${ACCOUNT_YAML}  - name: b\n    source: { url: 'bob@127.0.0.1:9', password_env: PW }\n` +
         `    destination: { url: 'imap://bob@127.0.0.1:9', tls: none, password_env: PW }\n`,
     );
-    const line = `popsync: ${file}: accounts[1].source.url: not a POP3 URL: expected pop3s://user@host[:port]\n`;
+    // Line 6: the line of account b's source url (ACCOUNT_YAML is 4 lines, `- name: b` the 5th).
+    const line = `popsync: ${file}:6: accounts[1].source.url: not a POP3 URL: expected pop3s://user@host[:port]\n`;
     for (const args of [
       ['migrate', '--config', file, '--no-progress'],
       ['config', 'check', file],
@@ -296,12 +297,12 @@ describe('status pointed at no journal', () => {
     }
   });
 
-  it("a directory as a config file's journal: names the file and key, not a --journal never given", async () => {
+  it("a directory as a config file's journal: names file, line and key, not a --journal never given", async () => {
     const file = configFile('journal-dir.yml', `${ACCOUNT_YAML}    journal: ${dir}\n`);
     for (const command of ['migrate', 'sync']) {
       const r = await runCli([command, '--config', file, '--no-progress'], { env });
       expectCleanFailure(r, 2);
-      expect(r.stderr).toContain(`popsync: ${file}: accounts[0].journal: ${dir} is a directory, not a journal\n`);
+      expect(r.stderr).toContain(`popsync: ${file}:5: accounts[0].journal: ${dir} is a directory, not a journal\n`);
       expect(r.stderr).toContain(`hint: give the journal file itself, e.g. journal: ${join(dir, 'alice.sqlite')}`);
       expect(r.stderr).not.toContain('--journal');
     }

@@ -165,7 +165,7 @@ describe('refuseDirectory names where the path was written', () => {
       message: `--journal ${dir} is a directory, not a journal`,
       hint: `give the journal file itself, e.g. --journal ${join(dir, 'alice.sqlite')}`,
     });
-    expect(refusal(configJournal('/etc/popsync.yml', 2))).toEqual({
+    expect(refusal(configJournal({ path: '/etc/popsync.yml' }, 2))).toEqual({
       message: `/etc/popsync.yml: accounts[2].journal: ${dir} is a directory, not a journal`,
       hint: `give the journal file itself, e.g. journal: ${join(dir, 'alice.sqlite')}`,
     });
@@ -173,7 +173,12 @@ describe('refuseDirectory names where the path was written', () => {
       message: `--journal-dir /state: ${dir} is a directory, not a journal`,
       hint: `move ${dir} away, or give another --journal-dir`,
     });
-    expect(refuseDirectory(join(dir, 'j.sqlite'), configJournal('x.yml', 0))).toBe(join(dir, 'j.sqlite'));
+    // With the line that writes the key, when the loaded file knows it.
+    const lineOf = (path: ReadonlyArray<PropertyKey>) => (path.join('.') === 'accounts.2.journal' ? 7 : null);
+    expect(refusal(configJournal({ path: '/etc/popsync.yml', lineOf }, 2))).toMatchObject({
+      message: `/etc/popsync.yml:7: accounts[2].journal: ${dir} is a directory, not a journal`,
+    });
+    expect(refuseDirectory(join(dir, 'j.sqlite'), configJournal({ path: 'x.yml' }, 0))).toBe(join(dir, 'j.sqlite'));
     rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -187,6 +187,32 @@ describe('a valid config', () => {
   });
 });
 
+describe('lineOf: where a loaded file writes a key, for errors found after loading', () => {
+  it('the line of exactly that key; null for a key the file does not write, an index past the list', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'popsync-config-'));
+    try {
+      const file = join(dir, 'lines.yml');
+      writeFileSync(
+        file,
+        `${base}  - name: b\n    source:\n      url: 'x'\n      password_env: P\n    journal: j\n` +
+          `    destination: { url: 'imaps://u@imap.example', password_env: I }\n`,
+      );
+      const { lineOf } = loadConfigFile(file);
+      expect(lineOf?.(['accounts', 0, 'source', 'url'])).toBe(3);
+      expect(lineOf?.(['accounts', 1, 'source', 'url'])).toBe(7);
+      expect(lineOf?.(['accounts', 1, 'journal'])).toBe(9);
+      expect(lineOf?.(['accounts', 1])).toBe(5);
+      expect(lineOf?.(['accounts', 1, 'destination', 'url'])).toBe(10);
+      // Not written (account b has no tls key, a none journal; there is no third account): no guess.
+      expect(lineOf?.(['accounts', 1, 'source', 'tls'])).toBeNull();
+      expect(lineOf?.(['accounts', 0, 'journal'])).toBeNull();
+      expect(lineOf?.(['accounts', 2, 'journal'])).toBeNull();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('config files that would exhaust memory are refused with exit 2', () => {
   /** Nine levels of nine aliases each: 9^9 strings once expanded ("billion laughs"). */
   function aliasBomb(): string {

@@ -174,7 +174,7 @@ export function registerConfig(program: Command): void {
       const { loadConfigFile } = await import('../../config/load.js');
       const loaded = loadConfigFile(file);
       const accounts = configuredAccounts(loaded);
-      for (const a of accounts) checkConfigUrls(loaded.path, a.index, { pop: a.pop.url, imap: a.imap.url });
+      for (const a of accounts) checkConfigUrls(loaded, a.index, { pop: a.pop.url, imap: a.imap.url });
       if (opts.json === true) {
         process.stdout.write(
           `${JSON.stringify({ path: loaded.path, ok: true, accounts: accounts.map((a) => accountJson(a)) })}\n`,
