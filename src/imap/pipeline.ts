@@ -287,7 +287,7 @@ export interface PipelineItem {
   hasNul: boolean;
   /** Flags already formatted by imapflow's formatFlag. */
   flags: string[];
-  /** imapflow's formatDateTime() of the internal date. */
+  /** The internal date as APPEND sends it (append-head.ts internalDateTime()). */
   date: string | undefined;
 }
 

@@ -48,6 +48,7 @@ import type {
 } from './types.js';
 import { classifyAppendError, mapCommandError, mapConnectError, responseCodeOf, isRefusal } from './errors.js';
 import { checkLevels, folderLevels, serverName } from './folders.js';
+import { internalDateTime } from './append-head.js';
 import { bodyBuffer, bodyHasNul, bodySize, isFileBody } from './body.js';
 import {
   type AppendCounts,
@@ -608,8 +609,9 @@ class ImapWriter implements ImapSink {
   }
 
   /**
-   * The batch down the APPEND connection, with imapflow's own encoding of the name, flags and
-   * date (so both paths store the same thing) and its APPENDLIMIT pre-check.
+   * The batch down the APPEND connection, with imapflow's own encoding of the name and flags,
+   * its date format (append-head.ts, the same bytes), so both paths store the same thing, and
+   * its APPENDLIMIT pre-check.
    */
   private async appendPipelined(
     path: string,
@@ -637,7 +639,7 @@ class ImapWriter implements ImapSink {
         body: item.body,
         hasNul: bodyHasNul(item.body),
         flags,
-        date: item.internalDate ? this.flow.formatDateTime(item.internalDate) : undefined,
+        date: item.internalDate ? internalDateTime(item.internalDate) : undefined,
       };
     });
     const sent: AppendCounts = { appended: 0, multiappended: 0 };

@@ -7,7 +7,7 @@
  * characters each rule is about.
  */
 import { describe, expect, it } from 'vitest';
-import { appendCommand, atom, messageHead } from '../../src/imap/append-head.js';
+import { appendCommand, atom, internalDateTime, messageHead } from '../../src/imap/append-head.js';
 import { compiler, formatDateTime, formatFlag } from '../../src/imap/imapflow-adapter.js';
 import { joinedPieces, seeded } from '../support/seeded.js';
 
@@ -168,5 +168,56 @@ describe('APPEND heads as imapflow compiled them', () => {
     // The set holds names the compiler refuses (CR, LF, NUL) and many it sends.
     expect(refused).toBeGreaterThan(100);
     expect(refused).toBeLessThan(2000);
+  });
+});
+
+describe('internal dates as imapflow formatted them', () => {
+  const same = (d: Date): void => expect(internalDateTime(d), String(d.getTime())).toBe(formatDateTime(d));
+
+  it('every day of a leap year and of years 0-9999 around their edges, each hour, minute and second', () => {
+    for (let day = 0; day < 366; day++) same(new Date(Date.UTC(2024, 0, 1 + day, day % 24, day % 60, (day * 7) % 60)));
+    for (const year of [0, 1, 9, 10, 99, 100, 999, 1000, 1969, 1970, 2038, 9999])
+      for (const [m, d, h, mi, s] of [
+        [0, 1, 0, 0, 0],
+        [11, 31, 23, 59, 59],
+        [1, 29, 9, 5, 1],
+        [8, 9, 10, 10, 10],
+      ] as const) {
+        const at = new Date(0);
+        at.setUTCFullYear(year, m, d);
+        at.setUTCHours(h, mi, s, 999);
+        same(at);
+      }
+  });
+
+  it('years outside 0-9999, the ends of the Date range, and an invalid Date', () => {
+    for (const year of [-1, -9999, -10000, -271821, 10000, 99999, 275760]) {
+      const at = new Date(0);
+      at.setUTCFullYear(year, 3, 5);
+      same(at);
+    }
+    same(new Date(8.64e15));
+    same(new Date(-8.64e15));
+    same(new Date(-1));
+    same(new Date(Number.NaN));
+    expect(internalDateTime(new Date(Number.NaN))).toBeUndefined();
+  });
+
+  it('seeded instants across the whole Date range, in UTC and in a zone half an hour off it', () => {
+    const zone = process.env.TZ;
+    try {
+      for (const tz of ['UTC', 'America/St_Johns']) {
+        process.env.TZ = tz;
+        const next = seeded(42);
+        for (let i = 0; i < 10000; i++) {
+          const span = [1e12, 1e14, 8.64e15][next(3)]!;
+          const fraction = (next(32768) * 32768 + next(32768)) / 2 ** 30;
+          same(new Date((fraction * 2 - 1) * span + next(1000)));
+        }
+      }
+    } finally {
+      if (zone === undefined) delete process.env.TZ;
+      else process.env.TZ = zone;
+    }
   });
 });
