@@ -40,6 +40,8 @@ export class BatchTally {
   messages = 0;
   bytes = 0;
   failedMessages = 0;
+  /** Settled without a copy (found in the destination, or under another UIDL): said apart. */
+  adoptedMessages = 0;
   readonly startedAt: number;
 
   constructor(
@@ -77,6 +79,7 @@ export class BatchTally {
       this.messages++;
       this.bytes += e.bytes;
       if (e.outcome === 'failed') this.failedMessages++;
+      else if (e.outcome === 'adopted' || e.outcome === 'recognised') this.adoptedMessages++;
     }
   }
 
@@ -114,9 +117,13 @@ function flowText(t: BatchTally, now: number): string {
   const elapsed = now - t.startedAt;
   const rate = elapsed > 0 ? `${formatBytes(Math.round((t.bytes * 1000) / elapsed))}/s` : '- B/s';
   const eta = t.finished >= t.accounts ? 'ETA 0s' : etaOrDash(etaMs(t, now));
-  const failed = t.failedMessages > 0 ? ` (${t.failedMessages} failed)` : '';
+  const apart = [
+    ...(t.adoptedMessages > 0 ? [`${t.adoptedMessages} already there`] : []),
+    ...(t.failedMessages > 0 ? [`${t.failedMessages} failed`] : []),
+  ];
+  const notCopied = apart.length > 0 ? ` (${apart.join(', ')})` : '';
   return (
-    `${t.messages} messages${failed}, ${formatBytes(t.bytes)}, ${rate}, ` +
+    `${t.messages} messages${notCopied}, ${formatBytes(t.bytes)}, ${rate}, ` +
     `${perMinute(t.finished, elapsed)} accounts/min, ${eta}`
   );
 }

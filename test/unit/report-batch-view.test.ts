@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { startBatchScreen } from '../../src/report/batch-screen.js';
 import { BatchTally, batchPlainLine, batchViewLines, etaMs } from '../../src/report/batch-view.js';
 
-const msg = (bytes: number, outcome: 'copied' | 'failed' = 'copied') =>
+const msg = (bytes: number, outcome: 'copied' | 'adopted' | 'recognised' | 'failed' = 'copied') =>
   ({ type: 'message', uidl: 'u', bytes, outcome }) as const;
 
 describe('batch view', () => {
@@ -53,6 +53,16 @@ describe('batch view', () => {
       expect(lines.at(-1)).toBe('  ... and 3 more running');
     }
     expect(batchViewLines(t, 3_600_000, 80)[1]).toMatch(/^ {2}9 messages \(1 failed\), 42\.9 MiB, .*ETA -$/);
+  });
+
+  it('messages found already copied (a new journal over a filled destination) are said apart', () => {
+    const t = new BatchTally('migrate', 2, 0);
+    t.start('alice');
+    t.event('alice', msg(1024, 'adopted'));
+    t.event('alice', msg(1024, 'recognised'));
+    t.event('alice', msg(1024, 'failed'));
+    t.event('alice', msg(1024));
+    expect(batchViewLines(t, 60_000, 80)[1]).toMatch(/^ {2}4 messages \(2 already there, 1 failed\), 4\.0 KiB, /);
   });
 
   it('control characters in a name cannot move the cursor', () => {
