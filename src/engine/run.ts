@@ -194,6 +194,7 @@ class Run implements RunContext {
         listed: r.listed,
         newCount: r.newMessages,
         copied: r.copied + r.reconciled,
+        adopted: r.adopted,
         copiedBytes: r.copiedBytes,
         durationMs: r.durationMs,
         failed: r.failed.length,

@@ -18,6 +18,11 @@ export interface RunRecord {
   /** Messages the listing held that the journal had not seen. */
   newCount: number | null;
   copied: number | null;
+  /**
+   * Copies found already in the destination and adopted, not copied (schema v7); null for runs
+   * recorded before, absent where a record is built by hand.
+   */
+  adopted?: number | null;
   failed: number | null;
   deleted: number | null;
   /** Bytes copied and the run's wall time (schema v4); null for runs recorded before. */
@@ -33,6 +38,7 @@ export interface RunEnd {
   listed: number | null;
   newCount: number | null;
   copied: number;
+  adopted: number;
   failed: number;
   deleted: number;
   result: 'ok' | 'partial' | 'error' | 'interrupted';
@@ -53,6 +59,7 @@ export interface RunRow {
   failed: number | null;
   deleted: number | null;
   copied_bytes?: number | null;
+  adopted?: number | null;
   duration_ms?: number | null;
   result: string | null;
   error: string | null;
@@ -68,6 +75,7 @@ export function toRun(r: RunRow): RunRecord {
     listed: r.listed,
     newCount: r.new_count,
     copied: r.copied,
+    adopted: r.adopted ?? null,
     failed: r.failed,
     deleted: r.deleted,
     copiedBytes: r.copied_bytes ?? null,
@@ -88,7 +96,8 @@ export class Runs {
       begin: c.prepare(`INSERT INTO runs (account, command, started_at) VALUES (?, ?, ?)`),
       end: c.prepare(`
         UPDATE runs SET finished_at = @now, listed = @listed, new_count = @newCount, copied = @copied, failed = @failed,
-          deleted = @deleted, result = @result, error = @error, copied_bytes = @copiedBytes, duration_ms = @durationMs
+          deleted = @deleted, result = @result, error = @error, copied_bytes = @copiedBytes, duration_ms = @durationMs,
+          adopted = @adopted
         WHERE id = @id`),
       recent: c.prepare<[string, number], RunRow>(`SELECT * FROM runs WHERE account = ? ORDER BY id DESC LIMIT ?`),
     };

@@ -204,6 +204,15 @@ const V6 = `
 DROP INDEX IF EXISTS messages_by_header;
 `;
 
+/**
+ * Version 7: how many copies a run found already in the destination and adopted (recorded as
+ * copied, not copied again). Without it, a new journal over a destination that already held
+ * the mail showed its run as "new 2, copied 0". Nullable: runs recorded before do not know.
+ */
+const V7 = `
+ALTER TABLE runs ADD COLUMN adopted INTEGER;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'messages, folders, meta', sql: V1 },
   { version: 2, description: 'routing provenance per message', sql: V2 },
@@ -211,6 +220,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 4, description: 'bytes and duration per run (measured transfer rate)', sql: V4 },
   { version: 5, description: 'content fingerprint per copy, folders to adopt copies from', sql: V5 },
   { version: 6, description: 'no index on header_hash (never read, written on a random page)', sql: V6 },
+  { version: 7, description: 'copies adopted per run', sql: V7 },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

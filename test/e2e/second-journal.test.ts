@@ -96,8 +96,15 @@ describe('a new, lost or second journal over a destination that holds the copies
 
   it('a second journal named by hand: 0 copied again', async () => {
     const { pop, imap, expected } = await copiedOnce(join(dir, 'home-second'), join(dir, 'first.sqlite'));
-    const r = await runCli(args(pop, imap, 'localhost', join(dir, 'second.sqlite')), { env: { PW: lab.password } });
+    const second = join(dir, 'second.sqlite');
+    const r = await runCli(args(pop, imap, 'localhost', second), { env: { PW: lab.password } });
     await expectNothingCopiedAgain(imap, expected, r, 'second journal');
+    // The run's record says where the 30 new messages went: adopted, not "new 30, copied 0".
+    const status = await runCli(['status', '--journal', second]);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toContain('(listed 30, new 30, copied 0, adopted 30, failed 0, deleted 0)');
+    const json = await runCli(['status', '--journal', second, '--json']);
+    expect(JSON.stringify(JSON.parse(json.stdout))).toContain('"copied":0,"adopted":30');
   });
 
   it('sync -v with a second journal says where the listed messages went: found and adopted', async () => {

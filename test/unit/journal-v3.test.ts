@@ -100,6 +100,7 @@ describe('journal v3', () => {
       listed: 2,
       newCount: 2,
       copied: 1,
+      adopted: 0,
       failed: 1,
       deleted: 0,
       result: 'partial',

@@ -22,6 +22,7 @@ const run = (j: Journal, copiedBytes: number, durationMs: number) =>
     listed: 1,
     newCount: 1,
     copied: 1,
+    adopted: 0,
     failed: 0,
     deleted: 0,
     result: 'ok',

@@ -64,7 +64,7 @@ describe('journal v6', () => {
     }
     expect(indexes(path)).not.toContain('messages_by_header');
     const db = new Database(path, { readonly: true });
-    expect(readSchemaVersion(db, path)).toBe(6);
+    expect(readSchemaVersion(db, path)).toBe(SCHEMA_VERSION);
     db.close();
   });
 });

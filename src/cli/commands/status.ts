@@ -84,8 +84,8 @@ export function formatStatus(path: string, s: AccountStatus): string {
       `  last run: ${r.startedAt} ${r.command}, ${outcome}` +
         (r.listed === null
           ? ''
-          : ` (listed ${r.listed}, new ${r.newCount ?? 0}, copied ${r.copied ?? 0}, failed ${r.failed ?? 0}, ` +
-            `deleted ${r.deleted ?? 0})`),
+          : ` (listed ${r.listed}, new ${r.newCount ?? 0}, copied ${r.copied ?? 0}${adoptedPart(r)}, ` +
+            `failed ${r.failed ?? 0}, deleted ${r.deleted ?? 0})`),
     );
   }
   if (s.runs.length > 1) {
@@ -102,6 +102,14 @@ export function formatStatus(path: string, s: AccountStatus): string {
 }
 
 /**
+ * Copies a run found already in the destination, when it found any: without them a run over a
+ * destination that already held the mail read "new 2, copied 0" (journals from v7 on record them).
+ */
+function adoptedPart(r: RunRecord): string {
+  return (r.adopted ?? 0) > 0 ? `, adopted ${r.adopted}` : '';
+}
+
+/**
  * One run on one line, within 80 columns for everyday counts:
  * "2026-11-29 16:40  sync     ok           copied 2 of 5 new, failed 0  1.2s".
  */
@@ -111,7 +119,7 @@ function runLine(r: RunRecord, running: boolean): string {
   const counts =
     r.listed === null
       ? ''
-      : `copied ${r.copied ?? 0} of ${r.newCount ?? 0} new, failed ${r.failed ?? 0}` +
+      : `copied ${r.copied ?? 0} of ${r.newCount ?? 0} new${adoptedPart(r)}, failed ${r.failed ?? 0}` +
         ((r.deleted ?? 0) > 0 ? `, deleted ${r.deleted}` : '');
   const took = r.durationMs === null ? '' : `  ${formatDuration(r.durationMs)}`;
   return `${when}  ${printable(r.command).padEnd(7)}  ${outcome.padEnd(11)}  ${counts}${took}`.trimEnd();
