@@ -212,7 +212,10 @@ function plainProgress(stream: NodeJS.WritableStream, now: () => number, interva
     // Measured from the first copy, not the start of the run as the summary's: said, so the two
     // figures for one run do not read as a contradiction.
     const rate = rateText(t.doneBytes, t.elapsedMs());
-    if (rate !== null) parts.push(`${rate} while copying`);
+    // A run that only found its copies already made (a new journal) copied nothing to have a rate of.
+    const copied = t.done - t.failed - t.adopted - t.recognised;
+    if (rate !== null)
+      parts.push(`${rate} while ${copied === 0 && t.adopted + t.recognised > 0 ? 'checking' : 'copying'}`);
     const eta = t.etaMs();
     if (eta !== null && t.done < t.toCopy) parts.push(eta < 1000 ? 'under 1s left' : `about ${formatEta(eta)} left`);
     return parts.join(', ');

@@ -148,9 +148,9 @@ describe('plain lines (not a terminal)', () => {
       lines.findIndex((l) => l.includes('/4 messages')),
     );
     expect(lines.filter((l) => l.includes('/4 messages'))).toEqual([
-      'popsync: 1/4 messages (25%), 1 adopted, 1.0 KiB of 4.0 KiB, 10.0 KiB/s while copying, under 1s left',
-      'popsync: 2/4 messages (50%), 2 adopted, 2.0 KiB of 4.0 KiB, 10.0 KiB/s while copying, under 1s left',
-      'popsync: 3/4 messages (75%), 2 adopted, 1 recognised, 3.0 KiB of 4.0 KiB, 10.0 KiB/s while copying, ' +
+      'popsync: 1/4 messages (25%), 1 adopted, 1.0 KiB of 4.0 KiB, 10.0 KiB/s while checking, under 1s left',
+      'popsync: 2/4 messages (50%), 2 adopted, 2.0 KiB of 4.0 KiB, 10.0 KiB/s while checking, under 1s left',
+      'popsync: 3/4 messages (75%), 2 adopted, 1 recognised, 3.0 KiB of 4.0 KiB, 10.0 KiB/s while checking, ' +
         'under 1s left',
       'popsync: 4/4 messages (100%), 2 adopted, 1 recognised, 4.0 KiB of 4.0 KiB, 10.0 KiB/s while copying',
     ]);
