@@ -148,7 +148,11 @@ class Run implements RunContext {
           }
           attempt = this.settledThisPass > 0 ? 1 : attempt + 1;
           if (attempt > policy.maxAttempts)
-            throw e.with({ hint: `gave up after ${policy.maxAttempts} reconnect attempts; run again later to resume` });
+            throw e.with({
+              hint:
+                `gave up after ${policy.maxAttempts} reconnect attempt${policy.maxAttempts === 1 ? '' : 's'}; ` +
+                'run again later to resume',
+            });
           const delayMs = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
           result.reconnects++;
           this.o.logger.warn({ err: e.message, attempt, delayMs }, 'connection lost; reconnecting');

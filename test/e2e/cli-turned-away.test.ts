@@ -76,6 +76,7 @@ describe('a server that turns the connection away at its greeting', () => {
       expect(r.stderr).toContain(`popsync: IMAP server 127.0.0.1:${port} turned the connection away\n`);
       expect(r.stderr).toContain('server said: "* BYE Too many connections from your IP"');
       expect(r.stderr).toMatch(/reconnecting .*attempt=1/);
+      expect(r.stderr).toContain('hint: gave up after 1 reconnect attempt; run again later to resume\n');
       expect(r.stderr).not.toMatch(/check the port|did not greet/);
     }
   });
