@@ -19,6 +19,11 @@ export interface AccountEndpoints {
   imap: { display: string };
   openSource(): Promise<Pop3Session>;
   openSink(): Promise<ImapSink>;
+  /**
+   * Opens the sockets the first openSource (and, with `destination`, openSink) take, so their
+   * connects run while the journal opens and the code loads; returns what closes those not taken.
+   */
+  warmUp?(o: { destination: boolean }): () => void;
 }
 
 /** How one account is copied: its routing and batch limits (from the config or the flags). */

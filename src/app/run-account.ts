@@ -71,6 +71,9 @@ export async function runAccount(
   const { waitSeconds, ...engine } = o;
   const { openSink, route, onlyFolder } = accountRouting(settings.routing, guarded(account.openSink, settings.limits));
   const cuts = interruptible({ openSource: account.openSource, openSink }, o.signal);
+  // The servers are reached while the journal opens and the IMAP code loads (a sync that may not
+  // need the destination reaches only the source); the lock still comes before any login.
+  const cool = account.warmUp?.({ destination: !o.lazyDestination }) ?? (() => undefined);
   o.logger.debug({ journal: account.journalPath }, 'journal');
   // The account lock: two overlapping runs on one account must never both copy.
   return withLockedJournal(
@@ -109,5 +112,8 @@ export async function runAccount(
     .catch((e: unknown) => {
       throw asInterrupted(e, o.signal);
     })
-    .finally(() => cuts.dispose());
+    .finally(() => {
+      cool();
+      cuts.dispose();
+    });
 }

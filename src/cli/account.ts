@@ -23,7 +23,8 @@ import { explainConnectFailure, portMismatchWarning, type ConnectTarget } from '
 import type { RoutingSpec } from '../mapping/rules.js';
 import type { ImapSink } from '../imap/types.js';
 import type { Logger } from '../log.js';
-import { connectPop3 } from '../pop3/index.js';
+import { connectPop3, warmPop3 } from '../pop3/index.js';
+import { warmImap } from '../imap/socket-target.js';
 import type { Pop3Session } from '../pop3/types.js';
 import { batchedJobs, listedAccountJobs } from './account-list.js';
 import { tlsProbeVerdict } from '../net/tls-probe.js';
@@ -65,6 +66,8 @@ export interface ResolvedAccount {
   journalPath: string;
   openSource(): Promise<Pop3Session>;
   openSink(): Promise<ImapSink>;
+  /** Opens the sockets openSource (and openSink) take first; returns what closes those not taken. */
+  warmUp(o: { destination: boolean }): () => void;
 }
 
 function readCa(path: string | undefined, what: string): Array<string | Buffer> | undefined {
@@ -184,6 +187,15 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
             logger: o.logger.child({ side: 'pop3' }),
             ...(popCa ? { ca: popCa } : {}),
           }).catch(tag(pop.display, { protocol: 'POP3', ...pop, timeoutMs })),
+    warmUp: ({ destination }) => {
+      const closers = [
+        popPassword === null ? () => undefined : warmPop3({ ...pop, ...(popCa ? { ca: popCa } : {}) }),
+        destination ? warmImap({ ...imap, timeoutMs, ...(imapCa ? { ca: imapCa } : {}) }) : () => undefined,
+      ];
+      return () => {
+        for (const close of closers) close();
+      };
+    },
     // Loaded on first use: imapflow is a sixth of start-up, and a no-op sync never needs it.
     openSink: async () =>
       (await import('../imap/index.js'))

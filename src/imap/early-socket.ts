@@ -11,6 +11,8 @@ import { createSocket, type SocketTarget } from '../net/connect.js';
 export class EarlySocket {
   readonly socket: net.Socket;
   private connected = false;
+  /** imapflow's connect callback, when it took the socket before it was connected. */
+  private whenConnected: (() => void) | null = null;
   /** The socket's first error before imapflow took it (imapflow's own handler sees later ones). */
   private error: Error | null = null;
   private taken = false;
@@ -19,8 +21,11 @@ export class EarlySocket {
     target: SocketTarget,
     readonly secure: boolean,
   ) {
+    // Told by createSocket, not by the socket's own event: a socket opened ahead (net/connect.ts
+    // warmUp) may have been connected before this one was made.
     this.socket = createSocket(target, secure, () => {
       this.connected = true;
+      this.whenConnected?.();
     });
     this.socket.once('error', (err) => {
       this.error ??= err;
@@ -40,7 +45,7 @@ export class EarlySocket {
       throw this.error;
     }
     if (this.connected) setImmediate(onConnect);
-    else this.socket.once(this.secure ? 'secureConnect' : 'connect', onConnect);
+    else this.whenConnected = onConnect;
     return this.socket;
   }
 

@@ -36,7 +36,7 @@
 import type net from 'node:net';
 import { PopsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { openSocket, type SocketTarget, startTls } from '../net/connect.js';
+import { openSocket, startTls } from '../net/connect.js';
 import {
   appendUids,
   literalModeOf,
@@ -51,6 +51,7 @@ import type { AppendOutcome, ImapOptions } from './types.js';
 import { classifyAppendError, isTlsFailure, mapConnectError, type ImapFlowErrorLike } from './errors.js';
 import { loadImapflow } from './imapflow-load.js';
 import { chooseLogin, credentialsFor, loginSecretForms, mechanismFor, SaslConversation } from './login.js';
+import { imapSocketTarget } from './socket-target.js';
 
 /**
  * A body up to this size is corked with its command (and its neighbours, up to CORK_BYTES). A larger
@@ -202,18 +203,6 @@ class LineReader {
       w.reject(this.ended);
     }
   }
-}
-
-/** Where both IMAP connections of a sink connect, with the same TLS expectations (net/connect.ts). */
-export function imapSocketTarget(opts: ImapOptions, connectTimeoutMs: number): SocketTarget {
-  return {
-    protocol: 'IMAP',
-    host: opts.host,
-    port: opts.port,
-    ca: opts.ca,
-    rejectUnauthorized: opts.rejectUnauthorized,
-    connectTimeoutMs,
-  };
 }
 
 function parseTagged(line: string): Tagged | null {

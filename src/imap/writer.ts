@@ -50,17 +50,12 @@ import { classifyAppendError, mapCommandError, mapConnectError, responseCodeOf, 
 import { checkLevels, folderLevels, serverName } from './folders.js';
 import { internalDateTime } from './append-head.js';
 import { bodyBuffer, bodyHasNul, bodySize, isFileBody } from './body.js';
-import {
-  type AppendCounts,
-  imapSocketTarget,
-  PipelinedAppender,
-  PipelineUnsupported,
-  type PipelineItem,
-} from './pipeline.js';
+import { type AppendCounts, PipelinedAppender, PipelineUnsupported, type PipelineItem } from './pipeline.js';
 import { type ImapflowAdapter, loadImapflow } from './imapflow-load.js';
 import { EarlySocket } from './early-socket.js';
 import { AppendPool } from './append-pool.js';
 import { credentialsFor, loginSecretForms } from './login.js';
+import { imapSocketTarget } from './socket-target.js';
 
 /** readBodies: messages up to this size travel whole in one batched FETCH, larger ones in pieces of it. */
 const BODY_PIECE_BYTES = 4 * 1024 * 1024;

@@ -37,6 +37,18 @@ const NETWORK_CODES = new Set([
  * TLS from the first byte when `secure`, else plain TCP. Failures are emitted as 'error'.
  */
 export function createSocket(t: SocketTarget, secure: boolean, onConnect?: () => void): net.Socket {
+  const w = takeWarm(t, secure);
+  if (w !== null) {
+    if (onConnect) {
+      if (w.open) setImmediate(onConnect);
+      else w.ready.then(onConnect, () => undefined);
+    }
+    return w.socket;
+  }
+  return newSocket(t, secure, onConnect);
+}
+
+function newSocket(t: SocketTarget, secure: boolean, onConnect?: () => void): net.Socket {
   const s = secure
     ? resuming(t, (o) => tls.connect({ ...o, port: t.port }, onConnect))
     : net.connect({ host: t.host, port: t.port }, onConnect);
@@ -119,7 +131,86 @@ export function sharedContext(t: TlsTarget, from: TrustSources = {}): tls.Connec
 
 /** Opens TCP (and TLS when `secure`); resolves once usable, rejects with a PopsyncError. */
 export function openSocket(t: SocketTarget, secure: boolean): Promise<net.Socket> {
-  return handshake(() => createSocket(t, secure), t, secure ? 'secureConnect' : 'connect');
+  return takeWarm(t, secure)?.ready ?? handshake(() => newSocket(t, secure), t, secure ? 'secureConnect' : 'connect');
+}
+
+/**
+ * Sockets opened ahead of the code that uses them (warmUp): a run opens its connections before
+ * it opens the journal and loads the IMAP code, so the connect, the TLS handshake and the
+ * greeting are on the wire during that CPU instead of after it. The greeting waits in the socket,
+ * unread, as it does for any socket not yet read. The next openSocket or createSocket for the
+ * same server, TLS mode and trust takes one as if it had opened it then; one not taken in time
+ * (a run that waited for the account lock) is closed and a fresh one opened instead, so no
+ * socket a server may already have timed out is ever used.
+ */
+interface WarmSocket {
+  socket: net.Socket;
+  /** The connect's verdict (TLS secured when implicit), as openSocket gives it. */
+  ready: Promise<net.Socket>;
+  open: boolean;
+  failed: boolean;
+  openedAt: number;
+}
+
+const warm = new Map<string, WarmSocket[]>();
+/** A warm socket older than this is not used: far below any server's pre-login timeout. */
+const WARM_MAX_AGE_MS = 5_000;
+
+function warmKey(t: SocketTarget, secure: boolean): string {
+  return [t.protocol, t.host, t.port, secure, t.rejectUnauthorized !== false, ...(t.ca ?? []).map(String)].join('\0');
+}
+
+/** Opens `count` sockets to `t` for the next callers; returns what closes those not taken by then. */
+export function warmUp(t: SocketTarget, secure: boolean, count = 1): () => void {
+  const key = warmKey(t, secure);
+  const mine: WarmSocket[] = [];
+  for (let i = 0; i < count; i++) {
+    let socket: net.Socket | undefined;
+    const make = (): net.Socket => {
+      socket = newSocket(t, secure);
+      return socket;
+    };
+    const ready = handshake(make, t, secure ? 'secureConnect' : 'connect');
+    // Bad options throw at creation: the caller's own connect reports them.
+    if (socket === undefined) {
+      ready.catch(() => undefined);
+      break;
+    }
+    // An idle warm socket's error must not crash the process; its user hears it too.
+    socket.on('error', () => undefined);
+    const w: WarmSocket = { socket, ready, open: false, failed: false, openedAt: Date.now() };
+    ready.then(
+      () => {
+        w.open = true;
+      },
+      () => {
+        w.failed = true;
+      },
+    );
+    mine.push(w);
+  }
+  warm.set(key, [...(warm.get(key) ?? []), ...mine]);
+  return () => {
+    const list = warm.get(key) ?? [];
+    for (const w of list) if (mine.includes(w)) w.socket.destroy();
+    const kept = list.filter((w) => !mine.includes(w));
+    if (kept.length === 0) warm.delete(key);
+    else warm.set(key, kept);
+  };
+}
+
+/** A warm socket for `t` that is still usable, taken out of the pool; null when there is none. */
+function takeWarm(t: SocketTarget, secure: boolean): WarmSocket | null {
+  if (warm.size === 0) return null;
+  const key = warmKey(t, secure);
+  const list = warm.get(key);
+  while (list !== undefined && list.length > 0) {
+    const w = list.shift()!;
+    if (list.length === 0) warm.delete(key);
+    if (!w.failed && !w.socket.destroyed && Date.now() - w.openedAt <= WARM_MAX_AGE_MS) return w;
+    w.socket.destroy();
+  }
+  return null;
 }
 
 /**

@@ -16,6 +16,7 @@ import { PopsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { Pop3Connection, type CommandSpec, type Reply } from './connection.js';
 import { listingCeiling, MAX_LISTED_MESSAGES, messageCeiling, SMALL_REPLY_MAX } from './limits.js';
+import { warmUp } from '../net/connect.js';
 import { redact } from '../net/redact.js';
 import { secretForms } from '../net/sasl.js';
 import { replyError } from './reply-errors.js';
@@ -60,6 +61,26 @@ export async function connectPop3(opts: Pop3Options): Promise<Pop3Session> {
       await sleep(ms, opts.signal);
     }
   }
+}
+
+/**
+ * Opens the socket the next connectPop3 with these options takes (net/connect.ts warmUp), the
+ * same target as Pop3Connection's; returns what closes it if it was not taken.
+ */
+export function warmPop3(
+  opts: Pick<Pop3Options, 'host' | 'port' | 'tls' | 'ca' | 'rejectUnauthorized' | 'connectTimeoutMs'>,
+): () => void {
+  return warmUp(
+    {
+      protocol: 'POP3',
+      host: opts.host,
+      port: opts.port,
+      ca: opts.ca,
+      rejectUnauthorized: opts.rejectUnauthorized !== false,
+      connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    },
+    opts.tls === 'implicit',
+  );
 }
 
 /**

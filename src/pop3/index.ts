@@ -4,5 +4,5 @@
  * packets. Import from here, not from the files behind it.
  */
 
-export { connectPop3 } from './client.js';
+export { connectPop3, warmPop3 } from './client.js';
 export { isOverCeiling, messageCeiling } from './limits.js';

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import type { Lab } from '../../lab/dovecot.js';
+import { LockFile, lockFilePath } from '../../src/journal/lock-file.js';
 import { runCli } from '../support/cli.js';
 import { useLab } from '../support/lab-fixture.js';
 import { destinationMessages } from '../support/mailboxes.js';
@@ -224,6 +225,47 @@ describe('start-up and end of a run', () => {
       expect(retrs.map((e) => e.line)).toEqual(['RETR 1', 'RETR 2', 'RETR 3', 'RETR 4']);
       expect(journalRows(pop)).toBe(4);
     } finally {
+      await r.close();
+    }
+  });
+
+  it('the connections open while the run waits for the account lock, and the run uses them: no more open', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(pop, [1, 2].map(message));
+    // The lock is held here until all three connections (POP3, the two IMAP ones) were accepted:
+    // a run that connected only once it held the lock (and so had opened its journal) would wait
+    // until the fallback, and fail below. No line may come before the lock is let go.
+    const journal = join(dir, `${pop}.sqlite`);
+    const lock = LockFile.tryAcquire(lockFilePath(journal))!;
+    expect(lock).not.toBeNull();
+    let linesWhileLocked = -1;
+    let acceptsWhileLocked = -1;
+    const letGo = (log: RelayLog): void => {
+      if (linesWhileLocked >= 0) return;
+      linesWhileLocked = log.events.filter((e) => e.dir === '>').length;
+      acceptsWhileLocked = log.events.filter((e) => e.dir === 'accept').length;
+      lock.release();
+    };
+    const accepted = (log: RelayLog): boolean => log.events.filter((e) => e.dir === 'accept').length === 3;
+    const rules: RelayRules = { onEvent: (e) => e.dir === 'accept' && accepted(r.log) && letGo(r.log) };
+    const r = await relays({ pop3: rules, imap: rules });
+    const fallback = setTimeout(() => letGo(r.log), 15_000);
+    try {
+      const res = await migrate(r, pop, imap, ['--wait', '60']);
+      clearTimeout(fallback);
+      expect(res.code, res.stderr).toBe(0);
+      expect(JSON.parse(res.stdout)).toMatchObject({ copied: 2 });
+      expect(acceptsWhileLocked).toBe(3);
+      expect(linesWhileLocked).toBe(0);
+      // The sockets opened ahead were the ones used: one POP3 connection, two IMAP ones.
+      const accepts = (relay: string) => r.log.events.filter((e) => e.relay === relay && e.dir === 'accept');
+      expect(accepts('pop3')).toHaveLength(1);
+      expect(accepts('imap')).toHaveLength(2);
+      expect(journalRows(pop)).toBe(2);
+    } finally {
+      clearTimeout(fallback);
+      lock.release();
       await r.close();
     }
   });
