@@ -23,8 +23,14 @@ import { replyError } from './reply-errors.js';
 import { authenticate, authMethods, type Credentials, fallsBack, METHOD_NAMES } from './sasl.js';
 import type { Pop3Options, Pop3Session, Pop3SizeEntry, Pop3Stat, Pop3UidlEntry } from './types.js';
 
-/** How many commands may be written ahead of their responses when PIPELINING is on. */
-const PIPELINE_WINDOW = 64;
+/**
+ * How many commands may be written ahead of their responses when PIPELINING is on. Above a
+ * batch's default 100 messages (DEFAULT_BATCH_MESSAGES), so the first batch's RETRs, written at
+ * once after the listing, all leave in one round trip: at 64 its last 36 waited for the first
+ * replies, a round trip before the first APPEND could go. More in flight holds no more memory:
+ * replies come in order down one socket, which stops when the reader does.
+ */
+const PIPELINE_WINDOW = 128;
 
 /**
  * Body chunks a RETR stream holds for its reader before the socket is paused. Counted in bytes
