@@ -24,10 +24,24 @@ import type { ReceivedBatch } from './receiver.js';
 /** Batches held at once by count, whatever their size; also the byte bound, in batch caps. */
 export const HELD_BATCHES = DEFAULT_APPEND_WINDOW + 1;
 
-/** Bytes a received batch holds, in memory or in spool files (receiver.ts counts the same). */
+/**
+ * What one message held costs at least, whatever its size: beside its bytes it holds objects
+ * (its Received and body records, digest strings, Buffer views of its head and chunks), about
+ * 850 bytes of heap for a 20-byte message (20,000 BodyCollector results held, in-process).
+ * Counted on wire bytes alone, batches of tiny messages fit the byte bound by the thousand: a
+ * mailbox of a million 20-byte messages behind a slow APPEND could have been held whole, some
+ * 800 MB of objects. At this floor the messages held number at most three caps over it (15,360
+ * at 10 MB), and batches of ordinary mail, a few KB a message, are counted as before.
+ */
+export const HELD_MESSAGE_FLOOR = 2048;
+
+/**
+ * What a received batch holds, for the bound: its bytes in memory or in spool files (receiver.ts
+ * counts the same), each message at least HELD_MESSAGE_FLOOR.
+ */
 function batchBytes(got: ReceivedBatch): number {
   let n = 0;
-  for (const r of got.items) n += r.body.wireSize;
+  for (const r of got.items) n += Math.max(r.body.wireSize, HELD_MESSAGE_FLOOR);
   return n;
 }
 

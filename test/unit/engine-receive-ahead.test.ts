@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HELD_BATCHES, mayReceive, ReceiveAhead } from '../../src/engine/receive-ahead.js';
+import { HELD_BATCHES, HELD_MESSAGE_FLOOR, mayReceive, ReceiveAhead } from '../../src/engine/receive-ahead.js';
 import type { ReceivedBatch } from '../../src/engine/receiver.js';
 
 const MB = 1024 * 1024;
@@ -67,6 +67,20 @@ describe('ReceiveAhead', () => {
     ahead.release(a);
     await settle();
     expect(r.calls).toBe(4);
+  });
+
+  it('counts each tiny message held at the floor: batches of them do not fill the bound by the thousand', async () => {
+    // 100 messages of 20 bytes a batch: 2,000 bytes each by their bodies alone, so 10,000
+    // batches (a million messages and their objects) would fit in three caps.
+    const r = scripted(Array.from({ length: 20_000 }, () => batch(Array<number>(100).fill(20))));
+    const ahead = new ReceiveAhead(r, CAP);
+    await settle();
+    const perBatch = 100 * HELD_MESSAGE_FLOOR;
+    expect(r.calls).toBe(Math.floor((2 * CAP) / perBatch) + 1);
+    expect(r.calls * 100).toBeLessThanOrEqual((HELD_BATCHES * CAP) / HELD_MESSAGE_FLOOR);
+    ahead.release(ahead.take()!);
+    await settle();
+    expect(r.calls).toBe(Math.floor((2 * CAP) / perBatch) + 2);
   });
 
   it('hands batches out in order, then null once the receiver is done', async () => {
