@@ -299,8 +299,14 @@ describe('status pointed at no journal', () => {
 
   it("a directory as a config file's journal: names file, line and key, not a --journal never given", async () => {
     const file = configFile('journal-dir.yml', `${ACCOUNT_YAML}    journal: ${dir}\n`);
-    for (const command of ['migrate', 'sync']) {
-      const r = await runCli([command, '--config', file, '--no-progress'], { env });
+    // config check too: it validates the file for a run, so it must not say OK to one every run refuses.
+    for (const args of [
+      ['migrate', '--config', file, '--no-progress'],
+      ['sync', '--config', file, '--no-progress'],
+      ['config', 'check', file],
+      ['config', 'check', '--json', file],
+    ]) {
+      const r = await runCli(args, { env });
       expectCleanFailure(r, 2);
       expect(r.stderr).toContain(`popsync: ${file}:5: accounts[0].journal: ${dir} is a directory, not a journal\n`);
       expect(r.stderr).toContain(`hint: give the journal file itself, e.g. journal: ${join(dir, 'alice.sqlite')}`);

@@ -19,6 +19,7 @@ import { compileRouting, type PatternSpec, type RuleSpec } from '../../mapping/r
 import { stepName } from '../../mapping/seen.js';
 import type { SideFlags } from '../../config/side-flags.js';
 import { checkConfigUrls, resolveImapEndpoint, resolvePop3Endpoint } from '../endpoints.js';
+import { configJournal, refuseDirectory } from '../journal-identity.js';
 import { PopsyncError, isPopsyncError } from '../../errors.js';
 
 function describePassword(f: SideFlags, env: NodeJS.ProcessEnv = process.env): string {
@@ -174,7 +175,11 @@ export function registerConfig(program: Command): void {
       const { loadConfigFile } = await import('../../config/load.js');
       const loaded = loadConfigFile(file);
       const accounts = configuredAccounts(loaded);
-      for (const a of accounts) checkConfigUrls(loaded, a.index, { pop: a.pop.url, imap: a.imap.url });
+      for (const a of accounts) {
+        checkConfigUrls(loaded, a.index, { pop: a.pop.url, imap: a.imap.url });
+        // What every run refuses at start (the file is not opened: checking connects and creates nothing).
+        if (a.journal !== undefined) refuseDirectory(a.journal, configJournal(loaded, a.index));
+      }
       if (opts.json === true) {
         process.stdout.write(
           `${JSON.stringify({ path: loaded.path, ok: true, accounts: accounts.map((a) => accountJson(a)) })}\n`,
