@@ -783,6 +783,11 @@ class ImapWriter implements ImapSink {
         const delimiter = f.delimiter ?? ns?.delimiter;
         const levels = delimiter ? name.split(delimiter) : [name];
         if (levels.some((l) => l.includes('/') || l === '')) continue; // not expressible as a '/' path
+        // A name the server sent as a literal may hold CR, LF or NUL, which no command can carry
+        // back: used, it failed as a lost connection, retried, then "run again later" (exit 4).
+        // The characters a config's folder name may not hold (mapping/rules.ts folderNameProblem).
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+        if (/[\x00-\x1f\x7f]/.test(name)) continue;
         roles.set(role, levels.join('/'));
       }
       return roles;

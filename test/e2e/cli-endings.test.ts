@@ -304,3 +304,17 @@ describe('an IMAP server that reuses a UID from an earlier run', () => {
     );
   });
 });
+
+describe('a destination whose SPECIAL-USE folder has a name no command can carry', () => {
+  it('a \\Junk folder named with a line break: no folder for the role (exit 2), nothing appended', async () => {
+    const { imap, args } = await servePair(
+      { messages: [message(1)] },
+      { capabilities: ['IMAP4rev1', 'UIDPLUS', 'LITERAL+', 'SPECIAL-USE'], specialUse: { 'Ju\r\nnk': '\\Junk' } },
+    );
+    const r = await spawnCli(args('migrate', ['--folder', '\\Junk', '--reconnect-attempts', '1'])).done;
+    expectClean(r, 2);
+    expect(r.stderr).toContain('popsync: the destination has no folder marked \\Junk (SPECIAL-USE)');
+    expect(r.stderr).not.toContain('connection lost');
+    expect(imap.appends).toHaveLength(0);
+  });
+});

@@ -90,6 +90,11 @@ export interface FakeImapOptions {
   delimiter?: string;
   /** Mailboxes to create besides INBOX (wire names). */
   mailboxes?: string[];
+  /**
+   * Mailboxes created with a SPECIAL-USE attribute in their LIST line (wire name -> e.g. '\\Junk').
+   * A name with CR, LF or NUL goes as a literal, as a hostile server may send one.
+   */
+  specialUse?: Record<string, string>;
   onAppend?: (append: FakeAppend) => FakeAppendReply | undefined;
   onCommand?: (cmd: FakeCommand) => FakeReply | undefined;
   /**
@@ -146,6 +151,7 @@ export async function startFakeImap(options: FakeImapOptions = {}): Promise<Fake
   };
   addMailbox('INBOX');
   for (const m of options.mailboxes ?? []) addMailbox(m);
+  for (const m of Object.keys(options.specialUse ?? {})) addMailbox(m);
 
   const sockets = new Set<net.Socket>();
   const state: FakeImap = {
@@ -414,9 +420,9 @@ class Session {
         const re = patternRegex(pattern, this.cfg.delim);
         for (const mb of this.fake.mailboxes.values()) {
           if (!re.test(mb.name) || (name === 'LSUB' && !mb.subscribed)) continue;
-          this.write(
-            `* ${name} (${mb.name === 'INBOX' ? '' : '\\HasNoChildren'}) ${quote(this.cfg.delim)} ${quote(mb.name)}`,
-          );
+          const attrs = [mb.name === 'INBOX' ? '' : '\\HasNoChildren', this.cfg.options.specialUse?.[mb.name] ?? ''];
+          const wireName = /[\r\n\0]/.test(mb.name) ? `{${Buffer.byteLength(mb.name)}}\r\n${mb.name}` : quote(mb.name);
+          this.write(`* ${name} (${attrs.filter(Boolean).join(' ')}) ${quote(this.cfg.delim)} ${wireName}`);
         }
         ok();
         return;
@@ -707,7 +713,7 @@ function patternRegex(pattern: string, delim: string): RegExp {
     .split('')
     .map((c) => (c === '*' ? '.*' : c === '%' ? `[^${esc(delim)}]*` : esc(c)))
     .join('');
-  return new RegExp(`^${body}$`, pattern.toUpperCase().startsWith('INBOX') ? 'i' : '');
+  return new RegExp(`^${body}$`, pattern.toUpperCase().startsWith('INBOX') ? 'is' : 's');
 }
 
 function messageIdOf(body: Buffer): string | null {
