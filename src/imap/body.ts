@@ -61,14 +61,16 @@ export async function* bodyPieces(b: MessageBody): AsyncGenerator<readonly Buffe
   try {
     const buf = Buffer.allocUnsafe(Math.max(1, Math.min(PIECE_BYTES, b.size)));
     let seen = 0;
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+    // Never past `size`: the literal announced that many octets, and a byte more would be read
+    // by the server as the rest of the command line.
+    while (seen < b.size) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, b.size - seen), null);
       if (bytesRead === 0) break;
       seen += bytesRead;
       yield [buf.subarray(0, bytesRead)];
     }
-    // The literal announced `size` octets; sending fewer would leave the server waiting for the
-    // rest and read our next command as message text.
+    // Sending fewer would leave the server waiting for the rest and read our next command as
+    // message text.
     if (seen !== b.size) throw new Error(`spool file ${b.file} holds ${seen} bytes, expected ${b.size}`);
   } finally {
     await fh.close();

@@ -3,6 +3,9 @@
  * happened: a link cut while the next piece was read from disk emitted 'close' before the
  * wait began, and the migration hung for good (no timer was left to notice).
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { bodyPieces, sendPiece, whenDrained } from '../../src/imap/body.js';
@@ -96,5 +99,26 @@ describe('a body in memory goes in pieces', () => {
     const piece = [Buffer.from('a'), Buffer.from('b'), Buffer.from('c')];
     await sendPiece(s, { chunks: piece, size: 3, hasNul: false }, piece);
     expect(writes).toEqual([['a', 'b', 'c']]);
+  });
+});
+
+describe('a spooled body goes as the bytes its literal announced', () => {
+  it('never more than its size, never fewer without an error', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'popsync-body-'));
+    try {
+      const file = join(dir, 'm');
+      writeFileSync(file, Buffer.alloc(300 * 1024, 'y'));
+      const sent = async (size: number): Promise<number> => {
+        let n = 0;
+        for await (const p of bodyPieces({ file, size, hasNul: false })) for (const c of p) n += c.length;
+        return n;
+      };
+      expect(await sent(300 * 1024)).toBe(300 * 1024);
+      // A file longer than announced: a byte past the literal would be read as our next command.
+      expect(await sent(260 * 1024 + 5)).toBe(260 * 1024 + 5);
+      await expect(sent(301 * 1024)).rejects.toThrow('holds 307200 bytes, expected 308224');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
