@@ -13,7 +13,7 @@ import { benchMix } from '../../lab/corpus.js';
 import type { Lab } from '../../lab/dovecot.js';
 import { startSlowProxy } from '../../lab/slow-proxy.js';
 import { runCli } from '../support/cli.js';
-import { useLab } from '../support/lab-fixture.js';
+import { loopbackArgs, useLab } from '../support/lab-fixture.js';
 import { destinationMessages } from '../support/mailboxes.js';
 
 let lab: Lab;
@@ -37,27 +37,12 @@ describe('bench copy phase', () => {
       const imap = await startSlowProxy(lab.imap.port, delayMs, phase.imap);
       try {
         const res = await runCli(
-          [
-            'migrate',
-            '--pop',
-            `pop3://${src}@127.0.0.1:${pop3.port}`,
-            '--pop-tls',
-            'none',
-            '--imap',
-            `imap://${dst}@127.0.0.1:${imap.port}`,
-            '--imap-tls',
-            'none',
-            '--pop-password-env',
-            'PW',
-            '--imap-password-env',
-            'PW',
-            '--journal',
-            join(dir, `${src}.sqlite`),
+          loopbackArgs('migrate', { pop3: pop3.port, imap: imap.port }, src, dst, join(dir, `${src}.sqlite`), [
             '--batch-messages',
             '5',
             '--json',
             '--no-progress',
-          ],
+          ]),
           { env: { PW: lab.password } },
         );
         expect(res.code, res.stderr).toBe(0);

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { startFakeImap, FAKE_PASSWORD, FAKE_USER, type FakeImap } from '../support/fake-imap.js';
 import { startFakePop3, type FakePop3 } from '../support/fake-pop3.js';
+import { loopbackArgs } from '../support/lab-fixture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'popsync-turned-away-'));
 const servers: net.Server[] = [];
@@ -44,27 +45,13 @@ function turningAway(line: string): Promise<number> {
 }
 
 function args(command: string, popPort: number, imapPort: number): string[] {
-  return [
-    command,
-    '--pop',
-    `pop3://${FAKE_USER}@127.0.0.1:${popPort}`,
-    '--pop-tls',
-    'none',
-    '--imap',
-    `imap://${FAKE_USER}@127.0.0.1:${imapPort}`,
-    '--imap-tls',
-    'none',
-    '--pop-password-env',
-    'PW',
-    '--imap-password-env',
-    'PW',
-    '--journal',
-    join(dir, `${command}-${popPort}-${imapPort}.sqlite`),
+  const journal = join(dir, `${command}-${popPort}-${imapPort}.sqlite`);
+  return loopbackArgs(command, { pop3: popPort, imap: imapPort }, FAKE_USER, FAKE_USER, journal, [
     '--no-progress',
     // One reconnect (1 s): enough to show it is retried, not ended as a mistake.
     '--reconnect-attempts',
     '1',
-  ];
+  ]);
 }
 
 describe('a server that turns the connection away at its greeting', () => {

@@ -31,14 +31,29 @@ export function labArgs(
   journal: string,
   extra: string[] = [],
 ): string[] {
+  return loopbackArgs(command, { pop3: lab.pop3.port, imap: lab.imap.port }, pop, imap, journal, extra);
+}
+
+/**
+ * The same against any POP3 and IMAP port on loopback: a scripted server, or a relay in front
+ * of the lab.
+ */
+export function loopbackArgs(
+  command: string,
+  ports: { pop3: number; imap: number },
+  pop: string,
+  imap: string,
+  journal: string,
+  extra: string[] = [],
+): string[] {
   return [
     command,
     '--pop',
-    `pop3://${pop}@127.0.0.1:${lab.pop3.port}`,
+    `pop3://${pop}@127.0.0.1:${ports.pop3}`,
     '--pop-tls',
     'none',
     '--imap',
-    `imap://${imap}@127.0.0.1:${lab.imap.port}`,
+    `imap://${imap}@127.0.0.1:${ports.imap}`,
     '--imap-tls',
     'none',
     '--pop-password-env',
