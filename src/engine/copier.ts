@@ -195,10 +195,26 @@ async function allInOrder<T>(started: ReadonlyArray<Promise<T>>): Promise<T[]> {
   return results.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
 
+/** One folder's part of a received batch with its intent journaled (and fsynced): ready to APPEND. */
+interface Prepared {
+  folder: string;
+  status: OpenFolder;
+  /** The folder's UIDNEXT journaled with the intent: no copy of these can be below it. */
+  floor: number;
+  items: Item[];
+}
+
+/** Every APPEND of a batch handed over: settles once all their outcomes are journaled. */
+function handed(started: ReadonlyArray<Promise<Uidless | null>>): Handed {
+  const settled = allInOrder(started).then((all) => all.filter((u): u is Uidless => u !== null));
+  settled.catch(() => undefined);
+  return settled;
+}
+
 /**
- * Route, journal the intent, hand the APPEND over: one received batch. Returns once every folder's
- * APPEND is handed over (its intent journaled first), not when its replies are in: the caller
- * keeps a window of these outstanding (copyAll).
+ * Route, journal the intent, hand the APPEND over: one received batch, each folder's APPEND
+ * written as soon as its intent is journaled. Returns once every folder's APPEND is handed
+ * over, not when its replies are in: the caller keeps a window of these outstanding (copyAll).
  */
 async function storeBatch(
   ctx: RunContext,
@@ -208,23 +224,24 @@ async function storeBatch(
 ): Promise<{ settled: Handed }> {
   const started: Array<Promise<Uidless | null>> = [];
   try {
-    await handOver(ctx, sink, received, outcomes, started);
+    await prepare(ctx, sink, received, (p) => started.push(write(ctx, sink, p, outcomes)));
   } catch (e) {
     // A folder's APPEND already handed over must not outlive this failure unnoticed.
     await Promise.allSettled(started);
     throw e;
   }
-  const settled = allInOrder(started).then((all) => all.filter((u): u is Uidless => u !== null));
-  settled.catch(() => undefined);
-  return { settled };
+  return { settled: handed(started) };
 }
 
-async function handOver(
+/**
+ * Route, look for copies already there, journal the intent: everything before a batch's APPENDs,
+ * handing each folder's part to `ready` once its intent is journaled.
+ */
+async function prepare(
   ctx: RunContext,
   sink: ImapSink,
   received: Received[],
-  outcomes: OutcomeJournal,
-  started: Array<Promise<Uidless | null>>,
+  ready: (p: Prepared) => void,
 ): Promise<void> {
   const { journal, account } = ctx.o;
   const { rec } = ctx;
@@ -260,75 +277,83 @@ async function handOver(
     }
     const items = routed.filter((it) => !adopted.has(it.m.uidl));
     if (items.length === 0) continue;
-    const uidless: string[] = [];
     // Before the intent is journaled: a run stopped while it waits leaves nothing to settle.
     await ctx.pace(items.reduce((a, it) => a + it.begin.size, 0));
     journal.beginAppend(
       account,
       items.map((it) => it.begin),
     );
-    const reused = (uid: number, owner: string, uidl: string): PopsyncError =>
-      // Our journal is right about the older copy; the server handed its UID out again.
-      new PopsyncError(
-        'protocol',
-        `IMAP server ${ctx.o.destination} gave UID ${uid} in "${folder}" to a new message, ` +
-          `but that UID already holds the copy of UIDL ${owner}: the server reuses UIDs`,
-        {
-          account,
-          folder,
-          uidl,
-          hint:
-            'a fault of the destination server (its UIDs must never be reused within one ' +
-            'UIDVALIDITY); nothing was recorded wrongly, and the next run settles this message by content',
-        },
-      );
-    // The journal's owners are looked up when the group is written, in one read for the batch.
-    const group = outcomes.group(folder, (s, owner) => reused(s.destUid, owner, s.uidl));
-    const appended = settled(
-      ctx,
-      sink.appendBatch(
-        folder,
-        items.map((it) => it.req),
-        (i, outcome) => {
-          const it = items[i]!;
-          if (outcome.ok) {
-            if (outcome.uidValidity !== null && outcome.uid !== null && outcome.uidValidity !== status.uidValidity) {
-              // The folder's record changes: what is held was checked against the old one.
-              outcomes.flushAll();
-              acceptUidValidity(ctx, folder, status, outcome.uidValidity, outcome.uid);
-            }
-            const uidValidity = outcome.uidValidity ?? status.uidValidity;
-            if (outcome.uid !== null) {
-              // Copies held but not yet written, in this batch or the other one outstanding.
-              const held = outcomes.ownerOf(folder, uidValidity, outcome.uid);
-              if (held !== undefined && held !== it.m.uidl) throw reused(outcome.uid, held, it.m.uidl);
-              status.floor = Math.max(status.floor, outcome.uid + 1);
-            }
-            group.add({ uidl: it.m.uidl, ok: true, destUidValidity: uidValidity, destUid: outcome.uid }, () => {
-              if (outcome.uid === null) uidless.push(it.m.uidl);
-              rec.result.copied++;
-              rec.result.copiedBytes += it.begin.size;
-              ctx.spent(it.begin.size);
-              ctx.settledThisPass++;
-              ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
-              rec.recordRouted(it, 'copied', null, null);
-            });
-          } else {
-            const serverResponse = outcome.error.context.serverResponse ?? null;
-            group.add({ uidl: it.m.uidl, ok: false, error: outcome.error.message }, () => {
-              ctx.settledThisPass++;
-              rec.fail(it.m, folder, outcome.error.message, serverResponse);
-              rec.recordRouted(it, 'failed', outcome.error.message, serverResponse);
-            });
-          }
-        },
-      ),
-      group,
-    ).then((): Uidless | null => (uidless.length > 0 ? { folder, status, floor, uidls: uidless } : null));
-    // Awaited by the caller in its turn; until then a rejection must not count as unhandled.
-    appended.catch(() => undefined);
-    started.push(appended);
+    ready({ folder, status, floor, items });
   }
+}
+
+/** Hands one prepared folder's APPEND over; settles once its outcomes are journaled. */
+function write(ctx: RunContext, sink: ImapSink, p: Prepared, outcomes: OutcomeJournal): Promise<Uidless | null> {
+  const { account } = ctx.o;
+  const { rec } = ctx;
+  const { folder, status, floor, items } = p;
+  const uidless: string[] = [];
+  const reused = (uid: number, owner: string, uidl: string): PopsyncError =>
+    // Our journal is right about the older copy; the server handed its UID out again.
+    new PopsyncError(
+      'protocol',
+      `IMAP server ${ctx.o.destination} gave UID ${uid} in "${folder}" to a new message, ` +
+        `but that UID already holds the copy of UIDL ${owner}: the server reuses UIDs`,
+      {
+        account,
+        folder,
+        uidl,
+        hint:
+          'a fault of the destination server (its UIDs must never be reused within one ' +
+          'UIDVALIDITY); nothing was recorded wrongly, and the next run settles this message by content',
+      },
+    );
+  // The journal's owners are looked up when the group is written, in one read for the batch.
+  const group = outcomes.group(folder, (s, owner) => reused(s.destUid, owner, s.uidl));
+  const appended = settled(
+    ctx,
+    sink.appendBatch(
+      folder,
+      items.map((it) => it.req),
+      (i, outcome) => {
+        const it = items[i]!;
+        if (outcome.ok) {
+          if (outcome.uidValidity !== null && outcome.uid !== null && outcome.uidValidity !== status.uidValidity) {
+            // The folder's record changes: what is held was checked against the old one.
+            outcomes.flushAll();
+            acceptUidValidity(ctx, folder, status, outcome.uidValidity, outcome.uid);
+          }
+          const uidValidity = outcome.uidValidity ?? status.uidValidity;
+          if (outcome.uid !== null) {
+            // Copies held but not yet written, in this batch or the other one outstanding.
+            const held = outcomes.ownerOf(folder, uidValidity, outcome.uid);
+            if (held !== undefined && held !== it.m.uidl) throw reused(outcome.uid, held, it.m.uidl);
+            status.floor = Math.max(status.floor, outcome.uid + 1);
+          }
+          group.add({ uidl: it.m.uidl, ok: true, destUidValidity: uidValidity, destUid: outcome.uid }, () => {
+            if (outcome.uid === null) uidless.push(it.m.uidl);
+            rec.result.copied++;
+            rec.result.copiedBytes += it.begin.size;
+            ctx.spent(it.begin.size);
+            ctx.settledThisPass++;
+            ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
+            rec.recordRouted(it, 'copied', null, null);
+          });
+        } else {
+          const serverResponse = outcome.error.context.serverResponse ?? null;
+          group.add({ uidl: it.m.uidl, ok: false, error: outcome.error.message }, () => {
+            ctx.settledThisPass++;
+            rec.fail(it.m, folder, outcome.error.message, serverResponse);
+            rec.recordRouted(it, 'failed', outcome.error.message, serverResponse);
+          });
+        }
+      },
+    ),
+    group,
+  ).then((): Uidless | null => (uidless.length > 0 ? { folder, status, floor, uidls: uidless } : null));
+  // Awaited by the caller in its turn; until then a rejection must not count as unhandled.
+  appended.catch(() => undefined);
+  return appended;
 }
 
 /**
@@ -363,11 +388,17 @@ async function learnUidless(
  * DEFAULT_APPEND_WINDOW batches outstanding), and the ones after are being received
  * (receive-ahead.ts: as far ahead as the memory bound allows). So neither the connection nor
  * popsync idles for a round trip or a server's transaction per batch, and memory holds what
- * receive-ahead.ts bounds (receiver.ts bounds each batch by received bytes). Without UIDPLUS the
- * window is one batch: copies without a UID are found by content from their floor, which a
- * later batch's copies must not be in yet. Receiving has no side effect on either server, so a
- * batch received but never stored (drop, interrupt) is simply received again later; its spool
- * files go when this ends. Whatever ends the pass, the batches outstanding are settled
+ * receive-ahead.ts bounds (receiver.ts bounds each batch by received bytes). With the window
+ * full, the next batch received is routed and its intent journaled ahead (prepare), so the
+ * moment the oldest batch's outcomes are journaled it is written: routing and the intent's
+ * fsync (12-16 ms per batch under load) were between a reply and the next write. Its floor,
+ * taken before the batches ahead of it are settled, is lower than it could be, which only widens
+ * reconciliation's search. Not without UIDPLUS: there the window is one batch, as copies without
+ * a UID are found by content from their floor, which a later batch's copies must not be in yet.
+ * A prepared batch a failure or an interrupt stops is never written: its rows stay 'appending',
+ * as after a crash before its APPEND, and the next pass or run looks for them. Receiving has no
+ * side effect on either server, so a batch received but never stored (drop, interrupt) is simply
+ * received again later; its spool files go when this ends. Whatever ends the pass, the batches outstanding are settled
  * (journaled or failed) first: nothing of this pass may still be writing when the next one
  * reconciles.
  */
@@ -382,7 +413,7 @@ export async function copyAll(
   const receiver = new Receiver(ctx, source, todo, spool, limits);
   const outcomes = new OutcomeJournal(ctx.o.journal, ctx.o.account);
   const depth = sink.capabilities.has('UIDPLUS') ? DEFAULT_APPEND_WINDOW : 1;
-  const window: Array<{ handed: Handed; got: ReceivedBatch; settled: boolean }> = [];
+  const window: Array<{ handed: Handed; got: ReceivedBatch; settled: boolean; failed: boolean }> = [];
   const discard = (got: ReceivedBatch): Promise<unknown> =>
     Promise.all(got.items.map((r) => (r.body.file ? spool.discard(r.body.file) : undefined)));
   const ahead = new ReceiveAhead(receiver, limits.bytes);
@@ -399,14 +430,65 @@ export async function copyAll(
   // first batch is received, not a round trip after it.
   const only = ctx.o.onlyFolder?.() ?? null;
   if (only !== null && !ctx.folders.has(only) && !refusedFolders.get(ctx)?.has(only)) prepareFolder(sink, only);
+  const stopIfInterrupted = async (got: ReceivedBatch): Promise<void> => {
+    if (!ctx.o.signal?.aborted) return;
+    await discard(got);
+    throw new PopsyncError('interrupted', 'interrupted; the journal is consistent, run again to resume');
+  };
+  // The next batch, its intents journaled while the window was full: written the moment a reply
+  // frees the window, not a routing and an fsync later.
+  let next = null as { got: ReceivedBatch; parts: Prepared[] } | null;
+  const hand = async (got: ReceivedBatch, handed: Handed): Promise<void> => {
+    const w = { handed, got, settled: false, failed: false };
+    handed.then(
+      () => {
+        w.settled = true;
+      },
+      () => {
+        w.settled = true;
+        w.failed = true;
+      },
+    );
+    window.push(w);
+    // The stored part of the batch is journaled; the receive error ends the pass as POP3's.
+    if (got.error) {
+      while (window.length > 0) await retire();
+      await ctx.on('pop3', Promise.reject(got.error));
+    }
+  };
   try {
     for (;;) {
+      if (next !== null) {
+        // A failed batch ends the pass (retire throws it): nothing more is written after it.
+        if (window.some((w) => w.failed)) {
+          await retire();
+          continue;
+        }
+        // Written once the window's batches being stored are fewer than its depth: the moment
+        // the oldest's outcomes are journaled, before its spool files go and receiving resumes.
+        const storing = window.filter((w) => !w.settled);
+        if (storing.length >= depth) {
+          await storing[0]!.handed.then(noop, noop);
+          continue;
+        }
+        const { got, parts } = next;
+        next = null;
+        // Interrupted after its intents were journaled: it is not written, its rows stay
+        // 'appending' (as after a crash before the APPEND), and reconciliation finds no copy.
+        await stopIfInterrupted(got);
+        await hand(got, handed(parts.map((p) => write(ctx, sink, p, outcomes))));
+        continue;
+      }
       // A batch received goes out first, while the window has room: the server is kept fed.
-      const got = window.length < depth ? ahead.take() : undefined;
+      // With the window full, the next one is prepared instead. Only with UIDPLUS: without it
+      // the window is one batch, and its floor must be taken after the batch before is settled.
+      const early: boolean = next === null && depth > 1 && window.length >= depth && !window[0]!.settled;
+      const got: ReceivedBatch | undefined = window.length < depth || early ? ahead.take() : undefined;
       if (got === undefined) {
         // The window is full, or the oldest batch's replies are in, or nothing more will come:
         // the oldest retires, making room in the window and for receiving further.
-        if (window.length > 0 && (window.length >= depth || window[0]!.settled || ahead.done)) {
+        const retiring = window.length > 0 && (window.length >= depth || window[0]!.settled || ahead.done);
+        if (retiring && !(early && !ahead.done)) {
           await retire();
           continue;
         }
@@ -415,28 +497,26 @@ export async function copyAll(
         await Promise.race([ahead.arrival(), ...window.slice(0, 1).map((w) => w.handed.then(noop, noop))]);
         continue;
       }
-      if (ctx.o.signal?.aborted) {
-        await discard(got);
-        throw new PopsyncError('interrupted', 'interrupted; the journal is consistent, run again to resume');
+      await stopIfInterrupted(got);
+      if (early) {
+        const parts: Prepared[] = [];
+        try {
+          await prepare(ctx, sink, got.items, (p) => parts.push(p));
+        } catch (e) {
+          await discard(got);
+          throw e;
+        }
+        next = { got, parts };
+        continue;
       }
-      let handed: Handed;
+      let handedOver: Handed;
       try {
-        handed = (await storeBatch(ctx, sink, got.items, outcomes)).settled;
+        handedOver = (await storeBatch(ctx, sink, got.items, outcomes)).settled;
       } catch (e) {
         await discard(got);
         throw e;
       }
-      const w = { handed, got, settled: false };
-      const settle = (): void => {
-        w.settled = true;
-      };
-      handed.then(settle, settle);
-      window.push(w);
-      // The stored part of the batch is journaled; the receive error ends the pass as POP3's.
-      if (got.error) {
-        while (window.length > 0) await retire();
-        await ctx.on('pop3', Promise.reject(got.error));
-      }
+      await hand(got, handedOver);
     }
   } catch (e) {
     // A batch being received must not outlive the pass: dropping the source ends its reads.
@@ -445,7 +525,9 @@ export async function copyAll(
     const unstored = await ahead.stop();
     // Nor a batch being appended: its outcomes are journaled (or it fails) before the pass ends.
     await Promise.allSettled(window.map((w) => w.handed));
-    await Promise.all([...window.splice(0).map((w) => w.got), ...unstored].map(discard));
+    // A prepared batch never written keeps its rows 'appending': the next pass reconciles them.
+    const unwritten = next === null ? [] : [next.got];
+    await Promise.all([...window.splice(0).map((w) => w.got), ...unwritten, ...unstored].map(discard));
     throw e;
   } finally {
     await spool.clear();

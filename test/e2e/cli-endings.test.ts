@@ -198,7 +198,15 @@ describe('interrupted while storing', () => {
     const journal = cmd[cmd.indexOf('--journal') + 1]!;
     const status = spawnCli(['status', '--journal', journal, '--json']);
     const s = await status.done;
-    expect(JSON.parse(s.stdout).accounts[0]).toMatchObject({ copied: 2, pending: { appending: 0 } });
+    // The third batch was routed and its intent journaled while the window was full, so that it
+    // could go the moment a reply freed it; interrupted, it was never written, and the next run
+    // settles its row by looking in the destination (not there: copied).
+    expect(JSON.parse(s.stdout).accounts[0]).toMatchObject({ copied: 2, pending: { appending: 1 } });
+    const again = await spawnCli(cmd).done;
+    expectClean(again, 0);
+    expect(imap.mailboxes.get('INBOX')!.messages).toHaveLength(5);
+    const after = await spawnCli(['status', '--journal', journal, '--json']).done;
+    expect(JSON.parse(after.stdout).accounts[0]).toMatchObject({ copied: 5, pending: { appending: 0 } });
   });
 });
 

@@ -486,6 +486,55 @@ describe('engine', () => {
     expect(dst.bodies()).toEqual(Array.from({ length: 12 }, (_, i) => msg(i + 1).toString()));
   });
 
+  /** Records each intent step ('intent u5': the batch starting at u5) among the servers' events. */
+  function traceIntents(events: string[], onIntent: (first: string) => void = () => undefined): void {
+    const begin = journal.beginAppend;
+    (journal as { beginAppend: typeof begin }).beginAppend = (account, rows) => {
+      events.push(`intent ${rows[0]!.uidl}`);
+      begin(account, rows);
+      onIntent(rows[0]!.uidl);
+    };
+  }
+
+  it("journals the next batch's intent while the window is full, and writes it once a reply frees it", async () => {
+    const src = new MemorySource(Array.from({ length: 8 }, (_, i) => ({ uidl: `u${i + 1}`, body: msg(i + 1) })));
+    const dst = new MemoryDestination();
+    const events: string[] = [];
+    src.events = events;
+    dst.events = events;
+    traceIntents(events);
+    await runEngine(options(src, dst, { batchMessages: 2 }));
+    // Batches 1 and 2 fill the window; batch 3 is routed and journaled before batch 1's reply,
+    // and its APPEND written only after it.
+    const firstReply = events.indexOf('append end');
+    expect(events.indexOf('intent u5')).toBeGreaterThan(-1);
+    expect(events.indexOf('intent u5')).toBeLessThan(firstReply);
+    expect(events.slice(0, firstReply).filter((e) => e === 'append start')).toHaveLength(2);
+    expect(events.slice(0, firstReply).filter((e) => e.startsWith('intent'))).toHaveLength(3);
+    expect(dst.bodies()).toEqual(Array.from({ length: 8 }, (_, i) => msg(i + 1).toString()));
+  });
+
+  it('an interrupt leaves a batch prepared while the window was full unwritten; the next run copies it', async () => {
+    const src = new MemorySource(Array.from({ length: 8 }, (_, i) => ({ uidl: `u${i + 1}`, body: msg(i + 1) })));
+    const dst = new MemoryDestination();
+    const events: string[] = [];
+    dst.events = events;
+    const stop = new AbortController();
+    traceIntents(events, (first) => {
+      if (first === 'u5') stop.abort();
+    });
+    await expect(runEngine(options(src, dst, { signal: stop.signal, batchMessages: 2 }))).rejects.toMatchObject({
+      kind: 'interrupted',
+    });
+    // The two batches being stored finished; the prepared one was never written.
+    expect(events.filter((e) => e === 'append start')).toHaveLength(2);
+    expect(dst.bodies()).toEqual([1, 2, 3, 4].map((i) => msg(i).toString()));
+    expect(journal.get('alice@pop.test:110', 'u5')).toMatchObject({ state: 'appending' });
+    const r = await runEngine(options(src, dst, { batchMessages: 2 }));
+    expect(r.reconciled).toBe(0);
+    expect(dst.bodies()).toEqual(Array.from({ length: 8 }, (_, i) => msg(i + 1).toString()));
+  });
+
   it('keeps the messages of a batch that arrived before a drop: they are stored, not fetched again', async () => {
     const src = new MemorySource([1, 2, 3, 4, 5, 6, 7, 8].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
     src.failRetrOnce.set(6, 'drop');
