@@ -155,7 +155,7 @@ class Run implements RunContext {
             });
           const delayMs = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
           result.reconnects++;
-          this.o.logger.warn({ err: e.message, attempt, delayMs }, 'connection lost; reconnecting');
+          this.o.logger.warn({ err: e.message, attempt, delayMs }, 'connection failed; reconnecting');
           this.emit({ type: 'reconnect', side, attempt, delayMs, reason: e.message });
           await sleep(delayMs);
         }

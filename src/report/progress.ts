@@ -188,7 +188,7 @@ function firstOfKind(): (e: Extract<ProgressEvent, { type: 'message' }>) => stri
 
 function reconnectText(e: Extract<ProgressEvent, { type: 'reconnect' }>): string {
   return (
-    `${SIDE_LABEL[e.side]} connection lost (${printable(e.reason)}); reconnecting in ` +
+    `${SIDE_LABEL[e.side]} connection failed (${printable(e.reason)}); reconnecting in ` +
     `${formatDuration(e.delayMs)}, attempt ${e.attempt}`
   );
 }

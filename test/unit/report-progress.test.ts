@@ -205,8 +205,8 @@ describe('plain lines (not a terminal)', () => {
     p.listener({ type: 'reconnect', side: 'pop3', attempt: 2, delayMs: 2000, reason: 'read ECONNRESET' });
     p.listener({ type: 'reconnect', side: 'imap', attempt: 1, delayMs: 30_000, reason: '* BYE \x1b[31mthrottled' });
     expect(s.text()).toBe(
-      'popsync: POP3 connection lost (read ECONNRESET); reconnecting in 2.0s, attempt 2\n' +
-        'popsync: IMAP connection lost (* BYE \\x1b[31mthrottled); reconnecting in 30s, attempt 1\n',
+      'popsync: POP3 connection failed (read ECONNRESET); reconnecting in 2.0s, attempt 2\n' +
+        'popsync: IMAP connection failed (* BYE \\x1b[31mthrottled); reconnecting in 30s, attempt 1\n',
     );
   });
 });
@@ -240,7 +240,7 @@ describe('terminal', () => {
     const out = s.text();
     expect(out).toContain('connecting to the source: alice@pop.example.net:995');
     expect(out).toContain('4 messages (4.0 KiB) to copy, 1 already copied\n');
-    expect(out).toContain('IMAP connection lost (socket hang up); reconnecting in 1.0s, attempt 1\n');
+    expect(out).toContain('IMAP connection failed (socket hang up); reconnecting in 1.0s, attempt 1\n');
     expect(out).toMatch(/ messages \S+ 100% 4\/4, 1 failed \| ETA 0s/);
     expect(out).toMatch(/ bytes {4}\S+ 100% 4\.0 KiB\/4\.0 KiB \| 2\.0 KiB\/s/);
     expect(out).toContain('\x1b[');
