@@ -75,6 +75,15 @@ function clock() {
   };
 }
 
+/** Progress drawn on a fake terminal (`columns` wide when given), on a clock the test moves. */
+function terminal(columns?: number) {
+  const s = fakeStream(true);
+  if (columns !== undefined) Object.assign(s.stream, { columns });
+  const c = clock();
+  const p = createProgress({ tty: true, quiet: false, stream: s.stream as unknown as NodeJS.WriteStream, now: c.now });
+  return { s, c, p };
+}
+
 describe('quiet', () => {
   it('prints nothing at all', () => {
     const s = fakeStream(false);
@@ -215,14 +224,7 @@ describe('terminal', () => {
   beforeAll(() => loadTtyLibraries());
   it('draws a spinner, then message and byte bars, on the given stream only', () => {
     const stdout = vi.spyOn(process.stdout, 'write');
-    const s = fakeStream(true);
-    const c = clock();
-    const p = createProgress({
-      tty: true,
-      quiet: false,
-      stream: s.stream as unknown as NodeJS.WriteStream,
-      now: c.now,
-    });
+    const { s, c, p } = terminal();
     const events: ProgressEvent[] = [
       { type: 'phase', phase: 'connect-source', detail: 'alice@pop.example.net:995' },
       { type: 'phase', phase: 'listing' },
@@ -248,14 +250,7 @@ describe('terminal', () => {
   });
 
   it('counts adopted messages apart on the bar and says once what adopting means', () => {
-    const s = fakeStream(true);
-    const c = clock();
-    const p = createProgress({
-      tty: true,
-      quiet: false,
-      stream: s.stream as unknown as NodeJS.WriteStream,
-      now: c.now,
-    });
+    const { s, c, p } = terminal();
     p.listener({ type: 'plan', toCopy: 2, toCopyBytes: 2048, alreadyCopied: 0 });
     p.listener({ type: 'phase', phase: 'copying' });
     for (let i = 0; i < 2; i++) {
@@ -291,15 +286,7 @@ describe('terminal', () => {
   });
 
   it('fits the bars into 80 columns, also with the widest counts, rates and ETA', () => {
-    const s = fakeStream(true);
-    Object.assign(s.stream, { columns: 80 });
-    const c = clock();
-    const p = createProgress({
-      tty: true,
-      quiet: false,
-      stream: s.stream as unknown as NodeJS.WriteStream,
-      now: c.now,
-    });
+    const { s, c, p } = terminal(80);
     p.listener({ type: 'plan', toCopy: 12345, toCopyBytes: 1023.9 * 1024 * 1024, alreadyCopied: 0 });
     p.listener({ type: 'phase', phase: 'copying' });
     // Failures to widen the messages line; 1 GiB messages for the widest byte counts and rate.
@@ -325,14 +312,7 @@ describe('terminal', () => {
 
   it('a notice announced while the bars are drawn stays on the screen above them', () => {
     vi.useFakeTimers();
-    const s = fakeStream(true);
-    const c = clock();
-    const p = createProgress({
-      tty: true,
-      quiet: false,
-      stream: s.stream as unknown as NodeJS.WriteStream,
-      now: c.now,
-    });
+    const { s, c, p } = terminal();
     p.listener({ type: 'plan', toCopy: 4, toCopyBytes: 4096, alreadyCopied: 0 });
     p.listener({ type: 'phase', phase: 'copying' });
     c.advance(500);
