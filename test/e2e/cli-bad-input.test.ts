@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import { runCli, type CliResult } from '../support/cli.js';
 
 const SECRET = 'hunter2-bad-input-secret';
@@ -326,7 +326,7 @@ describe('the suite keeps out of the home of whoever runs it', () => {
     expectCleanFailure(r, 5);
     const path = /no journal at (\S+alice@pop\.example\.net\.sqlite)/.exec(r.stderr)?.[1];
     expect(path, r.stderr).toBeDefined();
-    expect(path!.startsWith(join(tmpdir(), 'popsync-home-')), path).toBe(true);
+    expect(path!.startsWith(join(inject('scratchRoot'), 'home-')), path).toBe(true);
     expect(path!.startsWith(join(homedir(), '.local')), path).toBe(false);
   });
 });

@@ -11,6 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { inject } from 'vitest';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = join(ROOT, 'bin', 'popsync.js');
@@ -51,15 +52,14 @@ export interface CliOptions {
  * HOME for a child given none: a temp dir of this test process, so a run without --journal (its
  * default journal is $HOME/.local/state/popsync/USER@HOST.sqlite) or a stored OAuth token never
  * reads or leaves state in the home of whoever runs the suite. One per process, as a user has
- * one home: a file's runs still find the default journal an earlier run of it created.
+ * one home: a file's runs still find the default journal an earlier run of it created. It lives
+ * in the run's scratch root, which the main vitest process removes at the end
+ * (test/support/scratch-root.ts): an 'exit' handler here never ran, as vitest ends its workers
+ * without one.
  */
 let scratchHome: string | undefined;
 function testHome(): string {
-  if (scratchHome === undefined) {
-    const home = mkdtempSync(join(tmpdir(), 'popsync-home-'));
-    process.on('exit', () => rmSync(home, { recursive: true, force: true }));
-    scratchHome = home;
-  }
+  scratchHome ??= mkdtempSync(join(inject('scratchRoot'), 'home-'));
   return scratchHome;
 }
 
