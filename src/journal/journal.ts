@@ -61,6 +61,7 @@ export class Journal {
   readonly confirm: Messages['confirm'];
   readonly fail: Messages['fail'];
   readonly settleAppends: Messages['settleAppends'];
+  readonly withdrawAppend: Messages['withdrawAppend'];
   readonly adopt: Messages['adopt'];
   readonly learnUids: Messages['learnUids'];
   readonly setListSizes: Messages['setListSizes'];
@@ -106,6 +107,7 @@ export class Journal {
     this.confirm = messages.confirm.bind(messages);
     this.fail = messages.fail.bind(messages);
     this.settleAppends = messages.settleAppends.bind(messages);
+    this.withdrawAppend = messages.withdrawAppend.bind(messages);
     this.adopt = messages.adopt.bind(messages);
     this.learnUids = messages.learnUids.bind(messages);
     this.setListSizes = messages.setListSizes.bind(messages);

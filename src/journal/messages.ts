@@ -15,6 +15,10 @@ import { checkCount, checkUidValidity, MAX_ERROR_CHARS, type MessageRecord } fro
 import { assertTransition, statesBefore } from './states.js';
 import type { Adopted, AppendSettlement, BeginAppend, RowState } from './types.js';
 
+/** A withdrawn retry's error, when it had none: an earlier copy was interrupted and not found since. */
+const WITHDRAWN_RETRY =
+  'an earlier copy was interrupted and not found in the destination; it is copied again by the next run';
+
 /** Rows read by one statement of rowsOf(); SQLite allows far more parameters, this bounds the statements kept. */
 const ROWS_PER_LOOKUP = 64;
 
@@ -165,6 +169,11 @@ export class Messages {
         `UPDATE messages SET vanished_at = @now WHERE account = @account AND uidl = @uidl AND vanished_at IS NULL`,
       ),
       rekey: c.prepare(`UPDATE messages SET uidl = @to, updated_at = @now WHERE account = @account AND uidl = @from`),
+      withdrawNew: c.prepare<[string, string]>(`DELETE FROM messages WHERE account = ? AND uidl = ?`),
+      withdrawRetry: c.prepare<[string, string, string, string]>(
+        `UPDATE messages SET state = 'failed', attempts = attempts - 1, last_error = COALESCE(last_error, ?),
+           updated_at = ? WHERE account = ? AND uidl = ?`,
+      ),
     };
   }
 
@@ -517,6 +526,34 @@ export class Messages {
     assertTransition(from, 'failed', { account, uidl });
     this.sql.fail.run(error.slice(0, MAX_ERROR_CHARS), now, account, uidl);
     rows.set(uidl, { uidl, state: 'failed', folder: row?.folder ?? null });
+  }
+
+  /**
+   * Takes back intents whose APPEND was never handed to the connection (engine/copier.ts: a batch
+   * prepared while the window was full, when the run stopped before writing it). No byte of that
+   * APPEND left popsync, so the destination holds no copy of it and there is nothing for the next
+   * run to look for: each row goes back to what it was before the intent, as far as the row tells.
+   * A row the intent created (its first attempt, no error before) goes, and the message is new
+   * again. A retried row was 'failed' or an interrupted copy reconciliation found missing; it goes
+   * to 'failed' (keeping its error), which means the same: no copy, copied again by the next run.
+   * Only for rows still 'appending' (anything else is a bug, and nothing changes). Not an intent:
+   * a crash before this commits leaves the rows 'appending', which reconciliation settles.
+   */
+  withdrawAppend(account: string, uidls: readonly string[]): void {
+    if (uidls.length === 0) return;
+    this.db.step('withdrawing messages whose copy was never sent', () => {
+      const now = this.db.nowIso();
+      for (const uidl of new Set(uidls)) {
+        const row = this.sql.get.get(account, uidl);
+        const created = row !== undefined && row.attempts === 1 && row.last_error === null;
+        assertTransition(row?.state ?? null, created ? null : 'failed', { account, uidl });
+        // appending -> failed is also a refusal's edge; it withdraws only an intent.
+        if (row?.state !== 'appending')
+          throw new PopsyncError('internal', `withdrawAppend: message ${uidl} is not 'appending'`, { account, uidl });
+        if (created) this.sql.withdrawNew.run(account, uidl);
+        else this.sql.withdrawRetry.run(WITHDRAWN_RETRY, now, account, uidl);
+      }
+    });
   }
 
   /**

@@ -14,6 +14,11 @@
  * - appending -> appending: reconcile looked in the destination and found no copy; copy again.
  * - appending -> done:      the server accepted the APPEND, or reconcile found the copy.
  * - appending -> failed:    the destination refused this one message; the run goes on.
+ * - appending -> (no row),
+ *   appending -> failed:    withdrawn (Journal.withdrawAppend): the run stopped before any byte of
+ *                           the APPEND was handed to the connection, so the destination cannot
+ *                           hold this intent's copy. A row the intent created goes (the message
+ *                           is new again); a retried one goes back to 'failed', to be copied again.
  * - failed -> appending:    a later run retries a failed message.
  * - done -> deleting:       the intent to DELE is committed before DELE is sent.
  * - done -> failed:         the copy was proven absent (Journal.markCopyMissing): its folder
@@ -33,19 +38,19 @@
 import { PopsyncError } from '../errors.js';
 import type { RowState } from './types.js';
 
-/** `null` is "no row yet". */
+/** `null` is "no row": before the first intent, or after a withdrawn one. */
 export type FromState = RowState | null;
 
-const LEGAL: ReadonlyMap<FromState, ReadonlySet<RowState>> = new Map<FromState, ReadonlySet<RowState>>([
+const LEGAL: ReadonlyMap<FromState, ReadonlySet<FromState>> = new Map<FromState, ReadonlySet<FromState>>([
   [null, new Set<RowState>(['appending', 'done'])],
-  ['appending', new Set<RowState>(['appending', 'done', 'failed'])],
+  ['appending', new Set<FromState>(['appending', 'done', 'failed', null])],
   ['failed', new Set<RowState>(['appending', 'done'])],
   ['done', new Set<RowState>(['deleting', 'failed'])],
   ['deleting', new Set<RowState>(['deleted', 'done'])],
   ['deleted', new Set<RowState>()],
 ]);
 
-export function isLegalTransition(from: FromState, to: RowState): boolean {
+export function isLegalTransition(from: FromState, to: FromState): boolean {
   return LEGAL.get(from)?.has(to) ?? false;
 }
 
@@ -57,11 +62,11 @@ export function statesBefore(to: RowState): RowState[] {
 }
 
 /** Throws PopsyncError('internal') naming the row and both states when the change is illegal. */
-export function assertTransition(from: FromState, to: RowState, where: { account: string; uidl: string }): void {
+export function assertTransition(from: FromState, to: FromState, where: { account: string; uidl: string }): void {
   if (isLegalTransition(from, to)) return;
   throw new PopsyncError(
     'internal',
-    `illegal journal transition ${from ?? '(no row)'} -> ${to} for message ${where.uidl}`,
+    `illegal journal transition ${from ?? '(no row)'} -> ${to ?? '(no row)'} for message ${where.uidl}`,
     {
       account: where.account,
       uidl: where.uidl,

@@ -6,6 +6,8 @@
  *                          |  |
  *                          +--+ begin again (reconcile found no copy: copy it again)
  *
+ *   appending --withdraw (its APPEND never handed to the connection)--> (no row), or failed if retried
+ *
  *   (no row), failed --adopt (the copy was in the destination before any APPEND)--> done
  *
  *   done --mark--> deleting --QUIT +OK--> deleted

@@ -1,11 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
 import { assertTransition, isLegalTransition, type FromState } from '../../src/journal/states.js';
-import type { RowState } from '../../src/journal/types.js';
 
 const FROM: FromState[] = [null, 'appending', 'done', 'failed', 'deleting', 'deleted'];
-const TO: RowState[] = ['appending', 'done', 'failed', 'deleting', 'deleted'];
-const nextStates = (from: FromState): RowState[] => TO.filter((to) => isLegalTransition(from, to));
+const TO: FromState[] = [null, 'appending', 'done', 'failed', 'deleting', 'deleted'];
+const nextStates = (from: FromState): FromState[] => TO.filter((to) => isLegalTransition(from, to));
 
 // The diagram in src/journal/types.ts, written out edge by edge.
 const LEGAL = new Set([
@@ -16,6 +15,7 @@ const LEGAL = new Set([
   'appending->appending',
   'appending->done',
   'appending->failed',
+  'appending->null', // withdrawn: its APPEND was never handed to the connection
   'done->deleting',
   'done->failed',
   'deleting->deleted',
@@ -25,7 +25,7 @@ const LEGAL = new Set([
 describe('journal state transitions', () => {
   for (const from of FROM) {
     for (const to of TO) {
-      const key = `${String(from)}->${to}`;
+      const key = `${String(from)}->${String(to)}`;
       const legal = LEGAL.has(key);
       it(`${key} is ${legal ? 'legal' : 'illegal'}`, () => {
         expect(isLegalTransition(from, to)).toBe(legal);
@@ -44,7 +44,7 @@ describe('journal state transitions', () => {
           expect(err.kind).toBe('internal');
           expect(err.context.uidl).toBe('U1');
           expect(err.context.account).toBe('acct');
-          expect(err.message).toContain(to);
+          expect(err.message).toContain(`-> ${to ?? '(no row)'}`);
         }
       });
     }
@@ -59,6 +59,6 @@ describe('journal state transitions', () => {
   it('lists the successors of each state', () => {
     expect(nextStates(null)).toEqual(['appending', 'done']);
     expect(nextStates('failed')).toEqual(['appending', 'done']);
-    expect(new Set(nextStates('appending'))).toEqual(new Set(['appending', 'done', 'failed']));
+    expect(new Set(nextStates('appending'))).toEqual(new Set(['appending', 'done', 'failed', null]));
   });
 });

@@ -272,6 +272,46 @@ describe('transitions', () => {
     expect(caught(() => j.confirm(A, 'u2', { destUidValidity: 7n, destUid: 2 })).kind).toBe('internal');
   });
 
+  it('withdraws an intent never sent: a row it created goes, a retried one goes back to failed', () => {
+    const j = openJournal();
+    // u1 new; u2 failed before; u3 left 'appending' by a crash and not found by reconciliation.
+    j.beginAppend(A, [item('u2'), item('u3')]);
+    j.fail(A, 'u2', 'NO [OVERQUOTA] mailbox full');
+    j.beginAppend(A, [item('u1'), item('u2'), item('u3'), item('u4')]);
+    j.withdrawAppend(A, ['u1', 'u2', 'u3']);
+    expect(j.get(A, 'u1')).toBeUndefined();
+    expect(j.get(A, 'u2')).toMatchObject({ state: 'failed', attempts: 1, lastError: 'NO [OVERQUOTA] mailbox full' });
+    expect(j.get(A, 'u3')).toMatchObject({
+      state: 'failed',
+      attempts: 1,
+      lastError: expect.stringContaining('an earlier copy was interrupted'),
+    });
+    expect(j.get(A, 'u4')).toMatchObject({ state: 'appending', attempts: 1 });
+    expect(j.counts(A)).toEqual({ done: 0, appending: 1, failed: 2 });
+    // Withdrawn is as never begun: the message is copied again from scratch.
+    j.beginAppend(A, [item('u1')]);
+    expect(j.get(A, 'u1')).toMatchObject({ state: 'appending', attempts: 1 });
+  });
+
+  it('withdraws nothing but intents: any other row is a bug, and the whole step changes nothing', () => {
+    const j = openJournal();
+    j.beginAppend(A, [item('u1'), item('u2'), item('u3'), item('u4')]);
+    j.confirm(A, 'u2', { destUidValidity: 7n, destUid: 1 });
+    j.fail(A, 'u3', 'refused');
+    // A copy made on a retry: done -> failed is an edge, but only with markCopyMissing's proof.
+    j.fail(A, 'u4', 'refused');
+    j.beginAppend(A, [item('u4')]);
+    j.confirm(A, 'u4', { destUidValidity: 7n, destUid: 2 });
+    const before = ['u1', 'u2', 'u3', 'u4'].map((u) => j.get(A, u));
+    for (const other of ['u2', 'u3', 'u4', 'nope']) {
+      const e = caught(() => j.withdrawAppend(A, ['u1', other]));
+      expect(e.kind).toBe('internal');
+      expect(e.context.uidl).toBe(other);
+    }
+    expect(['u1', 'u2', 'u3', 'u4'].map((u) => j.get(A, u))).toEqual(before);
+    expect(j.get(A, 'nope')).toBeUndefined();
+  });
+
   it('sends a copy proven missing back to be copied (done -> failed), only with the proof of its own copy', () => {
     const j = openJournal();
     j.beginAppend(A, [item('u1', { destUidNext: 4 })]);
