@@ -329,6 +329,7 @@ class Run implements RunContext {
         toCopy: copy.length,
         toCopyBytes: copy.reduce((a, m) => a + m.size, 0),
         alreadyCopied: plan.skip.length,
+        newToJournal: plan.skip.length === 0 && Object.values(journal.counts(account)).every((n) => n === 0),
       });
     }
     // A message refused earlier in this run is not retried by a reconnect pass of the same run.

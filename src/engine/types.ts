@@ -102,7 +102,12 @@ export type Phase = 'connect-source' | 'connect-destination' | 'listing' | 'reco
 
 export type ProgressEvent =
   | { type: 'phase'; phase: Phase; detail?: string }
-  | { type: 'plan'; toCopy: number; toCopyBytes: number; alreadyCopied: number }
+  /**
+   * newToJournal: the journal has no row of this mailbox (a first run, or a new, lost or second
+   * journal), so it cannot say what the destination already holds; the copier adopts copies it
+   * finds there, and the plan line says so before counting them as to copy.
+   */
+  | { type: 'plan'; toCopy: number; toCopyBytes: number; alreadyCopied: number; newToJournal: boolean }
   /**
    * One message settled. adopted/recognised: found already copied (RunResult.adopted, .recognised),
    * so progress can say so rather than count it as a copy.

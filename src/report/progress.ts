@@ -157,16 +157,25 @@ function phaseText(phase: Phase, detail?: string): string {
   return PHASE_TEXT[phase] + detailText(detail);
 }
 
+/**
+ * What the journal knows, said as such. A journal with no record of the mailbox cannot tell
+ * what the destination already holds: "30 to copy, 0 already copied" there read as a promise of
+ * 30 copies (duplicates, to a user who migrated before) that the run then did not make. So that
+ * case says up front that copies found in the destination are adopted, and claims no count of
+ * what is already copied.
+ */
 function planText(e: Extract<ProgressEvent, { type: 'plan' }>): string {
-  return (
-    `${e.toCopy} message${e.toCopy === 1 ? '' : 's'} (${formatBytes(e.toCopyBytes)}) to copy, ` +
-    `${e.alreadyCopied} already copied`
-  );
+  const toCopy = `${e.toCopy} message${e.toCopy === 1 ? '' : 's'} (${formatBytes(e.toCopyBytes)}) to copy`;
+  if (e.newToJournal && e.toCopy > 0) {
+    return `${toCopy}, or to adopt if the destination has them already (this journal has no record of them)`;
+  }
+  return `${toCopy}, ${e.alreadyCopied} already copied`;
 }
 
 /**
  * Said once, at the first message settled without a copy: the plan line before it could only
- * count what the journal knows, so "to copy" would otherwise stand uncorrected.
+ * count what the journal knows (a journal that knows the mailbox may still adopt: a first run
+ * it did not finish), so "to copy" would otherwise stand uncorrected.
  */
 const FIRST_TEXT = {
   adopted:

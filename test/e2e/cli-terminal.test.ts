@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { realisticMix } from '../../lab/corpus.js';
 import type { Lab } from '../../lab/dovecot.js';
-import { BIN } from '../support/cli.js';
+import { BIN, runCli } from '../support/cli.js';
 import { labArgs, useLab } from '../support/lab-fixture.js';
 
 let lab: Lab;
@@ -59,5 +59,29 @@ describe('progress on a terminal', () => {
     expect(out).toMatch(/exit=0/);
     expect(out).toContain('adopting them (recorded, not copied again)');
     expect(out).toMatch(/ messages \S+ 100% 2\/2, 2 adopted \| ETA 0s/);
+  }, 60_000);
+});
+
+describe('the plan line says what the journal knows', () => {
+  it('a journal with no record of the mailbox does not promise copies the destination already has', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(pop, realisticMix(2, 44));
+    const env = { PW: lab.password };
+    const first = await runCli(labArgs('migrate', lab, pop, imap, join(dir, 'plan-first.sqlite')), { env });
+    expect(first.code, first.stderr).toBe(0);
+    // A second journal finds both copies in the destination: its first line must not read "2 to copy, 0 already
+    // copied" and then copy nothing.
+    const second = await runCli(labArgs('migrate', lab, pop, imap, join(dir, 'plan-second.sqlite')), { env });
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stderr).toMatch(/popsync: 2 messages \(\S+ \S+\) to copy, or to adopt if the destination has them /);
+    expect(second.stderr).toContain('has them already (this journal has no record of them)\n');
+    expect(second.stderr).not.toContain('0 already copied');
+    expect(second.stdout).toMatch(/adopted:\s+2/);
+    // A journal that knows the mailbox counts as before.
+    await lab.seedPop3(pop, realisticMix(1, 45));
+    const third = await runCli(labArgs('migrate', lab, pop, imap, join(dir, 'plan-first.sqlite')), { env });
+    expect(third.code, third.stderr).toBe(0);
+    expect(third.stderr).toMatch(/popsync: 1 message \(\S+ \S+\) to copy, 2 already copied\n/);
   }, 60_000);
 });

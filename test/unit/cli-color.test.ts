@@ -65,7 +65,7 @@ describe('progress on a terminal', () => {
     });
     const events: ProgressEvent[] = [
       { type: 'phase', phase: 'connect-source', detail: 'alice@pop.example.net:995' },
-      { type: 'plan', toCopy: 2, toCopyBytes: 2048, alreadyCopied: 0 },
+      { type: 'plan', toCopy: 2, toCopyBytes: 2048, alreadyCopied: 0, newToJournal: false },
       { type: 'phase', phase: 'copying' },
       { type: 'message', uidl: 'u1', bytes: 1024, outcome: 'copied' },
       { type: 'message', uidl: 'u2', bytes: 1024, outcome: 'copied' },

@@ -16,7 +16,7 @@ describe('batch view', () => {
     t.start('alice');
     t.start('bob');
     t.event('alice', { type: 'phase', phase: 'copying' });
-    t.event('alice', { type: 'plan', toCopy: 3, toCopyBytes: 3000, alreadyCopied: 0 });
+    t.event('alice', { type: 'plan', toCopy: 3, toCopyBytes: 3000, alreadyCopied: 0, newToJournal: false });
     t.event('alice', msg(1024));
     t.event('alice', msg(1024));
     t.event('bob', { type: 'phase', phase: 'listing' });

@@ -103,7 +103,7 @@ describe('plain lines (not a terminal)', () => {
     p.listener({ type: 'phase', phase: 'connect-source', detail: 'alice@pop.example.net:995' });
     p.listener({ type: 'phase', phase: 'connect-destination' });
     p.listener({ type: 'phase', phase: 'listing' });
-    p.listener({ type: 'plan', toCopy: 20, toCopyBytes: 20 * 1024, alreadyCopied: 3 });
+    p.listener({ type: 'plan', toCopy: 20, toCopyBytes: 20 * 1024, alreadyCopied: 3, newToJournal: false });
     p.listener({ type: 'phase', phase: 'copying' });
     for (let i = 0; i < 20; i++) {
       c.advance(100);
@@ -139,7 +139,7 @@ describe('plain lines (not a terminal)', () => {
     const s = fakeStream(false);
     const c = clock();
     const p = createProgress({ tty: false, quiet: false, stream: s.stream, now: c.now, intervalMs: 60_000 });
-    p.listener({ type: 'plan', toCopy: 4, toCopyBytes: 4096, alreadyCopied: 0 });
+    p.listener({ type: 'plan', toCopy: 4, toCopyBytes: 4096, alreadyCopied: 0, newToJournal: false });
     p.listener({ type: 'phase', phase: 'copying' });
     const outcomes = ['adopted', 'adopted', 'recognised', 'copied'] as const;
     for (const [i, outcome] of outcomes.entries()) {
@@ -169,7 +169,7 @@ describe('plain lines (not a terminal)', () => {
     const s = fakeStream(false);
     const c = clock();
     const p = createProgress({ tty: false, quiet: false, stream: s.stream, now: c.now, intervalMs: 60_000 });
-    p.listener({ type: 'plan', toCopy: 10, toCopyBytes: 10_000, alreadyCopied: 0 });
+    p.listener({ type: 'plan', toCopy: 10, toCopyBytes: 10_000, alreadyCopied: 0, newToJournal: false });
     p.listener({ type: 'phase', phase: 'copying' });
     // Nine small messages over 9 s, then the estimate for the last 10 bytes is 9 ms.
     for (let i = 0; i < 9; i++) {
@@ -187,7 +187,7 @@ describe('plain lines (not a terminal)', () => {
     const s = fakeStream(false);
     const c = clock();
     const p = createProgress({ tty: false, quiet: false, stream: s.stream, now: c.now, intervalMs: 5000 });
-    p.listener({ type: 'plan', toCopy: 1000, toCopyBytes: 1000 * 500, alreadyCopied: 0 });
+    p.listener({ type: 'plan', toCopy: 1000, toCopyBytes: 1000 * 500, alreadyCopied: 0, newToJournal: false });
     p.listener({ type: 'phase', phase: 'copying' });
     for (let i = 0; i < 21; i++) {
       c.advance(1000);
@@ -228,7 +228,7 @@ describe('terminal', () => {
     const events: ProgressEvent[] = [
       { type: 'phase', phase: 'connect-source', detail: 'alice@pop.example.net:995' },
       { type: 'phase', phase: 'listing' },
-      { type: 'plan', toCopy: 4, toCopyBytes: 4096, alreadyCopied: 1 },
+      { type: 'plan', toCopy: 4, toCopyBytes: 4096, alreadyCopied: 1, newToJournal: false },
       { type: 'phase', phase: 'copying' },
     ];
     events.forEach(p.listener);
@@ -249,9 +249,23 @@ describe('terminal', () => {
     expect(stdout).not.toHaveBeenCalled();
   });
 
+  it('a journal with no record of the mailbox claims no count of copies already made', () => {
+    const { s, p } = terminal();
+    p.listener({ type: 'plan', toCopy: 2, toCopyBytes: 2048, alreadyCopied: 0, newToJournal: true });
+    // With nothing to copy there is nothing to adopt either: the usual line.
+    p.listener({ type: 'plan', toCopy: 0, toCopyBytes: 0, alreadyCopied: 0, newToJournal: true });
+    p.stop();
+    const out = s.text();
+    expect(out).toContain(
+      '2 messages (2.0 KiB) to copy, or to adopt if the destination has them already ' +
+        '(this journal has no record of them)\n',
+    );
+    expect(out).toContain('0 messages (0 B) to copy, 0 already copied\n');
+  });
+
   it('counts adopted messages apart on the bar and says once what adopting means', () => {
     const { s, c, p } = terminal();
-    p.listener({ type: 'plan', toCopy: 2, toCopyBytes: 2048, alreadyCopied: 0 });
+    p.listener({ type: 'plan', toCopy: 2, toCopyBytes: 2048, alreadyCopied: 0, newToJournal: false });
     p.listener({ type: 'phase', phase: 'copying' });
     for (let i = 0; i < 2; i++) {
       c.advance(500);
@@ -287,7 +301,13 @@ describe('terminal', () => {
 
   it('fits the bars into 80 columns, also with the widest counts, rates and ETA', () => {
     const { s, c, p } = terminal(80);
-    p.listener({ type: 'plan', toCopy: 12345, toCopyBytes: 1023.9 * 1024 * 1024, alreadyCopied: 0 });
+    p.listener({
+      type: 'plan',
+      toCopy: 12345,
+      toCopyBytes: 1023.9 * 1024 * 1024,
+      alreadyCopied: 0,
+      newToJournal: false,
+    });
     p.listener({ type: 'phase', phase: 'copying' });
     // Failures to widen the messages line; 1 GiB messages for the widest byte counts and rate.
     for (let i = 0; i < 12; i++) {
@@ -313,7 +333,7 @@ describe('terminal', () => {
   it('a notice announced while the bars are drawn stays on the screen above them', () => {
     vi.useFakeTimers();
     const { s, c, p } = terminal();
-    p.listener({ type: 'plan', toCopy: 4, toCopyBytes: 4096, alreadyCopied: 0 });
+    p.listener({ type: 'plan', toCopy: 4, toCopyBytes: 4096, alreadyCopied: 0, newToJournal: false });
     p.listener({ type: 'phase', phase: 'copying' });
     c.advance(500);
     p.listener({ type: 'message', uidl: 'u0', bytes: 1024, outcome: 'copied' });
