@@ -48,7 +48,7 @@ describe('journal v6', () => {
     const path = join(dir, 'new.sqlite');
     Journal.open(path, S).close();
     expect(indexes(path)).not.toContain('messages_by_header');
-    expect(indexes(path)).toEqual(expect.arrayContaining(['messages_by_state', 'messages_done_uid']));
+    expect(indexes(path)).toContain('messages_done_uid');
   });
 
   it('upgrades a v5 journal: the index goes, the rows and their identity stay', () => {

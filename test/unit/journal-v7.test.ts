@@ -54,7 +54,7 @@ describe('journal v7', () => {
       j.close();
     }
     const db = new Database(path, { readonly: true });
-    expect(readSchemaVersion(db, path)).toBe(7);
+    expect(readSchemaVersion(db, path)).toBe(SCHEMA_VERSION);
     db.close();
   });
 });
