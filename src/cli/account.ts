@@ -113,8 +113,12 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
   for (const w of [
     o.source === false ? null : cleartextWarning('pop3', pop),
     cleartextWarning('imap', imap),
-    o.source === false ? null : portMismatchWarning({ protocol: 'POP3', ...pop }),
-    portMismatchWarning({ protocol: 'IMAP', ...imap }),
+    // A port of the other kind is warned about as a likely typo of the scheme (pop3:// for
+    // pop3s://), not when the mode was written out: a user who runs plain POP3 on 995 behind a
+    // proxy on purpose read the same warning on every run, and --quiet hid everything else too.
+    // A wrong mode given by name still fails to connect, with the port's hint (connect-hints.ts).
+    o.source === false || pop.tlsNamed ? null : portMismatchWarning({ protocol: 'POP3', ...pop }),
+    imap.tlsNamed ? null : portMismatchWarning({ protocol: 'IMAP', ...imap }),
   ]) {
     if (w === null || warnedCleartext.has(w)) continue;
     warnedCleartext.add(w);

@@ -38,10 +38,16 @@ export type Side = 'pop3' | 'imap';
 export type Pop3Endpoint = Omit<Pop3Options, 'password' | 'logger'> & {
   /** "user@host:port" for logs, reports and the journal; never a secret. */
   display: string;
+  /**
+   * The TLS mode was written out (--pop-tls, ?tls=, a config file's `tls:`), not read from the
+   * scheme or defaulted: a port that is usually the other kind is then meant, not a typo.
+   */
+  tlsNamed: boolean;
 };
 
 export type ImapEndpoint = Omit<ImapOptions, 'password' | 'logger'> & {
   display: string;
+  tlsNamed: boolean;
 };
 
 const TLS_MODES: readonly TlsMode[] = ['implicit', 'starttls', 'none'];
@@ -90,7 +96,14 @@ export function optionName(side: Side, suffix: string): string {
 /** Settings for the POP3 source. Throws PopsyncError('usage') on anything it cannot use. */
 export function resolvePop3Endpoint(input: EndpointInput): Pop3Endpoint {
   const r = resolveCommon('pop3', input);
-  const ep: Pop3Endpoint = { host: r.host, port: r.port, tls: r.tls, user: r.user, display: r.display };
+  const ep: Pop3Endpoint = {
+    host: r.host,
+    port: r.port,
+    tls: r.tls,
+    user: r.user,
+    display: r.display,
+    tlsNamed: r.tlsNamed,
+  };
   const auth = input.auth ?? r.query.get('auth');
   if (auth !== undefined) ep.auth = pick('pop3', 'auth', auth, POP3_AUTH);
   if (input.insecure === true) ep.rejectUnauthorized = false;
@@ -100,7 +113,14 @@ export function resolvePop3Endpoint(input: EndpointInput): Pop3Endpoint {
 /** Settings for the IMAP destination. Throws PopsyncError('usage') on anything it cannot use. */
 export function resolveImapEndpoint(input: EndpointInput): ImapEndpoint {
   const r = resolveCommon('imap', input);
-  const ep: ImapEndpoint = { host: r.host, port: r.port, tls: r.tls, user: r.user, display: r.display };
+  const ep: ImapEndpoint = {
+    host: r.host,
+    port: r.port,
+    tls: r.tls,
+    user: r.user,
+    display: r.display,
+    tlsNamed: r.tlsNamed,
+  };
   const auth = input.auth ?? r.query.get('auth');
   if (auth !== undefined) ep.auth = pick('imap', 'auth', auth, IMAP_AUTH);
   if (input.insecure === true) ep.rejectUnauthorized = false;
@@ -191,6 +211,7 @@ function resolveCommon(side: Side, input: EndpointInput) {
     tls,
     user,
     display: formatEndpoint(user, host, port),
+    tlsNamed: tlsText !== undefined,
     query: parsed?.query ?? new Map<string, string>(),
   };
 }

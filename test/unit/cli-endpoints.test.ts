@@ -20,6 +20,7 @@ describe('URL schemes and their defaults', () => {
       tls: 'implicit',
       user: 'alice',
       display: 'alice@pop.example.net:995',
+      tlsNamed: false,
     });
   });
 
@@ -30,6 +31,7 @@ describe('URL schemes and their defaults', () => {
       tls: 'starttls',
       user: 'alice',
       display: 'alice@pop.example.net:110',
+      tlsNamed: false,
     });
   });
 
@@ -40,6 +42,7 @@ describe('URL schemes and their defaults', () => {
       tls: 'implicit',
       user: 'bob',
       display: 'bob@imap.example.net:993',
+      tlsNamed: false,
     });
     const plain = resolveImapEndpoint({ url: 'imap://bob@imap.example.net/' });
     expect([plain.tls, plain.port]).toEqual(['starttls', 143]);
@@ -180,7 +183,15 @@ describe('separate flags', () => {
       tls: 'implicit',
       user: 'alice',
       display: 'alice@pop.example.net:1995',
+      tlsNamed: false,
     });
+  });
+
+  it('say whether the TLS mode was written out (flag, ?tls=) or came from the scheme or the default', () => {
+    expect(resolvePop3Endpoint({ url: 'pop3://alice@pop.example.net:995' }).tlsNamed).toBe(false);
+    expect(resolvePop3Endpoint({ url: 'pop3://alice@pop.example.net:995', tls: 'none' }).tlsNamed).toBe(true);
+    expect(resolveImapEndpoint({ url: 'imap://bob@imap.example.net:993?tls=none' }).tlsNamed).toBe(true);
+    expect(resolveImapEndpoint({ host: 'imap.example.net', user: 'bob' }).tlsNamed).toBe(false);
   });
 
   it('override the URL parts', () => {
