@@ -383,6 +383,28 @@ async function learnUidless(
 }
 
 /**
+ * Takes back the intents of prepared parts whose APPEND was never handed to the sink: write() was
+ * not called for them, so no byte of theirs can have reached the connection, let alone the server,
+ * and their rows need no search (Journal.withdrawAppend: new again, or 'failed' if retried). This
+ * is the only case: once write() is called, the request may be on the wire whatever happens next
+ * (a drop, a reply never read), and its rows stay 'appending' for reconciliation. Called while the
+ * pass is ending for another reason, so a failure here (the journal itself failing) only leaves
+ * the rows 'appending', which is safe, and does not replace the error that ended the pass.
+ */
+function withdraw(ctx: RunContext, parts: readonly Prepared[]): void {
+  const uidls = parts.flatMap((p) => p.items.map((it) => it.m.uidl));
+  if (uidls.length === 0) return;
+  try {
+    ctx.o.journal.withdrawAppend(ctx.o.account, uidls);
+  } catch (e) {
+    ctx.o.logger.warn(
+      { err: e instanceof Error ? e.message : String(e), messages: uidls.length },
+      'could not withdraw the intents of a batch never sent; the next run looks for them in the destination',
+    );
+  }
+}
+
+/**
  * Copies `todo` in batches, as one continuous pipeline: while one batch's replies are awaited,
  * the next is journaled and written down the same APPEND connection (a window of
  * DEFAULT_APPEND_WINDOW batches outstanding), and the ones after are being received
@@ -395,12 +417,13 @@ async function learnUidless(
  * taken before the batches ahead of it are settled, is lower than it could be, which only widens
  * reconciliation's search. Not without UIDPLUS: there the window is one batch, as copies without
  * a UID are found by content from their floor, which a later batch's copies must not be in yet.
- * A prepared batch a failure or an interrupt stops is never written: its rows stay 'appending',
- * as after a crash before its APPEND, and the next pass or run looks for them. Receiving has no
- * side effect on either server, so a batch received but never stored (drop, interrupt) is simply
- * received again later; its spool files go when this ends. Whatever ends the pass, the batches outstanding are settled
- * (journaled or failed) first: nothing of this pass may still be writing when the next one
- * reconciles.
+ * A prepared batch a failure or an interrupt stops is never written, and its intents are withdrawn
+ * (withdraw): nothing of it was handed to the APPEND connection, so the destination cannot hold
+ * it and the next pass or run has nothing to look for. Only a crash leaves its rows 'appending'.
+ * Receiving has no side effect on either server, so a batch received but never stored (drop,
+ * interrupt) is simply received again later; its spool files go when this ends. Whatever ends
+ * the pass, the batches outstanding are settled (journaled or failed) first: nothing of this
+ * pass may still be writing when the next one reconciles.
  */
 export async function copyAll(
   ctx: RunContext,
@@ -430,10 +453,12 @@ export async function copyAll(
   // first batch is received, not a round trip after it.
   const only = ctx.o.onlyFolder?.() ?? null;
   if (only !== null && !ctx.folders.has(only) && !refusedFolders.get(ctx)?.has(only)) prepareFolder(sink, only);
+  const interrupted = (): PopsyncError =>
+    new PopsyncError('interrupted', 'interrupted; the journal is consistent, run again to resume');
   const stopIfInterrupted = async (got: ReceivedBatch): Promise<void> => {
     if (!ctx.o.signal?.aborted) return;
     await discard(got);
-    throw new PopsyncError('interrupted', 'interrupted; the journal is consistent, run again to resume');
+    throw interrupted();
   };
   // The next batch, its intents journaled while the window was full: written the moment a reply
   // frees the window, not a routing and an fsync later.
@@ -471,11 +496,11 @@ export async function copyAll(
           await storing[0]!.handed.then(noop, noop);
           continue;
         }
+        // Interrupted after its intents were journaled: it is not written, and they are withdrawn
+        // when the pass ends (it is still `next` there).
+        if (ctx.o.signal?.aborted) throw interrupted();
         const { got, parts } = next;
         next = null;
-        // Interrupted after its intents were journaled: it is not written, its rows stay
-        // 'appending' (as after a crash before the APPEND), and reconciliation finds no copy.
-        await stopIfInterrupted(got);
         await hand(got, handed(parts.map((p) => write(ctx, sink, p, outcomes))));
         continue;
       }
@@ -503,6 +528,8 @@ export async function copyAll(
         try {
           await prepare(ctx, sink, got.items, (p) => parts.push(p));
         } catch (e) {
+          // A folder's intent journaled before another folder's failed: never written either.
+          withdraw(ctx, parts);
           await discard(got);
           throw e;
         }
@@ -525,7 +552,8 @@ export async function copyAll(
     const unstored = await ahead.stop();
     // Nor a batch being appended: its outcomes are journaled (or it fails) before the pass ends.
     await Promise.allSettled(window.map((w) => w.handed));
-    // A prepared batch never written keeps its rows 'appending': the next pass reconciles them.
+    // A prepared batch never written: its intents are taken back, nothing of it was sent.
+    if (next !== null) withdraw(ctx, next.parts);
     const unwritten = next === null ? [] : [next.got];
     await Promise.all([...window.splice(0).map((w) => w.got), ...unwritten, ...unstored].map(discard));
     throw e;

@@ -514,7 +514,7 @@ describe('engine', () => {
     expect(dst.bodies()).toEqual(Array.from({ length: 8 }, (_, i) => msg(i + 1).toString()));
   });
 
-  it('an interrupt leaves a batch prepared while the window was full unwritten; the next run copies it', async () => {
+  it('an interrupt withdraws the intents of a batch prepared with the window full; a rerun copies it', async () => {
     const src = new MemorySource(Array.from({ length: 8 }, (_, i) => ({ uidl: `u${i + 1}`, body: msg(i + 1) })));
     const dst = new MemoryDestination();
     const events: string[] = [];
@@ -526,13 +526,72 @@ describe('engine', () => {
     await expect(runEngine(options(src, dst, { signal: stop.signal, batchMessages: 2 }))).rejects.toMatchObject({
       kind: 'interrupted',
     });
-    // The two batches being stored finished; the prepared one was never written.
+    // The two batches being stored finished; the prepared one was never written, and its
+    // intents were taken back: nothing is left for the next run to look for.
     expect(events.filter((e) => e === 'append start')).toHaveLength(2);
     expect(dst.bodies()).toEqual([1, 2, 3, 4].map((i) => msg(i).toString()));
-    expect(journal.get('alice@pop.test:110', 'u5')).toMatchObject({ state: 'appending' });
-    const r = await runEngine(options(src, dst, { batchMessages: 2 }));
-    expect(r.reconciled).toBe(0);
+    expect(journal.get('alice@pop.test:110', 'u5')).toBeUndefined();
+    expect(journal.get('alice@pop.test:110', 'u6')).toBeUndefined();
+    expect(journal.counts('alice@pop.test:110')).toEqual({ done: 4, appending: 0, failed: 0 });
+    const phases: string[] = [];
+    const r = await runEngine({
+      ...options(src, dst, { batchMessages: 2 }),
+      progress: (e) => {
+        if (e.type === 'phase') phases.push(e.phase);
+      },
+    });
+    expect(phases).not.toContain('reconciling');
+    expect(r).toMatchObject({ copied: 4, reconciled: 0, failed: [] });
     expect(dst.bodies()).toEqual(Array.from({ length: 8 }, (_, i) => msg(i + 1).toString()));
+  });
+
+  it('an interrupt sends a retried message of a batch prepared but never written back to failed', async () => {
+    const src = new MemorySource(Array.from({ length: 8 }, (_, i) => ({ uidl: `u${i + 1}`, body: msg(i + 1) })));
+    const dst = new MemoryDestination();
+    // The first run: the destination refuses everything.
+    for (let k = 1; k <= 8; k++) dst.refuse.add(k);
+    const first = await runEngine(options(src, dst, { batchMessages: 2 }));
+    expect(first.failed).toHaveLength(8);
+    dst.refuse.clear();
+    const events: string[] = [];
+    dst.events = events;
+    const stop = new AbortController();
+    traceIntents(events, (uidl) => {
+      if (uidl === 'u5') stop.abort();
+    });
+    await expect(runEngine(options(src, dst, { signal: stop.signal, batchMessages: 2 }))).rejects.toMatchObject({
+      kind: 'interrupted',
+    });
+    expect(dst.bodies()).toEqual([1, 2, 3, 4].map((i) => msg(i).toString()));
+    // As before the intent: refused once, with the server's words.
+    for (const u of ['u5', 'u6'])
+      expect(journal.get('alice@pop.test:110', u)).toMatchObject({
+        state: 'failed',
+        attempts: 1,
+        lastError: 'message too large',
+      });
+    expect(journal.counts('alice@pop.test:110')).toEqual({ done: 4, appending: 0, failed: 4 });
+    const r = await runEngine(options(src, dst, { batchMessages: 2 }));
+    expect(r).toMatchObject({ copied: 4, reconciled: 0, failed: [] });
+    expect(dst.bodies()).toEqual(Array.from({ length: 8 }, (_, i) => msg(i + 1).toString()));
+  });
+
+  it('a drop withdraws a prepared batch too: the next pass copies it as new, and every message once', async () => {
+    const src = new MemorySource(Array.from({ length: 8 }, (_, i) => ({ uidl: `u${i + 1}`, body: msg(i + 1) })));
+    const dst = new MemoryDestination();
+    const events: string[] = [];
+    dst.events = events;
+    traceIntents(events);
+    // Stored, then the link drops before the tagged OK, while batch 3 (u5, u6) is prepared.
+    dst.dropAfterStoring.add(1);
+    const r = await runEngine(options(src, dst, { batchMessages: 2 }));
+    expect(r.reconnects).toBe(1);
+    expect(events.indexOf('intent u5')).toBeLessThan(events.indexOf('append end'));
+    expect(dst.bodies()).toEqual(Array.from({ length: 8 }, (_, i) => msg(i + 1).toString()));
+    // Its first intent was taken back, so the one that copied it is its first attempt; the batch
+    // that was written (u3) is its second, after reconciliation found no copy.
+    expect(journal.get('alice@pop.test:110', 'u5')).toMatchObject({ state: 'done', attempts: 1 });
+    expect(journal.get('alice@pop.test:110', 'u3')).toMatchObject({ state: 'done', attempts: 2 });
   });
 
   it('keeps the messages of a batch that arrived before a drop: they are stored, not fetched again', async () => {
