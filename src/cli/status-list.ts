@@ -36,6 +36,8 @@ export interface ListTotals {
   accounts: number;
   states: Record<ListState, number>;
   copied: number;
+  /** Of `copied`, found already in the destination and adopted. */
+  adopted: number;
   failed: number;
   deleted: number;
 }
@@ -51,15 +53,17 @@ export function listTotals(items: readonly ListedStatus[]): ListTotals {
     killed: 0,
   };
   let copied = 0;
+  let adopted = 0;
   let failed = 0;
   let deleted = 0;
   for (const i of items) {
     states[stateOf(i.status)]++;
     copied += i.status?.copied ?? 0;
+    adopted += i.status?.adopted ?? 0;
     failed += i.status?.failed.length ?? 0;
     deleted += i.status?.deleted ?? 0;
   }
-  return { accounts: items.length, states, copied, failed, deleted };
+  return { accounts: items.length, states, copied, adopted, failed, deleted };
 }
 
 export function formatListStatus(items: readonly ListedStatus[]): string {
@@ -71,17 +75,23 @@ export function formatListStatus(items: readonly ListedStatus[]): string {
     if (s === null) return head.trimEnd();
     const last = s.lastRun ? `, last run ${s.lastRun.startedAt} ${s.lastRun.command}` : '';
     const err = s.lastError && state === 'error' ? `: ${printable(s.lastError.error)}` : '';
-    return `${head}  copied ${s.copied}, failed ${s.failed.length}, deleted ${s.deleted}${last}${err}`;
+    const counts = `copied ${s.copied}${adoptedPart(s.adopted)}, failed ${s.failed.length}, deleted ${s.deleted}`;
+    return `${head}  ${counts}${last}${err}`;
   });
   const t = listTotals(items);
   const states = (Object.entries(t.states) as Array<[ListState, number]>)
     .filter(([, n]) => n > 0)
     .map(([k, n]) => `${n} ${k}`);
   lines.push(
-    `total: ${t.accounts} account${t.accounts === 1 ? '' : 's'} (${states.join(', ')}); copied ${t.copied}, ` +
-      `failed ${t.failed}, deleted ${t.deleted}`,
+    `total: ${t.accounts} account${t.accounts === 1 ? '' : 's'} (${states.join(', ')}); ` +
+      `copied ${t.copied}${adoptedPart(t.adopted)}, failed ${t.failed}, deleted ${t.deleted}`,
   );
   return lines.join('\n');
+}
+
+/** "copied 30 (28 adopted)": of the copies the journal records, those found already in the destination. */
+function adoptedPart(adopted: number): string {
+  return adopted > 0 ? ` (${adopted} adopted)` : '';
 }
 
 /** The statuses of a list's accounts (after --shard), read from their journals. */
@@ -105,7 +115,7 @@ export async function listStatus(
     return {
       name: job.input.name!,
       journal: path,
-      status: a ? summarise(a.account, a.rows, a.runs, holding(a.lock)) : null,
+      status: a ? summarise(a.account, a.rows, a.runs, holding(a.lock), undefined, a.adopted) : null,
     };
   });
 }

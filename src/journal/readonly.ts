@@ -21,7 +21,14 @@ import { assertWalIntact, fileState, isLostWal } from './wal-guard.js';
 export interface JournalSnapshot {
   source: string | null;
   schemaVersion: number;
-  accounts: Array<{ account: string; rows: JournalRow[]; runs: RunRecord[]; lock: LockRecord | null }>;
+  accounts: Array<{
+    account: string;
+    rows: JournalRow[];
+    runs: RunRecord[];
+    lock: LockRecord | null;
+    /** Copies adopted by all of the account's runs (runs.adopted, v7 on), not only the last 20 in `runs`. */
+    adopted: number;
+  }>;
 }
 
 /** The transfer rate earlier runs achieved, for `plan`'s estimate. */
@@ -133,6 +140,12 @@ export function inspect(path: string): JournalSnapshot | null {
             conn.prepare<[string], LockRow>(`SELECT * FROM locks WHERE account = ?`).get(account),
           )
         : null,
+      adopted:
+        version >= 7
+          ? conn
+              .prepare<[string], { n: number }>(`SELECT COALESCE(SUM(adopted), 0) AS n FROM runs WHERE account = ?`)
+              .get(account)!.n
+          : 0,
     }));
     return { source, schemaVersion: version, accounts };
   });

@@ -69,7 +69,12 @@ function cards(report: BatchReport): string {
     card('Listed', String(t.listed), formatBytes(t.listedBytes), ''),
     report.command === 'plan'
       ? card('To copy', String(t.new), formatBytes(t.newBytes), 'new')
-      : card('Copied', String(t.copied), formatBytes(t.copiedBytes), 'new'),
+      : card(
+          'Copied',
+          String(t.copied),
+          formatBytes(t.copiedBytes) + (t.adopted > 0 ? ` · ${t.adopted} adopted (already there)` : ''),
+          'new',
+        ),
     card(
       report.command === 'plan' ? 'Would fail' : 'Failed messages',
       String(t.failed),
@@ -109,7 +114,19 @@ function accountTable(report: BatchReport): string {
   const plan = report.command === 'plan';
   const head = plan
     ? ['Account', 'Outcome', 'Source', 'Destination', 'Listed', 'To copy', 'Bytes to copy', 'Already', 'Would fail']
-    : ['Account', 'Outcome', 'Source', 'Destination', 'Listed', 'Copied', 'Bytes copied', 'Already', 'Failed', 'Time'];
+    : [
+        'Account',
+        'Outcome',
+        'Source',
+        'Destination',
+        'Listed',
+        'Copied',
+        'Bytes copied',
+        'Adopted',
+        'Already',
+        'Failed',
+        'Time',
+      ];
   const num = (n: number | string) => `<td class="num">${typeof n === 'number' ? n : text(n)}</td>`;
   const rows = report.accounts.map((r) => {
     const cells = [
@@ -123,6 +140,7 @@ function accountTable(report: BatchReport): string {
         : [
             num(r.copied),
             num(formatBytes(r.copiedBytes)),
+            num(r.adopted),
             num(r.alreadyCopied),
             num(r.failed),
             num(r.durationMs === null ? '' : formatDuration(r.durationMs)),
@@ -133,7 +151,7 @@ function accountTable(report: BatchReport): string {
   const t = report.totals;
   const foot = plan
     ? [t.listed, t.new, formatBytes(t.newBytes), t.alreadyCopied, t.failed]
-    : [t.listed, t.copied, formatBytes(t.copiedBytes), t.alreadyCopied, t.failed, ''];
+    : [t.listed, t.copied, formatBytes(t.copiedBytes), t.adopted, t.alreadyCopied, t.failed, ''];
   return `<table class="accounts">
 <thead><tr>${head.map((h, i) => `<th scope="col"${i >= 4 ? ' class="num"' : ''}>${text(h)}</th>`).join('')}</tr></thead>
 <tbody>

@@ -37,6 +37,12 @@ export interface BatchAccountRow {
   /** A run: copied by it (interrupted earlier copies it confirmed included); a plan: 0. */
   copied: number;
   copiedBytes: number;
+  /**
+   * A run: copies found already in the destination and adopted, not copied (a new, lost or
+   * second journal); their bytes are not in copiedBytes. A plan: 0. Reports written before it
+   * existed lack it and read as 0 (parseBatchReport).
+   */
+  adopted: number;
   alreadyCopied: number;
   /** A run: messages that failed; a plan: messages that would fail. */
   failed: number;
@@ -54,6 +60,7 @@ interface BatchTotals {
   newBytes: number;
   copied: number;
   copiedBytes: number;
+  adopted: number;
   alreadyCopied: number;
   failed: number;
   deleted: number;
@@ -79,9 +86,9 @@ export function rowFromRun(name: string, result: RunResult, exitCode: number): B
   const copied = result.copied + result.reconciled;
   // The engine counts a copy that an interrupted run left unconfirmed, and this run found, both
   // as reconciled and (settled before planning) as already copied; a row counts it once, as
-  // copied. A finished run settled every listed message: what it did not copy, fail or skip
-  // was there before.
-  const already = result.listed - copied - result.failed.length - result.skippedByRule;
+  // copied. A finished run settled every listed message: what it did not copy, adopt, fail or
+  // skip was there before.
+  const already = result.listed - copied - result.adopted - result.failed.length - result.skippedByRule;
   return {
     name,
     source: result.source,
@@ -96,6 +103,7 @@ export function rowFromRun(name: string, result: RunResult, exitCode: number): B
     newBytes: 0,
     copied,
     copiedBytes: result.copiedBytes,
+    adopted: result.adopted,
     alreadyCopied: Math.max(0, Math.min(result.alreadyCopied, already)),
     failed: result.failed.length,
     deleted: result.deleted,
@@ -121,6 +129,7 @@ export function rowFromPlan(name: string, plan: PlanReport): BatchAccountRow {
     newBytes: t.newBytes,
     copied: 0,
     copiedBytes: 0,
+    adopted: 0,
     alreadyCopied: t.alreadyCopied,
     failed: t.wouldFail,
     deleted: 0,
@@ -145,6 +154,7 @@ export function rowFromError(name: string, command: BatchCommand, exitCode: numb
     newBytes: 0,
     copied: 0,
     copiedBytes: 0,
+    adopted: 0,
     alreadyCopied: 0,
     failed: 0,
     deleted: 0,
@@ -163,6 +173,7 @@ function batchTotals(rows: readonly BatchAccountRow[]): BatchTotals {
     newBytes: 0,
     copied: 0,
     copiedBytes: 0,
+    adopted: 0,
     alreadyCopied: 0,
     failed: 0,
     deleted: 0,
@@ -175,6 +186,7 @@ function batchTotals(rows: readonly BatchAccountRow[]): BatchTotals {
     t.newBytes += r.newBytes;
     t.copied += r.copied;
     t.copiedBytes += r.copiedBytes;
+    t.adopted += r.adopted;
     t.alreadyCopied += r.alreadyCopied;
     t.failed += r.failed;
     t.deleted += r.deleted;
@@ -248,6 +260,11 @@ export function parseBatchReport(text: string): BatchReport | { problem: string 
   for (const [i, r] of (o.accounts as unknown[]).entries()) {
     const bad = rowProblem(r);
     if (bad !== null) return { problem: `account ${i + 1}: ${bad}` };
+    // A report from before rows counted adoption: none is known, so none is claimed.
+    const row = r as Record<string, unknown>;
+    if (row.adopted === undefined) row.adopted = 0;
+    else if (!isCount(row.adopted))
+      return { problem: `account ${i + 1}: ${row.name}: adopted is not a number of 0 or more` };
   }
   return value as BatchReport;
 }
@@ -269,10 +286,12 @@ function rowProblem(r: unknown): string | null {
   if (r === null || typeof r !== 'object') return 'not an object';
   const row = r as Record<string, unknown>;
   if (typeof row.name !== 'string' || row.name === '') return 'no name';
-  for (const k of NUMBER_FIELDS)
-    if (typeof row[k] !== 'number' || !Number.isFinite(row[k]) || (row[k] as number) < 0)
-      return `${row.name}: ${k} is not a number of 0 or more`;
+  for (const k of NUMBER_FIELDS) if (!isCount(row[k])) return `${row.name}: ${k} is not a number of 0 or more`;
   if (!['plan', 'migrate', 'sync'].includes(row.command as string)) return `${row.name}: unknown command`;
   if (row.outcome !== outcomeOf(row.exitCode as number)) return `${row.name}: outcome does not match exitCode`;
   return null;
+}
+
+function isCount(v: unknown): boolean {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0;
 }

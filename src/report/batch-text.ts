@@ -11,9 +11,18 @@ export function rowCounts(r: BatchAccountRow): string {
   const did =
     r.command === 'plan'
       ? `${r.new} to copy (${formatBytes(r.newBytes)}), ${r.failed} would fail`
-      : `${r.copied} copied (${formatBytes(r.copiedBytes)}), ${r.failed} failed`;
+      : `${r.copied} copied (${formatBytes(r.copiedBytes)})${adoptedText(r.adopted)}, ${r.failed} failed`;
   const deleted = r.deleted > 0 ? `, ${r.deleted} deleted` : '';
   return `${r.listed} listed, ${did}, ${r.alreadyCopied} already copied${deleted}`;
+}
+
+/**
+ * Copies found already in the destination, beside the copies made, when there were any: a
+ * new journal over a filled destination otherwise read "0 copied, 0 already copied" of a
+ * mailbox whose every message it accounted for.
+ */
+function adoptedText(adopted: number): string {
+  return adopted > 0 ? `, ${adopted} adopted` : '';
 }
 
 export function totalsText(report: BatchReport): string {
@@ -26,7 +35,7 @@ export function totalsText(report: BatchReport): string {
   const did =
     report.command === 'plan'
       ? `${t.new} messages to copy (${formatBytes(t.newBytes)}), ${t.failed} would fail`
-      : `${t.copied} messages copied (${formatBytes(t.copiedBytes)}), ${t.failed} failed`;
+      : `${t.copied} messages copied (${formatBytes(t.copiedBytes)})${adoptedText(t.adopted)}, ${t.failed} failed`;
   const accounts = `${t.accounts} account${t.accounts === 1 ? '' : 's'}`;
   return `${accounts} (${outcomes}); ${t.listed} listed, ${did}, ${t.alreadyCopied} already copied`;
 }

@@ -18,6 +18,7 @@ interface Running {
   phase: Phase | null;
   toCopy: number;
   done: number;
+  /** Bytes of the messages copied (not of those adopted, recognised or failed). */
   bytes: number;
 }
 
@@ -38,10 +39,16 @@ export class BatchTally {
   ok = 0;
   notOk = 0;
   messages = 0;
+  /**
+   * Bytes copied: the rate is of these alone. A message found already in the destination
+   * (adopted) or known under another UIDL (recognised) was not copied, and a new journal over
+   * a filled destination showed megabytes a second while copying nothing.
+   */
   bytes = 0;
   failedMessages = 0;
-  /** Settled without a copy (found in the destination, or under another UIDL): said apart. */
+  /** Settled without a copy, said apart as the single account's progress says them. */
   adoptedMessages = 0;
+  recognisedMessages = 0;
   readonly startedAt: number;
 
   constructor(
@@ -75,11 +82,13 @@ export class BatchTally {
     else if (e.type === 'plan') r.toCopy = e.toCopy;
     else if (e.type === 'message') {
       r.done++;
-      r.bytes += e.bytes;
       this.messages++;
-      this.bytes += e.bytes;
-      if (e.outcome === 'failed') this.failedMessages++;
-      else if (e.outcome === 'adopted' || e.outcome === 'recognised') this.adoptedMessages++;
+      if (e.outcome === 'copied') {
+        r.bytes += e.bytes;
+        this.bytes += e.bytes;
+      } else if (e.outcome === 'failed') this.failedMessages++;
+      else if (e.outcome === 'adopted') this.adoptedMessages++;
+      else this.recognisedMessages++;
     }
   }
 
@@ -118,13 +127,15 @@ function flowText(t: BatchTally, now: number): string {
   const rate = elapsed > 0 ? `${formatBytes(Math.round((t.bytes * 1000) / elapsed))}/s` : '- B/s';
   const eta = t.finished >= t.accounts ? 'ETA 0s' : etaOrDash(etaMs(t, now));
   const apart = [
-    ...(t.adoptedMessages > 0 ? [`${t.adoptedMessages} already there`] : []),
+    ...(t.adoptedMessages > 0 ? [`${t.adoptedMessages} adopted`] : []),
+    ...(t.recognisedMessages > 0 ? [`${t.recognisedMessages} recognised`] : []),
     ...(t.failedMessages > 0 ? [`${t.failedMessages} failed`] : []),
   ];
   const notCopied = apart.length > 0 ? ` (${apart.join(', ')})` : '';
+  // "copied" only when some were not: the bytes are the copies' alone, which is then worth saying.
+  const bytes = `${formatBytes(t.bytes)}${apart.length > 0 ? ' copied' : ''}`;
   return (
-    `${t.messages} messages${notCopied}, ${formatBytes(t.bytes)}, ${rate}, ` +
-    `${perMinute(t.finished, elapsed)} accounts/min, ${eta}`
+    `${t.messages} messages${notCopied}, ${bytes}, ${rate}, ` + `${perMinute(t.finished, elapsed)} accounts/min, ${eta}`
   );
 }
 

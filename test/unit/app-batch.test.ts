@@ -83,4 +83,26 @@ describe('batchTotal', () => {
       'popsync: 12 accounts: 12 exit 7 (u0, u1, u2, u3, u4, u5, u6, u7, u8, u9 and 2 more)',
     );
   });
+
+  it('the grand total says the copies found already in the destination apart from those copied', async () => {
+    const { batchTotal } = await import('../../src/cli/jobs.js');
+    const { emptyRunResult } = await import('../../src/engine/recorder.js');
+    const result = (copied: number, adopted: number) => ({
+      ...emptyRunResult('migrate', 'a@pop:995', 'a@imap:993', '2026-11-29T10:00:00.000Z'),
+      copied,
+      copiedBytes: copied * 1024,
+      adopted,
+    });
+    expect(
+      batchTotal(
+        [
+          { name: 'a', code: 0, result: result(2, 0) },
+          { name: 'b', code: 0, result: result(0, 30) },
+        ],
+        3000,
+      ),
+    ).toBe(
+      'popsync: 2 accounts: 2 ok; 2 messages copied (2.0 KiB), 30 found already in the destination (adopted), in 3.0s',
+    );
+  });
 });

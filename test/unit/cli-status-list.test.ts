@@ -26,6 +26,7 @@ function status(over: Partial<AccountStatus>): AccountStatus {
   return {
     account: 'a@h',
     copied: 0,
+    adopted: 0,
     pending: { appending: 0, deleting: 0 },
     failed: [],
     deleted: 0,
@@ -71,5 +72,19 @@ describe('status over an account list', () => {
       'total: 3 accounts (1 not started, 1 ok, 1 error); copied 123, failed 1, deleted 2',
     ]);
     expect(listTotals(items)).toMatchObject({ accounts: 3, copied: 123, failed: 1, deleted: 2 });
+  });
+
+  it('says how many of the copies were found already in the destination and adopted', () => {
+    const items: ListedStatus[] = [
+      { name: 'alice', journal: '/j/alice.sqlite', status: status({ copied: 30, adopted: 28, lastRun: run('ok') }) },
+      { name: 'bob', journal: '/j/bob.sqlite', status: status({ copied: 5, lastRun: run('ok') }) },
+    ];
+    const lines = formatListStatus(items).split('\n');
+    expect(lines[0]).toBe(
+      'alice  ok           copied 30 (28 adopted), failed 0, deleted 0, last run 2026-11-29T10:00:00.000Z migrate',
+    );
+    expect(lines[1]).toMatch(/^bob {4}ok {11}copied 5, failed 0/);
+    expect(lines[2]).toBe('total: 2 accounts (2 ok); copied 35 (28 adopted), failed 0, deleted 0');
+    expect(listTotals(items)).toMatchObject({ copied: 35, adopted: 28 });
   });
 });

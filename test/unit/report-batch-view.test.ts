@@ -52,17 +52,30 @@ describe('batch view', () => {
       expect(lines).toHaveLength(2 + 6 + 1);
       expect(lines.at(-1)).toBe('  ... and 3 more running');
     }
-    expect(batchViewLines(t, 3_600_000, 80)[1]).toMatch(/^ {2}9 messages \(1 failed\), 42\.9 MiB, .*ETA -$/);
+    // The failed message's bytes were not copied: 8 of 5 MB.
+    expect(batchViewLines(t, 3_600_000, 80)[1]).toMatch(/^ {2}9 messages \(1 failed\), 38\.1 MiB copied, .*ETA -$/);
   });
 
   it('messages found already copied (a new journal over a filled destination) are said apart', () => {
     const t = new BatchTally('migrate', 2, 0);
     t.start('alice');
+    t.event('alice', { type: 'plan', toCopy: 4, toCopyBytes: 4096, alreadyCopied: 0, newToJournal: true });
+    t.event('alice', { type: 'phase', phase: 'copying' });
     t.event('alice', msg(1024, 'adopted'));
     t.event('alice', msg(1024, 'recognised'));
     t.event('alice', msg(1024, 'failed'));
     t.event('alice', msg(1024));
-    expect(batchViewLines(t, 60_000, 80)[1]).toMatch(/^ {2}4 messages \(2 already there, 1 failed\), 4\.0 KiB, /);
+    expect(batchViewLines(t, 60_000, 80)[1]).toMatch(
+      /^ {2}4 messages \(1 adopted, 1 recognised, 1 failed\), 1\.0 KiB copied, 17 B\/s, /,
+    );
+    expect(batchViewLines(t, 60_000, 80)[2]).toBe('  alice: copying 4/4 (1.0 KiB)');
+  });
+
+  it('a batch that only adopts copied nothing: no bytes, no rate', () => {
+    const t = new BatchTally('migrate', 1, 0);
+    t.start('alice');
+    for (let i = 0; i < 30; i++) t.event('alice', msg(1_000_000, 'adopted'));
+    expect(batchPlainLine(t, 10_000)).toContain('30 messages (30 adopted), 0 B copied, 0 B/s, ');
   });
 
   it('control characters in a name cannot move the cursor', () => {

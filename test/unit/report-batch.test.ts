@@ -80,6 +80,36 @@ describe('batch report', () => {
     });
   });
 
+  it('copies a new journal found already in the destination are adopted, said apart from copied', () => {
+    // 30 listed, all adopted: the row read "0 copied, 0 already copied" and accounted for none.
+    const adopting = { ...run(0), listed: 30, listedBytes: 30_000, alreadyCopied: 0, adopted: 30 };
+    const r = buildBatchReport([rowFromRun('alice', adopting, 0), rowFromRun('bob', run(2), 0)], at('10:00:00'));
+    expect(r.accounts[0]).toMatchObject({ listed: 30, copied: 0, copiedBytes: 0, adopted: 30, alreadyCopied: 0 });
+    expect(r.totals).toMatchObject({ copied: 2, copiedBytes: 2000, adopted: 30 });
+    const table = renderBatch(r, 'table');
+    expect(table.split('\n')[1]).toBe(
+      'total: 2 accounts (2 ok); 33 listed, 2 messages copied (2.0 KiB), 30 adopted, 0 failed, 1 already copied',
+    );
+    expect(table).toContain('alice  ok       30 listed, 0 copied (0 B), 30 adopted, 0 failed, 0 already copied');
+    const csv = renderBatch(r, 'csv').split('\r\n');
+    expect(csv[0]).toContain(',copied,copied_bytes,adopted,already_copied,');
+    expect(csv[1]).toContain(',0,0,30,0,');
+    const html = renderBatch(r, 'html');
+    expect(html).toContain('<th scope="col" class="num">Adopted</th>');
+    expect(html).toContain('30 adopted (already there)');
+  });
+
+  it('a report written before rows counted adoption is merged with adopted 0', () => {
+    const r = buildBatchReport([rowFromRun('alice', run(1), 0)], at('10:00:00'));
+    const { adopted: _adopted, ...older } = r.accounts[0]!;
+    const parsed = parseBatchReport(JSON.stringify({ ...r, accounts: [older] })) as BatchReport;
+    expect(parsed.accounts[0]!.adopted).toBe(0);
+    const bad = { ...r, accounts: [{ ...r.accounts[0], adopted: -1 }] };
+    expect((parseBatchReport(JSON.stringify(bad)) as { problem: string }).problem).toBe(
+      'account 1: alice: adopted is not a number of 0 or more',
+    );
+  });
+
   it('merge: an account in two shards counts once, the later report wins, totals recomputed', () => {
     const first = buildBatchReport(
       [rowFromError('bob', 'migrate', 4, 'server gone'), rowFromRun('alice', run(2), 0)],

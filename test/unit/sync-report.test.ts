@@ -118,7 +118,16 @@ describe('status', () => {
       lastError: { at: 't1e', error: 'connection refused' },
     });
     const text = formatStatus('/j', s);
+    expect(text).toContain('copied:   3 (1 of them deleted from the source)\n');
     expect(text).toContain('failed:   1\n    UIDL 5 (2 attempts): NO too big');
+    // The copies the account's runs adopted, at most the copies recorded (a folder forgotten
+    // and adopted again is two adoptions of one copy).
+    const adopting = summarise('a', [r('1', 'done'), r('2', 'done')], runs, null, undefined, 5);
+    expect(adopting.adopted).toBe(2);
+    expect(formatStatus('/j', adopting)).toContain(
+      'copied:   2 (2 of them found already in the destination and adopted)\n',
+    );
+    expect(summarise('a', [r('1', 'done')], runs, null).adopted).toBe(0);
     expect(text).toContain('last run: t2 sync, partial (listed 4, new 1, copied 1, failed 1, deleted 1)');
   });
 

@@ -17,7 +17,13 @@ import { addAccountListOptions, addAccountOptions, sideFlags } from '../options.
 
 export interface AccountStatus {
   account: string;
+  /** In the destination by the journal's record: made by popsync or adopted. */
   copied: number;
+  /**
+   * Of `copied`, found already in the destination and adopted by the account's runs (v7 on),
+   * not copied: a new journal over a filled destination otherwise showed every one as copied.
+   */
+  adopted: number;
   pending: { appending: number; deleting: number };
   failed: Array<{ uidl: string; error: string | null; attempts: number }>;
   deleted: number;
@@ -40,6 +46,7 @@ export function summarise(
   runs: readonly RunRecord[],
   lock: LockRecord | null,
   listRuns = DEFAULT_RUNS,
+  adoptedByRuns = 0,
 ): AccountStatus {
   const count = (...states: string[]) => rows.filter((r) => states.includes(r.state)).length;
   // A run stopped by SIGTERM recorded why, but that was asked for: not an error to show.
@@ -49,9 +56,13 @@ export function summarise(
     const { token: _token, ...rest } = lock;
     holder = rest;
   }
+  const copied = count('done', 'deleting', 'deleted');
   return {
     account,
-    copied: count('done', 'deleting', 'deleted'),
+    copied,
+    // Runs count each adoption; a folder forgotten and adopted again is counted twice there,
+    // once here.
+    adopted: Math.min(adoptedByRuns, copied),
     pending: { appending: count('appending'), deleting: count('deleting') },
     failed: rows
       .filter((r) => r.state === 'failed')
@@ -66,7 +77,11 @@ export function summarise(
 
 export function formatStatus(path: string, s: AccountStatus): string {
   const lines = [`${printable(s.account)}  (journal ${printable(path)})`];
-  lines.push(`  copied:   ${s.copied}${s.deleted > 0 ? ` (${s.deleted} of them deleted from the source)` : ''}`);
+  const about = [
+    ...(s.adopted > 0 ? [`${s.adopted} of them found already in the destination and adopted`] : []),
+    ...(s.deleted > 0 ? [`${s.deleted} of them deleted from the source`] : []),
+  ];
+  lines.push(`  copied:   ${s.copied}${about.length > 0 ? ` (${about.join(', ')})` : ''}`);
   lines.push(
     `  pending:  ${s.pending.appending} being copied, ${s.pending.deleting} being deleted (settled by the next run)`,
   );
@@ -186,7 +201,7 @@ export function registerStatus(program: Command): void {
       l !== null && l.hostname === hostname() && !processAlive(l.pid) ? null : l;
     const accounts = snap.accounts
       .filter((a) => only === null || a.account === only)
-      .map((a) => summarise(a.account, a.rows, a.runs, holding(a.lock), opts.runs as number));
+      .map((a) => summarise(a.account, a.rows, a.runs, holding(a.lock), opts.runs as number, a.adopted));
     if (opts.json === true)
       process.stdout.write(
         JSON.stringify({ journal: path, source: snap.source, schemaVersion: snap.schemaVersion, accounts }) + '\n',
