@@ -75,23 +75,27 @@ async function deleteFromSource(ctx: RunContext, source: Pop3Session, policy: De
     account,
     due.map((c) => c.uidl),
   );
-  const ok = await ctx.on(
-    'pop3',
-    Promise.all(
-      due.map((c) =>
-        source.dele(c.n).then(
-          () => true,
-          (e: unknown) => {
-            if (!isPopsyncError(e) || e.kind !== 'server') throw e;
-            ctx.rec.warn(`UIDL ${c.uidl}: the POP3 server refused to delete it: ${e.message}`);
-            return false;
-          },
-        ),
+  const deles = Promise.all(
+    due.map((c) =>
+      source.dele(c.n).then(
+        () => true,
+        (e: unknown) => {
+          if (!isPopsyncError(e) || e.kind !== 'server') throw e;
+          ctx.rec.warn(`UIDL ${c.uidl}: the POP3 server refused to delete it: ${e.message}`);
+          return false;
+        },
       ),
     ),
   );
+  // QUIT goes right behind the DELEs (with PIPELINING in the same write), not a round trip after
+  // their replies: a refused DELE only leaves its message, whose row the reply below marks kept,
+  // and whatever else stops the run leaves rows 'deleting' for the next run to settle from the
+  // listing, as after a kill. Its +OK is still waited for: only then are the deletions real.
+  const quit = source.quit();
+  quit.catch(() => undefined);
+  const ok = await ctx.on('pop3', deles);
   // Rejects on anything but +OK; the rows stay 'deleting' and the next run settles them.
-  await ctx.on('pop3', source.quit());
+  await ctx.on('pop3', quit);
   journal.settleDeleting(account, {
     deleted: due.filter((_, i) => ok[i]).map((c) => c.uidl),
     kept: due.filter((_, i) => !ok[i]).map((c) => c.uidl),

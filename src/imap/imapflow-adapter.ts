@@ -12,7 +12,8 @@
  *   login.ts decides and net/sasl.ts speaks (XOAUTH2, OAUTHBEARER, PLAIN with authzid), not a
  *   second implementation inside imapflow. It uses imapflow's `exec` (tagged command with an
  *   `onPlusTag` continuation handler), `write`, `run('LOGIN')` and `setAuthenticationState`.
- * - Its internal `run()`, wrapped to send one ID instead of two (see the subclass).
+ * - Its internal `run()`, wrapped to send one ID instead of two, and to open a mailbox without
+ *   the LIST (and LSUB) imapflow asks first, through its internal `folders` cache (see the subclass).
  */
 
 import type { Socket } from 'node:net';
@@ -76,6 +77,8 @@ interface ImapFlowInternals {
   write(chunk: string): void;
   run(command: string, ...args: unknown[]): Promise<unknown>;
   setAuthenticationState(): Promise<void>;
+  /** What LIST said of each mailbox, read only by SELECT/EXAMINE, which runs LIST on a miss. */
+  folders: Map<string, { path: string }>;
 }
 
 const imapflowRun = (ImapFlow.prototype as unknown as ImapFlowInternals).run;
@@ -98,9 +101,18 @@ export function createImapFlow(options: ImapFlowOptions, login: LoginSource): Im
      */
     run(command: string, ...args: unknown[]): Promise<unknown> {
       const self = this as unknown as ImapFlowInternals;
-      if (command.toUpperCase() === 'ID') {
+      const verb = command.toUpperCase();
+      if (verb === 'ID') {
         if (self.state === self.states.NOT_AUTHENTICATED || this.identified) return Promise.resolve(undefined);
         this.identified = true;
+      }
+      // imapflow's SELECT/EXAMINE first LISTs a mailbox it has not listed (and, for its
+      // subscription flag, LSUBs it): two round trips before each check of the copies before DELE,
+      // each adoption scan, each verify. What they fill in (delimiter, special use, subscribed) is
+      // none of popsync's business, and a mailbox that is not there still fails at EXAMINE itself.
+      if (verb === 'SELECT' && (typeof args[0] === 'string' || Array.isArray(args[0]))) {
+        const path = normalizePath(this, args[0] as string | string[]);
+        if (!self.folders.has(path)) self.folders.set(path, { path });
       }
       return imapflowRun.call(this, command, ...args);
     }

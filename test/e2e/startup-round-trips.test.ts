@@ -122,6 +122,19 @@ function journalRows(pop: string): number {
   }
 }
 
+function journalStates(pop: string): Record<string, number> {
+  const db = new Database(join(dir, `${pop}.sqlite`), { readonly: true });
+  try {
+    const rows = db.prepare('SELECT state, count(*) AS n FROM messages GROUP BY state').all() as Array<{
+      state: string;
+      n: number;
+    }>;
+    return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+  } finally {
+    db.close();
+  }
+}
+
 describe('start-up and end of a run', () => {
   it(
     'POP3 lists in one round trip after login; the IMAP connections open side by side, with one ID ' +
@@ -318,47 +331,63 @@ describe('start-up and end of a run', () => {
     }
   });
 
-  it('before deleting, the source (TOP) and the copies (IMAP) are checked side by side; DELE after both', async () => {
-    const pop = lab.newUser('src');
-    const imap = lab.newUser('dst');
-    await lab.seedPop3(pop, [1, 2, 3].map(message));
-    // The TOP replies are held until IMAP carried a command after the first TOP: a run that
-    // checked the copies only once the source's headers were in would stall until the fallback.
-    const topWritten = (log: RelayLog): boolean => log.sent('pop3').some((e) => e.line.startsWith('TOP '));
-    const r = await relays({
-      pop3: { hold: (conn, log) => log.sent('pop3', conn).some((e) => e.line.startsWith('TOP ')) },
-      imap: {
-        onEvent: (e) => {
-          if (e.dir === '>' && topWritten(r.log)) popRelay?.release();
+  it(
+    'before deleting, the source (TOP) and the copies (IMAP: EXAMINE, no LIST first) are checked side by side; ' +
+      'DELE after both, and QUIT with the DELEs',
+    async () => {
+      const pop = lab.newUser('src');
+      const imap = lab.newUser('dst');
+      await lab.seedPop3(pop, [1, 2, 3].map(message));
+      // The TOP replies are held until IMAP carried a command after the first TOP: a run that
+      // checked the copies only once the source's headers were in would stall until the fallback.
+      const topWritten = (log: RelayLog): boolean => log.sent('pop3').some((e) => e.line.startsWith('TOP '));
+      const r = await relays({
+        pop3: { hold: (conn, log) => log.sent('pop3', conn).some((e) => e.line.startsWith('TOP ')) },
+        imap: {
+          onEvent: (e) => {
+            if (e.dir === '>' && topWritten(r.log)) popRelay?.release();
+          },
         },
-      },
-    });
-    popRelay = r.popRelay;
-    const fallback = setTimeout(() => r.release(), 15_000);
-    try {
-      const res = await run('sync', r, pop, imap, ['--delete']);
-      clearTimeout(fallback);
-      expect(res.code, res.stderr).toBe(0);
-      expect(JSON.parse(res.stdout)).toMatchObject({ copied: 3, deleted: 3 });
-      const { events } = r.log;
-      const firstTop = events.find((e) => e.relay === 'pop3' && e.dir === '>' && e.line.startsWith('TOP '))!;
-      const topReply = events.find((e) => e.relay === 'pop3' && e.dir === '<' && e.seq > firstTop.seq)!;
-      const imapCheck = events.find((e) => e.relay === 'imap' && e.dir === '>' && e.seq > firstTop.seq)!;
-      expect(imapCheck.seq).toBeLessThan(topReply.seq);
-      // Still: no DELE before the copies' FETCH was answered.
-      const fetchDone = events.find(
-        (e) => e.relay === 'imap' && e.dir === '<' && e.seq > firstTop.seq && / OK .*fetch/i.test(e.line),
-      )!;
-      const firstDele = events.find((e) => e.relay === 'pop3' && e.dir === '>' && e.line.startsWith('DELE '))!;
-      expect(firstDele.seq).toBeGreaterThan(fetchDone.seq);
-      // The copies' check asks no STATUS first (EXAMINE says whether the folder is there).
-      const checks = events.filter((e) => e.relay === 'imap' && e.dir === '>' && e.seq > firstTop.seq);
-      expect(checks.filter((e) => e.seq < firstDele.seq && command(e) === 'STATUS')).toEqual([]);
-      expect(await destinationMessages(lab, imap)).toHaveLength(3);
-    } finally {
-      await r.close();
-    }
-  });
+      });
+      popRelay = r.popRelay;
+      const fallback = setTimeout(() => r.release(), 15_000);
+      try {
+        const res = await run('sync', r, pop, imap, ['--delete']);
+        clearTimeout(fallback);
+        expect(res.code, res.stderr).toBe(0);
+        expect(JSON.parse(res.stdout)).toMatchObject({ copied: 3, deleted: 3 });
+        const { events } = r.log;
+        const firstTop = events.find((e) => e.relay === 'pop3' && e.dir === '>' && e.line.startsWith('TOP '))!;
+        const topReply = events.find((e) => e.relay === 'pop3' && e.dir === '<' && e.seq > firstTop.seq)!;
+        const imapCheck = events.find((e) => e.relay === 'imap' && e.dir === '>' && e.seq > firstTop.seq)!;
+        expect(imapCheck.seq).toBeLessThan(topReply.seq);
+        // Still: no DELE before the copies' FETCH was answered.
+        const fetchDone = events.find(
+          (e) => e.relay === 'imap' && e.dir === '<' && e.seq > firstTop.seq && / OK .*fetch/i.test(e.line),
+        )!;
+        const firstDele = events.find((e) => e.relay === 'pop3' && e.dir === '>' && e.line.startsWith('DELE '))!;
+        expect(firstDele.seq).toBeGreaterThan(fetchDone.seq);
+        // The copies' check asks no STATUS first (EXAMINE says whether the folder is there).
+        const checks = events.filter((e) => e.relay === 'imap' && e.dir === '>' && e.seq > firstTop.seq);
+        expect(checks.filter((e) => e.seq < firstDele.seq && command(e) === 'STATUS')).toEqual([]);
+        // Nor LIST and LSUB, imapflow's own way into a mailbox it has not listed, in the whole run.
+        const imapBeforeDele = r.log
+          .sent('imap')
+          .filter((e) => e.seq < firstDele.seq)
+          .map(command);
+        expect(imapBeforeDele).toContain('EXAMINE');
+        expect(imapBeforeDele.filter((c) => c === 'LIST' || c === 'LSUB')).toEqual([]);
+        // QUIT went with the DELEs, before any of their replies; its +OK was still waited for: the
+        // rows say 'deleted' only after it.
+        const quit = r.log.sent('pop3').find((e) => e.line === 'QUIT')!;
+        expect(answersBefore(r.log, quit)).toBe(answersBefore(r.log, firstDele));
+        expect(journalStates(pop)).toEqual({ deleted: 3 });
+        expect(await destinationMessages(lab, imap)).toHaveLength(3);
+      } finally {
+        await r.close();
+      }
+    },
+  );
 
   it('the first folder is asked for while the first batch is received, not after it arrived', async () => {
     const pop = lab.newUser('src');

@@ -84,6 +84,8 @@ describe('imapflow internals popsync relies on', () => {
     expect(typeof client.states.LOGOUT).toBe('number');
     expect(client.state).toBe(client.states.NOT_AUTHENTICATED);
     expect(client.capabilities).toBeInstanceOf(Map);
+    // SELECT/EXAMINE LISTs only a path missing from this cache, which our run() fills first.
+    expect(client.folders).toBeInstanceOf(Map);
     expect(typeof client.options.transport).toBe('object');
     expect(client.authenticate).not.toBe((ImapFlow.prototype as unknown as Record<string, unknown>).authenticate);
   });
