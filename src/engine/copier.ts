@@ -80,9 +80,11 @@ const refusedFolders = new WeakMap<RunContext, Map<string, PopsyncError>>();
 
 /**
  * The folder opened, or null when the server refuses it (a name too long, a character it does
- * not allow, no permission): a folder name is the user's rule, not the server's failure, so
- * the messages routed there fail with the server's words (exit 1, tried again next run, not
- * journaled) and the other folders go on. Anything else (a lost link) still ends the pass.
+ * not allow, no permission) or its name on the server cannot be sent at all (a line break in the
+ * NAMESPACE prefix it announced: imap/errors.ts unsendableFolder): a folder name is the user's
+ * rule, not the server's failure, so the messages routed there fail with the server's words
+ * (exit 1, tried again next run, not journaled) and the other folders go on. Anything else (a
+ * lost link) still ends the pass.
  */
 async function openOrRefuse(
   ctx: RunContext,

@@ -12,10 +12,15 @@
  *   leading backslash is an ATOM-CHAR (RFC 9051: CHAR minus "(", ")", "{", SP, CTL, "%",
  *   "*", DQUOTE, "\" and "]"), else as a quoted string; so does the empty name.
  * - A quoted string escapes only DQUOTE and backslash; CR, LF or NUL cannot be quoted and is
- *   refused (imapflow never sends a literal for these either). Text is sent as UTF-8: an
- *   8-bit name arrives here already in modified UTF-7 unless the server accepts UTF-8.
+ *   refused (imapflow never sends a literal for these either): a mailbox name holding one is the
+ *   server's (a NAMESPACE prefix it announced), so mailboxArgument() fails that folder with a
+ *   typed error before anything is written. Text is sent as UTF-8: an 8-bit name arrives here
+ *   already in modified UTF-7 unless the server accepts UTF-8.
  * - The flag list is sent when there are flags or a date, so a date alone follows "()".
  */
+
+import { PopsyncError } from '../errors.js';
+import { unsendableFolder } from './errors.js';
 
 /** Characters that keep an atom bare (imapflow's ATOM-CHAR, imap-formal-syntax.js). */
 const ATOM_CHARS = /^[\x21\x23\x24\x26\x27\x2b-\x5b\x5e-\x7a\x7c-\x7e]*$/;
@@ -23,7 +28,12 @@ const UNQUOTABLE = /[\r\n\0]/;
 const QUOTED_SPECIALS = /["\\]/g;
 
 function quoted(value: string): string {
-  if (UNQUOTABLE.test(value)) throw new Error('Unquotable character in IMAP string value');
+  // Never reached from here with such a value: a flag is an atom (imapflow's formatFlag drops any
+  // other), a date is ours, and a mailbox name is checked by mailboxArgument() first.
+  if (UNQUOTABLE.test(value))
+    throw new PopsyncError('internal', 'an IMAP quoted string would hold a line break or NUL', {
+      hint: 'this is a bug in popsync',
+    });
   return `"${value.replace(QUOTED_SPECIALS, '\\$&')}"`;
 }
 
@@ -32,7 +42,16 @@ export function atom(value: string): string {
   return value !== '' && ATOM_CHARS.test(bare) ? value : quoted(value);
 }
 
-/** The command up to its first message's flags: `mailbox` is atom() of the name (callers keep it). */
+/**
+ * The mailbox as an APPEND names it (atom() of the server's name); `folder` is the engine's name
+ * for it. A name no command can carry throws unsendableFolder ('server', naming the folder).
+ */
+export function mailboxArgument(mailbox: string, folder: string): string {
+  if (UNQUOTABLE.test(mailbox)) throw unsendableFolder(folder);
+  return atom(mailbox);
+}
+
+/** The command up to its first message's flags: `mailbox` is mailboxArgument() of the name. */
 export function appendCommand(tag: string, mailbox: string, firstMessage: string): string {
   return `${tag} APPEND ${mailbox}${firstMessage}`;
 }

@@ -191,6 +191,32 @@ export function mapConnectError(err: unknown, c: ConnectContext): PopsyncError {
  * Errors from a command on an established session (STATUS, CREATE, SELECT, FETCH). A refusal
  * is 'server' (or 'temporary'); everything else is a lost connection.
  */
+/** imapflow's codes for a value its compiler cannot put in a command (CR, LF or NUL): nothing was sent. */
+const UNSENDABLE_CODES = new Set(['InvalidStringValue', 'InvalidTokenValue']);
+
+/**
+ * A folder whose name on the server holds CR, LF or NUL, which no IMAP command can carry (a
+ * quoted string cannot; neither imapflow nor our APPEND connection sends a name as a literal).
+ * Only the server can make such a name (the config refuses these characters in folder names):
+ * a NAMESPACE prefix or hierarchy delimiter it announced. Nothing was sent and the connection is
+ * fine, so it is no lost link: like a folder name the server refuses ('server', with the folder),
+ * that folder's messages fail (exit 1) and the others go on (engine/copier.ts).
+ */
+export function unsendableFolder(folder: string, cause?: unknown): PopsyncError {
+  return new PopsyncError(
+    'server',
+    `IMAP folder "${folder}" cannot be named in any IMAP command: the server's name for it holds a line ` +
+      'break or NUL (from the namespace prefix or hierarchy delimiter the server announced)',
+    {
+      folder,
+      hint:
+        'a fault of the destination server (its NAMESPACE); copy into INBOX (--folder INBOX), which needs ' +
+        'no prefix, or have the server fixed',
+    },
+    cause === undefined ? undefined : { cause },
+  );
+}
+
 export function mapCommandError(
   err: unknown,
   what: string,
@@ -198,6 +224,7 @@ export function mapCommandError(
   secret?: string | readonly string[],
 ): PopsyncError {
   if (err instanceof PopsyncError) return err;
+  if (folder !== undefined && UNSENDABLE_CODES.has(asLike(err).code ?? '')) return unsendableFolder(folder, err);
   const ctx: ErrorContext = {};
   if (folder !== undefined) ctx.folder = folder;
   const serverResponse = serverTextOf(err, secret);
@@ -233,6 +260,7 @@ export function classifyAppendError(err: unknown, folder: string): AppendFailure
   if (serverResponse) ctx.serverResponse = serverResponse;
   if (code) ctx.responseCode = code;
 
+  if (UNSENDABLE_CODES.has(e.code ?? '')) return { scope: 'message', error: unsendableFolder(folder, err) };
   // Refused by imapflow before anything was sent: APPENDLIMIT pre-check, unsendable content.
   if (!e.responseStatus && (code === 'APPENDLIMIT' || e.code === 'InvalidMessageContent')) {
     return {

@@ -45,7 +45,7 @@ import {
   planUnits,
   type LiteralMode,
 } from './append-plan.js';
-import { appendCommand, atom, messageHead } from './append-head.js';
+import { appendCommand, mailboxArgument, messageHead } from './append-head.js';
 import { bodyPieces, bodySize, isFileBody, memoryChunks, sendPiece, type MessageBody, whenDrained } from './body.js';
 import type { AppendOutcome, ImapOptions } from './types.js';
 import { classifyAppendError, isTlsFailure, mapConnectError, type ImapFlowErrorLike } from './errors.js';
@@ -239,6 +239,7 @@ function refusal(t: Tagged, extra: ImapFlowErrorLike = {}): ImapFlowErrorLike {
 
 /** One append() call: its items, its outcomes so far, and its caller's promise. */
 interface Batch {
+  /** The mailbox as the command names it (append-head.ts mailboxArgument()). */
   mailbox: string;
   folder: string;
   items: ReadonlyArray<PipelineItem | { skip: AppendOutcome }>;
@@ -304,9 +305,6 @@ export class PipelinedAppender {
    * outcome the caller rejected): the connection is spent, and no later batch may use it.
    */
   failure: unknown = null;
-  /** The last mailbox name written, and how it goes in a command (append-head.ts). */
-  private mailbox: string | null = null;
-  private mailboxAtom = '';
 
   private constructor(
     private sock: net.Socket,
@@ -475,7 +473,9 @@ export class PipelinedAppender {
    * commands are written right after this batch's, down the same stream, and its replies read
    * after this batch's. The caller journals each batch's intent before calling. Anything that
    * spends the connection (a drop, BYE, an outcome `onOutcome` throws for) rejects every batch
-   * still outstanding with it, and later calls at once: their outcomes are unknown.
+   * still outstanding with it, and later calls at once: their outcomes are unknown. A mailbox
+   * name no command can carry (append-head.ts) spends nothing: nothing of the batch is written,
+   * and each of its messages fails with that error, naming the folder.
    */
   append(
     mailbox: string,
@@ -485,10 +485,18 @@ export class PipelinedAppender {
     counts: AppendCounts = { appended: 0, multiappended: 0 },
   ): Promise<AppendOutcome[]> {
     if (this.failure !== null) return Promise.reject(this.failure);
+    let named = '';
+    let unsendable: PopsyncError | null = null;
+    try {
+      named = mailboxArgument(mailbox, folder);
+    } catch (err) {
+      if (!(err instanceof PopsyncError)) throw err;
+      unsendable = err;
+    }
     return new Promise<AppendOutcome[]>((resolve, reject) => {
       const outcomes: AppendOutcome[] = new Array(items.length);
       const batch: Batch = {
-        mailbox,
+        mailbox: named,
         folder,
         items,
         planned: items.map((it) => ('skip' in it ? null : { size: bodySize(it.body), inFile: isFileBody(it.body) })),
@@ -503,11 +511,17 @@ export class PipelinedAppender {
         reject,
       };
       const multi = this.capabilities.has('MULTIAPPEND');
-      const units = planUnits(batch.planned, multi ? MULTIAPPEND_LIMITS : { maxMessages: 1, maxBytes: 0 }).map(
-        (indices) => this.unit(batch, indices),
-      );
+      const units =
+        unsendable !== null
+          ? []
+          : planUnits(batch.planned, multi ? MULTIAPPEND_LIMITS : { maxMessages: 1, maxBytes: 0 }).map((indices) =>
+              this.unit(batch, indices),
+            );
       try {
-        for (const [i, it] of items.entries()) if ('skip' in it) batch.report(i, it.skip);
+        for (const [i, it] of items.entries()) {
+          if ('skip' in it) batch.report(i, it.skip);
+          else if (unsendable !== null) batch.report(i, { ok: false, error: unsendable });
+        }
       } catch (err) {
         reject(err);
         return;
@@ -724,11 +738,7 @@ export class PipelinedAppender {
    * imapflow sends it, and the server decides.
    */
   private command(tag: string, mailbox: string, it: PipelineItem, nonSync: boolean): Buffer {
-    if (mailbox !== this.mailbox) {
-      this.mailboxAtom = atom(mailbox);
-      this.mailbox = mailbox;
-    }
-    return Buffer.from(appendCommand(tag, this.mailboxAtom, this.messageHead(it, nonSync)));
+    return Buffer.from(appendCommand(tag, mailbox, this.messageHead(it, nonSync)));
   }
 
   /** A further message of a MULTIAPPEND: its flags, date and literal announcement. */

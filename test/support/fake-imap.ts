@@ -88,6 +88,11 @@ export interface FakeImapOptions {
   tokens?: Record<string, string> | ((user: string, token: string) => boolean);
   /** Default: '/' */
   delimiter?: string;
+  /**
+   * The personal namespace's prefix NAMESPACE announces (default ""). One with CR, LF or NUL goes
+   * as a literal, as a hostile server may send one.
+   */
+  namespacePrefix?: string;
   /** Mailboxes to create besides INBOX (wire names). */
   mailboxes?: string[];
   /**
@@ -406,7 +411,9 @@ class Session {
         ok();
         return;
       case 'NAMESPACE':
-        this.write(`* NAMESPACE (("" ${quote(this.cfg.delim)})) NIL NIL`);
+        this.write(
+          `* NAMESPACE ((${wireString(this.cfg.options.namespacePrefix ?? '')} ${quote(this.cfg.delim)})) NIL NIL`,
+        );
         ok();
         return;
       case 'LIST':
@@ -421,7 +428,7 @@ class Session {
         for (const mb of this.fake.mailboxes.values()) {
           if (!re.test(mb.name) || (name === 'LSUB' && !mb.subscribed)) continue;
           const attrs = [mb.name === 'INBOX' ? '' : '\\HasNoChildren', this.cfg.options.specialUse?.[mb.name] ?? ''];
-          const wireName = /[\r\n\0]/.test(mb.name) ? `{${Buffer.byteLength(mb.name)}}\r\n${mb.name}` : quote(mb.name);
+          const wireName = wireString(mb.name);
           this.write(`* ${name} (${attrs.filter(Boolean).join(' ')}) ${quote(this.cfg.delim)} ${wireName}`);
         }
         ok();
@@ -705,6 +712,11 @@ function flatten(t: Token | undefined): string[] {
 
 function quote(s: string): string {
   return `"${s.replace(/[\\"]/g, (c) => '\\' + c)}"`;
+}
+
+/** A string as a server sends it: quoted, or as a literal when a quoted string cannot carry it. */
+function wireString(s: string): string {
+  return /[\r\n\0]/.test(s) ? `{${Buffer.byteLength(s)}}\r\n${s}` : quote(s);
 }
 
 function patternRegex(pattern: string, delim: string): RegExp {

@@ -7,7 +7,8 @@
  * characters each rule is about.
  */
 import { describe, expect, it } from 'vitest';
-import { appendCommand, atom, internalDateTime, messageHead } from '../../src/imap/append-head.js';
+import { PopsyncError } from '../../src/errors.js';
+import { appendCommand, atom, internalDateTime, mailboxArgument, messageHead } from '../../src/imap/append-head.js';
 import { compiler, formatDateTime, formatFlag } from '../../src/imap/imapflow-adapter.js';
 import { joinedPieces, seeded } from '../support/seeded.js';
 
@@ -168,6 +169,30 @@ describe('APPEND heads as imapflow compiled them', () => {
     // The set holds names the compiler refuses (CR, LF, NUL) and many it sends.
     expect(refused).toBeGreaterThan(100);
     expect(refused).toBeLessThan(2000);
+  });
+});
+
+describe('a mailbox name no command can carry', () => {
+  it('is refused with a typed error naming the folder (the server gave the name), not a plain Error', () => {
+    for (const name of ['Mail\r\n.Archive', 'Mail\n.Archive', 'Mail\r.Archive', 'Mail\0.Archive']) {
+      let caught: unknown;
+      try {
+        mailboxArgument(name, 'Archive');
+      } catch (e) {
+        caught = e;
+      }
+      expect(caught, JSON.stringify(name)).toBeInstanceOf(PopsyncError);
+      expect(caught).toMatchObject({
+        kind: 'server',
+        context: { folder: 'Archive' },
+        message: expect.stringContaining('IMAP folder "Archive" cannot be named in any IMAP command'),
+      });
+    }
+  });
+
+  it('any other name goes as atom() writes it', () => {
+    for (const name of pieces.filter((p) => !/[\r\n\0]/.test(p)))
+      expect(mailboxArgument(name, 'x'), JSON.stringify(name)).toBe(atom(name));
   });
 });
 
