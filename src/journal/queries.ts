@@ -17,17 +17,13 @@ export class MessageQueries {
     this.sql = {
       get: c.prepare<[string, string], MessageRecord>(`SELECT * FROM messages WHERE account = ? AND uidl = ?`),
       all: c.prepare<[string], MessageRecord>(`SELECT * FROM messages WHERE account = ? ORDER BY rowid`),
-      index: c.prepare<
-        [string],
-        Pick<MessageRecord, 'uidl' | 'state' | 'size' | 'copied_at'> & {
-          list_size: number | null;
-          header_hash: string | null;
-          vanished_at: string | null;
-        }
-      >(
-        `SELECT uidl, state, size, list_size, header_hash, vanished_at, copied_at FROM messages
-         WHERE account = ? ORDER BY rowid`,
-      ),
+      // Arrays, not objects: at 10,000 rows reading the index took 20 ms as objects, 13 as arrays.
+      index: c
+        .prepare<[string], [string, RowState, number, number | null, string | null, string | null, string | null]>(
+          `SELECT uidl, state, size, list_size, header_hash, vanished_at, copied_at FROM messages
+           WHERE account = ? ORDER BY rowid`,
+        )
+        .raw(true),
       inState: c.prepare<[string, string], MessageRecord>(
         `SELECT * FROM messages WHERE account = ? AND state = ? ORDER BY rowid`,
       ),
@@ -65,17 +61,8 @@ export class MessageQueries {
   indexByUidl(account: string): Map<string, JournalIndexRow> {
     return this.db.read('reading messages', () => {
       const out = new Map<string, JournalIndexRow>();
-      for (const r of this.sql.index.all(account)) {
-        out.set(r.uidl, {
-          uidl: r.uidl,
-          state: r.state,
-          size: r.size,
-          listSize: r.list_size,
-          headerHash: r.header_hash,
-          vanishedAt: r.vanished_at,
-          copiedAt: r.copied_at,
-        });
-      }
+      for (const [uidl, state, size, listSize, headerHash, vanishedAt, copiedAt] of this.sql.index.all(account))
+        out.set(uidl, { uidl, state, size, listSize, headerHash, vanishedAt, copiedAt });
       return out;
     });
   }

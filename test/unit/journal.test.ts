@@ -681,6 +681,35 @@ describe('batches written many rows per statement', () => {
   });
 });
 
+describe('the index a run reads', () => {
+  it('gives every row its own fields, in first-seen order', () => {
+    const j = openJournal(ALICE, { now: () => new Date('2026-11-30T04:00:00.000Z') });
+    j.beginAppend(A, [item('b', { size: 7, headerHash: 'hb', listSize: 8 }), item('a', { size: 5 })]);
+    j.confirm(A, 'b', { destUidValidity: 7n, destUid: 3 });
+    j.markVanished(A, ['b']);
+    j.beginAppend(A, [item('c', { size: 9, headerHash: 'hc' })]);
+    j.fail(A, 'c', 'no');
+    const index = j.indexByUidl(A);
+    expect([...index.keys()]).toEqual(['b', 'a', 'c']);
+    for (const uidl of ['a', 'b', 'c']) {
+      const r = j.get(A, uidl)!;
+      expect(index.get(uidl)).toEqual({
+        uidl,
+        state: r.state,
+        size: r.size,
+        listSize: r.listSize,
+        headerHash: r.headerHash,
+        vanishedAt: r.vanishedAt,
+        copiedAt: r.copiedAt,
+      });
+    }
+    expect(index.get('b')).toMatchObject({ state: 'done', size: 7, listSize: 8, headerHash: 'hb' });
+    expect(index.get('b')?.vanishedAt).toBe('2026-11-30T04:00:00.000Z');
+    expect(index.get('b')?.copiedAt).toBe('2026-11-30T04:00:00.000Z');
+    expect(index.get('c')).toMatchObject({ state: 'failed', size: 9, listSize: null, copiedAt: null });
+  });
+});
+
 describe('UIDVALIDITY change detection', () => {
   it('records a folder on first sight and accepts the same value again', () => {
     const j = openJournal();
