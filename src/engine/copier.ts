@@ -448,7 +448,7 @@ export async function copyAll(
       await learnUidless(ctx, sink, await w.handed, window);
     } finally {
       await discard(w.got);
-      ahead.release(w.got);
+      ahead.release(w.got, !w.failed);
     }
   };
   // Where every message goes, when the routing knows it before any arrives: opened while the

@@ -97,11 +97,17 @@ export class ReceiveAhead {
     });
   }
 
-  /** A taken batch is no longer held (stored and settled, or dropped): room to receive further. */
-  release(got: ReceivedBatch): void {
+  /**
+   * A taken batch is no longer held (stored and settled, or dropped): room to receive further.
+   * `consumed`: every APPEND of it was answered, so the server read all of its bytes that were
+   * written and its memory may be reused (slabs.ts); otherwise a write of it might still be
+   * queued on a socket, and its memory is left to the garbage collector.
+   */
+  release(got: ReceivedBatch, consumed: boolean): void {
     const bytes = this.sizes.get(got);
     if (bytes === undefined) return;
     this.sizes.delete(got);
+    if (consumed) got.arena.recycle();
     this.held--;
     this.heldBytes -= bytes;
     this.pump();

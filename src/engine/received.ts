@@ -12,6 +12,7 @@ import { HEADER_PARSE_LIMIT } from '../mapping/headers.js';
 import { Fingerprinter } from './fingerprint.js';
 import { BareLfToCrlf } from './line-ends.js';
 import type { ChunkedBody } from '../imap/types.js';
+import type { Arena } from './slabs.js';
 import type { Spool, SpoolFile } from './spool.js';
 
 /** headerBlockEnd() peeks two bytes past the limit to recognise a blank line ending on it. */
@@ -101,11 +102,17 @@ export class BodyCollector {
   private hasNul = false;
   private head: Buffer | null = null;
   private file: SpoolFile | null = null;
+  /** Where the arena stood before this message: a message that spills gives its bytes back. */
+  private readonly mark: ReturnType<Arena['mark']> | undefined;
 
   constructor(
     private readonly spool: Spool,
     private readonly spillAt: number,
-  ) {}
+    /** Where the bytes held in memory are copied (slabs.ts); without one, the chunks themselves are kept. */
+    private readonly arena?: Arena,
+  ) {
+    this.mark = arena?.mark();
+  }
 
   /** Bytes received so far. */
   get received(): number {
@@ -136,7 +143,8 @@ export class BodyCollector {
       const head = this.head!;
       if (head.length < HEAD_BYTES) this.head = Buffer.concat([head, chunk.subarray(0, HEAD_BYTES - head.length)]);
     }
-    this.chunks.push(chunk);
+    if (this.file === null && this.arena !== undefined) this.arena.copy(chunk, this.chunks);
+    else this.chunks.push(chunk);
     this.held += chunk.length;
     if (this.file ? this.held >= Math.min(this.spillAt, SPOOL_WRITE_BYTES) : this.held > this.spillAt) {
       return this.write();
@@ -149,6 +157,10 @@ export class BodyCollector {
       // The chunks held, this one included, are source bytes: nothing was converted yet.
       this.hash ??= this.hashOfHeld();
       await this.spill();
+      await this.flush();
+      // Written out: the arena's copies of them are free again, and what follows goes to the file.
+      if (this.mark !== undefined) this.arena!.rewind(this.mark);
+      return;
     }
     await this.flush();
   }
@@ -219,6 +231,7 @@ export class BodyCollector {
   async abandon(): Promise<void> {
     this.chunks = [];
     this.held = 0;
+    if (this.file === null && this.mark !== undefined) this.arena!.rewind(this.mark);
     const f = this.file;
     this.file = null;
     if (f) {

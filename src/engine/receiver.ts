@@ -29,6 +29,8 @@ import type { Pop3Session } from '../pop3/types.js';
 import type { RunContext } from './context.js';
 import type { ListedMessage } from './plan.js';
 import { BodyCollector, type ReceivedBody } from './received.js';
+import { HELD_BATCHES } from './receive-ahead.js';
+import { Arena, SLAB_BYTES, SlabPool } from './slabs.js';
 import type { Spool } from './spool.js';
 
 export interface Received {
@@ -40,6 +42,8 @@ export interface ReceivedBatch {
   items: Received[];
   /** Set when the connection failed after `items` arrived: store them, then end the pass with it. */
   error: PopsyncError | null;
+  /** Where the bodies held in memory are (slabs.ts); recycled once their bytes were consumed. */
+  arena: Arena;
 }
 
 export interface ReceiveLimits {
@@ -97,6 +101,11 @@ export class Receiver {
   private closing = false;
   /** The error of a reply past retrCeiling that this receiver cut off itself. */
   private overCeiling: PopsyncError | null = null;
+  /**
+   * Memory for the bodies of the batches received (slabs.ts). It keeps no more free slabs than
+   * receive-ahead.ts lets be held at once: its batch caps plus the message closing each.
+   */
+  private readonly slabs: SlabPool;
 
   constructor(
     private readonly ctx: RunContext,
@@ -104,12 +113,15 @@ export class Receiver {
     private readonly todo: readonly ListedMessage[],
     private readonly spool: Spool,
     private readonly limits: ReceiveLimits,
-  ) {}
+  ) {
+    this.slabs = new SlabPool(Math.ceil((HELD_BATCHES * (limits.bytes + limits.spillAt)) / SLAB_BYTES));
+  }
 
   /** The next batch of whole messages; null when the copy list is done or the connection failed. */
   async batch(): Promise<ReceivedBatch | null> {
     if (this.failed) return null;
     const items: Received[] = [];
+    const arena = new Arena(this.slabs);
     let bytes = 0;
     while (items.length < this.limits.messages && bytes < this.limits.bytes) {
       this.issue();
@@ -117,17 +129,19 @@ export class Receiver {
       if (!x) break;
       let body: ReceivedBody | null;
       try {
-        body = await this.receive(x.m, x.stream);
+        body = await this.receive(x.m, x.stream, arena);
       } catch (e) {
         this.failed = this.charge(x.m, e);
         this.abandonAhead();
-        return { items, error: this.failed };
+        return { items, error: this.failed, arena };
       }
       if (!body) continue;
       items.push({ m: x.m, body });
       bytes += body.wireSize;
     }
-    return items.length > 0 ? { items, error: null } : null;
+    if (items.length > 0) return { items, error: null, arena };
+    arena.recycle();
+    return null;
   }
 
   /**
@@ -161,8 +175,8 @@ export class Receiver {
   }
 
   /** One whole message, or null when the server refused to send it (-ERR: that message only). */
-  private async receive(m: ListedMessage, stream: Readable): Promise<ReceivedBody | null> {
-    const body = new BodyCollector(this.spool, this.limits.spillAt);
+  private async receive(m: ListedMessage, stream: Readable, arena: Arena): Promise<ReceivedBody | null> {
+    const body = new BodyCollector(this.spool, this.limits.spillAt, arena);
     const ceiling = retrCeiling(m.size);
     try {
       for (let chunk = nextChunk(stream); ; chunk = nextChunk(stream)) {

@@ -1,13 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { HELD_BATCHES, HELD_MESSAGE_FLOOR, mayReceive, ReceiveAhead } from '../../src/engine/receive-ahead.js';
 import type { ReceivedBatch } from '../../src/engine/receiver.js';
+import { Arena, SlabPool } from '../../src/engine/slabs.js';
 
 const MB = 1024 * 1024;
 const CAP = 10 * MB;
 
 /** A batch of `sizes` (wire bytes per message); `error` as a cut connection leaves it. */
 function batch(sizes: number[], error: ReceivedBatch['error'] = null): ReceivedBatch {
-  return { items: sizes.map((wireSize) => ({ body: { wireSize } })), error } as unknown as ReceivedBatch;
+  return {
+    items: sizes.map((wireSize) => ({ body: { wireSize } })),
+    error,
+    arena: new Arena(new SlabPool(0)),
+  } as unknown as ReceivedBatch;
 }
 
 /** A receiver handing out `batches` in order, then null; counts its calls. */
@@ -49,7 +54,7 @@ describe('ReceiveAhead', () => {
     // Nothing taken yet: 21 batches of 1 MB held (20 MB + a cap fits in 30 MB; 21 MB does not).
     expect(r.calls).toBe(21);
     const first = ahead.take()!;
-    ahead.release(first);
+    ahead.release(first, true);
     await settle();
     expect(r.calls).toBe(22);
   });
@@ -64,7 +69,7 @@ describe('ReceiveAhead', () => {
     await settle();
     // Taken is not released: a batch being appended still holds its bytes.
     expect(r.calls).toBe(3);
-    ahead.release(a);
+    ahead.release(a, true);
     await settle();
     expect(r.calls).toBe(4);
   });
@@ -78,9 +83,26 @@ describe('ReceiveAhead', () => {
     const perBatch = 100 * HELD_MESSAGE_FLOOR;
     expect(r.calls).toBe(Math.floor((2 * CAP) / perBatch) + 1);
     expect(r.calls * 100).toBeLessThanOrEqual((HELD_BATCHES * CAP) / HELD_MESSAGE_FLOOR);
-    ahead.release(ahead.take()!);
+    ahead.release(ahead.take()!, true);
     await settle();
     expect(r.calls).toBe(Math.floor((2 * CAP) / perBatch) + 2);
+  });
+
+  it("reuses a released batch's memory only when all its APPENDs were answered", async () => {
+    const pool = new SlabPool(10);
+    const withBody = (): ReceivedBatch => {
+      const got = batch([MB]);
+      got.arena = new Arena(pool);
+      got.arena.copy(Buffer.alloc(1000), []);
+      return got;
+    };
+    const ahead = new ReceiveAhead(scripted([withBody(), withBody()]), CAP);
+    await settle();
+    // A failed batch may still have a write queued on a socket: its slab is not handed out again.
+    ahead.release(ahead.take()!, false);
+    expect(pool.spare).toBe(0);
+    ahead.release(ahead.take()!, true);
+    expect(pool.spare).toBe(1);
   });
 
   it('hands batches out in order, then null once the receiver is done', async () => {

@@ -1,0 +1,91 @@
+/**
+ * Memory for the bodies of received batches, reused from one batch to the next instead of left
+ * to the garbage collector.
+ *
+ * Why: a message kept in the Buffers its socket reads arrived in lives as long as its batch,
+ * hundreds of milliseconds, so those Buffers outlive the young generation and are freed only by
+ * a full GC, which V8 runs when memory outside its heap has grown by some tens of MB. Beside the
+ * batches held live (at most three batch caps, receive-ahead.ts) as much again lay dead, how
+ * much depending on when the GC got to run, and the process's RSS kept that high-water mark:
+ * on the typical mix with TLS (3,000 messages, 260 MB) peaks of 141-167 MB where the batches
+ * held never reached 35 MB. Copied on arrival into slabs, a read dies young (a minor GC frees
+ * it), and the slabs of a batch go back to the pool when the batch is released, so bodies take
+ * what is held at most, whenever the GC runs: 129-137 MB in the same runs.
+ *
+ * A batch's bytes may be written down an APPEND connection until its replies are in: its slabs
+ * are reused only once the caller knows every APPEND of it was answered (Arena.recycle()). An
+ * arena never recycled is left to the garbage collector, as the socket's Buffers were.
+ */
+
+/** One slab: few views per message, and the half-filled last slab of a batch wastes little. */
+export const SLAB_BYTES = 256 * 1024;
+
+export class SlabPool {
+  private readonly free: Buffer[] = [];
+
+  /** `keep`: free slabs kept for reuse at most; more given back are left to the garbage collector. */
+  constructor(private readonly keep: number) {}
+
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(SLAB_BYTES);
+  }
+
+  give(slabs: readonly Buffer[]): void {
+    for (const s of slabs) if (this.free.length < this.keep) this.free.push(s);
+  }
+
+  /** Free slabs held; for tests. */
+  get spare(): number {
+    return this.free.length;
+  }
+}
+
+/** Where one batch is received: bytes are copied in one after another, handed out as views. */
+export class Arena {
+  private readonly slabs: Buffer[] = [];
+  private at = SLAB_BYTES;
+  private recycled = false;
+
+  constructor(private readonly pool: SlabPool) {}
+
+  /** A place to come back to: rewind() frees everything copied since. */
+  mark(): { slab: number; at: number } {
+    return { slab: this.slabs.length, at: this.at };
+  }
+
+  /**
+   * `chunk` copied into the arena, as one view or, across a slab's end, two or more. The views
+   * stay valid until recycle(), or until rewind() to a mark taken before them.
+   */
+  copy(chunk: Buffer, out: Buffer[]): void {
+    for (let from = 0; from < chunk.length; ) {
+      if (this.at === SLAB_BYTES) {
+        this.slabs.push(this.pool.take());
+        this.at = 0;
+      }
+      const slab = this.slabs[this.slabs.length - 1]!;
+      const n = Math.min(chunk.length - from, SLAB_BYTES - this.at);
+      chunk.copy(slab, this.at, from, from + n);
+      out.push(slab.subarray(this.at, this.at + n));
+      this.at += n;
+      from += n;
+    }
+  }
+
+  /**
+   * Gives back what was copied since `m`, for a message that went to a spool file instead: its
+   * views must no longer be used (they were written out first).
+   */
+  rewind(m: { slab: number; at: number }): void {
+    this.pool.give(this.slabs.splice(m.slab));
+    this.at = m.at;
+  }
+
+  /** The batch's bytes are no longer read by anyone: its slabs go back to the pool. */
+  recycle(): void {
+    if (this.recycled) return;
+    this.recycled = true;
+    this.pool.give(this.slabs.splice(0));
+    this.at = SLAB_BYTES;
+  }
+}

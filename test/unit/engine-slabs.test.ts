@@ -1,0 +1,111 @@
+/**
+ * Slabs for received bodies (engine/slabs.ts) and the collector that copies into them: a body
+ * held in memory must not keep its socket's reads alive (they would wait for a full GC), and a
+ * batch's memory is reused only through its arena.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BodyCollector } from '../../src/engine/received.js';
+import { Arena, SLAB_BYTES, SlabPool } from '../../src/engine/slabs.js';
+import { Spool } from '../../src/engine/spool.js';
+
+let root: string;
+let spool: Spool;
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), 'popsync-slabs-test-'));
+  spool = new Spool(root);
+});
+afterEach(() => {
+  spool.dispose();
+  rmSync(root, { recursive: true, force: true });
+});
+
+/** Letters only: no line end for the collector to convert. */
+const bytes = (n: number, seed = 1): Buffer =>
+  Buffer.from(Array.from({ length: n }, (_, i) => 97 + ((i * 31 + seed) % 26)));
+
+describe('Arena', () => {
+  it('copies bytes into slabs, as views that cross a slab end in two', () => {
+    const pool = new SlabPool(10);
+    const arena = new Arena(pool);
+    const out: Buffer[] = [];
+    const a = bytes(SLAB_BYTES - 10, 1);
+    const b = bytes(30, 2);
+    arena.copy(a, out);
+    arena.copy(b, out);
+    expect(out.map((v) => v.length)).toEqual([SLAB_BYTES - 10, 10, 20]);
+    expect(Buffer.concat(out).equals(Buffer.concat([a, b]))).toBe(true);
+    // Copies, not the buffers given: changing those changes nothing held.
+    a.fill(0);
+    expect(out[0]!.equals(bytes(SLAB_BYTES - 10, 1))).toBe(true);
+    expect(out[2]!.buffer).not.toBe(out[1]!.buffer);
+  });
+
+  it('rewinds to a mark, giving back the slabs taken since', () => {
+    const pool = new SlabPool(10);
+    const arena = new Arena(pool);
+    arena.copy(bytes(100), []);
+    const m = arena.mark();
+    arena.copy(bytes(2 * SLAB_BYTES), []);
+    arena.rewind(m);
+    expect(pool.spare).toBe(2);
+    const out: Buffer[] = [];
+    arena.copy(bytes(10, 3), out);
+    // Right after the bytes before the mark, in the same slab.
+    expect(out[0]!.byteOffset % SLAB_BYTES).toBe(100);
+  });
+
+  it('recycles its slabs into the pool once, and the pool hands the same memory out again', () => {
+    const pool = new SlabPool(1);
+    const arena = new Arena(pool);
+    const out: Buffer[] = [];
+    arena.copy(bytes(SLAB_BYTES + 1), out);
+    arena.recycle();
+    arena.recycle();
+    // Kept at most `keep`: the other slab is left to the garbage collector.
+    expect(pool.spare).toBe(1);
+    const next: Buffer[] = [];
+    new Arena(pool).copy(bytes(5), next);
+    expect([out[0]!.buffer, out[1]!.buffer]).toContain(next[0]!.buffer);
+    expect(pool.spare).toBe(0);
+  });
+});
+
+describe('BodyCollector with an arena', () => {
+  it('holds a body in memory as copies in the slabs, not as views of the chunks it was given', async () => {
+    const arena = new Arena(new SlabPool(10));
+    const c = new BodyCollector(spool, 1024 * 1024, arena);
+    // As a socket's reads: a 16 KB read holding the end of one message and the start of the next.
+    const read = Buffer.concat([Buffer.from('Subject: x\r\n\r\nhello\r\n'), bytes(16 * 1024)]);
+    await c.add(read.subarray(0, 21));
+    const body = await c.finish();
+    expect(Buffer.concat(body.bytes!.chunks).toString()).toBe('Subject: x\r\n\r\nhello\r\n');
+    for (const chunk of [...body.bytes!.chunks, body.head]) expect(chunk.buffer).not.toBe(read.buffer);
+  });
+
+  it('gives a message that spills its memory back to the arena', async () => {
+    const pool = new SlabPool(10);
+    const arena = new Arena(pool);
+    arena.copy(bytes(7), []);
+    const before = arena.mark();
+    const message = Buffer.concat([Buffer.from('Subject: big\r\n\r\n'), bytes(3 * SLAB_BYTES)]);
+    const c = new BodyCollector(spool, SLAB_BYTES, arena);
+    for (let i = 0; i < message.length; i += 16 * 1024) await c.add(message.subarray(i, i + 16 * 1024));
+    const body = await c.finish();
+    expect(body.bytes).toBeNull();
+    expect(readFileSync(body.file!).equals(message)).toBe(true);
+    expect(arena.mark()).toEqual(before);
+    expect(pool.spare).toBeGreaterThan(0);
+  });
+
+  it('gives an abandoned message its memory back', async () => {
+    const arena = new Arena(new SlabPool(10));
+    const before = arena.mark();
+    const c = new BodyCollector(spool, 1024 * 1024, arena);
+    await c.add(bytes(1000));
+    await c.abandon();
+    expect(arena.mark()).toEqual(before);
+  });
+});
