@@ -202,8 +202,11 @@ async function connectOnce(opts: Pop3Options, logger: Logger): Promise<Pop3Sessi
       caps = await capa(conn);
     }
 
+    // PIPELINING announced before the login covers it too (RFC 2449): USER and PASS may go together.
+    const pipeliningNow = opts.pipelining !== false && caps.has('PIPELINING');
+    if (pipeliningNow) conn.setWindow(PIPELINE_WINDOW);
     try {
-      await logIn(conn, opts, creds, caps, greeting, logger);
+      await logIn(conn, opts, creds, caps, greeting, logger, pipeliningNow && opts.tls !== 'none');
     } catch (e) {
       if (e instanceof PopsyncError && e.context.responseCode === 'LOGIN-DELAY')
         throw new LoginDelayed(e, statedLoginDelay(caps));
@@ -241,6 +244,7 @@ async function logIn(
   caps: ReadonlyMap<string, string[]>,
   greeting: string,
   logger: Logger,
+  together: boolean,
 ): Promise<void> {
   const refused: string[] = [];
   let last: PopsyncError | undefined;
@@ -251,7 +255,7 @@ async function logIn(
   for (const method of methods) {
     logger.debug({ method }, 'pop3 login');
     try {
-      await authenticate(conn, creds, method, greeting, opts);
+      await authenticate(conn, creds, method, greeting, opts, together);
       if (refused.length > 0)
         logger.info(
           { method: METHOD_NAMES[method], refused },

@@ -146,10 +146,12 @@ export async function authenticate(
   method: LoginMethod,
   greeting: string,
   server: { host: string; port: number },
+  /** USER and PASS may be written together (PIPELINING offered, and the connection is TLS). */
+  together = false,
 ): Promise<void> {
   switch (method) {
     case 'user':
-      return userPass(conn, creds);
+      return together ? userPassTogether(conn, creds) : userPass(conn, creds);
     case 'apop':
       return apop(conn, creds, greeting);
     default: {
@@ -179,6 +181,20 @@ function expectOk(reply: Reply, label: string): void {
 async function userPass(conn: CommandChannel, creds: Credentials): Promise<void> {
   expectOk(await conn.send({ line: `USER ${creds.user}`, label: `USER ${creds.user}`, multiline: false }), 'USER');
   expectOk(await conn.send({ line: `PASS ${creds.secret}`, label: 'PASS ***', multiline: false }), 'PASS');
+}
+
+/**
+ * USER and PASS in one write, a round trip less. A refused USER then meets a PASS without a
+ * user, which a server refuses without checking any password; the USER refusal is the one
+ * reported. Only over TLS: in plaintext, a server refusing USER (say, one that takes no
+ * plaintext login) is never sent the password in the clear.
+ */
+async function userPassTogether(conn: CommandChannel, creds: Credentials): Promise<void> {
+  const user = conn.send({ line: `USER ${creds.user}`, label: `USER ${creds.user}`, multiline: false });
+  const pass = conn.send({ line: `PASS ${creds.secret}`, label: 'PASS ***', multiline: false });
+  pass.catch(() => undefined);
+  expectOk(await user, 'USER');
+  expectOk(await pass, 'PASS');
 }
 
 async function apop(conn: CommandChannel, creds: Credentials, greeting: string): Promise<void> {

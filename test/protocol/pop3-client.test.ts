@@ -620,6 +620,32 @@ describe('TLS', () => {
     await s.quit();
   });
 
+  it('with PIPELINING over TLS, USER and PASS go in one write; in plaintext PASS waits for USER', async () => {
+    for (const tls of ['starttls', 'none'] as const) {
+      const pop = await fake({
+        sasl: [],
+        pipelining: true,
+        ...(tls === 'none' ? {} : { tls: { ...cert, mode: 'starttls' as const } }),
+      });
+      await connect(pop, { tls, ca: [cert.cert] });
+      const [user, pass] = ['USER', 'PASS'].map((v) => pop.received.find((r) => r.verb === v)!);
+      expect(pass!.repliesBefore - user!.repliesBefore, tls).toBe(tls === 'none' ? 1 : 0);
+    }
+  });
+
+  it('a USER refused over TLS is the error reported, though PASS was written with it', async () => {
+    const pop = await fake({
+      sasl: [],
+      pipelining: true,
+      tls: { ...cert, mode: 'starttls' },
+      handlers: { USER: (ctx) => ctx.reply('-ERR [AUTH] no such user') },
+    });
+    const err = await failure(connectPop3(pop.clientOptions({ tls: 'starttls', ca: [cert.cert] })));
+    expect(err.kind).toBe('auth');
+    expect(err.message).toContain('no such user');
+    expect(pop.commands('USER')).toHaveLength(1);
+  });
+
   it('STLS with default verification rejects a self-signed certificate (tls) before any credential', async () => {
     const pop = await fake({ tls: { ...cert, mode: 'starttls' } });
     const err = await failure(connectPop3(pop.clientOptions({ tls: 'starttls' })));
