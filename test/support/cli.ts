@@ -29,6 +29,8 @@ interface TestHooks {
   staleMs?: number;
   /** At exit, write the process's peak RSS (VmHWM from /proc/self/status, in KiB) to this file. */
   peakRssFile?: string;
+  /** Overwrite every slab of received bodies given back (engine/slabs.ts): use after give-back shows. */
+  poisonSlabs?: boolean;
 }
 
 export interface CliResult {

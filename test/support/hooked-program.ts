@@ -8,3 +8,4 @@ export { main } from '../../src/cli/main.js';
 export { setClockStart } from '../../src/engine/clock.js';
 export { configureCrashHook, parseKillAt } from '../../src/journal/crash-hook.js';
 export { setStaleLimitMs } from '../../src/journal/lock.js';
+export { SlabPool } from '../../src/engine/slabs.js';

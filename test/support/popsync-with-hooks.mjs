@@ -8,13 +8,13 @@
  *   node test/support/popsync-with-hooks.mjs '<json hooks>' <popsync arguments...>
  *
  * hooks: { "now": ISO time, "killAt": "3:before", "stepsFile": path, "staleMs": number,
- *          "peakRssFile": path }
+ *          "peakRssFile": path, "poisonSlabs": true }
  * (test/support/cli.ts builds the call from CliOptions.hooks).
  */
 const [node, , json, ...args] = process.argv;
 const hooks = JSON.parse(json ?? '{}');
 // The bundle of hooked-program.ts (lab/bundle.ts): the program bin/popsync.js runs, plus the setters.
-const { configureCrashHook, main, parseKillAt, setClockStart, setStaleLimitMs } = await import(
+const { configureCrashHook, main, parseKillAt, setClockStart, setStaleLimitMs, SlabPool } = await import(
   new URL('../../dist/test-bundle/hooked-program.js', import.meta.url).href
 );
 if (hooks.now !== undefined) setClockStart(new Date(hooks.now));
@@ -25,6 +25,16 @@ if (hooks.peakRssFile !== undefined) {
     const m = /VmHWM:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'));
     if (m) writeFileSync(hooks.peakRssFile, m[1]);
   });
+}
+if (hooks.poisonSlabs === true) {
+  // Every slab given back (engine/slabs.ts) is overwritten at once, as if the next batch had
+  // already reused it: a body still read or written after its memory was given back then carries
+  // '!' bytes, which the destination's copy shows.
+  const give = SlabPool.prototype.give;
+  SlabPool.prototype.give = function (slabs) {
+    for (const s of slabs) s.fill(0x21);
+    return give.call(this, slabs);
+  };
 }
 if (hooks.staleMs !== undefined) setStaleLimitMs(hooks.staleMs);
 configureCrashHook({

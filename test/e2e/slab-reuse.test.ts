@@ -1,0 +1,79 @@
+/**
+ * Received bodies live in slabs reused from batch to batch (engine/slabs.ts). A slab given back
+ * while its bytes may still be written down the APPEND connection or to a spool file would put
+ * another message's bytes into a copy. The hooked launcher overwrites every slab the moment it
+ * is given back (poisonSlabs), so any such read shows in the destination: each copy read back
+ * from Dovecot must be byte for byte its source message. Covered: many small batches in the
+ * APPEND window, messages spilling to a spool file between in-memory ones of the same batch
+ * (the arena rewinds under them), and a drop with batches unanswered (their memory is not
+ * recycled; the next pass receives them again).
+ */
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { hugeMessage, realisticMix } from '../../lab/corpus.js';
+import type { Lab } from '../../lab/dovecot.js';
+import { startAppendRelay, type AppendRelay } from '../support/append-relay.js';
+import { runCli } from '../support/cli.js';
+import { labArgs, useLab } from '../support/lab-fixture.js';
+import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
+
+let lab: Lab;
+let dir: string;
+useLab('slabs', { pop3Rawlog: false }, (l, d) => {
+  lab = l;
+  dir = d;
+});
+
+const relays: AppendRelay[] = [];
+afterAll(async () => {
+  await Promise.all(relays.map((r) => r.close()));
+});
+
+/** Small mail with three messages past the 1 MB spill point among them, each inside a batch. */
+function corpus(seed: number): Buffer[] {
+  const mail = realisticMix(40, seed);
+  mail.splice(4, 0, hugeMessage(1_300_000, seed + 1));
+  mail.splice(17, 0, hugeMessage(1_100_000, seed + 2));
+  mail.splice(31, 0, hugeMessage(2_600_000, seed + 3));
+  return mail;
+}
+
+async function seeded(seed: number) {
+  const pop = lab.newUser('src');
+  const imap = lab.newUser('dst');
+  await lab.seedPop3(pop, corpus(seed));
+  const expected = digests(await sourceMessages(lab, pop));
+  const journal = join(dir, `${pop}.sqlite`);
+  // Batches of 3 messages or 1 MB: many batches in flight, each big one spilling mid-batch.
+  const args = labArgs('migrate', lab, pop, imap, journal, [
+    '--no-progress',
+    '--json',
+    '--batch-messages',
+    '3',
+    '--batch-mb',
+    '1',
+  ]);
+  return { imap, expected, args };
+}
+
+describe('slabs of received bodies', () => {
+  it('are never reused while a copy still reads them: every copy is its source, byte for byte', async () => {
+    const { imap, expected, args } = await seeded(81);
+    const r = await runCli(args, { env: { PW: lab.password }, hooks: { poisonSlabs: true } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ copied: 43 });
+    expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(expected);
+  });
+
+  it('nor after a drop with batches unanswered, retried on a new connection', async () => {
+    const { imap, expected, args } = await seeded(82);
+    const relay = await startAppendRelay(lab.imap.port, { cutAfterReplies: 2 });
+    relays.push(relay);
+    args[args.indexOf(`imap://${imap}@127.0.0.1:${lab.imap.port}`)] = `imap://${imap}@127.0.0.1:${relay.port}`;
+    const r = await runCli(args, { env: { PW: lab.password }, hooks: { poisonSlabs: true } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(relay.cuts(), 'the link was cut once').toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ reconnects: 1 });
+    expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(expected);
+  });
+});
