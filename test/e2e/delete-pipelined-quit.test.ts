@@ -1,0 +1,121 @@
+/**
+ * `sync --delete` writes QUIT right behind its DELEs (engine/deleter.ts, 1b4be35), so QUIT reaches
+ * the server whatever the DELEs' replies say. The journal must still say 'deleted' only for what
+ * the server confirmed: a DELE answered -ERR keeps its message ('done', deleted by a later run),
+ * and a QUIT whose reply never came leaves the rows 'deleting' for the next run to settle from
+ * the listing: 'deleted' where the server did commit, 'done' (and deleted again) where it did
+ * not. Scripted POP3 server (a refusing DELE, a lost QUIT reply); each copy exactly once.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { runCli } from '../support/cli.js';
+import { FAKE_PASSWORD, startFakeImap, type FakeImap } from '../support/fake-imap.js';
+import { startFakePop3, type FakePop3 } from '../support/fake-pop3.js';
+import { loopbackArgs } from '../support/lab-fixture.js';
+import { mail } from './sync-helpers.js';
+
+let dir: string;
+let pop: FakePop3;
+let imap: FakeImap;
+const fakes: Array<{ close(): Promise<void> }> = [];
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'popsync-delete-quit-'));
+  const sent = [1, 2, 3, 4, 5].map((i) => mail(`pipelined-quit-${i}-${Date.now()}`));
+  pop = await startFakePop3({ messages: sent, user: 'src', password: FAKE_PASSWORD, pipelining: true });
+  imap = await startFakeImap();
+  fakes.push(pop, imap);
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(async () => {
+  await Promise.all(fakes.map((f) => f.close()));
+});
+
+const sync = () =>
+  runCli(
+    loopbackArgs('sync', { pop3: pop.port, imap: imap.port }, 'src', 'alice', join(dir, 'j.sqlite'), [
+      '--no-progress',
+      '--delete',
+      '--json',
+    ]),
+    { env: { PW: FAKE_PASSWORD } },
+  );
+
+function states(): Record<string, string> {
+  const db = new Database(join(dir, 'j.sqlite'), { readonly: true });
+  try {
+    const rows = db.prepare(`SELECT uidl, state FROM messages ORDER BY uidl`).all() as Array<{
+      uidl: string;
+      state: string;
+    }>;
+    return Object.fromEntries(rows.map((r) => [r.uidl, r.state]));
+  } finally {
+    db.close();
+  }
+}
+
+const uidls = (): string[] => pop.mailbox.map((m) => m.uidl);
+const stored = (): number => imap.mailboxes.get('INBOX')!.messages.length;
+
+describe('sync --delete with QUIT written behind the DELEs', () => {
+  it('a DELE answered -ERR keeps its message and its row: never journaled deleted', async () => {
+    const all = uidls();
+    pop.handlers.DELE = (ctx, a) =>
+      a[0] === '2' ? ctx.reply('-ERR [SYS/PERM] cannot delete message 2 now') : ctx.useDefault();
+    const first = await sync();
+    expect(first.stderr).toMatch(/refused to delete/);
+    expect(JSON.parse(first.stdout)).toMatchObject({ copied: 5, deleted: 4 });
+    expect(uidls(), 'only the refused one is left').toEqual([all[1]]);
+    expect(states()).toEqual(Object.fromEntries(all.map((u, i) => [u, i === 1 ? 'done' : 'deleted'])));
+
+    delete pop.handlers.DELE;
+    const second = await sync();
+    expect(second.code, second.stderr).toBe(0);
+    expect(JSON.parse(second.stdout)).toMatchObject({ copied: 0, deleted: 1 });
+    expect(uidls()).toEqual([]);
+    expect(Object.values(states())).toEqual(['deleted', 'deleted', 'deleted', 'deleted', 'deleted']);
+    expect(stored(), 'each message copied once').toBe(5);
+  });
+
+  it("QUIT's reply lost after the server committed: 'deleting', settled 'deleted' by the next run", async () => {
+    pop.handlers.QUIT = (ctx) => {
+      // The UPDATE state ran (the DELEs are committed), then the link went before the +OK.
+      for (const m of ctx.messages) {
+        if (!m.deleted) continue;
+        const at = ctx.server.mailbox.findIndex((x) => x.uidl === m.uidl);
+        if (at >= 0) ctx.server.mailbox.splice(at, 1);
+      }
+      ctx.drop();
+    };
+    const first = await sync();
+    expect(first.code, first.stdout).not.toBe(0);
+    expect(uidls()).toEqual([]);
+    expect(new Set(Object.values(states())), 'no row deleted before the +OK').toEqual(new Set(['deleting']));
+
+    delete pop.handlers.QUIT;
+    const second = await sync();
+    expect(second.code, second.stderr).toBe(0);
+    expect(JSON.parse(second.stdout)).toMatchObject({ copied: 0 });
+    expect(new Set(Object.values(states()))).toEqual(new Set(['deleted']));
+    expect(stored(), 'each message copied once').toBe(5);
+  });
+
+  it("QUIT's reply lost and nothing committed: 'deleting' until the next run, which deletes them again", async () => {
+    const all = uidls();
+    pop.handlers.QUIT = (ctx) => ctx.drop();
+    const first = await sync();
+    expect(first.code, first.stdout).not.toBe(0);
+    expect(uidls()).toEqual(all);
+    expect(new Set(Object.values(states()))).toEqual(new Set(['deleting']));
+
+    delete pop.handlers.QUIT;
+    const second = await sync();
+    expect(second.code, second.stderr).toBe(0);
+    expect(JSON.parse(second.stdout)).toMatchObject({ copied: 0, deleted: 5 });
+    expect(uidls()).toEqual([]);
+    expect(new Set(Object.values(states()))).toEqual(new Set(['deleted']));
+    expect(stored(), 'each message copied once').toBe(5);
+  });
+});
