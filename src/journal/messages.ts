@@ -155,13 +155,6 @@ export class Messages {
         `SELECT uidl FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ? AND dest_uid = ?
          AND state IN ('done', 'deleting', 'deleted')`,
       ),
-      setState: c.prepare(
-        `UPDATE messages SET state = @state, updated_at = @now WHERE account = @account AND uidl = @uidl`,
-      ),
-      setDeleted: c.prepare(
-        `UPDATE messages SET state = 'deleted', deleted_at = @now, updated_at = @now
-         WHERE account = @account AND uidl = @uidl`,
-      ),
       setListSize: c.prepare(
         `UPDATE messages SET list_size = @listSize, vanished_at = NULL WHERE account = @account AND uidl = @uidl`,
       ),
@@ -699,9 +692,18 @@ export class Messages {
     });
   }
 
-  /** done -> deleting for every row, committed before the first DELE is sent. */
+  /** done -> deleting for every row, committed before the first DELE is sent (an intent). */
   markDeleting(account: string, uidls: readonly string[]): void {
-    this.moveAll(account, uidls, 'deleting', 'recording messages about to be deleted');
+    if (uidls.length === 0) return;
+    this.db.step(
+      'recording messages about to be deleted',
+      () => {
+        const rows = this.rowsOf(account, [...new Set(uidls)]);
+        this.checkMoves(account, uidls, 'deleting', rows);
+        this.writeMoves(account, uidls, 'deleting', this.db.nowIso());
+      },
+      'intent',
+    );
   }
 
   /**
@@ -711,31 +713,53 @@ export class Messages {
   settleDeleting(account: string, outcome: { deleted: readonly string[]; kept: readonly string[] }): void {
     if (outcome.deleted.length === 0 && outcome.kept.length === 0) return;
     this.db.step('recording deleted messages', () => {
+      const rows = this.rowsOf(account, [...new Set([...outcome.deleted, ...outcome.kept])]);
+      this.checkMoves(account, outcome.deleted, 'deleted', rows);
+      this.checkMoves(account, outcome.kept, 'done', rows);
       const now = this.db.nowIso();
-      for (const uidl of outcome.deleted) {
-        assertTransition(this.sql.get.get(account, uidl)?.state ?? null, 'deleted', { account, uidl });
-        this.sql.setDeleted.run({ account, uidl, now });
-      }
-      for (const uidl of outcome.kept) {
-        assertTransition(this.sql.get.get(account, uidl)?.state ?? null, 'done', { account, uidl });
-        this.sql.setState.run({ account, uidl, state: 'done', now });
-      }
+      this.writeMoves(account, outcome.deleted, 'deleted', now);
+      this.writeMoves(account, outcome.kept, 'done', now);
     });
   }
 
-  private moveAll(account: string, uidls: readonly string[], to: RowState, doing: string): void {
-    if (uidls.length === 0) return;
-    this.db.step(
-      doing,
-      () => {
-        const now = this.db.nowIso();
-        for (const uidl of uidls) {
-          assertTransition(this.sql.get.get(account, uidl)?.state ?? null, to, { account, uidl });
-          this.sql.setState.run({ account, uidl, state: to, now });
-        }
-      },
-      // "deleting" precedes DELE: an intent.
-      to === 'deleting' ? 'intent' : 'outcome',
-    );
+  /**
+   * Checks each move in order, against the rows as read and the moves before it (`rows` is
+   * updated as it goes), as a lookup per row inside the step would: a uidl listed twice meets
+   * the state its first move left. Nothing is written until every move passed, and a refusal
+   * rolls the step back whole either way, so the journal ends as it would row by row.
+   */
+  private checkMoves(account: string, uidls: readonly string[], to: RowState, rows: Map<string, RowLook>): void {
+    for (const uidl of uidls) {
+      const row = rows.get(uidl);
+      assertTransition(row?.state ?? null, to, { account, uidl });
+      rows.set(uidl, { uidl, state: to, folder: row?.folder ?? null });
+    }
+  }
+
+  /**
+   * Writes checked moves a chunk of rows per statement: a lookup and an update per row cost
+   * 15 µs each, 300 ms for deleting 10,000 messages. A uidl without a row (a kept message
+   * the journal never had) changes nothing, as its single-row update did not.
+   */
+  private writeMoves(account: string, uidls: readonly string[], to: RowState, now: string): void {
+    let at = 0;
+    for (const n of chunkSizes(uidls.length)) {
+      const chunk = uidls.slice(at, at + n);
+      const where = `WHERE account = ? AND uidl IN (${Array(n).fill('?').join(', ')})`;
+      if (to === 'deleted') {
+        this.many(
+          `deleted ${n}`,
+          () => `UPDATE messages SET state = 'deleted', deleted_at = ?, updated_at = ? ${where}`,
+        ).run(now, now, account, ...chunk);
+      } else {
+        this.many(`move ${n}`, () => `UPDATE messages SET state = ?, updated_at = ? ${where}`).run(
+          to,
+          now,
+          account,
+          ...chunk,
+        );
+      }
+      at += n;
+    }
   }
 }

@@ -28,7 +28,8 @@ it('fsyncs intents and only intents', () => {
   const kinds: Array<[string, RegExp]> = [
     ['begin', /INSERT (OR IGNORE )?INTO messages/],
     ['confirm', /SET state = 'done'/],
-    ['setState', /SET state = @state/],
+    ['setState', /SET state = (@state|\?)/],
+    ['deleted', /SET state = 'deleted'/],
   ];
   const proto = Object.getPrototypeOf(db.prepare('SELECT 1')) as Record<'run' | 'all', (...a: unknown[]) => unknown>;
   const original = { run: proto.run, all: proto.all };
@@ -51,10 +52,12 @@ it('fsyncs intents and only intents', () => {
     ]);
     j.confirm('s', 'u1', { destUidValidity: 1n, destUid: 1 });
     j.markDeleting('s', ['u1']);
+    j.settleDeleting('s', { deleted: ['u1'], kept: [] });
     expect(levels).toEqual([
       ['begin', 2],
       ['confirm', 1],
       ['setState', 2],
+      ['deleted', 1],
     ]);
   } finally {
     Object.assign(proto, original);

@@ -612,6 +612,36 @@ describe('batches written many rows per statement', () => {
     );
   });
 
+  it('records 100 deletions and their settlement with a few statements, checked in the order given', () => {
+    const j = openJournal();
+    j.beginAppend(
+      A,
+      hundred.map((u) => item(u)),
+    );
+    j.settleAppends(
+      A,
+      hundred.map((uidl, i) => ({ uidl, ok: true as const, destUidValidity: 7n, destUid: 1 + i })),
+    );
+    expect(statementsRun(() => j.markDeleting(A, hundred))).toBeLessThan(20);
+    // Listed twice, or both deleted and kept: refused like a lookup per row, nothing written.
+    expect(caught(() => j.settleDeleting(A, { deleted: [hundred[3]!, hundred[3]!], kept: [] })).message).toBe(
+      `illegal journal transition deleted -> deleted for message ${hundred[3]}`,
+    );
+    expect(caught(() => j.settleDeleting(A, { deleted: hundred, kept: [hundred[99]!] })).message).toBe(
+      `illegal journal transition deleted -> done for message ${hundred[99]}`,
+    );
+    expect(j.counts(A)).toMatchObject({ deleting: 100 });
+    const settle = statementsRun(() =>
+      j.settleDeleting(A, { deleted: hundred.slice(0, 90), kept: [...hundred.slice(90), 'never-listed'] }),
+    );
+    expect(settle).toBeLessThan(20);
+    expect(j.counts(A)).toMatchObject({ done: 10, deleted: 90 });
+    expect(j.rowsInState(A, 'deleted').map((r) => r.uidl)).toEqual(hundred.slice(0, 90));
+    expect(j.get(A, hundred[0]!)?.deletedAt).not.toBeNull();
+    expect(j.get(A, hundred[95]!)?.deletedAt).toBeNull();
+    expect(j.get(A, 'never-listed')).toBeUndefined();
+  });
+
   it('refuses a UID already taken, in any chunk, naming its owner, and writes none of the batch', () => {
     const j = openJournal();
     j.beginAppend(A, [item('old')]);
