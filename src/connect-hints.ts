@@ -219,7 +219,8 @@ function connectHint(fault: ConnectFault, t: ConnectTarget, waited: boolean): st
     case 'untrusted':
       return `--${s.option}-ca-file FILE to trust a private CA (or the server's self-signed certificate)`;
     case 'name-mismatch':
-      return 'connect by a name the certificate lists (see the cause), or ask for a certificate for this name';
+      // The names are in the message, from Node's reason; no cause line repeats it.
+      return 'connect by a name the certificate lists (named above), or ask for a certificate for this name';
     case 'expired':
       return "the server's certificate has expired: its admin must renew it";
   }

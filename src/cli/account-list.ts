@@ -5,7 +5,6 @@
  * keeps this process's share. The CSV parsing itself is config/account-list.ts; the batch
  * loop is app/batch.ts.
  */
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { selectShard, parseShard } from '../app/shard.js';
 import { ACCOUNT_NAME_RE, loadAccountList, type ListedAccount } from '../config/account-list.js';
@@ -14,6 +13,7 @@ import type { SideFlags } from '../config/side-flags.js';
 import type { AccountJob } from './account.js';
 import { canonicalHost, journalDirEntry } from './journal-identity.js';
 import { resolveImapEndpoint, resolvePop3Endpoint } from './endpoints.js';
+import { makeDirs } from './make-dirs.js';
 
 /** Connection flags that name one mailbox: meaningless for a list of them. */
 const ONE_MAILBOX = ['url', 'host', 'port', 'user'] as const;
@@ -132,7 +132,7 @@ export function batchedJobs(
     }));
     if (o.createJournalDir) {
       try {
-        mkdirSync(dir, { recursive: true, mode: 0o700 });
+        makeDirs(dir, 0o700);
       } catch (e) {
         throw new PopsyncError(
           'usage',

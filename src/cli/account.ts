@@ -6,7 +6,7 @@
  * engine calls (and calls again after a drop).
  */
 import type { Command } from 'commander';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import {
   appendConnectionsProblem,
@@ -28,7 +28,7 @@ import { warmImap } from '../imap/socket-target.js';
 import type { Pop3Session } from '../pop3/types.js';
 import { batchedJobs, listedAccountJobs } from './account-list.js';
 import { tlsProbeVerdict } from '../net/tls-probe.js';
-import { configJournal, locateJournal, type JournalOrigin } from './journal-identity.js';
+import { checkJournalFolder, configJournal, locateJournal, type JournalOrigin } from './journal-identity.js';
 import {
   checkConfigUrls,
   cleartextWarning,
@@ -42,6 +42,7 @@ import {
 import { sideFlags } from './options.js';
 import { resolvePassword, type PasswordSource } from './secrets.js';
 import { tokenFromCommand } from './token-command.js';
+import { makeDirs } from './make-dirs.js';
 
 export interface AccountInput {
   /** A name for reports; the source's "user@host:port" when not given (config files name accounts). */
@@ -158,9 +159,13 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
         (await resolvePassword('imap', passwordSource(input.imap), { logger: o.logger, account: imap.display })));
 
   const { path: journalPath, sourceKey } = locateJournal(pop, input.journal, process.env, input.journalOrigin);
+  // Commands that create journals (migrate, sync) check a given path's folder first; plan and
+  // verify only read one, and say so when there is none.
+  if (input.journal !== undefined && o.createJournalDir !== false && o.source !== false)
+    checkJournalFolder(journalPath, input.journalOrigin);
   if (input.journal === undefined && o.createJournalDir !== false) {
     try {
-      mkdirSync(dirname(journalPath), { recursive: true, mode: 0o700 });
+      makeDirs(dirname(journalPath), 0o700);
     } catch (e) {
       throw new PopsyncError('usage', `cannot create the journal folder ${dirname(journalPath)}: ${String(e)}`, {
         hint: 'name a journal with --journal PATH',

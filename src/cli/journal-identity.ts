@@ -140,17 +140,46 @@ export function journalDirEntry(dir: string): JournalOrigin {
  * 'disk I/O error', which every command turned into a hint about restoring a corrupt journal.
  */
 export function refuseDirectory(path: string, origin: JournalOrigin = JOURNAL_OPTION): string {
-  let dir = false;
+  let st: ReturnType<typeof statSync> | null = null;
   try {
-    dir = statSync(path).isDirectory();
+    st = statSync(path);
   } catch {
     // Not there (yet) or not readable: the journal's own open says which, as before.
   }
-  if (dir)
+  if (st?.isDirectory())
     throw new PopsyncError('usage', `${origin.prefix}${path} is a directory, not a journal`, {
       hint: origin.hint(path),
     });
+  // /dev/null, a FIFO: SQLite's 'disk I/O error' read as a corrupt journal to restore.
+  if (st !== null && !st.isFile())
+    throw new PopsyncError('usage', `${origin.prefix}${path} is not a regular file, not a journal`, {
+      hint: 'give the path of an existing journal, or of a file popsync can create',
+    });
   return path;
+}
+
+/**
+ * The folder a journal is about to be created or written in, for commands that write one
+ * (migrate, sync): a missing folder or a file in its place was reported as the lock file's
+ * ENOENT/ENOTDIR, which names a file the user never gave. Only the default journal's folder is
+ * created; a --journal or config path is used as given.
+ */
+export function checkJournalFolder(path: string, origin: JournalOrigin = JOURNAL_OPTION): void {
+  const folder = dirname(path);
+  let st: ReturnType<typeof statSync> | null = null;
+  try {
+    st = statSync(folder);
+  } catch {
+    // Missing, or not reachable: said below.
+  }
+  if (st === null)
+    throw new PopsyncError('usage', `${origin.prefix}${path}: the folder ${folder} does not exist`, {
+      hint: `create it (mkdir -p ${folder}), or give a journal in an existing folder`,
+    });
+  if (!st.isDirectory())
+    throw new PopsyncError('usage', `${origin.prefix}${path}: ${folder} is not a folder`, {
+      hint: 'give a journal path whose folder exists',
+    });
 }
 
 /**

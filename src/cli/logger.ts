@@ -13,12 +13,13 @@
  * must not do that (PopsyncError contexts carry no credentials by contract).
  */
 
-import { fchmodSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { fchmodSync, fstatSync, openSync, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import pino from 'pino';
 import { PopsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { printable } from '../report/summary.js';
+import { makeDirs } from './make-dirs.js';
 
 export type LogFormat = 'text' | 'json';
 
@@ -216,7 +217,7 @@ function openNewLogFile(path: string): number {
   // directories created here get 0700 (the log names accounts); existing ones are left alone.
   // A failure here is reported by the open below, whose error code names the real obstacle.
   try {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    makeDirs(dirname(path), 0o700);
   } catch {
     // reported below
   }

@@ -41,7 +41,12 @@ export function buildProgram(ctx: CommandContext): Command {
     .description('Move mail from POP3 mailboxes into IMAP mailboxes, exactly once, resumable after any crash.')
     .version(packageVersion())
     .showHelpAfterError('(run with --help for usage)')
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      // Commander's "error: unknown option '--bogus'" in popsync's own form, as every other
+      // error reads: cron mail from several tools says which one spoke. Commands inherit it.
+      outputError: (s, write) => write(s.replace(/^error: /, 'popsync: ')),
+    })
     .exitOverride();
   for (const register of COMMANDS) register(program, ctx);
   // Accepted by every command, so a wrapper script can pass it blindly (see cli/color.ts).

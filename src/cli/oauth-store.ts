@@ -5,12 +5,13 @@
  * refresh token never leaves a half-written file. Only the refresh token and what is needed
  * to use it are stored; access tokens are minted per login and never written anywhere.
  */
-import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { PopsyncError } from '../errors.js';
 import type { OAuthEndpoints, OAuthProviderName } from '../oauth/providers.js';
 import { writePrivateFile } from './private-file.js';
+import { makeDirs } from './make-dirs.js';
 
 export interface StoredSignIn {
   version: 1;
@@ -45,7 +46,7 @@ function signInPath(name: string, env: NodeJS.ProcessEnv = process.env): string 
 
 export function saveSignIn(s: StoredSignIn, env: NodeJS.ProcessEnv = process.env): string {
   const dir = oauthDir(env);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  makeDirs(dir, 0o700);
   chmodSync(dir, 0o700);
   const path = signInPath(s.name, env);
   writePrivateFile(path, `${JSON.stringify(s, null, 2)}\n`);

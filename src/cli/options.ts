@@ -61,10 +61,11 @@ function folderName(v: string): string {
   return v;
 }
 
-const collectFlag = (v: string, prev: string[]): string[] => {
+// No default value: commander printed a default of [] as "(default: [])" in --help.
+const collectFlag = (v: string, prev: string[] | undefined): string[] => {
   const bad = flagProblem(v);
   if (bad !== null) throw new InvalidArgumentError(bad);
-  return [...prev, v];
+  return [...(prev ?? []), v];
 };
 
 function addSide(cmd: Command, side: 'pop' | 'imap', label: string, scheme: string): void {
@@ -144,7 +145,6 @@ export function addRoutingOptions(cmd: Command): Command {
       'add this flag or keyword to every copy (repeatable), e.g. \\Seen or $Migrated; \\Deleted and \\Recent ' +
         'are refused',
       collectFlag,
-      [],
     )
     .option(
       '--no-arrival-date',

@@ -3,7 +3,6 @@
  * account when a config runs several), which format a name asks for, and writing it so that a
  * reader (a browser reloading, a script polling) never sees half of it.
  */
-import { mkdirSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { Option, type Command } from 'commander';
 import type { RunResult } from '../engine/types.js';
@@ -12,6 +11,7 @@ import type { BatchReport } from '../report/batch-report.js';
 import { BATCH_FORMATS, type BatchFormat } from '../report/batch-render.js';
 import { PLAN_FORMATS, type PlanFormat, type PlanReport } from '../report/plan-types.js';
 import { writePrivateFile } from './private-file.js';
+import { makeDirs } from './make-dirs.js';
 
 /**
  * A report names senders and subjects: it is written 0600 like the journal, through an
@@ -184,7 +184,7 @@ export async function writeRunReport(
 /** A report folder is made 0700: its files name senders and subjects. */
 function ensureDir(dir: string): void {
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    makeDirs(dir, 0o700);
   } catch (e) {
     throw new PopsyncError('usage', `cannot create ${dir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
   }

@@ -256,15 +256,24 @@ export function readBounded(path: string, limit: number): Buffer | null {
   }
 }
 
+/** The usual reasons a config file cannot be read, in words ("ENOENT" alone read as jargon). */
+const READ_FAILURE: Readonly<Record<string, string>> = {
+  ENOENT: 'no such file (ENOENT)',
+  EACCES: 'permission denied (EACCES)',
+  EISDIR: 'it is a directory (EISDIR)',
+  ENOTDIR: 'a part of the path is not a directory (ENOTDIR)',
+};
+
 export function loadConfigFile(path: string): LoadedConfig {
   const abs = resolve(path);
   let bytes: Buffer | null;
   try {
     bytes = readBounded(abs, MAX_CONFIG_BYTES);
   } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
     throw new PopsyncError(
       'config',
-      `cannot read the config file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+      `cannot read the config file ${path}: ${READ_FAILURE[code ?? ''] ?? code ?? String(e)}`,
     );
   }
   if (bytes === null) {

@@ -15,6 +15,9 @@ export function needsWriter(e: unknown): e is Error & { code: string } {
   return isSqliteError(e) && (e.code === 'SQLITE_READONLY_ROLLBACK' || e.code === 'SQLITE_READONLY_RECOVERY');
 }
 
+/** SQLite's words for a file or folder this process may not write. */
+const CANNOT_WRITE: ReadonlySet<string> = new Set(['SQLITE_READONLY', 'SQLITE_READONLY_DIRECTORY', 'SQLITE_PERM']);
+
 /**
  * Constraint violations are popsync bugs; busy means another writer holds the file; everything
  * else (corrupt, not a database, I/O, disk full) means the journal is unusable.
@@ -36,6 +39,20 @@ export function journalError(e: unknown, path: string, doing: string): PopsyncEr
         'locked',
         `journal ${path} is busy (${detail})`,
         { hint: 'another popsync run is using this journal; let it finish or stop it' },
+        { cause: e },
+      );
+    }
+    if (CANNOT_WRITE.has(e.code) || e.code.startsWith('SQLITE_CANTOPEN')) {
+      // Permissions, not corruption: "restore it from a backup" sent a user with a journal in a
+      // folder they cannot write (another user's, a read-only mount) after a sound file.
+      return new PopsyncError(
+        'journal',
+        `journal ${path}: no permission to use it while ${doing}: ${detail} (${e.code})`,
+        {
+          hint:
+            'popsync writes the journal and, beside it, its -wal, -shm and .lock files: run as a user ' +
+            'who may write the file and its folder, or give a journal elsewhere',
+        },
         { cause: e },
       );
     }

@@ -346,3 +346,53 @@ describe('verify without the POP3 account', () => {
     expect(account.stderr).toBe('popsync: --account needs --config FILE\n');
   });
 });
+
+describe('odd paths and a mistyped command line, as a user meets them', () => {
+  it('a --journal whose folder is missing, is a file, or is not a regular file: named as given (exit 2)', async () => {
+    const file = join(dir, 'plain-file');
+    writeFileSync(file, '');
+    const cases: Array<[string, string]> = [
+      [join(dir, 'no', 'such', 'j.sqlite'), `--journal ${join(dir, 'no', 'such', 'j.sqlite')}: the folder `],
+      [join(file, 'j.sqlite'), `--journal ${join(file, 'j.sqlite')}: ${file} is not a folder`],
+      ['/dev/null', '--journal /dev/null is not a regular file, not a journal'],
+    ];
+    for (const [journal, said] of cases) {
+      const args = account().map((a, i, all) => (all[i - 1] === '--journal' ? journal : a));
+      const r = await runCli(['migrate', ...args], { env });
+      expectCleanFailure(r, 2);
+      expect(r.stderr).toContain(`popsync: ${said}`);
+      // It was the lock file's ENOENT/ENOTDIR, a file the user never named.
+      expect(r.stderr).not.toContain('.lock');
+    }
+  });
+
+  it('a --log-file that cannot be made ends at once (exit 2); it spun forever under /proc', async () => {
+    const r = await runCli(['migrate', ...account(['--log-file', '/proc/popsync-no-such/x.log'])], {
+      env,
+      timeoutMs: 30_000,
+    });
+    expectCleanFailure(r, 2);
+    expect(r.stderr).toContain('popsync: --log-file: cannot open /proc/popsync-no-such/x.log');
+  });
+
+  it('an unknown option or command reads as every popsync error; a missing config file in words', async () => {
+    const option = await runCli(['migrate', '--bogus']);
+    expectCleanFailure(option, 2);
+    expect(option.stderr).toBe("popsync: unknown option '--bogus'\n(run with --help for usage)\n");
+    const command = await runCli(['migarte']);
+    expectCleanFailure(command, 2);
+    expect(command.stderr).toMatch(/^popsync: unknown command 'migarte'\n\(Did you mean migrate\?\)\n/);
+    const config = await runCli(['migrate', '--config', join(dir, 'absent.yml')]);
+    expectCleanFailure(config, 2);
+    expect(config.stderr).toContain(`cannot read the config file ${join(dir, 'absent.yml')}: no such file (ENOENT)`);
+  });
+
+  it('--help shows no default of [] for the repeatable --flag', async () => {
+    for (const command of ['migrate', 'sync', 'plan']) {
+      const r = await runCli([command, '--help']);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('--flag <flag>');
+      expect(r.stdout).not.toMatch(/default:\s+\[\]/);
+    }
+  });
+});
