@@ -8,6 +8,8 @@
  * (the arena rewinds under them), a drop with batches unanswered (their memory is not
  * recycled; the next pass receives them again), and a MULTIAPPEND refused for one message, whose
  * neighbours go again one by one from the same bodies (scripted server: Dovecot refuses none).
+ * And without UIDPLUS (a window of one batch; each copy's UID found by content before the batch
+ * is released).
  */
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -107,5 +109,33 @@ describe('slabs of received bodies', () => {
     expect(imap.multiAppends.length, 'the batches went as MULTIAPPENDs').toBeGreaterThanOrEqual(4);
     const stored = imap.mailboxes.get('INBOX')!.messages.map((m) => m.body);
     expect(digests(stored)).toEqual(digests(mail.filter((m) => !m.includes(REFUSED))));
+  });
+});
+
+describe('slabs of received bodies, without UIDPLUS', () => {
+  let plain: Lab;
+  let plainDir: string;
+  useLab('slabs-no-uidplus', { pop3Rawlog: false, imapWithout: ['UIDPLUS'] }, (l, d) => {
+    plain = l;
+    plainDir = d;
+  });
+
+  it('are never reused while a copy or the search for its UID still reads them', async () => {
+    const pop = plain.newUser('src');
+    const imap = plain.newUser('dst');
+    await plain.seedPop3(pop, corpus(84));
+    const expected = digests(await sourceMessages(plain, pop));
+    const args = labArgs('migrate', plain, pop, imap, join(plainDir, `${pop}.sqlite`), [
+      '--no-progress',
+      '--json',
+      '--batch-messages',
+      '3',
+      '--batch-mb',
+      '1',
+    ]);
+    const r = await runCli(args, { env: { PW: plain.password }, hooks: { poisonSlabs: true } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ copied: 43 });
+    expect(digests((await destinationMessages(plain, imap)).map((m) => m.body))).toEqual(expected);
   });
 });
