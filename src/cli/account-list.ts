@@ -71,8 +71,8 @@ export function listedAccountJobs(
       ...(row.destinationPassword !== undefined ? { password: row.destinationPassword } : {}),
     };
     // Checked now, so a typo in row 3,000 is exit 2 before any account runs, not a failure at the end.
-    checkEndpoint(path, row, 'source', () => resolvePop3Endpoint(rowPop));
-    checkEndpoint(path, row, 'destination', () => resolveImapEndpoint(rowImap));
+    checkEndpoint(path, row, 'source', row.source, () => resolvePop3Endpoint(rowPop));
+    checkEndpoint(path, row, 'destination', row.destination, () => resolveImapEndpoint(rowImap));
     return {
       ...base,
       input: { ...base.input, name: row.name, pop: rowPop, imap: rowImap },
@@ -81,12 +81,30 @@ export function listedAccountJobs(
   });
 }
 
-function checkEndpoint(path: string, row: ListedAccount, column: string, resolve: () => unknown): void {
+function checkEndpoint(
+  path: string,
+  row: ListedAccount,
+  column: 'source' | 'destination',
+  url: string,
+  resolve: () => unknown,
+): void {
   try {
     resolve();
   } catch (e) {
     if (!isPopsyncError(e)) throw e;
-    throw new PopsyncError('usage', `${path} line ${row.line}, column ${column}: ${e.message}`);
+    const at = `${path} line ${row.line}, column ${column}`;
+    // The URL's refusal explains itself by the command line (ps, shell history), which a list
+    // file is not: here the password has a column of its own.
+    if (/^[^:/?#]+:\/\/[^/?#@]*:[^/?#]*@/.test(url))
+      throw new PopsyncError('usage', `${at}: the URL contains a password, which popsync never reads from a URL`, {
+        hint: `give it in a ${column}_password column (keep the file 0600), or with a --*-password option for all`,
+      });
+    // The hint (e.g. the URL to write instead) applies to the row as it does to a flag.
+    throw new PopsyncError(
+      'usage',
+      `${at}: ${e.message}`,
+      e.context.hint === undefined ? {} : { hint: e.context.hint },
+    );
   }
 }
 

@@ -154,14 +154,18 @@ function describePopsyncError(e: PopsyncError): string {
   }
   if (c.folder !== undefined) lines.push(`  folder: ${printable(c.folder)}`);
   if (c.serverResponse !== undefined) {
-    lines.push(`  server said: "${printable(c.serverResponse)}"`);
+    // A login refusal carries the server's words in its message already ("POP3 login failed:
+    // -ERR [AUTH] Authentication failed."): the same text again on the next line is noise.
+    if (!e.message.includes(c.serverResponse)) lines.push(`  server said: "${printable(c.serverResponse)}"`);
   } else if (c.responseCode !== undefined) {
     lines.push(`  server response code: ${printable(c.responseCode)}`);
   }
   // A low-level cause (ECONNREFUSED, a certificate error) often says what the message cannot.
   // OpenSSL's text is cut to its reason: its hex codes and source paths help nobody here.
   const cause = e.cause instanceof Error ? opensslReason(e.cause.message) : '';
-  if (cause !== '' && !e.message.includes(cause)) lines.push(`  cause: ${printable(cause)}`);
+  // imapflow's "Command failed" wraps every NO or BAD whose words are shown above: it says nothing.
+  const said = c.serverResponse !== undefined && cause === 'Command failed';
+  if (cause !== '' && !said && !e.message.includes(cause)) lines.push(`  cause: ${printable(cause)}`);
   if (c.hint !== undefined) lines.push(`  hint: ${printable(c.hint)}`);
   if (e.kind === 'internal')
     lines.push('This is a bug in popsync. Please report it with this output and `popsync --version`.');

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { AccountJob } from '../../src/cli/account.js';
 import { batchedJobs, hostKeys, listedAccountJobs } from '../../src/cli/account-list.js';
+import type { PopsyncError } from '../../src/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'popsync-list-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -59,6 +60,28 @@ describe('account list to jobs', () => {
     expect(() => listedAccountJobs(p, {}, {}, base, false)).toThrow(
       /bad\.csv line 5, column destination: unknown IMAP URL scheme/,
     );
+  });
+
+  it("a password in a row's URL points to the password column; a row's mistake keeps its hint", () => {
+    const p = file('url-pw.csv', 'name,source,destination\na,pop3s://a:secret@p.example,imaps://a@i.example\n');
+    const e = (() => {
+      try {
+        listedAccountJobs(p, {}, {}, base, false);
+      } catch (err) {
+        return err as PopsyncError;
+      }
+      throw new Error('not refused');
+    })();
+    expect(e.message).toMatch(/url-pw\.csv line 2, column source: the URL contains a password/);
+    expect(e.message).not.toMatch(/\(ps\)|shell history|secret/);
+    expect(e.context.hint).toMatch(/source_password column/);
+    const q = file('no-scheme.csv', 'name,source,destination\na,a@p.example,imaps://a@i.example\n');
+    expect(() => listedAccountJobs(q, {}, {}, base, false)).toThrow(/column source: not a POP3 URL/);
+    try {
+      listedAccountJobs(q, {}, {}, base, false);
+    } catch (err) {
+      expect((err as PopsyncError).context.hint).toMatch(/^write pop3s:\/\/a@p\.example /);
+    }
   });
 
   it('refuses options that name one mailbox, and a password given both ways', () => {

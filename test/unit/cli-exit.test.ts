@@ -93,6 +93,31 @@ describe('PopsyncError', () => {
   });
 });
 
+describe('a login refusal', () => {
+  it("says the server's words once, and not imapflow's empty 'Command failed' beside them", () => {
+    const pop = new PopsyncError('auth', 'POP3 login failed: -ERR [AUTH] Authentication failed.', {
+      account: 'alice@pop.example.net:995',
+      serverResponse: '-ERR [AUTH] Authentication failed.',
+    });
+    expect(describeError(pop).message).toBe(
+      'popsync: POP3 login failed: -ERR [AUTH] Authentication failed.\n  account: alice@pop.example.net:995\n',
+    );
+    const imap = new PopsyncError(
+      'auth',
+      'IMAP server imap.example.net:993 rejected the login for bob: NO [AUTHENTICATIONFAILED] Authentication failed.',
+      {
+        serverResponse: 'NO [AUTHENTICATIONFAILED] Authentication failed.',
+        hint: 'Check the IMAP user name and password',
+      },
+      { cause: new Error('Command failed') },
+    );
+    const text = describeError(imap).message;
+    expect(text).not.toContain('server said');
+    expect(text).not.toContain('cause: Command failed');
+    expect(text).toContain('  hint: Check the IMAP user name and password\n');
+  });
+});
+
 describe('commander errors', () => {
   it("a usage mistake is exit 2 with commander's message in our format", () => {
     expect(describeError(commanderFailure(['--bogus']))).toEqual({
