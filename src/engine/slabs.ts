@@ -54,8 +54,11 @@ export class Arena {
   }
 
   /**
-   * `chunk` copied into the arena, as one view or, across a slab's end, two or more. The views
-   * stay valid until recycle(), or until rewind() to a mark taken before them.
+   * Copies `chunk` into the arena and adds its views to `out`: one view, or across a slab's end
+   * two or more. A view that continues `out`'s last one in the same slab extends it instead, so
+   * a message received in many socket reads is held as one view per slab: hashed in one call and
+   * written in one piece (TLS copies a write of several buffers into one before encrypting it).
+   * The views stay valid until recycle(), or until rewind() to a mark taken before them.
    */
   copy(chunk: Buffer, out: Buffer[]): void {
     for (let from = 0; from < chunk.length; ) {
@@ -66,7 +69,12 @@ export class Arena {
       const slab = this.slabs[this.slabs.length - 1]!;
       const n = Math.min(chunk.length - from, SLAB_BYTES - this.at);
       chunk.copy(slab, this.at, from, from + n);
-      out.push(slab.subarray(this.at, this.at + n));
+      const last = out[out.length - 1];
+      if (last !== undefined && last.buffer === slab.buffer && last.byteOffset + last.length === this.at) {
+        out[out.length - 1] = slab.subarray(last.byteOffset, this.at + n);
+      } else {
+        out.push(slab.subarray(this.at, this.at + n));
+      }
       this.at += n;
       from += n;
     }

@@ -3,6 +3,7 @@
  * held in memory must not keep its socket's reads alive (they would wait for a full GC), and a
  * batch's memory is reused only through its arena.
  */
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,7 +28,7 @@ const bytes = (n: number, seed = 1): Buffer =>
   Buffer.from(Array.from({ length: n }, (_, i) => 97 + ((i * 31 + seed) % 26)));
 
 describe('Arena', () => {
-  it('copies bytes into slabs, as views that cross a slab end in two', () => {
+  it('copies bytes into slabs, one view per slab however many chunks came', () => {
     const pool = new SlabPool(10);
     const arena = new Arena(pool);
     const out: Buffer[] = [];
@@ -35,12 +36,18 @@ describe('Arena', () => {
     const b = bytes(30, 2);
     arena.copy(a, out);
     arena.copy(b, out);
-    expect(out.map((v) => v.length)).toEqual([SLAB_BYTES - 10, 10, 20]);
+    // One view per slab: the first 10 bytes of `b` continue `a`'s view.
+    expect(out.map((v) => v.length)).toEqual([SLAB_BYTES, 20]);
+    expect(out[1]!.buffer).not.toBe(out[0]!.buffer);
     expect(Buffer.concat(out).equals(Buffer.concat([a, b]))).toBe(true);
     // Copies, not the buffers given: changing those changes nothing held.
     a.fill(0);
-    expect(out[0]!.equals(bytes(SLAB_BYTES - 10, 1))).toBe(true);
-    expect(out[2]!.buffer).not.toBe(out[1]!.buffer);
+    expect(out[0]!.subarray(0, SLAB_BYTES - 10).equals(bytes(SLAB_BYTES - 10, 1))).toBe(true);
+    // Views of another message (another `out`) are never joined to these.
+    const other: Buffer[] = [];
+    arena.copy(bytes(5), other);
+    expect(other.map((v) => [v.byteOffset, v.length])).toEqual([[20, 5]]);
+    expect(out[1]!.length).toBe(20);
   });
 
   it('rewinds to a mark, giving back the slabs taken since', () => {
@@ -83,6 +90,17 @@ describe('BodyCollector with an arena', () => {
     const body = await c.finish();
     expect(Buffer.concat(body.bytes!.chunks).toString()).toBe('Subject: x\r\n\r\nhello\r\n');
     for (const chunk of [...body.bytes!.chunks, body.head]) expect(chunk.buffer).not.toBe(read.buffer);
+  });
+
+  it('holds a message that came in many reads as one view per slab', async () => {
+    const arena = new Arena(new SlabPool(10));
+    const c = new BodyCollector(spool, 1024 * 1024, arena);
+    const message = Buffer.concat([Buffer.from('Subject: reads\r\n\r\n'), bytes(100_000)]);
+    for (let i = 0; i < message.length; i += 16 * 1024) await c.add(message.subarray(i, i + 16 * 1024));
+    const body = await c.finish();
+    expect(body.bytes!.chunks).toHaveLength(1);
+    expect(body.bytes!.chunks[0]!.equals(message)).toBe(true);
+    expect(body.sha256).toBe(createHash('sha256').update(message).digest('hex'));
   });
 
   it('gives a message that spills its memory back to the arena', async () => {
