@@ -287,7 +287,11 @@ class Run implements RunContext {
       // budget lets nothing through, nothing is copied and the destination is left alone (a
       // `sync` every few minutes while the budget is spent would otherwise log in each time).
       const left = this.budgetLeft(current);
-      const copying = wanted.some((m) => !rec.hasFailed(m.uidl) && m.size <= left);
+      // A message larger than the whole daily budget never fits: it goes on to be failed by the
+      // size cap below (exit 1, named), not held for a day that never comes (exit 75 each run,
+      // "run again after" now).
+      const whole = this.o.limits?.dailyBudget?.bytes ?? Number.POSITIVE_INFINITY;
+      const copying = wanted.some((m) => !rec.hasFailed(m.uidl) && (m.size <= left || m.size > whole));
       // While the destination is still logging in, the first messages are already received.
       if (copying && this.sink === null) early = this.headStart(source, wanted, left);
       // Awaited whether or not anything is copied; its failure is the run's, as it always was.

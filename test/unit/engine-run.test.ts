@@ -1143,6 +1143,29 @@ describe('engine: upload limits (daily budget, APPENDLIMIT, throttling, --max-ra
     }
   });
 
+  it('fails a message larger than the whole daily budget by name, not held for a day that never comes', async () => {
+    const src = new MemorySource(
+      [sized(1, 1500), sized(2, 400), sized(3, 1500)].map((body, i) => ({ uidl: `u${i + 1}`, body })),
+    );
+    const dst = new MemoryDestination();
+    const r = await runEngine(
+      options(src, dst, { limits: limits({ dailyBudget: { bytes: 1000, basis: 'the daily budget' } }) }),
+    );
+    expect(r).toMatchObject({ copied: 1 });
+    expect(r.failed.map((f) => f.uidl)).toEqual(['u1', 'u3']);
+    expect(r.failed[0]!.reason).toMatch(/larger than the daily budget \(1000 bytes\) allows in a day: not downloaded/);
+    expect(src.retrs.get(1)).toBeUndefined();
+    // Only messages too large: the same, with nothing copied (it was exit 75, "run again after" now).
+    const big = new MemorySource([sized(1, 1500)].map((body) => ({ uidl: 'v1', body })));
+    const only = await runEngine(
+      options(big, new MemoryDestination(), {
+        limits: limits({ dailyBudget: { bytes: 1000, basis: 'the daily budget' } }),
+      }),
+    );
+    expect(only).toMatchObject({ copied: 0 });
+    expect(only.failed.map((f) => f.uidl)).toEqual(['v1']);
+  });
+
   it('fails a message larger than the APPENDLIMIT (or the provider limit) by name, before downloading it', async () => {
     const src = new MemorySource(
       [sized(1, 300), sized(2, 900), sized(3, 300)].map((body, i) => ({ uidl: `u${i + 1}`, body })),
