@@ -127,6 +127,22 @@ function byeGreeting(err: unknown): string | null {
   return null;
 }
 
+/**
+ * The greeting of the other protocol where ours was awaited: IMAP's "* OK" read by the POP3
+ * client, POP3's "+OK" by an IMAP connection. Null for anything else.
+ */
+function otherProtocolGreeting(err: unknown, protocol: 'POP3' | 'IMAP'): string | null {
+  const re =
+    protocol === 'POP3'
+      ? /unexpected line: "(\* OK\b[^"]*)" \(pending: \(greeting\)\)/
+      : /did not greet us: (\+OK\b.*)$/s;
+  for (let c: unknown = err, depth = 0; c instanceof Error && depth < 6; c = c.cause, depth++) {
+    const m = re.exec(c.message);
+    if (m) return m[1]!;
+  }
+  return null;
+}
+
 /** The fault behind `err`, looking through its causes; null when it is none of the above. */
 export function connectFault(err: unknown): ConnectFault | null {
   const seen: unknown[] = [];
@@ -146,6 +162,10 @@ export function connectFault(err: unknown): ConnectFault | null {
 export function isConnectMistake(err: unknown): boolean {
   // A server that said BYE was reached, on the right port, in the right protocol.
   if (byeGreeting(err) !== null) return false;
+  // The other protocol's port: no reconnect will make it ours.
+  for (let c: unknown = err, depth = 0; c instanceof Error && depth < 6; c = c.cause, depth++)
+    if (/answered as an? (IMAP|POP3) server$/.test(c.message)) return true;
+  if (otherProtocolGreeting(err, 'POP3') !== null || otherProtocolGreeting(err, 'IMAP') !== null) return true;
   const f = connectFault(err);
   return f === 'refused' || f === 'unknown-host' || f === 'tls-to-plain' || f === 'plain-to-tls' || f === 'no-greeting';
 }
@@ -264,6 +284,25 @@ function describe(fault: ConnectFault, t: ConnectTarget, reason: string, waited:
  * fault in place of any generic one; any other error unchanged.
  */
 export function explainConnectFailure(err: unknown, t: ConnectTarget): unknown {
+  const other = otherProtocolGreeting(err, t.protocol);
+  if (other !== null) {
+    // The port of the other protocol on the same server (Dovecot, Courier and Cyrus serve both):
+    // POP3's client said "unexpected line ... (pending: (greeting))" with no hint, and IMAP's
+    // "accepted the connection but did not greet" of a server that had greeted, as POP3.
+    const s = STANDARD[t.protocol];
+    const them = t.protocol === 'POP3' ? 'IMAP' : 'POP3';
+    return new PopsyncError(
+      'protocol',
+      `${t.protocol} server ${where(t)} answered as ${them === 'IMAP' ? 'an' : 'a'} ${them} server`,
+      {
+        ...(isPopsyncError(err) ? err.context : {}),
+        serverResponse: other,
+        hint:
+          `check the port: ${t.protocol} is usually on port ${s.tls} (${s.secure}://) or ${s.plain} ` +
+          `(${s.starttls}://)`,
+      },
+    );
+  }
   const bye = byeGreeting(err);
   if (bye !== null) {
     // Turned away, not a wrong port: "try later" (exit 75, for migrate as for sync), retried as a

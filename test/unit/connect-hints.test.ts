@@ -222,6 +222,29 @@ describe('explainConnectFailure', () => {
   });
 });
 
+describe('the other protocol on the port', () => {
+  it("POP3 at an IMAP port, IMAP at a POP3 port: named, with the server's greeting and the usual ports", () => {
+    const greeting = '* OK [CAPABILITY IMAP4rev1 STARTTLS] Dovecot ready.';
+    const pop = new PopsyncError(
+      'protocol',
+      `POP3 server sent an unexpected line: "${greeting}" (pending: (greeting))`,
+    );
+    const e = explainConnectFailure(pop, { ...pop995, port: 143, tls: 'none' }) as PopsyncError;
+    expect(e.kind).toBe('protocol');
+    expect(e.message).toBe('POP3 server pop.example.net:143 answered as an IMAP server');
+    expect(e.context.serverResponse).toBe(greeting);
+    expect(e.context.hint).toBe('check the port: POP3 is usually on port 995 (pop3s://) or 110 (pop3://)');
+    expect(isConnectMistake(e)).toBe(true);
+
+    const imap = new Error('IMAP server imap.example.net:110 did not greet us: +OK Dovecot ready.');
+    const i = explainConnectFailure(imap, { ...imap143, port: 110 }) as PopsyncError;
+    expect(i.message).toBe('IMAP server imap.example.net:110 answered as a POP3 server');
+    expect(i.context.serverResponse).toBe('+OK Dovecot ready.');
+    expect(i.context.hint).toMatch(/^check the port: IMAP is usually on port 993/);
+    expect(isConnectMistake(imap)).toBe(true);
+  });
+});
+
 describe('opensslReason and portMismatchWarning', () => {
   it('cuts OpenSSL text to its reason wherever it appears', () => {
     expect(opensslReason(OPENSSL)).toBe('wrong version number');
