@@ -7,7 +7,7 @@
  * the shipped binary has no way to receive them.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -61,7 +61,11 @@ export interface CliOptions {
  */
 let scratchHome: string | undefined;
 function testHome(): string {
-  scratchHome ??= mkdtempSync(join(inject('scratchRoot'), 'home-'));
+  if (scratchHome === undefined) {
+    const root = inject('scratchRoot');
+    mkdirSync(root, { recursive: true, mode: 0o700 });
+    scratchHome = mkdtempSync(join(root, 'home-'));
+  }
   return scratchHome;
 }
 

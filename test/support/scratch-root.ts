@@ -5,21 +5,47 @@
  * their 'exit' handlers, so a temp dir a worker made for itself stayed behind once per worker
  * (438 popsync-home-* had piled up in /tmp). The main process does reach this teardown, so
  * workers make their scratch dirs inside this root (test/support/cli.ts) and it goes with them.
+ *
+ * A run that is itself killed (SIGKILL, a CI timeout) never reaches the teardown: the root is
+ * named for the vitest process, and the next run removes the roots of processes that are gone.
+ * The root is made only by the first worker that needs it, so a killed unit-only run leaves
+ * nothing.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    /** The run's scratch root, made and removed by test/support/scratch-root.ts. */
+    /** The run's scratch root (made on first use), removed by test/support/scratch-root.ts. */
     scratchRoot: string;
   }
 }
 
+const PREFIX = 'popsync-tests-';
+
 export default function setup(project: TestProject): () => void {
-  const root = mkdtempSync(join(tmpdir(), 'popsync-tests-'));
+  removeRootsOfEndedRuns();
+  const root = join(tmpdir(), `${PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
   project.provide('scratchRoot', root);
   return () => rmSync(root, { recursive: true, force: true });
+}
+
+function removeRootsOfEndedRuns(): void {
+  for (const name of readdirSync(tmpdir())) {
+    const pid = new RegExp(`^${PREFIX}(\\d+)-[0-9a-f]+$`).exec(name)?.[1];
+    if (pid !== undefined && !alive(Number(pid))) rmSync(join(tmpdir(), name), { recursive: true, force: true });
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: alive, another user's.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
