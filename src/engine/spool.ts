@@ -18,6 +18,7 @@ import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PopsyncError } from '../errors.js';
+import { processAlive } from '../journal/lock.js';
 
 export class SpoolFile {
   private constructor(
@@ -86,16 +87,6 @@ function hostTag(): string {
   return hostname().replace(/[^A-Za-z0-9.]/g, '_') || 'host';
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: it exists, under another user.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Removes spool directories under `root` that a killed popsync of this host and user left:
  * their pid is no longer running. Best effort: anything unexpected is left alone.
@@ -112,7 +103,7 @@ function sweepStale(root: string): number {
   for (const name of names) {
     if (!name.startsWith(mine)) continue;
     const pid = Number(/^(\d+)-/.exec(name.slice(mine.length))?.[1]);
-    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || alive(pid)) continue;
+    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue;
     try {
       const st = lstatSync(join(root, name));
       if (!st.isDirectory() || (process.getuid && st.uid !== process.getuid())) continue;
