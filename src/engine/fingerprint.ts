@@ -73,7 +73,7 @@ export class Fingerprinter {
    * copies what it is given): a new buffer per chunk was as much garbage as the message itself,
    * and the process peaked that much higher.
    */
-  private scratch: Buffer = Buffer.alloc(0);
+  private scratch: Buffer = EMPTY;
 
   update(chunk: Uint8Array): this {
     if (this.done) throw new Error('Fingerprinter.update after digest');
@@ -136,9 +136,11 @@ export class Fingerprinter {
       this.hash.update(bytes);
       return;
     }
-    if (this.kept === null && bytes.length <= KEPT_OUTPUT_BYTES) {
-      // A copy: `bytes` may be the scratch space every Fingerprinter writes to.
-      this.kept = Buffer.from(bytes);
+    const kept = this.kept?.length ?? 0;
+    if (kept + bytes.length <= KEPT_OUTPUT_BYTES) {
+      // A copy: `bytes` may be the scratch space every Fingerprinter writes to. Small mail that
+      // arrived in two socket chunks made a Hash object for its second; joining them is cheaper.
+      this.kept = this.kept === null ? Buffer.from(bytes) : Buffer.concat([this.kept, bytes], kept + bytes.length);
       return;
     }
     this.hash = createHash('sha256');

@@ -26,15 +26,14 @@ export class BareLfToCrlf {
     if (chunk.length === 0) return chunk;
     const crBefore = this.lastWasCr;
     this.lastWasCr = chunk[chunk.length - 1] === CR;
-    const bare = (i: number): boolean => (i === 0 ? !crBefore : chunk[i - 1] !== CR);
     let count = 0;
-    for (let i = chunk.indexOf(LF); i >= 0; i = chunk.indexOf(LF, i + 1)) if (bare(i)) count++;
+    for (let i = chunk.indexOf(LF); i >= 0; i = chunk.indexOf(LF, i + 1)) if (bare(chunk, i, crBefore)) count++;
     if (count === 0) return chunk;
     const out = Buffer.allocUnsafe(chunk.length + count);
     let j = 0;
     let from = 0;
     for (let i = chunk.indexOf(LF); i >= 0; i = chunk.indexOf(LF, i + 1)) {
-      if (!bare(i)) continue;
+      if (!bare(chunk, i, crBefore)) continue;
       j += chunk.copy(out, j, from, i);
       out[j++] = CR;
       from = i;
@@ -42,4 +41,9 @@ export class BareLfToCrlf {
     chunk.copy(out, j, from);
     return out;
   }
+}
+
+/** Whether the LF at `i` has no CR before it (a closure per chunk was garbage for every message). */
+function bare(chunk: Buffer, i: number, crBefore: boolean): boolean {
+  return i === 0 ? !crBefore : chunk[i - 1] !== CR;
 }

@@ -213,6 +213,18 @@ describe('fingerprint: the same as the rules, byte by byte, for any message and 
     }
   });
 
+  it('chunks joined while the output is small, then streamed once it outgrows 16 KiB, hash as one', () => {
+    // Small output is kept (and joined across chunks) until it passes 16 KiB, then streamed:
+    // splits before, across and after that point must give the digest of the whole.
+    const body = Array.from({ length: 900 }, (_, i) => `line ${i} of the note\r\n`).join('');
+    const m = Buffer.from(`From: a@b\r\nSubject: s\r\n\r\n${body}`, 'latin1');
+    for (const size of [100, 6000, 15000, 17000]) {
+      const f = new Fingerprinter();
+      for (let at = 0; at < m.length; at += size) f.update(m.subarray(at, at + size));
+      expect(f.digest(), `chunks of ${size}`).toBe(reference(m));
+    }
+  });
+
   it('a realistic message whole, and split inside a CRLF and right after the header', () => {
     const m = Buffer.from('From: a@b\r\nSubject: caf\xe9 X\r\n\r\nline one\r\nline two\r\n\r\n\r\n', 'latin1');
     expect(fingerprint(m)).toBe(reference(m));
