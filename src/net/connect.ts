@@ -38,14 +38,44 @@ const NETWORK_CODES = new Set([
  */
 export function createSocket(t: SocketTarget, secure: boolean, onConnect?: () => void): net.Socket {
   const w = takeWarm(t, secure);
+  let s: net.Socket;
   if (w !== null) {
     if (onConnect) {
       if (w.open) setImmediate(onConnect);
       else w.ready.then(onConnect, () => undefined);
     }
-    return w.socket;
-  }
-  return newSocket(t, secure, onConnect);
+    s = w.socket;
+  } else s = newSocket(t, secure, onConnect);
+  if (t.protocol === 'IMAP') failOnPop3Greeting(s, t);
+  return s;
+}
+
+/** The most of a foreign greeting quoted in the error, as our APPEND connection quotes one. */
+const GREETING_QUOTED = 200;
+
+/**
+ * imapflow's connection reads POP3's "+OK" greeting (IMAP pointed at a POP3 port) as no greeting
+ * at all and waits out --timeout, then says the server sent none. The first bytes are looked at
+ * here instead and put back unread for imapflow; a "+OK" ends the connection at once with the
+ * words our APPEND connection uses ("did not greet us: +OK ..."), which connect-hints.ts turns
+ * into "answered as a POP3 server" (exit 4, not retried). A paused 'readable' listener, not a
+ * 'data' one: nothing flows to imapflow before the check is done, and once it is removed the
+ * stream flows to whatever imapflow piped it to.
+ */
+function failOnPop3Greeting(s: net.Socket, t: SocketTarget): void {
+  const onReadable = (): void => {
+    const chunk = s.read() as Buffer | null;
+    if (chunk === null) {
+      if (s.readableEnded || s.destroyed) s.off('readable', onReadable);
+      return;
+    }
+    s.off('readable', onReadable);
+    s.unshift(chunk);
+    if (!/^\+OK\b/i.test(chunk.subarray(0, 4).toString('latin1'))) return;
+    const line = chunk.subarray(0, GREETING_QUOTED).toString('latin1').split(/\r?\n/)[0]!;
+    s.destroy(new PopsyncError('connection', `IMAP server ${t.host}:${t.port} did not greet us: ${line}`));
+  };
+  s.on('readable', onReadable);
 }
 
 function newSocket(t: SocketTarget, secure: boolean, onConnect?: () => void): net.Socket {
