@@ -93,6 +93,11 @@ export function sizeRuleReason(limit: number): string {
   return `over the size rule (${exactSize(limit)})`;
 }
 
+/** "1 byte", "0 bytes", "1000 bytes": --daily-budget 1 said "larger than the daily budget (1 bytes)". */
+function byteCount(bytes: number): string {
+  return `${bytes} byte${bytes === 1 ? '' : 's'}`;
+}
+
 /** A limit in the largest binary unit that holds it whole ("34 MiB"), else in bytes. */
 export function exactSize(bytes: number): string {
   for (const [unit, n] of [
@@ -102,7 +107,7 @@ export function exactSize(bytes: number): string {
   ] as const) {
     if (bytes >= n && bytes % n === 0) return `${bytes / n} ${unit}`;
   }
-  return `${bytes} bytes`;
+  return byteCount(bytes);
 }
 
 /** A measured amount, one decimal in the largest binary unit it reaches ("476.8 MiB"). */
@@ -114,7 +119,7 @@ export function roughSize(bytes: number): string {
   ] as const) {
     if (bytes >= n) return `${(bytes / n).toFixed(1)} ${unit}`;
   }
-  return `${bytes} bytes`;
+  return byteCount(bytes);
 }
 
 /** APPENDLIMIT=n from IMAP capabilities (RFC 7889); a bare APPENDLIMIT (per-folder limits) gives null. */

@@ -247,6 +247,7 @@ describe('sizes in messages', () => {
   it('writes limits exactly and measured amounts roughly', () => {
     expect(exactSize(35_651_584)).toBe('34 MiB');
     expect(exactSize(1000)).toBe('1000 bytes');
+    expect([exactSize(1), roughSize(1), roughSize(0)]).toEqual(['1 byte', '1 byte', '0 bytes']);
     expect(roughSize(500_000_000)).toBe('476.8 MiB');
     expect(appendLimitOf(['IMAP4rev1', 'APPENDLIMIT=35651584'])).toBe(35_651_584);
     expect(appendLimitOf(['APPENDLIMIT'])).toBeNull();
