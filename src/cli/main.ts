@@ -50,8 +50,13 @@ export function buildProgram(ctx: CommandContext): Command {
     .exitOverride();
   for (const register of COMMANDS) register(program, ctx);
   // Accepted by every command, so a wrapper script can pass it blindly (see cli/color.ts).
-  for (const cmd of leafCommands(program))
+  for (const cmd of leafCommands(program)) {
     cmd.option('--no-color', 'no colour or terminal escapes: plain progress lines (also NO_COLOR=1)');
+    // Likewise --no-progress: a command that draws none (status, report, config check ...) accepts
+    // it and does nothing with it, as a wrapper passes it to every command it runs.
+    if (!cmd.options.some((o) => o.long === '--no-progress'))
+      cmd.option('--no-progress', 'accepted and ignored: this command draws no progress');
+  }
   for (const cmd of program.commands) {
     cmd.exitOverride();
     cmd.showHelpAfterError('(run with --help for usage)');

@@ -16,7 +16,7 @@ describe('colorAllowed', () => {
     expect(colorAllowed({}, false)).toBe(false);
   });
 
-  it('--no-color is accepted by every command and read by outputOptions', () => {
+  it('--no-color and --no-progress are accepted by every command, --no-color read by outputOptions', () => {
     const program = buildProgram(createContext(new AbortController().signal));
     const leaves = (c: typeof program): Array<typeof program> =>
       c.commands.length === 0 ? [c] : c.commands.flatMap(leaves);
@@ -25,6 +25,8 @@ describe('colorAllowed', () => {
         cmd.options.some((o) => o.long === '--no-color'),
         cmd.name(),
       ).toBe(true);
+      // --no-progress too: `status --no-progress` was "unknown option", so a wrapper could not pass it blindly.
+      expect(cmd.options.filter((o) => o.long === '--no-progress').length, cmd.name()).toBe(1);
     }
     expect(outputOptions({ color: false }).color).toBe(false);
     expect(outputOptions({}).color).toBe(true);
