@@ -4,34 +4,16 @@
  * retried message by message, and literals that must wait for '+'.
  */
 import net from 'node:net';
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { connectImap } from '../../src/imap/index.js';
+import { describe, expect, it, vi } from 'vitest';
 import type { AppendOutcome, ImapSink } from '../../src/imap/index.js';
 import { PopsyncError } from '../../src/errors.js';
-import { startFakeImap, FAKE_PASSWORD, FAKE_USER, type FakeImap, type FakeImapOptions } from '../support/fake-imap.js';
+import type { FakeImap, FakeImapOptions } from '../support/fake-imap.js';
+import { fakeImapSinks } from '../support/fake-imap-sink.js';
 
-const open: Array<{ fake: FakeImap; sink?: ImapSink }> = [];
+const connect = fakeImapSinks();
 
-afterEach(async () => {
-  for (const o of open.splice(0)) {
-    await o.sink?.close().catch(() => {});
-    await o.fake.close();
-  }
-});
-
-async function setup(opts: FakeImapOptions): Promise<{ fake: FakeImap; sink: ImapSink }> {
-  const fake = await startFakeImap({ mailboxes: ['Archive'], ...opts });
-  const entry: { fake: FakeImap; sink?: ImapSink } = { fake };
-  open.push(entry);
-  entry.sink = await connectImap({
-    host: fake.host,
-    port: fake.port,
-    tls: 'none',
-    user: FAKE_USER,
-    password: FAKE_PASSWORD,
-    timeoutMs: 5000,
-  });
-  return { fake, sink: entry.sink };
+function setup(opts: FakeImapOptions): Promise<{ fake: FakeImap; sink: ImapSink }> {
+  return connect({ mailboxes: ['Archive'], ...opts });
 }
 
 function msg(n: number, pad = 0): Buffer {

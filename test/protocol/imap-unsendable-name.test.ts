@@ -4,36 +4,18 @@
  * writer, on imapflow's connection and on our APPEND connection, fails that folder with a typed
  * error naming it, sends nothing for it, and the connection goes on for INBOX, which has no prefix.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { connectImap } from '../../src/imap/index.js';
+import { describe, expect, it } from 'vitest';
 import type { ImapSink } from '../../src/imap/index.js';
-import { startFakeImap, FAKE_PASSWORD, FAKE_USER, type FakeImap } from '../support/fake-imap.js';
+import type { FakeImap } from '../support/fake-imap.js';
+import { fakeImapSinks } from '../support/fake-imap-sink.js';
 
-const open: Array<{ fake: FakeImap; sink?: ImapSink }> = [];
-
-afterEach(async () => {
-  for (const o of open.splice(0)) {
-    await o.sink?.close().catch(() => {});
-    await o.fake.close();
-  }
-});
+const connect = fakeImapSinks();
 
 /** The fake server's NAMESPACE sends this prefix as a literal, line break and all. */
 const PREFIX = 'Mail\r\n.';
 
-async function setup(capabilities: string[]): Promise<{ fake: FakeImap; sink: ImapSink }> {
-  const fake = await startFakeImap({ capabilities, namespacePrefix: PREFIX, delimiter: '.' });
-  const entry: { fake: FakeImap; sink?: ImapSink } = { fake };
-  open.push(entry);
-  entry.sink = await connectImap({
-    host: fake.host,
-    port: fake.port,
-    tls: 'none',
-    user: FAKE_USER,
-    password: FAKE_PASSWORD,
-    timeoutMs: 5000,
-  });
-  return { fake, sink: entry.sink };
+function setup(capabilities: string[]): Promise<{ fake: FakeImap; sink: ImapSink }> {
+  return connect({ capabilities, namespacePrefix: PREFIX, delimiter: '.' });
 }
 
 const msg = (n: number) => Buffer.from(`Message-ID: <m${n}@test>\r\nSubject: test ${n}\r\n\r\nbody ${n}\r\n`);

@@ -4,11 +4,11 @@
  * The scripted servers check the bytes each mechanism sends; the Dovecot proofs are in e2e.
  */
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
-import { connectImap, type ImapOptions, type ImapSink } from '../../src/imap/index.js';
 import { failure, usePop3Harness } from '../support/pop3-harness.js';
-import { FAKE_PASSWORD, FAKE_USER, type FakeImap, type FakeImapOptions, startFakeImap } from '../support/fake-imap.js';
+import { FAKE_PASSWORD, FAKE_USER } from '../support/fake-imap.js';
+import { fakeImapSinks } from '../support/fake-imap-sink.js';
 
 const { fake: fakePop, connect: connectPop } = usePop3Harness();
 
@@ -79,34 +79,9 @@ describe('POP3 logins through the shared SASL module', () => {
 const FAKE_USER_POP = 'alice';
 const FAKE_PASSWORD_POP = 'secret';
 
-const open: Array<{ fake: FakeImap; sink?: ImapSink }> = [];
-afterEach(async () => {
-  for (const o of open.splice(0)) {
-    await o.sink?.close().catch(() => {});
-    await o.fake.close();
-  }
-});
-
 const OAUTH_CAPS = ['IMAP4rev1', 'UIDPLUS', 'LITERAL+', 'SASL-IR', 'AUTH=PLAIN', 'AUTH=XOAUTH2', 'AUTH=OAUTHBEARER'];
 
-async function imap(
-  fakeOpts: FakeImapOptions,
-  extra: Partial<ImapOptions>,
-): Promise<{ fake: FakeImap; sink: ImapSink }> {
-  const fake = await startFakeImap(fakeOpts);
-  const entry: { fake: FakeImap; sink?: ImapSink } = { fake };
-  open.push(entry);
-  entry.sink = await connectImap({
-    host: fake.host,
-    port: fake.port,
-    tls: 'none',
-    user: FAKE_USER,
-    password: FAKE_PASSWORD,
-    timeoutMs: 5000,
-    ...extra,
-  });
-  return { fake, sink: entry.sink };
-}
+const imap = fakeImapSinks();
 
 async function rejection(p: Promise<unknown>): Promise<PopsyncError> {
   const err = await p.then(

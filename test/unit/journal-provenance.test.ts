@@ -1,16 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Journal } from '../../src/journal/journal.js';
-import { SCHEMA_VERSION, MIGRATIONS, migrate, readSchemaVersion } from '../../src/journal/schema.js';
+import { SCHEMA_VERSION, readSchemaVersion } from '../../src/journal/schema.js';
+import { journalAtVersion, scratchDirEachTest } from '../support/old-journal.js';
 
-let dir: string;
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'popsync-prov-'));
-});
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
+const scratch = scratchDirEachTest('popsync-prov-');
 
 const begin = {
   uidl: 'u1',
@@ -24,7 +19,7 @@ const begin = {
 
 describe('journal provenance (schema v2)', () => {
   it('keeps how a copy was made, and rows without it read as null', () => {
-    const j = Journal.open(join(dir, 'j.sqlite'), { source: 's' });
+    const j = Journal.open(join(scratch(), 'j.sqlite'), { source: 's' });
     j.beginAppend('s', [
       {
         ...begin,
@@ -50,10 +45,8 @@ describe('journal provenance (schema v2)', () => {
   });
 
   it('upgrades a version 1 journal in place and keeps its rows', () => {
-    const path = join(dir, 'old.sqlite');
-    const db = new Database(path);
-    db.transaction(() => migrate(db, path, MIGRATIONS.slice(0, 1)))();
-    db.prepare(`INSERT INTO meta (key, value) VALUES ('source', 's')`).run();
+    const path = join(scratch(), 'old.sqlite');
+    const db = journalAtVersion(path, 1);
     db.prepare(
       `INSERT INTO messages (account, uidl, state, size, sha256, folder, dest_uidvalidity, dest_uidnext, dest_uid,
                              attempts, first_seen_at, updated_at, copied_at)
@@ -74,7 +67,7 @@ describe('journal provenance (schema v2)', () => {
 describe('Journal.peek (dry runs)', () => {
   it('reads rows without creating, upgrading or writing anything', async () => {
     const { statSync, existsSync } = await import('node:fs');
-    const path = join(dir, 'p.sqlite');
+    const path = join(scratch(), 'p.sqlite');
     expect(Journal.peek(path, { source: 's' }, 's')).toBeNull();
     expect(existsSync(path)).toBe(false);
     const j = Journal.open(path, { source: 's' });

@@ -1,19 +1,15 @@
 /** Journal schema v3: upgrade from v2, the deletion states, re-keying, runs, and the read-only inspect for `status`. */
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LockFile, lockFilePath } from '../../src/journal/lock-file.js';
 import { Journal } from '../../src/journal/journal.js';
-import { MIGRATIONS, SCHEMA_VERSION, migrate, readSchemaVersion } from '../../src/journal/schema.js';
+import { SCHEMA_VERSION, readSchemaVersion } from '../../src/journal/schema.js';
 import type { BeginAppend } from '../../src/journal/types.js';
+import { journalAtVersion, scratchDirEachTest } from '../support/old-journal.js';
 
-let dir: string;
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'popsync-v3-'));
-});
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
+const scratch = scratchDirEachTest('popsync-v3-');
 
 const item = (uidl: string, uid: number): BeginAppend => ({
   uidl,
@@ -35,10 +31,8 @@ function copied(j: Journal, ...uidls: string[]): void {
 
 describe('journal v3', () => {
   it('upgrades a v2 journal in place, keeping rows, order and copies', () => {
-    const path = join(dir, 'v2.sqlite');
-    const db = new Database(path);
-    db.transaction(() => migrate(db, path, MIGRATIONS.slice(0, 2)))();
-    db.prepare(`INSERT INTO meta (key, value) VALUES ('source', 's')`).run();
+    const path = join(scratch(), 'v2.sqlite');
+    const db = journalAtVersion(path, 2);
     const ins =
       db.prepare(`INSERT INTO messages (account, uidl, state, size, folder, dest_uidvalidity, dest_uid, attempts,
                                         first_seen_at, updated_at, copied_at, date_source)
@@ -63,7 +57,7 @@ describe('journal v3', () => {
   });
 
   it('walks done -> deleting -> deleted or back to done, keeps the UID claimed, and refuses illegal moves', () => {
-    const j = Journal.open(join(dir, 'j.sqlite'), { source: 's' });
+    const j = Journal.open(join(scratch(), 'j.sqlite'), { source: 's' });
     copied(j, 'u1', 'u2', 'u3');
     j.markDeleting('a', ['u1', 'u2']);
     expect(j.counts('a')).toEqual({ done: 1, deleting: 2, appending: 0, failed: 0 });
@@ -77,7 +71,7 @@ describe('journal v3', () => {
   });
 
   it('re-keys rows and refuses a taken key', () => {
-    const j = Journal.open(join(dir, 'j.sqlite'), { source: 's' });
+    const j = Journal.open(join(scratch(), 'j.sqlite'), { source: 's' });
     copied(j, 'old', 'other');
     j.rekey('a', [
       { from: 'old', to: 'old reused x' },
@@ -90,7 +84,7 @@ describe('journal v3', () => {
   });
 
   it('records runs and lets status read everything without writing', () => {
-    const path = join(dir, 'j.sqlite');
+    const path = join(scratch(), 'j.sqlite');
     const j = Journal.open(path, { source: 's' });
     copied(j, 'u1');
     j.beginAppend('a', [item('bad', 7)]);
@@ -124,6 +118,6 @@ describe('journal v3', () => {
       lock: { pid: process.pid },
     });
     expect(snap.accounts[0]!.rows.map((r) => r.state)).toEqual(['done', 'failed']);
-    expect(Journal.inspect(join(dir, 'none.sqlite'))).toBeNull();
+    expect(Journal.inspect(join(scratch(), 'none.sqlite'))).toBeNull();
   });
 });

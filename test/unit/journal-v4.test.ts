@@ -2,20 +2,16 @@
  * Journal schema v4: runs record bytes and duration; v1 and v3 journals upgrade; the measured
  * rate is read without writing.
  */
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { rateFor } from '../../src/app/plan-account.js';
 import { Journal } from '../../src/journal/journal.js';
-import { MIGRATIONS, SCHEMA_VERSION, migrate, readSchemaVersion } from '../../src/journal/schema.js';
+import { SCHEMA_VERSION, readSchemaVersion } from '../../src/journal/schema.js';
+import { journalAtVersion, scratchDirEachTest } from '../support/old-journal.js';
 
-let dir: string;
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'popsync-v4-'));
-});
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
+const scratch = scratchDirEachTest('popsync-v4-');
 
 const run = (j: Journal, copiedBytes: number, durationMs: number) =>
   j.finishRun(j.beginRun('a', 'migrate'), {
@@ -32,9 +28,7 @@ const run = (j: Journal, copiedBytes: number, durationMs: number) =>
   });
 
 function older(path: string, version: number): void {
-  const db = new Database(path);
-  db.transaction(() => migrate(db, path, MIGRATIONS.slice(0, version)))();
-  db.prepare(`INSERT INTO meta (key, value) VALUES ('source', 's')`).run();
+  const db = journalAtVersion(path, version);
   if (version >= 3)
     db.prepare(
       `INSERT INTO runs (account, command, started_at, finished_at, copied, result) VALUES ('a', 'sync', ` +
@@ -50,7 +44,7 @@ describe('journal v4', () => {
 
   for (const from of [1, 3]) {
     it(`upgrades a v${from} journal: old runs have no rate, new runs do`, () => {
-      const path = join(dir, `v${from}.sqlite`);
+      const path = join(scratch(), `v${from}.sqlite`);
       older(path, from);
       // Not upgraded by reading: peek and the rate see the old file as it is.
       expect(Journal.measuredRate(path, { source: 's' }, 'a')).toBeNull();
@@ -68,7 +62,7 @@ describe('journal v4', () => {
   }
 
   it('the rate sums the last runs that copied something, ignoring no-op and unfinished runs', () => {
-    const path = join(dir, 'j.sqlite');
+    const path = join(scratch(), 'j.sqlite');
     const j = Journal.open(path, { source: 's' });
     for (let i = 0; i < 7; i++) run(j, 1000, 1000);
     run(j, 0, 50);
@@ -77,7 +71,7 @@ describe('journal v4', () => {
     expect(Journal.measuredRate(path, { source: 's' }, 'a')).toEqual({ runs: 5, bytes: 5000, ms: 5000 });
     expect(Journal.measuredRate(path, { source: 's' }, 'other')).toBeNull();
     expect(Journal.measuredRate(path, { source: 'someone else' }, 'a')).toBeNull();
-    expect(Journal.measuredRate(join(dir, 'none.sqlite'), { source: 's' }, 'a')).toBeNull();
+    expect(Journal.measuredRate(join(scratch(), 'none.sqlite'), { source: 's' }, 'a')).toBeNull();
   });
 
   it('plan: --rate beats the measurement, which beats the stated assumption', () => {

@@ -2,38 +2,18 @@
  * Journal schema v6: the index on header_hash is gone from new and upgraded journals; an
  * upgraded journal keeps its rows, and identity by header hash still works without it.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Journal } from '../../src/journal/journal.js';
-import { MIGRATIONS, migrate, readSchemaVersion, SCHEMA_VERSION } from '../../src/journal/schema.js';
+import { readSchemaVersion, SCHEMA_VERSION } from '../../src/journal/schema.js';
+import { journalAtVersion, messageIndexes, scratchDirEachTest } from '../support/old-journal.js';
 
 const S = { source: 's' };
-let dir: string;
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'popsync-v6-'));
-});
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-function indexes(path: string): string[] {
-  const db = new Database(path, { readonly: true });
-  try {
-    return (
-      db.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'`).all() as Array<{
-        name: string;
-      }>
-    ).map((r) => r.name);
-  } finally {
-    db.close();
-  }
-}
+const scratch = scratchDirEachTest('popsync-v6-');
 
 function v5(path: string): void {
-  const db = new Database(path);
-  db.transaction(() => migrate(db, path, MIGRATIONS.slice(0, 5)))();
-  db.prepare(`INSERT INTO meta (key, value) VALUES ('source', 's')`).run();
+  const db = journalAtVersion(path, 5);
   db.prepare(
     `INSERT INTO messages (account, uidl, state, size, folder, dest_uidvalidity, dest_uid, attempts, first_seen_at,
                            updated_at, copied_at, header_hash, list_size)
@@ -45,16 +25,16 @@ function v5(path: string): void {
 describe('journal v6', () => {
   it('creates journals without an index on header_hash', () => {
     expect(SCHEMA_VERSION).toBeGreaterThanOrEqual(6);
-    const path = join(dir, 'new.sqlite');
+    const path = join(scratch(), 'new.sqlite');
     Journal.open(path, S).close();
-    expect(indexes(path)).not.toContain('messages_by_header');
-    expect(indexes(path)).toContain('messages_done_uid');
+    expect(messageIndexes(path)).not.toContain('messages_by_header');
+    expect(messageIndexes(path)).toContain('messages_done_uid');
   });
 
   it('upgrades a v5 journal: the index goes, the rows and their identity stay', () => {
-    const path = join(dir, 'v5.sqlite');
+    const path = join(scratch(), 'v5.sqlite');
     v5(path);
-    expect(indexes(path)).toContain('messages_by_header');
+    expect(messageIndexes(path)).toContain('messages_by_header');
     const j = Journal.open(path, S);
     try {
       expect(j.indexByUidl('a').get('u1')).toMatchObject({ state: 'done', headerHash: 'h1', listSize: 5 });
@@ -62,7 +42,7 @@ describe('journal v6', () => {
     } finally {
       j.close();
     }
-    expect(indexes(path)).not.toContain('messages_by_header');
+    expect(messageIndexes(path)).not.toContain('messages_by_header');
     const db = new Database(path, { readonly: true });
     expect(readSchemaVersion(db, path)).toBe(SCHEMA_VERSION);
     db.close();

@@ -3,39 +3,19 @@
  * journal keeps its rows, and what read them by state (rows still 'appending' or 'deleting',
  * counts for status) reads the same without it.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Journal } from '../../src/journal/journal.js';
-import { MIGRATIONS, migrate, readSchemaVersion, SCHEMA_VERSION } from '../../src/journal/schema.js';
+import { readSchemaVersion, SCHEMA_VERSION } from '../../src/journal/schema.js';
+import { journalAtVersion, messageIndexes, scratchDirEachTest } from '../support/old-journal.js';
 
 const S = { source: 's' };
-let dir: string;
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'popsync-v8-'));
-});
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-function indexes(path: string): string[] {
-  const db = new Database(path, { readonly: true });
-  try {
-    return (
-      db.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'`).all() as Array<{
-        name: string;
-      }>
-    ).map((r) => r.name);
-  } finally {
-    db.close();
-  }
-}
+const scratch = scratchDirEachTest('popsync-v8-');
 
 /** A v7 journal with a row in each state a run reads by state. */
 function v7(path: string): void {
-  const db = new Database(path);
-  db.transaction(() => migrate(db, path, MIGRATIONS.slice(0, 7)))();
-  db.prepare(`INSERT INTO meta (key, value) VALUES ('source', 's')`).run();
+  const db = journalAtVersion(path, 7);
   const row = db.prepare(
     `INSERT INTO messages (account, uidl, state, size, folder, dest_uidvalidity, dest_uid, attempts, first_seen_at,
                            updated_at, copied_at)
@@ -51,16 +31,16 @@ function v7(path: string): void {
 describe('journal v8', () => {
   it('creates journals without an index on message state', () => {
     expect(SCHEMA_VERSION).toBeGreaterThanOrEqual(8);
-    const path = join(dir, 'new.sqlite');
+    const path = join(scratch(), 'new.sqlite');
     Journal.open(path, S).close();
-    expect(indexes(path)).not.toContain('messages_by_state');
-    expect(indexes(path)).toContain('messages_done_uid');
+    expect(messageIndexes(path)).not.toContain('messages_by_state');
+    expect(messageIndexes(path)).toContain('messages_done_uid');
   });
 
   it('upgrades a v7 journal: the index goes, rows read by state as before', () => {
-    const path = join(dir, 'v7.sqlite');
+    const path = join(scratch(), 'v7.sqlite');
     v7(path);
-    expect(indexes(path)).toContain('messages_by_state');
+    expect(messageIndexes(path)).toContain('messages_by_state');
     const j = Journal.open(path, S);
     try {
       expect(j.rowsInState('a', 'appending').map((r) => r.uidl)).toEqual(['u2', 'u4']);
@@ -70,7 +50,7 @@ describe('journal v8', () => {
     } finally {
       j.close();
     }
-    expect(indexes(path)).not.toContain('messages_by_state');
+    expect(messageIndexes(path)).not.toContain('messages_by_state');
     expect(Journal.inspect(path)?.accounts[0]?.rows).toHaveLength(4);
     const db = new Database(path, { readonly: true });
     expect(readSchemaVersion(db, path)).toBe(SCHEMA_VERSION);
