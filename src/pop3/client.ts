@@ -277,11 +277,13 @@ async function logIn(
     }
   }
   if (last === undefined) throw new PopsyncError('internal', 'POP3 login: no method to try');
-  throw refused.length > 1
-    ? last.with({
-        hint: `tried ${refused.join(', then ')}; the server refused each. Check the POP3 user name and password`,
-      })
-    : last;
+  // One refusal gets the advice IMAP's gives too (imap/errors.ts); a hint of its own is kept.
+  throw last.with({
+    hint:
+      refused.length > 1
+        ? `tried ${refused.join(', then ')}; the server refused each. Check the POP3 user name and password`
+        : (last.context.hint ?? 'Check the POP3 user name and password'),
+  });
 }
 
 /**

@@ -98,6 +98,8 @@ describe('login', () => {
       expect(err.kind, auth).toBe('auth');
       expect(err.context.serverResponse).toBe('-ERR [AUTH] Authentication failed');
       expect(err.context.responseCode).toBe('AUTH');
+      // The advice IMAP's refusal gives too: without it, exit 3 said only what the server said.
+      expect(err.context.hint, auth).toBe('Check the POP3 user name and password');
       expect(JSON.stringify({ m: err.message, c: err.context })).not.toContain('hunter2');
     }
   });
