@@ -29,6 +29,9 @@ useLab('slabs', { pop3Rawlog: false }, (l, d) => {
   dir = d;
 });
 
+/** Batches of 3 messages or 1 MB: many batches in flight, each big one spilling mid-batch. */
+const SMALL_BATCHES = ['--no-progress', '--json', '--batch-messages', '3', '--batch-mb', '1'];
+
 const closing: Array<{ close(): Promise<void> }> = [];
 afterAll(async () => {
   await Promise.all(closing.map((r) => r.close()));
@@ -49,15 +52,7 @@ async function seeded(seed: number) {
   await lab.seedPop3(pop, corpus(seed));
   const expected = digests(await sourceMessages(lab, pop));
   const journal = join(dir, `${pop}.sqlite`);
-  // Batches of 3 messages or 1 MB: many batches in flight, each big one spilling mid-batch.
-  const args = labArgs('migrate', lab, pop, imap, journal, [
-    '--no-progress',
-    '--json',
-    '--batch-messages',
-    '3',
-    '--batch-mb',
-    '1',
-  ]);
+  const args = labArgs('migrate', lab, pop, imap, journal, SMALL_BATCHES);
   return { imap, expected, args };
 }
 
@@ -125,14 +120,7 @@ describe('slabs of received bodies, without UIDPLUS', () => {
     const imap = plain.newUser('dst');
     await plain.seedPop3(pop, corpus(84));
     const expected = digests(await sourceMessages(plain, pop));
-    const args = labArgs('migrate', plain, pop, imap, join(plainDir, `${pop}.sqlite`), [
-      '--no-progress',
-      '--json',
-      '--batch-messages',
-      '3',
-      '--batch-mb',
-      '1',
-    ]);
+    const args = labArgs('migrate', plain, pop, imap, join(plainDir, `${pop}.sqlite`), SMALL_BATCHES);
     const r = await runCli(args, { env: { PW: plain.password }, hooks: { poisonSlabs: true } });
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ copied: 43 });
