@@ -12,7 +12,8 @@
  * saved before the APPEND (or, when adopting, below the UIDNEXT the folder had when the journal
  * first saw it), then the Message-ID (from ENVELOPE, or from the header scan when adopting),
  * then, where the caller knows the wanted header, the header fingerprint (BODY.PEEK[HEADER]).
- * Bodies are streamed one at a time and only for the candidates that remain.
+ * Bodies are streamed, never held whole, and only for the candidates that remain; each row's
+ * first candidate is read in one batched FETCH with the others', the rest one at a time.
  *
  * Each destination UID is claimed by at most one row, and UIDs already claimed are never
  * candidates: identical messages in a source are legal and each must arrive, so a copy can be
@@ -103,6 +104,11 @@ export interface Probe {
   digest(uid: number, size: number): Promise<Digest>;
   /** Header fingerprints of these UIDs; absent: narrowing by header is skipped. */
   headerFingerprints?(uids: readonly number[]): Promise<Map<number, string>>;
+  /**
+   * The digests of these candidates, fetched together so that `digest` then answers from what
+   * was read; absent: each is fetched when asked for.
+   */
+  prefetch?(candidates: readonly DestinationMessage[]): Promise<void>;
 }
 
 /**
@@ -158,9 +164,20 @@ export async function matchCopies(
     return list.filter((c) => headerCache.get(c.uid) === undefined || headerCache.get(c.uid) === w.headerFingerprint);
   };
 
+  // Each row's first candidate, read in one go: one at a time was a round trip per row (an
+  // interrupted batch of 100: 100 waits). Only bodies the loop below reads anyway: a row's first
+  // candidate is digested by that row, or was claimed by an earlier row, which digested it.
+  const lists = new Map<Wanted, DestinationMessage[]>();
+  for (const w of order) lists.set(w, await byHeader(w, narrowed(w)));
+  if (probe.prefetch) {
+    const firsts = new Map<number, DestinationMessage>();
+    for (const list of lists.values()) if (list[0]) firsts.set(list[0].uid, list[0]);
+    if (firsts.size > 1) await probe.prefetch([...firsts.values()]);
+  }
+
   for (const w of order) {
     let found: { uid: number; by: 'sha256' | 'fingerprint' } | null = null;
-    for (const c of await byHeader(w, narrowed(w))) {
+    for (const c of lists.get(w)!.filter((x) => !claimed.has(x.uid))) {
       const d = await probe.digest(c.uid, c.size);
       if (w.sha256 !== null && d.sha256 === w.sha256) found = { uid: c.uid, by: 'sha256' };
       else if (w.fingerprint !== null && d.fingerprint === w.fingerprint) found = { uid: c.uid, by: 'fingerprint' };

@@ -12,7 +12,9 @@
  * - learnUids: right after a batch the server stored without saying where, the same search
  *   above the UIDNEXT saved before it (isync does this with a header search).
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { DEFAULT_BATCH_MESSAGES } from '../defaults.js';
 import { PopsyncError } from '../errors.js';
 import type { DestinationMessage, ImapSink } from '../imap/types.js';
 import type { JournalRow } from '../journal/types.js';
@@ -31,37 +33,50 @@ import {
 } from './reconcile.js';
 import { fromRow } from './recorder.js';
 
+/** Nothing: a candidate expunged by someone else since it was listed matches no row. */
+const GONE: Digest = { sha256: '', fingerprint: '' };
+
 /**
  * The destination folder as matching sees it: each body streamed through sha256 and the
  * fingerprint once (never whole in memory), headers in one batched FETCH.
  */
 export function folderProbe(ctx: RunContext, sink: ImapSink, folder: string): Probe {
   const digests = new Map<number, Digest>();
+  /** Reads these bodies in one readBodies (batched FETCHes), each hashed as it arrives. */
+  const read = async (list: ReadonlyArray<{ uid: number; size: number }>): Promise<void> => {
+    if (list.length === 0) return;
+    const open = new Map<number, { sha: Hash; fp: Fingerprinter }>();
+    const hashing = (uid: number) => {
+      let h = open.get(uid);
+      if (!h) {
+        h = { sha: createHash('sha256'), fp: new Fingerprinter() };
+        open.set(uid, h);
+      }
+      return h;
+    };
+    await ctx.on(
+      'imap',
+      sink.readBodies(folder, list, {
+        chunk: (uid, bytes) => {
+          const h = hashing(uid);
+          h.sha.update(bytes);
+          h.fp.update(bytes);
+        },
+        end: (uid) => {
+          const h = hashing(uid);
+          open.delete(uid);
+          digests.set(uid, { sha256: h.sha.digest('hex'), fingerprint: h.fp.digest() });
+        },
+      }),
+    );
+    for (const { uid } of list) if (!digests.has(uid)) digests.set(uid, GONE);
+  };
   return {
     digest: async (uid, size) => {
-      let d = digests.get(uid);
-      if (d === undefined) {
-        const sha = createHash('sha256');
-        const fp = new Fingerprinter();
-        let found = false;
-        await ctx.on(
-          'imap',
-          sink.readBodies(folder, [{ uid, size }], {
-            chunk: (_uid, bytes) => {
-              sha.update(bytes);
-              fp.update(bytes);
-            },
-            end: () => {
-              found = true;
-            },
-          }),
-        );
-        // Expunged by someone else since it was listed: it matches nothing.
-        d = found ? { sha256: sha.digest('hex'), fingerprint: fp.digest() } : { sha256: '', fingerprint: '' };
-        digests.set(uid, d);
-      }
-      return d;
+      if (!digests.has(uid)) await read([{ uid, size }]);
+      return digests.get(uid)!;
     },
+    prefetch: (candidates) => read(candidates.filter((c) => !digests.has(c.uid))),
     headerFingerprints: async (uids) => {
       const out = new Map<number, string>();
       await ctx.on(
@@ -138,10 +153,36 @@ async function claimUidless(
 }
 
 /**
+ * RETRs of such rows written ahead of the one being read. One at a time was a round trip per
+ * row (150 rows: 150 waits at 30 ms); a window of them goes in a few writes. Each reply is
+ * hashed as it arrives and dropped, so what the window holds is commands and their streams, never
+ * bodies; a batch's worth, as engine/receiver.ts writes ahead.
+ */
+const REREAD_AHEAD = DEFAULT_BATCH_MESSAGES;
+
+/** The digests of message `n` as the source serves it now, streamed (never held whole). */
+function sourceDigest(source: Pop3Session, n: number): { stream: Readable; digest: Promise<Digest> } {
+  const stream = source.retrStream(n);
+  const digest = new Promise<Digest>((resolve, reject) => {
+    const sha = createHash('sha256');
+    const fp = new Fingerprinter();
+    stream.on('data', (chunk: Buffer) => {
+      sha.update(chunk);
+      fp.update(chunk);
+    });
+    stream.on('end', () => resolve({ sha256: sha.digest('hex'), fingerprint: fp.digest() }));
+    stream.on('error', reject);
+  });
+  // Read in turn below; a reply failing before its turn must not be an unhandled rejection.
+  digest.catch(() => undefined);
+  return { stream, digest };
+}
+
+/**
  * Rows journaled by a popsync from before fingerprints carry only the sha256 of what was sent;
  * a server that rewrote the copy defeats it. The message is still on the source (it was never
  * confirmed, so never deleted): read it again, and when it is the same bytes, its fingerprint
- * is the one the copy must have. Streamed, not held whole. Rows not listed stay without one.
+ * is the one the copy must have. Rows not listed stay without one.
  */
 async function withSourceFingerprints(
   ctx: RunContext,
@@ -149,34 +190,38 @@ async function withSourceFingerprints(
   rows: JournalRow[],
 ): Promise<JournalRow[]> {
   if (!source) return rows;
-  const out: JournalRow[] = [];
-  for (const r of rows) {
-    const m = r.fingerprint == null && r.sha256 !== null ? ctx.listing.find((x) => x.uidl === r.uidl) : undefined;
-    if (!m) {
-      out.push(r);
-      continue;
+  const listed = new Map(ctx.listing.map((x) => [x.uidl, x] as const));
+  const out = [...rows];
+  const todo: Array<{ i: number; n: number }> = [];
+  for (const [i, r] of rows.entries()) {
+    const m = r.fingerprint == null && r.sha256 !== null ? listed.get(r.uidl) : undefined;
+    if (m) todo.push({ i, n: m.n });
+  }
+  const ahead: Array<{ i: number; stream: Readable; digest: Promise<Digest> }> = [];
+  let next = 0;
+  try {
+    for (;;) {
+      // Topped up once a quarter was read, so the RETRs leave in a few writes, not one each.
+      if (ahead.length <= (REREAD_AHEAD * 3) / 4)
+        while (ahead.length < REREAD_AHEAD && next < todo.length) {
+          const { i, n } = todo[next++]!;
+          ahead.push({ i, ...sourceDigest(source, n) });
+        }
+      const x = ahead.shift();
+      if (!x) break;
+      const d = await ctx.on('pop3', x.digest);
+      const r = rows[x.i]!;
+      const same = d.sha256 === r.sha256;
+      if (same) out[x.i] = { ...r, fingerprint: d.fingerprint };
+      else
+        ctx.o.logger.info(
+          { uidl: r.uidl },
+          'the source now serves other bytes under this UIDL; its interrupted copy is matched by sha256 only',
+        );
     }
-    const sha = createHash('sha256');
-    const fp = new Fingerprinter();
-    await ctx.on(
-      'pop3',
-      new Promise<void>((resolve, reject) => {
-        const stream = source.retrStream(m.n);
-        stream.on('data', (chunk: Buffer) => {
-          sha.update(chunk);
-          fp.update(chunk);
-        });
-        stream.on('end', resolve);
-        stream.on('error', reject);
-      }),
-    );
-    const same = sha.digest('hex') === r.sha256;
-    out.push(same ? { ...r, fingerprint: fp.digest() } : r);
-    if (!same)
-      ctx.o.logger.info(
-        { uidl: r.uidl },
-        'the source now serves other bytes under this UIDL; its interrupted copy is matched by sha256 only',
-      );
+  } finally {
+    // After a failure: the replies still coming are read and dropped, as engine/receiver.ts does.
+    for (const x of ahead) x.stream.destroy();
   }
   return out;
 }

@@ -34,6 +34,9 @@ class MemorySource {
   /** What LIST claims for message n (default: its real size). */
   listSize: ((n: number, real: number) => number) | null = null;
   retrCount = 0;
+  /** RETRs written and not yet answered, and the most there were at once (pipelining). */
+  private retrsInFlight = 0;
+  maxRetrsInFlight = 0;
   /** RETRs per message number. */
   retrs = new Map<number, number>();
   /** false: UIDL answers -ERR (a server without UIDL). */
@@ -94,9 +97,16 @@ class MemorySource {
       // The engine reads bodies as streams; these carry exactly what retr() would answer.
       retrStream: (n: number) => {
         const out = new PassThrough();
+        this.maxRetrsInFlight = Math.max(this.maxRetrsInFlight, ++this.retrsInFlight);
         retr(n).then(
-          (b) => out.end(b),
-          (e: Error) => out.destroy(e),
+          (b) => {
+            this.retrsInFlight--;
+            out.end(b);
+          },
+          (e: Error) => {
+            this.retrsInFlight--;
+            out.destroy(e);
+          },
         );
         return out;
       },
@@ -128,6 +138,8 @@ class MemoryDestination {
   /** What the server does to a message when storing it (Dovecot: bare LF -> CRLF, NUL -> 0x80). */
   rewrite: (body: Buffer) => Buffer = (b) => b;
   bodyFetches = 0;
+  /** readBodies calls: each is a round trip on a real server, however many bodies it reads. */
+  bodyReads = 0;
   /** Courier: an empty folder gets a new UIDVALIDITY at every look, and at the APPEND that fills it. */
   flappingWhileEmpty = false;
   events: string[] | null = null;
@@ -237,6 +249,7 @@ class MemoryDestination {
       },
       readBodies: async (path, uids, reader) => {
         check();
+        this.bodyReads++;
         for (const { uid } of uids) {
           const m = folder(path).msgs.find((x) => x.uid === uid);
           if (!m) continue;
@@ -972,6 +985,25 @@ describe('engine: exactly once on servers that rewrite, lack UIDPLUS, or were wr
       expect(dst.bodies()).toHaveLength(3);
     },
   );
+
+  it('rows journaled before fingerprints: their messages read again pipelined, their copies in one read', async () => {
+    const count = 6;
+    const src = new MemorySource(Array.from({ length: count }, (_, i) => ({ uidl: `u${i + 1}`, body: lfMsg(i + 1) })));
+    const dst = new MemoryDestination();
+    dst.rewrite = dovecotRewrite;
+    expect((await runEngine(options(src, dst))).copied).toBe(count);
+    // Every copy stored, none confirmed, by a popsync before schema v5 (no fingerprints).
+    const raw = new Database(journal.path);
+    raw.prepare(`UPDATE messages SET state = 'appending', dest_uid = NULL, fingerprint = NULL`).run();
+    raw.close();
+    const fresh = new MemorySource(src.messages);
+    const reads = dst.bodyReads;
+    expect(await runEngine(options(fresh, dst))).toMatchObject({ reconciled: count, copied: 0 });
+    expect(dst.bodies()).toHaveLength(count);
+    // One at a time, each was a round trip on either side.
+    expect(fresh.maxRetrsInFlight).toBe(count);
+    expect(dst.bodyReads - reads).toBe(1);
+  });
 
   it('settles on a lone Message-ID match, loudly, when the content differs beyond the known rewrites', async () => {
     const src = new MemorySource([{ uidl: 'u1', body: msg(1) }]);
