@@ -14,7 +14,7 @@
  * dropped, and failed as too large like the rest.) Streams hold what arrived until read; a full
  * one stops the socket (pop3/client.ts), so memory stays bounded whatever the server sends.
  */
-import type { Readable } from 'node:stream';
+import type { RetrBody } from '../pop3/index.js';
 import type { Pop3Session } from '../pop3/types.js';
 import type { ListedMessage } from './plan.js';
 
@@ -40,19 +40,15 @@ export function headStartOf<T extends ListedMessage>(
 }
 
 export class HeadStart {
-  private readonly streams = new Map<number, Readable>();
+  private readonly streams = new Map<number, RetrBody>();
 
   /** Writes the RETRs of `messages` now (pipelined where the server allows). */
   constructor(
     private readonly source: Pop3Session,
     messages: readonly ListedMessage[],
   ) {
-    for (const m of messages) {
-      const stream = source.retrStream(m.n);
-      // Read (and its errors seen) by the receiver, or destroyed below; never an unhandled error.
-      stream.on('error', () => undefined);
-      this.streams.set(m.n, stream);
-    }
+    // Read by the receiver, or destroyed below.
+    for (const m of messages) this.streams.set(m.n, source.retrStream(m.n));
   }
 
   /**

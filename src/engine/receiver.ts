@@ -21,10 +21,8 @@
  * message can be (retrCeiling) has it set aside at once. Counting per run is enough because
  * the run reconnects by itself; a message is never journaled before it arrived whole.
  */
-import type { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import { isPopsyncError, PopsyncError } from '../errors.js';
-import { isOverCeiling, messageCeiling } from '../pop3/index.js';
+import { isOverCeiling, messageCeiling, type RetrBody } from '../pop3/index.js';
 import type { Pop3Session } from '../pop3/types.js';
 import type { RunContext } from './context.js';
 import type { ListedMessage } from './plan.js';
@@ -66,35 +64,8 @@ function retrCeiling(listSize: number): number {
   return messageCeiling(listSize);
 }
 
-/**
- * The next chunk of a RETR reply, or null at its end; a promise only when none is buffered yet
- * (most mail has wholly arrived before it is read, its RETR written ahead). `for await` made an
- * async iterator, end-of-stream listeners and a promise per chunk for every message. Fails as
- * the iterator did: with the stream's error, or Node's premature-close error when it was
- * destroyed before its end.
- */
-export function nextChunk(stream: Readable): Buffer | null | Promise<Buffer | null> {
-  if (stream.errored) return Promise.reject(stream.errored);
-  if (stream.destroyed) return stream.readableEnded ? null : finished(stream).then(() => null);
-  const chunk = stream.read() as Buffer | null;
-  if (chunk !== null || stream.readableEnded) return chunk;
-  return new Promise<void>((resolve) => {
-    const go = (): void => {
-      stream.off('readable', go);
-      stream.off('end', go);
-      stream.off('error', go);
-      stream.off('close', go);
-      resolve();
-    };
-    stream.on('readable', go);
-    stream.on('end', go);
-    stream.on('error', go);
-    stream.on('close', go);
-  }).then(() => nextChunk(stream));
-}
-
 export class Receiver {
-  private readonly ahead: Array<{ m: ListedMessage; stream: Readable }> = [];
+  private readonly ahead: Array<{ m: ListedMessage; stream: RetrBody }> = [];
   private next = 0;
   private failed: PopsyncError | null = null;
   /** close() was called: the session is being dropped by the caller. */
@@ -163,10 +134,7 @@ export class Receiver {
     if (this.ahead.length > (this.limits.messages * 3) / 4) return;
     while (this.ahead.length < this.limits.messages && this.next < this.todo.length) {
       const m = this.todo[this.next++]!;
-      const stream = this.source.retrStream(m.n);
-      // Errors are read from the iterator in turn; until then one must not crash the process.
-      stream.on('error', () => undefined);
-      this.ahead.push({ m, stream });
+      this.ahead.push({ m, stream: this.source.retrStream(m.n) });
     }
   }
 
@@ -175,11 +143,12 @@ export class Receiver {
   }
 
   /** One whole message, or null when the server refused to send it (-ERR: that message only). */
-  private async receive(m: ListedMessage, stream: Readable, arena: Arena): Promise<ReceivedBody | null> {
+  private async receive(m: ListedMessage, stream: RetrBody, arena: Arena): Promise<ReceivedBody | null> {
     const body = new BodyCollector(this.spool, this.limits.spillAt, arena);
     const ceiling = retrCeiling(m.size);
     try {
-      for (let chunk = nextChunk(stream); ; chunk = nextChunk(stream)) {
+      // A promise only when no chunk has arrived yet: most mail is in before it is read.
+      for (let chunk = stream.read(); ; chunk = stream.read()) {
         if (chunk instanceof Promise) chunk = await chunk;
         if (chunk === null) break;
         const writing = body.add(chunk);
@@ -201,7 +170,7 @@ export class Receiver {
       }
       return await body.finish();
     } catch (e) {
-      // As `for await` did: a reply left unread must not keep the connection paused.
+      // A reply left unread must not keep the connection paused.
       stream.destroy();
       await body.abandon();
       if (isPopsyncError(e) && e.kind === 'server') {

@@ -13,11 +13,11 @@
  *   above the UIDNEXT saved before it (isync does this with a header search).
  */
 import { createHash, type Hash } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import { DEFAULT_BATCH_MESSAGES } from '../defaults.js';
 import { PopsyncError } from '../errors.js';
 import type { DestinationMessage, ImapSink } from '../imap/types.js';
 import type { JournalRow } from '../journal/types.js';
+import type { RetrBody } from '../pop3/index.js';
 import type { Pop3Session } from '../pop3/types.js';
 import type { OpenFolder, RunContext } from './context.js';
 import { openFolder } from './folders.js';
@@ -161,18 +161,17 @@ async function claimUidless(
 const REREAD_AHEAD = DEFAULT_BATCH_MESSAGES;
 
 /** The digests of message `n` as the source serves it now, streamed (never held whole). */
-function sourceDigest(source: Pop3Session, n: number): { stream: Readable; digest: Promise<Digest> } {
+function sourceDigest(source: Pop3Session, n: number): { stream: RetrBody; digest: Promise<Digest> } {
   const stream = source.retrStream(n);
-  const digest = new Promise<Digest>((resolve, reject) => {
+  const digest = (async (): Promise<Digest> => {
     const sha = createHash('sha256');
     const fp = new Fingerprinter();
-    stream.on('data', (chunk: Buffer) => {
+    for await (const chunk of stream) {
       sha.update(chunk);
       fp.update(chunk);
-    });
-    stream.on('end', () => resolve({ sha256: sha.digest('hex'), fingerprint: fp.digest() }));
-    stream.on('error', reject);
-  });
+    }
+    return { sha256: sha.digest('hex'), fingerprint: fp.digest() };
+  })();
   // Read in turn below; a reply failing before its turn must not be an unhandled rejection.
   digest.catch(() => undefined);
   return { stream, digest };
@@ -197,7 +196,7 @@ async function withSourceFingerprints(
     const m = r.fingerprint == null && r.sha256 !== null ? listed.get(r.uidl) : undefined;
     if (m) todo.push({ i, n: m.n });
   }
-  const ahead: Array<{ i: number; stream: Readable; digest: Promise<Digest> }> = [];
+  const ahead: Array<{ i: number; stream: RetrBody; digest: Promise<Digest> }> = [];
   let next = 0;
   try {
     for (;;) {

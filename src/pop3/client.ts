@@ -10,7 +10,6 @@
  * and tls='starttls' never silently continues in plaintext.
  */
 
-import { Readable } from 'node:stream';
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS } from '../defaults.js';
 import { PopsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -20,6 +19,7 @@ import { warmUp } from '../net/connect.js';
 import { redact } from '../net/redact.js';
 import { secretForms } from '../net/sasl.js';
 import { replyError } from './reply-errors.js';
+import { RetrBody } from './retr-body.js';
 import { authenticate, authMethods, type Credentials, fallsBack, METHOD_NAMES } from './sasl.js';
 import type { Pop3Options, Pop3Session, Pop3SizeEntry, Pop3Stat, Pop3UidlEntry } from './types.js';
 
@@ -36,16 +36,6 @@ import type { Pop3Options, Pop3Session, Pop3SizeEntry, Pop3Stat, Pop3UidlEntry }
  * to stay inside (popsync's writes never block: it reads replies while it writes).
  */
 const PIPELINE_WINDOW = 512;
-
-/**
- * Body chunks a RETR stream holds for its reader before the socket is paused. Counted in bytes
- * at Node's default (16 KiB), one socket read (up to 64 KiB) was over it, so every read paused
- * the socket and the reader's next read() resumed it. Counted in chunks, the socket runs on
- * while the reader keeps up, each chunk is handed over as it came (a byte-mode read() joins
- * whatever is queued into a new buffer), and a reader that stops (a full batch waiting) still
- * stops the socket, with about this many chunks (each at most one socket read) queued.
- */
-export const RETR_STREAM_CHUNKS = 16;
 
 /** The longest LOGIN-DELAY popsync waits out before logging in again (once); longer ones exit 75. */
 export const MAX_LOGIN_DELAY_WAIT_S = 60;
@@ -547,43 +537,31 @@ class Session implements Pop3Session {
     return this.multi(`RETR ${n}`, typeof ceiling === 'number' ? ceiling : await ceiling, n);
   }
 
-  retrStream(n: number): Readable {
+  retrStream(n: number): RetrBody {
     const conn = this.conn;
-    const stream = new Readable({
-      objectMode: true,
-      highWaterMark: RETR_STREAM_CHUNKS,
-      // The socket is paused while our buffer is full; reading more un-pauses it.
-      read: () => conn.resumeReading(),
-      destroy: (err, cb) => {
-        // The rest of the response must still be read to stay in step, so never leave the socket paused.
-        conn.resumeReading();
-        cb(err);
-      },
-    });
+    const body = new RetrBody(() => conn.resumeReading());
     try {
       checkMessageNumber(n);
     } catch (e) {
-      process.nextTick(() => stream.destroy(e as Error));
-      return stream;
+      body.fail(e as Error);
+      return body;
     }
     const line = `RETR ${n}`;
-    const send = (ceiling: number): Promise<Reply> =>
-      this.run({
-        line,
-        label: line,
-        multiline: true,
-        messageNumber: n,
-        ceiling,
-        onData: (chunk) => (stream.destroyed ? true : stream.push(chunk)),
-      });
+    const onData = (chunk: Buffer): boolean => body.push(chunk);
+    // Not run(): its async wrapper was a further promise per message for what one callback does.
+    const send = (ceiling: number): void => {
+      conn.send({ line, label: line, multiline: true, messageNumber: n, ceiling, onData }).then(
+        (reply) => {
+          if (reply.status.kind === 'ok') body.end();
+          else body.fail(replyError(reply.status, line, 'command', { messageNumber: n }));
+        },
+        (e: unknown) => body.fail(e as Error),
+      );
+    };
     const ceiling = this.messageCeiling(n);
-    (typeof ceiling === 'number' ? send(ceiling) : ceiling.then(send)).then(
-      () => {
-        if (!stream.destroyed) stream.push(null);
-      },
-      (e: unknown) => stream.destroy(e as Error),
-    );
-    return stream;
+    if (typeof ceiling === 'number') send(ceiling);
+    else ceiling.then(send, (e: unknown) => body.fail(e as Error));
+    return body;
   }
 
   async dele(n: number): Promise<void> {

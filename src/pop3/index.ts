@@ -6,3 +6,4 @@
 
 export { connectPop3, warmPop3 } from './client.js';
 export { isOverCeiling, messageCeiling } from './limits.js';
+export type { RetrBody } from './retr-body.js';

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import type { RetrBody } from './retr-body.js';
 import type { Logger } from '../log.js';
 
 import type { TlsMode } from '../tls.js';
@@ -83,8 +83,11 @@ export interface Pop3Session {
   top(n: number, lines: number): Promise<Buffer>;
   /** The whole message, byte-exact. */
   retr(n: number): Promise<Buffer>;
-  /** The whole message as a stream of byte-exact chunks; for messages too big to buffer. */
-  retrStream(n: number): Readable;
+  /**
+   * The whole message as byte-exact chunks, read as they arrive (retr-body.ts); for messages too
+   * big to buffer. Reading stops the socket while the reader is behind.
+   */
+  retrStream(n: number): RetrBody;
   dele(n: number): Promise<void>;
   rset(): Promise<void>;
   noop(): Promise<void>;

@@ -2,9 +2,9 @@
  * Receiving ahead while the destination logs in (engine/head-start.ts): which messages go ahead,
  * and that the copier then reads exactly the streams already asked for, in order.
  */
-import { PassThrough, type Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { HeadStart, headStartOf } from '../../src/engine/head-start.js';
+import { RetrBody } from '../../src/pop3/retr-body.js';
 import type { Pop3Session } from '../../src/pop3/types.js';
 
 const listed = (sizes: number[]) => sizes.map((size, i) => ({ n: i + 1, size, uidl: `u${i + 1}` }));
@@ -25,9 +25,9 @@ describe('headStartOf', () => {
 });
 
 /** A session that records RETRs and hands out streams the test can inspect. */
-function recordingSession(): { session: Pop3Session; retrs: number[]; streams: Map<number, Readable> } {
+function recordingSession(): { session: Pop3Session; retrs: number[]; streams: Map<number, RetrBody> } {
   const retrs: number[] = [];
-  const streams = new Map<number, Readable>();
+  const streams = new Map<number, RetrBody>();
   const no = (): never => {
     throw new Error('not used');
   };
@@ -42,7 +42,7 @@ function recordingSession(): { session: Pop3Session; retrs: number[]; streams: M
     retr: no,
     retrStream: (n) => {
       retrs.push(n);
-      const s = new PassThrough();
+      const s = new RetrBody(() => undefined);
       streams.set(n, s);
       return s;
     },

@@ -7,7 +7,6 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
@@ -19,6 +18,7 @@ import { Journal } from '../../src/journal/journal.js';
 import { silentLogger } from '../../src/log.js';
 import { headerBlockEnd, messageIdOf, parseHeaders } from '../../src/mapping/headers.js';
 import { compileRouting, engineRouter } from '../../src/mapping/rules.js';
+import { RetrBody } from '../../src/pop3/retr-body.js';
 import type { Pop3Session } from '../../src/pop3/types.js';
 import { buildPlanReport } from '../../src/report/plan-report.js';
 
@@ -94,18 +94,23 @@ class MemorySource {
         return body;
       },
       retr,
-      // The engine reads bodies as streams; these carry exactly what retr() would answer.
+      // The engine reads bodies as streams; these carry exactly what retr() would answer, a tick
+      // later (a socket's bytes never come in the microtask that asked for them): several tests
+      // script a destination that answers before the next batch is received.
       retrStream: (n: number) => {
-        const out = new PassThrough();
+        const out = new RetrBody(() => undefined);
         this.maxRetrsInFlight = Math.max(this.maxRetrsInFlight, ++this.retrsInFlight);
         retr(n).then(
           (b) => {
             this.retrsInFlight--;
-            out.end(b);
+            process.nextTick(() => {
+              out.push(b);
+              out.end();
+            });
           },
           (e: Error) => {
             this.retrsInFlight--;
-            out.destroy(e);
+            out.fail(e);
           },
         );
         return out;

@@ -1,0 +1,160 @@
+/**
+ * The body of one RETR reply on its way from the connection to its reader: the chunks the
+ * decoder gave (framing.ts), queued until read, with backpressure on the socket.
+ *
+ * Why not a node Readable: one was made per RETR, and per message it cost its construction, an
+ * 'error' listener, four more listeners and a promise whenever the reader waited, and per chunk
+ * the stream's push and read machinery (nextTick scheduling, 'readable' events). The reader
+ * takes chunks in order and needs none of that: read() hands over a queued chunk at once, and a
+ * promise only when none has arrived yet.
+ *
+ * Backpressure: push() says false once `maxChunks` are queued, and the connection stops reading
+ * its socket (TCP then stops the server); a read() that makes room again calls `room`, which
+ * resumes it. The bound is in chunks, each at most one socket read, as the Readable's was.
+ *
+ * A body given up by its reader (destroy) still takes what arrives and drops it, so the
+ * connection reads the rest of the reply and stays in step with the commands behind it.
+ */
+import { PopsyncError } from '../errors.js';
+
+/**
+ * Chunks queued for the reader before the socket is paused. Counted in bytes at Node's default
+ * (16 KiB), one socket read (up to 64 KiB) was over it, so every read paused the socket and the
+ * reader's next read() resumed it. Counted in chunks, the socket runs on while the reader keeps
+ * up, and a reader that stops (a full batch waiting) still stops the socket, with about this
+ * many chunks (each at most one socket read) queued.
+ */
+export const RETR_STREAM_CHUNKS = 16;
+
+interface Waiter {
+  resolve: (chunk: Buffer | null) => void;
+  reject: (e: Error) => void;
+}
+
+export class RetrBody implements AsyncIterable<Buffer> {
+  private queue: Buffer[] = [];
+  /** Index of the next chunk to read in `queue` (shift() per chunk moved the rest each time). */
+  private head = 0;
+  private ended = false;
+  private error: Error | null = null;
+  private gaveUp = false;
+  /** push() said false: the socket is paused until the reader makes room. */
+  private full = false;
+  private waiter: Waiter | null = null;
+
+  constructor(
+    /** Called when a reader made room after push() said false (or gave up): resume the socket. */
+    private readonly room: () => void,
+    private readonly maxChunks = RETR_STREAM_CHUNKS,
+  ) {}
+
+  /** The reader gave up (destroy()). */
+  get destroyed(): boolean {
+    return this.gaveUp;
+  }
+
+  /** Chunks queued and not yet read; for tests. */
+  get queued(): number {
+    return this.queue.length - this.head;
+  }
+
+  /** Producer: the next decoded chunk. False when the reader is this far behind: stop reading. */
+  push(chunk: Buffer): boolean {
+    if (this.gaveUp || this.error !== null) return true;
+    const w = this.waiter;
+    if (w !== null) {
+      this.waiter = null;
+      w.resolve(chunk);
+      return true;
+    }
+    this.queue.push(chunk);
+    if (this.queued < this.maxChunks) return true;
+    this.full = true;
+    return false;
+  }
+
+  /** Producer: the reply ended (its terminator was read). */
+  end(): void {
+    if (this.gaveUp || this.error !== null) return;
+    this.ended = true;
+    const w = this.waiter;
+    this.waiter = null;
+    w?.resolve(null);
+  }
+
+  /**
+   * Producer: the reply failed (-ERR, a drop, a ceiling). The reader gets the error next, before
+   * any chunk still queued: the message is incomplete whatever arrived of it.
+   */
+  fail(e: Error): void {
+    if (this.gaveUp || this.error !== null || this.ended) return;
+    this.error = e;
+    this.drop();
+    const w = this.waiter;
+    this.waiter = null;
+    w?.reject(e);
+  }
+
+  /**
+   * The next chunk, null at the end of the body; a promise only when none has arrived yet. Fails
+   * with the reply's error, or when the body was destroyed before its end.
+   */
+  read(): Buffer | null | Promise<Buffer | null> {
+    if (this.error !== null) return Promise.reject(this.error);
+    if (this.head < this.queue.length) {
+      const chunk = this.queue[this.head++]!;
+      if (this.head === this.queue.length) {
+        this.queue.length = 0;
+        this.head = 0;
+      }
+      if (this.full && this.queued < this.maxChunks) {
+        this.full = false;
+        this.room();
+      }
+      return chunk;
+    }
+    if (this.ended) return null;
+    if (this.gaveUp) return Promise.reject(abandoned());
+    if (this.waiter !== null) return Promise.reject(new PopsyncError('internal', 'RETR body read twice at once'));
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    });
+  }
+
+  /** The reader gives up: what is queued and what still arrives is dropped, the socket resumed. */
+  destroy(): void {
+    if (this.gaveUp) return;
+    this.gaveUp = true;
+    this.drop();
+    const w = this.waiter;
+    this.waiter = null;
+    w?.reject(abandoned());
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    try {
+      for (;;) {
+        const next = this.read();
+        const chunk = next instanceof Promise ? await next : next;
+        if (chunk === null) return;
+        yield chunk;
+      }
+    } finally {
+      // A loop left early (break, throw) leaves the rest of the reply to be read and dropped.
+      if (!this.ended) this.destroy();
+    }
+  }
+
+  private drop(): void {
+    this.queue = [];
+    this.head = 0;
+    if (this.full) {
+      this.full = false;
+      this.room();
+    }
+  }
+}
+
+function abandoned(): PopsyncError {
+  return new PopsyncError('internal', 'RETR body read after it was given up');
+}
