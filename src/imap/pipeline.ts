@@ -46,20 +46,13 @@ import {
   type LiteralMode,
 } from './append-plan.js';
 import { appendCommand, mailboxArgument, messageHead } from './append-head.js';
-import { bodyPieces, bodySize, isFileBody, memoryChunks, sendPiece, type MessageBody, whenDrained } from './body.js';
+import { bodyPieces, bodySize, isFileBody, sendPiece, type MessageBody, whenDrained } from './body.js';
 import type { AppendOutcome, ImapOptions } from './types.js';
 import { classifyAppendError, isTlsFailure, mapConnectError, type ImapFlowErrorLike } from './errors.js';
 import { loadImapflow } from './imapflow-load.js';
 import { chooseLogin, credentialsFor, loginSecretForms, mechanismFor, SaslConversation } from './login.js';
 import { imapSocketTarget } from './socket-target.js';
-
-/**
- * A body up to this size is corked with its command (and its neighbours, up to CORK_BYTES). A larger
- * one is written in pieces as the socket drains (body.ts): TLS copies a corked write into one native
- * buffer and encrypts it whole before sending: writing 3.5 MB messages corked to a TLS socket
- * raised the peak RSS by 8 MB, in 256 KiB pieces by 1 MB. Small ones keep the single record.
- */
-const CORKED_BODY_BYTES = 64 * 1024;
+import { WriteGather } from './write-gather.js';
 
 /**
  * Unacknowledged literal bytes written before the writer waits for replies. Not what bounds
@@ -71,8 +64,6 @@ const CORKED_BODY_BYTES = 64 * 1024;
  * over more than the engine does.
  */
 const MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
-/** writeUnit: in-memory messages gathered into one socket write, up to about this many bytes. */
-const CORK_BYTES = 256 * 1024;
 
 const LITERAL_WORDS: Record<LiteralMode, string> = {
   plus: 'LITERAL+',
@@ -543,14 +534,20 @@ export class PipelinedAppender {
     if (!this.reading) void this.read();
   }
 
-  /** Writes queued commands in order while unanswered literals stay within MAX_IN_FLIGHT_BYTES. */
+  /**
+   * Writes queued commands in order while unanswered literals stay within MAX_IN_FLIGHT_BYTES.
+   * Consecutive commands share socket writes (write-gather.ts): what is queued leaves together
+   * unless a literal must wait for its '+' or a body comes from a spool file.
+   */
   private async write(): Promise<void> {
     this.writing = true;
+    const out = new WriteGather(this.sock, 'encrypted' in this.sock);
     try {
       for (;;) {
         const u = this.unwritten[0];
         if (u === undefined || this.failure !== null) return;
         if (this.inFlight > 0 && this.inFlight + u.bytes > MAX_IN_FLIGHT_BYTES) {
+          out.flush();
           await new Promise<void>((r) => {
             this.acked = r;
           });
@@ -561,17 +558,20 @@ export class PipelinedAppender {
           this.abort(new PopsyncError('connection', 'IMAP APPEND connection closed before a batch was written'));
           return;
         }
+        // A write that left in an earlier call may still fill the socket.
+        if (!out.holding && this.sock.writableNeedDrain) await whenDrained(this.sock);
         this.unwritten.shift();
         this.unanswered.push(u);
         this.inFlight += u.bytes;
         this.wake('begun');
-        await this.writeUnit(u);
+        await this.writeUnit(u, out);
       }
     } catch {
       // A body that cannot be read (spool file gone) leaves a literal unfinished: the connection
       // is spent, and closing it makes the reader fail instead of waiting for a reply.
       this.destroy();
     } finally {
+      out.flush();
       this.writing = false;
     }
   }
@@ -668,55 +668,48 @@ export class PipelinedAppender {
   }
 
   /**
-   * One command: the APPEND and each message's flags, date and literal. Returns early when the
-   * server refuses the command in place of a '+' (the reply loop reports it).
+   * One command: the APPEND and each message's flags, date and literal, added to `out`'s
+   * writes. Returns early when the server refuses the command in place of a '+' (the reply loop
+   * reports it). Bodies in memory are written as the buffers that hold them (no copy, no view
+   * unless a buffer is larger than a write may be).
    */
-  private async writeUnit(u: Unit): Promise<void> {
+  private async writeUnit(u: Unit, out: WriteGather): Promise<void> {
     const sock = this.sock;
     const { mailbox, counts } = u.batch;
     const items = u.batch.items as readonly PipelineItem[];
-    if (u.indices.length > 1) counts.multiappended += u.indices.length;
-    let ended = false;
-    // Nagle is off, so each write would be its own TLS record and syscall (three per small
-    // message: command, literal, CRLF). Corked, the in-memory messages of a command leave
-    // together, up to CORK_BYTES at a time: one write for a MULTIAPPEND of small mail instead
-    // of one per message, and never more than that held back.
-    let corked = 0;
-    const uncork = (): void => {
-      if (corked === 0) return;
-      corked = 0;
-      sock.uncork();
-    };
-    for (const [k, i] of u.indices.entries()) {
-      const it = items[i]!;
-      const size = bodySize(it.body);
-      const nonSync = nonSynchronizing(this.literals, size);
-      const head = k === 0 ? this.command(u.tag, mailbox, it, nonSync) : this.nextMessage(it, nonSync);
-      if (nonSync && !isFileBody(it.body) && size <= CORKED_BODY_BYTES) {
-        if (corked === 0) sock.cork();
-        sock.write(head);
-        for (const c of memoryChunks(it.body)) sock.write(c);
-        corked += head.length + size;
-        ended = k === u.indices.length - 1;
-        if (ended) sock.write('\r\n');
-        if (ended || corked >= CORK_BYTES) uncork();
-        if (sock.destroyed) return;
-        counts.appended++;
-        if (corked === 0 && sock.writableNeedDrain) await whenDrained(sock);
-        continue;
+    const n = u.indices.length;
+    if (n > 1) counts.multiappended += n;
+    for (let k = 0; k < n; k++) {
+      const it = items[u.indices[k]!]!;
+      const body = it.body;
+      const nonSync = nonSynchronizing(this.literals, bodySize(body));
+      const head = this.messageHead(it, nonSync);
+      if (out.add(k === 0 ? appendCommand(u.tag, mailbox, head) : head)) await whenDrained(sock);
+      if (!nonSync) {
+        out.flush();
+        if (!(await this.continuation(u))) return;
       }
-      uncork();
-      sock.write(head);
-      if (!nonSync && !(await this.continuation(u))) return;
       if (sock.destroyed) return;
       counts.appended++;
-      // A file body is read in pieces as the socket drains: never whole in memory.
-      for await (const piece of bodyPieces(it.body)) {
-        if (sock.destroyed) return;
-        await sendPiece(sock, it.body, piece);
+      if (!isFileBody(body)) {
+        const chunks = Buffer.isBuffer(body) ? 1 : body.chunks.length;
+        for (let c = 0; c < chunks; c++) {
+          const b = Buffer.isBuffer(body) ? body : body.chunks[c]!;
+          // Only a caller's Buffer is larger than a TLS write may be (a slab is 256 KiB).
+          for (let at = 0; at < b.length; at += out.largest) {
+            if (out.add(b.length <= out.largest ? b : b.subarray(at, at + out.largest))) await whenDrained(sock);
+          }
+        }
+      } else {
+        out.flush();
+        // A file body is read in pieces as the socket drains: never whole in memory.
+        for await (const piece of bodyPieces(body)) {
+          if (sock.destroyed) return;
+          await sendPiece(sock, body, piece);
+        }
       }
     }
-    if (!ended && !sock.write('\r\n')) await whenDrained(sock);
+    if (out.add('\r\n')) await whenDrained(sock);
   }
 
   /** Waits for the server's '+' (true), or for the command's tagged reply in its place (false). */
@@ -733,19 +726,10 @@ export class PipelinedAppender {
   }
 
   /**
-   * The APPEND command up to and including its first literal's announcement. A binary literal
-   * (RFC 3516) only where the server offers BINARY; otherwise a NUL goes in a plain literal, as
-   * imapflow sends it, and the server decides.
+   * A message's flags, date and literal announcement (after the command's start for the first).
+   * A binary literal (RFC 3516) only where the server offers BINARY; otherwise a NUL goes in a
+   * plain literal, as imapflow sends it, and the server decides.
    */
-  private command(tag: string, mailbox: string, it: PipelineItem, nonSync: boolean): Buffer {
-    return Buffer.from(appendCommand(tag, mailbox, this.messageHead(it, nonSync)));
-  }
-
-  /** A further message of a MULTIAPPEND: its flags, date and literal announcement. */
-  private nextMessage(it: PipelineItem, nonSync: boolean): Buffer {
-    return Buffer.from(this.messageHead(it, nonSync));
-  }
-
   private messageHead(it: PipelineItem, nonSync: boolean): string {
     const binary = it.hasNul && this.capabilities.has('BINARY');
     return messageHead(it.flags, it.date, bodySize(it.body), binary, nonSync);

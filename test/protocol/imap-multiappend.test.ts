@@ -69,6 +69,29 @@ describe('MULTIAPPEND', () => {
     }
   });
 
+  it('writes a batch of several MULTIAPPENDs, small and 100 KB messages, in one socket write', async () => {
+    const { fake, sink } = await setup({ capabilities: ['IMAP4rev1', 'UIDPLUS', 'LITERAL+', 'MULTIAPPEND'] });
+    const writes = vi.spyOn(net.Socket.prototype as unknown as { _writeGeneric: () => void }, '_writeGeneric');
+    try {
+      // 250 messages: three commands (100 + 100 + 50), 30 of them 100 KB (a body of several
+      // 256 KiB pieces' worth in all, and each larger than a message the old path corked).
+      const bodies = Array.from({ length: 250 }, (_, n) => msg(n, n % 9 === 0 ? 100_000 : 2000));
+      const outcomes = await sink.appendBatch(
+        'Archive',
+        bodies.map((body) => ({ body, flags: [] })),
+      );
+      expect(outcomes.every((o) => o.ok)).toBe(true);
+      expect(fake.multiAppends).toEqual([100, 100, 50]);
+      expect(stored(fake).map((m) => m.body)).toEqual(bodies.map(String));
+      const ours = writes.mock.contexts.filter((c) => (c as net.Socket).remotePort === fake.port).length;
+      // Plain TCP takes a write of many buffers without copying them: all three commands in one
+      // (each message's head, body and the CRLFs were their own writes or corked groups: 86 here).
+      expect(ours).toBe(1);
+    } finally {
+      writes.mockRestore();
+    }
+  });
+
   it('retries a refused batch message by message, so only the bad message fails', async () => {
     const { fake, sink } = await setup({
       capabilities: ['IMAP4rev1', 'UIDPLUS', 'LITERAL+', 'MULTIAPPEND'],
