@@ -35,6 +35,8 @@ export interface RunContext {
   connectSink(): Promise<ImapSink>;
   /** Waits as long as --max-rate requires before `bytes` are uploaded (no wait without it). */
   pace(bytes: number): Promise<void>;
+  /** Gives back what pace() reserved for `bytes` that will not be uploaded (a withdrawn batch). */
+  unpace(bytes: number): void;
   /** Counts a confirmed copy of `bytes` against the daily budget. */
   spent(bytes: number): void;
 }

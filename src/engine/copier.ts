@@ -396,6 +396,8 @@ async function learnUidless(
 function withdraw(ctx: RunContext, parts: readonly Prepared[]): void {
   const uidls = parts.flatMap((p) => p.items.map((it) => it.m.uidl));
   if (uidls.length === 0) return;
+  // Paced when it was prepared (--max-rate): never sent, so its allowance is the next pass's.
+  ctx.unpace(parts.reduce((a, p) => a + p.items.reduce((b, it) => b + it.begin.size, 0), 0));
   try {
     ctx.o.journal.withdrawAppend(ctx.o.account, uidls);
   } catch (e) {

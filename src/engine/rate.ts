@@ -26,4 +26,14 @@ export class RateLimiter {
     this.due = start + (bytes / this.bytesPerSecond) * 1000;
     return Math.max(0, Math.ceil(start - now));
   }
+
+  /**
+   * Gives back a reservation of `bytes` that was never sent (a batch withdrawn before it was
+   * written): the schedule is a sum of the bytes reserved, so the uploads after it are due as if
+   * it had never been reserved. Kept, they waited for bytes the server never got, and a pass
+   * that ended with a batch prepared charged that batch twice, once more when it was sent.
+   */
+  giveBack(bytes: number): void {
+    this.due -= (bytes / this.bytesPerSecond) * 1000;
+  }
 }

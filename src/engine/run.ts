@@ -471,6 +471,10 @@ class Run implements RunContext {
     if (wait > 0) await this.sleep(wait);
   }
 
+  unpace(bytes: number): void {
+    this.rate?.giveBack(bytes);
+  }
+
   spent(bytes: number): void {
     this.budget?.spend(bytes, this.now().getTime());
   }

@@ -1331,6 +1331,47 @@ describe('engine: upload limits (daily budget, APPENDLIMIT, throttling, --max-ra
     // 1000 bytes a second with one second of burst: two at once, then one a second.
     expect(sentAt).toEqual([0, 0, 1000, 2000, 3000, 4000]);
   });
+
+  it('--max-rate: a batch prepared and withdrawn (never written) gives its allowance back', async () => {
+    const src = new MemorySource([1, 2, 3, 4, 5].map((i) => ({ uidl: `u${i}`, body: sized(i, 1000) })));
+    const dst = new MemoryDestination();
+    // Replies take a moment, so the third batch is prepared (paced, its intent journaled) behind
+    // a full window; the first batch's connection drops, so it is withdrawn.
+    dst.events = [];
+    dst.dropAfterStoring.add(1);
+    let clock = Date.parse('2026-11-29T10:00:00Z');
+    const start = clock;
+    const sentAt: number[] = [];
+    const plain = dst.sink.bind(dst);
+    dst.sink = () => {
+      const s = plain();
+      return {
+        ...s,
+        appendBatch: (p, items, on) => {
+          sentAt.push(clock - start);
+          return s.appendBatch(p, items, on);
+        },
+      };
+    };
+    const r = await runEngine(
+      options(src, dst, {
+        batchMessages: 1,
+        now: () => new Date(clock),
+        sleep: async (ms) => {
+          clock += ms;
+        },
+        limits: limits({ maxRate: 1000 }),
+      }),
+    );
+    expect(r).toMatchObject({ copied: 4, reconciled: 1, reconnects: 1 });
+    // Message 3 was received for the withdrawn batch, and again in the pass after the drop.
+    expect(src.retrs.get(3)).toBe(2);
+    // Six uploads (u2 twice: the drop came before its reply). The last starts when the 5,000 bytes
+    // before it were due at 1,000 a second after the one-second burst; the withdrawn batch still
+    // charged made it 5,000 ms.
+    expect(sentAt).toHaveLength(6);
+    expect(sentAt.at(-1)).toBe(4000);
+  });
 });
 
 /**

@@ -178,6 +178,16 @@ describe('--max-rate', () => {
     expect(clock - T0).toBeLessThanOrEqual(((sent - sizes.at(-1)!) / rate) * 1000);
   });
 
+  it('takes back a reservation never sent: what follows is due as if it had not been made', () => {
+    const r = new RateLimiter(1000);
+    expect(r.reserve(1000, T0)).toBe(0);
+    expect(r.reserve(1000, T0)).toBe(0); // the burst
+    r.giveBack(1000);
+    // Kept, these waited 1000 and 1500 ms.
+    expect(r.reserve(500, T0)).toBe(0);
+    expect(r.reserve(500, T0)).toBe(500);
+  });
+
   it('gives an idle limiter back its burst, and refuses a rate of 0', () => {
     const r = new RateLimiter(100);
     r.reserve(1000, T0);
