@@ -19,7 +19,7 @@ import { warmUp } from '../net/connect.js';
 import { redact } from '../net/redact.js';
 import { secretForms } from '../net/sasl.js';
 import { replyError } from './reply-errors.js';
-import { RetrBody } from './retr-body.js';
+import { ReadAhead, RETR_STREAM_CHUNKS, RetrBody } from './retr-body.js';
 import { authenticate, authMethods, type Credentials, fallsBack, METHOD_NAMES } from './sasl.js';
 import type { Pop3Options, Pop3Session, Pop3SizeEntry, Pop3Stat, Pop3UidlEntry } from './types.js';
 
@@ -410,6 +410,8 @@ class Session implements Pop3Session {
   private statCount: number | null = null;
   /** LIST sizes by message number: they bound what RETR and TOP may send. */
   private readonly sizes = new Map<number, number>();
+  /** What all RETR bodies of the session hold unread (RETR_READ_AHEAD_BYTES). */
+  private readonly ahead: ReadAhead;
 
   constructor(
     private readonly conn: Pop3Connection,
@@ -417,7 +419,9 @@ class Session implements Pop3Session {
     readonly capabilities: ReadonlyMap<string, string[]>,
     readonly pipelining: boolean,
     private readonly secrets: readonly string[] = [],
-  ) {}
+  ) {
+    this.ahead = new ReadAhead(() => conn.resumeReading());
+  }
 
   /** Sends a command and turns -ERR into PopsyncError('server'/'temporary'). */
   private async run(spec: CommandSpec): Promise<Reply> {
@@ -539,7 +543,7 @@ class Session implements Pop3Session {
 
   retrStream(n: number): RetrBody {
     const conn = this.conn;
-    const body = new RetrBody(() => conn.resumeReading());
+    const body = new RetrBody(() => conn.resumeReading(), RETR_STREAM_CHUNKS, this.ahead);
     try {
       checkMessageNumber(n);
     } catch (e) {

@@ -6,4 +6,5 @@
 
 export { connectPop3, warmPop3 } from './client.js';
 export { isOverCeiling, messageCeiling } from './limits.js';
+export { RETR_READ_AHEAD_BYTES } from './retr-body.js';
 export type { RetrBody } from './retr-body.js';

@@ -26,6 +26,47 @@ import { PopsyncError } from '../errors.js';
  */
 export const RETR_STREAM_CHUNKS = 16;
 
+/**
+ * Body bytes a session's RETR replies may hold queued and unread, all bodies together, before
+ * the socket is paused (and read again once half of them were). The chunk bound above is per
+ * body and only the body being filled says false: a reply that ended below it was held whole
+ * and decoding went on into the next, so a server answering a batch's worth of RETRs written
+ * ahead at once (100 by default, up to 512 with --batch-messages) filled one body per message,
+ * beyond the bound engine/receive-ahead.ts keeps (test/protocol/pop3-flood: 47 MiB held of 480 KB
+ * messages, the whole 281 MiB mailbox with 512 in flight). One message that stays in memory
+ * (DEFAULT_SPILL_BYTES) is still read ahead, so the head start (engine/head-start.ts) and a
+ * batch waiting for the destination keep a few MB received.
+ */
+export const RETR_READ_AHEAD_BYTES = 4 * 1024 * 1024;
+
+/** The bytes queued in a session's bodies, against RETR_READ_AHEAD_BYTES. */
+export class ReadAhead {
+  private bytes = 0;
+  /** add() said false: `room` is called once the reader has taken half of the bound. */
+  private over = false;
+
+  constructor(
+    private readonly room: () => void,
+    private readonly limit = RETR_READ_AHEAD_BYTES,
+  ) {}
+
+  /** False when the socket should pause. */
+  add(n: number): boolean {
+    this.bytes += n;
+    if (this.bytes < this.limit) return true;
+    this.over = true;
+    return false;
+  }
+
+  take(n: number): void {
+    this.bytes -= n;
+    if (this.over && this.bytes <= this.limit / 2) {
+      this.over = false;
+      this.room();
+    }
+  }
+}
+
 interface Waiter {
   resolve: (chunk: Buffer | null) => void;
   reject: (e: Error) => void;
@@ -41,11 +82,15 @@ export class RetrBody implements AsyncIterable<Buffer> {
   /** push() said false: the socket is paused until the reader makes room. */
   private full = false;
   private waiter: Waiter | null = null;
+  /** Bytes queued here, counted in `ahead`. */
+  private bytes = 0;
 
   constructor(
     /** Called when a reader made room after push() said false (or gave up): resume the socket. */
     private readonly room: () => void,
     private readonly maxChunks = RETR_STREAM_CHUNKS,
+    /** The session's byte bound over all its bodies. */
+    private readonly ahead?: ReadAhead,
   ) {}
 
   /** The reader gave up (destroy()). */
@@ -68,7 +113,9 @@ export class RetrBody implements AsyncIterable<Buffer> {
       return true;
     }
     this.queue.push(chunk);
-    if (this.queued < this.maxChunks) return true;
+    this.bytes += chunk.length;
+    const within = this.ahead?.add(chunk.length) ?? true;
+    if (this.queued < this.maxChunks) return within;
     this.full = true;
     return false;
   }
@@ -103,6 +150,8 @@ export class RetrBody implements AsyncIterable<Buffer> {
     if (this.error !== null) return Promise.reject(this.error);
     if (this.head < this.queue.length) {
       const chunk = this.queue[this.head++]!;
+      this.bytes -= chunk.length;
+      this.ahead?.take(chunk.length);
       if (this.head === this.queue.length) {
         this.queue.length = 0;
         this.head = 0;
@@ -148,6 +197,8 @@ export class RetrBody implements AsyncIterable<Buffer> {
   private drop(): void {
     this.queue = [];
     this.head = 0;
+    this.ahead?.take(this.bytes);
+    this.bytes = 0;
     if (this.full) {
       this.full = false;
       this.room();
