@@ -68,6 +68,7 @@ export class Fingerprinter {
   /** LFs held back by rule 4 until a later byte proves they are not trailing. */
   private pendingLf = 0;
   private done = false;
+  private nul = false;
   /**
    * Output space for chunks larger than the shared one, reused from chunk to chunk (hash.update
    * copies what it is given): a new buffer per chunk was as much garbage as the message itself,
@@ -95,7 +96,10 @@ export class Fingerprinter {
     let fast = !inHeader && bodyFastApplies(bytes, 0, pendingLf);
     for (; !fast && i < chunk.length; i++) {
       const c = chunk[i]!;
-      if (c === CR || c === NUL || c === 0x80) continue; // rules 1 and 2
+      if (c === CR || c === NUL || c === 0x80) {
+        if (c === NUL) this.nul = true;
+        continue; // rules 1 and 2
+      }
       if (c === LF) {
         if (inHeader && lastWasLf) {
           inHeader = false;
@@ -128,6 +132,15 @@ export class Fingerprinter {
     this.pendingLf = pendingLf;
     if (n > 0) this.emit(out.subarray(0, n));
     return this;
+  }
+
+  /**
+   * Whether a NUL byte was among those given so far. Every byte is either looked at by the loop
+   * above or in a part that bodyFastApplies found free of NUL, so a caller needing to know (IMAP
+   * then needs a binary literal) does not search every chunk again.
+   */
+  get sawNul(): boolean {
+    return this.nul;
   }
 
   /** Canonical output, in order: kept while small and the first, streamed into the hash after. */

@@ -134,7 +134,8 @@ export class BodyCollector {
     if (chunk.length === 0) return null;
     this.size += chunk.length;
     this.fingerprint.update(chunk);
-    if (!this.hasNul && chunk.includes(0)) this.hasNul = true;
+    // Found by the fingerprint's own scan, not by searching the chunk once more.
+    this.hasNul = this.fingerprint.sawNul;
     const wire = this.crlf.convert(chunk);
     if (this.hash === null && wire !== chunk) this.hash = this.hashOfHeld();
     this.hash?.update(chunk);

@@ -65,6 +65,8 @@ const HELD_DOT_BYTES = Buffer.from('.');
 const LF_DOT = Buffer.from('\n.');
 const HELD_DOT_CR_BYTES = Buffer.from('.\r');
 const EMPTY = Buffer.alloc(0);
+/** Carries nothing, so one serves every reply: one object fewer per message. */
+const END: FrameEvent = { type: 'end' };
 
 export class ResponseDecoder {
   private buf: Buffer = EMPTY;
@@ -72,6 +74,8 @@ export class ResponseDecoder {
   private mode: 'status' | 'body' = 'status';
   private bodyState = LINE_START;
   private endPending = false;
+  /** The pieces of the data event being built, reused: an array per call was garbage per chunk. */
+  private readonly segments: Buffer[] = [];
 
   /** Feed bytes as they arrive; chunks may split anything anywhere. */
   push(chunk: Buffer): void {
@@ -126,10 +130,11 @@ export class ResponseDecoder {
     if (this.endPending) {
       this.endPending = false;
       this.mode = 'status';
-      return { type: 'end' };
+      return END;
     }
     const b = this.buf;
-    const segments: Buffer[] = [];
+    const segments = this.segments;
+    segments.length = 0;
     let i = this.off;
     // Invariant: bytes in [segStart, i) are message bytes still to be emitted.
     let segStart = i;
@@ -205,12 +210,13 @@ export class ResponseDecoder {
       this.bodyState = LINE_START;
       if (segments.length === 0) {
         this.mode = 'status';
-        return { type: 'end' };
+        return END;
       }
       this.endPending = true;
     }
     if (segments.length === 0) return undefined;
     const chunk = segments.length === 1 ? (segments[0] as Buffer) : Buffer.concat(segments);
+    segments.length = 0;
     return { type: 'data', chunk };
   }
 }

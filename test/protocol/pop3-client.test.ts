@@ -376,6 +376,21 @@ describe('pipelining', () => {
     expect(retrs.every((r) => r.crlf)).toBe(true);
   });
 
+  it('a pipelined burst keeps one pace timer for its replies, not one each', async () => {
+    const pop = await fake({ messages: many, pipelining: true });
+    const s = await connect(pop);
+    await s.list();
+    const set = vi.spyOn(globalThis, 'setTimeout');
+    try {
+      const bodies = await Promise.all(many.map((_, i) => s.retr(i + 1)));
+      expect(bodies.map((body) => body.length)).toEqual(many.map((m) => m.body.length));
+      // Re-armed for every reply, it was a setTimeout per message (150); the idle timer is one more.
+      expect(set.mock.calls.length).toBeLessThan(10);
+    } finally {
+      set.mockRestore();
+    }
+  });
+
   it('up to 512 commands go ahead of their replies: 700 DELEs leave in two rounds, not six', async () => {
     const tiny = Array.from({ length: 700 }, (_, i) => ({ body: b(`Subject: ${i}\r\n\r\n${i}\r\n`), uidl: `t${i}` }));
     const pop = await fake({ messages: tiny, pipelining: true });

@@ -213,6 +213,36 @@ describe('fingerprint: the same as the rules, byte by byte, for any message and 
     }
   });
 
+  it('sees every NUL (the receiver asks it instead of searching each chunk again), wherever it is', () => {
+    // In the header (the byte loop), in a body the fast path refuses, at a chunk's first or last
+    // byte, after a long run of held-back LFs; and none in a body of 0x80 and text.
+    const lfs = '\n'.repeat(70_000);
+    const cases: Array<[string, boolean]> = [
+      ['X-A: \0\r\n\r\nbody\r\n', true],
+      ['S: a\r\n\r\nbo\0dy\r\n', true],
+      ['S: a\r\n\r\nbody\x80 more\r\n', false],
+      [`S: a\r\n\r\nx${lfs}\0`, true],
+      [`S: a\r\n\r\nx${lfs}y`, false],
+      ['\0', true],
+      ['', false],
+    ];
+    const rng = new Prng(5);
+    for (const [text, nul] of cases) {
+      const m = b(text);
+      for (const chunks of [[m], randomSplit(m, rng), [...m].map((c) => Buffer.of(c))]) {
+        const f = new Fingerprinter();
+        for (const c of chunks) f.update(c);
+        expect(f.sawNul, JSON.stringify(text.slice(0, 40))).toBe(nul);
+      }
+    }
+    for (let seed = 2000; seed < 2100; seed++) {
+      const m = hostile(seed).subarray(0, rng.int(0, 3000));
+      const f = new Fingerprinter();
+      for (const c of randomSplit(m, rng)) f.update(c);
+      expect(f.sawNul, `hostile(${seed})`).toBe(m.includes(0));
+    }
+  });
+
   it('chunks joined while the output is small, then streamed once it outgrows 16 KiB, hash as one', () => {
     // Small output is kept (and joined across chunks) until it passes 16 KiB, then streamed:
     // splits before, across and after that point must give the digest of the whole.
