@@ -91,9 +91,9 @@ export class Fingerprinter {
     const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
     let n = 0;
     let i = 0;
-    // The body without NUL and 0x80 (nearly all mail) takes bodyFast(); the byte loop below
-    // handles the header and any body that needs rule 2, and leaves as the body begins.
-    let fast = !inHeader && bodyFastApplies(bytes, 0, pendingLf);
+    // The body takes bodyFast(); the byte loop below handles the header (and a body after more
+    // held-back LFs than the output space holds), and leaves as the body begins.
+    let fast = !inHeader && pendingLf <= LF_BLOCK.length;
     for (; !fast && i < chunk.length; i++) {
       const c = chunk[i]!;
       if (c === CR || c === NUL || c === 0x80) {
@@ -103,7 +103,7 @@ export class Fingerprinter {
       if (c === LF) {
         if (inHeader && lastWasLf) {
           inHeader = false;
-          fast = bodyFastApplies(bytes, i + 1, pendingLf + 1);
+          fast = pendingLf + 1 <= LF_BLOCK.length;
         }
         lastWasLf = true;
         pendingLf++;
@@ -126,7 +126,11 @@ export class Fingerprinter {
       out[n++] = c;
     }
     // The loop stopped just after the header's last LF (counted in pendingLf), or never ran.
-    if (fast) ({ n, pendingLf, lastWasLf } = bodyFast(bytes, i, out, n, pendingLf, lastWasLf));
+    if (fast) {
+      const body = bodyFast(bytes, i, out, n, pendingLf, lastWasLf);
+      ({ n, pendingLf, lastWasLf } = body);
+      if (body.nul) this.nul = true;
+    }
     this.inHeader = inHeader;
     this.lastWasLf = lastWasLf;
     this.pendingLf = pendingLf;
@@ -136,8 +140,8 @@ export class Fingerprinter {
 
   /**
    * Whether a NUL byte was among those given so far. Every byte is either looked at by the loop
-   * above or in a part that bodyFastApplies found free of NUL, so a caller needing to know (IMAP
-   * then needs a binary literal) does not search every chunk again.
+   * above or searched for NUL by bodyFast, so a caller needing to know (IMAP then needs a binary
+   * literal) does not search every chunk again.
    */
   get sawNul(): boolean {
     return this.nul;
@@ -171,22 +175,17 @@ export class Fingerprinter {
 }
 
 /**
- * Whether the body from `from` on can take bodyFast(): no NUL or 0x80 in it (rule 2 then drops
- * nothing but CR), and the LFs held back fit the output space.
- */
-function bodyFastApplies(chunk: Buffer, from: number, pendingLf: number): boolean {
-  return pendingLf <= LF_BLOCK.length && chunk.indexOf(NUL, from) < 0 && chunk.indexOf(0x80, from) < 0;
-}
-
-/**
- * The byte loop's result for a body without NUL and 0x80: the held-back LFs, then the body
- * copied into `out` in one piece and closed up over each CR in place (a copyWithin per line
- * between CRs). Hashing was popsync's largest CPU cost, and per line this was the rest of it:
+ * The byte loop's result for a body: the held-back LFs, then the body copied into `out` in one
+ * piece and closed up in place over each byte rules 1 and 2 drop (a copyWithin per line between
+ * CRs). Hashing was popsync's largest CPU cost, and per line this was the rest of it:
  * Buffer.copy into a separate buffer allocates a view per call on Node 20, and one copy per
  * line cost more than the sha256 itself (457 ms vs 155 ms on 260 MB of typical mail); one
  * native copy plus copyWithin per line costs 290 ms, sha256 included (hashing the CR-less
- * latin1 string from String#replaceAll, the other candidate, 317 ms). The LFs that end the
- * output are trailing so far (rule 4) and are held back again.
+ * latin1 string from String#replaceAll, the other candidate, 317 ms). NUL and 0x80 are dropped
+ * the same way, each found by a search of its own that runs again only once passed: a body
+ * holding one (0x80 is in UTF-8's curly quotes and dashes) went through the byte loop whole,
+ * some 2-4 times slower. The LFs that end the output are trailing so far (rule 4) and are held
+ * back again. `nul`: a NUL was dropped.
  */
 function bodyFast(
   chunk: Buffer,
@@ -195,7 +194,7 @@ function bodyFast(
   n: number,
   pendingLf: number,
   lastWasLf: boolean,
-): { n: number; pendingLf: number; lastWasLf: boolean } {
+): { n: number; pendingLf: number; lastWasLf: boolean; nul: boolean } {
   const before = n;
   out.fill(LF, n, n + pendingLf);
   n += pendingLf;
@@ -203,17 +202,32 @@ function bodyFast(
   const end = n + chunk.copy(out, n, from);
   // A view ending with the copied bytes: indexOf must not run on into stale scratch bytes.
   const body = out.subarray(0, end);
-  for (let pos = n; pos < end; ) {
-    let cr = body.indexOf(CR, pos);
-    if (cr < 0) cr = end;
-    if (cr > pos) {
-      if (n !== pos) body.copyWithin(n, pos, cr);
-      n += cr - pos;
+  // The next of each dropped byte at or after the read position (`end`: none). Closing up only
+  // writes below the read position, so what lies ahead, and these positions, stay as they were.
+  let cr = next(body, CR, n, end);
+  let nul = next(body, NUL, n, end);
+  let high = next(body, 0x80, n, end);
+  const sawNul = nul < end;
+  for (let pos = n; ; ) {
+    const drop = cr < nul ? (cr < high ? cr : high) : nul < high ? nul : high;
+    if (drop > pos) {
+      if (n !== pos) body.copyWithin(n, pos, drop);
+      n += drop - pos;
     }
-    pos = cr + 1;
+    if (drop === end) break;
+    pos = drop + 1;
+    if (drop === cr) cr = next(body, CR, pos, end);
+    else if (drop === nul) nul = next(body, NUL, pos, end);
+    else high = next(body, 0x80, pos, end);
   }
-  if (n === flushed) return { n: before, pendingLf, lastWasLf }; // nothing but CRs
+  if (n === flushed) return { n: before, pendingLf, lastWasLf, nul: sawNul }; // nothing but dropped bytes
   let trailing = 0;
   while (n - trailing > before && out[n - trailing - 1] === LF) trailing++;
-  return { n: n - trailing, pendingLf: trailing, lastWasLf: trailing > 0 };
+  return { n: n - trailing, pendingLf: trailing, lastWasLf: trailing > 0, nul: sawNul };
+}
+
+/** Where `byte` next is in `body` from `from` on; `end` when it is not. */
+function next(body: Buffer, byte: number, from: number, end: number): number {
+  const at = body.indexOf(byte, from);
+  return at < 0 ? end : at;
 }

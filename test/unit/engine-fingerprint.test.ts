@@ -243,6 +243,15 @@ describe('fingerprint: the same as the rules, byte by byte, for any message and 
     }
   });
 
+  it('a body with NUL and 0x80 next to CRs, LFs and each other, split at every pair of points', () => {
+    // The body's fast path drops them as it drops CR, each found by a search of its own.
+    const m = b('S: a\r\n\r\n\x80\0x\r\x80\n\0\r\n \xe2\x80\x93 y\x80\r\n\0\0\x80\n\n\x80');
+    for (let p = 0; p <= m.length; p++)
+      for (let q = p; q <= m.length; q++) {
+        expect(inChunks(splitAt(m, p, q)), `split at ${p}, ${q}`).toBe(reference(m));
+      }
+  });
+
   it('chunks joined while the output is small, then streamed once it outgrows 16 KiB, hash as one', () => {
     // Small output is kept (and joined across chunks) until it passes 16 KiB, then streamed:
     // splits before, across and after that point must give the digest of the whole.
