@@ -81,6 +81,7 @@ export async function runAccount(
     account.sourceKey,
     {
       command: o.command,
+      name: account.pop.display,
       logger: o.logger,
       ...(o.signal ? { signal: o.signal } : {}),
       ...(o.now ? { now: o.now } : {}),
@@ -110,7 +111,10 @@ export async function runAccount(
       }),
   )
     .catch((e: unknown) => {
-      throw asInterrupted(e, o.signal);
+      // The engine names the account by its journal key; the user, like the run's summary and a
+      // connection's errors, by the source as given (the key says `localhost` for 127.0.0.1).
+      const named = isPopsyncError(e) && e.context.account === account.sourceKey;
+      throw asInterrupted(named ? e.with({ account: account.pop.display }) : e, o.signal);
     })
     .finally(() => {
       cool();

@@ -23,6 +23,11 @@ export interface HoldOptions extends LockOptions {
   heartbeatMs?: number;
   /** Clock for the journal's *_at columns. */
   now?: () => Date;
+  /**
+   * The account as the run names it to the user (`user@host:port`, as given); the journal key
+   * (`user@localhost` for every loopback spelling) by default.
+   */
+  name?: string;
 }
 
 export interface HeldLock {
@@ -112,6 +117,8 @@ function hold(journal: Journal, lockFile: LockFile, account: string, token: stri
 }
 
 function lockedError(path: string, account: string, r: Refusal, waitSeconds: number | undefined): PopsyncError {
+  // Named as the rest of the run names it: a user who ran `--pop pop3://alice@127.0.0.1:1110`
+  // read of `alice@localhost`, the journal's key, only here.
   const who =
     r.holder === null
       ? `the lock file ${lockFilePath(path)} (it has not recorded its pid yet)`
@@ -148,7 +155,7 @@ export async function holdAccountLock(path: string, account: string, o: HoldOpti
         if ('journal' in again) return again;
         got = again;
       }
-      throw lockedError(path, account, got, o.waitSeconds);
+      throw lockedError(path, o.name ?? account, got, o.waitSeconds);
     }
     await sleep(Math.min(POLL_MS, Math.max(1, deadline - Date.now())));
   }

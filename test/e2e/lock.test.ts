@@ -131,6 +131,14 @@ describe('the account lock', () => {
     const held = await runCli(args, { env: env() });
     expect(held.code, held.stderr).toBe(7);
     expect(held.stderr).toMatch(/pid 4242 on elsewhere\.example.*\n.*a run on another host holds it/s);
+    // Named as the run names its source (as given), not by the journal's key (`localhost`).
+    const given = `${pop}@127.0.0.1:${lab.pop3.port}`;
+    expect(held.stderr).toContain(`another popsync run holds ${given}: `);
+    expect(held.stderr).toContain(`\n  account: ${given}\n`);
+    // status: with --pop, the same name; with the journal alone, the journal's key.
+    const status = (extra: string[]) => runCli(['status', '--journal', journal, ...extra]);
+    expect((await status(['--pop', `pop3://${given}`])).stdout.startsWith(`${given}  (journal `)).toBe(true);
+    expect((await status([])).stdout.startsWith(`${pop}@localhost  (journal `)).toBe(true);
     setRow(new Date(Date.now() - 3_600_000));
     const taken = await runCli(args, { env: env() });
     expect(taken.code, taken.stderr).toBe(0);

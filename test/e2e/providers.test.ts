@@ -138,6 +138,8 @@ describe('Gmail profile against Dovecot with Gmail capabilities', () => {
     expect(first.code, first.stderr).toBe(75);
     expect(first.stderr).toMatch(/the daily budget is reached: 19\.\d KiB uploaded in the last 24 hours, of 25\.0 KiB/);
     expect(first.stderr).toMatch(/run again after 2026-11-30T10:0\d:\d\d/);
+    // The account as the run names it (as given), not the journal's key (`localhost`).
+    expect(first.stderr).toContain(`\n  account: ${pop}@127.0.0.1:${lab.pop3.port}\n`);
     expect(first.stderr).not.toMatch(/\n\s+at /); // no stack trace
     expect(await destinationMessages(lab, imap)).toHaveLength(2);
 

@@ -56,16 +56,26 @@ describe('popsync verify against Dovecot', () => {
     const before = readFileSync(journal);
     const r = await runCli(verifyArgs(pop, imap), { env: { PW: lab.password } });
     expect(r.code, r.stderr).toBe(0);
-    // The mailbox is named by its journal key, whose loopback host is always spelled localhost.
+    // The mailbox is named as given, as the destination is and as a run names it; the journal's
+    // key (loopback always spelled localhost) is the JSON's `account`.
     expect(r.stdout).toBe(
-      `popsync verify: 12 copies of ${pop}@localhost checked in ${imap}@127.0.0.1:${lab.imap.port}: all as copied\n`,
+      `popsync verify: 12 copies of ${pop}@127.0.0.1:${lab.pop3.port} checked in ${imap}@127.0.0.1:${lab.imap.port}: ` +
+        'all as copied\n',
     );
     const json = await runCli(verifyArgs(pop, imap, ['--json']), { env: { PW: lab.password } });
     expect(json.code, json.stderr).toBe(0);
     expect(JSON.parse(json.stdout)).toMatchObject({
       version: 1,
       ok: true,
-      accounts: [{ checked: 12, same: 12, findings: [] }],
+      accounts: [
+        {
+          account: `${pop}@localhost`,
+          source: `${pop}@127.0.0.1:${lab.pop3.port}`,
+          checked: 12,
+          same: 12,
+          findings: [],
+        },
+      ],
       errors: [],
     });
     expect((await runCli(verifyArgs(pop, imap, ['--quiet']), { env: { PW: lab.password } })).stdout).toBe('');

@@ -75,8 +75,9 @@ export function summarise(
   };
 }
 
-export function formatStatus(path: string, s: AccountStatus): string {
-  const lines = [`${printable(s.account)}  (journal ${printable(path)})`];
+/** `name`: the source as given with --pop (`user@host:port`), as a run names it; else the journal key. */
+export function formatStatus(path: string, s: AccountStatus, name = s.account): string {
+  const lines = [`${printable(name)}  (journal ${printable(path)})`];
   const about = [
     ...(s.adopted > 0 ? [`${s.adopted} of them found already in the destination and adopted`] : []),
     ...(s.deleted > 0 ? [`${s.deleted} of them deleted from the source`] : []),
@@ -175,11 +176,14 @@ export function registerStatus(program: Command): void {
       throw new PopsyncError('usage', '--journal-dir and --shard need --accounts FILE.csv');
     let path: string;
     let only: string | null = null;
+    let given: string | undefined;
     const pop = sideFlags(opts, 'pop');
     const explicit = typeof opts.journal === 'string' ? opts.journal : undefined;
-    if (pop.url !== undefined || pop.host !== undefined)
-      ({ path, sourceKey: only } = locateJournal(resolvePop3Endpoint(pop), explicit));
-    else if (explicit !== undefined) path = refuseDirectory(explicit);
+    if (pop.url !== undefined || pop.host !== undefined) {
+      const endpoint = resolvePop3Endpoint(pop);
+      given = endpoint.display;
+      ({ path, sourceKey: only } = locateJournal(endpoint, explicit));
+    } else if (explicit !== undefined) path = refuseDirectory(explicit);
     else throw new PopsyncError('usage', 'status needs --journal PATH or the source account (--pop URL)');
 
     const snap: JournalSnapshot | null = Journal.inspect(path);
@@ -210,7 +214,7 @@ export function registerStatus(program: Command): void {
       process.stdout.write(
         (accounts.length === 0
           ? `${printable(path)}: no runs recorded yet`
-          : accounts.map((a) => formatStatus(path, a)).join('\n\n')) + '\n',
+          : accounts.map((a) => formatStatus(path, a, given)).join('\n\n')) + '\n',
       );
   });
 }

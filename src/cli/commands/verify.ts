@@ -24,7 +24,10 @@ import { addAccountOptions, addConfigOptions, addOutputOptions, outputOptions, s
 const VERIFY_JSON_VERSION = 1;
 
 interface AccountAudit extends AuditReport {
+  /** The journal key. */
   account: string;
+  /** The source as given (`user@host:port`), as the runs' summaries name it. */
+  source: string;
   journal: string;
   destination: string;
 }
@@ -40,7 +43,7 @@ const LABEL: Record<AuditFinding['status'], string> = {
 /** Human output: one line when all is well, else one line per finding under a header. */
 function formatAudit(a: AccountAudit): string {
   const head =
-    `popsync verify: ${a.checked} cop${a.checked === 1 ? 'y' : 'ies'} of ${printable(a.account)} ` +
+    `popsync verify: ${a.checked} cop${a.checked === 1 ? 'y' : 'ies'} of ${printable(a.source)} ` +
     `checked in ${printable(a.destination)}`;
   if (a.findings.length === 0) return `${head}: all as copied`;
   const lines = [`${head}: ${a.same} as copied, ${a.findings.length} finding${a.findings.length === 1 ? '' : 's'}`];
@@ -53,13 +56,19 @@ async function auditOne(job: AccountJob, logger: Logger): Promise<AccountAudit> 
   const rows = Journal.peek(account.journalPath, { source: account.sourceKey }, account.sourceKey);
   if (rows === null)
     throw new PopsyncError('journal', `no journal at ${account.journalPath}`, {
-      account: account.sourceKey,
+      account: account.pop.display,
       hint: 'verify checks what a sync or migrate recorded: run one first, or name the journal with --journal',
     });
   const sink = await account.openSink();
   try {
     const report = await auditCopies(sink, [...rows.values()]);
-    return { account: account.sourceKey, journal: account.journalPath, destination: account.imap.display, ...report };
+    return {
+      account: account.sourceKey,
+      source: account.pop.display,
+      journal: account.journalPath,
+      destination: account.imap.display,
+      ...report,
+    };
   } finally {
     await sink.close().catch(() => undefined);
   }
