@@ -15,8 +15,12 @@
  *  - Every service must be named by absolute path and given `-C` itself; `service_path` is
  *    not honoured by master, and a service without `-C` reads /etc/imapd.conf.
  *  - `sasl_pwcheck_method: alwaystrue` (Cyrus's own test setting) accepts any password, so
- *    users need no SASL database; mailboxes are created by the admin (`CREATE user/<name>`:
- *    3.6's defaults are altnamespace and unixhierarchysep, so '/' separates levels).
+ *    users need no SASL database; with `checkPasswords` Cyrus asks lab/cyrus-saslauthd.ts
+ *    instead, and only the lab's password logs in. Mailboxes are created by the admin
+ *    (`CREATE user/<name>`: 3.6's defaults are altnamespace and unixhierarchysep, so '/'
+ *    separates levels).
+ *  - With `tls`, `tls_server_cert`/`tls_server_key` give STARTTLS and STLS on the plain ports,
+ *    and imapd/pop3d started with `-s` serve implicit TLS (imaps, pop3s) on two more.
  *  - Cyrus logs only to syslog; with no /dev/log (as in containers) its messages are lost, so
  *    a failed start is reported by what master's exit and the greetings show.
  *  - Started as root, master switches to `cyrus_user` (here `nobody`), which owns the dir.
@@ -29,11 +33,13 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ImapFlow } from 'imapflow';
+import { startPasswordCheck, type PasswordCheck } from './cyrus-saslauthd.js';
 import {
   freePorts,
   groupName,
   isRoot,
   killWatchdog,
+  makeCertificate,
   readGreeting,
   startWatchdog,
   type LabEndpoint,
@@ -49,12 +55,19 @@ const ADMIN = 'labadmin';
 
 export interface CyrusLab {
   dir: string;
-  /** Plaintext IMAP (no TLS is configured). */
+  /** IMAP; STARTTLS is offered only with `tls`. */
   imap: LabEndpoint;
-  /** Plaintext POP3. */
+  /** POP3; STLS is offered only with `tls`. */
   pop3: LabEndpoint;
-  /** Any password logs in (alwaystrue); tests pass this one. */
+  /** Implicit TLS (with `tls`). */
+  imaps?: LabEndpoint;
+  pop3s?: LabEndpoint;
+  /** The lab's self-signed certificate, its own CA (with `tls`). */
+  caFile?: string;
+  /** The password that logs in: any does, unless `checkPasswords`. */
   password: string;
+  /** Logins Cyrus refused for a wrong password (with `checkPasswords`; otherwise 0). */
+  readonly refusedLogins: number;
   pid: number;
   /** A fresh user with an empty INBOX (created by the admin). */
   newUser(prefix?: string): Promise<string>;
@@ -68,6 +81,10 @@ export interface CyrusLab {
 export interface CyrusOptions {
   /** Cyrus's `popminpoll` in minutes (Debian's default is 1, which answers [LOGIN-DELAY]); default 0. */
   popMinPoll?: number;
+  /** Only `password` logs in (lab/cyrus-saslauthd.ts), instead of any password. */
+  checkPasswords?: boolean;
+  /** A certificate, STARTTLS/STLS, and the imaps and pop3s endpoints. */
+  tls?: boolean;
 }
 
 /** The Cyrus binaries, or why they are missing (and the command that provides them). */
@@ -97,18 +114,24 @@ export async function startCyrus(opts: CyrusOptions = {}): Promise<CyrusLab> {
         user: os.userInfo().username,
         group: groupName(os.userInfo().gid),
       };
+  let check: PasswordCheck | undefined;
   try {
-    for (const sub of ['conf', 'conf/db', 'conf/socket', 'conf/proc', 'conf/lock', 'spool', 'sieve', 'socket']) {
+    for (const sub of ['conf', 'conf/db', 'conf/socket', 'conf/proc', 'conf/lock', 'spool', 'sieve', 'socket', 'tls']) {
       await mkdir(path.join(dir, sub), { recursive: true, mode: 0o750 });
     }
+    if (opts.tls) await makeCertificate('openssl', path.join(dir, 'tls'));
+    if (opts.checkPasswords) check = await startPasswordCheck(path.join(dir, 'socket', 'saslauthd'), password);
     let lastError: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
-      const [imapPort, popPort] = await freePorts(2);
+      const [imapPort, popPort, imapsPort, pop3sPort] = await freePorts(opts.tls ? 4 : 2);
       const imap = { host: HOST, port: imapPort! };
       const pop3 = { host: HOST, port: popPort! };
+      const secure = opts.tls
+        ? { imaps: { host: HOST, port: imapsPort! }, pop3s: { host: HOST, port: pop3sPort! } }
+        : {};
       const conf = path.join(dir, 'imapd.conf');
       await writeFile(conf, renderImapdConf(dir, owner, opts), { mode: 0o644 });
-      await writeFile(path.join(dir, 'cyrus.conf'), renderCyrusConf(conf, imap, pop3), { mode: 0o644 });
+      await writeFile(path.join(dir, 'cyrus.conf'), renderCyrusConf(conf, { imap, pop3, ...secure }), { mode: 0o644 });
       if (isRoot()) chownTree(dir, owner.uid, owner.gid);
 
       const child = spawn(
@@ -141,10 +164,11 @@ export async function startCyrus(opts: CyrusOptions = {}): Promise<CyrusLab> {
         lastError = new Error(`cyrus did not start: ${(e as Error).message}${stderr ? `\n${stderr}` : ''}`);
         continue;
       }
-      return makeLab({ dir, imap, pop3, password, child, exited, watchdog });
+      return makeLab({ dir, imap, pop3, ...secure, password, child, exited, watchdog, check });
     }
     throw lastError;
   } catch (e) {
+    await check?.close();
     await rm(dir, { recursive: true, force: true }).catch(() => {});
     throw e;
   }
@@ -154,6 +178,9 @@ function makeLab(a: {
   dir: string;
   imap: LabEndpoint;
   pop3: LabEndpoint;
+  imaps?: LabEndpoint;
+  pop3s?: LabEndpoint;
+  check: PasswordCheck | undefined;
   password: string;
   child: ChildProcess;
   exited: Promise<number | null>;
@@ -174,7 +201,11 @@ function makeLab(a: {
     dir: a.dir,
     imap: a.imap,
     pop3: a.pop3,
+    ...(a.imaps && a.pop3s ? { imaps: a.imaps, pop3s: a.pop3s, caFile: path.join(a.dir, 'tls', 'cert.pem') } : {}),
     password: a.password,
+    get refusedLogins() {
+      return a.check?.refused ?? 0;
+    },
     pid: a.child.pid!,
     client,
     async newUser(prefix = 'user') {
@@ -198,6 +229,7 @@ function makeLab(a: {
       stopped ??= (async () => {
         await stopMaster(a.child, a.exited, a.dir);
         killWatchdog(a.watchdog);
+        await a.check?.close();
         await rm(a.dir, { recursive: true, force: true });
       })();
       return stopped;
@@ -266,23 +298,33 @@ cyrus_user: ${owner.user}
 cyrus_group: ${owner.group}
 admins: ${ADMIN}
 allowplaintext: yes
-sasl_pwcheck_method: alwaystrue
+${
+  opts.checkPasswords
+    ? `sasl_pwcheck_method: saslauthd\nsasl_saslauthd_path: ${dir}/socket/saslauthd`
+    : 'sasl_pwcheck_method: alwaystrue'
+}
 sasl_mech_list: PLAIN LOGIN
 popminpoll: ${minPoll}
 servername: popsync-lab
 syslog_prefix: popsync-cyrus-lab
-`;
+${opts.tls ? `tls_server_cert: ${dir}/tls/cert.pem\ntls_server_key: ${dir}/tls/key.pem\n` : ''}`;
 }
 
-function renderCyrusConf(conf: string, imap: LabEndpoint, pop3: LabEndpoint): string {
+function renderCyrusConf(
+  conf: string,
+  ep: { imap: LabEndpoint; pop3: LabEndpoint; imaps?: LabEndpoint; pop3s?: LabEndpoint },
+): string {
   const cmd = (bin: string, args = ''): string => `"${path.join(BIN, bin)} -C ${conf}${args}"`;
+  const at = (e: LabEndpoint): string => `listen="${e.host}:${e.port}" prefork=0`;
   return `START {
   recover cmd=${cmd('ctl_cyrusdb', ' -r')}
 }
 SERVICES {
-  imap cmd=${cmd('imapd')} listen="${imap.host}:${imap.port}" prefork=0
-  pop3 cmd=${cmd('pop3d')} listen="${pop3.host}:${pop3.port}" prefork=0
-}
+  imap cmd=${cmd('imapd')} ${at(ep.imap)}
+  pop3 cmd=${cmd('pop3d')} ${at(ep.pop3)}
+${ep.imaps ? `  imaps cmd=${cmd('imapd', ' -s')} ${at(ep.imaps)}\n` : ''}${
+  ep.pop3s ? `  pop3s cmd=${cmd('pop3d', ' -s')} ${at(ep.pop3s)}\n` : ''
+}}
 EVENTS {
 }
 DAEMON {

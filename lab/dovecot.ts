@@ -686,7 +686,8 @@ function ensureDovecot(): string {
   return bin;
 }
 
-async function makeCertificate(openssl: string, tlsDir: string): Promise<void> {
+/** A self-signed P-256 certificate for localhost and 127.0.0.1 (its own CA): tlsDir/cert.pem, key.pem. */
+export async function makeCertificate(openssl: string, tlsDir: string): Promise<void> {
   // Our own openssl config, so the system openssl.cnf cannot add or drop extensions. The
   // cert is its own CA (CA:TRUE), which lets clients trust it with `ca: [pem]`.
   const cnf = path.join(tlsDir, 'openssl.cnf');
