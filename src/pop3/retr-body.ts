@@ -189,8 +189,9 @@ export class RetrBody implements AsyncIterable<Buffer> {
         yield chunk;
       }
     } finally {
-      // A loop left early (break, throw) leaves the rest of the reply to be read and dropped.
-      if (!this.ended) this.destroy();
+      // A loop left early (break, throw) leaves the rest of the reply to be read and dropped, and
+      // what is queued, also of a reply that has ended, no longer counts against the session.
+      if (!this.ended || this.queued > 0) this.destroy();
     }
   }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RetrBody } from '../../src/pop3/retr-body.js';
+import { ReadAhead, RetrBody } from '../../src/pop3/retr-body.js';
 
 /** Reads a body to its end as the receiver does. */
 async function readAll(body: RetrBody): Promise<string[]> {
@@ -97,5 +97,18 @@ describe('RetrBody (a RETR reply between the connection and its reader)', () => 
     cut.push(b('a'));
     for await (const _ of cut) break;
     expect(cut.destroyed).toBe(true);
+  });
+
+  it("a loop left early on a reply that has ended gives back its queued bytes to the session's bound", async () => {
+    let resumed = 0;
+    const ahead = new ReadAhead(() => resumed++, 4);
+    const body = new RetrBody(() => undefined, 16, ahead);
+    body.push(b('abc'));
+    expect(body.push(b('def'))).toBe(false);
+    body.end();
+    for await (const _ of body) break;
+    // Left queued, 'def' would hold the socket paused for good.
+    expect(body.queued).toBe(0);
+    expect(resumed).toBe(1);
   });
 });
