@@ -15,6 +15,8 @@ import { chmod } from 'node:fs/promises';
 import net from 'node:net';
 
 export interface PasswordCheck {
+  /** The users whose password was checked so far, right or wrong, in order. */
+  readonly checked: readonly string[];
   /** Logins refused so far (a wrong password). */
   readonly refused: number;
   close(): Promise<void>;
@@ -22,6 +24,7 @@ export interface PasswordCheck {
 
 /** Listens on `socketPath`; any user whose password is `password` logs in. */
 export async function startPasswordCheck(socketPath: string, password: string): Promise<PasswordCheck> {
+  const checked: string[] = [];
   let refused = 0;
   const server = net.createServer((socket) => {
     let buf = Buffer.alloc(0);
@@ -30,6 +33,7 @@ export async function startPasswordCheck(socketPath: string, password: string): 
       buf = Buffer.concat([buf, chunk]);
       const fields = countedFields(buf, 4);
       if (fields === null) return;
+      checked.push(fields[0]!);
       const ok = fields[1] === password;
       if (!ok) refused++;
       const answer = Buffer.from(ok ? 'OK' : 'NO authentication failed');
@@ -45,6 +49,9 @@ export async function startPasswordCheck(socketPath: string, password: string): 
   // Cyrus's processes run as another user (nobody, when the lab runs as root).
   await chmod(socketPath, 0o666);
   return {
+    get checked() {
+      return checked;
+    },
     get refused() {
       return refused;
     },

@@ -66,6 +66,8 @@ export interface CyrusLab {
   caFile?: string;
   /** The password that logs in: any does, unless `checkPasswords`. */
   password: string;
+  /** How often Cyrus had `user`'s password checked, right or wrong (with `checkPasswords`; otherwise 0). */
+  loginsChecked(user: string): number;
   /** Logins Cyrus refused for a wrong password (with `checkPasswords`; otherwise 0). */
   readonly refusedLogins: number;
   pid: number;
@@ -203,6 +205,7 @@ function makeLab(a: {
     pop3: a.pop3,
     ...(a.imaps && a.pop3s ? { imaps: a.imaps, pop3s: a.pop3s, caFile: path.join(a.dir, 'tls', 'cert.pem') } : {}),
     password: a.password,
+    loginsChecked: (user) => a.check?.checked.filter((u) => u === user).length ?? 0,
     get refusedLogins() {
       return a.check?.refused ?? 0;
     },

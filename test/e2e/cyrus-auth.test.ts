@@ -4,7 +4,8 @@
  * either side meets Cyrus's own refusal (it pauses 3 s after one, as configured by default) and
  * must end the run with exit 3, the hint for that side, and neither the password nor a stack
  * trace in what popsync prints; the right one copies each message once over implicit TLS and
- * over STLS/STARTTLS, the certificate checked against the lab's CA.
+ * over STLS/STARTTLS, the certificate checked against the lab's CA. Without that CA the
+ * certificate is refused (exit 4) before the password goes out: Cyrus is never asked to check it.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,8 +30,11 @@ afterAll(async () => {
 
 type Security = 'none' | 'implicit' | 'starttls';
 
-/** migrate from a Cyrus POP3 user to a Cyrus IMAP user; passwords from POP_PW and IMAP_PW. */
-function migrate(src: string, dst: string, journal: string, tls: Security): string[] {
+/**
+ * migrate from a Cyrus POP3 user to a Cyrus IMAP user; passwords from POP_PW and IMAP_PW. With
+ * TLS the lab's CA is trusted on both sides, unless `untrusted` names one.
+ */
+function migrate(src: string, dst: string, journal: string, tls: Security, untrusted?: 'pop' | 'imap'): string[] {
   const port = (plain: number, secure: number | undefined): number => (tls === 'implicit' ? secure! : plain);
   const scheme = tls === 'implicit' ? 's' : '';
   return [
@@ -43,7 +47,8 @@ function migrate(src: string, dst: string, journal: string, tls: Security): stri
     `imap${scheme}://${dst}@127.0.0.1:${port(cyrus.imap.port, cyrus.imaps?.port)}`,
     '--imap-tls',
     tls,
-    ...(tls === 'none' ? [] : ['--pop-ca-file', cyrus.caFile!, '--imap-ca-file', cyrus.caFile!]),
+    ...(tls === 'none' || untrusted === 'pop' ? [] : ['--pop-ca-file', cyrus.caFile!]),
+    ...(tls === 'none' || untrusted === 'imap' ? [] : ['--imap-ca-file', cyrus.caFile!]),
     '--pop-password-env',
     'POP_PW',
     '--imap-password-env',
@@ -121,6 +126,29 @@ describe.runIf(cyrusAvailable().ok)('Cyrus with a password check and TLS', () =>
       // Nothing was copied, and the source still holds its messages.
       expect(await cyrusMessages(dst)).toHaveLength(0);
       expect(await cyrusMessages(src)).toHaveLength(2);
+    });
+  }
+
+  for (const [side, tls] of [
+    ['pop', 'implicit'],
+    ['pop', 'starttls'],
+    ['imap', 'implicit'],
+    ['imap', 'starttls'],
+  ] as const) {
+    it(`a certificate not trusted on the ${side.toUpperCase()} side (${tls}): exit 4, no password sent`, async () => {
+      const src = await cyrus.newUser('src');
+      const dst = await cyrus.newUser('dst');
+      await cyrus.seedPop3(src, realisticMix(1, 93));
+      const env = { POP_PW: cyrus.password, IMAP_PW: cyrus.password };
+      const refusedUser = side === 'pop' ? src : dst;
+      const before = cyrus.loginsChecked(refusedUser);
+      const r = await runCli(migrate(src, dst, join(dir, `${src}.sqlite`), tls, side), { env });
+      expect(r.code, r.stderr).toBe(ExitCode.connection);
+      expect(r.stderr).toMatch(/certificate/i);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+      // The other side may have logged in (they connect side by side); the untrusted one did not.
+      expect(cyrus.loginsChecked(refusedUser)).toBe(before);
+      expect(await cyrusMessages(dst)).toHaveLength(0);
     });
   }
 });
