@@ -239,6 +239,13 @@ interface Batch {
   report: (index: number, outcome: AppendOutcome) => void;
   /** Its commands written or queued and not yet answered. */
   open: number;
+  /**
+   * Its commands whose bytes the socket may still read from the bodies' memory. The batch is
+   * settled only when this and `open` are both 0: the caller then reuses that memory
+   * (engine/slabs.ts), and a server that answers before it read a literal whole (a hostile or
+   * broken one) must not have us send the next batch's bytes in its place.
+   */
+  unsent: number;
   counts: AppendCounts;
   resolve: (outcomes: AppendOutcome[]) => void;
   reject: (err: unknown) => void;
@@ -497,6 +504,7 @@ export class PipelinedAppender {
           onOutcome(i, o);
         },
         open: 0,
+        unsent: 0,
         counts,
         resolve,
         reject,
@@ -528,7 +536,10 @@ export class PipelinedAppender {
 
   /** Commands to write after those already queued; starts the writer and the reader as needed. */
   private queue(units: Unit[]): void {
-    for (const u of units) u.batch.open++;
+    for (const u of units) {
+      u.batch.open++;
+      u.batch.unsent++;
+    }
     this.unwritten.push(...units);
     if (!this.writing) void this.write();
     if (!this.reading) void this.read();
@@ -641,10 +652,19 @@ export class PipelinedAppender {
       this.queue(u.indices.map((i) => this.unit(b, [i])));
     }
     b.open--;
-    if (b.open === 0) {
-      this.open.delete(b);
-      b.resolve(b.outcomes);
-    }
+    this.done(b);
+  }
+
+  /** A command's last byte left for the kernel (or TLS took it), or it never will be written. */
+  private sent(u: Unit): void {
+    u.batch.unsent--;
+    this.done(u.batch);
+  }
+
+  /** Settles a batch answered and written whole (unless a failure settled it already). */
+  private done(b: Batch): void {
+    if (b.open > 0 || b.unsent > 0 || !this.open.delete(b)) return;
+    b.resolve(b.outcomes);
   }
 
   /** The connection is spent: every outstanding batch fails with `err`, and so will later ones. */
@@ -670,8 +690,9 @@ export class PipelinedAppender {
   /**
    * One command: the APPEND and each message's flags, date and literal, added to `out`'s
    * writes. Returns early when the server refuses the command in place of a '+' (the reply loop
-   * reports it). Bodies in memory are written as the buffers that hold them (no copy, no view
-   * unless a buffer is larger than a write may be).
+   * reports it); sent(u) is called once nothing of it remains to be written. Bodies in memory
+   * are written as the buffers that hold them (no copy, no view unless a buffer is larger than
+   * a write may be).
    */
   private async writeUnit(u: Unit, out: WriteGather): Promise<void> {
     const sock = this.sock;
@@ -687,9 +708,9 @@ export class PipelinedAppender {
       if (out.add(k === 0 ? appendCommand(u.tag, mailbox, head) : head)) await whenDrained(sock);
       if (!nonSync) {
         out.flush();
-        if (!(await this.continuation(u))) return;
+        if (!(await this.continuation(u))) return this.sent(u);
       }
-      if (sock.destroyed) return;
+      if (sock.destroyed) return this.sent(u);
       counts.appended++;
       if (!isFileBody(body)) {
         const chunks = Buffer.isBuffer(body) ? 1 : body.chunks.length;
@@ -704,12 +725,12 @@ export class PipelinedAppender {
         out.flush();
         // A file body is read in pieces as the socket drains: never whole in memory.
         for await (const piece of bodyPieces(body)) {
-          if (sock.destroyed) return;
+          if (sock.destroyed) return this.sent(u);
           await sendPiece(sock, body, piece);
         }
       }
     }
-    if (out.add('\r\n')) await whenDrained(sock);
+    if (out.add('\r\n', () => this.sent(u))) await whenDrained(sock);
   }
 
   /** Waits for the server's '+' (true), or for the command's tagged reply in its place (false). */

@@ -56,17 +56,18 @@ export class WriteGather {
 
   /**
    * Adds `chunk` to the write being gathered (a string is sent as UTF-8). True when a write left
-   * and the socket has more than it wants: wait for its drain before the next add().
+   * and the socket has more than it wants: wait for its drain before the next add(). `sent` is
+   * called once the socket no longer needs the chunk (or failed with it).
    */
-  add(chunk: Buffer | string): boolean {
+  add(chunk: Buffer | string, sent?: () => void): boolean {
     const n = chunk.length;
     if (n >= this.alone) {
       this.flush();
-      this.sock.write(chunk);
+      this.sock.write(chunk, sent);
       return this.sock.writableNeedDrain;
     }
     if (this.held === 0) this.sock.cork();
-    this.sock.write(chunk);
+    this.sock.write(chunk, sent);
     this.held += n;
     if (this.held < this.limit) return false;
     this.flush();
