@@ -28,6 +28,7 @@ import type { RunContext } from './context.js';
 import type { ListedMessage } from './plan.js';
 import { BodyCollector, type ReceivedBody } from './received.js';
 import { HELD_BATCHES } from './receive-ahead.js';
+import { RetrAhead } from './retr-ahead.js';
 import { Arena, SLAB_BYTES, SlabPool } from './slabs.js';
 import type { Spool } from './spool.js';
 
@@ -77,6 +78,7 @@ export class Receiver {
    * receive-ahead.ts lets be held at once: its batch caps plus the message closing each.
    */
   private readonly slabs: SlabPool;
+  private readonly retrsAhead: RetrAhead;
 
   constructor(
     private readonly ctx: RunContext,
@@ -85,6 +87,10 @@ export class Receiver {
     private readonly spool: Spool,
     private readonly limits: ReceiveLimits,
   ) {
+    this.retrsAhead = new RetrAhead(
+      todo.map((m) => m.size),
+      limits.messages,
+    );
     this.slabs = new SlabPool(Math.ceil((HELD_BATCHES * (limits.bytes + limits.spillAt)) / SLAB_BYTES));
   }
 
@@ -125,14 +131,16 @@ export class Receiver {
   }
 
   /**
-   * Keeps a batch's worth of RETRs written ahead: they cost nothing until read (backpressure).
+   * Keeps RETRs written ahead (retr-ahead.ts: a batch's worth, more of small mail): they cost
+   * nothing until read (backpressure).
    * Topped up once a quarter of them were read rather than one per message read, so they leave
    * in a few writes instead of one each (pop3/connection.ts sends what one tick queued together),
    * while three quarters stay in flight for a link with a long round trip.
    */
   private issue(): void {
-    if (this.ahead.length > (this.limits.messages * 3) / 4) return;
-    while (this.ahead.length < this.limits.messages && this.next < this.todo.length) {
+    const target = this.retrsAhead.target(this.next - this.ahead.length);
+    if (this.ahead.length > (target * 3) / 4) return;
+    while (this.ahead.length < target && this.next < this.todo.length) {
       const m = this.todo[this.next++]!;
       this.ahead.push({ m, stream: this.source.retrStream(m.n) });
     }
