@@ -93,7 +93,7 @@ class LineReader {
   constructor(
     private readonly sock: net.Socket,
     readonly timeoutMs: number,
-    private readonly where: string,
+    readonly where: string,
   ) {
     sock.on('data', this.onData);
     sock.on('error', this.onError);
@@ -246,6 +246,8 @@ interface Batch {
    * broken one) must not have us send the next batch's bytes in its place.
    */
   unsent: number;
+  /** Armed once `open` is 0 while `unsent` is not (awaitUnsent). */
+  stall?: NodeJS.Timeout;
   counts: AppendCounts;
   resolve: (outcomes: AppendOutcome[]) => void;
   reject: (err: unknown) => void;
@@ -663,8 +665,32 @@ export class PipelinedAppender {
 
   /** Settles a batch answered and written whole (unless a failure settled it already). */
   private done(b: Batch): void {
+    if (b.open === 0 && b.unsent > 0) this.awaitUnsent(b);
     if (b.open > 0 || b.unsent > 0 || !this.open.delete(b)) return;
+    clearTimeout(b.stall);
     b.resolve(b.outcomes);
+  }
+
+  /**
+   * Every command of `b` answered while the socket still holds bytes of it: the server answered
+   * before it read a literal whole. One that reads on takes them at once; one that stopped
+   * reading would hold the batch for ever, as no reply is awaited and so no reply timeout runs
+   * (test/protocol/imap-pipeline-stalled-reader). The connection fails once the reply timeout
+   * has passed with them still unsent.
+   */
+  private awaitUnsent(b: Batch): void {
+    if (b.stall !== undefined) return;
+    const ms = this.reader.timeoutMs;
+    b.stall = setTimeout(() => {
+      if (!this.open.has(b)) return;
+      this.abort(
+        new PopsyncError(
+          'connection',
+          `IMAP ${this.reader.where}: the server answered an APPEND before it had read the message, and had ` +
+            `not read the rest ${ms} ms later`,
+        ),
+      );
+    }, ms);
   }
 
   /** The connection is spent: every outstanding batch fails with `err`, and so will later ones. */
@@ -679,7 +705,10 @@ export class PipelinedAppender {
     this.wake('begun');
     const open = [...this.open];
     this.open.clear();
-    for (const b of open) b.reject(this.failure);
+    for (const b of open) {
+      clearTimeout(b.stall);
+      b.reject(this.failure);
+    }
   }
 
   private unit(batch: Batch, indices: number[]): Unit {
