@@ -29,38 +29,16 @@ export function memoryChunks(b: Buffer | ChunkedBody): readonly Buffer[] {
 }
 
 /**
- * The bytes in pieces of at most 256 KiB, each a list of buffers to write together. A body in
- * memory is cut into views, not copied: on a TLS socket one write is encrypted whole into
- * native buffers before any of it leaves (a message's size again outside the JS heap), so
- * pieces sent as the socket drains keep that to one piece; the chunks a piece gathers leave
- * corked, in one write, as the one Buffer's view did. A file body is read into one buffer,
- * reused for every piece (a fresh buffer per piece was as much garbage as the message, and the
- * process peaked that much higher): a piece is valid only until the next is asked for, so the
- * caller sends it with sendPiece() first. The file is read with blocking calls: a piece is one
- * copy out of the page cache the file was just written to (~0.1 ms; one disk read of a piece
- * should the kernel have dropped it), where fs/promises added a FileHandle, a promise and a
- * threadpool round trip per piece, ~500 for the typical mix's 21 spooled messages (126 MB).
+ * A spool file's bytes in pieces of at most 256 KiB, read into one buffer reused for every piece
+ * (a fresh buffer per piece was as much garbage as the message, and the process peaked that
+ * much higher): a piece is valid only until the next is asked for, so the caller sends it with
+ * sendPiece() first. The file is read with blocking calls: a piece is one copy out of the page
+ * cache the file was just written to (~0.1 ms; one disk read of a piece should the kernel have
+ * dropped it), where fs/promises added a FileHandle, a promise and a threadpool round trip per
+ * piece, ~500 for the typical mix's 21 spooled messages (126 MB). A body in memory needs no
+ * pieces: pipeline.ts writes the buffers that hold it as they are (write-gather.ts).
  */
-export async function* bodyPieces(b: MessageBody): AsyncGenerator<readonly Buffer[]> {
-  if (!isFileBody(b)) {
-    let piece: Buffer[] = [];
-    let bytes = 0;
-    for (const c of memoryChunks(b)) {
-      for (let at = 0; at < c.length; ) {
-        const take = Math.min(c.length - at, PIECE_BYTES - bytes);
-        piece.push(take === c.length ? c : c.subarray(at, at + take));
-        at += take;
-        bytes += take;
-        if (bytes === PIECE_BYTES) {
-          yield piece;
-          piece = [];
-          bytes = 0;
-        }
-      }
-    }
-    if (piece.length > 0) yield piece;
-    return;
-  }
+export async function* bodyPieces(b: FileBody): AsyncGenerator<Buffer> {
   const fd = openSync(b.file, 'r');
   try {
     const buf = Buffer.allocUnsafe(Math.max(1, Math.min(PIECE_BYTES, b.size)));
@@ -71,7 +49,7 @@ export async function* bodyPieces(b: MessageBody): AsyncGenerator<readonly Buffe
       const bytesRead = readSync(fd, buf, 0, Math.min(buf.length, b.size - seen), null);
       if (bytesRead === 0) break;
       seen += bytesRead;
-      yield [buf.subarray(0, bytesRead)];
+      yield buf.subarray(0, bytesRead);
     }
     // Sending fewer would leave the server waiting for the rest and read our next command as
     // message text.
@@ -82,21 +60,12 @@ export async function* bodyPieces(b: MessageBody): AsyncGenerator<readonly Buffe
 }
 
 /**
- * Writes one piece of `body` and waits until the socket is ready for the next: for a file body
- * until this piece left for the kernel (its buffer is reused), for one in memory until the
- * socket drained if it had to buffer.
+ * Writes one piece of a spool file (bodyPieces) and waits until it left for the kernel: its
+ * buffer is reused for the next piece. On a destroyed socket Node still calls back (with
+ * ERR_STREAM_DESTROYED), so this settles.
  */
-export function sendPiece(sock: Writable, body: MessageBody, piece: readonly Buffer[]): Promise<void> {
-  const corked = piece.length > 1;
-  if (corked) sock.cork();
-  const last = piece.length - 1;
-  for (let i = 0; i < last; i++) sock.write(piece[i]!);
-  let written: Promise<void> | null = null;
-  // On a destroyed socket Node still calls back (with ERR_STREAM_DESTROYED), so this settles.
-  if (isFileBody(body)) written = new Promise((resolve) => sock.write(piece[last]!, () => resolve()));
-  else sock.write(piece[last]!);
-  if (corked) sock.uncork();
-  return written ?? whenDrained(sock);
+export function sendPiece(sock: Writable, piece: Buffer): Promise<void> {
+  return new Promise((resolve) => sock.write(piece, () => resolve()));
 }
 
 /**

@@ -755,7 +755,7 @@ export class PipelinedAppender {
         // A file body is read in pieces as the socket drains: never whole in memory.
         for await (const piece of bodyPieces(body)) {
           if (sock.destroyed) return this.sent(u);
-          await sendPiece(sock, body, piece);
+          await sendPiece(sock, piece);
         }
       }
     }
