@@ -30,21 +30,26 @@ export type ReusedUid = (settlement: UidSettlement, owner: string) => Error;
 
 export class OutcomeGroup {
   private pending: Array<{ settlement: AppendSettlement; committed: () => void }> = [];
-  /** UIDs of held copies, per folder and UIDVALIDITY: UID -> UIDL. */
-  readonly held = new Map<string, Map<number, string>>();
+  /**
+   * UIDs of held copies, per UIDVALIDITY (the group is one folder's): UID -> UIDL. Keyed by the
+   * bigint itself, not a string made of it and the folder for every copy and every look.
+   */
+  readonly held = new Map<bigint, Map<number, string>>();
 
   constructor(
     private readonly owner: OutcomeJournal,
-    private readonly folder: string,
+    readonly folder: string,
     private readonly reused: ReusedUid,
   ) {}
 
   /** Holds one outcome; `committed` runs once the step holding it committed. */
   add(settlement: AppendSettlement, committed: () => void): void {
     if (settlement.ok && settlement.destUid !== null) {
-      const key = `${settlement.destUidValidity}/${this.folder}`;
-      const uids = this.held.get(key) ?? new Map<number, string>();
-      this.held.set(key, uids);
+      let uids = this.held.get(settlement.destUidValidity);
+      if (uids === undefined) {
+        uids = new Map<number, string>();
+        this.held.set(settlement.destUidValidity, uids);
+      }
       uids.set(settlement.destUid, settlement.uidl);
     }
     this.pending.push({ settlement, committed });
@@ -98,9 +103,9 @@ export class OutcomeJournal {
 
   /** The UIDL whose held (not yet journaled) copy has this UID in any open group, if any. */
   ownerOf(folder: string, uidValidity: bigint, uid: number): string | undefined {
-    const key = `${uidValidity}/${folder}`;
     for (const g of this.open) {
-      const uidl = g.held.get(key)?.get(uid);
+      if (g.folder !== folder) continue;
+      const uidl = g.held.get(uidValidity)?.get(uid);
       if (uidl !== undefined) return uidl;
     }
     return undefined;

@@ -82,11 +82,13 @@ export class JournalDb {
   step<T>(doing: string, fn: () => T, durability: Durability = 'outcome'): T {
     let result: T;
     try {
-      if (durability === 'intent') this.conn.pragma('synchronous = FULL');
+      // exec, not pragma(): no Statement object and result array per intent. Not a statement
+      // prepared once either: SQLite sets the level when it compiles the PRAGMA, not when it runs.
+      if (durability === 'intent') this.conn.exec('PRAGMA synchronous = FULL');
       try {
         result = this.stepTx.immediate(fn) as T;
       } finally {
-        if (durability === 'intent') this.conn.pragma('synchronous = NORMAL');
+        if (durability === 'intent') this.conn.exec('PRAGMA synchronous = NORMAL');
       }
     } catch (e) {
       throw journalError(e, this.path, doing);

@@ -6,11 +6,15 @@
  * Both must end alike: the same error (kind, message, context) or none, and the same rows and
  * folders, rowids included (rowid order is first-seen order). Faults drawn: a uidl twice, a row in
  * a state the transition forbids, a folder of another UIDVALIDITY, a UID taken by an older copy or
- * by another outcome of the same list, refusals among copies, copies without a UID.
+ * by another outcome of the same list, refusals among copies, copies without a UID. Batches also
+ * mix folders, UIDVALIDITIES and UIDNEXTs, which the batched writes bind once per run of rows
+ * sharing them; and the batched writes must do the writing themselves, not only fall back.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type Database from 'better-sqlite3';
+import type { Statement } from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
 import { type JournalDb, openJournalDb } from '../../src/journal/db.js';
@@ -39,7 +43,9 @@ beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'popsync-batched-'));
   const checked = openParts(join(dir, 'checked.db'));
   checksOnly(checked.messages);
-  sides = [openParts(join(dir, 'batched.db')), checked];
+  const batched = openParts(join(dir, 'batched.db'));
+  countBatched(batched.messages);
+  sides = [batched, checked];
 });
 afterAll(() => {
   for (const p of sides) p.db.close();
@@ -51,6 +57,20 @@ function openParts(path: string): Parts {
     const folders = new Folders(db);
     return { db, folders, messages: new Messages(db, folders) };
   });
+}
+
+/** Batched writes that did the step themselves (no fall-back to the checks), on the batched side. */
+const batchedWrites = { begin: 0, settle: 0 };
+
+function countBatched(m: Messages): void {
+  const own = m as unknown as Record<'beginBatched' | 'settleBatched', (...args: unknown[]) => void>;
+  for (const name of ['beginBatched', 'settleBatched'] as const) {
+    const write = own[name].bind(m);
+    own[name] = (...args) => {
+      write(...args);
+      batchedWrites[name === 'beginBatched' ? 'begin' : 'settle']++;
+    };
+  }
 }
 
 /** Only the row-by-row checks: the batched write bails at once, as it does on any fault. */
@@ -108,13 +128,23 @@ function build(account: string, p: Parts, next: (k: number) => number): void {
   m.settleDeleting(account, { deleted: leaving.filter((u) => states.get(u) === 'deleted'), kept: [] });
 }
 
-/** Consecutive pool uidls into one folder at its UIDVALIDITY; every other time, a fault or two. */
+/**
+ * Consecutive pool uidls into one folder at its UIDVALIDITY, or a third of the time each into any
+ * folder at its own and at one of two UIDNEXTs (the batched write binds these once per run of
+ * rows sharing them); every other time, a fault or two.
+ */
 function drawBatch(next: (k: number) => number, from: readonly string[]): BeginAppend[] {
   const folder = FOLDERS[next(3)]!;
   const own = folder === 'Other' ? 9n : 7n;
   const n = 1 + next(from.length);
   const start = next(from.length);
-  const out = Array.from({ length: n }, (_, i) => item(from[(start + i) % from.length]!, folder, own));
+  const mixed = next(3) === 0;
+  const out = Array.from({ length: n }, (_, i) => {
+    const uidl = from[(start + i) % from.length]!;
+    if (!mixed) return item(uidl, folder, own);
+    const f = FOLDERS[next(3)]!;
+    return { ...item(uidl, f, f === 'Other' ? 9n : 7n), destUidNext: 1 + next(2) };
+  });
   if (next(2) === 0) {
     for (let f = 1 + next(2); f > 0; f--) {
       const at = next(out.length);
@@ -125,13 +155,16 @@ function drawBatch(next: (k: number) => number, from: readonly string[]): BeginA
   return out;
 }
 
-/** An outcome per uidl, some refused, some without a UID; every other time, a fault or two. */
-function drawOutcomes(next: (k: number) => number, uidls: readonly string[]): AppendSettlement[] {
+/**
+ * An outcome per intent, at its folder's UIDVALIDITY, some refused, some without a UID; every
+ * other time, a fault or two.
+ */
+function drawOutcomes(next: (k: number) => number, intents: readonly BeginAppend[]): AppendSettlement[] {
   let uid = 20 + next(6);
-  const out = uidls.map((uidl): AppendSettlement => {
+  const out = intents.map(({ uidl, destUidValidity }): AppendSettlement => {
     if (next(8) === 0) return { uidl, ok: false, error: `no ${uidl}` };
     uid += 1;
-    return { uidl, ok: true, destUidValidity: 7n, destUid: next(10) === 0 ? null : uid };
+    return { uidl, ok: true, destUidValidity, destUid: next(10) === 0 ? null : uid };
   });
   if (out.length > 0 && next(2) === 0) {
     for (let f = 1 + next(2); f > 0; f--) {
@@ -169,20 +202,24 @@ function contents(account: string, p: Parts): unknown {
 
 /**
  * Builds the journal of `seed` on both sides, under an account of its own, and runs `call` on
- * each with the same draws; returns what each did and left, and whether the call wrote.
+ * each with the same draws; returns what each did and left, whether the call wrote, and whether
+ * the batched side's `test` write did so itself (not the checks it falls back to).
  */
 function both(
-  test: string,
+  test: 'begin' | 'settle',
   seed: number,
   call: (account: string, p: Parts, next: (k: number) => number) => void,
-): [unknown, unknown, boolean] {
+): [unknown, unknown, boolean, boolean] {
   const account = `${test}${seed}`;
+  let byBatched = false;
   const results = sides.map((p) => {
     build(account, p, seeded(seed));
+    const before = batchedWrites[test];
     const did = outcome(() => call(account, p, seeded(seed * 7919 + 1)));
+    byBatched ||= batchedWrites[test] > before;
     return { did, ...(contents(account, p) as object) };
   });
-  return [results[0], results[1], results[0]!.did === 'ok'];
+  return [results[0], results[1], results[0]!.did === 'ok', byBatched];
 }
 
 /** The pool uidls an intent may be recorded for (no row, 'appending' or 'failed'). */
@@ -203,37 +240,69 @@ const SEEDS = 150;
 describe('batched intents and outcomes write exactly what the row-by-row checks write', () => {
   it(`beginAppend: the same error or rows on ${SEEDS} made-up journals and batches`, () => {
     let written = 0;
+    let byBatched = 0;
     for (let seed = 1; seed <= SEEDS; seed++) {
-      const [batched, checked, wrote] = both('begin', seed, (account, p, next) =>
+      const [batched, checked, wrote, batchedWrote] = both('begin', seed, (account, p, next) =>
         p.messages.beginAppend(account, drawBatch(next, next(3) === 0 ? POOL : open(account, p))),
       );
       expect(batched, `seed ${seed}`).toEqual(checked);
       if (wrote) written++;
+      if (batchedWrote) byBatched++;
     }
     // Both ways are exercised: batches written, and batches refused.
     expect(written).toBeGreaterThan(SEEDS / 5);
     expect(written).toBeLessThan(SEEDS - SEEDS / 5);
+    // Every batch written was written by the batched statements, not by the checks they fall back to.
+    expect(byBatched).toBe(written);
   });
 
   it(`settleAppends: the same error or rows on ${SEEDS} made-up journals and outcome lists`, () => {
     let written = 0;
+    let byBatched = 0;
     for (let seed = 1; seed <= SEEDS; seed++) {
-      const [batched, checked, wrote] = both('settle', seed, (account, p, next) => {
+      const [batched, checked, wrote, batchedWrote] = both('settle', seed, (account, p, next) => {
         const from = open(account, p);
-        const batch = [...new Set(from.slice(0, 1 + next(from.length)))].map((u) => item(u, 'INBOX', 7n));
-        if (batch.length > 0) p.messages.beginAppend(account, batch);
-        p.messages.settleAppends(
-          account,
-          drawOutcomes(
-            next,
-            batch.map((it) => it.uidl),
-          ),
+        // Mostly INBOX, some Other: outcomes at two UIDVALIDITIES, each its row's folder's.
+        const batch = [...new Set(from.slice(0, 1 + next(from.length)))].map((u) =>
+          next(3) === 0 ? item(u, 'Other', 9n) : item(u, 'INBOX', 7n),
         );
+        if (batch.length > 0) p.messages.beginAppend(account, batch);
+        p.messages.settleAppends(account, drawOutcomes(next, batch));
       });
       expect(batched, `seed ${seed}`).toEqual(checked);
       if (wrote) written++;
+      if (batchedWrote) byBatched++;
     }
     expect(written).toBeGreaterThan(SEEDS / 5);
     expect(written).toBeLessThan(SEEDS - SEEDS / 5);
+    // The batched statements themselves wrote most lists: a refusal of a row not 'appending'
+    // is the checks' to write (failRow lets a 'failed' row fail again), copies never are.
+    expect(byBatched).toBeGreaterThan(written * 0.8);
+  });
+
+  it("no batched statement reads all of an account's rows: each row by its key", () => {
+    // The statements the tests above had the batched side prepare: intents, copies, deletions.
+    const kept = (sides[0].messages as unknown as { writes: Map<string, Statement> }).writes;
+    for (const kind of ['begin', 'confirm', 'deleted'])
+      expect([...kept.keys()].filter((k) => k.startsWith(kind)).length, kind).toBeGreaterThan(1);
+    for (const [kind, stmt] of kept) {
+      // An intent's upsert reads no row (its conflict is found by the key); the others look each up by it.
+      const lookups = explain(sides[0].db.conn, stmt.source)
+        .split(' | ')
+        .filter((step) => / messages\b/.test(step));
+      for (const step of lookups)
+        expect(step, kind).toBe('SEARCH messages USING INDEX sqlite_autoindex_messages_1 (account=? AND uidl=?)');
+      if (!kind.startsWith('begin')) expect(lookups.length, kind).toBe(1);
+    }
   });
 });
+
+/** SQLite's plan for `sql`, its steps joined by ' | ', every parameter bound to null. */
+function explain(c: Database.Database, sql: string): string {
+  const anonymous = (sql.match(/\?/g) ?? []).length;
+  const named = Object.fromEntries([...sql.matchAll(/@(\w+)/g)].map((x) => [x[1]!, null]));
+  const rows = c.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(Array(anonymous).fill(null), named) as Array<{
+    detail: string;
+  }>;
+  return rows.map((r) => r.detail).join(' | ');
+}
