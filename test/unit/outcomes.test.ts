@@ -112,7 +112,7 @@ describe('OutcomeJournal', () => {
     expect(journal.get(A, 'a')).toMatchObject({ state: 'done', destUid: 3 });
   });
 
-  it('looks the journal up once per batch and UIDVALIDITY, not once per outcome', () => {
+  it('looks UID owners up only for a batch the journal refuses, once per UIDVALIDITY, not once per outcome', () => {
     journal.recordFolder(A, 'INBOX', 7n);
     const outcomes = new OutcomeJournal(journal, A);
     const reads: number[][] = [];
@@ -124,11 +124,20 @@ describe('OutcomeJournal', () => {
       },
     });
     const g = outcomes.group('INBOX', reused);
-    for (const [i, uidl] of ['a', 'b', 'c'].entries())
+    for (const [i, uidl] of ['a', 'b'].entries())
       g.add({ uidl, ok: true, destUidValidity: 7n, destUid: 10 + i }, () => {});
-    g.add({ uidl: 'd', ok: false, error: 'too big' }, () => {});
+    g.add({ uidl: 'c', ok: false, error: 'too big' }, () => {});
     g.close();
-    expect(reads).toEqual([[10, 11, 12]]);
-    expect(journal.counts(A)).toMatchObject({ done: 3, failed: 1 });
+    expect(reads).toEqual([]);
+    expect(journal.counts(A)).toMatchObject({ done: 2, failed: 1 });
+    // UID 11 is b's copy: the journal refuses the batch, and one read finds why.
+    const again = outcomes.group('INBOX', reused);
+    again.add({ uidl: 'd', ok: true, destUidValidity: 7n, destUid: 12 }, () => {});
+    again.add({ uidl: 'e', ok: true, destUidValidity: 7n, destUid: 11 }, () => {});
+    journal.beginAppend(A, [item('e')]);
+    expect(() => again.close()).toThrow(Reused);
+    expect(reads).toEqual([[12, 11]]);
+    expect(journal.get(A, 'd')).toMatchObject({ state: 'done', destUid: 12 });
+    expect(journal.get(A, 'e')?.state).toBe('appending');
   });
 });
