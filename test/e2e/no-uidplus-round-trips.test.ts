@@ -7,9 +7,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Lab } from '../../lab/dovecot.js';
-import { startSlowProxy } from '../../lab/slow-proxy.js';
-import { runCli } from '../support/cli.js';
-import { loopbackArgs, useLab } from '../support/lab-fixture.js';
+import { runAtRoundTrip, useLab } from '../support/lab-fixture.js';
 
 let lab: Lab;
 let dir: string;
@@ -33,23 +31,13 @@ describe('learning UIDs without UIDPLUS, at 30 ms RTT', () => {
       Array.from({ length: count }, (_, i) => note(i + 1)),
     );
     let fetches = 0;
-    const popSlow = await startSlowProxy(lab.pop3.port, 15);
-    const imapSlow = await startSlowProxy(lab.imap.port, 15, (_conn, dir, chunk) => {
-      if (dir === 'up' && /UID FETCH [^\r\n]*BODY/i.test(chunk.toString('latin1'))) fetches++;
+    const res = await runAtRoundTrip(lab, 'migrate', pop, imap, join(dir, `${pop}.sqlite`), {
+      imap: (_conn, dir, chunk) => {
+        if (dir === 'up' && /UID FETCH [^\r\n]*BODY/i.test(chunk.toString('latin1'))) fetches++;
+      },
     });
-    try {
-      const res = await runCli(
-        loopbackArgs('migrate', { pop3: popSlow.port, imap: imapSlow.port }, pop, imap, join(dir, `${pop}.sqlite`), [
-          '--json',
-          '--no-progress',
-        ]),
-        { env: { PW: lab.password } },
-      );
-      expect(res.code, res.stderr).toBe(0);
-      expect(JSON.parse(res.stdout)).toMatchObject({ copied: count });
-    } finally {
-      await Promise.all([popSlow.close(), imapSlow.close()]);
-    }
+    expect(res.code, res.stderr).toBe(0);
+    expect(JSON.parse(res.stdout)).toMatchObject({ copied: count });
     // Three batches of 100: one body FETCH each (300 before: a round trip per copy).
     console.log(`no UIDPLUS at 30 ms: ${fetches} writes of a body FETCH for ${count} copies`);
     expect(fetches).toBeGreaterThan(0);

@@ -9,9 +9,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import type { Lab } from '../../lab/dovecot.js';
-import { startSlowProxy } from '../../lab/slow-proxy.js';
 import { runCli } from '../support/cli.js';
-import { labArgs, loopbackArgs, useLab } from '../support/lab-fixture.js';
+import { labArgs, runAtRoundTrip, useLab } from '../support/lab-fixture.js';
 import { destinationMessages } from '../support/mailboxes.js';
 
 let lab: Lab;
@@ -64,21 +63,12 @@ describe('reconciling rows journaled before fingerprints, at 30 ms RTT', () => {
 
     const retrs = counter(/^RETR /m);
     const fetches = counter(/ UID FETCH .*BODY/i);
-    const popSlow = await startSlowProxy(lab.pop3.port, 15, retrs.observe);
-    const imapSlow = await startSlowProxy(lab.imap.port, 15, fetches.observe);
-    try {
-      const second = await runCli(
-        loopbackArgs('migrate', { pop3: popSlow.port, imap: imapSlow.port }, pop, imap, journal, [
-          '--json',
-          '--no-progress',
-        ]),
-        { env: { PW: lab.password } },
-      );
-      expect(second.code, second.stderr).toBe(0);
-      expect(JSON.parse(second.stdout)).toMatchObject({ reconciled: count, copied: 0 });
-    } finally {
-      await Promise.all([popSlow.close(), imapSlow.close()]);
-    }
+    const second = await runAtRoundTrip(lab, 'migrate', pop, imap, journal, {
+      pop3: retrs.observe,
+      imap: fetches.observe,
+    });
+    expect(second.code, second.stderr).toBe(0);
+    expect(JSON.parse(second.stdout)).toMatchObject({ reconciled: count, copied: 0 });
     expect(await destinationMessages(lab, imap)).toHaveLength(count);
     // One message at a time was a write (and a round trip) per message on each side.
     console.log(`reconcile at 30 ms: ${retrs.total()} writes of RETR, ${fetches.total()} of FETCH BODY`);

@@ -7,10 +7,8 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Lab } from '../../lab/dovecot.js';
-import { startSlowProxy } from '../../lab/slow-proxy.js';
 import { RETRS_AHEAD_MAX } from '../../src/defaults.js';
-import { runCli } from '../support/cli.js';
-import { loopbackArgs, useLab } from '../support/lab-fixture.js';
+import { runAtRoundTrip, useLab } from '../support/lab-fixture.js';
 
 let lab: Lab;
 let dir: string;
@@ -49,21 +47,9 @@ describe('small mail at 30 ms RTT', () => {
       } else if (written > 0) answered += (s.match(/\r\n\.\r\n/g) ?? []).length;
       most = Math.max(most, written - answered);
     };
-    const popSlow = await startSlowProxy(lab.pop3.port, 15, seen);
-    const imapSlow = await startSlowProxy(lab.imap.port, 15);
-    try {
-      const res = await runCli(
-        loopbackArgs('migrate', { pop3: popSlow.port, imap: imapSlow.port }, pop, imap, join(dir, `${pop}.sqlite`), [
-          '--json',
-          '--no-progress',
-        ]),
-        { env: { PW: lab.password } },
-      );
-      expect(res.code, res.stderr).toBe(0);
-      expect(JSON.parse(res.stdout)).toMatchObject({ copied: count });
-    } finally {
-      await Promise.all([popSlow.close(), imapSlow.close()]);
-    }
+    const res = await runAtRoundTrip(lab, 'migrate', pop, imap, join(dir, `${pop}.sqlite`), { pop3: seen });
+    expect(res.code, res.stderr).toBe(0);
+    expect(JSON.parse(res.stdout)).toMatchObject({ copied: count });
     console.log(`small mail at 30 ms: at most ${most} RETRs in flight; the server ran dry ${dry} times`);
     expect(written).toBe(count);
     // A batch's count (100) was the most before.

@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { startDovecot, type Lab, type StartOptions } from '../../lab/dovecot.js';
+import { startSlowProxy, type ProxyObserver } from '../../lab/slow-proxy.js';
+import { runCli, type CliResult } from './cli.js';
 
 export function useLab(prefix: string, options: StartOptions, bind: (lab: Lab, dir: string) => void): void {
   let lab: Lab | undefined;
@@ -64,4 +66,29 @@ export function loopbackArgs(
     journal,
     ...extra,
   ];
+}
+
+/**
+ * `popsync <command> --json --no-progress` against the lab through two relays that hold every
+ * chunk 15 ms each way (a 30 ms round trip, lab/slow-proxy.ts), each relay's traffic shown to
+ * its observer.
+ */
+export async function runAtRoundTrip(
+  lab: Lab,
+  command: string,
+  pop: string,
+  imap: string,
+  journal: string,
+  observe: { pop3?: ProxyObserver; imap?: ProxyObserver } = {},
+): Promise<CliResult> {
+  const popSlow = await startSlowProxy(lab.pop3.port, 15, observe.pop3);
+  const imapSlow = await startSlowProxy(lab.imap.port, 15, observe.imap);
+  try {
+    const ports = { pop3: popSlow.port, imap: imapSlow.port };
+    return await runCli(loopbackArgs(command, ports, pop, imap, journal, ['--json', '--no-progress']), {
+      env: { PW: lab.password },
+    });
+  } finally {
+    await Promise.all([popSlow.close(), imapSlow.close()]);
+  }
 }

@@ -1306,18 +1306,7 @@ describe('engine: upload limits (daily budget, APPENDLIMIT, throttling, --max-ra
     const dst = new MemoryDestination();
     let clock = Date.parse('2026-11-29T10:00:00Z');
     const start = clock;
-    const sentAt: number[] = [];
-    const plain = dst.sink.bind(dst);
-    dst.sink = () => {
-      const s = plain();
-      return {
-        ...s,
-        appendBatch: (p, items, on) => {
-          sentAt.push(clock - start);
-          return s.appendBatch(p, items, on);
-        },
-      };
-    };
+    const sentAt = recordUploads(dst, () => clock - start);
     const r = await runEngine(
       options(src, dst, {
         batchMessages: 1,
@@ -1342,18 +1331,7 @@ describe('engine: upload limits (daily budget, APPENDLIMIT, throttling, --max-ra
     dst.dropAfterStoring.add(1);
     let clock = Date.parse('2026-11-29T10:00:00Z');
     const start = clock;
-    const sentAt: number[] = [];
-    const plain = dst.sink.bind(dst);
-    dst.sink = () => {
-      const s = plain();
-      return {
-        ...s,
-        appendBatch: (p, items, on) => {
-          sentAt.push(clock - start);
-          return s.appendBatch(p, items, on);
-        },
-      };
-    };
+    const sentAt = recordUploads(dst, () => clock - start);
     const r = await runEngine(
       options(src, dst, {
         batchMessages: 1,
@@ -1374,6 +1352,23 @@ describe('engine: upload limits (daily budget, APPENDLIMIT, throttling, --max-ra
     expect(sentAt.at(-1)).toBe(4000);
   });
 });
+
+/** When (by `elapsed`) each batch was handed to the destination, in order. */
+function recordUploads(dst: MemoryDestination, elapsed: () => number): number[] {
+  const sentAt: number[] = [];
+  const plain = dst.sink.bind(dst);
+  dst.sink = () => {
+    const s = plain();
+    return {
+      ...s,
+      appendBatch: (p, items, on) => {
+        sentAt.push(elapsed());
+        return s.appendBatch(p, items, on);
+      },
+    };
+  };
+  return sentAt;
+}
 
 /**
  * The dry run (engine/preview.ts) against the run it predicts, over the same in-memory servers
