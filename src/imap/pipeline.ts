@@ -675,7 +675,7 @@ export class PipelinedAppender {
    * Every command of `b` answered while the socket still holds bytes of it: the server answered
    * before it read a literal whole. One that reads on takes them at once; one that stopped
    * reading would hold the batch for ever, as no reply is awaited and so no reply timeout runs
-   * (test/protocol/imap-pipeline-stalled-reader). The connection fails once the reply timeout
+   * (test/protocol/imap-pipeline-early-reply). The connection fails once the reply timeout
    * has passed with them still unsent.
    */
   private awaitUnsent(b: Batch): void {

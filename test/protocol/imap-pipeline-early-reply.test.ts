@@ -1,11 +1,15 @@
 /**
- * A batch's bodies live in slabs the engine reuses once the batch is settled (engine/slabs.ts).
- * A server that answers an APPEND before it has read the literal (a broken or hostile one) must
- * not make the batch settle while our socket still holds bytes to send from that memory: they
- * would go out as the next batch's bytes. The batch settles once the socket let go of them.
+ * A server that answers an APPEND before it has read the literal (a broken or hostile one).
+ * A batch's bodies live in slabs the engine reuses once the batch is settled (engine/slabs.ts):
+ * the batch must not settle while our socket still holds bytes to send from that memory, which
+ * would go out as the next batch's bytes; it settles once the socket let go of them. And time
+ * stays bounded (pipeline.ts): if the server then never reads again, nothing else is awaited
+ * with a reply's timeout, so the run must still end, with a connection error after --timeout
+ * without progress, not wait for ever.
  */
 import net from 'node:net';
 import { afterEach, expect, it } from 'vitest';
+import { PopsyncError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { PipelinedAppender } from '../../src/imap/pipeline.js';
 
@@ -15,7 +19,10 @@ afterEach(() => {
   for (const f of cleanup.splice(0)) f();
 });
 
-/** Answers LOGIN, then the first APPEND as soon as its command line arrives, and stops reading. */
+/**
+ * Answers LOGIN, then the first APPEND as soon as its command line arrives, and stops reading
+ * until resume().
+ */
 async function earlyServer(): Promise<{ port: number; resume: () => void; read: () => number }> {
   let conn: net.Socket | null = null;
   let bytes = 0;
@@ -81,3 +88,28 @@ it('settles an APPEND answered before its literal was read only once the socket 
   server.resume();
   expect(await batch).toEqual([{ ok: true, uid: 1, uidValidity: 7n }]);
 });
+
+it('an APPEND answered early by a server that then stops reading ends in a connection error, not a hang', async () => {
+  const server = await earlyServer();
+  // A short --timeout: nothing here may wait longer than it without progress.
+  const timeoutMs = 300;
+  const a = await PipelinedAppender.open(
+    { host: '127.0.0.1', port: server.port, tls: 'none', user: 'u', password: 'p' },
+    timeoutMs,
+    silentLogger,
+  );
+  cleanup.push(() => a.destroy());
+  // Far more than the kernel buffers between us hold while the server does not read.
+  const body = Buffer.alloc(40 * 1024 * 1024, 'x');
+  const outcome = await a
+    .append('INBOX', 'INBOX', [{ body, hasNul: false, flags: [], date: undefined }], () => {})
+    .then(
+      (o) => o,
+      (e: unknown) => e,
+    );
+  expect(outcome).toBeInstanceOf(PopsyncError);
+  expect((outcome as PopsyncError).kind).toBe('connection');
+  expect((outcome as PopsyncError).message).toMatch(
+    /IMAP APPEND connection to 127\.0\.0\.1:\d+: the server answered an APPEND before it had read the message/,
+  );
+}, 20_000);
