@@ -15,7 +15,7 @@ import { realisticMix } from '../../lab/corpus.js';
 import { cyrusAvailable, startCyrus, type CyrusLab } from '../../lab/cyrus.js';
 import { ExitCode } from '../../src/errors.js';
 import { runCli } from '../support/cli.js';
-import { digests } from '../support/mailboxes.js';
+import { cyrusMessages, digests } from '../support/mailboxes.js';
 
 let cyrus: CyrusLab;
 let dir: string;
@@ -60,41 +60,23 @@ function migrate(src: string, dst: string, journal: string, tls: Security, untru
   ];
 }
 
-async function cyrusMessages(user: string): Promise<Buffer[]> {
-  const c = cyrus.client(user);
-  await c.connect();
-  try {
-    const lock = await c.getMailboxLock('INBOX', { readOnly: true });
-    try {
-      const out: Buffer[] = [];
-      if (typeof c.mailbox === 'object' && c.mailbox.exists === 0) return out;
-      for await (const m of c.fetch('1:*', { uid: true, source: true })) out.push(m.source as Buffer);
-      return out;
-    } finally {
-      lock.release();
-    }
-  } finally {
-    await c.logout();
-  }
-}
-
 describe.runIf(cyrusAvailable().ok)('Cyrus with a password check and TLS', () => {
   for (const tls of ['implicit', 'starttls'] as const) {
     it(`copies each message once with the right password (${tls} TLS on both sides); a rerun copies none`, async () => {
       const src = await cyrus.newUser('src');
       const dst = await cyrus.newUser('dst');
       await cyrus.seedPop3(src, realisticMix(12, 91));
-      const expected = digests(await cyrusMessages(src));
+      const expected = digests(await cyrusMessages(cyrus, src));
       const journal = join(dir, `${src}.sqlite`);
       const env = { POP_PW: cyrus.password, IMAP_PW: cyrus.password };
       const r = await runCli(migrate(src, dst, journal, tls), { env });
       expect(r.code, r.stderr).toBe(0);
       expect(JSON.parse(r.stdout)).toMatchObject({ copied: 12, failed: [] });
-      expect(digests(await cyrusMessages(dst))).toEqual(expected);
+      expect(digests(await cyrusMessages(cyrus, dst))).toEqual(expected);
       const again = await runCli(migrate(src, dst, journal, tls), { env });
       expect(again.code, again.stderr).toBe(0);
       expect(JSON.parse(again.stdout)).toMatchObject({ copied: 0, alreadyCopied: 12 });
-      expect(await cyrusMessages(dst)).toHaveLength(12);
+      expect(await cyrusMessages(cyrus, dst)).toHaveLength(12);
     });
   }
 
@@ -124,8 +106,8 @@ describe.runIf(cyrusAvailable().ok)('Cyrus with a password check and TLS', () =>
       expect(r.stderr).not.toMatch(/\n\s+at /);
       expect(r.stdout + r.stderr).not.toContain(wrong);
       // Nothing was copied, and the source still holds its messages.
-      expect(await cyrusMessages(dst)).toHaveLength(0);
-      expect(await cyrusMessages(src)).toHaveLength(2);
+      expect(await cyrusMessages(cyrus, dst)).toHaveLength(0);
+      expect(await cyrusMessages(cyrus, src)).toHaveLength(2);
     });
   }
 
@@ -148,7 +130,7 @@ describe.runIf(cyrusAvailable().ok)('Cyrus with a password check and TLS', () =>
       expect(r.stderr).not.toMatch(/\n\s+at /);
       // The other side may have logged in (they connect side by side); the untrusted one did not.
       expect(cyrus.loginsChecked(refusedUser)).toBe(before);
-      expect(await cyrusMessages(dst)).toHaveLength(0);
+      expect(await cyrusMessages(cyrus, dst)).toHaveLength(0);
     });
   }
 });

@@ -15,7 +15,7 @@ import { appendUidCount, startCuttingProxy, type CuttingProxy } from '../support
 import { startFakePop3 } from '../support/fake-pop3.js';
 import { canonicalDigests, cyrusCanonical, hasBareLf, hostileCorpus, withCrlf } from '../support/hostile-mail.js';
 import { useLab } from '../support/lab-fixture.js';
-import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
+import { cyrusMessages, destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
 import { duplicateCorpus } from './crash-matrix.js';
 
 let dovecot: Lab;
@@ -68,24 +68,6 @@ function migrate(pop: Side, imap: Side, journal: string, extra: string[] = []): 
 /** Both labs take the same password: Cyrus's alwaystrue takes any, Dovecot's is fixed. */
 const env = (): Record<string, string> => ({ PW: dovecot.password });
 
-async function cyrusMessages(user: string): Promise<Buffer[]> {
-  const c = cyrus.client(user);
-  await c.connect();
-  try {
-    const lock = await c.getMailboxLock('INBOX', { readOnly: true });
-    try {
-      const out: Buffer[] = [];
-      if (typeof c.mailbox === 'object' && c.mailbox && c.mailbox.exists === 0) return out;
-      for await (const m of c.fetch('1:*', { uid: true, source: true })) out.push(m.source as Buffer);
-      return out;
-    } finally {
-      lock.release();
-    }
-  } finally {
-    await c.logout();
-  }
-}
-
 async function dovecotSource(messages: Buffer[]): Promise<{ pop: Side; expected: string[] }> {
   const user = dovecot.newUser('src');
   await dovecot.seedPop3(user, messages);
@@ -103,11 +85,11 @@ describe('Cyrus as the IMAP destination', () => {
     const r = await runCli(migrate(pop, imap, journal), { env: env() });
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ copied: 47, failed: [] });
-    expect(digests(await cyrusMessages(imap.user))).toEqual(expected);
+    expect(digests(await cyrusMessages(cyrus, imap.user))).toEqual(expected);
     const again = await runCli(migrate(pop, imap, journal), { env: env() });
     expect(again.code, again.stderr).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ copied: 0, alreadyCopied: 47 });
-    expect(await cyrusMessages(imap.user)).toHaveLength(47);
+    expect(await cyrusMessages(cyrus, imap.user)).toHaveLength(47);
   });
 
   it('finds what Cyrus stored when the link dropped before the APPEND OK, and copies the rest once', async () => {
@@ -130,7 +112,7 @@ describe('Cyrus as the IMAP destination', () => {
       env: env(),
     });
     expect(proxy.cuts()).toBe(2);
-    const dest = await cyrusMessages(imap.user);
+    const dest = await cyrusMessages(cyrus, imap.user);
     expect(dest.length, `copies in Cyrus (exit ${r.code}: ${r.stderr.slice(0, 300)})`).toBe(expected.length);
     expect(digests(dest)).toEqual(expected);
     expect(r.code, r.stderr).toBe(0);
@@ -164,7 +146,7 @@ describe('Cyrus as the IMAP destination', () => {
         expect(killed.signal, `step ${k} ${when}: ${killed.stderr}`).toBe('SIGKILL');
         const resumed = await runCli(migrate(pop, imap, journal, extra), { env: env() });
         expect(resumed.code, `resume after ${k}:${when}: ${resumed.stderr}`).toBe(0);
-        expect(digests(await cyrusMessages(imap.user)), `Cyrus after kill at ${k}:${when}`).toEqual(expected);
+        expect(digests(await cyrusMessages(cyrus, imap.user)), `Cyrus after kill at ${k}:${when}`).toEqual(expected);
       }
     }
   }, 600_000);
@@ -205,7 +187,7 @@ describe('Cyrus and bytes it rewrites', () => {
       );
       expect(proxy.cuts()).toBe(3);
       expect(messages.filter(hasBareLf).length).toBeGreaterThan(0);
-      const dest = await cyrusMessages(imapUser);
+      const dest = await cyrusMessages(cyrus, imapUser);
       expect(dest.length, `copies in Cyrus (exit ${r.code}: ${r.stderr.slice(0, 300)})`).toBe(messages.length);
       // Measured before: Cyrus answered NO ("Message contains bare newlines") to every bare-LF message.
       expect(JSON.parse(r.stdout).failed).toEqual([]);
@@ -252,7 +234,7 @@ describe('Cyrus and a large bare-LF message', () => {
     );
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ copied: 1, failed: [] });
-    const dest = await cyrusMessages(imapUser);
+    const dest = await cyrusMessages(cyrus, imapUser);
     expect(dest).toHaveLength(1);
     expect(dest[0]!.length).toBe(big.length + 90_003);
     expect(dest[0]!.equals(withCrlf(big))).toBe(true);

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { ImapFlow } from 'imapflow';
+import type { CyrusLab } from '../../lab/cyrus.js';
 import type { Lab } from '../../lab/dovecot.js';
 import { connectPop3 } from '../../src/pop3/index.js';
 
@@ -69,4 +70,23 @@ export async function destinationMessages(
 /** Sorted digests: equal lists mean the same messages, each the same number of times. */
 export function digests(bodies: Buffer[]): string[] {
   return bodies.map(sha).sort();
+}
+
+/** A user's INBOX on the lab's Cyrus, as IMAP FETCH BODY[] returns it (oldest first). */
+export async function cyrusMessages(cyrus: CyrusLab, user: string): Promise<Buffer[]> {
+  const c = cyrus.client(user);
+  await c.connect();
+  try {
+    const lock = await c.getMailboxLock('INBOX', { readOnly: true });
+    try {
+      const out: Buffer[] = [];
+      if (typeof c.mailbox === 'object' && c.mailbox.exists === 0) return out;
+      for await (const m of c.fetch('1:*', { uid: true, source: true })) out.push(m.source as Buffer);
+      return out;
+    } finally {
+      lock.release();
+    }
+  } finally {
+    await c.logout();
+  }
 }
