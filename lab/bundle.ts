@@ -59,8 +59,14 @@ async function bundle(outdir: string, entryPoints: Record<string, string>): Prom
     platform: 'node',
     target: 'node20',
     external: ['better-sqlite3'],
-    // Loaded with imapflow, used only on paths popsync rarely or never takes: see defer-requires.ts.
-    plugins: [deferRequires(['encoding-japanese', 'socks'])],
+    // Loaded with imapflow, used only on paths popsync rarely or never takes: files of their own,
+    // loaded at their first use (see defer-requires.ts).
+    plugins: [
+      deferRequires({
+        deferred: ['encoding-japanese', 'socks', 'node_modules/libmime/lib/mimetypes.js'],
+        lazy: ['node_modules/iconv-lite/encodings/index.js'],
+      }),
+    ],
     banner: {
       js:
         "import { createRequire as popsyncCreateRequire } from 'node:module';\n" +

@@ -1,12 +1,14 @@
 /**
- * lab/defer-requires.ts, the esbuild plugin lab/bundle.ts uses for encoding-japanese and socks:
- * a small CommonJS package that counts its own loads, imported the ways imapflow and libmime
- * import those two (a named and a default ES import, a require), bundled with and without the
- * plugin, and the bundle imported. With it, loading the bundle leaves the package unloaded and
- * the first use loads it, once, with every export intact; without it (the control) the package
- * loads with the bundle. Here, not in test/unit: esbuild runs as a child process.
+ * lab/defer-requires.ts, the esbuild plugin lab/bundle.ts uses for what imapflow loads and popsync
+ * rarely uses: a small CommonJS package that counts its own loads, imported the ways imapflow and
+ * libmime import encoding-japanese and socks (a named and a default ES import, a require), and one
+ * that requires a module only inside a function (as iconv-lite its encodings), bundled with and
+ * without the plugin, and the bundle imported. With it, the modules' code is not in the bundle's
+ * file, loading the bundle leaves them unloaded and the first use loads them, once, with every
+ * export intact; without it (the control) the package loads with the bundle. Here, not in
+ * test/unit: esbuild runs as a child process.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -19,7 +21,15 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-type Bundled = { loadsAtStart: number; use: () => unknown[]; loads: () => number };
+type Bundled = {
+  loadsAtStart: number;
+  use: () => unknown[];
+  loads: () => number;
+  tables: () => number[];
+  tableLoads: () => number;
+  /** The text of the bundle's own file. */
+  text: string;
+};
 
 /** Bundles a fixture whose package counts its loads in globalThis[counter]; imports the bundle. */
 async function bundleFixture(counter: string, plugins: Plugin[]): Promise<Bundled> {
@@ -35,11 +45,25 @@ async function bundleFixture(counter: string, plugins: Plugin[]): Promise<Bundle
       'exports.Maker = class Maker { static make() { return this.name; } };\n',
   );
   writeFileSync(join(dir, 'cjs-user.cjs'), "const heavy = require('heavy');\nexports.use = () => heavy.answer();\n");
+  const codec = join(dir, 'node_modules', 'codec');
+  mkdirSync(join(codec, 'tables'), { recursive: true });
+  writeFileSync(join(codec, 'package.json'), '{ "name": "codec", "main": "index.js" }\n');
+  writeFileSync(join(codec, 'index.js'), "exports.tables = () => require('./tables');\n");
+  const tableCounter = JSON.stringify(`${counter}Tables`);
+  writeFileSync(
+    join(codec, 'tables', 'index.js'),
+    `globalThis[${tableCounter}] = (globalThis[${tableCounter}] ?? 0) + 1;\n` +
+      "module.exports = [1, 2, 3].concat(require('./more.json'));\n",
+  );
+  writeFileSync(join(codec, 'tables', 'more.json'), '[4]\n');
   writeFileSync(
     join(dir, 'entry.mjs'),
     "import { answer, Maker } from 'heavy';\n" +
       "import heavy from 'heavy';\n" +
       "import cjsUser from './cjs-user.cjs';\n" +
+      "import { tables as codecTables } from 'codec';\n" +
+      'export const tables = () => codecTables();\n' +
+      `export const tableLoads = () => globalThis[${JSON.stringify(`${counter}Tables`)}] ?? 0;\n` +
       `export const loadsAtStart = globalThis[${JSON.stringify(counter)}] ?? 0;\n` +
       `export const loads = () => globalThis[${JSON.stringify(counter)}] ?? 0;\n` +
       'export const use = () => [answer(), Maker.make(), heavy.answer(), cjsUser.use()];\n',
@@ -53,24 +77,38 @@ async function bundleFixture(counter: string, plugins: Plugin[]): Promise<Bundle
     platform: 'node',
     logLevel: 'silent',
     plugins,
+    // What lab/bundle.ts gives every chunk: the plugin's files are loaded by require().
+    banner: { js: "import { createRequire } from 'node:module';\nconst require = createRequire(import.meta.url);" },
   });
   // The plugin loaded the package here to read its export names: only the bundle's loads count.
   (globalThis as Record<string, unknown>)[counter] = 0;
-  return (await import(pathToFileURL(join(dir, 'out.mjs')).href)) as Bundled;
+  const b = (await import(pathToFileURL(join(dir, 'out.mjs')).href)) as Omit<Bundled, 'text'>;
+  return { ...b, text: readFileSync(join(dir, 'out.mjs'), 'utf8') };
 }
 
 describe('deferRequires', () => {
   it('loads the package at its first use, not with the bundle; every export works', async () => {
-    const b = await bundleFixture('deferredLoads', [deferRequires(['heavy'])]);
+    const b = await bundleFixture('deferredLoads', [
+      deferRequires({ deferred: ['heavy'], lazy: ['node_modules/codec/tables/index.js'] }),
+    ]);
+    // Not even compiled with the bundle: the code is in files of its own.
+    expect(b.text).not.toContain('exports.answer');
+    expect(b.text).not.toContain('[1, 2, 3]');
     expect(b.loadsAtStart).toBe(0);
+    expect(b.tableLoads()).toBe(0);
     expect(b.loads()).toBe(0);
     expect(b.use()).toEqual([42, 'Maker', 42, 42]);
     expect(b.use()).toEqual([42, 'Maker', 42, 42]);
     expect(b.loads()).toBe(1);
+    expect(b.tables()).toEqual([1, 2, 3, 4]);
+    expect(b.tables()).toEqual([1, 2, 3, 4]);
+    expect(b.tableLoads()).toBe(1);
   });
 
   it('control: without the plugin the package loads with the bundle', async () => {
     const b = await bundleFixture('plainLoads', []);
+    expect(b.text).toContain('exports.answer');
+    expect(b.text).toContain('[1, 2, 3]');
     expect(b.loadsAtStart).toBe(1);
     expect(b.use()).toEqual([42, 'Maker', 42, 42]);
   });
