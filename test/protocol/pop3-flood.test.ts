@@ -4,20 +4,22 @@
  * engine runs in-process here with the real POP3 client against a scripted server that sends as
  * fast as its socket takes (test/support/flood-pop3.ts) and a destination that holds its first
  * APPEND until popsync has stopped reading. What popsync holds is counted in bytes, not RSS: the
- * bytes it took off its POP3 sockets (socket.bytesRead, seen through Node's 'net.client.socket'
- * diagnostics channel) less the replies of the messages the destination has taken. That must stay
+ * bytes it took off its POP3 sockets (socket.bytesRead; watchSockets finds the sockets) less the
+ * replies of the messages the destination has taken. That must stay
  * within the bound engine/receive-ahead.ts documents (HELD_BATCHES batch caps, plus the message
  * closing each) and what the client reads ahead of the engine (RETR_READ_AHEAD_BYTES), however
  * much the server has sent, and the run must finish: a server that reads no command while its
- * socket is full is never left waiting on popsync, nor popsync on it.
+ * socket is full is never left waiting on popsync, nor popsync on it. The same holds over pop3s,
+ * where the bound is the client's own (pop3/retr-body.ts ReadAhead) as much as over plain TCP.
  */
 import { createHash } from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
 import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
 import type net from 'node:net';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { HELD_BATCHES } from '../../src/engine/receive-ahead.js';
 import { runEngine, type EngineOptions } from '../../src/engine/run.js';
 import { isFileBody, memoryChunks } from '../../src/imap/body.js';
@@ -26,6 +28,7 @@ import { Journal } from '../../src/journal/journal.js';
 import { silentLogger } from '../../src/log.js';
 import { compileRouting, engineRouter } from '../../src/mapping/rules.js';
 import { connectPop3, messageCeiling, RETR_READ_AHEAD_BYTES } from '../../src/pop3/index.js';
+import { generateTestCertificate } from '../support/fake-pop3.js';
 import { startFloodPop3, type FloodPop3 } from '../support/flood-pop3.js';
 
 const KIB = 1024;
@@ -49,7 +52,14 @@ afterEach(async () => {
   pop = undefined;
 });
 
-/** Every POP3 socket popsync opens to `port`, as it is created. */
+/**
+ * Every POP3 socket popsync opens to `port`, as it is created. net.connect announces its sockets
+ * on Node's 'net.client.socket' diagnostics channel; tls.connect announces none, so it is wrapped
+ * while the test runs (net/connect.ts calls it through the module object). A TLS socket's
+ * bytesRead counts the plaintext it decrypted and handed on (Node 20: a server's 1,000,000 bytes
+ * read as 1,000,000), which is what popsync then holds; were it the ciphertext, it would only
+ * count more than popsync holds, never less.
+ */
 function watchSockets(port: number): { sockets: net.Socket[]; read(): number; stop(): void } {
   const sockets: net.Socket[] = [];
   const onSocket = (m: unknown): void => {
@@ -59,10 +69,19 @@ function watchSockets(port: number): { sockets: net.Socket[]; read(): number; st
     });
   };
   diagnostics.subscribe('net.client.socket', onSocket);
+  const tlsConnect = tls.connect;
+  const spy = vi.spyOn(tls, 'connect').mockImplementation(((...args: Parameters<typeof tls.connect>) => {
+    const socket = tlsConnect(...args);
+    onSocket({ socket });
+    return socket;
+  }) as typeof tls.connect);
   return {
     sockets,
     read: () => sockets.reduce((n, s) => n + s.bytesRead, 0),
-    stop: () => diagnostics.unsubscribe('net.client.socket', onSocket),
+    stop: () => {
+      diagnostics.unsubscribe('net.client.socket', onSocket);
+      spy.mockRestore();
+    },
   };
 }
 
@@ -91,19 +110,18 @@ class GatedSink {
         const out: AppendOutcome[] = [];
         for (const [i, it] of items.entries()) {
           const h = createHash('sha256');
-          let first: Buffer | undefined;
+          // The head's first bytes, whatever the chunks: over TLS the head may come in pieces.
+          let head = '';
+          const take = (c: Buffer): void => {
+            if (head.length < 200) head += c.toString('latin1', 0, 200 - head.length);
+            h.update(c);
+          };
           if (isFileBody(it.body)) {
-            for await (const c of createReadStream(it.body.file)) {
-              first ??= c as Buffer;
-              h.update(c as Buffer);
-            }
+            for await (const c of createReadStream(it.body.file)) take(c as Buffer);
           } else {
-            for (const c of memoryChunks(it.body)) {
-              first ??= c;
-              h.update(c);
-            }
+            for (const c of memoryChunks(it.body)) take(c);
           }
-          const id = /^Message-ID: (<[^>]*>)/.exec(first?.toString('latin1', 0, 200) ?? '')?.[1] ?? '?';
+          const id = /^Message-ID: (<[^>]*>)/.exec(head)?.[1] ?? '?';
           this.copies.set(id, [...(this.copies.get(id) ?? []), h.digest('hex')]);
           this.taken += this.wireOf(id);
           const o: AppendOutcome = { ok: true, uid: this.next++, uidValidity: 7n };
@@ -156,21 +174,23 @@ const COUNT = 600;
 const SIZE = 480 * KIB;
 const BATCH = 2 * MIB;
 /** engine/receive-ahead.ts's HELD_BATCHES batch caps, each plus the message closing it; the client's read-ahead. */
-const BOUND = HELD_BATCHES * (BATCH + SIZE) + RETR_READ_AHEAD_BYTES + SOCKET_READ + LISTING_SLACK;
+const boundFor = (size: number): number =>
+  HELD_BATCHES * (BATCH + size) + RETR_READ_AHEAD_BYTES + SOCKET_READ + LISTING_SLACK;
+const BOUND = boundFor(SIZE);
 /** Bytes of every RETR reply of the mailbox, once each. */
-const allWire = (server: FloodPop3): number =>
-  Array.from({ length: COUNT }, (_, i) => server.wireBytes(i + 1)).reduce((a, b) => a + b, 0);
+const allWire = (server: FloodPop3, count = COUNT): number =>
+  Array.from({ length: count }, (_, i) => server.wireBytes(i + 1)).reduce((a, b) => a + b, 0);
 const mib = (n: number): string => `${(n / MIB).toFixed(1)} MiB`;
 
 /** Runs the engine against `server` with its first APPEND held until popsync stopped reading. */
-async function floodRun(server: FloodPop3, extra: Partial<EngineOptions>) {
+async function floodRun(server: FloodPop3, extra: Partial<EngineOptions>, count = COUNT) {
   const watch = watchSockets(server.port);
   let open: () => void = () => undefined;
   const gate = new Promise<void>((r) => {
     open = r;
   });
   const ids = new Map<string, number>();
-  for (let n = 1; n <= COUNT; n++) ids.set(server.messageId(n), n);
+  for (let n = 1; n <= count; n++) ids.set(server.messageId(n), n);
   const sink = new GatedSink(gate, (id) => server.wireBytes(ids.get(id) ?? 0));
   let peak = 0;
   const held = (): number => watch.read() - sink.taken;
@@ -254,5 +274,36 @@ describe('a POP3 server that answers every RETR written ahead at once, with big 
       expect(r.sink.copies.get(server.messageId(n)), `message ${n}`).toEqual(
         liars.has(n) ? undefined : [server.digest(n)],
       );
+  });
+});
+
+describe('the same flood over pop3s (TLS from the first byte)', () => {
+  // Lighter than the plain cases, and sized for TLS: a TLS socket hands on one record (16 KiB at
+  // most) per read, so a body of 16 records or more fills RETR_STREAM_CHUNKS and pauses the socket
+  // by itself; bodies of 160 KiB end below that, and only the session's read-ahead bound stops
+  // popsync from holding every reply written ahead (all 50 MiB without it).
+  const count = 320;
+  const size = 160 * KIB;
+
+  it('512 RETRs ahead of 320 messages of 160 KiB: popsync holds within its bound, each copied once', async () => {
+    pop = await startFloodPop3({ count, size, tls: generateTestCertificate() });
+    const server = pop;
+    const r = await floodRun(server, { batchMessages: 1000 }, count);
+    const bound = boundFor(size);
+    console.log(
+      `pop3s: held while the destination waited ${mib(r.heldWhileGated)}, peak ${mib(r.peak)} (bound ${mib(bound)}); ` +
+        `popsync read ${mib(r.read)} of plaintext; the server had ${server.mostQueued} commands queued at most ` +
+        `and stopped reading ${server.stalls} times on a full socket`,
+    );
+    expect(r.sockets).toBe(1);
+    expect(r.result.failed).toEqual([]);
+    expect(r.result.copied).toBe(count);
+    expect(r.read).toBeGreaterThanOrEqual(allWire(server, count));
+    expect(server.stalls).toBeGreaterThan(0);
+    expect(server.mostQueued).toBeGreaterThanOrEqual((count * 3) / 4);
+    expect(r.heldWhileGated).toBeLessThanOrEqual(bound);
+    expect(r.peak).toBeLessThanOrEqual(bound);
+    for (let n = 1; n <= count; n++)
+      expect(r.sink.copies.get(server.messageId(n)), `message ${n}`).toEqual([server.digest(n)]);
   });
 });

@@ -10,10 +10,12 @@
  * carries. A liar lists one size and sends another (`listed`, `sent`).
  *
  * The fake-pop3.ts server holds its mailbox in memory and reads commands while it writes; this
- * one exists for the two things it cannot do.
+ * one exists for the two things it cannot do. With `tls` it speaks pop3s (TLS from the first
+ * byte) and clientOptions() trusts its certificate.
  */
 import { createHash } from 'node:crypto';
 import net from 'node:net';
+import tls from 'node:tls';
 import type { Pop3Options } from '../../src/pop3/types.js';
 
 export interface FloodOptions {
@@ -27,6 +29,8 @@ export interface FloodOptions {
   sent?: (n: number, real: number) => number;
   user?: string;
   password?: string;
+  /** TLS from the first byte with this certificate (fake-pop3.ts generateTestCertificate). */
+  tls?: { key: string; cert: string };
 }
 
 export interface FloodPop3 {
@@ -173,7 +177,7 @@ export async function startFloodPop3(o: FloodOptions): Promise<FloodPop3> {
     void send('+OK flood POP3 ready\r\n');
   };
 
-  const server = net.createServer(serve);
+  const server = o.tls ? tls.createServer({ key: o.tls.key, cert: o.tls.cert }, serve) : net.createServer(serve);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
 
@@ -205,7 +209,14 @@ export async function startFloodPop3(o: FloodOptions): Promise<FloodPop3> {
     messageId: (n) => `<${n}.flood@test>`,
     digest,
     wireBytes: (n) => Buffer.byteLength(status(n)) + head(n).length + fillerBytes(n) + 3,
-    clientOptions: (extra = {}) => ({ host: '127.0.0.1', port, tls: 'none', user, password, ...extra }),
+    clientOptions: (extra = {}) => ({
+      host: '127.0.0.1',
+      port,
+      ...(o.tls ? { tls: 'implicit' as const, ca: [o.tls.cert] } : { tls: 'none' as const }),
+      user,
+      password,
+      ...extra,
+    }),
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();
