@@ -12,8 +12,8 @@
  * saved before the APPEND (or, when adopting, below the UIDNEXT the folder had when the journal
  * first saw it), then the Message-ID (from ENVELOPE, or from the header scan when adopting),
  * then, where the caller knows the wanted header, the header fingerprint (BODY.PEEK[HEADER]).
- * Bodies are streamed, never held whole, and only for the candidates that remain; each row's
- * first candidate is read in one batched FETCH with the others', the rest one at a time.
+ * Bodies are streamed, never held whole, and only for the candidates that remain, read in rounds
+ * of one batched FETCH: each round the next candidate every undecided row would look at.
  *
  * Each destination UID is claimed by at most one row, and UIDs already claimed are never
  * candidates: identical messages in a source are legal and each must arrive, so a copy can be
@@ -164,23 +164,21 @@ export async function matchCopies(
     return list.filter((c) => headerCache.get(c.uid) === undefined || headerCache.get(c.uid) === w.headerFingerprint);
   };
 
-  // Each row's first candidate, read in one go: one at a time was a round trip per row (an
-  // interrupted batch of 100: 100 waits). Only bodies the loop below reads anyway: a row's first
-  // candidate is digested by that row, or was claimed by an earlier row, which digested it.
   const lists = new Map<Wanted, DestinationMessage[]>();
   for (const w of order) lists.set(w, await byHeader(w, narrowed(w)));
-  if (probe.prefetch) {
-    const firsts = new Map<number, DestinationMessage>();
-    for (const list of lists.values()) if (list[0]) firsts.set(list[0].uid, list[0]);
-    if (firsts.size > 1) await probe.prefetch([...firsts.values()]);
-  }
+  const contentMatch = (w: Wanted, d: Digest): 'sha256' | 'fingerprint' | null =>
+    w.sha256 !== null && d.sha256 === w.sha256
+      ? 'sha256'
+      : w.fingerprint !== null && d.fingerprint === w.fingerprint
+        ? 'fingerprint'
+        : null;
+  await readAhead(order, lists, claimed, probe, contentMatch);
 
   for (const w of order) {
     let found: { uid: number; by: 'sha256' | 'fingerprint' } | null = null;
     for (const c of lists.get(w)!.filter((x) => !claimed.has(x.uid))) {
-      const d = await probe.digest(c.uid, c.size);
-      if (w.sha256 !== null && d.sha256 === w.sha256) found = { uid: c.uid, by: 'sha256' };
-      else if (w.fingerprint !== null && d.fingerprint === w.fingerprint) found = { uid: c.uid, by: 'fingerprint' };
+      const by = contentMatch(w, await probe.digest(c.uid, c.size));
+      if (by) found = { uid: c.uid, by };
       if (found) break;
     }
     if (found) {
@@ -221,4 +219,60 @@ export async function matchCopies(
     result.set(w.key, { key: w.key, uid: sameId[0]!.uid, by: 'message-id' });
   }
   return wanted.map((w) => result.get(w.key)!);
+}
+
+/**
+ * Reads ahead, in rounds of one prefetch each, the bodies matchCopies' content loop will ask
+ * for, so that loop then answers from what was read. One at a time was a round trip per body:
+ * rows whose candidates share a Message-ID, or have none, all start at the same lowest UID,
+ * so only that one was read ahead and every later row's own copy was a wait of its own (100
+ * interrupted copies without a Message-ID: 100 waits).
+ *
+ * Each round walks the rows in the loop's order over what is known: a row takes its first
+ * unclaimed candidate that matches by content, or, at the first one not read yet, asks for it
+ * and is taken to claim it, so the rows after it ask for their next ones in the same round
+ * (identical messages, or messages without a Message-ID, are thus read in one round when each
+ * row's copy is where the loop will find it). A row that asks again (its body was another's)
+ * asks for twice as many as the round before, so a row whose copy is not there reads its
+ * candidates in a few rounds, not one round each. Every round reads at least one body not read
+ * before, and only candidates of the rows, each once: never more than the loop reads when no
+ * row has its copy. Which copy a row gets is decided by the loop alone; this only decides when
+ * bodies are read.
+ */
+async function readAhead(
+  order: readonly Wanted[],
+  lists: ReadonlyMap<Wanted, DestinationMessage[]>,
+  claimed: ReadonlySet<number>,
+  probe: Probe,
+  contentMatch: (w: Wanted, d: Digest) => string | null,
+): Promise<void> {
+  if (!probe.prefetch) return;
+  const known = new Map<number, Digest>();
+  /** Bodies a row may ask for in the next round. */
+  const span = new Map<Wanted, number>();
+  for (;;) {
+    const taken = new Set(claimed);
+    const asked = new Map<number, DestinationMessage>();
+    for (const w of order) {
+      const most = span.get(w) ?? 1;
+      let asks = 0;
+      for (const c of lists.get(w)!) {
+        if (taken.has(c.uid)) continue;
+        const d = known.get(c.uid);
+        if (d === undefined) {
+          asked.set(c.uid, c);
+          taken.add(c.uid);
+          if (++asks === most) break;
+        } else if (contentMatch(w, d)) {
+          taken.add(c.uid);
+          break;
+        }
+      }
+      if (asks > 0) span.set(w, most * 2);
+    }
+    if (asked.size === 0) return;
+    const round = [...asked.values()];
+    await probe.prefetch(round);
+    for (const c of round) known.set(c.uid, await probe.digest(c.uid, c.size));
+  }
 }

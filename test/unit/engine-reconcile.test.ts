@@ -36,6 +36,34 @@ class Folder {
       messageId: uid in ids ? ids[uid]! : (/Message-ID: (<[^>]+>)/i.exec(body.toString('latin1'))?.[1] ?? null),
     }));
   }
+  /**
+   * A probe that also reads ahead (prefetch), as the IMAP one does: `waits` counts the round trips
+   * a real folder would cost (one per prefetch, one per body not read ahead), `reads` the bodies.
+   */
+  batchedProbe(): Probe & { waits: number; reads: Map<number, number> } {
+    const digests = new Map<number, Digest>();
+    const reads = new Map<number, number>();
+    const read = (uid: number): void => {
+      reads.set(uid, (reads.get(uid) ?? 0) + 1);
+      digests.set(uid, digestOf(this.bodies.get(uid)!));
+    };
+    const p = {
+      waits: 0,
+      reads,
+      prefetch: async (candidates: readonly DestinationMessage[]) => {
+        p.waits++;
+        for (const c of candidates) if (!digests.has(c.uid)) read(c.uid);
+      },
+      digest: async (uid: number) => {
+        if (!digests.has(uid)) {
+          p.waits++;
+          read(uid);
+        }
+        return digests.get(uid)!;
+      },
+    };
+    return p;
+  }
   probe(withHeaders = false): Probe {
     return {
       digest: async (uid) => {
@@ -198,6 +226,71 @@ describe('matchCopies', () => {
         new Folder([[4, m2]]).probe(),
       ),
     ).toEqual([{ key: 'c', uid: null }]);
+  });
+
+  describe('bodies read ahead in rounds, not one round trip each', () => {
+    const plain = (i: number): Buffer => b(`Subject: no id ${i}\n\nplain ${i}\n`);
+
+    it('interrupted copies without a Message-ID: one round trip for 40, not 40', async () => {
+      // Every row's candidates are all 40 (none has a Message-ID to narrow by), so every row's
+      // first candidate is UID 1: reading only first candidates ahead read one body, then
+      // each row read its own copy alone.
+      const f = new Folder(Array.from({ length: 40 }, (_, i) => [i + 1, dovecot(plain(i))] as [number, Buffer]));
+      const probe = f.batchedProbe();
+      const rows = Array.from({ length: 40 }, (_, i) => want(`r${i}`, plain(i)));
+      const r = await matchCopies(rows, f.list(), new Set(), probe);
+      expect(r).toEqual(rows.map((w, i) => ({ key: w.key, uid: i + 1, by: 'fingerprint' })));
+      expect(probe.waits).toBe(1);
+      expect([...probe.reads.values()].every((n) => n === 1)).toBe(true);
+    });
+
+    it('identical messages sharing a Message-ID: their copies in one round trip', async () => {
+      const f = new Folder(Array.from({ length: 30 }, (_, i) => [i + 10, m1] as [number, Buffer]));
+      const probe = f.batchedProbe();
+      const rows = Array.from({ length: 30 }, (_, i) => want(`r${i}`, m1));
+      const r = await matchCopies(rows, f.list(), new Set(), probe);
+      expect(r.map((m) => ('uid' in m ? m.uid : null))).toEqual(rows.map((_, i) => i + 10));
+      expect(probe.waits).toBe(1);
+    });
+
+    it('a row whose copy is not among 64 candidates reads them in doubling rounds', async () => {
+      const f = new Folder(Array.from({ length: 64 }, (_, i) => [i + 1, plain(i)] as [number, Buffer]));
+      const probe = f.batchedProbe();
+      const r = await matchCopies([want('gone', plain(99))], f.list(), new Set(), probe);
+      expect(r).toEqual([{ key: 'gone', uid: null }]);
+      // 1 + 2 + 4 + 8 + 16 + 32 + the last 1: seven round trips, each body read once.
+      expect(probe.waits).toBe(7);
+      expect(probe.reads.size).toBe(64);
+      expect([...probe.reads.values()].every((n) => n === 1)).toBe(true);
+    });
+
+    it('decides as reading one body at a time does, whatever the folder holds', async () => {
+      // Seeded mixes of rows and copies: identical messages, shared and missing Message-IDs,
+      // rewritten and absent copies, foreign mail, claimed UIDs and floors.
+      let seed = 7;
+      const rand = (n: number): number => {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        return seed % n;
+      };
+      const kinds = [m1, m2, noId, plain(1), plain(2), b('Message-ID: <1@t>\nSubject: x\n\nx\n')];
+      for (let round = 0; round < 200; round++) {
+        const entries: Array<[number, Buffer]> = [];
+        for (let uid = 1; uid <= 1 + rand(12); uid++) {
+          const k = kinds[rand(kinds.length)]!;
+          entries.push([uid, rand(2) === 0 ? k : dovecot(k)]);
+        }
+        const rows = Array.from({ length: 1 + rand(8) }, (_, i) =>
+          want(`r${i}`, kinds[rand(kinds.length)]!, { floor: 1 + rand(4), messageIdFallback: rand(3) > 0 }),
+        );
+        const claimed = new Set(rand(3) === 0 ? [1 + rand(6)] : []);
+        const f = new Folder(entries);
+        const alone = await matchCopies(rows, f.list(), new Set(claimed), f.probe());
+        const probe = f.batchedProbe();
+        const ahead = await matchCopies(rows, f.list(), new Set(claimed), probe);
+        expect(ahead, `mix ${round}`).toEqual(alone);
+        expect([...probe.reads.values()].every((n) => n === 1)).toBe(true);
+      }
+    });
   });
 
   it('compares Message-IDs as a munging server leaves them', () => {
