@@ -23,11 +23,6 @@ export interface HoldOptions extends LockOptions {
   heartbeatMs?: number;
   /** Clock for the journal's *_at columns. */
   now?: () => Date;
-  /**
-   * The account as the run names it to the user (`user@host:port`, as given); the journal key
-   * (`user@localhost` for every loopback spelling) by default.
-   */
-  name?: string;
 }
 
 export interface HeldLock {

@@ -20,6 +20,11 @@ export interface LockOptions {
   hostname?: string;
   pid?: number;
   staleMs?: number;
+  /**
+   * The account as the run names it to the user (`user@host:port`, as given); the journal key
+   * (`user@localhost` for every loopback spelling) by default.
+   */
+  name?: string;
 }
 
 export type LockAttempt =
@@ -52,7 +57,7 @@ export class LockRows {
   private readonly db: JournalDb;
   private readonly sql;
   /** The lock row this connection wrote (tryLock); every write step first checks it is still ours. */
-  private held: { account: string; token: string } | null = null;
+  private held: { account: string; token: string; name: string } | null = null;
 
   constructor(db: JournalDb) {
     this.db = db;
@@ -79,15 +84,15 @@ export class LockRows {
    */
   private assertStillHeld(): void {
     if (this.held === null) return;
-    const { account, token } = this.held;
+    const { account, token, name } = this.held;
     const row = this.sql.get.get(account);
     if (row?.holder_id === token) return;
     const now = row === undefined ? 'its lock row is gone' : `it is now held by ${describeHolder(toLock(row))}`;
     throw new PopsyncError(
       'locked',
-      `this run no longer holds the lock of ${account}: ${now}; stopped before writing to the journal`,
+      `this run no longer holds the lock of ${name}: ${now}; stopped before writing to the journal`,
       {
-        account,
+        account: name,
         hint:
           'another run took the lock over, which happens only when this one, on another host, sent no heartbeat ' +
           'for longer than the stale limit; that run carries on. Nothing was copied twice by this run; ' +
@@ -127,7 +132,7 @@ export class LockRows {
           };
         })
         .immediate();
-      if (attempt.ok) this.held = { account, token: attempt.token };
+      if (attempt.ok) this.held = { account, token: attempt.token, name: o.name ?? account };
       return attempt;
     } catch (e) {
       throw journalError(e, this.db.path, 'taking the account lock');

@@ -230,16 +230,25 @@ describe('journals that know less than the destination', () => {
     // The journal still says copied: nothing is copied back on its own.
     const r1 = await runCli(args(pop.port, imap, lab.imap.port, journal), { env: { PW: lab.password } });
     expect(JSON.parse(r1.stdout)).toMatchObject({ copied: 0 });
-    const f = await runCli(['journal', 'forget-folder', '--folder', 'INBOX', '--journal', journal], { env: {} });
+    // Named as the runs name the account (the source as given), not by the journal key (src@localhost).
+    const given = `src@127.0.0.1:${pop.port}`;
+    const byPop = ['--pop', `pop3://${given}`, '--journal', journal];
+    const f = await runCli(['journal', 'forget-folder', '--folder', 'INBOX', ...byPop], { env: {} });
     expect(f.code, f.stderr).toBe(0);
-    expect(f.stdout).toMatch(new RegExp(`forgot destination folder "INBOX" and ${messages.length} message`));
+    expect(f.stdout).toMatch(
+      new RegExp(`^${given.replaceAll('.', '\\.')}: forgot destination folder "INBOX" and ${messages.length} message`),
+    );
     const r2 = await runCli(args(pop.port, imap, lab.imap.port, journal), { env: { PW: lab.password } });
     expect(r2.code, r2.stderr).toBe(0);
     expect(JSON.parse(r2.stdout)).toMatchObject({ copied: 2, adopted: messages.length - 2 });
     expect(fingerprints((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(fingerprints(messages));
-    const unknown = await runCli(['journal', 'forget-folder', '--folder', 'Nope', '--journal', journal], { env: {} });
+    const unknown = await runCli(['journal', 'forget-folder', '--folder', 'Nope', ...byPop], { env: {} });
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/records nothing about destination folder "Nope"/);
+    expect(unknown.stderr).toContain(`\n  account: ${given}\n`);
+    // Without --pop there is only the journal's key to name it by.
+    const byKey = await runCli(['journal', 'forget-folder', '--folder', 'INBOX', '--journal', journal], { env: {} });
+    expect(byKey.stdout, byKey.stderr).toMatch(/^src@localhost: forgot destination folder "INBOX"/);
   });
 
   it('a folder deleted and recreated between runs, then new mail: the run goes on', async () => {

@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { holdAccountLock } from '../../src/engine/lock.js';
 import { isPopsyncError } from '../../src/errors.js';
@@ -28,6 +29,15 @@ const rec = (o: Partial<LockRecord> = {}): LockRecord => ({
 });
 const alive = (pids: number[]) => (pid: number) => pids.includes(pid);
 const at = (ms: number) => new Date(T0.getTime() + ms);
+const item = (uidl: string) => ({
+  uidl,
+  size: 10,
+  sha256: 'c'.repeat(64),
+  messageId: null,
+  folder: 'INBOX',
+  destUidValidity: 7n,
+  destUidNext: 1,
+});
 
 describe('decideLock (for a run that holds the lock file)', () => {
   it('takes a free lock', () => {
@@ -105,15 +115,6 @@ describe('the lock row', () => {
   let b: Journal;
   let lockFile: LockFile;
   let clock = T0;
-  const item = (uidl: string) => ({
-    uidl,
-    size: 10,
-    sha256: 'c'.repeat(64),
-    messageId: null,
-    folder: 'INBOX',
-    destUidValidity: 7n,
-    destUidNext: 1,
-  });
   beforeEach(() => {
     clock = T0;
     a = Journal.open(join(dir, 'j.sqlite'), { source: 's' }, { now: () => clock });
@@ -228,6 +229,32 @@ describe('holdAccountLock', () => {
       expect(Journal.lockHolderAt(path, 'acct')).toBeNull();
     } finally {
       vi.useRealTimers();
+    }
+  });
+
+  it('a run whose row was taken over stops naming its account as the run does, not by the journal key', async () => {
+    const path = join(dir, 'j.sqlite');
+    const held = await holdAccountLock(path, 'alice@localhost', { ...o, name: 'alice@127.0.0.1:1110' });
+    try {
+      // What a run on another host does once this one's heartbeat is stale: its own row.
+      const other = new Database(path);
+      other.prepare(`UPDATE locks SET holder_id = 'theirs', hostname = 'other', pid = 4242`).run();
+      other.close();
+      let refusal: unknown;
+      try {
+        held.journal.beginAppend('alice@localhost', [item('u1')]);
+      } catch (e) {
+        refusal = e;
+      }
+      expect(refusal).toMatchObject({
+        kind: 'locked',
+        message: expect.stringMatching(
+          /^this run no longer holds the lock of alice@127\.0\.0\.1:1110: it is now held by /,
+        ),
+        context: { account: 'alice@127.0.0.1:1110' },
+      });
+    } finally {
+      held.release();
     }
   });
 

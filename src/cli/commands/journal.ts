@@ -47,9 +47,12 @@ export function registerJournal(program: Command): void {
     const explicit = typeof opts.journal === 'string' ? opts.journal : undefined;
     let path: string;
     let named: string | null = null;
-    if (pop.url !== undefined || pop.host !== undefined)
-      ({ path, sourceKey: named } = locateJournal(resolvePop3Endpoint(pop), explicit));
-    else if (explicit !== undefined) path = refuseDirectory(explicit);
+    let given: string | undefined;
+    if (pop.url !== undefined || pop.host !== undefined) {
+      const endpoint = resolvePop3Endpoint(pop);
+      given = endpoint.display;
+      ({ path, sourceKey: named } = locateJournal(endpoint, explicit));
+    } else if (explicit !== undefined) path = refuseDirectory(explicit);
     else
       throw new PopsyncError('usage', 'journal forget-folder needs --journal PATH or the source account (--pop URL)');
 
@@ -57,6 +60,8 @@ export function registerJournal(program: Command): void {
     if (snap === null || snap.source === null)
       throw missingJournal('journal forget-folder', path, explicit === undefined ? named : null);
     const source = snap.source;
+    // Named as a run names it: the source as given with --pop, the journal key without one.
+    const name = given ?? source;
     if (named !== null && !sameMailbox(named, source)) {
       throw new PopsyncError('journal-bound', `journal ${path} belongs to source account ${source}, not ${named}`, {
         account: named,
@@ -67,6 +72,7 @@ export function registerJournal(program: Command): void {
       source,
       {
         command: 'journal forget-folder',
+        name,
         logger: createLogger({ verbose: false, quiet: false }),
         waitSeconds: typeof opts.wait === 'number' ? opts.wait : 0,
       },
@@ -75,7 +81,7 @@ export function registerJournal(program: Command): void {
         const r = j.forgetFolder(source, folder);
         if (!known && r.forgotten === 0 && r.kept === 0) {
           throw new PopsyncError('usage', `journal ${path} records nothing about destination folder "${folder}"`, {
-            account: source,
+            account: name,
             folder,
             hint:
               'give the folder name exactly as popsync used it (see the run report); names are ' +
@@ -90,7 +96,7 @@ export function registerJournal(program: Command): void {
       return;
     }
     process.stdout.write(
-      `${printable(source)}: forgot destination folder "${printable(folder)}" and ${result.forgotten} ` +
+      `${printable(name)}: forgot destination folder "${printable(folder)}" and ${result.forgotten} ` +
         `message(s) recorded for it` +
         (result.kept > 0 ? ` (${result.kept} deleted from the source stay recorded)` : '') +
         `.\nThe next run searches "${printable(folder)}" for their copies, adopts the ones it recognises and ` +
