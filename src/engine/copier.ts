@@ -31,20 +31,34 @@ import type { RoutedItem } from './recorder.js';
 
 type Item = RoutedItem & { begin: BeginAppend; req: AppendRequest; head: Buffer };
 
-/** Routes each received message and groups them by destination folder, in source order. */
+/**
+ * Routes each received message and groups them by destination folder, in source order. The
+ * objects are written out whole, with no spread of an optional part: an object literal with a
+ * spread is built property by property at run time, and this is once per message copied.
+ */
 function route(ctx: RunContext, received: Received[]): Map<string, Item[]> {
   const groups = new Map<string, Item[]>();
+  const detailed = ctx.rec.detailed;
+  let last: Item[] | null = null;
+  let lastFolder = '';
   for (const f of received) {
     const { head } = f.body;
     const fields = parseHeaders(head);
     const routing = ctx.o.route({ size: f.body.size, fields, uidl: f.m.uidl });
-    const group = groups.get(routing.folder) ?? [];
-    groups.set(routing.folder, group);
-    group.push({
+    let group: Item[] | undefined = last !== null && routing.folder === lastFolder ? last : groups.get(routing.folder);
+    if (group === undefined) {
+      group = [];
+      groups.set(routing.folder, group);
+    }
+    last = group;
+    lastFolder = routing.folder;
+    const req: AppendRequest = {
+      body: f.body.bytes ?? { file: f.body.file!, size: f.body.wireSize, hasNul: f.body.hasNul },
+      flags: routing.flags,
+    };
+    if (routing.internalDate) req.internalDate = routing.internalDate;
+    const it: Item = {
       m: f.m,
-      ...(ctx.rec.detailed
-        ? { shown: { subject: decodedHeader(fields, 'subject'), from: decodedHeader(fields, 'from') } }
-        : {}),
       begin: {
         uidl: f.m.uidl,
         size: f.body.size,
@@ -65,12 +79,10 @@ function route(ctx: RunContext, received: Received[]): Map<string, Item[]> {
         },
       },
       head,
-      req: {
-        body: f.body.bytes ?? { file: f.body.file!, size: f.body.wireSize, hasNul: f.body.hasNul },
-        flags: routing.flags,
-        ...(routing.internalDate ? { internalDate: routing.internalDate } : {}),
-      },
-    });
+      req,
+    };
+    if (detailed) it.shown = { subject: decodedHeader(fields, 'subject'), from: decodedHeader(fields, 'from') };
+    group.push(it);
   }
   return groups;
 }
@@ -257,13 +269,7 @@ async function prepare(
       it.begin.destUidValidity = status.uidValidity;
       it.begin.destUidNext = floor;
     }
-    const adopted = await adoptExisting(
-      ctx,
-      sink,
-      folder,
-      status,
-      routed.map((it) => ({ begin: it.begin, head: it.head })),
-    );
+    const adopted = await adoptExisting(ctx, sink, folder, status, routed);
     for (const it of routed) {
       const uid = adopted.get(it.m.uidl);
       if (uid === undefined) continue;
@@ -441,8 +447,12 @@ export async function copyAll(
   const outcomes = new OutcomeJournal(ctx.o.journal, ctx.o.account);
   const depth = sink.capabilities.has('UIDPLUS') ? DEFAULT_APPEND_WINDOW : 1;
   const window: Array<{ handed: Handed; got: ReceivedBatch; settled: boolean; failed: boolean }> = [];
-  const discard = (got: ReceivedBatch): Promise<unknown> =>
-    Promise.all(got.items.map((r) => (r.body.file ? spool.discard(r.body.file) : undefined)));
+  // Only the spooled messages' files: a promise per message held in memory was most of a batch's garbage here.
+  const discard = (got: ReceivedBatch): Promise<unknown> => {
+    const files: Array<Promise<void>> = [];
+    for (const r of got.items) if (r.body.file) files.push(spool.discard(r.body.file));
+    return Promise.all(files);
+  };
   const ahead = new ReceiveAhead(receiver, limits.bytes);
   const retire = async (): Promise<void> => {
     const w = window.shift()!;

@@ -30,7 +30,9 @@ type UidSettlement = Extract<AppendSettlement, { ok: true }> & { destUid: number
 export type ReusedUid = (settlement: UidSettlement, owner: string) => Error;
 
 export class OutcomeGroup {
-  private pending: Array<{ settlement: AppendSettlement; committed: () => void }> = [];
+  /** The outcomes held, and beside each what runs once it is committed: two arrays, not an object per copy. */
+  private pending: AppendSettlement[] = [];
+  private committed: Array<() => void> = [];
   /**
    * UIDs of held copies, per UIDVALIDITY (the group is one folder's): UID -> UIDL. Keyed by the
    * bigint itself, not a string made of it and the folder for every copy and every look.
@@ -53,7 +55,8 @@ export class OutcomeGroup {
       }
       uids.set(settlement.destUid, settlement.uidl);
     }
-    this.pending.push({ settlement, committed });
+    this.pending.push(settlement);
+    this.committed.push(committed);
   }
 
   /**
@@ -61,11 +64,12 @@ export class OutcomeGroup {
    * or, after writing the outcomes before it, with `reused` for a UID the journal gives another message.
    */
   flush(): void {
-    const batch = this.pending;
-    if (batch.length === 0) return;
+    const settlements = this.pending;
+    const batch = this.committed;
+    if (settlements.length === 0) return;
     this.pending = [];
+    this.committed = [];
     this.held.clear();
-    const settlements = batch.map((p) => p.settlement);
     try {
       this.owner.write(settlements);
     } catch (refused) {
@@ -79,11 +83,11 @@ export class OutcomeGroup {
       if (taken === null) throw refused;
       if (taken.index > 0) {
         this.owner.write(settlements.slice(0, taken.index));
-        for (const p of batch.slice(0, taken.index)) p.committed();
+        for (const committed of batch.slice(0, taken.index)) committed();
       }
       throw this.reused(taken.settlement, taken.owner);
     }
-    for (const p of batch) p.committed();
+    for (const committed of batch) committed();
   }
 
   /** Ends the group: it is written and no longer counted by ownerOf(). */

@@ -204,9 +204,14 @@ export class BodyCollector {
     if (chunks.length > 0) await this.file!.writev(chunks);
   }
 
+  /** Whether the message went to a spool file: finish() then has writes to await, finishHeld() is not for it. */
+  get spilled(): boolean {
+    return this.file !== null;
+  }
+
   async finish(): Promise<ReceivedBody> {
-    const fingerprint = this.fingerprint.digest();
     if (this.file) {
+      const fingerprint = this.fingerprint.digest();
       const sha256 = this.hash!.digest('hex');
       await this.flush();
       await this.file.close();
@@ -221,6 +226,12 @@ export class BodyCollector {
         file: this.file.path,
       };
     }
+    return this.finishHeld();
+  }
+
+  /** finish() of a message that stayed in memory, which has nothing to wait for. */
+  finishHeld(): ReceivedBody {
+    const fingerprint = this.fingerprint.digest();
     // Unconverted and in memory, the chunks held are the source's bytes: most mail is one chunk,
     // hashed in one call.
     let sha256: string;

@@ -106,7 +106,8 @@ export class Receiver {
       if (!x) break;
       let body: ReceivedBody | null;
       try {
-        body = await this.receive(x.m, x.stream, arena);
+        const got = this.receive(x.m, x.stream, arena);
+        body = got instanceof Promise ? await got : got;
       } catch (e) {
         this.failed = this.charge(x.m, e);
         this.abandonAhead();
@@ -150,48 +151,93 @@ export class Receiver {
     for (const x of this.ahead.splice(0)) x.stream.destroy();
   }
 
-  /** One whole message, or null when the server refused to send it (-ERR: that message only). */
-  private async receive(m: ListedMessage, stream: RetrBody, arena: Arena): Promise<ReceivedBody | null> {
+  /**
+   * One whole message, or null when the server refused to send it (-ERR: that message only).
+   * The body itself, not a promise, when all of it had arrived and it stayed in memory: most
+   * small mail, as the RETRs written ahead arrive many to a socket read. An async receive was a
+   * promise and its turns of the event loop per message, and each batch() awaited it. Whatever
+   * has to wait (a chunk not yet arrived, a spool write) or fails goes on in receiveRest(), which
+   * is this same loop awaited.
+   */
+  private receive(
+    m: ListedMessage,
+    stream: RetrBody,
+    arena: Arena,
+  ): ReceivedBody | null | Promise<ReceivedBody | null> {
     const body = new BodyCollector(this.spool, this.limits.spillAt, arena);
     const ceiling = retrCeiling(m.size);
     try {
-      // A promise only when no chunk has arrived yet: most mail is in before it is read.
       for (let chunk = stream.read(); ; chunk = stream.read()) {
-        if (chunk instanceof Promise) chunk = await chunk;
+        if (chunk instanceof Promise) return this.receiveRest(m, stream, body, ceiling, chunk, null);
         if (chunk === null) break;
         const writing = body.add(chunk);
-        if (writing !== null) await writing;
-        if (body.received > ceiling) {
-          stream.destroy();
-          // The rest of the reply is unread, so the session is out of step: it ends here.
-          this.source.destroy();
-          this.overCeiling = new PopsyncError(
-            'protocol',
-            `the POP3 server sent more than ${ceiling} bytes for message ${m.n}, which LIST said was ${m.size} bytes`,
-            {
-              uidl: m.uidl,
-              messageNumber: m.n,
-            },
-          );
-          throw this.overCeiling;
-        }
+        if (writing !== null) return this.receiveRest(m, stream, body, ceiling, null, writing);
+        this.checkCeiling(m, stream, body, ceiling);
+      }
+      return body.spilled ? this.receiveRest(m, stream, body, ceiling, null, null) : body.finishHeld();
+    } catch (e) {
+      return this.notReceived(m, stream, body, e);
+    }
+  }
+
+  /**
+   * receive() from where it had to wait: `chunk` is the read it was waiting for, `writing` the
+   * spool write of the chunk it took last (its ceiling not checked yet).
+   */
+  private async receiveRest(
+    m: ListedMessage,
+    stream: RetrBody,
+    body: BodyCollector,
+    ceiling: number,
+    chunk: Promise<Buffer | null> | null,
+    writing: Promise<void> | null,
+  ): Promise<ReceivedBody | null> {
+    try {
+      if (writing !== null) {
+        await writing;
+        this.checkCeiling(m, stream, body, ceiling);
+      }
+      // A promise only when no chunk has arrived yet: most mail is in before it is read.
+      for (let next = chunk ?? stream.read(); ; next = stream.read()) {
+        const got = next instanceof Promise ? await next : next;
+        if (got === null) break;
+        const w = body.add(got);
+        if (w !== null) await w;
+        this.checkCeiling(m, stream, body, ceiling);
       }
       return await body.finish();
     } catch (e) {
-      // A reply left unread must not keep the connection paused.
-      stream.destroy();
-      await body.abandon();
-      if (isPopsyncError(e) && e.kind === 'server') {
-        this.ctx.rec.fail(
-          m,
-          null,
-          `the POP3 server refused to send it: ${e.message}`,
-          e.context.serverResponse ?? null,
-        );
-        return null;
-      }
-      throw e;
+      return this.notReceived(m, stream, body, e);
     }
+  }
+
+  /** Ends the session when the reply outgrew what LIST said the message is (retrCeiling). */
+  private checkCeiling(m: ListedMessage, stream: RetrBody, body: BodyCollector, ceiling: number): void {
+    if (body.received <= ceiling) return;
+    stream.destroy();
+    // The rest of the reply is unread, so the session is out of step: it ends here.
+    this.source.destroy();
+    this.overCeiling = new PopsyncError(
+      'protocol',
+      `the POP3 server sent more than ${ceiling} bytes for message ${m.n}, which LIST said was ${m.size} bytes`,
+      {
+        uidl: m.uidl,
+        messageNumber: m.n,
+      },
+    );
+    throw this.overCeiling;
+  }
+
+  /** A message that failed to arrive: null when the server refused it, else the failure, thrown. */
+  private async notReceived(m: ListedMessage, stream: RetrBody, body: BodyCollector, e: unknown): Promise<null> {
+    // A reply left unread must not keep the connection paused.
+    stream.destroy();
+    await body.abandon();
+    if (isPopsyncError(e) && e.kind === 'server') {
+      this.ctx.rec.fail(m, null, `the POP3 server refused to send it: ${e.message}`, e.context.serverResponse ?? null);
+      return null;
+    }
+    throw e;
   }
 
   /**

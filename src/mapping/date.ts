@@ -114,7 +114,7 @@ const EARLIEST = Date.UTC(1980, 0, 1);
 /** Slack for clock skew between the source server and us. */
 const FUTURE_SLACK_MS = 24 * 3600_000;
 
-function plausible(d: Date | null, now: Date): d is Date {
+function plausible(d: Date | null, now: Date): boolean {
   return d !== null && d.getTime() >= EARLIEST && d.getTime() <= now.getTime() + FUTURE_SLACK_MS;
 }
 
@@ -126,17 +126,20 @@ function plausible(d: Date | null, now: Date): d is Date {
  * date clamped: to 1980-01-01 when older, to `now` when in the future.
  */
 export function arrivalDate(fields: HeaderField[], now: Date): ArrivalDate {
-  const candidates: Array<{ date: Date | null; source: 'received' | 'date' }> = [];
+  // Received first, then Date, as described; neither read into a list of candidates (two objects
+  // and an array per message routed).
+  let fromReceived: Date | null = null;
   const received = firstHeader(fields, 'received');
   if (received !== undefined) {
     const semi = received.lastIndexOf(';');
-    candidates.push({ date: semi >= 0 ? parseMailDate(received.slice(semi + 1)) : null, source: 'received' });
+    fromReceived = semi >= 0 ? parseMailDate(received.slice(semi + 1)) : null;
+    if (plausible(fromReceived, now)) return { date: fromReceived, source: 'received' };
   }
   const dateHeader = firstHeader(fields, 'date');
-  if (dateHeader !== undefined) candidates.push({ date: parseMailDate(dateHeader), source: 'date' });
-  for (const c of candidates) if (plausible(c.date, now)) return { date: c.date, source: c.source };
-  const first = candidates.find((c) => c.date !== null)?.date;
-  if (!first) return { date: null, source: 'none' };
+  const fromDate = dateHeader === undefined ? null : parseMailDate(dateHeader);
+  if (plausible(fromDate, now)) return { date: fromDate, source: 'date' };
+  const first = fromReceived ?? fromDate;
+  if (first === null) return { date: null, source: 'none' };
   if (first.getTime() < EARLIEST) return { date: new Date(EARLIEST), source: 'clamped-old' };
   return { date: new Date(now.getTime()), source: 'clamped-future' };
 }

@@ -141,7 +141,11 @@ function compilePattern(p: PatternSpec): Matcher {
   return p.kind === 'glob' ? compileGlob(p.source, p.caseSensitive) : compileRegex(p.source, p.caseSensitive);
 }
 
-type Target = { role: SpecialUseRole } | { parts: TemplatePart[] };
+/**
+ * `fixed`: the folder a template naming no field gives every message, rendered and normalised
+ * once rather than per message (a string built and two patterns run on it for each copy).
+ */
+type Target = { role: SpecialUseRole } | { parts: TemplatePart[]; fixed: string | null };
 
 interface CompiledRule {
   name: string;
@@ -163,12 +167,14 @@ function compileTarget(folder: string, where: string): Target {
     );
   const t = parseTemplate(folder);
   if (!t.ok) throw new PopsyncError('config', `${where}: ${t.error}`);
-  return { parts: t.parts };
+  const fixed = t.parts.every((p) => typeof p === 'string') ? normaliseFolder(t.parts.join('')) : null;
+  return { parts: t.parts, fixed };
 }
 
 /** Per-message lazily computed values, so a rule on Subject does not parse addresses. */
 class MessageView {
-  private cache = new Map<string, unknown>();
+  /** Made on first use: most messages meet no rule that reads a field, and a Map each was garbage. */
+  private cache: Map<string, unknown> | null = null;
   constructor(
     readonly fields: HeaderField[],
     readonly size: number,
@@ -176,6 +182,7 @@ class MessageView {
   ) {}
 
   private memo<T>(key: string, f: () => T): T {
+    this.cache ??= new Map();
     if (!this.cache.has(key)) this.cache.set(key, f());
     return this.cache.get(key) as T;
   }
@@ -308,18 +315,23 @@ export function compileRouting(spec: RoutingSpec): CompiledRouting {
       }
       return path;
     }
+    if (t.fixed !== null) return t.fixed;
     const name = renderTemplate(t.parts, (n) => v.value(n));
     return name === null ? null : normaliseFolder(name);
   };
 
-  const fixed = rules.length === 0 && ('role' in fallback || fallback.parts.every((p) => typeof p === 'string'));
+  const fixed = rules.length === 0 && ('role' in fallback || fallback.fixed !== null);
+  // The flags of a copy that neither X-Status nor its rule adds to, by whether it is seen: one
+  // array each for the run (never changed by a reader) instead of four arrays and a Set per copy.
+  const plainFlags = dedupeFlags([...spec.flags]);
+  const seenFlags = dedupeFlags(['\\Seen', ...spec.flags]);
 
   return {
     roles,
     onlyFolder(known) {
       if (!fixed) return null;
       if ('role' in fallback) return known?.get(fallback.role) ?? null;
-      return normaliseFolder(fallback.parts.join(''));
+      return fallback.fixed;
     },
     route({ fields, size }, ctx) {
       const arrival = arrivalDate(fields, ctx.now);
@@ -339,12 +351,12 @@ export function compileRouting(spec: RoutingSpec): CompiledRouting {
       // The default may be a template as well; with a missing value it falls back to INBOX.
       if (folder === null) folder = resolve(fallback, v, ctx) ?? DEFAULT_FOLDER;
       const seen = decideSeen(spec.seen, fields, arrival.date, ctx.now);
-      const flags = dedupeFlags([
-        ...(seen.seen ? ['\\Seen'] : []),
-        ...seen.extraFlags,
-        ...spec.flags,
-        ...(rule?.flags ?? []),
-      ]);
+      const flags =
+        seen.extraFlags.length === 0 && (rule === null || rule.flags.length === 0)
+          ? seen.seen
+            ? seenFlags
+            : plainFlags
+          : dedupeFlags([...(seen.seen ? ['\\Seen'] : []), ...seen.extraFlags, ...spec.flags, ...(rule?.flags ?? [])]);
       return {
         folder,
         flags,

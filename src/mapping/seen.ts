@@ -28,6 +28,8 @@ export interface SeenDecision {
   extraFlags: string[];
 }
 
+const NO_FLAGS: string[] = [];
+
 export function stepName(step: SeenStep): string {
   return step.kind === 'older-than' ? `older-than:${step.label}` : step.kind;
 }
@@ -38,10 +40,12 @@ export function decideSeen(
   arrival: Date | null,
   now: Date,
 ): SeenDecision {
-  const extraFlags: string[] = [];
+  // Shared while empty (it is never added to once returned): an array per message routed was garbage.
+  let extraFlags: string[] = NO_FLAGS;
   if (steps.some((s) => s.kind === 'status-header')) {
     const x = firstHeader(fields, 'x-status');
-    if (x !== undefined) {
+    if (x !== undefined && (x.includes('A') || x.includes('F'))) {
+      extraFlags = [];
       if (x.includes('A')) extraFlags.push('\\Answered');
       if (x.includes('F')) extraFlags.push('\\Flagged');
     }
