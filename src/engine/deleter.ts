@@ -16,9 +16,19 @@ import { PopsyncError, isPopsyncError } from '../errors.js';
 import type { Pop3Session } from '../pop3/types.js';
 import type { RunContext } from './context.js';
 import { planDeletion, type DeletionCandidate, type DeletionPolicy } from './deletion.js';
+import { inFlight } from './in-flight.js';
 import { topHash } from './inventory.js';
 import { checkCopies } from './verifier.js';
 import type { Verdict } from './verify.js';
+
+/**
+ * TOPs, then DELEs, awaiting their replies at once (in-flight.ts): a fixed bound on what a
+ * deletion queues, whatever the mailbox (it queued one of each per message due at once). The
+ * POP3 pipeline window (pop3/client.ts), so none wait in the client's queue and each reply lets
+ * the next command go: the server keeps a full window to work through, where the connection
+ * refilled a quarter of it at a time.
+ */
+export const DELETE_IN_FLIGHT = 512;
 
 /** Ends the source session: deleting what the policy allows first, when there is a policy. */
 export async function finishSource(ctx: RunContext, source: Pop3Session, policy: DeletionPolicy | null): Promise<void> {
@@ -75,8 +85,15 @@ async function deleteFromSource(ctx: RunContext, source: Pop3Session, policy: De
     account,
     due.map((c) => c.uidl),
   );
-  const deles = Promise.all(
-    due.map((c) =>
+  // QUIT goes right behind the last DELE (with PIPELINING in the same write), not a round trip
+  // after their replies: a refused DELE only leaves its message, whose row the reply below marks
+  // kept, and whatever else stops the run leaves rows 'deleting' for the next run to settle from
+  // the listing, as after a kill. Its +OK is still waited for: only then are the deletions real.
+  let quit: Promise<void> | null = null;
+  const deles = inFlight(
+    due,
+    DELETE_IN_FLIGHT,
+    (c) =>
       source.dele(c.n).then(
         () => true,
         (e: unknown) => {
@@ -85,17 +102,14 @@ async function deleteFromSource(ctx: RunContext, source: Pop3Session, policy: De
           return false;
         },
       ),
-    ),
+    () => {
+      quit = source.quit();
+      quit.catch(() => undefined);
+    },
   );
-  // QUIT goes right behind the DELEs (with PIPELINING in the same write), not a round trip after
-  // their replies: a refused DELE only leaves its message, whose row the reply below marks kept,
-  // and whatever else stops the run leaves rows 'deleting' for the next run to settle from the
-  // listing, as after a kill. Its +OK is still waited for: only then are the deletions real.
-  const quit = source.quit();
-  quit.catch(() => undefined);
   const ok = await ctx.on('pop3', deles);
   // Rejects on anything but +OK; the rows stay 'deleting' and the next run settles them.
-  await ctx.on('pop3', quit);
+  await ctx.on('pop3', quit ?? source.quit());
   journal.settleDeleting(account, {
     deleted: due.filter((_, i) => ok[i]).map((c) => c.uidl),
     kept: due.filter((_, i) => !ok[i]).map((c) => c.uidl),
@@ -112,7 +126,7 @@ async function sameMessages(
 ): Promise<DeletionCandidate[]> {
   const hashes = await ctx.on(
     'pop3',
-    Promise.all(due.map((c) => (c.row.headerHash === null ? Promise.resolve(null) : topHash(source, c.n)))),
+    inFlight(due, DELETE_IN_FLIGHT, (c) => (c.row.headerHash === null ? Promise.resolve(null) : topHash(source, c.n))),
   );
   return due.filter((c, i) => {
     if (c.row.headerHash === null || hashes[i] === c.row.headerHash) return true;

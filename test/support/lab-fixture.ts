@@ -80,12 +80,13 @@ export async function runAtRoundTrip(
   imap: string,
   journal: string,
   observe: { pop3?: ProxyObserver; imap?: ProxyObserver } = {},
+  extra: string[] = [],
 ): Promise<CliResult> {
   const popSlow = await startSlowProxy(lab.pop3.port, 15, observe.pop3);
   const imapSlow = await startSlowProxy(lab.imap.port, 15, observe.imap);
   try {
     const ports = { pop3: popSlow.port, imap: imapSlow.port };
-    return await runCli(loopbackArgs(command, ports, pop, imap, journal, ['--json', '--no-progress']), {
+    return await runCli(loopbackArgs(command, ports, pop, imap, journal, ['--json', '--no-progress', ...extra]), {
       env: { PW: lab.password },
     });
   } finally {
