@@ -56,11 +56,17 @@ export const DEFAULT_RECONNECT_MAX_DELAY_MS = 30_000;
 
 /**
  * RETRs the receiver keeps written ahead of the message it reads (engine/retr-ahead.ts): a
- * batch's count (DEFAULT_BATCH_MESSAGES) always, and up to this many while the LIST sizes of
- * those ahead stay within RETRS_AHEAD_LIST_BYTES. A batch's worth held small mail to one batch
- * per round trip, 100 messages (3,300 a second at 30 ms, where popsync copies about 10,000 a
- * second on loopback): of 2,500 small messages at 30 ms the POP3 server ran out of commands 27-32
- * times, 6-11 with these. Below the POP3 window (512 commands, pop3/client.ts): one write.
+ * batch's count (DEFAULT_BATCH_MESSAGES) always, and up to this many where the measured round
+ * trip needs them, while the LIST sizes of those ahead stay within RETRS_AHEAD_LIST_BYTES. A
+ * batch's worth held small mail to one batch per round trip, 100 messages (3,300 a second at
+ * 30 ms, where popsync copies about 10,000 a second on loopback): of 2,500 small messages at 30 ms
+ * the POP3 server ran out of commands 27-32 times, 6-11 with these. Below the POP3 window (512
+ * commands, pop3/client.ts): one write.
  */
 export const RETRS_AHEAD_MAX = 400;
 export const RETRS_AHEAD_LIST_BYTES = 1024 * 1024;
+/**
+ * The most small messages a second popsync receives (about 10,000 on loopback): RETRs ahead cover
+ * a round trip at this rate, so RETRS_AHEAD_MAX at 30 ms and a batch's count below 7.5 ms.
+ */
+export const RETRS_AHEAD_RATE = 10_000;

@@ -76,6 +76,9 @@ export class HeadStart {
       get pipelining() {
         return source.pipelining;
       },
+      get roundTripMs() {
+        return source.roundTripMs;
+      },
       stat: () => source.stat(),
       list: () => source.list(),
       uidl: () => source.uidl(),

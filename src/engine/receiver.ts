@@ -90,6 +90,7 @@ export class Receiver {
     this.retrsAhead = new RetrAhead(
       todo.map((m) => m.size),
       limits.messages,
+      source.roundTripMs ?? Number.POSITIVE_INFINITY,
     );
     this.slabs = new SlabPool(Math.ceil((HELD_BATCHES * (limits.bytes + limits.spillAt)) / SLAB_BYTES));
   }

@@ -2,31 +2,62 @@
  * How many RETRs the receiver (receiver.ts) keeps written ahead of the message it reads. Replies
  * wait in their bodies until read, within the session's bound on what is read ahead
  * (pop3/retr-body.ts RETR_READ_AHEAD_BYTES: the rest waits in the socket and the server); a
- * batch's count always goes ahead (as before this module), and beyond it more only while the
- * sizes LIST gave for all of them stay within RETRS_AHEAD_LIST_BYTES: small mail gets enough
- * commands in flight to cover a long round trip, larger mail keeps the count it had. A command
- * ahead costs its reply body's record until read (peak RSS +5 MB on 2,500 small messages).
+ * batch's count always goes ahead, and beyond it more only where the link needs them and while
+ * the sizes LIST gave for all of them stay within RETRS_AHEAD_LIST_BYTES.
+ *
+ * Where the link needs them: the commands in flight must cover a round trip at the rate popsync
+ * reads (retrsAheadFor). The round trip is the one the POP3 connection measured on its own
+ * replies before the copy began (pop3/connection.ts roundTripMs), so a distant server gets up to
+ * RETRS_AHEAD_MAX and loopback keeps a batch's count: there 400 ahead only held more replies
+ * (10,000 small messages: about 4% more wall time and 9 MB more peak RSS) while 100 already
+ * covered a round trip hundreds of times over. The rate is popsync's own ceiling on small mail
+ * (RETRS_AHEAD_RATE), not one measured in the run: a rate measured while too few commands were in
+ * flight would be held down by that very shortage, and larger mail is bounded by the LIST bytes.
  */
-import { RETRS_AHEAD_LIST_BYTES, RETRS_AHEAD_MAX } from '../defaults.js';
+import { RETRS_AHEAD_LIST_BYTES, RETRS_AHEAD_MAX, RETRS_AHEAD_RATE } from '../defaults.js';
+
+/**
+ * The RETRs to keep ahead on a link whose round trip is `roundTripMs`: enough to cover it at
+ * `rate` messages a second with a quarter to spare (the receiver tops them up once a quarter were
+ * read, so three quarters is the least in flight), never fewer than a batch's `messages` nor more
+ * than `max`. A round trip not measured (NaN, Infinity: no reply timed) is taken as a long one:
+ * a distant server loses most, and the LIST byte bound holds either way.
+ */
+export function retrsAheadFor(
+  roundTripMs: number,
+  messages: number,
+  max = RETRS_AHEAD_MAX,
+  rate = RETRS_AHEAD_RATE,
+): number {
+  if (!Number.isFinite(roundTripMs)) return Math.max(messages, max);
+  const cover = Math.ceil((Math.max(0, roundTripMs) / 1000) * rate * (4 / 3));
+  return Math.max(messages, Math.min(max, cover));
+}
 
 export class RetrAhead {
   /** LIST bytes of the first i messages of the copy list, so any run of them is one subtraction. */
   private readonly before: Float64Array;
+  /** The most ahead on this link (retrsAheadFor). */
+  private readonly max: number;
 
   constructor(
     sizes: readonly number[],
     /** The batch's message count: always allowed ahead. */
     private readonly messages: number,
-    private readonly max = RETRS_AHEAD_MAX,
+    /** The POP3 connection's measured round trip (ms); 0 keeps a batch's count. */
+    roundTripMs: number,
+    max = RETRS_AHEAD_MAX,
     private readonly bytes = RETRS_AHEAD_LIST_BYTES,
   ) {
+    this.max = retrsAheadFor(roundTripMs, messages, max);
     this.before = new Float64Array(sizes.length + 1);
     for (let i = 0; i < sizes.length; i++) this.before[i + 1] = this.before[i]! + sizes[i]!;
   }
 
   /**
    * The RETRs to keep ahead when the oldest not yet read is message `first` of the copy list (its
-   * index): the most within the LIST byte bound and `max`, and never fewer than a batch's count.
+   * index): the most within the LIST byte bound and the link's count, and never fewer than a
+   * batch's count.
    */
   target(first: number): number {
     const end = this.before.length - 1;

@@ -423,6 +423,10 @@ class Session implements Pop3Session {
     this.ahead = new ReadAhead(() => conn.resumeReading());
   }
 
+  get roundTripMs(): number {
+    return this.conn.roundTripMs;
+  }
+
   /** Sends a command and turns -ERR into PopsyncError('server'/'temporary'). */
   private async run(spec: CommandSpec): Promise<Reply> {
     const reply = await this.conn.send(spec);

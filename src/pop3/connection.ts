@@ -76,6 +76,8 @@ interface Pending {
   /** Created when this reply becomes the next one due. */
   budget?: ReplyBudget;
   status?: StatusLine;
+  /** When it was written into an idle connection (now()'s clock): its reply then times a round trip. */
+  sentIdle?: number;
   chunks: Buffer[];
   resolve: (r: Reply) => void;
   reject: (e: PopsyncError) => void;
@@ -100,6 +102,8 @@ export class Pop3Connection implements CommandChannel {
   /** The socket is corked until the end of this tick (corkForThisTick). */
   private corked = false;
   private upgrading = false;
+  /** The least time a command written into an idle connection waited for its status line (ms). */
+  private leastReplyMs = Number.POSITIVE_INFINITY;
   private readonly onSocketData = (chunk: Buffer): void => this.receive(chunk);
   private readonly onSocketError = (e: Error): void => {
     this.fail('connection', `POP3 connection error: ${e.message}`, e);
@@ -140,6 +144,16 @@ export class Pop3Connection implements CommandChannel {
       this.queue.push({ spec, chunks: [], resolve, reject });
       this.pump();
     });
+  }
+
+  /**
+   * The round trip as this connection saw it: the least time between writing a command while
+   * nothing else was awaited and reading its status line (the link's round trip plus the
+   * server's least work). Infinity before any such reply. Costs one clock read per command
+   * written into an idle connection, not per pipelined one.
+   */
+  get roundTripMs(): number {
+    return this.leastReplyMs;
   }
 
   /** Restart reading after an onData consumer returned false. */
@@ -220,6 +234,7 @@ export class Pop3Connection implements CommandChannel {
     if (this.failure || this.upgrading) return;
     while (this.queue.length > 0 && this.inflight.length < this.window) {
       const p = this.queue.shift() as Pending;
+      if (this.inflight.length === 0) p.sentIdle = now();
       this.inflight.push(p);
       this.corkForThisTick();
       this.opts.logger.debug({ command: p.spec.label }, 'pop3 >');
@@ -316,6 +331,7 @@ export class Pop3Connection implements CommandChannel {
           return;
         }
         this.opts.logger.debug({ response: s.line }, 'pop3 <');
+        if (p.sentIdle !== undefined) this.leastReplyMs = Math.min(this.leastReplyMs, now() - p.sentIdle);
         p.spec.onStatus?.(s);
         if (s.kind === 'ok' && p.spec.multiline) {
           p.status = s;

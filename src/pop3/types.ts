@@ -75,6 +75,11 @@ export interface Pop3Session {
   /** CAPA result: capability name (upper case) -> its arguments. Empty if CAPA unsupported. */
   readonly capabilities: ReadonlyMap<string, string[]>;
   readonly pipelining: boolean;
+  /**
+   * The least time a command written while nothing else was awaited took to be answered (ms): the
+   * link's round trip plus the server's least work, Infinity before any reply. Absent: not measured.
+   */
+  readonly roundTripMs?: number;
   stat(): Promise<Pop3Stat>;
   list(): Promise<Pop3SizeEntry[]>;
   /** Rejects with kind 'server' when the server has no UIDL. */
