@@ -34,11 +34,30 @@ export function joinListing(
   sizes: Array<{ n: number; size: number }>,
   uidls: Array<{ n: number; uidl: string; fault?: string }>,
 ): ListedMessage[] {
-  const byN = new Map(uidls.map((u) => [u.n, u]));
-  return sizes.map((s) => {
-    const u = byN.get(s.n);
-    return { n: s.n, size: s.size, uidl: u?.uidl ?? '', ...(u?.fault === undefined ? {} : { fault: u.fault }) };
-  });
+  // Servers answer LIST and UIDL in the same order: then the two are paired by position, without
+  // a map of every message (this runs before the first RETR of every run, for every message).
+  const byN = inStep(sizes, uidls) ? null : new Map(uidls.map((u) => [u.n, u]));
+  const out: ListedMessage[] = new Array(sizes.length);
+  for (let i = 0; i < sizes.length; i++) {
+    const s = sizes[i]!;
+    const u = byN === null ? uidls[i] : byN.get(s.n);
+    out[i] =
+      u === undefined
+        ? { n: s.n, size: s.size, uidl: '' }
+        : u.fault === undefined
+          ? { n: s.n, size: s.size, uidl: u.uidl }
+          : { n: s.n, size: s.size, uidl: u.uidl, fault: u.fault };
+  }
+  return out;
+}
+
+/** The same message numbers at the same positions, rising (so none is listed twice). */
+function inStep(sizes: ReadonlyArray<{ n: number }>, uidls: ReadonlyArray<{ n: number }>): boolean {
+  if (sizes.length !== uidls.length) return false;
+  for (let i = 0; i < sizes.length; i++) {
+    if (sizes[i]!.n !== uidls[i]!.n || (i > 0 && sizes[i]!.n <= sizes[i - 1]!.n)) return false;
+  }
+  return true;
 }
 
 /** What a report says about a message the plan cannot identify. */
@@ -55,25 +74,36 @@ export function invalidReasonText(m: ListedMessage & { reason: InvalidReason }):
 
 export function planCopy(listing: ListedMessage[], rows: ReadonlyMap<string, JournalIndexRow>): Plan {
   const plan: Plan = { copy: [], skip: [], invalid: [] };
-  const seen = new Map<string, number>();
-  for (const m of listing) seen.set(m.uidl, (seen.get(m.uidl) ?? 0) + 1);
+  const dup = listedTwice(listing);
   for (const m of listing) {
     if (m.fault !== undefined) {
       plan.invalid.push({ ...m, reason: 'unusable-uidl' });
     } else if (m.uidl === '') {
       plan.invalid.push({ ...m, reason: 'no-uidl' });
-    } else if ((seen.get(m.uidl) ?? 0) > 1) {
+    } else if (dup.has(m.uidl)) {
       // Two messages under one UIDL cannot both be tracked; copying either risks a duplicate or a loss.
       plan.invalid.push({ ...m, reason: 'duplicate-uidl' });
     } else {
       const row = rows.get(m.uidl);
       // A copy exists in every state from 'done' on; 'deleting'/'deleted' rows are no exception.
+      // Written out rather than spread: one shape, and a third of this function's time at 10,000.
       if (row !== undefined && (row.state === 'done' || row.state === 'deleting' || row.state === 'deleted'))
-        plan.skip.push({ ...m, reason: 'already-copied' });
-      else plan.copy.push({ ...m, retry: row !== undefined });
+        plan.skip.push({ n: m.n, uidl: m.uidl, size: m.size, reason: 'already-copied' });
+      else plan.copy.push({ n: m.n, uidl: m.uidl, size: m.size, retry: row !== undefined });
     }
   }
   return plan;
+}
+
+/** Keys the listing holds more than once. */
+function listedTwice(listing: readonly ListedMessage[]): Set<string> {
+  const seen = new Set<string>();
+  const dup = new Set<string>();
+  for (const m of listing) {
+    if (seen.has(m.uidl)) dup.add(m.uidl);
+    else seen.add(m.uidl);
+  }
+  return dup;
 }
 
 /**

@@ -258,6 +258,28 @@ describe('reply pace', () => {
   });
 });
 
+describe('LIST', () => {
+  it('reads lines with other spacing or words after the size as before; refuses a size that is no number', async () => {
+    const pop = await fake({
+      messages: [MSG, MSG, MSG, MSG],
+      handlers: { LIST: (ctx) => ctx.replyMulti('+OK', '1 100\r\n  2\t200 octets\r\n\r\n3 300\n4  400\r\n') },
+    });
+    expect(await (await connect(pop)).list()).toEqual([
+      { n: 1, size: 100 },
+      { n: 2, size: 200 },
+      { n: 3, size: 300 },
+      { n: 4, size: 400 },
+    ]);
+    const bad = await fake({
+      messages: [MSG, MSG],
+      handlers: { LIST: (ctx) => ctx.replyMulti('+OK', '1 100\r\n2 2x0\r\n') },
+    });
+    const err = await failure((await connect(bad)).list());
+    expect(err.kind).toBe('protocol');
+    expect(err.message).toContain('LIST size');
+  });
+});
+
 describe('UIDL', () => {
   it('keeps a UIDL whole and marks one with bytes outside 0x21-0x7E as a fault of that message', async () => {
     const pop = await fake({

@@ -387,6 +387,73 @@ describe('identify: shared UIDLs (popa3d) and UIDLs popsync deleted', () => {
   });
 });
 
+describe('joinListing and planCopy', () => {
+  const sizes = [
+    { n: 1, size: 10 },
+    { n: 2, size: 20 },
+    { n: 3, size: 30 },
+  ];
+  it('pairs LIST and UIDL by message number, whatever order and gaps the UIDL answer has', () => {
+    const inOrder = joinListing(sizes, [
+      { n: 1, uidl: 'a' },
+      { n: 2, uidl: 'b' },
+      { n: 3, uidl: 'c', fault: 'bad' },
+    ]);
+    expect(inOrder).toEqual([
+      { n: 1, size: 10, uidl: 'a' },
+      { n: 2, size: 20, uidl: 'b' },
+      { n: 3, size: 30, uidl: 'c', fault: 'bad' },
+    ]);
+    // Out of order, one missing, one number listed twice (the later line wins, as it always did).
+    expect(
+      joinListing(sizes, [
+        { n: 3, uidl: 'c' },
+        { n: 1, uidl: 'a' },
+        { n: 1, uidl: 'a2' },
+      ]),
+    ).toEqual([
+      { n: 1, size: 10, uidl: 'a2' },
+      { n: 2, size: 20, uidl: '' },
+      { n: 3, size: 30, uidl: 'c' },
+    ]);
+    // Same positions but a number twice: not taken as in step.
+    expect(
+      joinListing(
+        [
+          { n: 1, size: 10 },
+          { n: 1, size: 11 },
+        ],
+        [
+          { n: 1, uidl: 'x' },
+          { n: 1, uidl: 'y' },
+        ],
+      ).map((m) => m.uidl),
+    ).toEqual(['y', 'y']);
+  });
+
+  it('copies what the journal lacks, skips copies, and never copies a key listed twice', () => {
+    const listing = [
+      { n: 1, uidl: 'new', size: 1 },
+      { n: 2, uidl: 'twice', size: 2 },
+      { n: 3, uidl: 'copied', size: 3 },
+      { n: 4, uidl: 'twice', size: 4 },
+      { n: 5, uidl: 'lost', size: 5 },
+      { n: 6, uidl: '', size: 6 },
+    ];
+    const plan = planCopy(listing, rows(row('copied'), row('lost', { state: 'appending', copiedAt: null })));
+    expect(plan.copy).toEqual([
+      { n: 1, uidl: 'new', size: 1, retry: false },
+      { n: 5, uidl: 'lost', size: 5, retry: true },
+    ]);
+    expect(plan.skip).toEqual([{ n: 3, uidl: 'copied', size: 3, reason: 'already-copied' }]);
+    expect(plan.invalid.map((m) => [m.n, m.reason])).toEqual([
+      [2, 'duplicate-uidl'],
+      [4, 'duplicate-uidl'],
+      [6, 'no-uidl'],
+    ]);
+  });
+});
+
 describe('planDeletion', () => {
   const policy = (o: Partial<DeletionPolicy> = {}): DeletionPolicy => ({
     afterDays: 0,
