@@ -9,6 +9,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { PopsyncError } from '../errors.js';
+import { arenaOption } from './read-arena.js';
 import { watchForTlsOnlyPort } from './tls-probe.js';
 import { type TlsTarget, type TrustSources, tlsOptions, trustedCas } from './trust.js';
 
@@ -17,6 +18,8 @@ export interface SocketTarget extends TlsTarget {
   protocol: string;
   /** Bound on TCP connect plus TLS handshake. */
   connectTimeoutMs: number;
+  /** Implicit TLS is read into arenas of our own (read-arena.ts): the POP3 connection's reading. */
+  arena?: boolean;
 }
 
 /** TCP-level failures are 'connection'; anything else while TLS is being set up is 'tls'. */
@@ -79,9 +82,11 @@ function failOnPop3Greeting(s: net.Socket, t: SocketTarget): void {
 }
 
 function newSocket(t: SocketTarget, secure: boolean, onConnect?: () => void): net.Socket {
+  const arena = secure && t.arena === true ? arenaOption() : null;
   const s = secure
-    ? resuming(t, (o) => tls.connect({ ...o, port: t.port }, onConnect))
+    ? resuming(t, (o) => tls.connect({ ...o, port: t.port, ...(arena ? { onread: arena.onread } : {}) }, onConnect))
     : net.connect({ host: t.host, port: t.port }, onConnect);
+  arena?.bind(s);
   s.setNoDelay(true);
   // Every plain connection awaits a greeting first (STARTTLS comes after it).
   if (!secure) watchForTlsOnlyPort(s, { host: t.host, port: t.port, timeoutMs: t.connectTimeoutMs });
@@ -187,7 +192,8 @@ const warm = new Map<string, WarmSocket[]>();
 const WARM_MAX_AGE_MS = 5_000;
 
 function warmKey(t: SocketTarget, secure: boolean): string {
-  return [t.protocol, t.host, t.port, secure, t.rejectUnauthorized !== false, ...(t.ca ?? []).map(String)].join('\0');
+  const trust = [t.rejectUnauthorized !== false, ...(t.ca ?? []).map(String)];
+  return [t.protocol, t.host, t.port, secure, t.arena === true, ...trust].join('\0');
 }
 
 /** Opens `count` sockets to `t` for the next callers; returns what closes those not taken by then. */

@@ -79,6 +79,7 @@ export function warmPop3(
       ca: opts.ca,
       rejectUnauthorized: opts.rejectUnauthorized !== false,
       connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      arena: true,
     },
     opts.tls === 'implicit',
   );

@@ -19,6 +19,7 @@ import type net from 'node:net';
 import { PopsyncError, type ErrorContext, type ErrorKind } from '../errors.js';
 import type { Logger } from '../log.js';
 import { openSocket, type SocketTarget, startTls } from '../net/connect.js';
+import { type SocketChunks, socketChunks } from '../net/read-arena.js';
 import { ResponseDecoder, type FrameEvent, type StatusLine } from './framing.js';
 import { formatBytes, MIN_BYTES_PER_SECOND, ReplyBudget, ReplyOverCeiling, SMALL_REPLY_MAX } from './limits.js';
 import { redact } from '../net/redact.js';
@@ -87,6 +88,8 @@ const GREETING: CommandSpec = { line: '', label: '(greeting)', multiline: false 
 
 export class Pop3Connection implements CommandChannel {
   private socket: net.Socket;
+  /** How the socket is read (its stream, or an arena under implicit TLS). */
+  private chunks: SocketChunks;
   private readonly decoder = new ResponseDecoder();
   private readonly queue: Pending[] = [];
   private readonly inflight: Pending[] = [];
@@ -104,12 +107,14 @@ export class Pop3Connection implements CommandChannel {
   private upgrading = false;
   /** The least time a command written into an idle connection waited for its status line (ms). */
   private leastReplyMs = Number.POSITIVE_INFINITY;
-  private readonly onSocketData = (chunk: Buffer): void => this.receive(chunk);
+  private readonly reader = {
+    chunk: (chunk: Buffer): void => this.receive(chunk),
+    close: (): void => {
+      this.fail('connection', 'POP3 server closed the connection');
+    },
+  };
   private readonly onSocketError = (e: Error): void => {
     this.fail('connection', `POP3 connection error: ${e.message}`, e);
-  };
-  private readonly onSocketClose = (): void => {
-    this.fail('connection', 'POP3 server closed the connection');
   };
 
   /** Resolves with the server greeting (which may be -ERR). */
@@ -120,6 +125,7 @@ export class Pop3Connection implements CommandChannel {
     private readonly opts: ConnectionOptions,
   ) {
     this.socket = socket;
+    this.chunks = socketChunks(socket);
     this.greeting = new Promise<Reply>((resolve, reject) => {
       this.inflight.push({ spec: GREETING, chunks: [], resolve, reject });
     });
@@ -163,7 +169,7 @@ export class Pop3Connection implements CommandChannel {
     this.inflight[0]?.budget?.resume(now());
     // Re-armed below for the time the budget has left.
     this.clearPace();
-    if (!this.failure) this.socket.resume();
+    if (!this.failure) this.chunks.resume();
     this.updateTimer();
   }
 
@@ -186,6 +192,7 @@ export class Pop3Connection implements CommandChannel {
       throw this.fail('tls', he.message, he.cause ?? he, he.context);
     }
     this.socket = secure;
+    this.chunks = socketChunks(secure);
     this.upgrading = false;
     this.attach();
     this.pump();
@@ -219,15 +226,13 @@ export class Pop3Connection implements CommandChannel {
   }
 
   private attach(): void {
-    this.socket.on('data', this.onSocketData);
+    this.chunks.start(this.reader);
     this.socket.on('error', this.onSocketError);
-    this.socket.on('close', this.onSocketClose);
   }
 
   private detach(): void {
-    this.socket.off('data', this.onSocketData);
+    this.chunks.stop();
     this.socket.off('error', this.onSocketError);
-    this.socket.off('close', this.onSocketClose);
   }
 
   private pump(): void {
@@ -349,7 +354,7 @@ export class Pop3Connection implements CommandChannel {
           if (!p.spec.onData(ev.chunk) && !this.paused) {
             this.paused = true;
             p.budget?.pause(now());
-            this.socket.pause();
+            this.chunks.pause();
           }
         } else {
           p.chunks.push(ev.chunk);
@@ -545,5 +550,6 @@ function target(opts: ConnectionOptions): SocketTarget {
     ca: opts.ca,
     rejectUnauthorized: opts.rejectUnauthorized,
     connectTimeoutMs: opts.connectTimeoutMs,
+    arena: true,
   };
 }

@@ -1,0 +1,107 @@
+/**
+ * The arena a TLS socket is read into (src/net/read-arena.ts), driven as Node drives it: onread's
+ * buffer() names where the next bytes go, callback(n) says n bytes went there. A stand-in socket
+ * records resume() (the restart after the callback said stop) and emits 'close'.
+ */
+import { EventEmitter } from 'node:events';
+import type net from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { ARENA_BYTES, arenaOption, type ChunkSink, socketChunks } from '../../src/net/read-arena.js';
+
+function setup() {
+  const { onread, bind } = arenaOption();
+  const socket = Object.assign(new EventEmitter(), { resumes: 0 });
+  (socket as unknown as { resume: () => void }).resume = () => void socket.resumes++;
+  bind(socket as unknown as net.Socket);
+  const chunks = socketChunks(socket as unknown as net.Socket);
+  const buffer = onread.buffer as () => Buffer;
+  let next = buffer();
+  /** Node's side: `text` decrypted into the named buffer, in pieces as large as it allows. */
+  const arrive = (text: string): boolean[] => {
+    const said: boolean[] = [];
+    for (let b = Buffer.from(text); b.length > 0; ) {
+      const n = Math.min(b.length, next.length);
+      b.copy(next, 0, 0, n);
+      said.push(onread.callback(n, next) !== false);
+      next = buffer();
+      b = b.subarray(n);
+    }
+    return said;
+  };
+  const got: string[] = [];
+  const sink: ChunkSink = { chunk: (c) => void got.push(c.toString()), close: () => void got.push('<close>') };
+  return { socket, chunks, arrive, got, sink };
+}
+
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+describe('ReadArena', () => {
+  it('what arrives in one turn is handed on as one chunk, in the next', async () => {
+    const { chunks, arrive, got, sink } = setup();
+    chunks.start(sink);
+    expect(arrive('+OK ')).toEqual([true]);
+    expect(arrive('hello\r\n')).toEqual([true]);
+    expect(got).toEqual([]);
+    await turn();
+    expect(got).toEqual(['+OK hello\r\n']);
+  });
+
+  it('bytes before start() (a greeting that came early) are kept, reading stopped, then handed on', async () => {
+    const { socket, chunks, arrive, got, sink } = setup();
+    expect(arrive('+OK ready\r\n')).toEqual([false]);
+    await turn();
+    expect(got).toEqual([]);
+    chunks.start(sink);
+    expect(socket.resumes).toBe(1);
+    await turn();
+    expect(got).toEqual(['+OK ready\r\n']);
+  });
+
+  it('an arena that fills is handed on whole and the next one continues it, nothing lost or reordered', async () => {
+    const { chunks, arrive, got, sink } = setup();
+    chunks.start(sink);
+    const a = 'a'.repeat(ARENA_BYTES - 3);
+    arrive(a);
+    arrive('bcdef');
+    await turn();
+    expect(got).toEqual([`${a}bcd`, 'ef']);
+  });
+
+  it('paused: bytes still arriving are kept and reading stopped; resume() hands them on, then the close', async () => {
+    const { socket, chunks, arrive, got, sink } = setup();
+    const reader: ChunkSink = {
+      chunk: (c) => {
+        sink.chunk(c);
+        chunks.pause();
+      },
+      close: sink.close,
+    };
+    chunks.start(reader);
+    arrive('one');
+    await turn();
+    expect(got).toEqual(['one']);
+    // The rest of what one read decrypted comes even though the reader said stop.
+    expect(arrive('two')).toEqual([false]);
+    socket.emit('close');
+    await turn();
+    expect(got).toEqual(['one']);
+    chunks.resume();
+    expect(socket.resumes).toBe(1);
+    await turn();
+    expect(got).toEqual(['one', 'two']);
+    chunks.resume();
+    await turn();
+    expect(got).toEqual(['one', 'two', '<close>']);
+  });
+
+  it('after stop() nothing reaches the reader and the socket reads on to its end', async () => {
+    const { socket, chunks, arrive, got, sink } = setup();
+    chunks.start(sink);
+    arrive('late');
+    chunks.stop();
+    expect(arrive('more')).toEqual([true]);
+    socket.emit('close');
+    await turn();
+    expect(got).toEqual([]);
+  });
+});
