@@ -59,9 +59,18 @@ function lowerInPlace(buf: Buffer, from: number, to: number): void {
   }
 }
 
+/**
+ * Compared byte by byte here: the names are a few bytes, and Buffer.compare's argument checks
+ * and native call for every field of the same length as one of them were most of the hash's cost.
+ */
 function isVolatile(buf: Buffer, from: number, to: number): boolean {
-  for (const v of VOLATILE_NAMES)
-    if (v.length === to - from && buf.compare(v, 0, v.length, from, to) === 0) return true;
+  const length = to - from;
+  for (const v of VOLATILE_NAMES) {
+    if (v.length !== length) continue;
+    let i = 0;
+    while (i < length && buf[from + i] === v[i]) i++;
+    if (i === length) return true;
+  }
   return false;
 }
 

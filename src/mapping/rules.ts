@@ -378,5 +378,6 @@ export function engineRouter(
   o: { roles?: () => ReadonlyMap<string, string> | null; now?: () => Date } = {},
 ): Router {
   const now = o.now ?? (() => new Date());
-  return ({ size, fields }) => c.route({ fields, size }, { now: now(), roles: o.roles?.() ?? null });
+  // The message itself is the route's input: it has the size and fields route reads.
+  return (message) => c.route(message, { now: now(), roles: o.roles?.() ?? null });
 }
