@@ -174,7 +174,7 @@ function recogniseByContent(ctx: RunContext, routed: Item[]): Item[] {
  * The APPEND's result once every outcome it reported is journaled. Reported outcomes are
  * journaled even when the APPEND then failed (a lost link): those copies are known.
  */
-async function settled<T>(ctx: RunContext, append: Promise<T>, group: OutcomeGroup): Promise<T> {
+async function settled<T>(ctx: RunContext, append: Promise<T>, group: Pick<OutcomeGroup, 'close'>): Promise<T> {
   let value: T;
   try {
     value = await ctx.on('imap', append);
@@ -316,8 +316,30 @@ function write(ctx: RunContext, sink: ImapSink, p: Prepared, outcomes: OutcomeJo
           'UIDVALIDITY); nothing was recorded wrongly, and the next run settles this message by content',
       },
     );
+  // The server's words for each refusal, by index; most batches have none.
+  const refusals = new Map<number, string | null>();
   // The journal's owners are looked up when the group is written, in one read for the batch.
-  const group = outcomes.group(folder, (s, owner) => reused(s.destUid, owner, s.uidl));
+  // What follows each outcome's commit is one function for the batch, told the message's index.
+  const group = outcomes.group(
+    folder,
+    (s, owner) => reused(s.destUid, owner, s.uidl),
+    (s, i: number) => {
+      const it = items[i]!;
+      ctx.settledThisPass++;
+      if (s.ok) {
+        if (s.destUid === null) uidless.push(it.m.uidl);
+        rec.result.copied++;
+        rec.result.copiedBytes += it.begin.size;
+        ctx.spent(it.begin.size);
+        ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
+        rec.recordRouted(it, 'copied', null, null);
+      } else {
+        const serverResponse = refusals.get(i) ?? null;
+        rec.fail(it.m, folder, s.error, serverResponse);
+        rec.recordRouted(it, 'failed', s.error, serverResponse);
+      }
+    },
+  );
   const appended = settled(
     ctx,
     sink.appendBatch(
@@ -338,22 +360,10 @@ function write(ctx: RunContext, sink: ImapSink, p: Prepared, outcomes: OutcomeJo
             if (held !== undefined && held !== it.m.uidl) throw reused(outcome.uid, held, it.m.uidl);
             status.floor = Math.max(status.floor, outcome.uid + 1);
           }
-          group.add({ uidl: it.m.uidl, ok: true, destUidValidity: uidValidity, destUid: outcome.uid }, () => {
-            if (outcome.uid === null) uidless.push(it.m.uidl);
-            rec.result.copied++;
-            rec.result.copiedBytes += it.begin.size;
-            ctx.spent(it.begin.size);
-            ctx.settledThisPass++;
-            ctx.emit({ type: 'message', uidl: it.m.uidl, bytes: it.begin.size, outcome: 'copied' });
-            rec.recordRouted(it, 'copied', null, null);
-          });
+          group.add({ uidl: it.m.uidl, ok: true, destUidValidity: uidValidity, destUid: outcome.uid }, i);
         } else {
-          const serverResponse = outcome.error.context.serverResponse ?? null;
-          group.add({ uidl: it.m.uidl, ok: false, error: outcome.error.message }, () => {
-            ctx.settledThisPass++;
-            rec.fail(it.m, folder, outcome.error.message, serverResponse);
-            rec.recordRouted(it, 'failed', outcome.error.message, serverResponse);
-          });
+          refusals.set(i, outcome.error.context.serverResponse ?? null);
+          group.add({ uidl: it.m.uidl, ok: false, error: outcome.error.message }, i);
         }
       },
     ),

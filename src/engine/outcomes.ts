@@ -29,10 +29,17 @@ type UidSettlement = Extract<AppendSettlement, { ok: true }> & { destUid: number
 /** The error ending a batch whose copy got a UID that already holds `owner`'s copy. */
 export type ReusedUid = (settlement: UidSettlement, owner: string) => Error;
 
-export class OutcomeGroup {
-  /** The outcomes held, and beside each what runs once it is committed: two arrays, not an object per copy. */
+/**
+ * What runs for each outcome once the step holding it committed, with the tag it was added
+ * with (the copier's: the message's index in its APPEND). One function per group, not a
+ * closure per copy.
+ */
+export type Committed<T> = (settlement: AppendSettlement, tag: T) => void;
+
+export class OutcomeGroup<T = unknown> {
+  /** The outcomes held, and beside each its tag: two arrays, not an object per copy. */
   private pending: AppendSettlement[] = [];
-  private committed: Array<() => void> = [];
+  private tags: T[] = [];
   /**
    * UIDs of held copies, per UIDVALIDITY (the group is one folder's): UID -> UIDL. Keyed by the
    * bigint itself, not a string made of it and the folder for every copy and every look.
@@ -43,10 +50,11 @@ export class OutcomeGroup {
     private readonly owner: OutcomeJournal,
     readonly folder: string,
     private readonly reused: ReusedUid,
+    private readonly committed: Committed<T>,
   ) {}
 
-  /** Holds one outcome; `committed` runs once the step holding it committed. */
-  add(settlement: AppendSettlement, committed: () => void): void {
+  /** Holds one outcome; the group's `committed` runs for it, with `tag`, once the step holding it committed. */
+  add(settlement: AppendSettlement, tag: T): void {
     if (settlement.ok && settlement.destUid !== null) {
       let uids = this.held.get(settlement.destUidValidity);
       if (uids === undefined) {
@@ -56,7 +64,7 @@ export class OutcomeGroup {
       uids.set(settlement.destUid, settlement.uidl);
     }
     this.pending.push(settlement);
-    this.committed.push(committed);
+    this.tags.push(tag);
   }
 
   /**
@@ -65,10 +73,10 @@ export class OutcomeGroup {
    */
   flush(): void {
     const settlements = this.pending;
-    const batch = this.committed;
+    const tags = this.tags;
     if (settlements.length === 0) return;
     this.pending = [];
-    this.committed = [];
+    this.tags = [];
     this.held.clear();
     try {
       this.owner.write(settlements);
@@ -83,11 +91,11 @@ export class OutcomeGroup {
       if (taken === null) throw refused;
       if (taken.index > 0) {
         this.owner.write(settlements.slice(0, taken.index));
-        for (const committed of batch.slice(0, taken.index)) committed();
+        for (let i = 0; i < taken.index; i++) this.committed(settlements[i]!, tags[i]!);
       }
       throw this.reused(taken.settlement, taken.owner);
     }
-    for (const committed of batch) committed();
+    for (let i = 0; i < settlements.length; i++) this.committed(settlements[i]!, tags[i]!);
   }
 
   /** Ends the group: it is written and no longer counted by ownerOf(). */
@@ -100,17 +108,24 @@ export class OutcomeGroup {
   }
 }
 
+/** What the journal reads of a group, whatever its tags. */
+interface OpenGroup {
+  readonly folder: string;
+  readonly held: ReadonlyMap<bigint, ReadonlyMap<number, string>>;
+  flush(): void;
+}
+
 /** The groups of one pass: several batches may be outstanding at once (copier.ts's window). */
 export class OutcomeJournal {
-  private readonly open = new Set<OutcomeGroup>();
+  private readonly open = new Set<OpenGroup>();
 
   constructor(
     private readonly journal: Journal,
     private readonly account: string,
   ) {}
 
-  group(folder: string, reused: ReusedUid): OutcomeGroup {
-    const g = new OutcomeGroup(this, folder, reused);
+  group<T>(folder: string, reused: ReusedUid, committed: Committed<T>): OutcomeGroup<T> {
+    const g = new OutcomeGroup(this, folder, reused, committed);
     this.open.add(g);
     return g;
   }
@@ -163,7 +178,7 @@ export class OutcomeJournal {
   }
 
   /** @internal for OutcomeGroup */
-  release(g: OutcomeGroup): void {
+  release(g: OpenGroup): void {
     this.open.delete(g);
   }
 }

@@ -54,6 +54,9 @@ const LF = 0x0a;
  */
 export function headOf(chunks: readonly Buffer[], held: number): Buffer {
   const first = chunks[0] ?? Buffer.alloc(0);
+  // The chunk itself when it is no longer than a head: a view of all of it was one more object
+  // per message, held as long as its batch.
+  if (first.length <= HEAD_BYTES && chunks.length === 1) return first;
   if (chunks.length === 1 || first.length >= HEAD_BYTES) return first.subarray(0, HEAD_BYTES);
   const end = headerEndAcross(chunks);
   if (end >= 0 && end <= first.length) return first;

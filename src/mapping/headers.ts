@@ -29,7 +29,9 @@ export function headerBlockEnd(message: Buffer): number {
   const scan = Math.min(message.length, HEADER_PARSE_LIMIT);
   // From line end to line end by native search: every message passes here twice (routing and
   // the identity hash), and a step per byte was most of the cost of both on small mail.
-  const within = message.subarray(0, scan);
+  // A view only when the block may run past the limit: most messages are shorter than it, and
+  // a view per call (twice per message) was garbage.
+  const within = scan === message.length ? message : message.subarray(0, scan);
   for (let i = within.indexOf(0x0a); i >= 0; i = within.indexOf(0x0a, i + 1)) {
     // A blank line is LF followed by LF, or LF followed by CR LF.
     if (message[i + 1] === 0x0a) return i + 2;
