@@ -33,7 +33,12 @@ export interface TrustSources {
 
 /** Node's roots, then NODE_EXTRA_CA_CERTS, then the extra CAs: what a CA file adds to. */
 export function trustedCas(extra: ReadonlyArray<string | Buffer>, from: TrustSources = {}): Array<string | Buffer> {
-  const cas: Array<string | Buffer> = [...(from.roots ?? tls.rootCertificates)];
+  return [...(from.roots ?? tls.rootCertificates), ...addedCas(extra, from)];
+}
+
+/** What a CA file adds to Node's roots: NODE_EXTRA_CA_CERTS (which a copy of them lacks), then the file. */
+export function addedCas(extra: ReadonlyArray<string | Buffer>, from: TrustSources = {}): Array<string | Buffer> {
+  const cas: Array<string | Buffer> = [];
   const envFile = (from.env ?? process.env).NODE_EXTRA_CA_CERTS;
   if (envFile) {
     try {

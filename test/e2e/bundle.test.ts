@@ -139,4 +139,23 @@ describe('the bundle bin/popsync.js runs', () => {
     );
     expect(r.status).toBe(70);
   });
+
+  it('the process ends when the command is done, whatever is left in the event loop, with its exit code', () => {
+    // A preload that keeps the event loop alive forever stands for a late handle (a socket that is
+    // never closed, a library's timer). The timeout only catches a process that would never end.
+    const preload = join(dir, 'keep-alive.cjs');
+    writeFileSync(preload, 'setInterval(() => {}, 1e9);\n');
+    const run = (args: string[]) =>
+      spawnSync(process.execPath, ['--require', preload, BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
+    const version = run(['--version']);
+    expect(version.signal).toBeNull();
+    expect(version.status).toBe(0);
+    expect(version.stdout.trim()).toBe(
+      (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version,
+    );
+    const usage = run(['migrate', '--bogus']);
+    expect(usage.signal).toBeNull();
+    expect(usage.status).toBe(2);
+    expect(usage.stderr).toContain("unknown option '--bogus'");
+  });
 });

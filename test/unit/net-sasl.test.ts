@@ -2,7 +2,7 @@
  * The one SASL module, the one trust rule and the IMAP login choice, without sockets.
  */
 import tls from 'node:tls';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { chooseLogin, SaslConversation } from '../../src/imap/login.js';
 import { sharedContext } from '../../src/net/connect.js';
 import { redact } from '../../src/net/redact.js';
@@ -189,6 +189,17 @@ describe('sharedContext (src/net/connect.ts): one secure context per trust', () 
     expect(first.secureContext).toBeDefined();
     expect(again.secureContext).toBe(first.secureContext);
     expect(sharedContext({ host: 'x', port: 993, ca: [a!] }).secureContext).not.toBe(first.secureContext);
+  });
+  it("starts from Node's store of parsed roots: no `ca` list, so the ~140 roots are not parsed again", () => {
+    const made = vi.spyOn(tls, 'createSecureContext');
+    try {
+      const o = sharedContext({ host: 'x', port: 993, ca: [b!] }, { env: {} });
+      expect(made).toHaveBeenCalledTimes(1);
+      expect(made.mock.calls[0]![0]?.ca).toBeUndefined();
+      expect(o.secureContext).toBe(made.mock.results[0]!.value);
+    } finally {
+      made.mockRestore();
+    }
   });
   it("without a CA list the options are tlsOptions' (Node's default context)", () => {
     const t = { host: 'x', port: 993, rejectUnauthorized: true };
