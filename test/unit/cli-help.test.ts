@@ -63,3 +63,23 @@ describe('exit-code table, printed once', () => {
     expect(out).not.toMatch(/^\s+exit-codes/m);
   });
 });
+
+describe('a run builds only the command it runs', () => {
+  const names = (only?: string) =>
+    buildProgram(createContext(new AbortController().signal), only).commands.map((c) => c.name());
+  it('migrate alone (and the hidden exit-codes topic); the same migrate as in the whole program', () => {
+    expect(names('migrate')).toEqual(['migrate', 'exit-codes']);
+    const alone = buildProgram(createContext(new AbortController().signal), 'migrate').commands[0]!;
+    const whole = buildProgram(createContext(new AbortController().signal)).commands.find(
+      (c) => c.name() === 'migrate',
+    )!;
+    expect(alone.options.map((o) => o.flags)).toEqual(whole.options.map((o) => o.flags));
+    expect(alone.helpInformation()).toBe(whole.helpInformation());
+  });
+  it('all of them for no command, help, an option first, a mistyped name, and completion', () => {
+    const all = names();
+    expect(all).toContain('sync');
+    expect(all.length).toBeGreaterThan(10);
+    for (const first of [undefined, 'help', '--help', 'migrat', 'completion']) expect(names(first)).toEqual(all);
+  });
+});
