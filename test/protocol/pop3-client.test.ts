@@ -587,6 +587,24 @@ describe('connection failures', () => {
     expect((await s.retr(1)).equals(body)).toBe(true);
   });
 
+  it('the idle timer is not moved for every chunk read (it re-checks when it fires)', async () => {
+    const big = Buffer.concat([Buffer.alloc(4 * 1024 * 1024, 0x67), b('\r\n')]);
+    const pop = await fake({ messages: [big] });
+    const s = await connect(pop);
+    const timeout = setTimeout(() => undefined, 0);
+    clearTimeout(timeout);
+    const refresh = vi.spyOn(Object.getPrototypeOf(timeout) as NodeJS.Timeout, 'refresh');
+    try {
+      let total = 0;
+      for await (const c of s.retrStream(1)) total += (c as Buffer).length;
+      expect(total).toBe(big.length);
+      // Refreshed per chunk, it was at least one call per 64 KiB socket read.
+      expect(refresh.mock.calls.length).toBeLessThan(4);
+    } finally {
+      refresh.mockRestore();
+    }
+  });
+
   it('connection refused is kind connection', async () => {
     // Not the harness's: closed here, so nothing listens on its port.
     const pop = await startFakePop3();
