@@ -74,6 +74,10 @@ export async function runAccount(
   // The servers are reached while the journal opens and the IMAP code loads (a sync that may not
   // need the destination reaches only the source); the lock still comes before any login.
   const cool = account.warmUp?.({ destination: !o.lazyDestination }) ?? (() => undefined);
+  // Node leaves a socket's connect for the next tick, and the journal opens synchronously (~10-20
+  // ms): one tick first, so the connects leave now and the servers' greetings are on their way
+  // while it opens, instead of after.
+  await new Promise<void>((resolve) => process.nextTick(resolve));
   o.logger.debug({ journal: account.journalPath }, 'journal');
   // The account lock: two overlapping runs on one account must never both copy.
   return withLockedJournal(
