@@ -278,10 +278,11 @@ describe('a POP3 server that answers every RETR written ahead at once, with big 
 });
 
 describe('the same flood over pop3s (TLS from the first byte)', () => {
-  // Lighter than the plain cases, and sized for TLS: a TLS socket hands on one record (16 KiB at
-  // most) per read, so a body of 16 records or more fills RETR_STREAM_CHUNKS and pauses the socket
-  // by itself; bodies of 160 KiB end below that, and only the session's read-ahead bound stops
-  // popsync from holding every reply written ahead (all 50 MiB without it).
+  // Lighter than the plain cases, and sized so that the session's read-ahead bound is what holds:
+  // a body of RETR_STREAM_CHUNKS chunks or more pauses the socket by itself, and a TLS socket's
+  // pieces can be as small as one record (16 KiB; 64 KiB read into arenas, net/read-arena.ts).
+  // Bodies of 160 KiB end below that either way: without the bound popsync holds every reply
+  // written ahead (all 50 MiB).
   const count = 320;
   const size = 160 * KIB;
 
