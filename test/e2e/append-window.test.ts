@@ -33,11 +33,17 @@ interface Summary {
   reconnects: number;
 }
 
+/**
+ * A message grown by 150 KB of epilogue: four make a batch over half of `--batch-mb 1`, so the
+ * window holds two batches (engine/append-window.ts bounds it by bytes beyond two).
+ */
+const padded = (m: Buffer): Buffer => Buffer.concat([m, Buffer.from(`${'x'.repeat(1022)}\r\n`.repeat(150))]);
+
 /** Twelve messages in batches of four: three MULTIAPPEND commands, one per batch. */
 async function migrateVia(options: AppendRelayOptions, seed: number) {
   const pop = lab.newUser('src');
   const imap = lab.newUser('dst');
-  await lab.seedPop3(pop, realisticMix(12, seed));
+  await lab.seedPop3(pop, realisticMix(12, seed).map(padded));
   const expected = digests(await sourceMessages(lab, pop));
   const relay = await startAppendRelay(lab.imap.port, options);
   relays.push(relay);
@@ -48,6 +54,8 @@ async function migrateVia(options: AppendRelayOptions, seed: number) {
     '--json',
     '--batch-messages',
     '4',
+    '--batch-mb',
+    '1',
     '--timeout',
     '20',
   ]);
