@@ -48,7 +48,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect, createSecureContext, type TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { openSocket } from '../src/net/connect.js';
-import { type RawEndpoints, rawImap, rawPop3, rawRelay, SINK_MODES, safeRelay } from './bench-raw.js';
+import { listPop3, type RawEndpoints, rawImap, rawPop3, rawRelay, SINK_MODES, safeRelay } from './bench-raw.js';
 import { benchMix, hugeMessage } from './corpus.js';
 import { startDovecot, type Lab } from './dovecot.js';
 import { formatServerCpu, ServerCpu, type ServerCpuSplit } from './server-cpu.js';
@@ -250,6 +250,7 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
   const watched = async (at: RawEndpoints): Promise<{ run: CliRun; phase: CopyPhase; benchCpuMs: number }> => {
     const src = fresh('src');
     await lab.seedPop3(src, messages);
+    await listPop3(at, src, lab.password);
     const observed = new CopyPhase(rttMs / 2);
     phase = observed;
     const cpu0 = process.cpuUsage();
@@ -267,6 +268,8 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
     const rawSrc = fresh('rawsrc');
     await lab.seedPop3(src, messages);
     await lab.seedPop3(rawSrc, messages);
+    // The server state the raw readers' source is in when the safe relay runs (listPop3).
+    await listPop3(ep, src, lab.password);
     const raw = new Map<string, Measured>();
     const relayLabel = 'raw relay POP3 -> MULTIAPPEND x100';
     const safeLabel = 'safe relay: + digests, journal';

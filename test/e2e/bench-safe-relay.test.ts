@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { safeRelay } from '../../lab/bench-raw.js';
+import { listPop3, safeRelay } from '../../lab/bench-raw.js';
 import { benchMix } from '../../lab/corpus.js';
 import type { Lab } from '../../lab/dovecot.js';
 import { Fingerprinter } from '../../src/engine/fingerprint.js';
@@ -75,5 +75,12 @@ describe('bench safe relay', () => {
       expect(r.uidvalidity).not.toBeNull();
       expect(byUid.get(r.uid!)).toEqual(body);
     }
+  });
+  it("listPop3, which lists popsync's source before a timed run, reads all of LIST and leaves the mail", async () => {
+    const src = `list-src-${++tries}`;
+    const mail = benchMix(30, 7);
+    await lab.seedPop3(src, mail);
+    await listPop3({ pop3: lab.pop3.port, imap: lab.imap.port }, src, lab.password);
+    expect((await sourceMessages(lab, src)).map(sha)).toEqual(mail.map(sha));
   });
 });
