@@ -139,7 +139,7 @@ export class BodyCollector {
     this.fingerprint.update(chunk);
     // Found by the fingerprint's own scan, not by searching the chunk once more.
     this.hasNul = this.fingerprint.sawNul;
-    const wire = this.crlf.convert(chunk);
+    const wire = this.crlf.convert(chunk, this.fingerprint.lastHadBareLf);
     if (this.hash === null && wire !== chunk) this.hash = this.hashOfHeld();
     this.hash?.update(chunk);
     chunk = wire;
