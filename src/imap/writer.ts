@@ -61,6 +61,8 @@ import { imapSocketTarget } from './socket-target.js';
 const BODY_PIECE_BYTES = 4 * 1024 * 1024;
 /** UIDs per FETCH command: keeps the command line far below servers' limits (Dovecot: 64 KiB). */
 const UIDS_PER_FETCH = 500;
+/** What a message without flags sends (formattedFlags): most mail arrives unread and unflagged. */
+const NO_FLAGS: string[] = [];
 
 /** The SPECIAL-USE roles of RFC 6154, in their canonical spelling. */
 const SPECIAL_USE = ['\\All', '\\Archive', '\\Drafts', '\\Flagged', '\\Junk', '\\Sent', '\\Trash'];
@@ -310,6 +312,12 @@ class ImapWriter implements ImapSink {
   private readonly uidNextSeen = new Map<string, number>();
   /** Folders whose kept flags were read back this session (reportRefusedFlags). */
   private readonly flagsChecked = new Set<string>();
+  /**
+   * formatFlag's output per flag list given (formattedFlags): routing hands every copy that
+   * neither X-Status nor a rule adds to one of two lists for the run (mapping/rules.ts), so
+   * formatting them again and a new array per message was ~2.6 ms per 10,000 messages read.
+   */
+  private readonly formatted = new WeakMap<readonly string[], string[]>();
   /** Our APPEND connection for file bodies when there is no pipelined one; opened on first use. */
   private streamer: PipelinedAppender | null = null;
   /** The server refused even a streaming connection: file bodies go through imapflow in memory. */
@@ -624,16 +632,10 @@ class ImapWriter implements ImapSink {
         });
         return { skip: { ok: false, error: classifyAppendError(err, path).error } };
       }
-      const flags: string[] = [];
-      for (const f of item.flags) {
-        const formatted = f ? this.flow.formatFlag(f) : false;
-        if (formatted) flags.push(formatted);
-        else if (f) this.log.info({ folder: path, flag: f }, 'Dropped a flag IMAP cannot carry');
-      }
       return {
         body: item.body,
         hasNul: bodyHasNul(item.body),
-        flags,
+        flags: this.formattedFlags(path, item.flags),
         date: item.internalDate ? internalDateTime(item.internalDate) : undefined,
       };
     });
@@ -644,6 +646,29 @@ class ImapWriter implements ImapSink {
       this.counts[this.pool?.has(pipeline) ? 'pipelined' : 'streamed'] += sent.appended;
       this.counts.multiappend += sent.multiappended;
     }
+  }
+
+  /**
+   * The flags as APPEND sends them, shared by every message given the same list (read only
+   * from here on: append-head.ts). A list with a flag IMAP cannot carry is formatted each time,
+   * so each message that had it says so in the log as before.
+   */
+  private formattedFlags(path: string, given: readonly string[]): string[] {
+    if (given.length === 0) return NO_FLAGS;
+    const known = this.formatted.get(given);
+    if (known !== undefined) return known;
+    const flags: string[] = [];
+    let dropped = false;
+    for (const f of given) {
+      const formatted = f ? this.flow.formatFlag(f) : false;
+      if (formatted) flags.push(formatted);
+      else if (f) {
+        dropped = true;
+        this.log.info({ folder: path, flag: f }, 'Dropped a flag IMAP cannot carry');
+      }
+    }
+    if (!dropped) this.formatted.set(given, flags);
+    return flags;
   }
 
   /** A connection that can stream a file body, or null when the server allows none. */

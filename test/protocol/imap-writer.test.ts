@@ -513,6 +513,40 @@ describe('pipelined APPEND (LITERAL+ and UIDPLUS) against the fake server', () =
     expect(other.sink.appendCounts).toEqual({ pipelined: 0, imapflow: 1, streamed: 0, multiappend: 0 });
   });
 
+  it('sends each message the flags of its own list when lists are shared between messages and batches', async () => {
+    // The writer formats a list once and reuses it for every message given the same array
+    // (routing shares one per run); a list with a flag IMAP cannot carry is logged per message.
+    const dropped: unknown[] = [];
+    const quiet = (): undefined => undefined;
+    const logger: Logger = {
+      debug: quiet,
+      info: (o, m) => void (m === 'Dropped a flag IMAP cannot carry' && dropped.push(o)),
+      warn: quiet,
+      error: quiet,
+      child: () => logger,
+    };
+    const { fake, sink } = await setup({}, FAKE_PASSWORD, { logger, appendPath: 'pipelined' });
+    const seen = ['\\seen', '$Migrated'];
+    const none: string[] = [];
+    const bad = ['\\Flagged', 'a b'];
+    const lists = [seen, none, seen, ['\\Answered'], bad, seen, bad, none];
+    await sink.appendBatch(
+      'Archive',
+      lists.slice(0, 5).map((flags, i) => ({ body: msg(i + 1), flags })),
+    );
+    await sink.appendBatch(
+      'Archive',
+      lists.slice(5).map((flags, i) => ({ body: msg(i + 6), flags })),
+    );
+    const want = lists.map((l) => (l === seen ? ['\\Seen', '$Migrated'] : l === bad ? ['\\Flagged'] : l));
+    expect(fake.mailboxes.get('Archive')!.messages.map((m) => m.flags)).toEqual(want);
+    expect(sink.appendCounts).toEqual({ pipelined: 8, imapflow: 0, streamed: 0, multiappend: 0 });
+    expect(dropped).toEqual([
+      { folder: 'Archive', flag: 'a b' },
+      { folder: 'Archive', flag: 'a b' },
+    ]);
+  });
+
   it('never logs the password, which travels as a quoted string', async () => {
     const password = 'p"w\\ s3cr3t-Xy';
     const lines: string[] = [];
