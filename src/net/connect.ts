@@ -11,7 +11,7 @@ import tls from 'node:tls';
 import { PopsyncError } from '../errors.js';
 import { arenaOption } from './read-arena.js';
 import { watchForTlsOnlyPort } from './tls-probe.js';
-import { addedCas, type TlsTarget, type TrustSources, tlsOptions } from './trust.js';
+import { addedCas, type TlsTarget, type TrustSources, tlsOptions, trustedCas } from './trust.js';
 
 export interface SocketTarget extends TlsTarget {
   /** 'POP3' or 'IMAP': names the server in error messages. */
@@ -164,9 +164,11 @@ export function sharedContext(t: TlsTarget, from: TrustSources = {}): tls.Connec
     context = tls.createSecureContext();
     // Node's own addCACert, as its `ca` option calls it for each entry: on a context made
     // without `ca` the first call copies Node's store of parsed roots (roots only: hence
-    // addedCas' NODE_EXTRA_CA_CERTS) and the rest add to that copy.
-    const native = (context as tls.SecureContext & { context: { addCACert(pem: string | Buffer): void } }).context;
-    for (const pem of addedCas(t.ca, from)) native.addCACert(pem);
+    // addedCas' NODE_EXTRA_CA_CERTS) and the rest add to that copy. It is not public API: a
+    // Node without it gets the whole list parsed, as before.
+    const native = (context as tls.SecureContext & { context?: { addCACert?(pem: string | Buffer): void } }).context;
+    if (typeof native?.addCACert === 'function') for (const pem of addedCas(t.ca, from)) native.addCACert(pem);
+    else context = tls.createSecureContext({ ca: trustedCas(t.ca, from) });
     contexts.set(key, context);
   }
   return { ...o, secureContext: context };

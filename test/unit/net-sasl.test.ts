@@ -201,6 +201,22 @@ describe('sharedContext (src/net/connect.ts): one secure context per trust', () 
       made.mockRestore();
     }
   });
+  it("a Node whose context has no addCACert gets the whole list parsed, as before (not Node's public API)", () => {
+    const real = tls.createSecureContext;
+    const made = vi.spyOn(tls, 'createSecureContext');
+    made.mockImplementationOnce(() => ({ context: {} }) as tls.SecureContext);
+    try {
+      const o = sharedContext({ host: 'x', port: 993, ca: [b!, b!] }, { env: {} });
+      expect(made).toHaveBeenCalledTimes(2);
+      const ca = made.mock.calls[1]![0]?.ca as string[];
+      expect(ca.length).toBe(tls.rootCertificates.length + 2);
+      expect(ca.slice(-2)).toEqual([b!, b!]);
+      expect(o.secureContext).toBe(made.mock.results[1]!.value);
+      expect(o.secureContext).toBeInstanceOf(real({}).constructor);
+    } finally {
+      made.mockRestore();
+    }
+  });
   it("without a CA list the options are tlsOptions' (Node's default context)", () => {
     const t = { host: 'x', port: 993, rejectUnauthorized: true };
     expect(sharedContext(t)).toEqual(tlsOptions(t));
