@@ -12,6 +12,7 @@ import { startSlowProxy } from '../../lab/slow-proxy.js';
 import { APPEND_WINDOW_MAX, DEFAULT_APPEND_WINDOW } from '../../src/defaults.js';
 import { runCli } from '../support/cli.js';
 import { loopbackArgs, useLab } from '../support/lab-fixture.js';
+import { shortNotes } from '../support/mailboxes.js';
 
 let lab: Lab;
 let dir: string;
@@ -20,21 +21,12 @@ useLab('append-window-bytes', {}, (l, d) => {
   dir = d;
 });
 
-const note = (i: number) =>
-  Buffer.from(
-    `From: a@example.net\r\nTo: b@example.net\r\nSubject: note ${i}\r\nMessage-ID: <win${i}@example.net>\r\n` +
-      `\r\n${`Line ${i} of a short note.\r\n`.repeat(5 + (i % 20))}`,
-  );
-
 describe('the APPEND window on small mail', () => {
   it(`has more than ${DEFAULT_APPEND_WINDOW} batches outstanding, never more than ${APPEND_WINDOW_MAX}`, async () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
     const count = 1500;
-    await lab.seedPop3(
-      pop,
-      Array.from({ length: count }, (_, i) => note(i + 1)),
-    );
+    await lab.seedPop3(pop, shortNotes(count, 'win', 5, 20));
     const delay = 100;
     let written = 0;
     let answered = 0;

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Lab } from '../../lab/dovecot.js';
 import { runAtRoundTrip, useLab } from '../support/lab-fixture.js';
+import { shortNotes } from '../support/mailboxes.js';
 
 let lab: Lab;
 let dir: string;
@@ -16,21 +17,12 @@ useLab('delete-in-flight', {}, (l, d) => {
   dir = d;
 });
 
-const note = (i: number) =>
-  Buffer.from(
-    `From: a@example.net\r\nTo: b@example.net\r\nSubject: note ${i}\r\nMessage-ID: <del${i}@example.net>\r\n` +
-      `\r\n${`Line ${i} of a short note.\r\n`.repeat(5 + (i % 10))}`,
-  );
-
 describe('sync --delete at 30 ms RTT', () => {
   it('keeps the server fed: a wait per window of TOPs or DELEs at most, not one per message', async () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
     const count = 1500;
-    await lab.seedPop3(
-      pop,
-      Array.from({ length: count }, (_, i) => note(i + 1)),
-    );
+    await lab.seedPop3(pop, shortNotes(count, 'del', 5, 10));
     // Per phase: commands written and replies seen; a wait is a write of more when every
     // command written so far was answered (the server had nothing left to do for a round trip).
     let phase: 'TOP' | 'DELE' | '' = '';

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { Lab } from '../../lab/dovecot.js';
 import { RETRS_AHEAD_MAX } from '../../src/defaults.js';
 import { runAtRoundTrip, useLab } from '../support/lab-fixture.js';
+import { shortNotes } from '../support/mailboxes.js';
 
 let lab: Lab;
 let dir: string;
@@ -17,21 +18,12 @@ useLab('retr-ahead', {}, (l, d) => {
   dir = d;
 });
 
-const note = (i: number) =>
-  Buffer.from(
-    `From: a@example.net\r\nTo: b@example.net\r\nSubject: note ${i}\r\nMessage-ID: <note${i}@example.net>\r\n` +
-      `\r\n${`Line ${i} of a short note.\r\n`.repeat(10 + (i % 30))}`,
-  );
-
 describe('small mail at 30 ms RTT', () => {
   it('has several batches of RETRs in flight, not one', async () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
     const count = 1000;
-    await lab.seedPop3(
-      pop,
-      Array.from({ length: count }, (_, i) => note(i + 1)),
-    );
+    await lab.seedPop3(pop, shortNotes(count, 'note', 10, 30));
     // RETRs written minus replies the server finished, from the first RETR on; and how often the
     // server had answered every RETR written (it waited for popsync: a round trip each time).
     let written = 0;

@@ -90,3 +90,17 @@ export async function cyrusMessages(cyrus: CyrusLab, user: string): Promise<Buff
     await c.logout();
   }
 }
+
+/**
+ * `count` short notes numbered from 1, for tests that need many small messages: note i has the
+ * Message-ID `<${id}${i}@example.net>` and `lines + (i % spread)` lines.
+ */
+export function shortNotes(count: number, id: string, lines: number, spread: number): Buffer[] {
+  return Array.from({ length: count }, (_, k) => {
+    const i = k + 1;
+    return Buffer.from(
+      `From: a@example.net\r\nTo: b@example.net\r\nSubject: note ${i}\r\nMessage-ID: <${id}${i}@example.net>\r\n` +
+        `\r\n${`Line ${i} of a short note.\r\n`.repeat(lines + (i % spread))}`,
+    );
+  });
+}
