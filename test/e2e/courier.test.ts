@@ -17,7 +17,7 @@ import { startSlowProxy } from '../../lab/slow-proxy.js';
 import { startFakePop3 } from '../support/fake-pop3.js';
 import { canonicalDigests, courierCanonical, hostileCorpus } from '../support/hostile-mail.js';
 import { useLab } from '../support/lab-fixture.js';
-import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
+import { destinationMessages, digests, inboxBodies, sourceMessages } from '../support/mailboxes.js';
 import { duplicateCorpus } from './crash-matrix.js';
 
 let dovecot: Lab;
@@ -68,29 +68,17 @@ function migrate(pop: Side, imap: Side, journal: string, extra: string[] = []): 
 }
 const env = (pop: Side, imap: Side): Record<string, string> => ({ POP_PW: pop.password, IMAP_PW: imap.password });
 
-async function courierMessages(user: string): Promise<Buffer[]> {
-  const c = new ImapFlow({
-    host: courier.imap.host,
-    port: courier.imap.port,
-    secure: false,
-    doSTARTTLS: false,
-    auth: { user, pass: courier.password },
-    logger: false,
-  });
-  await c.connect();
-  try {
-    const lock = await c.getMailboxLock('INBOX', { readOnly: true });
-    try {
-      const out: Buffer[] = [];
-      if (typeof c.mailbox === 'object' && c.mailbox && c.mailbox.exists === 0) return out;
-      for await (const m of c.fetch('1:*', { uid: true, source: true })) out.push(m.source as Buffer);
-      return out;
-    } finally {
-      lock.release();
-    }
-  } finally {
-    await c.logout();
-  }
+function courierMessages(user: string): Promise<Buffer[]> {
+  return inboxBodies(
+    new ImapFlow({
+      host: courier.imap.host,
+      port: courier.imap.port,
+      secure: false,
+      doSTARTTLS: false,
+      auth: { user, pass: courier.password },
+      logger: false,
+    }),
+  );
 }
 
 async function dovecotSource(messages: Buffer[]): Promise<{ pop: Side; expected: string[] }> {

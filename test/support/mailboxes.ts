@@ -73,8 +73,12 @@ export function digests(bodies: Buffer[]): string[] {
 }
 
 /** A user's INBOX on the lab's Cyrus, as IMAP FETCH BODY[] returns it (oldest first). */
-export async function cyrusMessages(cyrus: CyrusLab, user: string): Promise<Buffer[]> {
-  const c = cyrus.client(user);
+export function cyrusMessages(cyrus: CyrusLab, user: string): Promise<Buffer[]> {
+  return inboxBodies(cyrus.client(user));
+}
+
+/** The INBOX of a client not yet connected, as IMAP FETCH BODY[] returns it (oldest first); logs out. */
+export async function inboxBodies(c: ImapFlow): Promise<Buffer[]> {
   await c.connect();
   try {
     const lock = await c.getMailboxLock('INBOX', { readOnly: true });
