@@ -31,16 +31,6 @@ export const DEFAULT_BATCH_BYTES = DEFAULT_BATCH_MB * 1024 * 1024;
  */
 export const DEFAULT_APPEND_WINDOW = 2;
 /**
- * Batches outstanding at most, when they are small enough that more than DEFAULT_APPEND_WINDOW
- * fit in that many batch caps (engine/append-window.ts): small mail goes out several batches
- * per round trip. Four default batches are RETRS_AHEAD_MAX messages, what the POP3 side brings
- * per round trip at most (8 left the server fewer waits at 30 ms, 6 against 11 in 50 batches,
- * but cut the copy no more against the same base: 19% and 20%, on a loaded machine). Each is one
- * server transaction in flight, one more batch of rows to reconcile after a crash, and one more
- * batch an interrupt finishes (app/interrupt.ts).
- */
-export const APPEND_WINDOW_MAX = 4;
-/**
  * `--append-connections` at most: each is one more IMAP login of the account, and servers cap
  * those (Dovecot's default: 10 per user and address, Gmail: 15 per mailbox).
  */

@@ -12,20 +12,20 @@
  * - the backoff sleep between reconnects returns at once.
  * Whatever error the cut causes is then reported as what it is: an interruption (exit 130).
  */
-import { APPEND_WINDOW_MAX } from '../defaults.js';
+import { DEFAULT_APPEND_WINDOW } from '../defaults.js';
 import { PopsyncError, isPopsyncError } from '../errors.js';
 import type { ImapSink } from '../imap/types.js';
 import type { Pop3Session } from '../pop3/types.js';
 
 /**
  * Said when the first SIGINT/SIGTERM reaches a run that stores mail. The copier keeps up to
- * APPEND_WINDOW_MAX batches outstanding on the APPEND connection and settles every one of
+ * DEFAULT_APPEND_WINDOW batches outstanding on the APPEND connection and settles every one of
  * them before the run stops (copier.ts), while the batch being received is dropped: "the batch
  * in flight" promised one where two may finish.
  */
 export function interruptNotice(signal: string): string {
   return (
-    `popsync: ${signal}: finishing the batches already being stored (at most ${APPEND_WINDOW_MAX} per ` +
+    `popsync: ${signal}: finishing the batches already being stored (at most ${DEFAULT_APPEND_WINDOW} per ` +
     'account), then stopping (press Ctrl-C again to stop at once)'
   );
 }

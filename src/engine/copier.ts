@@ -17,7 +17,6 @@ import { decodedHeader } from '../mapping/decode.js';
 import { messageIdOf, parseHeaders } from '../mapping/headers.js';
 import type { OpenFolder, RunContext } from './context.js';
 import { adoptExisting } from './adopter.js';
-import { outstandingBytes, windowHasRoom } from './append-window.js';
 import { ContentPool, unlistedCopies } from './content-match.js';
 import { acceptUidValidity, openFolder, prepareFolder } from './folders.js';
 import { headerHash } from './identity.js';
@@ -457,11 +456,7 @@ export async function copyAll(
   const receiver = new Receiver(ctx, source, todo, spool, limits);
   const outcomes = new OutcomeJournal(ctx.o.journal, ctx.o.account);
   const depth = sink.capabilities.has('UIDPLUS') ? DEFAULT_APPEND_WINDOW : 1;
-  const window: Array<{ handed: Handed; got: ReceivedBatch; settled: boolean; failed: boolean; bytes: number }> = [];
-  // Room for one more batch (append-window.ts: by bytes beyond `depth`, so small mail goes out
-  // several batches per round trip).
-  const room = (outstanding: ReadonlyArray<{ bytes: number }>): boolean =>
-    windowHasRoom(outstanding, limits.bytes, depth);
+  const window: Array<{ handed: Handed; got: ReceivedBatch; settled: boolean; failed: boolean }> = [];
   // Only the spooled messages' files: a promise per message held in memory was most of a batch's garbage here.
   const discard = (got: ReceivedBatch): Promise<unknown> => {
     const files: Array<Promise<void>> = [];
@@ -493,7 +488,7 @@ export async function copyAll(
   // frees the window, not a routing and an fsync later.
   let next = null as { got: ReceivedBatch; parts: Prepared[] } | null;
   const hand = async (got: ReceivedBatch, handed: Handed): Promise<void> => {
-    const w = { handed, got, settled: false, failed: false, bytes: outstandingBytes(got.items) };
+    const w = { handed, got, settled: false, failed: false };
     handed.then(
       () => {
         w.settled = true;
@@ -521,7 +516,7 @@ export async function copyAll(
         // Written once the window's batches being stored are fewer than its depth: the moment
         // the oldest's outcomes are journaled, before its spool files go and receiving resumes.
         const storing = window.filter((w) => !w.settled);
-        if (!room(storing)) {
+        if (storing.length >= depth) {
           await storing[0]!.handed.then(noop, noop);
           continue;
         }
@@ -536,12 +531,12 @@ export async function copyAll(
       // A batch received goes out first, while the window has room: the server is kept fed.
       // With the window full, the next one is prepared instead. Only with UIDPLUS: without it
       // the window is one batch, and its floor must be taken after the batch before is settled.
-      const early: boolean = next === null && depth > 1 && !room(window) && !window[0]!.settled;
-      const got: ReceivedBatch | undefined = room(window) || early ? ahead.take() : undefined;
+      const early: boolean = next === null && depth > 1 && window.length >= depth && !window[0]!.settled;
+      const got: ReceivedBatch | undefined = window.length < depth || early ? ahead.take() : undefined;
       if (got === undefined) {
         // The window is full, or the oldest batch's replies are in, or nothing more will come:
         // the oldest retires, making room in the window and for receiving further.
-        const retiring = window.length > 0 && (!room(window) || window[0]!.settled || ahead.done);
+        const retiring = window.length > 0 && (window.length >= depth || window[0]!.settled || ahead.done);
         if (retiring && !(early && !ahead.done)) {
           await retire();
           continue;

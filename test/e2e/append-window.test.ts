@@ -33,17 +33,11 @@ interface Summary {
   reconnects: number;
 }
 
-/**
- * A message grown by 150 KB of epilogue: four make a batch over half of `--batch-mb 1`, so the
- * window holds two batches (engine/append-window.ts bounds it by bytes beyond two).
- */
-const padded = (m: Buffer): Buffer => Buffer.concat([m, Buffer.from(`${'x'.repeat(1022)}\r\n`.repeat(150))]);
-
 /** Twelve messages in batches of four: three MULTIAPPEND commands, one per batch. */
 async function migrateVia(options: AppendRelayOptions, seed: number) {
   const pop = lab.newUser('src');
   const imap = lab.newUser('dst');
-  await lab.seedPop3(pop, realisticMix(12, seed).map(padded));
+  await lab.seedPop3(pop, realisticMix(12, seed));
   const expected = digests(await sourceMessages(lab, pop));
   const relay = await startAppendRelay(lab.imap.port, options);
   relays.push(relay);
@@ -54,8 +48,6 @@ async function migrateVia(options: AppendRelayOptions, seed: number) {
     '--json',
     '--batch-messages',
     '4',
-    '--batch-mb',
-    '1',
     '--timeout',
     '20',
   ]);

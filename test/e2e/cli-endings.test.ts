@@ -121,7 +121,7 @@ async function until(cond: () => boolean): Promise<void> {
 
 /** Written when the signal arrives; then one closing line. */
 const NOTICE =
-  '\npopsync: SIGTERM: finishing the batches already being stored (at most 4 per account), then stopping ' +
+  '\npopsync: SIGTERM: finishing the batches already being stored (at most 2 per account), then stopping ' +
   '(press Ctrl-C again to stop at once)\n';
 
 describe('interrupted before anything was stored', () => {
@@ -179,13 +179,11 @@ describe('interrupted while storing', () => {
     });
     // One message per batch; the replies to the first two APPENDs wait for the test. The copier
     // writes the second batch while the first one's replies are awaited, so both are in flight.
-    // 600 KB each, over half of `--batch-mb 1`: the window is two batches (append-window.ts).
-    const large = (i: number): string => `${message(i)}${`${'x'.repeat(1022)}\r\n`.repeat(600)}`;
     const { imap, args } = await servePair(
-      { messages: [1, 2, 3, 4, 5].map(large) },
+      { messages: [1, 2, 3, 4, 5].map(message) },
       { onAppend: (a) => (a.n <= 2 ? { kind: 'ok', after: gate } : undefined) },
     );
-    const cmd = args('migrate', ['--batch-messages', '1', '--batch-mb', '1']);
+    const cmd = args('migrate', ['--batch-messages', '1']);
     const run = spawnCli(cmd);
     await until(() => imap.appends.length === 2);
     run.child.kill('SIGTERM');

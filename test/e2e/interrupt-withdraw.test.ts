@@ -24,14 +24,10 @@ useLab('interrupt-withdraw', {}, (l, d) => {
   dir = d;
 });
 
-/**
- * 600 KB each, one per batch of `--batch-mb 1`: over half a batch cap, so the window is two
- * batches (engine/append-window.ts bounds it by bytes beyond two).
- */
 const mail = (i: number) =>
   Buffer.from(
     `From: a@example.net\r\nTo: b@example.net\r\nSubject: message ${i}\r\nMessage-ID: <w${i}@example.net>\r\n` +
-      `\r\nbody ${i}\r\n${`${'x'.repeat(1022)}\r\n`.repeat(600)}`,
+      `\r\nbody ${i}\r\n`,
   );
 
 /** The journal's rows by state, read beside the running popsync (WAL: a reader never blocks it). */
@@ -70,8 +66,6 @@ describe('interrupted with a batch prepared behind a full APPEND window', () => 
       const run = startCli(
         loopbackArgs('migrate', { pop3: lab.pop3.port, imap: slow.port }, pop, imap, journal, [
           '--batch-messages',
-          '1',
-          '--batch-mb',
           '1',
           '--no-progress',
         ]),

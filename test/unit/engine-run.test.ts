@@ -9,10 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { APPEND_WINDOW_MAX } from '../../src/defaults.js';
 import { PopsyncError } from '../../src/errors.js';
 import { previewRun } from '../../src/engine/preview.js';
-import { HELD_MESSAGE_FLOOR } from '../../src/engine/receive-ahead.js';
 import { runEngine, type EngineOptions } from '../../src/engine/run.js';
 import { bodySize, isFileBody, memoryChunks } from '../../src/imap/body.js';
 import type { AppendOutcome, AppendRequest, DestinationMessage, FolderStatus, ImapSink } from '../../src/imap/types.js';
@@ -23,12 +21,6 @@ import { compileRouting, engineRouter } from '../../src/mapping/rules.js';
 import { RetrBody } from '../../src/pop3/retr-body.js';
 import type { Pop3Session } from '../../src/pop3/types.js';
 import { buildPlanReport } from '../../src/report/plan-report.js';
-
-/**
- * Batches of two small messages at the byte cap (each counted at least HELD_MESSAGE_FLOOR): the
- * APPEND window holds two of them (engine/append-window.ts), as it holds two large batches.
- */
-const ATCAP = { batchMessages: 2, batchBytes: 2 * HELD_MESSAGE_FLOOR };
 
 const msg = (i: number, extra = '') =>
   Buffer.from(`Message-ID: <m${i}@test>\r\nSubject: ${i}\r\n\r\nbody ${i}${extra}\r\n`);
@@ -497,34 +489,18 @@ describe('engine', () => {
     expect(dst.bodies()).toEqual([1, 2, 3, 4, 5, 6].map((i) => msg(i).toString()));
   });
 
-  it('writes batches of small mail several at a time (the window by bytes), receiving the rest meanwhile', async () => {
-    const src = new MemorySource(Array.from({ length: 12 }, (_, i) => ({ uidl: `u${i + 1}`, body: msg(i + 1) })));
-    const dst = new MemoryDestination();
-    const events: string[] = [];
-    src.events = events;
-    dst.events = events;
-    await runEngine(options(src, dst, { batchMessages: 2 }));
-    // Six batches of a few bytes, far below the byte cap: all received (and so all RETRs written)
-    // and APPEND_WINDOW_MAX of them written before the first reply, where the window held two.
-    expect(events.indexOf('retr 12')).toBeGreaterThan(-1);
-    expect(events.indexOf('retr 12')).toBeLessThan(events.indexOf('append end'));
-    expect(events.slice(0, events.indexOf('append end')).filter((e) => e === 'append start')).toHaveLength(
-      APPEND_WINDOW_MAX,
-    );
-    expect(dst.bodies()).toEqual(Array.from({ length: 12 }, (_, i) => msg(i + 1).toString()));
-  });
-
   it('receives further batches while the APPEND window is full, within the byte bound', async () => {
     const src = new MemorySource(Array.from({ length: 12 }, (_, i) => ({ uidl: `u${i + 1}`, body: msg(i + 1) })));
     const dst = new MemoryDestination();
     const events: string[] = [];
     src.events = events;
     dst.events = events;
-    // Batches at the byte cap: the window is two of them, and one more is received ahead.
-    await runEngine(options(src, dst, { ...ATCAP }));
-    const firstReply = events.indexOf('append end');
-    expect(events.slice(0, firstReply).filter((e) => e === 'append start')).toHaveLength(2);
-    expect(events.indexOf('retr 6')).toBeLessThan(firstReply);
+    await runEngine(options(src, dst, { batchMessages: 2 }));
+    // Six batches of a few bytes: all received (and so all RETRs written) while the first two
+    // are appended; one batch ahead of the window, the last RETR came after the first reply.
+    expect(events.indexOf('retr 12')).toBeGreaterThan(-1);
+    expect(events.indexOf('retr 12')).toBeLessThan(events.indexOf('append end'));
+    expect(events.slice(0, events.indexOf('append end')).filter((e) => e === 'append start')).toHaveLength(2);
     expect(dst.bodies()).toEqual(Array.from({ length: 12 }, (_, i) => msg(i + 1).toString()));
   });
 
@@ -545,7 +521,7 @@ describe('engine', () => {
     src.events = events;
     dst.events = events;
     traceIntents(events);
-    await runEngine(options(src, dst, { ...ATCAP }));
+    await runEngine(options(src, dst, { batchMessages: 2 }));
     // Batches 1 and 2 fill the window; batch 3 is routed and journaled before batch 1's reply,
     // and its APPEND written only after it.
     const firstReply = events.indexOf('append end');
@@ -565,7 +541,7 @@ describe('engine', () => {
     traceIntents(events, (first) => {
       if (first === 'u5') stop.abort();
     });
-    await expect(runEngine(options(src, dst, { signal: stop.signal, ...ATCAP }))).rejects.toMatchObject({
+    await expect(runEngine(options(src, dst, { signal: stop.signal, batchMessages: 2 }))).rejects.toMatchObject({
       kind: 'interrupted',
     });
     // The two batches being stored finished; the prepared one was never written, and its
@@ -577,7 +553,7 @@ describe('engine', () => {
     expect(journal.counts('alice@pop.test:110')).toEqual({ done: 4, appending: 0, failed: 0 });
     const phases: string[] = [];
     const r = await runEngine({
-      ...options(src, dst, { ...ATCAP }),
+      ...options(src, dst, { batchMessages: 2 }),
       progress: (e) => {
         if (e.type === 'phase') phases.push(e.phase);
       },
@@ -592,7 +568,7 @@ describe('engine', () => {
     const dst = new MemoryDestination();
     // The first run: the destination refuses everything.
     for (let k = 1; k <= 8; k++) dst.refuse.add(k);
-    const first = await runEngine(options(src, dst, { ...ATCAP }));
+    const first = await runEngine(options(src, dst, { batchMessages: 2 }));
     expect(first.failed).toHaveLength(8);
     dst.refuse.clear();
     const events: string[] = [];
@@ -601,7 +577,7 @@ describe('engine', () => {
     traceIntents(events, (uidl) => {
       if (uidl === 'u5') stop.abort();
     });
-    await expect(runEngine(options(src, dst, { signal: stop.signal, ...ATCAP }))).rejects.toMatchObject({
+    await expect(runEngine(options(src, dst, { signal: stop.signal, batchMessages: 2 }))).rejects.toMatchObject({
       kind: 'interrupted',
     });
     expect(dst.bodies()).toEqual([1, 2, 3, 4].map((i) => msg(i).toString()));
@@ -613,7 +589,7 @@ describe('engine', () => {
         lastError: 'message too large',
       });
     expect(journal.counts('alice@pop.test:110')).toEqual({ done: 4, appending: 0, failed: 4 });
-    const r = await runEngine(options(src, dst, { ...ATCAP }));
+    const r = await runEngine(options(src, dst, { batchMessages: 2 }));
     expect(r).toMatchObject({ copied: 4, reconciled: 0, failed: [] });
     expect(dst.bodies()).toEqual(Array.from({ length: 8 }, (_, i) => msg(i + 1).toString()));
   });
@@ -626,7 +602,7 @@ describe('engine', () => {
     traceIntents(events);
     // Stored, then the link drops before the tagged OK, while batch 3 (u5, u6) is prepared.
     dst.dropAfterStoring.add(1);
-    const r = await runEngine(options(src, dst, { ...ATCAP }));
+    const r = await runEngine(options(src, dst, { batchMessages: 2 }));
     expect(r.reconnects).toBe(1);
     expect(events.indexOf('intent u5')).toBeLessThan(events.indexOf('append end'));
     expect(dst.bodies()).toEqual(Array.from({ length: 8 }, (_, i) => msg(i + 1).toString()));
@@ -1358,9 +1334,7 @@ describe('engine: upload limits (daily budget, APPENDLIMIT, throttling, --max-ra
     const sentAt = recordUploads(dst, () => clock - start);
     const r = await runEngine(
       options(src, dst, {
-        // At the byte cap, so the window is two batches (engine/append-window.ts).
         batchMessages: 1,
-        batchBytes: HELD_MESSAGE_FLOOR,
         now: () => new Date(clock),
         sleep: async (ms) => {
           clock += ms;
