@@ -68,17 +68,20 @@ function migrate(pop: Side, imap: Side, journal: string, extra: string[] = []): 
 }
 const env = (pop: Side, imap: Side): Record<string, string> => ({ POP_PW: pop.password, IMAP_PW: imap.password });
 
+/** An imapflow client of the lab's Courier for `user`, not yet connected. */
+function courierClient(user: string): ImapFlow {
+  return new ImapFlow({
+    host: courier.imap.host,
+    port: courier.imap.port,
+    secure: false,
+    doSTARTTLS: false,
+    auth: { user, pass: courier.password },
+    logger: false,
+  });
+}
+
 function courierMessages(user: string): Promise<Buffer[]> {
-  return inboxBodies(
-    new ImapFlow({
-      host: courier.imap.host,
-      port: courier.imap.port,
-      secure: false,
-      doSTARTTLS: false,
-      auth: { user, pass: courier.password },
-      logger: false,
-    }),
-  );
+  return inboxBodies(courierClient(user));
 }
 
 async function dovecotSource(messages: Buffer[]): Promise<{ pop: Side; expected: string[] }> {
@@ -210,14 +213,7 @@ describe('Courier as the IMAP destination', () => {
 describe('Courier facts the tests rely on', () => {
   it("an empty INBOX's UIDVALIDITY changes every second until something is stored in it", async () => {
     const user = await courier.newUser('fresh');
-    const c = new ImapFlow({
-      host: courier.imap.host,
-      port: courier.imap.port,
-      secure: false,
-      doSTARTTLS: false,
-      auth: { user, pass: courier.password },
-      logger: false,
-    });
+    const c = courierClient(user);
     await c.connect();
     try {
       const uv = async (): Promise<bigint | number | undefined> => {

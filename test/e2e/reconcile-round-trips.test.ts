@@ -37,29 +37,38 @@ function counter(pattern: RegExp) {
   };
 }
 
+/**
+ * `messages` copied by a first migrate (checked), then the journal rewritten by `interrupt` as a
+ * kill would have left it; every row must change.
+ */
+async function copiedThenInterrupted(
+  messages: Buffer[],
+  interrupt: string,
+): Promise<{ pop: string; imap: string; journal: string }> {
+  const pop = lab.newUser('src');
+  const imap = lab.newUser('dst');
+  await lab.seedPop3(pop, messages);
+  const journal = join(dir, `${pop}.sqlite`);
+  const first = await runCli(labArgs('migrate', lab, pop, imap, journal, ['--json', '--no-progress']), {
+    env: { PW: lab.password },
+  });
+  expect(first.code, first.stderr).toBe(0);
+  expect(JSON.parse(first.stdout)).toMatchObject({ copied: messages.length });
+  const db = new Database(journal);
+  expect(db.prepare(interrupt).run().changes).toBe(messages.length);
+  db.close();
+  return { pop, imap, journal };
+}
+
 describe('reconciling rows journaled before fingerprints, at 30 ms RTT', () => {
   it('reads the messages again, and the candidate copies, a window of commands per round trip', async () => {
-    const pop = lab.newUser('src');
-    const imap = lab.newUser('dst');
     const count = 150;
-    await lab.seedPop3(
-      pop,
-      Array.from({ length: count }, (_, i) => mail(i + 1)),
-    );
-    const journal = join(dir, `${pop}.sqlite`);
-    const first = await runCli(labArgs('migrate', lab, pop, imap, journal, ['--json', '--no-progress']), {
-      env: { PW: lab.password },
-    });
-    expect(first.code, first.stderr).toBe(0);
-    expect(JSON.parse(first.stdout)).toMatchObject({ copied: count });
-
     // What a popsync before schema v5 left when it was killed with every APPEND sent and none
     // confirmed: each row 'appending', with the sha256 of what it sent but no fingerprint.
-    const db = new Database(journal);
-    expect(
-      db.prepare(`UPDATE messages SET state = 'appending', dest_uid = NULL, fingerprint = NULL`).run().changes,
-    ).toBe(count);
-    db.close();
+    const { pop, imap, journal } = await copiedThenInterrupted(
+      Array.from({ length: count }, (_, i) => mail(i + 1)),
+      `UPDATE messages SET state = 'appending', dest_uid = NULL, fingerprint = NULL`,
+    );
 
     const retrs = counter(/^RETR /m);
     const fetches = counter(/ UID FETCH .*BODY/i);
@@ -79,28 +88,16 @@ describe('reconciling rows journaled before fingerprints, at 30 ms RTT', () => {
 
 describe('reconciling interrupted copies of messages without a Message-ID, at 30 ms RTT', () => {
   it("reads every row's candidate copies a round of FETCHes at a time, not one body per round trip", async () => {
-    const pop = lab.newUser('src');
-    const imap = lab.newUser('dst');
     const count = 60;
     // No Message-ID: every row's candidates are all 60 copies, so its first candidate is the
-    // same for every row and only one body was read ahead of the rows' own copies.
-    await lab.seedPop3(
-      pop,
+    // same for every row and only one body was read ahead of the rows' own copies. Killed with
+    // every APPEND sent and none confirmed (this popsync's rows: with fingerprints).
+    const { pop, imap, journal } = await copiedThenInterrupted(
       Array.from({ length: count }, (_, i) =>
         Buffer.from(`From: a@example.net\r\nSubject: no id ${i}\r\n\r\n${'line\r\n'.repeat(1 + (i % 30))}`),
       ),
+      `UPDATE messages SET state = 'appending', dest_uid = NULL`,
     );
-    const journal = join(dir, `${pop}.sqlite`);
-    const first = await runCli(labArgs('migrate', lab, pop, imap, journal, ['--json', '--no-progress']), {
-      env: { PW: lab.password },
-    });
-    expect(first.code, first.stderr).toBe(0);
-    expect(JSON.parse(first.stdout)).toMatchObject({ copied: count });
-
-    // Killed with every APPEND sent and none confirmed (this popsync's rows: with fingerprints).
-    const db = new Database(journal);
-    expect(db.prepare(`UPDATE messages SET state = 'appending', dest_uid = NULL`).run().changes).toBe(count);
-    db.close();
 
     const fetches = counter(/ UID FETCH .*BODY/i);
     const second = await runAtRoundTrip(lab, 'migrate', pop, imap, journal, { imap: fetches.observe });
