@@ -79,15 +79,17 @@ function holderRow(path: string, account: string): LockRecord | null {
 }
 
 function hold(journal: Journal, lockFile: LockFile, account: string, token: string, o: HoldOptions): HeldLock {
+  // Logged as the run names the account (the source as given), not by the journal key.
+  const named = { account: o.name ?? account };
   const timer = setInterval(() => {
     try {
       if (!journal.heartbeat(account, token))
         o.logger.error(
-          { account },
+          named,
           'the account lock row was taken over by another run; this run stops before its next journal write',
         );
     } catch (e) {
-      o.logger.warn({ err: String(e) }, 'could not refresh the account lock heartbeat');
+      o.logger.warn({ ...named, err: String(e) }, 'could not refresh the account lock heartbeat');
     }
   }, o.heartbeatMs ?? HEARTBEAT_MS);
   timer.unref();

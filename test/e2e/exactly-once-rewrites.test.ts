@@ -246,6 +246,15 @@ describe('journals that know less than the destination', () => {
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/records nothing about destination folder "Nope"/);
     expect(unknown.stderr).toContain(`\n  account: ${given}\n`);
+    // Another account's --pop with this journal: named as given too, in the message and its account: line.
+    const stranger = `other@127.0.0.1:${pop.port}`;
+    const wrong = await runCli(
+      ['journal', 'forget-folder', '--folder', 'INBOX', '--pop', `pop3://${stranger}`, '--journal', journal],
+      { env: {} },
+    );
+    expect(wrong.code).toBe(5);
+    expect(wrong.stderr).toContain(`journal ${journal} belongs to source account src@localhost, not ${stranger}\n`);
+    expect(wrong.stderr).toContain(`\n  account: ${stranger}\n`);
     // Without --pop there is only the journal's key to name it by.
     const byKey = await runCli(['journal', 'forget-folder', '--folder', 'INBOX', '--journal', journal], { env: {} });
     expect(byKey.stdout, byKey.stderr).toMatch(/^src@localhost: forgot destination folder "INBOX"/);

@@ -258,6 +258,31 @@ describe('holdAccountLock', () => {
     }
   });
 
+  it('the heartbeat that finds the row taken over logs the account as the run names it, not the journal key', async () => {
+    const path = join(dir, 'j.sqlite');
+    const logged: Array<{ obj: unknown; msg: string | undefined }> = [];
+    const logger = { ...silentLogger, error: (obj: object | string, msg?: string) => logged.push({ obj, msg }) };
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const held = await holdAccountLock(path, 'alice@localhost', {
+      ...o,
+      logger,
+      name: 'alice@127.0.0.1:1110',
+      heartbeatMs: 1_000,
+    });
+    try {
+      const other = new Database(path);
+      other.prepare(`UPDATE locks SET holder_id = 'theirs', hostname = 'other', pid = 4242`).run();
+      other.close();
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect(logged).toEqual([
+        { obj: { account: 'alice@127.0.0.1:1110' }, msg: expect.stringContaining('taken over by another run') },
+      ]);
+    } finally {
+      vi.useRealTimers();
+      held.release();
+    }
+  });
+
   it('waits for a live row on this host that holds no lock file (an older popsync)', async () => {
     const path = join(dir, 'j.sqlite');
     const j = Journal.open(path, { source: 'acct' });

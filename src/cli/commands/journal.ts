@@ -63,8 +63,8 @@ export function registerJournal(program: Command): void {
     // Named as a run names it: the source as given with --pop, the journal key without one.
     const name = given ?? source;
     if (named !== null && !sameMailbox(named, source)) {
-      throw new PopsyncError('journal-bound', `journal ${path} belongs to source account ${source}, not ${named}`, {
-        account: named,
+      throw new PopsyncError('journal-bound', `journal ${path} belongs to source account ${source}, not ${name}`, {
+        account: name,
       });
     }
     const result = await withLockedJournal(
