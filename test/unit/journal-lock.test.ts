@@ -258,7 +258,7 @@ describe('holdAccountLock', () => {
     }
   });
 
-  it('the heartbeat that finds the row taken over logs the account as the run names it, not the journal key', async () => {
+  it('the heartbeat that finds the row taken over logs the account as the run names it, not by the key', async () => {
     const path = join(dir, 'j.sqlite');
     const logged: Array<{ obj: unknown; msg: string | undefined }> = [];
     const logger = { ...silentLogger, error: (obj: object | string, msg?: string) => logged.push({ obj, msg }) };
