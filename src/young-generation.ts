@@ -25,6 +25,10 @@
 import { PerformanceObserver } from 'node:perf_hooks';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 
+// bin/popsync.js loads this file alone before the program (lab/bundle.ts): the old generation's
+// setting comes with it.
+export { leaveRoomForBuffers } from './old-generation.js';
+
 /** New space (both semi-spaces) is kept at or below this many bytes. */
 export const YOUNG_GENERATION_BYTES = 8 * 1024 * 1024;
 

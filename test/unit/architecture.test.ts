@@ -23,6 +23,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   defaults: [],
   log: [],
   tls: [],
+  // The file bin/popsync.js loads before the program also carries the old generation's setting.
+  'young-generation': ['old-generation'],
   'connect-hints': ['errors', 'defaults', 'tls'],
   net: ['errors', 'defaults', 'log', 'tls', 'connect-hints'],
   pop3: ['errors', 'defaults', 'log', 'tls', 'connect-hints', 'net'],
