@@ -46,8 +46,11 @@ export async function speaksTls(t: ProbeTarget, signal?: AbortSignal): Promise<b
   return (await probeTls(t, signal)) === 'tls';
 }
 
-/** What a TLS hello to `t` finds; 'no-answer' once `signal` aborts or `t.timeoutMs` passes. */
-function probeTls(t: ProbeTarget, signal?: AbortSignal): Promise<TlsProbeVerdict> {
+/**
+ * What a TLS hello to `t` finds; 'no-answer' once `signal` aborts or `t.timeoutMs` passes.
+ * `hold`: the probe keeps the process alive, for a caller whose connection is already gone.
+ */
+function probeTls(t: ProbeTarget, signal?: AbortSignal, hold = false): Promise<TlsProbeVerdict> {
   return new Promise<TlsProbeVerdict>((resolve) => {
     const socket = tls.connect({
       host: t.host,
@@ -67,8 +70,10 @@ function probeTls(t: ProbeTarget, signal?: AbortSignal): Promise<TlsProbeVerdict
     };
     const abort = (): void => done('no-answer');
     const timer = setTimeout(abort, t.timeoutMs);
-    timer.unref();
-    socket.unref();
+    if (!hold) {
+      timer.unref();
+      socket.unref();
+    }
     signal?.addEventListener('abort', abort, { once: true });
     if (signal?.aborted) abort();
     socket.once('secureConnect', () => done('tls'));
@@ -109,6 +114,22 @@ function remember(t: ProbeTarget, verdict: TlsProbeVerdict | undefined): void {
 /** The error a silent plain connection ends with when its port answered the probe in TLS. */
 class TlsOnlyPort extends Error {
   readonly code = TLS_ONLY_PORT_CODE;
+}
+
+/**
+ * Asks `t` with a TLS hello now: the error a plain connection to it ends with if it speaks TLS
+ * from the first byte, or null. For a plain connection the server dropped before greeting,
+ * after a command was written ahead of the greeting (pop3/connection.ts).
+ */
+export async function tlsOnlyPort(t: ProbeTarget): Promise<Error | null> {
+  // Held: nothing else may be keeping the process alive until the connection's failure is told.
+  const verdict = await probeTls(t, undefined, true);
+  remember(t, verdict);
+  return verdict === 'tls'
+    ? new TlsOnlyPort(
+        'the server closed the plain connection before greeting; a TLS hello to the same port was answered in TLS',
+      )
+    : null;
 }
 
 /**

@@ -19,6 +19,8 @@ import type net from 'node:net';
 import { PopsyncError, type ErrorContext, type ErrorKind } from '../errors.js';
 import type { Logger } from '../log.js';
 import { openSocket, type SocketTarget, startTls } from '../net/connect.js';
+import { tlsOnlyPort } from '../net/tls-probe.js';
+import { TLS_ONLY_PORT_CODE } from '../connect-hints.js';
 import { type SocketChunks, socketChunks } from '../net/read-arena.js';
 import { ResponseDecoder, type FrameEvent, type StatusLine } from './framing.js';
 import { formatBytes, MIN_BYTES_PER_SECOND, ReplyBudget, ReplyOverCeiling, SMALL_REPLY_MAX } from './limits.js';
@@ -113,15 +115,13 @@ export class Pop3Connection implements CommandChannel {
   private upgrading = false;
   /** The least time a command written into an idle connection waited for its status line (ms). */
   private leastReplyMs = Number.POSITIVE_INFINITY;
+  /** A command was written before the greeting was read (sendBehindGreeting). */
+  private wroteAhead = false;
   private readonly reader = {
     chunk: (chunk: Buffer): void => this.receive(chunk),
-    close: (): void => {
-      this.fail('connection', 'POP3 server closed the connection');
-    },
+    close: (): void => this.lost('POP3 server closed the connection'),
   };
-  private readonly onSocketError = (e: Error): void => {
-    this.fail('connection', `POP3 connection error: ${e.message}`, e);
-  };
+  private readonly onSocketError = (e: Error): void => this.lost(`POP3 connection error: ${e.message}`, e);
 
   /** Resolves with the server greeting (which may be -ERR). */
   readonly greeting: Promise<Reply>;
@@ -156,6 +156,23 @@ export class Pop3Connection implements CommandChannel {
       this.queue.push({ spec, chunks: [], resolve, reject });
       this.pump();
     });
+  }
+
+  /**
+   * send(), but written now even while the greeting is still awaited, whatever the window: the
+   * reply is matched after the greeting's, as replies come in order. For a first command that
+   * needs nothing the greeting says (CAPA): a connect whose greeting is on its way then costs one
+   * round trip for both instead of one each.
+   */
+  sendBehindGreeting(spec: CommandSpec): Promise<Reply> {
+    this.wroteAhead = true;
+    const window = this.window;
+    this.window = Math.max(window, this.inflight.length + this.queue.length + 1);
+    try {
+      return this.send(spec);
+    } finally {
+      this.window = window;
+    }
   }
 
   /**
@@ -239,6 +256,29 @@ export class Pop3Connection implements CommandChannel {
   private detach(): void {
     this.chunks.stop();
     this.socket.off('error', this.onSocketError);
+  }
+
+  /**
+   * The connection is gone. A plain one that had not even greeted, after a command was written
+   * ahead of its greeting, may be a port that speaks TLS from the first byte: such a server
+   * drops a first line that is no TLS hello at once, where it would otherwise sit silent until
+   * the TLS check (tls-probe.ts). So the port is asked now, and such a drop fails as that check's
+   * would, with the advice to use TLS, instead of as a lost connection to reconnect to.
+   */
+  private lost(reason: string, cause?: unknown): void {
+    if (this.failure) return;
+    const unGreeted = this.inflight[0]?.spec === GREETING && !this.opts.implicitTls;
+    const told = (cause as { code?: string } | undefined)?.code === TLS_ONLY_PORT_CODE;
+    if (!(this.wroteAhead && unGreeted) || told) {
+      this.fail('connection', reason, cause);
+      return;
+    }
+    this.clearTimer();
+    const { host, port, connectTimeoutMs } = this.opts;
+    void tlsOnlyPort({ host, port, timeoutMs: connectTimeoutMs }).then((tlsOnly) => {
+      if (tlsOnly) this.fail('connection', `POP3 connection error: ${tlsOnly.message}`, tlsOnly);
+      else this.fail('connection', reason, cause);
+    });
   }
 
   private pump(): void {

@@ -209,6 +209,36 @@ describe('start-up and end of a run', () => {
     },
   );
 
+  it('POP3 CAPA is written before the greeting is read: both come back in one round trip', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(pop, [1, 2].map(message));
+    // Dovecot's greeting is held until popsync wrote CAPA: a run that waited for the greeting
+    // first would stall until the fallback, and fail below.
+    const r = await relays({
+      pop3: {
+        hold: () => true,
+        onEvent: (e, relay) => {
+          if (e.dir === '>' && e.line === 'CAPA') relay.release();
+        },
+      },
+    });
+    const fallback = setTimeout(() => r.release(), 15_000);
+    try {
+      const res = await migrate(r, pop, imap);
+      clearTimeout(fallback);
+      expect(res.code, res.stderr).toBe(0);
+      expect(JSON.parse(res.stdout)).toMatchObject({ copied: 2 });
+      const capa = r.log.sent('pop3').filter((e) => e.line === 'CAPA');
+      expect(capa).toHaveLength(1);
+      expect(answersBefore(r.log, capa[0]!)).toBe(0);
+      expect(journalRows(pop)).toBe(2);
+    } finally {
+      clearTimeout(fallback);
+      await r.close();
+    }
+  });
+
   it('receiving starts while the IMAP side logs in: the first RETR is written before IMAP says anything', async () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');

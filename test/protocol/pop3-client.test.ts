@@ -8,12 +8,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
+import tls from 'node:tls';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { TLS_ONLY_PORT_CODE } from '../../src/connect-hints.js';
 import type { PopsyncError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { RETR_STREAM_CHUNKS } from '../../src/pop3/retr-body.js';
 import { connectPop3 } from '../../src/pop3/index.js';
-import { generateTestCertificate, multiline, startFakePop3 } from '../support/fake-pop3.js';
+import { type FakeContext, generateTestCertificate, multiline, startFakePop3 } from '../support/fake-pop3.js';
 import { failure, usePop3Harness } from '../support/pop3-harness.js';
 
 const { fake, connect } = usePop3Harness();
@@ -446,6 +448,49 @@ describe('session start', () => {
   const commandsAfter = (pop: { received: Array<{ verb: string; repliesBefore: number }> }, verb: string) =>
     pop.received.slice(pop.received.findIndex((r) => r.verb === verb) + 1);
 
+  /** A greeting held until this connection's first line arrived (or, for a client that waits, 2 s). */
+  const greetAfterFirstLine =
+    (line?: string) =>
+    async (ctx: FakeContext): Promise<void> => {
+      const mine = () => ctx.server.received.some((r) => r.connection === ctx.connection);
+      for (let waited = 0; !mine() && waited < 2000; waited += 5) await new Promise((r) => setTimeout(r, 5));
+      ctx.reply(line ?? ctx.greeting);
+    };
+
+  it('CAPA is written before the greeting is read: the greeting and its answer take one round trip', async () => {
+    const pop = await fake({ messages: three, pipelining: true, handlers: { GREETING: greetAfterFirstLine() } });
+    const s = await connect(pop);
+    expect((await s.uidl()).map((m) => m.uidl)).toEqual(['a', 'b', 'c']);
+    const capa = pop.received.filter((r) => r.verb === 'CAPA');
+    expect(capa).toHaveLength(1);
+    expect(pop.received.find((r) => r.connection === capa[0]!.connection)).toMatchObject({ repliesBefore: 0 });
+  });
+
+  it('with pipelining off, CAPA waits for the greeting', async () => {
+    const pop = await fake({ messages: three, pipelining: true, handlers: { GREETING: greetAfterFirstLine() } });
+    const s = await connect(pop, { pipelining: false });
+    expect((await s.uidl()).map((m) => m.uidl)).toEqual(['a', 'b', 'c']);
+    const capa = pop.received.find((r) => r.verb === 'CAPA')!;
+    expect(pop.received.find((r) => r.connection === capa.connection)).toMatchObject({
+      verb: 'CAPA',
+      repliesBefore: 1,
+    });
+  });
+
+  it('a server that greets with -ERR and hangs up on the CAPA written ahead: the greeting is the error', async () => {
+    const pop = await fake({
+      handlers: {
+        GREETING: async (ctx) => {
+          await greetAfterFirstLine('-ERR [IN-USE] busy')(ctx);
+          ctx.drop();
+        },
+      },
+    });
+    const e = await failure(connectPop3(pop.clientOptions()));
+    expect(e.kind).toBe('temporary');
+    expect(e.context.serverResponse).toBe('-ERR [IN-USE] busy');
+  });
+
   it('with PIPELINING, STAT, LIST and UIDL leave together right after login, and CAPA is not asked again', async () => {
     const pop = await fake({ messages: three, pipelining: true });
     const s = await connect(pop);
@@ -561,8 +606,41 @@ describe('connection failures', () => {
     expect((await failure(s.stat())).kind).toBe('connection');
   });
 
+  it('plain text to a port that speaks TLS, which drops the CAPA written ahead: told as a TLS-only port', async () => {
+    const cert = generateTestCertificate();
+    const server = tls.createServer({ key: cert.key, cert: cert.cert }, (c) => c.on('error', () => {}));
+    server.on('tlsClientError', () => {});
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.address() as net.AddressInfo).port;
+      const err = await failure(
+        connectPop3({ host: '127.0.0.1', port, tls: 'none', user: 'u', password: 'p', timeoutMs: 60_000 }),
+      );
+      expect(err.kind).toBe('connection');
+      expect((err.cause as { code?: string }).code).toBe(TLS_ONLY_PORT_CODE);
+      expect(err.message).toContain('a TLS hello to the same port was answered in TLS');
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('a plain server that hangs up before greeting: a lost connection, not a TLS-only port', async () => {
+    const server = net.createServer((c) => c.on('data', () => c.destroy()));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.address() as net.AddressInfo).port;
+      const err = await failure(connectPop3({ host: '127.0.0.1', port, tls: 'none', user: 'u', password: 'p' }));
+      expect(err.kind).toBe('connection');
+      expect((err.cause as { code?: string } | undefined)?.code).not.toBe(TLS_ONLY_PORT_CODE);
+      expect(err.message).toContain('(greeting)');
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   it('a silent greeting times out', async () => {
-    const pop = await fake({ handlers: { GREETING: () => {} } });
+    // Silent altogether: the CAPA written ahead of the greeting gets no answer either.
+    const pop = await fake({ handlers: { GREETING: () => new Promise<void>(() => {}) } });
     const err = await failure(connectPop3(pop.clientOptions({ timeoutMs: 150 })));
     expect(err.kind).toBe('connection');
     expect(err.message).toContain('greeting');
