@@ -110,12 +110,17 @@ export class Inventory {
 
   /**
    * Matches the listing to journal rows (identity.ts) and writes what that changes. Returns the
-   * rows it read when it wrote nothing (still current), else null.
+   * rows it read (or was given, read since the last journal write) when it wrote nothing (still
+   * current), else null.
    */
-  async identify(source: Pop3Session, listing: ListedMessage[]): Promise<Map<string, JournalIndexRow> | null> {
+  async identify(
+    source: Pop3Session,
+    listing: ListedMessage[],
+    read?: Map<string, JournalIndexRow>,
+  ): Promise<Map<string, JournalIndexRow> | null> {
     const { ctx } = this;
     const { journal, account, logger } = ctx.o;
-    const rows = journal.indexByUidl(account);
+    const rows = read ?? journal.indexByUidl(account);
     const id = await ctx.on(
       'pop3',
       identifyListing(source, { listing, uidlSupported: this.uidlSupported }, rows, { now: ctx.now() }),

@@ -241,11 +241,15 @@ class Run implements RunContext {
     sinkOpening?.catch(() => undefined);
     let source: Pop3Session;
     let listing: Awaited<ReturnType<Inventory['list']>>;
+    let read: Map<string, JournalIndexRow> | undefined;
     try {
       if (!this.source) this.source = await this.connect('pop3', this.o.openSource);
       source = this.source;
       this.emit({ type: 'phase', phase: 'listing' });
-      listing = await this.on('pop3', this.inventory.list(source));
+      const listed = this.on('pop3', this.inventory.list(source));
+      listed.catch(() => undefined);
+      read = await this.rowsWhileListing();
+      listing = await listed;
     } catch (e) {
       // Settled first, so a connection it opened is there for dropConnections to close.
       await sinkOpening?.catch(() => undefined);
@@ -270,7 +274,7 @@ class Run implements RunContext {
     try {
       // Reading every row costs ~15 µs each (a quarter second at 20,000): read again only when
       // identification, settling or reconciliation changed something.
-      rows = await this.inventory.identify(source, listing);
+      rows = await this.inventory.identify(source, listing, read);
       if (this.inventory.settleDeleting()) rows = null;
 
       if (journal.rowsInState(account, 'appending').length > 0) {
@@ -356,6 +360,23 @@ class Run implements RunContext {
         Math.min(this.o.setAsideAfter ?? DEFAULT_SET_ASIDE_AFTER, this.retryPolicy.maxAttempts),
       ),
     });
+  }
+
+  /**
+   * The journal's rows, read while the server works on the listing just asked for: nothing
+   * writes them before identification, and the read (~45 ms of CPU at 20,000 rows, a sync with
+   * nothing new over a large mailbox) then overlaps the wait for the listing's first byte (~50
+   * ms for Dovecot's 20,000) instead of following it. Undefined if it failed: identification
+   * reads again, and a journal error is reported from there, as before.
+   */
+  private async rowsWhileListing(): Promise<Map<string, JournalIndexRow> | undefined> {
+    // STAT, LIST and UIDL go out when this turn of the event loop ends; the read must not hold them.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    try {
+      return this.o.journal.indexByUidl(this.o.account);
+    } catch {
+      return undefined;
+    }
   }
 
   /**

@@ -332,6 +332,64 @@ describe('engine', () => {
     ]);
   });
 
+  it("reads the journal's rows while the source is still answering the listing (a sync with nothing new)", async () => {
+    const src = new MemorySource([1, 2, 3].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    const dst = new MemoryDestination();
+    await runEngine(options(src, dst));
+    const events: string[] = [];
+    const read = journal.indexByUidl;
+    Object.assign(journal, {
+      indexByUidl: (account: string) => {
+        events.push('rows read');
+        return read(account);
+      },
+    });
+    const session = src.session.bind(src);
+    src.session = () => {
+      const s = session();
+      return {
+        ...s,
+        uidl: async () => {
+          events.push('UIDL asked');
+          // A server's listing takes a while (Dovecot: ~50 ms for 20,000 before the first byte).
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          events.push('UIDL answered');
+          return s.uidl();
+        },
+      };
+    };
+    const r = await runEngine(options(src, dst, { command: 'sync', lazyDestination: true }));
+    expect(r.alreadyCopied).toBe(3);
+    expect(events).toEqual(['UIDL asked', 'rows read', 'UIDL answered']);
+  });
+
+  it('a failed early read of the rows is read again; a journal that cannot be read is a journal error', async () => {
+    const src = new MemorySource([1, 2].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    const dst = new MemoryDestination();
+    await runEngine(options(src, dst));
+    const read = journal.indexByUidl;
+    let failures = 1;
+    Object.assign(journal, {
+      indexByUidl: (account: string) => {
+        if (failures-- > 0)
+          throw new PopsyncError('journal', 'journal j.sqlite: disk I/O error while reading messages');
+        return read(account);
+      },
+    });
+    expect((await runEngine(options(src, dst))).alreadyCopied).toBe(2);
+    failures = 2;
+    let opened = 0;
+    const counting = {
+      ...options(src, dst),
+      openSource: async () => {
+        opened++;
+        return src.session();
+      },
+    };
+    await expect(runEngine(counting)).rejects.toMatchObject({ kind: 'journal' });
+    expect(opened).toBe(1);
+  });
+
   it('finds a copy the server stored before the connection dropped, instead of appending it again', async () => {
     const src = new MemorySource([1, 2, 3, 4].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
     const dst = new MemoryDestination();
