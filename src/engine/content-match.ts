@@ -34,23 +34,59 @@ export function unlistedCopies<R extends { uidl: string; state: RowState }>(
   return out;
 }
 
-/** Unlisted copied rows, each claimable once. */
+/**
+ * Unlisted copied rows, each claimable once, indexed by sha256 and by fingerprint: a server that
+ * renumbered 10,000 UIDLs and refused TOP sends 10,000 such messages, and a scan of the pool for
+ * each was 50 million comparisons.
+ */
 export class ContentPool {
-  private readonly rows: ContentRow[];
+  /** Rows with each sha256 / fingerprint, in the order given (the first unclaimed one is taken). */
+  private readonly bySha = new Map<string, Queue>();
+  private readonly byFingerprint = new Map<string, Queue>();
+  private readonly claimed = new Set<ContentRow>();
+  private left: number;
 
   constructor(rows: readonly ContentRow[]) {
-    this.rows = [...rows];
+    this.left = rows.length;
+    for (const r of rows) {
+      if (r.sha256 !== null) queue(this.bySha, r.sha256).rows.push(r);
+      if (r.fingerprint != null) queue(this.byFingerprint, r.fingerprint).rows.push(r);
+    }
   }
 
   get size(): number {
-    return this.rows.length;
+    return this.left;
   }
 
   /** The row this content is the copy of (taken out of the pool), or null. */
   claim(content: { sha256: string; fingerprint: string }): ContentRow | null {
-    let i = this.rows.findIndex((r) => r.sha256 === content.sha256);
-    if (i < 0) i = this.rows.findIndex((r) => r.fingerprint != null && r.fingerprint === content.fingerprint);
-    if (i < 0) return null;
-    return this.rows.splice(i, 1)[0]!;
+    const row = this.first(this.bySha, content.sha256) ?? this.first(this.byFingerprint, content.fingerprint);
+    if (row === null) return null;
+    this.claimed.add(row);
+    this.left--;
+    return row;
   }
+
+  /** The first unclaimed row under `key`, dropping the claimed ones ahead of it for good. */
+  private first(index: Map<string, Queue>, key: string): ContentRow | null {
+    const q = index.get(key);
+    if (!q) return null;
+    while (q.head < q.rows.length && this.claimed.has(q.rows[q.head]!)) q.head++;
+    return q.rows[q.head] ?? null;
+  }
+}
+
+/** Rows in the order given; those before `head` are claimed. */
+interface Queue {
+  rows: ContentRow[];
+  head: number;
+}
+
+function queue(index: Map<string, Queue>, key: string): Queue {
+  let q = index.get(key);
+  if (!q) {
+    q = { rows: [], head: 0 };
+    index.set(key, q);
+  }
+  return q;
 }

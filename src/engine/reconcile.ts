@@ -12,8 +12,10 @@
  * saved before the APPEND (or, when adopting, below the UIDNEXT the folder had when the journal
  * first saw it), then the Message-ID (from ENVELOPE, or from the header scan when adopting),
  * then, where the caller knows the wanted header, the header fingerprint (BODY.PEEK[HEADER]).
- * Bodies are streamed, never held whole, and only for the candidates that remain, read in rounds
- * of one batched FETCH: each round the next candidate every undecided row would look at.
+ * Bodies are streamed, never held whole, and only for the candidates that remain, read in UID
+ * order in rounds of one batched FETCH (growing to 1,000 bodies or 16 MB), and indexed by
+ * digest: work and memory grow with rows plus candidates, never with their product, also when
+ * thousands of rows share one Message-ID (automated notices) or have none.
  *
  * Each destination UID is claimed by at most one row, and UIDs already claimed are never
  * candidates: identical messages in a source are legal and each must arrive, so a copy can be
@@ -119,11 +121,132 @@ function sizePlausible(c: DestinationMessage, w: Wanted): boolean {
   return c.size <= 2 * w.size + 2;
 }
 
+/** Bodies read in the first round: a row needs at least one, so at least the rows' count is read. */
+const FIRST_ROUND = 100;
+/** Each later round reads twice the last, up to this count and about this many listed bytes. */
+const MOST_PER_ROUND = 1_000;
+const ROUND_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Candidates sorted by UID, with a skip past the claimed ones: the claimed set only grows, so a
+ * claimed entry is stepped over once and never looked at again (thousands of identical copies
+ * handed out one by one cost each a step, not a walk from the first).
+ */
+class Run {
+  readonly items: DestinationMessage[] = [];
+  private readonly uids: number[] = [];
+  /** skip[i] > i: every entry from i to skip[i] - 1 is claimed. skip[i] === i: not known to be. */
+  private readonly skip: number[] = [];
+
+  push(c: DestinationMessage, uid: number): void {
+    this.items.push(c);
+    this.uids.push(uid);
+    this.skip.push(this.skip.length);
+  }
+
+  /** Up to `limit` unclaimed entries from UID `floor` up that `ok` accepts, lowest UID first. */
+  take(floor: number, claimed: ReadonlySet<number>, ok: (c: DestinationMessage) => boolean, limit: number) {
+    const out: Array<{ c: DestinationMessage; uid: number }> = [];
+    let lo = 0;
+    let hi = this.uids.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.uids[mid]! < floor) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = this.unclaimed(lo, claimed); i < this.uids.length && out.length < limit; ) {
+      if (ok(this.items[i]!)) out.push({ c: this.items[i]!, uid: this.uids[i]! });
+      i = this.unclaimed(i + 1, claimed);
+    }
+    return out;
+  }
+
+  /** The first index at or after `from` whose UID is not claimed (or the end). */
+  private unclaimed(from: number, claimed: ReadonlySet<number>): number {
+    let at = from;
+    while (at < this.uids.length) {
+      if (this.skip[at] !== at) at = this.skip[at]!;
+      else if (claimed.has(this.uids[at]!)) {
+        this.skip[at] = at + 1;
+        at++;
+      } else break;
+    }
+    // Path compression: the next look from any index passed here lands at once.
+    for (let i = from; i < at; ) {
+      const next = this.skip[i]!;
+      this.skip[i] = at;
+      i = next;
+    }
+    return at;
+  }
+}
+
+/** What the undecided rows of one Message-ID (or all rows, for candidates without one) could use. */
+class Need {
+  rows = 0;
+  floor = Number.POSITIVE_INFINITY;
+  size = 0;
+  /** Rows that take any header; the others' header fingerprints, counted. */
+  anyHeader = 0;
+  readonly headers = new Map<string, number>();
+
+  add(w: Wanted, header: string | null): void {
+    this.rows++;
+    this.floor = Math.min(this.floor, w.floor);
+    this.size = Math.max(this.size, w.size);
+    if (header === null) this.anyHeader++;
+    else this.headers.set(header, (this.headers.get(header) ?? 0) + 1);
+  }
+
+  /** A row was decided; floor and size stay as they were (reading a body too many is harmless). */
+  drop(header: string | null): void {
+    this.rows--;
+    if (header === null) this.anyHeader--;
+    else {
+      const n = this.headers.get(header)! - 1;
+      if (n === 0) this.headers.delete(header);
+      else this.headers.set(header, n);
+    }
+  }
+
+  /** Whether some undecided row could take `c`, as far as its listing says. */
+  mayTake(c: DestinationMessage, uid: number): boolean {
+    return this.rows > 0 && uid >= this.floor && c.size <= 2 * this.size + 2;
+  }
+
+  /** ...and its header fingerprint (undefined: not known, the body decides). */
+  mayTakeHeader(header: string | undefined): boolean {
+    return this.anyHeader > 0 || header === undefined || this.headers.has(header);
+  }
+}
+
+function entry<K, V>(map: Map<K, V>, key: K, make: () => V): V {
+  let v = map.get(key);
+  if (v === undefined) {
+    v = make();
+    map.set(key, v);
+  }
+  return v;
+}
+
+/** Per sha256 (0) and per fingerprint (1), keyed by the digest strings themselves (no new strings). */
+type ByDigest<T> = [Map<string, T>, Map<string, T>];
+const byDigest = <T>(): ByDigest<T> => [new Map(), new Map()];
+
 /**
  * Finds the copies of `wanted` among `candidates` (minus `claimed`, which it extends with every
  * UID it hands out). Content matches first for all rows (in floor order, lowest UID first), then
  * the Message-ID fallback for the rows left, so a fallback never takes a candidate that is
  * another row's copy by content.
+ *
+ * Each row gets what one body at a time, row after row, would give it: the lowest unclaimed
+ * candidate from its floor up with its content. Bodies are read in UID order in rounds of one
+ * batched FETCH, only of candidates some undecided row could take, and indexed by digest, so a
+ * row finds its copy by a lookup: cost grows with rows plus candidates, never with their product
+ * (10,000 interrupted notices sharing one Message-ID compared each row with every candidate).
+ * After a round every candidate below the last one read is known, so a row whose content is
+ * among them has its lowest copy there; the rows a round can settle are the ones wanting a digest
+ * it read, taken in floor order. Rounds stop when every row is settled or nothing is left.
  */
 export async function matchCopies(
   wanted: readonly Wanted[],
@@ -131,67 +254,25 @@ export async function matchCopies(
   claimed: Set<number>,
   probe: Probe,
 ): Promise<Match[]> {
-  const sorted = [...candidates].sort((a, b) => a.uid - b.uid);
-  const idOf = new Map(sorted.map((c) => [c.uid, messageIdKey(c.messageId)] as const));
+  // UIDs read once each (a listing's objects may be anything with the fields).
+  const sorted = candidates.map((c) => ({ c, uid: c.uid, id: messageIdKey(c.messageId) }));
+  sorted.sort((a, b) => a.uid - b.uid);
+  const listed = new Map<string | null, Run>();
+  for (const [i, x] of sorted.entries()) {
+    if (i > 0 && sorted[i - 1]!.uid === x.uid) continue;
+    entry(listed, x.id, () => new Run()).push(x.c, x.uid);
+  }
   const order = [...wanted].sort((a, b) => a.floor - b.floor);
   const result = new Map<string, Match>();
-  const headerCache = new Map<number, string>();
+  await matchByContent(order, sorted, claimed, probe, result);
 
-  /**
-   * A copy keeps its Message-ID, so candidates with another one are out. One listed without
-   * any stays in: the server may not have parsed it (the body decides).
-   */
-  const narrowed = (w: Wanted): DestinationMessage[] => {
-    const id = messageIdKey(w.messageId);
-    return sorted.filter(
-      (c) =>
-        !claimed.has(c.uid) &&
-        c.uid >= w.floor &&
-        (idOf.get(c.uid) === null || idOf.get(c.uid) === id) &&
-        sizePlausible(c, w),
-    );
-  };
-  const withSameId = (w: Wanted): DestinationMessage[] => {
-    const id = messageIdKey(w.messageId);
-    return id === null ? [] : narrowed(w).filter((c) => idOf.get(c.uid) === id);
-  };
-
-  const byHeader = async (w: Wanted, list: DestinationMessage[]): Promise<DestinationMessage[]> => {
-    if (!w.headerFingerprint || !probe.headerFingerprints || list.length === 0) return list;
-    const missing = list.map((c) => c.uid).filter((u) => !headerCache.has(u));
-    if (missing.length > 0) for (const [uid, h] of await probe.headerFingerprints(missing)) headerCache.set(uid, h);
-    // A UID the server did not answer for is kept: the body decides.
-    return list.filter((c) => headerCache.get(c.uid) === undefined || headerCache.get(c.uid) === w.headerFingerprint);
-  };
-
-  const lists = new Map<Wanted, DestinationMessage[]>();
-  for (const w of order) lists.set(w, await byHeader(w, narrowed(w)));
-  const contentMatch = (w: Wanted, d: Digest): 'sha256' | 'fingerprint' | null =>
-    w.sha256 !== null && d.sha256 === w.sha256
-      ? 'sha256'
-      : w.fingerprint !== null && d.fingerprint === w.fingerprint
-        ? 'fingerprint'
-        : null;
-  await readAhead(order, lists, claimed, probe, contentMatch);
-
-  for (const w of order) {
-    let found: { uid: number; by: 'sha256' | 'fingerprint' } | null = null;
-    for (const c of lists.get(w)!.filter((x) => !claimed.has(x.uid))) {
-      const by = contentMatch(w, await probe.digest(c.uid, c.size));
-      if (by) found = { uid: c.uid, by };
-      if (found) break;
-    }
-    if (found) {
-      claimed.add(found.uid);
-      result.set(w.key, { key: w.key, ...found });
-    }
-  }
-
+  const plausible = (w: Wanted) => (c: DestinationMessage) => sizePlausible(c, w);
   for (const w of order) {
     if (result.has(w.key)) continue;
     const id = messageIdKey(w.messageId);
-    const sameId = withSameId(w);
-    if (w.fingerprint === null && (id === null ? narrowed(w).length > 0 : sameId.length > 0)) {
+    // A row without a Message-ID looks at candidates without one; a row with one, at its own.
+    const sameId = (limit: number) => listed.get(id)?.take(w.floor, claimed, plausible(w), limit) ?? [];
+    if (w.fingerprint === null && sameId(1).length > 0) {
       result.set(w.key, {
         key: w.key,
         undecided:
@@ -201,78 +282,170 @@ export async function matchCopies(
       });
       continue;
     }
-    if (!w.messageIdFallback || sameId.length === 0) {
+    // Enough to say how many, within reason: the message names ten at most.
+    const same = w.messageIdFallback && id !== null ? sameId(11) : [];
+    if (same.length === 0) {
       result.set(w.key, { key: w.key, uid: null });
       continue;
     }
-    if (sameId.length > 1) {
+    if (same.length > 1) {
+      const many = same.length > 10;
       result.set(w.key, {
         key: w.key,
         undecided:
-          `${sameId.length} messages with its Message-ID ${id} (UIDs ` +
-          `${sameId.map((c) => c.uid).join(', ')}) arrived in the destination after its APPEND, none with ` +
+          `${many ? 'more than 10' : same.length} messages with its Message-ID ${id} (UIDs ` +
+          `${same
+            .slice(0, 10)
+            .map((x) => x.uid)
+            .join(', ')}${many ? ', ...' : ''}) arrived in the destination after its APPEND, none with ` +
           `its content; popsync cannot tell which, if any, is its copy`,
       });
       continue;
     }
-    claimed.add(sameId[0]!.uid);
-    result.set(w.key, { key: w.key, uid: sameId[0]!.uid, by: 'message-id' });
+    claimed.add(same[0]!.uid);
+    result.set(w.key, { key: w.key, uid: same[0]!.uid, by: 'message-id' });
   }
   return wanted.map((w) => result.get(w.key)!);
 }
 
-/**
- * Reads ahead, in rounds of one prefetch each, the bodies matchCopies' content loop will ask
- * for, so that loop then answers from what was read. One at a time was a round trip per body:
- * rows whose candidates share a Message-ID, or have none, all start at the same lowest UID,
- * so only that one was read ahead and every later row's own copy was a wait of its own (100
- * interrupted copies without a Message-ID: 100 waits).
- *
- * Each round walks the rows in the loop's order over what is known: a row takes its first
- * unclaimed candidate that matches by content, or, at the first one not read yet, asks for it
- * and is taken to claim it, so the rows after it ask for their next ones in the same round
- * (identical messages, or messages without a Message-ID, are thus read in one round when each
- * row's copy is where the loop will find it). A row that asks again (its body was another's)
- * asks for twice as many as the round before, so a row whose copy is not there reads its
- * candidates in a few rounds, not one round each. Every round reads at least one body not read
- * before, and only candidates of the rows, each once: never more than the loop reads when no
- * row has its copy. Which copy a row gets is decided by the loop alone; this only decides when
- * bodies are read.
- */
-async function readAhead(
+/** The content half of matchCopies: settles into `result` every row whose copy is found by content. */
+async function matchByContent(
   order: readonly Wanted[],
-  lists: ReadonlyMap<Wanted, DestinationMessage[]>,
-  claimed: ReadonlySet<number>,
+  sorted: ReadonlyArray<{ c: DestinationMessage; uid: number; id: string | null }>,
+  claimed: Set<number>,
   probe: Probe,
-  contentMatch: (w: Wanted, d: Digest) => string | null,
+  result: Map<string, Match>,
 ): Promise<void> {
-  if (!probe.prefetch) return;
-  const known = new Map<number, Digest>();
-  /** Bodies a row may ask for in the next round. */
-  const span = new Map<Wanted, number>();
-  for (;;) {
-    const taken = new Set(claimed);
-    const asked = new Map<number, DestinationMessage>();
-    for (const w of order) {
-      const most = span.get(w) ?? 1;
-      let asks = 0;
-      for (const c of lists.get(w)!) {
-        if (taken.has(c.uid)) continue;
-        const d = known.get(c.uid);
-        if (d === undefined) {
-          asked.set(c.uid, c);
-          taken.add(c.uid);
-          if (++asks === most) break;
-        } else if (contentMatch(w, d)) {
-          taken.add(c.uid);
+  const headerOf = (w: Wanted): string | null =>
+    probe.headerFingerprints && w.headerFingerprint ? w.headerFingerprint : null;
+  // Candidates with a Message-ID serve the rows with it; those without one serve every row.
+  const needs = new Map<string, Need>();
+  const anyRow = new Need();
+  /** Rows (by their index in `order`) wanting each sha256 and fingerprint. */
+  const wanting = byDigest<number[]>();
+  const want = (kind: 0 | 1, value: string, i: number) => {
+    const list = wanting[kind].get(value);
+    if (list) list.push(i);
+    else wanting[kind].set(value, [i]);
+  };
+  const ids = order.map((w) => messageIdKey(w.messageId));
+  let undecided = 0;
+  for (const [i, w] of order.entries()) {
+    if (w.sha256 === null && w.fingerprint === null) continue;
+    undecided++;
+    const id = ids[i]!;
+    if (id !== null) {
+      entry(needs, id, () => new Need()).add(w, headerOf(w));
+    }
+    anyRow.add(w, headerOf(w));
+    if (w.sha256 !== null) want(0, w.sha256, i);
+    if (w.fingerprint !== null) want(1, w.fingerprint, i);
+  }
+  const needOf = (id: string | null): Need | undefined => (id === null ? anyRow : needs.get(id));
+  const headers = new Map<number, string>();
+  /** The bodies read, per Message-ID of their listing (null: none), by digest. */
+  const known = new Map<string | null, ByDigest<Run>>();
+  const digests = new Map<number, Digest>();
+  const settled = new Set<number>();
+
+  /** Row i's lowest unclaimed copy among the bodies read, or null. */
+  const lookup = (i: number): { uid: number; by: 'sha256' | 'fingerprint' } | null => {
+    const w = order[i]!;
+    const header = headerOf(w);
+    const ok = (c: DestinationMessage): boolean => {
+      if (!sizePlausible(c, w)) return false;
+      const h = header === null ? undefined : headers.get(c.uid);
+      return h === undefined || h === header;
+    };
+    let best: number | null = null;
+    for (const id of ids[i] === null ? [null] : [ids[i]!, null])
+      for (const [kind, value] of [
+        [0, w.sha256],
+        [1, w.fingerprint],
+      ] as const) {
+        if (value === null) continue;
+        const [first] = known.get(id)?.[kind].get(value)?.take(w.floor, claimed, ok, 1) ?? [];
+        if (first && (best === null || first.uid < best)) best = first.uid;
+      }
+    if (best === null) return null;
+    return { uid: best, by: w.sha256 !== null && digests.get(best)!.sha256 === w.sha256 ? 'sha256' : 'fingerprint' };
+  };
+
+  let next = 0;
+  for (let round = 0; undecided > 0 && next < sorted.length; round++) {
+    const most = Math.min(MOST_PER_ROUND, Math.max(undecided, FIRST_ROUND << Math.min(round, 4)));
+    const batch: DestinationMessage[] = [];
+    let bytes = 0;
+    while (batch.length < most && bytes < ROUND_BYTES && next < sorted.length) {
+      // The listing narrows first; header fingerprints, where rows have them, in one call a chunk.
+      const chunk: number[] = [];
+      for (let j = next; j < sorted.length && chunk.length < most - batch.length; j++) {
+        const x = sorted[j]!;
+        if (!claimed.has(x.uid) && (j === 0 || sorted[j - 1]!.uid !== x.uid) && needOf(x.id)?.mayTake(x.c, x.uid))
+          chunk.push(j);
+        next = j + 1;
+      }
+      if (chunk.length === 0) break;
+      if (probe.headerFingerprints) {
+        // Only where every row that could take the candidate has a header to narrow by.
+        const missing = chunk
+          .filter((j) => needOf(sorted[j]!.id)!.anyHeader === 0 && !headers.has(sorted[j]!.uid))
+          .map((j) => sorted[j]!.uid);
+        if (missing.length > 0) for (const [uid, h] of await probe.headerFingerprints(missing)) headers.set(uid, h);
+      }
+      for (const [k, j] of chunk.entries()) {
+        const x = sorted[j]!;
+        if (!needOf(x.id)!.mayTakeHeader(headers.get(x.uid))) continue;
+        batch.push(x.c);
+        bytes += x.c.size;
+        if (bytes >= ROUND_BYTES) {
+          // The rest of the chunk waits for the next round.
+          if (k + 1 < chunk.length) next = chunk[k + 1]!;
           break;
         }
       }
-      if (asks > 0) span.set(w, most * 2);
     }
-    if (asked.size === 0) return;
-    const round = [...asked.values()];
-    await probe.prefetch(round);
-    for (const c of round) known.set(c.uid, await probe.digest(c.uid, c.size));
+    if (batch.length === 0) break;
+    if (probe.prefetch) await probe.prefetch(batch);
+    const touched = [new Set<string>(), new Set<string>()] as const;
+    for (const c of batch) {
+      const uid = c.uid;
+      const d = await probe.digest(uid, c.size);
+      digests.set(uid, d);
+      if (d.sha256 === '') continue; // expunged meanwhile: nobody's copy
+      const id = messageIdKey(c.messageId);
+      const buckets = entry(known, id, () => byDigest<Run>());
+      for (const [kind, value] of [
+        [0, d.sha256],
+        [1, d.fingerprint],
+      ] as const) {
+        entry(buckets[kind], value, () => new Run()).push(c, uid);
+        touched[kind].add(value);
+      }
+    }
+    // The rows this round can settle, in floor order: those wanting a digest it read.
+    const rows: number[] = [];
+    for (const kind of [0, 1] as const)
+      for (const value of touched[kind]) {
+        const list = wanting[kind].get(value);
+        if (!list) continue;
+        const left = list.filter((i) => !settled.has(i));
+        wanting[kind].set(value, left);
+        for (const i of left) rows.push(i);
+      }
+    rows.sort((a, b) => a - b);
+    for (const [k, i] of rows.entries()) {
+      if (k > 0 && rows[k - 1] === i) continue;
+      if (settled.has(i)) continue;
+      const found = lookup(i);
+      if (!found) continue;
+      const w = order[i]!;
+      claimed.add(found.uid);
+      settled.add(i);
+      result.set(w.key, { key: w.key, ...found });
+      undecided--;
+      if (ids[i] !== null) needs.get(ids[i]!)!.drop(headerOf(w));
+      anyRow.drop(headerOf(w));
+    }
   }
 }

@@ -88,6 +88,13 @@ export function folderProbe(ctx: RunContext, sink: ImapSink, folder: string): Pr
   };
 }
 
+/** The lowest of the rows' floors, at least 1 (a loop: spreading 100,000 rows into Math.min overflows the stack). */
+function lowestFloor(rows: readonly JournalRow[], floorOf: (r: JournalRow) => number): number {
+  let floor = Number.POSITIVE_INFINITY;
+  for (const r of rows) floor = Math.min(floor, floorOf(r));
+  return Math.max(1, floor);
+}
+
 function wantedOf(row: JournalRow, floor: number, messageIdFallback: boolean): Wanted {
   return {
     key: row.uidl,
@@ -132,7 +139,7 @@ async function claimUidless(
   const { journal, account, logger } = ctx.o;
   const rows = journal.copiesWithoutUid(account, folder, status.uidValidity);
   if (rows.length === 0) return [];
-  const floor = Math.max(1, Math.min(...rows.map((r) => r.destUidNext ?? 1)));
+  const floor = lowestFloor(rows, (r) => r.destUidNext ?? 1);
   const candidates = await ctx.on('imap', sink.listSince(folder, floor));
   const matches = await matchCopies(
     rows.map((r) => wantedOf(r, r.destUidNext ?? 1, false)),
@@ -143,7 +150,8 @@ async function claimUidless(
   const found: Array<{ uidl: string; destUid: number }> = [];
   for (const m of matches) if ('uid' in m && m.uid !== null) found.push({ uidl: m.key, destUid: m.uid });
   journal.learnUids(account, found);
-  const unresolved = rows.filter((r) => !found.some((f) => f.uidl === r.uidl));
+  const learnt = new Set(found.map((f) => f.uidl));
+  const unresolved = rows.filter((r) => !learnt.has(r.uidl));
   if (unresolved.length > 0)
     logger.warn(
       { folder, uidls: unresolved.map((r) => r.uidl) },
@@ -242,7 +250,7 @@ export async function reconcilePending(ctx: RunContext, sink: ImapSink, source?:
     const unresolved = await claimUidless(ctx, sink, folder, status, probe);
     // A stale row's saved UIDNEXT means nothing in the recreated folder: search all of it.
     const floorOf = (r: JournalRow) => (r.destUidValidity === status.uidValidity ? (r.destUidNext ?? 1) : 1);
-    const floor = Math.max(1, Math.min(...rows.map(floorOf)));
+    const floor = lowestFloor(rows, floorOf);
     const candidates: DestinationMessage[] = await ctx.on('imap', sink.listSince(folder, floor));
     const claimed = journal.doneUidsIn(account, folder, status.uidValidity);
     const matches = await matchCopies(
@@ -251,14 +259,21 @@ export async function reconcilePending(ctx: RunContext, sink: ImapSink, source?:
       claimed,
       probe,
     );
+    const rowOf = new Map(rows.map((r) => [r.uidl, r] as const));
+    // Per Message-ID, the unresolved row with the lowest saved UIDNEXT: the one any rival check finds first.
+    const rivals = new Map<string | null, JournalRow>();
+    for (const u of unresolved) {
+      const id = messageIdKey(u.messageId);
+      const held = rivals.get(id);
+      if (!held || (u.destUidNext ?? 1) < (held.destUidNext ?? 1)) rivals.set(id, u);
+    }
     for (const m of matches) {
       if ('undecided' in m) throw undecidable(ctx, folder, m);
       if (m.uid === null) continue;
       // A copy recorded without a UID and not found could be this very message: do not guess.
-      const row = rows.find((r) => r.uidl === m.key)!;
-      const rival = unresolved.find(
-        (u) => messageIdKey(u.messageId) === messageIdKey(row.messageId) && (u.destUidNext ?? 1) <= m.uid,
-      );
+      const row = rowOf.get(m.key)!;
+      const candidate = rivals.get(messageIdKey(row.messageId));
+      const rival = candidate && (candidate.destUidNext ?? 1) <= m.uid ? candidate : undefined;
       if (rival) {
         throw undecidable(ctx, folder, {
           key: m.key,
@@ -268,8 +283,9 @@ export async function reconcilePending(ctx: RunContext, sink: ImapSink, source?:
         });
       }
     }
+    const listed = ctx.rec.detailed ? new Map(ctx.listing.map((x) => [x.uidl, x] as const)) : null;
     for (const m of matches) {
-      const row = rows.find((r) => r.uidl === m.key)!;
+      const row = rowOf.get(m.key)!;
       if (!('uid' in m) || m.uid === null) {
         logger.info({ uidl: m.key, folder }, 'interrupted copy not found in destination; copying again');
         continue;
@@ -283,10 +299,8 @@ export async function reconcilePending(ctx: RunContext, sink: ImapSink, source?:
             `${m.uid}): its content differs from what was sent beyond the rewrites popsync knows; check that message`,
         );
       }
-      if (ctx.rec.detailed) {
-        const listed = ctx.listing.find((x) => x.uidl === m.key);
-        if (listed) ctx.rec.record(m.key, { ...ctx.rec.bare(listed, 'copied', null, null), ...fromRow(row) });
-      }
+      const entry = listed?.get(m.key);
+      if (entry) ctx.rec.record(m.key, { ...ctx.rec.bare(entry, 'copied', null, null), ...fromRow(row) });
       ctx.settledThisPass++;
       logger.info({ uidl: m.key, folder, uid: m.uid, matchedBy: m.by }, 'interrupted copy found in destination');
     }
@@ -319,7 +333,8 @@ export async function learnUids(
   for (const m of matches) if ('uid' in m && m.uid !== null) found.push({ uidl: m.key, destUid: m.uid });
   journal.learnUids(account, found);
   for (const f of found) status.floor = Math.max(status.floor, f.destUid + 1);
-  const missing = rows.filter((r) => !found.some((f) => f.uidl === r.uidl));
+  const learnt = new Set(found.map((f) => f.uidl));
+  const missing = rows.filter((r) => !learnt.has(r.uidl));
   if (missing.length > 0)
     logger.warn(
       { folder, uidls: missing.map((r) => r.uidl) },

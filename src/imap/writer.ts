@@ -76,6 +76,14 @@ function specialUseRoleOf(attributes: Iterable<string> | undefined): string | nu
   return null;
 }
 
+/**
+ * A copy of `s` that holds nothing else: imapflow's parsed strings are slices of the response
+ * line they came from, so keeping one kept its whole FETCH response alive.
+ */
+function ownString(s: string | undefined): string | null {
+  return s === undefined ? null : Buffer.from(s, 'utf16le').toString('utf16le');
+}
+
 /** UID sets of at most UIDS_PER_FETCH UIDs each, runs written as ranges ("3:7,9"). */
 function uidSets(uids: readonly number[]): string[] {
   const sorted = [...new Set(uids)].sort((a, b) => a - b);
@@ -702,11 +710,15 @@ class ImapWriter implements ImapSink {
       // An empty mailbox answers "1:*" with NO on some servers; nothing to list anyway.
       if (this.client.mailbox && this.client.mailbox.exists === 0) return [];
       const range = below === Infinity ? `${from}:*` : `${from}:${below - 1}`;
-      const rows = await this.client.fetchAll(range, { uid: true, size: true, envelope: true }, { uid: true });
-      // "N:*" also matches the highest UID when every UID is below N (RFC 3501 6.4.8).
-      return rows
-        .filter((m) => m.uid >= from && m.uid < below)
-        .map((m) => ({ uid: m.uid, size: m.size ?? 0, messageId: m.envelope?.messageId ?? null }));
+      // Streamed, keeping three fields a message: fetchAll held every response and its parsed
+      // ENVELOPE until the last (10,000 automated notices: about 40 MB, a folder's size unbounded).
+      const out: DestinationMessage[] = [];
+      for await (const m of this.client.fetch(range, { uid: true, size: true, envelope: true }, { uid: true })) {
+        // "N:*" also matches the highest UID when every UID is below N (RFC 3501 6.4.8).
+        if (m.uid >= from && m.uid < below)
+          out.push({ uid: m.uid, size: m.size ?? 0, messageId: ownString(m.envelope?.messageId) });
+      }
+      return out;
     });
   }
 

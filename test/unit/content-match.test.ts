@@ -40,4 +40,32 @@ describe('content-match', () => {
     // A row from before fingerprints (null) is never matched by a missing fingerprint.
     expect(new ContentPool([row('old', 'sha-old')]).claim({ sha256: 'x', fingerprint: '' })).toBeNull();
   });
+
+  it('claims in proportion to the rows, not rows times messages (10,000 renumbered UIDLs)', () => {
+    // Every look at a row's digests is counted: a scan of the pool per message is 50 million.
+    let looks = 0;
+    const counted = (uidl: string, sha: string, fp: string) => ({
+      uidl,
+      folder: 'INBOX',
+      get sha256() {
+        looks++;
+        return sha;
+      },
+      get fingerprint() {
+        looks++;
+        return fp;
+      },
+    });
+    const n = 10_000;
+    const pool = new ContentPool([
+      ...Array.from({ length: n / 2 }, (_, i) => counted(`u${i}`, `sha${i}`, `fp${i}`)),
+      ...Array.from({ length: n / 2 }, (_, i) => counted(`twin${i}`, 'twin', 'fp-twin')),
+    ]);
+    for (let i = n / 2 - 1; i >= 0; i--)
+      expect(pool.claim({ sha256: `other${i}`, fingerprint: `fp${i}` })?.uidl).toBe(`u${i}`);
+    for (let i = 0; i < n / 2; i++) expect(pool.claim({ sha256: 'twin', fingerprint: 'x' })?.uidl).toBe(`twin${i}`);
+    expect(pool.claim({ sha256: 'twin', fingerprint: 'fp-twin' })).toBeNull();
+    expect(pool.size).toBe(0);
+    expect(looks).toBeLessThanOrEqual(4 * n);
+  });
 });
