@@ -285,7 +285,10 @@ export class Pop3Connection implements CommandChannel {
     if (this.failure || this.upgrading) return;
     while (this.queue.length > 0 && this.inflight.length < this.window) {
       const p = this.queue.shift() as Pending;
-      if (this.inflight.length === 0) p.sentIdle = now();
+      // Behind nothing but the greeting (sendBehindGreeting) counts too: a reply cannot come
+      // back sooner than a round trip after its command left, whatever came before it.
+      if (this.inflight.length === 0 || (this.inflight.length === 1 && this.inflight[0]?.spec === GREETING))
+        p.sentIdle = now();
       this.inflight.push(p);
       this.corkForThisTick();
       this.opts.logger.debug({ command: p.spec.label }, 'pop3 >');

@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { startSlowProxy } from '../../lab/slow-proxy.js';
+import type { FakeContext } from '../support/fake-pop3.js';
 import { usePop3Harness } from '../support/pop3-harness.js';
 
 const { fake, connect } = usePop3Harness();
@@ -27,6 +28,17 @@ describe('the POP3 round trip', () => {
     } finally {
       await slow.close();
     }
+  });
+
+  it('CAPA, written ahead of the greeting, is timed too: a slow login and a slow STAT do not inflate it', async () => {
+    const slowly = (ms: number) => async (ctx: FakeContext) => {
+      await new Promise((r) => setTimeout(r, ms));
+      await ctx.useDefault();
+    };
+    const pop = await fake({ messages: notes, pipelining: true, handlers: { AUTH: slowly(1000), STAT: slowly(1000) } });
+    const s = await connect(pop);
+    // The login and STAT each took a second: only CAPA can have been timed below it.
+    expect(s.roundTripMs).toBeLessThan(1000);
   });
 
   it('on loopback it is measured too', async () => {
