@@ -13,10 +13,12 @@ process.on('SIGINT', early);
 process.on('SIGTERM', early);
 
 // Before the program loads: a young generation that grew to its 32 MB default let dead Buffers pile
-// up between GCs (src/young-generation.ts), and a full GC every ~8 MB of Buffers when V8 set its
-// old generation's limit low (src/old-generation.ts).
+// up between GCs (src/young-generation.ts), a full GC every ~8 MB of Buffers when V8 set its
+// old generation's limit low (src/old-generation.ts), and V8's optimising compiler took a quarter
+// of a run's CPU on code that ran too little to gain from it (src/tier-up.ts).
 import('../dist/bundle/young-generation.js')
   .then((y) => {
+    y.delayTierUp();
     y.capYoungGeneration();
     y.leaveRoomForBuffers();
     return import('../dist/bundle/popsync.js');

@@ -26,8 +26,9 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 
 // bin/popsync.js loads this file alone before the program (lab/bundle.ts): the old generation's
-// setting comes with it.
+// setting and the later tier-up come with it.
 export { leaveRoomForBuffers } from './old-generation.js';
+export { delayTierUp } from './tier-up.js';
 
 /** New space (both semi-spaces) is kept at or below this many bytes. */
 export const YOUNG_GENERATION_BYTES = 8 * 1024 * 1024;

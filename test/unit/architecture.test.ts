@@ -23,8 +23,9 @@ const ALLOWED: Record<string, readonly string[]> = {
   defaults: [],
   log: [],
   tls: [],
-  // The file bin/popsync.js loads before the program also carries the old generation's setting.
-  'young-generation': ['old-generation'],
+  // The file bin/popsync.js loads before the program also carries the old generation's setting
+  // and the later tier-up.
+  'young-generation': ['old-generation', 'tier-up'],
   'connect-hints': ['errors', 'defaults', 'tls'],
   net: ['errors', 'defaults', 'log', 'tls', 'connect-hints'],
   pop3: ['errors', 'defaults', 'log', 'tls', 'connect-hints', 'net'],
