@@ -16,6 +16,7 @@
  * are reused only once the caller knows every APPEND of it was answered (Arena.recycle()). An
  * arena never recycled is left to the garbage collector, as the socket's Buffers were.
  */
+import { readsDied } from './scavenge.js';
 
 /** One slab: few views per message, and the half-filled last slab of a batch wastes little. */
 export const SLAB_BYTES = 256 * 1024;
@@ -78,6 +79,8 @@ export class Arena {
       this.at += n;
       from += n;
     }
+    // Copied, the read is garbage: freed by the next scavenge, which this may run (scavenge.ts).
+    readsDied(chunk.length);
   }
 
   /**

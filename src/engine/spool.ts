@@ -19,6 +19,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PopsyncError } from '../errors.js';
 import { processAlive } from '../journal/lock.js';
+import { readsDied } from './scavenge.js';
 
 export class SpoolFile {
   private constructor(
@@ -50,8 +51,10 @@ export class SpoolFile {
     } catch (e) {
       throw this.writeError(e);
     }
+    let bytes = 0;
     // A short write is finished piece by piece.
     for (const c of chunks) {
+      bytes += c.length;
       if (written >= c.length) {
         written -= c.length;
         continue;
@@ -59,6 +62,8 @@ export class SpoolFile {
       await this.write(c.subarray(written));
       written = 0;
     }
+    // Written out, the reads are garbage: freed by the next scavenge, which this may run (scavenge.ts).
+    readsDied(bytes);
   }
 
   private writeError(e: unknown): PopsyncError {
