@@ -68,11 +68,23 @@ export interface Preview {
 export async function previewRun(o: PreviewOptions): Promise<Preview> {
   let source: Pop3Session | null = null;
   let sink: ImapSink | null = null;
+  // The destination opens while the source is reached and listed, as a run's does (run.ts):
+  // neither waits for the other's round trips (TCP, TLS, greeting, login: several at 30 ms RTT).
+  // A failure of the source is still the one reported.
+  const sinkOpening = o.openSink();
+  sinkOpening.catch(() => undefined);
   try {
-    source = await o.openSource();
-    const listed = await listSource(source);
+    let listed: Awaited<ReturnType<typeof listSource>>;
+    try {
+      source = await o.openSource();
+      listed = await listSource(source);
+    } catch (e) {
+      // Settled first, so the finally below closes a destination that opened meanwhile.
+      sink = await sinkOpening.catch(() => null);
+      throw e;
+    }
     if (!listed.uidlSupported) o.logger.warn(NO_UIDL_WARNING);
-    sink = await o.openSink();
+    sink = await sinkOpening;
     // Heads read for identification are kept for routing: no message is asked for twice.
     const heads = new Map<number, Buffer | null>();
     const id = await identifyListing(source, listed, o.rows, { now: o.now, seen: (n, h) => heads.set(n, h) });

@@ -140,6 +140,56 @@ describe('the dry run', () => {
     expect(p.capabilities.has('APPENDLIMIT=1000')).toBe(true);
   });
 
+  it('opens the destination while the source is reached and listed, as a run does', async () => {
+    const calls: string[] = [];
+    const events: string[] = [];
+    const listed = source([{ uidl: 'u1', body: mail('a') }], true, calls);
+    await previewRun({
+      rows: new Map(),
+      openSource: async () => {
+        events.push('source opened');
+        return {
+          ...listed,
+          uidl: async () => {
+            await new Promise((resolve) => setTimeout(resolve, 10));
+            events.push('UIDL answered');
+            return listed.uidl();
+          },
+        };
+      },
+      openSink: async () => {
+        events.push('destination opening');
+        return sink(['Archive'], calls);
+      },
+      route,
+      logger: silentLogger,
+      now: new Date('2026-02-01T00:00:00Z'),
+    });
+    expect(calls).toEqual([]);
+    expect(events.indexOf('destination opening')).toBeLessThan(events.indexOf('UIDL answered'));
+  });
+
+  it("reports the source's failure, also over the destination's, and closes a destination it opened", async () => {
+    const refused = new PopsyncError('auth', 'POP3 login refused', {
+      serverResponse: '-ERR [AUTH] Authentication failed',
+    });
+    let closed = 0;
+    const opened = { ...sink(['Archive'], []), close: async () => void closed++ };
+    const run = (openSink: () => Promise<ImapSink>) =>
+      previewRun({
+        rows: new Map(),
+        openSource: async () => Promise.reject(refused),
+        openSink,
+        route,
+        logger: silentLogger,
+        now: new Date('2026-02-01T00:00:00Z'),
+      });
+    await expect(run(async () => opened)).rejects.toBe(refused);
+    expect(closed).toBe(1);
+    const imapRefused = new PopsyncError('auth', 'IMAP login refused');
+    await expect(run(async () => Promise.reject(imapRefused))).rejects.toBe(refused);
+  });
+
   it('after a renumbering: copied messages are recognised under their new UIDLs, the journal untouched', async () => {
     const calls: string[] = [];
     const one = mail('one');
