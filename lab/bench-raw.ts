@@ -93,11 +93,12 @@ function retrAll(count: number): string {
 }
 
 /**
- * LIST of `user`'s mailbox, untimed. Dovecot's first LIST of a maildir it never listed reads every
- * message to count its size with CRLF line ends (the lab seeds files without the ,W= size Dovecot's
- * own delivery puts in their names): 0.2-0.9 s for 3,000 typical or 10,000 small messages, then
- * ~10 ms from its cache. The raw readers' source has been read by rawPop3 before the safe relay
- * runs; popsync's source is listed here, so both start from the same server state.
+ * LIST of `user`'s mailbox, untimed. Dovecot's first session of a maildir it never opened builds
+ * its dovecot-uidlist and index. Until the lab named files with the ,W= size a delivery writes
+ * (maildir-name.ts), that first LIST also read every message to count its CRLF size: 0.2-0.9 s
+ * for 3,000 typical or 10,000 small messages, then ~10 ms from its cache. The raw readers' source
+ * has been read by rawPop3 before the safe relay runs; popsync's source is listed here, so both
+ * start from the same server state.
  */
 export async function listPop3(ep: RawEndpoints, user: string, password: string): Promise<void> {
   const s = await pop3Login(ep, user, password);
