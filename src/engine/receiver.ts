@@ -165,7 +165,7 @@ export class Receiver {
     stream: RetrBody,
     arena: Arena,
   ): ReceivedBody | null | Promise<ReceivedBody | null> {
-    const body = new BodyCollector(this.spool, this.limits.spillAt, arena);
+    const body = new BodyCollector(this.spool, this.limits.spillAt, arena, m.size > this.limits.spillAt);
     const ceiling = retrCeiling(m.size);
     try {
       for (let chunk = stream.read(); ; chunk = stream.read()) {

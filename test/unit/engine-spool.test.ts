@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BodyCollector } from '../../src/engine/received.js';
+import { Arena, SLAB_BYTES, SlabPool } from '../../src/engine/slabs.js';
 import { Spool, SpoolFile } from '../../src/engine/spool.js';
 import { HEADER_PARSE_LIMIT, parseHeaders } from '../../src/mapping/headers.js';
 import { headerHash } from '../../src/engine/identity.js';
@@ -246,4 +247,42 @@ describe('BodyCollector', () => {
       expect(headerHash(e.head)).toBe(headerHash(edge));
     },
   );
+});
+
+describe('BodyCollector of a message the server listed past the spill threshold', () => {
+  /**
+   * Collects `message` into an arena of its own; says whether it took slabs (a spilled message
+   * gives them back to the pool, which then holds them).
+   */
+  async function intoArena(message: Buffer, listedLarge: boolean) {
+    const pool = new SlabPool(64);
+    const arena = new Arena(pool);
+    const c = new BodyCollector(spool, 2 * 1024 * 1024, arena, listedLarge);
+    for (let i = 0; i < message.length; i += 65536) await c.add(message.subarray(i, i + 65536));
+    const r = await c.finish();
+    return { r, arenaUsed: pool.spare > 0 || arena.mark().slab > 0 || arena.mark().at !== SLAB_BYTES };
+  }
+
+  const large = Buffer.concat([Buffer.from('Subject: big\r\n\r\n'), Buffer.alloc(3 * 1024 * 1024, 'b')]);
+
+  it('goes to its spool file without being copied into the arena first, byte for byte', async () => {
+    const early = await intoArena(large, true);
+    expect(early.arenaUsed).toBe(false);
+    expect(early.r.file).not.toBeNull();
+    expect(readFileSync(early.r.file!).equals(large)).toBe(true);
+    expect(early.r).toMatchObject({ size: large.length, sha256: sha(large) });
+    // The control: listed at its size or less, its first 2 MB went through the arena.
+    const late = await intoArena(large, false);
+    expect(late.arenaUsed).toBe(true);
+    expect(late.r).toMatchObject({ size: large.length, sha256: sha(large), fingerprint: early.r.fingerprint });
+  });
+
+  it('stays in memory when it is smaller than the server said, with the same digests', async () => {
+    const small = large.subarray(0, 100_000);
+    const { r } = await intoArena(small, true);
+    expect(r.file).toBeNull();
+    expect(sentBytes(r).equals(small)).toBe(true);
+    expect(r).toMatchObject({ size: small.length, sha256: sha(small) });
+    expect(r.fingerprint).toBe((await intoArena(small, false)).r.fingerprint);
+  });
 });
