@@ -26,6 +26,7 @@
  * lab/bundle.ts's banner gives every chunk; chunks are all in the bundle's directory. The export
  * names of a deferred module are read by loading it here, at build time.
  */
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { build, type Plugin } from 'esbuild';
@@ -38,6 +39,12 @@ export interface OutsourcedModules {
   deferred?: readonly string[];
   /** The same, for modules the bundled code requires only when it uses them. */
   lazy?: readonly string[];
+  /**
+   * Files (relative to the build's working directory) whose text is edited as it is bundled: each
+   * [from, to] once, exactly, or the build fails (so a dependency's update cannot silently undo it).
+   * For a require that runs as the file loads and whose export is used in one rarely taken place.
+   */
+  edits?: Readonly<Record<string, ReadonlyArray<readonly [string, string]>>>;
 }
 
 export function deferRequires(modules: OutsourcedModules | readonly string[]): Plugin {
@@ -87,6 +94,18 @@ export function deferRequires(modules: OutsourcedModules | readonly string[]): P
         return {};
       });
 
+      const edits = new Map(Object.entries(spec.edits ?? {}).map(([f, e]) => [join(root, f), e]));
+      if (edits.size > 0) {
+        b.onLoad({ filter: new RegExp(`^(${[...edits.keys()].map(escapeRegExp).join('|')})$`) }, async (args) => {
+          let text = await readFile(args.path, 'utf8');
+          for (const [from, to] of edits.get(args.path) ?? []) {
+            if (text.split(from).length !== 2) throw new Error(`defer-requires: ${args.path} no longer has ${from}`);
+            text = text.replace(from, () => to);
+          }
+          return { contents: text, loader: 'js' };
+        });
+      }
+
       b.onResolve({ filter: new RegExp(`^\\./${DIR}/[^/]+\\.cjs$`) }, (args) =>
         args.namespace === NAMESPACE ? { path: args.path, external: true } : undefined,
       );
@@ -107,13 +126,15 @@ export function deferRequires(modules: OutsourcedModules | readonly string[]): P
       });
       b.onLoad({ filter: /.*/, namespace: NAMESPACE }, (args) => {
         const { file, out } = args.pluginData as { file: string; out: string };
-        const keys = Object.keys(requireHere(file) as object);
+        const exported = requireHere(file) as object;
+        const keys = Object.keys(exported);
         return {
           loader: 'js',
           resolveDir: dirname(file),
           contents: [
             'let real;',
             `const load = () => (real ??= require(${JSON.stringify(out)}));`,
+            ...(typeof exported === 'function' ? callableStandIn() : []),
             `for (const key of ${JSON.stringify(keys)})`,
             '  Object.defineProperty(module.exports, key, { enumerable: true, get: () => load()[key] });',
           ].join('\n'),
@@ -121,6 +142,22 @@ export function deferRequires(modules: OutsourcedModules | readonly string[]): P
       });
     },
   };
+}
+
+/**
+ * The stand-in of a module that is a function (a class, a factory): called or constructed, it
+ * loads the module and hands the call on, so `new SonicBoom(opts)` builds a real SonicBoom.
+ * `x instanceof StandIn` asks the real class, once loaded; before that no instance can exist.
+ */
+function callableStandIn(): string[] {
+  return [
+    'module.exports = function standIn(...args) {',
+    '  return new.target === undefined ? load().apply(this, args) : Reflect.construct(load(), args);',
+    '};',
+    'Object.defineProperty(module.exports, Symbol.hasInstance, {',
+    '  value: (x) => real !== undefined && x instanceof real,',
+    '});',
+  ];
 }
 
 /** socks -> socks; node_modules/libmime/lib/mimetypes.js -> libmime-lib-mimetypes. */

@@ -84,6 +84,9 @@ describe('the bundle bin/popsync.js runs', () => {
     // commander is bundled and always loaded: a scan that found nothing would not pass this.
     expect(packages).toContain('commander');
     expect(LAZY.filter((p) => packages.has(p))).toEqual([]);
+    // pino is, without what only its transports and its own file destinations use (lab/bundle.ts).
+    expect(packages).toContain('pino');
+    expect(['sonic-boom', 'thread-stream'].filter((p) => packages.has(p))).toEqual([]);
   });
 
   it('a migration loads imapflow once it connects, and no progress display with --no-progress', async () => {

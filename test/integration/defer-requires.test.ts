@@ -112,4 +112,88 @@ describe('deferRequires', () => {
     expect(b.loadsAtStart).toBe(1);
     expect(b.use()).toEqual([42, 'Maker', 42, 42]);
   });
+
+  it('a module that is a class (as sonic-boom): constructed, called and instanceof through the stand-in', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'popsync-defer-'));
+    dirs.push(dir);
+    const pkg = join(dir, 'node_modules', 'boom');
+    mkdirSync(pkg, { recursive: true });
+    writeFileSync(join(pkg, 'package.json'), '{ "name": "boom", "main": "index.js" }\n');
+    writeFileSync(
+      join(pkg, 'index.js'),
+      'globalThis.boomLoads = (globalThis.boomLoads ?? 0) + 1;\n' +
+        'function Boom(n) { if (!(this instanceof Boom)) return new Boom(n); this.n = n; }\n' +
+        'Boom.prototype.twice = function () { return 2 * this.n; };\n' +
+        'module.exports = Boom;\nmodule.exports.Boom = Boom;\n',
+    );
+    // As pino's tools.js: the class required as it loads, `instanceof` asked before any is built.
+    writeFileSync(
+      join(dir, 'user.cjs'),
+      "const Boom = require('boom');\nconst worker = require('node:worker_threads');\n" +
+        'exports.isBoom = (x) => x instanceof Boom;\n' +
+        'exports.make = (n) => new Boom(n);\nexports.call = (n) => Boom(n);\n' +
+        'exports.named = (n) => new Boom.Boom(n);\n' +
+        'exports.main = () => worker.isMainThread;\n',
+    );
+    writeFileSync(
+      join(dir, 'entry.mjs'),
+      "import user from './user.cjs';\nexport const loadsAtStart = globalThis.boomLoads ?? 0;\nexport { user };\n",
+    );
+    await build({
+      absWorkingDir: dir,
+      entryPoints: ['entry.mjs'],
+      outfile: join(dir, 'out.mjs'),
+      bundle: true,
+      format: 'esm',
+      platform: 'node',
+      logLevel: 'silent',
+      plugins: [
+        deferRequires({
+          deferred: ['boom'],
+          edits: {
+            'user.cjs': [
+              ["const worker = require('node:worker_threads');\n", ''],
+              ['worker.isMainThread', "require('node:worker_threads').isMainThread"],
+            ],
+          },
+        }),
+      ],
+      banner: { js: "import { createRequire } from 'node:module';\nconst require = createRequire(import.meta.url);" },
+    });
+    const text = readFileSync(join(dir, 'out.mjs'), 'utf8');
+    expect(text).not.toContain('twice');
+    expect(text).not.toContain('const worker');
+    (globalThis as Record<string, unknown>).boomLoads = 0;
+    type User = Record<'isBoom' | 'make' | 'call' | 'named' | 'main', (x?: unknown) => unknown>;
+    const b = (await import(pathToFileURL(join(dir, 'out.mjs')).href)) as { loadsAtStart: number; user: User };
+    expect(b.loadsAtStart).toBe(0);
+    expect(b.user.isBoom({})).toBe(false);
+    expect((globalThis as Record<string, unknown>).boomLoads).toBe(0);
+    const made = b.user.make(3) as { twice(): number };
+    expect(made.twice()).toBe(6);
+    expect(b.user.isBoom(made)).toBe(true);
+    expect(b.user.isBoom({})).toBe(false);
+    expect((b.user.call(4) as { twice(): number }).twice()).toBe(8);
+    expect(b.user.isBoom(b.user.named(5))).toBe(true);
+    expect((globalThis as Record<string, unknown>).boomLoads).toBe(1);
+    expect(b.user.main()).toBe(true);
+  });
+
+  it('an edit whose text is no longer in the file fails the build', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'popsync-defer-'));
+    dirs.push(dir);
+    writeFileSync(join(dir, 'entry.mjs'), 'export const a = 1;\n');
+    await expect(
+      build({
+        absWorkingDir: dir,
+        entryPoints: ['entry.mjs'],
+        outfile: join(dir, 'out.mjs'),
+        bundle: true,
+        format: 'esm',
+        platform: 'node',
+        logLevel: 'silent',
+        plugins: [deferRequires({ edits: { 'entry.mjs': [['const b = 2;', ''] as const] } })],
+      }),
+    ).rejects.toThrow(/no longer has const b = 2;/);
+  });
 });
