@@ -25,8 +25,10 @@
  * - A message kept in a file (too large for memory) never goes through imapflow, whose append
  *   takes a Buffer: without the pipelined connection, a 'streaming' one of our own is opened
  *   the first time such a message comes, and sends it with a synchronising literal read from
- *   the file. Only if the server cannot take even that (no AUTH=PLAIN with SASL-IR and
- *   LOGINDISABLED) is the file read into memory for imapflow.
+ *   the file. It logs in as imapflow's connection did (login.ts decides for both: the same SASL
+ *   mechanism, XOAUTH2 and OAUTHBEARER included, with or without SASL-IR), so a server that let
+ *   imapflow in lets it in too. Should it still report that it cannot (PipelineUnsupported), the
+ *   message is refused with that reason, never read whole into memory for imapflow.
  * - Nothing reaches stdout: imapflow's default logger is pino at info on stdout, so it always
  *   gets our logger.
  */
@@ -328,8 +330,8 @@ class ImapWriter implements ImapSink {
   private readonly formatted = new WeakMap<readonly string[], string[]>();
   /** Our APPEND connection for file bodies when there is no pipelined one; opened on first use. */
   private streamer: PipelinedAppender | null = null;
-  /** The server refused even a streaming connection: file bodies go through imapflow in memory. */
-  private streamerUnsupported = false;
+  /** Why the server allows no streaming connection (file bodies are then refused), or null. */
+  private streamerUnsupported: string | null = null;
   /** The pipelined connection, and the further ones folders get (append-pool.ts); null without one. */
   private readonly pool: AppendPool | null;
 
@@ -593,6 +595,13 @@ class ImapWriter implements ImapSink {
     const outcomes: AppendOutcome[] = [];
     for (const [index, item] of items.entries()) {
       let outcome: AppendOutcome;
+      if (isFileBody(item.body)) {
+        // Reading it for imapflow would hold the whole message, whatever its size (invariant 3).
+        outcome = { ok: false, error: this.unstreamable(path, item.body.size) };
+        outcomes.push(outcome);
+        onOutcome(index, outcome);
+        continue;
+      }
       try {
         this.counts.imapflow++;
         const res = await this.client.append(levels, await bodyBuffer(item.body), item.flags, item.internalDate);
@@ -679,9 +688,25 @@ class ImapWriter implements ImapSink {
     return flags;
   }
 
+  /** The refusal of a message kept in a file when nothing can stream it. */
+  private unstreamable(path: string, size: number): PopsyncError {
+    return new PopsyncError(
+      'message',
+      `IMAP APPEND to "${path}": this message (${size} bytes) is too large to hold in memory, and ` +
+        `${this.server} allows no APPEND connection of popsync's own to stream it ` +
+        `(${this.streamerUnsupported ?? 'not opened'}); it was not sent`,
+      {
+        folder: path,
+        hint:
+          'popsync streams messages above 4 MB from a temporary file; set skip_larger_than (config file) ' +
+          'to skip such messages quietly, or copy them another way',
+      },
+    );
+  }
+
   /** A connection that can stream a file body, or null when the server allows none. */
   private async streaming(): Promise<PipelinedAppender | null> {
-    if (this.streamerUnsupported) return null;
+    if (this.streamerUnsupported !== null) return null;
     if (this.streamer?.usable) return this.streamer;
     this.streamer?.destroy();
     this.streamer = null;
@@ -690,10 +715,10 @@ class ImapWriter implements ImapSink {
       return this.streamer;
     } catch (err) {
       if (!(err instanceof PipelineUnsupported)) throw err;
-      this.streamerUnsupported = true;
-      this.log.info(
+      this.streamerUnsupported = err.message;
+      this.log.warn(
         { reason: err.message },
-        'large messages go through imapflow, whole in memory: the server allows no APPEND connection of our own',
+        'messages too large for memory are refused: the server allows no APPEND connection of our own to stream them',
       );
       return null;
     }

@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Lab } from '../../lab/dovecot.js';
-import { realisticMix } from '../../lab/corpus.js';
+import { hugeMessage, realisticMix } from '../../lab/corpus.js';
 import { runCli } from '../support/cli.js';
 import { appendUidCount, startCuttingProxy } from '../support/cutting-proxy.js';
 import { startFakeImap } from '../support/fake-imap.js';
@@ -253,4 +253,34 @@ describe('imapflow APPEND path (a lab without LITERAL+ and UIDPLUS)', () => {
       expect(logins).toBe(2);
     });
   }
+});
+
+describe('a message too large for memory on an XOAUTH2 server without LITERAL+, MULTIAPPEND or SASL-IR', () => {
+  // Nothing to pipeline with, so imapflow carries the small messages; the large one, kept in a
+  // temporary file, goes down a streaming connection of popsync's own, which logs in as imapflow's
+  // did (XOAUTH2, its response after the server's empty challenge): never read whole for imapflow.
+  const ctx = oauthLab('oauth2-streaming', ['UIDPLUS', 'LITERAL+', 'MULTIAPPEND', 'SASL-IR']);
+
+  it('streams it over a connection that logs in with XOAUTH2 too, each message once', async () => {
+    const { lab, dir } = ctx();
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(pop, [...realisticMix(3, 4), hugeMessage(6 * 1024 * 1024, 8)]);
+    const source = await sourceMessages(lab, pop);
+    const imapCount = join(dir, `${imap}.imap-tokens`);
+    writeFileSync(imapCount, '');
+    const r = await runCli(
+      oauthArgs(lab, pop, imap, join(dir, `${pop}.sqlite`), { auth: 'xoauth2', imapCount, extra: ['--verbose'] }),
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ copied: source.length, failed: [] });
+    expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(digests(source));
+    expect(r.stderr).toContain('IMAP APPEND connection ready (streaming, one at a time)');
+    expect(r.stderr).not.toMatch(/too large to hold in memory|allows no APPEND connection/);
+    // popsync's logins (imapflow's, the streaming one, and any that found nothing to pipeline with),
+    // each by XOAUTH2 with a token of its own.
+    const logins = await lab.countLogLines(new RegExp(`Login: user=<${imap}>, method=XOAUTH2`));
+    expect(logins).toBeGreaterThanOrEqual(2);
+    expect(lines(imapCount)).toHaveLength(logins);
+  });
 });
