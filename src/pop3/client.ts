@@ -13,7 +13,7 @@
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS } from '../defaults.js';
 import { PopsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import { Pop3Connection, type CommandSpec, type Reply } from './connection.js';
+import { Pop3Connection, type CommandSpec, type Reply, type ReplySink } from './connection.js';
 import { listingCeiling, MAX_LISTED_MESSAGES, messageCeiling, SMALL_REPLY_MAX } from './limits.js';
 import { warmUp } from '../net/connect.js';
 import { redact } from '../net/redact.js';
@@ -478,6 +478,41 @@ function plainUidls(body: Buffer): Pop3UidlEntry[] | null {
   return plain ? out : null;
 }
 
+/**
+ * RETR n streamed into its body: the command and where its reply goes, one object. It was a
+ * spec, two closures, a promise and two callbacks on it per message (not run(): its async
+ * wrapper was a further promise). The outcome comes as the reply is read, not a microtask later.
+ */
+class RetrCommand implements CommandSpec, ReplySink {
+  readonly line: string;
+  readonly multiline = true;
+
+  constructor(
+    readonly messageNumber: number,
+    readonly ceiling: number,
+    private readonly body: RetrBody,
+  ) {
+    this.line = `RETR ${messageNumber}`;
+  }
+
+  get label(): string {
+    return this.line;
+  }
+
+  onData(chunk: Buffer): boolean {
+    return this.body.push(chunk);
+  }
+
+  resolve(reply: Reply): void {
+    if (reply.status.kind === 'ok') this.body.end();
+    else this.body.fail(replyError(reply.status, this.line, 'command', { messageNumber: this.messageNumber }));
+  }
+
+  reject(e: PopsyncError): void {
+    this.body.fail(e);
+  }
+}
+
 class Session implements Pop3Session {
   /** STAT's count, asked once: it bounds what LIST and UIDL may send (limits.ts). */
   private count: Promise<number> | null = null;
@@ -634,21 +669,13 @@ class Session implements Pop3Session {
       body.fail(e as Error);
       return body;
     }
-    const line = `RETR ${n}`;
-    const onData = (chunk: Buffer): boolean => body.push(chunk);
-    // Not run(): its async wrapper was a further promise per message for what one callback does.
-    const send = (ceiling: number): void => {
-      conn.send({ line, label: line, multiline: true, messageNumber: n, ceiling, onData }).then(
-        (reply) => {
-          if (reply.status.kind === 'ok') body.end();
-          else body.fail(replyError(reply.status, line, 'command', { messageNumber: n }));
-        },
-        (e: unknown) => body.fail(e as Error),
-      );
+    const post = (ceiling: number): void => {
+      const command = new RetrCommand(n, ceiling, body);
+      conn.post(command, command);
     };
     const ceiling = this.messageCeiling(n);
-    if (typeof ceiling === 'number') send(ceiling);
-    else ceiling.then(send, (e: unknown) => body.fail(e as Error));
+    if (typeof ceiling === 'number') post(ceiling);
+    else ceiling.then(post, (e: unknown) => body.fail(e as Error));
     return body;
   }
 
