@@ -93,7 +93,7 @@ describe('sync against Dovecot', () => {
       const other = await runCli(['status', '--journal', journal, '--pop', `pop3://someone-else@127.0.0.1`]);
       expect(other.code, other.stdout).toBe(5);
       expect(other.stderr).toContain(
-        `popsync: journal ${journal} belongs to source account ${pop}@localhost, not someone-else@localhost\n`,
+        `popsync: journal ${journal} belongs to source account ${pop}@localhost, not someone-else@127.0.0.1:110\n`,
       );
     },
   );

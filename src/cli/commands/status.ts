@@ -192,11 +192,12 @@ export function registerStatus(program: Command): void {
     // the named account had simply not run, when its runs are in a journal elsewhere.
     if (only !== null && snap.source !== null && !sameMailbox(only, snap.source))
       if (!snap.accounts.some((a) => a.account === only))
+        // Named as a run names it (the source as given), as journal forget-folder does.
         throw new PopsyncError(
           'journal-bound',
-          `journal ${path} belongs to source account ${snap.source}, not ${only}`,
+          `journal ${path} belongs to source account ${snap.source}, not ${given ?? only}`,
           {
-            account: only,
+            account: given ?? only,
             hint: `leave out --journal for the default journal of ${only}, or give the --journal its runs were given`,
           },
         );
