@@ -175,11 +175,32 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     };
   });
   verdict.catch(() => undefined);
+  let imapflowLoggedIn = false;
+  void verdict.then(() => {
+    imapflowLoggedIn = true;
+  });
+  // Set when the server turned the APPEND connection away after letting imapflow's in.
+  let secondRefused: string | null = null;
   const opening: Promise<PipelinedAppender | null> =
     appendPath === 'imapflow'
       ? Promise.resolve(null)
       : PipelinedAppender.open(opts, connectTimeoutMs, log, 'pipelined', secrets, socketOpen, verdict).catch(
           (err: unknown) => {
+            // The same user's login, just accepted on imapflow's connection, refused on this one:
+            // a per-user connection limit (Dovecot's mail_max_userip_connections = 1 says
+            // NO [UNAVAILABLE]), which no retry will lift. Exit 75 would have cron retry forever;
+            // imapflow's session alone can carry the copy, as append-pool.ts goes on with fewer.
+            if (appendPath === 'auto' && imapflowLoggedIn && err instanceof PopsyncError) {
+              const said = err.context.serverResponse;
+              secondRefused = `it refused a second IMAP connection for this user${said ? `: ${said}` : ''}`;
+              log.warn(
+                { reason: err.message },
+                `the IMAP server refused a second IMAP connection for this user${said ? ` (${said})` : ''}; ` +
+                  'going on with one connection, one APPEND at a time (slower; messages too large for ' +
+                  'memory are refused)',
+              );
+              return null;
+            }
             if (!(err instanceof PipelineUnsupported)) throw err;
             if (appendPath === 'pipelined')
               throw new PopsyncError(
@@ -297,6 +318,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     `IMAP server ${opts.host}:${opts.port}`,
     opts.appendConnections,
     flowSockets,
+    secondRefused,
   );
 }
 
@@ -351,7 +373,10 @@ class ImapWriter implements ImapSink {
     appendConnections = 1,
     /** imapflow's sockets, released at close() so its LOGOUT's reply keeps no process waiting. */
     private readonly flowSockets: readonly Socket[] = [],
+    /** Why the server refused the APPEND connection though imapflow's was let in; no streaming one either. */
+    secondRefused: string | null = null,
   ) {
+    this.streamerUnsupported = secondRefused;
     this.pool = pipeline && new AppendPool(pipeline, appendConnections, () => openAppender('pipelined'), log);
     this.capabilities = new Set(client.capabilities.keys());
     // imapflow keeps APPENDLIMIT's value apart from its name; plans need the number.

@@ -1,0 +1,74 @@
+/**
+ * A server that lets a user have one IMAP session from one address (Dovecot's
+ * mail_max_userip_connections = 1): imapflow's session logs in first, so the pipelined APPEND
+ * connection's login is refused (NO [UNAVAILABLE] Maximum number of connections from user+IP
+ * exceeded). The copy goes on through imapflow, one APPEND at a time, instead of exit 75, which
+ * told cron to retry a run that could never succeed.
+ */
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { hugeMessage, realisticMix } from '../../lab/corpus.js';
+import type { Lab } from '../../lab/dovecot.js';
+import { runCli } from '../support/cli.js';
+import { labArgs, useLab } from '../support/lab-fixture.js';
+import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
+
+let lab: Lab;
+let dir: string;
+useLab('one-connection', { maxUserIpConnections: 1 }, (l, d) => {
+  lab = l;
+  dir = d;
+});
+
+const REFUSED = /refused a second IMAP connection for this user \(NO \[UNAVAILABLE\] Maximum number of connections/;
+
+describe('a server that allows one IMAP connection per user', () => {
+  it('copies every message once through imapflow alone: a warning, exit 0', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    const messages = realisticMix(8, 7);
+    await lab.seedPop3(pop, messages);
+    const expected = digests(await sourceMessages(lab, pop));
+    const args = labArgs('migrate', lab, pop, imap, join(dir, `${pop}.sqlite`), [
+      '--no-progress',
+      '--json',
+      '--batch-messages',
+      '3',
+    ]);
+    const r = await runCli(args, { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ copied: 8, reconnects: 0 });
+    expect(r.stderr).toMatch(REFUSED);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(expected);
+  });
+
+  it('refuses a message too large for memory on its own, naming the limit: exit 1, the rest copied', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    const messages = realisticMix(6, 9);
+    messages.splice(3, 0, hugeMessage(1_300_000, 10));
+    await lab.seedPop3(pop, messages);
+    const source = await sourceMessages(lab, pop);
+    const huge = source.filter((m) => m.length > 1_000_000);
+    expect(huge).toHaveLength(1);
+    // batch-mb 1: the 1.3 MB message is kept in a file, which imapflow's append cannot stream.
+    const args = labArgs('migrate', lab, pop, imap, join(dir, `${pop}.sqlite`), [
+      '--no-progress',
+      '--json',
+      '--batch-messages',
+      '3',
+      '--batch-mb',
+      '1',
+    ]);
+    const r = await runCli(args, { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ copied: 6, reconnects: 0 });
+    expect(r.stdout + r.stderr, r.stdout).toMatch(/too large to hold in memory.*refused a second IMAP connection/s);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    const stored = digests((await destinationMessages(lab, imap)).map((m) => m.body));
+    expect(stored).toEqual(digests(source.filter((m) => m !== huge[0])));
+    // Nothing lost: the refused message is still on the POP3 server.
+    expect(digests(await sourceMessages(lab, pop))).toEqual(expect.arrayContaining(digests(huge)));
+  });
+});
