@@ -176,9 +176,12 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   });
   verdict.catch(() => undefined);
   let imapflowLoggedIn = false;
-  void verdict.then(() => {
-    imapflowLoggedIn = true;
-  });
+  verdict.then(
+    () => {
+      imapflowLoggedIn = true;
+    },
+    () => undefined,
+  );
   // Set when the server turned the APPEND connection away after letting imapflow's in.
   let secondRefused: string | null = null;
   const opening: Promise<PipelinedAppender | null> =
