@@ -29,6 +29,7 @@ import { hash } from 'node:crypto';
 import type { JournalIndexRow } from '../journal/types.js';
 import { headerBlockEnd } from '../mapping/headers.js';
 import type { ListedMessage } from './plan.js';
+import { matchRenumbered, type PoolEntry } from './renumbered.js';
 
 const VOLATILE_HEADERS: ReadonlySet<string> = new Set([
   'status',
@@ -247,7 +248,7 @@ export function identify(
   if (byHeaders) out.rekeys.push(...byHeaders.adopted);
   const keyOf = (m: ListedMessage): string => byHeaders?.keys.get(m.n) ?? m.uidl;
   const listed = byHeaders === null ? uidls.listed : new Set(listing.map(keyOf));
-  const pool = orphans(listed, rows).map((r) => ({ key: r.uidl, hash: r.headerHash!, size: r.listSize }));
+  const pool: PoolEntry[] = orphans(listed, rows).map((r) => ({ key: r.uidl, hash: r.headerHash!, size: r.listSize }));
   const stamp = o.now.toISOString();
   for (const m of listing) {
     if (shared.has(m.uidl)) continue;
@@ -279,16 +280,12 @@ export function identify(
   }
   // Only a copied row no longer listed can be recognised under a new UIDL: without one, no pass.
   const movedAside = new Set(out.reused);
-  for (const m of listing) {
-    if (pool.length === 0) break;
-    if (shared.has(m.uidl) || (rows.has(m.uidl) && !movedAside.has(m.uidl))) continue;
-    const hash = hashes.get(m.n);
-    if (hash === undefined) continue;
-    const i = pool.findIndex((p) => p.hash === hash && (p.size === null || p.size === m.size));
-    if (i < 0) continue;
-    const [match] = pool.splice(i, 1);
-    out.rekeys.push({ from: match!.key, to: m.uidl });
-    out.recognised++;
+  if (pool.length > 0) {
+    const recognised = matchRenumbered(pool, listing, (m) =>
+      shared.has(m.uidl) || (rows.has(m.uidl) && !movedAside.has(m.uidl)) ? undefined : hashes.get(m.n),
+    );
+    for (const r of recognised) out.rekeys.push(r);
+    out.recognised += recognised.length;
   }
   // The listing's own objects where the key is the UIDL: nothing changes them (a copy of each
   // was a tenth of the planning's time at 10,000).
