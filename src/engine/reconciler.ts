@@ -16,7 +16,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { DEFAULT_BATCH_MESSAGES } from '../defaults.js';
 import { PopsyncError } from '../errors.js';
 import type { DestinationMessage, ImapSink } from '../imap/types.js';
-import type { JournalRow } from '../journal/types.js';
+import type { AppendSettlement, JournalRow } from '../journal/types.js';
 import type { RetrBody } from '../pop3/index.js';
 import type { Pop3Session } from '../pop3/types.js';
 import type { OpenFolder, RunContext } from './context.js';
@@ -283,6 +283,14 @@ export async function reconcilePending(ctx: RunContext, sink: ImapSink, source?:
         });
       }
     }
+    // The folder's copies found, confirmed in one step (journal.confirm's checks, all or none)
+    // before anything below reports them or anything later (the next folder, adoption,
+    // deletion) reads their rows. One transaction each was ~0.3 s of a 5,000-row reconcile.
+    const found: AppendSettlement[] = [];
+    for (const m of matches)
+      if ('uid' in m && m.uid !== null)
+        found.push({ uidl: m.key, ok: true, destUidValidity: status.uidValidity, destUid: m.uid });
+    journal.settleAppends(account, found);
     const listed = ctx.rec.detailed ? new Map(ctx.listing.map((x) => [x.uidl, x] as const)) : null;
     for (const m of matches) {
       const row = rowOf.get(m.key)!;
@@ -290,7 +298,6 @@ export async function reconcilePending(ctx: RunContext, sink: ImapSink, source?:
         logger.info({ uidl: m.key, folder }, 'interrupted copy not found in destination; copying again');
         continue;
       }
-      journal.confirm(account, m.key, { destUidValidity: status.uidValidity, destUid: m.uid });
       status.floor = Math.max(status.floor, m.uid + 1);
       ctx.rec.result.reconciled++;
       if (m.by === 'message-id') {
