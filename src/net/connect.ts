@@ -18,7 +18,7 @@ export interface SocketTarget extends TlsTarget {
   protocol: string;
   /** Bound on TCP connect plus TLS handshake. */
   connectTimeoutMs: number;
-  /** Implicit TLS is read into arenas of our own (read-arena.ts): the POP3 connection's reading. */
+  /** Read into arenas of our own (read-arena.ts), plain TCP or implicit TLS: the POP3 connection's reading. */
   arena?: boolean;
 }
 
@@ -82,10 +82,11 @@ function failOnPop3Greeting(s: net.Socket, t: SocketTarget): void {
 }
 
 function newSocket(t: SocketTarget, secure: boolean, onConnect?: () => void): net.Socket {
-  const arena = secure && t.arena === true ? arenaOption() : null;
+  const arena = t.arena === true ? arenaOption(secure) : null;
+  const onread = arena ? { onread: arena.onread } : {};
   const s = secure
-    ? resuming(t, (o) => tls.connect({ ...o, port: t.port, ...(arena ? { onread: arena.onread } : {}) }, onConnect))
-    : net.connect({ host: t.host, port: t.port }, onConnect);
+    ? resuming(t, (o) => tls.connect({ ...o, port: t.port, ...onread }, onConnect))
+    : net.connect({ host: t.host, port: t.port, ...onread }, onConnect);
   arena?.bind(s);
   s.setNoDelay(true);
   // Every plain connection awaits a greeting first (STARTTLS comes after it).

@@ -1,5 +1,5 @@
 /**
- * The arena a TLS socket is read into (src/net/read-arena.ts), driven as Node drives it: onread's
+ * The arena a POP3 socket is read into (src/net/read-arena.ts), driven as Node drives it: onread's
  * buffer() names where the next bytes go, callback(n) says n bytes went there. A stand-in socket
  * records resume() (the restart after the callback said stop) and emits 'close'.
  */
@@ -8,8 +8,9 @@ import type net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { ARENA_BYTES, arenaOption, type ChunkSink, socketChunks } from '../../src/net/read-arena.js';
 
-function setup() {
-  const { onread, bind } = arenaOption();
+/** `coalesce`: TLS's mode, a turn's pieces handed on as one; else each read at once (plain TCP). */
+function setup(coalesce = true) {
+  const { onread, bind } = arenaOption(coalesce);
   const socket = Object.assign(new EventEmitter(), { resumes: 0 });
   (socket as unknown as { resume: () => void }).resume = () => void socket.resumes++;
   bind(socket as unknown as net.Socket);
@@ -103,5 +104,31 @@ describe('ReadArena', () => {
     socket.emit('close');
     await turn();
     expect(got).toEqual([]);
+  });
+
+  it('plain TCP: each read is handed on as it is written; a pause inside stops the reading at that read', async () => {
+    const { socket, chunks, arrive, got, sink } = setup(false);
+    let pauseAt = 'two';
+    const reader: ChunkSink = {
+      chunk: (c) => {
+        sink.chunk(c);
+        if (c.toString() === pauseAt) chunks.pause();
+      },
+      close: sink.close,
+    };
+    chunks.start(reader);
+    expect(arrive('one')).toEqual([true]);
+    expect(got).toEqual(['one']);
+    expect(arrive('two')).toEqual([false]);
+    // What still comes (libuv's next read in the same turn) is kept, in order, and the close after it.
+    expect(arrive('three')).toEqual([false]);
+    socket.emit('close');
+    await turn();
+    expect(got).toEqual(['one', 'two']);
+    pauseAt = '';
+    chunks.resume();
+    expect(socket.resumes).toBe(1);
+    await turn();
+    expect(got).toEqual(['one', 'two', 'three', '<close>']);
   });
 });
