@@ -5,12 +5,10 @@
  * apart, so each row's copy is not its first candidate. What is counted is the writes that carry
  * those commands (a client waiting for each reply writes one per message), never seconds.
  */
-import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import type { Lab } from '../../lab/dovecot.js';
-import { runCli } from '../support/cli.js';
-import { labArgs, runAtRoundTrip, useLab } from '../support/lab-fixture.js';
+import { copiedThenInterrupted } from '../support/interrupted.js';
+import { runAtRoundTrip, useLab } from '../support/lab-fixture.js';
 import { destinationMessages } from '../support/mailboxes.js';
 
 let lab: Lab;
@@ -37,35 +35,14 @@ function counter(pattern: RegExp) {
   };
 }
 
-/**
- * `messages` copied by a first migrate (checked), then the journal rewritten by `interrupt` as a
- * kill would have left it; every row must change.
- */
-async function copiedThenInterrupted(
-  messages: Buffer[],
-  interrupt: string,
-): Promise<{ pop: string; imap: string; journal: string }> {
-  const pop = lab.newUser('src');
-  const imap = lab.newUser('dst');
-  await lab.seedPop3(pop, messages);
-  const journal = join(dir, `${pop}.sqlite`);
-  const first = await runCli(labArgs('migrate', lab, pop, imap, journal, ['--json', '--no-progress']), {
-    env: { PW: lab.password },
-  });
-  expect(first.code, first.stderr).toBe(0);
-  expect(JSON.parse(first.stdout)).toMatchObject({ copied: messages.length });
-  const db = new Database(journal);
-  expect(db.prepare(interrupt).run().changes).toBe(messages.length);
-  db.close();
-  return { pop, imap, journal };
-}
-
 describe('reconciling rows journaled before fingerprints, at 30 ms RTT', () => {
   it('reads the messages again, and the candidate copies, a window of commands per round trip', async () => {
     const count = 150;
     // What a popsync before schema v5 left when it was killed with every APPEND sent and none
     // confirmed: each row 'appending', with the sha256 of what it sent but no fingerprint.
     const { pop, imap, journal } = await copiedThenInterrupted(
+      lab,
+      dir,
       Array.from({ length: count }, (_, i) => mail(i + 1)),
       `UPDATE messages SET state = 'appending', dest_uid = NULL, fingerprint = NULL`,
     );
@@ -93,6 +70,8 @@ describe('reconciling interrupted copies of messages without a Message-ID, at 30
     // same for every row and only one body was read ahead of the rows' own copies. Killed with
     // every APPEND sent and none confirmed (this popsync's rows: with fingerprints).
     const { pop, imap, journal } = await copiedThenInterrupted(
+      lab,
+      dir,
       Array.from({ length: count }, (_, i) =>
         Buffer.from(`From: a@example.net\r\nSubject: no id ${i}\r\n\r\n${'line\r\n'.repeat(1 + (i % 30))}`),
       ),

@@ -7,14 +7,13 @@
  * that quadratic list needed (--max-old-space-size); the peak RSS is printed.
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { ImapFlow } from 'imapflow';
 import { describe, expect, it } from 'vitest';
 import type { Lab } from '../../lab/dovecot.js';
 import { startSlowProxy } from '../../lab/slow-proxy.js';
 import { runCli } from '../support/cli.js';
-import { labArgs, loopbackArgs, useLab } from '../support/lab-fixture.js';
+import { copiedThenInterrupted } from '../support/interrupted.js';
+import { loopbackArgs, useLab } from '../support/lab-fixture.js';
 import { destinationMessages, sha } from '../support/mailboxes.js';
 
 let lab: Lab;
@@ -35,22 +34,15 @@ describe('thousands of interrupted copies sharing one Message-ID', () => {
     const count = 5_000;
     const lost = 40;
     const messages = Array.from({ length: count }, (_, i) => notice(i));
-    const pop = lab.newUser('src');
-    const imap = lab.newUser('dst');
-    await lab.seedPop3(pop, messages);
-    const journal = join(dir, `${pop}.sqlite`);
-    const first = await runCli(labArgs('migrate', lab, pop, imap, journal, ['--json', '--no-progress']), {
-      env: { PW: lab.password },
-      peakRss: true,
-    });
-    expect(first.code, first.stderr).toBe(0);
-    expect(JSON.parse(first.stdout)).toMatchObject({ copied: count });
-
     // What a kill of a run given --batch-messages 5000 leaves: every row 'appending' with the
     // UIDNEXT saved before its APPEND, and the last APPENDs never stored (their copies removed).
-    const db = new Database(journal);
-    expect(db.prepare(`UPDATE messages SET state = 'appending', dest_uid = NULL`).run().changes).toBe(count);
-    db.close();
+    const { pop, imap, journal, firstPeakRssMb } = await copiedThenInterrupted(
+      lab,
+      dir,
+      messages,
+      `UPDATE messages SET state = 'appending', dest_uid = NULL`,
+      { peakRss: true },
+    );
     const client = new ImapFlow({
       host: lab.imap.host,
       port: lab.imap.port,
@@ -91,7 +83,7 @@ describe('thousands of interrupted copies sharing one Message-ID', () => {
     expect(stored.map((m) => sha(m.body)).sort()).toEqual(messages.map((m) => sha(m)).sort());
     console.log(
       `${count} rows sharing one Message-ID: ${fetches} writes of FETCH BODY, peak RSS ` +
-        `${second.peakRssMb!.toFixed(0)} MB (the first copy of them: ${first.peakRssMb!.toFixed(0)} MB)`,
+        `${second.peakRssMb!.toFixed(0)} MB (the first copy of them: ${firstPeakRssMb!.toFixed(0)} MB)`,
     );
     // 5,000 bodies in rounds of up to 1,000, FETCHes of up to 500 UIDs: about a dozen writes.
     expect(fetches).toBeLessThanOrEqual(20);

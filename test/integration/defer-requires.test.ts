@@ -31,6 +31,22 @@ type Bundled = {
   text: string;
 };
 
+/** Bundles `dir`/entry.mjs into `dir`/out.mjs as lab/bundle.ts does, with `plugins`. */
+function bundleEntry(dir: string, plugins: Plugin[]) {
+  return build({
+    absWorkingDir: dir,
+    entryPoints: ['entry.mjs'],
+    outfile: join(dir, 'out.mjs'),
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    logLevel: 'silent',
+    plugins,
+    // What lab/bundle.ts gives every chunk: the plugin's files are loaded by require().
+    banner: { js: "import { createRequire } from 'node:module';\nconst require = createRequire(import.meta.url);" },
+  });
+}
+
 /** Bundles a fixture whose package counts its loads in globalThis[counter]; imports the bundle. */
 async function bundleFixture(counter: string, plugins: Plugin[]): Promise<Bundled> {
   const dir = mkdtempSync(join(tmpdir(), 'popsync-defer-'));
@@ -68,18 +84,7 @@ async function bundleFixture(counter: string, plugins: Plugin[]): Promise<Bundle
       `export const loads = () => globalThis[${JSON.stringify(counter)}] ?? 0;\n` +
       'export const use = () => [answer(), Maker.make(), heavy.answer(), cjsUser.use()];\n',
   );
-  await build({
-    absWorkingDir: dir,
-    entryPoints: ['entry.mjs'],
-    outfile: join(dir, 'out.mjs'),
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    logLevel: 'silent',
-    plugins,
-    // What lab/bundle.ts gives every chunk: the plugin's files are loaded by require().
-    banner: { js: "import { createRequire } from 'node:module';\nconst require = createRequire(import.meta.url);" },
-  });
+  await bundleEntry(dir, plugins);
   // The plugin loaded the package here to read its export names: only the bundle's loads count.
   (globalThis as Record<string, unknown>)[counter] = 0;
   const b = (await import(pathToFileURL(join(dir, 'out.mjs')).href)) as Omit<Bundled, 'text'>;
@@ -139,27 +144,17 @@ describe('deferRequires', () => {
       join(dir, 'entry.mjs'),
       "import user from './user.cjs';\nexport const loadsAtStart = globalThis.boomLoads ?? 0;\nexport { user };\n",
     );
-    await build({
-      absWorkingDir: dir,
-      entryPoints: ['entry.mjs'],
-      outfile: join(dir, 'out.mjs'),
-      bundle: true,
-      format: 'esm',
-      platform: 'node',
-      logLevel: 'silent',
-      plugins: [
-        deferRequires({
-          deferred: ['boom'],
-          edits: {
-            'user.cjs': [
-              ["const worker = require('node:worker_threads');\n", ''],
-              ['worker.isMainThread', "require('node:worker_threads').isMainThread"],
-            ],
-          },
-        }),
-      ],
-      banner: { js: "import { createRequire } from 'node:module';\nconst require = createRequire(import.meta.url);" },
-    });
+    await bundleEntry(dir, [
+      deferRequires({
+        deferred: ['boom'],
+        edits: {
+          'user.cjs': [
+            ["const worker = require('node:worker_threads');\n", ''],
+            ['worker.isMainThread', "require('node:worker_threads').isMainThread"],
+          ],
+        },
+      }),
+    ]);
     const text = readFileSync(join(dir, 'out.mjs'), 'utf8');
     expect(text).not.toContain('twice');
     expect(text).not.toContain('const worker');
@@ -184,16 +179,7 @@ describe('deferRequires', () => {
     dirs.push(dir);
     writeFileSync(join(dir, 'entry.mjs'), 'export const a = 1;\n');
     await expect(
-      build({
-        absWorkingDir: dir,
-        entryPoints: ['entry.mjs'],
-        outfile: join(dir, 'out.mjs'),
-        bundle: true,
-        format: 'esm',
-        platform: 'node',
-        logLevel: 'silent',
-        plugins: [deferRequires({ edits: { 'entry.mjs': [['const b = 2;', ''] as const] } })],
-      }),
+      bundleEntry(dir, [deferRequires({ edits: { 'entry.mjs': [['const b = 2;', ''] as const] } })]),
     ).rejects.toThrow(/no longer has const b = 2;/);
   });
 });
