@@ -41,7 +41,6 @@
  * (BENCH_HEADER_MB), each copied alone, peak RSS beside the README's bound. BENCH_POPSYNC names
  * another build's bin/popsync.js, for before/after.
  */
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -49,34 +48,20 @@ import { connect as tlsConnect, createSecureContext, type TLSSocket } from 'node
 import { fileURLToPath } from 'node:url';
 import { openSocket } from '../src/net/connect.js';
 import { listPop3, type RawEndpoints, rawImap, rawPop3, rawRelay, SINK_MODES, safeRelay } from './bench-raw.js';
-import { benchMix, hugeMessage } from './corpus.js';
+import { benchMix, hugeMessage, smallMix } from './corpus.js';
 import { startDovecot, type Lab } from './dovecot.js';
 import { formatServerCpu, ServerCpu, type ServerCpuSplit } from './server-cpu.js';
 import { type ProxyObserver, startSlowProxy } from './slow-proxy.js';
 import { CopyPhase } from './bench-phase.js';
+import { type CliRun, labEndpoints, runPopsync } from './popsync-cli.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MB = 1024 * 1024;
 /** README "Memory": the peak RSS popsync stays under whatever the message sizes. */
 const PEAK_RSS_BOUND_MB = 200;
 
-interface CliRun {
-  ms: number;
-  peakRssMb: number;
-  /** User + system CPU of the popsync process. */
-  cpuMs: number;
-  summary: { copied: number; copiedBytes: number; reconciled: number; reconnects: number; failed: unknown[] };
-}
-
 /** The popsync under test: BENCH_POPSYNC names another build's bin/popsync.js (a before/after run). */
 const POPSYNC_BIN = process.env.BENCH_POPSYNC ?? join(ROOT, 'bin', 'popsync.js');
-
-/** The lab's plaintext endpoints, or its pop3s/imaps ones with the CA that verifies them. */
-function labEndpoints(lab: Lab, tls: boolean): RawEndpoints {
-  return tls
-    ? { pop3: lab.pop3s.port, imap: lab.imaps.port, ca: readFileSync(lab.caFile) }
-    : { pop3: lab.pop3.port, imap: lab.imap.port };
-}
 
 /** BENCH_CPU_PROF=DIR: every popsync run writes a V8 CPU profile there (node --cpu-prof). */
 const PROFILE_ARGS = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
@@ -90,73 +75,7 @@ function popsync(
   ep: RawEndpoints = labEndpoints(lab, false),
   extra: readonly string[] = [],
 ): Promise<CliRun> {
-  const endpoints = ep.ca
-    ? [
-        '--pop',
-        `pop3s://${popUser}@127.0.0.1:${ep.pop3}`,
-        '--pop-ca-file',
-        lab.caFile,
-        '--imap',
-        `imaps://${imapUser}@127.0.0.1:${ep.imap}`,
-        '--imap-ca-file',
-        lab.caFile,
-      ]
-    : [
-        '--pop',
-        `pop3://${popUser}@127.0.0.1:${ep.pop3}`,
-        '--pop-tls',
-        'none',
-        '--imap',
-        `imap://${imapUser}@127.0.0.1:${ep.imap}`,
-        '--imap-tls',
-        'none',
-      ];
-  const args = [
-    ...PROFILE_ARGS,
-    POPSYNC_BIN,
-    command,
-    ...endpoints,
-    '--pop-password-env',
-    'PW',
-    '--imap-password-env',
-    'PW',
-    '--journal',
-    journal,
-    '--json',
-    '--no-progress',
-    ...extra,
-  ];
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const child = spawn(process.execPath, args, {
-      env: { ...process.env, PW: lab.password },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    let peakKb = 0;
-    let cpuTicks = 0;
-    const sample = setInterval(() => {
-      try {
-        const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-        if (m) peakKb = Math.max(peakKb, Number(m[1]));
-        const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
-        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        cpuTicks = Number(f[11]) + Number(f[12]);
-      } catch {
-        /* process already gone */
-      }
-    }, 25);
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearInterval(sample);
-      const ms = performance.now() - t0;
-      if (code !== 0) return reject(new Error(`popsync exited ${code}: ${out}`));
-      resolve({ ms, peakRssMb: peakKb / 1024, cpuMs: cpuTicks * 10, summary: JSON.parse(out) });
-    });
-  });
+  return runPopsync(lab, popUser, imapUser, journal, { bin: POPSYNC_BIN, command, ep, extra, nodeArgs: PROFILE_ARGS });
 }
 
 function row(label: string, msgs: number, bytes: number, ms: number, extra = ''): string {
@@ -498,23 +417,6 @@ async function appendConnectionsSection(count: number, rttMs: number): Promise<v
     for (const p of proxies) await p.close();
     await lab.stop();
   }
-}
-
-/** Small messages (about 0.6-2 KB), deterministic in (count, seed), each with its own Message-ID. */
-function smallMix(count: number, seed: number): Buffer[] {
-  let x = seed;
-  const next = (): number => {
-    x = (x * 1103515245 + 12345) % 2 ** 31;
-    return x / 2 ** 31;
-  };
-  return Array.from({ length: count }, (_, i) => {
-    const body = `Line ${i} of a short note.\r\n`.repeat(10 + Math.floor(next() * 50));
-    return Buffer.from(
-      `From: "Sender ${i % 97}" <s${i % 97}@example.org>\r\nTo: <rcpt@example.net>\r\n` +
-        `Subject: note ${i}\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n` +
-        `Message-ID: <small-${seed}-${i}@bench>\r\n\r\n${body}`,
-    );
-  });
 }
 
 async function main(): Promise<void> {

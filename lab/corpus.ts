@@ -541,3 +541,20 @@ export function expectedPop3Bytes(stored: Buffer): Buffer {
 export function expectedImapBytes(stored: Buffer): Buffer {
   return toCrlf(stored);
 }
+
+/** Small messages (about 0.6-2 KB), deterministic in (count, seed), each with its own Message-ID. */
+export function smallMix(count: number, seed: number): Buffer[] {
+  let x = seed;
+  const next = (): number => {
+    x = (x * 1103515245 + 12345) % 2 ** 31;
+    return x / 2 ** 31;
+  };
+  return Array.from({ length: count }, (_, i) => {
+    const body = `Line ${i} of a short note.\r\n`.repeat(10 + Math.floor(next() * 50));
+    return Buffer.from(
+      `From: "Sender ${i % 97}" <s${i % 97}@example.org>\r\nTo: <rcpt@example.net>\r\n` +
+        `Subject: note ${i}\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n` +
+        `Message-ID: <small-${seed}-${i}@bench>\r\n\r\n${body}`,
+    );
+  });
+}
