@@ -37,6 +37,7 @@ import type net from 'node:net';
 import { PopsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { openSocket, startTls } from '../net/connect.js';
+import { redact } from '../net/redact.js';
 import {
   appendUids,
   literalModeOf,
@@ -74,6 +75,25 @@ const LITERAL_WORDS: Record<LiteralMode, string> = {
 /** The session lacks what the pipelined path needs; the caller falls back to imapflow. */
 export class PipelineUnsupported extends Error {}
 
+/**
+ * The server turned this connection away: a BYE for a greeting, or the connection closed before
+ * one, or a NO or BYE for the login. The same error (kind, words, context) as before it had a
+ * name of its own, so a caller that does not ask keeps its old behaviour; writer.ts asks, because
+ * a server that just let the same user in on imapflow's connection and turns this one away is
+ * limiting connections per user, which no retry lifts. A TLS failure, a timeout, a reset or a
+ * drop at any other point is never this.
+ */
+export class TurnedAway extends PopsyncError {
+  constructor(
+    err: PopsyncError,
+    /** The server's words (redacted), or what it did when it said nothing. */
+    readonly said: string,
+  ) {
+    super(err.kind, err.message, err.context, { cause: err.cause, scope: err.scope });
+    this.name = 'PopsyncError';
+  }
+}
+
 interface Tagged {
   tag: string;
   status: 'OK' | 'NO' | 'BAD';
@@ -89,6 +109,10 @@ class LineReader {
   private skip = 0;
   private waiter: { resolve: (l: string) => void; reject: (e: Error) => void; timer: NodeJS.Timeout } | null = null;
   private ended: PopsyncError | null = null;
+  /** The last untagged BYE read, whether or not a caller took its line. */
+  bye: string | null = null;
+  /** The session ended because the server closed it (no error, no timeout of ours came first). */
+  closedByServer = false;
 
   constructor(
     private readonly sock: net.Socket,
@@ -160,6 +184,7 @@ class LineReader {
   };
 
   private push(line: string): void {
+    if (/^\* BYE\b/i.test(line)) this.bye = line;
     const w = this.waiter;
     if (w) {
       this.waiter = null;
@@ -182,6 +207,7 @@ class LineReader {
   };
 
   private readonly onClose = (): void => {
+    if (!this.ended) this.closedByServer = true;
     this.fail(new PopsyncError('connection', `IMAP ${this.where}: connection closed by the server`));
   };
 
@@ -281,6 +307,17 @@ export interface PipelineItem {
   date: string | undefined;
 }
 
+/**
+ * What the server did to turn the connection away while `stage` ran, or null: a BYE at the
+ * login (the server's words, secrets blanked), or its close before any greeting. A close without
+ * BYE during the login is not counted: a drop looks the same.
+ */
+function turnedAwayBy(stage: string, reader: LineReader, secrets: readonly string[]): string | null {
+  if (stage === 'login' && reader.bye !== null) return redact(reader.bye.slice(2, 202), secrets);
+  if (stage === 'greeting' && reader.closedByServer) return 'closed the connection before greeting it';
+  return null;
+}
+
 export class PipelinedAppender {
   private seq = 0;
   /** The command whose literal waits for the server's '+'; at most one at a time. */
@@ -351,10 +388,16 @@ export class PipelinedAppender {
     connected?.();
     let reader = new LineReader(sock, timeoutMs, `APPEND connection to ${where}`);
     const a = new PipelinedAppender(sock, reader, new Set(), log);
+    // Where a BYE or the server's close means "turned away" (TurnedAway): before the greeting and
+    // at the login, not during STARTTLS or the capability exchange between them.
+    let stage: 'greeting' | 'setup' | 'login' | 'done' = 'greeting';
     try {
       const greeting = await reader.next();
-      if (!/^\* (OK|PREAUTH)\b/i.test(greeting))
-        throw new PopsyncError('connection', `IMAP server ${where} did not greet us: ${greeting.slice(0, 200)}`);
+      if (!/^\* (OK|PREAUTH)\b/i.test(greeting)) {
+        const e = new PopsyncError('connection', `IMAP server ${where} did not greet us: ${greeting.slice(0, 200)}`);
+        throw /^\* BYE\b/i.test(greeting) ? new TurnedAway(e, greeting.slice(2, 202)) : e;
+      }
+      stage = 'setup';
       let caps = capabilitiesOf(greeting) ?? (await a.capability());
       if (opts.tls === 'starttls') {
         if (!caps.has('STARTTLS')) {
@@ -374,6 +417,7 @@ export class PipelinedAppender {
       }
       if (!/^\* PREAUTH\b/i.test(greeting)) {
         if (after) await after;
+        stage = 'login';
         const step = chooseLogin(opts.auth ?? 'auto', caps, { token: creds.token, admin: creds.admin !== undefined });
         // Only a list sent in answer to the login counts (not one from before STARTTLS).
         a.announced = null;
@@ -405,7 +449,11 @@ export class PipelinedAppender {
         } else {
           throw new PipelineUnsupported('no SASL mechanism for this login, and LOGIN disabled');
         }
-        if (t.status !== 'OK') throw fail(refusal(t, { authenticationFailed: true }));
+        if (t.status !== 'OK') {
+          const e = fail(refusal(t, { authenticationFailed: true }));
+          // BAD is a login the server did not understand, not one it turned away.
+          throw t.status === 'NO' ? new TurnedAway(e, e.context.serverResponse ?? 'NO') : e;
+        }
         // RFC 3501 §6.2.2: a server that sends its new list with the login's OK (Dovecot, Cyrus,
         // Gmail) or just before it needs no CAPABILITY command, which would cost a round trip.
         caps = capabilitiesOf(t.line) ?? a.announced ?? (await a.capability());
@@ -416,6 +464,7 @@ export class PipelinedAppender {
       const literals = literalModeOf(caps);
       if (mode === 'pipelined' && literals === 'sync' && !caps.has('MULTIAPPEND'))
         throw new PipelineUnsupported('no LITERAL+, LITERAL- or MULTIAPPEND after login');
+      stage = 'done';
       (a as { capabilities: ReadonlySet<string> }).capabilities = caps;
       // Tests find the path taken by these words.
       const how = `${LITERAL_WORDS[literals]}${caps.has('MULTIAPPEND') ? ', MULTIAPPEND' : ''}`;
@@ -427,9 +476,11 @@ export class PipelinedAppender {
       );
       return a;
     } catch (err) {
+      const why = err instanceof TurnedAway ? null : turnedAwayBy(stage, a.reader, forms);
       if (err instanceof PipelineUnsupported) await a.close();
       else a.destroy();
-      throw err instanceof PopsyncError || err instanceof PipelineUnsupported ? err : fail(err);
+      const e = err instanceof PopsyncError || err instanceof PipelineUnsupported ? err : fail(err);
+      throw why !== null && e instanceof PopsyncError ? new TurnedAway(e, why) : e;
     }
   }
 

@@ -19,7 +19,8 @@
  *   closes the socket before the tagged reply (the duplicate window; `store:false` loses it
  *   instead); `{kind:'hang'}` never answers.
  * - `onCommand` can replace the answer to any other command (e.g. CREATE answered with a bare
- *   NO, LOGIN with NO [UNAVAILABLE]). Return undefined to get the normal behaviour.
+ *   NO, LOGIN with NO [UNAVAILABLE] or `{kind:'bye'}`). Return undefined to get the normal behaviour.
+ * - `greeting` can turn the n-th connection away before anything else (a BYE greeting, a close).
  * - MULTIAPPEND (RFC 3502) when listed in `capabilities`: `onAppend` is asked for each message;
  *   if it refuses any, the whole command is refused and none is stored (atomic, as the RFC
  *   demands); `drop`/`hang` for any applies to the command. APPENDUID names a UID range.
@@ -59,6 +60,7 @@ interface FakeAppend {
 
 type FakeReply =
   | { kind: 'ok' | 'no' | 'bad'; text?: string }
+  | { kind: 'bye'; text: string } // an untagged BYE, then the socket closed
   | { kind: 'drop' } // close the socket without answering
   | { kind: 'hang' }; // never answer
 
@@ -118,6 +120,12 @@ export interface FakeImapOptions {
    * drops keywords silently.
    */
   keepFlag?: (flag: string) => boolean;
+  /**
+   * The n-th connection's greeting (from 1, in the order accepted): a line sent in place of the
+   * normal one and the socket closed (`* BYE Too many connections`), or 'close' to close without
+   * a word. Undefined greets as usual.
+   */
+  greeting?: (connection: number) => string | undefined;
 }
 
 export interface FakeImap {
@@ -182,6 +190,12 @@ export async function startFakeImap(options: FakeImapOptions = {}): Promise<Fake
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {});
     socket.setNoDelay(true);
+    const instead = options.greeting?.(state.connections);
+    if (instead !== undefined) {
+      if (instead === 'close') socket.end();
+      else socket.end(`${instead}\r\n`);
+      return;
+    }
     const session = new Session(socket, state, { caps, users, delim, addMailbox, options });
     socket.write(`* OK [CAPABILITY ${caps.join(' ')}] fake IMAP ready\r\n`);
     socket.on('data', (chunk) => session.feed(chunk));
@@ -354,6 +368,12 @@ class Session {
       return;
     }
     if (reply.kind === 'hang') return;
+    if (reply.kind === 'bye') {
+      this.write(`* BYE ${reply.text}`);
+      this.socket.end();
+      this.gone = true;
+      return;
+    }
     this.write(`${tag} ${reply.kind.toUpperCase()} ${reply.text ?? `${name} scripted`}`);
   }
 

@@ -1,0 +1,153 @@
+/**
+ * A server that lets one user have one IMAP connection (Dovecot's mail_max_userip_connections = 1,
+ * the real thing in test/e2e/one-connection.test.ts), scripted at the edges: the sink goes on
+ * through imapflow's session alone only when the server turned the APPEND connection away (a NO
+ * or BYE to its login, a BYE or close for its greeting) after letting imapflow's in. Anything
+ * else on that connection (a drop, a silence) fails the connect as it always did, so the engine
+ * reports and retries it instead of copying quietly over one slow connection.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { PopsyncError } from '../../src/errors.js';
+import { connectImap } from '../../src/imap/index.js';
+import type { ImapOptions, ImapSink } from '../../src/imap/index.js';
+import type { Logger } from '../../src/log.js';
+import { FAKE_PASSWORD, FAKE_USER, type FakeImap, type FakeImapOptions, startFakeImap } from '../support/fake-imap.js';
+
+const open: Array<{ fake: FakeImap; sink?: ImapSink }> = [];
+
+afterEach(async () => {
+  for (const o of open.splice(0)) {
+    await o.sink?.close().catch(() => {});
+    await o.fake.close();
+  }
+});
+
+function recorder(): { logger: Logger; warnings: string[] } {
+  const warnings: string[] = [];
+  const logger: Logger = {
+    debug: () => {},
+    info: () => {},
+    warn: (_o, m) => void warnings.push(String(m)),
+    error: (_o, m) => void warnings.push(String(m)),
+    child: () => logger,
+  };
+  return { logger, warnings };
+}
+
+async function connect(
+  fakeOpts: FakeImapOptions,
+  extra: Partial<ImapOptions> = {},
+): Promise<{ fake: FakeImap; sink: Promise<ImapSink>; warnings: string[] }> {
+  const fake = await startFakeImap({ mailboxes: ['Archive'], ...fakeOpts });
+  const entry: { fake: FakeImap; sink?: ImapSink } = { fake };
+  open.push(entry);
+  const { logger, warnings } = recorder();
+  const sink = connectImap({
+    host: fake.host,
+    port: fake.port,
+    tls: 'none',
+    user: FAKE_USER,
+    password: FAKE_PASSWORD,
+    timeoutMs: 5000,
+    logger,
+    ...extra,
+  });
+  void sink.then(
+    (s) => {
+      entry.sink = s;
+    },
+    () => undefined,
+  );
+  return { fake, sink, warnings };
+}
+
+/** Answers the n-th LOGIN (counted across connections, from 1) with `reply`. */
+function nthLogin(n: number, reply: NonNullable<ReturnType<NonNullable<FakeImapOptions['onCommand']>>>) {
+  let logins = 0;
+  return (c: { name: string }) => (c.name === 'LOGIN' && ++logins === n ? reply : undefined);
+}
+
+const msg = (n: number) => Buffer.from(`Message-ID: <m${n}@test>\r\nSubject: ${n}\r\n\r\nbody ${n}\r\n`);
+
+// The APPEND connection is the first the server accepts; imapflow's logs in first, so the
+// APPEND connection's login is the second.
+describe('the server turns the APPEND connection away after letting imapflow in', () => {
+  it.each([
+    [
+      'its LOGIN answered NO',
+      {
+        onCommand: nthLogin(2, {
+          kind: 'no',
+          text: '[UNAVAILABLE] Maximum number of connections from user+IP exceeded',
+        }),
+      },
+      /NO \[UNAVAILABLE\] Maximum number of connections/,
+    ],
+    [
+      'its LOGIN answered BYE',
+      { onCommand: nthLogin(2, { kind: 'bye', text: 'Too many connections for alice' }) },
+      /BYE Too many connections for alice/,
+    ],
+    [
+      'its greeting a BYE',
+      { greeting: (n: number) => (n === 1 ? '* BYE Too many connections' : undefined) },
+      /BYE Too many connections/,
+    ],
+    [
+      'closed before its greeting',
+      { greeting: (n: number) => (n === 1 ? 'close' : undefined) },
+      /closed the connection before greeting it/,
+    ],
+  ] as const)('%s: a warning with its words, and the copy goes through imapflow', async (_name, fakeOpts, said) => {
+    const { fake, sink: opening, warnings } = await connect(fakeOpts);
+    const sink = await opening;
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/refused a second IMAP connection for this user/);
+    expect(warnings[0]).toMatch(said);
+    expect(warnings[0]).not.toContain(FAKE_PASSWORD);
+    const outcomes = await sink.appendBatch(
+      'Archive',
+      [1, 2].map((n) => ({ body: msg(n), flags: [] })),
+    );
+    expect(outcomes.map((o) => o.ok)).toEqual([true, true]);
+    expect(sink.appendCounts).toMatchObject({ pipelined: 0, imapflow: 2 });
+    expect(fake.appends).toHaveLength(2);
+  });
+});
+
+describe('anything else on the APPEND connection fails the connect as before', () => {
+  async function refusedWith(fakeOpts: FakeImapOptions, extra: Partial<ImapOptions> = {}): Promise<PopsyncError> {
+    const { sink, warnings } = await connect(fakeOpts, extra);
+    const err = await sink.then(
+      () => {
+        throw new Error('expected the connect to fail');
+      },
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(PopsyncError);
+    expect(warnings.join('\n')).not.toMatch(/refused a second IMAP connection/);
+    return err as PopsyncError;
+  }
+
+  it('a drop at its LOGIN (no BYE): connection', async () => {
+    const err = await refusedWith({ onCommand: nthLogin(2, { kind: 'drop' }) });
+    expect(err.kind).toBe('connection');
+  });
+
+  it('no answer to its LOGIN: connection (timeout)', async () => {
+    const err = await refusedWith({ onCommand: nthLogin(2, { kind: 'hang' }) }, { timeoutMs: 600 });
+    expect(err.kind).toBe('connection');
+    expect(err.message).toMatch(/no response within 600 ms/);
+  });
+
+  it('a BAD to its LOGIN (not understood, not turned away): auth', async () => {
+    const err = await refusedWith({ onCommand: nthLogin(2, { kind: 'bad', text: 'Invalid arguments' }) });
+    expect(err.kind).toBe('auth');
+  });
+
+  it("a BYE greeting when imapflow's connect fails too: that BYE is what is reported, no fallback", async () => {
+    const err = await refusedWith({ greeting: () => '* BYE Too many connections from your IP' });
+    expect(err.kind).toBe('connection');
+    expect(err.message).toContain('BYE Too many connections from your IP');
+  });
+});
