@@ -14,7 +14,10 @@
  *    its APPEND, each APPENDUID journaled after (see safeRelay).
  * Each can run over TLS (the lab's pop3s/imaps, verified against its CA). Logins happen before
  * the clock starts; `atEnd` runs when the last reply is in, before the connections close, so
- * a server CPU meter can take its last look at processes about to exit.
+ * a server CPU meter can take its last look at processes about to exit. The two relays also
+ * run as processes of their own (rawRelayAlone, safeRelayAlone: relay-process.ts, started by
+ * relay-cli.ts), timed from outside like popsync, so that start-up, logins and logout are
+ * charged to them as they are to popsync; their checks then run after the process has exited.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -23,7 +26,10 @@ import { DEFAULT_APPEND_WINDOW, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_MESSAGES } fr
 import { Fingerprinter } from '../src/engine/fingerprint.js';
 import { appendUids } from '../src/imap/append-plan.js';
 import { RetrSplitter, uidlReply } from './retr-splitter.js';
-import { type Intent, SafeJournal } from './safe-journal.js';
+// Loaded where a safe relay runs: the raw relay's own process (relay-process.ts) then loads no SQLite.
+import type { Intent, SafeJournal } from './safe-journal.js';
+
+const safeJournal = (): Promise<typeof import('./safe-journal.js')> => import('./safe-journal.js');
 
 /** Where the raw clients connect: plain ports, or TLS ones with the CA to verify them. */
 export interface RawEndpoints {
@@ -241,6 +247,38 @@ async function inboxCount(ep: RawEndpoints, user: string, password: string): Pro
   return Number(m[1]);
 }
 
+/** A relay's two sessions, logged in side by side as popsync opens its connections. */
+function relayLogins(
+  ep: RawEndpoints,
+  popUser: string,
+  imapUser: string,
+  password: string,
+): Promise<[Session, Session]> {
+  return Promise.all([pop3Login(ep, popUser, password), imapLogin(ep, imapUser, password)]);
+}
+
+/**
+ * Ends a relay's sessions as popsync ends a migrate's (src/pop3/client.ts leave(), the IMAP
+ * sink's logout()): QUIT and LOGOUT written and their replies not awaited, the sockets no
+ * longer holding the process once those writes are out.
+ */
+function leave(pop: Session, imap: Session): void {
+  for (const [s, bye] of [
+    [pop, 'QUIT\r\n'],
+    [imap, 'z LOGOUT\r\n'],
+  ] as const) {
+    s.sock.on('error', () => {});
+    s.sock.end(bye);
+    s.sock.unref();
+  }
+}
+
+/** Throws unless `user`'s INBOX holds `count` messages: the check after a relay's run. */
+export async function checkRawRelay(ep: RawEndpoints, user: string, password: string, count: number): Promise<void> {
+  const arrived = await inboxCount(ep, user, password);
+  if (arrived !== count) throw new Error(`raw relay: ${arrived} of ${count} messages arrived in ${user}'s INBOX`);
+}
+
 /**
  * Milliseconds to copy messages 1..count of `popUser` into `imapUser`'s INBOX, which must be
  * empty: RETR all pipelined, each message forwarded as it completes into MULTIAPPENDs of up
@@ -256,8 +294,40 @@ export async function rawRelay(
   perCommand = 100,
   atEnd?: () => void,
 ): Promise<number> {
-  const [pop, imap] = await Promise.all([pop3Login(ep, popUser, password), imapLogin(ep, imapUser, password)]);
+  const [pop, imap] = await relayLogins(ep, popUser, imapUser, password);
   const t0 = performance.now();
+  await rawRelayCopy(pop, imap, count, perCommand);
+  const ms = performance.now() - t0;
+  atEnd?.();
+  pop.sock.end('QUIT\r\n');
+  imap.sock.end('z LOGOUT\r\n');
+  await checkRawRelay(ep, imapUser, password, count);
+  return ms;
+}
+
+/**
+ * The raw relay as a process of its own runs it (relay-process.ts): the same logins and copy,
+ * then the sessions left as popsync leaves them. Milliseconds of the copy alone; the caller
+ * checks the destination (checkRawRelay) once the process has exited.
+ */
+export async function rawRelayAlone(
+  ep: RawEndpoints,
+  popUser: string,
+  imapUser: string,
+  password: string,
+  count: number,
+  perCommand = 100,
+): Promise<number> {
+  const [pop, imap] = await relayLogins(ep, popUser, imapUser, password);
+  const t0 = performance.now();
+  await rawRelayCopy(pop, imap, count, perCommand);
+  const ms = performance.now() - t0;
+  leave(pop, imap);
+  return ms;
+}
+
+/** The raw relay's work between its logins and its logout. */
+async function rawRelayCopy(pop: Session, imap: Session, count: number, perCommand: number): Promise<void> {
   const stored = taggedOks(imap, Math.ceil(count / perCommand));
   let sent = 0;
   const splitter = new RetrSplitter((parts, size) => {
@@ -288,13 +358,6 @@ export async function rawRelay(
   });
   pop.sock.write(retrAll(count));
   await Promise.all([read, stored]);
-  const ms = performance.now() - t0;
-  atEnd?.();
-  pop.sock.end('QUIT\r\n');
-  imap.sock.end('z LOGOUT\r\n');
-  const arrived = await inboxCount(ep, imapUser, password);
-  if (arrived !== count) throw new Error(`raw relay: ${arrived} of ${count} messages arrived in ${imapUser}'s INBOX`);
-  return ms;
 }
 
 /** How the safe relay cuts batches: popsync's defaults (100 messages, --batch-mb 10) unless given. */
@@ -334,131 +397,192 @@ export async function safeRelay(
   batches: SafeBatches = { messages: DEFAULT_BATCH_MESSAGES, bytes: DEFAULT_BATCH_BYTES },
   atEnd?: () => void,
 ): Promise<number> {
+  const { SafeJournal } = await safeJournal();
   const journal = new SafeJournal(journalPath);
+  let ms: number;
   try {
-    const [pop, imap] = await Promise.all([pop3Login(ep, popUser, password), imapLogin(ep, imapUser, password)]);
+    const [pop, imap] = await relayLogins(ep, popUser, imapUser, password);
     const t0 = performance.now();
-    await new Promise<void>((resolve, reject) => {
-      const fail = (e: unknown): void => {
-        pop.sock.destroy();
-        imap.sock.destroy();
-        reject(e);
-      };
-      let uidls: string[] | null = null;
-      let head: Buffer = Buffer.alloc(0);
-      let received = 0;
-      let confirmed = 0;
-      let tag = 0;
-      let filling: SafeBatch = { intents: [], bodies: [], bytes: 0 };
-      /** Received whole, waiting for a place in the window (their intents are written as they leave). */
-      const ready: SafeBatch[] = [];
-      const inFlight: Array<{ tag: string; batch: SafeBatch }> = [];
-
-      // Reading pauses while a received batch waits for the window or the IMAP socket is full,
-      // so memory holds the window, one waiting batch and what one chunk of the stream held.
-      const flowControl = (): void => {
-        const hold = ready.length > 0 || imap.sock.writableNeedDrain;
-        if (hold && !pop.sock.isPaused()) pop.sock.pause();
-        else if (!hold && pop.sock.isPaused()) pop.sock.resume();
-      };
-      const send = (): void => {
-        while (ready.length > 0 && inFlight.length < DEFAULT_APPEND_WINDOW) {
-          const batch = ready.shift()!;
-          journal.intents(batch.intents);
-          const t = `t${tag++}`;
-          inFlight.push({ tag: t, batch });
-          const out = imap.sock;
-          out.cork();
-          out.write(`${t} APPEND INBOX`);
-          for (const [i, parts] of batch.bodies.entries()) {
-            out.write(` {${batch.intents[i]!.size}+}\r\n`);
-            for (const p of parts) out.write(p);
-          }
-          out.write('\r\n');
-          out.uncork();
-          // The socket holds what it still has to send; the batch needs only its rows now.
-          batch.bodies = [];
-        }
-        flowControl();
-      };
-      const splitter = new RetrSplitter((parts, size) => {
-        const exact = createHash('sha256');
-        const normal = new Fingerprinter();
-        for (const p of parts) {
-          exact.update(p);
-          normal.update(p);
-        }
-        const uidl = uidls![received++]!;
-        filling.intents.push({ uidl, size, sha256: exact.digest('hex'), fingerprint: normal.digest() });
-        filling.bodies.push(parts);
-        filling.bytes += size;
-        if (filling.intents.length >= batches.messages || filling.bytes >= batches.bytes || received === count) {
-          ready.push(filling);
-          filling = { intents: [], bodies: [], bytes: 0 };
-          send();
-        }
-      });
-      pop.sock.removeAllListeners('data');
-      pop.sock.on('error', fail);
-      pop.sock.on('data', (d: Buffer) => {
-        try {
-          if (uidls === null) {
-            head = head.length ? Buffer.concat([head, d]) : d;
-            const listing = uidlReply(head);
-            if (listing === null) return;
-            if (listing.uidls.length < count) throw new Error(`UIDL lists ${listing.uidls.length} of ${count}`);
-            uidls = listing.uidls;
-            d = head.subarray(listing.end);
-          }
-          splitter.push(d);
-        } catch (e) {
-          fail(e);
-        }
-      });
-      imap.sock.removeAllListeners('data');
-      imap.sock.on('error', fail);
-      imap.sock.on('drain', flowControl);
-      let acc = '';
-      imap.sock.on('data', (d: Buffer) => {
-        acc += d.toString('latin1');
-        const lines = acc.split('\r\n');
-        acc = lines.pop() ?? '';
-        try {
-          for (const l of lines) {
-            if (!l.startsWith('t')) continue;
-            const done = inFlight.shift();
-            const m = /^(t\d+) OK \[([^\]]*)\]/.exec(l);
-            if (!done || m?.[1] !== done.tag) throw new Error(`safe relay: unexpected reply ${l}`);
-            const given = appendUids(m[2], done.batch.intents.length);
-            if (!given) throw new Error(`safe relay: no APPENDUID for the batch: ${l}`);
-            journal.confirmed(
-              done.batch.intents.map((r) => r.uidl),
-              given.uidValidity,
-              given.uids,
-            );
-            confirmed += given.uids.length;
-          }
-          if (confirmed === count) return resolve();
-          send();
-        } catch (e) {
-          fail(e);
-        }
-      });
-      pop.sock.write(`UIDL\r\n${retrAll(count)}`);
-    });
-    const ms = performance.now() - t0;
+    await safeRelayCopy(pop, imap, journal, count, batches);
+    ms = performance.now() - t0;
     atEnd?.();
     pop.sock.end('QUIT\r\n');
     imap.sock.end('z LOGOUT\r\n');
-    const arrived = await inboxCount(ep, imapUser, password);
-    const rows = journal.counts();
-    if (arrived !== count || rows.rows !== count || rows.confirmed !== count)
-      throw new Error(
-        `safe relay: ${arrived} of ${count} messages arrived in ${imapUser}'s INBOX; ` +
-          `journal rows ${rows.rows}, confirmed ${rows.confirmed}`,
-      );
+  } finally {
+    journal.close();
+  }
+  await checkSafeRelay(ep, imapUser, password, count, journalPath);
+  return ms;
+}
+
+/**
+ * The safe relay as a process of its own runs it (relay-process.ts): its connects go out
+ * first and the journal is created while they are under way, as popsync's are; then the same
+ * copy, and the sessions left as popsync leaves them. Milliseconds of the copy alone; the
+ * caller checks the destination and the journal (checkSafeRelay) once the process has exited.
+ */
+export async function safeRelayAlone(
+  ep: RawEndpoints,
+  popUser: string,
+  imapUser: string,
+  password: string,
+  count: number,
+  journalPath: string,
+  batches: SafeBatches = { messages: DEFAULT_BATCH_MESSAGES, bytes: DEFAULT_BATCH_BYTES },
+): Promise<number> {
+  const logins = relayLogins(ep, popUser, imapUser, password);
+  // A refusal is taken at the await below; until then it must not count as unhandled.
+  logins.catch(() => undefined);
+  // net.connect issues its connect on the next tick: let it, before SQLite holds the thread.
+  await new Promise((r) => setImmediate(r));
+  const { SafeJournal } = await safeJournal();
+  const journal = new SafeJournal(journalPath);
+  try {
+    const [pop, imap] = await logins;
+    const t0 = performance.now();
+    await safeRelayCopy(pop, imap, journal, count, batches);
+    const ms = performance.now() - t0;
+    leave(pop, imap);
     return ms;
   } finally {
     journal.close();
   }
+}
+
+/**
+ * Throws unless `user`'s INBOX holds `count` messages and the journal at `journalPath` `count`
+ * rows, each with its UID: the check after a safe relay's run.
+ */
+export async function checkSafeRelay(
+  ep: RawEndpoints,
+  user: string,
+  password: string,
+  count: number,
+  journalPath: string,
+): Promise<void> {
+  const arrived = await inboxCount(ep, user, password);
+  const rows = (await safeJournal()).journalCounts(journalPath);
+  if (arrived !== count || rows.rows !== count || rows.confirmed !== count)
+    throw new Error(
+      `safe relay: ${arrived} of ${count} messages arrived in ${user}'s INBOX; ` +
+        `journal rows ${rows.rows}, confirmed ${rows.confirmed}`,
+    );
+}
+
+/** The safe relay's work between its logins and its logout (see safeRelay). */
+function safeRelayCopy(
+  pop: Session,
+  imap: Session,
+  journal: SafeJournal,
+  count: number,
+  batches: SafeBatches,
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const fail = (e: unknown): void => {
+      pop.sock.destroy();
+      imap.sock.destroy();
+      reject(e);
+    };
+    let uidls: string[] | null = null;
+    let head: Buffer = Buffer.alloc(0);
+    let received = 0;
+    let confirmed = 0;
+    let tag = 0;
+    let filling: SafeBatch = { intents: [], bodies: [], bytes: 0 };
+    /** Received whole, waiting for a place in the window (their intents are written as they leave). */
+    const ready: SafeBatch[] = [];
+    const inFlight: Array<{ tag: string; batch: SafeBatch }> = [];
+
+    // Reading pauses while a received batch waits for the window or the IMAP socket is full,
+    // so memory holds the window, one waiting batch and what one chunk of the stream held.
+    const flowControl = (): void => {
+      const hold = ready.length > 0 || imap.sock.writableNeedDrain;
+      if (hold && !pop.sock.isPaused()) pop.sock.pause();
+      else if (!hold && pop.sock.isPaused()) pop.sock.resume();
+    };
+    const send = (): void => {
+      while (ready.length > 0 && inFlight.length < DEFAULT_APPEND_WINDOW) {
+        const batch = ready.shift()!;
+        journal.intents(batch.intents);
+        const t = `t${tag++}`;
+        inFlight.push({ tag: t, batch });
+        const out = imap.sock;
+        out.cork();
+        out.write(`${t} APPEND INBOX`);
+        for (const [i, parts] of batch.bodies.entries()) {
+          out.write(` {${batch.intents[i]!.size}+}\r\n`);
+          for (const p of parts) out.write(p);
+        }
+        out.write('\r\n');
+        out.uncork();
+        // The socket holds what it still has to send; the batch needs only its rows now.
+        batch.bodies = [];
+      }
+      flowControl();
+    };
+    const splitter = new RetrSplitter((parts, size) => {
+      const exact = createHash('sha256');
+      const normal = new Fingerprinter();
+      for (const p of parts) {
+        exact.update(p);
+        normal.update(p);
+      }
+      const uidl = uidls![received++]!;
+      filling.intents.push({ uidl, size, sha256: exact.digest('hex'), fingerprint: normal.digest() });
+      filling.bodies.push(parts);
+      filling.bytes += size;
+      if (filling.intents.length >= batches.messages || filling.bytes >= batches.bytes || received === count) {
+        ready.push(filling);
+        filling = { intents: [], bodies: [], bytes: 0 };
+        send();
+      }
+    });
+    pop.sock.removeAllListeners('data');
+    pop.sock.on('error', fail);
+    pop.sock.on('data', (d: Buffer) => {
+      try {
+        if (uidls === null) {
+          head = head.length ? Buffer.concat([head, d]) : d;
+          const listing = uidlReply(head);
+          if (listing === null) return;
+          if (listing.uidls.length < count) throw new Error(`UIDL lists ${listing.uidls.length} of ${count}`);
+          uidls = listing.uidls;
+          d = head.subarray(listing.end);
+        }
+        splitter.push(d);
+      } catch (e) {
+        fail(e);
+      }
+    });
+    imap.sock.removeAllListeners('data');
+    imap.sock.on('error', fail);
+    imap.sock.on('drain', flowControl);
+    let acc = '';
+    imap.sock.on('data', (d: Buffer) => {
+      acc += d.toString('latin1');
+      const lines = acc.split('\r\n');
+      acc = lines.pop() ?? '';
+      try {
+        for (const l of lines) {
+          if (!l.startsWith('t')) continue;
+          const done = inFlight.shift();
+          const m = /^(t\d+) OK \[([^\]]*)\]/.exec(l);
+          if (!done || m?.[1] !== done.tag) throw new Error(`safe relay: unexpected reply ${l}`);
+          const given = appendUids(m[2], done.batch.intents.length);
+          if (!given) throw new Error(`safe relay: no APPENDUID for the batch: ${l}`);
+          journal.confirmed(
+            done.batch.intents.map((r) => r.uidl),
+            given.uidValidity,
+            given.uids,
+          );
+          confirmed += given.uids.length;
+        }
+        if (confirmed === count) return resolve();
+        send();
+      } catch (e) {
+        fail(e);
+      }
+    });
+    pop.sock.write(`UIDL\r\n${retrAll(count)}`);
+  });
 }

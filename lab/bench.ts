@@ -15,11 +15,15 @@
  * popsync's guarantees, and with the raw relay what those guarantees cost at least. Each is
  * measured before and after popsync and the faster kept (right after seeding, the disk is still
  * flushing).
- * popsync runs as the real CLI in its own process; its peak RSS and CPU are sampled from
- * /proc. Its row is the whole process, the relays' clocks start after their logins; so in
- * plaintext its copy phase (first RETR to last APPEND OK) is also read off its connections by
- * the relays they pass (bench-phase.ts: at 30 ms the same run's, on loopback a second run's) and
- * held against the relays too. The server's CPU is
+ * popsync runs as the real CLI in its own process, timed from spawn to exit, its CPU and peak
+ * RSS from its rusage (popsync-cli.ts, measured-child.ts). The relays above run inside this
+ * process, their clocks from after their logins to their last reply: the ceilings of the copy
+ * itself. Like with like, both relays also run as processes of their own, bundled and started
+ * as popsync is and measured the same way (relay-cli.ts: start-up, logins side by side, the safe
+ * relay's journal creation, the copy, leaving), and popsync's whole process is held against
+ * theirs. Its copy phase (first RETR to last APPEND OK) is also read off its connections in
+ * plaintext by the relays they pass (bench-phase.ts: at 30 ms the same run's, on loopback a
+ * second run's) and held against the in-process relays. The server's CPU is
  * that of Dovecot's whole process tree, split by process (server-cpu.ts: pop3, imap, and their
  * -login processes, which carry TLS), so "where the time goes" is popsync's CPU beside each
  * server's. Each row's client CPU is popsync's, or for a raw
@@ -54,6 +58,7 @@ import { formatServerCpu, ServerCpu, type ServerCpuSplit } from './server-cpu.js
 import { type ProxyObserver, startSlowProxy } from './slow-proxy.js';
 import { CopyPhase } from './bench-phase.js';
 import { type CliRun, labEndpoints, runPopsync } from './popsync-cli.js';
+import { bundleRelay, runRelay } from './relay-cli.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MB = 1024 * 1024;
@@ -100,8 +105,14 @@ interface MixOptions {
 interface Measured {
   ms: number;
   server: ServerCpuSplit;
-  /** CPU of the client: popsync's process, or this one's for a raw client (its TLS included). */
+  /**
+   * CPU of the client: popsync's process or a whole-process relay's (their rusage), or this
+   * one's for a raw client run in it (its TLS included).
+   */
   clientMs: number;
+  /** A whole-process relay's: its peak RSS, and its own clock of the copy inside the process. */
+  peakRssMb?: number;
+  copyMs?: number;
 }
 
 /**
@@ -136,6 +147,31 @@ interface MixResult {
   popsync: Measured;
   relay: Measured;
   safe: Measured;
+  safeProcess: Measured;
+}
+
+/** The relays' bundle (relay-cli.ts), built once per bench. */
+let relayBundle: Promise<string> | undefined;
+
+/** A relay run as a process of its own, timed from spawn to exit, with the server's CPU meanwhile. */
+async function relayProcess(
+  lab: Lab,
+  kind: 'raw' | 'safe',
+  ep: RawEndpoints,
+  popUser: string,
+  count: number,
+): Promise<Measured> {
+  relayBundle ??= bundleRelay();
+  const bundle = await relayBundle;
+  const dst = fresh(`${kind}-process`);
+  const journal = kind === 'safe' ? join(lab.dir, `${dst}.sqlite`) : undefined;
+  const meter = new ServerCpu(lab.pid);
+  let server: ServerCpuSplit | undefined;
+  // The server's CPU up to the relay's exit, as popsync's row: the check after it is not the relay's.
+  const run = await runRelay(lab, bundle, kind, ep, popUser, dst, count, journal, () => {
+    server = meter.stop();
+  });
+  return { ms: run.ms, server: server!, clientMs: run.cpuMs, peakRssMb: run.peakRssMb, copyMs: run.copyMs };
 }
 
 async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: MixOptions = {}): Promise<MixResult> {
@@ -192,6 +228,8 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
     const raw = new Map<string, Measured>();
     const relayLabel = 'raw relay POP3 -> MULTIAPPEND x100';
     const safeLabel = 'safe relay: + digests, journal';
+    const relayProcessLabel = 'raw relay, whole process';
+    const safeProcessLabel = 'safe relay, whole process';
     const measureRaw = async (): Promise<void> => {
       const pw = lab.password;
       keepFaster(raw, 'pop3', await metered(lab, (end) => rawPop3(ep, rawSrc, pw, count, end)));
@@ -209,6 +247,8 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
         safeLabel,
         await metered(lab, (end) => safeRelay(ep, rawSrc, safeDst, pw, count, safeJournal, undefined, end)),
       );
+      keepFaster(raw, relayProcessLabel, await relayProcess(lab, 'raw', ep, rawSrc, count));
+      keepFaster(raw, safeProcessLabel, await relayProcess(lab, 'safe', ep, rawSrc, count));
     };
     await measureRaw();
     const journal = join(lab.dir, `${src}.sqlite`);
@@ -242,6 +282,13 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
     line(relayLabel, relay);
     const safe = raw.get(safeLabel)!;
     line(safeLabel, safe);
+    // Their own clock of the copy, inside the process, says what of the whole was outside the copy.
+    const processExtra = (m: Measured): string =>
+      `; peak RSS ${m.peakRssMb!.toFixed(0)} MB; copy ${(m.copyMs! / 1000).toFixed(2)} s of it`;
+    const relayProcessRun = raw.get(relayProcessLabel)!;
+    line(relayProcessLabel, relayProcessRun, processExtra(relayProcessRun));
+    const safeProcess = raw.get(safeProcessLabel)!;
+    line(safeProcessLabel, safeProcess, processExtra(safeProcess));
     line(
       'popsync migrate (whole process)',
       { ms: run.ms, server, clientMs: run.cpuMs },
@@ -274,6 +321,12 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
       `popsync / safe relay: ${(safe.ms / run.ms).toFixed(2)}x; ` +
         `safe relay / raw relay: ${(relay.ms / safe.ms).toFixed(2)}x (what the invariants cost at least)\n`,
     );
+    // Like for like: whole process against whole process, each clock from spawn to exit.
+    process.stdout.write(
+      `popsync / safe relay, whole processes: ${(safeProcess.ms / run.ms).toFixed(2)}x; ` +
+        `/ raw relay, whole processes: ${(relayProcessRun.ms / run.ms).toFixed(2)}x; ` +
+        `client CPU, popsync / safe relay process: ${(run.cpuMs / safeProcess.clientMs).toFixed(2)}x\n`,
+    );
     // Like for like: each relay's clock, too, runs from after its logins to its last reply.
     if (copyMs !== null)
       process.stdout.write(
@@ -291,7 +344,7 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
         `popsync no-op rerun (${count} journaled): ${(noop.ms / 1000).toFixed(2)} s, start-up included, ` +
           `peak RSS ${noop.peakRssMb.toFixed(0)} MB\n`,
       );
-    return { count, popsync: { ms: run.ms, server, clientMs: run.cpuMs }, relay, safe };
+    return { count, popsync: { ms: run.ms, server, clientMs: run.cpuMs }, relay, safe, safeProcess };
   } finally {
     for (const p of proxies) await p.close();
   }
@@ -309,6 +362,7 @@ function tlsCost(plain: MixResult, tls: MixResult): void {
   process.stdout.write(`TLS: ${line('popsync', plain.popsync, tls.popsync)}\n`);
   process.stdout.write(`TLS: ${line('raw relay', plain.relay, tls.relay)}\n`);
   process.stdout.write(`TLS: ${line('safe relay', plain.safe, tls.safe)}\n`);
+  process.stdout.write(`TLS: ${line('safe relay, whole process', plain.safeProcess, tls.safeProcess)}\n`);
 }
 
 /**

@@ -1,15 +1,12 @@
 /**
  * popsync run as the real CLI in a child process against a lab, measured from outside: wall
- * time, CPU (user + system) and peak RSS. Shared by the bench and the alternating pairs
- * (pairs.ts). Where /usr/bin/time exists it reports the child's own rusage at exit, exact where
- * sampling /proc every 25 ms misses the last tick and the end of the run; elsewhere /proc is
- * sampled.
+ * time, CPU (user + system) and peak RSS (measured-child.ts). Shared by the bench and the
+ * alternating pairs (pairs.ts).
  */
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { RawEndpoints } from './bench-raw.js';
 import type { Lab } from './dovecot.js';
+import { runMeasured } from './measured-child.js';
 
 export interface CliRun {
   ms: number;
@@ -37,10 +34,7 @@ export interface CliOptions {
   nodeArgs?: readonly string[];
 }
 
-const TIME = '/usr/bin/time';
-let timeSeq = 0;
-
-export function runPopsync(
+export async function runPopsync(
   lab: Lab,
   popUser: string,
   imapUser: string,
@@ -84,48 +78,7 @@ export function runPopsync(
     '--no-progress',
     ...(opts.extra ?? []),
   ];
-  // %U %S in seconds with 2 decimals, %M in KB: the child's rusage, read when it has exited.
-  const timeFile = existsSync(TIME) ? join(lab.dir, `time-${process.pid}-${++timeSeq}.txt`) : undefined;
-  const [cmd, args] = timeFile
-    ? [TIME, ['-f', '%U %S %M', '-o', timeFile, process.execPath, ...node]]
-    : [process.execPath, node];
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const child = spawn(cmd, args, { env: { ...process.env, PW: lab.password }, stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    let peakKb = 0;
-    let cpuTicks = 0;
-    const sample = timeFile
-      ? undefined
-      : setInterval(() => {
-          try {
-            const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-            if (m) peakKb = Math.max(peakKb, Number(m[1]));
-            const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
-            const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-            cpuTicks = Number(f[11]) + Number(f[12]);
-          } catch {
-            /* process already gone */
-          }
-        }, 25);
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (sample) clearInterval(sample);
-      const ms = performance.now() - t0;
-      let cpuMs = cpuTicks * 10;
-      if (timeFile) {
-        // /usr/bin/time writes "Command exited with non-zero status N" first when it did.
-        const last = readFileSync(timeFile, 'utf8').trim().split('\n').pop() ?? '';
-        rmSync(timeFile, { force: true });
-        const [u, s, kb] = last.split(' ').map(Number);
-        cpuMs = Math.round(((u ?? 0) + (s ?? 0)) * 1000);
-        peakKb = kb ?? 0;
-      }
-      if (code !== 0) return reject(new Error(`popsync exited ${code}: ${out}`));
-      resolve({ ms, peakRssMb: peakKb / 1024, cpuMs, summary: JSON.parse(out) });
-    });
-  });
+  const run = await runMeasured(node, { ...process.env, PW: lab.password }, lab.dir);
+  if (run.code !== 0) throw new Error(`popsync exited ${run.code}: ${run.out}`);
+  return { ms: run.ms, peakRssMb: run.peakRssMb, cpuMs: run.cpuMs, summary: JSON.parse(run.out) };
 }

@@ -66,15 +66,20 @@ export class SafeJournal {
     this.confirm.immediate(uidls, String(uidValidity), uids);
   }
 
-  /** Rows in all, and rows whose copy is confirmed. */
-  counts(): { rows: number; confirmed: number } {
-    return this.db.prepare('SELECT count(*) AS rows, count(uid) AS confirmed FROM copies').get() as {
+  close(): void {
+    this.db.close();
+  }
+}
+
+/** Rows in all, and rows whose copy is confirmed, in the journal at `path` (read-only). */
+export function journalCounts(path: string): { rows: number; confirmed: number } {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    return db.prepare('SELECT count(*) AS rows, count(uid) AS confirmed FROM copies').get() as {
       rows: number;
       confirmed: number;
     };
-  }
-
-  close(): void {
-    this.db.close();
+  } finally {
+    db.close();
   }
 }

@@ -3,7 +3,8 @@
  * stands for: against the lab Dovecot, 20 messages of the bench mix in batches small enough to
  * be cut by count and by bytes, several outstanding at once, must each arrive exactly once, and
  * its journal must hold one row per message with the message's own digests and the UID its copy
- * got. Read back through independent clients (our POP3 client, imapflow, SQLite directly).
+ * got. Read back through independent clients (our POP3 client, imapflow, SQLite directly). The
+ * same for the relay run as a process of its own, the bench's whole-process row.
  */
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -11,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { listPop3, safeRelay } from '../../lab/bench-raw.js';
 import { benchMix } from '../../lab/corpus.js';
 import type { Lab } from '../../lab/dovecot.js';
+import { bundleRelay, runRelay } from '../../lab/relay-cli.js';
 import { Fingerprinter } from '../../src/engine/fingerprint.js';
 import { connectPop3 } from '../../src/pop3/index.js';
 import { useLab } from '../support/lab-fixture.js';
@@ -75,6 +77,39 @@ describe('bench safe relay', () => {
       expect(r.uidvalidity).not.toBeNull();
       expect(byUid.get(r.uid!)).toEqual(body);
     }
+  });
+  it('as a process of its own (the bundle the bench runs), copies every message once and exits', async () => {
+    const count = 20;
+    const [src, dst] = [`proc-src-${++tries}`, `proc-dst-${tries}`];
+    const mail = benchMix(count, 6);
+    await lab.seedPop3(src, mail);
+    const journal = join(dir, `${dst}.sqlite`);
+    let exited = false;
+    const run = await runRelay(
+      lab,
+      await bundleRelay(),
+      'safe',
+      { pop3: lab.pop3.port, imap: lab.imap.port },
+      src,
+      dst,
+      count,
+      journal,
+      () => {
+        exited = true;
+      },
+    );
+    expect(exited).toBe(true);
+    // Its own clock of the copy lies inside the process's.
+    expect(run.copyMs).toBeGreaterThan(0);
+    expect(run.copyMs).toBeLessThan(run.ms);
+    expect(run.cpuMs).toBeGreaterThan(0);
+    expect((await destinationMessages(lab, dst)).map((m) => sha(m.body)).sort()).toEqual(mail.map(sha).sort());
+    const db = new Database(journal, { readonly: true });
+    const confirmed = db.prepare('SELECT count(*) AS n FROM copies WHERE uid IS NOT NULL').get() as { n: number };
+    db.close();
+    expect(confirmed.n).toBe(count);
+    // The relay only reads: the source is as seeded.
+    expect((await sourceMessages(lab, src)).map(sha)).toEqual(mail.map(sha));
   });
   it("listPop3, which lists popsync's source before a timed run, reads all of LIST and leaves the mail", async () => {
     const src = `list-src-${++tries}`;
