@@ -173,6 +173,8 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
     }
   }
   const timeoutMs = input.timeoutSeconds * 1000;
+  // The run's sinks (one per reconnect) learn once that the server allows one connection.
+  const oneConnection: { reason: string | null } = { reason: null };
   const tag = (display: string, target: ConnectTarget) => (raw: unknown) => {
     const probe = tlsProbeVerdict(target.host, target.port);
     const e = explainConnectFailure(raw, probe === undefined ? target : { ...target, tlsProbe: probe });
@@ -214,6 +216,7 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
           ...(imapToken !== undefined ? { accessToken: () => tokenFromCommand('imap', imapToken) } : {}),
           ...(input.imap.adminUser !== undefined ? { adminUser: input.imap.adminUser } : {}),
           ...(input.imap.appendConnections !== undefined ? { appendConnections: input.imap.appendConnections } : {}),
+          oneConnection,
           timeoutMs,
           logger: o.logger.child({ side: 'imap' }),
           ...(imapCa ? { ca: imapCa } : {}),

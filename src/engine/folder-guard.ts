@@ -46,6 +46,9 @@ export function guardingFolders(guard: FolderGuard, openSink: () => Promise<Imap
       get appendCounts() {
         return sink.appendCounts;
       },
+      get oneConnection() {
+        return sink.oneConnection;
+      },
       ensureFolder: async (path) => {
         check(path);
         return sink.ensureFolder(path);

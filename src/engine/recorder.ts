@@ -194,6 +194,7 @@ export function emptyRunResult(
     copyProblems: [],
     warnings: [],
     skippedByRule: 0,
+    oneImapConnection: null,
   };
 }
 

@@ -505,6 +505,7 @@ class Run implements RunContext {
       this.emit({ type: 'phase', phase: 'connect-destination', detail: this.o.destination });
       this.sink = await this.connect('imap', this.o.openSink);
       this.folders.clear();
+      this.rec.result.oneImapConnection ??= this.sink.oneConnection ?? null;
     }
     return this.sink;
   }

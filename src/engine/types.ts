@@ -94,6 +94,11 @@ export interface RunResult {
   warnings: string[];
   /** Not copied because of skip_larger_than: deliberate, so not failures (exit 0). */
   skippedByRule: number;
+  /**
+   * Why the run wrote over one IMAP connection, one APPEND at a time: the destination refused a
+   * second connection for this user (its words; never a secret). Null when it did not.
+   */
+  oneImapConnection: string | null;
   /** Per listed message, only with EngineOptions.detail (`--report`); the CLI removes it before printing. */
   messages?: MessageDetail[];
 }

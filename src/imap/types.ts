@@ -35,6 +35,13 @@ export interface ImapOptions {
    * folder is appended to, and each folder stays on one (append-pool.ts).
    */
   appendConnections?: number;
+  /**
+   * Shared by the sinks of one run (reconnects open new ones): the first sink whose APPEND
+   * connection the server turned away while it let imapflow's session in sets `reason` (the
+   * server's words), and the sinks after it open imapflow's session alone without asking again.
+   * Decided once: the answer is the server's per-user limit, not a passing state.
+   */
+  oneConnection?: { reason: string | null };
 }
 
 export interface FolderStatus {
@@ -157,5 +164,10 @@ export interface ImapSink {
     readonly streamed?: number;
     readonly multiappend?: number;
   };
+  /**
+   * Why this sink writes over imapflow's session alone though the server offers a faster path:
+   * it refused a second IMAP connection for this user (its words, never a secret); else null.
+   */
+  readonly oneConnection?: string | null;
   close(): Promise<void>;
 }

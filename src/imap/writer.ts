@@ -166,7 +166,9 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   // ID and NAMESPACE, then the folder's STATUS, one at a time), while the APPEND connection has
   // only its login to do: its wait costs nothing, where the other way round it cost imapflow's
   // session a round trip.
-  const appendPath = opts.appendPath ?? 'auto';
+  // A run whose server already turned a second connection away tries no APPEND connection again.
+  const knownOne = opts.oneConnection?.reason ?? null;
+  const appendPath = knownOne !== null ? 'imapflow' : (opts.appendPath ?? 'auto');
   let socketOpen: () => void = () => undefined;
   const appendSocket = new Promise<void>((resolve) => {
     socketOpen = resolve;
@@ -186,7 +188,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     () => false,
   );
   // Set when the server turned the APPEND connection away after letting imapflow's in.
-  let secondRefused: string | null = null;
+  let secondRefused: string | null = knownOne;
   // The APPEND connection was turned away by the server (not left waiting for imapflow's verdict):
   // its error, the server's own words, is the one reported should imapflow's connect fail too, as
   // when a BYE greeting failed it before imapflow's connect had started.
@@ -204,7 +206,8 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
             // drop of this connection is reported and retried as ever, never a quiet slow run.
             // A greeting refused came before imapflow's verdict, which is awaited then.
             if (appendPath === 'auto' && err instanceof TurnedAway && (await imapflowLoggedIn)) {
-              secondRefused = `it refused a second IMAP connection for this user: ${err.said}`;
+              secondRefused = `the server refused a second IMAP connection for this user: ${err.said}`;
+              if (opts.oneConnection) opts.oneConnection.reason = secondRefused;
               log.warn(
                 { reason: err.message },
                 `the IMAP server refused a second IMAP connection for this user (${err.said}); ` +
@@ -367,6 +370,8 @@ class ImapWriter implements ImapSink {
   private streamer: PipelinedAppender | null = null;
   /** Why the server allows no streaming connection (file bodies are then refused), or null. */
   private streamerUnsupported: string | null = null;
+  /** Why the server allows this sink one connection (ImapSink.oneConnection), or null. */
+  readonly oneConnection: string | null;
   /** The pipelined connection, and the further ones folders get (append-pool.ts); null without one. */
   private readonly pool: AppendPool | null;
 
@@ -390,6 +395,7 @@ class ImapWriter implements ImapSink {
     secondRefused: string | null = null,
   ) {
     this.streamerUnsupported = secondRefused;
+    this.oneConnection = secondRefused;
     this.pool = pipeline && new AppendPool(pipeline, appendConnections, () => openAppender('pipelined'), log);
     this.capabilities = new Set(client.capabilities.keys());
     // imapflow keeps APPENDLIMIT's value apart from its name; plans need the number.

@@ -52,6 +52,9 @@ export function formatSummary(result: RunResult): string {
   if (result.skippedByRule > 0)
     lines.push(row('skipped by rule', `${result.skippedByRule} (skip_larger_than; not failures)`));
   lines.push(row('reconnects', String(result.reconnects)));
+  // Why a run was slow, where people read: the warning scrolled by on stderr long before.
+  if (result.oneImapConnection !== null)
+    lines.push(row('one connection', `${printable(result.oneImapConnection)}; copied one APPEND at a time`));
   return lines.join('\n');
 }
 

@@ -37,7 +37,12 @@ describe('a server that allows one IMAP connection per user', () => {
     ]);
     const r = await runCli(args, { env: { PW: lab.password } });
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ copied: 8, reconnects: 0 });
+    const report = JSON.parse(r.stdout);
+    expect(report).toMatchObject({ copied: 8, reconnects: 0 });
+    expect(report.oneImapConnection).toMatch(
+      /^the server refused a second IMAP connection for this user: NO \[UNAVAILABLE\] Maximum number of connections/,
+    );
+    expect(r.stdout).not.toContain(lab.password);
     expect(r.stderr).toMatch(REFUSED);
     expect(r.stderr).not.toMatch(/\n\s+at /);
     expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(expected);

@@ -115,6 +115,51 @@ describe('the server turns the APPEND connection away after letting imapflow in'
   });
 });
 
+describe('decided once per run', () => {
+  it("the run's later sinks (reconnects) open imapflow's session alone, say why, and warn no more", async () => {
+    const run = { reason: null as string | null };
+    let logins = 0;
+    const refuseSecond = (c: { name: string }) =>
+      c.name === 'LOGIN'
+        ? ++logins % 2 === 0
+          ? ({ kind: 'no', text: '[UNAVAILABLE] Too many' } as const)
+          : undefined
+        : undefined;
+    const { fake, sink: first, warnings } = await connect({ onCommand: refuseSecond }, { oneConnection: run });
+    expect((await first).oneConnection).toBe(
+      'the server refused a second IMAP connection for this user: NO [UNAVAILABLE] Too many',
+    );
+    expect(run.reason).toBe((await first).oneConnection);
+    await (await first).close();
+    const before = fake.connections;
+    const { logger, warnings: later } = recorder();
+    const second = await connectImap({
+      host: fake.host,
+      port: fake.port,
+      tls: 'none',
+      user: FAKE_USER,
+      password: FAKE_PASSWORD,
+      timeoutMs: 5000,
+      logger,
+      oneConnection: run,
+    });
+    open.push({ fake: { ...fake, close: async () => {} }, sink: second });
+    expect(fake.connections - before).toBe(1);
+    expect(second.oneConnection).toBe(run.reason);
+    expect(warnings).toHaveLength(1);
+    expect(later).toEqual([]);
+    await second.appendBatch('Archive', [{ body: msg(1), flags: [] }]);
+    expect(second.appendCounts).toMatchObject({ pipelined: 0, imapflow: 1 });
+  });
+
+  it('a sink the server let have its APPEND connection says nothing of one connection', async () => {
+    const run = { reason: null as string | null };
+    const { sink } = await connect({}, { oneConnection: run });
+    expect((await sink).oneConnection).toBeNull();
+    expect(run.reason).toBeNull();
+  });
+});
+
 describe('anything else on the APPEND connection fails the connect as before', () => {
   async function refusedWith(fakeOpts: FakeImapOptions, extra: Partial<ImapOptions> = {}): Promise<PopsyncError> {
     const { sink, warnings } = await connect(fakeOpts, extra);

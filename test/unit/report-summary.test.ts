@@ -97,6 +97,21 @@ describe('formatSummary', () => {
     );
   });
 
+  it('says why a run went on over one IMAP connection, last, only when it did', () => {
+    expect(formatSummary(result())).not.toContain('one connection');
+    const lines = formatSummary(
+      result({
+        oneImapConnection:
+          'the server refused a second IMAP connection for this user: NO [UNAVAILABLE] Maximum number of ' +
+          'connections\x1b[2J',
+      }),
+    ).split('\n');
+    expect(lines.at(-1)).toBe(
+      '  one connection:  the server refused a second IMAP connection for this user: NO [UNAVAILABLE] Maximum ' +
+        'number of connections\\x1b[2J; copied one APPEND at a time',
+    );
+  });
+
   it('neutralises terminal escapes from server text and UIDLs', () => {
     const line = formatFailure({ ...tooBig, uidl: 'a\x1b[2Jb', serverResponse: 'NO \u202eevil' });
     expect(line).toBe(
