@@ -103,6 +103,10 @@ beforeAll(() => {
   tarball = join(out, readdirSync(out).find((f) => f.endsWith('.tgz'))!);
 
   seedPrebuildCache();
+  // npm reads its global npmrc from <prefix>/etc/npmrc, so --prefix alone would drop the machine's
+  // own (a build machine's registry CA is set there: without it every registry request failed TLS
+  // and the install hung until the timeout). Read where it is before the prefix changes it.
+  const globalConfig = run('npm', ['config', 'get', 'globalconfig'], work).stdout.trim();
   prefix = join(work, 'prefix');
   const installed = run(
     'npm',
@@ -111,6 +115,8 @@ beforeAll(() => {
       '-g',
       '--prefix',
       prefix,
+      '--globalconfig',
+      globalConfig,
       '--prefer-offline',
       '--no-audit',
       '--no-fund',

@@ -33,7 +33,12 @@ node -e '
   let r = {};
   try { r = JSON.parse(fs.readFileSync(process.argv[1], "utf8")); } catch {}
   const passed = r.numPassedTests ?? 0;
-  const failed = (r.numFailedTests ?? 0) + (r.numRuntimeErrors ?? 0);
+  // A file that failed outside its tests (a beforeAll that threw) fails none of them, only skips
+  // them: counted here as one failure, so the line never says 0 failed when vitest did not pass.
+  const filesFailedOutside = (r.testResults ?? []).filter(
+    (f) => f.status === "failed" && !(f.assertionResults ?? []).some((a) => a.status === "failed"),
+  ).length;
+  const failed = (r.numFailedTests ?? 0) + (r.numRuntimeErrors ?? 0) + filesFailedOutside;
   const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
   console.log(`${passed} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ""));
 ' "$report"
