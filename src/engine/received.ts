@@ -119,9 +119,13 @@ export class BodyCollector {
      * The server listed the message past `spillAt`: it goes to the spool file from its first
      * megabyte instead of its first `spillAt` bytes, and nothing of it is copied into the arena
      * first. Copied there only to be written out and given back, the first 4 MB of each spilled
-     * message cost 84 of the typical mix's 260 MB of slab copies. Only a hint: memory is no more
-     * than without it (a claim too small spills at `spillAt` as before, one too large holds the
-     * socket's chunks of a message under 1 MB, counted in its batch's bytes as any other).
+     * message cost 84 of the typical mix's 260 MB of slab copies. Only a hint, which costs no
+     * memory: a claim too small spills at `spillAt` as before; a claim too large (the message
+     * ends before its first write) has its chunks copied into the arena as it ends (finishHeld),
+     * as they would have been on arrival. Kept as they came, they are views of the connection's
+     * 64 KiB read arenas (net/read-arena.ts), and each held its whole arena, neighbours' bytes
+     * and all, for as long as its batch: a server listing every other message at 50 MB made
+     * popsync hold its batches twice over (47 MiB of Buffers for 24 MiB received, pop3-flood).
      */
     private readonly listedLarge = false,
   ) {
@@ -245,6 +249,12 @@ export class BodyCollector {
 
   /** finish() of a message that stayed in memory, which has nothing to wait for. */
   finishHeld(): ReceivedBody {
+    if (this.listedLarge && this.arena !== undefined) {
+      // Listed large, it kept its socket chunks for a write that never came (see listedLarge).
+      const chunks = this.chunks;
+      this.chunks = [];
+      for (const c of chunks) this.arena.copy(c, this.chunks);
+    }
     const fingerprint = this.fingerprint.digest();
     // Unconverted and in memory, the chunks held are the source's bytes: most mail is one chunk,
     // hashed in one call.

@@ -46,7 +46,7 @@ export interface FloodPop3 {
   readonly stalls: number;
   /** The Message-ID of message n, as its header carries it. */
   messageId(n: number): string;
-  /** sha256 (hex) of message n's body as the server holds it. */
+  /** sha256 (hex) of message n's body as RETR n sends it. */
   digest(n: number): string;
   /** Bytes of the whole RETR n reply on the wire: status line, body, terminator. */
   wireBytes(n: number): number;
@@ -183,7 +183,7 @@ export async function startFloodPop3(o: FloodOptions): Promise<FloodPop3> {
 
   const digest = (n: number): string => {
     const h = createHash('sha256').update(head(n));
-    for (let left = fillerLines(n) * LINE.length; left > 0; ) {
+    for (let left = fillerBytes(n); left > 0; ) {
       const piece = Math.min(left, filler.length);
       h.update(filler.subarray(0, piece));
       left -= piece;

@@ -277,10 +277,13 @@ describe('BodyCollector of a message the server listed past the spill threshold'
     expect(late.r).toMatchObject({ size: large.length, sha256: sha(large), fingerprint: early.r.fingerprint });
   });
 
-  it('stays in memory when it is smaller than the server said, with the same digests', async () => {
+  it('stays in memory when smaller than the server said, copied into the arena, with the same digests', async () => {
     const small = large.subarray(0, 100_000);
-    const { r } = await intoArena(small, true);
+    const { r, arenaUsed } = await intoArena(small, true);
     expect(r.file).toBeNull();
+    // Not the chunks it arrived in: each would keep its whole socket read alive (read-arena.ts).
+    expect(arenaUsed).toBe(true);
+    for (const c of [...r.bytes!.chunks, r.head]) expect(c.buffer).not.toBe(small.buffer);
     expect(sentBytes(r).equals(small)).toBe(true);
     expect(r).toMatchObject({ size: small.length, sha256: sha(small) });
     expect(r.fingerprint).toBe((await intoArena(small, false)).r.fingerprint);
