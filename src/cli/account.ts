@@ -25,7 +25,7 @@ import type { ImapSink } from '../imap/types.js';
 import type { Logger } from '../log.js';
 import { connectPop3, warmPop3 } from '../pop3/index.js';
 import { warmImap } from '../imap/socket-target.js';
-import type { Pop3Session } from '../pop3/types.js';
+import type { Pop3Learnt, Pop3Session } from '../pop3/types.js';
 import { batchedJobs, listedAccountJobs } from './account-list.js';
 import { tlsProbeVerdict } from '../net/tls-probe.js';
 import { checkJournalFolder, configJournal, locateJournal, type JournalOrigin } from './journal-identity.js';
@@ -180,6 +180,9 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
     const e = explainConnectFailure(raw, probe === undefined ? target : { ...target, tlsProbe: probe });
     throw isPopsyncError(e) && e.context.account === undefined ? e.with({ account: display }) : e;
   };
+  // What a POP3 connection learns of the server (a CAPA it refuses before its greeting) holds
+  // for every connection the account makes: reconnects need not learn it again.
+  const popLearnt: Pop3Learnt = {};
   return {
     name: input.name ?? pop.display,
     sourceKey,
@@ -197,6 +200,7 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
             timeoutMs,
             logger: o.logger.child({ side: 'pop3' }),
             ...(popCa ? { ca: popCa } : {}),
+            learnt: popLearnt,
           }).catch(tag(pop.display, { protocol: 'POP3', ...pop, timeoutMs })),
     warmUp: ({ destination }) => {
       const closers = [

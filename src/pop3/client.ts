@@ -21,7 +21,7 @@ import { secretForms } from '../net/sasl.js';
 import { replyError } from './reply-errors.js';
 import { ReadAhead, RETR_STREAM_CHUNKS, RetrBody } from './retr-body.js';
 import { authenticate, authMethods, type Credentials, fallsBack, METHOD_NAMES } from './sasl.js';
-import type { Pop3Options, Pop3Session, Pop3SizeEntry, Pop3Stat, Pop3UidlEntry } from './types.js';
+import type { Pop3Learnt, Pop3Options, Pop3Session, Pop3SizeEntry, Pop3Stat, Pop3UidlEntry } from './types.js';
 
 /**
  * How many commands may be written ahead of their responses when PIPELINING is on. Above a
@@ -48,9 +48,10 @@ export const MAX_LOGIN_DELAY_WAIT_S = 60;
 export async function connectPop3(opts: Pop3Options): Promise<Pop3Session> {
   checkOptions(opts);
   const logger = (opts.logger ?? silentLogger).child({ pop3: `${opts.host}:${opts.port}` });
+  const learnt = opts.learnt ?? {};
   for (let waited = false; ; waited = true) {
     try {
-      return await connectOnce(opts, logger);
+      return await connectWithCapa(opts, logger, learnt);
     } catch (e) {
       if (!(e instanceof LoginDelayed)) throw e;
       const ms = loginDelayWait(e.statedSeconds, waited);
@@ -106,6 +107,36 @@ function loginDelayHint(statedSeconds: number | undefined, waited: boolean): str
   );
 }
 
+/**
+ * connectOnce, and once more without CAPA ahead of the greeting when the server refused it
+ * there. Writing CAPA before the greeting saves a round trip, but some servers and proxies
+ * punish a client that talks first (SMTP's "pregreet" check): they hang up, or answer -ERR
+ * where the greeting should be. Such a server must not lock the user out: the connection is
+ * made again in the order RFC 1939 shows (greeting, then CAPA), and `learnt` keeps that order
+ * for every later connection of the run. A TLS-only port that drops the plain CAPA is told as
+ * such before this (connection.ts lost()); a server that refuses both ways ends with the second
+ * refusal.
+ */
+async function connectWithCapa(opts: Pop3Options, logger: Logger, learnt: Pop3Learnt): Promise<Pop3Session> {
+  try {
+    return await connectOnce(opts, logger, learnt);
+  } catch (e) {
+    if (!(e instanceof CapaAheadRefused)) throw e;
+    learnt.capaAfterGreeting = true;
+    logger.info(
+      { error: e.error.message },
+      'the POP3 server hung up on or refused the CAPA popsync writes ahead of its greeting; connecting again ' +
+        'with CAPA after the greeting, as it will for the rest of this run',
+    );
+    return connectOnce(opts, logger, learnt);
+  }
+}
+
+/** An internal signal from connectOnce: the server hung up on, or refused, the CAPA written ahead of its greeting. */
+class CapaAheadRefused {
+  constructor(readonly error: Error) {}
+}
+
 /** An internal signal from connectOnce to connectPop3: a [LOGIN-DELAY] refusal and what CAPA said. */
 class LoginDelayed {
   constructor(
@@ -138,7 +169,7 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
-async function connectOnce(opts: Pop3Options, logger: Logger): Promise<Pop3Session> {
+async function connectOnce(opts: Pop3Options, logger: Logger, learnt: Pop3Learnt): Promise<Pop3Session> {
   // Before connecting: a slow token command must not hold a connection the server may time out.
   const creds: Credentials = {
     user: opts.user,
@@ -173,16 +204,39 @@ async function connectOnce(opts: Pop3Options, logger: Logger): Promise<Pop3Sessi
   // later (and while the main thread loads the IMAP code, which used to hold CAPA back 20-30 ms
   // at 30 ms RTT). CAPA carries nothing secret; under implicit TLS open() returned only once the
   // certificate was verified, and under STLS it is asked again once secure. Not when pipelining
-  // is off: that is the way to talk to a server strictly one command after the other.
-  const early = opts.pipelining !== false ? capa(conn, true) : null;
+  // is off: that is the way to talk to a server strictly one command after the other; nor once
+  // the server refused it (connectWithCapa).
+  const early = opts.pipelining !== false && learnt.capaAfterGreeting !== true ? capaReply(conn, true) : null;
   // A server that turns us away at its greeting may close before answering: the greeting says why.
   early?.catch(() => undefined);
+  // Turned away at the greeting for a reason of its own: not for the CAPA, whatever follows.
+  let refusedWithCode = false;
   try {
     const hello = await conn.greeting;
-    if (hello.status.kind !== 'ok') throw replyError(hello.status, 'the connection', 'greeting');
+    if (hello.status.kind !== 'ok') {
+      const refused = replyError(hello.status, 'the connection', 'greeting');
+      // -ERR with a response code (IN-USE, SYS/TEMP, ...) states its own reason; one without may
+      // be the server's answer to the CAPA it got before its greeting.
+      refusedWithCode = hello.status.code !== undefined;
+      if (early !== null && !refusedWithCode) throw new CapaAheadRefused(refused);
+      throw refused;
+    }
     const greeting = hello.status.line;
 
-    let caps = await (early ?? capa(conn));
+    let caps: Map<string, string[]>;
+    if (early === null) {
+      caps = await capa(conn);
+    } else {
+      const r = await early;
+      // Greeted, then -ERR for the CAPA that came first: asked again now, as later connections will.
+      if (r.status.kind !== 'ok') {
+        logger.debug({ response: r.status.line }, 'pop3 CAPA written ahead of the greeting refused; asking again');
+        learnt.capaAfterGreeting = true;
+        caps = await capa(conn);
+      } else {
+        caps = capabilities(r);
+      }
+    }
     if (opts.tls === 'starttls') {
       if (!caps.has('STLS')) {
         throw new PopsyncError(
@@ -229,6 +283,7 @@ async function connectOnce(opts: Pop3Options, logger: Logger): Promise<Pop3Sessi
     return new Session(conn, greeting, caps, pipelining, secrets);
   } catch (e) {
     conn.destroy();
+    if (early !== null && conn.droppedAhead && !refusedWithCode) throw new CapaAheadRefused(e as Error);
     throw e;
   }
 }
@@ -324,13 +379,19 @@ function checkSecret(secret: string, token: boolean): void {
     throw new PopsyncError('auth', 'the POP3 access token contains a line break or NUL, so it cannot be sent');
 }
 
-/**
- * CAPA (RFC 2449). A server without it gets an empty map, not an error. `early`: written before
- * the greeting was read (Pop3Connection.sendBehindGreeting).
- */
-async function capa(conn: Pop3Connection, early = false): Promise<Map<string, string[]>> {
+/** CAPA (RFC 2449). A server without it gets an empty map, not an error. */
+async function capa(conn: Pop3Connection): Promise<Map<string, string[]>> {
+  return capabilities(await capaReply(conn));
+}
+
+/** CAPA's reply; `early`: written before the greeting was read (Pop3Connection.sendBehindGreeting). */
+function capaReply(conn: Pop3Connection, early = false): Promise<Reply> {
   const spec: CommandSpec = { line: 'CAPA', label: 'CAPA', multiline: true };
-  const r = await (early ? conn.sendBehindGreeting(spec) : conn.send(spec));
+  return early ? conn.sendBehindGreeting(spec) : conn.send(spec);
+}
+
+/** CAPA's capabilities: none for -ERR (a server without CAPA). */
+function capabilities(r: Reply): Map<string, string[]> {
   const caps = new Map<string, string[]>();
   if (r.status.kind !== 'ok') return caps;
   for (const line of bodyLines(r.body)) {

@@ -122,6 +122,14 @@ export class Pop3Connection implements CommandChannel {
   private leastReplyMs = Number.POSITIVE_INFINITY;
   /** A command was written before the greeting was read (sendBehindGreeting). */
   private wroteAhead = false;
+  /** That command (sendBehindGreeting's spec), to know whether the server answered it. */
+  private aheadSpec: CommandSpec | undefined;
+  /**
+   * The server dropped the connection before answering the command written ahead of its
+   * greeting, and the port is no TLS-only one (lost()): some servers punish talk before their
+   * greeting by hanging up (client.ts then connects again without it).
+   */
+  droppedAhead = false;
   private readonly reader = {
     chunk: (chunk: Buffer): void => this.receive(chunk),
     close: (): void => this.lost('POP3 server closed the connection'),
@@ -181,6 +189,7 @@ export class Pop3Connection implements CommandChannel {
    */
   sendBehindGreeting(spec: CommandSpec): Promise<Reply> {
     this.wroteAhead = true;
+    this.aheadSpec = spec;
     const window = this.window;
     this.window = Math.max(window, this.inflight.length + this.queue.length + 1);
     try {
@@ -286,15 +295,21 @@ export class Pop3Connection implements CommandChannel {
     if (this.failure) return;
     const unGreeted = this.inflight[0]?.spec === GREETING && !this.opts.implicitTls;
     const told = (cause as { code?: string } | undefined)?.code === TLS_ONLY_PORT_CODE;
+    const aheadUnanswered = this.inflight.some((p) => p.spec === this.aheadSpec && p.status === undefined);
     if (!(this.wroteAhead && unGreeted) || told) {
+      this.droppedAhead = aheadUnanswered && !told;
       this.fail('connection', reason, cause);
       return;
     }
     this.clearTimer();
     const { host, port, connectTimeoutMs } = this.opts;
     void tlsOnlyPort({ host, port, timeoutMs: connectTimeoutMs }).then((tlsOnly) => {
-      if (tlsOnly) this.fail('connection', `POP3 connection error: ${tlsOnly.message}`, tlsOnly);
-      else this.fail('connection', reason, cause);
+      if (tlsOnly) {
+        this.fail('connection', `POP3 connection error: ${tlsOnly.message}`, tlsOnly);
+        return;
+      }
+      this.droppedAhead = aheadUnanswered;
+      this.fail('connection', reason, cause);
     });
   }
 

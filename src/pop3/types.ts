@@ -36,6 +36,17 @@ export interface Pop3Options {
   logger?: Logger;
   /** Aborts a wait for the server's LOGIN-DELAY (SIGINT/SIGTERM). */
   signal?: AbortSignal;
+  /** What a connection learnt of the server for the later ones: the same object for every connection of a run. */
+  learnt?: Pop3Learnt;
+}
+
+/** What one POP3 connection learnt of its server that the run's later connections follow. */
+export interface Pop3Learnt {
+  /**
+   * The server refused a CAPA written ahead of its greeting (client.ts connectWithCapa): CAPA
+   * waits for the greeting.
+   */
+  capaAfterGreeting?: boolean;
 }
 
 export interface Pop3Stat {

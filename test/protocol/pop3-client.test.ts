@@ -178,7 +178,9 @@ describe('CAPA', () => {
     const s = await connect(pop);
     expect(s.capabilities.size).toBe(0);
     expect(s.pipelining).toBe(false);
-    expect(pop.commands()).toEqual(['CAPA', 'USER alice', 'PASS secret']);
+    // CAPA written ahead of the greeting is asked again after it, as a server that refuses talk
+    // before its greeting needs: a round trip the first connection of a run pays.
+    expect(pop.commands()).toEqual(['CAPA', 'CAPA', 'USER alice', 'PASS secret']);
     expect(await s.retr(1)).toEqual(b('x\r\n'));
   });
 });
@@ -489,6 +491,92 @@ describe('session start', () => {
     const e = await failure(connectPop3(pop.clientOptions()));
     expect(e.kind).toBe('temporary');
     expect(e.context.serverResponse).toBe('-ERR [IN-USE] busy');
+    // A refusal with a response code gives its own reason: not taken for one of the early CAPA.
+    expect(pop.connections).toBe(1);
+  });
+
+  /**
+   * A server that punishes a client talking before its greeting (SMTP's "pregreet" check): it
+   * greets after 100 ms, or `punish`es a connection that sent a line by then.
+   */
+  const pregreet =
+    (punish: (ctx: FakeContext) => void) =>
+    async (ctx: FakeContext): Promise<void> => {
+      await new Promise((r) => setTimeout(r, 100));
+      if (ctx.server.received.some((r) => r.connection === ctx.connection)) punish(ctx);
+      else ctx.reply(ctx.greeting);
+    };
+  /**
+   * The connections that sent CAPA, each as the verbs it sent and how many replies preceded each
+   * (not the TLS hello that asks whether a port that hung up speaks TLS: its bytes may hold a LF).
+   */
+  const perConnection = (pop: { received: Array<{ connection: number; verb: string; repliesBefore: number }> }) => {
+    const out = new Map<number, string[]>();
+    for (const r of pop.received)
+      out.set(r.connection, [...(out.get(r.connection) ?? []), `${r.verb}@${r.repliesBefore}`]);
+    return [...out.values()].filter((verbs) => verbs.some((v) => v.startsWith('CAPA@')));
+  };
+
+  for (const [how, punish] of [
+    ['hangs up', (ctx: FakeContext) => ctx.drop()],
+    [
+      'answers -ERR where its greeting should be (and greets after it)',
+      (ctx: FakeContext) => {
+        ctx.reply('-ERR talking before the greeting');
+        ctx.reply(ctx.greeting);
+      },
+    ],
+  ] as const) {
+    it(`a server that ${how} at CAPA before its greeting: connected again, CAPA after the greeting since`, async () => {
+      const pop = await fake({ messages: three, pipelining: true, handlers: { GREETING: pregreet(punish) } });
+      const { logger, text } = capturingLogger();
+      const learnt = {};
+      const s = await connect(pop, { logger, learnt });
+      expect((await s.uidl()).map((m) => m.uidl)).toEqual(['a', 'b', 'c']);
+      expect(s.pipelining).toBe(true);
+      expect(text()).toContain('connecting again with CAPA after the greeting');
+      // The refused connection sent CAPA ahead of the greeting; the next waited for the greeting.
+      const [first, second, ...more] = perConnection(pop);
+      expect(first).toEqual(['CAPA@0']);
+      expect(second!.slice(0, 2)).toEqual(['CAPA@1', 'AUTH@2']);
+      expect(more).toEqual([]);
+      // A reconnect of the same run knows it: one connection, CAPA after the greeting.
+      const before = pop.received.length;
+      const again = await connect(pop, { learnt });
+      expect((await again.stat()).count).toBe(3);
+      expect(
+        pop.received
+          .slice(before)
+          .map((r) => `${r.verb}@${r.repliesBefore}`)
+          .slice(0, 2),
+      ).toEqual(['CAPA@1', 'AUTH@2']);
+    });
+  }
+
+  it('a server that answers -ERR to a CAPA that came before its greeting: asked again on its connection', async () => {
+    const pop = await fake({
+      messages: three,
+      pipelining: true,
+      handlers: {
+        GREETING: async (ctx) => {
+          await new Promise((r) => setTimeout(r, 100));
+          ctx.reply(ctx.greeting);
+        },
+        CAPA: (ctx) => {
+          const mine = ctx.server.received.filter((r) => r.connection === ctx.connection && r.verb === 'CAPA');
+          if (mine.length === 1 && mine[0]!.repliesBefore === 0) ctx.reply('-ERR command before the greeting');
+          else return ctx.useDefault();
+        },
+      },
+    });
+    const learnt: { capaAfterGreeting?: boolean } = {};
+    const s = await connect(pop, { learnt });
+    expect((await s.uidl()).map((m) => m.uidl)).toEqual(['a', 'b', 'c']);
+    // Its capabilities were learnt (PIPELINING, SASL PLAIN), not taken as none.
+    expect(s.pipelining).toBe(true);
+    expect(perConnection(pop)).toHaveLength(1);
+    expect(perConnection(pop)[0]!.slice(0, 3)).toEqual(['CAPA@0', 'CAPA@2', 'AUTH@3']);
+    expect(learnt.capaAfterGreeting).toBe(true);
   });
 
   it('with PIPELINING, STAT, LIST and UIDL leave together right after login, and CAPA is not asked again', async () => {
@@ -625,7 +713,13 @@ describe('connection failures', () => {
   });
 
   it('a plain server that hangs up before greeting: a lost connection, not a TLS-only port', async () => {
-    const server = net.createServer((c) => c.on('data', () => c.destroy()));
+    // Whether it was sent anything or not (a CAPA ahead of the greeting is then tried once without).
+    let connections = 0;
+    const server = net.createServer((c) => {
+      connections++;
+      c.on('data', () => c.destroy());
+      setTimeout(() => c.destroy(), 100);
+    });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {
       const port = (server.address() as net.AddressInfo).port;
@@ -633,6 +727,8 @@ describe('connection failures', () => {
       expect(err.kind).toBe('connection');
       expect((err.cause as { code?: string } | undefined)?.code).not.toBe(TLS_ONLY_PORT_CODE);
       expect(err.message).toContain('(greeting)');
+      // CAPA ahead, the TLS hello that asks whether the port speaks TLS, and the connection without CAPA ahead.
+      expect(connections).toBe(3);
     } finally {
       await new Promise((r) => server.close(r));
     }
