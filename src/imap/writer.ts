@@ -183,29 +183,29 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     };
   });
   verdict.catch(() => undefined);
-  const imapflowLoggedIn = verdict.then(
-    () => true,
-    () => false,
+  let imapflowLoggedIn = false;
+  verdict.then(
+    () => {
+      imapflowLoggedIn = true;
+    },
+    () => undefined,
   );
   // Set when the server turned the APPEND connection away after letting imapflow's in.
   let secondRefused: string | null = knownOne;
-  // The APPEND connection was turned away by the server (not left waiting for imapflow's verdict):
-  // its error, the server's own words, is the one reported should imapflow's connect fail too, as
-  // when a BYE greeting failed it before imapflow's connect had started.
-  let turnedAwayFirst = false;
   const opening: Promise<PipelinedAppender | null> =
     appendPath === 'imapflow'
       ? Promise.resolve(null)
       : PipelinedAppender.open(opts, connectTimeoutMs, log, 'pipelined', secrets, socketOpen, verdict).catch(
-          async (err: unknown) => {
+          (err: unknown) => {
             // The same user's login, accepted on imapflow's connection, turned away on this one
             // (a NO or BYE to it, or a BYE or close for its greeting): a per-user connection limit
             // (Dovecot's mail_max_userip_connections = 1 says NO [UNAVAILABLE]), which no retry
             // lifts. Exit 75 would have cron retry forever; imapflow's session alone can carry the
             // copy, as append-pool.ts goes on with fewer. Only that: a TLS failure, a timeout or a
             // drop of this connection is reported and retried as ever, never a quiet slow run.
-            // A greeting refused came before imapflow's verdict, which is awaited then.
-            if (appendPath === 'auto' && err instanceof TurnedAway && (await imapflowLoggedIn)) {
+            // A greeting refused before imapflow's login was accepted is not waited on: the
+            // connect fails at once, as it did (imapflow's connect is then not even started).
+            if (appendPath === 'auto' && err instanceof TurnedAway && imapflowLoggedIn) {
               secondRefused = `the server refused a second IMAP connection for this user: ${err.said}`;
               if (opts.oneConnection) opts.oneConnection.reason = secondRefused;
               log.warn(
@@ -216,7 +216,6 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
               );
               return null;
             }
-            if (err instanceof TurnedAway) turnedAwayFirst = true;
             if (!(err instanceof PipelineUnsupported)) throw err;
             if (appendPath === 'pipelined')
               throw new PopsyncError(
@@ -315,7 +314,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     // gave up waiting for it (its login refused, or its connect failed), else the APPEND
     // connection's (then imapflow's connect never started, or failed the same way).
     const err =
-      appender.status === 'rejected' && (turnedAwayFirst || !(verdictFailed && session.status === 'rejected'))
+      appender.status === 'rejected' && !(verdictFailed && session.status === 'rejected')
         ? (appender.reason as PopsyncError)
         : mapConnectError((session as PromiseRejectedResult).reason, { ...opts, secrets });
     log.debug({ err, kind: err.kind }, 'IMAP connect failed');

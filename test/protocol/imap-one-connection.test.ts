@@ -67,6 +67,24 @@ function nthLogin(n: number, reply: NonNullable<ReturnType<NonNullable<FakeImapO
   return (c: { name: string }) => (c.name === 'LOGIN' && ++logins === n ? reply : undefined);
 }
 
+/**
+ * The APPEND connection (the first accepted) greeted with `line` only once imapflow's login has
+ * been answered: a connection the server turns away while the session is logged in.
+ */
+function greetedAfterLogin(line: string): FakeImapOptions {
+  let loggedIn: () => void = () => undefined;
+  const after = new Promise<void>((resolve) => {
+    loggedIn = resolve;
+  });
+  return {
+    onCommand: (c) => {
+      if (c.name === 'LOGIN') setTimeout(loggedIn, 100);
+      return undefined;
+    },
+    greeting: (n) => (n === 1 ? { line, after } : undefined),
+  };
+}
+
 const msg = (n: number) => Buffer.from(`Message-ID: <m${n}@test>\r\nSubject: ${n}\r\n\r\nbody ${n}\r\n`);
 
 // The APPEND connection is the first the server accepts; imapflow's logs in first, so the
@@ -88,18 +106,10 @@ describe('the server turns the APPEND connection away after letting imapflow in'
       { onCommand: nthLogin(2, { kind: 'bye', text: 'Too many connections for alice' }) },
       /BYE Too many connections for alice/,
     ],
-    [
-      'its greeting a BYE',
-      { greeting: (n: number) => (n === 1 ? '* BYE Too many connections' : undefined) },
-      /BYE Too many connections/,
-    ],
-    [
-      'closed before its greeting',
-      { greeting: (n: number) => (n === 1 ? 'close' : undefined) },
-      /closed the connection before greeting it/,
-    ],
+    ['its greeting a BYE', greetedAfterLogin('* BYE Too many connections'), /BYE Too many connections/],
+    ['closed before its greeting', greetedAfterLogin('close'), /closed the connection before greeting it/],
   ] as const)('%s: a warning with its words, and the copy goes through imapflow', async (_name, fakeOpts, said) => {
-    const { fake, sink: opening, warnings } = await connect(fakeOpts);
+    const { fake, sink: opening, warnings } = await connect(fakeOpts as FakeImapOptions);
     const sink = await opening;
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatch(/refused a second IMAP connection for this user/);
@@ -190,9 +200,18 @@ describe('anything else on the APPEND connection fails the connect as before', (
     expect(err.kind).toBe('auth');
   });
 
-  it("a BYE greeting when imapflow's connect fails too: that BYE is what is reported, no fallback", async () => {
-    const err = await refusedWith({ greeting: () => '* BYE Too many connections from your IP' });
+  it("a BYE greeting before imapflow's login was accepted: the connect fails at once, as before", async () => {
+    const started = Date.now();
+    const err = await refusedWith({ greeting: (n) => (n === 1 ? { line: '* BYE Too many connections' } : undefined) });
     expect(err.kind).toBe('connection');
-    expect(err.message).toContain('BYE Too many connections from your IP');
+    expect(err.message).toContain('BYE Too many connections');
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it('a BYE greeting to every connection: a connection error, no fallback', async () => {
+    // Which of the two reports it depends on whether imapflow's connect had started; either way
+    // it is the connection failure cli-turned-away.test.ts follows to exit 75.
+    const err = await refusedWith({ greeting: () => ({ line: '* BYE Too many connections from your IP' }) });
+    expect(err.kind).toBe('connection');
   });
 });

@@ -123,9 +123,9 @@ export interface FakeImapOptions {
   /**
    * The n-th connection's greeting (from 1, in the order accepted): a line sent in place of the
    * normal one and the socket closed (`* BYE Too many connections`), or 'close' to close without
-   * a word. Undefined greets as usual.
+   * a word, once `after` (if given) has settled. Undefined greets as usual.
    */
-  greeting?: (connection: number) => string | undefined;
+  greeting?: (connection: number) => { line: string; after?: Promise<unknown> } | undefined;
 }
 
 export interface FakeImap {
@@ -192,8 +192,10 @@ export async function startFakeImap(options: FakeImapOptions = {}): Promise<Fake
     socket.setNoDelay(true);
     const instead = options.greeting?.(state.connections);
     if (instead !== undefined) {
-      if (instead === 'close') socket.end();
-      else socket.end(`${instead}\r\n`);
+      void (instead.after ?? Promise.resolve()).then(() => {
+        if (instead.line === 'close') socket.end();
+        else socket.end(`${instead.line}\r\n`);
+      });
       return;
     }
     const session = new Session(socket, state, { caps, users, delim, addMailbox, options });
