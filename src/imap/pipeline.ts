@@ -382,7 +382,8 @@ export class PipelinedAppender {
     // Before connecting: a slow token command must not hold a connection the server may time out.
     const creds = await credentialsFor(opts);
     const forms = loginSecretForms(creds, opts);
-    secrets.push(...forms);
+    // Once each: a sink that logs in again and again (writer.ts streamAlone) must not grow the list.
+    for (const f of forms) if (!secrets.includes(f)) secrets.push(f);
     const fail = (err: unknown): PopsyncError => mapConnectError(err, { ...opts, secrets: forms });
     let sock = await openSocket(target, opts.tls === 'implicit');
     connected?.();
@@ -879,6 +880,22 @@ export class PipelinedAppender {
     const timer = setTimeout(() => sock.destroy(), this.reader.timeoutMs);
     timer.unref();
     sock.once('close', () => clearTimeout(timer));
+  }
+
+  /**
+   * LOGOUT, resolved once the server has closed the connection (or the reader's timeout passed and
+   * it was destroyed): a server that allows one connection per user counts this one until then,
+   * and the caller logs in another next (writer.ts streamAlone).
+   */
+  async logout(): Promise<void> {
+    const sock = this.sock;
+    if (sock.destroyed) return;
+    const gone = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+    if (this.usable) sock.end('Z LOGOUT\r\n');
+    else sock.destroy();
+    const timer = setTimeout(() => sock.destroy(), this.reader.timeoutMs);
+    await gone;
+    clearTimeout(timer);
   }
 
   destroy(): void {

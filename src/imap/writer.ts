@@ -28,7 +28,8 @@
  *   the file. It logs in as imapflow's connection did (login.ts decides for both: the same SASL
  *   mechanism, XOAUTH2 and OAUTHBEARER included, with or without SASL-IR), so a server that let
  *   imapflow in lets it in too. Should it still report that it cannot (PipelineUnsupported), the
- *   message is refused with that reason, never read whole into memory for imapflow.
+ *   message is refused with that reason, never read whole into memory for imapflow. A server that
+ *   allows one connection per user gets it between two imapflow sessions (streamAlone).
  * - Nothing reaches stdout: imapflow's default logger is pino at info on stdout, so it always
  *   gets our logger.
  */
@@ -69,6 +70,8 @@ import { imapSocketTarget } from './socket-target.js';
 const BODY_PIECE_BYTES = 4 * 1024 * 1024;
 /** UIDs per FETCH command: keeps the command line far below servers' limits (Dovecot: 64 KiB). */
 const UIDS_PER_FETCH = 500;
+/** Logins tried after a logout before one refused counts (ImapWriter.loginAlone): 0.2 + 0.4 + 0.8 s between. */
+const ALONE_LOGIN_TRIES = 4;
 /** What a message without flags sends (formattedFlags): most mail arrives unread and unflagged. */
 const NO_FLAGS: string[] = [];
 
@@ -211,8 +214,8 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
               log.warn(
                 { reason: err.message },
                 `the IMAP server refused a second IMAP connection for this user (${err.said}); ` +
-                  'going on with one connection, one APPEND at a time (slower; messages too large for ' +
-                  'memory are refused)',
+                  'going on with one connection, one APPEND at a time (slower; a message too large for ' +
+                  'memory is streamed alone, with the session logged out meanwhile)',
               );
               return null;
             }
@@ -252,45 +255,56 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     throw err;
   });
   let connecting = true;
+  // imapflow's options and login, for its session opened beside the APPEND connection and for
+  // any opened again later (a server that allows one connection: ImapWriter.streamAlone).
+  const createSession = (
+    sockets: Socket[],
+    early: () => EarlySocket | undefined,
+    /** While true, imapflow's errors are debug: a failed connect is reported once, typed. */
+    quiet: () => boolean,
+    verdict?: (failure: unknown) => void,
+  ): ImapFlow =>
+    flow.createImapFlow(
+      {
+        host: opts.host,
+        port: opts.port,
+        ...security,
+        // Only to satisfy imapflow's checks: the login itself is ours (imapflow-adapter.ts).
+        auth: { user: opts.user, pass: opts.password || 'unused' },
+        // Our sockets (net/connect.ts): the same TLS options, CA merge and SNI as every other connection.
+        transport: flow.imapflowTransport(target, early, (s) => sockets.push(s)),
+        logger: imapflowLogger(log, quiet),
+        clientInfo: { name: 'popsync' },
+        connectionTimeout: opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+        greetingTimeout: opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+        socketTimeout,
+        // IDLE is for watching a mailbox; we never wait for news, and an IDLE would have to be
+        // broken (one more round trip) before every command.
+        disableAutoIdle: true,
+        // ENABLE CONDSTORE UTF8=ACCEPT IMAP4rev2 is a round trip for nothing popsync uses, and
+        // UTF8=ACCEPT or IMAP4rev2 would make imapflow name folders in UTF-8 while our APPEND
+        // connection, which never enables them, must use modified UTF-7 for the same names.
+        disableAutoEnable: true,
+      },
+      {
+        auth: opts.auth ?? 'auto',
+        host: opts.host,
+        port: opts.port,
+        credentials: async () => {
+          const creds = await credentialsFor(opts);
+          for (const f of loginSecretForms(creds, opts)) if (!secrets.includes(f)) secrets.push(f);
+          return creds;
+        },
+        ...(verdict ? { verdict } : {}),
+      },
+    );
   // imapflow's sockets (the plain one, and TLS over it after STARTTLS): close() lets them go.
   const flowSockets: Socket[] = [];
-  const client = flow.createImapFlow(
-    {
-      host: opts.host,
-      port: opts.port,
-      ...security,
-      // Only to satisfy imapflow's checks: the login itself is ours (imapflow-adapter.ts).
-      auth: { user: opts.user, pass: opts.password || 'unused' },
-      // Our sockets (net/connect.ts): the same TLS options, CA merge and SNI as every other connection.
-      transport: flow.imapflowTransport(
-        target,
-        () => early,
-        (s) => flowSockets.push(s),
-      ),
-      logger: imapflowLogger(log, () => connecting),
-      clientInfo: { name: 'popsync' },
-      connectionTimeout: opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-      greetingTimeout: opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-      socketTimeout,
-      // IDLE is for watching a mailbox; we never wait for news, and an IDLE would have to be
-      // broken (one more round trip) before every command.
-      disableAutoIdle: true,
-      // ENABLE CONDSTORE UTF8=ACCEPT IMAP4rev2 is a round trip for nothing popsync uses, and
-      // UTF8=ACCEPT or IMAP4rev2 would make imapflow name folders in UTF-8 while our APPEND
-      // connection, which never enables them, must use modified UTF-7 for the same names.
-      disableAutoEnable: true,
-    },
-    {
-      auth: opts.auth ?? 'auto',
-      host: opts.host,
-      port: opts.port,
-      credentials: async () => {
-        const creds = await credentialsFor(opts);
-        secrets.push(...loginSecretForms(creds, opts));
-        return creds;
-      },
-      verdict: (failure) => settleVerdict(failure),
-    },
+  const client = createSession(
+    flowSockets,
+    () => early,
+    () => connecting,
+    (failure) => settleVerdict(failure),
   );
   // An 'error' without a listener is thrown by the EventEmitter and kills the process; connect()
   // reports its own failures by rejecting, and the sink installs the real listener afterwards.
@@ -322,6 +336,27 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   }
   const pipeline = appender.value;
   client.off('error', ignore);
+  // imapflow's session anew, logged in as the first was (ImapWriter.streamAlone).
+  const reopen = async (): Promise<FlowSession> => {
+    const sockets: Socket[] = [];
+    let opening = true;
+    const again = createSession(
+      sockets,
+      () => undefined,
+      () => opening,
+    );
+    again.on('error', ignore);
+    try {
+      await again.connect();
+    } catch (err) {
+      again.close();
+      throw mapConnectError(err, { ...opts, secrets });
+    } finally {
+      opening = false;
+    }
+    again.off('error', ignore);
+    return { client: again, sockets };
+  };
   return new ImapWriter(
     client,
     flow,
@@ -334,7 +369,14 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     opts.appendConnections,
     flowSockets,
     secondRefused,
+    reopen,
   );
+}
+
+/** An imapflow session and its sockets (the plain one, and TLS over it after STARTTLS). */
+interface FlowSession {
+  client: ImapFlow;
+  sockets: Socket[];
 }
 
 class ImapWriter implements ImapSink {
@@ -369,13 +411,15 @@ class ImapWriter implements ImapSink {
   private streamer: PipelinedAppender | null = null;
   /** Why the server allows no streaming connection (file bodies are then refused), or null. */
   private streamerUnsupported: string | null = null;
+  /** Takes the sink's listeners off the current imapflow session (watch()). */
+  private detach: () => void;
   /** Why the server allows this sink one connection (ImapSink.oneConnection), or null. */
   readonly oneConnection: string | null;
   /** The pipelined connection, and the further ones folders get (append-pool.ts); null without one. */
   private readonly pool: AppendPool | null;
 
   constructor(
-    private readonly client: ImapFlow,
+    private client: ImapFlow,
     /** imapflow's encoders, for the APPEND connection to name and flag as imapflow does. */
     private readonly flow: ImapflowAdapter,
     private readonly log: Logger,
@@ -389,9 +433,11 @@ class ImapWriter implements ImapSink {
     /** APPEND connections at most, one folder on each at a time (append-pool.ts). */
     appendConnections = 1,
     /** imapflow's sockets, released at close() so its LOGOUT's reply keeps no process waiting. */
-    private readonly flowSockets: readonly Socket[] = [],
+    private flowSockets: readonly Socket[] = [],
     /** Why the server refused the APPEND connection though imapflow's was let in; no streaming one either. */
     secondRefused: string | null = null,
+    /** imapflow's session anew, for streamAlone; null where the sink cannot log in again. */
+    private readonly reopen: (() => Promise<FlowSession>) | null = null,
   ) {
     this.streamerUnsupported = secondRefused;
     this.oneConnection = secondRefused;
@@ -400,15 +446,7 @@ class ImapWriter implements ImapSink {
     // imapflow keeps APPENDLIMIT's value apart from its name; plans need the number.
     const limit = client.capabilities.get('APPENDLIMIT');
     if (typeof limit === 'number' && limit > 0) (this.capabilities as Set<string>).add(`APPENDLIMIT=${limit}`);
-    client.on('error', (err: unknown) => {
-      this.markDead(mapCommandError(err, 'session', undefined, this.secret));
-    });
-    client.on('close', () => {
-      if (!this.closed) {
-        const why = client.byeReason ? `server said BYE: ${client.byeReason}` : 'connection closed';
-        this.markDead(new PopsyncError('connection', `IMAP connection lost (${why})`));
-      }
-    });
+    this.detach = this.watch(client);
     // imapflow's inactivity timer also fires while *we* are idle (the engine fetching a large
     // POP3 message), and then closes a healthy session. A NOOP when we have been quiet for a
     // third of it keeps the session and still lets the timer catch a silent server mid-command.
@@ -426,6 +464,29 @@ class ImapWriter implements ImapSink {
       this.serial('NOOP', () => this.client.noop()).catch(() => {});
     }, every);
     this.keepalive.unref();
+  }
+
+  /**
+   * A session's end is the sink's, unless streamAlone ended it on purpose: the function returned
+   * takes the listeners off (an 'error' is still taken, so none can kill the process).
+   */
+  private watch(client: ImapFlow): () => void {
+    const onError = (err: unknown): void => {
+      this.markDead(mapCommandError(err, 'session', undefined, this.secret));
+    };
+    const onClose = (): void => {
+      if (!this.closed) {
+        const why = client.byeReason ? `server said BYE: ${client.byeReason}` : 'connection closed';
+        this.markDead(new PopsyncError('connection', `IMAP connection lost (${why})`));
+      }
+    };
+    client.on('error', onError);
+    client.on('close', onClose);
+    return () => {
+      client.off('error', onError);
+      client.off('close', onClose);
+      client.on('error', () => undefined);
+    };
   }
 
   ensureFolder(path: string): Promise<FolderStatus> {
@@ -636,7 +697,19 @@ class ImapWriter implements ImapSink {
       }
     }
     const outcomes: AppendOutcome[] = [];
-    for (const [index, item] of items.entries()) {
+    for (let index = 0; index < items.length; index++) {
+      const item = items[index]!;
+      if (isFileBody(item.body) && this.oneConnection !== null && this.reopen !== null) {
+        // This message and those kept in a file right after it go together, in their order.
+        let end = index + 1;
+        while (end < items.length && isFileBody(items[end]!.body)) end++;
+        const from = index;
+        outcomes.push(
+          ...(await this.streamAlone(path, levels, items.slice(from, end), (i, o) => onOutcome(from + i, o))),
+        );
+        index = end - 1;
+        continue;
+      }
       let outcome: AppendOutcome;
       if (isFileBody(item.body)) {
         // Reading it for imapflow would hold the whole message, whatever its size (invariant 3).
@@ -731,13 +804,94 @@ class ImapWriter implements ImapSink {
     return flags;
   }
 
+  /**
+   * Messages kept in a file on a server that allows one connection per user: imapflow's append
+   * takes a Buffer (holding the message whole, invariant 3), and a second connection is refused.
+   * So, with nothing of imapflow's in flight (the serial slot is ours, and such a sink has no
+   * pipelined batches), imapflow's session logs out and the server closes it; a streaming
+   * connection logs in alone, sends them from their files as any APPEND connection does, logs
+   * out; and imapflow's session logs in again. Exactly once as on every path: their intents were
+   * journaled before the batch came (the engine), each outcome is reported as its reply arrives,
+   * and a drop or a failed login from the logout on rejects ('connection': serial() sees
+   * imapflow's session unusable and ends the sink), leaving what was not reported to be settled by
+   * content, as after a drop of a pipelined batch. Costs two logins and two logouts per such run of
+   * messages, which are rare (over 4 MB by default).
+   */
+  private async streamAlone(
+    path: string,
+    levels: string[],
+    items: AppendRequest[],
+    onOutcome: (index: number, outcome: AppendOutcome) => void,
+  ): Promise<AppendOutcome[]> {
+    this.detach();
+    await this.logout(true);
+    let outcomes: AppendOutcome[];
+    let streamer: PipelinedAppender | null = null;
+    try {
+      streamer = await this.loginAlone(() => this.openAppender('streaming'));
+    } catch (err) {
+      if (!(err instanceof TurnedAway || err instanceof PipelineUnsupported)) throw err;
+      // The one connection is someone else's (a mail app of the user's), or it cannot stream.
+      const why = err instanceof TurnedAway ? `it turned away the connection for them too: ${err.said}` : err.message;
+      this.log.warn(
+        { folder: path, messages: items.length },
+        `could not stream messages too large for memory (${why})`,
+      );
+      outcomes = items.map((it, i) => {
+        const o: AppendOutcome = { ok: false, error: this.unstreamable(path, bodySize(it.body), why) };
+        onOutcome(i, o);
+        return o;
+      });
+    }
+    if (streamer !== null) {
+      try {
+        outcomes = await this.appendPipelined(path, levels, items, onOutcome, streamer);
+      } catch (err) {
+        streamer.destroy();
+        // Not a drop (an outcome refused: the server's UIDs): the session comes back so the error
+        // keeps its kind; otherwise serial() finds the session gone and ends the sink.
+        if (err instanceof PopsyncError && err.kind !== 'connection') await this.resume().catch(() => undefined);
+        throw err;
+      }
+      await streamer.logout();
+    }
+    await this.resume();
+    this.log.debug({ folder: path, messages: items.length }, 'streamed alone between two imapflow sessions');
+    return outcomes!;
+  }
+
+  /** imapflow's session logged in again after streamAlone logged it out. */
+  private async resume(): Promise<void> {
+    const session = await this.loginAlone(this.reopen!);
+    this.client = session.client;
+    this.flowSockets = session.sockets;
+    this.detach = this.watch(session.client);
+  }
+
+  /**
+   * A login just after our other connection logged out, tried again a few times while refused:
+   * the server may count the old one a moment longer (Dovecot hears of a disconnect through
+   * another process). A TLS failure is not tried again.
+   */
+  private async loginAlone<T>(login: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await login();
+      } catch (err) {
+        if (attempt >= ALONE_LOGIN_TRIES || !(err instanceof PopsyncError) || err.kind === 'tls') throw err;
+        this.log.debug({ attempt, err: err.message }, 'login after a logout refused; trying again');
+        await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+      }
+    }
+  }
+
   /** The refusal of a message kept in a file when nothing can stream it. */
-  private unstreamable(path: string, size: number): PopsyncError {
+  private unstreamable(path: string, size: number, why = this.streamerUnsupported): PopsyncError {
     return new PopsyncError(
       'message',
       `IMAP APPEND to "${path}": this message (${size} bytes) is too large to hold in memory, and ` +
         `${this.server} allows no APPEND connection of popsync's own to stream it ` +
-        `(${this.streamerUnsupported ?? 'not opened'}); it was not sent`,
+        `(${why ?? 'not opened'}); it was not sent`,
       {
         folder: path,
         hint:
@@ -907,7 +1061,7 @@ class ImapWriter implements ImapSink {
     await this.chain.catch(() => {});
     await Promise.allSettled([...this.replying]);
     // Every connection's LOGOUT is written and none of their replies awaited (each was a round trip).
-    this.logout();
+    void this.logout();
     await Promise.all([this.pool?.close(), this.streamer?.close()]);
   }
 
@@ -919,19 +1073,21 @@ class ImapWriter implements ImapSink {
    * ended as the APPEND connection is (pipeline.ts close()): LOGOUT, then our end of the stream.
    * The reply is read and dropped; the sockets no longer keep the process alive (a write still
    * pending does, so the LOGOUT leaves), and are destroyed if the server never closes its end.
+   * Resolves once they are closed: close() does not wait, streamAlone does (`waited`).
    */
-  private logout(): void {
-    if (this.dead || !this.client.usable) {
-      this.client.close();
-      return;
+  private logout(waited = false): Promise<void> {
+    const client = this.client;
+    if (this.dead || !client.usable) {
+      client.close();
+      return Promise.resolve();
     }
     let session: ReturnType<ImapFlow['unbind']>;
     try {
-      session = this.client.unbind();
+      session = client.unbind();
     } catch (err) {
       this.log.debug({ err }, 'IMAP LOGOUT not sent; closing');
-      this.client.close();
-      return;
+      client.close();
+      return Promise.resolve();
     }
     const ignore = (): void => undefined;
     // imapflow's listeners went with unbind(): a reset now must not be an unhandled 'error'.
@@ -944,11 +1100,23 @@ class ImapWriter implements ImapSink {
     const timer = setTimeout(() => {
       for (const s of sockets) s.destroy();
     }, this.socketTimeout);
-    timer.unref();
-    sockets.at(-1)?.once('close', () => {
-      clearTimeout(timer);
-      // imapflow's own state (the socket is gone already).
-      this.client.close();
+    // Awaited (streamAlone), the timer is all that may be left to end the wait.
+    if (!waited) timer.unref();
+    const last = sockets.at(-1);
+    // Resolved once the server has closed it: streamAlone's next login must not be counted
+    // against a session the server still holds.
+    return new Promise<void>((resolve) => {
+      if (!last || last.destroyed) {
+        clearTimeout(timer);
+        client.close();
+        return resolve();
+      }
+      last.once('close', () => {
+        clearTimeout(timer);
+        // imapflow's own state (the socket is gone already).
+        client.close();
+        resolve();
+      });
     });
   }
 

@@ -6,10 +6,14 @@
  * else on that connection (a drop, a silence) fails the connect as it always did, so the engine
  * reports and retries it instead of copying quietly over one slow connection.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
 import { connectImap } from '../../src/imap/index.js';
 import type { ImapOptions, ImapSink } from '../../src/imap/index.js';
+import type { FileBody } from '../../src/imap/types.js';
 import type { Logger } from '../../src/log.js';
 import { FAKE_PASSWORD, FAKE_USER, type FakeImap, type FakeImapOptions, startFakeImap } from '../support/fake-imap.js';
 
@@ -213,5 +217,115 @@ describe('anything else on the APPEND connection fails the connect as before', (
     // it is the connection failure cli-turned-away.test.ts follows to exit 75.
     const err = await refusedWith({ greeting: () => ({ line: '* BYE Too many connections from your IP' }) });
     expect(err.kind).toBe('connection');
+  });
+});
+
+describe('messages kept in a file, on a server that lets one session in at a time', () => {
+  let tmp: string;
+  beforeEach(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'popsync-one-connection-'));
+  });
+  afterEach(() => rmSync(tmp, { recursive: true, force: true }));
+
+  function fileBody(name: string, bytes: Buffer): FileBody {
+    const file = join(tmp, name);
+    writeFileSync(file, bytes);
+    return { file, size: bytes.length, hasNul: false };
+  }
+  const large = (n: number): Buffer => Buffer.concat([msg(n), Buffer.alloc(300 * 1024, `${n}`), Buffer.from('\r\n')]);
+
+  it("streams them alone between two imapflow sessions, in the batch's order, and the session goes on", async () => {
+    const { fake, sink: opening } = await connect({ maxLoggedIn: 1 });
+    const sink = await opening;
+    expect(sink.oneConnection).toMatch(/NO \[UNAVAILABLE\] Maximum number of connections/);
+    const seen: number[] = [];
+    const bodies = [msg(1), large(2), large(3), msg(4), large(5)];
+    const outcomes = await sink.appendBatch(
+      'Archive',
+      bodies.map((b, i) => ({ body: i % 3 === 0 ? b : fileBody(`m${i}`, b), flags: [] })),
+      (i) => seen.push(i),
+    );
+    expect(outcomes).toEqual([1, 2, 3, 4, 5].map((uid) => ({ ok: true, uid, uidValidity: 1001n })));
+    expect(seen).toEqual([0, 1, 2, 3, 4]);
+    expect(sink.appendCounts).toMatchObject({ pipelined: 0, imapflow: 2, streamed: 3 });
+    const stored = fake.mailboxes.get('Archive')!.messages;
+    expect(stored.map((m) => m.body.equals(bodies[m.uid - 1]!))).toEqual([true, true, true, true, true]);
+    // Refused APPEND connection, imapflow's, then per run of file bodies a streaming one and imapflow's again.
+    expect(fake.connections).toBe(2 + 2 * 2);
+    // imapflow's session is back: it lists what was stored.
+    expect((await sink.listSince('Archive', 1)).map((m) => m.uid)).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('a drop while one streams: earlier outcomes stand, the rest is a connection error, the sink is dead', async () => {
+    const { fake, sink: opening } = await connect({
+      maxLoggedIn: 1,
+      onAppend: (a) => (a.n === 3 ? { kind: 'drop' } : undefined),
+    });
+    const sink = await opening;
+    const seen: number[] = [];
+    const err = await sink
+      .appendBatch(
+        'Archive',
+        [msg(1), large(2), large(3)].map((b, i) => ({ body: i === 0 ? b : fileBody(`m${i}`, b), flags: [] })),
+        (i) => seen.push(i),
+      )
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect(err).toBeInstanceOf(PopsyncError);
+    expect((err as PopsyncError).kind).toBe('connection');
+    expect(seen).toEqual([0, 1]);
+    // The third was stored before the drop: unknown to the sink, the engine's to settle by content.
+    expect(fake.mailboxes.get('Archive')!.messages).toHaveLength(3);
+    const next = await sink.status('Archive').then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect((next as PopsyncError).kind).toBe('connection');
+  });
+
+  it('a streamed message given a UID already given: protocol, as on any path, and the session is back', async () => {
+    const { sink: opening } = await connect({
+      maxLoggedIn: 1,
+      onAppend: (a) => (a.n === 2 ? { kind: 'ok', appendUid: 1 } : undefined),
+    });
+    const sink = await opening;
+    const err = await sink
+      .appendBatch('Archive', [
+        { body: msg(1), flags: [] },
+        { body: fileBody('b', large(2)), flags: [] },
+      ])
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect((err as PopsyncError).kind).toBe('protocol');
+    expect((err as PopsyncError).message).toMatch(/UIDs of new messages must ascend/);
+    expect((await sink.status('Archive')).uidNext).toBe(3);
+  });
+
+  it('when the server turns the streaming connection away too, they fail alone and the session goes on', async () => {
+    // LOGINs: 1 imapflow's, 2 the APPEND connection's, 3-6 the streaming connection's four tries,
+    // 7 imapflow's again.
+    let logins = 0;
+    const { fake, sink: opening } = await connect({
+      onCommand: (c) =>
+        c.name === 'LOGIN' && ++logins >= 2 && logins <= 6
+          ? { kind: 'no', text: '[UNAVAILABLE] Maximum number of connections from user+IP exceeded' }
+          : undefined,
+    });
+    const sink = await opening;
+    const outcomes = await sink.appendBatch('Archive', [
+      { body: fileBody('a', large(1)), flags: [] },
+      { body: msg(2), flags: [] },
+    ]);
+    expect(outcomes[1]).toEqual({ ok: true, uid: 1, uidValidity: 1001n });
+    const failed = outcomes[0]!;
+    if (failed.ok) throw new Error('expected the large message to fail');
+    expect(failed.error.kind).toBe('message');
+    expect(failed.error.message).toMatch(/too large to hold in memory.*turned away the connection for them too/);
+    expect(logins).toBe(7);
+    expect(fake.appends).toHaveLength(1);
   });
 });

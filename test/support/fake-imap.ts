@@ -126,6 +126,12 @@ export interface FakeImapOptions {
    * a word, once `after` (if given) has settled. Undefined greets as usual.
    */
   greeting?: (connection: number) => { line: string; after?: Promise<unknown> } | undefined;
+  /**
+   * Sessions logged in at once at most, as Dovecot's mail_max_userip_connections: a LOGIN beyond
+   * it is answered `NO [UNAVAILABLE] Maximum number of connections from user+IP exceeded`. A
+   * session stops counting when its socket has closed.
+   */
+  maxLoggedIn?: number;
 }
 
 export interface FakeImap {
@@ -167,6 +173,7 @@ export async function startFakeImap(options: FakeImapOptions = {}): Promise<Fake
   for (const m of Object.keys(options.specialUse ?? {})) addMailbox(m);
 
   const sockets = new Set<net.Socket>();
+  const loggedIn = { n: 0 };
   const state: FakeImap = {
     host: '127.0.0.1',
     port: 0,
@@ -198,7 +205,10 @@ export async function startFakeImap(options: FakeImapOptions = {}): Promise<Fake
       });
       return;
     }
-    const session = new Session(socket, state, { caps, users, delim, addMailbox, options });
+    const session = new Session(socket, state, { loggedIn, caps, users, delim, addMailbox, options });
+    socket.on('close', () => {
+      if (session.loggedIn) loggedIn.n--;
+    });
     socket.write(`* OK [CAPABILITY ${caps.join(' ')}] fake IMAP ready\r\n`);
     socket.on('data', (chunk) => session.feed(chunk));
   });
@@ -208,6 +218,8 @@ export async function startFakeImap(options: FakeImapOptions = {}): Promise<Fake
 }
 
 interface SessionConfig {
+  /** Sessions logged in now (maxLoggedIn). */
+  loggedIn: { n: number };
   caps: string[];
   users: Record<string, string>;
   delim: string;
@@ -221,6 +233,8 @@ class Session {
   private pieces: Array<string | Buffer> = [];
   private literalNeed = -1;
   private authed = false;
+  /** Counted among the sessions logged in (maxLoggedIn): by LOGIN, the only login limited. */
+  loggedIn = false;
   private selected: FakeMailbox | null = null;
   private gone = false;
   private appendsRead = 0;
@@ -407,7 +421,13 @@ class Session {
       case 'LOGIN': {
         const [user, pass] = [str(args[0]), str(args[1])];
         if (this.cfg.users[user] !== undefined && this.cfg.users[user] === pass) {
+          if (this.cfg.loggedIn.n >= (this.cfg.options.maxLoggedIn ?? Infinity)) {
+            this.write(`${tag} NO [UNAVAILABLE] Maximum number of connections from user+IP exceeded`);
+            return;
+          }
           this.authed = true;
+          this.loggedIn = true;
+          this.cfg.loggedIn.n++;
           ok(`[CAPABILITY ${this.cfg.caps.join(' ')}] Logged in`);
           return;
         }
