@@ -35,7 +35,10 @@ export const DEFAULT_APPEND_WINDOW = 2;
  * those (Dovecot's default: 10 per user and address, Gmail: 15 per mailbox).
  */
 export const MAX_APPEND_CONNECTIONS = 16;
-/** A message larger than this goes through a temporary file instead of memory (engine/spool.ts). */
+/**
+ * A message larger than this goes through a temporary file instead of memory (engine/spool.ts),
+ * unless it fits in the room its batch has left under the byte cap (engine/receiver.ts).
+ */
 export const DEFAULT_SPILL_BYTES = 4 * 1024 * 1024;
 /** Failed attempts to receive one message in a run before it is set aside (engine/receiver.ts). */
 export const DEFAULT_SET_ASIDE_AFTER = 3;

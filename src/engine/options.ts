@@ -64,7 +64,10 @@ export interface EngineOptions {
   progress?: ProgressListener;
   batchMessages?: number;
   batchBytes?: number;
-  /** Messages larger than this are spooled to a temporary file (default DEFAULT_SPILL_BYTES). */
+  /**
+   * Messages larger than this are spooled to a temporary file (default DEFAULT_SPILL_BYTES),
+   * unless they fit in the room their batch has left under `batchBytes` (engine/receiver.ts).
+   */
   spillBytes?: number;
   /** Where the spool's private directory is made (default: the system temp dir). */
   spoolDir?: string;

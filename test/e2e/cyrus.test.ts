@@ -218,27 +218,33 @@ describe('Cyrus and bytes it rewrites', () => {
 });
 
 describe('Cyrus and a large bare-LF message', () => {
-  it('spooled to disk (over 4 MB) and sent as CRLF: stored once, exit 0, byte for byte the CRLF form', async () => {
-    const line = `${'y'.repeat(70)}\n`;
-    const big = Buffer.from(`Message-ID: <big-lf@cyrus.example>\nSubject: big lf\n\n${line.repeat(90_000)}`);
-    const pop = await startFakePop3({ messages: [big], user: 'src', password: dovecot.password });
-    closers.push(pop);
-    const imapUser = await cyrus.newUser('biglf');
-    const r = await runCli(
-      migrate(
-        { user: 'src', host: '127.0.0.1', port: pop.port },
-        { user: imapUser, host: '127.0.0.1', port: cyrus.imap.port },
-        join(dir, `${imapUser}.sqlite`),
-      ),
-      { env: env() },
-    );
-    expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ copied: 1, failed: [] });
-    const dest = await cyrusMessages(cyrus, imapUser);
-    expect(dest).toHaveLength(1);
-    expect(dest[0]!.length).toBe(big.length + 90_003);
-    expect(dest[0]!.equals(withCrlf(big))).toBe(true);
-  });
+  it(
+    'spooled to disk (over 4 MB, past a 4 MB batch cap) and sent as CRLF: stored once, exit 0, byte for byte ' +
+      'the CRLF form',
+    async () => {
+      const line = `${'y'.repeat(70)}\n`;
+      const big = Buffer.from(`Message-ID: <big-lf@cyrus.example>\nSubject: big lf\n\n${line.repeat(90_000)}`);
+      const pop = await startFakePop3({ messages: [big], user: 'src', password: dovecot.password });
+      closers.push(pop);
+      const imapUser = await cyrus.newUser('biglf');
+      const r = await runCli(
+        migrate(
+          { user: 'src', host: '127.0.0.1', port: pop.port },
+          { user: imapUser, host: '127.0.0.1', port: cyrus.imap.port },
+          join(dir, `${imapUser}.sqlite`),
+          // Within a batch's room (10 MB by default) a 6 MB message stays in memory.
+          ['--batch-mb', '4'],
+        ),
+        { env: env() },
+      );
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ copied: 1, failed: [] });
+      const dest = await cyrusMessages(cyrus, imapUser);
+      expect(dest).toHaveLength(1);
+      expect(dest[0]!.length).toBe(big.length + 90_003);
+      expect(dest[0]!.equals(withCrlf(big))).toBe(true);
+    },
+  );
 });
 
 describe('Cyrus as the POP3 source', () => {

@@ -102,7 +102,7 @@ describe('a message far larger than the batch cap, into real Dovecot', () => {
 });
 
 describe('killed at every journal step while a large message is copied, then resumed', () => {
-  // Spooled (over 4 MB), streamed into the literal, then found again by reading the stored copy
+  // Spooled (past any batch's room), streamed into the literal, then found again by reading the stored copy
   // in parts: on both APPEND paths, each kill point ends with it in the destination once.
   for (const [name, without] of [
     ['pipelined LITERAL+', false],

@@ -270,7 +270,12 @@ describe('a message too large for memory on an XOAUTH2 server without LITERAL+, 
     const imapCount = join(dir, `${imap}.imap-tokens`);
     writeFileSync(imapCount, '');
     const r = await runCli(
-      oauthArgs(lab, pop, imap, join(dir, `${pop}.sqlite`), { auth: 'xoauth2', imapCount, extra: ['--verbose'] }),
+      // Batches of 4 MB: in a batch's room (10 MB by default) the 6 MB message would stay in memory.
+      oauthArgs(lab, pop, imap, join(dir, `${pop}.sqlite`), {
+        auth: 'xoauth2',
+        imapCount,
+        extra: ['--verbose', '--batch-mb', '4'],
+      }),
     );
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ copied: source.length, failed: [] });

@@ -765,11 +765,32 @@ describe('engine', () => {
       options(src, dst, { batchMessages: 50, batchBytes: 3 * 1024 * 1024, spillBytes: 64 * 1024, spoolDir: dir }),
     );
     expect(r).toMatchObject({ copied: 4, failed: [] });
-    // Each spooled message holds only its 1 MB head in memory, yet counts with its full size.
+    // The first of each batch fits in the cap's room and stays in memory; the second is past
+    // the room left and spills, holding only its head in memory, yet counts with its full size.
     expect(dst.batches.map((b) => b.map((m) => m.file))).toEqual([
-      [true, true],
-      [true, true],
+      [false, true],
+      [false, true],
     ]);
+  });
+
+  it('holds a message past the spill threshold in memory while it fits in the room left in its batch', async () => {
+    const sized = (i: number, kb: number) => Buffer.concat([msg(i), Buffer.alloc(kb * 1024, 'r'), Buffer.from('\r\n')]);
+    // A cap of 1 MB and a threshold of 64 KB: 600 KB fits an empty batch, 500 KB more does not.
+    const bodies = [sized(1, 600), sized(2, 500), sized(3, 40), sized(4, 900)];
+    const src = new MemorySource(bodies.map((body, i) => ({ uidl: `u${i + 1}`, body })));
+    const dst = new MemoryDestination();
+    const spoolDir = join(dir, 'room');
+    mkdirSync(spoolDir);
+    const r = await runEngine(
+      options(src, dst, { batchMessages: 50, batchBytes: 1024 * 1024, spillBytes: 64 * 1024, spoolDir }),
+    );
+    expect(r).toMatchObject({ copied: 4, failed: [] });
+    expect(dst.batches.map((b) => b.map((m) => m.file))).toEqual([
+      [false, true],
+      [false, false],
+    ]);
+    expect(dst.bodies()).toEqual(bodies.map((b) => b.toString()));
+    expect(readdirSync(spoolDir)).toEqual([]);
   });
 
   it(
@@ -783,7 +804,8 @@ describe('engine', () => {
         { uidl: 'u2', body: msg(2) },
       ]);
       const dst = new MemoryDestination();
-      const r = await runEngine(options(src, dst, { spillBytes: 64 * 1024, spoolDir }));
+      // A cap no larger than the threshold: a message past it never fits the room left (Receiver.spillAt).
+      const r = await runEngine(options(src, dst, { spillBytes: 64 * 1024, batchBytes: 64 * 1024, spoolDir }));
       expect(r.copied).toBe(2);
       expect(dst.batches.flat()).toEqual([
         { size: large.length, file: true },
