@@ -14,12 +14,12 @@ import { PopsyncError, isPopsyncError } from '../errors.js';
 import type { AppendRequest, ImapSink } from '../imap/types.js';
 import type { BeginAppend } from '../journal/types.js';
 import { decodedHeader } from '../mapping/decode.js';
-import { messageIdOf, parseHeaders } from '../mapping/headers.js';
+import { headerFields, headerText, messageIdOf } from '../mapping/headers.js';
 import type { OpenFolder, RunContext } from './context.js';
 import { adoptExisting } from './adopter.js';
 import { ContentPool, unlistedCopies } from './content-match.js';
 import { acceptUidValidity, openFolder, prepareFolder } from './folders.js';
-import { headerHash } from './identity.js';
+import { headerHashOf } from './identity.js';
 import type { Pop3Session } from '../pop3/types.js';
 import type { ListedMessage } from './plan.js';
 import { ReceiveAhead } from './receive-ahead.js';
@@ -34,16 +34,21 @@ type Item = RoutedItem & { begin: BeginAppend; req: AppendRequest; head: Buffer 
 /**
  * Routes each received message and groups them by destination folder, in source order. The
  * objects are written out whole, with no spread of an optional part: an object literal with a
- * spread is built property by property at run time, and this is once per message copied.
+ * spread is built property by property at run time, and this is once per message copied. Loops
+ * over messages here and in prepare() are indexed: a for-of is an iterator result object per
+ * message for as long as the function runs unoptimised, which is most of a run.
  */
 function route(ctx: RunContext, received: Received[]): Map<string, Item[]> {
   const groups = new Map<string, Item[]>();
   const detailed = ctx.rec.detailed;
   let last: Item[] | null = null;
   let lastFolder = '';
-  for (const f of received) {
+  for (let i = 0; i < received.length; i++) {
+    const f = received[i]!;
     const { head } = f.body;
-    const fields = parseHeaders(head);
+    // The header block read once, for the routing's fields and for the identity hash alike.
+    const text = headerText(head);
+    const fields = headerFields(text);
     const routing = ctx.o.route({ size: f.body.size, fields, uidl: f.m.uidl });
     let group: Item[] | undefined = last !== null && routing.folder === lastFolder ? last : groups.get(routing.folder);
     if (group === undefined) {
@@ -64,7 +69,7 @@ function route(ctx: RunContext, received: Received[]): Map<string, Item[]> {
         size: f.body.size,
         sha256: f.body.sha256,
         fingerprint: f.body.fingerprint,
-        headerHash: headerHash(head),
+        headerHash: headerHashOf(text),
         listSize: f.m.size,
         messageId: messageIdOf(fields),
         folder: routing.folder,
@@ -265,12 +270,14 @@ async function prepare(
     const status = await openOrRefuse(ctx, sink, folder, routed);
     if (status === null) continue;
     const floor = status.floor;
-    for (const it of routed) {
+    for (let i = 0; i < routed.length; i++) {
+      const it = routed[i]!;
       it.begin.destUidValidity = status.uidValidity;
       it.begin.destUidNext = floor;
     }
     const adopted = await adoptExisting(ctx, sink, folder, status, routed);
-    for (const it of routed) {
+    for (let i = 0; adopted.size > 0 && i < routed.length; i++) {
+      const it = routed[i]!;
       const uid = adopted.get(it.m.uidl);
       if (uid === undefined) continue;
       rec.result.adopted++;
@@ -283,7 +290,7 @@ async function prepare(
         null,
       );
     }
-    const items = routed.filter((it) => !adopted.has(it.m.uidl));
+    const items = adopted.size === 0 ? routed : routed.filter((it) => !adopted.has(it.m.uidl));
     if (items.length === 0) continue;
     // Before the intent is journaled: a run stopped while it waits leaves nothing to settle.
     await ctx.pace(items.reduce((a, it) => a + it.begin.size, 0));
@@ -460,7 +467,10 @@ export async function copyAll(
   // Only the spooled messages' files: a promise per message held in memory was most of a batch's garbage here.
   const discard = (got: ReceivedBatch): Promise<unknown> => {
     const files: Array<Promise<void>> = [];
-    for (const r of got.items) if (r.body.file) files.push(spool.discard(r.body.file));
+    for (let i = 0; i < got.items.length; i++) {
+      const file = got.items[i]!.body.file;
+      if (file) files.push(spool.discard(file));
+    }
     return Promise.all(files);
   };
   const ahead = new ReceiveAhead(receiver, limits.bytes);

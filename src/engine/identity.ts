@@ -27,7 +27,7 @@
  */
 import { hash } from 'node:crypto';
 import type { JournalIndexRow } from '../journal/types.js';
-import { headerBlockEnd } from '../mapping/headers.js';
+import { headerText } from '../mapping/headers.js';
 import type { ListedMessage } from './plan.js';
 import { matchRenumbered, type PoolEntry } from './renumbered.js';
 
@@ -44,117 +44,64 @@ const VOLATILE_HEADERS: ReadonlySet<string> = new Set([
   'lines',
 ]);
 
-/** The names above as bytes, compared in place against a name lower-cased in the scratch buffer. */
-const VOLATILE_NAMES: readonly Buffer[] = [...VOLATILE_HEADERS].map((n) => Buffer.from(n, 'latin1'));
-
-/** What String.prototype.trim() removes, within latin1 (the hash once worked on latin1 strings). */
-function isTrimmed(b: number): boolean {
-  return (b >= 0x09 && b <= 0x0d) || b === 0x20 || b === 0xa0;
-}
-
-/** toLowerCase() within latin1: A-Z and the accented capitals U+00C0-U+00DE but the multiplication sign. */
-function lowerInPlace(buf: Buffer, from: number, to: number): void {
-  for (let i = from; i < to; i++) {
-    const b = buf[i]!;
-    if ((b >= 0x41 && b <= 0x5a) || (b >= 0xc0 && b <= 0xde && b !== 0xd7)) buf[i] = b + 0x20;
-  }
-}
-
 /**
- * Compared byte by byte here: the names are a few bytes, and Buffer.compare's argument checks
- * and native call for every field of the same length as one of them were most of the hash's cost.
+ * The canonical line of one unfolded field: `name:value` with the name trimmed and lower-cased
+ * and the value's end trimmed, or the whole field trimmed at its end when it has no name; ''
+ * for a volatile field. Within latin1, trim() and toLowerCase() change exactly the bytes the
+ * rule names (white space 0x09-0x0d, 0x20, 0xa0; A-Z and 0xc0-0xde but 0xd7).
  */
-function isVolatile(buf: Buffer, from: number, to: number): boolean {
-  const length = to - from;
-  for (const v of VOLATILE_NAMES) {
-    if (v.length !== length) continue;
-    let i = 0;
-    while (i < length && buf[from + i] === v[i]) i++;
-    if (i === length) return true;
-  }
-  return false;
-}
-
-/**
- * Where the canonical text is built. The hash runs synchronously, so one buffer serves every
- * call; a header block larger than it (rare: real ones are a few KB) gets its own.
- */
-const scratch = Buffer.allocUnsafe(64 * 1024);
-
-/**
- * Rewrites the unfolded field held in out[from, to) to its canonical line in place (a line
- * only ever shrinks) and returns where it ends: `name:value` with the name trimmed and
- * lower-cased and the value's end trimmed, or the whole field trimmed at its end when it has
- * no name; a volatile field is dropped.
- */
-function canonicalField(out: Buffer, from: number, to: number): number {
-  let colon = -1;
-  for (let i = from; i < to; i++) {
-    if (out[i] === 0x3a) {
-      colon = i;
-      break;
-    }
-  }
-  if (colon <= from) {
-    let e = to;
-    while (e > from && isTrimmed(out[e - 1]!)) e--;
-    out[e] = 0x0a;
-    return e + 1;
-  }
-  let a = from;
-  let b = colon;
-  while (a < b && isTrimmed(out[a]!)) a++;
-  while (b > a && isTrimmed(out[b - 1]!)) b--;
-  lowerInPlace(out, a, b);
-  if (isVolatile(out, a, b)) return from;
-  let e = to;
-  while (e > colon + 1 && isTrimmed(out[e - 1]!)) e--;
-  out.copyWithin(from, a, b);
-  let w = from + (b - a);
-  out[w++] = 0x3a;
-  out.copyWithin(w, colon + 1, e);
-  w += e - (colon + 1);
-  out[w++] = 0x0a;
-  return w;
+function canonicalField(field: string): string {
+  const colon = field.indexOf(':');
+  if (colon <= 0) return `${field.trimEnd()}\n`;
+  const name = field.slice(0, colon).trim().toLowerCase();
+  if (VOLATILE_HEADERS.has(name)) return '';
+  return `${name}:${field.slice(colon + 1).trimEnd()}\n`;
 }
 
 /**
  * sha256 (hex) of the header block of `message` (a whole message or a TOP n 0 answer) with
  * volatile fields removed. Fields are unfolded and line ends normalised, so a server that
  * refolds or turns CRLF into LF does not change the identity; names compare case-insensitively.
- * Every message of a copy passes here: the canonical text is built byte by byte in a reused
- * buffer, the same bytes the string version (split, unfold, trim, lower-case, join) hashed,
- * without its strings and arrays per field (a large share of the garbage a run made).
  */
 export function headerHash(message: Buffer): string {
-  const end = headerBlockEnd(message);
-  // The canonical text is at most the block plus the line end given to a last unended line.
-  // The block is copied in once and compacted in place: a copy per line made a view per line.
-  const out = end < scratch.length ? scratch : Buffer.allocUnsafe(end + 1);
-  message.copy(out, 0, 0, end);
-  let w = 0;
-  let field = -1;
-  for (let pos = 0; pos < end; ) {
-    let lf = out.indexOf(0x0a, pos);
-    // Past the block lie the bytes of an earlier call.
-    if (lf >= end) lf = -1;
-    let lineEnd = lf < 0 ? end : lf;
-    const next = lf < 0 ? end : lf + 1;
-    if (lf >= 0 && lineEnd > pos && out[lineEnd - 1] === 0x0d) lineEnd--;
+  return headerHashOf(headerText(message));
+}
+
+/**
+ * headerHash() of a header block already read as text (mapping/headers.ts headerText), so that
+ * the copy reads each message's block once for its routing and its hash. Every message of a copy
+ * passes here, mostly in code not yet optimised: a field is cut out of the block's one string by
+ * native string search and slicing, and its canonical line joined to the others, where building
+ * the text byte by byte in a buffer took a dozen calls per field into Buffer's methods.
+ */
+export function headerHashOf(block: string): string {
+  let canonical = '';
+  // The field being unfolded: its first line, with each continuation line appended as it is.
+  let field: string | null = null;
+  for (let pos = 0; pos < block.length; ) {
+    const lf = block.indexOf('\n', pos);
+    let lineEnd = lf < 0 ? block.length : lf;
+    const next = lf < 0 ? block.length : lf + 1;
+    if (lf >= 0 && lineEnd > pos && block.charCodeAt(lineEnd - 1) === 0x0d) lineEnd--;
     if (lineEnd === pos) break;
-    const folded = out[pos] === 0x20 || out[pos] === 0x09;
-    if (!folded || field < 0) {
-      if (field >= 0) w = canonicalField(out, field, w);
-      field = w;
+    const first = block.charCodeAt(pos);
+    const line = block.slice(pos, lineEnd);
+    if ((first === 0x20 || first === 0x09) && field !== null) field += line;
+    else {
+      if (field !== null) canonical += canonicalField(field);
+      field = line;
     }
-    // Never forward: w <= pos, as every line so far lost at least its line end.
-    out.copyWithin(w, pos, lineEnd);
-    w += lineEnd - pos;
     pos = next;
   }
-  if (field >= 0) w = canonicalField(out, field, w);
-  return hash('sha256', out.subarray(0, w), 'hex');
+  if (field !== null) canonical += canonicalField(field);
+  // The canonical text is latin1 as the block was: each char one byte again. hash() reads a
+  // string as UTF-8, which is those bytes when all are ASCII, as in nearly every header block:
+  // a Buffer made of it was most of the cost of hashing it.
+  return hash('sha256', NON_ASCII.test(canonical) ? Buffer.from(canonical, 'latin1') : canonical, 'hex');
 }
+
+/** A char past ASCII: one the two encodings write differently. */
+const NON_ASCII = /[\x80-\uffff]/;
 
 const COPIED = new Set(['done', 'deleting', 'deleted']);
 

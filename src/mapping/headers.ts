@@ -27,10 +27,10 @@ export const HEADER_PARSE_LIMIT = 1024 * 1024;
  */
 export function headerBlockEnd(message: Buffer): number {
   const scan = Math.min(message.length, HEADER_PARSE_LIMIT);
-  // From line end to line end by native search: every message passes here twice (routing and
-  // the identity hash), and a step per byte was most of the cost of both on small mail.
+  // From line end to line end by native search: every message copied passes here, and a step
+  // per byte was most of the cost of its routing on small mail.
   // A view only when the block may run past the limit: most messages are shorter than it, and
-  // a view per call (twice per message) was garbage.
+  // a view per call was garbage.
   const within = scan === message.length ? message : message.subarray(0, scan);
   for (let i = within.indexOf(0x0a); i >= 0; i = within.indexOf(0x0a, i + 1)) {
     // A blank line is LF followed by LF, or LF followed by CR LF.
@@ -46,11 +46,25 @@ function isTrimmed(c: number): boolean {
 }
 
 /**
- * The fields of the header block, unfolded. Lines are found by searching the block's one
- * string: splitting it by a pattern made an array and a string per line for every message.
+ * The header block of `message` (up to headerBlockEnd) as text, its bytes read as latin1 so that
+ * nothing is lost: what parseHeaders and the header hash (engine/identity.ts) read. The copy
+ * reads it once per message for both.
  */
+export function headerText(message: Buffer): string {
+  return message.toString('latin1', 0, headerBlockEnd(message));
+}
+
+/** The fields of the header block, unfolded. */
 export function parseHeaders(message: Buffer): HeaderField[] {
-  const block = message.toString('latin1', 0, headerBlockEnd(message));
+  return headerFields(headerText(message));
+}
+
+/**
+ * The fields of a header block read by headerText(), unfolded. Lines are found by searching the
+ * block's one string: splitting it by a pattern made an array and a string per line for every
+ * message.
+ */
+export function headerFields(block: string): HeaderField[] {
   const fields: HeaderField[] = [];
   for (let pos = 0; pos < block.length; ) {
     const lf = block.indexOf('\n', pos);
@@ -79,8 +93,14 @@ export function parseHeaders(message: Buffer): HeaderField[] {
   return fields;
 }
 
+/**
+ * A plain loop: every message routed asks for five fields (Received, Date, X-Status, Status,
+ * Message-ID), and a find() with a callback was a closure and a call per field for each, in code
+ * that runs unoptimised for most of a run.
+ */
 export function firstHeader(fields: HeaderField[], name: string): string | undefined {
-  return fields.find((f) => f.name === name)?.value;
+  for (let i = 0; i < fields.length; i++) if (fields[i]!.name === name) return fields[i]!.value;
+  return undefined;
 }
 
 export function allHeaders(fields: HeaderField[], name: string): string[] {

@@ -305,7 +305,7 @@ export function compileRouting(spec: RoutingSpec): CompiledRouting {
   const fallback = compileTarget(spec.defaultFolder, 'default folder');
   const roles = [...new Set([...rules.map((r) => r.target), fallback].flatMap((t) => ('role' in t ? [t.role] : [])))];
 
-  const resolve = (t: Target, v: MessageView, ctx: RouteContext): string | null => {
+  const resolve = (t: Target, v: MessageView | null, ctx: RouteContext): string | null => {
     if ('role' in t) {
       const path = ctx.roles?.get(t.role);
       if (path === undefined) {
@@ -316,11 +316,14 @@ export function compileRouting(spec: RoutingSpec): CompiledRouting {
       return path;
     }
     if (t.fixed !== null) return t.fixed;
-    const name = renderTemplate(t.parts, (n) => v.value(n));
+    // A template naming a field has a view: route() makes one whenever a target can be one.
+    const name = renderTemplate(t.parts, (n) => v!.value(n));
     return name === null ? null : normaliseFolder(name);
   };
 
   const fixed = rules.length === 0 && ('role' in fallback || fallback.fixed !== null);
+  // Without rules and with a default naming no field, nothing reads a message's view: most runs.
+  const viewed = !fixed;
   // The flags of a copy that neither X-Status nor its rule adds to, by whether it is seen: one
   // array each for the run (never changed by a reader) instead of four arrays and a Set per copy.
   const plainFlags = dedupeFlags([...spec.flags]);
@@ -335,11 +338,13 @@ export function compileRouting(spec: RoutingSpec): CompiledRouting {
     },
     route({ fields, size }, ctx) {
       const arrival = arrivalDate(fields, ctx.now);
-      const v = new MessageView(fields, size, arrival.date);
+      const v = viewed ? new MessageView(fields, size, arrival.date) : null;
       let folder: string | null = null;
       let rule: CompiledRule | null = null;
-      for (const r of rules) {
-        if (!matches(r, v, ctx.now)) continue;
+      // Indexed: a for-of is an iterator object per message even with no rules, until optimised.
+      for (let i = 0; i < rules.length; i++) {
+        const r = rules[i]!;
+        if (!matches(r, v!, ctx.now)) continue;
         // A template whose value this message lacks ({list-id} without List-Id) cannot name a
         // folder: the next rule gets its chance, as if this one had not matched.
         folder = resolve(r.target, v, ctx);

@@ -31,6 +31,14 @@ describe('parseMailDate', () => {
     expect(iso('1 Foo 2024 10:00:00 +0000')).toBeNull();
     expect(iso('garbage')).toBeNull();
   });
+  it("knows Date.UTC's leap years: centuries, and a four-digit year under 100 read as 19xx", () => {
+    expect(iso('29 Feb 1900 10:00:00 +0000')).toBeNull();
+    expect(iso('29 Feb 2000 10:00:00 +0000')).toBe('2000-02-29T10:00:00.000Z');
+    expect(iso('31 Apr 2024 10:00:00 +0000')).toBeNull();
+    // Date.UTC reads year 0 as 1900 (no leap day) and 4 as 1904; the check and the date agree.
+    expect(iso('29 Feb 0000 10:00:00 +0000')).toBeNull();
+    expect(iso('29 Feb 0004 10:00:00 +0000')).toBe('1904-02-29T10:00:00.000Z');
+  });
   it('reads a leap second as :59 and dotted times', () => {
     expect(iso('31 Dec 2016 23:59:60 +0000')).toBe('2016-12-31T23:59:59.000Z');
     expect(iso('1 Jan 2024 10.00.00 +0000')).toBe('2024-01-01T10:00:00.000Z');
