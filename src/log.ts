@@ -9,6 +9,11 @@ export interface Logger {
   warn(obj: object | string, msg?: string): void;
   error(obj: object | string, msg?: string): void;
   child(bindings: Record<string, unknown>): Logger;
+  /**
+   * pino's: whether a level is logged. Code that logs per message asks once and builds nothing
+   * when it is not; a logger without it is taken to log every level.
+   */
+  isLevelEnabled?(level: string): boolean;
 }
 
 const noop = (): void => {};
@@ -19,4 +24,5 @@ export const silentLogger: Logger = {
   warn: noop,
   error: noop,
   child: () => silentLogger,
+  isLevelEnabled: () => false,
 };

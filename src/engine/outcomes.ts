@@ -117,7 +117,11 @@ interface OpenGroup {
 
 /** The groups of one pass: several batches may be outstanding at once (copier.ts's window). */
 export class OutcomeJournal {
-  private readonly open = new Set<OpenGroup>();
+  /**
+   * In the order opened. An array, not a Set: ownerOf() runs for every copy, and iterating a
+   * Set is an iterator and a result object per step until it is optimised.
+   */
+  private readonly open: OpenGroup[] = [];
 
   constructor(
     private readonly journal: Journal,
@@ -126,13 +130,14 @@ export class OutcomeJournal {
 
   group<T>(folder: string, reused: ReusedUid, committed: Committed<T>): OutcomeGroup<T> {
     const g = new OutcomeGroup(this, folder, reused, committed);
-    this.open.add(g);
+    this.open.push(g);
     return g;
   }
 
   /** The UIDL whose held (not yet journaled) copy has this UID in any open group, if any. */
   ownerOf(folder: string, uidValidity: bigint, uid: number): string | undefined {
-    for (const g of this.open) {
+    for (let i = 0; i < this.open.length; i++) {
+      const g = this.open[i]!;
       if (g.folder !== folder) continue;
       const uidl = g.held.get(uidValidity)?.get(uid);
       if (uidl !== undefined) return uidl;
@@ -154,7 +159,8 @@ export class OutcomeJournal {
     settlements: readonly AppendSettlement[],
   ): { index: number; settlement: UidSettlement; owner: string } | null {
     const uids = new Map<bigint, number[]>();
-    for (const s of settlements) {
+    for (let i = 0; i < settlements.length; i++) {
+      const s = settlements[i]!;
       if (!s.ok || s.destUid === null) continue;
       const list = uids.get(s.destUidValidity);
       if (list === undefined) uids.set(s.destUidValidity, [s.destUid]);
@@ -179,6 +185,7 @@ export class OutcomeJournal {
 
   /** @internal for OutcomeGroup */
   release(g: OpenGroup): void {
-    this.open.delete(g);
+    const i = this.open.indexOf(g);
+    if (i >= 0) this.open.splice(i, 1);
   }
 }

@@ -79,7 +79,10 @@ export function invalidReasonText(m: ListedMessage & { reason: InvalidReason }):
 export function planCopy(listing: ListedMessage[], rows: ReadonlyMap<string, JournalIndexRow>): Plan {
   const plan: Plan = { copy: [], skip: [], invalid: [] };
   const dup = listedTwice(listing);
-  for (const m of listing) {
+  // Indexed, as in listedTwice: run once per pass, unoptimised, where a for-of is an iterator
+  // result object per message.
+  for (let i = 0; i < listing.length; i++) {
+    const m = listing[i]!;
     if (m.fault !== undefined) {
       plan.invalid.push({ ...m, reason: 'unusable-uidl' });
     } else if (m.uidl === '') {
@@ -103,7 +106,8 @@ export function planCopy(listing: ListedMessage[], rows: ReadonlyMap<string, Jou
 function listedTwice(listing: readonly ListedMessage[]): Set<string> {
   const seen = new Set<string>();
   const dup = new Set<string>();
-  for (const m of listing) {
+  for (let i = 0; i < listing.length; i++) {
+    const m = listing[i]!;
     if (seen.has(m.uidl)) dup.add(m.uidl);
     else seen.add(m.uidl);
   }

@@ -67,7 +67,9 @@ export function planUnits(items: ReadonlyArray<PlannedItem | null>, limits: Unit
     cur = [];
     curBytes = 0;
   };
-  for (const [i, it] of items.entries()) {
+  // Indexed: entries() is a pair and an iterator result per message until this is optimised.
+  for (let i = 0; i < items.length; i++) {
+    const it = items[i]!;
     if (it === null) continue;
     if (it.inFile || limits.maxMessages <= 1) {
       flush();

@@ -571,7 +571,9 @@ export class PipelinedAppender {
               this.unit(batch, indices),
             );
       try {
-        for (const [i, it] of items.entries()) {
+        // Indexed: entries() is a pair and an iterator result per message until this is optimised.
+        for (let i = 0; i < items.length; i++) {
+          const it = items[i]!;
           if ('skip' in it) batch.report(i, it.skip);
           else if (unsendable !== null) batch.report(i, { ok: false, error: unsendable });
         }
@@ -590,7 +592,8 @@ export class PipelinedAppender {
 
   /** Commands to write after those already queued; starts the writer and the reader as needed. */
   private queue(units: Unit[]): void {
-    for (const u of units) {
+    for (let i = 0; i < units.length; i++) {
+      const u = units[i]!;
       u.batch.open++;
       u.batch.unsent++;
     }
@@ -687,9 +690,10 @@ export class PipelinedAppender {
           { folder: b.folder, code: t.code, messages: u.indices.length },
           'MULTIAPPEND answered with an APPENDUID that does not name each message; their UIDs are found by content',
         );
-      for (const [k, i] of u.indices.entries())
+      // Indexed, as in append(): this runs for every message stored.
+      for (let k = 0; k < u.indices.length; k++)
         b.report(
-          i,
+          u.indices[k]!,
           given
             ? { ok: true, uid: given.uids[k]!, uidValidity: given.uidValidity }
             : { ok: true, uid: null, uidValidity: null },

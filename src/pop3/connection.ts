@@ -135,6 +135,11 @@ export class Pop3Connection implements CommandChannel {
     close: (): void => this.lost('POP3 server closed the connection'),
   };
   private readonly onSocketError = (e: Error): void => this.lost(`POP3 connection error: ${e.message}`, e);
+  /**
+   * Whether the command and reply lines are logged: asked once, as each message has two, and an
+   * object built for a debug line that is not logged was garbage per message at every other level.
+   */
+  private readonly debug: boolean;
 
   /** Resolves with the server greeting (which may be -ERR). */
   readonly greeting: Promise<Reply>;
@@ -144,6 +149,7 @@ export class Pop3Connection implements CommandChannel {
     private readonly opts: ConnectionOptions,
   ) {
     this.socket = socket;
+    this.debug = opts.logger.isLevelEnabled?.('debug') ?? true;
     this.chunks = socketChunks(socket);
     this.greeting = new Promise<Reply>((resolve, reject) => {
       this.inflight.push({ spec: GREETING, chunks: [], to: { resolve, reject } });
@@ -322,7 +328,7 @@ export class Pop3Connection implements CommandChannel {
       if (this.inflight.length === 0 || (this.inflight.length === 1 && this.inflight[0]?.spec === GREETING))
         p.sentIdle = now();
       this.inflight.push(p);
-      this.opts.logger.debug({ command: p.spec.label }, 'pop3 >');
+      if (this.debug) this.opts.logger.debug({ command: p.spec.label }, 'pop3 >');
       this.writeThisTick(`${p.spec.line}\r\n`);
       // STLS must be the last thing written in plaintext.
       if (p.spec.upgrade) break;
@@ -418,7 +424,7 @@ export class Pop3Connection implements CommandChannel {
           this.writeThisTick(`${answer}\r\n`);
           return;
         }
-        this.opts.logger.debug({ response: s.line }, 'pop3 <');
+        if (this.debug) this.opts.logger.debug({ response: s.line }, 'pop3 <');
         if (p.sentIdle !== undefined) this.leastReplyMs = Math.min(this.leastReplyMs, now() - p.sentIdle);
         p.spec.onStatus?.(s);
         if (s.kind === 'ok' && p.spec.multiline) {

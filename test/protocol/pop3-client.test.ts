@@ -185,6 +185,26 @@ describe('CAPA', () => {
   });
 });
 
+describe('logging', () => {
+  it('builds no command or reply line for a logger whose debug level is off', async () => {
+    const pop = await fake({ messages: ['x\r\n', 'y\r\n'] });
+    const debug: unknown[] = [];
+    const logger: Logger = {
+      debug: (o) => void debug.push(o),
+      info: () => {},
+      warn: () => {},
+      error: () => {},
+      child: () => logger,
+      isLevelEnabled: (level) => level !== 'debug' && level !== 'trace',
+    };
+    const s = await connect(pop, { logger });
+    expect(await s.retr(1)).toEqual(b('x\r\n'));
+    expect(await s.retr(2)).toEqual(b('y\r\n'));
+    await s.quit();
+    expect(debug.filter((o) => typeof o === 'object' && o !== null && ('command' in o || 'response' in o))).toEqual([]);
+  });
+});
+
 describe('TRANSACTION commands', () => {
   const messages = [
     { body: b('Subject: one\r\n\r\nline 1\r\nline 2\r\nline 3\r\n'), uidl: 'AAA111' },
