@@ -16,12 +16,16 @@
  * A folder sticks to the connection it was first given for the whole session. A further
  * connection is opened only when a further folder comes and the cap allows it; past the cap a
  * new folder joins the connection that has carried the fewest bytes. A further connection the
- * server refuses (a per-user connection limit, a login refused now) lowers the cap to what is
- * open: the copy goes on over fewer connections rather than stopping the run.
+ * server turns away (pipeline.ts TurnedAway: a per-user connection limit, a login refused now)
+ * lowers the cap to what is open: the copy goes on over fewer connections rather than stopping
+ * the run, since no retry lifts such a limit. Any other failure to open it (TLS, a timeout, a
+ * reset) is thrown as a failure of the first connection is: the pass ends and the run
+ * reconnects (or stops, for TLS), rather than running for hours on fewer connections than asked
+ * for over a network hiccup that a reconnect would have cured.
  */
-import { isPopsyncError, PopsyncError } from '../errors.js';
+import { PopsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { type PipelinedAppender, PipelineUnsupported } from './pipeline.js';
+import { type PipelinedAppender, PipelineUnsupported, TurnedAway } from './pipeline.js';
 
 /** What placement knows of one open connection. */
 export interface ConnectionLoad {
@@ -94,14 +98,17 @@ export class AppendPool {
     return c.appender;
   }
 
-  /** One more connection, or, when the server will not have it, the best of those open. */
+  /**
+   * One more connection, or, when the server turns it away (or lacks on it what the first one
+   * had), the best of those open. Anything else is thrown (see the top of this file).
+   */
   private async grow(): Promise<number> {
     try {
       this.conns.push({ appender: this.adopt(await this.open()), folders: 0, bytes: 0 });
       this.log.debug({ connections: this.conns.length }, 'opened a further IMAP APPEND connection');
       return this.conns.length - 1;
     } catch (err) {
-      if (this.destroyed || !(isPopsyncError(err) || err instanceof PipelineUnsupported)) throw err;
+      if (this.destroyed || !(err instanceof TurnedAway || err instanceof PipelineUnsupported)) throw err;
       this.cap = this.conns.length;
       this.log.warn(
         { connections: this.cap },

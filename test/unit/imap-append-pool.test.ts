@@ -1,12 +1,13 @@
 /**
  * Which APPEND connection a folder's batches go down (imap/append-pool.ts), without sockets:
  * a folder sticks to its connection, a further one opens only for a further folder and under
- * the cap, a refused one lowers the cap instead of failing the batch.
+ * the cap, one the server turns away lowers the cap instead of failing the batch, and any other
+ * failure to open one fails it as the first connection's would.
  */
 import { describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
 import { AppendPool, placeFolder } from '../../src/imap/append-pool.js';
-import type { PipelinedAppender } from '../../src/imap/pipeline.js';
+import { type PipelinedAppender, TurnedAway } from '../../src/imap/pipeline.js';
 import { silentLogger } from '../../src/log.js';
 
 interface Fake {
@@ -104,7 +105,8 @@ describe('AppendPool', () => {
       3,
       async () => {
         asked++;
-        throw new PopsyncError('auth', 'IMAP server cannot log in u right now');
+        const e = new PopsyncError('auth', 'IMAP login refused: NO [UNAVAILABLE] Maximum number of connections');
+        throw new TurnedAway(e, 'NO [UNAVAILABLE] Maximum number of connections');
       },
       log as typeof silentLogger,
     );
@@ -115,6 +117,35 @@ describe('AppendPool', () => {
     expect(warned).toHaveLength(1);
     expect(warned[0]).toMatch(/refused a further APPEND connection .*going on with 1 APPEND connection$/);
   });
+
+  for (const [what, err] of [
+    ['a timeout', new PopsyncError('connection', 'IMAP APPEND connection to h:143: no reply within 60000 ms')],
+    ['a reset', new PopsyncError('connection', 'IMAP APPEND connection to h:143: read ECONNRESET')],
+    ['a TLS failure', new PopsyncError('tls', 'IMAP APPEND connection to h:993: certificate has expired')],
+    ['a login the server did not understand (BAD)', new PopsyncError('auth', 'IMAP login failed: BAD')],
+  ] as const) {
+    it(`fails the batch on ${what} opening a further connection, as on the first: no quiet run on fewer`, async () => {
+      const f = fakes();
+      let asked = 0;
+      const warned: string[] = [];
+      const log = { ...silentLogger, warn: (_o: object, msg?: string) => void warned.push(String(msg)) };
+      const pool = new AppendPool(
+        f.make(),
+        2,
+        async () => {
+          if (asked++ === 0) throw err;
+          return f.make();
+        },
+        log as typeof silentLogger,
+      );
+      await pool.forFolder('A', 1);
+      await expect(pool.forFolder('B', 1)).rejects.toBe(err);
+      expect(warned).toEqual([]);
+      // The cap stands: the next folder asks again (after a reconnect, a new sink would).
+      expect(f.id(await pool.forFolder('C', 1))).toBe(1);
+      expect(asked).toBe(2);
+    });
+  }
 
   it('rethrows what is not a refusal (a bug), and closes a connection that opened after the sink died', async () => {
     const f = fakes();
