@@ -106,8 +106,11 @@ ${body}
 </table>`;
 }
 
+/** The outcome, and under it, for a run over one IMAP connection, that and why (the server's words). */
 function outcomeCell(r: BatchAccountRow): string {
-  return r.outcome === 'error' ? `exit ${r.exitCode}` : r.outcome;
+  const outcome = r.outcome === 'error' ? `exit ${r.exitCode}` : r.outcome;
+  if (!r.oneImapConnection) return text(outcome);
+  return `${text(outcome)}<span class="note">one IMAP connection: ${text(r.oneImapConnection)}</span>`;
 }
 
 function accountTable(report: BatchReport): string {
@@ -164,4 +167,5 @@ ${rows.join('\n')}
 /** Endpoints break anywhere: two columns of long user@host:port would push the counts off the page. */
 const BATCH_STYLE = `
 table.accounts td.endpoint { overflow-wrap: anywhere; font-size: 13px; }
+table.accounts .note { display: block; font-size: 13px; overflow-wrap: anywhere; }
 `;

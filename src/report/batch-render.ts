@@ -48,6 +48,8 @@ const BATCH_CSV_COLUMNS = [
   'started_at',
   'duration_ms',
   'error',
+  // Last: a column added after the others, so spreadsheets reading columns by position still read.
+  'one_imap_connection',
 ] as const;
 
 /** RFC 4180 with CRLF, a row per account in the report's order; text guarded against formulas (plan-csv.ts). */
@@ -74,6 +76,7 @@ function renderBatchCsv(report: BatchReport): string {
       textField(r.startedAt),
       num(r.durationMs),
       textField(r.error),
+      textField(r.oneImapConnection),
     ].join(','),
   );
   return [BATCH_CSV_COLUMNS.join(','), ...rows].map((l) => `${l}\r\n`).join('');

@@ -49,6 +49,14 @@ export interface BatchAccountRow {
   deleted: number;
   startedAt: string | null;
   durationMs: number | null;
+  /**
+   * A run that wrote over one IMAP connection, one APPEND at a time, because the destination
+   * refused a second one for the user: why, in the server's words as the run's summary gives
+   * them (RunResult.oneImapConnection, redacted by then). Null otherwise, for a plan, for an
+   * account stopped by an error, and in a report written before rows carried it
+   * (parseBatchReport): what made one account of a batch slow, where the batch is read.
+   */
+  oneImapConnection: string | null;
 }
 
 interface BatchTotals {
@@ -109,6 +117,7 @@ export function rowFromRun(name: string, result: RunResult, exitCode: number): B
     deleted: result.deleted,
     startedAt: result.startedAt,
     durationMs: result.durationMs,
+    oneImapConnection: result.oneImapConnection ?? null,
   };
 }
 
@@ -135,6 +144,7 @@ export function rowFromPlan(name: string, plan: PlanReport): BatchAccountRow {
     deleted: 0,
     startedAt: null,
     durationMs: null,
+    oneImapConnection: null,
   };
 }
 
@@ -160,6 +170,7 @@ export function rowFromError(name: string, command: BatchCommand, exitCode: numb
     deleted: 0,
     startedAt: null,
     durationMs: null,
+    oneImapConnection: null,
   };
 }
 
@@ -265,6 +276,10 @@ export function parseBatchReport(text: string): BatchReport | { problem: string 
     if (row.adopted === undefined) row.adopted = 0;
     else if (!isCount(row.adopted))
       return { problem: `account ${i + 1}: ${row.name}: adopted is not a number of 0 or more` };
+    // Nor before rows said an account ran over one IMAP connection: none is claimed.
+    if (row.oneImapConnection === undefined) row.oneImapConnection = null;
+    else if (row.oneImapConnection !== null && typeof row.oneImapConnection !== 'string')
+      return { problem: `account ${i + 1}: ${row.name}: oneImapConnection is neither text nor null` };
   }
   return value as BatchReport;
 }

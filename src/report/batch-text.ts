@@ -13,7 +13,12 @@ export function rowCounts(r: BatchAccountRow): string {
       ? `${r.new} to copy (${formatBytes(r.newBytes)}), ${r.failed} would fail`
       : `${r.copied} copied (${formatBytes(r.copiedBytes)})${adoptedText(r.adopted)}, ${r.failed} failed`;
   const deleted = r.deleted > 0 ? `, ${r.deleted} deleted` : '';
-  return `${r.listed} listed, ${did}, ${r.alreadyCopied} already copied${deleted}`;
+  return `${r.listed} listed, ${did}, ${r.alreadyCopied} already copied${deleted}${oneConnectionText(r)}`;
+}
+
+/** Why an account's run was slow, as its own summary's `one connection:` line says. */
+function oneConnectionText(r: BatchAccountRow): string {
+  return r.oneImapConnection ? `; one IMAP connection, one APPEND at a time: ${r.oneImapConnection}` : '';
 }
 
 /**

@@ -6,6 +6,7 @@
  * told cron to retry a run that could never succeed; a message too large for memory is streamed
  * on a connection of its own while imapflow's session is logged out.
  */
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { hugeMessage, realisticMix } from '../../lab/corpus.js';
@@ -82,5 +83,38 @@ describe('a server that allows one IMAP connection per user', () => {
     expect(again.code, again.stderr).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ copied: 0, alreadyCopied: 9 });
     expect(await destinationMessages(lab, imap)).toHaveLength(9);
+  });
+
+  it('--accounts: the batch report says per account that it ran over one connection, and why', async () => {
+    const rows: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const pop = lab.newUser('bsrc');
+      await lab.seedPop3(pop, realisticMix(3, 20 + i));
+      rows.push(
+        `${pop},pop3://${pop}@127.0.0.1:${lab.pop3.port}?tls=none,` +
+          `imap://${lab.newUser('bdst')}@127.0.0.1:${lab.imap.port}?tls=none,${lab.password},${lab.password}`,
+      );
+    }
+    const list = join(dir, 'one-connection-accounts.csv');
+    writeFileSync(list, `name,source,destination,source_password,destination_password\n${rows.join('\n')}\n`, {
+      mode: 0o600,
+    });
+    chmodSync(list, 0o600);
+    const report = join(dir, 'one-connection-batch.json');
+    const r = await runCli(
+      ['migrate', '--accounts', list, '--journal-dir', join(dir, 'bj'), '--no-progress', '--report', report],
+      {},
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const text = readFileSync(report, 'utf8');
+    expect(text).not.toContain(lab.password);
+    const batch = JSON.parse(text) as { accounts: Array<{ copied: number; oneImapConnection: string | null }> };
+    expect(batch.accounts).toHaveLength(2);
+    for (const a of batch.accounts) {
+      expect(a.copied).toBe(3);
+      expect(a.oneImapConnection).toMatch(
+        /^the server refused a second IMAP connection for this user: NO \[UNAVAILABLE\] Maximum number of connections/,
+      );
+    }
   });
 });

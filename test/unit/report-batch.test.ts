@@ -110,6 +110,40 @@ describe('batch report', () => {
     );
   });
 
+  it('an account that ran over one IMAP connection says so and why, in every format; older reports read null', () => {
+    const why = 'the server refused a second IMAP connection for this user: NO [UNAVAILABLE] Too many <conns>';
+    const slow = { ...run(2), oneImapConnection: why };
+    const r = buildBatchReport(
+      [rowFromRun('alice', slow, 0), rowFromRun('bob', run(1), 0), rowFromError('carol', 'migrate', 4, 'gone')],
+      at('10:00:00'),
+    );
+    expect(r.accounts.map((a) => a.oneImapConnection)).toEqual([why, null, null]);
+    const json = JSON.parse(renderBatch(r, 'json')) as BatchReport;
+    expect(json.accounts[0]!.oneImapConnection).toBe(why);
+    expect(json.accounts[1]!.oneImapConnection).toBeNull();
+    const table = renderBatch(r, 'table');
+    expect(table).toContain(`1 already copied; one IMAP connection, one APPEND at a time: ${why}`);
+    expect(table).not.toMatch(/bob .*one IMAP connection/);
+    const csv = renderBatch(r, 'csv').split('\r\n');
+    expect(csv[0]).toMatch(/,error,one_imap_connection$/);
+    expect(csv[1]).toMatch(
+      /,the server refused a second IMAP connection for this user: NO \[UNAVAILABLE\] Too many <conns>$/,
+    );
+    expect(csv[2]).toMatch(/,$/);
+    const html = renderBatch(r, 'html');
+    expect(html).toContain('ok<span class="note">one IMAP connection: the server refused a second IMAP');
+    expect(html).toContain('Too many &lt;conns&gt;');
+    expect(html).not.toContain('<conns>');
+    // A report written before rows carried it merges as "not over one connection".
+    const { oneImapConnection: _one, ...older } = r.accounts[1]!;
+    const parsed = parseBatchReport(JSON.stringify({ ...r, accounts: [r.accounts[0], older] })) as BatchReport;
+    expect(parsed.accounts.map((a) => a.oneImapConnection)).toEqual([why, null]);
+    const bad = { ...r, accounts: [{ ...r.accounts[0], oneImapConnection: 3 }] };
+    expect((parseBatchReport(JSON.stringify(bad)) as { problem: string }).problem).toBe(
+      'account 1: alice: oneImapConnection is neither text nor null',
+    );
+  });
+
   it('merge: an account in two shards counts once, the later report wins, totals recomputed', () => {
     const first = buildBatchReport(
       [rowFromError('bob', 'migrate', 4, 'server gone'), rowFromRun('alice', run(2), 0)],
