@@ -760,6 +760,9 @@ describe('engine', () => {
   it('counts spooled messages towards the batch cap, so temp files stay within two batches', async () => {
     const big = (i: number) => Buffer.concat([msg(i), Buffer.alloc(1536 * 1024, 'q'), Buffer.from('\r\n')]);
     const src = new MemorySource([1, 2, 3, 4].map((i) => ({ uidl: `u${i}`, body: big(i) })));
+    // Listed at 1 MB: within the room the first leaves, so LIST does not close the batch before
+    // the second, which spills past that room.
+    src.listSize = () => 1024 * 1024;
     const dst = new MemoryDestination();
     const r = await runEngine(
       options(src, dst, { batchMessages: 50, batchBytes: 3 * 1024 * 1024, spillBytes: 64 * 1024, spoolDir: dir }),
@@ -773,21 +776,24 @@ describe('engine', () => {
     ]);
   });
 
-  it('holds a message past the spill threshold in memory while it fits in the room left in its batch', async () => {
+  it('holds a message past the spill threshold in memory while its batch has room, or the next one has', async () => {
     const sized = (i: number, kb: number) => Buffer.concat([msg(i), Buffer.alloc(kb * 1024, 'r'), Buffer.from('\r\n')]);
-    // A cap of 1 MB and a threshold of 64 KB: 600 KB fits an empty batch, 500 KB more does not.
-    const bodies = [sized(1, 600), sized(2, 500), sized(3, 40), sized(4, 900)];
+    // A cap of 1 MB and a threshold of 64 KB. 300, 500 and 40 KB fit the room; 900 KB does not,
+    // but would fit an empty batch: the batch closes before it. The last is listed at 60 KB
+    // (within the room 900 KB leaves) and spills past that room on arrival.
+    const bodies = [sized(1, 300), sized(2, 500), sized(3, 40), sized(4, 900), sized(5, 200)];
     const src = new MemorySource(bodies.map((body, i) => ({ uidl: `u${i + 1}`, body })));
+    src.listSize = (n, real) => (n === 5 ? 60_000 : real);
     const dst = new MemoryDestination();
     const spoolDir = join(dir, 'room');
     mkdirSync(spoolDir);
     const r = await runEngine(
       options(src, dst, { batchMessages: 50, batchBytes: 1024 * 1024, spillBytes: 64 * 1024, spoolDir }),
     );
-    expect(r).toMatchObject({ copied: 4, failed: [] });
+    expect(r).toMatchObject({ copied: 5, failed: [] });
     expect(dst.batches.map((b) => b.map((m) => m.file))).toEqual([
+      [false, false, false],
       [false, true],
-      [false, false],
     ]);
     expect(dst.bodies()).toEqual(bodies.map((b) => b.toString()));
     expect(readdirSync(spoolDir)).toEqual([]);
