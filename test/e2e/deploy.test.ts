@@ -68,14 +68,15 @@ describe('Dockerfile', () => {
     expect(runs).toContain('npm ci --no-audit --no-fund');
     const install = 'npm install -g --prefix /opt/popsync --no-audit --no-fund --allow-scripts=better-sqlite3';
     expect(runs).toMatch(new RegExp(String.raw`npm pack --pack-destination (\S+)\n.*${install} \1/popsync-\*\.tgz`));
-    // The package test installs with the same flags (plus --prefer-offline, as it runs offline).
-    // Compared without layout: the formatter wraps a long argument list over several lines.
+    // The package test installs with the same flags, plus --prefer-offline (it runs offline) and
+    // --globalconfig (the build machine's own npmrc, which --prefix would drop; an image's npm has
+    // nothing there to lose). Compared without layout: the formatter wraps a long argument list.
     const packageTest = readFileSync(join(ROOT, 'test/e2e/package.test.ts'), 'utf8')
       .replace(/\s+/g, '')
       .replace(/,([\])])/g, '$1');
     expect(packageTest).toContain(
-      "['install','-g','--prefix',prefix,'--prefer-offline','--no-audit','--no-fund'," +
-        "'--allow-scripts=better-sqlite3',tarball]",
+      "['install','-g','--prefix',prefix,'--globalconfig',globalConfig,'--prefer-offline','--no-audit'," +
+        "'--no-fund','--allow-scripts=better-sqlite3',tarball]",
     );
     expect(packageTest).toContain("run('npm',['pack','--pack-destination',out],src)");
   });
