@@ -108,6 +108,14 @@ export interface ResolveOptions {
 /** Connection warnings already printed: `sync --every` resolves its accounts every cycle. */
 const warnedCleartext = new Set<string>();
 
+/**
+ * What an account's POP3 connections learnt of its server (a CAPA it will not have before its
+ * greeting), by the account's input: `sync --every` resolves its accounts again every cycle,
+ * from the same inputs, and each cycle's first connection would otherwise learn it again (for a
+ * server silent to such a CAPA, a wait of seconds per cycle). Weak: gone with the input.
+ */
+const popLearntOf = new WeakMap<AccountInput, Pop3Learnt>();
+
 export async function resolveAccount(input: AccountInput, o: ResolveOptions): Promise<ResolvedAccount> {
   const pop = resolvePop3Endpoint(input.pop);
   const imap = resolveImapEndpoint(input.imap);
@@ -181,8 +189,12 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
     throw isPopsyncError(e) && e.context.account === undefined ? e.with({ account: display }) : e;
   };
   // What a POP3 connection learns of the server (a CAPA it refuses before its greeting) holds
-  // for every connection the account makes: reconnects need not learn it again.
-  const popLearnt: Pop3Learnt = {};
+  // for every connection the account makes: reconnects and later cycles need not learn it again.
+  let popLearnt = popLearntOf.get(input);
+  if (popLearnt === undefined) {
+    popLearnt = {};
+    popLearntOf.set(input, popLearnt);
+  }
   return {
     name: input.name ?? pop.display,
     sourceKey,

@@ -110,31 +110,60 @@ function loginDelayHint(statedSeconds: number | undefined, waited: boolean): str
 /**
  * connectOnce, and once more without CAPA ahead of the greeting when the server refused it
  * there. Writing CAPA before the greeting saves a round trip, but some servers and proxies
- * punish a client that talks first (SMTP's "pregreet" check): they hang up, or answer -ERR
- * where the greeting should be. Such a server must not lock the user out: the connection is
- * made again in the order RFC 1939 shows (greeting, then CAPA), and `learnt` keeps that order
- * for every later connection of the run. A TLS-only port that drops the plain CAPA is told as
- * such before this (connection.ts lost()); a server that refuses both ways ends with the second
- * refusal.
+ * punish a client that talks first (SMTP's "pregreet" check): they hang up, answer -ERR where
+ * the greeting should be, or say nothing at all (a protocol multiplexer such as sslh hands a
+ * client that speaks first to another service). Such a server must not lock the user out: the
+ * connection is made again in the order RFC 1939 shows (greeting, then CAPA), and `learnt`
+ * keeps that order for every later connection of the run. A TLS-only port that drops the plain
+ * CAPA is told as such before this (connection.ts lost()); a server that refuses both ways ends
+ * with the second refusal. Both connections together wait at most --timeout for a greeting:
+ * the second gets what the first left.
  */
 async function connectWithCapa(opts: Pop3Options, logger: Logger, learnt: Pop3Learnt): Promise<Pop3Session> {
+  const greeting: GreetingBudget = { leftMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS };
   try {
-    return await connectOnce(opts, logger, learnt);
+    return await connectOnce(opts, logger, learnt, greeting);
   } catch (e) {
     if (!(e instanceof CapaAheadRefused)) throw e;
     learnt.capaAfterGreeting = true;
+    // A first connection that used up the wait (dropped just before --timeout) leaves none to retry in.
+    if (greeting.leftMs <= 0) throw e.error;
     logger.info(
       { error: e.error.message },
-      'the POP3 server hung up on or refused the CAPA popsync writes ahead of its greeting; connecting again ' +
-        'with CAPA after the greeting, as it will for the rest of this run',
+      'the POP3 server hung up on, refused or left unanswered the CAPA popsync writes ahead of its greeting; ' +
+        'connecting again with CAPA after the greeting, as it will for the rest of this run',
     );
-    return connectOnce(opts, logger, learnt);
+    return connectOnce(opts, logger, learnt, greeting);
   }
 }
 
-/** An internal signal from connectOnce: the server hung up on, or refused, the CAPA written ahead of its greeting. */
+/**
+ * An internal signal from connectOnce: the server hung up on, refused, or left unanswered the
+ * CAPA written ahead of its greeting.
+ */
 class CapaAheadRefused {
   constructor(readonly error: Error) {}
+}
+
+/** How long the connections of one connectWithCapa may still wait for a greeting, together. */
+interface GreetingBudget {
+  leftMs: number;
+}
+
+/**
+ * How long a connection that wrote CAPA ahead of its greeting waits in silence (not one byte
+ * back) before it is taken for a server punishing talk before its greeting, and made again
+ * without. Servers greet within milliseconds (Dovecot, Cyrus, Courier) or a round trip (Gmail,
+ * Outlook); the TLS-only-port check (tls-probe.ts) asks a silent plain port after 2 s and has
+ * its answer a round trip or two later, so it still ends such a connection first, with its
+ * advice. A server slow to greet by design (an ident or reverse DNS lookup: 5 to 30 s) costs
+ * this much more once per run, and its greeting is waited for on the second connection. At most
+ * half of --timeout, so the second connection has the other half.
+ */
+const SILENT_AHEAD_MS = 5000;
+
+function silentAheadMs(timeoutMs: number): number {
+  return Math.min(SILENT_AHEAD_MS, Math.floor(timeoutMs / 2));
 }
 
 /** An internal signal from connectOnce to connectPop3: a [LOGIN-DELAY] refusal and what CAPA said. */
@@ -169,7 +198,12 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
-async function connectOnce(opts: Pop3Options, logger: Logger, learnt: Pop3Learnt): Promise<Pop3Session> {
+async function connectOnce(
+  opts: Pop3Options,
+  logger: Logger,
+  learnt: Pop3Learnt,
+  greetingBudget: GreetingBudget,
+): Promise<Pop3Session> {
   // Before connecting: a slow token command must not hold a connection the server may time out.
   const creds: Credentials = {
     user: opts.user,
@@ -211,8 +245,38 @@ async function connectOnce(opts: Pop3Options, logger: Logger, learnt: Pop3Learnt
   early?.catch(() => undefined);
   // Turned away at the greeting for a reason of its own: not for the CAPA, whatever follows.
   let refusedWithCode = false;
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const waitFrom = performance.now();
+  // The connection's own timer ends a wait of --timeout; these end it sooner (GreetingBudget).
+  const cut =
+    early !== null
+      ? setTimeout(
+          () =>
+            conn.silentAhead(
+              `POP3 server ${opts.host}:${opts.port} sent nothing for ${silentAheadMs(timeoutMs)} ms after the ` +
+                'CAPA popsync writes ahead of its greeting',
+            ),
+          silentAheadMs(timeoutMs),
+        )
+      : greetingBudget.leftMs < timeoutMs
+        ? setTimeout(
+            () =>
+              conn.destroy(
+                `POP3 server ${opts.host}:${opts.port} sent no greeting within the ${timeoutMs} ms of --timeout, ` +
+                  'counting the connection before this one (which it hung up on, refused or left silent after ' +
+                  'the CAPA written ahead of its greeting)',
+              ),
+            Math.max(0, greetingBudget.leftMs),
+          )
+        : undefined;
   try {
-    const hello = await conn.greeting;
+    let hello: Reply;
+    try {
+      hello = await conn.greeting;
+    } finally {
+      clearTimeout(cut);
+      greetingBudget.leftMs -= performance.now() - waitFrom;
+    }
     if (hello.status.kind !== 'ok') {
       const refused = replyError(hello.status, 'the connection', 'greeting');
       // -ERR with a response code (IN-USE, SYS/TEMP, ...) states its own reason; one without may

@@ -126,10 +126,13 @@ export class Pop3Connection implements CommandChannel {
   private aheadSpec: CommandSpec | undefined;
   /**
    * The server dropped the connection before answering the command written ahead of its
-   * greeting, and the port is no TLS-only one (lost()): some servers punish talk before their
-   * greeting by hanging up (client.ts then connects again without it).
+   * greeting, and the port is no TLS-only one (lost()), or said nothing at all for a while after
+   * it (silentAhead()): some servers punish talk before their greeting by hanging up or by
+   * silence (client.ts then connects again without it).
    */
   droppedAhead = false;
+  /** Any byte came from the server (decrypted, under implicit TLS). */
+  private heard = false;
   private readonly reader = {
     chunk: (chunk: Buffer): void => this.receive(chunk),
     close: (): void => this.lost('POP3 server closed the connection'),
@@ -273,6 +276,18 @@ export class Pop3Connection implements CommandChannel {
     socket.once('close', () => clearTimeout(timer));
   }
 
+  /**
+   * Ends the connection as one dropped before its greeting (droppedAhead) when a command was
+   * written ahead of the greeting and the server has sent not one byte since: client.ts calls
+   * it once it has waited long enough for that silence to look like a punishment rather than a
+   * slow server. Does nothing once anything was heard: a greeting on its way is waited for.
+   */
+  silentAhead(reason: string): void {
+    if (this.failure || this.heard || !this.wroteAhead) return;
+    this.droppedAhead = true;
+    this.fail('connection', reason);
+  }
+
   /** Drop the connection; pending commands reject with 'connection'. */
   destroy(reason = 'POP3 connection closed by popsync'): void {
     this.fail('connection', reason);
@@ -367,6 +382,7 @@ export class Pop3Connection implements CommandChannel {
 
   private receive(chunk: Buffer): void {
     if (this.failure) return;
+    this.heard = true;
     this.idleFrom = now();
     this.decoder.push(chunk);
     try {

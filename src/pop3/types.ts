@@ -43,8 +43,8 @@ export interface Pop3Options {
 /** What one POP3 connection learnt of its server that the run's later connections follow. */
 export interface Pop3Learnt {
   /**
-   * The server refused a CAPA written ahead of its greeting (client.ts connectWithCapa): CAPA
-   * waits for the greeting.
+   * The server refused a CAPA written ahead of its greeting, hung up on it or left it
+   * unanswered in silence (client.ts connectWithCapa): CAPA waits for the greeting.
    */
   capaAfterGreeting?: boolean;
 }

@@ -573,6 +573,47 @@ describe('session start', () => {
     });
   }
 
+  it('a server silent after a CAPA before its greeting: connected again within --timeout', async () => {
+    // Neither greets nor hangs up on a connection that talked first (sslh handing it elsewhere).
+    const pop = await fake({
+      messages: three,
+      pipelining: true,
+      handlers: {
+        GREETING: async (ctx) => {
+          await new Promise((r) => setTimeout(r, 100));
+          if (ctx.server.received.some((r) => r.connection === ctx.connection)) await new Promise(() => {});
+          else ctx.reply(ctx.greeting);
+        },
+      },
+    });
+    const { logger, text } = capturingLogger();
+    const learnt: { capaAfterGreeting?: boolean } = {};
+    const started = performance.now();
+    // --timeout 1 s: the first connection is given up after 500 ms of silence, the second has the rest.
+    const s = await connect(pop, { logger, learnt, timeoutMs: 1000 });
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect((await s.uidl()).map((m) => m.uidl)).toEqual(['a', 'b', 'c']);
+    expect(s.pipelining).toBe(true);
+    expect(learnt.capaAfterGreeting).toBe(true);
+    expect(text()).toContain('left unanswered the CAPA popsync writes ahead of its greeting');
+    const [first, second, ...more] = perConnection(pop);
+    expect(first).toEqual(['CAPA@0']);
+    expect(second!.slice(0, 2)).toEqual(['CAPA@1', 'AUTH@2']);
+    expect(more).toEqual([]);
+  });
+
+  it('a server silent to both: the two connections together wait --timeout for a greeting, no longer', async () => {
+    const pop = await fake({ handlers: { GREETING: () => new Promise<void>(() => {}) } });
+    const started = performance.now();
+    const err = await failure(connectPop3(pop.clientOptions({ timeoutMs: 600 })));
+    const took = performance.now() - started;
+    expect(err.kind).toBe('connection');
+    expect(err.message).toMatch(/sent no greeting within the 600 ms of --timeout, counting the connection before/);
+    expect(pop.connections).toBe(2);
+    expect(took).toBeGreaterThanOrEqual(590);
+    expect(took).toBeLessThan(900);
+  });
+
   it('a server that answers -ERR to a CAPA that came before its greeting: asked again on its connection', async () => {
     const pop = await fake({
       messages: three,

@@ -46,5 +46,14 @@ describe("an account's POP3 connections", () => {
     sessions.push(await account.openSource(), await account.openSource());
     expect(capas()).toEqual([0, 1, 1, 1]);
     expect(pop.connections).toBe(connections + 2);
+    // `sync --every` resolves the same input again each cycle: the next cycle remembers it.
+    const nextCycle = await resolveAccount(input, { logger: silentLogger, createJournalDir: false });
+    sessions.push(await nextCycle.openSource());
+    expect(capas()).toEqual([0, 1, 1, 1, 1]);
+    expect(pop.connections).toBe(connections + 3);
+    // Another account (another input) learns for itself.
+    const other = await resolveAccount({ ...input }, { logger: silentLogger, createJournalDir: false });
+    sessions.push(await other.openSource());
+    expect(capas()).toEqual([0, 1, 1, 1, 1, 0, 1]);
   });
 });
