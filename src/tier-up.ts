@@ -21,6 +21,14 @@
  * How: V8 reads `--interrupt-budget` whenever it gives a function a new budget (when its feedback
  * is allocated, and at each tick), so set at run time, before the program loads, it applies to
  * all of popsync's code.
+ * The same ticks also move a function from the interpreter to Sparkplug, V8's baseline code, so
+ * that comes later too; keeping V8's budget and delaying TurboFan alone through
+ * --ticks-before-optimization instead was no cheaper (small mail lower in 2 of 8 pairs, and 1 of 8
+ * with small functions no sooner), baseline code at once was dearer (0 of 5), and other budgets no
+ * better; 16 times V8's was lower on small mail in 24 of 33 pairs, not on the typical mix (10 of
+ * 21) nor with TLS (8 of 21). README's Performance lists every flag tried. Node 20's V8 is built
+ * without Maglev (v8_enable_maglev 0 in process.config): --maglev is accepted there and changes
+ * nothing.
  *
  * Only on Node 20 (V8 11.3), where this was measured: a later V8 tiers up through its mid-tier
  * compiler (Maglev) on budgets of its own, and prints "Error: unrecognized flag" for a flag it
