@@ -63,6 +63,15 @@ export function isRefusal(err: unknown): boolean {
   return (e.responseStatus === 'NO' || e.responseStatus === 'BAD') && e.code !== 'ETHROTTLE';
 }
 
+/**
+ * A tagged NO to imapflow's login: the server heard the credentials and turned the session away
+ * (a per-user connection limit says NO [UNAVAILABLE]). BAD is a login it did not understand.
+ */
+export function refusedLogin(err: unknown): boolean {
+  const e = asLike(err);
+  return e.authenticationFailed === true && e.responseStatus === 'NO';
+}
+
 export function responseCodeOf(err: unknown): string | undefined {
   const e = asLike(err);
   if (typeof e.serverResponseCode === 'string' && e.serverResponseCode) return e.serverResponseCode.toUpperCase();

@@ -49,7 +49,14 @@ import type {
   ImapSink,
   StoredHeader,
 } from './types.js';
-import { classifyAppendError, mapCommandError, mapConnectError, responseCodeOf, isRefusal } from './errors.js';
+import {
+  classifyAppendError,
+  mapCommandError,
+  mapConnectError,
+  refusedLogin,
+  responseCodeOf,
+  isRefusal,
+} from './errors.js';
 import { checkLevels, folderLevels, serverName } from './folders.js';
 import { internalDateTime } from './append-head.js';
 import { bodyBuffer, bodyHasNul, bodySize, isFileBody } from './body.js';
@@ -350,7 +357,10 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
       await again.connect();
     } catch (err) {
       again.close();
-      throw mapConnectError(err, { ...opts, secrets });
+      const e = mapConnectError(err, { ...opts, secrets });
+      // A NO to this login is the server turning it away, as pipeline.ts names it for its own
+      // connections: ImapWriter.loginAlone tries only that again.
+      throw refusedLogin(err) ? new TurnedAway(e, e.context.serverResponse ?? 'NO') : e;
     } finally {
       opening = false;
     }
@@ -869,16 +879,19 @@ class ImapWriter implements ImapSink {
   }
 
   /**
-   * A login just after our other connection logged out, tried again a few times while refused:
-   * the server may count the old one a moment longer (Dovecot hears of a disconnect through
-   * another process). A TLS failure is not tried again.
+   * A login just after our other connection logged out, tried again a few times while refused
+   * (TurnedAway): the server may count the old one a moment longer (Dovecot hears of a disconnect
+   * through another process). Nothing else is tried again here: a timeout, a reset or a TLS
+   * failure is no sign of that count, and each try of a silent server would hold the serial slot
+   * a whole timeout; such an error goes the way of any lost connection (serial() ends the sink,
+   * the engine reconnects).
    */
   private async loginAlone<T>(login: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await login();
       } catch (err) {
-        if (attempt >= ALONE_LOGIN_TRIES || !(err instanceof PopsyncError) || err.kind === 'tls') throw err;
+        if (attempt >= ALONE_LOGIN_TRIES || !(err instanceof TurnedAway)) throw err;
         this.log.debug({ attempt, err: err.message }, 'login after a logout refused; trying again');
         await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
       }

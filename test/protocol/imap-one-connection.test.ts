@@ -329,3 +329,77 @@ describe('messages kept in a file, on a server that lets one session in at a tim
     expect(fake.appends).toHaveLength(1);
   });
 });
+
+describe('a login after a logout (streamAlone) is tried again only while the server refuses it', () => {
+  let tmp: string;
+  beforeEach(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'popsync-one-connection-'));
+  });
+  afterEach(() => rmSync(tmp, { recursive: true, force: true }));
+
+  const large = Buffer.concat([msg(1), Buffer.alloc(300 * 1024, '1'), Buffer.from('\r\n')]);
+  function fileBody(): FileBody {
+    const file = join(tmp, 'large');
+    writeFileSync(file, large);
+    return { file, size: large.length, hasNul: false };
+  }
+
+  /**
+   * LOGINs, counted across connections: 1 imapflow's, 2 the APPEND connection's (refused: the
+   * run goes on with one connection), 3 the streaming connection's, 4 imapflow's again, ...
+   */
+  type Reply = NonNullable<ReturnType<NonNullable<FakeImapOptions['onCommand']>>>;
+  function logins(script: Record<number, Reply>): { opts: FakeImapOptions; count: () => number } {
+    let n = 0;
+    const refused: Reply = { kind: 'no', text: '[UNAVAILABLE] Maximum number of connections from user+IP exceeded' };
+    return {
+      opts: {
+        onCommand: (c) => {
+          if (c.name !== 'LOGIN') return undefined;
+          n++;
+          return n === 2 ? refused : script[n];
+        },
+      },
+      count: () => n,
+    };
+  }
+
+  async function streamOne(fakeOpts: FakeImapOptions): Promise<{ err: unknown; ms: number }> {
+    const { sink: opening } = await connect(fakeOpts, { timeoutMs: 600 });
+    const sink = await opening;
+    expect(sink.oneConnection).not.toBeNull();
+    const started = Date.now();
+    const err = await sink.appendBatch('Archive', [{ body: fileBody(), flags: [] }]).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    return { err, ms: Date.now() - started };
+  }
+
+  it("the streaming connection's LOGIN unanswered: a connection error after one timeout, not four", async () => {
+    const l = logins({ 3: { kind: 'hang' } });
+    const { err, ms } = await streamOne(l.opts);
+    expect(err).toBeInstanceOf(PopsyncError);
+    expect((err as PopsyncError).kind).toBe('connection');
+    expect(l.count()).toBe(3);
+    // Four tries were 4 x 600 ms and 1.4 s of pauses.
+    expect(ms).toBeLessThan(1500);
+  });
+
+  it("imapflow's LOGIN again unanswered: a connection error after one timeout, not four", async () => {
+    const l = logins({ 4: { kind: 'hang' } });
+    const { err, ms } = await streamOne(l.opts);
+    expect(err).toBeInstanceOf(PopsyncError);
+    expect((err as PopsyncError).kind).toBe('connection');
+    expect(l.count()).toBe(4);
+    expect(ms).toBeLessThan(1500);
+  });
+
+  it("imapflow's LOGIN again refused once (the server counts the streaming one): tried again", async () => {
+    const l = logins({ 4: { kind: 'no', text: '[UNAVAILABLE] Maximum number of connections' } });
+    const { err } = await streamOne(l.opts);
+    expect(err).toBeNull();
+    // 4 refused, 5 accepted.
+    expect(l.count()).toBe(5);
+  });
+});
