@@ -16,8 +16,9 @@
  * A folder sticks to the connection it was first given for the whole session. A further
  * connection is opened only when a further folder comes and the cap allows it; past the cap a
  * new folder joins the connection that has carried the fewest bytes. A further connection the
- * server turns away (pipeline.ts TurnedAway: a per-user connection limit, a login refused now)
- * lowers the cap to what is open: the copy goes on over fewer connections rather than stopping
+ * server turns away (pipeline.ts TurnedAway: a per-user connection limit, a login refused now;
+ * a close before its greeting only when the one try more after a pause closes too) lowers the
+ * cap to what is open: the copy goes on over fewer connections rather than stopping
  * the run, since no retry lifts such a limit. Any other failure to open it (TLS, a timeout, a
  * reset) is thrown as a failure of the first connection is: the pass ends and the run
  * reconnects (or stops, for TLS), rather than running for hours on fewer connections than asked
@@ -25,7 +26,7 @@
  */
 import { PopsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { type PipelinedAppender, PipelineUnsupported, TurnedAway } from './pipeline.js';
+import { openAgainIfUnheard, type PipelinedAppender, PipelineUnsupported, TurnedAway } from './pipeline.js';
 
 /** What placement knows of one open connection. */
 export interface ConnectionLoad {
@@ -104,7 +105,9 @@ export class AppendPool {
    */
   private async grow(): Promise<number> {
     try {
-      this.conns.push({ appender: this.adopt(await this.open()), folders: 0, bytes: 0 });
+      // A close before the greeting lowers the cap only when it happens again (openAgainIfUnheard).
+      const appender = await this.open().catch((err: unknown) => openAgainIfUnheard(err, this.open, this.log));
+      this.conns.push({ appender: this.adopt(appender), folders: 0, bytes: 0 });
       this.log.debug({ connections: this.conns.length }, 'opened a further IMAP APPEND connection');
       return this.conns.length - 1;
     } catch (err) {

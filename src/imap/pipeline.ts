@@ -88,9 +88,42 @@ export class TurnedAway extends PopsyncError {
     err: PopsyncError,
     /** The server's words (redacted), or what it did when it said nothing. */
     readonly said: string,
+    /** The server closed the connection before greeting it: not a word of why (openAgainIfUnheard). */
+    readonly unheard = false,
   ) {
     super(err.kind, err.message, err.context, { cause: err.cause, scope: err.scope });
     this.name = 'PopsyncError';
+  }
+}
+
+/** The pause before a connection closed unheard is opened once more (openAgainIfUnheard). */
+const UNHEARD_PAUSE_MS = 1000;
+
+/**
+ * After `err` from opening an APPEND connection: when the server closed that connection before
+ * greeting it, `open()` once more after a pause, and that second try's outcome (its own
+ * TurnedAway, a connection, an error) stands. A close without a word is how some servers turn a
+ * connection away, but it is also what a backend restarting or a proxy overloaded does for a
+ * moment, and the callers decide much on a refusal: the run's one connection (writer.ts, once per
+ * run) or the pool's cap (append-pool.ts). A NO or BYE is the server's verdict and stands at
+ * once. Any other error is thrown as it is.
+ */
+export async function openAgainIfUnheard(
+  err: unknown,
+  open: () => Promise<PipelinedAppender>,
+  log: Logger,
+): Promise<PipelinedAppender> {
+  if (!(err instanceof TurnedAway) || !err.unheard) throw err;
+  log.debug(
+    { pauseMs: UNHEARD_PAUSE_MS },
+    'IMAP server closed an APPEND connection before greeting it; trying once more',
+  );
+  await new Promise((resolve) => setTimeout(resolve, UNHEARD_PAUSE_MS));
+  try {
+    return await open();
+  } catch (again) {
+    if (!(again instanceof TurnedAway) || !again.unheard) throw again;
+    throw new TurnedAway(again, `${again.said}, twice ${UNHEARD_PAUSE_MS / 1000} s apart`, true);
   }
 }
 
@@ -481,7 +514,7 @@ export class PipelinedAppender {
       if (err instanceof PipelineUnsupported) await a.close();
       else a.destroy();
       const e = err instanceof PopsyncError || err instanceof PipelineUnsupported ? err : fail(err);
-      throw why !== null && e instanceof PopsyncError ? new TurnedAway(e, why) : e;
+      throw why !== null && e instanceof PopsyncError ? new TurnedAway(e, why, stage === 'greeting') : e;
     }
   }
 

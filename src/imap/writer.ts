@@ -66,6 +66,7 @@ import {
   PipelineUnsupported,
   type PipelineItem,
   TurnedAway,
+  openAgainIfUnheard,
 } from './pipeline.js';
 import { type ImapflowAdapter, loadImapflow } from './imapflow-load.js';
 import { EarlySocket } from './early-socket.js';
@@ -205,8 +206,19 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   const opening: Promise<PipelinedAppender | null> =
     appendPath === 'imapflow'
       ? Promise.resolve(null)
-      : PipelinedAppender.open(opts, connectTimeoutMs, log, 'pipelined', secrets, socketOpen, verdict).catch(
-          (err: unknown) => {
+      : PipelinedAppender.open(opts, connectTimeoutMs, log, 'pipelined', secrets, socketOpen, verdict)
+          // A close before the greeting decides the run only when it happens again (a restart, a
+          // proxy overloaded for a moment look the same): asked where it would decide, below.
+          .catch((err: unknown) =>
+            appendPath === 'auto' && imapflowLoggedIn
+              ? openAgainIfUnheard(
+                  err,
+                  () => PipelinedAppender.open(opts, connectTimeoutMs, log, 'pipelined', secrets),
+                  log,
+                )
+              : Promise.reject(err),
+          )
+          .catch((err: unknown) => {
             // The same user's login, accepted on imapflow's connection, turned away on this one
             // (a NO or BYE to it, or a BYE or close for its greeting): a per-user connection limit
             // (Dovecot's mail_max_userip_connections = 1 says NO [UNAVAILABLE]), which no retry
@@ -234,8 +246,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
               );
             log.debug({ reason: err.message }, 'IMAP APPEND goes through imapflow, one at a time');
             return null;
-          },
-        );
+          });
   let appendFailed = false;
   const settledOpening = opening.then(
     () => undefined,

@@ -73,9 +73,10 @@ function nthLogin(n: number, reply: NonNullable<ReturnType<NonNullable<FakeImapO
 
 /**
  * The APPEND connection (the first accepted) greeted with `line` only once imapflow's login has
- * been answered: a connection the server turns away while the session is logged in.
+ * been answered: a connection the server turns away while the session is logged in. `again`:
+ * the connections after imapflow's (from 3) greeted with `line` at once.
  */
-function greetedAfterLogin(line: string): FakeImapOptions {
+function greetedAfterLogin(line: string, again: readonly number[] = []): FakeImapOptions {
   let loggedIn: () => void = () => undefined;
   const after = new Promise<void>((resolve) => {
     loggedIn = resolve;
@@ -85,7 +86,7 @@ function greetedAfterLogin(line: string): FakeImapOptions {
       if (c.name === 'LOGIN') setTimeout(loggedIn, 100);
       return undefined;
     },
-    greeting: (n) => (n === 1 ? { line, after } : undefined),
+    greeting: (n) => (n === 1 ? { line, after } : again.includes(n) ? { line } : undefined),
   };
 }
 
@@ -111,7 +112,11 @@ describe('the server turns the APPEND connection away after letting imapflow in'
       /BYE Too many connections for alice/,
     ],
     ['its greeting a BYE', greetedAfterLogin('* BYE Too many connections'), /BYE Too many connections/],
-    ['closed before its greeting', greetedAfterLogin('close'), /closed the connection before greeting it/],
+    [
+      'closed before its greeting, and again a second later',
+      greetedAfterLogin('close', [3]),
+      /closed the connection before greeting it, twice 1 s apart/,
+    ],
   ] as const)('%s: a warning with its words, and the copy goes through imapflow', async (_name, fakeOpts, said) => {
     const { fake, sink: opening, warnings } = await connect(fakeOpts as FakeImapOptions);
     const sink = await opening;
@@ -126,6 +131,40 @@ describe('the server turns the APPEND connection away after letting imapflow in'
     expect(outcomes.map((o) => o.ok)).toEqual([true, true]);
     expect(sink.appendCounts).toMatchObject({ pipelined: 0, imapflow: 2 });
     expect(fake.appends).toHaveLength(2);
+  });
+});
+
+describe('a close before the greeting decides nothing on its own', () => {
+  it('closed once (a restart, a proxy overloaded): the APPEND connection opened again a second later', async () => {
+    const { fake, sink: opening, warnings } = await connect(greetedAfterLogin('close'));
+    const started = Date.now();
+    const sink = await opening;
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect(warnings).toEqual([]);
+    expect(sink.oneConnection).toBeNull();
+    // The closed one, imapflow's, the APPEND connection again.
+    expect(fake.connections).toBe(3);
+    await sink.appendBatch(
+      'Archive',
+      [1, 2].map((n) => ({ body: msg(n), flags: [] })),
+    );
+    expect(sink.appendCounts).toMatchObject({ pipelined: 2, imapflow: 0 });
+  });
+
+  it('a NO to its login still decides at once: no second try', async () => {
+    const {
+      fake,
+      sink: opening,
+      warnings,
+    } = await connect({
+      onCommand: nthLogin(2, { kind: 'no', text: '[UNAVAILABLE] Maximum number of connections' }),
+    });
+    const started = Date.now();
+    const sink = await opening;
+    expect(Date.now() - started).toBeLessThan(900);
+    expect(sink.oneConnection).toMatch(/NO \[UNAVAILABLE\] Maximum number of connections/);
+    expect(warnings).toHaveLength(1);
+    expect(fake.connections).toBe(2);
   });
 });
 

@@ -118,6 +118,60 @@ describe('AppendPool', () => {
     expect(warned[0]).toMatch(/refused a further APPEND connection .*going on with 1 APPEND connection$/);
   });
 
+  describe('a close before the greeting of a further connection', () => {
+    const closed = () =>
+      new TurnedAway(
+        new PopsyncError('connection', 'IMAP APPEND connection to h:143: connection closed by the server'),
+        'closed the connection before greeting it',
+        true,
+      );
+
+    it('once (a restart, a proxy overloaded for a moment): opened again a second later, the cap stands', async () => {
+      const f = fakes();
+      let asked = 0;
+      const warned: string[] = [];
+      const log = { ...silentLogger, warn: (_o: object, msg?: string) => void warned.push(String(msg)) };
+      const pool = new AppendPool(
+        f.make(),
+        3,
+        async () => {
+          if (asked++ === 0) throw closed();
+          return f.make();
+        },
+        log as typeof silentLogger,
+      );
+      await pool.forFolder('A', 1);
+      const started = Date.now();
+      expect(f.id(await pool.forFolder('B', 1))).toBe(1);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+      expect(asked).toBe(2);
+      expect(warned).toEqual([]);
+      expect(f.id(await pool.forFolder('C', 1))).toBe(2);
+    });
+
+    it('and again on the second try: the cap is lowered, as for a refusal', async () => {
+      const f = fakes();
+      let asked = 0;
+      const warned: string[] = [];
+      const log = { ...silentLogger, warn: (_o: object, msg?: string) => void warned.push(String(msg)) };
+      const pool = new AppendPool(
+        f.make(),
+        3,
+        async () => {
+          asked++;
+          throw closed();
+        },
+        log as typeof silentLogger,
+      );
+      await pool.forFolder('A', 1);
+      expect(f.id(await pool.forFolder('B', 1))).toBe(0);
+      expect(f.id(await pool.forFolder('C', 1))).toBe(0);
+      expect(asked).toBe(2);
+      expect(warned).toHaveLength(1);
+      expect(warned[0]).toMatch(/going on with 1 APPEND connection$/);
+    });
+  });
+
   for (const [what, err] of [
     ['a timeout', new PopsyncError('connection', 'IMAP APPEND connection to h:143: no reply within 60000 ms')],
     ['a reset', new PopsyncError('connection', 'IMAP APPEND connection to h:143: read ECONNRESET')],
