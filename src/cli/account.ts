@@ -116,6 +116,14 @@ const warnedCleartext = new Set<string>();
  */
 const popLearntOf = new WeakMap<AccountInput, Pop3Learnt>();
 
+/**
+ * Why an account's IMAP server allows it one connection (imap/writer.ts ImapOptions
+ * .oneConnection), by the account's input as popLearntOf: decided once for the life of the
+ * process, not per cycle of `sync --every`, which would otherwise be refused a login and print
+ * a warning every cycle. A new process asks again: the server's limit may have changed.
+ */
+const oneImapConnectionOf = new WeakMap<AccountInput, { reason: string | null }>();
+
 export async function resolveAccount(input: AccountInput, o: ResolveOptions): Promise<ResolvedAccount> {
   const pop = resolvePop3Endpoint(input.pop);
   const imap = resolveImapEndpoint(input.imap);
@@ -181,8 +189,12 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
     }
   }
   const timeoutMs = input.timeoutSeconds * 1000;
-  // The run's sinks (one per reconnect) learn once that the server allows one connection.
-  const oneConnection: { reason: string | null } = { reason: null };
+  // The account's sinks (one per reconnect, per cycle) learn once that the server allows one connection.
+  let oneConnection = oneImapConnectionOf.get(input);
+  if (oneConnection === undefined) {
+    oneConnection = { reason: null };
+    oneImapConnectionOf.set(input, oneConnection);
+  }
   const tag = (display: string, target: ConnectTarget) => (raw: unknown) => {
     const probe = tlsProbeVerdict(target.host, target.port);
     const e = explainConnectFailure(raw, probe === undefined ? target : { ...target, tlsProbe: probe });
