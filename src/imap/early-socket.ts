@@ -6,7 +6,7 @@
  * instead of opening one then. The greeting waits in the socket, unread, until imapflow pipes it.
  */
 import type net from 'node:net';
-import { createSocket, type SocketTarget } from '../net/connect.js';
+import { connectedBefore, createSocket, type SocketTarget } from '../net/connect.js';
 
 export class EarlySocket {
   readonly socket: net.Socket;
@@ -18,7 +18,7 @@ export class EarlySocket {
   private taken = false;
 
   constructor(
-    target: SocketTarget,
+    private readonly target: SocketTarget,
     readonly secure: boolean,
   ) {
     // Told by createSocket, not by the socket's own event: a socket opened ahead (net/connect.ts
@@ -35,7 +35,8 @@ export class EarlySocket {
   /**
    * For imapflow's transport: the socket, with `onConnect` called once it is connected (secured
    * when implicit TLS), or null when it cannot stand in for a socket opened now (another TLS mode,
-   * already taken). An error it met already is thrown, as a refused connect would be.
+   * already taken). An error it met already is thrown, as a refused connect would be; a close by
+   * the server before imapflow listened is told as an error (net/connect.ts connectedBefore).
    */
   take(secure: boolean, onConnect: () => void): net.Socket | null {
     if (this.taken || secure !== this.secure) return null;
@@ -44,7 +45,7 @@ export class EarlySocket {
       this.socket.destroy();
       throw this.error;
     }
-    if (this.connected) setImmediate(onConnect);
+    if (this.connected) connectedBefore(this.socket, this.target, onConnect);
     else this.whenConnected = onConnect;
     return this.socket;
   }

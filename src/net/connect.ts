@@ -44,13 +44,42 @@ export function createSocket(t: SocketTarget, secure: boolean, onConnect?: () =>
   let s: net.Socket;
   if (w !== null) {
     if (onConnect) {
-      if (w.open) setImmediate(onConnect);
+      // One still connecting is handed over before the server could close it: its connect is told
+      // in the same turn, and no 'end' or 'close' can come before.
+      if (w.open) connectedBefore(w.socket, t, onConnect);
       else w.ready.then(onConnect, () => undefined);
     }
     s = w.socket;
   } else s = newSocket(t, secure, onConnect);
   if (t.protocol === 'IMAP') failOnPop3Greeting(s, t);
   return s;
+}
+
+/**
+ * Tells the user of a socket that connected before it was taken (a warm one, imapflow's early
+ * one: early-socket.ts) that it is connected, on the next turn, once the user holds it. A server
+ * may have closed it meanwhile without a word (overloaded, a limit on connections enforced at
+ * accept, a proxy with no backend): its 'end' and 'close' then went to no one, and imapflow, which
+ * listens for them only from its connect callback on, waited out its greeting timeout (30 s, 60 s
+ * from the CLI) before saying the server sent no greeting. Such a socket fails with an 'error'
+ * instead, at once, saying the server closed it. An error the socket met was heard already: by
+ * its user, or by EarlySocket, which throws it when taken.
+ */
+export function connectedBefore(s: net.Socket, t: SocketTarget, onConnect: () => void): void {
+  setImmediate(() => {
+    if (!s.readableEnded && !s.destroyed) return onConnect();
+    s.destroy();
+    // Never an 'error' without a listener (it would end the process); every user listens.
+    if (s.errored === null && s.listenerCount('error') > 0) s.emit('error', closedBeforeGreeting(t));
+  });
+}
+
+/** A connection the server closed before sending a byte (connect-hints.ts words it "did not greet"). */
+function closedBeforeGreeting(t: SocketTarget): PopsyncError {
+  return new PopsyncError(
+    'connection',
+    `${t.protocol} server ${t.host}:${t.port} closed the connection before greeting`,
+  );
 }
 
 /** The most of a foreign greeting quoted in the error, as our APPEND connection quotes one. */

@@ -102,6 +102,31 @@ describe('sockets opened ahead', () => {
     await openReaches(0);
   });
 
+  it("imapflow's early socket the server closed before it was taken: an error naming the server", async () => {
+    // A server that accepts and closes without a word (a limit on connections enforced at accept).
+    const closing = net.createServer((c) => c.end());
+    await new Promise<void>((r) => closing.listen(0, '127.0.0.1', r));
+    const t = target({ protocol: 'IMAP', port: (closing.address() as AddressInfo).port });
+    const early = new EarlySocket(t, false);
+    await new Promise((r) => early.socket.once('close', r));
+    const connected = vi.fn();
+    // imapflow listens for errors from the moment it holds the socket, for 'end' and 'close' only
+    // from its connect callback on: it never heard those, and waited out its greeting timeout.
+    expect(early.take(false, connected)).toBe(early.socket);
+    // The guard: without the error this waits no longer than this.
+    const err = await new Promise<Error | null>((r) => {
+      early.socket.once('error', r);
+      setTimeout(() => r(null), 2000);
+    });
+    expect(err).toMatchObject({
+      kind: 'connection',
+      message: `IMAP server 127.0.0.1:${t.port} closed the connection before greeting`,
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(connected).not.toHaveBeenCalled();
+    await new Promise((r) => closing.close(r));
+  });
+
   it('another server, TLS mode or trust takes none; those not taken are closed by what warmUp returned', async () => {
     const before = accepted;
     const cool = warmUp(target(), false, 1);

@@ -1,0 +1,157 @@
+/**
+ * imapflow's connection is opened before imapflow takes it (src/imap/early-socket.ts, and the
+ * sockets net/connect.ts warmUp opens ahead). A server that accepts it and closes it at once
+ * (overloaded, a limit on connections enforced at accept, a proxy with no backend) closed it
+ * while no one listened: imapflow, which listens from its connect callback on, then waited out
+ * its greeting timeout (--timeout, 60 s from the CLI) and said the server sent no greeting. The
+ * connect must fail at once, saying the server closed the connection, over plain TCP and TLS.
+ *
+ * A front server before the fake IMAP server scripts each connection, in the order accepted:
+ * the APPEND connection's comes first (it is relayed), imapflow's second. imapflow's load, which
+ * the CLI pays in each run (40-200 ms, imapflow-load.ts) and which is what leaves the server time
+ * to close the early socket, is held here until the server has closed it: in this process
+ * imapflow is loaded once, and the close would otherwise race imapflow's taking the socket.
+ */
+import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { PopsyncError } from '../../src/errors.js';
+import { connectImap, type ImapOptions } from '../../src/imap/index.js';
+import { FAKE_PASSWORD, FAKE_USER, type FakeImap, startFakeImap } from '../support/fake-imap.js';
+import { generateTestCertificate } from '../support/fake-pop3.js';
+
+/** The guard: without the fix each case took this long (imapflow's greeting timeout). */
+const TIMEOUT_MS = 4000;
+
+const load = vi.hoisted(() => ({ held: Promise.resolve() as Promise<unknown> }));
+vi.mock('../../src/imap/imapflow-load.js', async (original) => {
+  const real = await original<typeof import('../../src/imap/imapflow-load.js')>();
+  return { ...real, loadImapflow: () => load.held.then(() => real.loadImapflow()) };
+});
+
+/**
+ * 'close': closed once accepted (over TLS, once the handshake is done), before a byte;
+ * 'partial': half a greeting, then closed; 'reset': closed before the TLS handshake.
+ */
+type Act = 'relay' | 'close' | 'partial' | 'reset';
+
+let cert: { key: string; cert: string };
+let fake: FakeImap;
+const servers: net.Server[] = [];
+const sockets = new Set<net.Socket>();
+
+beforeAll(async () => {
+  cert = generateTestCertificate();
+  fake = await startFakeImap({ mailboxes: ['Archive'] });
+});
+afterEach(async () => {
+  for (const s of sockets) s.destroy();
+  for (const s of servers.splice(0)) await new Promise((r) => s.close(r));
+});
+afterAll(async () => {
+  await fake.close();
+});
+
+/**
+ * Listens in front of the fake server; `act(n)` says what the n-th connection (from 1) meets.
+ * imapflow's load waits until the first connection not relayed is closed at both ends (the
+ * client ends its side once it has read the server's close), or, after half a greeting, which
+ * the client does not read before imapflow does, until the server's close was sent.
+ */
+async function front(act: (n: number) => Act, secure: boolean): Promise<number> {
+  let n = 0;
+  let scripted: () => void = () => undefined;
+  // Bounded: a script that never closes costs the guard's time, not the test runner's.
+  load.held = Promise.race([
+    new Promise<void>((resolve) => {
+      scripted = resolve;
+    }),
+    new Promise((resolve) => setTimeout(resolve, TIMEOUT_MS)),
+  ]);
+  const server = net.createServer((raw) => {
+    const what = act(++n);
+    sockets.add(raw);
+    raw.on('error', () => {});
+    if (what === 'close' || what === 'reset') raw.once('close', scripted);
+    if (what === 'reset') return void raw.destroy();
+    const client = secure ? new tls.TLSSocket(raw, { isServer: true, key: cert.key, cert: cert.cert }) : raw;
+    client.on('error', () => {});
+    if (what === 'partial') client.once('finish', () => setTimeout(scripted, 100));
+    const go = (): void => {
+      if (what === 'close') return void client.end();
+      if (what === 'partial') return void client.end('* OK [CAPABILITY IMAP4rev1');
+      const upstream = net.connect(fake.port, fake.host);
+      sockets.add(upstream);
+      upstream.on('error', () => client.destroy());
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+      client.pipe(upstream).pipe(client);
+    };
+    if (secure) client.once('secure', go);
+    else go();
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return (server.address() as AddressInfo).port;
+}
+
+async function connectFailure(
+  act: (n: number) => Act,
+  secure: boolean,
+  extra: Partial<ImapOptions> = {},
+): Promise<{ err: PopsyncError; ms: number; port: number }> {
+  const port = await front(act, secure);
+  const started = Date.now();
+  const err = await connectImap({
+    host: '127.0.0.1',
+    port,
+    tls: secure ? 'implicit' : 'none',
+    ...(secure ? { ca: [cert.cert] } : {}),
+    user: FAKE_USER,
+    password: FAKE_PASSWORD,
+    timeoutMs: TIMEOUT_MS,
+    ...extra,
+  }).then(
+    async (sink) => {
+      await sink.close();
+      throw new Error('connected');
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(PopsyncError);
+  return { err: err as PopsyncError, ms: Date.now() - started, port };
+}
+
+describe.each([
+  ['plain', false],
+  ['TLS', true],
+] as const)('%s: the server closes imapflow’s connection before greeting', (_name, secure) => {
+  it('while the APPEND connection is let in: the connect fails at once, saying the server closed it', async () => {
+    const { err, ms, port } = await connectFailure((n) => (n === 2 ? 'close' : 'relay'), secure);
+    expect(err.kind).toBe('connection');
+    expect(err.message).toBe(`IMAP server 127.0.0.1:${port} closed the connection before greeting`);
+    expect(ms).toBeLessThan(TIMEOUT_MS / 2);
+  });
+
+  it('as its only connection (no APPEND connection): the same', async () => {
+    const { err, ms, port } = await connectFailure(() => 'close', secure, { appendPath: 'imapflow' });
+    expect(err.kind).toBe('connection');
+    expect(err.message).toBe(`IMAP server 127.0.0.1:${port} closed the connection before greeting`);
+    expect(ms).toBeLessThan(TIMEOUT_MS / 2);
+  });
+
+  // imapflow reads the half line, then hears the close: it never waited here (a regression guard).
+  it('after half a greeting: the connect fails at once', async () => {
+    const { err, ms } = await connectFailure((n) => (n === 2 ? 'partial' : 'relay'), secure);
+    expect(err.kind).toBe('connection');
+    expect(err.message).not.toMatch(/greeting from server in required time|GREETING_TIMEOUT/);
+    expect(ms).toBeLessThan(TIMEOUT_MS / 2);
+  });
+});
+
+// The early socket's error, met before imapflow took it, is thrown to imapflow: it never waited here either.
+it('TLS: a close before the handshake fails the connect at once, as a connection error', async () => {
+  const { err, ms } = await connectFailure((n) => (n === 2 ? 'reset' : 'relay'), true);
+  expect(err.kind).toBe('connection');
+  expect(ms).toBeLessThan(TIMEOUT_MS / 2);
+});
