@@ -8,8 +8,10 @@
  *
  * PAIRS (default 5) pairs of PAIRS_MIX: typical (PAIRS_MESSAGES, default 3,000, the bench's
  * mix), small (default 10,000 of the bench's small messages), tls (the typical mix over pop3s
- * and imaps) or rtt (the typical mix, default 1,000, through lab/slow-proxy.ts at PAIRS_RTT_MS,
- * default 30). PAIRS_NODE_A and PAIRS_NODE_B add node options to each side (space-separated:
+ * and imaps), rtt (the typical mix, default 1,000, through lab/slow-proxy.ts at PAIRS_RTT_MS,
+ * default 30), or large and large-tls (default 30 messages of 9.5 MB, each a batch of its own
+ * held in memory: the worst case of the memory bound, plaintext or over pop3s and imaps).
+ * PAIRS_NODE_A and PAIRS_NODE_B add node options to each side (space-separated:
  * `--cpu-prof --cpu-prof-dir=/tmp/prof`, or a flag under test). Each source is listed once
  * before its run, as the bench does. Run it with TMPDIR=/dev/shm: with the lab on a disk, file
  * creation in Dovecot's maildir is the limit for every build alike.
@@ -18,7 +20,7 @@ import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { listPop3, type RawEndpoints } from './bench-raw.js';
-import { benchMix, smallMix } from './corpus.js';
+import { benchMix, hugeMessage, smallMix } from './corpus.js';
 import { startDovecot } from './dovecot.js';
 import { type CliRun, labEndpoints, runPopsync } from './popsync-cli.js';
 import { ServerCpu } from './server-cpu.js';
@@ -45,12 +47,18 @@ function median(xs: number[]): number {
 async function main(): Promise<void> {
   if (!env.PAIRS_B) throw new Error('PAIRS_B must name the other build (its bin/popsync.js)');
   const mix = env.PAIRS_MIX ?? 'typical';
-  if (!['typical', 'small', 'tls', 'rtt'].includes(mix))
-    throw new Error(`PAIRS_MIX ${mix}: typical, small, tls or rtt`);
+  if (!['typical', 'small', 'tls', 'rtt', 'large', 'large-tls'].includes(mix))
+    throw new Error(`PAIRS_MIX ${mix}: typical, small, tls, rtt, large or large-tls`);
   const pairs = Number(env.PAIRS ?? 5);
-  const count = Number(env.PAIRS_MESSAGES ?? (mix === 'small' ? 10000 : mix === 'rtt' ? 1000 : 3000));
+  const large = mix.startsWith('large');
+  const count = Number(env.PAIRS_MESSAGES ?? (mix === 'small' ? 10000 : mix === 'rtt' ? 1000 : large ? 30 : 3000));
   const rttMs = Number(env.PAIRS_RTT_MS ?? 30);
-  const messages = mix === 'small' ? smallMix(count, 7) : benchMix(count, 42);
+  const messages =
+    mix === 'small'
+      ? smallMix(count, 7)
+      : large
+        ? Array.from({ length: count }, (_, i) => hugeMessage(9.5 * 1024 * 1024, 100 + i))
+        : benchMix(count, 42);
   const sides: Side[] = [
     { name: 'A', bin: env.PAIRS_A ?? join(ROOT, 'bin', 'popsync.js'), nodeArgs: words(env.PAIRS_NODE_A), runs: [] },
     { name: 'B', bin: env.PAIRS_B, nodeArgs: words(env.PAIRS_NODE_B), runs: [] },
@@ -62,7 +70,7 @@ async function main(): Promise<void> {
       : [];
   const ep: RawEndpoints = proxies.length
     ? { pop3: proxies[0]!.port, imap: proxies[1]!.port }
-    : labEndpoints(lab, mix === 'tls');
+    : labEndpoints(lab, mix === 'tls' || mix === 'large-tls');
   try {
     const load = loadavg()
       .map((l) => l.toFixed(1))

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { ARENA_BYTES, arenaOption, type ChunkSink, socketChunks } from '../../src/net/read-arena.js';
+import { ARENA_BYTES, arenaOption, type ChunkSink, HOLD_BYTES, socketChunks } from '../../src/net/read-arena.js';
 
 /** `coalesce`: TLS's mode, a turn's pieces handed on as one; else each read at once (plain TCP). */
 function setup(coalesce = true) {
@@ -93,6 +93,48 @@ describe('ReadArena', () => {
     chunks.resume();
     await turn();
     expect(got).toEqual(['one', 'two', '<close>']);
+  });
+
+  it('TLS: reading stops once HOLD_BYTES wait to be handed on, and starts again once they were', async () => {
+    const { socket, chunks, arrive, got, sink } = setup();
+    chunks.start(sink);
+    // One arena at a time, as Node's reads fill them: the last of HOLD_BYTES stops the reading.
+    const arenas = HOLD_BYTES / ARENA_BYTES;
+    const said = arrive('x'.repeat(HOLD_BYTES + ARENA_BYTES));
+    expect(said).toEqual([...Array<boolean>(arenas - 1).fill(true), false, false]);
+    expect(socket.resumes).toBe(0);
+    await turn();
+    expect(got.join('').length).toBe(HOLD_BYTES + ARENA_BYTES);
+    expect(socket.resumes).toBe(1);
+  });
+
+  it('TLS: a reader that resumes while HOLD_BYTES are held gets them before the socket reads on', async () => {
+    const { socket, chunks, arrive, got, sink } = setup();
+    // Takes one chunk per resume(), as a reader whose queue is full pauses at once.
+    const reader: ChunkSink = {
+      chunk: (c) => {
+        sink.chunk(c);
+        chunks.pause();
+      },
+      close: sink.close,
+    };
+    chunks.start(reader);
+    arrive('first');
+    await turn();
+    expect(got).toEqual(['first']);
+    // What a read decrypts after the pause is kept, and the reading stopped.
+    expect(arrive('y'.repeat(HOLD_BYTES + ARENA_BYTES)).every((go) => !go)).toBe(true);
+    let resumed = 0;
+    while (got.length < HOLD_BYTES / ARENA_BYTES + 2) {
+      chunks.resume();
+      if (socket.resumes > 0) break;
+      resumed++;
+      await turn();
+    }
+    // Restarted only once fewer than HOLD_BYTES were held: two arenas' worth handed on first.
+    expect(resumed).toBe(2);
+    expect(got.slice(1).join('').length).toBe(2 * ARENA_BYTES - 'first'.length);
+    expect(socket.resumes).toBe(1);
   });
 
   it('after stop() nothing reaches the reader and the socket reads on to its end', async () => {
