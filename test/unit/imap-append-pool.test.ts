@@ -40,6 +40,19 @@ function fakes() {
   return { made, make, id: (a: PipelinedAppender) => (a as unknown as Fake).id };
 }
 
+/**
+ * A pool over fakes, its first connection already open, whose further ones `open` makes; `open`
+ * is told how many times it was asked before. What the pool warns is kept in `warned`.
+ */
+function pool(cap: number, open: (asked: number, f: ReturnType<typeof fakes>) => Promise<PipelinedAppender>) {
+  const f = fakes();
+  let asked = 0;
+  const warned: string[] = [];
+  const log = { ...silentLogger, warn: (_o: object, msg?: string) => void warned.push(String(msg)) };
+  const p = new AppendPool(f.make(), cap, () => open(asked++, f), log as typeof silentLogger);
+  return { f, pool: p, warned, asked: () => asked };
+}
+
 describe('placeFolder', () => {
   const conns = (...bytes: number[]) => bytes.map((b) => ({ folders: 1, bytes: b }));
   it('fills the first connection first, opens a new one while under the cap, then picks the least loaded', () => {
@@ -55,27 +68,17 @@ describe('placeFolder', () => {
 
 describe('AppendPool', () => {
   it('keeps each folder on one connection and opens a further one only for a further folder', async () => {
-    const f = fakes();
-    let opened = 0;
-    const pool = new AppendPool(
-      f.make(),
-      2,
-      async () => {
-        opened++;
-        return f.make();
-      },
-      silentLogger,
-    );
-    expect(f.id(await pool.forFolder('A', 100))).toBe(0);
-    expect(f.id(await pool.forFolder('A', 100))).toBe(0);
-    expect(opened).toBe(0);
-    expect(f.id(await pool.forFolder('B', 10))).toBe(1);
-    expect(opened).toBe(1);
+    const { f, pool: p, asked: opened } = pool(2, async (_n, f) => f.make());
+    expect(f.id(await p.forFolder('A', 100))).toBe(0);
+    expect(f.id(await p.forFolder('A', 100))).toBe(0);
+    expect(opened()).toBe(0);
+    expect(f.id(await p.forFolder('B', 10))).toBe(1);
+    expect(opened()).toBe(1);
     // At the cap: C joins the connection that has carried less (B's), and stays there.
-    expect(f.id(await pool.forFolder('C', 500))).toBe(1);
-    expect(f.id(await pool.forFolder('A', 1))).toBe(0);
-    expect(f.id(await pool.forFolder('C', 1))).toBe(1);
-    expect(opened).toBe(1);
+    expect(f.id(await p.forFolder('C', 500))).toBe(1);
+    expect(f.id(await p.forFolder('A', 1))).toBe(0);
+    expect(f.id(await p.forFolder('C', 1))).toBe(1);
+    expect(opened()).toBe(1);
   });
 
   it('with a cap of 1 never opens another connection', async () => {
@@ -96,24 +99,19 @@ describe('AppendPool', () => {
   });
 
   it('goes on with fewer connections when the server refuses a further one, and does not ask again', async () => {
-    const f = fakes();
-    let asked = 0;
-    const warned: string[] = [];
-    const log = { ...silentLogger, warn: (_o: object, msg?: string) => void warned.push(String(msg)) };
-    const pool = new AppendPool(
-      f.make(),
-      3,
-      async () => {
-        asked++;
-        const e = new PopsyncError('auth', 'IMAP login refused: NO [UNAVAILABLE] Maximum number of connections');
-        throw new TurnedAway(e, 'NO [UNAVAILABLE] Maximum number of connections');
-      },
-      log as typeof silentLogger,
-    );
-    expect(f.id(await pool.forFolder('A', 1))).toBe(0);
-    expect(f.id(await pool.forFolder('B', 1))).toBe(0);
-    expect(f.id(await pool.forFolder('C', 1))).toBe(0);
-    expect(asked).toBe(1);
+    const {
+      f,
+      pool: p,
+      warned,
+      asked,
+    } = pool(3, async () => {
+      const e = new PopsyncError('auth', 'IMAP login refused: NO [UNAVAILABLE] Maximum number of connections');
+      throw new TurnedAway(e, 'NO [UNAVAILABLE] Maximum number of connections');
+    });
+    expect(f.id(await p.forFolder('A', 1))).toBe(0);
+    expect(f.id(await p.forFolder('B', 1))).toBe(0);
+    expect(f.id(await p.forFolder('C', 1))).toBe(0);
+    expect(asked()).toBe(1);
     expect(warned).toHaveLength(1);
     expect(warned[0]).toMatch(/refused a further APPEND connection .*going on with 1 APPEND connection$/);
   });
@@ -127,46 +125,37 @@ describe('AppendPool', () => {
       );
 
     it('once (a restart, a proxy overloaded for a moment): opened again a second later, the cap stands', async () => {
-      const f = fakes();
-      let asked = 0;
-      const warned: string[] = [];
-      const log = { ...silentLogger, warn: (_o: object, msg?: string) => void warned.push(String(msg)) };
-      const pool = new AppendPool(
-        f.make(),
-        3,
-        async () => {
-          if (asked++ === 0) throw closed();
-          return f.make();
-        },
-        log as typeof silentLogger,
-      );
-      await pool.forFolder('A', 1);
+      const {
+        f,
+        pool: p,
+        warned,
+        asked,
+      } = pool(3, async (n, f) => {
+        if (n === 0) throw closed();
+        return f.make();
+      });
+      await p.forFolder('A', 1);
       const started = Date.now();
-      expect(f.id(await pool.forFolder('B', 1))).toBe(1);
+      expect(f.id(await p.forFolder('B', 1))).toBe(1);
       expect(Date.now() - started).toBeGreaterThanOrEqual(900);
-      expect(asked).toBe(2);
+      expect(asked()).toBe(2);
       expect(warned).toEqual([]);
-      expect(f.id(await pool.forFolder('C', 1))).toBe(2);
+      expect(f.id(await p.forFolder('C', 1))).toBe(2);
     });
 
     it('and again on the second try: the cap is lowered, as for a refusal', async () => {
-      const f = fakes();
-      let asked = 0;
-      const warned: string[] = [];
-      const log = { ...silentLogger, warn: (_o: object, msg?: string) => void warned.push(String(msg)) };
-      const pool = new AppendPool(
-        f.make(),
-        3,
-        async () => {
-          asked++;
-          throw closed();
-        },
-        log as typeof silentLogger,
-      );
-      await pool.forFolder('A', 1);
-      expect(f.id(await pool.forFolder('B', 1))).toBe(0);
-      expect(f.id(await pool.forFolder('C', 1))).toBe(0);
-      expect(asked).toBe(2);
+      const {
+        f,
+        pool: p,
+        warned,
+        asked,
+      } = pool(3, async () => {
+        throw closed();
+      });
+      await p.forFolder('A', 1);
+      expect(f.id(await p.forFolder('B', 1))).toBe(0);
+      expect(f.id(await p.forFolder('C', 1))).toBe(0);
+      expect(asked()).toBe(2);
       expect(warned).toHaveLength(1);
       expect(warned[0]).toMatch(/going on with 1 APPEND connection$/);
     });
@@ -179,25 +168,21 @@ describe('AppendPool', () => {
     ['a login the server did not understand (BAD)', new PopsyncError('auth', 'IMAP login failed: BAD')],
   ] as const) {
     it(`fails the batch on ${what} opening a further connection, as on the first: no quiet run on fewer`, async () => {
-      const f = fakes();
-      let asked = 0;
-      const warned: string[] = [];
-      const log = { ...silentLogger, warn: (_o: object, msg?: string) => void warned.push(String(msg)) };
-      const pool = new AppendPool(
-        f.make(),
-        2,
-        async () => {
-          if (asked++ === 0) throw err;
-          return f.make();
-        },
-        log as typeof silentLogger,
-      );
-      await pool.forFolder('A', 1);
-      await expect(pool.forFolder('B', 1)).rejects.toBe(err);
+      const {
+        f,
+        pool: p,
+        warned,
+        asked,
+      } = pool(2, async (n, f) => {
+        if (n === 0) throw err;
+        return f.make();
+      });
+      await p.forFolder('A', 1);
+      await expect(p.forFolder('B', 1)).rejects.toBe(err);
       expect(warned).toEqual([]);
       // The cap stands: the next folder asks again (after a reconnect, a new sink would).
-      expect(f.id(await pool.forFolder('C', 1))).toBe(1);
-      expect(asked).toBe(2);
+      expect(f.id(await p.forFolder('C', 1))).toBe(1);
+      expect(asked()).toBe(2);
     });
   }
 
