@@ -11,59 +11,28 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
-import { connectImap } from '../../src/imap/index.js';
 import type { ImapOptions, ImapSink } from '../../src/imap/index.js';
 import type { FileBody } from '../../src/imap/types.js';
-import type { Logger } from '../../src/log.js';
-import { FAKE_PASSWORD, FAKE_USER, type FakeImap, type FakeImapOptions, startFakeImap } from '../support/fake-imap.js';
+import { FAKE_PASSWORD, type FakeImap, type FakeImapOptions } from '../support/fake-imap.js';
+import { fakeImapSinkOpenings, loginTo } from '../support/fake-imap-sink.js';
+import { warningsLogger } from '../support/warnings-logger.js';
 
-const open: Array<{ fake: FakeImap; sink?: ImapSink }> = [];
-
-afterEach(async () => {
-  for (const o of open.splice(0)) {
-    await o.sink?.close().catch(() => {});
-    await o.fake.close();
-  }
-});
-
-function recorder(): { logger: Logger; warnings: string[] } {
-  const warnings: string[] = [];
-  const logger: Logger = {
-    debug: () => {},
-    info: () => {},
-    warn: (_o, m) => void warnings.push(String(m)),
-    error: (_o, m) => void warnings.push(String(m)),
-    child: () => logger,
-  };
-  return { logger, warnings };
-}
+const opening = fakeImapSinkOpenings();
 
 async function connect(
   fakeOpts: FakeImapOptions,
   extra: Partial<ImapOptions> = {},
 ): Promise<{ fake: FakeImap; sink: Promise<ImapSink>; warnings: string[] }> {
-  const fake = await startFakeImap({ mailboxes: ['Archive'], ...fakeOpts });
-  const entry: { fake: FakeImap; sink?: ImapSink } = { fake };
-  open.push(entry);
-  const { logger, warnings } = recorder();
-  const sink = connectImap({
-    host: fake.host,
-    port: fake.port,
-    tls: 'none',
-    user: FAKE_USER,
-    password: FAKE_PASSWORD,
-    timeoutMs: 5000,
-    logger,
-    ...extra,
-  });
-  void sink.then(
-    (s) => {
-      entry.sink = s;
-    },
-    () => undefined,
-  );
+  const { logger, warnings } = warningsLogger();
+  const { fake, sink } = await opening({ mailboxes: ['Archive'], ...fakeOpts }, { logger, ...extra });
   return { fake, sink, warnings };
 }
+
+/** Sinks a test logs in to a server `connect` started: closed after it, before their server. */
+const later: ImapSink[] = [];
+afterEach(async () => {
+  for (const s of later.splice(0)) await s.close().catch(() => {});
+});
 
 /** Answers the n-th LOGIN (counted across connections, from 1) with `reply`. */
 function nthLogin(n: number, reply: NonNullable<ReturnType<NonNullable<FakeImapOptions['onCommand']>>>) {
@@ -185,22 +154,13 @@ describe('decided once per run', () => {
     expect(run.reason).toBe((await first).oneConnection);
     await (await first).close();
     const before = fake.connections;
-    const { logger, warnings: later } = recorder();
-    const second = await connectImap({
-      host: fake.host,
-      port: fake.port,
-      tls: 'none',
-      user: FAKE_USER,
-      password: FAKE_PASSWORD,
-      timeoutMs: 5000,
-      logger,
-      oneConnection: run,
-    });
-    open.push({ fake: { ...fake, close: async () => {} }, sink: second });
+    const { logger, warnings: laterWarnings } = warningsLogger();
+    const second = await loginTo(fake, { logger, oneConnection: run });
+    later.push(second);
     expect(fake.connections - before).toBe(1);
     expect(second.oneConnection).toBe(run.reason);
     expect(warnings).toHaveLength(1);
-    expect(later).toEqual([]);
+    expect(laterWarnings).toEqual([]);
     await second.appendBatch('Archive', [{ body: msg(1), flags: [] }]);
     expect(second.appendCounts).toMatchObject({ pipelined: 0, imapflow: 1 });
   });
@@ -415,22 +375,16 @@ describe('a login after a logout (streamAlone) is tried again only while the ser
     return { err, ms: Date.now() - started };
   }
 
-  it("the streaming connection's LOGIN unanswered: a connection error after one timeout, not four", async () => {
-    const l = logins({ 3: { kind: 'hang' } });
+  it.each([
+    ["the streaming connection's LOGIN", 3],
+    ["imapflow's LOGIN again", 4],
+  ])('%s unanswered: a connection error after one timeout, not four', async (_name, unanswered) => {
+    const l = logins({ [unanswered]: { kind: 'hang' } });
     const { err, ms } = await streamOne(l.opts);
     expect(err).toBeInstanceOf(PopsyncError);
     expect((err as PopsyncError).kind).toBe('connection');
-    expect(l.count()).toBe(3);
+    expect(l.count()).toBe(unanswered);
     // Four tries were 4 x 600 ms and 1.4 s of pauses.
-    expect(ms).toBeLessThan(1500);
-  });
-
-  it("imapflow's LOGIN again unanswered: a connection error after one timeout, not four", async () => {
-    const l = logins({ 4: { kind: 'hang' } });
-    const { err, ms } = await streamOne(l.opts);
-    expect(err).toBeInstanceOf(PopsyncError);
-    expect((err as PopsyncError).kind).toBe('connection');
-    expect(l.count()).toBe(4);
     expect(ms).toBeLessThan(1500);
   });
 

@@ -7,8 +7,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { resolveAccount, type AccountInput } from '../../src/cli/account.js';
 import type { ImapSink } from '../../src/imap/types.js';
-import type { Logger } from '../../src/log.js';
 import { FAKE_PASSWORD, FAKE_USER, type FakeImap, startFakeImap } from '../support/fake-imap.js';
+import { warningsLogger } from '../support/warnings-logger.js';
 
 let imap: FakeImap | undefined;
 const sinks: ImapSink[] = [];
@@ -17,18 +17,6 @@ afterEach(async () => {
   await imap?.close();
   imap = undefined;
 });
-
-function recorder(): { logger: Logger; warnings: string[] } {
-  const warnings: string[] = [];
-  const logger: Logger = {
-    debug: () => {},
-    info: () => {},
-    warn: (_o, m) => void warnings.push(String(m)),
-    error: (_o, m) => void warnings.push(String(m)),
-    child: () => logger,
-  };
-  return { logger, warnings };
-}
 
 describe("an account's IMAP server that allows one connection", () => {
   it('is asked once per account input: later cycles open one connection and warn no more', async () => {
@@ -39,7 +27,7 @@ describe("an account's IMAP server that allows one connection", () => {
       journal: '/nonexistent/j.sqlite',
       timeoutSeconds: 5,
     };
-    const { logger, warnings } = recorder();
+    const { logger, warnings } = warningsLogger();
     const open = async (i: AccountInput): Promise<ImapSink> => {
       const account = await resolveAccount(i, { logger, createJournalDir: false });
       const sink = await account.openSink();
