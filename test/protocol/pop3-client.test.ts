@@ -517,13 +517,14 @@ describe('session start', () => {
 
   /**
    * A server that punishes a client talking before its greeting (SMTP's "pregreet" check): it
-   * greets after 100 ms, or `punish`es a connection that sent a line by then.
+   * greets after 100 ms, or `punish`es a connection that sent a line by then (and reads no
+   * command before `punish` is done).
    */
   const pregreet =
-    (punish: (ctx: FakeContext) => void) =>
+    (punish: (ctx: FakeContext) => void | Promise<void>) =>
     async (ctx: FakeContext): Promise<void> => {
       await new Promise((r) => setTimeout(r, 100));
-      if (ctx.server.received.some((r) => r.connection === ctx.connection)) punish(ctx);
+      if (ctx.server.received.some((r) => r.connection === ctx.connection)) await punish(ctx);
       else ctx.reply(ctx.greeting);
     };
   /**
@@ -535,6 +536,13 @@ describe('session start', () => {
     for (const r of pop.received)
       out.set(r.connection, [...(out.get(r.connection) ?? []), `${r.verb}@${r.repliesBefore}`]);
     return [...out.values()].filter((verbs) => verbs.some((v) => v.startsWith('CAPA@')));
+  };
+  /** The connection that sent CAPA ahead of the greeting was given up; the one after waited for it. */
+  const expectConnectedAgainWithCapaAfterGreeting = (pop: Parameters<typeof perConnection>[0]) => {
+    const [first, second, ...more] = perConnection(pop);
+    expect(first).toEqual(['CAPA@0']);
+    expect(second!.slice(0, 2)).toEqual(['CAPA@1', 'AUTH@2']);
+    expect(more).toEqual([]);
   };
 
   for (const [how, punish] of [
@@ -555,11 +563,7 @@ describe('session start', () => {
       expect((await s.uidl()).map((m) => m.uidl)).toEqual(['a', 'b', 'c']);
       expect(s.pipelining).toBe(true);
       expect(text()).toContain('connecting again with CAPA after the greeting');
-      // The refused connection sent CAPA ahead of the greeting; the next waited for the greeting.
-      const [first, second, ...more] = perConnection(pop);
-      expect(first).toEqual(['CAPA@0']);
-      expect(second!.slice(0, 2)).toEqual(['CAPA@1', 'AUTH@2']);
-      expect(more).toEqual([]);
+      expectConnectedAgainWithCapaAfterGreeting(pop);
       // A reconnect of the same run knows it: one connection, CAPA after the greeting.
       const before = pop.received.length;
       const again = await connect(pop, { learnt });
@@ -575,17 +579,8 @@ describe('session start', () => {
 
   it('a server silent after a CAPA before its greeting: connected again within --timeout', async () => {
     // Neither greets nor hangs up on a connection that talked first (sslh handing it elsewhere).
-    const pop = await fake({
-      messages: three,
-      pipelining: true,
-      handlers: {
-        GREETING: async (ctx) => {
-          await new Promise((r) => setTimeout(r, 100));
-          if (ctx.server.received.some((r) => r.connection === ctx.connection)) await new Promise(() => {});
-          else ctx.reply(ctx.greeting);
-        },
-      },
-    });
+    const silent = () => new Promise<void>(() => {});
+    const pop = await fake({ messages: three, pipelining: true, handlers: { GREETING: pregreet(silent) } });
     const { logger, text } = capturingLogger();
     const learnt: { capaAfterGreeting?: boolean } = {};
     const started = performance.now();
@@ -596,10 +591,7 @@ describe('session start', () => {
     expect(s.pipelining).toBe(true);
     expect(learnt.capaAfterGreeting).toBe(true);
     expect(text()).toContain('left unanswered the CAPA popsync writes ahead of its greeting');
-    const [first, second, ...more] = perConnection(pop);
-    expect(first).toEqual(['CAPA@0']);
-    expect(second!.slice(0, 2)).toEqual(['CAPA@1', 'AUTH@2']);
-    expect(more).toEqual([]);
+    expectConnectedAgainWithCapaAfterGreeting(pop);
   });
 
   it('a server silent to both: the two connections together wait --timeout for a greeting, no longer', async () => {
