@@ -273,6 +273,29 @@ function leave(pop: Session, imap: Session): void {
   }
 }
 
+/** QUIT and LOGOUT written at the end of a relay run in the bench's own process. */
+function quit(pop: Session, imap: Session): void {
+  pop.sock.end('QUIT\r\n');
+  imap.sock.end('z LOGOUT\r\n');
+}
+
+/**
+ * Milliseconds of `copy` alone, on the sessions `logins` opens (called here, so that what the
+ * caller does first, such as creating a journal, comes before it); `after` then ends them.
+ */
+async function timedCopy(
+  logins: () => Promise<[Session, Session]>,
+  copy: (pop: Session, imap: Session) => Promise<void>,
+  after: (pop: Session, imap: Session) => void,
+): Promise<number> {
+  const [pop, imap] = await logins();
+  const t0 = performance.now();
+  await copy(pop, imap);
+  const ms = performance.now() - t0;
+  after(pop, imap);
+  return ms;
+}
+
 /** Throws unless `user`'s INBOX holds `count` messages: the check after a relay's run. */
 export async function checkRawRelay(ep: RawEndpoints, user: string, password: string, count: number): Promise<void> {
   const arrived = await inboxCount(ep, user, password);
@@ -294,13 +317,14 @@ export async function rawRelay(
   perCommand = 100,
   atEnd?: () => void,
 ): Promise<number> {
-  const [pop, imap] = await relayLogins(ep, popUser, imapUser, password);
-  const t0 = performance.now();
-  await rawRelayCopy(pop, imap, count, perCommand);
-  const ms = performance.now() - t0;
-  atEnd?.();
-  pop.sock.end('QUIT\r\n');
-  imap.sock.end('z LOGOUT\r\n');
+  const ms = await timedCopy(
+    () => relayLogins(ep, popUser, imapUser, password),
+    (pop, imap) => rawRelayCopy(pop, imap, count, perCommand),
+    (pop, imap) => {
+      atEnd?.();
+      quit(pop, imap);
+    },
+  );
   await checkRawRelay(ep, imapUser, password, count);
   return ms;
 }
@@ -318,12 +342,11 @@ export async function rawRelayAlone(
   count: number,
   perCommand = 100,
 ): Promise<number> {
-  const [pop, imap] = await relayLogins(ep, popUser, imapUser, password);
-  const t0 = performance.now();
-  await rawRelayCopy(pop, imap, count, perCommand);
-  const ms = performance.now() - t0;
-  leave(pop, imap);
-  return ms;
+  return timedCopy(
+    () => relayLogins(ep, popUser, imapUser, password),
+    (pop, imap) => rawRelayCopy(pop, imap, count, perCommand),
+    leave,
+  );
 }
 
 /** The raw relay's work between its logins and its logout. */
@@ -397,20 +420,16 @@ export async function safeRelay(
   batches: SafeBatches = { messages: DEFAULT_BATCH_MESSAGES, bytes: DEFAULT_BATCH_BYTES },
   atEnd?: () => void,
 ): Promise<number> {
-  const { SafeJournal } = await safeJournal();
-  const journal = new SafeJournal(journalPath);
-  let ms: number;
-  try {
-    const [pop, imap] = await relayLogins(ep, popUser, imapUser, password);
-    const t0 = performance.now();
-    await safeRelayCopy(pop, imap, journal, count, batches);
-    ms = performance.now() - t0;
-    atEnd?.();
-    pop.sock.end('QUIT\r\n');
-    imap.sock.end('z LOGOUT\r\n');
-  } finally {
-    journal.close();
-  }
+  const ms = await withSafeJournal(journalPath, (journal) =>
+    timedCopy(
+      () => relayLogins(ep, popUser, imapUser, password),
+      (pop, imap) => safeRelayCopy(pop, imap, journal, count, batches),
+      (pop, imap) => {
+        atEnd?.();
+        quit(pop, imap);
+      },
+    ),
+  );
   await checkSafeRelay(ep, imapUser, password, count, journalPath);
   return ms;
 }
@@ -431,19 +450,25 @@ export async function safeRelayAlone(
   batches: SafeBatches = { messages: DEFAULT_BATCH_MESSAGES, bytes: DEFAULT_BATCH_BYTES },
 ): Promise<number> {
   const logins = relayLogins(ep, popUser, imapUser, password);
-  // A refusal is taken at the await below; until then it must not count as unhandled.
+  // A refusal is taken where timedCopy awaits it; until then it must not count as unhandled.
   logins.catch(() => undefined);
   // net.connect issues its connect on the next tick: let it, before SQLite holds the thread.
   await new Promise((r) => setImmediate(r));
+  return withSafeJournal(journalPath, (journal) =>
+    timedCopy(
+      () => logins,
+      (pop, imap) => safeRelayCopy(pop, imap, journal, count, batches),
+      leave,
+    ),
+  );
+}
+
+/** `use` with a new safe journal at `journalPath`, closed after it whether it succeeds or not. */
+async function withSafeJournal<T>(journalPath: string, use: (journal: SafeJournal) => Promise<T>): Promise<T> {
   const { SafeJournal } = await safeJournal();
   const journal = new SafeJournal(journalPath);
   try {
-    const [pop, imap] = await logins;
-    const t0 = performance.now();
-    await safeRelayCopy(pop, imap, journal, count, batches);
-    const ms = performance.now() - t0;
-    leave(pop, imap);
-    return ms;
+    return await use(journal);
   } finally {
     journal.close();
   }
