@@ -42,43 +42,55 @@ export async function runPopsync(
   opts: CliOptions,
 ): Promise<CliRun> {
   const ep = opts.ep ?? labEndpoints(lab, false);
-  const endpoints = ep.ca
-    ? [
-        '--pop',
-        `pop3s://${popUser}@127.0.0.1:${ep.pop3}`,
-        '--pop-ca-file',
-        lab.caFile,
-        '--imap',
-        `imaps://${imapUser}@127.0.0.1:${ep.imap}`,
-        '--imap-ca-file',
-        lab.caFile,
-      ]
-    : [
-        '--pop',
-        `pop3://${popUser}@127.0.0.1:${ep.pop3}`,
-        '--pop-tls',
-        'none',
-        '--imap',
-        `imap://${imapUser}@127.0.0.1:${ep.imap}`,
-        '--imap-tls',
-        'none',
-      ];
+  const tls = ep.ca ? { caFile: lab.caFile } : {};
   const node = [
     ...(opts.nodeArgs ?? []),
     opts.bin,
-    opts.command ?? 'migrate',
-    ...endpoints,
-    '--pop-password-env',
-    'PW',
-    '--imap-password-env',
-    'PW',
-    '--journal',
-    journal,
-    '--json',
-    '--no-progress',
-    ...(opts.extra ?? []),
+    ...popsyncArgs(
+      opts.command ?? 'migrate',
+      { user: popUser, port: ep.pop3, ...tls },
+      { user: imapUser, port: ep.imap, ...tls },
+      journal,
+      ['--json', '--no-progress', ...(opts.extra ?? [])],
+    ),
   ];
   const run = await runMeasured(node, { ...process.env, PW: lab.password }, lab.dir);
   if (run.code !== 0) throw new Error(`popsync exited ${run.code}: ${run.out}`);
   return { ms: run.ms, peakRssMb: run.peakRssMb, cpuMs: run.cpuMs, summary: JSON.parse(run.out) };
+}
+
+/** A user on one side of a popsync run; with `caFile`, over implicit TLS verified by that CA. */
+export interface CliEndpoint {
+  user: string;
+  /** 127.0.0.1 unless given. */
+  host?: string;
+  port: number;
+  caFile?: string;
+}
+
+/**
+ * popsync's arguments for `command` from `pop` to `imap` (plaintext where no CA file is given),
+ * both passwords from $PW, the journal, then `extra`.
+ */
+export function popsyncArgs(
+  command: string,
+  pop: CliEndpoint,
+  imap: CliEndpoint,
+  journal: string,
+  extra: readonly string[] = [],
+): string[] {
+  const side = (option: 'pop' | 'imap', scheme: 'pop3' | 'imap', e: CliEndpoint): string[] => {
+    const at = `${e.user}@${e.host ?? '127.0.0.1'}:${e.port}`;
+    return e.caFile
+      ? [`--${option}`, `${scheme}s://${at}`, `--${option}-ca-file`, e.caFile]
+      : [`--${option}`, `${scheme}://${at}`, `--${option}-tls`, 'none'];
+  };
+  return [
+    command,
+    ...side('pop', 'pop3', pop),
+    ...side('imap', 'imap', imap),
+    ...['--pop-password-env', 'PW', '--imap-password-env', 'PW'],
+    ...['--journal', journal],
+    ...extra,
+  ];
 }

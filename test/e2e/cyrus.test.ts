@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { realisticMix } from '../../lab/corpus.js';
 import { startCyrus, type CyrusLab } from '../../lab/cyrus.js';
 import type { Lab } from '../../lab/dovecot.js';
+import { popsyncArgs } from '../../lab/popsync-cli.js';
 import { runCli } from '../support/cli.js';
 import { appendUidCount, startCuttingProxy, type CuttingProxy } from '../support/cutting-proxy.js';
 import { startFakePop3 } from '../support/fake-pop3.js';
@@ -43,26 +44,7 @@ interface Side {
 }
 
 function migrate(pop: Side, imap: Side, journal: string, extra: string[] = []): string[] {
-  return [
-    'migrate',
-    '--pop',
-    `pop3://${pop.user}@${pop.host}:${pop.port}`,
-    '--pop-tls',
-    'none',
-    '--imap',
-    `imap://${imap.user}@${imap.host}:${imap.port}`,
-    '--imap-tls',
-    'none',
-    '--pop-password-env',
-    'PW',
-    '--imap-password-env',
-    'PW',
-    '--journal',
-    journal,
-    '--no-progress',
-    '--json',
-    ...extra,
-  ];
+  return popsyncArgs('migrate', pop, imap, journal, ['--no-progress', '--json', ...extra]);
 }
 
 /** Both labs take the same password: Cyrus's alwaystrue takes any, Dovecot's is fixed. */

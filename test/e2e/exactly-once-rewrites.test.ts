@@ -12,7 +12,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fingerprint } from '../support/fingerprint.js';
 import type { Lab } from '../../lab/dovecot.js';
-import { useLab } from '../support/lab-fixture.js';
+import { loopbackArgs, useLab } from '../support/lab-fixture.js';
 import { runCli } from '../support/cli.js';
 import { appendUidCount, startCuttingProxy } from '../support/cutting-proxy.js';
 import { startFakePop3, type FakePop3 } from '../support/fake-pop3.js';
@@ -62,28 +62,13 @@ async function source(messages: Buffer[]): Promise<FakePop3> {
 }
 
 function args(popPort: number, imap: string, imapPort: number, journal: string, extra: string[] = []): string[] {
-  return [
-    'migrate',
-    '--pop',
-    `pop3://src@127.0.0.1:${popPort}`,
-    '--pop-tls',
-    'none',
-    '--imap',
-    `imap://${imap}@127.0.0.1:${imapPort}`,
-    '--imap-tls',
-    'none',
-    '--pop-password-env',
-    'PW',
-    '--imap-password-env',
-    'PW',
-    '--journal',
-    journal,
+  return loopbackArgs('migrate', { pop3: popPort, imap: imapPort }, 'src', imap, journal, [
     '--no-progress',
     '--json',
     '--batch-messages',
     '4',
     ...extra,
-  ];
+  ]);
 }
 
 async function imapClient(user: string): Promise<ImapFlow> {

@@ -22,7 +22,7 @@ import {
   hostileMessage,
   HOSTILE_KINDS,
 } from '../support/hostile-mail.js';
-import { useLab } from '../support/lab-fixture.js';
+import { loopbackArgs, useLab } from '../support/lab-fixture.js';
 import { destinationMessages } from '../support/mailboxes.js';
 
 let lab: Lab;
@@ -44,26 +44,11 @@ async function source(messages: Buffer[]): Promise<FakePop3> {
 }
 
 function args(popPort: number, imapUser: string, imapPort: number, journal: string, extra: string[] = []): string[] {
-  return [
-    'migrate',
-    '--pop',
-    `pop3://src@127.0.0.1:${popPort}`,
-    '--pop-tls',
-    'none',
-    '--imap',
-    `imap://${imapUser}@127.0.0.1:${imapPort}`,
-    '--imap-tls',
-    'none',
-    '--pop-password-env',
-    'PW',
-    '--imap-password-env',
-    'PW',
-    '--journal',
-    journal,
+  return loopbackArgs('migrate', { pop3: popPort, imap: imapPort }, 'src', imapUser, journal, [
     '--no-progress',
     '--json',
     ...extra,
-  ];
+  ]);
 }
 
 /**

@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { realisticMix } from '../../lab/corpus.js';
 import type { Lab } from '../../lab/dovecot.js';
 import { runCli } from '../support/cli.js';
-import { useLab } from '../support/lab-fixture.js';
+import { labArgs, useLab } from '../support/lab-fixture.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
 import { mixWithDuplicates } from './crash-matrix.js';
 
@@ -125,26 +125,7 @@ describe('a destination folder deleted and recreated between runs', () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
     const journal = join(dir, `${pop}.sqlite`);
-    const sync = (): string[] => [
-      'sync',
-      '--pop',
-      `pop3://${pop}@127.0.0.1:${lab.pop3.port}`,
-      '--pop-tls',
-      'none',
-      '--imap',
-      `imap://${imap}@127.0.0.1:${lab.imap.port}`,
-      '--imap-tls',
-      'none',
-      '--pop-password-env',
-      'PW',
-      '--imap-password-env',
-      'PW',
-      '--journal',
-      journal,
-      '--folder',
-      'Archive',
-      '--json',
-    ];
+    const sync = (): string[] => labArgs('sync', lab, pop, imap, journal, ['--folder', 'Archive', '--json']);
     await lab.seedPop3(pop, realisticMix(5, 71));
     const first = await runCli(sync(), { env: { PW: lab.password } });
     expect(first.code, first.stderr).toBe(0);

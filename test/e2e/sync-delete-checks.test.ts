@@ -9,7 +9,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../lab/dovecot.js';
-import { useLab } from '../support/lab-fixture.js';
+import { loopbackArgs, useLab } from '../support/lab-fixture.js';
 import { runCli, startCli } from '../support/cli.js';
 import { FAKE_PASSWORD, FAKE_USER, startFakeImap } from '../support/fake-imap.js';
 import { startFakePop3 } from '../support/fake-pop3.js';
@@ -221,25 +221,11 @@ describe('sync --delete checks every copy before deleting its original', () => {
       fakes.push(src);
       const imap = lab.newUser('dst');
       const journal = join(dir, `hostile-${imap}.sqlite`);
-      const args = (command: string, extra: string[]) => [
-        command,
-        '--pop',
-        `pop3://src@127.0.0.1:${src.port}`,
-        '--pop-tls',
-        'none',
-        '--imap',
-        `imap://${imap}@127.0.0.1:${lab.imap.port}`,
-        '--imap-tls',
-        'none',
-        '--pop-password-env',
-        'PW',
-        '--imap-password-env',
-        'PW',
-        '--journal',
-        journal,
-        '--no-progress',
-        ...extra,
-      ];
+      const args = (command: string, extra: string[]) =>
+        loopbackArgs(command, { pop3: src.port, imap: lab.imap.port }, 'src', imap, journal, [
+          '--no-progress',
+          ...extra,
+        ]);
       let r = await runCli(args('sync', ['--json']), { env: { PW: lab.password } });
       expect(r.code, r.stderr).toBe(0);
 

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { startDovecot, type Lab, type StartOptions } from '../../lab/dovecot.js';
+import { popsyncArgs } from '../../lab/popsync-cli.js';
 import { startSlowProxy, type ProxyObserver } from '../../lab/slow-proxy.js';
 import { runCli, type CliResult } from './cli.js';
 
@@ -48,24 +49,7 @@ export function loopbackArgs(
   journal: string,
   extra: string[] = [],
 ): string[] {
-  return [
-    command,
-    '--pop',
-    `pop3://${pop}@127.0.0.1:${ports.pop3}`,
-    '--pop-tls',
-    'none',
-    '--imap',
-    `imap://${imap}@127.0.0.1:${ports.imap}`,
-    '--imap-tls',
-    'none',
-    '--pop-password-env',
-    'PW',
-    '--imap-password-env',
-    'PW',
-    '--journal',
-    journal,
-    ...extra,
-  ];
+  return popsyncArgs(command, { user: pop, port: ports.pop3 }, { user: imap, port: ports.imap }, journal, extra);
 }
 
 /**
