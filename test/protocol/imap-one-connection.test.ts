@@ -6,15 +6,13 @@
  * else on that connection (a drop, a silence) fails the connect as it always did, so the engine
  * reports and retries it instead of copying quietly over one slow connection.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
 import type { ImapOptions, ImapSink } from '../../src/imap/index.js';
 import type { FileBody } from '../../src/imap/types.js';
 import { FAKE_PASSWORD, type FakeImap, type FakeImapOptions } from '../support/fake-imap.js';
 import { fakeImapSinkOpenings, loginTo } from '../support/fake-imap-sink.js';
+import { fileBodies } from '../support/file-bodies.js';
 import { warningsLogger } from '../support/warnings-logger.js';
 
 const opening = fakeImapSinkOpenings();
@@ -220,17 +218,7 @@ describe('anything else on the APPEND connection fails the connect as before', (
 });
 
 describe('messages kept in a file, on a server that lets one session in at a time', () => {
-  let tmp: string;
-  beforeEach(() => {
-    tmp = mkdtempSync(join(tmpdir(), 'popsync-one-connection-'));
-  });
-  afterEach(() => rmSync(tmp, { recursive: true, force: true }));
-
-  function fileBody(name: string, bytes: Buffer): FileBody {
-    const file = join(tmp, name);
-    writeFileSync(file, bytes);
-    return { file, size: bytes.length, hasNul: false };
-  }
+  const fileBody = fileBodies('popsync-one-connection-');
   const large = (n: number): Buffer => Buffer.concat([msg(n), Buffer.alloc(300 * 1024, `${n}`), Buffer.from('\r\n')]);
 
   it("streams them alone between two imapflow sessions, in the batch's order, and the session goes on", async () => {
@@ -330,18 +318,9 @@ describe('messages kept in a file, on a server that lets one session in at a tim
 });
 
 describe('a login after a logout (streamAlone) is tried again only while the server refuses it', () => {
-  let tmp: string;
-  beforeEach(() => {
-    tmp = mkdtempSync(join(tmpdir(), 'popsync-one-connection-'));
-  });
-  afterEach(() => rmSync(tmp, { recursive: true, force: true }));
-
+  const inFile = fileBodies('popsync-one-connection-');
   const large = Buffer.concat([msg(1), Buffer.alloc(300 * 1024, '1'), Buffer.from('\r\n')]);
-  function fileBody(): FileBody {
-    const file = join(tmp, 'large');
-    writeFileSync(file, large);
-    return { file, size: large.length, hasNul: false };
-  }
+  const fileBody = (): FileBody => inFile('large', large);
 
   /**
    * LOGINs, counted across connections: 1 imapflow's, 2 the APPEND connection's (refused: the

@@ -3,16 +3,13 @@
  * accident (a refusal mid-batch, a drop between literal and tagged reply, no UIDPLUS).
  */
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { connectImap } from '../../src/imap/index.js';
 import type { AppendOutcome, ImapOptions, ImapSink } from '../../src/imap/index.js';
-import type { FileBody } from '../../src/imap/types.js';
 import type { Logger } from '../../src/log.js';
 import { PopsyncError } from '../../src/errors.js';
 import { startFakeImap, FAKE_PASSWORD, FAKE_USER, type FakeImap, type FakeImapOptions } from '../support/fake-imap.js';
+import { fileBodies } from '../support/file-bodies.js';
 
 const open: Array<{ fake: FakeImap; sink?: ImapSink }> = [];
 
@@ -582,17 +579,7 @@ describe('pipelined APPEND (LITERAL+ and UIDPLUS) against the fake server', () =
 });
 
 describe('messages kept in a file (too large for memory) against the fake server', () => {
-  let tmp: string;
-  beforeEach(() => {
-    tmp = mkdtempSync(join(tmpdir(), 'popsync-filebody-'));
-  });
-  afterEach(() => rmSync(tmp, { recursive: true, force: true }));
-
-  function fileBody(name: string, bytes: Buffer): FileBody {
-    const file = join(tmp, name);
-    writeFileSync(file, bytes);
-    return { file, size: bytes.length, hasNul: bytes.includes(0) };
-  }
+  const fileBody = fileBodies('popsync-filebody-');
   const large = (n: number): Buffer => Buffer.concat([msg(n), Buffer.alloc(600 * 1024, `${n}`), Buffer.from('\r\n')]);
 
   it('streams the literal from the file down the pipelined connection, byte-exact, with APPENDUID', async () => {
