@@ -21,6 +21,8 @@ export interface ConnectTarget {
   timeoutMs?: number;
   /** What the TLS hello to a silent plain port found (net/tls-probe.ts); absent when none was sent. */
   tlsProbe?: TlsProbeVerdict;
+  /** Another connection of this process to this port was greeted (net/greeted.ts): the port is right. */
+  greeted?: boolean;
 }
 
 /**
@@ -128,6 +130,20 @@ function byeGreeting(err: unknown): string | null {
 }
 
 /**
+ * The server closed the connection before greeting it, without a word: in our words (net/connect.ts
+ * closedBeforeGreeting, for imapflow's connection and our APPEND connection alike), or imapflow's
+ * (a close while it awaited the greeting: ClosedAfterConnect*, no BYE reason).
+ */
+export function closedUnheard(err: unknown): boolean {
+  for (let c: unknown = err, depth = 0; c instanceof Error && depth < 6; c = c.cause, depth++) {
+    if (/closed the connection before greeting$/.test(c.message)) return true;
+    const { code, reason } = c as { code?: unknown; reason?: unknown };
+    if ((code === 'ClosedAfterConnectText' || code === 'ClosedAfterConnectTLS') && reason === undefined) return true;
+  }
+  return false;
+}
+
+/**
  * The greeting of the other protocol where ours was awaited: IMAP's "* OK" read by the POP3
  * client, POP3's "+OK" by an IMAP connection. Null for anything else.
  */
@@ -160,8 +176,9 @@ export function connectFault(err: unknown): ConnectFault | null {
  * cannot cure it, so the run ends at once instead of backing off.
  */
 export function isConnectMistake(err: unknown): boolean {
-  // A server that said BYE was reached, on the right port, in the right protocol.
-  if (byeGreeting(err) !== null) return false;
+  // A server that said BYE was reached, on the right port, in the right protocol; so was one
+  // that greeted another connection to the port (explainConnectFailure: 'temporary', as a BYE).
+  if (byeGreeting(err) !== null || (isPopsyncError(err) && err.kind === 'temporary')) return false;
   // The other protocol's port: no reconnect will make it ours.
   for (let c: unknown = err, depth = 0; c instanceof Error && depth < 6; c = c.cause, depth++)
     if (/answered as an? (IMAP|POP3) server$/.test(c.message)) return true;
@@ -313,6 +330,18 @@ export function explainConnectFailure(err: unknown, t: ConnectTarget): unknown {
       hint:
         'the server refuses connections for now (often a limit on connections per user or address); ' +
         'run again later',
+    });
+  }
+  if (t.greeted === true && closedUnheard(err)) {
+    // The port is right: another connection to it was greeted (popsync's other connection, or
+    // this run's before a reconnect). A close without a word is then this connection turned away
+    // for now, as a BYE would have said: retried (--reconnect-attempts), then "try later" (75).
+    return new PopsyncError('temporary', `${t.protocol} server ${where(t)} closed a connection before greeting it`, {
+      ...(isPopsyncError(err) ? err.context : {}),
+      hint:
+        'it greeted another connection to this port in this run, so the port is right: the server turns ' +
+        'connections away for now (a limit on connections per user or address enforced at accept, a proxy ' +
+        'whose backend is missing for a moment); run again later',
     });
   }
   const fault = connectFault(err);

@@ -27,6 +27,7 @@ import { connectPop3, warmPop3 } from '../pop3/index.js';
 import { warmImap } from '../imap/socket-target.js';
 import type { Pop3Learnt, Pop3Session } from '../pop3/types.js';
 import { batchedJobs, listedAccountJobs } from './account-list.js';
+import { wasGreeted } from '../net/greeted.js';
 import { tlsProbeVerdict } from '../net/tls-probe.js';
 import { checkJournalFolder, configJournal, locateJournal, type JournalOrigin } from './journal-identity.js';
 import {
@@ -197,7 +198,8 @@ export async function resolveAccount(input: AccountInput, o: ResolveOptions): Pr
   }
   const tag = (display: string, target: ConnectTarget) => (raw: unknown) => {
     const probe = tlsProbeVerdict(target.host, target.port);
-    const e = explainConnectFailure(raw, probe === undefined ? target : { ...target, tlsProbe: probe });
+    const greeted = wasGreeted(target.protocol, target.host, target.port);
+    const e = explainConnectFailure(raw, { ...target, greeted, ...(probe === undefined ? {} : { tlsProbe: probe }) });
     throw isPopsyncError(e) && e.context.account === undefined ? e.with({ account: display }) : e;
   };
   // What a POP3 connection learns of the server (a CAPA it refuses before its greeting) holds

@@ -36,7 +36,8 @@
 import type net from 'node:net';
 import { PopsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { openSocket, startTls } from '../net/connect.js';
+import { closedBeforeGreeting, openSocket, startTls } from '../net/connect.js';
+import { noteGreeted } from '../net/greeted.js';
 import { redact } from '../net/redact.js';
 import {
   appendUids,
@@ -431,6 +432,7 @@ export class PipelinedAppender {
         const e = new PopsyncError('connection', `IMAP server ${where} did not greet us: ${greeting.slice(0, 200)}`);
         throw /^\* BYE\b/i.test(greeting) ? new TurnedAway(e, greeting.slice(2, 202)) : e;
       }
+      noteGreeted('IMAP', opts.host, opts.port);
       stage = 'setup';
       let caps = capabilitiesOf(greeting) ?? (await a.capability());
       if (opts.tls === 'starttls') {
@@ -513,8 +515,15 @@ export class PipelinedAppender {
       const why = err instanceof TurnedAway ? null : turnedAwayBy(stage, a.reader, forms);
       if (err instanceof PipelineUnsupported) await a.close();
       else a.destroy();
-      const e = err instanceof PopsyncError || err instanceof PipelineUnsupported ? err : fail(err);
-      throw why !== null && e instanceof PopsyncError ? new TurnedAway(e, why, stage === 'greeting') : e;
+      // A close before the greeting in the words imapflow's connection uses for it, which
+      // connect-hints.ts reads as "did not greet" or, on a port that greeted, a connection turned away.
+      const unheard = why !== null && stage === 'greeting';
+      const e = unheard
+        ? closedBeforeGreeting({ protocol: 'IMAP', host: opts.host, port: opts.port })
+        : err instanceof PopsyncError || err instanceof PipelineUnsupported
+          ? err
+          : fail(err);
+      throw why !== null && e instanceof PopsyncError ? new TurnedAway(e, why, unheard) : e;
     }
   }
 

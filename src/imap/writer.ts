@@ -39,6 +39,8 @@ import type { ImapFlow, ImapFlowOptions } from 'imapflow';
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_IMAP_SOCKET_TIMEOUT_MS } from '../defaults.js';
 import { PopsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { closedUnheard } from '../connect-hints.js';
+import { redact } from '../net/redact.js';
 import type {
   AppendOutcome,
   AppendRequest,
@@ -281,6 +283,8 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     /** While true, imapflow's errors are debug: a failed connect is reported once, typed. */
     quiet: () => boolean,
     verdict?: (failure: unknown) => void,
+    /** Told when the login begins (the greeting, and STARTTLS if any, are behind it). */
+    loginBegins?: () => void,
   ): ImapFlow =>
     flow.createImapFlow(
       {
@@ -309,6 +313,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
         host: opts.host,
         port: opts.port,
         credentials: async () => {
+          loginBegins?.();
           const creds = await credentialsFor(opts);
           for (const f of loginSecretForms(creds, opts)) if (!secrets.includes(f)) secrets.push(f);
           return creds;
@@ -358,10 +363,18 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   const reopen = async (): Promise<FlowSession> => {
     const sockets: Socket[] = [];
     let opening = true;
+    // How far it got, for what counts as the server turning it away (as pipeline.ts's stages).
+    let login = 'not yet' as 'not yet' | 'begun' | 'passed';
     const again = createSession(
       sockets,
       () => undefined,
       () => opening,
+      (failure) => {
+        if (failure === null) login = 'passed';
+      },
+      () => {
+        login = 'begun';
+      },
     );
     again.on('error', ignore);
     try {
@@ -369,9 +382,20 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     } catch (err) {
       again.close();
       const e = mapConnectError(err, { ...opts, secrets });
-      // A NO to this login is the server turning it away, as pipeline.ts names it for its own
-      // connections: ImapWriter.loginAlone tries only that again.
-      throw refusedLogin(err) ? new TurnedAway(e, e.context.serverResponse ?? 'NO') : e;
+      // The server turning this login away, as pipeline.ts names it for its own connections
+      // (ImapWriter.loginAlone tries only that again): a NO or BYE to the login, a BYE or a close
+      // in place of the greeting (right after our logout, most likely the server still counting
+      // the connection logged out). A close without BYE after the greeting is a drop.
+      const greeted = again.greeting !== undefined || again.authenticated !== false;
+      const unheard = !greeted && again.byeReason === undefined && closedUnheard(err);
+      const said = refusedLogin(err)
+        ? (e.context.serverResponse ?? 'NO')
+        : again.byeReason !== undefined && (!greeted || login === 'begun')
+          ? redact(`BYE ${again.byeReason}`, secrets).slice(0, 200)
+          : unheard
+            ? 'closed the connection before greeting it'
+            : null;
+      throw said === null ? e : new TurnedAway(e, said, unheard);
     } finally {
       opening = false;
     }

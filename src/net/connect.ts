@@ -9,6 +9,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { PopsyncError } from '../errors.js';
+import { noteGreeted } from './greeted.js';
 import { arenaOption } from './read-arena.js';
 import { watchForTlsOnlyPort } from './tls-probe.js';
 import { addedCas, type TlsTarget, type TrustSources, tlsOptions, trustedCas } from './trust.js';
@@ -51,7 +52,7 @@ export function createSocket(t: SocketTarget, secure: boolean, onConnect?: () =>
     }
     s = w.socket;
   } else s = newSocket(t, secure, onConnect);
-  if (t.protocol === 'IMAP') failOnPop3Greeting(s, t);
+  if (t.protocol === 'IMAP') readGreeting(s, t);
   return s;
 }
 
@@ -74,8 +75,12 @@ export function connectedBefore(s: net.Socket, t: SocketTarget, onConnect: () =>
   });
 }
 
-/** A connection the server closed before sending a byte (connect-hints.ts words it "did not greet"). */
-function closedBeforeGreeting(t: SocketTarget): PopsyncError {
+/**
+ * A connection the server closed before sending a byte: connect-hints.ts words it "did not greet"
+ * (check the port) when no connection to that port was greeted (greeted.ts), else a connection
+ * turned away for now. The same words for imapflow's connection and our APPEND connection.
+ */
+export function closedBeforeGreeting(t: Pick<SocketTarget, 'protocol' | 'host' | 'port'>): PopsyncError {
   return new PopsyncError(
     'connection',
     `${t.protocol} server ${t.host}:${t.port} closed the connection before greeting`,
@@ -90,11 +95,12 @@ const GREETING_QUOTED = 200;
  * at all and waits out --timeout, then says the server sent none. The first bytes are looked at
  * here instead and put back unread for imapflow; a "+OK" ends the connection at once with the
  * words our APPEND connection uses ("did not greet us: +OK ..."), which connect-hints.ts turns
- * into "answered as a POP3 server" (exit 4, not retried). A paused 'readable' listener, not a
- * 'data' one: nothing flows to imapflow before the check is done, and once it is removed the
- * stream flows to whatever imapflow piped it to.
+ * into "answered as a POP3 server" (exit 4, not retried). An IMAP greeting is noted (greeted.ts),
+ * as our APPEND connection notes its own. A paused 'readable' listener, not a 'data' one: nothing
+ * flows to imapflow before the check is done, and once it is removed the stream flows to whatever
+ * imapflow piped it to.
  */
-function failOnPop3Greeting(s: net.Socket, t: SocketTarget): void {
+function readGreeting(s: net.Socket, t: SocketTarget): void {
   const onReadable = (): void => {
     const chunk = s.read() as Buffer | null;
     if (chunk === null) {
@@ -103,7 +109,9 @@ function failOnPop3Greeting(s: net.Socket, t: SocketTarget): void {
     }
     s.off('readable', onReadable);
     s.unshift(chunk);
-    if (!/^\+OK\b/i.test(chunk.subarray(0, 4).toString('latin1'))) return;
+    const head = chunk.subarray(0, 10).toString('latin1');
+    if (/^\* (OK|PREAUTH)\b/i.test(head)) noteGreeted(t.protocol, t.host, t.port);
+    if (!/^\+OK\b/i.test(head)) return;
     const line = chunk.subarray(0, GREETING_QUOTED).toString('latin1').split(/\r?\n/)[0]!;
     s.destroy(new PopsyncError('connection', `IMAP server ${t.host}:${t.port} did not greet us: ${line}`));
   };

@@ -1,11 +1,14 @@
 /**
- * An IMAP server that lets the first connection in and closes every later one as soon as it has
- * accepted it, without a word (overloaded, a limit on connections enforced at accept, a proxy
- * with no backend). imapflow's connection is the second, opened while imapflow loads
- * (src/imap/early-socket.ts); it used to be closed before imapflow listened, and the run waited
- * out --timeout, then said the server "sent no greeting within" it. Now the run ends at once, as
- * README's table has it for a server that accepts and closes without a word: exit 4 for migrate,
- * 75 for sync, "accepted the connection but did not greet".
+ * An IMAP server that closes connections as soon as it has accepted them, without a word. When
+ * it let another connection of the run in on that port (the first: popsync's APPEND connection;
+ * a per-connection limit enforced at accept, a proxy whose backend is missing for a moment), the
+ * port is right and the close is a connection turned away for now: retried like a BYE in place
+ * of the greeting (--reconnect-attempts), then exit 75 for migrate and sync alike. When no
+ * connection to that port was ever greeted, it may well be the wrong port: the run ends at once,
+ * exit 4 for migrate, 75 for sync, "accepted the connection but did not greet" and "check the
+ * port", as README's table has it. imapflow's connection is the second, opened while imapflow
+ * loads (src/imap/early-socket.ts); it used to be closed before imapflow listened, and the run
+ * waited out --timeout, then said the server "sent no greeting within" it.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,38 +30,56 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+async function run(
+  command: 'migrate' | 'sync',
+  greeting: (n: number) => { line: string } | undefined,
+): Promise<{ code: number | null; stderr: string; ms: number; port: number; connections: number }> {
+  const imap = await startFakeImap({ greeting });
+  try {
+    const started = Date.now();
+    const r = await runCli(
+      loopbackArgs(command, { pop3: pop.port, imap: imap.port }, FAKE_USER, FAKE_USER, join(dir, `${command}.sqlite`), [
+        '--no-progress',
+        // The guard: the wait this used to end with.
+        '--timeout',
+        '5',
+        '--reconnect-attempts',
+        '1',
+      ]),
+      { env: { PW: FAKE_PASSWORD } },
+    );
+    return { ...r, ms: Date.now() - started, port: imap.port, connections: imap.connections };
+  } finally {
+    await imap.close();
+  }
+}
+
 describe('an IMAP server that closes every connection after the first at accept', () => {
+  const title = '%s: the port greeted the first, so a connection turned away: reconnected, then exit 75';
+  it.each(['migrate', 'sync'] as const)(title, async (command) => {
+    const r = await run(command, (n) => (n >= 2 ? { line: 'close' } : undefined));
+    expect(r.code, r.stderr).toBe(75);
+    expect(r.stderr).toContain(`popsync: IMAP server 127.0.0.1:${r.port} closed a connection before greeting it\n`);
+    expect(r.stderr).toMatch(/gave up after 1 reconnect attempt; run again later/);
+    expect(r.stderr).not.toMatch(/did not greet|check the port|within 5 s|longer --timeout/);
+    // Each pass: the APPEND connection (greeted) and imapflow's (closed); the second pass once
+    // the 1 s backoff was over.
+    expect(r.connections).toBeGreaterThanOrEqual(4);
+    expect(r.ms).toBeGreaterThan(900);
+    expect(r.ms).toBeLessThan(5000);
+  });
+});
+
+describe('an IMAP server that closes every connection at accept', () => {
   it.each([
     ['migrate', 4],
     ['sync', 75],
-  ] as const)('%s: ends at once (exit %i), saying the server did not greet', async (command, code) => {
-    const imap = await startFakeImap({ greeting: (n) => (n >= 2 ? { line: 'close' } : undefined) });
-    try {
-      const started = Date.now();
-      const r = await runCli(
-        loopbackArgs(
-          command,
-          { pop3: pop.port, imap: imap.port },
-          FAKE_USER,
-          FAKE_USER,
-          join(dir, `${command}.sqlite`),
-          [
-            '--no-progress',
-            // The guard: the wait this used to end with.
-            '--timeout',
-            '5',
-          ],
-        ),
-        { env: { PW: FAKE_PASSWORD } },
-      );
-      expect(r.code, r.stderr).toBe(code);
-      expect(r.stderr).toContain(
-        `popsync: IMAP server 127.0.0.1:${imap.port} accepted the connection but did not greet\n`,
-      );
-      expect(r.stderr).not.toMatch(/within 5 s|longer --timeout/);
-      expect(Date.now() - started).toBeLessThan(5000);
-    } finally {
-      await imap.close();
-    }
+  ] as const)('%s: never greeted: ends at once (exit %i), saying the server did not greet', async (command, code) => {
+    const r = await run(command, () => ({ line: 'close' }));
+    expect(r.code, r.stderr).toBe(code);
+    expect(r.stderr).toContain(`popsync: IMAP server 127.0.0.1:${r.port} accepted the connection but did not greet\n`);
+    expect(r.stderr).toMatch(/hint: check the port/);
+    expect(r.stderr).not.toMatch(/within 5 s|longer --timeout|reconnect attempt/);
+    expect(r.ms).toBeLessThan(5000);
   });
 });

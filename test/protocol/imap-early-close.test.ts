@@ -17,6 +17,7 @@ import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
 import { connectImap, type ImapOptions } from '../../src/imap/index.js';
+import { wasGreeted } from '../../src/net/greeted.js';
 import { FAKE_PASSWORD, FAKE_USER, type FakeImap, startFakeImap } from '../support/fake-imap.js';
 import { generateTestCertificate } from '../support/fake-pop3.js';
 
@@ -131,6 +132,9 @@ describe.each([
     expect(err.kind).toBe('connection');
     expect(err.message).toBe(`IMAP server 127.0.0.1:${port} closed the connection before greeting`);
     expect(ms).toBeLessThan(TIMEOUT_MS / 2);
+    // The APPEND connection was greeted: the port is right (the CLI says "closed a connection
+    // before greeting it", exit 75 once retried, not "check the port": cli-closed-at-accept).
+    expect(wasGreeted('IMAP', '127.0.0.1', port)).toBe(true);
   });
 
   it('as its only connection (no APPEND connection): the same', async () => {
@@ -138,6 +142,7 @@ describe.each([
     expect(err.kind).toBe('connection');
     expect(err.message).toBe(`IMAP server 127.0.0.1:${port} closed the connection before greeting`);
     expect(ms).toBeLessThan(TIMEOUT_MS / 2);
+    expect(wasGreeted('IMAP', '127.0.0.1', port)).toBe(false);
   });
 
   // imapflow reads the half line, then hears the close: it never waited here (a regression guard).
@@ -154,4 +159,37 @@ it('TLS: a close before the handshake fails the connect at once, as a connection
   const { err, ms } = await connectFailure((n) => (n === 2 ? 'reset' : 'relay'), true);
   expect(err.kind).toBe('connection');
   expect(ms).toBeLessThan(TIMEOUT_MS / 2);
+});
+
+describe('a greeting is noted for the port, on either connection (net/greeted.ts)', () => {
+  it("imapflow's session alone: its greeting is noted", async () => {
+    const server = await startFakeImap({ mailboxes: ['Archive'] });
+    try {
+      expect(wasGreeted('IMAP', server.host, server.port)).toBe(false);
+      const sink = await connectImap({
+        host: server.host,
+        port: server.port,
+        tls: 'none',
+        user: FAKE_USER,
+        password: FAKE_PASSWORD,
+        appendPath: 'imapflow',
+        timeoutMs: TIMEOUT_MS,
+      });
+      await sink.close();
+      expect(server.connections).toBe(1);
+      expect(wasGreeted('IMAP', server.host, server.port)).toBe(true);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("the APPEND connection's close before its greeting is worded as imapflow's is", async () => {
+    // The APPEND connection is the first accepted; imapflow's, the second, is relayed.
+    const { err, port } = await connectFailure((n) => (n === 1 ? 'close' : 'relay'), false);
+    expect(err.kind).toBe('connection');
+    expect(err.message).toBe(`IMAP server 127.0.0.1:${port} closed the connection before greeting`);
+    // imapflow's connect was not started (the APPEND connection failed while imapflow loaded):
+    // nothing was greeted, so the CLI says "did not greet" and "check the port", as for imapflow's.
+    expect(wasGreeted('IMAP', '127.0.0.1', port)).toBe(false);
+  });
 });

@@ -367,6 +367,35 @@ describe('a login after a logout (streamAlone) is tried again only while the ser
     expect(ms).toBeLessThan(1500);
   });
 
+  // Connections: 1 the APPEND connection (refused), 2 imapflow's, 3 the streaming one, 4 imapflow's again.
+  const fourth =
+    (line: string): FakeImapOptions['greeting'] =>
+    (n) =>
+      n === 4 ? { line } : undefined;
+  it.each([
+    ['its LOGIN answered BYE', { 4: { kind: 'bye', text: 'Too many' } } as Record<number, Reply>, undefined, 5],
+    ['its greeting a BYE', {}, fourth('* BYE Too many connections'), 4],
+    ['closed before its greeting', {}, fourth('close'), 4],
+  ] as const)("imapflow's session logging in again turned away once, %s: tried again", async (...c) => {
+    const [, script, greeting, count] = c;
+    const l = logins(script);
+    const { err } = await streamOne({ ...l.opts, ...(greeting ? { greeting } : {}) });
+    expect(err).toBeNull();
+    // The refused login (none when turned away before it), then the one accepted.
+    expect(l.count()).toBe(count);
+  });
+
+  it("imapflow's session closed before its greeting on every try: four tries, then a connection error", async () => {
+    const l = logins({});
+    const { err, ms } = await streamOne({ ...l.opts, greeting: (n) => (n >= 4 ? { line: 'close' } : undefined) });
+    expect(err).toBeInstanceOf(PopsyncError);
+    expect((err as PopsyncError).kind).toBe('connection');
+    expect((err as PopsyncError).message).toMatch(/ClosedAfterConnectText|closed the connection before/);
+    // Pauses of 0.2, 0.4 and 0.8 s between the four tries; no login after the streaming one's.
+    expect(ms).toBeGreaterThanOrEqual(1400);
+    expect(l.count()).toBe(3);
+  });
+
   it("imapflow's LOGIN again refused once (the server counts the streaming one): tried again", async () => {
     const l = logins({ 4: { kind: 'no', text: '[UNAVAILABLE] Maximum number of connections' } });
     const { err } = await streamOne(l.opts);

@@ -186,6 +186,40 @@ describe('explainConnectFailure', () => {
     expect((explainConnectFailure(c, imap143) as PopsyncError).message).toContain('did not greet');
   });
 
+  it('a close before the greeting on a port that greeted another connection is a connection turned away', () => {
+    // Our words (net/connect.ts, for imapflow's early socket and our APPEND connection) and
+    // imapflow's own close before the greeting (no BYE reason).
+    const ours = wrapped('connection', 'IMAP server imap.example.net:143 closed the connection before greeting');
+    const imapflow = wrapped(
+      'connection',
+      'IMAP connect to imap.example.net:143: connection lost or unusable',
+      Object.assign(new Error('Unexpected close'), { code: 'ClosedAfterConnectText' }),
+    );
+    for (const closed of [ours, imapflow]) {
+      // Never greeted: perhaps the wrong port (README's table: 4 / 75, "check the port").
+      const never = explainConnectFailure(closed, imap143) as PopsyncError;
+      expect(never.kind).toBe('connection');
+      expect(never.message).toBe('IMAP server imap.example.net:143 accepted the connection but did not greet');
+      expect(never.context.hint).toMatch(/^check the port/);
+      expect(isConnectMistake(never)).toBe(true);
+      // Another connection to the port was greeted: the port is right; retried, then exit 75.
+      const e = explainConnectFailure(closed, { ...imap143, greeted: true }) as PopsyncError;
+      expect(e.kind).toBe('temporary');
+      expect(e.message).toBe('IMAP server imap.example.net:143 closed a connection before greeting it');
+      expect(e.context.hint).toMatch(/^it greeted another connection to this port in this run, so the port is right/);
+      expect(e.context.hint).not.toMatch(/check the port/);
+      expect(isConnectMistake(e)).toBe(false);
+      expect(explainConnectFailure(e, { ...imap143, greeted: true })).toBe(e);
+    }
+    // What the greeting does not change: a silence, a BYE.
+    const slow = Object.assign(new Error('Failed to receive greeting'), { code: 'GREETING_TIMEOUT' });
+    expect((explainConnectFailure(slow, { ...imap143, greeted: true }) as PopsyncError).kind).toBe('connection');
+    const bye = Object.assign(new Error('Unexpected close'), { code: 'ClosedAfterConnectText', reason: 'Too many' });
+    expect((explainConnectFailure(bye, { ...imap143, greeted: true }) as PopsyncError).message).toContain(
+      'turned the connection away',
+    );
+  });
+
   it('refused, unknown host and an untrusted certificate each get their fix; the context is kept', () => {
     const refused = explainConnectFailure(
       new PopsyncError(
