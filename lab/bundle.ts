@@ -64,21 +64,21 @@ async function bundle(outdir: string, entryPoints: Record<string, string>): Prom
     plugins: [
       requiredNotImported(['better-sqlite3']),
       deferRequires({
-        deferred: [
-          'encoding-japanese',
-          'socks',
-          'node_modules/libmime/lib/mimetypes.js',
-          'sonic-boom',
-          'node_modules/pino/lib/transport.js',
-        ],
+        // pino: loaded by the first line logged (src/cli/logger.ts), which most runs never write.
+        deferred: ['encoding-japanese', 'socks', 'node_modules/libmime/lib/mimetypes.js', 'pino'],
         lazy: ['node_modules/iconv-lite/encodings/index.js'],
-        // pino loads worker_threads (~3 ms) for one test in the SonicBoom set-up that popsync's
-        // loggers never run (a --log-format json file is its only SonicBoom, and synchronous).
-        edits: {
-          'node_modules/pino/lib/tools.js': [
-            ["const { isMainThread } = require('worker_threads')", ''],
-            ['!opts.sync && isMainThread', "!opts.sync && require('worker_threads').isMainThread"],
-          ],
+        within: {
+          pino: {
+            deferred: ['sonic-boom', 'node_modules/pino/lib/transport.js'],
+            // pino loads worker_threads (~3 ms) for one test in the SonicBoom set-up that popsync's
+            // loggers never run (a --log-format json file is its only SonicBoom, and synchronous).
+            edits: {
+              'node_modules/pino/lib/tools.js': [
+                ["const { isMainThread } = require('worker_threads')", ''],
+                ['!opts.sync && isMainThread', "!opts.sync && require('worker_threads').isMainThread"],
+              ],
+            },
+          },
         },
       }),
     ],

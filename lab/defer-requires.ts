@@ -45,6 +45,13 @@ export interface OutsourcedModules {
    * For a require that runs as the file loads and whose export is used in one rarely taken place.
    */
   edits?: Readonly<Record<string, ReadonlyArray<readonly [string, string]>>>;
+  /**
+   * For a `deferred` module (as named there): what its own file defers in turn, as this plugin
+   * does for the bundle. Its files are in `deferred/` beside that file, required relative to it.
+   * pino: deferred as a whole (a run that logs nothing never loads it), its transports and
+   * sonic-boom deferred within it as they were in the bundle.
+   */
+  within?: Readonly<Record<string, OutsourcedModules>>;
 }
 
 export function deferRequires(modules: OutsourcedModules | readonly string[]): Plugin {
@@ -58,11 +65,12 @@ export function deferRequires(modules: OutsourcedModules | readonly string[]): P
       const o = b.initialOptions;
       const outdir = o.outdir ?? dirname(o.outfile ?? join(root, 'out.js'));
       /** Real file -> how the bundle treats it. */
-      const targets = new Map<string, { kind: 'deferred' | 'lazy'; out: string }>();
+      const targets = new Map<string, { kind: 'deferred' | 'lazy'; out: string; within?: OutsourcedModules }>();
       for (const kind of ['deferred', 'lazy'] as const) {
         for (const m of spec[kind] ?? []) {
           const file = m.includes('/') && !m.startsWith('@') ? join(root, m) : requireThere.resolve(m);
-          targets.set(file, { kind, out: `./${DIR}/${outputName(m)}.cjs` });
+          const within = kind === 'deferred' ? spec.within?.[m] : undefined;
+          targets.set(file, { kind, out: `./${DIR}/${outputName(m)}.cjs`, ...(within ? { within } : {}) });
         }
       }
       // Only imports whose last segment could name a target are resolved twice.
@@ -88,6 +96,7 @@ export function deferRequires(modules: OutsourcedModules | readonly string[]): P
               target: o.target ?? 'node20',
               legalComments: 'eof',
               logLevel: 'warning',
+              plugins: t.within ? [deferRequires(t.within)] : [],
             }),
           ),
         );

@@ -63,31 +63,102 @@ const MAX_SCRUB_DEPTH = 10;
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const stderr = opts.stderr ?? process.stderr;
   const stderrLevel = opts.verbose === true ? 'debug' : opts.quiet === true ? 'error' : 'warn';
-  const streams: pino.StreamEntry[] = [{ level: stderrLevel, stream: humanStream(stderr, opts.verbose === true) }];
-
+  // Opened now, not with the logger: a file that cannot be opened is a usage error at start.
   const fd = opts.logFile === undefined ? null : openLogFile(opts.logFile);
-  if (fd !== null) {
-    const file = opts.logFormat === 'json' ? pino.destination({ fd, sync: true }) : textFileStream(fd);
-    streams.push({ level: 'debug', stream: file });
+  const level = fd !== null ? 'debug' : stderrLevel;
+  return new DeferredLogger(LEVEL_VALUES[level]!, () => {
+    const streams: pino.StreamEntry[] = [{ level: stderrLevel, stream: humanStream(stderr, opts.verbose === true) }];
+    if (fd !== null) {
+      const file = opts.logFormat === 'json' ? pino.destination({ fd, sync: true }) : textFileStream(fd);
+      streams.push({ level: 'debug', stream: file });
+    }
+    const instance = pino(
+      {
+        level,
+        base: { pid: process.pid },
+        timestamp: pino.stdTimeFunctions.isoTime,
+        redact: { paths: SECRET_KEYS.flatMap((k) => [k, `*.${k}`]), censor: REDACTED },
+        formatters: {
+          log: (obj) => scrubSecrets(obj) as Record<string, unknown>,
+          bindings: (b) => scrubSecrets(b) as Record<string, unknown>,
+        },
+      },
+      pino.multistream(streams),
+    );
+    // pino's logger is a structural superset of ours (and keeps trace/fatal for imapflow); only
+    // its overloaded method types keep TypeScript from seeing that.
+    return instance as unknown as PinoShaped;
+  });
+}
+
+type Level = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+
+/** pino's levels, to tell without pino whether a line would be logged. */
+const LEVEL_VALUES: Readonly<Record<string, number>> & Readonly<Record<Level, number>> = {
+  trace: 10,
+  debug: 20,
+  info: 30,
+  warn: 40,
+  error: 50,
+  fatal: 60,
+};
+
+type LogMethod = (...args: unknown[]) => void;
+/** What imapflow calls on the logger it is handed: ours and pino's trace and fatal. */
+type PinoShaped = Logger & { trace: LogMethod; fatal: LogMethod };
+
+/**
+ * A Logger that builds its pino logger (and loads pino) at its first line at an enabled level.
+ * Most runs log nothing: a `sync` with nothing new, `status`, a refused login (its error is the
+ * report's, not a log line); loading pino and building the logger (redaction paths, streams)
+ * cost ~4 ms a process (README "Start-up"). A child is made the same way, when it first logs;
+ * its lines are the pino child's of the parent's pino logger, as before.
+ */
+class DeferredLogger implements PinoShaped {
+  private real: PinoShaped | undefined;
+
+  constructor(
+    private readonly threshold: number,
+    private readonly make: () => PinoShaped,
+  ) {}
+
+  private logger(): PinoShaped {
+    this.real ??= this.make();
+    return this.real;
   }
 
-  const instance = pino(
-    {
-      level: fd !== null ? 'debug' : stderrLevel,
-      base: { pid: process.pid },
-      timestamp: pino.stdTimeFunctions.isoTime,
-      redact: { paths: SECRET_KEYS.flatMap((k) => [k, `*.${k}`]), censor: REDACTED },
-      formatters: {
-        log: (obj) => scrubSecrets(obj) as Record<string, unknown>,
-        bindings: (b) => scrubSecrets(b) as Record<string, unknown>,
-      },
-    },
-    pino.multistream(streams),
-  );
+  private write(level: Level, args: unknown[]): void {
+    if (LEVEL_VALUES[level] < this.threshold) return;
+    (this.logger()[level] as LogMethod)(...args);
+  }
 
-  // pino's logger is a structural superset of ours (and keeps trace/fatal for imapflow); only
-  // its overloaded method types keep TypeScript from seeing that.
-  return instance as unknown as Logger;
+  trace(...args: unknown[]): void {
+    this.write('trace', args);
+  }
+  debug(...args: unknown[]): void {
+    this.write('debug', args);
+  }
+  info(...args: unknown[]): void {
+    this.write('info', args);
+  }
+  warn(...args: unknown[]): void {
+    this.write('warn', args);
+  }
+  error(...args: unknown[]): void {
+    this.write('error', args);
+  }
+  fatal(...args: unknown[]): void {
+    this.write('fatal', args);
+  }
+
+  isLevelEnabled(level: string): boolean {
+    const value = LEVEL_VALUES[level];
+    return value !== undefined && value >= this.threshold;
+  }
+
+  child(bindings: Record<string, unknown>): Logger {
+    return new DeferredLogger(this.threshold, () => this.logger().child(bindings) as PinoShaped);
+  }
 }
 
 /**

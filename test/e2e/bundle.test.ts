@@ -33,27 +33,44 @@ export async function load(url, context, next) { appendFileSync(file, url + '\\n
 
 let runs = 0;
 
-/** Runs popsync with the hook; returns the result and the checkout's files it loaded (relative). */
+/**
+ * Runs popsync with the hook; returns the result, the checkout's files it loaded as ES modules and
+ * those it required (require's cache at exit: the deferred files of dist/bundle/deferred/), relative.
+ */
 async function runTraced(args: string[], env: Record<string, string> = {}, hooks?: { now: string }) {
   const n = ++runs;
   const list = join(dir, `loaded-${n}.txt`);
+  const requiredList = join(dir, `required-${n}.txt`);
   const preload = join(dir, `trace-${n}.mjs`);
   writeFileSync(list, '');
+  writeFileSync(requiredList, '');
   writeFileSync(
     preload,
-    "import { register } from 'node:module';\n" +
+    "import { appendFileSync } from 'node:fs';\n" +
+      "import { createRequire, register } from 'node:module';\n" +
       `register('data:text/javascript,' + ${JSON.stringify(encodeURIComponent(HOOK))}, ` +
-      `{ data: { file: ${JSON.stringify(list)} } });\n`,
+      `{ data: { file: ${JSON.stringify(list)} } });\n` +
+      "process.on('exit', () => appendFileSync(" +
+      `${JSON.stringify(requiredList)}, Object.keys(createRequire(import.meta.url).cache).join('\\n')));\n`,
   );
   const r = await runCli(args, { env: { NODE_OPTIONS: `--import=${preload}`, ...env }, hooks });
+  const relative = (p: string): string => p.slice(ROOT.length).replace(/^\//, '');
   const loaded = readFileSync(list, 'utf8')
     .split('\n')
     .filter((u) => u.startsWith('file://'))
     .map((u) => fileURLToPath(u))
     .filter((p) => p.startsWith(ROOT))
-    .map((p) => p.slice(ROOT.length).replace(/^\//, ''));
-  return { r, loaded };
+    .map(relative);
+  const required = readFileSync(requiredList, 'utf8')
+    .split('\n')
+    .filter((p) => p.startsWith(ROOT))
+    .map(relative);
+  return { r, loaded, required };
 }
+
+/** The deferred files of dist/bundle/ a run required (lab/defer-requires.ts). */
+const deferredIn = (required: string[]): string[] =>
+  required.filter((f) => f.startsWith('dist/bundle/deferred/')).map((f) => f.slice('dist/bundle/deferred/'.length));
 
 /** The npm packages whose code the loaded bundle files hold. */
 function packagesIn(files: string[]): Set<string> {
@@ -70,7 +87,7 @@ const LAZY = ['imapflow', 'ora', 'cli-progress', 'yaml', 'zod'];
 
 describe('the bundle bin/popsync.js runs', () => {
   it('--version loads only the bundle, and none of the lazily loaded packages', async () => {
-    const { r, loaded } = await runTraced(['--version']);
+    const { r, loaded, required } = await runTraced(['--version']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.trim()).toBe(
@@ -84,16 +101,33 @@ describe('the bundle bin/popsync.js runs', () => {
     // commander is bundled and always loaded: a scan that found nothing would not pass this.
     expect(packages).toContain('commander');
     expect(LAZY.filter((p) => packages.has(p))).toEqual([]);
-    // pino is, without what only its transports and its own file destinations use (lab/bundle.ts).
-    expect(packages).toContain('pino');
-    expect(['sonic-boom', 'thread-stream'].filter((p) => packages.has(p))).toEqual([]);
+    // pino is a deferred file of its own, loaded by the first line logged (src/cli/logger.ts).
+    expect(['pino', 'sonic-boom', 'thread-stream'].filter((p) => packages.has(p))).toEqual([]);
+    // require's cache is read: better-sqlite3 (required, not imported) is in it.
+    expect(required.some((f) => f.startsWith('node_modules/better-sqlite3/'))).toBe(true);
+    expect(deferredIn(required)).toEqual([]);
+  });
+
+  it('a run that logs a warning loads pino then, without its transports or sonic-boom', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(pop, realisticMix(2, 12));
+    const pw = join(dir, `pw-${pop}`);
+    writeFileSync(pw, `${lab.password}\n`, { mode: 0o644 });
+    const args = labArgs('migrate', lab, pop, imap, join(dir, `${pop}.sqlite`), ['--json', '--no-progress']);
+    const at = args.indexOf('--pop-password-env');
+    args.splice(at, 2, '--pop-password-file', pw);
+    const { r, required } = await runTraced(args, { PW: lab.password });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(`popsync: warning: password file ${pw} can be read by other users`);
+    expect(deferredIn(required)).toEqual(['pino.cjs']);
   });
 
   it('a migration loads imapflow once it connects, and no progress display with --no-progress', async () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
     await lab.seedPop3(pop, realisticMix(20, 11));
-    const { r, loaded } = await runTraced(
+    const { r, loaded, required } = await runTraced(
       labArgs('migrate', lab, pop, imap, join(dir, `${pop}.sqlite`), ['--json', '--no-progress']),
       { PW: lab.password },
     );
@@ -102,6 +136,8 @@ describe('the bundle bin/popsync.js runs', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ copied: 20, failed: [] });
     const packages = packagesIn(loaded.filter((f) => f.startsWith('dist/bundle/')));
     expect(packages).toContain('imapflow');
+    // It logged nothing: its logger (and imapflow's, the same) never built a pino logger.
+    expect(deferredIn(required)).toEqual([]);
     expect(['ora', 'cli-progress', 'yaml', 'zod'].filter((p) => packages.has(p))).toEqual([]);
   });
 

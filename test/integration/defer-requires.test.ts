@@ -182,4 +182,37 @@ describe('deferRequires', () => {
       bundleEntry(dir, [deferRequires({ edits: { 'entry.mjs': [['const b = 2;', ''] as const] } })]),
     ).rejects.toThrow(/no longer has const b = 2;/);
   });
+  it('a deferred module defers in turn what `within` names for it (as pino its transports)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'popsync-defer-'));
+    dirs.push(dir);
+    for (const [name, code] of [
+      [
+        'outer',
+        "globalThis.outerLoads = (globalThis.outerLoads ?? 0) + 1;\nconst inner = require('inner');\n" +
+          "exports.hello = () => 'hi';\nexports.useInner = () => inner.deep();\n",
+      ],
+      ['inner', "globalThis.innerLoads = (globalThis.innerLoads ?? 0) + 1;\nexports.deep = () => 'innermost';\n"],
+    ] as const) {
+      mkdirSync(join(dir, 'node_modules', name), { recursive: true });
+      writeFileSync(join(dir, 'node_modules', name, 'package.json'), `{ "name": "${name}", "main": "index.js" }\n`);
+      writeFileSync(join(dir, 'node_modules', name, 'index.js'), code);
+    }
+    writeFileSync(join(dir, 'entry.mjs'), "import outer from 'outer';\nexport { outer };\n");
+    await bundleEntry(dir, [deferRequires({ deferred: ['outer'], within: { outer: { deferred: ['inner'] } } })]);
+    expect(readFileSync(join(dir, 'out.mjs'), 'utf8')).not.toContain("'hi'");
+    expect(readFileSync(join(dir, 'deferred', 'outer.cjs'), 'utf8')).not.toContain('innermost');
+    expect(readFileSync(join(dir, 'deferred', 'deferred', 'inner.cjs'), 'utf8')).toContain('innermost');
+    const g = globalThis as Record<string, unknown>;
+    g.outerLoads = 0;
+    g.innerLoads = 0;
+    const b = (await import(pathToFileURL(join(dir, 'out.mjs')).href)) as {
+      outer: { hello(): string; useInner(): string };
+    };
+    expect([g.outerLoads, g.innerLoads]).toEqual([0, 0]);
+    expect(b.outer.hello()).toBe('hi');
+    expect([g.outerLoads, g.innerLoads]).toEqual([1, 0]);
+    expect(b.outer.useInner()).toBe('innermost');
+    expect(b.outer.useInner()).toBe('innermost');
+    expect([g.outerLoads, g.innerLoads]).toEqual([1, 1]);
+  });
 });

@@ -162,6 +162,22 @@ describe('stderr', () => {
     expect(out).not.toHaveBeenCalled();
   });
 
+  it('answers isLevelEnabled as pino does, and a child made before any line logs with its bindings', () => {
+    const err = sink();
+    const logger = createLogger({ stderr: err.stream });
+    // pino's logger is built at the first line logged (README "Start-up"): these come before it.
+    const child = logger.child({ account: 'u@h' }).child({ folder: 'INBOX' });
+    expect(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'nope'].map((l) => logger.isLevelEnabled?.(l))).toEqual(
+      [false, false, false, true, true, true, false],
+    );
+    expect(createLogger({ verbose: true, stderr: err.stream }).isLevelEnabled?.('debug')).toBe(true);
+    expect(createLogger({ quiet: true, stderr: err.stream }).isLevelEnabled?.('warn')).toBe(false);
+    child.info('not shown');
+    child.warn({ n: 1 }, 'slow');
+    logger.warn('parent');
+    expect(err.text()).toBe('popsync: warning: slow (account=u@h folder=INBOX n=1)\npopsync: warning: parent\n');
+  });
+
   it('--verbose shows debug lines with a time', () => {
     const err = sink();
     createLogger({ verbose: true, stderr: err.stream }).debug({ n: 3 }, 'RETR');
