@@ -36,6 +36,17 @@ function setup(coalesce = true) {
 
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
+/** A reader that takes one chunk per resume() and pauses at once, as one whose queue is full. */
+function pausingReader(sink: ChunkSink, chunks: { pause(): void }): ChunkSink {
+  return {
+    chunk: (c) => {
+      sink.chunk(c);
+      chunks.pause();
+    },
+    close: sink.close,
+  };
+}
+
 describe('ReadArena', () => {
   it('what arrives in one turn is handed on as one chunk, in the next', async () => {
     const { chunks, arrive, got, sink } = setup();
@@ -70,13 +81,7 @@ describe('ReadArena', () => {
 
   it('paused: bytes still arriving are kept and reading stopped; resume() hands them on, then the close', async () => {
     const { socket, chunks, arrive, got, sink } = setup();
-    const reader: ChunkSink = {
-      chunk: (c) => {
-        sink.chunk(c);
-        chunks.pause();
-      },
-      close: sink.close,
-    };
+    const reader = pausingReader(sink, chunks);
     chunks.start(reader);
     arrive('one');
     await turn();
@@ -110,14 +115,7 @@ describe('ReadArena', () => {
 
   it('TLS: a reader that resumes while HOLD_BYTES are held gets them before the socket reads on', async () => {
     const { socket, chunks, arrive, got, sink } = setup();
-    // Takes one chunk per resume(), as a reader whose queue is full pauses at once.
-    const reader: ChunkSink = {
-      chunk: (c) => {
-        sink.chunk(c);
-        chunks.pause();
-      },
-      close: sink.close,
-    };
+    const reader = pausingReader(sink, chunks);
     chunks.start(reader);
     arrive('first');
     await turn();
