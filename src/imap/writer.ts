@@ -860,7 +860,7 @@ class ImapWriter implements ImapSink {
    * and a drop or a failed login from the logout on rejects ('connection': serial() sees
    * imapflow's session unusable and ends the sink), leaving what was not reported to be settled by
    * content, as after a drop of a pipelined batch. Costs two logins and two logouts per such run of
-   * messages, which are rare (over 4 MB by default).
+   * messages, which are rare (over 4 MB and past the room their batch has left under --batch-mb).
    */
   private async streamAlone(
     path: string,
@@ -943,7 +943,8 @@ class ImapWriter implements ImapSink {
       {
         folder: path,
         hint:
-          'popsync streams messages above 4 MB from a temporary file; set skip_larger_than (config file) ' +
+          'popsync streams from a temporary file a message over 4 MB that does not fit in its batch ' +
+          '(--batch-mb); set skip_larger_than (config file) ' +
           'to skip such messages quietly, or copy them another way',
       },
     );
