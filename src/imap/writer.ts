@@ -350,10 +350,11 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     // The failure that came first is the one reported: imapflow's when the APPEND connection only
     // gave up waiting for it (its login refused, or its connect failed), else the APPEND
     // connection's (then imapflow's connect never started, or failed the same way).
+    const failure: unknown = session.status === 'rejected' ? session.reason : undefined;
     const err =
       appender.status === 'rejected' && !(verdictFailed && session.status === 'rejected')
         ? (appender.reason as PopsyncError)
-        : mapConnectError((session as PromiseRejectedResult).reason, { ...opts, secrets });
+        : (closedAfterGreeting(client, failure, opts) ?? mapConnectError(failure, { ...opts, secrets }));
     log.debug({ err, kind: err.kind }, 'IMAP connect failed');
     throw err;
   }
@@ -381,7 +382,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
       await again.connect();
     } catch (err) {
       again.close();
-      const e = mapConnectError(err, { ...opts, secrets });
+      const e = closedAfterGreeting(again, err, opts) ?? mapConnectError(err, { ...opts, secrets });
       // The server turning this login away, as pipeline.ts names it for its own connections
       // (ImapWriter.loginAlone tries only that again): a NO or BYE to the login, a BYE or a close
       // in place of the greeting (right after our logout, most likely the server still counting
@@ -415,6 +416,24 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     flowSockets,
     secondRefused,
     reopen,
+  );
+}
+
+/**
+ * imapflow's connect() failed on a close without BYE after the server greeted the connection (in
+ * STARTTLS, the login, ID or NAMESPACE): a drop, as such a close at our APPEND connection's login
+ * is, retried as one (then exit 4 for migrate). imapflow names every close before connect() is
+ * done ClosedAfterConnect*, which connect-hints.ts takes for a close before the greeting: "did
+ * not greet, check the port", or on a port that greeted (this very connection) a connection
+ * turned away (75). So it is worded here, without imapflow's error as its cause. Null otherwise.
+ */
+function closedAfterGreeting(client: ImapFlow, err: unknown, t: { host: string; port: number }): PopsyncError | null {
+  const greeted = client.greeting !== undefined || client.authenticated !== false;
+  if (!greeted || client.byeReason !== undefined || !closedUnheard(err)) return null;
+  return new PopsyncError(
+    'connection',
+    `IMAP server ${t.host}:${t.port} closed the connection after greeting it, before the session was set up ` +
+      '(no reason given)',
   );
 }
 

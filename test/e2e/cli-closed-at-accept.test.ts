@@ -8,14 +8,15 @@
  * exit 4 for migrate, 75 for sync, "accepted the connection but did not greet" and "check the
  * port", as README's table has it. imapflow's connection is the second, opened while imapflow
  * loads (src/imap/early-socket.ts); it used to be closed before imapflow listened, and the run
- * waited out --timeout, then said the server "sent no greeting within" it.
+ * waited out --timeout, then said the server "sent no greeting within" it. A close after the
+ * greeting, at the login, is neither: a lost connection, as on the APPEND connection.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
-import { FAKE_PASSWORD, FAKE_USER, startFakeImap } from '../support/fake-imap.js';
+import { FAKE_PASSWORD, FAKE_USER, type FakeImapOptions, startFakeImap } from '../support/fake-imap.js';
 import { type FakePop3, startFakePop3 } from '../support/fake-pop3.js';
 import { loopbackArgs } from '../support/lab-fixture.js';
 
@@ -32,9 +33,10 @@ afterAll(async () => {
 
 async function run(
   command: 'migrate' | 'sync',
-  greeting: (n: number) => { line: string } | undefined,
+  greeting: FakeImapOptions['greeting'],
+  onCommand?: FakeImapOptions['onCommand'],
 ): Promise<{ code: number | null; stderr: string; ms: number; port: number; connections: number }> {
-  const imap = await startFakeImap({ greeting });
+  const imap = await startFakeImap({ greeting, ...(onCommand ? { onCommand } : {}) });
   try {
     const started = Date.now();
     const r = await runCli(
@@ -81,5 +83,21 @@ describe('an IMAP server that closes every connection at accept', () => {
     expect(r.stderr).toMatch(/hint: check the port/);
     expect(r.stderr).not.toMatch(/within 5 s|longer --timeout|reconnect attempt/);
     expect(r.ms).toBeLessThan(5000);
+  });
+});
+
+describe("an IMAP server that greets imapflow's connection, then closes it at its LOGIN without a word", () => {
+  // A drop after the greeting, as on the APPEND connection: a lost connection (retried, then exit
+  // 4 for migrate, 75 for sync), never "closed a connection before greeting it" (a connection
+  // turned away, 75 for both) because the connection's own greeting was noted as the port's.
+  it.each([
+    ['migrate', 4],
+    ['sync', 75],
+  ] as const)('%s: a connection lost during the session set-up, retried, then exit %i', async (command, code) => {
+    const r = await run(command, undefined, (c) => (c.name === 'LOGIN' ? { kind: 'drop' } : undefined));
+    expect(r.code, r.stderr).toBe(code);
+    expect(r.stderr).toContain(`IMAP server 127.0.0.1:${r.port} closed the connection after greeting it`);
+    expect(r.stderr).toMatch(/gave up after 1 reconnect attempt/);
+    expect(r.stderr).not.toMatch(/before greeting|did not greet|check the port|turned/);
   });
 });

@@ -367,6 +367,18 @@ describe('a login after a logout (streamAlone) is tried again only while the ser
     expect(ms).toBeLessThan(1500);
   });
 
+  it("imapflow's LOGIN again dropped without BYE: a lost connection at once, not a close unheard", async () => {
+    const l = logins({ 4: { kind: 'drop' } });
+    const { err, ms } = await streamOne(l.opts);
+    expect(err).toBeInstanceOf(PopsyncError);
+    expect((err as PopsyncError).kind).toBe('connection');
+    expect((err as PopsyncError).message).toMatch(
+      /closed the connection after greeting it, before the session was set up/,
+    );
+    expect(l.count()).toBe(4);
+    expect(ms).toBeLessThan(1500);
+  });
+
   // Connections: 1 the APPEND connection (refused), 2 imapflow's, 3 the streaming one, 4 imapflow's again.
   const fourth =
     (line: string): FakeImapOptions['greeting'] =>
