@@ -40,8 +40,12 @@ export interface ImapOptions {
    * connection the server turned away while it let imapflow's session in sets `reason` (the
    * server's words), and the sinks after it open imapflow's session alone without asking again.
    * Decided once: the answer is the server's per-user limit, not a passing state.
+   * `loginNo` is set when the server said so with a NO to the login that imapflow-adapter.ts
+   * reads as refused credentials: that NO's response code ('' for none). A login after a logout
+   * (writer.ts loginAlone) refused with a NO worded otherwise is taken for what it says, a wrong
+   * password, and not tried again.
    */
-  oneConnection?: { reason: string | null };
+  oneConnection?: { reason: string | null; loginNo?: string };
 }
 
 export interface FolderStatus {

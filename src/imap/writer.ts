@@ -205,6 +205,8 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   );
   // Set when the server turned the APPEND connection away after letting imapflow's in.
   let secondRefused: string | null = knownOne;
+  // How it worded that, when with a NO read as refused credentials (ImapOptions.oneConnection).
+  let limitNo: string | undefined = knownOne !== null ? opts.oneConnection?.loginNo : undefined;
   const opening: Promise<PipelinedAppender | null> =
     appendPath === 'imapflow'
       ? Promise.resolve(null)
@@ -231,7 +233,11 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
             // connect fails at once, as it did (imapflow's connect is then not even started).
             if (appendPath === 'auto' && err instanceof TurnedAway && imapflowLoggedIn) {
               secondRefused = `the server refused a second IMAP connection for this user: ${err.said}`;
-              if (opts.oneConnection) opts.oneConnection.reason = secondRefused;
+              if (err.kind === 'auth') limitNo = err.context.responseCode ?? '';
+              if (opts.oneConnection) {
+                opts.oneConnection.reason = secondRefused;
+                if (limitNo !== undefined) opts.oneConnection.loginNo = limitNo;
+              }
               log.warn(
                 { reason: err.message },
                 `the IMAP server refused a second IMAP connection for this user (${err.said}); ` +
@@ -416,6 +422,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     flowSockets,
     secondRefused,
     reopen,
+    limitNo,
   );
 }
 
@@ -502,6 +509,8 @@ class ImapWriter implements ImapSink {
     secondRefused: string | null = null,
     /** imapflow's session anew, for streamAlone; null where the sink cannot log in again. */
     private readonly reopen: (() => Promise<FlowSession>) | null = null,
+    /** The code of the NO that refused a second connection for the limit (ImapOptions.oneConnection). */
+    private readonly limitNo: string | undefined = undefined,
   ) {
     this.streamerUnsupported = secondRefused;
     this.oneConnection = secondRefused;
@@ -938,13 +947,19 @@ class ImapWriter implements ImapSink {
    * through another process). Nothing else is tried again here: a timeout, a reset or a TLS
    * failure is no sign of that count, and each try of a silent server would hold the serial slot
    * a whole timeout; such an error goes the way of any lost connection (serial() ends the sink,
-   * the engine reconnects).
+   * the engine reconnects). Nor is a NO that says the credentials are wrong ([AUTHENTICATIONFAILED],
+   * or no code) where the server words its limit otherwise ([UNAVAILABLE], a BYE, a close): the
+   * password was changed meanwhile, or the token command's token refused, which no try lifts and
+   * each try would count against the account (lockouts, fail2ban). It ends the run as a refused
+   * first login does: 'auth', exit 3, and no other login is tried.
    */
   private async loginAlone<T>(login: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await login();
       } catch (err) {
+        if (err instanceof TurnedAway && err.kind === 'auth' && (err.context.responseCode ?? '') !== this.limitNo)
+          throw new PopsyncError(err.kind, err.message, err.context, { cause: err.cause });
         if (attempt >= ALONE_LOGIN_TRIES || !(err instanceof TurnedAway)) throw err;
         this.log.debug({ attempt, err: err.message }, 'login after a logout refused; trying again');
         await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
@@ -1226,7 +1241,9 @@ class ImapWriter implements ImapSink {
       this.pool?.destroy();
       this.streamer?.destroy();
     }
-    return err.kind === 'connection' ? err : this.dead;
+    // A refused login (streamAlone's) keeps its kind: the engine stops with exit 3 rather than
+    // reconnect, which would only send the refused credentials once more.
+    return err.kind === 'connection' || err.kind === 'auth' ? err : this.dead;
   }
 
   private levelsOf(path: string): string[] {

@@ -408,6 +408,34 @@ describe('a login after a logout (streamAlone) is tried again only while the ser
     expect(l.count()).toBe(3);
   });
 
+  // The server's limit is NO [UNAVAILABLE] (login 2): a NO worded otherwise after a logout is the
+  // credentials (a password changed meanwhile), tried once, never four times (0.2 + 0.4 + 0.8 s).
+  const wrongPassword: Reply = { kind: 'no', text: '[AUTHENTICATIONFAILED] Authentication failed.' };
+  it.each([
+    ["imapflow's LOGIN again", 4, wrongPassword],
+    ["imapflow's LOGIN again, a NO without a code", 4, { kind: 'no', text: 'Login failed.' } as Reply],
+    ["the streaming connection's LOGIN", 3, wrongPassword],
+  ])('%s refused as a wrong password: auth at once, one try, no login after it', async (_name, refused, reply) => {
+    const l = logins({ [refused]: reply, [refused + 1]: reply });
+    const { err, ms } = await streamOne(l.opts);
+    expect(err).toBeInstanceOf(PopsyncError);
+    expect((err as PopsyncError).kind).toBe('auth');
+    expect((err as PopsyncError).message).toMatch(/rejected the login for alice/);
+    expect(l.count()).toBe(refused);
+    expect(ms).toBeLessThan(150);
+  });
+
+  it('a server that words its limit as a failed login: that same NO after a logout is still tried again', async () => {
+    let n = 0;
+    const limit: Reply = { kind: 'no', text: '[AUTHENTICATIONFAILED] Too many connections' };
+    const { err } = await streamOne({
+      // 2: the APPEND connection, refused for the limit; 4: imapflow's again, the streaming one still counted.
+      onCommand: (c) => (c.name === 'LOGIN' && [2, 4].includes(++n) ? limit : undefined),
+    });
+    expect(err).toBeNull();
+    expect(n).toBe(5);
+  });
+
   it("imapflow's LOGIN again refused once (the server counts the streaming one): tried again", async () => {
     const l = logins({ 4: { kind: 'no', text: '[UNAVAILABLE] Maximum number of connections' } });
     const { err } = await streamOne(l.opts);

@@ -1,0 +1,72 @@
+/**
+ * A login after a logout refused for its credentials, on a server that allows one IMAP session
+ * per user (maxLoggedIn 1: its limit is NO [UNAVAILABLE]). A message too large for memory is
+ * streamed while imapflow's session is logged out, then that session logs in again; the
+ * password was changed meanwhile (or the token refused). That refusal is the user's to fix: exit
+ * 3 at once, in the words of a refused first login, with no further login (servers lock accounts
+ * and fail2ban bans the address after a few). It used to be tried four times over 1.4 s, then
+ * taken for a lost connection: a reconnect after 1 s sent the refused password a fifth time.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { runCli } from '../support/cli.js';
+import { FAKE_PASSWORD, FAKE_USER, type FakeImap, startFakeImap } from '../support/fake-imap.js';
+import { type FakePop3, startFakePop3 } from '../support/fake-pop3.js';
+import { loopbackArgs } from '../support/lab-fixture.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'popsync-relogin-refused-'));
+const servers: Array<FakePop3 | FakeImap> = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.close();
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+// Over 4 MB and past a 1 MB batch's room: kept in a file, which imapflow's session cannot send.
+const body = `Message-ID: <large@test>\r\nSubject: large\r\n\r\n${`${'y'.repeat(998)}\r\n`.repeat(5 * 1024)}`;
+
+describe('a login after a logout refused as a wrong password (one IMAP session per user)', () => {
+  it.each([
+    ["imapflow's session logging in again", 4],
+    ['the connection that streams the large message', 3],
+  ])('%s: exit 3 at once, no further login', async (_name, refusedAt) => {
+    const pop = await startFakePop3({ messages: [body], user: FAKE_USER, password: FAKE_PASSWORD });
+    servers.push(pop);
+    // LOGINs: 1 imapflow's, 2 the APPEND connection's (refused: the limit), 3 the streaming
+    // connection's, 4 imapflow's again.
+    let logins = 0;
+    const imap = await startFakeImap({
+      maxLoggedIn: 1,
+      onCommand: (c) =>
+        c.name === 'LOGIN' && ++logins >= refusedAt
+          ? { kind: 'no', text: '[AUTHENTICATIONFAILED] Authentication failed.' }
+          : undefined,
+    });
+    servers.push(imap);
+    const started = Date.now();
+    const r = await runCli(
+      loopbackArgs(
+        'migrate',
+        { pop3: pop.port, imap: imap.port },
+        FAKE_USER,
+        FAKE_USER,
+        join(dir, `${refusedAt}.sqlite`),
+        ['--no-progress', '--batch-mb', '1'],
+      ),
+      { env: { PW: FAKE_PASSWORD } },
+    );
+    const ms = Date.now() - started;
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toContain(
+      `popsync: IMAP server 127.0.0.1:${imap.port} rejected the login for ${FAKE_USER}: ` +
+        'NO [AUTHENTICATIONFAILED] Authentication failed.',
+    );
+    expect(r.stderr).toMatch(/hint: Check the IMAP user name and password/);
+    expect(r.stderr).not.toMatch(/reconnect|too large to hold in memory|\n\s+at /);
+    expect(r.stderr).not.toContain(FAKE_PASSWORD);
+    expect(logins).toBe(refusedAt);
+    // Four tries were 1.4 s of pauses, and the reconnect's backoff 1 s more.
+    expect(ms).toBeLessThan(1400);
+  });
+});
