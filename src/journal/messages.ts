@@ -12,6 +12,7 @@ import { PopsyncError } from '../errors.js';
 import type { Durability, JournalDb } from './db.js';
 import type { Folders } from './folders.js';
 import { checkCount, checkUidValidity, MAX_ERROR_CHARS, type MessageRecord } from './rows.js';
+import { OWNS_COPY } from './schema.js';
 import { assertTransition, statesBefore } from './states.js';
 import type { Adopted, AppendSettlement, BeginAppend, RowState } from './types.js';
 
@@ -197,7 +198,7 @@ export class Messages {
           fingerprint = excluded.fingerprint`),
       learnUid: c.prepare(`
         UPDATE messages SET dest_uid = @destUid, updated_at = @now
-        WHERE account = @account AND uidl = @uidl AND dest_uid IS NULL AND state IN ('done', 'deleting', 'deleted')`),
+        WHERE account = @account AND uidl = @uidl AND dest_uid IS NULL AND ${OWNS_COPY}`),
       confirm: c.prepare<[string, number | null, string, string, string, string]>(`
         UPDATE messages SET state = 'done', dest_uidvalidity = ?, dest_uid = ?, copied_at = ?, updated_at = ?
         WHERE account = ? AND uidl = ?`),
@@ -215,7 +216,7 @@ export class Messages {
       ),
       uidOwner: c.prepare<[string, string, string, number], { uidl: string }>(
         `SELECT uidl FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ? AND dest_uid = ?
-         AND state IN ('done', 'deleting', 'deleted')`,
+         AND ${OWNS_COPY}`,
       ),
       setListSize: c.prepare(
         `UPDATE messages SET list_size = @listSize, vanished_at = NULL WHERE account = @account AND uidl = @uidl`,

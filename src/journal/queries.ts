@@ -5,6 +5,7 @@
  */
 import type { JournalDb } from './db.js';
 import { checkCount, checkUidValidity, type MessageRecord, toRow } from './rows.js';
+import { OWNS_COPY } from './schema.js';
 import type { JournalCounts, JournalIndexRow, JournalRow, RowState } from './types.js';
 
 export class MessageQueries {
@@ -32,20 +33,20 @@ export class MessageQueries {
       ),
       uidOwner: c.prepare<[string, string, string, number], { uidl: string }>(
         `SELECT uidl FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ? AND dest_uid = ?
-         AND state IN ('done', 'deleting', 'deleted')`,
+         AND ${OWNS_COPY}`,
       ),
       // The UIDs as one JSON array: one statement for any number of them.
       uidOwners: c.prepare<[string, string, string, string], { uidl: string; dest_uid: number }>(
         `SELECT uidl, dest_uid FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ?
-         AND dest_uid IN (SELECT value FROM json_each(?)) AND state IN ('done', 'deleting', 'deleted')`,
+         AND dest_uid IN (SELECT value FROM json_each(?)) AND ${OWNS_COPY}`,
       ),
       doneUids: c.prepare<[string, string, string], { dest_uid: number }>(
         `SELECT dest_uid FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ?
-         AND state IN ('done', 'deleting', 'deleted') AND dest_uid IS NOT NULL`,
+         AND ${OWNS_COPY} AND dest_uid IS NOT NULL`,
       ),
       uidless: c.prepare<[string, string, string], MessageRecord>(
         `SELECT * FROM messages WHERE account = ? AND folder = ? AND dest_uidvalidity = ?
-         AND state IN ('done', 'deleting', 'deleted') AND dest_uid IS NULL ORDER BY rowid`,
+         AND ${OWNS_COPY} AND dest_uid IS NULL ORDER BY rowid`,
       ),
     };
   }

