@@ -112,7 +112,8 @@ function loginDelayHint(statedSeconds: number | undefined, waited: boolean): str
  * there. Writing CAPA before the greeting saves a round trip, but some servers and proxies
  * punish a client that talks first (SMTP's "pregreet" check): they hang up, answer -ERR where
  * the greeting should be, or say nothing at all (a protocol multiplexer such as sslh hands a
- * client that speaks first to another service). Such a server must not lock the user out: the
+ * client that speaks first to another service); others greet and never answer it, having thrown
+ * away what they read before greeting. Such a server must not lock the user out: the
  * connection is made again in the order RFC 1939 shows (greeting, then CAPA), and `learnt`
  * keeps that order for every later connection of the run. A TLS-only port that drops the plain
  * CAPA is told as such before this (connection.ts lost()); a server that refuses both ways ends
@@ -291,7 +292,23 @@ async function connectOnce(
     if (early === null) {
       caps = await capa(conn);
     } else {
-      const r = await early;
+      // Greeted, then nothing for it as long as a silence before the greeting is given: thrown
+      // away with what the server read before greeting, it is never answered. Connected again
+      // without it (connectWithCapa) rather than waiting out --timeout, on every run.
+      const unanswered = setTimeout(
+        () =>
+          conn.unansweredAhead(
+            `POP3 server ${opts.host}:${opts.port} greeted, then sent nothing for ${silentAheadMs(timeoutMs)} ms ` +
+              'in answer to the CAPA popsync writes ahead of its greeting',
+          ),
+        silentAheadMs(timeoutMs),
+      );
+      let r: Reply;
+      try {
+        r = await early;
+      } finally {
+        clearTimeout(unanswered);
+      }
       // Greeted, then -ERR for the CAPA that came first: asked again now, as later connections will.
       if (r.status.kind !== 'ok') {
         logger.debug({ response: r.status.line }, 'pop3 CAPA written ahead of the greeting refused; asking again');

@@ -127,8 +127,9 @@ export class Pop3Connection implements CommandChannel {
   /**
    * The server dropped the connection before answering the command written ahead of its
    * greeting, and the port is no TLS-only one (lost()), or said nothing at all for a while after
-   * it (silentAhead()): some servers punish talk before their greeting by hanging up or by
-   * silence (client.ts then connects again without it).
+   * it (silentAhead()), or greeted and left it unanswered as long (unansweredAhead()): some
+   * servers punish talk before their greeting by hanging up or by silence, or throw it away
+   * (client.ts then connects again without it).
    */
   droppedAhead = false;
   /** Any byte came from the server (decrypted, under implicit TLS). */
@@ -284,6 +285,17 @@ export class Pop3Connection implements CommandChannel {
    */
   silentAhead(reason: string): void {
     if (this.failure || this.heard || !this.wroteAhead) return;
+    this.droppedAhead = true;
+    this.fail('connection', reason);
+  }
+
+  /**
+   * The same once the server greeted but has not begun to answer the command written ahead of
+   * its greeting: a server that throws away what it read before greeting (its input flushed as it
+   * greets) never will. Does nothing once that answer's status line came.
+   */
+  unansweredAhead(reason: string): void {
+    if (this.failure || !this.inflight.some((p) => p.spec === this.aheadSpec && p.status === undefined)) return;
     this.droppedAhead = true;
     this.fail('connection', reason);
   }

@@ -594,6 +594,36 @@ describe('session start', () => {
     expectConnectedAgainWithCapaAfterGreeting(pop);
   });
 
+  it('a server that greets, then never answers the CAPA that came before its greeting: connected again', async () => {
+    // It threw away what it read before greeting (its input flushed at the greeting): the early
+    // CAPA is never answered, and was waited for until --timeout, every run.
+    const pop = await fake({
+      messages: three,
+      pipelining: true,
+      handlers: {
+        GREETING: async (ctx) => {
+          await new Promise((r) => setTimeout(r, 100));
+          ctx.reply(ctx.greeting);
+        },
+        CAPA: (ctx) => {
+          const mine = ctx.server.received.filter((r) => r.connection === ctx.connection && r.verb === 'CAPA');
+          if (mine.length === 1 && mine[0]!.repliesBefore === 0) return;
+          return ctx.useDefault();
+        },
+      },
+    });
+    const { logger, text } = capturingLogger();
+    const learnt: { capaAfterGreeting?: boolean } = {};
+    const started = performance.now();
+    // --timeout 2 s: the CAPA is given up 1 s after the greeting, the second connection has the rest.
+    const s = await connect(pop, { logger, learnt, timeoutMs: 2000 });
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect((await s.uidl()).map((m) => m.uidl)).toEqual(['a', 'b', 'c']);
+    expect(learnt.capaAfterGreeting).toBe(true);
+    expect(text()).toContain('greeted, then sent nothing for 1000 ms in answer to the CAPA');
+    expectConnectedAgainWithCapaAfterGreeting(pop);
+  });
+
   it('a server silent to both: the two connections together wait --timeout for a greeting, no longer', async () => {
     const pop = await fake({ handlers: { GREETING: () => new Promise<void>(() => {}) } });
     const started = performance.now();
