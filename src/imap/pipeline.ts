@@ -410,6 +410,8 @@ export class PipelinedAppender {
     connected?: () => void,
     /** Another connection's login, awaited before this one logs in (writer.ts); a rejection abandons it. */
     after?: Promise<unknown>,
+    /** Called once the server greeted it (writer.ts: then a close of the other one is a limit). */
+    greeted?: () => void,
   ): Promise<PipelinedAppender> {
     const where = `${opts.host}:${opts.port}`;
     const target = imapSocketTarget(opts, timeoutMs);
@@ -433,6 +435,7 @@ export class PipelinedAppender {
         throw /^\* BYE\b/i.test(greeting) ? new TurnedAway(e, greeting.slice(2, 202)) : e;
       }
       noteGreeted('IMAP', opts.host, opts.port);
+      greeted?.();
       stage = 'setup';
       let caps = capabilitiesOf(greeting) ?? (await a.capability());
       if (opts.tls === 'starttls') {

@@ -82,6 +82,8 @@ const BODY_PIECE_BYTES = 4 * 1024 * 1024;
 const UIDS_PER_FETCH = 500;
 /** Logins tried after a logout before one refused counts (ImapWriter.loginAlone): 0.2 + 0.4 + 0.8 s between. */
 const ALONE_LOGIN_TRIES = 4;
+/** Tries of imapflow's session alone after it was turned away at accept (connectImap). */
+const SESSION_FIRST_TRIES = 3;
 /** What a message without flags sends (formattedFlags): most mail arrives unread and unflagged. */
 const NO_FLAGS: string[] = [];
 
@@ -149,7 +151,60 @@ function imapflowLogger(log: Logger, connecting: () => boolean): NonNullable<Ima
   };
 }
 
+/**
+ * Thrown by openSink when imapflow's connection was turned away at its greeting (a BYE in its
+ * place, or a close before it) while the APPEND connection opened beside it was greeted and
+ * waited to log in: `error` is what is reported if connectImap cannot do better.
+ */
+class SessionTurnedAway {
+  constructor(readonly error: PopsyncError) {}
+}
+
+/**
+ * imapflow's session and the APPEND connection (openSink). A server that allows one connection
+ * at a time and enforces it at accept (couriertcpd -maxperip, xinetd per_source, a proxy's
+ * per-address limit) greets the APPEND connection, whose socket opens first, and turns imapflow's
+ * away before its greeting, where a limit enforced at the login refuses the APPEND connection's
+ * login after letting imapflow's in. Both are one limit, and the run should go on over imapflow's
+ * session alone (the one-connection fallback) rather than reconnect until exit 75. So, once: the
+ * APPEND connection is given up, imapflow's session opened alone (tried again while turned away
+ * so, as ImapWriter.loginAlone tries a login after a logout: the server may count the connection
+ * just closed a moment longer), and the APPEND connection opened after its login, where what
+ * decides is what decides at a limit enforced at login (a BYE greeting at once, a close before
+ * the greeting only when seen twice 1 s apart). A server that was only restarting gets both
+ * connections, nothing decided.
+ */
 export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
+  try {
+    return await openSink(opts, false);
+  } catch (err) {
+    if (!(err instanceof SessionTurnedAway)) throw err;
+    const log = (opts.logger ?? silentLogger).child({ component: 'imap', host: opts.host });
+    log.debug(
+      { err: err.error.message },
+      "IMAP server turned imapflow's connection away at its greeting while it greeted the APPEND connection; " +
+        "opening imapflow's session alone first",
+    );
+    // Each try after a pause (0.2, 0.4, 0.8 s): one at once was closed too in tests, the server
+    // not yet done counting the APPEND connection just closed.
+    for (let attempt = 1; ; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+      try {
+        return await openSink(opts, true);
+      } catch (again) {
+        if (!(again instanceof SessionTurnedAway)) throw again;
+        if (attempt >= SESSION_FIRST_TRIES) throw again.error;
+      }
+    }
+  }
+}
+
+/**
+ * `sessionFirst`: imapflow's session connects alone, and the APPEND connection only once its
+ * login passed (connectImap); throws SessionTurnedAway when it is turned away at its greeting.
+ * Otherwise both side by side, as below; SessionTurnedAway then when only imapflow's was.
+ */
+async function openSink(opts: ImapOptions, sessionFirst: boolean): Promise<ImapSink> {
   const log = (opts.logger ?? silentLogger).child({ component: 'imap', host: opts.host });
   let security: Pick<ImapFlowOptions, 'secure' | 'doSTARTTLS'>;
   switch (opts.tls) {
@@ -203,6 +258,8 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
     },
     () => undefined,
   );
+  // The APPEND connection was greeted (a per-connection limit at accept then turns imapflow's away).
+  let appendGreeted = false;
   // Set when the server turned the APPEND connection away after letting imapflow's in.
   let secondRefused: string | null = knownOne;
   // How it worded that, when with a NO read as refused credentials (ImapOptions.oneConnection).
@@ -210,7 +267,12 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   const opening: Promise<PipelinedAppender | null> =
     appendPath === 'imapflow'
       ? Promise.resolve(null)
-      : PipelinedAppender.open(opts, connectTimeoutMs, log, 'pipelined', secrets, socketOpen, verdict)
+      : (sessionFirst
+          ? verdict.then(() => PipelinedAppender.open(opts, connectTimeoutMs, log, 'pipelined', secrets))
+          : PipelinedAppender.open(opts, connectTimeoutMs, log, 'pipelined', secrets, socketOpen, verdict, () => {
+              appendGreeted = true;
+            })
+        )
           // A close before the greeting decides the run only when it happens again (a restart, a
           // proxy overloaded for a moment look the same): asked where it would decide, below.
           .catch((err: unknown) =>
@@ -267,7 +329,7 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   // is the error reported; imapflow's would only fail the same way. Otherwise imapflow's socket
   // opens once the APPEND connection's has, while imapflow still loads (early-socket.ts).
   let early: EarlySocket | undefined;
-  const imapflowSocket = Promise.race([appendSocket, settledOpening]).then(() => {
+  const imapflowSocket = (sessionFirst ? Promise.resolve() : Promise.race([appendSocket, settledOpening])).then(() => {
     if (!appendFailed) early = new EarlySocket(target, security.secure === true);
   });
   // Loaded only now, with the APPEND connection's connect under way (imapflow-load.ts).
@@ -362,6 +424,15 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
         ? (appender.reason as PopsyncError)
         : (closedAfterGreeting(client, failure, opts) ?? mapConnectError(failure, { ...opts, secrets }));
     log.debug({ err, kind: err.kind }, 'IMAP connect failed');
+    // imapflow's turned away at its greeting: with the APPEND connection greeted meanwhile, a limit
+    // at accept (connectImap); in its own turn, still that limit, or the server's for everyone.
+    if (
+      appendPath === 'auto' &&
+      session.status === 'rejected' &&
+      (sessionFirst || (verdictFailed && appendGreeted)) &&
+      turnedAwayAtGreeting(client, failure)
+    )
+      throw new SessionTurnedAway(err);
     throw err;
   }
   const pipeline = appender.value;
@@ -442,6 +513,12 @@ function closedAfterGreeting(client: ImapFlow, err: unknown, t: { host: string; 
     `IMAP server ${t.host}:${t.port} closed the connection after greeting it, before the session was set up ` +
       '(no reason given)',
   );
+}
+
+/** imapflow's connect() failed before any greeting: a BYE in its place, or a close without a word. */
+function turnedAwayAtGreeting(client: ImapFlow, err: unknown): boolean {
+  const greeted = client.greeting !== undefined || client.authenticated !== false;
+  return !greeted && (client.byeReason !== undefined || closedUnheard(err));
 }
 
 /** An imapflow session and its sockets (the plain one, and TLS over it after STARTTLS). */

@@ -64,11 +64,53 @@ describe('an IMAP server that closes every connection after the first at accept'
     expect(r.stderr).toContain(`popsync: IMAP server 127.0.0.1:${r.port} closed a connection before greeting it\n`);
     expect(r.stderr).toMatch(/gave up after 1 reconnect attempt; run again later/);
     expect(r.stderr).not.toMatch(/did not greet|check the port|within 5 s|longer --timeout/);
-    // Each pass: the APPEND connection (greeted) and imapflow's (closed); the second pass once
-    // the 1 s backoff was over.
+    // The first pass: the APPEND connection (greeted) and imapflow's (closed), then imapflow's
+    // alone, closed three times; the second, once the 1 s backoff was over, the APPEND connection
+    // (closed).
     expect(r.connections).toBeGreaterThanOrEqual(4);
     expect(r.ms).toBeGreaterThan(900);
     expect(r.ms).toBeLessThan(5000);
+  });
+});
+
+describe('an IMAP server that allows one connection at a time, closing a second at accept', () => {
+  // couriertcpd -maxperip 1, xinetd per_source = 1, haproxy src_conn_cur: imapflow's connection,
+  // opened while the APPEND connection is, is closed before its greeting.
+  it.each(['migrate', 'sync'] as const)('%s: copies over one connection, exit 0, and says why', async (command) => {
+    const big = `Message-ID: <big@test>\r\nSubject: big\r\n\r\n${`${'z'.repeat(998)}\r\n`.repeat(5 * 1024)}`;
+    const messages = ['Subject: a\r\n\r\nhi\r\n', big, 'Subject: c\r\n\r\nthird\r\n'];
+    const source = await startFakePop3({
+      messages,
+      user: FAKE_USER,
+      password: FAKE_PASSWORD,
+    });
+    const imap = await startFakeImap({ maxOpen: 1 });
+    try {
+      const r = await runCli(
+        loopbackArgs(
+          command,
+          { pop3: source.port, imap: imap.port },
+          FAKE_USER,
+          FAKE_USER,
+          join(dir, `one-${command}.sqlite`),
+          ['--no-progress', '--json', '--batch-mb', '1', '--reconnect-attempts', '1'],
+        ),
+        { env: { PW: FAKE_PASSWORD } },
+      );
+      expect(r.code, r.stderr).toBe(0);
+      const report = JSON.parse(r.stdout);
+      expect(report).toMatchObject({ copied: 3, failed: [], reconnects: 0 });
+      expect(report.oneImapConnection).toBe(
+        'the server refused a second IMAP connection for this user: closed the connection before greeting it, ' +
+          'twice 1 s apart',
+      );
+      expect(r.stderr).not.toMatch(/reconnect|too large to hold in memory|\n\s+at /);
+      // Each once, the large one streamed while imapflow's session was logged out.
+      expect(imap.mailboxes.get('INBOX')!.messages.map((m) => m.body.toString())).toEqual(messages);
+    } finally {
+      await imap.close();
+      await source.close();
+    }
   });
 });
 

@@ -21,8 +21,12 @@ import { wasGreeted } from '../../src/net/greeted.js';
 import { FAKE_PASSWORD, FAKE_USER, type FakeImap, startFakeImap } from '../support/fake-imap.js';
 import { generateTestCertificate } from '../support/fake-pop3.js';
 
-/** The guard: without the fix each case took this long (imapflow's greeting timeout). */
-const TIMEOUT_MS = 4000;
+/**
+ * The guard: without the fix each case took this long (imapflow's greeting timeout). Above twice
+ * the 1.4 s imapflow's session alone is tried for when it is turned away while the APPEND
+ * connection is let in (writer.ts connectImap).
+ */
+const TIMEOUT_MS = 6000;
 
 const load = vi.hoisted(() => ({ held: Promise.resolve() as Promise<unknown> }));
 vi.mock('../../src/imap/imapflow-load.js', async (original) => {
@@ -127,10 +131,17 @@ describe.each([
   ['plain', false],
   ['TLS', true],
 ] as const)('%s: the server closes imapflow’s connection before greeting', (_name, secure) => {
-  it('while the APPEND connection is let in: the connect fails at once, saying the server closed it', async () => {
-    const { err, ms, port } = await connectFailure((n) => (n === 2 ? 'close' : 'relay'), secure);
+  // Every connection after the APPEND connection's: imapflow's, then its three tries alone.
+  it('while the APPEND connection is let in: fails once tried alone, saying the server closed it', async () => {
+    const { err, ms, port } = await connectFailure((n) => (n >= 2 ? 'close' : 'relay'), secure);
     expect(err.kind).toBe('connection');
-    expect(err.message).toBe(`IMAP server 127.0.0.1:${port} closed the connection before greeting`);
+    // The last try's words: imapflow, loaded by then, may take the socket before the close and
+    // hear it itself (connect-hints.ts reads both alike).
+    expect(err.message).toMatch(
+      new RegExp(
+        `^IMAP (server 127.0.0.1:${port} closed the connection before greeting$|connect to .*ClosedAfterConnect)`,
+      ),
+    );
     expect(ms).toBeLessThan(TIMEOUT_MS / 2);
     // The APPEND connection was greeted: the port is right (the CLI says "closed a connection
     // before greeting it", exit 75 once retried, not "check the port": cli-closed-at-accept).
@@ -147,7 +158,7 @@ describe.each([
 
   // imapflow reads the half line, then hears the close: it never waited here (a regression guard).
   it('after half a greeting: the connect fails at once', async () => {
-    const { err, ms } = await connectFailure((n) => (n === 2 ? 'partial' : 'relay'), secure);
+    const { err, ms } = await connectFailure((n) => (n >= 2 ? 'partial' : 'relay'), secure);
     expect(err.kind).toBe('connection');
     expect(err.message).not.toMatch(/greeting from server in required time|GREETING_TIMEOUT/);
     expect(ms).toBeLessThan(TIMEOUT_MS / 2);

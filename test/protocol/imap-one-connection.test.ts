@@ -135,6 +135,59 @@ describe('a close before the greeting decides nothing on its own', () => {
   });
 });
 
+describe('one connection enforced at accept: a second one closed before its greeting', () => {
+  const inFile = fileBodies('popsync-one-connection-');
+  const large = Buffer.concat([msg(3), Buffer.alloc(300 * 1024, '3'), Buffer.from('\r\n')]);
+
+  it("imapflow's session alone, then the APPEND connection closed twice 1 s apart: one connection", async () => {
+    const closed: number[] = [];
+    const { fake, sink: opening, warnings } = await connect({ maxOpen: 1, onClosedAtAccept: (n) => closed.push(n) });
+    const sink = await opening;
+    expect(sink.oneConnection).toBe(
+      'the server refused a second IMAP connection for this user: closed the connection before greeting it, ' +
+        'twice 1 s apart',
+    );
+    expect(warnings).toHaveLength(1);
+    // 1 the APPEND connection (greeted, then given up), 2 imapflow's (closed), 3 imapflow's again,
+    // 4 and 5 the APPEND connection (closed, and again a second later).
+    expect(closed).toEqual([2, 4, 5]);
+    const outcomes = await sink.appendBatch('Archive', [
+      { body: msg(1), flags: [] },
+      { body: msg(2), flags: [] },
+      { body: inFile('large', large), flags: [] },
+    ]);
+    expect(outcomes.map((o) => o.ok)).toEqual([true, true, true]);
+    expect(sink.appendCounts).toMatchObject({ pipelined: 0, imapflow: 2, streamed: 1 });
+    expect(fake.mailboxes.get('Archive')!.messages.map((m) => m.uid)).toEqual([1, 2, 3]);
+    expect((await sink.listSince('Archive', 1)).map((m) => m.uid)).toEqual([1, 2, 3]);
+  });
+
+  it("a BYE in place of imapflow's greeting: its session alone, then the APPEND connection's BYE decides", async () => {
+    const closed: number[] = [];
+    const { sink: opening } = await connect({
+      maxOpen: 1,
+      overMaxOpen: '* BYE Too many connections from your IP',
+      onClosedAtAccept: (n) => closed.push(n),
+    });
+    const sink = await opening;
+    expect(sink.oneConnection).toBe(
+      'the server refused a second IMAP connection for this user: BYE Too many connections from your IP',
+    );
+    expect(closed).toEqual([2, 4]);
+    await sink.appendBatch('Archive', [{ body: msg(1), flags: [] }]);
+    expect(sink.appendCounts).toMatchObject({ pipelined: 0, imapflow: 1 });
+  });
+
+  it("a close of imapflow's connection once (a restart): both connections, nothing decided", async () => {
+    const { sink: opening, warnings } = await connect({ greeting: (n) => (n === 2 ? { line: 'close' } : undefined) });
+    const sink = await opening;
+    expect(sink.oneConnection).toBeNull();
+    expect(warnings).toEqual([]);
+    await sink.appendBatch('Archive', [{ body: msg(1), flags: [] }]);
+    expect(sink.appendCounts).toMatchObject({ pipelined: 1, imapflow: 0 });
+  });
+});
+
 describe('decided once per run', () => {
   it("the run's later sinks (reconnects) open imapflow's session alone, say why, and warn no more", async () => {
     const run = { reason: null as string | null };

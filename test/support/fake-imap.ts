@@ -132,6 +132,17 @@ export interface FakeImapOptions {
    * session stops counting when its socket has closed.
    */
   maxLoggedIn?: number;
+  /**
+   * Connections open at once at most, enforced at accept: one beyond it is closed before its
+   * greeting without a word, as a per-address limit in front of the server does (couriertcpd
+   * -maxperip, xinetd per_source, haproxy's src_conn_cur). A connection stops counting when its
+   * socket has closed; one closed this way never counts. `greeting` is asked first.
+   */
+  maxOpen?: number;
+  /** The line `maxOpen` closes a connection with (`* BYE Too many connections`); none by default. */
+  overMaxOpen?: string;
+  /** Told of each connection closed at accept for `maxOpen`, with its number (from 1). */
+  onClosedAtAccept?: (connection: number) => void;
 }
 
 export interface FakeImap {
@@ -174,6 +185,7 @@ export async function startFakeImap(options: FakeImapOptions = {}): Promise<Fake
 
   const sockets = new Set<net.Socket>();
   const loggedIn = { n: 0 };
+  let open = 0;
   const state: FakeImap = {
     host: '127.0.0.1',
     port: 0,
@@ -205,6 +217,14 @@ export async function startFakeImap(options: FakeImapOptions = {}): Promise<Fake
       });
       return;
     }
+    if (open >= (options.maxOpen ?? Infinity)) {
+      options.onClosedAtAccept?.(state.connections);
+      if (options.overMaxOpen === undefined) socket.end();
+      else socket.end(`${options.overMaxOpen}\r\n`);
+      return;
+    }
+    open++;
+    socket.on('close', () => open--);
     const session = new Session(socket, state, { loggedIn, caps, users, delim, addMailbox, options });
     socket.on('close', () => {
       if (session.loggedIn) loggedIn.n--;
