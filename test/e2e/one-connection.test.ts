@@ -4,20 +4,27 @@
  * connection's login is refused (NO [UNAVAILABLE] Maximum number of connections from user+IP
  * exceeded). The copy goes on through imapflow, one APPEND at a time, instead of exit 75, which
  * told cron to retry a run that could never succeed; a message too large for memory is streamed
- * on a connection of its own while imapflow's session is logged out.
+ * on a connection of its own while imapflow's session is logged out. The same behind a front
+ * that enforces one connection at accept instead; and a password changed while the session is
+ * logged out ends the run at once, after one failed login.
  */
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { hugeMessage, realisticMix } from '../../lab/corpus.js';
 import type { Lab } from '../../lab/dovecot.js';
 import { runCli } from '../support/cli.js';
-import { labArgs, useLab } from '../support/lab-fixture.js';
+import { labArgs, loopbackArgs, useLab } from '../support/lab-fixture.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
 
 let lab: Lab;
 let dir: string;
-useLab('one-connection', { maxUserIpConnections: 1 }, (l, d) => {
+// The admin's password lives in a passwd-file Dovecot reads again when it changes: a test can
+// change it in the middle of a run.
+const ADMIN = 'migrator';
+const ADMIN_PW = 'admin-pw-0c4f';
+useLab('one-connection', { maxUserIpConnections: 1, masterUsers: { [ADMIN]: ADMIN_PW } }, (l, d) => {
   lab = l;
   dir = d;
 });
@@ -115,6 +122,158 @@ describe('a server that allows one IMAP connection per user', () => {
       expect(a.oneImapConnection).toMatch(
         /^the server refused a second IMAP connection for this user: NO \[UNAVAILABLE\] Maximum number of connections/,
       );
+    }
+  });
+});
+
+/**
+ * Dovecot behind a limit enforced at accept, as couriertcpd -maxperip 1, xinetd per_source = 1
+ * or haproxy's src_conn_cur put one before a server: a connection while another is open is
+ * closed before a byte. The APPEND connection is accepted first, so imapflow's is the one closed.
+ */
+async function oneAtATime(target: number): Promise<{ port: number; closedAtAccept: () => number; close(): void }> {
+  let open = 0;
+  let closed = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    client.on('error', () => {});
+    if (open >= 1) {
+      closed++;
+      client.end();
+      return;
+    }
+    open++;
+    const upstream = net.connect(target, '127.0.0.1');
+    upstream.on('error', () => {});
+    for (const s of [client, upstream]) sockets.add(s);
+    let counted = true;
+    const end = (): void => {
+      if (counted) open--;
+      counted = false;
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', end);
+    upstream.on('close', end);
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    closedAtAccept: () => closed,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
+describe('Dovecot behind a limit of one connection enforced at accept', () => {
+  it('copies every message once over one connection, large ones streamed alone: exit 0, not 75', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    const messages = realisticMix(5, 31);
+    messages.splice(2, 0, hugeMessage(1_300_000, 32));
+    await lab.seedPop3(pop, messages);
+    const source = await sourceMessages(lab, pop);
+    const front = await oneAtATime(lab.imap.port);
+    try {
+      const args = loopbackArgs(
+        'migrate',
+        { pop3: lab.pop3.port, imap: front.port },
+        pop,
+        imap,
+        join(dir, `${pop}.sqlite`),
+        ['--no-progress', '--json', '--batch-messages', '3', '--batch-mb', '1'],
+      );
+      const r = await runCli(args, { env: { PW: lab.password } });
+      expect(r.code, r.stderr).toBe(0);
+      const report = JSON.parse(r.stdout);
+      expect(report).toMatchObject({ copied: 6, failed: [], reconnects: 0 });
+      expect(report.oneImapConnection).toBe(
+        'the server refused a second IMAP connection for this user: closed the connection before greeting it, ' +
+          'twice 1 s apart',
+      );
+      // imapflow's connection beside the APPEND connection, then the APPEND connection twice.
+      expect(front.closedAtAccept()).toBeGreaterThanOrEqual(3);
+      expect(r.stderr).not.toMatch(/reconnect|too large to hold in memory|\n\s+at /);
+      expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(digests(source));
+    } finally {
+      front.close();
+    }
+  });
+});
+
+describe('the password changed while the session is logged out to stream a large message', () => {
+  it('the refused login ends the run at once (exit 3): one failed login, not four and a reconnect', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    const messages = realisticMix(3, 41);
+    messages.splice(1, 0, hugeMessage(5_000_000, 42));
+    await lab.seedPop3(pop, messages);
+    // <lab>/home/<user>/Maildir -> <lab>/master-users
+    const masterUsers = join(lab.maildirOf(imap), '..', '..', '..', 'master-users');
+    // Connections: 1 the APPEND connection (refused: NO [UNAVAILABLE]), 2 imapflow's session, 3
+    // the one that streams the large message once the session logged out: the password is
+    // changed before it is relayed.
+    let accepted = 0;
+    const front = net.createServer(async (client) => {
+      client.on('error', () => {});
+      if (++accepted === 3) {
+        writeFileSync(masterUsers, `${ADMIN}:{PLAIN}changed-meanwhile\n`);
+        // Dovecot reads the file again when its mtime changes: one second on, whatever the clock's grain.
+        const later = new Date(Date.now() + 2000);
+        utimesSync(masterUsers, later, later);
+        await new Promise((resolve) => setTimeout(resolve, 1100));
+      }
+      const upstream = net.connect(lab.imap.port, '127.0.0.1');
+      upstream.on('error', () => client.destroy());
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    const port = (front.address() as net.AddressInfo).port;
+    const failedBefore = await lab.countLogLines(/auth failed/);
+    try {
+      const r = await runCli(
+        [
+          'migrate',
+          '--pop',
+          `pop3://${pop}@127.0.0.1:${lab.pop3.port}`,
+          '--pop-tls',
+          'none',
+          '--pop-password-env',
+          'PW',
+          '--imap',
+          `imap://${imap}@127.0.0.1:${port}`,
+          '--imap-tls',
+          'none',
+          '--imap-admin-user',
+          ADMIN,
+          '--imap-password-env',
+          'ADMIN_PW',
+          '--journal',
+          join(dir, `${pop}.sqlite`),
+          '--no-progress',
+          '--batch-mb',
+          '1',
+        ],
+        { env: { PW: lab.password, ADMIN_PW } },
+      );
+      expect(r.code, r.stderr).toBe(3);
+      expect(r.stderr).toContain(
+        `popsync: IMAP server 127.0.0.1:${port} rejected the login for ${imap}: NO [AUTHENTICATIONFAILED] ` +
+          'Authentication failed.',
+      );
+      expect(r.stderr).not.toMatch(/reconnect|too large to hold in memory|\n\s+at /);
+      expect(r.stderr).not.toContain(ADMIN_PW);
+      expect(accepted).toBe(3);
+      // Dovecot logs each failed login's end ("auth failed, N attempts"): one.
+      expect(await lab.countLogLines(/auth failed/)).toBe(failedBefore + 1);
+    } finally {
+      writeFileSync(masterUsers, `${ADMIN}:{PLAIN}${ADMIN_PW}\n`);
+      front.close();
     }
   });
 });
