@@ -560,64 +560,45 @@ function parseUidlListing(body: Buffer | undefined, secrets: readonly string[] =
 }
 
 /*
- * The listings as nearly every server sends them, every line "n value" with one space, read from
- * the bytes: a string, a regular expression match and an object per line cost ~2 µs a message
- * before the first RETR of every run. Any other line sends the whole listing to the general
- * parsers above (which give every error), so the result is theirs either way.
+ * The listings as nearly every server sends them, every line "n value" with one space, read by one
+ * sticky regular expression over the listing's text: a string, a match and an object per line
+ * through the general parsers, or a loop over every byte of every line in JavaScript, cost ~1 µs a
+ * message before the first RETR of every run (run by the interpreter: code run once a pass is never
+ * optimised). The regular expression engine does the same checks in native code: 10,000 messages'
+ * LIST and UIDL 9.5 -> 5 ms. Any other line sends the whole listing to the general parsers above
+ * (which give every error), so the result is theirs either way.
  */
 
-/** Calls `each` with [start, end) of each line of `body`, without its LF or CRLF; false once it returns false. */
-function plainLines(body: Buffer, each: (start: number, end: number) => boolean): boolean {
-  for (let pos = 0; pos < body.length; ) {
-    const lf = body.indexOf(0x0a, pos);
-    let end = lf < 0 ? body.length : lf;
-    if (lf >= 0 && end > pos && body[end - 1] === 0x0d) end--;
-    if (!each(pos, end)) return false;
-    pos = lf < 0 ? body.length : lf + 1;
-  }
-  return true;
-}
-
-/** The number [start, end) spells in ASCII digits (at most 15: exact as a double); -1 if not one. */
-function digits(b: Buffer, start: number, end: number): number {
-  if (end <= start || end - start > 15) return -1;
-  let v = 0;
-  for (let i = start; i < end; i++) {
-    const d = b[i]! - 0x30;
-    if (d < 0 || d > 9) return -1;
-    v = v * 10 + d;
-  }
-  return v;
-}
+/** "n size", both 1-15 ASCII digits (exact as a double), then CRLF, LF or the listing's end. */
+const PLAIN_SIZE_LINE = /(\d{1,15}) (\d{1,15})(?:\r\n|\n|$)/y;
+/** "n uidl", the UIDL all 0x21-0x7E (RFC 1939), then CRLF, LF or the listing's end. */
+const PLAIN_UIDL_LINE = /(\d{1,15}) ([\x21-\x7e]+)(?:\r\n|\n|$)/y;
 
 /** LIST lines "n size" only; null for anything else. */
 function plainSizes(body: Buffer): Pop3SizeEntry[] | null {
   const out: Pop3SizeEntry[] = [];
-  const plain = plainLines(body, (start, end) => {
-    const sp = body.indexOf(0x20, start);
-    const n = sp < 0 || sp >= end ? -1 : digits(body, start, sp);
-    const size = n < 0 ? -1 : digits(body, sp + 1, end);
-    if (size < 0) return false;
-    out.push({ n, size });
-    return true;
-  });
-  return plain ? out : null;
+  const text = body.toString('latin1');
+  PLAIN_SIZE_LINE.lastIndex = 0;
+  while (PLAIN_SIZE_LINE.lastIndex < text.length) {
+    const m = PLAIN_SIZE_LINE.exec(text);
+    if (m === null) return null;
+    out.push({ n: +m[1]!, size: +m[2]! });
+  }
+  return out;
 }
 
 /** UIDL lines "n uidl", the UIDL all 0x21-0x7E (RFC 1939) only; null for anything else. */
 function plainUidls(body: Buffer): Pop3UidlEntry[] | null {
   const out: Pop3UidlEntry[] = [];
-  // One string for the listing, each UIDL a slice of it.
+  // One string for the listing; each UIDL the regular expression's capture, a slice of it.
   const text = body.toString('latin1');
-  const plain = plainLines(body, (start, end) => {
-    const sp = body.indexOf(0x20, start);
-    const n = sp < 0 || sp + 1 >= end ? -1 : digits(body, start, sp);
-    if (n < 0) return false;
-    for (let i = sp + 1; i < end; i++) if (body[i]! < 0x21 || body[i]! > 0x7e) return false;
-    out.push({ n, uidl: text.slice(sp + 1, end) });
-    return true;
-  });
-  return plain ? out : null;
+  PLAIN_UIDL_LINE.lastIndex = 0;
+  while (PLAIN_UIDL_LINE.lastIndex < text.length) {
+    const m = PLAIN_UIDL_LINE.exec(text);
+    if (m === null) return null;
+    out.push({ n: +m[1]!, uidl: m[2]! });
+  }
+  return out;
 }
 
 /**

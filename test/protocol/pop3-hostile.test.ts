@@ -278,6 +278,40 @@ describe('LIST', () => {
     expect(err.kind).toBe('protocol');
     expect(err.message).toContain('LIST size');
   });
+
+  it('reads a listing as plain only when every line is: a bad line between plain ones is still refused', async () => {
+    // The plain path reads line after line from where the last ended (a sticky regular
+    // expression); one that searched on would step over the bad line and return the others.
+    const pop = await fake({
+      messages: [MSG, MSG, MSG],
+      handlers: {
+        LIST: (ctx) => ctx.replyMulti('+OK', '1 100\r\nx 5\r\n2 200\r\n'),
+        UIDL: (ctx) => ctx.replyMulti('+OK', '1 aaa\r\nx bbb\r\n2 ccc\r\n'),
+      },
+    });
+    const list = await failure((await connect(pop)).list());
+    expect([list.kind, list.message]).toEqual(['protocol', expect.stringContaining('LIST line')]);
+    const uidl = await failure((await connect(pop)).uidl());
+    expect([uidl.kind, uidl.message]).toEqual(['protocol', expect.stringContaining('UIDL line')]);
+  });
+
+  it('takes plain lines that end in LF alone, and sizes and numbers up to 15 digits, exactly', async () => {
+    const pop = await fake({
+      messages: [MSG, MSG],
+      handlers: {
+        LIST: (ctx) => ctx.replyMulti('+OK', '1 999999999999999\n000000000000002 0\r\n'),
+        UIDL: (ctx) => ctx.replyMulti('+OK', '1 a\n2 ~!\r\n'),
+      },
+    });
+    expect(await (await connect(pop)).list()).toEqual([
+      { n: 1, size: 999999999999999 },
+      { n: 2, size: 0 },
+    ]);
+    expect(await (await connect(pop)).uidl()).toEqual([
+      { n: 1, uidl: 'a' },
+      { n: 2, uidl: '~!' },
+    ]);
+  });
 });
 
 describe('UIDL', () => {
