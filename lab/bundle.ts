@@ -67,6 +67,24 @@ async function bundle(outdir: string, entryPoints: Record<string, string>): Prom
         // pino: loaded by the first line logged (src/cli/logger.ts), which most runs never write.
         deferred: ['encoding-japanese', 'socks', 'node_modules/libmime/lib/mimetypes.js', 'pino'],
         lazy: ['node_modules/iconv-lite/encodings/index.js'],
+        // Node's own modules that imapflow imports for what popsync does not use: dns for proxies
+        // (loading it sets up c-ares, which reads /etc/resolv.conf and nsswitch.conf: ~1 ms before
+        // the IMAP login, also for an IP address), zlib for COMPRESS=DEFLATE (imapflow-adapter.ts
+        // asks the capability before imapflow reads it). Loaded by their first use instead.
+        edits: {
+          'node_modules/imapflow/dist/esm/imap-flow.js': [
+            [
+              "import zlib from 'node:zlib';",
+              "const zlib = new Proxy({}, { get: (_, key) => require('node:zlib')[key] });",
+            ],
+          ],
+          'node_modules/imapflow/dist/esm/proxy-connection.js': [
+            [
+              "import dns from 'node:dns';",
+              "const dns = new Proxy({}, { get: (_, key) => require('node:dns')[key] });",
+            ],
+          ],
+        },
         within: {
           pino: {
             deferred: ['sonic-boom', 'node_modules/pino/lib/transport.js'],

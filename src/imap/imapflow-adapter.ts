@@ -14,6 +14,8 @@
  *   `onPlusTag` continuation handler), `write`, `run('LOGIN')` and `setAuthenticationState`.
  * - Its internal `run()`, wrapped to send one ID instead of two, and to open a mailbox without
  *   the LIST (and LSUB) imapflow asks first, through its internal `folders` cache (see the subclass).
+ * - Its internal `compress()`, called only when the server offers COMPRESS=DEFLATE (node:zlib is
+ *   loaded at first use; see the subclass).
  */
 
 import type { Socket } from 'node:net';
@@ -115,6 +117,16 @@ export function createImapFlow(options: ImapFlowOptions, login: LoginSource): Im
         if (!self.folders.has(path)) self.folders.set(path, { path });
       }
       return imapflowRun.call(this, command, ...args);
+    }
+
+    /**
+     * imapflow's session start calls compress(), which reads node:zlib (loaded at its first use,
+     * lab/bundle.ts: ~1 ms) before its COMPRESS command asks whether the server offers it. Asked
+     * here first, so a session without COMPRESS=DEFLATE never loads zlib.
+     */
+    compress(): Promise<void> {
+      if (!(this as unknown as ImapFlowInternals).capabilities.has('COMPRESS=DEFLATE')) return Promise.resolve();
+      return (ImapFlow.prototype as unknown as { compress(): Promise<void> }).compress.call(this);
     }
 
     async authenticate(): Promise<boolean> {

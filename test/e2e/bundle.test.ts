@@ -35,15 +35,18 @@ let runs = 0;
 
 /**
  * Runs popsync with the hook; returns the result, the checkout's files it loaded as ES modules and
- * those it required (require's cache at exit: the deferred files of dist/bundle/deferred/), relative.
+ * those it required (require's cache at exit: the deferred files of dist/bundle/deferred/), relative,
+ * and the public built-in modules Node loaded (process.moduleLoadList at exit: `dns`, `zlib`...).
  */
 async function runTraced(args: string[], env: Record<string, string> = {}, hooks?: { now: string }) {
   const n = ++runs;
   const list = join(dir, `loaded-${n}.txt`);
   const requiredList = join(dir, `required-${n}.txt`);
+  const builtinList = join(dir, `builtins-${n}.txt`);
   const preload = join(dir, `trace-${n}.mjs`);
   writeFileSync(list, '');
   writeFileSync(requiredList, '');
+  writeFileSync(builtinList, '');
   writeFileSync(
     preload,
     "import { appendFileSync } from 'node:fs';\n" +
@@ -51,7 +54,9 @@ async function runTraced(args: string[], env: Record<string, string> = {}, hooks
       `register('data:text/javascript,' + ${JSON.stringify(encodeURIComponent(HOOK))}, ` +
       `{ data: { file: ${JSON.stringify(list)} } });\n` +
       "process.on('exit', () => appendFileSync(" +
-      `${JSON.stringify(requiredList)}, Object.keys(createRequire(import.meta.url).cache).join('\\n')));\n`,
+      `${JSON.stringify(requiredList)}, Object.keys(createRequire(import.meta.url).cache).join('\\n')));\n` +
+      "process.on('exit', () => appendFileSync(" +
+      `${JSON.stringify(builtinList)}, process.moduleLoadList.join('\\n')));\n`,
   );
   const r = await runCli(args, { env: { NODE_OPTIONS: `--import=${preload}`, ...env }, hooks });
   const relative = (p: string): string => p.slice(ROOT.length).replace(/^\//, '');
@@ -65,7 +70,11 @@ async function runTraced(args: string[], env: Record<string, string> = {}, hooks
     .split('\n')
     .filter((p) => p.startsWith(ROOT))
     .map(relative);
-  return { r, loaded, required };
+  const builtins = readFileSync(builtinList, 'utf8')
+    .split('\n')
+    .filter((m) => m.startsWith('NativeModule ') && !m.startsWith('NativeModule internal/'))
+    .map((m) => m.slice('NativeModule '.length));
+  return { r, loaded, required, builtins };
 }
 
 /** The deferred files of dist/bundle/ a run required (lab/defer-requires.ts). */
@@ -127,7 +136,7 @@ describe('the bundle bin/popsync.js runs', () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
     await lab.seedPop3(pop, realisticMix(20, 11));
-    const { r, loaded, required } = await runTraced(
+    const { r, loaded, required, builtins } = await runTraced(
       labArgs('migrate', lab, pop, imap, join(dir, `${pop}.sqlite`), ['--json', '--no-progress']),
       { PW: lab.password },
     );
@@ -136,6 +145,11 @@ describe('the bundle bin/popsync.js runs', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ copied: 20, failed: [] });
     const packages = packagesIn(loaded.filter((f) => f.startsWith('dist/bundle/')));
     expect(packages).toContain('imapflow');
+    // imapflow imports node:dns for proxies (its load reads /etc/resolv.conf and nsswitch.conf)
+    // and node:zlib for COMPRESS: loaded at their first use, which this server and popsync never
+    // ask for (lab/bundle.ts). moduleLoadList was read: net, which every run loads, is in it.
+    expect(builtins).toContain('net');
+    expect(builtins.filter((m) => m === 'dns' || m === 'zlib')).toEqual([]);
     // It logged nothing: its logger (and imapflow's, the same) never built a pino logger.
     expect(deferredIn(required)).toEqual([]);
     expect(['ora', 'cli-progress', 'yaml', 'zod'].filter((p) => packages.has(p))).toEqual([]);

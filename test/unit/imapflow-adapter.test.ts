@@ -4,7 +4,7 @@
  * as a login or an APPEND that silently goes wrong.
  */
 import { ImapFlow } from 'imapflow';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   compiler,
   createImapFlow,
@@ -57,7 +57,7 @@ describe('imapflow internals popsync relies on', () => {
 
   it("the login step our subclass replaces is the one imapflow's session start calls", () => {
     const proto = ImapFlow.prototype as unknown as Record<string, unknown>;
-    for (const name of ['authenticate', 'exec', 'write', 'run', 'setAuthenticationState', 'startSession'])
+    for (const name of ['authenticate', 'exec', 'write', 'run', 'setAuthenticationState', 'startSession', 'compress'])
       expect(typeof proto[name], name).toBe('function');
     // startSession: CAPABILITY, STARTTLS, (ID), then this.authenticate(), then NAMESPACE.
     const start = String(proto.startSession);
@@ -66,6 +66,32 @@ describe('imapflow internals popsync relies on', () => {
     // Our subclass's run() drops the ID before the login; ENABLE goes with disableAutoEnable.
     expect(start).toMatch(/this\.run\('ID', this\.clientInfo\)/);
     expect(start).toMatch(/if \(!this\.options\.disableAutoEnable\)/);
+    // compress() is the session's one use of node:zlib, and our subclass's asks the capability first.
+    expect(start).toMatch(/await this\.compress\(\)/);
+    expect(String(proto.compress)).toMatch(/zlib\.createDeflateRaw/);
+  });
+
+  it("runs imapflow's compress() (which loads node:zlib) only when the server offers COMPRESS=DEFLATE", async () => {
+    const proto = ImapFlow.prototype as unknown as { compress(): Promise<void> };
+    const compress = vi.spyOn(proto, 'compress').mockResolvedValue(undefined);
+    try {
+      const client = createImapFlow(
+        { host: '127.0.0.1', port: 1, secure: false, auth: { user: 'u', pass: 'p' }, logger: false },
+        {
+          auth: 'auto',
+          host: '127.0.0.1',
+          port: 1,
+          credentials: async () => ({ user: 'u', secret: 'p', token: false }),
+        },
+      ) as unknown as { capabilities: Map<string, unknown>; compress(): Promise<void> };
+      await client.compress();
+      expect(compress).not.toHaveBeenCalled();
+      client.capabilities.set('COMPRESS=DEFLATE', true);
+      await client.compress();
+      expect(compress).toHaveBeenCalledTimes(1);
+    } finally {
+      compress.mockRestore();
+    }
   });
 
   it('an instance has the state, capability map and transport option the adapter uses', () => {
