@@ -460,6 +460,12 @@ export async function copyAll(
   spool: Spool,
   limits: ReceiveLimits,
 ): Promise<void> {
+  // Where every message goes, when the routing knows it before any arrives: asked for (STATUS,
+  // CREATE if missing) before receiving starts, so its round trip runs while the first batch is
+  // received. Asked after the receiving had started, it waited behind the first messages already
+  // in (the head start's, read and hashed at once), and the first APPEND then waited for its reply.
+  const only = ctx.o.onlyFolder?.() ?? null;
+  if (only !== null && !ctx.folders.has(only) && !refusedFolders.get(ctx)?.has(only)) prepareFolder(sink, only);
   const receiver = new Receiver(ctx, source, todo, spool, limits);
   const outcomes = new OutcomeJournal(ctx.o.journal, ctx.o.account);
   const depth = sink.capabilities.has('UIDPLUS') ? DEFAULT_APPEND_WINDOW : 1;
@@ -483,10 +489,6 @@ export async function copyAll(
       ahead.release(w.got, !w.failed);
     }
   };
-  // Where every message goes, when the routing knows it before any arrives: opened while the
-  // first batch is received, not a round trip after it.
-  const only = ctx.o.onlyFolder?.() ?? null;
-  if (only !== null && !ctx.folders.has(only) && !refusedFolders.get(ctx)?.has(only)) prepareFolder(sink, only);
   const interrupted = (): PopsyncError =>
     new PopsyncError('interrupted', 'interrupted; the journal is consistent, run again to resume');
   const stopIfInterrupted = async (got: ReceivedBatch): Promise<void> => {

@@ -547,6 +547,24 @@ describe('engine', () => {
     expect(dst.bodies()).toEqual([1, 2, 3, 4, 5, 6].map((i) => msg(i).toString()));
   });
 
+  it('asks for the one destination folder before receiving starts: its STATUS goes with the first batch', async () => {
+    const src = new MemorySource([1, 2, 3, 4].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    const dst = new MemoryDestination();
+    const events: string[] = [];
+    src.events = events;
+    dst.events = events;
+    const sink = dst.sink();
+    const ensure = sink.ensureFolder;
+    sink.ensureFolder = (path) => {
+      events.push(`folder ${path}`);
+      return ensure(path);
+    };
+    await runEngine(options(src, dst, { batchMessages: 2, openSink: async () => sink, onlyFolder: () => 'INBOX' }));
+    expect(events.filter((e) => e.startsWith('folder'))).toEqual(['folder INBOX']);
+    expect(events.indexOf('folder INBOX')).toBeLessThan(events.indexOf('retr 1'));
+    expect(dst.bodies()).toEqual([1, 2, 3, 4].map((i) => msg(i).toString()));
+  });
+
   it('receives further batches while the APPEND window is full, within the byte bound', async () => {
     const src = new MemorySource(Array.from({ length: 12 }, (_, i) => ({ uidl: `u${i + 1}`, body: msg(i + 1) })));
     const dst = new MemoryDestination();
