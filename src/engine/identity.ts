@@ -130,6 +130,9 @@ export function needsHeaders(
 ): number[] {
   if (!uidlSupported) return listing.map((m) => m.n);
   const { listed, shared } = uidlSets(listing);
+  // No rows (a first run): no UIDL is known, no copied row can be missing, and only a UIDL listed
+  // twice needs its messages' headers.
+  if (rows.size === 0 && shared.size === 0) return [];
   const anyOrphan = rows.size > 0 && orphans(listed, rows).length > 0;
   const out: number[] = [];
   // Indexed loops over the listing, here and below: run once per pass, they stay unoptimised,
@@ -148,11 +151,24 @@ export function needsHeaders(
   return out;
 }
 
+/** uidlSets' answer per listing: needsHeaders and identify ask it of the same listing, one after the other. */
+const uidlSetsOf = new WeakMap<readonly ListedMessage[], { listed: Set<string>; shared: Set<string> }>();
+
 /**
  * Every UIDL the listing holds, and those it gives to more than one message ('' is no UIDL, not
- * a shared one): one pass, one set of every UIDL (10,000 of them before every run's first RETR).
+ * a shared one): one pass, one set of every UIDL (10,000 of them before every run's first RETR),
+ * once per listing. Neither caller changes the sets.
  */
 function uidlSets(listing: readonly ListedMessage[]): { listed: Set<string>; shared: Set<string> } {
+  let sets = uidlSetsOf.get(listing);
+  if (sets === undefined) {
+    sets = listedUidls(listing);
+    uidlSetsOf.set(listing, sets);
+  }
+  return sets;
+}
+
+function listedUidls(listing: readonly ListedMessage[]): { listed: Set<string>; shared: Set<string> } {
   const listed = new Set<string>();
   const shared = new Set<string>();
   for (let i = 0; i < listing.length; i++) {
@@ -195,6 +211,12 @@ export function identify(
 
   const uidls = uidlSets(listing);
   const { shared } = uidls;
+  // No rows (a first run) and no UIDL listed twice: nothing below can match, rekey, move aside or
+  // miss anything, and each message's key is its UIDL. Its loops were ~5 ms at 10,000 messages.
+  if (rows.size === 0 && shared.size === 0) {
+    out.listing = listing.slice();
+    return out;
+  }
   const byHeaders = shared.size === 0 ? null : keySharedByHeaders(listing, shared, rows, hashes);
   if (byHeaders) out.rekeys.push(...byHeaders.adopted);
   const keyOf = (m: ListedMessage): string => byHeaders?.keys.get(m.n) ?? m.uidl;
