@@ -144,6 +144,21 @@ export function closedUnheard(err: unknown): boolean {
 }
 
 /**
+ * Over implicit TLS, the server closed the connection before the TLS handshake was done, without
+ * a word: what a limit on connections enforced at accept in front of a TLS server does
+ * (couriertcpd -maxperip before couriertls, haproxy in TCP mode). Node says ECONNRESET, "Client
+ * network socket disconnected before secure TLS connection was established" (a reset in transit
+ * reads "read ECONNRESET"). Only writer.ts and pipeline.ts ask, where the APPEND connection or
+ * imapflow's session is turned away while another connection to the port was let in; nothing
+ * here words it, since on a first connection it may as well be a port that speaks no TLS.
+ */
+export function closedBeforeTls(err: unknown): boolean {
+  for (let c: unknown = err, depth = 0; c instanceof Error && depth < 6; c = c.cause, depth++)
+    if (/disconnected before secure TLS connection was established/.test(c.message)) return true;
+  return false;
+}
+
+/**
  * The greeting of the other protocol where ours was awaited: IMAP's "* OK" read by the POP3
  * client, POP3's "+OK" by an IMAP connection. Null for anything else.
  */

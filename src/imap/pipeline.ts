@@ -37,6 +37,7 @@ import type net from 'node:net';
 import { PopsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { closedBeforeGreeting, openSocket, startTls } from '../net/connect.js';
+import { closedBeforeTls } from '../connect-hints.js';
 import { noteGreeted } from '../net/greeted.js';
 import { redact } from '../net/redact.js';
 import {
@@ -421,7 +422,13 @@ export class PipelinedAppender {
     // Once each: a sink that logs in again and again (writer.ts streamAlone) must not grow the list.
     for (const f of forms) if (!secrets.includes(f)) secrets.push(f);
     const fail = (err: unknown): PopsyncError => mapConnectError(err, { ...opts, secrets: forms });
-    let sock = await openSocket(target, opts.tls === 'implicit');
+    let sock = await openSocket(target, opts.tls === 'implicit').catch((err: unknown) => {
+      // Closed before the TLS handshake, as a limit at accept before a TLS server does: the
+      // server turning it away unheard, as a close before the greeting is over plain TCP.
+      if (err instanceof PopsyncError && closedBeforeTls(err))
+        throw new TurnedAway(err, 'closed the connection before the TLS handshake', true);
+      throw err;
+    });
     connected?.();
     let reader = new LineReader(sock, timeoutMs, `APPEND connection to ${where}`);
     const a = new PipelinedAppender(sock, reader, new Set(), log);

@@ -39,7 +39,7 @@ import type { ImapFlow, ImapFlowOptions } from 'imapflow';
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_IMAP_SOCKET_TIMEOUT_MS } from '../defaults.js';
 import { PopsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import { closedUnheard } from '../connect-hints.js';
+import { closedBeforeTls, closedUnheard } from '../connect-hints.js';
 import { redact } from '../net/redact.js';
 import type {
   AppendOutcome,
@@ -430,7 +430,7 @@ async function openSink(opts: ImapOptions, sessionFirst: boolean): Promise<ImapS
       appendPath === 'auto' &&
       session.status === 'rejected' &&
       (sessionFirst || (verdictFailed && appendGreeted)) &&
-      turnedAwayAtGreeting(client, failure)
+      turnedAwayAtGreeting(client, failure, security.secure === true)
     )
       throw new SessionTurnedAway(err);
     throw err;
@@ -466,14 +466,17 @@ async function openSink(opts: ImapOptions, sessionFirst: boolean): Promise<ImapS
       // the connection logged out). A close without BYE after the greeting is a drop.
       const greeted = again.greeting !== undefined || again.authenticated !== false;
       const unheard = !greeted && again.byeReason === undefined && closedUnheard(err);
+      const beforeTls = !greeted && security.secure === true && closedBeforeTls(err);
       const said = refusedLogin(err)
         ? (e.context.serverResponse ?? 'NO')
         : again.byeReason !== undefined && (!greeted || login === 'begun')
           ? redact(`BYE ${again.byeReason}`, secrets).slice(0, 200)
           : unheard
             ? 'closed the connection before greeting it'
-            : null;
-      throw said === null ? e : new TurnedAway(e, said, unheard);
+            : beforeTls
+              ? 'closed the connection before the TLS handshake'
+              : null;
+      throw said === null ? e : new TurnedAway(e, said, unheard || beforeTls);
     } finally {
       opening = false;
     }
@@ -515,10 +518,13 @@ function closedAfterGreeting(client: ImapFlow, err: unknown, t: { host: string; 
   );
 }
 
-/** imapflow's connect() failed before any greeting: a BYE in its place, or a close without a word. */
-function turnedAwayAtGreeting(client: ImapFlow, err: unknown): boolean {
+/**
+ * imapflow's connect() failed before any greeting: a BYE in its place, or a close without a word
+ * (with implicit TLS, also one before the handshake).
+ */
+function turnedAwayAtGreeting(client: ImapFlow, err: unknown, implicitTls: boolean): boolean {
   const greeted = client.greeting !== undefined || client.authenticated !== false;
-  return !greeted && (client.byeReason !== undefined || closedUnheard(err));
+  return !greeted && (client.byeReason !== undefined || closedUnheard(err) || (implicitTls && closedBeforeTls(err)));
 }
 
 /** An imapflow session and its sockets (the plain one, and TLS over it after STARTTLS). */
