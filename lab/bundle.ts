@@ -70,12 +70,23 @@ async function bundle(outdir: string, entryPoints: Record<string, string>): Prom
         // Node's own modules that imapflow imports for what popsync does not use: dns for proxies
         // (loading it sets up c-ares, which reads /etc/resolv.conf and nsswitch.conf: ~1 ms before
         // the IMAP login, also for an IP address), zlib for COMPRESS=DEFLATE (imapflow-adapter.ts
-        // asks the capability before imapflow reads it). Loaded by their first use instead.
+        // asks the capability before imapflow reads it). Loaded by their first use instead. And
+        // imapflow's download() and downloadMany(), which popsync never calls, import their module
+        // (with mailsplit and libbase64: 86 KB of the chunk every IMAP run compiled) when called.
         edits: {
           'node_modules/imapflow/dist/esm/imap-flow.js': [
             [
               "import zlib from 'node:zlib';",
               "const zlib = new Proxy({}, { get: (_, key) => require('node:zlib')[key] });",
+            ],
+            ["import { downloadMessage, downloadMessageParts } from './download.js';", ''],
+            [
+              'return await downloadMessage(this, range, part, options);',
+              "return await (await import('./download.js')).downloadMessage(this, range, part, options);",
+            ],
+            [
+              'return await downloadMessageParts(this, range, parts, options);',
+              "return await (await import('./download.js')).downloadMessageParts(this, range, parts, options);",
             ],
           ],
           'node_modules/imapflow/dist/esm/proxy-connection.js': [

@@ -150,6 +150,8 @@ describe('the bundle bin/popsync.js runs', () => {
     // ask for (lab/bundle.ts). moduleLoadList was read: net, which every run loads, is in it.
     expect(builtins).toContain('net');
     expect(builtins.filter((m) => m === 'dns' || m === 'zlib')).toEqual([]);
+    // Nor imapflow's download(), which popsync never calls, with the MIME parser it imports.
+    expect(packages).not.toContain('@zone-eu/mailsplit');
     // It logged nothing: its logger (and imapflow's, the same) never built a pino logger.
     expect(deferredIn(required)).toEqual([]);
     expect(['ora', 'cli-progress', 'yaml', 'zod'].filter((p) => packages.has(p))).toEqual([]);
