@@ -89,6 +89,27 @@ async function bundle(outdir: string, entryPoints: Record<string, string>): Prom
               "return await (await import('./download.js')).downloadMessageParts(this, range, parts, options);",
             ],
           ],
+          // Commands popsync sends rarely (LIST: SPECIAL-USE roles) or never (SEARCH, IDLE, QUOTA,
+          // and AUTHENTICATE, which imapflow-adapter.ts sends itself): their modules, LIST's with
+          // its table of localised folder names, load when the command is first run.
+          'node_modules/imapflow/dist/esm/imap-commands.js': [
+            [
+              "import list from './commands/list.js';",
+              'const lazyCommand = (load) => async (...args) => (await load()).default(...args);',
+            ],
+            ["['LIST', list],", "['LIST', lazyCommand(() => import('./commands/list.js'))],"],
+            ["import search from './commands/search.js';", ''],
+            ["['SEARCH', search],", "['SEARCH', lazyCommand(() => import('./commands/search.js'))],"],
+            ["import idle from './commands/idle.js';", ''],
+            ["['IDLE', idle],", "['IDLE', lazyCommand(() => import('./commands/idle.js'))],"],
+            ["import quota from './commands/quota.js';", ''],
+            ["['QUOTA', quota],", "['QUOTA', lazyCommand(() => import('./commands/quota.js'))],"],
+            ["import authenticate from './commands/authenticate.js';", ''],
+            [
+              "['AUTHENTICATE', authenticate]",
+              "['AUTHENTICATE', lazyCommand(() => import('./commands/authenticate.js'))]",
+            ],
+          ],
           'node_modules/imapflow/dist/esm/proxy-connection.js': [
             [
               "import dns from 'node:dns';",

@@ -8,7 +8,7 @@
  * program, and the "not built yet" exit 70 from a checkout without dist/.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -150,8 +150,21 @@ describe('the bundle bin/popsync.js runs', () => {
     // ask for (lab/bundle.ts). moduleLoadList was read: net, which every run loads, is in it.
     expect(builtins).toContain('net');
     expect(builtins.filter((m) => m === 'dns' || m === 'zlib')).toEqual([]);
-    // Nor imapflow's download(), which popsync never calls, with the MIME parser it imports.
+    // Nor imapflow's download(), which popsync never calls, with the MIME parser it imports, nor
+    // the commands it sends rarely or never: each a chunk of its own, loaded when first run.
     expect(packages).not.toContain('@zone-eu/mailsplit');
+    const lazyImapflow = readdirSync(join(ROOT, 'dist/bundle')).filter((f) =>
+      /^(download|list|search|idle|quota|authenticate)-\w+\.js$/.test(f),
+    );
+    expect(lazyImapflow.map((f) => f.split('-')[0]).sort()).toEqual([
+      'authenticate',
+      'download',
+      'idle',
+      'list',
+      'quota',
+      'search',
+    ]);
+    expect(loaded.filter((f) => lazyImapflow.includes(f.slice('dist/bundle/'.length)))).toEqual([]);
     // It logged nothing: its logger (and imapflow's, the same) never built a pino logger.
     expect(deferredIn(required)).toEqual([]);
     expect(['ora', 'cli-progress', 'yaml', 'zod'].filter((p) => packages.has(p))).toEqual([]);
