@@ -57,6 +57,30 @@ const CONNECTION_CODES = new Set([
   'EAI_AGAIN',
 ]);
 
+/**
+ * RFC 5530 codes with which a server refuses a login for its credentials or the account (wrong
+ * password, expired, needs TLS, ask the administrator): a human must act, and no try lifts it.
+ */
+const CREDENTIAL_CODES = new Set([
+  'AUTHENTICATIONFAILED',
+  'AUTHORIZATIONFAILED',
+  'EXPIRED',
+  'PRIVACYREQUIRED',
+  'CONTACTADMIN',
+]);
+
+/**
+ * A `* BYE [CODE] text` that ended a login, as an error mapConnectError reads as a refused login
+ * ('auth', exit 3) when CODE names the credentials; null for any other BYE (a limit on
+ * connections, maintenance), which is the server turning the connection away for now.
+ */
+export function byeRefusingLogin(code: string | undefined, text: string): Error | null {
+  const c = code?.toUpperCase();
+  if (c === undefined || !CREDENTIAL_CODES.has(c)) return null;
+  const said = `BYE [${c}] ${text.replace(/^\[[^\]]*\]\s*/, '')}`.trim();
+  return Object.assign(new Error(said), { authenticationFailed: true, serverResponseCode: c, response: said });
+}
+
 /** A tagged NO/BAD: the server is still talking to us and refused only this command. */
 export function isRefusal(err: unknown): boolean {
   const e = asLike(err);

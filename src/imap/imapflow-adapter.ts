@@ -26,6 +26,7 @@ import { createSocket, createTlsUpgrade, type SocketTarget } from '../net/connec
 import type { EarlySocket } from './early-socket.js';
 import type { ImapCredentials } from './login.js';
 import { chooseLogin, mechanismFor, SaslConversation } from './login.js';
+import { byeRefusingLogin, responseCodeOf } from './errors.js';
 import type { ImapAuthMethod } from './types.js';
 
 export { compiler, encodePath, formatDateTime, formatFlag, normalizePath };
@@ -79,11 +80,26 @@ interface ImapFlowInternals {
   write(chunk: string): void;
   run(command: string, ...args: unknown[]): Promise<unknown>;
   setAuthenticationState(): Promise<void>;
+  /** Its handler of an untagged BYE (the parsed response), which sets byeReason from its text. */
+  serverBye(parsed: unknown): Promise<void>;
   /** What LIST said of each mailbox, read only by SELECT/EXAMINE, which runs LIST on a miss. */
   folders: Map<string, { path: string }>;
 }
 
 const imapflowRun = (ImapFlow.prototype as unknown as ImapFlowInternals).run;
+const imapflowServerBye = (ImapFlow.prototype as unknown as ImapFlowInternals).serverBye;
+
+/** Logins refused by a BYE with a code that names the credentials (serverBye below), by session. */
+const loginRefusals = new WeakMap<ImapFlow, Error>();
+
+/**
+ * The BYE that refused `client`'s login for its credentials ('BYE [AUTHENTICATIONFAILED] ...', an
+ * error errors.ts maps as a refused login), or undefined: imapflow reports such a BYE as its
+ * connection closed, which would read as the server turning the connection away.
+ */
+export function loginRefusalOf(client: ImapFlow): Error | undefined {
+  return loginRefusals.get(client);
+}
 
 /**
  * An ImapFlow whose login is ours. imapflow calls `authenticate()` from its session start,
@@ -93,6 +109,21 @@ const imapflowRun = (ImapFlow.prototype as unknown as ImapFlowInternals).run;
 export function createImapFlow(options: ImapFlowOptions, login: LoginSource): ImapFlow {
   class PopsyncImapFlow extends ImapFlow {
     private identified = false;
+    /** Our login is under way (a BYE then answers it). */
+    private loggingIn = false;
+
+    /**
+     * imapflow's byeReason keeps a BYE's text and drops its [CODE]. A BYE that answers our login
+     * with a code naming the credentials is kept (loginRefusalOf), as what ended the login: the
+     * BYE is read before the close, which imapflow's connect() may reject with first.
+     */
+    serverBye(parsed: unknown): Promise<void> {
+      const done = imapflowServerBye.call(this, parsed);
+      const code = responseCodeOf({ response: parsed });
+      const refused = this.loggingIn ? byeRefusingLogin(code, this.byeReason ?? '') : null;
+      if (refused !== null) loginRefusals.set(this, refused);
+      return done;
+    }
 
     /**
      * imapflow's session start sends ID (RFC 2971) before the login and, when the answer names
@@ -137,11 +168,17 @@ export function createImapFlow(options: ImapFlowOptions, login: LoginSource): Im
         login.verdict?.(null);
         return true;
       }
+      this.loggingIn = true;
       try {
         await this.logIn(self);
       } catch (err) {
-        login.verdict?.(err);
-        throw err;
+        // A BYE for the login that names the credentials ([AUTHENTICATIONFAILED]) refused them as
+        // a NO would; imapflow reports it as a closed connection, which would be tried again.
+        const refused = loginRefusals.get(this) ?? err;
+        login.verdict?.(refused);
+        throw refused;
+      } finally {
+        this.loggingIn = false;
       }
       login.verdict?.(null);
       return true;

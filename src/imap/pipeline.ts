@@ -51,7 +51,13 @@ import {
 import { appendCommand, mailboxArgument, messageHead } from './append-head.js';
 import { bodyPieces, bodySize, isFileBody, sendPiece, type MessageBody, whenDrained } from './body.js';
 import type { AppendOutcome, ImapOptions } from './types.js';
-import { classifyAppendError, isTlsFailure, mapConnectError, type ImapFlowErrorLike } from './errors.js';
+import {
+  byeRefusingLogin,
+  classifyAppendError,
+  isTlsFailure,
+  mapConnectError,
+  type ImapFlowErrorLike,
+} from './errors.js';
 import { loadImapflow } from './imapflow-load.js';
 import { chooseLogin, credentialsFor, loginSecretForms, mechanismFor, SaslConversation } from './login.js';
 import { imapSocketTarget } from './socket-target.js';
@@ -528,11 +534,19 @@ export class PipelinedAppender {
       // A close before the greeting in the words imapflow's connection uses for it, which
       // connect-hints.ts reads as "did not greet" or, on a port that greeted, a connection turned away.
       const unheard = why !== null && stage === 'greeting';
+      // A BYE for the login that names the credentials refused them, as a NO does ('auth').
+      const bye =
+        stage === 'login' && a.reader.bye !== null
+          ? /^\* BYE\s+\[([^\]\s]+)[^\]]*\]\s*(.*)$/i.exec(a.reader.bye)
+          : null;
+      const refusedBye = bye ? byeRefusingLogin(bye[1], bye[2]!) : null;
       const e = unheard
         ? closedBeforeGreeting({ protocol: 'IMAP', host: opts.host, port: opts.port })
-        : err instanceof PopsyncError || err instanceof PipelineUnsupported
-          ? err
-          : fail(err);
+        : refusedBye !== null
+          ? fail(refusedBye)
+          : err instanceof PopsyncError || err instanceof PipelineUnsupported
+            ? err
+            : fail(err);
       throw why !== null && e instanceof PopsyncError ? new TurnedAway(e, why, unheard) : e;
     }
   }

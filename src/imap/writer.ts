@@ -418,7 +418,9 @@ async function openSink(opts: ImapOptions, sessionFirst: boolean): Promise<ImapS
     // The failure that came first is the one reported: imapflow's when the APPEND connection only
     // gave up waiting for it (its login refused, or its connect failed), else the APPEND
     // connection's (then imapflow's connect never started, or failed the same way).
-    const failure: unknown = session.status === 'rejected' ? session.reason : undefined;
+    // A BYE that refused the login's credentials, which imapflow reports as its connection closed.
+    const failure: unknown =
+      session.status === 'rejected' ? (flow.loginRefusalOf(client) ?? session.reason) : undefined;
     const err =
       appender.status === 'rejected' && !(verdictFailed && session.status === 'rejected')
         ? (appender.reason as PopsyncError)
@@ -457,8 +459,10 @@ async function openSink(opts: ImapOptions, sessionFirst: boolean): Promise<ImapS
     again.on('error', ignore);
     try {
       await again.connect();
-    } catch (err) {
+    } catch (thrown) {
       again.close();
+      // A BYE that refused the login's credentials, which imapflow reports as its connection closed.
+      const err = flow.loginRefusalOf(again) ?? thrown;
       const e = closedAfterGreeting(again, err, opts) ?? mapConnectError(err, { ...opts, secrets });
       // The server turning this login away, as pipeline.ts names it for its own connections
       // (ImapWriter.loginAlone tries only that again): a NO or BYE to the login, a BYE or a close

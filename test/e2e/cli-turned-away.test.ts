@@ -68,6 +68,31 @@ describe('a server that turns the connection away at its greeting', () => {
     }
   });
 
+  it('IMAP * BYE [AUTHENTICATIONFAILED] to the login: a refused login, exit 3 at once, not retried', async () => {
+    let logins = 0;
+    const refusing = await startFakeImap({
+      onCommand: (c) =>
+        c.name === 'LOGIN' && ++logins > 0
+          ? { kind: 'bye', text: '[AUTHENTICATIONFAILED] Invalid credentials' }
+          : undefined,
+    });
+    try {
+      for (const command of ['migrate', 'sync']) {
+        const before = logins;
+        const r = await runCli(args(command, pop.port, refusing.port), { env: { PW: FAKE_PASSWORD } });
+        expect(r.code, `${command}: ${r.stderr}`).toBe(3);
+        expect(r.stderr).toContain(
+          `popsync: IMAP server 127.0.0.1:${refusing.port} rejected the login for ${FAKE_USER}: ` +
+            'BYE [AUTHENTICATIONFAILED] Invalid credentials\n',
+        );
+        expect(r.stderr).not.toMatch(/reconnect|turned the connection away/);
+        expect(logins - before).toBe(1);
+      }
+    } finally {
+      await refusing.close();
+    }
+  });
+
   it('POP3 -ERR without a code: the same, for both commands', async () => {
     const port = await turningAway('-ERR Too many connections');
     for (const command of ['migrate', 'sync']) {

@@ -249,6 +249,24 @@ describe('anything else on the APPEND connection fails the connect as before', (
     expect(err.message).toMatch(/no response within 600 ms/);
   });
 
+  it("imapflow's own LOGIN answered BYE [AUTHENTICATIONFAILED]: auth, one login, no fallback", async () => {
+    const { fake, sink, warnings } = await connect({
+      onCommand: (c) =>
+        c.name === 'LOGIN' ? { kind: 'bye', text: '[AUTHENTICATIONFAILED] Invalid credentials' } : undefined,
+    });
+    const err = await sink.then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(PopsyncError);
+    expect((err as PopsyncError).kind).toBe('auth');
+    expect((err as PopsyncError).message).toBe(
+      `IMAP server 127.0.0.1:${fake.port} rejected the login for alice: BYE [AUTHENTICATIONFAILED] Invalid credentials`,
+    );
+    expect(warnings).toEqual([]);
+    expect(fake.received.filter((l) => / LOGIN /.test(l))).toHaveLength(1);
+  });
+
   it('a BAD to its LOGIN (not understood, not turned away): auth', async () => {
     const err = await refusedWith({ onCommand: nthLogin(2, { kind: 'bad', text: 'Invalid arguments' }) });
     expect(err.kind).toBe('auth');
@@ -474,6 +492,23 @@ describe('a login after a logout (streamAlone) is tried again only while the ser
     expect(err).toBeInstanceOf(PopsyncError);
     expect((err as PopsyncError).kind).toBe('auth');
     expect((err as PopsyncError).message).toMatch(/rejected the login for alice/);
+    expect(l.count()).toBe(refused);
+    expect(ms).toBeLessThan(150);
+  });
+
+  // A BYE with a code that names the credentials is no limit turning the connection away.
+  const byeCredentials: Reply = { kind: 'bye', text: '[AUTHENTICATIONFAILED] Invalid credentials' };
+  it.each([
+    ["imapflow's LOGIN again", 4],
+    ["the streaming connection's LOGIN", 3],
+  ])('%s answered BYE [AUTHENTICATIONFAILED]: auth at once, one try', async (_name, refused) => {
+    const l = logins({ [refused]: byeCredentials, [refused + 1]: byeCredentials });
+    const { err, ms } = await streamOne(l.opts);
+    expect(err).toBeInstanceOf(PopsyncError);
+    expect((err as PopsyncError).kind).toBe('auth');
+    expect((err as PopsyncError).message).toMatch(
+      /rejected the login for alice: BYE \[AUTHENTICATIONFAILED\] Invalid credentials$/,
+    );
     expect(l.count()).toBe(refused);
     expect(ms).toBeLessThan(150);
   });

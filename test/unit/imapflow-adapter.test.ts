@@ -57,8 +57,19 @@ describe('imapflow internals popsync relies on', () => {
 
   it("the login step our subclass replaces is the one imapflow's session start calls", () => {
     const proto = ImapFlow.prototype as unknown as Record<string, unknown>;
-    for (const name of ['authenticate', 'exec', 'write', 'run', 'setAuthenticationState', 'startSession', 'compress'])
+    for (const name of [
+      'authenticate',
+      'exec',
+      'write',
+      'run',
+      'setAuthenticationState',
+      'startSession',
+      'compress',
+      'serverBye',
+    ])
       expect(typeof proto[name], name).toBe('function');
+    // serverBye: the BYE's text only, no [CODE] (our subclass keeps a code that refuses the login).
+    expect(String(proto.serverBye)).toMatch(/this\.byeReason = /);
     // startSession: CAPABILITY, STARTTLS, (ID), then this.authenticate(), then NAMESPACE.
     const start = String(proto.startSession);
     expect(start).toMatch(/await this\.authenticate\(\)/);
