@@ -28,7 +28,7 @@ import Database from 'better-sqlite3';
 import { PopsyncError } from '../errors.js';
 import { afterCommit, beforeCommit } from './crash-hook.js';
 import { journalError } from './errors.js';
-import { migrate, readSchemaVersion } from './schema.js';
+import { migrate, readSchemaVersion, SCHEMA_VERSION } from './schema.js';
 import type { JournalBinding } from './types.js';
 import { assertWalIntact, checkpointKeepingWal, clearInUse, fileState, markInUse } from './wal-guard.js';
 
@@ -145,6 +145,9 @@ export function openJournalDb<T>(
   }
 
   let db: Database.Database | undefined;
+  // What a failure is reported as happening during: an upgrade may rewrite a whole table and
+  // needs room for it (a full disk then is the upgrade's, not the journal's, fault).
+  let doing = 'opening';
   try {
     db = new Database(path, { fileMustExist: true });
     // busy_timeout first: switching to WAL itself needs a lock another process may hold.
@@ -184,13 +187,17 @@ export function openJournalDb<T>(
           });
         }
         assertWalIntact(opened, path, version, file);
+        if (version > 0 && version < SCHEMA_VERSION)
+          doing = `upgrading it from schema version ${version} to ${SCHEMA_VERSION}`;
         migrate(opened, path);
         bind(opened, path, binding, now);
         markInUse(opened, `${now().toISOString()} by pid ${process.pid} on ${hostname()}`);
       })
       .immediate();
-    // The mark must be in the main file, not only in the WAL it guards.
+    // The mark must be in the main file, not only in the WAL it guards. (After an upgrade this
+    // copies the rewritten table: the upgrade still, for what a failure is called.)
     checkpointKeepingWal(opened);
+    doing = 'opening';
     const composed = compose(new JournalDb(opened, path, binding, now));
     tightenSidecars(path);
     return composed;
@@ -200,7 +207,7 @@ export function openJournalDb<T>(
     } catch {
       // Already failing; the original error is the one worth reporting.
     }
-    throw journalError(e, path, 'opening');
+    throw journalError(e, path, doing);
   }
 }
 

@@ -19,8 +19,9 @@ export function needsWriter(e: unknown): e is Error & { code: string } {
 const CANNOT_WRITE: ReadonlySet<string> = new Set(['SQLITE_READONLY', 'SQLITE_READONLY_DIRECTORY', 'SQLITE_PERM']);
 
 /**
- * Constraint violations are popsync bugs; busy means another writer holds the file; everything
- * else (corrupt, not a database, I/O, disk full) means the journal is unusable.
+ * Constraint violations are popsync bugs; busy means another writer holds the file; a full disk
+ * and permissions are said as such; everything else (corrupt, not a database, I/O) means the
+ * journal is unusable.
  */
 export function journalError(e: unknown, path: string, doing: string): PopsyncError {
   if (e instanceof PopsyncError) return e;
@@ -39,6 +40,22 @@ export function journalError(e: unknown, path: string, doing: string): PopsyncEr
         'locked',
         `journal ${path} is busy (${detail})`,
         { hint: 'another popsync run is using this journal; let it finish or stop it' },
+        { cause: e },
+      );
+    }
+    if (e.code === 'SQLITE_FULL') {
+      // Not corruption: the write that did not fit was rolled back (or, for a checkpoint, is still
+      // in the -wal). "Restore it from a backup or move it aside" sent a user with a sound journal
+      // towards a fresh one, and deleting the large -wal to make room can lose what it holds.
+      return new PopsyncError(
+        'journal',
+        `the disk holding journal ${path} is full while ${doing}: ${detail} (${e.code})`,
+        {
+          hint:
+            `free space on that disk and run again; what the journal recorded is kept. Do not delete ${path}-wal ` +
+            'to make room: it holds records the journal file may not have yet. Upgrading a journal written by an ' +
+            "older popsync needs free space of about twice the journal's size, once",
+        },
         { cause: e },
       );
     }
