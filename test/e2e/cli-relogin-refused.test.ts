@@ -70,3 +70,54 @@ describe('a login after a logout refused as a wrong password (one IMAP session p
     expect(ms).toBeLessThan(1400);
   });
 });
+
+/**
+ * The reconnect after a drop is a first login again (engine/run.ts retries only 'connection' and
+ * 'temporary'): a password changed meanwhile stops the account at its first refusal, for migrate,
+ * sync, and a sync --every cycle (the account leaves the rotation; with none left, exit 3).
+ */
+describe('a reconnect after a drop refused for its credentials', () => {
+  it.each([
+    ['migrate', 'migrate', []],
+    ['sync', 'sync', []],
+    ['sync --every 1s', 'sync', ['--every', '1s']],
+  ] as const)('%s: exit 3 at its first refused login, no backoff', async (_name, command, extra) => {
+    const pop = await startFakePop3({
+      messages: ['Subject: a\r\n\r\nhi\r\n', 'Subject: b\r\n\r\nho\r\n'],
+      user: FAKE_USER,
+      password: FAKE_PASSWORD,
+    });
+    servers.push(pop);
+    // The first APPEND drops the connection; every LOGIN after it is refused.
+    let dropped = false;
+    let refused = 0;
+    const imap = await startFakeImap({
+      onAppend: () => (dropped ? undefined : ((dropped = true), { kind: 'drop', store: false })),
+      onCommand: (c) =>
+        c.name === 'LOGIN' && dropped && ++refused > 0
+          ? { kind: 'no', text: '[AUTHENTICATIONFAILED] Authentication failed.' }
+          : undefined,
+    });
+    servers.push(imap);
+    const started = Date.now();
+    const r = await runCli(
+      loopbackArgs(
+        command,
+        { pop3: pop.port, imap: imap.port },
+        FAKE_USER,
+        FAKE_USER,
+        join(dir, `reconnect-${command}-${extra.length}.sqlite`),
+        ['--no-progress', ...extra],
+      ),
+      { env: { PW: FAKE_PASSWORD } },
+    );
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toContain(
+      `popsync: IMAP server 127.0.0.1:${imap.port} rejected the login for ${FAKE_USER}: ` +
+        'NO [AUTHENTICATIONFAILED] Authentication failed.',
+    );
+    expect(refused).toBe(1);
+    // The reconnect's own backoff (1 s) only: no second one.
+    expect(Date.now() - started).toBeLessThan(1900);
+  });
+});
