@@ -92,7 +92,11 @@ describe('a reconnect after a drop refused for its credentials', () => {
     let dropped = false;
     let refused = 0;
     const imap = await startFakeImap({
-      onAppend: () => (dropped ? undefined : ((dropped = true), { kind: 'drop', store: false })),
+      onAppend: (a) => {
+        if (a.n !== 1) return undefined;
+        dropped = true;
+        return { kind: 'drop', store: false };
+      },
       onCommand: (c) =>
         c.name === 'LOGIN' && dropped && ++refused > 0
           ? { kind: 'no', text: '[AUTHENTICATIONFAILED] Authentication failed.' }
