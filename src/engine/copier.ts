@@ -57,11 +57,13 @@ function route(ctx: RunContext, received: Received[]): Map<string, Item[]> {
     }
     last = group;
     lastFolder = routing.folder;
+    // Every request has the same properties, the date undefined when there is none: added
+    // afterwards to those with one, it gave a run's requests two shapes.
     const req: AppendRequest = {
       body: f.body.bytes ?? { file: f.body.file!, size: f.body.wireSize, hasNul: f.body.hasNul },
       flags: routing.flags,
+      internalDate: routing.internalDate ?? undefined,
     };
-    if (routing.internalDate) req.internalDate = routing.internalDate;
     const it: Item = {
       m: f.m,
       begin: {
@@ -292,12 +294,17 @@ async function prepare(
     }
     const items = adopted.size === 0 ? routed : routed.filter((it) => !adopted.has(it.m.uidl));
     if (items.length === 0) continue;
+    // Indexed, as above: a callback per message for the sum and for the intents.
+    const begins: BeginAppend[] = [];
+    let bytes = 0;
+    for (let i = 0; i < items.length; i++) {
+      const begin = items[i]!.begin;
+      begins.push(begin);
+      bytes += begin.size;
+    }
     // Before the intent is journaled: a run stopped while it waits leaves nothing to settle.
-    await ctx.pace(items.reduce((a, it) => a + it.begin.size, 0));
-    journal.beginAppend(
-      account,
-      items.map((it) => it.begin),
-    );
+    await ctx.pace(bytes);
+    journal.beginAppend(account, begins);
     ready({ folder, status, floor, items });
   }
 }

@@ -52,6 +52,14 @@ let shared: Buffer | null = null;
  */
 const KEPT_OUTPUT_BYTES = 16 * 1024;
 
+/**
+ * The Fingerprinter whose output so far, `kept`, is still where update() wrote it in the shared
+ * space, lent rather than copied out: most small mail is one chunk, hashed by digest() before
+ * anything writes there again, and a copy of every message's output was an allocation and a copy
+ * each. Whatever writes there next (update(), of any Fingerprinter) first has the holder copy it.
+ */
+let holder: Fingerprinter | null = null;
+
 function scratch(need: number, own: Buffer): Buffer {
   if (need > SHARED_SCRATCH_BYTES) return own.length >= need ? own : Buffer.allocUnsafe(need);
   shared ??= Buffer.allocUnsafe(SHARED_SCRATCH_BYTES);
@@ -81,6 +89,8 @@ export class Fingerprinter {
 
   update(chunk: Uint8Array): this {
     if (this.done) throw new Error('Fingerprinter.update after digest');
+    // The shared space is about to be written: what it holds for someone is theirs to keep first.
+    if (holder !== null) holder.ownKept();
     // State in locals: this loop sees every byte of 200 MB messages.
     let inHeader = this.inHeader;
     let lastWasLf = this.lastWasLf;
@@ -143,8 +153,20 @@ export class Fingerprinter {
     this.inHeader = inHeader;
     this.lastWasLf = lastWasLf;
     this.pendingLf = pendingLf;
-    if (n > 0) this.emit(out.subarray(0, n));
+    if (n > 0) {
+      if (out === shared && this.hash === null && this.kept === null && n <= KEPT_OUTPUT_BYTES) {
+        // The first output, left where it is until something else writes there (see `holder`).
+        this.kept = out.subarray(0, n);
+        holder = this;
+      } else this.emit(out.subarray(0, n));
+    }
     return this;
+  }
+
+  /** `kept` lies in the shared space, which is to be written again: it becomes this one's own. */
+  private ownKept(): void {
+    this.kept = Buffer.from(this.kept!);
+    holder = null;
   }
 
   /**
@@ -189,6 +211,8 @@ export class Fingerprinter {
   digest(): string {
     this.done = true;
     const hex = this.hash?.digest('hex') ?? hash('sha256', this.kept ?? EMPTY, 'hex');
+    if (holder === this) holder = null;
+    this.kept = null;
     return `v${FINGERPRINT_VERSION}:${hex}`;
   }
 }

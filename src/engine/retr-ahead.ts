@@ -60,6 +60,9 @@ export class RetrAhead {
    * batch's count.
    */
   target(first: number): number {
+    // A link this near keeps a batch's count ahead, whatever the sizes: asked once per message
+    // received, the search below was for a count known before it ran.
+    if (this.max <= this.messages) return this.messages;
     const end = this.before.length - 1;
     const base = this.before[Math.min(first, end)]!;
     // The largest count whose sizes fit, by bisection over the running sums.

@@ -69,7 +69,10 @@ export class Arena {
       }
       const slab = this.slabs[this.slabs.length - 1]!;
       const n = Math.min(chunk.length - from, SLAB_BYTES - this.at);
-      chunk.copy(slab, this.at, from, from + n);
+      // TypedArray#set, not Buffer#copy: on Node 20 copy() checks its arguments in JS and makes
+      // a view of the source for every call, 0.2-0.3 µs a message against 0.1 (most small mail
+      // is one chunk, copied whole).
+      slab.set(from === 0 && n === chunk.length ? chunk : chunk.subarray(from, from + n), this.at);
       const last = out[out.length - 1];
       if (last !== undefined && last.buffer === slab.buffer && last.byteOffset + last.length === this.at) {
         out[out.length - 1] = slab.subarray(last.byteOffset, this.at + n);

@@ -26,8 +26,11 @@ import { unsendableFolder } from './errors.js';
 const ATOM_CHARS = /^[\x21\x23\x24\x26\x27\x2b-\x5b\x5e-\x7a\x7c-\x7e]*$/;
 const UNQUOTABLE = /[\r\n\0]/;
 const QUOTED_SPECIALS = /["\\]/g;
+/** What quoted() escapes or refuses: one search finds that a value (every date sent) needs neither. */
+const QUOTING_CARE = /["\\\r\n\0]/;
 
 function quoted(value: string): string {
+  if (!QUOTING_CARE.test(value)) return `"${value}"`;
   // Never reached from here with such a value: a flag is an atom (imapflow's formatFlag drops any
   // other), a date is ours, and a mailbox name is checked by mailboxArgument() first.
   if (UNQUOTABLE.test(value))
@@ -70,10 +73,27 @@ export function messageHead(
 /** A message's flags and date, each after a space; empty when it has neither. */
 function messageArgs(flags: readonly string[], date: string | undefined): string {
   if (flags.length === 0 && !date) return '';
+  const list = flagList(flags);
+  return date ? `${list} ${quoted(date)}` : list;
+}
+
+/**
+ * The flag list as sent, for the list given last: routing hands every copy one of a few lists
+ * for the whole run (mapping/rules.ts, and imap/writer.ts formats each once), so the atoms of
+ * each are checked and joined once per run of messages that share it, not once per message.
+ * The lists are never changed once given (PipelineItem.flags).
+ */
+let lastFlags: readonly string[] | null = null;
+let lastList = '';
+
+function flagList(flags: readonly string[]): string {
+  if (flags === lastFlags) return lastList;
   let out = ' (';
   for (let i = 0; i < flags.length; i++) out += i === 0 ? atom(flags[i]!) : ` ${atom(flags[i]!)}`;
   out += ')';
-  return date ? `${out} ${quoted(date)}` : out;
+  lastFlags = flags;
+  lastList = out;
+  return out;
 }
 
 /** A literal's announcement: `~` for a binary literal (RFC 3516), `+` when the server need not accept it first. */

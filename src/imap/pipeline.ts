@@ -342,8 +342,11 @@ export interface PipelineItem {
   body: MessageBody;
   /** Whether the body holds a NUL (sent as a binary literal where the server offers BINARY). */
   hasNul: boolean;
-  /** Flags already formatted by imapflow's formatFlag. */
-  flags: string[];
+  /**
+   * Flags already formatted by imapflow's formatFlag; never changed once given, as messages
+   * with the same flags share one list (append-head.ts sends a list as it sent it last).
+   */
+  flags: readonly string[];
   /** The internal date as APPEND sends it (append-head.ts internalDateTime()). */
   date: string | undefined;
 }
@@ -851,11 +854,17 @@ export class PipelinedAppender {
     const items = u.batch.items as readonly PipelineItem[];
     const n = u.indices.length;
     if (n > 1) counts.multiappended += n;
+    // Read once per command, not per message: the session's capabilities do not change here.
+    const literals = this.literals;
+    const binary = this.capabilities.has('BINARY');
     for (let k = 0; k < n; k++) {
       const it = items[u.indices[k]!]!;
       const body = it.body;
-      const nonSync = nonSynchronizing(this.literals, bodySize(body));
-      const head = this.messageHead(it, nonSync);
+      const size = bodySize(body);
+      const nonSync = nonSynchronizing(literals, size);
+      // A binary literal (RFC 3516) only where the server offers BINARY; otherwise a NUL goes in
+      // a plain literal, as imapflow sends it, and the server decides.
+      const head = messageHead(it.flags, it.date, size, it.hasNul && binary, nonSync);
       if (out.add(k === 0 ? appendCommand(u.tag, mailbox, head) : head)) await whenDrained(sock);
       if (!nonSync) {
         out.flush();
@@ -895,16 +904,6 @@ export class PipelinedAppender {
     const c = this.cont;
     this.cont = null;
     c?.resolve(go);
-  }
-
-  /**
-   * A message's flags, date and literal announcement (after the command's start for the first).
-   * A binary literal (RFC 3516) only where the server offers BINARY; otherwise a NUL goes in a
-   * plain literal, as imapflow sends it, and the server decides.
-   */
-  private messageHead(it: PipelineItem, nonSync: boolean): string {
-    const binary = it.hasNul && this.capabilities.has('BINARY');
-    return messageHead(it.flags, it.date, bodySize(it.body), binary, nonSync);
   }
 
   /** A tagged reply as an outcome; a session-wide failure (BYE, auth) is thrown. */

@@ -696,11 +696,19 @@ class ImapWriter implements ImapSink {
     // The UIDNEXTs announced before this batch was handed over: a STATUS while it is outstanding
     // (another batch's, in the engine's window) may already count its copies.
     const announcedBefore = new Map(this.uidNextSeen);
+    // The key of the UIDVALIDITY seen last, and that UIDNEXT: a batch's copies share one, and a
+    // key made and looked up afresh for each was a bigint formatted and a new string per copy.
+    let validity: bigint | null = null;
+    let key = '';
+    let announced: number | undefined;
     return (index, outcome) => {
       if (outcome.ok && outcome.uid !== null && outcome.uidValidity !== null) {
-        const key = `${outcome.uidValidity}/${path}`;
+        if (outcome.uidValidity !== validity) {
+          validity = outcome.uidValidity;
+          key = `${validity}/${path}`;
+          announced = announcedBefore.get(key);
+        }
         const last = this.lastAppendUid.get(key);
-        const announced = announcedBefore.get(key);
         const why =
           last !== undefined && outcome.uid <= last
             ? `after it had already given UID ${last}; UIDs of new messages must ascend`
@@ -833,11 +841,18 @@ class ImapWriter implements ImapSink {
     const closed = this.isSelected(levels);
     if (closed) await this.client.mailboxClose();
     if (items.length === 0) return [];
-    if (this.pool && (this.pool.capabilities.has('BINARY') || !items.some((it) => bodyHasNul(it.body)))) {
-      const pipeline = await this.pool.forFolder(
-        path,
-        items.reduce((n, it) => n + bodySize(it.body), 0),
-      );
+    // One indexed pass, not a callback per message for each question (and a NUL looked for only
+    // where the server cannot take it in a binary literal).
+    const binary = this.pool?.capabilities.has('BINARY') ?? false;
+    let hasNul = false;
+    let bytes = 0;
+    for (let i = 0; this.pool && i < items.length; i++) {
+      const body = items[i]!.body;
+      bytes += bodySize(body);
+      if (!binary && !hasNul) hasNul = bodyHasNul(body);
+    }
+    if (this.pool && (binary || !hasNul)) {
+      const pipeline = await this.pool.forFolder(path, bytes);
       // Handing over is no use of imapflow's connection: its keepalive must still come.
       if (!closed) this.lastUseOverride = this.lastUse;
       return { replies: this.appendPipelined(path, levels, items, onOutcome, pipeline) };

@@ -645,6 +645,8 @@ class Session implements Pop3Session {
   private readonly sizes = new Map<number, number>();
   /** What all RETR bodies of the session hold unread (RETR_READ_AHEAD_BYTES). */
   private readonly ahead: ReadAhead;
+  /** Resumes reading the socket: what a body or `ahead` calls once its reader made room. */
+  private readonly resume: () => void;
 
   constructor(
     private readonly conn: Pop3Connection,
@@ -653,7 +655,8 @@ class Session implements Pop3Session {
     readonly pipelining: boolean,
     private readonly secrets: readonly string[] = [],
   ) {
-    this.ahead = new ReadAhead(() => conn.resumeReading());
+    this.resume = () => conn.resumeReading();
+    this.ahead = new ReadAhead(this.resume);
   }
 
   get roundTripMs(): number {
@@ -785,20 +788,27 @@ class Session implements Pop3Session {
 
   retrStream(n: number): RetrBody {
     const conn = this.conn;
-    const body = new RetrBody(() => conn.resumeReading(), RETR_STREAM_CHUNKS, this.ahead);
+    // The session's one function for resuming the socket, not a closure per message.
+    const body = new RetrBody(this.resume, RETR_STREAM_CHUNKS, this.ahead);
     try {
       checkMessageNumber(n);
     } catch (e) {
       body.fail(e as Error);
       return body;
     }
-    const post = (ceiling: number): void => {
+    const ceiling = this.messageCeiling(n);
+    if (typeof ceiling === 'number') {
       const command = new RetrCommand(n, ceiling, body);
       conn.post(command, command);
-    };
-    const ceiling = this.messageCeiling(n);
-    if (typeof ceiling === 'number') post(ceiling);
-    else ceiling.then(post, (e: unknown) => body.fail(e as Error));
+      return body;
+    }
+    ceiling.then(
+      (c) => {
+        const command = new RetrCommand(n, c, body);
+        conn.post(command, command);
+      },
+      (e: unknown) => body.fail(e as Error),
+    );
     return body;
   }
 

@@ -241,7 +241,8 @@ export function parseStatusLine(line: string): StatusLine {
       serverResponse: line.slice(0, 200),
     });
   }
-  const m = RESP_CODE.exec(rest);
+  // Most lines carry no code (every RETR's +OK): the pattern is run only on one that may.
+  const m = rest.charCodeAt(0) === 0x5b ? RESP_CODE.exec(rest) : null;
   if (m) {
     return { kind, text: rest.slice(m[0].length), code: (m[1] ?? '').toUpperCase(), line };
   }

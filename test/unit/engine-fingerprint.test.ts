@@ -137,6 +137,24 @@ describe('fingerprint: incremental', () => {
     expect(inChunks([original, b('\r'), b('\n'), b(''), b('\r\n')])).toBe(whole);
   });
 
+  it('several fed in turn (the reconciler streams many at once) digest as each alone', () => {
+    // A Fingerprinter's first output stays in the space every one of them writes to until
+    // another writes there: each must have taken its own copy by then.
+    const messages = [original, dovecot, b('Subject: x\r\n\r\nshort\r\n'), b('Subject: y\r\n\r\n')];
+    const alone = messages.map((m) => fingerprint(m));
+    for (const parts of [1, 2, 3]) {
+      const chunks = messages.map((m) =>
+        splitAt(m, ...Array.from({ length: parts - 1 }, (_, k) => Math.floor((m.length * (k + 1)) / parts))),
+      );
+      const fs = messages.map(() => new Fingerprinter());
+      for (let k = 0; k < parts; k++) for (const [i, f] of fs.entries()) f.update(chunks[i]![k]!);
+      expect(
+        fs.map((f) => f.digest()),
+        `${parts} chunks each`,
+      ).toEqual(alone);
+    }
+  });
+
   it('refuses update after digest (a second digest would be of a different hash state)', () => {
     const f = new Fingerprinter().update(original);
     f.digest();
