@@ -524,6 +524,13 @@ function parseListing(
 }
 
 const UIDL_CHARS = /^[\x21-\x7e]+$/;
+/**
+ * A UIDL line's number and the blanks after it; the UIDL is the rest, less trailing blanks and
+ * CRs (uidlEnd). One expression `(.*?)[ \t\r]*$` for both tried every split of a run of blanks
+ * inside the UIDL, which the lazy part and the trailing part can both take: a hostile line of
+ * 40,000 spaces took a second, and a listing may be STAT's count x 256 bytes long (limits.ts).
+ */
+const UIDL_LINE_START = /^\s*(\d+)[ \t]+/;
 
 /**
  * UIDL lines: the UIDL is the rest of the line, checked against RFC 1939's 0x21-0x7E rather than
@@ -535,10 +542,11 @@ function parseUidlListing(body: Buffer | undefined, secrets: readonly string[] =
   if (!body || body.length === 0) return out;
   for (const line of body.toString('latin1').split(/\r?\n/)) {
     if (line.trim() === '') continue;
-    const m = /^\s*(\d+)[ \t]+(.*?)[ \t\r]*$/.exec(line);
-    if (!m) throw protocolError('UIDL line', line, secrets);
+    const m = UIDL_LINE_START.exec(line);
+    const end = m === null ? -1 : uidlEnd(line, m[0].length);
+    if (m === null || end < 0) throw protocolError('UIDL line', line, secrets);
     const n = Number(m[1]);
-    const uidl = m[2] as string;
+    const uidl = line.slice(m[0].length, end);
     if (UIDL_CHARS.test(uidl)) {
       out.push({ n, uidl });
     } else {
@@ -557,6 +565,18 @@ function parseUidlListing(body: Buffer | undefined, secrets: readonly string[] =
     }
   }
   return out;
+}
+
+/**
+ * Where the UIDL that starts at `from` ends: before the blanks and CRs ending the line; -1 when a
+ * CR is inside it (no line of a listing holds one, as the one expression this replaced had it).
+ */
+function uidlEnd(line: string, from: number): number {
+  let end = line.length;
+  for (let c = line.charCodeAt(end - 1); end > from && (c === 0x20 || c === 0x09 || c === 0x0d); ) {
+    c = line.charCodeAt(--end - 1);
+  }
+  return line.lastIndexOf('\r', end - 1) >= from ? -1 : end;
 }
 
 /*

@@ -337,6 +337,27 @@ describe('UIDL', () => {
     expect(u[3]!.fault).toContain('"caf\\xe9"');
     expect(u[0]!.fault).toBeUndefined();
   });
+
+  it('reads a UIDL line with a long run of blanks inside in linear time, as the fault of that message', async () => {
+    // The UIDL and its trailing blanks were one expression, `(.*?)[ \t\r]*$`, which tried every
+    // split of a run of blanks between them: 40,000 spaces took a second, 400,000 100 s
+    // (quadratic); the listing's ceiling is 256 bytes per message STAT counts (limits.ts). Now
+    // milliseconds: the test's 10 s is a 100-fold margin, not a measurement.
+    const blanks = ' '.repeat(400_000);
+    const pop = await fake({
+      messages: [MSG],
+      handlers: {
+        STAT: (ctx) => ctx.reply('+OK 2000 2000'),
+        UIDL: (ctx) => ctx.replyMulti('+OK', `1 a${blanks}b\r\n2 c \t\r\n`),
+      },
+    });
+    const u = await (await connect(pop)).uidl();
+    expect(u.map((e) => [e.n, e.uidl])).toEqual([
+      [1, ''],
+      [2, 'c'],
+    ]);
+    expect(u[0]!.fault).toContain('"a\\x20\\x20');
+  }, 10_000);
 });
 
 describe('a server that echoes the password', () => {
