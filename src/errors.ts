@@ -145,3 +145,24 @@ export function exitCodeFor(kind: ErrorKind): number {
 export function isPopsyncError(e: unknown): e is PopsyncError {
   return e instanceof PopsyncError;
 }
+
+/**
+ * A file of popsync's own that Node could not find (a chunk of dist/bundle/ that loads at first
+ * use, imapflow's LIST among them, or a package left out of the bundle): a damaged or partial
+ * installation, said as one, without a stack. Read where such a load fails: imapflow reports a
+ * command's module that failed to load as that command's failure, which was taken for a lost
+ * connection (retried, then "run again later"); anywhere else it was an internal error's trace.
+ * Null for any other error.
+ */
+export function missingModule(err: unknown): PopsyncError | null {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'MODULE_NOT_FOUND') return null;
+  const said = (err as { message?: unknown }).message;
+  const first = typeof said === 'string' ? said.split('\n')[0] : String(code);
+  return new PopsyncError(
+    'internal',
+    `the installation is incomplete: ${first}`,
+    // No cause: its text is this message's, with CommonJS's require stack after it.
+    { hint: 'install popsync again (its files were changed or removed since it was installed)' },
+  );
+}

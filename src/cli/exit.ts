@@ -8,12 +8,13 @@
  *   - CommanderError: a bad command line, exit 2 (help and --version, exit 0). For commander's
  *     message to be printed once and in our format, main.ts configures the program with
  *     `.exitOverride()` and `.configureOutput({ outputError: () => {} })`.
- *   - Anything else is a bug in popsync: exit 70 with the stack and a request to report it.
+ *   - Anything else is a bug in popsync: exit 70 with the stack and a request to report it; a file
+ *     of popsync that cannot be found (errors.ts missingModule) is said without the stack.
  */
 
 import { CommanderError } from 'commander';
 import { opensslReason } from '../connect-hints.js';
-import { ExitCode, exitCodeFor, isPopsyncError, type PopsyncError } from '../errors.js';
+import { ExitCode, exitCodeFor, isPopsyncError, missingModule, type PopsyncError } from '../errors.js';
 import type { RunResult } from '../engine/types.js';
 import { printable, SUMMARY_JSON_VERSION } from '../report/summary.js';
 
@@ -36,6 +37,8 @@ export function describeError(err: unknown): ErrorReport {
     const text = err.message.replace(/^error: /, '');
     return { code, message: `popsync: ${printable(text)}\n(see popsync --help)\n` };
   }
+  const missing = missingModule(err);
+  if (missing !== null) return { code: ExitCode.internal, message: describePopsyncError(missing) };
   return { code: ExitCode.internal, message: describeBug(err) };
 }
 

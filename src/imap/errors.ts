@@ -9,7 +9,7 @@
  * the conversation is over; the engine must treat it as a lost connection and reconnect.
  */
 
-import { PopsyncError, type ErrorContext, type ErrorKind } from '../errors.js';
+import { missingModule, PopsyncError, type ErrorContext, type ErrorKind } from '../errors.js';
 import { redact } from '../net/redact.js';
 import { throttleHintMs } from './throttle.js';
 
@@ -258,6 +258,9 @@ export function mapCommandError(
 ): PopsyncError {
   if (err instanceof PopsyncError) return err;
   if (folder !== undefined && UNSENDABLE_CODES.has(asLike(err).code ?? '')) return unsendableFolder(folder, err);
+  // A command whose module failed to load (lab/bundle.ts loads LIST's at its first use).
+  const missing = missingModule(err);
+  if (missing !== null) return missing;
   const ctx: ErrorContext = {};
   if (folder !== undefined) ctx.folder = folder;
   const serverResponse = serverTextOf(err, secret);

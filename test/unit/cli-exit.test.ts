@@ -4,6 +4,7 @@ import { describeError, EXIT_CODES, EXIT_CODES_HELP, exitCodeForResult, exitCode
 import type { RunResult } from '../../src/engine/types.js';
 import { emptyRunResult } from '../../src/engine/recorder.js';
 import { PopsyncError } from '../../src/errors.js';
+import { mapCommandError } from '../../src/imap/errors.js';
 
 function commanderFailure(argv: string[]): unknown {
   const program = new Command('popsync')
@@ -143,6 +144,29 @@ describe('bugs', () => {
     expect(message.split('\n')[0]).toBe('popsync: internal error (a bug in popsync)');
     expect(message).toContain("TypeError: Cannot read properties of undefined (reading 'uid')\n    at ");
     expect(message.endsWith('Please report it with this output and `popsync --version`.\n')).toBe(true);
+  });
+
+  it('a file of popsync missing (a chunk loaded at first use) is an incomplete installation, no stack', () => {
+    // As Node's loader throws it; imapflow passes it on as its LIST command's failure.
+    const err = Object.assign(
+      new Error("Cannot find module '/opt/popsync/dist/bundle/list-F3CLFHF6.js' imported from /opt/x.js"),
+      { code: 'ERR_MODULE_NOT_FOUND' },
+    );
+    const said =
+      "popsync: the installation is incomplete: Cannot find module '/opt/popsync/dist/bundle/list-F3CLFHF6.js' " +
+      'imported from /opt/x.js\n  hint: install popsync again';
+    const { code, message } = describeError(err);
+    expect(code).toBe(70);
+    expect(message).toContain(said);
+    expect(message).not.toContain('    at ');
+    // Not a lost connection, which would be retried and end in "run again later" (exit 4).
+    const mapped = mapCommandError(err, 'LIST (SPECIAL-USE)', undefined);
+    expect([mapped.kind, describeError(mapped).message]).toEqual(['internal', expect.stringContaining(said)]);
+    // CommonJS's require() adds its require stack: not shown either.
+    const cjs = Object.assign(new Error("Cannot find module 'x'\nRequire stack:\n- /opt/a.js"), {
+      code: 'MODULE_NOT_FOUND',
+    });
+    expect(describeError(cjs).message).not.toContain('Require stack');
   });
 
   it('handle thrown non-errors', () => {
