@@ -52,7 +52,7 @@ import { appendCommand, mailboxArgument, messageHead } from './append-head.js';
 import { bodyPieces, bodySize, isFileBody, sendPiece, type MessageBody, whenDrained } from './body.js';
 import type { AppendOutcome, ImapOptions } from './types.js';
 import {
-  byeRefusingLogin,
+  loginByeRefusal,
   classifyAppendError,
   isTlsFailure,
   mapConnectError,
@@ -538,11 +538,7 @@ export class PipelinedAppender {
       // connect-hints.ts reads as "did not greet" or, on a port that greeted, a connection turned away.
       const unheard = why !== null && stage === 'greeting';
       // A BYE for the login that names the credentials refused them, as a NO does ('auth').
-      const bye =
-        stage === 'login' && a.reader.bye !== null
-          ? /^\* BYE\s+\[([^\]\s]+)[^\]]*\]\s*(.*)$/i.exec(a.reader.bye)
-          : null;
-      const refusedBye = bye ? byeRefusingLogin(bye[1], bye[2]!) : null;
+      const refusedBye = stage === 'login' && a.reader.bye !== null ? loginByeRefusal(a.reader.bye) : null;
       const e = unheard
         ? closedBeforeGreeting({ protocol: 'IMAP', host: opts.host, port: opts.port })
         : refusedBye !== null
