@@ -92,6 +92,8 @@ export class AppendPool {
     }
     const c = this.conns[i]!;
     if (!c.appender.usable) {
+      const broken = c.appender.protocolFailure;
+      if (broken !== null) throw broken;
       c.appender.destroy();
       c.appender = this.adopt(await this.open());
     }

@@ -142,10 +142,33 @@ interface Tagged {
   line: string;
 }
 
+/**
+ * The longest response this connection takes, its CRLFs and literals counted. Its replies are
+ * short: a tagged OK or NO (a MULTIAPPEND's APPENDUID names at most 100 UIDs, about 1 KiB), a
+ * CAPABILITY list (a few hundred bytes), an ALERT, an EXISTS. 64 KiB is room for any of them
+ * many times over, and keeps what a server that never ends a line (invariant 3) makes us hold to
+ * 64 KiB per connection.
+ */
+export const MAX_REPLY_BYTES = 64 * 1024;
+/**
+ * Lines read that no caller has taken yet: the rest of a socket read after the line a caller
+ * waited for (a read is at most 64 KiB, so at most 64 KiB of replies wait there in practice), or
+ * untagged lines sent while the connection is idle between batches (an alert, a keepalive every
+ * few minutes). Past these, the server is flooding us, and the connection fails; each line is
+ * counted at least MIN_LINE_COST bytes, about the heap a short string and its slot take.
+ */
+export const MAX_QUEUED_BYTES = 1024 * 1024;
+const MIN_LINE_COST = 64;
+
 /** Response lines off a socket; an untagged line's literals are skipped (we need none). */
 class LineReader {
-  private buf: Buffer = Buffer.alloc(0);
+  /** Pieces of the line being read, no CRLF among them yet; searched once each, as they come. */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  /** Bytes of the response being read, in lines ended by a literal and their literals. */
+  private responseBytes = 0;
   private lines: string[] = [];
+  private queuedBytes = 0;
   private partial = '';
   private skip = 0;
   private waiter: { resolve: (l: string) => void; reject: (e: Error) => void; timer: NodeJS.Timeout } | null = null;
@@ -169,9 +192,14 @@ class LineReader {
     return !this.ended && !this.sock.destroyed;
   }
 
+  /** Why the connection ended, when the server broke the protocol (no drop, no timeout). */
+  get protocolFailure(): PopsyncError | null {
+    return this.ended?.kind === 'protocol' ? this.ended : null;
+  }
+
   /** Bytes that arrived after the last line handed out (must be none after STARTTLS's OK). */
   get buffered(): number {
-    return this.buf.length + this.lines.length;
+    return this.pendingBytes + this.lines.length;
   }
 
   detach(): void {
@@ -182,7 +210,10 @@ class LineReader {
 
   next(): Promise<string> {
     const line = this.lines.shift();
-    if (line !== undefined) return Promise.resolve(line);
+    if (line !== undefined) {
+      this.queuedBytes -= Math.max(line.length + 2, MIN_LINE_COST);
+      return Promise.resolve(line);
+    }
     if (this.ended) return Promise.reject(this.ended);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -200,29 +231,82 @@ class LineReader {
     });
   }
 
+  /**
+   * Only the bytes of `chunk` are searched for a line's end, never those held from earlier
+   * chunks: a line that comes a byte at a time costs time in proportion to its length.
+   */
   private readonly onData = (chunk: Buffer): void => {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
-    for (;;) {
+    let at = 0;
+    while (at < chunk.length && !this.ended) {
       if (this.skip > 0) {
-        const n = Math.min(this.skip, this.buf.length);
-        this.buf = this.buf.subarray(n);
+        const n = Math.min(this.skip, chunk.length - at);
+        at += n;
         this.skip -= n;
-        if (this.skip > 0) return;
+        continue;
       }
-      const eol = this.buf.indexOf('\r\n');
-      if (eol < 0) return;
-      const text = this.buf.subarray(0, eol).toString('utf8');
-      this.buf = this.buf.subarray(eol + 2);
+      let eol = -1;
+      for (let from = at; ; ) {
+        const lf = chunk.indexOf(10, from);
+        if (lf < 0) break;
+        // A CR just before, in this chunk or at the end of the piece held (never in a line before).
+        const cr = lf > at ? chunk[lf - 1] === 13 : this.pendingBytes > 0 && this.pending.at(-1)!.at(-1) === 13;
+        if (cr) {
+          eol = lf;
+          break;
+        }
+        from = lf + 1;
+      }
+      const end = eol < 0 ? chunk.length : eol + 1;
+      if (this.responseBytes + this.pendingBytes + end - at > MAX_REPLY_BYTES) {
+        this.overflow('response');
+        return;
+      }
+      if (eol < 0) {
+        this.pending.push(chunk.subarray(at));
+        this.pendingBytes += chunk.length - at;
+        return;
+      }
+      const piece = chunk.subarray(at, end);
+      const raw = this.pendingBytes > 0 ? Buffer.concat([...this.pending, piece]) : piece;
+      this.pending = [];
+      this.pendingBytes = 0;
+      at = end;
+      const text = raw.subarray(0, raw.length - 2).toString('utf8');
       const lit = /\{(\d+)\}$/.exec(text);
       if (lit) {
+        this.responseBytes += raw.length + Number(lit[1]);
+        if (this.responseBytes > MAX_REPLY_BYTES) {
+          this.overflow('response');
+          return;
+        }
         this.partial += text;
         this.skip = Number(lit[1]);
         continue;
       }
+      this.responseBytes = 0;
       this.push(this.partial + text);
       this.partial = '';
     }
   };
+
+  /** The server sent more than this connection takes (invariant 3): the connection is spent. */
+  private overflow(what: 'response' | 'queue'): void {
+    this.lines = [];
+    this.queuedBytes = 0;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.fail(
+      new PopsyncError(
+        'protocol',
+        `IMAP ${this.where}: the server sent ` +
+          (what === 'response'
+            ? `a response longer than ${MAX_REPLY_BYTES / 1024} KiB (a line without end, or a literal)`
+            : `more than ${MAX_QUEUED_BYTES / 1024 / 1024} MiB of responses no command asked for`) +
+          '; an IMAP server answering APPEND sends none so long',
+      ),
+    );
+    this.sock.destroy();
+  }
 
   private push(line: string): void {
     if (/^\* BYE\b/i.test(line)) this.bye = line;
@@ -231,7 +315,11 @@ class LineReader {
       this.waiter = null;
       clearTimeout(w.timer);
       w.resolve(line);
-    } else this.lines.push(line);
+      return;
+    }
+    this.lines.push(line);
+    this.queuedBytes += Math.max(line.length + 2, MIN_LINE_COST);
+    if (this.queuedBytes > MAX_QUEUED_BYTES) this.overflow('queue');
   }
 
   private readonly onError = (err: Error): void => {
@@ -396,6 +484,14 @@ export class PipelinedAppender {
 
   get usable(): boolean {
     return this.reader.usable;
+  }
+
+  /**
+   * The server broke the protocol on this connection (LineReader's bounds), even while it
+   * was idle: the caller says so rather than opening another to the same server.
+   */
+  get protocolFailure(): PopsyncError | null {
+    return this.reader.protocolFailure;
   }
 
   private get literals(): LiteralMode {
@@ -602,6 +698,7 @@ export class PipelinedAppender {
     counts: AppendCounts = { appended: 0, multiappended: 0 },
   ): Promise<AppendOutcome[]> {
     if (this.failure !== null) return Promise.reject(this.failure);
+    if (this.protocolFailure !== null) return Promise.reject(this.protocolFailure);
     let named = '';
     let unsendable: PopsyncError | null = null;
     try {
@@ -688,7 +785,10 @@ export class PipelinedAppender {
         }
         if (this.sock.destroyed) {
           // The reader may be idle (nothing unanswered): it would never see the close.
-          this.abort(new PopsyncError('connection', 'IMAP APPEND connection closed before a batch was written'));
+          this.abort(
+            this.protocolFailure ??
+              new PopsyncError('connection', 'IMAP APPEND connection closed before a batch was written'),
+          );
           return;
         }
         // A write that left in an earlier call may still fill the socket.

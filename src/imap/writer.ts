@@ -1090,6 +1090,8 @@ class ImapWriter implements ImapSink {
   private async streaming(): Promise<PipelinedAppender | null> {
     if (this.streamerUnsupported !== null) return null;
     if (this.streamer?.usable) return this.streamer;
+    const broken = this.streamer?.protocolFailure;
+    if (broken) throw broken;
     this.streamer?.destroy();
     this.streamer = null;
     try {

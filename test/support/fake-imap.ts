@@ -69,7 +69,12 @@ type FakeAppendReply =
   | { kind: 'ok'; appendUid?: boolean | number; store?: boolean; after?: Promise<unknown> }
   | { kind: 'no' | 'bad'; text: string }
   | { kind: 'drop'; store?: boolean }
-  | { kind: 'hang' };
+  | { kind: 'hang' }
+  /**
+   * No reply: `piece` over and over, as fast as the socket takes it (waiting for it to drain),
+   * until `max` bytes or the socket closed; `sent` hears each write's bytes.
+   */
+  | { kind: 'flood'; piece: Buffer; max: number; sent: (bytes: number) => void };
 
 interface FakeCommand {
   tag: string;
@@ -634,6 +639,10 @@ class Session {
     const mb = this.mailbox(args[0]);
     const reply: FakeAppendReply = this.cfg.options.onAppend?.(append) ?? { kind: 'ok' };
     if (reply.kind === 'hang') return;
+    if (reply.kind === 'flood') {
+      this.flood(reply);
+      return;
+    }
     if (reply.kind === 'no' || reply.kind === 'bad') {
       this.appendReply(`${tag} ${reply.kind.toUpperCase()} ${reply.text}`);
       return;
@@ -669,6 +678,21 @@ class Session {
     this.appendReply(line);
   }
 
+  private flood(f: { piece: Buffer; max: number; sent: (bytes: number) => void }): void {
+    let total = 0;
+    const more = (): void => {
+      while (total < f.max && !this.socket.destroyed) {
+        total += f.piece.length;
+        f.sent(f.piece.length);
+        if (!this.socket.write(f.piece)) {
+          this.socket.once('drain', more);
+          return;
+        }
+      }
+    };
+    more();
+  }
+
   /** RFC 3502: all of the command's messages are stored, or none. */
   private multiAppend(
     tag: string,
@@ -696,6 +720,11 @@ class Session {
     });
     const replies = appends.map((a) => this.cfg.options.onAppend?.(a) ?? ({ kind: 'ok' } as FakeAppendReply));
     if (replies.some((r) => r.kind === 'hang')) return;
+    const flood = replies.find((r) => r.kind === 'flood');
+    if (flood?.kind === 'flood') {
+      this.flood(flood);
+      return;
+    }
     const refused = replies.find((r) => r.kind === 'no' || r.kind === 'bad');
     if (refused && (refused.kind === 'no' || refused.kind === 'bad')) {
       this.appendReply(`${tag} ${refused.kind.toUpperCase()} ${refused.text}`);
