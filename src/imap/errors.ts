@@ -238,6 +238,14 @@ export function mapConnectError(err: unknown, c: ConnectContext): PopsyncError {
 /** imapflow's codes for a value its compiler cannot put in a command (CR, LF or NUL): nothing was sent. */
 const UNSENDABLE_CODES = new Set(['InvalidStringValue', 'InvalidTokenValue']);
 
+/** imapflow's codes for a response past the session's limits (writer.ts SESSION_LIMITS). */
+const OVER_LIMIT_CODES = new Set(['LineTooLarge', 'LiteralTooLarge', 'ResponseTooLarge', 'TooManyTokens']);
+
+/** Whether imapflow ended its connection because a response was past its limits. */
+export function isOverLimit(err: unknown): boolean {
+  return OVER_LIMIT_CODES.has(asLike(err).code ?? '');
+}
+
 /**
  * A folder whose name on the server holds CR, LF or NUL, which no IMAP command can carry (a
  * quoted string cannot; neither imapflow nor our APPEND connection sends a name as a literal).

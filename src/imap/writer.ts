@@ -57,6 +57,7 @@ import {
   mapConnectError,
   refusedLogin,
   responseCodeOf,
+  isOverLimit,
   isRefusal,
 } from './errors.js';
 import { checkLevels, folderLevels, serverName } from './folders.js';
@@ -78,6 +79,26 @@ import { imapSocketTarget } from './socket-target.js';
 
 /** readBodies: messages up to this size travel whole in one batched FETCH, larger ones in pieces of it. */
 const BODY_PIECE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * What imapflow's session holds of one response at most (invariant 3; imapflow's defaults are
+ * 1 GiB a line or literal and 2 GiB a response). The largest thing popsync asks this session for
+ * is a header block (scanHeaders, BODY.PEEK[HEADER], for adoption, the check before DELE,
+ * reconciliation and verify; and listSince's ENVELOPE, a part of it), and a header block is as
+ * large as the POP3 server made it: the bench copies one of 100 MB (lab/bench.ts hugeHeader).
+ * Bodies come at most BODY_PIECE_BYTES a literal (readBodies; fetchBody, a whole message, has
+ * no caller but tests). The other replies are short lines: LIST, STATUS, SELECT, an APPEND's
+ * tagged OK, a SEARCH for one message after an APPEND without UIDPLUS. 256 MiB a line or literal
+ * reads that 100 MB header block with room to spare and is an eighth of imapflow's bound; a
+ * response may add 1 MiB of framing to its literal. Past them imapflow ends the connection with
+ * LineTooLarge, LiteralTooLarge or ResponseTooLarge, reported as a protocol error (overLimit).
+ */
+const SESSION_LIMIT_BYTES = 256 * 1024 * 1024;
+export const SESSION_LIMITS = {
+  maxLineLength: SESSION_LIMIT_BYTES,
+  maxLiteralSize: SESSION_LIMIT_BYTES,
+  maxResponseSize: SESSION_LIMIT_BYTES + 1024 * 1024,
+} as const satisfies Partial<ImapFlowOptions>;
 /** UIDs per FETCH command: keeps the command line far below servers' limits (Dovecot: 64 KiB). */
 const UIDS_PER_FETCH = 500;
 /** Logins tried after a logout before one refused counts (ImapWriter.loginAlone): 0.2 + 0.4 + 0.8 s between. */
@@ -375,6 +396,7 @@ async function openSink(opts: ImapOptions, sessionFirst: boolean): Promise<ImapS
         // UTF8=ACCEPT or IMAP4rev2 would make imapflow name folders in UTF-8 while our APPEND
         // connection, which never enables them, must use modified UTF-7 for the same names.
         disableAutoEnable: true,
+        ...SESSION_LIMITS,
       },
       {
         auth: opts.auth ?? 'auto',
@@ -540,6 +562,12 @@ interface FlowSession {
 class ImapWriter implements ImapSink {
   readonly capabilities: ReadonlySet<string>;
   private dead: PopsyncError | null = null;
+  /**
+   * imapflow ended the session over a response past SESSION_LIMITS: what every operation then
+   * fails with, a protocol error (exit 4) rather than a lost connection the engine would open
+   * again, to the same server, to be sent the same.
+   */
+  private overLimit: PopsyncError | null = null;
   private closed = false;
   private chain: Promise<unknown> = Promise.resolve();
   private busy = false;
@@ -632,7 +660,15 @@ class ImapWriter implements ImapSink {
    */
   private watch(client: ImapFlow): () => void {
     const onError = (err: unknown): void => {
-      this.markDead(mapCommandError(err, 'session', undefined, this.secret));
+      if (isOverLimit(err) && this.overLimit === null)
+        this.overLimit = new PopsyncError(
+          'protocol',
+          `${this.server} sent a response longer than popsync's IMAP session takes ` +
+            `(${(err as Error).message}); popsync asks for nothing so long`,
+          {},
+          { cause: err },
+        );
+      this.markDead(this.overLimit ?? mapCommandError(err, 'session', undefined, this.secret));
     };
     const onClose = (): void => {
       if (!this.closed) {
@@ -1318,6 +1354,7 @@ class ImapWriter implements ImapSink {
       try {
         return await fn();
       } catch (err) {
+        if (this.overLimit) throw this.overLimit;
         const mapped = err instanceof PopsyncError ? err : mapCommandError(err, what, undefined, this.secret);
         // A refusal leaves the session usable; anything else may have left imapflow mid-command.
         if (mapped.kind === 'connection' || !this.client.usable) throw this.markDead(mapped);
@@ -1336,7 +1373,7 @@ class ImapWriter implements ImapSink {
   private markDead(err: PopsyncError): PopsyncError {
     if (!this.dead) {
       this.dead =
-        err.kind === 'connection'
+        err.kind === 'connection' || err === this.overLimit
           ? err
           : new PopsyncError('connection', `IMAP session ended after: ${err.message}`, err.context, { cause: err });
       this.log.debug({ err: this.dead }, 'IMAP session is dead');

@@ -62,7 +62,9 @@ type FakeReply =
   | { kind: 'ok' | 'no' | 'bad'; text?: string }
   | { kind: 'bye'; text: string } // an untagged BYE, then the socket closed
   | { kind: 'drop' } // close the socket without answering
-  | { kind: 'hang' }; // never answer
+  | { kind: 'hang' } // never answer
+  /** No answer: `piece` over and over as the socket drains, up to `max` bytes (see flood()). */
+  | { kind: 'flood'; piece: Buffer; max: number; sent: (bytes: number) => void };
 
 type FakeAppendReply =
   /** appendUid: false omits APPENDUID; a number is announced instead of the UID really given (a lying server). */
@@ -409,6 +411,10 @@ class Session {
       return;
     }
     if (reply.kind === 'hang') return;
+    if (reply.kind === 'flood') {
+      this.flood(reply);
+      return;
+    }
     if (reply.kind === 'bye') {
       this.write(`* BYE ${reply.text}`);
       this.socket.end();
