@@ -15,6 +15,8 @@ interface Fake {
   usable: boolean;
   destroyed: boolean;
   capabilities: ReadonlySet<string>;
+  /** Set when the server broke the protocol on it (pipeline.ts): reported, never replaced. */
+  protocolFailure: PopsyncError | null;
   destroy(): void;
   close(): Promise<void>;
 }
@@ -28,6 +30,7 @@ function fakes() {
       usable: true,
       destroyed: false,
       capabilities: new Set(['LITERAL+']),
+      protocolFailure: null,
       destroy() {
         this.destroyed = true;
         this.usable = false;
@@ -96,6 +99,20 @@ describe('AppendPool', () => {
     expect(f.id(await pool.forFolder('B', 1))).toBe(2);
     expect(f.made[1]!.destroyed).toBe(true);
     expect(f.id(await pool.forFolder('A', 1))).toBe(0);
+  });
+
+  it('reports a connection the server broke the protocol on while idle, instead of opening another', async () => {
+    const f = fakes();
+    const pool = new AppendPool(f.make(), 2, async () => f.make(), silentLogger);
+    await pool.forFolder('A', 1);
+    const broke = new PopsyncError(
+      'protocol',
+      'IMAP APPEND connection to h:1: the server sent a response longer than 64 KiB',
+    );
+    f.made[0]!.usable = false;
+    f.made[0]!.protocolFailure = broke;
+    await expect(pool.forFolder('A', 1)).rejects.toBe(broke);
+    expect(f.made).toHaveLength(1);
   });
 
   it('goes on with fewer connections when the server refuses a further one, and does not ask again', async () => {
