@@ -115,7 +115,7 @@ export async function listStatus(
     return {
       name: job.input.name!,
       journal: path,
-      status: a ? summarise(a.account, a.rows, a.runs, holding(a.lock), undefined, a.adopted) : null,
+      status: a ? summarise(a.account, a.messages, a.runs, holding(a.lock), undefined, a.adopted) : null,
     };
   });
 }

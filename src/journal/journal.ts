@@ -29,7 +29,7 @@ import type { JournalBinding } from './types.js';
 
 export type { JournalOpenOptions } from './db.js';
 export type { LockOptions } from './lock-row.js';
-export type { JournalSnapshot, MeasuredRate } from './readonly.js';
+export type { JournalSnapshot, MeasuredRate, MessageSummary } from './readonly.js';
 export type { RunRecord } from './runs.js';
 
 export class Journal {

@@ -117,7 +117,8 @@ describe('journal v3', () => {
       runs: [{ command: 'sync', result: 'partial', listed: 2 }],
       lock: { pid: process.pid },
     });
-    expect(snap.accounts[0]!.rows.map((r) => r.state)).toEqual(['done', 'failed']);
+    expect(snap.accounts[0]!.messages.counts).toMatchObject({ done: 1, failed: 1, appending: 0 });
+    expect(snap.accounts[0]!.messages.failed).toMatchObject([{ uidl: 'bad', lastError: 'NO too big' }]);
     expect(Journal.inspect(join(scratch(), 'none.sqlite'))).toBeNull();
   });
 });

@@ -4,7 +4,8 @@ import { deletionPolicy, formatNothingNew, formatSyncReport, somethingHappened }
 import { formatStatus, summarise } from '../../src/cli/commands/status.js';
 import type { RunResult } from '../../src/engine/types.js';
 import { emptyRunResult } from '../../src/engine/recorder.js';
-import type { JournalRow } from '../../src/journal/types.js';
+import type { MessageSummary } from '../../src/journal/journal.js';
+import type { RowState } from '../../src/journal/types.js';
 import type { RunRecord } from '../../src/journal/runs.js';
 
 const result = (o: Partial<RunResult> = {}): RunResult => ({
@@ -67,8 +68,14 @@ describe('sync report', () => {
 
 describe('status', () => {
   it('counts copied, pending, failed with reasons, deleted, and shows the last run and error', () => {
-    const r = (uidl: string, state: JournalRow['state'], lastError: string | null = null) =>
-      ({ uidl, state, lastError, attempts: 2 }) as JournalRow;
+    const r = (uidl: string, state: RowState, lastError: string | null = null) => ({ uidl, state, lastError });
+    // What journal/readonly.ts reads for these rows: counts by state, and the failed ones.
+    const m = (rows: Array<ReturnType<typeof r>>): MessageSummary => {
+      const counts = { appending: 0, done: 0, failed: 0, deleting: 0, deleted: 0 };
+      for (const x of rows) counts[x.state]++;
+      const failed = rows.filter((x) => x.state === 'failed').map(({ uidl, lastError }) => ({ uidl, lastError }));
+      return { counts, failed: failed.map((f) => ({ ...f, attempts: 2 })) };
+    };
     const runs = [
       {
         id: 2,
@@ -105,7 +112,7 @@ describe('status', () => {
     ];
     const s = summarise(
       'a',
-      [r('1', 'done'), r('2', 'deleted'), r('3', 'deleting'), r('4', 'appending'), r('5', 'failed', 'NO too big')],
+      m([r('1', 'done'), r('2', 'deleted'), r('3', 'deleting'), r('4', 'appending'), r('5', 'failed', 'NO too big')]),
       runs,
       null,
     );
@@ -122,12 +129,12 @@ describe('status', () => {
     expect(text).toContain('failed:   1\n    UIDL 5 (2 attempts): NO too big');
     // The copies the account's runs adopted, at most the copies recorded (a folder forgotten
     // and adopted again is two adoptions of one copy).
-    const adopting = summarise('a', [r('1', 'done'), r('2', 'done')], runs, null, undefined, 5);
+    const adopting = summarise('a', m([r('1', 'done'), r('2', 'done')]), runs, null, undefined, 5);
     expect(adopting.adopted).toBe(2);
     expect(formatStatus('/j', adopting)).toContain(
       'copied:   2 (2 of them found already in the destination and adopted)\n',
     );
-    expect(summarise('a', [r('1', 'done')], runs, null).adopted).toBe(0);
+    expect(summarise('a', m([r('1', 'done')]), runs, null).adopted).toBe(0);
     expect(text).toContain('last run: t2 sync, partial (listed 4, new 1, copied 1, failed 1, deleted 1)');
   });
 
@@ -157,7 +164,13 @@ describe('status', () => {
       run(5, 'ok'),
       run(6, 'ok'),
     ];
-    const s = summarise('a', [], runs, null, 3);
+    const s = summarise(
+      'a',
+      { counts: { appending: 0, done: 0, failed: 0, deleting: 0, deleted: 0 }, failed: [] },
+      runs,
+      null,
+      3,
+    );
     expect(s.runs.map((r) => r.id)).toEqual([1, 2, 3]);
     expect(s.lastError).toBeNull();
     const lines = formatStatus('/j', s).split('\n');

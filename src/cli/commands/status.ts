@@ -7,9 +7,8 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { hostname } from 'node:os';
 import { PopsyncError } from '../../errors.js';
-import { Journal, type JournalSnapshot, type RunRecord } from '../../journal/journal.js';
+import { Journal, type JournalSnapshot, type MessageSummary, type RunRecord } from '../../journal/journal.js';
 import { processAlive, type LockRecord } from '../../journal/lock.js';
-import type { JournalRow } from '../../journal/types.js';
 import { formatDuration, printable } from '../../report/summary.js';
 import { locateJournal, missingJournal, refuseDirectory, sameMailbox } from '../journal-identity.js';
 import { resolvePop3Endpoint } from '../endpoints.js';
@@ -39,16 +38,20 @@ const DEFAULT_RUNS = 5;
 /** What a snapshot holds (journal/readonly.ts reads the last 20). */
 const MAX_RUNS = 20;
 
-/** Pure: the snapshot's rows and runs folded into what `status` prints. */
+/**
+ * Pure: the snapshot's message counts, failed messages and runs folded into what `status`
+ * prints. Counts, not rows: SQLite counts (journal/readonly.ts) and status holds no message
+ * but the failed ones it names, however many years of messages a journal records.
+ */
 export function summarise(
   account: string,
-  rows: readonly JournalRow[],
+  messages: MessageSummary,
   runs: readonly RunRecord[],
   lock: LockRecord | null,
   listRuns = DEFAULT_RUNS,
   adoptedByRuns = 0,
 ): AccountStatus {
-  const count = (...states: string[]) => rows.filter((r) => states.includes(r.state)).length;
+  const { counts } = messages;
   // A run stopped by SIGTERM recorded why, but that was asked for: not an error to show.
   const errored = runs.find((r) => r.error !== null && r.result !== 'interrupted');
   let holder: Omit<LockRecord, 'token'> | null = null;
@@ -56,18 +59,16 @@ export function summarise(
     const { token: _token, ...rest } = lock;
     holder = rest;
   }
-  const copied = count('done', 'deleting', 'deleted');
+  const copied = counts.done + counts.deleting + counts.deleted;
   return {
     account,
     copied,
     // Runs count each adoption; a folder forgotten and adopted again is counted twice there,
     // once here.
     adopted: Math.min(adoptedByRuns, copied),
-    pending: { appending: count('appending'), deleting: count('deleting') },
-    failed: rows
-      .filter((r) => r.state === 'failed')
-      .map((r) => ({ uidl: r.uidl, error: r.lastError, attempts: r.attempts })),
-    deleted: count('deleted'),
+    pending: { appending: counts.appending, deleting: counts.deleting },
+    failed: messages.failed.map((f) => ({ uidl: f.uidl, error: f.lastError, attempts: f.attempts })),
+    deleted: counts.deleted,
     lastRun: runs[0] ?? null,
     runs: runs.slice(0, listRuns),
     lastError: errored ? { at: errored.finishedAt ?? errored.startedAt, error: errored.error! } : null,
@@ -206,7 +207,7 @@ export function registerStatus(program: Command): void {
       l !== null && l.hostname === hostname() && !processAlive(l.pid) ? null : l;
     const accounts = snap.accounts
       .filter((a) => only === null || a.account === only)
-      .map((a) => summarise(a.account, a.rows, a.runs, holding(a.lock), opts.runs as number, a.adopted));
+      .map((a) => summarise(a.account, a.messages, a.runs, holding(a.lock), opts.runs as number, a.adopted));
     if (opts.json === true)
       process.stdout.write(
         JSON.stringify({ journal: path, source: snap.source, schemaVersion: snap.schemaVersion, accounts }) + '\n',
