@@ -105,6 +105,13 @@ const UIDS_PER_FETCH = 500;
 const ALONE_LOGIN_TRIES = 4;
 /** Tries of imapflow's session alone after it was turned away at accept (connectImap). */
 const SESSION_FIRST_TRIES = 3;
+/**
+ * The pause before try `attempt + 1` of a connection or login the server turned away: 0.2, 0.4,
+ * 0.8 s. One at once was turned away too in tests: the server had not yet stopped counting the
+ * connection just closed.
+ */
+const turnedAwayPause = (attempt: number): Promise<void> =>
+  new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
 /** What a message without flags sends (formattedFlags): most mail arrives unread and unflagged. */
 const NO_FLAGS: string[] = [];
 
@@ -206,10 +213,8 @@ export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
       "IMAP server turned imapflow's connection away at its greeting while it greeted the APPEND connection; " +
         "opening imapflow's session alone first",
     );
-    // Each try after a pause (0.2, 0.4, 0.8 s): one at once was closed too in tests, the server
-    // not yet done counting the APPEND connection just closed.
     for (let attempt = 1; ; attempt++) {
-      await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+      await turnedAwayPause(attempt);
       try {
         return await openSink(opts, true);
       } catch (again) {
@@ -490,7 +495,7 @@ async function openSink(opts: ImapOptions, sessionFirst: boolean): Promise<ImapS
       // (ImapWriter.loginAlone tries only that again): a NO or BYE to the login, a BYE or a close
       // in place of the greeting (right after our logout, most likely the server still counting
       // the connection logged out). A close without BYE after the greeting is a drop.
-      const greeted = again.greeting !== undefined || again.authenticated !== false;
+      const greeted = greetedBy(again);
       const unheard = !greeted && again.byeReason === undefined && closedUnheard(err);
       const beforeTls = !greeted && security.secure === true && closedBeforeTls(err);
       const said = refusedLogin(err)
@@ -526,6 +531,11 @@ async function openSink(opts: ImapOptions, sessionFirst: boolean): Promise<ImapS
   );
 }
 
+/** imapflow's connection was greeted: its greeting kept, or its login state already set past it. */
+function greetedBy(client: ImapFlow): boolean {
+  return client.greeting !== undefined || client.authenticated !== false;
+}
+
 /**
  * imapflow's connect() failed on a close without BYE after the server greeted the connection (in
  * STARTTLS, the login, ID or NAMESPACE): a drop, as such a close at our APPEND connection's login
@@ -535,8 +545,7 @@ async function openSink(opts: ImapOptions, sessionFirst: boolean): Promise<ImapS
  * turned away (75). So it is worded here, without imapflow's error as its cause. Null otherwise.
  */
 function closedAfterGreeting(client: ImapFlow, err: unknown, t: { host: string; port: number }): PopsyncError | null {
-  const greeted = client.greeting !== undefined || client.authenticated !== false;
-  if (!greeted || client.byeReason !== undefined || !closedUnheard(err)) return null;
+  if (!greetedBy(client) || client.byeReason !== undefined || !closedUnheard(err)) return null;
   return new PopsyncError(
     'connection',
     `IMAP server ${t.host}:${t.port} closed the connection after greeting it, before the session was set up ` +
@@ -549,8 +558,10 @@ function closedAfterGreeting(client: ImapFlow, err: unknown, t: { host: string; 
  * (with implicit TLS, also one before the handshake).
  */
 function turnedAwayAtGreeting(client: ImapFlow, err: unknown, implicitTls: boolean): boolean {
-  const greeted = client.greeting !== undefined || client.authenticated !== false;
-  return !greeted && (client.byeReason !== undefined || closedUnheard(err) || (implicitTls && closedBeforeTls(err)));
+  return (
+    !greetedBy(client) &&
+    (client.byeReason !== undefined || closedUnheard(err) || (implicitTls && closedBeforeTls(err)))
+  );
 }
 
 /** An imapflow session and its sockets (the plain one, and TLS over it after STARTTLS). */
@@ -1100,7 +1111,7 @@ class ImapWriter implements ImapSink {
           throw new PopsyncError(err.kind, err.message, err.context, { cause: err.cause });
         if (attempt >= ALONE_LOGIN_TRIES || !(err instanceof TurnedAway)) throw err;
         this.log.debug({ attempt, err: err.message }, 'login after a logout refused; trying again');
-        await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+        await turnedAwayPause(attempt);
       }
     }
   }
