@@ -98,7 +98,7 @@ const MEANING: Record<keyof typeof ExitCode, string> = {
   connection: 'connection, TLS or protocol failure',
   journalBound: 'the journal is unusable or belongs to another account',
   uidvalidity: 'popsync cannot tell which message in a destination folder is its copy: needs a human',
-  locked: 'another popsync run holds this account',
+  locked: 'another popsync run holds this account, or its journal is kept busy',
   internal: 'a bug in popsync (please report it)',
   temporary: 'the server said to try again later, or the daily upload budget is spent; rerun later',
   interrupted: 'interrupted (SIGINT/SIGTERM); rerunning resumes',

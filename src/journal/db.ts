@@ -30,7 +30,7 @@ import { afterCommit, beforeCommit } from './crash-hook.js';
 import { journalError } from './errors.js';
 import { migrate, readSchemaVersion, SCHEMA_VERSION } from './schema.js';
 import type { JournalBinding } from './types.js';
-import { assertWalIntact, checkpointKeepingWal, clearInUse, fileState, markInUse } from './wal-guard.js';
+import { assertWalIntact, checkpointMark, clearInUse, fileState, markInUse, withdrawMark } from './wal-guard.js';
 
 /** Long enough to outwait another process's single transaction, short enough to report a stuck one. */
 export const BUSY_TIMEOUT_MS = 5_000;
@@ -148,6 +148,8 @@ export function openJournalDb<T>(
   // What a failure is reported as happening during: an upgrade may rewrite a whole table and
   // needs room for it (a full disk then is the upgrade's, not the journal's, fault).
   let doing = 'opening';
+  // Set once this open's "in use" mark is committed: a failure after that takes it back.
+  let marked = false;
   try {
     db = new Database(path, { fileMustExist: true });
     // busy_timeout first: switching to WAL itself needs a lock another process may hold.
@@ -194,14 +196,20 @@ export function openJournalDb<T>(
         markInUse(opened, `${now().toISOString()} by pid ${process.pid} on ${hostname()}`);
       })
       .immediate();
+    marked = true;
     // The mark must be in the main file, not only in the WAL it guards. (After an upgrade this
     // copies the rewritten table: the upgrade still, for what a failure is called.)
-    checkpointKeepingWal(opened);
+    checkpointMark(opened, path, BUSY_TIMEOUT_MS);
     doing = 'opening';
     const composed = compose(new JournalDb(opened, path, binding, now));
     tightenSidecars(path);
     return composed;
   } catch (e) {
+    try {
+      if (marked && db !== undefined) withdrawMark(db);
+    } catch {
+      // Left in the WAL: at worst a later open asks for a -wal that held nothing more.
+    }
     try {
       db?.close();
     } catch {

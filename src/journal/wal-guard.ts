@@ -18,6 +18,13 @@
  *   after checkpointing all of it, clearing included). So "marked, and the -wal is missing or
  *   empty" means the log holding that run's records is gone. (Empty, not only missing: a
  *   read-only open, e.g. `status`, creates an empty `-wal` where none was.)
+ * The opening checkpoint can be kept from the mark: SQLite never copies into the main file a
+ * page newer than the snapshot a reader still holds (that reader may read the page from the
+ * main file), so a process reading the journal since before the mark was committed (an sqlite3
+ * shell with a transaction open, a backup) keeps it in the `-wal` alone, where losing the
+ * `-wal` loses it with the records it guards. The checkpoint waits for such a reader as long
+ * as for a writer (busy_timeout); a writer whose mark is still not in the main file then does
+ * not run (checkpointMark).
  * Journals written before the mark existed are only protected by the first rule.
  */
 import { existsSync, statSync } from 'node:fs';
@@ -90,7 +97,7 @@ export function isLostWal(e: unknown): boolean {
   return e instanceof PopsyncError && lostWal.has(e);
 }
 
-/** Inside the open transaction of a writer; the caller then checkpoints it (checkpointKeepingWal). */
+/** Inside the open transaction of a writer; the caller then checkpoints it (checkpointMark). */
 export function markInUse(db: Database.Database, at: string): void {
   db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(
     IN_USE_KEY,
@@ -98,9 +105,43 @@ export function markInUse(db: Database.Database, at: string): void {
   );
 }
 
-/** Copies the WAL into the main file and leaves the -wal file as it is (never empty again). */
-export function checkpointKeepingWal(db: Database.Database): void {
-  db.pragma('wal_checkpoint(FULL)');
+/** What `PRAGMA wal_checkpoint` answers: frames in the WAL, and how many of them the main file has. */
+interface CheckpointResult {
+  busy: number;
+  log: number;
+  checkpointed: number;
+}
+
+/**
+ * Copies the WAL, the "in use" mark with it, into the main file and leaves the -wal file as it
+ * is (never empty again). FULL waits (busy_timeout) for readers of older snapshots to move on;
+ * one that does not leaves the checkpoint partial, which SQLite reports instead of failing, so
+ * the answer is read: a writer whose mark is not in the main file is refused here.
+ */
+export function checkpointMark(db: Database.Database, path: string, waitedMs: number): void {
+  const [r] = db.pragma('wal_checkpoint(FULL)') as CheckpointResult[];
+  if (r !== undefined && r.busy === 0 && r.checkpointed >= r.log) return;
+  const got = r === undefined ? '' : ` (${r.checkpointed} of its ${r.log} WAL frames copied)`;
+  throw new PopsyncError(
+    'locked',
+    `journal ${path} is being read or written by another process: this run's "in use" mark could not be ` +
+      `written into the journal file within ${waitedMs / 1000} s${got}`,
+    {
+      hint:
+        'let that process finish (an sqlite3 shell with a transaction open, a backup of the journal, a popsync ' +
+        'status or plan still reading) and run again. popsync does not run without the mark in the file: a ' +
+        `${path}-wal lost after a killed run would then go unnoticed, and its messages would be copied again`,
+    },
+  );
+}
+
+/**
+ * Takes the mark back without a checkpoint, for a writer that will not run after all: left in
+ * the WAL, the next checkpoint (that of a last connection closing included) would put it in the
+ * main file and delete -wal, and the next run would refuse a sound journal as one that lost it.
+ */
+export function withdrawMark(db: Database.Database): void {
+  db.prepare(`DELETE FROM meta WHERE key = ?`).run(IN_USE_KEY);
 }
 
 /**
@@ -109,6 +150,6 @@ export function checkpointKeepingWal(db: Database.Database): void {
  * loses its mark exactly when nothing is left in a WAL to lose.
  */
 export function clearInUse(db: Database.Database): void {
-  db.prepare(`DELETE FROM meta WHERE key = ?`).run(IN_USE_KEY);
+  withdrawMark(db);
   db.pragma('wal_checkpoint(TRUNCATE)');
 }

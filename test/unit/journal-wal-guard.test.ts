@@ -1,6 +1,7 @@
 /**
  * A journal that lost its write-ahead log is refused (kind journal, exit 5), never taken for a
- * new one; a journal closed cleanly, or killed with its -wal intact, opens as always.
+ * new one; a journal closed cleanly, or killed with its -wal intact, opens as always; a writer
+ * that cannot put its "in use" mark into the main file does not run.
  * A "lost -wal" is made by copying the main file alone while a connection holds data in the
  * WAL: what a backup, a copy to a new machine or a cleanup that deletes -wal leaves behind.
  */
@@ -107,6 +108,42 @@ describe('a journal that lost its -wal', () => {
       expect(refusal(() => Journal.peek(copy, S, S.source)).kind).toBe('journal');
     },
   );
+
+  it('a writer whose "in use" mark a reader keeps out of the main file does not run (exit 7), and takes its mark ' +
+    'back', () => {
+    // A reader whose snapshot predates the mark (an sqlite3 shell with a transaction open, a
+    // backup) keeps every later page out of the main file. The writer used to run anyway, its
+    // mark in the -wal alone: killed, and that -wal lost, its journal read as one closed cleanly.
+    const path = join(dir, 'j.sqlite');
+    Journal.open(path, S).close();
+    expect(existsSync(`${path}-wal`)).toBe(false);
+    // Read-write, as the sqlite3 shell opens it: closing last, it checkpoints and deletes -wal.
+    const reader = new Database(path, { fileMustExist: true });
+    reader.exec('BEGIN');
+    reader.prepare('SELECT COUNT(*) FROM messages').get();
+    let r: ReturnType<typeof refusal>;
+    try {
+      r = refusal(() => Journal.open(path, S));
+    } finally {
+      reader.exec('COMMIT');
+      reader.close();
+    }
+    expect(r.kind).toBe('locked');
+    expect(r.message).toContain(
+      `journal ${path} is being read or written by another process: this run's "in use" mark could not be written`,
+    );
+    expect(r.hint).toMatch(/let that process finish .* and run again/);
+    // The reader closed last and emptied the WAL into the main file: the withdrawn mark went
+    // with it, so the journal is not taken for one that lost its -wal.
+    expect(existsSync(`${path}-wal`)).toBe(false);
+    const j = Journal.open(path, S);
+    j.beginAppend(S.source, [item('u1')]);
+    // With the reader gone, the mark is in the main file: a copy of it alone is refused.
+    const copy = join(dir, 'copy.sqlite');
+    copyFileSync(path, copy);
+    j.close();
+    expect(refusal(() => Journal.open(copy, S)).message).toMatch(/lost its write-ahead log/);
+  }, 20_000);
 
   it('opens as always after a clean close (no -wal left), and after a kill that left its -wal', () => {
     const path = join(dir, 'j.sqlite');
