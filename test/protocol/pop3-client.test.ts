@@ -768,9 +768,9 @@ describe('connection failures', () => {
 
   it('a silent server times out with connection, naming the command', async () => {
     const pop = await fake({ handlers: { NOOP: () => {} } });
-    // 1.5 s, not less: connecting allows the CAPA written ahead of the greeting half of it
-    // (cbf6bb0), and 75 ms of a 150 ms timeout was too little on a loaded machine (a CI run
-    // retried this test).
+    // 1.5 s: connecting allows the CAPA written ahead of the greeting half of it (cbf6bb0), and
+    // 75 ms was too little on a loaded machine. Retried in CI at 1.5 s too: the pace timer could
+    // win over the idle one (the next test), which no timeout cures.
     const s = await connect(pop, { timeoutMs: 1500 });
     const started = Date.now();
     const err = await failure(s.noop());
@@ -778,6 +778,38 @@ describe('connection failures', () => {
     expect(err.message).toContain('NOOP');
     expect(Date.now() - started).toBeGreaterThanOrEqual(1400);
     expect((await failure(s.stat())).kind).toBe('connection');
+  });
+
+  it('a silent server is a connection failure even when the idle timer fires a little early', async () => {
+    // The idle and pace timers are both due --timeout after the command. Node fires timers on a
+    // millisecond loop clock, so the idle one can find a fraction of a millisecond left and
+    // re-arm, and the pace one, run a moment later, found its time up: 'too slowly' (protocol)
+    // in about 1 of 100 runs of the test above, more under load.
+    const pop = await fake({ handlers: { NOOP: () => {} } });
+    const s = await connect(pop, { timeoutMs: 1500 });
+    let clock = 1000;
+    const monotonic = vi.spyOn(performance, 'now').mockImplementation(() => clock);
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    // A loaded machine: every timer callback takes a millisecond.
+    const fakeSetTimeout = globalThis.setTimeout;
+    const slowly = (fn: () => void, ms?: number) =>
+      fakeSetTimeout(() => {
+        fn();
+        clock += 1;
+      }, ms);
+    const slowCallbacks = vi.spyOn(globalThis, 'setTimeout').mockImplementation(slowly as typeof setTimeout);
+    try {
+      const noop = failure(s.noop());
+      clock += 1499.5;
+      vi.advanceTimersByTime(1500);
+      const err = await noop;
+      expect(err.kind).toBe('connection');
+      expect(err.message).toContain('sent nothing for 1500 ms while popsync waited for NOOP');
+    } finally {
+      slowCallbacks.mockRestore();
+      vi.useRealTimers();
+      monotonic.mockRestore();
+    }
   });
 
   it('plain text to a port that speaks TLS, which drops the CAPA written ahead: told as a TLS-only port', async () => {
