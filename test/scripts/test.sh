@@ -28,6 +28,9 @@ set +e
 npx --no-install vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@"
 status=$?
 set -e
+# What vitest's output loses: the errors of a test's failed tries, also when its retry passed.
+# Informational only: it never changes the exit status or the summary line.
+node test/scripts/failed-attempts.mjs "$report" || true
 node -e '
   const fs = require("node:fs");
   let r = {};
