@@ -126,11 +126,11 @@ describe('a close before the greeting decides nothing on its own', () => {
     } = await connect({
       onCommand: nthLogin(2, { kind: 'no', text: '[UNAVAILABLE] Maximum number of connections' }),
     });
-    const started = Date.now();
     const sink = await opening;
-    expect(Date.now() - started).toBeLessThan(900);
     expect(sink.oneConnection).toMatch(/NO \[UNAVAILABLE\] Maximum number of connections/);
     expect(warnings).toHaveLength(1);
+    // No second try: it would be a third connection, a second later. Counted, not timed (a
+    // loaded machine took the connect past the 900 ms this once asserted).
     expect(fake.connections).toBe(2);
   });
 });
@@ -276,11 +276,19 @@ describe('anything else on the APPEND connection fails the connect as before', (
   });
 
   it("a BYE greeting before imapflow's login was accepted: the connect fails at once, as before", async () => {
-    const started = Date.now();
-    const err = await refusedWith({ greeting: (n) => (n === 1 ? { line: '* BYE Too many connections' } : undefined) });
-    expect(err.kind).toBe('connection');
+    const { fake, sink } = await connect({
+      greeting: (n) => (n === 1 ? { line: '* BYE Too many connections' } : undefined),
+    });
+    const err = await sink.then(
+      () => new Error('expected the connect to fail'),
+      (e: unknown) => e as PopsyncError,
+    );
+    expect(err).toBeInstanceOf(PopsyncError);
+    expect((err as PopsyncError).kind).toBe('connection');
     expect(err.message).toContain('BYE Too many connections');
-    expect(Date.now() - started).toBeLessThan(2000);
+    // At once: no connection tried again (imapflow's alone, the APPEND connection a second
+    // later), counted rather than timed; imapflow's own may have been opened or not.
+    expect(fake.connections).toBeLessThanOrEqual(2);
   });
 
   it('a BYE greeting to every connection: a connection error, no fallback', async () => {
@@ -433,24 +441,24 @@ describe('a login after a logout (streamAlone) is tried again only while the ser
     ["imapflow's LOGIN again", 4],
   ])('%s unanswered: a connection error after one timeout, not four', async (_name, unanswered) => {
     const l = logins({ [unanswered]: { kind: 'hang' } });
-    const { err, ms } = await streamOne(l.opts);
+    const { err } = await streamOne(l.opts);
     expect(err).toBeInstanceOf(PopsyncError);
     expect((err as PopsyncError).kind).toBe('connection');
+    // Not tried again: four tries were four LOGINs (4 x 600 ms and 1.4 s of pauses), counted
+    // here rather than timed.
     expect(l.count()).toBe(unanswered);
-    // Four tries were 4 x 600 ms and 1.4 s of pauses.
-    expect(ms).toBeLessThan(1500);
   });
 
   it("imapflow's LOGIN again dropped without BYE: a lost connection at once, not a close unheard", async () => {
     const l = logins({ 4: { kind: 'drop' } });
-    const { err, ms } = await streamOne(l.opts);
+    const { err } = await streamOne(l.opts);
     expect(err).toBeInstanceOf(PopsyncError);
     expect((err as PopsyncError).kind).toBe('connection');
     expect((err as PopsyncError).message).toMatch(
       /closed the connection after greeting it, before the session was set up/,
     );
+    // At once: a try after it would be a fifth LOGIN.
     expect(l.count()).toBe(4);
-    expect(ms).toBeLessThan(1500);
   });
 
   // Connections: 1 the APPEND connection (refused), 2 imapflow's, 3 the streaming one, 4 imapflow's again.

@@ -583,13 +583,14 @@ describe('session start', () => {
     const pop = await fake({ messages: three, pipelining: true, handlers: { GREETING: pregreet(silent) } });
     const { logger, text } = capturingLogger();
     const learnt: { capaAfterGreeting?: boolean } = {};
-    const started = performance.now();
     // --timeout 1 s: the first connection is given up after 500 ms of silence, the second has the rest.
     const s = await connect(pop, { logger, learnt, timeoutMs: 1000 });
-    expect(performance.now() - started).toBeLessThan(1000);
     expect((await s.uidl()).map((m) => m.uidl)).toEqual(['a', 'b', 'c']);
     expect(s.pipelining).toBe(true);
     expect(learnt.capaAfterGreeting).toBe(true);
+    // Which timer ended the first connection, not how long the connect took (a loaded machine
+    // adds to that): the silence ahead of the greeting, at half of --timeout, not --timeout.
+    expect(text()).toContain('sent nothing for 500 ms after the CAPA popsync writes ahead of its greeting');
     expect(text()).toContain('left unanswered the CAPA popsync writes ahead of its greeting');
     expectConnectedAgainWithCapaAfterGreeting(pop);
   });
@@ -614,12 +615,12 @@ describe('session start', () => {
     });
     const { logger, text } = capturingLogger();
     const learnt: { capaAfterGreeting?: boolean } = {};
-    const started = performance.now();
     // --timeout 2 s: the CAPA is given up 1 s after the greeting, the second connection has the rest.
     const s = await connect(pop, { logger, learnt, timeoutMs: 2000 });
-    expect(performance.now() - started).toBeLessThan(2000);
     expect((await s.uidl()).map((m) => m.uidl)).toEqual(['a', 'b', 'c']);
     expect(learnt.capaAfterGreeting).toBe(true);
+    // The timer for the unanswered CAPA ended the first connection (not --timeout, which would
+    // have failed the connect): what the connect's duration stood for, load or not.
     expect(text()).toContain('greeted, then sent nothing for 1000 ms in answer to the CAPA');
     expectConnectedAgainWithCapaAfterGreeting(pop);
   });
@@ -630,10 +631,12 @@ describe('session start', () => {
     const err = await failure(connectPop3(pop.clientOptions({ timeoutMs: 600 })));
     const took = performance.now() - started;
     expect(err.kind).toBe('connection');
+    // The second connection was ended by the wait the first left it, not by a --timeout of its
+    // own ("sent nothing for 600 ms"), which made 900 ms: that, not an upper bound on the time a
+    // loaded machine takes, tells the two waited --timeout together.
     expect(err.message).toMatch(/sent no greeting within the 600 ms of --timeout, counting the connection before/);
     expect(pop.connections).toBe(2);
     expect(took).toBeGreaterThanOrEqual(590);
-    expect(took).toBeLessThan(900);
   });
 
   it('a server that answers -ERR to a CAPA that came before its greeting: asked again on its connection', async () => {
