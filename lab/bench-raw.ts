@@ -297,9 +297,20 @@ async function timedCopy(
 }
 
 /** Throws unless `user`'s INBOX holds `count` messages: the check after a relay's run. */
-export async function checkRawRelay(ep: RawEndpoints, user: string, password: string, count: number): Promise<void> {
+export function checkRawRelay(ep: RawEndpoints, user: string, password: string, count: number): Promise<void> {
+  return checkInbox('raw relay', ep, user, password, count);
+}
+
+/** Throws unless `user`'s INBOX holds `count` messages: what `who` copied there, all of it and once. */
+export async function checkInbox(
+  who: string,
+  ep: RawEndpoints,
+  user: string,
+  password: string,
+  count: number,
+): Promise<void> {
   const arrived = await inboxCount(ep, user, password);
-  if (arrived !== count) throw new Error(`raw relay: ${arrived} of ${count} messages arrived in ${user}'s INBOX`);
+  if (arrived !== count) throw new Error(`${who}: ${arrived} of ${count} messages arrived in ${user}'s INBOX`);
 }
 
 /**

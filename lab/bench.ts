@@ -13,17 +13,22 @@
  * with what exactly-once cannot do without (both digests of every message, its intent fsynced in
  * a journal before the APPEND, the APPENDUID journaled after): the ceiling for a copier with
  * popsync's guarantees, and with the raw relay what those guarantees cost at least. Each is
- * measured before and after popsync and the faster kept (right after seeding, the disk is still
- * flushing).
+ * measured before and after the whole processes below and the faster kept (right after
+ * seeding, the disk is still flushing).
  * popsync runs as the real CLI in its own process, timed from spawn to exit, its CPU and peak
  * RSS from its rusage (popsync-cli.ts, measured-child.ts). The relays above run inside this
  * process, their clocks from after their logins to their last reply: the ceilings of the copy
  * itself. Like with like, both relays also run as processes of their own, bundled and started
  * as popsync is and measured the same way (relay-cli.ts: start-up, logins side by side, the safe
  * relay's journal creation, the copy, leaving), and popsync's whole process is held against
- * theirs. Its copy phase (first RETR to last APPEND OK) is also read off its connections in
- * plaintext by the relays they pass (bench-phase.ts: at 30 ms the same run's, on loopback a
- * second run's) and held against the in-process relays. The server's CPU is
+ * theirs. A single whole run moves by a quarter on a shared machine, so these three run in
+ * rounds (BENCH_REPEAT, default 5, 3 for the TLS mix): popsync, the safe relay, the raw relay,
+ * again and again, each on the same mail into a fresh destination and checked after; their rows
+ * are medians (min-max), the whole-process ratios are the medians' and, popsync's against the
+ * safe relay's, also counted round by round (rounds.ts). Its copy phase (first RETR to last
+ * APPEND OK) is also read off its connections in plaintext by the relays they pass
+ * (bench-phase.ts: at 30 ms the same runs', their median; on loopback a further run's) and held
+ * against the in-process relays. The server's CPU is
  * that of Dovecot's whole process tree, split by process (server-cpu.ts: pop3, imap, and their
  * -login processes, which carry TLS), so "where the time goes" is popsync's CPU beside each
  * server's. Each row's client CPU is popsync's, or for a raw
@@ -51,7 +56,16 @@ import { join } from 'node:path';
 import { connect as tlsConnect, createSecureContext, type TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { openSocket } from '../src/net/connect.js';
-import { listPop3, type RawEndpoints, rawImap, rawPop3, rawRelay, SINK_MODES, safeRelay } from './bench-raw.js';
+import {
+  checkInbox,
+  listPop3,
+  type RawEndpoints,
+  rawImap,
+  rawPop3,
+  rawRelay,
+  SINK_MODES,
+  safeRelay,
+} from './bench-raw.js';
 import { benchMix, hugeMessage, smallMix } from './corpus.js';
 import { startDovecot, type Lab } from './dovecot.js';
 import { formatServerCpu, ServerCpu, type ServerCpuSplit } from './server-cpu.js';
@@ -59,6 +73,7 @@ import { type ProxyObserver, startSlowProxy } from './slow-proxy.js';
 import { CopyPhase } from './bench-phase.js';
 import { type CliRun, labEndpoints, runPopsync } from './popsync-cli.js';
 import { bundleRelay, runRelay } from './relay-cli.js';
+import { median, medianServerCpu, perRound, roundCount, spread } from './rounds.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MB = 1024 * 1024;
@@ -94,12 +109,24 @@ let userSeq = 0;
 const fresh = (what: string): string => `bench-${what}-${++userSeq}`;
 
 interface MixOptions {
+  /** Rounds of the whole processes: popsync, the safe relay's, the raw relay's, in that order. */
+  rounds: number;
   /** Every connection through a relay that holds each chunk rttMs/2 in each direction. */
   rttMs?: number;
   /** pop3s and imaps for everyone, raw clients included. */
   tls?: boolean;
   /** Also run popsync again over the same journal, with nothing left to copy. */
   noopRerun?: boolean;
+}
+
+/**
+ * Rounds of whole processes per mix unless BENCH_REPEAT says: a round of the TLS mix takes some
+ * 8 s on the build machine, one of the others 2–4 s.
+ */
+const DEFAULT_ROUNDS = { typical: 5, tls: 3, small: 5, rtt: 5 } as const;
+
+function roundsFor(mix: keyof typeof DEFAULT_ROUNDS): number {
+  return roundCount(process.env.BENCH_REPEAT, DEFAULT_ROUNDS[mix]);
 }
 
 interface Measured {
@@ -110,9 +137,40 @@ interface Measured {
    * one's for a raw client run in it (its TLS included).
    */
   clientMs: number;
-  /** A whole-process relay's: its peak RSS, and its own clock of the copy inside the process. */
+  /** A whole process's peak RSS; a whole-process relay's own clock of the copy inside it. */
   peakRssMb?: number;
   copyMs?: number;
+}
+
+/** One whole process's runs, one a round, and each of their figures' median. */
+interface Repeated {
+  runs: Measured[];
+  median: Measured;
+}
+
+function repeated(runs: Measured[]): Repeated {
+  const of = (pick: (m: Measured) => number | undefined): number | undefined => {
+    const xs = runs.map(pick).filter((x): x is number => x !== undefined);
+    return xs.length === runs.length ? median(xs) : undefined;
+  };
+  const peakRssMb = of((m) => m.peakRssMb);
+  const copyMs = of((m) => m.copyMs);
+  return {
+    runs,
+    median: {
+      ms: median(runs.map((m) => m.ms)),
+      server: medianServerCpu(runs.map((m) => m.server)),
+      clientMs: median(runs.map((m) => m.clientMs)),
+      ...(peakRssMb === undefined ? {} : { peakRssMb }),
+      ...(copyMs === undefined ? {} : { copyMs }),
+    },
+  };
+}
+
+/** "0.98-1.10": the least and the greatest, in `unit`s of ms (1000: seconds, 2 decimals). */
+function range(xs: readonly number[], unit = 1000, digits = 2): string {
+  const s = spread(xs);
+  return `${(s.min / unit).toFixed(digits)}-${(s.max / unit).toFixed(digits)}`;
 }
 
 /**
@@ -137,11 +195,7 @@ function keepFaster<K>(into: Map<K, Measured>, key: K, m: Measured): void {
   if (!best || m.ms < best.ms) into.set(key, m);
 }
 
-/**
- * One mix: the raw ceilings of the same server (each before and after popsync, the faster
- * kept: right after seeding, the disk is still flushing), popsync itself, and its ratios.
- */
-/** What the TLS section is compared by with the plaintext one. */
+/** What the TLS section is compared by with the plaintext one (the whole processes' medians). */
 interface MixResult {
   count: number;
   popsync: Measured;
@@ -174,8 +228,14 @@ async function relayProcess(
   return { ms: run.ms, server: server!, clientMs: run.cpuMs, peakRssMb: run.peakRssMb, copyMs: run.copyMs };
 }
 
-async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: MixOptions = {}): Promise<MixResult> {
-  const { rttMs = 0, tls = false } = opts;
+/**
+ * One mix: the raw ceilings in this process (each before and after the whole processes, the
+ * faster kept: right after seeding, the disk is still flushing), then `rounds` rounds of
+ * popsync's whole process, the safe relay's and the raw relay's, in that order, each on the
+ * same mail into a fresh destination; their medians, and the ratios of those.
+ */
+async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: MixOptions): Promise<MixResult> {
+  const { rttMs = 0, tls = false, rounds } = opts;
   const count = messages.length;
   const bytes = messages.reduce((a, m) => a + m.length, 0);
   const largest = Math.max(...messages.map((m) => m.length));
@@ -185,8 +245,8 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
       `(largest ${(largest / MB).toFixed(2)} MB), ${where} ==\n`,
   );
   // popsync's copy phase is read off its connections by the relays it goes through (bench-phase.ts):
-  // at a round trip the delaying ones every client shares, in the run measured; on a plaintext
-  // loopback zero-delay ones, in a second run of popsync alone, so that no relay (a hop, and CPU in
+  // at a round trip the delaying ones every client shares, in the runs measured; on a plaintext
+  // loopback zero-delay ones, in a further run of popsync alone, so that no relay (a hop, and CPU in
   // this process: some 8% of the whole process on the loaded build machine) is in the figures every
   // other row is compared with. Only while popsync runs is anything watched.
   let phase: CopyPhase | null = null;
@@ -218,18 +278,23 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
     }
   };
   try {
-    // popsync's source empties as it goes; the raw readers (RETR only) share one of their own.
-    const src = fresh('src');
+    // popsync's source empties as it goes, so each round's popsync has one of its own, all seeded
+    // here, away from every measurement; the relays (RETR only) share one.
+    const sources: string[] = [];
+    const seed0 = performance.now();
+    for (let r = 0; r < rounds; r++) {
+      const src = fresh('src');
+      await lab.seedPop3(src, messages);
+      // Listed once, as the relays' source has been read before they run.
+      await listPop3(ep, src, lab.password);
+      sources.push(src);
+    }
+    const seedMs = performance.now() - seed0;
     const rawSrc = fresh('rawsrc');
-    await lab.seedPop3(src, messages);
     await lab.seedPop3(rawSrc, messages);
-    // The server state the raw readers' source is in when the safe relay runs (listPop3).
-    await listPop3(ep, src, lab.password);
     const raw = new Map<string, Measured>();
     const relayLabel = 'raw relay POP3 -> MULTIAPPEND x100';
     const safeLabel = 'safe relay: + digests, journal';
-    const relayProcessLabel = 'raw relay, whole process';
-    const safeProcessLabel = 'safe relay, whole process';
     const measureRaw = async (): Promise<void> => {
       const pw = lab.password;
       keepFaster(raw, 'pop3', await metered(lab, (end) => rawPop3(ep, rawSrc, pw, count, end)));
@@ -247,29 +312,47 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
         safeLabel,
         await metered(lab, (end) => safeRelay(ep, rawSrc, safeDst, pw, count, safeJournal, undefined, end)),
       );
-      keepFaster(raw, relayProcessLabel, await relayProcess(lab, 'raw', ep, rawSrc, count));
-      keepFaster(raw, safeProcessLabel, await relayProcess(lab, 'safe', ep, rawSrc, count));
     };
     await measureRaw();
-    const journal = join(lab.dir, `${src}.sqlite`);
-    const dst = fresh('dst');
-    const meter = new ServerCpu(lab.pid);
-    const observed = rttMs ? new CopyPhase(rttMs / 2) : null;
-    phase = observed;
-    const benchCpu0 = process.cpuUsage();
-    const run = await popsync(lab, src, dst, journal, 'migrate', ep);
-    phase = null;
-    const benchCpu = process.cpuUsage(benchCpu0);
-    const server = meter.stop();
-    if (run.summary.copied + run.summary.reconciled !== count)
-      throw new Error(`popsync copied ${run.summary.copied} (+${run.summary.reconciled}) of ${count}`);
-    const noop = opts.noopRerun ? await popsync(lab, src, dst, journal, 'migrate', ep) : undefined;
+
+    // The whole processes, round after round in the same order, so that what loads the machine
+    // meanwhile falls on all three alike and each round's popsync is paired with the safe relay
+    // run right after it. Every run is checked (its destination, the safe relay's journal, or
+    // popsync's own report), outside its clock.
+    const popsyncRuns: Measured[] = [];
+    const safeRuns: Measured[] = [];
+    const rawRuns: Measured[] = [];
+    const phases: number[] = [];
+    /** At a round trip, what the delaying relays and the meters cost this process while popsync ran. */
+    const benchCpus: number[] = [];
+    let last: { src: string; dst: string; journal: string } | undefined;
+    const rounds0 = performance.now();
+    for (const src of sources) {
+      const journal = join(lab.dir, `${src}.sqlite`);
+      const dst = fresh('dst');
+      const meter = new ServerCpu(lab.pid);
+      const observed = rttMs ? new CopyPhase(rttMs / 2) : null;
+      phase = observed;
+      const benchCpu0 = process.cpuUsage();
+      const run = await popsync(lab, src, dst, journal, 'migrate', ep);
+      const benchCpu = process.cpuUsage(benchCpu0);
+      phase = null;
+      const server = meter.stop();
+      if (run.summary.copied + run.summary.reconciled !== count)
+        throw new Error(`popsync copied ${run.summary.copied} (+${run.summary.reconciled}) of ${count}`);
+      await checkInbox('popsync', ep, dst, lab.password, count);
+      popsyncRuns.push({ ms: run.ms, server, clientMs: run.cpuMs, peakRssMb: run.peakRssMb });
+      if (observed?.ms != null) phases.push(observed.ms);
+      benchCpus.push((benchCpu.user + benchCpu.system) / 1000);
+      safeRuns.push(await relayProcess(lab, 'safe', ep, rawSrc, count));
+      rawRuns.push(await relayProcess(lab, 'raw', ep, rawSrc, count));
+      last = { src, dst, journal };
+    }
+    const roundsMs = performance.now() - rounds0;
+    const noop =
+      opts.noopRerun && last ? await popsync(lab, last.src, last.dst, last.journal, 'migrate', ep) : undefined;
     // The relays run in this process: what they cost (with the meters' sampling) is shown beside the phase.
-    const seen = observed
-      ? { phase: observed, benchCpuMs: (benchCpu.user + benchCpu.system) / 1000, run: null }
-      : proxies.length > 0
-        ? await watched(through(proxies))
-        : null;
+    const seen = proxies.length > 0 && !rttMs ? await watched(through(proxies)) : null;
     await measureRaw();
 
     const line = (label: string, m: Measured, extra = ''): void => {
@@ -282,20 +365,53 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
     line(relayLabel, relay);
     const safe = raw.get(safeLabel)!;
     line(safeLabel, safe);
-    // Their own clock of the copy, inside the process, says what of the whole was outside the copy.
-    const processExtra = (m: Measured): string =>
-      `; peak RSS ${m.peakRssMb!.toFixed(0)} MB; copy ${(m.copyMs! / 1000).toFixed(2)} s of it`;
-    const relayProcessRun = raw.get(relayProcessLabel)!;
-    line(relayProcessLabel, relayProcessRun, processExtra(relayProcessRun));
-    const safeProcess = raw.get(safeProcessLabel)!;
-    line(safeProcessLabel, safeProcess, processExtra(safeProcess));
-    line(
-      'popsync migrate (whole process)',
-      { ms: run.ms, server, clientMs: run.cpuMs },
-      `; peak RSS ${run.peakRssMb.toFixed(0)} MB`,
+
+    const pop = repeated(popsyncRuns);
+    const safeProcess = repeated(safeRuns);
+    const rawProcess = repeated(rawRuns);
+    const sec = (ms: number): string => (ms / 1000).toFixed(2);
+    const vsSafe = perRound(
+      safeRuns.map((m) => m.ms),
+      popsyncRuns.map((m) => m.ms),
     );
-    const copyMs = seen?.phase.ms ?? null;
-    if (seen === null || copyMs === null)
+    const vsRaw = perRound(
+      rawRuns.map((m) => m.ms),
+      popsyncRuns.map((m) => m.ms),
+    );
+    process.stdout.write(
+      `-- whole processes: ${rounds} round${rounds > 1 ? 's' : ''} of popsync, safe relay, raw relay, ` +
+        `each into a fresh destination, in ${(roundsMs / 1000).toFixed(1)} s (popsync's sources seeded before, ` +
+        `in ${(seedMs / 1000).toFixed(1)} s); the rows below are medians (min-max) --\n`,
+    );
+    for (const [i, p] of popsyncRuns.entries())
+      process.stdout.write(
+        `round ${i + 1}: popsync ${sec(p.ms)} s (CPU ${sec(p.clientMs)}) | ` +
+          `safe relay ${sec(safeRuns[i]!.ms)} s (CPU ${sec(safeRuns[i]!.clientMs)}) | ` +
+          `raw relay ${sec(rawRuns[i]!.ms)} s (CPU ${sec(rawRuns[i]!.clientMs)}) | ` +
+          `popsync / safe relay ${vsSafe[i]!.toFixed(2)}x\n`,
+      );
+    // Each figure's median on its own: the median wall time and the median CPU may be different runs'.
+    const medianLine = (label: string, r: Repeated, extra = ''): void => {
+      const m = r.median;
+      const figures =
+        `wall ${range(r.runs.map((x) => x.ms))} s; ` +
+        `client CPU ${sec(m.clientMs)} s (${range(r.runs.map((x) => x.clientMs))}), ` +
+        `server CPU ${formatServerCpu(m.server, range(r.runs.map((x) => x.server.totalMs)))}; ` +
+        `peak RSS ${m.peakRssMb!.toFixed(0)} MB (${range(
+          r.runs.map((x) => x.peakRssMb!),
+          1,
+          0,
+        )})`;
+      process.stdout.write(`${row(label, count, bytes, m.ms, `${figures}${extra}`)}\n`);
+    };
+    // Their own clock of the copy, inside the process, says what of the whole was outside the copy.
+    const copyOf = (r: Repeated): string =>
+      `; copy ${sec(r.median.copyMs!)} s of it (${range(r.runs.map((x) => x.copyMs!))})`;
+    medianLine('raw relay, whole process, median', rawProcess, copyOf(rawProcess));
+    medianLine('safe relay, whole process, median', safeProcess, copyOf(safeProcess));
+    medianLine('popsync migrate, whole process, median', pop);
+    const copyMs = rttMs ? (phases.length === rounds ? median(phases) : null) : (seen?.phase.ms ?? null);
+    if (copyMs === null)
       process.stdout.write(
         tls
           ? 'popsync copy phase: not measured under TLS (a relay sees no commands)\n'
@@ -303,29 +419,35 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
       );
     else {
       const how =
-        seen.run === null
-          ? 'the same run, read by the delaying relays'
-          : `a second run through zero-delay relays (its whole process ${(seen.run.ms / 1000).toFixed(2)} s)`;
-      const relays = `${how}; relays and meters: ${(seen.benchCpuMs / 1000).toFixed(2)} s CPU in the bench process`;
-      process.stdout.write(`${row('popsync copy phase (1st RETR..last OK)', count, bytes, copyMs, relays)}\n`);
+        seen === null
+          ? `the same runs, read by the delaying relays: median of ${rounds} (${range(phases)} s); ` +
+            `relays and meters: ${sec(median(benchCpus))} s CPU in the bench process (median)`
+          : `a further run through zero-delay relays (its whole process ${sec(seen.run.ms)} s); ` +
+            `relays and meters: ${sec(seen.benchCpuMs)} s CPU in the bench process`;
+      process.stdout.write(`${row('popsync copy phase (1st RETR..last OK)', count, bytes, copyMs, how)}\n`);
     }
+    const p = pop.median;
     const sinks = SINK_MODES.map((mode) => [mode, raw.get(mode.label)!] as const);
     const [bestMode, best] = [...sinks].sort((a, b) => a[1].ms - b[1].ms)[0]!;
     const single = raw.get(SINK_MODES[0]!.label)!;
+    // popsync's figures from here on are its medians.
     process.stdout.write(
-      `popsync / raw relay: ${(relay.ms / run.ms).toFixed(2)}x; ` +
-        `/ best raw sink (${bestMode.label.replace('raw ', '')}): ${(best.ms / run.ms).toFixed(2)}x; ` +
-        `/ raw APPEND 1 conn: ${(single.ms / run.ms).toFixed(2)}x\n`,
+      `popsync / raw relay: ${(relay.ms / p.ms).toFixed(2)}x; ` +
+        `/ best raw sink (${bestMode.label.replace('raw ', '')}): ${(best.ms / p.ms).toFixed(2)}x; ` +
+        `/ raw APPEND 1 conn: ${(single.ms / p.ms).toFixed(2)}x\n`,
     );
     process.stdout.write(
-      `popsync / safe relay: ${(safe.ms / run.ms).toFixed(2)}x; ` +
+      `popsync / safe relay: ${(safe.ms / p.ms).toFixed(2)}x; ` +
         `safe relay / raw relay: ${(relay.ms / safe.ms).toFixed(2)}x (what the invariants cost at least)\n`,
     );
-    // Like for like: whole process against whole process, each clock from spawn to exit.
+    // Like for like: whole process against whole process, each clock from spawn to exit; the
+    // ratio of the medians, and round by round, as each popsync and the relays after it ran.
+    const held = vsSafe.filter((x) => x >= 0.8).length;
     process.stdout.write(
-      `popsync / safe relay, whole processes: ${(safeProcess.ms / run.ms).toFixed(2)}x; ` +
-        `/ raw relay, whole processes: ${(relayProcessRun.ms / run.ms).toFixed(2)}x; ` +
-        `client CPU, popsync / safe relay process: ${(run.cpuMs / safeProcess.clientMs).toFixed(2)}x\n`,
+      `popsync / safe relay, whole processes: ${(safeProcess.median.ms / p.ms).toFixed(2)}x ` +
+        `(medians; per round ${range(vsSafe, 1)}x, >= 0.8 in ${held} of ${rounds}); ` +
+        `/ raw relay, whole processes: ${(rawProcess.median.ms / p.ms).toFixed(2)}x (per round ${range(vsRaw, 1)}x); ` +
+        `client CPU, popsync / safe relay process: ${(p.clientMs / safeProcess.median.clientMs).toFixed(2)}x\n`,
     );
     // Like for like: each relay's clock, too, runs from after its logins to its last reply.
     if (copyMs !== null)
@@ -336,15 +458,15 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
     // CPU beside time: on a shared machine the servers' share moves the wall-clock ratios, while
     // the clients' CPU says what each copier itself costs (popsync's includes its start-up).
     process.stdout.write(
-      `client CPU, popsync / safe relay: ${(run.cpuMs / safe.clientMs).toFixed(2)}x; ` +
+      `client CPU, popsync / safe relay: ${(p.clientMs / safe.clientMs).toFixed(2)}x; ` +
         `safe relay / raw relay: ${(safe.clientMs / relay.clientMs).toFixed(2)}x\n`,
     );
     if (noop)
       process.stdout.write(
-        `popsync no-op rerun (${count} journaled): ${(noop.ms / 1000).toFixed(2)} s, start-up included, ` +
+        `popsync no-op rerun (${count} journaled): ${sec(noop.ms)} s, start-up included, ` +
           `peak RSS ${noop.peakRssMb.toFixed(0)} MB\n`,
       );
-    return { count, popsync: { ms: run.ms, server, clientMs: run.cpuMs }, relay, safe, safeProcess };
+    return { count, popsync: p, relay, safe, safeProcess: safeProcess.median };
   } finally {
     for (const p of proxies) await p.close();
   }
@@ -352,17 +474,18 @@ async function mixSection(lab: Lab, title: string, messages: Buffer[], opts: Mix
 
 /** What TLS on both sides cost, the same mix in plaintext beside it: time, and whose CPU. */
 function tlsCost(plain: MixResult, tls: MixResult): void {
-  const sec = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
+  // A single in-process run can cost less under TLS than its plaintext twin did: "-0.01 s", not "+-0.01 s".
+  const delta = (ms: number): string => `${ms < 0 ? '-' : '+'}${(Math.abs(ms) / 1000).toFixed(2)} s`;
   const login = (m: Measured): number =>
     m.server.byName.filter(([n]) => n.endsWith('-login')).reduce((a, [, ms]) => a + ms, 0);
   const line = (who: string, p: Measured, t: Measured): string =>
-    `${who} ${(t.ms / p.ms).toFixed(2)}x the plaintext time; its CPU +${sec(t.clientMs - p.clientMs)}, ` +
-    `the server's +${sec(t.server.totalMs - p.server.totalMs)} (login processes, which carry TLS: ` +
-    `+${sec(login(t) - login(p))})`;
-  process.stdout.write(`TLS: ${line('popsync', plain.popsync, tls.popsync)}\n`);
+    `${who} ${(t.ms / p.ms).toFixed(2)}x the plaintext time; its CPU ${delta(t.clientMs - p.clientMs)}, ` +
+    `the server's ${delta(t.server.totalMs - p.server.totalMs)} (login processes, which carry TLS: ` +
+    `${delta(login(t) - login(p))})`;
+  process.stdout.write(`TLS: ${line('popsync (medians)', plain.popsync, tls.popsync)}\n`);
   process.stdout.write(`TLS: ${line('raw relay', plain.relay, tls.relay)}\n`);
   process.stdout.write(`TLS: ${line('safe relay', plain.safe, tls.safe)}\n`);
-  process.stdout.write(`TLS: ${line('safe relay, whole process', plain.safeProcess, tls.safeProcess)}\n`);
+  process.stdout.write(`TLS: ${line('safe relay, whole process (medians)', plain.safeProcess, tls.safeProcess)}\n`);
 }
 
 /**
@@ -475,6 +598,13 @@ async function appendConnectionsSection(count: number, rttMs: number): Promise<v
 
 async function main(): Promise<void> {
   const count = Number(process.env.BENCH_MESSAGES ?? 3000);
+  // Read before anything starts, so that a wrong BENCH_REPEAT costs no seeding.
+  const rounds = {
+    typical: roundsFor('typical'),
+    tls: roundsFor('tls'),
+    small: roundsFor('small'),
+    rtt: roundsFor('rtt'),
+  };
   const lab = await startDovecot({ pop3Rawlog: false });
   try {
     process.stdout.write(
@@ -483,19 +613,22 @@ async function main(): Promise<void> {
         .join(' ')}\n`,
     );
     const plain =
-      count > 0 ? await mixSection(lab, 'typical mix', benchMix(count, 42), { noopRerun: true }) : undefined;
+      count > 0
+        ? await mixSection(lab, 'typical mix', benchMix(count, 42), { noopRerun: true, rounds: rounds.typical })
+        : undefined;
     const tlsCount = Number(process.env.BENCH_TLS_MESSAGES ?? count);
     if (tlsCount > 0) {
-      const tls = await mixSection(lab, 'typical mix', benchMix(tlsCount, 42), { tls: true });
+      const tls = await mixSection(lab, 'typical mix', benchMix(tlsCount, 42), { tls: true, rounds: rounds.tls });
       if (plain?.count === tls.count) tlsCost(plain, tls);
     }
     const handshakes = Number(process.env.BENCH_HANDSHAKES ?? 100);
     if (handshakes > 0) await handshakeSection(lab, handshakes);
     const small = Number(process.env.BENCH_SMALL_MESSAGES ?? 10_000);
-    if (small > 0) await mixSection(lab, 'small messages', smallMix(small, 7));
+    if (small > 0) await mixSection(lab, 'small messages', smallMix(small, 7), { rounds: rounds.small });
     const rtt = Number(process.env.BENCH_RTT_MS ?? 30);
     const rttCount = Number(process.env.BENCH_RTT_MESSAGES ?? 1000);
-    if (rtt > 0 && rttCount > 0) await mixSection(lab, 'typical mix', benchMix(rttCount, 43), { rttMs: rtt });
+    if (rtt > 0 && rttCount > 0)
+      await mixSection(lab, 'typical mix', benchMix(rttCount, 43), { rttMs: rtt, rounds: rounds.rtt });
     const foldersCount = Number(process.env.BENCH_FOLDERS_MESSAGES ?? 300);
     if (rtt > 0 && foldersCount > 0) await appendConnectionsSection(foldersCount, rtt);
 

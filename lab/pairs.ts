@@ -23,6 +23,7 @@ import { listPop3, type RawEndpoints } from './bench-raw.js';
 import { benchMix, hugeMessage, smallMix } from './corpus.js';
 import { startDovecot } from './dovecot.js';
 import { type CliRun, labEndpoints, runPopsync } from './popsync-cli.js';
+import { median } from './rounds.js';
 import { ServerCpu } from './server-cpu.js';
 import { startSlowProxy } from './slow-proxy.js';
 
@@ -37,12 +38,6 @@ interface Side {
 }
 
 const words = (s: string | undefined): string[] => (s ? s.split(' ').filter(Boolean) : []);
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 async function main(): Promise<void> {
   if (!env.PAIRS_B) throw new Error('PAIRS_B must name the other build (its bin/popsync.js)');

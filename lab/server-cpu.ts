@@ -131,8 +131,11 @@ export class ServerCpu {
   }
 }
 
-/** "1.23 s (imap 0.80, pop3 0.30, other 0.13)". */
-export function formatServerCpu(s: ServerCpuSplit): string {
-  const parts = s.byName.map(([name, ms]) => `${name} ${(ms / 1000).toFixed(2)}`).join(', ');
-  return `${(s.totalMs / 1000).toFixed(2)} s${parts ? ` (${parts})` : ''}`;
+/** "1.23 s (imap 0.80, pop3 0.30, other 0.13)"; with a median's `range`, "1.23 s (1.10-1.40; imap 0.80, ...)". */
+export function formatServerCpu(s: ServerCpuSplit, range?: string): string {
+  const parts = [
+    ...(range ? [range] : []),
+    s.byName.map(([name, ms]) => `${name} ${(ms / 1000).toFixed(2)}`).join(', '),
+  ].filter(Boolean);
+  return `${(s.totalMs / 1000).toFixed(2)} s${parts.length ? ` (${parts.join('; ')})` : ''}`;
 }
