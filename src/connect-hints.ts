@@ -159,6 +159,25 @@ export function closedBeforeTls(err: unknown): boolean {
 }
 
 /**
+ * The server would not let the TCP connection in: 'refused' when the connect itself failed
+ * (ECONNREFUSED: a reset for the SYN, what nothing listening gives, and also a firewall's
+ * per-address limit rejecting with a TCP reset, iptables `connlimit ... --reject-with tcp-reset`),
+ * 'reset' when the connection was reset (ECONNRESET: a front that accepts and resets at once).
+ * Null for anything else. Alone it says nothing of why: on a first connection it is the server
+ * down or the wrong port, and a reset may come at any time. Only writer.ts and pipeline.ts ask,
+ * about a connection not yet greeted while another connection to the same port was let in, where
+ * it is the server turning this one away, as a close before the greeting is (closedUnheard).
+ */
+export function refusedAtConnect(err: unknown): 'refused' | 'reset' | null {
+  for (let c: unknown = err, depth = 0; c instanceof Error && depth < 6; c = c.cause, depth++) {
+    const code = (c as NodeJS.ErrnoException).code;
+    if (code === 'ECONNREFUSED') return 'refused';
+    if (code === 'ECONNRESET') return 'reset';
+  }
+  return null;
+}
+
+/**
  * The greeting of the other protocol where ours was awaited: IMAP's "* OK" read by the POP3
  * client, POP3's "+OK" by an IMAP connection. Null for anything else.
  */
@@ -247,6 +266,14 @@ function connectHint(fault: ConnectFault, t: ConnectTarget, waited: boolean): st
   const overTls = `port ${t.port} is ${t.protocol} over TLS (${s.secure}): ${useImplicit(t)}`;
   switch (fault) {
     case 'refused':
+      // A port that greeted in this run is right: the server went down, or turns connections away
+      // at connect (writer.ts tried its one-connection fallback first).
+      if (t.greeted === true)
+        return (
+          'it greeted another connection to this port in this run, so the host and port are right: the ' +
+          'server is down or restarting, or refuses connections past a limit (a per-address limit in a ' +
+          'firewall); run again later'
+        );
       return `check the host and the port: ${ports}`;
     case 'unknown-host':
       return `check the spelling of the host name "${t.host}"`;
@@ -286,6 +313,7 @@ function describe(fault: ConnectFault, t: ConnectTarget, reason: string, waited:
   const server = `${t.protocol} server ${where(t)}`;
   switch (fault) {
     case 'refused':
+      if (t.greeted === true) return `cannot connect to ${server}: it refused the connection (${reason})`;
       return `cannot connect to ${server}: nothing accepts connections there (${reason})`;
     case 'unknown-host':
       return `cannot connect to ${server}: unknown host "${t.host}"`;

@@ -190,7 +190,10 @@ export function mapConnectError(err: unknown, c: ConnectContext): PopsyncError {
   if (responseCode) ctx.responseCode = responseCode;
 
   if (e.authenticationFailed) {
-    if (isTemporary(err)) {
+    // And RFC 5530's LIMIT ("ran up against an implementation limit"): answering a login, a limit
+    // on sessions or connections, never the credentials; a retry, not a new password, lifts it.
+    // Only here: for other commands it is the message's (too many flags), and no later try helps.
+    if (isTemporary(err) || responseCode === 'LIMIT') {
       return new PopsyncError(
         'temporary',
         `IMAP server ${where} cannot log in ${c.user} right now`,

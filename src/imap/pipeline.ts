@@ -37,7 +37,7 @@ import type net from 'node:net';
 import { PopsyncError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { closedBeforeGreeting, openSocket, startTls } from '../net/connect.js';
-import { closedBeforeTls } from '../connect-hints.js';
+import { closedBeforeTls, refusedAtConnect } from '../connect-hints.js';
 import { noteGreeted } from '../net/greeted.js';
 import { redact } from '../net/redact.js';
 import {
@@ -85,11 +85,13 @@ export class PipelineUnsupported extends Error {}
 
 /**
  * The server turned this connection away: a BYE for a greeting, or the connection closed before
- * one, or a NO or BYE for the login. The same error (kind, words, context) as before it had a
- * name of its own, so a caller that does not ask keeps its old behaviour; writer.ts asks, because
- * a server that just let the same user in on imapflow's connection and turns this one away is
- * limiting connections per user, which no retry lifts. A TLS failure, a timeout, a reset or a
- * drop at any other point is never this.
+ * one, or refused at connect or reset before a byte (connect-hints.ts refusedAtConnect), or a NO
+ * or BYE for the login. The same error (kind, words, context) as before it had a name of its own,
+ * so a caller that does not ask keeps its old behaviour (a first connection refused is still
+ * "nothing accepts connections there"); writer.ts asks, because a server that just let the same
+ * user in on imapflow's connection and turns this one away is limiting connections per user or
+ * address, which no retry lifts. A TLS failure, a timeout, a reset after the greeting or a drop
+ * at any other point is never this.
  */
 export class TurnedAway extends PopsyncError {
   constructor(
@@ -103,6 +105,12 @@ export class TurnedAway extends PopsyncError {
     this.name = 'PopsyncError';
   }
 }
+
+/** What the server did, as TurnedAway.said, when it refused or reset a connection at connect. */
+export const AT_CONNECT_WORDS = {
+  refused: 'refused the connection at connect',
+  reset: 'reset the connection before greeting it',
+} as const;
 
 /** The pause before a connection closed unheard is opened once more (openAgainIfUnheard). */
 const UNHEARD_PAUSE_MS = 1000;
@@ -532,6 +540,11 @@ export class PipelinedAppender {
       // server turning it away unheard, as a close before the greeting is over plain TCP.
       if (err instanceof PopsyncError && closedBeforeTls(err))
         throw new TurnedAway(err, 'closed the connection before the TLS handshake', true);
+      // Refused or reset at connect, as a limit enforced below the protocol does (a firewall's
+      // connlimit rejecting with a TCP reset, a front that resets): unheard too, decided only
+      // when seen again (openAgainIfUnheard), since a server restarting refuses the same way.
+      const at = err instanceof PopsyncError ? refusedAtConnect(err) : null;
+      if (at !== null) throw new TurnedAway(err as PopsyncError, AT_CONNECT_WORDS[at], true);
       throw err;
     });
     connected?.();
@@ -627,6 +640,18 @@ export class PipelinedAppender {
       );
       return a;
     } catch (err) {
+      // A reset before the greeting (a front that accepts and resets): turned away unheard, in
+      // the reset's own words, never "closed the connection before greeting" ("did not greet":
+      // a wrong port) for a server whose every connection is reset.
+      if (
+        stage === 'greeting' &&
+        err instanceof PopsyncError &&
+        !(err instanceof TurnedAway) &&
+        refusedAtConnect(err) === 'reset'
+      ) {
+        a.destroy();
+        throw new TurnedAway(err, AT_CONNECT_WORDS.reset, true);
+      }
       const why = err instanceof TurnedAway ? null : turnedAwayBy(stage, a.reader, forms);
       if (err instanceof PipelineUnsupported) await a.close();
       else a.destroy();

@@ -30,6 +30,25 @@
  *   imapflow in lets it in too. Should it still report that it cannot (PipelineUnsupported), the
  *   message is refused with that reason, never read whole into memory for imapflow. A server that
  *   allows one connection per user gets it between two imapflow sessions (streamAlone).
+ * - A server that allows one connection (per user or per address) gets the copy over imapflow's
+ *   session alone (connectImap, openSink). Its limit shows only on a second connection while the
+ *   first works: a NO or BYE to the second login, a BYE or a close in place of the second greeting,
+ *   or below the protocol the second connect refused (a firewall's connlimit rejecting with a TCP
+ *   reset: ECONNREFUSED) or reset before a byte. The same on a first connection is the server down,
+ *   a wrong port or the credentials, and is reported as ever: a refused first connect is "nothing
+ *   accepts connections there" (a refused one on a port that greeted says that it refused it).
+ *   A close, a refusal or a reset also comes from a server restarting, so they decide only when
+ *   met again a second later (pipeline.ts openAgainIfUnheard).
+ * - Which NO to a login is the password. Anywhere no connection of ours is logged in, a NO that
+ *   names the credentials ([AUTHENTICATIONFAILED] and RFC 5530's others, or no code) is: 'auth',
+ *   exit 3, after one login, since every further try counts against the account (lockouts,
+ *   fail2ban). RFC 5530's [UNAVAILABLE] and [LIMIT] never are (errors.ts: 'temporary'). The one
+ *   place a NO to a login is read as the limit whatever its code is the APPEND connection's login
+ *   while imapflow's session, logged in with the same credentials a moment before, is still open:
+ *   that login is the second connection, the password was just accepted, and the run sends that
+ *   one refused login once per process (ImapOptions.oneConnection). After a logout the same NO is
+ *   ambiguous again (nothing of ours is logged in; the password may have changed meanwhile), and
+ *   ImapWriter.loginAlone allows it one try more, then takes it at its word.
  * - Nothing reaches stdout: imapflow's default logger is pino at info on stdout, so it always
  *   gets our logger.
  */
@@ -39,7 +58,7 @@ import type { ImapFlow, ImapFlowOptions } from 'imapflow';
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_IMAP_SOCKET_TIMEOUT_MS } from '../defaults.js';
 import { PopsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import { closedBeforeTls, closedUnheard } from '../connect-hints.js';
+import { closedBeforeTls, closedUnheard, refusedAtConnect } from '../connect-hints.js';
 import { redact } from '../net/redact.js';
 import type {
   AppendOutcome,
@@ -69,6 +88,7 @@ import {
   PipelineUnsupported,
   type PipelineItem,
   TurnedAway,
+  AT_CONNECT_WORDS,
   openAgainIfUnheard,
 } from './pipeline.js';
 import { type ImapflowAdapter, loadImapflow } from './imapflow-load.js';
@@ -103,6 +123,13 @@ export const SESSION_LIMITS = {
 const UIDS_PER_FETCH = 500;
 /** Logins tried after a logout before one refused counts (ImapWriter.loginAlone): 0.2 + 0.4 + 0.8 s between. */
 const ALONE_LOGIN_TRIES = 4;
+/**
+ * Tries of a login after a logout refused with the NO the server refused a second connection
+ * with, where that NO reads as refused credentials (ImapWriter.loginAlone), and the pause before
+ * the second: the three pauses of turnedAwayPause at once.
+ */
+const LIMIT_NO_TRIES = 2;
+const LIMIT_NO_PAUSE_MS = 1400;
 /** Tries of imapflow's session alone after it was turned away at accept (connectImap). */
 const SESSION_FIRST_TRIES = 3;
 /**
@@ -110,8 +137,8 @@ const SESSION_FIRST_TRIES = 3;
  * 0.8 s. One at once was turned away too in tests: the server had not yet stopped counting the
  * connection just closed.
  */
-const turnedAwayPause = (attempt: number): Promise<void> =>
-  new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+const turnedAwayPause = (attempt: number): Promise<void> => pause(100 * 2 ** attempt);
+const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 /** What a message without flags sends (formattedFlags): most mail arrives unread and unflagged. */
 const NO_FLAGS: string[] = [];
 
@@ -192,15 +219,19 @@ class SessionTurnedAway {
  * imapflow's session and the APPEND connection (openSink). A server that allows one connection
  * at a time and enforces it at accept (couriertcpd -maxperip, xinetd per_source, a proxy's
  * per-address limit) greets the APPEND connection, whose socket opens first, and turns imapflow's
- * away before its greeting, where a limit enforced at the login refuses the APPEND connection's
- * login after letting imapflow's in. Both are one limit, and the run should go on over imapflow's
- * session alone (the one-connection fallback) rather than reconnect until exit 75. So, once: the
- * APPEND connection is given up, imapflow's session opened alone (tried again while turned away
- * so, as ImapWriter.loginAlone tries a login after a logout: the server may count the connection
- * just closed a moment longer), and the APPEND connection opened after its login, where what
- * decides is what decides at a limit enforced at login (a BYE greeting at once, a close before
- * the greeting only when seen twice 1 s apart). A server that was only restarting gets both
- * connections, nothing decided.
+ * away before its greeting; one that enforces it at connect (a firewall's connlimit rejecting
+ * with a TCP reset, a front that resets) refuses or resets imapflow's connect; where a limit
+ * enforced at the login refuses the APPEND connection's login after letting imapflow's in. All
+ * are one limit, and the run should go on over imapflow's session alone (the one-connection
+ * fallback) rather than reconnect until exit 75, or, refused at connect, stop at once as though
+ * nothing listened there. So, once: the APPEND connection is given up, imapflow's session opened
+ * alone (tried again while turned away so, as ImapWriter.loginAlone tries a login after a logout:
+ * the server may count the connection just closed a moment longer), and the APPEND connection
+ * opened after its login, where what decides is what decides at a limit enforced at login (a BYE
+ * greeting at once; a close before the greeting, a refused connect or a reset only when seen
+ * twice 1 s apart). A server that was only restarting gets both connections, nothing decided; one
+ * down for good after greeting the first fails the session's three tries and is reported as the
+ * refused connect it is (connect-hints.ts: "it refused the connection", not "nothing accepts").
  */
 export async function connectImap(opts: ImapOptions): Promise<ImapSink> {
   try {
@@ -290,6 +321,8 @@ async function openSink(opts: ImapOptions, sessionFirst: boolean): Promise<ImapS
   let secondRefused: string | null = knownOne;
   // How it worded that, when with a NO read as refused credentials (ImapOptions.oneConnection).
   let limitNo: string | undefined = knownOne !== null ? opts.oneConnection?.loginNo : undefined;
+  // The refusal that decided it on this sink (secondRefused), not known from an earlier one.
+  let refusedNow = null as TurnedAway | null;
   const opening: Promise<PipelinedAppender | null> =
     appendPath === 'imapflow'
       ? Promise.resolve(null)
@@ -312,26 +345,19 @@ async function openSink(opts: ImapOptions, sessionFirst: boolean): Promise<ImapS
           )
           .catch((err: unknown) => {
             // The same user's login, accepted on imapflow's connection, turned away on this one
-            // (a NO or BYE to it, or a BYE or close for its greeting): a per-user connection limit
+            // (a NO or BYE to it, a BYE or close for its greeting, or its connect refused or reset
+            // before the greeting): a per-user or per-address connection limit
             // (Dovecot's mail_max_userip_connections = 1 says NO [UNAVAILABLE]), which no retry
             // lifts. Exit 75 would have cron retry forever; imapflow's session alone can carry the
             // copy, as append-pool.ts goes on with fewer. Only that: a TLS failure, a timeout or a
             // drop of this connection is reported and retried as ever, never a quiet slow run.
             // A greeting refused before imapflow's login was accepted is not waited on: the
             // connect fails at once, as it did (imapflow's connect is then not even started).
+            // Recorded for the run and said once imapflow's connect is done (below).
             if (appendPath === 'auto' && err instanceof TurnedAway && imapflowLoggedIn) {
               secondRefused = `the server refused a second IMAP connection for this user: ${err.said}`;
               if (err.kind === 'auth') limitNo = err.context.responseCode ?? '';
-              if (opts.oneConnection) {
-                opts.oneConnection.reason = secondRefused;
-                if (limitNo !== undefined) opts.oneConnection.loginNo = limitNo;
-              }
-              log.warn(
-                { reason: err.message },
-                `the IMAP server refused a second IMAP connection for this user (${err.said}); ` +
-                  'going on with one connection, one APPEND at a time (slower; a message too large for ' +
-                  'memory is streamed alone, with the session logged out meanwhile)',
-              );
+              refusedNow = err;
               return null;
             }
             if (!(err instanceof PipelineUnsupported)) throw err;
@@ -465,6 +491,34 @@ async function openSink(opts: ImapOptions, sessionFirst: boolean): Promise<ImapS
     throw err;
   }
   const pipeline = appender.value;
+  if (refusedNow !== null) {
+    // Only with imapflow's session connected and still open is the refusal a second connection's.
+    // A server going down or restarting refuses, resets or closes connections as a limit does, and
+    // ends the session too (Dovecot's restart closes its clients): then it is a lost connection,
+    // reconnected as ever, and never a limit for the rest of the process (ImapOptions.oneConnection).
+    if (!client.usable) {
+      client.close();
+      // Not the refusal's words: "closed the connection before greeting it" would read as a
+      // port that does not greet (connect-hints.ts).
+      const err = new PopsyncError(
+        'connection',
+        `IMAP connection to ${opts.host}:${opts.port} lost while popsync opened a second one (the server ` +
+          'ended the session: going down or restarting?)',
+      );
+      log.debug({ err, said: refusedNow.said }, 'IMAP connect failed');
+      throw err;
+    }
+    if (opts.oneConnection) {
+      opts.oneConnection.reason = secondRefused;
+      if (limitNo !== undefined) opts.oneConnection.loginNo = limitNo;
+    }
+    log.warn(
+      { reason: refusedNow.message },
+      `the IMAP server refused a second IMAP connection for this user (${refusedNow.said}); ` +
+        'going on with one connection, one APPEND at a time (slower; a message too large for ' +
+        'memory is streamed alone, with the session logged out meanwhile)',
+    );
+  }
   client.off('error', ignore);
   // imapflow's session anew, logged in as the first was (ImapWriter.streamAlone).
   const reopen = async (): Promise<FlowSession> => {
@@ -498,6 +552,7 @@ async function openSink(opts: ImapOptions, sessionFirst: boolean): Promise<ImapS
       const greeted = greetedBy(again);
       const unheard = !greeted && again.byeReason === undefined && closedUnheard(err);
       const beforeTls = !greeted && security.secure === true && closedBeforeTls(err);
+      const atConnect = greeted ? null : refusedAtConnect(err);
       const said = refusedLogin(err)
         ? (e.context.serverResponse ?? 'NO')
         : again.byeReason !== undefined && (!greeted || login === 'begun')
@@ -506,8 +561,10 @@ async function openSink(opts: ImapOptions, sessionFirst: boolean): Promise<ImapS
             ? 'closed the connection before greeting it'
             : beforeTls
               ? 'closed the connection before the TLS handshake'
-              : null;
-      throw said === null ? e : new TurnedAway(e, said, unheard || beforeTls);
+              : atConnect !== null
+                ? AT_CONNECT_WORDS[atConnect]
+                : null;
+      throw said === null ? e : new TurnedAway(e, said, unheard || beforeTls || atConnect !== null);
     } finally {
       opening = false;
     }
@@ -555,12 +612,16 @@ function closedAfterGreeting(client: ImapFlow, err: unknown, t: { host: string; 
 
 /**
  * imapflow's connect() failed before any greeting: a BYE in its place, or a close without a word
- * (with implicit TLS, also one before the handshake).
+ * (with implicit TLS, also one before the handshake), or the connection refused or reset at
+ * connect (a limit enforced below the protocol: connect-hints.ts refusedAtConnect).
  */
 function turnedAwayAtGreeting(client: ImapFlow, err: unknown, implicitTls: boolean): boolean {
   return (
     !greetedBy(client) &&
-    (client.byeReason !== undefined || closedUnheard(err) || (implicitTls && closedBeforeTls(err)))
+    (client.byeReason !== undefined ||
+      closedUnheard(err) ||
+      (implicitTls && closedBeforeTls(err)) ||
+      refusedAtConnect(err) !== null)
   );
 }
 
@@ -1093,25 +1154,52 @@ class ImapWriter implements ImapSink {
   /**
    * A login just after our other connection logged out, tried again a few times while refused
    * (TurnedAway): the server may count the old one a moment longer (Dovecot hears of a disconnect
-   * through another process). Nothing else is tried again here: a timeout, a reset or a TLS
-   * failure is no sign of that count, and each try of a silent server would hold the serial slot
-   * a whole timeout; such an error goes the way of any lost connection (serial() ends the sink,
-   * the engine reconnects). Nor is a NO that says the credentials are wrong ([AUTHENTICATIONFAILED],
-   * or no code) where the server words its limit otherwise ([UNAVAILABLE], a BYE, a close): the
-   * password was changed meanwhile, or the token command's token refused, which no try lifts and
-   * each try would count against the account (lockouts, fail2ban). It ends the run as a refused
-   * first login does: 'auth', exit 3, and no other login is tried.
+   * through another process; a firewall's connlimit, of a close). Nothing else is tried again
+   * here: a timeout, a reset after the greeting or a TLS failure is no sign of that count, and each
+   * try of a silent server would hold the serial slot a whole timeout; such an error goes the way
+   * of any lost connection (serial() ends the sink, the engine reconnects). Nor is a NO that says
+   * the credentials are wrong ([AUTHENTICATIONFAILED], or no code) where the server words its limit
+   * otherwise ([UNAVAILABLE], a BYE, a close): the password was changed meanwhile, or the token
+   * command's token refused, which no try lifts and each try would count against the account
+   * (lockouts, fail2ban). It ends the run as a refused first login does: 'auth', exit 3, and no
+   * other login is tried.
+   *
+   * A server that words its limit as such a NO (limitNo: it refused the APPEND connection's login
+   * with it while imapflow's session, logged in with the same credentials, was open, so there it
+   * could not mean the password) is the case no wording tells apart: here nothing of ours is logged
+   * in, and the same NO is the limit still counting the connection just closed, or the password
+   * changed meanwhile. It gets one more try, after the whole of the pauses (1.4 s, far past the
+   * moment a server takes to count a close), and is then taken at its word: 'auth', exit 3, with
+   * a hint naming the limit. Two failed logins at most, where four tries for each of the two
+   * logins made eight, past many lockout thresholds (fail2ban's default is five).
    */
   private async loginAlone<T>(login: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await login();
       } catch (err) {
-        if (err instanceof TurnedAway && err.kind === 'auth' && (err.context.responseCode ?? '') !== this.limitNo)
-          throw new PopsyncError(err.kind, err.message, err.context, { cause: err.cause });
+        const credentials = err instanceof TurnedAway && err.kind === 'auth';
+        if (credentials) {
+          const asLimit = (err.context.responseCode ?? '') === this.limitNo;
+          if (!asLimit || attempt >= LIMIT_NO_TRIES)
+            throw new PopsyncError(
+              err.kind,
+              err.message,
+              asLimit
+                ? {
+                    ...err.context,
+                    hint:
+                      'Check the IMAP user name and password; the server words its limit on connections the ' +
+                      'same way (it refused a second connection so): if the password is right, another client ' +
+                      'of this user may hold the one connection',
+                  }
+                : err.context,
+              { cause: err.cause },
+            );
+        }
         if (attempt >= ALONE_LOGIN_TRIES || !(err instanceof TurnedAway)) throw err;
         this.log.debug({ attempt, err: err.message }, 'login after a logout refused; trying again');
-        await turnedAwayPause(attempt);
+        await (credentials ? pause(LIMIT_NO_PAUSE_MS) : turnedAwayPause(attempt));
       }
     }
   }

@@ -18,6 +18,7 @@ import { runCli } from '../support/cli.js';
 import { popsyncArgs } from '../../lab/popsync-cli.js';
 import { labArgs, useLab } from '../support/lab-fixture.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
+import { startConnectLimitFront } from '../support/connect-limit-front.js';
 
 let lab: Lab;
 let dir: string;
@@ -213,6 +214,106 @@ describe('Dovecot behind a limit of one connection enforced at accept', () => {
     } finally {
       front.close();
     }
+  });
+});
+
+/**
+ * The same limit enforced at connect, below the protocol: a firewall's per-address connlimit that
+ * rejects with a TCP reset (the second connection's connect fails, ECONNREFUSED), or a front that
+ * accepts it and resets it at once (ECONNRESET before a byte). Before, popsync said of the first
+ * "nothing accepts connections there ... check the host and the port" (exit 4 at once) and
+ * reconnected the second until exit 4 (migrate) or 75.
+ */
+describe('Dovecot behind a limit of one connection enforced at connect', () => {
+  it.each([
+    ['refused (a firewall rule rejecting with a TCP reset)', 'refuse', 'refused the connection at connect'],
+    ['reset at once by a front', 'reset', 'reset the connection before greeting it'],
+  ] as const)('%s: each message copied once over one connection, a large one streamed: exit 0', async (...c) => {
+    const [, limit, said] = c;
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    const messages = realisticMix(5, 51);
+    messages.splice(2, 0, hugeMessage(1_300_000, 52));
+    await lab.seedPop3(pop, messages);
+    const source = await sourceMessages(lab, pop);
+    const front = await startConnectLimitFront(lab.imap.port, limit);
+    try {
+      const args = popsyncArgs(
+        'migrate',
+        { user: pop, port: lab.pop3.port },
+        { user: imap, port: front.port },
+        join(dir, `${pop}.sqlite`),
+        ['--no-progress', '--json', '--batch-messages', '3', '--batch-mb', '1'],
+      );
+      const r = await runCli(args, { env: { PW: lab.password } });
+      expect(r.code, r.stderr).toBe(0);
+      const report = JSON.parse(r.stdout);
+      expect(report).toMatchObject({ copied: 6, failed: [], reconnects: 0 });
+      expect(report.oneImapConnection).toBe(
+        `the server refused a second IMAP connection for this user: ${said}, twice 1 s apart`,
+      );
+      // The APPEND connection given up, imapflow's session, and the large message's streaming
+      // connection and imapflow's session again: it went through a file (--batch-mb 1).
+      expect(front.relayed()).toBeGreaterThanOrEqual(4);
+      expect(r.stderr).not.toMatch(/reconnect|nothing accepts|check the host|too large to hold in memory|\n\s+at /);
+      expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(digests(source));
+    } finally {
+      await front.close();
+    }
+  });
+
+  it('refusing every connection after greeting the first: exit 4, "it refused", not "nothing there"', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(pop, realisticMix(2, 53));
+    const front = await startConnectLimitFront(lab.imap.port, 'refuse', { once: true });
+    try {
+      const args = popsyncArgs(
+        'migrate',
+        { user: pop, port: lab.pop3.port },
+        { user: imap, port: front.port },
+        join(dir, `${pop}.sqlite`),
+        ['--no-progress'],
+      );
+      const r = await runCli(args, { env: { PW: lab.password } });
+      expect(r.code, r.stderr).toBe(4);
+      expect(r.stderr).toContain(
+        `popsync: cannot connect to IMAP server 127.0.0.1:${front.port}: it refused the connection`,
+      );
+      expect(r.stderr).toMatch(
+        /hint: it greeted another connection to this port in this run, so the host and port are right/,
+      );
+      expect(r.stderr).not.toMatch(/nothing accepts|check the host|refused a second|\n\s+at /);
+      expect(front.relayed()).toBe(1);
+      expect(await destinationMessages(lab, imap)).toHaveLength(0);
+    } finally {
+      await front.close();
+    }
+  });
+
+  it('the first connection refused: the server is down, as before: exit 4 at once, "nothing accepts"', async () => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(pop, realisticMix(1, 54));
+    // A port nothing listens on any more.
+    const gone = net.createServer();
+    await new Promise<void>((resolve) => gone.listen(0, '127.0.0.1', resolve));
+    const port = (gone.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => gone.close(() => resolve()));
+    const args = popsyncArgs(
+      'migrate',
+      { user: pop, port: lab.pop3.port },
+      { user: imap, port },
+      join(dir, `${pop}.sqlite`),
+      ['--no-progress'],
+    );
+    const r = await runCli(args, { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toContain(
+      `popsync: cannot connect to IMAP server 127.0.0.1:${port}: nothing accepts connections there`,
+    );
+    expect(r.stderr).toMatch(/hint: check the host and the port/);
+    expect(r.stderr).not.toMatch(/refused a second|reconnect|\n\s+at /);
   });
 });
 

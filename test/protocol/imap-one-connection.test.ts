@@ -6,14 +6,18 @@
  * else on that connection (a drop, a silence) fails the connect as it always did, so the engine
  * reports and retries it instead of copying quietly over one slow connection.
  */
+import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { explainConnectFailure } from '../../src/connect-hints.js';
 import { PopsyncError } from '../../src/errors.js';
 import type { ImapOptions, ImapSink } from '../../src/imap/index.js';
 import type { FileBody } from '../../src/imap/types.js';
-import { FAKE_PASSWORD, type FakeImap, type FakeImapOptions } from '../support/fake-imap.js';
+import { FAKE_PASSWORD, type FakeImap, type FakeImapOptions, startFakeImap } from '../support/fake-imap.js';
+import { type ConnectLimit, startConnectLimitFront } from '../support/connect-limit-front.js';
 import { fakeImapSinkOpenings, loginTo } from '../support/fake-imap-sink.js';
 import { fileBodies } from '../support/file-bodies.js';
 import { warningsLogger } from '../support/warnings-logger.js';
+import type { Logger } from '../../src/log.js';
 
 const opening = fakeImapSinkOpenings();
 
@@ -77,6 +81,23 @@ describe('the server turns the APPEND connection away after letting imapflow in'
       'its LOGIN answered BYE',
       { onCommand: nthLogin(2, { kind: 'bye', text: 'Too many connections for alice' }) },
       /BYE Too many connections for alice/,
+    ],
+    // RFC 5530's codes: whatever the NO says, imapflow's session, logged in with the same
+    // credentials a moment before, is open: it cannot be the password.
+    [
+      'its LOGIN answered NO [LIMIT]',
+      { onCommand: nthLogin(2, { kind: 'no', text: '[LIMIT] Too many sessions' }) },
+      /NO \[LIMIT\] Too many sessions/,
+    ],
+    [
+      'its LOGIN answered NO [AUTHENTICATIONFAILED] (a limit so worded)',
+      { onCommand: nthLogin(2, { kind: 'no', text: '[AUTHENTICATIONFAILED] Too many connections' }) },
+      /NO \[AUTHENTICATIONFAILED\] Too many connections/,
+    ],
+    [
+      'its LOGIN answered NO without a code',
+      { onCommand: nthLogin(2, { kind: 'no', text: 'Too many connections' }) },
+      /NO Too many connections/,
     ],
     ['its greeting a BYE', greetedAfterLogin('* BYE Too many connections'), /BYE Too many connections/],
     [
@@ -191,6 +212,138 @@ describe('one connection enforced at accept: a second one closed before its gree
   });
 });
 
+/**
+ * One connection enforced at connect, below the protocol (support/connect-limit-front.ts): the
+ * second connection's connect refused (a firewall's connlimit with --reject-with tcp-reset), or
+ * reset before a byte. imapflow's is that second one: its session is opened alone, and the APPEND
+ * connection after its login is refused or reset twice 1 s apart, as a close before the greeting.
+ */
+describe('one connection enforced at connect: a second one refused or reset', () => {
+  const inFile = fileBodies('popsync-one-connection-');
+  const large = Buffer.concat([msg(3), Buffer.alloc(300 * 1024, '3'), Buffer.from('\r\n')]);
+  const open: Array<{ close(): Promise<void> }> = [];
+  afterEach(async () => {
+    for (const o of open.splice(0).reverse()) await o.close().catch(() => undefined);
+  });
+
+  /** A sink logged in through a front enforcing `limit`; `retried`: the logins tried again after a logout, and why. */
+  async function behind(
+    limit: ConnectLimit,
+    relistenAfterMs?: number,
+  ): Promise<{ fake: FakeImap; sink: ImapSink; warnings: string[]; retried: string[] }> {
+    const fake = await startFakeImap({ mailboxes: ['Archive'] });
+    const front = await startConnectLimitFront(
+      fake.port,
+      limit,
+      relistenAfterMs === undefined ? {} : { relistenAfterMs },
+    );
+    open.push(fake, front);
+    const { logger: warn, warnings } = warningsLogger();
+    const retried: string[] = [];
+    const logger: Logger = {
+      ...warn,
+      debug: (o, m) => {
+        if (m === 'login after a logout refused; trying again') retried.push(String((o as { err: string }).err));
+      },
+      child: () => logger,
+    };
+    const sink = await loginTo({ ...fake, port: front.port }, { logger });
+    open.push(sink);
+    return { fake, sink, warnings, retried };
+  }
+
+  it.each([
+    ['refused', 'refuse', 'refused the connection at connect'],
+    ['reset', 'reset', 'reset the connection before greeting it'],
+  ] as const)('%s: one connection, a large message streamed alone, the session goes on', async (_n, limit, said) => {
+    const { fake, sink, warnings } = await behind(limit);
+    expect(sink.oneConnection).toBe(
+      `the server refused a second IMAP connection for this user: ${said}, twice 1 s apart`,
+    );
+    expect(warnings).toHaveLength(1);
+    const outcomes = await sink.appendBatch('Archive', [
+      { body: msg(1), flags: [] },
+      { body: msg(2), flags: [] },
+      { body: inFile('large', large), flags: [] },
+    ]);
+    expect(outcomes.map((o) => o.ok)).toEqual([true, true, true]);
+    expect(sink.appendCounts).toMatchObject({ pipelined: 0, imapflow: 2, streamed: 1 });
+    expect(fake.mailboxes.get('Archive')!.messages.map((m) => m.uid)).toEqual([1, 2, 3]);
+    expect((await sink.listSince('Archive', 1)).map((m) => m.uid)).toEqual([1, 2, 3]);
+  });
+
+  it('a server going down meanwhile (the session closed too): a lost connection, no limit recorded', async () => {
+    // Connections, in the order the relay accepts them: 1 the APPEND connection (relayed), 2
+    // imapflow's beside it (reset), 3 imapflow's session alone (relayed), then the APPEND
+    // connection's (reset, twice 1 s apart): at the second, with imapflow's connect done, the
+    // server goes down, closing the session first, as a restart does.
+    const fake = await startFakeImap({ mailboxes: ['Archive'] });
+    const relayed: net.Socket[] = [];
+    let n = 0;
+    const front = net.createServer((client) => {
+      client.on('error', () => {});
+      n++;
+      if (n === 2 || n >= 4) {
+        if (n !== 5) return void client.resetAndDestroy();
+        for (const s of relayed) s.destroy();
+        setTimeout(() => client.resetAndDestroy(), 100);
+        return;
+      }
+      const upstream = net.connect(fake.port, '127.0.0.1');
+      upstream.on('error', () => {});
+      relayed.push(client, upstream);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    open.push(fake, {
+      close: () =>
+        new Promise<void>((resolve) => {
+          for (const s of relayed) s.destroy();
+          front.close(() => resolve());
+        }),
+    });
+    const run = { reason: null as string | null };
+    const { logger, warnings } = warningsLogger();
+    const port = (front.address() as net.AddressInfo).port;
+    const err = await loginTo({ ...fake, port }, { logger, oneConnection: run }).then(
+      (s) => {
+        open.push(s);
+        return null;
+      },
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(PopsyncError);
+    expect((err as PopsyncError).kind).toBe('connection');
+    expect((err as PopsyncError).message).toBe(
+      `IMAP connection to 127.0.0.1:${port} lost while popsync opened a second one (the server ended the ` +
+        'session: going down or restarting?)',
+    );
+    expect(explainConnectFailure(err, { protocol: 'IMAP', host: '127.0.0.1', port, tls: 'none', greeted: true })).toBe(
+      err,
+    );
+    expect(run.reason).toBeNull();
+    expect(warnings).toEqual([]);
+    expect(n).toBe(5);
+  });
+
+  it('refused at connect just after a logout (the limit still counting the one closed): tried again', async () => {
+    // The front listens again only 300 ms after its one connection closed: the streaming
+    // connection, opened once imapflow's session logged out, and imapflow's session again after
+    // it, are each refused at first.
+    const { fake, sink, retried } = await behind('refuse', 300);
+    const outcomes = await sink.appendBatch('Archive', [{ body: inFile('large', large), flags: [] }]);
+    expect(outcomes.map((o) => o.ok)).toEqual([true]);
+    expect(sink.appendCounts).toMatchObject({ streamed: 1 });
+    expect((await sink.listSince('Archive', 1)).map((m) => m.uid)).toEqual([1]);
+    expect(fake.mailboxes.get('Archive')!.messages).toHaveLength(1);
+    // The streaming connection's connect and imapflow's session's, each refused at least once.
+    expect(retried.some((e) => /^cannot connect to IMAP server .*ECONNREFUSED/.test(e))).toBe(true);
+    expect(retried.some((e) => /^IMAP connect to .*ECONNREFUSED/.test(e))).toBe(true);
+  });
+});
+
 describe('decided once per run', () => {
   it("the run's later sinks (reconnects) open imapflow's session alone, say why, and warn no more", async () => {
     const run = { reason: null as string | null };
@@ -266,6 +419,30 @@ describe('anything else on the APPEND connection fails the connect as before', (
     expect((err as PopsyncError).message).toBe(
       `IMAP server 127.0.0.1:${fake.port} rejected the login for alice: BYE [AUTHENTICATIONFAILED] Invalid credentials`,
     );
+    expect(warnings).toEqual([]);
+    expect(fake.received.filter((l) => / LOGIN /.test(l))).toHaveLength(1);
+  });
+
+  // Nothing of popsync's is logged in yet: a NO naming the credentials (or none) is the
+  // password, one login and exit 3; RFC 5530's LIMIT and UNAVAILABLE are the server's limit, 75.
+  it.each([
+    [
+      '[AUTHENTICATIONFAILED] Authentication failed.',
+      'auth',
+      /rejected the login for alice: NO \[AUTHENTICATIONFAILED\]/,
+    ],
+    ['Login failed.', 'auth', /rejected the login for alice: NO Login failed\.$/],
+    ['[LIMIT] Too many sessions', 'temporary', /cannot log in alice right now/],
+    ['[UNAVAILABLE] Maximum number of connections', 'temporary', /cannot log in alice right now/],
+  ] as const)("imapflow's own LOGIN answered NO %s: %s, one login, no fallback", async (text, kind, said) => {
+    const { fake, sink, warnings } = await connect({ onCommand: nthLogin(1, { kind: 'no', text }) });
+    const err = await sink.then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(PopsyncError);
+    expect((err as PopsyncError).kind).toBe(kind);
+    expect((err as PopsyncError).message).toMatch(said);
     expect(warnings).toEqual([]);
     expect(fake.received.filter((l) => / LOGIN /.test(l))).toHaveLength(1);
   });
@@ -531,6 +708,32 @@ describe('a login after a logout (streamAlone) is tried again only while the ser
     });
     expect(err).toBeNull();
     expect(n).toBe(5);
+  });
+
+  // The limit worded as refused credentials (the APPEND connection's login, imapflow's session
+  // open): after a logout nothing of ours is logged in, and the same NO may be the password
+  // changed meanwhile. One more try after 1.4 s, then exit 3: two failed logins, not 4 + 4.
+  it.each([
+    ['[AUTHENTICATIONFAILED] Too many connections', /NO \[AUTHENTICATIONFAILED\] Too many connections$/],
+    ['Too many connections', /NO Too many connections$/],
+  ])('a limit worded NO %s, refused again after a logout: one try more, then auth', async (text, said) => {
+    let n = 0;
+    const limit: Reply = { kind: 'no', text };
+    const { err, ms } = await streamOne({ onCommand: (c) => (c.name === 'LOGIN' && ++n >= 2 ? limit : undefined) });
+    expect(err).toBeInstanceOf(PopsyncError);
+    expect((err as PopsyncError).kind).toBe('auth');
+    expect((err as PopsyncError).message).toMatch(said);
+    expect((err as PopsyncError).context.hint).toMatch(/words its limit on connections the same way/);
+    // 1 imapflow's, 2 the APPEND connection's (the limit), 3 and 4 the streaming connection's.
+    expect(n).toBe(4);
+    expect(ms).toBeGreaterThanOrEqual(1400);
+  });
+
+  it("imapflow's LOGIN again answered NO [LIMIT] (the limit worded otherwise before): tried again", async () => {
+    const l = logins({ 4: { kind: 'no', text: '[LIMIT] Too many sessions' } });
+    const { err } = await streamOne(l.opts);
+    expect(err).toBeNull();
+    expect(l.count()).toBe(5);
   });
 
   it("imapflow's LOGIN again refused once (the server counts the streaming one): tried again", async () => {

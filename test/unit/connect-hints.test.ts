@@ -5,6 +5,7 @@ import {
   isConnectMistake,
   opensslReason,
   portMismatchWarning,
+  refusedAtConnect,
   TLS_ONLY_PORT_CODE,
   type ConnectTarget,
 } from '../../src/connect-hints.js';
@@ -250,9 +251,43 @@ describe('explainConnectFailure', () => {
     expect(untrusted.context.hint).toMatch(/^--imap-ca-file FILE to trust a private CA/);
   });
 
+  it('refused on a port that greeted in this run: the server refused it, not "nothing there"; still exit 4/75', () => {
+    const raw = wrapped(
+      'connection',
+      'cannot connect to IMAP server imap.example.net:143: connect ECONNREFUSED 1.2.3.4:143',
+      nodeError('connect ECONNREFUSED 1.2.3.4:143', 'ECONNREFUSED'),
+    );
+    const e = explainConnectFailure(raw, { ...imap143, greeted: true }) as PopsyncError;
+    expect(e.kind).toBe('connection');
+    expect(e.message).toBe(
+      'cannot connect to IMAP server imap.example.net:143: it refused the connection ' +
+        '(connect ECONNREFUSED 1.2.3.4:143)',
+    );
+    expect(e.context.hint).toMatch(/^it greeted another connection to this port in this run, so the host and port/);
+    expect(e.context.hint).not.toMatch(/check the host/);
+    expect(connectFault(e)).toBe('refused');
+    // Never greeted: as ever.
+    const never = explainConnectFailure(raw, imap143) as PopsyncError;
+    expect(never.message).toContain('nothing accepts connections there');
+    expect(never.context.hint).toMatch(/^check the host and the port/);
+  });
+
   it('leaves any other error as it is', () => {
     const auth = new PopsyncError('auth', 'rejected');
     expect(explainConnectFailure(auth, pop995)).toBe(auth);
+  });
+});
+
+describe('refusedAtConnect', () => {
+  it('names a refused connect and a reset, through our wrapping; nothing else', () => {
+    const refused = nodeError('connect ECONNREFUSED 127.0.0.1:1', 'ECONNREFUSED');
+    expect(refusedAtConnect(wrapped('connection', 'cannot connect', refused))).toBe('refused');
+    expect(refusedAtConnect(nodeError('read ECONNRESET', 'ECONNRESET'))).toBe('reset');
+    expect(refusedAtConnect(nodeError('connect ETIMEDOUT', 'ETIMEDOUT'))).toBeNull();
+    expect(
+      refusedAtConnect(wrapped('connection', 'IMAP server x:143 closed the connection before greeting')),
+    ).toBeNull();
+    expect(refusedAtConnect('ECONNREFUSED')).toBeNull();
   });
 });
 
