@@ -103,6 +103,8 @@ export class Pop3Connection implements CommandChannel {
   private window = 1;
   private failure: PopsyncError | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** A verdict of silence or slowness, waiting for the sockets to be read first (judgeAfterPoll). */
+  private judging: NodeJS.Immediate | undefined;
   /**
    * When the wait `timer` bounds began: it was armed, or bytes last arrived. Kept here, and the
    * timer re-armed when it fires early, rather than refresh()ed on every chunk: a refresh moves
@@ -550,23 +552,21 @@ export class Pop3Connection implements CommandChannel {
       this.armPace();
       return;
     }
-    const t = now();
-    if (head.budget.msLeft(t) > 0) {
+    if (head.budget.msLeft(now()) > 0) {
       this.paceFor = undefined;
       this.armPace();
       return;
     }
-    // A reply with no bytes yet is due when the idle timer is: both timers fire together, and
-    // the idle one, a fraction of a millisecond early, re-arms. A silence is told as a silence
-    // (connection) whichever fires first; it was 'too slowly' in about 1 of 100 runs.
-    if (t - this.idleFrom >= this.opts.timeoutMs) {
-      this.failIdle();
-      return;
-    }
-    const seconds = Math.round(head.budget.elapsed(t) / 1000);
+    this.judgeAfterPoll();
+  }
+
+  /** The verdict on a reply too slow: the pace it had to keep, and how it was missed. */
+  private failSlow(head: Pending, t: number): void {
+    const budget = head.budget as ReplyBudget;
+    const seconds = Math.round(budget.elapsed(t) / 1000);
     this.fail(
       'protocol',
-      `POP3 server ${this.where} sends its reply to ${head.spec.label} too slowly: ${head.budget.received} ` +
+      `POP3 server ${this.where} sends its reply to ${head.spec.label} too slowly: ${budget.received} ` +
         `bytes in ${seconds} s`,
       undefined,
       {
@@ -625,8 +625,32 @@ export class Pop3Connection implements CommandChannel {
       this.timer = setTimeout(() => this.onTimeout(), Math.ceil(this.opts.timeoutMs - idle));
       return;
     }
-    this.failIdle();
+    this.judgeAfterPoll();
   }
+
+  /**
+   * A timer ran out: the verdict waits for the sockets to be read once. When this process was
+   * stalled (a loaded machine, a paused VM), every timer due meanwhile runs before any socket is
+   * read, and the server's bytes may be waiting in ours: a stall of 300 ms failed a 250 ms
+   * --timeout whose server had written 150 ms before. setImmediate runs after the poll for I/O.
+   */
+  private judgeAfterPoll(): void {
+    if (this.judging === undefined) this.judging = setImmediate(this.judge);
+  }
+
+  private readonly judge = (): void => {
+    this.judging = undefined;
+    const head = this.inflight[0];
+    // Paused, the server cannot send and is not blamed; on resume, updateTimer() arms afresh.
+    if (!head || this.failure || this.paused || this.upgrading) return;
+    const t = now();
+    // Silence first: a reply with no bytes yet is due when the idle timer is, and the idle timer,
+    // fired a fraction of a millisecond early, re-arms; whichever fires first, a silence is told
+    // as one (connection), not as 'too slowly' (it was in about 1 of 100 runs).
+    if (t - this.idleFrom >= this.opts.timeoutMs) this.failIdle();
+    else if (head.budget && head.budget.msLeft(t) <= 0) this.failSlow(head, t);
+    // Otherwise bytes came in the poll, and receive() armed the timers again.
+  };
 
   private failIdle(): void {
     const head = this.inflight[0];

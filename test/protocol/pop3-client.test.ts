@@ -882,6 +882,30 @@ describe('connection failures', () => {
     expect((await s.retr(1)).equals(body)).toBe(true);
   });
 
+  it('a stall of popsync longer than the timeout (a loaded machine) blames no server whose bytes wait', async () => {
+    const body = Buffer.concat([Buffer.alloc(4000, 0x63), b('\r\n')]);
+    const pop = await fake({
+      messages: [body],
+      handlers: {
+        RETR: async (ctx) => {
+          const wire = multiline('+OK', body);
+          ctx.write(wire.subarray(0, 1000));
+          // The process stalls (this test and the fake share it) past the client's 250 ms, and
+          // the rest of the reply is due in the middle: when it wakes, the rest is written and
+          // the idle timer runs out in the same turn of the event loop, before any socket is read.
+          setTimeout(() => {
+            const until = performance.now() + 400;
+            while (performance.now() < until);
+          }, 20);
+          await new Promise((r) => setTimeout(r, 100));
+          ctx.write(wire.subarray(1000));
+        },
+      },
+    });
+    const s = await connect(pop, { timeoutMs: 250 });
+    expect((await s.retr(1)).equals(body)).toBe(true);
+  });
+
   it('the idle timer is not moved for every chunk read (it re-checks when it fires)', async () => {
     const big = Buffer.concat([Buffer.alloc(4 * 1024 * 1024, 0x67), b('\r\n')]);
     const pop = await fake({ messages: [big] });
