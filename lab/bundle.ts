@@ -38,8 +38,12 @@ import { existsSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
 import { deferRequires } from './defer-requires.js';
+import { requireBuiltins } from './require-builtins.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BANNER =
+  "import { createRequire as popsyncCreateRequire } from 'node:module';\n" +
+  'const require = popsyncCreateRequire(import.meta.url);';
 const HOOKED = 'test/support/hooked-program.ts';
 
 await bundle('dist/bundle', { popsync: 'src/cli/main.ts', 'young-generation': 'src/young-generation.ts' });
@@ -132,16 +136,13 @@ async function bundle(outdir: string, entryPoints: Record<string, string>): Prom
         },
       }),
     ],
-    banner: {
-      js:
-        "import { createRequire as popsyncCreateRequire } from 'node:module';\n" +
-        'const require = popsyncCreateRequire(import.meta.url);',
-    },
+    banner: { js: BANNER },
     // Third-party licence comments go to the end of each file; the packages' own LICENSE files
     // ship too, as they stay dependencies (installed beside the bundle).
     legalComments: 'eof',
     logLevel: 'warning',
   });
+  requireBuiltins(fileURLToPath(new URL(`../${outdir}`, import.meta.url)), BANNER.split('\n').length);
 }
 
 /**

@@ -29,6 +29,11 @@ import { appendFileSync } from 'node:fs';
 let file;
 export function initialize(data) { file = data.file; }
 export async function load(url, context, next) { appendFileSync(file, url + '\\n'); return next(url, context); }
+export async function resolve(specifier, context, next) {
+  const r = await next(specifier, context);
+  if (r.url.startsWith('node:')) appendFileSync(file, r.url + '\\n');
+  return r;
+}
 `;
 
 let runs = 0;
@@ -74,7 +79,15 @@ async function runTraced(args: string[], env: Record<string, string> = {}, hooks
     .split('\n')
     .filter((m) => m.startsWith('NativeModule ') && !m.startsWith('NativeModule internal/'))
     .map((m) => m.slice('NativeModule '.length));
-  return { r, loaded, required, builtins };
+  // Built-ins loaded by an ES import (through the loader hook), not by require().
+  const importedBuiltins = [
+    ...new Set(
+      readFileSync(list, 'utf8')
+        .split('\n')
+        .filter((u) => u.startsWith('node:')),
+    ),
+  ];
+  return { r, loaded, required, builtins, importedBuiltins };
 }
 
 /** The deferred files of dist/bundle/ a run required (lab/defer-requires.ts). */
@@ -96,7 +109,7 @@ const LAZY = ['imapflow', 'ora', 'cli-progress', 'yaml', 'zod'];
 
 describe('the bundle bin/popsync.js runs', () => {
   it('--version loads only the bundle, and none of the lazily loaded packages', async () => {
-    const { r, loaded, required } = await runTraced(['--version']);
+    const { r, loaded, required, importedBuiltins } = await runTraced(['--version']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.trim()).toBe(
@@ -115,6 +128,9 @@ describe('the bundle bin/popsync.js runs', () => {
     // require's cache is read: better-sqlite3 (required, not imported) is in it.
     expect(required.some((f) => f.startsWith('node_modules/better-sqlite3/'))).toBe(true);
     expect(deferredIn(required)).toEqual([]);
+    // Built-ins are required, not imported (lab/require-builtins.ts): only the banner's node:module,
+    // which gives each file its require, goes through Node's ES module loader.
+    expect(importedBuiltins).toEqual(['node:module']);
   });
 
   it('a run that logs a warning loads pino then, without its transports or sonic-boom', async () => {
@@ -136,10 +152,11 @@ describe('the bundle bin/popsync.js runs', () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
     await lab.seedPop3(pop, realisticMix(20, 11));
-    const { r, loaded, required, builtins } = await runTraced(
+    const { r, loaded, required, builtins, importedBuiltins } = await runTraced(
       labArgs('migrate', lab, pop, imap, join(dir, `${pop}.sqlite`), ['--json', '--no-progress']),
       { PW: lab.password },
     );
+    expect(importedBuiltins).toEqual(['node:module']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ copied: 20, failed: [] });
