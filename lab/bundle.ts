@@ -114,6 +114,14 @@ async function bundle(outdir: string, entryPoints: Record<string, string>): Prom
               "['AUTHENTICATE', lazyCommand(() => import('./commands/authenticate.js'))]",
             ],
           ],
+          // commander runs a child process only for a subcommand that is an executable of its own,
+          // which popsync has none of; loading node:child_process (with dgram, ~2 ms) waits for that.
+          'node_modules/commander/lib/command.js': [
+            [
+              "const childProcess = require('node:child_process');",
+              "const childProcess = new Proxy({}, { get: (_, key) => require('node:child_process')[key] });",
+            ],
+          ],
           'node_modules/imapflow/dist/esm/proxy-connection.js': [
             [
               "import dns from 'node:dns';",

@@ -8,9 +8,7 @@
  * held or printed: a half-right password in a cron mail is still a leak.
  */
 
-import { spawn } from 'node:child_process';
 import { open } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { PopsyncError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -128,8 +126,10 @@ export async function passwordFromFile(side: Side, path: string, logger: Logger 
  * stdin and stderr stay the user's, so unlockers such as `pass` or `gpg` can ask for a
  * passphrase and show their own errors; stdout is captured and never shown, even on failure.
  */
-export function passwordFromCommand(side: Side, command: string, timeoutMs = 120_000): Promise<string> {
+export async function passwordFromCommand(side: Side, command: string, timeoutMs = 120_000): Promise<string> {
   const what = `${LABEL[side]} password_command`;
+  // Loaded here, not with the program: most runs take their passwords from elsewhere.
+  const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
     const child = spawn(command, { shell: true, stdio: ['inherit', 'pipe', 'inherit'] });
     const chunks: Buffer[] = [];
@@ -179,10 +179,11 @@ export function passwordFromCommand(side: Side, command: string, timeoutMs = 120
  * line discipline does not echo either) with its output muted; only the prompt and the final
  * newline reach the real output. Ctrl-C rejects with 'interrupted', end of input with 'usage'.
  */
-export function promptPassword(
+export async function promptPassword(
   prompt: string,
   io: { input: NodeJS.ReadableStream; output: NodeJS.WritableStream },
 ): Promise<string> {
+  const { createInterface } = await import('node:readline');
   return new Promise((resolve, reject) => {
     let muted = false;
     const sink = new Writable({

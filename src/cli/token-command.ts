@@ -11,7 +11,6 @@
  * exit status, and is exit 3 (auth): without a token there is no login.
  */
 
-import { spawn } from 'node:child_process';
 import { PopsyncError } from '../errors.js';
 import type { Side } from './endpoints.js';
 import { optionName } from './endpoints.js';
@@ -23,10 +22,16 @@ const MAX_OUTPUT_BYTES = 64 * 1024;
 
 const LABEL: Record<Side, string> = { pop3: 'POP3', imap: 'IMAP' };
 
-export function tokenFromCommand(side: Side, command: string, timeoutMs = TOKEN_COMMAND_TIMEOUT_MS): Promise<string> {
+export async function tokenFromCommand(
+  side: Side,
+  command: string,
+  timeoutMs = TOKEN_COMMAND_TIMEOUT_MS,
+): Promise<string> {
   const what = `the ${LABEL[side]} token command (${optionName(side, 'oauth2-token-command')})`;
   const hint = 'run the command by hand to see its messages; popsync shows none of its output, which may hold a token';
   const fail = (message: string): PopsyncError => new PopsyncError('auth', `${what} ${message}`, { hint });
+  // Loaded here, not with the program: only OAuth 2 accounts with a token command run one.
+  const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
     const child = spawn(command, { shell: true, stdio: ['ignore', 'pipe', 'ignore'] });
     const chunks: Buffer[] = [];

@@ -109,7 +109,7 @@ const LAZY = ['imapflow', 'ora', 'cli-progress', 'yaml', 'zod'];
 
 describe('the bundle bin/popsync.js runs', () => {
   it('--version loads only the bundle, and none of the lazily loaded packages', async () => {
-    const { r, loaded, required, importedBuiltins } = await runTraced(['--version']);
+    const { r, loaded, required, builtins, importedBuiltins } = await runTraced(['--version']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.trim()).toBe(
@@ -131,6 +131,10 @@ describe('the bundle bin/popsync.js runs', () => {
     // Built-ins are required, not imported (lab/require-builtins.ts): only the banner's node:module,
     // which gives each file its require, goes through Node's ES module loader.
     expect(importedBuiltins).toEqual(['node:module']);
+    // A password or token command (node:child_process, with dgram) and the password prompt
+    // (node:readline) load their modules when used, and commander's executable subcommands too.
+    expect(builtins).toContain('fs');
+    expect(builtins.filter((m) => /^(child_process|dgram|readline)(\/|$)/.test(m))).toEqual([]);
   });
 
   it('a run that logs a warning loads pino then, without its transports or sonic-boom', async () => {
@@ -157,6 +161,7 @@ describe('the bundle bin/popsync.js runs', () => {
       { PW: lab.password },
     );
     expect(importedBuiltins).toEqual(['node:module']);
+    expect(builtins.filter((m) => /^(child_process|dgram|readline)(\/|$)/.test(m))).toEqual([]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ copied: 20, failed: [] });
