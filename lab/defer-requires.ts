@@ -26,6 +26,7 @@
  * lab/bundle.ts's banner gives every chunk; chunks are all in the bundle's directory. The export
  * names of a deferred module are read by loading it here, at build time.
  */
+import { realpathSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
@@ -68,7 +69,9 @@ export function deferRequires(modules: OutsourcedModules | readonly string[]): P
       const targets = new Map<string, { kind: 'deferred' | 'lazy'; out: string; within?: OutsourcedModules }>();
       for (const kind of ['deferred', 'lazy'] as const) {
         for (const m of spec[kind] ?? []) {
-          const file = m.includes('/') && !m.startsWith('@') ? join(root, m) : requireThere.resolve(m);
+          // Real paths, as esbuild gives them: node_modules may be a symlink (the package test's
+          // copy of the checkout, pnpm), and a path through it would match nothing, silently.
+          const file = realpathSync(m.includes('/') && !m.startsWith('@') ? join(root, m) : requireThere.resolve(m));
           const within = kind === 'deferred' ? spec.within?.[m] : undefined;
           targets.set(file, { kind, out: `./${DIR}/${outputName(m)}.cjs`, ...(within ? { within } : {}) });
         }
@@ -103,15 +106,29 @@ export function deferRequires(modules: OutsourcedModules | readonly string[]): P
         return {};
       });
 
-      const edits = new Map(Object.entries(spec.edits ?? {}).map(([f, e]) => [join(root, f), e]));
+      const edits = new Map(Object.entries(spec.edits ?? {}).map(([f, e]) => [realpathSync(join(root, f)), e]));
       if (edits.size > 0) {
+        const edited = new Set<string>();
         b.onLoad({ filter: new RegExp(`^(${[...edits.keys()].map(escapeRegExp).join('|')})$`) }, async (args) => {
+          edited.add(args.path);
           let text = await readFile(args.path, 'utf8');
           for (const [from, to] of edits.get(args.path) ?? []) {
             if (text.split(from).length !== 2) throw new Error(`defer-requires: ${args.path} no longer has ${from}`);
             text = text.replace(from, () => to);
           }
           return { contents: text, loader: 'js' };
+        });
+        // A file to edit that the build never loaded was reached by another path, or is no longer
+        // used: either way the bundle is not what the edits say.
+        b.onEnd((result) => {
+          if (result.errors.length > 0) return;
+          const missed = [...edits.keys()].filter((f) => !edited.has(f));
+          if (missed.length > 0) {
+            return {
+              errors: missed.map((f) => ({ text: `defer-requires: ${f} was to be edited but was never loaded` })),
+            };
+          }
+          return undefined;
         });
       }
 

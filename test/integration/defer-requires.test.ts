@@ -8,7 +8,7 @@
  * export intact; without it (the control) the package loads with the bundle. Here, not in
  * test/unit: esbuild runs as a child process.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -182,6 +182,33 @@ describe('deferRequires', () => {
       bundleEntry(dir, [deferRequires({ edits: { 'entry.mjs': [['const b = 2;', ''] as const] } })]),
     ).rejects.toThrow(/no longer has const b = 2;/);
   });
+  it('edits a file reached through a node_modules that is a symlink (a copy of the checkout, pnpm)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'popsync-defer-'));
+    dirs.push(dir);
+    mkdirSync(join(dir, 'store', 'pkg'), { recursive: true });
+    writeFileSync(join(dir, 'store', 'pkg', 'package.json'), '{ "name": "pkg", "main": "index.js" }\n');
+    writeFileSync(join(dir, 'store', 'pkg', 'index.js'), "exports.said = 'as shipped';\n");
+    mkdirSync(join(dir, 'app'));
+    symlinkSync(join(dir, 'store'), join(dir, 'app', 'node_modules'));
+    writeFileSync(join(dir, 'app', 'entry.mjs'), "export { said } from 'pkg';\n");
+    await bundleEntry(join(dir, 'app'), [
+      deferRequires({ edits: { 'node_modules/pkg/index.js': [["'as shipped'", "'as edited'"] as const] } }),
+    ]);
+    const text = readFileSync(join(dir, 'app', 'out.mjs'), 'utf8');
+    expect(text).toContain('as edited');
+    expect(text).not.toContain('as shipped');
+  });
+
+  it('a file to edit that the build never loads fails the build', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'popsync-defer-'));
+    dirs.push(dir);
+    writeFileSync(join(dir, 'entry.mjs'), 'export const a = 1;\n');
+    writeFileSync(join(dir, 'unused.js'), 'const b = 2;\n');
+    await expect(
+      bundleEntry(dir, [deferRequires({ edits: { 'unused.js': [['const b = 2;', ''] as const] } })]),
+    ).rejects.toThrow(/unused\.js was to be edited but was never loaded/);
+  });
+
   it('a deferred module defers in turn what `within` names for it (as pino its transports)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'popsync-defer-'));
     dirs.push(dir);
