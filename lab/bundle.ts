@@ -11,9 +11,10 @@
  * - ESM with code splitting: each dynamic import() in src/ stays lazy as its own chunk (imapflow
  *   and libmime, ora and cli-progress, the config file's yaml and zod, plan rendering...), so a
  *   run never compiles what it does not use; code shared by several becomes a shared chunk.
- * - better-sqlite3 stays in node_modules: `bindings` finds its native .node file relative to its
- *   own file. So do the packages src/ loads with createRequire (postal-mime, csv-parse, re2js):
- *   esbuild leaves those calls alone, and they resolve from dist/bundle/ up to node_modules.
+ * - better-sqlite3's native addon stays in node_modules, required by its path in the package (see
+ *   lab/sqlite-bundled.ts); its JavaScript is bundled. So do the packages src/ loads with
+ *   createRequire (postal-mime, csv-parse, re2js): esbuild leaves those calls alone, and they
+ *   resolve from dist/bundle/ up to node_modules.
  * - The CJS modules in the bundle call require() for Node's built-ins, which an ES module does not
  *   have: the banner gives every chunk one.
  * - dist/bundle/ is two levels below the package root, as dist/cli/ is, so src/cli/version.ts's
@@ -36,9 +37,10 @@
  */
 import { existsSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { build, type Plugin } from 'esbuild';
+import { build } from 'esbuild';
 import { deferRequires } from './defer-requires.js';
 import { requireBuiltins } from './require-builtins.js';
+import { sqliteBundled } from './sqlite-bundled.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BANNER =
@@ -62,11 +64,10 @@ async function bundle(outdir: string, entryPoints: Record<string, string>): Prom
     format: 'esm',
     platform: 'node',
     target: 'node20',
-    external: ['better-sqlite3'],
     // Loaded with imapflow, used only on paths popsync rarely or never takes: files of their own,
     // loaded at their first use (see defer-requires.ts).
     plugins: [
-      requiredNotImported(['better-sqlite3']),
+      sqliteBundled(ROOT),
       deferRequires({
         // pino: loaded by the first line logged (src/cli/logger.ts), which most runs never write.
         deferred: ['encoding-japanese', 'socks', 'node_modules/libmime/lib/mimetypes.js', 'pino'],
@@ -151,38 +152,4 @@ async function bundle(outdir: string, entryPoints: Record<string, string>): Prom
     logLevel: 'warning',
   });
   requireBuiltins(fileURLToPath(new URL(`../${outdir}`, import.meta.url)), BANNER.split('\n').length);
-}
-
-/**
- * Packages left in node_modules that are CommonJS, loaded with require() (the banner's) rather
- * than an ES import: Node then neither scans the package's source for its export names
- * (cjs-module-lexer) nor builds an ES module facade over it. For better-sqlite3, which every run
- * loads: ~3.5 ms less CPU at start-up (median of 9 alternating pairs, lower in 8).
- */
-function requiredNotImported(packages: readonly string[]): Plugin {
-  const filter = new RegExp(`^(${packages.map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})$`);
-  return {
-    name: 'required-not-imported',
-    setup(b) {
-      b.onResolve({ filter }, (args) =>
-        args.kind === 'require-call' ? { path: args.path, external: true } : { path: args.path, namespace: 'required' },
-      );
-      // A package that is not installed fails as the import would have, so bin/popsync.js still
-      // names it (exit 70) instead of showing require's stack trace.
-      b.onLoad({ filter: /.*/, namespace: 'required' }, (args) => ({
-        contents: [
-          'try {',
-          `  module.exports = require(${JSON.stringify(args.path)});`,
-          '} catch (e) {',
-          `  const missing = ${JSON.stringify(`Cannot find module '${args.path}'`)};`,
-          "  if (e.code !== 'MODULE_NOT_FOUND' || !e.message.startsWith(missing)) throw e;",
-          `  const err = new Error(${JSON.stringify(`Cannot find package '${args.path}' imported from popsync`)});`,
-          "  err.code = 'ERR_MODULE_NOT_FOUND';",
-          '  throw err;',
-          '}',
-        ].join('\n'),
-        loader: 'js',
-      }));
-    },
-  };
 }

@@ -5,12 +5,12 @@
  * start-up, loading their code, their logins and their leaving. The in-process relays stay the
  * ceilings of the copy itself.
  *
- * The relay is bundled by esbuild into one CommonJS file (better-sqlite3 left in node_modules,
- * loaded with require() as popsync's bundle loads it) and run with plain node, as popsync's
- * bundle is: tsx's own start-up (~0.3 s of CPU, its loader hooks and on-the-fly compiling) would
- * be charged to the relay and to nothing else. It gets none of bin/popsync.js's V8 settings
- * (src/tier-up.ts, src/young-generation.ts): those are popsync's own tuning, not the least a
- * copier does.
+ * The relay is bundled by esbuild into one CommonJS file (better-sqlite3's JavaScript with it, its
+ * addon left in node_modules, as in popsync's bundle: lab/sqlite-bundled.ts) and run with plain
+ * node, as popsync's bundle is: tsx's own start-up (~0.3 s of CPU, its loader hooks and
+ * on-the-fly compiling) would be charged to the relay and to nothing else. It gets none of
+ * bin/popsync.js's V8 settings (src/tier-up.ts, src/young-generation.ts): those are popsync's own
+ * tuning, not the least a copier does.
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +18,7 @@ import { build } from 'esbuild';
 import { checkRawRelay, checkSafeRelay, type RawEndpoints } from './bench-raw.js';
 import type { Lab } from './dovecot.js';
 import { runMeasured } from './measured-child.js';
+import { sqliteBundled } from './sqlite-bundled.js';
 import { parseRelayReport, type RelaySpec } from './relay-spec.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -45,7 +46,7 @@ export async function bundleRelay(): Promise<string> {
     format: 'cjs',
     platform: 'node',
     target: 'node20',
-    external: ['better-sqlite3'],
+    plugins: [sqliteBundled(ROOT)],
     logLevel: 'warning',
   });
   return outfile;
