@@ -3,13 +3,10 @@
  * (batch-html.ts), CSV for a spreadsheet, JSON for scripts and `report merge`, and a text table
  * for anything else. Pure, like the plan renderers: same report, same text.
  */
-import type { BatchReport } from './batch-report.js';
+import type { BatchFormat, BatchReport } from './batch-report.js';
 import { renderBatchHtml } from './batch-html.js';
 import { renderBatchTable } from './batch-text.js';
 import { quote, textField } from './plan-csv.js';
-
-export const BATCH_FORMATS = ['html', 'csv', 'json', 'table'] as const;
-export type BatchFormat = (typeof BATCH_FORMATS)[number];
 
 export function renderBatch(report: BatchReport, format: BatchFormat): string {
   switch (format) {

@@ -11,6 +11,13 @@
 import type { RunResult } from '../engine/types.js';
 import type { PlanReport } from './plan-types.js';
 
+/**
+ * The formats a batch report is written in (batch-render.ts). Here, not there, so that the
+ * options naming them do not load the renderers, which only a run writing a report needs.
+ */
+export const BATCH_FORMATS = ['html', 'csv', 'json', 'table'] as const;
+export type BatchFormat = (typeof BATCH_FORMATS)[number];
+
 /** What `kind` says in every batch report's JSON: how `report merge` tells ours from any JSON. */
 export const BATCH_REPORT_KIND = 'popsync-batch-report';
 

@@ -105,6 +105,26 @@ function packagesIn(files: string[]): Set<string> {
   return found;
 }
 
+/** popsync's own source files whose code the loaded bundle files hold (esbuild's `// src/...` marks). */
+function sourcesIn(files: string[]): Set<string> {
+  const found = new Set<string>();
+  for (const f of files) {
+    for (const m of readFileSync(join(ROOT, f), 'utf8').matchAll(/^\/\/ (src\/\S+\.ts)$/gm)) found.add(m[1]!);
+  }
+  return found;
+}
+
+/** Report renderers: loaded by a run that writes a report (report-file.ts) or by `report merge`. */
+const RENDERERS = [
+  'batch-render',
+  'batch-html',
+  'batch-text',
+  'plan-render',
+  'plan-html',
+  'plan-csv',
+  'plan-stats',
+].map((m) => `src/report/${m}.ts`);
+
 const LAZY = ['imapflow', 'ora', 'cli-progress', 'yaml', 'zod'];
 
 describe('the bundle bin/popsync.js runs', () => {
@@ -165,6 +185,9 @@ describe('the bundle bin/popsync.js runs', () => {
     );
     expect(importedBuiltins).toEqual(['node:module']);
     expect(builtins.filter((m) => /^(child_process|dgram|readline)(\/|$)/.test(m))).toEqual([]);
+    const sources = sourcesIn(loaded.filter((f) => f.startsWith('dist/bundle/')));
+    expect(sources).toContain('src/engine/copier.ts');
+    expect(RENDERERS.filter((m) => sources.has(m))).toEqual([]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ copied: 20, failed: [] });

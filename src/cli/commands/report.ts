@@ -7,8 +7,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { PopsyncError } from '../../errors.js';
-import { mergeBatchReports, parseBatchReport, type NamedReport } from '../../report/batch-report.js';
-import { BATCH_FORMATS, renderBatch } from '../../report/batch-render.js';
+import { BATCH_FORMATS, mergeBatchReports, parseBatchReport, type NamedReport } from '../../report/batch-report.js';
 import { batchFormatFor, writeAtomically } from '../report-file.js';
 
 /** A batch report of 100,000 accounts is about 60 MB; anything far beyond is not one. */
@@ -29,12 +28,14 @@ export function registerReport(program: Command): void {
         ...BATCH_FORMATS,
       ]),
     )
-    .action((files: string[], opts: Record<string, unknown>) => {
+    .action(async (files: string[], opts: Record<string, unknown>) => {
       const inputs = files.map(readReport);
       const merged = mergeBatchReports(inputs, new Date());
       const output = typeof opts.output === 'string' ? opts.output : undefined;
       const format =
         output === undefined ? ((opts.format as 'table' | undefined) ?? 'table') : batchFormatFor(output, opts.format);
+      // Loaded here, as report-file.ts does: the renderers are for the runs that write a report.
+      const { renderBatch } = await import('../../report/batch-render.js');
       const text = renderBatch(merged, format);
       if (output === undefined) process.stdout.write(text);
       else writeAtomically(output, text);
