@@ -1108,39 +1108,43 @@ class ImapWriter implements ImapSink {
   ): Promise<AppendOutcome[]> {
     this.detach();
     await this.logout(true);
-    let outcomes: AppendOutcome[];
-    let streamer: PipelinedAppender | null = null;
+    let streamer: PipelinedAppender;
     try {
       streamer = await this.loginAlone(() => this.openAppender('streaming'));
     } catch (err) {
       if (!(err instanceof TurnedAway || err instanceof PipelineUnsupported)) throw err;
-      // The one connection is someone else's (a mail app of the user's), or it cannot stream.
+      // The session back first: only a server that lets it in again turned away the streaming
+      // connection alone (the one connection someone else's, a mail app of the user's, or it
+      // cannot stream), which fails these messages alone. One that refuses the session too is
+      // down or restarting (every connect refused or closed unheard): a lost connection, thrown
+      // from here, whose intents the engine settles by content on reconnect, never counted as
+      // these messages' own failure for an outage.
+      await this.resume();
       const why = err instanceof TurnedAway ? `it turned away the connection for them too: ${err.said}` : err.message;
       this.log.warn(
         { folder: path, messages: items.length },
         `could not stream messages too large for memory (${why})`,
       );
-      outcomes = items.map((it, i) => {
+      return items.map((it, i) => {
         const o: AppendOutcome = { ok: false, error: this.unstreamable(path, bodySize(it.body), why) };
         onOutcome(i, o);
         return o;
       });
     }
-    if (streamer !== null) {
-      try {
-        outcomes = await this.appendPipelined(path, levels, items, onOutcome, streamer);
-      } catch (err) {
-        streamer.destroy();
-        // Not a drop (an outcome refused: the server's UIDs): the session comes back so the error
-        // keeps its kind; otherwise serial() finds the session gone and ends the sink.
-        if (err instanceof PopsyncError && err.kind !== 'connection') await this.resume().catch(() => undefined);
-        throw err;
-      }
-      await streamer.logout();
+    let outcomes: AppendOutcome[];
+    try {
+      outcomes = await this.appendPipelined(path, levels, items, onOutcome, streamer);
+    } catch (err) {
+      streamer.destroy();
+      // Not a drop (an outcome refused: the server's UIDs): the session comes back so the error
+      // keeps its kind; otherwise serial() finds the session gone and ends the sink.
+      if (err instanceof PopsyncError && err.kind !== 'connection') await this.resume().catch(() => undefined);
+      throw err;
     }
+    await streamer.logout();
     await this.resume();
     this.log.debug({ folder: path, messages: items.length }, 'streamed alone between two imapflow sessions');
-    return outcomes!;
+    return outcomes;
   }
 
   /** imapflow's session logged in again after streamAlone logged it out. */
