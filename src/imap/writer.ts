@@ -1178,6 +1178,11 @@ class ImapWriter implements ImapSink {
    * logins made eight, past many lockout thresholds (fail2ban's default is five).
    */
   private async loginAlone<T>(login: () => Promise<T>): Promise<T> {
+    // Those NOs are counted on their own: a try turned away otherwise before (a close before the
+    // greeting, a refused connect) is no failed login, and must not use up the limit NO's second.
+    // On the last try it is taken at its word too, as a TurnedAway would fail a streamed message
+    // alone and let the session's login after it add failed logins of its own.
+    let limitNos = 0;
     for (let attempt = 1; ; attempt++) {
       try {
         return await login();
@@ -1185,7 +1190,8 @@ class ImapWriter implements ImapSink {
         const credentials = err instanceof TurnedAway && err.kind === 'auth';
         if (credentials) {
           const asLimit = (err.context.responseCode ?? '') === this.limitNo;
-          if (!asLimit || attempt >= LIMIT_NO_TRIES)
+          if (asLimit) limitNos++;
+          if (!asLimit || limitNos >= LIMIT_NO_TRIES || attempt >= ALONE_LOGIN_TRIES)
             throw new PopsyncError(
               err.kind,
               err.message,

@@ -729,6 +729,24 @@ describe('a login after a logout (streamAlone) is tried again only while the ser
     expect(ms).toBeGreaterThanOrEqual(1400);
   });
 
+  it('a limit worded NO [AUTHENTICATIONFAILED] after a close before the greeting: still one try more', async () => {
+    // The streaming connection's first try closed before its greeting (connection 3, the server
+    // still counting the session just logged out), its second refused with the limit's own NO:
+    // that NO's first, so one try more 1.4 s later, not "rejected the login" (exit 3) at once.
+    let n = 0;
+    const limit: Reply = { kind: 'no', text: '[AUTHENTICATIONFAILED] Too many connections' };
+    const { err, ms } = await streamOne({
+      greeting: (c) => (c === 3 ? { line: 'close' } : undefined),
+      // 2: the APPEND connection, refused for the limit; 3: the streaming connection's second try.
+      onCommand: (c) => (c.name === 'LOGIN' && [2, 3].includes(++n) ? limit : undefined),
+    });
+    expect(err).toBeNull();
+    // 4: the streaming connection's third try, 5: imapflow's session again.
+    expect(n).toBe(5);
+    // The pause before the try after the limit's NO was the whole 1.4 s.
+    expect(ms).toBeGreaterThanOrEqual(1400);
+  });
+
   it("imapflow's LOGIN again answered NO [LIMIT] (the limit worded otherwise before): tried again", async () => {
     const l = logins({ 4: { kind: 'no', text: '[LIMIT] Too many sessions' } });
     const { err } = await streamOne(l.opts);
