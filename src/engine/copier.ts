@@ -28,6 +28,7 @@ import type { Spool } from './spool.js';
 import { type OutcomeGroup, OutcomeJournal } from './outcomes.js';
 import { learnUids } from './reconciler.js';
 import type { RoutedItem } from './recorder.js';
+import { delayTierUpForCopy } from '../tier-up.js';
 
 type Item = RoutedItem & { begin: BeginAppend; req: AppendRequest; head: Buffer };
 
@@ -467,6 +468,8 @@ export async function copyAll(
   spool: Spool,
   limits: ReceiveLimits,
 ): Promise<void> {
+  // From here on the code run is mostly per message and per batch: it tiers up later (tier-up.ts).
+  delayTierUpForCopy();
   // Where every message goes, when the routing knows it before any arrives: asked for (STATUS,
   // CREATE if missing) before receiving starts, so its round trip runs while the first batch is
   // received. Asked after the receiving had started, it waited behind the first messages already
