@@ -99,6 +99,22 @@ function registerExitCodesTopic(program: Command): void {
 /** Commands that store mail: the first signal lets them finish the batches being stored. */
 const COPYING_COMMANDS: ReadonlySet<string> = new Set(['migrate', 'sync']);
 
+/**
+ * Whether the command about to run may draw a spinner and bars (cli/context.ts decides, per
+ * account): only then are ora and cli-progress loaded, ~20 ms of CPU at a terminal. `--version`,
+ * `status`, `plan`, a `--json` or `--no-progress` run there draw none and load neither.
+ */
+function mayDrawProgress(action: Command): boolean {
+  const o = action.opts();
+  return (
+    COPYING_COMMANDS.has(action.name()) &&
+    o.progress !== false &&
+    o.json !== true &&
+    o.quiet !== true &&
+    o.dryRun !== true
+  );
+}
+
 export async function main(argv: string[]): Promise<void> {
   // `popsync ... | head` closes stdout early: that is the reader's choice, not a crash.
   for (const stream of [process.stdout, process.stderr]) {
@@ -144,7 +160,9 @@ export async function main(argv: string[]): Promise<void> {
     // Only when the command comes first: `popsync --help migrate` shows the whole program's help.
     const program = buildProgram(createContext(controller.signal, idle), argv[2]);
     jsonCommand = jsonCommandPath(program, argv.slice(2));
-    if (process.stderr.isTTY === true) await loadTtyLibraries();
+    program.hook('preAction', async (_program, action) => {
+      if (process.stderr.isTTY === true && mayDrawProgress(action)) await loadTtyLibraries();
+    });
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {

@@ -49,8 +49,9 @@ const SIDE_TEXT = { 'connect-source': 'the source', 'connect-destination': 'the 
 
 /** Picks the renderer for this run. */
 /**
- * ora and cli-progress are loaded only for a terminal (main.ts calls this when stderr is one):
- * a cron run never draws a bar and should not pay ~85 ms of start-up for them.
+ * ora and cli-progress are loaded only for a terminal, and only for a run that may draw (main.ts
+ * calls this before migrate or sync with progress on): a cron run never draws a bar and should not
+ * pay ~85 ms of start-up for them, nor `status` or `--version` at a terminal their ~20 ms.
  */
 let ttyLibraries: { ora: typeof import('ora').default; MultiBar: typeof MultiBar } | null = null;
 

@@ -6,6 +6,7 @@
  * is not a constructor" as an internal error).
  */
 import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { realisticMix } from '../../lab/corpus.js';
@@ -22,12 +23,12 @@ useLab('tty', {}, (l, d) => {
 });
 
 /** What a 100x30 terminal received from `args`, with the exit code echoed after it. */
-function onTerminal(args: string[]): Promise<string> {
+function onTerminal(args: string[], env: Record<string, string> = {}): Promise<string> {
   // Arguments are lab user names, ports and temp paths: no quoting needed beyond single quotes.
   const command = `stty cols 100 rows 30; node ${BIN} ${args.map((a) => `'${a}'`).join(' ')}; echo "exit=$?"`;
   return new Promise((resolve) => {
     const child = spawn('script', ['-qfec', command, '/dev/null'], {
-      env: { ...process.env, PW: lab.password, HOME: dir, NO_COLOR: '' },
+      env: { ...process.env, PW: lab.password, HOME: dir, NO_COLOR: '', ...env },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const out: Buffer[] = [];
@@ -36,16 +37,55 @@ function onTerminal(args: string[]): Promise<string> {
   });
 }
 
+let traces = 0;
+
+/** `onTerminal`, and which of the terminal libraries' chunks (ora, cli-progress) the run loaded. */
+async function tracedOnTerminal(args: string[]): Promise<{ out: string; tty: string[] }> {
+  const list = join(dir, `loaded-${++traces}.txt`);
+  const preload = join(dir, `trace-${traces}.mjs`);
+  writeFileSync(list, '');
+  const hook =
+    "import { appendFileSync } from 'node:fs';\n" +
+    'export async function load(u, c, next) {\n' +
+    `  appendFileSync(${JSON.stringify(list)}, u + '\\n');\n` +
+    '  return next(u, c);\n' +
+    '}\n';
+  const hookUrl = JSON.stringify(`data:text/javascript,${encodeURIComponent(hook)}`);
+  writeFileSync(preload, `import { register } from 'node:module';\nregister(${hookUrl});\n`);
+  const out = await onTerminal(args, { NODE_OPTIONS: `--import=${preload}` });
+  const tty = readFileSync(list, 'utf8')
+    .split('\n')
+    .map((u) => u.split('/').pop() ?? '')
+    .filter((f) => /^(ora|cli-progress)-\w+\.js$/.test(f))
+    .map((f) => f.split('-').slice(0, -1).join('-'))
+    .sort();
+  return { out, tty };
+}
+
 describe('progress on a terminal', () => {
   it('draws the bars while copying and ends with the summary', async () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
     await lab.seedPop3(pop, realisticMix(3, 41));
-    const out = await onTerminal(labArgs('migrate', lab, pop, imap, join(dir, 'bars.sqlite')));
+    const { out, tty } = await tracedOnTerminal(labArgs('migrate', lab, pop, imap, join(dir, 'bars.sqlite')));
     expect(out).not.toContain('internal error');
     expect(out).toMatch(/exit=0/);
     expect(out).toContain('3 messages');
     expect(out).toMatch(/ messages \S+ 100% 3\/3 \| ETA 0s/);
+    expect(tty).toEqual(['cli-progress', 'ora']);
+  }, 60_000);
+
+  it('a run that draws nothing at a terminal loads neither ora nor cli-progress (~20 ms)', async () => {
+    const version = await tracedOnTerminal(['--version']);
+    expect(version.out).toMatch(/exit=0/);
+    expect(version.tty).toEqual([]);
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    await lab.seedPop3(pop, realisticMix(1, 42));
+    const json = await tracedOnTerminal(labArgs('migrate', lab, pop, imap, join(dir, 'json.sqlite'), ['--json']));
+    expect(json.out).toMatch(/exit=0/);
+    expect(json.out).toContain('"copied": 1');
+    expect(json.tty).toEqual([]);
   }, 60_000);
 
   it('a new journal over a destination that has the mail says it adopts, not copies', async () => {
