@@ -39,7 +39,8 @@ function nonNegativeInt(name: string) {
 export function addLockOptions(cmd: Command): Command {
   return cmd.option(
     '--wait <seconds>',
-    'when another run holds the account, wait up to this long for it instead of exiting 7',
+    'when another run holds the account, or another process keeps its journal busy, wait up to this long ' +
+      'instead of exiting 7',
     (v: string): number => {
       const n = Number(v);
       if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('--wait must be a number of at least 0');

@@ -7,8 +7,12 @@
  * The lock file comes first: a second run on this host never touches the journal while a
  * first one, running or stopped, holds it. A process killed with SIGKILL cannot release
  * anything, and need not: the kernel frees its lock file, and the next run replaces its row.
+ *
+ * A journal another process keeps busy (not a popsync run: an sqlite3 shell, a backup) is
+ * waited for as a holder is, with --wait; each try at it takes up to SQLite's busy timeout, so
+ * the last may end that long after the wait's deadline.
  */
-import { PopsyncError } from '../errors.js';
+import { isPopsyncError, PopsyncError } from '../errors.js';
 import { Journal, type LockOptions } from '../journal/journal.js';
 import { LockFile, lockFilePath } from '../journal/lock-file.js';
 import { describeHolder, HEARTBEAT_MS, type LockRecord } from '../journal/lock.js';
@@ -37,9 +41,15 @@ const NAME_POLL_MS = 25;
 const NAME_WAIT_POLLS = 80;
 
 type Refusal = { holder: LockRecord | null; why: 'lock-file' | 'live-row' | 'other-host' };
+/**
+ * The lock file was ours, but the journal stayed busy past SQLite's busy timeout (5 s): another
+ * process writing it, or reading it since before this run opened it ('locked', journal/errors.ts,
+ * wal-guard.ts). A wait for the account covers it too: that process ends as a run does.
+ */
+type Busy = { busy: PopsyncError };
 
-/** One attempt: the lock file, the journal and the row, or who holds them. */
-function attempt(path: string, account: string, o: HoldOptions): HeldLock | Refusal {
+/** One attempt: the lock file, the journal and the row, or who holds them, or a busy journal. */
+function attempt(path: string, account: string, o: HoldOptions): HeldLock | Refusal | Busy {
   const lockFile = LockFile.tryAcquire(lockFilePath(path));
   if (lockFile === null) return { holder: holderRow(path, account), why: 'lock-file' };
   let journal: Journal | undefined;
@@ -63,8 +73,10 @@ function attempt(path: string, account: string, o: HoldOptions): HeldLock | Refu
     }
     return hold(journal, lockFile, account, row.token, o);
   } catch (e) {
+    // Given back before any wait, so a run waiting keeps no connection open and the lock file free.
     journal?.close();
     lockFile.release();
+    if (isPopsyncError(e) && e.kind === 'locked') return { busy: e };
     throw e;
   }
 }
@@ -135,6 +147,13 @@ function lockedError(path: string, account: string, r: Refusal, waitSeconds: num
   });
 }
 
+/** A journal still busy when the wait ran out: its own words, saying that it was waited for. */
+function busyError(e: PopsyncError, waitSeconds: number | undefined): PopsyncError {
+  if (!waitSeconds) return e;
+  const hint = e.context.hint === undefined ? '' : `; ${e.context.hint}`;
+  return e.with({ hint: `it was still busy when --wait ${waitSeconds} ran out${hint}` });
+}
+
 export async function holdAccountLock(path: string, account: string, o: HoldOptions): Promise<HeldLock> {
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const deadline = Date.now() + (o.waitSeconds ?? 0) * 1000;
@@ -142,6 +161,7 @@ export async function holdAccountLock(path: string, account: string, o: HoldOpti
     let got = attempt(path, account, o);
     if ('journal' in got) return got;
     if (Date.now() >= deadline || o.signal?.aborted) {
+      if ('busy' in got) throw busyError(got.busy, o.waitSeconds);
       // A holder that took the lock file an instant ago writes its row next. Give it a moment,
       // so the message names a pid and not only a file; if it finishes meanwhile, so much the
       // better: the lock is ours.
@@ -150,6 +170,7 @@ export async function holdAccountLock(path: string, account: string, o: HoldOpti
         await sleep(NAME_POLL_MS);
         const again = attempt(path, account, o);
         if ('journal' in again) return again;
+        if ('busy' in again) throw busyError(again.busy, o.waitSeconds);
         got = again;
       }
       throw lockedError(path, o.name ?? account, got, o.waitSeconds);

@@ -4,7 +4,7 @@
  * the row's take/held/release and a taken-over holder that must stop writing; and
  * holdAccountLock with and without --wait.
  */
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -282,6 +282,62 @@ describe('holdAccountLock', () => {
       held.release();
     }
   });
+
+  it('with --wait, waits within it for a journal another process keeps busy, holding nothing between tries; ' +
+    "once the wait is out, exit 7 in the journal's words", async () => {
+    const path = join(dir, 'j.sqlite');
+    Journal.open(path, { source: 'acct' }).close();
+    const lockFree = (): boolean => {
+      const lf = LockFile.tryAcquire(lockFilePath(path));
+      lf?.release();
+      return lf !== null;
+    };
+    // An sqlite3 shell writing it: each try waits SQLite's busy timeout (5 s) for it, then fails.
+    const writer = new Database(path, { fileMustExist: true });
+    writer.exec('BEGIN IMMEDIATE');
+    let slept = 0;
+    const sleep = async (): Promise<void> => void slept++;
+    try {
+      await expect(holdAccountLock(path, 'acct', { ...o, waitSeconds: 0.3, sleep })).rejects.toMatchObject({
+        kind: 'locked',
+        message: `journal ${path} is busy (database is locked)`,
+        context: { hint: expect.stringMatching(/^it was still busy when --wait 0\.3 ran out; another popsync/) },
+      });
+      // One try (5 s) took the whole wait: none after it.
+      expect(slept).toBe(0);
+      expect(lockFree(), 'the lock file is given back').toBe(true);
+    } finally {
+      writer.exec('COMMIT');
+      writer.close();
+    }
+    // The writer closed last: no connection of the refused run is left open on the journal.
+    expect(existsSync(`${path}-wal`)).toBe(false);
+
+    // A reader since before the run opened it (a backup): the run's "in use" mark cannot be
+    // written into the journal file. It finishes while the run waits; the next try takes the lock.
+    const reader = new Database(path, { fileMustExist: true });
+    reader.exec('BEGIN');
+    reader.prepare('SELECT COUNT(*) FROM messages').get();
+    let between: boolean | undefined;
+    const held = await holdAccountLock(path, 'acct', {
+      ...o,
+      waitSeconds: 30,
+      sleep: async () => {
+        slept++;
+        between = lockFree();
+        reader.exec('COMMIT');
+        reader.close();
+      },
+    });
+    try {
+      expect(slept).toBe(1);
+      expect(between, 'the lock file is free while the run waits').toBe(true);
+      expect(held.journal.lockHolder('acct')).toMatchObject({ pid: process.pid });
+    } finally {
+      held.release();
+    }
+    expect(Journal.lockHolderAt(path, 'acct')).toBeNull();
+  }, 30_000);
 
   it('waits for a live row on this host that holds no lock file (an older popsync)', async () => {
     const path = join(dir, 'j.sqlite');
