@@ -113,6 +113,10 @@ export class AppendPool {
       this.log.debug({ connections: this.conns.length }, 'opened a further IMAP APPEND connection');
       return this.conns.length - 1;
     } catch (err) {
+      // Destroyed: imapflow's session closed meanwhile (writer.ts destroys the pool on its 'close',
+      // emitted as imapflow marks it unusable). A server going down or restarting refuses and
+      // resets connections as a limit does, and closes the session too: a lost connection, then,
+      // never a cap for the rest of the run (as writer.ts decides of the first APPEND connection).
       if (this.destroyed || !(err instanceof TurnedAway || err instanceof PipelineUnsupported)) throw err;
       this.cap = this.conns.length;
       this.log.warn(
