@@ -266,11 +266,12 @@ function connectHint(fault: ConnectFault, t: ConnectTarget, waited: boolean): st
   const overTls = `port ${t.port} is ${t.protocol} over TLS (${s.secure}): ${useImplicit(t)}`;
   switch (fault) {
     case 'refused':
-      // A port that greeted in this run is right: the server went down, or turns connections away
-      // at connect (writer.ts tried its one-connection fallback first).
+      // A port that greeted a connection of this process is right (net/greeted.ts keeps that for
+      // the process, so in sync --every it may be an earlier cycle's): the server went down, or
+      // turns connections away at connect (writer.ts tried its one-connection fallback first).
       if (t.greeted === true)
         return (
-          'it greeted another connection to this port in this run, so the host and port are right: the ' +
+          'it greeted another connection of this popsync process to this port, so the host and port are right: the ' +
           'server is down or restarting, or refuses connections past a limit (a per-address limit in a ' +
           'firewall); run again later'
         );
@@ -376,13 +377,14 @@ export function explainConnectFailure(err: unknown, t: ConnectTarget): unknown {
     });
   }
   if (t.greeted === true && closedUnheard(err)) {
-    // The port is right: another connection to it was greeted (popsync's other connection, or
-    // this run's before a reconnect). A close without a word is then this connection turned away
-    // for now, as a BYE would have said: retried (--reconnect-attempts), then "try later" (75).
+    // The port is right: another connection of this process to it was greeted (popsync's other
+    // connection, this run's before a reconnect, or an earlier cycle's of sync --every). A close
+    // without a word is then this connection turned away for now, as a BYE would have said:
+    // retried (--reconnect-attempts), then "try later" (75).
     return new PopsyncError('temporary', `${t.protocol} server ${where(t)} closed a connection before greeting it`, {
       ...(isPopsyncError(err) ? err.context : {}),
       hint:
-        'it greeted another connection to this port in this run, so the port is right: the server turns ' +
+        'it greeted another connection of this popsync process to this port, so the port is right: the server turns ' +
         'connections away for now (a limit on connections per user or address enforced at accept, a proxy ' +
         'whose backend is missing for a moment); run again later',
     });

@@ -281,7 +281,7 @@ describe('Dovecot behind a limit of one connection enforced at connect', () => {
         `popsync: cannot connect to IMAP server 127.0.0.1:${front.port}: it refused the connection`,
       );
       expect(r.stderr).toMatch(
-        /hint: it greeted another connection to this port in this run, so the host and port are right/,
+        /hint: it greeted another connection of this popsync process to this port, so the host and port are right/,
       );
       expect(r.stderr).not.toMatch(/nothing accepts|check the host|refused a second|\n\s+at /);
       expect(front.relayed()).toBe(1);

@@ -207,7 +207,9 @@ describe('explainConnectFailure', () => {
       const e = explainConnectFailure(closed, { ...imap143, greeted: true }) as PopsyncError;
       expect(e.kind).toBe('temporary');
       expect(e.message).toBe('IMAP server imap.example.net:143 closed a connection before greeting it');
-      expect(e.context.hint).toMatch(/^it greeted another connection to this port in this run, so the port is right/);
+      expect(e.context.hint).toMatch(
+        /^it greeted another connection of this popsync process to this port, so the port is right/,
+      );
       expect(e.context.hint).not.toMatch(/check the port/);
       expect(isConnectMistake(e)).toBe(false);
       expect(explainConnectFailure(e, { ...imap143, greeted: true })).toBe(e);
@@ -251,7 +253,7 @@ describe('explainConnectFailure', () => {
     expect(untrusted.context.hint).toMatch(/^--imap-ca-file FILE to trust a private CA/);
   });
 
-  it('refused on a port that greeted in this run: the server refused it, not "nothing there"; still exit 4/75', () => {
+  it('refused on a port that greeted a connection of the process: it refused it, not "nothing there"; 4/75', () => {
     const raw = wrapped(
       'connection',
       'cannot connect to IMAP server imap.example.net:143: connect ECONNREFUSED 1.2.3.4:143',
@@ -263,7 +265,9 @@ describe('explainConnectFailure', () => {
       'cannot connect to IMAP server imap.example.net:143: it refused the connection ' +
         '(connect ECONNREFUSED 1.2.3.4:143)',
     );
-    expect(e.context.hint).toMatch(/^it greeted another connection to this port in this run, so the host and port/);
+    expect(e.context.hint).toMatch(
+      /^it greeted another connection of this popsync process to this port, so the host and port/,
+    );
     expect(e.context.hint).not.toMatch(/check the host/);
     expect(connectFault(e)).toBe('refused');
     // Never greeted: as ever.
