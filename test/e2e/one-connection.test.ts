@@ -291,7 +291,7 @@ describe('Dovecot behind a limit of one connection enforced at connect', () => {
     }
   });
 
-  it('the first connection refused: the server is down, as before: exit 4 at once, "nothing accepts"', async () => {
+  it('the first connection refused (server down): exit 4 at once, no connect again, "nothing accepts"', async () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
     await lab.seedPop3(pop, realisticMix(1, 54));
@@ -307,11 +307,17 @@ describe('Dovecot behind a limit of one connection enforced at connect', () => {
       join(dir, `${pop}.sqlite`),
       ['--no-progress'],
     );
-    const r = await runCli(args, { env: { PW: lab.password } });
+    const connects = join(dir, `${pop}.connects.json`);
+    const r = await runCli(args, { env: { PW: lab.password }, hooks: { connectsFile: connects } });
     expect(r.code, r.stderr).toBe(4);
     expect(r.stderr).toContain(
       `popsync: cannot connect to IMAP server 127.0.0.1:${port}: nothing accepts connections there`,
     );
+    // "At once", counted in the process (nothing listens there to count them): the two sockets
+    // opened ahead for the IMAP side as the run starts (net/connect.ts warmUp: the APPEND
+    // connection's and imapflow's), both refused, and the APPEND connection's own connect, which
+    // takes no failed one. A try again, a one-connection fallback or a reconnect would be a fourth.
+    expect(JSON.parse(readFileSync(connects, 'utf8'))).toMatchObject({ [port]: 3 });
     expect(r.stderr).toMatch(/hint: check the host and the port/);
     expect(r.stderr).not.toMatch(/refused a second|reconnect|\n\s+at /);
   });

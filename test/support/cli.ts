@@ -31,6 +31,8 @@ interface TestHooks {
   peakRssFile?: string;
   /** Overwrite every slab of received bodies given back (engine/slabs.ts): use after give-back shows. */
   poisonSlabs?: boolean;
+  /** At exit, write the TCP connects the process started, by port (JSON: {"port": count}), to this file. */
+  connectsFile?: string;
 }
 
 export interface CliResult {

@@ -8,7 +8,7 @@
  *   node test/support/popsync-with-hooks.mjs '<json hooks>' <popsync arguments...>
  *
  * hooks: { "now": ISO time, "killAt": "3:before", "stepsFile": path, "staleMs": number,
- *          "peakRssFile": path, "poisonSlabs": true }
+ *          "peakRssFile": path, "poisonSlabs": true, "connectsFile": path }
  * (test/support/cli.ts builds the call from CliOptions.hooks).
  */
 const [node, , json, ...args] = process.argv;
@@ -25,6 +25,23 @@ if (hooks.peakRssFile !== undefined) {
     const m = /VmHWM:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'));
     if (m) writeFileSync(hooks.peakRssFile, m[1]);
   });
+}
+if (hooks.connectsFile !== undefined) {
+  // Every TCP connect the process starts, by port, written as JSON at exit: counted at the
+  // socket, so a test can tell "at once" from a retry or a reconnect without timing the run, even
+  // where nothing listens and no server could count them.
+  const { Socket } = await import('node:net');
+  const { writeFileSync } = await import('node:fs');
+  const byPort = {};
+  const connect = Socket.prototype.connect;
+  Socket.prototype.connect = function (...args) {
+    // net.connect() hands its normalized arguments over as one array: [options, callback].
+    const first = Array.isArray(args[0]) ? args[0][0] : args[0];
+    const port = typeof first === 'object' && first !== null ? first.port : first;
+    if (port !== undefined) byPort[port] = (byPort[port] ?? 0) + 1;
+    return connect.apply(this, args);
+  };
+  process.on('exit', () => writeFileSync(hooks.connectsFile, JSON.stringify(byPort)));
 }
 if (hooks.poisonSlabs === true) {
   // Every slab given back (engine/slabs.ts) is overwritten at once, as if the next batch had
