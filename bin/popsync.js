@@ -48,5 +48,21 @@ import('../dist/bundle/young-generation.js')
       );
       process.exit(70);
     }
+    if (err && err.code === 'ERR_DLOPEN_FAILED') {
+      // better-sqlite3's addon loads with the program (lab/sqlite-bundled.ts): one built for
+      // another Node.js (popsync installed, then Node upgraded) or a broken build fails here,
+      // before main() could describe it, and every command would end in Node's stack trace.
+      // Node's message for another Node.js spans lines ("was compiled against ... NODE_MODULE_VERSION 115").
+      const why = String(err.message)
+        .trim()
+        .replace(/\s*\n\s*/g, ' ');
+      process.stderr.write(
+        `popsync: the native part of better-sqlite3 it needs could not be loaded: ${why}\n` +
+          '  hint: it is built for one Node.js version and platform; reinstall popsync with the Node.js ' +
+          'that runs it (npm install -g --allow-scripts=better-sqlite3 ./popsync-<version>.tgz), ' +
+          'or run `npm rebuild better-sqlite3` in a checkout.\n',
+      );
+      process.exit(70);
+    }
     throw err;
   });

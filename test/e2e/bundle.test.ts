@@ -256,6 +256,28 @@ describe('the bundle bin/popsync.js runs', () => {
     expect(r.status).toBe(70);
   });
 
+  it('a native addon that does not load (another Node.js, a broken build) is exit 70 and says so, no stack', () => {
+    // The program as the tarball ships it, beside a better-sqlite3 whose addon Node cannot load:
+    // what an install made under Node 20 meets after an upgrade to Node 22 (ERR_DLOPEN_FAILED).
+    const bare = join(dir, 'bad-addon');
+    mkdirSync(join(bare, 'bin'), { recursive: true });
+    copyFileSync(BIN, join(bare, 'bin', 'popsync.js'));
+    copyFileSync(join(ROOT, 'package.json'), join(bare, 'package.json'));
+    cpSync(join(ROOT, 'dist', 'bundle'), join(bare, 'dist', 'bundle'), { recursive: true });
+    const release = join(bare, 'node_modules', 'better-sqlite3', 'build', 'Release');
+    mkdirSync(release, { recursive: true });
+    writeFileSync(join(release, 'better_sqlite3.node'), 'not an ELF file\n');
+    const r = spawnSync(process.execPath, [join(bare, 'bin', 'popsync.js'), '--version'], { encoding: 'utf8' });
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(
+      /^popsync: the native part of better-sqlite3 it needs could not be loaded: \S*better_sqlite3\.node: .+\n/,
+    );
+    expect(r.stderr).toContain('\n  hint: it is built for one Node.js version and platform; reinstall popsync with');
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(2);
+    expect(r.status).toBe(70);
+  });
+
   it('the process ends when the command is done, whatever is left in the event loop, with its exit code', () => {
     // A preload that keeps the event loop alive forever stands for a late handle (a socket that is
     // never closed, a library's timer). The timeout only catches a process that would never end.
