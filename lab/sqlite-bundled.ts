@@ -13,6 +13,8 @@
  * - The addon loads as the package's code loads (the journal's), as the whole package did: a
  *   missing package fails as an import of it would have (ERR_MODULE_NOT_FOUND naming it), so
  *   bin/popsync.js says which package to install (exit 70) instead of showing require's stack.
+ *   The package there without its addon (`npm install --ignore-scripts`, a failed compile) fails
+ *   as an addon Node cannot load (ERR_DLOPEN_FAILED), saying so: "not installed" was untrue.
  * - database.js is edited to take the addon so; an edit whose text is gone fails the build.
  */
 import { readFileSync, realpathSync } from 'node:fs';
@@ -23,6 +25,7 @@ import type { Plugin } from 'esbuild';
 /** better-sqlite3's native addon, where its install (prebuilt or compiled) puts it in the package. */
 const ADDON = 'better-sqlite3/build/Release/better_sqlite3.node';
 const NAMESPACE = 'sqlite-addon';
+const NO_ADDON = 'better-sqlite3 was installed without running its install script, or the script failed';
 
 const EDITS: ReadonlyArray<readonly [string, string]> = [
   ['let DEFAULT_ADDON;', `let DEFAULT_ADDON = require('${ADDON}');`],
@@ -75,8 +78,13 @@ export function sqliteBundled(root: string): Plugin {
           '} catch (e) {',
           `  const missing = ${JSON.stringify(`Cannot find module '${args.path}'`)};`,
           "  if (e.code !== 'MODULE_NOT_FOUND' || !e.message.startsWith(missing)) throw e;",
-          `  const err = new Error("Cannot find package 'better-sqlite3' imported from popsync");`,
-          "  err.code = 'ERR_MODULE_NOT_FOUND';",
+          // The package without its addon: installed with its install script not run or failed.
+          '  let installed = true;',
+          "  try { require.resolve('better-sqlite3/package.json'); } catch { installed = false; }",
+          '  const err = new Error(installed',
+          `    ? ${JSON.stringify(`${args.path} is missing: ${NO_ADDON}`)}`,
+          `    : "Cannot find package 'better-sqlite3' imported from popsync");`,
+          "  err.code = installed ? 'ERR_DLOPEN_FAILED' : 'ERR_MODULE_NOT_FOUND';",
           '  throw err;',
           '}',
         ].join('\n'),

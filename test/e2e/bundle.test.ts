@@ -278,6 +278,29 @@ describe('the bundle bin/popsync.js runs', () => {
     expect(r.status).toBe(70);
   });
 
+  it('better-sqlite3 installed without its addon (install script not run) says that, not "not installed"', () => {
+    // What `npm install --ignore-scripts` leaves: the package's files, and no build/ beside them.
+    const bare = join(dir, 'no-addon');
+    mkdirSync(join(bare, 'bin'), { recursive: true });
+    copyFileSync(BIN, join(bare, 'bin', 'popsync.js'));
+    copyFileSync(join(ROOT, 'package.json'), join(bare, 'package.json'));
+    cpSync(join(ROOT, 'dist', 'bundle'), join(bare, 'dist', 'bundle'), { recursive: true });
+    mkdirSync(join(bare, 'node_modules', 'better-sqlite3'), { recursive: true });
+    copyFileSync(
+      join(ROOT, 'node_modules', 'better-sqlite3', 'package.json'),
+      join(bare, 'node_modules', 'better-sqlite3', 'package.json'),
+    );
+    const r = spawnSync(process.execPath, [join(bare, 'bin', 'popsync.js'), '--version'], { encoding: 'utf8' });
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(
+      /^popsync: the native part of better-sqlite3 it needs could not be loaded: \S*better_sqlite3\.node is missing: /,
+    );
+    expect(r.stderr).toContain('better-sqlite3 was installed without running its install script, or the script failed');
+    expect(r.stderr).not.toContain('is not installed');
+    expect(r.stderr).toContain('--allow-scripts=better-sqlite3');
+    expect(r.status).toBe(70);
+  });
+
   it('the process ends when the command is done, whatever is left in the event loop, with its exit code', () => {
     // A preload that keeps the event loop alive forever stands for a late handle (a socket that is
     // never closed, a library's timer). The timeout only catches a process that would never end.
