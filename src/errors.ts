@@ -154,15 +154,29 @@ export function isPopsyncError(e: unknown): e is PopsyncError {
  * connection (retried, then "run again later"); anywhere else it was an internal error's trace.
  * Null for any other error.
  */
+/**
+ * popsync's own files missing or changed under it: exit 70 as an internal error is, but not a bug
+ * to report ("install popsync again" said, "this is a bug, report it" after it was a contradiction).
+ */
+export class IncompleteInstallation extends PopsyncError {
+  constructor(message: string, context: ErrorContext) {
+    super('internal', message, context);
+  }
+
+  override with(extra: ErrorContext): PopsyncError {
+    const e = new IncompleteInstallation(this.message, { ...this.context, ...extra });
+    e.stack = this.stack;
+    return e;
+  }
+}
+
 export function missingModule(err: unknown): PopsyncError | null {
   const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
   if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'MODULE_NOT_FOUND') return null;
   const said = (err as { message?: unknown }).message;
   const first = typeof said === 'string' ? said.split('\n')[0] : String(code);
-  return new PopsyncError(
-    'internal',
-    `the installation is incomplete: ${first}`,
-    // No cause: its text is this message's, with CommonJS's require stack after it.
-    { hint: 'install popsync again (its files were changed or removed since it was installed)' },
-  );
+  // No cause: its text is this message's, with CommonJS's require stack after it.
+  return new IncompleteInstallation(`the installation is incomplete: ${first}`, {
+    hint: 'install popsync again (its files were changed or removed since it was installed)',
+  });
 }

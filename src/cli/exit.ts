@@ -14,7 +14,14 @@
 
 import { CommanderError } from 'commander';
 import { opensslReason } from '../connect-hints.js';
-import { ExitCode, exitCodeFor, isPopsyncError, missingModule, type PopsyncError } from '../errors.js';
+import {
+  ExitCode,
+  exitCodeFor,
+  IncompleteInstallation,
+  isPopsyncError,
+  missingModule,
+  type PopsyncError,
+} from '../errors.js';
 import type { RunResult } from '../engine/types.js';
 import { printable, SUMMARY_JSON_VERSION } from '../report/summary.js';
 
@@ -170,7 +177,7 @@ function describePopsyncError(e: PopsyncError): string {
   const said = c.serverResponse !== undefined && cause === 'Command failed';
   if (cause !== '' && !said && !e.message.includes(cause)) lines.push(`  cause: ${printable(cause)}`);
   if (c.hint !== undefined) lines.push(`  hint: ${printable(c.hint)}`);
-  if (e.kind === 'internal')
+  if (e.kind === 'internal' && !(e instanceof IncompleteInstallation))
     lines.push('This is a bug in popsync. Please report it with this output and `popsync --version`.');
   return lines.join('\n') + '\n';
 }

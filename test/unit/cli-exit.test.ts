@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { describeError, EXIT_CODES, EXIT_CODES_HELP, exitCodeForResult, exitCodesHelp } from '../../src/cli/exit.js';
 import type { RunResult } from '../../src/engine/types.js';
 import { emptyRunResult } from '../../src/engine/recorder.js';
-import { PopsyncError } from '../../src/errors.js';
+import { missingModule, PopsyncError } from '../../src/errors.js';
 import { mapCommandError } from '../../src/imap/errors.js';
 
 function commanderFailure(argv: string[]): unknown {
@@ -159,6 +159,14 @@ describe('bugs', () => {
     expect(code).toBe(70);
     expect(message).toContain(said);
     expect(message).not.toContain('    at ');
+    // Installing again is the remedy: not also "this is a bug, report it", nor once the engine adds the account.
+    expect(message).not.toContain('This is a bug');
+    expect(describeError((missingModule(err) as PopsyncError).with({ account: 'a@b' })).message).toBe(
+      `${said} (its files were changed or removed since it was installed)\n`.replace(
+        '\n  hint',
+        '\n  account: a@b\n  hint',
+      ),
+    );
     // Not a lost connection, which would be retried and end in "run again later" (exit 4).
     const mapped = mapCommandError(err, 'LIST (SPECIAL-USE)', undefined);
     expect([mapped.kind, describeError(mapped).message]).toEqual(['internal', expect.stringContaining(said)]);
