@@ -67,7 +67,14 @@ export const DEFAULT_RECONNECT_MAX_DELAY_MS = 30_000;
  * commands, pop3/client.ts): one write.
  */
 export const RETRS_AHEAD_MAX = 400;
-export const RETRS_AHEAD_LIST_BYTES = 1024 * 1024;
+/**
+ * The LIST bytes those beyond a batch's count may ask for. At 1 MiB mail of a few tens of KB kept
+ * only a batch's count ahead, so a typical mailbox at 30 ms came 100 messages per round trip and
+ * popsync idled between them. What they ask for is not what popsync holds: replies wait in the
+ * socket and the server beyond the session's read-ahead (pop3/retr-body.ts), so this bounds only
+ * the server's work in flight. 16 MiB covers 30 ms at about 400 MB/s, above popsync's rate.
+ */
+export const RETRS_AHEAD_LIST_BYTES = 16 * 1024 * 1024;
 /**
  * The most small messages a second popsync receives (about 10,000 on loopback): RETRs ahead cover
  * a round trip at this rate, so RETRS_AHEAD_MAX at 30 ms and a batch's count below 7.5 ms.

@@ -20,12 +20,20 @@ describe('RETRs written ahead of the message read', () => {
     expect(new RetrAhead(new Array(2000).fill(1500), 100, 0).target(0)).toBe(100);
   });
 
-  it('larger mail: a batch count, as before, beyond it only within the LIST byte bound', () => {
-    expect(new RetrAhead(new Array(1000).fill(50_000), 100, FAR).target(0)).toBe(100);
+  it('larger mail on a distant link: beyond a batch count as many as fit the LIST byte bound', () => {
+    expect(RETRS_AHEAD_LIST_BYTES).toBe(16 * 1024 * 1024);
+    // 50 KB messages: 335 fit 16 MiB. With 1 MiB this was a batch's count, 100 messages a
+    // round trip, which held the typical mix to a round trip per 100 at 30 ms.
+    expect(new RetrAhead(new Array(1000).fill(50_000), 100, FAR).target(0)).toBe(335);
     const sizes = [...new Array(150).fill(1000), ...new Array(500).fill(500_000)];
-    // 150 small ones (150 KB) and one large within 1 MiB, not two.
-    expect(new RetrAhead(sizes, 100, FAR).target(0)).toBe(151);
-    expect(new RetrAhead(sizes, 100, FAR).target(100)).toBe(100);
+    // 150 small ones (150 KB) and 33 large (16.5 MB) within 16 MiB, not 34.
+    expect(new RetrAhead(sizes, 100, FAR).target(0)).toBe(183);
+    // Large ones only: 33 fit, but never fewer than a batch's count.
+    expect(new RetrAhead(sizes, 100, FAR).target(150)).toBe(100);
+  });
+
+  it('larger mail on loopback: a batch count, whatever the LIST byte bound', () => {
+    expect(new RetrAhead(new Array(1000).fill(50_000), 100, 0.2).target(0)).toBe(100);
   });
 
   it('a custom bound: exactly the longest run whose sizes fit', () => {
