@@ -9,11 +9,12 @@
  * anything, and need not: the kernel frees its lock file, and the next run replaces its row.
  *
  * A journal another process keeps busy (not a popsync run: an sqlite3 shell, a backup) is
- * waited for as a holder is, with --wait; each try at it takes up to SQLite's busy timeout, so
- * the last may end that long after the wait's deadline.
+ * waited for as a holder is, with --wait, and for SQLite's busy timeout (5 s) without it. SQLite
+ * waits synchronously, blocking the event loop and with it the SIGINT/SIGTERM handler, so it is
+ * waited for in short tries with asynchronous pauses between them, which a signal cuts short.
  */
 import { isPopsyncError, PopsyncError } from '../errors.js';
-import { Journal, type LockOptions } from '../journal/journal.js';
+import { BUSY_TIMEOUT_MS, Journal, type LockOptions } from '../journal/journal.js';
 import { LockFile, lockFilePath } from '../journal/lock-file.js';
 import { describeHolder, HEARTBEAT_MS, type LockRecord } from '../journal/lock.js';
 import type { Logger } from '../log.js';
@@ -36,25 +37,40 @@ export interface HeldLock {
 }
 
 const POLL_MS = 250;
+/** How long one try may block the thread waiting for a busy journal: a signal waits at most this. */
+const BUSY_TRY_MS = 250;
+/**
+ * The pause between tries at a busy journal doubles from POLL_MS up to this. A try at a journal
+ * a reader holds writes its mark and takes it back, four pages the -wal keeps until the reader
+ * lets go (16 KiB a try), so a long wait tries no more often than the 5 s tries it replaced did.
+ */
+const BUSY_PAUSE_MAX_MS = 5_000;
 /** Up to 2 s for a fresh holder's row to appear, for the message. */
 const NAME_POLL_MS = 25;
 const NAME_WAIT_POLLS = 80;
 
 type Refusal = { holder: LockRecord | null; why: 'lock-file' | 'live-row' | 'other-host' };
 /**
- * The lock file was ours, but the journal stayed busy past SQLite's busy timeout (5 s): another
+ * The lock file was ours, but the journal stayed busy for a try (BUSY_TRY_MS): another
  * process writing it, or reading it since before this run opened it ('locked', journal/errors.ts,
  * wal-guard.ts). A wait for the account covers it too: that process ends as a run does.
  */
 type Busy = { busy: PopsyncError };
 
-/** One attempt: the lock file, the journal and the row, or who holds them, or a busy journal. */
-function attempt(path: string, account: string, o: HoldOptions): HeldLock | Refusal | Busy {
+/**
+ * One attempt: the lock file, the journal and the row, or who holds them, or a busy journal.
+ * `waitedMs`: how long the tries before it waited, for the busy journal's message.
+ */
+function attempt(path: string, account: string, o: HoldOptions, waitedMs: number): HeldLock | Refusal | Busy {
   const lockFile = LockFile.tryAcquire(lockFilePath(path));
   if (lockFile === null) return { holder: holderRow(path, account), why: 'lock-file' };
   let journal: Journal | undefined;
   try {
-    journal = Journal.open(path, { source: account }, o.now ? { now: o.now } : {});
+    journal = Journal.open(
+      path,
+      { source: account },
+      { ...(o.now ? { now: o.now } : {}), busyTimeoutMs: BUSY_TRY_MS, waitedMs },
+    );
     const row = journal.tryLock(account, lockFile, o);
     if (!row.ok) {
       journal.close();
@@ -71,6 +87,8 @@ function attempt(path: string, account: string, o: HoldOptions): HeldLock | Refu
           : `replaced the lock row of a run that has ended: ${describeHolder(previous)}`,
       );
     }
+    // Ours: the run's writes wait for another process as long as ever (db.ts).
+    journal.restoreBusyTimeout();
     return hold(journal, lockFile, account, row.token, o);
   } catch (e) {
     // Given back before any wait, so a run waiting keeps no connection open and the lock file free.
@@ -154,13 +172,34 @@ function busyError(e: PopsyncError, waitSeconds: number | undefined): PopsyncErr
   return e.with({ hint: `it was still busy when --wait ${waitSeconds} ran out${hint}` });
 }
 
+/** The default pause between tries: a signal ends it at once (the loop then stops). */
+function pauseUntilAborted(signal: AbortSignal | undefined): (ms: number) => Promise<void> {
+  return (ms) =>
+    new Promise<void>((resolve) => {
+      if (signal?.aborted) return resolve();
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+}
+
 export async function holdAccountLock(path: string, account: string, o: HoldOptions): Promise<HeldLock> {
-  const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  const deadline = Date.now() + (o.waitSeconds ?? 0) * 1000;
+  const sleep = o.sleep ?? pauseUntilAborted(o.signal);
+  const start = Date.now();
+  const deadline = start + (o.waitSeconds ?? 0) * 1000;
+  // A busy journal is waited for at least as long as one SQLite busy timeout, as a single try
+  // once did, with --wait or without.
+  const busyDeadline = Math.max(deadline, start + BUSY_TIMEOUT_MS);
+  let busyPause = POLL_MS;
   for (;;) {
-    let got = attempt(path, account, o);
+    let got = attempt(path, account, o, Date.now() - start);
     if ('journal' in got) return got;
-    if (Date.now() >= deadline || o.signal?.aborted) {
+    const until = 'busy' in got ? busyDeadline : deadline;
+    if (Date.now() >= until || o.signal?.aborted) {
       if ('busy' in got) throw busyError(got.busy, o.waitSeconds);
       // A holder that took the lock file an instant ago writes its row next. Give it a moment,
       // so the message names a pid and not only a file; if it finishes meanwhile, so much the
@@ -168,14 +207,21 @@ export async function holdAccountLock(path: string, account: string, o: HoldOpti
       let polls = 0;
       while (got.holder === null && polls++ < NAME_WAIT_POLLS && !o.signal?.aborted) {
         await sleep(NAME_POLL_MS);
-        const again = attempt(path, account, o);
+        const again = attempt(path, account, o, Date.now() - start);
         if ('journal' in again) return again;
         if ('busy' in again) throw busyError(again.busy, o.waitSeconds);
         got = again;
       }
       throw lockedError(path, o.name ?? account, got, o.waitSeconds);
     }
-    await sleep(Math.min(POLL_MS, Math.max(1, deadline - Date.now())));
+    const pause = 'busy' in got ? busyPause : POLL_MS;
+    if ('busy' in got) busyPause = Math.min(busyPause * 2, BUSY_PAUSE_MAX_MS);
+    await sleep(Math.min(pause, Math.max(1, until - Date.now())));
+    // Interrupted while pausing: no further try, which could itself block for BUSY_TRY_MS.
+    if (o.signal?.aborted)
+      throw 'busy' in got
+        ? busyError(got.busy, o.waitSeconds)
+        : lockedError(path, o.name ?? account, got, o.waitSeconds);
   }
 }
 

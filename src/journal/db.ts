@@ -40,6 +40,15 @@ export interface JournalOpenOptions {
   create?: boolean;
   /** Clock for the *_at columns; tests pin it. */
   now?: () => Date;
+  /**
+   * How long one wait for another process's lock may block the thread while opening (default
+   * BUSY_TIMEOUT_MS). A caller that tries again between waits of its own (--wait) keeps each try
+   * short, so that a signal is handled between them, and sets the run's timeout back once it
+   * holds the journal (JournalDb.restoreBusyTimeout).
+   */
+  busyTimeoutMs?: number;
+  /** How long that caller had already waited before this try: a refusal says how long in all. */
+  waitedMs?: number;
 }
 
 /** `intent` steps precede a side effect on a server and are fsynced; see the module comment. */
@@ -105,6 +114,11 @@ export class JournalDb {
     }
   }
 
+  /** The run's busy timeout, after an open that waited in short tries (JournalOpenOptions.busyTimeoutMs). */
+  restoreBusyTimeout(): void {
+    this.conn.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  }
+
   close(): void {
     if (!this.conn.open) return;
     try {
@@ -129,6 +143,7 @@ export function openJournalDb<T>(
 ): T {
   const create = opts.create ?? true;
   const now = opts.now ?? (() => new Date());
+  const busyTimeoutMs = opts.busyTimeoutMs ?? BUSY_TIMEOUT_MS;
   if (!existsSync(path)) {
     if (!create)
       throw new PopsyncError('journal', `no journal at ${path}`, {
@@ -153,7 +168,7 @@ export function openJournalDb<T>(
   try {
     db = new Database(path, { fileMustExist: true });
     // busy_timeout first: switching to WAL itself needs a lock another process may hold.
-    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
     // The first read rolls back a creation that was killed half-way (hot -journal), so the
     // sizes below are the file's real state. A non-SQLite file fails here (SQLITE_NOTADB).
     db.prepare(`SELECT 1 FROM sqlite_master LIMIT 1`).get();
@@ -199,7 +214,7 @@ export function openJournalDb<T>(
     marked = true;
     // The mark must be in the main file, not only in the WAL it guards. (After an upgrade this
     // copies the rewritten table: the upgrade still, for what a failure is called.)
-    checkpointMark(opened, path, BUSY_TIMEOUT_MS);
+    checkpointMark(opened, path, (opts.waitedMs ?? 0) + busyTimeoutMs);
     doing = 'opening';
     const composed = compose(new JournalDb(opened, path, binding, now));
     tightenSidecars(path);

@@ -27,7 +27,7 @@ import { boundSource, inspect, lockHolderAt, measuredRate, peekRows } from './re
 import { Runs } from './runs.js';
 import type { JournalBinding } from './types.js';
 
-export type { JournalOpenOptions } from './db.js';
+export { BUSY_TIMEOUT_MS, type JournalOpenOptions } from './db.js';
 export type { LockOptions } from './lock-row.js';
 export type { JournalSnapshot, MeasuredRate, MessageSummary } from './readonly.js';
 export type { RunRecord } from './runs.js';
@@ -84,6 +84,7 @@ export class Journal {
   readonly beginRun: Runs['beginRun'];
   readonly finishRun: Runs['finishRun'];
   readonly recentRuns: Runs['recentRuns'];
+  readonly restoreBusyTimeout: () => void;
   readonly close: () => void;
 
   private constructor(db: JournalDb) {
@@ -127,6 +128,7 @@ export class Journal {
     this.beginRun = runs.beginRun.bind(runs);
     this.finishRun = runs.finishRun.bind(runs);
     this.recentRuns = runs.recentRuns.bind(runs);
+    this.restoreBusyTimeout = db.restoreBusyTimeout.bind(db);
     this.close = db.close.bind(db);
   }
 }

@@ -125,7 +125,7 @@ export function checkpointMark(db: Database.Database, path: string, waitedMs: nu
   throw new PopsyncError(
     'locked',
     `journal ${path} is being read or written by another process: this run's "in use" mark could not be ` +
-      `written into the journal file within ${waitedMs / 1000} s${got}`,
+      `written into the journal file within ${Math.round(waitedMs / 1000)} s${got}`,
     {
       hint:
         'let that process finish (an sqlite3 shell with a transaction open, a backup of the journal, a popsync ' +

@@ -292,19 +292,27 @@ describe('holdAccountLock', () => {
       lf?.release();
       return lf !== null;
     };
-    // An sqlite3 shell writing it: each try waits SQLite's busy timeout (5 s) for it, then fails.
+    // An sqlite3 shell writing it: tried in short tries (each blocks the thread up to 0.25 s),
+    // for at least SQLite's busy timeout (5 s) however short the wait, as one try once took.
     const writer = new Database(path, { fileMustExist: true });
     writer.exec('BEGIN IMMEDIATE');
     let slept = 0;
-    const sleep = async (): Promise<void> => void slept++;
+    const pauses: number[] = [];
+    const sleep = async (ms: number): Promise<void> => {
+      slept++;
+      pauses.push(ms);
+    };
     try {
+      const t0 = Date.now();
       await expect(holdAccountLock(path, 'acct', { ...o, waitSeconds: 0.3, sleep })).rejects.toMatchObject({
         kind: 'locked',
         message: `journal ${path} is busy (database is locked)`,
         context: { hint: expect.stringMatching(/^it was still busy when --wait 0\.3 ran out; another popsync/) },
       });
-      // One try (5 s) took the whole wait: none after it.
-      expect(slept).toBe(0);
+      // The pauses take no time here: the 5 s were spent in tries of 0.25 s, twenty or so.
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(5_000);
+      expect(slept).toBeGreaterThanOrEqual(10);
+      expect(pauses.slice(0, 4), 'pauses between tries at a busy journal grow').toEqual([250, 500, 1000, 2000]);
       expect(lockFree(), 'the lock file is given back').toBe(true);
     } finally {
       writer.exec('COMMIT');
@@ -319,6 +327,7 @@ describe('holdAccountLock', () => {
     reader.exec('BEGIN');
     reader.prepare('SELECT COUNT(*) FROM messages').get();
     let between: boolean | undefined;
+    slept = 0;
     const held = await holdAccountLock(path, 'acct', {
       ...o,
       waitSeconds: 30,
@@ -333,11 +342,57 @@ describe('holdAccountLock', () => {
       expect(slept).toBe(1);
       expect(between, 'the lock file is free while the run waits').toBe(true);
       expect(held.journal.lockHolder('acct')).toMatchObject({ pid: process.pid });
+      // Once held, the run's writes wait for another writer as long as ever (5 s), not a try's 0.25 s.
+      const shell = new Database(path, { fileMustExist: true });
+      shell.exec('BEGIN IMMEDIATE');
+      const t0 = Date.now();
+      try {
+        expect(() => held.journal.beginAppend('acct', [item('u1')])).toThrow(/is busy/);
+        expect(Date.now() - t0).toBeGreaterThanOrEqual(4_000);
+      } finally {
+        shell.exec('ROLLBACK');
+        shell.close();
+      }
     } finally {
       held.release();
     }
     expect(Journal.lockHolderAt(path, 'acct')).toBeNull();
   }, 30_000);
+
+  it('a signal while waiting for a busy journal ends the wait without another try', async () => {
+    const path = join(dir, 'j.sqlite');
+    Journal.open(path, { source: 'acct' }).close();
+    const reader = new Database(path, { fileMustExist: true });
+    reader.exec('BEGIN');
+    reader.prepare('SELECT COUNT(*) FROM messages').get();
+    const walBytes = (): number => statSync(`${path}-wal`).size;
+    const controller = new AbortController();
+    const atPause: number[] = [];
+    try {
+      await expect(
+        holdAccountLock(path, 'acct', {
+          ...o,
+          waitSeconds: 30,
+          signal: controller.signal,
+          sleep: async () => {
+            atPause.push(walBytes());
+            controller.abort();
+          },
+        }),
+      ).rejects.toMatchObject({
+        kind: 'locked',
+        message: expect.stringContaining('"in use" mark could not be written'),
+      });
+      // Each try at a journal a reader holds writes its mark and takes it back: a try after the
+      // signal (which would also block the thread for its busy timeout) shows as more -wal.
+      expect(atPause).toHaveLength(1);
+      expect(atPause[0]).toBeGreaterThan(0);
+      expect(walBytes(), 'no try after the signal').toBe(atPause[0]);
+    } finally {
+      reader.exec('COMMIT');
+      reader.close();
+    }
+  });
 
   it('waits for a live row on this host that holds no lock file (an older popsync)', async () => {
     const path = join(dir, 'j.sqlite');
