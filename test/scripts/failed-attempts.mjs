@@ -1,7 +1,10 @@
 // Prints, from vitest's JSON report, every test that failed at least once and the errors of its
-// failed attempts. Vitest's own output shows a test that passed on its retry as "retry x1" only,
-// and test.sh deletes the report: without this the error of a flaky first attempt was lost.
+// failed attempts, and every file or describe that failed outside its tests (an import, a
+// beforeAll or afterAll that threw) with its errors. Vitest's own output shows a test that passed
+// on its retry as "retry x1" only, and test.sh deletes the report: without this the error of a
+// flaky first attempt was lost.
 // Usage: node test/scripts/failed-attempts.mjs REPORT.json (prints nothing when none failed).
+// REPORT.json is written by json-report.mjs, vitest's JSON reporter plus the describes' errors.
 import { readFileSync } from 'node:fs';
 import { relative } from 'node:path';
 
@@ -31,24 +34,35 @@ try {
   process.exit(0);
 }
 const out = [];
+function listErrors(errors) {
+  errors.forEach((e, i) => {
+    out.push(`  error ${i + 1} of ${errors.length}:`, clip(e).replace(/^/gm, '    '));
+  });
+  out.push('');
+}
 for (const file of report.testResults ?? []) {
   const where = relative(process.cwd(), file.name ?? '?');
-  // A file that failed outside its tests (an import, a top-level beforeAll). A describe's
-  // failed beforeAll is not in the report: vitest's own output shows it.
+  // A file that failed outside its tests (an import, a top-level beforeAll).
   if (file.status === 'failed' && file.message) out.push(`[file failed] ${where}`, clip(file.message), '');
+  // A describe's beforeAll or afterAll that threw: its tests are skipped, not failed, so nothing
+  // below names it (json-report.mjs adds these; the stock JSON report does not carry them).
+  for (const s of file.suiteErrors ?? []) {
+    out.push(`[describe failed] ${where} > ${s.suite}`);
+    listErrors(s.errors);
+  }
   for (const t of file.assertionResults ?? []) {
     // Vitest keeps the errors of every failed try, a retry that passed included.
     const errors = t.failureMessages ?? [];
     if (errors.length === 0) continue;
     const how = t.status === 'passed' ? 'passed on retry' : t.status;
     out.push(`[${how}] ${where} > ${t.fullName ?? t.title}`);
-    errors.forEach((e, i) => {
-      out.push(`  error ${i + 1} of ${errors.length}:`, clip(e).replace(/^/gm, '    '));
-    });
-    out.push('');
+    listErrors(errors);
   }
 }
 if (out.length > 0) {
-  console.log('\nTests that failed at least once (a retry that passed included), with their errors:\n');
+  console.log(
+    '\nTests that failed at least once (a retry that passed included), and files or describes that ' +
+      'failed outside their tests, with their errors:\n',
+  );
   console.log(out.join('\n'));
 }

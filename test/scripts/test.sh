@@ -25,7 +25,9 @@ fi
 report="$(mktemp -t popsync-vitest-XXXXXX.json)"
 trap 'rm -f "$report"' EXIT
 set +e
-npx --no-install vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@"
+# json-report.mjs: vitest's JSON report plus the errors of a describe's beforeAll/afterAll.
+npx --no-install vitest run --reporter=default --reporter=./test/scripts/json-report.mjs \
+  --outputFile.json="$report" "$@"
 status=$?
 set -e
 # What vitest's output loses: the errors of a test's failed tries, also when its retry passed.
