@@ -19,6 +19,7 @@ import { popsyncArgs } from '../../lab/popsync-cli.js';
 import { labArgs, useLab } from '../support/lab-fixture.js';
 import { destinationMessages, digests, sourceMessages } from '../support/mailboxes.js';
 import { startConnectLimitFront } from '../support/connect-limit-front.js';
+import { type Front, startFront } from '../support/relay.js';
 
 let lab: Lab;
 let dir: string;
@@ -133,46 +134,8 @@ describe('a server that allows one IMAP connection per user', () => {
  * or haproxy's src_conn_cur put one before a server: a connection while another is open is
  * closed before a byte. The APPEND connection is accepted first, so imapflow's is the one closed.
  */
-async function oneAtATime(
-  target: number,
-): Promise<{ port: number; closedAtAccept: () => number; relayed: () => number; close(): void }> {
-  let open = 0;
-  let closed = 0;
-  let relayed = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    client.on('error', () => {});
-    if (open >= 1) {
-      closed++;
-      client.end();
-      return;
-    }
-    open++;
-    relayed++;
-    const upstream = net.connect(target, '127.0.0.1');
-    upstream.on('error', () => {});
-    for (const s of [client, upstream]) sockets.add(s);
-    let counted = true;
-    const end = (): void => {
-      if (counted) open--;
-      counted = false;
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('close', end);
-    upstream.on('close', end);
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    closedAtAccept: () => closed,
-    relayed: () => relayed,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      server.close();
-    },
-  };
+function oneAtATime(target: number): Promise<Front> {
+  return startFront(target, { at: (_n, f) => (f.open() >= 1 ? 'close' : 'relay') });
 }
 
 describe('Dovecot behind a limit of one connection enforced at accept', () => {
@@ -205,14 +168,14 @@ describe('Dovecot behind a limit of one connection enforced at accept', () => {
         `the server refused a second IMAP connection for this user: ${said}, twice 1 s apart`,
       );
       // imapflow's connection beside the APPEND connection, then the APPEND connection twice.
-      expect(front.closedAtAccept()).toBeGreaterThanOrEqual(3);
+      expect(front.accepted() - front.relayed(), 'closed at accept').toBeGreaterThanOrEqual(3);
       // The APPEND connection given up, imapflow's session, and the large message's streaming
       // connection and imapflow's session again: it went through a file (--batch-mb 1).
       expect(front.relayed()).toBeGreaterThanOrEqual(4);
       expect(r.stderr).not.toMatch(/reconnect|too large to hold in memory|\n\s+at /);
       expect(digests((await destinationMessages(lab, imap)).map((m) => m.body))).toEqual(digests(source));
     } finally {
-      front.close();
+      await front.close();
     }
   });
 });
@@ -335,24 +298,19 @@ describe('the password changed while the session is logged out to stream a large
     // Connections: 1 the APPEND connection (refused: NO [UNAVAILABLE]), 2 imapflow's session, 3
     // the one that streams the large message once the session logged out: the password is
     // changed before it is relayed.
-    let accepted = 0;
-    const front = net.createServer(async (client) => {
-      client.on('error', () => {});
-      if (++accepted === 3) {
-        writeFileSync(masterUsers, `${ADMIN}:{PLAIN}changed-meanwhile\n`);
-        // Dovecot reads the file again when its mtime changes: one second on, whatever the clock's grain.
-        const later = new Date(Date.now() + 2000);
-        utimesSync(masterUsers, later, later);
-        await new Promise((resolve) => setTimeout(resolve, 1100));
-      }
-      const upstream = net.connect(lab.imap.port, '127.0.0.1');
-      upstream.on('error', () => client.destroy());
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-      client.pipe(upstream).pipe(client);
+    const front = await startFront(lab.imap.port, {
+      at: async (n) => {
+        if (n === 3) {
+          writeFileSync(masterUsers, `${ADMIN}:{PLAIN}changed-meanwhile\n`);
+          // Dovecot reads the file again when its mtime changes: one second on, whatever the clock's grain.
+          const later = new Date(Date.now() + 2000);
+          utimesSync(masterUsers, later, later);
+          await new Promise((resolve) => setTimeout(resolve, 1100));
+        }
+        return 'relay' as const;
+      },
     });
-    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
-    const port = (front.address() as net.AddressInfo).port;
+    const port = front.port;
     const failedBefore = await lab.countLogLines(/auth failed/);
     try {
       const r = await runCli(
@@ -387,12 +345,12 @@ describe('the password changed while the session is logged out to stream a large
       );
       expect(r.stderr).not.toMatch(/reconnect|too large to hold in memory|\n\s+at /);
       expect(r.stderr).not.toContain(ADMIN_PW);
-      expect(accepted).toBe(3);
+      expect(front.accepted()).toBe(3);
       // Dovecot logs each failed login's end ("auth failed, N attempts"): one.
       expect(await lab.countLogLines(/auth failed/)).toBe(failedBefore + 1);
     } finally {
       writeFileSync(masterUsers, `${ADMIN}:{PLAIN}${ADMIN_PW}\n`);
-      front.close();
+      await front.close();
     }
   });
 });

@@ -7,12 +7,12 @@
  * What decides it is the pool's `destroyed`: writer.ts destroys the pool on the session's
  * 'close', which imapflow emits in the same call that makes the session unusable.
  */
-import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
 import type { ImapSink } from '../../src/imap/index.js';
 import { type FakeImap, startFakeImap } from '../support/fake-imap.js';
 import { loginTo } from '../support/fake-imap-sink.js';
+import { type Front, startFront } from '../support/relay.js';
 import { warningsLogger } from '../support/warnings-logger.js';
 
 const open: Array<{ close(): Promise<unknown> }> = [];
@@ -24,32 +24,17 @@ afterEach(async () => {
  * A relay to `fake` whose connection number `downAt` (from 1) finds the server going down: every
  * connection relayed so far is closed, that one reset, and nothing listens any more.
  */
-async function goesDownAt(fake: FakeImap, downAt: number): Promise<{ port: number; accepted(): number }> {
-  const sockets = new Set<net.Socket>();
-  let accepted = 0;
-  const server = net.createServer((client) => {
-    client.on('error', () => {});
-    if (++accepted === downAt) {
-      for (const s of sockets) s.destroy();
-      server.close();
-      client.resetAndDestroy();
-      return;
-    }
-    const upstream = net.connect(fake.port, '127.0.0.1');
-    upstream.on('error', () => {});
-    for (const s of [client, upstream]) sockets.add(s);
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  open.push({
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      if (server.listening) server.close();
+async function goesDownAt(fake: FakeImap, downAt: number): Promise<Front> {
+  const front = await startFront(fake.port, {
+    at: (n, f) => {
+      if (n !== downAt) return 'relay';
+      f.dropRelayed();
+      f.stopListening();
+      return 'reset';
     },
   });
-  return { port: (server.address() as net.AddressInfo).port, accepted: () => accepted };
+  open.push(front);
+  return front;
 }
 
 const msg = (n: number) => Buffer.from(`Message-ID: <m${n}@test>\r\nSubject: ${n}\r\n\r\nbody ${n}\r\n`);

@@ -6,53 +6,35 @@
  * limit as over plain TCP (imap-one-connection.test.ts): the copy goes on over imapflow's session
  * alone, large messages streamed while it is logged out.
  */
-import net, { type AddressInfo } from 'node:net';
-import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectImap } from '../../src/imap/index.js';
 import { FAKE_PASSWORD, FAKE_USER, type FakeImap, startFakeImap } from '../support/fake-imap.js';
 import { generateTestCertificate } from '../support/fake-pop3.js';
 import { fileBodies } from '../support/file-bodies.js';
+import { type Front, startFront } from '../support/relay.js';
 import { warningsLogger } from '../support/warnings-logger.js';
 
 let cert: { key: string; cert: string };
 let fake: FakeImap;
-let server: net.Server;
-const sockets = new Set<net.Socket>();
+let front: Front;
 let closedAtAccept: number[] = [];
 
 beforeAll(async () => {
   cert = generateTestCertificate();
   fake = await startFakeImap({ mailboxes: ['Archive'] });
-  let open = 0;
-  let n = 0;
-  server = net.createServer((raw) => {
-    n++;
-    sockets.add(raw);
-    raw.on('error', () => {});
-    if (open >= 1) {
+  // A connection while another is open is closed at accept, before the TLS handshake.
+  front = await startFront(fake.port, {
+    host: fake.host,
+    tls: cert,
+    at: (n, f) => {
+      if (f.open() < 1) return 'relay';
       closedAtAccept.push(n);
-      raw.end();
-      return;
-    }
-    open++;
-    raw.on('close', () => open--);
-    const client = new tls.TLSSocket(raw, { isServer: true, key: cert.key, cert: cert.cert });
-    client.on('error', () => {});
-    client.once('secure', () => {
-      const upstream = net.connect(fake.port, fake.host);
-      sockets.add(upstream);
-      upstream.on('error', () => client.destroy());
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-      client.pipe(upstream).pipe(client);
-    });
+      return 'close';
+    },
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
 });
 afterAll(async () => {
-  for (const s of sockets) s.destroy();
-  await new Promise((resolve) => server.close(resolve));
+  await front.close();
   await fake.close();
 });
 
@@ -65,7 +47,7 @@ describe('one connection enforced at accept before implicit TLS', () => {
     const { logger, warnings } = warningsLogger();
     const sink = await connectImap({
       host: '127.0.0.1',
-      port: (server.address() as AddressInfo).port,
+      port: front.port,
       tls: 'implicit',
       ca: [cert.cert],
       user: FAKE_USER,

@@ -6,7 +6,6 @@
  * else on that connection (a drop, a silence) fails the connect as it always did, so the engine
  * reports and retries it instead of copying quietly over one slow connection.
  */
-import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { explainConnectFailure } from '../../src/connect-hints.js';
 import { PopsyncError } from '../../src/errors.js';
@@ -16,6 +15,7 @@ import { FAKE_PASSWORD, type FakeImap, type FakeImapOptions, startFakeImap } fro
 import { type ConnectLimit, startConnectLimitFront } from '../support/connect-limit-front.js';
 import { fakeImapSinkOpenings, loginTo } from '../support/fake-imap-sink.js';
 import { fileBodies } from '../support/file-bodies.js';
+import { startFront } from '../support/relay.js';
 import { warningsLogger } from '../support/warnings-logger.js';
 import type { Logger } from '../../src/log.js';
 
@@ -278,35 +278,19 @@ describe('one connection enforced at connect: a second one refused or reset', ()
     // connection's (reset, twice 1 s apart): at the second, with imapflow's connect done, the
     // server goes down, closing the session first, as a restart does.
     const fake = await startFakeImap({ mailboxes: ['Archive'] });
-    const relayed: net.Socket[] = [];
-    let n = 0;
-    const front = net.createServer((client) => {
-      client.on('error', () => {});
-      n++;
-      if (n === 2 || n >= 4) {
-        if (n !== 5) return void client.resetAndDestroy();
-        for (const s of relayed) s.destroy();
-        setTimeout(() => client.resetAndDestroy(), 100);
-        return;
-      }
-      const upstream = net.connect(fake.port, '127.0.0.1');
-      upstream.on('error', () => {});
-      relayed.push(client, upstream);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-      client.pipe(upstream).pipe(client);
+    const front = await startFront(fake.port, {
+      at: async (n, f) => {
+        if (n !== 2 && n < 4) return 'relay';
+        if (n !== 5) return 'reset';
+        f.dropRelayed();
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        return 'reset';
+      },
     });
-    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
-    open.push(fake, {
-      close: () =>
-        new Promise<void>((resolve) => {
-          for (const s of relayed) s.destroy();
-          front.close(() => resolve());
-        }),
-    });
+    open.push(fake, front);
     const run = { reason: null as string | null };
     const { logger, warnings } = warningsLogger();
-    const port = (front.address() as net.AddressInfo).port;
+    const port = front.port;
     const err = await loginTo({ ...fake, port }, { logger, oneConnection: run }).then(
       (s) => {
         open.push(s);
@@ -325,7 +309,7 @@ describe('one connection enforced at connect: a second one refused or reset', ()
     );
     expect(run.reason).toBeNull();
     expect(warnings).toEqual([]);
-    expect(n).toBe(5);
+    expect(front.accepted()).toBe(5);
   });
 
   it('refused at connect just after a logout (the limit still counting the one closed): tried again', async () => {

@@ -5,45 +5,19 @@
  * APPEND connection of popsync's own to stream it"), which is for a server that lets the session
  * back in and turns only the streaming connection away.
  */
-import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
 import type { AppendOutcome, ImapSink } from '../../src/imap/index.js';
-import { type FakeImap, startFakeImap } from '../support/fake-imap.js';
+import { startFakeImap } from '../support/fake-imap.js';
 import { loginTo } from '../support/fake-imap-sink.js';
 import { fileBodies } from '../support/file-bodies.js';
+import { startFront } from '../support/relay.js';
 import { warningsLogger } from '../support/warnings-logger.js';
 
 const open: Array<{ close(): Promise<unknown> }> = [];
 afterEach(async () => {
   for (const o of open.splice(0).reverse()) await o.close().catch(() => undefined);
 });
-
-/** A relay to `fake` that can stop listening (`down()`): every connect after it is refused. */
-async function relay(fake: FakeImap): Promise<{ port: number; down(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    client.on('error', () => {});
-    const upstream = net.connect(fake.port, '127.0.0.1');
-    upstream.on('error', () => {});
-    for (const s of [client, upstream]) sockets.add(s);
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  // close() stops listening at once; its callback waits for the connections still open.
-  const down = async (): Promise<void> => {
-    if (server.listening) server.close();
-  };
-  open.push({
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await down();
-    },
-  });
-  return { port: (server.address() as net.AddressInfo).port, down };
-}
 
 const msg = (n: number) => Buffer.from(`Message-ID: <m${n}@test>\r\nSubject: ${n}\r\n\r\nbody ${n}\r\n`);
 
@@ -55,13 +29,14 @@ describe('the server going down while the session is logged out to stream a larg
     // One connection per user, enforced at login (NO [UNAVAILABLE] to the APPEND connection).
     const fake = await startFakeImap({ mailboxes: ['Archive'], maxLoggedIn: 1 });
     open.push(fake);
-    const front = await relay(fake);
+    const front = await startFront(fake.port);
+    open.push(front);
     const { logger, warnings } = warningsLogger();
     const sink: ImapSink = await loginTo({ ...fake, port: front.port }, { logger });
     open.push(sink);
     expect(sink.oneConnection).toMatch(/NO \[UNAVAILABLE\]/);
     // Down from now on: the session stays (its socket is open), every new connect is refused.
-    await front.down();
+    front.stopListening();
     const reported: AppendOutcome[] = [];
     const err = await sink
       .appendBatch('Archive', [{ body: inFile('large', large), flags: [] }], (_i, o) => reported.push(o))

@@ -12,7 +12,7 @@
  * after greeting it. `relistenAfterMs`: it listens again only that long after the open connection
  * closed, as a limit still counting a connection just closed does.
  */
-import net from 'node:net';
+import { startFront } from './relay.js';
 
 export type ConnectLimit = 'refuse' | 'reset';
 
@@ -30,65 +30,29 @@ export async function startConnectLimitFront(
   limit: ConnectLimit,
   options: { once?: boolean; relistenAfterMs?: number; max?: number } = {},
 ): Promise<ConnectLimitFront> {
-  let open = 0;
-  let relayed = 0;
-  let reset = 0;
+  const max = options.max ?? 1;
   let closing = false;
-  let port = 0;
-  const sockets = new Set<net.Socket>();
-  const listen = (): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  const server = net.createServer((client) => {
-    client.on('error', () => {});
-    const max = options.max ?? 1;
-    if (open >= max) {
-      reset++;
-      client.resetAndDestroy();
-      return;
-    }
-    open++;
-    relayed++;
-    // Refused from now on, until one has closed.
-    if (limit === 'refuse' && open >= max) server.close();
-    const upstream = net.connect(target, '127.0.0.1');
-    upstream.on('error', () => {});
-    for (const s of [client, upstream]) sockets.add(s);
-    let counted = true;
-    const end = (): void => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-      if (!counted) return;
-      counted = false;
-      open--;
+  const front = await startFront(target, {
+    at: (_n, f) => {
+      if (f.open() >= max) return 'reset';
+      // Refused from now on, until one has closed.
+      if (limit === 'refuse' && f.open() + 1 >= max) f.stopListening();
+      return 'relay';
+    },
+    onEnded: (f) => {
       if (limit !== 'refuse' || options.once === true) return;
       setTimeout(() => {
-        if (!closing && open < (options.max ?? 1) && !server.listening) listen().catch(() => undefined);
+        if (!closing && f.open() < max) f.listen().catch(() => undefined);
       }, options.relistenAfterMs ?? 0);
-    };
-    client.on('close', end);
-    upstream.on('close', end);
-    client.pipe(upstream).pipe(client);
+    },
   });
-  await listen();
-  port = (server.address() as net.AddressInfo).port;
   return {
-    port,
-    relayed: () => relayed,
-    reset: () => reset,
-    close: () =>
-      new Promise<void>((resolve) => {
-        closing = true;
-        for (const s of sockets) s.destroy();
-        if (server.listening) server.close(() => resolve());
-        else resolve();
-      }),
+    port: front.port,
+    relayed: front.relayed,
+    reset: () => front.accepted() - front.relayed(),
+    close: () => {
+      closing = true;
+      return front.close();
+    },
   };
 }
