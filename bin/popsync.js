@@ -2,6 +2,11 @@
 // Thin shim: the program is dist/bundle/ (built by `npm run build`; `npm pack` runs it via `prepack`).
 // One bundle and a few lazy chunks, not dist/'s ~120 modules: see lab/bundle.ts.
 
+import { createRequire } from 'node:module';
+
+// Built-ins are required, not imported: Node's ES module loader builds a facade over each one.
+const require = createRequire(import.meta.url);
+
 // Loading the program takes half a second on a busy machine; a SIGTERM or Ctrl-C in that time
 // would kill the process without a word or exit code 130. Nothing has started yet (no journal,
 // no connection), so stopping at once is right; main() installs the real handlers.
@@ -12,17 +17,32 @@ const early = (signal) => {
 process.on('SIGINT', early);
 process.on('SIGTERM', early);
 
-// Before the program loads: a young generation that grew to its 32 MB default let dead Buffers pile
-// up between GCs (src/young-generation.ts), a full GC every ~8 MB of Buffers when V8 set its
-// old generation's limit low (src/old-generation.ts), and V8's optimising compiler took a quarter
-// of a run's CPU on code that ran too little to gain from it (src/tier-up.ts).
-import('../dist/bundle/young-generation.js')
-  .then((y) => {
+// The program is CommonJS, compiled through a V8 code cache kept across runs (src/code-cache.ts):
+// a compile V8 can skip is most of what loading it costs.
+let program;
+Promise.resolve()
+  .then(() => {
+    const dir = require('node:url').fileURLToPath(new URL('../dist/bundle/', import.meta.url));
+    program = require('../dist/bundle/code-cache.cjs').openProgram(dir);
+    // Written once the command is done, whichever way it ends (exit codes included).
+    process.on('exit', () => program.save());
+    const y = program.load('young-generation.cjs');
+    // V8 takes a cache only under the flags it was made with, and the flags below change as the
+    // program runs: each file is compiled, and the cache made, with them at V8's defaults.
+    program.guardCompiles(y.withV8FlagsAtDefault);
+    // Before the program loads: a young generation that grew to its 32 MB default let dead Buffers pile
+    // up between GCs (src/young-generation.ts), a full GC every ~8 MB of Buffers when V8 set its
+    // old generation's limit low (src/old-generation.ts), and V8's optimising compiler took a quarter
+    // of a run's CPU on code that ran too little to gain from it (src/tier-up.ts).
     y.delayTierUp();
     y.capYoungGeneration();
     y.leaveRoomForBuffers();
-    return import('../dist/bundle/popsync.js');
+    return program.load('popsync.cjs');
   })
+  // The program loads synchronously, and Node runs a signal's handlers only when its event loop
+  // polls: a poll, between two immediates, so that a signal that came while it loaded stops it
+  // here, before it starts (without it, main()'s handlers got it and a migrate went on to connect).
+  .then((m) => new Promise((resolve) => setImmediate(() => setImmediate(() => resolve(m)))))
   .then((m) => {
     process.off('SIGINT', early);
     process.off('SIGTERM', early);
@@ -35,7 +55,7 @@ import('../dist/bundle/young-generation.js')
     process.stdout.write('', () => process.stderr.write('', () => process.exit()));
   })
   .catch((err) => {
-    if (err && err.code === 'ERR_MODULE_NOT_FOUND') {
+    if (err && (err.code === 'ERR_MODULE_NOT_FOUND' || err.code === 'MODULE_NOT_FOUND')) {
       // The bundle leaves better-sqlite3 (and a few packages it requires) in node_modules: an
       // install without them is built, and `npm run build` would not help it.
       const pkg = /Cannot find package '([^']+)'/.exec(String(err.message))?.[1];

@@ -38,6 +38,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { commonJsChunks } from './commonjs-chunks.js';
 import { deferRequires } from './defer-requires.js';
 import { requireBuiltins } from './require-builtins.js';
 import { sqliteBundled } from './sqlite-bundled.js';
@@ -48,7 +49,12 @@ const BANNER =
   'const require = popsyncCreateRequire(import.meta.url);';
 const HOOKED = 'test/support/hooked-program.ts';
 
-await bundle('dist/bundle', { popsync: 'src/cli/main.ts', 'young-generation': 'src/young-generation.ts' });
+await bundle('dist/bundle', {
+  popsync: 'src/cli/main.ts',
+  'young-generation': 'src/young-generation.ts',
+  'code-cache': 'src/code-cache.ts',
+});
+await commonJsChunks(fileURLToPath(new URL('../dist/bundle', import.meta.url)), `${BANNER}\n`);
 if (existsSync(new URL(`../${HOOKED}`, import.meta.url))) {
   await bundle('dist/test-bundle', { 'hooked-program': HOOKED });
 }

@@ -24,7 +24,8 @@
  * count external memory apart from the old generation), or not know the flag.
  */
 import { PerformanceObserver } from 'node:perf_hooks';
-import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
+import { getHeapSpaceStatistics } from 'node:v8';
+import { setV8Flag } from './v8-flags.js';
 
 /** The room V8's limit should leave above the old generation for Buffers between full GCs. */
 export const ROOM_BYTES = 32 * 1024 * 1024;
@@ -64,7 +65,7 @@ export function leaveRoomForBuffers(room: number = ROOM_BYTES): () => void {
   const set = (next: number): void => {
     if (next === percent) return;
     percent = next;
-    setFlagsFromString(`--heap-growing-percent=${next}`);
+    setV8Flag(`--heap-growing-percent=${next}`);
   };
   const check = (): void => set(growingPercentFor(oldGenerationBytes(), room));
   const observer = new PerformanceObserver(check);

@@ -46,7 +46,7 @@
  * compiler (Maglev) on budgets of its own, and prints "Error: unrecognized flag" for a flag it
  * does not know. Elsewhere nothing is changed.
  */
-import { setFlagsFromString } from 'node:v8';
+import { setV8Flag } from './v8-flags.js';
 
 /** V8 11.3's own --interrupt-budget: 66 KiB of bytecode run between a function's ticks. */
 export const V8_INTERRUPT_BUDGET = 66 * 1024;
@@ -63,13 +63,13 @@ export function tierUpDelayApplies(nodeVersion: string): boolean {
 }
 
 /** Sets the later tier-up for the code that runs from now on (see above); nothing on another Node. */
-export function delayTierUp(set: (flags: string) => void = setFlagsFromString): void {
+export function delayTierUp(set: (flags: string) => void = setV8Flag): void {
   if (!tierUpDelayApplies(process.versions.node)) return;
   set(`--interrupt-budget=${V8_INTERRUPT_BUDGET * TIER_UP_DELAY}`);
 }
 
 /** The copy's later tier-up, for the code that runs from now on (see above); nothing on another Node. */
-export function delayTierUpForCopy(set: (flags: string) => void = setFlagsFromString): void {
+export function delayTierUpForCopy(set: (flags: string) => void = setV8Flag): void {
   if (!tierUpDelayApplies(process.versions.node)) return;
   set(`--interrupt-budget=${V8_INTERRUPT_BUDGET * COPY_TIER_UP_DELAY}`);
 }

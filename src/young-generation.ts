@@ -23,7 +23,8 @@
  * changed, and the young generation grows as V8 decides (a higher peak, the same copy).
  */
 import { PerformanceObserver } from 'node:perf_hooks';
-import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
+import { getHeapSpaceStatistics } from 'node:v8';
+import { setV8Flag } from './v8-flags.js';
 
 // bin/popsync.js loads this file alone before the program (lab/bundle.ts): the old generation's
 // setting and the later tier-up come with it.
@@ -58,13 +59,16 @@ export function capYoungGeneration(cap: number = YOUNG_GENERATION_BYTES): () => 
     const next = growthFactorFor(newSpaceBytes(), cap);
     if (next === factor) return;
     factor = next;
-    setFlagsFromString(`--semi-space-growth-factor=${next}`);
+    setV8Flag(`--semi-space-growth-factor=${next}`);
   };
   const observer = new PerformanceObserver(check);
   observer.observe({ entryTypes: ['gc'] });
   check();
   return () => {
     observer.disconnect();
-    if (factor !== V8_GROWTH_FACTOR) setFlagsFromString(`--semi-space-growth-factor=${V8_GROWTH_FACTOR}`);
+    if (factor !== V8_GROWTH_FACTOR) setV8Flag(`--semi-space-growth-factor=${V8_GROWTH_FACTOR}`);
   };
 }
+
+/** For bin/popsync.js's code cache (code-cache.ts): compiles under V8's default flags. */
+export { withV8FlagsAtDefault } from './v8-flags.js';

@@ -39,8 +39,9 @@ export async function resolve(specifier, context, next) {
 let runs = 0;
 
 /**
- * Runs popsync with the hook; returns the result, the checkout's files it loaded as ES modules and
- * those it required (require's cache at exit: the deferred files of dist/bundle/deferred/), relative,
+ * Runs popsync with the hook; returns the result, the checkout's files it loaded (as ES modules, or
+ * as the program's CommonJS files, which src/code-cache.ts compiles and puts in require's cache)
+ * and those it required (require's cache at exit: the deferred files of dist/bundle/deferred/), relative,
  * and the public built-in modules Node loaded (process.moduleLoadList at exit: `dns`, `zlib`...).
  */
 async function runTraced(args: string[], env: Record<string, string> = {}, hooks?: { now: string }) {
@@ -75,6 +76,7 @@ async function runTraced(args: string[], env: Record<string, string> = {}, hooks
     .split('\n')
     .filter((p) => p.startsWith(ROOT))
     .map(relative);
+  loaded.push(...required.filter((f) => /^dist\/bundle\/[^/]+\.cjs$/.test(f)));
   const builtins = readFileSync(builtinList, 'utf8')
     .split('\n')
     .filter((m) => m.startsWith('NativeModule ') && !m.startsWith('NativeModule internal/'))
@@ -135,7 +137,7 @@ describe('the bundle bin/popsync.js runs', () => {
     expect(r.stdout.trim()).toBe(
       (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version,
     );
-    expect(loaded).toContain('dist/bundle/popsync.js');
+    expect(loaded).toContain('dist/bundle/popsync.cjs');
     // better-sqlite3 is the one package left out of the bundle (its native binding).
     const outside = loaded.filter((f) => !/^(bin\/popsync\.js$|dist\/bundle\/|node_modules\/better-sqlite3\/)/.test(f));
     expect(outside).toEqual([]);
@@ -202,7 +204,7 @@ describe('the bundle bin/popsync.js runs', () => {
     // the commands it sends rarely or never: each a chunk of its own, loaded when first run.
     expect(packages).not.toContain('@zone-eu/mailsplit');
     const lazyImapflow = readdirSync(join(ROOT, 'dist/bundle')).filter((f) =>
-      /^(download|list|search|idle|quota|authenticate)-\w+\.js$/.test(f),
+      /^(download|list|search|idle|quota|authenticate)-\w+\.cjs$/.test(f),
     );
     expect(lazyImapflow.map((f) => f.split('-')[0]).sort()).toEqual([
       'authenticate',

@@ -138,8 +138,9 @@ describe('the packed and installed popsync', () => {
     const files = listing.stdout.trim().split('\n');
     for (const f of [
       'package/bin/popsync.js',
-      'package/dist/bundle/popsync.js',
-      'package/dist/bundle/young-generation.js',
+      'package/dist/bundle/popsync.cjs',
+      'package/dist/bundle/code-cache.cjs',
+      'package/dist/bundle/young-generation.cjs',
       'package/man/popsync.1',
       'package/LICENSE',
       'package/README.md',

@@ -165,10 +165,10 @@ fi
 # the last successful build, or a bundle is missing (a dist/ built before there was one). The
 # stamp is ours because tsc only rewrites files whose output changed.
 stamp=dist/.ensure-env-built
-newer="$(find src lab/bundle.ts lab/defer-requires.ts lab/require-builtins.ts lab/sqlite-bundled.ts \
-  test/support/hooked-program.ts tsconfig.json package.json \
+newer="$(find src lab/bundle.ts lab/commonjs-chunks.ts lab/defer-requires.ts lab/require-builtins.ts \
+  lab/sqlite-bundled.ts test/support/hooked-program.ts tsconfig.json package.json \
   package-lock.json -newer "$stamp" -print -quit 2>/dev/null || true)"
-if [ ! -f "$stamp" ] || [ ! -f dist/bundle/popsync.js ] || [ ! -f dist/test-bundle/hooked-program.js ] ||
+if [ ! -f "$stamp" ] || [ ! -f dist/bundle/popsync.cjs ] || [ ! -f dist/test-bundle/hooked-program.js ] ||
   [ -n "$newer" ]; then
   say "building dist/ (tsc, then the bundles)"
   log="$(mktemp)"

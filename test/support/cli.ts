@@ -79,7 +79,7 @@ export function runCli(args: string[], o: CliOptions = {}): Promise<CliResult> {
 export function startCli(args: string[], o: CliOptions = {}): { child: ChildProcess; done: Promise<CliResult> } {
   const hooked = o.hooks !== undefined || o.peakRss === true;
   // bin/popsync.js runs dist/bundle/, the hooked launcher dist/test-bundle/ (lab/bundle.ts builds both).
-  if (!existsSync(join(ROOT, 'dist', ...(hooked ? ['test-bundle', 'hooked-program.js'] : ['bundle', 'popsync.js'])))) {
+  if (!existsSync(join(ROOT, 'dist', ...(hooked ? ['test-bundle', 'hooked-program.js'] : ['bundle', 'popsync.cjs'])))) {
     throw new Error('dist/ is missing: run `npm run build` (npm test does it for you)');
   }
   const rssFile = o.peakRss ? join(mkdtempSync(join(tmpdir(), 'popsync-rss-')), 'peak') : null;

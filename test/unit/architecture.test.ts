@@ -25,7 +25,10 @@ const ALLOWED: Record<string, readonly string[]> = {
   tls: [],
   // The file bin/popsync.js loads before the program also carries the old generation's setting
   // and the later tier-up.
-  'young-generation': ['old-generation', 'tier-up'],
+  'young-generation': ['old-generation', 'tier-up', 'v8-flags'],
+  // The flags V8 hashes into the code cache (v8-flags.ts), set through one module.
+  'old-generation': ['v8-flags'],
+  'tier-up': ['v8-flags'],
   'connect-hints': ['errors', 'defaults', 'tls'],
   net: ['errors', 'defaults', 'log', 'tls', 'connect-hints'],
   pop3: ['errors', 'defaults', 'log', 'tls', 'connect-hints', 'net'],
