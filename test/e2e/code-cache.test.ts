@@ -14,12 +14,13 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { Lab } from '../../lab/dovecot.js';
 import { realisticMix } from '../../lab/corpus.js';
 import { BIN, ROOT, runCli } from '../support/cli.js';
@@ -34,9 +35,16 @@ useLab('code-cache', {}, (l, d) => {
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
-/** A fresh XDG_CACHE_HOME; the cache is its popsync/ directory. */
+const homes: string[] = [];
+afterAll(() => {
+  for (const h of homes) rmSync(h, { recursive: true, force: true });
+});
+
+/** A fresh XDG_CACHE_HOME, removed after the file; the cache is its popsync/ directory. */
 function cacheHome(): string {
-  return mkdtempSync(join(tmpdir(), 'popsync-cc-'));
+  const h = mkdtempSync(join(tmpdir(), 'popsync-cc-'));
+  homes.push(h);
+  return h;
 }
 
 /** `popsync --version` with the cache's debug lines; `umask` for the process when given. */
