@@ -56,7 +56,10 @@ export async function commonJsChunks(dir: string, banner: string): Promise<void>
     const url = /\bpopsyncImportMetaUrl\b/.test(code)
       ? 'var popsyncImportMetaUrl = require("node:url").pathToFileURL(__filename).href;\n'
       : '';
-    code = `${marks.join('\n')}${marks.length > 0 ? '\n' : ''}${url}${code}`;
+    // ES modules are strict mode code, and the program was written and tested as such; the
+    // transform writes no "use strict", and without it every file ran sloppy (a write to a frozen
+    // object or a getter-only property silently dropped where it threw, `this` the global object).
+    code = `${marks.join('\n')}${marks.length > 0 ? '\n' : ''}"use strict";\n${url}${code}`;
     out.set(name.replace(/\.js$/, '.cjs'), code);
   }
   const id = createHash('sha256');

@@ -9,8 +9,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Module } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Script } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import type { Lab } from '../../lab/dovecot.js';
 import { realisticMix } from '../../lab/corpus.js';
@@ -301,6 +303,25 @@ describe('the bundle bin/popsync.js runs', () => {
     expect(r.stderr).not.toContain('is not installed');
     expect(r.stderr).toContain('--allow-scripts=better-sqlite3');
     expect(r.status).toBe(70);
+  });
+
+  it('every file of the program is strict mode code, as the ES modules it is built from are', () => {
+    // The CommonJS files (lab/commonjs-chunks.ts) are compiled in a function as Node's require
+    // does (src/code-cache.ts); a `with` statement is a syntax error only in strict mode code, so
+    // compiling each with one added, without running it, tells a strict file from a sloppy one.
+    const bundle = join(ROOT, 'dist', 'bundle');
+    const files = readdirSync(bundle).filter((f) => f.endsWith('.cjs'));
+    expect(files).toContain('popsync.cjs');
+    const sloppy = files.filter((f) => {
+      try {
+        new Script(Module.wrap(`${readFileSync(join(bundle, f), 'utf8')}\n;with ({}) {}\n`), { filename: f });
+        return true;
+      } catch (e) {
+        if (e instanceof SyntaxError && /strict mode/i.test(e.message)) return false;
+        throw e;
+      }
+    });
+    expect(sloppy).toEqual([]);
   });
 
   it('the process ends when the command is done, whatever is left in the event loop, with its exit code', () => {
