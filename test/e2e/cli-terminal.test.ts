@@ -38,28 +38,35 @@ function onTerminal(args: string[], env: Record<string, string> = {}): Promise<s
 }
 
 let traces = 0;
+/** A journal of its own per run: a retried test gets new lab users, which a used journal would refuse. */
+let journals = 0;
 
-/** `onTerminal`, and which of the terminal libraries' chunks (ora, cli-progress) the run loaded. */
-async function tracedOnTerminal(args: string[]): Promise<{ out: string; tty: string[] }> {
+/**
+ * `onTerminal`, and which of the terminal libraries' chunks (ora, cli-progress) the run loaded: the
+ * program's CommonJS files, which src/code-cache.ts compiles and puts in require's cache, read from
+ * that cache at exit. Every file of the program is listed too, so that a run that lists none (the
+ * files loaded some other way, unseen here) fails instead of passing for loading nothing.
+ */
+async function tracedOnTerminal(args: string[]): Promise<{ out: string; tty: string[]; program: string[] }> {
   const list = join(dir, `loaded-${++traces}.txt`);
-  const preload = join(dir, `trace-${traces}.mjs`);
+  const preload = join(dir, `trace-${traces}.cjs`);
   writeFileSync(list, '');
-  const hook =
-    "import { appendFileSync } from 'node:fs';\n" +
-    'export async function load(u, c, next) {\n' +
-    `  appendFileSync(${JSON.stringify(list)}, u + '\\n');\n` +
-    '  return next(u, c);\n' +
-    '}\n';
-  const hookUrl = JSON.stringify(`data:text/javascript,${encodeURIComponent(hook)}`);
-  writeFileSync(preload, `import { register } from 'node:module';\nregister(${hookUrl});\n`);
-  const out = await onTerminal(args, { NODE_OPTIONS: `--import=${preload}` });
-  const tty = readFileSync(list, 'utf8')
+  writeFileSync(
+    preload,
+    "const { appendFileSync } = require('node:fs');\n" +
+      "process.on('exit', () => appendFileSync(" +
+      `${JSON.stringify(list)}, Object.keys(require.cache).join('\\n')));\n`,
+  );
+  const out = await onTerminal(args, { NODE_OPTIONS: `--require=${preload}` });
+  const program = readFileSync(list, 'utf8')
     .split('\n')
-    .map((u) => u.split('/').pop() ?? '')
-    .filter((f) => /^(ora|cli-progress)-\w+\.js$/.test(f))
+    .filter((p) => p.includes('/dist/bundle/'))
+    .map((p) => p.split('/').pop() ?? '');
+  const tty = program
+    .filter((f) => /^(ora|cli-progress)-\w+\.cjs$/.test(f))
     .map((f) => f.split('-').slice(0, -1).join('-'))
     .sort();
-  return { out, tty };
+  return { out, tty, program };
 }
 
 describe('progress on a terminal', () => {
@@ -67,25 +74,32 @@ describe('progress on a terminal', () => {
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
     await lab.seedPop3(pop, realisticMix(3, 41));
-    const { out, tty } = await tracedOnTerminal(labArgs('migrate', lab, pop, imap, join(dir, 'bars.sqlite')));
+    const { out, tty, program } = await tracedOnTerminal(
+      labArgs('migrate', lab, pop, imap, join(dir, `bars-${++journals}.sqlite`)),
+    );
     expect(out).not.toContain('internal error');
     expect(out).toMatch(/exit=0/);
     expect(out).toContain('3 messages');
     expect(out).toMatch(/ messages \S+ 100% 3\/3 \| ETA 0s/);
     expect(tty).toEqual(['cli-progress', 'ora']);
+    expect(program).toContain('popsync.cjs');
   }, 60_000);
 
   it('a run that draws nothing at a terminal loads neither ora nor cli-progress (~20 ms)', async () => {
     const version = await tracedOnTerminal(['--version']);
     expect(version.out).toMatch(/exit=0/);
     expect(version.tty).toEqual([]);
+    expect(version.program).toContain('popsync.cjs');
     const pop = lab.newUser('src');
     const imap = lab.newUser('dst');
     await lab.seedPop3(pop, realisticMix(1, 42));
-    const json = await tracedOnTerminal(labArgs('migrate', lab, pop, imap, join(dir, 'json.sqlite'), ['--json']));
+    const json = await tracedOnTerminal(
+      labArgs('migrate', lab, pop, imap, join(dir, `json-${++journals}.sqlite`), ['--json']),
+    );
     expect(json.out).toMatch(/exit=0/);
     expect(json.out).toContain('"copied": 1');
     expect(json.tty).toEqual([]);
+    expect(json.program).toContain('popsync.cjs');
   }, 60_000);
 
   it('a new journal over a destination that has the mail says it adopts, not copies', async () => {
