@@ -89,6 +89,15 @@ export function renderManPage(program: Command, version: string): string {
     '.TP',
     '.I ~/.local/state/popsync/<user@host>.sqlite',
     roffText('The default journal of a source account ($XDG_STATE_HOME/popsync when set). Created mode 0600.'),
+    '.TP',
+    '.I ~/.cache/popsync/code-<key>.bin',
+    roffText(
+      "A V8 code cache of popsync's own program ($XDG_CACHE_HOME/popsync when set), so that a run does not " +
+        'compile it again: written once per build and Node.js version, mode 0600 in a directory of mode 0700, ' +
+        'and read only when owned by the user, writable by no one else and whole (its SHA-256 checked). ' +
+        'Deleting it is always safe. POPSYNC_NO_CODE_CACHE=1 turns it off; POPSYNC_DEBUG_CODE_CACHE=1 ' +
+        'prints a line on what it did.',
+    ),
     '.SH "SEE ALSO"',
     roffText(
       'The README shipped with the package (lib/node_modules/popsync/README.md under the npm prefix) has ' +
