@@ -10,6 +10,9 @@
  * named for the vitest process, and the next run removes the roots of processes that are gone.
  * The root is made only by the first worker that needs it, so a killed unit-only run leaves
  * nothing.
+ *
+ * XDG_CACHE_HOME points into the root too, so no test writes the code cache (src/code-cache.ts)
+ * of the user running the suite.
  */
 import { readdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -31,6 +34,10 @@ export default function setup(project: TestProject): () => void {
   removeRootsOfEndedRuns();
   const root = join(tmpdir(), `${PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
   project.provide('scratchRoot', root);
+  // Tests that hand a child this process's environment (and so the user's HOME) would write
+  // popsync's code cache into the user's ~/.cache/popsync, one file per build: point it here.
+  // The forks that run the tests inherit this environment.
+  process.env.XDG_CACHE_HOME = join(root, 'xdg-cache');
   return () => rmSync(root, { recursive: true, force: true });
 }
 
