@@ -88,7 +88,13 @@ export function renderManPage(program: Command, version: string): string {
     '.SH FILES',
     '.TP',
     '.I ~/.local/state/popsync/<user@host>.sqlite',
-    roffText('The default journal of a source account ($XDG_STATE_HOME/popsync when set). Created mode 0600.'),
+    roffText(
+      'The default journal of a source account ($XDG_STATE_HOME/popsync when set). Created mode 0600. Beside ' +
+        "it (and beside a --journal file): SQLite's -wal and -shm, the lock file .lock, and -step, which a run " +
+        'rewrites after each journal transaction (its start time, pid, host name and a count; no secret) and ' +
+        'removes when it ends cleanly. Copy or restore a journal with its -wal and -step, and never delete them ' +
+        'after a killed run: without them the journal is refused (exit 5).',
+    ),
     '.TP',
     '.I ~/.cache/popsync/code-<key>.bin',
     roffText(

@@ -30,7 +30,16 @@ import { afterCommit, beforeCommit } from './crash-hook.js';
 import { journalError } from './errors.js';
 import { migrate, readSchemaVersion, SCHEMA_VERSION } from './schema.js';
 import type { JournalBinding } from './types.js';
-import { assertWalIntact, checkpointMark, clearInUse, fileState, markInUse, withdrawMark } from './wal-guard.js';
+import {
+  assertWalIntact,
+  checkpointMark,
+  clearInUse,
+  fileState,
+  markInUse,
+  stepCounter,
+  withdrawMark,
+} from './wal-guard.js';
+import { StepFile } from './wal-step.js';
 
 /** Long enough to outwait another process's single transaction, short enough to report a stuck one. */
 export const BUSY_TIMEOUT_MS = 5_000;
@@ -61,18 +70,39 @@ export class JournalDb {
   readonly conn: Database.Database;
   readonly now: () => Date;
   private readonly stepTx: Database.Transaction<(fn: () => unknown) => unknown>;
+  private readonly bookkeepingTx: Database.Transaction<(fn: () => unknown) => unknown>;
   /** Runs inside every step's transaction before its writes (the lock row's "still ours?"). */
   private writeGuard: () => void = () => {};
+  /**
+   * Write transactions committed since the mark, as the journal file and `-step` count them
+   * (wal-guard.ts): every one counts, bookkeeping too, so that no commit (and no checkpoint
+   * SQLite runs inside one) leaves the journal file at the count `-step` already holds.
+   */
+  private committed = 0;
+  private readonly countStep: Database.Statement<[string]>;
 
-  constructor(conn: Database.Database, path: string, binding: JournalBinding, now: () => Date) {
+  constructor(
+    conn: Database.Database,
+    path: string,
+    binding: JournalBinding,
+    now: () => Date,
+    private readonly stepFile: StepFile,
+  ) {
     this.conn = conn;
     this.path = path;
     this.source = binding.source;
     this.now = now;
+    this.countStep = stepCounter(conn);
     this.stepTx = conn.transaction((fn: () => unknown) => {
       this.writeGuard();
       const result = fn();
+      this.countStep.run(String(this.committed + 1));
       beforeCommit();
+      return result;
+    });
+    this.bookkeepingTx = conn.transaction((fn: () => unknown) => {
+      const result = fn();
+      this.countStep.run(String(this.committed + 1));
       return result;
     });
   }
@@ -102,8 +132,25 @@ export class JournalDb {
     } catch (e) {
       throw journalError(e, this.path, doing);
     }
+    this.counted();
     afterCommit();
     return result;
+  }
+
+  /**
+   * A write that is not a crash-test step (the lock row, the run history): counted all the
+   * same. Errors are the caller's to name.
+   */
+  bookkeeping<T>(fn: () => T): T {
+    const result = this.bookkeepingTx.immediate(fn) as T;
+    this.counted();
+    return result;
+  }
+
+  /** Right after a commit returned, before the run acts on it. */
+  private counted(): void {
+    this.committed += 1;
+    this.stepFile.record(this.committed);
   }
 
   read<T>(doing: string, fn: () => T): T {
@@ -122,10 +169,13 @@ export class JournalDb {
   close(): void {
     if (!this.conn.open) return;
     try {
-      clearInUse(this.conn);
+      // A run that gave up while opening closes under the short busy timeout of its tries.
+      this.restoreBusyTimeout();
+      if (clearInUse(this.conn)) this.stepFile.remove();
     } catch {
-      // The mark stays: at worst a later open asks for a -wal that held nothing more.
+      // The mark stays, with -step: the next open finds the journal file at its count, or a -wal.
     }
+    this.stepFile.close();
     this.conn.close();
   }
 }
@@ -144,6 +194,7 @@ export function openJournalDb<T>(
   const create = opts.create ?? true;
   const now = opts.now ?? (() => new Date());
   const busyTimeoutMs = opts.busyTimeoutMs ?? BUSY_TIMEOUT_MS;
+  const mark = `${now().toISOString()} by pid ${process.pid} on ${hostname()}`;
   if (!existsSync(path)) {
     if (!create)
       throw new PopsyncError('journal', `no journal at ${path}`, {
@@ -165,6 +216,7 @@ export function openJournalDb<T>(
   let doing = 'opening';
   // Set once this open's "in use" mark is committed: a failure after that takes it back.
   let marked = false;
+  let stepFile: StepFile | undefined;
   try {
     db = new Database(path, { fileMustExist: true });
     // busy_timeout first: switching to WAL itself needs a lock another process may hold.
@@ -208,20 +260,29 @@ export function openJournalDb<T>(
           doing = `upgrading it from schema version ${version} to ${SCHEMA_VERSION}`;
         migrate(opened, path);
         bind(opened, path, binding, now);
-        markInUse(opened, `${now().toISOString()} by pid ${process.pid} on ${hostname()}`);
+        markInUse(opened, mark);
       })
       .immediate();
     marked = true;
     // The mark must be in the main file, not only in the WAL it guards. (After an upgrade this
     // copies the rewritten table: the upgrade still, for what a failure is called.)
     checkpointMark(opened, path, (opts.waitedMs ?? 0) + busyTimeoutMs);
+    // Only now: until the checkpoint is done, the journal file may still be the last run's (or
+    // torn between the two), which the last run's -step describes.
+    stepFile = StepFile.start(path, mark, 0);
     doing = 'opening';
-    const composed = compose(new JournalDb(opened, path, binding, now));
+    const composed = compose(new JournalDb(opened, path, binding, now, stepFile));
     tightenSidecars(path);
     return composed;
   } catch (e) {
+    stepFile?.close();
     try {
-      if (marked && db !== undefined) withdrawMark(db);
+      if (marked && db !== undefined) {
+        // The tries' short timeout would give up on a writer that holds the journal a moment
+        // longer, and leave the mark in the WAL for the next checkpoint to make the file's.
+        db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+        withdrawMark(db);
+      }
     } catch {
       // Left in the WAL: at worst a later open asks for a -wal that held nothing more.
     }
@@ -259,7 +320,7 @@ function bind(db: Database.Database, path: string, binding: JournalBinding, now:
         account: binding.source,
         hint: empty
           ? `it records no message of ${owner}: if that account was a mistake (a mistyped host or user), ` +
-            `remove ${path} (and its -wal, -shm and .lock files) and run again`
+            `remove ${path} (and its -wal, -shm, -step and .lock files) and run again`
           : `each POP3 account needs its own journal: use ${owner}'s journal only for that account, ` +
             `and give ${binding.source} a journal file of its own`,
       },
@@ -267,9 +328,9 @@ function bind(db: Database.Database, path: string, binding: JournalBinding, now:
   }
 }
 
-/** SQLite copies the database's mode to -wal/-shm; this makes sure when umask or history differ. */
+/** SQLite copies the database's mode to -wal/-shm; this makes sure when umask or history differ (and of -step). */
 function tightenSidecars(path: string): void {
-  for (const suffix of ['-wal', '-shm']) {
+  for (const suffix of ['-wal', '-shm', '-step']) {
     try {
       chmodSync(path + suffix, 0o600);
     } catch (e) {

@@ -67,7 +67,7 @@ export function journalError(e: unknown, path: string, doing: string): PopsyncEr
         `journal ${path}: no permission to use it while ${doing}: ${detail} (${e.code})`,
         {
           hint:
-            'popsync writes the journal and, beside it, its -wal, -shm and .lock files: run as a user ' +
+            'popsync writes the journal and, beside it, its -wal, -shm, -step and .lock files: run as a user ' +
             'who may write the file and its folder, or give a journal elsewhere',
         },
         { cause: e },

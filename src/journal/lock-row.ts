@@ -111,27 +111,25 @@ export class LockRows {
     const host = o.hostname ?? hostname();
     const pid = o.pid ?? process.pid;
     try {
-      const attempt = this.db.conn
-        .transaction((): LockAttempt => {
-          const now = this.db.now();
-          const existing = this.sql.get.get(account);
-          const held = existing === undefined ? undefined : toLock(existing);
-          const d = decideLock(held, {
-            hostname: host,
-            now,
-            isAlive: o.isAlive ?? processAlive,
-            ...(o.staleMs === undefined ? {} : { staleMs: o.staleMs }),
-          });
-          if (d.action === 'held') return { ok: false, holder: held!, why: d.why };
-          const token = randomBytes(12).toString('hex');
-          this.sql.put.run({ account, pid, hostname: host, token, command: o.command, now: now.toISOString() });
-          return {
-            ok: true,
-            token,
-            tookOver: held === undefined || d.takeover === null ? null : { ...held, reason: d.takeover },
-          };
-        })
-        .immediate();
+      const attempt = this.db.bookkeeping((): LockAttempt => {
+        const now = this.db.now();
+        const existing = this.sql.get.get(account);
+        const held = existing === undefined ? undefined : toLock(existing);
+        const d = decideLock(held, {
+          hostname: host,
+          now,
+          isAlive: o.isAlive ?? processAlive,
+          ...(o.staleMs === undefined ? {} : { staleMs: o.staleMs }),
+        });
+        if (d.action === 'held') return { ok: false, holder: held!, why: d.why };
+        const token = randomBytes(12).toString('hex');
+        this.sql.put.run({ account, pid, hostname: host, token, command: o.command, now: now.toISOString() });
+        return {
+          ok: true,
+          token,
+          tookOver: held === undefined || d.takeover === null ? null : { ...held, reason: d.takeover },
+        };
+      });
       if (attempt.ok) this.held = { account, token: attempt.token, name: o.name ?? account };
       return attempt;
     } catch (e) {
@@ -142,7 +140,7 @@ export class LockRows {
   /** Refreshes the heartbeat; false when the lock is no longer ours (taken over). */
   heartbeat(account: string, token: string): boolean {
     try {
-      return this.sql.beat.run({ account, token, now: this.db.nowIso() }).changes === 1;
+      return this.db.bookkeeping(() => this.sql.beat.run({ account, token, now: this.db.nowIso() }).changes === 1);
     } catch (e) {
       throw journalError(e, this.db.path, 'refreshing the account lock');
     }
@@ -152,7 +150,7 @@ export class LockRows {
     if (this.held?.token === token) this.held = null;
     if (!this.db.conn.open) return;
     try {
-      this.sql.drop.run(account, token);
+      this.db.bookkeeping(() => this.sql.drop.run(account, token));
     } catch (e) {
       throw journalError(e, this.db.path, 'releasing the account lock');
     }

@@ -106,7 +106,7 @@ export class Runs {
   /** Starts a run record (not a crash-test step: no message changes state). */
   beginRun(account: string, command: string): number {
     try {
-      return Number(this.sql.begin.run(account, command, this.db.nowIso()).lastInsertRowid);
+      return Number(this.db.bookkeeping(() => this.sql.begin.run(account, command, this.db.nowIso())).lastInsertRowid);
     } catch (e) {
       throw journalError(e, this.db.path, 'recording a run');
     }
@@ -114,12 +114,14 @@ export class Runs {
 
   finishRun(id: number, r: RunEnd): void {
     try {
-      this.sql.end.run({
-        id,
-        now: this.db.nowIso(),
-        ...r,
-        error: r.error === null ? null : r.error.slice(0, MAX_ERROR_CHARS),
-      });
+      this.db.bookkeeping(() =>
+        this.sql.end.run({
+          id,
+          now: this.db.nowIso(),
+          ...r,
+          error: r.error === null ? null : r.error.slice(0, MAX_ERROR_CHARS),
+        }),
+      );
     } catch (e) {
       throw journalError(e, this.db.path, 'recording a run');
     }

@@ -14,10 +14,44 @@
  * - A writer marks the journal "in use" and checkpoints the mark into the main file when it
  *   opens, and clears it when it closes cleanly. The opening checkpoint does not truncate the
  *   WAL, so from then on the writer's `-wal` is never empty: a killed run leaves the mark and
- *   a `-wal` with frames (SQLite deletes `-wal` only when the last connection closes cleanly,
- *   after checkpointing all of it, clearing included). So "marked, and the -wal is missing or
- *   empty" means the log holding that run's records is gone. (Empty, not only missing: a
+ *   a `-wal` with frames. So "marked, and the -wal is missing or empty" means either that the
+ *   log holding that run's records is gone, or that another program (an sqlite3 shell, a
+ *   backup tool, a popsync open that failed), the last to close the journal, checkpointed all
+ *   of the log into the main file and deleted it, as SQLite does. (Empty, not only missing: a
  *   read-only open, e.g. `status`, creates an empty `-wal` where none was.)
+ *
+ * Telling those two apart: every write transaction of a writer (bookkeeping too) counts itself
+ * in the main file (meta `wal_step`, 0 with the mark), and after each commit returns, before the
+ * run acts on it, the writer writes the count beside the journal with its mark (wal-step.ts,
+ * `<journal>-step`). A main file that names the same mark and holds the same count holds every
+ * transaction the run acted on: the journal is sound, and is used, by read-only looks as by
+ * writers. (The count is written after the commit, not before it: a commit that returned with
+ * its count unwritten was followed by nothing the run did, so the main file lacking it is the
+ * state of a kill just before it, which every run resumes from. Written before, a kill anywhere
+ * inside the transaction, fsync included, would be refused.) Anything else is refused:
+ * - a main file behind the count is one whose log was lost after an (auto-)checkpoint;
+ * - one transaction ahead is a run killed inside a commit, after its frames were written and
+ *   before the count. That is sound if a program checkpointed all of the log; but a kill in the
+ *   checkpoint SQLite runs inside a commit (every thousand pages) leaves a main file torn
+ *   between two states, which only the lost `-wal` could repair, and pages are copied in page
+ *   order, meta's among the first: its count may be the new one. The count moves with every
+ *   commit so that a file torn so never matches -step. A narrow false refusal, the safe side;
+ *   the hint says how to accept the journal for whoever knows no one deleted the `-wal`;
+ * - no `-step` file, or one of another mark: a journal of an earlier popsync, a copy made
+ *   without it, a run killed while it opened the journal.
+ * What it cannot tell, said plainly:
+ * - the `-step` file is not fsynced (an fsync after each transaction would add one to every
+ *   transaction of a run whose outcomes are not fsynced at all, db.ts). A power cut can leave it
+ *   with an older count, which matches the main file if the last checkpoint before the cut was
+ *   at that count. So a power cut followed by deleting the `-wal` by hand (a double fault) can be
+ *   taken for a sound journal, and the records fsynced into that `-wal` since the checkpoint are
+ *   lost. A power cut alone leaves the `-wal` in place, and SQLite repairs the journal from it.
+ * - a main file torn by a kill during a checkpoint that a reader's snapshot kept partial, or
+ *   during the checkpoint of a clean close (which removes the mark), whose `-wal` is then
+ *   deleted by hand: SQLite cannot read such a file correctly either.
+ * - a journal copied without its `-wal` while a run wrote, `-step` copied before the main file:
+ *   copy a journal with its `-wal` and `-step`, or while no run uses it.
+ *
  * The opening checkpoint can be kept from the mark: SQLite never copies into the main file a
  * page newer than the snapshot a reader still holds (that reader may read the page from the
  * main file), so a process reading the journal since before the mark was committed (an sqlite3
@@ -30,8 +64,11 @@
 import { existsSync, statSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import { PopsyncError } from '../errors.js';
+import { readStepFile, stepFilePath } from './wal-step.js';
 
 const IN_USE_KEY = 'wal_in_use';
+/** The writer's committed write transactions since its mark; see the module comment. */
+const STEP_KEY = 'wal_step';
 
 /** The file's state before popsync opened it: what SQLite will hide once it is open. */
 export interface FileState {
@@ -44,16 +81,26 @@ export function fileState(path: string): FileState {
   return { bytes: statSync(path).size, walBytes: existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size : 0 };
 }
 
-function walLost(path: string, why: string): PopsyncError {
+/**
+ * `unproven`: a journal file that may hold every record, which only the lost -wal could show
+ * (no count: a journal of an earlier popsync; one transaction ahead: a kill inside a commit).
+ * Whoever knows how the -wal went can then say so, by taking the mark out of the file.
+ */
+function walLost(path: string, why: string, unproven = false): PopsyncError {
+  const back =
+    `put the ${path}-wal file back beside it (from wherever the journal was copied or backed up from, ` +
+    `with ${stepFilePath(path)} if that is missing too) and run again. ` +
+    'popsync will not treat it as a new journal: that would copy again every message it had recorded';
   return new PopsyncError(
     'journal',
     `journal ${path} has lost its write-ahead log (${path}-wal): ${why}; what it recorded since its last ` +
-      `checkpoint is gone`,
+      `checkpoint ${unproven ? 'may be' : 'is'} gone`,
     {
-      hint:
-        `put the ${path}-wal file back beside it (from wherever the journal was copied or backed up from) ` +
-        `and run again. ` +
-        'popsync will not treat it as a new journal: that would copy again every message it had recorded',
+      hint: unproven
+        ? `${back}. If instead no one deleted the -wal by hand, but a program that opened the journal after ` +
+          'the run was killed (an sqlite3 shell, a backup tool) emptied it into the journal file as it ' +
+          `closed, nothing was lost: sqlite3 ${path} "DELETE FROM meta WHERE key = '${IN_USE_KEY}'" and run again`
+        : back,
     },
   );
 }
@@ -70,14 +117,32 @@ export function assertWalIntact(db: Database.Database, path: string, version: nu
     return;
   }
   if (file.walBytes > 0) return;
-  const mark = db.prepare(`SELECT value FROM meta WHERE key = ?`).get(IN_USE_KEY) as { value: string } | undefined;
+  const meta = db.prepare(`SELECT value FROM meta WHERE key = ?`);
+  const mark = meta.get(IN_USE_KEY) as { value: string } | undefined;
   if (mark === undefined) return;
   // A read-only look (the journal-name lookup before a run takes its lock, status, plan) can
   // race a writer opening the journal this instant: its -wal appeared between our stat and our
   // read. From its opening checkpoint on, a live writer's -wal is never empty.
   if (fileState(path).walBytes > 0) return;
+  const step = (meta.get(STEP_KEY) as { value: string } | undefined)?.value;
+  const side = readStepFile(path);
+  // Every transaction the run acted on is in this file: the -wal was emptied into it, not lost.
+  if (step !== undefined && side?.mark === mark.value && side.step === step) return;
+  const since = `a run that opened it at ${mark.value} did not close it, and its -wal file is missing or empty`;
+  if (step === undefined) throw tagged(walLost(path, since, true));
+  if (side === null)
+    throw tagged(
+      walLost(path, `${since}, with no ${stepFilePath(path)} to show that its records all reached the journal file`),
+    );
+  if (side.mark !== mark.value)
+    throw tagged(walLost(path, `${since}, and ${stepFilePath(path)} is that of another run (${side.mark})`));
   throw tagged(
-    walLost(path, `a run that opened it at ${mark.value} did not close it, and its -wal file is missing or empty`),
+    walLost(
+      path,
+      `${since}; the journal file holds ${step} of its write transactions, ${stepFilePath(path)} says it ` +
+        `committed ${side.step}`,
+      Number(step) === Number(side.step) + 1,
+    ),
   );
 }
 
@@ -97,12 +162,22 @@ export function isLostWal(e: unknown): boolean {
   return e instanceof PopsyncError && lostWal.has(e);
 }
 
-/** Inside the open transaction of a writer; the caller then checkpoints it (checkpointMark). */
+/**
+ * Inside the open transaction of a writer; the caller then checkpoints it (checkpointMark). The
+ * count starts at 0 with the mark: the mark names the run, so its count need not go on from the
+ * previous run's.
+ */
 export function markInUse(db: Database.Database, at: string): void {
-  db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(
-    IN_USE_KEY,
-    at,
+  const put = db.prepare(
+    `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
   );
+  put.run(IN_USE_KEY, at);
+  put.run(STEP_KEY, '0');
+}
+
+/** The statement each counted write transaction runs, with its number (JournalDb). */
+export function stepCounter(db: Database.Database): Database.Statement<[string]> {
+  return db.prepare(`UPDATE meta SET value = ? WHERE key = '${STEP_KEY}'`);
 }
 
 /** What `PRAGMA wal_checkpoint` answers: frames in the WAL, and how many of them the main file has. */
@@ -141,15 +216,18 @@ export function checkpointMark(db: Database.Database, path: string, waitedMs: nu
  * main file and delete -wal, and the next run would refuse a sound journal as one that lost it.
  */
 export function withdrawMark(db: Database.Database): void {
-  db.prepare(`DELETE FROM meta WHERE key = ?`).run(IN_USE_KEY);
+  db.prepare(`DELETE FROM meta WHERE key IN (?, ?)`).run(IN_USE_KEY, STEP_KEY);
 }
 
 /**
  * A clean close. The clearing is a write like any other: it reaches the main file with the
  * checkpoint, and SQLite deletes `-wal` only after checkpointing all of it; so the main file
- * loses its mark exactly when nothing is left in a WAL to lose.
+ * loses its mark exactly when nothing is left in a WAL to lose. True when the checkpoint copied
+ * all of it (no reader held it back): the main file is no longer marked, and `-step` says
+ * nothing more.
  */
-export function clearInUse(db: Database.Database): void {
+export function clearInUse(db: Database.Database): boolean {
   withdrawMark(db);
-  db.pragma('wal_checkpoint(TRUNCATE)');
+  const [r] = db.pragma('wal_checkpoint(TRUNCATE)') as CheckpointResult[];
+  return r !== undefined && r.busy === 0 && r.checkpointed >= r.log;
 }

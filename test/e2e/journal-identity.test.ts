@@ -1,10 +1,12 @@
 /**
  * The journal's identity against the real Dovecot: the default journal (no --journal) is one
  * per mailbox whatever the spelling of its host, so a second spelling copies nothing again;
- * a journal whose -wal was lost after a kill is refused (exit 5), not taken for a new one.
+ * a journal whose -wal was lost after a kill is refused (exit 5), not taken for a new one; one
+ * whose -wal another program emptied into it after a kill is used, and nothing is copied twice.
  */
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { realisticMix } from '../../lab/corpus.js';
 import type { Lab } from '../../lab/dovecot.js';
@@ -81,5 +83,30 @@ describe('journal identity', () => {
     expect(r.stderr).toMatch(/hint: put the .*-wal file back/);
     expect(r.stderr).not.toMatch(/\n\s+at /);
     expect(await destinationMessages(lab, imap)).toHaveLength(copied);
+  });
+
+  // The admin looks at a killed run's journal: `sqlite3 journal 'select count(*) from messages'`.
+  // Closing last, that program checkpoints the whole -wal into the journal file and deletes it;
+  // the journal file keeps the run's "in use" mark. Killed after a commit, and inside one.
+  it.each([
+    '12:after',
+    '12:before',
+  ])('a journal whose -wal a program emptied into it after a kill (%s) is used: each message once', async (killAt) => {
+    const pop = lab.newUser('src');
+    const imap = lab.newUser('dst');
+    const journal = join(dir, `${pop}.sqlite`);
+    await lab.seedPop3(pop, realisticMix(40, 64));
+    const args = labArgs('migrate', lab, pop, imap, journal, ['--batch-messages', '5']);
+    const killed = await runCli(args, { env: { PW: lab.password }, hooks: { killAt } });
+    expect(killed.signal).toBe('SIGKILL');
+    expect(existsSync(`${journal}-wal`)).toBe(true);
+    const other = new Database(journal, { fileMustExist: true });
+    expect((other.prepare('SELECT COUNT(*) AS n FROM messages').get() as { n: number }).n).toBeGreaterThan(0);
+    other.close();
+    expect(existsSync(`${journal}-wal`)).toBe(false);
+    const r = await runCli(args, { env: { PW: lab.password } });
+    expect(r.code, r.stderr).toBe(0);
+    const dest = await destinationMessages(lab, imap);
+    expect(digests(dest.map((m) => m.body))).toEqual(digests(await sourceMessages(lab, pop)));
   });
 });

@@ -5,14 +5,16 @@
  * A "lost -wal" is made by copying the main file alone while a connection holds data in the
  * WAL: what a backup, a copy to a new machine or a cleanup that deletes -wal leaves behind.
  */
-import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isPopsyncError } from '../../src/errors.js';
 import { Journal } from '../../src/journal/journal.js';
+import { LockFile, lockFilePath } from '../../src/journal/lock-file.js';
 import { assertWalIntact, fileState } from '../../src/journal/wal-guard.js';
+import { readStepFile } from '../../src/journal/wal-step.js';
 
 let dir: string;
 beforeEach(() => {
@@ -174,5 +176,256 @@ describe('a journal that lost its -wal', () => {
     const db = new Database(copy, { readonly: true });
     expect(db.prepare(`SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'messages'`).get()).toEqual({ n: 1 });
     db.close();
+  });
+});
+
+/**
+ * What a run killed now leaves: the main file, its -wal with frames and its -step, copied
+ * while the writer still has them open (a SIGKILL frees nothing and flushes nothing more).
+ */
+function killedCopy(path: string, copy: string, o: { step?: boolean; wal?: boolean } = {}): void {
+  copyFileSync(path, copy);
+  if (o.wal ?? true) copyFileSync(`${path}-wal`, `${copy}-wal`);
+  if ((o.step ?? true) && existsSync(`${path}-step`)) copyFileSync(`${path}-step`, `${copy}-step`);
+}
+
+/**
+ * An sqlite3 shell, a backup tool: opens the journal read-write (as they do), reads, closes.
+ * Being the last connection, its close checkpoints the whole -wal into the main file and
+ * deletes -wal.
+ */
+function lookWithAnotherProgram(path: string): number {
+  const db = new Database(path, { fileMustExist: true });
+  const n = (db.prepare('SELECT COUNT(*) AS n FROM messages').get() as { n: number }).n;
+  db.close();
+  expect(existsSync(`${path}-wal`)).toBe(false);
+  return n;
+}
+
+describe('a killed run whose -wal another program emptied into the journal file', () => {
+  it('is used: nothing it recorded is lost, and the read-only views see it too', () => {
+    const path = join(dir, 'j.sqlite');
+    const copy = join(dir, 'copy.sqlite');
+    const j = Journal.open(path, S);
+    j.beginAppend(S.source, [item('u1'), item('u2')]);
+    j.confirm(S.source, 'u1', { destUidValidity: 7n, destUid: 1 });
+    killedCopy(path, copy);
+    j.close();
+    expect(lookWithAnotherProgram(copy)).toBe(2);
+    // Read-only looks first (status, plan, the lookup before a run): they accept it and write
+    // nothing, not even the -step file.
+    const side = readStepFile(copy);
+    expect(Journal.peek(copy, S, S.source)?.get('u1')?.state).toBe('done');
+    expect(Journal.inspect(copy)?.accounts[0]?.messages.counts).toMatchObject({ done: 1, appending: 1 });
+    expect(Journal.boundSource(copy)).toBe(S.source);
+    expect(readStepFile(copy)).toEqual(side);
+    expect(side).not.toBeNull();
+    const resumed = Journal.open(copy, S);
+    expect(resumed.get(S.source, 'u1')).toMatchObject({ state: 'done', destUid: 1 });
+    expect(resumed.get(S.source, 'u2')?.state).toBe('appending');
+    // The next run's own mark replaces the killed run's; a clean close removes -step.
+    expect(readStepFile(copy)).toMatchObject({ step: '0' });
+    expect(readStepFile(copy)?.mark).not.toBe(side?.mark);
+    resumed.close();
+    expect(existsSync(`${copy}-step`)).toBe(false);
+    Journal.open(copy, S).close();
+  });
+
+  it(
+    'is used when the run was killed between two commits, or in one before its frames were written (the same ' +
+      'files)',
+    () => {
+      // -step holds the count of the last commit that returned: the transaction under way
+      // when the kill came is simply not in the journal, as after any kill before a commit.
+      const path = join(dir, 'j.sqlite');
+      const copy = join(dir, 'copy.sqlite');
+      const j = Journal.open(path, S);
+      j.beginAppend(S.source, [item('u1')]);
+      killedCopy(path, copy);
+      j.close();
+      lookWithAnotherProgram(copy);
+      expect(readStepFile(copy)?.step).toBe('1');
+      Journal.open(copy, S).close();
+    },
+  );
+
+  it("is used after a popsync open that failed was that program (another account's run, exit 5)", () => {
+    // A run for another source account refuses the journal inside its opening transaction; its
+    // connection, the last, then checkpoints the killed run's -wal and deletes it.
+    const path = join(dir, 'j.sqlite');
+    const copy = join(dir, 'copy.sqlite');
+    const j = Journal.open(path, S);
+    j.beginAppend(S.source, [item('u1')]);
+    killedCopy(path, copy);
+    j.close();
+    expect(refusal(() => Journal.open(copy, { source: 'bob@pop.example.net' })).kind).toBe('journal-bound');
+    expect(existsSync(`${copy}-wal`)).toBe(false);
+    const resumed = Journal.open(copy, S);
+    expect(resumed.get(S.source, 'u1')?.state).toBe('appending');
+    resumed.close();
+  });
+
+  it('counts every write transaction of a run, bookkeeping too, in the journal and in -step alike', () => {
+    const path = join(dir, 'j.sqlite');
+    const lockFile = LockFile.tryAcquire(lockFilePath(path))!;
+    const j = Journal.open(path, S);
+    const counts = (): { journal: string; side: string | undefined } => {
+      const db = new Database(path, { readonly: true, fileMustExist: true });
+      const row = db.prepare(`SELECT value FROM meta WHERE key = 'wal_step'`).get() as { value: string };
+      db.close();
+      return { journal: row.value, side: readStepFile(path)?.step };
+    };
+    expect(counts()).toEqual({ journal: '0', side: '0' });
+    const lock = j.tryLock(S.source, lockFile, { command: 'sync' });
+    if (!lock.ok) throw new Error('lock');
+    const writes: Array<() => unknown> = [
+      () => j.heartbeat(S.source, lock.token),
+      () => j.beginRun(S.source, 'sync'),
+      () => j.beginAppend(S.source, [item('u1'), item('u2')]),
+      () => j.settleAppends(S.source, [{ uidl: 'u1', ok: true, destUidValidity: 7n, destUid: 1 }]),
+      () => j.recordFolder(S.source, 'INBOX', 7n),
+      () => j.markDeleting(S.source, ['u1']),
+      () => j.settleDeleting(S.source, { deleted: ['u1'], kept: [] }),
+      () =>
+        j.finishRun(1, {
+          listed: 2,
+          newCount: 2,
+          copied: 1,
+          failed: 0,
+          deleted: 1,
+          result: 'ok',
+          error: null,
+          copiedBytes: 10,
+          durationMs: 5,
+          adopted: 0,
+        }),
+      () => j.releaseLock(S.source, lock.token),
+    ];
+    let n = 1;
+    for (const write of writes) {
+      write();
+      n += 1;
+      expect(counts()).toEqual({ journal: String(n), side: String(n) });
+    }
+    j.close();
+    lockFile.release();
+  });
+});
+
+describe('a killed run whose -wal is gone is still refused', () => {
+  it('when its journal file was checkpointed before the run wrote more (an auto-checkpoint)', () => {
+    const path = join(dir, 'j.sqlite');
+    const copy = join(dir, 'copy.sqlite');
+    const j = Journal.open(path, S);
+    j.beginAppend(S.source, [item('u1')]);
+    // What SQLite's automatic checkpoint does inside a commit every thousand pages.
+    const other = new Database(path, { fileMustExist: true });
+    other.pragma('wal_checkpoint(PASSIVE)');
+    other.close();
+    j.confirm(S.source, 'u1', { destUidValidity: 7n, destUid: 1 });
+    killedCopy(path, copy, { wal: false });
+    j.close();
+    const r = refusal(() => Journal.open(copy, S));
+    expect(r.kind).toBe('journal');
+    expect(r.message).toContain(`the journal file holds 1 of its write transactions, ${copy}-step says it committed 2`);
+    expect(r.message).toMatch(/is gone$/);
+    expect(r.hint).not.toContain('DELETE');
+    expect(r.hint).toMatch(/put the .*-wal file back/);
+    expect(refusal(() => Journal.inspect(copy)).kind).toBe('journal');
+  });
+
+  it('when the -step file is missing', () => {
+    const path = join(dir, 'j.sqlite');
+    const copy = join(dir, 'copy.sqlite');
+    const j = Journal.open(path, S);
+    j.beginAppend(S.source, [item('u1')]);
+    killedCopy(path, copy, { step: false });
+    j.close();
+    lookWithAnotherProgram(copy);
+    const r = refusal(() => Journal.open(copy, S));
+    expect(r.message).toContain(`with no ${copy}-step to show that its records all reached the journal file`);
+    expect(r.hint).toContain(`with ${copy}-step if that is missing too`);
+    expect(r.hint).not.toContain('DELETE');
+    expect(refusal(() => Journal.peek(copy, S, S.source)).kind).toBe('journal');
+  });
+
+  it("when the -step file is another run's", () => {
+    const path = join(dir, 'j.sqlite');
+    const copy = join(dir, 'copy.sqlite');
+    const j = Journal.open(path, S, { now: () => new Date('2026-01-01T00:00:00Z') });
+    j.beginAppend(S.source, [item('u1')]);
+    const earlier = readFileSync(`${path}-step`, 'utf8');
+    j.close();
+    const again = Journal.open(path, S, { now: () => new Date('2026-01-02T00:00:00Z') });
+    again.beginAppend(S.source, [item('u2')]);
+    killedCopy(path, copy);
+    again.close();
+    // The same count, of the run before: a -step file left from an older copy of the journal.
+    writeFileSync(`${copy}-step`, earlier);
+    lookWithAnotherProgram(copy);
+    const r = refusal(() => Journal.open(copy, S));
+    expect(r.message).toMatch(/-step is that of another run \(2026-01-01T00:00:00.000Z by pid/);
+  });
+
+  it(
+    'when the journal file holds one transaction more than -step (killed after a commit, maybe inside its ' +
+      'checkpoint)',
+    () => {
+      const path = join(dir, 'j.sqlite');
+      const copy = join(dir, 'copy.sqlite');
+      const j = Journal.open(path, S);
+      j.beginAppend(S.source, [item('u1')]);
+      const before = readFileSync(`${path}-step`, 'utf8');
+      j.confirm(S.source, 'u1', { destUidValidity: 7n, destUid: 1 });
+      killedCopy(path, copy);
+      j.close();
+      writeFileSync(`${copy}-step`, before);
+      lookWithAnotherProgram(copy);
+      const r = refusal(() => Journal.open(copy, S));
+      expect(r.message).toContain(
+        `the journal file holds 2 of its write transactions, ${copy}-step says it committed 1`,
+      );
+      expect(r.message).toMatch(/may be gone$/);
+      // Whoever knows that a program, not a hand, emptied the -wal can say so, as the hint tells.
+      expect(r.hint).toContain('If instead no one deleted the -wal by hand');
+      const said = /sqlite3 (\S+) "(DELETE FROM meta WHERE key = 'wal_in_use')" and run again$/.exec(r.hint);
+      expect(said?.[1]).toBe(copy);
+      const db = new Database(copy, { fileMustExist: true });
+      db.exec(said![2]!);
+      db.close();
+      const resumed = Journal.open(copy, S);
+      expect(resumed.get(S.source, 'u1')).toMatchObject({ state: 'done', destUid: 1 });
+      resumed.close();
+    },
+  );
+
+  it('when -step is ahead of a journal file that has every frame (a -step of a later copy)', () => {
+    const path = join(dir, 'j.sqlite');
+    const copy = join(dir, 'copy.sqlite');
+    const j = Journal.open(path, S);
+    j.beginAppend(S.source, [item('u1')]);
+    killedCopy(path, copy);
+    j.confirm(S.source, 'u1', { destUidValidity: 7n, destUid: 1 });
+    copyFileSync(`${path}-step`, `${copy}-step`);
+    j.close();
+    lookWithAnotherProgram(copy);
+    expect(refusal(() => Journal.open(copy, S)).message).toContain('holds 1 of its write transactions');
+  });
+
+  it('when it was written by a popsync that kept no count (unchanged: marked and no -wal)', () => {
+    const path = join(dir, 'j.sqlite');
+    const copy = join(dir, 'copy.sqlite');
+    const j = Journal.open(path, S);
+    j.beginAppend(S.source, [item('u1')]);
+    killedCopy(path, copy);
+    j.close();
+    const old = new Database(copy, { fileMustExist: true });
+    old.prepare(`DELETE FROM meta WHERE key = 'wal_step'`).run();
+    old.close();
+    rmSync(`${copy}-step`);
+    expect(existsSync(`${copy}-wal`)).toBe(false);
+    const r = refusal(() => Journal.open(copy, S));
+    expect(r.message).toMatch(/did not close it, and its -wal file is missing or empty; what it recorded/);
+    expect(r.hint).toContain(`sqlite3 ${copy} "DELETE FROM meta WHERE key = 'wal_in_use'" and run again`);
   });
 });
