@@ -328,9 +328,9 @@ function bind(db: Database.Database, path: string, binding: JournalBinding, now:
   }
 }
 
-/** SQLite copies the database's mode to -wal/-shm; this makes sure when umask or history differ (and of -step). */
+/** SQLite copies the database's mode to -wal/-shm; this makes sure when umask or history differ. */
 function tightenSidecars(path: string): void {
-  for (const suffix of ['-wal', '-shm', '-step']) {
+  for (const suffix of ['-wal', '-shm']) {
     try {
       chmodSync(path + suffix, 0o600);
     } catch (e) {

@@ -10,7 +10,7 @@
  * what the journal's own synchronous=NORMAL avoids), and removed by a clean close once the mark
  * is gone from the journal file.
  */
-import { closeSync, ftruncateSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, ftruncateSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 
 export function stepFilePath(journalPath: string): string {
   return `${journalPath}-step`;
@@ -45,11 +45,15 @@ export class StepFile {
     const path = stepFilePath(journalPath);
     let fd: number | null = null;
     try {
-      // 0600 from its first byte, as the journal ('w' keeps the mode of a file that exists:
-      // db.ts tightens it with -wal and -shm).
+      // 0600 from its first byte, as the journal; 'w' keeps the mode of a file that exists (left
+      // by a killed run), hence the chmod. It names a host and a pid, nothing secret, but it is
+      // the journal's.
       fd = openSync(path, 'w', 0o600);
+      fchmodSync(fd, 0o600);
     } catch {
       // No help, as said above; an old file of another mark names another run and matches nothing.
+      if (fd !== null) closeSync(fd);
+      fd = null;
       StepFile.unlink(path);
     }
     const f = new StepFile(path, mark, fd);

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -62,12 +62,21 @@ afterEach(() => {
 });
 
 describe('Journal.open', () => {
-  it('creates the journal and its -wal/-shm files with mode 0600', () => {
+  it('creates the journal and its -wal/-shm/-step files with mode 0600', () => {
     const j = openJournal();
     j.beginAppend(A, [item('u1')]);
     expect(mode(path)).toBe(0o600);
     expect(mode(`${path}-wal`)).toBe(0o600);
     expect(mode(`${path}-shm`)).toBe(0o600);
+    expect(mode(`${path}-step`)).toBe(0o600);
+  });
+
+  it('makes a -step file left by a killed run 0600 too', () => {
+    openJournal().close();
+    writeFileSync(`${path}-step`, 'another run\n3\n', { mode: 0o644 });
+    chmodSync(`${path}-step`, 0o644);
+    openJournal();
+    expect(mode(`${path}-step`)).toBe(0o600);
   });
 
   it('uses WAL, synchronous=NORMAL for outcomes, a busy timeout and foreign keys', () => {
