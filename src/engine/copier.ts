@@ -14,7 +14,7 @@ import { PopsyncError, isPopsyncError } from '../errors.js';
 import type { AppendRequest, ImapSink } from '../imap/types.js';
 import type { BeginAppend } from '../journal/types.js';
 import { decodedHeader } from '../mapping/decode.js';
-import { headerFields, headerText, messageIdOf } from '../mapping/headers.js';
+import { type HeaderField, headerText, messageIdOf } from '../mapping/headers.js';
 import type { OpenFolder, RunContext } from './context.js';
 import { adoptExisting } from './adopter.js';
 import { ContentPool, unlistedCopies } from './content-match.js';
@@ -47,9 +47,10 @@ function route(ctx: RunContext, received: Received[]): Map<string, Item[]> {
   for (let i = 0; i < received.length; i++) {
     const f = received[i]!;
     const { head } = f.body;
-    // The header block read once, for the routing's fields and for the identity hash alike.
-    const text = headerText(head);
-    const fields = headerFields(text);
+    // The header block read once, and in one pass, for the routing's fields and for the
+    // identity hash alike.
+    const fields: HeaderField[] = [];
+    const headerHash = headerHashOf(headerText(head), fields);
     const routing = ctx.o.route({ size: f.body.size, fields, uidl: f.m.uidl });
     let group: Item[] | undefined = last !== null && routing.folder === lastFolder ? last : groups.get(routing.folder);
     if (group === undefined) {
@@ -72,7 +73,7 @@ function route(ctx: RunContext, received: Received[]): Map<string, Item[]> {
         size: f.body.size,
         sha256: f.body.sha256,
         fingerprint: f.body.fingerprint,
-        headerHash: headerHashOf(text),
+        headerHash,
         listSize: f.m.size,
         messageId: messageIdOf(fields),
         folder: routing.folder,

@@ -27,7 +27,7 @@
  */
 import { hash } from 'node:crypto';
 import type { JournalIndexRow } from '../journal/types.js';
-import { headerText } from '../mapping/headers.js';
+import { type HeaderField, headerText } from '../mapping/headers.js';
 import type { ListedMessage } from './plan.js';
 import { matchRenumbered, type PoolEntry } from './renumbered.js';
 
@@ -69,15 +69,30 @@ export function headerHash(message: Buffer): string {
 
 /**
  * headerHash() of a header block already read as text (mapping/headers.ts headerText), so that
- * the copy reads each message's block once for its routing and its hash. Every message of a copy
- * passes here, mostly in code not yet optimised: a field is cut out of the block's one string by
- * native string search and slicing, and its canonical line joined to the others, where building
- * the text byte by byte in a buffer took a dozen calls per field into Buffer's methods.
+ * the copy reads each message's block once for its routing and its hash. With `fields`, the
+ * block's fields as headerFields() reads them are pushed there in the same pass: the copy needs
+ * both of every message, and two passes cut out each line, and each name lower-cased, twice.
+ * Every message of a copy passes here, mostly in code not yet optimised: a field is cut out of
+ * the block's one string by native string search and slicing, and its canonical line joined to
+ * the others, where building the text byte by byte in a buffer took a dozen calls per field
+ * into Buffer's methods.
+ *
+ * Two groupings run side by side: the hash's, where a line starting with white space continues
+ * whatever line came before it, and headerFields()', where it continues the last field (a line
+ * that is not a field, an mbox "From " line, is skipped there). A one-line group's canonical
+ * line is made from the bounds found for the field; a folded one's from its unfolded text.
  */
-export function headerHashOf(block: string): string {
+export function headerHashOf(block: string, fields: HeaderField[] | null = null): string {
   let canonical = '';
-  // The field being unfolded: its first line, with each continuation line appended as it is.
-  let field: string | null = null;
+  // The hash's group: where its first line starts and ends, the field that line is (its name,
+  // colon and the end of its value), and its unfolded text once a line continued it.
+  let start = -1;
+  let end = 0;
+  let name: string | null = null;
+  let colon = 0;
+  let valueEnd = 0;
+  let folded: string | null = null;
+  let last: HeaderField | null = null;
   for (let pos = 0; pos < block.length; ) {
     const lf = block.indexOf('\n', pos);
     let lineEnd = lf < 0 ? block.length : lf;
@@ -85,19 +100,70 @@ export function headerHashOf(block: string): string {
     if (lf >= 0 && lineEnd > pos && block.charCodeAt(lineEnd - 1) === 0x0d) lineEnd--;
     if (lineEnd === pos) break;
     const first = block.charCodeAt(pos);
-    const line = block.slice(pos, lineEnd);
-    if ((first === 0x20 || first === 0x09) && field !== null) field += line;
+    const indented = first === 0x20 || first === 0x09;
+    const continues = indented && start >= 0;
+    if (continues) folded = (folded ?? block.slice(start, end)) + block.slice(pos, lineEnd);
     else {
-      if (field !== null) canonical += canonicalField(field);
-      field = line;
+      if (start >= 0) canonical += groupLine(block, start, end, name, colon, valueEnd, folded);
+      start = pos;
+      end = lineEnd;
+      name = null;
+      folded = null;
+    }
+    if (fields !== null && indented && last !== null) {
+      last.value += ' ' + block.slice(pos, lineEnd).trim();
+    } else if (!continues || fields !== null) {
+      const at = block.indexOf(':', pos);
+      // Not a field (mbox "From " line, junk): skipped by headerFields, hashed whole.
+      if (at > pos && at < lineEnd) {
+        const lower = block.slice(pos, at).trim().toLowerCase();
+        // The value's bounds found before it is cut out: trimming a cut-out copied it again.
+        let to = lineEnd;
+        while (to > at + 1 && isTrimmed(block.charCodeAt(to - 1))) to--;
+        if (!continues) {
+          name = lower;
+          colon = at;
+          valueEnd = to;
+        }
+        if (fields !== null) {
+          let from = at + 1;
+          while (from < to && isTrimmed(block.charCodeAt(from))) from++;
+          last = { name: lower, value: block.slice(from, to) };
+          fields.push(last);
+        }
+      }
     }
     pos = next;
   }
-  if (field !== null) canonical += canonicalField(field);
+  if (start >= 0) canonical += groupLine(block, start, end, name, colon, valueEnd, folded);
   // The canonical text is latin1 as the block was: each char one byte again. hash() reads a
   // string as UTF-8, which is those bytes when all are ASCII, as in nearly every header block:
   // a Buffer made of it was most of the cost of hashing it.
   return hash('sha256', NON_ASCII.test(canonical) ? Buffer.from(canonical, 'latin1') : canonical, 'hex');
+}
+
+/**
+ * The canonical line of one group of lines: canonicalField() of its unfolded text, made from
+ * the bounds already found when it is one line (`name` null: not a field).
+ */
+function groupLine(
+  block: string,
+  start: number,
+  end: number,
+  name: string | null,
+  colon: number,
+  valueEnd: number,
+  folded: string | null,
+): string {
+  if (folded !== null) return canonicalField(folded);
+  if (name === null) return canonicalField(block.slice(start, end));
+  if (VOLATILE_HEADERS.has(name)) return '';
+  return `${name}:${block.slice(colon + 1, valueEnd)}\n`;
+}
+
+/** What String.prototype.trim() removes, within latin1. */
+function isTrimmed(c: number): boolean {
+  return (c >= 0x09 && c <= 0x0d) || c === 0x20 || c === 0xa0;
 }
 
 /** A char past ASCII: one the two encodings write differently. */

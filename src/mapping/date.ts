@@ -71,6 +71,31 @@ function daysInMonth(year: number, month: number): number {
   return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28;
 }
 
+const PLUS = 0x2b;
+const MINUS = 0x2d;
+
+/** The two ASCII digits at `at` as a number. */
+function digitsAt(s: string, at: number): number {
+  return (s.charCodeAt(at) - 0x30) * 10 + (s.charCodeAt(at + 1) - 0x30);
+}
+
+/** MONTHS by the first three letters, each lower-cased by its bit (the pattern's letters are ASCII). */
+const MONTH_KEYS: ReadonlyMap<number, number> = new Map(
+  Object.entries(MONTHS).map(([name, month]) => [monthKey(name), month]),
+);
+
+function monthKey(name: string): number {
+  return ((name.charCodeAt(0) | 0x20) << 16) | ((name.charCodeAt(1) | 0x20) << 8) | (name.charCodeAt(2) | 0x20);
+}
+
+/**
+ * MONTHS[name.slice(0, 3).toLowerCase()], without the two strings made for it per message
+ * routed and a lookup by a string never seen before.
+ */
+function monthOf(name: string): number | undefined {
+  return name.length < 3 ? undefined : MONTH_KEYS.get(monthKey(name));
+}
+
 /** Parses an RFC 5322 (or obsolete-syntax) date; null when it is not one. Never uses local time. */
 export function parseMailDate(input: string): Date | null {
   // Every \s in DATE_RE takes a run of white space, so runs need no collapsing; comments
@@ -87,7 +112,7 @@ export function parseMailDate(input: string): Date | null {
   const mi = m[5];
   const ss = m[6];
   const zone = m[7];
-  const month = MONTHS[mon!.slice(0, 3).toLowerCase()];
+  const month = monthOf(mon!);
   if (month === undefined) return null;
   let year = Number(yy);
   if (yy!.length === 2) year += year < 50 ? 2000 : 1900;
@@ -100,12 +125,13 @@ export function parseMailDate(input: string): Date | null {
   if (day < 1 || day > daysInMonth(year, month) || hour > 23 || minute > 59 || Number(ss ?? 0) > 60) return null;
   let offset = 0;
   if (zone) {
-    if (/^[+-]\d{4}$/.test(zone)) {
-      const sign = zone[0] === '-' ? -1 : 1;
-      const h = Number(zone.slice(1, 3));
-      const mm = Number(zone.slice(3, 5));
+    // The pattern's numeric zone is a sign and four digits exactly; any other is a name.
+    const sign = zone.charCodeAt(0);
+    if (sign === PLUS || sign === MINUS) {
+      const h = digitsAt(zone, 1);
+      const mm = digitsAt(zone, 3);
       if (h > 23 || mm > 59) return null;
-      offset = sign * (h * 60 + mm);
+      offset = (sign === MINUS ? -1 : 1) * (h * 60 + mm);
     } else {
       offset = ZONES[zone.toLowerCase()] ?? 0;
     }

@@ -3,11 +3,18 @@ import { describe, expect, it } from 'vitest';
 import { planDeletion, parseMaxDelete, type DeletionPolicy } from '../../src/engine/deletion.js';
 import { createHash } from 'node:crypto';
 import { benchMix, edgeCases } from '../../lab/corpus.js';
-import { headerHash, identify, needsHeaders } from '../../src/engine/identity.js';
+import { headerHash, headerHashOf, identify, needsHeaders } from '../../src/engine/identity.js';
 import { invalidReasonText, joinListing, planCopy } from '../../src/engine/plan.js';
 import { windowWarnings } from '../../src/engine/window.js';
 import type { JournalRow } from '../../src/journal/types.js';
-import { HEADER_PARSE_LIMIT, headerBlockEnd } from '../../src/mapping/headers.js';
+import {
+  BLANK_LINE_SEARCH,
+  HEADER_PARSE_LIMIT,
+  type HeaderField,
+  headerBlockEnd,
+  headerFields,
+  headerText,
+} from '../../src/mapping/headers.js';
 import { joinedPieces, seeded } from '../support/seeded.js';
 
 const row = (uidl: string, o: Partial<JournalRow> = {}): JournalRow => ({
@@ -89,6 +96,11 @@ describe('headerHash and headerBlockEnd: the results journals hold', () => {
 
   it('200 messages of the bench mix: the same ends and hashes as before', () => {
     const all = benchMix(200, 3).map((m) => `${headerBlockEnd(m)} ${headerHash(m)}`);
+    for (const m of [...benchMix(200, 3), ...edgeCases({ huge: false }).map((e) => e.bytes)]) {
+      const fields: HeaderField[] = [];
+      const block = headerText(m);
+      expect([headerHashOf(block, fields), fields]).toEqual([headerHash(m), headerFields(block)]);
+    }
     expect(createHash('sha256').update(all.join('\n')).digest('hex')).toBe(
       'e2947e4fcd070bc56267f51ef2a34c3fbb98365e8f679c4d8d37339be8068c55',
     );
@@ -110,6 +122,47 @@ describe('headerHash and headerBlockEnd: the results journals hold', () => {
     expect(atLimit('\n\n', HEADER_PARSE_LIMIT)).toBe(HEADER_PARSE_LIMIT);
     expect(atLimit('\r\n\r\n', HEADER_PARSE_LIMIT - 2)).toBe(HEADER_PARSE_LIMIT + 2);
     expect(atLimit('\n\n', HEADER_PARSE_LIMIT - 1)).toBe(HEADER_PARSE_LIMIT + 1);
+  });
+
+  it('header block ends as the search line by line found them, for any bytes and near the limit', () => {
+    // The per-line search headerBlockEnd made before it searched for the two patterns.
+    const lineByLine = (message: Buffer): number => {
+      const scan = Math.min(message.length, HEADER_PARSE_LIMIT);
+      const within = message.subarray(0, scan);
+      for (let i = within.indexOf(0x0a); i >= 0; i = within.indexOf(0x0a, i + 1)) {
+        if (message[i + 1] === 0x0a) return i + 2;
+        if (message[i + 1] === 0x0d && message[i + 2] === 0x0a) return i + 3;
+      }
+      return scan;
+    };
+    const next = seeded(5);
+    const pieces = ['\n', '\r', '\r\n', '\n\n', '\n\r\n', '\r\n\r\n', 'a', 'A: 1', ' '];
+    for (let i = 0; i < 4000; i++) {
+      const m = Buffer.from(joinedPieces(next, pieces, 30), 'latin1');
+      expect(headerBlockEnd(m), JSON.stringify(m.toString('latin1'))).toBe(lineByLine(m));
+    }
+    // Blank lines of each kind just before, on and past the limit, alone and two of them in
+    // either order.
+    // The same around the end of the part searched by pattern, where the line by line search
+    // takes over.
+    for (const edge of [HEADER_PARSE_LIMIT, BLANK_LINE_SEARCH]) {
+      const near = [edge - 6, edge - 3, edge - 2, edge - 1, edge];
+      for (const first of ['\n\n', '\n\r\n', '\r\n\r\n']) {
+        for (const second of ['', '\n\n', '\n\r\n']) {
+          for (const at of [...near, edge + 1]) {
+            for (const other of near) {
+              for (const extra of [0, 1, 2, 10, edge === BLANK_LINE_SEARCH ? 5000 : 0]) {
+                const m = Buffer.alloc(Math.max(at + first.length, other + second.length) + extra, 'a');
+                m.write(second, other, 'latin1');
+                m.write(first, at, 'latin1');
+                const what = `${JSON.stringify(first)} at ${at}, ${JSON.stringify(second)} at ${other}, +${extra}`;
+                expect(headerBlockEnd(m), what).toBe(lineByLine(m));
+              }
+            }
+          }
+        }
+      }
+    }
   });
 
   /** headerHash as it was when it worked on latin1 strings: the bytes the byte version must hash. */
@@ -172,6 +225,10 @@ describe('headerHash and headerBlockEnd: the results journals hold', () => {
       const text = joinedPieces(next, pieces, 40);
       const m = Buffer.from(text, 'latin1');
       expect([text, headerHash(m)]).toEqual([text, stringHeaderHash(m)]);
+      // The copy's pass, which reads the fields too: the same hash, and headerFields' fields.
+      const fields: HeaderField[] = [];
+      const block = headerText(m);
+      expect([text, headerHashOf(block, fields), fields]).toEqual([text, stringHeaderHash(m), headerFields(block)]);
     }
     // Larger than the buffer the canonical text is built in, and a block cut at the parse limit.
     const long = Buffer.from(`Subject: ${'x'.repeat(70_000)}\r\n X-UIDL: 1 \r\nStatus: RO\r\n\r\nbody`, 'latin1');
