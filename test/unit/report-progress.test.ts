@@ -356,6 +356,25 @@ describe('terminal', () => {
     expect(plain.text()).toBe('\npopsync: SIGTERM: finishing\n');
   });
 
+  it("sets the bars' figures as they are drawn, not for every message", () => {
+    vi.useFakeTimers();
+    const s = fakeStream(true);
+    let reads = 0;
+    const now = (): number => 1_000_000 + 10 * ++reads;
+    const p = createProgress({ tty: true, quiet: false, stream: s.stream as unknown as NodeJS.WriteStream, now });
+    p.listener({ type: 'plan', toCopy: 1000, toCopyBytes: 1000 * 1024, alreadyCopied: 0, newToJournal: false });
+    p.listener({ type: 'phase', phase: 'copying' });
+    const before = reads;
+    for (let i = 0; i < 1000; i++) p.listener({ type: 'message', uidl: `u${i}`, bytes: 1024, outcome: 'copied' });
+    // The rate and the ETA read the clock: set for every message, that was 2,000 reads here.
+    expect(reads - before).toBe(0);
+    // cli-progress's next redraw (5 per second) sets them, and shows where the run is.
+    vi.advanceTimersByTime(250);
+    expect(reads - before).toBeGreaterThan(0);
+    expect(render(s.text()).some((l) => /^ messages .* 1000\/1000 /.test(l))).toBe(true);
+    p.stop();
+  });
+
   it('stop() is safe before anything happened and twice', () => {
     const s = fakeStream(true);
     const p = createProgress({ tty: true, quiet: false, stream: s.stream as unknown as NodeJS.WriteStream });
