@@ -79,30 +79,31 @@ export class JournalDb {
    * SQLite runs inside one) leaves the journal file at the count `-step` already holds.
    */
   private committed = 0;
-  private readonly countStep: Database.Statement<[string]>;
+  private readonly countStep: (step: number) => void;
 
   constructor(
     conn: Database.Database,
     path: string,
     binding: JournalBinding,
     now: () => Date,
+    mark: string,
     private readonly stepFile: StepFile,
   ) {
     this.conn = conn;
     this.path = path;
     this.source = binding.source;
     this.now = now;
-    this.countStep = stepCounter(conn);
+    this.countStep = stepCounter(conn, path, mark);
     this.stepTx = conn.transaction((fn: () => unknown) => {
       this.writeGuard();
       const result = fn();
-      this.countStep.run(String(this.committed + 1));
+      this.countStep(this.committed + 1);
       beforeCommit();
       return result;
     });
     this.bookkeepingTx = conn.transaction((fn: () => unknown) => {
       const result = fn();
-      this.countStep.run(String(this.committed + 1));
+      this.countStep(this.committed + 1);
       return result;
     });
   }
@@ -271,7 +272,7 @@ export function openJournalDb<T>(
     // torn between the two), which the last run's -step describes.
     stepFile = StepFile.start(path, mark, 0);
     doing = 'opening';
-    const composed = compose(new JournalDb(opened, path, binding, now, stepFile));
+    const composed = compose(new JournalDb(opened, path, binding, now, mark, stepFile));
     tightenSidecars(path);
     return composed;
   } catch (e) {

@@ -175,9 +175,32 @@ export function markInUse(db: Database.Database, at: string): void {
   put.run(STEP_KEY, '0');
 }
 
-/** The statement each counted write transaction runs, with its number (JournalDb). */
-export function stepCounter(db: Database.Database): Database.Statement<[string]> {
-  return db.prepare(`UPDATE meta SET value = ? WHERE key = '${STEP_KEY}'`);
+/**
+ * What each counted write transaction runs last, with its number (JournalDb). Only while the
+ * journal file's mark is this run's: a second writer that opened the journal meanwhile (one the
+ * lock file did not keep out) replaced it, and its clean close took it out. Counting on into a
+ * row that is gone, or under another run's mark, would leave this run's writes unguarded (killed,
+ * and its -wal lost, the main file read as a journal closed cleanly); the run stops instead,
+ * before the transaction commits and so before it acts on it.
+ */
+export function stepCounter(db: Database.Database, path: string, mark: string): (step: number) => void {
+  const count = db.prepare<[string, string]>(
+    `UPDATE meta SET value = ? WHERE key = '${STEP_KEY}' AND (SELECT value FROM meta WHERE key = '${IN_USE_KEY}') = ?`,
+  );
+  return (step) => {
+    if (count.run(String(step), mark).changes === 1) return;
+    throw new PopsyncError(
+      'locked',
+      `journal ${path} was opened for writing by another process while this run used it (the journal's "in use" ` +
+        "mark is no longer this run's); stopped before writing to the journal",
+      {
+        hint:
+          'two processes wrote one journal at once: a popsync run that the lock file beside the journal did not keep ' +
+          'out (another host on a network file system, an older popsync), or a hand that took the mark out. What ' +
+          'this run recorded is kept; run again once no other process uses the journal',
+      },
+    );
+  };
 }
 
 /** What `PRAGMA wal_checkpoint` answers: frames in the WAL, and how many of them the main file has. */

@@ -429,3 +429,44 @@ describe('a killed run whose -wal is gone is still refused', () => {
     expect(r.hint).toContain(`sqlite3 ${copy} "DELETE FROM meta WHERE key = 'wal_in_use'" and run again`);
   });
 });
+
+describe('a run whose "in use" mark another writer took', () => {
+  it('stops at its next journal write instead of carrying on with no mark in the journal file', () => {
+    // A second writer that the lock file did not keep out (the journal named through a symlink
+    // and through its own path, before lock files were taken beside the file itself) opens the
+    // journal, writing its own mark and count 0, finds the lock row held and closes cleanly,
+    // taking the mark out. The first run used to carry on, counting into a row that was gone:
+    // killed, and its -wal lost, its main file read as a journal closed cleanly.
+    const path = join(dir, 'j.sqlite');
+    const copy = join(dir, 'copy.sqlite');
+    const first = Journal.open(path, S);
+    first.beginAppend(S.source, [item('u1')]);
+    Journal.open(path, S).close();
+    const r = refusal(() => first.beginAppend(S.source, [item('u2')]));
+    expect(r.kind).toBe('locked');
+    expect(r.message).toContain(`journal ${path} was opened for writing by another process while this run used it`);
+    expect(r.message).toMatch(/stopped before writing to the journal$/);
+    expect(first.get(S.source, 'u2')).toBeUndefined();
+    // Nothing slipped past: no write of this run reaches a journal file that is not marked as its.
+    killedCopy(path, copy, { wal: false });
+    first.close();
+    const again = Journal.open(copy, S);
+    expect(again.get(S.source, 'u1')?.state).toBe('appending');
+    again.close();
+  });
+
+  it('stops too when a second writer replaced the mark and is still open', () => {
+    const path = join(dir, 'j.sqlite');
+    const first = Journal.open(path, S);
+    const second = Journal.open(path, S);
+    try {
+      expect(refusal(() => first.beginRun(S.source, 'sync')).kind).toBe('locked');
+      // The second's count goes on; its -step still describes the journal file.
+      second.beginAppend(S.source, [item('u1')]);
+      expect(readStepFile(path)?.step).toBe('1');
+    } finally {
+      second.close();
+      first.close();
+    }
+  });
+});
