@@ -90,7 +90,8 @@ export function renderManPage(program: Command, version: string): string {
     '.I ~/.local/state/popsync/<user@host>.sqlite',
     roffText(
       'The default journal of a source account ($XDG_STATE_HOME/popsync when set). Created mode 0600. Beside ' +
-        "it (and beside a --journal file): SQLite's -wal and -shm, the lock file .lock, and -step, which a run " +
+        "it (and beside a --journal file, or the file a symlinked one names): SQLite's -wal and -shm, the lock " +
+        'file .lock, and -step, which a run ' +
         'rewrites after each journal transaction (its start time, pid, host name and a count; no secret) and ' +
         'removes when it ends cleanly. Copy or restore a journal with its -wal and -step, and never delete them ' +
         'after a killed run: without them the journal is refused (exit 5).',

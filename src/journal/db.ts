@@ -29,6 +29,7 @@ import { PopsyncError } from '../errors.js';
 import { afterCommit, beforeCommit } from './crash-hook.js';
 import { journalError } from './errors.js';
 import { migrate, readSchemaVersion, SCHEMA_VERSION } from './schema.js';
+import { journalFile } from './sidecars.js';
 import type { JournalBinding } from './types.js';
 import {
   assertWalIntact,
@@ -331,9 +332,10 @@ function bind(db: Database.Database, path: string, binding: JournalBinding, now:
 
 /** SQLite copies the database's mode to -wal/-shm; this makes sure when umask or history differ. */
 function tightenSidecars(path: string): void {
+  const file = journalFile(path);
   for (const suffix of ['-wal', '-shm']) {
     try {
-      chmodSync(path + suffix, 0o600);
+      chmodSync(file + suffix, 0o600);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }

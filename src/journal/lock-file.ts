@@ -19,9 +19,11 @@
 import { closeSync, existsSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { PopsyncError } from '../errors.js';
+import { journalFile } from './sidecars.js';
 
+/** Beside the journal file itself: one lock file however the journal is named (sidecars.ts). */
 export function lockFilePath(journalPath: string): string {
-  return `${journalPath}.lock`;
+  return `${journalFile(journalPath)}.lock`;
 }
 
 export class LockFile {

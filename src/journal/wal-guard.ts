@@ -64,6 +64,7 @@
 import { existsSync, statSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import { PopsyncError } from '../errors.js';
+import { journalFile } from './sidecars.js';
 import { readStepFile, stepFilePath } from './wal-step.js';
 
 const IN_USE_KEY = 'wal_in_use';
@@ -78,7 +79,13 @@ export interface FileState {
 }
 
 export function fileState(path: string): FileState {
-  return { bytes: statSync(path).size, walBytes: existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size : 0 };
+  const wal = walPath(path);
+  return { bytes: statSync(path).size, walBytes: existsSync(wal) ? statSync(wal).size : 0 };
+}
+
+/** Where SQLite keeps the journal's -wal: beside the file itself, through a symlink (sidecars.ts). */
+function walPath(path: string): string {
+  return `${journalFile(path)}-wal`;
 }
 
 /**
@@ -87,13 +94,14 @@ export function fileState(path: string): FileState {
  * Whoever knows how the -wal went can then say so, by taking the mark out of the file.
  */
 function walLost(path: string, why: string, unproven = false): PopsyncError {
+  const wal = walPath(path);
   const back =
-    `put the ${path}-wal file back beside it (from wherever the journal was copied or backed up from, ` +
+    `put the ${wal} file back beside it (from wherever the journal was copied or backed up from, ` +
     `with ${stepFilePath(path)} if that is missing too) and run again. ` +
     'popsync will not treat it as a new journal: that would copy again every message it had recorded';
   return new PopsyncError(
     'journal',
-    `journal ${path} has lost its write-ahead log (${path}-wal): ${why}; what it recorded since its last ` +
+    `journal ${path} has lost its write-ahead log (${wal}): ${why}; what it recorded since its last ` +
       `checkpoint ${unproven ? 'may be' : 'is'} gone`,
     {
       hint: unproven

@@ -11,9 +11,11 @@
  * is gone from the journal file.
  */
 import { closeSync, fchmodSync, ftruncateSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { journalFile } from './sidecars.js';
 
+/** Beside the journal file itself, through a symlink, where SQLite keeps `-wal` (sidecars.ts). */
 export function stepFilePath(journalPath: string): string {
-  return `${journalPath}-step`;
+  return `${journalFile(journalPath)}-step`;
 }
 
 /** What a `-step` file says, or null when there is none or it cannot be read as one. */
