@@ -10,7 +10,17 @@
  * what the journal's own synchronous=NORMAL avoids), and removed by a clean close once the mark
  * is gone from the journal file.
  */
-import { closeSync, fchmodSync, ftruncateSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fstatSync,
+  ftruncateSync,
+  openSync,
+  readSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { journalFile } from './sidecars.js';
 
 /** Beside the journal file itself, through a symlink, where SQLite keeps `-wal` (sidecars.ts). */
@@ -18,13 +28,35 @@ export function stepFilePath(journalPath: string): string {
   return `${journalFile(journalPath)}-step`;
 }
 
+/**
+ * Far more than a mark (a time, a pid and a host name of at most 255 bytes) and a count take: a
+ * bigger file is not one popsync wrote, and is not read whole.
+ */
+const MAX_BYTES = 1024;
+
+/**
+ * Opened as a file of its own only: never through a symlink, never blocking (a FIFO planted at
+ * the name would hold the open, or a read, for ever; O_NONBLOCK makes a FIFO without a writer
+ * fail, or read as empty).
+ */
+const NOFOLLOW = constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
 /** What a `-step` file says, or null when there is none or it cannot be read as one. */
 export function readStepFile(journalPath: string): { mark: string; step: string } | null {
+  let fd: number | null = null;
   let text: string;
   try {
-    text = readFileSync(stepFilePath(journalPath), 'utf8');
+    fd = openSync(stepFilePath(journalPath), constants.O_RDONLY | NOFOLLOW);
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.size > MAX_BYTES) return null;
+    const buf = Buffer.alloc(MAX_BYTES + 1);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    if (n > MAX_BYTES) return null;
+    text = buf.toString('utf8', 0, n);
   } catch {
     return null;
+  } finally {
+    if (fd !== null) closeSync(fd);
   }
   const m = /^([^\n]+)\n(0|[1-9][0-9]*)\n$/.exec(text);
   return m === null || m[1] === undefined || m[2] === undefined ? null : { mark: m[1], step: m[2] };
@@ -45,18 +77,15 @@ export class StepFile {
    */
   static start(journalPath: string, mark: string, step: number): StepFile {
     const path = stepFilePath(journalPath);
-    let fd: number | null = null;
-    try {
-      // 0600 from its first byte, as the journal; 'w' keeps the mode of a file that exists (left
-      // by a killed run), hence the chmod. It names a host and a pid, nothing secret, but it is
-      // the journal's.
-      fd = openSync(path, 'w', 0o600);
-      fchmodSync(fd, 0o600);
-    } catch {
-      // No help, as said above; an old file of another mark names another run and matches nothing.
-      if (fd !== null) closeSync(fd);
-      fd = null;
+    // A killed run's file is reused; anything else at the name (a symlink: the open would truncate
+    // and write the file it names, as 'w' did; a FIFO, a file of another user, one with other
+    // links) is removed and a file of our own made in its place, or, if that fails, none.
+    let fd = StepFile.open(path, 0);
+    if (fd === null) {
       StepFile.unlink(path);
+      // Null again: no help, as said above; what is left there (a folder, a file in a folder this
+      // user may not write) is not a -step of this run's mark, and matches nothing.
+      fd = StepFile.open(path, constants.O_EXCL);
     }
     const f = new StepFile(path, mark, fd);
     f.record(step);
@@ -98,6 +127,26 @@ export class StepFile {
       // Nothing was buffered: every write went to the kernel as it was made.
     }
     this.fd = null;
+  }
+
+  /**
+   * An empty regular file of this user's, mode 0600 from its first byte as the journal (it names
+   * a host and a pid, nothing secret, but it is the journal's), or null. The mode is set again:
+   * an existing file (left by a killed run) keeps its own.
+   */
+  private static open(path: string, extra: number): number | null {
+    let fd: number | null = null;
+    try {
+      fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | NOFOLLOW | extra, 0o600);
+      const st = fstatSync(fd);
+      if (!st.isFile() || st.nlink !== 1) throw new Error('not a file of its own');
+      fchmodSync(fd, 0o600);
+      ftruncateSync(fd, 0);
+      return fd;
+    } catch {
+      if (fd !== null) closeSync(fd);
+      return null;
+    }
   }
 
   private static unlink(path: string): void {
