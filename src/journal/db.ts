@@ -81,6 +81,8 @@ export class JournalDb {
    */
   private committed = 0;
   private readonly countStep: (step: number) => void;
+  /** This run's "in use" mark: what the journal file holds while this run is its writer. */
+  private readonly mark: string;
 
   constructor(
     conn: Database.Database,
@@ -94,6 +96,7 @@ export class JournalDb {
     this.path = path;
     this.source = binding.source;
     this.now = now;
+    this.mark = mark;
     this.countStep = stepCounter(conn, path, mark);
     this.stepTx = conn.transaction((fn: () => unknown) => {
       this.writeGuard();
@@ -173,7 +176,7 @@ export class JournalDb {
     try {
       // A run that gave up while opening closes under the short busy timeout of its tries.
       this.restoreBusyTimeout();
-      if (clearInUse(this.conn)) this.stepFile.remove();
+      if (clearInUse(this.conn, this.mark)) this.stepFile.remove();
     } catch {
       // The mark stays, with -step: the next open finds the journal file at its count, or a -wal.
     }
@@ -283,7 +286,7 @@ export function openJournalDb<T>(
         // The tries' short timeout would give up on a writer that holds the journal a moment
         // longer, and leave the mark in the WAL for the next checkpoint to make the file's.
         db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-        withdrawMark(db);
+        withdrawMark(db, mark);
       }
     } catch {
       // Left in the WAL: at worst a later open asks for a -wal that held nothing more.

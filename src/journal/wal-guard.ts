@@ -245,9 +245,15 @@ export function checkpointMark(db: Database.Database, path: string, waitedMs: nu
  * Takes the mark back without a checkpoint, for a writer that will not run after all: left in
  * the WAL, the next checkpoint (that of a last connection closing included) would put it in the
  * main file and delete -wal, and the next run would refuse a sound journal as one that lost it.
+ * Only this run's own `mark`: one that another writer put in its place (stepCounter) guards that
+ * writer's run. True when it was this run's.
  */
-export function withdrawMark(db: Database.Database): void {
-  db.prepare(`DELETE FROM meta WHERE key IN (?, ?)`).run(IN_USE_KEY, STEP_KEY);
+export function withdrawMark(db: Database.Database, mark: string): boolean {
+  return (
+    db
+      .prepare(`DELETE FROM meta WHERE key IN (?, ?) AND (SELECT value FROM meta WHERE key = ?) = ?`)
+      .run(IN_USE_KEY, STEP_KEY, IN_USE_KEY, mark).changes > 0
+  );
 }
 
 /**
@@ -255,10 +261,11 @@ export function withdrawMark(db: Database.Database): void {
  * checkpoint, and SQLite deletes `-wal` only after checkpointing all of it; so the main file
  * loses its mark exactly when nothing is left in a WAL to lose. True when the checkpoint copied
  * all of it (no reader held it back): the main file is no longer marked, and `-step` says
- * nothing more.
+ * nothing more. False, and nothing done, when the mark is not this run's: `-step` is then the
+ * other writer's (it reopened the same file), to leave as it is.
  */
-export function clearInUse(db: Database.Database): boolean {
-  withdrawMark(db);
+export function clearInUse(db: Database.Database, mark: string): boolean {
+  if (!withdrawMark(db, mark)) return false;
   const [r] = db.pragma('wal_checkpoint(TRUNCATE)') as CheckpointResult[];
   return r !== undefined && r.busy === 0 && r.checkpointed >= r.log;
 }

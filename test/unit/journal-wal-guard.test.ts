@@ -455,6 +455,26 @@ describe('a run whose "in use" mark another writer took', () => {
     again.close();
   });
 
+  it('leaves, as it closes, the mark and -step of the writer that replaced its own', () => {
+    // Another host's run that took over a stale lock row, say. Taking that run's mark out of the
+    // journal file (and its -step away) left it unguarded, and, as its writes now check the mark,
+    // stopped it too.
+    const path = join(dir, 'j.sqlite');
+    const first = Journal.open(path, S);
+    const second = Journal.open(path, S);
+    const side = readStepFile(path);
+    first.close();
+    const db = new Database(path, { readonly: true, fileMustExist: true });
+    const mark = db.prepare(`SELECT value FROM meta WHERE key = 'wal_in_use'`).get() as { value: string } | undefined;
+    db.close();
+    expect(mark?.value).toBe(side?.mark);
+    expect(readStepFile(path)).toEqual(side);
+    second.beginAppend(S.source, [item('u1')]);
+    expect(readStepFile(path)).toMatchObject({ mark: side?.mark, step: '1' });
+    second.close();
+    expect(existsSync(`${path}-step`)).toBe(false);
+  });
+
   it('stops too when a second writer replaced the mark and is still open', () => {
     const path = join(dir, 'j.sqlite');
     const first = Journal.open(path, S);
