@@ -35,7 +35,8 @@
  *   checkpoint SQLite runs inside a commit (every thousand pages) leaves a main file torn
  *   between two states, which only the lost `-wal` could repair, and pages are copied in page
  *   order, meta's among the first: its count may be the new one. The count moves with every
- *   commit so that a file torn so never matches -step. A narrow false refusal, the safe side;
+ *   commit so that a file torn so does not match -step (one page aside, below). A narrow false
+ *   refusal, the safe side;
  *   the hint says how to accept the journal for whoever knows no one deleted the `-wal`;
  * - no `-step` file, or one of another mark: a journal of an earlier popsync, a copy made
  *   without it, a run killed while it opened the journal.
@@ -49,6 +50,13 @@
  * - a main file torn by a kill during a checkpoint that a reader's snapshot kept partial, or
  *   during the checkpoint of a clean close (which removes the mark), whose `-wal` is then
  *   deleted by hand: SQLite cannot read such a file correctly either.
+ * - the one page a checkpoint copies before meta's: meta is page 2, the header page (database
+ *   size, free list, schema) page 1, and checkpoints copy in page order (measured: a batch's
+ *   frames were pages 1, 2, 4, 6, 20...). A kill between those two writes, in the checkpoint
+ *   SQLite runs inside commit c+1 when the main file already held all of commit c (checkpointed
+ *   at c, and c+1 alone a thousand pages or more), leaves count c with the header of c+1; its
+ *   `-wal` then deleted by hand, it matches -step. One write wide, after a kill and a deletion
+ *   by hand. (The count in the header itself, user_version, would close it: not done.)
  * - a journal copied without its `-wal` while a run wrote, `-step` copied before the main file:
  *   copy a journal with its `-wal` and `-step`, or while no run uses it.
  *
