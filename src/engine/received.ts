@@ -46,6 +46,12 @@ const CR = 0x0d;
 const LF = 0x0a;
 
 /**
+ * A collector's chunks before the first arrives, never added to: an empty array per message was
+ * garbage, and pushing the first chunk into it allocated storage for 17.
+ */
+const NO_CHUNKS: Buffer[] = Object.freeze([]) as unknown as Buffer[];
+
+/**
  * The head of a message held as `chunks` (`held` bytes), without joining them: the first
  * HEAD_BYTES, or a shorter prefix that holds the whole header block. Every parse of a head
  * (headerBlockEnd and what builds on it, the adopter's headerComplete) stops at the blank
@@ -99,7 +105,8 @@ export class BodyCollector {
   private readonly fingerprint = new Fingerprinter();
   private readonly crlf = new BareLfToCrlf();
   private wireSize = 0;
-  private chunks: Buffer[] = [];
+  /** The chunks held; NO_CHUNKS until the first arrives (add()). */
+  private chunks: Buffer[] = NO_CHUNKS;
   private held = 0;
   private size = 0;
   private hasNul = false;
@@ -107,8 +114,8 @@ export class BodyCollector {
   /** A spilled message's head holds its whole header block, or HEAD_BYTES. */
   private headDone = false;
   private file: SpoolFile | null = null;
-  /** Where the arena stood before this message: a message that spills gives its bytes back. */
-  private readonly mark: ReturnType<Arena['mark']> | undefined;
+  /** Where the arena stood before this message (Arena.position): a message that spills gives its bytes back. */
+  private readonly mark: number | undefined;
 
   constructor(
     private readonly spool: Spool,
@@ -129,7 +136,7 @@ export class BodyCollector {
      */
     private readonly listedLarge = false,
   ) {
-    this.mark = arena?.mark();
+    this.mark = arena?.position;
   }
 
   /** Bytes received so far. */
@@ -162,7 +169,10 @@ export class BodyCollector {
       const head = this.head!;
       this.setHead([head, chunk.subarray(0, HEAD_BYTES - head.length)], head.length + chunk.length);
     }
-    if (this.file === null && this.arena !== undefined && !this.listedLarge) this.arena.copy(chunk, this.chunks);
+    if (this.file === null && this.arena !== undefined && !this.listedLarge) {
+      if (this.chunks === NO_CHUNKS) this.chunks = this.arena.copied(chunk);
+      else this.arena.copy(chunk, this.chunks);
+    } else if (this.chunks === NO_CHUNKS) this.chunks = [chunk];
     else this.chunks.push(chunk);
     this.held += chunk.length;
     if (
@@ -180,7 +190,7 @@ export class BodyCollector {
       await this.spill();
       await this.flush();
       // Written out: the arena's copies of them are free again, and what follows goes to the file.
-      if (this.mark !== undefined) this.arena!.rewind(this.mark);
+      if (this.mark !== undefined) this.arena!.rewindTo(this.mark);
       return;
     }
     await this.flush();
@@ -217,7 +227,7 @@ export class BodyCollector {
   /** Writes what is held to the spool file in one write (one per socket chunk was ~2,000 per 126 MB). */
   private async flush(): Promise<void> {
     const chunks = this.chunks;
-    this.chunks = [];
+    this.chunks = NO_CHUNKS;
     this.held = 0;
     if (chunks.length > 0) await this.file!.writev(chunks);
   }
@@ -262,9 +272,10 @@ export class BodyCollector {
     if (this.hash !== null) sha256 = this.hash.digest('hex');
     else if (this.chunks.length === 1) sha256 = hash('sha256', this.chunks[0]!, 'hex');
     else sha256 = this.hashOfHeld().digest('hex');
-    const chunks = this.chunks;
+    // A message of no bytes is handed an array of its own: NO_CHUNKS is never given out.
+    const chunks = this.chunks === NO_CHUNKS ? [] : this.chunks;
     const head = headOf(chunks, this.held);
-    this.chunks = [];
+    this.chunks = NO_CHUNKS;
     return {
       size: this.size,
       wireSize: this.wireSize,
@@ -279,9 +290,9 @@ export class BodyCollector {
 
   /** The message will not be used: drop what is held and its spool file. */
   async abandon(): Promise<void> {
-    this.chunks = [];
+    this.chunks = NO_CHUNKS;
     this.held = 0;
-    if (this.file === null && this.mark !== undefined) this.arena!.rewind(this.mark);
+    if (this.file === null && this.mark !== undefined) this.arena!.rewindTo(this.mark);
     const f = this.file;
     this.file = null;
     if (f) {

@@ -55,12 +55,43 @@ export class Arena {
   }
 
   /**
+   * mark() as one number, rewound to by rewindTo(): a message's mark was an object for every
+   * message received, though only one that spills or is abandoned ever goes back to it.
+   */
+  get position(): number {
+    return this.slabs.length * (SLAB_BYTES + 1) + this.at;
+  }
+
+  /**
    * Copies `chunk` into the arena and adds its views to `out`: one view, or across a slab's end
    * two or more. A view that continues `out`'s last one in the same slab extends it instead, so
    * a message received in many socket reads is held as one view per slab: hashed in one call and
    * written in one piece (TLS copies a write of several buffers into one before encrypting it).
    * The views stay valid until recycle(), or until rewind() to a mark taken before them.
    */
+  /**
+   * copy() into a new array, for a message's first chunk: made as `[view]` when the chunk fits
+   * in one slab (most mail), whose storage is one slot, where a push into an empty array
+   * allocated 17, held for as long as the batch.
+   */
+  copied(chunk: Buffer): Buffer[] {
+    if (chunk.length === 0 || chunk.length > SLAB_BYTES - (this.at === SLAB_BYTES ? 0 : this.at)) {
+      const out: Buffer[] = [];
+      this.copy(chunk, out);
+      return out;
+    }
+    if (this.at === SLAB_BYTES) {
+      this.slabs.push(this.pool.take());
+      this.at = 0;
+    }
+    const slab = this.slabs[this.slabs.length - 1]!;
+    slab.set(chunk, this.at);
+    const view = slab.subarray(this.at, this.at + chunk.length);
+    this.at += chunk.length;
+    readsDied(chunk.length);
+    return [view];
+  }
+
   copy(chunk: Buffer, out: Buffer[]): void {
     for (let from = 0; from < chunk.length; ) {
       if (this.at === SLAB_BYTES) {
@@ -93,6 +124,12 @@ export class Arena {
   rewind(m: { slab: number; at: number }): void {
     this.pool.give(this.slabs.splice(m.slab));
     this.at = m.at;
+  }
+
+  /** rewind() to a `position`. */
+  rewindTo(position: number): void {
+    const slab = Math.floor(position / (SLAB_BYTES + 1));
+    this.rewind({ slab, at: position - slab * (SLAB_BYTES + 1) });
   }
 
   /** The batch's bytes are no longer read by anyone: its slabs go back to the pool. */

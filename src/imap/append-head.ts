@@ -103,7 +103,10 @@ function literalAnnouncement(size: number, binary: boolean, nonSync: boolean): s
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
-const two = (n: number): string => (n < 10 ? `0${n}` : `${n}`);
+/** "00" to "59", made once: two fresh strings per field were garbage for every message appended. */
+const TWO_DIGITS = Array.from({ length: 60 }, (_, n) => (n < 10 ? `0${n}` : `${n}`));
+
+const two = (n: number): string => TWO_DIGITS[n] ?? (n < 10 ? `0${n}` : `${n}`);
 
 /**
  * An internal date as APPEND sends it (RFC 3501 date-time, in UTC): what imapflow's

@@ -74,7 +74,10 @@ export class ResponseDecoder {
   private mode: 'status' | 'body' = 'status';
   private bodyState = LINE_START;
   private endPending = false;
-  /** The pieces of the data event being built, reused: an array per call was garbage per chunk. */
+  /**
+   * The pieces of the data event being built past its first (`first` in nextBody), reused: an
+   * array per call was garbage per chunk. Most events are one piece, a message whole in one read.
+   */
   private readonly segments: Buffer[] = [];
 
   /** Feed bytes as they arrive; chunks may split anything anywhere. */
@@ -133,8 +136,10 @@ export class ResponseDecoder {
       return END;
     }
     const b = this.buf;
+    // The first piece is held apart, so a one-piece event (most) never touches the array: each
+    // push after emptying it allocated the array's storage anew, per message.
+    let first: Buffer | null = null;
     const segments = this.segments;
-    segments.length = 0;
     let i = this.off;
     // Invariant: bytes in [segStart, i) are message bytes still to be emitted.
     let segStart = i;
@@ -145,7 +150,10 @@ export class ResponseDecoder {
       switch (state) {
         case LINE_START:
           if (b[i] === DOT) {
-            if (i > segStart) segments.push(b.subarray(segStart, i));
+            if (i > segStart) {
+              if (first === null) first = b.subarray(segStart, i);
+              else segments.push(b.subarray(segStart, i));
+            }
             i++;
             segStart = i;
             state = HELD_DOT;
@@ -185,7 +193,8 @@ export class ResponseDecoder {
             break scan;
           } else {
             // An unstuffed line starting with "." (a broken server): keep its bytes as sent.
-            segments.push(HELD_DOT_BYTES);
+            if (first === null) first = HELD_DOT_BYTES;
+            else segments.push(HELD_DOT_BYTES);
             state = MID_LINE;
           }
           break;
@@ -197,25 +206,31 @@ export class ResponseDecoder {
             break scan;
           }
           // ".\r" followed by something else is not a terminator; give the bytes back untouched.
-          segments.push(HELD_DOT_CR_BYTES);
+          if (first === null) first = HELD_DOT_CR_BYTES;
+          else segments.push(HELD_DOT_CR_BYTES);
           state = MID_LINE;
           break;
       }
     }
-    if (!ended && i > segStart) segments.push(b.subarray(segStart, i));
+    if (!ended && i > segStart) {
+      if (first === null) first = b.subarray(segStart, i);
+      else segments.push(b.subarray(segStart, i));
+    }
 
     this.off = i;
     this.bodyState = state;
     if (ended) {
       this.bodyState = LINE_START;
-      if (segments.length === 0) {
+      if (first === null) {
         this.mode = 'status';
         return END;
       }
       this.endPending = true;
     }
-    if (segments.length === 0) return undefined;
-    const chunk = segments.length === 1 ? (segments[0] as Buffer) : Buffer.concat(segments);
+    if (first === null) return undefined;
+    if (segments.length === 0) return { type: 'data', chunk: first };
+    segments.unshift(first);
+    const chunk = Buffer.concat(segments);
     segments.length = 0;
     return { type: 'data', chunk };
   }
@@ -225,13 +240,27 @@ const RESP_CODE = /^\[([^\]]*)\]\s*/;
 
 /** Parses one status line (no line end). Throws PopsyncError('protocol') for anything else. */
 export function parseStatusLine(line: string): StatusLine {
-  const upper = line.slice(0, 4).toUpperCase();
   let kind: StatusKind;
   let rest: string;
-  if (upper.startsWith('+OK') && (line.length === 3 || line[3] === ' ')) {
+  // The indicators compared case-blind by their character codes (x | 0x20 is the lower case of an
+  // ASCII letter and of nothing else): upper-casing a copy of the line's start was two strings per
+  // reply, one reply per message.
+  const c0 = line.charCodeAt(0);
+  if (
+    c0 === 0x2b &&
+    (line.charCodeAt(1) | 0x20) === 0x6f &&
+    (line.charCodeAt(2) | 0x20) === 0x6b &&
+    (line.length === 3 || line[3] === ' ')
+  ) {
     kind = 'ok';
     rest = line.slice(4);
-  } else if (upper === '-ERR' && (line.length === 4 || line[4] === ' ')) {
+  } else if (
+    c0 === 0x2d &&
+    (line.charCodeAt(1) | 0x20) === 0x65 &&
+    (line.charCodeAt(2) | 0x20) === 0x72 &&
+    (line.charCodeAt(3) | 0x20) === 0x72 &&
+    (line.length === 4 || line[4] === ' ')
+  ) {
     kind = 'err';
     rest = line.slice(5);
   } else if (line === '+' || line.startsWith('+ ')) {

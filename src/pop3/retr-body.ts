@@ -73,7 +73,13 @@ interface Waiter {
 }
 
 export class RetrBody implements AsyncIterable<Buffer> {
-  private queue: Buffer[] = [];
+  /**
+   * The chunk queued first while nothing else is: most bodies are one chunk, and an array per
+   * body, its storage allocated at the first push, was garbage for every message. Read before
+   * `queue`, which holds the chunks behind it and exists only while there are any.
+   */
+  private one: Buffer | null = null;
+  private queue: Buffer[] | null = null;
   /** Index of the next chunk to read in `queue` (shift() per chunk moved the rest each time). */
   private head = 0;
   private ended = false;
@@ -100,7 +106,7 @@ export class RetrBody implements AsyncIterable<Buffer> {
 
   /** Chunks queued and not yet read; for tests. */
   get queued(): number {
-    return this.queue.length - this.head;
+    return (this.one === null ? 0 : 1) + (this.queue === null ? 0 : this.queue.length - this.head);
   }
 
   /** Producer: the next decoded chunk. False when the reader is this far behind: stop reading. */
@@ -112,7 +118,9 @@ export class RetrBody implements AsyncIterable<Buffer> {
       w.resolve(chunk);
       return true;
     }
-    this.queue.push(chunk);
+    if (this.queue !== null) this.queue.push(chunk);
+    else if (this.one === null) this.one = chunk;
+    else this.queue = [chunk];
     this.bytes += chunk.length;
     const within = this.ahead?.add(chunk.length) ?? true;
     if (this.queued < this.maxChunks) return within;
@@ -148,14 +156,18 @@ export class RetrBody implements AsyncIterable<Buffer> {
    */
   read(): Buffer | null | Promise<Buffer | null> {
     if (this.error !== null) return Promise.reject(this.error);
-    if (this.head < this.queue.length) {
-      const chunk = this.queue[this.head++]!;
-      this.bytes -= chunk.length;
-      this.ahead?.take(chunk.length);
+    let chunk = this.one;
+    if (chunk !== null) this.one = null;
+    else if (this.queue !== null) {
+      chunk = this.queue[this.head++]!;
       if (this.head === this.queue.length) {
-        this.queue.length = 0;
+        this.queue = null;
         this.head = 0;
       }
+    }
+    if (chunk !== null) {
+      this.bytes -= chunk.length;
+      this.ahead?.take(chunk.length);
       if (this.full && this.queued < this.maxChunks) {
         this.full = false;
         this.room();
@@ -196,7 +208,8 @@ export class RetrBody implements AsyncIterable<Buffer> {
   }
 
   private drop(): void {
-    this.queue = [];
+    this.one = null;
+    this.queue = null;
     this.head = 0;
     this.ahead?.take(this.bytes);
     this.bytes = 0;

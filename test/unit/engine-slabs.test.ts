@@ -50,6 +50,31 @@ describe('Arena', () => {
     expect(out[1]!.length).toBe(20);
   });
 
+  it("copies a message's first chunk into an array of its own: one view while the slab has room", () => {
+    const arena = new Arena(new SlabPool(10));
+    arena.copy(bytes(SLAB_BYTES - 10), []);
+    const one = arena.copied(bytes(10, 3));
+    expect(one.map((v) => [v.byteOffset, v.length])).toEqual([[SLAB_BYTES - 10, 10]]);
+    expect(one[0]!.equals(bytes(10, 3))).toBe(true);
+    // Larger than a slab's room: a view in each slab, as copy() gives.
+    const two = arena.copied(bytes(SLAB_BYTES + 5, 4));
+    expect(two.map((v) => v.length)).toEqual([SLAB_BYTES, 5]);
+    expect(Buffer.concat(two).equals(bytes(SLAB_BYTES + 5, 4))).toBe(true);
+    expect(arena.copied(Buffer.alloc(0))).toEqual([]);
+  });
+
+  it('rewinds to a position as to the mark taken there', () => {
+    const pool = new SlabPool(10);
+    const arena = new Arena(pool);
+    arena.copy(bytes(100), []);
+    const m = arena.mark();
+    const at = arena.position;
+    arena.copy(bytes(2 * SLAB_BYTES), []);
+    arena.rewindTo(at);
+    expect(arena.mark()).toEqual(m);
+    expect(pool.spare).toBe(2);
+  });
+
   it('rewinds to a mark, giving back the slabs taken since', () => {
     const pool = new SlabPool(10);
     const arena = new Arena(pool);
