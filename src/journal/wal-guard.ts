@@ -115,10 +115,19 @@ function walLost(path: string, why: string, unproven = false): PopsyncError {
       hint: unproven
         ? `${back}. If instead no one deleted the -wal by hand, but a program that opened the journal after ` +
           'the run was killed (an sqlite3 shell, a backup tool) emptied it into the journal file as it ' +
-          `closed, nothing was lost: sqlite3 ${path} "DELETE FROM meta WHERE key = '${IN_USE_KEY}'" and run again`
+          `closed, nothing was lost: sqlite3 ${shellWord(path)} "DELETE FROM meta WHERE key = '${IN_USE_KEY}'" and ` +
+          'run again'
         : back,
     },
   );
+}
+
+/**
+ * A path as one word for a POSIX shell, since the hint above is a command to paste: a journal in
+ * "~/Mail backups/" or named with a quote would otherwise run sqlite3 on another file, or none.
+ */
+function shellWord(s: string): string {
+  return /^[A-Za-z0-9_./,:@%+=-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
 }
 
 /** Inside the open transaction, with the schema version just read. */

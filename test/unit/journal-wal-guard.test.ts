@@ -5,7 +5,17 @@
  * A "lost -wal" is made by copying the main file alone while a connection holds data in the
  * WAL: what a backup, a copy to a new machine or a cleanup that deletes -wal leaves behind.
  */
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -427,6 +437,28 @@ describe('a killed run whose -wal is gone is still refused', () => {
     const r = refusal(() => Journal.open(copy, S));
     expect(r.message).toMatch(/did not close it, and its -wal file is missing or empty; what it recorded/);
     expect(r.hint).toContain(`sqlite3 ${copy} "DELETE FROM meta WHERE key = 'wal_in_use'" and run again`);
+  });
+});
+
+describe('the hint that takes the mark out', () => {
+  it('names the journal as one shell word, whatever its path holds (a space, a quote)', () => {
+    const path = join(dir, "Mail backups/it's j.sqlite");
+    mkdirSync(join(dir, 'Mail backups'));
+    const j = Journal.open(path, S);
+    j.beginAppend(S.source, [item('u1')]);
+    killedCopy(path, path + '.copy');
+    j.close();
+    const copy = path + '.copy';
+    const old = new Database(copy, { fileMustExist: true });
+    old.prepare(`DELETE FROM meta WHERE key = 'wal_step'`).run();
+    old.close();
+    rmSync(`${copy}-step`, { force: true });
+    const r = refusal(() => Journal.open(copy, S));
+    const said = /.*sqlite3 (.+) "DELETE FROM meta WHERE key = 'wal_in_use'" and run again$/.exec(r.hint);
+    expect(said).not.toBeNull();
+    // What a shell makes of the words the hint gives as the file: one argument, the journal.
+    const args = execFileSync('sh', ['-c', `printf '%s\\n' ${said![1]}`], { encoding: 'utf8' });
+    expect(args).toBe(`${copy}\n`);
   });
 });
 
