@@ -50,13 +50,12 @@
  * - a main file torn by a kill during a checkpoint that a reader's snapshot kept partial, or
  *   during the checkpoint of a clean close (which removes the mark), whose `-wal` is then
  *   deleted by hand: SQLite cannot read such a file correctly either.
- * - the one page a checkpoint copies before meta's: meta is page 2, the header page (database
- *   size, free list, schema) page 1, and checkpoints copy in page order (measured: a batch's
- *   frames were pages 1, 2, 4, 6, 20...). A kill between those two writes, in the checkpoint
- *   SQLite runs inside commit c+1 when the main file already held all of commit c (checkpointed
- *   at c, and c+1 alone a thousand pages or more), leaves count c with the header of c+1; its
- *   `-wal` then deleted by hand, it matches -step. One write wide, after a kill and a deletion
- *   by hand. (The count in the header itself, user_version, would close it: not done.)
+ * The count is also kept in the header page (user_version, page 1), and both must match. Meta
+ * is page 2, and checkpoints copy pages in page order (measured: a batch's frames were pages 1,
+ * 2, 4, 6, 20...): a kill between those two writes, in the checkpoint SQLite runs inside commit
+ * c+1 when the main file already held all of commit c, would leave meta's count c under the
+ * header of c+1, and that file, its `-wal` deleted by hand, would match -step. The header's
+ * count is the first page a checkpoint writes, so any file a checkpoint began is one ahead.
  * - a journal copied without its `-wal` while a run wrote, `-step` copied before the main file:
  *   copy a journal with its `-wal` and `-step`, or while no run uses it.
  *
@@ -152,7 +151,9 @@ export function assertWalIntact(db: Database.Database, path: string, version: nu
   const step = (meta.get(STEP_KEY) as { value: string } | undefined)?.value;
   const side = readStepFile(path);
   // Every transaction the run acted on is in this file: the -wal was emptied into it, not lost.
-  if (step !== undefined && side?.mark === mark.value && side.step === step) return;
+  const header = db.pragma('user_version', { simple: true }) as number;
+  if (step !== undefined && side?.mark === mark.value && side.step === step && header === headerCount(Number(step)))
+    return;
   const since = `a run that opened it at ${mark.value} did not close it, and its -wal file is missing or empty`;
   if (step === undefined) throw tagged(walLost(path, since, true));
   if (side === null)
@@ -161,6 +162,14 @@ export function assertWalIntact(db: Database.Database, path: string, version: nu
     );
   if (side.mark !== mark.value)
     throw tagged(walLost(path, `${since}, and ${stepFilePath(path)} is that of another run (${side.mark})`));
+  if (side.step === step)
+    throw tagged(
+      walLost(
+        path,
+        `${since}; the journal file was left half-written by a checkpoint cut short (its header counts ` +
+          `${header} write transactions, its meta table ${step})`,
+      ),
+    );
   throw tagged(
     walLost(
       path,
@@ -198,6 +207,12 @@ export function markInUse(db: Database.Database, at: string): void {
   );
   put.run(IN_USE_KEY, at);
   put.run(STEP_KEY, '0');
+  db.pragma('user_version = 0');
+}
+
+/** user_version is a signed 32-bit field; a count past it wraps (a run commits far fewer). */
+function headerCount(step: number): number {
+  return step % 0x7fffffff;
 }
 
 /**
@@ -213,7 +228,11 @@ export function stepCounter(db: Database.Database, path: string, mark: string): 
     `UPDATE meta SET value = ? WHERE key = '${STEP_KEY}' AND (SELECT value FROM meta WHERE key = '${IN_USE_KEY}') = ?`,
   );
   return (step) => {
-    if (count.run(String(step), mark).changes === 1) return;
+    if (count.run(String(step), mark).changes === 1) {
+      // exec, not a prepared statement: SQLite takes a PRAGMA's value when it compiles it.
+      db.exec(`PRAGMA user_version = ${headerCount(step)}`);
+      return;
+    }
     throw new PopsyncError(
       'locked',
       `journal ${path} was opened for writing by another process while this run used it (the journal's "in use" ` +

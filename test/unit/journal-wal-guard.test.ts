@@ -7,14 +7,17 @@
  */
 import { execFileSync } from 'node:child_process';
 import {
+  closeSync,
   copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readFileSync,
   rmSync,
   statSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -408,6 +411,29 @@ describe('a killed run whose -wal is gone is still refused', () => {
       resumed.close();
     },
   );
+
+  it('when a checkpoint cut short left the header page of a later commit over meta of the one -step names', () => {
+    // Checkpoints copy pages in page order: the header (page 1) first, meta (page 2) next. A kill
+    // between the two, then the -wal deleted by hand, leaves meta's count at -step's.
+    const path = join(dir, 'j.sqlite');
+    const early = join(dir, 'early.sqlite');
+    const late = join(dir, 'late.sqlite');
+    const j = Journal.open(path, S);
+    j.beginAppend(S.source, [item('u1')]);
+    killedCopy(path, early);
+    j.confirm(S.source, 'u1', { destUidValidity: 7n, destUid: 1 });
+    killedCopy(path, late);
+    j.close();
+    lookWithAnotherProgram(early);
+    lookWithAnotherProgram(late);
+    const page1 = readFileSync(late).subarray(0, 4096);
+    const fd = openSync(early, 'r+');
+    writeSync(fd, page1, 0, page1.length, 0);
+    closeSync(fd);
+    const r = refusal(() => Journal.open(early, S));
+    expect(r.message).toContain('left half-written by a checkpoint cut short (its header counts 2 write transactions');
+    expect(r.message).toMatch(/ is gone$/);
+  });
 
   it('when -step is ahead of a journal file that has every frame (a -step of a later copy)', () => {
     const path = join(dir, 'j.sqlite');
