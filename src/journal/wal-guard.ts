@@ -56,6 +56,10 @@
  * c+1 when the main file already held all of commit c, would leave meta's count c under the
  * header of c+1, and that file, its `-wal` deleted by hand, would match -step. The header's
  * count is the first page a checkpoint writes, so any file a checkpoint began is one ahead.
+ * Its cost: the header page in every transaction's WAL frames, where most had none (a journal
+ * of 50 batches of 100, each message confirmed on its own: 229 of 233 commits wrote page 1,
+ * against 8 of 297 without it), one 4 KB frame more per transaction; 10,000 small messages
+ * in 5 pairs: CPU 0.48 against 0.50 s, lower in 3 of 5, within the noise.
  * - a journal copied without its `-wal` while a run wrote, `-step` copied before the main file:
  *   copy a journal with its `-wal` and `-step`, or while no run uses it.
  *
