@@ -5,6 +5,7 @@
  */
 import Database from 'better-sqlite3';
 import { PopsyncError } from '../errors.js';
+import { journalFile } from './sidecars.js';
 
 function isSqliteError(e: unknown): e is InstanceType<typeof Database.SqliteError> {
   return e instanceof Database.SqliteError;
@@ -52,7 +53,7 @@ export function journalError(e: unknown, path: string, doing: string): PopsyncEr
         `the disk holding journal ${path} is full while ${doing}: ${detail} (${e.code})`,
         {
           hint:
-            `free space on that disk and run again; what the journal recorded is kept. Do not delete ${path}-wal ` +
+            `free space on that disk and run again; what the journal recorded is kept. Do not delete ${journalFile(path)}-wal ` +
             'to make room: it holds records the journal file may not have yet. Upgrading a journal written by an ' +
             "older popsync needs free space of about twice the journal's size, once",
         },
