@@ -53,8 +53,9 @@ export function journalError(e: unknown, path: string, doing: string): PopsyncEr
         `the disk holding journal ${path} is full while ${doing}: ${detail} (${e.code})`,
         {
           hint:
-            `free space on that disk and run again; what the journal recorded is kept. Do not delete ${journalFile(path)}-wal ` +
-            'to make room: it holds records the journal file may not have yet. Upgrading a journal written by an ' +
+            'free space on that disk and run again; what the journal recorded is kept. ' +
+            `Do not delete ${journalFile(path)}-wal to make room: it holds records the journal file may not ` +
+            'have yet. Upgrading a journal written by an ' +
             "older popsync needs free space of about twice the journal's size, once",
         },
         { cause: e },
