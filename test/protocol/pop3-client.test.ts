@@ -12,7 +12,8 @@ import tls from 'node:tls';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { TLS_ONLY_PORT_CODE } from '../../src/connect-hints.js';
 import type { PopsyncError } from '../../src/errors.js';
-import type { Logger } from '../../src/log.js';
+import { type Logger, silentLogger } from '../../src/log.js';
+import { Pop3Connection } from '../../src/pop3/connection.js';
 import { RETR_STREAM_CHUNKS } from '../../src/pop3/retr-body.js';
 import { connectPop3 } from '../../src/pop3/index.js';
 import { type FakeContext, generateTestCertificate, multiline, startFakePop3 } from '../support/fake-pop3.js';
@@ -970,6 +971,43 @@ describe('TLS', () => {
     expect(s.capabilities.has('STLS')).toBe(false);
     expect((await s.retr(1)).equals(TRICKY)).toBe(true);
     await s.quit();
+  });
+
+  it('a command sent between the STLS reply and the handshake waits for TLS, not sent in plaintext', async () => {
+    // A command with nothing queued before it is written at once (connection.ts post()); not
+    // while the socket is being upgraded, where it would reach the server in plaintext.
+    let secureNoop: boolean | undefined;
+    const pop = await fake({
+      tls: { ...cert, mode: 'starttls' },
+      handlers: {
+        NOOP: (ctx) => {
+          secureNoop = ctx.secure;
+          ctx.reply('+OK');
+        },
+      },
+    });
+    const conn = await Pop3Connection.open({
+      host: pop.host,
+      port: pop.port,
+      implicitTls: false,
+      ca: [cert.cert],
+      rejectUnauthorized: true,
+      timeoutMs: 10_000,
+      connectTimeoutMs: 10_000,
+      logger: silentLogger,
+    });
+    try {
+      await conn.greeting;
+      await conn.send({ line: 'STLS', label: 'STLS', multiline: false, upgrade: true });
+      const noop = conn.send({ line: 'NOOP', label: 'NOOP', multiline: false });
+      await new Promise((r) => setTimeout(r, 50));
+      expect(pop.commands()).toEqual(['STLS']);
+      await conn.upgradeTls();
+      expect((await noop).status.kind).toBe('ok');
+      expect(secureNoop).toBe(true);
+    } finally {
+      conn.destroy();
+    }
   });
 
   it('with PIPELINING over TLS, USER and PASS go in one write; in plaintext PASS waits for USER', async () => {

@@ -401,6 +401,32 @@ describe('a server that echoes the password', () => {
     }
   });
 
+  it('never lets it into the error of a streamed RETR answered -ERR, at any log level but debug', async () => {
+    // A RETR's +OK is passed on unredacted when nothing logs it (its text is shown nowhere): an
+    // -ERR must still be redacted, as its text becomes the message's error.
+    const pw = 'Echo-Me-9';
+    const pop = await fake({
+      password: pw,
+      messages: ['Subject: a\r\n\r\nhi\r\n', 'Subject: b\r\n\r\nhi\r\n'],
+      handlers: {
+        RETR: (ctx, [n]) =>
+          n === '1'
+            ? ctx.reply(`-ERR [IN-USE] ${pw} holds the lock`)
+            : ctx.replyMulti(`+OK ${pw}`, 'Subject: b\r\n\r\n'),
+      },
+    });
+    const { logger: all, text } = capturingLogger();
+    // Debug off, as in any run without --log-file.
+    const logger: Logger = { ...all, isLevelEnabled: (l) => l !== 'debug', child: () => logger };
+    const s = await connect(pop, { password: pw, logger });
+    const refused = s.retrStream(1);
+    const read = s.retrStream(2);
+    const err = await failure(refused.read() as Promise<Buffer | null>);
+    expect(err.message).toContain('****');
+    expect(JSON.stringify({ m: err.message, c: err.context, cause: String(err.cause), log: text() })).not.toContain(pw);
+    expect((await read.read())?.toString()).toBe('Subject: b\r\n\r\n');
+  });
+
   it('redacts it from a malformed line too', async () => {
     const pop = await fake({ handlers: { PASS: (ctx, a) => ctx.reply(`?? ${a.join(' ')}`) } });
     const err = await failure(connectPop3(pop.clientOptions({ password: 'Echo-Me-9', auth: 'user' })));

@@ -11,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BodyCollector } from '../../src/engine/received.js';
 import { Arena, SLAB_BYTES, SlabPool } from '../../src/engine/slabs.js';
 import { Spool } from '../../src/engine/spool.js';
+import { seeded } from '../support/seeded.js';
 
 let root: string;
 let spool: Spool;
@@ -150,5 +151,45 @@ describe('BodyCollector with an arena', () => {
     await c.add(bytes(1000));
     await c.abandon();
     expect(arena.mark()).toEqual(before);
+  });
+
+  it('holds every body of a batch intact to its end, with messages spilled and abandoned among them', async () => {
+    // Seeded batches on one arena: each message in random reads, some past spillAt (written out,
+    // their slabs given back), some abandoned. A rewind to the wrong place, or a first chunk's
+    // view made where the next message is copied, shows as a body changed once the batch is in.
+    const next = seeded(29);
+    const big = (k: number): number => next(k >> 12) * 4096 + next(4096);
+    const pool = new SlabPool(4);
+    for (let batch = 0; batch < 40; batch++) {
+      const arena = new Arena(pool);
+      const held: Array<{ body: Awaited<ReturnType<BodyCollector['finish']>>; wire: Buffer; what: string }> = [];
+      for (let m = 0; m < 1 + next(10); m++) {
+        const size = next(4) === 0 ? big(SLAB_BYTES + 100_000) : next(3000);
+        const source = Buffer.from(
+          Array.from({ length: size }, (_, i) => (i % 61 === 60 ? 0x0a : i % 53 === 52 ? 0x0d : 97 + ((i + m) % 26))),
+        );
+        const spillAt = [1000, 100_000, SLAB_BYTES, 1024 * 1024][next(4)]!;
+        const c = new BodyCollector(spool, spillAt, arena, next(5) === 0);
+        for (let at = 0; at < source.length; ) {
+          const n = next(3) === 0 ? big(SLAB_BYTES) : 1 + next(2000);
+          await c.add(source.subarray(at, at + n));
+          at += n;
+        }
+        if (next(6) === 0) {
+          await c.abandon();
+          continue;
+        }
+        const body = await c.finish();
+        // What APPEND sends: the bare LF made CRLF (line-ends.ts).
+        const wire = Buffer.from(source.toString('latin1').replace(/(?<!\r)\n/g, '\r\n'), 'latin1');
+        held.push({ body, wire, what: `batch ${batch} message ${m}, ${size} bytes, spillAt ${spillAt}` });
+        expect(body.sha256, held.at(-1)!.what).toBe(createHash('sha256').update(source).digest('hex'));
+      }
+      for (const { body, wire, what } of held) {
+        const sent = body.bytes ? Buffer.concat(body.bytes.chunks) : readFileSync(body.file!);
+        expect(sent.equals(wire), what).toBe(true);
+      }
+      arena.recycle();
+    }
   });
 });

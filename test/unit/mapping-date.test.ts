@@ -44,6 +44,23 @@ describe('parseMailDate', () => {
     expect(iso('1 Jan 2024 10.00.00 +0000')).toBe('2024-01-01T10:00:00.000Z');
   });
 
+  it("reads a month by its first three letters in any case, and a zone's hours and minutes from their places", () => {
+    // The month is looked up by its letters' codes, and the zone's digits read by position: a
+    // letter left in its case, or a digit read one place off, shows here.
+    for (const month of ['JAN', 'jAn', 'jaN', 'January', 'JANUARY']) {
+      expect(iso(`1 ${month} 2024 10:00:00 +0000`), month).toBe('2024-01-01T10:00:00.000Z');
+    }
+    expect(iso('1 SEPT 2024 10:00:00 +0000')).toBe('2024-09-01T10:00:00.000Z');
+    expect(iso('1 Ja 2024 10:00:00 +0000')).toBeNull();
+    expect(iso('1 Jan 2024 10:00:00 +0130')).toBe('2024-01-01T08:30:00.000Z');
+    expect(iso('1 Jan 2024 10:00:00 -0945')).toBe('2024-01-01T19:45:00.000Z');
+    expect(iso('1 Jan 2024 10:00:00 +2359')).toBe('2023-12-31T10:01:00.000Z');
+    expect(iso('1 Jan 2024 10:00:00 -0059')).toBe('2024-01-01T10:59:00.000Z');
+    for (const zone of ['+2400', '-2400', '+0060', '-1360', '+9900']) {
+      expect(iso(`1 Jan 2024 10:00:00 ${zone}`), zone).toBeNull();
+    }
+  });
+
   it('reads any text as it did when it collapsed white space and trimmed first (seeded random dates)', () => {
     // The text parseMailDate matched before it left runs of white space to the pattern.
     const collapsed = (s: string): string | null =>

@@ -266,6 +266,42 @@ describe('status lines', () => {
     expect(parseStatusLine('+OK Dovecot ready. <1.2@host>').text).toBe('Dovecot ready. <1.2@host>');
   });
 
+  it('tells +OK and -ERR apart from any other line as upper-casing its start did, whatever the code unit', () => {
+    // The rule before the indicators were compared by character code: the line's first four
+    // characters upper-cased. A code unit in each place of either indicator (and after it) must
+    // be read the same way: one letter not compared shows as a line taken for a reply.
+    const upperCased = (line: string): string => {
+      const upper = line.slice(0, 4).toUpperCase();
+      if (upper.startsWith('+OK') && (line.length === 3 || line[3] === ' ')) return 'ok';
+      if (upper === '-ERR' && (line.length === 4 || line[4] === ' ')) return 'err';
+      if (line === '+' || line.startsWith('+ ')) return 'continue';
+      return 'refused';
+    };
+    const byCodes = (line: string): string => {
+      try {
+        return parseStatusLine(line).kind;
+      } catch {
+        return 'refused';
+      }
+    };
+    // Latin-1 and what follows it up to the combining marks, and every code unit at all whose
+    // upper case holds an ASCII character (ß to SS, ﬀ to FF, ẖ to H and a mark): the
+    // only ones upper-casing could have read as a letter of either indicator.
+    const units: string[] = [];
+    for (let c = 0; c < 0x10000; c++) {
+      const ch = String.fromCharCode(c);
+      if (c < 0x300 || /[\0-\x7f]/.test(ch.toUpperCase())) units.push(ch);
+    }
+    for (const indicator of ['+OK', '-ERR']) {
+      for (let at = 1; at <= indicator.length; at++) {
+        for (const ch of units) {
+          const line = `${indicator.slice(0, at)}${ch}${indicator.slice(at + 1)} text`;
+          if (byCodes(line) !== upperCased(line)) expect([line, byCodes(line)]).toEqual([line, upperCased(line)]);
+        }
+      }
+    }
+  });
+
   it('parses SASL continuations', () => {
     expect(parseStatusLine('+ VXNlcm5hbWU6')).toEqual({
       kind: 'continue',

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ReadAhead, RetrBody } from '../../src/pop3/retr-body.js';
+import { seeded } from '../support/seeded.js';
 
 /** Reads a body to its end as the receiver does. */
 async function readAll(body: RetrBody): Promise<string[]> {
@@ -110,5 +111,101 @@ describe('RetrBody (a RETR reply between the connection and its reader)', () => 
     // Left queued, 'def' would hold the socket paused for good.
     expect(body.queued).toBe(0);
     expect(resumed).toBe(1);
+  });
+
+  it('hands out what was pushed, in order, and stops and resumes as a plain queue would (seeded steps)', async () => {
+    // The body against a queue written out plainly: a first chunk held apart from those behind it
+    // must not change the order chunks are read in, how many count as queued (push()'s answer,
+    // the room() call), nor what failing or giving up drops.
+    const next = seeded(23);
+    for (let round = 0; round < 2000; round++) {
+      const max = 1 + next(4);
+      let rooms = 0;
+      const body = new RetrBody(() => rooms++, max);
+      const q: string[] = [];
+      let full = false;
+      let ended = false;
+      let failed = false;
+      let gaveUp = false;
+      let expectedRooms = 0;
+      const drop = (): void => {
+        q.length = 0;
+        if (full) expectedRooms++;
+        full = false;
+      };
+      let waiting: Promise<Buffer | null> | null = null;
+      const steps: string[] = [];
+      for (let step = 0, n = 0; step < 30; step++) {
+        const op = next(12);
+        const what = `round ${round}: ${steps.join(' ')}`;
+        if (op < 5) {
+          const chunk = `c${n++}`;
+          steps.push(`push ${chunk}`);
+          let want = true;
+          if (waiting !== null) {
+            const w = waiting;
+            waiting = null;
+            expect(body.push(b(chunk)), what).toBe(true);
+            expect((await w)?.toString(), what).toBe(chunk);
+            continue;
+          }
+          if (!gaveUp && !failed) {
+            q.push(chunk);
+            if (q.length >= max) {
+              full = true;
+              want = false;
+            }
+          }
+          expect(body.push(b(chunk)), what).toBe(want);
+        } else if (op < 10) {
+          if (waiting !== null) continue;
+          steps.push('read');
+          const got = body.read();
+          if (failed) {
+            await expect(got, what).rejects.toThrow('boom');
+          } else if (q.length > 0) {
+            expect((got as Buffer).toString(), what).toBe(q.shift());
+            if (full && q.length < max) {
+              full = false;
+              expectedRooms++;
+            }
+          } else if (ended) {
+            expect(got, what).toBeNull();
+          } else if (gaveUp) {
+            await expect(got, what).rejects.toThrow();
+          } else {
+            expect(got, what).toBeInstanceOf(Promise);
+            waiting = got as Promise<Buffer | null>;
+          }
+        } else if (op === 10) {
+          steps.push('end');
+          if (!gaveUp && !failed) ended = true;
+          body.end();
+          if (waiting !== null && ended) {
+            expect(await waiting, what).toBeNull();
+            waiting = null;
+          }
+        } else {
+          const fail = next(2) === 0;
+          steps.push(fail ? 'fail' : 'destroy');
+          if (fail && !gaveUp && !failed && !ended) {
+            failed = true;
+            drop();
+          }
+          if (!fail && !gaveUp) {
+            gaveUp = true;
+            drop();
+          }
+          if (fail) body.fail(new Error('boom'));
+          else body.destroy();
+          if (waiting !== null && (failed || gaveUp)) {
+            await expect(waiting, what).rejects.toThrow();
+            waiting = null;
+          }
+        }
+        expect(body.queued, what).toBe(q.length);
+        expect(rooms, what).toBe(expectedRooms);
+      }
+    }
   });
 });
