@@ -144,8 +144,12 @@ function contentPool(ctx: RunContext): ContentPool {
   let pool = contentPools.get(ctx.listing);
   if (!pool) {
     const { journal, account } = ctx.o;
-    const keys = new Set(ctx.listing.map((m) => m.uidl));
-    const unlisted = unlistedCopies(keys, journal.indexByUidl(account).values());
+    // Only a copied row can be claimed: with none (a first run) the set of every listed key
+    // (10,000 before the first APPEND) would be built to find nothing.
+    const copied = [...journal.indexByUidl(account).values()].filter(
+      (r) => r.state === 'done' || r.state === 'deleting',
+    );
+    const unlisted = copied.length === 0 ? [] : unlistedCopies(new Set(ctx.listing.map((m) => m.uidl)), copied);
     pool = new ContentPool(unlisted.map((r) => journal.get(account, r.uidl)!));
     contentPools.set(ctx.listing, pool);
   }

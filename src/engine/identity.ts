@@ -28,7 +28,7 @@
 import { hash } from 'node:crypto';
 import type { JournalIndexRow } from '../journal/types.js';
 import { type HeaderField, headerText } from '../mapping/headers.js';
-import type { ListedMessage } from './plan.js';
+import { markKeysListedOnce, type ListedMessage } from './plan.js';
 import { matchRenumbered, type PoolEntry } from './renumbered.js';
 
 const VOLATILE_HEADERS: ReadonlySet<string> = new Set([
@@ -281,6 +281,7 @@ export function identify(
   // miss anything, and each message's key is its UIDL. Its loops were ~5 ms at 10,000 messages.
   if (rows.size === 0 && shared.size === 0) {
     out.listing = listing.slice();
+    markKeysListedOnce(out.listing);
     return out;
   }
   const byHeaders = shared.size === 0 ? null : keySharedByHeaders(listing, shared, rows, hashes);
@@ -341,6 +342,8 @@ export function identify(
         `popsync cannot tell them apart`,
     };
   });
+  // No UIDL shared: each key is its message's UIDL, listed once.
+  if (shared.size === 0) markKeysListedOnce(out.listing);
   const adopted = new Set(out.rekeys.map((r) => r.from));
   for (const r of rows.values()) {
     if (

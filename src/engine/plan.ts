@@ -38,30 +38,37 @@ export function joinListing(
   sizes: Array<{ n: number; size: number }>,
   uidls: Array<{ n: number; uidl: string; fault?: string }>,
 ): ListedMessage[] {
-  // Servers answer LIST and UIDL in the same order: then the two are paired by position, without
-  // a map of every message (this runs before the first RETR of every run, for every message).
-  const byN = inStep(sizes, uidls) ? null : new Map(uidls.map((u) => [u.n, u]));
   const out: ListedMessage[] = new Array(sizes.length);
-  for (let i = 0; i < sizes.length; i++) {
-    const s = sizes[i]!;
-    const u = byN === null ? uidls[i] : byN.get(s.n);
-    out[i] =
-      u === undefined
-        ? { n: s.n, size: s.size, uidl: '' }
-        : u.fault === undefined
+  // Servers answer LIST and UIDL in the same order: then the two are paired by position, without
+  // a map of every message, and checked for it in the same pass (this runs before the first RETR
+  // of every run, for every message, unoptimised: each pass over the listing is ~1 ms at 10,000).
+  // The same message numbers at the same positions, rising (so none is listed twice), or the
+  // pairing starts again by number.
+  if (sizes.length === uidls.length) {
+    let i = 0;
+    for (; i < sizes.length; i++) {
+      const s = sizes[i]!;
+      const u = uidls[i]!;
+      if (s.n !== u.n || (i > 0 && s.n <= sizes[i - 1]!.n)) break;
+      // Inline, not listed(): a call per message costs as much again, unoptimised.
+      out[i] =
+        u.fault === undefined
           ? { n: s.n, size: s.size, uidl: u.uidl }
           : { n: s.n, size: s.size, uidl: u.uidl, fault: u.fault };
+    }
+    if (i === sizes.length) return out;
   }
+  const byN = new Map(uidls.map((u) => [u.n, u]));
+  for (let i = 0; i < sizes.length; i++) out[i] = listed(sizes[i]!, byN.get(sizes[i]!.n));
   return out;
 }
 
-/** The same message numbers at the same positions, rising (so none is listed twice). */
-function inStep(sizes: ReadonlyArray<{ n: number }>, uidls: ReadonlyArray<{ n: number }>): boolean {
-  if (sizes.length !== uidls.length) return false;
-  for (let i = 0; i < sizes.length; i++) {
-    if (sizes[i]!.n !== uidls[i]!.n || (i > 0 && sizes[i]!.n <= sizes[i - 1]!.n)) return false;
-  }
-  return true;
+function listed(s: { n: number; size: number }, u: { uidl: string; fault?: string } | undefined): ListedMessage {
+  return u === undefined
+    ? { n: s.n, size: s.size, uidl: '' }
+    : u.fault === undefined
+      ? { n: s.n, size: s.size, uidl: u.uidl }
+      : { n: s.n, size: s.size, uidl: u.uidl, fault: u.fault };
 }
 
 /** What a report says about a message the plan cannot identify. */
@@ -76,9 +83,24 @@ export function invalidReasonText(m: ListedMessage & { reason: InvalidReason }):
   }
 }
 
+/**
+ * Listings identification found to hold each key once (identity.ts): planCopy does not look for
+ * keys listed twice again, a set of every key (10,000 before every run's first RETR) built to
+ * find none.
+ */
+const keysListedOnce = new WeakSet<readonly ListedMessage[]>();
+
+/** Said by identification of a listing whose keys other than '' are each listed once. */
+export function markKeysListedOnce(listing: readonly ListedMessage[]): void {
+  keysListedOnce.add(listing);
+}
+
+const NO_KEYS: ReadonlySet<string> = new Set();
+
 export function planCopy(listing: ListedMessage[], rows: ReadonlyMap<string, JournalIndexRow>): Plan {
   const plan: Plan = { copy: [], skip: [], invalid: [] };
-  const dup = listedTwice(listing);
+  // '' is never looked up below: it is 'no-uidl' before the keys listed twice are asked.
+  const dup = keysListedOnce.has(listing) ? NO_KEYS : listedTwice(listing);
   // Indexed, as in listedTwice: run once per pass, unoptimised, where a for-of is an iterator
   // result object per message.
   for (let i = 0; i < listing.length; i++) {

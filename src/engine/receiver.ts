@@ -91,11 +91,7 @@ export class Receiver {
     private readonly spool: Spool,
     private readonly limits: ReceiveLimits,
   ) {
-    this.retrsAhead = new RetrAhead(
-      todo.map((m) => m.size),
-      limits.messages,
-      source.roundTripMs ?? Number.POSITIVE_INFINITY,
-    );
+    this.retrsAhead = new RetrAhead(todo, limits.messages, source.roundTripMs ?? Number.POSITIVE_INFINITY);
     this.slabs = new SlabPool(Math.ceil((HELD_BATCHES * (limits.bytes + limits.spillAt)) / SLAB_BYTES));
   }
 

@@ -35,13 +35,18 @@ export function retrsAheadFor(
 }
 
 export class RetrAhead {
-  /** LIST bytes of the first i messages of the copy list, so any run of them is one subtraction. */
-  private readonly before: Float64Array;
+  /**
+   * LIST bytes of the first i messages of the copy list, so any run of them is one subtraction;
+   * null on a link near enough to keep a batch's count, which never asks (a pass over every
+   * message to copy, before the first RETR, for nothing).
+   */
+  private readonly before: Float64Array | null = null;
   /** The most ahead on this link (retrsAheadFor). */
   private readonly max: number;
 
   constructor(
-    sizes: readonly number[],
+    /** The copy list, in order (each message's LIST size). */
+    todo: ReadonlyArray<{ readonly size: number }>,
     /** The batch's message count: always allowed ahead. */
     private readonly messages: number,
     /** The POP3 connection's measured round trip (ms); 0 keeps a batch's count. */
@@ -50,8 +55,10 @@ export class RetrAhead {
     private readonly bytes = RETRS_AHEAD_LIST_BYTES,
   ) {
     this.max = retrsAheadFor(roundTripMs, messages, max);
-    this.before = new Float64Array(sizes.length + 1);
-    for (let i = 0; i < sizes.length; i++) this.before[i + 1] = this.before[i]! + sizes[i]!;
+    if (this.max <= messages) return;
+    const before = new Float64Array(todo.length + 1);
+    for (let i = 0; i < todo.length; i++) before[i + 1] = before[i]! + todo[i]!.size;
+    this.before = before;
   }
 
   /**
@@ -62,15 +69,16 @@ export class RetrAhead {
   target(first: number): number {
     // A link this near keeps a batch's count ahead, whatever the sizes: asked once per message
     // received, the search below was for a count known before it ran.
-    if (this.max <= this.messages) return this.messages;
-    const end = this.before.length - 1;
-    const base = this.before[Math.min(first, end)]!;
+    const before = this.before;
+    if (before === null) return this.messages;
+    const end = before.length - 1;
+    const base = before[Math.min(first, end)]!;
     // The largest count whose sizes fit, by bisection over the running sums.
     let lo = 0;
     let hi = Math.min(this.max, end - Math.min(first, end));
     while (lo < hi) {
       const mid = Math.ceil((lo + hi) / 2);
-      if (this.before[first + mid]! - base <= this.bytes) lo = mid;
+      if (before[first + mid]! - base <= this.bytes) lo = mid;
       else hi = mid - 1;
     }
     return Math.max(this.messages, lo);

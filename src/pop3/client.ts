@@ -594,17 +594,23 @@ const PLAIN_SIZE_LINE = /(\d{1,15}) (\d{1,15})(?:\r\n|\n|$)/y;
 /** "n uidl", the UIDL all 0x21-0x7E (RFC 1939), then CRLF, LF or the listing's end. */
 const PLAIN_UIDL_LINE = /(\d{1,15}) ([\x21-\x7e]+)(?:\r\n|\n|$)/y;
 
-/** LIST lines "n size" only; null for anything else. */
-function plainSizes(body: Buffer): Pop3SizeEntry[] | null {
+/**
+ * LIST lines "n size" only, and whether they number the messages 1, 2, 3... in order (the
+ * Session's `numbered`, told in the same pass); null for anything else.
+ */
+function plainSizes(body: Buffer): { entries: Pop3SizeEntry[]; numbered: boolean } | null {
   const out: Pop3SizeEntry[] = [];
   const text = body.toString('latin1');
+  let numbered = true;
   PLAIN_SIZE_LINE.lastIndex = 0;
   while (PLAIN_SIZE_LINE.lastIndex < text.length) {
     const m = PLAIN_SIZE_LINE.exec(text);
     if (m === null) return null;
-    out.push({ n: +m[1]!, size: +m[2]! });
+    const n = +m[1]!;
+    if (n !== out.length + 1) numbered = false;
+    out.push({ n, size: +m[2]! });
   }
-  return out;
+  return { entries: out, numbered };
 }
 
 /** UIDL lines "n uidl", the UIDL all 0x21-0x7E (RFC 1939) only; null for anything else. */
@@ -619,6 +625,12 @@ function plainUidls(body: Buffer): Pop3UidlEntry[] | null {
     out.push({ n: +m[1]!, uidl: m[2]! });
   }
   return out;
+}
+
+/** Entry i numbers message i + 1: none missing, none twice. */
+function numberedInOrder(entries: readonly Pop3SizeEntry[]): boolean {
+  for (let i = 0; i < entries.length; i++) if (entries[i]!.n !== i + 1) return false;
+  return true;
 }
 
 /**
@@ -663,6 +675,13 @@ class Session implements Pop3Session {
   private statCount: number | null = null;
   /** LIST sizes by message number: they bound what RETR and TOP may send. */
   private readonly sizes = new Map<number, number>();
+  /**
+   * The last LIST when it numbered its messages 1, 2, 3... in order, as servers list them: the
+   * size of n is then its entry n - 1, and `sizes` is not filled with every message (10,000
+   * entries before every run's first RETR). A message's size cannot change within a session, so
+   * either holds the size the server gave.
+   */
+  private numbered: readonly Pop3SizeEntry[] | null = null;
   /** What all RETR bodies of the session hold unread (RETR_READ_AHEAD_BYTES). */
   private readonly ahead: ReadAhead;
   /** Resumes reading the socket: what a body or `ahead` calls once its reader made room. */
@@ -759,8 +778,10 @@ class Session implements Pop3Session {
 
   async list(): Promise<Pop3SizeEntry[]> {
     const body = await this.listing('LIST');
-    const out = plainSizes(body) ?? this.sizesOf(body);
-    for (const { n, size } of out) this.sizes.set(n, size);
+    const plain = plainSizes(body);
+    const out = plain?.entries ?? this.sizesOf(body);
+    if (plain?.numbered ?? numberedInOrder(out)) this.numbered = out;
+    else for (const { n, size } of out) this.sizes.set(n, size);
     return out;
   }
 
@@ -782,7 +803,7 @@ class Session implements Pop3Session {
    * keeps its order; otherwise `LIST n` asks for the size first.
    */
   private messageCeiling(n: number): number | Promise<number> {
-    const size = this.sizes.get(n);
+    const size = this.numbered?.[n - 1]?.size ?? this.sizes.get(n);
     if (size !== undefined) return messageCeiling(size);
     return this.simple(`LIST ${n}`, n).then((r) => {
       const m = /^\d+\s+(\d+)/.exec(r.status.text);

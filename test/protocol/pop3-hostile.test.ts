@@ -133,6 +133,27 @@ describe('reply ceilings', () => {
     expect(second.context.messageNumber).toBe(2);
   });
 
+  it('each RETR is bounded by its own LIST size, whether LIST numbered the messages in order or not', async () => {
+    // Message 1 listed large, 2 small: RETR 2 bounded by 1's size would take megabytes more.
+    for (const listing of ['1 4000000\r\n2 20\r\n', '2 20\r\n1 4000000\r\n']) {
+      const sent = { bytes: 0 };
+      const pop = await fake({
+        messages: [MSG, MSG],
+        handlers: {
+          LIST: (ctx, a) => (a[0] ? ctx.useDefault() : ctx.replyMulti('+OK', listing)),
+          RETR: flood('+OK', 'body line\r\n', sent),
+        },
+      });
+      const s = await connect(pop);
+      await s.list();
+      const err = await failure(s.retr(2));
+      expect(err.kind, listing).toBe('protocol');
+      expect(sent.bytes, listing).toBeLessThan(1024 * 1024);
+      // The size came from the listing read, not from a LIST n.
+      expect(pop.commands('LIST'), listing).toEqual(['LIST']);
+    }
+  });
+
   it('a RETR without a LIST first asks LIST n for its ceiling', async () => {
     const sent = { bytes: 0 };
     const pop = await fake({ messages: [MSG], handlers: { RETR: flood('+OK', 'body line\r\n', sent) } });
