@@ -15,6 +15,7 @@ import { Journal } from '../../src/journal/journal.js';
 import { LockFile, lockFilePath } from '../../src/journal/lock-file.js';
 import { decideLock, STALE_MS, type LockRecord } from '../../src/journal/lock.js';
 import { silentLogger } from '../../src/log.js';
+import { intent } from '../support/journal-item.js';
 
 const T0 = new Date('2030-01-01T00:00:00Z');
 const rec = (o: Partial<LockRecord> = {}): LockRecord => ({
@@ -29,15 +30,7 @@ const rec = (o: Partial<LockRecord> = {}): LockRecord => ({
 });
 const alive = (pids: number[]) => (pid: number) => pids.includes(pid);
 const at = (ms: number) => new Date(T0.getTime() + ms);
-const item = (uidl: string) => ({
-  uidl,
-  size: 10,
-  sha256: 'c'.repeat(64),
-  messageId: null,
-  folder: 'INBOX',
-  destUidValidity: 7n,
-  destUidNext: 1,
-});
+const item = intent;
 
 describe('decideLock (for a run that holds the lock file)', () => {
   it('takes a free lock', () => {

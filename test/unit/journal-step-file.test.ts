@@ -21,6 +21,7 @@ import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Journal } from '../../src/journal/journal.js';
 import { readStepFile } from '../../src/journal/wal-step.js';
+import { intent } from '../support/journal-item.js';
 
 const REPO = resolve(import.meta.dirname, '../..');
 let dir: string;
@@ -34,15 +35,7 @@ afterEach(() => {
 });
 
 const S = { source: 'alice@pop.example.net' };
-const item = (uidl: string) => ({
-  uidl,
-  size: 10,
-  sha256: 'c'.repeat(64),
-  messageId: null,
-  folder: 'INBOX',
-  destUidValidity: 7n,
-  destUidNext: 1,
-});
+const item = intent;
 
 /** The step file is this run's own: a regular file, one link, 0600, naming the run's count. */
 function expectOwnStepFile(step: string): void {

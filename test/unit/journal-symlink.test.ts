@@ -23,6 +23,7 @@ import { holdAccountLock } from '../../src/engine/lock.js';
 import { isPopsyncError } from '../../src/errors.js';
 import { Journal } from '../../src/journal/journal.js';
 import { silentLogger } from '../../src/log.js';
+import { intent } from '../support/journal-item.js';
 
 let dir: string;
 let real: string;
@@ -41,15 +42,7 @@ afterEach(() => {
 
 const A = 'alice@pop.example.net';
 const S = { source: A };
-const item = (uidl: string) => ({
-  uidl,
-  size: 10,
-  sha256: 'c'.repeat(64),
-  messageId: null,
-  folder: 'INBOX',
-  destUidValidity: 7n,
-  destUidNext: 1,
-});
+const item = intent;
 
 function meta(path: string): Record<string, string> {
   const db = new Database(path, { readonly: true, fileMustExist: true });

@@ -28,6 +28,7 @@ import { Journal } from '../../src/journal/journal.js';
 import { LockFile, lockFilePath } from '../../src/journal/lock-file.js';
 import { assertWalIntact, fileState } from '../../src/journal/wal-guard.js';
 import { readStepFile } from '../../src/journal/wal-step.js';
+import { intent } from '../support/journal-item.js';
 
 let dir: string;
 beforeEach(() => {
@@ -38,15 +39,7 @@ afterEach(() => {
 });
 
 const S = { source: 'alice@pop.example.net' };
-const item = (uidl: string) => ({
-  uidl,
-  size: 10,
-  sha256: 'c'.repeat(64),
-  messageId: null,
-  folder: 'INBOX',
-  destUidValidity: 7n,
-  destUidNext: 1,
-});
+const item = intent;
 
 function refusal(fn: () => unknown): { kind: string; message: string; hint: string } {
   try {

@@ -10,21 +10,14 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OutcomeJournal, type ReusedUid } from '../../src/engine/outcomes.js';
 import { configureCrashHook } from '../../src/journal/crash-hook.js';
 import { Journal } from '../../src/journal/journal.js';
-import type { AppendSettlement, BeginAppend } from '../../src/journal/types.js';
+import type { AppendSettlement } from '../../src/journal/types.js';
+import { intent } from '../support/journal-item.js';
 
 const A = 'alice';
 let dir: string;
 let journal: Journal;
 
-const item = (uidl: string): BeginAppend => ({
-  uidl,
-  size: 10,
-  sha256: 'c'.repeat(64),
-  messageId: null,
-  folder: 'INBOX',
-  destUidValidity: 7n,
-  destUidNext: 1,
-});
+const item = intent;
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'popsync-outcomes-'));
