@@ -164,8 +164,7 @@ describe('a journal that lost its -wal', () => {
     again.beginAppend(S.source, [item('u2')]);
     // A killed run: the main file and its -wal copied together, as they were.
     const copy = join(dir, 'copy.sqlite');
-    copyFileSync(path, copy);
-    copyFileSync(`${path}-wal`, `${copy}-wal`);
+    killedCopy(path, copy);
     again.close();
     const resumed = Journal.open(copy, S);
     expect(resumed.get(S.source, 'u2')?.state).toBe('appending');
