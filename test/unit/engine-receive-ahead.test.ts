@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { HELD_BATCHES, HELD_MESSAGE_FLOOR, mayReceive, ReceiveAhead } from '../../src/engine/receive-ahead.js';
+import {
+  HELD_BATCHES,
+  HELD_MESSAGE_FLOOR,
+  MAX_HELD_BATCHES,
+  mayReceive,
+  ReceiveAhead,
+} from '../../src/engine/receive-ahead.js';
 import type { ReceivedBatch } from '../../src/engine/receiver.js';
 import { Arena, SlabPool } from '../../src/engine/slabs.js';
 
@@ -41,22 +47,45 @@ describe('mayReceive (how far ahead of the APPEND window batches are received)',
   it('beyond them, only while a whole batch cap still fits in three caps of held bytes', () => {
     expect(mayReceive(3, 2 * CAP, CAP)).toBe(true);
     expect(mayReceive(3, 2 * CAP + 1, CAP)).toBe(false);
-    expect(mayReceive(12, 11 * MB, CAP)).toBe(true);
+    expect(mayReceive(7, 11 * MB, CAP)).toBe(true);
     expect(mayReceive(3, 3 * CAP, CAP)).toBe(false);
+  });
+
+  it('and never past eight batches, however few bytes they hold', () => {
+    expect(MAX_HELD_BATCHES).toBe(8);
+    expect(mayReceive(MAX_HELD_BATCHES - 1, 7 * MB, CAP)).toBe(true);
+    expect(mayReceive(MAX_HELD_BATCHES, 0, CAP)).toBe(false);
+    expect(mayReceive(12, 11 * MB, CAP)).toBe(false);
   });
 });
 
 describe('ReceiveAhead', () => {
-  it('receives small batches ahead while the window is full, up to the byte bound', async () => {
-    const r = scripted(Array.from({ length: 40 }, () => batch([MB])));
+  it('receives batches ahead while the window is full, up to the byte bound', async () => {
+    const r = scripted(Array.from({ length: 40 }, () => batch([3 * MB, MB])));
     const ahead = new ReceiveAhead(r, CAP);
     await settle();
-    // Nothing taken yet: 21 batches of 1 MB held (20 MB + a cap fits in 30 MB; 21 MB does not).
-    expect(r.calls).toBe(21);
+    // Nothing taken yet: 6 batches of 4 MB held (20 MB + a cap fits in 30 MB; 24 MB does not).
+    expect(r.calls).toBe(6);
     const first = ahead.take()!;
     ahead.release(first, true);
     await settle();
-    expect(r.calls).toBe(22);
+    expect(r.calls).toBe(7);
+  });
+
+  it('receives small batches ahead only up to eight held, the byte bound far off', async () => {
+    const r = scripted(Array.from({ length: 40 }, () => batch([MB])));
+    const ahead = new ReceiveAhead(r, CAP);
+    await settle();
+    // 8 MB held: 21 such batches fit the bytes, but receiving further than the window can use
+    // only takes CPU from the server storing it.
+    expect(r.calls).toBe(MAX_HELD_BATCHES);
+    // Taken (being appended) is still held.
+    const first = ahead.take()!;
+    await settle();
+    expect(r.calls).toBe(MAX_HELD_BATCHES);
+    ahead.release(first, true);
+    await settle();
+    expect(r.calls).toBe(MAX_HELD_BATCHES + 1);
   });
 
   it('holds three batches at the byte cap, as one received behind a window of two did', async () => {
@@ -75,14 +104,15 @@ describe('ReceiveAhead', () => {
   });
 
   it('counts each tiny message held at the floor: batches of them do not fill the bound by the thousand', async () => {
-    // 100 messages of 20 bytes a batch: 2,000 bytes each by their bodies alone, so 10,000
-    // batches (a million messages and their objects) would fit in three caps.
-    const r = scripted(Array.from({ length: 20_000 }, () => batch(Array<number>(100).fill(20))));
+    // 2,500 messages of 20 bytes a batch (--batch-messages 2500): 50,000 bytes each by their
+    // bodies alone, so 600 batches (1.5 million messages and their objects) would fit in three caps.
+    const r = scripted(Array.from({ length: 1_000 }, () => batch(Array<number>(2_500).fill(20))));
     const ahead = new ReceiveAhead(r, CAP);
     await settle();
-    const perBatch = 100 * HELD_MESSAGE_FLOOR;
+    const perBatch = 2_500 * HELD_MESSAGE_FLOOR;
     expect(r.calls).toBe(Math.floor((2 * CAP) / perBatch) + 1);
-    expect(r.calls * 100).toBeLessThanOrEqual((HELD_BATCHES * CAP) / HELD_MESSAGE_FLOOR);
+    expect(r.calls).toBeLessThan(MAX_HELD_BATCHES);
+    expect(r.calls * 2_500).toBeLessThanOrEqual((HELD_BATCHES * CAP) / HELD_MESSAGE_FLOOR);
     ahead.release(ahead.take()!, true);
     await settle();
     expect(r.calls).toBe(Math.floor((2 * CAP) / perBatch) + 2);
