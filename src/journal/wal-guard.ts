@@ -166,6 +166,20 @@ export function assertWalIntact(db: Database.Database, path: string, version: nu
     );
   if (side.mark !== mark.value)
     throw tagged(walLost(path, `${since}, and ${stepFilePath(path)} is that of another run (${side.mark})`));
+  // No count in the header: a popsync from before the header held it wrote the file last (its run
+  // killed and the -wal emptied by a program: nothing lost), or a checkpoint inside a later
+  // run's marking commit, which sets the header to 0, was cut short after page 1 (the -wal then
+  // deleted by hand). Only whoever knows how the -wal went can tell them apart, as for a journal
+  // that kept no count at all: refused, with the hint that takes the mark out.
+  if (side.step === step && header === 0)
+    throw tagged(
+      walLost(
+        path,
+        `${since}; its header holds no count of its ${step} write transactions: a popsync before this one ` +
+          'kept it in the meta table only, or a checkpoint cut short left the file half-written',
+        true,
+      ),
+    );
   if (side.step === step)
     throw tagged(
       walLost(

@@ -427,6 +427,40 @@ describe('a killed run whose -wal is gone is still refused', () => {
     expect(r.message).toMatch(/ is gone$/);
   });
 
+  it(
+    'as one that may have lost records, with the hint that takes the mark out, when no count is in its header ' +
+      '(a popsync that kept it in meta and -step only)',
+    () => {
+      // A killed run of popsync before the header held the count, its -wal emptied into the file
+      // by another program: meta's count is -step's, the header's 0. So is a file whose checkpoint
+      // inside the next run's marking commit was cut short after page 1, its -wal then deleted by
+      // hand: told apart by whoever knows how the -wal went, as for a journal that kept no count.
+      const path = join(dir, 'j.sqlite');
+      const copy = join(dir, 'copy.sqlite');
+      const j = Journal.open(path, S);
+      j.beginAppend(S.source, [item('u1')]);
+      j.confirm(S.source, 'u1', { destUidValidity: 7n, destUid: 1 });
+      killedCopy(path, copy);
+      j.close();
+      lookWithAnotherProgram(copy);
+      const older = new Database(copy, { fileMustExist: true });
+      older.pragma('user_version = 0');
+      older.close();
+      expect(readStepFile(copy)?.step).toBe('2');
+      const r = refusal(() => Journal.open(copy, S));
+      expect(r.message).toMatch(/may be gone$/);
+      expect(r.message).toContain('its header holds no count');
+      const said = /sqlite3 (\S+) "(DELETE FROM meta WHERE key = 'wal_in_use')" and run again$/.exec(r.hint);
+      expect(said?.[1]).toBe(copy);
+      const db = new Database(copy, { fileMustExist: true });
+      db.exec(said![2]!);
+      db.close();
+      const resumed = Journal.open(copy, S);
+      expect(resumed.get(S.source, 'u1')).toMatchObject({ state: 'done', destUid: 1 });
+      resumed.close();
+    },
+  );
+
   it('when -step is ahead of a journal file that has every frame (a -step of a later copy)', () => {
     const path = join(dir, 'j.sqlite');
     const copy = join(dir, 'copy.sqlite');
