@@ -75,6 +75,7 @@
 import { existsSync, statSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import { PopsyncError } from '../errors.js';
+import { printable } from '../report/summary.js';
 import { journalFile } from './sidecars.js';
 import { readStepFile, stepFilePath } from './wal-step.js';
 
@@ -118,17 +119,34 @@ function walLost(path: string, why: string, unproven = false): PopsyncError {
       hint: unproven
         ? `${back}. If instead no one deleted the -wal by hand, but a program that opened the journal after ` +
           'the run was killed (an sqlite3 shell, a backup tool) emptied it into the journal file as it ' +
-          `closed, nothing was lost: sqlite3 ${shellWord(path)} "DELETE FROM meta WHERE key = '${IN_USE_KEY}'" and ` +
-          'run again'
+          `closed, nothing was lost: ${takeMarkOut(path)} and run again`
         : back,
     },
   );
 }
 
 /**
- * A path as one word for a POSIX shell, since the hint above is a command to paste: a journal in
- * "~/Mail backups/" or named with a quote would otherwise run sqlite3 on another file, or none.
+ * The hint's sqlite3 command, a line to paste into a POSIX shell as the CLI prints it: a journal
+ * in "~/Mail backups/" or named with a quote would otherwise run sqlite3 on another file, or none.
+ * A relative path sqlite3 would read as an option (-j.sqlite) or a URI (file:j.sqlite, which
+ * names j.sqlite) goes behind "./". A path holding what the CLI prints escaped (printable(): a
+ * line break, a control or bidi character) cannot be written in the line itself, whose printed
+ * "\x0a" a shell keeps as four characters: printf makes it from octal escapes. (The command
+ * substitution drops a trailing line break, as SQLite does: given "j.sqlite\n" it opens j.sqlite.)
  */
+function takeMarkOut(path: string): string {
+  const sql = `"DELETE FROM meta WHERE key = '${IN_USE_KEY}'"`;
+  const p = path.startsWith('-') || path.startsWith('file:') ? `./${path}` : path;
+  if (printable(p) === p) return `sqlite3 ${shellWord(p)} ${sql}`;
+  let format = '';
+  for (const c of p) {
+    if (printable(c) !== c) for (const b of Buffer.from(c)) format += `\\${b.toString(8).padStart(3, '0')}`;
+    else format += c === '%' ? '%%' : c === '\\' ? '\\\\' : c;
+  }
+  return `sqlite3 "$(printf ${shellWord(format)})" ${sql}`;
+}
+
+/** A string as one word for a POSIX shell: single-quoted unless it is all [A-Za-z0-9_./,:@%+=-]. */
 function shellWord(s: string): string {
   return /^[A-Za-z0-9_./,:@%+=-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
 }

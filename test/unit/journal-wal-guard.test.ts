@@ -20,7 +20,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isPopsyncError } from '../../src/errors.js';
@@ -28,6 +28,7 @@ import { Journal } from '../../src/journal/journal.js';
 import { LockFile, lockFilePath } from '../../src/journal/lock-file.js';
 import { assertWalIntact, fileState } from '../../src/journal/wal-guard.js';
 import { readStepFile } from '../../src/journal/wal-step.js';
+import { printable } from '../../src/report/summary.js';
 import { intent } from '../support/journal-item.js';
 
 let dir: string;
@@ -512,7 +513,64 @@ describe('the hint that takes the mark out', () => {
     const args = execFileSync('sh', ['-c', `printf '%s\\n' ${said![1]}`], { encoding: 'utf8' });
     expect(args).toBe(`${copy}\n`);
   });
+
+  it('gives sqlite3 the journal as its file, not an option or a URI, where the path begins with - or file:', () => {
+    // A relative --journal is used as given; sqlite3 takes "-j.sqlite" for an unknown option and
+    // "file:j.sqlite" for a URI naming j.sqlite, another file.
+    const cwd = process.cwd();
+    process.chdir(dir);
+    try {
+      for (const name of ['-j.sqlite', 'file:j.sqlite']) {
+        const copy = `${name}.copy`;
+        killedWithoutCount(name, copy);
+        const [file, sql] = pastedSqlite3Args(refusal(() => Journal.open(copy, S)).hint, dir);
+        expect(file, name).not.toMatch(/^-|^file:/);
+        expect(resolve(dir, file!), name).toBe(resolve(dir, copy));
+        expect(sql, name).toBe("DELETE FROM meta WHERE key = 'wal_in_use'");
+      }
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
+  it('gives back, as the CLI prints it, a path holding what it prints escaped (a line break, a bidi override)', () => {
+    // printable() shows a line break as \x0a: inside quotes, the pasted line named that file instead.
+    for (const name of ['Mail\nbox.sqlite', "it's 100% \\ \u202e\u2028\x85\x1b.sqlite"]) {
+      const path = join(dir, `src ${name.length}.sqlite`);
+      const copy = join(dir, name);
+      killedWithoutCount(path, copy);
+      const [file, sql] = pastedSqlite3Args(refusal(() => Journal.open(copy, S)).hint, dir);
+      expect(file, JSON.stringify(name)).toBe(copy);
+      expect(sql).toBe("DELETE FROM meta WHERE key = 'wal_in_use'");
+    }
+  });
 });
+
+/**
+ * A killed run's journal of a popsync that kept no count, its -wal emptied by another program:
+ * refused with the hint that takes the mark out.
+ */
+function killedWithoutCount(path: string, copy: string): void {
+  const j = Journal.open(path, S);
+  j.beginAppend(S.source, [item('u1')]);
+  killedCopy(path, copy);
+  j.close();
+  const old = new Database(copy, { fileMustExist: true });
+  old.prepare(`DELETE FROM meta WHERE key = 'wal_step'`).run();
+  old.close();
+  rmSync(`${copy}-step`, { force: true });
+}
+
+/**
+ * What sqlite3 is given by the command of the hint, printed as the CLI prints it (printable())
+ * and pasted into a POSIX shell in `cwd`.
+ */
+function pastedSqlite3Args(hint: string, cwd: string): string[] {
+  const line = /nothing was lost: (.*) and run again$/.exec(printable(hint))?.[1];
+  expect(line).toBeDefined();
+  const out = execFileSync('sh', ['-c', `sqlite3() { printf '%s\\0' "$@"; }; ${line}`], { cwd, encoding: 'utf8' });
+  return out.split('\0').slice(0, -1);
+}
 
 describe('a run whose "in use" mark another writer took', () => {
   it('stops at its next journal write instead of carrying on with no mark in the journal file', () => {
