@@ -308,7 +308,7 @@ export function checkpointMark(db: Database.Database, path: string, waitedMs: nu
       hint:
         'let that process finish (an sqlite3 shell with a transaction open, a backup of the journal, a popsync ' +
         'status or plan still reading) and run again. popsync does not run without the mark in the file: a ' +
-        `${path}-wal lost after a killed run would then go unnoticed, and its messages would be copied again`,
+        `${walPath(path)} lost after a killed run would then go unnoticed, and its messages would be copied again`,
     },
   );
 }

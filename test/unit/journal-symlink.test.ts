@@ -22,6 +22,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { holdAccountLock } from '../../src/engine/lock.js';
 import { isPopsyncError } from '../../src/errors.js';
 import { Journal } from '../../src/journal/journal.js';
+import { checkpointMark } from '../../src/journal/wal-guard.js';
 import { silentLogger } from '../../src/log.js';
 import { intent } from '../support/journal-item.js';
 
@@ -133,5 +134,31 @@ describe('a journal named through a symlink', () => {
       message = e.message;
     }
     expect(message).toContain(`journal ${killedLink} has lost its write-ahead log (${join(killed, 'j.sqlite-wal')})`);
+  });
+
+  it('whose mark a reader keeps out of the file is refused naming the -wal beside the file itself', () => {
+    Journal.open(real, S).close();
+    // A reader on an older snapshot (an sqlite3 shell with a transaction open): the checkpoint
+    // cannot copy what was written after it.
+    const reader = new Database(real, { fileMustExist: true });
+    const writer = new Database(link, { fileMustExist: true });
+    try {
+      writer.pragma('journal_mode = WAL');
+      reader.exec('BEGIN');
+      reader.prepare('SELECT COUNT(*) FROM meta').get();
+      writer.prepare(`INSERT INTO meta (key, value) VALUES ('x', 'y')`).run();
+      writer.pragma('busy_timeout = 0');
+      let hint = '';
+      try {
+        checkpointMark(writer, link, 0);
+      } catch (e) {
+        if (!isPopsyncError(e)) throw e;
+        hint = e.context.hint ?? '';
+      }
+      expect(hint).toContain(`a ${real}-wal lost after a killed run would then go unnoticed`);
+    } finally {
+      reader.close();
+      writer.close();
+    }
   });
 });
