@@ -134,11 +134,21 @@ describe('reply ceilings', () => {
   });
 
   it('each RETR is bounded by its own LIST size, whether LIST numbered the messages in order or not', async () => {
-    // Message 1 listed large, 2 small: RETR 2 bounded by 1's size would take megabytes more.
-    for (const listing of ['1 4000000\r\n2 20\r\n', '2 20\r\n1 4000000\r\n']) {
+    // Message 2 listed small beside a large one: RETR 2 bounded by that one's size would take
+    // megabytes more. Not 1, 2, 3... in order: out of order, a number missing or listed twice,
+    // and the same through the general parser (two spaces are not a plain line).
+    const listings = [
+      '1 4000000\r\n2 20\r\n',
+      '2 20\r\n1 4000000\r\n',
+      '2 20\r\n3 4000000\r\n',
+      '1 4000000\r\n1 4000000\r\n2 20\r\n',
+      '2  20\r\n1  4000000\r\n',
+      '1  4000000\r\n2  20\r\n',
+    ];
+    for (const listing of listings) {
       const sent = { bytes: 0 };
       const pop = await fake({
-        messages: [MSG, MSG],
+        messages: [MSG, MSG, MSG],
         handlers: {
           LIST: (ctx, a) => (a[0] ? ctx.useDefault() : ctx.replyMulti('+OK', listing)),
           RETR: flood('+OK', 'body line\r\n', sent),

@@ -473,6 +473,13 @@ describe('joinListing and planCopy', () => {
       { n: 2, size: 20, uidl: '' },
       { n: 3, size: 30, uidl: 'c' },
     ]);
+    // UIDL in step with LIST as far as it goes, the last message left out: that one has no UIDL.
+    expect(
+      joinListing(sizes, [
+        { n: 1, uidl: 'a' },
+        { n: 2, uidl: 'b' },
+      ]).map((m) => m.uidl),
+    ).toEqual(['a', 'b', '']);
     // Same positions but a number twice: not taken as in step.
     expect(
       joinListing(

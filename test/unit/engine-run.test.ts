@@ -927,6 +927,21 @@ describe('engine', () => {
     },
   );
 
+  it('recognises by its content a copied message renumbered under a new UIDL whose TOP is refused', async () => {
+    const src = new MemorySource([1, 2].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    const dst = new MemoryDestination();
+    expect(await runEngine(options(src, dst))).toMatchObject({ copied: 2 });
+    // A server move: new UIDLs for all, and message 1's headers cannot be read (TOP refused).
+    for (const m of src.messages) m.uidl = `new-${m.uidl}`;
+    src.refuseTop = (b) => b.equals(msg(1));
+    src.messages.push({ uidl: 'u3', body: msg(3) });
+    const r = await runEngine(options(src, dst));
+    // 2 by its headers, 1 by its content once downloaded: only the new message is copied.
+    expect(r).toMatchObject({ copied: 1, recognised: 2 });
+    expect(dst.bodies()).toEqual([1, 2, 3].map((i) => msg(i).toString()));
+    expect(journal.get('alice@pop.test:110', 'new-u1')).toMatchObject({ state: 'done' });
+  });
+
   it('skips messages over skip_larger_than on their LIST size, without RETR, a failure or a journal row', async () => {
     const src = new MemorySource(
       [msg(1), msg(2, 'x'.repeat(500)), msg(3)].map((body, i) => ({ uidl: `u${i + 1}`, body })),
