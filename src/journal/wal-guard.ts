@@ -75,7 +75,7 @@
 import { existsSync, statSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import { PopsyncError } from '../errors.js';
-import { printable } from '../report/summary.js';
+import { printable } from '../printable.js';
 import { journalFile } from './sidecars.js';
 import { readStepFile, stepFilePath } from './wal-step.js';
 

@@ -2,11 +2,14 @@
  * The end-of-run report: human text for a terminal or a cron mail, and JSON for scripts. Both
  * go to stdout (the CLI's only stdout output); the numbers are the engine's RunResult as is.
  *
- * Also home to the small formatting helpers the other reporters share (sizes, durations, and
- * neutralising control characters in text that came from a server).
+ * Also home to the small formatting helpers the other reporters share (sizes, durations), and
+ * passes on printable() (src/printable.ts), which the reporters take from here.
  */
 
 import type { MessageFailure, RunResult } from '../engine/types.js';
+import { printable } from '../printable.js';
+
+export { printable };
 
 /** Bumped only when a field changes meaning or disappears; scripts can check it. */
 export const SUMMARY_JSON_VERSION = 1;
@@ -118,19 +121,6 @@ export function formatEta(ms: number): string {
 export function rateText(bytes: number, ms: number): string | null {
   if (ms <= 0) return null;
   return `${formatBytes(Math.round((bytes * 1000) / ms))}/s`;
-}
-
-/**
- * Server text and UIDLs are untrusted: a hostile server could send ANSI escapes that rewrite
- * the user's terminal or forge report lines, and bidi overrides can make text read backwards.
- * Those characters become visible \xNN / \uNNNN escapes; tabs stay.
- */
-export function printable(s: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
-  return s.replace(/[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => {
-    const code = c.charCodeAt(0);
-    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
-  });
 }
 
 function count(n: number, noun: string): string {

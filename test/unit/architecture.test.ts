@@ -3,7 +3,8 @@
  * import fails here, and so does a known one that was removed without taking it off the list,
  * so the list below only ever shrinks.
  *
- * Layers, lowest first: errors.ts, defaults.ts, log.ts, tls.ts and connect-hints.ts (everyone's), net/
+ * Layers, lowest first: errors.ts, defaults.ts, log.ts, printable.ts, tls.ts and connect-hints.ts
+ * (everyone's), net/
  * (sockets, TLS options, SASL and redaction, written once for both protocols), then the
  * protocol clients and the journal (pop3/, imap/, journal/: nothing above them, nor each
  * other), mapping/ (pure routing),
@@ -22,6 +23,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   errors: [],
   defaults: [],
   log: [],
+  printable: [],
   tls: [],
   // The file bin/popsync.js loads before the program also carries the old generation's setting
   // and the later tier-up.
@@ -33,18 +35,46 @@ const ALLOWED: Record<string, readonly string[]> = {
   net: ['errors', 'defaults', 'log', 'tls', 'connect-hints'],
   pop3: ['errors', 'defaults', 'log', 'tls', 'connect-hints', 'net'],
   imap: ['errors', 'defaults', 'log', 'tls', 'connect-hints', 'net'],
-  journal: ['errors', 'defaults', 'log'],
+  journal: ['errors', 'defaults', 'log', 'printable'],
   mapping: ['errors', 'defaults', 'log'],
   oauth: ['errors', 'defaults', 'log'],
   // tier-up: the copy's later tier-up (copier.ts), a leaf that imports nothing of src/.
-  engine: ['errors', 'defaults', 'log', 'tls', 'connect-hints', 'net', 'pop3', 'imap', 'journal', 'mapping', 'tier-up'],
-  report: ['errors', 'defaults', 'log', 'tls', 'net', 'engine', 'mapping', 'journal'],
+  engine: [
+    'errors',
+    'defaults',
+    'log',
+    'printable',
+    'tls',
+    'connect-hints',
+    'net',
+    'pop3',
+    'imap',
+    'journal',
+    'mapping',
+    'tier-up',
+  ],
+  report: ['errors', 'defaults', 'log', 'printable', 'tls', 'net', 'engine', 'mapping', 'journal'],
   config: ['errors', 'defaults', 'log', 'tls', 'net', 'mapping'],
-  app: ['errors', 'defaults', 'log', 'tls', 'net', 'pop3', 'imap', 'journal', 'mapping', 'engine', 'report', 'config'],
+  app: [
+    'errors',
+    'defaults',
+    'log',
+    'printable',
+    'tls',
+    'net',
+    'pop3',
+    'imap',
+    'journal',
+    'mapping',
+    'engine',
+    'report',
+    'config',
+  ],
   cli: [
     'errors',
     'defaults',
     'log',
+    'printable',
     'tls',
     'connect-hints',
     'net',
