@@ -305,6 +305,16 @@ export function boundTo(db: Database.Database): string | undefined {
   return (db.prepare(`SELECT value FROM meta WHERE key = 'source'`).get() as { value: string } | undefined)?.value;
 }
 
+/**
+ * What to remove to start a journal afresh: its files beside the file a symlinked path names,
+ * where SQLite and popsync keep them (sidecars.ts); removing the symlink alone left them there.
+ */
+function removal(path: string): string {
+  const file = journalFile(path);
+  const files = `${file} (and its -wal, -shm, -step and .lock files)`;
+  return file === path ? files : `${files} and the symlink ${path}`;
+}
+
 /** Binds a fresh journal to its source account, or refuses a journal bound to another one. */
 function bind(db: Database.Database, path: string, binding: JournalBinding, now: () => Date): void {
   const owner = boundTo(db);
@@ -325,7 +335,7 @@ function bind(db: Database.Database, path: string, binding: JournalBinding, now:
         account: binding.source,
         hint: empty
           ? `it records no message of ${owner}: if that account was a mistake (a mistyped host or user), ` +
-            `remove ${path} (and its -wal, -shm, -step and .lock files) and run again`
+            `remove ${removal(path)} and run again`
           : `each POP3 account needs its own journal: use ${owner}'s journal only for that account, ` +
             `and give ${binding.source} a journal file of its own`,
       },

@@ -56,6 +56,24 @@ function meta(path: string): Record<string, string> {
 }
 
 describe('a journal named through a symlink', () => {
+  it('is removed, when bound by mistake, with the files beside the file it names', () => {
+    Journal.open(link, S).close();
+    let hint = '';
+    try {
+      Journal.open(link, { source: 'bob@pop.example.net' }).close();
+    } catch (e) {
+      hint = isPopsyncError(e) ? String(e.context.hint) : '';
+    }
+    expect(hint).toContain(`remove ${real} (and its -wal, -shm, -step and .lock files) and the symlink ${link}`);
+    // Named by its own path, the hint names that path alone.
+    try {
+      Journal.open(real, { source: 'bob@pop.example.net' }).close();
+    } catch (e) {
+      hint = isPopsyncError(e) ? String(e.context.hint) : '';
+    }
+    expect(hint).toContain(`remove ${real} (and its -wal, -shm, -step and .lock files) and run again`);
+  });
+
   it('keeps -step and .lock beside the file itself, where SQLite keeps -wal and -shm', async () => {
     const held = await holdAccountLock(link, A, { command: 'sync', logger: silentLogger });
     try {
