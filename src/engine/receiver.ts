@@ -5,7 +5,8 @@
  * batch take 2.2 GB. So LIST sizes decide nothing here: RETRs are written ahead (pipelined, a
  * batch's worth of commands), but every body is read as a stream, and reading stops - which
  * stops the socket, and TCP stops the server - while a full batch waits for the destination.
- * A batch closes when the bytes it received reach the byte cap or it has its count of messages;
+ * A batch closes when the bytes it received reach the byte cap (each message counted at least
+ * receive-ahead.ts's HELD_MESSAGE_FLOOR, what its records cost) or it has its count of messages;
  * a message past its spill point (Receiver.spillAt: the room its batch has left, at least
  * `limits.spillAt`) goes to a spool file instead of memory (received.ts). So memory and the
  * spool hold what engine/receive-ahead.ts allows (three batches, or more while they fit in three
@@ -28,7 +29,7 @@ import type { Pop3Session } from '../pop3/types.js';
 import type { RunContext } from './context.js';
 import type { ListedMessage } from './plan.js';
 import { BodyCollector, type ReceivedBody } from './received.js';
-import { HELD_BATCHES } from './receive-ahead.js';
+import { HELD_BATCHES, HELD_MESSAGE_FLOOR } from './receive-ahead.js';
 import { RetrAhead } from './retr-ahead.js';
 import { Arena, SLAB_BYTES, SlabPool } from './slabs.js';
 import type { Spool } from './spool.js';
@@ -101,7 +102,12 @@ export class Receiver {
     const items: Received[] = [];
     const arena = new Arena(this.slabs);
     let bytes = 0;
-    while (items.length < this.limits.messages && bytes < this.limits.bytes) {
+    // What the batch holds as receive-ahead.ts counts it (each message at least its floor, so never
+    // less than `bytes`): the cap closes a batch of tiny messages too. On their bytes alone,
+    // --batch-messages 100000 put that many 50-byte messages in one batch (some 85 MB of objects),
+    // and three batches are always held.
+    let held = 0;
+    while (items.length < this.limits.messages && held < this.limits.bytes) {
       this.issue();
       const x = this.ahead[0];
       if (!x) break;
@@ -120,6 +126,7 @@ export class Receiver {
       if (!body) continue;
       items.push({ m: x.m, body });
       bytes += body.wireSize;
+      held += Math.max(body.wireSize, HELD_MESSAGE_FLOOR);
     }
     if (items.length > 0) return { items, error: null, arena };
     arena.recycle();

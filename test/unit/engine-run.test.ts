@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
+import { HELD_MESSAGE_FLOOR } from '../../src/engine/receive-ahead.js';
 import { previewRun } from '../../src/engine/preview.js';
 import { runEngine, type EngineOptions } from '../../src/engine/run.js';
 import { bodySize, isFileBody, memoryChunks } from '../../src/imap/body.js';
@@ -749,6 +750,18 @@ describe('engine', () => {
     // Closed once the cap is reached: at most one message past it.
     expect(Math.max(...held)).toBeLessThan(1024 * 1024 + 310 * 1024);
     expect(dst.batches.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('closes a batch of tiny messages at the cap, each counted at the floor, whatever its count', async () => {
+    // 200 messages of ~50 bytes, a cap of 64 KiB: 32 at HELD_MESSAGE_FLOOR each. Counted on
+    // their bytes alone, one batch took all 200 (--batch-messages 1000), and three such batches
+    // (always allowed, receive-ahead.ts) held a mailbox of tiny messages by the hundred thousand.
+    const src = new MemorySource(Array.from({ length: 200 }, (_, i) => ({ uidl: `u${i + 1}`, body: msg(i + 1) })));
+    const dst = new MemoryDestination();
+    const r = await runEngine(options(src, dst, { batchMessages: 1000, batchBytes: 32 * HELD_MESSAGE_FLOOR }));
+    expect(r).toMatchObject({ copied: 200, failed: [] });
+    expect(dst.batches.map((b) => b.length)).toEqual([32, 32, 32, 32, 32, 32, 8]);
+    expect(dst.bodies()).toEqual(Array.from({ length: 200 }, (_, i) => msg(i + 1).toString()));
   });
 
   it(
