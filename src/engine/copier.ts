@@ -534,12 +534,14 @@ export async function copyAll(
   };
   try {
     for (;;) {
+      // A failed batch ends the pass (retire throws it): nothing more is prepared or written after
+      // it, with `next` waiting or not. Checked only there, a batch received while the window had
+      // room after the oldest retired was written behind a failure already known.
+      if (window.some((w) => w.failed)) {
+        await retire();
+        continue;
+      }
       if (next !== null) {
-        // A failed batch ends the pass (retire throws it): nothing more is written after it.
-        if (window.some((w) => w.failed)) {
-          await retire();
-          continue;
-        }
         // Written once the window's batches being stored are fewer than its depth: the moment
         // the oldest's outcomes are journaled, before its spool files go and receiving resumes.
         const storing = window.filter((w) => !w.settled);

@@ -609,6 +609,55 @@ describe('engine', () => {
     expect(dst.bodies()).toEqual(Array.from({ length: 8 }, (_, i) => msg(i + 1).toString()));
   });
 
+  it('writes nothing after a batch failed, even with room in the window and the next batch received', async () => {
+    const src = new MemorySource([1, 2, 3].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    // Message 3 (the third batch) arrives only once the first batch is answered: it is not
+    // prepared behind the full window but received while the window has room.
+    let letThrough: () => void = () => undefined;
+    const gate = new Promise<void>((r) => {
+      letThrough = r;
+    });
+    const session = src.session();
+    const retrStream = session.retrStream;
+    session.retrStream = (n) => {
+      if (n !== 3) return retrStream(n);
+      const out = new RetrBody(() => undefined);
+      void gate.then(() => {
+        out.push(msg(3));
+        out.end();
+      });
+      return out;
+    };
+    const dst = new MemoryDestination();
+    const sink = dst.sink();
+    const append = sink.appendBatch;
+    const events: string[] = [];
+    const later = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    sink.appendBatch = async (path, items, onOutcome) => {
+      const k = events.filter((e) => e.startsWith('append')).length + 1;
+      events.push(`append ${k}`);
+      if (k === 1) {
+        await later(5);
+        // Stored without a UID (UIDPLUS, yet no APPENDUID): retiring it waits for the window.
+        return append(path, items, (i, o) => onOutcome?.(i, o.ok ? { ok: true, uid: null, uidValidity: null } : o));
+      }
+      if (k === 2) {
+        await later(10);
+        letThrough();
+        await later(20);
+        events.push('batch 2 failed');
+        throw new PopsyncError('protocol', 'the server broke the protocol');
+      }
+      return append(path, items, onOutcome);
+    };
+    await expect(
+      runEngine(options(src, dst, { batchMessages: 1, openSource: async () => session, openSink: async () => sink })),
+    ).rejects.toMatchObject({ kind: 'protocol' });
+    // The failure ends the pass: the third batch, received meanwhile, is never written.
+    expect(events).toEqual(['append 1', 'append 2', 'batch 2 failed']);
+    expect(journal.get('alice@pop.test:110', 'u3')).toBeUndefined();
+  });
+
   it('an interrupt withdraws the intents of a batch prepared with the window full; a rerun copies it', async () => {
     const src = new MemorySource(Array.from({ length: 8 }, (_, i) => ({ uidl: `u${i + 1}`, body: msg(i + 1) })));
     const dst = new MemoryDestination();
