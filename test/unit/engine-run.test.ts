@@ -738,6 +738,38 @@ describe('engine', () => {
     expect(journal.get('alice@pop.test:110', 'u3')).toMatchObject({ state: 'done', attempts: 2 });
   });
 
+  it("a prepared batch's folder that fails to open withdraws the intents of its folders journaled before", async () => {
+    const src = new MemorySource(Array.from({ length: 8 }, (_, i) => ({ uidl: `u${i + 1}`, body: msg(i + 1) })));
+    const dst = new MemoryDestination();
+    const events: string[] = [];
+    dst.events = events;
+    traceIntents(events);
+    const inbox = engineRouter(
+      compileRouting({ rules: [], defaultFolder: 'INBOX', flags: [], seen: [], arrivalDate: true }),
+    );
+    // Batch 3 (u5, u6), prepared behind the full window: u5's intent is journaled in INBOX, then
+    // folder B, first seen for u6, is lost with the link.
+    const route: EngineOptions['route'] = (m) => ({ ...inbox(m), folder: m.uidl === 'u6' ? 'B' : 'INBOX' });
+    let dropped = false;
+    const openSink = async (): Promise<ImapSink> => {
+      const sink = dst.sink();
+      const ensure = sink.ensureFolder;
+      sink.ensureFolder = async (path) => {
+        if (path !== 'B' || dropped) return ensure(path);
+        dropped = true;
+        throw new PopsyncError('connection', 'IMAP connection lost');
+      };
+      return sink;
+    };
+    const r = await runEngine(options(src, dst, { batchMessages: 2, route, openSink }));
+    expect(r).toMatchObject({ copied: 8, reconnects: 1, reconciled: 0 });
+    expect(events.indexOf('intent u5')).toBeLessThan(events.indexOf('append end'));
+    // Never written: taken back, so the copy of the next pass is its first attempt, found by no search.
+    expect(journal.get('alice@pop.test:110', 'u5')).toMatchObject({ state: 'done', attempts: 1 });
+    expect(dst.bodies('INBOX')).toHaveLength(7);
+    expect(dst.bodies('B')).toEqual([msg(6).toString()]);
+  });
+
   it('keeps the messages of a batch that arrived before a drop: they are stored, not fetched again', async () => {
     const src = new MemorySource([1, 2, 3, 4, 5, 6, 7, 8].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
     src.failRetrOnce.set(6, 'drop');
@@ -1104,6 +1136,17 @@ describe('engine: exactly once on servers that rewrite, lack UIDPLUS, or were wr
     );
   }
 
+  it('no UIDPLUS: the copies of a batch cut short by a POP3 drop get their UIDs before the pass ends', async () => {
+    const src = new MemorySource([1, 2, 3, 4, 5, 6].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+    // Batch 1 is u1 and u2 with the drop: they are stored, then the pass ends as POP3's failure.
+    src.failRetrOnce.set(3, 'drop');
+    const dst = new MemoryDestination();
+    dst.uidplus = false;
+    const r = await runEngine(options(src, dst, { batchMessages: 4 }));
+    expect(r).toMatchObject({ copied: 6, reconnects: 1 });
+    expect(['u1', 'u2', 'u3', 'u4', 'u5', 'u6'].map((u) => journal.get(A, u)!.destUid)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
   it('no UIDPLUS: of identical messages a (copied) and b (intended, never sent), b is still copied', async () => {
     const same = msg(7);
     const src = new MemorySource([
@@ -1130,6 +1173,28 @@ describe('engine: exactly once on servers that rewrite, lack UIDPLUS, or were wr
     expect(r.copied).toBe(5);
     const uids = ['u1', 'u2', 'u3', 'u4', 'u5'].map((u) => journal.get(A, u)!.destUid);
     expect(uids).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('no UIDPLUS: one batch outstanding, the next written only once the last one is answered', async () => {
+    // Its copies' UIDs are found by content from its floor: a later batch's copies must not be
+    // there yet, nor its floor taken before them (copier.ts: a window of one, nothing prepared ahead).
+    const same = msg(8);
+    const src = new MemorySource([msg(1), same, same, msg(2), same].map((body, i) => ({ uidl: `u${i + 1}`, body })));
+    const dst = new MemoryDestination();
+    dst.uidplus = false;
+    const events: string[] = [];
+    dst.events = events;
+    const begin = journal.beginAppend;
+    (journal as { beginAppend: typeof begin }).beginAppend = (account, rows) => {
+      events.push(`intent ${rows[0]!.uidl}`);
+      begin(account, rows);
+    };
+    const r = await runEngine(options(src, dst, { batchMessages: 1 }));
+    expect(r.copied).toBe(5);
+    expect(events).toEqual(
+      ['u1', 'u2', 'u3', 'u4', 'u5'].flatMap((u) => [`intent ${u}`, 'append start', 'append end']),
+    );
+    expect(['u1', 'u2', 'u3', 'u4', 'u5'].map((u) => journal.get(A, u)!.destUid)).toEqual([1, 2, 3, 4, 5]);
   });
 
   it('stops, instead of guessing, when several messages share the Message-ID and none has the content', async () => {
