@@ -70,6 +70,15 @@ function retrCeiling(listSize: number): number {
   return messageCeiling(listSize);
 }
 
+/**
+ * The most messages a batch can hold: its count, or what its byte cap holds at HELD_MESSAGE_FLOOR
+ * a message (batch()), whichever is fewer. A batch's worth of RETRs goes ahead (retr-ahead.ts),
+ * a stream and a command each: --batch-messages 100000 of tiny messages wrote all 100,000 at once.
+ */
+export function batchCount(limits: Pick<ReceiveLimits, 'messages' | 'bytes'>): number {
+  return Math.min(limits.messages, Math.ceil(limits.bytes / HELD_MESSAGE_FLOOR));
+}
+
 export class Receiver {
   private readonly ahead: Array<{ m: ListedMessage; stream: RetrBody }> = [];
   private next = 0;
@@ -92,7 +101,7 @@ export class Receiver {
     private readonly spool: Spool,
     private readonly limits: ReceiveLimits,
   ) {
-    this.retrsAhead = new RetrAhead(todo, limits.messages, source.roundTripMs ?? Number.POSITIVE_INFINITY);
+    this.retrsAhead = new RetrAhead(todo, batchCount(limits), source.roundTripMs ?? Number.POSITIVE_INFINITY);
     this.slabs = new SlabPool(Math.ceil((HELD_BATCHES * (limits.bytes + limits.spillAt)) / SLAB_BYTES));
   }
 

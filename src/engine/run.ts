@@ -46,6 +46,7 @@ import { DailyBudget, recentUploads } from './budget.js';
 import { RateLimiter } from './rate.js';
 import { ThrottleBudget } from './throttle.js';
 import { reconcilePending } from './reconciler.js';
+import { batchCount } from './receiver.js';
 import { fromRow, RunRecorder } from './recorder.js';
 import { Spool } from './spool.js';
 import type { ProgressListener, RunResult } from './types.js';
@@ -388,7 +389,11 @@ class Run implements RunContext {
     const messages = headStartOf(
       wanted.filter((m) => !this.rec.hasFailed(m.uidl)),
       {
-        messages: this.o.batchMessages ?? DEFAULT_BATCH_MESSAGES,
+        // What one batch can hold (receiver.ts): tiny messages count at the floor there.
+        messages: batchCount({
+          messages: this.o.batchMessages ?? DEFAULT_BATCH_MESSAGES,
+          bytes: this.o.batchBytes ?? DEFAULT_BATCH_BYTES,
+        }),
         bytes: this.o.batchBytes ?? DEFAULT_BATCH_BYTES,
         maxMessage: Math.min(HEAD_START_MAX_MESSAGE, local),
         budget,

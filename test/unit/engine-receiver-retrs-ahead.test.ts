@@ -6,7 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_BATCH_MESSAGES, RETRS_AHEAD_MAX } from '../../src/defaults.js';
 import type { RunContext } from '../../src/engine/context.js';
-import { Receiver } from '../../src/engine/receiver.js';
+import { HELD_MESSAGE_FLOOR } from '../../src/engine/receive-ahead.js';
+import { Receiver, type ReceiveLimits } from '../../src/engine/receiver.js';
 import { Spool } from '../../src/engine/spool.js';
 import { RetrBody } from '../../src/pop3/retr-body.js';
 import type { Pop3Session } from '../../src/pop3/types.js';
@@ -14,7 +15,11 @@ import type { Pop3Session } from '../../src/pop3/types.js';
 const note = (i: number): Buffer => Buffer.from(`Subject: ${i}\r\n\r\n${'A short note.\r\n'.repeat(20)}`);
 
 /** RETRs written before the receiver handed over its first batch, on a link of `roundTripMs`. */
-async function retrsBeforeFirstBatch(roundTripMs: number | undefined): Promise<number> {
+async function retrsBeforeFirstBatch(
+  roundTripMs: number | undefined,
+  limits: Pick<ReceiveLimits, 'messages' | 'bytes'> = { messages: DEFAULT_BATCH_MESSAGES, bytes: 10 * 1024 * 1024 },
+  batch = DEFAULT_BATCH_MESSAGES,
+): Promise<number> {
   const count = 2000;
   let written = 0;
   const source = {
@@ -30,13 +35,12 @@ async function retrsBeforeFirstBatch(roundTripMs: number | undefined): Promise<n
   const todo = Array.from({ length: count }, (_, i) => ({ n: i + 1, uidl: `u${i + 1}`, size: note(i + 1).length }));
   const ctx = { o: {}, receiveFailures: new Map() } as unknown as RunContext;
   const receiver = new Receiver(ctx, source, todo, new Spool(), {
-    messages: DEFAULT_BATCH_MESSAGES,
-    bytes: 10 * 1024 * 1024,
-    spillAt: 4 * 1024 * 1024,
+    ...limits,
+    spillAt: Math.min(4 * 1024 * 1024, limits.bytes),
     setAsideAfter: 3,
   });
   const got = await receiver.batch();
-  expect(got?.items).toHaveLength(DEFAULT_BATCH_MESSAGES);
+  expect(got?.items).toHaveLength(batch);
   receiver.close();
   return written;
 }
@@ -53,5 +57,12 @@ describe('RETRs the receiver writes ahead', () => {
 
   it('a session that does not measure its round trip is taken as distant', async () => {
     expect(await retrsBeforeFirstBatch(undefined)).toBeGreaterThanOrEqual(RETRS_AHEAD_MAX);
+  });
+
+  it('a batch of tiny messages is what its byte cap holds at the floor, whatever --batch-messages says', async () => {
+    // A cap of 32 floors: a batch holds 32 of them, so 32 is the batch's count that goes ahead
+    // on loopback, not the 100,000 asked for (a stream and a command each, all written at once).
+    const written = await retrsBeforeFirstBatch(0.2, { messages: 100_000, bytes: 32 * HELD_MESSAGE_FLOOR }, 32);
+    expect(written).toBeLessThanOrEqual(2 * 32);
   });
 });

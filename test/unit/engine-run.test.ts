@@ -845,6 +845,24 @@ describe('engine', () => {
     expect(dst.bodies()).toEqual(Array.from({ length: 200 }, (_, i) => msg(i + 1).toString()));
   });
 
+  it('receives ahead of the login no more tiny messages than a batch holds at the floor', async () => {
+    const src = new MemorySource(Array.from({ length: 200 }, (_, i) => ({ uidl: `u${i + 1}`, body: msg(i + 1) })));
+    const dst = new MemoryDestination();
+    let beforeLogin = -1;
+    const openSink = async (): Promise<ImapSink> => {
+      await new Promise((r) => setTimeout(r, 20));
+      beforeLogin = src.retrCount;
+      return dst.sink();
+    };
+    const r = await runEngine(
+      options(src, dst, { batchMessages: 1000, batchBytes: 32 * HELD_MESSAGE_FLOOR, openSink }),
+    );
+    expect(r).toMatchObject({ copied: 200, failed: [] });
+    // The head start is one batch: 32 messages of this cap, not the 200 whose LIST sizes fit it.
+    expect(beforeLogin).toBeGreaterThan(0);
+    expect(beforeLogin).toBeLessThanOrEqual(32);
+  });
+
   it(
     'sets aside at once a message whose RETR carries more than its LIST size allows, and copies ' + 'the rest',
     async () => {
