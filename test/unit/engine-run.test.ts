@@ -11,6 +11,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PopsyncError } from '../../src/errors.js';
 import { HELD_MESSAGE_FLOOR } from '../../src/engine/receive-ahead.js';
+import { SlabPool } from '../../src/engine/slabs.js';
 import { previewRun } from '../../src/engine/preview.js';
 import { runEngine, type EngineOptions } from '../../src/engine/run.js';
 import { bodySize, isFileBody, memoryChunks } from '../../src/imap/body.js';
@@ -607,6 +608,39 @@ describe('engine', () => {
     expect(events.slice(0, firstReply).filter((e) => e === 'append start')).toHaveLength(2);
     expect(events.slice(0, firstReply).filter((e) => e.startsWith('intent'))).toHaveLength(3);
     expect(dst.bodies()).toEqual(Array.from({ length: 8 }, (_, i) => msg(i + 1).toString()));
+  });
+
+  it("never gives a failed batch's memory back for reuse: a write of it may still be queued", async () => {
+    // Every slab given back is overwritten at once, as if the next batch had reused it (the e2e
+    // slab-reuse test does the same): a body read after its memory was given back shows it.
+    const give = SlabPool.prototype.give;
+    SlabPool.prototype.give = function (this: SlabPool, slabs: readonly Buffer[]) {
+      for (const s of slabs) s.fill(0x21);
+      give.call(this, slabs);
+    };
+    try {
+      const src = new MemorySource([1, 2, 3, 4].map((i) => ({ uidl: `u${i}`, body: msg(i) })));
+      const dst = new MemoryDestination();
+      const sink = dst.sink();
+      const append = sink.appendBatch;
+      // Each batch's bytes as handed over: for batch 2, what a socket still holding them would
+      // send after its failure.
+      const handed: Buffer[][] = [];
+      sink.appendBatch = async (path, items, onOutcome) => {
+        handed.push(items.flatMap((it) => [...memoryChunks(it.body as Parameters<typeof memoryChunks>[0])]));
+        if (handed.length !== 2) return append(path, items, onOutcome);
+        await new Promise((r) => setTimeout(r, 5));
+        throw new PopsyncError('protocol', 'the server broke the protocol');
+      };
+      await expect(
+        runEngine(options(src, dst, { batchMessages: 1, openSink: async () => sink })),
+      ).rejects.toMatchObject({ kind: 'protocol' });
+      expect(Buffer.concat(handed[1]!).toString()).toBe(msg(2).toString());
+      // Batch 1, answered whole, was given back and overwritten: the hook does see what is given back.
+      expect(Buffer.concat(handed[0]!).toString()).toMatch(/^!+$/);
+    } finally {
+      SlabPool.prototype.give = give;
+    }
   });
 
   it('writes nothing after a batch failed, even with room in the window and the next batch received', async () => {
