@@ -186,7 +186,8 @@ function orphans(listed: ReadonlySet<string>, rows: ReadonlyMap<string, JournalI
 
 /**
  * Message numbers that need `TOP n 0` before the listing can be trusted. With a UIDL: known
- * UIDLs whose LIST size changed, and unknown UIDLs only while some copied row has gone missing
+ * UIDLs whose LIST size changed or whose row is 'deleting' (an interrupted deletion may have
+ * removed its message), and unknown UIDLs only while some copied row has gone missing
  * (otherwise no row could be theirs). Without UIDL: every message.
  */
 export function needsHeaders(
@@ -210,7 +211,10 @@ export function needsHeaders(
       out.push(m.n);
     } else if (row === undefined || row.state === 'deleted') {
       if (anyOrphan) out.push(m.n);
-    } else if (COPIED.has(row.state) && row.listSize !== null && row.listSize !== m.size) {
+    } else if (
+      row.state === 'deleting' ||
+      (COPIED.has(row.state) && row.listSize !== null && row.listSize !== m.size)
+    ) {
       out.push(m.n);
     }
   }
@@ -302,17 +306,19 @@ export function identify(
     } else if (
       row !== undefined &&
       COPIED.has(row.state) &&
-      row.listSize !== null &&
-      row.listSize !== m.size &&
+      (row.state === 'deleting' || (row.listSize !== null && row.listSize !== m.size)) &&
       hash !== undefined
     ) {
+      // A 'deleting' row is asked whatever its size: its deletion may have happened (a QUIT whose
+      // +OK never came), and a UIDL then given to new mail of the same size would settle the row
+      // back to 'done' on the UIDL alone, the new message counted as copied and never copied.
       if (row.headerHash !== null && row.headerHash !== hash) {
         const aside = `${m.uidl} reused ${stamp}`;
         out.rekeys.push({ from: m.uidl, to: aside });
         out.reused.push(m.uidl);
         // The moved row may be the message a new UIDL names now (UIDLs shuffled).
         pool.push({ key: aside, hash: row.headerHash, size: row.listSize });
-      } else {
+      } else if (row.listSize === null || row.listSize !== m.size || row.vanishedAt !== null) {
         out.listSizes.push({ uidl: m.uidl, listSize: m.size });
       }
     } else if (row !== undefined && (row.listSize === null || row.vanishedAt !== null)) {

@@ -102,6 +102,40 @@ describe('sync --delete with QUIT written behind the DELEs', () => {
     expect(stored(), 'each message copied once').toBe(5);
   });
 
+  it("QUIT's reply lost after the commit, then its UIDL given to new mail of the same size: copied", async () => {
+    const all = uidls();
+    pop.handlers.QUIT = (ctx) => {
+      for (const m of ctx.messages) {
+        if (!m.deleted) continue;
+        const at = ctx.server.mailbox.findIndex((x) => x.uidl === m.uidl);
+        if (at >= 0) ctx.server.mailbox.splice(at, 1);
+      }
+      ctx.drop();
+    };
+    const gone = pop.mailbox[0]!.body;
+    const first = await sync();
+    expect(first.code, first.stdout).not.toBe(0);
+    expect(new Set(Object.values(states()))).toEqual(new Set(['deleting']));
+
+    // A server that recycles UIDLs gives the first one to new mail, as long as the mail it named.
+    const fresh = Buffer.from(gone.toString('latin1').replaceAll('pipelined-quit-1', 'pipelined-reus-1'), 'latin1');
+    expect(fresh.length).toBe(gone.length);
+    expect(fresh.equals(gone)).toBe(false);
+    pop.mailbox.push({ uidl: all[0]!, body: fresh });
+    delete pop.handlers.QUIT;
+    const second = await sync();
+    expect(second.code, second.stderr).toBe(0);
+    expect(JSON.parse(second.stdout)).toMatchObject({ copied: 1 });
+    const inbox = imap.mailboxes.get('INBOX')!.messages;
+    expect(
+      inbox.filter((m) => m.body.equals(fresh)),
+      'the new message is copied, once',
+    ).toHaveLength(1);
+    expect(stored(), 'each of the five copied once, and the new one').toBe(6);
+    expect(uidls(), 'deleted once its copy was confirmed').toEqual([]);
+    expect(Object.values(states()).sort()).toEqual(Array(6).fill('deleted'));
+  });
+
   it("QUIT's reply lost and nothing committed: 'deleting' until the next run, which deletes them again", async () => {
     const all = uidls();
     pop.handlers.QUIT = (ctx) => ctx.drop();

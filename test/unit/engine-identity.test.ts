@@ -260,6 +260,32 @@ describe('identify', () => {
     expect(id.rekeys).toEqual([{ from: 'u1', to: `u1 reused ${NOW.toISOString()}` }]);
   });
 
+  // A deletion whose QUIT reached the server's UPDATE but whose +OK never came (a drop, a -ERR to
+  // QUIT after some deletions, a kill) leaves rows 'deleting'. Should the server give such a
+  // UIDL to new mail before the next run, at the same size, the row was settled back to 'done'
+  // on the UIDL alone: the new message counted as copied and was never copied.
+  it("reads the headers of a listed UIDL whose row is 'deleting', and a different message there is a reuse", () => {
+    const listing = [{ n: 1, uidl: 'u1', size: 100 }];
+    const j = rows(row('u1', { state: 'deleting' }));
+    expect(needsHeaders(listing, j, true)).toEqual([1]);
+    const id = identify(listing, j, new Map([[1, 'other']]), { uidlSupported: true, now: NOW });
+    expect(id.reused).toEqual(['u1']);
+    expect(id.rekeys).toEqual([{ from: 'u1', to: `u1 reused ${NOW.toISOString()}` }]);
+    expect(id.listSizes).toEqual([]);
+  });
+
+  it("keeps a listed 'deleting' row whose message still has the copied headers, writing nothing", () => {
+    const listing = [{ n: 1, uidl: 'u1', size: 100 }];
+    const j = rows(row('u1', { state: 'deleting' }));
+    const id = identify(listing, j, new Map([[1, 'h-u1']]), { uidlSupported: true, now: NOW });
+    expect(id).toMatchObject({ rekeys: [], reused: [], listSizes: [], vanished: [] });
+    // TOP refused: the UIDL is trusted, as for any other row.
+    expect(identify(listing, j, new Map(), { uidlSupported: true, now: NOW })).toMatchObject({
+      rekeys: [],
+      reused: [],
+    });
+  });
+
   it('keeps a known UIDL whose size changed but whose headers did not, and records the new size', () => {
     const id = identify([{ n: 1, uidl: 'u1', size: 300 }], rows(row('u1')), new Map([[1, 'h-u1']]), {
       uidlSupported: true,
