@@ -136,6 +136,33 @@ describe('sync --delete with QUIT written behind the DELEs', () => {
     expect(Object.values(states()).sort()).toEqual(Array(6).fill('deleted'));
   });
 
+  // RFC 2449 [SYS/TEMP] on QUIT: the UPDATE state failed part way, so some DELEs may have been
+  // committed and others not. Nothing is journaled 'deleted' on that answer.
+  it("QUIT answered -ERR after removing some: 'deleting', the next run settles and deletes the rest", async () => {
+    const all = uidls();
+    pop.handlers.QUIT = (ctx) => {
+      const done = ctx.messages.filter((m) => m.deleted).slice(0, 2);
+      for (const m of done) {
+        const at = ctx.server.mailbox.findIndex((x) => x.uidl === m.uidl);
+        if (at >= 0) ctx.server.mailbox.splice(at, 1);
+      }
+      ctx.reply('-ERR [SYS/TEMP] some messages could not be deleted');
+    };
+    const first = await sync();
+    expect(first.code, first.stdout).toBe(75);
+    expect(JSON.parse(first.stdout).error.message).toMatch(/refused QUIT/);
+    expect(uidls()).toEqual(all.slice(2));
+    expect(new Set(Object.values(states())), 'no row deleted on a -ERR to QUIT').toEqual(new Set(['deleting']));
+
+    delete pop.handlers.QUIT;
+    const second = await sync();
+    expect(second.code, second.stderr).toBe(0);
+    expect(JSON.parse(second.stdout)).toMatchObject({ copied: 0, deleted: 5 });
+    expect(uidls()).toEqual([]);
+    expect(new Set(Object.values(states()))).toEqual(new Set(['deleted']));
+    expect(stored(), 'each message copied once').toBe(5);
+  });
+
   it("QUIT's reply lost and nothing committed: 'deleting' until the next run, which deletes them again", async () => {
     const all = uidls();
     pop.handlers.QUIT = (ctx) => ctx.drop();
