@@ -131,8 +131,11 @@ async function sameMessages(
   return due.filter((c, i) => {
     if (c.row.headerHash === null || hashes[i] === c.row.headerHash) return true;
     ctx.rec.warn(
-      `UIDL ${c.uidl}: not deleted from the source: its headers differ from the copy's (the server may have ` +
-        `reused the UIDL)`,
+      hashes[i] === null
+        ? `UIDL ${c.uidl}: not deleted from the source: the POP3 server refused TOP ${c.n} 0, so popsync cannot ` +
+            `check it is the message copied`
+        : `UIDL ${c.uidl}: not deleted from the source: its headers differ from the copy's (the server may have ` +
+            `reused the UIDL)`,
     );
     return false;
   });
