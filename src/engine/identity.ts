@@ -19,8 +19,12 @@
  *    copied under that UIDL while it was still unique joins their group, so its copy is claimed
  *    by one of them; when the UIDL is unique again, case 2 gives the surviving row its UIDL back.
  * 5. A UIDL popsync itself deleted ('deleted') listed again: the server reused it for a new
- *    message (the deleted one is gone), so the old row is moved aside as in 1 without asking.
- *    Should copied rows be missing, the message is still checked against them as in 2.
+ *    message (the deleted one is gone), so the old row is moved aside as in 1. Should copied
+ *    rows be missing, the message is still checked against them as in 2. One exception, asked
+ *    with TOP: the headers and LIST size of the message copied. Its row was recorded 'deleted'
+ *    because a listing no longer showed it after an unconfirmed deletion, by a server that
+ *    lists only part of the mailbox (WildDuck: the newest 250); it was never removed. It is
+ *    that copied message, not copied again, and kept on the source ('deleted' is final).
  *
  * The header hash follows Dovecot's pop3-migration: sha256 of the header block with volatile
  * fields removed, the ones that POP servers and local delivery agents add or rewrite.
@@ -187,8 +191,8 @@ function orphans(listed: ReadonlySet<string>, rows: ReadonlyMap<string, JournalI
 /**
  * Message numbers that need `TOP n 0` before the listing can be trusted. With a UIDL: known
  * UIDLs whose LIST size changed or whose row is 'deleting' (an interrupted deletion may have
- * removed its message), and unknown UIDLs only while some copied row has gone missing
- * (otherwise no row could be theirs). Without UIDL: every message.
+ * removed its message) or 'deleted' (case 5), and unknown UIDLs only while some copied row has
+ * gone missing (otherwise no row could be theirs). Without UIDL: every message.
  */
 export function needsHeaders(
   listing: readonly ListedMessage[],
@@ -209,9 +213,10 @@ export function needsHeaders(
     const row = rows.get(m.uidl);
     if (shared.has(m.uidl)) {
       out.push(m.n);
-    } else if (row === undefined || row.state === 'deleted') {
+    } else if (row === undefined) {
       if (anyOrphan) out.push(m.n);
     } else if (
+      row.state === 'deleted' ||
       row.state === 'deleting' ||
       (COPIED.has(row.state) && row.listSize !== null && row.listSize !== m.size)
     ) {
@@ -259,6 +264,8 @@ export interface Identification {
   recognised: number;
   /** UIDLs now naming a different message than the one copied under them. */
   reused: string[];
+  /** UIDLs recorded 'deleted' whose message is listed again, the one copied (case 5): kept, not copied. */
+  reappeared: string[];
   /** Rows whose list_size is missing or outdated, or whose vanished mark is to be cleared. */
   listSizes: Array<{ uidl: string; listSize: number }>;
   /** Copied rows missing from the listing for the first time, not deleted by popsync. */
@@ -276,7 +283,15 @@ export function identify(
   hashes: ReadonlyMap<number, string>,
   o: { uidlSupported: boolean; now: Date },
 ): Identification {
-  const out: Identification = { listing: [], rekeys: [], recognised: 0, reused: [], listSizes: [], vanished: [] };
+  const out: Identification = {
+    listing: [],
+    rekeys: [],
+    recognised: 0,
+    reused: [],
+    reappeared: [],
+    listSizes: [],
+    vanished: [],
+  };
   if (!o.uidlSupported) return identifyByHeaders(listing, rows, hashes, out);
 
   const uidls = uidlSets(listing);
@@ -299,7 +314,15 @@ export function identify(
     if (shared.has(m.uidl)) continue;
     const row = rows.get(m.uidl);
     const hash = hashes.get(m.n);
-    if (row !== undefined && row.state === 'deleted') {
+    if (
+      row !== undefined &&
+      row.state === 'deleted' &&
+      hash !== undefined &&
+      row.headerHash === hash &&
+      row.listSize === m.size
+    ) {
+      out.reappeared.push(m.uidl);
+    } else if (row !== undefined && row.state === 'deleted') {
       // Deleted by popsync means gone from the server: this is a new message under a reused UIDL.
       out.rekeys.push({ from: m.uidl, to: `${m.uidl} reused ${stamp}` });
       out.reused.push(m.uidl);

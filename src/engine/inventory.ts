@@ -134,6 +134,12 @@ export class Inventory {
         'the server reused this UIDL for a different message; the old row was moved aside and the new ' +
           'message is copied',
       );
+    for (const uidl of id.reappeared)
+      ctx.rec.warn(
+        `UIDL ${uidl}: recorded deleted from the source, but listed again with the headers and size of the ` +
+          'message copied (a listing that hid it after a deletion the server never confirmed): its copy ' +
+          'stands, so it is not copied again, and it stays on the source',
+      );
     if (id.recognised > 0) logger.info({ account, recognised: id.recognised }, 'messages recognised under new UIDLs');
     const result = ctx.rec.result;
     result.recognised += id.recognised;

@@ -163,6 +163,33 @@ describe('sync --delete with QUIT written behind the DELEs', () => {
     expect(stored(), 'each message copied once').toBe(5);
   });
 
+  // A server that lists only part of the mailbox (WildDuck: the newest 250) can hide a message
+  // whose deletion never happened; the next run records it 'deleted' as it is no longer listed.
+  // Listed again later with the headers and size copied, it is that message, not new mail under
+  // a reused UIDL: copying it again would duplicate it.
+  it("a 'deleting' row hidden from one listing and listed again later is not copied a second time", async () => {
+    const all = uidls();
+    pop.handlers.QUIT = (ctx) => ctx.drop();
+    const first = await sync();
+    expect(first.code, first.stdout).not.toBe(0);
+    expect(new Set(Object.values(states()))).toEqual(new Set(['deleting']));
+
+    delete pop.handlers.QUIT;
+    const hidden = pop.mailbox.splice(0, 1);
+    const second = await sync();
+    expect(second.code, second.stderr).toBe(0);
+    expect(uidls()).toEqual([]);
+    expect(states()[all[0]!], 'inferred from the listing').toBe('deleted');
+
+    pop.mailbox.push(...hidden);
+    const third = await sync();
+    expect(third.code, third.stderr).toBe(0);
+    expect(JSON.parse(third.stdout)).toMatchObject({ copied: 0 });
+    expect(third.stderr).toMatch(new RegExp(`UIDL ${all[0]}: .*listed again`));
+    expect(stored(), 'each message copied once').toBe(5);
+    expect(uidls(), 'kept on the source: popsync never deletes a message twice').toEqual([all[0]]);
+  });
+
   it("QUIT's reply lost and nothing committed: 'deleting' until the next run, which deletes them again", async () => {
     const all = uidls();
     pop.handlers.QUIT = (ctx) => ctx.drop();

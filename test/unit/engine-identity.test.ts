@@ -445,12 +445,28 @@ describe('identify: shared UIDLs (popa3d) and UIDLs popsync deleted', () => {
       { n: 2, uidl: 'u2', size: 100 },
     ];
     const j = rows(row('u1', { state: 'deleted' }), row('u2'));
-    expect(needsHeaders(listing, j, true)).toEqual([]);
-    const id = identify(listing, j, new Map(), opts);
-    expect(id.rekeys).toEqual([{ from: 'u1', to: `u1 reused ${NOW.toISOString()}` }]);
-    expect(id.reused).toEqual(['u1']);
+    expect(needsHeaders(listing, j, true)).toEqual([1]);
+    // Other headers, or a TOP refused: a new message under the reused UIDL.
+    for (const hashes of [new Map([[1, 'other']]), new Map<number, string>()]) {
+      const id = identify(listing, j, hashes, opts);
+      expect(id.rekeys).toEqual([{ from: 'u1', to: `u1 reused ${NOW.toISOString()}` }]);
+      expect(id.reused).toEqual(['u1']);
+      expect(id.reappeared).toEqual([]);
+    }
     const after = rows(row(`u1 reused ${NOW.toISOString()}`, { state: 'deleted' }), row('u2'));
+    const id = identify(listing, j, new Map([[1, 'other']]), opts);
     expect(planCopy(id.listing, after).copy.map((m) => m.uidl)).toEqual(['u1']);
+  });
+
+  it("a UIDL recorded 'deleted' listed again with the copied headers and size is that message: not copied", () => {
+    const listing = [{ n: 1, uidl: 'u1', size: 100 }];
+    const j = rows(row('u1', { state: 'deleted' }));
+    const id = identify(listing, j, new Map([[1, 'h-u1']]), opts);
+    expect(id).toMatchObject({ rekeys: [], reused: [], reappeared: ['u1'], listSizes: [] });
+    expect(planCopy(id.listing, j).copy).toEqual([]);
+    // The same headers at another size: not the message copied.
+    const other = identify([{ n: 1, uidl: 'u1', size: 120 }], j, new Map([[1, 'h-u1']]), opts);
+    expect(other).toMatchObject({ reused: ['u1'], reappeared: [] });
   });
 
   it('a UIDL with bytes RFC 1939 forbids is a reported fault, never cut or guessed', () => {
