@@ -13,7 +13,8 @@
  *    size equal those of a copied row that is no longer listed are that row under a new name;
  *    the row is re-keyed, nothing is copied again.
  * 3. No UIDL at all (UIDL answers -ERR): the header hash and LIST size are the identity, with an
- *    occurrence number telling exact duplicates apart: `header:<sha256>:<size>#<k>`.
+ *    occurrence number telling exact duplicates apart: `header:<sha256>:<size>#<k>`. Rows
+ *    copied under UIDLs before are recognised under these keys as in 2.
  * 4. One UIDL for several messages (popa3d derives UIDLs from content, so identical messages
  *    share one): those messages alone are keyed as in 3, the others keep their UIDLs. A row
  *    copied under that UIDL while it was still unique joins their group, so its copy is claimed
@@ -462,8 +463,27 @@ function identifyByHeaders(
     used.add(key);
     out.listing.push({ ...m, uidl: key });
   }
+  // Rows copied under a UIDL, by a run whose server still answered UIDL (or will again), are case
+  // 2 under header keys: a message with a key no row has, whose header hash and size are such a
+  // row's, is that row. Unmatched, a row an interrupted deletion left 'deleting' was recorded
+  // 'deleted' as no longer listed, and its message copied again.
+  const pool: PoolEntry[] = orphans(used, rows).map((r) => ({ key: r.uidl, hash: r.headerHash!, size: r.listSize }));
+  if (pool.length > 0) {
+    const recognised = matchRenumbered(pool, out.listing, (m) =>
+      m.uidl === '' || rows.has(m.uidl) ? undefined : hashes.get(m.n),
+    );
+    out.rekeys.push(...recognised);
+    out.recognised += recognised.length;
+  }
+  const adopted = new Set(out.rekeys.map((r) => r.from));
   for (const r of rows.values()) {
-    if (r.state === 'done' && r.vanishedAt === null && r.uidl.startsWith('header:') && !used.has(r.uidl))
+    if (
+      r.state === 'done' &&
+      r.vanishedAt === null &&
+      r.uidl.startsWith('header:') &&
+      !used.has(r.uidl) &&
+      !adopted.has(r.uidl)
+    )
       out.vanished.push(r.uidl);
   }
   return out;

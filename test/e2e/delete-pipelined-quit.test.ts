@@ -190,6 +190,27 @@ describe('sync --delete with QUIT written behind the DELEs', () => {
     expect(uidls(), 'kept on the source: popsync never deletes a message twice').toEqual([all[0]]);
   });
 
+  // A server that answers UIDL with -ERR on the next run (an upgrade, a misconfiguration) lists
+  // its messages under header keys: the rows an interrupted deletion left 'deleting' under their
+  // UIDLs are those messages, not deleted ones, and nothing is copied twice.
+  it("'deleting' rows, then UIDL refused: recognised by headers, deleted, not copied again", async () => {
+    pop.handlers.QUIT = (ctx) => ctx.drop();
+    const first = await sync();
+    expect(first.code, first.stdout).not.toBe(0);
+    expect(new Set(Object.values(states()))).toEqual(new Set(['deleting']));
+
+    delete pop.handlers.QUIT;
+    pop.handlers.UIDL = (ctx) => ctx.reply('-ERR UIDL not supported');
+    const second = await sync();
+    expect(second.code, second.stderr).toBe(0);
+    expect(JSON.parse(second.stdout)).toMatchObject({ copied: 0, deleted: 5, recognised: 5 });
+    expect(stored(), 'each message copied once').toBe(5);
+    expect(pop.mailbox).toEqual([]);
+    const after = states();
+    expect(Object.keys(after).every((k) => k.startsWith('header:'))).toBe(true);
+    expect(new Set(Object.values(after))).toEqual(new Set(['deleted']));
+  });
+
   it("QUIT's reply lost and nothing committed: 'deleting' until the next run, which deletes them again", async () => {
     const all = uidls();
     pop.handlers.QUIT = (ctx) => ctx.drop();

@@ -330,6 +330,37 @@ describe('identify', () => {
     expect(id.vanished).toEqual(['gone']);
   });
 
+  it('without UIDL: rows copied under UIDLs before are recognised by header hash and size, re-keyed', () => {
+    const H = (c: string) => c.repeat(64);
+    const j = rows(
+      row('u1', { headerHash: H('a'), listSize: 10, state: 'deleting' }),
+      row('u2', { headerHash: H('b'), listSize: 20 }),
+      row('u3', { headerHash: H('c'), listSize: 30 }),
+    );
+    const listing = [
+      { n: 1, uidl: '', size: 10 },
+      { n: 2, uidl: '', size: 20 },
+      { n: 3, uidl: '', size: 40 },
+    ];
+    const hashes = new Map([
+      [1, H('a')],
+      [2, H('b')],
+      [3, H('c')],
+    ]);
+    const id = identify(listing, j, hashes, { uidlSupported: false, now: NOW });
+    expect(id.rekeys).toEqual([
+      { from: 'u1', to: `header:${H('a')}:10#1` },
+      { from: 'u2', to: `header:${H('b')}:20#1` },
+    ]);
+    expect(id.recognised).toBe(2);
+    // Another size: not u3's message.
+    expect(id.listing.map((m) => m.uidl)).toEqual([
+      `header:${H('a')}:10#1`,
+      `header:${H('b')}:20#1`,
+      `header:${H('c')}:40#1`,
+    ]);
+  });
+
   it('without UIDL: keys by header hash and size, telling identical messages apart by occurrence', () => {
     const listing = [
       { n: 1, uidl: '', size: 10 },
