@@ -13,7 +13,7 @@ import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { FAKE_PASSWORD, startFakeImap, type FakeImap } from '../support/fake-imap.js';
-import { startFakePop3, type FakePop3 } from '../support/fake-pop3.js';
+import { type FakeContext, startFakePop3, type FakePop3 } from '../support/fake-pop3.js';
 import { loopbackArgs } from '../support/lab-fixture.js';
 import { mail } from './sync-helpers.js';
 
@@ -59,6 +59,14 @@ function states(): Record<string, string> {
 const uidls = (): string[] => pop.mailbox.map((m) => m.uidl);
 const stored = (): number => imap.mailboxes.get('INBOX')!.messages.length;
 
+/** The server's UPDATE state for the messages marked deleted (the first `count` of them): gone from its mailbox. */
+function commitDeletes(ctx: FakeContext, count = Number.POSITIVE_INFINITY): void {
+  for (const m of ctx.messages.filter((x) => x.deleted).slice(0, count)) {
+    const at = ctx.server.mailbox.findIndex((x) => x.uidl === m.uidl);
+    if (at >= 0) ctx.server.mailbox.splice(at, 1);
+  }
+}
+
 describe('sync --delete with QUIT written behind the DELEs', () => {
   it('a DELE answered -ERR keeps its message and its row: never journaled deleted', async () => {
     const all = uidls();
@@ -82,11 +90,7 @@ describe('sync --delete with QUIT written behind the DELEs', () => {
   it("QUIT's reply lost after the server committed: 'deleting', settled 'deleted' by the next run", async () => {
     pop.handlers.QUIT = (ctx) => {
       // The UPDATE state ran (the DELEs are committed), then the link went before the +OK.
-      for (const m of ctx.messages) {
-        if (!m.deleted) continue;
-        const at = ctx.server.mailbox.findIndex((x) => x.uidl === m.uidl);
-        if (at >= 0) ctx.server.mailbox.splice(at, 1);
-      }
+      commitDeletes(ctx);
       ctx.drop();
     };
     const first = await sync();
@@ -105,11 +109,7 @@ describe('sync --delete with QUIT written behind the DELEs', () => {
   it("QUIT's reply lost after the commit, then its UIDL given to new mail of the same size: copied", async () => {
     const all = uidls();
     pop.handlers.QUIT = (ctx) => {
-      for (const m of ctx.messages) {
-        if (!m.deleted) continue;
-        const at = ctx.server.mailbox.findIndex((x) => x.uidl === m.uidl);
-        if (at >= 0) ctx.server.mailbox.splice(at, 1);
-      }
+      commitDeletes(ctx);
       ctx.drop();
     };
     const gone = pop.mailbox[0]!.body;
@@ -141,11 +141,7 @@ describe('sync --delete with QUIT written behind the DELEs', () => {
   it("QUIT answered -ERR after removing some: 'deleting', the next run settles and deletes the rest", async () => {
     const all = uidls();
     pop.handlers.QUIT = (ctx) => {
-      const done = ctx.messages.filter((m) => m.deleted).slice(0, 2);
-      for (const m of done) {
-        const at = ctx.server.mailbox.findIndex((x) => x.uidl === m.uidl);
-        if (at >= 0) ctx.server.mailbox.splice(at, 1);
-      }
+      commitDeletes(ctx, 2);
       ctx.reply('-ERR [SYS/TEMP] some messages could not be deleted');
     };
     const first = await sync();

@@ -8,11 +8,10 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { RunContext } from '../../src/engine/context.js';
 import { finishSource } from '../../src/engine/deleter.js';
-import { headerHash } from '../../src/engine/identity.js';
 import type { Verdict } from '../../src/engine/verify.js';
 import { PopsyncError } from '../../src/errors.js';
-import type { JournalRow } from '../../src/journal/types.js';
 import type { Pop3Session } from '../../src/pop3/types.js';
+import { copiedRows, head } from '../support/copied-rows.js';
 
 /** uidl -> the destination's verdict; 'same' for any other. */
 const verdicts = new Map<string, Partial<Verdict>>();
@@ -26,7 +25,6 @@ vi.mock('../../src/engine/verifier.js', () => ({
     ),
 }));
 
-const head = (n: number): Buffer => Buffer.from(`Subject: ${n}\r\nMessage-ID: <${n}@x>\r\n\r\n`);
 const COUNT = 6;
 
 interface World {
@@ -46,20 +44,7 @@ interface World {
 
 function world(): World {
   const listing = Array.from({ length: COUNT }, (_, i) => ({ n: i + 1, uidl: `u${i + 1}`, size: 100 }));
-  const rows = new Map(
-    listing.map((m): [string, JournalRow] => [
-      m.uidl,
-      {
-        uidl: m.uidl,
-        state: 'done',
-        copiedAt: '2030-01-01T00:00:00.000Z',
-        headerHash: headerHash(head(m.n)),
-        folder: 'INBOX',
-        destUidValidity: 1n,
-        destUid: m.n,
-      } as JournalRow,
-    ]),
-  );
+  const rows = copiedRows(listing);
   const w: World = {
     deles: [],
     marked: [],

@@ -8,35 +8,19 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { RunContext } from '../../src/engine/context.js';
 import { DELETE_IN_FLIGHT, finishSource } from '../../src/engine/deleter.js';
-import { headerHash } from '../../src/engine/identity.js';
-import type { JournalRow } from '../../src/journal/types.js';
 import type { Pop3Session } from '../../src/pop3/types.js';
+import { copiedRows, head } from '../support/copied-rows.js';
 
 vi.mock('../../src/engine/verifier.js', () => ({
   checkCopies: async (_sink: unknown, rows: ReadonlyArray<{ uidl: string; folder: string; destUid: number }>) =>
     new Map(rows.map((r) => [r.uidl, { status: 'same', folder: r.folder, uid: r.destUid, uidValidity: 1n }])),
 }));
 
-const head = (n: number): Buffer => Buffer.from(`Subject: ${n}\r\nMessage-ID: <${n}@x>\r\n\r\n`);
-
 describe('sync --delete on a large mailbox', () => {
   it(`keeps at most ${DELETE_IN_FLIGHT} TOPs and DELEs awaiting replies, and QUIT behind the last DELE`, async () => {
     const count = 3000;
     const listing = Array.from({ length: count }, (_, i) => ({ n: i + 1, uidl: `u${i + 1}`, size: 100 }));
-    const rows = new Map(
-      listing.map((m): [string, JournalRow] => [
-        m.uidl,
-        {
-          uidl: m.uidl,
-          state: 'done',
-          copiedAt: '2030-01-01T00:00:00.000Z',
-          headerHash: headerHash(head(m.n)),
-          folder: 'INBOX',
-          destUidValidity: 1n,
-          destUid: m.n,
-        } as JournalRow,
-      ]),
-    );
+    const rows = copiedRows(listing);
     const waiting = { TOP: 0, DELE: 0 };
     const most = { TOP: 0, DELE: 0 };
     const order: string[] = [];
