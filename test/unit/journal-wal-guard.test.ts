@@ -208,6 +208,21 @@ function lookWithAnotherProgram(path: string): number {
   return n;
 }
 
+/**
+ * Does what the refusal's hint says (its sqlite3 command, on the journal it names), then opens
+ * the journal: u1's copy, confirmed before the kill, is there.
+ */
+function followTheHint(copy: string, hint: string): void {
+  const said = /sqlite3 (\S+) "(DELETE FROM meta WHERE key = 'wal_in_use')" and run again$/.exec(hint);
+  expect(said?.[1]).toBe(copy);
+  const db = new Database(copy, { fileMustExist: true });
+  db.exec(said![2]!);
+  db.close();
+  const resumed = Journal.open(copy, S);
+  expect(resumed.get(S.source, 'u1')).toMatchObject({ state: 'done', destUid: 1 });
+  resumed.close();
+}
+
 describe('a killed run whose -wal another program emptied into the journal file', () => {
   it('is used: nothing it recorded is lost, and the read-only views see it too', () => {
     const path = join(dir, 'j.sqlite');
@@ -394,14 +409,7 @@ describe('a killed run whose -wal is gone is still refused', () => {
       expect(r.message).toMatch(/may be gone$/);
       // Whoever knows that a program, not a hand, emptied the -wal can say so, as the hint tells.
       expect(r.hint).toContain('If instead no one deleted the -wal by hand');
-      const said = /sqlite3 (\S+) "(DELETE FROM meta WHERE key = 'wal_in_use')" and run again$/.exec(r.hint);
-      expect(said?.[1]).toBe(copy);
-      const db = new Database(copy, { fileMustExist: true });
-      db.exec(said![2]!);
-      db.close();
-      const resumed = Journal.open(copy, S);
-      expect(resumed.get(S.source, 'u1')).toMatchObject({ state: 'done', destUid: 1 });
-      resumed.close();
+      followTheHint(copy, r.hint);
     },
   );
 
@@ -451,14 +459,7 @@ describe('a killed run whose -wal is gone is still refused', () => {
       const r = refusal(() => Journal.open(copy, S));
       expect(r.message).toMatch(/may be gone$/);
       expect(r.message).toContain('its header holds no count');
-      const said = /sqlite3 (\S+) "(DELETE FROM meta WHERE key = 'wal_in_use')" and run again$/.exec(r.hint);
-      expect(said?.[1]).toBe(copy);
-      const db = new Database(copy, { fileMustExist: true });
-      db.exec(said![2]!);
-      db.close();
-      const resumed = Journal.open(copy, S);
-      expect(resumed.get(S.source, 'u1')).toMatchObject({ state: 'done', destUid: 1 });
-      resumed.close();
+      followTheHint(copy, r.hint);
     },
   );
 
