@@ -315,18 +315,15 @@ export function identify(
     if (shared.has(m.uidl)) continue;
     const row = rows.get(m.uidl);
     const hash = hashes.get(m.n);
-    if (
-      row !== undefined &&
-      row.state === 'deleted' &&
-      hash !== undefined &&
-      row.headerHash === hash &&
-      row.listSize === m.size
-    ) {
-      out.reappeared.push(m.uidl);
-    } else if (row !== undefined && row.state === 'deleted') {
-      // Deleted by popsync means gone from the server: this is a new message under a reused UIDL.
-      out.rekeys.push({ from: m.uidl, to: `${m.uidl} reused ${stamp}` });
-      out.reused.push(m.uidl);
+    if (row !== undefined && row.state === 'deleted') {
+      if (hash !== undefined && row.headerHash === hash && row.listSize === m.size) {
+        // The message copied, recorded deleted after a listing hid it (case 5): kept, not copied.
+        out.reappeared.push(m.uidl);
+      } else {
+        // Deleted by popsync means gone from the server: this is a new message under a reused UIDL.
+        out.rekeys.push({ from: m.uidl, to: `${m.uidl} reused ${stamp}` });
+        out.reused.push(m.uidl);
+      }
     } else if (
       row !== undefined &&
       COPIED.has(row.state) &&
